@@ -1,0 +1,76 @@
+package catalog
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors returned when an entry or departure is refused. A refused input
+// is either rejected (it is invalid: the sender misbehaved and gossip should
+// penalise it) or ignored (it is valid but useless now: stale, replayed or
+// not newer). [IsRejected] tells the two apart; errors.Is works on each.
+var (
+	// Rejections: the input is invalid.
+	ErrOversize         = errors.New("catalog: message exceeds the size limit")
+	ErrMalformed        = errors.New("catalog: malformed message")
+	ErrBadSignature     = errors.New("catalog: invalid signature or wrong domain")
+	ErrSignerMismatch   = errors.New("catalog: signer is not the entry's peer")
+	ErrOtherNetwork     = errors.New("catalog: entry belongs to another network")
+	ErrClockDrift       = errors.New("catalog: timestamp too far from local clock")
+	ErrWrongPayloadType = errors.New("catalog: unexpected envelope payload type")
+
+	// Ignored: valid but not applicable.
+	ErrStale    = errors.New("catalog: entry is stale")
+	ErrNotNewer = errors.New("catalog: entry version is not newer than the known one")
+	ErrLocal    = errors.New("catalog: entry describes the local peer")
+	ErrUnknown  = errors.New("catalog: peer is not in the catalog")
+)
+
+// IsRejected reports whether err marks invalid input (a protocol violation by
+// the sender), as opposed to input that is merely stale or redundant.
+func IsRejected(err error) bool {
+	for _, e := range []error{ErrOversize, ErrMalformed, ErrBadSignature, ErrSignerMismatch, ErrOtherNetwork, ErrClockDrift, ErrWrongPayloadType} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// Reason returns a short, stable label for the cause of err, for metric
+// attributes ("oversize", "bad_signature", ...). It returns "other" for
+// errors not defined by this package.
+func Reason(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, ErrOversize):
+		return "oversize"
+	case errors.Is(err, ErrMalformed):
+		return "malformed"
+	case errors.Is(err, ErrBadSignature):
+		return "bad_signature"
+	case errors.Is(err, ErrSignerMismatch):
+		return "signer_mismatch"
+	case errors.Is(err, ErrOtherNetwork):
+		return "other_network"
+	case errors.Is(err, ErrClockDrift):
+		return "clock_drift"
+	case errors.Is(err, ErrWrongPayloadType):
+		return "payload_type"
+	case errors.Is(err, ErrStale):
+		return "stale"
+	case errors.Is(err, ErrNotNewer):
+		return "not_newer"
+	case errors.Is(err, ErrLocal):
+		return "local"
+	case errors.Is(err, ErrUnknown):
+		return "unknown"
+	default:
+		return "other"
+	}
+}
+
+func malformed(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
+}
