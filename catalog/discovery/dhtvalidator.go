@@ -1,0 +1,66 @@
+package discovery
+
+import (
+	"errors"
+	"fmt"
+
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	record "github.com/libp2p/go-libp2p-record"
+
+	"github.com/mosaik-go/mosaik/catalog"
+)
+
+// Validator is the kad-dht record validator for the "mosaik" namespace: a
+// value must be a sealed entry (see catalog.OpenEntry) whose network and
+// signer match the key; Select prefers the highest version. It is
+// stateless and safe for concurrent use.
+type Validator struct{}
+
+var _ record.Validator = Validator{}
+
+// Validate checks that value is a valid entry for key.
+func (Validator) Validate(key string, value []byte) error {
+	nw, p, err := parseDHTKey(key)
+	if err != nil {
+		return err
+	}
+	e, err := catalog.OpenEntry(value, catalog.DefaultMaxEntrySize)
+	if err != nil {
+		return err
+	}
+	if e.Entry.PeerID != p || e.Entry.Network != nw {
+		return fmt.Errorf("discovery: DHT record under %s holds the entry of %s in %s", key, e.Entry.PeerID, e.Entry.Network.Short())
+	}
+	return nil
+}
+
+// Select returns the index of the entry with the highest version.
+func (v Validator) Select(key string, values [][]byte) (int, error) {
+	best, bestV := -1, catalog.Version{}
+	for i, b := range values {
+		if v.Validate(key, b) != nil {
+			continue
+		}
+		e, _ := catalog.OpenEntry(b, catalog.DefaultMaxEntrySize)
+		if best < 0 || e.Entry.Version.Compare(bestV) > 0 {
+			best, bestV = i, e.Entry.Version
+		}
+	}
+	if best < 0 {
+		return 0, errors.New("discovery: no valid entry among DHT values")
+	}
+	return best, nil
+}
+
+// DHTOptions are the kad-dht options a mosaik DHT needs: the mosaik protocol
+// prefix, the entry validator, and server mode (so that small or loopback
+// networks work; AutoNAT never reports them public). In plugin mode, build
+// your DHT with at least dht.ProtocolPrefix(DHTProtocolPrefix) and
+// dht.NamespacedValidator(DHTNamespace, Validator{}).
+func DHTOptions() []dht.Option {
+	return []dht.Option{
+		dht.ProtocolPrefix(DHTProtocolPrefix),
+		dht.NamespacedValidator(DHTNamespace, Validator{}),
+		dht.Mode(dht.ModeServer),
+	}
+}

@@ -1,0 +1,158 @@
+package discovery
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// Stats are cumulative counters of one discovery service, for tests, the
+// status page and operators. The same numbers are exported as OpenTelemetry
+// metrics named mosaik.discovery.*.
+type Stats struct {
+	// Inbound catalog inputs (gossip, sync, DHT) by outcome.
+	Added    uint64 // entries of peers new to the catalog
+	Updated  uint64 // newer entries of known peers
+	Ignored  uint64 // valid but stale, replayed or not newer
+	Rejected uint64 // invalid: bad signature, other network, oversize, ...
+	// RejectedBy breaks Rejected and Ignored down by reason label
+	// (catalog.Reason), keyed "rejected/<reason>" and "ignored/<reason>".
+	RejectedBy map[string]uint64
+
+	Departed uint64 // peers removed by a departure notice
+	Purged   uint64 // peers removed after going silent
+
+	SyncsStarted   uint64 // syncs this node initiated and completed
+	SyncsFailed    uint64 // syncs this node initiated that failed
+	SyncsServed    uint64 // syncs served to peers
+	SyncsRefused   uint64 // syncs refused (rate limit, capacity, bad request)
+	Announcements  uint64 // own entry publications on gossip
+	Relayed        uint64 // others' entries relayed onto gossip after a sync
+	DHTPuts        uint64 // successful DHT puts of the local entry
+	DHTPutFailures uint64
+}
+
+type counters struct {
+	added, updated, ignored, rejected atomic.Uint64
+	departed, purged                  atomic.Uint64
+	syncsStarted, syncsFailed         atomic.Uint64
+	syncsServed, syncsRefused         atomic.Uint64
+	announcements, relayed            atomic.Uint64
+	dhtPuts, dhtPutFailures           atomic.Uint64
+
+	mu     sync.Mutex
+	reason map[string]uint64
+
+	rtt  metric.Float64Histogram
+	reg  metric.Registration
+	size func() int
+}
+
+func (c *counters) refuse(rejected bool, reason string) {
+	key := "ignored/" + reason
+	if rejected {
+		c.rejected.Add(1)
+		key = "rejected/" + reason
+	} else {
+		c.ignored.Add(1)
+	}
+	c.mu.Lock()
+	c.reason[key]++
+	c.mu.Unlock()
+}
+
+func (c *counters) snapshot() Stats {
+	c.mu.Lock()
+	by := make(map[string]uint64, len(c.reason))
+	for k, v := range c.reason {
+		by[k] = v
+	}
+	c.mu.Unlock()
+	return Stats{
+		Added: c.added.Load(), Updated: c.updated.Load(), Ignored: c.ignored.Load(), Rejected: c.rejected.Load(),
+		RejectedBy: by, Departed: c.departed.Load(), Purged: c.purged.Load(),
+		SyncsStarted: c.syncsStarted.Load(), SyncsFailed: c.syncsFailed.Load(),
+		SyncsServed: c.syncsServed.Load(), SyncsRefused: c.syncsRefused.Load(),
+		Announcements: c.announcements.Load(), Relayed: c.relayed.Load(),
+		DHTPuts: c.dhtPuts.Load(), DHTPutFailures: c.dhtPutFailures.Load(),
+	}
+}
+
+// newCounters registers the OpenTelemetry instruments on mp. Counters are
+// observed from the atomics, so there is one source of truth.
+func newCounters(mp metric.MeterProvider, network string, size func() int) (*counters, error) {
+	c := &counters{reason: map[string]uint64{}, size: size}
+	m := mp.Meter("github.com/mosaik-go/mosaik/catalog/discovery")
+	nw := attribute.String("network", network)
+	var err error
+	if c.rtt, err = m.Float64Histogram("mosaik.discovery.rtt", metric.WithUnit("s"),
+		metric.WithDescription("RTT probe samples"),
+		metric.WithExplicitBucketBoundaries(.0001, .0005, .001, .005, .01, .05, .1, .25, .5, 1, 2.5)); err != nil {
+		return nil, err
+	}
+	type obs struct {
+		name, desc string
+		v          *atomic.Uint64
+		attrs      []attribute.KeyValue
+	}
+	list := []obs{
+		{"mosaik.discovery.entries", "catalog inputs by outcome", &c.added, []attribute.KeyValue{attribute.String("outcome", "added")}},
+		{"mosaik.discovery.entries", "", &c.updated, []attribute.KeyValue{attribute.String("outcome", "updated")}},
+		{"mosaik.discovery.peers.departed", "peers removed", &c.departed, []attribute.KeyValue{attribute.String("cause", "departure")}},
+		{"mosaik.discovery.peers.departed", "", &c.purged, []attribute.KeyValue{attribute.String("cause", "purged")}},
+		{"mosaik.discovery.syncs", "catalog syncs", &c.syncsStarted, []attribute.KeyValue{attribute.String("direction", "out"), attribute.String("result", "ok")}},
+		{"mosaik.discovery.syncs", "", &c.syncsFailed, []attribute.KeyValue{attribute.String("direction", "out"), attribute.String("result", "failed")}},
+		{"mosaik.discovery.syncs", "", &c.syncsServed, []attribute.KeyValue{attribute.String("direction", "in"), attribute.String("result", "ok")}},
+		{"mosaik.discovery.syncs", "", &c.syncsRefused, []attribute.KeyValue{attribute.String("direction", "in"), attribute.String("result", "refused")}},
+		{"mosaik.discovery.announcements", "own entry publications", &c.announcements, nil},
+		{"mosaik.discovery.relayed", "entries relayed to gossip", &c.relayed, nil},
+		{"mosaik.discovery.dht.puts", "DHT puts of the local entry", &c.dhtPuts, []attribute.KeyValue{attribute.String("result", "ok")}},
+		{"mosaik.discovery.dht.puts", "", &c.dhtPutFailures, []attribute.KeyValue{attribute.String("result", "failed")}},
+	}
+	instruments := map[string]metric.Int64ObservableCounter{}
+	var all []metric.Observable
+	for _, o := range list {
+		if _, ok := instruments[o.name]; ok {
+			continue
+		}
+		inst, err := m.Int64ObservableCounter(o.name, metric.WithDescription(o.desc))
+		if err != nil {
+			return nil, err
+		}
+		instruments[o.name] = inst
+		all = append(all, inst)
+	}
+	refused, err := m.Int64ObservableCounter("mosaik.discovery.refused", metric.WithDescription("catalog inputs refused, by verdict and reason"))
+	if err != nil {
+		return nil, err
+	}
+	sizeG, err := m.Int64ObservableGauge("mosaik.discovery.catalog.size", metric.WithDescription("remote peers in the catalog"))
+	if err != nil {
+		return nil, err
+	}
+	all = append(all, refused, sizeG)
+	c.reg, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for _, x := range list {
+			o.ObserveInt64(instruments[x.name], int64(x.v.Load()), metric.WithAttributes(append([]attribute.KeyValue{nw}, x.attrs...)...))
+		}
+		c.mu.Lock()
+		for k, v := range c.reason {
+			verdict, reason, _ := strings.Cut(k, "/")
+			o.ObserveInt64(refused, int64(v), metric.WithAttributes(nw, attribute.String("verdict", verdict), attribute.String("reason", reason)))
+		}
+		c.mu.Unlock()
+		o.ObserveInt64(sizeG, int64(c.size()), metric.WithAttributes(nw))
+		return nil
+	}, all...)
+	return c, err
+}
+
+func (c *counters) close() {
+	if c.reg != nil {
+		_ = c.reg.Unregister()
+	}
+}

@@ -1,0 +1,212 @@
+package discovery
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/mosaik-go/mosaik/catalog"
+)
+
+// Params tunes discovery. Start from [DefaultParams] or [TestParams]; the
+// zero value is not valid.
+type Params struct {
+	// Catalog tunes the store: staleness (PurgeAfter), clock drift, sizes.
+	Catalog catalog.Params
+
+	// AnnounceInterval is the liveness heartbeat: the local entry is
+	// re-signed with a new version and published this often, give or take
+	// AnnounceJitter. gossipsub drops messages published before its mesh
+	// forms, so this periodic republish is what heals lost announcements.
+	// Default 30 s (ten heartbeats per default PurgeAfter).
+	AnnounceInterval time.Duration
+	// AnnounceJitter spreads heartbeats uniformly over
+	// [interval·(1−j), interval·(1+j)]. Default 0.5.
+	AnnounceJitter float64
+	// JoinAnnounceDelay is how long after a new gossip peer appears the local
+	// entry is published again, so the mesh has formed (about two gossipsub
+	// heartbeats). Default 2 s.
+	JoinAnnounceDelay time.Duration
+	// DepartureGrace is how long Close waits after publishing the departure
+	// notice so it leaves the host before teardown. Default 500 ms.
+	DepartureGrace time.Duration
+
+	// SyncTimeout bounds one catalog sync, either side. Default 10 s.
+	SyncTimeout time.Duration
+	// SyncMinInterval is the least time between two syncs with the same
+	// peer, both for syncs we start and for syncs a peer may ask of us
+	// (with a burst of SyncBurst). Default 2 s.
+	SyncMinInterval time.Duration
+	// SyncBurst is the per-peer burst of inbound syncs. Default 3.
+	SyncBurst int
+	// MaxConcurrentSyncs caps syncs served at once; more are refused.
+	// Default 32.
+	MaxConcurrentSyncs int
+	// MaxSyncMessage caps a sync message in bytes. Default 8 MiB.
+	MaxSyncMessage int
+	// CascadeBelow: after a sync reveals new peers, this node connects to
+	// them (and so syncs with them) while it has fewer than this many
+	// connections. Default 8.
+	CascadeBelow int
+
+	// RTTProbeInterval is the mean interval between RTT probe rounds over
+	// the catalog peers (jittered ±50 %). Default 30 s.
+	RTTProbeInterval time.Duration
+	// PingTimeout bounds one RTT probe. Default 5 s.
+	PingTimeout time.Duration
+
+	// DHTRepublishInterval is how often the local entry is put into the DHT
+	// and its provider records refreshed, besides on every change. It should
+	// be well below Catalog.PurgeAfter so DHT entries stay fresh. Default 120 s.
+	DHTRepublishInterval time.Duration
+	// DHTTimeout bounds one DHT put, provide or lookup. Default 30 s.
+	DHTTimeout time.Duration
+
+	// DisableGossip turns the gossip topic off: the catalog is then filled
+	// only by syncs and the DHT. For tests and special deployments.
+	DisableGossip bool
+	// DisableSync turns sync-on-connect off (SyncWith still works).
+	DisableSync bool
+}
+
+// DefaultParams returns the production defaults.
+func DefaultParams() Params {
+	return Params{
+		Catalog:              catalog.DefaultParams(),
+		AnnounceInterval:     30 * time.Second,
+		AnnounceJitter:       0.5,
+		JoinAnnounceDelay:    2 * time.Second,
+		DepartureGrace:       500 * time.Millisecond,
+		SyncTimeout:          10 * time.Second,
+		SyncMinInterval:      2 * time.Second,
+		SyncBurst:            3,
+		MaxConcurrentSyncs:   32,
+		MaxSyncMessage:       8 << 20,
+		CascadeBelow:         8,
+		RTTProbeInterval:     30 * time.Second,
+		PingTimeout:          5 * time.Second,
+		DHTRepublishInterval: 120 * time.Second,
+		DHTTimeout:           30 * time.Second,
+	}
+}
+
+// TestParams returns a fast profile for tests on one machine: entries go
+// stale after 3 s, heartbeats every 500 ms. Pair it with a gossipsub
+// heartbeat of 100 ms (node.TestProfile does both).
+func TestParams() Params {
+	p := DefaultParams()
+	p.Catalog = catalog.TestParams()
+	p.AnnounceInterval = 500 * time.Millisecond
+	p.JoinAnnounceDelay = 250 * time.Millisecond
+	p.DepartureGrace = 100 * time.Millisecond
+	p.SyncTimeout = 3 * time.Second
+	p.SyncMinInterval = 200 * time.Millisecond
+	p.RTTProbeInterval = time.Second
+	p.PingTimeout = 2 * time.Second
+	p.DHTRepublishInterval = time.Second
+	p.DHTTimeout = 5 * time.Second
+	return p
+}
+
+// Validate reports every invalid field. It does not modify p.
+func (p Params) Validate() error {
+	var errs []error
+	if err := p.Catalog.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	pos := func(name string, d time.Duration) {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be > 0, got %v", name, d))
+		}
+	}
+	pos("AnnounceInterval", p.AnnounceInterval)
+	pos("JoinAnnounceDelay", p.JoinAnnounceDelay)
+	pos("SyncTimeout", p.SyncTimeout)
+	pos("SyncMinInterval", p.SyncMinInterval)
+	pos("RTTProbeInterval", p.RTTProbeInterval)
+	pos("PingTimeout", p.PingTimeout)
+	pos("DHTRepublishInterval", p.DHTRepublishInterval)
+	pos("DHTTimeout", p.DHTTimeout)
+	if p.DepartureGrace < 0 {
+		errs = append(errs, fmt.Errorf("DepartureGrace must be >= 0, got %v", p.DepartureGrace))
+	}
+	if p.AnnounceJitter < 0 || p.AnnounceJitter >= 1 {
+		errs = append(errs, fmt.Errorf("AnnounceJitter must be within [0, 1), got %v", p.AnnounceJitter))
+	}
+	if p.AnnounceInterval*(1+time.Duration(p.AnnounceJitter)) >= p.Catalog.PurgeAfter {
+		errs = append(errs, fmt.Errorf("AnnounceInterval %v must be well below Catalog.PurgeAfter %v", p.AnnounceInterval, p.Catalog.PurgeAfter))
+	}
+	if p.SyncBurst < 1 || p.MaxConcurrentSyncs < 1 || p.CascadeBelow < 0 {
+		errs = append(errs, fmt.Errorf("SyncBurst and MaxConcurrentSyncs must be >= 1 and CascadeBelow >= 0"))
+	}
+	if p.MaxSyncMessage < p.Catalog.MaxEntrySize {
+		errs = append(errs, fmt.Errorf("MaxSyncMessage %d must be >= Catalog.MaxEntrySize %d", p.MaxSyncMessage, p.Catalog.MaxEntrySize))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("discovery: invalid params: %w", err)
+	}
+	return nil
+}
+
+type config struct {
+	params Params
+	tags   []catalog.Tag
+	dht    *dht.IpfsDHT
+	log    *slog.Logger
+	meter  metric.MeterProvider
+	init   func(*catalog.Entry)
+}
+
+// Option configures a [Service].
+type Option func(*config) error
+
+// WithParams replaces the parameters (default [DefaultParams]).
+func WithParams(p Params) Option {
+	return func(c *config) error {
+		if err := p.Validate(); err != nil {
+			return err
+		}
+		c.params = p
+		return nil
+	}
+}
+
+// WithTags sets the local peer's initial tags.
+func WithTags(tags ...catalog.Tag) Option {
+	return func(c *config) error { c.tags = append(c.tags, tags...); return nil }
+}
+
+// WithDHT enables the DHT: the local entry is stored in it, provider records
+// are published for the network and every produced stream, and
+// FindProducers queries it. The DHT must have the mosaik validator
+// registered: build it with [DHTOptions].
+func WithDHT(d *dht.IpfsDHT) Option {
+	return func(c *config) error { c.dht = d; return nil }
+}
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error {
+		if l == nil {
+			return errors.New("discovery: WithLogger(nil)")
+		}
+		c.log = l
+		return nil
+	}
+}
+
+// WithMeterProvider sets the OpenTelemetry meter provider (default the
+// global one, a no-op unless an SDK is installed).
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(c *config) error { c.meter = mp; return nil }
+}
+
+// WithEntry lets the caller fill in the initial local entry (streams,
+// tickets) before it is first signed and announced.
+func WithEntry(f func(*catalog.Entry)) Option {
+	return func(c *config) error { c.init = f; return nil }
+}

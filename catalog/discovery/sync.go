@@ -1,0 +1,294 @@
+package discovery
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/time/rate"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/catalog/pb"
+	"github.com/mosaik-go/mosaik/internal/wire"
+)
+
+// maxSyncEntries caps the entries in one sync message.
+const maxSyncEntries = 16384
+
+// SyncWith connects to pi (when not connected) and runs a full catalog sync
+// with it: both sides send all their fresh signed entries and merge the
+// other's. It returns when the exchange is done; the responder merges our
+// entries before it answers, so on return both catalogs hold each other.
+func (s *Service) SyncWith(ctx context.Context, pi peer.AddrInfo) error {
+	if s.ctx.Err() != nil {
+		return ErrClosed
+	}
+	if len(pi.Addrs) > 0 {
+		if err := s.h.Connect(ctx, pi); err != nil {
+			return fmt.Errorf("discovery: sync with %s: %w", pi.ID, err)
+		}
+	}
+	return s.syncWith(ctx, pi.ID)
+}
+
+// startSync starts a background sync with p unless one ran recently.
+func (s *Service) startSync(p peer.ID) {
+	now := time.Now()
+	s.syncMu.Lock()
+	if last, ok := s.lastSync[p]; ok && now.Sub(last) < s.params.SyncMinInterval {
+		s.syncMu.Unlock()
+		return
+	}
+	s.lastSync[p] = now
+	if len(s.lastSync) > 4096 {
+		for id, t := range s.lastSync {
+			if now.Sub(t) > s.params.SyncMinInterval {
+				delete(s.lastSync, id)
+			}
+		}
+	}
+	s.syncMu.Unlock()
+	s.spawn(func() {
+		select {
+		case s.starting <- struct{}{}:
+			defer func() { <-s.starting }()
+		case <-s.ctx.Done():
+			return
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, s.params.SyncTimeout)
+		defer cancel()
+		if err := s.syncWith(ctx, p); err != nil && s.ctx.Err() == nil {
+			s.log.Debug("sync failed", "peer", p, "err", err)
+		}
+	})
+}
+
+func (s *Service) syncWith(ctx context.Context, p peer.ID) (err error) {
+	defer func() {
+		if err != nil {
+			s.stats.syncsFailed.Add(1)
+		} else {
+			s.stats.syncsStarted.Add(1)
+		}
+	}()
+	st, err := s.h.NewStream(ctx, p, s.proto)
+	if err != nil {
+		return fmt.Errorf("discovery: sync with %s: %w", p, err)
+	}
+	defer st.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = st.SetDeadline(dl)
+	} else {
+		_ = st.SetDeadline(time.Now().Add(s.params.SyncTimeout))
+	}
+	req := &pb.SyncRequest{Network: s.network[:], Entries: s.entries(s.store.Snapshot())}
+	if err := wire.WriteProto(st, req); err != nil {
+		st.Reset()
+		return fmt.Errorf("discovery: sync with %s: send: %w", p, err)
+	}
+	if err := st.CloseWrite(); err != nil {
+		st.Reset()
+		return fmt.Errorf("discovery: sync with %s: %w", p, err)
+	}
+	var resp pb.SyncResponse
+	if err := wire.ReadProto(bufio.NewReader(st), s.params.MaxSyncMessage, &resp); err != nil {
+		st.Reset()
+		var se *network.StreamError
+		if errors.As(err, &se) && se.ErrorCode == CodeDifferentNetwork {
+			return fmt.Errorf("discovery: sync with %s: %w", p, catalog.ErrOtherNetwork)
+		}
+		return fmt.Errorf("discovery: sync with %s: receive: %w", p, err)
+	}
+	if len(resp.Entries) > maxSyncEntries {
+		return fmt.Errorf("discovery: sync with %s: %d entries exceed the cap of %d", p, len(resp.Entries), maxSyncEntries)
+	}
+	s.mergeAll(resp.Entries, fromSync)
+	return nil
+}
+
+// entries lists the sealed local entry and every remote entry.
+func (s *Service) entries(snap *catalog.Snapshot) [][]byte {
+	out := make([][]byte, 0, snap.Len()+1)
+	out = append(out, snap.Local().Bytes())
+	for e := range snap.All() {
+		out = append(out, e.Bytes())
+	}
+	return out
+}
+
+func (s *Service) mergeAll(raw [][]byte, src source) {
+	for _, b := range raw {
+		e, err := catalog.OpenEntry(b, s.params.Catalog.MaxEntrySize)
+		if err != nil {
+			s.stats.refuse(true, catalog.Reason(err))
+			continue
+		}
+		s.merge(e, src)
+	}
+}
+
+// allowSync applies the per-peer inbound rate limit.
+func (s *Service) allowSync(p peer.ID) bool {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	l, ok := s.limiters.Get(p)
+	if !ok {
+		l = rate.NewLimiter(rate.Every(s.params.SyncMinInterval), s.params.SyncBurst)
+		s.limiters.Add(p, l)
+	}
+	return l.Allow()
+}
+
+// handleSync serves one catalog sync. Syncs are served concurrently, at most
+// MaxConcurrentSyncs at once and at most SyncBurst per SyncMinInterval per
+// peer; refused syncs are reset with libp2p's rate-limit or resource codes.
+func (s *Service) handleSync(st network.Stream) {
+	if !s.enter() {
+		_ = st.Reset()
+		return
+	}
+	defer s.wg.Done()
+	p := st.Conn().RemotePeer()
+	refuse := func(code network.StreamErrorCode, why string, args ...any) {
+		s.stats.syncsRefused.Add(1)
+		s.log.Debug("sync refused", append([]any{"peer", p, "why", why}, args...)...)
+		_ = st.ResetWithError(code)
+	}
+	if !s.allowSync(p) {
+		refuse(network.StreamRateLimited, "rate limited")
+		return
+	}
+	select {
+	case s.serving <- struct{}{}:
+		defer func() { <-s.serving }()
+	default:
+		refuse(network.StreamResourceLimitExceeded, "too many concurrent syncs")
+		return
+	}
+	_ = st.SetDeadline(time.Now().Add(s.params.SyncTimeout))
+	var req pb.SyncRequest
+	if err := wire.ReadProto(bufio.NewReader(st), s.params.MaxSyncMessage, &req); err != nil {
+		s.stats.refuse(true, "malformed")
+		refuse(CodeProtocolViolation, "bad request", "err", err)
+		return
+	}
+	if !bytes.Equal(req.Network, s.network[:]) {
+		refuse(CodeDifferentNetwork, "other network")
+		return
+	}
+	if len(req.Entries) > maxSyncEntries {
+		refuse(CodeProtocolViolation, "too many entries", "n", len(req.Entries))
+		return
+	}
+	// Answer with the catalog as it was before merging the request, but
+	// merge first, so the initiator's SyncWith returns after both merged.
+	snap := s.store.Snapshot()
+	s.mergeAll(req.Entries, fromSync)
+	if err := wire.WriteProto(st, &pb.SyncResponse{Entries: s.entries(snap)}); err != nil {
+		_ = st.Reset()
+		return
+	}
+	s.stats.syncsServed.Add(1)
+	_ = st.Close()
+}
+
+// ---- DHT ----
+
+// dhtLoop stores the local entry and provider records in the DHT at start,
+// after every change and every DHTRepublishInterval.
+func (s *Service) dhtLoop() {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.dhtNow:
+		case <-t.C:
+		}
+		s.putDHT()
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		t.Reset(s.params.DHTRepublishInterval)
+	}
+}
+
+func (s *Service) putDHT() {
+	ctx, cancel := context.WithTimeout(s.ctx, s.params.DHTTimeout)
+	defer cancel()
+	local := s.Local()
+	if err := s.dht.PutValue(ctx, DHTKey(s.network, s.h.ID()), local.Bytes()); err != nil {
+		s.stats.dhtPutFailures.Add(1)
+		s.log.Debug("DHT put failed", "err", err)
+	} else {
+		s.stats.dhtPuts.Add(1)
+	}
+	cids := append(make([]cid.Cid, 0, len(local.Entry.Streams)+1), NetworkCID(s.network))
+	for _, st := range local.Entry.Streams {
+		cids = append(cids, StreamCID(s.network, st))
+	}
+	for _, c := range cids {
+		if err := s.dht.Provide(ctx, c, true); err != nil {
+			s.log.Debug("DHT provide failed", "cid", c, "err", err)
+		}
+	}
+}
+
+// FindProducers returns the catalog's producers of stream id after asking
+// the DHT for more: every provider of the stream's CID is looked up, its
+// signed entry fetched, verified and merged into the catalog (so it also
+// finds producers that gossip has not reached). Without a DHT it returns
+// the catalog's producers.
+func (s *Service) FindProducers(ctx context.Context, id catalog.StreamID) ([]*catalog.SignedEntry, error) {
+	if s.ctx.Err() != nil {
+		return nil, ErrClosed
+	}
+	if s.dht == nil {
+		return s.store.Snapshot().Producers(id), nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.params.DHTTimeout)
+	defer cancel()
+	var errs []error
+	for pi := range s.dht.FindProvidersAsync(ctx, StreamCID(s.network, id), 64) {
+		if pi.ID == s.h.ID() {
+			continue
+		}
+		s.h.Peerstore().AddAddrs(pi.ID, pi.Addrs, s.params.Catalog.PurgeAfter)
+		if err := s.fetchEntry(ctx, pi.ID); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	found := s.store.Snapshot().Producers(id)
+	if len(found) == 0 && len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if len(found) == 0 && ctx.Err() != nil {
+		return nil, fmt.Errorf("discovery: find producers of %s: %w", id.Short(), ctx.Err())
+	}
+	return found, nil
+}
+
+// FetchEntry reads p's signed entry from the DHT and merges it.
+func (s *Service) fetchEntry(ctx context.Context, p peer.ID) error {
+	val, err := s.dht.GetValue(ctx, DHTKey(s.network, p))
+	if err != nil {
+		return fmt.Errorf("discovery: DHT entry of %s: %w", p, err)
+	}
+	e, err := catalog.OpenEntry(val, s.params.Catalog.MaxEntrySize)
+	if err != nil {
+		s.stats.refuse(true, catalog.Reason(err))
+		return fmt.Errorf("discovery: DHT entry of %s: %w", p, err)
+	}
+	s.merge(e, fromDHT)
+	return nil
+}

@@ -1,0 +1,736 @@
+package catalog
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/mosaik-go/mosaik/catalog/pb"
+)
+
+// fullEntry returns an entry of p that uses every field, with its sets out
+// of order and holding duplicates, so that sealing has to normalize it.
+func fullEntry(tb testing.TB, p testPeer, v Version) Entry {
+	tb.Helper()
+	e := p.entry(testNetwork, v)
+	e.Addrs = []ma.Multiaddr{
+		mustAddr(tb, "/ip6/::1/udp/4001/quic-v1"),
+		mustAddr(tb, "/ip4/127.0.0.1/tcp/4001"),
+		mustAddr(tb, "/dns4/example.com/tcp/443/wss"),
+		mustAddr(tb, "/ip4/127.0.0.1/tcp/4001"), // duplicate
+		mustAddr(tb, "/ip4/10.0.0.1/udp/4001/quic-v1"),
+	}
+	e.Tags = []Tag{IDFromString("validator"), IDFromString("region-eu"), IDFromString("validator")}
+	e.Streams = []StreamID{IDFromString("orders"), IDFromString("blocks"), IDFromString("orders")}
+	e.Tickets = []Ticket{
+		{Class: IDFromString("jwt"), Data: []byte("token-b")},
+		{Class: IDFromString("jwt"), Data: []byte("token-a")},
+		{Class: IDFromString("tdx"), Data: []byte("quote")},
+		{Class: IDFromString("jwt"), Data: []byte("token-b")}, // duplicate
+	}
+	return e
+}
+
+func isNormalized(e *Entry) bool {
+	strictly := func(n int, cmp func(i int) int) bool {
+		for i := 1; i < n; i++ {
+			if cmp(i) >= 0 {
+				return false
+			}
+		}
+		return true
+	}
+	return strictly(len(e.Tags), func(i int) int { return e.Tags[i-1].Compare(e.Tags[i]) }) &&
+		strictly(len(e.Streams), func(i int) int { return e.Streams[i-1].Compare(e.Streams[i]) }) &&
+		strictly(len(e.Tickets), func(i int) int { return compareTickets(e.Tickets[i-1], e.Tickets[i]) }) &&
+		strictly(len(e.Addrs), func(i int) int { return bytes.Compare(e.Addrs[i-1].Bytes(), e.Addrs[i].Bytes()) })
+}
+
+func TestSeal_OpenEntryRoundTrip(t *testing.T) {
+	p := newTestPeer(t)
+	in := fullEntry(t, p, NewVersion(t0))
+	inCopy := in.Clone()
+
+	s, err := Seal(in, p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sameContent(&in, &inCopy) || in.Version != inCopy.Version {
+		t.Fatal("Seal changed the caller's entry")
+	}
+	if len(s.Entry.Addrs) != 4 || len(s.Entry.Tags) != 2 || len(s.Entry.Streams) != 2 || len(s.Entry.Tickets) != 3 {
+		t.Fatalf("sealed entry not de-duplicated: %d addrs, %d tags, %d streams, %d tickets",
+			len(s.Entry.Addrs), len(s.Entry.Tags), len(s.Entry.Streams), len(s.Entry.Tickets))
+	}
+	if !isNormalized(&s.Entry) {
+		t.Fatalf("sealed entry not normalized: %+v", s.Entry)
+	}
+
+	got, err := OpenEntry(s.Bytes(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &got.Entry
+	if !sameContent(e, &s.Entry) || e.Version != s.Entry.Version {
+		t.Fatalf("round trip changed the entry:\n got  %+v\n want %+v", *e, s.Entry)
+	}
+	if e.PeerID != p.id || got.PeerID() != p.id || e.Network != testNetwork || e.Protocol != ProtocolVersion || e.Version != NewVersion(t0) {
+		t.Fatalf("header fields lost: %+v", *e)
+	}
+	if !bytes.Equal(got.Bytes(), s.Bytes()) {
+		t.Fatal("Bytes() of an opened entry must be the bytes it was opened from")
+	}
+
+	// Query helpers on the decoded entry.
+	if !e.HasTag(IDFromString("validator")) || !e.HasTags(IDFromString("validator"), IDFromString("region-eu")) ||
+		e.HasTag(IDFromString("leader")) || e.HasTags(IDFromString("validator"), IDFromString("leader")) {
+		t.Error("HasTag/HasTags wrong")
+	}
+	if !e.Produces(IDFromString("orders")) || !e.Produces(IDFromString("blocks")) || e.Produces(IDFromString("trades")) {
+		t.Error("Produces wrong")
+	}
+	jwt := e.TicketsOf(IDFromString("jwt"))
+	if len(jwt) != 2 || string(jwt[0]) != "token-a" || string(jwt[1]) != "token-b" {
+		t.Errorf("TicketsOf(jwt) = %q", jwt)
+	}
+	if e.TicketsOf(IDFromString("none")) != nil {
+		t.Error("TicketsOf(unknown class) must be empty")
+	}
+	ai := e.AddrInfo()
+	if ai.ID != p.id || len(ai.Addrs) != 4 {
+		t.Errorf("AddrInfo = %v", ai)
+	}
+	ai.Addrs[0] = nil
+	if e.Addrs[0] == nil {
+		t.Error("AddrInfo must return a copy of the address slice")
+	}
+}
+
+func TestSeal_EmptySetsRoundTrip(t *testing.T) {
+	p := newTestPeer(t)
+	s := p.seal(t, testNetwork, NewVersion(t0), nil)
+	got, err := OpenEntry(s.Bytes(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Entry.Addrs)+len(got.Entry.Tags)+len(got.Entry.Streams)+len(got.Entry.Tickets) != 0 {
+		t.Fatalf("empty entry came back with content: %+v", got.Entry)
+	}
+}
+
+func TestSeal_IsDeterministic(t *testing.T) {
+	// The same entry in two different orders seals to the same payload, so
+	// equal entries are equal on the wire (ed25519 signatures are
+	// deterministic too).
+	p := newTestPeer(t)
+	a := fullEntry(t, p, NewVersion(t0))
+	b := a.Clone()
+	slices.Reverse(b.Addrs)
+	slices.Reverse(b.Tags)
+	slices.Reverse(b.Streams)
+	slices.Reverse(b.Tickets)
+	sa, err := Seal(a, p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := Seal(b, p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(sa.Bytes(), sb.Bytes()) {
+		t.Fatal("sealing the same set content in another order gave different bytes")
+	}
+}
+
+func TestSeal_WrongKey(t *testing.T) {
+	p, q := newTestPeer(t), newTestPeer(t)
+	if _, err := Seal(p.entry(testNetwork, NewVersion(t0)), q.key); err == nil {
+		t.Fatal("Seal with a key that is not the entry's peer must fail")
+	}
+}
+
+func TestOpenEntry_Rejections(t *testing.T) {
+	p, q := newTestPeer(t), newTestPeer(t)
+	valid := p.seal(t, testNetwork, NewVersion(t0), func(e *Entry) { *e = fullEntry(t, p, e.Version) })
+	validPayload := entryPayload(t, &valid.Entry)
+
+	tamperedPayload := bytes.Clone(valid.Bytes())
+	i := bytes.Index(tamperedPayload, []byte(ProtocolVersion))
+	if i < 0 {
+		t.Fatal("protocol string not found in the envelope")
+	}
+	tamperedPayload[i+len(ProtocolVersion)-1] ^= 0x01 // still a valid string, so it still decodes
+
+	tamperedSig := bytes.Clone(valid.Bytes())
+	tamperedSig[len(tamperedSig)-1] ^= 0x01 // the signature is the last field
+
+	secpKey, _, err := crypto.GenerateSecp256k1Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secpID, err := peer.IDFromPrivateKey(secpKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secpEntry := Entry{PeerID: secpID, Network: testNetwork, Protocol: ProtocolVersion, Version: NewVersion(t0)}
+
+	ecdsaKey, _, err := crypto.GenerateECDSAKeyPair(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecdsaID, err := peer.IDFromPrivateKey(ecdsaKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecdsaEntry := Entry{PeerID: ecdsaID, Network: testNetwork, Protocol: ProtocolVersion, Version: NewVersion(t0)}
+
+	departure, err := SealDeparture(Departure{PeerID: p.id, Network: testNetwork, LastVersion: NewVersion(t0), Timestamp: t0}, p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// withPB seals, under the right domain and type and with p's key, the
+	// entry payload produced by mutating a valid entry's protobuf.
+	withPB := func(mut func(m *pb.Entry)) []byte {
+		m := valid.Entry.toPB()
+		mut(m)
+		rec := &entryRecord{m: m}
+		b, err := rec.MarshalRecord()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sealRaw(t, EntryDomain, EntryPayloadType, b, p.key)
+	}
+
+	tests := []struct {
+		name    string
+		data    []byte
+		maxSize int
+		want    error
+	}{
+		{"tampered payload byte", tamperedPayload, 0, ErrBadSignature},
+		{"tampered signature byte", tamperedSig, 0, ErrBadSignature},
+		{"signed by another ed25519 key", sealRaw(t, EntryDomain, EntryPayloadType, validPayload, q.key), 0, ErrSignerMismatch},
+		{"wrong domain", sealRaw(t, "libp2p-routing-state", EntryPayloadType, validPayload, p.key), 0, ErrBadSignature},
+		{"departure domain", sealRaw(t, DepartureDomain, EntryPayloadType, validPayload, p.key), 0, ErrBadSignature},
+		{"wrong payload type", sealRaw(t, EntryDomain, []byte("/mosaik/catalog/entry/2"), validPayload, p.key), 0, ErrWrongPayloadType},
+		{"a departure is not an entry", departure, 0, ErrWrongPayloadType},
+		{"secp256k1 signer", sealRaw(t, EntryDomain, EntryPayloadType, entryPayload(t, &secpEntry), secpKey), 0, ErrBadSignature},
+		{"ecdsa signer", sealRaw(t, EntryDomain, EntryPayloadType, entryPayload(t, &ecdsaEntry), ecdsaKey), 0, ErrBadSignature},
+		{"huge garbage", bytes.Repeat([]byte{0xa5}, DefaultMaxEntrySize+1), 0, ErrOversize},
+		{"huge garbage, explicit cap", bytes.Repeat([]byte{0x0a}, 4<<20), 1 << 20, ErrOversize},
+		{"valid entry above a small cap", valid.Bytes(), len(valid.Bytes()) - 1, ErrOversize},
+		{"garbage payload, valid signature", sealRaw(t, EntryDomain, EntryPayloadType, []byte{0xff, 0xff, 0xff}, p.key), 0, ErrMalformed},
+		{"empty payload, valid signature", sealRaw(t, EntryDomain, EntryPayloadType, nil, p.key), 0, ErrMalformed},
+		{"bad peer id", withPB(func(m *pb.Entry) { m.PeerId = []byte("not a peer id") }), 0, ErrMalformed},
+		{"short network", withPB(func(m *pb.Entry) { m.Network = m.Network[:31] }), 0, ErrMalformed},
+		{"short tag", withPB(func(m *pb.Entry) { m.Tags = append(m.Tags, make([]byte, 31)) }), 0, ErrMalformed},
+		{"long stream", withPB(func(m *pb.Entry) { m.Streams = append(m.Streams, make([]byte, 33)) }), 0, ErrMalformed},
+		{"short ticket class", withPB(func(m *pb.Entry) { m.Tickets = append(m.Tickets, &pb.Ticket{Class: []byte{1}}) }), 0, ErrMalformed},
+		{"bad multiaddr", withPB(func(m *pb.Entry) { m.Addrs = append(m.Addrs, []byte{0xff, 0xff, 0xff}) }), 0, ErrMalformed},
+		{"empty multiaddr", withPB(func(m *pb.Entry) { m.Addrs = append(m.Addrs, []byte{}) }), 0, ErrMalformed},
+		{"multiaddr with trailing bytes", withPB(func(m *pb.Entry) { m.Addrs = append(m.Addrs, append(bytes.Clone(m.Addrs[0]), 0x00)) }), 0, ErrMalformed},
+		{"protocol too long", withPB(func(m *pb.Entry) { m.Protocol = strings.Repeat("x", maxProtocolLen+1) }), 0, ErrMalformed},
+		{"no version", withPB(func(m *pb.Entry) { m.Version = nil }), 0, ErrMalformed},
+		{"zero start", withPB(func(m *pb.Entry) { m.Version = &pb.Version{StartMs: 0, UpdateMs: 5} }), 0, ErrMalformed},
+		{"update before start", withPB(func(m *pb.Entry) { m.Version = &pb.Version{StartMs: 10, UpdateMs: 9} }), 0, ErrMalformed},
+		{"too many tags", withPB(func(m *pb.Entry) {
+			m.Tags = nil
+			for i := range MaxTags + 1 {
+				id := HashID([]byte{byte(i), byte(i >> 8)})
+				m.Tags = append(m.Tags, id[:])
+			}
+		}), 0, ErrMalformed},
+		{"too many addrs", withPB(func(m *pb.Entry) {
+			for range MaxAddrs + 1 {
+				m.Addrs = append(m.Addrs, m.Addrs[0])
+			}
+		}), 0, ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := OpenEntry(tt.data, tt.maxSize)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("OpenEntry: got %v, want %v", err, tt.want)
+			}
+			if got != nil {
+				t.Fatal("OpenEntry returned an entry together with an error")
+			}
+			if !IsRejected(err) {
+				t.Fatalf("IsRejected(%v) = false: invalid input must be rejected", err)
+			}
+		})
+	}
+}
+
+func TestOpenEntry_AcceptsLimits(t *testing.T) {
+	// The structural caps are inclusive: exactly MaxTags tags is fine.
+	p := newTestPeer(t)
+	s := p.seal(t, testNetwork, NewVersion(t0), func(e *Entry) {
+		for i := range MaxTags {
+			e.Tags = append(e.Tags, HashID([]byte{byte(i), byte(i >> 8)}))
+		}
+		e.Protocol = strings.Repeat("p", maxProtocolLen)
+	})
+	got, err := OpenEntry(s.Bytes(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Entry.Tags) != MaxTags {
+		t.Fatalf("got %d tags", len(got.Entry.Tags))
+	}
+	// A cap equal to the size accepts.
+	if _, err := OpenEntry(s.Bytes(), len(s.Bytes())); err != nil {
+		t.Fatalf("cap equal to the size: %v", err)
+	}
+}
+
+func TestOpenEntry_Garbage(t *testing.T) {
+	p := newTestPeer(t)
+	valid := p.seal(t, testNetwork, NewVersion(t0), func(e *Entry) { *e = fullEntry(t, p, e.Version) })
+	raw := valid.Bytes()
+
+	inputs := [][]byte{nil, {}, {0}, {0x0a}, {0x0a, 0xff}, bytes.Repeat([]byte{0xff}, 100), []byte("hello, world")}
+	for n := 1; n < len(raw); n += 7 {
+		inputs = append(inputs, raw[:n]) // every kind of truncation
+	}
+	rng := mrand.New(mrand.NewChaCha8([32]byte{1}))
+	for range 500 {
+		b := make([]byte, rng.IntN(600))
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		inputs = append(inputs, b)
+	}
+	for i, in := range inputs {
+		got, err := OpenEntry(in, 0)
+		if got != nil || err == nil {
+			t.Fatalf("input %d (%d bytes): OpenEntry accepted garbage", i, len(in))
+		}
+		if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrBadSignature) {
+			t.Fatalf("input %d (%d bytes): got %v, want ErrMalformed or ErrBadSignature", i, len(in), err)
+		}
+	}
+}
+
+func TestOpenEntry_RetainsNoCallerBuffer(t *testing.T) {
+	// BUG: OpenEntry (entry.go, `return &SignedEntry{Entry: e, raw: data}`)
+	// keeps the caller's buffer as the entry's raw bytes without copying.
+	// SignedEntry is documented as immutable and is stored by
+	// Store.MergeBytes and re-sent in syncs, so a caller that reuses its read
+	// buffer (bufio, a frame reader, a fuzz engine) silently corrupts the
+	// catalog: the stored bytes no longer carry a valid signature. Either
+	// copy (raw: bytes.Clone(data)) or document that OpenEntry and
+	// MergeBytes take ownership of data.
+	p := newTestPeer(t)
+	s := p.seal(t, testNetwork, NewVersion(t0), nil)
+	buf := bytes.Clone(s.Bytes())
+	got, err := OpenEntry(buf, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range buf {
+		buf[i] = 0 // the caller reuses its buffer
+	}
+	if !bytes.Equal(got.Bytes(), s.Bytes()) {
+		t.Fatal("the opened entry's Bytes() changed when the caller reused its buffer")
+	}
+}
+
+func TestVersion_Next(t *testing.T) {
+	start := NewVersion(t0)
+	if start.StartMS != t0.UnixMilli() || start.UpdateMS != t0.UnixMilli() {
+		t.Fatalf("NewVersion = %v", start)
+	}
+	tests := []struct {
+		name string
+		from Version
+		now  time.Time
+		want Version
+	}{
+		{"clock moved on", start, t0.Add(time.Second), Version{start.StartMS, t0.Add(time.Second).UnixMilli() + 1}},
+		{"clock stalled", start, t0, Version{start.StartMS, start.UpdateMS + 1}},
+		{"clock went back", Version{start.StartMS, start.UpdateMS + 500}, t0.Add(-time.Hour), Version{start.StartMS, start.UpdateMS + 501}},
+		{"saturates at the maximum", Version{1, 1<<63 - 1}, t0, Version{1, 1<<63 - 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.from.Next(tt.now); got != tt.want {
+				t.Fatalf("Next = %v, want %v", got, tt.want)
+			}
+		})
+	}
+
+	// A run of changes while the clock jumps around stays strictly increasing.
+	v := start
+	rng := mrand.New(mrand.NewChaCha8([32]byte{2}))
+	for i := range 1000 {
+		now := t0.Add(time.Duration(rng.IntN(20_000)-10_000) * time.Millisecond)
+		next := v.Next(now)
+		if next.Compare(v) <= 0 || next.StartMS != v.StartMS {
+			t.Fatalf("step %d: %v.Next(%v) = %v is not newer", i, v, now.UnixMilli(), next)
+		}
+		v = next
+	}
+}
+
+func TestVersion_Compare(t *testing.T) {
+	old := Version{StartMS: 1000, UpdateMS: 900_000} // long-running old run
+	tests := []struct {
+		name string
+		a, b Version
+		want int
+	}{
+		{"equal", old, old, 0},
+		{"later update", Version{1000, 1001}, Version{1000, 1000}, 1},
+		{"earlier update", Version{1000, 1000}, Version{1000, 1001}, -1},
+		{"restart beats old run", Version{2000, 2000}, old, 1},
+		{"old run loses to restart", old, Version{2000, 2000}, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.a.Compare(tt.b); got != tt.want {
+				t.Fatalf("%v.Compare(%v) = %d, want %d", tt.a, tt.b, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestVersion_Times(t *testing.T) {
+	v := ver(t0, t0.Add(1500*time.Millisecond))
+	if !v.StartedAt().Equal(t0) || !v.UpdatedAt().Equal(t0.Add(1500*time.Millisecond)) {
+		t.Fatalf("StartedAt/UpdatedAt = %v/%v", v.StartedAt(), v.UpdatedAt())
+	}
+	if got, want := v.String(), "1750000000000.1750000001500"; got != want {
+		t.Fatalf("String = %q, want %q", got, want)
+	}
+}
+
+func TestRestart_NewRunBeatsOldRun(t *testing.T) {
+	// The first run of a node announced many updates; the node restarts a
+	// minute after it started. Its new entry must win everywhere.
+	p := newTestPeer(t)
+	run1, err := NewLocal(p.key, testNetwork, t0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if _, err := run1.Refresh(t0.Add(time.Duration(i) * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run2, err := NewLocal(p.key, testNetwork, t0.Add(time.Minute), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run2.Current().Entry.Version.Compare(run1.Current().Entry.Version) <= 0 {
+		t.Fatalf("restart %v does not beat the old run %v", run2.Current().Entry.Version, run1.Current().Entry.Version)
+	}
+}
+
+func TestNewLocal(t *testing.T) {
+	p, q := newTestPeer(t), newTestPeer(t)
+	l, err := NewLocal(p.key, testNetwork, t0, func(e *Entry) {
+		e.PeerID = q.id           // ignored
+		e.Network = otherNet      // ignored
+		e.Tags = []Tag{IDFromString("b"), IDFromString("a"), IDFromString("b")}
+		e.Streams = []StreamID{IDFromString("orders")}
+		e.Addrs = []ma.Multiaddr{mustAddr(t, "/ip4/127.0.0.1/tcp/1")}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := l.Current().Entry
+	if e.PeerID != p.id || e.Network != testNetwork || e.Protocol != ProtocolVersion || e.Version != NewVersion(t0) {
+		t.Fatalf("local entry header = %v %s %q %v", e.PeerID, e.Network.Short(), e.Protocol, e.Version)
+	}
+	if len(e.Tags) != 2 || !isNormalized(&e) || !e.Produces(IDFromString("orders")) || len(e.Addrs) != 1 {
+		t.Fatalf("local entry content = %+v", e)
+	}
+	if _, err := OpenEntry(l.Current().Bytes(), 0); err != nil {
+		t.Fatalf("the local entry does not open: %v", err)
+	}
+
+	nilInit, err := NewLocal(p.key, testNetwork, t0, nil)
+	if err != nil || nilInit.Current().Entry.PeerID != p.id {
+		t.Fatalf("NewLocal with nil init: %v", err)
+	}
+}
+
+func TestLocal_Update(t *testing.T) {
+	p, q := newTestPeer(t), newTestPeer(t)
+	l, err := NewLocal(p.key, testNetwork, t0, func(e *Entry) {
+		e.Tags = []Tag{IDFromString("a"), IDFromString("b")}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := l.Current()
+
+	tests := []struct {
+		name    string
+		f       func(*Entry)
+		changed bool
+	}{
+		{"no-op", func(*Entry) {}, false},
+		{"re-add a tag", func(e *Entry) { e.Tags = append(e.Tags, IDFromString("a")) }, false},
+		{"reorder tags", func(e *Entry) { slices.Reverse(e.Tags) }, false},
+		{"nil vs empty tickets", func(e *Entry) { e.Tickets = []Ticket{} }, false},
+		{"identity fields are not content", func(e *Entry) {
+			e.PeerID, e.Network, e.Version = q.id, otherNet, Version{StartMS: 1, UpdateMS: 1}
+		}, false},
+		{"add a tag", func(e *Entry) { e.Tags = append(e.Tags, IDFromString("c")) }, true},
+		{"remove a tag", func(e *Entry) { e.Tags = e.Tags[:1] }, true},
+		{"add a stream", func(e *Entry) { e.Streams = append(e.Streams, IDFromString("orders")) }, true},
+		{"add an address", func(e *Entry) { e.Addrs = append(e.Addrs, mustAddr(t, "/ip4/1.2.3.4/tcp/5")) }, true},
+		{"add a ticket", func(e *Entry) { e.Tickets = append(e.Tickets, Ticket{Class: IDFromString("jwt"), Data: []byte("x")}) }, true},
+		{"change ticket data", func(e *Entry) { e.Tickets[0].Data = []byte("y") }, true},
+		{"change protocol", func(e *Entry) { e.Protocol = "mosaik-go/9" }, true},
+	}
+	now := t0
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := l.Current()
+			now = now.Add(time.Second)
+			s, changed, err := l.Update(now, tt.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if changed != tt.changed {
+				t.Fatalf("changed = %v, want %v", changed, tt.changed)
+			}
+			if !changed {
+				if s != before || l.Current() != before {
+					t.Fatal("an unchanged update must return the current entry as is")
+				}
+				return
+			}
+			if s != l.Current() {
+				t.Fatal("Update must install the new entry")
+			}
+			if want := before.Entry.Version.Next(now); s.Entry.Version != want {
+				t.Fatalf("version = %v, want %v", s.Entry.Version, want)
+			}
+			if s.Entry.PeerID != p.id || s.Entry.Network != testNetwork {
+				t.Fatal("Update changed the identity")
+			}
+			if before.Entry.Version.Compare(first.Entry.Version) < 0 {
+				t.Fatal("the previous entry was changed in place")
+			}
+			if _, err := OpenEntry(s.Bytes(), 0); err != nil {
+				t.Fatalf("re-sealed entry does not open: %v", err)
+			}
+		})
+	}
+	if len(first.Entry.Tags) != 2 || first.Entry.Version != NewVersion(t0) {
+		t.Fatal("Update mutated an earlier SignedEntry")
+	}
+}
+
+func TestLocal_Refresh(t *testing.T) {
+	p := newTestPeer(t)
+	l, err := NewLocal(p.key, testNetwork, t0, func(e *Entry) { e.Tags = []Tag{IDFromString("a")} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev := l.Current()
+	// The clock goes forward, stalls and goes back: every Refresh bumps.
+	for i, now := range []time.Time{t0.Add(time.Second), t0.Add(time.Second), t0.Add(-time.Hour), t0} {
+		s, err := l.Refresh(now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Entry.Version.Compare(prev.Entry.Version) <= 0 {
+			t.Fatalf("refresh %d: version %v not newer than %v", i, s.Entry.Version, prev.Entry.Version)
+		}
+		if !sameContent(&s.Entry, &prev.Entry) {
+			t.Fatalf("refresh %d changed the content", i)
+		}
+		if l.Current() != s {
+			t.Fatalf("refresh %d not installed", i)
+		}
+		if _, err := OpenEntry(s.Bytes(), 0); err != nil {
+			t.Fatalf("refresh %d: %v", i, err)
+		}
+		prev = s
+	}
+}
+
+func TestDeparture_RoundTrip(t *testing.T) {
+	p := newTestPeer(t)
+	d := Departure{PeerID: p.id, Network: testNetwork, LastVersion: Version{1000, 2000}, Timestamp: t0.Add(1234 * time.Millisecond)}
+	b, err := SealDeparture(d, p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := OpenDeparture(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.PeerID != d.PeerID || got.Network != d.Network || got.LastVersion != d.LastVersion || !got.Timestamp.Equal(d.Timestamp) {
+		t.Fatalf("round trip: got %+v, want %+v", *got, d)
+	}
+	if len(b) > MaxDepartureSize {
+		t.Fatalf("a departure is %d bytes, above its own cap", len(b))
+	}
+}
+
+func TestLocal_Departure(t *testing.T) {
+	p := newTestPeer(t)
+	l, err := NewLocal(p.key, testNetwork, t0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Refresh(t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := l.Departure(t0.Add(2 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := OpenDeparture(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.PeerID != p.id || d.Network != testNetwork || d.LastVersion != l.Current().Entry.Version || !d.Timestamp.Equal(t0.Add(2*time.Second)) {
+		t.Fatalf("departure = %+v", *d)
+	}
+}
+
+func TestOpenDeparture_Rejections(t *testing.T) {
+	p, q := newTestPeer(t), newTestPeer(t)
+	payload := func(id peer.ID, nw []byte) []byte {
+		b, err := (&departureRecord{m: &pb.Departure{
+			PeerId:      []byte(id),
+			Network:     nw,
+			LastVersion: &pb.Version{StartMs: 1, UpdateMs: 2},
+			TimestampMs: t0.UnixMilli(),
+		}}).MarshalRecord()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	valid, err := SealDeparture(Departure{PeerID: p.id, Network: testNetwork, LastVersion: NewVersion(t0), Timestamp: t0}, p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered := bytes.Clone(valid)
+	tampered[len(tampered)-1] ^= 1
+	secpKey, _, err := crypto.GenerateSecp256k1Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secpID, err := peer.IDFromPrivateKey(secpKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := p.seal(t, testNetwork, NewVersion(t0), nil)
+
+	tests := []struct {
+		name string
+		data []byte
+		want error
+	}{
+		{"signed by another key", sealRaw(t, DepartureDomain, DeparturePayloadType, payload(p.id, testNetwork[:]), q.key), ErrSignerMismatch},
+		{"tampered", tampered, ErrBadSignature},
+		{"entry domain", sealRaw(t, EntryDomain, DeparturePayloadType, payload(p.id, testNetwork[:]), p.key), ErrBadSignature},
+		{"an entry is not a departure", entry.Bytes(), ErrWrongPayloadType},
+		{"secp256k1 signer", sealRaw(t, DepartureDomain, DeparturePayloadType, payload(secpID, testNetwork[:]), secpKey), ErrBadSignature},
+		{"oversize", bytes.Repeat([]byte{0x0a}, MaxDepartureSize+1), ErrOversize},
+		{"garbage", []byte("garbage"), ErrMalformed},
+		{"empty", nil, ErrMalformed},
+		{"bad peer id", sealRaw(t, DepartureDomain, DeparturePayloadType, payload("nope", testNetwork[:]), p.key), ErrMalformed},
+		{"bad network", sealRaw(t, DepartureDomain, DeparturePayloadType, payload(p.id, testNetwork[:3]), p.key), ErrMalformed},
+		{"bad payload", sealRaw(t, DepartureDomain, DeparturePayloadType, []byte{0xff}, p.key), ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := OpenDeparture(tt.data)
+			if !errors.Is(err, tt.want) || d != nil {
+				t.Fatalf("OpenDeparture = %v, %v; want nil, %v", d, err, tt.want)
+			}
+			if !IsRejected(err) {
+				t.Fatalf("IsRejected(%v) = false", err)
+			}
+		})
+	}
+}
+
+func TestSealDeparture_WrongKey(t *testing.T) {
+	p, q := newTestPeer(t), newTestPeer(t)
+	if _, err := SealDeparture(Departure{PeerID: p.id, Network: testNetwork, Timestamp: t0}, q.key); err == nil {
+		t.Fatal("SealDeparture with another peer's key must fail")
+	}
+}
+
+func TestEntry_CloneIsDeep(t *testing.T) {
+	p := newTestPeer(t)
+	e := fullEntry(t, p, NewVersion(t0))
+	e.Normalize()
+	c := e.Clone()
+	c.Tags[0] = ID{}
+	c.Streams[0] = ID{}
+	c.Tickets[0].Data[0] = 'X'
+	c.Addrs[0] = nil
+	if e.Tags[0].IsZero() || e.Streams[0].IsZero() || e.Tickets[0].Data[0] == 'X' || e.Addrs[0] == nil {
+		t.Fatal("Clone shares memory with the original")
+	}
+	var empty Entry
+	if c := empty.Clone(); c.Tickets != nil || c.Tags != nil {
+		t.Fatal("Clone of nil sets must stay nil")
+	}
+}
+
+func TestIsRejectedAndReason(t *testing.T) {
+	tests := []struct {
+		err      error
+		rejected bool
+		reason   string
+	}{
+		{nil, false, "ok"},
+		{ErrOversize, true, "oversize"},
+		{ErrMalformed, true, "malformed"},
+		{ErrBadSignature, true, "bad_signature"},
+		{ErrSignerMismatch, true, "signer_mismatch"},
+		{ErrOtherNetwork, true, "other_network"},
+		{ErrClockDrift, true, "clock_drift"},
+		{ErrWrongPayloadType, true, "payload_type"},
+		{ErrStale, false, "stale"},
+		{ErrNotNewer, false, "not_newer"},
+		{ErrLocal, false, "local"},
+		{ErrUnknown, false, "unknown"},
+		{ErrClosed, false, "other"},
+		{errors.New("boom"), false, "other"},
+	}
+	for _, tt := range tests {
+		name := "nil"
+		if tt.err != nil {
+			name = tt.err.Error()
+		}
+		t.Run(name, func(t *testing.T) {
+			wrapped := tt.err
+			if tt.err != nil {
+				wrapped = fmt.Errorf("catalog: merge: %w", tt.err)
+			}
+			for _, err := range []error{tt.err, wrapped} {
+				if got := IsRejected(err); got != tt.rejected {
+					t.Errorf("IsRejected(%v) = %v, want %v", err, got, tt.rejected)
+				}
+				if got := Reason(err); got != tt.reason {
+					t.Errorf("Reason(%v) = %q, want %q", err, got, tt.reason)
+				}
+			}
+		})
+	}
+}

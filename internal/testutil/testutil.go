@@ -1,0 +1,54 @@
+// Package testutil holds helpers shared by mosaik's tests: condition
+// waiting with a scalable timeout, and quiet loggers.
+package testutil
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// Factor is the timeout multiplier from MOSAIK_TIME_FACTOR (default 1), for
+// slow or loaded machines.
+func Factor() float64 {
+	if f, err := strconv.ParseFloat(os.Getenv("MOSAIK_TIME_FACTOR"), 64); err == nil && f > 0 {
+		return f
+	}
+	return 1
+}
+
+// Scale multiplies d by Factor().
+func Scale(d time.Duration) time.Duration { return time.Duration(float64(d) * Factor()) }
+
+// Eventually polls cond every 10 ms until it holds or Scale(timeout) passes,
+// then fails the test with msg. It returns the time the condition took.
+func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) time.Duration {
+	t.Helper()
+	start := time.Now()
+	deadline := start.Add(Scale(timeout))
+	for {
+		if cond() {
+			return time.Since(start)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v: "+msg, append([]any{Scale(timeout)}, args...)...)
+		}
+		// Polling interval of the condition check, not a synchronisation sleep.
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Logger returns a logger for tests: silent unless MOSAIK_TEST_LOG is set
+// (to debug, info, warn or error).
+func Logger() *slog.Logger {
+	lvl := os.Getenv("MOSAIK_TEST_LOG")
+	if lvl == "" {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(lvl))
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}

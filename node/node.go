@@ -1,0 +1,338 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pubsubpb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	tls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+	"go.opentelemetry.io/otel"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/catalog/discovery"
+)
+
+// Node is a mosaik node: a libp2p host with gossipsub, the mosaik DHT and
+// catalog discovery for one network. It is safe for concurrent use.
+//
+// A node owns what it creates and closes it in reverse order; what it was
+// given (WithHost, WithPubSub, WithDHT) it never closes.
+type Node struct {
+	network catalog.NetworkID
+	name    string
+	log     *slog.Logger
+
+	h    host.Host
+	ps   *pubsub.PubSub
+	dht  *dht.IpfsDHT
+	disc *discovery.Service
+
+	bootstrap []peer.AddrInfo
+
+	closers []func() error // what we own, in creation order
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	once    sync.Once
+	err     error
+}
+
+// New starts a node of the network named network (a name, or a 64-hex
+// network ID). Without WithHost it builds a standalone host: TCP and
+// QUIC-v1, Noise and TLS, yamux, an ed25519 identity, and resource limits
+// sized for many streams. It then starts gossipsub and the DHT unless they
+// are given or disabled, starts discovery and dials the bootstrap peers in
+// the background. New does not block on the network.
+func New(network string, opts ...Option) (_ *Node, err error) {
+	if network == "" {
+		return nil, errors.New("node: the network name must not be empty")
+	}
+	cfg := config{params: discovery.DefaultParams(), log: slog.Default()}
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.meter == nil {
+		cfg.meter = otel.GetMeterProvider()
+	}
+	n := &Node{network: catalog.IDFromString(network), name: network, bootstrap: cfg.bootstrap}
+	n.log = cfg.log.With("network", n.network.Short())
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			n.closeOwned()
+		}
+	}()
+
+	if n.h = cfg.host; n.h == nil {
+		if n.h, err = newHost(&cfg); err != nil {
+			return nil, err
+		}
+		n.own(n.h.Close)
+	}
+	if n.ps = cfg.ps; n.ps == nil && !cfg.params.DisableGossip {
+		gp := pubsub.DefaultGossipSubParams()
+		if cfg.heartbeat > 0 {
+			gp.HeartbeatInterval = cfg.heartbeat
+			gp.HeartbeatInitialDelay = cfg.heartbeat / 10
+		}
+		psCtx, psCancel := context.WithCancel(context.Background())
+		n.ps, err = pubsub.NewGossipSub(psCtx, n.h,
+			pubsub.WithGossipSubParams(gp),
+			// Catalog entries carry their own signatures: do not sign twice,
+			// and identify messages by content.
+			pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
+			pubsub.WithMessageIdFn(func(m *pubsubpb.Message) string { id := catalog.HashID(m.GetData()); return string(id[:]) }),
+			pubsub.WithPeerExchange(true),
+			pubsub.WithLogger(n.log.With("component", "pubsub")),
+		)
+		if err != nil {
+			psCancel()
+			return nil, fmt.Errorf("node: gossipsub: %w", err)
+		}
+		n.own(func() error { psCancel(); return nil })
+	}
+	if n.dht = cfg.dht; n.dht == nil && !cfg.noDHT {
+		dopts := append(discovery.DHTOptions(), dht.BootstrapPeers(cfg.bootstrap...))
+		if n.dht, err = dht.New(n.h, append(dopts, cfg.dhtOpt...)...); err != nil {
+			return nil, fmt.Errorf("node: kad-dht: %w", err)
+		}
+		n.own(n.dht.Close)
+	}
+	tags := make([]catalog.Tag, len(cfg.tags))
+	for i, t := range cfg.tags {
+		tags[i] = catalog.IDFromString(t)
+	}
+	dopts := []discovery.Option{
+		discovery.WithParams(cfg.params), discovery.WithTags(tags...), discovery.WithLogger(cfg.log),
+		discovery.WithMeterProvider(cfg.meter), discovery.WithEntry(cfg.entry),
+	}
+	if n.dht != nil {
+		dopts = append(dopts, discovery.WithDHT(n.dht))
+	}
+	if n.disc, err = discovery.New(n.h, n.ps, n.network, dopts...); err != nil {
+		return nil, err
+	}
+	n.own(n.disc.Close)
+	if len(n.bootstrap) > 0 {
+		n.wg.Add(1)
+		go n.bootstrapLoop()
+	}
+	n.log.Info("node started", "peer", n.h.ID(), "addrs", n.h.Addrs())
+	return n, nil
+}
+
+func (n *Node) own(f func() error) { n.closers = append(n.closers, f) }
+
+func newHost(cfg *config) (host.Host, error) {
+	key := cfg.key
+	if key == nil {
+		var err error
+		if key, _, err = crypto.GenerateEd25519Key(nil); err != nil {
+			return nil, fmt.Errorf("node: generate identity: %w", err)
+		}
+	}
+	listen := cfg.listen
+	if len(listen) == 0 {
+		listen = defaultListen
+	}
+	rm, err := newResourceManager()
+	if err != nil {
+		return nil, err
+	}
+	cm, err := connmgr.NewConnManager(160, 512, connmgr.WithGracePeriod(time.Minute))
+	if err != nil {
+		return nil, fmt.Errorf("node: connection manager: %w", err)
+	}
+	h, err := libp2p.New(
+		libp2p.Identity(key),
+		libp2p.ListenAddrStrings(listen...),
+		libp2p.Transport(tcp.NewTCPTransport), libp2p.Transport(quic.NewTransport),
+		libp2p.Security(noise.ID, noise.New), libp2p.Security(tls.ID, tls.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.ResourceManager(rm), libp2p.ConnectionManager(cm),
+		libp2p.DisableRelay(), libp2p.DisableMetrics(),
+		libp2p.UserAgent(catalog.ProtocolVersion),
+	)
+	if err != nil {
+		_ = rm.Close()
+		return nil, fmt.Errorf("node: libp2p host: %w", err)
+	}
+	return h, nil
+}
+
+// newResourceManager scales libp2p's default limits up for many
+// concurrent streams per peer (data streams fan out to many consumers).
+func newResourceManager() (network.ResourceManager, error) {
+	limits := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&limits)
+	many := rcmgr.ResourceLimits{StreamsInbound: 4096, StreamsOutbound: 4096, Streams: 8192}
+	partial := rcmgr.PartialLimitConfig{
+		System:              rcmgr.ResourceLimits{Streams: rcmgr.Unlimited, StreamsInbound: rcmgr.Unlimited, StreamsOutbound: rcmgr.Unlimited, Conns: rcmgr.Unlimited, Memory: rcmgr.Unlimited64},
+		Transient:           many,
+		PeerDefault:         rcmgr.ResourceLimits{StreamsInbound: 2048, StreamsOutbound: 2048, Streams: 4096, Memory: 1 << 30},
+		ProtocolPeerDefault: rcmgr.ResourceLimits{StreamsInbound: 2048, StreamsOutbound: 2048, Streams: 4096},
+		ProtocolDefault:     many,
+	}
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(partial.Build(limits.AutoScale())))
+	if err != nil {
+		return nil, fmt.Errorf("node: resource manager: %w", err)
+	}
+	return rm, nil
+}
+
+// bootstrapLoop dials the bootstrap peers until the node is connected to
+// one, and again whenever it has lost every connection to its network.
+func (n *Node) bootstrapLoop() {
+	defer n.wg.Done()
+	wait := 250 * time.Millisecond
+	for {
+		connected := false
+		for _, pi := range n.bootstrap {
+			if n.h.Network().Connectedness(pi.ID) == network.Connected {
+				connected = true
+				continue
+			}
+			ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+			err := n.h.Connect(ctx, pi)
+			cancel()
+			if err == nil {
+				connected = true
+			} else if n.ctx.Err() == nil {
+				n.log.Debug("bootstrap dial failed", "peer", pi.ID, "err", err)
+			}
+		}
+		if connected || n.disc.Catalog().Len() > 0 {
+			wait = 30 * time.Second
+		} else {
+			wait = min(2*wait, 30*time.Second)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-n.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Close publishes a departure notice, stops discovery and closes what the
+// node created (DHT, gossipsub, host), in reverse order. Borrowed
+// components stay open. Close is idempotent and safe to call concurrently.
+func (n *Node) Close() error {
+	n.once.Do(func() {
+		n.cancel()
+		n.wg.Wait()
+		n.err = n.closeOwned()
+	})
+	return n.err
+}
+
+func (n *Node) closeOwned() error {
+	n.cancel()
+	var errs []error
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		errs = append(errs, n.closers[i]())
+	}
+	n.closers = nil
+	return errors.Join(errs...)
+}
+
+// ID is the node's peer ID.
+func (n *Node) ID() peer.ID { return n.h.ID() }
+
+// Network is the network's ID.
+func (n *Node) Network() catalog.NetworkID { return n.network }
+
+// NetworkName is the name the node was started with.
+func (n *Node) NetworkName() string { return n.name }
+
+// Host is the libp2p host.
+func (n *Node) Host() host.Host { return n.h }
+
+// PubSub is the gossipsub router (nil when gossip is disabled).
+func (n *Node) PubSub() *pubsub.PubSub { return n.ps }
+
+// DHT is the mosaik DHT (nil with WithoutDHT).
+func (n *Node) DHT() *dht.IpfsDHT { return n.dht }
+
+// Discovery is the catalog discovery service.
+func (n *Node) Discovery() *discovery.Service { return n.disc }
+
+// Catalog returns the current catalog snapshot.
+func (n *Node) Catalog() *catalog.Snapshot { return n.disc.Catalog() }
+
+// Addrs returns the node's full multiaddrs, each ending in /p2p/<id>, for
+// use as bootstrap addresses by other nodes.
+func (n *Node) Addrs() []ma.Multiaddr {
+	out, _ := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: n.h.ID(), Addrs: n.h.Addrs()})
+	return out
+}
+
+// AddrInfo returns the node's ID and addresses.
+func (n *Node) AddrInfo() peer.AddrInfo { return peer.AddrInfo{ID: n.h.ID(), Addrs: n.h.Addrs()} }
+
+// SetTags replaces the node's tags and announces the change.
+func (n *Node) SetTags(tags ...string) error {
+	ids := make([]catalog.Tag, len(tags))
+	for i, t := range tags {
+		ids[i] = catalog.IDFromString(t)
+	}
+	_, err := n.disc.UpdateLocal(func(e *catalog.Entry) { e.Tags = ids })
+	return err
+}
+
+// AddTags adds tags and announces the change.
+func (n *Node) AddTags(tags ...string) error {
+	_, err := n.disc.UpdateLocal(func(e *catalog.Entry) {
+		for _, t := range tags {
+			e.Tags = append(e.Tags, catalog.IDFromString(t))
+		}
+	})
+	return err
+}
+
+// RemoveTags removes tags and announces the change.
+func (n *Node) RemoveTags(tags ...string) error {
+	_, err := n.disc.UpdateLocal(func(e *catalog.Entry) {
+		e.Tags = slices.DeleteFunc(e.Tags, func(x catalog.Tag) bool {
+			for _, t := range tags {
+				if x == catalog.IDFromString(t) {
+					return true
+				}
+			}
+			return false
+		})
+	})
+	return err
+}
+
+// FindProducers returns the producers of stream (a name or 64-hex ID),
+// asking the DHT for producers gossip has not reached.
+func (n *Node) FindProducers(ctx context.Context, stream string) ([]*catalog.SignedEntry, error) {
+	return n.disc.FindProducers(ctx, catalog.IDFromString(stream))
+}
+
+// Connect dials a peer; discovery syncs catalogs once identify completes.
+func (n *Node) Connect(ctx context.Context, pi peer.AddrInfo) error { return n.h.Connect(ctx, pi) }

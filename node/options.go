@@ -1,0 +1,167 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/catalog/discovery"
+)
+
+type config struct {
+	tags      []string
+	bootstrap []peer.AddrInfo
+	listen    []string
+	key       crypto.PrivKey
+	log       *slog.Logger
+	meter     metric.MeterProvider
+	params    discovery.Params
+	heartbeat time.Duration
+	entry     func(*catalog.Entry)
+
+	host   host.Host
+	ps     *pubsub.PubSub
+	dht    *dht.IpfsDHT
+	noDHT  bool
+	dhtOpt []dht.Option
+}
+
+// DefaultListenAddrs are used by a standalone node given no listen
+// addresses: TCP and QUIC-v1 on every IPv4 interface, on ports the OS picks.
+var defaultListen = []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"}
+
+// Option configures a [Node].
+type Option func(*config) error
+
+// WithTags sets the node's initial tags (names or 64-hex IDs).
+func WithTags(tags ...string) Option {
+	return func(c *config) error { c.tags = append(c.tags, tags...); return nil }
+}
+
+// WithBootstrap adds bootstrap peers as multiaddrs that end in /p2p/<id>.
+func WithBootstrap(addrs ...string) Option {
+	return func(c *config) error {
+		for _, a := range addrs {
+			m, err := ma.NewMultiaddr(a)
+			if err != nil {
+				return fmt.Errorf("node: bootstrap address %q: %w", a, err)
+			}
+			pi, err := peer.AddrInfoFromP2pAddr(m)
+			if err != nil {
+				return fmt.Errorf("node: bootstrap address %q must end in /p2p/<peer id>: %w", a, err)
+			}
+			c.bootstrap = append(c.bootstrap, *pi)
+		}
+		return nil
+	}
+}
+
+// WithBootstrapPeers adds bootstrap peers.
+func WithBootstrapPeers(pis ...peer.AddrInfo) Option {
+	return func(c *config) error { c.bootstrap = append(c.bootstrap, pis...); return nil }
+}
+
+// WithListenAddrs sets the multiaddrs a standalone node listens on (default
+// TCP and QUIC-v1 on 0.0.0.0, random ports). Ignored with WithHost.
+func WithListenAddrs(addrs ...string) Option {
+	return func(c *config) error { c.listen = append(c.listen, addrs...); return nil }
+}
+
+// WithIdentity sets the node's ed25519 private key (default: a new random
+// key). Ignored with WithHost, whose key is used.
+func WithIdentity(k crypto.PrivKey) Option {
+	return func(c *config) error {
+		if k == nil || k.Type() != crypto.Ed25519 {
+			return errors.New("node: WithIdentity needs an ed25519 private key")
+		}
+		c.key = k
+		return nil
+	}
+}
+
+// WithLogger sets the structured logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error {
+		if l == nil {
+			return errors.New("node: WithLogger(nil)")
+		}
+		c.log = l
+		return nil
+	}
+}
+
+// WithMeterProvider sets the OpenTelemetry meter provider (default the
+// global one, a no-op unless an SDK is installed).
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(c *config) error { c.meter = mp; return nil }
+}
+
+// WithDiscoveryParams replaces the discovery parameters (default
+// discovery.DefaultParams()).
+func WithDiscoveryParams(p discovery.Params) Option {
+	return func(c *config) error {
+		if err := p.Validate(); err != nil {
+			return err
+		}
+		c.params = p
+		return nil
+	}
+}
+
+// WithTestProfile selects fast timings for tests on one machine:
+// discovery.TestParams() and a 100 ms gossipsub heartbeat.
+func WithTestProfile() Option {
+	return func(c *config) error {
+		c.params = discovery.TestParams()
+		c.heartbeat = 100 * time.Millisecond
+		return nil
+	}
+}
+
+// WithEntry lets the caller fill in the initial local entry before it is
+// first signed (used by higher layers to declare streams and tickets).
+func WithEntry(f func(*catalog.Entry)) Option {
+	return func(c *config) error { c.entry = f; return nil }
+}
+
+// WithHost runs mosaik on an existing host (plugin mode). The node never
+// closes a borrowed host.
+func WithHost(h host.Host) Option {
+	return func(c *config) error { c.host = h; return nil }
+}
+
+// WithPubSub announces on an existing gossipsub router (plugin mode). The
+// node never closes a borrowed router. Without it the node creates its own
+// router on the host.
+func WithPubSub(ps *pubsub.PubSub) Option {
+	return func(c *config) error { c.ps = ps; return nil }
+}
+
+// WithDHT uses an existing kad-dht (plugin mode); it must have been built
+// with discovery.DHTOptions() (at least the mosaik protocol prefix and
+// validator). The node never closes a borrowed DHT.
+func WithDHT(d *dht.IpfsDHT) Option {
+	return func(c *config) error { c.dht = d; return nil }
+}
+
+// WithoutDHT runs without a DHT: the catalog is then fed by gossip and
+// syncs only, and FindProducers looks only at the catalog.
+func WithoutDHT() Option {
+	return func(c *config) error { c.noDHT = true; return nil }
+}
+
+// WithDHTOptions adds kad-dht options for the DHT the node creates (after
+// discovery.DHTOptions()).
+func WithDHTOptions(opts ...dht.Option) Option {
+	return func(c *config) error { c.dhtOpt = append(c.dhtOpt, opts...); return nil }
+}
