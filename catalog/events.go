@@ -55,7 +55,9 @@ var ErrLagged = errors.New("catalog: subscriber lagged")
 // dropped (the oldest ones). The subscription stays usable.
 type LagError struct{ Missed uint64 }
 
-func (e *LagError) Error() string        { return fmt.Sprintf("catalog: subscriber lagged, %d events dropped", e.Missed) }
+func (e *LagError) Error() string {
+	return fmt.Sprintf("catalog: subscriber lagged, %d events dropped", e.Missed)
+}
 func (e *LagError) Is(target error) bool { return target == ErrLagged }
 
 // Subscription delivers catalog events in order. Its buffer is bounded:

@@ -41,6 +41,10 @@ type Snapshot struct {
 	peers   map[peer.ID]*SignedEntry
 	sorted  []*SignedEntry
 	changed chan struct{}
+	// departed holds the last version of peers that announced departure,
+	// until that version goes stale, so replays of their older entries
+	// (from gossip caches or slow relays) cannot resurrect them.
+	departed map[peer.ID]Version
 }
 
 // Version increases by one with every change to the catalog.
@@ -140,6 +144,9 @@ func (s *Store) check(snap *Snapshot, e *SignedEntry, now time.Time) error {
 	if old, ok := snap.peers[en.PeerID]; ok && en.Version.Compare(old.Entry.Version) <= 0 {
 		return fmt.Errorf("%w: %s has %v, offered %v", ErrNotNewer, en.PeerID, old.Entry.Version, en.Version)
 	}
+	if last, ok := snap.departed[en.PeerID]; ok && en.Version.Compare(last) <= 0 {
+		return fmt.Errorf("%w: %s departed at %v, offered %v", ErrNotNewer, en.PeerID, last, en.Version)
+	}
 	return nil
 }
 
@@ -164,7 +171,12 @@ func (s *Store) Merge(e *SignedEntry, now time.Time) (Outcome, error) {
 	_, known := snap.peers[e.Entry.PeerID]
 	peers := maps.Clone(snap.peers)
 	peers[e.Entry.PeerID] = e
-	s.publish(snap.local, peers)
+	departed := snap.departed
+	if _, ok := departed[e.Entry.PeerID]; ok {
+		departed = maps.Clone(departed)
+		delete(departed, e.Entry.PeerID)
+	}
+	s.publish(snap.local, peers, departed)
 	ev := Event{Kind: PeerDiscovered, Peer: e.Entry.PeerID, Entry: e}
 	out := Added
 	if known {
@@ -199,7 +211,7 @@ func (s *Store) SetLocal(e *SignedEntry) error {
 	if e.Entry.Version.Compare(snap.local.Entry.Version) <= 0 {
 		return fmt.Errorf("catalog: SetLocal: %w", ErrNotNewer)
 	}
-	s.publish(e, snap.peers)
+	s.publish(e, snap.peers, snap.departed)
 	return nil
 }
 
@@ -229,7 +241,12 @@ func (s *Store) Depart(d *Departure, now time.Time) (bool, error) {
 	}
 	peers := maps.Clone(snap.peers)
 	delete(peers, d.PeerID)
-	s.publish(snap.local, peers)
+	departed := maps.Clone(snap.departed)
+	if departed == nil {
+		departed = map[peer.ID]Version{}
+	}
+	departed[d.PeerID] = d.LastVersion // >= the known version, checked above
+	s.publish(snap.local, peers, departed)
 	s.emit(Event{Kind: PeerDeparted, Peer: d.PeerID, Entry: old})
 	return true, nil
 }
@@ -248,30 +265,45 @@ func (s *Store) Purge(now time.Time) []*SignedEntry {
 			gone = append(gone, e)
 		}
 	}
-	if len(gone) == 0 {
+	departed := snap.departed
+	for id, v := range snap.departed {
+		if v.UpdatedAt().Before(now.Add(-s.params.PurgeAfter)) {
+			if len(departed) == len(snap.departed) {
+				departed = maps.Clone(snap.departed)
+			}
+			delete(departed, id)
+		}
+	}
+	if len(gone) == 0 && len(departed) == len(snap.departed) {
 		return nil
 	}
 	peers := maps.Clone(snap.peers)
 	for _, e := range gone {
 		delete(peers, e.Entry.PeerID)
 	}
-	s.publish(snap.local, peers)
+	s.publish(snap.local, peers, departed)
 	for _, e := range gone {
 		s.emit(Event{Kind: PeerDeparted, Peer: e.Entry.PeerID, Entry: e, Purged: true})
 	}
 	return gone
 }
 
-// NextExpiry returns when the first remote entry goes stale, or false when
-// there are none.
+// NextExpiry returns when Purge next has work: the first remote entry (or
+// departure record) goes stale. It returns false when there is none.
 func (s *Store) NextExpiry() (time.Time, bool) {
 	snap := s.cur.Load()
 	var first time.Time
-	for _, e := range snap.sorted {
-		t := e.Entry.Version.UpdatedAt().Add(s.params.PurgeAfter)
+	consider := func(v Version) {
+		t := v.UpdatedAt().Add(s.params.PurgeAfter)
 		if first.IsZero() || t.Before(first) {
 			first = t
 		}
+	}
+	for _, e := range snap.sorted {
+		consider(e.Entry.Version)
+	}
+	for _, v := range snap.departed {
+		consider(v)
 	}
 	return first, !first.IsZero()
 }
@@ -325,12 +357,12 @@ func (s *Store) Close() error {
 
 // publish installs a new snapshot and wakes the waiters of the old one.
 // Called with s.mu held.
-func (s *Store) publish(local *SignedEntry, peers map[peer.ID]*SignedEntry) {
+func (s *Store) publish(local *SignedEntry, peers map[peer.ID]*SignedEntry, departed map[peer.ID]Version) {
 	old := s.cur.Load()
 	sorted := slices.SortedFunc(maps.Values(peers), func(a, b *SignedEntry) int {
 		return comparePeerIDs(a.Entry.PeerID, b.Entry.PeerID)
 	})
-	s.cur.Store(&Snapshot{version: old.version + 1, local: local, peers: peers, sorted: sorted, changed: make(chan struct{})})
+	s.cur.Store(&Snapshot{version: old.version + 1, local: local, peers: peers, sorted: sorted, changed: make(chan struct{}), departed: departed})
 	close(old.changed)
 }
 

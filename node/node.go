@@ -17,9 +17,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
-	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	tls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -104,6 +104,11 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 			pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
 			pubsub.WithMessageIdFn(func(m *pubsubpb.Message) string { id := catalog.HashID(m.GetData()); return string(id[:]) }),
 			pubsub.WithPeerExchange(true),
+			// Send our own announcements to every topic peer, not only the
+			// mesh: a fresh node's entry or a departure then reaches its
+			// neighbours even before the mesh has formed. Catalog traffic is
+			// a few small messages per peer and heartbeat.
+			pubsub.WithFloodPublish(true),
 			pubsub.WithLogger(n.log.With("component", "pubsub")),
 		)
 		if err != nil {

@@ -69,7 +69,8 @@ type Params struct {
 	// DisableGossip turns the gossip topic off: the catalog is then filled
 	// only by syncs and the DHT. For tests and special deployments.
 	DisableGossip bool
-	// DisableSync turns sync-on-connect off (SyncWith still works).
+	// DisableSync turns catalog syncs off: none is started on connect and
+	// none is served (SyncWith still works as the initiator).
 	DisableSync bool
 }
 

@@ -91,6 +91,7 @@ type Service struct {
 	wg       sync.WaitGroup
 	closeErr error
 	once     sync.Once
+	stopOnce sync.Once
 }
 
 // New starts discovery of network on h. ps is the gossipsub router to
@@ -154,7 +155,9 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 			return nil, err
 		}
 	}
-	s.h.SetStreamHandler(s.proto, s.handleSync)
+	if !p.DisableSync {
+		s.h.SetStreamHandler(s.proto, s.handleSync)
+	}
 	if s.hostSub, err = h.EventBus().Subscribe([]any{new(event.EvtPeerIdentificationCompleted), new(event.EvtLocalAddressesUpdated)}); err != nil {
 		return nil, fmt.Errorf("discovery: event bus: %w", err)
 	}
@@ -272,6 +275,9 @@ func (s *Service) Local() *catalog.SignedEntry { return s.store.Snapshot().Local
 // not block). If anything changed, the entry is re-signed with a new
 // version, put into the catalog, announced on gossip and stored in the DHT.
 func (s *Service) UpdateLocal(f func(*catalog.Entry)) (*catalog.SignedEntry, error) {
+	if s.ctx.Err() != nil {
+		return nil, ErrClosed
+	}
 	s.localMu.Lock()
 	se, changed, err := s.local.Update(time.Now(), f)
 	if err == nil && changed {
@@ -312,6 +318,8 @@ func (s *Service) refresh() (*catalog.SignedEntry, error) {
 // pubsub or DHT. Close is idempotent and safe to call concurrently.
 func (s *Service) Close() error {
 	s.once.Do(func() {
+		// Stop every loop first, so no heartbeat can follow the departure.
+		s.stop()
 		if s.topic != nil && len(s.topic.ListPeers()) > 0 {
 			s.localMu.Lock()
 			dep, err := s.local.Departure(time.Now())
@@ -333,12 +341,15 @@ func (s *Service) Close() error {
 	return s.closeErr
 }
 
-func (s *Service) teardown() {
+// stop cancels the service's context and waits for its goroutines and
+// in-flight stream handlers.
+func (s *Service) stop() { s.stopOnce.Do(s.doStop) }
+
+func (s *Service) doStop() {
 	s.lifeMu.Lock()
 	s.closing = true
 	s.lifeMu.Unlock()
 	s.cancel()
-	s.h.RemoveStreamHandler(s.proto)
 	if s.hostSub != nil {
 		_ = s.hostSub.Close()
 	}
@@ -349,6 +360,11 @@ func (s *Service) teardown() {
 		s.sub.Cancel()
 	}
 	s.wg.Wait()
+}
+
+func (s *Service) teardown() {
+	s.stop()
+	s.h.RemoveStreamHandler(s.proto)
 	var errs []error
 	if s.topic != nil {
 		errs = append(errs, s.topic.Close(), s.ps.UnregisterTopicValidator(TopicName(s.network)))

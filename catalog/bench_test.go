@@ -1,0 +1,154 @@
+package catalog
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// typicalEntry is the entry of a typical peer: 4 addresses, 3 tags, 2
+// streams and one 300-byte ticket.
+func typicalEntry(tb testing.TB, p testPeer) Entry {
+	tb.Helper()
+	e := p.entry(testNetwork, NewVersion(t0))
+	e.Addrs = []ma.Multiaddr{
+		mustAddr(tb, "/ip4/192.0.2.10/tcp/4001"),
+		mustAddr(tb, "/ip4/192.0.2.10/udp/4001/quic-v1"),
+		mustAddr(tb, "/ip6/2001:db8::10/tcp/4001"),
+		mustAddr(tb, "/ip6/2001:db8::10/udp/4001/quic-v1"),
+	}
+	e.Tags = []Tag{IDFromString("validator"), IDFromString("region-eu"), IDFromString("tier-1")}
+	e.Streams = []StreamID{IDFromString("orders"), IDFromString("blocks")}
+	ticket := make([]byte, 300)
+	for i := range ticket {
+		ticket[i] = byte(i)
+	}
+	e.Tickets = []Ticket{{Class: IDFromString("jwt"), Data: ticket}}
+	return e
+}
+
+// BenchmarkOpenEntry is the cost of validating one received entry: size
+// cap, envelope decoding, ed25519 verification, entry decoding.
+func BenchmarkOpenEntry(b *testing.B) {
+	p := newTestPeer(b)
+	s, err := Seal(typicalEntry(b, p), p.key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := s.Bytes()
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := OpenEntry(data, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSeal is the cost of re-sealing the local entry (every heartbeat).
+func BenchmarkSeal(b *testing.B) {
+	p := newTestPeer(b)
+	e := typicalEntry(b, p)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Seal(e, p.key); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// populatedStore returns a store holding n remote peers, each with a
+// typical entry (not signed: Merge trusts its input, OpenEntry verifies).
+// Every third peer produces the "orders" stream.
+func populatedStore(b *testing.B, n int) (*Store, []*SignedEntry) {
+	b.Helper()
+	s, _ := newTestStoreWith(b, DefaultParams())
+	entries := make([]*SignedEntry, n)
+	tmpl := typicalEntry(b, newTestPeer(b))
+	for i := range entries {
+		e := tmpl.Clone()
+		e.PeerID = newTestPeer(b).id
+		if i%3 != 0 {
+			e.Streams = []StreamID{IDFromString("blocks")}
+		}
+		e.Normalize() // as Seal and OpenEntry would
+		entries[i] = &SignedEntry{Entry: e}
+		if _, err := s.Merge(entries[i], t0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return s, entries
+}
+
+// BenchmarkStoreMerge is the cost of applying one update (a heartbeat) to a
+// catalog of n peers: it copies the peer map and re-sorts the snapshot.
+func BenchmarkStoreMerge(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("peers=%d", n), func(b *testing.B) {
+			s, entries := populatedStore(b, n)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				// Each update is 1 ms newer than the previous one, and the
+				// clock moves with it, so no entry ever goes stale.
+				now := t0.Add(time.Duration(i) * time.Millisecond)
+				old := entries[i%n]
+				e := &SignedEntry{Entry: old.Entry}
+				e.Entry.Version.UpdateMS = now.UnixMilli()
+				if _, err := s.Merge(e, now); err != nil {
+					b.Fatal(err)
+				}
+				entries[i%n] = e
+			}
+		})
+	}
+}
+
+// BenchmarkSnapshotRead is the cost of the lock-free read path, from
+// goroutines in parallel.
+func BenchmarkSnapshotRead(b *testing.B) {
+	const n = 1000
+	s, entries := populatedStore(b, n)
+	orders := IDFromString("orders")
+	b.Run("Get", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			for pb.Next() {
+				i++
+				if _, ok := s.Snapshot().Get(entries[i%n].PeerID()); !ok {
+					b.Error("peer missing")
+					return
+				}
+			}
+		})
+	})
+	b.Run("All", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				k := 0
+				for e := range s.Snapshot().All() {
+					if e.Entry.Produces(orders) {
+						k++
+					}
+				}
+				_ = k
+			}
+		})
+	})
+	b.Run("Producers", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if got := len(s.Snapshot().Producers(orders)); got != (n+2)/3 {
+					b.Errorf("%d producers, want %d", got, (n+2)/3)
+					return
+				}
+			}
+		})
+	})
+}
