@@ -60,8 +60,11 @@ func SealDeparture(d Departure, sk crypto.PrivKey) ([]byte, error) {
 // and domain, structure, and that the signer is the departing peer.
 func OpenDeparture(data []byte) (*Departure, error) {
 	var rec departureRecord
-	env, err := openEnvelope(data, MaxDepartureSize, &rec, DeparturePayloadType)
+	env, err := decodeEnvelope(data, MaxDepartureSize, &rec, DeparturePayloadType)
 	if err != nil {
+		return nil, err
+	}
+	if err := verifyEnvelope(data, DepartureDomain); err != nil {
 		return nil, err
 	}
 	id, err := peer.IDFromBytes(rec.m.GetPeerId())

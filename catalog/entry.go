@@ -274,6 +274,26 @@ func entryFromPB(m *pb.Entry) (Entry, error) {
 	return e, nil
 }
 
+// checkShape enforces the structural caps that receivers enforce, so a node
+// cannot seal an entry every peer would reject.
+func checkShape(e *Entry) error {
+	switch {
+	case len(e.Protocol) > maxProtocolLen:
+		return malformed("protocol string longer than %d", maxProtocolLen)
+	case len(e.Addrs) > MaxAddrs:
+		return malformed("%d addrs > %d", len(e.Addrs), MaxAddrs)
+	case len(e.Tags) > MaxTags:
+		return malformed("%d tags > %d", len(e.Tags), MaxTags)
+	case len(e.Streams) > MaxStreams:
+		return malformed("%d streams > %d", len(e.Streams), MaxStreams)
+	case len(e.Tickets) > MaxTickets:
+		return malformed("%d tickets > %d", len(e.Tickets), MaxTickets)
+	case e.Version.StartMS <= 0 || e.Version.UpdateMS < e.Version.StartMS:
+		return malformed("invalid version %v", e.Version)
+	}
+	return nil
+}
+
 // SignedEntry is an Entry together with the sealed envelope bytes it was
 // read from or sealed into. It is immutable once made and safe to share
 // between goroutines.
@@ -312,6 +332,9 @@ func Seal(e Entry, sk crypto.PrivKey) (*SignedEntry, error) {
 	}
 	e = e.Clone()
 	e.Normalize()
+	if err := checkShape(&e); err != nil {
+		return nil, fmt.Errorf("catalog: seal: %w", err)
+	}
 	env, err := record.Seal(&entryRecord{m: e.toPB()}, sk)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: seal: %w", err)
@@ -324,13 +347,27 @@ func Seal(e Entry, sk crypto.PrivKey) (*SignedEntry, error) {
 }
 
 // OpenEntry verifies and decodes a sealed entry. It checks, in order: the
-// size cap (before decoding anything), the envelope signature and domain,
-// the payload type, the entry's structure, and that the signer is the
-// entry's peer. It does not check the network, freshness or version: the
-// [Store] does that on merge.
+// size cap (before decoding anything), the envelope structure, key type
+// (ed25519 only) and payload type, the entry's structure, that the signer
+// is the entry's peer, and last the signature. It does not check the
+// network, freshness or version: [Store.Open] and [Store.Merge] do that.
 func OpenEntry(data []byte, maxSize int) (*SignedEntry, error) {
+	e, err := decodeEntry(data, maxSize)
+	if err != nil {
+		return nil, err
+	}
+	if err := verifyEnvelope(data, EntryDomain); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// decodeEntry runs every check of OpenEntry except the signature, which is
+// by far the most expensive one. Its result must not be trusted before
+// verifyEnvelope succeeds.
+func decodeEntry(data []byte, maxSize int) (*SignedEntry, error) {
 	var rec entryRecord
-	env, err := openEnvelope(data, maxSize, &rec, EntryPayloadType)
+	env, err := decodeEnvelope(data, maxSize, &rec, EntryPayloadType)
 	if err != nil {
 		return nil, err
 	}
@@ -341,40 +378,45 @@ func OpenEntry(data []byte, maxSize int) (*SignedEntry, error) {
 	if !e.PeerID.MatchesPublicKey(env.PublicKey) {
 		return nil, fmt.Errorf("%w: entry of %s", ErrSignerMismatch, e.PeerID)
 	}
-	return &SignedEntry{Entry: e, raw: data}, nil
+	// Keep a private copy: callers may reuse their read buffers.
+	return &SignedEntry{Entry: e, raw: bytes.Clone(data)}, nil
 }
 
-// openEnvelope checks the size cap, the signature and domain, the key type
-// and the payload type, and decodes the payload into rec.
-func openEnvelope(data []byte, maxSize int, rec record.Record, payloadType []byte) (*record.Envelope, error) {
+// decodeEnvelope checks the size cap, the envelope structure, the key type
+// and the payload type, and decodes the payload into rec. It does not
+// verify the signature.
+func decodeEnvelope(data []byte, maxSize int, rec record.Record, payloadType []byte) (*record.Envelope, error) {
 	if maxSize <= 0 {
 		maxSize = DefaultMaxEntrySize
 	}
 	if len(data) > maxSize {
 		return nil, fmt.Errorf("%w: %d bytes > %d", ErrOversize, len(data), maxSize)
 	}
-	// Refuse non-ed25519 keys before verifying: mosaik peers are ed25519,
-	// and RSA verification would let a peer make us burn CPU.
 	env, err := record.UnmarshalEnvelope(data)
 	if err != nil {
 		return nil, malformed("envelope: %v", err)
 	}
+	// mosaik peers are ed25519; refusing other key types up front also
+	// keeps peers from making us verify costly RSA signatures.
 	if env.PublicKey.Type() != cryptopb.KeyType_Ed25519 {
 		return nil, fmt.Errorf("%w: signer key type %v is not ed25519", ErrBadSignature, env.PublicKey.Type())
 	}
 	if !bytes.Equal(env.PayloadType, payloadType) {
 		return nil, fmt.Errorf("%w: %q", ErrWrongPayloadType, env.PayloadType)
 	}
-	// Verify first, decode after: the raw record never fails to unmarshal, so
-	// an error here is always a signature or domain failure.
-	raw := &rawRecord{domain: rec.Domain()}
-	if env, err = record.ConsumeTypedEnvelope(data, raw); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
-	}
-	if err := rec.UnmarshalRecord(raw.payload); err != nil {
+	if err := rec.UnmarshalRecord(env.RawPayload); err != nil {
 		return nil, malformed("payload: %v", err)
 	}
 	return env, nil
+}
+
+// verifyEnvelope checks the envelope signature over domain, payload type
+// and payload.
+func verifyEnvelope(data []byte, domain string) error {
+	if _, err := record.ConsumeTypedEnvelope(data, &rawRecord{domain: domain}); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadSignature, err)
+	}
+	return nil
 }
 
 // rawRecord lets ConsumeTypedEnvelope verify an envelope of any domain while

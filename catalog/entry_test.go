@@ -324,7 +324,7 @@ func TestOpenEntry_Garbage(t *testing.T) {
 }
 
 func TestOpenEntry_RetainsNoCallerBuffer(t *testing.T) {
-	// BUG: OpenEntry (entry.go, `return &SignedEntry{Entry: e, raw: data}`)
+	// Regression (fixed): OpenEntry (entry.go, `return &SignedEntry{Entry: e, raw: data}`)
 	// keeps the caller's buffer as the entry's raw bytes without copying.
 	// SignedEntry is documented as immutable and is stored by
 	// Store.MergeBytes and re-sent in syncs, so a caller that reuses its read
@@ -438,11 +438,11 @@ func TestRestart_NewRunBeatsOldRun(t *testing.T) {
 	}
 }
 
-func TestNewLocal(t *testing.T) {
+func TestNewLocal_Init(t *testing.T) {
 	p, q := newTestPeer(t), newTestPeer(t)
 	l, err := NewLocal(p.key, testNetwork, t0, func(e *Entry) {
-		e.PeerID = q.id           // ignored
-		e.Network = otherNet      // ignored
+		e.PeerID = q.id      // ignored
+		e.Network = otherNet // ignored
 		e.Tags = []Tag{IDFromString("b"), IDFromString("a"), IDFromString("b")}
 		e.Streams = []StreamID{IDFromString("orders")}
 		e.Addrs = []ma.Multiaddr{mustAddr(t, "/ip4/127.0.0.1/tcp/1")}
@@ -692,7 +692,7 @@ func TestEntry_CloneIsDeep(t *testing.T) {
 	}
 }
 
-func TestIsRejectedAndReason(t *testing.T) {
+func TestIsRejected_Reason(t *testing.T) {
 	tests := []struct {
 		err      error
 		rejected bool

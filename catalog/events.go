@@ -72,11 +72,12 @@ type Subscription struct {
 	n      int
 	missed uint64
 	closed bool
-	notify chan struct{}
+	notify chan struct{} // one pending wake-up for waiters in Next
+	done   chan struct{} // closed by Close: wakes every waiter
 }
 
 func newSubscription(s *Store, size int) *Subscription {
-	return &Subscription{store: s, buf: make([]Event, size), notify: make(chan struct{}, 1)}
+	return &Subscription{store: s, buf: make([]Event, size), notify: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // push never blocks; it is called with the store lock held.
@@ -95,10 +96,7 @@ func (s *Subscription) push(ev Event) {
 	s.buf[(s.head+s.n)%len(s.buf)] = ev
 	s.n++
 	s.mu.Unlock()
-	select {
-	case s.notify <- struct{}{}:
-	default:
-	}
+	s.wake()
 }
 
 // Next blocks until an event is available, ctx ends or the subscription is
@@ -118,7 +116,11 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 			s.buf[s.head] = Event{}
 			s.head = (s.head + 1) % len(s.buf)
 			s.n--
+			more := s.n > 0
 			s.mu.Unlock()
+			if more { // pass the wake-up on to another waiter
+				s.wake()
+			}
 			return ev, nil
 		}
 		closed := s.closed
@@ -128,23 +130,35 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 		}
 		select {
 		case <-s.notify:
+		case <-s.done:
 		case <-ctx.Done():
 			return Event{}, ctx.Err()
 		}
 	}
 }
 
+func (s *Subscription) wake() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// markClosed closes the subscription; it reports whether it was open.
+func (s *Subscription) markClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.closed = true
+	close(s.done)
+	return true
+}
+
 // Close ends the subscription and releases it from the store.
 func (s *Subscription) Close() {
-	s.mu.Lock()
-	already := s.closed
-	s.closed = true
-	s.mu.Unlock()
-	if !already {
+	if s.markClosed() {
 		s.store.unsubscribe(s)
-		select {
-		case s.notify <- struct{}{}:
-		default:
-		}
 	}
 }

@@ -106,7 +106,7 @@ func TestID_String(t *testing.T) {
 	}
 }
 
-func TestIDFromBytes(t *testing.T) {
+func TestIDFromBytes_Length(t *testing.T) {
 	raw, _ := hex.DecodeString(blake3Orders)
 	id, err := IDFromBytes(raw)
 	if err != nil || id.String() != blake3Orders {

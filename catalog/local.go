@@ -12,8 +12,20 @@ import (
 // change bumps the version and re-seals. Local is not safe for concurrent
 // use: its owner (the discovery service) serializes calls.
 type Local struct {
-	key crypto.PrivKey
-	cur *SignedEntry
+	key     crypto.PrivKey
+	cur     *SignedEntry
+	maxSize int
+}
+
+// SetMaxSize makes Update refuse changes that would seal an entry larger
+// than n bytes (receivers with MaxEntrySize n would reject it). It reports
+// an error if the current entry is already larger.
+func (l *Local) SetMaxSize(n int) error {
+	l.maxSize = n
+	if n > 0 && len(l.cur.raw) > n {
+		return fmt.Errorf("%w: local entry is %d bytes, the limit is %d", ErrOversize, len(l.cur.raw), n)
+	}
+	return nil
 }
 
 // NewLocal creates and seals the first entry of a run starting at now. The
@@ -54,6 +66,9 @@ func (l *Local) Update(now time.Time, f func(*Entry)) (s *SignedEntry, changed b
 	e.Version = e.Version.Next(now)
 	if s, err = Seal(e, l.key); err != nil {
 		return l.cur, false, err
+	}
+	if l.maxSize > 0 && len(s.raw) > l.maxSize {
+		return l.cur, false, fmt.Errorf("%w: the changed entry would be %d bytes, the limit is %d", ErrOversize, len(s.raw), l.maxSize)
 	}
 	l.cur = s
 	return s, true, nil

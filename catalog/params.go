@@ -43,7 +43,7 @@ func TestParams() Params {
 	return p
 }
 
-// Validate reports the first invalid field. It does not modify p.
+// Validate reports every invalid field. It does not modify p.
 func (p Params) Validate() error {
 	var errs []error
 	if p.PurgeAfter <= 0 {

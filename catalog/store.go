@@ -132,6 +132,8 @@ func (s *Store) Check(e *SignedEntry, now time.Time) error {
 func (s *Store) check(snap *Snapshot, e *SignedEntry, now time.Time) error {
 	en := &e.Entry
 	switch {
+	case e.raw == nil:
+		return fmt.Errorf("%w: entry was not sealed or opened", ErrMalformed)
 	case en.Network != s.network:
 		return fmt.Errorf("%w: %s, ours is %s", ErrOtherNetwork, en.Network.Short(), s.network.Short())
 	case en.PeerID == s.localID:
@@ -150,8 +152,10 @@ func (s *Store) check(snap *Snapshot, e *SignedEntry, now time.Time) error {
 	return nil
 }
 
+// stale reports whether e went PurgeAfter or longer without an update; an
+// entry is stale from the instant NextExpiry reports.
 func (s *Store) stale(e *Entry, now time.Time) bool {
-	return e.Version.UpdatedAt().Before(now.Add(-s.params.PurgeAfter))
+	return !e.Version.UpdatedAt().After(now.Add(-s.params.PurgeAfter))
 }
 
 // Merge adds or replaces a remote entry: it must belong to this network,
@@ -186,9 +190,29 @@ func (s *Store) Merge(e *SignedEntry, now time.Time) (Outcome, error) {
 	return out, nil
 }
 
-// MergeBytes opens a sealed entry (see [OpenEntry]) and merges it.
+// Open decodes a sealed entry and checks it against the catalog, verifying
+// the signature only when the entry would change the catalog: copies of
+// known versions, stale entries and the local entry are refused (not
+// rejected) before the costly signature check. An entry it returns without
+// error is verified and ready to Merge (which checks again, since the
+// catalog may have moved on).
+func (s *Store) Open(data []byte, now time.Time) (*SignedEntry, error) {
+	e, err := decodeEntry(data, s.params.MaxEntrySize)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Check(e, now); err != nil {
+		return nil, err
+	}
+	if err := verifyEnvelope(data, EntryDomain); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// MergeBytes opens a sealed entry (see [Store.Open]) and merges it.
 func (s *Store) MergeBytes(data []byte, now time.Time) (*SignedEntry, Outcome, error) {
-	e, err := OpenEntry(data, s.params.MaxEntrySize)
+	e, err := s.Open(data, now)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -225,6 +249,11 @@ func (s *Store) Depart(d *Departure, now time.Time) (bool, error) {
 	}
 	if drift := d.Timestamp.Sub(now).Abs(); drift > s.params.MaxClockDrift {
 		return false, fmt.Errorf("%w: departure of %s is %v off", ErrClockDrift, d.PeerID, drift)
+	}
+	// The tombstone lives until LastVersion goes stale: refuse one dated in
+	// the future, which would never expire.
+	if d.LastVersion.UpdatedAt().After(now.Add(s.params.MaxClockDrift)) {
+		return false, fmt.Errorf("%w: departure of %s claims version %v from the future", ErrClockDrift, d.PeerID, d.LastVersion)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -267,7 +296,7 @@ func (s *Store) Purge(now time.Time) []*SignedEntry {
 	}
 	departed := snap.departed
 	for id, v := range snap.departed {
-		if v.UpdatedAt().Before(now.Add(-s.params.PurgeAfter)) {
+		if !v.UpdatedAt().After(now.Add(-s.params.PurgeAfter)) {
 			if len(departed) == len(snap.departed) {
 				departed = maps.Clone(snap.departed)
 			}
@@ -318,7 +347,7 @@ func (s *Store) Subscribe(size int) *Subscription {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		sub.closed = true
+		sub.markClosed()
 		return sub
 	}
 	s.subs[sub] = struct{}{}
@@ -344,13 +373,7 @@ func (s *Store) Close() error {
 	s.subs = nil
 	s.mu.Unlock()
 	for _, sub := range subs {
-		sub.mu.Lock()
-		sub.closed = true
-		sub.mu.Unlock()
-		select {
-		case sub.notify <- struct{}{}:
-		default:
-		}
+		sub.markClosed()
 	}
 	return nil
 }

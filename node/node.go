@@ -12,7 +12,6 @@ import (
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
-	pubsubpb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -97,12 +96,12 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 			gp.HeartbeatInitialDelay = cfg.heartbeat / 10
 		}
 		psCtx, psCancel := context.WithCancel(context.Background())
+		// The default signature policy (StrictSign) is kept although
+		// catalog entries carry their own signatures: routers of every
+		// policy must agree, and StrictSign is what a plugin user's router
+		// most likely runs.
 		n.ps, err = pubsub.NewGossipSub(psCtx, n.h,
 			pubsub.WithGossipSubParams(gp),
-			// Catalog entries carry their own signatures: do not sign twice,
-			// and identify messages by content.
-			pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
-			pubsub.WithMessageIdFn(func(m *pubsubpb.Message) string { id := catalog.HashID(m.GetData()); return string(id[:]) }),
 			pubsub.WithPeerExchange(true),
 			// Send our own announcements to every topic peer, not only the
 			// mesh: a fresh node's entry or a departure then reaches its
@@ -206,8 +205,9 @@ func newResourceManager() (network.ResourceManager, error) {
 	return rm, nil
 }
 
-// bootstrapLoop dials the bootstrap peers until the node is connected to
-// one, and again whenever it has lost every connection to its network.
+// bootstrapLoop dials every bootstrap peer the node is not connected to:
+// every 250 ms doubling to 30 s while none answers and the catalog is
+// empty, then every 30 s.
 func (n *Node) bootstrapLoop() {
 	defer n.wg.Done()
 	wait := 250 * time.Millisecond

@@ -36,8 +36,7 @@ type config struct {
 	dhtOpt []dht.Option
 }
 
-// DefaultListenAddrs are used by a standalone node given no listen
-// addresses: TCP and QUIC-v1 on every IPv4 interface, on ports the OS picks.
+// defaultListen is used by a standalone node given no listen addresses: TCP and QUIC-v1 on every IPv4 interface, on ports the OS picks.
 var defaultListen = []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"}
 
 // Option configures a [Node].

@@ -47,9 +47,10 @@ type counters struct {
 	mu     sync.Mutex
 	reason map[string]uint64
 
-	rtt  metric.Float64Histogram
-	reg  metric.Registration
-	size func() int
+	rtt      metric.Float64Histogram
+	rttAttrs metric.MeasurementOption
+	reg      metric.Registration
+	size     func() int
 }
 
 func (c *counters) refuse(rejected bool, reason string) {
@@ -88,6 +89,7 @@ func newCounters(mp metric.MeterProvider, network string, size func() int) (*cou
 	c := &counters{reason: map[string]uint64{}, size: size}
 	m := mp.Meter("github.com/mosaik-go/mosaik/catalog/discovery")
 	nw := attribute.String("network", network)
+	c.rttAttrs = metric.WithAttributes(nw)
 	var err error
 	if c.rtt, err = m.Float64Histogram("mosaik.discovery.rtt", metric.WithUnit("s"),
 		metric.WithDescription("RTT probe samples"),

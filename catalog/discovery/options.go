@@ -97,7 +97,7 @@ func DefaultParams() Params {
 
 // TestParams returns a fast profile for tests on one machine: entries go
 // stale after 3 s, heartbeats every 500 ms. Pair it with a gossipsub
-// heartbeat of 100 ms (node.TestProfile does both).
+// heartbeat of 100 ms (node.WithTestProfile does both).
 func TestParams() Params {
 	p := DefaultParams()
 	p.Catalog = catalog.TestParams()
@@ -106,9 +106,9 @@ func TestParams() Params {
 	p.DepartureGrace = 100 * time.Millisecond
 	p.SyncTimeout = 3 * time.Second
 	p.SyncMinInterval = 200 * time.Millisecond
-	p.RTTProbeInterval = time.Second
+	p.RTTProbeInterval = 5 * time.Second
 	p.PingTimeout = 2 * time.Second
-	p.DHTRepublishInterval = time.Second
+	p.DHTRepublishInterval = 2 * time.Second
 	p.DHTTimeout = 5 * time.Second
 	return p
 }
@@ -135,11 +135,11 @@ func (p Params) Validate() error {
 	if p.DepartureGrace < 0 {
 		errs = append(errs, fmt.Errorf("DepartureGrace must be >= 0, got %v", p.DepartureGrace))
 	}
-	if p.AnnounceJitter < 0 || p.AnnounceJitter >= 1 {
+	if !(p.AnnounceJitter >= 0 && p.AnnounceJitter < 1) { // also refuses NaN
 		errs = append(errs, fmt.Errorf("AnnounceJitter must be within [0, 1), got %v", p.AnnounceJitter))
-	}
-	if p.AnnounceInterval*(1+time.Duration(p.AnnounceJitter)) >= p.Catalog.PurgeAfter {
-		errs = append(errs, fmt.Errorf("AnnounceInterval %v must be well below Catalog.PurgeAfter %v", p.AnnounceInterval, p.Catalog.PurgeAfter))
+	} else if longest := time.Duration(float64(p.AnnounceInterval) * (1 + p.AnnounceJitter)); longest >= p.Catalog.PurgeAfter {
+		errs = append(errs, fmt.Errorf("the longest heartbeat gap, AnnounceInterval %v × (1+AnnounceJitter %v) = %v, must be well below Catalog.PurgeAfter %v",
+			p.AnnounceInterval, p.AnnounceJitter, longest, p.Catalog.PurgeAfter))
 	}
 	if p.SyncBurst < 1 || p.MaxConcurrentSyncs < 1 || p.CascadeBelow < 0 {
 		errs = append(errs, fmt.Errorf("SyncBurst and MaxConcurrentSyncs must be >= 1 and CascadeBelow >= 0"))

@@ -14,6 +14,7 @@ import (
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pubsubpb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -75,6 +76,7 @@ type Service struct {
 
 	announceNow chan struct{}
 	peerJoined  chan struct{}
+	relayQ      chan *catalog.SignedEntry // entries to relay onto gossip
 	dhtNow      chan struct{}
 
 	syncMu   sync.Mutex
@@ -92,6 +94,7 @@ type Service struct {
 	closeErr error
 	once     sync.Once
 	stopOnce sync.Once
+	serves   bool // this service registered the sync handler
 }
 
 // New starts discovery of network on h. ps is the gossipsub router to
@@ -116,6 +119,9 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 	if key == nil {
 		return nil, fmt.Errorf("discovery: the peerstore has no private key for host %s", h.ID())
 	}
+	if key.Type() != crypto.Ed25519 {
+		return nil, fmt.Errorf("discovery: host %s has a %v key; mosaik peers must use ed25519 identities (every peer refuses other key types)", h.ID(), key.Type())
+	}
 	local, err := catalog.NewLocal(key, network, time.Now(), func(e *catalog.Entry) {
 		e.Addrs = h.Addrs()
 		e.Tags = slices.Clone(cfg.tags)
@@ -126,6 +132,9 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 	if err != nil {
 		return nil, err
 	}
+	if err := local.SetMaxSize(p.Catalog.MaxEntrySize); err != nil {
+		return nil, fmt.Errorf("discovery: %w", err)
+	}
 	store, err := catalog.NewStore(local.Current(), p.Catalog)
 	if err != nil {
 		return nil, err
@@ -135,7 +144,7 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		h: h, ps: ps, params: p, network: network, proto: SyncProtocol(network),
 		log:   cfg.log.With("component", "discovery", "network", network.Short()),
 		store: store, rtt: catalog.NewRTTTable(), local: local,
-		announceNow: make(chan struct{}, 1), peerJoined: make(chan struct{}, 1), dhtNow: make(chan struct{}, 1),
+		relayQ: make(chan *catalog.SignedEntry, 256), announceNow: make(chan struct{}, 1), peerJoined: make(chan struct{}, 1), dhtNow: make(chan struct{}, 1),
 		lastSync: map[peer.ID]time.Time{}, limiters: limiters, dht: cfg.dht,
 		serving: make(chan struct{}, p.MaxConcurrentSyncs), starting: make(chan struct{}, 8),
 		probing: map[peer.ID]bool{},
@@ -157,6 +166,7 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 	}
 	if !p.DisableSync {
 		s.h.SetStreamHandler(s.proto, s.handleSync)
+		s.serves = true
 	}
 	if s.hostSub, err = h.EventBus().Subscribe([]any{new(event.EvtPeerIdentificationCompleted), new(event.EvtLocalAddressesUpdated)}); err != nil {
 		return nil, fmt.Errorf("discovery: event bus: %w", err)
@@ -169,6 +179,7 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 	if s.topic != nil {
 		s.spawn(s.readLoop)
 		s.spawn(s.peerEventLoop)
+		s.spawn(s.relayLoop)
 	}
 	if s.dht != nil {
 		s.spawn(s.dhtLoop)
@@ -364,7 +375,9 @@ func (s *Service) doStop() {
 
 func (s *Service) teardown() {
 	s.stop()
-	s.h.RemoveStreamHandler(s.proto)
+	if s.serves { // never remove a handler another service registered
+		s.h.RemoveStreamHandler(s.proto)
+	}
 	var errs []error
 	if s.topic != nil {
 		errs = append(errs, s.topic.Close(), s.ps.UnregisterTopicValidator(TopicName(s.network)))
@@ -397,15 +410,17 @@ func (s *Service) validate(_ context.Context, from peer.ID, msg *pubsub.Message)
 	switch k := ann.Kind.(type) {
 	case *pb.Announcement_Entry:
 		var e *catalog.SignedEntry
-		if e, err = catalog.OpenEntry(k.Entry, s.params.Catalog.MaxEntrySize); err == nil {
-			if self {
-				msg.ValidatorData = e
-				return pubsub.ValidationAccept
-			}
-			if err = s.store.Check(e, now); err == nil {
-				msg.ValidatorData = e
-				return pubsub.ValidationAccept
-			}
+		if self {
+			// Our own entry or a relay of one we verified on merge.
+			e, err = catalog.OpenEntry(k.Entry, s.params.Catalog.MaxEntrySize)
+		} else {
+			// Cheap checks first: a copy of a known version is ignored
+			// without verifying its signature.
+			e, err = s.store.Open(k.Entry, now)
+		}
+		if err == nil {
+			msg.ValidatorData = e
+			return pubsub.ValidationAccept
 		}
 	case *pb.Announcement_Departure:
 		var d *catalog.Departure
@@ -438,6 +453,9 @@ func (s *Service) checkDeparture(d *catalog.Departure, now time.Time) error {
 	if d.Timestamp.Sub(now).Abs() > s.params.Catalog.MaxClockDrift {
 		return catalog.ErrClockDrift
 	}
+	if d.LastVersion.UpdatedAt().After(now.Add(s.params.Catalog.MaxClockDrift)) {
+		return catalog.ErrClockDrift // a tombstone that would never expire
+	}
 	e, ok := s.store.Snapshot().Get(d.PeerID)
 	if !ok || d.PeerID == s.h.ID() {
 		return catalog.ErrUnknown
@@ -462,6 +480,22 @@ func (s *Service) readLoop() {
 			s.merge(v, fromGossip)
 		case *catalog.Departure:
 			s.depart(v)
+		}
+	}
+}
+
+// relayLoop publishes entries learned by sync or DHT onto gossip, off the
+// merge path: Publish can block while pubsub is busy, and a sync responder
+// must not wait on it.
+func (s *Service) relayLoop() {
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case e := <-s.relayQ:
+			if err := s.publish(&pb.Announcement{Kind: &pb.Announcement_Entry{Entry: e.Bytes()}}); err == nil {
+				s.stats.relayed.Add(1)
+			}
 		}
 	}
 }
@@ -558,8 +592,9 @@ func (s *Service) merge(e *catalog.SignedEntry, src source) {
 		// Peers that learned of us only by sync or DHT have not seen this
 		// entry on gossip: relay it (pubsub deduplicates identical bytes).
 		if s.topic != nil {
-			if err := s.publish(&pb.Announcement{Kind: &pb.Announcement_Entry{Entry: e.Bytes()}}); err == nil {
-				s.stats.relayed.Add(1)
+			select {
+			case s.relayQ <- e:
+			default: // relays only speed convergence up; heartbeats heal a drop
 			}
 		}
 		s.cascade(e.Entry.PeerID)
@@ -609,7 +644,7 @@ func (s *Service) hostEventLoop() {
 			}
 			switch ev := ev.(type) {
 			case event.EvtPeerIdentificationCompleted:
-				if !s.params.DisableSync && slices.Contains(ev.Protocols, s.proto) {
+				if !s.params.DisableSync && slices.Contains(ev.Protocols, s.proto) && s.shouldSync(ev.Peer) {
 					s.startSync(ev.Peer)
 				}
 			case event.EvtLocalAddressesUpdated:
@@ -619,6 +654,20 @@ func (s *Service) hostEventLoop() {
 			}
 		}
 	}
+}
+
+// shouldSync decides whether a new connection to p warrants a full sync:
+// when p is not in our catalog (a new peer, or one we purged during a
+// partition), or while our catalog is empty (we are new). Connections to
+// known peers add nothing a sync would: gossip keeps known entries fresh,
+// and skipping them keeps a DHT-driven full mesh from costing O(N²) syncs.
+func (s *Service) shouldSync(p peer.ID) bool {
+	snap := s.store.Snapshot()
+	if snap.Len() == 0 {
+		return true
+	}
+	_, known := snap.Get(p)
+	return !known
 }
 
 // purgeLoop removes each entry as soon as it goes stale.
@@ -701,7 +750,7 @@ func (s *Service) Probe(ctx context.Context, p peer.ID) (time.Duration, error) {
 			return 0, fmt.Errorf("discovery: ping %s: %w", p, res.Error)
 		}
 		s.rtt.Record(p, res.RTT, time.Now())
-		s.stats.rtt.Record(ctx, res.RTT.Seconds())
+		s.stats.rtt.Record(ctx, res.RTT.Seconds(), s.stats.rttAttrs)
 		return res.RTT, nil
 	case <-ctx.Done():
 		return 0, fmt.Errorf("discovery: ping %s: %w", p, ctx.Err())

@@ -54,19 +54,44 @@ func (s *Service) startSync(p peer.ID) {
 		}
 	}
 	s.syncMu.Unlock()
-	s.spawn(func() {
-		select {
-		case s.starting <- struct{}{}:
-			defer func() { <-s.starting }()
-		case <-s.ctx.Done():
+	s.spawn(func() { s.syncRetrying(p) })
+}
+
+// syncRetrying syncs with p, retrying failures (a busy or rate-limiting
+// responder, a timeout) with exponential backoff from 100 ms while p stays
+// connected and still warrants a sync, at most 6 attempts.
+func (s *Service) syncRetrying(p peer.ID) {
+	wait := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := s.syncOnce(p)
+		if err == nil || s.ctx.Err() != nil || errors.Is(err, catalog.ErrOtherNetwork) {
 			return
 		}
-		ctx, cancel := context.WithTimeout(s.ctx, s.params.SyncTimeout)
-		defer cancel()
-		if err := s.syncWith(ctx, p); err != nil && s.ctx.Err() == nil {
-			s.log.Debug("sync failed", "peer", p, "err", err)
+		if attempt == 6 || s.h.Network().Connectedness(p) != network.Connected || !s.shouldSync(p) {
+			s.log.Debug("sync failed", "peer", p, "attempts", attempt, "err", err)
+			return
 		}
-	})
+		t := time.NewTimer(jitter(wait, 0.5))
+		select {
+		case <-s.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		wait = min(2*wait, s.params.SyncTimeout)
+	}
+}
+
+func (s *Service) syncOnce(p peer.ID) error {
+	select {
+	case s.starting <- struct{}{}:
+		defer func() { <-s.starting }()
+	case <-s.ctx.Done():
+		return ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.params.SyncTimeout)
+	defer cancel()
+	return s.syncWith(ctx, p)
 }
 
 func (s *Service) syncWith(ctx context.Context, p peer.ID) (err error) {
@@ -124,9 +149,11 @@ func (s *Service) entries(snap *catalog.Snapshot) [][]byte {
 
 func (s *Service) mergeAll(raw [][]byte, src source) {
 	for _, b := range raw {
-		e, err := catalog.OpenEntry(b, s.params.Catalog.MaxEntrySize)
+		e, err := s.store.Open(b, time.Now())
 		if err != nil {
-			s.stats.refuse(true, catalog.Reason(err))
+			if !errors.Is(err, catalog.ErrLocal) {
+				s.stats.refuse(catalog.IsRejected(err), catalog.Reason(err))
+			}
 			continue
 		}
 		s.merge(e, src)
@@ -201,10 +228,13 @@ func (s *Service) handleSync(st network.Stream) {
 // ---- DHT ----
 
 // dhtLoop stores the local entry and provider records in the DHT at start,
-// after every change and every DHTRepublishInterval.
+// after every change and every DHTRepublishInterval. A failed put (typically
+// an empty routing table right after start) is retried sooner, backing off
+// from 250 ms up to the republish interval.
 func (s *Service) dhtLoop() {
 	t := time.NewTimer(0)
 	defer t.Stop()
+	retry := 250 * time.Millisecond
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -212,24 +242,33 @@ func (s *Service) dhtLoop() {
 		case <-s.dhtNow:
 		case <-t.C:
 		}
-		s.putDHT()
-		if !t.Stop() {
-			select {
-			case <-t.C:
-			default:
-			}
+		next := s.params.DHTRepublishInterval
+		if !s.putDHT() {
+			next = min(retry, next)
+			retry = min(2*retry, s.params.DHTRepublishInterval)
+		} else {
+			retry = 250 * time.Millisecond
 		}
-		t.Reset(s.params.DHTRepublishInterval)
+		t.Stop()
+		select {
+		case <-t.C:
+		default:
+		}
+		t.Reset(next)
 	}
 }
 
-func (s *Service) putDHT() {
+// putDHT stores the local entry and provider records; it reports whether
+// the entry reached the DHT.
+func (s *Service) putDHT() bool {
 	ctx, cancel := context.WithTimeout(s.ctx, s.params.DHTTimeout)
 	defer cancel()
 	local := s.Local()
+	ok := true
 	if err := s.dht.PutValue(ctx, DHTKey(s.network, s.h.ID()), local.Bytes()); err != nil {
 		s.stats.dhtPutFailures.Add(1)
 		s.log.Debug("DHT put failed", "err", err)
+		ok = false
 	} else {
 		s.stats.dhtPuts.Add(1)
 	}
@@ -240,8 +279,10 @@ func (s *Service) putDHT() {
 	for _, c := range cids {
 		if err := s.dht.Provide(ctx, c, true); err != nil {
 			s.log.Debug("DHT provide failed", "cid", c, "err", err)
+			ok = false
 		}
 	}
+	return ok
 }
 
 // FindProducers returns the catalog's producers of stream id after asking
@@ -284,8 +325,11 @@ func (s *Service) fetchEntry(ctx context.Context, p peer.ID) error {
 	if err != nil {
 		return fmt.Errorf("discovery: DHT entry of %s: %w", p, err)
 	}
-	e, err := catalog.OpenEntry(val, s.params.Catalog.MaxEntrySize)
+	e, err := s.store.Open(val, time.Now())
 	if err != nil {
+		if !catalog.IsRejected(err) {
+			return nil // the catalog already holds this version or a newer one
+		}
 		s.stats.refuse(true, catalog.Reason(err))
 		return fmt.Errorf("discovery: DHT entry of %s: %w", p, err)
 	}

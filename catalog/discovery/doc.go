@@ -1,0 +1,127 @@
+// Package discovery keeps the catalog of one mosaik network fresh on a
+// libp2p host. It is the I/O half of package catalog: catalog holds the
+// entry model, signing and merge rules with no network access; discovery
+// moves signed entries between peers and feeds them to a [catalog.Store].
+//
+// # What the service does
+//
+// A [Service] serves one network on one host. Once started it:
+//
+//   - publishes the local peer's signed entry on the network's gossipsub
+//     topic ([TopicName]) at start, after every change, on a jittered
+//     heartbeat (Params.AnnounceInterval) and shortly after a new topic
+//     peer joins, and validates what others publish there (reject invalid
+//     input, ignore stale or redundant input);
+//   - runs a catalog sync ([SyncProtocol]) when it connects to a peer of
+//     the network that it does not know yet (or to any, while its catalog
+//     is empty), so a new node gets whole catalogs at once, and relays on
+//     gossip the peers it learns that way;
+//   - dials newly learned peers while it has few connections (the cascade),
+//     so a node that knows one bootstrap peer converges quickly;
+//   - with a DHT ([WithDHT]), stores the local entry and provider records
+//     in it and looks producers up in it ([Service.FindProducers]);
+//   - purges each peer as soon as its entry goes stale, applies signed
+//     departures, and publishes its own departure on [Service.Close];
+//   - measures the RTT to connected catalog peers with libp2p ping.
+//
+// The wire format of all of this is specified in PROTOCOL.md at the root of
+// the module.
+//
+// # Usual sequence
+//
+//	svc, err := discovery.New(h, ps, catalog.IDFromString("my-app"),
+//		discovery.WithDHT(d), discovery.WithTags(catalog.IDFromString("worker")))
+//	...
+//	defer svc.Close()
+//
+//	snap := svc.Catalog()            // immutable snapshot, never blocks
+//	sub := svc.Subscribe()           // PeerDiscovered / PeerUpdated / PeerDeparted
+//	defer sub.Close()
+//	ev, err := sub.Next(ctx)
+//
+//	svc.UpdateLocal(func(e *catalog.Entry) { e.Streams = append(e.Streams, orders) })
+//	svc.SyncWith(ctx, addrInfo)       // explicit sync, e.g. with a bootstrap peer
+//	svc.FindProducers(ctx, orders)   // catalog producers, after asking the DHT
+//	svc.Probe(ctx, peerID)           // one RTT sample
+//
+// [New] starts everything and returns without waiting for the network.
+// Read the catalog with [Service.Catalog] (wait for changes on
+// [catalog.Snapshot.Changed]) or follow events with [Service.Subscribe].
+// Change the local entry only through [Service.UpdateLocal], which
+// re-signs, bumps the version, announces and re-publishes to the DHT; the
+// store returned by [Service.Store] accepts writes that bypass all of that.
+// [Service.Close] publishes a departure, waits Params.DepartureGrace and
+// stops the service.
+//
+// Package node wires a Service to a host, a gossipsub router and a DHT it
+// creates itself; use discovery directly to run mosaik on components you
+// already have (plugin mode).
+//
+// # Your duties in plugin mode
+//
+// The service borrows the host, the pubsub router and the DHT; it never
+// closes them, and Close leaves them usable (another service may attach to
+// the same host later). The caller must:
+//
+//   - give a host whose peerstore holds its private key (libp2p.New does)
+//     and whose identity is ed25519: entries are signed with the host key,
+//     and peers refuse entries signed by any other key type. New does not
+//     check the key type;
+//   - keep identify and the ping service enabled (libp2p.New's defaults):
+//     syncs start when identify completes, and RTT probes are pings;
+//   - build the DHT with [DHTOptions], or at least with
+//     dht.ProtocolPrefix([DHTProtocolPrefix]) and
+//     dht.NamespacedValidator([DHTNamespace], [Validator]{}): without the
+//     validator every put of an entry fails;
+//   - keep the router's signature policy compatible with the other nodes of
+//     the network: gossipsub drops messages whose signing does not match its
+//     own policy. Routers created by package node use the default
+//     (StrictSign), so a router built with defaults just works. The
+//     router's message-ID function need not be changed: the service sets
+//     its own on its topic (BLAKE3 of the message data);
+//   - not join the topic [TopicName] of the network nor register a
+//     validator on it: the service does both and undoes them in Close;
+//   - run at most one Service per network on a host: the service owns the
+//     network's topic and sync stream handler.
+//
+// Params.DisableGossip allows a nil router; the catalog is then fed by
+// syncs and the DHT only.
+//
+// # Concurrency and ownership
+//
+// Every method of [Service] is safe for concurrent use. Calls that use the
+// network take a context and return when it ends; [Service.Catalog],
+// [Service.Local], [Service.PeerInfo] and [Service.Stats] never block.
+// Snapshots and the entries in them are immutable and may be kept and
+// shared freely. The function given to [Service.UpdateLocal] runs under
+// the service's lock: it must be fast, must not block and must not call
+// UpdateLocal.
+//
+// The service owns the goroutines it starts (announce, gossip read, topic
+// events, host events, purge, RTT, DHT, background syncs and cascade
+// dials) and waits for them, and for sync streams being served, in
+// [Service.Close]. Close is idempotent and safe to call concurrently. After
+// it, [Service.UpdateLocal], [Service.SyncWith] and [Service.FindProducers]
+// return [ErrClosed], the last snapshot stays readable, and subscriptions
+// end with [catalog.ErrClosed] once their buffered events are read.
+//
+// # Metrics
+//
+// With [WithMeterProvider] (default: the global OpenTelemetry provider, a
+// no-op unless an SDK is installed), the service registers, on the meter
+// "github.com/mosaik-go/mosaik/catalog/discovery", these instruments, each
+// with the attribute network=<short network ID>:
+//
+//	mosaik.discovery.entries          counter  outcome=added|updated
+//	mosaik.discovery.refused          counter  verdict=rejected|ignored, reason=<catalog.Reason>
+//	mosaik.discovery.peers.departed   counter  cause=departure|purged
+//	mosaik.discovery.syncs            counter  direction=out|in, result=ok|failed|refused
+//	mosaik.discovery.announcements    counter  own entry publications
+//	mosaik.discovery.relayed          counter  entries relayed to gossip after a sync or DHT lookup
+//	mosaik.discovery.dht.puts         counter  result=ok|failed
+//	mosaik.discovery.catalog.size     gauge    remote peers in the catalog
+//	mosaik.discovery.rtt              histogram, seconds (RTT probe samples; no network attribute)
+//
+// The same numbers are available without OpenTelemetry from
+// [Service.Stats].
+package discovery

@@ -1,0 +1,101 @@
+// Package node runs a mosaik node: a libp2p host with gossipsub, the mosaik
+// DHT and catalog discovery ([discovery.Service]) for one network. It owns
+// construction and shutdown order, so that applications make one call to
+// join a network and one to leave it.
+//
+// # Standalone and plugin mode
+//
+// In standalone mode [New] builds everything itself:
+//
+//	n, err := node.New("my-app",
+//		node.WithBootstrap("/ip4/192.0.2.1/tcp/4001/p2p/12D3KooW..."),
+//		node.WithTags("worker"))
+//	...
+//	defer n.Close()
+//
+// In plugin mode the application already runs libp2p and lends its
+// components with [WithHost], [WithPubSub] and [WithDHT]. The node never
+// closes what it borrows: after [Node.Close] the host, router and DHT
+// remain usable, and mosaik may attach to the same host again. A borrowed
+// DHT must have been built with discovery.DHTOptions(), and a borrowed
+// router must keep the default StrictSign signature policy, like the
+// routers the node creates, or it exchanges no catalog gossip with
+// standalone nodes (see package discovery for the full list of plugin-mode
+// duties).
+// Components not lent are created on the borrowed host and closed with the
+// node; lend the router when the host already runs one, since the node
+// would otherwise start a second router on the same host.
+//
+// The network is named by a string: exactly 64 hex characters are the
+// network ID itself, anything else is hashed to it (catalog.IDFromString).
+// Tags given as strings follow the same rule.
+//
+// # Options
+//
+// Identity and transport (standalone only; ignored with [WithHost]):
+// [WithIdentity] (an ed25519 key; default a new random key) and
+// [WithListenAddrs] (default TCP and QUIC-v1 on 0.0.0.0, ports chosen by
+// the OS).
+//
+// Joining: [WithBootstrap] (multiaddrs ending in /p2p/<id>) and
+// [WithBootstrapPeers]; [WithTags] and [WithEntry] fill in the local entry
+// before it is first signed.
+//
+// Components: [WithHost], [WithPubSub], [WithDHT] lend existing ones;
+// [WithoutDHT] runs without a DHT (the catalog is then fed by gossip and
+// syncs, and FindProducers looks only at the catalog); [WithDHTOptions]
+// adds kad-dht options to the DHT the node creates.
+//
+// Tuning and observability: [WithDiscoveryParams] (default
+// discovery.DefaultParams()), [WithTestProfile], [WithLogger] (default
+// slog.Default()) and [WithMeterProvider] (default the global OpenTelemetry
+// provider). Options apply in order, so a later [WithDiscoveryParams]
+// overrides the parameters chosen by an earlier [WithTestProfile] and vice
+// versa.
+//
+// # What New starts
+//
+// In order, undoing what it started if a later step fails:
+//
+//  1. without [WithHost], a libp2p host: the given or a new ed25519
+//     identity; TCP and QUIC-v1; Noise and TLS; yamux; a resource manager
+//     scaled up for many concurrent streams per peer; a connection manager
+//     (low water 160, high water 512, one-minute grace); relay and libp2p
+//     metrics disabled; agent version "mosaik-go/0.1.0";
+//  2. without [WithPubSub], and unless gossip is disabled, a gossipsub
+//     router with the default StrictSign policy, peer exchange and flood
+//     publishing on (the catalog topic identifies messages by the BLAKE3
+//     hash of their data);
+//  3. without [WithDHT] or [WithoutDHT], a kad-dht built with
+//     discovery.DHTOptions() (protocol /mosaik/kad/1.0.0, entry validator,
+//     server mode), the bootstrap peers and [WithDHTOptions];
+//  4. the discovery service, which announces the local entry, syncs
+//     catalogs with peers as they connect, and keeps the catalog fresh;
+//  5. with bootstrap peers, a background loop that dials them: it retries
+//     with a growing delay (from 0.5 s up to 30 s) while none is reachable
+//     and the catalog is empty, and otherwise re-dials any bootstrap peer
+//     it is not connected to every 30 s.
+//
+// New does not wait for the network: it returns once everything has
+// started. Read [Node.Catalog] (and wait on its Changed channel) or
+// subscribe with Node.Discovery().Subscribe() to learn when peers arrive.
+//
+// # Close
+//
+// [Node.Close] stops the bootstrap loop, then closes what the node created
+// in reverse order of creation: the discovery service first (it publishes a
+// signed departure when it has topic peers and waits
+// discovery.Params.DepartureGrace for it to leave), then the DHT, the
+// gossipsub router and the host. Borrowed components are left open. Close
+// is idempotent and safe to call concurrently; every method of [Node] is
+// safe for concurrent use.
+//
+// # Test profile
+//
+// [WithTestProfile] selects timings for tests on one machine:
+// discovery.TestParams() (entries stale after 3 s, heartbeats every
+// 500 ms ± 50 %, 5 s clock drift, faster syncs, probes and DHT
+// republishing) and a 100 ms gossipsub heartbeat for a router the node
+// creates. Nodes of one network must share a profile: a test-profile node
+// purges default-profile peers between their heartbeats.
+package node
