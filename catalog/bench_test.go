@@ -152,3 +152,44 @@ func BenchmarkSnapshotRead(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkStoreOpen compares the store's open path for an entry it would
+// merge (full validation, signature included) with a copy of a version it
+// already holds (refused before the signature check): the cost of the
+// redundant copies that syncs and gossip deliver.
+func BenchmarkStoreOpen(b *testing.B) {
+	p := newTestPeer(b)
+	local := newTestPeer(b)
+	le, err := Seal(local.entry(testNetwork, NewVersion(t0)), local.key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := NewStore(le, DefaultParams())
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := Seal(typicalEntry(b, p), p.key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := e.Entry.Version.UpdatedAt()
+	b.Run("new", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := s.Open(e.Bytes(), now); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	if _, err := s.Merge(e, now); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("known", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := s.Open(e.Bytes(), now); err == nil {
+				b.Fatal("a known version was accepted")
+			}
+		}
+	})
+}

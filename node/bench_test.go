@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mosaik-go/mosaik/catalog/discovery"
 	"github.com/mosaik-go/mosaik/internal/testutil"
 	"github.com/mosaik-go/mosaik/node"
 )
@@ -14,17 +15,34 @@ import (
 // entries, with the test profile. Reported as ms-to-converge; ns/op also
 // includes node start-up.
 func BenchmarkConvergence(b *testing.B) {
-	for _, n := range []int{10, 25, 50} {
-		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
+	profiles := []struct {
+		name string
+		opts []node.Option
+	}{
+		// Production timings: 30 s heartbeats, 1 s gossipsub heartbeat.
+		{"default", []node.Option{node.WithDiscoveryParams(discovery.DefaultParams())}},
+		// The test profile: 500 ms heartbeats, 100 ms gossipsub heartbeat.
+		{"fast", []node.Option{node.WithTestProfile()}},
+	}
+	for _, prof := range profiles {
+		for _, n := range []int{10, 25, 50} {
+			b.Run(fmt.Sprintf("profile=%s/N=%d", prof.name, n), func(b *testing.B) { benchConvergence(b, n, prof.opts) })
+		}
+	}
+}
+
+func benchConvergence(b *testing.B, n int, profile []node.Option) {
+	{
+		{
 			var total time.Duration
 			for b.Loop() {
 				b.StopTimer()
-				boot := mustNode(b, "bench")
+				boot := mustNode(b, "bench", profile...)
 				nodes := []*node.Node{boot}
 				b.StartTimer()
 				start := time.Now()
 				for range n - 1 {
-					nodes = append(nodes, mustNode(b, "bench", bootstrapOf(boot)))
+					nodes = append(nodes, mustNode(b, "bench", append(profile, bootstrapOf(boot))...))
 				}
 				for !allKnowAll(nodes) {
 					if time.Since(start) > testutil.Scale(60*time.Second) {
@@ -40,13 +58,13 @@ func BenchmarkConvergence(b *testing.B) {
 				b.StartTimer()
 			}
 			b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms-to-converge")
-		})
+		}
 	}
 }
 
 func mustNode(b *testing.B, network string, opts ...node.Option) *node.Node {
 	b.Helper()
-	n, err := node.New(network, append([]node.Option{loopback, node.WithTestProfile(), node.WithLogger(testutil.Logger())}, opts...)...)
+	n, err := node.New(network, append([]node.Option{loopback, node.WithLogger(testutil.Logger())}, opts...)...)
 	if err != nil {
 		b.Fatal(err)
 	}
