@@ -28,6 +28,7 @@ import (
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/discovery"
+	"github.com/mosaik-go/mosaik/streams"
 )
 
 // Node is a mosaik node: a libp2p host with gossipsub, the mosaik DHT and
@@ -44,6 +45,7 @@ type Node struct {
 	ps   *pubsub.PubSub
 	dht  *dht.IpfsDHT
 	disc *discovery.Service
+	strm *streams.Service
 
 	bootstrap []peer.AddrInfo
 
@@ -138,6 +140,14 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 		return nil, err
 	}
 	n.own(n.disc.Close)
+	sopts := []streams.ServiceOption{streams.WithLogger(cfg.log)}
+	if cfg.streams != nil {
+		sopts = append(sopts, streams.WithParams(*cfg.streams))
+	}
+	if n.strm, err = streams.New(n.h, n.disc, sopts...); err != nil {
+		return nil, err
+	}
+	n.own(n.strm.Close)
 	if len(n.bootstrap) > 0 {
 		n.wg.Add(1)
 		go n.bootstrapLoop()
@@ -281,6 +291,10 @@ func (n *Node) PubSub() *pubsub.PubSub { return n.ps }
 
 // DHT is the mosaik DHT (nil with WithoutDHT).
 func (n *Node) DHT() *dht.IpfsDHT { return n.dht }
+
+// Streams is the streams service, on which producers and consumers are
+// created: streams.NewProducer[T](n.Streams(), "name").
+func (n *Node) Streams() *streams.Service { return n.strm }
 
 // Discovery is the catalog discovery service.
 func (n *Node) Discovery() *discovery.Service { return n.disc }

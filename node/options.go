@@ -16,6 +16,7 @@ import (
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/discovery"
+	"github.com/mosaik-go/mosaik/streams"
 )
 
 type config struct {
@@ -28,6 +29,7 @@ type config struct {
 	params    discovery.Params
 	heartbeat time.Duration
 	entry     func(*catalog.Entry)
+	streams   *streams.Params
 
 	host   host.Host
 	ps     *pubsub.PubSub
@@ -117,12 +119,29 @@ func WithDiscoveryParams(p discovery.Params) Option {
 	}
 }
 
+// WithStreamsParams sets the streams service parameters (default
+// streams.DefaultParams()).
+func WithStreamsParams(p streams.Params) Option {
+	return func(c *config) error {
+		if err := p.Validate(); err != nil {
+			return err
+		}
+		c.streams = &p
+		return nil
+	}
+}
+
 // WithTestProfile selects fast timings for tests on one machine:
 // discovery.TestParams() and a 100 ms gossipsub heartbeat.
 func WithTestProfile() Option {
 	return func(c *config) error {
 		c.params = discovery.TestParams()
 		c.heartbeat = 100 * time.Millisecond
+		if c.streams == nil {
+			sp := streams.DefaultParams()
+			sp.HandshakeTimeout, sp.CloseTimeout = 2*time.Second, 2*time.Second
+			c.streams = &sp
+		}
 		return nil
 	}
 }

@@ -1,0 +1,74 @@
+package streams
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/fxamacker/cbor/v2"
+	"google.golang.org/protobuf/proto"
+)
+
+// Codec turns datums into bytes and back. Implementations must be safe for
+// concurrent use. Encode is called once per datum however many consumers
+// there are.
+type Codec[T any] interface {
+	Encode(v T) ([]byte, error)
+	Decode(b []byte) (T, error)
+}
+
+var (
+	cborEnc cbor.EncMode
+	cborDec cbor.DecMode
+)
+
+func init() {
+	var err error
+	if cborEnc, err = cbor.CoreDetEncOptions().EncMode(); err != nil {
+		panic(err)
+	}
+	if cborDec, err = (cbor.DecOptions{MaxArrayElements: 1 << 20, MaxMapPairs: 1 << 20, MaxNestedLevels: 32}).DecMode(); err != nil {
+		panic(err)
+	}
+}
+
+// CBOR is the default codec: deterministic CBOR (RFC 8949 core
+// deterministic encoding) with decoding limits against hostile input.
+type CBOR[T any] struct{}
+
+func (CBOR[T]) Encode(v T) ([]byte, error) { return cborEnc.Marshal(v) }
+func (CBOR[T]) Decode(b []byte) (T, error) {
+	var v T
+	err := cborDec.Unmarshal(b, &v)
+	return v, err
+}
+
+// JSON encodes datums with encoding/json.
+type JSON[T any] struct{}
+
+func (JSON[T]) Encode(v T) ([]byte, error) { return json.Marshal(v) }
+func (JSON[T]) Decode(b []byte) (T, error) {
+	var v T
+	err := json.Unmarshal(b, &v)
+	return v, err
+}
+
+// Bytes passes []byte datums through unchanged (no copy on encode; decode
+// copies, since frame buffers are reused).
+type Bytes struct{}
+
+func (Bytes) Encode(v []byte) ([]byte, error) { return v, nil }
+func (Bytes) Decode(b []byte) ([]byte, error) { return append([]byte(nil), b...), nil }
+
+// Proto encodes protobuf messages. T is the message pointer type, e.g.
+// Proto[*mypb.Order]; New must return a fresh empty message.
+type Proto[T proto.Message] struct{ New func() T }
+
+func (c Proto[T]) Encode(v T) ([]byte, error) { return proto.Marshal(v) }
+func (c Proto[T]) Decode(b []byte) (T, error) {
+	if c.New == nil {
+		var zero T
+		return zero, fmt.Errorf("streams: Proto codec needs New")
+	}
+	m := c.New()
+	return m, proto.Unmarshal(b, m)
+}

@@ -1,0 +1,105 @@
+package streams
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/libp2p/go-libp2p/core/network"
+)
+
+// Code is a close or reject reason, as on the wire. The values are
+// mosaik's close codes.
+type Code uint32
+
+// Close codes (mosaik's table).
+const (
+	CodeDifferentNetwork  Code = 101   // the peers are in different networks
+	CodeCancelled         Code = 102   // the local side cancelled (consumer or producer closed)
+	CodeUnexpectedClose   Code = 103   // the stream ended without a Close frame
+	CodeGracefulShutdown  Code = 204   // the producer closed
+	CodeProtocolViolation Code = 400   // a malformed, oversize or unexpected frame
+	CodeUnknownPeer       Code = 401   // the producer's catalog does not hold the consumer
+	CodeNotAllowed        Code = 10403 // a require predicate or ticket check failed
+	CodeStreamNotFound    Code = 10404 // no producer of that stream here
+	CodeTooSlow           Code = 10413 // the consumer fell behind its queue
+	CodeNoCapacity        Code = 10509 // the producer's max consumers is reached
+)
+
+func (c Code) String() string {
+	switch c {
+	case CodeDifferentNetwork:
+		return "DifferentNetwork"
+	case CodeCancelled:
+		return "Cancelled"
+	case CodeUnexpectedClose:
+		return "UnexpectedClose"
+	case CodeGracefulShutdown:
+		return "GracefulShutdown"
+	case CodeProtocolViolation:
+		return "ProtocolViolation"
+	case CodeUnknownPeer:
+		return "UnknownPeer"
+	case CodeNotAllowed:
+		return "NotAllowed"
+	case CodeStreamNotFound:
+		return "StreamNotFound"
+	case CodeTooSlow:
+		return "TooSlow"
+	case CodeNoCapacity:
+		return "NoCapacity"
+	}
+	return fmt.Sprintf("Code(%d)", uint32(c))
+}
+
+// Final reports whether a consumer gives up on a producer that closed or
+// rejected it with this code (mosaik's table); other codes are retried with
+// backoff. UnknownPeer is retried after a catalog sync.
+func (c Code) Final() bool {
+	switch c {
+	case CodeNotAllowed, CodeGracefulShutdown, CodeStreamNotFound, CodeDifferentNetwork:
+		return true
+	}
+	return false
+}
+
+// Errors.
+var (
+	ErrClosed         = errors.New("streams: closed")
+	ErrOffline        = errors.New("streams: producer is offline")
+	ErrFull           = errors.New("streams: every consumer queue is full")
+	ErrProducerExists = errors.New("streams: a producer of this stream already exists on this node")
+	ErrEmpty          = errors.New("streams: no datum available")
+)
+
+// CodeError is the reason a producer rejected or closed a subscription, or
+// the local reason a subscription ended. Check it with errors.As.
+type CodeError struct {
+	Code   Code
+	Reason string
+	Remote bool // set when the other side sent the code
+}
+
+func (e *CodeError) Error() string {
+	side := "local"
+	if e.Remote {
+		side = "remote"
+	}
+	if e.Reason == "" {
+		return fmt.Sprintf("streams: %s close %d (%s)", side, uint32(e.Code), e.Code)
+	}
+	return fmt.Sprintf("streams: %s close %d (%s): %s", side, uint32(e.Code), e.Code, e.Reason)
+}
+
+// codeOf extracts a close code from an error: a *CodeError, or a libp2p
+// stream reset that carried one.
+func codeOf(err error) (Code, bool) {
+	var ce *CodeError
+	if errors.As(err, &ce) {
+		return ce.Code, true
+	}
+	var se *network.StreamError
+	if errors.As(err, &se) && se.Remote && se.ErrorCode != 0 {
+		return Code(se.ErrorCode), true
+	}
+	return 0, false
+}

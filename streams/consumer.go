@@ -1,0 +1,512 @@
+package streams
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/streams/pb"
+)
+
+// Consumer subscribes to every eligible producer of its stream and merges
+// their datums into one bounded buffer, read with Recv, TryRecv or All.
+// Datums of one producer arrive in order; there is no order across
+// producers and no de-duplication.
+//
+// It watches the catalog: a producer with no RTT sample is probed first,
+// then judged by the require predicates and tickets, then subscribed to by a
+// receiver that reconnects with backoff. On every catalog change, producers
+// that left, stopped producing, fail a predicate or hold invalid tickets are
+// dropped.
+//
+// Safe for concurrent use; Close ends it.
+type Consumer[T any] struct {
+	svc   *Service
+	id    StreamID
+	codec Codec[T]
+	cfg   *config
+	log   *slog.Logger
+	hub   *hub
+
+	out  chan T
+	wake chan struct{}
+
+	mu      sync.Mutex
+	recvs   map[peer.ID]*receiver
+	probing map[peer.ID]bool
+
+	datums, bytes atomic.Uint64
+	created       time.Time
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // worker, receivers, probes
+	once   sync.Once
+}
+
+// receiver is the consumer's link to one producer.
+type receiver struct {
+	ch     *channel
+	cancel context.CancelFunc
+	expiry *time.Timer
+	done   chan struct{}
+}
+
+// NewConsumer creates a consumer of the stream named name (an ID by the
+// string rule) on svc and starts finding producers.
+func NewConsumer[T any](svc *Service, name string, opts ...Option) (*Consumer[T], error) {
+	cfg, codec, err := newConfig[T](consumerSide, opts)
+	if err != nil {
+		return nil, err
+	}
+	id := catalog.IDFromString(name)
+	c := &Consumer[T]{svc: svc, id: id, codec: codec, cfg: cfg, hub: newHub(),
+		log: svc.log.With("stream", id.Short(), "role", "consumer"),
+		out: make(chan T, cfg.buffer), wake: make(chan struct{}, 1),
+		recvs: map[peer.ID]*receiver{}, probing: map[peer.ID]bool{}, created: time.Now()}
+	when := (When{c.hub}).Subscribed().MinimumOf(0)
+	if cfg.onlineWhen != nil {
+		when = cfg.onlineWhen((When{c.hub}).Subscribed())
+	}
+	c.hub.update(func() { c.hub.online = when })
+	c.ctx, c.cancel = context.WithCancel(svc.ctx)
+	c.wg.Add(1)
+	go c.worker()
+	return c, nil
+}
+
+// StreamID is the consumer's stream.
+func (c *Consumer[T]) StreamID() StreamID { return c.id }
+
+// When observes the consumer's producers and online state.
+func (c *Consumer[T]) When() When { return When{c.hub} }
+
+// IsOnline reports whether the online condition holds.
+func (c *Consumer[T]) IsOnline() bool { return c.hub.isOn.Load() }
+
+// Producers returns a snapshot of the receivers, including those
+// connecting or backing off.
+func (c *Consumer[T]) Producers() []ChannelInfo { return c.hub.infos() }
+
+// Stats returns the aggregate counts of datums taken by the application.
+func (c *Consumer[T]) Stats() Stats {
+	return Stats{Datums: c.datums.Load(), Bytes: c.bytes.Load(), ConnectedAt: c.created}
+}
+
+// Recv returns the next datum, blocking until one arrives, ctx ends, or the
+// consumer is closed and drained (ErrClosed).
+func (c *Consumer[T]) Recv(ctx context.Context) (T, error) {
+	select {
+	case v, ok := <-c.out:
+		if !ok {
+			var zero T
+			return zero, ErrClosed
+		}
+		return v, nil
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
+}
+
+// TryRecv returns the next datum if one is buffered, ErrEmpty if none is,
+// or ErrClosed once the consumer is closed and drained.
+func (c *Consumer[T]) TryRecv() (T, error) {
+	select {
+	case v, ok := <-c.out:
+		if !ok {
+			var zero T
+			return zero, ErrClosed
+		}
+		return v, nil
+	default:
+		var zero T
+		return zero, ErrEmpty
+	}
+}
+
+// All iterates over datums until ctx ends or the consumer closes; the
+// final error (ctx.Err() or ErrClosed) is yielded once before stopping.
+func (c *Consumer[T]) All(ctx context.Context) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		for {
+			v, err := c.Recv(ctx)
+			if !yield(v, err) || err != nil {
+				return
+			}
+		}
+	}
+}
+
+// Close stops every receiver (cancelling its subscription) and the worker.
+// Datums still buffered can be read until Recv returns ErrClosed.
+// Idempotent.
+func (c *Consumer[T]) Close() error {
+	c.once.Do(func() {
+		c.cancel()
+		c.wg.Wait()
+		c.hub.close()
+		close(c.out)
+	})
+	return nil
+}
+
+func (c *Consumer[T]) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Consumer[T]) worker() {
+	defer c.wg.Done()
+	for {
+		snap := c.svc.d.Catalog()
+		c.evaluate(snap)
+		select {
+		case <-c.ctx.Done():
+			c.mu.Lock()
+			for _, r := range c.recvs {
+				r.cancel()
+				if r.expiry != nil {
+					r.expiry.Stop()
+				}
+			}
+			c.mu.Unlock()
+			return
+		case <-snap.Changed():
+		case <-c.wake:
+		}
+	}
+}
+
+// evaluate subscribes to eligible producers and drops ineligible ones.
+func (c *Consumer[T]) evaluate(snap *catalog.Snapshot) {
+	now := time.Now()
+	rtt := c.svc.d.RTT()
+	var eligible []candidate
+	for _, e := range snap.Producers(c.id) {
+		info := rtt.Info(e)
+		if !info.RTTKnown {
+			c.probe(e.Entry.PeerID)
+			continue
+		}
+		expires, _, err := c.cfg.eligible(info, now)
+		if err != nil {
+			continue
+		}
+		eligible = append(eligible, candidate{e, info, expires})
+	}
+	if k := c.cfg.lowestK; k > 0 {
+		eligible = c.lowest(eligible, k)
+	}
+	keep := map[peer.ID]bool{}
+	for _, x := range eligible {
+		p := x.e.Entry.PeerID
+		keep[p] = true
+		c.mu.Lock()
+		r, ok := c.recvs[p]
+		c.mu.Unlock()
+		if ok {
+			r.ch.mu.Lock()
+			r.ch.entry = x.e
+			r.ch.mu.Unlock()
+			continue
+		}
+		c.start(x.e, x.expires)
+	}
+	// Drop receivers of producers that are gone or no longer eligible.
+	c.mu.Lock()
+	var drop []*receiver
+	for p, r := range c.recvs {
+		if !keep[p] {
+			drop = append(drop, r)
+			delete(c.recvs, p)
+		}
+	}
+	c.mu.Unlock()
+	for _, r := range drop {
+		c.log.Debug("dropping ineligible producer", "peer", r.ch.peer)
+		c.stop(r)
+	}
+}
+
+// candidate is an eligible producer.
+type candidate struct {
+	e       *catalog.SignedEntry
+	info    catalog.PeerInfo
+	expires time.Time
+}
+
+// lowest keeps the k candidates with the lowest RTT. An incumbent (already
+// subscribed) outside the best k stays unless the k-th best beats it by
+// more than the hysteresis margin, so RTT noise does not churn links.
+func (c *Consumer[T]) lowest(cands []candidate, k int) []candidate {
+	if len(cands) <= k {
+		return cands
+	}
+	slices.SortFunc(cands, func(a, b candidate) int { return cmp.Compare(a.info.RTT, b.info.RTT) })
+	chosen := slices.Clone(cands[:k])
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, x := range cands[k:] {
+		if c.recvs[x.e.Entry.PeerID] == nil {
+			continue
+		}
+		// Replace the worst newcomer among the chosen, if any, when the
+		// incumbent is within the margin of it.
+		for i := len(chosen) - 1; i >= 0; i-- {
+			if c.recvs[chosen[i].e.Entry.PeerID] != nil {
+				continue
+			}
+			if float64(chosen[i].info.RTT) >= float64(x.info.RTT)*(1-c.cfg.hysteresis) {
+				chosen[i] = x
+			}
+			break
+		}
+	}
+	return chosen
+}
+
+// probe takes an RTT sample of p in the background, then re-evaluates.
+func (c *Consumer[T]) probe(p peer.ID) {
+	c.mu.Lock()
+	if c.probing[p] {
+		c.mu.Unlock()
+		return
+	}
+	c.probing[p] = true
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		_, err := c.svc.d.Probe(c.ctx, p)
+		c.mu.Lock()
+		delete(c.probing, p)
+		c.mu.Unlock()
+		if err == nil {
+			c.poke()
+		} else if c.ctx.Err() == nil {
+			c.log.Debug("RTT probe of producer failed", "peer", p, "err", err)
+		}
+	}()
+}
+
+func (c *Consumer[T]) start(e *catalog.SignedEntry, expires time.Time) {
+	ctx, cancel := context.WithCancel(c.ctx)
+	r := &receiver{ch: &channel{stream: c.id, peer: e.Entry.PeerID, entry: e, state: Connecting}, cancel: cancel, done: make(chan struct{})}
+	c.mu.Lock()
+	if c.ctx.Err() != nil {
+		c.mu.Unlock()
+		cancel()
+		return
+	}
+	c.recvs[e.Entry.PeerID] = r
+	c.wg.Add(1)
+	c.mu.Unlock()
+	c.hub.add(r.ch)
+	if !expires.IsZero() {
+		// Keyed to this receiver, so it can never cut a later one.
+		r.expiry = time.AfterFunc(time.Until(expires), func() {
+			c.mu.Lock()
+			if c.recvs[r.ch.peer] == r {
+				delete(c.recvs, r.ch.peer)
+			}
+			c.mu.Unlock()
+			c.log.Debug("producer ticket expired", "peer", r.ch.peer)
+			c.stop(r)
+			c.poke()
+		})
+	}
+	go c.receive(ctx, r)
+}
+
+func (c *Consumer[T]) stop(r *receiver) {
+	if r.expiry != nil {
+		r.expiry.Stop()
+	}
+	r.cancel()
+}
+
+// receive runs one producer's receiver until it terminates.
+func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
+	defer c.wg.Done()
+	defer close(r.done)
+	var err error
+	defer func() {
+		c.hub.setState(r.ch, Terminated, err)
+		c.hub.remove(r.ch)
+		c.mu.Lock()
+		if c.recvs[r.ch.peer] == r {
+			delete(c.recvs, r.ch.peer)
+		}
+		c.mu.Unlock()
+		c.poke() // a terminated producer may be retried on the next evaluation
+	}()
+	bo := c.cfg.backoff()
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			wait := bo.NextBackOff()
+			if wait == backoff.Stop {
+				err = fmt.Errorf("streams: gave up on producer %s: %w", r.ch.peer, err)
+				return
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			r.ch.reconnects.Add(1)
+		}
+		err = c.session(ctx, r, bo)
+		if ctx.Err() != nil {
+			err = nil
+			return
+		}
+		code, hasCode := codeOf(err)
+		switch {
+		case errors.Is(err, errDecode):
+			return // a producer sending undecodable datums is broken or hostile
+		case hasCode && code == CodeUnknownPeer:
+			// The producer does not know us yet: sync catalogs, then retry.
+			e := r.ch.info().Entry
+			sctx, cancel := context.WithTimeout(ctx, c.svc.params.HandshakeTimeout)
+			serr := c.svc.d.SyncWith(sctx, e.Entry.AddrInfo())
+			cancel()
+			if serr != nil {
+				err = fmt.Errorf("%w; catalog sync failed: %v", err, serr)
+				return
+			}
+		case hasCode && code.Final():
+			return
+		}
+		c.hub.setState(r.ch, Connecting, err)
+		c.log.Debug("producer link failed; retrying", "peer", r.ch.peer, "err", err)
+	}
+}
+
+var errDecode = errors.New("streams: datum does not decode")
+
+// session connects, subscribes and reads datums until the link fails.
+func (c *Consumer[T]) session(ctx context.Context, r *receiver, bo backoff.BackOff) error {
+	h := c.svc.h
+	e := r.ch.info().Entry
+	if len(e.Entry.Addrs) > 0 {
+		h.Peerstore().AddAddrs(e.Entry.PeerID, e.Entry.Addrs, time.Hour)
+	}
+	hctx, cancel := context.WithTimeout(ctx, c.svc.params.HandshakeTimeout)
+	st, err := h.NewStream(hctx, r.ch.peer, ProtocolID)
+	cancel()
+	if err != nil {
+		return err
+	}
+	// Close the stream when ctx ends, so a blocked read returns.
+	stop := context.AfterFunc(ctx, func() { _ = st.ResetWithError(network.StreamErrorCode(CodeCancelled)) })
+	defer stop()
+	defer st.Close()
+	nw := c.svc.d.Network()
+	sub, _ := appendControl(nil, frameSubscribe, &pb.Subscribe{Network: nw[:], Stream: c.id[:], Criteria: c.cfg.criteria})
+	_ = st.SetDeadline(time.Now().Add(c.svc.params.HandshakeTimeout))
+	if _, err := st.Write(sub); err != nil {
+		_ = st.Reset()
+		return err
+	}
+	fr := newFrameReader(st, c.svc.params.MaxFrameSize)
+	typ, body, err := fr.next()
+	if err != nil {
+		_ = st.Reset()
+		return err
+	}
+	switch typ {
+	case frameAccept:
+		acc, err := decodeControl(body, &pb.Accept{})
+		if err != nil {
+			_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
+			return err
+		}
+		if !bytes.Equal(acc.Network, nw[:]) {
+			_ = st.ResetWithError(network.StreamErrorCode(CodeDifferentNetwork))
+			return &CodeError{Code: CodeDifferentNetwork, Reason: "producer accepted for another network"}
+		}
+		if !bytes.Equal(acc.Stream, c.id[:]) {
+			_ = st.ResetWithError(network.StreamErrorCode(CodeStreamNotFound))
+			return &CodeError{Code: CodeStreamNotFound, Reason: "producer accepted another stream"}
+		}
+	case frameReject:
+		rej, err := decodeControl(body, &pb.Reject{})
+		if err != nil {
+			return err
+		}
+		return &CodeError{Code: Code(rej.Code), Reason: rej.Reason, Remote: true}
+	default:
+		_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
+		return fmt.Errorf("%w: frame type %#x before Accept", errProtocol, typ)
+	}
+	_ = st.SetDeadline(time.Time{})
+	c.hub.setState(r.ch, Connected, nil)
+	var next uint64 = 1
+	for {
+		typ, body, err := fr.next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return &CodeError{Code: CodeUnexpectedClose, Reason: "stream ended without Close"}
+			}
+			if errors.Is(err, errProtocol) {
+				_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
+			}
+			return err
+		}
+		switch typ {
+		case frameData:
+			seq, payload, err := parseData(body)
+			if err != nil || seq < next {
+				_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
+				return fmt.Errorf("%w: sequence %d after %d", errProtocol, seq, next-1)
+			}
+			if seq > next {
+				r.ch.gaps.Add(seq - next)
+			}
+			next = seq + 1
+			v, err := c.codec.Decode(payload)
+			if err != nil {
+				_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
+				return fmt.Errorf("%w: %v", errDecode, err)
+			}
+			select {
+			case c.out <- v:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			r.ch.datums.Add(1)
+			r.ch.bytes.Add(uint64(len(payload)))
+			c.datums.Add(1)
+			c.bytes.Add(uint64(len(payload)))
+			bo.Reset()
+		case frameClose:
+			cl, err := decodeControl(body, &pb.Close{})
+			if err != nil {
+				return err
+			}
+			return &CodeError{Code: Code(cl.Code), Reason: cl.Reason, Remote: true}
+		default:
+			_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
+			return fmt.Errorf("%w: unexpected frame type %#x", errProtocol, typ)
+		}
+	}
+}

@@ -1,0 +1,295 @@
+package streams
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/mosaik-go/mosaik/catalog"
+)
+
+// Params tunes the streams service. Start from [DefaultParams].
+type Params struct {
+	// MaxFrameSize caps one frame (a datum plus a few header bytes). A
+	// larger declared length is refused before anything is allocated.
+	// Default 4 MiB.
+	MaxFrameSize int
+	// HandshakeTimeout bounds the Subscribe/Accept exchange on both sides.
+	// Default 10 s.
+	HandshakeTimeout time.Duration
+	// CloseTimeout bounds how long a producer's Close waits for a consumer
+	// to take the datums still queued for it. Default 5 s.
+	CloseTimeout time.Duration
+}
+
+// DefaultParams returns the production defaults.
+func DefaultParams() Params {
+	return Params{MaxFrameSize: 4 << 20, HandshakeTimeout: 10 * time.Second, CloseTimeout: 5 * time.Second}
+}
+
+// Validate reports every invalid field; it does not modify p.
+func (p Params) Validate() error {
+	var errs []error
+	if p.MaxFrameSize < 1024 || p.MaxFrameSize > 1<<30 {
+		errs = append(errs, fmt.Errorf("MaxFrameSize must be within [1 KiB, 1 GiB], got %d", p.MaxFrameSize))
+	}
+	if p.HandshakeTimeout <= 0 || p.CloseTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("HandshakeTimeout and CloseTimeout must be > 0"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("streams: invalid params: %w", err)
+	}
+	return nil
+}
+
+// ServiceOption configures a [Service].
+type ServiceOption func(*Service) error
+
+// WithParams sets the service parameters.
+func WithParams(p Params) ServiceOption {
+	return func(s *Service) error {
+		if err := p.Validate(); err != nil {
+			return err
+		}
+		s.params = p
+		return nil
+	}
+}
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) ServiceOption {
+	return func(s *Service) error {
+		if l == nil {
+			return errors.New("streams: WithLogger(nil)")
+		}
+		s.log = l
+		return nil
+	}
+}
+
+// Predicate judges a remote peer: its signed entry and RTT. Predicates must
+// be fast and must not block; they are never called with locks held that
+// the caller could need.
+type Predicate func(catalog.PeerInfo) bool
+
+// TicketCheck validates the tickets of a remote peer's entry at now. It
+// returns when the authorization expires (the zero time for never), or an
+// error if the peer is not authorized. Package policy provides
+// implementations (JWT, libp2p-signed tickets).
+type TicketCheck interface {
+	Check(e *catalog.Entry, now time.Time) (expires time.Time, err error)
+}
+
+// side says which handle an option applies to.
+type side int
+
+const (
+	producerSide side = 1 << iota
+	consumerSide
+)
+
+type config struct {
+	side         side
+	codec        any
+	require      []Predicate
+	tickets      []TicketCheck
+	onlineWhen   func(*Condition) *Condition
+	maxConsumers int
+	queue        int
+	dropLagging  bool
+	undelivered  any
+	backoff      func() backoff.BackOff
+	buffer       int
+	lowestK      int
+	hysteresis   float64
+	criteria     []byte
+}
+
+// Option configures a [Producer] or a [Consumer]. Options that apply to
+// only one of them make the other's constructor fail.
+type Option func(*config) error
+
+func only(s side, name string, f func(*config) error) Option {
+	return func(c *config) error {
+		if c.side&s == 0 {
+			who := "producers"
+			if s == consumerSide {
+				who = "consumers"
+			}
+			return fmt.Errorf("streams: %s applies only to %s", name, who)
+		}
+		return f(c)
+	}
+}
+
+// WithCodec sets the datum codec (default CBOR[T]). Its type parameter
+// must match the handle's.
+func WithCodec[T any](c Codec[T]) Option {
+	return func(cfg *config) error { cfg.codec = c; return nil }
+}
+
+// WithRequire adds an eligibility predicate over the remote peer: on a
+// producer it judges consumers at accept time and on every catalog change;
+// on a consumer it judges producers before subscribing and on every
+// catalog change. Repeated predicates are ANDed.
+func WithRequire(p Predicate) Option {
+	return func(c *config) error { c.require = append(c.require, p); return nil }
+}
+
+// WithRequireTags requires the remote peer to carry every one of tags.
+func WithRequireTags(tags ...string) Option {
+	ids := make([]catalog.Tag, len(tags))
+	for i, t := range tags {
+		ids[i] = catalog.IDFromString(t)
+	}
+	return WithRequire(func(pi catalog.PeerInfo) bool { return pi.Entry.Entry.HasTags(ids...) })
+}
+
+// WithMaxRTT requires the remote peer's smoothed RTT to be below d. Without
+// a sample the consumer probes first; the producer always samples at accept.
+func WithMaxRTT(d time.Duration) Option {
+	return WithRequire(func(pi catalog.PeerInfo) bool { return pi.RTTBelow(d) })
+}
+
+// WithTickets adds ticket checks; all must pass, and the earliest expiry
+// applies.
+func WithTickets(checks ...TicketCheck) Option {
+	return func(c *config) error { c.tickets = append(c.tickets, checks...); return nil }
+}
+
+// WithOnlineWhen sets the online condition from the handle's Subscribed()
+// condition, e.g. func(c *Condition) *Condition { return c.MinimumOf(2).WithTags(v) }.
+// Defaults: producers need one connected consumer; consumers are online
+// at once.
+func WithOnlineWhen(f func(*Condition) *Condition) Option {
+	return func(c *config) error { c.onlineWhen = f; return nil }
+}
+
+// WithMaxConsumers caps a producer's concurrent subscriptions (default
+// unlimited); more are rejected with NoCapacity.
+func WithMaxConsumers(n int) Option {
+	return only(producerSide, "WithMaxConsumers", func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("streams: WithMaxConsumers(%d): must be >= 1", n)
+		}
+		c.maxConsumers = n
+		return nil
+	})
+}
+
+// WithQueueSize sets a producer's per-consumer queue (default 1024 datums).
+func WithQueueSize(n int) Option {
+	return only(producerSide, "WithQueueSize", func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("streams: WithQueueSize(%d): must be >= 1", n)
+		}
+		c.queue = n
+		return nil
+	})
+}
+
+// WithDropLagging makes a producer drop datums for a consumer whose queue is
+// full (counted in its Stats.Dropped and seen by the consumer as a gap)
+// instead of disconnecting it with TooSlow, the default.
+func WithDropLagging() Option {
+	return only(producerSide, "WithDropLagging", func(c *config) error { c.dropLagging = true; return nil })
+}
+
+// WithUndelivered sets a sink for datums that reached no consumer. It must
+// be fast and must not block.
+func WithUndelivered[T any](f func(T)) Option {
+	return only(producerSide, "WithUndelivered", func(c *config) error { c.undelivered = f; return nil })
+}
+
+// WithBackoff sets the consumer's reconnect policy; f makes a fresh policy
+// per producer. Default: exponential from 500 ms, ×1.5, ±50 %, capped at
+// 60 s, giving up after 5 min without a datum.
+func WithBackoff(f func() backoff.BackOff) Option {
+	return only(consumerSide, "WithBackoff", func(c *config) error { c.backoff = f; return nil })
+}
+
+// WithBuffer sets the consumer's delivery buffer (default 1024 datums).
+// When it is full the consumer stops reading from producers, so flow
+// control reaches them and their lagging policy decides.
+func WithBuffer(n int) Option {
+	return only(consumerSide, "WithBuffer", func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("streams: WithBuffer(%d): must be >= 1", n)
+		}
+		c.buffer = n
+		return nil
+	})
+}
+
+// WithLowestRTT makes the consumer subscribe only to the k eligible
+// producers with the lowest RTT. It switches to a better producer only when
+// that one's RTT is below the worst chosen one's by more than the
+// hysteresis fraction (e.g. 0.2 = 20 %), so small fluctuations do not churn
+// subscriptions. Producers without an RTT sample are probed first.
+func WithLowestRTT(k int, hysteresis float64) Option {
+	return only(consumerSide, "WithLowestRTT", func(c *config) error {
+		if k < 1 || hysteresis < 0 || hysteresis >= 1 {
+			return fmt.Errorf("streams: WithLowestRTT(%d, %v): need k >= 1 and 0 <= hysteresis < 1", k, hysteresis)
+		}
+		c.lowestK, c.hysteresis = k, hysteresis
+		return nil
+	})
+}
+
+func defaultBackoff() backoff.BackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 500 * time.Millisecond
+	b.Multiplier = 1.5
+	b.RandomizationFactor = 0.5
+	b.MaxInterval = 60 * time.Second
+	b.MaxElapsedTime = 5 * time.Minute
+	b.Reset()
+	return b
+}
+
+func newConfig[T any](s side, opts []Option) (*config, Codec[T], error) {
+	c := &config{side: s, queue: 1024, buffer: 1024, backoff: defaultBackoff}
+	for _, o := range opts {
+		if err := o(c); err != nil {
+			return nil, nil, err
+		}
+	}
+	var codec Codec[T] = CBOR[T]{}
+	if c.codec != nil {
+		cc, ok := c.codec.(Codec[T])
+		if !ok {
+			return nil, nil, fmt.Errorf("streams: codec %T does not encode %T", c.codec, *new(T))
+		}
+		codec = cc
+	}
+	if c.undelivered != nil {
+		if _, ok := c.undelivered.(func(T)); !ok {
+			return nil, nil, fmt.Errorf("streams: undelivered sink %T does not take %T", c.undelivered, *new(T))
+		}
+	}
+	return c, codec, nil
+}
+
+// eligible applies the predicates and ticket checks to a peer at now. It
+// returns the earliest ticket expiry (zero for never).
+func (c *config) eligible(pi catalog.PeerInfo, now time.Time) (time.Time, Code, error) {
+	for _, p := range c.require {
+		if !p(pi) {
+			return time.Time{}, CodeNotAllowed, errors.New("a require predicate is not met")
+		}
+	}
+	var earliest time.Time
+	for _, t := range c.tickets {
+		exp, err := t.Check(&pi.Entry.Entry, now)
+		if err != nil {
+			return time.Time{}, CodeNotAllowed, fmt.Errorf("ticket: %w", err)
+		}
+		if !exp.IsZero() && (earliest.IsZero() || exp.Before(earliest)) {
+			earliest = exp
+		}
+	}
+	return earliest, 0, nil
+}

@@ -1,0 +1,442 @@
+package streams
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/streams/pb"
+)
+
+// datum is one encoded datum, shared by every consumer queue.
+type datum struct{ payload []byte }
+
+type outItem struct {
+	d   *datum
+	seq uint64
+}
+
+// outSub is one consumer's subscription at a producer.
+type outSub struct {
+	ch     *channel
+	st     network.Stream
+	q      chan outItem
+	seq    uint64 // last sequence number assigned; guarded by Producer.mu
+	expiry *time.Timer
+
+	once sync.Once
+	code Code // why the subscription ended; set once in end
+	why  string
+	gone chan struct{} // closed by end
+}
+
+// Producer fans datums of type T out to every eligible consumer of its
+// stream, each over its own libp2p stream with its own bounded queue and
+// writer goroutine. Each datum is encoded once. A consumer whose queue
+// fills is disconnected with TooSlow (or, with WithDropLagging, misses
+// datums), so a slow consumer never stalls Send.
+//
+// Safe for concurrent use; Close ends it.
+type Producer[T any] struct {
+	svc   *Service
+	id    StreamID
+	codec Codec[T]
+	cfg   *config
+	log   *slog.Logger
+	hub   *hub
+	undel func(T)
+
+	mu     sync.Mutex // orders fan-out; guards subs and closed
+	subs   []*outSub
+	closed bool
+
+	wg     sync.WaitGroup // the catalog watcher
+	subWG  sync.WaitGroup // writers and consumer watchers
+	ctx    context.Context
+	cancel context.CancelFunc
+	once   sync.Once
+}
+
+// NewProducer creates the producer of the stream named name (an ID by the
+// string rule) on svc, advertises the stream in the local catalog entry and
+// starts accepting consumers. A second producer of the same stream on one
+// service fails with ErrProducerExists.
+func NewProducer[T any](svc *Service, name string, opts ...Option) (*Producer[T], error) {
+	cfg, codec, err := newConfig[T](producerSide, opts)
+	if err != nil {
+		return nil, err
+	}
+	id := catalog.IDFromString(name)
+	p := &Producer[T]{svc: svc, id: id, codec: codec, cfg: cfg, hub: newHub(),
+		log: svc.log.With("stream", id.Short(), "role", "producer")}
+	if f, ok := cfg.undelivered.(func(T)); ok {
+		p.undel = f
+	}
+	when := (When{p.hub}).Subscribed()
+	if cfg.onlineWhen != nil {
+		when = cfg.onlineWhen(when)
+	}
+	p.hub.update(func() { p.hub.online = when })
+	p.ctx, p.cancel = context.WithCancel(svc.ctx)
+	if err := svc.register(id, p); err != nil {
+		return nil, err
+	}
+	if _, err := svc.d.UpdateLocal(func(e *catalog.Entry) { e.Streams = append(e.Streams, id) }); err != nil {
+		svc.unregister(id, p)
+		return nil, err
+	}
+	p.wg.Add(1)
+	go p.watchCatalog()
+	return p, nil
+}
+
+// StreamID is the producer's stream.
+func (p *Producer[T]) StreamID() StreamID { return p.id }
+
+// When observes the producer's subscriptions and online state.
+func (p *Producer[T]) When() When { return When{p.hub} }
+
+// IsOnline reports whether the online condition holds.
+func (p *Producer[T]) IsOnline() bool { return p.hub.isOn.Load() }
+
+// Consumers returns a snapshot of the subscriptions.
+func (p *Producer[T]) Consumers() []ChannelInfo { return p.hub.infos() }
+
+// Send waits until the producer is online, then hands v to every
+// subscription's queue. It never waits on a consumer: a full queue
+// disconnects that consumer (TooSlow) or drops the datum for it.
+func (p *Producer[T]) Send(ctx context.Context, v T) error {
+	if !p.hub.isOn.Load() {
+		if err := p.When().Online(ctx); err != nil {
+			return err
+		}
+	}
+	return p.fanout(v)
+}
+
+// TrySend is Send without waiting: it returns ErrOffline when the producer
+// is not online, ErrClosed after Close, and ErrFull when subscriptions
+// exist but every queue was full (drop mode).
+func (p *Producer[T]) TrySend(v T) error {
+	if !p.hub.isOn.Load() {
+		p.mu.Lock()
+		closed := p.closed
+		p.mu.Unlock()
+		if closed {
+			return ErrClosed
+		}
+		return ErrOffline
+	}
+	return p.fanout(v)
+}
+
+func (p *Producer[T]) fanout(v T) error {
+	payload, err := p.codec.Encode(v)
+	if err != nil {
+		return err
+	}
+	d := &datum{payload: payload}
+	var cut []*outSub
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	delivered := 0
+	for _, s := range p.subs {
+		s.seq++
+		select {
+		case s.q <- outItem{d: d, seq: s.seq}:
+			delivered++
+		default:
+			s.ch.dropped.Add(1)
+			if !p.cfg.dropLagging {
+				cut = append(cut, s)
+			}
+		}
+	}
+	n := len(p.subs)
+	p.mu.Unlock()
+	for _, s := range cut {
+		p.end(s, CodeTooSlow, "consumer queue full", true)
+	}
+	if delivered == 0 {
+		if p.undel != nil {
+			p.undel(v)
+		}
+		if n > 0 {
+			return ErrFull
+		}
+	}
+	return nil
+}
+
+// accept runs the producer part of the accept path: capacity, a fresh RTT
+// sample, require predicates, tickets. Called by the service.
+func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalog.SignedEntry) {
+	peerID := st.Conn().RemotePeer()
+	p.mu.Lock()
+	closed, n := p.closed, len(p.subs)
+	p.mu.Unlock()
+	if closed {
+		p.svc.reject(st, CodeStreamNotFound, "producer closed")
+		return
+	}
+	if p.cfg.maxConsumers > 0 && n >= p.cfg.maxConsumers {
+		p.svc.reject(st, CodeNoCapacity, "max consumers reached")
+		return
+	}
+	// A fresh RTT sample, so RTT predicates never judge a consumer blind.
+	pctx, cancel := context.WithTimeout(p.ctx, p.svc.params.HandshakeTimeout)
+	_, perr := p.svc.d.Probe(pctx, peerID)
+	cancel()
+	if perr != nil {
+		p.log.Debug("no RTT sample at accept", "peer", peerID, "err", perr)
+	}
+	info := p.svc.d.RTT().Info(entry)
+	expires, code, err := p.cfg.eligible(info, time.Now())
+	if err != nil {
+		p.svc.reject(st, code, err.Error())
+		return
+	}
+	nw := p.svc.d.Network()
+	accept, _ := appendControl(nil, frameAccept, &pb.Accept{Network: nw[:], Stream: p.id[:]})
+	_ = st.SetWriteDeadline(time.Now().Add(p.svc.params.HandshakeTimeout))
+	if _, err := st.Write(accept); err != nil {
+		_ = st.Reset()
+		return
+	}
+	_ = st.SetWriteDeadline(time.Time{})
+	s := &outSub{
+		ch: &channel{stream: p.id, peer: peerID, entry: entry},
+		st: st, q: make(chan outItem, p.cfg.queue), gone: make(chan struct{}),
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		_ = st.ResetWithError(network.StreamErrorCode(CodeGracefulShutdown))
+		return
+	}
+	p.subs = append(p.subs, s)
+	p.subWG.Add(2)
+	p.mu.Unlock()
+	p.svc.Accepted.Add(1)
+	p.hub.add(s.ch)
+	p.hub.setState(s.ch, Connected, nil)
+	if !expires.IsZero() {
+		s.expiry = time.AfterFunc(time.Until(expires), func() { p.end(s, CodeNotAllowed, "ticket expired", false) })
+	}
+	p.log.Debug("consumer accepted", "peer", peerID)
+	go p.writer(s)
+	go p.watchConsumer(s)
+}
+
+// writer sends one subscription's queue in order, batching whatever is
+// queued into one flush.
+func (p *Producer[T]) writer(s *outSub) {
+	defer p.subWG.Done()
+	bw := bufio.NewWriterSize(s.st, 32<<10)
+	var hdr [24]byte
+	write := func(it outItem) error {
+		if _, err := bw.Write(dataHeader(hdr[:0], it.seq, len(it.d.payload))); err != nil {
+			return err
+		}
+		_, err := bw.Write(it.d.payload)
+		if err == nil {
+			s.ch.datums.Add(1)
+			s.ch.bytes.Add(uint64(len(it.d.payload)))
+		}
+		return err
+	}
+	for {
+		var (
+			it  outItem
+			ok  bool
+			err error
+		)
+		select {
+		case it, ok = <-s.q:
+		case <-s.gone:
+			p.finish(s, bw)
+			return
+		}
+		if !ok { // Close: the queue is drained
+			p.finish(s, bw)
+			return
+		}
+		if err = write(it); err == nil {
+		drain:
+			for {
+				select {
+				case it, ok = <-s.q:
+					if !ok {
+						break drain
+					}
+					if err = write(it); err != nil {
+						break drain
+					}
+				default:
+					break drain
+				}
+			}
+		}
+		if err == nil {
+			err = bw.Flush()
+		}
+		if err != nil {
+			p.end(s, CodeUnexpectedClose, err.Error(), true)
+			p.finish(s, bw)
+			return
+		}
+		if !ok {
+			p.finish(s, bw)
+			return
+		}
+	}
+}
+
+// finish ends a subscription on the writer goroutine: a Close frame and a
+// clean close when the ending allows it, a reset otherwise.
+func (p *Producer[T]) finish(s *outSub, bw *bufio.Writer) {
+	p.end(s, CodeGracefulShutdown, "producer closed", false) // no-op if already ended
+	select {
+	case <-s.gone:
+	default:
+	}
+	if s.code == CodeTooSlow || s.code == CodeUnexpectedClose || s.code == CodeCancelled {
+		return // already reset
+	}
+	_ = s.st.SetWriteDeadline(time.Now().Add(p.svc.params.CloseTimeout))
+	if _, err := bw.Write(closeFrame(s.code, s.why)); err == nil && bw.Flush() == nil {
+		_ = s.st.CloseWrite()
+		_ = s.st.Close()
+		return
+	}
+	_ = s.st.ResetWithError(network.StreamErrorCode(s.code))
+}
+
+// watchConsumer notices a consumer that goes away: consumers never send
+// after Subscribe, so any read result ends the subscription.
+func (p *Producer[T]) watchConsumer(s *outSub) {
+	defer p.subWG.Done()
+	var b [1]byte
+	_, err := s.st.Read(b[:])
+	select {
+	case <-s.gone:
+		return
+	default:
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		p.end(s, CodeCancelled, "consumer closed", true)
+		return
+	}
+	p.end(s, CodeCancelled, "consumer gone: "+err.Error(), true)
+}
+
+// end removes a subscription once, recording why. With reset, the stream
+// is reset at once with the code (the writer may be blocked on a consumer
+// that stopped reading); otherwise the writer sends a Close frame.
+func (p *Producer[T]) end(s *outSub, code Code, why string, reset bool) {
+	s.once.Do(func() {
+		s.code, s.why = code, why
+		p.mu.Lock()
+		if i := slices.Index(p.subs, s); i >= 0 {
+			p.subs = slices.Delete(p.subs, i, i+1)
+		}
+		p.mu.Unlock()
+		if s.expiry != nil {
+			s.expiry.Stop()
+		}
+		if reset {
+			_ = s.st.ResetWithError(network.StreamErrorCode(code))
+		}
+		close(s.gone)
+		p.hub.setState(s.ch, Terminated, &CodeError{Code: code, Reason: why})
+		p.hub.remove(s.ch)
+		if code != CodeGracefulShutdown {
+			p.log.Debug("subscription ended", "peer", s.ch.peer, "code", code, "why", why)
+		}
+	})
+}
+
+// watchCatalog re-checks every subscription when the catalog changes: the
+// consumer's current entry and RTT against the predicates and tickets.
+func (p *Producer[T]) watchCatalog() {
+	defer p.wg.Done()
+	for {
+		snap := p.svc.d.Catalog()
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-snap.Changed():
+		}
+		snap = p.svc.d.Catalog()
+		p.mu.Lock()
+		subs := slices.Clone(p.subs)
+		p.mu.Unlock()
+		now := time.Now()
+		for _, s := range subs {
+			e, ok := snap.Get(s.ch.peer)
+			if !ok {
+				continue // keep judging by the last entry while it is connected
+			}
+			s.ch.mu.Lock()
+			s.ch.entry = e
+			s.ch.mu.Unlock()
+			if _, _, err := p.cfg.eligible(p.svc.d.RTT().Info(e), now); err != nil {
+				p.end(s, CodeNotAllowed, err.Error(), false)
+			}
+		}
+	}
+}
+
+// Close stops the producer: Send fails from now on, each consumer receives
+// what is already queued for it (bounded by CloseTimeout) and then a Close
+// frame with GracefulShutdown, and the stream is withdrawn from the
+// catalog entry. Idempotent.
+func (p *Producer[T]) Close() error {
+	p.once.Do(func() {
+		p.mu.Lock()
+		p.closed = true
+		for _, s := range p.subs {
+			close(s.q)
+		}
+		p.mu.Unlock()
+		// Writers drain their queues; a consumer that does not take its
+		// datums within CloseTimeout is cut.
+		done := make(chan struct{})
+		go func() {
+			p.subWG.Wait()
+			close(done)
+		}()
+		t := time.NewTimer(p.svc.params.CloseTimeout)
+		select {
+		case <-done:
+		case <-t.C:
+			p.mu.Lock()
+			subs := slices.Clone(p.subs)
+			p.mu.Unlock()
+			for _, s := range subs {
+				p.end(s, CodeTooSlow, "did not drain before close", true)
+			}
+		}
+		t.Stop()
+		p.cancel()
+		p.subWG.Wait()
+		p.wg.Wait()
+		p.svc.unregister(p.id, p)
+		_, _ = p.svc.d.UpdateLocal(func(e *catalog.Entry) {
+			e.Streams = slices.DeleteFunc(e.Streams, func(x catalog.StreamID) bool { return x == p.id })
+		})
+		p.hub.close()
+	})
+	return nil
+}

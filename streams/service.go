@@ -1,0 +1,193 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/streams/pb"
+)
+
+// Discovery is the view of the catalog that streams need. The node's
+// discovery service (catalog/discovery) implements it.
+type Discovery interface {
+	Network() catalog.NetworkID
+	Catalog() *catalog.Snapshot
+	RTT() *catalog.RTTTable
+	UpdateLocal(func(*catalog.Entry)) (*catalog.SignedEntry, error)
+	SyncWith(ctx context.Context, pi peer.AddrInfo) error
+	Probe(ctx context.Context, p peer.ID) (time.Duration, error)
+}
+
+// acceptor is a producer, seen by the service.
+type acceptor interface {
+	accept(st network.Stream, sub *pb.Subscribe, entry *catalog.SignedEntry)
+}
+
+// Service runs the streams protocol on a host for one network: it accepts
+// subscriptions and dispatches them to the local producers, and it is what
+// producers and consumers are created on. One Service per host: it owns the
+// protocol handler. Safe for concurrent use.
+type Service struct {
+	h      host.Host
+	d      Discovery
+	params Params
+	log    *slog.Logger
+
+	mu        sync.Mutex
+	producers map[StreamID]acceptor
+	closing   bool
+	wg        sync.WaitGroup
+	ctx       context.Context
+	cancel    context.CancelFunc
+	once      sync.Once
+
+	// Counters of the accept path.
+	Accepted, Rejected atomic.Uint64
+}
+
+// New starts the streams service on h for d's network.
+func New(h host.Host, d Discovery, opts ...ServiceOption) (*Service, error) {
+	s := &Service{h: h, d: d, params: DefaultParams(), log: slog.Default(), producers: map[StreamID]acceptor{}}
+	for _, o := range opts {
+		if err := o(s); err != nil {
+			return nil, err
+		}
+	}
+	if slices.Contains(h.Mux().Protocols(), ProtocolID) {
+		return nil, fmt.Errorf("streams: %s is already handled on host %s (one streams service per host)", ProtocolID, h.ID())
+	}
+	s.log = s.log.With("component", "streams", "network", d.Network().Short())
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	h.SetStreamHandler(ProtocolID, s.handle)
+	return s, nil
+}
+
+// Params returns the service's parameters.
+func (s *Service) Params() Params { return s.params }
+
+// Close stops accepting subscriptions and waits for in-flight handshakes.
+// Producers and consumers must be closed by their owners first; Close does
+// not close them. Idempotent.
+func (s *Service) Close() error {
+	s.once.Do(func() {
+		s.mu.Lock()
+		s.closing = true
+		s.mu.Unlock()
+		s.h.RemoveStreamHandler(ProtocolID)
+		s.cancel()
+		s.wg.Wait()
+	})
+	return nil
+}
+
+func (s *Service) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Service) register(id StreamID, a acceptor) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return ErrClosed
+	}
+	if _, ok := s.producers[id]; ok {
+		return fmt.Errorf("%w: %s", ErrProducerExists, id.Short())
+	}
+	s.producers[id] = a
+	return nil
+}
+
+func (s *Service) unregister(id StreamID, a acceptor) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.producers[id] == a {
+		delete(s.producers, id)
+	}
+}
+
+// reject answers a subscription with Reject{code} and closes the stream.
+func (s *Service) reject(st network.Stream, code Code, reason string) {
+	s.Rejected.Add(1)
+	s.log.Debug("subscription rejected", "peer", st.Conn().RemotePeer(), "code", code, "reason", reason)
+	_ = st.SetWriteDeadline(time.Now().Add(s.params.HandshakeTimeout))
+	if _, err := st.Write(rejectFrame(code, reason)); err != nil {
+		_ = st.ResetWithError(network.StreamErrorCode(code))
+		return
+	}
+	_ = st.CloseWrite()
+	_ = st.Close()
+}
+
+// handle reads the Subscribe frame and runs the service-level part of the
+// accept path: unknown peer (401), network (101), stream (10404). The
+// producer runs the rest.
+func (s *Service) handle(st network.Stream) {
+	if !s.enter() {
+		_ = st.ResetWithError(network.StreamErrorCode(CodeGracefulShutdown))
+		return
+	}
+	defer s.wg.Done()
+	_ = st.SetReadDeadline(time.Now().Add(s.params.HandshakeTimeout))
+	fr := newFrameReader(st, maxControlFrame)
+	typ, body, err := fr.next()
+	if err != nil || typ != frameSubscribe {
+		s.Rejected.Add(1)
+		s.log.Debug("bad subscribe", "peer", st.Conn().RemotePeer(), "type", typ, "err", err)
+		_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
+		return
+	}
+	sub, err := decodeControl(body, &pb.Subscribe{})
+	if err != nil {
+		s.Rejected.Add(1)
+		_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
+		return
+	}
+	if fr.r.Buffered() > 0 {
+		s.reject(st, CodeProtocolViolation, "data after Subscribe")
+		return
+	}
+	_ = st.SetReadDeadline(time.Time{})
+	p := st.Conn().RemotePeer()
+	entry, known := s.d.Catalog().Get(p)
+	if !known {
+		s.reject(st, CodeUnknownPeer, "consumer not in the producer's catalog; sync and retry")
+		return
+	}
+	nw := s.d.Network()
+	if !slices.Equal(sub.Network, nw[:]) {
+		s.reject(st, CodeDifferentNetwork, "network "+nw.Short())
+		return
+	}
+	id, err := catalog.IDFromBytes(sub.Stream)
+	if err != nil {
+		s.reject(st, CodeProtocolViolation, "stream ID is not 32 bytes")
+		return
+	}
+	s.mu.Lock()
+	a := s.producers[id]
+	s.mu.Unlock()
+	if a == nil {
+		s.reject(st, CodeStreamNotFound, "no producer of "+id.Short())
+		return
+	}
+	a.accept(st, sub, entry)
+}
+
+var errNotConnected = errors.New("streams: not connected")

@@ -1,0 +1,122 @@
+package streams
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mosaik-go/mosaik/streams/pb"
+)
+
+// ProtocolID is the libp2p protocol of data streams.
+const ProtocolID protocol.ID = "/mosaik/streams/1.0.0"
+
+// Frame types: the first byte of every frame body.
+const (
+	frameSubscribe byte = 0x01
+	frameAccept    byte = 0x02
+	frameReject    byte = 0x03
+	frameClose     byte = 0x04
+	frameData      byte = 0x10
+)
+
+// maxControlFrame caps control frames (Subscribe, Accept, Reject, Close).
+const maxControlFrame = 4 << 10
+
+var errProtocol = errors.New("streams: protocol violation")
+
+// frameReader reads length-delimited frames with a cap checked before
+// allocating. It reuses one buffer: a returned body is valid only until the
+// next call.
+type frameReader struct {
+	r   *bufio.Reader
+	max int
+	buf []byte
+}
+
+func newFrameReader(r io.Reader, max int) *frameReader {
+	return &frameReader{r: bufio.NewReaderSize(r, 64<<10), max: max}
+}
+
+// next returns the type and body of the next frame.
+func (fr *frameReader) next() (byte, []byte, error) {
+	n, err := binary.ReadUvarint(fr.r)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return 0, nil, io.EOF
+		}
+		return 0, nil, err
+	}
+	if n == 0 {
+		return 0, nil, fmt.Errorf("%w: empty frame", errProtocol)
+	}
+	if n > uint64(fr.max) {
+		return 0, nil, fmt.Errorf("%w: frame of %d bytes exceeds the limit of %d", errProtocol, n, fr.max)
+	}
+	if cap(fr.buf) < int(n) {
+		fr.buf = make([]byte, n, max(int(n), 4096))
+	}
+	b := fr.buf[:n]
+	if _, err := io.ReadFull(fr.r, b); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, nil, err
+	}
+	return b[0], b[1:], nil
+}
+
+// appendControl appends a framed control message.
+func appendControl(dst []byte, typ byte, m proto.Message) ([]byte, error) {
+	body, err := proto.Marshal(m)
+	if err != nil {
+		return dst, err
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(body)+1))
+	dst = append(dst, typ)
+	return append(dst, body...), nil
+}
+
+// dataHeader appends the header of a data frame carrying seq and a payload
+// of n bytes; the payload follows it on the wire.
+func dataHeader(dst []byte, seq uint64, n int) []byte {
+	var tmp [binary.MaxVarintLen64]byte
+	sl := binary.PutUvarint(tmp[:], seq)
+	dst = binary.AppendUvarint(dst, uint64(1+sl+n))
+	dst = append(dst, frameData)
+	return append(dst, tmp[:sl]...)
+}
+
+// parseData splits a data frame body into its sequence number and payload.
+func parseData(body []byte) (uint64, []byte, error) {
+	seq, n := binary.Uvarint(body)
+	if n <= 0 {
+		return 0, nil, fmt.Errorf("%w: bad data frame sequence number", errProtocol)
+	}
+	return seq, body[n:], nil
+}
+
+func decodeControl[M proto.Message](body []byte, m M) (M, error) {
+	if len(body) > maxControlFrame {
+		return m, fmt.Errorf("%w: control frame of %d bytes", errProtocol, len(body))
+	}
+	if err := proto.Unmarshal(body, m); err != nil {
+		return m, fmt.Errorf("%w: %v", errProtocol, err)
+	}
+	return m, nil
+}
+
+func closeFrame(code Code, reason string) []byte {
+	b, _ := appendControl(nil, frameClose, &pb.Close{Code: uint32(code), Reason: reason})
+	return b
+}
+
+func rejectFrame(code Code, reason string) []byte {
+	b, _ := appendControl(nil, frameReject, &pb.Reject{Code: uint32(code), Reason: reason})
+	return b
+}
