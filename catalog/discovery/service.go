@@ -84,7 +84,7 @@ type Service struct {
 	limiters *lru.Cache[peer.ID, *rate.Limiter]
 	serving  chan struct{} // semaphore of syncs being served
 	starting chan struct{} // semaphore of syncs being started
-	probing  map[peer.ID]bool
+	probing  map[peer.ID]*flight
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -147,7 +147,7 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		relayQ: make(chan *catalog.SignedEntry, 256), announceNow: make(chan struct{}, 1), peerJoined: make(chan struct{}, 1), dhtNow: make(chan struct{}, 1),
 		lastSync: map[peer.ID]time.Time{}, limiters: limiters, dht: cfg.dht,
 		serving: make(chan struct{}, p.MaxConcurrentSyncs), starting: make(chan struct{}, 8),
-		probing: map[peer.ID]bool{},
+		probing: map[peer.ID]*flight{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	// Undo whatever was started if a later step fails.
@@ -722,37 +722,52 @@ func (s *Service) rttLoop() {
 	}
 }
 
-// ErrProbeInFlight is returned by Probe when a probe of the peer is already
-// running (libp2p allows few concurrent pings per peer).
-var ErrProbeInFlight = errors.New("discovery: an RTT probe of this peer is already running")
+// flight is one RTT probe in progress; concurrent Probe calls for the
+// same peer share it (libp2p allows few concurrent pings per peer).
+type flight struct {
+	done chan struct{}
+	rtt  time.Duration
+	err  error
+}
 
 // Probe measures the RTT to p once with libp2p ping (dialing if needed),
-// records the sample in the RTT table and returns it. It gives up after
+// records the sample in the RTT table and returns it. A probe of p already
+// in progress is joined rather than repeated. It gives up after
 // Params.PingTimeout or when ctx ends.
 func (s *Service) Probe(ctx context.Context, p peer.ID) (time.Duration, error) {
 	s.syncMu.Lock()
-	if s.probing[p] {
+	if f := s.probing[p]; f != nil {
 		s.syncMu.Unlock()
-		return 0, ErrProbeInFlight
+		select {
+		case <-f.done:
+			return f.rtt, f.err
+		case <-ctx.Done():
+			return 0, fmt.Errorf("discovery: ping %s: %w", p, ctx.Err())
+		}
 	}
-	s.probing[p] = true
+	f := &flight{done: make(chan struct{})}
+	s.probing[p] = f
 	s.syncMu.Unlock()
 	defer func() {
 		s.syncMu.Lock()
 		delete(s.probing, p)
 		s.syncMu.Unlock()
+		close(f.done)
 	}()
 	ctx, cancel := context.WithTimeout(ctx, s.params.PingTimeout)
 	defer cancel() // ping.Ping keeps pinging until its ctx ends
 	select {
 	case res := <-ping.Ping(ctx, s.h, p):
 		if res.Error != nil {
-			return 0, fmt.Errorf("discovery: ping %s: %w", p, res.Error)
+			f.err = fmt.Errorf("discovery: ping %s: %w", p, res.Error)
+			return 0, f.err
 		}
 		s.rtt.Record(p, res.RTT, time.Now())
 		s.stats.rtt.Record(ctx, res.RTT.Seconds(), s.stats.rttAttrs)
+		f.rtt = res.RTT
 		return res.RTT, nil
 	case <-ctx.Done():
-		return 0, fmt.Errorf("discovery: ping %s: %w", p, ctx.Err())
+		f.err = fmt.Errorf("discovery: ping %s: %w", p, ctx.Err())
+		return 0, f.err
 	}
 }
