@@ -396,46 +396,26 @@ func (s *Service) maxAnnouncement() int { return s.params.Catalog.MaxEntrySize +
 
 func (s *Service) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	self := from == s.h.ID()
-	if len(msg.Data) > s.maxAnnouncement() {
-		s.stats.refuse(true, "oversize")
-		return pubsub.ValidationReject
-	}
-	var ann pb.Announcement
-	if err := proto.Unmarshal(msg.Data, &ann); err != nil {
-		s.stats.refuse(true, "malformed")
-		return pubsub.ValidationReject
-	}
 	now := time.Now()
-	var err error
-	switch k := ann.Kind.(type) {
-	case *pb.Announcement_Entry:
-		var e *catalog.SignedEntry
+	e, d, err := decodeAnnouncement(msg.Data, s.maxAnnouncement(), func(data []byte) (*catalog.SignedEntry, error) {
 		if self {
-			// Our own entry or a relay of one we verified on merge.
-			e, err = catalog.OpenEntry(k.Entry, s.params.Catalog.MaxEntrySize)
-		} else {
-			// Cheap checks first: a copy of a known version is ignored
-			// without verifying its signature.
-			e, err = s.store.Open(k.Entry, now)
+			// Our own entry, or a relay of one we verified on merge.
+			return catalog.OpenEntry(data, s.params.Catalog.MaxEntrySize)
 		}
-		if err == nil {
+		// Cheap checks first: a copy of a known version is ignored without
+		// verifying its signature.
+		return s.store.Open(data, now)
+	})
+	if err == nil && d != nil && !self {
+		err = s.checkDeparture(d, now)
+	}
+	if err == nil {
+		if e != nil {
 			msg.ValidatorData = e
-			return pubsub.ValidationAccept
+		} else {
+			msg.ValidatorData = d
 		}
-	case *pb.Announcement_Departure:
-		var d *catalog.Departure
-		if d, err = catalog.OpenDeparture(k.Departure); err == nil {
-			if self {
-				msg.ValidatorData = d
-				return pubsub.ValidationAccept
-			}
-			if err = s.checkDeparture(d, now); err == nil {
-				msg.ValidatorData = d
-				return pubsub.ValidationAccept
-			}
-		}
-	default:
-		err = fmt.Errorf("%w: empty announcement", catalog.ErrMalformed)
+		return pubsub.ValidationAccept
 	}
 	rejected := catalog.IsRejected(err)
 	s.stats.refuse(rejected, catalog.Reason(err))
@@ -444,6 +424,28 @@ func (s *Service) validate(_ context.Context, from peer.ID, msg *pubsub.Message)
 		return pubsub.ValidationReject
 	}
 	return pubsub.ValidationIgnore
+}
+
+// decodeAnnouncement decodes a gossip message of at most max bytes into an
+// entry (opened by openEntry) or a verified departure. It never panics on
+// hostile input; errors carry catalog's verdict sentinels.
+func decodeAnnouncement(data []byte, max int, openEntry func([]byte) (*catalog.SignedEntry, error)) (*catalog.SignedEntry, *catalog.Departure, error) {
+	if len(data) > max {
+		return nil, nil, fmt.Errorf("%w: announcement of %d bytes > %d", catalog.ErrOversize, len(data), max)
+	}
+	var ann pb.Announcement
+	if err := proto.Unmarshal(data, &ann); err != nil {
+		return nil, nil, fmt.Errorf("%w: announcement: %v", catalog.ErrMalformed, err)
+	}
+	switch k := ann.Kind.(type) {
+	case *pb.Announcement_Entry:
+		e, err := openEntry(k.Entry)
+		return e, nil, err
+	case *pb.Announcement_Departure:
+		d, err := catalog.OpenDeparture(k.Departure)
+		return nil, d, err
+	}
+	return nil, nil, fmt.Errorf("%w: empty announcement", catalog.ErrMalformed)
 }
 
 func (s *Service) checkDeparture(d *catalog.Departure, now time.Time) error {
