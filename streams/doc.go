@@ -1,0 +1,61 @@
+// Package streams carries typed data from producers to consumers over
+// dedicated libp2p streams (/mosaik/streams/1.0.0), wired up by the catalog:
+// consumers find producers of their stream in the catalog and subscribe to
+// every eligible one; producers admit consumers they know and that satisfy
+// their policy.
+//
+// # Usual sequence
+//
+//	n, _ := node.New("my-net", ...)                        // owns a *streams.Service
+//	p, err := streams.NewProducer[Order](n.Streams(), "orders",
+//		streams.WithRequireTags("trader"))             // who may consume
+//	defer p.Close()                                       // flushes queues, sends GracefulShutdown
+//	err = p.Send(ctx, Order{...})                         // waits until online (1 consumer by default)
+//
+//	c, err := streams.NewConsumer[Order](n.Streams(), "orders",
+//		streams.WithMaxRTT(50*time.Millisecond))       // which producers to use
+//	defer c.Close()
+//	for v, err := range c.All(ctx) { ... }                // or Recv(ctx) / TryRecv()
+//
+// Stream names become IDs by the catalog's string rule (64 hex characters
+// decode, anything else is hashed), so "orders" names the same stream on
+// every node.
+//
+// # Delivery guarantees
+//
+// Datums of one producer reach each consumer in order, numbered by a
+// per-subscription sequence number, so every loss is visible: a consumer
+// counts gaps (Stats.Gaps) and reconnections. Nothing is lost silently:
+//
+//   - a producer never waits for a consumer. Each subscription has a bounded
+//     queue (WithQueueSize, default 1024); when it is full the consumer is
+//     disconnected with TooSlow (10413), or with WithDropLagging the datum is
+//     skipped for that consumer and counted in Stats.Dropped (the consumer
+//     sees a gap);
+//   - a consumer delivers into a bounded buffer (WithBuffer, default 1024).
+//     When the application does not read, the buffer fills, the consumer
+//     stops reading from its producers, libp2p flow control reaches them and
+//     their lagging policy decides. There is no unbounded queue anywhere;
+//   - across producers there is no ordering and no de-duplication.
+//
+// # Caller's duties
+//
+//   - Close every Producer and Consumer you create; Close of the node does
+//     not close them for you. Producer.Close delivers what is queued (up to
+//     Params.CloseTimeout) and withdraws the stream from the catalog entry.
+//   - Predicates (WithRequire, Condition.WithPredicate) and sinks
+//     (WithUndelivered) must be fast and must not block.
+//   - At most one Producer per stream per node (ErrProducerExists).
+//
+// # Concurrency
+//
+// Producers, consumers, When and Service are safe for concurrent use. A
+// Condition value tracks its own edges: give each waiting goroutine its own
+// Condition (the builder methods return fresh ones).
+//
+// # Errors
+//
+// Sentinels (ErrClosed, ErrOffline, ErrFull, ErrProducerExists, ErrEmpty)
+// are matched with errors.Is; a subscription's end reason is a *CodeError
+// carrying the wire Code, found with errors.As on ChannelInfo.Err.
+package streams
