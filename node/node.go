@@ -355,3 +355,36 @@ func (n *Node) FindProducers(ctx context.Context, stream string) ([]*catalog.Sig
 
 // Connect dials a peer; discovery syncs catalogs once identify completes.
 func (n *Node) Connect(ctx context.Context, pi peer.AddrInfo) error { return n.h.Connect(ctx, pi) }
+
+// AddTicket adds t to the node's entry and announces the change.
+func (n *Node) AddTicket(t catalog.Ticket) error {
+	_, err := n.disc.UpdateLocal(func(e *catalog.Entry) { e.Tickets = append(e.Tickets, t) })
+	return err
+}
+
+// RemoveTicket removes t (same class and bytes) from the node's entry.
+func (n *Node) RemoveTicket(t catalog.Ticket) error {
+	_, err := n.disc.UpdateLocal(func(e *catalog.Entry) {
+		e.Tickets = slices.DeleteFunc(e.Tickets, func(x catalog.Ticket) bool {
+			return x.Class == t.Class && string(x.Data) == string(t.Data)
+		})
+	})
+	return err
+}
+
+// RemoveTicketsOf removes every ticket of class c.
+func (n *Node) RemoveTicketsOf(c catalog.TicketClass) error {
+	_, err := n.disc.UpdateLocal(func(e *catalog.Entry) {
+		e.Tickets = slices.DeleteFunc(e.Tickets, func(x catalog.Ticket) bool { return x.Class == c })
+	})
+	return err
+}
+
+// ReplaceTicket replaces every ticket of t's class with t, in one signed
+// change (a renewal: peers see the new ticket and the old one gone at once).
+func (n *Node) ReplaceTicket(t catalog.Ticket) error {
+	_, err := n.disc.UpdateLocal(func(e *catalog.Entry) {
+		e.Tickets = append(slices.DeleteFunc(e.Tickets, func(x catalog.Ticket) bool { return x.Class == t.Class }), t)
+	})
+	return err
+}

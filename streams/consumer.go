@@ -225,6 +225,7 @@ func (c *Consumer[T]) evaluate(snap *catalog.Snapshot) {
 			r.ch.mu.Lock()
 			r.ch.entry = x.e
 			r.ch.mu.Unlock()
+			c.armExpiry(r, x.expires) // a renewed ticket pushes the expiry back
 			continue
 		}
 		c.start(x.e, x.expires)
@@ -319,8 +320,21 @@ func (c *Consumer[T]) start(e *catalog.SignedEntry, expires time.Time) {
 	c.wg.Add(1)
 	c.mu.Unlock()
 	c.hub.add(r.ch)
-	if !expires.IsZero() {
-		// Keyed to this receiver, so it can never cut a later one.
+	c.armExpiry(r, expires)
+	go c.receive(ctx, r)
+}
+
+// armExpiry (re)sets a receiver's ticket-expiry timer. The timer belongs to
+// this receiver, so it can never cut a later one.
+func (c *Consumer[T]) armExpiry(r *receiver, expires time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case expires.IsZero():
+		if r.expiry != nil {
+			r.expiry.Stop()
+		}
+	case r.expiry == nil:
 		r.expiry = time.AfterFunc(time.Until(expires), func() {
 			c.mu.Lock()
 			if c.recvs[r.ch.peer] == r {
@@ -331,14 +345,17 @@ func (c *Consumer[T]) start(e *catalog.SignedEntry, expires time.Time) {
 			c.stop(r)
 			c.poke()
 		})
+	default:
+		r.expiry.Reset(time.Until(expires))
 	}
-	go c.receive(ctx, r)
 }
 
 func (c *Consumer[T]) stop(r *receiver) {
+	c.mu.Lock()
 	if r.expiry != nil {
 		r.expiry.Stop()
 	}
+	c.mu.Unlock()
 	r.cancel()
 }
 

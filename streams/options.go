@@ -9,6 +9,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 
 	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/policy"
 )
 
 // Params tunes the streams service. Start from [DefaultParams].
@@ -70,10 +71,9 @@ func WithLogger(l *slog.Logger) ServiceOption {
 	}
 }
 
-// Predicate judges a remote peer: its signed entry and RTT. Predicates must
-// be fast and must not block; they are never called with locks held that
-// the caller could need.
-type Predicate func(catalog.PeerInfo) bool
+// Predicate judges a remote peer: its signed entry and RTT (see package
+// policy for combinators). Predicates must be fast and must not block.
+type Predicate = policy.Predicate
 
 // TicketCheck validates the tickets of a remote peer's entry at now. It
 // returns when the authorization expires (the zero time for never), or an
@@ -158,6 +158,14 @@ func WithMaxRTT(d time.Duration) Option {
 // applies.
 func WithTickets(checks ...TicketCheck) Option {
 	return func(c *config) error { c.tickets = append(c.tickets, checks...); return nil }
+}
+
+// WithTicketValidators requires the remote peer to hold a valid ticket for
+// every validator (package policy: JWT, libp2p-signed tickets). The
+// subscription ends when the earliest of those tickets expires, unless the
+// peer's entry carries a renewed ticket by then.
+func WithTicketValidators(vs ...policy.TicketValidator) Option {
+	return WithTickets(policy.Require(vs...))
 }
 
 // WithOnlineWhen sets the online condition from the handle's Subscribed()

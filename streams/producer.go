@@ -231,12 +231,28 @@ func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalo
 	p.svc.Accepted.Add(1)
 	p.hub.add(s.ch)
 	p.hub.setState(s.ch, Connected, nil)
-	if !expires.IsZero() {
-		s.expiry = time.AfterFunc(time.Until(expires), func() { p.end(s, CodeNotAllowed, "ticket expired", false) })
-	}
+	p.armExpiry(s, expires)
 	p.log.Debug("consumer accepted", "peer", peerID)
 	go p.writer(s)
 	go p.watchConsumer(s)
+}
+
+// armExpiry (re)sets the subscription's ticket-expiry timer: a renewed
+// ticket in a newer entry pushes it back without interrupting the stream.
+// The timer belongs to this subscription, so it never cuts a later one.
+func (p *Producer[T]) armExpiry(s *outSub, expires time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case expires.IsZero():
+		if s.expiry != nil {
+			s.expiry.Stop()
+		}
+	case s.expiry == nil:
+		s.expiry = time.AfterFunc(time.Until(expires), func() { p.end(s, CodeNotAllowed, "ticket expired", false) })
+	default:
+		s.expiry.Reset(time.Until(expires))
+	}
 }
 
 // writer sends one subscription's queue in order, batching whatever is
@@ -351,10 +367,10 @@ func (p *Producer[T]) end(s *outSub, code Code, why string, reset bool) {
 		if i := slices.Index(p.subs, s); i >= 0 {
 			p.subs = slices.Delete(p.subs, i, i+1)
 		}
-		p.mu.Unlock()
 		if s.expiry != nil {
 			s.expiry.Stop()
 		}
+		p.mu.Unlock()
 		if reset {
 			_ = s.st.ResetWithError(network.StreamErrorCode(code))
 		}
@@ -391,9 +407,12 @@ func (p *Producer[T]) watchCatalog() {
 			s.ch.mu.Lock()
 			s.ch.entry = e
 			s.ch.mu.Unlock()
-			if _, _, err := p.cfg.eligible(p.svc.d.RTT().Info(e), now); err != nil {
+			expires, _, err := p.cfg.eligible(p.svc.d.RTT().Info(e), now)
+			if err != nil {
 				p.end(s, CodeNotAllowed, err.Error(), false)
+				continue
 			}
+			p.armExpiry(s, expires)
 		}
 	}
 }
