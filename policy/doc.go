@@ -24,5 +24,7 @@
 //
 // Two ticket formats are built in: JWT ([JWT], issued with [JWTBuilder]) and
 // libp2p-signed tickets ([SignedTicketValidator], issued with
-// [IssueSignedTicket]), which need no shared secret.
+// [IssueSignedTicket]), which need no shared secret. A JWT names its holder
+// in "sub" as mosaik does, by [Subject]: the lowercase hex of the peer's
+// 32-byte Ed25519 public key, not the base58 peer ID.
 package policy

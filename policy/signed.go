@@ -98,6 +98,14 @@ func IssueSignedTicket(issuer crypto.PrivKey, t SignedTicket) (catalog.Ticket, e
 	if t.Class.IsZero() {
 		t.Class = SignedTicketClass
 	}
+	// On the wire 0 ms means unset: a time that rounds to the epoch would
+	// silently become "valid from issue" or "never expires".
+	if !t.NotBefore.IsZero() && t.NotBefore.UnixMilli() == 0 {
+		return catalog.Ticket{}, errors.New("policy: a signed ticket's not-before cannot be the unix epoch")
+	}
+	if !t.Expires.IsZero() && t.Expires.UnixMilli() == 0 {
+		return catalog.Ticket{}, errors.New("policy: a signed ticket's expiry cannot be the unix epoch")
+	}
 	m := &pb.SignedTicket{
 		Subject: []byte(t.Subject), Network: t.Network[:], Class: t.Class[:],
 		NotBeforeMs: unixMS(t.NotBefore), ExpiresMs: unixMS(t.Expires), Claims: t.Claims,
