@@ -42,12 +42,16 @@ type Consumer[T any] struct {
 	log   *slog.Logger
 	hub   *hub
 
-	out  chan T
+	out  chan delivery[T]
 	wake chan struct{}
 
 	mu      sync.Mutex
 	recvs   map[peer.ID]*receiver
 	probing map[peer.ID]bool
+	// refused holds producers whose receiver ended for good (a final close
+	// code, or backoff exhausted), with the entry versions of both ends at
+	// that time: they are retried only once either entry changes.
+	refused map[peer.ID]refusal
 
 	datums, bytes atomic.Uint64
 	created       time.Time
@@ -56,6 +60,18 @@ type Consumer[T any] struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // worker, receivers, probes
 	once   sync.Once
+}
+
+type refusal struct {
+	theirs, ours catalog.Version
+	ch           *channel // kept in Producers() as Terminated, with its error
+}
+
+// delivery is a datum in the delivery buffer with its payload size, for
+// the stats counted when the application takes it.
+type delivery[T any] struct {
+	v T
+	n int
 }
 
 // receiver is the consumer's link to one producer.
@@ -76,8 +92,8 @@ func NewConsumer[T any](svc *Service, name string, opts ...Option) (*Consumer[T]
 	id := catalog.IDFromString(name)
 	c := &Consumer[T]{svc: svc, id: id, codec: codec, cfg: cfg, hub: newHub(),
 		log: svc.log.With("stream", id.Short(), "role", "consumer"),
-		out: make(chan T, cfg.buffer), wake: make(chan struct{}, 1),
-		recvs: map[peer.ID]*receiver{}, probing: map[peer.ID]bool{}, created: time.Now()}
+		out: make(chan delivery[T], cfg.buffer), wake: make(chan struct{}, 1),
+		recvs: map[peer.ID]*receiver{}, probing: map[peer.ID]bool{}, refused: map[peer.ID]refusal{}, created: time.Now()}
 	when := (When{c.hub}).Subscribed().MinimumOf(0)
 	if cfg.onlineWhen != nil {
 		when = cfg.onlineWhen((When{c.hub}).Subscribed())
@@ -111,12 +127,12 @@ func (c *Consumer[T]) Stats() Stats {
 // consumer is closed and drained (ErrClosed).
 func (c *Consumer[T]) Recv(ctx context.Context) (T, error) {
 	select {
-	case v, ok := <-c.out:
+	case d, ok := <-c.out:
 		if !ok {
 			var zero T
 			return zero, ErrClosed
 		}
-		return v, nil
+		return c.take(d), nil
 	case <-ctx.Done():
 		var zero T
 		return zero, ctx.Err()
@@ -127,16 +143,23 @@ func (c *Consumer[T]) Recv(ctx context.Context) (T, error) {
 // or ErrClosed once the consumer is closed and drained.
 func (c *Consumer[T]) TryRecv() (T, error) {
 	select {
-	case v, ok := <-c.out:
+	case d, ok := <-c.out:
 		if !ok {
 			var zero T
 			return zero, ErrClosed
 		}
-		return v, nil
+		return c.take(d), nil
 	default:
 		var zero T
 		return zero, ErrEmpty
 	}
+}
+
+// take counts a datum handed to the application.
+func (c *Consumer[T]) take(d delivery[T]) T {
+	c.datums.Add(1)
+	c.bytes.Add(uint64(d.n))
+	return d.v
 }
 
 // All iterates over datums until ctx ends or the consumer closes; the
@@ -199,7 +222,19 @@ func (c *Consumer[T]) evaluate(snap *catalog.Snapshot) {
 	now := time.Now()
 	rtt := c.svc.d.RTT()
 	var eligible []candidate
+	ours := snap.Local().Entry.Version
 	for _, e := range snap.Producers(c.id) {
+		c.mu.Lock()
+		ref, refused := c.refused[e.Entry.PeerID]
+		if refused && ref.theirs == e.Entry.Version && ref.ours == ours {
+			c.mu.Unlock()
+			continue // refused for good; wait for either entry to change
+		}
+		delete(c.refused, e.Entry.PeerID)
+		c.mu.Unlock()
+		if refused {
+			c.hub.remove(ref.ch)
+		}
 		info := rtt.Info(e)
 		if !info.RTTKnown {
 			c.probe(e.Entry.PeerID)
@@ -365,14 +400,36 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 	defer close(r.done)
 	var err error
 	defer func() {
+		if code, ok := codeOf(err); ok {
+			var ce *CodeError
+			if !errors.As(err, &ce) { // a reset carrying the code: expose it as a CodeError
+				err = fmt.Errorf("%w: %w", &CodeError{Code: code, Remote: true}, err)
+			}
+		}
 		c.hub.setState(r.ch, Terminated, err)
-		c.hub.remove(r.ch)
+		keep := false
 		c.mu.Lock()
 		if c.recvs[r.ch.peer] == r {
 			delete(c.recvs, r.ch.peer)
 		}
+		if err != nil && ctx.Err() == nil {
+			// Ended for good: do not retry until either entry changes
+			// (mosaik retries on the next catalog change), and keep the
+			// channel visible in Producers() with its reason until then.
+			snap := c.svc.d.Catalog()
+			if e, ok := snap.Get(r.ch.peer); ok {
+				if old, had := c.refused[r.ch.peer]; had {
+					defer c.hub.remove(old.ch)
+				}
+				c.refused[r.ch.peer] = refusal{theirs: e.Entry.Version, ours: snap.Local().Entry.Version, ch: r.ch}
+				keep = true
+			}
+		}
 		c.mu.Unlock()
-		c.poke() // a terminated producer may be retried on the next evaluation
+		if !keep {
+			c.hub.remove(r.ch)
+		}
+		c.poke()
 	}()
 	bo := c.cfg.backoff()
 	for attempt := 0; ; attempt++ {
@@ -412,6 +469,12 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 			}
 		case hasCode && code.Final():
 			return
+		}
+		if hasCode {
+			var ce *CodeError
+			if !errors.As(err, &ce) {
+				err = fmt.Errorf("%w: %w", &CodeError{Code: code, Remote: true}, err)
+			}
 		}
 		c.hub.setState(r.ch, Connecting, err)
 		c.log.Debug("producer link failed; retrying", "peer", r.ch.peer, "err", err)
@@ -506,14 +569,12 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, bo backoff.BackO
 				return fmt.Errorf("%w: %v", errDecode, err)
 			}
 			select {
-			case c.out <- v:
+			case c.out <- delivery[T]{v, len(payload)}:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 			r.ch.datums.Add(1)
 			r.ch.bytes.Add(uint64(len(payload)))
-			c.datums.Add(1)
-			c.bytes.Add(uint64(len(payload)))
 			bo.Reset()
 		case frameClose:
 			cl, err := decodeControl(body, &pb.Close{})

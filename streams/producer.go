@@ -54,9 +54,10 @@ type Producer[T any] struct {
 	hub   *hub
 	undel func(T)
 
-	mu     sync.Mutex // orders fan-out; guards subs and closed
-	subs   []*outSub
-	closed bool
+	mu      sync.Mutex // orders fan-out; guards subs, pending and closed
+	subs    []*outSub
+	pending int // accepts in progress holding a slot
+	closed  bool
 
 	wg     sync.WaitGroup // the catalog watcher
 	subWG  sync.WaitGroup // writers and consumer watchers
@@ -87,10 +88,12 @@ func NewProducer[T any](svc *Service, name string, opts ...Option) (*Producer[T]
 	p.hub.update(func() { p.hub.online = when })
 	p.ctx, p.cancel = context.WithCancel(svc.ctx)
 	if err := svc.register(id, p); err != nil {
+		p.cancel()
 		return nil, err
 	}
 	if _, err := svc.d.UpdateLocal(func(e *catalog.Entry) { e.Streams = append(e.Streams, id) }); err != nil {
 		svc.unregister(id, p)
+		p.cancel()
 		return nil, err
 	}
 	p.wg.Add(1)
@@ -183,17 +186,30 @@ func (p *Producer[T]) fanout(v T) error {
 // sample, require predicates, tickets. Called by the service.
 func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalog.SignedEntry) {
 	peerID := st.Conn().RemotePeer()
+	// Reserve a slot under the lock, so concurrent accepts cannot exceed
+	// max consumers; every exit below releases or converts it.
 	p.mu.Lock()
-	closed, n := p.closed, len(p.subs)
+	closed, full := p.closed, p.cfg.maxConsumers > 0 && len(p.subs)+p.pending >= p.cfg.maxConsumers
+	if !closed && !full {
+		p.pending++
+	}
 	p.mu.Unlock()
 	if closed {
 		p.svc.reject(st, CodeStreamNotFound, "producer closed")
 		return
 	}
-	if p.cfg.maxConsumers > 0 && n >= p.cfg.maxConsumers {
+	if full {
 		p.svc.reject(st, CodeNoCapacity, "max consumers reached")
 		return
 	}
+	admitted := false
+	defer func() {
+		if !admitted {
+			p.mu.Lock()
+			p.pending--
+			p.mu.Unlock()
+		}
+	}()
 	// A fresh RTT sample, so RTT predicates never judge a consumer blind.
 	pctx, cancel := context.WithTimeout(p.ctx, p.svc.params.HandshakeTimeout)
 	_, perr := p.svc.d.Probe(pctx, peerID)
@@ -226,6 +242,8 @@ func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalo
 		return
 	}
 	p.subs = append(p.subs, s)
+	p.pending--
+	admitted = true
 	p.subWG.Add(2)
 	p.mu.Unlock()
 	p.svc.Accepted.Add(1)
