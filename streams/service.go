@@ -64,13 +64,109 @@ func New(h host.Host, d Discovery, opts ...ServiceOption) (*Service, error) {
 			return nil, err
 		}
 	}
-	if slices.Contains(h.Mux().Protocols(), ProtocolID) {
-		return nil, fmt.Errorf("streams: %s is already handled on host %s (one streams service per host)", ProtocolID, h.ID())
-	}
 	s.log = s.log.With("component", "streams", "network", d.Network().Short())
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	h.SetStreamHandler(ProtocolID, s.handle)
+	if err := attach(h, s); err != nil {
+		s.cancel()
+		return nil, err
+	}
 	return s, nil
+}
+
+// hostMux dispatches the one streams protocol handler of a host to the
+// services of the networks running on it (plugin mode may run several
+// networks on one host).
+type hostMux struct {
+	mu       sync.Mutex
+	services map[catalog.NetworkID]*Service
+	timeout  time.Duration // the shortest handshake timeout of the services
+}
+
+// muxes holds the dispatcher of every host running a streams service. It
+// is process state by necessity: a libp2p host has one handler per
+// protocol, whoever registers it.
+var muxes sync.Map // host.Host -> *hostMux
+
+func attach(h host.Host, s *Service) error {
+	v, _ := muxes.LoadOrStore(h, &hostMux{services: map[catalog.NetworkID]*Service{}})
+	m := v.(*hostMux)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	nw := s.d.Network()
+	if _, ok := m.services[nw]; ok {
+		return fmt.Errorf("streams: host %s already runs a streams service for network %s", h.ID(), nw.Short())
+	}
+	if len(m.services) == 0 {
+		if slices.Contains(h.Mux().Protocols(), ProtocolID) {
+			return fmt.Errorf("streams: %s is already handled on host %s by someone else", ProtocolID, h.ID())
+		}
+		h.SetStreamHandler(ProtocolID, m.handle)
+	}
+	m.services[nw] = s
+	if m.timeout == 0 || s.params.HandshakeTimeout < m.timeout {
+		m.timeout = s.params.HandshakeTimeout
+	}
+	return nil
+}
+
+func detach(h host.Host, s *Service) {
+	v, ok := muxes.Load(h)
+	if !ok {
+		return
+	}
+	m := v.(*hostMux)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.services[s.d.Network()] == s {
+		delete(m.services, s.d.Network())
+	}
+	if len(m.services) == 0 {
+		h.RemoveStreamHandler(ProtocolID)
+		muxes.Delete(h)
+	}
+}
+
+// handle reads the Subscribe frame and hands the stream to the service of
+// its network.
+func (m *hostMux) handle(st network.Stream) {
+	m.mu.Lock()
+	timeout := m.timeout
+	m.mu.Unlock()
+	_ = st.SetReadDeadline(time.Now().Add(timeout))
+	fr := newFrameReader(st, maxControlFrame)
+	typ, body, err := fr.next()
+	var sub *pb.Subscribe
+	if err == nil && typ == frameSubscribe {
+		sub, err = decodeControl(body, &pb.Subscribe{})
+	} else if err == nil {
+		err = fmt.Errorf("%w: frame type %#x before Subscribe", errProtocol, typ)
+	}
+	// The service of the subscription's network; for a bad or foreign
+	// subscription any service of the host counts and answers it.
+	var s *Service
+	m.mu.Lock()
+	if err == nil {
+		nw, _ := catalog.IDFromBytes(sub.Network)
+		s = m.services[nw]
+	}
+	if s == nil {
+		for _, other := range m.services {
+			s = other
+			break
+		}
+	}
+	m.mu.Unlock()
+	if s == nil { // the last service detached meanwhile
+		_ = st.ResetWithError(network.StreamErrorCode(CodeGracefulShutdown))
+		return
+	}
+	if err != nil {
+		s.Rejected.Add(1)
+		s.log.Debug("bad subscribe", "peer", st.Conn().RemotePeer(), "err", err)
+		_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
+		return
+	}
+	s.handle(st, sub, fr.r.Buffered() > 0)
 }
 
 // Params returns the service's parameters.
@@ -84,7 +180,7 @@ func (s *Service) Close() error {
 		s.mu.Lock()
 		s.closing = true
 		s.mu.Unlock()
-		s.h.RemoveStreamHandler(ProtocolID)
+		detach(s.h, s)
 		s.cancel()
 		s.wg.Wait()
 	})
@@ -135,31 +231,15 @@ func (s *Service) reject(st network.Stream, code Code, reason string) {
 	_ = st.Close()
 }
 
-// handle reads the Subscribe frame and runs the service-level part of the
-// accept path: unknown peer (401), network (101), stream (10404). The
-// producer runs the rest.
-func (s *Service) handle(st network.Stream) {
+// handle runs the service-level part of the accept path: unknown peer
+// (401), network (101), stream (10404). The producer runs the rest.
+func (s *Service) handle(st network.Stream, sub *pb.Subscribe, extra bool) {
 	if !s.enter() {
 		_ = st.ResetWithError(network.StreamErrorCode(CodeGracefulShutdown))
 		return
 	}
 	defer s.wg.Done()
-	_ = st.SetReadDeadline(time.Now().Add(s.params.HandshakeTimeout))
-	fr := newFrameReader(st, maxControlFrame)
-	typ, body, err := fr.next()
-	if err != nil || typ != frameSubscribe {
-		s.Rejected.Add(1)
-		s.log.Debug("bad subscribe", "peer", st.Conn().RemotePeer(), "type", typ, "err", err)
-		_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
-		return
-	}
-	sub, err := decodeControl(body, &pb.Subscribe{})
-	if err != nil {
-		s.Rejected.Add(1)
-		_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
-		return
-	}
-	if fr.r.Buffered() > 0 {
+	if extra {
 		s.reject(st, CodeProtocolViolation, "data after Subscribe")
 		return
 	}
