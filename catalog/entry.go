@@ -35,6 +35,7 @@ const (
 	MaxStreams     = 1024
 	MaxTickets     = 64
 	maxProtocolLen = 128
+	maxNameLen     = 128
 )
 
 // Envelope payload types (the "codec" of libp2p record envelopes).
@@ -119,6 +120,21 @@ type Entry struct {
 	Tags     []Tag      // sorted, unique
 	Streams  []StreamID // sorted, unique
 	Tickets  []Ticket   // sorted by (Class, Data), unique
+	// Names are the human-readable names of tags and streams, for display
+	// ("validator", "orders"); each derives an ID in Tags or Streams. They
+	// are optional: IDs are what the protocol compares.
+	Names []string // sorted, unique
+}
+
+// NameOf returns the known name of id (a tag or stream of the entry), or
+// its hex form.
+func (e *Entry) NameOf(id ID) string {
+	for _, n := range e.Names {
+		if IDFromString(n) == id {
+			return n
+		}
+	}
+	return id.String()
 }
 
 // HasTag reports whether the entry carries tag t.
@@ -165,6 +181,7 @@ func (e *Entry) Clone() Entry {
 	c.Addrs = slices.Clone(e.Addrs)
 	c.Tags = slices.Clone(e.Tags)
 	c.Streams = slices.Clone(e.Streams)
+	c.Names = slices.Clone(e.Names)
 	c.Tickets = make([]Ticket, len(e.Tickets))
 	for i, t := range e.Tickets {
 		c.Tickets[i] = Ticket{Class: t.Class, Data: slices.Clone(t.Data)}
@@ -184,6 +201,13 @@ func (e *Entry) Normalize() {
 	e.Streams = slices.Compact(e.Streams)
 	slices.SortFunc(e.Tickets, compareTickets)
 	e.Tickets = slices.CompactFunc(e.Tickets, func(a, b Ticket) bool { return compareTickets(a, b) == 0 })
+	// Keep only names of listed tags and streams.
+	e.Names = slices.DeleteFunc(e.Names, func(n string) bool {
+		id := IDFromString(n)
+		return len(n) > maxNameLen || (!e.HasTag(id) && !e.Produces(id))
+	})
+	slices.Sort(e.Names)
+	e.Names = slices.Compact(e.Names)
 	slices.SortFunc(e.Addrs, func(a, b ma.Multiaddr) int { return bytes.Compare(a.Bytes(), b.Bytes()) })
 	e.Addrs = slices.CompactFunc(e.Addrs, func(a, b ma.Multiaddr) bool { return a.Equal(b) })
 }
@@ -192,7 +216,7 @@ func (e *Entry) Normalize() {
 func sameContent(a, b *Entry) bool {
 	return a.PeerID == b.PeerID && a.Network == b.Network && a.Protocol == b.Protocol &&
 		slices.EqualFunc(a.Addrs, b.Addrs, func(x, y ma.Multiaddr) bool { return x.Equal(y) }) &&
-		slices.Equal(a.Tags, b.Tags) && slices.Equal(a.Streams, b.Streams) &&
+		slices.Equal(a.Tags, b.Tags) && slices.Equal(a.Streams, b.Streams) && slices.Equal(a.Names, b.Names) &&
 		slices.EqualFunc(a.Tickets, b.Tickets, func(x, y Ticket) bool { return compareTickets(x, y) == 0 })
 }
 
@@ -215,6 +239,7 @@ func (e *Entry) toPB() *pb.Entry {
 	for _, t := range e.Tickets {
 		m.Tickets = append(m.Tickets, &pb.Ticket{Class: t.Class[:], Data: t.Data})
 	}
+	m.Names = e.Names
 	return m
 }
 
@@ -236,7 +261,8 @@ func entryFromPB(m *pb.Entry) (Entry, error) {
 	if e.Version.StartMS <= 0 || e.Version.UpdateMS < e.Version.StartMS {
 		return e, malformed("invalid version %v", e.Version)
 	}
-	if len(m.Addrs) > MaxAddrs || len(m.Tags) > MaxTags || len(m.Streams) > MaxStreams || len(m.Tickets) > MaxTickets {
+	if len(m.Addrs) > MaxAddrs || len(m.Tags) > MaxTags || len(m.Streams) > MaxStreams || len(m.Tickets) > MaxTickets ||
+		len(m.Names) > len(m.Tags)+len(m.Streams) {
 		return e, malformed("too many addrs, tags, streams or tickets")
 	}
 	for _, b := range m.Addrs {
@@ -271,6 +297,17 @@ func entryFromPB(m *pb.Entry) (Entry, error) {
 		e.Tickets = append(e.Tickets, Ticket{Class: c, Data: t.GetData()})
 	}
 	e.Normalize()
+	for _, n := range m.Names {
+		if len(n) > maxNameLen {
+			return e, malformed("name longer than %d bytes", maxNameLen)
+		}
+		if id := IDFromString(n); !e.HasTag(id) && !e.Produces(id) {
+			return e, malformed("name %q names no tag or stream of the entry", n)
+		}
+	}
+	e.Names = slices.Clone(m.Names)
+	slices.Sort(e.Names)
+	e.Names = slices.Compact(e.Names)
 	return e, nil
 }
 

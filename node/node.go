@@ -129,6 +129,13 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 	for i, t := range cfg.tags {
 		tags[i] = catalog.IDFromString(t)
 	}
+	userEntry := cfg.entry
+	cfg.entry = func(e *catalog.Entry) {
+		e.Names = append(e.Names, cfg.tags...)
+		if userEntry != nil {
+			userEntry(e)
+		}
+	}
 	dopts := []discovery.Option{
 		discovery.WithParams(cfg.params), discovery.WithTags(tags...), discovery.WithLogger(cfg.log),
 		discovery.WithMeterProvider(cfg.meter), discovery.WithEntry(cfg.entry),
@@ -318,7 +325,10 @@ func (n *Node) SetTags(tags ...string) error {
 	for i, t := range tags {
 		ids[i] = catalog.IDFromString(t)
 	}
-	_, err := n.disc.UpdateLocal(func(e *catalog.Entry) { e.Tags = ids })
+	_, err := n.disc.UpdateLocal(func(e *catalog.Entry) {
+		e.Tags = ids
+		e.Names = append(e.Names, tags...) // names of dropped tags are pruned on sealing
+	})
 	return err
 }
 
@@ -328,6 +338,7 @@ func (n *Node) AddTags(tags ...string) error {
 		for _, t := range tags {
 			e.Tags = append(e.Tags, catalog.IDFromString(t))
 		}
+		e.Names = append(e.Names, tags...)
 	})
 	return err
 }

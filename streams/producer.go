@@ -91,7 +91,10 @@ func NewProducer[T any](svc *Service, name string, opts ...Option) (*Producer[T]
 		p.cancel()
 		return nil, err
 	}
-	if _, err := svc.d.UpdateLocal(func(e *catalog.Entry) { e.Streams = append(e.Streams, id) }); err != nil {
+	if _, err := svc.d.UpdateLocal(func(e *catalog.Entry) {
+		e.Streams = append(e.Streams, id)
+		e.Names = append(e.Names, name)
+	}); err != nil {
 		svc.unregister(id, p)
 		p.cancel()
 		return nil, err

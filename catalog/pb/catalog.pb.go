@@ -138,15 +138,19 @@ func (x *Ticket) GetData() []byte {
 // libp2p record envelope (domain "mosaik-catalog-entry", payload type
 // "/mosaik/catalog/entry/1").
 type Entry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PeerId        []byte                 `protobuf:"bytes,1,opt,name=peer_id,json=peerId,proto3" json:"peer_id,omitempty"` // binary libp2p peer ID (ed25519, identity multihash)
-	Network       []byte                 `protobuf:"bytes,2,opt,name=network,proto3" json:"network,omitempty"`             // 32-byte network ID
-	Protocol      string                 `protobuf:"bytes,3,opt,name=protocol,proto3" json:"protocol,omitempty"`           // implementation protocol version, e.g. "mosaik-go/0.1.0"
-	Version       *Version               `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
-	Addrs         [][]byte               `protobuf:"bytes,5,rep,name=addrs,proto3" json:"addrs,omitempty"`     // binary multiaddrs, without /p2p
-	Tags          [][]byte               `protobuf:"bytes,6,rep,name=tags,proto3" json:"tags,omitempty"`       // 32-byte tag IDs, sorted ascending, unique
-	Streams       [][]byte               `protobuf:"bytes,7,rep,name=streams,proto3" json:"streams,omitempty"` // 32-byte stream IDs produced, sorted ascending, unique
-	Tickets       []*Ticket              `protobuf:"bytes,8,rep,name=tickets,proto3" json:"tickets,omitempty"` // sorted by (class, data), unique
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	PeerId   []byte                 `protobuf:"bytes,1,opt,name=peer_id,json=peerId,proto3" json:"peer_id,omitempty"` // binary libp2p peer ID (ed25519, identity multihash)
+	Network  []byte                 `protobuf:"bytes,2,opt,name=network,proto3" json:"network,omitempty"`             // 32-byte network ID
+	Protocol string                 `protobuf:"bytes,3,opt,name=protocol,proto3" json:"protocol,omitempty"`           // implementation protocol version, e.g. "mosaik-go/0.1.0"
+	Version  *Version               `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
+	Addrs    [][]byte               `protobuf:"bytes,5,rep,name=addrs,proto3" json:"addrs,omitempty"`     // binary multiaddrs, without /p2p
+	Tags     [][]byte               `protobuf:"bytes,6,rep,name=tags,proto3" json:"tags,omitempty"`       // 32-byte tag IDs, sorted ascending, unique
+	Streams  [][]byte               `protobuf:"bytes,7,rep,name=streams,proto3" json:"streams,omitempty"` // 32-byte stream IDs produced, sorted ascending, unique
+	Tickets  []*Ticket              `protobuf:"bytes,8,rep,name=tickets,proto3" json:"tickets,omitempty"` // sorted by (class, data), unique
+	// Human-readable names of tags and streams, for display only. Each name
+	// must derive (by the ID string rule) an ID listed in tags or streams.
+	// Sorted, unique, at most 128 bytes each.
+	Names         []string `protobuf:"bytes,9,rep,name=names,proto3" json:"names,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -233,6 +237,13 @@ func (x *Entry) GetStreams() [][]byte {
 func (x *Entry) GetTickets() []*Ticket {
 	if x != nil {
 		return x.Tickets
+	}
+	return nil
+}
+
+func (x *Entry) GetNames() []string {
+	if x != nil {
+		return x.Names
 	}
 	return nil
 }
@@ -499,7 +510,7 @@ const file_catalog_proto_rawDesc = "" +
 	"\tupdate_ms\x18\x02 \x01(\x03R\bupdateMs\"2\n" +
 	"\x06Ticket\x12\x14\n" +
 	"\x05class\x18\x01 \x01(\fR\x05class\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data\"\x85\x02\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\x9b\x02\n" +
 	"\x05Entry\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\fR\x06peerId\x12\x18\n" +
 	"\anetwork\x18\x02 \x01(\fR\anetwork\x12\x1a\n" +
@@ -508,7 +519,8 @@ const file_catalog_proto_rawDesc = "" +
 	"\x05addrs\x18\x05 \x03(\fR\x05addrs\x12\x12\n" +
 	"\x04tags\x18\x06 \x03(\fR\x04tags\x12\x18\n" +
 	"\astreams\x18\a \x03(\fR\astreams\x123\n" +
-	"\atickets\x18\b \x03(\v2\x19.mosaik.catalog.v1.TicketR\atickets\"\xa0\x01\n" +
+	"\atickets\x18\b \x03(\v2\x19.mosaik.catalog.v1.TicketR\atickets\x12\x14\n" +
+	"\x05names\x18\t \x03(\tR\x05names\"\xa0\x01\n" +
 	"\tDeparture\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\fR\x06peerId\x12\x18\n" +
 	"\anetwork\x18\x02 \x01(\fR\anetwork\x12=\n" +
