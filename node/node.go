@@ -147,7 +147,7 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 		return nil, err
 	}
 	n.own(n.disc.Close)
-	sopts := []streams.ServiceOption{streams.WithLogger(cfg.log)}
+	sopts := []streams.ServiceOption{streams.WithLogger(cfg.log), streams.WithMeterProvider(cfg.meter)}
 	if cfg.streams != nil {
 		sopts = append(sopts, streams.WithParams(*cfg.streams))
 	}

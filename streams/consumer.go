@@ -37,6 +37,7 @@ import (
 type Consumer[T any] struct {
 	svc   *Service
 	id    StreamID
+	name  string
 	codec Codec[T]
 	cfg   *config
 	log   *slog.Logger
@@ -90,7 +91,7 @@ func NewConsumer[T any](svc *Service, name string, opts ...Option) (*Consumer[T]
 		return nil, err
 	}
 	id := catalog.IDFromString(name)
-	c := &Consumer[T]{svc: svc, id: id, codec: codec, cfg: cfg, hub: newHub(),
+	c := &Consumer[T]{svc: svc, id: id, name: name, codec: codec, cfg: cfg, hub: newHub(),
 		log: svc.log.With("stream", id.Short(), "role", "consumer"),
 		out: make(chan delivery[T], cfg.buffer), wake: make(chan struct{}, 1),
 		recvs: map[peer.ID]*receiver{}, probing: map[peer.ID]bool{}, refused: map[peer.ID]refusal{}, created: time.Now()}
@@ -100,9 +101,14 @@ func NewConsumer[T any](svc *Service, name string, opts ...Option) (*Consumer[T]
 	}
 	c.hub.update(func() { c.hub.online = when })
 	c.ctx, c.cancel = context.WithCancel(svc.ctx)
+	svc.addConsumer(c)
 	c.wg.Add(1)
 	go c.worker()
 	return c, nil
+}
+
+func (c *Consumer[T]) handle() HandleInfo {
+	return HandleInfo{Role: RoleConsumer, Stream: c.id, Name: c.name, Online: c.IsOnline(), Channels: c.Producers(), Totals: c.Stats()}
 }
 
 // StreamID is the consumer's stream.
@@ -180,6 +186,7 @@ func (c *Consumer[T]) All(ctx context.Context) iter.Seq2[T, error] {
 // Idempotent.
 func (c *Consumer[T]) Close() error {
 	c.once.Do(func() {
+		c.svc.removeConsumer(c)
 		c.cancel()
 		c.wg.Wait()
 		c.hub.close()

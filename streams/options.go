@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/policy"
@@ -69,6 +70,12 @@ func WithLogger(l *slog.Logger) ServiceOption {
 		s.log = l
 		return nil
 	}
+}
+
+// WithMeterProvider sets the OpenTelemetry meter provider (default the
+// global one, a no-op unless an SDK is installed).
+func WithMeterProvider(mp metric.MeterProvider) ServiceOption {
+	return func(s *Service) error { s.meter = mp; return nil }
 }
 
 // Predicate judges a remote peer: its signed entry and RTT (see package

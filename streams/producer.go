@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -48,6 +49,7 @@ type outSub struct {
 type Producer[T any] struct {
 	svc   *Service
 	id    StreamID
+	name  string
 	codec Codec[T]
 	cfg   *config
 	log   *slog.Logger
@@ -58,6 +60,9 @@ type Producer[T any] struct {
 	subs    []*outSub
 	pending int // accepts in progress holding a slot
 	closed  bool
+
+	// Totals over every subscription, past ones included (for metrics).
+	sent, sentBytes, dropped atomic.Uint64
 
 	wg     sync.WaitGroup // the catalog watcher
 	subWG  sync.WaitGroup // writers and consumer watchers
@@ -76,7 +81,7 @@ func NewProducer[T any](svc *Service, name string, opts ...Option) (*Producer[T]
 		return nil, err
 	}
 	id := catalog.IDFromString(name)
-	p := &Producer[T]{svc: svc, id: id, codec: codec, cfg: cfg, hub: newHub(),
+	p := &Producer[T]{svc: svc, id: id, name: name, codec: codec, cfg: cfg, hub: newHub(),
 		log: svc.log.With("stream", id.Short(), "role", "producer")}
 	if f, ok := cfg.undelivered.(func(T)); ok {
 		p.undel = f
@@ -102,6 +107,11 @@ func NewProducer[T any](svc *Service, name string, opts ...Option) (*Producer[T]
 	p.wg.Add(1)
 	go p.watchCatalog()
 	return p, nil
+}
+
+func (p *Producer[T]) handle() HandleInfo {
+	return HandleInfo{Role: RoleProducer, Stream: p.id, Name: p.name, Online: p.IsOnline(), Channels: p.Consumers(),
+		Totals: Stats{Datums: p.sent.Load(), Bytes: p.sentBytes.Load(), Dropped: p.dropped.Load()}}
 }
 
 // StreamID is the producer's stream.
@@ -164,6 +174,7 @@ func (p *Producer[T]) fanout(v T) error {
 			delivered++
 		default:
 			s.ch.dropped.Add(1)
+			p.dropped.Add(1)
 			if !p.cfg.dropLagging {
 				cut = append(cut, s)
 			}
@@ -290,6 +301,8 @@ func (p *Producer[T]) writer(s *outSub) {
 		if err == nil {
 			s.ch.datums.Add(1)
 			s.ch.bytes.Add(uint64(len(it.d.payload)))
+			p.sent.Add(1)
+			p.sentBytes.Add(uint64(len(it.d.payload)))
 		}
 		return err
 	}

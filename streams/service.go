@@ -13,6 +13,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/streams/pb"
@@ -32,7 +34,31 @@ type Discovery interface {
 // acceptor is a producer, seen by the service.
 type acceptor interface {
 	accept(st network.Stream, sub *pb.Subscribe, entry *catalog.SignedEntry)
+	handle() HandleInfo
 }
+
+// Role says whether a handle produces or consumes.
+type Role string
+
+const (
+	RoleProducer Role = "producer"
+	RoleConsumer Role = "consumer"
+)
+
+// HandleInfo is a snapshot of one producer or consumer on a service.
+type HandleInfo struct {
+	Role     Role
+	Stream   StreamID
+	Name     string // the name the handle was created with
+	Online   bool
+	Channels []ChannelInfo // consumers of a producer, producers of a consumer
+	// Totals: for a producer, datums and bytes written and datums dropped
+	// over all subscriptions; for a consumer, datums taken by the app.
+	Totals Stats
+}
+
+// handler is a producer or consumer, listed by Handles.
+type handler interface{ handle() HandleInfo }
 
 // Service runs the streams protocol on a host for one network: it accepts
 // subscriptions and dispatches them to the local producers, and it is what
@@ -46,6 +72,7 @@ type Service struct {
 
 	mu        sync.Mutex
 	producers map[StreamID]acceptor
+	consumers map[handler]struct{}
 	closing   bool
 	wg        sync.WaitGroup
 	ctx       context.Context
@@ -54,11 +81,14 @@ type Service struct {
 
 	// Counters of the accept path.
 	Accepted, Rejected atomic.Uint64
+
+	meter   metric.MeterProvider
+	metrics metric.Registration
 }
 
 // New starts the streams service on h for d's network.
 func New(h host.Host, d Discovery, opts ...ServiceOption) (*Service, error) {
-	s := &Service{h: h, d: d, params: DefaultParams(), log: slog.Default(), producers: map[StreamID]acceptor{}}
+	s := &Service{h: h, d: d, params: DefaultParams(), log: slog.Default(), producers: map[StreamID]acceptor{}, consumers: map[handler]struct{}{}}
 	for _, o := range opts {
 		if err := o(s); err != nil {
 			return nil, err
@@ -66,7 +96,17 @@ func New(h host.Host, d Discovery, opts ...ServiceOption) (*Service, error) {
 	}
 	s.log = s.log.With("component", "streams", "network", d.Network().Short())
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if s.meter == nil {
+		s.meter = otel.GetMeterProvider()
+	}
+	reg, err := s.registerMetrics(s.meter)
+	if err != nil {
+		s.cancel()
+		return nil, fmt.Errorf("streams: metrics: %w", err)
+	}
+	s.metrics = reg
 	if err := attach(h, s); err != nil {
+		_ = reg.Unregister()
 		s.cancel()
 		return nil, err
 	}
@@ -181,6 +221,9 @@ func (s *Service) Close() error {
 		s.closing = true
 		s.mu.Unlock()
 		detach(s.h, s)
+		if s.metrics != nil {
+			_ = s.metrics.Unregister()
+		}
 		s.cancel()
 		s.wg.Wait()
 	})
@@ -208,6 +251,46 @@ func (s *Service) register(id StreamID, a acceptor) error {
 	}
 	s.producers[id] = a
 	return nil
+}
+
+// Handles lists the service's open producers and consumers, producers
+// first, each group in stream order.
+func (s *Service) Handles() []HandleInfo {
+	s.mu.Lock()
+	hs := make([]handler, 0, len(s.producers)+len(s.consumers))
+	for _, p := range s.producers {
+		hs = append(hs, p)
+	}
+	for c := range s.consumers {
+		hs = append(hs, c)
+	}
+	s.mu.Unlock()
+	out := make([]HandleInfo, len(hs))
+	for i, h := range hs {
+		out[i] = h.handle()
+	}
+	slices.SortFunc(out, func(a, b HandleInfo) int {
+		if a.Role != b.Role {
+			if a.Role == RoleProducer {
+				return -1
+			}
+			return 1
+		}
+		return a.Stream.Compare(b.Stream)
+	})
+	return out
+}
+
+func (s *Service) addConsumer(h handler) {
+	s.mu.Lock()
+	s.consumers[h] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *Service) removeConsumer(h handler) {
+	s.mu.Lock()
+	delete(s.consumers, h)
+	s.mu.Unlock()
 }
 
 func (s *Service) unregister(id StreamID, a acceptor) {

@@ -1,0 +1,73 @@
+package streams
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// registerMetrics exports the service's counters as OpenTelemetry
+// instruments named after mosaik's (mosaik.streams.*), observed from the
+// live handles, with network and stream labels as short IDs.
+func (s *Service) registerMetrics(mp metric.MeterProvider) (metric.Registration, error) {
+	m := mp.Meter("github.com/mosaik-go/mosaik/streams")
+	nw := attribute.String("network", s.d.Network().Short())
+	type inst struct {
+		name, desc string
+	}
+	counters := map[string]metric.Int64ObservableCounter{}
+	gauges := map[string]metric.Int64ObservableGauge{}
+	var all []metric.Observable
+	for _, c := range []inst{
+		{"mosaik.streams.connections.accepted", "subscriptions admitted"},
+		{"mosaik.streams.connections.rejected", "subscriptions refused (any code)"},
+		{"mosaik.streams.producer.items.sent", "datums written to consumers"},
+		{"mosaik.streams.producer.bytes.sent", "payload bytes written to consumers"},
+		{"mosaik.streams.producer.items.dropped", "datums a full consumer queue could not take"},
+		{"mosaik.streams.consumer.items.received", "datums taken by the application"},
+		{"mosaik.streams.consumer.bytes.received", "payload bytes taken by the application"},
+	} {
+		x, err := m.Int64ObservableCounter(c.name, metric.WithDescription(c.desc))
+		if err != nil {
+			return nil, err
+		}
+		counters[c.name] = x
+		all = append(all, x)
+	}
+	for _, g := range []inst{
+		{"mosaik.streams.producer.consumers", "connected consumers per produced stream"},
+		{"mosaik.streams.consumer.producers", "connected producers per consumed stream"},
+	} {
+		x, err := m.Int64ObservableGauge(g.name, metric.WithDescription(g.desc))
+		if err != nil {
+			return nil, err
+		}
+		gauges[g.name] = x
+		all = append(all, x)
+	}
+	return m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(counters["mosaik.streams.connections.accepted"], int64(s.Accepted.Load()), metric.WithAttributes(nw))
+		o.ObserveInt64(counters["mosaik.streams.connections.rejected"], int64(s.Rejected.Load()), metric.WithAttributes(nw))
+		for _, h := range s.Handles() {
+			attrs := metric.WithAttributes(nw, attribute.String("stream", h.Stream.Short()))
+			connected := 0
+			for _, ch := range h.Channels {
+				if ch.State == Connected {
+					connected++
+				}
+			}
+			if h.Role == RoleProducer {
+				o.ObserveInt64(counters["mosaik.streams.producer.items.sent"], int64(h.Totals.Datums), attrs)
+				o.ObserveInt64(counters["mosaik.streams.producer.bytes.sent"], int64(h.Totals.Bytes), attrs)
+				o.ObserveInt64(counters["mosaik.streams.producer.items.dropped"], int64(h.Totals.Dropped), attrs)
+				o.ObserveInt64(gauges["mosaik.streams.producer.consumers"], int64(connected), attrs)
+			} else {
+				o.ObserveInt64(counters["mosaik.streams.consumer.items.received"], int64(h.Totals.Datums), attrs)
+				o.ObserveInt64(counters["mosaik.streams.consumer.bytes.received"], int64(h.Totals.Bytes), attrs)
+				o.ObserveInt64(gauges["mosaik.streams.consumer.producers"], int64(connected), attrs)
+			}
+		}
+		return nil
+	}, all...)
+}

@@ -1,0 +1,87 @@
+package streams_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/mosaik-go/mosaik/internal/testutil"
+	"github.com/mosaik-go/mosaik/node"
+	"github.com/mosaik-go/mosaik/streams"
+)
+
+// sumOf returns the value of the int64 sum or gauge named name, summed
+// over its data points.
+func sumOf(rm *metricdata.ResourceMetrics, name string) (int64, bool) {
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != name {
+				continue
+			}
+			var total int64
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, p := range d.DataPoints {
+					total += p.Value
+				}
+			case metricdata.Gauge[int64]:
+				for _, p := range d.DataPoints {
+					total += p.Value
+				}
+			}
+			return total, true
+		}
+	}
+	return 0, false
+}
+
+func TestMetrics_StreamCountersFollowTraffic(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer mp.Shutdown(context.Background())
+	nodes := connected(t, 2, node.WithoutDHT(), node.WithMeterProvider(mp))
+	p, err := streams.NewProducer[[]byte](nodes[0].Streams(), "metered", streams.WithCodec[[]byte](streams.Bytes{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := streams.NewConsumer[[]byte](nodes[1].Streams(), "metered", streams.WithCodec[[]byte](streams.Bytes{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(10*time.Second))
+	defer cancel()
+	for range 3 {
+		if err := p.Send(ctx, []byte("12345")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Recv(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx, &rm); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]int64{
+		"mosaik.streams.producer.items.sent":     3,
+		"mosaik.streams.producer.bytes.sent":     15,
+		"mosaik.streams.consumer.items.received": 3,
+		"mosaik.streams.consumer.bytes.received": 15,
+		"mosaik.streams.producer.consumers":      1,
+		"mosaik.streams.consumer.producers":      1,
+		"mosaik.streams.connections.accepted":    1,
+	} {
+		got, ok := sumOf(&rm, name)
+		if !ok || got != want {
+			t.Errorf("%s = %d (present %v), want %d", name, got, ok, want)
+		}
+	}
+	if _, ok := sumOf(&rm, "mosaik.discovery.catalog.size"); !ok {
+		t.Error("discovery metrics missing from the same provider")
+	}
+}
