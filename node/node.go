@@ -185,6 +185,11 @@ func newHost(cfg *config) (host.Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: connection manager: %w", err)
 	}
+	// libp2p refuses a registerer together with DisableMetrics.
+	metrics := libp2p.DisableMetrics()
+	if cfg.promReg != nil {
+		metrics = libp2p.PrometheusRegisterer(cfg.promReg)
+	}
 	h, err := libp2p.New(
 		libp2p.Identity(key),
 		libp2p.ListenAddrStrings(listen...),
@@ -192,7 +197,7 @@ func newHost(cfg *config) (host.Host, error) {
 		libp2p.Security(noise.ID, noise.New), libp2p.Security(tls.ID, tls.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ResourceManager(rm), libp2p.ConnectionManager(cm),
-		libp2p.DisableRelay(), libp2p.DisableMetrics(),
+		libp2p.DisableRelay(), metrics,
 		libp2p.UserAgent(catalog.ProtocolVersion),
 	)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/mosaik-go/mosaik/catalog"
@@ -26,6 +27,7 @@ type config struct {
 	key       crypto.PrivKey
 	log       *slog.Logger
 	meter     metric.MeterProvider
+	promReg   prometheus.Registerer
 	params    discovery.Params
 	heartbeat time.Duration
 	entry     func(*catalog.Entry)
@@ -105,6 +107,20 @@ func WithLogger(l *slog.Logger) Option {
 // global one, a no-op unless an SDK is installed).
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return func(c *config) error { c.meter = mp; return nil }
+}
+
+// WithPrometheusRegisterer turns on go-libp2p's own Prometheus metrics
+// (swarm, identify, eventbus, resource manager, ...) and registers them on
+// reg; without it a standalone node disables them. Several nodes may share
+// one registerer. Ignored with WithHost, whose owner chose its metrics.
+func WithPrometheusRegisterer(reg prometheus.Registerer) Option {
+	return func(c *config) error {
+		if reg == nil {
+			return errors.New("node: WithPrometheusRegisterer(nil)")
+		}
+		c.promReg = reg
+		return nil
+	}
 }
 
 // WithDiscoveryParams replaces the discovery parameters (default

@@ -1,0 +1,26 @@
+// Package status is the reference node's observation surface, served by
+// mosaik-node --http: a self-refreshing HTML page of the node, its catalog
+// and its streams, the same data as JSON, a health check and a Prometheus
+// scrape endpoint.
+//
+// The usual sequence:
+//
+//	m, err := status.NewMetrics()                  // one registry for everything
+//	n, err := node.New("my-app",
+//		node.WithMeterProvider(m.MeterProvider()),  // mosaik's OTel instruments
+//		node.WithPrometheusRegisterer(m.Registerer())) // go-libp2p's collectors
+//	err = status.New(n, m).Serve(ctx, "127.0.0.1:8080") // until ctx ends
+//
+// Endpoints (GET or HEAD):
+//
+//	/             HTML, refreshes every 2 s, no scripts or external assets
+//	/api/node     NodeDoc
+//	/api/catalog  CatalogDoc (what `mosaik-node catalog --json` prints)
+//	/api/streams  StreamsDoc
+//	/healthz      200 "ok"
+//	/metrics      Prometheus exposition (404 without Metrics)
+//
+// The caller owns the node and the Metrics: closing the Server closes
+// neither. The docs are built from one catalog snapshot and the streams
+// service's Handles at request time; nothing is cached.
+package status

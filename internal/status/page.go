@@ -1,0 +1,78 @@
+package status
+
+import (
+	_ "embed"
+	"fmt"
+	"html/template"
+	"time"
+)
+
+//go:embed page.html
+var pageHTML string
+
+// page is the status page template. It is parsed once and only executed
+// afterwards (template execution is safe for concurrent use).
+var page = template.Must(template.New("page").Funcs(template.FuncMap{
+	"dur":        fmtMS,
+	"rtt":        fmtRTT,
+	"bytes":      fmtBytes,
+	"stateClass": stateClass,
+	"handles": func(title, peer string, hs []HandleDoc) handlesView {
+		return handlesView{Title: title, Peer: peer, Handles: hs}
+	},
+}).Parse(pageHTML))
+
+// pageData is what page renders.
+type pageData struct {
+	Node       NodeDoc
+	Catalog    CatalogDoc
+	Streams    StreamsDoc
+	HasMetrics bool
+	Now        string
+}
+
+type handlesView struct {
+	Title   string
+	Peer    string // what a channel's remote end is: "consumer" or "producer"
+	Handles []HandleDoc
+}
+
+// fmtMS renders milliseconds as a duration: to the millisecond below a
+// second, to the second above.
+func fmtMS(ms int64) string {
+	d := time.Duration(ms) * time.Millisecond
+	if d.Abs() < time.Second {
+		return d.String()
+	}
+	return d.Round(time.Second).String()
+}
+
+func fmtRTT(ms *float64) string {
+	if ms == nil {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f ms", *ms)
+}
+
+func fmtBytes(b uint64) string {
+	const unit = 1024
+	if b < unit {
+		return fmt.Sprintf("%d B", b)
+	}
+	div, exp := uint64(unit), 0
+	for n := b / unit; n >= unit; n /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
+}
+
+func stateClass(s string) string {
+	switch s {
+	case "Connected":
+		return "ok"
+	case "Connecting":
+		return "warn"
+	}
+	return "bad"
+}

@@ -1,0 +1,181 @@
+package status
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/mosaik-go/mosaik/node"
+)
+
+// Errors of Start and Serve.
+var (
+	ErrStarted = errors.New("status: server already started")
+	ErrClosed  = errors.New("status: server closed")
+)
+
+// shutdownTimeout bounds a graceful shutdown: requests still running after
+// it are cut off.
+const shutdownTimeout = 5 * time.Second
+
+// Server serves a node's status over HTTP (see the package doc for the
+// endpoints). Handler may be mounted anywhere and used any number of
+// times; Start or Serve runs the Server's own listener, once. A Server is
+// safe for concurrent use. It never closes the node or the Metrics.
+type Server struct {
+	n       *node.Node
+	m       *Metrics
+	handler http.Handler
+
+	mu       sync.Mutex
+	srv      *http.Server
+	done     chan struct{} // closed when srv.Serve has returned
+	stop     func() bool   // cancels the close-on-ctx hook
+	closed   bool
+	serveErr error // srv.Serve's error, other than http.ErrServerClosed; read after done
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New returns a Server for n. m may be nil: /metrics then answers 404.
+func New(n *node.Node, m *Metrics) *Server {
+	s := &Server{n: n, m: m}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", s.servePage)
+	mux.HandleFunc("GET /api/node", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, NodeJSON(n)) })
+	mux.HandleFunc("GET /api/catalog", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, CatalogJSON(n)) })
+	mux.HandleFunc("GET /api/streams", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, StreamsJSON(n)) })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write([]byte("ok"))
+	})
+	if m != nil {
+		mux.Handle("GET /metrics", m.Handler())
+	}
+	s.handler = mux
+	return s
+}
+
+// Handler returns the Server's routes. Unknown paths, and /metrics without
+// Metrics, answer 404; methods other than GET and HEAD answer 405.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+func (s *Server) servePage(w http.ResponseWriter, _ *http.Request) {
+	now := time.Now()
+	data := pageData{
+		Node: nodeDoc(s.n, now), Catalog: catalogDoc(s.n, now), Streams: StreamsJSON(s.n),
+		HasMetrics: s.m != nil, Now: now.UTC().Format(time.RFC3339),
+	}
+	var buf bytes.Buffer
+	if err := page.Execute(&buf, data); err != nil {
+		http.Error(w, "status: render: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(buf.Bytes())
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		http.Error(w, "status: encode: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// Start listens on addr (host:port; port 0 picks one) and serves in the
+// background until ctx ends or Close is called, whichever comes first. It
+// returns the bound address. A Server starts at most once: later calls
+// return ErrStarted, or ErrClosed after Close. If ctx has already ended,
+// Start returns ctx.Err() and does not listen.
+func (s *Server) Start(ctx context.Context, addr string) (net.Addr, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return nil, ErrClosed
+	case s.srv != nil:
+		return nil, ErrStarted
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("status: listen: %w", err)
+	}
+	s.srv = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       time.Minute,
+		ErrorLog:          slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn),
+	}
+	s.done = make(chan struct{})
+	go func(srv *http.Server, done chan struct{}) {
+		defer close(done)
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			s.serveErr = fmt.Errorf("status: serve: %w", err)
+		}
+	}(s.srv, s.done)
+	s.stop = context.AfterFunc(ctx, func() { _ = s.Close() })
+	return ln.Addr(), nil
+}
+
+// Serve listens on addr and serves until ctx ends, then shuts down
+// gracefully (requests in flight get up to 5 s) and returns nil, also when
+// ctx had ended before. It returns early with an error if listening or
+// serving fails.
+func (s *Server) Serve(ctx context.Context, addr string) error {
+	if _, err := s.Start(ctx, addr); err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return nil
+		}
+		return err
+	}
+	s.mu.Lock()
+	done := s.done
+	s.mu.Unlock()
+	select {
+	case <-ctx.Done():
+	case <-done:
+	}
+	return s.Close()
+}
+
+// Close shuts the listener started by Start or Serve down gracefully and
+// waits for it; it returns the serve error, if serving failed. Close is
+// idempotent and safe to call concurrently; after it, Start fails.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		srv, done, stop := s.srv, s.done, s.stop
+		s.mu.Unlock()
+		if srv == nil {
+			return
+		}
+		stop()
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		var errs []error
+		if err := srv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("status: shutdown: %w", err), srv.Close())
+		}
+		<-done
+		s.closeErr = errors.Join(append(errs, s.serveErr)...)
+	})
+	return s.closeErr
+}
