@@ -132,6 +132,15 @@ func (c *Consumer[T]) Stats() Stats {
 // Recv returns the next datum, blocking until one arrives, ctx ends, or the
 // consumer is closed and drained (ErrClosed).
 func (c *Consumer[T]) Recv(ctx context.Context) (T, error) {
+	select { // fast path: a buffered datum, without arming ctx
+	case d, ok := <-c.out:
+		if !ok {
+			var zero T
+			return zero, ErrClosed
+		}
+		return c.take(d), nil
+	default:
+	}
 	select {
 	case d, ok := <-c.out:
 		if !ok {
@@ -455,7 +464,11 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 			}
 			r.ch.reconnects.Add(1)
 		}
-		err = c.session(ctx, r, bo)
+		delivered := false
+		err = c.session(ctx, r, &delivered)
+		if delivered {
+			bo.Reset() // the backoff restarts after a session that carried data
+		}
 		if ctx.Err() != nil {
 			err = nil
 			return
@@ -491,7 +504,8 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 var errDecode = errors.New("streams: datum does not decode")
 
 // session connects, subscribes and reads datums until the link fails.
-func (c *Consumer[T]) session(ctx context.Context, r *receiver, bo backoff.BackOff) error {
+// It sets *delivered once a datum was handed to the buffer.
+func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool) error {
 	h := c.svc.h
 	e := r.ch.info().Entry
 	if len(e.Entry.Addrs) > 0 {
@@ -575,14 +589,19 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, bo backoff.BackO
 				_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
 				return fmt.Errorf("%w: %v", errDecode, err)
 			}
-			select {
-			case c.out <- delivery[T]{v, len(payload)}:
-			case <-ctx.Done():
-				return ctx.Err()
+			d := delivery[T]{v, len(payload)}
+			select { // fast path: room in the buffer
+			case c.out <- d:
+			default:
+				select {
+				case c.out <- d:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
 			}
 			r.ch.datums.Add(1)
 			r.ch.bytes.Add(uint64(len(payload)))
-			bo.Reset()
+			*delivered = true
 		case frameClose:
 			cl, err := decodeControl(body, &pb.Close{})
 			if err != nil {

@@ -107,6 +107,7 @@ type config struct {
 	maxConsumers int
 	queue        int
 	dropLagging  bool
+	lagGrace     time.Duration
 	undelivered  any
 	backoff      func() backoff.BackOff
 	buffer       int
@@ -213,6 +214,20 @@ func WithDropLagging() Option {
 	return only(producerSide, "WithDropLagging", func(c *config) error { c.dropLagging = true; return nil })
 }
 
+// WithLagGrace sets how long Send waits for room in a full consumer queue
+// before treating the consumer as lagging (default 100 ms; 0 cuts at once).
+// It absorbs scheduling hiccups of a healthy consumer's writer; a consumer
+// that is really stuck costs one Send this long, once. TrySend never waits.
+func WithLagGrace(d time.Duration) Option {
+	return only(producerSide, "WithLagGrace", func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("streams: WithLagGrace(%v): must be >= 0", d)
+		}
+		c.lagGrace = d
+		return nil
+	})
+}
+
 // WithUndelivered sets a sink for datums that reached no consumer. It must
 // be fast and must not block.
 func WithUndelivered[T any](f func(T)) Option {
@@ -266,7 +281,7 @@ func defaultBackoff() backoff.BackOff {
 }
 
 func newConfig[T any](s side, opts []Option) (*config, Codec[T], error) {
-	c := &config{side: s, queue: 1024, buffer: 1024, backoff: defaultBackoff}
+	c := &config{side: s, queue: 1024, buffer: 1024, backoff: defaultBackoff, lagGrace: 100 * time.Millisecond}
 	for _, o := range opts {
 		if err := o(c); err != nil {
 			return nil, nil, err

@@ -17,21 +17,24 @@ import (
 	"github.com/mosaik-go/mosaik/streams/pb"
 )
 
-// datum is one encoded datum, shared by every consumer queue.
-type datum struct{ payload []byte }
-
+// outItem is one encoded datum queued for one subscription; the payload
+// slice is shared by every queue (encoded once, never copied here).
 type outItem struct {
-	d   *datum
-	seq uint64
+	payload []byte
+	seq     uint64
 }
+
+// writers pools the writers' buffers, so an idle subscription holds none.
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
 
 // outSub is one consumer's subscription at a producer.
 type outSub struct {
-	ch     *channel
-	st     network.Stream
-	q      chan outItem
-	seq    uint64 // last sequence number assigned; guarded by Producer.mu
-	expiry *time.Timer
+	ch      *channel
+	st      network.Stream
+	q       chan outItem
+	seq     uint64 // last sequence number assigned; guarded by Producer.mu
+	lagging bool   // its queue was full past the grace; guarded by Producer.mu
+	expiry  *time.Timer
 
 	once sync.Once
 	code Code // why the subscription ended; set once in end
@@ -135,12 +138,13 @@ func (p *Producer[T]) Send(ctx context.Context, v T) error {
 			return err
 		}
 	}
-	return p.fanout(v)
+	return p.fanout(ctx, v, true)
 }
 
 // TrySend is Send without waiting: it returns ErrOffline when the producer
 // is not online, ErrClosed after Close, and ErrFull when subscriptions
-// exist but every queue was full (drop mode).
+// exist but every queue was full. A full queue is handled at once (no lag
+// grace).
 func (p *Producer[T]) TrySend(v T) error {
 	if !p.hub.isOn.Load() {
 		p.mu.Lock()
@@ -151,16 +155,24 @@ func (p *Producer[T]) TrySend(v T) error {
 		}
 		return ErrOffline
 	}
-	return p.fanout(v)
+	return p.fanout(context.Background(), v, false)
 }
 
-func (p *Producer[T]) fanout(v T) error {
+// fanout encodes v once and queues it for every subscription. When a queue
+// is full and wait is set, it waits up to the lag grace (shared by all the
+// queues of this call) for room: a consumer whose writer was merely not
+// scheduled yet is not a lagging one. After that, the consumer is cut with
+// TooSlow, or the datum is dropped for it in drop mode.
+func (p *Producer[T]) fanout(ctx context.Context, v T, wait bool) error {
 	payload, err := p.codec.Encode(v)
 	if err != nil {
 		return err
 	}
-	d := &datum{payload: payload}
-	var cut []*outSub
+	var (
+		cut      []*outSub
+		deadline *time.Timer
+		expired  bool
+	)
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -169,19 +181,43 @@ func (p *Producer[T]) fanout(v T) error {
 	delivered := 0
 	for _, s := range p.subs {
 		s.seq++
+		it := outItem{payload: payload, seq: s.seq}
 		select {
-		case s.q <- outItem{d: d, seq: s.seq}:
+		case s.q <- it:
 			delivered++
+			s.lagging = false
+			continue
 		default:
-			s.ch.dropped.Add(1)
-			p.dropped.Add(1)
-			if !p.cfg.dropLagging {
-				cut = append(cut, s)
+		}
+		// Grace only for a consumer not already known to lag: in drop mode a
+		// stuck consumer costs one grace, then drops at once until it
+		// catches up.
+		if wait && !expired && !s.lagging && p.cfg.lagGrace > 0 {
+			if deadline == nil {
+				deadline = time.NewTimer(p.cfg.lagGrace)
 			}
+			select {
+			case s.q <- it:
+				delivered++
+				continue
+			case <-deadline.C:
+				expired = true
+			case <-ctx.Done():
+				expired = true
+			}
+		}
+		s.lagging = true
+		s.ch.dropped.Add(1)
+		p.dropped.Add(1)
+		if !p.cfg.dropLagging {
+			cut = append(cut, s)
 		}
 	}
 	n := len(p.subs)
 	p.mu.Unlock()
+	if deadline != nil {
+		deadline.Stop()
+	}
 	for _, s := range cut {
 		p.end(s, CodeTooSlow, "consumer queue full", true)
 	}
@@ -190,6 +226,9 @@ func (p *Producer[T]) fanout(v T) error {
 			p.undel(v)
 		}
 		if n > 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			return ErrFull
 		}
 	}
@@ -291,20 +330,25 @@ func (p *Producer[T]) armExpiry(s *outSub, expires time.Time) {
 // queued into one flush.
 func (p *Producer[T]) writer(s *outSub) {
 	defer p.subWG.Done()
-	bw := bufio.NewWriterSize(s.st, 32<<10)
 	var hdr [24]byte
+	var bw *bufio.Writer // held only while a batch is being written
 	write := func(it outItem) error {
-		if _, err := bw.Write(dataHeader(hdr[:0], it.seq, len(it.d.payload))); err != nil {
+		if _, err := bw.Write(dataHeader(hdr[:0], it.seq, len(it.payload))); err != nil {
 			return err
 		}
-		_, err := bw.Write(it.d.payload)
+		_, err := bw.Write(it.payload)
 		if err == nil {
 			s.ch.datums.Add(1)
-			s.ch.bytes.Add(uint64(len(it.d.payload)))
+			s.ch.bytes.Add(uint64(len(it.payload)))
 			p.sent.Add(1)
-			p.sentBytes.Add(uint64(len(it.d.payload)))
+			p.sentBytes.Add(uint64(len(it.payload)))
 		}
 		return err
+	}
+	release := func() {
+		bw.Reset(nil)
+		writers.Put(bw)
+		bw = nil
 	}
 	for {
 		var (
@@ -315,13 +359,15 @@ func (p *Producer[T]) writer(s *outSub) {
 		select {
 		case it, ok = <-s.q:
 		case <-s.gone:
-			p.finish(s, bw)
+			p.finish(s)
 			return
 		}
 		if !ok { // Close: the queue is drained
-			p.finish(s, bw)
+			p.finish(s)
 			return
 		}
+		bw = writers.Get().(*bufio.Writer)
+		bw.Reset(s.st)
 		if err = write(it); err == nil {
 		drain:
 			for {
@@ -341,13 +387,14 @@ func (p *Producer[T]) writer(s *outSub) {
 		if err == nil {
 			err = bw.Flush()
 		}
+		release()
 		if err != nil {
 			p.end(s, CodeUnexpectedClose, err.Error(), true)
-			p.finish(s, bw)
+			p.finish(s)
 			return
 		}
 		if !ok {
-			p.finish(s, bw)
+			p.finish(s)
 			return
 		}
 	}
@@ -355,7 +402,7 @@ func (p *Producer[T]) writer(s *outSub) {
 
 // finish ends a subscription on the writer goroutine: a Close frame and a
 // clean close when the ending allows it, a reset otherwise.
-func (p *Producer[T]) finish(s *outSub, bw *bufio.Writer) {
+func (p *Producer[T]) finish(s *outSub) {
 	p.end(s, CodeGracefulShutdown, "producer closed", false) // no-op if already ended
 	select {
 	case <-s.gone:
@@ -365,7 +412,7 @@ func (p *Producer[T]) finish(s *outSub, bw *bufio.Writer) {
 		return // already reset
 	}
 	_ = s.st.SetWriteDeadline(time.Now().Add(p.svc.params.CloseTimeout))
-	if _, err := bw.Write(closeFrame(s.code, s.why)); err == nil && bw.Flush() == nil {
+	if _, err := s.st.Write(closeFrame(s.code, s.why)); err == nil {
 		_ = s.st.CloseWrite()
 		_ = s.st.Close()
 		return

@@ -40,7 +40,7 @@ type frameReader struct {
 }
 
 func newFrameReader(r io.Reader, max int) *frameReader {
-	return &frameReader{r: bufio.NewReaderSize(r, 64<<10), max: max}
+	return &frameReader{r: bufio.NewReaderSize(r, 8<<10), max: max}
 }
 
 // next returns the type and body of the next frame.

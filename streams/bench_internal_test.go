@@ -1,0 +1,207 @@
+package streams
+
+// Allocation micro-benchmarks of the data path, without a network: the
+// producer's real Send, fan-out and writer goroutine writing into a stream
+// that discards, and the consumer's real session read loop (frame reader,
+// sequence check, decode, delivery) reading frames generated in memory.
+// allocs/op count every allocation of the process during the timed loop
+// (both goroutines), per datum.
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/streams/pb"
+)
+
+// benchSinkStream is a network.Stream that discards what is written.
+type benchSinkStream struct {
+	network.Stream
+	written atomic.Int64
+}
+
+func (s *benchSinkStream) Write(p []byte) (int, error) {
+	s.written.Add(int64(len(p)))
+	return len(p), nil
+}
+func (*benchSinkStream) SetDeadline(time.Time) error                  { return nil }
+func (*benchSinkStream) SetWriteDeadline(time.Time) error             { return nil }
+func (*benchSinkStream) SetReadDeadline(time.Time) error              { return nil }
+func (*benchSinkStream) CloseWrite() error                            { return nil }
+func (*benchSinkStream) Close() error                                 { return nil }
+func (*benchSinkStream) Reset() error                                 { return nil }
+func (*benchSinkStream) ResetWithError(network.StreamErrorCode) error { return nil }
+
+var benchDiscard = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// BenchmarkSendPath measures Producer.Send of a 64 B datum with the Bytes
+// codec and one subscription, through the fan-out, the subscription queue
+// and the writer goroutine (header, bufio.Writer, flush) into a discarding
+// stream. The sender keeps at most half a queue in flight (spinning with
+// Gosched), so the subscription is never cut.
+func BenchmarkSendPath(b *testing.B) {
+	svc := &Service{params: DefaultParams(), log: benchDiscard}
+	cfg, codec, err := newConfig[[]byte](producerSide, []Option{WithCodec[[]byte](Bytes{})})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := &Producer[[]byte]{svc: svc, codec: codec, cfg: cfg, hub: newHub(), log: benchDiscard}
+	p.hub.update(func() { p.hub.online = (When{p.hub}).Subscribed() })
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	defer p.cancel()
+	s := &outSub{ch: &channel{}, st: &benchSinkStream{}, q: make(chan outItem, cfg.queue), gone: make(chan struct{})}
+	p.subs = []*outSub{s}
+	p.hub.add(s.ch)
+	p.hub.setState(s.ch, Connected, nil)
+	p.subWG.Add(1)
+	go p.writer(s)
+	defer func() {
+		p.mu.Lock()
+		p.closed = true
+		close(s.q)
+		p.mu.Unlock()
+		p.subWG.Wait()
+	}()
+	payload := make([]byte, 64)
+	ctx := context.Background()
+	inflight := uint64(cfg.queue / 2)
+	b.SetBytes(int64(len(payload)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range uint64(b.N) {
+		for i-s.ch.datums.Load() >= inflight {
+			runtime.Gosched()
+		}
+		if err := p.Send(ctx, payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for s.ch.datums.Load() < uint64(b.N) {
+		runtime.Gosched()
+	}
+	b.StopTimer()
+	if d := s.ch.dropped.Load(); d > 0 {
+		b.Fatalf("%d datums dropped", d)
+	}
+}
+
+// benchGenStream is a network.Stream whose reads produce an Accept frame,
+// then data frames 1..total carrying payload, then a Close frame.
+type benchGenStream struct {
+	network.Stream
+	accept, close, payload []byte
+	scratch, pend          []byte
+	seq, total             uint64
+	step                   int // 0: Accept next, 1: data, 2: Close sent
+}
+
+func (g *benchGenStream) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		if len(g.pend) == 0 {
+			switch {
+			case g.step == 0:
+				g.pend, g.step = g.accept, 1
+			case g.seq < g.total:
+				g.seq++
+				g.scratch = append(dataHeader(g.scratch[:0], g.seq, len(g.payload)), g.payload...)
+				g.pend = g.scratch
+			case g.step == 1:
+				g.pend, g.step = g.close, 2
+			default:
+				if n > 0 {
+					return n, nil
+				}
+				return 0, io.EOF
+			}
+		}
+		c := copy(p[n:], g.pend)
+		g.pend = g.pend[c:]
+		n += c
+	}
+	return n, nil
+}
+
+func (*benchGenStream) Write(p []byte) (int, error)                  { return len(p), nil }
+func (*benchGenStream) SetDeadline(time.Time) error                  { return nil }
+func (*benchGenStream) SetReadDeadline(time.Time) error              { return nil }
+func (*benchGenStream) SetWriteDeadline(time.Time) error             { return nil }
+func (*benchGenStream) Close() error                                 { return nil }
+func (*benchGenStream) Reset() error                                 { return nil }
+func (*benchGenStream) ResetWithError(network.StreamErrorCode) error { return nil }
+
+// benchHost hands out one prepared stream.
+type benchHost struct {
+	host.Host
+	st network.Stream
+}
+
+func (h *benchHost) NewStream(context.Context, peer.ID, ...protocol.ID) (network.Stream, error) {
+	return h.st, nil
+}
+
+type benchDiscovery struct {
+	Discovery
+	nw catalog.NetworkID
+}
+
+func (d benchDiscovery) Network() catalog.NetworkID { return d.nw }
+
+// BenchmarkRecvPath measures the consumer's receive path for 64 B datums
+// with the Bytes codec: the session read loop (frame reader, sequence
+// check, Decode, delivery into the buffer, counters) and Recv by the
+// application goroutine.
+func BenchmarkRecvPath(b *testing.B) {
+	nw, id := catalog.IDFromString("bench-net"), catalog.IDFromString("bench-stream")
+	accept, err := appendControl(nil, frameAccept, &pb.Accept{Network: nw[:], Stream: id[:]})
+	if err != nil {
+		b.Fatal(err)
+	}
+	gen := &benchGenStream{accept: accept, close: closeFrame(CodeGracefulShutdown, ""),
+		payload: make([]byte, 64), total: uint64(b.N)}
+	svc := &Service{h: &benchHost{st: gen}, d: benchDiscovery{nw: nw}, params: DefaultParams(), log: benchDiscard}
+	cfg, codec, err := newConfig[[]byte](consumerSide, []Option{WithCodec[[]byte](Bytes{})})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := &Consumer[[]byte]{svc: svc, id: id, codec: codec, cfg: cfg, hub: newHub(), log: benchDiscard,
+		out: make(chan delivery[[]byte], cfg.buffer), refused: map[peer.ID]refusal{}}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	defer c.cancel()
+	r := &receiver{ch: &channel{stream: id, entry: &catalog.SignedEntry{}, state: Connecting}, done: make(chan struct{})}
+	c.hub.add(r.ch)
+	ctx := context.Background()
+	b.SetBytes(int64(len(gen.payload)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	errc := make(chan error, 1)
+	var delivered bool
+	go func() { errc <- c.session(c.ctx, r, &delivered) }()
+	for range b.N {
+		v, err := c.Recv(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(v) != 64 {
+			b.Fatalf("datum of %d bytes", len(v))
+		}
+	}
+	b.StopTimer()
+	if code, ok := codeOf(<-errc); !ok || code != CodeGracefulShutdown {
+		b.Fatalf("session ended with code %v", code)
+	}
+	if got := r.ch.datums.Load(); got != uint64(b.N) {
+		b.Fatalf("%d datums counted, want %d", got, b.N)
+	}
+}
