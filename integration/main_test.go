@@ -1,0 +1,182 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mosaik-go/mosaik/internal/testutil"
+)
+
+// binary is the mosaik-node built once for the package's tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mosaik-it-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "mosaik-node")
+	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	build := exec.Command(gobin, "build", "-race", "-o", binary, "../cmd/mosaik-node")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building mosaik-node:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a running mosaik-node.
+type proc struct {
+	t      *testing.T
+	name   string
+	cmd    *exec.Cmd
+	stdout *lockedBuffer
+	stderr *lockedBuffer
+	done   chan struct{}
+	err    error
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// start runs the binary with args; stdin may be nil. The process is
+// killed at the end of the test if still running.
+func start(t *testing.T, name string, stdin io.Reader, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(binary, args...)
+	p.cmd.Stdin = stdin
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("--- %s stderr:\n%s", name, tail(p.stderr.String(), 3000))
+		}
+	})
+	return p
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// wait waits for the process to exit and returns its exit code.
+func (p *proc) wait(d time.Duration) int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(testutil.Scale(d)):
+		p.t.Fatalf("%s did not exit within %v", p.name, testutil.Scale(d))
+	}
+	if p.err == nil {
+		return 0
+	}
+	if ee, ok := p.err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	p.t.Fatalf("%s: %v", p.name, p.err)
+	return -1
+}
+
+func (p *proc) signal(sig syscall.Signal) {
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("signal %s: %v", p.name, err)
+	}
+}
+
+// node starts `run` with an address file and returns the process and its
+// first address.
+func runNode(t *testing.T, name, network string, extra ...string) (*proc, string) {
+	t.Helper()
+	addrFile := filepath.Join(t.TempDir(), name+".addrs")
+	args := append([]string{"run", "--network", network, "--listen", "/ip4/127.0.0.1/tcp/0", "--addr-file", addrFile, "--log-level", "debug"}, extra...)
+	p := start(t, name, nil, args...)
+	var addr string
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		b, err := os.ReadFile(addrFile)
+		if err != nil || len(b) == 0 {
+			return false
+		}
+		addr = strings.TrimSpace(strings.Split(string(b), "\n")[0])
+		return true
+	}, "%s wrote no address file", name)
+	return p, addr
+}
+
+var urlRE = regexp.MustCompile(`url=(http://[0-9.:]+/)`)
+
+// httpURL waits for the status-page URL in a process's log.
+func httpURL(t *testing.T, p *proc) string {
+	t.Helper()
+	var url string
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		m := urlRE.FindStringSubmatch(p.stderr.String())
+		if m == nil {
+			return false
+		}
+		url = m[1]
+		return true
+	}, "%s logged no status page URL", p.name)
+	return url
+}
+
+func lines(s string) []string {
+	var out []string
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		out = append(out, sc.Text())
+	}
+	return out
+}
+
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(d))
+	t.Cleanup(cancel)
+	return ctx
+}

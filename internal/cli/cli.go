@@ -1,0 +1,518 @@
+// Package cli implements the mosaik-node command line: it turns flags, a
+// config file and MOSAIK_* environment variables into library options and
+// runs a command. cmd/mosaik-node only calls Main.
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/internal/demo"
+	"github.com/mosaik-go/mosaik/internal/keyfile"
+	"github.com/mosaik-go/mosaik/node"
+	"github.com/mosaik-go/mosaik/policy"
+	"github.com/mosaik-go/mosaik/streams"
+)
+
+// Env is what a command sees of its process.
+type Env struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+}
+
+const usage = `usage: mosaik-node <command> [flags]
+
+commands:
+  demo              run a local network on 127.0.0.1 and narrate it
+  run               run a node until SIGINT or SIGTERM
+  produce STREAM    send every stdin line as a datum
+  consume STREAM    print every datum as a line
+  catalog           join, wait, print the catalog
+  keygen            create an ed25519 key file (--out FILE)
+  id                print the peer ID of a key file (--key FILE)
+  ticket issue      issue a libp2p-signed ticket (--out FILE)
+
+'mosaik-node <command> -h' lists a command's flags. Node flags may also come
+from --config FILE (TOML or YAML, same keys) and MOSAIK_<FLAG> variables;
+flags override variables, which override the file.`
+
+// Main runs the command in args (without the program name) and returns the
+// process exit code: 0 success, 1 failure, 2 bad usage or configuration.
+func Main(ctx context.Context, args []string, env Env) int {
+	if env.Getenv == nil {
+		env.Getenv = os.Getenv
+	}
+	err := run(ctx, args, env)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	}
+	fmt.Fprintln(env.Stderr, "mosaik-node:", oneLine(err))
+	var ue usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+
+func run(ctx context.Context, args []string, env Env) error {
+	if len(args) == 0 {
+		fmt.Fprintln(env.Stderr, usage)
+		return usagef("no command given")
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "-h", "--help", "help":
+		fmt.Fprintln(env.Stdout, usage)
+		return nil
+	case "demo":
+		return cmdDemo(ctx, args, env)
+	case "run", "produce", "consume", "catalog":
+		return cmdNode(ctx, cmd, args, env)
+	case "keygen":
+		return cmdKeygen(args, env)
+	case "id":
+		return cmdID(args, env)
+	case "ticket":
+		if len(args) == 0 || args[0] != "issue" {
+			return usagef("ticket: the only subcommand is 'issue'")
+		}
+		return cmdTicketIssue(args[1:], env)
+	}
+	fmt.Fprintln(env.Stderr, usage)
+	return usagef("unknown command %q", cmd)
+}
+
+func newFlagSet(name string, env Env) *flag.FlagSet {
+	fs := flag.NewFlagSet("mosaik-node "+name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	return nil
+}
+
+// nodeFlags are shared by run, produce, consume and catalog.
+type nodeFlags struct {
+	network, tags, key, addrFile, http, logLevel, logFormat, config string
+	listen, bootstrap, tickets                                      listFlag
+}
+
+func (f *nodeFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.network, "network", "", "the network to join (required)")
+	fs.Var(&f.listen, "listen", "multiaddr to listen on (repeatable; default TCP and QUIC on all IPv4 interfaces)")
+	fs.Var(&f.bootstrap, "bootstrap", "bootstrap multiaddr ending in /p2p/ID (repeatable)")
+	fs.StringVar(&f.tags, "tags", "", "the node's tags, comma separated")
+	fs.StringVar(&f.key, "key", "", "ed25519 key file; created with mode 0600 when missing (default: a new key each run)")
+	fs.Var(&f.tickets, "ticket", "ticket file to carry in the node's entry (repeatable)")
+	fs.StringVar(&f.addrFile, "addr-file", "", "once listening, write the node's full multiaddrs here, one per line")
+	fs.StringVar(&f.http, "http", "", "serve the status page, metrics and API on this address")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug|info|warn|error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text|json")
+	fs.StringVar(&f.config, "config", "", "TOML or YAML file with the same keys as the flags")
+}
+
+func (f *nodeFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", f.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch f.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usagef("--log-format %q: want text or json", f.logFormat)
+}
+
+// options turns the node flags into node options.
+func (f *nodeFlags) options(log *slog.Logger) ([]node.Option, error) {
+	if f.network == "" {
+		return nil, usagef("--network is required")
+	}
+	opts := []node.Option{node.WithLogger(log), node.WithTags(splitList(f.tags)...)}
+	for _, a := range f.listen {
+		if _, err := ma.NewMultiaddr(a); err != nil {
+			return nil, usagef("--listen %q: %v", a, err)
+		}
+	}
+	for _, a := range f.bootstrap {
+		if _, err := peer.AddrInfoFromString(a); err != nil {
+			return nil, usagef("--bootstrap %q must be a multiaddr ending in /p2p/<peer id>: %v", a, err)
+		}
+	}
+	if len(f.listen) > 0 {
+		opts = append(opts, node.WithListenAddrs(f.listen...))
+	}
+	if len(f.bootstrap) > 0 {
+		opts = append(opts, node.WithBootstrap(f.bootstrap...))
+	}
+	if f.key != "" {
+		k, err := keyfile.LoadOrCreate(f.key)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		opts = append(opts, node.WithIdentity(k))
+	}
+	var tickets []catalog.Ticket
+	for _, path := range f.tickets {
+		t, err := readTicket(path)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		tickets = append(tickets, t)
+	}
+	if len(tickets) > 0 {
+		opts = append(opts, node.WithEntry(func(e *catalog.Entry) { e.Tickets = append(e.Tickets, tickets...) }))
+	}
+	return opts, nil
+}
+
+// streamFlags are the policy flags of produce and consume.
+type streamFlags struct {
+	requireTags, ticketClass string
+	issuers                  listFlag
+}
+
+func (s *streamFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&s.requireTags, "require-tags", "", "accept only peers carrying all these tags (comma separated)")
+	fs.Var(&s.issuers, "require-ticket-issuer", "require a libp2p-signed ticket from this issuer peer ID (repeatable: any of them)")
+	fs.StringVar(&s.ticketClass, "ticket-class", "", "class of the required ticket (default the libp2p-signed ticket class)")
+}
+
+func (s *streamFlags) options(network catalog.NetworkID) ([]streams.Option, error) {
+	opts := []streams.Option{streams.WithCodec[[]byte](streams.Bytes{})}
+	if tags := splitList(s.requireTags); len(tags) > 0 {
+		opts = append(opts, streams.WithRequireTags(tags...))
+	}
+	if len(s.issuers) > 0 {
+		ids := make([]peer.ID, 0, len(s.issuers))
+		for _, is := range s.issuers {
+			id, err := peer.Decode(is)
+			if err != nil {
+				return nil, usagef("--require-ticket-issuer %q: %v", is, err)
+			}
+			ids = append(ids, id)
+		}
+		v := policy.NewSignedTicketValidator(network, ids...)
+		if s.ticketClass != "" {
+			v = v.WithClass(catalog.IDFromString(s.ticketClass))
+		}
+		opts = append(opts, streams.WithTicketValidators(v))
+	} else if s.ticketClass != "" {
+		return nil, usagef("--ticket-class needs --require-ticket-issuer")
+	}
+	return opts, nil
+}
+
+func cmdNode(ctx context.Context, cmd string, args []string, env Env) error {
+	fs := newFlagSet(cmd, env)
+	var nf nodeFlags
+	nf.register(fs)
+	var sf streamFlags
+	var maxConsumers, onlineMin, count int
+	var maxRTT, wait time.Duration
+	var asJSON bool
+	switch cmd {
+	case "produce":
+		sf.register(fs)
+		fs.IntVar(&maxConsumers, "max-consumers", 0, "at most this many consumers (0: unlimited)")
+		fs.IntVar(&onlineMin, "online-min", 1, "wait for this many consumers before sending")
+	case "consume":
+		sf.register(fs)
+		fs.DurationVar(&maxRTT, "max-rtt", 0, "use only producers with an RTT below this (0: any)")
+		fs.IntVar(&count, "count", 0, "exit 0 after this many datums (0: run until interrupted)")
+	case "catalog":
+		fs.DurationVar(&wait, "wait", 3*time.Second, "how long to collect the catalog before printing it")
+		fs.BoolVar(&asJSON, "json", false, "print one JSON document")
+	}
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	var stream string
+	if cmd == "produce" || cmd == "consume" {
+		if fs.NArg() != 1 {
+			return usagef("%s needs exactly one STREAM argument (flags come before it)", cmd)
+		}
+		stream = fs.Arg(0)
+	} else if fs.NArg() != 0 {
+		return usagef("%s takes no arguments, got %q", cmd, fs.Args())
+	}
+	var cfg map[string]any
+	if nf.config != "" {
+		var err error
+		if cfg, err = loadConfig(nf.config); err != nil {
+			return err
+		}
+	}
+	if err := applyLayers(fs, cfg, env.Getenv); err != nil {
+		return err
+	}
+	log, err := nf.logger(env.Stderr)
+	if err != nil {
+		return err
+	}
+	opts, err := nf.options(log)
+	if err != nil {
+		return err
+	}
+	sopts, err := sf.options(catalog.IDFromString(nf.network))
+	if err != nil {
+		return err
+	}
+	h, err := startHTTP(ctx, nf.http, &opts, log)
+	if err != nil {
+		return err
+	}
+	n, err := node.New(nf.network, opts...)
+	if err != nil {
+		h.close()
+		return err
+	}
+	defer func() {
+		_ = n.Close()
+		h.close()
+	}()
+	if err := h.attach(ctx, n); err != nil {
+		return err
+	}
+	if nf.addrFile != "" {
+		if err := writeAddrs(nf.addrFile, n); err != nil {
+			return err
+		}
+	}
+	log.Info("node running", "peer", n.ID(), "network", nf.network)
+	switch cmd {
+	case "run":
+		<-ctx.Done()
+		return nil
+	case "produce":
+		if maxConsumers > 0 {
+			sopts = append(sopts, streams.WithMaxConsumers(maxConsumers))
+		}
+		if onlineMin != 1 {
+			sopts = append(sopts, streams.WithOnlineWhen(func(c *streams.Condition) *streams.Condition { return c.MinimumOf(onlineMin) }))
+		}
+		return produce(ctx, n, stream, sopts, env.Stdin, log)
+	case "consume":
+		if maxRTT > 0 {
+			sopts = append(sopts, streams.WithMaxRTT(maxRTT))
+		}
+		return consume(ctx, n, stream, sopts, count, env.Stdout)
+	case "catalog":
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		return printCatalog(n, asJSON, env.Stdout)
+	}
+	return nil
+}
+
+func writeAddrs(path string, n *node.Node) error {
+	var b strings.Builder
+	for _, a := range n.Addrs() {
+		b.WriteString(a.String())
+		b.WriteByte('\n')
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("--addr-file: %w", err)
+	}
+	return os.Rename(tmp, path) // readers never see a partial file
+}
+
+// produce sends every stdin line (without its newline) as a datum, waiting
+// until the producer is online, then flushes at EOF.
+func produce(ctx context.Context, n *node.Node, stream string, opts []streams.Option, in io.Reader, log *slog.Logger) error {
+	p, err := streams.NewProducer[[]byte](n.Streams(), stream, opts...)
+	if err != nil {
+		return err
+	}
+	defer p.Close() // delivers what is queued, then GracefulShutdown
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), n.Streams().Params().MaxFrameSize-16)
+	lines := 0
+	for sc.Scan() {
+		line := append([]byte(nil), sc.Bytes()...)
+		if err := p.Send(ctx, line); err != nil {
+			return err
+		}
+		lines++
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("reading stdin: %w", err)
+	}
+	log.Info("stdin done; flushing", "lines", lines)
+	return p.Close()
+}
+
+// consume prints every datum as a line until ctx ends or count datums.
+func consume(ctx context.Context, n *node.Node, stream string, opts []streams.Option, count int, out io.Writer) error {
+	c, err := streams.NewConsumer[[]byte](n.Streams(), stream, opts...)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	w := bufio.NewWriter(out)
+	defer w.Flush()
+	for got := 0; count == 0 || got < count; got++ {
+		v, err := c.Recv(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // interrupted: a normal end
+			}
+			return err
+		}
+		w.Write(v)
+		w.WriteByte('\n')
+		if err := w.Flush(); err != nil { // line by line: stdout is often a pipe
+			return err
+		}
+	}
+	return nil
+}
+
+func printCatalog(n *node.Node, asJSON bool, out io.Writer) error {
+	doc := catalogDoc(n)
+	if asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(doc)
+	}
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "network %s, %d peers\n", doc.Network, len(doc.Peers))
+	fmt.Fprintln(tw, "PEER\tTAGS\tSTREAMS\tRTT\tVERSION\tAGE")
+	for _, p := range doc.Peers {
+		rtt := "-"
+		if p.RTTMS != nil {
+			rtt = fmt.Sprintf("%.2fms", *p.RTTMS)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.PeerID, strings.Join(p.Tags, ","), strings.Join(p.Streams, ","), rtt, p.Version,
+			(time.Duration(p.AgeMS) * time.Millisecond).String())
+	}
+	return tw.Flush()
+}
+
+func cmdDemo(ctx context.Context, args []string, env Env) error {
+	fs := newFlagSet("demo", env)
+	duration := fs.Duration("duration", 10*time.Second, "how long the demo streams data")
+	nodes := fs.Int("nodes", 0, "extra nodes to add to the demo network (0: the fixed layout only)")
+	logLevel := fs.String("log-level", "warn", "library log level")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usagef("--log-level %q: want debug, info, warn or error", *logLevel)
+	}
+	if *duration < 2*time.Second || *nodes < 0 {
+		return usagef("demo: --duration must be at least 2s and --nodes at least 0")
+	}
+	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: lvl}))
+	err := demo.Run(ctx, env.Stdout, demo.Config{Nodes: *nodes, Duration: *duration, Logger: log})
+	if errors.Is(err, context.Canceled) {
+		return nil // interrupted: the summary so far was printed
+	}
+	return err
+}
+
+func cmdKeygen(args []string, env Env) error {
+	fs := newFlagSet("keygen", env)
+	out := fs.String("out", "", "key file to create (must not exist)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return usagef("keygen: --out is required")
+	}
+	id, err := keyfile.Create(*out)
+	if err != nil {
+		return usageError{err}
+	}
+	fmt.Fprintln(env.Stdout, id)
+	return nil
+}
+
+func cmdID(args []string, env Env) error {
+	fs := newFlagSet("id", env)
+	key := fs.String("key", "", "key file")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *key == "" {
+		return usagef("id: --key is required")
+	}
+	id, err := keyfile.PeerID(*key)
+	if err != nil {
+		return usageError{err}
+	}
+	fmt.Fprintln(env.Stdout, id)
+	return nil
+}
+
+func cmdTicketIssue(args []string, env Env) error {
+	fs := newFlagSet("ticket issue", env)
+	issuerKey := fs.String("issuer-key", "", "the issuer's ed25519 key file")
+	subject := fs.String("subject", "", "peer ID of the ticket holder")
+	network := fs.String("network", "", "network the ticket is valid in")
+	class := fs.String("class", "", "ticket class (default the libp2p-signed ticket class)")
+	ttl := fs.Duration("ttl", 24*time.Hour, "validity from now")
+	out := fs.String("out", "", "ticket file to write")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case *issuerKey == "" || *subject == "" || *network == "" || *out == "":
+		return usagef("ticket issue: --issuer-key, --subject, --network and --out are required")
+	case *ttl <= 0:
+		return usagef("ticket issue: --ttl must be positive")
+	}
+	k, err := keyfile.Load(*issuerKey)
+	if err != nil {
+		return usageError{err}
+	}
+	sub, err := peer.Decode(*subject)
+	if err != nil {
+		return usagef("--subject %q: %v", *subject, err)
+	}
+	st := policy.SignedTicket{Subject: sub, Network: catalog.IDFromString(*network), Expires: time.Now().Add(*ttl)}
+	if *class != "" {
+		st.Class = catalog.IDFromString(*class)
+	}
+	t, err := policy.IssueSignedTicket(k, st)
+	if err != nil {
+		return err
+	}
+	return writeTicket(*out, t)
+}

@@ -1,0 +1,142 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func env(stdout, stderr *bytes.Buffer, vars map[string]string) Env {
+	return Env{Stdin: strings.NewReader(""), Stdout: stdout, Stderr: stderr, Getenv: func(k string) string { return vars[k] }}
+}
+
+func TestMain_KeygenThenID(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "node.key")
+	var out, errOut bytes.Buffer
+	if code := Main(context.Background(), []string{"keygen", "--out", path}, env(&out, &errOut, nil)); code != 0 {
+		t.Fatalf("keygen exit %d: %s", code, errOut.String())
+	}
+	created := strings.TrimSpace(out.String())
+	out.Reset()
+	if code := Main(context.Background(), []string{"id", "--key", path}, env(&out, &errOut, nil)); code != 0 {
+		t.Fatalf("id exit %d: %s", code, errOut.String())
+	}
+	if got := strings.TrimSpace(out.String()); got != created || !strings.HasPrefix(got, "12D3KooW") {
+		t.Fatalf("id printed %q, keygen printed %q", got, created)
+	}
+}
+
+func TestMain_BadInputExitsTwoWithOneLine(t *testing.T) {
+	dir := t.TempDir()
+	corrupt := filepath.Join(dir, "corrupt.key")
+	if err := os.WriteFile(corrupt, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	badConfig := filepath.Join(dir, "bad.toml")
+	if err := os.WriteFile(badConfig, []byte("network = [unterminated"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		nil,
+		{"nope"},
+		{"keygen"},
+		{"run"}, // no --network
+		{"run", "--bogus-flag"},
+		{"run", "--network", "x", "--key", corrupt},
+		{"run", "--network", "x", "--log-level", "loud"},
+		{"run", "--config", badConfig},
+		{"run", "--network", "x", "--bootstrap", "/ip4/1.2.3.4/tcp/1"}, // no /p2p
+		{"produce", "--network", "x"},                                  // no STREAM
+		{"consume", "--network", "x", "--ticket-class", "c", "s"},      // class without issuer
+		{"id", "--key", filepath.Join(dir, "missing")},
+		{"ticket", "issue", "--out", filepath.Join(dir, "t")},
+	} {
+		var out, errOut bytes.Buffer
+		code := Main(context.Background(), args, env(&out, &errOut, nil))
+		if code != 2 {
+			t.Errorf("%q: exit %d, want 2 (stderr %q)", args, code, errOut.String())
+		}
+		if out.Len() != 0 {
+			t.Errorf("%q: wrote %q to stdout; errors belong on stderr", args, out.String())
+		}
+		last := strings.TrimRight(errOut.String(), "\n")
+		if i := strings.LastIndex(last, "\n"); i >= 0 {
+			last = last[i+1:]
+		}
+		if !strings.HasPrefix(last, "mosaik-node: ") {
+			t.Errorf("%q: last stderr line %q is not a one-line error", args, last)
+		}
+	}
+}
+
+func TestApplyLayers_FlagsOverrideEnvOverrideFile(t *testing.T) {
+	for _, ext := range []string{".toml", ".yaml"} {
+		t.Run(ext, func(t *testing.T) {
+			var data string
+			if ext == ".toml" {
+				data = "network = \"from-file\"\ntags = \"a,b\"\nlog_level = \"warn\"\nlisten = [\"/ip4/127.0.0.1/tcp/1\", \"/ip4/127.0.0.1/tcp/2\"]\n"
+			} else {
+				data = "network: from-file\ntags: a,b\nlog-level: warn\nlisten:\n  - /ip4/127.0.0.1/tcp/1\n  - /ip4/127.0.0.1/tcp/2\n"
+			}
+			cfg, err := parseConfig(ext, []byte(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			var nf nodeFlags
+			nf.register(fs)
+			if err := fs.Parse([]string{"--tags", "from-flag"}); err != nil {
+				t.Fatal(err)
+			}
+			vars := map[string]string{"MOSAIK_NETWORK": "from-env", "MOSAIK_TAGS": "from-env"}
+			if err := applyLayers(fs, cfg, func(k string) string { return vars[k] }); err != nil {
+				t.Fatal(err)
+			}
+			if nf.tags != "from-flag" || nf.network != "from-env" || nf.logLevel != "warn" || len(nf.listen) != 2 {
+				t.Fatalf("got tags %q network %q log %q listen %v", nf.tags, nf.network, nf.logLevel, nf.listen)
+			}
+		})
+	}
+}
+
+func TestApplyLayers_UnknownConfigKey(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	var nf nodeFlags
+	nf.register(fs)
+	_ = fs.Parse(nil)
+	err := applyLayers(fs, map[string]any{"netwrok": "x"}, func(string) string { return "" })
+	if err == nil || !strings.Contains(err.Error(), "netwrok") {
+		t.Fatalf("err = %v, want it to name the unknown key", err)
+	}
+}
+
+func TestTicketFile_RoundTripAndRejects(t *testing.T) {
+	dir := t.TempDir()
+	var out, errOut bytes.Buffer
+	issuer := filepath.Join(dir, "issuer.key")
+	holder := filepath.Join(dir, "holder.key")
+	for _, k := range []string{issuer, holder} {
+		if code := Main(context.Background(), []string{"keygen", "--out", k}, env(&out, &errOut, nil)); code != 0 {
+			t.Fatal(errOut.String())
+		}
+	}
+	holderID := strings.Fields(out.String())[1]
+	path := filepath.Join(dir, "ticket.json")
+	args := []string{"ticket", "issue", "--issuer-key", issuer, "--subject", holderID, "--network", "n", "--ttl", "1h", "--out", path}
+	if code := Main(context.Background(), args, env(&out, &errOut, nil)); code != 0 {
+		t.Fatalf("ticket issue: %s", errOut.String())
+	}
+	tk, err := readTicket(path)
+	if err != nil || len(tk.Data) == 0 {
+		t.Fatalf("readTicket = %v, %v", tk, err)
+	}
+	bad := filepath.Join(dir, "bad.json")
+	_ = os.WriteFile(bad, []byte(`{"class":"short","data":"AA=="}`), 0o600)
+	if _, err := readTicket(bad); err == nil {
+		t.Error("a ticket file with a short class was accepted")
+	}
+}
