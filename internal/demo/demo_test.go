@@ -15,10 +15,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreTopFunction("github.com/ipfs/go-log/v2/writer.(*MirrorWriter).logRoutine"),
-		goleak.IgnoreAnyFunction("github.com/libp2p/go-libp2p/p2p/transport/quicreuse.(*reuse).gc"),
-	)
+	goleak.VerifyTestMain(m, testutil.LeakOptions()...)
 }
 
 func TestRunSummary_StreamsAndFailsOver(t *testing.T) {

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // Factor is the timeout multiplier from MOSAIK_TIME_FACTOR (default 1), for
@@ -51,4 +53,15 @@ func Logger() *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(lvl))
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+// LeakOptions are the goleak options every package's TestMain uses: they
+// ignore the goroutines go-libp2p's dependencies start once per process
+// and never stop.
+func LeakOptions() []goleak.Option {
+	return []goleak.Option{
+		goleak.IgnoreTopFunction("github.com/ipfs/go-log/v2/writer.(*MirrorWriter).logRoutine"),
+		goleak.IgnoreAnyFunction("github.com/libp2p/go-libp2p/p2p/transport/quicreuse.(*reuse).gc"),
+		goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"),
+	}
 }
