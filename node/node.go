@@ -76,6 +76,9 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 	if cfg.meter == nil {
 		cfg.meter = otel.GetMeterProvider()
 	}
+	if cfg.tracer == nil {
+		cfg.tracer = otel.GetTracerProvider()
+	}
 	n := &Node{network: catalog.IDFromString(network), name: network, bootstrap: cfg.bootstrap}
 	n.log = cfg.log.With("network", n.network.Short())
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -138,7 +141,7 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 	}
 	dopts := []discovery.Option{
 		discovery.WithParams(cfg.params), discovery.WithTags(tags...), discovery.WithLogger(cfg.log),
-		discovery.WithMeterProvider(cfg.meter), discovery.WithEntry(cfg.entry),
+		discovery.WithMeterProvider(cfg.meter), discovery.WithTracerProvider(cfg.tracer), discovery.WithEntry(cfg.entry),
 	}
 	if n.dht != nil {
 		dopts = append(dopts, discovery.WithDHT(n.dht))
@@ -147,7 +150,7 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 		return nil, err
 	}
 	n.own(n.disc.Close)
-	sopts := []streams.ServiceOption{streams.WithLogger(cfg.log), streams.WithMeterProvider(cfg.meter)}
+	sopts := []streams.ServiceOption{streams.WithLogger(cfg.log), streams.WithMeterProvider(cfg.meter), streams.WithTracerProvider(cfg.tracer)}
 	if cfg.streams != nil {
 		sopts = append(sopts, streams.WithParams(*cfg.streams))
 	}

@@ -14,6 +14,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/discovery"
@@ -27,6 +28,7 @@ type config struct {
 	key       crypto.PrivKey
 	log       *slog.Logger
 	meter     metric.MeterProvider
+	tracer    trace.TracerProvider
 	promReg   prometheus.Registerer
 	params    discovery.Params
 	heartbeat time.Duration
@@ -121,6 +123,13 @@ func WithPrometheusRegisterer(reg prometheus.Registerer) Option {
 		c.promReg = reg
 		return nil
 	}
+}
+
+// WithTracerProvider sets the OpenTelemetry tracer provider for sync and
+// subscribe spans (default the global one, a no-op unless an SDK is
+// installed).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(c *config) error { c.tracer = tp; return nil }
 }
 
 // WithDiscoveryParams replaces the discovery parameters (default

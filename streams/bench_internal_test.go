@@ -9,6 +9,8 @@ package streams
 
 import (
 	"context"
+	noopmetric "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace/noop"
 	"io"
 	"log/slog"
 	"runtime"
@@ -170,7 +172,10 @@ func BenchmarkRecvPath(b *testing.B) {
 	}
 	gen := &benchGenStream{accept: accept, close: closeFrame(CodeGracefulShutdown, ""),
 		payload: make([]byte, 64), total: uint64(b.N)}
-	svc := &Service{h: &benchHost{st: gen}, d: benchDiscovery{nw: nw}, params: DefaultParams(), log: benchDiscard}
+	svc := &Service{h: &benchHost{st: gen}, d: benchDiscovery{nw: nw}, params: DefaultParams(), log: benchDiscard, tracer: noop.NewTracerProvider().Tracer("bench")}
+	if _, err := svc.registerMetrics(noopmetric.NewMeterProvider()); err != nil {
+		b.Fatal(err)
+	}
 	cfg, codec, err := newConfig[[]byte](consumerSide, []Option{WithCodec[[]byte](Bytes{})})
 	if err != nil {
 		b.Fatal(err)

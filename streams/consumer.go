@@ -17,6 +17,10 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/streams/pb"
@@ -47,6 +51,7 @@ type Consumer[T any] struct {
 	wake chan struct{}
 
 	mu      sync.Mutex
+	attrs   metric.MeasurementOption // network and stream labels
 	recvs   map[peer.ID]*receiver
 	probing map[peer.ID]bool
 	// refused holds producers whose receiver ended for good (a final close
@@ -100,6 +105,7 @@ func NewConsumer[T any](svc *Service, name string, opts ...Option) (*Consumer[T]
 		when = cfg.onlineWhen((When{c.hub}).Subscribed())
 	}
 	c.hub.update(func() { c.hub.online = when })
+	c.attrs = metric.WithAttributes(attribute.String("network", svc.d.Network().Short()), attribute.String("stream", id.Short()))
 	c.ctx, c.cancel = context.WithCancel(svc.ctx)
 	svc.addConsumer(c)
 	c.wg.Add(1)
@@ -511,10 +517,23 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 	if len(e.Entry.Addrs) > 0 {
 		h.Peerstore().AddAddrs(e.Entry.PeerID, e.Entry.Addrs, time.Hour)
 	}
-	hctx, cancel := context.WithTimeout(ctx, c.svc.params.HandshakeTimeout)
+	start := time.Now()
+	sctx, span := c.svc.tracer.Start(ctx, "mosaik.streams.subscribe", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("peer", r.ch.peer.String()), attribute.String("stream", c.id.Short())))
+	handshake := func(err error) {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		} else {
+			c.svc.subscribeDur.Record(ctx, time.Since(start).Seconds(), c.attrs)
+		}
+		span.End()
+	}
+	hctx, cancel := context.WithTimeout(sctx, c.svc.params.HandshakeTimeout)
 	st, err := h.NewStream(hctx, r.ch.peer, ProtocolID)
 	cancel()
 	if err != nil {
+		handshake(err)
 		return err
 	}
 	// Close the stream when ctx ends, so a blocked read returns.
@@ -532,7 +551,13 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 	typ, body, err := fr.next()
 	if err != nil {
 		_ = st.Reset()
+		handshake(err)
 		return err
+	}
+	if typ == frameReject {
+		handshake(errors.New("rejected"))
+	} else {
+		handshake(nil)
 	}
 	switch typ {
 	case frameAccept:
@@ -574,8 +599,18 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 			return err
 		}
 		switch typ {
-		case frameData:
-			seq, payload, err := parseData(body)
+		case frameData, frameDataTimed:
+			var (
+				seq     uint64
+				payload []byte
+				sent    time.Time
+				err     error
+			)
+			if typ == frameData {
+				seq, payload, err = parseData(body)
+			} else if seq, sent, payload, err = parseTimed(body); err == nil {
+				c.svc.latency.Record(ctx, time.Since(sent).Seconds(), c.attrs)
+			}
 			if err != nil || seq < next {
 				_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
 				return fmt.Errorf("%w: sequence %d after %d", errProtocol, seq, next-1)

@@ -13,6 +13,17 @@ import (
 func (s *Service) registerMetrics(mp metric.MeterProvider) (metric.Registration, error) {
 	m := mp.Meter("github.com/mosaik-go/mosaik/streams")
 	nw := attribute.String("network", s.d.Network().Short())
+	var err error
+	if s.subscribeDur, err = m.Float64Histogram("mosaik.streams.subscribe.duration", metric.WithUnit("s"),
+		metric.WithDescription("consumer side: from opening the stream to the producer's answer"),
+		metric.WithExplicitBucketBoundaries(.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5)); err != nil {
+		return nil, err
+	}
+	if s.latency, err = m.Float64Histogram("mosaik.streams.datum.latency", metric.WithUnit("s"),
+		metric.WithDescription("sampled: from the producer writing a datum to the consumer reading it (includes clock offset between hosts)"),
+		metric.WithExplicitBucketBoundaries(.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1)); err != nil {
+		return nil, err
+	}
 	type inst struct {
 		name, desc string
 	}

@@ -7,6 +7,8 @@ import (
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/mosaik-go/mosaik/internal/testutil"
 	"github.com/mosaik-go/mosaik/node"
@@ -83,5 +85,59 @@ func TestMetrics_StreamCountersFollowTraffic(t *testing.T) {
 	}
 	if _, ok := sumOf(&rm, "mosaik.discovery.catalog.size"); !ok {
 		t.Error("discovery metrics missing from the same provider")
+	}
+	for _, name := range []string{"mosaik.streams.subscribe.duration", "mosaik.streams.datum.latency"} {
+		if n := histCount(&rm, name); n == 0 {
+			t.Errorf("histogram %s has no samples", name)
+		}
+	}
+}
+
+func histCount(rm *metricdata.ResourceMetrics, name string) uint64 {
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if h, ok := m.Data.(metricdata.Histogram[float64]); ok && m.Name == name {
+				var n uint64
+				for _, p := range h.DataPoints {
+					n += p.Count
+				}
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+func TestTracing_SubscribeAndSyncSpans(t *testing.T) {
+	sr := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
+	defer tp.Shutdown(context.Background())
+	nodes := connected(t, 2, node.WithoutDHT(), node.WithTracerProvider(tp))
+	p, err := streams.NewProducer[int](nodes[0].Streams(), "traced")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := streams.NewConsumer[int](nodes[1].Streams(), "traced")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(10*time.Second))
+	defer cancel()
+	if err := p.Send(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Recv(ctx); err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, s := range sr.Ended() {
+		names[s.Name()] = true
+	}
+	for _, want := range []string{"mosaik.streams.subscribe", "mosaik.discovery.sync", "mosaik.discovery.sync.serve"} {
+		if !names[want] {
+			t.Errorf("no %q span among %v", want, names)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/policy"
@@ -76,6 +77,12 @@ func WithLogger(l *slog.Logger) ServiceOption {
 // global one, a no-op unless an SDK is installed).
 func WithMeterProvider(mp metric.MeterProvider) ServiceOption {
 	return func(s *Service) error { s.meter = mp; return nil }
+}
+
+// WithTracerProvider sets the OpenTelemetry tracer provider for subscribe
+// spans (default the global one, a no-op unless an SDK is installed).
+func WithTracerProvider(tp trace.TracerProvider) ServiceOption {
+	return func(s *Service) error { s.tracerP = tp; return nil }
 }
 
 // Predicate judges a remote peer: its signed entry and RTT (see package

@@ -330,10 +330,19 @@ func (p *Producer[T]) armExpiry(s *outSub, expires time.Time) {
 // queued into one flush.
 func (p *Producer[T]) writer(s *outSub) {
 	defer p.subWG.Done()
-	var hdr [24]byte
+	var hdr [32]byte
 	var bw *bufio.Writer // held only while a batch is being written
+	var lastStamp time.Time
+	stamp := false // stamp the next datum with its write time (latency samples)
 	write := func(it outItem) error {
-		if _, err := bw.Write(dataHeader(hdr[:0], it.seq, len(it.payload))); err != nil {
+		h := hdr[:0]
+		if stamp {
+			now := time.Now()
+			h, stamp, lastStamp = timedHeader(h, it.seq, uint64(now.UnixMicro()), len(it.payload)), false, now
+		} else {
+			h = dataHeader(h, it.seq, len(it.payload))
+		}
+		if _, err := bw.Write(h); err != nil {
 			return err
 		}
 		_, err := bw.Write(it.payload)
@@ -368,6 +377,9 @@ func (p *Producer[T]) writer(s *outSub) {
 		}
 		bw = writers.Get().(*bufio.Writer)
 		bw.Reset(s.st)
+		// At most one latency sample per subscription every 100 ms, taken
+		// at the start of a batch (one clock read per batch otherwise).
+		stamp = time.Since(lastStamp) >= 100*time.Millisecond
 		if err = write(it); err == nil {
 		drain:
 			for {

@@ -144,6 +144,24 @@ func FuzzFrameData(f *testing.F) {
 	f.Add([]byte{0x80}, uint64(1<<63), []byte{0})
 	f.Add(bytes.Repeat([]byte{0xff}, 10), ^uint64(0), bytes.Repeat([]byte{7}, 300))
 	f.Fuzz(func(t *testing.T, body []byte, seq uint64, payload []byte) {
+		// Timed frames: never panic; a valid one round-trips.
+		if ts, _, tp, err := parseTimed(body); err != nil {
+			if !errors.Is(err, errProtocol) {
+				t.Fatalf("timed: error %v is not a protocol violation", err)
+			}
+		} else if len(tp) > len(body) {
+			t.Fatalf("timed: payload of %d bytes from a %d-byte body (seq %d)", len(tp), len(body), ts)
+		}
+		us := seq >> 2 // within the timestamp range parseTimed accepts
+		fr := append(timedHeader(nil, seq, us, len(payload)), payload...)
+		typ, b, err := newFrameReader(bytes.NewReader(fr), len(fr)+16).next()
+		if err != nil || typ != frameDataTimed {
+			t.Fatalf("timed frame does not read back: %v %#x", err, typ)
+		}
+		gs, gt, gp, err := parseTimed(b)
+		if err != nil || gs != seq || uint64(gt.UnixMicro()) != us || !bytes.Equal(gp, payload) {
+			t.Fatalf("timed round trip: %d %v %v %v", gs, gt, err, len(gp))
+		}
 		s, p, err := parseData(body)
 		if err != nil {
 			if !errors.Is(err, errProtocol) {
@@ -163,11 +181,11 @@ func FuzzFrameData(f *testing.F) {
 		}
 
 		frame := append(dataHeader(nil, seq, len(payload)), payload...)
-		typ, b, err := newFrameReader(bytes.NewReader(frame), len(frame)).next()
+		typ, b, err = newFrameReader(bytes.NewReader(frame), len(frame)).next()
 		if err != nil || typ != frameData {
 			t.Fatalf("data frame %x reads back as type %#x (%v)", frame, typ, err)
 		}
-		gs, gp, err := parseData(b)
+		gs, gp, err = parseData(b)
 		if err != nil || gs != seq || !bytes.Equal(gp, payload) {
 			t.Fatalf("seq %d payload %x read back as seq %d payload %x (%v)", seq, payload, gs, gp, err)
 		}

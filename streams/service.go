@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/streams/pb"
@@ -82,8 +83,12 @@ type Service struct {
 	// Counters of the accept path.
 	Accepted, Rejected atomic.Uint64
 
-	meter   metric.MeterProvider
-	metrics metric.Registration
+	meter        metric.MeterProvider
+	metrics      metric.Registration
+	subscribeDur metric.Float64Histogram
+	latency      metric.Float64Histogram
+	tracerP      trace.TracerProvider
+	tracer       trace.Tracer
 }
 
 // New starts the streams service on h for d's network.
@@ -99,6 +104,10 @@ func New(h host.Host, d Discovery, opts ...ServiceOption) (*Service, error) {
 	if s.meter == nil {
 		s.meter = otel.GetMeterProvider()
 	}
+	if s.tracerP == nil {
+		s.tracerP = otel.GetTracerProvider()
+	}
+	s.tracer = s.tracerP.Tracer("github.com/mosaik-go/mosaik/streams")
 	reg, err := s.registerMetrics(s.meter)
 	if err != nil {
 		s.cancel()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"google.golang.org/protobuf/proto"
@@ -23,6 +24,7 @@ const (
 	frameReject    byte = 0x03
 	frameClose     byte = 0x04
 	frameData      byte = 0x10
+	frameDataTimed byte = 0x11 // a data frame stamped with its write time
 )
 
 // maxControlFrame caps control frames (Subscribe, Accept, Reject, Close).
@@ -90,6 +92,31 @@ func dataHeader(dst []byte, seq uint64, n int) []byte {
 	dst = binary.AppendUvarint(dst, uint64(1+sl+n))
 	dst = append(dst, frameData)
 	return append(dst, tmp[:sl]...)
+}
+
+// timedHeader is dataHeader for a frame stamped with the write time in
+// unix microseconds: uvarint(seq) ‖ uvarint(micros) ‖ payload.
+func timedHeader(dst []byte, seq uint64, micros uint64, n int) []byte {
+	var tmp [2 * binary.MaxVarintLen64]byte
+	sl := binary.PutUvarint(tmp[:], seq)
+	sl += binary.PutUvarint(tmp[sl:], micros)
+	dst = binary.AppendUvarint(dst, uint64(1+sl+n))
+	dst = append(dst, frameDataTimed)
+	return append(dst, tmp[:sl]...)
+}
+
+// parseTimed splits a timed data frame body into its sequence number, the
+// producer's write time and the payload.
+func parseTimed(body []byte) (uint64, time.Time, []byte, error) {
+	seq, n := binary.Uvarint(body)
+	if n <= 0 {
+		return 0, time.Time{}, nil, fmt.Errorf("%w: bad data frame sequence number", errProtocol)
+	}
+	us, m := binary.Uvarint(body[n:])
+	if m <= 0 || us > 1<<62 {
+		return 0, time.Time{}, nil, fmt.Errorf("%w: bad data frame timestamp", errProtocol)
+	}
+	return seq, time.UnixMicro(int64(us)), body[n+m:], nil
 }
 
 // parseData splits a data frame body into its sequence number and payload.

@@ -48,6 +48,7 @@ type counters struct {
 	reason map[string]uint64
 
 	rtt      metric.Float64Histogram
+	syncDur  metric.Float64Histogram
 	rttAttrs metric.MeasurementOption
 	reg      metric.Registration
 	size     func() int
@@ -91,6 +92,11 @@ func newCounters(mp metric.MeterProvider, network string, size func() int) (*cou
 	nw := attribute.String("network", network)
 	c.rttAttrs = metric.WithAttributes(nw)
 	var err error
+	if c.syncDur, err = m.Float64Histogram("mosaik.discovery.sync.duration", metric.WithUnit("s"),
+		metric.WithDescription("duration of catalog syncs this node started"),
+		metric.WithExplicitBucketBoundaries(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10)); err != nil {
+		return nil, err
+	}
 	if c.rtt, err = m.Float64Histogram("mosaik.discovery.rtt", metric.WithUnit("s"),
 		metric.WithDescription("RTT probe samples"),
 		metric.WithExplicitBucketBoundaries(.0001, .0005, .001, .005, .01, .05, .1, .25, .5, 1, 2.5)); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mosaik-go/mosaik/catalog"
 )
@@ -159,6 +160,7 @@ type config struct {
 	dht    *dht.IpfsDHT
 	log    *slog.Logger
 	meter  metric.MeterProvider
+	tracer trace.TracerProvider
 	init   func(*catalog.Entry)
 }
 
@@ -204,6 +206,12 @@ func WithLogger(l *slog.Logger) Option {
 // global one, a no-op unless an SDK is installed).
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return func(c *config) error { c.meter = mp; return nil }
+}
+
+// WithTracerProvider sets the OpenTelemetry tracer provider for sync spans
+// (default the global one, a no-op unless an SDK is installed).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(c *config) error { c.tracer = tp; return nil }
 }
 
 // WithEntry lets the caller fill in the initial local entry (streams,

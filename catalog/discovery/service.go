@@ -22,6 +22,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 
@@ -61,6 +62,7 @@ type Service struct {
 	params  Params
 	log     *slog.Logger
 	stats   *counters
+	tracer  trace.Tracer
 	network catalog.NetworkID
 	proto   protocol.ID
 	store   *catalog.Store
@@ -111,6 +113,9 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 	if cfg.meter == nil {
 		cfg.meter = otel.GetMeterProvider()
 	}
+	if cfg.tracer == nil {
+		cfg.tracer = otel.GetTracerProvider()
+	}
 	p := cfg.params
 	if ps == nil && !p.DisableGossip {
 		return nil, errors.New("discovery: New needs a pubsub router unless gossip is disabled")
@@ -148,6 +153,7 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		lastSync: map[peer.ID]time.Time{}, limiters: limiters, dht: cfg.dht,
 		serving: make(chan struct{}, p.MaxConcurrentSyncs), starting: make(chan struct{}, 8),
 		probing: map[peer.ID]*flight{},
+		tracer:  cfg.tracer.Tracer("github.com/mosaik-go/mosaik/catalog/discovery"),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	// Undo whatever was started if a later step fails.

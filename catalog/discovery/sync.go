@@ -11,6 +11,10 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
 	"github.com/mosaik-go/mosaik/catalog"
@@ -95,12 +99,22 @@ func (s *Service) syncOnce(p peer.ID) error {
 }
 
 func (s *Service) syncWith(ctx context.Context, p peer.ID) (err error) {
+	start := time.Now()
+	ctx, span := s.tracer.Start(ctx, "mosaik.discovery.sync", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("peer", p.String()), attribute.String("network", s.network.Short())))
 	defer func() {
+		result := "ok"
 		if err != nil {
 			s.stats.syncsFailed.Add(1)
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+			result = "failed"
 		} else {
 			s.stats.syncsStarted.Add(1)
 		}
+		s.stats.syncDur.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(
+			attribute.String("network", s.network.Short()), attribute.String("result", result)))
+		span.End()
 	}()
 	st, err := s.h.NewStream(ctx, p, s.proto)
 	if err != nil {
@@ -209,6 +223,9 @@ func (s *Service) handleSync(st network.Stream) {
 		refuse(CodeDifferentNetwork, "other network")
 		return
 	}
+	_, span := s.tracer.Start(s.ctx, "mosaik.discovery.sync.serve", trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("peer", p.String()), attribute.Int("entries", len(req.Entries))))
+	defer span.End()
 	if len(req.Entries) > maxSyncEntries {
 		refuse(CodeProtocolViolation, "too many entries", "n", len(req.Entries))
 		return
