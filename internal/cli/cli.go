@@ -109,13 +109,28 @@ func newFlagSet(name string, env Env) *flag.FlagSet {
 }
 
 func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+	_, err := parseInterleaved(fs, args)
+	return err
+}
+
+// parseInterleaved parses flags that may come before, between or after
+// positional arguments ("produce STREAM --network x" and "produce
+// --network x STREAM" both work) and returns the positional ones.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError{err}
 		}
-		return usageError{err}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
-	return nil
 }
 
 // nodeFlags are shared by run, produce, consume and catalog.
@@ -254,17 +269,18 @@ func cmdNode(ctx context.Context, cmd string, args []string, env Env) error {
 		fs.DurationVar(&wait, "wait", 3*time.Second, "how long to collect the catalog before printing it")
 		fs.BoolVar(&asJSON, "json", false, "print one JSON document")
 	}
-	if err := parse(fs, args); err != nil {
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
 		return err
 	}
 	var stream string
 	if cmd == "produce" || cmd == "consume" {
-		if fs.NArg() != 1 {
-			return usagef("%s needs exactly one STREAM argument (flags come before it)", cmd)
+		if len(pos) != 1 {
+			return usagef("%s needs exactly one STREAM argument, got %q", cmd, pos)
 		}
-		stream = fs.Arg(0)
-	} else if fs.NArg() != 0 {
-		return usagef("%s takes no arguments, got %q", cmd, fs.Args())
+		stream = pos[0]
+	} else if len(pos) != 0 {
+		return usagef("%s takes no arguments, got %q", cmd, pos)
 	}
 	var cfg map[string]any
 	if nf.config != "" {
@@ -366,6 +382,9 @@ func produce(ctx context.Context, n *node.Node, stream string, opts []streams.Op
 	for sc.Scan() {
 		line := append([]byte(nil), sc.Bytes()...)
 		if err := p.Send(ctx, line); err != nil {
+			if ctx.Err() != nil {
+				return nil // interrupted: Close still delivers what is queued
+			}
 			return err
 		}
 		lines++

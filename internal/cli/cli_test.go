@@ -140,3 +140,17 @@ func TestTicketFile_RoundTripAndRejects(t *testing.T) {
 		t.Error("a ticket file with a short class was accepted")
 	}
 }
+
+func TestParseInterleaved_FlagsAroundPositionals(t *testing.T) {
+	for _, args := range [][]string{
+		{"s", "--network", "n"},
+		{"--network", "n", "s"},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		network := fs.String("network", "", "")
+		pos, err := parseInterleaved(fs, args)
+		if err != nil || len(pos) != 1 || pos[0] != "s" || *network != "n" {
+			t.Errorf("%q: pos %q network %q err %v", args, pos, *network, err)
+		}
+	}
+}
