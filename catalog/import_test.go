@@ -1,53 +1,17 @@
 package catalog
 
 import (
-	"errors"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"slices"
-	"strings"
 	"testing"
-)
 
-// goBinary returns the go command of the toolchain running the tests, or
-// the one on PATH.
-func goBinary(t *testing.T) string {
-	t.Helper()
-	if root := runtime.GOROOT(); root != "" {
-		p := filepath.Join(root, "bin", "go")
-		if runtime.GOOS == "windows" {
-			p += ".exe"
-		}
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	p, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("no go command to list dependencies with: %v", err)
-	}
-	return p
-}
+	"github.com/mosaik-go/mosaik/internal/testutil"
+)
 
 // TestImports_PureCore enforces the pure-core rule: the catalog model
 // imports no libp2p host, transport, pubsub or DHT, and no other package of
 // this module; of go-libp2p it may use only core/{crypto,peer,record}.
 func TestImports_PureCore(t *testing.T) {
-	const self = "github.com/mosaik-go/mosaik/catalog"
-	out, err := exec.Command(goBinary(t), "list", "-deps", self).Output()
-	if err != nil {
-		var stderr string
-		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
-			stderr = string(ee.Stderr)
-		}
-		t.Fatalf("go list -deps %s: %v\n%s", self, err, stderr)
-	}
-	deps := strings.Fields(string(out))
-	if !slices.Contains(deps, self) || !slices.Contains(deps, self+"/pb") {
-		t.Fatalf("go list output does not list the package itself:\n%s", out)
-	}
+	deps := testutil.Deps(t, "github.com/mosaik-go/mosaik/catalog")
 	for _, v := range pureCoreViolations(deps) {
 		t.Error(v)
 	}
@@ -56,32 +20,7 @@ func TestImports_PureCore(t *testing.T) {
 // pureCoreViolations lists the dependencies of catalog that break the
 // pure-core rule.
 func pureCoreViolations(deps []string) []string {
-	const (
-		self   = "github.com/mosaik-go/mosaik/catalog"
-		module = "github.com/mosaik-go/mosaik"
-		libp2p = "github.com/libp2p/go-libp2p/"
-	)
-	allowedLibp2p := []string{"core/crypto", "core/peer", "core/record", "core/internal"}
-	var bad []string
-	for _, d := range deps {
-		switch {
-		case strings.HasPrefix(d, libp2p+"p2p/"),
-			d+"/" == libp2p,
-			strings.Contains(d, "go-libp2p-pubsub"),
-			strings.Contains(d, "go-libp2p-kad-dht"):
-			bad = append(bad, "catalog depends on "+d)
-		case d == module || strings.HasPrefix(d, module+"/"):
-			if d != self && d != self+"/pb" {
-				bad = append(bad, "catalog depends on "+d+" of this module")
-			}
-		case strings.HasPrefix(d, libp2p):
-			rest := strings.TrimPrefix(d, libp2p)
-			if !slices.ContainsFunc(allowedLibp2p, func(a string) bool { return rest == a || strings.HasPrefix(rest, a+"/") }) {
-				bad = append(bad, "catalog depends on "+d+": of go-libp2p only core/{crypto,peer,record} are allowed")
-			}
-		}
-	}
-	return bad
+	return testutil.PureCoreViolations("catalog", deps, []string{"github.com/mosaik-go/mosaik/catalog", "github.com/mosaik-go/mosaik/catalog/pb"})
 }
 
 func TestImports_PureCoreRule(t *testing.T) {
