@@ -20,10 +20,11 @@ var (
 	ErrWrongPayloadType = errors.New("catalog: unexpected envelope payload type")
 
 	// Ignored: valid but not applicable.
-	ErrStale    = errors.New("catalog: entry is stale")
-	ErrNotNewer = errors.New("catalog: entry version is not newer than the known one")
-	ErrLocal    = errors.New("catalog: entry describes the local peer")
-	ErrUnknown  = errors.New("catalog: peer is not in the catalog")
+	ErrStale       = errors.New("catalog: entry is stale")
+	ErrNotNewer    = errors.New("catalog: entry version is not newer than the known one")
+	ErrLocal       = errors.New("catalog: entry describes the local peer")
+	ErrUnknown     = errors.New("catalog: peer is not in the catalog")
+	ErrCatalogFull = errors.New("catalog: the catalog holds MaxPeers peers")
 )
 
 // IsRejected reports whether err marks invalid input (a protocol violation by
@@ -66,6 +67,8 @@ func Reason(err error) string {
 		return "local"
 	case errors.Is(err, ErrUnknown):
 		return "unknown"
+	case errors.Is(err, ErrCatalogFull):
+		return "catalog_full"
 	default:
 		return "other"
 	}

@@ -19,6 +19,10 @@ type Params struct {
 	MaxClockDrift time.Duration
 	// MaxEntrySize caps a sealed entry in bytes. Default 64 KiB.
 	MaxEntrySize int
+	// MaxPeers caps the remote peers the catalog holds; entries of new peers
+	// beyond it are refused (ignored, not rejected), so no input can grow
+	// the catalog without bound. Default 10 000.
+	MaxPeers int
 	// EventBuffer is the per-subscription event buffer. When a subscriber
 	// falls further behind, the oldest events are dropped and the
 	// subscriber is told how many (see [LagError]). Default 256.
@@ -31,6 +35,7 @@ func DefaultParams() Params {
 		PurgeAfter:    300 * time.Second,
 		MaxClockDrift: 50 * time.Second,
 		MaxEntrySize:  DefaultMaxEntrySize,
+		MaxPeers:      10_000,
 		EventBuffer:   256,
 	}
 }
@@ -54,6 +59,9 @@ func (p Params) Validate() error {
 	}
 	if p.MaxEntrySize < 512 || p.MaxEntrySize > 4<<20 {
 		errs = append(errs, fmt.Errorf("MaxEntrySize must be within [512, 4 MiB], got %d", p.MaxEntrySize))
+	}
+	if p.MaxPeers < 1 {
+		errs = append(errs, fmt.Errorf("MaxPeers must be >= 1, got %d", p.MaxPeers))
 	}
 	if p.EventBuffer < 1 {
 		errs = append(errs, fmt.Errorf("EventBuffer must be >= 1, got %d", p.EventBuffer))

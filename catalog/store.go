@@ -126,10 +126,11 @@ func (s *Store) Snapshot() *Snapshot { return s.cur.Load() }
 // Check reports whether merging e at now would change the catalog, without
 // changing it: nil if it would, otherwise the reason (see [IsRejected]).
 func (s *Store) Check(e *SignedEntry, now time.Time) error {
-	return s.check(s.cur.Load(), e, now)
+	snap := s.cur.Load()
+	return s.check(snap.peers, snap.departed, e, now)
 }
 
-func (s *Store) check(snap *Snapshot, e *SignedEntry, now time.Time) error {
+func (s *Store) check(peers map[peer.ID]*SignedEntry, departed map[peer.ID]Version, e *SignedEntry, now time.Time) error {
 	en := &e.Entry
 	switch {
 	case e.raw == nil:
@@ -143,11 +144,15 @@ func (s *Store) check(snap *Snapshot, e *SignedEntry, now time.Time) error {
 	case s.stale(en, now):
 		return fmt.Errorf("%w: entry of %s last updated %v ago", ErrStale, en.PeerID, now.Sub(en.Version.UpdatedAt()))
 	}
-	if old, ok := snap.peers[en.PeerID]; ok && en.Version.Compare(old.Entry.Version) <= 0 {
+	old, known := peers[en.PeerID]
+	if known && en.Version.Compare(old.Entry.Version) <= 0 {
 		return fmt.Errorf("%w: %s has %v, offered %v", ErrNotNewer, en.PeerID, old.Entry.Version, en.Version)
 	}
-	if last, ok := snap.departed[en.PeerID]; ok && en.Version.Compare(last) <= 0 {
+	if last, ok := departed[en.PeerID]; ok && en.Version.Compare(last) <= 0 {
 		return fmt.Errorf("%w: %s departed at %v, offered %v", ErrNotNewer, en.PeerID, last, en.Version)
+	}
+	if !known && len(peers) >= s.params.MaxPeers {
+		return fmt.Errorf("%w: %d peers", ErrCatalogFull, len(peers))
 	}
 	return nil
 }
@@ -160,34 +165,60 @@ func (s *Store) stale(e *Entry, now time.Time) bool {
 
 // Merge adds or replaces a remote entry: it must belong to this network,
 // not be the local peer, not be dated beyond the clock drift, not be stale,
-// and be strictly newer than the known entry of that peer. On success it
-// publishes a new snapshot and an event.
+// and be strictly newer than the known entry of that peer (and than its
+// departure, if it departed); a new peer is refused while the catalog holds
+// MaxPeers. On success it publishes a new snapshot and an event.
 func (s *Store) Merge(e *SignedEntry, now time.Time) (Outcome, error) {
+	outs, errs := s.MergeAll([]*SignedEntry{e}, now)
+	return outs[0], errs[0]
+}
+
+// MergeAll merges a batch (a sync's worth of entries) under one lock and
+// publishes one snapshot, with Merge's rules applied to each entry in order.
+// It returns each entry's outcome or error.
+func (s *Store) MergeAll(es []*SignedEntry, now time.Time) ([]Outcome, []error) {
+	outs, errs := make([]Outcome, len(es)), make([]error, len(es))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return 0, ErrClosed
+		for i := range errs {
+			errs[i] = ErrClosed
+		}
+		return outs, errs
 	}
 	snap := s.cur.Load()
-	if err := s.check(snap, e, now); err != nil {
-		return 0, err
+	peers, departed := snap.peers, snap.departed
+	cloned, clonedDeparted := false, false
+	var events []Event
+	for i, e := range es {
+		if errs[i] = s.check(peers, departed, e, now); errs[i] != nil {
+			continue
+		}
+		if !cloned {
+			peers, cloned = maps.Clone(peers), true
+		}
+		_, known := peers[e.Entry.PeerID]
+		peers[e.Entry.PeerID] = e
+		if _, ok := departed[e.Entry.PeerID]; ok {
+			if !clonedDeparted {
+				departed, clonedDeparted = maps.Clone(departed), true
+			}
+			delete(departed, e.Entry.PeerID)
+		}
+		ev := Event{Kind: PeerDiscovered, Peer: e.Entry.PeerID, Entry: e}
+		outs[i] = Added
+		if known {
+			ev.Kind, outs[i] = PeerUpdated, Updated
+		}
+		events = append(events, ev)
 	}
-	_, known := snap.peers[e.Entry.PeerID]
-	peers := maps.Clone(snap.peers)
-	peers[e.Entry.PeerID] = e
-	departed := snap.departed
-	if _, ok := departed[e.Entry.PeerID]; ok {
-		departed = maps.Clone(departed)
-		delete(departed, e.Entry.PeerID)
+	if cloned {
+		s.publish(snap.local, peers, departed)
+		for _, ev := range events {
+			s.emit(ev)
+		}
 	}
-	s.publish(snap.local, peers, departed)
-	ev := Event{Kind: PeerDiscovered, Peer: e.Entry.PeerID, Entry: e}
-	out := Added
-	if known {
-		ev.Kind, out = PeerUpdated, Updated
-	}
-	s.emit(ev)
-	return out, nil
+	return outs, errs
 }
 
 // Open decodes a sealed entry and checks it against the catalog, verifying

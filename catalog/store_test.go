@@ -181,7 +181,7 @@ func TestStore_MergeBytes(t *testing.T) {
 		t.Fatalf("tampered newer entry: %v, %v", got, err)
 	}
 	// The store's MaxEntrySize applies.
-	small, _ := newTestStoreWith(t, Params{PurgeAfter: time.Minute, MaxClockDrift: time.Second, MaxEntrySize: 512, EventBuffer: 1})
+	small, _ := newTestStoreWith(t, Params{PurgeAfter: time.Minute, MaxClockDrift: time.Second, MaxEntrySize: 512, MaxPeers: 10, EventBuffer: 1})
 	big := p.seal(t, testNetwork, NewVersion(t0), func(e *Entry) {
 		e.Tickets = []Ticket{{Class: IDFromString("jwt"), Data: make([]byte, 600)}}
 	})
@@ -1213,5 +1213,26 @@ func TestStore_ConcurrentReadersAndWriters(t *testing.T) {
 	}
 	if n == 0 || n > writers*peersPerWriter*updates {
 		t.Fatalf("subscriber got %d events", n)
+	}
+}
+
+func TestStore_MaxPeersRefusesNewPeers(t *testing.T) {
+	p := DefaultParams()
+	p.MaxPeers = 2
+	s, _ := newTestStoreWith(t, p)
+	a, b, c := newTestPeer(t), newTestPeer(t), newTestPeer(t)
+	ea := a.seal(t, testNetwork, NewVersion(t0), nil)
+	eb := b.seal(t, testNetwork, NewVersion(t0), nil)
+	ec := c.seal(t, testNetwork, NewVersion(t0), nil)
+	outs, errs := s.MergeAll([]*SignedEntry{ea, eb, ec}, t0)
+	if outs[0] != Added || outs[1] != Added || !errors.Is(errs[2], ErrCatalogFull) || IsRejected(errs[2]) {
+		t.Fatalf("MergeAll = %v %v", outs, errs)
+	}
+	if s.Snapshot().Len() != 2 || s.Snapshot().Version() != 2 {
+		t.Fatalf("one batch must publish one snapshot with 2 peers: len %d version %d", s.Snapshot().Len(), s.Snapshot().Version())
+	}
+	// Known peers still update at the cap.
+	if out, err := s.Merge(a.seal(t, testNetwork, NewVersion(t0).Next(t0), nil), t0); err != nil || out != Updated {
+		t.Fatalf("update at the cap = %v, %v", out, err)
 	}
 }

@@ -279,13 +279,33 @@ func (c *Consumer[T]) evaluate(snap *catalog.Snapshot) {
 		r, ok := c.recvs[p]
 		c.mu.Unlock()
 		if ok {
-			r.ch.mu.Lock()
-			r.ch.entry = x.e
-			r.ch.mu.Unlock()
+			c.hub.update(func() { // through the hub: online conditions see it
+				r.ch.mu.Lock()
+				r.ch.entry = x.e
+				r.ch.mu.Unlock()
+			})
 			c.armExpiry(r, x.expires) // a renewed ticket pushes the expiry back
 			continue
 		}
 		c.start(x.e, x.expires)
+	}
+	// Forget refusals of producers that left: their channels leave
+	// Producers() too.
+	present := map[peer.ID]bool{}
+	for _, e := range snap.Producers(c.id) {
+		present[e.Entry.PeerID] = true
+	}
+	var stale []*channel
+	c.mu.Lock()
+	for p, ref := range c.refused {
+		if !present[p] {
+			delete(c.refused, p)
+			stale = append(stale, ref.ch)
+		}
+	}
+	c.mu.Unlock()
+	for _, ch := range stale {
+		c.hub.remove(ch)
 	}
 	// Drop receivers of producers that are gone or no longer eligible.
 	c.mu.Lock()
@@ -545,6 +565,7 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 	_ = st.SetDeadline(time.Now().Add(c.svc.params.HandshakeTimeout))
 	if _, err := st.Write(sub); err != nil {
 		_ = st.Reset()
+		handshake(err)
 		return err
 	}
 	fr := newFrameReader(st, c.svc.params.MaxFrameSize)

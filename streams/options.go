@@ -221,10 +221,13 @@ func WithDropLagging() Option {
 	return only(producerSide, "WithDropLagging", func(c *config) error { c.dropLagging = true; return nil })
 }
 
-// WithLagGrace sets how long Send waits for room in a full consumer queue
-// before treating the consumer as lagging (default 100 ms; 0 cuts at once).
-// It absorbs scheduling hiccups of a healthy consumer's writer; a consumer
-// that is really stuck costs one Send this long, once. TrySend never waits.
+// WithLagGrace sets how long, in total, Send may wait for room in one
+// consumer's full queue before treating the consumer as lagging (default
+// 100 ms; 0 cuts at once). The grace runs from the first time the queue is
+// found full until it next has room at once, so it absorbs scheduling
+// hiccups of a healthy consumer's writer, while a stuck or trickling
+// consumer spends it once and is then cut (or dropped for). TrySend never
+// waits.
 func WithLagGrace(d time.Duration) Option {
 	return only(producerSide, "WithLagGrace", func(c *config) error {
 		if d < 0 {
@@ -250,7 +253,8 @@ func WithBackoff(f func() backoff.BackOff) Option {
 
 // WithBuffer sets the consumer's delivery buffer (default 1024 datums).
 // When it is full the consumer stops reading from producers, so flow
-// control reaches them and their lagging policy decides.
+// control reaches them and their lagging policy decides. The bound is in
+// datums: its memory is at most n × the largest datum (Params.MaxFrameSize).
 func WithBuffer(n int) Option {
 	return only(consumerSide, "WithBuffer", func(c *config) error {
 		if n < 1 {

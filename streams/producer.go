@@ -29,12 +29,12 @@ var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10
 
 // outSub is one consumer's subscription at a producer.
 type outSub struct {
-	ch      *channel
-	st      network.Stream
-	q       chan outItem
-	seq     uint64 // last sequence number assigned; guarded by Producer.mu
-	lagging bool   // its queue was full past the grace; guarded by Producer.mu
-	expiry  *time.Timer
+	ch        *channel
+	st        network.Stream
+	q         chan outItem
+	seq       uint64    // last sequence number assigned; guarded by Producer.mu
+	fullSince time.Time // when its queue was first found full; guarded by Producer.mu
+	expiry    *time.Timer
 
 	once sync.Once
 	code Code // why the subscription ended; set once in end
@@ -168,11 +168,7 @@ func (p *Producer[T]) fanout(ctx context.Context, v T, wait bool) error {
 	if err != nil {
 		return err
 	}
-	var (
-		cut      []*outSub
-		deadline *time.Timer
-		expired  bool
-	)
+	var cut []*outSub
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -185,28 +181,30 @@ func (p *Producer[T]) fanout(ctx context.Context, v T, wait bool) error {
 		select {
 		case s.q <- it:
 			delivered++
-			s.lagging = false
+			s.fullSince = time.Time{} // it has room: not lagging
 			continue
 		default:
 		}
-		// Grace only for a consumer not already known to lag: in drop mode a
-		// stuck consumer costs one grace, then drops at once until it
-		// catches up.
-		if wait && !expired && !s.lagging && p.cfg.lagGrace > 0 {
-			if deadline == nil {
-				deadline = time.NewTimer(p.cfg.lagGrace)
-			}
+		// The grace is per consumer and cumulative from the first time its
+		// queue was found full until it next has room at once, so a
+		// consumer that frees a slot now and then cannot hold Send back
+		// forever: it is cut (or dropped for) once the grace is spent.
+		now := time.Now()
+		if s.fullSince.IsZero() {
+			s.fullSince = now
+		}
+		if left := p.cfg.lagGrace - now.Sub(s.fullSince); wait && left > 0 && ctx.Err() == nil {
+			t := time.NewTimer(left)
 			select {
 			case s.q <- it:
+				t.Stop()
 				delivered++
 				continue
-			case <-deadline.C:
-				expired = true
+			case <-t.C:
 			case <-ctx.Done():
-				expired = true
+				t.Stop()
 			}
 		}
-		s.lagging = true
 		s.ch.dropped.Add(1)
 		p.dropped.Add(1)
 		if !p.cfg.dropLagging {
@@ -215,9 +213,6 @@ func (p *Producer[T]) fanout(ctx context.Context, v T, wait bool) error {
 	}
 	n := len(p.subs)
 	p.mu.Unlock()
-	if deadline != nil {
-		deadline.Stop()
-	}
 	for _, s := range cut {
 		p.end(s, CodeTooSlow, "consumer queue full", true)
 	}
@@ -466,6 +461,10 @@ func (p *Producer[T]) end(s *outSub, code Code, why string, reset bool) {
 		p.mu.Unlock()
 		if reset {
 			_ = s.st.ResetWithError(network.StreamErrorCode(code))
+		} else {
+			// The writer may be blocked on a consumer that stopped reading:
+			// bound it, so its Close frame fails and the stream is reset.
+			_ = s.st.SetWriteDeadline(time.Now().Add(p.svc.params.CloseTimeout))
 		}
 		close(s.gone)
 		p.hub.setState(s.ch, Terminated, &CodeError{Code: code, Reason: why})
@@ -480,14 +479,14 @@ func (p *Producer[T]) end(s *outSub, code Code, why string, reset bool) {
 // consumer's current entry and RTT against the predicates and tickets.
 func (p *Producer[T]) watchCatalog() {
 	defer p.wg.Done()
+	snap := p.svc.d.Catalog()
 	for {
-		snap := p.svc.d.Catalog()
 		select {
 		case <-p.ctx.Done():
 			return
 		case <-snap.Changed():
 		}
-		snap = p.svc.d.Catalog()
+		snap = p.svc.d.Catalog() // evaluate exactly the snapshot waited on next
 		p.mu.Lock()
 		subs := slices.Clone(p.subs)
 		p.mu.Unlock()
@@ -497,9 +496,12 @@ func (p *Producer[T]) watchCatalog() {
 			if !ok {
 				continue // keep judging by the last entry while it is connected
 			}
-			s.ch.mu.Lock()
-			s.ch.entry = e
-			s.ch.mu.Unlock()
+			// Through the hub, so online conditions over tags see the change.
+			p.hub.update(func() {
+				s.ch.mu.Lock()
+				s.ch.entry = e
+				s.ch.mu.Unlock()
+			})
 			expires, _, err := p.cfg.eligible(p.svc.d.RTT().Info(e), now)
 			if err != nil {
 				p.end(s, CodeNotAllowed, err.Error(), false)

@@ -136,7 +136,13 @@ type hostMux struct {
 // protocol, whoever registers it.
 var muxes sync.Map // host.Host -> *hostMux
 
+// muxesMu orders attach and detach, so a host's mux is never deleted
+// between another service finding it and registering on it.
+var muxesMu sync.Mutex
+
 func attach(h host.Host, s *Service) error {
+	muxesMu.Lock()
+	defer muxesMu.Unlock()
 	v, _ := muxes.LoadOrStore(h, &hostMux{services: map[catalog.NetworkID]*Service{}})
 	m := v.(*hostMux)
 	m.mu.Lock()
@@ -159,6 +165,8 @@ func attach(h host.Host, s *Service) error {
 }
 
 func detach(h host.Host, s *Service) {
+	muxesMu.Lock()
+	defer muxesMu.Unlock()
 	v, ok := muxes.Load(h)
 	if !ok {
 		return

@@ -86,6 +86,7 @@ type Service struct {
 	limiters *lru.Cache[peer.ID, *rate.Limiter]
 	serving  chan struct{} // semaphore of syncs being served
 	starting chan struct{} // semaphore of syncs being started
+	dialing  chan struct{} // semaphore of cascade dials
 	probing  map[peer.ID]*flight
 
 	ctx      context.Context
@@ -152,6 +153,7 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		relayQ: make(chan *catalog.SignedEntry, 256), announceNow: make(chan struct{}, 1), peerJoined: make(chan struct{}, 1), dhtNow: make(chan struct{}, 1),
 		lastSync: map[peer.ID]time.Time{}, limiters: limiters, dht: cfg.dht,
 		serving: make(chan struct{}, p.MaxConcurrentSyncs), starting: make(chan struct{}, 8),
+		dialing: make(chan struct{}, max(1, p.CascadeBelow)),
 		probing: map[peer.ID]*flight{},
 		tracer:  cfg.tracer.Tracer("github.com/mosaik-go/mosaik/catalog/discovery"),
 	}
@@ -583,6 +585,11 @@ func jitter(d time.Duration, j float64) time.Duration {
 // merge applies an entry learned from src and reacts to the outcome.
 func (s *Service) merge(e *catalog.SignedEntry, src source) {
 	out, err := s.store.Merge(e, time.Now())
+	s.merged(e, out, err, src)
+}
+
+// merged reacts to the outcome of merging e learned from src.
+func (s *Service) merged(e *catalog.SignedEntry, out catalog.Outcome, err error, src source) {
 	if err != nil {
 		if !errors.Is(err, catalog.ErrLocal) {
 			s.stats.refuse(catalog.IsRejected(err), catalog.Reason(err))
@@ -630,13 +637,23 @@ func (s *Service) cascade(p peer.ID) {
 		s.h.Network().Connectedness(p) == network.Connected {
 		return
 	}
-	s.spawn(func() {
+	// At most CascadeBelow dials at once: a sync full of entries with
+	// unreachable addresses cannot make us start thousands of dials.
+	select {
+	case s.dialing <- struct{}{}:
+	default:
+		return
+	}
+	if !s.spawn(func() {
+		defer func() { <-s.dialing }()
 		ctx, cancel := context.WithTimeout(s.ctx, s.params.SyncTimeout)
 		defer cancel()
 		if err := s.h.Connect(ctx, s.h.Peerstore().PeerInfo(p)); err != nil {
 			s.log.Debug("cascade connect failed", "peer", p, "err", err)
 		}
-	})
+	}) {
+		<-s.dialing
+	}
 }
 
 // ---- host events, purge, RTT ----

@@ -161,16 +161,24 @@ func (s *Service) entries(snap *catalog.Snapshot) [][]byte {
 	return out
 }
 
+// mergeAll opens a batch of sealed entries (cheap checks before signatures)
+// and merges the valid ones under one store lock, publishing one snapshot.
 func (s *Service) mergeAll(raw [][]byte, src source) {
+	now := time.Now()
+	batch := make([]*catalog.SignedEntry, 0, len(raw))
 	for _, b := range raw {
-		e, err := s.store.Open(b, time.Now())
+		e, err := s.store.Open(b, now)
 		if err != nil {
 			if !errors.Is(err, catalog.ErrLocal) {
 				s.stats.refuse(catalog.IsRejected(err), catalog.Reason(err))
 			}
 			continue
 		}
-		s.merge(e, src)
+		batch = append(batch, e)
+	}
+	outs, errs := s.store.MergeAll(batch, now)
+	for i, e := range batch {
+		s.merged(e, outs[i], errs[i], src)
 	}
 }
 
