@@ -74,8 +74,18 @@ func (l *lockedBuffer) String() string {
 // killed at the end of the test if still running.
 func start(t *testing.T, name string, stdin io.Reader, args ...string) *proc {
 	t.Helper()
+	return startCmd(t, name, stdin, binary, args...)
+}
+
+// startCmd runs argv0 with args (start with another launcher, such as
+// `ip netns exec NS binary`). mDNS is off unless a test passes --mdns:
+// the binary turns it on by default, and tests must not multicast outside
+// loopback or their own namespaces.
+func startCmd(t *testing.T, name string, stdin io.Reader, argv0 string, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, name: name, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(binary, args...)
+	p.cmd = exec.Command(argv0, args...)
+	p.cmd.Env = append(os.Environ(), "MOSAIK_MDNS=false")
 	p.cmd.Stdin = stdin
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {

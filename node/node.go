@@ -84,6 +84,8 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
+			n.cancel()
+			n.wg.Wait() // loops started before the failure
 			n.closeOwned()
 		}
 	}()
@@ -158,6 +160,16 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 		return nil, err
 	}
 	n.own(n.strm.Close)
+	if len(cfg.rendezvous) > 0 {
+		if err = n.startRendezvous(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.mdns {
+		if err = n.startMDNS(); err != nil {
+			return nil, err
+		}
+	}
 	if len(n.bootstrap) > 0 {
 		n.wg.Add(1)
 		go n.bootstrapLoop()

@@ -40,6 +40,10 @@ type config struct {
 	dht    *dht.IpfsDHT
 	noDHT  bool
 	dhtOpt []dht.Option
+
+	rendezvous     []peer.AddrInfo // bootstrap peers of the rendezvous DHT (none: off)
+	rendezvousFast time.Duration   // poll interval while the catalog is empty (0: default)
+	mdns           bool
 }
 
 // defaultListen is used by a standalone node given no listen addresses: TCP and QUIC-v1 on every IPv4 interface, on ports the OS picks.
@@ -157,11 +161,13 @@ func WithStreamsParams(p streams.Params) Option {
 }
 
 // WithTestProfile selects fast timings for tests on one machine:
-// discovery.TestParams() and a 100 ms gossipsub heartbeat.
+// discovery.TestParams(), a 100 ms gossipsub heartbeat and a 1 s rendezvous
+// poll while the catalog is empty.
 func WithTestProfile() Option {
 	return func(c *config) error {
 		c.params = discovery.TestParams()
 		c.heartbeat = 100 * time.Millisecond
+		c.rendezvousFast = rendezvousFastTest
 		if c.streams == nil {
 			sp := streams.DefaultParams()
 			sp.HandshakeTimeout, sp.CloseTimeout = 2*time.Second, 2*time.Second
@@ -207,4 +213,42 @@ func WithoutDHT() Option {
 // discovery.DHTOptions()).
 func WithDHTOptions(opts ...dht.Option) Option {
 	return func(c *config) error { c.dhtOpt = append(c.dhtOpt, opts...); return nil }
+}
+
+// WithRendezvous finds other nodes of the network through a rendezvous
+// kad-dht (the standard /ipfs/kad/1.0.0 protocol) reached through the given
+// bootstrap peers. The node runs a second DHT on its host, as a client,
+// advertises RendezvousNamespace(network) there and dials every node it
+// finds; catalog sync then does the rest. Found peers enter the catalog
+// only through their own signed entries. The rendezvous DHT learns the
+// rendezvous key and the node's addresses (PROTOCOL.md §18).
+func WithRendezvous(bootstrap ...peer.AddrInfo) Option {
+	return func(c *config) error {
+		if len(bootstrap) == 0 {
+			return errors.New("node: WithRendezvous needs at least one bootstrap peer")
+		}
+		c.rendezvous = append(c.rendezvous, bootstrap...)
+		return nil
+	}
+}
+
+// WithPublicRendezvous is WithRendezvous on the public Amino DHT
+// (dht.DefaultBootstrapPeers). Anyone who knows the network name can then
+// find the node's addresses; prefer a random 64-hex network name.
+func WithPublicRendezvous() Option {
+	return func(c *config) error {
+		pis, err := peer.AddrInfosFromP2pAddrs(dht.DefaultBootstrapPeers...)
+		if err != nil {
+			return fmt.Errorf("node: public rendezvous peers: %w", err)
+		}
+		c.rendezvous = append(c.rendezvous, pis...)
+		return nil
+	}
+}
+
+// WithMDNS finds other nodes of the network on the local link with mDNS
+// (service MDNSServiceName(network)) and dials them like bootstrap peers.
+// Off by default: it multicasts on every multicast-capable interface.
+func WithMDNS() Option {
+	return func(c *config) error { c.mdns = true; return nil }
 }

@@ -137,6 +137,8 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 type nodeFlags struct {
 	network, tags, key, addrFile, http, logLevel, logFormat, config string
 	listen, bootstrap, tickets                                      listFlag
+	rendezvous                                                      string
+	mdns                                                            bool
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
@@ -151,6 +153,8 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug|info|warn|error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text|json")
 	fs.StringVar(&f.config, "config", "", "TOML or YAML file with the same keys as the flags")
+	fs.StringVar(&f.rendezvous, "rendezvous", "off", "find peers through a rendezvous DHT: public (the public Amino DHT), off, or comma-separated bootstrap multiaddrs ending in /p2p/ID")
+	fs.BoolVar(&f.mdns, "mdns", true, "find peers on the local link with mDNS")
 }
 
 func (f *nodeFlags) logger(w io.Writer) (*slog.Logger, error) {
@@ -190,6 +194,16 @@ func (f *nodeFlags) options(log *slog.Logger) ([]node.Option, error) {
 	if len(f.bootstrap) > 0 {
 		opts = append(opts, node.WithBootstrap(f.bootstrap...))
 	}
+	rv, err := rendezvousOption(f.rendezvous)
+	if err != nil {
+		return nil, err
+	}
+	if rv != nil {
+		opts = append(opts, rv)
+	}
+	if f.mdns {
+		opts = append(opts, node.WithMDNS())
+	}
 	if f.key != "" {
 		k, err := keyfile.LoadOrCreate(f.key)
 		if err != nil {
@@ -209,6 +223,28 @@ func (f *nodeFlags) options(log *slog.Logger) ([]node.Option, error) {
 		opts = append(opts, node.WithEntry(func(e *catalog.Entry) { e.Tickets = append(e.Tickets, tickets...) }))
 	}
 	return opts, nil
+}
+
+// rendezvousOption turns --rendezvous into a node option (nil for off).
+func rendezvousOption(v string) (node.Option, error) {
+	switch strings.TrimSpace(v) {
+	case "", "off":
+		return nil, nil
+	case "public":
+		return node.WithPublicRendezvous(), nil
+	}
+	var pis []peer.AddrInfo
+	for _, a := range splitList(v) {
+		pi, err := peer.AddrInfoFromString(a)
+		if err != nil {
+			return nil, usagef("--rendezvous %q: want public, off or multiaddrs ending in /p2p/<peer id>: %v", a, err)
+		}
+		pis = append(pis, *pi)
+	}
+	if len(pis) == 0 {
+		return nil, usagef("--rendezvous %q: want public, off or multiaddrs", v)
+	}
+	return node.WithRendezvous(pis...), nil
 }
 
 // streamFlags are the policy flags of produce and consume.

@@ -11,7 +11,14 @@ import (
 )
 
 func env(stdout, stderr *bytes.Buffer, vars map[string]string) Env {
-	return Env{Stdin: strings.NewReader(""), Stdout: stdout, Stderr: stderr, Getenv: func(k string) string { return vars[k] }}
+	// mDNS is on by default in the binary; tests never multicast.
+	getenv := func(k string) string {
+		if v, ok := vars[k]; ok || k != "MOSAIK_MDNS" {
+			return v
+		}
+		return "false"
+	}
+	return Env{Stdin: strings.NewReader(""), Stdout: stdout, Stderr: stderr, Getenv: getenv}
 }
 
 func TestMain_KeygenThenID(t *testing.T) {
@@ -49,9 +56,10 @@ func TestMain_BadInputExitsTwoWithOneLine(t *testing.T) {
 		{"run", "--network", "x", "--key", corrupt},
 		{"run", "--network", "x", "--log-level", "loud"},
 		{"run", "--config", badConfig},
-		{"run", "--network", "x", "--bootstrap", "/ip4/1.2.3.4/tcp/1"}, // no /p2p
-		{"produce", "--network", "x"},                                  // no STREAM
-		{"consume", "--network", "x", "--ticket-class", "c", "s"},      // class without issuer
+		{"run", "--network", "x", "--bootstrap", "/ip4/1.2.3.4/tcp/1"},  // no /p2p
+		{"run", "--network", "x", "--rendezvous", "/ip4/1.2.3.4/tcp/1"}, // no /p2p
+		{"produce", "--network", "x"},                                   // no STREAM
+		{"consume", "--network", "x", "--ticket-class", "c", "s"},       // class without issuer
 		{"id", "--key", filepath.Join(dir, "missing")},
 		{"ticket", "issue", "--out", filepath.Join(dir, "t")},
 	} {
