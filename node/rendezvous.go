@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"math/rand/v2"
 	"time"
 
@@ -138,16 +139,47 @@ func (n *Node) rendezvousFind(rv *rendezvous) {
 // self or already connected. A peer found without addresses is still
 // tried: the peerstore may know some.
 func (n *Node) dialFound(ctx context.Context, via string, pi peer.AddrInfo) {
-	if pi.ID == n.h.ID() || n.h.Network().Connectedness(pi.ID) == network.Connected {
+	if pi.ID == n.h.ID() {
 		return
 	}
-	dctx, cancel := context.WithTimeout(ctx, rendezvousDialTime)
-	defer cancel()
-	if err := n.h.Connect(dctx, pi); err != nil {
-		if n.ctx.Err() == nil {
-			n.log.Debug("dial of a found peer failed", "via", via, "peer", pi.ID, "err", err)
+	// Two nodes that find each other at the same moment (mDNS) would dial
+	// each other at once; with TCP port reuse that can become one
+	// simultaneous-open connection on which both run the initiator's
+	// handshake, and both fail. So the node with the larger peer ID lets the
+	// other dial first and dials only if no connection came.
+	if via == "mdns" && n.h.ID() > pi.ID && !n.sleep(time.Duration(500+rand.IntN(500))*time.Millisecond) {
+		return
+	}
+	for attempt := 1; ; attempt++ {
+		if n.h.Network().Connectedness(pi.ID) == network.Connected {
+			return
 		}
-		return
+		if attempt > 1 {
+			// The failed attempt put the peer in the swarm's dial backoff.
+			if sw, ok := n.h.Network().(interface{ Backoff() *swarm.DialBackoff }); ok {
+				sw.Backoff().Clear(pi.ID)
+			}
+		}
+		dctx, cancel := context.WithTimeout(ctx, rendezvousDialTime)
+		err := n.h.Connect(dctx, pi)
+		cancel()
+		if err == nil {
+			n.log.Debug("connected to a found peer", "via", via, "peer", pi.ID)
+			return
+		}
+		if n.ctx.Err() != nil {
+			return
+		}
+		if attempt == 3 {
+			n.log.Debug("dial of a found peer failed", "via", via, "peer", pi.ID, "err", err)
+			return
+		}
+		t := time.NewTimer(time.Duration(100+rand.IntN(400)) * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
 	}
-	n.log.Debug("connected to a found peer", "via", via, "peer", pi.ID)
 }
