@@ -121,7 +121,7 @@ func TestRendezvous_NodesFindEachOther(t *testing.T) {
 				t.Fatal("a node of another network was connected")
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // sampling interval of a "never happens" check
 	}
 	if other.Catalog().Len() != 0 {
 		t.Fatalf("the other network's catalog holds %d peers, want 0", other.Catalog().Len())

@@ -706,7 +706,7 @@ func BenchmarkLatency(b *testing.B) {
 // fire up to ~1 ms late) is caught up and the mean rate is exact.
 func benchPace(start time.Time, i int) {
 	if d := time.Until(start.Add(time.Duration(i) * time.Millisecond)); d > 0 {
-		time.Sleep(d)
+		time.Sleep(d) // pacing the benchmark's send rate, not synchronisation
 	}
 }
 
