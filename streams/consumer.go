@@ -60,6 +60,7 @@ type Consumer[T any] struct {
 	refused map[peer.ID]refusal
 
 	datums, bytes atomic.Uint64
+	gaps          atomic.Uint64 // missed sequence numbers over all producers
 	created       time.Time
 
 	ctx    context.Context
@@ -130,9 +131,11 @@ func (c *Consumer[T]) IsOnline() bool { return c.hub.isOn.Load() }
 // connecting or backing off.
 func (c *Consumer[T]) Producers() []ChannelInfo { return c.hub.infos() }
 
-// Stats returns the aggregate counts of datums taken by the application.
+// Stats returns the aggregate counts of datums taken by the application,
+// and the sequence numbers missed over all producers and subscriptions
+// (Gaps: each is a datum a producer skipped for this consumer).
 func (c *Consumer[T]) Stats() Stats {
-	return Stats{Datums: c.datums.Load(), Bytes: c.bytes.Load(), ConnectedAt: c.created}
+	return Stats{Datums: c.datums.Load(), Bytes: c.bytes.Load(), Gaps: c.gaps.Load(), ConnectedAt: c.created}
 }
 
 // Recv returns the next datum, blocking until one arrives, ctx ends, or the
@@ -638,6 +641,7 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 			}
 			if seq > next {
 				r.ch.gaps.Add(seq - next)
+				c.gaps.Add(seq - next)
 			}
 			next = seq + 1
 			v, err := c.codec.Decode(payload)

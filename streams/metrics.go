@@ -38,6 +38,7 @@ func (s *Service) registerMetrics(mp metric.MeterProvider) (metric.Registration,
 		{"mosaik.streams.producer.items.dropped", "datums a full consumer queue could not take"},
 		{"mosaik.streams.consumer.items.received", "datums taken by the application"},
 		{"mosaik.streams.consumer.bytes.received", "payload bytes taken by the application"},
+		{"mosaik.streams.consumer.gaps", "sequence numbers missed: datums producers skipped for this consumer"},
 	} {
 		x, err := m.Int64ObservableCounter(c.name, metric.WithDescription(c.desc))
 		if err != nil {
@@ -76,6 +77,7 @@ func (s *Service) registerMetrics(mp metric.MeterProvider) (metric.Registration,
 			} else {
 				o.ObserveInt64(counters["mosaik.streams.consumer.items.received"], int64(h.Totals.Datums), attrs)
 				o.ObserveInt64(counters["mosaik.streams.consumer.bytes.received"], int64(h.Totals.Bytes), attrs)
+				o.ObserveInt64(counters["mosaik.streams.consumer.gaps"], int64(h.Totals.Gaps), attrs)
 				o.ObserveInt64(gauges["mosaik.streams.consumer.producers"], int64(connected), attrs)
 			}
 		}

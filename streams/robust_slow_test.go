@@ -284,6 +284,9 @@ func TestRobust_DropLaggingCountsGaps(t *testing.T) {
 	if st.Gaps == 0 || st.Gaps != ci.Stats.Dropped {
 		t.Errorf("slow consumer saw %d gaps, producer dropped %d: want equal and > 0", st.Gaps, ci.Stats.Dropped)
 	}
+	if agg := s.slow.Stats().Gaps; agg != st.Gaps {
+		t.Errorf("consumer Stats().Gaps = %d, want the per-producer %d", agg, st.Gaps)
+	}
 	if uint64(len(got))+ci.Stats.Dropped != rbSlowTotal+1 || ci.Stats.Dropped != dropped {
 		t.Errorf("slow consumer got %d datums and %d were dropped (%d before the marker), want %d in all", len(got), ci.Stats.Dropped, dropped, rbSlowTotal+1)
 	}
