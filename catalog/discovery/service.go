@@ -339,6 +339,16 @@ func (s *Service) Close() error {
 	s.once.Do(func() {
 		// Stop every loop first, so no heartbeat can follow the departure.
 		s.stop()
+		if s.topic != nil && len(s.topic.ListPeers()) == 0 && s.hasNetworkPeers() {
+			// Connected to peers of the network whose topic subscription has
+			// not reached us yet (a node closing right after it joined):
+			// give pubsub up to DepartureGrace to learn them, so the
+			// departure is not lost.
+			deadline := time.Now().Add(s.params.DepartureGrace)
+			for len(s.topic.ListPeers()) == 0 && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond) // pubsub has no "topic peer joined" wait once its handler is cancelled
+			}
+		}
 		if s.topic != nil && len(s.topic.ListPeers()) > 0 {
 			s.localMu.Lock()
 			dep, err := s.local.Departure(time.Now())
@@ -358,6 +368,17 @@ func (s *Service) Close() error {
 		s.teardown()
 	})
 	return s.closeErr
+}
+
+// hasNetworkPeers reports whether the host is connected to a peer that
+// speaks this network's sync protocol.
+func (s *Service) hasNetworkPeers() bool {
+	for _, p := range s.h.Network().Peers() {
+		if ok, _ := s.h.Peerstore().SupportsProtocols(p, s.proto); len(ok) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // stop cancels the service's context and waits for its goroutines and
