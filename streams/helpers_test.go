@@ -1,11 +1,13 @@
 package streams_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/mosaik-go/mosaik/internal/testutil"
 	"github.com/mosaik-go/mosaik/node"
+	"github.com/mosaik-go/mosaik/streams"
 )
 
 // startNode starts a test-profile node on 127.0.0.1 (TCP) and closes it at
@@ -41,4 +43,35 @@ func connected(t testing.TB, n int, opts ...node.Option) []*node.Node {
 		return true
 	}, "nodes did not converge")
 	return nodes
+}
+
+// testCtx returns a context that ends after Scale(d) or with the test.
+func testCtx(t testing.TB, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(d))
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// mustProducer creates a producer and closes it at the end of the test
+// (before the nodes, which were created earlier: cleanups run LIFO).
+func mustProducer[T any](t testing.TB, n *node.Node, name string, opts ...streams.Option) *streams.Producer[T] {
+	t.Helper()
+	p, err := streams.NewProducer[T](n.Streams(), name, opts...)
+	if err != nil {
+		t.Fatalf("NewProducer(%q): %v", name, err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+// mustConsumer creates a consumer and closes it at the end of the test.
+func mustConsumer[T any](t testing.TB, n *node.Node, name string, opts ...streams.Option) *streams.Consumer[T] {
+	t.Helper()
+	c, err := streams.NewConsumer[T](n.Streams(), name, opts...)
+	if err != nil {
+		t.Fatalf("NewConsumer(%q): %v", name, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }

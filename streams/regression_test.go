@@ -27,7 +27,7 @@ func TestRegression_CloseDoesNotHangOnEndedNonReader(t *testing.T) {
 	}
 	// A raw subscriber on the consumer node's host: reads Accept, then never
 	// reads again.
-	ctx := rbCtx(t, 10*time.Second)
+	ctx := testCtx(t, 10*time.Second)
 	st, err := nodes[1].Host().NewStream(ctx, nodes[0].ID(), streams.ProtocolID)
 	if err != nil {
 		t.Fatal(err)

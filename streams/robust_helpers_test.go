@@ -34,37 +34,6 @@ const (
 	rbFrameData      byte = 0x10
 )
 
-// rbCtx returns a context that ends after Scale(d) or with the test.
-func rbCtx(t testing.TB, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(d))
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// rbProducer creates a producer and closes it at the end of the test
-// (before the nodes, which were created earlier: cleanups run LIFO).
-func rbProducer[T any](t testing.TB, n *node.Node, name string, opts ...streams.Option) *streams.Producer[T] {
-	t.Helper()
-	p, err := streams.NewProducer[T](n.Streams(), name, opts...)
-	if err != nil {
-		t.Fatalf("NewProducer(%q): %v", name, err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
-	return p
-}
-
-// rbConsumer creates a consumer and closes it at the end of the test.
-func rbConsumer[T any](t testing.TB, n *node.Node, name string, opts ...streams.Option) *streams.Consumer[T] {
-	t.Helper()
-	c, err := streams.NewConsumer[T](n.Streams(), name, opts...)
-	if err != nil {
-		t.Fatalf("NewConsumer(%q): %v", name, err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
 // rbLongLivedParams is the test discovery profile with entries that stay
 // fresh for a minute: for tests that put entries into a catalog by hand
 // (no heartbeat ever refreshes them there), so they are not purged
@@ -216,7 +185,7 @@ func rbStreamReset(t testing.TB, st network.Stream, d time.Duration) *network.St
 // re-attempts a producer given up on at the next catalog change.
 func rbCountOverChanges(t testing.TB, n *node.Node, minChanges int, count func() uint64) (grew, changes uint64) {
 	t.Helper()
-	ctx := rbCtx(t, 30*time.Second)
+	ctx := testCtx(t, 30*time.Second)
 	snap := n.Catalog()
 	v0, c0 := snap.Version(), count()
 	for snap.Version()-v0 < uint64(minChanges) {

@@ -67,7 +67,7 @@ func TestRobust_HostileConsumerWire(t *testing.T) {
 	// Long-lived catalog entries: the raw host's entry is put into the
 	// producer's catalog by hand and never refreshed.
 	pnode := startNode(t, node.WithDiscoveryParams(rbLongLivedParams()))
-	prod := rbProducer[int](t, pnode, name)
+	prod := mustProducer[int](t, pnode, name)
 	svc := pnode.Streams()
 	known, knownKey := rbRawHost(t)
 	stranger, _ := rbRawHost(t)
@@ -83,7 +83,7 @@ func TestRobust_HostileConsumerWire(t *testing.T) {
 	}
 	open := func(t *testing.T, h host.Host) network.Stream {
 		t.Helper()
-		st, err := h.NewStream(rbCtx(t, 10*time.Second), pnode.ID(), streams.ProtocolID)
+		st, err := h.NewStream(testCtx(t, 10*time.Second), pnode.ID(), streams.ProtocolID)
 		if err != nil {
 			t.Fatalf("NewStream: %v", err)
 		}
@@ -220,9 +220,9 @@ func TestRobust_HostileConsumerWire(t *testing.T) {
 	}
 	// The service survived all that: a real consumer is admitted and served.
 	cnode := startNode(t, node.WithBootstrapPeers(pnode.AddrInfo()))
-	cons := rbConsumer[int](t, cnode, name)
+	cons := mustConsumer[int](t, cnode, name)
 	testutil.Eventually(t, 10*time.Second, func() bool { return rbAllConnected(prod.Consumers(), 1) }, "real consumer not admitted")
-	ctx := rbCtx(t, 10*time.Second)
+	ctx := testCtx(t, 10*time.Second)
 	if err := prod.Send(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +325,7 @@ func TestRobust_HostileProducerWire(t *testing.T) {
 	}
 	enode := startNode(t)
 	for _, name := range []string{giant, junk} {
-		rbProducer[rbRun](t, enode, name) // advertises the stream
+		mustProducer[rbRun](t, enode, name) // advertises the stream
 	}
 	enode.Host().SetStreamHandler(streams.ProtocolID, evil.handle)
 	cnode := startNode(t, node.WithBootstrapPeers(enode.AddrInfo()))
@@ -377,7 +377,7 @@ func TestRobust_HostileProducerWire(t *testing.T) {
 
 	t.Run("undecodable datum", func(t *testing.T) {
 		id := catalog.IDFromString(junk)
-		cons := rbConsumer[rbRun](t, cnode, junk, fast)
+		cons := mustConsumer[rbRun](t, cnode, junk, fast)
 		testutil.Eventually(t, 15*time.Second, func() bool {
 			_, resets := evil.stats(id)
 			return len(resets) >= 1

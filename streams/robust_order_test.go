@@ -27,10 +27,10 @@ func TestRobust_OrderAndCompleteness100k(t *testing.T) {
 	const total = 100_000
 	bytesCodec := streams.WithCodec[[]byte](streams.Bytes{})
 	nodes := connected(t, 4)
-	prod := rbProducer[[]byte](t, nodes[0], "robust-order", bytesCodec, streams.WithQueueSize(total))
+	prod := mustProducer[[]byte](t, nodes[0], "robust-order", bytesCodec, streams.WithQueueSize(total))
 	var cons []*streams.Consumer[[]byte]
 	for _, n := range nodes[1:] {
-		cons = append(cons, rbConsumer[[]byte](t, n, "robust-order", bytesCodec))
+		cons = append(cons, mustConsumer[[]byte](t, n, "robust-order", bytesCodec))
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		if !rbAllConnected(prod.Consumers(), len(cons)) {
@@ -44,7 +44,7 @@ func TestRobust_OrderAndCompleteness100k(t *testing.T) {
 		return true
 	}, "subscriptions not established")
 
-	ctx := rbCtx(t, 120*time.Second)
+	ctx := testCtx(t, 120*time.Second)
 	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make([]error, len(cons))

@@ -31,14 +31,14 @@ func TestRobust_ProducerCrashAndRestart(t *testing.T) {
 	}
 	cnode := startNode(t)
 	pnode := startNode(t, node.WithIdentity(key), node.WithBootstrapPeers(cnode.AddrInfo()))
-	prod := rbProducer[rbRun](t, pnode, name)
-	cons := rbConsumer[rbRun](t, cnode, name,
+	prod := mustProducer[rbRun](t, pnode, name)
+	cons := mustConsumer[rbRun](t, cnode, name,
 		streams.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(200 * time.Millisecond) }))
 	pid := pnode.ID()
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return rbOnlyConnected(cons.Producers(), pid) && rbAllConnected(prod.Consumers(), 1)
 	}, "first run: no subscription")
-	ctx := rbCtx(t, 30*time.Second)
+	ctx := testCtx(t, 30*time.Second)
 	for i := range 10 {
 		if err := prod.Send(ctx, rbRun{Run: 1, I: i}); err != nil {
 			t.Fatal(err)
@@ -79,7 +79,7 @@ func TestRobust_ProducerCrashAndRestart(t *testing.T) {
 	if addrs := pnode2.Host().Addrs(); len(addrs) > 0 && len(oldAddrs) > 0 && addrs[0].Equal(oldAddrs[0]) {
 		t.Logf("restarted node reuses the address %s", addrs[0])
 	}
-	prod2 := rbProducer[rbRun](t, pnode2, name)
+	prod2 := mustProducer[rbRun](t, pnode2, name)
 	took := testutil.Eventually(t, 15*time.Second, func() bool {
 		return rbOnlyConnected(cons.Producers(), pid) && rbAllConnected(prod2.Consumers(), 1)
 	}, "consumer did not resubscribe to the restarted producer: %+v", cons.Producers())

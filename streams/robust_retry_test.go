@@ -21,8 +21,8 @@ func TestRobust_RefusedConsumerDoesNotHammer(t *testing.T) {
 	const name = "robust-refused"
 	nodes := connected(t, 2)
 	pnode, cnode := nodes[0], nodes[1]
-	prod := rbProducer[int](t, pnode, name, streams.WithRequire(func(catalog.PeerInfo) bool { return false }))
-	_ = rbConsumer[int](t, cnode, name,
+	prod := mustProducer[int](t, pnode, name, streams.WithRequire(func(catalog.PeerInfo) bool { return false }))
+	_ = mustConsumer[int](t, cnode, name,
 		streams.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(200 * time.Millisecond) }))
 	testutil.Eventually(t, 10*time.Second, func() bool { return pnode.Streams().Rejected.Load() >= 1 }, "no NotAllowed")
 	start := time.Now()

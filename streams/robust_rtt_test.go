@@ -42,15 +42,15 @@ func TestRobust_LowestRTTWithHysteresis(t *testing.T) {
 	anode := startNode(t, node.WithBootstrapPeers(cnode.AddrInfo()))
 	bnode := startNode(t, node.WithBootstrapPeers(cnode.AddrInfo()))
 	a, b := anode.ID(), bnode.ID()
-	prodA := rbProducer[int](t, anode, name)
-	prodB := rbProducer[int](t, bnode, name)
+	prodA := mustProducer[int](t, anode, name)
+	prodB := mustProducer[int](t, bnode, name)
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return len(cnode.Catalog().Producers(prodA.StreamID())) == 2
 	}, "the consumer node does not see both producers")
 
 	rbSetRTT(cnode, a, time.Millisecond)
 	rbSetRTT(cnode, b, 50*time.Millisecond)
-	cons := rbConsumer[int](t, cnode, name, streams.WithLowestRTT(1, 0.2))
+	cons := mustConsumer[int](t, cnode, name, streams.WithLowestRTT(1, 0.2))
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return rbOnlyConnected(cons.Producers(), a) && rbAllConnected(prodA.Consumers(), 1)
 	}, "consumer did not subscribe to the fastest producer: %+v", cons.Producers())
@@ -91,7 +91,7 @@ func TestRobust_LowestRTTWithHysteresis(t *testing.T) {
 		return rbOnlyConnected(cons.Producers(), b) && rbAllConnected(prodB.Consumers(), 1) && len(prodA.Consumers()) == 0
 	}, "consumer did not switch to B: %+v", cons.Producers())
 	t.Logf("switched to B in %v", took)
-	ctx := rbCtx(t, 10*time.Second)
+	ctx := testCtx(t, 10*time.Second)
 	if err := prodB.Send(ctx, 7); err != nil {
 		t.Fatal(err)
 	}

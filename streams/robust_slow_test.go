@@ -47,13 +47,13 @@ func newRBSlowSetup(t *testing.T, name string, prodOpts ...streams.Option) *rbSl
 	t.Helper()
 	bytesCodec := streams.WithCodec[[]byte](streams.Bytes{})
 	s := &rbSlowSetup{nodes: connected(t, 4)}
-	s.prod = rbProducer[[]byte](t, s.nodes[0], name, append([]streams.Option{bytesCodec, streams.WithQueueSize(rbSlowQueue)}, prodOpts...)...)
+	s.prod = mustProducer[[]byte](t, s.nodes[0], name, append([]streams.Option{bytesCodec, streams.WithQueueSize(rbSlowQueue)}, prodOpts...)...)
 	// A long constant backoff: after TooSlow the slow consumer stays in
 	// Connecting with the error, where the test can observe it.
-	s.slow = rbConsumer[[]byte](t, s.nodes[1], name, bytesCodec, streams.WithBuffer(1),
+	s.slow = mustConsumer[[]byte](t, s.nodes[1], name, bytesCodec, streams.WithBuffer(1),
 		streams.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(time.Hour) }))
 	for _, n := range s.nodes[2:] {
-		s.fast = append(s.fast, rbConsumer[[]byte](t, n, name, bytesCodec))
+		s.fast = append(s.fast, mustConsumer[[]byte](t, n, name, bytesCodec))
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool { return rbAllConnected(s.prod.Consumers(), 3) },
 		"producer did not get its 3 consumers")
@@ -132,7 +132,7 @@ func (s *rbSlowSetup) checkFast(t *testing.T, want uint64) {
 func TestRobust_SlowConsumerIsCutTooSlow(t *testing.T) {
 	s := newRBSlowSetup(t, "robust-slow")
 	slowID := s.nodes[1].ID()
-	ctx := rbCtx(t, 120*time.Second)
+	ctx := testCtx(t, 120*time.Second)
 	s.readFast(ctx, rbSlowTotal)
 	start := time.Now()
 	longest, inSend := s.sendAll(t, ctx)
@@ -214,7 +214,7 @@ func TestRobust_SlowConsumerIsCutTooSlow(t *testing.T) {
 func TestRobust_DropLaggingCountsGaps(t *testing.T) {
 	s := newRBSlowSetup(t, "robust-drop", streams.WithDropLagging())
 	slowID := s.nodes[1].ID()
-	ctx := rbCtx(t, 120*time.Second)
+	ctx := testCtx(t, 120*time.Second)
 	s.readFast(ctx, rbSlowTotal+1) // the run, then one marker
 	longest, _ := s.sendAll(t, ctx)
 	if limit := testutil.Scale(time.Second); longest > limit {

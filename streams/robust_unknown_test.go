@@ -39,7 +39,7 @@ func TestRobust_UnknownPeerSyncsAndRetries(t *testing.T) {
 	cp.DisableSync = true
 	pnode := startNode(t, node.WithDiscoveryParams(pp), node.WithoutDHT())
 	cnode := startNode(t, node.WithDiscoveryParams(cp), node.WithoutDHT())
-	prod := rbProducer[int](t, pnode, name)
+	prod := mustProducer[int](t, pnode, name)
 
 	// The consumer learns of the producer out of band: its signed entry
 	// (taken after NewProducer, so it advertises the stream) and addresses.
@@ -52,7 +52,7 @@ func TestRobust_UnknownPeerSyncsAndRetries(t *testing.T) {
 	}
 	rejected0, accepted0 := pnode.Streams().Rejected.Load(), pnode.Streams().Accepted.Load()
 
-	cons := rbConsumer[int](t, cnode, name,
+	cons := mustConsumer[int](t, cnode, name,
 		streams.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(200 * time.Millisecond) }))
 	took := testutil.Eventually(t, 15*time.Second, func() bool {
 		return rbOnlyConnected(cons.Producers(), pnode.ID()) && rbAllConnected(prod.Consumers(), 1)
@@ -71,7 +71,7 @@ func TestRobust_UnknownPeerSyncsAndRetries(t *testing.T) {
 	if st := cons.Producers()[0].Stats; st.Reconnects != 1 {
 		t.Errorf("receiver reconnected %d times, want 1 (after the 401 and the sync)", st.Reconnects)
 	}
-	ctx := rbCtx(t, 10*time.Second)
+	ctx := testCtx(t, 10*time.Second)
 	for i := range 5 {
 		if err := prod.Send(ctx, i); err != nil {
 			t.Fatal(err)
@@ -99,12 +99,12 @@ func TestRobust_UnknownPeerWithoutSyncResponder(t *testing.T) {
 	pp.DisableGossip, pp.DisableSync = true, true
 	pnode := startNode(t, node.WithDiscoveryParams(pp), node.WithoutDHT())
 	cnode := startNode(t, node.WithDiscoveryParams(pp), node.WithoutDHT())
-	prod := rbProducer[int](t, pnode, name)
+	prod := mustProducer[int](t, pnode, name)
 	cnode.Host().Peerstore().AddAddrs(pnode.ID(), pnode.Host().Addrs(), time.Hour)
 	if _, err := cnode.Discovery().Store().Merge(pnode.Discovery().Local(), time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	_ = rbConsumer[int](t, cnode, name,
+	_ = mustConsumer[int](t, cnode, name,
 		streams.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(200 * time.Millisecond) }))
 	testutil.Eventually(t, 10*time.Second, func() bool { return pnode.Streams().Rejected.Load() >= 1 }, "no 401")
 

@@ -43,39 +43,9 @@ func semNodes(t testing.TB, tags ...[]string) []*node.Node {
 	return nodes
 }
 
-// semCtx returns a context that ends after Scale(d) or with the test.
-func semCtx(t testing.TB, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(d))
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // semFastBackoff is a constant 100 ms reconnect policy, so tests that
 // wait for a retry stay fast.
 func semFastBackoff() backoff.BackOff { return backoff.NewConstantBackOff(100 * time.Millisecond) }
-
-// semProducer creates a producer and closes it at the end of the test.
-func semProducer[T any](t testing.TB, n *node.Node, name string, opts ...streams.Option) *streams.Producer[T] {
-	t.Helper()
-	p, err := streams.NewProducer[T](n.Streams(), name, opts...)
-	if err != nil {
-		t.Fatalf("NewProducer(%q): %v", name, err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
-	return p
-}
-
-// semConsumer creates a consumer and closes it at the end of the test.
-func semConsumer[T any](t testing.TB, n *node.Node, name string, opts ...streams.Option) *streams.Consumer[T] {
-	t.Helper()
-	c, err := streams.NewConsumer[T](n.Streams(), name, opts...)
-	if err != nil {
-		t.Fatalf("NewConsumer(%q): %v", name, err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
 
 // semInfo returns the channel to peer p in infos.
 func semInfo(infos []streams.ChannelInfo, p peer.ID) (streams.ChannelInfo, bool) {
@@ -116,7 +86,7 @@ func semCode(err error) (streams.Code, bool) {
 // semRecv receives one datum within d or fails the test.
 func semRecv[T any](t testing.TB, c *streams.Consumer[T], d time.Duration) T {
 	t.Helper()
-	v, err := c.Recv(semCtx(t, d))
+	v, err := c.Recv(testCtx(t, d))
 	if err != nil {
 		t.Fatalf("Recv: %v", err)
 	}
@@ -126,7 +96,7 @@ func semRecv[T any](t testing.TB, c *streams.Consumer[T], d time.Duration) T {
 // semSend sends one datum within d or fails the test.
 func semSend[T any](t testing.TB, p *streams.Producer[T], v T, d time.Duration) {
 	t.Helper()
-	if err := p.Send(semCtx(t, d), v); err != nil {
+	if err := p.Send(testCtx(t, d), v); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
 }
@@ -134,7 +104,7 @@ func semSend[T any](t testing.TB, p *streams.Producer[T], v T, d time.Duration) 
 // semWait waits for cond's next not-met to met edge within d.
 func semWait(t testing.TB, c *streams.Condition, d time.Duration, what string) {
 	t.Helper()
-	if err := c.Wait(semCtx(t, d)); err != nil {
+	if err := c.Wait(testCtx(t, d)); err != nil {
 		t.Fatalf("waiting for %s: %v", what, err)
 	}
 }

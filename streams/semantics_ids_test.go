@@ -31,11 +31,11 @@ func TestSemantics_CustomStreamID_HexNameMatchesPlainName(t *testing.T) {
 	sum := blake3.Sum256([]byte("my-stream1"))
 	hexName := hex.EncodeToString(sum[:])
 
-	prod := semProducer[string](t, nodes[0], hexName)
-	plain := semConsumer[string](t, nodes[1], "my-stream1")
-	upper := semConsumer[string](t, nodes[1], strings.ToUpper(hexName))
+	prod := mustProducer[string](t, nodes[0], hexName)
+	plain := mustConsumer[string](t, nodes[1], "my-stream1")
+	upper := mustConsumer[string](t, nodes[1], strings.ToUpper(hexName))
 	// 63 hex characters are not an ID: they are hashed like any name.
-	other := semConsumer[string](t, nodes[1], hexName[:63])
+	other := mustConsumer[string](t, nodes[1], hexName[:63])
 
 	want := catalog.StreamID(sum)
 	for name, got := range map[string]catalog.StreamID{
@@ -69,13 +69,13 @@ func TestSemantics_CustomStreamID_HexNameMatchesPlainName(t *testing.T) {
 // subscribes only to its own stream (mosaik's custom_stream_id).
 func TestSemantics_CustomStreamID_TwoStreamsOnOneNode(t *testing.T) {
 	nodes := semNodes(t, nil, nil)
-	p1 := semProducer[string](t, nodes[0], "stream1234")
-	p2 := semProducer[string](t, nodes[0], "stream5678")
+	p1 := mustProducer[string](t, nodes[0], "stream1234")
+	p2 := mustProducer[string](t, nodes[0], "stream5678")
 	if p1.StreamID() == p2.StreamID() {
 		t.Fatal("two stream names gave one ID")
 	}
-	c1 := semConsumer[string](t, nodes[1], "stream1234")
-	c2 := semConsumer[string](t, nodes[1], "stream5678")
+	c1 := mustConsumer[string](t, nodes[1], "stream1234")
+	c2 := mustConsumer[string](t, nodes[1], "stream5678")
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return semConnected(p1.Consumers(), nodes[1].ID()) && semConnected(p2.Consumers(), nodes[1].ID())
 	}, "consumers did not subscribe")
@@ -115,8 +115,8 @@ func (semRawUTF8) Decode(b []byte) (string, error) { return string(b) + "-custom
 
 func TestSemantics_CustomCodec_RawUTF8(t *testing.T) {
 	nodes := semNodes(t, nil, nil)
-	prod := semProducer[string](t, nodes[0], "custom-codec", streams.WithCodec[string](semRawUTF8{}))
-	cons := semConsumer[string](t, nodes[1], "custom-codec", streams.WithCodec[string](semRawUTF8{}))
+	prod := mustProducer[string](t, nodes[0], "custom-codec", streams.WithCodec[string](semRawUTF8{}))
+	cons := mustConsumer[string](t, nodes[1], "custom-codec", streams.WithCodec[string](semRawUTF8{}))
 	const msg = "hello custom encoding"
 	semSend(t, prod, msg, 10*time.Second)
 	if v := semRecv(t, cons, 5*time.Second); v != msg+"-custom-decode" {
@@ -136,8 +136,8 @@ func TestSemantics_CustomCodec_RawUTF8(t *testing.T) {
 func TestSemantics_Codecs_BytesAndJSON(t *testing.T) {
 	nodes := semNodes(t, nil, nil)
 
-	bp := semProducer[[]byte](t, nodes[0], "codec-bytes", streams.WithCodec[[]byte](streams.Bytes{}))
-	bc := semConsumer[[]byte](t, nodes[1], "codec-bytes", streams.WithCodec[[]byte](streams.Bytes{}))
+	bp := mustProducer[[]byte](t, nodes[0], "codec-bytes", streams.WithCodec[[]byte](streams.Bytes{}))
+	bc := mustConsumer[[]byte](t, nodes[1], "codec-bytes", streams.WithCodec[[]byte](streams.Bytes{}))
 	first, second := []byte{0, 1, 2, 0xff}, []byte{9, 9, 9, 9}
 	semSend(t, bp, first, 10*time.Second)
 	semSend(t, bp, second, 5*time.Second)
@@ -150,8 +150,8 @@ func TestSemantics_Codecs_BytesAndJSON(t *testing.T) {
 		t.Errorf("Bytes: consumer channel %+v, want 8 payload bytes", ci)
 	}
 
-	jp := semProducer[order](t, nodes[0], "codec-json", streams.WithCodec[order](streams.JSON[order]{}))
-	jc := semConsumer[order](t, nodes[1], "codec-json", streams.WithCodec[order](streams.JSON[order]{}))
+	jp := mustProducer[order](t, nodes[0], "codec-json", streams.WithCodec[order](streams.JSON[order]{}))
+	jc := mustConsumer[order](t, nodes[1], "codec-json", streams.WithCodec[order](streams.JSON[order]{}))
 	want := order{ID: 7, Price: 2.5}
 	semSend(t, jp, want, 10*time.Second)
 	if v := semRecv(t, jc, 5*time.Second); v != want {
@@ -189,7 +189,7 @@ func TestSemantics_WrongCodecType(t *testing.T) {
 		t.Error("a failed NewProducer advertised its stream")
 	}
 	// Nothing was registered: a well-typed producer of the stream works.
-	p := semProducer[string](t, n, "typed", streams.WithCodec[string](streams.CBOR[string]{}))
+	p := mustProducer[string](t, n, "typed", streams.WithCodec[string](streams.CBOR[string]{}))
 	if !n.Catalog().Local().Entry.Produces(p.StreamID()) {
 		t.Error("the producer's stream is not advertised")
 	}
@@ -242,7 +242,7 @@ func TestSemantics_ProducerExists(t *testing.T) {
 	}
 
 	// The first producer is untouched by the failed attempts.
-	cons := semConsumer[string](t, n1, "dup", streams.WithBackoff(semFastBackoff))
+	cons := mustConsumer[string](t, n1, "dup", streams.WithBackoff(semFastBackoff))
 	semSend(t, first, "from-first", 10*time.Second)
 	if v := semRecv(t, cons, 5*time.Second); v != "from-first" {
 		t.Fatalf("got %q, want from-first", v)
@@ -262,7 +262,7 @@ func TestSemantics_ProducerExists(t *testing.T) {
 		return ok && !e.Entry.Produces(id)
 	}, "the remote catalog still lists the closed producer's stream")
 
-	second := semProducer[string](t, n0, "dup")
+	second := mustProducer[string](t, n0, "dup")
 	if !n0.Catalog().Local().Entry.Produces(id) {
 		t.Error("the new producer's stream is not in the local catalog entry")
 	}

@@ -82,10 +82,10 @@ func semRejectedAs(infos func() []streams.ChannelInfo, p peer.ID, code streams.C
 func TestSemantics_ProducerRequire_ByTag(t *testing.T) {
 	nodes := semNodes(t, nil, nil, []string{"validator"}, nil)
 	n0, n1, tagged, untagged := nodes[0], nodes[1], nodes[2], nodes[3]
-	strict := semProducer[string](t, n0, "require-producer", streams.WithRequireTags("validator"))
-	open := semProducer[string](t, n1, "require-producer")
-	cv := semConsumer[string](t, tagged, "require-producer")
-	cu := semConsumer[string](t, untagged, "require-producer")
+	strict := mustProducer[string](t, n0, "require-producer", streams.WithRequireTags("validator"))
+	open := mustProducer[string](t, n1, "require-producer")
+	cv := mustConsumer[string](t, tagged, "require-producer")
+	cu := mustConsumer[string](t, untagged, "require-producer")
 
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return semConnected(cv.Producers(), n0.ID()) && semConnected(cv.Producers(), n1.ID()) &&
@@ -112,11 +112,11 @@ func TestSemantics_ProducerRequire_ByTag(t *testing.T) {
 func TestSemantics_ProducerRequire_Chaining(t *testing.T) {
 	nodes := semNodes(t, nil, []string{"tag1"}, []string{"tag2"}, []string{"tag1", "tag2"})
 	n0, only1, only2, both := nodes[0], nodes[1], nodes[2], nodes[3]
-	prod := semProducer[string](t, n0, "require-chain-producer",
+	prod := mustProducer[string](t, n0, "require-chain-producer",
 		streams.WithRequireTags("tag1"), streams.WithRequireTags("tag2"))
-	c1 := semConsumer[string](t, only1, "require-chain-producer")
-	c2 := semConsumer[string](t, only2, "require-chain-producer")
-	cb := semConsumer[string](t, both, "require-chain-producer")
+	c1 := mustConsumer[string](t, only1, "require-chain-producer")
+	c2 := mustConsumer[string](t, only2, "require-chain-producer")
+	cb := mustConsumer[string](t, both, "require-chain-producer")
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return semConnected(prod.Consumers(), both.ID()) && n0.Streams().Rejected.Load() >= 2
 	}, "want the consumer with both tags accepted and two rejections; consumers %+v, rejected %d",
@@ -137,10 +137,10 @@ func TestSemantics_ProducerRequire_Chaining(t *testing.T) {
 func TestSemantics_ConsumerRequire_ByTag(t *testing.T) {
 	nodes := semNodes(t, nil, []string{"validator"}, nil)
 	n0, tagged, untagged := nodes[0], nodes[1], nodes[2]
-	pv := semProducer[string](t, tagged, "require-consumer")
-	pu := semProducer[string](t, untagged, "require-consumer")
-	strict := semConsumer[string](t, n0, "require-consumer", streams.WithRequireTags("validator"))
-	all := semConsumer[string](t, n0, "require-consumer")
+	pv := mustProducer[string](t, tagged, "require-consumer")
+	pu := mustProducer[string](t, untagged, "require-consumer")
+	strict := mustConsumer[string](t, n0, "require-consumer", streams.WithRequireTags("validator"))
+	all := mustConsumer[string](t, n0, "require-consumer")
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return semConnected(strict.Producers(), tagged.ID()) &&
 			semConnected(all.Producers(), tagged.ID()) && semConnected(all.Producers(), untagged.ID())
@@ -164,11 +164,11 @@ func TestSemantics_ConsumerRequire_Chaining(t *testing.T) {
 	nodes := semNodes(t, nil, []string{"tag1"}, []string{"tag2"}, []string{"tag1", "tag2"})
 	n0, only1, only2, both := nodes[0], nodes[1], nodes[2], nodes[3]
 	for _, n := range nodes[1:] {
-		semProducer[string](t, n, "require-chain-consumer")
+		mustProducer[string](t, n, "require-chain-consumer")
 	}
-	strict := semConsumer[string](t, n0, "require-chain-consumer",
+	strict := mustConsumer[string](t, n0, "require-chain-consumer",
 		streams.WithRequireTags("tag1"), streams.WithRequireTags("tag2"))
-	all := semConsumer[string](t, n0, "require-chain-consumer")
+	all := mustConsumer[string](t, n0, "require-chain-consumer")
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return semConnected(strict.Producers(), both.ID()) && len(semConnectedPeers(all.Producers())) == 3
 	}, "strict %+v, open %+v", strict.Producers(), all.Producers())
@@ -183,8 +183,8 @@ func TestSemantics_ConsumerRequire_Chaining(t *testing.T) {
 func TestSemantics_ProducerRequire_DynamicTags(t *testing.T) {
 	nodes := semNodes(t, nil, []string{"validator"})
 	n0, n1 := nodes[0], nodes[1]
-	prod := semProducer[string](t, n0, "dynamic-producer", streams.WithRequireTags("validator"))
-	cons := semConsumer[string](t, n1, "dynamic-producer", streams.WithBackoff(semFastBackoff))
+	prod := mustProducer[string](t, n0, "dynamic-producer", streams.WithRequireTags("validator"))
+	cons := mustConsumer[string](t, n1, "dynamic-producer", streams.WithBackoff(semFastBackoff))
 	semWait(t, prod.When().Subscribed(), 10*time.Second, "the tagged consumer")
 	semSend(t, prod, "before", 5*time.Second)
 	if v := semRecv(t, cons, 5*time.Second); v != "before" {
@@ -195,7 +195,7 @@ func TestSemantics_ProducerRequire_DynamicTags(t *testing.T) {
 	if err := n1.SetTags(); err != nil {
 		t.Fatal(err)
 	}
-	if err := prod.When().Unsubscribed().Wait(semCtx(t, 10*time.Second)); err != nil {
+	if err := prod.When().Unsubscribed().Wait(testCtx(t, 10*time.Second)); err != nil {
 		t.Fatalf("the producer did not cut the consumer that lost its tag: %v", err)
 	}
 	// The consumer retries and is refused while it lacks the tag.
@@ -223,8 +223,8 @@ func TestSemantics_ProducerRequire_DynamicTags(t *testing.T) {
 func TestSemantics_ConsumerRequire_DynamicTags(t *testing.T) {
 	nodes := semNodes(t, nil, []string{"validator"})
 	n0, n1 := nodes[0], nodes[1]
-	prod := semProducer[string](t, n1, "dynamic-consumer")
-	cons := semConsumer[string](t, n0, "dynamic-consumer", streams.WithRequireTags("validator"))
+	prod := mustProducer[string](t, n1, "dynamic-consumer")
+	cons := mustConsumer[string](t, n0, "dynamic-consumer", streams.WithRequireTags("validator"))
 	semWait(t, cons.When().Subscribed(), 10*time.Second, "the tagged producer")
 
 	if err := n1.SetTags(); err != nil {
@@ -232,7 +232,7 @@ func TestSemantics_ConsumerRequire_DynamicTags(t *testing.T) {
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool { return len(cons.Producers()) == 0 },
 		"the consumer kept the producer that lost its tag: %+v", cons.Producers())
-	if err := prod.When().Offline(semCtx(t, 10*time.Second)); err != nil {
+	if err := prod.When().Offline(testCtx(t, 10*time.Second)); err != nil {
 		t.Fatalf("the producer did not see the consumer leave: %v", err)
 	}
 	semNever(t, "the consumer", semNoneOf(cons.Producers, false, n1.ID()))
@@ -250,8 +250,8 @@ func TestSemantics_ConsumerRequire_DynamicTags(t *testing.T) {
 // RTT sample of it (mosaik's producer require_rtt_accepts_fast_peers).
 func TestSemantics_ProducerRTT_Accepts(t *testing.T) {
 	nodes := semNodes(t, nil, nil)
-	prod := semProducer[string](t, nodes[0], "rtt-producer-ok", streams.WithMaxRTT(5*time.Second))
-	cons := semConsumer[string](t, nodes[1], "rtt-producer-ok")
+	prod := mustProducer[string](t, nodes[0], "rtt-producer-ok", streams.WithMaxRTT(5*time.Second))
+	cons := mustConsumer[string](t, nodes[1], "rtt-producer-ok")
 	semSend(t, prod, "fast", 10*time.Second)
 	if v := semRecv(t, cons, 5*time.Second); v != "fast" {
 		t.Fatalf("got %q", v)
@@ -267,8 +267,8 @@ func TestSemantics_ProducerRTT_Accepts(t *testing.T) {
 func TestSemantics_ProducerRTT_Rejects(t *testing.T) {
 	nodes := semNodes(t, nil, nil)
 	n0, n1 := nodes[0], nodes[1]
-	prod := semProducer[string](t, n0, "rtt-producer-slow", streams.WithMaxRTT(time.Nanosecond))
-	cons := semConsumer[string](t, n1, "rtt-producer-slow")
+	prod := mustProducer[string](t, n0, "rtt-producer-slow", streams.WithMaxRTT(time.Nanosecond))
+	cons := mustConsumer[string](t, n1, "rtt-producer-slow")
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		_, sampled := n0.Discovery().RTT().Get(n1.ID())
 		return sampled && n0.Streams().Rejected.Load() > 0
@@ -285,8 +285,8 @@ func TestSemantics_ProducerRTT_Rejects(t *testing.T) {
 // (mosaik's consumer require_rtt_accepts_fast_peers).
 func TestSemantics_ConsumerRTT_Accepts(t *testing.T) {
 	nodes := semNodes(t, nil, nil)
-	prod := semProducer[string](t, nodes[0], "rtt-consumer-ok")
-	cons := semConsumer[string](t, nodes[1], "rtt-consumer-ok", streams.WithMaxRTT(5*time.Second))
+	prod := mustProducer[string](t, nodes[0], "rtt-consumer-ok")
+	cons := mustConsumer[string](t, nodes[1], "rtt-consumer-ok", streams.WithMaxRTT(5*time.Second))
 	semSend(t, prod, "fast", 10*time.Second)
 	if v := semRecv(t, cons, 5*time.Second); v != "fast" {
 		t.Fatalf("got %q", v)
@@ -303,9 +303,9 @@ func TestSemantics_ConsumerRTT_Accepts(t *testing.T) {
 func TestSemantics_ConsumerRTT_Rejects(t *testing.T) {
 	nodes := semNodes(t, nil, nil)
 	n0, n1 := nodes[0], nodes[1]
-	prod := semProducer[string](t, n0, "rtt-consumer-slow")
-	slow := semConsumer[string](t, n1, "rtt-consumer-slow", streams.WithMaxRTT(time.Nanosecond))
-	loose := semConsumer[string](t, n1, "rtt-consumer-slow", streams.WithMaxRTT(5*time.Second))
+	prod := mustProducer[string](t, n0, "rtt-consumer-slow")
+	slow := mustConsumer[string](t, n1, "rtt-consumer-slow", streams.WithMaxRTT(time.Nanosecond))
+	loose := mustConsumer[string](t, n1, "rtt-consumer-slow", streams.WithMaxRTT(5*time.Second))
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		_, sampled := n1.Discovery().RTT().Get(n0.ID())
 		return sampled && semConnected(loose.Producers(), n0.ID())
@@ -324,11 +324,11 @@ func TestSemantics_ConsumerRTT_Rejects(t *testing.T) {
 func TestSemantics_MaxConsumers(t *testing.T) {
 	nodes := semNodes(t, nil, nil, nil)
 	n0, n1, n2 := nodes[0], nodes[1], nodes[2]
-	prod := semProducer[string](t, n0, "max-consumers", streams.WithMaxConsumers(1))
-	first := semConsumer[string](t, n1, "max-consumers", streams.WithBackoff(semFastBackoff))
+	prod := mustProducer[string](t, n0, "max-consumers", streams.WithMaxConsumers(1))
+	first := mustConsumer[string](t, n1, "max-consumers", streams.WithBackoff(semFastBackoff))
 	semWait(t, prod.When().Subscribed(), 10*time.Second, "the first consumer")
 
-	second := semConsumer[string](t, n2, "max-consumers", streams.WithBackoff(semFastBackoff))
+	second := mustConsumer[string](t, n2, "max-consumers", streams.WithBackoff(semFastBackoff))
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		ci, ok := semInfo(second.Producers(), n0.ID())
 		code, hasCode := semCode(ci.Err)
@@ -369,10 +369,10 @@ func TestSemantics_MaxConsumers_ConcurrentSubscribers(t *testing.T) {
 	// its own) wait for the producer, so they all find it at once.
 	for _, n := range nodes[1:] {
 		for range 3 {
-			semConsumer[string](t, n, "max-consumers-race", streams.WithBackoff(semFastBackoff))
+			mustConsumer[string](t, n, "max-consumers-race", streams.WithBackoff(semFastBackoff))
 		}
 	}
-	prod := semProducer[string](t, nodes[0], "max-consumers-race", streams.WithMaxConsumers(1))
+	prod := mustProducer[string](t, nodes[0], "max-consumers-race", streams.WithMaxConsumers(1))
 	semWait(t, prod.When().Subscribed(), 10*time.Second, "a consumer")
 	semNever(t, "the WithMaxConsumers(1) producer", func() string {
 		if n := len(semConnectedPeers(prod.Consumers())); n > 1 {
@@ -397,8 +397,8 @@ func TestSemantics_MaxConsumers_ConcurrentSubscribers(t *testing.T) {
 func TestSemantics_FinalRejectionRetriesOnlyOnCatalogChange(t *testing.T) {
 	nodes := semNodes(t, nil, nil)
 	n0, n1 := nodes[0], nodes[1]
-	semProducer[string](t, n0, "final-rejection", streams.WithRequireTags("validator"))
-	semConsumer[string](t, n1, "final-rejection")
+	mustProducer[string](t, n0, "final-rejection", streams.WithRequireTags("validator"))
+	mustConsumer[string](t, n1, "final-rejection")
 	testutil.Eventually(t, 10*time.Second, func() bool { return n0.Streams().Rejected.Load() > 0 },
 		"the untagged consumer was not rejected")
 	rejected, version := n0.Streams().Rejected.Load(), n1.Catalog().Version()

@@ -31,8 +31,8 @@ func semStatsAre(t testing.TB, what string, infos func() []streams.ChannelInfo, 
 // (mosaik's stats::producer).
 func TestSemantics_Stats_Producer(t *testing.T) {
 	nodes := semNodes(t, nil, nil, nil)
-	prod := semProducer[[]byte](t, nodes[0], "stats-producer", semBytes)
-	c1 := semConsumer[[]byte](t, nodes[1], "stats-producer", semBytes)
+	prod := mustProducer[[]byte](t, nodes[0], "stats-producer", semBytes)
+	c1 := mustConsumer[[]byte](t, nodes[1], "stats-producer", semBytes)
 	semWait(t, prod.When().Subscribed(), 10*time.Second, "the first consumer")
 
 	pi, _ := semInfo(prod.Consumers(), nodes[1].ID())
@@ -49,7 +49,7 @@ func TestSemantics_Stats_Producer(t *testing.T) {
 	semStatsAre(t, "producer", prod.Consumers, nodes[1].ID(), 1, 4)
 	semStatsAre(t, "consumer 1", c1.Producers, nodes[0].ID(), 1, 4)
 
-	c2 := semConsumer[[]byte](t, nodes[2], "stats-producer", semBytes)
+	c2 := mustConsumer[[]byte](t, nodes[2], "stats-producer", semBytes)
 	semWait(t, prod.When().Subscribed().MinimumOf(2), 10*time.Second, "the second consumer")
 	semSend(t, prod, []byte("data2"), 5*time.Second)
 	semStatsAre(t, "producer, consumer 1", prod.Consumers, nodes[1].ID(), 2, 9)
@@ -75,13 +75,13 @@ func TestSemantics_Stats_Producer(t *testing.T) {
 // postcard's length prefixes).
 func TestSemantics_Stats_ConsumerAggregate(t *testing.T) {
 	nodes := semNodes(t, nil, nil, nil)
-	cons := semConsumer[[]byte](t, nodes[0], "stats-consumer", semBytes)
-	p1 := semProducer[[]byte](t, nodes[1], "stats-consumer", semBytes)
+	cons := mustConsumer[[]byte](t, nodes[0], "stats-consumer", semBytes)
+	p1 := mustProducer[[]byte](t, nodes[1], "stats-consumer", semBytes)
 	semWait(t, cons.When().Subscribed(), 10*time.Second, "the first producer")
 	semSend(t, p1, []byte("hello"), 5*time.Second)
 	semStatsAre(t, "consumer, producer 1", cons.Producers, nodes[1].ID(), 1, 5)
 
-	p2 := semProducer[[]byte](t, nodes[2], "stats-consumer", semBytes)
+	p2 := mustProducer[[]byte](t, nodes[2], "stats-consumer", semBytes)
 	semWait(t, cons.When().Subscribed().MinimumOf(2), 10*time.Second, "the second producer")
 	semSend(t, p2, []byte("world"), 5*time.Second)
 	semStatsAre(t, "consumer, producer 2", cons.Producers, nodes[2].ID(), 1, 5)
@@ -113,8 +113,8 @@ func TestSemantics_Stats_ConsumerAggregate(t *testing.T) {
 // change the doc to "datums received into the buffer".
 func TestSemantics_Stats_ConsumerCountsTakenDatums(t *testing.T) {
 	nodes := semNodes(t, nil, nil)
-	prod := semProducer[[]byte](t, nodes[0], "stats-taken", semBytes)
-	cons := semConsumer[[]byte](t, nodes[1], "stats-taken", semBytes)
+	prod := mustProducer[[]byte](t, nodes[0], "stats-taken", semBytes)
+	cons := mustConsumer[[]byte](t, nodes[1], "stats-taken", semBytes)
 	for _, s := range []string{"one", "two", "six"} {
 		semSend(t, prod, []byte(s), 10*time.Second)
 	}

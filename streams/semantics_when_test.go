@@ -29,7 +29,7 @@ func TestSemantics_ProducerWhen_Smoke(t *testing.T) {
 	validator := catalog.IDFromString("validator")
 	nodes := semNodes(t, nil, nil, nil, []string{"validator"})
 	n1, n2, n3 := nodes[1], nodes[2], nodes[3]
-	prod := semProducer[string](t, nodes[0], "when-producer")
+	prod := mustProducer[string](t, nodes[0], "when-producer")
 	w := prod.When()
 
 	sub := w.Subscribed()
@@ -48,13 +48,13 @@ func TestSemantics_ProducerWhen_Smoke(t *testing.T) {
 	semWait(t, notTwo, time.Second, "a fresh met MinimumOf(2).Unmet()")
 	semWait(t, unsub, time.Second, "a fresh met Unsubscribed()")
 	semNotYet(t, sub, semNoEdge, "Subscribed() with no consumer")
-	if err := w.Offline(semCtx(t, time.Second)); err != nil {
+	if err := w.Offline(testCtx(t, time.Second)); err != nil {
 		t.Fatalf("Offline with no consumer: %v", err)
 	}
 
-	c1 := semConsumer[string](t, n1, "when-producer")
+	c1 := mustConsumer[string](t, n1, "when-producer")
 	semWait(t, sub, 10*time.Second, "the first consumer")
-	if err := w.Online(semCtx(t, 5*time.Second)); err != nil {
+	if err := w.Online(testCtx(t, 5*time.Second)); err != nil {
 		t.Fatalf("Online after the first consumer: %v", err)
 	}
 	if !prod.IsOnline() || two.IsMet() || unsub.IsMet() || tagged.IsMet() || isN2.IsMet() {
@@ -72,7 +72,7 @@ func TestSemantics_ProducerWhen_Smoke(t *testing.T) {
 		t.Error("Subscribed() changed by MinimumOf/Unmet/WithTags built from it")
 	}
 
-	c2 := semConsumer[string](t, n2, "when-producer")
+	c2 := mustConsumer[string](t, n2, "when-producer")
 	semWait(t, two, 10*time.Second, "two consumers")
 	if !isN2.IsMet() || tagged.IsMet() {
 		t.Errorf("consumers on n1 and n2: isN2 %v, tagged %v; want true, false", isN2.IsMet(), tagged.IsMet())
@@ -94,7 +94,7 @@ func TestSemantics_ProducerWhen_Smoke(t *testing.T) {
 	// two observes unmet (re-arming it), then fires again on the next
 	// second consumer, a tagged one.
 	semNotYet(t, two, semNoEdge, "MinimumOf(2) with one consumer")
-	c3 := semConsumer[string](t, n3, "when-producer")
+	c3 := mustConsumer[string](t, n3, "when-producer")
 	semWait(t, two, 10*time.Second, "MinimumOf(2) re-armed, with consumers on n1 and n3")
 	semWait(t, tagged, time.Second, "Subscribed().WithTags(validator)")
 	semWait(t, tagged.MinimumOf(1).WithPredicate(func(e *catalog.Entry) bool { return e.PeerID == n3.ID() }),
@@ -108,7 +108,7 @@ func TestSemantics_ProducerWhen_Smoke(t *testing.T) {
 
 	_ = c1.Close()
 	_ = c3.Close()
-	if err := w.Offline(semCtx(t, 10*time.Second)); err != nil {
+	if err := w.Offline(testCtx(t, 10*time.Second)); err != nil {
 		t.Fatalf("Offline after every consumer left: %v", err)
 	}
 	semWait(t, unsub, 5*time.Second, "Unsubscribed() after every consumer left")
@@ -128,7 +128,7 @@ func TestSemantics_ProducerWhen_Smoke(t *testing.T) {
 	case <-time.After(testutil.Scale(5 * time.Second)):
 		t.Fatal("Wait did not return after Close")
 	}
-	if err := w.Online(semCtx(t, time.Second)); !errors.Is(err, streams.ErrClosed) {
+	if err := w.Online(testCtx(t, time.Second)); !errors.Is(err, streams.ErrClosed) {
 		t.Errorf("Online on a closed offline producer: %v, want ErrClosed", err)
 	}
 }
@@ -139,7 +139,7 @@ func TestSemantics_ProducerWhen_Smoke(t *testing.T) {
 func TestSemantics_ConsumerWhen_Smoke(t *testing.T) {
 	nodes := semNodes(t, nil, nil, []string{"validator"}, nil)
 	n1, n2, n3 := nodes[1], nodes[2], nodes[3]
-	cons := semConsumer[string](t, nodes[0], "when-consumer", streams.WithBackoff(semFastBackoff))
+	cons := mustConsumer[string](t, nodes[0], "when-consumer", streams.WithBackoff(semFastBackoff))
 	w := cons.When()
 	sub := w.Subscribed()
 	two := sub.MinimumOf(2)
@@ -155,12 +155,12 @@ func TestSemantics_ConsumerWhen_Smoke(t *testing.T) {
 	semWait(t, unsub.Unmet().Unmet().MinimumOf(1), time.Second, "a clone of Unsubscribed()")
 	semNotYet(t, sub, semNoEdge, "Subscribed() with no producer")
 
-	p1 := semProducer[string](t, n1, "when-consumer")
+	p1 := mustProducer[string](t, n1, "when-consumer")
 	semWait(t, sub, 10*time.Second, "the first producer")
 	if two.IsMet() || unsub.IsMet() || tagged.IsMet() {
 		t.Fatalf("one producer: two %v, unsubscribed %v, tagged %v", two.IsMet(), unsub.IsMet(), tagged.IsMet())
 	}
-	p2 := semProducer[string](t, n2, "when-consumer")
+	p2 := mustProducer[string](t, n2, "when-consumer")
 	semWait(t, two, 10*time.Second, "two producers")
 	semWait(t, tagged, time.Second, "Subscribed().WithTags(validator) with the tagged producer")
 	semWait(t, two.MinimumOf(2), time.Second, "a clone of a met MinimumOf(2)")
@@ -171,7 +171,7 @@ func TestSemantics_ConsumerWhen_Smoke(t *testing.T) {
 	semWait(t, notTwo, 10*time.Second, "MinimumOf(2).Unmet() after a producer left")
 	testutil.Eventually(t, 5*time.Second, func() bool { return !tagged.IsMet() }, "the tagged producer left but WithTags still holds")
 	semNotYet(t, two, semNoEdge, "MinimumOf(2) with one producer")
-	p3 := semProducer[string](t, n3, "when-consumer")
+	p3 := mustProducer[string](t, n3, "when-consumer")
 	semWait(t, two, 10*time.Second, "MinimumOf(2) re-armed, with producers on n1 and n3")
 	if !cons.IsOnline() {
 		t.Error("the consumer went offline; its default online condition is MinimumOf(0)")
@@ -188,11 +188,11 @@ func TestSemantics_ConsumerWhen_Smoke(t *testing.T) {
 // online_when_default_is_immediate).
 func TestSemantics_ConsumerOnlineByDefault(t *testing.T) {
 	n := startNode(t, node.WithoutDHT())
-	cons := semConsumer[string](t, n, "online-default")
+	cons := mustConsumer[string](t, n, "online-default")
 	if !cons.IsOnline() || !cons.When().IsOnline() {
 		t.Fatal("a fresh consumer is offline")
 	}
-	if err := cons.When().Online(semCtx(t, time.Second)); err != nil {
+	if err := cons.When().Online(testCtx(t, time.Second)); err != nil {
 		t.Fatalf("Online: %v", err)
 	}
 	if cons.When().Subscribed().IsMet() {
@@ -212,28 +212,28 @@ func TestSemantics_ConsumerOnlineByDefault(t *testing.T) {
 func TestSemantics_ConsumerOnlineWhen(t *testing.T) {
 	t1, t2 := catalog.IDFromString("t1"), catalog.IDFromString("t2")
 	nodes := semNodes(t, nil, []string{"t1", "t2"}, []string{"t1"}, []string{"t1", "t2"})
-	cons := semConsumer[string](t, nodes[0], "online-when-consumer",
+	cons := mustConsumer[string](t, nodes[0], "online-when-consumer",
 		streams.WithOnlineWhen(func(c *streams.Condition) *streams.Condition { return c.MinimumOf(2).WithTags(t1, t2) }))
 	if cons.IsOnline() {
 		t.Fatal("online with no producer")
 	}
-	if err := cons.When().Offline(semCtx(t, time.Second)); err != nil {
+	if err := cons.When().Offline(testCtx(t, time.Second)); err != nil {
 		t.Fatalf("Offline: %v", err)
 	}
-	semProducer[string](t, nodes[1], "online-when-consumer")
-	semProducer[string](t, nodes[2], "online-when-consumer")
+	mustProducer[string](t, nodes[1], "online-when-consumer")
+	mustProducer[string](t, nodes[2], "online-when-consumer")
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return semConnected(cons.Producers(), nodes[1].ID()) && semConnected(cons.Producers(), nodes[2].ID())
 	}, "the consumer did not subscribe to the first two producers: %+v", cons.Producers())
 	if cons.IsOnline() {
 		t.Fatal("online with one producer tagged t1+t2 and one tagged t1")
 	}
-	p3 := semProducer[string](t, nodes[3], "online-when-consumer")
-	if err := cons.When().Online(semCtx(t, 10*time.Second)); err != nil {
+	p3 := mustProducer[string](t, nodes[3], "online-when-consumer")
+	if err := cons.When().Online(testCtx(t, 10*time.Second)); err != nil {
 		t.Fatalf("Online with two producers tagged t1+t2: %v", err)
 	}
 	_ = p3.Close()
-	if err := cons.When().Offline(semCtx(t, 10*time.Second)); err != nil {
+	if err := cons.When().Offline(testCtx(t, 10*time.Second)); err != nil {
 		t.Fatalf("Offline after a t1+t2 producer left: %v", err)
 	}
 }
@@ -246,10 +246,10 @@ func TestSemantics_ProducerOnlineWhen_Tags(t *testing.T) {
 	validator := catalog.IDFromString("validator")
 	nodes := semNodes(t, nil, nil, nil, []string{"validator"}, []string{"validator"})
 	n0, u1, u2, v1, v2 := nodes[0], nodes[1], nodes[2], nodes[3], nodes[4]
-	two := semProducer[string](t, n0, "ow-two",
+	two := mustProducer[string](t, n0, "ow-two",
 		streams.WithOnlineWhen(func(c *streams.Condition) *streams.Condition { return c.MinimumOf(2) }))
-	def := semProducer[string](t, n0, "ow-default")
-	vals := semProducer[string](t, n0, "ow-validators",
+	def := mustProducer[string](t, n0, "ow-default")
+	vals := mustProducer[string](t, n0, "ow-validators",
 		streams.WithOnlineWhen(func(c *streams.Condition) *streams.Condition { return c.WithTags(validator).MinimumOf(2) }))
 	check := func(stage string, wantTwo, wantDef, wantVals bool) {
 		t.Helper()
@@ -271,31 +271,31 @@ func TestSemantics_ProducerOnlineWhen_Tags(t *testing.T) {
 	check("no consumers", false, false, false)
 
 	for _, s := range []string{"ow-two", "ow-default", "ow-validators"} {
-		semConsumer[string](t, u1, s)
+		mustConsumer[string](t, u1, s)
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return connectedTo(two, 1)() && connectedTo(def, 1)() && connectedTo(vals, 1)()
 	}, "the first untagged consumer did not subscribe")
 	check("one untagged consumer", false, true, false)
 
-	semConsumer[string](t, u2, "ow-two")
-	semConsumer[string](t, u2, "ow-validators")
+	mustConsumer[string](t, u2, "ow-two")
+	mustConsumer[string](t, u2, "ow-validators")
 	testutil.Eventually(t, 10*time.Second, func() bool { return connectedTo(two, 1, 2)() && connectedTo(vals, 1, 2)() },
 		"the second untagged consumer did not subscribe")
 	check("two untagged consumers", true, true, false)
 
-	semConsumer[string](t, v1, "ow-validators")
+	mustConsumer[string](t, v1, "ow-validators")
 	testutil.Eventually(t, 10*time.Second, connectedTo(vals, 1, 2, 3), "the first validator did not subscribe")
 	check("two untagged consumers and one validator", true, true, false)
 
-	last := semConsumer[string](t, v2, "ow-validators")
-	if err := vals.When().Online(semCtx(t, 10*time.Second)); err != nil {
+	last := mustConsumer[string](t, v2, "ow-validators")
+	if err := vals.When().Online(testCtx(t, 10*time.Second)); err != nil {
 		t.Fatalf("validators producer: Online with two validators: %v", err)
 	}
 	check("two validators", true, true, true)
 
 	_ = last.Close()
-	if err := vals.When().Offline(semCtx(t, 10*time.Second)); err != nil {
+	if err := vals.When().Offline(testCtx(t, 10*time.Second)); err != nil {
 		t.Fatalf("validators producer: Offline after a validator left: %v", err)
 	}
 	if err := vals.TrySend("x"); !errors.Is(err, streams.ErrOffline) {
@@ -328,13 +328,13 @@ func TestSemantics_SendFailsIfOffline(t *testing.T) {
 	cancel()
 
 	sent := make(chan error, 1)
-	go func() { sent <- prod.Send(semCtx(t, 30*time.Second), "first") }()
+	go func() { sent <- prod.Send(testCtx(t, 30*time.Second), "first") }()
 	select {
 	case err := <-sent:
 		t.Fatalf("Send returned %v with no consumer", err)
 	default:
 	}
-	cons := semConsumer[string](t, n1, "offline-send")
+	cons := mustConsumer[string](t, n1, "offline-send")
 	var sendErr error
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		select {
@@ -365,7 +365,7 @@ func TestSemantics_SendFailsIfOffline(t *testing.T) {
 	}
 
 	_ = cons.Close()
-	if err := prod.When().Offline(semCtx(t, 10*time.Second)); err != nil {
+	if err := prod.When().Offline(testCtx(t, 10*time.Second)); err != nil {
 		t.Fatalf("Offline after the consumer left: %v", err)
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool { return len(prod.Consumers()) == 0 },
@@ -388,7 +388,7 @@ func TestSemantics_SendFailsIfOffline(t *testing.T) {
 	if err := prod.TrySend("late"); !errors.Is(err, streams.ErrClosed) {
 		t.Errorf("TrySend after Close: %v, want ErrClosed", err)
 	}
-	if err := prod.Send(semCtx(t, time.Second), "late"); !errors.Is(err, streams.ErrClosed) {
+	if err := prod.Send(testCtx(t, time.Second), "late"); !errors.Is(err, streams.ErrClosed) {
 		t.Errorf("Send after Close: %v, want ErrClosed", err)
 	}
 }
