@@ -58,6 +58,10 @@ type Consumer[T any] struct {
 	// code, or backoff exhausted), with the entry versions of both ends at
 	// that time: they are retried only once either entry changes.
 	refused map[peer.ID]refusal
+	// seen holds, per producer, where its datums were last received: the
+	// producer's epoch and the last sequence number, so a resubscription
+	// can tell how many datums were missed in between.
+	seen map[peer.ID]position
 
 	datums, bytes atomic.Uint64
 	gaps          atomic.Uint64 // missed sequence numbers over all producers
@@ -75,11 +79,24 @@ type refusal struct {
 }
 
 // delivery is a datum in the delivery buffer with its payload size, for
-// the stats counted when the application takes it.
+// the stats counted when the application takes it, and its origin.
 type delivery[T any] struct {
-	v T
-	n int
+	v    T
+	n    int
+	seq  uint64
+	from peer.ID
+	gap  *Gap
 }
+
+// position is where a producer's datums were last received.
+type position struct {
+	epoch, last uint64
+	clean       bool // the producer's run ended with a graceful Close after last
+}
+
+// maxSeen bounds Consumer.seen: beyond it, positions of producers without a
+// receiver are forgotten (their next subscription counts as a first one).
+const maxSeen = 4096
 
 // receiver is the consumer's link to one producer.
 type receiver struct {
@@ -100,7 +117,8 @@ func NewConsumer[T any](svc *Service, name string, opts ...Option) (*Consumer[T]
 	c := &Consumer[T]{svc: svc, id: id, name: name, codec: codec, cfg: cfg, hub: newHub(),
 		log: svc.log.With("stream", id.Short(), "role", "consumer"),
 		out: make(chan delivery[T], cfg.buffer), wake: make(chan struct{}, 1),
-		recvs: map[peer.ID]*receiver{}, probing: map[peer.ID]bool{}, refused: map[peer.ID]refusal{}, created: time.Now()}
+		recvs: map[peer.ID]*receiver{}, probing: map[peer.ID]bool{}, refused: map[peer.ID]refusal{},
+		seen: map[peer.ID]position{}, created: time.Now()}
 	when := (When{c.hub}).Subscribed().MinimumOf(0)
 	if cfg.onlineWhen != nil {
 		when = cfg.onlineWhen((When{c.hub}).Subscribed())
@@ -139,13 +157,25 @@ func (c *Consumer[T]) Stats() Stats {
 }
 
 // Recv returns the next datum, blocking until one arrives, ctx ends, or the
-// consumer is closed and drained (ErrClosed).
+// consumer is closed and drained (ErrClosed). RecvDatum also tells where
+// the datum came from and what was missed before it.
 func (c *Consumer[T]) Recv(ctx context.Context) (T, error) {
+	d, err := c.recv(ctx)
+	return d.v, err
+}
+
+// RecvDatum is Recv returning the datum with its producer, its sequence
+// number and the gap before it, if datums of that producer were missed.
+func (c *Consumer[T]) RecvDatum(ctx context.Context) (Datum[T], error) {
+	d, err := c.recv(ctx)
+	return Datum[T]{Value: d.v, Producer: d.from, Seq: d.seq, Gap: d.gap}, err
+}
+
+func (c *Consumer[T]) recv(ctx context.Context) (delivery[T], error) {
 	select { // fast path: a buffered datum, without arming ctx
 	case d, ok := <-c.out:
 		if !ok {
-			var zero T
-			return zero, ErrClosed
+			return delivery[T]{}, ErrClosed
 		}
 		return c.take(d), nil
 	default:
@@ -153,13 +183,11 @@ func (c *Consumer[T]) Recv(ctx context.Context) (T, error) {
 	select {
 	case d, ok := <-c.out:
 		if !ok {
-			var zero T
-			return zero, ErrClosed
+			return delivery[T]{}, ErrClosed
 		}
 		return c.take(d), nil
 	case <-ctx.Done():
-		var zero T
-		return zero, ctx.Err()
+		return delivery[T]{}, ctx.Err()
 	}
 }
 
@@ -172,7 +200,7 @@ func (c *Consumer[T]) TryRecv() (T, error) {
 			var zero T
 			return zero, ErrClosed
 		}
-		return c.take(d), nil
+		return c.take(d).v, nil
 	default:
 		var zero T
 		return zero, ErrEmpty
@@ -180,10 +208,10 @@ func (c *Consumer[T]) TryRecv() (T, error) {
 }
 
 // take counts a datum handed to the application.
-func (c *Consumer[T]) take(d delivery[T]) T {
+func (c *Consumer[T]) take(d delivery[T]) delivery[T] {
 	c.datums.Add(1)
 	c.bytes.Add(uint64(d.n))
-	return d.v
+	return d
 }
 
 // All iterates over datums until ctx ends or the consumer closes; the
@@ -532,6 +560,24 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 
 var errDecode = errors.New("streams: datum does not decode")
 
+// remember records where a producer's datums were last received. Beyond
+// maxSeen producers, those without a receiver are forgotten.
+func (c *Consumer[T]) remember(p peer.ID, pos position) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.seen[p]; ok && old.epoch == pos.epoch && old.last > pos.last {
+		pos.last = old.last // a stale session ending late never moves it back
+	}
+	c.seen[p] = pos
+	if len(c.seen) > maxSeen {
+		for q := range c.seen {
+			if c.recvs[q] == nil && q != p {
+				delete(c.seen, q)
+			}
+		}
+	}
+}
+
 // session connects, subscribes and reads datums until the link fails.
 // It sets *delivered once a datum was handed to the buffer.
 func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool) error {
@@ -583,9 +629,10 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 	} else {
 		handshake(nil)
 	}
+	var acc *pb.Accept
 	switch typ {
 	case frameAccept:
-		acc, err := decodeControl(body, &pb.Accept{})
+		acc, err = decodeControl(body, &pb.Accept{})
 		if err != nil {
 			_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
 			return err
@@ -610,7 +657,29 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 	}
 	_ = st.SetDeadline(time.Time{})
 	c.hub.setState(r.ch, Connected, nil)
-	var next uint64 = 1
+	// Where this producer's datums were last received decides what the
+	// first sequence number of this subscription means: with the same
+	// epoch, a jump is what was sent while we were away; with a new epoch,
+	// the producer restarted; with no history, nothing was missed.
+	epoch := acc.GetEpoch()
+	c.mu.Lock()
+	prev, known := c.seen[r.ch.peer]
+	c.mu.Unlock()
+	known = known && epoch != 0 && prev.epoch != 0
+	cur := position{epoch: epoch}
+	var next uint64 // the sequence number expected next; 0: none yet
+	restart := known && prev.epoch != epoch
+	if known && !restart {
+		next, cur.last = prev.last+1, prev.last
+	}
+	if epoch != 0 {
+		defer func() {
+			if cur.last > 0 || cur.clean {
+				c.remember(r.ch.peer, cur)
+			}
+		}()
+	}
+	first := true
 	for {
 		typ, body, err := fr.next()
 		if err != nil {
@@ -635,21 +704,39 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 			} else if seq, sent, payload, err = parseTimed(body); err == nil {
 				c.svc.latency.Record(ctx, time.Since(sent).Seconds(), c.attrs)
 			}
-			if err != nil || seq < next {
+			if err != nil || seq == 0 || seq < next {
 				_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
-				return fmt.Errorf("%w: sequence %d after %d", errProtocol, seq, next-1)
+				return fmt.Errorf("%w: sequence %d after %d", errProtocol, seq, cur.last)
 			}
-			if seq > next {
-				r.ch.gaps.Add(seq - next)
-				c.gaps.Add(seq - next)
+			var gap *Gap
+			switch {
+			case restart:
+				restart = false
+				if seq > 1 || !prev.clean {
+					gap = &Gap{Cause: GapRestart, Missed: seq - 1, After: prev.last}
+				}
+			case next != 0 && seq > next:
+				gap = &Gap{Cause: GapDropped, Missed: seq - next, After: cur.last}
+				if first {
+					gap.Cause = GapReconnect
+				}
 			}
-			next = seq + 1
+			if gap != nil {
+				r.ch.gaps.Add(gap.Missed)
+				c.gaps.Add(gap.Missed)
+				lvl := slog.LevelInfo
+				if gap.Cause == GapDropped {
+					lvl = slog.LevelDebug // drop mode: routine, and counted
+				}
+				c.log.Log(ctx, lvl, "datums missed", "peer", r.ch.peer, "cause", gap.Cause, "missed", gap.Missed, "after", gap.After)
+			}
+			first, next, cur.last = false, seq+1, seq
 			v, err := c.codec.Decode(payload)
 			if err != nil {
 				_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
 				return fmt.Errorf("%w: %v", errDecode, err)
 			}
-			d := delivery[T]{v, len(payload)}
+			d := delivery[T]{v: v, n: len(payload), seq: seq, from: r.ch.peer, gap: gap}
 			select { // fast path: room in the buffer
 			case c.out <- d:
 			default:
@@ -667,6 +754,7 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 			if err != nil {
 				return err
 			}
+			cur.clean = Code(cl.Code) == CodeGracefulShutdown
 			return &CodeError{Code: Code(cl.Code), Reason: cl.Reason, Remote: true}
 		default:
 			_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))

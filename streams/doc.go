@@ -15,7 +15,7 @@
 //	c, err := streams.NewConsumer[Order](n.Streams(), "orders",
 //		streams.WithMaxRTT(50*time.Millisecond))       // which producers to use
 //	defer c.Close()
-//	for v, err := range c.All(ctx) { ... }                // or Recv(ctx) / TryRecv()
+//	for v, err := range c.All(ctx) { ... }                // or Recv(ctx) / TryRecv() / RecvDatum(ctx)
 //
 // Stream names become IDs by the catalog's string rule (64 hex characters
 // decode, anything else is hashed), so "orders" names the same stream on
@@ -23,9 +23,14 @@
 //
 // # Delivery guarantees
 //
-// Datums of one producer reach each consumer in order, numbered by a
-// per-subscription sequence number, so every loss is visible: a consumer
-// counts gaps (Stats.Gaps) and reconnections. Nothing is lost silently:
+// Datums of one producer reach each consumer in order. The producer numbers
+// every datum it sends (Datum.Seq), once for all its consumers, and names
+// its run with a random epoch, so every loss is visible to the consumer:
+// RecvDatum returns each datum with a *Gap when datums of its producer
+// were missed right before it (dropped for this consumer, sent while it was
+// reconnecting, or lost in a producer restart), and the same counts are in
+// Stats.Gaps (per producer and overall) and the
+// mosaik.streams.consumer.gaps metric. Nothing is lost silently:
 //
 //   - a producer never waits for a consumer. Each subscription has a bounded
 //     queue (WithQueueSize, default 1024); when it is full the consumer is

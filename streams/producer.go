@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -32,7 +33,6 @@ type outSub struct {
 	ch        *channel
 	st        network.Stream
 	q         chan outItem
-	seq       uint64    // last sequence number assigned; guarded by Producer.mu
 	fullSince time.Time // when its queue was first found full; guarded by Producer.mu
 	expiry    *time.Timer
 
@@ -59,10 +59,12 @@ type Producer[T any] struct {
 	hub   *hub
 	undel func(T)
 
-	mu      sync.Mutex // orders fan-out; guards subs, pending and closed
+	mu      sync.Mutex // orders fan-out; guards subs, pending, closed and seq
 	subs    []*outSub
 	pending int // accepts in progress holding a slot
 	closed  bool
+	seq     uint64 // sequence number of the last datum sent (fanned out)
+	epoch   uint64 // this run of the producer, sent in Accept; random, non-zero
 
 	// Totals over every subscription, past ones included (for metrics).
 	sent, sentBytes, dropped atomic.Uint64
@@ -85,7 +87,7 @@ func NewProducer[T any](svc *Service, name string, opts ...Option) (*Producer[T]
 	}
 	id := catalog.IDFromString(name)
 	p := &Producer[T]{svc: svc, id: id, name: name, codec: codec, cfg: cfg, hub: newHub(),
-		log: svc.log.With("stream", id.Short(), "role", "producer")}
+		log: svc.log.With("stream", id.Short(), "role", "producer"), epoch: newEpoch()}
 	if f, ok := cfg.undelivered.(func(T)); ok {
 		p.undel = f
 	}
@@ -174,10 +176,13 @@ func (p *Producer[T]) fanout(ctx context.Context, v T, wait bool) error {
 		p.mu.Unlock()
 		return ErrClosed
 	}
+	// One sequence number per datum for every subscription: a consumer
+	// that misses datums (dropped for it, or sent while it was not
+	// subscribed) sees exactly how many by the jump.
+	p.seq++
+	it := outItem{payload: payload, seq: p.seq}
 	delivered := 0
 	for _, s := range p.subs {
-		s.seq++
-		it := outItem{payload: payload, seq: s.seq}
 		select {
 		case s.q <- it:
 			delivered++
@@ -272,7 +277,7 @@ func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalo
 		return
 	}
 	nw := p.svc.d.Network()
-	accept, _ := appendControl(nil, frameAccept, &pb.Accept{Network: nw[:], Stream: p.id[:]})
+	accept, _ := appendControl(nil, frameAccept, &pb.Accept{Network: nw[:], Stream: p.id[:], Epoch: p.epoch})
 	_ = st.SetWriteDeadline(time.Now().Add(p.svc.params.HandshakeTimeout))
 	if _, err := st.Write(accept); err != nil {
 		_ = st.Reset()
@@ -553,4 +558,13 @@ func (p *Producer[T]) Close() error {
 		p.hub.close()
 	})
 	return nil
+}
+
+// newEpoch returns a random non-zero producer epoch.
+func newEpoch() uint64 {
+	for {
+		if e := rand.Uint64(); e != 0 {
+			return e
+		}
+	}
 }

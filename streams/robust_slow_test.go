@@ -230,19 +230,34 @@ func TestRobust_DropLaggingCountsGaps(t *testing.T) {
 	t.Logf("producer dropped %d of %d datums for the slow consumer", ci.Stats.Dropped, rbSlowTotal)
 
 	// The slow consumer now reads everything that reached it, in order.
+	// Each datum's gap must say exactly how many counters it skipped.
 	var got []uint64
+	var gapErr error
+	var reported uint64 // Missed over every gap the application was shown
 	var mu sync.Mutex
 	var rwg sync.WaitGroup
 	rctx, stopReading := context.WithCancel(ctx)
 	rwg.Go(func() {
+		prev := int64(-1)
 		for {
-			b, err := s.slow.Recv(rctx)
+			d, err := s.slow.RecvDatum(rctx)
 			if err != nil {
 				return
 			}
-			v, _ := rbVal(b)
+			v, _ := rbVal(d.Value)
 			mu.Lock()
 			got = append(got, v)
+			skipped := uint64(int64(v) - prev - 1)
+			switch {
+			case d.Seq != v+1:
+				gapErr = fmt.Errorf("counter %d has seq %d, want %d", v, d.Seq, v+1)
+			case skipped == 0 && d.Gap != nil, skipped > 0 && (d.Gap == nil || d.Gap.Cause != streams.GapDropped || d.Gap.Missed != skipped || d.Gap.After != uint64(prev+1)):
+				gapErr = fmt.Errorf("counter %d after %d: gap %v, want %d dropped after seq %d", v, prev, d.Gap, skipped, prev+1)
+			}
+			if d.Gap != nil {
+				reported += d.Gap.Missed
+			}
+			prev = int64(v)
 			mu.Unlock()
 		}
 	})
@@ -286,6 +301,9 @@ func TestRobust_DropLaggingCountsGaps(t *testing.T) {
 	}
 	if agg := s.slow.Stats().Gaps; agg != st.Gaps {
 		t.Errorf("consumer Stats().Gaps = %d, want the per-producer %d", agg, st.Gaps)
+	}
+	if gapErr != nil || reported != st.Gaps {
+		t.Errorf("gaps shown to the application: %d missed in all (%v), want %d", reported, gapErr, st.Gaps)
 	}
 	if uint64(len(got))+ci.Stats.Dropped != rbSlowTotal+1 || ci.Stats.Dropped != dropped {
 		t.Errorf("slow consumer got %d datums and %d were dropped (%d before the marker), want %d in all", len(got), ci.Stats.Dropped, dropped, rbSlowTotal+1)

@@ -88,9 +88,14 @@ func (x *Subscribe) GetCriteria() []byte {
 
 // Accept is the producer's answer when the subscription is admitted.
 type Accept struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Network       []byte                 `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
-	Stream        []byte                 `protobuf:"bytes,2,opt,name=stream,proto3" json:"stream,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Network []byte                 `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	Stream  []byte                 `protobuf:"bytes,2,opt,name=stream,proto3" json:"stream,omitempty"`
+	// epoch names this run of the producer: a random non-zero number chosen
+	// when the producer starts. Sequence numbers count datums within one
+	// epoch, so a consumer that sees the same epoch again can tell exactly
+	// how many datums it missed while it was not subscribed. 0: unknown.
+	Epoch         uint64 `protobuf:"fixed64,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -137,6 +142,13 @@ func (x *Accept) GetStream() []byte {
 		return x.Stream
 	}
 	return nil
+}
+
+func (x *Accept) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
 }
 
 // Reject refuses a subscription; Close ends an admitted one. Both carry a
@@ -253,10 +265,11 @@ const file_streams_proto_rawDesc = "" +
 	"\tSubscribe\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\fR\anetwork\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\fR\x06stream\x12\x1a\n" +
-	"\bcriteria\x18\x03 \x01(\fR\bcriteria\":\n" +
+	"\bcriteria\x18\x03 \x01(\fR\bcriteria\"P\n" +
 	"\x06Accept\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\fR\anetwork\x12\x16\n" +
-	"\x06stream\x18\x02 \x01(\fR\x06stream\"4\n" +
+	"\x06stream\x18\x02 \x01(\fR\x06stream\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x06R\x05epoch\"4\n" +
 	"\x06Reject\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"3\n" +
