@@ -19,6 +19,7 @@ import (
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	tls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -242,34 +243,58 @@ func newResourceManager() (network.ResourceManager, error) {
 	return rm, nil
 }
 
-// bootstrapLoop dials every bootstrap peer the node is not connected to:
-// every 250 ms doubling to 30 s while none answers and the catalog is
-// empty, then every 30 s.
+// bootstrapLoop keeps the node connected to its bootstrap peers: one that
+// is not connected is dialed after 250 ms, then with a backoff doubling to
+// 30 s (5 s while the node is isolated: connected to no peer of its
+// catalog, as at start or across a partition), reset once connected. So a
+// restarted bootstrap peer, or a healed link, is used again within
+// seconds. The node paces these dials itself, so it clears the swarm's
+// dial backoff (which grows to minutes) before each.
 func (n *Node) bootstrapLoop() {
 	defer n.wg.Done()
-	wait := 250 * time.Millisecond
+	const first, most, mostIsolated = 250 * time.Millisecond, 30 * time.Second, 5 * time.Second
+	waits := make([]time.Duration, len(n.bootstrap)) // backoff per peer; 0: connected last time
+	next := make([]time.Time, len(n.bootstrap))      // no dial before
 	for {
-		connected := false
-		for _, pi := range n.bootstrap {
+		isolated := n.isolated()
+		sleep := time.Second // how soon a lost connection or isolation is noticed
+		for i, pi := range n.bootstrap {
 			if n.h.Network().Connectedness(pi.ID) == network.Connected {
-				connected = true
+				waits[i], next[i] = 0, time.Time{}
 				continue
 			}
-			ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+			if isolated && waits[i] > mostIsolated {
+				waits[i], next[i] = mostIsolated, time.Time{}
+			}
+			if until := time.Until(next[i]); until > 0 {
+				sleep = min(sleep, until)
+				continue
+			}
+			if waits[i] > 0 || isolated {
+				if sw, ok := n.h.Network().(interface{ Backoff() *swarm.DialBackoff }); ok {
+					sw.Backoff().Clear(pi.ID)
+				}
+			}
+			ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
 			err := n.h.Connect(ctx, pi)
 			cancel()
 			if err == nil {
-				connected = true
-			} else if n.ctx.Err() == nil {
-				n.log.Debug("bootstrap dial failed", "peer", pi.ID, "err", err)
+				waits[i] = 0
+				continue
 			}
+			if n.ctx.Err() != nil {
+				return
+			}
+			n.log.Debug("bootstrap dial failed", "peer", pi.ID, "err", err)
+			limit := most
+			if isolated {
+				limit = mostIsolated
+			}
+			waits[i] = min(max(2*waits[i], first), limit)
+			next[i] = time.Now().Add(waits[i])
+			sleep = min(sleep, waits[i])
 		}
-		if connected || n.disc.Catalog().Len() > 0 {
-			wait = 30 * time.Second
-		} else {
-			wait = min(2*wait, 30*time.Second)
-		}
-		t := time.NewTimer(wait)
+		t := time.NewTimer(sleep)
 		select {
 		case <-n.ctx.Done():
 			t.Stop()
@@ -277,6 +302,21 @@ func (n *Node) bootstrapLoop() {
 		case <-t.C:
 		}
 	}
+}
+
+// isolated reports whether the node is connected to no peer of its
+// catalog.
+func (n *Node) isolated() bool {
+	snap := n.disc.Catalog()
+	for _, p := range n.h.Network().Peers() {
+		if p == n.h.ID() {
+			continue
+		}
+		if _, ok := snap.Get(p); ok {
+			return false
+		}
+	}
+	return true
 }
 
 // Close publishes a departure notice, stops discovery and closes what the
