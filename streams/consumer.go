@@ -17,6 +17,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
@@ -598,6 +599,14 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 		}
 		span.End()
 	}
+	if h.Network().Connectedness(r.ch.peer) != network.Connected {
+		// The receiver paces its own retries: a dial that failed while the
+		// producer was down must not keep its restarted run out for the
+		// swarm's dial backoff (which grows to minutes).
+		if sw, ok := h.Network().(interface{ Backoff() *swarm.DialBackoff }); ok {
+			sw.Backoff().Clear(r.ch.peer)
+		}
+	}
 	hctx, cancel := context.WithTimeout(sctx, c.svc.params.HandshakeTimeout)
 	st, err := h.NewStream(hctx, r.ch.peer, ProtocolID)
 	cancel()
@@ -724,11 +733,8 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 			if gap != nil {
 				r.ch.gaps.Add(gap.Missed)
 				c.gaps.Add(gap.Missed)
-				lvl := slog.LevelInfo
-				if gap.Cause == GapDropped {
-					lvl = slog.LevelDebug // drop mode: routine, and counted
-				}
-				c.log.Log(ctx, lvl, "datums missed", "peer", r.ch.peer, "cause", gap.Cause, "missed", gap.Missed, "after", gap.After)
+				// Debug: the application sees it in RecvDatum and decides.
+				c.log.Debug("datums missed", "peer", r.ch.peer, "cause", gap.Cause, "missed", gap.Missed, "after", gap.After)
 			}
 			first, next, cur.last = false, seq+1, seq
 			v, err := c.codec.Decode(payload)

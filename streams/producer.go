@@ -499,7 +499,12 @@ func (p *Producer[T]) watchCatalog() {
 		for _, s := range subs {
 			e, ok := snap.Get(s.ch.peer)
 			if !ok {
-				continue // keep judging by the last entry while it is connected
+				// The consumer departed, or went silent for PurgeAfter: on a
+				// link that died without a reset (a partition) this is how
+				// the producer notices. A consumer that is still there gets
+				// UnknownPeer, syncs catalogs and resubscribes.
+				p.end(s, CodeUnknownPeer, "consumer left the catalog", false)
+				continue
 			}
 			// Through the hub, so online conditions over tags see the change.
 			p.hub.update(func() {
