@@ -137,7 +137,7 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 type nodeFlags struct {
 	network, tags, key, addrFile, http, logLevel, logFormat, config string
 	listen, bootstrap, tickets                                      listFlag
-	rendezvous                                                      string
+	rendezvous, profile                                             string
 	mdns                                                            bool
 }
 
@@ -155,6 +155,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.config, "config", "", "TOML or YAML file with the same keys as the flags")
 	fs.StringVar(&f.rendezvous, "rendezvous", "off", "find peers through a rendezvous DHT: public (the public Amino DHT), off, or comma-separated bootstrap multiaddrs ending in /p2p/ID")
 	fs.BoolVar(&f.mdns, "mdns", true, "find peers on the local link with mDNS")
+	fs.StringVar(&f.profile, "profile", "default", "timing profile: default (entries purged after 300 s of silence), or fast (sub-second heartbeats, purged after 3 s: demos, tests, small LANs); every node of a network must use the same one")
 }
 
 func (f *nodeFlags) logger(w io.Writer) (*slog.Logger, error) {
@@ -178,6 +179,13 @@ func (f *nodeFlags) options(log *slog.Logger) ([]node.Option, error) {
 		return nil, usagef("--network is required")
 	}
 	opts := []node.Option{node.WithLogger(log), node.WithTags(splitList(f.tags)...)}
+	switch f.profile {
+	case "", "default":
+	case "fast":
+		opts = append(opts, node.WithTestProfile())
+	default:
+		return nil, usagef("--profile %q: want default or fast", f.profile)
+	}
 	for _, a := range f.listen {
 		if _, err := ma.NewMultiaddr(a); err != nil {
 			return nil, usagef("--listen %q: %v", a, err)
@@ -378,7 +386,7 @@ func cmdNode(ctx context.Context, cmd string, args []string, env Env) error {
 		if maxRTT > 0 {
 			sopts = append(sopts, streams.WithMaxRTT(maxRTT))
 		}
-		return consume(ctx, n, stream, sopts, count, env.Stdout)
+		return consume(ctx, n, stream, sopts, count, env.Stdout, log)
 	case "catalog":
 		t := time.NewTimer(wait)
 		defer t.Stop()
@@ -433,7 +441,9 @@ func produce(ctx context.Context, n *node.Node, stream string, opts []streams.Op
 }
 
 // consume prints every datum as a line until ctx ends or count datums.
-func consume(ctx context.Context, n *node.Node, stream string, opts []streams.Option, count int, out io.Writer) error {
+// Every gap (datums of a producer that never arrived) is logged as a
+// warning before the datum that follows it.
+func consume(ctx context.Context, n *node.Node, stream string, opts []streams.Option, count int, out io.Writer, log *slog.Logger) error {
 	c, err := streams.NewConsumer[[]byte](n.Streams(), stream, opts...)
 	if err != nil {
 		return err
@@ -442,14 +452,17 @@ func consume(ctx context.Context, n *node.Node, stream string, opts []streams.Op
 	w := bufio.NewWriter(out)
 	defer w.Flush()
 	for got := 0; count == 0 || got < count; got++ {
-		v, err := c.Recv(ctx)
+		d, err := c.RecvDatum(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil // interrupted: a normal end
 			}
 			return err
 		}
-		w.Write(v)
+		if g := d.Gap; g != nil {
+			log.Warn("datums missed", "producer", d.Producer, "cause", g.Cause, "missed", g.Missed, "after", g.After, "next", d.Seq)
+		}
+		w.Write(d.Value)
 		w.WriteByte('\n')
 		if err := w.Flush(); err != nil { // line by line: stdout is often a pipe
 			return err
