@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,14 +14,16 @@ import (
 	"github.com/mosaik-go/mosaik/internal/testutil"
 )
 
-// netLab is two network namespaces, each with one veth into a bridge that
-// lives in a third namespace, on the private subnet 10.77.0.0/24 that
-// exists nowhere else. Nothing is added to the root namespace, so mDNS
-// multicast stays inside the lab. Cleanup deletes the namespaces, which
-// removes the veths and the bridge.
+// netLab is network namespaces, each with one veth (eth0) into a bridge
+// that lives in a namespace of its own, on a private /24 that exists
+// nowhere else. Nothing is added to the root namespace, so no traffic
+// (mDNS multicast included) leaves the lab. Cleanup deletes the
+// namespaces, which removes the veths and the bridge, even when the test
+// fails.
 type netLab struct {
-	ns  [2]string
-	ips [2]string
+	ns  []string
+	ips []string
+	br  string // the bridge's namespace; port i is "p<i>"
 }
 
 func ipCmd(t *testing.T, args ...string) {
@@ -31,38 +34,57 @@ func ipCmd(t *testing.T, args ...string) {
 	}
 }
 
-func newNetLab(t *testing.T) *netLab {
+// newNetLab creates n namespaces named after the test and the process,
+// with addresses subnet.1 to subnet.n (subnet is like "10.77.0").
+func newNetLab(t *testing.T, name, subnet string, n int) *netLab {
 	t.Helper()
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Fatalf("the mDNS test needs the ip command (iproute2) and root to create network namespaces: %v", err)
+		t.Fatalf("%s needs the ip command (iproute2) and root to create network namespaces: %v", t.Name(), err)
 	}
 	if os.Geteuid() != 0 {
-		t.Fatalf("the mDNS test must run as root to create network namespaces (euid %d)", os.Geteuid())
+		t.Fatalf("%s must run as root to create network namespaces (euid %d)", t.Name(), os.Geteuid())
 	}
-	tag := fmt.Sprintf("mosaik-it-%d", os.Getpid())
-	lab := &netLab{ns: [2]string{tag + "-a", tag + "-b"}, ips: [2]string{"10.77.0.1", "10.77.0.2"}}
-	br := tag + "-br"
+	tag := fmt.Sprintf("mosaik-%s-%d", name, os.Getpid())
+	lab := &netLab{br: tag + "-br"}
+	for i := range n {
+		lab.ns = append(lab.ns, fmt.Sprintf("%s-%d", tag, i))
+		lab.ips = append(lab.ips, fmt.Sprintf("%s.%d", subnet, i+1))
+	}
+	all := append(slices.Clone(lab.ns), lab.br)
 	t.Cleanup(func() {
-		for _, ns := range []string{lab.ns[0], lab.ns[1], br} {
+		for _, ns := range all {
 			_ = exec.Command("ip", "netns", "del", ns).Run()
 		}
 	})
-	for _, ns := range []string{lab.ns[0], lab.ns[1], br} {
+	for _, ns := range all {
 		ipCmd(t, "netns", "add", ns)
 		ipCmd(t, "-n", ns, "link", "set", "lo", "up")
 	}
-	ipCmd(t, "-n", br, "link", "add", "br0", "type", "bridge")
-	ipCmd(t, "-n", br, "link", "set", "br0", "up")
+	ipCmd(t, "-n", lab.br, "link", "add", "br0", "type", "bridge")
+	ipCmd(t, "-n", lab.br, "link", "set", "br0", "up")
 	for i, ns := range lab.ns {
 		port := fmt.Sprintf("p%d", i)
-		ipCmd(t, "-n", br, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
-		ipCmd(t, "-n", br, "link", "set", port, "master", "br0")
-		ipCmd(t, "-n", br, "link", "set", port, "up")
+		ipCmd(t, "-n", lab.br, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
+		ipCmd(t, "-n", lab.br, "link", "set", port, "master", "br0")
+		ipCmd(t, "-n", lab.br, "link", "set", port, "up")
 		ipCmd(t, "-n", ns, "addr", "add", lab.ips[i]+"/24", "dev", "eth0")
 		ipCmd(t, "-n", ns, "link", "set", "eth0", "multicast", "on")
 		ipCmd(t, "-n", ns, "link", "set", "eth0", "up")
 	}
 	return lab
+}
+
+// cut takes namespace i's bridge port down: its packets go nowhere, and
+// no connection is reset (as in a real partition).
+func (l *netLab) cut(t *testing.T, i int) {
+	t.Helper()
+	ipCmd(t, "-n", l.br, "link", "set", fmt.Sprintf("p%d", i), "down")
+}
+
+// heal brings namespace i's bridge port back up.
+func (l *netLab) heal(t *testing.T, i int) {
+	t.Helper()
+	ipCmd(t, "-n", l.br, "link", "set", fmt.Sprintf("p%d", i), "up")
 }
 
 // startIn runs the binary inside namespace ns; --mdns on the command line
@@ -73,7 +95,7 @@ func startIn(t *testing.T, ns, name string, args ...string) *proc {
 }
 
 func TestCLI_MDNSFindsPeersOnTheLink(t *testing.T) {
-	lab := newNetLab(t)
+	lab := newNetLab(t, "mdns", "10.77.0", 2)
 	addrFile := filepath.Join(t.TempDir(), "a.addrs")
 	a := startIn(t, lab.ns[0], "node-a", "run", "--network", "it-mdns", "--listen", "/ip4/"+lab.ips[0]+"/tcp/0",
 		"--mdns", "--addr-file", addrFile, "--log-level", "debug")

@@ -29,6 +29,13 @@ func Scale(d time.Duration) time.Duration { return time.Duration(float64(d) * Fa
 // then fails the test with msg. It returns the time the condition took.
 func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) time.Duration {
 	t.Helper()
+	return EventuallyEvery(t, timeout, 10*time.Millisecond, cond, msg, args...)
+}
+
+// EventuallyEvery is Eventually polling every interval: for conditions
+// that are costly to check (another process's HTTP API).
+func EventuallyEvery(t testing.TB, timeout, interval time.Duration, cond func() bool, msg string, args ...any) time.Duration {
+	t.Helper()
 	start := time.Now()
 	deadline := start.Add(Scale(timeout))
 	for {
@@ -39,7 +46,7 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg strin
 			t.Fatalf("condition not met within %v: "+msg, append([]any{Scale(timeout)}, args...)...)
 		}
 		// Polling interval of the condition check, not a synchronisation sleep.
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(interval)
 	}
 }
 
