@@ -42,7 +42,8 @@ type Params struct {
 	// peer, both for syncs we start and for syncs a peer may ask of us
 	// (with a burst of SyncBurst). Default 2 s.
 	SyncMinInterval time.Duration
-	// SyncBurst is the per-peer burst of inbound syncs. Default 3.
+	// SyncBurst is the per-peer burst of inbound syncs, and the most syncs
+	// of one peer served at once. Default 3.
 	SyncBurst int
 	// MaxConcurrentSyncs caps syncs served at once; more are refused.
 	// Default 32.

@@ -84,9 +84,10 @@ type Service struct {
 	syncMu   sync.Mutex
 	lastSync map[peer.ID]time.Time
 	limiters *lru.Cache[peer.ID, *rate.Limiter]
-	serving  chan struct{} // semaphore of syncs being served
-	starting chan struct{} // semaphore of syncs being started
-	dialing  chan struct{} // semaphore of cascade dials
+	syncing  map[peer.ID]int // syncs being served per peer (entries > 0 only)
+	serving  chan struct{}   // semaphore of syncs being served
+	starting chan struct{}   // semaphore of syncs being started
+	dialing  chan struct{}   // semaphore of cascade dials
 	probing  map[peer.ID]*flight
 
 	ctx      context.Context
@@ -151,7 +152,7 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		log:   cfg.log.With("component", "discovery", "network", network.Short()),
 		store: store, rtt: catalog.NewRTTTable(), local: local,
 		relayQ: make(chan *catalog.SignedEntry, 256), announceNow: make(chan struct{}, 1), peerJoined: make(chan struct{}, 1), dhtNow: make(chan struct{}, 1),
-		lastSync: map[peer.ID]time.Time{}, limiters: limiters, dht: cfg.dht,
+		lastSync: map[peer.ID]time.Time{}, limiters: limiters, syncing: map[peer.ID]int{}, dht: cfg.dht,
 		serving: make(chan struct{}, p.MaxConcurrentSyncs), starting: make(chan struct{}, 8),
 		dialing: make(chan struct{}, max(1, p.CascadeBelow)),
 		probing: map[peer.ID]*flight{},

@@ -182,8 +182,13 @@ func (s *Service) mergeAll(raw [][]byte, src source) {
 	}
 }
 
-// allowSync applies the per-peer inbound rate limit.
-func (s *Service) allowSync(p peer.ID) bool {
+// admitSync applies the per-peer inbound limits: a token bucket (one
+// token per SyncMinInterval, burst SyncBurst), and at most SyncBurst of
+// the peer's syncs served at once, so that a few peers holding requests
+// open until SyncTimeout cannot fill all MaxConcurrentSyncs slots and
+// starve the others. It returns why the sync is refused, or "" after
+// counting it in flight; the caller then calls releaseSync(p) when done.
+func (s *Service) admitSync(p peer.ID) string {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
 	l, ok := s.limiters.Get(p)
@@ -191,12 +196,29 @@ func (s *Service) allowSync(p peer.ID) bool {
 		l = rate.NewLimiter(rate.Every(s.params.SyncMinInterval), s.params.SyncBurst)
 		s.limiters.Add(p, l)
 	}
-	return l.Allow()
+	if !l.Allow() {
+		return "rate limited"
+	}
+	if s.syncing[p] >= s.params.SyncBurst {
+		return "too many concurrent syncs from this peer"
+	}
+	s.syncing[p]++
+	return ""
+}
+
+// releaseSync ends a sync admitted by admitSync.
+func (s *Service) releaseSync(p peer.ID) {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	if s.syncing[p]--; s.syncing[p] <= 0 {
+		delete(s.syncing, p)
+	}
 }
 
 // handleSync serves one catalog sync. Syncs are served concurrently, at most
-// MaxConcurrentSyncs at once and at most SyncBurst per SyncMinInterval per
-// peer; refused syncs are reset with libp2p's rate-limit or resource codes.
+// MaxConcurrentSyncs at once, and per peer at most SyncBurst per
+// SyncMinInterval and SyncBurst at once; refused syncs are reset with
+// libp2p's rate-limit (per-peer limits) or resource (all slots taken) codes.
 func (s *Service) handleSync(st network.Stream) {
 	if !s.enter() {
 		_ = st.Reset()
@@ -209,10 +231,11 @@ func (s *Service) handleSync(st network.Stream) {
 		s.log.Debug("sync refused", append([]any{"peer", p, "why", why}, args...)...)
 		_ = st.ResetWithError(code)
 	}
-	if !s.allowSync(p) {
-		refuse(network.StreamRateLimited, "rate limited")
+	if why := s.admitSync(p); why != "" {
+		refuse(network.StreamRateLimited, why)
 		return
 	}
+	defer s.releaseSync(p)
 	select {
 	case s.serving <- struct{}{}:
 		defer func() { <-s.serving }()
