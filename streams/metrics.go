@@ -33,6 +33,7 @@ func (s *Service) registerMetrics(mp metric.MeterProvider) (metric.Registration,
 	for _, c := range []inst{
 		{"mosaik.streams.connections.accepted", "subscriptions admitted"},
 		{"mosaik.streams.connections.rejected", "subscriptions refused (any code)"},
+		{"mosaik.streams.connections.handshake_timeouts", "inbound streams reset for sending no complete Subscribe within the handshake timeout (also counted as rejected)"},
 		{"mosaik.streams.producer.items.sent", "datums written to consumers"},
 		{"mosaik.streams.producer.bytes.sent", "payload bytes written to consumers"},
 		{"mosaik.streams.producer.items.dropped", "datums a full consumer queue could not take"},
@@ -61,6 +62,7 @@ func (s *Service) registerMetrics(mp metric.MeterProvider) (metric.Registration,
 	return m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		o.ObserveInt64(counters["mosaik.streams.connections.accepted"], int64(s.Accepted.Load()), metric.WithAttributes(nw))
 		o.ObserveInt64(counters["mosaik.streams.connections.rejected"], int64(s.Rejected.Load()), metric.WithAttributes(nw))
+		o.ObserveInt64(counters["mosaik.streams.connections.handshake_timeouts"], int64(s.HandshakeTimeouts.Load()), metric.WithAttributes(nw))
 		for _, h := range s.Handles() {
 			attrs := metric.WithAttributes(nw, attribute.String("stream", h.Stream.Short()))
 			connected := 0

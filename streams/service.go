@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -82,6 +83,10 @@ type Service struct {
 
 	// Counters of the accept path.
 	Accepted, Rejected atomic.Uint64
+	// HandshakeTimeouts counts inbound streams reset because no complete
+	// Subscribe frame arrived within HandshakeTimeout (slow or stalled
+	// openings); each is also counted in Rejected.
+	HandshakeTimeouts atomic.Uint64
 
 	meter        metric.MeterProvider
 	metrics      metric.Registration
@@ -219,6 +224,10 @@ func (m *hostMux) handle(st network.Stream) {
 	}
 	if err != nil {
 		s.Rejected.Add(1)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			s.HandshakeTimeouts.Add(1)
+		}
 		s.log.Debug("bad subscribe", "peer", st.Conn().RemotePeer(), "err", err)
 		_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
 		return
