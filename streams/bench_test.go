@@ -369,6 +369,23 @@ func BenchmarkThroughput(b *testing.B) {
 			b.Run("mosaik", func(b *testing.B) {
 				benchMosaikFanout(b, prod, []*streams.Consumer[[]byte]{cons}, payload)
 			})
+			// The same with a consumer on BorrowedBytes: each datum valid
+			// until the next Recv, in a recycled buffer.
+			bname := "tput-borrowed-" + sz.name
+			bprod, err := streams.NewProducer[[]byte](pn.Streams(), bname, benchBytes())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer bprod.Close()
+			bcons, err := streams.NewConsumer[[]byte](cn.Streams(), bname, streams.WithCodec[[]byte](streams.BorrowedBytes{}))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer bcons.Close()
+			benchWaitSubscribed(b, bprod, 1)
+			b.Run("mosaik-borrowed", func(b *testing.B) {
+				benchMosaikFanout(b, bprod, []*streams.Consumer[[]byte]{bcons}, payload)
+			})
 		})
 	}
 }

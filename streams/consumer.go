@@ -68,6 +68,14 @@ type Consumer[T any] struct {
 	gaps          atomic.Uint64 // missed sequence numbers over all producers
 	created       time.Time
 
+	// With a borrowing codec (BorrowedBytes) datums are read into
+	// recycled buffers: held is the one the application holds, free the
+	// recycled ones (LIFO, so the next datum lands in a hot buffer).
+	borrow bool
+	bmu    sync.Mutex
+	held   []byte
+	free   [][]byte
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // worker, receivers, probes
@@ -87,6 +95,7 @@ type delivery[T any] struct {
 	seq  uint64
 	from peer.ID
 	gap  *Gap
+	buf  []byte // the recycled buffer v lives in (borrowing codecs)
 }
 
 // position is where a producer's datums were last received.
@@ -125,6 +134,7 @@ func NewConsumer[T any](svc *Service, name string, opts ...Option) (*Consumer[T]
 		when = cfg.onlineWhen((When{c.hub}).Subscribed())
 	}
 	c.hub.update(func() { c.hub.online = when })
+	_, c.borrow = codec.(borrower)
 	c.attrs = metric.WithAttributes(attribute.String("network", svc.d.Network().Short()), attribute.String("stream", id.Short()))
 	c.ctx, c.cancel = context.WithCancel(svc.ctx)
 	svc.addConsumer(c)
@@ -208,11 +218,38 @@ func (c *Consumer[T]) TryRecv() (T, error) {
 	}
 }
 
-// take counts a datum handed to the application.
+// take counts a datum handed to the application and, with a borrowing
+// codec, recycles the buffer of the datum it held until now.
 func (c *Consumer[T]) take(d delivery[T]) delivery[T] {
 	c.datums.Add(1)
 	c.bytes.Add(uint64(d.n))
+	if c.borrow {
+		c.bmu.Lock()
+		old := c.held
+		c.held, d.buf = d.buf, nil
+		if old != nil && len(c.free) <= c.cfg.buffer {
+			c.free = append(c.free, old)
+		}
+		c.bmu.Unlock()
+	}
 	return d
+}
+
+// getBuf returns a buffer of length n for a borrowed datum: the most
+// recently recycled one when it is large enough.
+func (c *Consumer[T]) getBuf(n int) []byte {
+	c.bmu.Lock()
+	if k := len(c.free); k > 0 {
+		b := c.free[k-1]
+		c.free[k-1] = nil
+		c.free = c.free[:k-1]
+		if cap(b) >= n {
+			c.bmu.Unlock()
+			return b[:n]
+		}
+	}
+	c.bmu.Unlock()
+	return make([]byte, n, max(n, 512))
 }
 
 // All iterates over datums until ctx ends or the consumer closes; the
@@ -690,7 +727,13 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 	}
 	first := true
 	for {
-		typ, body, err := fr.next()
+		var typ byte
+		var body, buf []byte
+		if c.borrow {
+			typ, body, buf, err = fr.nextInto(c.getBuf)
+		} else {
+			typ, body, err = fr.next()
+		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return &CodeError{Code: CodeUnexpectedClose, Reason: "stream ended without Close"}
@@ -742,7 +785,7 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 				_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
 				return fmt.Errorf("%w: %v", errDecode, err)
 			}
-			d := delivery[T]{v: v, n: len(payload), seq: seq, from: r.ch.peer, gap: gap}
+			d := delivery[T]{v: v, n: len(payload), seq: seq, from: r.ch.peer, gap: gap, buf: buf}
 			select { // fast path: room in the buffer
 			case c.out <- d:
 			default:

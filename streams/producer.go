@@ -334,6 +334,7 @@ func (p *Producer[T]) writer(s *outSub) {
 	var bw *bufio.Writer // held only while a batch is being written
 	var lastStamp time.Time
 	stamp := false // stamp the next datum with its write time (latency samples)
+	var n, nbytes uint64 // written in this batch, counted once it is flushed
 	write := func(it outItem) error {
 		h := hdr[:0]
 		if stamp {
@@ -347,10 +348,8 @@ func (p *Producer[T]) writer(s *outSub) {
 		}
 		_, err := bw.Write(it.payload)
 		if err == nil {
-			s.ch.datums.Add(1)
-			s.ch.bytes.Add(uint64(len(it.payload)))
-			p.sent.Add(1)
-			p.sentBytes.Add(uint64(len(it.payload)))
+			n++
+			nbytes += uint64(len(it.payload))
 		}
 		return err
 	}
@@ -399,6 +398,13 @@ func (p *Producer[T]) writer(s *outSub) {
 		if err == nil {
 			err = bw.Flush()
 		}
+		if err == nil {
+			s.ch.datums.Add(n)
+			s.ch.bytes.Add(nbytes)
+			p.sent.Add(n)
+			p.sentBytes.Add(nbytes)
+		}
+		n, nbytes = 0, 0
 		release()
 		if err != nil {
 			p.end(s, CodeUnexpectedClose, err.Error(), true)

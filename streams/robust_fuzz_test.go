@@ -52,9 +52,22 @@ func FuzzFrameReader(f *testing.F) {
 	f.Add(bytes.Repeat([]byte{0xff}, 11))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		fr := newFrameReader(bytes.NewReader(in), rbFuzzFrameMax)
+		// nextInto (borrowing consumers) must read exactly what next reads,
+		// asking for no buffer larger than the cap.
+		fr2 := newFrameReader(bytes.NewReader(in), rbFuzzFrameMax)
+		get := func(n int) []byte {
+			if n > rbFuzzFrameMax {
+				t.Fatalf("nextInto asked for a %d-byte buffer, cap is %d", n, rbFuzzFrameMax)
+			}
+			return make([]byte, n)
+		}
 		consumed := 0
 		for range len(in) + 1 { // every frame takes at least one byte
 			typ, body, err := fr.next()
+			typ2, body2, _, err2 := fr2.nextInto(get)
+			if (err == nil) != (err2 == nil) || typ != typ2 || !bytes.Equal(body, body2) {
+				t.Fatalf("next: %#x %x %v; nextInto: %#x %x %v", typ, body, err, typ2, body2, err2)
+			}
 			if cap(fr.buf) > max(rbFuzzFrameMax, 4096) {
 				t.Fatalf("buffer grew to %d bytes, cap is %d", cap(fr.buf), rbFuzzFrameMax)
 			}

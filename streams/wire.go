@@ -73,6 +73,33 @@ func (fr *frameReader) next() (byte, []byte, error) {
 	return b[0], b[1:], nil
 }
 
+// nextInto is next reading the body into a buffer from get (len n)
+// instead of the reader's own: the body stays valid after the next call.
+// It returns the whole buffer too, for recycling.
+func (fr *frameReader) nextInto(get func(n int) []byte) (typ byte, body, buf []byte, err error) {
+	n, err := binary.ReadUvarint(fr.r)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return 0, nil, nil, io.EOF
+		}
+		return 0, nil, nil, err
+	}
+	if n == 0 {
+		return 0, nil, nil, fmt.Errorf("%w: empty frame", errProtocol)
+	}
+	if n > uint64(fr.max) {
+		return 0, nil, nil, fmt.Errorf("%w: frame of %d bytes exceeds the limit of %d", errProtocol, n, fr.max)
+	}
+	b := get(int(n))
+	if _, err := io.ReadFull(fr.r, b); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, nil, b, err
+	}
+	return b[0], b[1:], b, nil
+}
+
 // appendControl appends a framed control message.
 func appendControl(dst []byte, typ byte, m proto.Message) ([]byte, error) {
 	body, err := proto.Marshal(m)
