@@ -333,7 +333,7 @@ func (p *Producer[T]) writer(s *outSub) {
 	var hdr [32]byte
 	var bw *bufio.Writer // held only while a batch is being written
 	var lastStamp time.Time
-	stamp := false // stamp the next datum with its write time (latency samples)
+	stamp := false       // stamp the next datum with its write time (latency samples)
 	var n, nbytes uint64 // written in this batch, counted once it is flushed
 	write := func(it outItem) error {
 		h := hdr[:0]
