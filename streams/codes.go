@@ -3,6 +3,8 @@ package streams
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"sync"
 
 	"github.com/libp2p/go-libp2p/core/network"
 )
@@ -49,6 +51,28 @@ func (c Code) String() string {
 		return "NoCapacity"
 	}
 	return fmt.Sprintf("Code(%d)", uint32(c))
+}
+
+// codeCounts counts subscription ends by close code.
+type codeCounts struct {
+	mu sync.Mutex
+	m  map[Code]uint64
+}
+
+func (c *codeCounts) add(code Code) {
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[Code]uint64{}
+	}
+	c.m[code]++
+	c.mu.Unlock()
+}
+
+// snapshot returns a copy (nil when nothing ended).
+func (c *codeCounts) snapshot() map[Code]uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.m)
 }
 
 // Final reports whether a consumer gives up on a producer that closed or

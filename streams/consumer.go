@@ -66,6 +66,7 @@ type Consumer[T any] struct {
 
 	datums, bytes atomic.Uint64
 	gaps          atomic.Uint64 // missed sequence numbers over all producers
+	ends          codeCounts    // links to producers ended, by close code
 	created       time.Time
 
 	// With a borrowing codec (BorrowedBytes) datums are read into
@@ -144,7 +145,7 @@ func NewConsumer[T any](svc *Service, name string, opts ...Option) (*Consumer[T]
 }
 
 func (c *Consumer[T]) handle() HandleInfo {
-	return HandleInfo{Role: RoleConsumer, Stream: c.id, Name: c.name, Online: c.IsOnline(), Channels: c.Producers(), Totals: c.Stats()}
+	return HandleInfo{Role: RoleConsumer, Stream: c.id, Name: c.name, Online: c.IsOnline(), Channels: c.Producers(), Totals: c.Stats(), Ends: c.ends.snapshot()}
 }
 
 // StreamID is the consumer's stream.
@@ -569,6 +570,9 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 			return
 		}
 		code, hasCode := codeOf(err)
+		if hasCode {
+			c.ends.add(code)
+		}
 		switch {
 		case errors.Is(err, errDecode):
 			return // a producer sending undecodable datums is broken or hostile

@@ -39,7 +39,9 @@ func (s *Service) registerMetrics(mp metric.MeterProvider) (metric.Registration,
 		{"mosaik.streams.producer.items.dropped", "datums a full consumer queue could not take"},
 		{"mosaik.streams.consumer.items.received", "datums taken by the application"},
 		{"mosaik.streams.consumer.bytes.received", "payload bytes taken by the application"},
-		{"mosaik.streams.consumer.gaps", "sequence numbers missed: datums producers skipped for this consumer"},
+		{"mosaik.streams.consumer.gaps", "datums of producers this consumer missed (dropped for it, sent while it was away, or lost in a producer restart)"},
+		{"mosaik.streams.producer.disconnects", "subscriptions ended at the producer, by close code (TooSlow: consumers cut for lagging)"},
+		{"mosaik.streams.consumer.disconnects", "links to producers ended at the consumer, by close code"},
 	} {
 		x, err := m.Int64ObservableCounter(c.name, metric.WithDescription(c.desc))
 		if err != nil {
@@ -70,6 +72,14 @@ func (s *Service) registerMetrics(mp metric.MeterProvider) (metric.Registration,
 				if ch.State == Connected {
 					connected++
 				}
+			}
+			name := "mosaik.streams.consumer.disconnects"
+			if h.Role == RoleProducer {
+				name = "mosaik.streams.producer.disconnects"
+			}
+			for code, n := range h.Ends {
+				o.ObserveInt64(counters[name], int64(n), metric.WithAttributes(nw, attribute.String("stream", h.Stream.Short()),
+					attribute.Int("code", int(code)), attribute.String("reason", code.String())))
 			}
 			if h.Role == RoleProducer {
 				o.ObserveInt64(counters["mosaik.streams.producer.items.sent"], int64(h.Totals.Datums), attrs)

@@ -93,6 +93,26 @@ func TestMetrics_StreamCountersFollowTraffic(t *testing.T) {
 	}
 }
 
+// codeSum returns the int64 sum named name over its data points with the
+// attribute code.
+func codeSum(rm *metricdata.ResourceMetrics, name string, code streams.Code) int64 {
+	var total int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			d, ok := m.Data.(metricdata.Sum[int64])
+			if !ok || m.Name != name {
+				continue
+			}
+			for _, p := range d.DataPoints {
+				if v, ok := p.Attributes.Value("code"); ok && v.AsInt64() == int64(code) {
+					total += p.Value
+				}
+			}
+		}
+	}
+	return total
+}
+
 func histCount(rm *metricdata.ResourceMetrics, name string) uint64 {
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {

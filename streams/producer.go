@@ -68,6 +68,7 @@ type Producer[T any] struct {
 
 	// Totals over every subscription, past ones included (for metrics).
 	sent, sentBytes, dropped atomic.Uint64
+	ends                     codeCounts
 
 	wg     sync.WaitGroup // the catalog watcher
 	subWG  sync.WaitGroup // writers and consumer watchers
@@ -116,7 +117,7 @@ func NewProducer[T any](svc *Service, name string, opts ...Option) (*Producer[T]
 
 func (p *Producer[T]) handle() HandleInfo {
 	return HandleInfo{Role: RoleProducer, Stream: p.id, Name: p.name, Online: p.IsOnline(), Channels: p.Consumers(),
-		Totals: Stats{Datums: p.sent.Load(), Bytes: p.sentBytes.Load(), Dropped: p.dropped.Load()}}
+		Totals: Stats{Datums: p.sent.Load(), Bytes: p.sentBytes.Load(), Dropped: p.dropped.Load()}, Ends: p.ends.snapshot()}
 }
 
 // StreamID is the producer's stream.
@@ -462,6 +463,7 @@ func (p *Producer[T]) watchConsumer(s *outSub) {
 func (p *Producer[T]) end(s *outSub, code Code, why string, reset bool) {
 	s.once.Do(func() {
 		s.code, s.why = code, why
+		p.ends.add(code)
 		p.mu.Lock()
 		if i := slices.Index(p.subs, s); i >= 0 {
 			p.subs = slices.Delete(p.subs, i, i+1)
@@ -480,7 +482,11 @@ func (p *Producer[T]) end(s *outSub, code Code, why string, reset bool) {
 		close(s.gone)
 		p.hub.setState(s.ch, Terminated, &CodeError{Code: code, Reason: why})
 		p.hub.remove(s.ch)
-		if code != CodeGracefulShutdown {
+		switch code {
+		case CodeGracefulShutdown, CodeCancelled:
+		case CodeTooSlow, CodeNotAllowed, CodeUnknownPeer:
+			p.log.Info("consumer cut", "peer", s.ch.peer, "code", code, "why", why)
+		default:
 			p.log.Debug("subscription ended", "peer", s.ch.peer, "code", code, "why", why)
 		}
 	})

@@ -10,6 +10,8 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/libp2p/go-libp2p/core/network"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/mosaik-go/mosaik/internal/testutil"
 	"github.com/mosaik-go/mosaik/node"
@@ -45,8 +47,14 @@ type rbSlowSetup struct {
 
 func newRBSlowSetup(t *testing.T, name string, prodOpts ...streams.Option) *rbSlowSetup {
 	t.Helper()
+	return newRBSlowSetupOn(t, connected(t, 4), name, prodOpts...)
+}
+
+// newRBSlowSetupOn is newRBSlowSetup on four given connected nodes.
+func newRBSlowSetupOn(t *testing.T, nodes []*node.Node, name string, prodOpts ...streams.Option) *rbSlowSetup {
+	t.Helper()
 	bytesCodec := streams.WithCodec[[]byte](streams.Bytes{})
-	s := &rbSlowSetup{nodes: connected(t, 4)}
+	s := &rbSlowSetup{nodes: nodes}
 	s.prod = mustProducer[[]byte](t, s.nodes[0], name, append([]streams.Option{bytesCodec, streams.WithQueueSize(rbSlowQueue)}, prodOpts...)...)
 	// A long constant backoff: after TooSlow the slow consumer stays in
 	// Connecting with the error, where the test can observe it.
@@ -130,7 +138,10 @@ func (s *rbSlowSetup) checkFast(t *testing.T, want uint64) {
 // fills, Send never waits on it, and the two consumers that keep up get
 // every datum in order.
 func TestRobust_SlowConsumerIsCutTooSlow(t *testing.T) {
-	s := newRBSlowSetup(t, "robust-slow")
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	s := newRBSlowSetupOn(t, connected(t, 4, node.WithMeterProvider(mp)), "robust-slow")
 	slowID := s.nodes[1].ID()
 	ctx := testCtx(t, 120*time.Second)
 	s.readFast(ctx, rbSlowTotal)
@@ -205,14 +216,34 @@ func TestRobust_SlowConsumerIsCutTooSlow(t *testing.T) {
 	if !errors.As(last.Err, &ce) || ce.Code != streams.CodeTooSlow || !ce.Remote {
 		t.Errorf("errors.As(%v, *streams.CodeError) = %v, want Code TooSlow, Remote", last.Err, ce)
 	}
+	// Both ends count the cut by its code, in their handles and metrics.
+	for i, side := range []streams.Role{streams.RoleProducer, streams.RoleConsumer} {
+		hs := s.nodes[i].Streams().Handles()
+		if len(hs) != 1 || hs[0].Role != side || hs[0].Ends[streams.CodeTooSlow] != 1 {
+			t.Errorf("node %d (%v) handles %+v, want one counting one TooSlow end", i, side, hs)
+		}
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx, &rm); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"mosaik.streams.producer.disconnects", "mosaik.streams.consumer.disconnects"} {
+		if got := codeSum(&rm, name, streams.CodeTooSlow); got != 1 {
+			t.Errorf("%s{code=10413} = %d, want 1", name, got)
+		}
+	}
 }
 
 // TestRobust_DropLaggingCountsGaps: with WithDropLagging a consumer that
 // stops reading is kept, the producer counts the datums it missed, the
-// consumer sees exactly those as sequence gaps once it reads again, and
-// the consumers that keep up get everything.
+// consumer sees exactly those as sequence gaps once it reads again (each
+// one on the datum after it, as RecvDatum's Gap), the consumers that keep
+// up get everything, and the loss metrics say the same.
 func TestRobust_DropLaggingCountsGaps(t *testing.T) {
-	s := newRBSlowSetup(t, "robust-drop", streams.WithDropLagging())
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	s := newRBSlowSetupOn(t, connected(t, 4, node.WithMeterProvider(mp)), "robust-drop", streams.WithDropLagging())
 	slowID := s.nodes[1].ID()
 	ctx := testCtx(t, 120*time.Second)
 	s.readFast(ctx, rbSlowTotal+1) // the run, then one marker
@@ -304,6 +335,20 @@ func TestRobust_DropLaggingCountsGaps(t *testing.T) {
 	}
 	if gapErr != nil || reported != st.Gaps {
 		t.Errorf("gaps shown to the application: %d missed in all (%v), want %d", reported, gapErr, st.Gaps)
+	}
+	// The metrics of all four nodes (one provider): the producer's drops
+	// and the consumers' gaps (the fast ones have none) match the stats.
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx, &rm); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]uint64{
+		"mosaik.streams.producer.items.dropped": ci.Stats.Dropped,
+		"mosaik.streams.consumer.gaps":          st.Gaps,
+	} {
+		if got, ok := sumOf(&rm, name); !ok || uint64(got) != want {
+			t.Errorf("%s = %d (present %v), want %d", name, got, ok, want)
+		}
 	}
 	if uint64(len(got))+ci.Stats.Dropped != rbSlowTotal+1 || ci.Stats.Dropped != dropped {
 		t.Errorf("slow consumer got %d datums and %d were dropped (%d before the marker), want %d in all", len(got), ci.Stats.Dropped, dropped, rbSlowTotal+1)

@@ -57,6 +57,11 @@ type HandleInfo struct {
 	// Totals: for a producer, datums and bytes written and datums dropped
 	// over all subscriptions; for a consumer, datums taken by the app.
 	Totals Stats
+	// Ends counts subscriptions that ended, by close code: at a producer,
+	// consumers it cut or lost (TooSlow, NotAllowed, UnknownPeer,
+	// Cancelled, …); at a consumer, links to producers that failed or were
+	// closed (each try of a receiver counts).
+	Ends map[Code]uint64
 }
 
 // handler is a producer or consumer, listed by Handles.

@@ -1,6 +1,7 @@
 package status
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/mosaik-go/mosaik/catalog"
@@ -84,6 +85,8 @@ type HandleDoc struct {
 	// over all subscriptions; for a consumer what the application took.
 	Totals   CountsDoc    `json:"totals"`
 	Channels []ChannelDoc `json:"channels"` // consumers of a producer, producers of a consumer
+	// Ends counts subscriptions ended, by close code ("10413 TooSlow").
+	Ends map[string]uint64 `json:"ends,omitempty"`
 }
 
 // CountsDoc holds traffic counters (streams.Stats).
@@ -184,6 +187,12 @@ func StreamsJSON(n *node.Node) StreamsDoc {
 		hd := HandleDoc{
 			Stream: h.Name, StreamID: h.Stream.String(), Online: h.Online,
 			Totals: counts(h.Totals), Channels: make([]ChannelDoc, len(h.Channels)),
+		}
+		for code, n := range h.Ends {
+			if hd.Ends == nil {
+				hd.Ends = map[string]uint64{}
+			}
+			hd.Ends[fmt.Sprintf("%d %s", uint32(code), code)] = n
 		}
 		for i, c := range h.Channels {
 			cd := ChannelDoc{
