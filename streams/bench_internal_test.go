@@ -153,6 +153,13 @@ func (h *benchHost) NewStream(context.Context, peer.ID, ...protocol.ID) (network
 	return h.st, nil
 }
 
+// Network reports every peer connected (the prepared stream is).
+func (h *benchHost) Network() network.Network { return benchNet{} }
+
+type benchNet struct{ network.Network }
+
+func (benchNet) Connectedness(peer.ID) network.Connectedness { return network.Connected }
+
 type benchDiscovery struct {
 	Discovery
 	nw catalog.NetworkID

@@ -74,8 +74,8 @@ type Consumer[T any] struct {
 	// recycled ones (LIFO, so the next datum lands in a hot buffer).
 	borrow bool
 	bmu    sync.Mutex
-	held   []byte
-	free   [][]byte
+	held   *borrowBuf
+	free   []*borrowBuf
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -90,14 +90,18 @@ type refusal struct {
 
 // delivery is a datum in the delivery buffer with its payload size, for
 // the stats counted when the application takes it, and its origin.
+// It is kept small: the delivery buffer holds up to WithBuffer of them.
 type delivery[T any] struct {
-	v    T
-	n    int
-	seq  uint64
-	from peer.ID
-	gap  *Gap
-	buf  []byte // the recycled buffer v lives in (borrowing codecs)
+	v   T
+	n   int
+	seq uint64
+	ch  *channel   // where it came from
+	gap *Gap       // missed right before it
+	bb  *borrowBuf // the recycled buffer v lives in (borrowing codecs)
 }
+
+// borrowBuf is a recycled datum buffer of a borrowing consumer.
+type borrowBuf struct{ b []byte }
 
 // position is where a producer's datums were last received.
 type position struct {
@@ -180,7 +184,11 @@ func (c *Consumer[T]) Recv(ctx context.Context) (T, error) {
 // number and the gap before it, if datums of that producer were missed.
 func (c *Consumer[T]) RecvDatum(ctx context.Context) (Datum[T], error) {
 	d, err := c.recv(ctx)
-	return Datum[T]{Value: d.v, Producer: d.from, Seq: d.seq, Gap: d.gap}, err
+	var from peer.ID
+	if d.ch != nil {
+		from = d.ch.peer
+	}
+	return Datum[T]{Value: d.v, Producer: from, Seq: d.seq, Gap: d.gap}, err
 }
 
 func (c *Consumer[T]) recv(ctx context.Context) (delivery[T], error) {
@@ -227,7 +235,7 @@ func (c *Consumer[T]) take(d delivery[T]) delivery[T] {
 	if c.borrow {
 		c.bmu.Lock()
 		old := c.held
-		c.held, d.buf = d.buf, nil
+		c.held, d.bb = d.bb, nil
 		if old != nil && len(c.free) <= c.cfg.buffer {
 			c.free = append(c.free, old)
 		}
@@ -237,20 +245,24 @@ func (c *Consumer[T]) take(d delivery[T]) delivery[T] {
 }
 
 // getBuf returns a buffer of length n for a borrowed datum: the most
-// recently recycled one when it is large enough.
-func (c *Consumer[T]) getBuf(n int) []byte {
+// recently recycled one (hot in cache) when there is one.
+func (c *Consumer[T]) getBuf(n int) *borrowBuf {
+	var bb *borrowBuf
 	c.bmu.Lock()
 	if k := len(c.free); k > 0 {
-		b := c.free[k-1]
+		bb = c.free[k-1]
 		c.free[k-1] = nil
 		c.free = c.free[:k-1]
-		if cap(b) >= n {
-			c.bmu.Unlock()
-			return b[:n]
-		}
 	}
 	c.bmu.Unlock()
-	return make([]byte, n, max(n, 512))
+	if bb == nil {
+		bb = &borrowBuf{}
+	}
+	if cap(bb.b) < n {
+		bb.b = make([]byte, n, max(n, 512))
+	}
+	bb.b = bb.b[:n]
+	return bb
 }
 
 // All iterates over datums until ctx ends or the consumer closes; the
@@ -730,11 +742,13 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 		}()
 	}
 	first := true
+	var bb *borrowBuf // the buffer of the frame just read (borrowing codecs)
+	getBuf := func(n int) []byte { bb = c.getBuf(n); return bb.b }
 	for {
 		var typ byte
-		var body, buf []byte
+		var body []byte
 		if c.borrow {
-			typ, body, buf, err = fr.nextInto(c.getBuf)
+			typ, body, _, err = fr.nextInto(getBuf)
 		} else {
 			typ, body, err = fr.next()
 		}
@@ -789,7 +803,7 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 				_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
 				return fmt.Errorf("%w: %v", errDecode, err)
 			}
-			d := delivery[T]{v: v, n: len(payload), seq: seq, from: r.ch.peer, gap: gap, buf: buf}
+			d := delivery[T]{v: v, n: len(payload), seq: seq, ch: r.ch, gap: gap, bb: bb}
 			select { // fast path: room in the buffer
 			case c.out <- d:
 			default:
