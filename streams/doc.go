@@ -43,6 +43,13 @@
 //     their lagging policy decides. There is no unbounded queue anywhere;
 //   - across producers there is no ordering and no de-duplication.
 //
+// # Receiving fast
+//
+// For []byte streams read by one goroutine, WithCodec(BorrowedBytes{})
+// makes a consumer read each datum into a recycled buffer that stays valid
+// until the next receive call: no allocation or copy per datum. Copy what
+// you keep.
+//
 // # Caller's duties
 //
 //   - Close every Producer and Consumer you create; Close of the node does
