@@ -126,23 +126,26 @@ func (s *Service) syncWith(ctx context.Context, p peer.ID) (err error) {
 	} else {
 		_ = st.SetDeadline(time.Now().Add(s.params.SyncTimeout))
 	}
-	req := &pb.SyncRequest{Network: s.network[:], Entries: s.entries(s.store.Snapshot())}
-	if err := wire.WriteProto(st, req); err != nil {
-		st.Reset()
-		return fmt.Errorf("discovery: sync with %s: send: %w", p, err)
-	}
-	if err := st.CloseWrite(); err != nil {
-		st.Reset()
-		return fmt.Errorf("discovery: sync with %s: %w", p, err)
-	}
-	var resp pb.SyncResponse
-	if err := wire.ReadProto(bufio.NewReader(st), s.params.MaxSyncMessage, &resp); err != nil {
+	// The responder may reset the stream (another network, a refusal)
+	// before our request is written: its code can surface at any step.
+	failed := func(step string, err error) error {
 		st.Reset()
 		var se *network.StreamError
 		if errors.As(err, &se) && se.ErrorCode == CodeDifferentNetwork {
 			return fmt.Errorf("discovery: sync with %s: %w", p, catalog.ErrOtherNetwork)
 		}
-		return fmt.Errorf("discovery: sync with %s: receive: %w", p, err)
+		return fmt.Errorf("discovery: sync with %s: %s: %w", p, step, err)
+	}
+	req := &pb.SyncRequest{Network: s.network[:], Entries: s.entries(s.store.Snapshot())}
+	if err := wire.WriteProto(st, req); err != nil {
+		return failed("send", err)
+	}
+	if err := st.CloseWrite(); err != nil {
+		return failed("close", err)
+	}
+	var resp pb.SyncResponse
+	if err := wire.ReadProto(bufio.NewReader(st), s.params.MaxSyncMessage, &resp); err != nil {
+		return failed("receive", err)
 	}
 	if len(resp.Entries) > maxSyncEntries {
 		return fmt.Errorf("discovery: sync with %s: %d entries exceed the cap of %d", p, len(resp.Entries), maxSyncEntries)
