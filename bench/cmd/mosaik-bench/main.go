@@ -1,0 +1,108 @@
+// Command mosaik-bench measures mosaik streams and discovery side by side
+// with a raw libp2p stream, gossipsub, NATS core and memberlist, and writes
+// results.md (a Markdown table) and results.json.
+//
+//	cd bench && go run ./cmd/mosaik-bench --quick
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"runtime/pprof"
+	"strings"
+
+	"github.com/libp2p/go-libp2p/gologshim"
+
+	"github.com/mosaik-go/mosaik/bench/harness"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "mosaik-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	quick := flag.Bool("quick", false, "smaller counts, discovery up to N = 25 (under 2 minutes on 2 cores)")
+	smoke := flag.Bool("smoke", false, "one tiny repetition of a few scenarios (for tests; the numbers mean nothing)")
+	out := flag.String("out", "results", "directory for results.md and results.json")
+	reps := flag.Int("reps", harness.MinReps, fmt.Sprintf("repetitions per row (at least %d)", harness.MinReps))
+	only := flag.String("only", "", "run only the scenarios whose name matches this regular expression (e.g. 'throughput|latency')")
+	systems := flag.String("systems", "", "run only the systems whose name matches this regular expression (for profiling; ratios need mosaik and its peers)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flag.Parse()
+	// go-libp2p's own logs (shutdown noise such as "listener closed") would
+	// tear the progress bar; the harness reports what matters itself.
+	gologshim.SetDefaultHandler(slog.DiscardHandler)
+
+	cfg := harness.Config{Mode: harness.Full, Reps: *reps, Progress: os.Stderr, Command: "go run ./cmd/mosaik-bench " + strings.Join(os.Args[1:], " ")}
+	switch {
+	case *smoke:
+		cfg.Mode = harness.Smoke
+	case *quick:
+		cfg.Mode = harness.Quick
+	}
+	if *only != "" {
+		re, err := regexp.Compile(*only)
+		if err != nil {
+			return fmt.Errorf("--only: %w", err)
+		}
+		cfg.Only = re
+	}
+	if *systems != "" {
+		re, err := regexp.Compile(*systems)
+		if err != nil {
+			return fmt.Errorf("--systems: %w", err)
+		}
+		cfg.Systems = re
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	res, err := harness.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	md, js := filepath.Join(*out, "results.md"), filepath.Join(*out, "results.json")
+	if err := write(md, res.WriteMarkdown); err != nil {
+		return err
+	}
+	if err := write(js, res.WriteJSON); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s and %s (%.0f s)\n", md, js, res.Seconds)
+	return nil
+}
+
+func write(path string, f func(w io.Writer) error) error {
+	file, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := f(file); err != nil {
+		_ = file.Close()
+		return err
+	}
+	return file.Close()
+}

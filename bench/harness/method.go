@@ -1,0 +1,46 @@
+package harness
+
+import (
+	"fmt"
+	"strings"
+)
+
+// method describes, in the report, what this run did.
+func (r *runner) method() []string {
+	p := r.plan
+	var tp, ln []string
+	for _, c := range p.tput {
+		tp = append(tp, fmt.Sprintf("%s %s", c.id, fmtNum(float64(c.count))))
+	}
+	for _, c := range p.lat {
+		ln = append(ln, fmt.Sprintf("%d/s for %v", c.rate, c.dur))
+	}
+	m := []string{
+		"One process, 127.0.0.1 only. mosaik, raw and gossipsub run on identical libp2p hosts (TCP only, Noise, yamux, ed25519, the resource limits of a standalone mosaik node, reachability pinned to private so AutoNAT v1 stays static), each system on its own hosts; NATS runs an embedded nats-server (default options) with nats.go clients over loopback TCP.",
+		"Every system gets the same payloads and counts. A subscriber is a separate host (libp2p) or connection (NATS); the publisher is on its own host. Systems run in turn inside each repetition, in an order rotated every repetition; each repetition starts after a runtime.GC().",
+		"mosaik: node.New on a borrowed host (node.WithHost), node.WithoutDHT, default streams parameters, default discovery parameters except CascadeBelow = 0 (consumer nodes connect to the producer node only: the same star as the other systems), codec streams.Bytes, default lagging policy (TooSlow after a 100 ms lag grace); the consumer hands each datum to the application as its own []byte through Recv.",
+		"raw: one libp2p stream per subscriber with mosaik's framing (uvarint length, type byte, uvarint sequence, payload), 32 KiB bufio.Writer, 64 KiB bufio.Reader; the reader checks the sequence and looks at the payload in place (no copy, no queue, no application hand-off): the physical limit of the transport with equal framing. One writer goroutine per subscriber, backpressure from yamux flow control.",
+		fmt.Sprintf("gossipsub: go-libp2p-pubsub with default GossipSubParams and message signing (StrictSign: each message signed once, verified by every receiver); non-default: WithFloodPublish(true) (off by default in v0.19) so the publisher sends to every subscriber directly, and in every row but gossipsub-default WithBufferSize, WithPeerOutboundQueueSize and WithValidateQueueSize raised from 32 to %d. Star topology: subscriber hosts connect to the publisher only.", gossipRaised),
+		"NATS core: async subscriptions (one goroutine per subscription); pending limits lifted in the flow rows, defaults (500 000 msgs / 64 MiB) in the overload row except nats-2k (2 048 messages, the bound mosaik keeps per consumer); ErrSlowConsumer callbacks and Subscription.Dropped count as reported loss.",
+		fmt.Sprintf("Throughput and fan-out: mosaik, gossipsub and NATS have no end-to-end backpressure, so the publisher keeps at most %d datums in flight per subscriber (credits returned every %d datums, the same for all three); raw writes through its own flow control. A repetition sends up to the count (%s; fan-out %d B, %s deliveries over N subscribers) or stops sending after %v, and ends when the last datum arrives; datums/s is delivered datums (all subscribers) ÷ that time. One warm-up repetition per system is not recorded.", flight, batch, strings.Join(tp, ", "), 256, fmtNum(float64(p.fanTotal())), p.capDur),
+		"CPU: process CPU time (getrusage user + system, every goroutine of the process: publisher and subscribers, router, server) over the repetition ÷ datums delivered.",
+		fmt.Sprintf("Latency: 64 B datums carrying time.Now().UnixNano() at the send, on an absolute schedule (the due time of datum i, then sleep), %s; measured in the subscriber's receiving goroutine; p50/p99/p999 by nearest rank within each repetition. The raw sender flushes every frame.", strings.Join(ln, " and ")),
+		fmt.Sprintf("Overload: one session per system for all repetitions, one fast and one slow subscriber. The publisher offers the same load to every system: %d datums/s of %d B for %v (%s datums), paced; the slow subscriber has a fixed service time (at most %d datums/s) while the publisher runs and then catches up at full speed, so only what a system dropped counts as lost, not what it still buffered. Counts are taken once no datum arrived for %v. 'lost without notice' is the loss (%% of the 2 × %s datums due) in a repetition where the application got no signal through the system's API: mosaik's consumer sees TooSlow in Producers() and a reconnect (or gaps in drop mode) and its producer counts Dropped; NATS calls the error handler with ErrSlowConsumer and counts Subscription.Dropped; gossipsub drops at its queues with only an INFO log (the RawTracer counts in the note are for the record). A raw stream is not in this row: it has backpressure and loses nothing (its publisher is slowed down instead).", p.ovRate, p.ovSize, p.ovDur, fmtNum(float64(p.ovRate)*p.ovDur.Seconds()), p.slowRate, p.ovQuiet, fmtNum(float64(p.ovRate)*p.ovDur.Seconds())),
+		"Time to first datum: the publisher is running and known (mosaik: in the consumer node's catalog; gossipsub: topic joined, hosts connected; NATS: connections open); from NewConsumer / Subscribe to the first datum received. The mosaik producer and the gossipsub publisher send once they see the subscriber (Send waits until online / a PeerJoin topic event); the NATS publisher, which has no such signal, republishes every ~50 µs; raw opens a new stream on the existing connection to a handler that writes one frame at once. Each operation is one repetition.",
+		fmt.Sprintf("Discovery: N nodes in the process, each given only the first node's address; the time runs from the start of the second node until every node knows all N (polled every 1 ms). mosaik: node.New defaults (default discovery parameters, gossipsub, sync-on-connect, kad-dht) on hosts like the standalone node's but TCP only on 127.0.0.1, host start-up inside the time; memberlist: DefaultLocalConfig on 127.0.0.1, joins in the background like node.New's bootstrap. Node start-up is inside the time for both. Two times per repetition: when 99 %% of the N² (node, node) pairs are known (the gossip epidemic) and when all are; the latter is cut at %v (a capped repetition counts as %v, so the true median can only be higher).", p.discLimit, p.discLimit),
+	}
+	switch r.cfg.Mode {
+	case Quick:
+		m = append(m, fmt.Sprintf("Quick mode: smaller counts, a %v time cap, a %v overload, no mosaik-drop and gossipsub-default overload rows, discovery only for N ∈ {10, 25} (N = 50 needs the full run) with a %v limit. Use the full run for numbers to quote.", p.capDur, p.ovDur, p.discLimit))
+	case Smoke:
+		m = append(m, "Smoke mode: one tiny repetition of a few scenarios; the numbers mean nothing.")
+	}
+	return m
+}
+
+func (p plan) fanTotal() int {
+	if len(p.fan) == 0 {
+		return 0
+	}
+	return p.fan[0].count * p.fan[0].subs
+}
