@@ -18,10 +18,12 @@
 // closes what it borrows: after [Node.Close] the host, router and DHT
 // remain usable, and mosaik may attach to the same host again. A borrowed
 // DHT must have been built with discovery.DHTOptions(), and a borrowed
-// router must keep the default StrictSign signature policy, like the
-// routers the node creates, or it exchanges no catalog gossip with
-// standalone nodes (see package discovery for the full list of plugin-mode
-// duties).
+// router must use the signature policy of the network's other routers:
+// StrictNoSign, like the routers the node creates (build it with
+// discovery.GossipSubOptions()), or else every node of the network must
+// be given WithGossipSignaturePolicy(pubsub.StrictSign). Otherwise it
+// exchanges no catalog gossip with standalone nodes (see package discovery
+// for the full list of plugin-mode duties).
 // Components not lent are created on the borrowed host and closed with the
 // node; lend the router when the host already runs one, since the node
 // would otherwise start a second router on the same host.
@@ -63,9 +65,10 @@
 //     (low water 160, high water 512, one-minute grace); relay and libp2p
 //     metrics disabled; agent version "mosaik-go/0.1.0";
 //  2. without [WithPubSub], and unless gossip is disabled, a gossipsub
-//     router with the default StrictSign policy, peer exchange and flood
-//     publishing on (the catalog topic identifies messages by the BLAKE3
-//     hash of their data);
+//     router with discovery.GossipSubOptions(): the StrictNoSign policy
+//     (unless [WithGossipSignaturePolicy] says otherwise) with messages
+//     identified by the BLAKE3 hash of their data, flood publishing, no
+//     peer exchange, and larger validation and outbound queues;
 //  3. without [WithDHT] or [WithoutDHT], a kad-dht built with
 //     discovery.DHTOptions() (protocol /mosaik/kad/1.0.0, entry validator,
 //     server mode), the bootstrap peers and [WithDHTOptions];
@@ -94,8 +97,9 @@
 //
 // [WithTestProfile] selects timings for tests on one machine:
 // discovery.TestParams() (entries stale after 3 s, heartbeats every
-// 500 ms ± 50 %, 5 s clock drift, faster syncs, probes and DHT
-// republishing) and a 100 ms gossipsub heartbeat for a router the node
-// creates. Nodes of one network must share a profile: a test-profile node
-// purges default-profile peers between their heartbeats.
+// second ± 25 %, 5 s clock drift, faster syncs, probes and DHT
+// republishing) and, for a router the node creates, [TestGossipSubParams]
+// (a gossipsub mesh of degree 2, so that some 30 nodes fit in one
+// process). Nodes of one network must share a profile: a
+// test-profile node purges default-profile peers between their heartbeats.
 package node

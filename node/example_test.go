@@ -73,12 +73,12 @@ func ExampleNew_plugin() {
 	}
 	defer h.Close()
 
-	// A router with default options matches the routers of standalone
-	// mosaik nodes (StrictSign); the catalog topic sets its own message-ID
-	// function.
+	// The router must sign (or not) like the routers of standalone mosaik
+	// nodes: discovery.GossipSubOptions() sets StrictNoSign with a
+	// content-based message ID, and a few queue sizes.
 	psCtx, stopPubSub := context.WithCancel(context.Background())
 	defer stopPubSub()
-	ps, err := pubsub.NewGossipSub(psCtx, h)
+	ps, err := pubsub.NewGossipSub(psCtx, h, discovery.GossipSubOptions()...)
 	if err != nil {
 		fmt.Println("pubsub:", err)
 		return

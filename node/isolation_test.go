@@ -33,7 +33,7 @@ func newPlainHost(t *testing.T) *plainHost {
 	ctx, cancel := context.WithCancel(context.Background())
 	gp := pubsub.DefaultGossipSubParams()
 	gp.HeartbeatInterval = 100 * time.Millisecond
-	ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithGossipSubParams(gp))
+	ps, err := pubsub.NewGossipSub(ctx, h, append(discovery.GossipSubOptions(), pubsub.WithGossipSubParams(gp))...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -99,25 +99,18 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 	}
 	if n.ps = cfg.ps; n.ps == nil && !cfg.params.DisableGossip {
 		gp := pubsub.DefaultGossipSubParams()
-		if cfg.heartbeat > 0 {
-			gp.HeartbeatInterval = cfg.heartbeat
-			gp.HeartbeatInitialDelay = cfg.heartbeat / 10
+		if cfg.gossip != nil {
+			gp = *cfg.gossip
 		}
 		psCtx, psCancel := context.WithCancel(context.Background())
-		// The default signature policy (StrictSign) is kept although
-		// catalog entries carry their own signatures: routers of every
-		// policy must agree, and StrictSign is what a plugin user's router
-		// most likely runs.
-		n.ps, err = pubsub.NewGossipSub(psCtx, n.h,
+		opts := append(discovery.GossipSubOptions(),
 			pubsub.WithGossipSubParams(gp),
-			pubsub.WithPeerExchange(true),
-			// Send our own announcements to every topic peer, not only the
-			// mesh: a fresh node's entry or a departure then reaches its
-			// neighbours even before the mesh has formed. Catalog traffic is
-			// a few small messages per peer and heartbeat.
-			pubsub.WithFloodPublish(true),
 			pubsub.WithLogger(n.log.With("component", "pubsub")),
 		)
+		if cfg.signPolicy != nil {
+			opts = append(opts, pubsub.WithMessageSignaturePolicy(*cfg.signPolicy))
+		}
+		n.ps, err = pubsub.NewGossipSub(psCtx, n.h, opts...)
 		if err != nil {
 			psCancel()
 			return nil, fmt.Errorf("node: gossipsub: %w", err)

@@ -22,18 +22,19 @@ import (
 )
 
 type config struct {
-	tags      []string
-	bootstrap []peer.AddrInfo
-	listen    []string
-	key       crypto.PrivKey
-	log       *slog.Logger
-	meter     metric.MeterProvider
-	tracer    trace.TracerProvider
-	promReg   prometheus.Registerer
-	params    discovery.Params
-	heartbeat time.Duration
-	entry     func(*catalog.Entry)
-	streams   *streams.Params
+	tags       []string
+	bootstrap  []peer.AddrInfo
+	listen     []string
+	key        crypto.PrivKey
+	log        *slog.Logger
+	meter      metric.MeterProvider
+	tracer     trace.TracerProvider
+	promReg    prometheus.Registerer
+	params     discovery.Params
+	gossip     *pubsub.GossipSubParams        // nil: pubsub's defaults
+	signPolicy *pubsub.MessageSignaturePolicy // nil: discovery.GossipSubOptions' (StrictNoSign)
+	entry      func(*catalog.Entry)
+	streams    *streams.Params
 
 	host   host.Host
 	ps     *pubsub.PubSub
@@ -161,12 +162,14 @@ func WithStreamsParams(p streams.Params) Option {
 }
 
 // WithTestProfile selects fast timings for tests on one machine:
-// discovery.TestParams(), a 100 ms gossipsub heartbeat and a 1 s rendezvous
-// poll while the catalog is empty.
+// discovery.TestParams(), a gossipsub router sized for many nodes in one
+// process (see [TestGossipSubParams]) and a 1 s rendezvous poll while the
+// catalog is empty.
 func WithTestProfile() Option {
 	return func(c *config) error {
 		c.params = discovery.TestParams()
-		c.heartbeat = 100 * time.Millisecond
+		gp := TestGossipSubParams()
+		c.gossip = &gp
 		c.rendezvousFast = rendezvousFastTest
 		if c.streams == nil {
 			sp := streams.DefaultParams()
@@ -174,6 +177,48 @@ func WithTestProfile() Option {
 			c.streams = &sp
 		}
 		return nil
+	}
+}
+
+// TestGossipSubParams are the gossipsub parameters of the test profile:
+// pubsub's defaults (1 s heartbeat) with a mesh of degree 2 instead of 6.
+// Every node floods its own announcements to all its topic peers, so the
+// mesh only carries them on to peers not connected to their author; with
+// the default degree each node receives every heartbeat about seven times,
+// and 30 nodes in one process under the race detector need more than two
+// cores for that. The test profile is for many nodes on one machine; a
+// real network keeps the defaults.
+func TestGossipSubParams() pubsub.GossipSubParams {
+	gp := pubsub.DefaultGossipSubParams()
+	gp.HeartbeatInitialDelay = 50 * time.Millisecond
+	gp.D, gp.Dlo, gp.Dhi, gp.Dlazy = 2, 2, 4, 2
+	gp.Dscore, gp.Dout = 1, 0 // Dout must stay below Dlo and D/2
+	return gp
+}
+
+// WithGossipSubParams sets the parameters of the gossipsub router the node
+// creates (default pubsub.DefaultGossipSubParams(); the test profile sets
+// [TestGossipSubParams]). Apply it after WithTestProfile to override the
+// profile's. It has no effect with [WithPubSub].
+func WithGossipSubParams(gp pubsub.GossipSubParams) Option {
+	return func(c *config) error { c.gossip = &gp; return nil }
+}
+
+// WithGossipSignaturePolicy sets the signature policy of the gossipsub
+// router the node creates. The default is pubsub.StrictNoSign (catalog
+// messages carry their author's own signature; see
+// discovery.GossipSubOptions). Every router of a network must use the same
+// policy (PROTOCOL.md §9.3): choose pubsub.StrictSign for a network that
+// includes plugin-mode nodes whose routers sign. It has no effect with
+// [WithPubSub].
+func WithGossipSignaturePolicy(p pubsub.MessageSignaturePolicy) Option {
+	return func(c *config) error {
+		switch p {
+		case pubsub.StrictSign, pubsub.StrictNoSign:
+			c.signPolicy = &p
+			return nil
+		}
+		return fmt.Errorf("node: gossip signature policy must be pubsub.StrictSign or pubsub.StrictNoSign (the lax policies accept messages of either kind), got %v", p)
 	}
 }
 

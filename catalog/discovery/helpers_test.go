@@ -11,7 +11,6 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
-	pubsubpb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -41,26 +40,20 @@ func newHost(t testing.TB, opts ...libp2p.Option) host.Host {
 	return h
 }
 
-// contentID is the gossip message ID node.go uses: a hash of the payload.
-func contentID(m *pubsubpb.Message) string {
-	id := catalog.HashID(m.GetData())
-	return string(id[:])
-}
-
-// newPubSub starts gossipsub on h the way node.go does (100 ms heartbeat,
-// default StrictSign policy, flood publish) and stops it at
-// the end of the test. Extra options come after the defaults.
+// newPubSub starts gossipsub on h the way package node does
+// (GossipSubOptions, so StrictNoSign and flood publish) with a 100 ms
+// heartbeat, and stops it at the end of the test. Extra options come after
+// the defaults.
 func newPubSub(t testing.TB, h host.Host, opts ...pubsub.Option) *pubsub.PubSub {
 	t.Helper()
 	gp := pubsub.DefaultGossipSubParams()
 	gp.HeartbeatInterval = 100 * time.Millisecond
 	gp.HeartbeatInitialDelay = 10 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
-	ps, err := pubsub.NewGossipSub(ctx, h, append([]pubsub.Option{
+	ps, err := pubsub.NewGossipSub(ctx, h, append(append(discovery.GossipSubOptions(),
 		pubsub.WithGossipSubParams(gp),
-		pubsub.WithFloodPublish(true),
 		pubsub.WithLogger(testutil.Logger()),
-	}, opts...)...)
+	), opts...)...)
 	if err != nil {
 		cancel()
 		t.Fatalf("NewGossipSub: %v", err)

@@ -52,7 +52,9 @@ type Params struct {
 	MaxSyncMessage int
 	// CascadeBelow: after a sync reveals new peers, this node connects to
 	// them (and so syncs with them) while it has fewer than this many
-	// connections. Default 8.
+	// connections; and whenever a connection closes, and every
+	// AnnounceInterval, it dials random catalog peers while fewer than this
+	// many of them are connected. 0 turns both off. Default 8.
 	CascadeBelow int
 
 	// RTTProbeInterval is the mean interval between RTT probe rounds over
@@ -98,12 +100,14 @@ func DefaultParams() Params {
 }
 
 // TestParams returns a fast profile for tests on one machine: entries go
-// stale after 3 s, heartbeats every 500 ms. Pair it with a gossipsub
-// heartbeat of 100 ms (node.WithTestProfile does both).
+// stale after 3 s, heartbeats every second ± 25 % (a live peer is purged
+// only when two heartbeats in a row are lost or late). node.WithTestProfile
+// pairs it with a gossipsub router sized for many nodes in one process.
 func TestParams() Params {
 	p := DefaultParams()
 	p.Catalog = catalog.TestParams()
-	p.AnnounceInterval = 500 * time.Millisecond
+	p.AnnounceInterval = time.Second
+	p.AnnounceJitter = 0.25
 	p.JoinAnnounceDelay = 250 * time.Millisecond
 	p.DepartureGrace = 100 * time.Millisecond
 	p.SyncTimeout = 3 * time.Second

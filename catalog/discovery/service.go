@@ -13,7 +13,6 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
-	pubsubpb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -78,6 +77,7 @@ type Service struct {
 
 	announceNow chan struct{}
 	peerJoined  chan struct{}
+	connectNow  chan struct{}             // a connection closed: check connectivity
 	relayQ      chan *catalog.SignedEntry // entries to relay onto gossip
 	dhtNow      chan struct{}
 
@@ -151,7 +151,7 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		h: h, ps: ps, params: p, network: network, proto: SyncProtocol(network),
 		log:   cfg.log.With("component", "discovery", "network", network.Short()),
 		store: store, rtt: catalog.NewRTTTable(), local: local,
-		relayQ: make(chan *catalog.SignedEntry, 256), announceNow: make(chan struct{}, 1), peerJoined: make(chan struct{}, 1), dhtNow: make(chan struct{}, 1),
+		relayQ: make(chan *catalog.SignedEntry, 256), announceNow: make(chan struct{}, 1), peerJoined: make(chan struct{}, 1), connectNow: make(chan struct{}, 1), dhtNow: make(chan struct{}, 1),
 		lastSync: map[peer.ID]time.Time{}, limiters: limiters, syncing: map[peer.ID]int{}, dht: cfg.dht,
 		serving: make(chan struct{}, p.MaxConcurrentSyncs), starting: make(chan struct{}, 8),
 		dialing: make(chan struct{}, max(1, p.CascadeBelow)),
@@ -177,7 +177,8 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		s.h.SetStreamHandler(s.proto, s.handleSync)
 		s.serves = true
 	}
-	if s.hostSub, err = h.EventBus().Subscribe([]any{new(event.EvtPeerIdentificationCompleted), new(event.EvtLocalAddressesUpdated)}); err != nil {
+	if s.hostSub, err = h.EventBus().Subscribe([]any{new(event.EvtPeerIdentificationCompleted), new(event.EvtLocalAddressesUpdated),
+		new(event.EvtPeerConnectednessChanged)}); err != nil {
 		return nil, fmt.Errorf("discovery: event bus: %w", err)
 	}
 
@@ -185,6 +186,9 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 	s.spawn(s.hostEventLoop)
 	s.spawn(s.purgeLoop)
 	s.spawn(s.rttLoop)
+	if !p.DisableSync && p.CascadeBelow > 0 {
+		s.spawn(s.connectLoop)
+	}
 	if s.topic != nil {
 		s.spawn(s.readLoop)
 		s.spawn(s.peerEventLoop)
@@ -209,7 +213,7 @@ func (s *Service) joinTopic() error {
 	if err := s.ps.RegisterTopicValidator(name, s.validate); err != nil {
 		return fmt.Errorf("discovery: register validator on %s: %w", name, err)
 	}
-	t, err := s.ps.Join(name, pubsub.WithTopicMessageIdFn(contentID))
+	t, err := s.ps.Join(name, pubsub.WithTopicMessageIdFn(MessageID))
 	if err != nil {
 		_ = s.ps.UnregisterTopicValidator(name)
 		return fmt.Errorf("discovery: join %s: %w", name, err)
@@ -222,14 +226,6 @@ func (s *Service) joinTopic() error {
 		return fmt.Errorf("discovery: topic events %s: %w", name, err)
 	}
 	return nil
-}
-
-// contentID makes gossip message IDs a hash of the payload: republishing
-// the same signed bytes (a relay of an entry its owner also published) is
-// deduplicated, and every heartbeat (a new version) is a new message.
-func contentID(m *pubsubpb.Message) string {
-	id := catalog.HashID(m.GetData())
-	return string(id[:])
 }
 
 // spawn runs f in a goroutine owned by the service, unless it is closing.
@@ -425,18 +421,20 @@ func (s *Service) teardown() {
 func (s *Service) maxAnnouncement() int { return s.params.Catalog.MaxEntrySize + 16 }
 
 func (s *Service) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
-	self := from == s.h.ID()
+	if from == s.h.ID() {
+		// Our own publication: the local entry or departure we just signed,
+		// or a relay of an entry verified when it was merged. Verifying it
+		// again would cost a signature check per heartbeat and relay for
+		// nothing; readLoop skips our own messages anyway.
+		return pubsub.ValidationAccept
+	}
 	now := time.Now()
 	e, d, err := decodeAnnouncement(msg.Data, s.maxAnnouncement(), func(data []byte) (*catalog.SignedEntry, error) {
-		if self {
-			// Our own entry, or a relay of one we verified on merge.
-			return catalog.OpenEntry(data, s.params.Catalog.MaxEntrySize)
-		}
 		// Cheap checks first: a copy of a known version is ignored without
 		// verifying its signature.
 		return s.store.Open(data, now)
 	})
-	if err == nil && d != nil && !self {
+	if err == nil && d != nil {
 		err = s.checkDeparture(d, now)
 	}
 	if err == nil {
@@ -584,10 +582,15 @@ func (s *Service) announceLoop() {
 				join = time.After(s.params.JoinAnnounceDelay)
 			}
 		case <-join:
+			// The join announcement stands in for the next heartbeat: when
+			// peers join often (churn), a node announces about once per
+			// heartbeat rather than once per heartbeat and once per join.
 			join = nil
 			if se, err := s.refresh(); err == nil {
 				s.announce(se)
 			}
+			// Reset discards a pending expiry (timers of Go ≥ 1.23).
+			beat.Reset(jitter(s.params.AnnounceInterval, s.params.AnnounceJitter))
 		case <-beat.C:
 			if se, err := s.refresh(); err == nil {
 				s.announce(se)
@@ -659,22 +662,72 @@ func (s *Service) cascade(p peer.ID) {
 		s.h.Network().Connectedness(p) == network.Connected {
 		return
 	}
-	// At most CascadeBelow dials at once: a sync full of entries with
-	// unreachable addresses cannot make us start thousands of dials.
+	s.dial(p)
+}
+
+// dial connects to p in the background, unless CascadeBelow dials are in
+// flight already: a sync full of entries with unreachable addresses cannot
+// make us start thousands of dials. It reports whether a dial started.
+func (s *Service) dial(p peer.ID) bool {
 	select {
 	case s.dialing <- struct{}{}:
 	default:
-		return
+		return false
 	}
 	if !s.spawn(func() {
 		defer func() { <-s.dialing }()
 		ctx, cancel := context.WithTimeout(s.ctx, s.params.SyncTimeout)
 		defer cancel()
 		if err := s.h.Connect(ctx, s.h.Peerstore().PeerInfo(p)); err != nil {
-			s.log.Debug("cascade connect failed", "peer", p, "err", err)
+			s.log.Debug("connect to catalog peer failed", "peer", p, "err", err)
 		}
 	}) {
 		<-s.dialing
+		return false
+	}
+	return true
+}
+
+// connectLoop keeps this node connected to at least CascadeBelow peers of
+// its catalog. When peers leave, a node keeps only the connections it has
+// left, and with one or two it hears the network through them alone: its
+// own heartbeats and departures reach others late or not at all. So
+// whenever a connection closes, and every AnnounceInterval, it dials
+// random catalog peers it is not connected to until CascadeBelow are
+// connected (dials in flight count).
+func (s *Service) connectLoop() {
+	t := time.NewTimer(jitter(s.params.AnnounceInterval, 0.5))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.connectNow:
+		case <-t.C:
+			t.Reset(jitter(s.params.AnnounceInterval, 0.5))
+		}
+		s.topUp()
+	}
+}
+
+// topUp dials catalog peers while fewer than CascadeBelow are connected.
+func (s *Service) topUp() {
+	connected := 0
+	var idle []peer.ID
+	for e := range s.store.Snapshot().All() {
+		if p := e.Entry.PeerID; s.h.Network().Connectedness(p) == network.Connected {
+			connected++
+		} else {
+			idle = append(idle, p)
+		}
+	}
+	need := s.params.CascadeBelow - connected - len(s.dialing)
+	rand.Shuffle(len(idle), func(i, j int) { idle[i], idle[j] = idle[j], idle[i] })
+	for _, p := range idle {
+		if need <= 0 || !s.dial(p) {
+			return
+		}
+		need--
 	}
 }
 
@@ -693,6 +746,10 @@ func (s *Service) hostEventLoop() {
 			case event.EvtPeerIdentificationCompleted:
 				if !s.params.DisableSync && slices.Contains(ev.Protocols, s.proto) && s.shouldSync(ev.Peer) {
 					s.startSync(ev.Peer)
+				}
+			case event.EvtPeerConnectednessChanged:
+				if ev.Connectedness != network.Connected {
+					signal(s.connectNow)
 				}
 			case event.EvtLocalAddressesUpdated:
 				if _, err := s.UpdateLocal(func(e *catalog.Entry) { e.Addrs = s.h.Addrs() }); err != nil {

@@ -1,0 +1,80 @@
+package discovery_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/catalog/discovery"
+	"github.com/mosaik-go/mosaik/internal/testutil"
+)
+
+// TestConnect_RedialsCatalogPeersWhenConnectionsClose checks that a node
+// keeps CascadeBelow peers of its catalog connected: when its connections
+// to two known peers close, it dials them again. With CascadeBelow 0 the
+// same closed connections stay closed, so the redial is the service's
+// doing (nothing else in this test dials: no DHT, no bootstrap loop).
+func TestConnect_RedialsCatalogPeersWhenConnectionsClose(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		below  int
+		redial bool
+	}{{"CascadeBelow 8", 8, true}, {"CascadeBelow 0", 0, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			nw := catalog.IDFromString("discovery-test/connect/" + tc.name)
+			nodes := make([]*testNode, 4)
+			for i := range nodes {
+				nodes[i] = newNode(t, nw, withParams(func(p *discovery.Params) { p.CascadeBelow = tc.below }))
+			}
+			for i, a := range nodes {
+				for _, b := range nodes[i+1:] {
+					connect(t, a.h, b.h)
+				}
+			}
+			testutil.Eventually(t, 10*time.Second, func() bool {
+				for _, a := range nodes {
+					for _, b := range nodes {
+						if a != b && !knows(a.svc, b.h.ID()) {
+							return false
+						}
+					}
+				}
+				return true
+			}, "the 4 nodes did not converge")
+
+			a := nodes[0]
+			cut := nodes[1:3]
+			for _, b := range cut {
+				if err := a.h.Network().ClosePeer(b.h.ID()); err != nil {
+					t.Fatalf("ClosePeer: %v", err)
+				}
+			}
+			reconnected := func() bool {
+				for _, b := range cut {
+					if a.h.Network().Connectedness(b.h.ID()) != network.Connected {
+						return false
+					}
+				}
+				return true
+			}
+			if tc.redial {
+				took := testutil.Eventually(t, 5*time.Second, reconnected, "A did not reconnect to the two peers it was cut from")
+				t.Logf("reconnected after %v", took.Round(time.Millisecond))
+				return
+			}
+			// Two announce intervals (each within ±50 % of 1 s) give the
+			// periodic check at least one chance to run.
+			deadline := time.Now().Add(testutil.Scale(2 * discovery.TestParams().AnnounceInterval))
+			for time.Now().Before(deadline) {
+				for _, b := range cut {
+					if a.h.Network().Connectedness(b.h.ID()) == network.Connected {
+						t.Fatalf("A reconnected to %s with CascadeBelow 0", b.h.ID())
+					}
+				}
+				time.Sleep(50 * time.Millisecond) // sampling a window in which nothing may happen
+			}
+		})
+	}
+}
