@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"io"
 	"log/slog"
 	"os"
@@ -137,7 +138,7 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 type nodeFlags struct {
 	network, tags, key, addrFile, http, logLevel, logFormat, config string
 	listen, bootstrap, tickets                                      listFlag
-	rendezvous, profile                                             string
+	rendezvous, profile, gossipSigning                              string
 	mdns                                                            bool
 }
 
@@ -155,7 +156,8 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.config, "config", "", "TOML or YAML file with the same keys as the flags")
 	fs.StringVar(&f.rendezvous, "rendezvous", "off", "find peers through a rendezvous DHT: public (the public Amino DHT), off, or comma-separated bootstrap multiaddrs ending in /p2p/ID")
 	fs.BoolVar(&f.mdns, "mdns", true, "find peers on the local link with mDNS")
-	fs.StringVar(&f.profile, "profile", "default", "timing profile: default (entries purged after 300 s of silence), or fast (sub-second heartbeats, purged after 3 s: demos, tests, small LANs); every node of a network must use the same one")
+	fs.StringVar(&f.gossipSigning, "gossip-signing", "none", "gossipsub signatures on catalog messages: none (the default; entries carry their own signatures) or strict (for a network whose plugin-mode routers sign); every node of a network must use the same one")
+	fs.StringVar(&f.profile, "profile", "default", "timing profile: default (entries purged after 300 s of silence), or fast (heartbeats every second, purged after 3 s: demos, tests, small LANs); every node of a network must use the same one")
 }
 
 func (f *nodeFlags) logger(w io.Writer) (*slog.Logger, error) {
@@ -185,6 +187,13 @@ func (f *nodeFlags) options(log *slog.Logger) ([]node.Option, error) {
 		opts = append(opts, node.WithTestProfile())
 	default:
 		return nil, usagef("--profile %q: want default or fast", f.profile)
+	}
+	switch f.gossipSigning {
+	case "", "none":
+	case "strict":
+		opts = append(opts, node.WithGossipSignaturePolicy(pubsub.StrictSign))
+	default:
+		return nil, usagef("--gossip-signing %q: want none or strict", f.gossipSigning)
 	}
 	for _, a := range f.listen {
 		if _, err := ma.NewMultiaddr(a); err != nil {

@@ -55,6 +55,7 @@ func TestMain_BadInputExitsTwoWithOneLine(t *testing.T) {
 		{"run", "--bogus-flag"},
 		{"run", "--network", "x", "--key", corrupt},
 		{"run", "--network", "x", "--log-level", "loud"},
+		{"run", "--network", "x", "--gossip-signing", "lax"},
 		{"run", "--config", badConfig},
 		{"run", "--network", "x", "--bootstrap", "/ip4/1.2.3.4/tcp/1"},  // no /p2p
 		{"run", "--network", "x", "--rendezvous", "/ip4/1.2.3.4/tcp/1"}, // no /p2p
