@@ -21,7 +21,7 @@ func BenchmarkConvergence(b *testing.B) {
 	}{
 		// Production timings: 30 s heartbeats, 1 s gossipsub heartbeat.
 		{"default", []node.Option{node.WithDiscoveryParams(discovery.DefaultParams())}},
-		// The test profile: 500 ms heartbeats, 100 ms gossipsub heartbeat.
+		// The test profile: 1 s heartbeats, gossipsub mesh degree 2.
 		{"fast", []node.Option{node.WithTestProfile()}},
 	}
 	for _, prof := range profiles {
