@@ -19,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
@@ -177,8 +178,10 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		s.h.SetStreamHandler(s.proto, s.handleSync)
 		s.serves = true
 	}
+	// The bus blocks emitters (the swarm among them) on a full subscriber
+	// buffer; disconnects come in bursts when peers leave together.
 	if s.hostSub, err = h.EventBus().Subscribe([]any{new(event.EvtPeerIdentificationCompleted), new(event.EvtLocalAddressesUpdated),
-		new(event.EvtPeerConnectednessChanged)}); err != nil {
+		new(event.EvtPeerConnectednessChanged)}, eventbus.BufSize(256)); err != nil {
 		return nil, fmt.Errorf("discovery: event bus: %w", err)
 	}
 
