@@ -359,7 +359,7 @@ func RunSummary(ctx context.Context, w io.Writer, cfg Config) (sum Summary, err 
 	if streamErr != nil {
 		return sum, streamErr
 	}
-	fmt.Fprintln(w, "\ndone. Next: `go test -race ./...`, or read README.md for the Go API.")
+	fmt.Fprintln(w, "\ndone. Next: `go test -race -count=1 -p 1 ./...` (the test suite), or read README.md for the Go API.")
 	return sum, nil
 }
 
