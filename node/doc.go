@@ -18,9 +18,9 @@
 // closes what it borrows: after [Node.Close] the host, router and DHT
 // remain usable, and mosaik may attach to the same host again. A borrowed
 // DHT must have been built with discovery.DHTOptions(), and a borrowed
-// router must use the signature policy of the network's other routers:
-// StrictNoSign, like the routers the node creates (build it with
-// discovery.GossipSubOptions()), or else every node of the network must
+// router must sign (or not) like the network's other routers: anonymous
+// messages (StrictNoSign, no author), like the routers the node creates
+// (build it with discovery.GossipSubOptions()), or else every node of the network must
 // be given WithGossipSignaturePolicy(pubsub.StrictSign). Otherwise it
 // exchanges no catalog gossip with standalone nodes (see package discovery
 // for the full list of plugin-mode duties).
@@ -65,9 +65,9 @@
 //     (low water 160, high water 512, one-minute grace); relay and libp2p
 //     metrics disabled; agent version "mosaik-go/0.1.0";
 //  2. without [WithPubSub], and unless gossip is disabled, a gossipsub
-//     router with discovery.GossipSubOptions(): the StrictNoSign policy
-//     (unless [WithGossipSignaturePolicy] says otherwise) with messages
-//     identified by the BLAKE3 hash of their data, flood publishing, no
+//     router with discovery.GossipSubOptions(): anonymous messages
+//     (StrictNoSign, no author; unless [WithGossipSignaturePolicy] says
+//     otherwise) identified by a BLAKE3 hash of their content, flood publishing, no
 //     peer exchange, and larger validation and outbound queues;
 //  3. without [WithDHT] or [WithoutDHT], a kad-dht built with
 //     discovery.DHTOptions() (protocol /mosaik/kad/1.0.0, entry validator,

@@ -107,8 +107,9 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 			pubsub.WithGossipSubParams(gp),
 			pubsub.WithLogger(n.log.With("component", "pubsub")),
 		)
-		if cfg.signPolicy != nil {
-			opts = append(opts, pubsub.WithMessageSignaturePolicy(*cfg.signPolicy))
+		if cfg.signPolicy != nil && *cfg.signPolicy == pubsub.StrictSign {
+			// Signing needs an author again: the host.
+			opts = append(opts, pubsub.WithMessageSignaturePolicy(pubsub.StrictSign), pubsub.WithMessageAuthor(""))
 		}
 		n.ps, err = pubsub.NewGossipSub(psCtx, n.h, opts...)
 		if err != nil {

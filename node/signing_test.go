@@ -1,13 +1,16 @@
 package node_test
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 
 	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/catalog/discovery"
 	"github.com/mosaik-go/mosaik/internal/testutil"
 	"github.com/mosaik-go/mosaik/node"
 )
@@ -61,8 +64,54 @@ func TestGossipSigning_NetworkMustAgree(t *testing.T) {
 
 func TestGossipSigning_RefusesLaxPolicies(t *testing.T) {
 	for _, p := range []pubsub.MessageSignaturePolicy{pubsub.LaxSign, pubsub.LaxNoSign} {
-		if _, err := node.New("x", node.WithGossipSignaturePolicy(p)); err == nil {
+		if n, err := node.New("x", node.WithGossipSignaturePolicy(p)); err == nil {
+			_ = n.Close()
 			t.Errorf("policy %v accepted", p)
 		}
+	}
+}
+
+// TestGossipSigning_DefaultMessagesAreAnonymous checks what another
+// implementation sees by default (PROTOCOL.md §9.3): a router in strict
+// anonymous mode (StrictNoSign without an author, which drops any message
+// carrying from, seqno, signature or key), built here without package
+// discovery's options, receives a node's announcements, and they carry
+// none of those fields.
+func TestGossipSigning_DefaultMessagesAreAnonymous(t *testing.T) {
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay(), libp2p.DisableMetrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(15*time.Second))
+	defer cancel()
+	ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign), pubsub.WithNoAuthor(),
+		pubsub.WithMessageIdFn(discovery.MessageID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, "anonymous")
+	topic, err := ps.Join(discovery.TopicName(n.Network()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := topic.Subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Cancel()
+	if err := h.Connect(ctx, n.AddrInfo()); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := sub.Next(ctx) // the node's next heartbeat, within a second
+	if err != nil {
+		t.Fatalf("no announcement reached a strict anonymous router: %v", err)
+	}
+	if msg.From != nil || msg.Seqno != nil || msg.Signature != nil || msg.Key != nil {
+		t.Errorf("announcement carries author data: from %x seqno %x signature %d bytes key %d bytes",
+			msg.From, msg.Seqno, len(msg.Signature), len(msg.Key))
+	}
+	if msg.ReceivedFrom != n.ID() {
+		t.Errorf("announcement came from %s, want the node %s", msg.ReceivedFrom, n.ID())
 	}
 }

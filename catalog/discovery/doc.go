@@ -75,14 +75,15 @@
 //     validator every put of an entry fails;
 //   - keep the router's signature policy compatible with the other nodes of
 //     the network: gossipsub drops messages whose signing does not match its
-//     own policy. Routers created by package node use StrictNoSign (see
-//     [GossipSubOptions]; node.WithGossipSignaturePolicy changes it for a
-//     whole network), so build the router with GossipSubOptions() or at
-//     least pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign) and a
-//     content-based message-ID function such as [MessageID] (under
-//     StrictNoSign gossipsub's default ID, sender and sequence number, is
-//     empty). The service sets [MessageID] on its own topic whatever the
-//     router's function is;
+//     own policy. Routers created by package node publish anonymous
+//     messages (StrictNoSign and no author; see [GossipSubOptions];
+//     node.WithGossipSignaturePolicy changes it for a whole network), so
+//     build the router with GossipSubOptions(), or at least with
+//     pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
+//     pubsub.WithNoAuthor() and a content-based message-ID function
+//     (without an author gossipsub's default ID, sender and sequence
+//     number, is empty). The service sets [MessageID] on its own topic
+//     whatever the router's function is;
 //   - not join the topic [TopicName] of the network nor register a
 //     validator on it: the service does both and undoes them in Close;
 //   - run at most one Service per network on a host: the service owns the

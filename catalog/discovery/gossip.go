@@ -1,6 +1,8 @@
 package discovery
 
 import (
+	"encoding/binary"
+
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pubsubpb "github.com/libp2p/go-libp2p-pubsub/pb"
 
@@ -26,17 +28,36 @@ const (
 	PeerOutboundQueueSize = 256
 )
 
+// routerMessageID is the router-wide message ID of [GossipSubOptions]: the
+// BLAKE3 hash of the topic (length-prefixed) and the data. Without authors
+// and sequence numbers gossipsub's default ID would be empty; the topic is
+// included so that equal payloads on an application's other topics are
+// not taken for one message. The catalog topic uses [MessageID].
+func routerMessageID(m *pubsubpb.Message) string {
+	topic, data := m.GetTopic(), m.GetData()
+	b := make([]byte, 0, binary.MaxVarintLen64+len(topic)+len(data))
+	b = binary.AppendUvarint(b, uint64(len(topic)))
+	b = append(append(b, topic...), data...)
+	id := catalog.HashID(b)
+	return string(id[:])
+}
+
 // GossipSubOptions are the go-libp2p-pubsub options of the router that
 // package node builds, and the ones a plugin-mode router should start from:
 //
-//   - the StrictNoSign signature policy with [MessageID] as the router's
-//     message-ID function. Catalog entries and departures carry their
-//     author's signature, so gossipsub's own signature (a second ed25519
-//     signature per message, verified by every receiver) adds nothing but
-//     cost; without it a heartbeat costs one signature check instead of
-//     two. Every router of a network must use the same policy (PROTOCOL.md
-//     §9.3): a StrictNoSign router drops signed messages and a StrictSign
-//     router drops unsigned ones;
+//   - anonymous messages: the StrictNoSign signature policy and no author
+//     (messages carry no from, seqno, signature or key). Catalog entries
+//     and departures carry their author's signature, so gossipsub's own
+//     signature (a second ed25519 signature per message, verified by every
+//     receiver) adds nothing but cost; without it a heartbeat costs one
+//     signature check instead of two. Every router of a network must do
+//     the same (PROTOCOL.md §9.3): such a router drops messages that carry
+//     any of those fields, and a signing router drops unsigned ones;
+//   - a content-based message ID for the whole router: the hash of topic
+//     and data. The catalog topic sets its own, [MessageID]. On an
+//     application's own topics it means that equal payloads published to
+//     one topic within gossipsub's seen window (2 minutes) are delivered
+//     once: add a nonce to them, or set a topic message-ID function;
 //   - flood publishing: a node's own announcements reach every topic peer
 //     at once, even before the mesh forms;
 //   - no peer exchange (go-libp2p-pubsub's default): the catalog already
@@ -46,13 +67,14 @@ const (
 //   - validation and per-peer outbound queues sized for bursts of catalog
 //     traffic.
 //
-// Options given after these override them (for instance
-// pubsub.WithMessageSignaturePolicy(pubsub.StrictSign) for a network whose
-// routers all sign).
+// Options given after these override them. A network whose routers all
+// sign adds pubsub.WithMessageSignaturePolicy(pubsub.StrictSign) and
+// pubsub.WithMessageAuthor("") (what node.WithGossipSignaturePolicy does).
 func GossipSubOptions() []pubsub.Option {
 	return []pubsub.Option{
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
-		pubsub.WithMessageIdFn(MessageID),
+		pubsub.WithNoAuthor(),
+		pubsub.WithMessageIdFn(routerMessageID),
 		pubsub.WithFloodPublish(true),
 		pubsub.WithValidateQueueSize(ValidateQueueSize),
 		pubsub.WithPeerOutboundQueueSize(PeerOutboundQueueSize),

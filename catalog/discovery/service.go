@@ -585,15 +585,17 @@ func (s *Service) announceLoop() {
 				join = time.After(s.params.JoinAnnounceDelay)
 			}
 		case <-join:
-			// The join announcement stands in for the next heartbeat: when
-			// peers join often (churn), a node announces about once per
-			// heartbeat rather than once per heartbeat and once per join.
+			// The join announcement stands in for the next heartbeat
+			// rather than adding to it: the heartbeat timer restarts from
+			// it. Joins still bring announcements forward (at most one per
+			// JoinAnnounceDelay), but under churn heartbeats are not
+			// published on top of them.
 			join = nil
 			if se, err := s.refresh(); err == nil {
 				s.announce(se)
+				// Reset discards a pending expiry (timers of Go ≥ 1.23).
+				beat.Reset(jitter(s.params.AnnounceInterval, s.params.AnnounceJitter))
 			}
-			// Reset discards a pending expiry (timers of Go ≥ 1.23).
-			beat.Reset(jitter(s.params.AnnounceInterval, s.params.AnnounceJitter))
 		case <-beat.C:
 			if se, err := s.refresh(); err == nil {
 				s.announce(se)
@@ -696,8 +698,8 @@ func (s *Service) dial(p peer.ID) bool {
 // left, and with one or two it hears the network through them alone: its
 // own heartbeats and departures reach others late or not at all. So
 // whenever a connection closes, and every AnnounceInterval, it dials
-// random catalog peers it is not connected to until CascadeBelow are
-// connected (dials in flight count).
+// random recently heard catalog peers it is not connected to until
+// CascadeBelow are connected (dials in flight count).
 func (s *Service) connectLoop() {
 	t := time.NewTimer(jitter(s.params.AnnounceInterval, 0.5))
 	defer t.Stop()
@@ -714,13 +716,19 @@ func (s *Service) connectLoop() {
 }
 
 // topUp dials catalog peers while fewer than CascadeBelow are connected.
+// It dials only peers heard from within two heartbeat gaps: a peer that
+// crashed stays in the catalog until PurgeAfter, and dialing it on every
+// tick would hold dial slots (until SyncTimeout for an address that
+// drops packets) that live peers need.
 func (s *Service) topUp() {
+	recent := time.Now().Add(-2 * time.Duration(float64(s.params.AnnounceInterval)*(1+s.params.AnnounceJitter)))
 	connected := 0
 	var idle []peer.ID
 	for e := range s.store.Snapshot().All() {
-		if p := e.Entry.PeerID; s.h.Network().Connectedness(p) == network.Connected {
+		switch p := e.Entry.PeerID; {
+		case s.h.Network().Connectedness(p) == network.Connected:
 			connected++
-		} else {
+		case len(e.Entry.Addrs) > 0 && e.Entry.Version.UpdatedAt().After(recent):
 			idle = append(idle, p)
 		}
 	}
