@@ -21,7 +21,7 @@ func BenchmarkConvergence(b *testing.B) {
 	}{
 		// Production timings: 30 s heartbeats, 1 s gossipsub heartbeat.
 		{"default", []node.Option{node.WithDiscoveryParams(discovery.DefaultParams())}},
-		// The test profile: 1 s heartbeats, gossipsub mesh degree 2.
+		// The test profile: 1 s heartbeats, gossipsub mesh degree 3.
 		{"fast", []node.Option{node.WithTestProfile()}},
 	}
 	for _, prof := range profiles {

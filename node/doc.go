@@ -99,7 +99,7 @@
 // discovery.TestParams() (entries stale after 3 s, heartbeats every
 // second ± 25 %, 5 s clock drift, faster syncs, probes and DHT
 // republishing) and, for a router the node creates, [TestGossipSubParams]
-// (a gossipsub mesh of degree 2, so that some 30 nodes fit in one
+// (a gossipsub mesh of degree 3, so that some 30 nodes fit in one
 // process). Nodes of one network must share a profile: a
 // test-profile node purges default-profile peers between their heartbeats.
 package node
