@@ -108,21 +108,20 @@ func TestRendezvous_NodesFindEachOther(t *testing.T) {
 	// never even connected: mosaik nodes are DHT clients, so no DHT query
 	// walks through them, and a different network has a different
 	// rendezvous key. The sleep is the observation window itself.
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
+	testutil.Never(t, 3*time.Second, 100*time.Millisecond, func() string {
 		for _, n := range nodes {
 			if _, ok := n.Catalog().Get(impostor.ID()); ok {
-				t.Fatal("a peer without a signed entry entered the catalog")
+				return "a peer without a signed entry entered the catalog"
 			}
 			if _, ok := n.Catalog().Get(other.ID()); ok {
-				t.Fatal("a node of another network entered the catalog")
+				return "a node of another network entered the catalog"
 			}
 			if c := n.Host().Network().Connectedness(other.ID()); c == network.Connected {
-				t.Fatal("a node of another network was connected")
+				return "a node of another network was connected"
 			}
 		}
-		time.Sleep(100 * time.Millisecond) // sampling interval of a "never happens" check
-	}
+		return ""
+	})
 	if other.Catalog().Len() != 0 {
 		t.Fatalf("the other network's catalog holds %d peers, want 0", other.Catalog().Len())
 	}

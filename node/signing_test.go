@@ -51,13 +51,12 @@ func TestGossipSigning_NetworkMustAgree(t *testing.T) {
 			}
 			// Two heartbeats: the change, published at once, and a
 			// heartbeat would have arrived by then were gossip flowing.
-			deadline := time.Now().Add(2 * time.Second)
-			for time.Now().Before(deadline) {
+			testutil.Never(t, 2*time.Second, 50*time.Millisecond, func() string {
 				if hasTag(b, a) {
-					t.Fatal("b got a's new tag although only a signs its gossip")
+					return "b got a's new tag although only a signs its gossip"
 				}
-				time.Sleep(50 * time.Millisecond) // sampling a window in which nothing may happen
-			}
+				return ""
+			})
 		})
 	}
 }

@@ -1,6 +1,7 @@
 package discovery_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -66,15 +67,14 @@ func TestConnect_RedialsCatalogPeersWhenConnectionsClose(t *testing.T) {
 			}
 			// Two announce intervals (each within ±50 % of 1 s) give the
 			// periodic check at least one chance to run.
-			deadline := time.Now().Add(testutil.Scale(2 * discovery.TestParams().AnnounceInterval))
-			for time.Now().Before(deadline) {
+			testutil.Never(t, 2*discovery.TestParams().AnnounceInterval, 50*time.Millisecond, func() string {
 				for _, b := range cut {
 					if a.h.Network().Connectedness(b.h.ID()) == network.Connected {
-						t.Fatalf("A reconnected to %s with CascadeBelow 0", b.h.ID())
+						return fmt.Sprintf("A reconnected to %s with CascadeBelow 0", b.h.ID())
 					}
 				}
-				time.Sleep(50 * time.Millisecond) // sampling a window in which nothing may happen
-			}
+				return ""
+			})
 		})
 	}
 }

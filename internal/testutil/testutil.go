@@ -50,6 +50,25 @@ func EventuallyEvery(t testing.TB, timeout, interval time.Duration, cond func() 
 	}
 }
 
+// Never checks for Scale(window), every interval, that something which must
+// not happen does not: happened returns "" while all is well, or what went
+// wrong, which fails the test at once. Unlike Eventually it always takes the
+// whole window: the window is the observation itself.
+func Never(t testing.TB, window, interval time.Duration, happened func() string) {
+	t.Helper()
+	deadline := time.Now().Add(Scale(window))
+	for {
+		if msg := happened(); msg != "" {
+			t.Fatal(msg)
+		}
+		if !time.Now().Before(deadline) {
+			return
+		}
+		// Sampling interval of the observation window.
+		time.Sleep(interval)
+	}
+}
+
 // Logger returns a logger for tests: silent unless MOSAIK_TEST_LOG is set
 // (to debug, info, warn or error).
 func Logger() *slog.Logger {
