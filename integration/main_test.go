@@ -103,10 +103,24 @@ func startCmd(t *testing.T, name string, stdin io.Reader, argv0 string, args ...
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("--- %s stderr:\n%s", name, tail(p.stderr.String(), 3000))
+			t.Logf("--- %s stdout:\n%s", name, tail(p.stdout.String(), 1000))
+			t.Logf("--- %s stderr:\n%s", name, failureLog(p.stderr.String()))
 		}
 	})
 	return p
+}
+
+// failureLog is what a failed test shows of a process's stderr: the
+// goroutine dump of a hung process (see wait) in full, else the tail.
+func failureLog(s string) string {
+	if i := strings.Index(s, "SIGQUIT: quit"); i >= 0 {
+		dump := s[i:]
+		if len(dump) > 60000 {
+			dump = dump[:60000] + "…"
+		}
+		return tail(s[:i], 2000) + "\n" + dump
+	}
+	return tail(s, 3000)
 }
 
 func tail(s string, n int) string {
@@ -122,7 +136,13 @@ func (p *proc) wait(d time.Duration) int {
 	select {
 	case <-p.done:
 	case <-time.After(testutil.Scale(d)):
-		p.t.Fatalf("%s did not exit within %v", p.name, testutil.Scale(d))
+		// A goroutine dump says where it hangs; the cleanup logs it.
+		_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+		}
+		p.t.Fatalf("%s did not exit within %v (goroutine dump in its stderr below)", p.name, testutil.Scale(d))
 	}
 	if p.err == nil {
 		return 0
