@@ -62,6 +62,14 @@ func (s *Snapshot) Get(id peer.ID) (*SignedEntry, bool) {
 	return e, ok
 }
 
+// Departed reports whether id left with a signed departure notice (rather
+// than being purged for silence), as long as the notice is remembered:
+// until its last version goes stale.
+func (s *Snapshot) Departed(id peer.ID) bool {
+	_, ok := s.departed[id]
+	return ok
+}
+
 // Len is the number of remote peers.
 func (s *Snapshot) Len() int { return len(s.sorted) }
 

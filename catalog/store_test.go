@@ -502,6 +502,9 @@ func TestStore_DepartTombstone(t *testing.T) {
 	if ok, err := s.Depart(&Departure{PeerID: p.id, Network: testNetwork, LastVersion: v1, Timestamp: now}, now); !ok || err != nil {
 		t.Fatalf("Depart = %v, %v", ok, err)
 	}
+	if !s.Snapshot().Departed(p.id) {
+		t.Fatal("Departed is false right after the departure")
+	}
 	sub := s.Subscribe(0)
 	defer sub.Close()
 	for _, v := range []Version{v1, ver(t0, t0)} {
@@ -530,7 +533,7 @@ func TestStore_DepartTombstone(t *testing.T) {
 	if ev := nextEvent(t, sub); ev.Kind != PeerDiscovered || ev.Entry != e2 {
 		t.Fatalf("event = %v, want PeerDiscovered", ev.Kind)
 	}
-	if _, ok := s.Snapshot().departed[p.id]; ok {
+	if _, ok := s.Snapshot().departed[p.id]; ok || s.Snapshot().Departed(p.id) {
 		t.Fatal("the tombstone outlived the peer's return")
 	}
 
@@ -548,7 +551,7 @@ func TestStore_DepartTombstone(t *testing.T) {
 	if gone := s.Purge(e2.Entry.Version.UpdatedAt().Add(purge)); gone != nil {
 		t.Fatalf("Purge returned %d entries for a tombstone", len(gone))
 	}
-	if len(s.Snapshot().departed) != 0 || s.Snapshot().Version() != before.Version()+1 {
+	if len(s.Snapshot().departed) != 0 || s.Snapshot().Departed(p.id) || s.Snapshot().Version() != before.Version()+1 {
 		t.Fatal("Purge did not drop the stale tombstone")
 	}
 	noEvent(t, sub) // dropping a tombstone is not an event
@@ -639,6 +642,9 @@ func TestStore_Purge(t *testing.T) {
 	}
 	if _, ok := snap.Get(c.id); !ok {
 		t.Fatal("the fresh entry was purged")
+	}
+	if snap.Departed(a.id) || snap.Departed(b.id) {
+		t.Fatal("a purged peer counts as departed (it sent no notice)")
 	}
 	seen := map[peer.ID]bool{}
 	for range 2 {
