@@ -119,6 +119,11 @@ type receiver struct {
 	cancel context.CancelFunc
 	expiry *time.Timer
 	done   chan struct{}
+	// drain is set (under Consumer.mu) while the producer ended in order
+	// (withdrew the stream or departed) and the receiver is left to read
+	// what is still on the link; it cancels the receiver when it fires.
+	drain    *time.Timer
+	draining atomic.Bool // no retries once the current session ends
 }
 
 // NewConsumer creates a consumer of the stream named name (an ID by the
@@ -312,6 +317,9 @@ func (c *Consumer[T]) worker() {
 				if r.expiry != nil {
 					r.expiry.Stop()
 				}
+				if r.drain != nil {
+					r.drain.Stop()
+				}
 			}
 			c.mu.Unlock()
 			return
@@ -389,19 +397,65 @@ func (c *Consumer[T]) evaluate(snap *catalog.Snapshot) {
 	for _, ch := range stale {
 		c.hub.remove(ch)
 	}
-	// Drop receivers of producers that are gone or no longer eligible.
+	// Drop receivers of producers that are gone or no longer eligible, but
+	// let a connected one finish reading a producer that ended in order.
 	c.mu.Lock()
-	var drop []*receiver
+	var drop, drain []*receiver
 	for p, r := range c.recvs {
-		if !keep[p] {
+		switch {
+		case keep[p]:
+			if r.drain != nil { // eligible again: the link goes on
+				r.drain.Stop()
+				r.drain = nil
+				r.draining.Store(false)
+			}
+		case r.drain != nil: // already draining
+		case endedInOrder(snap, p, c.id) && r.ch.info().State == Connected:
+			r.draining.Store(true)
+			r.drain = time.AfterFunc(c.svc.params.CloseTimeout, func() { c.drained(r) })
+			drain = append(drain, r)
+		default:
 			drop = append(drop, r)
 			delete(c.recvs, p)
 		}
 	}
 	c.mu.Unlock()
+	for _, r := range drain {
+		c.log.Debug("producer ended; reading what is left on the link", "peer", r.ch.peer)
+	}
 	for _, r := range drop {
 		c.log.Debug("dropping ineligible producer", "peer", r.ch.peer)
 		c.stop(r)
+	}
+}
+
+// endedInOrder reports whether producer p left the stream in order: its
+// current entry no longer lists the stream, or it sent a signed departure.
+// A producer does both only after it closed its subscriptions (each gets
+// what was queued for it, then a Close frame), so a consumer that cancelled
+// its subscription on hearing of it would drop the last datums unread. A
+// producer purged for silence, or one that no longer passes the
+// consumer's predicates or tickets, is cut at once.
+func endedInOrder(snap *catalog.Snapshot, p peer.ID, id StreamID) bool {
+	if e, ok := snap.Get(p); ok {
+		return !e.Entry.Produces(id)
+	}
+	return snap.Departed(p)
+}
+
+// drained cancels a draining receiver whose producer did not close the
+// subscription within CloseTimeout.
+func (c *Consumer[T]) drained(r *receiver) {
+	c.mu.Lock()
+	cut := r.drain != nil && c.recvs[r.ch.peer] == r
+	if cut {
+		delete(c.recvs, r.ch.peer)
+	}
+	c.mu.Unlock()
+	if cut {
+		c.log.Debug("producer that ended did not close its subscription in time", "peer", r.ch.peer)
+		c.stop(r)
+		c.poke()
 	}
 }
 
@@ -514,6 +568,9 @@ func (c *Consumer[T]) stop(r *receiver) {
 	if r.expiry != nil {
 		r.expiry.Stop()
 	}
+	if r.drain != nil {
+		r.drain.Stop()
+	}
 	c.mu.Unlock()
 	r.cancel()
 }
@@ -582,6 +639,12 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 			return
 		}
 		code, hasCode := codeOf(err)
+		if r.draining.Load() { // the producer ended: no retries
+			if hasCode {
+				c.ends.add(code)
+			}
+			return
+		}
 		if hasCode {
 			c.ends.add(code)
 		}

@@ -54,7 +54,9 @@
 //
 //   - Close every Producer and Consumer you create; Close of the node does
 //     not close them for you. Producer.Close delivers what is queued (up to
-//     Params.CloseTimeout) and withdraws the stream from the catalog entry.
+//     Params.CloseTimeout), then withdraws the stream from the catalog
+//     entry; consumers read to the end of the subscription even when they
+//     hear of the withdrawal first.
 //   - Predicates (WithRequire, Condition.WithPredicate) and sinks
 //     (WithUndelivered) must be fast and must not block.
 //   - At most one Producer per stream per node (ErrProducerExists).

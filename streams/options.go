@@ -24,7 +24,10 @@ type Params struct {
 	// Default 10 s.
 	HandshakeTimeout time.Duration
 	// CloseTimeout bounds how long a producer's Close waits for a consumer
-	// to take the datums still queued for it. Default 5 s.
+	// to take the datums still queued for it, and how long a consumer
+	// keeps reading a producer that withdrew the stream or departed (the
+	// last datums and its Close frame may still be on the link). Default
+	// 5 s.
 	CloseTimeout time.Duration
 }
 

@@ -1,0 +1,132 @@
+package streams_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/internal/testutil"
+	"github.com/mosaik-go/mosaik/streams"
+)
+
+// TestRobust_ProducerCloseDeliversEverything: Producer.Close promises that
+// each consumer receives what was sent before it, then GracefulShutdown.
+// The producer withdraws the stream from its entry (and, when its node
+// closes, departs) only after that, so the consumer hears of the
+// withdrawal while the last datums may still be unread on the link. A
+// consumer that cancelled its subscription at the catalog change lost them
+// (found by the CLI tag-policy test: a one-line producer that exits at
+// once). Here the application does not read until the withdrawal or the
+// departure is in its catalog, so everything past its small buffer is
+// still on the link then; every datum must still arrive, in order, with no
+// gap, and the subscription must end with GracefulShutdown.
+func TestRobust_ProducerCloseDeliversEverything(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		depart bool // close the producer's node too: a signed departure
+	}{{"withdrawn", false}, {"departed", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			const name, total = "robust-close-drain", 300
+			nodes := connected(t, 2)
+			pnode, cnode := nodes[0], nodes[1]
+			bytesCodec := streams.WithCodec[[]byte](streams.Bytes{})
+			prod := mustProducer[[]byte](t, pnode, name, bytesCodec)
+			cons := mustConsumer[[]byte](t, cnode, name, bytesCodec, streams.WithBuffer(8))
+			testutil.Eventually(t, 10*time.Second, func() bool {
+				return rbAllConnected(prod.Consumers(), 1)
+			}, "consumer did not subscribe")
+			ctx := testCtx(t, 30*time.Second)
+			for i := range uint64(total) {
+				if err := prod.Send(ctx, rbU64(i)); err != nil {
+					t.Fatalf("Send(%d): %v", i, err)
+				}
+			}
+			if err := prod.Close(); err != nil {
+				t.Fatal(err)
+			}
+			id := catalog.IDFromString(name)
+			if tc.depart {
+				if err := pnode.Close(); err != nil {
+					t.Fatal(err)
+				}
+				testutil.Eventually(t, 10*time.Second, func() bool {
+					_, ok := cnode.Catalog().Get(pnode.ID())
+					return !ok
+				}, "the consumer's catalog still holds the producer's node")
+			} else {
+				testutil.Eventually(t, 10*time.Second, func() bool {
+					e, ok := cnode.Catalog().Get(pnode.ID())
+					return ok && !e.Entry.Produces(id)
+				}, "the consumer's catalog still lists the stream")
+			}
+			for i := range uint64(total) {
+				d, err := cons.RecvDatum(ctx)
+				if err != nil {
+					t.Fatalf("datum %d of %d: %v", i, total, err)
+				}
+				if v, _ := rbVal(d.Value); v != i || d.Gap != nil {
+					t.Fatalf("datum %d: counter %d, gap %v", i, v, d.Gap)
+				}
+			}
+			// The consumer counts how its links ended: exactly one, closed
+			// by the producer with GracefulShutdown.
+			ends := func() map[streams.Code]uint64 {
+				for _, h := range cnode.Streams().Handles() {
+					if h.Role == streams.RoleConsumer && h.Stream == id {
+						return h.Ends
+					}
+				}
+				return nil
+			}
+			testutil.Eventually(t, 10*time.Second, func() bool {
+				return len(ends()) > 0
+			}, "the consumer recorded no end of its subscription")
+			if got := ends(); len(got) != 1 || got[streams.CodeGracefulShutdown] != 1 {
+				t.Fatalf("subscription ends at the consumer = %v, want one GracefulShutdown", got)
+			}
+			if got := cons.Stats().Gaps; got != 0 {
+				t.Fatalf("stats count %d missed datums", got)
+			}
+		})
+	}
+}
+
+// TestRobust_WithdrawnProducerCutAfterCloseTimeout: the consumer's patience
+// with a producer that ended is bounded. A producer that withdraws the
+// stream from its entry but keeps the link open (a broken or hostile
+// implementation: ours closes its subscriptions first) is still read from
+// for a while, then cut within CloseTimeout.
+func TestRobust_WithdrawnProducerCutAfterCloseTimeout(t *testing.T) {
+	const name = "robust-withdraw-open"
+	nodes := connected(t, 2)
+	pnode, cnode := nodes[0], nodes[1]
+	bytesCodec := streams.WithCodec[[]byte](streams.Bytes{})
+	prod := mustProducer[[]byte](t, pnode, name, bytesCodec)
+	cons := mustConsumer[[]byte](t, cnode, name, bytesCodec)
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return rbAllConnected(prod.Consumers(), 1)
+	}, "consumer did not subscribe")
+	id := catalog.IDFromString(name)
+	if _, err := pnode.Discovery().UpdateLocal(func(e *catalog.Entry) {
+		e.Streams = slices.DeleteFunc(e.Streams, func(x catalog.StreamID) bool { return x == id })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		e, ok := cnode.Catalog().Get(pnode.ID())
+		return ok && !e.Entry.Produces(id)
+	}, "the consumer's catalog still lists the stream")
+	// The link is still read: a datum sent now arrives.
+	ctx := testCtx(t, 10*time.Second)
+	if err := prod.Send(ctx, []byte("late")); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := cons.Recv(ctx); err != nil || string(v) != "late" {
+		t.Fatalf("Recv after the withdrawal = %q, %v", v, err)
+	}
+	// Then the consumer cuts it: the producer sees its consumer go.
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return len(prod.Consumers()) == 0 && len(cons.Producers()) == 0
+	}, "the consumer kept the withdrawn producer's link: producer side %+v, consumer side %+v", prod.Consumers(), cons.Producers())
+}
