@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"net"
 	"runtime"
 	"sync"
 	"testing"
@@ -271,13 +272,25 @@ func TestSync_ConcurrencyLimit(t *testing.T) {
 	// A slow sync holds the only slot: it sends the first byte of a length
 	// prefix and then nothing (the server waits for the rest until its
 	// SyncTimeout).
-	held := openSync(t, ctx, slow, v.h.ID(), nw)
-	if _, err := held.Write([]byte{0x80}); err != nil {
-		t.Fatal(err)
+	var held network.Stream
+	hold := func() {
+		held = openSync(t, ctx, slow, v.h.ID(), nw)
+		if _, err := held.Write([]byte{0x80}); err != nil {
+			t.Fatal(err)
+		}
 	}
+	hold()
 	// Once the slow sync is in the handler, y's syncs are refused for
-	// capacity. (Before that they may be served; try again.)
+	// capacity. Before that they may be served, and one being served as
+	// the slow one arrives gets the slot and the slow one refused: then
+	// hold it again.
 	testutil.Eventually(t, 5*time.Second, func() bool {
+		_ = held.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		var ne net.Error
+		if _, err := held.Read(make([]byte, 1)); !errors.As(err, &ne) || !ne.Timeout() {
+			hold() // refused (reset), not waiting in the handler
+			return false
+		}
 		_, err := rawSync(ctx, y, v.h.ID(), nw, p.MaxSyncMessage)
 		var se *network.StreamError
 		return errors.As(err, &se) && se.Remote && se.ErrorCode == network.StreamResourceLimitExceeded
