@@ -124,6 +124,13 @@ type Entry struct {
 	// ("validator", "orders"); each derives an ID in Tags or Streams. They
 	// are optional: IDs are what the protocol compares.
 	Names []string // sorted, unique
+	// SkippedAddrs counts addresses of a received entry that this version
+	// cannot parse (a protocol code go-multiaddr does not know, or bytes
+	// that are not a multiaddr). They are left out of Addrs, as go-libp2p
+	// does with peer records, rather than refusing the whole entry: a peer
+	// advertising a transport we do not know stays reachable on the others.
+	// The signed bytes keep them, so relays and syncs pass them on.
+	SkippedAddrs int
 }
 
 // NameOf returns the known name of id (a tag or stream of the entry), or
@@ -217,7 +224,8 @@ func sameContent(a, b *Entry) bool {
 	return a.PeerID == b.PeerID && a.Network == b.Network && a.Protocol == b.Protocol &&
 		slices.EqualFunc(a.Addrs, b.Addrs, func(x, y ma.Multiaddr) bool { return x.Equal(y) }) &&
 		slices.Equal(a.Tags, b.Tags) && slices.Equal(a.Streams, b.Streams) && slices.Equal(a.Names, b.Names) &&
-		slices.EqualFunc(a.Tickets, b.Tickets, func(x, y Ticket) bool { return compareTickets(x, y) == 0 })
+		slices.EqualFunc(a.Tickets, b.Tickets, func(x, y Ticket) bool { return compareTickets(x, y) == 0 }) &&
+		a.SkippedAddrs == b.SkippedAddrs
 }
 
 func (e *Entry) toPB() *pb.Entry {
@@ -268,7 +276,8 @@ func entryFromPB(m *pb.Entry) (Entry, error) {
 	for _, b := range m.Addrs {
 		a, err := ma.NewMultiaddrBytes(b)
 		if err != nil {
-			return e, malformed("addr: %v", err)
+			e.SkippedAddrs++
+			continue
 		}
 		e.Addrs = append(e.Addrs, a)
 	}

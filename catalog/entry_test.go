@@ -3,6 +3,7 @@ package catalog
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -237,9 +238,6 @@ func TestOpenEntry_Rejections(t *testing.T) {
 		{"short tag", withPB(func(m *pb.Entry) { m.Tags = append(m.Tags, make([]byte, 31)) }), 0, ErrMalformed},
 		{"long stream", withPB(func(m *pb.Entry) { m.Streams = append(m.Streams, make([]byte, 33)) }), 0, ErrMalformed},
 		{"short ticket class", withPB(func(m *pb.Entry) { m.Tickets = append(m.Tickets, &pb.Ticket{Class: []byte{1}}) }), 0, ErrMalformed},
-		{"bad multiaddr", withPB(func(m *pb.Entry) { m.Addrs = append(m.Addrs, []byte{0xff, 0xff, 0xff}) }), 0, ErrMalformed},
-		{"empty multiaddr", withPB(func(m *pb.Entry) { m.Addrs = append(m.Addrs, []byte{}) }), 0, ErrMalformed},
-		{"multiaddr with trailing bytes", withPB(func(m *pb.Entry) { m.Addrs = append(m.Addrs, append(bytes.Clone(m.Addrs[0]), 0x00)) }), 0, ErrMalformed},
 		{"protocol too long", withPB(func(m *pb.Entry) { m.Protocol = strings.Repeat("x", maxProtocolLen+1) }), 0, ErrMalformed},
 		{"no version", withPB(func(m *pb.Entry) { m.Version = nil }), 0, ErrMalformed},
 		{"zero start", withPB(func(m *pb.Entry) { m.Version = &pb.Version{StartMs: 0, UpdateMs: 5} }), 0, ErrMalformed},
@@ -268,6 +266,54 @@ func TestOpenEntry_Rejections(t *testing.T) {
 			}
 			if !IsRejected(err) {
 				t.Fatalf("IsRejected(%v) = false: invalid input must be rejected", err)
+			}
+		})
+	}
+}
+
+func TestOpenEntry_SkipsUnparseableAddrs(t *testing.T) {
+	// An address this version cannot parse is left out and counted; the
+	// entry, its other addresses and its signed bytes are kept (as
+	// go-libp2p does with peer records). A transport we do not know must
+	// not make its peer unreachable on the ones we do.
+	p := newTestPeer(t)
+	valid := p.seal(t, testNetwork, NewVersion(t0), func(e *Entry) { *e = fullEntry(t, p, e.Version) })
+	withAddr := func(extra []byte) []byte {
+		m := valid.Entry.toPB()
+		m.Addrs = append(m.Addrs, extra)
+		rec := &entryRecord{m: m}
+		b, err := rec.MarshalRecord()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sealRaw(t, EntryDomain, EntryPayloadType, b, p.key)
+	}
+	// A well-formed multiaddr of a protocol code go-multiaddr v0.16 does
+	// not know (0x3f0f, a varint), with a 4-byte value.
+	unknown := append(binary.AppendUvarint(nil, 0x3f0f), 1, 2, 3, 4)
+	for _, tc := range []struct {
+		name string
+		addr []byte
+	}{
+		{"unknown protocol code", unknown},
+		{"garbage", []byte{0xff, 0xff, 0xff}},
+		{"empty", []byte{}},
+		{"trailing bytes", append(bytes.Clone(valid.Entry.Addrs[0].Bytes()), 0x00)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := withAddr(tc.addr)
+			got, err := OpenEntry(data, 0)
+			if err != nil {
+				t.Fatalf("OpenEntry: %v", err)
+			}
+			if got.Entry.SkippedAddrs != 1 {
+				t.Fatalf("SkippedAddrs = %d, want 1", got.Entry.SkippedAddrs)
+			}
+			if !slices.EqualFunc(got.Entry.Addrs, valid.Entry.Addrs, func(a, b ma.Multiaddr) bool { return a.Equal(b) }) {
+				t.Fatalf("addrs = %v, want the parseable ones %v", got.Entry.Addrs, valid.Entry.Addrs)
+			}
+			if !bytes.Equal(got.Bytes(), data) {
+				t.Fatal("the signed bytes were not kept as received")
 			}
 		})
 	}
