@@ -46,7 +46,9 @@ type Params struct {
 	// of one peer served at once. Default 3.
 	SyncBurst int
 	// MaxConcurrentSyncs caps syncs served at once; more are refused.
-	// Default 32.
+	// Peers without a fresh catalog entry (newcomers, or identities made
+	// up for a flood) may hold at most half of them, so members always
+	// find a slot. Default 32.
 	MaxConcurrentSyncs int
 	// MaxSyncMessage caps a sync message in bytes. Default 8 MiB.
 	MaxSyncMessage int

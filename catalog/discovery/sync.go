@@ -219,9 +219,10 @@ func (s *Service) releaseSync(p peer.ID) {
 }
 
 // handleSync serves one catalog sync. Syncs are served concurrently, at most
-// MaxConcurrentSyncs at once, and per peer at most SyncBurst per
-// SyncMinInterval and SyncBurst at once; refused syncs are reset with
-// libp2p's rate-limit (per-peer limits) or resource (all slots taken) codes.
+// MaxConcurrentSyncs at once (peers not in the catalog at most half of
+// them), and per peer at most SyncBurst per SyncMinInterval and SyncBurst
+// at once; refused syncs are reset with libp2p's rate-limit (per-peer
+// limits) or resource (slots taken) codes.
 func (s *Service) handleSync(st network.Stream) {
 	if !s.enter() {
 		_ = st.Reset()
@@ -245,6 +246,18 @@ func (s *Service) handleSync(st network.Stream) {
 	default:
 		refuse(network.StreamResourceLimitExceeded, "too many concurrent syncs")
 		return
+	}
+	// A peer without a fresh entry here (a newcomer, or an identity made
+	// up for a flood) may only use the strangers' half of the slots, so
+	// no number of identities can keep the members from syncing.
+	if _, member := s.store.Snapshot().Get(p); !member {
+		select {
+		case s.strangers <- struct{}{}:
+			defer func() { <-s.strangers }()
+		default:
+			refuse(network.StreamResourceLimitExceeded, "too many concurrent syncs from peers not in the catalog")
+			return
+		}
 	}
 	_ = st.SetDeadline(time.Now().Add(s.params.SyncTimeout))
 	var req pb.SyncRequest

@@ -113,24 +113,33 @@ func floodOnce(ctx context.Context, h host.Host, p peer.ID, nw catalog.NetworkID
 // "valid and garbage" floods with well-formed requests and undecodable
 // ones; "stalled requests" with requests that never finish, each holding a
 // serving slot until the victim's SyncTimeout, which is how a few peers
-// could fill MaxConcurrentSyncs.
+// could fill MaxConcurrentSyncs. In those two the honest peer is a
+// newcomer (its first sync is during the flood).
+//
+// "stalled requests from many identities": 16 flooders, more than
+// MaxConcurrentSyncs / SyncBurst, so the per-peer cap alone no longer
+// keeps them from filling every slot (the honest peer got 2 of 8 syncs
+// through before peers without a catalog entry were held to half the
+// slots). The honest peer is a member here: it synced once before the
+// flood. A newcomer can still be refused for capacity by such a flood, and
+// retries.
 func TestSync_FloodFromManyPeers(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		kinds []floodKind
+		name     string
+		kinds    []floodKind
+		flooders int
+		member   bool // the honest peer syncs once before the flood
 	}{
-		{"valid and garbage", []floodKind{floodValid, floodGarbage}},
-		{"stalled requests", []floodKind{floodStalled, floodValid}},
+		{"valid and garbage", []floodKind{floodValid, floodGarbage}, 5, false},
+		{"stalled requests", []floodKind{floodStalled, floodValid}, 5, false},
+		{"stalled requests from many identities", []floodKind{floodStalled}, 16, true},
 	} {
-		t.Run(tc.name, func(t *testing.T) { syncFlood(t, tc.kinds) })
+		t.Run(tc.name, func(t *testing.T) { syncFlood(t, tc.kinds, tc.flooders, tc.member) })
 	}
 }
 
-func syncFlood(t *testing.T, kinds []floodKind) {
-	const (
-		flooders = 5
-		workers  = 8 // concurrent streams per flooder
-	)
+func syncFlood(t *testing.T, kinds []floodKind, flooders int, member bool) {
+	const workers = 8 // concurrent streams per flooder
 	// The flood's length: the scenario is "for a couple of seconds", at
 	// least one SyncTimeout so stalled requests are held to the end.
 	floodFor := testutil.Scale(3 * time.Second)
@@ -148,6 +157,11 @@ func syncFlood(t *testing.T, kinds []floodKind) {
 	defer cancel()
 	if err := third.svc.SyncWith(ctx, addrInfo(v.h)); err != nil {
 		t.Fatalf("third peer's sync: %v", err)
+	}
+	if member {
+		if err := honest.svc.SyncWith(ctx, addrInfo(v.h)); err != nil {
+			t.Fatalf("honest peer's first sync: %v", err)
+		}
 	}
 	var hosts []host.Host
 	for range flooders {
@@ -240,11 +254,15 @@ func syncFlood(t *testing.T, kinds []floodKind) {
 		t.Errorf("%d flooder streams got past the rate limit, at most %d may", passed, limit)
 	}
 	// Each flooder holds at most SyncBurst slots (stalled requests hold
-	// theirs until SyncTimeout), so five of them never fill the victim's
-	// MaxConcurrentSyncs: without that per-peer cap, stalled requests did
-	// and honest syncs were refused for capacity.
-	if n := out.busy.Load(); n > 0 {
-		t.Errorf("%d flooder streams were refused for capacity: the flooders filled all %d slots", n, p.MaxConcurrentSyncs)
+	// theirs until SyncTimeout), so five of them never fill the share of
+	// MaxConcurrentSyncs open to peers not in the catalog: without that
+	// per-peer cap, stalled requests did and honest syncs were refused for
+	// capacity. Sixteen do fill it, and are refused for capacity.
+	switch n := out.busy.Load(); {
+	case flooders*p.SyncBurst < p.MaxConcurrentSyncs/2 && n > 0:
+		t.Errorf("%d flooder streams were refused for capacity: %d flooders filled the strangers' %d slots", n, flooders, p.MaxConcurrentSyncs/2)
+	case flooders*p.SyncBurst > p.MaxConcurrentSyncs/2 && n == 0:
+		t.Errorf("no flooder stream was refused for capacity: %d flooders × SyncBurst %d should fill the strangers' %d slots", flooders, p.SyncBurst, p.MaxConcurrentSyncs/2)
 	}
 	if out.other.Load() > 0 {
 		t.Errorf("%d flooder streams ended otherwise than served or refused, e.g. %v", out.other.Load(), out.samples)
