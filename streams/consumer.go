@@ -35,8 +35,11 @@ import (
 // It watches the catalog: a producer with no RTT sample is probed first,
 // then judged by the require predicates and tickets, then subscribed to by a
 // receiver that reconnects with backoff. On every catalog change, producers
-// that left, stopped producing, fail a predicate or hold invalid tickets are
-// dropped.
+// that were purged, fail a predicate or hold invalid tickets are dropped.
+// A producer that withdrew the stream or departed closes its subscriptions
+// itself after delivering what it had queued; its link is read to the end
+// (at most Params.CloseTimeout, during which it still counts as connected),
+// then dropped.
 //
 // Safe for concurrent use; Close ends it.
 type Consumer[T any] struct {
@@ -123,7 +126,12 @@ type receiver struct {
 	// (withdrew the stream or departed) and the receiver is left to read
 	// what is still on the link; it cancels the receiver when it fires.
 	drain    *time.Timer
+	drainGen uint64      // which drain the timer belongs to (under Consumer.mu)
 	draining atomic.Bool // no retries once the current session ends
+	// ended is set once the producer ended in order: the link's end is
+	// then no refusal, so a producer that comes back (re-added the stream,
+	// restarted) is subscribed to again at once.
+	ended atomic.Bool
 }
 
 // NewConsumer creates a consumer of the stream named name (an ID by the
@@ -411,8 +419,11 @@ func (c *Consumer[T]) evaluate(snap *catalog.Snapshot) {
 			}
 		case r.drain != nil: // already draining
 		case endedInOrder(snap, p, c.id) && r.ch.info().State == Connected:
+			r.ended.Store(true)
 			r.draining.Store(true)
-			r.drain = time.AfterFunc(c.svc.params.CloseTimeout, func() { c.drained(r) })
+			r.drainGen++
+			gen := r.drainGen
+			r.drain = time.AfterFunc(c.svc.params.CloseTimeout, func() { c.drained(r, gen) })
 			drain = append(drain, r)
 		default:
 			drop = append(drop, r)
@@ -444,10 +455,11 @@ func endedInOrder(snap *catalog.Snapshot, p peer.ID, id StreamID) bool {
 }
 
 // drained cancels a draining receiver whose producer did not close the
-// subscription within CloseTimeout.
-func (c *Consumer[T]) drained(r *receiver) {
+// subscription within CloseTimeout. gen tells a stale timer (its drain was
+// ended and another started) from the current one.
+func (c *Consumer[T]) drained(r *receiver, gen uint64) {
 	c.mu.Lock()
-	cut := r.drain != nil && c.recvs[r.ch.peer] == r
+	cut := r.drain != nil && r.drainGen == gen && c.recvs[r.ch.peer] == r
 	if cut {
 		delete(c.recvs, r.ch.peer)
 	}
@@ -593,7 +605,13 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 		if c.recvs[r.ch.peer] == r {
 			delete(c.recvs, r.ch.peer)
 		}
-		if err != nil && ctx.Err() == nil {
+		if r.drain != nil {
+			r.drain.Stop()
+		}
+		if r.expiry != nil {
+			r.expiry.Stop()
+		}
+		if err != nil && ctx.Err() == nil && !r.ended.Load() {
 			// Ended for good: do not retry until either entry changes
 			// (mosaik retries on the next catalog change), and keep the
 			// channel visible in Producers() with its reason until then.
@@ -639,14 +657,11 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 			return
 		}
 		code, hasCode := codeOf(err)
-		if r.draining.Load() { // the producer ended: no retries
-			if hasCode {
-				c.ends.add(code)
-			}
-			return
-		}
 		if hasCode {
 			c.ends.add(code)
+		}
+		if r.draining.Load() { // the producer ended: no retries
+			return
 		}
 		switch {
 		case errors.Is(err, errDecode):

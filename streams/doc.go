@@ -56,7 +56,8 @@
 //     not close them for you. Producer.Close delivers what is queued (up to
 //     Params.CloseTimeout), then withdraws the stream from the catalog
 //     entry; consumers read to the end of the subscription even when they
-//     hear of the withdrawal first.
+//     hear of the withdrawal first (for at most Params.CloseTimeout, during
+//     which the producer still counts as connected).
 //   - Predicates (WithRequire, Condition.WithPredicate) and sinks
 //     (WithUndelivered) must be fast and must not block.
 //   - At most one Producer per stream per node (ErrProducerExists).

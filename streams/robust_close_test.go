@@ -1,12 +1,14 @@
 package streams_test
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/internal/testutil"
+	"github.com/mosaik-go/mosaik/node"
 	"github.com/mosaik-go/mosaik/streams"
 )
 
@@ -129,4 +131,71 @@ func TestRobust_WithdrawnProducerCutAfterCloseTimeout(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return len(prod.Consumers()) == 0 && len(cons.Producers()) == 0
 	}, "the consumer kept the withdrawn producer's link: producer side %+v, consumer side %+v", prod.Consumers(), cons.Producers())
+}
+
+// TestRobust_ReaddedWhileDrainingResubscribes: a producer closed and
+// recreated on the same node (the stream withdrawn, then announced again)
+// while the consumer still reads the first one's last datums. The old link
+// ends with GracefulShutdown after them, and that end must not count as a
+// refusal of the producer's new entry: the consumer subscribes to the new
+// producer at once, not after the next heartbeat (30 s here, so a refusal
+// would show).
+func TestRobust_ReaddedWhileDrainingResubscribes(t *testing.T) {
+	const name, total = "robust-readd", 300
+	p := rbLongLivedParams()
+	p.AnnounceInterval = 30 * time.Second
+	p.Catalog.PurgeAfter = 2 * time.Minute
+	nodes := connected(t, 2, node.WithDiscoveryParams(p))
+	pnode, cnode := nodes[0], nodes[1]
+	// The nodes announce a few times right after they meet (joins, gossip
+	// mesh); each announcement is a catalog change that would lift a
+	// refusal too. Wait until neither has announced for a second.
+	quietSince, last := time.Now(), ""
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		v := fmt.Sprint(pnode.Catalog().Local().Entry.Version, cnode.Catalog().Local().Entry.Version)
+		if v != last {
+			quietSince, last = time.Now(), v
+		}
+		return time.Since(quietSince) >= time.Second
+	}, "the nodes keep announcing")
+	bytesCodec := streams.WithCodec[[]byte](streams.Bytes{})
+	first := mustProducer[[]byte](t, pnode, name, bytesCodec)
+	cons := mustConsumer[[]byte](t, cnode, name, bytesCodec, streams.WithBuffer(8))
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return rbAllConnected(first.Consumers(), 1)
+	}, "consumer did not subscribe")
+	ctx := testCtx(t, 30*time.Second)
+	for i := range uint64(total) {
+		if err := first.Send(ctx, rbU64(i)); err != nil {
+			t.Fatalf("Send(%d): %v", i, err)
+		}
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	id := catalog.IDFromString(name)
+	listed := func() bool {
+		e, ok := cnode.Catalog().Get(pnode.ID())
+		return ok && e.Entry.Produces(id)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return !listed() }, "the consumer's catalog still lists the stream")
+	second := mustProducer[[]byte](t, pnode, name, bytesCodec)
+	testutil.Eventually(t, 10*time.Second, listed, "the consumer's catalog does not list the re-added stream")
+	for i := range uint64(total) {
+		d, err := cons.RecvDatum(ctx)
+		if err != nil {
+			t.Fatalf("datum %d of %d from the first producer: %v", i, total, err)
+		}
+		if v, _ := rbVal(d.Value); v != i || d.Gap != nil {
+			t.Fatalf("datum %d: counter %d, gap %v", i, v, d.Gap)
+		}
+	}
+	// The second producer gets the consumer back well before a heartbeat.
+	sctx := testCtx(t, 10*time.Second)
+	if err := second.Send(sctx, []byte("second")); err != nil {
+		t.Fatalf("the re-added producer got no consumer: %v; consumer side %+v", err, cons.Producers())
+	}
+	if d, err := cons.RecvDatum(sctx); err != nil || string(d.Value) != "second" {
+		t.Fatalf("RecvDatum from the re-added producer = %q, %v", d.Value, err)
+	}
 }
