@@ -378,6 +378,7 @@ func Seal(e Entry, sk crypto.PrivKey) (*SignedEntry, error) {
 	}
 	e = e.Clone()
 	e.Normalize()
+	e.SkippedAddrs = 0 // a receiver's count; the sealed bytes hold only Addrs
 	if err := checkShape(&e); err != nil {
 		return nil, fmt.Errorf("catalog: seal: %w", err)
 	}

@@ -317,6 +317,16 @@ func TestOpenEntry_SkipsUnparseableAddrs(t *testing.T) {
 			}
 		})
 	}
+	// The count belongs to received entries: sealing ignores it.
+	e := valid.Entry.Clone()
+	e.SkippedAddrs = 3
+	s, err := Seal(e, p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Entry.SkippedAddrs != 0 {
+		t.Fatalf("sealed entry reports %d skipped addrs", s.Entry.SkippedAddrs)
+	}
 }
 
 func TestOpenEntry_AcceptsLimits(t *testing.T) {

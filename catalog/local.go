@@ -59,6 +59,7 @@ func (l *Local) Update(now time.Time, f func(*Entry)) (s *SignedEntry, changed b
 	e := l.cur.Entry.Clone()
 	f(&e)
 	e.PeerID, e.Network, e.Version = l.cur.Entry.PeerID, l.cur.Entry.Network, l.cur.Entry.Version
+	e.SkippedAddrs = 0 // only ever counted on received entries
 	e.Normalize()
 	if sameContent(&e, &l.cur.Entry) {
 		return l.cur, false, nil
