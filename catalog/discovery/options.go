@@ -47,8 +47,8 @@ type Params struct {
 	SyncBurst int
 	// MaxConcurrentSyncs caps syncs served at once; more are refused.
 	// Peers without a fresh catalog entry (newcomers, or identities made
-	// up for a flood) may hold at most half of them, so members always
-	// find a slot. Default 32.
+	// up for a flood) may hold at most half of them (at least one), so
+	// members always find a slot. Default 32.
 	MaxConcurrentSyncs int
 	// MaxSyncMessage caps a sync message in bytes. Default 8 MiB.
 	MaxSyncMessage int

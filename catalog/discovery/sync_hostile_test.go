@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"google.golang.org/protobuf/proto"
 
@@ -256,18 +257,35 @@ func TestSync_ForgedEntriesInRequest(t *testing.T) {
 
 // TestSync_ConcurrencyLimit: with MaxConcurrentSyncs syncs in progress,
 // the next is reset with libp2p's resource-limit code; once a slot frees,
-// syncs are served again.
+// syncs are served again. Both peers are members of the catalog (they
+// synced their entries in first), so only the overall cap refuses them,
+// not the share of peers without an entry (TestSync_FloodFromManyPeers).
 func TestSync_ConcurrencyLimit(t *testing.T) {
 	nw := catalog.IDFromString("discovery-test/sync-capacity")
 	p := discovery.TestParams()
 	p.MaxConcurrentSyncs = 1
-	p.SyncBurst = 1000 // keep the rate limit out of the way
+	p.SyncBurst = 1000                 // keep the rate limit out of the way
+	p.Catalog.PurgeAfter = time.Minute // nothing re-announces the raw peers' entries
 	v := newNode(t, nw, withParams(func(q *discovery.Params) { *q = p }))
 	slow, y := newHost(t), newHost(t)
 	connect(t, slow, v.h)
 	connect(t, y, v.h)
 	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(15*time.Second))
 	defer cancel()
+	for _, x := range []host.Host{slow, y} {
+		st := openSync(t, ctx, x, v.h.ID(), nw)
+		own := sealEntry(t, hostKey(t, x), nw, catalog.NewVersion(time.Now())).Bytes()
+		if err := wire.WriteProto(st, &pb.SyncRequest{Network: nw[:], Entries: [][]byte{own}}); err != nil {
+			t.Fatal(err)
+		}
+		var resp pb.SyncResponse
+		if err := wire.ReadProto(bufio.NewReader(st), p.MaxSyncMessage, &resp); err != nil {
+			t.Fatalf("joining sync: %v", err)
+		}
+		if !knows(v.svc, x.ID()) {
+			t.Fatal("the joining sync did not make the peer a member")
+		}
+	}
 
 	// A slow sync holds the only slot: it sends the first byte of a length
 	// prefix and then nothing (the server waits for the rest until its
