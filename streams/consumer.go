@@ -322,12 +322,7 @@ func (c *Consumer[T]) worker() {
 			c.mu.Lock()
 			for _, r := range c.recvs {
 				r.cancel()
-				if r.expiry != nil {
-					r.expiry.Stop()
-				}
-				if r.drain != nil {
-					r.drain.Stop()
-				}
+				r.stopTimers()
 			}
 			c.mu.Unlock()
 			return
@@ -577,14 +572,20 @@ func (c *Consumer[T]) armExpiry(r *receiver, expires time.Time) {
 
 func (c *Consumer[T]) stop(r *receiver) {
 	c.mu.Lock()
+	r.stopTimers()
+	c.mu.Unlock()
+	r.cancel()
+}
+
+// stopTimers stops the receiver's ticket-expiry and drain timers. Called
+// with Consumer.mu held.
+func (r *receiver) stopTimers() {
 	if r.expiry != nil {
 		r.expiry.Stop()
 	}
 	if r.drain != nil {
 		r.drain.Stop()
 	}
-	c.mu.Unlock()
-	r.cancel()
 }
 
 // receive runs one producer's receiver until it terminates.
@@ -605,12 +606,7 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 		if c.recvs[r.ch.peer] == r {
 			delete(c.recvs, r.ch.peer)
 		}
-		if r.drain != nil {
-			r.drain.Stop()
-		}
-		if r.expiry != nil {
-			r.expiry.Stop()
-		}
+		r.stopTimers()
 		if err != nil && ctx.Err() == nil && !r.ended.Load() {
 			// Ended for good: do not retry until either entry changes
 			// (mosaik retries on the next catalog change), and keep the

@@ -1,6 +1,7 @@
 package streams_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"testing"
@@ -39,14 +40,7 @@ func TestRobust_ProducerCloseDeliversEverything(t *testing.T) {
 				return rbAllConnected(prod.Consumers(), 1)
 			}, "consumer did not subscribe")
 			ctx := testCtx(t, 30*time.Second)
-			for i := range uint64(total) {
-				if err := prod.Send(ctx, rbU64(i)); err != nil {
-					t.Fatalf("Send(%d): %v", i, err)
-				}
-			}
-			if err := prod.Close(); err != nil {
-				t.Fatal(err)
-			}
+			rcSendThenClose(t, ctx, prod, total)
 			id := catalog.IDFromString(name)
 			if tc.depart {
 				if err := pnode.Close(); err != nil {
@@ -62,15 +56,7 @@ func TestRobust_ProducerCloseDeliversEverything(t *testing.T) {
 					return ok && !e.Entry.Produces(id)
 				}, "the consumer's catalog still lists the stream")
 			}
-			for i := range uint64(total) {
-				d, err := cons.RecvDatum(ctx)
-				if err != nil {
-					t.Fatalf("datum %d of %d: %v", i, total, err)
-				}
-				if v, _ := rbVal(d.Value); v != i || d.Gap != nil {
-					t.Fatalf("datum %d: counter %d, gap %v", i, v, d.Gap)
-				}
-			}
+			rcRecvAll(t, ctx, cons, total)
 			// The consumer counts how its links ended: exactly one, closed
 			// by the producer with GracefulShutdown.
 			ends := func() map[streams.Code]uint64 {
@@ -165,14 +151,7 @@ func TestRobust_ReaddedWhileDrainingResubscribes(t *testing.T) {
 		return rbAllConnected(first.Consumers(), 1)
 	}, "consumer did not subscribe")
 	ctx := testCtx(t, 30*time.Second)
-	for i := range uint64(total) {
-		if err := first.Send(ctx, rbU64(i)); err != nil {
-			t.Fatalf("Send(%d): %v", i, err)
-		}
-	}
-	if err := first.Close(); err != nil {
-		t.Fatal(err)
-	}
+	rcSendThenClose(t, ctx, first, total)
 	id := catalog.IDFromString(name)
 	listed := func() bool {
 		e, ok := cnode.Catalog().Get(pnode.ID())
@@ -181,15 +160,7 @@ func TestRobust_ReaddedWhileDrainingResubscribes(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, func() bool { return !listed() }, "the consumer's catalog still lists the stream")
 	second := mustProducer[[]byte](t, pnode, name, bytesCodec)
 	testutil.Eventually(t, 10*time.Second, listed, "the consumer's catalog does not list the re-added stream")
-	for i := range uint64(total) {
-		d, err := cons.RecvDatum(ctx)
-		if err != nil {
-			t.Fatalf("datum %d of %d from the first producer: %v", i, total, err)
-		}
-		if v, _ := rbVal(d.Value); v != i || d.Gap != nil {
-			t.Fatalf("datum %d: counter %d, gap %v", i, v, d.Gap)
-		}
-	}
+	rcRecvAll(t, ctx, cons, total) // from the first producer
 	// The second producer gets the consumer back well before a heartbeat.
 	sctx := testCtx(t, 10*time.Second)
 	if err := second.Send(sctx, []byte("second")); err != nil {
@@ -197,5 +168,32 @@ func TestRobust_ReaddedWhileDrainingResubscribes(t *testing.T) {
 	}
 	if d, err := cons.RecvDatum(sctx); err != nil || string(d.Value) != "second" {
 		t.Fatalf("RecvDatum from the re-added producer = %q, %v", d.Value, err)
+	}
+}
+
+// rcSendThenClose sends counters 0..total-1, then closes the producer.
+func rcSendThenClose(t *testing.T, ctx context.Context, prod *streams.Producer[[]byte], total uint64) {
+	t.Helper()
+	for i := range total {
+		if err := prod.Send(ctx, rbU64(i)); err != nil {
+			t.Fatalf("Send(%d): %v", i, err)
+		}
+	}
+	if err := prod.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rcRecvAll receives counters 0..total-1, in order and without a gap.
+func rcRecvAll(t *testing.T, ctx context.Context, cons *streams.Consumer[[]byte], total uint64) {
+	t.Helper()
+	for i := range total {
+		d, err := cons.RecvDatum(ctx)
+		if err != nil {
+			t.Fatalf("datum %d of %d: %v", i, total, err)
+		}
+		if v, _ := rbVal(d.Value); v != i || d.Gap != nil {
+			t.Fatalf("datum %d: counter %d, gap %v", i, v, d.Gap)
+		}
 	}
 }
