@@ -50,12 +50,17 @@ func (f *feeder) run() {
 		case <-tk.C:
 		}
 		f.mu.Lock()
-		f.sent++
-		n := f.sent
+		n := f.sent + 1
 		f.mu.Unlock()
+		// Counted once written: close may close the pipe under a write, and
+		// a line that never reached the pipe was not sent. (A line this
+		// short is written to a pipe whole or not at all.)
 		if _, err := fmt.Fprintf(f.w, "%s%d\n", f.prefix, n); err != nil {
 			return
 		}
+		f.mu.Lock()
+		f.sent = n
+		f.mu.Unlock()
 	}
 }
 
