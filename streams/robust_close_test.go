@@ -33,12 +33,7 @@ func TestRobust_ProducerCloseDeliversEverything(t *testing.T) {
 			const name, total = "robust-close-drain", 300
 			nodes := connected(t, 2)
 			pnode, cnode := nodes[0], nodes[1]
-			bytesCodec := streams.WithCodec[[]byte](streams.Bytes{})
-			prod := mustProducer[[]byte](t, pnode, name, bytesCodec)
-			cons := mustConsumer[[]byte](t, cnode, name, bytesCodec, streams.WithBuffer(8))
-			testutil.Eventually(t, 10*time.Second, func() bool {
-				return rbAllConnected(prod.Consumers(), 1)
-			}, "consumer did not subscribe")
+			prod, cons := rcSubscribed(t, pnode, cnode, name, streams.WithBuffer(8))
 			ctx := testCtx(t, 30*time.Second)
 			rcSendThenClose(t, ctx, prod, total)
 			id := catalog.IDFromString(name)
@@ -51,10 +46,7 @@ func TestRobust_ProducerCloseDeliversEverything(t *testing.T) {
 					return !ok
 				}, "the consumer's catalog still holds the producer's node")
 			} else {
-				testutil.Eventually(t, 10*time.Second, func() bool {
-					e, ok := cnode.Catalog().Get(pnode.ID())
-					return ok && !e.Entry.Produces(id)
-				}, "the consumer's catalog still lists the stream")
+				rcWithdrawn(t, cnode, pnode, id)
 			}
 			rcRecvAll(t, ctx, cons, total)
 			// The consumer counts how its links ended: exactly one, closed
@@ -89,22 +81,14 @@ func TestRobust_WithdrawnProducerCutAfterCloseTimeout(t *testing.T) {
 	const name = "robust-withdraw-open"
 	nodes := connected(t, 2)
 	pnode, cnode := nodes[0], nodes[1]
-	bytesCodec := streams.WithCodec[[]byte](streams.Bytes{})
-	prod := mustProducer[[]byte](t, pnode, name, bytesCodec)
-	cons := mustConsumer[[]byte](t, cnode, name, bytesCodec)
-	testutil.Eventually(t, 10*time.Second, func() bool {
-		return rbAllConnected(prod.Consumers(), 1)
-	}, "consumer did not subscribe")
+	prod, cons := rcSubscribed(t, pnode, cnode, name)
 	id := catalog.IDFromString(name)
 	if _, err := pnode.Discovery().UpdateLocal(func(e *catalog.Entry) {
 		e.Streams = slices.DeleteFunc(e.Streams, func(x catalog.StreamID) bool { return x == id })
 	}); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 10*time.Second, func() bool {
-		e, ok := cnode.Catalog().Get(pnode.ID())
-		return ok && !e.Entry.Produces(id)
-	}, "the consumer's catalog still lists the stream")
+	rcWithdrawn(t, cnode, pnode, id)
 	// The link is still read: a datum sent now arrives.
 	ctx := testCtx(t, 10*time.Second)
 	if err := prod.Send(ctx, []byte("late")); err != nil {
@@ -144,12 +128,7 @@ func TestRobust_ReaddedWhileDrainingResubscribes(t *testing.T) {
 		}
 		return time.Since(quietSince) >= time.Second
 	}, "the nodes keep announcing")
-	bytesCodec := streams.WithCodec[[]byte](streams.Bytes{})
-	first := mustProducer[[]byte](t, pnode, name, bytesCodec)
-	cons := mustConsumer[[]byte](t, cnode, name, bytesCodec, streams.WithBuffer(8))
-	testutil.Eventually(t, 10*time.Second, func() bool {
-		return rbAllConnected(first.Consumers(), 1)
-	}, "consumer did not subscribe")
+	first, cons := rcSubscribed(t, pnode, cnode, name, streams.WithBuffer(8))
 	ctx := testCtx(t, 30*time.Second)
 	rcSendThenClose(t, ctx, first, total)
 	id := catalog.IDFromString(name)
@@ -158,7 +137,7 @@ func TestRobust_ReaddedWhileDrainingResubscribes(t *testing.T) {
 		return ok && e.Entry.Produces(id)
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool { return !listed() }, "the consumer's catalog still lists the stream")
-	second := mustProducer[[]byte](t, pnode, name, bytesCodec)
+	second := mustProducer[[]byte](t, pnode, name, streams.WithCodec[[]byte](streams.Bytes{}))
 	testutil.Eventually(t, 10*time.Second, listed, "the consumer's catalog does not list the re-added stream")
 	rcRecvAll(t, ctx, cons, total) // from the first producer
 	// The second producer gets the consumer back well before a heartbeat.
@@ -196,4 +175,27 @@ func rcRecvAll(t *testing.T, ctx context.Context, cons *streams.Consumer[[]byte]
 			t.Fatalf("datum %d: counter %d, gap %v", i, v, d.Gap)
 		}
 	}
+}
+
+// rcSubscribed creates a []byte producer on pnode and a consumer (with
+// consOpts) on cnode, and waits until the consumer has subscribed.
+func rcSubscribed(t *testing.T, pnode, cnode *node.Node, name string, consOpts ...streams.Option) (*streams.Producer[[]byte], *streams.Consumer[[]byte]) {
+	t.Helper()
+	bytesCodec := streams.WithCodec[[]byte](streams.Bytes{})
+	prod := mustProducer[[]byte](t, pnode, name, bytesCodec)
+	cons := mustConsumer[[]byte](t, cnode, name, append([]streams.Option{bytesCodec}, consOpts...)...)
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return rbAllConnected(prod.Consumers(), 1)
+	}, "consumer did not subscribe")
+	return prod, cons
+}
+
+// rcWithdrawn waits until cnode's catalog holds pnode's entry without
+// stream id.
+func rcWithdrawn(t *testing.T, cnode, pnode *node.Node, id catalog.StreamID) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		e, ok := cnode.Catalog().Get(pnode.ID())
+		return ok && !e.Entry.Produces(id)
+	}, "the consumer's catalog still lists the stream")
 }
