@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mosaik-go/mosaik"
 )
 
 // EventKind says what happened to a peer.
@@ -46,7 +48,7 @@ type Event struct {
 }
 
 // ErrClosed is returned by a closed subscription or store.
-var ErrClosed = errors.New("catalog: closed")
+var ErrClosed = fmt.Errorf("catalog: %w", mosaik.ErrClosed)
 
 // ErrLagged is matched (errors.Is) by a [*LagError].
 var ErrLagged = errors.New("catalog: subscriber lagged")

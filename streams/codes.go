@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/mosaik-go/mosaik"
 )
 
 // Code is a close or reject reason, as on the wire. The values are
@@ -88,7 +90,7 @@ func (c Code) Final() bool {
 
 // Errors.
 var (
-	ErrClosed         = errors.New("streams: closed")
+	ErrClosed         = fmt.Errorf("streams: %w", mosaik.ErrClosed)
 	ErrOffline        = errors.New("streams: producer is offline")
 	ErrFull           = errors.New("streams: every consumer queue is full")
 	ErrProducerExists = errors.New("streams: a producer of this stream already exists on this node")

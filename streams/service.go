@@ -237,7 +237,7 @@ func (m *hostMux) handle(st network.Stream) {
 		_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
 		return
 	}
-	s.handle(st, sub, fr.r.Buffered() > 0)
+	s.handle(st, sub, fr.buffered())
 }
 
 // Params returns the service's parameters.

@@ -1,7 +1,6 @@
 package streams
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/mosaik-go/mosaik/internal/framer"
 	"github.com/mosaik-go/mosaik/streams/pb"
 )
 
@@ -32,73 +32,55 @@ const maxControlFrame = 4 << 10
 
 var errProtocol = errors.New("streams: protocol violation")
 
-// frameReader reads length-delimited frames with a cap checked before
-// allocating. It reuses one buffer: a returned body is valid only until the
-// next call.
+// frameReader reads typed frames through the shared framer: the cap is
+// checked before anything is read, and memory follows the bytes that
+// arrive. A returned body from next is valid only until the next call.
 type frameReader struct {
-	r   *bufio.Reader
-	max int
-	buf []byte
+	fr *framer.Reader
 }
 
 func newFrameReader(r io.Reader, max int) *frameReader {
-	return &frameReader{r: bufio.NewReaderSize(r, 8<<10), max: max}
+	return &frameReader{fr: framer.NewReader(r, max)}
 }
 
 // next returns the type and body of the next frame.
-func (fr *frameReader) next() (byte, []byte, error) {
-	n, err := binary.ReadUvarint(fr.r)
+func (r *frameReader) next() (byte, []byte, error) {
+	b, err := r.fr.Next()
 	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return 0, nil, io.EOF
-		}
-		return 0, nil, err
+		return 0, nil, r.mapErr(err)
 	}
-	if n == 0 {
+	if len(b) == 0 {
 		return 0, nil, fmt.Errorf("%w: empty frame", errProtocol)
-	}
-	if n > uint64(fr.max) {
-		return 0, nil, fmt.Errorf("%w: frame of %d bytes exceeds the limit of %d", errProtocol, n, fr.max)
-	}
-	if cap(fr.buf) < int(n) {
-		fr.buf = make([]byte, n, max(int(n), 4096))
-	}
-	b := fr.buf[:n]
-	if _, err := io.ReadFull(fr.r, b); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return 0, nil, err
 	}
 	return b[0], b[1:], nil
 }
 
-// nextInto is next reading the body into a buffer from get (len n)
-// instead of the reader's own: the body stays valid after the next call.
-// It returns the whole buffer too, for recycling.
-func (fr *frameReader) nextInto(get func(n int) []byte) (typ byte, body, buf []byte, err error) {
-	n, err := binary.ReadUvarint(fr.r)
+// nextInto is next reading the body into a buffer from get, so that the
+// body stays valid after the next call. It returns that buffer too, for
+// recycling (nil when get was not called).
+func (r *frameReader) nextInto(get func(n int) []byte) (typ byte, body, buf []byte, err error) {
+	b, buf, err := r.fr.NextInto(get)
 	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return 0, nil, nil, io.EOF
-		}
-		return 0, nil, nil, err
+		return 0, nil, buf, r.mapErr(err)
 	}
-	if n == 0 {
-		return 0, nil, nil, fmt.Errorf("%w: empty frame", errProtocol)
+	if len(b) == 0 {
+		return 0, nil, buf, fmt.Errorf("%w: empty frame", errProtocol)
 	}
-	if n > uint64(fr.max) {
-		return 0, nil, nil, fmt.Errorf("%w: frame of %d bytes exceeds the limit of %d", errProtocol, n, fr.max)
-	}
-	b := get(int(n))
-	if _, err := io.ReadFull(fr.r, b); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return 0, nil, b, err
-	}
-	return b[0], b[1:], b, nil
+	return b[0], b[1:], buf, nil
 }
+
+// mapErr turns an oversize claim into a protocol violation; a clean end
+// stays io.EOF and a truncated frame io.ErrUnexpectedEOF.
+func (r *frameReader) mapErr(err error) error {
+	if errors.Is(err, framer.ErrTooLarge) {
+		// framer says "frame exceeds size limit: N > MAX bytes".
+		return fmt.Errorf("%w: frame exceeds the limit of %d bytes (%v)", errProtocol, r.fr.Max(), err)
+	}
+	return err
+}
+
+// buffered reports whether bytes past the last frame were already read.
+func (r *frameReader) buffered() bool { return r.fr.Buffered() > 0 }
 
 // appendControl appends a framed control message.
 func appendControl(dst []byte, typ byte, m proto.Message) ([]byte, error) {

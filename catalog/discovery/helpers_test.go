@@ -22,8 +22,8 @@ import (
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/discovery"
 	"github.com/mosaik-go/mosaik/catalog/pb"
+	"github.com/mosaik-go/mosaik/internal/framer"
 	"github.com/mosaik-go/mosaik/internal/testutil"
-	"github.com/mosaik-go/mosaik/internal/wire"
 )
 
 // newHost starts a TCP-only libp2p host on 127.0.0.1 and closes it at the
@@ -282,7 +282,7 @@ func rawSync(ctx context.Context, h host.Host, p peer.ID, nw catalog.NetworkID, 
 	if dl, ok := ctx.Deadline(); ok {
 		_ = st.SetDeadline(dl)
 	}
-	if err := wire.WriteProto(st, &pb.SyncRequest{Network: nw[:]}); err != nil {
+	if err := framer.WriteProto(st, &pb.SyncRequest{Network: nw[:]}); err != nil {
 		_ = st.Reset()
 		return nil, err
 	}
@@ -291,7 +291,7 @@ func rawSync(ctx context.Context, h host.Host, p peer.ID, nw catalog.NetworkID, 
 		return nil, err
 	}
 	var resp pb.SyncResponse
-	if err := wire.ReadProto(bufio.NewReader(st), maxSize, &resp); err != nil {
+	if err := framer.ReadProto(bufio.NewReader(st), maxSize, &resp); err != nil {
 		_ = st.Reset()
 		return nil, err
 	}

@@ -26,12 +26,13 @@ import (
 	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/mosaik-go/mosaik"
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/pb"
 )
 
 // ErrClosed is returned by calls on a closed service.
-var ErrClosed = errors.New("discovery: closed")
+var ErrClosed = fmt.Errorf("discovery: %w", mosaik.ErrClosed)
 
 // Stream reset codes used by the sync protocol (see PROTOCOL.md).
 const (

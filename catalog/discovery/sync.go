@@ -19,7 +19,7 @@ import (
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/pb"
-	"github.com/mosaik-go/mosaik/internal/wire"
+	"github.com/mosaik-go/mosaik/internal/framer"
 )
 
 // maxSyncEntries caps the entries in one sync message.
@@ -137,14 +137,14 @@ func (s *Service) syncWith(ctx context.Context, p peer.ID) (err error) {
 		return fmt.Errorf("discovery: sync with %s: %s: %w", p, step, err)
 	}
 	req := &pb.SyncRequest{Network: s.network[:], Entries: s.entries(s.store.Snapshot())}
-	if err := wire.WriteProto(st, req); err != nil {
+	if err := framer.WriteProto(st, req); err != nil {
 		return failed("send", err)
 	}
 	if err := st.CloseWrite(); err != nil {
 		return failed("close", err)
 	}
 	var resp pb.SyncResponse
-	if err := wire.ReadProto(bufio.NewReader(st), s.params.MaxSyncMessage, &resp); err != nil {
+	if err := framer.ReadProto(bufio.NewReader(st), s.params.MaxSyncMessage, &resp); err != nil {
 		return failed("receive", err)
 	}
 	if len(resp.Entries) > maxSyncEntries {
@@ -261,7 +261,7 @@ func (s *Service) handleSync(st network.Stream) {
 	}
 	_ = st.SetDeadline(time.Now().Add(s.params.SyncTimeout))
 	var req pb.SyncRequest
-	if err := wire.ReadProto(bufio.NewReader(st), s.params.MaxSyncMessage, &req); err != nil {
+	if err := framer.ReadProto(bufio.NewReader(st), s.params.MaxSyncMessage, &req); err != nil {
 		s.stats.refuse(true, "malformed")
 		refuse(CodeProtocolViolation, "bad request", "err", err)
 		return
@@ -281,7 +281,7 @@ func (s *Service) handleSync(st network.Stream) {
 	// merge first, so the initiator's SyncWith returns after both merged.
 	snap := s.store.Snapshot()
 	s.mergeAll(req.Entries, fromSync)
-	if err := wire.WriteProto(st, &pb.SyncResponse{Entries: s.entries(snap)}); err != nil {
+	if err := framer.WriteProto(st, &pb.SyncResponse{Entries: s.entries(snap)}); err != nil {
 		_ = st.Reset()
 		return
 	}

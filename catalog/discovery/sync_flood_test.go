@@ -16,8 +16,8 @@ import (
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/discovery"
+	"github.com/mosaik-go/mosaik/internal/framer"
 	"github.com/mosaik-go/mosaik/internal/testutil"
-	"github.com/mosaik-go/mosaik/internal/wire"
 )
 
 // floodKind is what a flooder sends on each sync stream.
@@ -79,7 +79,7 @@ func floodOnce(ctx context.Context, h host.Host, p peer.ID, nw catalog.NetworkID
 		_ = st.SetDeadline(dl)
 	}
 	if kind == floodGarbage {
-		_, err = st.Write(wire.AppendFrame(nil, []byte{0xff, 0xff, 0xff}))
+		_, err = st.Write(framer.AppendFrame(nil, []byte{0xff, 0xff, 0xff}))
 		if err == nil {
 			err = st.CloseWrite()
 		}

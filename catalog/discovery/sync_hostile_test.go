@@ -18,8 +18,8 @@ import (
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/discovery"
 	"github.com/mosaik-go/mosaik/catalog/pb"
+	"github.com/mosaik-go/mosaik/internal/framer"
 	"github.com/mosaik-go/mosaik/internal/testutil"
-	"github.com/mosaik-go/mosaik/internal/wire"
 )
 
 // TestSync_HostileStreamsAreReset opens raw sync streams and sends what no
@@ -36,14 +36,14 @@ func TestSync_HostileStreamsAreReset(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return wire.AppendFrame(nil, b)
+		return framer.AppendFrame(nil, b)
 	}
 	// More entries than any sync may carry (16384), each tiny.
 	many, err := proto.Marshal(&pb.SyncRequest{Network: nw[:], Entries: make([][]byte, 16385)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tooMany := wire.AppendFrame(nil, many)
+	tooMany := framer.AppendFrame(nil, many)
 	cases := []struct {
 		name string
 		data []byte
@@ -54,7 +54,7 @@ func TestSync_HostileStreamsAreReset(t *testing.T) {
 		code       network.StreamErrorCode
 		malformed  bool // counted as rejected/malformed
 	}{
-		{"framed garbage", wire.AppendFrame(nil, []byte{0xff, 0xff, 0xff}), true, discovery.CodeProtocolViolation, true},
+		{"framed garbage", framer.AppendFrame(nil, []byte{0xff, 0xff, 0xff}), true, discovery.CodeProtocolViolation, true},
 		{"truncated frame", []byte("GET / HTTP/1.1\r\n\r\n"), true, discovery.CodeProtocolViolation, true},
 		{"1 GiB length prefix", binary.AppendUvarint(nil, 1<<30), false, discovery.CodeProtocolViolation, true},
 		{"request of another network", request(other), true, discovery.CodeDifferentNetwork, false},
@@ -227,14 +227,14 @@ func TestSync_ForgedEntriesInRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if err := wire.WriteProto(st, &pb.SyncRequest{Network: nw[:], Entries: entries}); err != nil {
+	if err := framer.WriteProto(st, &pb.SyncRequest{Network: nw[:], Entries: entries}); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
 	var resp pb.SyncResponse
-	if err := wire.ReadProto(bufio.NewReader(st), 1<<20, &resp); err != nil {
+	if err := framer.ReadProto(bufio.NewReader(st), 1<<20, &resp); err != nil {
 		t.Fatalf("sync with forged entries not served: %v", err)
 	}
 	after := v.svc.Stats()
@@ -279,10 +279,10 @@ func TestSync_ConcurrencyLimit(t *testing.T) {
 		// capacity; try again.
 		testutil.Eventually(t, 5*time.Second, func() bool {
 			st := openSync(t, ctx, x, v.h.ID(), nw)
-			err := wire.WriteProto(st, &pb.SyncRequest{Network: nw[:], Entries: [][]byte{own}})
+			err := framer.WriteProto(st, &pb.SyncRequest{Network: nw[:], Entries: [][]byte{own}})
 			if err == nil {
 				var resp pb.SyncResponse
-				err = wire.ReadProto(bufio.NewReader(st), p.MaxSyncMessage, &resp)
+				err = framer.ReadProto(bufio.NewReader(st), p.MaxSyncMessage, &resp)
 			}
 			if err != nil {
 				t.Logf("joining sync failed, trying again: %v", err)

@@ -13,8 +13,8 @@ import (
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/discovery"
 	"github.com/mosaik-go/mosaik/catalog/pb"
+	"github.com/mosaik-go/mosaik/internal/framer"
 	"github.com/mosaik-go/mosaik/internal/testutil"
-	"github.com/mosaik-go/mosaik/internal/wire"
 )
 
 // TestSyncWith_BothSidesHoldEachOtherOnReturn checks SyncWith's contract:
@@ -99,7 +99,7 @@ func TestSyncWith_HostileResponder(t *testing.T) {
 	serve := func(reply func(network.Stream)) {
 		r.SetStreamHandler(discovery.SyncProtocol(nw), func(st network.Stream) {
 			var req pb.SyncRequest
-			if err := wire.ReadProto(bufio.NewReader(st), 1<<20, &req); err != nil {
+			if err := framer.ReadProto(bufio.NewReader(st), 1<<20, &req); err != nil {
 				_ = st.Reset()
 				return
 			}
@@ -125,7 +125,7 @@ func TestSyncWith_HostileResponder(t *testing.T) {
 		foreign := sealEntry(t, rKey, other, now).Bytes()
 		own := sealEntry(t, rKey, nw, now).Bytes()
 		serve(func(st network.Stream) {
-			_ = wire.WriteProto(st, &pb.SyncResponse{Entries: [][]byte{forged, foreign, []byte("garbage"), own}})
+			_ = framer.WriteProto(st, &pb.SyncResponse{Entries: [][]byte{forged, foreign, []byte("garbage"), own}})
 			_ = st.Close()
 		})
 		before := a.svc.Stats()
@@ -162,8 +162,8 @@ func TestSyncWith_HostileResponder(t *testing.T) {
 		if err == nil {
 			t.Fatal("SyncWith accepted a 1 GiB response")
 		}
-		if !errors.Is(err, wire.ErrTooLarge) {
-			t.Errorf("SyncWith = %v, want wire.ErrTooLarge", err)
+		if !errors.Is(err, framer.ErrTooLarge) {
+			t.Errorf("SyncWith = %v, want framer.ErrTooLarge", err)
 		}
 		if took := time.Since(start); took >= testutil.Scale(5*time.Second) {
 			t.Errorf("refusing the response took %v", took)

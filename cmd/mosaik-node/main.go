@@ -20,7 +20,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/mosaik-go/mosaik/internal/cli"
+	"github.com/mosaik-go/mosaik/cmd/mosaik-node/internal/cli"
 )
 
 func main() {

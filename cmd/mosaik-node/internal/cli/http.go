@@ -6,7 +6,7 @@ import (
 
 	"go.opentelemetry.io/otel"
 
-	"github.com/mosaik-go/mosaik/internal/status"
+	"github.com/mosaik-go/mosaik/cmd/mosaik-node/internal/status"
 	"github.com/mosaik-go/mosaik/node"
 )
 

@@ -10,7 +10,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/mosaik-go/mosaik/internal/demo"
+	"github.com/mosaik-go/mosaik/cmd/mosaik-node/internal/demo"
 	"github.com/mosaik-go/mosaik/internal/testutil"
 )
 

@@ -12,13 +12,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mosaik-go/mosaik"
 	"github.com/mosaik-go/mosaik/node"
 )
 
 // Errors of Start and Serve.
 var (
 	ErrStarted = errors.New("status: server already started")
-	ErrClosed  = errors.New("status: server closed")
+	ErrClosed  = fmt.Errorf("status: server %w", mosaik.ErrClosed)
 )
 
 // shutdownTimeout bounds a graceful shutdown: requests still running after

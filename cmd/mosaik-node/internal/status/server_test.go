@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mosaik-go/mosaik/internal/status"
+	"github.com/mosaik-go/mosaik/cmd/mosaik-node/internal/status"
 	"github.com/mosaik-go/mosaik/internal/testutil"
 	"github.com/mosaik-go/mosaik/node"
 	"github.com/mosaik-go/mosaik/streams"

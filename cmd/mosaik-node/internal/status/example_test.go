@@ -6,7 +6,7 @@ import (
 	"os"
 	"os/signal"
 
-	"github.com/mosaik-go/mosaik/internal/status"
+	"github.com/mosaik-go/mosaik/cmd/mosaik-node/internal/status"
 	"github.com/mosaik-go/mosaik/node"
 )
 

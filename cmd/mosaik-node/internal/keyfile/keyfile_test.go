@@ -9,7 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/mosaik-go/mosaik/internal/keyfile"
+	"github.com/mosaik-go/mosaik/cmd/mosaik-node/internal/keyfile"
 )
 
 func TestCreate_WritesA0600Ed25519Key(t *testing.T) {

@@ -22,8 +22,8 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/mosaik-go/mosaik/catalog"
-	"github.com/mosaik-go/mosaik/internal/demo"
-	"github.com/mosaik-go/mosaik/internal/keyfile"
+	"github.com/mosaik-go/mosaik/cmd/mosaik-node/internal/demo"
+	"github.com/mosaik-go/mosaik/cmd/mosaik-node/internal/keyfile"
 	"github.com/mosaik-go/mosaik/node"
 	"github.com/mosaik-go/mosaik/policy"
 	"github.com/mosaik-go/mosaik/streams"
