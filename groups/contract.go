@@ -1,0 +1,178 @@
+package groups
+
+import (
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.opentelemetry.io/otel/metric"
+	"lukechampine.com/blake3"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/policy"
+)
+
+// This file is the seam between the three layers of the package:
+//
+//   - the consensus core (group.go and friends): one goroutine per group
+//     owning an etcd raft RawNode, its log store and the state machine;
+//   - the bond layer (bond*.go, service.go): authenticated libp2p streams to
+//     the other members, heartbeats, tickets, the catalog entry's group list;
+//   - the log store (storage*.go): memory, or bbolt under a data dir.
+//
+// The core sees the bond layer only through transport, and the bond layer
+// sees the core only through inbox. Tests of the core run on an in-memory
+// network that implements the same two interfaces.
+
+// Role is what a member does in its group.
+type Role uint8
+
+const (
+	// RoleWriter members may become voters and propose commands.
+	RoleWriter Role = 1
+	// RoleReader members are raft learners: they replicate and apply, never
+	// vote or campaign, and forward commands like any follower.
+	RoleReader Role = 2
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleWriter:
+		return "writer"
+	case RoleReader:
+		return "reader"
+	default:
+		return "unknown"
+	}
+}
+
+// Code is a bond refusal or close code (the numbers follow mosaik, see
+// PROTOCOL.md).
+type Code uint32
+
+// Frame kinds on a bond. The bond layer owns 0x01–0x1f (handshake, ping,
+// departure, entry updates); the core owns 0x20–0x3f and the bond layer
+// carries those opaquely.
+const (
+	firstCoreFrame byte = 0x20
+	lastCoreFrame  byte = 0x3f
+)
+
+// spec is what a joined group tells the bond layer.
+type spec struct {
+	// ID is the group id (see DeriveID).
+	ID catalog.ID
+	// Key is blake3 of the group's secret; bond proofs derive from it and
+	// the secret itself never leaves the node.
+	Key [32]byte
+	// Role is this node's role in the group.
+	Role Role
+	// Tickets are checked against every bonded peer's catalog entry (all
+	// must pass), at handshake, on entry updates and at ticket expiry.
+	Tickets []policy.TicketValidator
+	// Heartbeat, HeartbeatJitter and MissedHeartbeats time the bond's
+	// liveness check; all three are part of the group id.
+	Heartbeat        time.Duration
+	HeartbeatJitter  time.Duration
+	MissedHeartbeats int
+}
+
+// transport is the bond layer as the core sees it, for one group.
+type transport interface {
+	// Send queues one core frame (kind in [0x20, 0x3f]) for a bonded peer
+	// and never blocks. It returns false when there is no bond to the peer
+	// or its queue is full: the frame was dropped (and counted), and for
+	// raft messages the core reports the peer unreachable.
+	Send(to peer.ID, kind byte, body []byte) bool
+	// Close withdraws this node from the group: departures are sent, bonds
+	// closed and the group removed from the local catalog entry. The inbox
+	// gets no calls after Close returns.
+	Close() error
+}
+
+// inbox is the core as the bond layer sees it. Every method must return
+// promptly and never block on the group goroutine: a full inbox drops the
+// frame and counts it (raft retransmits).
+type inbox interface {
+	// Deliver hands over a core frame from a bonded peer.
+	Deliver(from peer.ID, kind byte, body []byte)
+	// BondUp and BondDown report bond changes, in order for each peer.
+	BondUp(p peer.ID, role Role)
+	BondDown(p peer.ID, code Code)
+}
+
+// attacher is the bond layer of a Service: it bonds one group's members
+// once attached, and stops at close.
+type attacher interface {
+	attach(s spec, in inbox) (transport, error)
+	close() error
+}
+
+// logStore is a group's raft log, hard state and snapshots: a raft.Storage
+// that the core's goroutine also writes, following etcd raft's Ready order.
+// Only the group goroutine calls it.
+type logStore interface {
+	raft.Storage
+	// Save persists one Ready's hard state (if not empty), snapshot (if
+	// not empty) and entries, in that order, before any message of that
+	// Ready is sent. Entries overwrite any conflicting suffix.
+	Save(hs raftpb.HardState, snap raftpb.Snapshot, ents []raftpb.Entry) error
+	// CreateSnapshot records a snapshot at applied index i with the state
+	// machine's data; Compact then drops entries up to compactTo.
+	CreateSnapshot(i uint64, cs *raftpb.ConfState, data []byte) (raftpb.Snapshot, error)
+	Compact(compactTo uint64) error
+	// Close releases the store (a no-op for memory).
+	Close() error
+}
+
+// errNoNode is returned for a raft node id of zero or a collision.
+var errNoNode = errors.New("groups: peer has no usable raft node id")
+
+// raftID maps a peer to its raft node id: the first 8 bytes (big endian)
+// of blake3("mosaik-raft-node" ‖ peer id bytes); zero is never used.
+func raftID(p peer.ID) uint64 {
+	h := blake3.New(32, nil)
+	_, _ = h.Write([]byte("mosaik-raft-node"))
+	_, _ = h.Write([]byte(p))
+	var sum [32]byte
+	h.Sum(sum[:0])
+	id := binary.BigEndian.Uint64(sum[:8])
+	if id == 0 {
+		id = 1
+	}
+	return id
+}
+
+// Service runs the groups of one node on one network. The bond layer's
+// NewService builds it over a libp2p host; the core's tests build it over
+// an in-memory network. Each layer keeps its state in its own field and
+// touches the other's only through the interfaces above.
+//
+// Safe for concurrent use.
+type Service struct {
+	network catalog.ID
+	self    peer.ID
+	log     *slog.Logger
+	meter   metric.MeterProvider
+
+	net  attacher  // the bond layer
+	core coreState // joined groups (the core)
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Close closes every group still open (as if each handle were closed),
+// then the bond layer. Idempotent and safe to call concurrently; it returns
+// once every goroutine of the service has ended.
+func (s *Service) Close() error {
+	s.closeOnce.Do(func() {
+		s.closeErr = errors.Join(s.core.closeAll(), s.net.close())
+	})
+	return s.closeErr
+}
