@@ -58,6 +58,9 @@ type plan struct {
 	firstOps  int
 	discNs    []int
 	discLimit time.Duration // full convergence is reported as at least this when slower
+	repl      []replCase    // the groups rows
+	replSeq   int           // sequential puts per latency repetition
+	replDur   time.Duration // length of a throughput repetition
 }
 
 type flowCase struct {
@@ -83,6 +86,7 @@ func newPlan(m Mode, reps int) plan {
 		p.lat = []latCase{{"latency/1000/s", 1000, 100 * time.Millisecond}}
 		p.ovDur, p.ovSystems = 300*time.Millisecond, []system{mosaikSystem{}, gossipsubSystem{}, natsSystem{}}
 		p.firstOps, p.discNs, p.discLimit = 2, []int{5}, 2*time.Second
+		p.repl, p.replSeq, p.replDur = []replCase{{"groups/put", 1}, {"groups/put/8-clients", 8}}, 20, 200*time.Millisecond
 	case Quick:
 		p.capDur = 200 * time.Millisecond
 		p.tput = []flowCase{{"throughput/64B", 1, 64, 250_000}, {"throughput/1KiB", 1, 1 << 10, 60_000}, {"throughput/64KiB", 1, 64 << 10, 1_500}}
@@ -93,6 +97,7 @@ func newPlan(m Mode, reps int) plan {
 		p.ovDur, p.ovQuiet = 700*time.Millisecond, 200*time.Millisecond
 		p.ovSystems = []system{mosaikSystem{}, gossipsubSystem{}, natsSystem{}, natsSystem{pending: 2048}}
 		p.firstOps, p.discNs, p.discLimit = 4*reps, []int{10, 25}, 800*time.Millisecond
+		p.repl, p.replSeq, p.replDur = replCases(), 1000, 700*time.Millisecond
 	default:
 		p.capDur = 2 * time.Second
 		p.tput = []flowCase{{"throughput/64B", 1, 64, 2_000_000}, {"throughput/1KiB", 1, 1 << 10, 500_000}, {"throughput/64KiB", 1, 64 << 10, 15_000}}
@@ -100,6 +105,7 @@ func newPlan(m Mode, reps int) plan {
 		p.lat = []latCase{{"latency/1000/s", 1000, 3 * time.Second}, {"latency/10000/s", 10_000, time.Second}}
 		p.ovDur = 2 * time.Second
 		p.firstOps, p.discNs, p.discLimit = 4*reps, []int{10, 25, 50}, 10*time.Second
+		p.repl, p.replSeq, p.replDur = replCases(), 5000, 2*time.Second
 	}
 	return p
 }
@@ -236,7 +242,13 @@ func (r *runner) scenarios() []scenario {
 		id := fmt.Sprintf("discovery/N=%d", n)
 		out = append(out, scenario{id, p.reps * len(pick(r.cfg.Systems, discoverers())), func(ctx context.Context) error { return r.discoveryScenario(ctx, id, n) }})
 	}
+	out = append(out, r.replicatedScenarios(p)...)
 	return out
+}
+
+// replCases: sequential puts, then 8, 32 and 64 concurrent clients.
+func replCases() []replCase {
+	return []replCase{{"groups/put", 1}, {"groups/put/8-clients", 8}, {"groups/put/32-clients", 32}, {"groups/put/64-clients", 64}}
 }
 
 // sample records one repetition's value of a row.
