@@ -3,6 +3,8 @@ package groups
 import (
 	"sync"
 	"time"
+
+	"lukechampine.com/blake3"
 )
 
 const (
@@ -31,6 +33,7 @@ type snapshotCache struct {
 
 type heldSnapshot struct {
 	data    []byte
+	hash    [32]byte
 	expires time.Time
 }
 
@@ -47,8 +50,10 @@ func newSnapshotCache(maxAnchors int, ttl time.Duration) *snapshotCache {
 }
 
 // put holds data (owned by the cache from now on: the caller must not
-// modify it) as the snapshot at anchor a, renewing it if already held.
+// modify it) as the snapshot at anchor a, renewing it if already held. It
+// hashes data (outside the lock) for the requests' hash check.
 func (c *snapshotCache) put(a snapshotAnchor, data []byte, now time.Time) {
+	hash := blake3.Sum256(data)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.expire(now)
@@ -66,7 +71,7 @@ func (c *snapshotCache) put(a snapshotAnchor, data []byte, now time.Time) {
 		}
 		delete(c.held, oldest)
 	}
-	c.held[a] = &heldSnapshot{data: data, expires: now.Add(c.ttl)}
+	c.held[a] = &heldSnapshot{data: data, hash: hash, expires: now.Add(c.ttl)}
 }
 
 // holds reports whether a snapshot at a is held and not expired.
@@ -91,7 +96,8 @@ func (c *snapshotCache) anchors(now time.Time) []snapshotAnchor {
 }
 
 // serve answers a chunk request and renews the snapshot's TTL. It refuses
-// an unknown or expired anchor (snapshotUnknownAnchor) and an offset past
+// an unknown or expired anchor, or other bytes than the request's hash
+// (snapshotUnknownAnchor) and an offset past
 // the end or a max_bytes out of [1, snapshotMaxChunk] (snapshotBadRequest)
 // with a *snapshotRefusedError. The chunk's Data aliases the held bytes.
 func (c *snapshotCache) serve(req snapshotChunkRequest, now time.Time) (snapshotChunk, error) {
@@ -101,6 +107,9 @@ func (c *snapshotCache) serve(req snapshotChunkRequest, now time.Time) (snapshot
 	h, ok := c.held[req.Anchor]
 	if !ok {
 		return snapshotChunk{}, &snapshotRefusedError{Code: snapshotUnknownAnchor, Reason: "no snapshot at " + req.Anchor.String()}
+	}
+	if h.hash != req.Hash {
+		return snapshotChunk{}, &snapshotRefusedError{Code: snapshotUnknownAnchor, Reason: "other snapshot bytes at " + req.Anchor.String()}
 	}
 	total := uint64(len(h.data))
 	if req.MaxBytes == 0 || req.MaxBytes > snapshotMaxChunk || req.Offset > total {

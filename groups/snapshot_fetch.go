@@ -222,7 +222,7 @@ func (f *snapshotFetcher) freeHolder() *holderState {
 
 func (f *snapshotFetcher) start(ctx context.Context, h *holderState, chunk uint64) {
 	off := chunk * uint64(f.p.ChunkBytes)
-	req := snapshotChunkRequest{Anchor: f.d.Anchor, Offset: off, MaxBytes: uint32(min(uint64(f.p.ChunkBytes), f.d.TotalSize-off))}
+	req := snapshotChunkRequest{Anchor: f.d.Anchor, Offset: off, MaxBytes: uint32(min(uint64(f.p.ChunkBytes), f.d.TotalSize-off)), Hash: f.d.Hash}
 	actx, cancel := context.WithTimeout(ctx, f.p.ChunkTimeout)
 	f.seq++
 	id := f.seq

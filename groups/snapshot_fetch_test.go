@@ -177,6 +177,14 @@ func TestFetchSnapshot_Holders(t *testing.T) {
 		{"honest one vanishes, another finishes", func(f fixture, n *fakeNet) []peer.ID {
 			return []peer.ID{n.add("vanish", f.vanishing(3)), n.add("hang", hanging), n.add("honest", f.honest())}
 		}, nil, nil},
+		{"other bytes at the anchor then honest", func(f fixture, n *fakeNet) []peer.ID {
+			other := newSnapshotCache(0, 0)
+			other.put(f.desc.Anchor, bytes.Repeat([]byte{1}, len(f.data)), time.Now())
+			serve := func(_ context.Context, req snapshotChunkRequest) (snapshotChunk, error) {
+				return decodeSnapshotChunkReply(other.serveEncoded(encodeSnapshotChunkRequest(req), time.Now()))
+			}
+			return []peer.ID{n.add("otherbytes", serve), n.add("honest", f.honest())}
+		}, nil, nil},
 		{"unknown peer then honest", func(f fixture, n *fakeNet) []peer.ID {
 			return []peer.ID{peer.ID("gone"), n.add("honest", f.honest())}
 		}, nil, nil},

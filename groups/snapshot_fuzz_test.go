@@ -9,7 +9,7 @@ import (
 // FuzzSnapshotChunkRequest: a request decodes within its ranges, and
 // re-encodes to one that decodes the same; anything else is errSnapshotWire.
 func FuzzSnapshotChunkRequest(f *testing.F) {
-	f.Add(encodeSnapshotChunkRequest(snapshotChunkRequest{Anchor: snapshotAnchor{9, 2}, Offset: 4096, MaxBytes: 4096}))
+	f.Add(encodeSnapshotChunkRequest(snapshotChunkRequest{Anchor: snapshotAnchor{9, 2}, Offset: 4096, MaxBytes: 4096, Hash: [32]byte{1, 2, 3}}))
 	f.Add([]byte{})
 	f.Add([]byte{0x0a, 0x00, 0x18, 0x01})
 	f.Fuzz(func(t *testing.T, b []byte) {

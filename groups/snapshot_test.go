@@ -8,18 +8,19 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"lukechampine.com/blake3"
 
 	"github.com/mosaik-go/mosaik/groups/pb"
 )
 
 func TestSnapshotWire_RoundTrip(t *testing.T) {
-	req := snapshotChunkRequest{Anchor: snapshotAnchor{9, 2}, Offset: 1 << 40, MaxBytes: snapshotMaxChunk}
+	req := snapshotChunkRequest{Anchor: snapshotAnchor{9, 2}, Offset: 1 << 40, MaxBytes: snapshotMaxChunk, Hash: blake3.Sum256([]byte("x"))}
 	got, err := decodeSnapshotChunkRequest(encodeSnapshotChunkRequest(req))
 	if err != nil || got != req {
 		t.Fatalf("request round trip: %+v, %v", got, err)
 	}
 	if n := len(encodeSnapshotChunkRequest(snapshotChunkRequest{
-		Anchor: snapshotAnchor{^uint64(0), ^uint64(0)}, Offset: ^uint64(0), MaxBytes: snapshotMaxChunk,
+		Anchor: snapshotAnchor{^uint64(0), ^uint64(0)}, Offset: ^uint64(0), MaxBytes: snapshotMaxChunk, Hash: req.Hash,
 	})); n > snapshotRequestCap {
 		t.Fatalf("largest request encodes to %d bytes, over its cap %d", n, snapshotRequestCap)
 	}
@@ -72,8 +73,10 @@ func TestSnapshotWire_Rejects(t *testing.T) {
 		"garbage":           {0xff, 0xff, 0xff},
 		"oversize":          make([]byte, snapshotRequestCap+1),
 		"no anchor":         marshal(&pb.SnapshotChunkRequest{MaxBytes: 1}),
-		"zero max bytes":    marshal(&pb.SnapshotChunkRequest{Anchor: anchor}),
-		"max bytes too big": marshal(&pb.SnapshotChunkRequest{Anchor: anchor, MaxBytes: snapshotMaxChunk + 1}),
+		"zero max bytes":    marshal(&pb.SnapshotChunkRequest{Anchor: anchor, Hash: make([]byte, 32)}),
+		"max bytes too big": marshal(&pb.SnapshotChunkRequest{Anchor: anchor, MaxBytes: snapshotMaxChunk + 1, Hash: make([]byte, 32)}),
+		"no hash":           marshal(&pb.SnapshotChunkRequest{Anchor: anchor, MaxBytes: 1}),
+		"short hash":        marshal(&pb.SnapshotChunkRequest{Anchor: anchor, MaxBytes: 1, Hash: make([]byte, 31)}),
 	} {
 		if _, err := decodeSnapshotChunkRequest(b); !errors.Is(err, errSnapshotWire) {
 			t.Errorf("request %s: %v, want errSnapshotWire", name, err)
@@ -122,17 +125,18 @@ func TestSnapshotCache_Serve(t *testing.T) {
 	c := newSnapshotCache(2, 10*time.Second)
 	a := snapshotAnchor{10, 2}
 	data := []byte("0123456789")
+	h := blake3.Sum256(data)
 	c.put(a, data, t0)
 
-	got, err := c.serve(snapshotChunkRequest{Anchor: a, Offset: 4, MaxBytes: 4}, t0)
+	got, err := c.serve(snapshotChunkRequest{Hash: h, Anchor: a, Offset: 4, MaxBytes: 4}, t0)
 	if err != nil || string(got.Data) != "4567" || got.TotalSize != 10 || got.Last || got.Offset != 4 || got.Anchor != a {
 		t.Fatalf("middle chunk: %+v, %v", got, err)
 	}
-	got, err = c.serve(snapshotChunkRequest{Anchor: a, Offset: 8, MaxBytes: 4}, t0)
+	got, err = c.serve(snapshotChunkRequest{Hash: h, Anchor: a, Offset: 8, MaxBytes: 4}, t0)
 	if err != nil || string(got.Data) != "89" || !got.Last {
 		t.Fatalf("last chunk: %+v, %v", got, err)
 	}
-	got, err = c.serve(snapshotChunkRequest{Anchor: a, Offset: 10, MaxBytes: 4}, t0)
+	got, err = c.serve(snapshotChunkRequest{Hash: h, Anchor: a, Offset: 10, MaxBytes: 4}, t0)
 	if err != nil || len(got.Data) != 0 || !got.Last {
 		t.Fatalf("chunk at the end: %+v, %v", got, err)
 	}
@@ -143,26 +147,28 @@ func TestSnapshotCache_Serve(t *testing.T) {
 			t.Fatalf("%s: %v, want code %v", what, err, code)
 		}
 	}
-	_, err = c.serve(snapshotChunkRequest{Anchor: a, Offset: 11, MaxBytes: 4}, t0)
+	_, err = c.serve(snapshotChunkRequest{Hash: h, Anchor: a, Offset: 11, MaxBytes: 4}, t0)
 	wantCode("offset past the end", err, snapshotBadRequest)
-	_, err = c.serve(snapshotChunkRequest{Anchor: a, MaxBytes: 0}, t0)
+	_, err = c.serve(snapshotChunkRequest{Hash: h, Anchor: a, MaxBytes: 0}, t0)
 	wantCode("max bytes 0", err, snapshotBadRequest)
-	_, err = c.serve(snapshotChunkRequest{Anchor: snapshotAnchor{10, 3}, MaxBytes: 4}, t0)
+	_, err = c.serve(snapshotChunkRequest{Hash: h, Anchor: snapshotAnchor{10, 3}, MaxBytes: 4}, t0)
 	wantCode("other term", err, snapshotUnknownAnchor)
+	_, err = c.serve(snapshotChunkRequest{Hash: blake3.Sum256([]byte("other")), Anchor: a, MaxBytes: 4}, t0)
+	wantCode("other bytes", err, snapshotUnknownAnchor)
 
 	// Each fetch renews the TTL: serving every 9 s keeps the snapshot for
 	// well past 10 s; 10 s without a fetch expires it.
 	at := t0
 	for range 5 {
 		at = at.Add(9 * time.Second)
-		if _, err := c.serve(snapshotChunkRequest{Anchor: a, MaxBytes: 1}, at); err != nil {
+		if _, err := c.serve(snapshotChunkRequest{Hash: h, Anchor: a, MaxBytes: 1}, at); err != nil {
 			t.Fatalf("serve at +%v: %v", at.Sub(t0), err)
 		}
 	}
 	if !c.holds(a, at.Add(10*time.Second-1)) || c.holds(a, at.Add(10*time.Second)) {
 		t.Fatal("TTL not measured from the last fetch")
 	}
-	_, err = c.serve(snapshotChunkRequest{Anchor: a, MaxBytes: 1}, at.Add(10*time.Second))
+	_, err = c.serve(snapshotChunkRequest{Hash: h, Anchor: a, MaxBytes: 1}, at.Add(10*time.Second))
 	wantCode("expired", err, snapshotUnknownAnchor)
 }
 
@@ -172,7 +178,7 @@ func TestSnapshotCache_Bounded(t *testing.T) {
 	c.put(snapshotAnchor{1, 1}, []byte("a"), t0)
 	c.put(snapshotAnchor{2, 1}, []byte("b"), t0.Add(time.Second))
 	// Serving 1 makes 2 the one closest to expiry.
-	if _, err := c.serve(snapshotChunkRequest{Anchor: snapshotAnchor{1, 1}, MaxBytes: 1}, t0.Add(2*time.Second)); err != nil {
+	if _, err := c.serve(snapshotChunkRequest{Hash: blake3.Sum256([]byte("a")), Anchor: snapshotAnchor{1, 1}, MaxBytes: 1}, t0.Add(2*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	c.put(snapshotAnchor{3, 1}, []byte("c"), t0.Add(3*time.Second))
@@ -182,7 +188,7 @@ func TestSnapshotCache_Bounded(t *testing.T) {
 	}
 	// A put of a held anchor renews it and keeps the first bytes.
 	c.put(snapshotAnchor{3, 1}, []byte("other"), now)
-	got, err := c.serve(snapshotChunkRequest{Anchor: snapshotAnchor{3, 1}, MaxBytes: 10}, now)
+	got, err := c.serve(snapshotChunkRequest{Hash: blake3.Sum256([]byte("c")), Anchor: snapshotAnchor{3, 1}, MaxBytes: 10}, now)
 	if err != nil || string(got.Data) != "c" {
 		t.Fatalf("after a second put: %q, %v", got.Data, err)
 	}
@@ -193,7 +199,7 @@ func TestSnapshotCache_ServeEncoded(t *testing.T) {
 	c := newSnapshotCache(0, 0)
 	a := snapshotAnchor{5, 1}
 	c.put(a, []byte("hello"), t0)
-	got, err := decodeSnapshotChunkReply(c.serveEncoded(encodeSnapshotChunkRequest(snapshotChunkRequest{Anchor: a, Offset: 1, MaxBytes: 3}), t0))
+	got, err := decodeSnapshotChunkReply(c.serveEncoded(encodeSnapshotChunkRequest(snapshotChunkRequest{Hash: blake3.Sum256([]byte("hello")), Anchor: a, Offset: 1, MaxBytes: 3}), t0))
 	if err != nil || string(got.Data) != "ell" {
 		t.Fatalf("chunk: %+v, %v", got, err)
 	}

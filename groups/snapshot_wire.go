@@ -26,9 +26,9 @@ const (
 	// snapshotMaxReason caps a refusal's reason.
 	snapshotMaxReason = 256
 	// snapshotRequestCap and snapshotReplyCap cap the encoded messages:
-	// a request is three varints and an anchor; a reply is one chunk and
-	// a few varints.
-	snapshotRequestCap = 64
+	// a request is an anchor, two varints and a hash; a reply is one chunk
+	// and a few varints.
+	snapshotRequestCap = 128
 	snapshotReplyCap   = snapshotMaxChunk + 128
 )
 
@@ -50,8 +50,9 @@ func anchorFromPB(p *pb.SnapshotAnchor) snapshotAnchor {
 type snapshotCode uint32
 
 const (
-	// snapshotUnknownAnchor: the holder has no snapshot at that anchor (never
-	// had, or it expired). The fetcher drops the holder for this transfer.
+	// snapshotUnknownAnchor: the holder has no snapshot at that anchor with
+	// that hash (never had, it expired, or its bytes differ). The fetcher
+	// drops the holder for this transfer.
 	snapshotUnknownAnchor snapshotCode = 1
 	// snapshotBadRequest: offset past the end, or max_bytes out of range.
 	snapshotBadRequest snapshotCode = 2
@@ -88,11 +89,15 @@ func (e *snapshotRefusedError) Error() string {
 var errSnapshotWire = errors.New("groups: malformed snapshot message")
 
 // snapshotChunkRequest asks for bytes [Offset, Offset+MaxBytes) of the
-// snapshot at Anchor, cut at its end.
+// snapshot at Anchor whose blake3-256 is Hash, cut at its end. The hash
+// makes a holder whose state machine wrote other bytes at the same anchor
+// (a snapshot encoding that is not canonical) refuse instead of serving
+// pieces of another snapshot.
 type snapshotChunkRequest struct {
 	Anchor   snapshotAnchor
 	Offset   uint64
 	MaxBytes uint32
+	Hash     [32]byte
 }
 
 // snapshotChunk is a holder's answer: exactly min(MaxBytes, TotalSize −
@@ -107,7 +112,7 @@ type snapshotChunk struct {
 }
 
 func encodeSnapshotChunkRequest(r snapshotChunkRequest) []byte {
-	b, _ := proto.Marshal(&pb.SnapshotChunkRequest{Anchor: r.Anchor.toPB(), Offset: r.Offset, MaxBytes: r.MaxBytes})
+	b, _ := proto.Marshal(&pb.SnapshotChunkRequest{Anchor: r.Anchor.toPB(), Offset: r.Offset, MaxBytes: r.MaxBytes, Hash: r.Hash[:]})
 	return b
 }
 
@@ -126,7 +131,12 @@ func decodeSnapshotChunkRequest(b []byte) (snapshotChunkRequest, error) {
 	if m.MaxBytes == 0 || m.MaxBytes > snapshotMaxChunk {
 		return snapshotChunkRequest{}, fmt.Errorf("%w: max_bytes %d not in [1, %d]", errSnapshotWire, m.MaxBytes, snapshotMaxChunk)
 	}
-	return snapshotChunkRequest{Anchor: anchorFromPB(m.Anchor), Offset: m.Offset, MaxBytes: m.MaxBytes}, nil
+	if len(m.Hash) != 32 {
+		return snapshotChunkRequest{}, fmt.Errorf("%w: hash of %d bytes", errSnapshotWire, len(m.Hash))
+	}
+	r := snapshotChunkRequest{Anchor: anchorFromPB(m.Anchor), Offset: m.Offset, MaxBytes: m.MaxBytes}
+	copy(r.Hash[:], m.Hash)
+	return r, nil
 }
 
 func encodeSnapshotChunk(c snapshotChunk) []byte {

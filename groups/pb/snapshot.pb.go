@@ -160,12 +160,14 @@ func (x *SnapshotDescriptor) GetMachine() string {
 }
 
 // SnapshotChunkRequest asks a holder for the bytes [offset, offset +
-// max_bytes) of the snapshot at anchor (cut at its end).
+// max_bytes) of the snapshot at anchor (cut at its end) whose blake3-256
+// is hash: a holder whose bytes at that anchor differ refuses.
 type SnapshotChunkRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Anchor        *SnapshotAnchor        `protobuf:"bytes,1,opt,name=anchor,proto3" json:"anchor,omitempty"`
 	Offset        uint64                 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
 	MaxBytes      uint32                 `protobuf:"varint,3,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"` // 1 ≤ max_bytes ≤ 1 MiB
+	Hash          []byte                 `protobuf:"bytes,4,opt,name=hash,proto3" json:"hash,omitempty"`                          // 32 bytes, the descriptor's hash
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -219,6 +221,13 @@ func (x *SnapshotChunkRequest) GetMaxBytes() uint32 {
 		return x.MaxBytes
 	}
 	return 0
+}
+
+func (x *SnapshotChunkRequest) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
 }
 
 // SnapshotChunkResponse carries exactly min(max_bytes, total_size − offset)
@@ -449,11 +458,12 @@ const file_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"total_size\x18\x03 \x01(\x04R\ttotalSize\x12\x12\n" +
 	"\x04hash\x18\x04 \x01(\fR\x04hash\x12\x18\n" +
-	"\amachine\x18\x05 \x01(\tR\amachine\"\x85\x01\n" +
+	"\amachine\x18\x05 \x01(\tR\amachine\"\x99\x01\n" +
 	"\x14SnapshotChunkRequest\x128\n" +
 	"\x06anchor\x18\x01 \x01(\v2 .mosaik.groups.v1.SnapshotAnchorR\x06anchor\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x1b\n" +
-	"\tmax_bytes\x18\x03 \x01(\rR\bmaxBytes\"\xb0\x01\n" +
+	"\tmax_bytes\x18\x03 \x01(\rR\bmaxBytes\x12\x12\n" +
+	"\x04hash\x18\x04 \x01(\fR\x04hash\"\xb0\x01\n" +
 	"\x15SnapshotChunkResponse\x128\n" +
 	"\x06anchor\x18\x01 \x01(\v2 .mosaik.groups.v1.SnapshotAnchorR\x06anchor\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +
