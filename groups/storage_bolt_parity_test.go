@@ -189,14 +189,26 @@ func compareStores(t *testing.T, step string, ref, got logStore) {
 			t.Fatalf("%s: Term(%d): ref (%d, %v), bolt (%d, %v)", step, i, rt, rerr, gt, gerr)
 		}
 	}
+	// Every lo; for hi, the short ranges and the ones up to the end (all
+	// of them would make the random runs quadratic in bolt reads).
 	for lo := max(rfirst, 1) - 1; lo <= rlast+1; lo++ {
-		for hi := max(lo, rfirst); hi <= rlast+1; hi++ {
+		his := map[uint64]bool{rlast: true, rlast + 1: true}
+		for d := uint64(0); d <= 3; d++ {
+			his[max(lo, rfirst)+d] = true
+		}
+		for hi := range his {
+			if hi < lo || hi < rfirst || hi > rlast+1 {
+				continue
+			}
 			// Sizes at and just below each prefix's size find any
 			// off-by-one in the cut.
-			sizes := []uint64{0, 1, 20, 45, 100, math.MaxUint64}
+			sizes := []uint64{0, 1, math.MaxUint64}
 			all, _ := ref.Entries(lo, hi, math.MaxUint64)
 			var sum uint64
-			for _, e := range all {
+			for k, e := range all {
+				if k == 3 {
+					break
+				}
 				sum += uint64(proto.Size(e))
 				sizes = append(sizes, sum-1, sum, sum+1)
 			}

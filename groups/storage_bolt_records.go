@@ -7,6 +7,8 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/mosaik-go/mosaik"
 )
 
 // The records of a bolt store (the layout is in storage_bolt.go). Every
@@ -27,7 +29,7 @@ var (
 	// MemoryStorage panics (a caller bug, not a state of the log).
 	errStoreBounds = errors.New("groups: log store index out of bounds")
 	// errStoreClosed is returned by every call after Close.
-	errStoreClosed = errors.New("groups: log store closed")
+	errStoreClosed = fmt.Errorf("groups: log store %w", mosaik.ErrClosed)
 )
 
 // maxStoredMetaSize caps the hard state and snapshot metadata records: a
