@@ -53,7 +53,12 @@ func newSnapshotCache(maxAnchors int, ttl time.Duration) *snapshotCache {
 // modify it) as the snapshot at anchor a, renewing it if already held. It
 // hashes data (outside the lock) for the requests' hash check.
 func (c *snapshotCache) put(a snapshotAnchor, data []byte, now time.Time) {
-	hash := blake3.Sum256(data)
+	c.putHashed(a, data, blake3.Sum256(data), now)
+}
+
+// putHashed is put with data's blake3-256 already known (from its
+// descriptor).
+func (c *snapshotCache) putHashed(a snapshotAnchor, data []byte, hash [32]byte, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.expire(now)

@@ -31,7 +31,7 @@ type snapshotFetchParams struct {
 	Window int
 	// PerHolder is how many of those one holder serves at once.
 	PerHolder int
-	// MaxTotal refuses a descriptor announcing a larger snapshot.
+	// MaxTotal refuses a descriptor announcing a larger snapshot (required).
 	MaxTotal uint64
 }
 
@@ -58,7 +58,7 @@ var (
 )
 
 func (p snapshotFetchParams) validate() error {
-	if p.ChunkTimeout <= 0 || p.ChunkBytes == 0 || p.ChunkBytes > snapshotMaxChunk || p.Window <= 0 || p.PerHolder <= 0 {
+	if p.ChunkTimeout <= 0 || p.ChunkBytes == 0 || p.ChunkBytes > snapshotMaxChunk || p.Window <= 0 || p.PerHolder <= 0 || p.MaxTotal == 0 {
 		return fmt.Errorf("%w: %+v", errSnapshotParams, p)
 	}
 	return nil
@@ -82,7 +82,7 @@ func fetchSnapshot(ctx context.Context, d snapshotDescriptor, holders []peer.ID,
 	if err := p.validate(); err != nil {
 		return err
 	}
-	if p.MaxTotal > 0 && d.TotalSize > p.MaxTotal {
+	if d.TotalSize > p.MaxTotal {
 		return fmt.Errorf("%w: snapshot of %d bytes over the cap of %d", errSnapshotParams, d.TotalSize, p.MaxTotal)
 	}
 	ctx, cancel := context.WithCancel(ctx)
