@@ -2,6 +2,7 @@ package groups
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -73,6 +74,10 @@ type boltOptions struct {
 	// committed entries. Off by default; turn it on only for tests and
 	// benchmarks, or when every member's loss is tolerable.
 	NoSync bool
+
+	// lockTimeout bounds the wait for another holder of the file's lock
+	// (boltLockTimeout when zero); tests shorten it.
+	lockTimeout time.Duration
 }
 
 // boltStorePath is where the store of group id lives under a data dir.
@@ -113,14 +118,21 @@ var _ logStore = (*boltStore)(nil)
 // openBoltStore opens the store at path, creating it (0600) if absent, and
 // checks its format version and the shape of its log.
 func openBoltStore(path string, opts boltOptions) (*boltStore, error) {
+	lock := opts.lockTimeout
+	if lock <= 0 {
+		lock = boltLockTimeout
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: boltLockTimeout,
+		Timeout: lock,
 		NoSync:  opts.NoSync,
 		// The freelist is rebuilt by a scan at open instead of written on
 		// every commit (as etcd does): one write less per Save.
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
 	})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s is locked by another process (or store) for over %v", errStoreInUse, path, lock)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("groups: open log store %s: %w", path, err)
 	}

@@ -28,6 +28,9 @@ var (
 	// errStoreBounds reports a call outside the stored log, where etcd's
 	// MemoryStorage panics (a caller bug, not a state of the log).
 	errStoreBounds = errors.New("groups: log store index out of bounds")
+	// errStoreInUse reports a store file another process (or another store
+	// in this one) has open.
+	errStoreInUse = errors.New("groups: log store in use")
 	// errStoreClosed is returned by every call after Close.
 	errStoreClosed = fmt.Errorf("groups: log store %w", mosaik.ErrClosed)
 )

@@ -228,14 +228,23 @@ func TestBoltStore_Reopen(t *testing.T) {
 	}
 
 	path := boltStorePath(dir, id)
+	if want := filepath.Join(dir, "groups", id.String()+".db"); path != want {
+		t.Fatalf("store path %s, want %s", path, want)
+	}
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("store file %s: %v, %v; want mode 0600", path, fi, err)
+	}
+	if fi, err := os.Stat(filepath.Dir(path)); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("store dir: %v, %v; want mode 0700", fi, err)
 	}
 	s, err = openGroupStore(dir, id, boltOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	if _, err := openGroupStore(dir, id, boltOptions{lockTimeout: 50 * time.Millisecond}); !errors.Is(err, errStoreInUse) {
+		t.Fatalf("second open of an open store: %v, want errStoreInUse", err)
+	}
 	hs, cs, err := s.InitialState()
 	if err != nil || !proto.Equal(hs, hardState(3, 7, 9)) || !proto.Equal(cs, raftpb.EnsureConfState(confState(7, 8, 9))) {
 		t.Fatalf("InitialState after reopen: %v, %v, %v", hs, cs, err)
