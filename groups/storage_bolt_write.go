@@ -34,9 +34,9 @@ func (s *boltStore) Save(hs *raftpb.HardState, snap *raftpb.Snapshot, ents []*ra
 		if idx := s.snapMeta.GetIndex(); idx != 0 && idx >= snap.GetMetadata().GetIndex() {
 			return raft.ErrSnapOutOfDate
 		}
-		snap = raftpb.EnsureSnapshot(proto.Clone(snap).(*raftpb.Snapshot))
-		metaNext = snap.Metadata
-		start = logStart{index: snap.Metadata.GetIndex(), term: snap.Metadata.GetTerm()}
+		// The metadata is copied, the data (possibly large) only written.
+		metaNext = raftpb.EnsureSnapshotMetadata(proto.Clone(snap.GetMetadata()).(*raftpb.SnapshotMetadata))
+		start = logStart{index: metaNext.GetIndex(), term: metaNext.GetTerm()}
 		last = start.index
 	}
 	// Which entries to write, following MemoryStorage.Append.
@@ -78,7 +78,7 @@ func (s *boltStore) Save(hs *raftpb.HardState, snap *raftpb.Snapshot, ents []*ra
 			}
 		}
 		if applySnap {
-			if err := writeSnapshot(tx, snap); err != nil {
+			if err := writeSnapshot(tx, metaNext, snap.GetData()); err != nil {
 				return err
 			}
 			// The snapshot replaces the whole log.
@@ -114,9 +114,9 @@ func (s *boltStore) Save(hs *raftpb.HardState, snap *raftpb.Snapshot, ents []*ra
 	return nil
 }
 
-// writeSnapshot stores snap's metadata and data.
-func writeSnapshot(tx *bolt.Tx, snap *raftpb.Snapshot) error {
-	b, err := proto.Marshal(snap.Metadata)
+// writeSnapshot stores a snapshot's metadata and data.
+func writeSnapshot(tx *bolt.Tx, meta *raftpb.SnapshotMetadata, data []byte) error {
+	b, err := proto.Marshal(meta)
 	if err != nil {
 		return err
 	}
@@ -126,13 +126,13 @@ func writeSnapshot(tx *bolt.Tx, snap *raftpb.Snapshot) error {
 	if err := tx.DeleteBucket(bucketSnapData); err != nil {
 		return err
 	}
-	data, err := tx.CreateBucket(bucketSnapData)
+	bucket, err := tx.CreateBucket(bucketSnapData)
 	if err != nil {
 		return err
 	}
-	for n, off := uint64(0), 0; off < len(snap.Data); n++ {
-		end := min(off+snapDataChunk, len(snap.Data))
-		if err := data.Put(u64Key(n), snap.Data[off:end]); err != nil {
+	for n, off := uint64(0), 0; off < len(data); n++ {
+		end := min(off+snapDataChunk, len(data))
+		if err := bucket.Put(u64Key(n), data[off:end]); err != nil {
 			return err
 		}
 		off = end
@@ -194,12 +194,11 @@ func (s *boltStore) CreateSnapshot(i uint64, cs *raftpb.ConfState, data []byte) 
 	if cs != nil {
 		meta.ConfState = proto.Clone(cs).(*raftpb.ConfState)
 	}
-	snap := &raftpb.Snapshot{Metadata: meta, Data: data}
-	if err := s.db.Update(func(tx *bolt.Tx) error { return writeSnapshot(tx, snap) }); err != nil {
+	if err := s.db.Update(func(tx *bolt.Tx) error { return writeSnapshot(tx, meta, data) }); err != nil {
 		return nil, fmt.Errorf("groups: log store snapshot: %w", err)
 	}
 	s.snapMeta = meta
-	return proto.Clone(snap).(*raftpb.Snapshot), nil
+	return &raftpb.Snapshot{Metadata: proto.Clone(meta).(*raftpb.SnapshotMetadata), Data: data}, nil
 }
 
 // Compact drops the entries up to and including compactTo, keeping its
