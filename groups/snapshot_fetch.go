@@ -1,0 +1,327 @@
+package groups
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"lukechampine.com/blake3"
+)
+
+// snapshotFetchFunc sends one chunk request to a holder and returns its
+// decoded answer (a refusal as a *snapshotRefusedError). It must return
+// once ctx is done; the fetcher does not wait for one that does not, but
+// its goroutine lives until it returns.
+type snapshotFetchFunc func(ctx context.Context, holder peer.ID, req snapshotChunkRequest) (snapshotChunk, error)
+
+// snapshotFetchParams tune a snapshot transfer.
+type snapshotFetchParams struct {
+	// ChunkTimeout bounds one chunk request; a holder that does not answer
+	// in time is dropped for the rest of the transfer (mosaik's
+	// fetch_timeout, 5 s).
+	ChunkTimeout time.Duration
+	// ChunkBytes is the max_bytes of each request, at most
+	// snapshotMaxChunk.
+	ChunkBytes uint32
+	// Window is how many chunks may be in flight at once (and so how many
+	// out-of-order chunks wait in memory for their turn).
+	Window int
+	// PerHolder is how many of those one holder serves at once.
+	PerHolder int
+	// MaxTotal refuses a descriptor announcing a larger snapshot (required).
+	MaxTotal uint64
+}
+
+func defaultSnapshotFetchParams() snapshotFetchParams {
+	return snapshotFetchParams{
+		ChunkTimeout: 5 * time.Second,
+		ChunkBytes:   256 << 10,
+		Window:       4,
+		PerHolder:    2,
+		MaxTotal:     1 << 30,
+	}
+}
+
+var (
+	// errSnapshotNoHolder: every holder failed (timed out, refused, sent
+	// an invalid chunk) before the transfer finished.
+	errSnapshotNoHolder = errors.New("groups: snapshot transfer: no holder left")
+	// errSnapshotHash: the assembled bytes do not match the descriptor.
+	errSnapshotHash = errors.New("groups: snapshot transfer: hash mismatch")
+	// errSnapshotChunk is wrapped by the reason a chunk was rejected.
+	errSnapshotChunk = errors.New("groups: snapshot transfer: invalid chunk")
+	// errSnapshotParams: the descriptor or the parameters are unusable.
+	errSnapshotParams = errors.New("groups: snapshot transfer: bad parameters")
+)
+
+func (p snapshotFetchParams) validate() error {
+	if p.ChunkTimeout <= 0 || p.ChunkBytes == 0 || p.ChunkBytes > snapshotMaxChunk || p.Window <= 0 || p.PerHolder <= 0 || p.MaxTotal == 0 {
+		return fmt.Errorf("%w: %+v", errSnapshotParams, p)
+	}
+	return nil
+}
+
+// fetchSnapshot fetches the snapshot d describes from holders, writing its
+// bytes to w in order, and checks the whole against d's hash. On error, w
+// may hold a prefix (or, for errSnapshotHash, all) of wrong bytes: discard
+// it.
+//
+// holders are in order of preference: each free chunk goes to the first
+// holder with fewer than PerHolder requests in flight. The caller lists
+// the leader last (as mosaik does), so that the leader, busiest of all,
+// serves only when the other holders are busy or gone. A holder that times
+// out, refuses or sends an invalid chunk is dropped and its chunks go to
+// the next one; when no holder is left the transfer fails with
+// errSnapshotNoHolder, which lists each holder's failure. Every wait is
+// bounded by ChunkTimeout, so the transfer ends within about
+// len(holders) × ChunkTimeout after the last successful chunk, or with ctx.
+func fetchSnapshot(ctx context.Context, d snapshotDescriptor, holders []peer.ID, fetch snapshotFetchFunc, w io.Writer, p snapshotFetchParams) error {
+	if err := p.validate(); err != nil {
+		return err
+	}
+	if d.TotalSize > p.MaxTotal {
+		return fmt.Errorf("%w: snapshot of %d bytes over the cap of %d", errSnapshotParams, d.TotalSize, p.MaxTotal)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	f := &snapshotFetcher{
+		d: d, p: p, fetch: fetch, w: w, hash: blake3.New(32, nil),
+		chunks:   (d.TotalSize + uint64(p.ChunkBytes) - 1) / uint64(p.ChunkBytes),
+		results:  make(chan attemptResult),
+		done:     make(chan struct{}),
+		inflight: make(map[uint64]*attempt),
+		ready:    make(map[uint64][]byte),
+	}
+	defer close(f.done)
+	for _, h := range holders {
+		f.holders = append(f.holders, &holderState{id: h})
+	}
+	if err := f.run(ctx); err != nil {
+		return err
+	}
+	if snapshotHash(f.hash) != d.Hash {
+		return fmt.Errorf("%w at %v", errSnapshotHash, d.Anchor)
+	}
+	return nil
+}
+
+func snapshotHash(h *blake3.Hasher) (out [32]byte) {
+	h.Sum(out[:0])
+	return out
+}
+
+type snapshotFetcher struct {
+	d     snapshotDescriptor
+	p     snapshotFetchParams
+	fetch snapshotFetchFunc
+	w     io.Writer
+	hash  *blake3.Hasher
+
+	holders []*holderState
+	chunks  uint64 // number of chunks of the snapshot
+
+	nextNew   uint64            // next chunk never requested
+	retry     []uint64          // chunks to request again, any order
+	nextWrite uint64            // next chunk to write to w
+	ready     map[uint64][]byte // fetched, waiting for their turn
+	inflight  map[uint64]*attempt
+	seq       uint64 // attempt ids
+
+	results chan attemptResult
+	done    chan struct{} // closed when fetchSnapshot returns
+}
+
+type holderState struct {
+	id       peer.ID
+	inflight int
+	err      error // why it was dropped; nil while usable
+}
+
+type attempt struct {
+	chunk    uint64
+	holder   *holderState
+	req      snapshotChunkRequest
+	deadline time.Time
+	cancel   context.CancelFunc
+}
+
+type attemptResult struct {
+	id    uint64
+	chunk snapshotChunk
+	err   error
+}
+
+func (f *snapshotFetcher) run(ctx context.Context) error {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for f.nextWrite < f.chunks {
+		f.dispatch(ctx)
+		if len(f.inflight) == 0 {
+			return f.noHolder()
+		}
+		timer.Reset(time.Until(f.earliestDeadline()))
+		select {
+		case r := <-f.results:
+			if err := f.handle(r); err != nil {
+				return err
+			}
+		case <-timer.C:
+			now := time.Now()
+			for id, a := range f.inflight {
+				if !now.Before(a.deadline) {
+					f.fail(id, a, fmt.Errorf("no answer within %v", f.p.ChunkTimeout))
+				}
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("groups: snapshot transfer at %v: %w", f.d.Anchor, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// dispatch requests free chunks, within the window, from usable holders.
+func (f *snapshotFetcher) dispatch(ctx context.Context) {
+	for len(f.inflight) < f.p.Window {
+		h := f.freeHolder()
+		if h == nil {
+			return
+		}
+		var chunk uint64
+		switch {
+		case len(f.retry) > 0:
+			// The lowest first: it is the one holding up the writes.
+			k := 0
+			for i, c := range f.retry {
+				if c < f.retry[k] {
+					k = i
+				}
+			}
+			chunk = f.retry[k]
+			f.retry = append(f.retry[:k], f.retry[k+1:]...)
+		case f.nextNew < f.chunks && f.nextNew < f.nextWrite+uint64(f.p.Window):
+			chunk = f.nextNew
+			f.nextNew++
+		default:
+			return
+		}
+		f.start(ctx, h, chunk)
+	}
+}
+
+func (f *snapshotFetcher) freeHolder() *holderState {
+	for _, h := range f.holders {
+		if h.err == nil && h.inflight < f.p.PerHolder {
+			return h
+		}
+	}
+	return nil
+}
+
+func (f *snapshotFetcher) start(ctx context.Context, h *holderState, chunk uint64) {
+	off := chunk * uint64(f.p.ChunkBytes)
+	req := snapshotChunkRequest{Anchor: f.d.Anchor, Offset: off, MaxBytes: uint32(min(uint64(f.p.ChunkBytes), f.d.TotalSize-off)), Hash: f.d.Hash}
+	actx, cancel := context.WithTimeout(ctx, f.p.ChunkTimeout)
+	f.seq++
+	id := f.seq
+	f.inflight[id] = &attempt{chunk: chunk, holder: h, req: req, deadline: time.Now().Add(f.p.ChunkTimeout), cancel: cancel}
+	h.inflight++
+	go func() {
+		c, err := f.fetch(actx, h.id, req)
+		select {
+		case f.results <- attemptResult{id: id, chunk: c, err: err}:
+		case <-f.done:
+		}
+	}()
+}
+
+// handle takes one answer: a valid chunk is written (or kept for its
+// turn); anything else drops the holder.
+func (f *snapshotFetcher) handle(r attemptResult) error {
+	a, ok := f.inflight[r.id]
+	if !ok {
+		return nil // already timed out or cancelled
+	}
+	err := r.err
+	if err == nil {
+		err = f.check(a.req, r.chunk)
+	}
+	if err != nil {
+		f.fail(r.id, a, err)
+		return nil
+	}
+	a.cancel()
+	delete(f.inflight, r.id)
+	a.holder.inflight--
+	f.ready[a.chunk] = r.chunk.Data
+	for {
+		data, ok := f.ready[f.nextWrite]
+		if !ok {
+			return nil
+		}
+		delete(f.ready, f.nextWrite)
+		_, _ = f.hash.Write(data)
+		if _, err := f.w.Write(data); err != nil {
+			return fmt.Errorf("groups: snapshot transfer at %v: write: %w", f.d.Anchor, err)
+		}
+		f.nextWrite++
+	}
+}
+
+// check verifies that c answers req for the snapshot being fetched.
+func (f *snapshotFetcher) check(req snapshotChunkRequest, c snapshotChunk) error {
+	want := uint64(req.MaxBytes)
+	switch {
+	case c.Anchor != f.d.Anchor:
+		return fmt.Errorf("%w: anchor %v, asked %v", errSnapshotChunk, c.Anchor, f.d.Anchor)
+	case c.Offset != req.Offset:
+		return fmt.Errorf("%w: offset %d, asked %d", errSnapshotChunk, c.Offset, req.Offset)
+	case c.TotalSize != f.d.TotalSize:
+		return fmt.Errorf("%w: total size %d, descriptor says %d", errSnapshotChunk, c.TotalSize, f.d.TotalSize)
+	case uint64(len(c.Data)) != want:
+		return fmt.Errorf("%w: %d bytes, asked %d", errSnapshotChunk, len(c.Data), want)
+	case c.Last != (req.Offset+want == f.d.TotalSize):
+		return fmt.Errorf("%w: last flag %v at %d of %d", errSnapshotChunk, c.Last, req.Offset+want, f.d.TotalSize)
+	}
+	return nil
+}
+
+// fail drops a's holder with err, and puts back its chunks (this one and
+// any other it was serving) for the next holder.
+func (f *snapshotFetcher) fail(id uint64, a *attempt, err error) {
+	h := a.holder
+	if h.err == nil {
+		h.err = err
+	}
+	for oid, o := range f.inflight {
+		if o.holder == h || oid == id {
+			o.cancel()
+			delete(f.inflight, oid)
+			o.holder.inflight--
+			f.retry = append(f.retry, o.chunk)
+		}
+	}
+}
+
+func (f *snapshotFetcher) earliestDeadline() time.Time {
+	var t time.Time
+	for _, a := range f.inflight {
+		if t.IsZero() || a.deadline.Before(t) {
+			t = a.deadline
+		}
+	}
+	return t
+}
+
+func (f *snapshotFetcher) noHolder() error {
+	errs := make([]error, 0, len(f.holders))
+	for _, h := range f.holders {
+		errs = append(errs, fmt.Errorf("holder %s: %w", h.id, h.err))
+	}
+	if len(errs) == 0 {
+		return fmt.Errorf("%w at %v: no holders given", errSnapshotNoHolder, f.d.Anchor)
+	}
+	return fmt.Errorf("%w at %v, %d of %d chunks written: %w", errSnapshotNoHolder, f.d.Anchor, f.nextWrite, f.chunks, errors.Join(errs...))
+}

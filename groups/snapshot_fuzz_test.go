@@ -1,0 +1,91 @@
+package groups
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+// FuzzSnapshotChunkRequest: a request decodes within its ranges, and
+// re-encodes to one that decodes the same; anything else is errSnapshotWire.
+func FuzzSnapshotChunkRequest(f *testing.F) {
+	f.Add(encodeSnapshotChunkRequest(snapshotChunkRequest{Anchor: snapshotAnchor{9, 2}, Offset: 4096, MaxBytes: 4096, Hash: [32]byte{1, 2, 3}}))
+	f.Add([]byte{})
+	f.Add([]byte{0x0a, 0x00, 0x18, 0x01})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := decodeSnapshotChunkRequest(b)
+		if err != nil {
+			if !errors.Is(err, errSnapshotWire) {
+				t.Fatalf("error %v is not errSnapshotWire", err)
+			}
+			return
+		}
+		if r.MaxBytes == 0 || r.MaxBytes > snapshotMaxChunk {
+			t.Fatalf("accepted max_bytes %d", r.MaxBytes)
+		}
+		if r2, err := decodeSnapshotChunkRequest(encodeSnapshotChunkRequest(r)); err != nil || r2 != r {
+			t.Fatalf("round trip: %+v, %v", r2, err)
+		}
+	})
+}
+
+// FuzzSnapshotChunkReply: a reply decodes to a self-consistent chunk or a
+// refusal within its caps; anything else is errSnapshotWire.
+func FuzzSnapshotChunkReply(f *testing.F) {
+	f.Add(encodeSnapshotChunk(snapshotChunk{Anchor: snapshotAnchor{9, 2}, Offset: 2, Data: []byte("abc"), TotalSize: 5, Last: true}))
+	f.Add(encodeSnapshotRefusal(snapshotUnknownAnchor, "gone"))
+	f.Add([]byte{})
+	f.Add([]byte{0x0a, 0x02, 0x0a, 0x00})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := decodeSnapshotChunkReply(b)
+		var ref *snapshotRefusedError
+		switch {
+		case errors.As(err, &ref):
+			if ref.Code == 0 || len(ref.Reason) > snapshotMaxReason {
+				t.Fatalf("accepted refusal %+v", ref)
+			}
+			return
+		case err != nil:
+			if !errors.Is(err, errSnapshotWire) {
+				t.Fatalf("error %v is not errSnapshotWire", err)
+			}
+			return
+		}
+		n := uint64(len(c.Data))
+		if n > snapshotMaxChunk || c.Offset > c.TotalSize || n > c.TotalSize-c.Offset || c.Last != (c.Offset+n == c.TotalSize) {
+			t.Fatalf("accepted inconsistent chunk: %d bytes at %d of %d, last %v", n, c.Offset, c.TotalSize, c.Last)
+		}
+		c2, err := decodeSnapshotChunkReply(encodeSnapshotChunk(c))
+		if err != nil || c2.Anchor != c.Anchor || c2.Offset != c.Offset || !bytes.Equal(c2.Data, c.Data) || c2.TotalSize != c.TotalSize {
+			t.Fatalf("round trip: %+v, %v", c2, err)
+		}
+	})
+}
+
+// FuzzSnapshotDescriptor: a descriptor decodes within its caps and
+// re-encodes to the same descriptor; anything else is errSnapshotDescriptor.
+func FuzzSnapshotDescriptor(f *testing.F) {
+	seed, _ := encodeSnapshotDescriptor(describeSnapshot(snapshotAnchor{12, 3}, "kv/v1", []byte("state")))
+	f.Add(seed)
+	f.Add([]byte{})
+	f.Add([]byte{0x08, 0x01})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d, err := decodeSnapshotDescriptor(b)
+		if err != nil {
+			if !errors.Is(err, errSnapshotDescriptor) {
+				t.Fatalf("error %v is not errSnapshotDescriptor", err)
+			}
+			return
+		}
+		if d.Anchor.Index == 0 || len(d.Machine) > snapshotMaxMachineTag {
+			t.Fatalf("accepted %+v", d)
+		}
+		enc, err := encodeSnapshotDescriptor(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d2, err := decodeSnapshotDescriptor(enc); err != nil || d2 != d {
+			t.Fatalf("round trip: %+v, %v", d2, err)
+		}
+	})
+}
