@@ -42,12 +42,12 @@ type Params struct {
 	// consumer: its queue plus the datum being written. A datum that does
 	// not fit is treated like a full queue (lag grace, then TooSlow, or a
 	// drop in drop mode). A consumer that pins nothing always takes one
-	// datum, so the bound is the larger of MaxQueueBytes and one datum
-	// (at most MaxFrameSize). Payloads are shared by all queues, so the
-	// producer's memory is at most the sum over consumers, usually far
-	// less. Default 64 MiB: sixteen maximal frames, and 1024 datums (the
-	// default queue) of 64 KiB, so a healthy consumer's queue is bounded by
-	// datums before bytes in the usual cases.
+	// datum, so the bound is the larger of MaxQueueBytes and one datum.
+	// Payloads are shared by all queues, so the producer's memory is at
+	// most the sum over consumers, usually far less. Default 64 MiB:
+	// sixteen frames of the default MaxFrameSize, and 1024 datums (the
+	// default queue) of 64 KiB, so with datums up to 64 KiB the queue is
+	// bounded by datums before bytes.
 	MaxQueueBytes int
 }
 
