@@ -32,11 +32,16 @@
 // Stats.Gaps (per producer and overall) and the
 // mosaik.streams.consumer.gaps metric. Nothing is lost silently:
 //
-//   - a producer never waits for a consumer. Each subscription has a bounded
-//     queue (WithQueueSize, default 1024); when it is full the consumer is
-//     disconnected with TooSlow (10413), or with WithDropLagging the datum is
-//     skipped for that consumer and counted in Stats.Dropped (the consumer
-//     sees a gap);
+//   - a producer waits for its consumers at most one lag grace per Send
+//     (WithLagGrace, default 100 ms), however many of them lag: the graces
+//     run concurrently. Each subscription has a queue bounded in datums
+//     (WithQueueSize, default 1024) and in bytes (Params.MaxQueueBytes,
+//     default 64 MiB); when it stays full for the grace the consumer is
+//     disconnected with TooSlow (10413), or with WithDropLagging the datum
+//     is skipped for that consumer and counted in Stats.Dropped (the
+//     consumer sees a gap). In both modes a consumer whose stream takes
+//     nothing for Params.WriteTimeout (default 30 s) is disconnected with
+//     TooSlow: drop mode tolerates a slow consumer, not a stopped one;
 //   - a consumer delivers into a bounded buffer (WithBuffer, default 1024).
 //     When the application does not read, the buffer fills, the consumer
 //     stops reading from its producers, libp2p flow control reaches them and

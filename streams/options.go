@@ -29,11 +29,32 @@ type Params struct {
 	// last datums and its Close frame may still be on the link). Default
 	// 5 s.
 	CloseTimeout time.Duration
+	// WriteTimeout bounds how long a producer's write to one consumer's
+	// stream may block. Writes carry at most 64 KiB, so it measures a
+	// stall, not a slow link: a consumer that takes nothing for that long
+	// (it stopped reading, or its link died without a reset) is cut with
+	// TooSlow, in drop mode as well. Default 30 s: far above a live
+	// consumer's pauses (its own buffer absorbs those first), and equal to
+	// yamux's keep-alive interval, the pace at which a dead connection is
+	// noticed anyway.
+	WriteTimeout time.Duration
+	// MaxQueueBytes bounds the payload bytes a producer pins for one
+	// consumer: its queue plus the datum being written. A datum that does
+	// not fit is treated like a full queue (lag grace, then TooSlow, or a
+	// drop in drop mode). A consumer that pins nothing always takes one
+	// datum, so the bound is the larger of MaxQueueBytes and one datum.
+	// Payloads are shared by all queues, so the producer's memory is at
+	// most the sum over consumers, usually far less. Default 64 MiB:
+	// sixteen frames of the default MaxFrameSize, and 1024 datums (the
+	// default queue) of 64 KiB, so with datums up to 64 KiB the queue is
+	// bounded by datums before bytes.
+	MaxQueueBytes int
 }
 
 // DefaultParams returns the production defaults.
 func DefaultParams() Params {
-	return Params{MaxFrameSize: 4 << 20, HandshakeTimeout: 10 * time.Second, CloseTimeout: 5 * time.Second}
+	return Params{MaxFrameSize: 4 << 20, HandshakeTimeout: 10 * time.Second, CloseTimeout: 5 * time.Second,
+		WriteTimeout: 30 * time.Second, MaxQueueBytes: 64 << 20}
 }
 
 // Validate reports every invalid field; it does not modify p.
@@ -44,6 +65,12 @@ func (p Params) Validate() error {
 	}
 	if p.HandshakeTimeout <= 0 || p.CloseTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("HandshakeTimeout and CloseTimeout must be > 0"))
+	}
+	if p.WriteTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("WriteTimeout must be > 0, got %v", p.WriteTimeout))
+	}
+	if p.MaxQueueBytes < 1 {
+		errs = append(errs, fmt.Errorf("MaxQueueBytes must be >= 1, got %d", p.MaxQueueBytes))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("streams: invalid params: %w", err)
@@ -207,6 +234,8 @@ func WithMaxConsumers(n int) Option {
 }
 
 // WithQueueSize sets a producer's per-consumer queue (default 1024 datums).
+// The queue is also bounded in bytes by Params.MaxQueueBytes; whichever
+// bound is reached first makes the queue full.
 func WithQueueSize(n int) Option {
 	return only(producerSide, "WithQueueSize", func(c *config) error {
 		if n < 1 {
@@ -219,7 +248,11 @@ func WithQueueSize(n int) Option {
 
 // WithDropLagging makes a producer drop datums for a consumer whose queue is
 // full (counted in its Stats.Dropped and seen by the consumer as a gap)
-// instead of disconnecting it with TooSlow, the default.
+// instead of disconnecting it with TooSlow, the default. The newest datum
+// is the one dropped: what is queued is delivered in order. Drop mode
+// tolerates a slow consumer, not a stopped one: a consumer whose stream
+// takes nothing for Params.WriteTimeout is still cut with TooSlow, and
+// its queue's memory is bounded by Params.MaxQueueBytes meanwhile.
 func WithDropLagging() Option {
 	return only(producerSide, "WithDropLagging", func(c *config) error { c.dropLagging = true; return nil })
 }
@@ -229,8 +262,9 @@ func WithDropLagging() Option {
 // 100 ms; 0 cuts at once). The grace runs from the first time the queue is
 // found full until it next has room at once, so it absorbs scheduling
 // hiccups of a healthy consumer's writer, while a stuck or trickling
-// consumer spends it once and is then cut (or dropped for). TrySend never
-// waits.
+// consumer spends it once and is then cut (or dropped for). The graces of
+// several consumers run concurrently: one Send waits at most one grace,
+// however many consumers lag. TrySend never waits.
 func WithLagGrace(d time.Duration) Option {
 	return only(producerSide, "WithLagGrace", func(c *config) error {
 		if d < 0 {

@@ -1,7 +1,6 @@
 package streams
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -18,35 +17,15 @@ import (
 	"github.com/mosaik-go/mosaik/streams/pb"
 )
 
-// outItem is one encoded datum queued for one subscription; the payload
-// slice is shared by every queue (encoded once, never copied here).
-type outItem struct {
-	payload []byte
-	seq     uint64
-}
-
-// writers pools the writers' buffers, so an idle subscription holds none.
-var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
-
-// outSub is one consumer's subscription at a producer.
-type outSub struct {
-	ch        *channel
-	st        network.Stream
-	q         chan outItem
-	fullSince time.Time // when its queue was first found full; guarded by Producer.mu
-	expiry    *time.Timer
-
-	once sync.Once
-	code Code // why the subscription ended; set once in end
-	why  string
-	gone chan struct{} // closed by end
-}
-
 // Producer fans datums of type T out to every eligible consumer of its
 // stream, each over its own libp2p stream with its own bounded queue and
 // writer goroutine. Each datum is encoded once. A consumer whose queue
-// fills is disconnected with TooSlow (or, with WithDropLagging, misses
-// datums), so a slow consumer never stalls Send.
+// fills (WithQueueSize datums or Params.MaxQueueBytes bytes) and stays
+// full for the lag grace is disconnected with TooSlow (or, with
+// WithDropLagging, misses datums), and one whose stream takes nothing for
+// Params.WriteTimeout is disconnected with TooSlow in either mode, so
+// slow consumers hold Send back by one lag grace at most and pin bounded
+// memory.
 //
 // Safe for concurrent use; Close ends it.
 type Producer[T any] struct {
@@ -59,16 +38,22 @@ type Producer[T any] struct {
 	hub   *hub
 	undel func(T)
 
-	mu      sync.Mutex // orders fan-out; guards subs, pending, closed and seq
+	// sendMu orders fan-out: held for a whole fanout, lag grace included,
+	// so datums enter every queue in sequence order. Guards seq and each
+	// outSub's fullSince. Lock order: sendMu, then mu.
+	sendMu sync.Mutex
+	seq    uint64 // sequence number of the last datum sent (fanned out)
+
+	mu      sync.Mutex // guards subs, pending and closed; never held while waiting on a consumer
 	subs    []*outSub
 	pending int // accepts in progress holding a slot
 	closed  bool
-	seq     uint64 // sequence number of the last datum sent (fanned out)
 	epoch   uint64 // this run of the producer, sent in Accept; random, non-zero
 
 	// Totals over every subscription, past ones included (for metrics).
 	sent, sentBytes, dropped atomic.Uint64
 	ends                     codeCounts
+	peakQueued               atomic.Int64 // most payload bytes one subscription pinned (tests)
 
 	wg     sync.WaitGroup // the catalog watcher
 	subWG  sync.WaitGroup // writers and consumer watchers
@@ -133,8 +118,12 @@ func (p *Producer[T]) IsOnline() bool { return p.hub.isOn.Load() }
 func (p *Producer[T]) Consumers() []ChannelInfo { return p.hub.infos() }
 
 // Send waits until the producer is online, then hands v to every
-// subscription's queue. It never waits on a consumer: a full queue
-// disconnects that consumer (TooSlow) or drops the datum for it.
+// subscription's queue. A full queue gets the lag grace (WithLagGrace) to
+// make room; the graces of all full queues run concurrently, so Send waits
+// for consumers at most one lag grace however many lag. A queue still full
+// then disconnects its consumer (TooSlow) or drops the datum for it.
+// Concurrent Sends are serialized (each datum enters every queue in
+// sequence order), so a Send may also wait for another one's grace.
 func (p *Producer[T]) Send(ctx context.Context, v T) error {
 	if !p.hub.isOn.Load() {
 		if err := p.When().Online(ctx); err != nil {
@@ -147,7 +136,8 @@ func (p *Producer[T]) Send(ctx context.Context, v T) error {
 // TrySend is Send without waiting: it returns ErrOffline when the producer
 // is not online, ErrClosed after Close, and ErrFull when subscriptions
 // exist but every queue was full. A full queue is handled at once (no lag
-// grace).
+// grace); TrySend may still wait for a concurrent Send to finish its
+// fan-out.
 func (p *Producer[T]) TrySend(v T) error {
 	if !p.hub.isOn.Load() {
 		p.mu.Lock()
@@ -159,81 +149,6 @@ func (p *Producer[T]) TrySend(v T) error {
 		return ErrOffline
 	}
 	return p.fanout(context.Background(), v, false)
-}
-
-// fanout encodes v once and queues it for every subscription. When a queue
-// is full and wait is set, it waits up to the lag grace (shared by all the
-// queues of this call) for room: a consumer whose writer was merely not
-// scheduled yet is not a lagging one. After that, the consumer is cut with
-// TooSlow, or the datum is dropped for it in drop mode.
-func (p *Producer[T]) fanout(ctx context.Context, v T, wait bool) error {
-	payload, err := p.codec.Encode(v)
-	if err != nil {
-		return err
-	}
-	var cut []*outSub
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return ErrClosed
-	}
-	// One sequence number per datum for every subscription: a consumer
-	// that misses datums (dropped for it, or sent while it was not
-	// subscribed) sees exactly how many by the jump.
-	p.seq++
-	it := outItem{payload: payload, seq: p.seq}
-	delivered := 0
-	for _, s := range p.subs {
-		select {
-		case s.q <- it:
-			delivered++
-			s.fullSince = time.Time{} // it has room: not lagging
-			continue
-		default:
-		}
-		// The grace is per consumer and cumulative from the first time its
-		// queue was found full until it next has room at once, so a
-		// consumer that frees a slot now and then cannot hold Send back
-		// forever: it is cut (or dropped for) once the grace is spent.
-		now := time.Now()
-		if s.fullSince.IsZero() {
-			s.fullSince = now
-		}
-		if left := p.cfg.lagGrace - now.Sub(s.fullSince); wait && left > 0 && ctx.Err() == nil {
-			t := time.NewTimer(left)
-			select {
-			case s.q <- it:
-				t.Stop()
-				delivered++
-				continue
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-			}
-		}
-		s.ch.dropped.Add(1)
-		p.dropped.Add(1)
-		if !p.cfg.dropLagging {
-			cut = append(cut, s)
-		}
-	}
-	n := len(p.subs)
-	p.mu.Unlock()
-	for _, s := range cut {
-		p.end(s, CodeTooSlow, "consumer queue full", true)
-	}
-	if delivered == 0 {
-		if p.undel != nil {
-			p.undel(v)
-		}
-		if n > 0 {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			return ErrFull
-		}
-	}
-	return nil
 }
 
 // accept runs the producer part of the accept path: capacity, a fresh RTT
@@ -285,10 +200,7 @@ func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalo
 		return
 	}
 	_ = st.SetWriteDeadline(time.Time{})
-	s := &outSub{
-		ch: &channel{stream: p.id, peer: peerID, entry: entry},
-		st: st, q: make(chan outItem, p.cfg.queue), gone: make(chan struct{}),
-	}
+	s := newOutSub(&channel{stream: p.id, peer: peerID, entry: entry}, st, p.cfg.queue)
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -324,98 +236,6 @@ func (p *Producer[T]) armExpiry(s *outSub, expires time.Time) {
 		s.expiry = time.AfterFunc(time.Until(expires), func() { p.end(s, CodeNotAllowed, "ticket expired", false) })
 	default:
 		s.expiry.Reset(time.Until(expires))
-	}
-}
-
-// writer sends one subscription's queue in order, batching whatever is
-// queued into one flush.
-func (p *Producer[T]) writer(s *outSub) {
-	defer p.subWG.Done()
-	var hdr [32]byte
-	var bw *bufio.Writer // held only while a batch is being written
-	var lastStamp time.Time
-	stamp := false       // stamp the next datum with its write time (latency samples)
-	var n, nbytes uint64 // written in this batch, counted once it is flushed
-	write := func(it outItem) error {
-		h := hdr[:0]
-		if stamp {
-			now := time.Now()
-			h, stamp, lastStamp = timedHeader(h, it.seq, uint64(now.UnixMicro()), len(it.payload)), false, now
-		} else {
-			h = dataHeader(h, it.seq, len(it.payload))
-		}
-		if _, err := bw.Write(h); err != nil {
-			return err
-		}
-		_, err := bw.Write(it.payload)
-		if err == nil {
-			n++
-			nbytes += uint64(len(it.payload))
-		}
-		return err
-	}
-	release := func() {
-		bw.Reset(nil)
-		writers.Put(bw)
-		bw = nil
-	}
-	for {
-		var (
-			it  outItem
-			ok  bool
-			err error
-		)
-		select {
-		case it, ok = <-s.q:
-		case <-s.gone:
-			p.finish(s)
-			return
-		}
-		if !ok { // Close: the queue is drained
-			p.finish(s)
-			return
-		}
-		bw = writers.Get().(*bufio.Writer)
-		bw.Reset(s.st)
-		// At most one latency sample per subscription every 100 ms, taken
-		// at the start of a batch (one clock read per batch otherwise).
-		stamp = time.Since(lastStamp) >= 100*time.Millisecond
-		if err = write(it); err == nil {
-		drain:
-			for {
-				select {
-				case it, ok = <-s.q:
-					if !ok {
-						break drain
-					}
-					if err = write(it); err != nil {
-						break drain
-					}
-				default:
-					break drain
-				}
-			}
-		}
-		if err == nil {
-			err = bw.Flush()
-		}
-		if err == nil {
-			s.ch.datums.Add(n)
-			s.ch.bytes.Add(nbytes)
-			p.sent.Add(n)
-			p.sentBytes.Add(nbytes)
-		}
-		n, nbytes = 0, 0
-		release()
-		if err != nil {
-			p.end(s, CodeUnexpectedClose, err.Error(), true)
-			p.finish(s)
-			return
-		}
-		if !ok {
-			p.finish(s)
-			return
-		}
 	}
 }
 
@@ -534,18 +354,22 @@ func (p *Producer[T]) watchCatalog() {
 	}
 }
 
-// Close stops the producer: Send fails from now on, each consumer receives
+// Close stops the producer: Send fails from now on (a Send already fanning
+// out finishes first, within one lag grace), each consumer receives
 // what is already queued for it (bounded by CloseTimeout) and then a Close
 // frame with GracefulShutdown, and the stream is withdrawn from the
 // catalog entry. Idempotent.
 func (p *Producer[T]) Close() error {
 	p.once.Do(func() {
+		// sendMu: a fan-out in its lag grace may be sending on the queues.
+		p.sendMu.Lock()
 		p.mu.Lock()
 		p.closed = true
 		for _, s := range p.subs {
 			close(s.q)
 		}
 		p.mu.Unlock()
+		p.sendMu.Unlock()
 		// Writers drain their queues; a consumer that does not take its
 		// datums within CloseTimeout is cut.
 		done := make(chan struct{})
