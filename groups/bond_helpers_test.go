@@ -42,6 +42,7 @@ type nodeCfg struct {
 	params    BondParams
 	svcOpts   []ServiceOption
 	manual    bool
+	bare      bool
 }
 
 type nodeOpt func(*nodeCfg)
@@ -53,6 +54,7 @@ func withParams(f func(*BondParams)) nodeOpt   { return func(c *nodeCfg) { f(&c.
 func withSvcOpts(o ...ServiceOption) nodeOpt {
 	return func(c *nodeCfg) { c.svcOpts = append(c.svcOpts, o...) }
 }
+func bare() nodeOpt            { return func(c *nodeCfg) { c.bare = true } }
 func withManualDials() nodeOpt { return func(c *nodeCfg) { c.manual = true } }
 
 func newKey(t testing.TB) (crypto.PrivKey, peer.ID) {
@@ -83,6 +85,9 @@ func newBondNode(t testing.TB, opts ...nodeOpt) *bondNode {
 		t.Fatalf("libp2p.New: %v", err)
 	}
 	t.Cleanup(func() { _ = h.Close() })
+	if cfg.bare { // a host without discovery: no peer has its entry
+		return &bondNode{h: h}
+	}
 	gp := pubsub.DefaultGossipSubParams()
 	gp.HeartbeatInterval = 100 * time.Millisecond
 	gp.HeartbeatInitialDelay = 10 * time.Millisecond
