@@ -384,16 +384,19 @@ func (b *bond) writeLoop() {
 }
 
 // finish sends the final frame of a bond ended here (Departure when the
-// group closed, else Close with the code), closes our side and bounds the
+// group is closing, else Close with the code), closes our side and bounds the
 // reader's wait for the peer's side.
 func (b *bond) finish() {
 	b.mu.RLock()
 	code, reason, remote := b.code, b.reason, b.remoteEnd
 	b.mu.RUnlock()
 	timeout := b.g.n.params.CloseTimeout
+	b.g.mu.Lock()
+	leaving := b.g.closed
+	b.g.mu.Unlock()
 	if !remote {
 		f := encodeClose(code, reason)
-		if code == CodeCancelled {
+		if code == CodeCancelled && leaving {
 			f = encodeFrame(frameDeparture, nil)
 		}
 		_ = b.st.SetWriteDeadline(time.Now().Add(timeout))
