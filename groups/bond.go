@@ -173,6 +173,7 @@ func (b *bond) endLocked(code Code, reason string, remote bool) {
 	g.mu.Lock()
 	if g.slots[b.peer] == b {
 		delete(g.slots, b.peer)
+		g.n.h.ConnManager().Unprotect(b.peer, g.protectTag)
 	}
 	if code != CodeCancelled || remote { // a peer that ended on purpose is not retried at once
 		r := g.retry[b.peer]

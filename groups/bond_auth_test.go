@@ -131,3 +131,27 @@ func TestBonds_TicketExpiryEndsBond(t *testing.T) {
 		return ""
 	})
 }
+
+// A peer whose new entry drops its ticket loses its bonds at once: the
+// entry update arrives on the bond and the tickets are checked again.
+func TestBonds_EntryUpdateRechecksTickets(t *testing.T) {
+	f := newJWTFixture(t)
+	k0, t0 := f.ticketed(t, time.Now().Add(time.Hour))
+	k1, t1 := f.ticketed(t, time.Now().Add(time.Hour))
+	a, b := newBondNode(t, withKey(k0), withTickets(t0)), newBondNode(t, withKey(k1), withTickets(t1))
+	meshed(t, a, b)
+	s := testSpec("recheck", RoleWriter, f.v)
+	_, inA := a.attach(t, s)
+	_, inB := b.attach(t, s)
+	testutil.Eventually(t, 5*time.Second, func() bool { return len(inA.peers()) == 1 && len(inB.peers()) == 1 }, "no bond")
+	if _, err := b.disc.UpdateLocal(func(e *catalog.Entry) { e.Tickets = nil }); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 3*time.Second, func() bool { return inA.downCount(CodeNotAllowed) == 1 }, "a kept the bond to a peer without a ticket")
+	testutil.Never(t, time.Second, 50*time.Millisecond, func() string {
+		if len(inA.peers()) != 0 {
+			return "a bonded again with a peer without a ticket"
+		}
+		return ""
+	})
+}

@@ -79,6 +79,12 @@ func (c *attackerConn) welcome(s spec, ni [nonceSize]byte) welcome {
 	return w
 }
 
+// helloFrame is a Hello frame for a network and group with a fresh nonce.
+func helloFrame(nw, group catalog.ID) []byte {
+	n := nonce()
+	return encodeMsg(frameHello, &pb.BondHello{Network: nw[:], Group: group[:], Nonce: n[:], Role: 1})
+}
+
 func nonce() [nonceSize]byte {
 	var n [nonceSize]byte
 	_, _ = rand.Read(n[:])
@@ -95,10 +101,6 @@ func TestBonds_HostileInitiators(t *testing.T) {
 	meshed(t, victim, evil, honest)
 	s := testSpec("hostile", RoleWriter)
 	gv, inV := victim.attach(t, s)
-	hello := func(nw, group catalog.ID) []byte {
-		n := nonce()
-		return encodeMsg(frameHello, &pb.BondHello{Network: nw[:], Group: group[:], Nonce: n[:], Role: 1})
-	}
 	oversize := binary.AppendUvarint(nil, uint64(victim.net.params.MaxFrameSize)+1)
 	cases := []struct {
 		name string
@@ -106,7 +108,7 @@ func TestBonds_HostileInitiators(t *testing.T) {
 		send func(c *attackerConn)
 		want Code
 	}{
-		{"unknown peer", stranger, func(c *attackerConn) { c.write(hello(testNetwork, s.ID)) }, CodeUnknownPeer},
+		{"unknown peer", stranger, func(c *attackerConn) { c.write(helloFrame(testNetwork, s.ID)) }, CodeUnknownPeer},
 		{"garbage hello", evil, func(c *attackerConn) { c.write(encodeFrame(frameHello, []byte{0xff, 0xff, 0xff})) }, CodeInvalidHandshake},
 		{"short nonce", evil, func(c *attackerConn) {
 			c.write(encodeMsg(frameHello, &pb.BondHello{Network: testNetwork[:], Group: s.ID[:], Nonce: []byte{1}, Role: 1}))
@@ -115,8 +117,8 @@ func TestBonds_HostileInitiators(t *testing.T) {
 			n := nonce()
 			c.write(encodeMsg(frameHello, &pb.BondHello{Network: testNetwork[:], Group: s.ID[:], Nonce: n[:], Role: 9}))
 		}, CodeInvalidHandshake},
-		{"wrong group", evil, func(c *attackerConn) { c.write(hello(testNetwork, catalog.IDFromString("other"))) }, CodeGroupNotFound},
-		{"wrong network", evil, func(c *attackerConn) { c.write(hello(catalog.IDFromString("other-net"), s.ID)) }, CodeDifferentNetwork},
+		{"wrong group", evil, func(c *attackerConn) { c.write(helloFrame(testNetwork, catalog.IDFromString("other"))) }, CodeGroupNotFound},
+		{"wrong network", evil, func(c *attackerConn) { c.write(helloFrame(catalog.IDFromString("other-net"), s.ID)) }, CodeDifferentNetwork},
 		{"oversize frame", evil, func(c *attackerConn) { c.write(oversize) }, CodeProtocolViolation},
 		{"empty frame", evil, func(c *attackerConn) { c.write([]byte{0}) }, CodeProtocolViolation},
 		{"unknown frame type", evil, func(c *attackerConn) { c.write(encodeFrame(0x15, nil)) }, CodeProtocolViolation},

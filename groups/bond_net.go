@@ -99,7 +99,7 @@ func (n *bondNet) attach(s spec, in inbox) (transport, error) {
 	}
 	g := &groupNet{n: n, spec: s, key: bondKey(s.Key), in: in, slots: map[peer.ID]*bond{}, dialing: map[peer.ID]bool{},
 		retry: map[peer.ID]*retry{}, kick: make(chan struct{}, 1), groupAttr: attribute.String("group", s.ID.Short()),
-		log: n.log.With("group", s.ID.Short())}
+		log: n.log.With("group", s.ID.Short()), protectTag: "mosaik-groups-" + s.ID.Short()}
 	g.ctx, g.cancel = context.WithCancel(n.ctx)
 	n.mu.Lock()
 	if n.closed {
@@ -248,6 +248,8 @@ type groupNet struct {
 	in        inbox
 	log       *slog.Logger
 	groupAttr attribute.KeyValue
+	// protectTag protects the connections of the group's bonds.
+	protectTag string
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -354,6 +356,9 @@ func (g *groupNet) register(b *bond) error {
 	if old != nil {
 		old.endLocked(CodeAlreadyBonded, "replaced by a bond that wins the tie-break", false)
 	}
+	// A bond is worth its connection: the connection manager must not
+	// trim it (one protection tag per group, so groups unprotect apart).
+	g.n.h.ConnManager().Protect(b.peer, g.protectTag)
 	g.in.BondUp(b.peer, b.role)
 	go b.readLoop()
 	go b.writeLoop()
