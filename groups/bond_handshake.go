@@ -69,7 +69,7 @@ func (g *groupNet) initiate(e *catalog.SignedEntry) (err error) {
 	if err := n.h.Connect(ctx, e.Entry.AddrInfo()); err != nil {
 		return fmt.Errorf("groups: connect to %s: %w", p, err)
 	}
-	st, err := n.h.NewStream(network.WithAllowLimitedConn(ctx, "groups"), p, n.proto)
+	st, err := n.h.NewStream(ctx, p, n.proto)
 	if err != nil {
 		return fmt.Errorf("groups: open bond stream to %s: %w", p, err)
 	}
