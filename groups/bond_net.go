@@ -333,6 +333,16 @@ func (g *groupNet) checkTickets(e *catalog.Entry) (time.Time, error) {
 // tie-break holds the slot; a losing bond in the slot ends with
 // AlreadyBonded. It reports BondUp and starts b's goroutines.
 func (g *groupNet) register(b *bond) error {
+	if err := g.install(b); err != nil {
+		return err
+	}
+	g.log.Debug("bond up", "peer", b.peer, "role", b.role, "initiator", b.outbound())
+	g.announceFormed(b) // outside evMu: it runs the fault hook
+	return nil
+}
+
+// install puts b in its slot under evMu (see register).
+func (g *groupNet) install(b *bond) error {
 	g.evMu.Lock()
 	defer g.evMu.Unlock()
 	g.mu.Lock()
@@ -362,8 +372,6 @@ func (g *groupNet) register(b *bond) error {
 	g.in.BondUp(b.peer, b.role)
 	go b.readLoop()
 	go b.writeLoop()
-	g.log.Debug("bond up", "peer", b.peer, "role", b.role, "initiator", b.outbound())
-	g.announceFormed(b)
 	return nil
 }
 
