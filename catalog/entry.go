@@ -34,6 +34,7 @@ const (
 	MaxTags        = 256
 	MaxStreams     = 1024
 	MaxTickets     = 64
+	MaxGroups      = 256
 	maxProtocolLen = 128
 	maxNameLen     = 128
 )
@@ -108,6 +109,15 @@ func compareTickets(a, b Ticket) int {
 	return bytes.Compare(a.Data, b.Data)
 }
 
+// Membership is one group of a peer's entry: the group's ID and the peer's
+// role in it. Roles are the groups package's (1 writer, 2 reader); any
+// non-zero value up to 255 is carried, so later roles pass through older
+// nodes.
+type Membership struct {
+	Group ID
+	Role  uint8
+}
+
 // Entry is a peer's self-description in the catalog. Entries read from a
 // catalog snapshot are shared: treat them as read-only and Clone before
 // changing one.
@@ -117,9 +127,10 @@ type Entry struct {
 	Protocol string
 	Version  Version
 	Addrs    []ma.Multiaddr
-	Tags     []Tag      // sorted, unique
-	Streams  []StreamID // sorted, unique
-	Tickets  []Ticket   // sorted by (Class, Data), unique
+	Tags     []Tag        // sorted, unique
+	Streams  []StreamID   // sorted, unique
+	Tickets  []Ticket     // sorted by (Class, Data), unique
+	Groups   []Membership // sorted by Group, unique by Group
 	// Names are the human-readable names of tags and streams, for display
 	// ("validator", "orders"); each derives an ID in Tags or Streams. They
 	// are optional: IDs are what the protocol compares.
@@ -166,6 +177,15 @@ func (e *Entry) Produces(s StreamID) bool {
 	return ok
 }
 
+// InGroup returns the peer's membership of group g.
+func (e *Entry) InGroup(g ID) (Membership, bool) {
+	i, ok := slices.BinarySearchFunc(e.Groups, g, func(m Membership, g ID) int { return m.Group.Compare(g) })
+	if !ok {
+		return Membership{}, false
+	}
+	return e.Groups[i], true
+}
+
 // TicketsOf returns the data of every ticket of class c.
 func (e *Entry) TicketsOf(c TicketClass) [][]byte {
 	var out [][]byte
@@ -189,6 +209,7 @@ func (e *Entry) Clone() Entry {
 	c.Tags = slices.Clone(e.Tags)
 	c.Streams = slices.Clone(e.Streams)
 	c.Names = slices.Clone(e.Names)
+	c.Groups = slices.Clone(e.Groups)
 	c.Tickets = make([]Ticket, len(e.Tickets))
 	for i, t := range e.Tickets {
 		c.Tickets[i] = Ticket{Class: t.Class, Data: slices.Clone(t.Data)}
@@ -208,6 +229,14 @@ func (e *Entry) Normalize() {
 	e.Streams = slices.Compact(e.Streams)
 	slices.SortFunc(e.Tickets, compareTickets)
 	e.Tickets = slices.CompactFunc(e.Tickets, func(a, b Ticket) bool { return compareTickets(a, b) == 0 })
+	// One membership per group: the first after sorting by (group, role).
+	slices.SortFunc(e.Groups, func(a, b Membership) int {
+		if c := a.Group.Compare(b.Group); c != 0 {
+			return c
+		}
+		return int(a.Role) - int(b.Role)
+	})
+	e.Groups = slices.CompactFunc(e.Groups, func(a, b Membership) bool { return a.Group == b.Group })
 	// Keep only names of listed tags and streams.
 	e.Names = slices.DeleteFunc(e.Names, func(n string) bool {
 		id := IDFromString(n)
@@ -225,6 +254,7 @@ func sameContent(a, b *Entry) bool {
 		slices.EqualFunc(a.Addrs, b.Addrs, func(x, y ma.Multiaddr) bool { return x.Equal(y) }) &&
 		slices.Equal(a.Tags, b.Tags) && slices.Equal(a.Streams, b.Streams) && slices.Equal(a.Names, b.Names) &&
 		slices.EqualFunc(a.Tickets, b.Tickets, func(x, y Ticket) bool { return compareTickets(x, y) == 0 }) &&
+		slices.Equal(a.Groups, b.Groups) &&
 		a.SkippedAddrs == b.SkippedAddrs
 }
 
@@ -248,6 +278,9 @@ func (e *Entry) toPB() *pb.Entry {
 		m.Tickets = append(m.Tickets, &pb.Ticket{Class: t.Class[:], Data: t.Data})
 	}
 	m.Names = e.Names
+	for _, g := range e.Groups {
+		m.Groups = append(m.Groups, &pb.GroupMembership{Id: g.Group[:], Role: uint32(g.Role)})
+	}
 	return m
 }
 
@@ -270,8 +303,8 @@ func entryFromPB(m *pb.Entry) (Entry, error) {
 		return e, malformed("invalid version %v", e.Version)
 	}
 	if len(m.Addrs) > MaxAddrs || len(m.Tags) > MaxTags || len(m.Streams) > MaxStreams || len(m.Tickets) > MaxTickets ||
-		len(m.Names) > len(m.Tags)+len(m.Streams) {
-		return e, malformed("too many addrs, tags, streams or tickets")
+		len(m.Groups) > MaxGroups || len(m.Names) > len(m.Tags)+len(m.Streams) {
+		return e, malformed("too many addrs, tags, streams, tickets or groups")
 	}
 	for _, b := range m.Addrs {
 		a, err := ma.NewMultiaddrBytes(b)
@@ -305,6 +338,16 @@ func entryFromPB(m *pb.Entry) (Entry, error) {
 		}
 		e.Tickets = append(e.Tickets, Ticket{Class: c, Data: t.GetData()})
 	}
+	for _, g := range m.Groups {
+		id, err := IDFromBytes(g.GetId())
+		if err != nil {
+			return e, malformed("group: %v", err)
+		}
+		if g.GetRole() == 0 || g.GetRole() > 255 {
+			return e, malformed("group %s: role %d is not within [1, 255]", id.Short(), g.GetRole())
+		}
+		e.Groups = append(e.Groups, Membership{Group: id, Role: uint8(g.GetRole())})
+	}
 	e.Normalize()
 	for _, n := range m.Names {
 		if len(n) > maxNameLen {
@@ -334,6 +377,10 @@ func checkShape(e *Entry) error {
 		return malformed("%d streams > %d", len(e.Streams), MaxStreams)
 	case len(e.Tickets) > MaxTickets:
 		return malformed("%d tickets > %d", len(e.Tickets), MaxTickets)
+	case len(e.Groups) > MaxGroups:
+		return malformed("%d groups > %d", len(e.Groups), MaxGroups)
+	case slices.ContainsFunc(e.Groups, func(g Membership) bool { return g.Role == 0 }):
+		return malformed("a group membership with role 0")
 	case e.Version.StartMS <= 0 || e.Version.UpdateMS < e.Version.StartMS:
 		return malformed("invalid version %v", e.Version)
 	}

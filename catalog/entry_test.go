@@ -39,6 +39,11 @@ func fullEntry(tb testing.TB, p testPeer, v Version) Entry {
 		{Class: IDFromString("tdx"), Data: []byte("quote")},
 		{Class: IDFromString("jwt"), Data: []byte("token-b")}, // duplicate
 	}
+	e.Groups = []Membership{
+		{Group: IDFromString("group-b"), Role: 2},
+		{Group: IDFromString("group-a"), Role: 1},
+		{Group: IDFromString("group-b"), Role: 2}, // duplicate
+	}
 	return e
 }
 
@@ -54,6 +59,7 @@ func isNormalized(e *Entry) bool {
 	return strictly(len(e.Tags), func(i int) int { return e.Tags[i-1].Compare(e.Tags[i]) }) &&
 		strictly(len(e.Streams), func(i int) int { return e.Streams[i-1].Compare(e.Streams[i]) }) &&
 		strictly(len(e.Tickets), func(i int) int { return compareTickets(e.Tickets[i-1], e.Tickets[i]) }) &&
+		strictly(len(e.Groups), func(i int) int { return e.Groups[i-1].Group.Compare(e.Groups[i].Group) }) &&
 		strictly(len(e.Addrs), func(i int) int { return bytes.Compare(e.Addrs[i-1].Bytes(), e.Addrs[i].Bytes()) })
 }
 
@@ -247,6 +253,16 @@ func TestOpenEntry_Rejections(t *testing.T) {
 			for i := range MaxTags + 1 {
 				id := HashID([]byte{byte(i), byte(i >> 8)})
 				m.Tags = append(m.Tags, id[:])
+			}
+		}), 0, ErrMalformed},
+		{"short group id", withPB(func(m *pb.Entry) { m.Groups = append(m.Groups, &pb.GroupMembership{Id: []byte{1}, Role: 1}) }), 0, ErrMalformed},
+		{"group role 0", withPB(func(m *pb.Entry) { m.Groups[0].Role = 0 }), 0, ErrMalformed},
+		{"group role 256", withPB(func(m *pb.Entry) { m.Groups[0].Role = 256 }), 0, ErrMalformed},
+		{"too many groups", withPB(func(m *pb.Entry) {
+			m.Groups = nil
+			for i := range MaxGroups + 1 {
+				id := HashID([]byte{byte(i), byte(i >> 8)})
+				m.Groups = append(m.Groups, &pb.GroupMembership{Id: id[:], Role: 1})
 			}
 		}), 0, ErrMalformed},
 		{"too many addrs", withPB(func(m *pb.Entry) {
@@ -788,5 +804,40 @@ func TestIsRejected_Reason(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestEntry_Groups(t *testing.T) {
+	p := newTestPeer(t)
+	ga, gb := IDFromString("group-a"), IDFromString("group-b")
+	s := p.seal(t, testNetwork, NewVersion(t0), func(e *Entry) {
+		e.Groups = []Membership{{Group: gb, Role: 2}, {Group: ga, Role: 1}, {Group: gb, Role: 1}}
+	})
+	got, err := OpenEntry(s.Bytes(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &got.Entry
+	if len(e.Groups) != 2 {
+		t.Fatalf("groups %v: want one membership per group", e.Groups)
+	}
+	if m, ok := e.InGroup(gb); !ok || m.Role != 1 {
+		t.Fatalf("InGroup(b) = %v, %v; want role 1 (the lower role of the duplicates)", m, ok)
+	}
+	if _, ok := e.InGroup(IDFromString("group-c")); ok {
+		t.Fatal("InGroup(c) found a group the entry does not list")
+	}
+	// A node cannot seal what receivers refuse.
+	k := p.entry(testNetwork, NewVersion(t0))
+	k.Groups = []Membership{{Group: ga}}
+	if _, err := Seal(k, p.key); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("Seal with role 0: %v, want ErrMalformed", err)
+	}
+	k.Groups = nil
+	for i := range MaxGroups + 1 {
+		k.Groups = append(k.Groups, Membership{Group: HashID([]byte{byte(i), byte(i >> 8)}), Role: 1})
+	}
+	if _, err := Seal(k, p.key); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("Seal with %d groups: %v, want ErrMalformed", len(k.Groups), err)
 	}
 }

@@ -41,7 +41,7 @@ func checkOpenedEntry(t *testing.T, data []byte, s *SignedEntry) {
 	if !isNormalized(e) {
 		t.Fatalf("accepted entry is not normalized: %+v", *e)
 	}
-	if len(e.Addrs) > MaxAddrs || len(e.Tags) > MaxTags || len(e.Streams) > MaxStreams || len(e.Tickets) > MaxTickets || len(e.Protocol) > maxProtocolLen {
+	if len(e.Addrs) > MaxAddrs || len(e.Tags) > MaxTags || len(e.Streams) > MaxStreams || len(e.Tickets) > MaxTickets || len(e.Groups) > MaxGroups || len(e.Protocol) > maxProtocolLen {
 		t.Fatal("accepted entry exceeds a structural cap")
 	}
 	if e.Version.StartMS <= 0 || e.Version.UpdateMS < e.Version.StartMS {

@@ -29,6 +29,7 @@ import (
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/discovery"
+	"github.com/mosaik-go/mosaik/groups"
 	"github.com/mosaik-go/mosaik/streams"
 )
 
@@ -47,6 +48,7 @@ type Node struct {
 	dht  *dht.IpfsDHT
 	disc *discovery.Service
 	strm *streams.Service
+	grp  *groups.Service
 
 	bootstrap []peer.AddrInfo
 
@@ -155,6 +157,14 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 		return nil, err
 	}
 	n.own(n.strm.Close)
+	gopts := []groups.ServiceOption{groups.WithLogger(cfg.log), groups.WithMeterProvider(cfg.meter)}
+	if cfg.bonds != nil {
+		gopts = append(gopts, groups.WithBondParams(*cfg.bonds))
+	}
+	if n.grp, err = groups.NewService(n.h, n.disc, gopts...); err != nil {
+		return nil, err
+	}
+	n.own(n.grp.Close) // closed before streams and discovery
 	if len(cfg.rendezvous) > 0 {
 		if err = n.startRendezvous(&cfg); err != nil {
 			return nil, err
@@ -356,6 +366,9 @@ func (n *Node) DHT() *dht.IpfsDHT { return n.dht }
 // Streams is the streams service, on which producers and consumers are
 // created: streams.NewProducer[T](n.Streams(), "name").
 func (n *Node) Streams() *streams.Service { return n.strm }
+
+// Groups is the groups service, on which groups are joined.
+func (n *Node) Groups() *groups.Service { return n.grp }
 
 // Discovery is the catalog discovery service.
 func (n *Node) Discovery() *discovery.Service { return n.disc }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/discovery"
+	"github.com/mosaik-go/mosaik/groups"
 	"github.com/mosaik-go/mosaik/streams"
 )
 
@@ -35,6 +36,7 @@ type config struct {
 	signPolicy *pubsub.MessageSignaturePolicy // nil: discovery.GossipSubOptions' (StrictNoSign)
 	entry      func(*catalog.Entry)
 	streams    *streams.Params
+	bonds      *groups.BondParams
 
 	host   host.Host
 	ps     *pubsub.PubSub
@@ -149,6 +151,18 @@ func WithDiscoveryParams(p discovery.Params) Option {
 	}
 }
 
+// WithBondParams sets the groups service's bond parameters (default
+// groups.DefaultBondParams()).
+func WithBondParams(p groups.BondParams) Option {
+	return func(c *config) error {
+		if err := p.Validate(); err != nil {
+			return err
+		}
+		c.bonds = &p
+		return nil
+	}
+}
+
 // WithStreamsParams sets the streams service parameters (default
 // streams.DefaultParams()).
 func WithStreamsParams(p streams.Params) Option {
@@ -175,6 +189,10 @@ func WithTestProfile() Option {
 			sp := streams.DefaultParams()
 			sp.HandshakeTimeout, sp.CloseTimeout = 2*time.Second, 2*time.Second
 			c.streams = &sp
+		}
+		if c.bonds == nil {
+			bp := groups.TestBondParams()
+			c.bonds = &bp
 		}
 		return nil
 	}

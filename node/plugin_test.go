@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 
 	"github.com/mosaik-go/mosaik/catalog/discovery"
+	"github.com/mosaik-go/mosaik/groups"
 	"github.com/mosaik-go/mosaik/internal/testutil"
 	"github.com/mosaik-go/mosaik/node"
 )
@@ -34,6 +35,9 @@ func TestPlugin_BorrowedHostSurvivesClose(t *testing.T) {
 	}
 	if slices.Contains(p.h.Mux().Protocols(), discovery.SyncProtocol(n.Network())) {
 		t.Error("sync handler still registered after Close")
+	}
+	if slices.Contains(p.h.Mux().Protocols(), groups.ProtocolID(n.Network())) {
+		t.Error("groups handler still registered after Close")
 	}
 	// pubsub and the DHT are still usable.
 	if _, err := p.ps.Join("after-mosaik"); err != nil {

@@ -150,7 +150,9 @@ type Entry struct {
 	// Human-readable names of tags and streams, for display only. Each name
 	// must derive (by the ID string rule) an ID listed in tags or streams.
 	// Sorted, unique, at most 128 bytes each.
-	Names         []string `protobuf:"bytes,9,rep,name=names,proto3" json:"names,omitempty"`
+	Names []string `protobuf:"bytes,9,rep,name=names,proto3" json:"names,omitempty"`
+	// Groups the peer is a member of, sorted by id, unique by id, at most 256.
+	Groups        []*GroupMembership `protobuf:"bytes,10,rep,name=groups,proto3" json:"groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -248,6 +250,68 @@ func (x *Entry) GetNames() []string {
 	return nil
 }
 
+func (x *Entry) GetGroups() []*GroupMembership {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+// GroupMembership is one group of a peer's entry: the 32-byte group id and
+// the peer's role in it (1 writer, 2 reader; other non-zero values are kept
+// for later roles).
+type GroupMembership struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Role          uint32                 `protobuf:"varint,2,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupMembership) Reset() {
+	*x = GroupMembership{}
+	mi := &file_catalog_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupMembership) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupMembership) ProtoMessage() {}
+
+func (x *GroupMembership) ProtoReflect() protoreflect.Message {
+	mi := &file_catalog_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupMembership.ProtoReflect.Descriptor instead.
+func (*GroupMembership) Descriptor() ([]byte, []int) {
+	return file_catalog_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GroupMembership) GetId() []byte {
+	if x != nil {
+		return x.Id
+	}
+	return nil
+}
+
+func (x *GroupMembership) GetRole() uint32 {
+	if x != nil {
+		return x.Role
+	}
+	return 0
+}
+
 // Departure announces that a peer leaves the network. It travels inside a
 // signed envelope (domain "mosaik-catalog-departure", payload type
 // "/mosaik/catalog/departure/1").
@@ -263,7 +327,7 @@ type Departure struct {
 
 func (x *Departure) Reset() {
 	*x = Departure{}
-	mi := &file_catalog_proto_msgTypes[3]
+	mi := &file_catalog_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -275,7 +339,7 @@ func (x *Departure) String() string {
 func (*Departure) ProtoMessage() {}
 
 func (x *Departure) ProtoReflect() protoreflect.Message {
-	mi := &file_catalog_proto_msgTypes[3]
+	mi := &file_catalog_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -288,7 +352,7 @@ func (x *Departure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Departure.ProtoReflect.Descriptor instead.
 func (*Departure) Descriptor() ([]byte, []int) {
-	return file_catalog_proto_rawDescGZIP(), []int{3}
+	return file_catalog_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Departure) GetPeerId() []byte {
@@ -333,7 +397,7 @@ type Announcement struct {
 
 func (x *Announcement) Reset() {
 	*x = Announcement{}
-	mi := &file_catalog_proto_msgTypes[4]
+	mi := &file_catalog_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -345,7 +409,7 @@ func (x *Announcement) String() string {
 func (*Announcement) ProtoMessage() {}
 
 func (x *Announcement) ProtoReflect() protoreflect.Message {
-	mi := &file_catalog_proto_msgTypes[4]
+	mi := &file_catalog_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -358,7 +422,7 @@ func (x *Announcement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Announcement.ProtoReflect.Descriptor instead.
 func (*Announcement) Descriptor() ([]byte, []int) {
-	return file_catalog_proto_rawDescGZIP(), []int{4}
+	return file_catalog_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Announcement) GetKind() isAnnouncement_Kind {
@@ -413,7 +477,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_catalog_proto_msgTypes[5]
+	mi := &file_catalog_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -425,7 +489,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_catalog_proto_msgTypes[5]
+	mi := &file_catalog_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -438,7 +502,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_catalog_proto_rawDescGZIP(), []int{5}
+	return file_catalog_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SyncRequest) GetNetwork() []byte {
@@ -465,7 +529,7 @@ type SyncResponse struct {
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_catalog_proto_msgTypes[6]
+	mi := &file_catalog_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -477,7 +541,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_catalog_proto_msgTypes[6]
+	mi := &file_catalog_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -490,7 +554,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_catalog_proto_rawDescGZIP(), []int{6}
+	return file_catalog_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SyncResponse) GetEntries() [][]byte {
@@ -510,7 +574,7 @@ const file_catalog_proto_rawDesc = "" +
 	"\tupdate_ms\x18\x02 \x01(\x03R\bupdateMs\"2\n" +
 	"\x06Ticket\x12\x14\n" +
 	"\x05class\x18\x01 \x01(\fR\x05class\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data\"\x9b\x02\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\xd7\x02\n" +
 	"\x05Entry\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\fR\x06peerId\x12\x18\n" +
 	"\anetwork\x18\x02 \x01(\fR\anetwork\x12\x1a\n" +
@@ -520,7 +584,12 @@ const file_catalog_proto_rawDesc = "" +
 	"\x04tags\x18\x06 \x03(\fR\x04tags\x12\x18\n" +
 	"\astreams\x18\a \x03(\fR\astreams\x123\n" +
 	"\atickets\x18\b \x03(\v2\x19.mosaik.catalog.v1.TicketR\atickets\x12\x14\n" +
-	"\x05names\x18\t \x03(\tR\x05names\"\xa0\x01\n" +
+	"\x05names\x18\t \x03(\tR\x05names\x12:\n" +
+	"\x06groups\x18\n" +
+	" \x03(\v2\".mosaik.catalog.v1.GroupMembershipR\x06groups\"5\n" +
+	"\x0fGroupMembership\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\fR\x02id\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\rR\x04role\"\xa0\x01\n" +
 	"\tDeparture\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\fR\x06peerId\x12\x18\n" +
 	"\anetwork\x18\x02 \x01(\fR\anetwork\x12=\n" +
@@ -548,25 +617,27 @@ func file_catalog_proto_rawDescGZIP() []byte {
 	return file_catalog_proto_rawDescData
 }
 
-var file_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_catalog_proto_goTypes = []any{
-	(*Version)(nil),      // 0: mosaik.catalog.v1.Version
-	(*Ticket)(nil),       // 1: mosaik.catalog.v1.Ticket
-	(*Entry)(nil),        // 2: mosaik.catalog.v1.Entry
-	(*Departure)(nil),    // 3: mosaik.catalog.v1.Departure
-	(*Announcement)(nil), // 4: mosaik.catalog.v1.Announcement
-	(*SyncRequest)(nil),  // 5: mosaik.catalog.v1.SyncRequest
-	(*SyncResponse)(nil), // 6: mosaik.catalog.v1.SyncResponse
+	(*Version)(nil),         // 0: mosaik.catalog.v1.Version
+	(*Ticket)(nil),          // 1: mosaik.catalog.v1.Ticket
+	(*Entry)(nil),           // 2: mosaik.catalog.v1.Entry
+	(*GroupMembership)(nil), // 3: mosaik.catalog.v1.GroupMembership
+	(*Departure)(nil),       // 4: mosaik.catalog.v1.Departure
+	(*Announcement)(nil),    // 5: mosaik.catalog.v1.Announcement
+	(*SyncRequest)(nil),     // 6: mosaik.catalog.v1.SyncRequest
+	(*SyncResponse)(nil),    // 7: mosaik.catalog.v1.SyncResponse
 }
 var file_catalog_proto_depIdxs = []int32{
 	0, // 0: mosaik.catalog.v1.Entry.version:type_name -> mosaik.catalog.v1.Version
 	1, // 1: mosaik.catalog.v1.Entry.tickets:type_name -> mosaik.catalog.v1.Ticket
-	0, // 2: mosaik.catalog.v1.Departure.last_version:type_name -> mosaik.catalog.v1.Version
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	3, // 2: mosaik.catalog.v1.Entry.groups:type_name -> mosaik.catalog.v1.GroupMembership
+	0, // 3: mosaik.catalog.v1.Departure.last_version:type_name -> mosaik.catalog.v1.Version
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_catalog_proto_init() }
@@ -574,7 +645,7 @@ func file_catalog_proto_init() {
 	if File_catalog_proto != nil {
 		return
 	}
-	file_catalog_proto_msgTypes[4].OneofWrappers = []any{
+	file_catalog_proto_msgTypes[5].OneofWrappers = []any{
 		(*Announcement_Entry)(nil),
 		(*Announcement_Departure)(nil),
 	}
@@ -584,7 +655,7 @@ func file_catalog_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_catalog_proto_rawDesc), len(file_catalog_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

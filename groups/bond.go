@@ -1,0 +1,425 @@
+package groups
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/groups/pb"
+)
+
+// bond is one authenticated stream to a co-member of a group, after the
+// handshake. It has a reader and a writer goroutine; everything it sends
+// goes through its bounded queue.
+type bond struct {
+	g      *groupNet
+	st     network.Stream
+	fr     *frameReader
+	peer   peer.ID
+	role   Role    // the peer's role
+	opener peer.ID // who opened the stream (the tie-break compares it)
+	since  time.Time
+	first  []byte // the initiator's Proof, written before anything else
+
+	queue chan []byte
+	rearm chan time.Time // ticket expiry (zero: never), latest wins
+	done  chan struct{}  // closed when the bond ends
+	wdone chan struct{}  // closed when the writer returned
+
+	// mu guards the end against Deliver: once ended, the inbox hears
+	// nothing more from this bond.
+	mu        sync.RWMutex
+	ended     bool
+	code      Code
+	reason    string
+	remoteEnd bool // the peer ended it (or the stream broke): no final frame
+
+	lastRecv                      atomic.Int64 // unix ns
+	framesSent, framesRecv        atomic.Uint64
+	bytesSent, bytesRecv, dropped atomic.Uint64
+
+	entryMu sync.Mutex
+	entry   *catalog.SignedEntry // the peer's entry last checked
+	version catalog.Version      // its version when the bond formed
+}
+
+func newBond(g *groupNet, st network.Stream, fr *frameReader, p peer.ID, role Role, opener peer.ID) *bond {
+	b := &bond{g: g, st: st, fr: fr, peer: p, role: role, opener: opener, since: time.Now(),
+		queue: make(chan []byte, g.n.params.SendQueue), rearm: make(chan time.Time, 1),
+		done: make(chan struct{}), wdone: make(chan struct{})}
+	b.lastRecv.Store(time.Now().UnixNano())
+	return b
+}
+
+func (b *bond) outbound() bool { return b.opener == b.g.n.self }
+
+// setEntry records the peer's entry checked at the handshake and its
+// ticket expiry.
+func (b *bond) setEntry(e *catalog.SignedEntry, exp time.Time) {
+	b.entryMu.Lock()
+	b.entry, b.version = e, e.Entry.Version
+	b.entryMu.Unlock()
+	b.armExpiry(exp)
+}
+
+func (b *bond) armExpiry(exp time.Time) {
+	for {
+		select {
+		case b.rearm <- exp:
+			return
+		default:
+			select {
+			case <-b.rearm:
+			default:
+			}
+		}
+	}
+}
+
+// recheck looks at a newer entry of the peer: the bond ends when it no
+// longer lists the group (GroupNotFound) or fails the tickets
+// (NotAllowed); otherwise the expiry timer follows its tickets.
+func (b *bond) recheck(e *catalog.SignedEntry) {
+	b.entryMu.Lock()
+	if e == b.entry {
+		b.entryMu.Unlock()
+		return
+	}
+	b.entry = e
+	since := b.version
+	b.entryMu.Unlock()
+	if _, ok := e.Entry.InGroup(b.g.spec.ID); !ok && e.Entry.Version.Compare(since) > 0 {
+		b.end(CodeGroupNotFound, "the peer's entry no longer lists the group", false)
+		return
+	}
+	exp, err := b.g.checkTickets(&e.Entry)
+	if err != nil {
+		b.end(CodeNotAllowed, err.Error(), false)
+		return
+	}
+	b.armExpiry(exp)
+}
+
+// enqueue queues a framed frame of kind, through the fault hook. It never
+// blocks: a full queue drops the frame and returns false.
+func (b *bond) enqueue(kind byte, f []byte) bool {
+	g := b.g
+	if hook := g.n.fault; hook != nil {
+		switch ft := hook(g.n.self, b.peer, g.spec.ID, kind); ft.Action {
+		case FaultDrop:
+			return true
+		case FaultDelay:
+			g.mu.Lock()
+			if g.closed {
+				g.mu.Unlock()
+				return false
+			}
+			g.wg.Add(1)
+			g.mu.Unlock()
+			time.AfterFunc(ft.Delay, func() {
+				defer g.wg.Done()
+				b.push(f)
+			})
+			return true
+		}
+	}
+	return b.push(f)
+}
+
+func (b *bond) push(f []byte) bool {
+	select {
+	case <-b.done:
+		return false
+	default:
+	}
+	select {
+	case b.queue <- f:
+		return true
+	default:
+		b.dropped.Add(1)
+		b.g.n.m.drops.Add(context.Background(), 1, b.g.n.m.attrs(b.g))
+		return false
+	}
+}
+
+// end ends the bond with code: the slot is freed, the inbox hears
+// BondDown, and the writer sends the final frame unless remote.
+// Idempotent.
+func (b *bond) end(code Code, reason string, remote bool) {
+	b.g.evMu.Lock()
+	defer b.g.evMu.Unlock()
+	b.endLocked(code, reason, remote)
+}
+
+// endLocked is end with the group's evMu held.
+func (b *bond) endLocked(code Code, reason string, remote bool) {
+	b.mu.Lock()
+	if b.ended {
+		b.mu.Unlock()
+		return
+	}
+	b.ended, b.code, b.reason, b.remoteEnd = true, code, reason, remote
+	b.mu.Unlock()
+	g := b.g
+	g.mu.Lock()
+	if g.slots[b.peer] == b {
+		delete(g.slots, b.peer)
+		g.n.h.ConnManager().Unprotect(b.peer, g.protectTag)
+	}
+	if code != CodeCancelled || remote { // a peer that ended on purpose is not retried at once
+		r := g.retry[b.peer]
+		if r == nil {
+			r = &retry{}
+			g.retry[b.peer] = r
+		}
+		r.wait = g.n.params.DialBackoff
+		r.next = time.Now().Add(r.wait)
+	}
+	g.mu.Unlock()
+	g.in.BondDown(b.peer, code)
+	g.n.ends.add(code)
+	g.n.m.ends.Add(context.Background(), 1, g.n.m.attrs(g, codeAttr(code)))
+	g.log.Debug("bond down", "peer", b.peer, "code", code, "reason", reason, "remote", remote)
+	close(b.done)
+	g.poke()
+}
+
+func (b *bond) isEnded() bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.ended
+}
+
+// readLoop reads the peer's frames until the stream ends. After the bond
+// ended it keeps draining until the peer's end of the stream (or the
+// writer's read deadline), then closes or resets the stream.
+func (b *bond) readLoop() {
+	defer b.g.wg.Done()
+	var err error
+	for {
+		var typ byte
+		var body []byte
+		typ, body, err = b.fr.next()
+		if err != nil {
+			break
+		}
+		if b.isEnded() {
+			continue
+		}
+		b.lastRecv.Store(time.Now().UnixNano())
+		b.framesRecv.Add(1)
+		b.bytesRecv.Add(uint64(len(body) + 2))
+		b.g.n.m.framesRecv.Add(context.Background(), 1, b.g.n.m.attrs(b.g))
+		b.g.n.m.bytesReceived.Add(context.Background(), int64(len(body)+2), b.g.n.m.attrs(b.g))
+		if cerr := b.handle(typ, body); cerr != nil {
+			b.end(cerr.Code, cerr.Reason, cerr.Remote)
+		}
+	}
+	if !b.isEnded() {
+		e := readErr(err)
+		if errors.Is(err, io.EOF) {
+			e = &CodeError{Code: CodeUnexpectedClose, Reason: "stream ended without a close frame", Remote: true}
+		}
+		var ce *CodeError
+		errors.As(e, &ce)
+		b.end(ce.Code, ce.Reason, ce.Remote)
+	}
+	<-b.wdone
+	if errors.Is(err, io.EOF) {
+		_ = b.st.Close()
+	} else {
+		_ = b.st.Reset()
+	}
+}
+
+// handle acts on one frame; a non-nil result ends the bond.
+func (b *bond) handle(typ byte, body []byte) *CodeError {
+	g := b.g
+	switch {
+	case typ >= firstCoreFrame:
+		b.mu.RLock()
+		if !b.ended {
+			g.in.Deliver(b.peer, typ, bytes.Clone(body))
+		}
+		b.mu.RUnlock()
+	case typ == framePing:
+		if len(b.queue) == 0 {
+			b.enqueue(framePong, encodeFrame(framePong, nil))
+		}
+	case typ == framePong:
+	case typ == frameDeparture:
+		return &CodeError{Code: CodeCancelled, Reason: "peer departed", Remote: true}
+	case typ == frameClose:
+		ce, err := decodeClose(body)
+		if err != nil {
+			return localErr(CodeProtocolViolation, "%v", err)
+		}
+		return ce
+	case typ == frameEntry, typ == frameFormed:
+		se, cerr := b.openEntry(body)
+		if cerr != nil {
+			return cerr
+		}
+		if typ == frameEntry {
+			if se.PeerID() != b.peer {
+				return localErr(CodeProtocolViolation, "entry update of %s", se.PeerID())
+			}
+			if cur, ok := g.n.d.Catalog().Get(b.peer); ok && cur.Entry.Version.Compare(se.Entry.Version) > 0 {
+				se = cur
+			}
+			b.recheck(se)
+		} else {
+			g.poke()
+		}
+	default: // a handshake frame on a bond
+		return localErr(CodeProtocolViolation, "frame %#x after the handshake", typ)
+	}
+	return nil
+}
+
+// openEntry opens the sealed entry of an entry frame and merges it into
+// the catalog (an entry that is not newer is fine: gossip was faster).
+func (b *bond) openEntry(body []byte) (*catalog.SignedEntry, *CodeError) {
+	store := b.g.n.d.Store()
+	max := store.Params().MaxEntrySize
+	raw, err := decodeEntryFrame(body, max)
+	if err != nil {
+		return nil, localErr(CodeProtocolViolation, "%v", err)
+	}
+	se, err := catalog.OpenEntry(raw, max)
+	if err != nil {
+		return nil, localErr(CodeProtocolViolation, "entry: %v", err)
+	}
+	_, _ = store.Merge(se, time.Now())
+	return se, nil
+}
+
+// writeLoop writes queued frames and heartbeats, checks the peer's
+// silence and the tickets' expiry, and sends the final frame.
+func (b *bond) writeLoop() {
+	defer b.g.wg.Done()
+	defer close(b.wdone)
+	g, s := b.g, b.g.spec
+	stall := s.Heartbeat * time.Duration(s.MissedHeartbeats)
+	write := func(f []byte) bool {
+		_ = b.st.SetWriteDeadline(time.Now().Add(stall))
+		if _, err := b.st.Write(f); err != nil {
+			code := CodeUnexpectedClose
+			if c, ok := codeOf(err); ok {
+				code = c
+			} else if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+				code = CodeTimeout
+			}
+			b.end(code, "write: "+err.Error(), true)
+			return false
+		}
+		b.framesSent.Add(1)
+		b.bytesSent.Add(uint64(len(f)))
+		g.n.m.framesSent.Add(context.Background(), 1, g.n.m.attrs(g))
+		g.n.m.bytesSent.Add(context.Background(), int64(len(f)), g.n.m.attrs(g))
+		return true
+	}
+	if b.first != nil && !write(b.first) {
+		b.finish()
+		return
+	}
+	tick := func() time.Duration {
+		return s.Heartbeat - rand.N(s.HeartbeatJitter)
+	}
+	hb := time.NewTimer(0) // first tick at once, as mosaik
+	defer hb.Stop()
+	exp := time.NewTimer(time.Hour)
+	exp.Stop()
+	defer exp.Stop()
+	missed := 0
+	for {
+		select {
+		case <-b.done:
+			b.finish()
+			return
+		case f := <-b.queue:
+			write(f)
+		case t := <-b.rearm:
+			exp.Stop()
+			if !t.IsZero() {
+				exp.Reset(time.Until(t))
+			}
+		case <-exp.C:
+			if e, ok := g.n.d.Catalog().Get(b.peer); ok {
+				if t, err := g.checkTickets(&e.Entry); err == nil {
+					if !t.IsZero() {
+						exp.Reset(time.Until(t))
+					}
+					continue
+				}
+			}
+			b.end(CodeNotAllowed, "ticket expired", false)
+		case <-hb.C:
+			hb.Reset(tick())
+			if time.Since(time.Unix(0, b.lastRecv.Load())) > s.Heartbeat+s.HeartbeatJitter {
+				missed++
+			} else {
+				missed = 0
+			}
+			if missed >= s.MissedHeartbeats {
+				b.end(CodeTimeout, "missed heartbeats", false)
+				continue
+			}
+			if len(b.queue) == 0 {
+				if hook := g.n.fault; hook != nil && hook(g.n.self, b.peer, s.ID, framePing).Action != FaultDeliver {
+					continue
+				}
+				write(encodeFrame(framePing, nil))
+			}
+		}
+	}
+}
+
+// finish sends the final frame of a bond ended here (Departure when the
+// group is closing, else Close with the code), closes our side and bounds the
+// reader's wait for the peer's side.
+func (b *bond) finish() {
+	b.mu.RLock()
+	code, reason, remote := b.code, b.reason, b.remoteEnd
+	b.mu.RUnlock()
+	timeout := b.g.n.params.CloseTimeout
+	b.g.mu.Lock()
+	leaving := b.g.closed
+	b.g.mu.Unlock()
+	if !remote {
+		f := encodeClose(code, reason)
+		if code == CodeCancelled && leaving {
+			f = encodeFrame(frameDeparture, nil)
+		}
+		_ = b.st.SetWriteDeadline(time.Now().Add(timeout))
+		if _, err := b.st.Write(f); err != nil {
+			_ = b.st.ResetWithError(network.StreamErrorCode(code))
+			return
+		}
+	}
+	_ = b.st.CloseWrite()
+	_ = b.st.SetReadDeadline(time.Now().Add(timeout))
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+func (b *bond) info() BondInfo {
+	return BondInfo{Peer: b.peer, Role: b.role, Initiator: b.outbound(), Since: b.since,
+		FramesSent: b.framesSent.Load(), FramesReceived: b.framesRecv.Load(),
+		BytesSent: b.bytesSent.Load(), BytesReceived: b.bytesRecv.Load(),
+		Dropped: b.dropped.Load(), Queued: len(b.queue)}
+}
+
+func entryMsg(e *catalog.SignedEntry) *pb.BondEntry { return &pb.BondEntry{Entry: e.Bytes()} }

@@ -1,0 +1,89 @@
+package groups
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/groups/pb"
+	"github.com/mosaik-go/mosaik/internal/testutil"
+)
+
+// When a node bonds with a new member it sends BondFormed (the member's
+// sealed entry) on its other bonds of the group.
+func TestBonds_BondFormedIsSent(t *testing.T) {
+	var mu sync.Mutex
+	formed := map[peer.ID]int{}
+	hook := func(_, to peer.ID, _ catalog.ID, kind byte) Fault {
+		if kind == frameFormed {
+			mu.Lock()
+			formed[to]++
+			mu.Unlock()
+		}
+		return Fault{}
+	}
+	a := newBondNode(t, withSvcOpts(WithFaultHook(hook)))
+	b, c := newBondNode(t, withManualDials()), newBondNode(t, withManualDials())
+	meshed(t, a, b, c)
+	s := testSpec("formed", RoleWriter)
+	_, inB := b.attach(t, s)
+	_, inC := c.attach(t, s)
+	_, inA := a.attach(t, s) // a's trigger dials b and c
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		return len(inA.peers()) == 2 && len(inB.peers()) == 1 && len(inC.peers()) == 1
+	}, "a did not bond with b and c")
+	testutil.Eventually(t, 2*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return formed[b.h.ID()]+formed[c.h.ID()] >= 1
+	}, "no BondFormed sent")
+}
+
+// A BondFormed frame carrying an entry the receiver did not know puts it
+// in the receiver's catalog, and the receiver tries to bond with that
+// peer.
+func TestBonds_BondFormedIsMerged(t *testing.T) {
+	victim, evil := newBondNode(t), newBondNode(t, withoutService())
+	meshed(t, victim, evil)
+	s := testSpec("formed-merge", RoleWriter)
+	_, inV := victim.attach(t, s)
+	c := dialRaw(t, evil, victim)
+	ni := nonce()
+	w := c.welcome(s, ni)
+	p := proof(bondKey(s.Key), sideInitiator, s.ID, evil.h.ID(), victim.h.ID(), ni, w.nonce)
+	c.write(encodeMsg(frameProof, &pb.BondProof{Proof: p[:]}))
+	testutil.Eventually(t, 2*time.Second, func() bool { return len(inV.peers()) == 1 }, "no bond")
+	// An entry of a peer the victim has never heard of, listing the group.
+	stranger := newBondNode(t, bare())
+	e, err := catalog.Seal(catalog.Entry{PeerID: stranger.h.ID(), Network: testNetwork, Version: catalog.NewVersion(time.Now()),
+		Addrs: stranger.h.Addrs(), Groups: []catalog.Membership{{Group: s.ID, Role: 1}}}, stranger.h.Peerstore().PrivKey(stranger.h.ID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := victim.disc.Catalog().Get(stranger.h.ID()); ok {
+		t.Fatal("victim knows the stranger already")
+	}
+	c.write(encodeMsg(frameFormed, &pb.BondEntry{Entry: e.Bytes()}))
+	testutil.Eventually(t, 2*time.Second, func() bool {
+		_, ok := victim.disc.Catalog().Get(stranger.h.ID())
+		return ok
+	}, "BondFormed entry not merged")
+	// The evil peer sends no heartbeats, so check at once that the bond
+	// carrying the entry stayed up.
+	if got := len(inV.peers()); got != 1 {
+		t.Fatalf("%d bonds after BondFormed, want the one that carried it", got)
+	}
+	// The stranger serves no bond protocol: the victim's attempt fails and
+	// counts.
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		st := victim.svc.BondStatus()
+		var n uint64
+		for _, v := range st.Refusals {
+			n += v
+		}
+		return n >= 1
+	}, "victim did not try the stranger")
+}

@@ -1,0 +1,263 @@
+package groups
+
+import (
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"google.golang.org/protobuf/proto"
+	"lukechampine.com/blake3"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/groups/pb"
+	"github.com/mosaik-go/mosaik/internal/framer"
+)
+
+// ProtocolPrefix is the bond protocol without its network part; the full ID
+// is ProtocolPrefix + "/" + the network's 64 hex digits, so nodes of other
+// networks fail protocol negotiation.
+const ProtocolPrefix = "/mosaik/groups/1.0.0"
+
+// ProtocolID returns the bond protocol of a network.
+func ProtocolID(nw catalog.NetworkID) protocol.ID {
+	return protocol.ID(ProtocolPrefix + "/" + nw.String())
+}
+
+// Frame types of the bond layer (0x01–0x1f). Core frames (0x20–0x3f) are
+// carried opaquely.
+const (
+	frameHello     byte = 0x01
+	frameWelcome   byte = 0x02
+	frameProof     byte = 0x03
+	frameClose     byte = 0x04 // a refusal during the handshake, or the end of a bond
+	framePing      byte = 0x05
+	framePong      byte = 0x06
+	frameDeparture byte = 0x07
+	frameEntry     byte = 0x08 // PeerEntryUpdate: the sender's sealed entry
+	frameFormed    byte = 0x09 // BondFormed: a sealed entry of a new co-member
+)
+
+const (
+	// maxHandshakeFrame caps Hello, Welcome, Proof and Close frames.
+	maxHandshakeFrame = 1 << 10
+	// maxReason caps the reason string of a Close frame.
+	maxReason = 256
+	// nonceSize and proofSize are the sizes of handshake nonces and proofs.
+	nonceSize = 32
+	proofSize = 32
+)
+
+// errProtocol marks malformed, oversize and unexpected frames.
+var errProtocol = errors.New("groups: protocol violation")
+
+// frameReader reads typed frames through the shared framer: the cap is
+// checked before anything is read. A body is valid until the next call.
+type frameReader struct{ fr *framer.Reader }
+
+func newFrameReader(r io.Reader, max int) *frameReader {
+	return &frameReader{fr: framer.NewReader(r, max)}
+}
+
+func (r *frameReader) next() (byte, []byte, error) {
+	b, err := r.fr.Next()
+	if err != nil {
+		if errors.Is(err, framer.ErrTooLarge) {
+			return 0, nil, fmt.Errorf("%w: %v", errProtocol, err)
+		}
+		return 0, nil, err
+	}
+	return splitFrame(b)
+}
+
+// splitFrame parses a frame body into its type and payload.
+func splitFrame(b []byte) (byte, []byte, error) {
+	if len(b) == 0 {
+		return 0, nil, fmt.Errorf("%w: empty frame", errProtocol)
+	}
+	t := b[0]
+	if t == 0 || (t > frameFormed && t < firstCoreFrame) || t > lastCoreFrame {
+		return 0, nil, fmt.Errorf("%w: unknown frame type %#x", errProtocol, t)
+	}
+	return t, b[1:], nil
+}
+
+// encodeFrame returns the framed bytes of a frame: uvarint(len) ‖ type ‖ body.
+func encodeFrame(typ byte, body []byte) []byte {
+	out := make([]byte, 0, binary.MaxVarintLen64+1+len(body))
+	out = binary.AppendUvarint(out, uint64(1+len(body)))
+	out = append(out, typ)
+	return append(out, body...)
+}
+
+func encodeMsg(typ byte, m proto.Message) []byte {
+	b, err := proto.Marshal(m)
+	if err != nil { // only for invalid UTF-8, which we never build
+		panic(fmt.Sprintf("groups: marshal %T: %v", m, err))
+	}
+	return encodeFrame(typ, b)
+}
+
+// decodeHandshake decodes the body of a handshake or close frame, within
+// maxHandshakeFrame.
+func decodeHandshake[T any, P interface {
+	*T
+	proto.Message
+}](body []byte) (P, error) {
+	if len(body) > maxHandshakeFrame {
+		return nil, fmt.Errorf("%w: handshake frame of %d bytes", errProtocol, len(body))
+	}
+	m := P(new(T))
+	if err := proto.Unmarshal(body, m); err != nil {
+		return nil, fmt.Errorf("%w: %v", errProtocol, err)
+	}
+	return m, nil
+}
+
+// hello is a decoded, checked Hello.
+type hello struct {
+	network catalog.NetworkID
+	group   catalog.ID
+	nonce   [nonceSize]byte
+	role    Role
+}
+
+func decodeHello(body []byte) (hello, error) {
+	var h hello
+	m, err := decodeHandshake[pb.BondHello](body)
+	if err != nil {
+		return h, err
+	}
+	if h.network, err = catalog.IDFromBytes(m.GetNetwork()); err != nil {
+		return h, fmt.Errorf("%w: network: %v", errProtocol, err)
+	}
+	if h.group, err = catalog.IDFromBytes(m.GetGroup()); err != nil {
+		return h, fmt.Errorf("%w: group: %v", errProtocol, err)
+	}
+	if len(m.GetNonce()) != nonceSize {
+		return h, fmt.Errorf("%w: nonce of %d bytes", errProtocol, len(m.GetNonce()))
+	}
+	copy(h.nonce[:], m.GetNonce())
+	if h.role, err = decodeRole(m.GetRole()); err != nil {
+		return h, err
+	}
+	return h, nil
+}
+
+func decodeRole(r uint32) (Role, error) {
+	switch Role(r) {
+	case RoleWriter, RoleReader:
+		return Role(r), nil
+	}
+	return 0, fmt.Errorf("%w: role %d", errProtocol, r)
+}
+
+// welcome is a decoded, checked Welcome.
+type welcome struct {
+	nonce [nonceSize]byte
+	proof [proofSize]byte
+	role  Role
+}
+
+func decodeWelcome(body []byte) (welcome, error) {
+	var w welcome
+	m, err := decodeHandshake[pb.BondWelcome](body)
+	if err != nil {
+		return w, err
+	}
+	if len(m.GetNonce()) != nonceSize || len(m.GetProof()) != proofSize {
+		return w, fmt.Errorf("%w: nonce or proof of the wrong size", errProtocol)
+	}
+	copy(w.nonce[:], m.GetNonce())
+	copy(w.proof[:], m.GetProof())
+	if w.role, err = decodeRole(m.GetRole()); err != nil {
+		return w, err
+	}
+	return w, nil
+}
+
+func decodeProof(body []byte) ([proofSize]byte, error) {
+	var p [proofSize]byte
+	m, err := decodeHandshake[pb.BondProof](body)
+	if err != nil {
+		return p, err
+	}
+	if len(m.GetProof()) != proofSize {
+		return p, fmt.Errorf("%w: proof of %d bytes", errProtocol, len(m.GetProof()))
+	}
+	copy(p[:], m.GetProof())
+	return p, nil
+}
+
+// decodeClose returns the peer's code and reason as a remote CodeError.
+func decodeClose(body []byte) (*CodeError, error) {
+	m, err := decodeHandshake[pb.BondClose](body)
+	if err != nil {
+		return nil, err
+	}
+	if m.GetCode() == 0 || len(m.GetReason()) > maxReason {
+		return nil, fmt.Errorf("%w: close code 0 or reason too long", errProtocol)
+	}
+	return &CodeError{Code: Code(m.GetCode()), Reason: m.GetReason(), Remote: true}, nil
+}
+
+func encodeClose(c Code, reason string) []byte {
+	if len(reason) > maxReason {
+		reason = reason[:maxReason]
+	}
+	return encodeMsg(frameClose, &pb.BondClose{Code: uint32(c), Reason: reason})
+}
+
+// decodeEntryFrame returns the sealed entry bytes of an entry frame; the
+// caller opens them against the catalog (signature, network, freshness).
+func decodeEntryFrame(body []byte, max int) ([]byte, error) {
+	m := new(pb.BondEntry)
+	if err := proto.Unmarshal(body, m); err != nil {
+		return nil, fmt.Errorf("%w: %v", errProtocol, err)
+	}
+	if len(m.GetEntry()) == 0 || len(m.GetEntry()) > max {
+		return nil, fmt.Errorf("%w: entry of %d bytes", errProtocol, len(m.GetEntry()))
+	}
+	return m.GetEntry(), nil
+}
+
+// Sides of a proof.
+const (
+	sideInitiator byte = 'i'
+	sideResponder byte = 'r'
+)
+
+// proofContext is the blake3 key-derivation context of bond proofs.
+const proofContext = "mosaik groups bond v1"
+
+// bondKey derives the proof key of a group from its key (blake3 of the
+// group's secret).
+func bondKey(groupKey [32]byte) [32]byte {
+	var k [32]byte
+	blake3.DeriveKey(k[:], proofContext, groupKey[:])
+	return k
+}
+
+// proof computes keyed-blake3(k, side ‖ group ‖ uvarint(len) ‖ prover ‖
+// uvarint(len) ‖ verifier ‖ nonce_i ‖ nonce_r): it binds knowledge of the
+// key to this handshake's nonces and to both authenticated peer IDs (each
+// prefixed by its length, since binary peer IDs vary in length).
+func proof(k [32]byte, side byte, group catalog.ID, prover, verifier peer.ID, ni, nr [nonceSize]byte) [proofSize]byte {
+	h := blake3.New(proofSize, k[:])
+	_, _ = h.Write([]byte{side})
+	_, _ = h.Write(group[:])
+	_, _ = h.Write(binary.AppendUvarint(nil, uint64(len(prover))))
+	_, _ = h.Write([]byte(prover))
+	_, _ = h.Write(binary.AppendUvarint(nil, uint64(len(verifier))))
+	_, _ = h.Write([]byte(verifier))
+	_, _ = h.Write(ni[:])
+	_, _ = h.Write(nr[:])
+	var out [proofSize]byte
+	h.Sum(out[:0])
+	return out
+}
+
+func proofEqual(a, b [proofSize]byte) bool { return subtle.ConstantTimeCompare(a[:], b[:]) == 1 }
