@@ -27,7 +27,7 @@ func fuzzJWTSetup(f *testing.F) (*JWT, testPeer, []JWTSigningKey) {
 	es := mustSigningKey(f)(ES256SigningKey(priv))
 	seed := make([]byte, ed25519.SeedSize)
 	ed := mustSigningKey(f)(EdDSASigningKey(ed25519.NewKeyFromSeed(seed)))
-	v := NewJWT(hs.VerifyingKey(), es.VerifyingKey(), ed.VerifyingKey()).
+	v := NewJWT(testNetwork, hs.VerifyingKey(), es.VerifyingKey(), ed.VerifyingKey()).
 		AllowNonExpiring().AllowAudience("aud").RequireClaim("role", "admin")
 	return v, holder, []JWTSigningKey{hs, es, ed}
 }
@@ -35,7 +35,7 @@ func fuzzJWTSetup(f *testing.F) (*JWT, testPeer, []JWTSigningKey) {
 func FuzzJWTValidate(f *testing.F) {
 	v, holder, keys := fuzzJWTSetup(f)
 	for _, k := range keys {
-		b := NewJWTBuilder(k).Audience("aud").Claim("role", "admin")
+		b := NewJWTBuilder(testNetwork, k).Audience("aud").Claim("role", "admin")
 		for _, bb := range []*JWTBuilder{
 			b,
 			b.ExpiresIn(time.Hour, t0),

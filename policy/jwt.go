@@ -26,6 +26,17 @@ const MaxJWTSize = 8 << 10
 // Jwt::CLASS (the BLAKE3 hash of "mosaik.tickets.jwt.v1").
 var JWTClass = catalog.IDFromString("mosaik.tickets.jwt.v1")
 
+// The private claims that bind a JWT to one network and one ticket class.
+// Without them a token issued for a test network, or for another class
+// signed with a shared key, would be accepted everywhere the key is
+// trusted. [JWTBuilder] writes both as 64 lowercase hex characters; a
+// validator reads them by the catalog's one rule ([catalog.IDFromString]),
+// so an issuer outside mosaik may also write the names themselves.
+const (
+	JWTNetworkClaim = "mosaik_network"
+	JWTClassClaim   = "mosaik_class"
+)
+
 // maxNumericDate bounds the registered time claims (exp, nbf, iat) to
 // ±9999-12-31T23:59:59Z in unix seconds; anything larger is malformed.
 const maxNumericDate = 253402300799
@@ -69,30 +80,39 @@ type requiredClaim struct {
 // After the signature, Validate checks, in this order and at whole seconds
 // of the injected now:
 //
-//  1. issuer: with AllowIssuer, "iss" must be one of the allowed
+//  1. binding: the JWTNetworkClaim claim must name the validator's network
+//     (ErrWrongNetwork) and the JWTClassClaim claim its class
+//     (ErrWrongClass); a token carrying neither is refused unless
+//     AcceptUnbound;
+//  2. issuer: with AllowIssuer, "iss" must be one of the allowed
 //     (ErrTicketIssuerName);
-//  2. subject: "sub" must equal RequireSubject's value, by default
+//  3. subject: "sub" must equal RequireSubject's value, by default
 //     Subject(holder), the lowercase hex of the holder's 32-byte Ed25519
 //     public key, as in mosaik (ErrWrongSubject);
-//  3. "nbf" after now + leeway rejects (ErrTicketNotYet);
-//  4. "exp" missing rejects unless AllowNonExpiring (ErrTicketNoExpiry);
+//  4. "nbf" after now + leeway, or "iat" after now + leeway (a token from
+//     the future: the issuer's clock is ahead by more than the allowed
+//     drift), rejects (ErrTicketNotYet);
+//  5. "exp" missing rejects unless AllowNonExpiring (ErrTicketNoExpiry);
 //     exp <= now − leeway rejects (ErrTicketExpired);
-//  5. with MaxLifetime, exp − now above it rejects (ErrTicketTooLong);
-//  6. with MaxAge, "iat" is required and now − iat above it rejects
+//  6. with MaxLifetime, exp − now above it rejects (ErrTicketTooLong);
+//  7. with MaxAge, "iat" is required and now − iat above it rejects
 //     (ErrTicketTooOld);
-//  7. audience: with AllowAudience, "aud" (a string, or an array of
+//  8. audience: with AllowAudience, "aud" (a string, or an array of
 //     strings) must be, or contain, one of the allowed (ErrTicketAudience);
-//  8. every RequireClaim claim must be present and equal (ErrTicketClaim).
+//  9. every RequireClaim claim must be present and equal (ErrTicketClaim).
 //
 // Tokens larger than MaxJWTSize, not UTF-8 or not well-formed fail with
 // ErrTicketMalformed; bad signatures with ErrTicketSignature. Validate
 // returns exp + leeway (the instant it would start refusing the token), or
 // Never for a token without "exp".
 //
-// Unlike mosaik (which has no leeway), Leeway tolerates clock skew; it is 0
-// by default, so the defaults behave exactly as mosaik.
+// Unlike mosaik, which has neither, a JWT is bound to its network and class
+// (step 1; AcceptUnbound restores mosaik's behaviour for issuers that do not
+// bind) and Leeway tolerates clock skew (0 by default, as in mosaik).
 type JWT struct {
 	class            catalog.TicketClass
+	network          catalog.NetworkID
+	acceptUnbound    bool
 	keys             []JWTKey
 	issuers          []string
 	audiences        []string
@@ -107,9 +127,10 @@ type JWT struct {
 
 var _ TicketValidator = (*JWT)(nil)
 
-// NewJWT returns a validator of class JWTClass trusting keys.
-func NewJWT(keys ...JWTKey) *JWT {
-	return &JWT{class: JWTClass, keys: slices.Clone(keys)}
+// NewJWT returns a validator of class JWTClass for tokens bound to network,
+// trusting keys.
+func NewJWT(network catalog.NetworkID, keys ...JWTKey) *JWT {
+	return &JWT{class: JWTClass, network: network, keys: slices.Clone(keys)}
 }
 
 func (v *JWT) clone() *JWT {
@@ -125,6 +146,17 @@ func (v *JWT) clone() *JWT {
 func (v *JWT) WithClass(c catalog.TicketClass) *JWT {
 	n := v.clone()
 	n.class = c
+	return n
+}
+
+// AcceptUnbound also accepts tokens that carry neither binding claim, as
+// mosaik's issuers write them; a token that carries either must still
+// match. It weakens the validator: an unbound token signed with a trusted
+// key passes in every network and class that trusts the key, so use it
+// only while such issuers remain.
+func (v *JWT) AcceptUnbound() *JWT {
+	n := v.clone()
+	n.acceptUnbound = true
 	return n
 }
 
@@ -208,8 +240,8 @@ func (v *JWT) MaxAge(d time.Duration) *JWT {
 	return n
 }
 
-// Leeway tolerates clock skew of d on the "nbf" and "exp" comparisons only
-// (default 0, as in mosaik). Negative values count as 0.
+// Leeway tolerates clock skew of d on the "nbf", "iat" and "exp"
+// comparisons (default 0, as in mosaik). Negative values count as 0.
 func (v *JWT) Leeway(d time.Duration) *JWT {
 	n := v.clone()
 	n.leeway = max(d, 0)
@@ -295,12 +327,13 @@ func (v *JWT) Validate(data []byte, holder peer.ID, now time.Time) (time.Time, e
 		return time.Time{}, err
 	}
 
+	if err := v.checkBinding(raw); err != nil {
+		return time.Time{}, err
+	}
 	nowS := time.Unix(now.Unix(), 0) // mosaik compares whole unix seconds
-	// 1. issuer
 	if len(v.issuers) > 0 && (c.iss == nil || !slices.Contains(v.issuers, *c.iss)) {
 		return time.Time{}, fmt.Errorf("%w: %s", ErrTicketIssuerName, quoteOpt(c.iss))
 	}
-	// 2. subject
 	want := v.subject
 	if !v.hasSubject {
 		if want, err = Subject(holder); err != nil {
@@ -310,22 +343,21 @@ func (v *JWT) Validate(data []byte, holder peer.ID, now time.Time) (time.Time, e
 	if c.sub == nil || *c.sub != want {
 		return time.Time{}, fmt.Errorf("%w: sub %s, want %q", ErrWrongSubject, quoteOpt(c.sub), want)
 	}
-	// 3. not before
 	if c.nbf != nil && c.nbf.After(nowS.Add(v.leeway)) {
 		return time.Time{}, fmt.Errorf("%w: from %v", ErrTicketNotYet, c.nbf.UTC())
 	}
-	// 4. expiry
+	if c.iat != nil && c.iat.After(nowS.Add(v.leeway)) {
+		return time.Time{}, fmt.Errorf("%w: issued at %v, in the future beyond the allowed clock drift of %v", ErrTicketNotYet, c.iat.UTC(), v.leeway)
+	}
 	switch {
 	case c.exp == nil && !v.allowNonExpiring:
 		return time.Time{}, ErrTicketNoExpiry
 	case c.exp != nil && !c.exp.After(nowS.Add(-v.leeway)):
 		return time.Time{}, fmt.Errorf("%w at %v", ErrTicketExpired, c.exp.UTC())
 	}
-	// 5. lifetime
 	if v.maxLifetime > 0 && c.exp != nil && c.exp.Sub(nowS) > v.maxLifetime {
 		return time.Time{}, fmt.Errorf("%w: expires %v after now, the maximum is %v", ErrTicketTooLong, c.exp.Sub(nowS), v.maxLifetime)
 	}
-	// 6. age
 	if v.maxAge > 0 {
 		if c.iat == nil {
 			return time.Time{}, fmt.Errorf("%w: no iat", ErrTicketTooOld)
@@ -334,11 +366,9 @@ func (v *JWT) Validate(data []byte, holder peer.ID, now time.Time) (time.Time, e
 			return time.Time{}, fmt.Errorf("%w: issued %v ago, the maximum is %v", ErrTicketTooOld, age, v.maxAge)
 		}
 	}
-	// 7. audience
 	if len(v.audiences) > 0 && !slices.ContainsFunc(c.aud, func(a string) bool { return slices.Contains(v.audiences, a) }) {
 		return time.Time{}, fmt.Errorf("%w: %q", ErrTicketAudience, c.aud)
 	}
-	// 8. required claims
 	for _, rc := range v.claims {
 		got, ok := raw[rc.name]
 		if !ok {
@@ -352,6 +382,47 @@ func (v *JWT) Validate(data []byte, holder peer.ID, now time.Time) (time.Time, e
 		return Never, nil
 	}
 	return c.exp.Add(v.leeway), nil
+}
+
+// checkBinding is step 1 of Validate: the token names this validator's
+// network and class.
+func (v *JWT) checkBinding(raw jwt.MapClaims) error {
+	nw, hasNW, err := idClaim(raw, JWTNetworkClaim)
+	if err != nil {
+		return err
+	}
+	cl, hasCl, err := idClaim(raw, JWTClassClaim)
+	if err != nil {
+		return err
+	}
+	if !hasNW && !hasCl && v.acceptUnbound {
+		return nil
+	}
+	switch {
+	case !hasNW:
+		return fmt.Errorf("%w: the token has no %s claim, it is not bound to a network", ErrWrongNetwork, JWTNetworkClaim)
+	case nw != v.network:
+		return fmt.Errorf("%w: %s is %s, want %s", ErrWrongNetwork, JWTNetworkClaim, nw.Short(), v.network.Short())
+	case !hasCl:
+		return fmt.Errorf("%w: the token has no %s claim, it is not bound to a class", ErrWrongClass, JWTClassClaim)
+	case cl != v.class:
+		return fmt.Errorf("%w: %s is %s, want %s", ErrWrongClass, JWTClassClaim, cl.Short(), v.class.Short())
+	}
+	return nil
+}
+
+// idClaim reads a binding claim: a string turned into an ID by the
+// catalog's rule.
+func idClaim(raw jwt.MapClaims, name string) (catalog.ID, bool, error) {
+	x, ok := raw[name]
+	if !ok {
+		return catalog.ID{}, false, nil
+	}
+	s, ok := x.(string)
+	if !ok || s == "" {
+		return catalog.ID{}, false, fmt.Errorf("%w: %s is not a non-empty string", ErrTicketMalformed, name)
+	}
+	return catalog.IDFromString(s), true, nil
 }
 
 func quoteOpt(s *string) string {

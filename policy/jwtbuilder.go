@@ -18,11 +18,14 @@ import (
 // shared as a template; it is safe for concurrent use.
 //
 // The header is {"alg":"<ALG>","typ":"JWT"}. By default a token has only
-// "sub" (Subject of the holder) and no "exp": set an expiry with ExpiresAt
-// or ExpiresIn, since validators refuse non-expiring tokens by default.
+// "sub" (Subject of the holder), the binding claims JWTNetworkClaim and
+// JWTClassClaim (the builder's network and class, as 64 hex characters) and
+// no "exp": set an expiry with ExpiresAt or ExpiresIn, since validators
+// refuse non-expiring tokens by default.
 // Times are written as whole unix seconds (fractions are dropped).
 type JWTBuilder struct {
 	key       JWTSigningKey
+	network   catalog.NetworkID
 	class     catalog.TicketClass
 	iss, sub  string
 	jti       string
@@ -33,10 +36,10 @@ type JWTBuilder struct {
 	setIssued bool
 }
 
-// NewJWTBuilder returns a builder of tickets of class JWTClass signed with
-// key.
-func NewJWTBuilder(key JWTSigningKey) *JWTBuilder {
-	return &JWTBuilder{key: key, class: JWTClass}
+// NewJWTBuilder returns a builder of tickets of class JWTClass for network,
+// signed with key.
+func NewJWTBuilder(network catalog.NetworkID, key JWTSigningKey) *JWTBuilder {
+	return &JWTBuilder{key: key, network: network, class: JWTClass}
 }
 
 func (b *JWTBuilder) clone() *JWTBuilder {
@@ -46,7 +49,8 @@ func (b *JWTBuilder) clone() *JWTBuilder {
 	return &n
 }
 
-// WithClass sets the class of the tickets built (default JWTClass).
+// WithClass sets the class of the tickets built, and the class they are
+// bound to (default JWTClass).
 func (b *JWTBuilder) WithClass(c catalog.TicketClass) *JWTBuilder {
 	n := b.clone()
 	n.class = c
@@ -114,8 +118,8 @@ func (b *JWTBuilder) ID(jti string) *JWTBuilder {
 }
 
 // Claim sets a claim to any JSON-encodable value. A registered claim set
-// with its own method (Issuer, Subject, Audience, ExpiresAt, …) overrides a
-// Claim of the same name.
+// with its own method (Issuer, Subject, Audience, ExpiresAt, …) and the
+// binding claims override a Claim of the same name.
 func (b *JWTBuilder) Claim(name string, value any) *JWTBuilder {
 	n := b.clone()
 	if n.claims == nil {
@@ -161,6 +165,8 @@ func (b *JWTBuilder) Build(holder peer.ID) (catalog.Ticket, error) {
 	if b.jti != "" {
 		m["jti"] = b.jti
 	}
+	m[JWTNetworkClaim] = b.network.String()
+	m[JWTClassClaim] = b.class.String()
 	s, err := jwt.NewWithClaims(b.key.method, m).SignedString(b.key.key)
 	if err != nil {
 		return catalog.Ticket{}, fmt.Errorf("policy: sign JWT: %w", err)
