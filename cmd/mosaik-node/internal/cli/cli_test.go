@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -161,5 +162,39 @@ func TestParseInterleaved_FlagsAroundPositionals(t *testing.T) {
 		if err != nil || len(pos) != 1 || pos[0] != "s" || *network != "n" {
 			t.Errorf("%q: pos %q network %q err %v", args, pos, *network, err)
 		}
+	}
+}
+
+func TestMain_StrictPerms(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("Windows has no Unix permission bits")
+	}
+	path := filepath.Join(t.TempDir(), "node.key")
+	var out, errOut bytes.Buffer
+	if code := Main(context.Background(), []string{"keygen", "--out", path}, env(&out, &errOut, nil)); code != 0 {
+		t.Fatalf("keygen exit %d: %s", code, errOut.String())
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if code := Main(context.Background(), []string{"id", "--key", path}, env(&out, &errOut, nil)); code != 0 || !strings.Contains(errOut.String(), "chmod 600") {
+		t.Fatalf("without --strict-perms: exit %d, stderr %q", code, errOut.String())
+	}
+	for _, args := range [][]string{
+		{"id", "--key", path, "--strict-perms"},
+		{"ticket", "issue", "--issuer-key", path, "--subject", strings.TrimSpace(out.String()), "--network", "n", "--out", path + ".ticket", "--strict-perms"},
+		{"run", "--network", "n", "--key", path, "--strict-perms", "--listen", "/ip4/127.0.0.1/tcp/0"},
+	} {
+		errOut.Reset()
+		code := Main(context.Background(), args, env(&bytes.Buffer{}, &errOut, nil))
+		if code != 2 || !strings.Contains(errOut.String(), "accessible to group or others") {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and the refusal", args, code, errOut.String())
+		}
+	}
+	errOut.Reset()
+	code := Main(context.Background(), []string{"run", "--network", "n", "--key", path}, env(&bytes.Buffer{}, &errOut, map[string]string{"MOSAIK_STRICT_PERMS": "true"}))
+	if code != 2 || !strings.Contains(errOut.String(), "accessible to group or others") {
+		t.Errorf("MOSAIK_STRICT_PERMS=true on run: exit %d (%s)", code, errOut.String())
 	}
 }
