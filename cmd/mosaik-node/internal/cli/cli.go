@@ -136,10 +136,10 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 
 // nodeFlags are shared by run, produce, consume and catalog.
 type nodeFlags struct {
-	network, tags, key, addrFile, http, logLevel, logFormat, config string
-	listen, bootstrap, tickets                                      listFlag
-	rendezvous, profile, gossipSigning                              string
-	mdns, strictPerms                                               bool
+	network, tags, key, addrFile, http, logLevel, logFormat, config  string
+	listen, bootstrap, tickets                                       listFlag
+	rendezvous, profile, gossipSigning, statusToken, statusTokenFile string
+	mdns, strictPerms                                                bool
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
@@ -151,7 +151,9 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	registerStrictPerms(fs, &f.strictPerms)
 	fs.Var(&f.tickets, "ticket", "ticket file to carry in the node's entry (repeatable)")
 	fs.StringVar(&f.addrFile, "addr-file", "", "once listening, write the node's full multiaddrs here, one per line")
-	fs.StringVar(&f.http, "http", "", "serve the status page, metrics and API on this address")
+	fs.StringVar(&f.http, "http", "", "serve the status page, metrics and API on this host:port (a bare :port binds to 127.0.0.1; name 0.0.0.0 or an interface address to expose it)")
+	fs.StringVar(&f.statusToken, "status-token", "", "require this bearer token on every --http endpoint but /healthz (prefer MOSAIK_STATUS_TOKEN or --status-token-file: arguments are visible to other local users)")
+	fs.StringVar(&f.statusTokenFile, "status-token-file", "", "read the --http bearer token from this file (surrounding whitespace is ignored)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug|info|warn|error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text|json")
 	fs.StringVar(&f.config, "config", "", "TOML or YAML file with the same keys as the flags")
@@ -358,7 +360,11 @@ func cmdNode(ctx context.Context, cmd string, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	h, err := startHTTP(ctx, nf.http, &opts, log)
+	token, err := nf.token()
+	if err != nil {
+		return err
+	}
+	h, err := startHTTP(ctx, nf.http, token, &opts, log)
 	if err != nil {
 		return err
 	}

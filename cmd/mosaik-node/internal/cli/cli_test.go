@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -196,5 +197,43 @@ func TestMain_StrictPerms(t *testing.T) {
 	code := Main(context.Background(), []string{"run", "--network", "n", "--key", path}, env(&bytes.Buffer{}, &errOut, map[string]string{"MOSAIK_STRICT_PERMS": "true"}))
 	if code != 2 || !strings.Contains(errOut.String(), "accessible to group or others") {
 		t.Errorf("MOSAIK_STRICT_PERMS=true on run: exit %d (%s)", code, errOut.String())
+	}
+}
+
+func TestNodeFlags_StatusToken(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "token")
+	if err := os.WriteFile(file, []byte("  from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name      string
+		f         nodeFlags
+		want      string
+		wantUsage bool
+	}{
+		{name: "none", f: nodeFlags{}},
+		{name: "flag", f: nodeFlags{statusToken: "t"}, want: "t"},
+		{name: "file, trimmed", f: nodeFlags{statusTokenFile: file}, want: "from-file"},
+		{name: "both", f: nodeFlags{statusToken: "t", statusTokenFile: file}, wantUsage: true},
+		{name: "empty file", f: nodeFlags{statusTokenFile: empty}, wantUsage: true},
+		{name: "missing file", f: nodeFlags{statusTokenFile: filepath.Join(dir, "missing")}, wantUsage: true},
+	} {
+		got, err := tc.f.token()
+		var ue usageError
+		if tc.wantUsage != errors.As(err, &ue) || got != tc.want {
+			t.Errorf("%s: token %q, err %v", tc.name, got, err)
+		}
+	}
+	// A token without --http is a mistake, not a silent no-op.
+	var errOut bytes.Buffer
+	code := Main(context.Background(), []string{"run", "--network", "n", "--listen", "/ip4/127.0.0.1/tcp/0"},
+		env(&bytes.Buffer{}, &errOut, map[string]string{"MOSAIK_STATUS_TOKEN": "t"}))
+	if code != 2 || !strings.Contains(errOut.String(), "--status-token needs --http") {
+		t.Errorf("token without --http: exit %d, %s", code, errOut.String())
 	}
 }
