@@ -10,6 +10,13 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/cmd/mosaik-node/internal/keyfile"
+	"github.com/mosaik-go/mosaik/policy"
 )
 
 func env(stdout, stderr *bytes.Buffer, vars map[string]string) Env {
@@ -144,6 +151,25 @@ func TestTicketFile_RoundTripAndRejects(t *testing.T) {
 	tk, err := readTicket(path)
 	if err != nil || len(tk.Data) == 0 {
 		t.Fatalf("readTicket = %v, %v", tk, err)
+	}
+	// The ticket is bound to the network and class it was issued for.
+	issuerID, err := keyfile.PeerID(issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hid, err := peer.Decode(holderID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := policy.NewSignedTicketValidator(catalog.IDFromString("n"), issuerID).Validate(tk.Data, hid, now); err != nil {
+		t.Errorf("own network: %v", err)
+	}
+	if _, err := policy.NewSignedTicketValidator(catalog.IDFromString("other"), issuerID).Validate(tk.Data, hid, now); !errors.Is(err, policy.ErrWrongNetwork) {
+		t.Errorf("another network: %v", err)
+	}
+	if _, err := policy.NewSignedTicketValidator(catalog.IDFromString("n"), issuerID).WithClass(catalog.IDFromString("c")).Validate(tk.Data, hid, now); !errors.Is(err, policy.ErrWrongClass) {
+		t.Errorf("another class: %v", err)
 	}
 	bad := filepath.Join(dir, "bad.json")
 	_ = os.WriteFile(bad, []byte(`{"class":"short","data":"AA=="}`), 0o600)
