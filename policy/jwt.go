@@ -326,7 +326,8 @@ func (v *JWT) Validate(data []byte, holder peer.ID, now time.Time) (time.Time, e
 	if err != nil {
 		return time.Time{}, err
 	}
-
+	// The checks run in the order documented on JWT, which callers and
+	// tests rely on to know which refusal a token with several faults gets.
 	if err := v.checkBinding(raw); err != nil {
 		return time.Time{}, err
 	}
