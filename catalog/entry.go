@@ -30,10 +30,17 @@ const (
 	DefaultMaxEntrySize = 64 << 10
 
 	// Structural caps enforced when decoding an entry.
-	MaxAddrs       = 64
-	MaxTags        = 256
-	MaxStreams     = 1024
-	MaxTickets     = 64
+	MaxAddrs   = 64
+	MaxTags    = 256
+	MaxStreams = 1024
+	// MaxTickets: a peer needs one ticket per class it proves and two
+	// while it renews one, so 16 covers eight classes mid-renewal. Every
+	// ticket of a class a validator requires may cost a signature check
+	// whenever the entry changes, so the cap also bounds that work: 16
+	// ECDSA P-384 checks (the slowest accepted) are about 16 ms. The entry
+	// size cap already bounds large tickets; this one bounds small ones (a
+	// libp2p-signed ticket is about 200 bytes).
+	MaxTickets     = 16
 	MaxGroups      = 256
 	maxProtocolLen = 128
 	maxNameLen     = 128

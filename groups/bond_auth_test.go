@@ -28,14 +28,14 @@ func newJWTFixture(t testing.TB) jwtFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return jwtFixture{sk: sk, v: policy.NewJWT(sk.VerifyingKey()).AllowIssuer("mosaik.test.jwt.issuer")}
+	return jwtFixture{sk: sk, v: policy.NewJWT(testNetwork, sk.VerifyingKey()).AllowIssuer("mosaik.test.jwt.issuer")}
 }
 
 // ticketed returns a key and a ticket for it expiring at exp.
 func (f jwtFixture) ticketed(t testing.TB, exp time.Time) (crypto.PrivKey, catalog.Ticket) {
 	t.Helper()
 	k, id := newKey(t)
-	tk, err := policy.NewJWTBuilder(f.sk).Issuer("mosaik.test.jwt.issuer").ExpiresAt(exp).Build(id)
+	tk, err := policy.NewJWTBuilder(testNetwork, f.sk).Issuer("mosaik.test.jwt.issuer").ExpiresAt(exp).Build(id)
 	if err != nil {
 		t.Fatal(err)
 	}

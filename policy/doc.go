@@ -24,7 +24,22 @@
 //
 // Two ticket formats are built in: JWT ([JWT], issued with [JWTBuilder]) and
 // libp2p-signed tickets ([SignedTicketValidator], issued with
-// [IssueSignedTicket]), which need no shared secret. A JWT names its holder
-// in "sub" as mosaik does, by [Subject]: the lowercase hex of the peer's
-// 32-byte Ed25519 public key, not the base58 peer ID.
+// [IssueSignedTicket]), which need no shared secret. Both are bound to one
+// network and one class: a signed ticket carries them in its payload, a JWT
+// in its [JWTNetworkClaim] and [JWTClassClaim] claims, so a ticket issued
+// for a test network or another class is refused even where the same key
+// is trusted. A JWT names its holder in "sub" as mosaik does, by
+// [Subject]: the lowercase hex of the peer's 32-byte Ed25519 public key,
+// not the base58 peer ID.
+//
+// Both built-in validators implement [Fingerprinter]: a hash of their
+// configuration that groups fold into their ID, so that members requiring
+// different tickets never form one group.
+//
+// # State and locks
+//
+// Validators are immutable values, except for the signed-ticket validator's
+// verdict cache, which each configured copy owns. Its mutex is the only
+// one in the package and is never held while a ticket is checked or a
+// caller's code runs, so there is no lock order to respect.
 package policy

@@ -43,7 +43,9 @@ func ExampleJWT() {
 	if err != nil {
 		panic(err)
 	}
-	ticket, err := policy.NewJWTBuilder(signer).
+	network := catalog.IDFromString("my-app")
+	// The builder binds the token to the network and the ticket class.
+	ticket, err := policy.NewJWTBuilder(network, signer).
 		Issuer("auth.example").
 		Audience("orders").
 		Claim("tier", "gold").
@@ -56,7 +58,7 @@ func ExampleJWT() {
 	entry := &catalog.Entry{PeerID: consumer, Tickets: []catalog.Ticket{ticket}}
 
 	// The producer's side.
-	v := policy.NewJWT(signer.VerifyingKey()).
+	v := policy.NewJWT(network, signer.VerifyingKey()).
 		AllowIssuer("auth.example").
 		AllowAudience("orders").
 		RequireClaim("tier", "gold").
@@ -69,10 +71,15 @@ func ExampleJWT() {
 
 	_, err = policy.ValidateTicket(entry, v.RequireClaim("tier", "platinum"), now)
 	fmt.Println("platinum required:", errors.Is(err, policy.ErrTicketClaim))
+
+	// The same authority key trusted in another network does not accept it.
+	_, err = policy.ValidateTicket(entry, policy.NewJWT(catalog.IDFromString("staging"), signer.VerifyingKey()), now)
+	fmt.Println("other network:", errors.Is(err, policy.ErrWrongNetwork))
 	// Output:
 	// valid until: 2025-06-01 13:00:00 +0000 UTC <nil>
 	// two hours later, expired: true
 	// platinum required: true
+	// other network: true
 }
 
 // A shared HMAC secret (32 bytes for HS256) signs and verifies.
@@ -85,7 +92,8 @@ func ExampleHS256Key() {
 	if err != nil {
 		panic(err)
 	}
-	ticket, err := policy.NewJWTBuilder(signer).ExpiresAt(now.Add(30 * time.Minute)).Build(holder)
+	network := catalog.IDFromString("my-app")
+	ticket, err := policy.NewJWTBuilder(network, signer).ExpiresAt(now.Add(30 * time.Minute)).Build(holder)
 	if err != nil {
 		panic(err)
 	}
@@ -93,7 +101,7 @@ func ExampleHS256Key() {
 	if err != nil {
 		panic(err)
 	}
-	exp, err := policy.NewJWT(key).Validate(ticket.Data, holder, now)
+	exp, err := policy.NewJWT(network, key).Validate(ticket.Data, holder, now)
 	fmt.Println(exp.UTC(), err)
 
 	_, err = policy.HS256Key(secret[:16])

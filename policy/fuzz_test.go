@@ -27,7 +27,7 @@ func fuzzJWTSetup(f *testing.F) (*JWT, testPeer, []JWTSigningKey) {
 	es := mustSigningKey(f)(ES256SigningKey(priv))
 	seed := make([]byte, ed25519.SeedSize)
 	ed := mustSigningKey(f)(EdDSASigningKey(ed25519.NewKeyFromSeed(seed)))
-	v := NewJWT(hs.VerifyingKey(), es.VerifyingKey(), ed.VerifyingKey()).
+	v := NewJWT(testNetwork, hs.VerifyingKey(), es.VerifyingKey(), ed.VerifyingKey()).
 		AllowNonExpiring().AllowAudience("aud").RequireClaim("role", "admin")
 	return v, holder, []JWTSigningKey{hs, es, ed}
 }
@@ -35,7 +35,7 @@ func fuzzJWTSetup(f *testing.F) (*JWT, testPeer, []JWTSigningKey) {
 func FuzzJWTValidate(f *testing.F) {
 	v, holder, keys := fuzzJWTSetup(f)
 	for _, k := range keys {
-		b := NewJWTBuilder(k).Audience("aud").Claim("role", "admin")
+		b := NewJWTBuilder(testNetwork, k).Audience("aud").Claim("role", "admin")
 		for _, bb := range []*JWTBuilder{
 			b,
 			b.ExpiresIn(time.Hour, t0),
@@ -82,7 +82,7 @@ func FuzzJWTValidate(f *testing.F) {
 
 func FuzzOpenSignedTicket(f *testing.F) {
 	issuer, holder := seededPeer(f, 2), seededPeer(f, 1)
-	v := NewSignedTicketValidator(testNetwork, issuer.id).AllowNonExpiring().RequireClaim("role", "admin")
+	base := NewSignedTicketValidator(testNetwork, issuer.id).AllowNonExpiring().RequireClaim("role", "admin")
 	for _, st := range []SignedTicket{
 		{Subject: holder.id, Network: testNetwork, Expires: t0.Add(time.Hour), Claims: map[string]string{"role": "admin"}},
 		{Subject: holder.id, Network: testNetwork, Claims: map[string]string{"role": "admin", "x": ""}},
@@ -117,7 +117,17 @@ func FuzzOpenSignedTicket(f *testing.F) {
 				t.Fatalf("opened an invalid subject: %v", err)
 			}
 		}
+		// A fresh cache per input keeps the target stateless (coverage must
+		// not depend on earlier inputs); the second call is answered from
+		// the cache and must agree with the first and with no cache at all.
+		v := base.WithCacheSize(4)
 		exp, err := v.Validate(data, holder.id, t0)
+		for _, again := range []*SignedTicketValidator{v, base.WithCacheSize(0)} {
+			exp2, err2 := again.Validate(data, holder.id, t0)
+			if !exp2.Equal(exp) || (err2 == nil) != (err == nil) || (err != nil && err.Error() != err2.Error()) {
+				t.Fatalf("cached and fresh verdicts differ: %v, %v and %v, %v", exp, err, exp2, err2)
+			}
+		}
 		if err != nil {
 			if len(sentinelsOf(err)) == 0 {
 				t.Fatalf("refusal wraps no policy sentinel: %v", err)

@@ -2,16 +2,12 @@ package policy
 
 import (
 	"bytes"
-	"crypto/ecdh"
-	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -20,12 +16,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mosaik-go/mosaik/catalog"
-)
-
-// The mosaik ES256 test vector (tests/tickets/jwt.rs).
-const (
-	es256VectorPrivate    = "de01776891476ee7bcd6ee9d9824d1440c7ae0c095ad71ad75d3d11a96647b85"
-	es256VectorCompressed = "0298a82ebe69ad57e0f7d5c2809a05188ff58572c5a5009015f26643f91e0d3236"
 )
 
 // allSentinels are the errors a validator may wrap.
@@ -57,34 +47,19 @@ func checkRejected(t *testing.T, err, want error) {
 	}
 }
 
-// compress returns the SEC1 compressed form of an uncompressed point.
-func compress(uncompressed []byte) []byte {
-	n := (len(uncompressed) - 1) / 2
-	out := make([]byte, 1+n)
-	out[0] = 2 | uncompressed[len(uncompressed)-1]&1
-	copy(out[1:], uncompressed[1:1+n])
-	return out
-}
-
-func compressECDSA(t *testing.T, pub *ecdsa.PublicKey) []byte {
-	t.Helper()
-	raw, err := pub.Bytes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return compress(raw)
-}
-
 func TestJWT_Validate(t *testing.T) {
 	holder := newTestPeer(t)
 	other := newTestPeer(t)
 	sub := holder.subject(t)
 	exp := t0.Add(time.Hour)
 	hs256 := mustKey(t)(HS256Key(testSecret[:]))
-	base := NewJWT(hs256).AllowIssuer(testIssuer)
+	base := NewJWT(testNetwork, hs256).AllowIssuer(testIssuer)
 
 	baseClaims := func() map[string]any {
-		return map[string]any{"iss": testIssuer, "sub": sub, "exp": exp.Unix(), "iat": t0.Add(-time.Minute).Unix()}
+		return map[string]any{
+			"iss": testIssuer, "sub": sub, "exp": exp.Unix(), "iat": t0.Add(-time.Minute).Unix(),
+			JWTNetworkClaim: testNetwork.String(), JWTClassClaim: JWTClass.String(),
+		}
 	}
 	secret384 := bytes.Repeat([]byte{7}, 48)
 
@@ -100,7 +75,7 @@ func TestJWT_Validate(t *testing.T) {
 	}{
 		{name: "valid"},
 		{name: "second allowed issuer", v: func(v *JWT) *JWT { return v.AllowIssuer("other") }, claims: func(c map[string]any) { c["iss"] = "other" }},
-		{name: "no issuer check", v: func(*JWT) *JWT { return NewJWT(hs256) }, claims: func(c map[string]any) { delete(c, "iss") }},
+		{name: "no issuer check", v: func(*JWT) *JWT { return NewJWT(testNetwork, hs256) }, claims: func(c map[string]any) { delete(c, "iss") }},
 
 		// Signature and algorithm.
 		{name: "wrong algorithm", token: func() string { return hmacJWT(t, "HS384", secret384, baseClaims()) }, want: ErrTicketAlgorithm},
@@ -116,8 +91,8 @@ func TestJWT_Validate(t *testing.T) {
 		{name: "alg missing", token: func() string { return rawJWT(t, map[string]string{"typ": "JWT"}, baseClaims(), []byte("sig")) }, want: ErrTicketAlgorithm},
 		{name: "alg not a string", token: func() string { return rawJWT(t, map[string]any{"alg": 256}, baseClaims(), []byte("sig")) }, want: ErrTicketAlgorithm},
 		{name: "alg unknown", token: func() string { return rawJWT(t, map[string]string{"alg": "XS256"}, baseClaims(), []byte("sig")) }, want: ErrTicketAlgorithm},
-		{name: "no keys", v: func(*JWT) *JWT { return NewJWT() }, want: ErrTicketAlgorithm},
-		{name: "zero key", v: func(*JWT) *JWT { return NewJWT(JWTKey{}) }, want: ErrTicketAlgorithm},
+		{name: "no keys", v: func(*JWT) *JWT { return NewJWT(testNetwork) }, want: ErrTicketAlgorithm},
+		{name: "zero key", v: func(*JWT) *JWT { return NewJWT(testNetwork, JWTKey{}) }, want: ErrTicketAlgorithm},
 		{name: "tampered claims", token: func() string {
 			good := hmacJWT(t, "HS256", testSecret[:], baseClaims())
 			parts := strings.Split(good, ".")
@@ -199,7 +174,29 @@ func TestJWT_Validate(t *testing.T) {
 		{name: "age: at the maximum", v: func(v *JWT) *JWT { return v.MaxAge(time.Hour) }, claims: func(c map[string]any) { c["iat"] = t0.Add(-time.Hour).Unix() }},
 		{name: "age: whole seconds", v: func(v *JWT) *JWT { return v.MaxAge(time.Hour) }, claims: func(c map[string]any) { c["iat"] = t0.Add(-time.Hour).Unix() }, now: t0.Add(999 * time.Millisecond)},
 		{name: "lifetime: whole seconds", v: func(v *JWT) *JWT { return v.MaxLifetime(time.Hour) }, now: t0.Add(-time.Millisecond), want: ErrTicketTooLong},
-		{name: "age: iat in the future", v: func(v *JWT) *JWT { return v.MaxAge(time.Hour) }, claims: func(c map[string]any) { c["iat"] = t0.Add(time.Hour).Unix() }},
+		{name: "iat in the future", claims: func(c map[string]any) { c["iat"] = t0.Add(time.Second).Unix() }, want: ErrTicketNotYet},
+		{name: "iat in the future with MaxAge", v: func(v *JWT) *JWT { return v.MaxAge(time.Hour) }, claims: func(c map[string]any) { c["iat"] = t0.Add(time.Hour).Unix() }, want: ErrTicketNotYet},
+		{name: "iat now", claims: func(c map[string]any) { c["iat"] = t0.Unix() }, now: t0.Add(999 * time.Millisecond)},
+		{name: "iat ahead within the leeway", v: withLeeway, claims: func(c map[string]any) { c["iat"] = t0.Add(5 * time.Second).Unix() }, exp: exp.Add(5 * time.Second)},
+		{name: "iat ahead beyond the leeway", v: withLeeway, claims: func(c map[string]any) { c["iat"] = t0.Add(6 * time.Second).Unix() }, want: ErrTicketNotYet},
+		{name: "iat not a date", claims: func(c map[string]any) { c["iat"] = "soon" }, want: ErrTicketMalformed},
+
+		// Binding to the network and the class.
+		{name: "other network", claims: func(c map[string]any) { c[JWTNetworkClaim] = catalog.IDFromString("other").String() }, want: ErrWrongNetwork},
+		{name: "network by name", v: func(*JWT) *JWT { return NewJWT(catalog.IDFromString("by-name"), hs256).AllowIssuer(testIssuer) }, claims: func(c map[string]any) { c[JWTNetworkClaim] = "by-name" }},
+		{name: "network claim missing", claims: func(c map[string]any) { delete(c, JWTNetworkClaim) }, want: ErrWrongNetwork},
+		{name: "network claim not a string", claims: func(c map[string]any) { c[JWTNetworkClaim] = 7 }, want: ErrTicketMalformed},
+		{name: "network claim empty", claims: func(c map[string]any) { c[JWTNetworkClaim] = "" }, want: ErrTicketMalformed},
+		{name: "other class", claims: func(c map[string]any) { c[JWTClassClaim] = catalog.IDFromString("other").String() }, want: ErrWrongClass},
+		{name: "validator of another class", v: func(v *JWT) *JWT { return v.WithClass(catalog.IDFromString("other")) }, want: ErrWrongClass},
+		{name: "class claim missing", claims: func(c map[string]any) { delete(c, JWTClassClaim) }, want: ErrWrongClass},
+		{name: "unbound refused", claims: unbind, want: ErrWrongNetwork},
+		{name: "unbound accepted with AcceptUnbound", v: func(v *JWT) *JWT { return v.AcceptUnbound() }, claims: unbind},
+		{name: "AcceptUnbound still checks the network", v: func(v *JWT) *JWT { return v.AcceptUnbound() }, claims: func(c map[string]any) {
+			unbind(c)
+			c[JWTNetworkClaim] = catalog.IDFromString("other").String()
+		}, want: ErrWrongNetwork},
+		{name: "AcceptUnbound still needs the class beside a network", v: func(v *JWT) *JWT { return v.AcceptUnbound() }, claims: func(c map[string]any) { delete(c, JWTClassClaim) }, want: ErrWrongClass},
 		{name: "age unchecked without MaxAge", claims: func(c map[string]any) { delete(c, "iat") }},
 
 		// 7. Audience.
@@ -298,6 +295,8 @@ func TestJWT_Validate(t *testing.T) {
 	}
 }
 
+func unbind(c map[string]any) { delete(c, JWTNetworkClaim); delete(c, JWTClassClaim) }
+
 func withAudiences(v *JWT) *JWT { return v.AllowAudience("aud-a").AllowAudience("aud-b") }
 func withClaims(v *JWT) *JWT    { return v.RequireClaim("role", "admin").RequireClaim("level", 3) }
 func withLeeway(v *JWT) *JWT    { return v.Leeway(5 * time.Second) }
@@ -305,11 +304,11 @@ func withLeeway(v *JWT) *JWT    { return v.Leeway(5 * time.Second) }
 func TestJWT_OtherHolderRejected(t *testing.T) {
 	holder, other := newTestPeer(t), newTestPeer(t)
 	sk := mustSigningKey(t)(HS256SigningKey(testSecret[:]))
-	tk, err := NewJWTBuilder(sk).ExpiresAt(t0.Add(time.Hour)).Build(holder.id)
+	tk, err := NewJWTBuilder(testNetwork, sk).ExpiresAt(t0.Add(time.Hour)).Build(holder.id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := NewJWT(sk.VerifyingKey())
+	v := NewJWT(testNetwork, sk.VerifyingKey())
 	if _, err := v.Validate(tk.Data, holder.id, t0); err != nil {
 		t.Fatalf("holder: %v", err)
 	}
@@ -327,16 +326,16 @@ func TestJWT_HolderWithoutEd25519Key(t *testing.T) {
 		t.Fatal("Subject of a secp256k1 peer succeeded")
 	}
 	hs := mustSigningKey(t)(HS256SigningKey(testSecret[:]))
-	if _, err := NewJWTBuilder(hs).ExpiresAt(t0.Add(time.Hour)).Build(holder.id); err == nil {
+	if _, err := NewJWTBuilder(testNetwork, hs).ExpiresAt(t0.Add(time.Hour)).Build(holder.id); err == nil {
 		t.Fatal("built a ticket with a default subject for a secp256k1 peer")
 	}
-	tk, err := NewJWTBuilder(hs).Subject("svc").ExpiresAt(t0.Add(time.Hour)).Build(holder.id)
+	tk, err := NewJWTBuilder(testNetwork, hs).Subject("svc").ExpiresAt(t0.Add(time.Hour)).Build(holder.id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = NewJWT(hs.VerifyingKey()).Validate(tk.Data, holder.id, t0)
+	_, err = NewJWT(testNetwork, hs.VerifyingKey()).Validate(tk.Data, holder.id, t0)
 	checkRejected(t, err, ErrWrongSubject)
-	if _, err := NewJWT(hs.VerifyingKey()).RequireSubject("svc").Validate(tk.Data, holder.id, t0); err != nil {
+	if _, err := NewJWT(testNetwork, hs.VerifyingKey()).RequireSubject("svc").Validate(tk.Data, holder.id, t0); err != nil {
 		t.Fatalf("with a required subject: %v", err)
 	}
 }
@@ -379,9 +378,9 @@ func TestJWT_KeyRotation(t *testing.T) {
 	}
 	ed := mustSigningKey(t)(EdDSASigningKey(edPriv))
 
-	v := NewJWT(old.VerifyingKey()).AddKey(cur.VerifyingKey()).AddKey(ed.VerifyingKey())
+	v := NewJWT(testNetwork, old.VerifyingKey()).AddKey(cur.VerifyingKey()).AddKey(ed.VerifyingKey())
 	build := func(k JWTSigningKey) []byte {
-		tk, err := NewJWTBuilder(k).ExpiresAt(t0.Add(time.Hour)).Build(holder.id)
+		tk, err := NewJWTBuilder(testNetwork, k).ExpiresAt(t0.Add(time.Hour)).Build(holder.id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -396,7 +395,7 @@ func TestJWT_KeyRotation(t *testing.T) {
 	checkRejected(t, err, ErrTicketSignature)
 
 	// AddKey returns a copy: the original validator still has one key.
-	single := NewJWT(old.VerifyingKey())
+	single := NewJWT(testNetwork, old.VerifyingKey())
 	_ = single.AddKey(cur.VerifyingKey())
 	_, err = single.Validate(build(cur), holder.id, t0)
 	checkRejected(t, err, ErrTicketSignature)
@@ -405,11 +404,11 @@ func TestJWT_KeyRotation(t *testing.T) {
 func TestJWT_BuilderMethodsCopy(t *testing.T) {
 	holder := newTestPeer(t)
 	hs := mustSigningKey(t)(HS256SigningKey(testSecret[:]))
-	tk, err := NewJWTBuilder(hs).Issuer(testIssuer).Audience("a").Claim("role", "admin").ExpiresAt(t0.Add(time.Hour)).Build(holder.id)
+	tk, err := NewJWTBuilder(testNetwork, hs).Issuer(testIssuer).Audience("a").Claim("role", "admin").ExpiresAt(t0.Add(time.Hour)).Build(holder.id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := NewJWT(hs.VerifyingKey())
+	base := NewJWT(testNetwork, hs.VerifyingKey())
 	derived := []*JWT{
 		base.AllowIssuer("someone-else"),
 		base.AllowAudience("b"),
@@ -450,392 +449,7 @@ func TestJWT_RequireClaimPanicsOnNonJSON(t *testing.T) {
 			t.Fatal("no panic")
 		}
 	}()
-	NewJWT().RequireClaim("ch", make(chan int))
-}
-
-func TestJWT_HMACKeyLengths(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		size   int
-		verify func([]byte) (JWTKey, error)
-		sign   func([]byte) (JWTSigningKey, error)
-	}{
-		{"HS256", 32, HS256Key, HS256SigningKey},
-		{"HS384", 48, HS384Key, HS384SigningKey},
-		{"HS512", 64, HS512Key, HS512SigningKey},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			for _, n := range []int{0, 16, tc.size - 1, tc.size + 1, 2 * tc.size} {
-				if _, err := tc.verify(make([]byte, n)); err == nil {
-					t.Errorf("verifying key of %d bytes accepted", n)
-				}
-				if _, err := tc.sign(make([]byte, n)); err == nil {
-					t.Errorf("signing key of %d bytes accepted", n)
-				}
-			}
-			secret := bytes.Repeat([]byte{0x5a}, tc.size)
-			k, err := tc.verify(secret)
-			if err != nil || k.Algorithm() != tc.name {
-				t.Fatalf("%d bytes: %v, alg %q", tc.size, err, k.Algorithm())
-			}
-			sk, err := tc.sign(secret)
-			if err != nil || sk.Algorithm() != tc.name {
-				t.Fatalf("signing key of %d bytes: %v", tc.size, err)
-			}
-			holder := newTestPeer(t)
-			tk, err := NewJWTBuilder(sk).ExpiresAt(t0.Add(time.Minute)).Build(holder.id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// The keys copied the secret: changing the caller's slice
-			// changes nothing.
-			for i := range secret {
-				secret[i] = 0
-			}
-			if _, err := NewJWT(k).Validate(tk.Data, holder.id, t0); err != nil {
-				t.Fatalf("round trip: %v", err)
-			}
-			hdr := decodeHeader(t, tk.Data)
-			if hdr != `{"alg":"`+tc.name+`","typ":"JWT"}` {
-				t.Errorf("header %s", hdr)
-			}
-		})
-	}
-}
-
-func decodeHeader(t *testing.T, token []byte) string {
-	t.Helper()
-	h, err := base64.RawURLEncoding.DecodeString(strings.Split(string(token), ".")[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(h)
-}
-
-func decodeClaims(t *testing.T, token []byte) map[string]any {
-	t.Helper()
-	b, err := base64.RawURLEncoding.DecodeString(strings.Split(string(token), ".")[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.UseNumber()
-	if err := d.Decode(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
-// TestJWT_ES256Vector checks key handling against mosaik's fixed P-256
-// vector: the private scalar gives the compressed public key, and a ticket
-// signed with the private key validates with the compressed key.
-func TestJWT_ES256Vector(t *testing.T) {
-	scalar, _ := hex.DecodeString(es256VectorPrivate)
-	wantPub, _ := hex.DecodeString(es256VectorCompressed)
-
-	// Derived independently with crypto/ecdh …
-	ek, err := ecdh.P256().NewPrivateKey(scalar)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := compress(ek.PublicKey().Bytes()); !bytes.Equal(got, wantPub) {
-		t.Fatalf("ecdh: compressed public key %x, want %x", got, wantPub)
-	}
-	// … and with crypto/ecdsa, the path a signer takes.
-	priv, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), scalar)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := compressECDSA(t, &priv.PublicKey); !bytes.Equal(got, wantPub) {
-		t.Fatalf("ecdsa: compressed public key %x, want %x", got, wantPub)
-	}
-	x, y := elliptic.UnmarshalCompressed(elliptic.P256(), wantPub)
-	if x == nil || !bytes.Equal(elliptic.MarshalCompressed(elliptic.P256(), x, y), wantPub) {
-		t.Fatal("the vector does not round-trip through crypto/elliptic")
-	}
-
-	sk := mustSigningKey(t)(ES256SigningKey(priv))
-	if sk.Algorithm() != "ES256" {
-		t.Fatalf("algorithm %q", sk.Algorithm())
-	}
-	holder := newTestPeer(t)
-	network := catalog.IDFromString("mosaik.test.es256.stream.network")
-	tk, err := NewJWTBuilder(sk).Issuer(testIssuer).Audience(network.String()).ExpiresAt(t0.Add(time.Hour)).Build(holder.id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tk.Class != JWTClass {
-		t.Fatalf("class %v", tk.Class)
-	}
-	if hdr := decodeHeader(t, tk.Data); hdr != `{"alg":"ES256","typ":"JWT"}` {
-		t.Fatalf("header %s", hdr)
-	}
-	sig, err := base64.RawURLEncoding.DecodeString(strings.Split(string(tk.Data), ".")[2])
-	if err != nil || len(sig) != 64 {
-		t.Fatalf("signature is %d bytes (%v), want raw r‖s of 64", len(sig), err)
-	}
-
-	pub := mustKey(t)(ES256KeyFromCompressed(wantPub))
-	v := NewJWT(pub).AllowIssuer(testIssuer).AllowAudience(network.String())
-	got, err := v.Validate(tk.Data, holder.id, t0)
-	if err != nil {
-		t.Fatalf("validate with the compressed key: %v", err)
-	}
-	if !got.Equal(t0.Add(time.Hour)) {
-		t.Fatalf("expiry %v", got)
-	}
-	if _, err := NewJWT(mustKey(t)(ES256Key(&priv.PublicKey))).Validate(tk.Data, holder.id, t0); err != nil {
-		t.Fatalf("validate with the ecdsa key: %v", err)
-	}
-	// VerifyingKey is the same public key.
-	if _, err := NewJWT(sk.VerifyingKey()).Validate(tk.Data, holder.id, t0); err != nil {
-		t.Fatalf("validate with VerifyingKey: %v", err)
-	}
-	// Another P-256 key does not verify it.
-	otherPriv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = NewJWT(mustKey(t)(ES256Key(&otherPriv.PublicKey))).Validate(tk.Data, holder.id, t0)
-	checkRejected(t, err, ErrTicketSignature)
-	// An HS256-only validator refuses the ES256 token by algorithm.
-	_, err = NewJWT(mustKey(t)(HS256Key(testSecret[:]))).Validate(tk.Data, holder.id, t0)
-	checkRejected(t, err, ErrTicketAlgorithm)
-}
-
-func TestJWT_ECDSAKeyErrors(t *testing.T) {
-	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	p521, _ := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
-	c256 := compressECDSA(t, &p256.PublicKey)
-	c384 := compressECDSA(t, &p384.PublicKey)
-
-	notOnCurve := bytes.Clone(c256)
-	notOnCurve[0] = 0x05
-	badX := append([]byte{0x02}, bytes.Repeat([]byte{0xff}, 32)...) // x ≥ p
-	for name, f := range map[string]func() (JWTKey, error){
-		"ES256 nil":                func() (JWTKey, error) { return ES256Key(nil) },
-		"ES256 of a P-384 key":     func() (JWTKey, error) { return ES256Key(&p384.PublicKey) },
-		"ES384 of a P-256 key":     func() (JWTKey, error) { return ES384Key(&p256.PublicKey) },
-		"ES384 of a P-521 key":     func() (JWTKey, error) { return ES384Key(&p521.PublicKey) },
-		"ES256 compressed 32":      func() (JWTKey, error) { return ES256KeyFromCompressed(c256[1:]) },
-		"ES256 uncompressed":       func() (JWTKey, error) { raw, _ := p256.PublicKey.Bytes(); return ES256KeyFromCompressed(raw) },
-		"ES256 from P-384 bytes":   func() (JWTKey, error) { return ES256KeyFromCompressed(c384) },
-		"ES384 from P-256 bytes":   func() (JWTKey, error) { return ES384KeyFromCompressed(c256) },
-		"ES256 bad prefix":         func() (JWTKey, error) { return ES256KeyFromCompressed(notOnCurve) },
-		"ES256 x out of field":     func() (JWTKey, error) { return ES256KeyFromCompressed(badX) },
-		"ES256 empty":              func() (JWTKey, error) { return ES256KeyFromCompressed(nil) },
-		"EdDSA short":              func() (JWTKey, error) { return EdDSAKey(make([]byte, 31)) },
-		"EdDSA of a private key":   func() (JWTKey, error) { return EdDSAKey(make([]byte, 64)) },
-		"ES384 compressed 49 of 0": func() (JWTKey, error) { return ES384KeyFromCompressed(make([]byte, 49)) },
-	} {
-		if k, err := f(); err == nil {
-			t.Errorf("%s: accepted (%s)", name, k.Algorithm())
-		}
-	}
-	for name, f := range map[string]func() (JWTSigningKey, error){
-		"ES256 nil":            func() (JWTSigningKey, error) { return ES256SigningKey(nil) },
-		"ES256 of P-384":       func() (JWTSigningKey, error) { return ES256SigningKey(p384) },
-		"ES384 of P-256":       func() (JWTSigningKey, error) { return ES384SigningKey(p256) },
-		"EdDSA short":          func() (JWTSigningKey, error) { return EdDSASigningKey(make([]byte, 32)) },
-		"EdDSA mismatched key": func() (JWTSigningKey, error) { return EdDSASigningKey(make([]byte, 64)) },
-	} {
-		if _, err := f(); err == nil {
-			t.Errorf("signing key %s: accepted", name)
-		}
-	}
-}
-
-func TestJWT_ES384RoundTrip(t *testing.T) {
-	priv, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sk := mustSigningKey(t)(ES384SigningKey(priv))
-	holder := newTestPeer(t)
-	tk, err := NewJWTBuilder(sk).ExpiresAt(t0.Add(time.Hour)).Build(holder.id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if hdr := decodeHeader(t, tk.Data); hdr != `{"alg":"ES384","typ":"JWT"}` {
-		t.Fatalf("header %s", hdr)
-	}
-	c := compressECDSA(t, &priv.PublicKey)
-	if len(c) != 49 {
-		t.Fatalf("compressed P-384 key is %d bytes", len(c))
-	}
-	for name, k := range map[string]JWTKey{
-		"ecdsa":      mustKey(t)(ES384Key(&priv.PublicKey)),
-		"compressed": mustKey(t)(ES384KeyFromCompressed(c)),
-		"verifying":  sk.VerifyingKey(),
-	} {
-		if k.Algorithm() != "ES384" {
-			t.Errorf("%s: algorithm %q", name, k.Algorithm())
-		}
-		if got, err := NewJWT(k).Validate(tk.Data, holder.id, t0); err != nil || !got.Equal(t0.Add(time.Hour)) {
-			t.Errorf("%s: %v, %v", name, got, err)
-		}
-	}
-	// An ES256-only validator refuses it by algorithm.
-	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	_, err = NewJWT(mustKey(t)(ES256Key(&p256.PublicKey))).Validate(tk.Data, holder.id, t0)
-	checkRejected(t, err, ErrTicketAlgorithm)
-}
-
-func TestJWT_EdDSARoundTrip(t *testing.T) {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sk := mustSigningKey(t)(EdDSASigningKey(priv))
-	holder := newTestPeer(t)
-	tk, err := NewJWTBuilder(sk).Issuer(testIssuer).ExpiresIn(time.Hour, t0).Build(holder.id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if hdr := decodeHeader(t, tk.Data); hdr != `{"alg":"EdDSA","typ":"JWT"}` {
-		t.Fatalf("header %s", hdr)
-	}
-	k := mustKey(t)(EdDSAKey(pub))
-	if k.Algorithm() != "EdDSA" {
-		t.Fatalf("algorithm %q", k.Algorithm())
-	}
-	v := NewJWT(k).AllowIssuer(testIssuer).MaxAge(time.Minute)
-	if got, err := v.Validate(tk.Data, holder.id, t0.Add(30*time.Second)); err != nil || !got.Equal(t0.Add(time.Hour)) {
-		t.Fatalf("validate: %v, %v", got, err)
-	}
-	_, err = v.Validate(tk.Data, holder.id, t0.Add(2*time.Minute))
-	checkRejected(t, err, ErrTicketTooOld)
-	otherPub, _, _ := ed25519.GenerateKey(rand.Reader)
-	_, err = NewJWT(mustKey(t)(EdDSAKey(otherPub))).Validate(tk.Data, holder.id, t0)
-	checkRejected(t, err, ErrTicketSignature)
-}
-
-func TestJWTBuilder_Defaults(t *testing.T) {
-	holder := newTestPeer(t)
-	hs := mustSigningKey(t)(HS256SigningKey(testSecret[:]))
-	tk, err := NewJWTBuilder(hs).Build(holder.id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tk.Class != JWTClass {
-		t.Fatalf("class %v, want JWTClass", tk.Class)
-	}
-	if JWTClass != catalog.HashID([]byte("mosaik.tickets.jwt.v1")) {
-		t.Fatal("JWTClass is not blake3(mosaik.tickets.jwt.v1)")
-	}
-	if hdr := decodeHeader(t, tk.Data); hdr != `{"alg":"HS256","typ":"JWT"}` {
-		t.Fatalf("header %s", hdr)
-	}
-	claims := decodeClaims(t, tk.Data)
-	if want := map[string]any{"sub": holder.subject(t)}; !maps.EqualFunc(claims, want, func(a, b any) bool { return a == b }) {
-		t.Fatalf("default claims %v, want %v", claims, want)
-	}
-	// Without an expiry the default validator refuses it; it passes when
-	// non-expiring tickets are allowed.
-	v := NewJWT(hs.VerifyingKey())
-	_, err = v.Validate(tk.Data, holder.id, t0)
-	checkRejected(t, err, ErrTicketNoExpiry)
-	if got, err := v.AllowNonExpiring().Validate(tk.Data, holder.id, t0); err != nil || !got.Equal(Never) {
-		t.Fatalf("non-expiring: %v, %v", got, err)
-	}
-}
-
-func TestJWTBuilder_Claims(t *testing.T) {
-	holder := newTestPeer(t)
-	hs := mustSigningKey(t)(HS256SigningKey(testSecret[:]))
-	base := NewJWTBuilder(hs).Issuer(testIssuer).Claim("role", "admin")
-
-	tk, err := base.Audience("a").Audience("b").
-		ExpiresIn(time.Hour, t0.Add(500*time.Millisecond)).
-		NotBefore(t0.Add(-time.Minute)).ID("t-1").
-		Claim("level", 3).Claim("exp", "ignored").Claim("sub", "ignored").
-		Subject("explicit").
-		WithClass(catalog.IDFromString("custom")).
-		Build(holder.id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tk.Class != catalog.IDFromString("custom") {
-		t.Fatal("WithClass ignored")
-	}
-	c := decodeClaims(t, tk.Data)
-	want := map[string]string{
-		"iss": testIssuer, "sub": "explicit", "role": "admin", "level": "3", "jti": "t-1",
-		"exp": "1750003600", "iat": "1750000000", "nbf": "1749999940", // whole seconds
-	}
-	for k, w := range want {
-		if got := c[k]; got == nil || toString(got) != w {
-			t.Errorf("claim %s = %v, want %s", k, got, w)
-		}
-	}
-	if aud, ok := c["aud"].([]any); !ok || len(aud) != 2 || aud[0] != "a" || aud[1] != "b" {
-		t.Errorf("aud = %v, want [a b]", c["aud"])
-	}
-	if len(c) != len(want)+1 {
-		t.Errorf("claims %v", c)
-	}
-
-	// One audience is a string; IssuedAt wins over ExpiresIn's default.
-	tk, err = base.IssuedAt(t0.Add(-time.Hour)).ExpiresIn(time.Hour, t0).Audience("only").Build(holder.id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c = decodeClaims(t, tk.Data)
-	if c["aud"] != "only" || toString(c["iat"]) != "1749996400" {
-		t.Errorf("aud %v iat %v", c["aud"], c["iat"])
-	}
-	// A "sub" given with Claim is kept when Subject is not called.
-	tk, err = base.Claim("sub", "from-claim").Build(holder.id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c := decodeClaims(t, tk.Data); c["sub"] != "from-claim" {
-		t.Errorf("sub %v", c["sub"])
-	}
-	// The template itself is unchanged.
-	tk, err = base.Build(holder.id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c = decodeClaims(t, tk.Data)
-	if len(c) != 3 || c["iss"] != testIssuer || c["role"] != "admin" || c["sub"] != holder.subject(t) {
-		t.Errorf("template changed: %v", c)
-	}
-	// Required claims compare by JSON value.
-	tk, err = base.Claim("level", 3).ExpiresAt(t0.Add(time.Hour)).Build(holder.id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := NewJWT(hs.VerifyingKey()).RequireClaim("level", 3.0).RequireClaim("role", "admin")
-	if _, err := v.Validate(tk.Data, holder.id, t0); err != nil {
-		t.Fatalf("required claims: %v", err)
-	}
-}
-
-func toString(v any) string {
-	switch x := v.(type) {
-	case json.Number:
-		return x.String()
-	case string:
-		return x
-	}
-	return "?"
-}
-
-func TestJWTBuilder_Errors(t *testing.T) {
-	holder := newTestPeer(t)
-	if _, err := NewJWTBuilder(JWTSigningKey{}).Build(holder.id); err == nil {
-		t.Error("built with the zero signing key")
-	}
-	hs := mustSigningKey(t)(HS256SigningKey(testSecret[:]))
-	if _, err := NewJWTBuilder(hs).Claim("ch", make(chan int)).Build(holder.id); err == nil {
-		t.Error("built with a non-JSON claim")
-	}
-	if _, err := NewJWTBuilder(hs).Claim("pad", strings.Repeat("x", MaxJWTSize)).Build(holder.id); err == nil {
-		t.Error("built an oversize token")
-	}
+	NewJWT(testNetwork).RequireClaim("ch", make(chan int))
 }
 
 func TestJWT_WithValidateTicket(t *testing.T) {
@@ -848,18 +462,18 @@ func TestJWT_WithValidateTicket(t *testing.T) {
 		}
 		return tk
 	}
-	b := NewJWTBuilder(hs)
+	b := NewJWTBuilder(testNetwork, hs)
 	e := &catalog.Entry{PeerID: holder.id, Tickets: []catalog.Ticket{
 		build(b.ExpiresAt(t0.Add(time.Hour))),
 		build(b.ExpiresAt(t0.Add(3 * time.Hour))),
 		build(b.ExpiresAt(t0.Add(-time.Hour))),
 		build(b.ExpiresAt(t0.Add(5 * time.Hour)).WithClass(catalog.IDFromString("other"))),
 	}}
-	got, err := ValidateTicket(e, NewJWT(hs.VerifyingKey()), t0)
+	got, err := ValidateTicket(e, NewJWT(testNetwork, hs.VerifyingKey()), t0)
 	if err != nil || !got.Equal(t0.Add(3*time.Hour)) {
 		t.Fatalf("ValidateTicket = %v, %v; want the latest expiry", got, err)
 	}
-	got, err = ValidateTicket(e, NewJWT(hs.VerifyingKey()), t0.Add(4*time.Hour))
+	got, err = ValidateTicket(e, NewJWT(testNetwork, hs.VerifyingKey()), t0.Add(4*time.Hour))
 	if !errors.Is(err, ErrNoValidTicket) || !errors.Is(err, ErrTicketExpired) {
 		t.Fatalf("all expired: %v, %v", got, err)
 	}

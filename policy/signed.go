@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"maps"
@@ -31,25 +32,6 @@ var SignedTicketPayloadType = []byte("/mosaik/ticket/1")
 
 // SignedTicketClass is the default class of libp2p-signed tickets.
 var SignedTicketClass = catalog.IDFromString("mosaik.tickets.libp2p.v1")
-
-// Errors of ticket validation.
-var (
-	ErrTicketMalformed  = errors.New("policy: malformed ticket")
-	ErrTicketSignature  = errors.New("policy: ticket signature invalid")
-	ErrUntrustedIssuer  = errors.New("policy: ticket issuer is not trusted")
-	ErrWrongSubject     = errors.New("policy: ticket issued for another peer")
-	ErrWrongNetwork     = errors.New("policy: ticket issued for another network")
-	ErrWrongClass       = errors.New("policy: ticket of another class")
-	ErrTicketNotYet     = errors.New("policy: ticket not valid yet")
-	ErrTicketExpired    = errors.New("policy: ticket expired")
-	ErrTicketNoExpiry   = errors.New("policy: ticket never expires and non-expiring tickets are not allowed")
-	ErrTicketTooLong    = errors.New("policy: ticket lifetime exceeds the maximum")
-	ErrTicketClaim      = errors.New("policy: required claim missing or different")
-	ErrTicketTooOld     = errors.New("policy: ticket issued too long ago")
-	ErrTicketAudience   = errors.New("policy: ticket audience not allowed")
-	ErrTicketAlgorithm  = errors.New("policy: ticket algorithm or key not accepted")
-	ErrTicketIssuerName = errors.New("policy: ticket issuer not allowed")
-)
 
 // SignedTicket is the content of a libp2p-signed ticket.
 type SignedTicket struct {
@@ -127,6 +109,13 @@ func IssueSignedTicket(issuer crypto.PrivKey, t SignedTicket) (catalog.Ticket, e
 // OpenSignedTicket verifies a sealed ticket's signature and decodes it. It
 // does not judge the issuer, subject, network or times: the validator does.
 func OpenSignedTicket(data []byte) (*SignedTicket, error) {
+	return openSignedTicket(data, nil)
+}
+
+// openSignedTicket is OpenSignedTicket with an issuer check that runs after
+// the envelope is parsed but before its signature is verified, so that a
+// ticket from an untrusted issuer costs a parse, never a verification.
+func openSignedTicket(data []byte, trusted func(peer.ID) bool) (*SignedTicket, error) {
 	if len(data) > MaxSignedTicketSize {
 		return nil, fmt.Errorf("%w: %d bytes > %d", ErrTicketMalformed, len(data), MaxSignedTicketSize)
 	}
@@ -140,16 +129,19 @@ func OpenSignedTicket(data []byte) (*SignedTicket, error) {
 	if !bytes.Equal(env.PayloadType, SignedTicketPayloadType) {
 		return nil, fmt.Errorf("%w: payload type %q", ErrTicketMalformed, env.PayloadType)
 	}
+	issuer, err := peer.IDFromPublicKey(env.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: issuer: %v", ErrTicketMalformed, err)
+	}
+	if trusted != nil && !trusted(issuer) {
+		return nil, fmt.Errorf("%w: %s", ErrUntrustedIssuer, issuer)
+	}
 	var rec ticketRecord
 	if _, err := record.ConsumeTypedEnvelope(data, &rec); err != nil {
 		if rec.m == nil {
 			return nil, fmt.Errorf("%w: %v", ErrTicketSignature, err)
 		}
 		return nil, fmt.Errorf("%w: %v", ErrTicketMalformed, err)
-	}
-	issuer, err := peer.IDFromPublicKey(env.PublicKey)
-	if err != nil {
-		return nil, fmt.Errorf("%w: issuer: %v", ErrTicketMalformed, err)
 	}
 	subject, err := peer.IDFromBytes(rec.m.GetSubject())
 	if err != nil {
@@ -169,8 +161,29 @@ func OpenSignedTicket(data []byte) (*SignedTicket, error) {
 	}, nil
 }
 
+// DefaultSignedTicketCacheSize is how many verdicts a SignedTicketValidator
+// keeps by default. A verdict is under a hundred bytes, so the default
+// costs well under a megabyte, and it covers a catalog of a thousand peers
+// each carrying a ticket of the class.
+const DefaultSignedTicketCacheSize = 1024
+
 // SignedTicketValidator accepts libp2p-signed tickets of its class, for
 // its network, issued to the holder by one of its trusted issuers.
+//
+// Configure it with NewSignedTicketValidator and the builder methods; each
+// returns a changed copy with its own verdict cache, so a validator is
+// immutable once built and safe for concurrent use.
+//
+// Streams validate a peer's tickets on connect and on every catalog change,
+// mostly with the same ticket bytes, so the validator remembers, per holder
+// and ticket (its SHA-256), what does not depend on the time: the outcome
+// of the signature, issuer, class, network, subject and claim checks, and
+// the ticket's validity window. The window is judged against now on every
+// call, so a cached ticket still expires on time; a changed ticket (a new
+// entry version carrying other bytes) misses the cache. Keying by the
+// ticket's bytes rather than by the entry's version means an entry that
+// re-signs the same ticket costs nothing, and a peer that signs two
+// different entries under one version cannot reuse a verdict.
 type SignedTicketValidator struct {
 	class            catalog.TicketClass
 	network          catalog.NetworkID
@@ -178,79 +191,120 @@ type SignedTicketValidator struct {
 	allowNonExpiring bool
 	leeway           time.Duration
 	claims           map[string]string
+	cacheSize        int
+	cache            *verdictCache // nil when cacheSize is 0
 }
 
 // NewSignedTicketValidator trusts the given issuers for tickets of network.
 func NewSignedTicketValidator(network catalog.NetworkID, issuers ...peer.ID) *SignedTicketValidator {
-	return &SignedTicketValidator{class: SignedTicketClass, network: network, issuers: slices.Clone(issuers)}
+	v := &SignedTicketValidator{class: SignedTicketClass, network: network, issuers: slices.Clone(issuers), cacheSize: DefaultSignedTicketCacheSize}
+	v.cache = newVerdictCache(v.cacheSize)
+	return v
+}
+
+// derive returns a copy to change, with a fresh cache: verdicts depend on
+// the configuration, so a copy must never see its parent's.
+func (v *SignedTicketValidator) derive(change func(*SignedTicketValidator)) *SignedTicketValidator {
+	n := *v
+	n.issuers = slices.Clip(n.issuers)
+	change(&n)
+	n.cache = newVerdictCache(n.cacheSize)
+	return &n
 }
 
 // WithClass sets the ticket class (default SignedTicketClass).
 func (v *SignedTicketValidator) WithClass(c catalog.TicketClass) *SignedTicketValidator {
-	n := *v
-	n.class = c
-	return &n
+	return v.derive(func(n *SignedTicketValidator) { n.class = c })
 }
 
 // AllowNonExpiring accepts tickets without an expiry.
 func (v *SignedTicketValidator) AllowNonExpiring() *SignedTicketValidator {
-	n := *v
-	n.allowNonExpiring = true
-	return &n
+	return v.derive(func(n *SignedTicketValidator) { n.allowNonExpiring = true })
 }
 
-// WithLeeway tolerates clock skew of d on not-before and expiry (default 0).
+// WithLeeway tolerates clock skew of d on not-before and expiry (default
+// 0). Negative values count as 0.
 func (v *SignedTicketValidator) WithLeeway(d time.Duration) *SignedTicketValidator {
-	n := *v
-	n.leeway = d
-	return &n
+	return v.derive(func(n *SignedTicketValidator) { n.leeway = max(d, 0) })
 }
 
 // RequireClaim requires the ticket to carry claim name = value.
 func (v *SignedTicketValidator) RequireClaim(name, value string) *SignedTicketValidator {
-	n := *v
-	n.claims = maps.Clone(v.claims)
-	if n.claims == nil {
-		n.claims = map[string]string{}
-	}
-	n.claims[name] = value
-	return &n
+	return v.derive(func(n *SignedTicketValidator) {
+		n.claims = maps.Clone(v.claims)
+		if n.claims == nil {
+			n.claims = map[string]string{}
+		}
+		n.claims[name] = value
+	})
+}
+
+// WithCacheSize sets how many verdicts the validator keeps, the least
+// recently used going first (default DefaultSignedTicketCacheSize); n <= 0
+// turns the cache off.
+func (v *SignedTicketValidator) WithCacheSize(n int) *SignedTicketValidator {
+	return v.derive(func(c *SignedTicketValidator) { c.cacheSize = max(n, 0) })
 }
 
 // Class implements TicketValidator.
 func (v *SignedTicketValidator) Class() catalog.TicketClass { return v.class }
 
-// Validate implements TicketValidator. Checks, in order: signature and
-// structure, trusted issuer, class, network, subject, not-before, expiry,
-// required claims.
+// Validate implements TicketValidator. Checks, in order: size and
+// structure, trusted issuer (before the signature, so that an untrusted
+// ticket costs no verification), signature, class, network, subject,
+// not-before, expiry, required claims.
 func (v *SignedTicketValidator) Validate(data []byte, holder peer.ID, now time.Time) (time.Time, error) {
-	t, err := OpenSignedTicket(data)
-	if err != nil {
-		return time.Time{}, err
+	if len(data) > MaxSignedTicketSize {
+		return time.Time{}, fmt.Errorf("%w: %d bytes > %d", ErrTicketMalformed, len(data), MaxSignedTicketSize)
+	}
+	var vd verdict
+	if v.cache != nil {
+		key := verdictKey{holder: holder, ticket: sha256.Sum256(data)}
+		var ok bool
+		if vd, ok = v.cache.get(key); !ok {
+			vd = v.judge(data, holder)
+			v.cache.put(key, vd)
+		}
+	} else {
+		vd = v.judge(data, holder)
 	}
 	switch {
-	case !slices.Contains(v.issuers, t.Issuer):
-		return time.Time{}, fmt.Errorf("%w: %s", ErrUntrustedIssuer, t.Issuer)
-	case t.Class != v.class:
-		return time.Time{}, ErrWrongClass
-	case t.Network != v.network:
-		return time.Time{}, fmt.Errorf("%w: %s", ErrWrongNetwork, t.Network.Short())
-	case t.Subject != holder:
-		return time.Time{}, fmt.Errorf("%w: issued to %s, held by %s", ErrWrongSubject, t.Subject, holder)
-	case !t.NotBefore.IsZero() && t.NotBefore.After(now.Add(v.leeway)):
-		return time.Time{}, fmt.Errorf("%w: from %v", ErrTicketNotYet, t.NotBefore)
-	case t.Expires.IsZero() && !v.allowNonExpiring:
+	case vd.err != nil:
+		return time.Time{}, vd.err
+	case !vd.notBefore.IsZero() && vd.notBefore.After(now.Add(v.leeway)):
+		return time.Time{}, fmt.Errorf("%w: from %v", ErrTicketNotYet, vd.notBefore)
+	case vd.expires.IsZero() && !v.allowNonExpiring:
 		return time.Time{}, ErrTicketNoExpiry
-	case !t.Expires.IsZero() && !t.Expires.Add(v.leeway).After(now):
-		return time.Time{}, fmt.Errorf("%w at %v", ErrTicketExpired, t.Expires)
+	case !vd.expires.IsZero() && !vd.expires.Add(v.leeway).After(now):
+		return time.Time{}, fmt.Errorf("%w at %v", ErrTicketExpired, vd.expires)
+	case vd.claimErr != nil:
+		return time.Time{}, vd.claimErr
 	}
-	for name, want := range v.claims {
-		if got, ok := t.Claims[name]; !ok || got != want {
-			return time.Time{}, fmt.Errorf("%w: %s", ErrTicketClaim, name)
-		}
-	}
-	if t.Expires.IsZero() {
+	if vd.expires.IsZero() {
 		return Never, nil
 	}
-	return t.Expires.Add(v.leeway), nil
+	return vd.expires.Add(v.leeway), nil
+}
+
+// judge runs the checks that do not depend on the time.
+func (v *SignedTicketValidator) judge(data []byte, holder peer.ID) verdict {
+	t, err := openSignedTicket(data, func(id peer.ID) bool { return slices.Contains(v.issuers, id) })
+	switch {
+	case err != nil:
+		return verdict{err: err}
+	case t.Class != v.class:
+		return verdict{err: fmt.Errorf("%w: %s, want %s", ErrWrongClass, t.Class.Short(), v.class.Short())}
+	case t.Network != v.network:
+		return verdict{err: fmt.Errorf("%w: %s, want %s", ErrWrongNetwork, t.Network.Short(), v.network.Short())}
+	case t.Subject != holder:
+		return verdict{err: fmt.Errorf("%w: issued to %s, held by %s", ErrWrongSubject, t.Subject, holder)}
+	}
+	vd := verdict{notBefore: t.NotBefore, expires: t.Expires}
+	for _, name := range slices.Sorted(maps.Keys(v.claims)) {
+		if got, ok := t.Claims[name]; !ok || got != v.claims[name] {
+			vd.claimErr = fmt.Errorf("%w: %s", ErrTicketClaim, name)
+			break
+		}
+	}
+	return vd
 }

@@ -136,10 +136,10 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 
 // nodeFlags are shared by run, produce, consume and catalog.
 type nodeFlags struct {
-	network, tags, key, addrFile, http, logLevel, logFormat, config string
-	listen, bootstrap, tickets                                      listFlag
-	rendezvous, profile, gossipSigning                              string
-	mdns                                                            bool
+	network, tags, key, addrFile, http, logLevel, logFormat, config  string
+	listen, bootstrap, tickets                                       listFlag
+	rendezvous, profile, gossipSigning, statusToken, statusTokenFile string
+	mdns, strictPerms                                                bool
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
@@ -148,9 +148,12 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.bootstrap, "bootstrap", "bootstrap multiaddr ending in /p2p/ID (repeatable)")
 	fs.StringVar(&f.tags, "tags", "", "the node's tags, comma separated")
 	fs.StringVar(&f.key, "key", "", "ed25519 key file; created with mode 0600 when missing (default: a new key each run)")
+	registerStrictPerms(fs, &f.strictPerms)
 	fs.Var(&f.tickets, "ticket", "ticket file to carry in the node's entry (repeatable)")
 	fs.StringVar(&f.addrFile, "addr-file", "", "once listening, write the node's full multiaddrs here, one per line")
-	fs.StringVar(&f.http, "http", "", "serve the status page, metrics and API on this address")
+	fs.StringVar(&f.http, "http", "", "serve the status page, metrics and API on this host:port (a bare :port binds to 127.0.0.1; name 0.0.0.0 or an interface address to expose it)")
+	fs.StringVar(&f.statusToken, "status-token", "", "require this bearer token on every --http endpoint but /healthz (prefer MOSAIK_STATUS_TOKEN or --status-token-file: arguments are visible to other local users)")
+	fs.StringVar(&f.statusTokenFile, "status-token-file", "", "read the --http bearer token from this file (surrounding whitespace is ignored)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug|info|warn|error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text|json")
 	fs.StringVar(&f.config, "config", "", "TOML or YAML file with the same keys as the flags")
@@ -222,7 +225,7 @@ func (f *nodeFlags) options(log *slog.Logger) ([]node.Option, error) {
 		opts = append(opts, node.WithMDNS())
 	}
 	if f.key != "" {
-		k, err := keyfile.LoadOrCreate(f.key)
+		k, err := keyfile.LoadOrCreate(f.key, keyOptions(f.strictPerms, log)...)
 		if err != nil {
 			return nil, usageError{err}
 		}
@@ -357,7 +360,11 @@ func cmdNode(ctx context.Context, cmd string, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	h, err := startHTTP(ctx, nf.http, &opts, log)
+	token, err := nf.token()
+	if err != nil {
+		return err
+	}
+	h, err := startHTTP(ctx, nf.http, token, &opts, log)
 	if err != nil {
 		return err
 	}
@@ -522,74 +529,4 @@ func cmdDemo(ctx context.Context, args []string, env Env) error {
 		return nil // interrupted: the summary so far was printed
 	}
 	return err
-}
-
-func cmdKeygen(args []string, env Env) error {
-	fs := newFlagSet("keygen", env)
-	out := fs.String("out", "", "key file to create (must not exist)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if *out == "" {
-		return usagef("keygen: --out is required")
-	}
-	id, err := keyfile.Create(*out)
-	if err != nil {
-		return usageError{err}
-	}
-	fmt.Fprintln(env.Stdout, id)
-	return nil
-}
-
-func cmdID(args []string, env Env) error {
-	fs := newFlagSet("id", env)
-	key := fs.String("key", "", "key file")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if *key == "" {
-		return usagef("id: --key is required")
-	}
-	id, err := keyfile.PeerID(*key)
-	if err != nil {
-		return usageError{err}
-	}
-	fmt.Fprintln(env.Stdout, id)
-	return nil
-}
-
-func cmdTicketIssue(args []string, env Env) error {
-	fs := newFlagSet("ticket issue", env)
-	issuerKey := fs.String("issuer-key", "", "the issuer's ed25519 key file")
-	subject := fs.String("subject", "", "peer ID of the ticket holder")
-	network := fs.String("network", "", "network the ticket is valid in")
-	class := fs.String("class", "", "ticket class (default the libp2p-signed ticket class)")
-	ttl := fs.Duration("ttl", 24*time.Hour, "validity from now")
-	out := fs.String("out", "", "ticket file to write")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	switch {
-	case *issuerKey == "" || *subject == "" || *network == "" || *out == "":
-		return usagef("ticket issue: --issuer-key, --subject, --network and --out are required")
-	case *ttl <= 0:
-		return usagef("ticket issue: --ttl must be positive")
-	}
-	k, err := keyfile.Load(*issuerKey)
-	if err != nil {
-		return usageError{err}
-	}
-	sub, err := peer.Decode(*subject)
-	if err != nil {
-		return usagef("--subject %q: %v", *subject, err)
-	}
-	st := policy.SignedTicket{Subject: sub, Network: catalog.IDFromString(*network), Expires: time.Now().Add(*ttl)}
-	if *class != "" {
-		st.Class = catalog.IDFromString(*class)
-	}
-	t, err := policy.IssueSignedTicket(k, st)
-	if err != nil {
-		return err
-	}
-	return writeTicket(*out, t)
 }

@@ -3,11 +3,20 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/cmd/mosaik-node/internal/keyfile"
+	"github.com/mosaik-go/mosaik/policy"
 )
 
 func env(stdout, stderr *bytes.Buffer, vars map[string]string) Env {
@@ -143,6 +152,25 @@ func TestTicketFile_RoundTripAndRejects(t *testing.T) {
 	if err != nil || len(tk.Data) == 0 {
 		t.Fatalf("readTicket = %v, %v", tk, err)
 	}
+	// The ticket is bound to the network and class it was issued for.
+	issuerID, err := keyfile.PeerID(issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hid, err := peer.Decode(holderID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := policy.NewSignedTicketValidator(catalog.IDFromString("n"), issuerID).Validate(tk.Data, hid, now); err != nil {
+		t.Errorf("own network: %v", err)
+	}
+	if _, err := policy.NewSignedTicketValidator(catalog.IDFromString("other"), issuerID).Validate(tk.Data, hid, now); !errors.Is(err, policy.ErrWrongNetwork) {
+		t.Errorf("another network: %v", err)
+	}
+	if _, err := policy.NewSignedTicketValidator(catalog.IDFromString("n"), issuerID).WithClass(catalog.IDFromString("c")).Validate(tk.Data, hid, now); !errors.Is(err, policy.ErrWrongClass) {
+		t.Errorf("another class: %v", err)
+	}
 	bad := filepath.Join(dir, "bad.json")
 	_ = os.WriteFile(bad, []byte(`{"class":"short","data":"AA=="}`), 0o600)
 	if _, err := readTicket(bad); err == nil {
@@ -161,5 +189,77 @@ func TestParseInterleaved_FlagsAroundPositionals(t *testing.T) {
 		if err != nil || len(pos) != 1 || pos[0] != "s" || *network != "n" {
 			t.Errorf("%q: pos %q network %q err %v", args, pos, *network, err)
 		}
+	}
+}
+
+func TestMain_StrictPerms(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("Windows has no Unix permission bits")
+	}
+	path := filepath.Join(t.TempDir(), "node.key")
+	var out, errOut bytes.Buffer
+	if code := Main(context.Background(), []string{"keygen", "--out", path}, env(&out, &errOut, nil)); code != 0 {
+		t.Fatalf("keygen exit %d: %s", code, errOut.String())
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if code := Main(context.Background(), []string{"id", "--key", path}, env(&out, &errOut, nil)); code != 0 || !strings.Contains(errOut.String(), "chmod 600") {
+		t.Fatalf("without --strict-perms: exit %d, stderr %q", code, errOut.String())
+	}
+	for _, args := range [][]string{
+		{"id", "--key", path, "--strict-perms"},
+		{"ticket", "issue", "--issuer-key", path, "--subject", strings.TrimSpace(out.String()), "--network", "n", "--out", path + ".ticket", "--strict-perms"},
+		{"run", "--network", "n", "--key", path, "--strict-perms", "--listen", "/ip4/127.0.0.1/tcp/0"},
+	} {
+		errOut.Reset()
+		code := Main(context.Background(), args, env(&bytes.Buffer{}, &errOut, nil))
+		if code != 2 || !strings.Contains(errOut.String(), "accessible to group or others") {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and the refusal", args, code, errOut.String())
+		}
+	}
+	errOut.Reset()
+	code := Main(context.Background(), []string{"run", "--network", "n", "--key", path}, env(&bytes.Buffer{}, &errOut, map[string]string{"MOSAIK_STRICT_PERMS": "true"}))
+	if code != 2 || !strings.Contains(errOut.String(), "accessible to group or others") {
+		t.Errorf("MOSAIK_STRICT_PERMS=true on run: exit %d (%s)", code, errOut.String())
+	}
+}
+
+func TestNodeFlags_StatusToken(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "token")
+	if err := os.WriteFile(file, []byte("  from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name      string
+		f         nodeFlags
+		want      string
+		wantUsage bool
+	}{
+		{name: "none", f: nodeFlags{}},
+		{name: "flag", f: nodeFlags{statusToken: "t"}, want: "t"},
+		{name: "file, trimmed", f: nodeFlags{statusTokenFile: file}, want: "from-file"},
+		{name: "both", f: nodeFlags{statusToken: "t", statusTokenFile: file}, wantUsage: true},
+		{name: "empty file", f: nodeFlags{statusTokenFile: empty}, wantUsage: true},
+		{name: "missing file", f: nodeFlags{statusTokenFile: filepath.Join(dir, "missing")}, wantUsage: true},
+	} {
+		got, err := tc.f.token()
+		var ue usageError
+		if tc.wantUsage != errors.As(err, &ue) || got != tc.want {
+			t.Errorf("%s: token %q, err %v", tc.name, got, err)
+		}
+	}
+	// A token without --http is a mistake, not a silent no-op.
+	var errOut bytes.Buffer
+	code := Main(context.Background(), []string{"run", "--network", "n", "--listen", "/ip4/127.0.0.1/tcp/0"},
+		env(&bytes.Buffer{}, &errOut, map[string]string{"MOSAIK_STATUS_TOKEN": "t"}))
+	if code != 2 || !strings.Contains(errOut.String(), "--status-token needs --http") {
+		t.Errorf("token without --http: exit %d, %s", code, errOut.String())
 	}
 }

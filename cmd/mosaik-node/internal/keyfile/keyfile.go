@@ -1,14 +1,25 @@
 // Package keyfile stores a node's ed25519 identity: the libp2p protobuf
 // encoding of the private key (crypto.MarshalPrivateKey), in a file of mode
 // 0600.
+//
+// Create never leaves a partial or world-readable key behind: it writes a
+// temporary file in the same directory with mode 0600, syncs it, links it
+// into place (failing if the key file exists) and syncs the directory, so
+// after a crash the key file is either absent or complete. Load warns about
+// a key file that group or others may read, and refuses it under
+// WithStrictPerms.
 package keyfile
 
 import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"log/slog"
 	"os"
+	"path/filepath"
+	"runtime"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -16,6 +27,34 @@ import (
 
 // maxKeyFile caps what Load reads: an ed25519 key file is 68 bytes.
 const maxKeyFile = 4 << 10
+
+// ErrInsecurePerms is returned by Load under WithStrictPerms for a key file
+// that group or others may read or write.
+var ErrInsecurePerms = errors.New("keyfile: key file is accessible to group or others")
+
+// Option configures Load, LoadOrCreate and PeerID.
+type Option func(*config)
+
+type config struct {
+	strict bool
+	log    *slog.Logger
+}
+
+// WithStrictPerms refuses a key file that group or others may access,
+// instead of warning.
+func WithStrictPerms() Option { return func(c *config) { c.strict = true } }
+
+// WithLogger sets where the permission warning goes (default: slog's
+// default logger).
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
+
+func newConfig(opts []Option) config {
+	c := config{log: slog.Default()}
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}
 
 // Create writes a new ed25519 key to path, which must not exist, and
 // returns its peer ID.
@@ -28,33 +67,107 @@ func Create(path string) (peer.ID, error) {
 	if err != nil {
 		return "", err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return "", fmt.Errorf("keyfile: %w", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return "", fmt.Errorf("keyfile: write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return "", fmt.Errorf("keyfile: write %s: %w", path, err)
+	if err := writeNew(path, b); err != nil {
+		return "", err
 	}
 	return peer.IDFromPrivateKey(k)
 }
 
-// Load reads an ed25519 key from path.
-func Load(path string) (crypto.PrivKey, error) {
+// writeNew writes b to path atomically and without replacing an existing
+// file: a temporary file next to it, synced, then hard-linked to path
+// (link, unlike rename, fails when path exists), then the directory synced
+// so the new name survives a crash.
+func writeNew(path string, b []byte) (err error) {
+	dir := filepath.Dir(path)
+	if _, err := os.Lstat(path); err == nil {
+		return fmt.Errorf("keyfile: %s: %w", path, fs.ErrExist)
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("keyfile: %w", err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+		os.Remove(tmp) // after the link, path keeps the data
+	}()
+	// CreateTemp already uses 0600; Chmod states it against any umask or
+	// platform default.
+	if err := f.Chmod(0o600); err != nil && runtime.GOOS != "windows" {
+		return fmt.Errorf("keyfile: chmod %s: %w", tmp, err)
+	}
+	if _, err := f.Write(b); err != nil {
+		return fmt.Errorf("keyfile: write %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("keyfile: sync %s: %w", tmp, err)
+	}
+	cerr := f.Close()
+	f = nil
+	if cerr != nil {
+		return fmt.Errorf("keyfile: write %s: %w", tmp, cerr)
+	}
+	if err := os.Link(tmp, path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("keyfile: %s: %w", path, fs.ErrExist)
+		}
+		// A file system without hard links: rename, having checked above
+		// that path did not exist.
+		if err := os.Rename(tmp, path); err != nil {
+			return fmt.Errorf("keyfile: %w", err)
+		}
+	}
+	return syncDir(dir)
+}
+
+// syncDir makes a new directory entry durable. Some platforms cannot open
+// or sync a directory; there the rename's own guarantees must do.
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("keyfile: sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("keyfile: sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Load reads an ed25519 key from path. A key file that group or others
+// may access is logged as a warning, or refused with ErrInsecurePerms
+// under WithStrictPerms.
+func Load(path string, opts ...Option) (crypto.PrivKey, error) {
+	c := newConfig(opts)
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("keyfile: %w", err)
 	}
 	defer f.Close()
-	b := make([]byte, maxKeyFile+1)
-	n, _ := f.Read(b)
-	if n > maxKeyFile {
+	// Judge the file that was opened, not whatever the name points at now.
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("keyfile: %w", err)
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
+		if c.strict {
+			return nil, fmt.Errorf("%w: %s has mode %04o; run chmod 600 %s", ErrInsecurePerms, path, perm, path)
+		}
+		c.log.Warn("key file is accessible to group or others; run chmod 600 on it (--strict-perms refuses it)", "path", path, "mode", fmt.Sprintf("%04o", perm))
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("keyfile: read %s: %w", path, err)
+	}
+	if len(b) > maxKeyFile {
 		return nil, fmt.Errorf("keyfile: %s is larger than %d bytes; not a key file", path, maxKeyFile)
 	}
-	k, err := crypto.UnmarshalPrivateKey(b[:n])
+	k, err := crypto.UnmarshalPrivateKey(b)
 	if err != nil {
 		return nil, fmt.Errorf("keyfile: %s: %w", path, err)
 	}
@@ -65,18 +178,18 @@ func Load(path string) (crypto.PrivKey, error) {
 }
 
 // LoadOrCreate loads the key at path, creating it first when missing.
-func LoadOrCreate(path string) (crypto.PrivKey, error) {
+func LoadOrCreate(path string, opts ...Option) (crypto.PrivKey, error) {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		if _, err := Create(path); err != nil {
+		if _, err := Create(path); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, err
 		}
 	}
-	return Load(path)
+	return Load(path, opts...)
 }
 
 // PeerID returns the peer ID of the key at path.
-func PeerID(path string) (peer.ID, error) {
-	k, err := Load(path)
+func PeerID(path string, opts ...Option) (peer.ID, error) {
+	k, err := Load(path, opts...)
 	if err != nil {
 		return "", err
 	}

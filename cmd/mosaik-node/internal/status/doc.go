@@ -20,6 +20,14 @@
 //	/healthz      200 "ok"
 //	/metrics      Prometheus exposition (404 without Metrics)
 //
+// Access: Start and Serve bind a host-less address (":8080") to 127.0.0.1;
+// name 0.0.0.0 or an interface to expose the endpoints. WithToken requires
+// "Authorization: Bearer <token>" on every endpoint but /healthz, compared
+// in constant time; a browser does not send it by itself, so with a token
+// the HTML page is for a proxy that adds it, or for curl -H. The Server's
+// own listener bounds slow and idle clients with DefaultTimeouts (or
+// WithTimeouts) and caps request headers at 16 KiB.
+//
 // The caller owns the node and the Metrics: closing the Server closes
 // neither. The docs are built from one catalog snapshot and the streams
 // service's Handles at request time; nothing is cached.

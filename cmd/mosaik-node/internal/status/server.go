@@ -3,12 +3,15 @@ package status
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,14 +29,67 @@ var (
 // it are cut off.
 const shutdownTimeout = 5 * time.Second
 
+// maxHeaderBytes caps a request's headers: the endpoints take no input
+// beyond a path and a bearer token.
+const maxHeaderBytes = 16 << 10
+
+// Timeouts bound how long a client may hold a connection of the Server's
+// own listener, so that slow or idle clients cannot pile up. Zero fields
+// mean no limit, as in net/http.
+type Timeouts struct {
+	// ReadHeader bounds reading a request's headers (slowloris).
+	ReadHeader time.Duration
+	// Read bounds reading a whole request; requests have no body.
+	Read time.Duration
+	// Write bounds writing a response, from the end of the request's
+	// headers; the largest is a /metrics scrape.
+	Write time.Duration
+	// Idle bounds a kept-alive connection's wait for its next request.
+	Idle time.Duration
+}
+
+// DefaultTimeouts returns the timeouts Start uses unless WithTimeouts says
+// otherwise: ample for a local scrape or a browser, short enough that a
+// stalled client holds its connection for seconds, not forever.
+func DefaultTimeouts() Timeouts {
+	return Timeouts{ReadHeader: 5 * time.Second, Read: 10 * time.Second, Write: 30 * time.Second, Idle: 60 * time.Second}
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithToken requires "Authorization: Bearer <token>" on every endpoint but
+// /healthz, so that a load balancer can still probe the node. The token is
+// compared in constant time. An empty token requires nothing.
+func WithToken(token string) Option {
+	return func(s *Server) {
+		if token == "" {
+			s.token = nil
+			return
+		}
+		sum := sha256.Sum256([]byte(token))
+		s.token = sum[:]
+	}
+}
+
+// WithTimeouts replaces DefaultTimeouts for the Server's own listener.
+func WithTimeouts(t Timeouts) Option { return func(s *Server) { s.timeouts = t } }
+
+// DefaultHost is where Start and Serve bind when the address names no
+// host (":8080"): the status endpoints describe the node's peers and
+// traffic, so they are private unless the caller names an interface.
+const DefaultHost = "127.0.0.1"
+
 // Server serves a node's status over HTTP (see the package doc for the
 // endpoints). Handler may be mounted anywhere and used any number of
 // times; Start or Serve runs the Server's own listener, once. A Server is
 // safe for concurrent use. It never closes the node or the Metrics.
 type Server struct {
-	n       *node.Node
-	m       *Metrics
-	handler http.Handler
+	n        *node.Node
+	m        *Metrics
+	handler  http.Handler
+	token    []byte // SHA-256 of the bearer token; nil: none required
+	timeouts Timeouts
 
 	mu       sync.Mutex
 	srv      *http.Server
@@ -47,8 +103,11 @@ type Server struct {
 }
 
 // New returns a Server for n. m may be nil: /metrics then answers 404.
-func New(n *node.Node, m *Metrics) *Server {
-	s := &Server{n: n, m: m}
+func New(n *node.Node, m *Metrics, opts ...Option) *Server {
+	s := &Server{n: n, m: m, timeouts: DefaultTimeouts()}
+	for _, o := range opts {
+		o(s)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.servePage)
 	mux.HandleFunc("GET /api/node", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, NodeJSON(n)) })
@@ -62,13 +121,54 @@ func New(n *node.Node, m *Metrics) *Server {
 	if m != nil {
 		mux.Handle("GET /metrics", m.Handler())
 	}
-	s.handler = mux
+	s.handler = s.authorize(mux)
 	return s
 }
 
 // Handler returns the Server's routes. Unknown paths, and /metrics without
-// Metrics, answer 404; methods other than GET and HEAD answer 405.
+// Metrics, answer 404; methods other than GET and HEAD answer 405; with
+// WithToken, a request without the token answers 401 (except /healthz).
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// authorize requires the bearer token, when one is set, on every path but
+// /healthz.
+func (s *Server) authorize(next http.Handler) http.Handler {
+	if s.token == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" || s.authorized(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="mosaik-node"`)
+		http.Error(w, "status: a bearer token is required", http.StatusUnauthorized)
+	})
+}
+
+// authorized compares digests, so that the comparison takes the same time
+// whatever the presented token's length and content.
+func (s *Server) authorized(r *http.Request) bool {
+	const prefix = "Bearer "
+	h := r.Header.Get("Authorization")
+	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return false
+	}
+	sum := sha256.Sum256([]byte(h[len(prefix):]))
+	return subtle.ConstantTimeCompare(sum[:], s.token) == 1
+}
+
+// listenAddr binds a host-less address (":8080") to DefaultHost.
+func listenAddr(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("status: address %q: %w", addr, err)
+	}
+	if host == "" {
+		host = DefaultHost
+	}
+	return net.JoinHostPort(host, port), nil
+}
 
 func (s *Server) servePage(w http.ResponseWriter, _ *http.Request) {
 	now := time.Now()
@@ -97,9 +197,9 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
-// Start listens on addr (host:port; port 0 picks one) and serves in the
-// background until ctx ends or Close is called, whichever comes first. It
-// returns the bound address. A Server starts at most once: later calls
+// Start listens on addr (host:port; port 0 picks one; no host means
+// DefaultHost, loopback) and serves in the background until ctx ends or
+// Close is called, whichever comes first. It returns the bound address. A Server starts at most once: later calls
 // return ErrStarted, or ErrClosed after Close. If ctx has already ended,
 // Start returns ctx.Err() and does not listen.
 func (s *Server) Start(ctx context.Context, addr string) (net.Addr, error) {
@@ -113,6 +213,10 @@ func (s *Server) Start(ctx context.Context, addr string) (net.Addr, error) {
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
 	}
+	addr, err := listenAddr(addr)
+	if err != nil {
+		return nil, err
+	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
@@ -120,8 +224,11 @@ func (s *Server) Start(ctx context.Context, addr string) (net.Addr, error) {
 	}
 	s.srv = &http.Server{
 		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       time.Minute,
+		ReadHeaderTimeout: s.timeouts.ReadHeader,
+		ReadTimeout:       s.timeouts.Read,
+		WriteTimeout:      s.timeouts.Write,
+		IdleTimeout:       s.timeouts.Idle,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn),
 	}
 	s.done = make(chan struct{})

@@ -1,0 +1,136 @@
+package status_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/mosaik-go/mosaik/cmd/mosaik-node/internal/status"
+	"github.com/mosaik-go/mosaik/internal/testutil"
+)
+
+func TestServer_Token(t *testing.T) {
+	n := startNode(t)
+	h := status.New(n, newMetrics(t), status.WithToken("s3cret")).Handler()
+	paths := []string{"/", "/api/node", "/api/catalog", "/api/streams", "/metrics", "/nope"}
+	for _, tc := range []struct {
+		name, auth string
+		ok         bool
+	}{
+		{"no header", "", false},
+		{"right token", "Bearer s3cret", true},
+		{"scheme in lower case", "bearer s3cret", true},
+		{"wrong token", "Bearer s3cre", false},
+		{"token with a suffix", "Bearer s3cret2", false},
+		{"basic scheme", "Basic s3cret", false},
+		{"no token", "Bearer ", false},
+		{"just the token", "s3cret", false},
+	} {
+		for _, p := range paths {
+			req := httptest.NewRequest(http.MethodGet, p, nil)
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if got := rec.Code == http.StatusUnauthorized; got == tc.ok {
+				t.Errorf("%s, %s: status %d", tc.name, p, rec.Code)
+			}
+			if !tc.ok && rec.Header().Get("WWW-Authenticate") == "" {
+				t.Errorf("%s, %s: a 401 without WWW-Authenticate", tc.name, p)
+			}
+		}
+		// The health check stays open for probes.
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+		if rec.Code != http.StatusOK {
+			t.Errorf("/healthz without a token: %d", rec.Code)
+		}
+	}
+	// An empty token requires nothing.
+	rec := httptest.NewRecorder()
+	status.New(n, nil, status.WithToken("")).Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/node", nil))
+	if rec.Code != http.StatusOK {
+		t.Errorf("empty token: %d", rec.Code)
+	}
+}
+
+// TestServer_DefaultsToLoopback: an address without a host binds to
+// 127.0.0.1, not to every interface.
+func TestServer_DefaultsToLoopback(t *testing.T) {
+	n := startNode(t)
+	srv := status.New(n, nil)
+	t.Cleanup(func() { _ = srv.Close() })
+	addr, err := srv.Start(context.Background(), ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok || !ta.IP.Equal(net.IPv4(127, 0, 0, 1)) {
+		t.Fatalf("bound to %v, want 127.0.0.1", addr)
+	}
+	if _, err := status.New(n, nil).Start(context.Background(), "no-port"); err == nil {
+		t.Error("Start on an address without a port: no error")
+	}
+}
+
+// TestServer_Timeouts: a client that never finishes its headers, and a
+// kept-alive client that goes quiet, are both disconnected.
+func TestServer_Timeouts(t *testing.T) {
+	n := startNode(t)
+	srv := status.New(n, nil, status.WithTimeouts(status.Timeouts{
+		ReadHeader: 200 * time.Millisecond, Read: 300 * time.Millisecond, Write: time.Second, Idle: 200 * time.Millisecond,
+	}))
+	t.Cleanup(func() { _ = srv.Close() })
+	addr, err := srv.Start(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// closedWithin reads until the server closes c; the deadline is far
+	// beyond the configured timeouts, so reaching it means no timeout.
+	closedWithin := func(c net.Conn) error {
+		_ = c.SetReadDeadline(time.Now().Add(testutil.Scale(10 * time.Second)))
+		_, err := io.Copy(io.Discard, c)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return errors.New("the server kept the connection open")
+		}
+		return nil
+	}
+
+	slow, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	if _, err := io.WriteString(slow, "GET /healthz HTTP/1.1\r\nHost: x\r\n"); err != nil { // never ends its headers
+		t.Fatal(err)
+	}
+	if err := closedWithin(slow); err != nil {
+		t.Errorf("unfinished headers: %v", err)
+	}
+
+	idle, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	if _, err := io.WriteString(idle, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := closedWithin(idle); err != nil {
+		t.Errorf("idle keep-alive: %v", err)
+	}
+}
+
+func TestDefaultTimeouts(t *testing.T) {
+	d := status.DefaultTimeouts()
+	if d.ReadHeader <= 0 || d.Read < d.ReadHeader || d.Write <= 0 || d.Idle <= 0 {
+		t.Fatalf("DefaultTimeouts %+v: every limit must be set, Read at least ReadHeader", d)
+	}
+}
