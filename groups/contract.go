@@ -121,10 +121,12 @@ type logStore interface {
 	// Save persists one Ready's hard state (if not empty), snapshot (if
 	// not empty) and entries, in that order, before any message of that
 	// Ready is sent. Entries overwrite any conflicting suffix.
-	Save(hs raftpb.HardState, snap raftpb.Snapshot, ents []raftpb.Entry) error
+	// (raftpb of raft v3.7 is pointer-based protobuf: nil or empty values
+	// mean "nothing to save".)
+	Save(hs *raftpb.HardState, snap *raftpb.Snapshot, ents []*raftpb.Entry) error
 	// CreateSnapshot records a snapshot at applied index i with the state
 	// machine's data; Compact then drops entries up to compactTo.
-	CreateSnapshot(i uint64, cs *raftpb.ConfState, data []byte) (raftpb.Snapshot, error)
+	CreateSnapshot(i uint64, cs *raftpb.ConfState, data []byte) (*raftpb.Snapshot, error)
 	Compact(compactTo uint64) error
 	// Close releases the store (a no-op for memory).
 	Close() error
