@@ -101,6 +101,7 @@ type groupCore struct {
 	freshSince int64
 	applied    uint64
 	snapIndex  uint64
+	snapNow    bool // take a snapshot after this Ready
 	lead       uint64
 	state      raft.StateType
 	peers      map[peer.ID]*peerState
@@ -277,7 +278,11 @@ func (c *groupCore) run() {
 		if c.ticker != nil {
 			c.ticker.Stop()
 		}
-		c.failAll(ErrTerminated)
+		if c.failed != nil {
+			c.failAll(c.failed)
+		} else {
+			c.failAll(ErrTerminated)
+		}
 		if c.tr != nil {
 			_ = c.tr.Close()
 		}

@@ -104,8 +104,7 @@ func (c *groupCore) applyEntries(ents []*raftpb.Entry) error {
 			if proto.Unmarshal(e.GetData(), cc) == nil {
 				c.conf = c.rn.ApplyConfChange(cc)
 			}
-			c.ccAt = 0
-			c.setApplied(e.GetIndex(), nil)
+			c.confApplied(e.GetIndex())
 			i++
 			continue
 		case raftpb.EntryType_EntryConfChangeV2:
@@ -113,8 +112,7 @@ func (c *groupCore) applyEntries(ents []*raftpb.Entry) error {
 			if proto.Unmarshal(e.GetData(), cc) == nil {
 				c.conf = c.rn.ApplyConfChange(cc)
 			}
-			c.ccAt = 0
-			c.setApplied(e.GetIndex(), nil)
+			c.confApplied(e.GetIndex())
 			i++
 			continue
 		}
@@ -155,6 +153,18 @@ func (c *groupCore) applyEntries(ents []*raftpb.Entry) error {
 	return nil
 }
 
+// confApplied follows an applied configuration change. Once the log is
+// compacted, a snapshot is taken at once: raft refuses a snapshot whose
+// ConfState lacks the receiver, so a new member needs one made after it
+// was added.
+func (c *groupCore) confApplied(idx uint64) {
+	c.ccAt = 0
+	c.setApplied(idx, nil)
+	if first, _ := c.store.FirstIndex(); first > 1 {
+		c.snapNow = true
+	}
+}
+
 func (c *groupCore) applyRun(actx ApplyContext, cmds [][]byte) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -185,9 +195,10 @@ func (c *groupCore) setApplied(idx uint64, ce *pb.CoreEntry) {
 }
 
 func (c *groupCore) maybeSnapshot() {
-	if c.applied-c.snapIndex < c.p.SnapshotEntries {
+	if c.applied == c.snapIndex || (c.applied-c.snapIndex < c.p.SnapshotEntries && !c.snapNow) {
 		return
 	}
+	c.snapNow = false
 	data, err := c.buildSnapshotData()
 	if err != nil {
 		c.log.Warn("state machine snapshot failed", "err", err)
