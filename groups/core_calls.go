@@ -227,7 +227,7 @@ func (c *groupCore) onForwardAck(m *pb.CoreForwardAck) {
 // strongRead asks raft for a read index (a follower's request goes to the
 // leader inside raft) and calls done once it is applied here.
 func (c *groupCore) strongRead(done func(index uint64, err error)) {
-	if c.lead == 0 {
+	if !c.leaderUp() {
 		done(0, &offline{reason: "no leader"})
 		return
 	}

@@ -42,7 +42,7 @@ import (
 //     announcement and the rival rule decides on heal.
 
 func (c *groupCore) maybeBootstrap() {
-	if c.lead != 0 {
+	if c.leaderUp() {
 		c.noLeader = c.now
 	}
 	if c.epoch != 0 {
@@ -103,7 +103,7 @@ func (c *groupCore) onStatus(from peer.ID, ps *peerState, st *pb.CoreStatus) {
 	}
 	// My cluster was abandoned by its leader, or by anyone while I know no
 	// leader: follow it into a fresh start.
-	if st.GetLostEpoch() == c.epoch && c.state != raft.StateLeader && (c.lead == 0 || c.lead == ps.id) {
+	if st.GetLostEpoch() == c.epoch && c.state != raft.StateLeader && (!c.leaderUp() || c.lead == ps.id) {
 		c.wipe("peer " + from.ShortString() + " abandoned this cluster")
 		return
 	}
@@ -148,7 +148,7 @@ func (c *groupCore) reportDiscard(n uint64) {
 }
 
 func (c *groupCore) maybeForceEpoch() {
-	if c.cfg.role != RoleWriter || c.lead != 0 || c.state == raft.StateLeader {
+	if c.cfg.role != RoleWriter || c.leaderUp() || c.state == raft.StateLeader {
 		return
 	}
 	after := int64(c.p.ticks(c.p.RemoveAfter))
@@ -299,6 +299,12 @@ func (c *groupCore) balanceVoters() {
 		slices.SortFunc(live, func(a, b uint64) int { return cmp.Compare(st.Progress[a].Match, st.Progress[b].Match) })
 		c.changeConf(raftpb.ConfChangeType_ConfChangeAddLearnerNode, live[0])
 	}
+}
+
+// leaderUp reports whether a leader is known and bonded (a learner keeps
+// its last leader forever, since it never campaigns).
+func (c *groupCore) leaderUp() bool {
+	return c.lead != 0 && (c.lead == c.selfID || c.isUp(c.lead))
 }
 
 func (c *groupCore) isUp(id uint64) bool {

@@ -107,9 +107,11 @@ func (s *viewState) bonds() ([]peer.ID, <-chan struct{}) {
 func (c *groupCore) publish() {
 	t, i := c.lastPos()
 	v := view{
-		leader:    c.leaderPeer(),
+		// A learner keeps its last leader forever; report none once the
+		// bond to it is down.
+		leader:    c.leaderPeerIfUp(),
 		isLeader:  c.state == raft.StateLeader,
-		online:    c.lead != 0 && c.epoch != 0,
+		online:    c.leaderUp() && c.epoch != 0,
 		term:      c.rn.BasicStatus().GetTerm(),
 		committed: c.applied,
 		log:       Position{Term: t, Index: i},
@@ -121,6 +123,13 @@ func (c *groupCore) publish() {
 	}
 	slices.Sort(v.bonds)
 	c.view.set(v)
+}
+
+func (c *groupCore) leaderPeerIfUp() peer.ID {
+	if !c.leaderUp() {
+		return ""
+	}
+	return c.leaderPeer()
 }
 
 // When waits for conditions on a group. Every method blocks until the
