@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -419,6 +420,13 @@ func (c *groupCore) onRaft(ps *peerState, epoch uint64, data []byte) {
 		c.drop()
 		return
 	}
+	if !c.fresh() && !c.inConf(ps.id) && ps.id != c.lead {
+		// Members and the current leader only (a joining node learns the
+		// configuration from its leader's entries): a non-member's raft
+		// message, say with an absurd term, must not disturb the cluster.
+		c.drop()
+		return
+	}
 	if m.GetType() == raftpb.MessageType_MsgSnap {
 		if err := c.checkSnapshot(m.GetSnapshot()); err != nil {
 			c.log.Warn("dropping undecodable snapshot", "from", ps.id, "err", err)
@@ -426,7 +434,25 @@ func (c *groupCore) onRaft(ps *peerState, epoch uint64, data []byte) {
 			return
 		}
 	}
+	defer func() {
+		// Members are trusted, but a malformed message that makes raft
+		// panic ends the group on this node, not the process.
+		if r := recover(); r != nil {
+			c.fatal = fmt.Errorf("%w: raft failed on a message from %x: %v", ErrTerminated, ps.id, r)
+		}
+	}()
 	_ = c.rn.Step(m) // errors are for local or unknown-peer messages: ignored
+}
+
+// fresh reports whether this node belongs to no cluster yet.
+func (c *groupCore) fresh() bool {
+	li, _ := c.store.LastIndex()
+	return li == 0 && len(c.conf.GetVoters()) == 0
+}
+
+func (c *groupCore) inConf(id uint64) bool {
+	return slices.Contains(c.conf.GetVoters(), id) || slices.Contains(c.conf.GetLearners(), id) ||
+		slices.Contains(c.conf.GetVotersOutgoing(), id) || slices.Contains(c.conf.GetLearnersNext(), id)
 }
 
 func (c *groupCore) sendRaft(m *raftpb.Message) {
