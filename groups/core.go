@@ -1,6 +1,7 @@
 package groups
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -91,37 +92,39 @@ type groupCore struct {
 	view    viewState
 
 	// goroutine state
-	now        int64 // ticks since start
-	initial    []byte
-	store      logStore
-	rn         *raft.RawNode
-	conf       *raftpb.ConfState
-	epoch      uint64
-	lost       map[uint64]bool
-	lostEpoch  uint64
-	freshSince int64
-	applied    uint64
-	snapIndex  uint64
-	snapNow    bool // take a snapshot after this Ready
-	lead       uint64
-	state      raft.StateType
-	peers      map[peer.ID]*peerState
-	byRaft     map[uint64]peer.ID
-	nextSeq    uint64
-	assign     map[uint64]*feedCall // local batches awaiting an index, by seq
-	fwdAssign  map[[2]uint64]fwdTo  // forwarded batches awaiting an index
-	forwards   map[uint64]*feedCall // batches forwarded to the leader, by seq
-	execs      map[uint64]*execCall // executes awaiting apply, by index
-	recent     map[uint64][2]uint64 // (origin, seq) of recently applied entries
-	reads      map[uint64]*readCall // strong queries, by read id
-	readSeq    uint64
-	ccAt       int64 // tick of the last conf change proposal (0: none)
-	lastLead   uint64
-	fatal      error // set by a goroutine step that must end the group
-	failed     error
-	discarded  uint64
-	absent     map[uint64]int64 // conf members with no known peer: first tick noticed
-	noLeader   int64            // tick since which no leader is known
+	now           int64 // ticks since start
+	initial       []byte
+	store         logStore
+	rn            *raft.RawNode
+	conf          *raftpb.ConfState
+	epoch         uint64
+	lost          map[uint64]bool
+	lostEpoch     uint64
+	parent        uint64 // epoch this cluster was forced from (0: none)
+	freshSince    int64
+	applied       uint64
+	snapIndex     uint64
+	snapNow       bool // take a snapshot after this Ready
+	gaugedApplied uint64
+	lead          uint64
+	state         raft.StateType
+	peers         map[peer.ID]*peerState
+	byRaft        map[uint64]peer.ID
+	nextSeq       uint64
+	assign        map[uint64]*feedCall // local batches awaiting an index, by seq
+	fwdAssign     map[[2]uint64]fwdTo  // forwarded batches awaiting an index
+	forwards      map[uint64]*feedCall // batches forwarded to the leader, by seq
+	execs         map[uint64]*execCall // executes awaiting apply, by index
+	recent        map[uint64][2]uint64 // (origin, seq) of recently applied entries
+	reads         map[uint64]*readCall // strong queries, by read id
+	readSeq       uint64
+	ccAt          int64 // tick of the last conf change proposal (0: none)
+	lastLead      uint64
+	fatal         error // set by a goroutine step that must end the group
+	failed        error
+	discarded     uint64
+	absent        map[uint64]int64 // conf members with no known peer: first tick noticed
+	noLeader      int64            // tick since which no leader is known
 }
 
 type fwdTo struct {
@@ -317,7 +320,18 @@ func (c *groupCore) run() {
 			return
 		}
 		c.publish()
+		c.recordGauges()
 	}
+}
+
+func (c *groupCore) recordGauges() {
+	if c.applied == c.gaugedApplied {
+		return
+	}
+	c.gaugedApplied = c.applied
+	ctx := context.Background()
+	c.met.committed.Record(ctx, int64(c.applied), c.met.attrs)
+	c.met.applyLag.Record(ctx, int64(c.rn.BasicStatus().HardState.GetCommit())-int64(c.applied), c.met.attrs)
 }
 
 func (c *groupCore) onTick() {
@@ -501,7 +515,7 @@ func (c *groupCore) status() *pb.CoreStatus {
 		Epoch: c.epoch, LastTerm: t, LastIndex: i,
 		Committed: c.rn.BasicStatus().HardState.GetCommit(), Applied: c.applied,
 		Leader: c.lead, IsLeader: c.state == raft.StateLeader,
-		LostEpoch: c.lostEpoch,
+		LostEpoch: c.lostEpoch, ParentEpoch: c.parent, Reluctant: c.cfg.reluctant,
 	}
 }
 

@@ -39,7 +39,12 @@ import (
 //     announces the old epoch lost. Uncommitted entries of its log are
 //     discarded (reported like a merge). If the old voters were only
 //     partitioned away and still have a leader, that leader ignores the
-//     announcement and the rival rule decides on heal.
+//     announcement, and when the two leaders see each other the cluster
+//     that was forked from (parent_epoch) wins: the forced epoch discards
+//     its writes. Its writes were committed by a minority, so a partition
+//     longer than RemoveAfter that isolates every voter from a writer can
+//     accept writes on that writer's side that are later discarded (and
+//     reported); RemoveAfter is long by default (15 s) for that reason.
 
 func (c *groupCore) maybeBootstrap() {
 	if c.leaderUp() {
@@ -70,8 +75,8 @@ func (c *groupCore) maybeBootstrap() {
 		if e != 0 && !c.lost[e] {
 			return // a cluster exists: its leader adds this node
 		}
-		if e == 0 && ps.role == RoleWriter && ps.id < c.selfID {
-			return // the lowest fresh writer bootstraps
+		if e == 0 && ps.role == RoleWriter && bootsFirst(ps.status.GetReluctant(), ps.id, c.cfg.reluctant, c.selfID) {
+			return // the first fresh writer (eager before reluctant, then lowest id) bootstraps
 		}
 	}
 	c.bootstrap()
@@ -89,6 +94,13 @@ func (c *groupCore) bootstrap() {
 	c.broadcastStatus()
 }
 
+func bootsFirst(aReluctant bool, a uint64, bReluctant bool, b uint64) bool {
+	if aReluctant != bReluctant {
+		return !aReluctant
+	}
+	return a < b
+}
+
 func newEpoch(lost map[uint64]bool) uint64 {
 	for {
 		if e := rand.Uint64(); e != 0 && !lost[e] {
@@ -104,29 +116,39 @@ func (c *groupCore) onStatus(from peer.ID, ps *peerState, st *pb.CoreStatus) {
 	// My cluster was abandoned by its leader, or by anyone while I know no
 	// leader: follow it into a fresh start.
 	if st.GetLostEpoch() == c.epoch && c.state != raft.StateLeader && (!c.leaderUp() || c.lead == ps.id) {
-		c.wipe("peer " + from.ShortString() + " abandoned this cluster")
+		c.wipe("peer "+from.ShortString()+" abandoned this cluster", 0)
 		return
 	}
 	e := st.GetEpoch()
-	if c.state != raft.StateLeader || !st.GetIsLeader() || e == 0 || e == c.epoch || c.lost[e] {
+	if c.state != raft.StateLeader || !st.GetIsLeader() || e == 0 || e == c.epoch {
+		return
+	}
+	switch {
+	case st.GetParentEpoch() == c.epoch:
+		return // they forked off this live cluster: they give way
+	case c.parent == e:
+		c.wipe("the cluster this node's epoch was forced from is alive: "+from.ShortString(), e)
+		return
+	case c.lost[e]:
 		return
 	}
 	mt, mi := c.lastPos()
 	mine := [3]uint64{mt, mi, c.epoch}
 	theirs := [3]uint64{st.GetLastTerm(), st.GetLastIndex(), e}
 	if slices.Compare(mine[:], theirs[:]) < 0 {
-		c.wipe("rival cluster of " + from.ShortString() + " has the higher log")
+		c.wipe("rival cluster of "+from.ShortString()+" has the higher log", e)
 	}
 }
 
 // wipe discards this node's raft state and state machine and makes it a
-// fresh node that a leader of another cluster will add.
-func (c *groupCore) wipe(reason string) {
+// fresh node that a leader of another cluster (winner, if known) will add.
+func (c *groupCore) wipe(reason string, winner uint64) {
 	_, li := c.lastPos()
 	old := c.epoch
 	c.lost[old] = true
 	c.lostEpoch = old
-	c.epoch = 0
+	c.epoch, c.parent = 0, 0
+	delete(c.lost, winner)
 	c.failAll(&offline{reason: "cluster discarded: " + reason})
 	if err := c.sm.restore(c.initial); err != nil {
 		c.fatal = err
@@ -195,7 +217,7 @@ func (c *groupCore) forceEpoch() {
 	old := c.epoch
 	c.lost[old] = true
 	c.lostEpoch = old
-	c.epoch = newEpoch(c.lost)
+	c.epoch, c.parent = newEpoch(c.lost), old
 	data, err := c.buildSnapshotData()
 	if err != nil {
 		c.fatal = err

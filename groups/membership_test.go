@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/mosaik-go/mosaik/internal/testutil"
 )
 
@@ -117,5 +119,51 @@ func TestMembership_AllVotersGone(t *testing.T) {
 			v, _, err := g.Query(tctx(t, 2*time.Second), struct{}{}, Strong)
 			return err == nil && v == 33
 		}, "state lost across the new epoch")
+	}
+}
+
+// A writer cut off from every voter for longer than RemoveAfter starts its
+// own epoch; when the partition heals, the live cluster it forked from
+// wins and the writer discards its epoch (reported) and rejoins.
+func TestMembership_ForcedEpochYieldsToLiveParent(t *testing.T) {
+	n := newMemNet()
+	gs := threeCounters(t, n)
+	s3 := n.service(t, "3", false)
+	g3 := joinCounter(t, s3)
+	if err := g3.When().Online(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gs[0].Execute(tctx(t, 5*time.Second), 1); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := confOf(gs[0]); len(v) != 3 || slices.Contains(v, g3.c.selfID) {
+		t.Fatalf("voters %v: n3 should be the learner", v)
+	}
+	n.partition([]peer.ID{s3.self}, []peer.ID{gs[0].c.self, gs[1].c.self, gs[2].c.self})
+	if err := g3.When().IsLeader(tctx(t, 15*time.Second)); err != nil {
+		t.Fatal("the cut-off writer did not start its own epoch:", err)
+	}
+	if _, err := g3.Execute(tctx(t, 5*time.Second), 1000); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gs[0].Execute(tctx(t, 5*time.Second), 10); err != nil {
+		t.Fatal(err)
+	}
+	disc := make(chan uint64, 1)
+	go func() {
+		d, _ := g3.When().Discarded(tctx(t, 15*time.Second))
+		disc <- d
+	}()
+	time.Sleep(20 * time.Millisecond) // let the Discarded waiter arm
+	n.heal()
+	if d := <-disc; d == 0 {
+		t.Fatal("the forced epoch's writes were not reported discarded")
+	}
+	testutil.Eventually(t, 15*time.Second, func() bool {
+		v, _, err := g3.Query(tctx(t, 2*time.Second), struct{}{}, Strong)
+		return err == nil && v == 11
+	}, "n3 did not rejoin the live cluster's state")
+	if v := weak(t, gs[0]); v != 11 {
+		t.Fatalf("the live cluster lost writes: %d", v)
 	}
 }

@@ -89,7 +89,12 @@ type CoreStatus struct {
 	Leader   uint64 `protobuf:"varint,6,opt,name=leader,proto3" json:"leader,omitempty"`
 	IsLeader bool   `protobuf:"varint,7,opt,name=is_leader,json=isLeader,proto3" json:"is_leader,omitempty"`
 	// lost_epoch is the last epoch the sender abandoned (0: none).
-	LostEpoch     uint64 `protobuf:"varint,8,opt,name=lost_epoch,json=lostEpoch,proto3" json:"lost_epoch,omitempty"`
+	LostEpoch uint64 `protobuf:"varint,8,opt,name=lost_epoch,json=lostEpoch,proto3" json:"lost_epoch,omitempty"`
+	// parent_epoch is the epoch this node's cluster was forced from when
+	// every voter of it was gone (0: none).
+	ParentEpoch uint64 `protobuf:"varint,9,opt,name=parent_epoch,json=parentEpoch,proto3" json:"parent_epoch,omitempty"`
+	// reluctant: the sender joined with Reluctant (bootstrap order).
+	Reluctant     bool `protobuf:"varint,10,opt,name=reluctant,proto3" json:"reluctant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -178,6 +183,20 @@ func (x *CoreStatus) GetLostEpoch() uint64 {
 		return x.LostEpoch
 	}
 	return 0
+}
+
+func (x *CoreStatus) GetParentEpoch() uint64 {
+	if x != nil {
+		return x.ParentEpoch
+	}
+	return 0
+}
+
+func (x *CoreStatus) GetReluctant() bool {
+	if x != nil {
+		return x.Reluctant
+	}
+	return false
 }
 
 // CoreForward (frame kind 0x22): a follower hands commands to the leader.
@@ -483,7 +502,7 @@ const file_core_proto_rawDesc = "" +
 	"core.proto\x12\rmosaik.groups\":\n" +
 	"\bCoreRaft\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\fR\amessage\"\xea\x01\n" +
+	"\amessage\x18\x02 \x01(\fR\amessage\"\xab\x02\n" +
 	"\n" +
 	"CoreStatus\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x1b\n" +
@@ -495,7 +514,10 @@ const file_core_proto_rawDesc = "" +
 	"\x06leader\x18\x06 \x01(\x04R\x06leader\x12\x1b\n" +
 	"\tis_leader\x18\a \x01(\bR\bisLeader\x12\x1d\n" +
 	"\n" +
-	"lost_epoch\x18\b \x01(\x04R\tlostEpoch\"S\n" +
+	"lost_epoch\x18\b \x01(\x04R\tlostEpoch\x12!\n" +
+	"\fparent_epoch\x18\t \x01(\x04R\vparentEpoch\x12\x1c\n" +
+	"\treluctant\x18\n" +
+	" \x01(\bR\treluctant\"S\n" +
 	"\vCoreForward\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\x04R\x06origin\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1a\n" +
