@@ -89,6 +89,11 @@ func (c *groupCore) bootstrap() {
 		c.epoch = 0
 		return
 	}
+	// Raft campaigns only once the bootstrap configuration is applied.
+	if err := c.processReady(); err != nil {
+		c.fatal = err
+		return
+	}
 	_ = c.rn.Campaign()
 	c.log.Info("bootstrapped a new cluster", "epoch", c.epoch)
 	c.broadcastStatus()

@@ -16,8 +16,20 @@ func TestFeed_Smoke(t *testing.T) {
 	if err := g0.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
 		t.Fatal("n0 alone did not elect itself:", err)
 	}
+	bonds := g0.Bonds()
+	if len(bonds.Peers) != 0 {
+		t.Fatalf("bonds before any peer: %v", bonds.Peers)
+	}
 	s1 := n.service(t, "1", false)
 	g1 := joinCounter(t, s1)
+	select {
+	case <-bonds.Changed:
+	case <-tctx(t, 5*time.Second).Done():
+		t.Fatal("no bond change notified")
+	}
+	if b := g0.Bonds().Peers; len(b) != 1 || b[0] != s1.self {
+		t.Fatalf("bonds %v, want n1", b)
+	}
 	if err := g1.When().LeaderIs(tctx(t, 10*time.Second), s0.self); err != nil {
 		t.Fatal("n1 does not follow n0:", err)
 	}

@@ -2,6 +2,7 @@ package groups
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"testing"
@@ -67,3 +68,5 @@ func voters[C, Q, R any](g *Group[C, Q, R]) int {
 func fmtAll(k Key) string {
 	return fmt.Sprintf("%v %s %x %#v %+v", k, k, k, k, k)
 }
+
+func asOffline(err error, o **offline) bool { return errors.As(err, o) }

@@ -54,6 +54,14 @@ func pair(a, b peer.ID) [2]peer.ID {
 // starts unlinked from every other when isolated is set.
 func (n *memNet) service(t testing.TB, name string, isolated bool) *Service {
 	t.Helper()
+	s := n.newService(name, isolated)
+	s.log = testutil.Logger().With("node", name)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// newService is service without a test: the caller closes it.
+func (n *memNet) newService(name string, isolated bool) *Service {
 	self := peer.ID("node-" + name)
 	n.mu.Lock()
 	node := &memNode{net: n, self: self, members: map[catalog.ID]*memMember{}}
@@ -64,9 +72,7 @@ func (n *memNet) service(t testing.TB, name string, isolated bool) *Service {
 	}
 	n.nodes[self] = node
 	n.mu.Unlock()
-	s := &Service{network: n.network, self: self, log: testutil.Logger().With("node", name), net: node}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
+	return &Service{network: n.network, self: self, net: node}
 }
 
 func (n *memNet) linked(a, b peer.ID) bool { return !n.cut[pair(a, b)] }
