@@ -1,6 +1,7 @@
 package groups
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -157,5 +158,57 @@ func TestCore_NotLeaderReplyFailsForward(t *testing.T) {
 	var o *offline
 	if got == nil || !asOffline(got, &o) || o.mayApply {
 		t.Fatalf("forward to a non-leader: %v", got)
+	}
+}
+
+// Execute succeeds only when the applied entry at its index carries its
+// own request id: another node's entry, or a new leader's empty entry, in
+// that slot is ErrNotApplied.
+func TestCore_ExecuteMatchesRequestID(t *testing.T) {
+	c := handCore(t, "a")
+	for name, tc := range map[string]struct {
+		ce   *pb.CoreEntry
+		want error
+	}{
+		"own entry":         {&pb.CoreEntry{Origin: c.selfID, Seq: 40}, nil},
+		"other origin":      {&pb.CoreEntry{Origin: c.selfID + 1, Seq: 40}, ErrNotApplied},
+		"other request":     {&pb.CoreEntry{Origin: c.selfID, Seq: 41}, ErrNotApplied},
+		"empty leader slot": {nil, ErrNotApplied},
+	} {
+		got := errors.New("not called")
+		ec := &execCall{first: 5, seq: 40, n: 1, done: func(err error) { got = err }}
+		c.execs[5] = ec
+		c.setApplied(5, tc.ce)
+		if !errors.Is(got, tc.want) && got != tc.want {
+			t.Fatalf("%s: %v, want %v", name, got, tc.want)
+		}
+		if len(c.execs) != 0 {
+			t.Fatalf("%s: exec left registered", name)
+		}
+	}
+}
+
+func TestParams_Validate(t *testing.T) {
+	for _, p := range []Params{DefaultParams(), TestParams()} {
+		if err := p.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad := []func(*Params){
+		func(p *Params) { p.Tick = 0 },
+		func(p *Params) { p.HeartbeatJitter = 0 },
+		func(p *Params) { p.HeartbeatJitter = p.Heartbeat },
+		func(p *Params) { p.MissedHeartbeats = 0 },
+		func(p *Params) { p.ElectionTimeout = p.Heartbeat },
+		func(p *Params) { p.RemoveAfter = p.Heartbeat },
+		func(p *Params) { p.SnapshotEntries = 0 },
+		func(p *Params) { p.ReluctantFactor = 0 },
+	}
+	for i, f := range bad {
+		p := DefaultParams()
+		f(&p)
+		if err := p.Validate(); !errors.Is(err, ErrInvalidParams) {
+			t.Fatalf("case %d: %v", i, err)
+		}
 	}
 }
