@@ -92,15 +92,18 @@ type groupCore struct {
 	view    viewState
 
 	// goroutine state
-	now           int64 // ticks since start
-	initial       []byte
-	store         logStore
-	rn            *raft.RawNode
-	conf          *raftpb.ConfState
-	epoch         uint64
-	lost          map[uint64]bool
-	lostEpoch     uint64
-	parent        uint64 // epoch this cluster was forced from (0: none)
+	now       int64 // ticks since start
+	initial   []byte
+	store     logStore
+	rn        *raft.RawNode
+	conf      *raftpb.ConfState
+	epoch     uint64
+	lost      map[uint64]bool
+	lostEpoch uint64
+	parent    uint64 // epoch this cluster was forced from (0: none)
+	// epochPending: append the epoch entry once this node leads the
+	// cluster it just created.
+	epochPending  bool
 	freshSince    int64
 	applied       uint64
 	snapIndex     uint64
@@ -166,7 +169,15 @@ func newGroupCore(s *Service, id catalog.ID, cfg config, sm machine) (*groupCore
 		return nil, fmt.Errorf("groups: snapshot of the fresh state machine: %w", err)
 	}
 	c.initial = init
-	if err := c.resetRaft(); err != nil {
+	if cfg.openStore == nil {
+		err = c.resetRaft()
+	} else {
+		err = c.recover()
+	}
+	if err != nil {
+		if c.store != nil {
+			_ = c.store.Close()
+		}
 		return nil, err
 	}
 	if cfg.tick != nil {
@@ -198,8 +209,17 @@ func (c *groupCore) stop() {
 func (c *groupCore) resetRaft() error {
 	if c.store != nil {
 		_ = c.store.Close()
+		c.store = nil
 	}
-	c.store = newMemStore()
+	if c.cfg.openStore == nil {
+		c.store = newMemStore()
+	} else {
+		st, err := c.cfg.openStore(c.id, true)
+		if err != nil {
+			return fmt.Errorf("groups: opening an empty log store: %w", err)
+		}
+		c.store = st
+	}
 	c.conf = &raftpb.ConfState{}
 	c.applied, c.snapIndex = 0, 0
 	c.freshSince = c.now

@@ -95,6 +95,7 @@ func (c *groupCore) bootstrap() {
 		return
 	}
 	_ = c.rn.Campaign()
+	c.epochPending = true
 	c.log.Info("bootstrapped a new cluster", "epoch", c.epoch)
 	c.broadcastStatus()
 }
@@ -248,6 +249,7 @@ func (c *groupCore) forceEpoch() {
 	c.conf = snap.GetMetadata().GetConfState()
 	c.applied, c.snapIndex = applied, applied
 	_ = c.rn.Campaign()
+	c.epochPending = true
 	if li > applied {
 		c.reportDiscard(li - applied)
 	}

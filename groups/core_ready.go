@@ -17,6 +17,18 @@ const recentKeep = 4096
 // processReady drains raft's Ready in etcd's order: persist, send, apply,
 // Advance. An error ends the group on this node.
 func (c *groupCore) processReady() error {
+	if err := c.drainReady(); err != nil {
+		return err
+	}
+	if c.epochPending && c.state == raft.StateLeader {
+		c.epochPending = false
+		c.proposeEpoch()
+		return c.drainReady()
+	}
+	return nil
+}
+
+func (c *groupCore) drainReady() error {
 	for c.fatal == nil && c.rn.HasReady() {
 		rd := c.rn.Ready()
 		if rd.SoftState != nil {
@@ -126,16 +138,21 @@ func (c *groupCore) applyEntries(ents []*raftpb.Entry) error {
 				break
 			}
 			ce := new(pb.CoreEntry)
-			if proto.Unmarshal(x.GetData(), ce) != nil {
+			if proto.Unmarshal(x.GetData(), ce) != nil || ce.GetEpoch() != 0 {
 				break
 			}
 			cmds = append(cmds, ce.GetCommand())
 			ces = append(ces, ce)
 		}
 		if j == i {
-			// An empty entry (a new leader's) or an undecodable one, which
-			// every member skips alike.
-			if len(e.GetData()) > 0 {
+			// An empty entry (a new leader's), an epoch entry, or an
+			// undecodable one, which every member skips alike.
+			var ce pb.CoreEntry
+			if len(e.GetData()) > 0 && proto.Unmarshal(e.GetData(), &ce) == nil && ce.GetEpoch() != 0 {
+				if c.epoch == 0 {
+					c.epoch = ce.GetEpoch()
+				}
+			} else if len(e.GetData()) > 0 {
 				c.log.Warn("skipping an undecodable log entry", "index", e.GetIndex())
 			}
 			c.setApplied(e.GetIndex(), nil)

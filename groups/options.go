@@ -3,6 +3,7 @@ package groups
 import (
 	"time"
 
+	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/policy"
 )
 
@@ -16,6 +17,10 @@ type config struct {
 	tickets   []policy.TicketValidator
 	codec     any // Codec[C] for the group's command type, checked in Join
 	tick      <-chan time.Time
+	// openStore opens the group's log store; fresh asks for an empty one
+	// (discarding what the store held, after a lost merge). nil: memory.
+	// The data dir option (storage layer) sets it.
+	openStore func(group catalog.ID, fresh bool) (logStore, error)
 }
 
 func defaultConfig() config {
@@ -46,6 +51,11 @@ func RequireTicket(v policy.TicketValidator) Option {
 // Commands are the only values that cross the wire: queries and results
 // stay on the node that asks.
 func WithCodec[C any](codec Codec[C]) Option { return func(c *config) { c.codec = codec } }
+
+// withLogStore sets the log store opener (tests; the data dir option).
+func withLogStore(open func(group catalog.ID, fresh bool) (logStore, error)) Option {
+	return func(c *config) { c.openStore = open }
+}
 
 // withTicker drives the group's raft clock from ch instead of a
 // time.Ticker (tests).

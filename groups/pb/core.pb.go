@@ -381,10 +381,14 @@ func (x *CoreNotLeader) GetLeader() uint64 {
 // CoreEntry is the data of a normal raft log entry: one command with the
 // request id (origin, seq) of the call that proposed it.
 type CoreEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Origin        uint64                 `protobuf:"varint,1,opt,name=origin,proto3" json:"origin,omitempty"`
-	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
-	Command       []byte                 `protobuf:"bytes,3,opt,name=command,proto3" json:"command,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Origin  uint64                 `protobuf:"varint,1,opt,name=origin,proto3" json:"origin,omitempty"`
+	Seq     uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Command []byte                 `protobuf:"bytes,3,opt,name=command,proto3" json:"command,omitempty"`
+	// epoch is set (and command empty) only in the entry a new cluster's
+	// first leader appends, so a restarted member finds its epoch in its
+	// log. Such an entry is not a command.
+	Epoch         uint64 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -438,6 +442,13 @@ func (x *CoreEntry) GetCommand() []byte {
 		return x.Command
 	}
 	return nil
+}
+
+func (x *CoreEntry) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
 }
 
 // CoreSnapshot is raftpb.Snapshot.data: the cluster epoch and the state
@@ -529,11 +540,12 @@ const file_core_proto_rawDesc = "" +
 	"\x05count\x18\x03 \x01(\rR\x05count\"9\n" +
 	"\rCoreNotLeader\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
-	"\x06leader\x18\x02 \x01(\x04R\x06leader\"O\n" +
+	"\x06leader\x18\x02 \x01(\x04R\x06leader\"e\n" +
 	"\tCoreEntry\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\x04R\x06origin\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x18\n" +
-	"\acommand\x18\x03 \x01(\fR\acommand\":\n" +
+	"\acommand\x18\x03 \x01(\fR\acommand\x12\x14\n" +
+	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\":\n" +
 	"\fCoreSnapshot\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\fR\x05stateB'Z%github.com/mosaik-go/mosaik/groups/pbb\x06proto3"
