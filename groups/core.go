@@ -334,7 +334,7 @@ func (c *groupCore) run() {
 		case fn := <-c.calls:
 			fn()
 		}
-		if err := c.processReady(); err != nil {
+		if err := c.safeReady(); err != nil {
 			c.failed = err
 			c.log.Error("group ended on this node", "err", err)
 			return
@@ -342,6 +342,17 @@ func (c *groupCore) run() {
 		c.publish()
 		c.recordGauges()
 	}
+}
+
+// safeReady is processReady with raft's own panics (a storage or
+// invariant failure) turned into the group's end on this node.
+func (c *groupCore) safeReady() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: raft failed: %v", ErrTerminated, r)
+		}
+	}()
+	return c.processReady()
 }
 
 func (c *groupCore) recordGauges() {

@@ -90,7 +90,7 @@ func (c *groupCore) bootstrap() {
 		return
 	}
 	// Raft campaigns only once the bootstrap configuration is applied.
-	if err := c.processReady(); err != nil {
+	if err := c.safeReady(); err != nil {
 		c.fatal = err
 		return
 	}

@@ -308,7 +308,12 @@ func (t *typedMachine[C, Q, R]) apply(actx ApplyContext, raw [][]byte) {
 	}
 }
 
-func (t *typedMachine[C, Q, R]) snapshot() ([]byte, error) {
+func (t *typedMachine[C, Q, R]) snapshot() (_ []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("groups: state machine Snapshot panicked: %v", p)
+		}
+	}()
 	var b bytes.Buffer
 	if err := t.sm.Snapshot(&b); err != nil {
 		return nil, err
@@ -316,6 +321,11 @@ func (t *typedMachine[C, Q, R]) snapshot() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-func (t *typedMachine[C, Q, R]) restore(data []byte) error {
+func (t *typedMachine[C, Q, R]) restore(data []byte) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("groups: state machine Restore panicked: %v", p)
+		}
+	}()
 	return t.sm.Restore(bytes.NewReader(data))
 }
