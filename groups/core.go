@@ -394,7 +394,29 @@ func (c *groupCore) onBond(ev bondEvent) {
 		ps.up, ps.downAt = false, c.now
 		ps.status = nil
 		c.rn.ReportUnreachable(ps.id)
+		if ps.id == c.lead && c.state == raft.StateFollower {
+			c.leaderLost()
+		}
 	}
+}
+
+// leaderLost speeds up failover when the bond to the leader ends (a
+// departure, or heartbeats missed): followers forget the leader, so they
+// grant pre-votes at once instead of honouring its lease, and the first
+// live voter (lowest raft id) campaigns without waiting for its election
+// timeout. On the minority side of a partition the pre-vote fails and
+// nothing changes.
+func (c *groupCore) leaderLost() {
+	_ = c.rn.ForgetLeader()
+	if !slices.Contains(c.conf.GetVoters(), c.selfID) {
+		return
+	}
+	for _, v := range c.conf.GetVoters() {
+		if v < c.selfID && v != c.lead && c.isUp(v) {
+			return
+		}
+	}
+	_ = c.rn.Campaign()
 }
 
 func (c *groupCore) onFrame(f frame) {

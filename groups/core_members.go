@@ -278,7 +278,8 @@ func (c *groupCore) manageMembers() {
 	// Add bonded fresh (or returning) peers as learners, lowest id first.
 	var add []uint64
 	for _, ps := range c.peers {
-		if ps.up && ps.status != nil && !in[ps.id] && (ps.status.GetEpoch() == 0 || ps.status.GetEpoch() == c.epoch) {
+		st := ps.status
+		if ps.up && st != nil && !in[ps.id] && (st.GetEpoch() == 0 || st.GetEpoch() == c.epoch) && st.GetLostEpoch() != c.epoch {
 			add = append(add, ps.id)
 		}
 	}
