@@ -45,7 +45,7 @@ func TestCore_BootstrapAfterDelayTicks(t *testing.T) {
 	for _, reluctant := range []bool{false, true} {
 		var opts []Option
 		if reluctant {
-			opts = append(opts, Reluctant())
+			opts = append(opts, WithReluctant())
 		}
 		c := handCore(t, "a", opts...)
 		delay := c.p.ticks(c.p.BootstrapDelay)

@@ -8,7 +8,7 @@
 // A group id (DeriveID) is keyed blake3 over the group's secret Key, the
 // bond timings every member must share (Params.Heartbeat,
 // HeartbeatJitter, MissedHeartbeats), the state machine's Signature and
-// the fingerprint of each RequireTicket validator, in order. Members are
+// the fingerprint of each WithRequireTicket validator, in order. Members are
 // writers (raft voters or learners waiting to be promoted) or readers
 // (learners for good). The leader keeps 1, 3 or 5 voters among caught-up
 // writers; nothing is configured by hand.

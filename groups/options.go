@@ -31,18 +31,18 @@ func defaultConfig() config {
 // RoleReader replicates as a raft learner and never votes or campaigns.
 func WithRole(r Role) Option { return func(c *config) { c.role = r } }
 
-// Reluctant multiplies this node's election timeout and bootstrap delay by
+// WithReluctant multiplies this node's election timeout and bootstrap delay by
 // Params.ReluctantFactor, so other writers usually lead. Not part of the id.
-func Reluctant() Option { return func(c *config) { c.reluctant = true } }
+func WithReluctant() Option { return func(c *config) { c.reluctant = true } }
 
 // WithParams sets the consensus timings (see Params; three of them are
 // part of the group id).
 func WithParams(p Params) Option { return func(c *config) { c.params = p } }
 
-// RequireTicket makes every bonded peer hold a ticket that v accepts.
+// WithRequireTicket makes every bonded peer hold a ticket that v accepts.
 // Repeatable: all validators must pass, and their fingerprints, in order,
 // are part of the group id, so v must implement Fingerprint() [32]byte.
-func RequireTicket(v policy.TicketValidator) Option {
+func WithRequireTicket(v policy.TicketValidator) Option {
 	return func(c *config) { c.tickets = append(c.tickets, v) }
 }
 

@@ -35,7 +35,7 @@ type Params struct {
 	// mosaik: 2 s.
 	QueryTimeout time.Duration
 	// ReluctantFactor multiplies the election timeout and bootstrap delay
-	// of a node joined with Reluctant(). mosaik: 3.
+	// of a node joined with WithReluctant(). mosaik: 3.
 	ReluctantFactor int
 	// RemoveAfter is the membership hysteresis: a member whose bond has
 	// been down this long is removed from the raft configuration. It must
