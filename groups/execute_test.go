@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/mosaik-go/mosaik/internal/testutil"
 )
 
@@ -213,3 +215,41 @@ func TestJoin_SecondHandle(t *testing.T) {
 type strCounter struct{ counter }
 
 func (*strCounter) Apply(ApplyContext, []string) {}
+
+// A leader cut off from its quorum steps down (CheckQuorum) and fails its
+// pending Execute at once with the commands handed back, long before the
+// caller's deadline; the majority elects a new leader and goes on.
+func TestExecute_DeposedLeaderFailsAtOnce(t *testing.T) {
+	n := newMemNet()
+	gs := threeCounters(t, n)
+	old := gs[0]
+	n.partition([]peer.ID{old.c.self}, []peer.ID{gs[1].c.self, gs[2].c.self})
+	start := time.Now()
+	_, err := old.Execute(tctx(t, 30*time.Second), 7)
+	var oe *OfflineError[int64]
+	if !errors.As(err, &oe) || len(oe.Commands) != 1 || oe.Commands[0] != 7 {
+		t.Fatalf("execute on a cut-off leader: %v", err)
+	}
+	if d := time.Since(start); d > testutil.Scale(10*time.Second) {
+		t.Fatalf("failed only after %v", d)
+	}
+	if _, err := gs[1].Execute(tctx(t, 10*time.Second), 1); err != nil {
+		for errors.Is(err, ErrOffline) {
+			time.Sleep(20 * time.Millisecond) // retry pacing while the majority elects
+			_, err = gs[1].Execute(tctx(t, 10*time.Second), 1)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.heal()
+	if err := old.When().Online(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	// The cut-off command never committed: only the majority's write did
+	// (once, or more if a retry repeated an ambiguous attempt).
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		v, _, err := old.Query(tctx(t, 2*time.Second), struct{}{}, Strong)
+		return err == nil && v >= 1 && v < 7
+	}, "state after heal")
+}
