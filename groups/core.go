@@ -1,0 +1,610 @@
+package groups
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/groups/pb"
+)
+
+// Core frame kinds (see contract.go for the range).
+const (
+	kindRaft      byte = 0x20
+	kindStatus    byte = 0x21
+	kindForward   byte = 0x22
+	kindForwardOK byte = 0x23
+	kindNotLeader byte = 0x24
+)
+
+// maxCoreFrame caps a decoded core frame (a MsgSnap may carry a whole
+// snapshot until chunked transfer lands).
+const maxCoreFrame = 64 << 20
+
+// inboxSize bounds the frames waiting for the group goroutine; beyond it
+// frames are dropped and counted (raft retransmits).
+const inboxSize = 4096
+
+// machine is the typed state machine as the core sees it.
+type machine interface {
+	apply(actx ApplyContext, cmds [][]byte) // may panic: the core recovers
+	snapshot() ([]byte, error)
+	restore(data []byte) error
+}
+
+type frame struct {
+	from peer.ID
+	kind byte
+	body []byte
+}
+
+type bondEvent struct {
+	p    peer.ID
+	up   bool
+	role Role
+	code Code
+}
+
+type peerState struct {
+	id     uint64
+	role   Role
+	up     bool
+	downAt int64 // tick of the last BondDown
+	status *pb.CoreStatus
+}
+
+// groupCore is one group on this node. Everything below the "goroutine
+// state" comment belongs to run's goroutine (STYLE rule 17); other
+// goroutines reach it through frames, bond events and calls.
+type groupCore struct {
+	id     catalog.ID
+	self   peer.ID
+	selfID uint64
+	cfg    config
+	p      Params
+	log    *slog.Logger
+	met    *metrics
+	sm     machine
+	tr     transport
+
+	frames  chan frame
+	bondMu  sync.Mutex
+	bondQ   []bondEvent
+	bondSig chan struct{}
+	calls   chan func()
+	quit    chan struct{}
+	done    chan struct{}
+	ticker  *time.Ticker
+	tick    <-chan time.Time
+
+	dropped atomic.Uint64
+	view    viewState
+
+	// goroutine state
+	now       int64 // ticks since start
+	initial   []byte
+	store     logStore
+	rn        *raft.RawNode
+	conf      *raftpb.ConfState
+	epoch     uint64
+	lost      map[uint64]bool
+	lostEpoch uint64
+	parent    uint64 // epoch this cluster was forced from (0: none)
+	// epochPending: append the epoch entry once this node leads the
+	// cluster it just created.
+	epochPending  bool
+	freshSince    int64
+	applied       uint64
+	snapIndex     uint64
+	snapNow       bool // take a snapshot after this Ready
+	gaugedApplied uint64
+	lead          uint64
+	state         raft.StateType
+	peers         map[peer.ID]*peerState
+	byRaft        map[uint64]peer.ID
+	nextSeq       uint64
+	assign        map[uint64]*feedCall // local batches awaiting an index, by seq
+	fwdAssign     map[[2]uint64]fwdTo  // forwarded batches awaiting an index
+	forwards      map[uint64]*feedCall // batches forwarded to the leader, by seq
+	execs         map[uint64]*execCall // executes awaiting apply, by index
+	recent        map[uint64][2]uint64 // (origin, seq) of recently applied entries
+	reads         map[uint64]*readCall // strong queries, by read id
+	readSeq       uint64
+	ccAt          int64 // tick of the last conf change proposal (0: none)
+	lastLead      uint64
+	fatal         error // set by a goroutine step that must end the group
+	failed        error
+	discarded     uint64
+	absent        map[uint64]int64 // conf members with no known peer: first tick noticed
+	noLeader      int64            // tick since which no leader is known
+}
+
+type fwdTo struct {
+	p peer.ID
+	n uint32
+}
+
+func newGroupCore(s *Service, id catalog.ID, cfg config, sm machine) (*groupCore, error) {
+	c := &groupCore{
+		id:        id,
+		self:      s.self,
+		selfID:    raftID(s.self),
+		cfg:       cfg,
+		p:         cfg.params,
+		log:       s.logger().With("group", id.Short()),
+		met:       newMetrics(s.meter, s.network, id),
+		sm:        sm,
+		frames:    make(chan frame, inboxSize),
+		bondSig:   make(chan struct{}, 1),
+		calls:     make(chan func()),
+		quit:      make(chan struct{}),
+		done:      make(chan struct{}),
+		lost:      map[uint64]bool{},
+		peers:     map[peer.ID]*peerState{},
+		byRaft:    map[uint64]peer.ID{},
+		assign:    map[uint64]*feedCall{},
+		fwdAssign: map[[2]uint64]fwdTo{},
+		forwards:  map[uint64]*feedCall{},
+		execs:     map[uint64]*execCall{},
+		recent:    map[uint64][2]uint64{},
+		reads:     map[uint64]*readCall{},
+		absent:    map[uint64]int64{},
+	}
+	c.view.init()
+	// Request ids start at random so a restarted node never reuses one.
+	c.nextSeq = rand.Uint64() >> 1
+	init, err := sm.snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("groups: snapshot of the fresh state machine: %w", err)
+	}
+	c.initial = init
+	if cfg.openStore == nil {
+		err = c.resetRaft()
+	} else {
+		err = c.recover()
+	}
+	if err != nil {
+		if c.store != nil {
+			_ = c.store.Close()
+		}
+		return nil, err
+	}
+	if cfg.tick != nil {
+		c.tick = cfg.tick
+	} else {
+		c.ticker = time.NewTicker(c.p.Tick)
+		c.tick = c.ticker.C
+	}
+	return c, nil
+}
+
+// start attaches to the bond layer and runs the loop.
+func (c *groupCore) start(tr transport) {
+	c.tr = tr
+	c.met.add(c.met.active, 1)
+	go c.run()
+}
+
+// stop ends the loop and waits for it. Idempotent.
+func (c *groupCore) stop() {
+	select {
+	case <-c.quit:
+	default:
+		close(c.quit)
+	}
+	<-c.done
+}
+
+func (c *groupCore) resetRaft() error {
+	if c.store != nil {
+		_ = c.store.Close()
+		c.store = nil
+	}
+	if c.cfg.openStore == nil {
+		c.store = newMemStore()
+	} else {
+		st, err := c.cfg.openStore(c.id, true)
+		if err != nil {
+			return fmt.Errorf("groups: opening an empty log store: %w", err)
+		}
+		c.store = st
+	}
+	c.conf = &raftpb.ConfState{}
+	c.applied, c.snapIndex = 0, 0
+	c.freshSince = c.now
+	return c.resetRaftOn(0)
+}
+
+// resetRaftOn starts a new RawNode over c.store, whose state machine is at
+// applied.
+func (c *groupCore) resetRaftOn(applied uint64) error {
+	c.lead, c.state = 0, raft.StateFollower
+	et := c.p.ticks(c.p.ElectionTimeout)
+	if c.cfg.reluctant {
+		et *= c.p.ReluctantFactor
+	}
+	ht := c.p.ticks(c.p.Heartbeat)
+	if et <= ht {
+		et = ht + 1
+	}
+	rn, err := raft.NewRawNode(&raft.Config{
+		ID:                        c.selfID,
+		ElectionTick:              et,
+		HeartbeatTick:             ht,
+		Storage:                   c.store,
+		Applied:                   applied,
+		MaxSizePerMsg:             1 << 20,
+		MaxInflightMsgs:           256,
+		MaxUncommittedEntriesSize: 64 << 20,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		DisableProposalForwarding: true,
+		StepDownOnRemoval:         true,
+		ReadOnlyOption:            raft.ReadOnlySafe,
+		Logger:                    raftLogger{c.log},
+	})
+	if err != nil {
+		return fmt.Errorf("groups: raft node: %w", err)
+	}
+	c.rn = rn
+	return nil
+}
+
+// Deliver implements inbox: it never blocks.
+func (c *groupCore) Deliver(from peer.ID, kind byte, body []byte) {
+	if len(body) > maxCoreFrame {
+		c.drop()
+		return
+	}
+	select {
+	case c.frames <- frame{from, kind, body}:
+	default:
+		c.drop()
+	}
+}
+
+func (c *groupCore) drop() {
+	c.dropped.Add(1)
+	c.met.add(c.met.dropped, 1)
+}
+
+// BondUp implements inbox. Bond events are queued without bound (one per
+// bond change) so none is lost.
+func (c *groupCore) BondUp(p peer.ID, role Role) { c.queueBond(bondEvent{p: p, up: true, role: role}) }
+
+// BondDown implements inbox.
+func (c *groupCore) BondDown(p peer.ID, code Code) { c.queueBond(bondEvent{p: p, code: code}) }
+
+func (c *groupCore) queueBond(ev bondEvent) {
+	c.bondMu.Lock()
+	c.bondQ = append(c.bondQ, ev)
+	c.bondMu.Unlock()
+	select {
+	case c.bondSig <- struct{}{}:
+	default:
+	}
+}
+
+func (c *groupCore) run() {
+	defer close(c.done)
+	defer func() {
+		if c.ticker != nil {
+			c.ticker.Stop()
+		}
+		if c.failed != nil {
+			c.failAll(c.failed)
+		} else {
+			c.failAll(ErrTerminated)
+		}
+		if c.tr != nil {
+			_ = c.tr.Close()
+		}
+		_ = c.store.Close()
+		c.met.add(c.met.active, -1)
+		c.publish()
+		c.view.terminate(c.failed)
+	}()
+	for {
+		select {
+		case <-c.quit:
+			return
+		case <-c.tick:
+			c.onTick()
+		case f := <-c.frames:
+			c.onFrame(f)
+		case <-c.bondSig:
+			c.bondMu.Lock()
+			q := c.bondQ
+			c.bondQ = nil
+			c.bondMu.Unlock()
+			for _, ev := range q {
+				c.onBond(ev)
+			}
+		case fn := <-c.calls:
+			fn()
+		}
+		if err := c.safeReady(); err != nil {
+			c.failed = err
+			c.log.Error("group ended on this node", "err", err)
+			return
+		}
+		c.publish()
+		c.recordGauges()
+	}
+}
+
+// safeReady is processReady with raft's own panics (a storage or
+// invariant failure) turned into the group's end on this node.
+func (c *groupCore) safeReady() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: raft failed: %v", ErrTerminated, r)
+		}
+	}()
+	return c.processReady()
+}
+
+func (c *groupCore) recordGauges() {
+	if c.applied == c.gaugedApplied {
+		return
+	}
+	c.gaugedApplied = c.applied
+	ctx := context.Background()
+	c.met.committed.Record(ctx, int64(c.applied), c.met.attrs)
+	c.met.applyLag.Record(ctx, int64(c.rn.BasicStatus().HardState.GetCommit())-int64(c.applied), c.met.attrs)
+}
+
+func (c *groupCore) onTick() {
+	c.now++
+	c.rn.Tick()
+	c.expireCalls()
+	c.maybeBootstrap()
+	if c.now%int64(c.statusEvery()) == 0 {
+		c.broadcastStatus()
+	}
+	if c.state == raft.StateLeader && c.now%int64(c.p.ticks(c.p.Heartbeat)) == 0 {
+		c.manageMembers()
+	}
+}
+
+func (c *groupCore) statusEvery() int { return c.p.ticks(c.p.Heartbeat) * 2 }
+
+func (c *groupCore) onBond(ev bondEvent) {
+	ps := c.peers[ev.p]
+	if ps == nil {
+		ps = &peerState{id: raftID(ev.p)}
+		c.peers[ev.p] = ps
+		c.byRaft[ps.id] = ev.p
+	}
+	if ev.up {
+		ps.up, ps.role = true, ev.role
+		c.sendStatus(ev.p)
+	} else {
+		ps.up, ps.downAt = false, c.now
+		ps.status = nil
+		c.rn.ReportUnreachable(ps.id)
+		if ps.id == c.lead && c.state == raft.StateFollower {
+			c.leaderLost()
+		}
+	}
+}
+
+// leaderLost speeds up failover when the bond to the leader ends (a
+// departure, or heartbeats missed): followers forget the leader, so they
+// grant pre-votes at once instead of honouring its lease, and the first
+// live voter (lowest raft id) campaigns without waiting for its election
+// timeout. On the minority side of a partition the pre-vote fails and
+// nothing changes.
+func (c *groupCore) leaderLost() {
+	_ = c.rn.ForgetLeader()
+	if !slices.Contains(c.conf.GetVoters(), c.selfID) {
+		return
+	}
+	for _, v := range c.conf.GetVoters() {
+		if v < c.selfID && v != c.lead && c.isUp(v) {
+			return
+		}
+	}
+	_ = c.rn.Campaign()
+}
+
+func (c *groupCore) onFrame(f frame) {
+	ps := c.peers[f.from]
+	if ps == nil || !ps.up {
+		c.drop()
+		return
+	}
+	switch f.kind {
+	case kindRaft:
+		var m pb.CoreRaft
+		if proto.Unmarshal(f.body, &m) != nil {
+			c.drop()
+			return
+		}
+		c.onRaft(ps, m.GetEpoch(), m.GetMessage())
+	case kindStatus:
+		var m pb.CoreStatus
+		if proto.Unmarshal(f.body, &m) != nil {
+			c.drop()
+			return
+		}
+		ps.status = &m
+		c.onStatus(f.from, ps, &m)
+	case kindForward:
+		var m pb.CoreForward
+		if proto.Unmarshal(f.body, &m) != nil || m.GetOrigin() != ps.id {
+			c.drop()
+			return
+		}
+		c.onForward(f.from, &m)
+	case kindForwardOK:
+		var m pb.CoreForwardAck
+		if proto.Unmarshal(f.body, &m) != nil {
+			c.drop()
+			return
+		}
+		c.onForwardAck(&m)
+	case kindNotLeader:
+		var m pb.CoreNotLeader
+		if proto.Unmarshal(f.body, &m) != nil {
+			c.drop()
+			return
+		}
+		if fc := c.forwards[m.GetSeq()]; fc != nil {
+			delete(c.forwards, m.GetSeq())
+			fc.finish(0, &offline{reason: "peer is not the leader"})
+		}
+	default:
+		c.drop()
+	}
+}
+
+func (c *groupCore) onRaft(ps *peerState, epoch uint64, data []byte) {
+	if epoch == 0 || c.lost[epoch] {
+		c.drop()
+		return
+	}
+	if c.epoch == 0 {
+		// A fresh node joins the first cluster that talks to it.
+		c.epoch = epoch
+	} else if epoch != c.epoch {
+		c.drop()
+		return
+	}
+	m := new(raftpb.Message)
+	if proto.Unmarshal(data, m) != nil || m.GetFrom() != ps.id || m.GetTo() != c.selfID {
+		c.drop()
+		return
+	}
+	if !c.fresh() && !c.inConf(ps.id) && ps.id != c.lead {
+		// Members and the current leader only (a joining node learns the
+		// configuration from its leader's entries): a non-member's raft
+		// message, say with an absurd term, must not disturb the cluster.
+		c.drop()
+		return
+	}
+	if m.GetType() == raftpb.MessageType_MsgSnap {
+		if err := c.checkSnapshot(m.GetSnapshot()); err != nil {
+			c.log.Warn("dropping undecodable snapshot", "from", ps.id, "err", err)
+			c.drop()
+			return
+		}
+	}
+	defer func() {
+		// Members are trusted, but a malformed message that makes raft
+		// panic ends the group on this node, not the process.
+		if r := recover(); r != nil {
+			c.fatal = fmt.Errorf("%w: raft failed on a message from %x: %v", ErrTerminated, ps.id, r)
+		}
+	}()
+	_ = c.rn.Step(m) // errors are for local or unknown-peer messages: ignored
+}
+
+// fresh reports whether this node belongs to no cluster yet.
+func (c *groupCore) fresh() bool {
+	li, _ := c.store.LastIndex()
+	return li == 0 && len(c.conf.GetVoters()) == 0
+}
+
+func (c *groupCore) inConf(id uint64) bool {
+	return slices.Contains(c.conf.GetVoters(), id) || slices.Contains(c.conf.GetLearners(), id) ||
+		slices.Contains(c.conf.GetVotersOutgoing(), id) || slices.Contains(c.conf.GetLearnersNext(), id)
+}
+
+func (c *groupCore) sendRaft(m *raftpb.Message) {
+	to := m.GetTo()
+	snap := m.GetType() == raftpb.MessageType_MsgSnap
+	p, ok := c.byRaft[to]
+	var sent bool
+	if ok && c.peers[p].up {
+		data, err := proto.Marshal(m)
+		if err == nil {
+			body, _ := proto.Marshal(&pb.CoreRaft{Epoch: c.epoch, Message: data})
+			sent = c.tr.Send(p, kindRaft, body)
+		}
+	}
+	if !sent {
+		c.rn.ReportUnreachable(to)
+		if snap {
+			c.rn.ReportSnapshot(to, raft.SnapshotFailure)
+		}
+		return
+	}
+	if snap {
+		// The whole snapshot went in the message: as far as raft cares the
+		// transfer is done; a lost frame shows up as a rejected append.
+		c.rn.ReportSnapshot(to, raft.SnapshotFinish)
+	}
+}
+
+func (c *groupCore) send(p peer.ID, kind byte, m proto.Message) bool {
+	body, err := proto.Marshal(m)
+	if err != nil {
+		return false
+	}
+	return c.tr.Send(p, kind, body)
+}
+
+func (c *groupCore) lastPos() (term, index uint64) {
+	index, _ = c.store.LastIndex()
+	term, _ = c.store.Term(index)
+	return term, index
+}
+
+func (c *groupCore) status() *pb.CoreStatus {
+	t, i := c.lastPos()
+	return &pb.CoreStatus{
+		Epoch: c.epoch, LastTerm: t, LastIndex: i,
+		Committed: c.rn.BasicStatus().HardState.GetCommit(), Applied: c.applied,
+		Leader: c.lead, IsLeader: c.state == raft.StateLeader,
+		LostEpoch: c.lostEpoch, ParentEpoch: c.parent, Reluctant: c.cfg.reluctant,
+	}
+}
+
+func (c *groupCore) sendStatus(p peer.ID) { c.send(p, kindStatus, c.status()) }
+
+func (c *groupCore) broadcastStatus() {
+	st := c.status()
+	for p, ps := range c.peers {
+		if ps.up {
+			c.send(p, kindStatus, st)
+		}
+	}
+}
+
+// raftLogger sends etcd raft's logging to slog at debug (warnings at warn);
+// raft's default logger writes to stderr and is process-global.
+type raftLogger struct{ l *slog.Logger }
+
+func (r raftLogger) Debug(v ...any)              { r.l.Debug(fmt.Sprint(v...)) }
+func (r raftLogger) Debugf(f string, v ...any)   { r.l.Debug(fmt.Sprintf(f, v...)) }
+func (r raftLogger) Info(v ...any)               { r.l.Debug(fmt.Sprint(v...)) }
+func (r raftLogger) Infof(f string, v ...any)    { r.l.Debug(fmt.Sprintf(f, v...)) }
+func (r raftLogger) Warning(v ...any)            { r.l.Warn(fmt.Sprint(v...)) }
+func (r raftLogger) Warningf(f string, v ...any) { r.l.Warn(fmt.Sprintf(f, v...)) }
+func (r raftLogger) Error(v ...any)              { r.l.Error(fmt.Sprint(v...)) }
+func (r raftLogger) Errorf(f string, v ...any)   { r.l.Error(fmt.Sprintf(f, v...)) }
+func (r raftLogger) Fatal(v ...any)              { panic(fmt.Sprint(v...)) }
+func (r raftLogger) Fatalf(f string, v ...any)   { panic(fmt.Sprintf(f, v...)) }
+func (r raftLogger) Panic(v ...any)              { panic(fmt.Sprint(v...)) }
+func (r raftLogger) Panicf(f string, v ...any)   { panic(fmt.Sprintf(f, v...)) }
+
+func (c *groupCore) ended() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,295 @@
+package groups
+
+import (
+	"context"
+	"encoding/binary"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mosaik-go/mosaik/groups/pb"
+)
+
+// feedCall waits for the log index of a batch of commands.
+type feedCall struct {
+	n        int
+	seq      uint64
+	deadline int64 // tick; 0 for none
+	done     func(first uint64, err error)
+}
+
+func (f *feedCall) finish(first uint64, err error) {
+	if d := f.done; d != nil {
+		f.done = nil
+		d(first, err)
+	}
+}
+
+// execCall waits for a batch to be applied locally with its own request ids.
+type execCall struct {
+	first, seq uint64
+	n, got     int
+	start      time.Time
+	done       func(err error)
+}
+
+// readCall waits for a read index, then for it to be applied.
+type readCall struct {
+	deadline int64
+	index    uint64
+	have     bool
+	done     func(index uint64, err error)
+}
+
+// do runs fn on the group goroutine. It fails with ErrTerminated once the
+// group has ended, or with ctx's error.
+func (c *groupCore) do(ctx context.Context, fn func()) error {
+	select {
+	case c.calls <- fn:
+		return nil
+	case <-c.done:
+		return c.termErr()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *groupCore) termErr() error {
+	if err := c.view.err(); err != nil {
+		return err
+	}
+	return ErrTerminated
+}
+
+func (c *groupCore) leaderPeer() peer.ID {
+	switch c.lead {
+	case 0:
+		return ""
+	case c.selfID:
+		return c.self
+	}
+	return c.byRaft[c.lead]
+}
+
+// feed proposes cmds (on the leader) or forwards them (on a follower) and
+// calls done with the first assigned index. It returns the batch's seq.
+func (c *groupCore) feed(cmds [][]byte, done func(first uint64, err error)) uint64 {
+	seq := c.nextSeq
+	c.nextSeq += uint64(len(cmds))
+	fc := &feedCall{n: len(cmds), seq: seq, done: done}
+	lp := c.leaderPeer()
+	switch {
+	case c.state == raft.StateLeader:
+		if err := c.propose(c.selfID, seq, cmds); err != nil {
+			fc.finish(0, &offline{reason: "proposal dropped: " + err.Error()})
+			return seq
+		}
+		c.assign[seq] = fc
+	case lp != "" && c.peers[lp] != nil && c.peers[lp].up:
+		fc.deadline = c.now + int64(c.p.ticks(c.p.ForwardTimeout))
+		c.forwards[seq] = fc
+		if !c.send(lp, kindForward, &pb.CoreForward{Origin: c.selfID, Seq: seq, Commands: cmds}) {
+			delete(c.forwards, seq)
+			fc.finish(0, &offline{reason: "bond to the leader is full or gone"})
+		}
+	default:
+		fc.finish(0, &offline{reason: "no leader"})
+	}
+	return seq
+}
+
+// propose appends a batch atomically: one MsgProp with every entry.
+func (c *groupCore) propose(origin, seq uint64, cmds [][]byte) error {
+	ents := make([]*raftpb.Entry, len(cmds))
+	for i, cmd := range cmds {
+		data, err := proto.Marshal(&pb.CoreEntry{Origin: origin, Seq: seq + uint64(i), Command: cmd})
+		if err != nil {
+			return err
+		}
+		ents[i] = &raftpb.Entry{Data: data}
+	}
+	return c.rn.Step(&raftpb.Message{Type: raftpb.MessageType_MsgProp.Enum(), From: new(c.selfID), Entries: ents})
+}
+
+// execute is feed plus the wait for the batch to be applied locally with
+// its own request ids at the assigned indexes.
+func (c *groupCore) execute(cmds [][]byte, assigned func(first uint64), done func(err error)) {
+	start := time.Now()
+	var seq uint64
+	seq = c.feed(cmds, func(first uint64, err error) {
+		if err != nil {
+			done(err)
+			return
+		}
+		if assigned != nil {
+			assigned(first)
+		}
+		ec := &execCall{first: first, seq: seq, n: len(cmds), start: start, done: done}
+		for k := range len(cmds) {
+			idx := first + uint64(k)
+			if idx > c.applied {
+				c.execs[idx] = ec
+				continue
+			}
+			r, ok := c.recent[idx]
+			if !ok {
+				c.failExec(ec, &offline{mayApply: true, reason: "entry applied before its ack and no longer tracked"})
+				return
+			}
+			c.matchExec(ec, idx, r != [2]uint64{}, r[0], r[1])
+			if ec.done == nil {
+				return
+			}
+		}
+	})
+}
+
+func (c *groupCore) matchExec(ec *execCall, idx uint64, isCmd bool, origin, seq uint64) {
+	if ec.done == nil {
+		return
+	}
+	if !isCmd || origin != c.selfID || seq != ec.seq+(idx-ec.first) {
+		c.failExec(ec, ErrNotApplied)
+		return
+	}
+	ec.got++
+	if ec.got == ec.n {
+		c.met.commitLatency.Record(context.Background(), time.Since(ec.start).Seconds(), c.met.attrs)
+		d := ec.done
+		ec.done = nil
+		d(nil)
+	}
+}
+
+func (c *groupCore) failExec(ec *execCall, err error) {
+	for k := range ec.n {
+		idx := ec.first + uint64(k)
+		if c.execs[idx] == ec {
+			delete(c.execs, idx)
+		}
+	}
+	if d := ec.done; d != nil {
+		ec.done = nil
+		d(err)
+	}
+}
+
+// assignIndexes finds this node's (or forwarded) batches among newly
+// appended entries: the first entry of a batch carries the batch's seq.
+func (c *groupCore) assignIndexes(ents []*raftpb.Entry) {
+	for _, e := range ents {
+		if e.GetType() != raftpb.EntryType_EntryNormal || len(e.GetData()) == 0 {
+			continue
+		}
+		var ce pb.CoreEntry
+		if proto.Unmarshal(e.GetData(), &ce) != nil {
+			continue
+		}
+		if ce.GetOrigin() == c.selfID {
+			if fc := c.assign[ce.GetSeq()]; fc != nil {
+				delete(c.assign, ce.GetSeq())
+				fc.finish(e.GetIndex(), nil)
+			}
+			continue
+		}
+		k := [2]uint64{ce.GetOrigin(), ce.GetSeq()}
+		if to, ok := c.fwdAssign[k]; ok {
+			delete(c.fwdAssign, k)
+			c.send(to.p, kindForwardOK, &pb.CoreForwardAck{Seq: k[1], FirstIndex: e.GetIndex(), Count: to.n})
+		}
+	}
+}
+
+func (c *groupCore) onForward(from peer.ID, m *pb.CoreForward) {
+	if c.state != raft.StateLeader || len(m.GetCommands()) == 0 {
+		c.send(from, kindNotLeader, &pb.CoreNotLeader{Seq: m.GetSeq(), Leader: c.lead})
+		return
+	}
+	if err := c.propose(m.GetOrigin(), m.GetSeq(), m.GetCommands()); err != nil {
+		c.send(from, kindNotLeader, &pb.CoreNotLeader{Seq: m.GetSeq(), Leader: c.lead})
+		return
+	}
+	c.fwdAssign[[2]uint64{m.GetOrigin(), m.GetSeq()}] = fwdTo{p: from, n: uint32(len(m.GetCommands()))}
+}
+
+func (c *groupCore) onForwardAck(m *pb.CoreForwardAck) {
+	fc := c.forwards[m.GetSeq()]
+	if fc == nil || int(m.GetCount()) != fc.n {
+		return
+	}
+	delete(c.forwards, m.GetSeq())
+	fc.finish(m.GetFirstIndex(), nil)
+}
+
+// strongRead asks raft for a read index (a follower's request goes to the
+// leader inside raft) and calls done once it is applied here.
+func (c *groupCore) strongRead(done func(index uint64, err error)) {
+	if !c.leaderUp() {
+		done(0, &offline{reason: "no leader"})
+		return
+	}
+	c.readSeq++
+	id := c.readSeq
+	c.reads[id] = &readCall{deadline: c.now + int64(c.p.ticks(c.p.QueryTimeout)), done: done}
+	var rctx [16]byte
+	binary.BigEndian.PutUint64(rctx[:8], c.selfID)
+	binary.BigEndian.PutUint64(rctx[8:], id)
+	c.rn.ReadIndex(rctx[:])
+}
+
+func (c *groupCore) onReadState(rs raft.ReadState) {
+	if len(rs.RequestCtx) != 16 || binary.BigEndian.Uint64(rs.RequestCtx[:8]) != c.selfID {
+		return
+	}
+	if rc := c.reads[binary.BigEndian.Uint64(rs.RequestCtx[8:])]; rc != nil {
+		rc.index, rc.have = rs.Index, true
+	}
+}
+
+func (c *groupCore) checkReads() {
+	for id, rc := range c.reads {
+		if rc.have && c.applied >= rc.index {
+			delete(c.reads, id)
+			rc.done(c.applied, nil)
+		}
+	}
+}
+
+func (c *groupCore) expireCalls() {
+	for seq, fc := range c.forwards {
+		if c.now >= fc.deadline {
+			delete(c.forwards, seq)
+			fc.finish(0, &offline{mayApply: true, reason: "forward timed out"})
+		}
+	}
+	for id, rc := range c.reads {
+		if !rc.have && c.now >= rc.deadline {
+			delete(c.reads, id)
+			rc.done(0, &offline{reason: "read index timed out"})
+		}
+	}
+}
+
+// failAll fails every pending call with err.
+func (c *groupCore) failAll(err error) {
+	for seq, fc := range c.assign {
+		delete(c.assign, seq)
+		fc.finish(0, err)
+	}
+	for seq, fc := range c.forwards {
+		delete(c.forwards, seq)
+		fc.finish(0, err)
+	}
+	for _, ec := range c.execs {
+		c.failExec(ec, err)
+	}
+	for id, rc := range c.reads {
+		delete(c.reads, id)
+		rc.done(0, err)
+	}
+	clear(c.fwdAssign)
+	clear(c.recent)
+}

@@ -1,0 +1,356 @@
+package groups
+
+import (
+	"cmp"
+	"math/rand/v2"
+	"slices"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/mosaik-go/mosaik/groups/pb"
+)
+
+// Membership, bootstrap and merges. Every cluster (a raft configuration
+// history) has a random non-zero epoch, chosen when a node bootstraps it;
+// a fresh node has epoch 0 and takes the epoch of the first cluster whose
+// raft messages reach it. Members exchange CoreStatus frames on bond up and
+// every 2 heartbeats.
+//
+//   - Bootstrap: a fresh writer bootstraps a singleton cluster after the
+//     bootstrap delay, unless a bonded peer belongs to a live cluster (it
+//     waits to be added) or a bonded fresh writer has a lower raft id (that
+//     one bootstraps, this one is added).
+//   - Joining: the leader adds every bonded peer of epoch 0 or its own as
+//     a learner, promotes caught-up writers so that voters are 1, 3 or 5,
+//     demotes one voter of an even set, and removes members whose bond has
+//     been down for RemoveAfter. One change at a time, ConfChangeV2.
+//   - Rivals: when two leaders of different epochs see each other's status,
+//     the one with the lower (last term, last index, epoch) discards its
+//     raft state and state machine (its epoch joins its lost set, announced
+//     as lost_epoch) and rejoins as a fresh node. Its followers discard too
+//     when their leader (or, with no leader, any peer) announces their
+//     epoch lost.
+//   - Every voter gone: a writer that has known no leader for RemoveAfter,
+//     while every other voter's bond has been down that long, and that has
+//     the highest (applied, raft id) among bonded writers of its epoch,
+//     starts a new epoch from its applied state as the single voter and
+//     announces the old epoch lost. Uncommitted entries of its log are
+//     discarded (reported like a merge). If the old voters were only
+//     partitioned away and still have a leader, that leader ignores the
+//     announcement, and when the two leaders see each other the cluster
+//     that was forked from (parent_epoch) wins: the forced epoch discards
+//     its writes. Its writes were committed by a minority, so a partition
+//     longer than RemoveAfter that isolates every voter from a writer can
+//     accept writes on that writer's side that are later discarded (and
+//     reported); RemoveAfter is long by default (15 s) for that reason.
+
+func (c *groupCore) maybeBootstrap() {
+	if c.leaderUp() {
+		c.noLeader = c.now
+	}
+	if c.epoch != 0 {
+		c.maybeForceEpoch()
+		return
+	}
+	if c.cfg.role != RoleWriter {
+		return
+	}
+	delay := int64(c.p.ticks(c.p.BootstrapDelay))
+	if c.cfg.reluctant {
+		delay *= int64(c.p.ReluctantFactor)
+	}
+	if c.now-c.freshSince < delay {
+		return
+	}
+	for _, ps := range c.peers {
+		if !ps.up {
+			continue
+		}
+		if ps.status == nil {
+			return // wait to hear what the peer is
+		}
+		e := ps.status.GetEpoch()
+		if e != 0 && !c.lost[e] {
+			return // a cluster exists: its leader adds this node
+		}
+		if e == 0 && ps.role == RoleWriter && bootsFirst(ps.status.GetReluctant(), ps.id, c.cfg.reluctant, c.selfID) {
+			return // the first fresh writer (eager before reluctant, then lowest id) bootstraps
+		}
+	}
+	c.bootstrap()
+}
+
+func (c *groupCore) bootstrap() {
+	c.epoch = newEpoch(c.lost)
+	if err := c.rn.Bootstrap([]raft.Peer{{ID: c.selfID}}); err != nil {
+		c.log.Warn("bootstrap failed", "err", err)
+		c.epoch = 0
+		return
+	}
+	// Raft campaigns only once the bootstrap configuration is applied.
+	if err := c.safeReady(); err != nil {
+		c.fatal = err
+		return
+	}
+	_ = c.rn.Campaign()
+	c.epochPending = true
+	c.log.Info("bootstrapped a new cluster", "epoch", c.epoch)
+	c.broadcastStatus()
+}
+
+func bootsFirst(aReluctant bool, a uint64, bReluctant bool, b uint64) bool {
+	if aReluctant != bReluctant {
+		return !aReluctant
+	}
+	return a < b
+}
+
+func newEpoch(lost map[uint64]bool) uint64 {
+	for {
+		if e := rand.Uint64(); e != 0 && !lost[e] {
+			return e
+		}
+	}
+}
+
+func (c *groupCore) onStatus(from peer.ID, ps *peerState, st *pb.CoreStatus) {
+	if c.epoch == 0 {
+		return
+	}
+	// My cluster was abandoned by its leader, or by anyone while I know no
+	// leader: follow it into a fresh start.
+	if st.GetLostEpoch() == c.epoch && c.state != raft.StateLeader && (!c.leaderUp() || c.lead == ps.id) {
+		c.wipe("peer "+from.ShortString()+" abandoned this cluster", 0)
+		return
+	}
+	e := st.GetEpoch()
+	if c.state != raft.StateLeader || !st.GetIsLeader() || e == 0 || e == c.epoch {
+		return
+	}
+	switch {
+	case st.GetParentEpoch() == c.epoch:
+		return // they forked off this live cluster: they give way
+	case c.parent == e:
+		c.wipe("the cluster this node's epoch was forced from is alive: "+from.ShortString(), e)
+		return
+	case c.lost[e]:
+		return
+	}
+	mt, mi := c.lastPos()
+	mine := [3]uint64{mt, mi, c.epoch}
+	theirs := [3]uint64{st.GetLastTerm(), st.GetLastIndex(), e}
+	if slices.Compare(mine[:], theirs[:]) < 0 {
+		c.wipe("rival cluster of "+from.ShortString()+" has the higher log", e)
+	}
+}
+
+// wipe discards this node's raft state and state machine and makes it a
+// fresh node that a leader of another cluster (winner, if known) will add.
+func (c *groupCore) wipe(reason string, winner uint64) {
+	_, li := c.lastPos()
+	old := c.epoch
+	c.lost[old] = true
+	c.lostEpoch = old
+	c.epoch, c.parent = 0, 0
+	delete(c.lost, winner)
+	c.failAll(&offline{reason: "cluster discarded: " + reason})
+	if err := c.sm.restore(c.initial); err != nil {
+		c.fatal = err
+		return
+	}
+	if err := c.resetRaft(); err != nil {
+		c.fatal = err
+		return
+	}
+	c.reportDiscard(li)
+	c.log.Warn("discarded this node's log and state", "entries", li, "epoch", old, "reason", reason)
+	c.broadcastStatus()
+}
+
+func (c *groupCore) reportDiscard(n uint64) {
+	c.discarded += n
+	c.met.add(c.met.discarded, int64(n))
+	c.view.discard(n)
+}
+
+func (c *groupCore) maybeForceEpoch() {
+	if c.cfg.role != RoleWriter || c.leaderUp() || c.state == raft.StateLeader {
+		return
+	}
+	after := int64(c.p.ticks(c.p.RemoveAfter))
+	if c.now-c.noLeader < after || len(c.conf.GetVoters()) == 0 {
+		return
+	}
+	for _, v := range append(c.conf.GetVoters(), c.conf.GetVotersOutgoing()...) {
+		if v != c.selfID && !c.goneFor(v, after) {
+			return
+		}
+	}
+	for _, ps := range c.peers {
+		st := ps.status
+		if !ps.up || ps.role != RoleWriter || st == nil || st.GetEpoch() != c.epoch {
+			continue
+		}
+		if cmp.Compare(st.GetApplied(), c.applied) > 0 || (st.GetApplied() == c.applied && ps.id > c.selfID) {
+			return
+		}
+	}
+	c.forceEpoch()
+}
+
+// goneFor reports whether member id has had no bond for at least n ticks.
+func (c *groupCore) goneFor(id uint64, n int64) bool {
+	if p, ok := c.byRaft[id]; ok {
+		ps := c.peers[p]
+		return !ps.up && c.now-ps.downAt >= n
+	}
+	since, ok := c.absent[id]
+	if !ok {
+		c.absent[id] = c.now
+		return false
+	}
+	return c.now-since >= n
+}
+
+// forceEpoch restarts this node as the single voter of a new epoch from
+// its applied state.
+func (c *groupCore) forceEpoch() {
+	_, li := c.lastPos()
+	hs := c.rn.BasicStatus().HardState
+	appliedTerm, _ := c.store.Term(c.applied)
+	old := c.epoch
+	c.lost[old] = true
+	c.lostEpoch = old
+	c.epoch, c.parent = newEpoch(c.lost), old
+	data, err := c.buildSnapshotData()
+	if err != nil {
+		c.fatal = err
+		return
+	}
+	c.failAll(&offline{mayApply: true, reason: "every voter is gone; starting a new epoch"})
+	applied := c.applied
+	if err := c.resetRaft(); err != nil {
+		c.fatal = err
+		return
+	}
+	snap := &raftpb.Snapshot{Data: data, Metadata: &raftpb.SnapshotMetadata{
+		Index: new(applied), Term: new(appliedTerm), ConfState: &raftpb.ConfState{Voters: []uint64{c.selfID}},
+	}}
+	if err := c.store.Save(&raftpb.HardState{Term: new(hs.GetTerm()), Commit: new(applied)}, snap, nil); err != nil {
+		c.fatal = err
+		return
+	}
+	if err := c.resetRaftOn(applied); err != nil {
+		c.fatal = err
+		return
+	}
+	c.conf = snap.GetMetadata().GetConfState()
+	c.applied, c.snapIndex = applied, applied
+	_ = c.rn.Campaign()
+	c.epochPending = true
+	if li > applied {
+		c.reportDiscard(li - applied)
+	}
+	c.log.Warn("every voter is gone: started a new epoch from this node's state", "old_epoch", old, "epoch", c.epoch, "applied", applied)
+	c.broadcastStatus()
+}
+
+// manageMembers is the leader's membership controller, run every
+// heartbeat: one configuration change at a time.
+func (c *groupCore) manageMembers() {
+	if c.ccAt != 0 && c.now-c.ccAt < int64(2*c.p.ticks(c.p.ElectionTimeout)) {
+		return
+	}
+	if len(c.conf.GetVotersOutgoing()) > 0 {
+		return // raft leaves the joint configuration by itself
+	}
+	after := int64(c.p.ticks(c.p.RemoveAfter))
+	in := map[uint64]bool{}
+	for _, id := range append(slices.Clone(c.conf.GetVoters()), c.conf.GetLearners()...) {
+		in[id] = true
+		if id != c.selfID && c.goneFor(id, after) {
+			c.changeConf(raftpb.ConfChangeType_ConfChangeRemoveNode, id)
+			return
+		}
+	}
+	// Add bonded fresh (or returning) peers as learners, lowest id first.
+	var add []uint64
+	for _, ps := range c.peers {
+		st := ps.status
+		if ps.up && st != nil && !in[ps.id] && (st.GetEpoch() == 0 || st.GetEpoch() == c.epoch) && st.GetLostEpoch() != c.epoch {
+			add = append(add, ps.id)
+		}
+	}
+	if len(add) > 0 {
+		c.changeConf(raftpb.ConfChangeType_ConfChangeAddLearnerNode, slices.Min(add))
+		return
+	}
+	c.balanceVoters()
+}
+
+// balanceVoters promotes caught-up writer learners until voters are
+// min(5, writers) made odd, and demotes a voter of an even, all-alive set
+// that cannot grow.
+func (c *groupCore) balanceVoters() {
+	st := c.rn.Status()
+	alive := 0
+	var live []uint64
+	for _, v := range c.conf.GetVoters() {
+		if v == c.selfID || c.isUp(v) {
+			alive++
+			if v != c.selfID {
+				live = append(live, v)
+			}
+		}
+	}
+	voters := len(c.conf.GetVoters())
+	var ready []uint64
+	for _, l := range c.conf.GetLearners() {
+		p, ok := c.byRaft[l]
+		if !ok || !c.peers[p].up || c.peers[p].role != RoleWriter {
+			continue
+		}
+		if pr, ok := st.Progress[l]; ok && pr.Match+16 >= st.GetCommit() {
+			ready = append(ready, l)
+		}
+	}
+	target := min(5, alive+len(ready))
+	if target%2 == 0 {
+		target--
+	}
+	switch {
+	case voters < target && len(ready) > 0:
+		slices.SortFunc(ready, func(a, b uint64) int { return cmp.Compare(st.Progress[b].Match, st.Progress[a].Match) })
+		n := min(target-voters, len(ready))
+		c.changeConf(raftpb.ConfChangeType_ConfChangeAddNode, ready[:n]...)
+	case voters%2 == 0 && alive == voters && voters > target && len(live) > 0:
+		slices.SortFunc(live, func(a, b uint64) int { return cmp.Compare(st.Progress[a].Match, st.Progress[b].Match) })
+		c.changeConf(raftpb.ConfChangeType_ConfChangeAddLearnerNode, live[0])
+	}
+}
+
+// leaderUp reports whether a leader is known and bonded (a learner keeps
+// its last leader forever, since it never campaigns).
+func (c *groupCore) leaderUp() bool {
+	return c.lead != 0 && (c.lead == c.selfID || c.isUp(c.lead))
+}
+
+func (c *groupCore) isUp(id uint64) bool {
+	p, ok := c.byRaft[id]
+	return ok && c.peers[p].up
+}
+
+func (c *groupCore) changeConf(t raftpb.ConfChangeType, ids ...uint64) {
+	cc := &raftpb.ConfChangeV2{}
+	for _, id := range ids {
+		cc.Changes = append(cc.Changes, &raftpb.ConfChangeSingle{Type: t.Enum(), NodeId: new(id)})
+	}
+	if err := c.rn.ProposeConfChange(cc); err != nil {
+		c.log.Debug("conf change not proposed", "err", err)
+		return
+	}
+	c.ccAt = c.now
+	c.log.Info("membership change proposed", "change", t.String(), "nodes", ids)
+}

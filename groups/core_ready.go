@@ -1,0 +1,284 @@
+package groups
+
+import (
+	"fmt"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mosaik-go/mosaik/groups/pb"
+)
+
+// recentKeep applied entries keep their request ids, so an Execute whose
+// index is acked after the entry was applied can still be matched.
+const recentKeep = 4096
+
+// processReady drains raft's Ready in etcd's order: persist, send, apply,
+// Advance. An error ends the group on this node.
+func (c *groupCore) processReady() error {
+	if err := c.drainReady(); err != nil {
+		return err
+	}
+	if c.epochPending && c.state == raft.StateLeader {
+		c.epochPending = false
+		c.proposeEpoch()
+		return c.drainReady()
+	}
+	return nil
+}
+
+func (c *groupCore) drainReady() error {
+	for c.fatal == nil && c.rn.HasReady() {
+		rd := c.rn.Ready()
+		if rd.SoftState != nil {
+			c.onSoftState(*rd.SoftState)
+		}
+		if err := c.store.Save(rd.HardState, rd.Snapshot, rd.Entries); err != nil {
+			return fmt.Errorf("%w: log store: %w", ErrTerminated, err)
+		}
+		if len(c.assign) > 0 || len(c.fwdAssign) > 0 {
+			c.assignIndexes(rd.Entries)
+		}
+		for _, m := range rd.Messages {
+			c.sendRaft(m)
+		}
+		if rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot) {
+			if err := c.installSnapshot(rd.Snapshot); err != nil {
+				return err
+			}
+		}
+		if err := c.applyEntries(rd.CommittedEntries); err != nil {
+			return err
+		}
+		for _, rs := range rd.ReadStates {
+			c.onReadState(rs)
+		}
+		c.rn.Advance(rd)
+		c.maybeSnapshot()
+	}
+	c.checkReads()
+	return c.fatal
+}
+
+// buildSnapshotData and restoreSnapshotData are the one place where
+// snapshot bytes are made and consumed (chunked transfer replaces them).
+func (c *groupCore) buildSnapshotData() ([]byte, error) {
+	state, err := c.sm.snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return proto.Marshal(&pb.CoreSnapshot{Epoch: c.epoch, State: state})
+}
+
+func decodeSnapshotData(data []byte) (*pb.CoreSnapshot, error) {
+	var s pb.CoreSnapshot
+	if err := proto.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("groups: snapshot data: %w", err)
+	}
+	return &s, nil
+}
+
+func (c *groupCore) checkSnapshot(s *raftpb.Snapshot) error {
+	_, err := decodeSnapshotData(s.GetData())
+	return err
+}
+
+func (c *groupCore) installSnapshot(s *raftpb.Snapshot) error {
+	cs, err := decodeSnapshotData(s.GetData())
+	if err == nil {
+		err = c.sm.restore(cs.GetState())
+	}
+	if err != nil {
+		return fmt.Errorf("%w: restoring a snapshot: %w", ErrTerminated, err)
+	}
+	if c.epoch == 0 {
+		c.epoch = cs.GetEpoch()
+	}
+	idx := s.GetMetadata().GetIndex()
+	c.conf = proto.CloneOf(s.GetMetadata().GetConfState())
+	for i, ec := range c.execs {
+		if i <= idx {
+			c.failExec(ec, &offline{mayApply: true, reason: "entry reached this node inside a snapshot"})
+		}
+	}
+	c.applied, c.snapIndex = idx, idx
+	c.log.Info("installed a snapshot", "index", idx)
+	return nil
+}
+
+func (c *groupCore) applyEntries(ents []*raftpb.Entry) error {
+	for i := 0; i < len(ents); {
+		e := ents[i]
+		switch e.GetType() {
+		case raftpb.EntryType_EntryConfChange:
+			cc := new(raftpb.ConfChange)
+			if proto.Unmarshal(e.GetData(), cc) == nil {
+				c.conf = c.rn.ApplyConfChange(cc)
+			}
+			c.confApplied(e.GetIndex())
+			i++
+			continue
+		case raftpb.EntryType_EntryConfChangeV2:
+			cc := new(raftpb.ConfChangeV2)
+			if proto.Unmarshal(e.GetData(), cc) == nil {
+				c.conf = c.rn.ApplyConfChange(cc)
+			}
+			c.confApplied(e.GetIndex())
+			i++
+			continue
+		}
+		// A run of decodable command entries of one term.
+		var cmds [][]byte
+		var ces []*pb.CoreEntry
+		j := i
+		for ; j < len(ents); j++ {
+			x := ents[j]
+			if x.GetType() != raftpb.EntryType_EntryNormal || len(x.GetData()) == 0 || x.GetTerm() != e.GetTerm() {
+				break
+			}
+			ce := new(pb.CoreEntry)
+			if proto.Unmarshal(x.GetData(), ce) != nil || ce.GetEpoch() != 0 {
+				break
+			}
+			cmds = append(cmds, ce.GetCommand())
+			ces = append(ces, ce)
+		}
+		if j == i {
+			// An empty entry (a new leader's), an epoch entry, or an
+			// undecodable one, which every member skips alike.
+			var ce pb.CoreEntry
+			if len(e.GetData()) > 0 && proto.Unmarshal(e.GetData(), &ce) == nil && ce.GetEpoch() != 0 {
+				if c.epoch == 0 {
+					c.epoch = ce.GetEpoch()
+				}
+			} else if len(e.GetData()) > 0 {
+				c.log.Warn("skipping an undecodable log entry", "index", e.GetIndex())
+			}
+			c.setApplied(e.GetIndex(), nil)
+			i++
+			continue
+		}
+		if err := c.applyRun(ApplyContext{Group: c.id, Term: e.GetTerm(), FirstIndex: e.GetIndex()}, cmds); err != nil {
+			return err
+		}
+		for k, ce := range ces {
+			c.setApplied(e.GetIndex()+uint64(k), ce)
+		}
+		i = j
+	}
+	return nil
+}
+
+// confApplied follows an applied configuration change. Once the log is
+// compacted, a snapshot is taken at once: raft refuses a snapshot whose
+// ConfState lacks the receiver, so a new member needs one made after it
+// was added.
+func (c *groupCore) confApplied(idx uint64) {
+	c.ccAt = 0
+	c.setApplied(idx, nil)
+	if first, _ := c.store.FirstIndex(); first > 1 {
+		c.snapNow = true
+	}
+}
+
+func (c *groupCore) applyRun(actx ApplyContext, cmds [][]byte) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.met.add(c.met.panics, 1)
+			err = fmt.Errorf("%w: %w at index %d: %v", ErrTerminated, ErrApplyPanic, actx.FirstIndex, r)
+		}
+	}()
+	c.sm.apply(actx, cmds)
+	return nil
+}
+
+// setApplied records that index idx is applied; ce is its command entry,
+// or nil for any other kind of entry.
+func (c *groupCore) setApplied(idx uint64, ce *pb.CoreEntry) {
+	c.applied = idx
+	var origin, seq uint64
+	if ce != nil {
+		origin, seq = ce.GetOrigin(), ce.GetSeq()
+	}
+	c.recent[idx] = [2]uint64{origin, seq}
+	if idx > recentKeep {
+		delete(c.recent, idx-recentKeep)
+	}
+	if ec := c.execs[idx]; ec != nil {
+		delete(c.execs, idx)
+		c.matchExec(ec, idx, ce != nil, origin, seq)
+	}
+}
+
+func (c *groupCore) maybeSnapshot() {
+	if c.applied == c.snapIndex || (c.applied-c.snapIndex < c.p.SnapshotEntries && !c.snapNow) {
+		return
+	}
+	c.snapNow = false
+	data, err := c.buildSnapshotData()
+	if err != nil {
+		c.log.Warn("state machine snapshot failed", "err", err)
+		c.snapIndex = c.applied // retry after another SnapshotEntries
+		return
+	}
+	if _, err := c.store.CreateSnapshot(c.applied, c.conf, data); err != nil {
+		c.log.Warn("creating a snapshot failed", "index", c.applied, "err", err)
+		c.snapIndex = c.applied
+		return
+	}
+	c.snapIndex = c.applied
+	if c.applied > c.p.CompactionWindow {
+		to := c.applied - c.p.CompactionWindow
+		if first, _ := c.store.FirstIndex(); to > first {
+			if err := c.store.Compact(to); err != nil {
+				c.log.Warn("compaction failed", "to", to, "err", err)
+			}
+		}
+	}
+}
+
+func (c *groupCore) onSoftState(ss raft.SoftState) {
+	wasLeader := c.state == raft.StateLeader
+	oldState, oldLead := c.state, c.lead
+	c.state, c.lead = ss.RaftState, ss.Lead
+	if c.state == raft.StateCandidate && oldState != raft.StateCandidate {
+		c.met.add(c.met.elections, 1)
+	}
+	if c.lead != oldLead {
+		if c.lead != 0 && c.lead != c.lastLead {
+			c.met.add(c.met.leaderChanges, 1)
+			c.lastLead = c.lead
+		}
+		// Forwards and reads in flight went to the old leader.
+		for seq, fc := range c.forwards {
+			delete(c.forwards, seq)
+			fc.finish(0, &offline{mayApply: true, reason: "leader changed"})
+		}
+		for id, rc := range c.reads {
+			if !rc.have {
+				delete(c.reads, id)
+				rc.done(0, &offline{reason: "leader changed"})
+			}
+		}
+	}
+	if wasLeader && c.state != raft.StateLeader {
+		// A deposed leader fails its pending calls at once.
+		dep := &offline{mayApply: true, reason: "leader deposed"}
+		for seq, fc := range c.assign {
+			delete(c.assign, seq)
+			fc.finish(0, dep)
+		}
+		for k, to := range c.fwdAssign {
+			delete(c.fwdAssign, k)
+			c.send(to.p, kindNotLeader, &pb.CoreNotLeader{Seq: k[1], Leader: c.lead})
+		}
+		for _, ec := range c.execs {
+			c.failExec(ec, dep)
+		}
+		c.ccAt = 0
+	}
+	if c.state != oldState {
+		c.log.Info("role changed", "from", oldState.String(), "to", c.state.String(), "leader", c.leaderPeer(), "epoch", c.epoch)
+	}
+}

@@ -1,0 +1,95 @@
+package groups
+
+import (
+	"fmt"
+	"math"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mosaik-go/mosaik/groups/pb"
+)
+
+// recover opens the configured log store and resumes from what it holds:
+// the state machine from the latest snapshot, the epoch from that
+// snapshot or from the log's epoch entry, and raft from its hard state
+// (committed entries after the snapshot are applied again by raft).
+func (c *groupCore) recover() error {
+	st, err := c.cfg.openStore(c.id, false)
+	if err != nil {
+		return fmt.Errorf("groups: opening the log store: %w", err)
+	}
+	c.store = st
+	c.conf = &raftpb.ConfState{}
+	c.freshSince = c.now
+	snap, err := st.Snapshot()
+	if err != nil {
+		return fmt.Errorf("groups: reading the stored snapshot: %w", err)
+	}
+	var applied uint64
+	if !raft.IsEmptySnap(snap) {
+		cs, err := decodeSnapshotData(snap.GetData())
+		if err == nil {
+			err = c.sm.restore(cs.GetState())
+		}
+		if err != nil {
+			return fmt.Errorf("groups: restoring the stored snapshot: %w", err)
+		}
+		c.epoch = cs.GetEpoch()
+		applied = snap.GetMetadata().GetIndex()
+		c.conf = proto.CloneOf(snap.GetMetadata().GetConfState())
+	}
+	if c.epoch == 0 {
+		if c.epoch, err = c.scanEpoch(); err != nil {
+			return err
+		}
+	}
+	c.applied, c.snapIndex = applied, applied
+	if err := c.resetRaftOn(applied); err != nil {
+		return err
+	}
+	if li, _ := st.LastIndex(); li > 0 {
+		c.log.Info("resumed from the log store", "epoch", c.epoch, "snapshot", applied, "last_index", li)
+	}
+	return nil
+}
+
+// scanEpoch finds the epoch entry in the stored log (0 if none).
+func (c *groupCore) scanEpoch() (uint64, error) {
+	first, err := c.store.FirstIndex()
+	if err != nil {
+		return 0, err
+	}
+	last, err := c.store.LastIndex()
+	if err != nil {
+		return 0, err
+	}
+	for lo := first; lo <= last; lo += 256 {
+		ents, err := c.store.Entries(lo, min(lo+256, last+1), math.MaxUint64)
+		if err != nil {
+			return 0, fmt.Errorf("groups: scanning the stored log: %w", err)
+		}
+		for _, e := range ents {
+			if e.GetType() != raftpb.EntryType_EntryNormal || len(e.GetData()) == 0 {
+				continue
+			}
+			var ce pb.CoreEntry
+			if proto.Unmarshal(e.GetData(), &ce) == nil && ce.GetEpoch() != 0 {
+				return ce.GetEpoch(), nil
+			}
+		}
+	}
+	return 0, nil
+}
+
+// proposeEpoch appends the epoch entry of a cluster this node just
+// created (bootstrap or forced epoch), once it leads. A loss (the node
+// deposed first) only means a restart must find the epoch in a snapshot.
+func (c *groupCore) proposeEpoch() {
+	data, _ := proto.Marshal(&pb.CoreEntry{Origin: c.selfID, Epoch: c.epoch})
+	err := c.rn.Step(&raftpb.Message{Type: raftpb.MessageType_MsgProp.Enum(), From: new(c.selfID), Entries: []*raftpb.Entry{{Data: data}}})
+	if err != nil {
+		c.log.Warn("epoch entry not proposed", "err", err)
+	}
+}

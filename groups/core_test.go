@@ -1,0 +1,214 @@
+package groups
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mosaik-go/mosaik/groups/pb"
+)
+
+// handCore is a core driven by hand, without its goroutine: the tests
+// below step it deterministically.
+func handCore(t *testing.T, self peer.ID, opts ...Option) *groupCore {
+	t.Helper()
+	cfg := defaultConfig()
+	cfg.params = TestParams()
+	cfg.tick = make(chan time.Time)
+	for _, o := range opts {
+		o(&cfg)
+	}
+	s := &Service{self: self}
+	c, err := newGroupCore(s, [32]byte{1}, cfg, &typedMachine[int64, struct{}, int64]{sm: &counter{}, codec: CBOR[int64]{}, log: s.logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.tr = nullTransport{}
+	return c
+}
+
+func (c *groupCore) step(t *testing.T) {
+	t.Helper()
+	if err := c.processReady(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Time enters as ticks: a lone fresh writer bootstraps after exactly the
+// bootstrap delay in ticks (tripled when reluctant), and leads at once.
+func TestCore_BootstrapAfterDelayTicks(t *testing.T) {
+	for _, reluctant := range []bool{false, true} {
+		var opts []Option
+		if reluctant {
+			opts = append(opts, WithReluctant())
+		}
+		c := handCore(t, "a", opts...)
+		delay := c.p.ticks(c.p.BootstrapDelay)
+		if reluctant {
+			delay *= c.p.ReluctantFactor
+		}
+		for i := 1; i < delay; i++ {
+			c.onTick()
+			c.step(t)
+			if c.epoch != 0 {
+				t.Fatalf("reluctant=%v: bootstrapped after %d of %d ticks", reluctant, i, delay)
+			}
+		}
+		c.onTick()
+		c.step(t)
+		if c.epoch == 0 || c.state != raft.StateLeader {
+			t.Fatalf("reluctant=%v: not leading after the delay (epoch %d, %v)", reluctant, c.epoch, c.state)
+		}
+	}
+}
+
+// A fresh writer waits while a bonded peer belongs to a cluster, and
+// while a bonded fresh writer comes first.
+func TestCore_BootstrapWaits(t *testing.T) {
+	for name, st := range map[string]*pb.CoreStatus{
+		"member of a cluster":  {Epoch: 7},
+		"earlier fresh writer": {Epoch: 0},
+	} {
+		self, other := peer.ID("a"), peer.ID("b")
+		if raftID(self) < raftID(other) {
+			self, other = other, self // other must have the lower raft id
+		}
+		c := handCore(t, self)
+		c.onBond(bondEvent{p: other, up: true, role: RoleWriter})
+		c.peers[other].status = st
+		for range 3 * c.p.ticks(c.p.BootstrapDelay) {
+			c.onTick()
+			c.step(t)
+		}
+		if c.epoch != 0 {
+			t.Fatalf("%s: bootstrapped anyway", name)
+		}
+	}
+	if !bootsFirst(false, 9, true, 1) || bootsFirst(true, 1, false, 9) || !bootsFirst(false, 1, false, 9) {
+		t.Fatal("bootstrap order: eager before reluctant, then lowest id")
+	}
+}
+
+// A raft message from a bonded peer that is not a member, with an absurd
+// term, is dropped and counted and changes nothing.
+func TestCore_NonMemberRaftIgnored(t *testing.T) {
+	c := handCore(t, "a")
+	c.bootstrap()
+	c.step(t)
+	term := c.rn.BasicStatus().GetTerm()
+	c.onBond(bondEvent{p: "x", up: true, role: RoleWriter})
+	m, _ := proto.Marshal(&raftpb.Message{Type: raftpb.MessageType_MsgVote.Enum(), From: new(raftID("x")), To: new(c.selfID), Term: new(uint64(1 << 40)), LogTerm: new(uint64(1 << 40)), Index: new(uint64(1 << 40))})
+	body, _ := proto.Marshal(&pb.CoreRaft{Epoch: c.epoch, Message: m})
+	before := c.dropped.Load()
+	c.onFrame(frame{from: "x", kind: kindRaft, body: body})
+	c.step(t)
+	if c.rn.BasicStatus().GetTerm() != term || c.state != raft.StateLeader {
+		t.Fatal("a non-member's message changed the term or the role")
+	}
+	if c.dropped.Load() != before+1 {
+		t.Fatal("the message was not counted as dropped")
+	}
+	// From an unbonded peer, frames are dropped too.
+	c.onFrame(frame{from: "y", kind: kindRaft, body: body})
+	if c.dropped.Load() != before+2 {
+		t.Fatal("a frame from an unbonded peer was not dropped")
+	}
+}
+
+// The inbox never blocks the bond layer: beyond its bound, frames are
+// dropped and counted.
+func TestCore_InboxBoundedNeverBlocks(t *testing.T) {
+	c := handCore(t, "a")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range inboxSize + 10 {
+			c.Deliver("b", kindStatus, nil)
+		}
+		c.Deliver("b", kindRaft, make([]byte, maxCoreFrame+1))
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Deliver blocked")
+	}
+	if d := c.dropped.Load(); d != 11 {
+		t.Fatalf("dropped %d, want 11", d)
+	}
+}
+
+// A follower's forward that reaches a non-leader gets an explicit reply,
+// and the call fails at once with the commands handed back.
+func TestCore_NotLeaderReplyFailsForward(t *testing.T) {
+	c := handCore(t, "a")
+	c.onBond(bondEvent{p: "b", up: true, role: RoleWriter})
+	c.lead = raftID("b") // as if b led
+	var got error
+	seq := c.feed([][]byte{{1}}, func(_ uint64, err error) { got = err })
+	if len(c.forwards) != 1 {
+		t.Fatal("not forwarded")
+	}
+	body, _ := proto.Marshal(&pb.CoreNotLeader{Seq: seq})
+	c.onFrame(frame{from: "b", kind: kindNotLeader, body: body})
+	var o *offline
+	if got == nil || !asOffline(got, &o) || o.mayApply {
+		t.Fatalf("forward to a non-leader: %v", got)
+	}
+}
+
+// Execute succeeds only when the applied entry at its index carries its
+// own request id: another node's entry, or a new leader's empty entry, in
+// that slot is ErrNotApplied.
+func TestCore_ExecuteMatchesRequestID(t *testing.T) {
+	c := handCore(t, "a")
+	for name, tc := range map[string]struct {
+		ce   *pb.CoreEntry
+		want error
+	}{
+		"own entry":         {&pb.CoreEntry{Origin: c.selfID, Seq: 40}, nil},
+		"other origin":      {&pb.CoreEntry{Origin: c.selfID + 1, Seq: 40}, ErrNotApplied},
+		"other request":     {&pb.CoreEntry{Origin: c.selfID, Seq: 41}, ErrNotApplied},
+		"empty leader slot": {nil, ErrNotApplied},
+	} {
+		got := errors.New("not called")
+		ec := &execCall{first: 5, seq: 40, n: 1, done: func(err error) { got = err }}
+		c.execs[5] = ec
+		c.setApplied(5, tc.ce)
+		if !errors.Is(got, tc.want) && got != tc.want {
+			t.Fatalf("%s: %v, want %v", name, got, tc.want)
+		}
+		if len(c.execs) != 0 {
+			t.Fatalf("%s: exec left registered", name)
+		}
+	}
+}
+
+func TestParams_Validate(t *testing.T) {
+	for _, p := range []Params{DefaultParams(), TestParams()} {
+		if err := p.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad := []func(*Params){
+		func(p *Params) { p.Tick = 0 },
+		func(p *Params) { p.HeartbeatJitter = 0 },
+		func(p *Params) { p.HeartbeatJitter = p.Heartbeat },
+		func(p *Params) { p.MissedHeartbeats = 0 },
+		func(p *Params) { p.ElectionTimeout = p.Heartbeat },
+		func(p *Params) { p.RemoveAfter = p.Heartbeat },
+		func(p *Params) { p.SnapshotEntries = 0 },
+		func(p *Params) { p.ReluctantFactor = 0 },
+	}
+	for i, f := range bad {
+		p := DefaultParams()
+		f(&p)
+		if err := p.Validate(); !errors.Is(err, ErrInvalidParams) {
+			t.Fatalf("case %d: %v", i, err)
+		}
+	}
+}

@@ -1,0 +1,94 @@
+// Package groups runs replicated state machines over libp2p: nodes that
+// derive the same group id bond with each other and run Raft (etcd's
+// go.etcd.io/raft/v3) over a log of commands, applied in order to a
+// StateMachine on every member.
+//
+// # Model
+//
+// A group id (DeriveID) is keyed blake3 over the group's secret Key, the
+// bond timings every member must share (Params.Heartbeat,
+// HeartbeatJitter, MissedHeartbeats), the state machine's Signature and
+// the fingerprint of each WithRequireTicket validator, in order. Members are
+// writers (raft voters or learners waiting to be promoted) or readers
+// (learners for good). The leader keeps 1, 3 or 5 voters among caught-up
+// writers; nothing is configured by hand.
+//
+// Only a majority commits: PreVote and CheckQuorum are on, so a leader cut
+// off from its quorum steps down, and a minority side neither accepts
+// writes nor answers strong reads (mosaik commits on both sides of a
+// partition and discards one side later; this package does not).
+//
+// # Usual calls
+//
+//	g, err := groups.Join[Cmd, Q, R](svc, groups.KeyFromSecret("orders"), &book{})
+//	defer g.Close()
+//	if err := g.When().Online(ctx); err != nil { ... }
+//	idx, err := g.Execute(ctx, Cmd{...})          // committed and applied here
+//	r, at, err := g.Query(ctx, q, groups.Strong)  // linearizable read
+//
+// Feed/FeedMany return once the leader assigned log indexes; Execute and
+// ExecuteMany once the commands are applied on this node at those indexes
+// (each entry carries the caller's request id, so a slot that went to
+// another entry is ErrNotApplied, never a silent success). Followers
+// forward commands to the leader (Params.ForwardTimeout; an explicit
+// not-leader reply fails at once). Weak queries read local state; Strong
+// queries use raft's ReadIndex and wait until this node has applied up to
+// it.
+//
+// # Caller's duties
+//
+//   - StateMachine.Apply is deterministic: no clocks, randomness or I/O.
+//     A panic in Apply ends the group on this node (ErrTerminated wrapping
+//     ErrApplyPanic, When().Terminated, metric mosaik.groups.apply.panics,
+//     an error log line); the process and other groups keep running.
+//   - Restore of a fresh machine's Snapshot must reset the machine: a
+//     member that loses a merge is reset that way.
+//   - An *OfflineError hands the commands back. When MayApply is set (a
+//     forward timed out, a leader was deposed after appending) the
+//     commands may still commit: retrying is at-least-once, so make
+//     commands idempotent when that matters.
+//   - Close every handle. Joining an id already joined on the node returns
+//     another handle to the same group; the group ends on this node when
+//     its last handle closes.
+//
+// # Membership, bootstrap and merges
+//
+// A fresh writer that hears of no cluster within Params.BootstrapDelay
+// bootstraps a singleton cluster with a random epoch; among bonded fresh
+// writers only the first (eager before Reluctant, then lowest raft id)
+// does. Members exchange status frames (epoch, last term and index,
+// committed, leader). The leader adds bonded fresh peers as learners,
+// promotes caught-up writers, removes members whose bond has been down for
+// Params.RemoveAfter, one ConfChangeV2 at a time.
+//
+// Clusters that started apart merge: when two leaders of different epochs
+// see each other, the one with the lower (last term, last index, epoch)
+// discards its raft state and state machine and rejoins the other through
+// its log or a snapshot; its followers follow. The discard is reported by
+// When().Discarded, the counter mosaik.groups.raft.discarded and a warn
+// log line.
+//
+// When every voter is gone (bonds down for RemoveAfter) and no leader is
+// known, the writer with the highest (applied index, raft id) starts a new
+// epoch from its applied state as the single voter; the others follow it.
+// If the old voters were only partitioned away and still have a leader,
+// the cluster they form wins when the partition heals, and the new
+// epoch's writes are discarded and reported. RemoveAfter is therefore
+// long (15 s by default).
+//
+// # Concurrency
+//
+// Every Group method and When is safe for concurrent use. Each group has
+// one goroutine that owns its raft RawNode, log store and state machine
+// (StateMachine methods are never called concurrently); handles talk to it
+// through channels, and calls from one goroutine are handled in order. The
+// bond layer delivers frames without blocking: a full inbox drops frames
+// (counted as mosaik.groups.inbox.dropped; raft retransmits). Blocking
+// calls take ctx first and return ctx.Err() when it ends (outcome unknown
+// for Execute and Feed).
+//
+// Lock order: the service's group registry lock, then the bond layer's
+// locks (Join attaches under it); the view lock and the bond-event queue
+// lock are leaves. The group goroutine holds no lock while calling the
+// state machine or the transport.
+package groups

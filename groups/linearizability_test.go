@@ -1,0 +1,361 @@
+package groups
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/internal/testutil"
+)
+
+// kv is the linearizability tests' machine: puts of int64 values by key.
+type kv struct{ m map[string]int64 }
+
+type kvPut struct {
+	Key string
+	Val int64
+}
+
+func (*kv) Signature() catalog.ID { return catalog.IDFromString("test-kv") }
+func (s *kv) Apply(_ ApplyContext, cmds []kvPut) {
+	for _, c := range cmds {
+		s.m[c.Key] = c.Val
+	}
+}
+func (s *kv) Query(key string) int64 { return s.m[key] }
+func (s *kv) Snapshot(w io.Writer) error {
+	return CBOREncoder(w).Encode(s.m)
+}
+func (s *kv) Restore(r io.Reader) error {
+	m := map[string]int64{}
+	if err := CBORDecoder(r).Decode(&m); err != nil {
+		return err
+	}
+	s.m = m
+	return nil
+}
+
+type kvIn struct {
+	put bool
+	key string
+	val int64
+}
+
+// never is the return time of an operation whose outcome is unknown: it
+// may take effect at any point after its call.
+const never = int64(1) << 62
+
+var kvModel = porcupine.Model{
+	Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
+		by := map[string][]porcupine.Operation{}
+		for _, op := range h {
+			k := op.Input.(kvIn).key
+			by[k] = append(by[k], op)
+		}
+		var out [][]porcupine.Operation
+		for _, ops := range by {
+			out = append(out, ops)
+		}
+		return out
+	},
+	Init: func() any { return int64(0) },
+	Step: func(state, in, out any) (bool, any) {
+		i := in.(kvIn)
+		if i.put {
+			return true, i.val
+		}
+		return out.(int64) == state.(int64), state
+	},
+	DescribeOperation: func(in, out any) string {
+		i := in.(kvIn)
+		if i.put {
+			return fmt.Sprintf("put(%s, %d)", i.key, i.val)
+		}
+		return fmt.Sprintf("get(%s) -> %v", i.key, out)
+	},
+}
+
+type kvGroup = Group[kvPut, string, int64]
+
+type lincluster struct {
+	net   *memNet
+	svcs  []*Service
+	gs    []*kvGroup
+	start time.Time
+
+	mu   sync.Mutex
+	hist []porcupine.Operation
+	// writes issued to a node while it was in the minority, and their
+	// outcomes (call, return, err)
+	minority     map[peer.ID]bool
+	minorityFrom int64
+	minorityTo   int64
+	minorityOK   []string
+}
+
+func newLincluster(t *testing.T, n int) *lincluster {
+	c := &lincluster{net: newMemNet(), minority: map[peer.ID]bool{}}
+	for i := range n {
+		s := c.net.service(t, fmt.Sprint(i), false)
+		g, err := Join[kvPut, string, int64](s, KeyFromSecret("kv"), &kv{m: map[string]int64{}}, WithParams(TestParams()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = g.Close() })
+		c.svcs = append(c.svcs, s)
+		c.gs = append(c.gs, g)
+		if i == 0 {
+			if err := g.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want := min(5, n)
+	if want%2 == 0 {
+		want--
+	}
+	testutil.Eventually(t, 15*time.Second, func() bool { return voters(c.gs[0]) == want }, "%d voters", want)
+	c.start = time.Now()
+	return c
+}
+
+func (c *lincluster) now() int64 { return time.Since(c.start).Nanoseconds() }
+
+func (c *lincluster) leader() int {
+	for i, g := range c.gs {
+		if g.IsLeader() {
+			return i
+		}
+	}
+	return -1
+}
+
+func (c *lincluster) record(op porcupine.Operation) {
+	c.mu.Lock()
+	c.hist = append(c.hist, op)
+	c.mu.Unlock()
+}
+
+// client runs puts and strong gets on node i until stop closes or the
+// node's group ends.
+func (c *lincluster) client(t *testing.T, id, node int, stop <-chan struct{}) {
+	g := c.gs[node]
+	rng := rand.New(rand.NewPCG(uint64(id), 7))
+	for k := 0; ; k++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		key := fmt.Sprint("k", rng.IntN(2))
+		ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(1500*time.Millisecond))
+		call := c.now()
+		if rng.IntN(2) == 0 {
+			val := int64(id*1_000_000 + k + 1)
+			_, err := g.Execute(ctx, kvPut{key, val})
+			ret := c.now()
+			cancel()
+			c.notePut(g, call, ret, err, key, val)
+			switch {
+			case err == nil:
+				c.record(porcupine.Operation{ClientId: id, Input: kvIn{true, key, val}, Call: call, Return: ret})
+			case definitelyNotApplied(err):
+			default:
+				c.record(porcupine.Operation{ClientId: id, Input: kvIn{true, key, val}, Call: call, Return: never})
+			}
+			if errors.Is(err, ErrTerminated) {
+				return
+			}
+			continue
+		}
+		v, _, err := g.Query(ctx, key, Strong)
+		ret := c.now()
+		cancel()
+		if err == nil {
+			c.record(porcupine.Operation{ClientId: id, Input: kvIn{false, key, 0}, Output: v, Call: call, Return: ret})
+		}
+		if errors.Is(err, ErrTerminated) {
+			return
+		}
+		if err != nil {
+			time.Sleep(10 * time.Millisecond) // pacing while the group has no leader
+		}
+	}
+}
+
+func definitelyNotApplied(err error) bool {
+	if errors.Is(err, ErrNotApplied) {
+		return true
+	}
+	var oe *OfflineError[kvPut]
+	return errors.As(err, &oe) && !oe.MayApply
+}
+
+// notePut remembers successful writes that were issued to and completed on
+// a minority node while the partition held.
+func (c *lincluster) notePut(g *kvGroup, call, ret int64, err error, key string, val int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err == nil && c.minority[g.c.self] && call >= c.minorityFrom && c.minorityTo != 0 && ret <= c.minorityTo {
+		c.minorityOK = append(c.minorityOK, fmt.Sprintf("put(%s,%d) on %s", key, val, g.c.self))
+	}
+}
+
+func (c *lincluster) setMinority(ps []peer.ID, from int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range ps {
+		c.minority[p] = true
+	}
+	c.minorityFrom = from
+}
+
+func (c *lincluster) endMinority(to int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.minorityTo = to
+}
+
+// run drives clients on every node through before, fault and after.
+func (c *lincluster) run(t *testing.T, fault func(), heal func()) {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for id := range 2 * len(c.gs) {
+		wg.Go(func() { c.client(t, id, id%len(c.gs), stop) })
+	}
+	phase := testutil.Scale(700 * time.Millisecond)
+	time.Sleep(phase) // let the clients build history before the fault
+	fault()
+	time.Sleep(phase) // the fault's duration
+	heal()
+	time.Sleep(phase) // history after the heal
+	close(stop)
+	wg.Wait()
+	c.finalReads(t)
+	c.check(t)
+}
+
+func (c *lincluster) finalReads(t *testing.T) {
+	for _, g := range c.gs {
+		select {
+		case <-g.When().Terminated():
+			continue
+		default:
+		}
+		for _, key := range []string{"k0", "k1"} {
+			testutil.Eventually(t, 15*time.Second, func() bool {
+				call := c.now()
+				v, _, err := g.Query(tctx(t, 2*time.Second), key, Strong)
+				if err != nil {
+					return false
+				}
+				c.record(porcupine.Operation{ClientId: 1000, Input: kvIn{false, key, 0}, Output: v, Call: call, Return: c.now()})
+				return true
+			}, "final strong read of %s", key)
+		}
+	}
+}
+
+func (c *lincluster) check(t *testing.T) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.minorityOK) > 0 {
+		t.Fatalf("writes succeeded on the minority side: %v", c.minorityOK)
+	}
+	puts := 0
+	for _, op := range c.hist {
+		if op.Input.(kvIn).put && op.Return != never {
+			puts++
+		}
+	}
+	if puts < 10 {
+		t.Fatalf("only %d successful puts: the history proves nothing", puts)
+	}
+	res := porcupine.CheckOperationsTimeout(kvModel, c.hist, testutil.Scale(20*time.Second))
+	if res != porcupine.Ok {
+		t.Fatalf("history of %d operations is not linearizable: %v", len(c.hist), res)
+	}
+	t.Logf("%d operations (%d successful puts) linearizable", len(c.hist), puts)
+}
+
+func TestLinearizable_LeaderCrash(t *testing.T) {
+	for _, n := range []int{3, 5} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			c := newLincluster(t, n)
+			c.run(t, func() {
+				if l := c.leader(); l >= 0 {
+					_ = c.svcs[l].Close()
+				}
+			}, func() {})
+		})
+	}
+}
+
+func TestLinearizable_IsolatedLeader(t *testing.T) {
+	for _, n := range []int{3, 5} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			c := newLincluster(t, n)
+			c.run(t, func() {
+				l := c.leader()
+				var rest []peer.ID
+				for i, s := range c.svcs {
+					if i != l {
+						rest = append(rest, s.self)
+					}
+				}
+				if l >= 0 {
+					c.setMinority([]peer.ID{c.svcs[l].self}, c.now())
+					c.net.partition([]peer.ID{c.svcs[l].self}, rest)
+				}
+			}, func() {
+				c.endMinority(c.now())
+				c.net.heal()
+			})
+		})
+	}
+}
+
+func TestLinearizable_Split23(t *testing.T) {
+	c := newLincluster(t, 5)
+	c.run(t, func() {
+		two := []peer.ID{c.svcs[0].self, c.svcs[1].self}
+		three := []peer.ID{c.svcs[2].self, c.svcs[3].self, c.svcs[4].self}
+		c.setMinority(two, c.now())
+		c.net.partition(two, three)
+	}, func() {
+		c.endMinority(c.now())
+		c.net.heal()
+	})
+}
+
+func TestLinearizable_DropDelay(t *testing.T) {
+	for _, n := range []int{3, 5} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			c := newLincluster(t, n)
+			var mu sync.Mutex
+			rng := rand.New(rand.NewPCG(1, 2))
+			c.run(t, func() {
+				c.net.setFault(func(_, _ peer.ID, kind byte) (bool, time.Duration) {
+					mu.Lock()
+					defer mu.Unlock()
+					if kind == kindRaft && rng.IntN(10) == 0 {
+						return true, 0
+					}
+					if rng.IntN(3) == 0 {
+						return false, time.Duration(rng.IntN(5)) * time.Millisecond
+					}
+					return false, 0
+				})
+			}, func() { c.net.setFault(nil) })
+		})
+	}
+}

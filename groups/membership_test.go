@@ -1,0 +1,169 @@
+package groups
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mosaik-go/mosaik/internal/testutil"
+)
+
+// confOf returns the voters and learners this node's core knows.
+func confOf[C, Q, R any](g *Group[C, Q, R]) (voters, learners []uint64) {
+	ch := make(chan [2][]uint64, 1)
+	if g.c.do(context.Background(), func() {
+		ch <- [2][]uint64{slices.Clone(g.c.conf.GetVoters()), slices.Clone(g.c.conf.GetLearners())}
+	}) != nil {
+		return nil, nil
+	}
+	c := <-ch
+	return c[0], c[1]
+}
+
+// A member whose bond stays down past RemoveAfter is removed, and the
+// voters stay odd: 3 voters less one is 1 voter and 1 learner.
+func TestMembership_RemovesDepartedKeepsOdd(t *testing.T) {
+	n := newMemNet()
+	gs := threeCounters(t, n)
+	gone := gs[2]
+	goneID := gone.c.selfID
+	_ = gone.Close()
+	testutil.Eventually(t, 15*time.Second, func() bool {
+		v, l := confOf(gs[0])
+		return len(v) == 1 && len(l) == 1 && !slices.Contains(v, goneID) && !slices.Contains(l, goneID)
+	}, "departed member not removed, or voters not odd")
+	if _, err := gs[1].Execute(tctx(t, 5*time.Second), 1); err != nil {
+		t.Fatal(err)
+	}
+	// A new writer brings the group back to three voters.
+	g3 := joinCounter(t, n.service(t, "3", false))
+	if err := g3.When().Online(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 15*time.Second, func() bool { v, _ := confOf(gs[0]); return len(v) == 3 }, "not back to three voters")
+}
+
+// Readers are learners: they never vote, yet they execute (forwarded) and
+// read strongly.
+func TestMembership_ReadersStayLearners(t *testing.T) {
+	n := newMemNet()
+	g0 := joinCounter(t, n.service(t, "0", false))
+	if err := g0.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	var readers []*Group[int64, struct{}, int64]
+	for _, name := range []string{"r1", "r2", "r3"} {
+		g := joinCounter(t, n.service(t, name, false), WithRole(RoleReader))
+		if err := g.When().Online(tctx(t, 10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		readers = append(readers, g)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { _, l := confOf(g0); return len(l) == 3 }, "readers not added as learners")
+	if _, err := readers[0].Execute(tctx(t, 5*time.Second), 5); err != nil {
+		t.Fatal(err)
+	}
+	if v, _, err := readers[1].Query(tctx(t, 5*time.Second), struct{}{}, Strong); err != nil || v != 5 {
+		t.Fatalf("strong read on a reader = %d, %v", v, err)
+	}
+	testutil.Never(t, 500*time.Millisecond, 50*time.Millisecond, func() string {
+		if v, _ := confOf(g0); len(v) != 1 {
+			return "a reader was promoted to voter"
+		}
+		return ""
+	})
+}
+
+// When every voter is gone, the surviving writer with the highest applied
+// index starts a new epoch from its state and the group goes on.
+func TestMembership_AllVotersGone(t *testing.T) {
+	n := newMemNet()
+	g0 := joinCounter(t, n.service(t, "0", false))
+	if err := g0.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	g1 := joinCounter(t, n.service(t, "1", false))
+	g2 := joinCounter(t, n.service(t, "2", false), WithRole(RoleReader))
+	for _, g := range []*Group[int64, struct{}, int64]{g1, g2} {
+		if err := g.When().Online(tctx(t, 10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := g1.ExecuteMany(tctx(t, 5*time.Second), []int64{10, 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []*Group[int64, struct{}, int64]{g1, g2} {
+		if err := g.When().Committed(tctx(t, 5*time.Second), r.Last); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, _ := confOf(g0); len(v) != 1 {
+		t.Fatalf("voters %v, want only n0", v)
+	}
+	_ = g0.Close() // the only voter
+	if err := g1.When().IsLeader(tctx(t, 15*time.Second)); err != nil {
+		t.Fatal("the surviving writer did not take over:", err)
+	}
+	if err := g2.When().LeaderIs(tctx(t, 15*time.Second), g1.c.self); err != nil {
+		t.Fatal("the reader did not follow the new epoch:", err)
+	}
+	if _, err := g1.Execute(tctx(t, 5*time.Second), 3); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []*Group[int64, struct{}, int64]{g1, g2} {
+		testutil.Eventually(t, 10*time.Second, func() bool {
+			v, _, err := g.Query(tctx(t, 2*time.Second), struct{}{}, Strong)
+			return err == nil && v == 33
+		}, "state lost across the new epoch")
+	}
+}
+
+// A writer cut off from every voter for longer than RemoveAfter starts its
+// own epoch; when the partition heals, the live cluster it forked from
+// wins and the writer discards its epoch (reported) and rejoins.
+func TestMembership_ForcedEpochYieldsToLiveParent(t *testing.T) {
+	n := newMemNet()
+	gs := threeCounters(t, n)
+	s3 := n.service(t, "3", false)
+	g3 := joinCounter(t, s3)
+	if err := g3.When().Online(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gs[0].Execute(tctx(t, 5*time.Second), 1); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := confOf(gs[0]); len(v) != 3 || slices.Contains(v, g3.c.selfID) {
+		t.Fatalf("voters %v: n3 should be the learner", v)
+	}
+	n.partition([]peer.ID{s3.self}, []peer.ID{gs[0].c.self, gs[1].c.self, gs[2].c.self})
+	if err := g3.When().IsLeader(tctx(t, 15*time.Second)); err != nil {
+		t.Fatal("the cut-off writer did not start its own epoch:", err)
+	}
+	if _, err := g3.Execute(tctx(t, 5*time.Second), 1000); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gs[0].Execute(tctx(t, 5*time.Second), 10); err != nil {
+		t.Fatal(err)
+	}
+	disc := make(chan uint64, 1)
+	go func() {
+		d, _ := g3.When().Discarded(tctx(t, 15*time.Second))
+		disc <- d
+	}()
+	time.Sleep(20 * time.Millisecond) // let the Discarded waiter arm
+	n.heal()
+	if d := <-disc; d == 0 {
+		t.Fatal("the forced epoch's writes were not reported discarded")
+	}
+	testutil.Eventually(t, 15*time.Second, func() bool {
+		v, _, err := g3.Query(tctx(t, 2*time.Second), struct{}{}, Strong)
+		return err == nil && v == 11
+	}, "n3 did not rejoin the live cluster's state")
+	if v := weak(t, gs[0]); v != 11 {
+		t.Fatalf("the live cluster lost writes: %d", v)
+	}
+}

@@ -1,0 +1,224 @@
+package groups
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/internal/testutil"
+)
+
+// memNet is an in-memory bond layer for N nodes in one process: members of
+// a group on linked nodes are bonded, frames are delivered through a
+// fault hook. It implements attacher, transport and drives inbox exactly
+// as the contract says (no inbox call after a transport's Close returns).
+type memNet struct {
+	mu      sync.Mutex
+	nodes   map[peer.ID]*memNode
+	cut     map[[2]peer.ID]bool // unlinked pairs (ordered low, high)
+	fault   func(from, to peer.ID, kind byte) (drop bool, delay time.Duration)
+	timers  sync.WaitGroup
+	network catalog.ID
+}
+
+type memNode struct {
+	net     *memNet
+	self    peer.ID
+	members map[catalog.ID]*memMember
+}
+
+type memMember struct {
+	node   *memNode
+	spec   spec
+	in     inbox
+	bonded map[peer.ID]bool
+	closed bool
+}
+
+func newMemNet() *memNet {
+	return &memNet{nodes: map[peer.ID]*memNode{}, cut: map[[2]peer.ID]bool{}, network: catalog.IDFromString("memnet")}
+}
+
+func pair(a, b peer.ID) [2]peer.ID {
+	if a < b {
+		return [2]peer.ID{a, b}
+	}
+	return [2]peer.ID{b, a}
+}
+
+// service builds a Service over the memnet, closed at test end. A node
+// starts unlinked from every other when isolated is set.
+func (n *memNet) service(t testing.TB, name string, isolated bool) *Service {
+	t.Helper()
+	s := n.newService(name, isolated)
+	s.log = testutil.Logger().With("node", name)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// newService is service without a test: the caller closes it.
+func (n *memNet) newService(name string, isolated bool) *Service {
+	self := peer.ID("node-" + name)
+	n.mu.Lock()
+	node := &memNode{net: n, self: self, members: map[catalog.ID]*memMember{}}
+	if isolated {
+		for other := range n.nodes {
+			n.cut[pair(self, other)] = true
+		}
+	}
+	n.nodes[self] = node
+	n.mu.Unlock()
+	return &Service{network: n.network, self: self, net: node}
+}
+
+func (n *memNet) linked(a, b peer.ID) bool { return !n.cut[pair(a, b)] }
+
+// partition links nodes within each set and cuts every other pair; nodes
+// in no set are cut from all.
+func (n *memNet) partition(sets ...[]peer.ID) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	side := map[peer.ID]int{}
+	for i, s := range sets {
+		for _, p := range s {
+			side[p] = i + 1
+		}
+	}
+	for a := range n.nodes {
+		for b := range n.nodes {
+			if a < b {
+				n.cut[pair(a, b)] = side[a] == 0 || side[a] != side[b]
+			}
+		}
+	}
+	n.rebondLocked()
+}
+
+// heal links every pair.
+func (n *memNet) heal() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	clear(n.cut)
+	n.rebondLocked()
+}
+
+func (n *memNet) setFault(f func(from, to peer.ID, kind byte) (bool, time.Duration)) {
+	n.mu.Lock()
+	n.fault = f
+	n.mu.Unlock()
+}
+
+// rebondLocked brings bonds in line with links.
+func (n *memNet) rebondLocked() {
+	for _, a := range n.nodes {
+		for gid, ma := range a.members {
+			for _, b := range n.nodes {
+				mb := b.members[gid]
+				if a == b || mb == nil {
+					continue
+				}
+				want := n.linked(a.self, b.self)
+				if want && !ma.bonded[b.self] {
+					ma.bonded[b.self] = true
+					ma.in.BondUp(b.self, mb.spec.Role)
+				} else if !want && ma.bonded[b.self] {
+					delete(ma.bonded, b.self)
+					ma.in.BondDown(b.self, 0)
+				}
+			}
+		}
+	}
+}
+
+func (nd *memNode) attach(s spec, in inbox) (transport, error) {
+	n := nd.net
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if nd.members[s.ID] != nil {
+		return nil, fmt.Errorf("memnet: %s already attached", s.ID.Short())
+	}
+	nd.members[s.ID] = &memMember{node: nd, spec: s, in: in, bonded: map[peer.ID]bool{}}
+	n.rebondLocked()
+	return nd.members[s.ID], nil
+}
+
+func (nd *memNode) close() error {
+	n := nd.net
+	n.mu.Lock()
+	for _, m := range nd.members {
+		m.closeLocked()
+	}
+	delete(n.nodes, nd.self)
+	n.mu.Unlock()
+	n.timers.Wait()
+	return nil
+}
+
+func (m *memMember) Send(to peer.ID, kind byte, body []byte) bool {
+	n := m.node.net
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if m.closed || !m.bonded[to] {
+		return false
+	}
+	var drop bool
+	var delay time.Duration
+	if n.fault != nil {
+		drop, delay = n.fault(m.node.self, to, kind)
+	}
+	if drop {
+		return true // lost on the wire
+	}
+	body = append([]byte(nil), body...)
+	deliver := func() {
+		dst := n.nodes[to]
+		if dst == nil {
+			return
+		}
+		if dm := dst.members[m.spec.ID]; dm != nil && !dm.closed && dm.bonded[m.node.self] {
+			dm.in.Deliver(m.node.self, kind, body)
+		}
+	}
+	if delay <= 0 {
+		deliver()
+		return true
+	}
+	n.timers.Add(1)
+	time.AfterFunc(delay, func() {
+		defer n.timers.Done()
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		deliver()
+	})
+	return true
+}
+
+func (m *memMember) Close() error {
+	n := m.node.net
+	n.mu.Lock()
+	m.closeLocked()
+	n.mu.Unlock()
+	return nil
+}
+
+func (m *memMember) closeLocked() {
+	if m.closed {
+		return
+	}
+	m.closed = true
+	n := m.node.net
+	for p := range m.bonded {
+		if dst := n.nodes[p]; dst != nil {
+			if dm := dst.members[m.spec.ID]; dm != nil && dm.bonded[m.node.self] {
+				delete(dm.bonded, m.node.self)
+				dm.in.BondDown(m.node.self, 0)
+			}
+		}
+	}
+	clear(m.bonded)
+	delete(m.node.members, m.spec.ID)
+}

@@ -1,0 +1,62 @@
+package groups
+
+import (
+	"io"
+
+	"github.com/mosaik-go/mosaik/catalog"
+)
+
+// StateMachine is the replicated state a group's log is applied to. All
+// methods are called from the group's goroutine, one at a time, so an
+// implementation needs no locking of its own.
+//
+// Apply must be deterministic: no clock, randomness or I/O. A panic in
+// Apply ends the group on this node (calls fail with ErrTerminated
+// wrapping ErrApplyPanic); the node itself keeps running.
+type StateMachine[C, Q, R any] interface {
+	// Signature names the machine's type and semantics; it is part of the
+	// group id, so members with different machines never bond.
+	Signature() catalog.ID
+	// Apply applies a run of committed commands of one term, in log order.
+	Apply(ctx ApplyContext, cmds []C)
+	// Query answers a read-only question about the state.
+	Query(q Q) R
+	// Snapshot writes the whole state; Restore replaces the state with
+	// one written by Snapshot. Restore(Snapshot of a fresh machine) must
+	// reset the machine: the group uses it to discard a losing cluster's
+	// state.
+	Snapshot(w io.Writer) error
+	Restore(r io.Reader) error
+}
+
+// ApplyContext tells Apply where its commands sit in the log.
+type ApplyContext struct {
+	// Group is the group id.
+	Group catalog.ID
+	// Term is the raft term of every command of the run.
+	Term uint64
+	// FirstIndex is the log index of cmds[0]; cmds[i] is at FirstIndex+i.
+	FirstIndex uint64
+}
+
+// Index returns the log index of the i-th command of the run.
+func (a ApplyContext) Index(i int) uint64 { return a.FirstIndex + uint64(i) }
+
+// NoOp is a state machine with no state, for groups used only for leader
+// election and membership.
+type NoOp struct{}
+
+// Signature implements StateMachine.
+func (NoOp) Signature() catalog.ID { return catalog.IDFromString("mosaik_noop_state_machine") }
+
+// Apply implements StateMachine.
+func (NoOp) Apply(ApplyContext, []struct{}) {}
+
+// Query implements StateMachine.
+func (NoOp) Query(struct{}) struct{} { return struct{}{} }
+
+// Snapshot implements StateMachine.
+func (NoOp) Snapshot(io.Writer) error { return nil }
+
+// Restore implements StateMachine.
+func (NoOp) Restore(io.Reader) error { return nil }
