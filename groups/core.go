@@ -383,7 +383,15 @@ func (c *groupCore) statusEvery() int { return c.p.ticks(c.p.Heartbeat) * 2 }
 func (c *groupCore) onBond(ev bondEvent) {
 	ps := c.peers[ev.p]
 	if ps == nil {
-		ps = &peerState{id: raftID(ev.p)}
+		id := raftID(ev.p)
+		if other, taken := c.byRaft[id]; id == c.selfID || (taken && other != ev.p) {
+			// Two peers on one raft node id would receive each other's
+			// messages: refuse the newcomer (a 2^-64 event, or an attack
+			// on the id derivation), loudly.
+			c.log.Warn("groups: peer ignored, its raft node id collides", "peer", ev.p, "raft_id", id, "err", errNoNode)
+			return
+		}
+		ps = &peerState{id: id}
 		c.peers[ev.p] = ps
 		c.byRaft[ps.id] = ev.p
 	}
