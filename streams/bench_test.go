@@ -111,7 +111,7 @@ func benchNodes(b *testing.B, n int) []*node.Node {
 	return nodes
 }
 
-func benchBytes() streams.Option { return streams.WithCodec[[]byte](streams.Bytes{}) }
+func benchBytes() streams.CodecOption[[]byte] { return streams.WithCodec[[]byte](streams.Bytes{}) }
 
 // benchWaitSubscribed waits until prod has n connected consumers.
 func benchWaitSubscribed(b *testing.B, prod *streams.Producer[[]byte], n int) {
@@ -823,7 +823,7 @@ func BenchmarkFirstDatum(b *testing.B) {
 				b.Fatal(err)
 			}
 			_ = cons.Close()
-			if err := prod.When().Offline(ctx); err != nil {
+			if err := prod.WaitOffline(ctx); err != nil {
 				b.Fatal(err)
 			}
 			b.StartTimer()

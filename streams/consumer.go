@@ -47,9 +47,9 @@ type Consumer[T any] struct {
 	id    StreamID
 	name  string
 	codec Codec[T]
-	cfg   *config
+	cfg   *consumerConfig
 	log   *slog.Logger
-	hub   *hub
+	set   *subscriptionSet
 
 	out  chan delivery[T]
 	wake chan struct{}
@@ -88,7 +88,7 @@ type Consumer[T any] struct {
 
 type refusal struct {
 	theirs, ours catalog.Version
-	ch           *channel // kept in Producers() as Terminated, with its error
+	sub          *subscription // kept in Producers() as Terminated, with its error
 }
 
 // delivery is a datum in the delivery buffer with its payload size, for
@@ -98,9 +98,9 @@ type delivery[T any] struct {
 	v   T
 	n   int
 	seq uint64
-	ch  *channel   // where it came from
-	gap *Gap       // missed right before it
-	bb  *borrowBuf // the recycled buffer v lives in (borrowing codecs)
+	sub *subscription // where it came from
+	gap *Gap          // missed right before it
+	bb  *borrowBuf    // the recycled buffer v lives in (borrowing codecs)
 }
 
 // borrowBuf is a recycled datum buffer of a borrowing consumer.
@@ -118,7 +118,7 @@ const maxSeen = 4096
 
 // receiver is the consumer's link to one producer.
 type receiver struct {
-	ch     *channel
+	sub    *subscription
 	cancel context.CancelFunc
 	expiry *time.Timer
 	done   chan struct{}
@@ -136,22 +136,22 @@ type receiver struct {
 
 // NewConsumer creates a consumer of the stream named name (an ID by the
 // string rule) on svc and starts finding producers.
-func NewConsumer[T any](svc *Service, name string, opts ...Option) (*Consumer[T], error) {
-	cfg, codec, err := newConfig[T](consumerSide, opts)
+func NewConsumer[T any](svc *Service, name string, opts ...ConsumerOption) (*Consumer[T], error) {
+	cfg, codec, err := newConsumerConfig[T](opts)
 	if err != nil {
 		return nil, err
 	}
 	id := catalog.IDFromString(name)
-	c := &Consumer[T]{svc: svc, id: id, name: name, codec: codec, cfg: cfg, hub: newHub(),
+	c := &Consumer[T]{svc: svc, id: id, name: name, codec: codec, cfg: cfg, set: newSubscriptionSet(),
 		log: svc.log.With("stream", id.Short(), "role", "consumer"),
 		out: make(chan delivery[T], cfg.buffer), wake: make(chan struct{}, 1),
 		recvs: map[peer.ID]*receiver{}, probing: map[peer.ID]bool{}, refused: map[peer.ID]refusal{},
 		seen: map[peer.ID]position{}, created: time.Now()}
-	when := (When{c.hub}).Subscribed().MinimumOf(0)
-	if cfg.onlineWhen != nil {
-		when = cfg.onlineWhen((When{c.hub}).Subscribed())
+	online := c.Subscribed().MinimumOf(0)
+	if cfg.onlineCondition != nil {
+		online = cfg.onlineCondition(c.Subscribed())
 	}
-	c.hub.update(func() { c.hub.online = when })
+	c.set.update(func() { c.set.online = online })
 	_, c.borrow = codec.(borrower)
 	c.attrs = metric.WithAttributes(attribute.String("network", svc.d.Network().Short()), attribute.String("stream", id.Short()))
 	c.ctx, c.cancel = context.WithCancel(svc.ctx)
@@ -162,21 +162,33 @@ func NewConsumer[T any](svc *Service, name string, opts ...Option) (*Consumer[T]
 }
 
 func (c *Consumer[T]) handle() HandleInfo {
-	return HandleInfo{Role: RoleConsumer, Stream: c.id, Name: c.name, Online: c.IsOnline(), Channels: c.Producers(), Totals: c.Stats(), Ends: c.ends.snapshot()}
+	return HandleInfo{Role: RoleConsumer, Stream: c.id, Name: c.name, Online: c.IsOnline(), Subscriptions: c.Producers(), Totals: c.Stats(), Ends: c.ends.snapshot()}
 }
 
 // StreamID is the consumer's stream.
 func (c *Consumer[T]) StreamID() StreamID { return c.id }
 
-// When observes the consumer's producers and online state.
-func (c *Consumer[T]) When() When { return When{c.hub} }
+// Subscribed is the condition "at least one connected producer"; refine it
+// with MinimumOf, WithTags, WithPredicate or Unmet, and wait with Wait.
+func (c *Consumer[T]) Subscribed() *Condition { return newCondition(c.set, 1) }
+
+// Unsubscribed is Subscribed().Unmet().
+func (c *Consumer[T]) Unsubscribed() *Condition { return c.Subscribed().Unmet() }
+
+// WaitOnline blocks until the consumer is online (at once if it is), ctx
+// ends, or the consumer closes (ErrClosed).
+func (c *Consumer[T]) WaitOnline(ctx context.Context) error { return c.set.waitOnline(ctx, true) }
+
+// WaitOffline blocks until the consumer is offline (at once if it is), ctx
+// ends, or the consumer closes (ErrClosed).
+func (c *Consumer[T]) WaitOffline(ctx context.Context) error { return c.set.waitOnline(ctx, false) }
 
 // IsOnline reports whether the online condition holds.
-func (c *Consumer[T]) IsOnline() bool { return c.hub.isOn.Load() }
+func (c *Consumer[T]) IsOnline() bool { return c.set.isOn.Load() }
 
 // Producers returns a snapshot of the receivers, including those
 // connecting or backing off.
-func (c *Consumer[T]) Producers() []ChannelInfo { return c.hub.infos() }
+func (c *Consumer[T]) Producers() []SubscriptionInfo { return c.set.infos() }
 
 // Stats returns the aggregate counts of datums taken by the application,
 // and the sequence numbers missed over all producers and subscriptions
@@ -198,8 +210,8 @@ func (c *Consumer[T]) Recv(ctx context.Context) (T, error) {
 func (c *Consumer[T]) RecvDatum(ctx context.Context) (Datum[T], error) {
 	d, err := c.recv(ctx)
 	var from peer.ID
-	if d.ch != nil {
-		from = d.ch.peer
+	if d.sub != nil {
+		from = d.sub.peer
 	}
 	return Datum[T]{Value: d.v, Producer: from, Seq: d.seq, Gap: d.gap}, err
 }
@@ -299,7 +311,7 @@ func (c *Consumer[T]) Close() error {
 		c.svc.removeConsumer(c)
 		c.cancel()
 		c.wg.Wait()
-		c.hub.close()
+		c.set.close()
 		close(c.out)
 	})
 	return nil
@@ -348,7 +360,7 @@ func (c *Consumer[T]) evaluate(snap *catalog.Snapshot) {
 		delete(c.refused, e.Entry.PeerID)
 		c.mu.Unlock()
 		if refused {
-			c.hub.remove(ref.ch)
+			c.set.remove(ref.sub)
 		}
 		info := rtt.Info(e)
 		if !info.RTTKnown {
@@ -372,10 +384,10 @@ func (c *Consumer[T]) evaluate(snap *catalog.Snapshot) {
 		r, ok := c.recvs[p]
 		c.mu.Unlock()
 		if ok {
-			c.hub.update(func() { // through the hub: online conditions see it
-				r.ch.mu.Lock()
-				r.ch.entry = x.e
-				r.ch.mu.Unlock()
+			c.set.update(func() { // through the hub: online conditions see it
+				r.sub.mu.Lock()
+				r.sub.entry = x.e
+				r.sub.mu.Unlock()
 			})
 			c.armExpiry(r, x.expires) // a renewed ticket pushes the expiry back
 			continue
@@ -388,17 +400,17 @@ func (c *Consumer[T]) evaluate(snap *catalog.Snapshot) {
 	for _, e := range snap.Producers(c.id) {
 		present[e.Entry.PeerID] = true
 	}
-	var stale []*channel
+	var stale []*subscription
 	c.mu.Lock()
 	for p, ref := range c.refused {
 		if !present[p] {
 			delete(c.refused, p)
-			stale = append(stale, ref.ch)
+			stale = append(stale, ref.sub)
 		}
 	}
 	c.mu.Unlock()
 	for _, ch := range stale {
-		c.hub.remove(ch)
+		c.set.remove(ch)
 	}
 	// Drop receivers of producers that are gone or no longer eligible, but
 	// let a connected one finish reading a producer that ended in order.
@@ -413,7 +425,7 @@ func (c *Consumer[T]) evaluate(snap *catalog.Snapshot) {
 				r.draining.Store(false)
 			}
 		case r.drain != nil: // already draining
-		case endedInOrder(snap, p, c.id) && r.ch.info().State == Connected:
+		case endedInOrder(snap, p, c.id) && r.sub.info().State == Connected:
 			r.ended.Store(true)
 			r.draining.Store(true)
 			r.drainGen++
@@ -427,10 +439,10 @@ func (c *Consumer[T]) evaluate(snap *catalog.Snapshot) {
 	}
 	c.mu.Unlock()
 	for _, r := range drain {
-		c.log.Debug("producer ended; reading what is left on the link", "peer", r.ch.peer)
+		c.log.Debug("producer ended; reading what is left on the link", "peer", r.sub.peer)
 	}
 	for _, r := range drop {
-		c.log.Debug("dropping ineligible producer", "peer", r.ch.peer)
+		c.log.Debug("dropping ineligible producer", "peer", r.sub.peer)
 		c.stop(r)
 	}
 }
@@ -454,13 +466,13 @@ func endedInOrder(snap *catalog.Snapshot, p peer.ID, id StreamID) bool {
 // ended and another started) from the current one.
 func (c *Consumer[T]) drained(r *receiver, gen uint64) {
 	c.mu.Lock()
-	cut := r.drain != nil && r.drainGen == gen && c.recvs[r.ch.peer] == r
+	cut := r.drain != nil && r.drainGen == gen && c.recvs[r.sub.peer] == r
 	if cut {
-		delete(c.recvs, r.ch.peer)
+		delete(c.recvs, r.sub.peer)
 	}
 	c.mu.Unlock()
 	if cut {
-		c.log.Debug("producer that ended did not close its subscription in time", "peer", r.ch.peer)
+		c.log.Debug("producer that ended did not close its subscription in time", "peer", r.sub.peer)
 		c.stop(r)
 		c.poke()
 	}
@@ -529,7 +541,7 @@ func (c *Consumer[T]) probe(p peer.ID) {
 
 func (c *Consumer[T]) start(e *catalog.SignedEntry, expires time.Time) {
 	ctx, cancel := context.WithCancel(c.ctx)
-	r := &receiver{ch: &channel{stream: c.id, peer: e.Entry.PeerID, entry: e, state: Connecting}, cancel: cancel, done: make(chan struct{})}
+	r := &receiver{sub: &subscription{stream: c.id, peer: e.Entry.PeerID, entry: e, state: Connecting}, cancel: cancel, done: make(chan struct{})}
 	c.mu.Lock()
 	if c.ctx.Err() != nil {
 		c.mu.Unlock()
@@ -539,7 +551,7 @@ func (c *Consumer[T]) start(e *catalog.SignedEntry, expires time.Time) {
 	c.recvs[e.Entry.PeerID] = r
 	c.wg.Add(1)
 	c.mu.Unlock()
-	c.hub.add(r.ch)
+	c.set.add(r.sub)
 	c.armExpiry(r, expires)
 	go c.receive(ctx, r)
 }
@@ -557,11 +569,11 @@ func (c *Consumer[T]) armExpiry(r *receiver, expires time.Time) {
 	case r.expiry == nil:
 		r.expiry = time.AfterFunc(time.Until(expires), func() {
 			c.mu.Lock()
-			if c.recvs[r.ch.peer] == r {
-				delete(c.recvs, r.ch.peer)
+			if c.recvs[r.sub.peer] == r {
+				delete(c.recvs, r.sub.peer)
 			}
 			c.mu.Unlock()
-			c.log.Debug("producer ticket expired", "peer", r.ch.peer)
+			c.log.Debug("producer ticket expired", "peer", r.sub.peer)
 			c.stop(r)
 			c.poke()
 		})
@@ -600,11 +612,11 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 				err = fmt.Errorf("%w: %w", &CodeError{Code: code, Remote: true}, err)
 			}
 		}
-		c.hub.setState(r.ch, Terminated, err)
+		c.set.setState(r.sub, Terminated, err)
 		keep := false
 		c.mu.Lock()
-		if c.recvs[r.ch.peer] == r {
-			delete(c.recvs, r.ch.peer)
+		if c.recvs[r.sub.peer] == r {
+			delete(c.recvs, r.sub.peer)
 		}
 		r.stopTimers()
 		if err != nil && ctx.Err() == nil && !r.ended.Load() {
@@ -612,17 +624,17 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 			// (mosaik retries on the next catalog change), and keep the
 			// channel visible in Producers() with its reason until then.
 			snap := c.svc.d.Catalog()
-			if e, ok := snap.Get(r.ch.peer); ok {
-				if old, had := c.refused[r.ch.peer]; had {
-					defer c.hub.remove(old.ch)
+			if e, ok := snap.Get(r.sub.peer); ok {
+				if old, had := c.refused[r.sub.peer]; had {
+					defer c.set.remove(old.sub)
 				}
-				c.refused[r.ch.peer] = refusal{theirs: e.Entry.Version, ours: snap.Local().Entry.Version, ch: r.ch}
+				c.refused[r.sub.peer] = refusal{theirs: e.Entry.Version, ours: snap.Local().Entry.Version, sub: r.sub}
 				keep = true
 			}
 		}
 		c.mu.Unlock()
 		if !keep {
-			c.hub.remove(r.ch)
+			c.set.remove(r.sub)
 		}
 		c.poke()
 	}()
@@ -631,7 +643,7 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 		if attempt > 0 {
 			wait := bo.NextBackOff()
 			if wait == backoff.Stop {
-				err = fmt.Errorf("streams: gave up on producer %s: %w", r.ch.peer, err)
+				err = fmt.Errorf("streams: gave up on producer %s: %w", r.sub.peer, err)
 				return
 			}
 			t := time.NewTimer(wait)
@@ -641,7 +653,7 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 				return
 			case <-t.C:
 			}
-			r.ch.reconnects.Add(1)
+			r.sub.reconnects.Add(1)
 		}
 		delivered := false
 		err = c.session(ctx, r, &delivered)
@@ -664,7 +676,7 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 			return // a producer sending undecodable datums is broken or hostile
 		case hasCode && code == CodeUnknownPeer:
 			// The producer does not know us yet: sync catalogs, then retry.
-			e := r.ch.info().Entry
+			e := r.sub.info().Entry
 			sctx, cancel := context.WithTimeout(ctx, c.svc.params.HandshakeTimeout)
 			serr := c.svc.d.SyncWith(sctx, e.Entry.AddrInfo())
 			cancel()
@@ -681,8 +693,8 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 				err = fmt.Errorf("%w: %w", &CodeError{Code: code, Remote: true}, err)
 			}
 		}
-		c.hub.setState(r.ch, Connecting, err)
-		c.log.Debug("producer link failed; retrying", "peer", r.ch.peer, "err", err)
+		c.set.setState(r.sub, Connecting, err)
+		c.log.Debug("producer link failed; retrying", "peer", r.sub.peer, "err", err)
 	}
 }
 
@@ -710,13 +722,13 @@ func (c *Consumer[T]) remember(p peer.ID, pos position) {
 // It sets *delivered once a datum was handed to the buffer.
 func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool) error {
 	h := c.svc.h
-	e := r.ch.info().Entry
+	e := r.sub.info().Entry
 	if len(e.Entry.Addrs) > 0 {
 		h.Peerstore().AddAddrs(e.Entry.PeerID, e.Entry.Addrs, time.Hour)
 	}
 	start := time.Now()
 	sctx, span := c.svc.tracer.Start(ctx, "mosaik.streams.subscribe", trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(attribute.String("peer", r.ch.peer.String()), attribute.String("stream", c.id.Short())))
+		trace.WithAttributes(attribute.String("peer", r.sub.peer.String()), attribute.String("stream", c.id.Short())))
 	handshake := func(err error) {
 		if err != nil {
 			span.RecordError(err)
@@ -726,16 +738,16 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 		}
 		span.End()
 	}
-	if h.Network().Connectedness(r.ch.peer) != network.Connected {
+	if h.Network().Connectedness(r.sub.peer) != network.Connected {
 		// The receiver paces its own retries: a dial that failed while the
 		// producer was down must not keep its restarted run out for the
 		// swarm's dial backoff (which grows to minutes).
 		if sw, ok := h.Network().(interface{ Backoff() *swarm.DialBackoff }); ok {
-			sw.Backoff().Clear(r.ch.peer)
+			sw.Backoff().Clear(r.sub.peer)
 		}
 	}
 	hctx, cancel := context.WithTimeout(sctx, c.svc.params.HandshakeTimeout)
-	st, err := h.NewStream(hctx, r.ch.peer, ProtocolID)
+	st, err := h.NewStream(hctx, r.sub.peer, ProtocolID)
 	cancel()
 	if err != nil {
 		handshake(err)
@@ -792,14 +804,14 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 		return fmt.Errorf("%w: frame type %#x before Accept", errProtocol, typ)
 	}
 	_ = st.SetDeadline(time.Time{})
-	c.hub.setState(r.ch, Connected, nil)
+	c.set.setState(r.sub, Connected, nil)
 	// Where this producer's datums were last received decides what the
 	// first sequence number of this subscription means: with the same
 	// epoch, a jump is what was sent while we were away; with a new epoch,
 	// the producer restarted; with no history, nothing was missed.
 	epoch := acc.GetEpoch()
 	c.mu.Lock()
-	prev, known := c.seen[r.ch.peer]
+	prev, known := c.seen[r.sub.peer]
 	c.mu.Unlock()
 	known = known && epoch != 0 && prev.epoch != 0
 	cur := position{epoch: epoch}
@@ -811,7 +823,7 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 	if epoch != 0 {
 		defer func() {
 			if cur.last > 0 || cur.clean {
-				c.remember(r.ch.peer, cur)
+				c.remember(r.sub.peer, cur)
 			}
 		}()
 	}
@@ -866,10 +878,10 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 				}
 			}
 			if gap != nil {
-				r.ch.gaps.Add(gap.Missed)
+				r.sub.gaps.Add(gap.Missed)
 				c.gaps.Add(gap.Missed)
 				// Debug: the application sees it in RecvDatum and decides.
-				c.log.Debug("datums missed", "peer", r.ch.peer, "cause", gap.Cause, "missed", gap.Missed, "after", gap.After)
+				c.log.Debug("datums missed", "peer", r.sub.peer, "cause", gap.Cause, "missed", gap.Missed, "after", gap.After)
 			}
 			first, next, cur.last = false, seq+1, seq
 			v, err := c.codec.Decode(payload)
@@ -877,7 +889,7 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 				_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
 				return fmt.Errorf("%w: %v", errDecode, err)
 			}
-			d := delivery[T]{v: v, n: len(payload), seq: seq, ch: r.ch, gap: gap, bb: bb}
+			d := delivery[T]{v: v, n: len(payload), seq: seq, sub: r.sub, gap: gap, bb: bb}
 			select { // fast path: room in the buffer
 			case c.out <- d:
 			default:
@@ -887,8 +899,8 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 					return ctx.Err()
 				}
 			}
-			r.ch.datums.Add(1)
-			r.ch.bytes.Add(uint64(len(payload)))
+			r.sub.datums.Add(1)
+			r.sub.bytes.Add(uint64(len(payload)))
 			*delivered = true
 		case frameClose:
 			cl, err := decodeControl(body, &pb.Close{})

@@ -8,7 +8,7 @@
 //
 //	n, _ := node.New("my-net", ...)                        // owns a *streams.Service
 //	p, err := streams.NewProducer[Order](n.Streams(), "orders",
-//		streams.WithRequireTags("trader"))             // who may consume
+//		streams.WithRequire(policy.HasTags("trader")))             // who may consume
 //	defer p.Close()                                       // flushes queues, sends GracefulShutdown
 //	err = p.Send(ctx, Order{...})                         // waits until online (1 consumer by default)
 //
@@ -72,5 +72,5 @@
 //
 // Sentinels (ErrClosed, ErrOffline, ErrFull, ErrProducerExists, ErrEmpty)
 // are matched with errors.Is; a subscription's end reason is a *CodeError
-// carrying the wire Code, found with errors.As on ChannelInfo.Err.
+// carrying the wire Code, found with errors.As on SubscriptionInfo.Err.
 package streams

@@ -30,7 +30,7 @@ var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10
 
 // outSub is one consumer's subscription at a producer.
 type outSub struct {
-	ch        *channel
+	sub       *subscription
 	st        network.Stream
 	q         chan outItem
 	fullSince time.Time // when its queue was first found full; guarded by Producer.mu
@@ -50,14 +50,14 @@ type outSub struct {
 //
 // Safe for concurrent use; Close ends it.
 type Producer[T any] struct {
-	svc   *Service
-	id    StreamID
-	name  string
-	codec Codec[T]
-	cfg   *config
-	log   *slog.Logger
-	hub   *hub
-	undel func(T)
+	svc         *Service
+	id          StreamID
+	name        string
+	codec       Codec[T]
+	cfg         *producerConfig
+	log         *slog.Logger
+	set         *subscriptionSet
+	undelivered func(T)
 
 	mu      sync.Mutex // orders fan-out; guards subs, pending, closed and seq
 	subs    []*outSub
@@ -81,22 +81,19 @@ type Producer[T any] struct {
 // string rule) on svc, advertises the stream in the local catalog entry and
 // starts accepting consumers. A second producer of the same stream on one
 // service fails with ErrProducerExists.
-func NewProducer[T any](svc *Service, name string, opts ...Option) (*Producer[T], error) {
-	cfg, codec, err := newConfig[T](producerSide, opts)
+func NewProducer[T any](svc *Service, name string, opts ...ProducerOption) (*Producer[T], error) {
+	cfg, codec, undelivered, err := newProducerConfig[T](svc, opts)
 	if err != nil {
 		return nil, err
 	}
 	id := catalog.IDFromString(name)
-	p := &Producer[T]{svc: svc, id: id, name: name, codec: codec, cfg: cfg, hub: newHub(),
-		log: svc.log.With("stream", id.Short(), "role", "producer"), epoch: newEpoch()}
-	if f, ok := cfg.undelivered.(func(T)); ok {
-		p.undel = f
+	p := &Producer[T]{svc: svc, id: id, name: name, codec: codec, cfg: cfg, set: newSubscriptionSet(),
+		log: svc.log.With("stream", id.Short(), "role", "producer"), epoch: newEpoch(), undelivered: undelivered}
+	online := p.Subscribed()
+	if cfg.onlineCondition != nil {
+		online = cfg.onlineCondition(online)
 	}
-	when := (When{p.hub}).Subscribed()
-	if cfg.onlineWhen != nil {
-		when = cfg.onlineWhen(when)
-	}
-	p.hub.update(func() { p.hub.online = when })
+	p.set.update(func() { p.set.online = online })
 	p.ctx, p.cancel = context.WithCancel(svc.ctx)
 	if err := svc.register(id, p); err != nil {
 		p.cancel()
@@ -116,28 +113,40 @@ func NewProducer[T any](svc *Service, name string, opts ...Option) (*Producer[T]
 }
 
 func (p *Producer[T]) handle() HandleInfo {
-	return HandleInfo{Role: RoleProducer, Stream: p.id, Name: p.name, Online: p.IsOnline(), Channels: p.Consumers(),
+	return HandleInfo{Role: RoleProducer, Stream: p.id, Name: p.name, Online: p.IsOnline(), Subscriptions: p.Consumers(),
 		Totals: Stats{Datums: p.sent.Load(), Bytes: p.sentBytes.Load(), Dropped: p.dropped.Load()}, Ends: p.ends.snapshot()}
 }
 
 // StreamID is the producer's stream.
 func (p *Producer[T]) StreamID() StreamID { return p.id }
 
-// When observes the producer's subscriptions and online state.
-func (p *Producer[T]) When() When { return When{p.hub} }
+// Subscribed is the condition "at least one connected consumer"; refine it
+// with MinimumOf, WithTags, WithPredicate or Unmet, and wait with Wait.
+func (p *Producer[T]) Subscribed() *Condition { return newCondition(p.set, 1) }
+
+// Unsubscribed is Subscribed().Unmet().
+func (p *Producer[T]) Unsubscribed() *Condition { return p.Subscribed().Unmet() }
+
+// WaitOnline blocks until the producer is online (at once if it is), ctx
+// ends, or the producer closes (ErrClosed).
+func (p *Producer[T]) WaitOnline(ctx context.Context) error { return p.set.waitOnline(ctx, true) }
+
+// WaitOffline blocks until the producer is offline (at once if it is), ctx
+// ends, or the producer closes (ErrClosed).
+func (p *Producer[T]) WaitOffline(ctx context.Context) error { return p.set.waitOnline(ctx, false) }
 
 // IsOnline reports whether the online condition holds.
-func (p *Producer[T]) IsOnline() bool { return p.hub.isOn.Load() }
+func (p *Producer[T]) IsOnline() bool { return p.set.isOn.Load() }
 
 // Consumers returns a snapshot of the subscriptions.
-func (p *Producer[T]) Consumers() []ChannelInfo { return p.hub.infos() }
+func (p *Producer[T]) Consumers() []SubscriptionInfo { return p.set.infos() }
 
 // Send waits until the producer is online, then hands v to every
 // subscription's queue. It never waits on a consumer: a full queue
 // disconnects that consumer (TooSlow) or drops the datum for it.
 func (p *Producer[T]) Send(ctx context.Context, v T) error {
-	if !p.hub.isOn.Load() {
-		if err := p.When().Online(ctx); err != nil {
+	if !p.set.isOn.Load() {
+		if err := p.WaitOnline(ctx); err != nil {
 			return err
 		}
 	}
@@ -149,7 +158,7 @@ func (p *Producer[T]) Send(ctx context.Context, v T) error {
 // exist but every queue was full. A full queue is handled at once (no lag
 // grace).
 func (p *Producer[T]) TrySend(v T) error {
-	if !p.hub.isOn.Load() {
+	if !p.set.isOn.Load() {
 		p.mu.Lock()
 		closed := p.closed
 		p.mu.Unlock()
@@ -211,7 +220,7 @@ func (p *Producer[T]) fanout(ctx context.Context, v T, wait bool) error {
 				t.Stop()
 			}
 		}
-		s.ch.dropped.Add(1)
+		s.sub.dropped.Add(1)
 		p.dropped.Add(1)
 		if !p.cfg.dropLagging {
 			cut = append(cut, s)
@@ -223,8 +232,8 @@ func (p *Producer[T]) fanout(ctx context.Context, v T, wait bool) error {
 		p.end(s, CodeTooSlow, "consumer queue full", true)
 	}
 	if delivered == 0 {
-		if p.undel != nil {
-			p.undel(v)
+		if p.undelivered != nil {
+			p.undelivered(v)
 		}
 		if n > 0 {
 			if err := ctx.Err(); err != nil {
@@ -286,8 +295,8 @@ func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalo
 	}
 	_ = st.SetWriteDeadline(time.Time{})
 	s := &outSub{
-		ch: &channel{stream: p.id, peer: peerID, entry: entry},
-		st: st, q: make(chan outItem, p.cfg.queue), gone: make(chan struct{}),
+		sub: &subscription{stream: p.id, peer: peerID, entry: entry},
+		st:  st, q: make(chan outItem, p.cfg.queue), gone: make(chan struct{}),
 	}
 	p.mu.Lock()
 	if p.closed {
@@ -300,9 +309,9 @@ func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalo
 	admitted = true
 	p.subWG.Add(2)
 	p.mu.Unlock()
-	p.svc.Accepted.Add(1)
-	p.hub.add(s.ch)
-	p.hub.setState(s.ch, Connected, nil)
+	p.svc.accepted.Add(1)
+	p.set.add(s.sub)
+	p.set.setState(s.sub, Connected, nil)
 	p.armExpiry(s, expires)
 	p.log.Debug("consumer accepted", "peer", peerID)
 	go p.writer(s)
@@ -400,8 +409,8 @@ func (p *Producer[T]) writer(s *outSub) {
 			err = bw.Flush()
 		}
 		if err == nil {
-			s.ch.datums.Add(n)
-			s.ch.bytes.Add(nbytes)
+			s.sub.datums.Add(n)
+			s.sub.bytes.Add(nbytes)
 			p.sent.Add(n)
 			p.sentBytes.Add(nbytes)
 		}
@@ -480,14 +489,14 @@ func (p *Producer[T]) end(s *outSub, code Code, why string, reset bool) {
 			_ = s.st.SetWriteDeadline(time.Now().Add(p.svc.params.CloseTimeout))
 		}
 		close(s.gone)
-		p.hub.setState(s.ch, Terminated, &CodeError{Code: code, Reason: why})
-		p.hub.remove(s.ch)
+		p.set.setState(s.sub, Terminated, &CodeError{Code: code, Reason: why})
+		p.set.remove(s.sub)
 		switch code {
 		case CodeGracefulShutdown, CodeCancelled:
 		case CodeTooSlow, CodeNotAllowed, CodeUnknownPeer:
-			p.log.Info("consumer cut", "peer", s.ch.peer, "code", code, "why", why)
+			p.log.Info("consumer cut", "peer", s.sub.peer, "code", code, "why", why)
 		default:
-			p.log.Debug("subscription ended", "peer", s.ch.peer, "code", code, "why", why)
+			p.log.Debug("subscription ended", "peer", s.sub.peer, "code", code, "why", why)
 		}
 	})
 }
@@ -509,7 +518,7 @@ func (p *Producer[T]) watchCatalog() {
 		p.mu.Unlock()
 		now := time.Now()
 		for _, s := range subs {
-			e, ok := snap.Get(s.ch.peer)
+			e, ok := snap.Get(s.sub.peer)
 			if !ok {
 				// The consumer departed, or went silent for PurgeAfter: on a
 				// link that died without a reset (a partition) this is how
@@ -519,10 +528,10 @@ func (p *Producer[T]) watchCatalog() {
 				continue
 			}
 			// Through the hub, so online conditions over tags see the change.
-			p.hub.update(func() {
-				s.ch.mu.Lock()
-				s.ch.entry = e
-				s.ch.mu.Unlock()
+			p.set.update(func() {
+				s.sub.mu.Lock()
+				s.sub.entry = e
+				s.sub.mu.Unlock()
 			})
 			expires, _, err := p.cfg.eligible(p.svc.d.RTT().Info(e), now)
 			if err != nil {
@@ -572,7 +581,7 @@ func (p *Producer[T]) Close() error {
 		_, _ = p.svc.d.UpdateLocal(func(e *catalog.Entry) {
 			e.Streams = slices.DeleteFunc(e.Streams, func(x catalog.StreamID) bool { return x == p.id })
 		})
-		p.hub.close()
+		p.set.close()
 	})
 	return nil
 }

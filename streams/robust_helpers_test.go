@@ -64,23 +64,23 @@ func rbVal(b []byte) (uint64, error) {
 }
 
 // rbChannel returns the channel to peer p in infos.
-func rbChannel(infos []streams.ChannelInfo, p peer.ID) (streams.ChannelInfo, bool) {
+func rbChannel(infos []streams.SubscriptionInfo, p peer.ID) (streams.SubscriptionInfo, bool) {
 	for _, ci := range infos {
 		if ci.Peer == p {
 			return ci, true
 		}
 	}
-	return streams.ChannelInfo{}, false
+	return streams.SubscriptionInfo{}, false
 }
 
 // rbOnlyConnected reports whether infos hold exactly one channel, a
 // Connected one to p.
-func rbOnlyConnected(infos []streams.ChannelInfo, p peer.ID) bool {
+func rbOnlyConnected(infos []streams.SubscriptionInfo, p peer.ID) bool {
 	return len(infos) == 1 && infos[0].Peer == p && infos[0].State == streams.Connected
 }
 
 // rbAllConnected reports whether infos hold n channels, all Connected.
-func rbAllConnected(infos []streams.ChannelInfo, n int) bool {
+func rbAllConnected(infos []streams.SubscriptionInfo, n int) bool {
 	if len(infos) != n {
 		return false
 	}

@@ -45,17 +45,17 @@ type rbSlowSetup struct {
 	errs  []error
 }
 
-func newRBSlowSetup(t *testing.T, name string, prodOpts ...streams.Option) *rbSlowSetup {
+func newRBSlowSetup(t *testing.T, name string, prodOpts ...streams.ProducerOption) *rbSlowSetup {
 	t.Helper()
 	return newRBSlowSetupOn(t, connected(t, 4), name, prodOpts...)
 }
 
 // newRBSlowSetupOn is newRBSlowSetup on four given connected nodes.
-func newRBSlowSetupOn(t *testing.T, nodes []*node.Node, name string, prodOpts ...streams.Option) *rbSlowSetup {
+func newRBSlowSetupOn(t *testing.T, nodes []*node.Node, name string, prodOpts ...streams.ProducerOption) *rbSlowSetup {
 	t.Helper()
 	bytesCodec := streams.WithCodec[[]byte](streams.Bytes{})
 	s := &rbSlowSetup{nodes: nodes}
-	s.prod = mustProducer[[]byte](t, s.nodes[0], name, append([]streams.Option{bytesCodec, streams.WithQueueSize(rbSlowQueue)}, prodOpts...)...)
+	s.prod = mustProducer[[]byte](t, s.nodes[0], name, append([]streams.ProducerOption{bytesCodec, streams.WithQueueSize(rbSlowQueue)}, prodOpts...)...)
 	// A long constant backoff: after TooSlow the slow consumer stays in
 	// Connecting with the error, where the test can observe it.
 	s.slow = mustConsumer[[]byte](t, s.nodes[1], name, bytesCodec, streams.WithBuffer(1),
@@ -176,7 +176,7 @@ func TestRobust_SlowConsumerIsCutTooSlow(t *testing.T) {
 			got = append(got, v)
 		}
 	}
-	var last streams.ChannelInfo
+	var last streams.SubscriptionInfo
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		drain()
 		infos := s.slow.Producers()
@@ -206,10 +206,10 @@ func TestRobust_SlowConsumerIsCutTooSlow(t *testing.T) {
 	if !errors.As(last.Err, &se) || streams.Code(se.ErrorCode) != streams.CodeTooSlow || !se.Remote {
 		t.Errorf("slow consumer's error %v does not carry a remote reset with TooSlow (%d)", last.Err, streams.CodeTooSlow)
 	}
-	// Regression (fixed): ChannelInfo.Err documents "why the channel last failed", and
+	// Regression (fixed): SubscriptionInfo.Err documents "why the channel last failed", and
 	// CodeError is documented as the way to check close codes
 	// ("Check it with errors.As"), but a producer's reset reaches the
-	// consumer's ChannelInfo as a bare *network.StreamError: the receiver
+	// consumer's SubscriptionInfo as a bare *network.StreamError: the receiver
 	// stores the raw read error (consumer.go, receive/session) and only
 	// its internal codeOf understands it. See the report.
 	var ce *streams.CodeError

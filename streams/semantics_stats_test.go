@@ -18,7 +18,7 @@ var semBytes = streams.WithCodec[[]byte](streams.Bytes{})
 
 // semStatsAre waits until the channel to p in infos() counts datums and
 // bytes.
-func semStatsAre(t testing.TB, what string, infos func() []streams.ChannelInfo, p peer.ID, datums, bytes uint64) {
+func semStatsAre(t testing.TB, what string, infos func() []streams.SubscriptionInfo, p peer.ID, datums, bytes uint64) {
 	t.Helper()
 	testutil.Eventually(t, 5*time.Second, func() bool {
 		ci, ok := semInfo(infos(), p)
@@ -33,7 +33,7 @@ func TestSemantics_Stats_Producer(t *testing.T) {
 	nodes := semNodes(t, nil, nil, nil)
 	prod := mustProducer[[]byte](t, nodes[0], "stats-producer", semBytes)
 	c1 := mustConsumer[[]byte](t, nodes[1], "stats-producer", semBytes)
-	semWait(t, prod.When().Subscribed(), 10*time.Second, "the first consumer")
+	semWait(t, prod.Subscribed(), 10*time.Second, "the first consumer")
 
 	pi, _ := semInfo(prod.Consumers(), nodes[1].ID())
 	if pi.Stats.Datums != 0 || pi.Stats.Bytes != 0 || pi.Stats.ConnectedAt.IsZero() {
@@ -50,7 +50,7 @@ func TestSemantics_Stats_Producer(t *testing.T) {
 	semStatsAre(t, "consumer 1", c1.Producers, nodes[0].ID(), 1, 4)
 
 	c2 := mustConsumer[[]byte](t, nodes[2], "stats-producer", semBytes)
-	semWait(t, prod.When().Subscribed().MinimumOf(2), 10*time.Second, "the second consumer")
+	semWait(t, prod.Subscribed().MinimumOf(2), 10*time.Second, "the second consumer")
 	semSend(t, prod, []byte("data2"), 5*time.Second)
 	semStatsAre(t, "producer, consumer 1", prod.Consumers, nodes[1].ID(), 2, 9)
 	semStatsAre(t, "producer, consumer 2", prod.Consumers, nodes[2].ID(), 1, 5)
@@ -77,12 +77,12 @@ func TestSemantics_Stats_ConsumerAggregate(t *testing.T) {
 	nodes := semNodes(t, nil, nil, nil)
 	cons := mustConsumer[[]byte](t, nodes[0], "stats-consumer", semBytes)
 	p1 := mustProducer[[]byte](t, nodes[1], "stats-consumer", semBytes)
-	semWait(t, cons.When().Subscribed(), 10*time.Second, "the first producer")
+	semWait(t, cons.Subscribed(), 10*time.Second, "the first producer")
 	semSend(t, p1, []byte("hello"), 5*time.Second)
 	semStatsAre(t, "consumer, producer 1", cons.Producers, nodes[1].ID(), 1, 5)
 
 	p2 := mustProducer[[]byte](t, nodes[2], "stats-consumer", semBytes)
-	semWait(t, cons.When().Subscribed().MinimumOf(2), 10*time.Second, "the second producer")
+	semWait(t, cons.Subscribed().MinimumOf(2), 10*time.Second, "the second producer")
 	semSend(t, p2, []byte("world"), 5*time.Second)
 	semStatsAre(t, "consumer, producer 2", cons.Producers, nodes[2].ID(), 1, 5)
 	semSend(t, p1, []byte("again"), 5*time.Second)

@@ -49,11 +49,11 @@ const (
 
 // HandleInfo is a snapshot of one producer or consumer on a service.
 type HandleInfo struct {
-	Role     Role
-	Stream   StreamID
-	Name     string // the name the handle was created with
-	Online   bool
-	Channels []ChannelInfo // consumers of a producer, producers of a consumer
+	Role          Role
+	Stream        StreamID
+	Name          string // the name the handle was created with
+	Online        bool
+	Subscriptions []SubscriptionInfo // consumers of a producer, producers of a consumer
 	// Totals: for a producer, datums and bytes written and datums dropped
 	// over all subscriptions; for a consumer, datums taken by the app.
 	Totals Stats
@@ -76,6 +76,8 @@ type Service struct {
 	d      Discovery
 	params Params
 	log    *slog.Logger
+	// defaultPolicy applies to producers that set none (WithDefaultPolicy).
+	defaultPolicy Policy
 
 	mu        sync.Mutex
 	producers map[StreamID]acceptor
@@ -86,12 +88,8 @@ type Service struct {
 	cancel    context.CancelFunc
 	once      sync.Once
 
-	// Counters of the accept path.
-	Accepted, Rejected atomic.Uint64
-	// HandshakeTimeouts counts inbound streams reset because no complete
-	// Subscribe frame arrived within HandshakeTimeout (slow or stalled
-	// openings); each is also counted in Rejected.
-	HandshakeTimeouts atomic.Uint64
+	// Counters of the accept path, read through Stats.
+	accepted, rejected, handshakeTimeouts atomic.Uint64
 
 	meter        metric.MeterProvider
 	metrics      metric.Registration
@@ -228,16 +226,32 @@ func (m *hostMux) handle(st network.Stream) {
 		return
 	}
 	if err != nil {
-		s.Rejected.Add(1)
+		s.rejected.Add(1)
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			s.HandshakeTimeouts.Add(1)
+			s.handshakeTimeouts.Add(1)
 		}
 		s.log.Debug("bad subscribe", "peer", st.Conn().RemotePeer(), "err", err)
 		_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
 		return
 	}
 	s.handle(st, sub, fr.buffered())
+}
+
+// ServiceStats counts the service's accept path since it started. It is a
+// snapshot: plain numbers.
+type ServiceStats struct {
+	Accepted uint64 // subscriptions admitted by a producer
+	Rejected uint64 // subscriptions refused, with any code
+	// HandshakeTimeouts counts inbound streams reset because no complete
+	// Subscribe frame arrived within HandshakeTimeout (slow or stalled
+	// openings); each is also counted in Rejected.
+	HandshakeTimeouts uint64
+}
+
+// Stats returns a snapshot of the service's counters.
+func (s *Service) Stats() ServiceStats {
+	return ServiceStats{Accepted: s.accepted.Load(), Rejected: s.rejected.Load(), HandshakeTimeouts: s.handshakeTimeouts.Load()}
 }
 
 // Params returns the service's parameters.
@@ -334,7 +348,7 @@ func (s *Service) unregister(id StreamID, a acceptor) {
 
 // reject answers a subscription with Reject{code} and closes the stream.
 func (s *Service) reject(st network.Stream, code Code, reason string) {
-	s.Rejected.Add(1)
+	s.rejected.Add(1)
 	s.log.Debug("subscription rejected", "peer", st.Conn().RemotePeer(), "code", code, "reason", reason)
 	_ = st.SetWriteDeadline(time.Now().Add(s.params.HandshakeTimeout))
 	if _, err := st.Write(rejectFrame(code, reason)); err != nil {

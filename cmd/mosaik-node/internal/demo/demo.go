@@ -9,7 +9,7 @@
 //	bootstrap   no tags; every other node is given only its address
 //	eu          producer of "prices", tag "eu"
 //	us          producer of "prices", tag "us", holds a ticket signed by the demo issuer
-//	tag-eu      consumer, streams.WithRequireTags("eu")
+//	tag-eu      consumer, streams.WithRequire(policy.HasTags("eu"))
 //	rtt         consumer, streams.WithMaxRTT(Config.MaxRTT, 50 ms by default)
 //	ticket      consumer, streams.WithTicketValidators(policy.NewSignedTicketValidator(network, issuer))
 //	any-1 …     consumers without a policy, one per extra node (Config.Nodes)
@@ -150,7 +150,7 @@ type ConsumerSummary struct {
 	// channel to, in any state (sampled every few ms), plus the sources of
 	// the datums it read; sorted.
 	Seen []string
-	// Gaps is the sum of the gaps streams reported (ChannelInfo.Stats.Gaps).
+	// Gaps is the sum of the gaps streams reported (SubscriptionInfo.Stats.Gaps).
 	Gaps uint64
 	// SeqGaps counts Seq numbers the application saw skipped per producer,
 	// which also covers datums lost across resubscriptions.
@@ -269,7 +269,7 @@ func (c *consumerRun) read() {
 // sample records the producers the consumer has channels to and the gaps
 // streams reports. A channel's gap count restarts with a new channel, so a
 // decrease starts a new base.
-func (c *consumerRun) sample() []streams.ChannelInfo {
+func (c *consumerRun) sample() []streams.SubscriptionInfo {
 	infos := c.c.Producers()
 	for _, ci := range infos {
 		c.seen[ci.Peer] = true
@@ -281,7 +281,7 @@ func (c *consumerRun) sample() []streams.ChannelInfo {
 	return infos
 }
 
-func (c *consumerRun) connected(infos []streams.ChannelInfo) []peer.ID {
+func (c *consumerRun) connected(infos []streams.SubscriptionInfo) []peer.ID {
 	var out []peer.ID
 	for _, ci := range infos {
 		if ci.State == streams.Connected {
@@ -434,12 +434,12 @@ func (d *demo) setup(ctx context.Context) error {
 		name, policy string
 		expect       []string
 		maxRTT       time.Duration
-		opts         []streams.Option
+		opts         []streams.ConsumerOption
 	}
 	specs := []spec{
-		{"tag-eu", `WithRequireTags("eu")`, []string{"eu"}, 0, []streams.Option{streams.WithRequireTags("eu")}},
-		{"rtt", fmt.Sprintf("WithMaxRTT(%v)", cfg.MaxRTT), []string{"eu", "us"}, cfg.MaxRTT, []streams.Option{streams.WithMaxRTT(cfg.MaxRTT)}},
-		{"ticket", "ticket from issuer " + short(issuerID.String()), []string{"us"}, 0, []streams.Option{
+		{"tag-eu", `WithRequire(policy.HasTags("eu"))`, []string{"eu"}, 0, []streams.ConsumerOption{streams.WithRequire(policy.HasTags("eu"))}},
+		{"rtt", fmt.Sprintf("WithMaxRTT(%v)", cfg.MaxRTT), []string{"eu", "us"}, cfg.MaxRTT, []streams.ConsumerOption{streams.WithMaxRTT(cfg.MaxRTT)}},
+		{"ticket", "ticket from issuer " + short(issuerID.String()), []string{"us"}, 0, []streams.ConsumerOption{
 			streams.WithTicketValidators(policy.NewSignedTicketValidator(catalog.IDFromString(cfg.Network), issuerID)),
 		}},
 	}
@@ -577,7 +577,7 @@ loop:
 			break loop
 		case <-tick.C:
 		}
-		infos := make([][]streams.ChannelInfo, len(d.cons))
+		infos := make([][]streams.SubscriptionInfo, len(d.cons))
 		for i, c := range d.cons {
 			infos[i] = c.sample()
 		}
@@ -622,7 +622,7 @@ loop:
 	return err
 }
 
-func (d *demo) anyConnectedTo(infos [][]streams.ChannelInfo, p peer.ID) bool {
+func (d *demo) anyConnectedTo(infos [][]streams.SubscriptionInfo, p peer.ID) bool {
 	for i, c := range d.cons {
 		if slices.Contains(c.connected(infos[i]), p) {
 			return true
@@ -633,7 +633,7 @@ func (d *demo) anyConnectedTo(infos [][]streams.ChannelInfo, p peer.ID) bool {
 
 // stopProducer closes p and says what each consumer is expected to do,
 // judged from the channels it has now.
-func (d *demo) stopProducer(p *producerRun, infos [][]streams.ChannelInfo) {
+func (d *demo) stopProducer(p *producerRun, infos [][]streams.SubscriptionInfo) {
 	p.cancel()
 	<-p.done
 	for _, c := range d.cons {
@@ -667,9 +667,9 @@ func (d *demo) stopProducer(p *producerRun, infos [][]streams.ChannelInfo) {
 	_ = p.p.Close()
 }
 
-func (d *demo) printLive(infos [][]streams.ChannelInfo, dt time.Duration) {
+func (d *demo) printLive(infos [][]streams.SubscriptionInfo, dt time.Duration) {
 	for i, c := range d.cons {
-		slices.SortStableFunc(infos[i], func(a, b streams.ChannelInfo) int { return strings.Compare(d.label(a.Peer), d.label(b.Peer)) })
+		slices.SortStableFunc(infos[i], func(a, b streams.SubscriptionInfo) int { return strings.Compare(d.label(a.Peer), d.label(b.Peer)) })
 		total := c.total.Load()
 		rate := float64(total-c.lastPrint) / dt.Seconds()
 		c.lastPrint = total

@@ -83,8 +83,8 @@ type HandleDoc struct {
 	Online   bool   `json:"online"`
 	// Totals: for a producer datums and bytes written and datums dropped
 	// over all subscriptions; for a consumer what the application took.
-	Totals   CountsDoc    `json:"totals"`
-	Channels []ChannelDoc `json:"channels"` // consumers of a producer, producers of a consumer
+	Totals        CountsDoc    `json:"totals"`
+	Subscriptions []ChannelDoc `json:"channels"` // consumers of a producer, producers of a consumer
 	// Ends counts subscriptions ended, by close code ("10413 TooSlow").
 	Ends map[string]uint64 `json:"ends,omitempty"`
 }
@@ -179,14 +179,15 @@ func discoveryDoc(s discovery.Stats) DiscoveryDoc {
 // StreamsJSON builds the document of n's producers and consumers.
 func StreamsJSON(n *node.Node) StreamsDoc {
 	svc := n.Streams()
+	st := svc.Stats()
 	doc := StreamsDoc{
-		Accepted: svc.Accepted.Load(), Rejected: svc.Rejected.Load(),
+		Accepted: st.Accepted, Rejected: st.Rejected,
 		Producers: []HandleDoc{}, Consumers: []HandleDoc{},
 	}
 	for _, h := range svc.Handles() {
 		hd := HandleDoc{
 			Stream: h.Name, StreamID: h.Stream.String(), Online: h.Online,
-			Totals: counts(h.Totals), Channels: make([]ChannelDoc, len(h.Channels)),
+			Totals: counts(h.Totals), Subscriptions: make([]ChannelDoc, len(h.Subscriptions)),
 		}
 		for code, n := range h.Ends {
 			if hd.Ends == nil {
@@ -194,7 +195,7 @@ func StreamsJSON(n *node.Node) StreamsDoc {
 			}
 			hd.Ends[fmt.Sprintf("%d %s", uint32(code), code)] = n
 		}
-		for i, c := range h.Channels {
+		for i, c := range h.Subscriptions {
 			cd := ChannelDoc{
 				PeerID: c.Peer.String(), State: c.State.String(), CountsDoc: counts(c.Stats),
 				UptimeMS: c.Stats.Uptime().Milliseconds(),
@@ -202,7 +203,7 @@ func StreamsJSON(n *node.Node) StreamsDoc {
 			if c.Err != nil {
 				cd.Error = c.Err.Error()
 			}
-			hd.Channels[i] = cd
+			hd.Subscriptions[i] = cd
 		}
 		if h.Role == streams.RoleProducer {
 			doc.Producers = append(doc.Producers, hd)
