@@ -37,10 +37,11 @@ type condSpec struct {
 // it on every update (under its lock), so a rise is counted even when it
 // is undone before the next Wait looks.
 type edges struct {
-	spec  condSpec
-	met   bool   // the value at the last update
-	rises uint64 // generation: rises seen so far
-	taken uint64 // the generation the last returning Wait consumed
+	spec    condSpec
+	met     bool   // the value at the last update
+	rises   uint64 // generation: rises seen so far
+	taken   uint64 // the generation the last returning Wait consumed
+	waiting int    // Waits blocked now (tests wait on it)
 }
 
 func (e *edges) observeLocked(s *subscriptionSet) {
@@ -149,12 +150,19 @@ func (c *Condition) Wait(ctx context.Context) error {
 			return ErrClosed
 		}
 		changed := s.changed
+		e.waiting++
 		s.mu.Unlock()
+		var err error
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return ctx.Err()
+			err = ctx.Err()
 		}
 		s.mu.Lock()
+		e.waiting--
+		if err != nil {
+			s.mu.Unlock()
+			return err
+		}
 	}
 }
