@@ -224,29 +224,15 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 	}
 	_ = st.SetDeadline(time.Time{})
 	c.set.setState(r.sub, Connected, nil)
-	// Where this producer's datums were last received decides what the
-	// first sequence number of this subscription means: with the same
-	// epoch, a jump is what was sent while we were away; with a new epoch,
-	// the producer restarted; with no history, nothing was missed.
-	epoch := acc.GetEpoch()
 	c.mu.Lock()
 	prev, known := c.seen[r.sub.peer]
 	c.mu.Unlock()
-	known = known && epoch != 0 && prev.epoch != 0
-	cur := position{epoch: epoch}
-	var next uint64 // the sequence number expected next; 0: none yet
-	restart := known && prev.epoch != epoch
-	if known && !restart {
-		next, cur.last = prev.last+1, prev.last
-	}
-	if epoch != 0 {
-		defer func() {
-			if cur.last > 0 || cur.clean {
-				c.remember(r.sub.peer, cur)
-			}
-		}()
-	}
-	first := true
+	seq := newSequencer(acc.GetEpoch(), prev, known)
+	defer func() {
+		if pos, ok := seq.position(); ok {
+			c.remember(r.sub.peer, pos)
+		}
+	}()
 	var bb *borrowBuf // the buffer of the frame just read (borrowing codecs)
 	getBuf := func(n int) []byte { bb = c.getBuf(n); return bb.b }
 	for {
@@ -269,32 +255,23 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 		switch typ {
 		case frameData, frameDataTimed:
 			var (
-				seq     uint64
+				n       uint64
 				payload []byte
 				sent    time.Time
 				err     error
 			)
 			if typ == frameData {
-				seq, payload, err = parseData(body)
-			} else if seq, sent, payload, err = parseTimed(body); err == nil {
+				n, payload, err = parseData(body)
+			} else if n, sent, payload, err = parseTimed(body); err == nil {
 				c.svc.latency.Record(ctx, time.Since(sent).Seconds(), c.attrs)
 			}
-			if err != nil || seq == 0 || seq < next {
-				_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
-				return fmt.Errorf("%w: sequence %d after %d", errProtocol, seq, cur.last)
-			}
 			var gap *Gap
-			switch {
-			case restart:
-				restart = false
-				if seq > 1 || !prev.clean {
-					gap = &Gap{Cause: GapRestart, Missed: seq - 1, After: prev.last}
-				}
-			case next != 0 && seq > next:
-				gap = &Gap{Cause: GapDropped, Missed: seq - next, After: cur.last}
-				if first {
-					gap.Cause = GapReconnect
-				}
+			if err == nil {
+				gap, err = seq.next(n)
+			}
+			if err != nil {
+				_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
+				return err
 			}
 			if gap != nil {
 				r.sub.gaps.Add(gap.Missed)
@@ -302,13 +279,12 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 				// Debug: the application sees it in RecvDatum and decides.
 				c.log.Debug("datums missed", "peer", r.sub.peer, "cause", gap.Cause, "missed", gap.Missed, "after", gap.After)
 			}
-			first, next, cur.last = false, seq+1, seq
 			v, err := c.codec.Decode(payload)
 			if err != nil {
 				_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
 				return fmt.Errorf("%w: %v", errDecode, err)
 			}
-			d := delivery[T]{v: v, n: len(payload), seq: seq, sub: r.sub, gap: gap, bb: bb}
+			d := delivery[T]{v: v, n: len(payload), seq: n, sub: r.sub, gap: gap, bb: bb}
 			select { // fast path: room in the buffer
 			case c.out <- d:
 			default:
@@ -326,7 +302,7 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 			if err != nil {
 				return err
 			}
-			cur.clean = Code(cl.Code) == CodeGracefulShutdown
+			seq.closed(Code(cl.Code) == CodeGracefulShutdown)
 			return &CodeError{Code: Code(cl.Code), Reason: cl.Reason, Remote: true}
 		default:
 			_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
