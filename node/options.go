@@ -35,6 +35,7 @@ type config struct {
 	signPolicy *pubsub.MessageSignaturePolicy // nil: discovery.GossipSubOptions' (StrictNoSign)
 	entry      func(*catalog.Entry)
 	streams    *streams.Params
+	policy     *streams.Policy // WithDefaultStreamPolicy
 
 	host   host.Host
 	ps     *pubsub.PubSub
@@ -159,6 +160,17 @@ func WithStreamsParams(p streams.Params) Option {
 		c.streams = &p
 		return nil
 	}
+}
+
+// WithDefaultStreamPolicy sets the admission policy of every producer
+// created on the node's streams service: with it, a deployment requires,
+// say, tickets of every consumer with one option. Without it, producers
+// admit every consumer in their catalog (streams are open by default). A
+// producer that passes streams.WithPolicy uses its own policy instead;
+// streams.WithRequire and streams.WithTickets on a producer add to the
+// policy in force. Consumers are not affected.
+func WithDefaultStreamPolicy(p streams.Policy) Option {
+	return func(c *config) error { c.policy = &p; return nil }
 }
 
 // WithTestProfile selects fast timings for tests on one machine:

@@ -78,7 +78,7 @@ func TestCondition_Wait_Concurrent(t *testing.T) {
 		for range n {
 			wg.Go(func() { errs <- f.cond.Wait(shortCtx(t, 10*time.Second)) })
 		}
-		testutil.Eventually(t, testutil.Scale(10*time.Second), func() bool { return f.waiting() == n },
+		testutil.Eventually(t, 10*time.Second, func() bool { return f.waiting() == n },
 			"round %d: %d of %d Waits blocked", round, f.waiting(), n)
 		f.up()
 		wg.Wait()
@@ -100,7 +100,7 @@ func TestCondition_Wait_CloseAndCancel(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- f.cond.Wait(context.Background()) }()
-	testutil.Eventually(t, testutil.Scale(10*time.Second), func() bool { return f.waiting() == 1 }, "Wait not blocked")
+	testutil.Eventually(t, 10*time.Second, func() bool { return f.waiting() == 1 }, "Wait not blocked")
 	f.set.close()
 	if err := <-done; !errors.Is(err, ErrClosed) {
 		t.Fatalf("Wait across close: %v, want ErrClosed", err)

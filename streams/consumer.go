@@ -71,6 +71,7 @@ type Consumer[T any] struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // worker, receivers, probes
+	timers timerGroup     // ticket-expiry, drain and retention timers
 	once   sync.Once
 }
 
@@ -110,9 +111,13 @@ func NewConsumer[T any](svc *Service, name string, opts ...ConsumerOption) (*Con
 	_, c.borrow = codec.(borrower)
 	c.attrs = metric.WithAttributes(attribute.String("network", svc.d.Network().Short()), attribute.String("stream", id.Short()))
 	c.ctx, c.cancel = context.WithCancel(svc.ctx)
-	svc.addConsumer(c)
 	c.wg.Add(1)
 	go c.worker()
+	// Registered last: once listed, Service.Close may close it at any time.
+	if err := svc.addConsumer(c); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -258,14 +263,17 @@ func (c *Consumer[T]) All(ctx context.Context) iter.Seq2[T, error] {
 	}
 }
 
-// Close stops every receiver (cancelling its subscription) and the worker.
-// Datums still buffered can be read until Recv returns ErrClosed.
-// Idempotent.
+// Close stops every receiver (cancelling its subscription), the worker and
+// the consumer's timers. It does not wait on the network: every goroutine
+// it waits for stops on cancellation, so it returns promptly. Datums still
+// buffered can be read until Recv returns ErrClosed. Service.Close closes
+// the consumers created on it. Idempotent; safe to call concurrently.
 func (c *Consumer[T]) Close() error {
 	c.once.Do(func() {
 		c.svc.removeConsumer(c)
 		c.cancel()
 		c.wg.Wait()
+		c.timers.stop()
 		c.set.close()
 		close(c.out)
 	})

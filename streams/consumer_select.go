@@ -122,7 +122,7 @@ func (c *Consumer[T]) evaluate(snap *catalog.Snapshot) {
 			r.draining.Store(true)
 			r.drainGen++
 			gen := r.drainGen
-			r.drain = time.AfterFunc(c.svc.params.CloseTimeout, func() { c.drained(r, gen) })
+			r.drain = c.timers.afterFunc(c.svc.params.CloseTimeout, func() { c.drained(r, gen) })
 			drain = append(drain, r)
 		default:
 			drop = append(drop, r)
@@ -259,7 +259,7 @@ func (c *Consumer[T]) armExpiry(r *receiver, expires time.Time) {
 			r.expiry.Stop()
 		}
 	case r.expiry == nil:
-		r.expiry = time.AfterFunc(time.Until(expires), func() {
+		r.expiry = c.timers.afterFunc(time.Until(expires), func() {
 			c.mu.Lock()
 			if c.recvs[r.sub.peer] == r {
 				delete(c.recvs, r.sub.peer)

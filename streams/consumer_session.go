@@ -173,8 +173,18 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 		return err
 	}
 	// Close the stream when ctx ends, so a blocked read returns.
-	stop := context.AfterFunc(ctx, func() { _ = st.ResetWithError(network.StreamErrorCode(CodeCancelled)) })
-	defer stop()
+	// The reset must be over when the session returns: nothing of it may
+	// outlive the consumer's Close.
+	reset := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(reset)
+		_ = st.ResetWithError(network.StreamErrorCode(CodeCancelled))
+	})
+	defer func() {
+		if !stop() {
+			<-reset
+		}
+	}()
 	defer st.Close()
 	nw := c.svc.d.Network()
 	sub, _ := appendControl(nil, frameSubscribe, &pb.Subscribe{Network: nw[:], Stream: c.id[:], Criteria: c.cfg.criteria})

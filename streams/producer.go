@@ -71,6 +71,7 @@ type Producer[T any] struct {
 	ends                     codeCounts
 
 	wg     sync.WaitGroup // the catalog watcher
+	timers timerGroup     // ticket-expiry timers
 	subWG  sync.WaitGroup // writers and consumer watchers
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -95,20 +96,32 @@ func NewProducer[T any](svc *Service, name string, opts ...ProducerOption) (*Pro
 	}
 	p.set.update(func() { p.set.online = online })
 	p.ctx, p.cancel = context.WithCancel(svc.ctx)
-	if err := svc.register(id, p); err != nil {
+	p.wg.Add(1)
+	go p.watchCatalog()
+	fail := func(err error) (*Producer[T], error) {
 		p.cancel()
+		p.wg.Wait()
 		return nil, err
+	}
+	if err := svc.register(id, p); err != nil {
+		return fail(err)
 	}
 	if _, err := svc.d.UpdateLocal(func(e *catalog.Entry) {
 		e.Streams = append(e.Streams, id)
 		e.Names = append(e.Names, name)
 	}); err != nil {
 		svc.unregister(id, p)
-		p.cancel()
-		return nil, err
+		return fail(err)
 	}
-	p.wg.Add(1)
-	go p.watchCatalog()
+	// Service.Close may have closed the producer since it was registered,
+	// before the stream was advertised: withdraw it again.
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		p.withdraw()
+		return nil, ErrClosed
+	}
 	return p, nil
 }
 
@@ -330,7 +343,7 @@ func (p *Producer[T]) armExpiry(s *outSub, expires time.Time) {
 			s.expiry.Stop()
 		}
 	case s.expiry == nil:
-		s.expiry = time.AfterFunc(time.Until(expires), func() { p.end(s, CodeNotAllowed, "ticket expired", false) })
+		s.expiry = p.timers.afterFunc(time.Until(expires), func() { p.end(s, CodeNotAllowed, "ticket expired", false) })
 	default:
 		s.expiry.Reset(time.Until(expires))
 	}
@@ -544,9 +557,12 @@ func (p *Producer[T]) watchCatalog() {
 }
 
 // Close stops the producer: Send fails from now on, each consumer receives
-// what is already queued for it (bounded by CloseTimeout) and then a Close
-// frame with GracefulShutdown, and the stream is withdrawn from the
-// catalog entry. Idempotent.
+// what is already queued for it and then a Close frame with
+// GracefulShutdown, and the stream is withdrawn from the catalog entry.
+// Consumers that have not taken their datums after Params.CloseTimeout are
+// cut (reset), so Close returns within about CloseTimeout; no timer
+// callback of the producer runs after it returns. Service.Close closes the
+// producers created on it. Idempotent; safe to call concurrently.
 func (p *Producer[T]) Close() error {
 	p.once.Do(func() {
 		p.mu.Lock()
@@ -577,13 +593,19 @@ func (p *Producer[T]) Close() error {
 		p.cancel()
 		p.subWG.Wait()
 		p.wg.Wait()
+		p.timers.stop()
 		p.svc.unregister(p.id, p)
-		_, _ = p.svc.d.UpdateLocal(func(e *catalog.Entry) {
-			e.Streams = slices.DeleteFunc(e.Streams, func(x catalog.StreamID) bool { return x == p.id })
-		})
+		p.withdraw()
 		p.set.close()
 	})
 	return nil
+}
+
+// withdraw removes the stream from the local catalog entry.
+func (p *Producer[T]) withdraw() {
+	_, _ = p.svc.d.UpdateLocal(func(e *catalog.Entry) {
+		e.Streams = slices.DeleteFunc(e.Streams, func(x catalog.StreamID) bool { return x == p.id })
+	})
 }
 
 // newEpoch returns a random non-zero producer epoch.

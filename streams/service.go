@@ -35,8 +35,8 @@ type Discovery interface {
 
 // acceptor is a producer, seen by the service.
 type acceptor interface {
+	handler
 	accept(st network.Stream, sub *pb.Subscribe, entry *catalog.SignedEntry)
-	handle() HandleInfo
 }
 
 // Role says whether a handle produces or consumes.
@@ -64,8 +64,12 @@ type HandleInfo struct {
 	Ends map[Code]uint64
 }
 
-// handler is a producer or consumer, listed by Handles.
-type handler interface{ handle() HandleInfo }
+// handler is a producer or consumer, listed by Handles and closed by
+// Service.Close.
+type handler interface {
+	handle() HandleInfo
+	Close() error
+}
 
 // Service runs the streams protocol on a host for one network: it accepts
 // subscriptions and dispatches them to the local producers, and it is what
@@ -257,14 +261,33 @@ func (s *Service) Stats() ServiceStats {
 // Params returns the service's parameters.
 func (s *Service) Params() Params { return s.params }
 
-// Close stops accepting subscriptions and waits for in-flight handshakes.
-// Producers and consumers must be closed by their owners first; Close does
-// not close them. Idempotent.
+// Close shuts the service down, in this order: it refuses new producers,
+// consumers and subscriptions; closes the producers created on it (all at
+// once), so that every consumer, local ones included, receives what was
+// queued for it and a GracefulShutdown; closes the consumers created on
+// it; then removes the protocol handler and waits for the handshakes in
+// flight. Producers and consumers already closed by their owners are
+// skipped; closing them again later is harmless.
+//
+// Close returns within about Params.CloseTimeout (the producers' drain,
+// run in parallel) plus Params.HandshakeTimeout (a rejection being
+// written to a peer that does not read). Idempotent; safe to call
+// concurrently.
 func (s *Service) Close() error {
 	s.once.Do(func() {
 		s.mu.Lock()
 		s.closing = true
+		producers := make([]handler, 0, len(s.producers))
+		for _, p := range s.producers {
+			producers = append(producers, p)
+		}
+		consumers := make([]handler, 0, len(s.consumers))
+		for c := range s.consumers {
+			consumers = append(consumers, c)
+		}
 		s.mu.Unlock()
+		closeAll(producers)
+		closeAll(consumers)
 		detach(s.h, s)
 		if s.metrics != nil {
 			_ = s.metrics.Unregister()
@@ -273,6 +296,15 @@ func (s *Service) Close() error {
 		s.wg.Wait()
 	})
 	return nil
+}
+
+// closeAll closes hs in parallel and waits for them.
+func closeAll(hs []handler) {
+	var wg sync.WaitGroup
+	for _, h := range hs {
+		wg.Go(func() { _ = h.Close() })
+	}
+	wg.Wait()
 }
 
 func (s *Service) enter() bool {
@@ -326,10 +358,14 @@ func (s *Service) Handles() []HandleInfo {
 	return out
 }
 
-func (s *Service) addConsumer(h handler) {
+func (s *Service) addConsumer(h handler) error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return ErrClosed
+	}
 	s.consumers[h] = struct{}{}
-	s.mu.Unlock()
+	return nil
 }
 
 func (s *Service) removeConsumer(h handler) {
