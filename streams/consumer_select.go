@@ -11,9 +11,21 @@ import (
 	"github.com/mosaik-go/mosaik/catalog"
 )
 
+// refusal is a producer whose receiver ended for good. It is not retried
+// until either catalog entry changes (theirs, ours); its subscription stays
+// in Producers() as Terminated, with its error, for Params.RefusalRetention
+// at most, until hide fires.
 type refusal struct {
 	theirs, ours catalog.Version
-	sub          *subscription // kept in Producers() as Terminated, with its error
+	sub          *subscription
+	hide         *time.Timer
+}
+
+// forget stops the refusal's retention timer. Called with Consumer.mu held.
+func (r refusal) forget() {
+	if r.hide != nil {
+		r.hide.Stop()
+	}
 }
 
 func (c *Consumer[T]) worker() {
@@ -27,6 +39,9 @@ func (c *Consumer[T]) worker() {
 			for _, r := range c.recvs {
 				r.cancel()
 				r.stopTimers()
+			}
+			for _, ref := range c.refused {
+				ref.forget()
 			}
 			c.mu.Unlock()
 			return
@@ -50,6 +65,7 @@ func (c *Consumer[T]) evaluate(snap *catalog.Snapshot) {
 			continue // refused for good; wait for either entry to change
 		}
 		delete(c.refused, e.Entry.PeerID)
+		ref.forget()
 		c.mu.Unlock()
 		if refused {
 			c.set.remove(ref.sub)
@@ -97,12 +113,13 @@ func (c *Consumer[T]) evaluate(snap *catalog.Snapshot) {
 	for p, ref := range c.refused {
 		if !present[p] {
 			delete(c.refused, p)
+			ref.forget()
 			stale = append(stale, ref.sub)
 		}
 	}
 	c.mu.Unlock()
-	for _, ch := range stale {
-		c.set.remove(ch)
+	for _, sub := range stale {
+		c.set.remove(sub)
 	}
 	// Drop receivers of producers that are gone or no longer eligible, but
 	// let a connected one finish reading a producer that ended in order.

@@ -59,13 +59,17 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 		if err != nil && ctx.Err() == nil && !r.ended.Load() {
 			// Ended for good: do not retry until either entry changes
 			// (mosaik retries on the next catalog change), and keep the
-			// channel visible in Producers() with its reason until then.
+			// subscription visible in Producers() with its reason for a
+			// while, so the application can see why.
 			snap := c.svc.d.Catalog()
 			if e, ok := snap.Get(r.sub.peer); ok {
 				if old, had := c.refused[r.sub.peer]; had {
+					old.forget()
 					defer c.set.remove(old.sub)
 				}
-				c.refused[r.sub.peer] = refusal{theirs: e.Entry.Version, ours: snap.Local().Entry.Version, sub: r.sub}
+				sub := r.sub
+				c.refused[sub.peer] = refusal{theirs: e.Entry.Version, ours: snap.Local().Entry.Version, sub: sub,
+					hide: c.timers.afterFunc(c.svc.params.RefusalRetention, func() { c.set.remove(sub) })}
 				keep = true
 			}
 		}

@@ -30,11 +30,17 @@ type Params struct {
 	// last datums and its Close frame may still be on the link). Default
 	// 5 s.
 	CloseTimeout time.Duration
+	// RefusalRetention is how long a producer that refused a consumer for
+	// good (a final close code, or backoff exhausted) stays listed in the
+	// consumer's Producers() as Terminated, with the reason. The refusal
+	// itself outlasts it: the producer is not retried until its catalog
+	// entry or the consumer's changes. Default 1 min.
+	RefusalRetention time.Duration
 }
 
 // DefaultParams returns the production defaults.
 func DefaultParams() Params {
-	return Params{MaxFrameSize: 4 << 20, HandshakeTimeout: 10 * time.Second, CloseTimeout: 5 * time.Second}
+	return Params{MaxFrameSize: 4 << 20, HandshakeTimeout: 10 * time.Second, CloseTimeout: 5 * time.Second, RefusalRetention: time.Minute}
 }
 
 // Validate reports every invalid field; it does not modify p.
@@ -43,8 +49,8 @@ func (p Params) Validate() error {
 	if p.MaxFrameSize < 1024 || p.MaxFrameSize > 1<<30 {
 		errs = append(errs, fmt.Errorf("MaxFrameSize must be within [1 KiB, 1 GiB], got %d", p.MaxFrameSize))
 	}
-	if p.HandshakeTimeout <= 0 || p.CloseTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("HandshakeTimeout and CloseTimeout must be > 0"))
+	if p.HandshakeTimeout <= 0 || p.CloseTimeout <= 0 || p.RefusalRetention <= 0 {
+		errs = append(errs, fmt.Errorf("HandshakeTimeout, CloseTimeout and RefusalRetention must be > 0"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("streams: invalid params: %w", err)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mosaik-go/mosaik/catalog/discovery"
 	"github.com/mosaik-go/mosaik/internal/testutil"
 	"github.com/mosaik-go/mosaik/node"
 	"github.com/mosaik-go/mosaik/policy"
@@ -99,4 +100,33 @@ func TestService_CloseClosesHandles(t *testing.T) {
 	if len(n0.Streams().Handles()) != 0 {
 		t.Errorf("handles left on the closed service: %+v", n0.Streams().Handles())
 	}
+}
+
+// A producer that refused the consumer for good is listed in Producers()
+// as Terminated for Params.RefusalRetention, then no longer; the refusal
+// itself stays (no retry) while neither catalog entry changes.
+func TestConsumer_RefusalAgesOut(t *testing.T) {
+	quiet := discovery.TestParams() // no heartbeat changes an entry during the test
+	quiet.AnnounceInterval = 10 * time.Minute
+	quiet.Catalog.PurgeAfter = time.Hour
+	sp := streams.DefaultParams()
+	sp.HandshakeTimeout, sp.CloseTimeout, sp.RefusalRetention = 2*time.Second, 2*time.Second, 300*time.Millisecond
+	nodes := connected(t, 2, node.WithoutDHT(), node.WithDiscoveryParams(quiet), node.WithStreamsParams(sp))
+	n0, n1 := nodes[0], nodes[1]
+	mustProducer[string](t, n0, "refused", streams.WithRequire(policy.HasTags("validator")))
+	cons := mustConsumer[string](t, n1, "refused")
+	testutil.Eventually(t, 10*time.Second, func() bool { return semRefused(cons, n0) },
+		"the consumer was not refused: %+v", cons.Producers())
+	testutil.Eventually(t, 10*time.Second, func() bool { _, listed := semInfo(cons.Producers(), n0.ID()); return !listed },
+		"the refusal is still listed after RefusalRetention: %+v", cons.Producers())
+	rejected := n0.Streams().Stats().Rejected
+	semNever(t, "the aged-out refusal", func() string {
+		if _, listed := semInfo(cons.Producers(), n0.ID()); listed {
+			return "listed again"
+		}
+		if n0.Streams().Stats().Rejected != rejected {
+			return "retried without a catalog change"
+		}
+		return ""
+	})
 }
