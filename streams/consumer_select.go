@@ -102,7 +102,7 @@ func (c *Consumer[T]) evaluate(snap *catalog.Snapshot) {
 		}
 		c.start(x.e, x.expires)
 	}
-	// Forget refusals of producers that left: their channels leave
+	// Forget refusals of producers that left: their subscriptions leave
 	// Producers() too.
 	present := map[peer.ID]bool{}
 	for _, e := range snap.Producers(c.id) {

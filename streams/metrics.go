@@ -69,8 +69,8 @@ func (s *Service) registerMetrics(mp metric.MeterProvider) (metric.Registration,
 		for _, h := range s.Handles() {
 			attrs := metric.WithAttributes(nw, attribute.String("stream", h.Stream.Short()))
 			connected := 0
-			for _, ch := range h.Subscriptions {
-				if ch.State == Connected {
+			for _, sub := range h.Subscriptions {
+				if sub.State == Connected {
 					connected++
 				}
 			}

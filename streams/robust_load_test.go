@@ -246,7 +246,7 @@ func TestRobust_SlowHandshakeFlood(t *testing.T) {
 		return time.Since(start)
 	}
 
-	before, ok := rbChannel(cons.Producers(), pnode.ID())
+	before, ok := rbSubscription(cons.Producers(), pnode.ID())
 	if !ok {
 		t.Fatal("honest receiver not listed")
 	}
@@ -310,7 +310,7 @@ func TestRobust_SlowHandshakeFlood(t *testing.T) {
 		t.Errorf("honest receiver: state %v, err %v, stats %+v; want connected, no error, %d datums, no gap, still the connection of %v",
 			infos[0].State, infos[0].Err, st, next, before.Stats.ConnectedAt)
 	}
-	if ci, ok := rbChannel(prod.Consumers(), cnode.ID()); !ok || ci.State != streams.Connected || ci.Stats.Datums != next || ci.Stats.Dropped != 0 {
+	if ci, ok := rbSubscription(prod.Consumers(), cnode.ID()); !ok || ci.State != streams.Connected || ci.Stats.Datums != next || ci.Stats.Dropped != 0 {
 		t.Errorf("producer side of the honest consumer: %+v (listed %v); want connected, %d datums, none dropped", ci, ok, next)
 	}
 	if _, err := cons.TryRecv(); !errors.Is(err, streams.ErrEmpty) {

@@ -126,7 +126,7 @@ func (s *rbSlowSetup) checkFast(t *testing.T, want uint64) {
 		}
 	}
 	for _, n := range s.nodes[2:] {
-		ci, ok := rbChannel(s.prod.Consumers(), n.ID())
+		ci, ok := rbSubscription(s.prod.Consumers(), n.ID())
 		if !ok || ci.Stats.Dropped != 0 {
 			t.Errorf("producer side, fast consumer %s: %+v (present %v), want nothing dropped", n.ID(), ci.Stats, ok)
 		}
@@ -151,7 +151,7 @@ func TestRobust_SlowConsumerIsCutTooSlow(t *testing.T) {
 	// Send cut the slow consumer itself (the cut is synchronous in Send),
 	// so it is gone already: no waiting.
 	infos := s.prod.Consumers()
-	if _, ok := rbChannel(infos, slowID); ok || len(infos) != 2 {
+	if _, ok := rbSubscription(infos, slowID); ok || len(infos) != 2 {
 		t.Fatalf("after the sends the producer has %d consumers (slow one present: %v), want the 2 fast ones", len(infos), ok)
 	}
 	// Send never blocked on the slow consumer: it never read anything, so a
@@ -206,7 +206,7 @@ func TestRobust_SlowConsumerIsCutTooSlow(t *testing.T) {
 	if !errors.As(last.Err, &se) || streams.Code(se.ErrorCode) != streams.CodeTooSlow || !se.Remote {
 		t.Errorf("slow consumer's error %v does not carry a remote reset with TooSlow (%d)", last.Err, streams.CodeTooSlow)
 	}
-	// Regression (fixed): SubscriptionInfo.Err documents "why the channel last failed", and
+	// Regression (fixed): SubscriptionInfo.Err documents "why the subscription last failed", and
 	// CodeError is documented as the way to check close codes
 	// ("Check it with errors.As"), but a producer's reset reaches the
 	// consumer's SubscriptionInfo as a bare *network.StreamError: the receiver
@@ -251,7 +251,7 @@ func TestRobust_DropLaggingCountsGaps(t *testing.T) {
 	if limit := testutil.Scale(time.Second); longest > limit {
 		t.Errorf("longest Send took %v, want < %v", longest, limit)
 	}
-	ci, ok := rbChannel(s.prod.Consumers(), slowID)
+	ci, ok := rbSubscription(s.prod.Consumers(), slowID)
 	if !ok || len(s.prod.Consumers()) != 3 {
 		t.Fatalf("slow consumer was disconnected in drop mode (producer has %d consumers)", len(s.prod.Consumers()))
 	}
@@ -320,7 +320,7 @@ func TestRobust_DropLaggingCountsGaps(t *testing.T) {
 	rwg.Wait()
 	s.checkFast(t, rbSlowTotal+1)
 
-	ci, _ = rbChannel(s.prod.Consumers(), slowID)
+	ci, _ = rbSubscription(s.prod.Consumers(), slowID)
 	infos := s.slow.Producers()
 	if len(infos) != 1 || infos[0].State != streams.Connected || infos[0].Stats.Reconnects != 0 {
 		t.Fatalf("slow consumer's producers: %+v, want one, connected, never reconnected", infos)

@@ -92,7 +92,7 @@ func TestSemantics_CustomStreamID_TwoStreamsOnOneNode(t *testing.T) {
 	}
 	// Each producer holds exactly one subscription (node 1 subscribed once
 	// per stream), so no datum of one stream can reach the other's
-	// consumer; the per-channel counts confirm it.
+	// consumer; the per-subscription counts confirm it.
 	for name, tc := range map[string]struct {
 		infos  []streams.SubscriptionInfo
 		datums uint64
@@ -147,7 +147,7 @@ func TestSemantics_Codecs_BytesAndJSON(t *testing.T) {
 		t.Errorf("Bytes: got %x then %x, want %x then %x", got1, got2, first, second)
 	}
 	if ci, ok := semInfo(bc.Producers(), nodes[0].ID()); !ok || ci.Stats.Bytes != 8 {
-		t.Errorf("Bytes: consumer channel %+v, want 8 payload bytes", ci)
+		t.Errorf("Bytes: consumer subscription %+v, want 8 payload bytes", ci)
 	}
 
 	jp := mustProducer[order](t, nodes[0], "codec-json", streams.WithCodec[order](streams.JSON[order]{}))
@@ -161,7 +161,7 @@ func TestSemantics_Codecs_BytesAndJSON(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, func() bool {
 		ci, ok := semInfo(jc.Producers(), nodes[0].ID())
 		return ok && ci.Stats.Bytes == uint64(len(enc))
-	}, "JSON: consumer channel %+v, want %d payload bytes (%s)", jc.Producers(), len(enc), enc)
+	}, "JSON: consumer subscription %+v, want %d payload bytes (%s)", jc.Producers(), len(enc), enc)
 }
 
 // A codec or undelivered sink of another type makes the constructor fail,

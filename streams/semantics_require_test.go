@@ -7,7 +7,7 @@ package streams_test
 // producer/limits.rs (max consumers).
 //
 // A consumer that a producer rejects with a final code (NotAllowed) drops
-// its channel at once, so the code cannot be read from Producers(): these
+// its subscription at once, so the code cannot be read from Producers(): these
 // tests observe rejections through the producer side instead (the
 // subscriber never appears, the service's Rejected counter grows).
 
@@ -43,8 +43,8 @@ func semNever(t testing.TB, what string, check func() string) {
 	}
 }
 
-// semNoneOf returns a check that fails when infos() holds a channel to
-// one of ps; with connectedOnly, only Connected channels count.
+// semNoneOf returns a check that fails when infos() holds a subscription to
+// one of ps; with connectedOnly, only Connected subscriptions count.
 func semNoneOf(infos func() []streams.SubscriptionInfo, connectedOnly bool, ps ...peer.ID) func() string {
 	return func() string {
 		for _, ci := range infos() {
@@ -53,7 +53,7 @@ func semNoneOf(infos func() []streams.SubscriptionInfo, connectedOnly bool, ps .
 			}
 			for _, p := range ps {
 				if ci.Peer == p {
-					return "has a " + ci.State.String() + " channel to " + p.String()
+					return "has a " + ci.State.String() + " subscription to " + p.String()
 				}
 			}
 		}
@@ -61,7 +61,7 @@ func semNoneOf(infos func() []streams.SubscriptionInfo, connectedOnly bool, ps .
 	}
 }
 
-// semRejectedAs returns a check that fails when a channel to p in infos()
+// semRejectedAs returns a check that fails when a subscription to p in infos()
 // carries an error other than a remote close with code.
 func semRejectedAs(infos func() []streams.SubscriptionInfo, p peer.ID, code streams.Code) func() string {
 	return func() string {
@@ -70,7 +70,7 @@ func semRejectedAs(infos func() []streams.SubscriptionInfo, p peer.ID, code stre
 			return ""
 		}
 		if c, ok := semCode(ci.Err); !ok || c != code {
-			return "channel to " + p.String() + " failed with " + ci.Err.Error() + ", want code " + code.String()
+			return "subscription to " + p.String() + " failed with " + ci.Err.Error() + ", want code " + code.String()
 		}
 		return ""
 	}

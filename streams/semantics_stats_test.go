@@ -16,14 +16,14 @@ import (
 
 var semBytes = streams.WithCodec[[]byte](streams.Bytes{})
 
-// semStatsAre waits until the channel to p in infos() counts datums and
+// semStatsAre waits until the subscription to p in infos() counts datums and
 // bytes.
 func semStatsAre(t testing.TB, what string, infos func() []streams.SubscriptionInfo, p peer.ID, datums, bytes uint64) {
 	t.Helper()
 	testutil.Eventually(t, 5*time.Second, func() bool {
 		ci, ok := semInfo(infos(), p)
 		return ok && ci.Stats.Datums == datums && ci.Stats.Bytes == bytes
-	}, "%s: channel to %s is %+v, want %d datums / %d bytes", what, p, infos(), datums, bytes)
+	}, "%s: subscription to %s is %+v, want %d datums / %d bytes", what, p, infos(), datums, bytes)
 }
 
 // Per-subscription stats at the producer and per-producer stats at the
@@ -37,12 +37,12 @@ func TestSemantics_Stats_Producer(t *testing.T) {
 
 	pi, _ := semInfo(prod.Consumers(), nodes[1].ID())
 	if pi.Stats.Datums != 0 || pi.Stats.Bytes != 0 || pi.Stats.ConnectedAt.IsZero() {
-		t.Errorf("producer's fresh channel: %+v, want 0 datums, 0 bytes and a connection time", pi.Stats)
+		t.Errorf("producer's fresh subscription: %+v, want 0 datums, 0 bytes and a connection time", pi.Stats)
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool { return semConnected(c1.Producers(), nodes[0].ID()) },
 		"consumer 1 is not connected")
 	if ci, _ := semInfo(c1.Producers(), nodes[0].ID()); ci.Stats.Datums != 0 || ci.Stats.Bytes != 0 || ci.Stats.ConnectedAt.IsZero() {
-		t.Errorf("consumer's fresh channel: %+v, want 0 datums, 0 bytes and a connection time", ci.Stats)
+		t.Errorf("consumer's fresh subscription: %+v, want 0 datums, 0 bytes and a connection time", ci.Stats)
 	}
 
 	semSend(t, prod, []byte("test"), 5*time.Second)
@@ -118,7 +118,7 @@ func TestSemantics_Stats_ConsumerCountsTakenDatums(t *testing.T) {
 	for _, s := range []string{"one", "two", "six"} {
 		semSend(t, prod, []byte(s), 10*time.Second)
 	}
-	// Received from the network: counted on the channel.
+	// Received from the network: counted on the subscription.
 	semStatsAre(t, "consumer", cons.Producers, nodes[0].ID(), 3, 9)
 	if s := cons.Stats(); s.Datums != 0 || s.Bytes != 0 {
 		t.Errorf("before any Recv the consumer's aggregate is %d datums / %d bytes, want 0 / 0 (datums taken by the application)",

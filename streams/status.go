@@ -18,7 +18,7 @@ const (
 	Connecting State = iota + 1
 	// Connected: the handshake succeeded and data flows.
 	Connected
-	// Terminated: the channel ended for good.
+	// Terminated: the subscription ended for good.
 	Terminated
 )
 

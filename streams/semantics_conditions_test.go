@@ -21,11 +21,11 @@ import (
 // It only bounds how long the test looks for a wrong edge.
 const semNoEdge = 150 * time.Millisecond
 
-// The producer's When: Subscribed/Unsubscribed, MinimumOf(2) and its
+// The producer's conditions: Subscribed/Unsubscribed, MinimumOf(2) and its
 // Unmet clone, edge-triggered Wait that re-arms, clones of a met condition
 // firing at once, WithTags/WithPredicate, and Online/Offline, as consumers
 // come and go (mosaik's producer when::smoke).
-func TestSemantics_ProducerWhen_Smoke(t *testing.T) {
+func TestSemantics_ProducerConditions_Smoke(t *testing.T) {
 	validator := catalog.IDFromString("validator")
 	nodes := semNodes(t, nil, nil, nil, []string{"validator"})
 	n1, n2, n3 := nodes[1], nodes[2], nodes[3]
@@ -132,10 +132,10 @@ func TestSemantics_ProducerWhen_Smoke(t *testing.T) {
 	}
 }
 
-// The consumer's When, as producers come and go (mosaik's consumer
+// The consumer's conditions, as producers come and go (mosaik's consumer
 // when::smoke). The consumer stays online throughout: its default online
 // condition is MinimumOf(0).
-func TestSemantics_ConsumerWhen_Smoke(t *testing.T) {
+func TestSemantics_ConsumerConditions_Smoke(t *testing.T) {
 	nodes := semNodes(t, nil, nil, []string{"validator"}, nil)
 	n1, n2, n3 := nodes[1], nodes[2], nodes[3]
 	cons := mustConsumer[string](t, nodes[0], "when-consumer", streams.WithBackoff(semFastBackoff))
@@ -207,7 +207,7 @@ func TestSemantics_ConsumerOnlineByDefault(t *testing.T) {
 // with one matching producer (and with a producer that has only t1),
 // online with two, offline again when one leaves (mosaik's consumer
 // when::online_when).
-func TestSemantics_ConsumerOnlineWhen(t *testing.T) {
+func TestSemantics_ConsumerOnlineCondition(t *testing.T) {
 	t1, t2 := catalog.IDFromString("t1"), catalog.IDFromString("t2")
 	nodes := semNodes(t, nil, []string{"t1", "t2"}, []string{"t1"}, []string{"t1", "t2"})
 	cons := mustConsumer[string](t, nodes[0], "online-when-consumer",
@@ -240,7 +240,7 @@ func TestSemantics_ConsumerOnlineWhen(t *testing.T) {
 // needs two consumers, the default one, and
 // WithTags(validator).MinimumOf(2) ignores untagged consumers, goes online
 // with the second validator and offline when a validator leaves.
-func TestSemantics_ProducerOnlineWhen_Tags(t *testing.T) {
+func TestSemantics_ProducerOnlineCondition_Tags(t *testing.T) {
 	validator := catalog.IDFromString("validator")
 	nodes := semNodes(t, nil, nil, nil, []string{"validator"}, []string{"validator"})
 	n0, u1, u2, v1, v2 := nodes[0], nodes[1], nodes[2], nodes[3], nodes[4]
