@@ -92,7 +92,7 @@ func (c *Consumer[T]) evaluate(snap *catalog.Snapshot) {
 		r, ok := c.recvs[p]
 		c.mu.Unlock()
 		if ok {
-			c.set.update(func() { // through the hub: online conditions see it
+			c.set.update(func() { // through the set: conditions see the new entry
 				r.sub.mu.Lock()
 				r.sub.entry = x.e
 				r.sub.mu.Unlock()

@@ -130,9 +130,6 @@ type Policy struct {
 	Tickets []TicketCheck
 }
 
-// IsOpen reports whether p admits every known consumer.
-func (p Policy) IsOpen() bool { return len(p.Require) == 0 && len(p.Tickets) == 0 }
-
 // handleConfig is what producers and consumers share: which remote peers
 // are eligible, and when the handle is online.
 type handleConfig struct {

@@ -128,7 +128,7 @@ func (p *Producer[T]) watchCatalog() {
 				p.end(s, CodeUnknownPeer, "consumer left the catalog", false)
 				continue
 			}
-			// Through the hub, so online conditions over tags see the change.
+			// Through the subscription set, so conditions over tags see the change.
 			p.set.update(func() {
 				s.sub.mu.Lock()
 				s.sub.entry = e
