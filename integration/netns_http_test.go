@@ -114,7 +114,7 @@ type handleDoc struct {
 	Totals struct {
 		Datums, Gaps, Reconnects uint64
 	} `json:"totals"`
-	Subscriptions []struct {
+	Channels []struct {
 		PeerID string `json:"peer_id"`
 		State  string `json:"state"`
 		Gaps   uint64 `json:"gaps"`
@@ -135,7 +135,7 @@ func (s *statusOf) streams() (streamsDoc, bool) {
 // Connected.
 func (h handleDoc) connected() map[string]bool {
 	out := map[string]bool{}
-	for _, ch := range h.Subscriptions {
+	for _, ch := range h.Channels {
 		if ch.State == "Connected" {
 			out[ch.PeerID] = true
 		}

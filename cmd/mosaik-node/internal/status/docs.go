@@ -83,8 +83,8 @@ type HandleDoc struct {
 	Online   bool   `json:"online"`
 	// Totals: for a producer datums and bytes written and datums dropped
 	// over all subscriptions; for a consumer what the application took.
-	Totals        CountsDoc    `json:"totals"`
-	Subscriptions []ChannelDoc `json:"channels"` // consumers of a producer, producers of a consumer
+	Totals   CountsDoc    `json:"totals"`
+	Channels []ChannelDoc `json:"channels"` // consumers of a producer, producers of a consumer
 	// Ends counts subscriptions ended, by close code ("10413 TooSlow").
 	Ends map[string]uint64 `json:"ends,omitempty"`
 }
@@ -187,7 +187,7 @@ func StreamsJSON(n *node.Node) StreamsDoc {
 	for _, h := range svc.Handles() {
 		hd := HandleDoc{
 			Stream: h.Name, StreamID: h.Stream.String(), Online: h.Online,
-			Totals: counts(h.Totals), Subscriptions: make([]ChannelDoc, len(h.Subscriptions)),
+			Totals: counts(h.Totals), Channels: make([]ChannelDoc, len(h.Subscriptions)),
 		}
 		for code, n := range h.Ends {
 			if hd.Ends == nil {
@@ -203,7 +203,7 @@ func StreamsJSON(n *node.Node) StreamsDoc {
 			if c.Err != nil {
 				cd.Error = c.Err.Error()
 			}
-			hd.Subscriptions[i] = cd
+			hd.Channels[i] = cd
 		}
 		if h.Role == streams.RoleProducer {
 			doc.Producers = append(doc.Producers, hd)

@@ -215,9 +215,9 @@ func TestServer_Endpoints(t *testing.T) {
 		if h.Stream != "orders" || !h.Online || h.Totals.Datums == 0 || h.Totals.Bytes == 0 {
 			t.Errorf("producer %+v, want orders, online, datums and bytes > 0", h)
 		}
-		if len(h.Subscriptions) != 1 || h.Subscriptions[0].PeerID != p.b.ID().String() || h.Subscriptions[0].State != "Connected" ||
-			h.Subscriptions[0].Datums != 5 {
-			t.Errorf("channels %+v, want one Connected to %s with 5 datums", h.Subscriptions, p.b.ID())
+		if len(h.Channels) != 1 || h.Channels[0].PeerID != p.b.ID().String() || h.Channels[0].State != "Connected" ||
+			h.Channels[0].Datums != 5 {
+			t.Errorf("channels %+v, want one Connected to %s with 5 datums", h.Channels, p.b.ID())
 		}
 	})
 
