@@ -153,6 +153,9 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 	if cfg.streams != nil {
 		sopts = append(sopts, streams.WithParams(*cfg.streams))
 	}
+	if cfg.policy != nil {
+		sopts = append(sopts, streams.WithDefaultPolicy(*cfg.policy))
+	}
 	if n.strm, err = streams.New(n.h, n.disc, sopts...); err != nil {
 		return nil, err
 	}

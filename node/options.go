@@ -37,6 +37,7 @@ type config struct {
 	entry      func(*catalog.Entry)
 	streams    *streams.Params
 	bonds      *groups.BondParams
+	policy     *streams.Policy // WithDefaultStreamPolicy
 
 	host   host.Host
 	ps     *pubsub.PubSub
@@ -173,6 +174,17 @@ func WithStreamsParams(p streams.Params) Option {
 		c.streams = &p
 		return nil
 	}
+}
+
+// WithDefaultStreamPolicy sets the admission policy of every producer
+// created on the node's streams service: with it, a deployment requires,
+// say, tickets of every consumer with one option. Without it, producers
+// admit every consumer in their catalog (streams are open by default). A
+// producer that passes streams.WithPolicy uses its own policy instead;
+// streams.WithRequire and streams.WithTickets on a producer add to the
+// policy in force. Consumers are not affected.
+func WithDefaultStreamPolicy(p streams.Policy) Option {
+	return func(c *config) error { c.policy = &p; return nil }
 }
 
 // WithTestProfile selects fast timings for tests on one machine:

@@ -54,18 +54,18 @@ var benchDiscard = slog.New(slog.NewTextHandler(io.Discard, nil))
 // Gosched), so the subscription is never cut.
 func BenchmarkSendPath(b *testing.B) {
 	svc := &Service{params: DefaultParams(), log: benchDiscard}
-	cfg, codec, err := newConfig[[]byte](producerSide, []Option{WithCodec[[]byte](Bytes{})})
+	cfg, codec, _, err := newProducerConfig[[]byte](svc, []ProducerOption{WithCodec[[]byte](Bytes{})})
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := &Producer[[]byte]{svc: svc, codec: codec, cfg: cfg, hub: newHub(), log: benchDiscard}
-	p.hub.update(func() { p.hub.online = (When{p.hub}).Subscribed() })
+	p := &Producer[[]byte]{svc: svc, codec: codec, cfg: cfg, set: newSubscriptionSet(), log: benchDiscard}
+	p.set.update(func() { p.set.online = p.Subscribed() })
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	defer p.cancel()
-	s := &outSub{ch: &channel{}, st: &benchSinkStream{}, q: make(chan outItem, cfg.queue), gone: make(chan struct{})}
+	s := newOutSub(&subscription{}, &benchSinkStream{}, cfg.queue)
 	p.subs = []*outSub{s}
-	p.hub.add(s.ch)
-	p.hub.setState(s.ch, Connected, nil)
+	p.set.add(s.sub)
+	p.set.setState(s.sub, Connected, nil)
 	p.subWG.Add(1)
 	go p.writer(s)
 	defer func() {
@@ -82,18 +82,18 @@ func BenchmarkSendPath(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range uint64(b.N) {
-		for i-s.ch.datums.Load() >= inflight {
+		for i-s.sub.datums.Load() >= inflight {
 			runtime.Gosched()
 		}
 		if err := p.Send(ctx, payload); err != nil {
 			b.Fatal(err)
 		}
 	}
-	for s.ch.datums.Load() < uint64(b.N) {
+	for s.sub.datums.Load() < uint64(b.N) {
 		runtime.Gosched()
 	}
 	b.StopTimer()
-	if d := s.ch.dropped.Load(); d > 0 {
+	if d := s.sub.dropped.Load(); d > 0 {
 		b.Fatalf("%d datums dropped", d)
 	}
 }
@@ -183,16 +183,16 @@ func BenchmarkRecvPath(b *testing.B) {
 	if _, err := svc.registerMetrics(noopmetric.NewMeterProvider()); err != nil {
 		b.Fatal(err)
 	}
-	cfg, codec, err := newConfig[[]byte](consumerSide, []Option{WithCodec[[]byte](Bytes{})})
+	cfg, codec, err := newConsumerConfig[[]byte]([]ConsumerOption{WithCodec[[]byte](Bytes{})})
 	if err != nil {
 		b.Fatal(err)
 	}
-	c := &Consumer[[]byte]{svc: svc, id: id, codec: codec, cfg: cfg, hub: newHub(), log: benchDiscard,
+	c := &Consumer[[]byte]{svc: svc, id: id, codec: codec, cfg: cfg, set: newSubscriptionSet(), log: benchDiscard,
 		out: make(chan delivery[[]byte], cfg.buffer), refused: map[peer.ID]refusal{}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	defer c.cancel()
-	r := &receiver{ch: &channel{stream: id, entry: &catalog.SignedEntry{}, state: Connecting}, done: make(chan struct{})}
-	c.hub.add(r.ch)
+	r := &receiver{sub: &subscription{stream: id, entry: &catalog.SignedEntry{}, state: Connecting}, done: make(chan struct{})}
+	c.set.add(r.sub)
 	ctx := context.Background()
 	b.SetBytes(int64(len(gen.payload)))
 	b.ReportAllocs()
@@ -213,7 +213,7 @@ func BenchmarkRecvPath(b *testing.B) {
 	if code, ok := codeOf(<-errc); !ok || code != CodeGracefulShutdown {
 		b.Fatalf("session ended with code %v", code)
 	}
-	if got := r.ch.datums.Load(); got != uint64(b.N) {
+	if got := r.sub.datums.Load(); got != uint64(b.N) {
 		b.Fatalf("%d datums counted, want %d", got, b.N)
 	}
 }

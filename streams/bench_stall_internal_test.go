@@ -21,16 +21,16 @@ func BenchmarkSendStalled(b *testing.B) {
 	for _, k := range []int{0, 1, 10} {
 		b.Run(fmt.Sprintf("stalled=%d", k), func(b *testing.B) {
 			svc := &Service{params: DefaultParams(), log: benchDiscard}
-			cfg, codec, err := newConfig[[]byte](producerSide, []Option{WithCodec[[]byte](Bytes{}), WithDropLagging()})
+			cfg, codec, _, err := newProducerConfig[[]byte](svc, []ProducerOption{WithCodec[[]byte](Bytes{}), WithDropLagging()})
 			if err != nil {
 				b.Fatal(err)
 			}
-			p := &Producer[[]byte]{svc: svc, codec: codec, cfg: cfg, hub: newHub(), log: benchDiscard}
-			p.hub.update(func() { p.hub.online = (When{p.hub}).Subscribed() })
-			healthy := newOutSub(&channel{}, &benchSinkStream{}, cfg.queue)
+			p := &Producer[[]byte]{svc: svc, codec: codec, cfg: cfg, set: newSubscriptionSet(), log: benchDiscard}
+			p.set.update(func() { p.set.online = p.Subscribed() })
+			healthy := newOutSub(&subscription{}, &benchSinkStream{}, cfg.queue)
 			p.subs = []*outSub{healthy}
-			p.hub.add(healthy.ch)
-			p.hub.setState(healthy.ch, Connected, nil)
+			p.set.add(healthy.sub)
+			p.set.setState(healthy.sub, Connected, nil)
 			p.subWG.Add(1)
 			go p.writer(healthy)
 			defer func() {
@@ -42,7 +42,7 @@ func BenchmarkSendStalled(b *testing.B) {
 			}()
 			stalled := make([]*outSub, k)
 			for i := range stalled {
-				s := newOutSub(&channel{}, &benchSinkStream{}, 1)
+				s := newOutSub(&subscription{}, &benchSinkStream{}, 1)
 				s.q <- outItem{payload: make([]byte, 64)}
 				stalled[i] = s
 				p.subs = append(p.subs, s)
@@ -54,7 +54,7 @@ func BenchmarkSendStalled(b *testing.B) {
 			for i := range uint64(b.N) {
 				// The healthy writer keeps up easily; stay well within its
 				// queue so only the stalled ones are ever full.
-				for i-healthy.ch.datums.Load() >= uint64(cfg.queue/2) {
+				for i-healthy.sub.datums.Load() >= uint64(cfg.queue/2) {
 					runtime.Gosched()
 				}
 				for _, s := range stalled {
@@ -68,11 +68,11 @@ func BenchmarkSendStalled(b *testing.B) {
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(worst.Nanoseconds()), "worst-ns")
-			if d := healthy.ch.dropped.Load(); d > 0 {
+			if d := healthy.sub.dropped.Load(); d > 0 {
 				b.Fatalf("%d datums dropped for the healthy subscription", d)
 			}
 			for _, s := range stalled {
-				if d := s.ch.dropped.Load(); d != uint64(b.N) {
+				if d := s.sub.dropped.Load(); d != uint64(b.N) {
 					b.Fatalf("%d datums dropped for a stalled subscription, want %d", d, b.N)
 				}
 			}

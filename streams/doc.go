@@ -8,7 +8,7 @@
 //
 //	n, _ := node.New("my-net", ...)                        // owns a *streams.Service
 //	p, err := streams.NewProducer[Order](n.Streams(), "orders",
-//		streams.WithRequireTags("trader"))             // who may consume
+//		streams.WithRequire(policy.HasTags("trader")))             // who may consume
 //	defer p.Close()                                       // flushes queues, sends GracefulShutdown
 //	err = p.Send(ctx, Order{...})                         // waits until online (1 consumer by default)
 //
@@ -57,25 +57,52 @@
 //
 // # Caller's duties
 //
-//   - Close every Producer and Consumer you create; Close of the node does
-//     not close them for you. Producer.Close delivers what is queued (up to
-//     Params.CloseTimeout), then withdraws the stream from the catalog
-//     entry; consumers read to the end of the subscription even when they
-//     hear of the withdrawal first (for at most Params.CloseTimeout, during
-//     which the producer still counts as connected).
+//   - Close every Producer and Consumer you create when you are done with
+//     it. Service.Close (and so the node's Close) closes those still open,
+//     producers first, so that consumers receive what was queued.
+//     Producer.Close delivers what is queued (up to Params.CloseTimeout),
+//     then withdraws the stream from the catalog entry; consumers read to
+//     the end of the subscription even when they hear of the withdrawal
+//     first (for at most Params.CloseTimeout, during which the producer
+//     still counts as connected). Consumer.Close only cancels and waits for
+//     its goroutines. No timer callback of a handle runs after its Close
+//     returns.
 //   - Predicates (WithRequire, Condition.WithPredicate) and sinks
 //     (WithUndelivered) must be fast and must not block.
 //   - At most one Producer per stream per node (ErrProducerExists).
 //
 // # Concurrency
 //
-// Producers, consumers, When and Service are safe for concurrent use. A
-// Condition value tracks its own edges: give each waiting goroutine its own
-// Condition (the builder methods return fresh ones).
+// Producers, consumers, conditions and Service are safe for concurrent use.
+// Condition.Wait is edge-triggered: the subscription set evaluates every
+// condition that was waited on at each change and counts its rises, so a
+// rise that is undone before the next Wait is not missed, and every Wait
+// blocked at a rise returns. WaitOnline and WaitOffline are level-triggered.
+//
+// Lock order, outer first (a lock is only taken while holding the ones
+// before it):
+//
+//  1. muxesMu, then hostMux.mu (registering a service on a host);
+//  2. Consumer.mu, under which only Discovery.Catalog (a snapshot read) is
+//     called;
+//  3. subscriptionSet.mu, then subscription.mu; Condition predicates run
+//     here.
+//
+// Service.mu, Producer.mu, Consumer.bmu, codeCounts.mu and timerGroup.mu are
+// leaves: nothing else is locked while one is held. Producer.mu and
+// Consumer.mu are released before a subscription set is updated. No lock is
+// held across a Close, a network call or a wait for goroutines, and timer
+// callbacks start with no lock held.
 //
 // # Errors
 //
 // Sentinels (ErrClosed, ErrOffline, ErrFull, ErrProducerExists, ErrEmpty)
 // are matched with errors.Is; a subscription's end reason is a *CodeError
-// carrying the wire Code, found with errors.As on ChannelInfo.Err.
+// carrying the wire Code, found with errors.As on SubscriptionInfo.Err.
+//
+// # Counters
+//
+// Stats, ServiceStats, SubscriptionInfo and HandleInfo are snapshots: plain
+// values copied out of the live counters, safe to keep and compare. The
+// same counts are exported as OpenTelemetry metrics (mosaik.streams.*).
 package streams

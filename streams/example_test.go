@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mosaik-go/mosaik/node"
+	"github.com/mosaik-go/mosaik/policy"
 	"github.com/mosaik-go/mosaik/streams"
 )
 
@@ -50,4 +51,50 @@ func Example() {
 	}
 	fmt.Println(p.Symbol, p.Cents)
 	// Output: ETH 31245
+}
+
+// Producers are open by default; a node-wide default policy restricts all
+// of them at once, and a producer with its own policy opts out.
+func ExamplePolicy() {
+	n, err := node.New("example-net", node.WithListenAddrs("/ip4/127.0.0.1/tcp/0"),
+		node.WithDefaultStreamPolicy(streams.Policy{Require: []streams.Predicate{policy.HasTags("trader")}}))
+	if err != nil {
+		panic(err)
+	}
+	defer n.Close() // closes the producers below too
+
+	orders, err := streams.NewProducer[string](n.Streams(), "orders") // traders only
+	if err != nil {
+		panic(err)
+	}
+	defer orders.Close()
+	news, err := streams.NewProducer[string](n.Streams(), "news",
+		streams.WithPolicy(streams.Policy{})) // anyone in the network
+	if err != nil {
+		panic(err)
+	}
+	defer news.Close()
+}
+
+// A Condition waits for an edge: here, for a second consumer to subscribe.
+// Waits from several goroutines are fine, and a rise that happens between
+// two Waits is not missed.
+func ExampleCondition_Wait() {
+	ctx := context.Background()
+	n, err := node.New("example-net", node.WithListenAddrs("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		panic(err)
+	}
+	defer n.Close()
+	prod, err := streams.NewProducer[string](n.Streams(), "quotes")
+	if err != nil {
+		panic(err)
+	}
+	defer prod.Close()
+	two := prod.Subscribed().MinimumOf(2)
+	go func() {
+		for two.Wait(ctx) == nil {
+			fmt.Println("two consumers or more")
+		}
+	}()
 }

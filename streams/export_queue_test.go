@@ -16,7 +16,7 @@ func Queues[T any](p *Producer[T]) []QueueState {
 	defer p.mu.Unlock()
 	out := make([]QueueState, 0, len(p.subs))
 	for _, s := range p.subs {
-		out = append(out, QueueState{Peer: s.ch.peer, Len: len(s.q), Cap: cap(s.q), Bytes: s.queued.Load()})
+		out = append(out, QueueState{Peer: s.sub.peer, Len: len(s.q), Cap: cap(s.q), Bytes: s.queued.Load()})
 	}
 	return out
 }

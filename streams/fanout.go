@@ -28,7 +28,7 @@ const maxWriteChunk = 64 << 10
 
 // outSub is one consumer's subscription at a producer.
 type outSub struct {
-	ch *channel
+	sub *subscription
 	st network.Stream
 	q  chan outItem
 	// queued counts the payload bytes the subscription pins: queued, plus
@@ -47,8 +47,8 @@ type outSub struct {
 	gone chan struct{} // closed by end
 }
 
-func newOutSub(ch *channel, st network.Stream, queue int) *outSub {
-	return &outSub{ch: ch, st: st, q: make(chan outItem, queue), room: make(chan struct{}, 1), gone: make(chan struct{})}
+func newOutSub(sub *subscription, st network.Stream, queue int) *outSub {
+	return &outSub{sub: sub, st: st, q: make(chan outItem, queue), room: make(chan struct{}, 1), gone: make(chan struct{})}
 }
 
 // fanout encodes v once and queues it for every subscription. Queues with
@@ -113,7 +113,7 @@ func (p *Producer[T]) fanout(ctx context.Context, v T, wait bool) error {
 					continue // gone meanwhile, for another reason: nothing to cut
 				}
 			}
-			s.ch.dropped.Add(1)
+			s.sub.dropped.Add(1)
 			p.dropped.Add(1)
 			if !p.cfg.dropLagging {
 				cut = append(cut, s)
@@ -128,8 +128,8 @@ func (p *Producer[T]) fanout(ctx context.Context, v T, wait bool) error {
 		p.end(s, CodeTooSlow, "consumer queue full", true)
 	}
 	if delivered == 0 {
-		if p.undel != nil {
-			p.undel(v)
+		if p.undelivered != nil {
+			p.undelivered(v)
 		}
 		if n > 0 {
 			if err := ctx.Err(); err != nil {
@@ -321,8 +321,8 @@ func (p *Producer[T]) writer(s *outSub) {
 			err = bw.Flush()
 		}
 		if err == nil {
-			s.ch.datums.Add(n)
-			s.ch.bytes.Add(nbytes)
+			s.sub.datums.Add(n)
+			s.sub.bytes.Add(nbytes)
 			p.sent.Add(n)
 			p.sentBytes.Add(nbytes)
 		}

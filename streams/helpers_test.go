@@ -55,7 +55,7 @@ func testCtx(t testing.TB, d time.Duration) context.Context {
 
 // mustProducer creates a producer and closes it at the end of the test
 // (before the nodes, which were created earlier: cleanups run LIFO).
-func mustProducer[T any](t testing.TB, n *node.Node, name string, opts ...streams.Option) *streams.Producer[T] {
+func mustProducer[T any](t testing.TB, n *node.Node, name string, opts ...streams.ProducerOption) *streams.Producer[T] {
 	t.Helper()
 	p, err := streams.NewProducer[T](n.Streams(), name, opts...)
 	if err != nil {
@@ -66,7 +66,7 @@ func mustProducer[T any](t testing.TB, n *node.Node, name string, opts ...stream
 }
 
 // mustConsumer creates a consumer and closes it at the end of the test.
-func mustConsumer[T any](t testing.TB, n *node.Node, name string, opts ...streams.Option) *streams.Consumer[T] {
+func mustConsumer[T any](t testing.TB, n *node.Node, name string, opts ...streams.ConsumerOption) *streams.Consumer[T] {
 	t.Helper()
 	c, err := streams.NewConsumer[T](n.Streams(), name, opts...)
 	if err != nil {

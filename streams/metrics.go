@@ -62,14 +62,15 @@ func (s *Service) registerMetrics(mp metric.MeterProvider) (metric.Registration,
 		all = append(all, x)
 	}
 	return m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		o.ObserveInt64(counters["mosaik.streams.connections.accepted"], int64(s.Accepted.Load()), metric.WithAttributes(nw))
-		o.ObserveInt64(counters["mosaik.streams.connections.rejected"], int64(s.Rejected.Load()), metric.WithAttributes(nw))
-		o.ObserveInt64(counters["mosaik.streams.connections.handshake_timeouts"], int64(s.HandshakeTimeouts.Load()), metric.WithAttributes(nw))
+		st := s.Stats()
+		o.ObserveInt64(counters["mosaik.streams.connections.accepted"], int64(st.Accepted), metric.WithAttributes(nw))
+		o.ObserveInt64(counters["mosaik.streams.connections.rejected"], int64(st.Rejected), metric.WithAttributes(nw))
+		o.ObserveInt64(counters["mosaik.streams.connections.handshake_timeouts"], int64(st.HandshakeTimeouts), metric.WithAttributes(nw))
 		for _, h := range s.Handles() {
 			attrs := metric.WithAttributes(nw, attribute.String("stream", h.Stream.Short()))
 			connected := 0
-			for _, ch := range h.Channels {
-				if ch.State == Connected {
+			for _, sub := range h.Subscriptions {
+				if sub.State == Connected {
 					connected++
 				}
 			}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -49,12 +50,18 @@ type Params struct {
 	// default queue) of 64 KiB, so with datums up to 64 KiB the queue is
 	// bounded by datums before bytes.
 	MaxQueueBytes int
+	// RefusalRetention is how long a producer that refused a consumer for
+	// good (a final close code, or backoff exhausted) stays listed in the
+	// consumer's Producers() as Terminated, with the reason. The refusal
+	// itself outlasts it: the producer is not retried until its catalog
+	// entry or the consumer's changes. Default 1 min.
+	RefusalRetention time.Duration
 }
 
 // DefaultParams returns the production defaults.
 func DefaultParams() Params {
 	return Params{MaxFrameSize: 4 << 20, HandshakeTimeout: 10 * time.Second, CloseTimeout: 5 * time.Second,
-		WriteTimeout: 30 * time.Second, MaxQueueBytes: 64 << 20}
+		WriteTimeout: 30 * time.Second, MaxQueueBytes: 64 << 20, RefusalRetention: time.Minute}
 }
 
 // Validate reports every invalid field; it does not modify p.
@@ -63,8 +70,8 @@ func (p Params) Validate() error {
 	if p.MaxFrameSize < 1024 || p.MaxFrameSize > 1<<30 {
 		errs = append(errs, fmt.Errorf("MaxFrameSize must be within [1 KiB, 1 GiB], got %d", p.MaxFrameSize))
 	}
-	if p.HandshakeTimeout <= 0 || p.CloseTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("HandshakeTimeout and CloseTimeout must be > 0"))
+	if p.HandshakeTimeout <= 0 || p.CloseTimeout <= 0 || p.RefusalRetention <= 0 {
+		errs = append(errs, fmt.Errorf("HandshakeTimeout, CloseTimeout and RefusalRetention must be > 0"))
 	}
 	if p.WriteTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("WriteTimeout must be > 0, got %v", p.WriteTimeout))
@@ -115,6 +122,16 @@ func WithTracerProvider(tp trace.TracerProvider) ServiceOption {
 	return func(s *Service) error { s.tracerP = tp; return nil }
 }
 
+// WithDefaultPolicy sets the policy of every producer created on the
+// service that does not set its own with WithPolicy (see [Policy]).
+// Without it, producers admit every consumer they know.
+func WithDefaultPolicy(p Policy) ServiceOption {
+	return func(s *Service) error {
+		s.defaultPolicy = Policy{Require: slices.Clone(p.Require), Tickets: slices.Clone(p.Tickets)}
+		return nil
+	}
+}
+
 // Predicate judges a remote peer: its signed entry and RTT (see package
 // policy for combinators). Predicates must be fast and must not block.
 type Predicate = policy.Predicate
@@ -127,104 +144,163 @@ type TicketCheck interface {
 	Check(e *catalog.Entry, now time.Time) (expires time.Time, err error)
 }
 
-// side says which handle an option applies to.
-type side int
+// Policy says which consumers a producer admits: those that pass every
+// predicate and every ticket check. The zero Policy admits every consumer
+// the producer knows (in its catalog): streams are open by default.
+//
+// A service may carry a default policy (WithDefaultPolicy; the node's
+// WithDefaultStreamPolicy); WithPolicy on a producer replaces it for that
+// producer. Either way, WithRequire, WithMaxRTT, WithTickets and
+// WithTicketValidators on the producer add to the policy in force (ANDed).
+type Policy struct {
+	Require []Predicate
+	Tickets []TicketCheck
+}
 
-const (
-	producerSide side = 1 << iota
-	consumerSide
-)
+// handleConfig is what producers and consumers share: which remote peers
+// are eligible, and when the handle is online.
+type handleConfig struct {
+	require         []Predicate
+	tickets         []TicketCheck
+	onlineCondition func(*Condition) *Condition
+	// codecs counts the WithCodec options given; the constructor checks
+	// that one of them is for its datum type.
+	codecs    int
+	codecType string
+}
 
-type config struct {
-	side         side
-	codec        any
-	require      []Predicate
-	tickets      []TicketCheck
-	onlineWhen   func(*Condition) *Condition
+type producerConfig struct {
+	handleConfig
+	policy       *Policy // WithPolicy: replaces the service's default policy
 	maxConsumers int
 	queue        int
 	dropLagging  bool
 	lagGrace     time.Duration
-	undelivered  any
-	backoff      func() backoff.BackOff
-	buffer       int
-	lowestK      int
-	hysteresis   float64
-	criteria     []byte
+	sinks        int // WithUndelivered options given
+	sinkType     string
 }
 
-// Option configures a [Producer] or a [Consumer]. Options that apply to
-// only one of them make the other's constructor fail.
-type Option func(*config) error
+type consumerConfig struct {
+	handleConfig
+	backoff    func() backoff.BackOff
+	buffer     int
+	lowestK    int
+	hysteresis float64
+	criteria   []byte
+}
 
-func only(s side, name string, f func(*config) error) Option {
-	return func(c *config) error {
-		if c.side&s == 0 {
-			who := "producers"
-			if s == consumerSide {
-				who = "consumers"
-			}
-			return fmt.Errorf("streams: %s applies only to %s", name, who)
-		}
-		return f(c)
+// ProducerOption configures a [Producer]. Options that apply to consumers
+// only do not implement it, so passing one to NewProducer does not compile.
+type ProducerOption interface {
+	applyProducer(*producerConfig) error
+}
+
+// ConsumerOption configures a [Consumer]. Options that apply to producers
+// only do not implement it, so passing one to NewConsumer does not compile.
+type ConsumerOption interface {
+	applyConsumer(*consumerConfig) error
+}
+
+// HandleOption configures either a [Producer] or a [Consumer]: it is both a
+// ProducerOption and a ConsumerOption.
+type HandleOption func(*handleConfig) error
+
+func (o HandleOption) applyProducer(c *producerConfig) error { return o(&c.handleConfig) }
+func (o HandleOption) applyConsumer(c *consumerConfig) error { return o(&c.handleConfig) }
+
+type producerOption func(*producerConfig) error
+
+func (o producerOption) applyProducer(c *producerConfig) error { return o(c) }
+
+type consumerOption func(*consumerConfig) error
+
+func (o consumerOption) applyConsumer(c *consumerConfig) error { return o(c) }
+
+// CodecOption sets the datum codec of a producer or consumer of T; make it
+// with [WithCodec].
+type CodecOption[T any] struct{ codec Codec[T] }
+
+func (o CodecOption[T]) applyProducer(c *producerConfig) error { return o.note(&c.handleConfig) }
+func (o CodecOption[T]) applyConsumer(c *consumerConfig) error { return o.note(&c.handleConfig) }
+
+func (o CodecOption[T]) note(c *handleConfig) error {
+	if o.codec == nil {
+		return errors.New("streams: WithCodec(nil)")
 	}
+	c.codecs++
+	c.codecType = fmt.Sprintf("%T", *new(T))
+	return nil
 }
 
-// WithCodec sets the datum codec (default CBOR[T]). Its type parameter
-// must match the handle's.
-func WithCodec[T any](c Codec[T]) Option {
-	return func(cfg *config) error { cfg.codec = c; return nil }
-}
+// WithCodec sets the datum codec (default CBOR[T]). Go cannot tie an
+// option's type parameter to the constructor's without making every option
+// generic, so a codec for another type than the handle's is refused by the
+// constructor (not by the compiler).
+func WithCodec[T any](c Codec[T]) CodecOption[T] { return CodecOption[T]{codec: c} }
 
 // WithRequire adds an eligibility predicate over the remote peer: on a
 // producer it judges consumers at accept time and on every catalog change;
 // on a consumer it judges producers before subscribing and on every
-// catalog change. Repeated predicates are ANDed.
-func WithRequire(p Predicate) Option {
-	return func(c *config) error { c.require = append(c.require, p); return nil }
-}
-
-// WithRequireTags requires the remote peer to carry every one of tags.
-func WithRequireTags(tags ...string) Option {
-	ids := make([]catalog.Tag, len(tags))
-	for i, t := range tags {
-		ids[i] = catalog.IDFromString(t)
+// catalog change. Repeated predicates are ANDed. Package policy has
+// combinators (policy.HasTags, policy.RTTBelow, policy.All, ...).
+func WithRequire(p Predicate) HandleOption {
+	return func(c *handleConfig) error {
+		if p == nil {
+			return errors.New("streams: WithRequire(nil)")
+		}
+		c.require = append(c.require, p)
+		return nil
 	}
-	return WithRequire(func(pi catalog.PeerInfo) bool { return pi.Entry.Entry.HasTags(ids...) })
 }
 
 // WithMaxRTT requires the remote peer's smoothed RTT to be below d. Without
 // a sample the consumer probes first; the producer always samples at accept.
-func WithMaxRTT(d time.Duration) Option {
+func WithMaxRTT(d time.Duration) HandleOption {
 	return WithRequire(func(pi catalog.PeerInfo) bool { return pi.RTTBelow(d) })
 }
 
 // WithTickets adds ticket checks; all must pass, and the earliest expiry
 // applies.
-func WithTickets(checks ...TicketCheck) Option {
-	return func(c *config) error { c.tickets = append(c.tickets, checks...); return nil }
+func WithTickets(checks ...TicketCheck) HandleOption {
+	return func(c *handleConfig) error { c.tickets = append(c.tickets, checks...); return nil }
 }
 
 // WithTicketValidators requires the remote peer to hold a valid ticket for
 // every validator (package policy: JWT, libp2p-signed tickets). The
 // subscription ends when the earliest of those tickets expires, unless the
 // peer's entry carries a renewed ticket by then.
-func WithTicketValidators(vs ...policy.TicketValidator) Option {
+func WithTicketValidators(vs ...policy.TicketValidator) HandleOption {
 	return WithTickets(policy.Require(vs...))
 }
 
-// WithOnlineWhen sets the online condition from the handle's Subscribed()
-// condition, e.g. func(c *Condition) *Condition { return c.MinimumOf(2).WithTags(v) }.
+// WithOnlineCondition sets the online condition from the handle's
+// Subscribed() condition, e.g.
+// func(c *Condition) *Condition { return c.MinimumOf(2).WithTags(v) }.
 // Defaults: producers need one connected consumer; consumers are online
 // at once.
-func WithOnlineWhen(f func(*Condition) *Condition) Option {
-	return func(c *config) error { c.onlineWhen = f; return nil }
+func WithOnlineCondition(f func(*Condition) *Condition) HandleOption {
+	return func(c *handleConfig) error { c.onlineCondition = f; return nil }
+}
+
+// WithPolicy sets the producer's admission policy, replacing the service's
+// default policy (WithDefaultPolicy) for this producer. WithPolicy(Policy{})
+// opens a producer on a service whose default requires tickets. Repeated,
+// the policies are ANDed.
+func WithPolicy(p Policy) ProducerOption {
+	return producerOption(func(c *producerConfig) error {
+		if c.policy == nil {
+			c.policy = &Policy{}
+		}
+		c.policy.Require = append(c.policy.Require, p.Require...)
+		c.policy.Tickets = append(c.policy.Tickets, p.Tickets...)
+		return nil
+	})
 }
 
 // WithMaxConsumers caps a producer's concurrent subscriptions (default
 // unlimited); more are rejected with NoCapacity.
-func WithMaxConsumers(n int) Option {
-	return only(producerSide, "WithMaxConsumers", func(c *config) error {
+func WithMaxConsumers(n int) ProducerOption {
+	return producerOption(func(c *producerConfig) error {
 		if n < 1 {
 			return fmt.Errorf("streams: WithMaxConsumers(%d): must be >= 1", n)
 		}
@@ -236,8 +312,8 @@ func WithMaxConsumers(n int) Option {
 // WithQueueSize sets a producer's per-consumer queue (default 1024 datums).
 // The queue is also bounded in bytes by Params.MaxQueueBytes; whichever
 // bound is reached first makes the queue full.
-func WithQueueSize(n int) Option {
-	return only(producerSide, "WithQueueSize", func(c *config) error {
+func WithQueueSize(n int) ProducerOption {
+	return producerOption(func(c *producerConfig) error {
 		if n < 1 {
 			return fmt.Errorf("streams: WithQueueSize(%d): must be >= 1", n)
 		}
@@ -253,8 +329,8 @@ func WithQueueSize(n int) Option {
 // tolerates a slow consumer, not a stopped one: a consumer whose stream
 // takes nothing for Params.WriteTimeout is still cut with TooSlow, and
 // its queue's memory is bounded by Params.MaxQueueBytes meanwhile.
-func WithDropLagging() Option {
-	return only(producerSide, "WithDropLagging", func(c *config) error { c.dropLagging = true; return nil })
+func WithDropLagging() ProducerOption {
+	return producerOption(func(c *producerConfig) error { c.dropLagging = true; return nil })
 }
 
 // WithLagGrace sets how long, in total, Send may wait for room in one
@@ -265,8 +341,8 @@ func WithDropLagging() Option {
 // consumer spends it once and is then cut (or dropped for). The graces of
 // several consumers run concurrently: one Send waits at most one grace,
 // however many consumers lag. TrySend never waits.
-func WithLagGrace(d time.Duration) Option {
-	return only(producerSide, "WithLagGrace", func(c *config) error {
+func WithLagGrace(d time.Duration) ProducerOption {
+	return producerOption(func(c *producerConfig) error {
 		if d < 0 {
 			return fmt.Errorf("streams: WithLagGrace(%v): must be >= 0", d)
 		}
@@ -275,25 +351,37 @@ func WithLagGrace(d time.Duration) Option {
 	})
 }
 
-// WithUndelivered sets a sink for datums that reached no consumer. It must
-// be fast and must not block.
-func WithUndelivered[T any](f func(T)) Option {
-	return only(producerSide, "WithUndelivered", func(c *config) error { c.undelivered = f; return nil })
+// UndeliveredOption sets the sink of a producer of T for datums that
+// reached no consumer; make it with [WithUndelivered].
+type UndeliveredOption[T any] struct{ sink func(T) }
+
+func (o UndeliveredOption[T]) applyProducer(c *producerConfig) error {
+	if o.sink == nil {
+		return errors.New("streams: WithUndelivered(nil)")
+	}
+	c.sinks++
+	c.sinkType = fmt.Sprintf("%T", *new(T))
+	return nil
 }
+
+// WithUndelivered sets a sink for datums that reached no consumer. It must
+// be fast and must not block. As with WithCodec, a sink for another type
+// than the producer's is refused by NewProducer.
+func WithUndelivered[T any](f func(T)) UndeliveredOption[T] { return UndeliveredOption[T]{sink: f} }
 
 // WithBackoff sets the consumer's reconnect policy; f makes a fresh policy
 // per producer. Default: exponential from 500 ms, ×1.5, ±50 %, capped at
 // 60 s, giving up after 5 min without a datum.
-func WithBackoff(f func() backoff.BackOff) Option {
-	return only(consumerSide, "WithBackoff", func(c *config) error { c.backoff = f; return nil })
+func WithBackoff(f func() backoff.BackOff) ConsumerOption {
+	return consumerOption(func(c *consumerConfig) error { c.backoff = f; return nil })
 }
 
 // WithBuffer sets the consumer's delivery buffer (default 1024 datums).
 // When it is full the consumer stops reading from producers, so flow
 // control reaches them and their lagging policy decides. The bound is in
 // datums: its memory is at most n × the largest datum (Params.MaxFrameSize).
-func WithBuffer(n int) Option {
-	return only(consumerSide, "WithBuffer", func(c *config) error {
+func WithBuffer(n int) ConsumerOption {
+	return consumerOption(func(c *consumerConfig) error {
 		if n < 1 {
 			return fmt.Errorf("streams: WithBuffer(%d): must be >= 1", n)
 		}
@@ -307,8 +395,8 @@ func WithBuffer(n int) Option {
 // that one's RTT is below the worst chosen one's by more than the
 // hysteresis fraction (e.g. 0.2 = 20 %), so small fluctuations do not churn
 // subscriptions. Producers without an RTT sample are probed first.
-func WithLowestRTT(k int, hysteresis float64) Option {
-	return only(consumerSide, "WithLowestRTT", func(c *config) error {
+func WithLowestRTT(k int, hysteresis float64) ConsumerOption {
+	return consumerOption(func(c *consumerConfig) error {
 		if k < 1 || hysteresis < 0 || hysteresis >= 1 {
 			return fmt.Errorf("streams: WithLowestRTT(%d, %v): need k >= 1 and 0 <= hysteresis < 1", k, hysteresis)
 		}
@@ -328,32 +416,72 @@ func defaultBackoff() backoff.BackOff {
 	return b
 }
 
-func newConfig[T any](s side, opts []Option) (*config, Codec[T], error) {
-	c := &config{side: s, queue: 1024, buffer: 1024, backoff: defaultBackoff, lagGrace: 100 * time.Millisecond}
+// newProducerConfig applies opts for a producer of T on svc. The service's
+// default policy applies unless an option set the producer's own.
+func newProducerConfig[T any](svc *Service, opts []ProducerOption) (*producerConfig, Codec[T], func(T), error) {
+	c := &producerConfig{queue: 1024, lagGrace: 100 * time.Millisecond}
+	var (
+		codec Codec[T] = CBOR[T]{}
+		sink  func(T)
+		typed int
+		sinks int
+	)
 	for _, o := range opts {
-		if err := o(c); err != nil {
+		if o == nil {
+			return nil, nil, nil, errors.New("streams: nil ProducerOption")
+		}
+		if err := o.applyProducer(c); err != nil {
+			return nil, nil, nil, err
+		}
+		switch o := o.(type) {
+		case CodecOption[T]:
+			codec, typed = o.codec, typed+1
+		case UndeliveredOption[T]:
+			sink, sinks = o.sink, sinks+1
+		}
+	}
+	if c.codecs != typed {
+		return nil, nil, nil, fmt.Errorf("streams: a codec for %s given to a producer of %T", c.codecType, *new(T))
+	}
+	if c.sinks != sinks {
+		return nil, nil, nil, fmt.Errorf("streams: an undelivered sink for %s given to a producer of %T", c.sinkType, *new(T))
+	}
+	pol := svc.defaultPolicy
+	if c.policy != nil {
+		pol = *c.policy
+	}
+	c.require = slices.Concat(pol.Require, c.require)
+	c.tickets = slices.Concat(pol.Tickets, c.tickets)
+	return c, codec, sink, nil
+}
+
+// newConsumerConfig applies opts for a consumer of T.
+func newConsumerConfig[T any](opts []ConsumerOption) (*consumerConfig, Codec[T], error) {
+	c := &consumerConfig{buffer: 1024, backoff: defaultBackoff}
+	var (
+		codec Codec[T] = CBOR[T]{}
+		typed int
+	)
+	for _, o := range opts {
+		if o == nil {
+			return nil, nil, errors.New("streams: nil ConsumerOption")
+		}
+		if err := o.applyConsumer(c); err != nil {
 			return nil, nil, err
 		}
-	}
-	var codec Codec[T] = CBOR[T]{}
-	if c.codec != nil {
-		cc, ok := c.codec.(Codec[T])
-		if !ok {
-			return nil, nil, fmt.Errorf("streams: codec %T does not encode %T", c.codec, *new(T))
+		if o, ok := o.(CodecOption[T]); ok {
+			codec, typed = o.codec, typed+1
 		}
-		codec = cc
 	}
-	if c.undelivered != nil {
-		if _, ok := c.undelivered.(func(T)); !ok {
-			return nil, nil, fmt.Errorf("streams: undelivered sink %T does not take %T", c.undelivered, *new(T))
-		}
+	if c.codecs != typed {
+		return nil, nil, fmt.Errorf("streams: a codec for %s given to a consumer of %T", c.codecType, *new(T))
 	}
 	return c, codec, nil
 }
 
 // eligible applies the predicates and ticket checks to a peer at now. It
 // returns the earliest ticket expiry (zero for never).
-func (c *config) eligible(pi catalog.PeerInfo, now time.Time) (time.Time, Code, error) {
+func (c *handleConfig) eligible(pi catalog.PeerInfo, now time.Time) (time.Time, Code, error) {
 	for _, p := range c.require {
 		if !p(pi) {
 			return time.Time{}, CodeNotAllowed, errors.New("a require predicate is not met")

@@ -14,7 +14,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 
 	"github.com/mosaik-go/mosaik/catalog"
-	"github.com/mosaik-go/mosaik/streams/pb"
 )
 
 // Producer fans datums of type T out to every eligible consumer of its
@@ -29,14 +28,14 @@ import (
 //
 // Safe for concurrent use; Close ends it.
 type Producer[T any] struct {
-	svc   *Service
-	id    StreamID
-	name  string
-	codec Codec[T]
-	cfg   *config
-	log   *slog.Logger
-	hub   *hub
-	undel func(T)
+	svc         *Service
+	id          StreamID
+	name        string
+	codec       Codec[T]
+	cfg         *producerConfig
+	log         *slog.Logger
+	set         *subscriptionSet
+	undelivered func(T)
 
 	// sendMu orders fan-out: held for a whole fanout, lag grace included,
 	// so datums enter every queue in sequence order. Guards seq and each
@@ -56,6 +55,7 @@ type Producer[T any] struct {
 	peakQueued               atomic.Int64 // most payload bytes one subscription pinned (tests)
 
 	wg     sync.WaitGroup // the catalog watcher
+	timers timerGroup     // ticket-expiry timers
 	subWG  sync.WaitGroup // writers and consumer watchers
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -66,56 +66,77 @@ type Producer[T any] struct {
 // string rule) on svc, advertises the stream in the local catalog entry and
 // starts accepting consumers. A second producer of the same stream on one
 // service fails with ErrProducerExists.
-func NewProducer[T any](svc *Service, name string, opts ...Option) (*Producer[T], error) {
-	cfg, codec, err := newConfig[T](producerSide, opts)
+func NewProducer[T any](svc *Service, name string, opts ...ProducerOption) (*Producer[T], error) {
+	cfg, codec, undelivered, err := newProducerConfig[T](svc, opts)
 	if err != nil {
 		return nil, err
 	}
 	id := catalog.IDFromString(name)
-	p := &Producer[T]{svc: svc, id: id, name: name, codec: codec, cfg: cfg, hub: newHub(),
-		log: svc.log.With("stream", id.Short(), "role", "producer"), epoch: newEpoch()}
-	if f, ok := cfg.undelivered.(func(T)); ok {
-		p.undel = f
+	p := &Producer[T]{svc: svc, id: id, name: name, codec: codec, cfg: cfg, set: newSubscriptionSet(),
+		log: svc.log.With("stream", id.Short(), "role", "producer"), epoch: newEpoch(), undelivered: undelivered}
+	online := p.Subscribed()
+	if cfg.onlineCondition != nil {
+		online = cfg.onlineCondition(online)
 	}
-	when := (When{p.hub}).Subscribed()
-	if cfg.onlineWhen != nil {
-		when = cfg.onlineWhen(when)
-	}
-	p.hub.update(func() { p.hub.online = when })
+	p.set.update(func() { p.set.online = online })
 	p.ctx, p.cancel = context.WithCancel(svc.ctx)
-	if err := svc.register(id, p); err != nil {
+	p.wg.Add(1)
+	go p.watchCatalog()
+	fail := func(err error) (*Producer[T], error) {
 		p.cancel()
+		p.wg.Wait()
 		return nil, err
+	}
+	if err := svc.register(id, p); err != nil {
+		return fail(err)
 	}
 	if _, err := svc.d.UpdateLocal(func(e *catalog.Entry) {
 		e.Streams = append(e.Streams, id)
 		e.Names = append(e.Names, name)
 	}); err != nil {
 		svc.unregister(id, p)
-		p.cancel()
-		return nil, err
+		return fail(err)
 	}
-	p.wg.Add(1)
-	go p.watchCatalog()
+	// Service.Close may have closed the producer since it was registered,
+	// before the stream was advertised: withdraw it again.
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		p.withdraw()
+		return nil, ErrClosed
+	}
 	return p, nil
 }
 
 func (p *Producer[T]) handle() HandleInfo {
-	return HandleInfo{Role: RoleProducer, Stream: p.id, Name: p.name, Online: p.IsOnline(), Channels: p.Consumers(),
+	return HandleInfo{Role: RoleProducer, Stream: p.id, Name: p.name, Online: p.IsOnline(), Subscriptions: p.Consumers(),
 		Totals: Stats{Datums: p.sent.Load(), Bytes: p.sentBytes.Load(), Dropped: p.dropped.Load()}, Ends: p.ends.snapshot()}
 }
 
 // StreamID is the producer's stream.
 func (p *Producer[T]) StreamID() StreamID { return p.id }
 
-// When observes the producer's subscriptions and online state.
-func (p *Producer[T]) When() When { return When{p.hub} }
+// Subscribed is the condition "at least one connected consumer"; refine it
+// with MinimumOf, WithTags, WithPredicate or Unmet, and wait with Wait.
+func (p *Producer[T]) Subscribed() *Condition { return newCondition(p.set, 1) }
+
+// Unsubscribed is Subscribed().Unmet().
+func (p *Producer[T]) Unsubscribed() *Condition { return p.Subscribed().Unmet() }
+
+// WaitOnline blocks until the producer is online (at once if it is), ctx
+// ends, or the producer closes (ErrClosed).
+func (p *Producer[T]) WaitOnline(ctx context.Context) error { return p.set.waitOnline(ctx, true) }
+
+// WaitOffline blocks until the producer is offline (at once if it is), ctx
+// ends, or the producer closes (ErrClosed).
+func (p *Producer[T]) WaitOffline(ctx context.Context) error { return p.set.waitOnline(ctx, false) }
 
 // IsOnline reports whether the online condition holds.
-func (p *Producer[T]) IsOnline() bool { return p.hub.isOn.Load() }
+func (p *Producer[T]) IsOnline() bool { return p.set.isOn.Load() }
 
 // Consumers returns a snapshot of the subscriptions.
-func (p *Producer[T]) Consumers() []ChannelInfo { return p.hub.infos() }
+func (p *Producer[T]) Consumers() []SubscriptionInfo { return p.set.infos() }
 
 // Send waits until the producer is online, then hands v to every
 // subscription's queue. A full queue gets the lag grace (WithLagGrace) to
@@ -125,8 +146,8 @@ func (p *Producer[T]) Consumers() []ChannelInfo { return p.hub.infos() }
 // Concurrent Sends are serialized (each datum enters every queue in
 // sequence order), so a Send may also wait for another one's grace.
 func (p *Producer[T]) Send(ctx context.Context, v T) error {
-	if !p.hub.isOn.Load() {
-		if err := p.When().Online(ctx); err != nil {
+	if !p.set.isOn.Load() {
+		if err := p.WaitOnline(ctx); err != nil {
 			return err
 		}
 	}
@@ -139,7 +160,7 @@ func (p *Producer[T]) Send(ctx context.Context, v T) error {
 // grace); TrySend may still wait for a concurrent Send to finish its
 // fan-out.
 func (p *Producer[T]) TrySend(v T) error {
-	if !p.hub.isOn.Load() {
+	if !p.set.isOn.Load() {
 		p.mu.Lock()
 		closed := p.closed
 		p.mu.Unlock()
@@ -149,94 +170,6 @@ func (p *Producer[T]) TrySend(v T) error {
 		return ErrOffline
 	}
 	return p.fanout(context.Background(), v, false)
-}
-
-// accept runs the producer part of the accept path: capacity, a fresh RTT
-// sample, require predicates, tickets. Called by the service.
-func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalog.SignedEntry) {
-	peerID := st.Conn().RemotePeer()
-	// Reserve a slot under the lock, so concurrent accepts cannot exceed
-	// max consumers; every exit below releases or converts it.
-	p.mu.Lock()
-	closed, full := p.closed, p.cfg.maxConsumers > 0 && len(p.subs)+p.pending >= p.cfg.maxConsumers
-	if !closed && !full {
-		p.pending++
-	}
-	p.mu.Unlock()
-	if closed {
-		p.svc.reject(st, CodeStreamNotFound, "producer closed")
-		return
-	}
-	if full {
-		p.svc.reject(st, CodeNoCapacity, "max consumers reached")
-		return
-	}
-	admitted := false
-	defer func() {
-		if !admitted {
-			p.mu.Lock()
-			p.pending--
-			p.mu.Unlock()
-		}
-	}()
-	// A fresh RTT sample, so RTT predicates never judge a consumer blind.
-	pctx, cancel := context.WithTimeout(p.ctx, p.svc.params.HandshakeTimeout)
-	_, perr := p.svc.d.Probe(pctx, peerID)
-	cancel()
-	if perr != nil {
-		p.log.Debug("no RTT sample at accept", "peer", peerID, "err", perr)
-	}
-	info := p.svc.d.RTT().Info(entry)
-	expires, code, err := p.cfg.eligible(info, time.Now())
-	if err != nil {
-		p.svc.reject(st, code, err.Error())
-		return
-	}
-	nw := p.svc.d.Network()
-	accept, _ := appendControl(nil, frameAccept, &pb.Accept{Network: nw[:], Stream: p.id[:], Epoch: p.epoch})
-	_ = st.SetWriteDeadline(time.Now().Add(p.svc.params.HandshakeTimeout))
-	if _, err := st.Write(accept); err != nil {
-		_ = st.Reset()
-		return
-	}
-	_ = st.SetWriteDeadline(time.Time{})
-	s := newOutSub(&channel{stream: p.id, peer: peerID, entry: entry}, st, p.cfg.queue)
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		_ = st.ResetWithError(network.StreamErrorCode(CodeGracefulShutdown))
-		return
-	}
-	p.subs = append(p.subs, s)
-	p.pending--
-	admitted = true
-	p.subWG.Add(2)
-	p.mu.Unlock()
-	p.svc.Accepted.Add(1)
-	p.hub.add(s.ch)
-	p.hub.setState(s.ch, Connected, nil)
-	p.armExpiry(s, expires)
-	p.log.Debug("consumer accepted", "peer", peerID)
-	go p.writer(s)
-	go p.watchConsumer(s)
-}
-
-// armExpiry (re)sets the subscription's ticket-expiry timer: a renewed
-// ticket in a newer entry pushes it back without interrupting the stream.
-// The timer belongs to this subscription, so it never cuts a later one.
-func (p *Producer[T]) armExpiry(s *outSub, expires time.Time) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	switch {
-	case expires.IsZero():
-		if s.expiry != nil {
-			s.expiry.Stop()
-		}
-	case s.expiry == nil:
-		s.expiry = time.AfterFunc(time.Until(expires), func() { p.end(s, CodeNotAllowed, "ticket expired", false) })
-	default:
-		s.expiry.Reset(time.Until(expires))
-	}
 }
 
 // finish ends a subscription on the writer goroutine: a Close frame and a
@@ -300,65 +233,26 @@ func (p *Producer[T]) end(s *outSub, code Code, why string, reset bool) {
 			_ = s.st.SetWriteDeadline(time.Now().Add(p.svc.params.CloseTimeout))
 		}
 		close(s.gone)
-		p.hub.setState(s.ch, Terminated, &CodeError{Code: code, Reason: why})
-		p.hub.remove(s.ch)
+		p.set.setState(s.sub, Terminated, &CodeError{Code: code, Reason: why})
+		p.set.remove(s.sub)
 		switch code {
 		case CodeGracefulShutdown, CodeCancelled:
 		case CodeTooSlow, CodeNotAllowed, CodeUnknownPeer:
-			p.log.Info("consumer cut", "peer", s.ch.peer, "code", code, "why", why)
+			p.log.Info("consumer cut", "peer", s.sub.peer, "code", code, "why", why)
 		default:
-			p.log.Debug("subscription ended", "peer", s.ch.peer, "code", code, "why", why)
+			p.log.Debug("subscription ended", "peer", s.sub.peer, "code", code, "why", why)
 		}
 	})
 }
 
-// watchCatalog re-checks every subscription when the catalog changes: the
-// consumer's current entry and RTT against the predicates and tickets.
-func (p *Producer[T]) watchCatalog() {
-	defer p.wg.Done()
-	snap := p.svc.d.Catalog()
-	for {
-		select {
-		case <-p.ctx.Done():
-			return
-		case <-snap.Changed():
-		}
-		snap = p.svc.d.Catalog() // evaluate exactly the snapshot waited on next
-		p.mu.Lock()
-		subs := slices.Clone(p.subs)
-		p.mu.Unlock()
-		now := time.Now()
-		for _, s := range subs {
-			e, ok := snap.Get(s.ch.peer)
-			if !ok {
-				// The consumer departed, or went silent for PurgeAfter: on a
-				// link that died without a reset (a partition) this is how
-				// the producer notices. A consumer that is still there gets
-				// UnknownPeer, syncs catalogs and resubscribes.
-				p.end(s, CodeUnknownPeer, "consumer left the catalog", false)
-				continue
-			}
-			// Through the hub, so online conditions over tags see the change.
-			p.hub.update(func() {
-				s.ch.mu.Lock()
-				s.ch.entry = e
-				s.ch.mu.Unlock()
-			})
-			expires, _, err := p.cfg.eligible(p.svc.d.RTT().Info(e), now)
-			if err != nil {
-				p.end(s, CodeNotAllowed, err.Error(), false)
-				continue
-			}
-			p.armExpiry(s, expires)
-		}
-	}
-}
-
-// Close stops the producer: Send fails from now on (a Send already fanning
-// out finishes first, within one lag grace), each consumer receives
-// what is already queued for it (bounded by CloseTimeout) and then a Close
-// frame with GracefulShutdown, and the stream is withdrawn from the
-// catalog entry. Idempotent.
+// Close stops the producer: Send fails from now on, each consumer receives
+// what is already queued for it and then a Close frame with
+// GracefulShutdown, and the stream is withdrawn from the catalog entry.
+// Consumers that have not taken their datums after Params.CloseTimeout are
+// cut (reset), so Close returns within about CloseTimeout (plus at most
+// one lag grace, while a Send already fanning out finishes); no timer
+// callback of the producer runs after it returns. Service.Close closes the
+// producers created on it. Idempotent; safe to call concurrently.
 func (p *Producer[T]) Close() error {
 	p.once.Do(func() {
 		// sendMu: a fan-out in its lag grace may be sending on the queues.
@@ -392,13 +286,19 @@ func (p *Producer[T]) Close() error {
 		p.cancel()
 		p.subWG.Wait()
 		p.wg.Wait()
+		p.timers.stop()
 		p.svc.unregister(p.id, p)
-		_, _ = p.svc.d.UpdateLocal(func(e *catalog.Entry) {
-			e.Streams = slices.DeleteFunc(e.Streams, func(x catalog.StreamID) bool { return x == p.id })
-		})
-		p.hub.close()
+		p.withdraw()
+		p.set.close()
 	})
 	return nil
+}
+
+// withdraw removes the stream from the local catalog entry.
+func (p *Producer[T]) withdraw() {
+	_, _ = p.svc.d.UpdateLocal(func(e *catalog.Entry) {
+		e.Streams = slices.DeleteFunc(e.Streams, func(x catalog.StreamID) bool { return x == p.id })
+	})
 }
 
 // newEpoch returns a random non-zero producer epoch.

@@ -71,7 +71,7 @@ func TestRegression_OnlineConditionSeesTagChanges(t *testing.T) {
 	nodes := connected(t, 2, node.WithoutDHT())
 	v := catalog.IDFromString("validator")
 	p, err := streams.NewProducer[int](nodes[0].Streams(), "tagged-online",
-		streams.WithOnlineWhen(func(c *streams.Condition) *streams.Condition { return c.WithTags(v) }))
+		streams.WithOnlineCondition(func(c *streams.Condition) *streams.Condition { return c.WithTags(v) }))
 	if err != nil {
 		t.Fatal(err)
 	}

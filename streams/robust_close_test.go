@@ -179,11 +179,11 @@ func rcRecvAll(t *testing.T, ctx context.Context, cons *streams.Consumer[[]byte]
 
 // rcSubscribed creates a []byte producer on pnode and a consumer (with
 // consOpts) on cnode, and waits until the consumer has subscribed.
-func rcSubscribed(t *testing.T, pnode, cnode *node.Node, name string, consOpts ...streams.Option) (*streams.Producer[[]byte], *streams.Consumer[[]byte]) {
+func rcSubscribed(t *testing.T, pnode, cnode *node.Node, name string, consOpts ...streams.ConsumerOption) (*streams.Producer[[]byte], *streams.Consumer[[]byte]) {
 	t.Helper()
 	bytesCodec := streams.WithCodec[[]byte](streams.Bytes{})
 	prod := mustProducer[[]byte](t, pnode, name, bytesCodec)
-	cons := mustConsumer[[]byte](t, cnode, name, append([]streams.Option{bytesCodec}, consOpts...)...)
+	cons := mustConsumer[[]byte](t, cnode, name, append([]streams.ConsumerOption{bytesCodec}, consOpts...)...)
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return rbAllConnected(prod.Consumers(), 1)
 	}, "consumer did not subscribe")

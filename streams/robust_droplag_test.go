@@ -60,7 +60,7 @@ func TestRobust_DropModeCutsStoppedConsumer(t *testing.T) {
 		}
 		sent++
 		r.waitFor(t, ctx, sent)
-		ci, ok := rbChannel(prod.Consumers(), sn.ID())
+		ci, ok := rbSubscription(prod.Consumers(), sn.ID())
 		switch {
 		case !ok:
 			cut = time.Now()
@@ -93,7 +93,7 @@ func TestRobust_DropModeCutsStoppedConsumer(t *testing.T) {
 		sent++
 	}
 	r.waitFor(t, ctx, sent)
-	if ci, ok := rbChannel(prod.Consumers(), hn.ID()); !ok || ci.Stats.Dropped != 0 || len(prod.Consumers()) != 1 {
+	if ci, ok := rbSubscription(prod.Consumers(), hn.ID()); !ok || ci.Stats.Dropped != 0 || len(prod.Consumers()) != 1 {
 		t.Errorf("producer's consumers %+v, want only the honest one, nothing dropped for it", prod.Consumers())
 	}
 

@@ -83,7 +83,7 @@ func TestRobust_ReconnectReportsGap(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool {
-		_, ok := rbChannel(prod.Consumers(), cnode.ID())
+		_, ok := rbSubscription(prod.Consumers(), cnode.ID())
 		return !ok
 	}, "producer did not notice the broken link")
 	send(100, 150)
@@ -108,7 +108,7 @@ func TestRobust_ReconnectReportsGap(t *testing.T) {
 	if st := cons.Stats(); st.Gaps != missed || st.Datums != 160-missed {
 		t.Errorf("consumer stats %+v, want %d gaps and %d datums", st, missed, 160-missed)
 	}
-	if ci, ok := rbChannel(cons.Producers(), pnode.ID()); !ok || ci.Stats.Gaps != missed || ci.Stats.Reconnects == 0 {
+	if ci, ok := rbSubscription(cons.Producers(), pnode.ID()); !ok || ci.Stats.Gaps != missed || ci.Stats.Reconnects == 0 {
 		t.Errorf("per-producer stats %+v, want %d gaps and a reconnection", ci.Stats, missed)
 	}
 	var rm metricdata.ResourceMetrics

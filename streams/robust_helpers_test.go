@@ -63,24 +63,24 @@ func rbVal(b []byte) (uint64, error) {
 	return binary.BigEndian.Uint64(b), nil
 }
 
-// rbChannel returns the channel to peer p in infos.
-func rbChannel(infos []streams.ChannelInfo, p peer.ID) (streams.ChannelInfo, bool) {
+// rbChannel returns the subscription to peer p in infos.
+func rbSubscription(infos []streams.SubscriptionInfo, p peer.ID) (streams.SubscriptionInfo, bool) {
 	for _, ci := range infos {
 		if ci.Peer == p {
 			return ci, true
 		}
 	}
-	return streams.ChannelInfo{}, false
+	return streams.SubscriptionInfo{}, false
 }
 
-// rbOnlyConnected reports whether infos hold exactly one channel, a
+// rbOnlyConnected reports whether infos hold exactly one subscription, a
 // Connected one to p.
-func rbOnlyConnected(infos []streams.ChannelInfo, p peer.ID) bool {
+func rbOnlyConnected(infos []streams.SubscriptionInfo, p peer.ID) bool {
 	return len(infos) == 1 && infos[0].Peer == p && infos[0].State == streams.Connected
 }
 
-// rbAllConnected reports whether infos hold n channels, all Connected.
-func rbAllConnected(infos []streams.ChannelInfo, n int) bool {
+// rbAllConnected reports whether infos hold n subscriptions, all Connected.
+func rbAllConnected(infos []streams.SubscriptionInfo, n int) bool {
 	if len(infos) != n {
 		return false
 	}

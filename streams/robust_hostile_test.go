@@ -61,7 +61,7 @@ const rbNoHugeAlloc = 256 << 20
 // ("known") and from one that is not ("stranger"). Every malformed opening
 // is refused, promptly, with a stream reset carrying ProtocolViolation
 // (400) or a Reject frame with the right code, counted in
-// Service.Rejected, and the service still admits a real consumer after.
+// ServiceStats.Rejected, and the service still admits a real consumer after.
 func TestRobust_HostileConsumerWire(t *testing.T) {
 	const name = "robust-hostile-consumer"
 	// Long-lived catalog entries: the raw host's entry is put into the
@@ -109,7 +109,7 @@ func TestRobust_HostileConsumerWire(t *testing.T) {
 	}
 	for _, tc := range resets {
 		t.Run(tc.name, func(t *testing.T) {
-			r0 := svc.Rejected.Load()
+			r0 := svc.Stats().Rejected
 			st := open(t, known)
 			start := time.Now()
 			if _, err := st.Write(tc.send); err != nil {
@@ -126,7 +126,7 @@ func TestRobust_HostileConsumerWire(t *testing.T) {
 			if el := time.Since(start); el >= handshake*3/4 {
 				t.Errorf("refused after %v, want well before the %v handshake timeout", el, handshake)
 			}
-			if got := svc.Rejected.Load() - r0; got != 1 {
+			if got := svc.Stats().Rejected - r0; got != 1 {
 				t.Errorf("Rejected grew by %d, want 1", got)
 			}
 		})
@@ -164,7 +164,7 @@ func TestRobust_HostileConsumerWire(t *testing.T) {
 	}
 	for _, tc := range rejects {
 		t.Run(tc.name, func(t *testing.T) {
-			r0 := svc.Rejected.Load()
+			r0 := svc.Stats().Rejected
 			st := open(t, tc.from)
 			// One Write: the Subscribe and anything after it arrive together.
 			if _, err := st.Write(tc.send); err != nil {
@@ -190,14 +190,14 @@ func TestRobust_HostileConsumerWire(t *testing.T) {
 			if _, err := r.ReadByte(); !errors.Is(err, io.EOF) {
 				t.Errorf("after the Reject: %v, want EOF", err)
 			}
-			if got := svc.Rejected.Load() - r0; got != 1 {
+			if got := svc.Stats().Rejected - r0; got != 1 {
 				t.Errorf("Rejected grew by %d, want 1", got)
 			}
 		})
 	}
 
 	t.Run("consumer that never subscribes", func(t *testing.T) {
-		r0 := svc.Rejected.Load()
+		r0 := svc.Stats().Rejected
 		st := open(t, known)
 		start := time.Now()
 		// Reading sends the protocol header (lazy negotiation) but no frame.
@@ -210,7 +210,7 @@ func TestRobust_HostileConsumerWire(t *testing.T) {
 			t.Errorf("reset after %v, before the %v handshake timeout", el, handshake)
 		}
 		t.Logf("silent consumer reset after %v (handshake timeout %v)", el, handshake)
-		if got := svc.Rejected.Load() - r0; got != 1 {
+		if got := svc.Stats().Rejected - r0; got != 1 {
 			t.Errorf("Rejected grew by %d, want 1", got)
 		}
 	})

@@ -171,7 +171,7 @@ func (a *rlSlowloris) fail(err error) {
 // subscription (no TooSlow, no reconnect, no gap); every stalled stream is
 // reset by the producer with ProtocolViolation, after the handshake timeout
 // and long before a generous bound, or refused by a resource limit; each
-// timeout is counted in Service.HandshakeTimeouts and its metric; and once
+// timeout is counted in ServiceStats.HandshakeTimeouts and its metric; and once
 // the attack ends the process's goroutines and live heap return near their
 // level before it.
 //
@@ -246,7 +246,7 @@ func TestRobust_SlowHandshakeFlood(t *testing.T) {
 		return time.Since(start)
 	}
 
-	before, ok := rbChannel(cons.Producers(), pnode.ID())
+	before, ok := rbSubscription(cons.Producers(), pnode.ID())
 	if !ok {
 		t.Fatal("honest receiver not listed")
 	}
@@ -262,7 +262,7 @@ func TestRobust_SlowHandshakeFlood(t *testing.T) {
 	}
 	// The baseline includes the attacker's host and its idle connection.
 	g0, heap0 := runtime.NumGoroutine(), rlHeap()
-	r0, to0 := svc.Rejected.Load(), svc.HandshakeTimeouts.Load()
+	r0, to0 := svc.Stats().Rejected, svc.Stats().HandshakeTimeouts
 	a := &rlSlowloris{h: atk, target: pnode.ID(), prefix: rbSubscribe(pnode.Network(), prod.StreamID()),
 		limit: handshake + testutil.Scale(10*time.Second)}
 	a.start(slots)
@@ -288,14 +288,14 @@ func TestRobust_SlowHandshakeFlood(t *testing.T) {
 	// transfer overlaps the producer's timeouts and resets, not only the
 	// idle stalls.
 	var attacked []time.Duration
-	for len(attacked) < 3 || svc.HandshakeTimeouts.Load()-to0 < 2*slots {
+	for len(attacked) < 3 || svc.Stats().HandshakeTimeouts-to0 < 2*slots {
 		attacked = append(attacked, transfer())
 		if len(attacked) > 1000 {
-			t.Fatalf("no two waves of handshake timeouts in %d rounds: %d timeouts", len(attacked), svc.HandshakeTimeouts.Load()-to0)
+			t.Fatalf("no two waves of handshake timeouts in %d rounds: %d timeouts", len(attacked), svc.Stats().HandshakeTimeouts-to0)
 		}
 	}
 	heldAfter := rlInbound(t, pnode.Host()) - 1
-	timeoutsDuring := svc.HandshakeTimeouts.Load() - to0
+	timeoutsDuring := svc.Stats().HandshakeTimeouts - to0
 	close(a.stop)
 	stopped = true
 	a.wg.Wait()
@@ -310,7 +310,7 @@ func TestRobust_SlowHandshakeFlood(t *testing.T) {
 		t.Errorf("honest receiver: state %v, err %v, stats %+v; want connected, no error, %d datums, no gap, still the connection of %v",
 			infos[0].State, infos[0].Err, st, next, before.Stats.ConnectedAt)
 	}
-	if ci, ok := rbChannel(prod.Consumers(), cnode.ID()); !ok || ci.State != streams.Connected || ci.Stats.Datums != next || ci.Stats.Dropped != 0 {
+	if ci, ok := rbSubscription(prod.Consumers(), cnode.ID()); !ok || ci.State != streams.Connected || ci.Stats.Datums != next || ci.Stats.Dropped != 0 {
 		t.Errorf("producer side of the honest consumer: %+v (listed %v); want connected, %d datums, none dropped", ci, ok, next)
 	}
 	if _, err := cons.TryRecv(); !errors.Is(err, streams.ErrEmpty) {
@@ -348,19 +348,19 @@ func TestRobust_SlowHandshakeFlood(t *testing.T) {
 
 	// Counted: each 400 reset the attacker saw is a handshake timeout, in
 	// the counter, in Rejected and in the exported metric.
-	timeouts := svc.HandshakeTimeouts.Load() - to0
+	timeouts := svc.Stats().HandshakeTimeouts - to0
 	if timeouts != uint64(timedOut) {
 		t.Errorf("HandshakeTimeouts grew by %d, the attacker saw %d timeout resets", timeouts, timedOut)
 	}
-	if rej := svc.Rejected.Load() - r0; rej != uint64(timedOut) {
+	if rej := svc.Stats().Rejected - r0; rej != uint64(timedOut) {
 		t.Errorf("Rejected grew by %d, want %d (the timeouts)", rej, timedOut)
 	}
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(context.Background(), &rm); err != nil {
 		t.Fatal(err)
 	}
-	if got, ok := sumOf(&rm, "mosaik.streams.connections.handshake_timeouts"); !ok || got != int64(svc.HandshakeTimeouts.Load()) {
-		t.Errorf("metric mosaik.streams.connections.handshake_timeouts = %d (present %v), want %d", got, ok, svc.HandshakeTimeouts.Load())
+	if got, ok := sumOf(&rm, "mosaik.streams.connections.handshake_timeouts"); !ok || got != int64(svc.Stats().HandshakeTimeouts) {
+		t.Errorf("metric mosaik.streams.connections.handshake_timeouts = %d (present %v), want %d", got, ok, svc.Stats().HandshakeTimeouts)
 	}
 
 	// Bounded, and released: once the streams are gone the goroutines and

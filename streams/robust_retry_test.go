@@ -24,9 +24,9 @@ func TestRobust_RefusedConsumerDoesNotHammer(t *testing.T) {
 	prod := mustProducer[int](t, pnode, name, streams.WithRequire(func(catalog.PeerInfo) bool { return false }))
 	_ = mustConsumer[int](t, cnode, name,
 		streams.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(200 * time.Millisecond) }))
-	testutil.Eventually(t, 10*time.Second, func() bool { return pnode.Streams().Rejected.Load() >= 1 }, "no NotAllowed")
+	testutil.Eventually(t, 10*time.Second, func() bool { return pnode.Streams().Stats().Rejected >= 1 }, "no NotAllowed")
 	start := time.Now()
-	got, changes := rbCountOverChanges(t, cnode, 3, pnode.Streams().Rejected.Load)
+	got, changes := rbCountOverChanges(t, cnode, 3, func() uint64 { return pnode.Streams().Stats().Rejected })
 	t.Logf("%d NotAllowed rejections in %v (%d catalog changes on the consumer node)", got, time.Since(start), changes)
 	if n := len(prod.Consumers()); n != 0 {
 		t.Errorf("producer admitted %d refused consumers", n)

@@ -56,14 +56,14 @@ func TestRobust_LowestRTTWithHysteresis(t *testing.T) {
 	}, "consumer did not subscribe to the fastest producer: %+v", cons.Producers())
 
 	// evaluated waits until the consumer has re-evaluated its producers
-	// after this call: its channel to A then carries an entry of A newer
+	// after this call: its subscription to A then carries an entry of A newer
 	// than the one in the catalog now (A's heartbeats bring new versions).
 	evaluated := func(what string) {
 		t.Helper()
 		e, _ := cnode.Catalog().Get(a)
 		v0 := e.Entry.Version
 		testutil.Eventually(t, 10*time.Second, func() bool {
-			ci, ok := rbChannel(cons.Producers(), a)
+			ci, ok := rbSubscription(cons.Producers(), a)
 			return !ok || ci.Entry.Entry.Version.Compare(v0) > 0
 		}, "no re-evaluation after %s", what)
 	}

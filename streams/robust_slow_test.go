@@ -45,17 +45,17 @@ type rbSlowSetup struct {
 	errs  []error
 }
 
-func newRBSlowSetup(t *testing.T, name string, prodOpts ...streams.Option) *rbSlowSetup {
+func newRBSlowSetup(t *testing.T, name string, prodOpts ...streams.ProducerOption) *rbSlowSetup {
 	t.Helper()
 	return newRBSlowSetupOn(t, connected(t, 4), name, prodOpts...)
 }
 
 // newRBSlowSetupOn is newRBSlowSetup on four given connected nodes.
-func newRBSlowSetupOn(t *testing.T, nodes []*node.Node, name string, prodOpts ...streams.Option) *rbSlowSetup {
+func newRBSlowSetupOn(t *testing.T, nodes []*node.Node, name string, prodOpts ...streams.ProducerOption) *rbSlowSetup {
 	t.Helper()
 	bytesCodec := streams.WithCodec[[]byte](streams.Bytes{})
 	s := &rbSlowSetup{nodes: nodes}
-	s.prod = mustProducer[[]byte](t, s.nodes[0], name, append([]streams.Option{bytesCodec, streams.WithQueueSize(rbSlowQueue)}, prodOpts...)...)
+	s.prod = mustProducer[[]byte](t, s.nodes[0], name, append([]streams.ProducerOption{bytesCodec, streams.WithQueueSize(rbSlowQueue)}, prodOpts...)...)
 	// A long constant backoff: after TooSlow the slow consumer stays in
 	// Connecting with the error, where the test can observe it.
 	s.slow = mustConsumer[[]byte](t, s.nodes[1], name, bytesCodec, streams.WithBuffer(1),
@@ -126,7 +126,7 @@ func (s *rbSlowSetup) checkFast(t *testing.T, want uint64) {
 		}
 	}
 	for _, n := range s.nodes[2:] {
-		ci, ok := rbChannel(s.prod.Consumers(), n.ID())
+		ci, ok := rbSubscription(s.prod.Consumers(), n.ID())
 		if !ok || ci.Stats.Dropped != 0 {
 			t.Errorf("producer side, fast consumer %s: %+v (present %v), want nothing dropped", n.ID(), ci.Stats, ok)
 		}
@@ -151,7 +151,7 @@ func TestRobust_SlowConsumerIsCutTooSlow(t *testing.T) {
 	// Send cut the slow consumer itself (the cut is synchronous in Send),
 	// so it is gone already: no waiting.
 	infos := s.prod.Consumers()
-	if _, ok := rbChannel(infos, slowID); ok || len(infos) != 2 {
+	if _, ok := rbSubscription(infos, slowID); ok || len(infos) != 2 {
 		t.Fatalf("after the sends the producer has %d consumers (slow one present: %v), want the 2 fast ones", len(infos), ok)
 	}
 	// Send never blocked on the slow consumer: it never read anything, so a
@@ -176,7 +176,7 @@ func TestRobust_SlowConsumerIsCutTooSlow(t *testing.T) {
 			got = append(got, v)
 		}
 	}
-	var last streams.ChannelInfo
+	var last streams.SubscriptionInfo
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		drain()
 		infos := s.slow.Producers()
@@ -206,10 +206,10 @@ func TestRobust_SlowConsumerIsCutTooSlow(t *testing.T) {
 	if !errors.As(last.Err, &se) || streams.Code(se.ErrorCode) != streams.CodeTooSlow || !se.Remote {
 		t.Errorf("slow consumer's error %v does not carry a remote reset with TooSlow (%d)", last.Err, streams.CodeTooSlow)
 	}
-	// Regression (fixed): ChannelInfo.Err documents "why the channel last failed", and
+	// Regression (fixed): SubscriptionInfo.Err documents "why the subscription last failed", and
 	// CodeError is documented as the way to check close codes
 	// ("Check it with errors.As"), but a producer's reset reaches the
-	// consumer's ChannelInfo as a bare *network.StreamError: the receiver
+	// consumer's SubscriptionInfo as a bare *network.StreamError: the receiver
 	// stores the raw read error (consumer.go, receive/session) and only
 	// its internal codeOf understands it. See the report.
 	var ce *streams.CodeError
@@ -251,7 +251,7 @@ func TestRobust_DropLaggingCountsGaps(t *testing.T) {
 	if limit := testutil.Scale(time.Second); longest > limit {
 		t.Errorf("longest Send took %v, want < %v", longest, limit)
 	}
-	ci, ok := rbChannel(s.prod.Consumers(), slowID)
+	ci, ok := rbSubscription(s.prod.Consumers(), slowID)
 	if !ok || len(s.prod.Consumers()) != 3 {
 		t.Fatalf("slow consumer was disconnected in drop mode (producer has %d consumers)", len(s.prod.Consumers()))
 	}
@@ -320,7 +320,7 @@ func TestRobust_DropLaggingCountsGaps(t *testing.T) {
 	rwg.Wait()
 	s.checkFast(t, rbSlowTotal+1)
 
-	ci, _ = rbChannel(s.prod.Consumers(), slowID)
+	ci, _ = rbSubscription(s.prod.Consumers(), slowID)
 	infos := s.slow.Producers()
 	if len(infos) != 1 || infos[0].State != streams.Connected || infos[0].Stats.Reconnects != 0 {
 		t.Fatalf("slow consumer's producers: %+v, want one, connected, never reconnected", infos)

@@ -113,7 +113,7 @@ func TestRobust_StalledConsumersShareOneGrace(t *testing.T) {
 	for _, drop := range []bool{false, true} {
 		t.Run(fmt.Sprintf("drop=%v", drop), func(t *testing.T) {
 			name := fmt.Sprintf("robust-stall-%v", drop)
-			opts := []streams.Option{streams.WithCodec[[]byte](streams.Bytes{}),
+			opts := []streams.ProducerOption{streams.WithCodec[[]byte](streams.Bytes{}),
 				streams.WithQueueSize(rbStallQueue), streams.WithLagGrace(rbStallGrace)}
 			if drop {
 				opts = append(opts, streams.WithDropLagging())

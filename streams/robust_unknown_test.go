@@ -50,7 +50,7 @@ func TestRobust_UnknownPeerSyncsAndRetries(t *testing.T) {
 	if _, known := pnode.Catalog().Get(cnode.ID()); known {
 		t.Fatal("the producer already knows the consumer")
 	}
-	rejected0, accepted0 := pnode.Streams().Rejected.Load(), pnode.Streams().Accepted.Load()
+	rejected0, accepted0 := pnode.Streams().Stats().Rejected, pnode.Streams().Stats().Accepted
 
 	cons := mustConsumer[int](t, cnode, name,
 		streams.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(200 * time.Millisecond) }))
@@ -62,10 +62,10 @@ func TestRobust_UnknownPeerSyncsAndRetries(t *testing.T) {
 	if _, known := pnode.Catalog().Get(cnode.ID()); !known {
 		t.Error("the producer's catalog does not hold the consumer after the sync")
 	}
-	if got := pnode.Streams().Rejected.Load() - rejected0; got != 1 {
+	if got := pnode.Streams().Stats().Rejected - rejected0; got != 1 {
 		t.Errorf("producer rejected %d subscriptions, want exactly 1 (the 401)", got)
 	}
-	if got := pnode.Streams().Accepted.Load() - accepted0; got != 1 {
+	if got := pnode.Streams().Stats().Accepted - accepted0; got != 1 {
 		t.Errorf("producer accepted %d subscriptions, want 1", got)
 	}
 	if st := cons.Producers()[0].Stats; st.Reconnects != 1 {
@@ -106,10 +106,10 @@ func TestRobust_UnknownPeerWithoutSyncResponder(t *testing.T) {
 	}
 	_ = mustConsumer[int](t, cnode, name,
 		streams.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(200 * time.Millisecond) }))
-	testutil.Eventually(t, 10*time.Second, func() bool { return pnode.Streams().Rejected.Load() >= 1 }, "no 401")
+	testutil.Eventually(t, 10*time.Second, func() bool { return pnode.Streams().Stats().Rejected >= 1 }, "no 401")
 
 	start := time.Now()
-	got, changes := rbCountOverChanges(t, cnode, 3, pnode.Streams().Rejected.Load)
+	got, changes := rbCountOverChanges(t, cnode, 3, func() uint64 { return pnode.Streams().Stats().Rejected })
 	t.Logf("%d rejections in %v (%d catalog changes on the consumer node)", got, time.Since(start), changes)
 	if len(prod.Consumers()) != 0 {
 		t.Errorf("producer admitted an unknown consumer: %+v", prod.Consumers())

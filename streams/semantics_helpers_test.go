@@ -47,24 +47,24 @@ func semNodes(t testing.TB, tags ...[]string) []*node.Node {
 // wait for a retry stay fast.
 func semFastBackoff() backoff.BackOff { return backoff.NewConstantBackOff(100 * time.Millisecond) }
 
-// semInfo returns the channel to peer p in infos.
-func semInfo(infos []streams.ChannelInfo, p peer.ID) (streams.ChannelInfo, bool) {
+// semInfo returns the subscription to peer p in infos.
+func semInfo(infos []streams.SubscriptionInfo, p peer.ID) (streams.SubscriptionInfo, bool) {
 	for _, ci := range infos {
 		if ci.Peer == p {
 			return ci, true
 		}
 	}
-	return streams.ChannelInfo{}, false
+	return streams.SubscriptionInfo{}, false
 }
 
-// semConnected reports whether infos hold a Connected channel to p.
-func semConnected(infos []streams.ChannelInfo, p peer.ID) bool {
+// semConnected reports whether infos hold a Connected subscription to p.
+func semConnected(infos []streams.SubscriptionInfo, p peer.ID) bool {
 	ci, ok := semInfo(infos, p)
 	return ok && ci.State == streams.Connected
 }
 
-// semConnectedPeers returns the peers of the Connected channels in infos.
-func semConnectedPeers(infos []streams.ChannelInfo) []peer.ID {
+// semConnectedPeers returns the peers of the Connected subscriptions in infos.
+func semConnectedPeers(infos []streams.SubscriptionInfo) []peer.ID {
 	var out []peer.ID
 	for _, ci := range infos {
 		if ci.State == streams.Connected {

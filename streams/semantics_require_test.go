@@ -7,7 +7,7 @@ package streams_test
 // producer/limits.rs (max consumers).
 //
 // A consumer that a producer rejects with a final code (NotAllowed) drops
-// its channel at once, so the code cannot be read from Producers(): these
+// its subscription at once, so the code cannot be read from Producers(): these
 // tests observe rejections through the producer side instead (the
 // subscriber never appears, the service's Rejected counter grows).
 
@@ -20,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mosaik-go/mosaik/internal/testutil"
+	"github.com/mosaik-go/mosaik/policy"
 	"github.com/mosaik-go/mosaik/streams"
 )
 
@@ -42,9 +43,9 @@ func semNever(t testing.TB, what string, check func() string) {
 	}
 }
 
-// semNoneOf returns a check that fails when infos() holds a channel to
-// one of ps; with connectedOnly, only Connected channels count.
-func semNoneOf(infos func() []streams.ChannelInfo, connectedOnly bool, ps ...peer.ID) func() string {
+// semNoneOf returns a check that fails when infos() holds a subscription to
+// one of ps; with connectedOnly, only Connected subscriptions count.
+func semNoneOf(infos func() []streams.SubscriptionInfo, connectedOnly bool, ps ...peer.ID) func() string {
 	return func() string {
 		for _, ci := range infos() {
 			if connectedOnly && ci.State != streams.Connected {
@@ -52,7 +53,7 @@ func semNoneOf(infos func() []streams.ChannelInfo, connectedOnly bool, ps ...pee
 			}
 			for _, p := range ps {
 				if ci.Peer == p {
-					return "has a " + ci.State.String() + " channel to " + p.String()
+					return "has a " + ci.State.String() + " subscription to " + p.String()
 				}
 			}
 		}
@@ -60,16 +61,16 @@ func semNoneOf(infos func() []streams.ChannelInfo, connectedOnly bool, ps ...pee
 	}
 }
 
-// semRejectedAs returns a check that fails when a channel to p in infos()
+// semRejectedAs returns a check that fails when a subscription to p in infos()
 // carries an error other than a remote close with code.
-func semRejectedAs(infos func() []streams.ChannelInfo, p peer.ID, code streams.Code) func() string {
+func semRejectedAs(infos func() []streams.SubscriptionInfo, p peer.ID, code streams.Code) func() string {
 	return func() string {
 		ci, ok := semInfo(infos(), p)
 		if !ok || ci.Err == nil {
 			return ""
 		}
 		if c, ok := semCode(ci.Err); !ok || c != code {
-			return "channel to " + p.String() + " failed with " + ci.Err.Error() + ", want code " + code.String()
+			return "subscription to " + p.String() + " failed with " + ci.Err.Error() + ", want code " + code.String()
 		}
 		return ""
 	}
@@ -82,16 +83,16 @@ func semRejectedAs(infos func() []streams.ChannelInfo, p peer.ID, code streams.C
 func TestSemantics_ProducerRequire_ByTag(t *testing.T) {
 	nodes := semNodes(t, nil, nil, []string{"validator"}, nil)
 	n0, n1, tagged, untagged := nodes[0], nodes[1], nodes[2], nodes[3]
-	strict := mustProducer[string](t, n0, "require-producer", streams.WithRequireTags("validator"))
+	strict := mustProducer[string](t, n0, "require-producer", streams.WithRequire(policy.HasTags("validator")))
 	open := mustProducer[string](t, n1, "require-producer")
 	cv := mustConsumer[string](t, tagged, "require-producer")
 	cu := mustConsumer[string](t, untagged, "require-producer")
 
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return semConnected(cv.Producers(), n0.ID()) && semConnected(cv.Producers(), n1.ID()) &&
-			semConnected(cu.Producers(), n1.ID()) && n0.Streams().Rejected.Load() > 0
+			semConnected(cu.Producers(), n1.ID()) && n0.Streams().Stats().Rejected > 0
 	}, "want the tagged consumer on both producers, the untagged one on the open producer and a rejection at the strict one; "+
-		"tagged %+v, untagged %+v, rejected %d", cv.Producers(), cu.Producers(), n0.Streams().Rejected.Load())
+		"tagged %+v, untagged %+v, rejected %d", cv.Producers(), cu.Producers(), n0.Streams().Stats().Rejected)
 	semNever(t, "the strict producer", semNoneOf(strict.Consumers, false, untagged.ID()))
 	semNever(t, "the untagged consumer", semNoneOf(cu.Producers, true, n0.ID()))
 	semNever(t, "the untagged consumer", semRejectedAs(cu.Producers, n0.ID(), streams.CodeNotAllowed))
@@ -107,20 +108,20 @@ func TestSemantics_ProducerRequire_ByTag(t *testing.T) {
 	}
 }
 
-// Repeated WithRequireTags on a producer are ANDed: only the consumer
+// Repeated WithRequire(policy.HasTags(...)) on a producer are ANDed: only the consumer
 // with both tags is accepted (mosaik's producer auth::require_chaining).
 func TestSemantics_ProducerRequire_Chaining(t *testing.T) {
 	nodes := semNodes(t, nil, []string{"tag1"}, []string{"tag2"}, []string{"tag1", "tag2"})
 	n0, only1, only2, both := nodes[0], nodes[1], nodes[2], nodes[3]
 	prod := mustProducer[string](t, n0, "require-chain-producer",
-		streams.WithRequireTags("tag1"), streams.WithRequireTags("tag2"))
+		streams.WithRequire(policy.HasTags("tag1")), streams.WithRequire(policy.HasTags("tag2")))
 	c1 := mustConsumer[string](t, only1, "require-chain-producer")
 	c2 := mustConsumer[string](t, only2, "require-chain-producer")
 	cb := mustConsumer[string](t, both, "require-chain-producer")
 	testutil.Eventually(t, 10*time.Second, func() bool {
-		return semConnected(prod.Consumers(), both.ID()) && n0.Streams().Rejected.Load() >= 2
+		return semConnected(prod.Consumers(), both.ID()) && n0.Streams().Stats().Rejected >= 2
 	}, "want the consumer with both tags accepted and two rejections; consumers %+v, rejected %d",
-		prod.Consumers(), n0.Streams().Rejected.Load())
+		prod.Consumers(), n0.Streams().Stats().Rejected)
 	semNever(t, "the producer", semNoneOf(prod.Consumers, false, only1.ID(), only2.ID()))
 	semNever(t, "the tag1 consumer", semNoneOf(c1.Producers, true, n0.ID()))
 	semNever(t, "the tag2 consumer", semNoneOf(c2.Producers, true, n0.ID()))
@@ -139,7 +140,7 @@ func TestSemantics_ConsumerRequire_ByTag(t *testing.T) {
 	n0, tagged, untagged := nodes[0], nodes[1], nodes[2]
 	pv := mustProducer[string](t, tagged, "require-consumer")
 	pu := mustProducer[string](t, untagged, "require-consumer")
-	strict := mustConsumer[string](t, n0, "require-consumer", streams.WithRequireTags("validator"))
+	strict := mustConsumer[string](t, n0, "require-consumer", streams.WithRequire(policy.HasTags("validator")))
 	all := mustConsumer[string](t, n0, "require-consumer")
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return semConnected(strict.Producers(), tagged.ID()) &&
@@ -153,12 +154,12 @@ func TestSemantics_ConsumerRequire_ByTag(t *testing.T) {
 	if n := len(pv.Consumers()); n != 2 {
 		t.Errorf("the tagged producer has %d consumers, want 2", n)
 	}
-	if n := untagged.Streams().Rejected.Load(); n != 0 {
+	if n := untagged.Streams().Stats().Rejected; n != 0 {
 		t.Errorf("the untagged producer rejected %d subscriptions; the strict consumer must not even try", n)
 	}
 }
 
-// Repeated WithRequireTags on a consumer are ANDed: it subscribes only to
+// Repeated WithRequire(policy.HasTags(...)) on a consumer are ANDed: it subscribes only to
 // the producer with both tags (mosaik's consumer auth::require_chaining).
 func TestSemantics_ConsumerRequire_Chaining(t *testing.T) {
 	nodes := semNodes(t, nil, []string{"tag1"}, []string{"tag2"}, []string{"tag1", "tag2"})
@@ -167,7 +168,7 @@ func TestSemantics_ConsumerRequire_Chaining(t *testing.T) {
 		mustProducer[string](t, n, "require-chain-consumer")
 	}
 	strict := mustConsumer[string](t, n0, "require-chain-consumer",
-		streams.WithRequireTags("tag1"), streams.WithRequireTags("tag2"))
+		streams.WithRequire(policy.HasTags("tag1")), streams.WithRequire(policy.HasTags("tag2")))
 	all := mustConsumer[string](t, n0, "require-chain-consumer")
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return semConnected(strict.Producers(), both.ID()) && len(semConnectedPeers(all.Producers())) == 3
@@ -183,23 +184,23 @@ func TestSemantics_ConsumerRequire_Chaining(t *testing.T) {
 func TestSemantics_ProducerRequire_DynamicTags(t *testing.T) {
 	nodes := semNodes(t, nil, []string{"validator"})
 	n0, n1 := nodes[0], nodes[1]
-	prod := mustProducer[string](t, n0, "dynamic-producer", streams.WithRequireTags("validator"))
+	prod := mustProducer[string](t, n0, "dynamic-producer", streams.WithRequire(policy.HasTags("validator")))
 	cons := mustConsumer[string](t, n1, "dynamic-producer", streams.WithBackoff(semFastBackoff))
-	semWait(t, prod.When().Subscribed(), 10*time.Second, "the tagged consumer")
+	semWait(t, prod.Subscribed(), 10*time.Second, "the tagged consumer")
 	semSend(t, prod, "before", 5*time.Second)
 	if v := semRecv(t, cons, 5*time.Second); v != "before" {
 		t.Fatalf("got %q", v)
 	}
 
-	rejected := n0.Streams().Rejected.Load()
+	rejected := n0.Streams().Stats().Rejected
 	if err := n1.SetTags(); err != nil {
 		t.Fatal(err)
 	}
-	if err := prod.When().Unsubscribed().Wait(testCtx(t, 10*time.Second)); err != nil {
+	if err := prod.Unsubscribed().Wait(testCtx(t, 10*time.Second)); err != nil {
 		t.Fatalf("the producer did not cut the consumer that lost its tag: %v", err)
 	}
 	// The consumer retries and is refused while it lacks the tag.
-	testutil.Eventually(t, 10*time.Second, func() bool { return n0.Streams().Rejected.Load() > rejected },
+	testutil.Eventually(t, 10*time.Second, func() bool { return n0.Streams().Stats().Rejected > rejected },
 		"the consumer without its tag was not refused")
 	semNever(t, "the producer", semNoneOf(prod.Consumers, false, n1.ID()))
 	semNever(t, "the consumer", semNoneOf(cons.Producers, true, n0.ID()))
@@ -224,15 +225,15 @@ func TestSemantics_ConsumerRequire_DynamicTags(t *testing.T) {
 	nodes := semNodes(t, nil, []string{"validator"})
 	n0, n1 := nodes[0], nodes[1]
 	prod := mustProducer[string](t, n1, "dynamic-consumer")
-	cons := mustConsumer[string](t, n0, "dynamic-consumer", streams.WithRequireTags("validator"))
-	semWait(t, cons.When().Subscribed(), 10*time.Second, "the tagged producer")
+	cons := mustConsumer[string](t, n0, "dynamic-consumer", streams.WithRequire(policy.HasTags("validator")))
+	semWait(t, cons.Subscribed(), 10*time.Second, "the tagged producer")
 
 	if err := n1.SetTags(); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool { return len(cons.Producers()) == 0 },
 		"the consumer kept the producer that lost its tag: %+v", cons.Producers())
-	if err := prod.When().Offline(testCtx(t, 10*time.Second)); err != nil {
+	if err := prod.WaitOffline(testCtx(t, 10*time.Second)); err != nil {
 		t.Fatalf("the producer did not see the consumer leave: %v", err)
 	}
 	semNever(t, "the consumer", semNoneOf(cons.Producers, false, n1.ID()))
@@ -271,13 +272,13 @@ func TestSemantics_ProducerRTT_Rejects(t *testing.T) {
 	cons := mustConsumer[string](t, n1, "rtt-producer-slow")
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		_, sampled := n0.Discovery().RTT().Get(n1.ID())
-		return sampled && n0.Streams().Rejected.Load() > 0
+		return sampled && n0.Streams().Stats().Rejected > 0
 	}, "the producer neither sampled nor rejected the consumer")
 	semNever(t, "the producer", semNoneOf(prod.Consumers, false, n1.ID()))
 	semNever(t, "the consumer", semNoneOf(cons.Producers, true, n0.ID()))
 	semNever(t, "the consumer", semRejectedAs(cons.Producers, n0.ID(), streams.CodeNotAllowed))
-	if prod.IsOnline() || n0.Streams().Accepted.Load() != 0 {
-		t.Errorf("online %v, accepted %d; want offline and none", prod.IsOnline(), n0.Streams().Accepted.Load())
+	if prod.IsOnline() || n0.Streams().Stats().Accepted != 0 {
+		t.Errorf("online %v, accepted %d; want offline and none", prod.IsOnline(), n0.Streams().Stats().Accepted)
 	}
 }
 
@@ -311,7 +312,7 @@ func TestSemantics_ConsumerRTT_Rejects(t *testing.T) {
 		return sampled && semConnected(loose.Producers(), n0.ID())
 	}, "the loose consumer did not subscribe")
 	semNever(t, "the 1 ns consumer", semNoneOf(slow.Producers, false, n0.ID()))
-	if a, r := n0.Streams().Accepted.Load(), n0.Streams().Rejected.Load(); a != 1 || r != 0 {
+	if a, r := n0.Streams().Stats().Accepted, n0.Streams().Stats().Rejected; a != 1 || r != 0 {
 		t.Errorf("the producer's service accepted %d and rejected %d subscriptions, want 1 and 0", a, r)
 	}
 	if n := len(prod.Consumers()); n != 1 {
@@ -326,7 +327,7 @@ func TestSemantics_MaxConsumers(t *testing.T) {
 	n0, n1, n2 := nodes[0], nodes[1], nodes[2]
 	prod := mustProducer[string](t, n0, "max-consumers", streams.WithMaxConsumers(1))
 	first := mustConsumer[string](t, n1, "max-consumers", streams.WithBackoff(semFastBackoff))
-	semWait(t, prod.When().Subscribed(), 10*time.Second, "the first consumer")
+	semWait(t, prod.Subscribed(), 10*time.Second, "the first consumer")
 
 	second := mustConsumer[string](t, n2, "max-consumers", streams.WithBackoff(semFastBackoff))
 	testutil.Eventually(t, 10*time.Second, func() bool {
@@ -373,7 +374,7 @@ func TestSemantics_MaxConsumers_ConcurrentSubscribers(t *testing.T) {
 		}
 	}
 	prod := mustProducer[string](t, nodes[0], "max-consumers-race", streams.WithMaxConsumers(1))
-	semWait(t, prod.When().Subscribed(), 10*time.Second, "a consumer")
+	semWait(t, prod.Subscribed(), 10*time.Second, "a consumer")
 	semNever(t, "the WithMaxConsumers(1) producer", func() string {
 		if n := len(semConnectedPeers(prod.Consumers())); n > 1 {
 			return fmt.Sprintf("holds %d consumers", n)
@@ -397,15 +398,15 @@ func TestSemantics_MaxConsumers_ConcurrentSubscribers(t *testing.T) {
 func TestSemantics_FinalRejectionRetriesOnlyOnCatalogChange(t *testing.T) {
 	nodes := semNodes(t, nil, nil)
 	n0, n1 := nodes[0], nodes[1]
-	mustProducer[string](t, n0, "final-rejection", streams.WithRequireTags("validator"))
+	mustProducer[string](t, n0, "final-rejection", streams.WithRequire(policy.HasTags("validator")))
 	mustConsumer[string](t, n1, "final-rejection")
-	testutil.Eventually(t, 10*time.Second, func() bool { return n0.Streams().Rejected.Load() > 0 },
+	testutil.Eventually(t, 10*time.Second, func() bool { return n0.Streams().Stats().Rejected > 0 },
 		"the untagged consumer was not rejected")
-	rejected, version := n0.Streams().Rejected.Load(), n1.Catalog().Version()
+	rejected, version := n0.Streams().Stats().Rejected, n1.Catalog().Version()
 	// Count the attempts over a fixed window: the assertion is about a
 	// rate, so the test must let time pass.
 	time.Sleep(time.Second)
-	attempts := n0.Streams().Rejected.Load() - rejected
+	attempts := n0.Streams().Stats().Rejected - rejected
 	changes := n1.Catalog().Version() - version
 	// One attempt per catalog change, plus one that may be in flight.
 	if attempts > changes+1 {

@@ -16,14 +16,14 @@ import (
 
 var semBytes = streams.WithCodec[[]byte](streams.Bytes{})
 
-// semStatsAre waits until the channel to p in infos() counts datums and
+// semStatsAre waits until the subscription to p in infos() counts datums and
 // bytes.
-func semStatsAre(t testing.TB, what string, infos func() []streams.ChannelInfo, p peer.ID, datums, bytes uint64) {
+func semStatsAre(t testing.TB, what string, infos func() []streams.SubscriptionInfo, p peer.ID, datums, bytes uint64) {
 	t.Helper()
 	testutil.Eventually(t, 5*time.Second, func() bool {
 		ci, ok := semInfo(infos(), p)
 		return ok && ci.Stats.Datums == datums && ci.Stats.Bytes == bytes
-	}, "%s: channel to %s is %+v, want %d datums / %d bytes", what, p, infos(), datums, bytes)
+	}, "%s: subscription to %s is %+v, want %d datums / %d bytes", what, p, infos(), datums, bytes)
 }
 
 // Per-subscription stats at the producer and per-producer stats at the
@@ -33,16 +33,16 @@ func TestSemantics_Stats_Producer(t *testing.T) {
 	nodes := semNodes(t, nil, nil, nil)
 	prod := mustProducer[[]byte](t, nodes[0], "stats-producer", semBytes)
 	c1 := mustConsumer[[]byte](t, nodes[1], "stats-producer", semBytes)
-	semWait(t, prod.When().Subscribed(), 10*time.Second, "the first consumer")
+	semWait(t, prod.Subscribed(), 10*time.Second, "the first consumer")
 
 	pi, _ := semInfo(prod.Consumers(), nodes[1].ID())
 	if pi.Stats.Datums != 0 || pi.Stats.Bytes != 0 || pi.Stats.ConnectedAt.IsZero() {
-		t.Errorf("producer's fresh channel: %+v, want 0 datums, 0 bytes and a connection time", pi.Stats)
+		t.Errorf("producer's fresh subscription: %+v, want 0 datums, 0 bytes and a connection time", pi.Stats)
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool { return semConnected(c1.Producers(), nodes[0].ID()) },
 		"consumer 1 is not connected")
 	if ci, _ := semInfo(c1.Producers(), nodes[0].ID()); ci.Stats.Datums != 0 || ci.Stats.Bytes != 0 || ci.Stats.ConnectedAt.IsZero() {
-		t.Errorf("consumer's fresh channel: %+v, want 0 datums, 0 bytes and a connection time", ci.Stats)
+		t.Errorf("consumer's fresh subscription: %+v, want 0 datums, 0 bytes and a connection time", ci.Stats)
 	}
 
 	semSend(t, prod, []byte("test"), 5*time.Second)
@@ -50,7 +50,7 @@ func TestSemantics_Stats_Producer(t *testing.T) {
 	semStatsAre(t, "consumer 1", c1.Producers, nodes[0].ID(), 1, 4)
 
 	c2 := mustConsumer[[]byte](t, nodes[2], "stats-producer", semBytes)
-	semWait(t, prod.When().Subscribed().MinimumOf(2), 10*time.Second, "the second consumer")
+	semWait(t, prod.Subscribed().MinimumOf(2), 10*time.Second, "the second consumer")
 	semSend(t, prod, []byte("data2"), 5*time.Second)
 	semStatsAre(t, "producer, consumer 1", prod.Consumers, nodes[1].ID(), 2, 9)
 	semStatsAre(t, "producer, consumer 2", prod.Consumers, nodes[2].ID(), 1, 5)
@@ -77,12 +77,12 @@ func TestSemantics_Stats_ConsumerAggregate(t *testing.T) {
 	nodes := semNodes(t, nil, nil, nil)
 	cons := mustConsumer[[]byte](t, nodes[0], "stats-consumer", semBytes)
 	p1 := mustProducer[[]byte](t, nodes[1], "stats-consumer", semBytes)
-	semWait(t, cons.When().Subscribed(), 10*time.Second, "the first producer")
+	semWait(t, cons.Subscribed(), 10*time.Second, "the first producer")
 	semSend(t, p1, []byte("hello"), 5*time.Second)
 	semStatsAre(t, "consumer, producer 1", cons.Producers, nodes[1].ID(), 1, 5)
 
 	p2 := mustProducer[[]byte](t, nodes[2], "stats-consumer", semBytes)
-	semWait(t, cons.When().Subscribed().MinimumOf(2), 10*time.Second, "the second producer")
+	semWait(t, cons.Subscribed().MinimumOf(2), 10*time.Second, "the second producer")
 	semSend(t, p2, []byte("world"), 5*time.Second)
 	semStatsAre(t, "consumer, producer 2", cons.Producers, nodes[2].ID(), 1, 5)
 	semSend(t, p1, []byte("again"), 5*time.Second)
@@ -118,7 +118,7 @@ func TestSemantics_Stats_ConsumerCountsTakenDatums(t *testing.T) {
 	for _, s := range []string{"one", "two", "six"} {
 		semSend(t, prod, []byte(s), 10*time.Second)
 	}
-	// Received from the network: counted on the channel.
+	// Received from the network: counted on the subscription.
 	semStatsAre(t, "consumer", cons.Producers, nodes[0].ID(), 3, 9)
 	if s := cons.Stats(); s.Datums != 0 || s.Bytes != 0 {
 		t.Errorf("before any Recv the consumer's aggregate is %d datums / %d bytes, want 0 / 0 (datums taken by the application)",

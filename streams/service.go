@@ -35,8 +35,8 @@ type Discovery interface {
 
 // acceptor is a producer, seen by the service.
 type acceptor interface {
+	handler
 	accept(st network.Stream, sub *pb.Subscribe, entry *catalog.SignedEntry)
-	handle() HandleInfo
 }
 
 // Role says whether a handle produces or consumes.
@@ -49,11 +49,11 @@ const (
 
 // HandleInfo is a snapshot of one producer or consumer on a service.
 type HandleInfo struct {
-	Role     Role
-	Stream   StreamID
-	Name     string // the name the handle was created with
-	Online   bool
-	Channels []ChannelInfo // consumers of a producer, producers of a consumer
+	Role          Role
+	Stream        StreamID
+	Name          string // the name the handle was created with
+	Online        bool
+	Subscriptions []SubscriptionInfo // consumers of a producer, producers of a consumer
 	// Totals: for a producer, datums and bytes written and datums dropped
 	// over all subscriptions; for a consumer, datums taken by the app.
 	Totals Stats
@@ -64,8 +64,12 @@ type HandleInfo struct {
 	Ends map[Code]uint64
 }
 
-// handler is a producer or consumer, listed by Handles.
-type handler interface{ handle() HandleInfo }
+// handler is a producer or consumer, listed by Handles and closed by
+// Service.Close.
+type handler interface {
+	handle() HandleInfo
+	Close() error
+}
 
 // Service runs the streams protocol on a host for one network: it accepts
 // subscriptions and dispatches them to the local producers, and it is what
@@ -76,6 +80,8 @@ type Service struct {
 	d      Discovery
 	params Params
 	log    *slog.Logger
+	// defaultPolicy applies to producers that set none (WithDefaultPolicy).
+	defaultPolicy Policy
 
 	mu        sync.Mutex
 	producers map[StreamID]acceptor
@@ -86,12 +92,8 @@ type Service struct {
 	cancel    context.CancelFunc
 	once      sync.Once
 
-	// Counters of the accept path.
-	Accepted, Rejected atomic.Uint64
-	// HandshakeTimeouts counts inbound streams reset because no complete
-	// Subscribe frame arrived within HandshakeTimeout (slow or stalled
-	// openings); each is also counted in Rejected.
-	HandshakeTimeouts atomic.Uint64
+	// Counters of the accept path, read through Stats.
+	accepted, rejected, handshakeTimeouts atomic.Uint64
 
 	meter        metric.MeterProvider
 	metrics      metric.Registration
@@ -228,10 +230,10 @@ func (m *hostMux) handle(st network.Stream) {
 		return
 	}
 	if err != nil {
-		s.Rejected.Add(1)
+		s.rejected.Add(1)
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			s.HandshakeTimeouts.Add(1)
+			s.handshakeTimeouts.Add(1)
 		}
 		s.log.Debug("bad subscribe", "peer", st.Conn().RemotePeer(), "err", err)
 		_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
@@ -240,17 +242,52 @@ func (m *hostMux) handle(st network.Stream) {
 	s.handle(st, sub, fr.buffered())
 }
 
+// ServiceStats counts the service's accept path since it started. It is a
+// snapshot: plain numbers.
+type ServiceStats struct {
+	Accepted uint64 // subscriptions admitted by a producer
+	Rejected uint64 // subscriptions refused, with any code
+	// HandshakeTimeouts counts inbound streams reset because no complete
+	// Subscribe frame arrived within HandshakeTimeout (slow or stalled
+	// openings); each is also counted in Rejected.
+	HandshakeTimeouts uint64
+}
+
+// Stats returns a snapshot of the service's counters.
+func (s *Service) Stats() ServiceStats {
+	return ServiceStats{Accepted: s.accepted.Load(), Rejected: s.rejected.Load(), HandshakeTimeouts: s.handshakeTimeouts.Load()}
+}
+
 // Params returns the service's parameters.
 func (s *Service) Params() Params { return s.params }
 
-// Close stops accepting subscriptions and waits for in-flight handshakes.
-// Producers and consumers must be closed by their owners first; Close does
-// not close them. Idempotent.
+// Close shuts the service down, in this order: it refuses new producers,
+// consumers and subscriptions; closes the producers created on it (all at
+// once), so that every consumer, local ones included, receives what was
+// queued for it and a GracefulShutdown; closes the consumers created on
+// it; then removes the protocol handler and waits for the handshakes in
+// flight. Producers and consumers already closed by their owners are
+// skipped; closing them again later is harmless.
+//
+// Close returns within about Params.CloseTimeout (the producers' drain,
+// run in parallel) plus Params.HandshakeTimeout (a rejection being
+// written to a peer that does not read). Idempotent; safe to call
+// concurrently.
 func (s *Service) Close() error {
 	s.once.Do(func() {
 		s.mu.Lock()
 		s.closing = true
+		producers := make([]handler, 0, len(s.producers))
+		for _, p := range s.producers {
+			producers = append(producers, p)
+		}
+		consumers := make([]handler, 0, len(s.consumers))
+		for c := range s.consumers {
+			consumers = append(consumers, c)
+		}
 		s.mu.Unlock()
+		closeAll(producers)
+		closeAll(consumers)
 		detach(s.h, s)
 		if s.metrics != nil {
 			_ = s.metrics.Unregister()
@@ -259,6 +296,15 @@ func (s *Service) Close() error {
 		s.wg.Wait()
 	})
 	return nil
+}
+
+// closeAll closes hs in parallel and waits for them.
+func closeAll(hs []handler) {
+	var wg sync.WaitGroup
+	for _, h := range hs {
+		wg.Go(func() { _ = h.Close() })
+	}
+	wg.Wait()
 }
 
 func (s *Service) enter() bool {
@@ -312,10 +358,14 @@ func (s *Service) Handles() []HandleInfo {
 	return out
 }
 
-func (s *Service) addConsumer(h handler) {
+func (s *Service) addConsumer(h handler) error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return ErrClosed
+	}
 	s.consumers[h] = struct{}{}
-	s.mu.Unlock()
+	return nil
 }
 
 func (s *Service) removeConsumer(h handler) {
@@ -334,7 +384,7 @@ func (s *Service) unregister(id StreamID, a acceptor) {
 
 // reject answers a subscription with Reject{code} and closes the stream.
 func (s *Service) reject(st network.Stream, code Code, reason string) {
-	s.Rejected.Add(1)
+	s.rejected.Add(1)
 	s.log.Debug("subscription rejected", "peer", st.Conn().RemotePeer(), "code", code, "reason", reason)
 	_ = st.SetWriteDeadline(time.Now().Add(s.params.HandshakeTimeout))
 	if _, err := st.Write(rejectFrame(code, reason)); err != nil {

@@ -151,7 +151,7 @@ func TestTickets_ProducerAcceptsOnlyTicketedConsumer(t *testing.T) {
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool { return connectedConsumers(p)[nodes[1].ID()] }, "ticketed consumer not accepted")
 	holds(t, time.Second, func() bool { return !connectedConsumers(p)[nodes[2].ID()] }, "unticketed consumer accepted")
-	if nodes[0].Streams().Rejected.Load() == 0 {
+	if nodes[0].Streams().Stats().Rejected == 0 {
 		t.Error("the rejection of the unticketed consumer was not counted")
 	}
 }
@@ -218,7 +218,10 @@ func TestTickets_ExpiryCutsSubscription(t *testing.T) {
 			exp := time.Now().Add(testutil.Scale(2 * time.Second)).Truncate(time.Millisecond)
 			iss.give(t, holder, class, exp)
 			waitCatalogTicket(t, nodes, holder, class)
-			var popts, copts []streams.Option
+			var (
+				popts []streams.ProducerOption
+				copts []streams.ConsumerOption
+			)
 			v := streams.WithTicketValidators(iss.validator(nodes[0], class))
 			if side == "producer" {
 				popts = append(popts, v)
@@ -274,7 +277,7 @@ func TestTickets_RenewalKeepsSubscription(t *testing.T) {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(20*time.Second))
 	defer cancel()
-	if err := p.When().Online(ctx); err != nil {
+	if err := p.WaitOnline(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// Renew well before the expiry; the producer must see the new entry.

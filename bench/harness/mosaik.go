@@ -32,7 +32,7 @@ func freshNetwork() string {
 	return fmt.Sprintf("mosaik-bench-%d-%d", time.Now().UnixNano(), networkSeq.Add(1))
 }
 
-func bytesCodec() streams.Option { return streams.WithCodec[[]byte](streams.Bytes{}) }
+func bytesCodec() streams.CodecOption[[]byte] { return streams.WithCodec[[]byte](streams.Bytes{}) }
 
 type mosaikSystem struct{}
 
@@ -99,7 +99,7 @@ func (mosaikSystem) open(ctx context.Context, o openOpts) (_ session, err error)
 		return nil, err
 	}
 	s.nodes = append(s.nodes, n0)
-	popts := []streams.Option{bytesCodec()}
+	popts := []streams.ProducerOption{bytesCodec()}
 	if o.variant == "drop" {
 		popts = append(popts, streams.WithDropLagging())
 	}
@@ -114,9 +114,9 @@ func (mosaikSystem) open(ctx context.Context, o openOpts) (_ session, err error)
 			return nil, err
 		}
 		s.nodes = append(s.nodes, n)
-		copts := []streams.Option{bytesCodec()}
+		copts := []streams.ConsumerOption{bytesCodec()}
 		if o.variant == "borrowed" {
-			copts = []streams.Option{streams.WithCodec[[]byte](streams.BorrowedBytes{})}
+			copts = []streams.ConsumerOption{streams.WithCodec[[]byte](streams.BorrowedBytes{})}
 		}
 		c, err := streams.NewConsumer[[]byte](n.Streams(), "bench", copts...)
 		if err != nil {
@@ -171,7 +171,7 @@ func (s *mosaikSession) start(deliver func(int, []byte)) {
 
 func (s *mosaikSession) send(ctx context.Context, p []byte) error { return s.prod.Send(ctx, p) }
 
-// signals: a consumer learns that it was cut (ChannelInfo.Err carries
+// signals: a consumer learns that it was cut (SubscriptionInfo.Err carries
 // TooSlow while it reconnects, Stats.Reconnects counts the cut) or, in drop
 // mode, sees gaps; the producer counts the datums it could not queue
 // (HandleInfo.Totals.Dropped).
@@ -237,7 +237,7 @@ func (mosaikSystem) firstDatum(ctx context.Context, ops int, sample func(time.Du
 	defer func() { _ = s.close() }()
 	// Keep only the producer: its entry stays in the consumer node's catalog.
 	_ = s.cons[0].Close()
-	if err := s.prod.When().Offline(ctx); err != nil {
+	if err := s.prod.WaitOffline(ctx); err != nil {
 		return err
 	}
 	payload := make([]byte, 64)
@@ -271,7 +271,7 @@ func mosaikFirstOp(ctx context.Context, s *mosaikSession, payload []byte, sample
 	if err != nil {
 		return err
 	}
-	return s.prod.When().Offline(ctx)
+	return s.prod.WaitOffline(ctx)
 }
 
 // mosaikDiscovery: nodes with node.New defaults (default discovery

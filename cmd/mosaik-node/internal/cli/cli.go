@@ -279,10 +279,13 @@ func (s *streamFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.ticketClass, "ticket-class", "", "class of the required ticket (default the libp2p-signed ticket class)")
 }
 
-func (s *streamFlags) options(network catalog.NetworkID) ([]streams.Option, error) {
-	opts := []streams.Option{streams.WithCodec[[]byte](streams.Bytes{})}
+// options returns the eligibility options of the flags; they apply to a
+// producer (which consumers it admits) and to a consumer (which producers
+// it subscribes to) alike.
+func (s *streamFlags) options(network catalog.NetworkID) ([]streams.HandleOption, error) {
+	var opts []streams.HandleOption
 	if tags := splitList(s.requireTags); len(tags) > 0 {
-		opts = append(opts, streams.WithRequireTags(tags...))
+		opts = append(opts, streams.WithRequire(policy.HasTags(tags...)))
 	}
 	if len(s.issuers) > 0 {
 		ids := make([]peer.ID, 0, len(s.issuers))
@@ -391,18 +394,26 @@ func cmdNode(ctx context.Context, cmd string, args []string, env Env) error {
 		<-ctx.Done()
 		return nil
 	case "produce":
+		popts := []streams.ProducerOption{streams.WithCodec[[]byte](streams.Bytes{})}
+		for _, o := range sopts {
+			popts = append(popts, o)
+		}
 		if maxConsumers > 0 {
-			sopts = append(sopts, streams.WithMaxConsumers(maxConsumers))
+			popts = append(popts, streams.WithMaxConsumers(maxConsumers))
 		}
 		if onlineMin != 1 {
-			sopts = append(sopts, streams.WithOnlineWhen(func(c *streams.Condition) *streams.Condition { return c.MinimumOf(onlineMin) }))
+			popts = append(popts, streams.WithOnlineCondition(func(c *streams.Condition) *streams.Condition { return c.MinimumOf(onlineMin) }))
 		}
-		return produce(ctx, n, stream, sopts, env.Stdin, log)
+		return produce(ctx, n, stream, popts, env.Stdin, log)
 	case "consume":
-		if maxRTT > 0 {
-			sopts = append(sopts, streams.WithMaxRTT(maxRTT))
+		copts := []streams.ConsumerOption{streams.WithCodec[[]byte](streams.Bytes{})}
+		for _, o := range sopts {
+			copts = append(copts, o)
 		}
-		return consume(ctx, n, stream, sopts, count, env.Stdout, log)
+		if maxRTT > 0 {
+			copts = append(copts, streams.WithMaxRTT(maxRTT))
+		}
+		return consume(ctx, n, stream, copts, count, env.Stdout, log)
 	case "catalog":
 		t := time.NewTimer(wait)
 		defer t.Stop()
@@ -430,7 +441,7 @@ func writeAddrs(path string, n *node.Node) error {
 
 // produce sends every stdin line (without its newline) as a datum, waiting
 // until the producer is online, then flushes at EOF.
-func produce(ctx context.Context, n *node.Node, stream string, opts []streams.Option, in io.Reader, log *slog.Logger) error {
+func produce(ctx context.Context, n *node.Node, stream string, opts []streams.ProducerOption, in io.Reader, log *slog.Logger) error {
 	p, err := streams.NewProducer[[]byte](n.Streams(), stream, opts...)
 	if err != nil {
 		return err
@@ -459,7 +470,7 @@ func produce(ctx context.Context, n *node.Node, stream string, opts []streams.Op
 // consume prints every datum as a line until ctx ends or count datums.
 // Every gap (datums of a producer that never arrived) is logged as a
 // warning before the datum that follows it.
-func consume(ctx context.Context, n *node.Node, stream string, opts []streams.Option, count int, out io.Writer, log *slog.Logger) error {
+func consume(ctx context.Context, n *node.Node, stream string, opts []streams.ConsumerOption, count int, out io.Writer, log *slog.Logger) error {
 	c, err := streams.NewConsumer[[]byte](n.Streams(), stream, opts...)
 	if err != nil {
 		return err

@@ -9,7 +9,7 @@
 //	bootstrap   no tags; every other node is given only its address
 //	eu          producer of "prices", tag "eu"
 //	us          producer of "prices", tag "us", holds a ticket signed by the demo issuer
-//	tag-eu      consumer, streams.WithRequireTags("eu")
+//	tag-eu      consumer, streams.WithRequire(policy.HasTags("eu"))
 //	rtt         consumer, streams.WithMaxRTT(Config.MaxRTT, 50 ms by default)
 //	ticket      consumer, streams.WithTicketValidators(policy.NewSignedTicketValidator(network, issuer))
 //	any-1 …     consumers without a policy, one per extra node (Config.Nodes)
@@ -140,7 +140,7 @@ type ConsumerSummary struct {
 	// channel to, in any state (sampled every few ms), plus the sources of
 	// the datums it read; sorted.
 	Seen []string
-	// Gaps is the sum of the gaps streams reported (ChannelInfo.Stats.Gaps).
+	// Gaps is the sum of the gaps streams reported (SubscriptionInfo.Stats.Gaps).
 	Gaps uint64
 	// SeqGaps counts Seq numbers the application saw skipped per producer,
 	// which also covers datums lost across resubscriptions.

@@ -45,7 +45,7 @@ loop:
 			break loop
 		case <-tick.C:
 		}
-		infos := make([][]streams.ChannelInfo, len(d.cons))
+		infos := make([][]streams.SubscriptionInfo, len(d.cons))
 		for i, c := range d.cons {
 			infos[i] = c.sample()
 		}
@@ -90,7 +90,7 @@ loop:
 	return err
 }
 
-func (d *demo) anyConnectedTo(infos [][]streams.ChannelInfo, p peer.ID) bool {
+func (d *demo) anyConnectedTo(infos [][]streams.SubscriptionInfo, p peer.ID) bool {
 	for i, c := range d.cons {
 		if slices.Contains(c.connected(infos[i]), p) {
 			return true
@@ -101,7 +101,7 @@ func (d *demo) anyConnectedTo(infos [][]streams.ChannelInfo, p peer.ID) bool {
 
 // stopProducer closes p and says what each consumer is expected to do,
 // judged from the channels it has now.
-func (d *demo) stopProducer(p *producerRun, infos [][]streams.ChannelInfo) {
+func (d *demo) stopProducer(p *producerRun, infos [][]streams.SubscriptionInfo) {
 	p.cancel()
 	<-p.done
 	for _, c := range d.cons {
@@ -135,9 +135,9 @@ func (d *demo) stopProducer(p *producerRun, infos [][]streams.ChannelInfo) {
 	_ = p.p.Close()
 }
 
-func (d *demo) printLive(infos [][]streams.ChannelInfo, dt time.Duration) {
+func (d *demo) printLive(infos [][]streams.SubscriptionInfo, dt time.Duration) {
 	for i, c := range d.cons {
-		slices.SortStableFunc(infos[i], func(a, b streams.ChannelInfo) int { return strings.Compare(d.label(a.Peer), d.label(b.Peer)) })
+		slices.SortStableFunc(infos[i], func(a, b streams.SubscriptionInfo) int { return strings.Compare(d.label(a.Peer), d.label(b.Peer)) })
 		total := c.total.Load()
 		rate := float64(total-c.lastPrint) / dt.Seconds()
 		c.lastPrint = total

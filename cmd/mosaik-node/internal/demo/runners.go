@@ -105,7 +105,7 @@ func (c *consumerRun) read() {
 // sample records the producers the consumer has channels to and the gaps
 // streams reports. A channel's gap count restarts with a new channel, so a
 // decrease starts a new base.
-func (c *consumerRun) sample() []streams.ChannelInfo {
+func (c *consumerRun) sample() []streams.SubscriptionInfo {
 	infos := c.c.Producers()
 	for _, ci := range infos {
 		c.seen[ci.Peer] = true
@@ -117,7 +117,7 @@ func (c *consumerRun) sample() []streams.ChannelInfo {
 	return infos
 }
 
-func (c *consumerRun) connected(infos []streams.ChannelInfo) []peer.ID {
+func (c *consumerRun) connected(infos []streams.SubscriptionInfo) []peer.ID {
 	var out []peer.ID
 	for _, ci := range infos {
 		if ci.State == streams.Connected {

@@ -87,12 +87,12 @@ func (d *demo) setup(ctx context.Context) error {
 		name, policy string
 		expect       []string
 		maxRTT       time.Duration
-		opts         []streams.Option
+		opts         []streams.ConsumerOption
 	}
 	specs := []spec{
-		{"tag-eu", `WithRequireTags("eu")`, []string{"eu"}, 0, []streams.Option{streams.WithRequireTags("eu")}},
-		{"rtt", fmt.Sprintf("WithMaxRTT(%v)", cfg.MaxRTT), []string{"eu", "us"}, cfg.MaxRTT, []streams.Option{streams.WithMaxRTT(cfg.MaxRTT)}},
-		{"ticket", "ticket from issuer " + short(issuerID.String()), []string{"us"}, 0, []streams.Option{
+		{"tag-eu", `WithRequire(policy.HasTags("eu"))`, []string{"eu"}, 0, []streams.ConsumerOption{streams.WithRequire(policy.HasTags("eu"))}},
+		{"rtt", fmt.Sprintf("WithMaxRTT(%v)", cfg.MaxRTT), []string{"eu", "us"}, cfg.MaxRTT, []streams.ConsumerOption{streams.WithMaxRTT(cfg.MaxRTT)}},
+		{"ticket", "ticket from issuer " + short(issuerID.String()), []string{"us"}, 0, []streams.ConsumerOption{
 			streams.WithTicketValidators(policy.NewSignedTicketValidator(catalog.IDFromString(cfg.Network), issuerID)),
 		}},
 	}

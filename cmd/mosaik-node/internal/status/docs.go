@@ -179,14 +179,15 @@ func discoveryDoc(s discovery.Stats) DiscoveryDoc {
 // StreamsJSON builds the document of n's producers and consumers.
 func StreamsJSON(n *node.Node) StreamsDoc {
 	svc := n.Streams()
+	st := svc.Stats()
 	doc := StreamsDoc{
-		Accepted: svc.Accepted.Load(), Rejected: svc.Rejected.Load(),
+		Accepted: st.Accepted, Rejected: st.Rejected,
 		Producers: []HandleDoc{}, Consumers: []HandleDoc{},
 	}
 	for _, h := range svc.Handles() {
 		hd := HandleDoc{
 			Stream: h.Name, StreamID: h.Stream.String(), Online: h.Online,
-			Totals: counts(h.Totals), Channels: make([]ChannelDoc, len(h.Channels)),
+			Totals: counts(h.Totals), Channels: make([]ChannelDoc, len(h.Subscriptions)),
 		}
 		for code, n := range h.Ends {
 			if hd.Ends == nil {
@@ -194,7 +195,7 @@ func StreamsJSON(n *node.Node) StreamsDoc {
 			}
 			hd.Ends[fmt.Sprintf("%d %s", uint32(code), code)] = n
 		}
-		for i, c := range h.Channels {
+		for i, c := range h.Subscriptions {
 			cd := ChannelDoc{
 				PeerID: c.Peer.String(), State: c.State.String(), CountsDoc: counts(c.Stats),
 				UptimeMS: c.Stats.Uptime().Milliseconds(),

@@ -21,40 +21,39 @@ import (
 // It only bounds how long the test looks for a wrong edge.
 const semNoEdge = 150 * time.Millisecond
 
-// The producer's When: Subscribed/Unsubscribed, MinimumOf(2) and its
+// The producer's conditions: Subscribed/Unsubscribed, MinimumOf(2) and its
 // Unmet clone, edge-triggered Wait that re-arms, clones of a met condition
 // firing at once, WithTags/WithPredicate, and Online/Offline, as consumers
 // come and go (mosaik's producer when::smoke).
-func TestSemantics_ProducerWhen_Smoke(t *testing.T) {
+func TestSemantics_ProducerConditions_Smoke(t *testing.T) {
 	validator := catalog.IDFromString("validator")
 	nodes := semNodes(t, nil, nil, nil, []string{"validator"})
 	n1, n2, n3 := nodes[1], nodes[2], nodes[3]
 	prod := mustProducer[string](t, nodes[0], "when-producer")
-	w := prod.When()
 
-	sub := w.Subscribed()
+	sub := prod.Subscribed()
 	two := sub.MinimumOf(2)
 	notTwo := two.Unmet()
-	unsub := w.Unsubscribed()
+	unsub := prod.Unsubscribed()
 	tagged := sub.WithTags(validator)
 	isN2 := sub.WithPredicate(func(e *catalog.Entry) bool { return e.PeerID == n2.ID() })
 
 	// No consumers: only the inverted conditions hold, and a fresh
 	// condition that already holds fires at once.
-	if sub.IsMet() || two.IsMet() || !notTwo.IsMet() || !unsub.IsMet() || prod.IsOnline() || w.IsOnline() {
+	if sub.IsMet() || two.IsMet() || !notTwo.IsMet() || !unsub.IsMet() || prod.IsOnline() || prod.IsOnline() {
 		t.Fatalf("no consumers: subscribed %v, two %v, not two %v, unsubscribed %v, online %v",
 			sub.IsMet(), two.IsMet(), notTwo.IsMet(), unsub.IsMet(), prod.IsOnline())
 	}
 	semWait(t, notTwo, time.Second, "a fresh met MinimumOf(2).Unmet()")
 	semWait(t, unsub, time.Second, "a fresh met Unsubscribed()")
 	semNotYet(t, sub, semNoEdge, "Subscribed() with no consumer")
-	if err := w.Offline(testCtx(t, time.Second)); err != nil {
+	if err := prod.WaitOffline(testCtx(t, time.Second)); err != nil {
 		t.Fatalf("Offline with no consumer: %v", err)
 	}
 
 	c1 := mustConsumer[string](t, n1, "when-producer")
 	semWait(t, sub, 10*time.Second, "the first consumer")
-	if err := w.Online(testCtx(t, 5*time.Second)); err != nil {
+	if err := prod.WaitOnline(testCtx(t, 5*time.Second)); err != nil {
 		t.Fatalf("Online after the first consumer: %v", err)
 	}
 	if !prod.IsOnline() || two.IsMet() || unsub.IsMet() || tagged.IsMet() || isN2.IsMet() {
@@ -108,7 +107,7 @@ func TestSemantics_ProducerWhen_Smoke(t *testing.T) {
 
 	_ = c1.Close()
 	_ = c3.Close()
-	if err := w.Offline(testCtx(t, 10*time.Second)); err != nil {
+	if err := prod.WaitOffline(testCtx(t, 10*time.Second)); err != nil {
 		t.Fatalf("Offline after every consumer left: %v", err)
 	}
 	semWait(t, unsub, 5*time.Second, "Unsubscribed() after every consumer left")
@@ -128,23 +127,22 @@ func TestSemantics_ProducerWhen_Smoke(t *testing.T) {
 	case <-time.After(testutil.Scale(5 * time.Second)):
 		t.Fatal("Wait did not return after Close")
 	}
-	if err := w.Online(testCtx(t, time.Second)); !errors.Is(err, streams.ErrClosed) {
+	if err := prod.WaitOnline(testCtx(t, time.Second)); !errors.Is(err, streams.ErrClosed) {
 		t.Errorf("Online on a closed offline producer: %v, want ErrClosed", err)
 	}
 }
 
-// The consumer's When, as producers come and go (mosaik's consumer
+// The consumer's conditions, as producers come and go (mosaik's consumer
 // when::smoke). The consumer stays online throughout: its default online
 // condition is MinimumOf(0).
-func TestSemantics_ConsumerWhen_Smoke(t *testing.T) {
+func TestSemantics_ConsumerConditions_Smoke(t *testing.T) {
 	nodes := semNodes(t, nil, nil, []string{"validator"}, nil)
 	n1, n2, n3 := nodes[1], nodes[2], nodes[3]
 	cons := mustConsumer[string](t, nodes[0], "when-consumer", streams.WithBackoff(semFastBackoff))
-	w := cons.When()
-	sub := w.Subscribed()
+	sub := cons.Subscribed()
 	two := sub.MinimumOf(2)
 	notTwo := two.Unmet()
-	unsub := w.Unsubscribed()
+	unsub := cons.Unsubscribed()
 	tagged := sub.WithTags(catalog.IDFromString("validator"))
 
 	if sub.IsMet() || two.IsMet() || !notTwo.IsMet() || !unsub.IsMet() || !cons.IsOnline() {
@@ -189,35 +187,35 @@ func TestSemantics_ConsumerWhen_Smoke(t *testing.T) {
 func TestSemantics_ConsumerOnlineByDefault(t *testing.T) {
 	n := startNode(t, node.WithoutDHT())
 	cons := mustConsumer[string](t, n, "online-default")
-	if !cons.IsOnline() || !cons.When().IsOnline() {
+	if !cons.IsOnline() || !cons.IsOnline() {
 		t.Fatal("a fresh consumer is offline")
 	}
-	if err := cons.When().Online(testCtx(t, time.Second)); err != nil {
+	if err := cons.WaitOnline(testCtx(t, time.Second)); err != nil {
 		t.Fatalf("Online: %v", err)
 	}
-	if cons.When().Subscribed().IsMet() {
+	if cons.Subscribed().IsMet() {
 		t.Error("Subscribed() holds with no producer")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), semNoEdge)
 	defer cancel()
-	if err := cons.When().Offline(ctx); !errors.Is(err, context.DeadlineExceeded) {
+	if err := cons.WaitOffline(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Offline on an online consumer returned %v, want it to block", err)
 	}
 }
 
-// WithOnlineWhen on a consumer: MinimumOf(2).WithTags(t1, t2) is offline
+// WithOnlineCondition on a consumer: MinimumOf(2).WithTags(t1, t2) is offline
 // with one matching producer (and with a producer that has only t1),
 // online with two, offline again when one leaves (mosaik's consumer
 // when::online_when).
-func TestSemantics_ConsumerOnlineWhen(t *testing.T) {
+func TestSemantics_ConsumerOnlineCondition(t *testing.T) {
 	t1, t2 := catalog.IDFromString("t1"), catalog.IDFromString("t2")
 	nodes := semNodes(t, nil, []string{"t1", "t2"}, []string{"t1"}, []string{"t1", "t2"})
 	cons := mustConsumer[string](t, nodes[0], "online-when-consumer",
-		streams.WithOnlineWhen(func(c *streams.Condition) *streams.Condition { return c.MinimumOf(2).WithTags(t1, t2) }))
+		streams.WithOnlineCondition(func(c *streams.Condition) *streams.Condition { return c.MinimumOf(2).WithTags(t1, t2) }))
 	if cons.IsOnline() {
 		t.Fatal("online with no producer")
 	}
-	if err := cons.When().Offline(testCtx(t, time.Second)); err != nil {
+	if err := cons.WaitOffline(testCtx(t, time.Second)); err != nil {
 		t.Fatalf("Offline: %v", err)
 	}
 	mustProducer[string](t, nodes[1], "online-when-consumer")
@@ -229,28 +227,28 @@ func TestSemantics_ConsumerOnlineWhen(t *testing.T) {
 		t.Fatal("online with one producer tagged t1+t2 and one tagged t1")
 	}
 	p3 := mustProducer[string](t, nodes[3], "online-when-consumer")
-	if err := cons.When().Online(testCtx(t, 10*time.Second)); err != nil {
+	if err := cons.WaitOnline(testCtx(t, 10*time.Second)); err != nil {
 		t.Fatalf("Online with two producers tagged t1+t2: %v", err)
 	}
 	_ = p3.Close()
-	if err := cons.When().Offline(testCtx(t, 10*time.Second)); err != nil {
+	if err := cons.WaitOffline(testCtx(t, 10*time.Second)); err != nil {
 		t.Fatalf("Offline after a t1+t2 producer left: %v", err)
 	}
 }
 
-// WithOnlineWhen on producers (mosaik's limits::online_when): MinimumOf(2)
+// WithOnlineCondition on producers (mosaik's limits::online_when): MinimumOf(2)
 // needs two consumers, the default one, and
 // WithTags(validator).MinimumOf(2) ignores untagged consumers, goes online
 // with the second validator and offline when a validator leaves.
-func TestSemantics_ProducerOnlineWhen_Tags(t *testing.T) {
+func TestSemantics_ProducerOnlineCondition_Tags(t *testing.T) {
 	validator := catalog.IDFromString("validator")
 	nodes := semNodes(t, nil, nil, nil, []string{"validator"}, []string{"validator"})
 	n0, u1, u2, v1, v2 := nodes[0], nodes[1], nodes[2], nodes[3], nodes[4]
 	two := mustProducer[string](t, n0, "ow-two",
-		streams.WithOnlineWhen(func(c *streams.Condition) *streams.Condition { return c.MinimumOf(2) }))
+		streams.WithOnlineCondition(func(c *streams.Condition) *streams.Condition { return c.MinimumOf(2) }))
 	def := mustProducer[string](t, n0, "ow-default")
 	vals := mustProducer[string](t, n0, "ow-validators",
-		streams.WithOnlineWhen(func(c *streams.Condition) *streams.Condition { return c.WithTags(validator).MinimumOf(2) }))
+		streams.WithOnlineCondition(func(c *streams.Condition) *streams.Condition { return c.WithTags(validator).MinimumOf(2) }))
 	check := func(stage string, wantTwo, wantDef, wantVals bool) {
 		t.Helper()
 		if two.IsOnline() != wantTwo || def.IsOnline() != wantDef || vals.IsOnline() != wantVals {
@@ -289,13 +287,13 @@ func TestSemantics_ProducerOnlineWhen_Tags(t *testing.T) {
 	check("two untagged consumers and one validator", true, true, false)
 
 	last := mustConsumer[string](t, v2, "ow-validators")
-	if err := vals.When().Online(testCtx(t, 10*time.Second)); err != nil {
+	if err := vals.WaitOnline(testCtx(t, 10*time.Second)); err != nil {
 		t.Fatalf("validators producer: Online with two validators: %v", err)
 	}
 	check("two validators", true, true, true)
 
 	_ = last.Close()
-	if err := vals.When().Offline(testCtx(t, 10*time.Second)); err != nil {
+	if err := vals.WaitOffline(testCtx(t, 10*time.Second)); err != nil {
 		t.Fatalf("validators producer: Offline after a validator left: %v", err)
 	}
 	if err := vals.TrySend("x"); !errors.Is(err, streams.ErrOffline) {
@@ -365,7 +363,7 @@ func TestSemantics_SendFailsIfOffline(t *testing.T) {
 	}
 
 	_ = cons.Close()
-	if err := prod.When().Offline(testCtx(t, 10*time.Second)); err != nil {
+	if err := prod.WaitOffline(testCtx(t, 10*time.Second)); err != nil {
 		t.Fatalf("Offline after the consumer left: %v", err)
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool { return len(prod.Consumers()) == 0 },

@@ -1,0 +1,326 @@
+package streams
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/mosaik-go/mosaik/streams/pb"
+)
+
+// receiver is the consumer's link to one producer.
+type receiver struct {
+	sub    *subscription
+	cancel context.CancelFunc
+	expiry *time.Timer
+	done   chan struct{}
+	// drain is set (under Consumer.mu) while the producer ended in order
+	// (withdrew the stream or departed) and the receiver is left to read
+	// what is still on the link; it cancels the receiver when it fires.
+	drain    *time.Timer
+	drainGen uint64      // which drain the timer belongs to (under Consumer.mu)
+	draining atomic.Bool // no retries once the current session ends
+	// ended is set once the producer ended in order: the link's end is
+	// then no refusal, so a producer that comes back (re-added the stream,
+	// restarted) is subscribed to again at once.
+	ended atomic.Bool
+}
+
+// receive runs one producer's receiver until it terminates.
+func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
+	defer c.wg.Done()
+	defer close(r.done)
+	var err error
+	defer func() {
+		if code, ok := codeOf(err); ok {
+			var ce *CodeError
+			if !errors.As(err, &ce) { // a reset carrying the code: expose it as a CodeError
+				err = fmt.Errorf("%w: %w", &CodeError{Code: code, Remote: true}, err)
+			}
+		}
+		c.set.setState(r.sub, Terminated, err)
+		keep := false
+		c.mu.Lock()
+		if c.recvs[r.sub.peer] == r {
+			delete(c.recvs, r.sub.peer)
+		}
+		r.stopTimers()
+		if err != nil && ctx.Err() == nil && !r.ended.Load() {
+			// Ended for good: do not retry until either entry changes
+			// (mosaik retries on the next catalog change), and keep the
+			// subscription visible in Producers() with its reason for a
+			// while, so the application can see why.
+			snap := c.svc.d.Catalog()
+			if e, ok := snap.Get(r.sub.peer); ok {
+				if old, had := c.refused[r.sub.peer]; had {
+					old.forget()
+					defer c.set.remove(old.sub)
+				}
+				sub := r.sub
+				c.refused[sub.peer] = refusal{theirs: e.Entry.Version, ours: snap.Local().Entry.Version, sub: sub,
+					hide: c.timers.afterFunc(c.svc.params.RefusalRetention, func() { c.set.remove(sub) })}
+				keep = true
+			}
+		}
+		c.mu.Unlock()
+		if !keep {
+			c.set.remove(r.sub)
+		}
+		c.poke()
+	}()
+	bo := c.cfg.backoff()
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			wait := bo.NextBackOff()
+			if wait == backoff.Stop {
+				err = fmt.Errorf("streams: gave up on producer %s: %w", r.sub.peer, err)
+				return
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			r.sub.reconnects.Add(1)
+		}
+		delivered := false
+		err = c.session(ctx, r, &delivered)
+		if delivered {
+			bo.Reset() // the backoff restarts after a session that carried data
+		}
+		if ctx.Err() != nil {
+			err = nil
+			return
+		}
+		code, hasCode := codeOf(err)
+		if hasCode {
+			c.ends.add(code)
+		}
+		if r.draining.Load() { // the producer ended: no retries
+			return
+		}
+		switch {
+		case errors.Is(err, errDecode):
+			return // a producer sending undecodable datums is broken or hostile
+		case hasCode && code == CodeUnknownPeer:
+			// The producer does not know us yet: sync catalogs, then retry.
+			e := r.sub.info().Entry
+			sctx, cancel := context.WithTimeout(ctx, c.svc.params.HandshakeTimeout)
+			serr := c.svc.d.SyncWith(sctx, e.Entry.AddrInfo())
+			cancel()
+			if serr != nil {
+				err = fmt.Errorf("%w; catalog sync failed: %v", err, serr)
+				return
+			}
+		case hasCode && code.Final():
+			return
+		}
+		if hasCode {
+			var ce *CodeError
+			if !errors.As(err, &ce) {
+				err = fmt.Errorf("%w: %w", &CodeError{Code: code, Remote: true}, err)
+			}
+		}
+		c.set.setState(r.sub, Connecting, err)
+		c.log.Debug("producer link failed; retrying", "peer", r.sub.peer, "err", err)
+	}
+}
+
+var errDecode = errors.New("streams: datum does not decode")
+
+// session connects, subscribes and reads datums until the link fails.
+// It sets *delivered once a datum was handed to the buffer.
+func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool) error {
+	h := c.svc.h
+	e := r.sub.info().Entry
+	if len(e.Entry.Addrs) > 0 {
+		h.Peerstore().AddAddrs(e.Entry.PeerID, e.Entry.Addrs, time.Hour)
+	}
+	start := time.Now()
+	sctx, span := c.svc.tracer.Start(ctx, "mosaik.streams.subscribe", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("peer", r.sub.peer.String()), attribute.String("stream", c.id.Short())))
+	handshake := func(err error) {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		} else {
+			c.svc.subscribeDur.Record(ctx, time.Since(start).Seconds(), c.attrs)
+		}
+		span.End()
+	}
+	if h.Network().Connectedness(r.sub.peer) != network.Connected {
+		// The receiver paces its own retries: a dial that failed while the
+		// producer was down must not keep its restarted run out for the
+		// swarm's dial backoff (which grows to minutes).
+		if sw, ok := h.Network().(interface{ Backoff() *swarm.DialBackoff }); ok {
+			sw.Backoff().Clear(r.sub.peer)
+		}
+	}
+	hctx, cancel := context.WithTimeout(sctx, c.svc.params.HandshakeTimeout)
+	st, err := h.NewStream(hctx, r.sub.peer, ProtocolID)
+	cancel()
+	if err != nil {
+		handshake(err)
+		return err
+	}
+	// Close the stream when ctx ends, so a blocked read returns.
+	// The reset must be over when the session returns: nothing of it may
+	// outlive the consumer's Close.
+	reset := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(reset)
+		_ = st.ResetWithError(network.StreamErrorCode(CodeCancelled))
+	})
+	defer func() {
+		if !stop() {
+			<-reset
+		}
+	}()
+	defer st.Close()
+	nw := c.svc.d.Network()
+	sub, _ := appendControl(nil, frameSubscribe, &pb.Subscribe{Network: nw[:], Stream: c.id[:], Criteria: c.cfg.criteria})
+	_ = st.SetDeadline(time.Now().Add(c.svc.params.HandshakeTimeout))
+	if _, err := st.Write(sub); err != nil {
+		_ = st.Reset()
+		handshake(err)
+		return err
+	}
+	fr := newFrameReader(st, c.svc.params.MaxFrameSize)
+	typ, body, err := fr.next()
+	if err != nil {
+		_ = st.Reset()
+		handshake(err)
+		return err
+	}
+	if typ == frameReject {
+		handshake(errors.New("rejected"))
+	} else {
+		handshake(nil)
+	}
+	var acc *pb.Accept
+	switch typ {
+	case frameAccept:
+		acc, err = decodeControl(body, &pb.Accept{})
+		if err != nil {
+			_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
+			return err
+		}
+		if !bytes.Equal(acc.Network, nw[:]) {
+			_ = st.ResetWithError(network.StreamErrorCode(CodeDifferentNetwork))
+			return &CodeError{Code: CodeDifferentNetwork, Reason: "producer accepted for another network"}
+		}
+		if !bytes.Equal(acc.Stream, c.id[:]) {
+			_ = st.ResetWithError(network.StreamErrorCode(CodeStreamNotFound))
+			return &CodeError{Code: CodeStreamNotFound, Reason: "producer accepted another stream"}
+		}
+	case frameReject:
+		rej, err := decodeControl(body, &pb.Reject{})
+		if err != nil {
+			return err
+		}
+		return &CodeError{Code: Code(rej.Code), Reason: rej.Reason, Remote: true}
+	default:
+		_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
+		return fmt.Errorf("%w: frame type %#x before Accept", errProtocol, typ)
+	}
+	_ = st.SetDeadline(time.Time{})
+	c.set.setState(r.sub, Connected, nil)
+	c.mu.Lock()
+	prev, known := c.seen[r.sub.peer]
+	c.mu.Unlock()
+	seq := newSequencer(acc.GetEpoch(), prev, known)
+	defer func() {
+		if pos, ok := seq.position(); ok {
+			c.remember(r.sub.peer, pos)
+		}
+	}()
+	var bb *borrowBuf // the buffer of the frame just read (borrowing codecs)
+	getBuf := func(n int) []byte { bb = c.getBuf(n); return bb.b }
+	for {
+		var typ byte
+		var body []byte
+		if c.borrow {
+			typ, body, _, err = fr.nextInto(getBuf)
+		} else {
+			typ, body, err = fr.next()
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return &CodeError{Code: CodeUnexpectedClose, Reason: "stream ended without Close"}
+			}
+			if errors.Is(err, errProtocol) {
+				_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
+			}
+			return err
+		}
+		switch typ {
+		case frameData, frameDataTimed:
+			var (
+				n       uint64
+				payload []byte
+				sent    time.Time
+				err     error
+			)
+			if typ == frameData {
+				n, payload, err = parseData(body)
+			} else if n, sent, payload, err = parseTimed(body); err == nil {
+				c.svc.latency.Record(ctx, time.Since(sent).Seconds(), c.attrs)
+			}
+			var gap *Gap
+			if err == nil {
+				gap, err = seq.next(n)
+			}
+			if err != nil {
+				_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
+				return err
+			}
+			if gap != nil {
+				r.sub.gaps.Add(gap.Missed)
+				c.gaps.Add(gap.Missed)
+				// Debug: the application sees it in RecvDatum and decides.
+				c.log.Debug("datums missed", "peer", r.sub.peer, "cause", gap.Cause, "missed", gap.Missed, "after", gap.After)
+			}
+			v, err := c.codec.Decode(payload)
+			if err != nil {
+				_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
+				return fmt.Errorf("%w: %v", errDecode, err)
+			}
+			d := delivery[T]{v: v, n: len(payload), seq: n, sub: r.sub, gap: gap, bb: bb}
+			select { // fast path: room in the buffer
+			case c.out <- d:
+			default:
+				select {
+				case c.out <- d:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			r.sub.datums.Add(1)
+			r.sub.bytes.Add(uint64(len(payload)))
+			*delivered = true
+		case frameClose:
+			cl, err := decodeControl(body, &pb.Close{})
+			if err != nil {
+				return err
+			}
+			seq.closed(Code(cl.Code) == CodeGracefulShutdown)
+			return &CodeError{Code: Code(cl.Code), Reason: cl.Reason, Remote: true}
+		default:
+			_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
+			return fmt.Errorf("%w: unexpected frame type %#x", errProtocol, typ)
+		}
+	}
+}

@@ -1,0 +1,142 @@
+package streams
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/streams/pb"
+)
+
+// accept runs the producer part of the accept path: capacity, a fresh RTT
+// sample, require predicates, tickets. Called by the service.
+func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalog.SignedEntry) {
+	peerID := st.Conn().RemotePeer()
+	// Reserve a slot under the lock, so concurrent accepts cannot exceed
+	// max consumers; every exit below releases or converts it.
+	p.mu.Lock()
+	closed, full := p.closed, p.cfg.maxConsumers > 0 && len(p.subs)+p.pending >= p.cfg.maxConsumers
+	if !closed && !full {
+		p.pending++
+	}
+	p.mu.Unlock()
+	if closed {
+		p.svc.reject(st, CodeStreamNotFound, "producer closed")
+		return
+	}
+	if full {
+		p.svc.reject(st, CodeNoCapacity, "max consumers reached")
+		return
+	}
+	admitted := false
+	defer func() {
+		if !admitted {
+			p.mu.Lock()
+			p.pending--
+			p.mu.Unlock()
+		}
+	}()
+	// A fresh RTT sample, so RTT predicates never judge a consumer blind.
+	pctx, cancel := context.WithTimeout(p.ctx, p.svc.params.HandshakeTimeout)
+	_, perr := p.svc.d.Probe(pctx, peerID)
+	cancel()
+	if perr != nil {
+		p.log.Debug("no RTT sample at accept", "peer", peerID, "err", perr)
+	}
+	info := p.svc.d.RTT().Info(entry)
+	expires, code, err := p.cfg.eligible(info, time.Now())
+	if err != nil {
+		p.svc.reject(st, code, err.Error())
+		return
+	}
+	nw := p.svc.d.Network()
+	accept, _ := appendControl(nil, frameAccept, &pb.Accept{Network: nw[:], Stream: p.id[:], Epoch: p.epoch})
+	_ = st.SetWriteDeadline(time.Now().Add(p.svc.params.HandshakeTimeout))
+	if _, err := st.Write(accept); err != nil {
+		_ = st.Reset()
+		return
+	}
+	_ = st.SetWriteDeadline(time.Time{})
+	s := newOutSub(&subscription{stream: p.id, peer: peerID, entry: entry}, st, p.cfg.queue)
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		_ = st.ResetWithError(network.StreamErrorCode(CodeGracefulShutdown))
+		return
+	}
+	p.subs = append(p.subs, s)
+	p.pending--
+	admitted = true
+	p.subWG.Add(2)
+	p.mu.Unlock()
+	p.svc.accepted.Add(1)
+	p.set.add(s.sub)
+	p.set.setState(s.sub, Connected, nil)
+	p.armExpiry(s, expires)
+	p.log.Debug("consumer accepted", "peer", peerID)
+	go p.writer(s)
+	go p.watchConsumer(s)
+}
+
+// armExpiry (re)sets the subscription's ticket-expiry timer: a renewed
+// ticket in a newer entry pushes it back without interrupting the stream.
+// The timer belongs to this subscription, so it never cuts a later one.
+func (p *Producer[T]) armExpiry(s *outSub, expires time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case expires.IsZero():
+		if s.expiry != nil {
+			s.expiry.Stop()
+		}
+	case s.expiry == nil:
+		s.expiry = p.timers.afterFunc(time.Until(expires), func() { p.end(s, CodeNotAllowed, "ticket expired", false) })
+	default:
+		s.expiry.Reset(time.Until(expires))
+	}
+}
+
+// watchCatalog re-checks every subscription when the catalog changes: the
+// consumer's current entry and RTT against the predicates and tickets.
+func (p *Producer[T]) watchCatalog() {
+	defer p.wg.Done()
+	snap := p.svc.d.Catalog()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-snap.Changed():
+		}
+		snap = p.svc.d.Catalog() // evaluate exactly the snapshot waited on next
+		p.mu.Lock()
+		subs := slices.Clone(p.subs)
+		p.mu.Unlock()
+		now := time.Now()
+		for _, s := range subs {
+			e, ok := snap.Get(s.sub.peer)
+			if !ok {
+				// The consumer departed, or went silent for PurgeAfter: on a
+				// link that died without a reset (a partition) this is how
+				// the producer notices. A consumer that is still there gets
+				// UnknownPeer, syncs catalogs and resubscribes.
+				p.end(s, CodeUnknownPeer, "consumer left the catalog", false)
+				continue
+			}
+			// Through the subscription set, so conditions over tags see the change.
+			p.set.update(func() {
+				s.sub.mu.Lock()
+				s.sub.entry = e
+				s.sub.mu.Unlock()
+			})
+			expires, _, err := p.cfg.eligible(p.svc.d.RTT().Info(e), now)
+			if err != nil {
+				p.end(s, CodeNotAllowed, err.Error(), false)
+				continue
+			}
+			p.armExpiry(s, expires)
+		}
+	}
+}
