@@ -29,8 +29,8 @@ const maxWriteChunk = 64 << 10
 // outSub is one consumer's subscription at a producer.
 type outSub struct {
 	sub *subscription
-	st network.Stream
-	q  chan outItem
+	st  network.Stream
+	q   chan outItem
 	// queued counts the payload bytes the subscription pins: queued, plus
 	// the datum its writer is writing. Only the fan-out adds (under
 	// Producer.sendMu), only the writer subtracts.
