@@ -1,0 +1,106 @@
+package discovery
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/catalog/pb"
+)
+
+// relayLoop publishes entries learned by sync or DHT onto gossip, off the
+// merge path: Publish can block while pubsub is busy, and a sync responder
+// must not wait on it.
+func (s *Service) relayLoop() {
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case e := <-s.relayQ:
+			if err := s.publish(&pb.Announcement{Kind: &pb.Announcement_Entry{Entry: e.Bytes()}}); err == nil {
+				s.stats.relayed.Add(1)
+			}
+		}
+	}
+}
+
+func (s *Service) peerEventLoop() {
+	for {
+		ev, err := s.evh.NextPeerEvent(s.ctx)
+		if err != nil {
+			return
+		}
+		if ev.Type == pubsub.PeerJoin {
+			signal(s.peerJoined)
+		}
+	}
+}
+
+func (s *Service) publish(ann *pb.Announcement) error {
+	if s.topic == nil {
+		return nil
+	}
+	data, err := proto.Marshal(ann)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.params.SyncTimeout)
+	defer cancel()
+	return s.topic.Publish(ctx, data)
+}
+
+func (s *Service) announce(se *catalog.SignedEntry) {
+	if err := s.publish(&pb.Announcement{Kind: &pb.Announcement_Entry{Entry: se.Bytes()}}); err != nil {
+		s.log.Debug("announce failed", "err", err)
+		return
+	}
+	s.stats.announcements.Add(1)
+}
+
+// announceLoop publishes the local entry at start, after every change, on a
+// jittered heartbeat, and shortly after a new gossip peer appears. Every
+// heartbeat and join announcement carries a new version, so it is a new
+// gossip message rather than a duplicate pubsub would drop.
+func (s *Service) announceLoop() {
+	beat := time.NewTimer(0) // the first heartbeat fires at once
+	defer beat.Stop()
+	var join <-chan time.Time
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.announceNow:
+			s.announce(s.Local())
+		case <-s.peerJoined:
+			if join == nil {
+				join = time.After(s.params.JoinAnnounceDelay)
+			}
+		case <-join:
+			// The join announcement stands in for the next heartbeat
+			// rather than adding to it: the heartbeat timer restarts from
+			// it. Joins still bring announcements forward (at most one per
+			// JoinAnnounceDelay), but under churn heartbeats are not
+			// published on top of them.
+			join = nil
+			if se, err := s.refresh(); err == nil {
+				s.announce(se)
+				// Reset discards a pending expiry (timers of Go ≥ 1.23).
+				beat.Reset(jitter(s.params.AnnounceInterval, s.params.AnnounceJitter))
+			}
+		case <-beat.C:
+			if se, err := s.refresh(); err == nil {
+				s.announce(se)
+			}
+			beat.Reset(jitter(s.params.AnnounceInterval, s.params.AnnounceJitter))
+		}
+	}
+}
+
+// jitter returns a uniform duration in [d·(1−j), d·(1+j)].
+func jitter(d time.Duration, j float64) time.Duration {
+	return time.Duration(float64(d) * (1 - j + 2*j*rand.Float64()))
+}
