@@ -81,7 +81,8 @@
 // peer's LastVersion as a tombstone until that version is stale, so that
 // older entries of the peer still travelling through gossip or syncs cannot
 // bring it back; a newer entry (the peer returned) is accepted and clears
-// the tombstone. [Store.Purge] removes every stale entry and tombstone;
+// the tombstone. [Store.CheckDeparture] answers Depart's question without
+// changing anything (gossip validation asks it). [Store.Purge] removes every stale entry and tombstone;
 // [Store.NextExpiry] says when the next one goes stale.
 //
 // Every refusal is an error value checked with errors.Is. [IsRejected] sorts

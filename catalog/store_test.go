@@ -432,7 +432,13 @@ func TestStore_Depart(t *testing.T) {
 				t.Fatal(err)
 			}
 
+			// CheckDeparture (the gossip validator's question) and Depart
+			// share one set of rules.
+			checked := s.CheckDeparture(opened, now)
 			removed, err := s.Depart(opened, now)
+			if (checked == nil) != removed || !errors.Is(checked, tt.wantErr) {
+				t.Fatalf("CheckDeparture = %v, Depart removed = %v (want error %v)", checked, removed, tt.wantErr)
+			}
 			if removed != tt.removed || !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
 				t.Fatalf("Depart = %v, %v; want %v, %v", removed, err, tt.removed, tt.wantErr)
 			}

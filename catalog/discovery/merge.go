@@ -32,7 +32,7 @@ func (s *Service) validate(_ context.Context, from peer.ID, msg *pubsub.Message)
 		return s.store.Open(data, now)
 	})
 	if err == nil && d != nil {
-		err = s.checkDeparture(d, now)
+		err = s.store.CheckDeparture(d, now)
 	}
 	if err == nil {
 		if e != nil {
@@ -71,26 +71,6 @@ func decodeAnnouncement(data []byte, max int, openEntry func([]byte) (*catalog.S
 		return nil, d, err
 	}
 	return nil, nil, fmt.Errorf("%w: empty announcement", catalog.ErrMalformed)
-}
-
-func (s *Service) checkDeparture(d *catalog.Departure, now time.Time) error {
-	if d.Network != s.network {
-		return catalog.ErrOtherNetwork
-	}
-	if d.Timestamp.Sub(now).Abs() > s.params.Catalog.MaxClockDrift {
-		return catalog.ErrClockDrift
-	}
-	if d.LastVersion.UpdatedAt().After(now.Add(s.params.Catalog.MaxClockDrift)) {
-		return catalog.ErrClockDrift // a tombstone that would never expire
-	}
-	e, ok := s.store.Snapshot().Get(d.PeerID)
-	if !ok || d.PeerID == s.h.ID() {
-		return catalog.ErrUnknown
-	}
-	if d.LastVersion.Compare(e.Entry.Version) < 0 {
-		return catalog.ErrNotNewer
-	}
-	return nil
 }
 
 func (s *Service) readLoop() {
