@@ -31,6 +31,13 @@ import (
 // ErrClosed is returned by calls on a closed service.
 var ErrClosed = fmt.Errorf("discovery: %w", mosaik.ErrClosed)
 
+// ErrOtherNetwork is returned by [Service.SyncWith] with a peer of another
+// mosaik network: one that serves the sync protocol of another network but
+// not ours (protocol negotiation fails), or that refuses our request with
+// [CodeDifferentNetwork]. It wraps [catalog.ErrOtherNetwork], so either
+// sentinel matches with errors.Is.
+var ErrOtherNetwork = fmt.Errorf("discovery: peer of another network: %w", catalog.ErrOtherNetwork)
+
 // Stream reset codes used by the sync protocol (see PROTOCOL.md).
 const (
 	CodeDifferentNetwork  network.StreamErrorCode = 101

@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -117,6 +119,9 @@ func (s *Service) syncWith(ctx context.Context, p peer.ID) (err error) {
 	}()
 	st, err := s.h.NewStream(ctx, p, s.proto)
 	if err != nil {
+		if nw, ok := s.otherNetwork(p); ok {
+			return fmt.Errorf("%w: %s serves the catalog of network %s: %v", ErrOtherNetwork, p, nw, err)
+		}
 		return fmt.Errorf("discovery: sync with %s: %w", p, err)
 	}
 	defer st.Close()
@@ -131,7 +136,7 @@ func (s *Service) syncWith(ctx context.Context, p peer.ID) (err error) {
 		st.Reset()
 		var se *network.StreamError
 		if errors.As(err, &se) && se.ErrorCode == CodeDifferentNetwork {
-			return fmt.Errorf("discovery: sync with %s: %w", p, catalog.ErrOtherNetwork)
+			return fmt.Errorf("%w: %s refused our sync request", ErrOtherNetwork, p)
 		}
 		return fmt.Errorf("discovery: sync with %s: %s: %w", p, step, err)
 	}
@@ -151,6 +156,23 @@ func (s *Service) syncWith(ctx context.Context, p peer.ID) (err error) {
 	}
 	s.mergeAll(resp.Entries, fromSync)
 	return nil
+}
+
+// otherNetwork reports whether identify told us that p serves the catalog
+// sync protocol of another network and not ours, and names that network
+// (its short ID). The protocol ID carries the network, so a peer of
+// another network fails negotiation rather than reaching our handler.
+func (s *Service) otherNetwork(p peer.ID) (string, bool) {
+	protos, err := s.h.Peerstore().GetProtocols(p)
+	if err != nil || slices.Contains(protos, s.proto) {
+		return "", false
+	}
+	for _, id := range protos {
+		if hex, ok := strings.CutPrefix(string(id), syncProtocolPrefix); ok && len(hex) == 64 {
+			return catalog.IDFromString(hex).Short(), true
+		}
+	}
+	return "", false
 }
 
 // entries lists the sealed local entry and every remote entry.
