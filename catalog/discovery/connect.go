@@ -71,7 +71,7 @@ func (s *Service) connectLoop() {
 // tick would hold dial slots (until SyncTimeout for an address that
 // drops packets) that live peers need.
 func (s *Service) topUp() {
-	recent := time.Now().Add(-2 * time.Duration(float64(s.params.AnnounceInterval)*(1+s.params.AnnounceJitter)))
+	recent := s.now().Add(-2 * time.Duration(float64(s.params.AnnounceInterval)*(1+s.params.AnnounceJitter)))
 	connected := 0
 	var idle []peer.ID
 	for e := range s.store.Snapshot().All() {

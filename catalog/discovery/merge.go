@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -25,7 +24,7 @@ func (s *Service) validate(_ context.Context, from peer.ID, msg *pubsub.Message)
 		// nothing; readLoop skips our own messages anyway.
 		return pubsub.ValidationAccept
 	}
-	now := time.Now()
+	now := s.now()
 	e, d, err := decodeAnnouncement(msg.Data, s.maxAnnouncement(), func(data []byte) (*catalog.SignedEntry, error) {
 		// Cheap checks first: a copy of a known version is ignored without
 		// verifying its signature.
@@ -93,7 +92,7 @@ func (s *Service) readLoop() {
 
 // merge applies an entry learned from src and reacts to the outcome.
 func (s *Service) merge(e *catalog.SignedEntry, src source) {
-	out, err := s.store.Merge(e, time.Now())
+	out, err := s.store.Merge(e, s.now())
 	s.merged(e, out, err, src)
 }
 
@@ -126,7 +125,7 @@ func (s *Service) merged(e *catalog.SignedEntry, out catalog.Outcome, err error,
 }
 
 func (s *Service) depart(d *catalog.Departure) {
-	ok, err := s.store.Depart(d, time.Now())
+	ok, err := s.store.Depart(d, s.now())
 	if !ok {
 		if err != nil && !errors.Is(err, catalog.ErrUnknown) {
 			s.stats.refuse(catalog.IsRejected(err), catalog.Reason(err))

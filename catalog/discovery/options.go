@@ -169,6 +169,7 @@ type config struct {
 	meter  metric.MeterProvider
 	tracer trace.TracerProvider
 	init   func(*catalog.Entry)
+	now    func() time.Time
 }
 
 // Option configures a [Service].
@@ -225,4 +226,19 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 // tickets) before it is first signed and announced.
 func WithEntry(f func(*catalog.Entry)) Option {
 	return func(c *config) error { c.init = f; return nil }
+}
+
+// WithClock sets the wall clock the service dates its entry versions with
+// and judges others' entries by (freshness, clock drift, purges, departure
+// dates); default time.Now. Timers, timeouts and stream deadlines keep the
+// real clock. Tests use it to step the clock; now must be safe for
+// concurrent use, fast and non-blocking.
+func WithClock(now func() time.Time) Option {
+	return func(c *config) error {
+		if now == nil {
+			return errors.New("discovery: WithClock(nil)")
+		}
+		c.now = now
+		return nil
+	}
 }

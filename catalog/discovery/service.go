@@ -68,6 +68,7 @@ type Service struct {
 	log     *slog.Logger
 	stats   *counters
 	tracer  trace.Tracer
+	now     func() time.Time // the wall clock of versions and freshness
 	network catalog.NetworkID
 	proto   protocol.ID
 	store   *catalog.Store
@@ -115,7 +116,7 @@ type Service struct {
 // peerstore must hold its private key (libp2p.New ensures that); the key
 // signs the local entry.
 func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Option) (_ *Service, err error) {
-	cfg := config{params: DefaultParams(), log: slog.Default()}
+	cfg := config{params: DefaultParams(), log: slog.Default(), now: time.Now}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return nil, err
@@ -138,7 +139,7 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 	if key.Type() != crypto.Ed25519 {
 		return nil, fmt.Errorf("discovery: host %s has a %v key; mosaik peers must use ed25519 identities (every peer refuses other key types)", h.ID(), key.Type())
 	}
-	local, err := catalog.NewLocal(key, network, time.Now(), func(e *catalog.Entry) {
+	local, err := catalog.NewLocal(key, network, cfg.now(), func(e *catalog.Entry) {
 		e.Addrs = h.Addrs()
 		e.Tags = slices.Clone(cfg.tags)
 		if cfg.init != nil {
@@ -167,6 +168,7 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		dialing:  make(chan struct{}, max(1, p.CascadeBelow)),
 		probing:  map[peer.ID]*flight{},
 		tracer:   cfg.tracer.Tracer("github.com/mosaik-go/mosaik/catalog/discovery"),
+		now:      cfg.now,
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	// Undo whatever was started if a later step fails.
@@ -307,7 +309,7 @@ func (s *Service) UpdateLocal(f func(*catalog.Entry)) (*catalog.SignedEntry, err
 		return nil, ErrClosed
 	}
 	s.localMu.Lock()
-	se, changed, err := s.local.Update(time.Now(), f)
+	se, changed, err := s.local.Update(s.now(), f)
 	if err == nil && changed {
 		err = s.store.SetLocal(se)
 	}
@@ -333,7 +335,7 @@ func signal(c chan struct{}) {
 func (s *Service) refresh() (*catalog.SignedEntry, error) {
 	s.localMu.Lock()
 	defer s.localMu.Unlock()
-	se, err := s.local.Refresh(time.Now())
+	se, err := s.local.Refresh(s.now())
 	if err == nil {
 		err = s.store.SetLocal(se)
 	}
@@ -360,7 +362,7 @@ func (s *Service) Close() error {
 		}
 		if s.topic != nil && len(s.topic.ListPeers()) > 0 {
 			s.localMu.Lock()
-			dep, err := s.local.Departure(time.Now())
+			dep, err := s.local.Departure(s.now())
 			s.localMu.Unlock()
 			if err == nil {
 				err = s.publish(&pb.Announcement{Kind: &pb.Announcement_Departure{Departure: dep}})

@@ -188,7 +188,7 @@ func (s *Service) entries(snap *catalog.Snapshot) [][]byte {
 // mergeAll opens a batch of sealed entries (cheap checks before signatures)
 // and merges the valid ones under one store lock, publishing one snapshot.
 func (s *Service) mergeAll(raw [][]byte, src source) {
-	now := time.Now()
+	now := s.now()
 	batch := make([]*catalog.SignedEntry, 0, len(raw))
 	for _, b := range raw {
 		e, err := s.store.Open(b, now)

@@ -62,14 +62,14 @@ func (s *Service) purgeLoop() {
 		var expire <-chan time.Time
 		var t *time.Timer
 		if at, ok := s.store.NextExpiry(); ok {
-			t = time.NewTimer(time.Until(at) + time.Millisecond)
+			t = time.NewTimer(at.Sub(s.now()) + time.Millisecond)
 			expire = t.C
 		}
 		select {
 		case <-s.ctx.Done():
 		case <-snap.Changed():
 		case <-expire:
-			for _, e := range s.store.Purge(time.Now()) {
+			for _, e := range s.store.Purge(s.now()) {
 				s.rtt.Remove(e.Entry.PeerID)
 				s.stats.purged.Add(1)
 				s.log.Debug("peer purged", "peer", e.Entry.PeerID, "last_update", e.Entry.Version.UpdatedAt())
@@ -147,7 +147,7 @@ func (s *Service) Probe(ctx context.Context, p peer.ID) (time.Duration, error) {
 			f.err = fmt.Errorf("discovery: ping %s: %w", p, res.Error)
 			return 0, f.err
 		}
-		s.rtt.Record(p, res.RTT, time.Now())
+		s.rtt.Record(p, res.RTT, s.now())
 		s.stats.rtt.Record(ctx, res.RTT.Seconds(), s.stats.rttAttrs)
 		f.rtt = res.RTT
 		return res.RTT, nil
