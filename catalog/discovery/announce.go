@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"encoding/binary"
 	"math/rand/v2"
 	"time"
 
@@ -53,8 +54,12 @@ func (s *Service) publish(ann *pb.Announcement) error {
 	return s.topic.Publish(ctx, data)
 }
 
-func (s *Service) announce(se *catalog.SignedEntry) {
-	if err := s.publish(&pb.Announcement{Kind: &pb.Announcement_Entry{Entry: se.Bytes()}}); err != nil {
+func (s *Service) announce(se *catalog.SignedEntry) { s.announceWith(se, nil) }
+
+// announceWith publishes se; a nonce makes the message new to gossipsub
+// when se's bytes were published before.
+func (s *Service) announceWith(se *catalog.SignedEntry, nonce []byte) {
+	if err := s.publish(&pb.Announcement{Kind: &pb.Announcement_Entry{Entry: se.Bytes()}, Nonce: nonce}); err != nil {
 		s.log.Debug("announce failed", "err", err)
 		return
 	}
@@ -62,9 +67,14 @@ func (s *Service) announce(se *catalog.SignedEntry) {
 }
 
 // announceLoop publishes the local entry at start, after every change, on a
-// jittered heartbeat, and shortly after a new gossip peer appears. Every
-// heartbeat and join announcement carries a new version, so it is a new
-// gossip message rather than a duplicate pubsub would drop.
+// jittered heartbeat, and shortly after a new gossip peer appears.
+// Heartbeats carry a new version: they are what keeps the entry fresh at
+// every peer. The join announcement does not: it republishes the current
+// entry so the new topic peer hears it at once, and a version bump would
+// make every peer of the network take it as an update (PeerUpdated) after
+// any join. Its random nonce makes it a new gossip message, which pubsub
+// would otherwise drop as a duplicate of the last publication; peers that
+// hold the entry already ignore it and do not forward it.
 func (s *Service) announceLoop() {
 	beat := time.NewTimer(0) // the first heartbeat fires at once
 	defer beat.Stop()
@@ -80,17 +90,11 @@ func (s *Service) announceLoop() {
 				join = time.After(s.params.JoinAnnounceDelay)
 			}
 		case <-join:
-			// The join announcement stands in for the next heartbeat
-			// rather than adding to it: the heartbeat timer restarts from
-			// it. Joins still bring announcements forward (at most one per
-			// JoinAnnounceDelay), but under churn heartbeats are not
-			// published on top of them.
+			// Joins during the delay are coalesced into this one.
 			join = nil
-			if se, err := s.refresh(); err == nil {
-				s.announce(se)
-				// Reset discards a pending expiry (timers of Go ≥ 1.23).
-				beat.Reset(jitter(s.params.AnnounceInterval, s.params.AnnounceJitter))
-			}
+			var nonce [8]byte
+			binary.LittleEndian.PutUint64(nonce[:], rand.Uint64())
+			s.announceWith(s.Local(), nonce[:])
 		case <-beat.C:
 			if se, err := s.refresh(); err == nil {
 				s.announce(se)

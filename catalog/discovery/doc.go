@@ -9,9 +9,10 @@
 //
 //   - publishes the local peer's signed entry on the network's gossipsub
 //     topic ([TopicName]) at start, after every change, on a jittered
-//     heartbeat (Params.AnnounceInterval) and shortly after a new topic
-//     peer joins, and validates what others publish there (reject invalid
-//     input, ignore stale or redundant input);
+//     heartbeat (Params.AnnounceInterval; a new version each time) and,
+//     unchanged, shortly after a new topic peer joins, and validates what
+//     others publish there (reject invalid input, ignore stale or
+//     redundant input);
 //   - runs a catalog sync ([SyncProtocol]) when it connects to a peer of
 //     the network that it does not know yet (or to any, while its catalog
 //     is empty), so a new node gets whole catalogs at once, and relays on
@@ -41,6 +42,7 @@
 //
 //	svc.UpdateLocal(func(e *catalog.Entry) { e.Streams = append(e.Streams, orders) })
 //	svc.SyncWith(ctx, addrInfo)       // explicit sync, e.g. with a bootstrap peer
+//	svc.Merge(signedEntry)           // a peer's entry the application holds
 //	svc.FindProducers(ctx, orders)   // catalog producers, after asking the DHT
 //	svc.Probe(ctx, peerID)           // one RTT sample
 //
@@ -48,8 +50,11 @@
 // Read the catalog with [Service.Catalog] (wait for changes on
 // [catalog.Snapshot.Changed]) or follow events with [Service.Subscribe].
 // Change the local entry only through [Service.UpdateLocal], which
-// re-signs, bumps the version, announces and re-publishes to the DHT; the
-// store returned by [Service.Store] accepts writes that bypass all of that.
+// re-signs, bumps the version, announces and re-publishes to the DHT. Add a
+// peer's signed entry held by the application with [Service.Merge], which
+// also records its addresses in the peerstore and relays it like a sync.
+// The store returned by [Service.Store] accepts writes that bypass all of
+// that.
 // [Service.Close] publishes a departure, waits Params.DepartureGrace and
 // stops the service.
 //

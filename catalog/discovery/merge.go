@@ -90,6 +90,25 @@ func (s *Service) readLoop() {
 	}
 }
 
+// Merge puts a peer's signed entry into the catalog as if a sync had
+// brought it: for entries the application holds already (kept from an
+// earlier run, handed over by a plugin, or built by a test). It must come
+// from [catalog.Seal] or [catalog.OpenEntry] (use OpenEntry on bytes from
+// anywhere else: Merge does not verify the signature). The catalog's rules
+// apply as to every input ([catalog.Store.Merge]); on success the entry's
+// addresses go into the host's peerstore (until Catalog.PurgeAfter), and
+// an entry new to the catalog is relayed on gossip and may be dialed (the
+// cascade), as after a sync. Writes through [Service.Store] do none of
+// that. Merge never blocks on the network.
+func (s *Service) Merge(e *catalog.SignedEntry) (catalog.Outcome, error) {
+	if s.ctx.Err() != nil {
+		return 0, ErrClosed
+	}
+	out, err := s.store.Merge(e, s.now())
+	s.merged(e, out, err, fromCaller)
+	return out, err
+}
+
 // merge applies an entry learned from src and reacts to the outcome.
 func (s *Service) merge(e *catalog.SignedEntry, src source) {
 	out, err := s.store.Merge(e, s.now())

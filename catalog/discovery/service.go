@@ -50,6 +50,7 @@ const (
 	fromGossip source = "gossip"
 	fromSync   source = "sync"
 	fromDHT    source = "dht"
+	fromCaller source = "caller" // Service.Merge
 )
 
 // Service runs discovery for one network on a libp2p host: it keeps the
@@ -276,7 +277,8 @@ func (s *Service) Network() catalog.NetworkID { return s.network }
 func (s *Service) Catalog() *catalog.Snapshot { return s.store.Snapshot() }
 
 // Store returns the catalog store, for subscriptions and change waits.
-// Writes to it bypass gossip: prefer the service's methods.
+// Writes to it bypass gossip and the host's peerstore: add entries with
+// [Service.Merge] and change the local one with [Service.UpdateLocal].
 func (s *Service) Store() *catalog.Store { return s.store }
 
 // RTT returns the RTT table. Streams record samples taken from their own
