@@ -45,10 +45,13 @@ type Params struct {
 	// SyncBurst is the per-peer burst of inbound syncs, and the most syncs
 	// of one peer served at once. Default 3.
 	SyncBurst int
-	// MaxConcurrentSyncs caps syncs served at once; more are refused.
-	// Peers without a fresh catalog entry (newcomers, or identities made
-	// up for a flood) may hold at most half of them (at least one), so
-	// members always find a slot. Default 32.
+	// MaxConcurrentSyncs caps syncs served at once. Peers without a fresh
+	// catalog entry (newcomers, or identities made up for a flood) may
+	// hold at most half of them (at least one). When no slot is free, the
+	// oldest sync still waiting for its request gives its slot up to the
+	// new one, so stalled requests cannot starve anyone, members included;
+	// a new sync is refused only when every slot is past its request.
+	// Default 32.
 	MaxConcurrentSyncs int
 	// MaxSyncMessage caps a sync message in bytes. Default 8 MiB.
 	MaxSyncMessage int

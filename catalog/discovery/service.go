@@ -92,14 +92,10 @@ type Service struct {
 	syncMu   sync.Mutex
 	lastSync map[peer.ID]time.Time
 	limiters *lru.Cache[peer.ID, *rate.Limiter]
-	syncing  map[peer.ID]int // syncs being served per peer (entries > 0 only)
-	serving  chan struct{}   // semaphore of syncs being served
-	// strangers is the share of serving that peers without a catalog entry
-	// may hold (half): made-up identities cannot take every slot.
-	strangers chan struct{}
-	starting  chan struct{} // semaphore of syncs being started
-	dialing   chan struct{} // semaphore of cascade dials
-	probing   map[peer.ID]*flight
+	serving  *slots        // syncs being served
+	starting chan struct{} // semaphore of syncs being started
+	dialing  chan struct{} // semaphore of cascade dials
+	probing  map[peer.ID]*flight
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -163,8 +159,8 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		log:   cfg.log.With("component", "discovery", "network", network.Short()),
 		store: store, rtt: catalog.NewRTTTable(), local: local,
 		relayQ: make(chan *catalog.SignedEntry, 256), announceNow: make(chan struct{}, 1), peerJoined: make(chan struct{}, 1), connectNow: make(chan struct{}, 1), dhtNow: make(chan struct{}, 1),
-		lastSync: map[peer.ID]time.Time{}, limiters: limiters, syncing: map[peer.ID]int{}, dht: cfg.dht,
-		serving: make(chan struct{}, p.MaxConcurrentSyncs), strangers: make(chan struct{}, max(1, p.MaxConcurrentSyncs/2)),
+		lastSync: map[peer.ID]time.Time{}, limiters: limiters, dht: cfg.dht,
+		serving:  newSlots(p.MaxConcurrentSyncs, p.SyncBurst),
 		starting: make(chan struct{}, 8),
 		dialing:  make(chan struct{}, max(1, p.CascadeBelow)),
 		probing:  map[peer.ID]*flight{},

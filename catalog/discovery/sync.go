@@ -2,7 +2,6 @@ package discovery
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
-	"golang.org/x/time/rate"
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/pb"
@@ -204,108 +202,4 @@ func (s *Service) mergeAll(raw [][]byte, src source) {
 	for i, e := range batch {
 		s.merged(e, outs[i], errs[i], src)
 	}
-}
-
-// admitSync applies the per-peer inbound limits: a token bucket (one
-// token per SyncMinInterval, burst SyncBurst), and at most SyncBurst of
-// the peer's syncs served at once, so that a few peers holding requests
-// open until SyncTimeout cannot fill all MaxConcurrentSyncs slots and
-// starve the others. It returns why the sync is refused, or "" after
-// counting it in flight; the caller then calls releaseSync(p) when done.
-func (s *Service) admitSync(p peer.ID) string {
-	s.syncMu.Lock()
-	defer s.syncMu.Unlock()
-	l, ok := s.limiters.Get(p)
-	if !ok {
-		l = rate.NewLimiter(rate.Every(s.params.SyncMinInterval), s.params.SyncBurst)
-		s.limiters.Add(p, l)
-	}
-	if !l.Allow() {
-		return "rate limited"
-	}
-	if s.syncing[p] >= s.params.SyncBurst {
-		return "too many concurrent syncs from this peer"
-	}
-	s.syncing[p]++
-	return ""
-}
-
-// releaseSync ends a sync admitted by admitSync.
-func (s *Service) releaseSync(p peer.ID) {
-	s.syncMu.Lock()
-	defer s.syncMu.Unlock()
-	if s.syncing[p]--; s.syncing[p] <= 0 {
-		delete(s.syncing, p)
-	}
-}
-
-// handleSync serves one catalog sync. Syncs are served concurrently, at most
-// MaxConcurrentSyncs at once (peers not in the catalog at most half of
-// them), and per peer at most SyncBurst per SyncMinInterval and SyncBurst
-// at once; refused syncs are reset with libp2p's rate-limit (per-peer
-// limits) or resource (slots taken) codes.
-func (s *Service) handleSync(st network.Stream) {
-	if !s.enter() {
-		_ = st.Reset()
-		return
-	}
-	defer s.wg.Done()
-	p := st.Conn().RemotePeer()
-	refuse := func(code network.StreamErrorCode, why string, args ...any) {
-		s.stats.syncsRefused.Add(1)
-		s.log.Debug("sync refused", append([]any{"peer", p, "why", why}, args...)...)
-		_ = st.ResetWithError(code)
-	}
-	if why := s.admitSync(p); why != "" {
-		refuse(network.StreamRateLimited, why)
-		return
-	}
-	defer s.releaseSync(p)
-	select {
-	case s.serving <- struct{}{}:
-		defer func() { <-s.serving }()
-	default:
-		refuse(network.StreamResourceLimitExceeded, "too many concurrent syncs")
-		return
-	}
-	// A peer without a fresh entry here (a newcomer, or an identity made
-	// up for a flood) may only use the strangers' half of the slots, so
-	// no number of identities can keep the members from syncing.
-	if _, member := s.store.Snapshot().Get(p); !member {
-		select {
-		case s.strangers <- struct{}{}:
-			defer func() { <-s.strangers }()
-		default:
-			refuse(network.StreamResourceLimitExceeded, "too many concurrent syncs from peers not in the catalog")
-			return
-		}
-	}
-	_ = st.SetDeadline(time.Now().Add(s.params.SyncTimeout))
-	var req pb.SyncRequest
-	if err := framer.ReadProto(bufio.NewReader(st), s.params.MaxSyncMessage, &req); err != nil {
-		s.stats.refuse(true, "malformed")
-		refuse(CodeProtocolViolation, "bad request", "err", err)
-		return
-	}
-	if !bytes.Equal(req.Network, s.network[:]) {
-		refuse(CodeDifferentNetwork, "other network")
-		return
-	}
-	_, span := s.tracer.Start(s.ctx, "mosaik.discovery.sync.serve", trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(attribute.String("peer", p.String()), attribute.Int("entries", len(req.Entries))))
-	defer span.End()
-	if len(req.Entries) > maxSyncEntries {
-		refuse(CodeProtocolViolation, "too many entries", "n", len(req.Entries))
-		return
-	}
-	// Answer with the catalog as it was before merging the request, but
-	// merge first, so the initiator's SyncWith returns after both merged.
-	snap := s.store.Snapshot()
-	s.mergeAll(req.Entries, fromSync)
-	if err := framer.WriteProto(st, &pb.SyncResponse{Entries: s.entries(snap)}); err != nil {
-		_ = st.Reset()
-		return
-	}
-	s.stats.syncsServed.Add(1)
-	_ = st.Close()
 }
