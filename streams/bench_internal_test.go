@@ -58,7 +58,7 @@ func BenchmarkSendPath(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := &Producer[[]byte]{svc: svc, codec: codec, cfg: cfg, hub: newHub(), log: benchDiscard}
+	p := &Producer[[]byte]{svc: svc, codec: codec, cfg: cfg, hub: newHub(nil), log: benchDiscard}
 	p.hub.update(func() { p.hub.online = (When{p.hub}).Subscribed() })
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	defer p.cancel()
@@ -187,7 +187,7 @@ func BenchmarkRecvPath(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c := &Consumer[[]byte]{svc: svc, id: id, codec: codec, cfg: cfg, hub: newHub(), log: benchDiscard,
+	c := &Consumer[[]byte]{svc: svc, id: id, codec: codec, cfg: cfg, hub: newHub(nil), log: benchDiscard,
 		out: make(chan delivery[[]byte], cfg.buffer), refused: map[peer.ID]refusal{}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	defer c.cancel()

@@ -142,7 +142,7 @@ func NewConsumer[T any](svc *Service, name string, opts ...Option) (*Consumer[T]
 		return nil, err
 	}
 	id := catalog.IDFromString(name)
-	c := &Consumer[T]{svc: svc, id: id, name: name, codec: codec, cfg: cfg, hub: newHub(),
+	c := &Consumer[T]{svc: svc, id: id, name: name, codec: codec, cfg: cfg, hub: newHub(svc.protect),
 		log: svc.log.With("stream", id.Short(), "role", "consumer"),
 		out: make(chan delivery[T], cfg.buffer), wake: make(chan struct{}, 1),
 		recvs: map[peer.ID]*receiver{}, probing: map[peer.ID]bool{}, refused: map[peer.ID]refusal{},

@@ -87,7 +87,7 @@ func NewProducer[T any](svc *Service, name string, opts ...Option) (*Producer[T]
 		return nil, err
 	}
 	id := catalog.IDFromString(name)
-	p := &Producer[T]{svc: svc, id: id, name: name, codec: codec, cfg: cfg, hub: newHub(),
+	p := &Producer[T]{svc: svc, id: id, name: name, codec: codec, cfg: cfg, hub: newHub(svc.protect),
 		log: svc.log.With("stream", id.Short(), "role", "producer"), epoch: newEpoch()}
 	if f, ok := cfg.undelivered.(func(T)); ok {
 		p.undel = f

@@ -80,6 +80,8 @@ type channel struct {
 	since  time.Time
 
 	datums, bytes, dropped, gaps, reconnects atomic.Uint64
+
+	protected, gone bool // under mu: see hub.protect
 }
 
 func (c *channel) info() ChannelInfo {
@@ -101,10 +103,11 @@ type hub struct {
 	closed  bool
 	online  *Condition // evaluates the online condition
 	isOn    atomic.Bool
+	prot    ConnProtector // nil: none
 }
 
-func newHub() *hub {
-	return &hub{chans: map[*channel]struct{}{}, changed: make(chan struct{})}
+func newHub(prot ConnProtector) *hub {
+	return &hub{chans: map[*channel]struct{}{}, changed: make(chan struct{}), prot: prot}
 }
 
 // update runs f under the lock and publishes a new version.
@@ -120,8 +123,11 @@ func (h *hub) update(f func()) {
 	h.mu.Unlock()
 }
 
-func (h *hub) add(c *channel)    { h.update(func() { h.chans[c] = struct{}{} }) }
-func (h *hub) remove(c *channel) { h.update(func() { delete(h.chans, c) }) }
+func (h *hub) add(c *channel) { h.update(func() { h.chans[c] = struct{}{} }) }
+func (h *hub) remove(c *channel) {
+	h.update(func() { delete(h.chans, c) })
+	h.protect(c, true)
+}
 
 // setState changes a channel's state (and its connection time) and
 // publishes the change.
@@ -136,6 +142,7 @@ func (h *hub) setState(c *channel, s State, err error) {
 		}
 		c.mu.Unlock()
 	})
+	h.protect(c, false)
 }
 
 func (h *hub) close() {

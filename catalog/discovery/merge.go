@@ -124,6 +124,9 @@ func (s *Service) merged(e *catalog.SignedEntry, out catalog.Outcome, err error,
 		return
 	}
 	s.h.Peerstore().AddAddrs(e.Entry.PeerID, e.Entry.Addrs, s.params.Catalog.PurgeAfter)
+	// On every merge: the connection manager forgets a peer's tags when its
+	// last connection closes.
+	s.h.ConnManager().TagPeer(e.Entry.PeerID, s.cmTag, CatalogPeerValue)
 	if out == catalog.Updated {
 		s.stats.updated.Add(1)
 		return
@@ -152,6 +155,7 @@ func (s *Service) depart(d *catalog.Departure) {
 		return
 	}
 	s.rtt.Remove(d.PeerID)
+	s.h.ConnManager().UntagPeer(d.PeerID, s.cmTag)
 	s.stats.departed.Add(1)
 	s.log.Debug("peer departed", "peer", d.PeerID)
 }

@@ -38,6 +38,13 @@ var ErrClosed = fmt.Errorf("discovery: %w", mosaik.ErrClosed)
 // sentinel matches with errors.Is.
 var ErrOtherNetwork = fmt.Errorf("discovery: peer of another network: %w", catalog.ErrOtherNetwork)
 
+// CatalogPeerValue is the weight with which the service tags each catalog
+// peer in the host's connection manager (tag "mosaik-catalog/<network
+// short ID>"), so that trimming closes connections to peers outside the
+// network first. It does not protect them: package node protects the
+// peers of live subscriptions.
+const CatalogPeerValue = 10
+
 // Stream reset codes used by the sync protocol (see PROTOCOL.md).
 const (
 	CodeDifferentNetwork  network.StreamErrorCode = 101
@@ -72,6 +79,7 @@ type Service struct {
 	now     func() time.Time // the wall clock of versions and freshness
 	network catalog.NetworkID
 	proto   protocol.ID
+	cmTag   string // connection manager tag of catalog peers
 	store   *catalog.Store
 	rtt     *catalog.RTTTable
 
@@ -155,7 +163,7 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 	}
 	limiters, _ := lru.New[peer.ID, *rate.Limiter](4096)
 	s := &Service{
-		h: h, ps: ps, params: p, network: network, proto: SyncProtocol(network),
+		h: h, ps: ps, params: p, network: network, proto: SyncProtocol(network), cmTag: "mosaik-catalog/" + network.Short(),
 		log:   cfg.log.With("component", "discovery", "network", network.Short()),
 		store: store, rtt: catalog.NewRTTTable(), local: local,
 		relayQ: make(chan *catalog.SignedEntry, 256), announceNow: make(chan struct{}, 1), peerJoined: make(chan struct{}, 1), connectNow: make(chan struct{}, 1), dhtNow: make(chan struct{}, 1),
@@ -422,6 +430,9 @@ func (s *Service) teardown() {
 	}
 	if s.stats != nil {
 		s.stats.close()
+	}
+	for e := range s.store.Snapshot().All() {
+		s.h.ConnManager().UntagPeer(e.Entry.PeerID, s.cmTag) // a borrowed host outlives us
 	}
 	errs = append(errs, s.store.Close())
 	s.closeErr = errors.Join(errs...)

@@ -71,6 +71,7 @@ func (s *Service) purgeLoop() {
 		case <-expire:
 			for _, e := range s.store.Purge(s.now()) {
 				s.rtt.Remove(e.Entry.PeerID)
+				s.h.ConnManager().UntagPeer(e.Entry.PeerID, s.cmTag)
 				s.stats.purged.Add(1)
 				s.log.Debug("peer purged", "peer", e.Entry.PeerID, "last_update", e.Entry.Version.UpdatedAt())
 			}
