@@ -29,7 +29,7 @@ func BenchmarkConvergence(b *testing.B) {
 		// Production timings: 30 s heartbeats, 1 s gossipsub heartbeat.
 		{"default", []node.Option{node.WithDiscoveryParams(discovery.DefaultParams())}},
 		// The fast profile: 1 s heartbeats, gossipsub mesh degree 3.
-		{"fast", []node.Option{node.WithTestProfile()}},
+		{"fast", []node.Option{node.WithFastProfile()}},
 	}
 	var sizes []int
 	for f := range strings.SplitSeq(*convergenceSizes, ",") {

@@ -43,7 +43,7 @@ func TestConnManager_TrimKeepsSubscriptions(t *testing.T) {
 	// Nothing re-announces b's entry to a (no gossip): keep it fresh.
 	params := discovery.TestParams()
 	params.Catalog.PurgeAfter = time.Minute
-	a, err := node.New("trim", node.WithHost(h), node.WithoutDHT(), node.WithTestProfile(), node.WithDiscoveryParams(params),
+	a, err := node.New("trim", node.WithHost(h), node.WithoutDHT(), node.WithFastProfile(), node.WithDiscoveryParams(params),
 		node.WithLogger(testutil.Logger()))
 	if err != nil {
 		t.Fatal(err)

@@ -49,10 +49,10 @@
 // adds kad-dht options to the DHT the node creates.
 //
 // Tuning and observability: [WithDiscoveryParams] (default
-// discovery.DefaultParams()), [WithTestProfile], [WithLogger] (default
+// discovery.DefaultParams()), [WithFastProfile], [WithLogger] (default
 // slog.Default()) and [WithMeterProvider] (default the global OpenTelemetry
 // provider). Options apply in order, so a later [WithDiscoveryParams]
-// overrides the parameters chosen by an earlier [WithTestProfile] and vice
+// overrides the parameters chosen by an earlier [WithFastProfile] and vice
 // versa.
 //
 // # What New starts
@@ -93,13 +93,13 @@
 // is idempotent and safe to call concurrently; every method of [Node] is
 // safe for concurrent use.
 //
-// # Test profile
+// # Fast profile
 //
-// [WithTestProfile] selects timings for tests on one machine:
+// [WithFastProfile] selects timings for tests on one machine:
 // discovery.TestParams() (entries stale after 3 s, heartbeats every
 // second ± 25 %, 5 s clock drift, faster syncs, probes and DHT
-// republishing) and, for a router the node creates, [TestGossipSubParams]
+// republishing) and, for a router the node creates, [FastGossipSubParams]
 // (a gossipsub mesh of degree 3, so that some 30 nodes fit in one
 // process). Nodes of one network must share a profile: a
-// test-profile node purges default-profile peers between their heartbeats.
+// fast-profile node purges default-profile peers between their heartbeats.
 package node

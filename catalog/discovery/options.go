@@ -106,7 +106,7 @@ func DefaultParams() Params {
 
 // TestParams returns a fast profile for tests on one machine: entries go
 // stale after 3 s, heartbeats every second ± 25 % (a live peer is purged
-// only when two heartbeats in a row are lost or late). node.WithTestProfile
+// only when two heartbeats in a row are lost or late). node.WithFastProfile
 // pairs it with a gossipsub router sized for many nodes in one process.
 func TestParams() Params {
 	p := DefaultParams()
