@@ -191,4 +191,11 @@
 // freely. [Subscription] and [RTTTable] are safe for concurrent use; a
 // subscription is meant to be drained by one goroutine. [Local] is not safe
 // for concurrent use: its owner serializes calls.
+//
+// Lock order: a [Store]'s mutex, then a [Subscription]'s (the store
+// pushes events to its subscriptions under its own lock; a subscription
+// never takes the store's lock while holding its own: Close releases it
+// first). An [RTTTable]'s lock is a leaf, never held with another. No lock
+// is held while calling out of the package, and no method blocks on a
+// subscriber.
 package catalog

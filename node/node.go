@@ -387,6 +387,8 @@ func (n *Node) isolated() bool {
 // Close publishes a departure notice, stops discovery and closes what the
 // node created (DHT, gossipsub, host), in reverse order. Borrowed
 // components stay open. Close is idempotent and safe to call concurrently.
+// It returns within about three discovery DepartureGrace periods plus the
+// time libp2p takes to close the DHT and the host (see the package doc).
 func (n *Node) Close() error {
 	n.once.Do(func() {
 		n.cancel()

@@ -22,7 +22,7 @@ func (s *Service) relayLoop() {
 		case <-s.ctx.Done():
 			return
 		case e := <-s.relayQ:
-			if err := s.publish(&pb.Announcement{Kind: &pb.Announcement_Entry{Entry: e.Bytes()}}); err == nil {
+			if err := s.publish(s.ctx, &pb.Announcement{Kind: &pb.Announcement_Entry{Entry: e.Bytes()}}); err == nil {
 				s.stats.relayed.Add(1)
 			}
 		}
@@ -41,7 +41,9 @@ func (s *Service) peerEventLoop() {
 	}
 }
 
-func (s *Service) publish(ann *pb.Announcement) error {
+// publish puts ann on the topic, giving up after SyncTimeout or when ctx
+// ends (the service's own: Close does not wait for a busy pubsub).
+func (s *Service) publish(ctx context.Context, ann *pb.Announcement) error {
 	if s.topic == nil {
 		return nil
 	}
@@ -49,7 +51,7 @@ func (s *Service) publish(ann *pb.Announcement) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.params.SyncTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.params.SyncTimeout)
 	defer cancel()
 	return s.topic.Publish(ctx, data)
 }
@@ -59,7 +61,7 @@ func (s *Service) announce(se *catalog.SignedEntry) { s.announceWith(se, nil) }
 // announceWith publishes se; a nonce makes the message new to gossipsub
 // when se's bytes were published before.
 func (s *Service) announceWith(se *catalog.SignedEntry, nonce []byte) {
-	if err := s.publish(&pb.Announcement{Kind: &pb.Announcement_Entry{Entry: se.Bytes()}, Nonce: nonce}); err != nil {
+	if err := s.publish(s.ctx, &pb.Announcement{Kind: &pb.Announcement_Entry{Entry: se.Bytes()}, Nonce: nonce}); err != nil {
 		s.log.Debug("announce failed", "err", err)
 		return
 	}

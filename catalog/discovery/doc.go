@@ -115,6 +115,21 @@
 // return [ErrClosed], the last snapshot stays readable, and subscriptions
 // end with [catalog.ErrClosed] once their buffered events are read.
 //
+// # Locks
+//
+// A [Service] has several mutexes, taken in this order and no other:
+//
+//  1. localMu (the local entry: [Service.UpdateLocal], heartbeats, the
+//     departure), then the store's (catalog.Store.SetLocal) and through it
+//     its subscriptions' (see package catalog);
+//  2. syncMu (sync pacing, inbound rate limiters, probes in flight), the
+//     serving-slot table's, lifeMu (goroutine ownership) and the counters'
+//     lock are leaves: none is held while another lock is taken, or while
+//     calling the store, the host or pubsub.
+//
+// Merges and departures take the store's lock only, outside all of the
+// above. The function given to [Service.UpdateLocal] runs under localMu.
+//
 // # Metrics
 //
 // With [WithMeterProvider] (default: the global OpenTelemetry provider, a

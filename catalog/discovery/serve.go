@@ -133,6 +133,22 @@ func (l *slots) drop(sl *slot) {
 	}
 }
 
+// resetAll resets the stream of every sync being served (the service is
+// closing); their handlers then end at once.
+func (l *slots) resetAll() {
+	l.mu.Lock()
+	held := make([]*slot, 0, len(l.held))
+	for sl := range l.held {
+		held = append(held, sl)
+	}
+	l.mu.Unlock()
+	for _, sl := range held {
+		if sl.st != nil {
+			_ = sl.st.Reset()
+		}
+	}
+}
+
 // allowSync takes a token of p's inbound bucket (one per SyncMinInterval,
 // burst SyncBurst).
 func (s *Service) allowSync(p peer.ID) bool {

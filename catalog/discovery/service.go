@@ -352,6 +352,12 @@ func (s *Service) refresh() (*catalog.SignedEntry, error) {
 // for it to leave, then stops every goroutine and releases the topic, the
 // stream handler and the event subscriptions. It does not close the host,
 // pubsub or DHT. Close is idempotent and safe to call concurrently.
+//
+// Close returns within about three DepartureGrace periods (up to one
+// waiting for the network's topic peers when there are none yet, one for
+// publishing the departure, one letting it leave): background syncs,
+// dials, probes, DHT calls and publications are cancelled, and syncs being
+// served are reset, rather than waited for.
 func (s *Service) Close() error {
 	s.once.Do(func() {
 		// Stop every loop first, so no heartbeat can follow the departure.
@@ -371,7 +377,11 @@ func (s *Service) Close() error {
 			dep, err := s.local.Departure(s.now())
 			s.localMu.Unlock()
 			if err == nil {
-				err = s.publish(&pb.Announcement{Kind: &pb.Announcement_Departure{Departure: dep}})
+				// The service's context is cancelled by now: the departure
+				// gets DepartureGrace of its own.
+				ctx, cancel := context.WithTimeout(context.Background(), s.params.DepartureGrace)
+				err = s.publish(ctx, &pb.Announcement{Kind: &pb.Announcement_Departure{Departure: dep}})
+				cancel()
 			}
 			if err != nil {
 				s.log.Debug("departure not published", "err", err)
@@ -416,6 +426,8 @@ func (s *Service) doStop() {
 	if s.sub != nil {
 		s.sub.Cancel()
 	}
+	// Syncs being served block on their streams, not on the context.
+	s.serving.resetAll()
 	s.wg.Wait()
 }
 
