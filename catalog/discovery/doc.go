@@ -109,10 +109,11 @@
 //
 // The service owns the goroutines it starts (announce, gossip read, topic
 // events, host events, purge, RTT, DHT, background syncs and cascade
-// dials) and waits for them, and for sync streams being served, in
-// [Service.Close]. Close is idempotent and safe to call concurrently. After
-// it, [Service.UpdateLocal], [Service.SyncWith] and [Service.FindProducers]
-// return [ErrClosed], the last snapshot stays readable, and subscriptions
+// dials) and, in [Service.Close], cancels them, resets the sync streams
+// being served and waits for all of them; Close returns within about three
+// Params.DepartureGrace periods. Close is idempotent and safe to call
+// concurrently. After it, [Service.UpdateLocal], [Service.SyncWith],
+// [Service.Merge] and [Service.FindProducers] return [ErrClosed], the last snapshot stays readable, and subscriptions
 // end with [catalog.ErrClosed] once their buffered events are read.
 //
 // # Locks
