@@ -113,3 +113,25 @@ func TestConnManager_TrimKeepsSubscriptions(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, func() bool { return !cm.IsProtected(b.ID(), node.SubscriptionTag) },
 		"the peer stays protected after its subscription ended")
 }
+
+// TestNode_ProtectCounts: Protect and Unprotect are counted per peer, so
+// two subscriptions with one peer keep it protected until both end.
+func TestNode_ProtectCounts(t *testing.T) {
+	n := startNode(t, "protect-counts", node.WithoutDHT())
+	cm := n.Host().ConnManager()
+	p := newPlainHost(t).h.ID()
+	n.Protect(p)
+	n.Protect(p)
+	n.Unprotect(p)
+	if !cm.IsProtected(p, node.SubscriptionTag) {
+		t.Fatal("one Unprotect of two Protects ended the protection")
+	}
+	n.Unprotect(p)
+	if cm.IsProtected(p, node.SubscriptionTag) {
+		t.Fatal("still protected after every Protect had its Unprotect")
+	}
+	n.Unprotect(p) // unbalanced: ignored
+	if cm.IsProtected(p, node.SubscriptionTag) {
+		t.Fatal("an extra Unprotect changed the protection")
+	}
+}
