@@ -81,7 +81,8 @@
 // peer's LastVersion as a tombstone until that version is stale, so that
 // older entries of the peer still travelling through gossip or syncs cannot
 // bring it back; a newer entry (the peer returned) is accepted and clears
-// the tombstone. [Store.Purge] removes every stale entry and tombstone;
+// the tombstone. [Store.CheckDeparture] answers Depart's question without
+// changing anything (gossip validation asks it). [Store.Purge] removes every stale entry and tombstone;
 // [Store.NextExpiry] says when the next one goes stale.
 //
 // Every refusal is an error value checked with errors.Is. [IsRejected] sorts
@@ -190,4 +191,11 @@
 // freely. [Subscription] and [RTTTable] are safe for concurrent use; a
 // subscription is meant to be drained by one goroutine. [Local] is not safe
 // for concurrent use: its owner serializes calls.
+//
+// Lock order: a [Store]'s mutex, then a [Subscription]'s (the store
+// pushes events to its subscriptions under its own lock; a subscription
+// never takes the store's lock while holding its own: Close releases it
+// first). An [RTTTable]'s lock is a leaf, never held with another. No lock
+// is held while calling out of the package, and no method blocks on a
+// subscriber.
 package catalog

@@ -278,35 +278,50 @@ func (s *Store) SetLocal(e *SignedEntry) error {
 	return nil
 }
 
+// CheckDeparture reports whether applying d at now would remove a peer,
+// without changing anything: nil if it would, otherwise the reason (see
+// [IsRejected]). Gossip validators call it before accepting a departure.
+func (s *Store) CheckDeparture(d *Departure, now time.Time) error {
+	return s.checkDeparture(s.cur.Load(), d, now)
+}
+
+func (s *Store) checkDeparture(snap *Snapshot, d *Departure, now time.Time) error {
+	if d.Network != s.network {
+		return fmt.Errorf("%w: departure for %s", ErrOtherNetwork, d.Network.Short())
+	}
+	if drift := d.Timestamp.Sub(now).Abs(); drift > s.params.MaxClockDrift {
+		return fmt.Errorf("%w: departure of %s is %v off", ErrClockDrift, d.PeerID, drift)
+	}
+	// The tombstone lives until LastVersion goes stale: refuse one dated in
+	// the future, which would never expire.
+	if d.LastVersion.UpdatedAt().After(now.Add(s.params.MaxClockDrift)) {
+		return fmt.Errorf("%w: departure of %s claims version %v from the future", ErrClockDrift, d.PeerID, d.LastVersion)
+	}
+	old, ok := snap.peers[d.PeerID]
+	if !ok {
+		return ErrUnknown // the local peer is never in peers
+	}
+	if d.LastVersion.Compare(old.Entry.Version) < 0 {
+		return fmt.Errorf("%w: departure at %v, known %v", ErrNotNewer, d.LastVersion, old.Entry.Version)
+	}
+	return nil
+}
+
 // Depart applies a verified departure notice. It removes the peer only if
 // the notice is for this network, dated within the clock drift of now, and
 // its LastVersion is at least the known version. It reports whether the
 // peer was removed.
 func (s *Store) Depart(d *Departure, now time.Time) (bool, error) {
-	if d.Network != s.network {
-		return false, fmt.Errorf("%w: departure for %s", ErrOtherNetwork, d.Network.Short())
-	}
-	if drift := d.Timestamp.Sub(now).Abs(); drift > s.params.MaxClockDrift {
-		return false, fmt.Errorf("%w: departure of %s is %v off", ErrClockDrift, d.PeerID, drift)
-	}
-	// The tombstone lives until LastVersion goes stale: refuse one dated in
-	// the future, which would never expire.
-	if d.LastVersion.UpdatedAt().After(now.Add(s.params.MaxClockDrift)) {
-		return false, fmt.Errorf("%w: departure of %s claims version %v from the future", ErrClockDrift, d.PeerID, d.LastVersion)
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return false, ErrClosed
 	}
 	snap := s.cur.Load()
-	old, ok := snap.peers[d.PeerID]
-	if !ok {
-		return false, ErrUnknown
+	if err := s.checkDeparture(snap, d, now); err != nil {
+		return false, err
 	}
-	if d.LastVersion.Compare(old.Entry.Version) < 0 {
-		return false, fmt.Errorf("%w: departure at %v, known %v", ErrNotNewer, d.LastVersion, old.Entry.Version)
-	}
+	old := snap.peers[d.PeerID]
 	peers := maps.Clone(snap.peers)
 	delete(peers, d.PeerID)
 	departed := maps.Clone(snap.departed)

@@ -40,7 +40,7 @@ import (
 //     heap with the first 30, it falls back near its starting size once
 //     every node is closed, and no goroutine started by the test is left.
 //
-// The nodes run the test profile (node.WithTestProfile: heartbeats every
+// The nodes run the fast profile (node.WithFastProfile: heartbeats every
 // second, purge_after 3 s), listen on TCP only and run without a DHT. The
 // catalog is fed by gossip and syncs; the DHT is read only by
 // FindProducers, so here it would only add load (its routing table
@@ -186,7 +186,7 @@ type removal struct {
 func (c *churn) start(boot *node.Node) {
 	c.t.Helper()
 	opts := []node.Option{
-		node.WithListenAddrs("/ip4/127.0.0.1/tcp/0"), node.WithTestProfile(), node.WithDiscoveryParams(c.params),
+		node.WithListenAddrs("/ip4/127.0.0.1/tcp/0"), node.WithFastProfile(), node.WithDiscoveryParams(c.params),
 		node.WithoutDHT(), node.WithLogger(testutil.Logger()),
 	}
 	if boot != nil {

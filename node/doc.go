@@ -49,10 +49,10 @@
 // adds kad-dht options to the DHT the node creates.
 //
 // Tuning and observability: [WithDiscoveryParams] (default
-// discovery.DefaultParams()), [WithTestProfile], [WithLogger] (default
+// discovery.DefaultParams()), [WithFastProfile], [WithLogger] (default
 // slog.Default()) and [WithMeterProvider] (default the global OpenTelemetry
 // provider). Options apply in order, so a later [WithDiscoveryParams]
-// overrides the parameters chosen by an earlier [WithTestProfile] and vice
+// overrides the parameters chosen by an earlier [WithFastProfile] and vice
 // versa.
 //
 // # What New starts
@@ -61,9 +61,13 @@
 //
 //  1. without [WithHost], a libp2p host: the given or a new ed25519
 //     identity; TCP and QUIC-v1; Noise and TLS; yamux; a resource manager
-//     scaled up for many concurrent streams per peer; a connection manager
-//     (low water 160, high water 512, one-minute grace); relay and libp2p
-//     metrics disabled; agent version "mosaik-go/0.1.0";
+//     with libp2p's default limits scaled to the machine's memory and file
+//     descriptors (rcmgr.DefaultLimits.AutoScale()) plus limits of the
+//     catalog sync and streams protocols (see resourceLimits in node.go:
+//     sync streams bounded by MaxConcurrentSyncs and SyncBurst, streams up
+//     to 1024 each way plus 256 per GiB, 256 per peer); a connection
+//     manager (low water 160, high water 512, one-minute grace); relay and
+//     libp2p metrics disabled; agent version "mosaik-go/0.1.0";
 //  2. without [WithPubSub], and unless gossip is disabled, a gossipsub
 //     router with discovery.GossipSubOptions(): anonymous messages
 //     (StrictNoSign, no author; unless [WithGossipSignaturePolicy] says
@@ -83,6 +87,19 @@
 // started. Read [Node.Catalog] (and wait on its Changed channel) or
 // subscribe with Node.Discovery().Subscribe() to learn when peers arrive.
 //
+// # Connection manager
+//
+// Trimming (by the host's connection manager, when connections pass its
+// high water) never cuts a live subscription: the streams service
+// protects the peer of each subscription, in either direction, through
+// [Node.Protect] and [Node.Unprotect] (tag [SubscriptionTag]), which
+// count calls per peer; other services of the node may use them too. The
+// discovery service tags every catalog peer with
+// discovery.CatalogPeerValue, so that peers outside the network are
+// trimmed first. With [WithHost] the borrowed host's connection manager is
+// used. The node's one mutex (the protection counts) is a leaf: it is held
+// only around the connection manager's Protect and Unprotect.
+//
 // # Close
 //
 // [Node.Close] stops the bootstrap loop, then closes what the node created
@@ -91,15 +108,19 @@
 // discovery.Params.DepartureGrace for it to leave), then the DHT, the
 // gossipsub router and the host. Borrowed components are left open. Close
 // is idempotent and safe to call concurrently; every method of [Node] is
-// safe for concurrent use.
+// safe for concurrent use. It returns within about three
+// discovery.Params.DepartureGrace periods (see discovery.Service.Close)
+// plus the time libp2p takes to close the DHT and the host: the node's own
+// loops (bootstrap dials, rendezvous, mDNS) are cancelled, not waited
+// out.
 //
-// # Test profile
+// # Fast profile
 //
-// [WithTestProfile] selects timings for tests on one machine:
+// [WithFastProfile] selects timings for tests on one machine:
 // discovery.TestParams() (entries stale after 3 s, heartbeats every
 // second ± 25 %, 5 s clock drift, faster syncs, probes and DHT
-// republishing) and, for a router the node creates, [TestGossipSubParams]
+// republishing) and, for a router the node creates, [FastGossipSubParams]
 // (a gossipsub mesh of degree 3, so that some 30 nodes fit in one
 // process). Nodes of one network must share a profile: a
-// test-profile node purges default-profile peers between their heartbeats.
+// fast-profile node purges default-profile peers between their heartbeats.
 package node

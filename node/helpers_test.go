@@ -11,11 +11,11 @@ import (
 
 var loopback = node.WithListenAddrs("/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1")
 
-// startNode starts a test-profile node on 127.0.0.1 and closes it at the
+// startNode starts a fast-profile node on 127.0.0.1 and closes it at the
 // end of the test.
 func startNode(t testing.TB, network string, opts ...node.Option) *node.Node {
 	t.Helper()
-	n, err := node.New(network, append([]node.Option{loopback, node.WithTestProfile(), node.WithLogger(testutil.Logger())}, opts...)...)
+	n, err := node.New(network, append([]node.Option{loopback, node.WithFastProfile(), node.WithLogger(testutil.Logger())}, opts...)...)
 	if err != nil {
 		t.Fatalf("node.New: %v", err)
 	}

@@ -49,7 +49,7 @@ func newPlainHost(t *testing.T) *plainHost {
 func (p *plainHost) attach(t *testing.T, network string, opts ...node.Option) *node.Node {
 	t.Helper()
 	n, err := node.New(network, append([]node.Option{node.WithHost(p.h), node.WithPubSub(p.ps), node.WithDHT(p.dht),
-		node.WithTestProfile(), node.WithLogger(testutil.Logger())}, opts...)...)
+		node.WithFastProfile(), node.WithLogger(testutil.Logger())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,6 +52,9 @@ type Node struct {
 
 	bootstrap []peer.AddrInfo
 
+	protectMu sync.Mutex
+	protected map[peer.ID]int // live subscriptions per peer (Protect)
+
 	closers []func() error // what we own, in creation order
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -82,7 +85,7 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 	if cfg.tracer == nil {
 		cfg.tracer = otel.GetTracerProvider()
 	}
-	n := &Node{network: catalog.IDFromString(network), name: network, bootstrap: cfg.bootstrap}
+	n := &Node{network: catalog.IDFromString(network), name: network, bootstrap: cfg.bootstrap, protected: map[peer.ID]int{}}
 	n.log = cfg.log.With("network", n.network.Short())
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -94,7 +97,7 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 	}()
 
 	if n.h = cfg.host; n.h == nil {
-		if n.h, err = newHost(&cfg); err != nil {
+		if n.h, err = newHost(&cfg, n.network); err != nil {
 			return nil, err
 		}
 		n.own(n.h.Close)
@@ -149,7 +152,8 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 		return nil, err
 	}
 	n.own(n.disc.Close)
-	sopts := []streams.ServiceOption{streams.WithLogger(cfg.log), streams.WithMeterProvider(cfg.meter), streams.WithTracerProvider(cfg.tracer)}
+	sopts := []streams.ServiceOption{streams.WithLogger(cfg.log), streams.WithMeterProvider(cfg.meter), streams.WithTracerProvider(cfg.tracer),
+		streams.WithConnProtector(n)}
 	if cfg.streams != nil {
 		sopts = append(sopts, streams.WithParams(*cfg.streams))
 	}
@@ -188,7 +192,7 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 
 func (n *Node) own(f func() error) { n.closers = append(n.closers, f) }
 
-func newHost(cfg *config) (host.Host, error) {
+func newHost(cfg *config, nw catalog.NetworkID) (host.Host, error) {
 	key := cfg.key
 	if key == nil {
 		var err error
@@ -200,7 +204,7 @@ func newHost(cfg *config) (host.Host, error) {
 	if len(listen) == 0 {
 		listen = defaultListen
 	}
-	rm, err := newResourceManager()
+	rm, err := newResourceManager(nw, cfg.params)
 	if err != nil {
 		return nil, err
 	}
@@ -230,24 +234,91 @@ func newHost(cfg *config) (host.Host, error) {
 	return h, nil
 }
 
-// newResourceManager scales libp2p's default limits up for many
-// concurrent streams per peer (data streams fan out to many consumers).
-func newResourceManager() (network.ResourceManager, error) {
-	limits := rcmgr.DefaultLimits
-	libp2p.SetDefaultServiceLimits(&limits)
-	many := rcmgr.ResourceLimits{StreamsInbound: 4096, StreamsOutbound: 4096, Streams: 8192}
-	partial := rcmgr.PartialLimitConfig{
-		System:              rcmgr.ResourceLimits{Streams: rcmgr.Unlimited, StreamsInbound: rcmgr.Unlimited, StreamsOutbound: rcmgr.Unlimited, Conns: rcmgr.Unlimited, Memory: rcmgr.Unlimited64},
-		Transient:           many,
-		PeerDefault:         rcmgr.ResourceLimits{StreamsInbound: 2048, StreamsOutbound: 2048, Streams: 4096, Memory: 1 << 30},
-		ProtocolPeerDefault: rcmgr.ResourceLimits{StreamsInbound: 2048, StreamsOutbound: 2048, Streams: 4096},
-		ProtocolDefault:     many,
-	}
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(partial.Build(limits.AutoScale())))
+// newResourceManager builds the resource manager of a standalone host:
+// libp2p's default limits (rcmgr.DefaultLimits with the default service
+// limits) scaled to the machine's memory and file descriptors by
+// AutoScale, plus limits of our own protocols (see resourceLimits).
+func newResourceManager(nw catalog.NetworkID, p discovery.Params) (network.ResourceManager, error) {
+	limits := resourceLimits(nw, p)
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()))
 	if err != nil {
 		return nil, fmt.Errorf("node: resource manager: %w", err)
 	}
 	return rm, nil
+}
+
+// resourceLimits are libp2p's scaling defaults plus the limits of the
+// mosaik protocols:
+//
+//   - catalog sync of the network: at most 2 × MaxConcurrentSyncs inbound
+//     streams in all and 2 × SyncBurst per peer (the service refuses
+//     beyond MaxConcurrentSyncs and SyncBurst itself, with reset codes
+//     that say why; the resource manager only bounds what reaches it), and
+//     64 outbound in all, 8 per peer (8 background syncs at once, plus
+//     explicit SyncWith calls);
+//   - streams (one libp2p stream per subscription): 1024 inbound and 1024
+//     outbound streams plus 256 of each per GiB of memory, and per peer
+//     256 each way (a consumer of many streams of one producer), with
+//     libp2p's protocol memory defaults.
+//
+// Everything else (system, transient, per-peer and per-connection scopes)
+// keeps libp2p's defaults as AutoScale sizes them: a peer gets 256
+// inbound and 512 outbound streams plus 128 and 256 per GiB.
+func resourceLimits(nw catalog.NetworkID, p discovery.Params) rcmgr.ScalingLimitConfig {
+	limits := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&limits)
+	syncAll := limits.ProtocolBaseLimit
+	syncAll.StreamsInbound, syncAll.StreamsOutbound = 2*p.MaxConcurrentSyncs, 64
+	syncAll.Streams = syncAll.StreamsInbound + syncAll.StreamsOutbound
+	limits.AddProtocolLimit(discovery.SyncProtocol(nw), syncAll, rcmgr.BaseLimitIncrease{})
+	syncPeer := limits.ProtocolPeerBaseLimit
+	syncPeer.StreamsInbound, syncPeer.StreamsOutbound = 2*p.SyncBurst, 8
+	syncPeer.Streams = syncPeer.StreamsInbound + syncPeer.StreamsOutbound
+	limits.AddProtocolPeerLimit(discovery.SyncProtocol(nw), syncPeer, rcmgr.BaseLimitIncrease{})
+
+	streamsAll := limits.ProtocolBaseLimit
+	streamsAll.StreamsInbound, streamsAll.StreamsOutbound, streamsAll.Streams = 1024, 1024, 2048
+	streamsInc := limits.ProtocolLimitIncrease
+	streamsInc.StreamsInbound, streamsInc.StreamsOutbound, streamsInc.Streams = 256, 256, 512
+	limits.AddProtocolLimit(streams.ProtocolID, streamsAll, streamsInc)
+	streamsPeer := limits.ProtocolPeerBaseLimit
+	streamsPeer.StreamsInbound, streamsPeer.StreamsOutbound, streamsPeer.Streams = 256, 256, 512
+	limits.AddProtocolPeerLimit(streams.ProtocolID, streamsPeer, limits.ProtocolPeerLimitIncrease)
+	return limits
+}
+
+// SubscriptionTag is the connection manager's protection tag of the peers
+// of live subscriptions ([Node.Protect]).
+const SubscriptionTag = "mosaik-subscriptions"
+
+// Protect keeps the host's connection manager from trimming the
+// connection to p until a matching Unprotect: the streams service calls
+// it for each live subscription (either direction), and other services
+// of the node may too. Calls are counted per peer: p stays protected
+// (tag [SubscriptionTag]) until every Protect has had its Unprotect. It
+// never blocks.
+func (n *Node) Protect(p peer.ID) {
+	n.protectMu.Lock()
+	defer n.protectMu.Unlock()
+	if n.protected[p]++; n.protected[p] == 1 {
+		n.h.ConnManager().Protect(p, SubscriptionTag)
+	}
+}
+
+// Unprotect ends one Protect of p.
+func (n *Node) Unprotect(p peer.ID) {
+	n.protectMu.Lock()
+	defer n.protectMu.Unlock()
+	c, ok := n.protected[p]
+	switch {
+	case !ok:
+		return
+	case c > 1:
+		n.protected[p] = c - 1
+		return
+	}
+	delete(n.protected, p)
+	n.h.ConnManager().Unprotect(p, SubscriptionTag)
 }
 
 // bootstrapLoop keeps the node connected to its bootstrap peers: one that
@@ -329,6 +400,8 @@ func (n *Node) isolated() bool {
 // Close publishes a departure notice, stops discovery and closes what the
 // node created (DHT, gossipsub, host), in reverse order. Borrowed
 // components stay open. Close is idempotent and safe to call concurrently.
+// It returns within about three discovery DepartureGrace periods plus the
+// time libp2p takes to close the DHT and the host (see the package doc).
 func (n *Node) Close() error {
 	n.once.Do(func() {
 		n.cancel()

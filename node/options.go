@@ -187,16 +187,19 @@ func WithDefaultStreamPolicy(p streams.Policy) Option {
 	return func(c *config) error { c.policy = &p; return nil }
 }
 
-// WithTestProfile selects fast timings for tests on one machine:
-// discovery.TestParams(), a gossipsub router sized for many nodes in one
-// process (see [TestGossipSubParams]) and a 1 s rendezvous poll while the
-// catalog is empty.
-func WithTestProfile() Option {
+// WithFastProfile selects the fast profile, mosaik-node's --profile fast:
+// timings for tests, demos and small LANs, and for many nodes on one
+// machine. It sets discovery.TestParams() (entries purged after 3 s of
+// silence), a gossipsub router sized for many nodes in one process (see
+// [FastGossipSubParams]), a 1 s rendezvous poll while the catalog is empty
+// and 2 s streams handshake and close timeouts. Every node of a network
+// must use the same profile.
+func WithFastProfile() Option {
 	return func(c *config) error {
 		c.params = discovery.TestParams()
-		gp := TestGossipSubParams()
+		gp := FastGossipSubParams()
 		c.gossip = &gp
-		c.rendezvousFast = rendezvousFastTest
+		c.rendezvousFast = rendezvousFastProfile
 		if c.streams == nil {
 			sp := streams.DefaultParams()
 			sp.HandshakeTimeout, sp.CloseTimeout = 2*time.Second, 2*time.Second
@@ -210,7 +213,7 @@ func WithTestProfile() Option {
 	}
 }
 
-// TestGossipSubParams are the gossipsub parameters of the test profile:
+// FastGossipSubParams are the gossipsub parameters of the fast profile:
 // pubsub's defaults (1 s heartbeat) with a mesh of degree 3 instead of 6.
 // Every node floods its own announcements to all its topic peers, so the
 // mesh only carries them on to peers not connected to their author; with
@@ -218,9 +221,9 @@ func WithTestProfile() Option {
 // and 30 nodes in one process under the race detector need more than two
 // cores for that. Degree 2 was cheaper still, but a mesh of degree 2 can
 // be a ring that one departure cuts; with 3 the churn test measured the
-// same within this machine's noise. The test profile is for many nodes on
+// same within this machine's noise. The fast profile is for many nodes on
 // one machine; a real network keeps the defaults.
-func TestGossipSubParams() pubsub.GossipSubParams {
+func FastGossipSubParams() pubsub.GossipSubParams {
 	gp := pubsub.DefaultGossipSubParams()
 	gp.HeartbeatInitialDelay = 50 * time.Millisecond
 	gp.D, gp.Dlo, gp.Dhi, gp.Dlazy = 3, 2, 6, 3
@@ -229,8 +232,8 @@ func TestGossipSubParams() pubsub.GossipSubParams {
 }
 
 // WithGossipSubParams sets the parameters of the gossipsub router the node
-// creates (default pubsub.DefaultGossipSubParams(); the test profile sets
-// [TestGossipSubParams]). Apply it after WithTestProfile to override the
+// creates (default pubsub.DefaultGossipSubParams(); the fast profile sets
+// [FastGossipSubParams]). Apply it after WithFastProfile to override the
 // profile's. It has no effect with [WithPubSub].
 func WithGossipSubParams(gp pubsub.GossipSubParams) Option {
 	return func(c *config) error { c.gossip = &gp; return nil }

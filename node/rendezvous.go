@@ -19,12 +19,12 @@ import (
 // empty (the node knows nobody yet), the slow one afterwards; each wait is
 // jittered by ±50 % so that nodes started together do not poll in step.
 const (
-	rendezvousFast     = 5 * time.Second  // default poll while the catalog is empty
-	rendezvousFastTest = 1 * time.Second  // the same under WithTestProfile
-	rendezvousSlow     = 60 * time.Second // poll once the catalog holds a peer
-	rendezvousFindTime = 30 * time.Second // bound on one FindPeers round
-	rendezvousDialTime = 10 * time.Second // bound on one dial of a found peer
-	rendezvousAdvTime  = 90 * time.Second // bound on one Advertise (RoutingDiscovery caps its lookup at 60 s)
+	rendezvousFast        = 5 * time.Second  // default poll while the catalog is empty
+	rendezvousFastProfile = 1 * time.Second  // the same under WithFastProfile
+	rendezvousSlow        = 60 * time.Second // poll once the catalog holds a peer
+	rendezvousFindTime    = 30 * time.Second // bound on one FindPeers round
+	rendezvousDialTime    = 10 * time.Second // bound on one dial of a found peer
+	rendezvousAdvTime     = 90 * time.Second // bound on one Advertise (RoutingDiscovery caps its lookup at 60 s)
 )
 
 // RendezvousNamespace is the RoutingDiscovery namespace under which every

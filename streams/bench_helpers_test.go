@@ -46,7 +46,7 @@ func benchNodes(b *testing.B, n int) []*node.Node {
 	b.Helper()
 	start := func(opts ...node.Option) *node.Node {
 		nd, err := node.New("streams-bench", append([]node.Option{
-			node.WithListenAddrs("/ip4/127.0.0.1/tcp/0"), node.WithTestProfile(),
+			node.WithListenAddrs("/ip4/127.0.0.1/tcp/0"), node.WithFastProfile(),
 			node.WithoutDHT(), node.WithLogger(testutil.Logger()),
 		}, opts...)...)
 		if err != nil {

@@ -58,7 +58,7 @@ func BenchmarkSendPath(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := &Producer[[]byte]{svc: svc, codec: codec, cfg: cfg, set: newSubscriptionSet(), log: benchDiscard}
+	p := &Producer[[]byte]{svc: svc, codec: codec, cfg: cfg, set: newSubscriptionSet(nil), log: benchDiscard}
 	p.set.update(func() { p.set.online = p.Subscribed() })
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	defer p.cancel()
@@ -187,7 +187,7 @@ func BenchmarkRecvPath(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c := &Consumer[[]byte]{svc: svc, id: id, codec: codec, cfg: cfg, set: newSubscriptionSet(), log: benchDiscard,
+	c := &Consumer[[]byte]{svc: svc, id: id, codec: codec, cfg: cfg, set: newSubscriptionSet(nil), log: benchDiscard,
 		out: make(chan delivery[[]byte], cfg.buffer), refused: map[peer.ID]refusal{}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	defer c.cancel()

@@ -25,7 +25,7 @@ func BenchmarkSendStalled(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			p := &Producer[[]byte]{svc: svc, codec: codec, cfg: cfg, set: newSubscriptionSet(), log: benchDiscard}
+			p := &Producer[[]byte]{svc: svc, codec: codec, cfg: cfg, set: newSubscriptionSet(nil), log: benchDiscard}
 			p.set.update(func() { p.set.online = p.Subscribed() })
 			healthy := newOutSub(&subscription{}, &benchSinkStream{}, cfg.queue)
 			p.subs = []*outSub{healthy}

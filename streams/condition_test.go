@@ -19,7 +19,7 @@ type condFixture struct {
 }
 
 func newCondFixture() *condFixture {
-	f := &condFixture{set: newSubscriptionSet(), sub: &subscription{state: Connecting}}
+	f := &condFixture{set: newSubscriptionSet(nil), sub: &subscription{state: Connecting}}
 	f.set.add(f.sub)
 	f.cond = newCondition(f.set, 1)
 	return f

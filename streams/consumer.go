@@ -98,7 +98,7 @@ func NewConsumer[T any](svc *Service, name string, opts ...ConsumerOption) (*Con
 		return nil, err
 	}
 	id := catalog.IDFromString(name)
-	c := &Consumer[T]{svc: svc, id: id, name: name, codec: codec, cfg: cfg, set: newSubscriptionSet(),
+	c := &Consumer[T]{svc: svc, id: id, name: name, codec: codec, cfg: cfg, set: newSubscriptionSet(svc.protect),
 		log: svc.log.With("stream", id.Short(), "role", "consumer"),
 		out: make(chan delivery[T], cfg.buffer), wake: make(chan struct{}, 1),
 		recvs: map[peer.ID]*receiver{}, probing: map[peer.ID]bool{}, refused: map[peer.ID]refusal{},

@@ -15,12 +15,12 @@ func Example() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	loopback := node.WithListenAddrs("/ip4/127.0.0.1/tcp/0")
-	a, err := node.New("example-net", loopback, node.WithTestProfile())
+	a, err := node.New("example-net", loopback, node.WithFastProfile())
 	if err != nil {
 		panic(err)
 	}
 	defer a.Close()
-	b, err := node.New("example-net", loopback, node.WithTestProfile(), node.WithBootstrapPeers(a.AddrInfo()))
+	b, err := node.New("example-net", loopback, node.WithFastProfile(), node.WithBootstrapPeers(a.AddrInfo()))
 	if err != nil {
 		panic(err)
 	}

@@ -15,7 +15,7 @@ import (
 func startNode(t testing.TB, opts ...node.Option) *node.Node {
 	t.Helper()
 	n, err := node.New("streams-test", append([]node.Option{
-		node.WithListenAddrs("/ip4/127.0.0.1/tcp/0"), node.WithTestProfile(), node.WithLogger(testutil.Logger()),
+		node.WithListenAddrs("/ip4/127.0.0.1/tcp/0"), node.WithFastProfile(), node.WithLogger(testutil.Logger()),
 	}, opts...)...)
 	if err != nil {
 		t.Fatalf("node.New: %v", err)

@@ -72,7 +72,7 @@ func NewProducer[T any](svc *Service, name string, opts ...ProducerOption) (*Pro
 		return nil, err
 	}
 	id := catalog.IDFromString(name)
-	p := &Producer[T]{svc: svc, id: id, name: name, codec: codec, cfg: cfg, set: newSubscriptionSet(),
+	p := &Producer[T]{svc: svc, id: id, name: name, codec: codec, cfg: cfg, set: newSubscriptionSet(svc.protect),
 		log: svc.log.With("stream", id.Short(), "role", "producer"), epoch: newEpoch(), undelivered: undelivered}
 	online := p.Subscribed()
 	if cfg.onlineCondition != nil {

@@ -101,6 +101,7 @@ type Service struct {
 	latency      metric.Float64Histogram
 	tracerP      trace.TracerProvider
 	tracer       trace.Tracer
+	protect      ConnProtector // nil: none (WithConnProtector)
 }
 
 // New starts the streams service on h for d's network.

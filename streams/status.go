@@ -80,6 +80,8 @@ type subscription struct {
 	since  time.Time
 
 	datums, bytes, dropped, gaps, reconnects atomic.Uint64
+
+	protected, gone bool // under mu: see subscriptionSet.protect
 }
 
 func (c *subscription) info() SubscriptionInfo {

@@ -22,10 +22,11 @@ type subscriptionSet struct {
 	online  *Condition          // the handle's online condition
 	watched map[*edges]struct{} // conditions that Wait was called on
 	isOn    atomic.Bool
+	prot    ConnProtector // nil: none
 }
 
-func newSubscriptionSet() *subscriptionSet {
-	return &subscriptionSet{subs: map[*subscription]struct{}{}, changed: make(chan struct{}), watched: map[*edges]struct{}{}}
+func newSubscriptionSet(prot ConnProtector) *subscriptionSet {
+	return &subscriptionSet{subs: map[*subscription]struct{}{}, changed: make(chan struct{}), watched: map[*edges]struct{}{}, prot: prot}
 }
 
 // update runs f under the lock and publishes a new version.
@@ -44,8 +45,12 @@ func (s *subscriptionSet) update(f func()) {
 	s.mu.Unlock()
 }
 
-func (s *subscriptionSet) add(sub *subscription)    { s.update(func() { s.subs[sub] = struct{}{} }) }
-func (s *subscriptionSet) remove(sub *subscription) { s.update(func() { delete(s.subs, sub) }) }
+func (s *subscriptionSet) add(sub *subscription) { s.update(func() { s.subs[sub] = struct{}{} }) }
+
+func (s *subscriptionSet) remove(sub *subscription) {
+	s.update(func() { delete(s.subs, sub) })
+	s.protect(sub, true)
+}
 
 // setState changes a subscription's state (and its connection time) and
 // publishes the change.
@@ -60,6 +65,7 @@ func (s *subscriptionSet) setState(sub *subscription, st State, err error) {
 		}
 		sub.mu.Unlock()
 	})
+	s.protect(sub, false)
 }
 
 func (s *subscriptionSet) close() {

@@ -9,9 +9,10 @@
 //
 //   - publishes the local peer's signed entry on the network's gossipsub
 //     topic ([TopicName]) at start, after every change, on a jittered
-//     heartbeat (Params.AnnounceInterval) and shortly after a new topic
-//     peer joins, and validates what others publish there (reject invalid
-//     input, ignore stale or redundant input);
+//     heartbeat (Params.AnnounceInterval; a new version each time) and,
+//     unchanged, shortly after a new topic peer joins, and validates what
+//     others publish there (reject invalid input, ignore stale or
+//     redundant input);
 //   - runs a catalog sync ([SyncProtocol]) when it connects to a peer of
 //     the network that it does not know yet (or to any, while its catalog
 //     is empty), so a new node gets whole catalogs at once, and relays on
@@ -41,6 +42,7 @@
 //
 //	svc.UpdateLocal(func(e *catalog.Entry) { e.Streams = append(e.Streams, orders) })
 //	svc.SyncWith(ctx, addrInfo)       // explicit sync, e.g. with a bootstrap peer
+//	svc.Merge(signedEntry)           // a peer's entry the application holds
 //	svc.FindProducers(ctx, orders)   // catalog producers, after asking the DHT
 //	svc.Probe(ctx, peerID)           // one RTT sample
 //
@@ -48,8 +50,11 @@
 // Read the catalog with [Service.Catalog] (wait for changes on
 // [catalog.Snapshot.Changed]) or follow events with [Service.Subscribe].
 // Change the local entry only through [Service.UpdateLocal], which
-// re-signs, bumps the version, announces and re-publishes to the DHT; the
-// store returned by [Service.Store] accepts writes that bypass all of that.
+// re-signs, bumps the version, announces and re-publishes to the DHT. Add a
+// peer's signed entry held by the application with [Service.Merge], which
+// also records its addresses in the peerstore and relays it like a sync.
+// The store returned by [Service.Store] accepts writes that bypass all of
+// that.
 // [Service.Close] publishes a departure, waits Params.DepartureGrace and
 // stops the service.
 //
@@ -104,11 +109,27 @@
 //
 // The service owns the goroutines it starts (announce, gossip read, topic
 // events, host events, purge, RTT, DHT, background syncs and cascade
-// dials) and waits for them, and for sync streams being served, in
-// [Service.Close]. Close is idempotent and safe to call concurrently. After
-// it, [Service.UpdateLocal], [Service.SyncWith] and [Service.FindProducers]
-// return [ErrClosed], the last snapshot stays readable, and subscriptions
+// dials) and, in [Service.Close], cancels them, resets the sync streams
+// being served and waits for all of them; Close returns within about three
+// Params.DepartureGrace periods. Close is idempotent and safe to call
+// concurrently. After it, [Service.UpdateLocal], [Service.SyncWith],
+// [Service.Merge] and [Service.FindProducers] return [ErrClosed], the last snapshot stays readable, and subscriptions
 // end with [catalog.ErrClosed] once their buffered events are read.
+//
+// # Locks
+//
+// A [Service] has several mutexes, taken in this order and no other:
+//
+//  1. localMu (the local entry: [Service.UpdateLocal], heartbeats, the
+//     departure), then the store's (catalog.Store.SetLocal) and through it
+//     its subscriptions' (see package catalog);
+//  2. syncMu (sync pacing, inbound rate limiters, probes in flight), the
+//     serving-slot table's, lifeMu (goroutine ownership) and the counters'
+//     lock are leaves: none is held while another lock is taken, or while
+//     calling the store, the host or pubsub.
+//
+// Merges and departures take the store's lock only, outside all of the
+// above. The function given to [Service.UpdateLocal] runs under localMu.
 //
 // # Metrics
 //

@@ -30,7 +30,10 @@ func FuzzDecodeAnnouncement(f *testing.F) {
 	entry, _ := proto.Marshal(&pb.Announcement{Kind: &pb.Announcement_Entry{Entry: local.Current().Bytes()}})
 	dep, _ := local.Departure(now)
 	depAnn, _ := proto.Marshal(&pb.Announcement{Kind: &pb.Announcement_Departure{Departure: dep}})
+	// A join re-announcement: the same entry with a nonce.
+	rejoin, _ := proto.Marshal(&pb.Announcement{Kind: &pb.Announcement_Entry{Entry: local.Current().Bytes()}, Nonce: []byte("12345678")})
 	f.Add(entry)
+	f.Add(rejoin)
 	f.Add(depAnn)
 	f.Add([]byte{})
 	f.Add([]byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f})

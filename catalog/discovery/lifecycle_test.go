@@ -235,3 +235,45 @@ func TestUpdateLocal_Semantics(t *testing.T) {
 		t.Error("the catalog's local entry does not reflect the change")
 	}
 }
+
+// TestClose_BoundedWithStalledSync: Close does not wait for a sync being
+// served whose initiator stalled (it would hold the handler until
+// SyncTimeout, a minute here): it resets it and returns within its
+// documented bound, a few DepartureGrace periods.
+func TestClose_BoundedWithStalledSync(t *testing.T) {
+	nw := catalog.IDFromString("discovery-test/close-stalled")
+	v := newNode(t, nw, withParams(func(p *discovery.Params) { p.SyncTimeout = time.Minute }))
+	x := newHost(t)
+	connect(t, x, v.h)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(10*time.Second))
+	defer cancel()
+	var st network.Stream
+	hold := func() {
+		st = openSync(t, ctx, x, v.h.ID(), nw)
+		if _, err := st.Write([]byte{0x80}); err != nil { // half a length prefix
+			t.Fatal(err)
+		}
+	}
+	hold()
+	// In the handler once a short read times out instead of seeing a reset.
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		_ = st.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		var ne interface{ Timeout() bool }
+		if _, err := st.Read(make([]byte, 1)); !errors.As(err, &ne) || !ne.Timeout() {
+			hold()
+			return false
+		}
+		return true
+	}, "the stalled sync never reached the handler")
+	start := time.Now()
+	if err := v.svc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if took, bound := time.Since(start), testutil.Scale(3*discovery.TestParams().DepartureGrace+2*time.Second); took > bound {
+		t.Errorf("Close took %v with a stalled sync being served, more than %v", took, bound)
+	}
+	_ = st.SetReadDeadline(time.Now().Add(testutil.Scale(5 * time.Second)))
+	if se, err := remoteReset(st); se == nil {
+		t.Errorf("the stalled sync ended with %v, want a reset", err)
+	}
+}

@@ -22,8 +22,10 @@ func TopicName(n catalog.NetworkID) string { return "/mosaik/catalog/1.0.0/" + n
 // SyncProtocol is the catalog sync protocol of network n:
 // "/mosaik/catalog/sync/1.0.0/<network hex>".
 func SyncProtocol(n catalog.NetworkID) protocol.ID {
-	return protocol.ID("/mosaik/catalog/sync/1.0.0/" + n.String())
+	return protocol.ID(syncProtocolPrefix + n.String())
 }
+
+const syncProtocolPrefix = "/mosaik/catalog/sync/1.0.0/"
 
 // DHTNamespace is the kad-dht record namespace of catalog entries.
 const DHTNamespace = "mosaik"

@@ -45,10 +45,13 @@ type Params struct {
 	// SyncBurst is the per-peer burst of inbound syncs, and the most syncs
 	// of one peer served at once. Default 3.
 	SyncBurst int
-	// MaxConcurrentSyncs caps syncs served at once; more are refused.
-	// Peers without a fresh catalog entry (newcomers, or identities made
-	// up for a flood) may hold at most half of them (at least one), so
-	// members always find a slot. Default 32.
+	// MaxConcurrentSyncs caps syncs served at once. Peers without a fresh
+	// catalog entry (newcomers, or identities made up for a flood) may
+	// hold at most half of them (at least one). When no slot is free, the
+	// oldest sync still waiting for its request gives its slot up to the
+	// new one, so stalled requests cannot starve anyone, members included;
+	// a new sync is refused only when every slot is past its request.
+	// Default 32.
 	MaxConcurrentSyncs int
 	// MaxSyncMessage caps a sync message in bytes. Default 8 MiB.
 	MaxSyncMessage int
@@ -103,7 +106,7 @@ func DefaultParams() Params {
 
 // TestParams returns a fast profile for tests on one machine: entries go
 // stale after 3 s, heartbeats every second ± 25 % (a live peer is purged
-// only when two heartbeats in a row are lost or late). node.WithTestProfile
+// only when two heartbeats in a row are lost or late). node.WithFastProfile
 // pairs it with a gossipsub router sized for many nodes in one process.
 func TestParams() Params {
 	p := DefaultParams()
@@ -169,6 +172,7 @@ type config struct {
 	meter  metric.MeterProvider
 	tracer trace.TracerProvider
 	init   func(*catalog.Entry)
+	now    func() time.Time
 }
 
 // Option configures a [Service].
@@ -225,4 +229,19 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 // tickets) before it is first signed and announced.
 func WithEntry(f func(*catalog.Entry)) Option {
 	return func(c *config) error { c.init = f; return nil }
+}
+
+// WithClock sets the wall clock the service dates its entry versions with
+// and judges others' entries by (freshness, clock drift, purges, departure
+// dates); default time.Now. Timers, timeouts and stream deadlines keep the
+// real clock. Tests use it to step the clock; now must be safe for
+// concurrent use, fast and non-blocking.
+func WithClock(now func() time.Time) Option {
+	return func(c *config) error {
+		if now == nil {
+			return errors.New("discovery: WithClock(nil)")
+		}
+		c.now = now
+		return nil
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -20,11 +19,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
-	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/mosaik-go/mosaik"
 	"github.com/mosaik-go/mosaik/catalog"
@@ -33,6 +30,20 @@ import (
 
 // ErrClosed is returned by calls on a closed service.
 var ErrClosed = fmt.Errorf("discovery: %w", mosaik.ErrClosed)
+
+// ErrOtherNetwork is returned by [Service.SyncWith] with a peer of another
+// mosaik network: one that serves the sync protocol of another network but
+// not ours (protocol negotiation fails), or that refuses our request with
+// [CodeDifferentNetwork]. It wraps [catalog.ErrOtherNetwork], so either
+// sentinel matches with errors.Is.
+var ErrOtherNetwork = fmt.Errorf("discovery: peer of another network: %w", catalog.ErrOtherNetwork)
+
+// CatalogPeerValue is the weight with which the service tags each catalog
+// peer in the host's connection manager (tag "mosaik-catalog/<network
+// short ID>"), so that trimming closes connections to peers outside the
+// network first. It does not protect them: package node protects the
+// peers of live subscriptions.
+const CatalogPeerValue = 10
 
 // Stream reset codes used by the sync protocol (see PROTOCOL.md).
 const (
@@ -46,6 +57,7 @@ const (
 	fromGossip source = "gossip"
 	fromSync   source = "sync"
 	fromDHT    source = "dht"
+	fromCaller source = "caller" // Service.Merge
 )
 
 // Service runs discovery for one network on a libp2p host: it keeps the
@@ -64,8 +76,10 @@ type Service struct {
 	log     *slog.Logger
 	stats   *counters
 	tracer  trace.Tracer
+	now     func() time.Time // the wall clock of versions and freshness
 	network catalog.NetworkID
 	proto   protocol.ID
+	cmTag   string // connection manager tag of catalog peers
 	store   *catalog.Store
 	rtt     *catalog.RTTTable
 
@@ -86,14 +100,10 @@ type Service struct {
 	syncMu   sync.Mutex
 	lastSync map[peer.ID]time.Time
 	limiters *lru.Cache[peer.ID, *rate.Limiter]
-	syncing  map[peer.ID]int // syncs being served per peer (entries > 0 only)
-	serving  chan struct{}   // semaphore of syncs being served
-	// strangers is the share of serving that peers without a catalog entry
-	// may hold (half): made-up identities cannot take every slot.
-	strangers chan struct{}
-	starting  chan struct{} // semaphore of syncs being started
-	dialing   chan struct{} // semaphore of cascade dials
-	probing   map[peer.ID]*flight
+	serving  *slots        // syncs being served
+	starting chan struct{} // semaphore of syncs being started
+	dialing  chan struct{} // semaphore of cascade dials
+	probing  map[peer.ID]*flight
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -111,7 +121,7 @@ type Service struct {
 // peerstore must hold its private key (libp2p.New ensures that); the key
 // signs the local entry.
 func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Option) (_ *Service, err error) {
-	cfg := config{params: DefaultParams(), log: slog.Default()}
+	cfg := config{params: DefaultParams(), log: slog.Default(), now: time.Now}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return nil, err
@@ -134,7 +144,7 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 	if key.Type() != crypto.Ed25519 {
 		return nil, fmt.Errorf("discovery: host %s has a %v key; mosaik peers must use ed25519 identities (every peer refuses other key types)", h.ID(), key.Type())
 	}
-	local, err := catalog.NewLocal(key, network, time.Now(), func(e *catalog.Entry) {
+	local, err := catalog.NewLocal(key, network, cfg.now(), func(e *catalog.Entry) {
 		e.Addrs = h.Addrs()
 		e.Tags = slices.Clone(cfg.tags)
 		if cfg.init != nil {
@@ -153,16 +163,17 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 	}
 	limiters, _ := lru.New[peer.ID, *rate.Limiter](4096)
 	s := &Service{
-		h: h, ps: ps, params: p, network: network, proto: SyncProtocol(network),
+		h: h, ps: ps, params: p, network: network, proto: SyncProtocol(network), cmTag: "mosaik-catalog/" + network.Short(),
 		log:   cfg.log.With("component", "discovery", "network", network.Short()),
 		store: store, rtt: catalog.NewRTTTable(), local: local,
 		relayQ: make(chan *catalog.SignedEntry, 256), announceNow: make(chan struct{}, 1), peerJoined: make(chan struct{}, 1), connectNow: make(chan struct{}, 1), dhtNow: make(chan struct{}, 1),
-		lastSync: map[peer.ID]time.Time{}, limiters: limiters, syncing: map[peer.ID]int{}, dht: cfg.dht,
-		serving: make(chan struct{}, p.MaxConcurrentSyncs), strangers: make(chan struct{}, max(1, p.MaxConcurrentSyncs/2)),
+		lastSync: map[peer.ID]time.Time{}, limiters: limiters, dht: cfg.dht,
+		serving:  newSlots(p.MaxConcurrentSyncs, p.SyncBurst),
 		starting: make(chan struct{}, 8),
 		dialing:  make(chan struct{}, max(1, p.CascadeBelow)),
 		probing:  map[peer.ID]*flight{},
 		tracer:   cfg.tracer.Tracer("github.com/mosaik-go/mosaik/catalog/discovery"),
+		now:      cfg.now,
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	// Undo whatever was started if a later step fails.
@@ -270,7 +281,8 @@ func (s *Service) Network() catalog.NetworkID { return s.network }
 func (s *Service) Catalog() *catalog.Snapshot { return s.store.Snapshot() }
 
 // Store returns the catalog store, for subscriptions and change waits.
-// Writes to it bypass gossip: prefer the service's methods.
+// Writes to it bypass gossip and the host's peerstore: add entries with
+// [Service.Merge] and change the local one with [Service.UpdateLocal].
 func (s *Service) Store() *catalog.Store { return s.store }
 
 // RTT returns the RTT table. Streams record samples taken from their own
@@ -303,7 +315,7 @@ func (s *Service) UpdateLocal(f func(*catalog.Entry)) (*catalog.SignedEntry, err
 		return nil, ErrClosed
 	}
 	s.localMu.Lock()
-	se, changed, err := s.local.Update(time.Now(), f)
+	se, changed, err := s.local.Update(s.now(), f)
 	if err == nil && changed {
 		err = s.store.SetLocal(se)
 	}
@@ -329,7 +341,7 @@ func signal(c chan struct{}) {
 func (s *Service) refresh() (*catalog.SignedEntry, error) {
 	s.localMu.Lock()
 	defer s.localMu.Unlock()
-	se, err := s.local.Refresh(time.Now())
+	se, err := s.local.Refresh(s.now())
 	if err == nil {
 		err = s.store.SetLocal(se)
 	}
@@ -340,6 +352,12 @@ func (s *Service) refresh() (*catalog.SignedEntry, error) {
 // for it to leave, then stops every goroutine and releases the topic, the
 // stream handler and the event subscriptions. It does not close the host,
 // pubsub or DHT. Close is idempotent and safe to call concurrently.
+//
+// Close returns within about three DepartureGrace periods (up to one
+// waiting for the network's topic peers when there are none yet, one for
+// publishing the departure, one letting it leave): background syncs,
+// dials, probes, DHT calls and publications are cancelled, and syncs being
+// served are reset, rather than waited for.
 func (s *Service) Close() error {
 	s.once.Do(func() {
 		// Stop every loop first, so no heartbeat can follow the departure.
@@ -356,10 +374,14 @@ func (s *Service) Close() error {
 		}
 		if s.topic != nil && len(s.topic.ListPeers()) > 0 {
 			s.localMu.Lock()
-			dep, err := s.local.Departure(time.Now())
+			dep, err := s.local.Departure(s.now())
 			s.localMu.Unlock()
 			if err == nil {
-				err = s.publish(&pb.Announcement{Kind: &pb.Announcement_Departure{Departure: dep}})
+				// The service's context is cancelled by now: the departure
+				// gets DepartureGrace of its own.
+				ctx, cancel := context.WithTimeout(context.Background(), s.params.DepartureGrace)
+				err = s.publish(ctx, &pb.Announcement{Kind: &pb.Announcement_Departure{Departure: dep}})
+				cancel()
 			}
 			if err != nil {
 				s.log.Debug("departure not published", "err", err)
@@ -404,6 +426,8 @@ func (s *Service) doStop() {
 	if s.sub != nil {
 		s.sub.Cancel()
 	}
+	// Syncs being served block on their streams, not on the context.
+	s.serving.resetAll()
 	s.wg.Wait()
 }
 
@@ -419,475 +443,9 @@ func (s *Service) teardown() {
 	if s.stats != nil {
 		s.stats.close()
 	}
+	for e := range s.store.Snapshot().All() {
+		s.h.ConnManager().UntagPeer(e.Entry.PeerID, s.cmTag) // a borrowed host outlives us
+	}
 	errs = append(errs, s.store.Close())
 	s.closeErr = errors.Join(errs...)
-}
-
-// ---- gossip ----
-
-// maxAnnouncement caps a gossip message: one entry plus protobuf framing.
-func (s *Service) maxAnnouncement() int { return s.params.Catalog.MaxEntrySize + 16 }
-
-func (s *Service) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
-	if from == s.h.ID() {
-		// Our own publication: the local entry or departure we just signed,
-		// or a relay of an entry verified when it was merged. Verifying it
-		// again would cost a signature check per heartbeat and relay for
-		// nothing; readLoop skips our own messages anyway.
-		return pubsub.ValidationAccept
-	}
-	now := time.Now()
-	e, d, err := decodeAnnouncement(msg.Data, s.maxAnnouncement(), func(data []byte) (*catalog.SignedEntry, error) {
-		// Cheap checks first: a copy of a known version is ignored without
-		// verifying its signature.
-		return s.store.Open(data, now)
-	})
-	if err == nil && d != nil {
-		err = s.checkDeparture(d, now)
-	}
-	if err == nil {
-		if e != nil {
-			msg.ValidatorData = e
-		} else {
-			msg.ValidatorData = d
-		}
-		return pubsub.ValidationAccept
-	}
-	rejected := catalog.IsRejected(err)
-	s.stats.refuse(rejected, catalog.Reason(err))
-	s.log.Debug("gossip message refused", "from", from, "rejected", rejected, "err", err)
-	if rejected {
-		return pubsub.ValidationReject
-	}
-	return pubsub.ValidationIgnore
-}
-
-// decodeAnnouncement decodes a gossip message of at most max bytes into an
-// entry (opened by openEntry) or a verified departure. It never panics on
-// hostile input; errors carry catalog's verdict sentinels.
-func decodeAnnouncement(data []byte, max int, openEntry func([]byte) (*catalog.SignedEntry, error)) (*catalog.SignedEntry, *catalog.Departure, error) {
-	if len(data) > max {
-		return nil, nil, fmt.Errorf("%w: announcement of %d bytes > %d", catalog.ErrOversize, len(data), max)
-	}
-	var ann pb.Announcement
-	if err := proto.Unmarshal(data, &ann); err != nil {
-		return nil, nil, fmt.Errorf("%w: announcement: %v", catalog.ErrMalformed, err)
-	}
-	switch k := ann.Kind.(type) {
-	case *pb.Announcement_Entry:
-		e, err := openEntry(k.Entry)
-		return e, nil, err
-	case *pb.Announcement_Departure:
-		d, err := catalog.OpenDeparture(k.Departure)
-		return nil, d, err
-	}
-	return nil, nil, fmt.Errorf("%w: empty announcement", catalog.ErrMalformed)
-}
-
-func (s *Service) checkDeparture(d *catalog.Departure, now time.Time) error {
-	if d.Network != s.network {
-		return catalog.ErrOtherNetwork
-	}
-	if d.Timestamp.Sub(now).Abs() > s.params.Catalog.MaxClockDrift {
-		return catalog.ErrClockDrift
-	}
-	if d.LastVersion.UpdatedAt().After(now.Add(s.params.Catalog.MaxClockDrift)) {
-		return catalog.ErrClockDrift // a tombstone that would never expire
-	}
-	e, ok := s.store.Snapshot().Get(d.PeerID)
-	if !ok || d.PeerID == s.h.ID() {
-		return catalog.ErrUnknown
-	}
-	if d.LastVersion.Compare(e.Entry.Version) < 0 {
-		return catalog.ErrNotNewer
-	}
-	return nil
-}
-
-func (s *Service) readLoop() {
-	for {
-		msg, err := s.sub.Next(s.ctx)
-		if err != nil {
-			return
-		}
-		if msg.ReceivedFrom == s.h.ID() {
-			continue
-		}
-		switch v := msg.ValidatorData.(type) {
-		case *catalog.SignedEntry:
-			s.merge(v, fromGossip)
-		case *catalog.Departure:
-			s.depart(v)
-		}
-	}
-}
-
-// relayLoop publishes entries learned by sync or DHT onto gossip, off the
-// merge path: Publish can block while pubsub is busy, and a sync responder
-// must not wait on it.
-func (s *Service) relayLoop() {
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case e := <-s.relayQ:
-			if err := s.publish(&pb.Announcement{Kind: &pb.Announcement_Entry{Entry: e.Bytes()}}); err == nil {
-				s.stats.relayed.Add(1)
-			}
-		}
-	}
-}
-
-func (s *Service) peerEventLoop() {
-	for {
-		ev, err := s.evh.NextPeerEvent(s.ctx)
-		if err != nil {
-			return
-		}
-		if ev.Type == pubsub.PeerJoin {
-			signal(s.peerJoined)
-		}
-	}
-}
-
-func (s *Service) publish(ann *pb.Announcement) error {
-	if s.topic == nil {
-		return nil
-	}
-	data, err := proto.Marshal(ann)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.params.SyncTimeout)
-	defer cancel()
-	return s.topic.Publish(ctx, data)
-}
-
-func (s *Service) announce(se *catalog.SignedEntry) {
-	if err := s.publish(&pb.Announcement{Kind: &pb.Announcement_Entry{Entry: se.Bytes()}}); err != nil {
-		s.log.Debug("announce failed", "err", err)
-		return
-	}
-	s.stats.announcements.Add(1)
-}
-
-// announceLoop publishes the local entry at start, after every change, on a
-// jittered heartbeat, and shortly after a new gossip peer appears. Every
-// heartbeat and join announcement carries a new version, so it is a new
-// gossip message rather than a duplicate pubsub would drop.
-func (s *Service) announceLoop() {
-	beat := time.NewTimer(0) // the first heartbeat fires at once
-	defer beat.Stop()
-	var join <-chan time.Time
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-s.announceNow:
-			s.announce(s.Local())
-		case <-s.peerJoined:
-			if join == nil {
-				join = time.After(s.params.JoinAnnounceDelay)
-			}
-		case <-join:
-			// The join announcement stands in for the next heartbeat
-			// rather than adding to it: the heartbeat timer restarts from
-			// it. Joins still bring announcements forward (at most one per
-			// JoinAnnounceDelay), but under churn heartbeats are not
-			// published on top of them.
-			join = nil
-			if se, err := s.refresh(); err == nil {
-				s.announce(se)
-				// Reset discards a pending expiry (timers of Go ≥ 1.23).
-				beat.Reset(jitter(s.params.AnnounceInterval, s.params.AnnounceJitter))
-			}
-		case <-beat.C:
-			if se, err := s.refresh(); err == nil {
-				s.announce(se)
-			}
-			beat.Reset(jitter(s.params.AnnounceInterval, s.params.AnnounceJitter))
-		}
-	}
-}
-
-// jitter returns a uniform duration in [d·(1−j), d·(1+j)].
-func jitter(d time.Duration, j float64) time.Duration {
-	return time.Duration(float64(d) * (1 - j + 2*j*rand.Float64()))
-}
-
-// ---- merging ----
-
-// merge applies an entry learned from src and reacts to the outcome.
-func (s *Service) merge(e *catalog.SignedEntry, src source) {
-	out, err := s.store.Merge(e, time.Now())
-	s.merged(e, out, err, src)
-}
-
-// merged reacts to the outcome of merging e learned from src.
-func (s *Service) merged(e *catalog.SignedEntry, out catalog.Outcome, err error, src source) {
-	if err != nil {
-		if !errors.Is(err, catalog.ErrLocal) {
-			s.stats.refuse(catalog.IsRejected(err), catalog.Reason(err))
-		}
-		return
-	}
-	s.h.Peerstore().AddAddrs(e.Entry.PeerID, e.Entry.Addrs, s.params.Catalog.PurgeAfter)
-	if out == catalog.Updated {
-		s.stats.updated.Add(1)
-		return
-	}
-	s.stats.added.Add(1)
-	s.log.Debug("peer discovered", "peer", e.Entry.PeerID, "via", src)
-	if src != fromGossip {
-		// Peers that learned of us only by sync or DHT have not seen this
-		// entry on gossip: relay it (pubsub deduplicates identical bytes).
-		if s.topic != nil {
-			select {
-			case s.relayQ <- e:
-			default: // relays only speed convergence up; heartbeats heal a drop
-			}
-		}
-		s.cascade(e.Entry.PeerID)
-	}
-}
-
-func (s *Service) depart(d *catalog.Departure) {
-	ok, err := s.store.Depart(d, time.Now())
-	if !ok {
-		if err != nil && !errors.Is(err, catalog.ErrUnknown) {
-			s.stats.refuse(catalog.IsRejected(err), catalog.Reason(err))
-		}
-		return
-	}
-	s.rtt.Remove(d.PeerID)
-	s.stats.departed.Add(1)
-	s.log.Debug("peer departed", "peer", d.PeerID)
-}
-
-// cascade connects to a newly learned peer while this node has few
-// connections; identify then triggers a sync with it, so a new node
-// converges without waiting for gossip.
-func (s *Service) cascade(p peer.ID) {
-	if s.params.DisableSync || len(s.h.Network().Peers()) >= s.params.CascadeBelow ||
-		s.h.Network().Connectedness(p) == network.Connected {
-		return
-	}
-	s.dial(p)
-}
-
-// dial connects to p in the background, unless CascadeBelow dials are in
-// flight already: a sync full of entries with unreachable addresses cannot
-// make us start thousands of dials. It reports whether a dial started.
-func (s *Service) dial(p peer.ID) bool {
-	select {
-	case s.dialing <- struct{}{}:
-	default:
-		return false
-	}
-	if !s.spawn(func() {
-		defer func() { <-s.dialing }()
-		ctx, cancel := context.WithTimeout(s.ctx, s.params.SyncTimeout)
-		defer cancel()
-		if err := s.h.Connect(ctx, s.h.Peerstore().PeerInfo(p)); err != nil {
-			s.log.Debug("connect to catalog peer failed", "peer", p, "err", err)
-		}
-	}) {
-		<-s.dialing
-		return false
-	}
-	return true
-}
-
-// connectLoop keeps this node connected to at least CascadeBelow peers of
-// its catalog. When peers leave, a node keeps only the connections it has
-// left, and with one or two it hears the network through them alone: its
-// own heartbeats and departures reach others late or not at all. So
-// whenever a connection closes, and every AnnounceInterval, it dials
-// random recently heard catalog peers it is not connected to until
-// CascadeBelow are connected (dials in flight count).
-func (s *Service) connectLoop() {
-	t := time.NewTimer(jitter(s.params.AnnounceInterval, 0.5))
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-s.connectNow:
-		case <-t.C:
-			t.Reset(jitter(s.params.AnnounceInterval, 0.5))
-		}
-		s.topUp()
-	}
-}
-
-// topUp dials catalog peers while fewer than CascadeBelow are connected.
-// It dials only peers heard from within two heartbeat gaps: a peer that
-// crashed stays in the catalog until PurgeAfter, and dialing it on every
-// tick would hold dial slots (until SyncTimeout for an address that
-// drops packets) that live peers need.
-func (s *Service) topUp() {
-	recent := time.Now().Add(-2 * time.Duration(float64(s.params.AnnounceInterval)*(1+s.params.AnnounceJitter)))
-	connected := 0
-	var idle []peer.ID
-	for e := range s.store.Snapshot().All() {
-		switch p := e.Entry.PeerID; {
-		case s.h.Network().Connectedness(p) == network.Connected:
-			connected++
-		case len(e.Entry.Addrs) > 0 && e.Entry.Version.UpdatedAt().After(recent):
-			idle = append(idle, p)
-		}
-	}
-	need := s.params.CascadeBelow - connected - len(s.dialing)
-	rand.Shuffle(len(idle), func(i, j int) { idle[i], idle[j] = idle[j], idle[i] })
-	for _, p := range idle {
-		if need <= 0 || !s.dial(p) {
-			return
-		}
-		need--
-	}
-}
-
-// ---- host events, purge, RTT ----
-
-func (s *Service) hostEventLoop() {
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case ev, ok := <-s.hostSub.Out():
-			if !ok {
-				return
-			}
-			switch ev := ev.(type) {
-			case event.EvtPeerIdentificationCompleted:
-				if !s.params.DisableSync && slices.Contains(ev.Protocols, s.proto) && s.shouldSync(ev.Peer) {
-					s.startSync(ev.Peer)
-				}
-			case event.EvtPeerConnectednessChanged:
-				if ev.Connectedness != network.Connected {
-					signal(s.connectNow)
-				}
-			case event.EvtLocalAddressesUpdated:
-				if _, err := s.UpdateLocal(func(e *catalog.Entry) { e.Addrs = s.h.Addrs() }); err != nil {
-					s.log.Warn("cannot update local addresses", "err", err)
-				}
-			}
-		}
-	}
-}
-
-// shouldSync decides whether a new connection to p warrants a full sync:
-// when p is not in our catalog (a new peer, or one we purged during a
-// partition), or while our catalog is empty (we are new). Connections to
-// known peers add nothing a sync would: gossip keeps known entries fresh,
-// and skipping them keeps a DHT-driven full mesh from costing O(N²) syncs.
-func (s *Service) shouldSync(p peer.ID) bool {
-	snap := s.store.Snapshot()
-	if snap.Len() == 0 {
-		return true
-	}
-	_, known := snap.Get(p)
-	return !known
-}
-
-// purgeLoop removes each entry as soon as it goes stale.
-func (s *Service) purgeLoop() {
-	for {
-		snap := s.store.Snapshot()
-		var expire <-chan time.Time
-		var t *time.Timer
-		if at, ok := s.store.NextExpiry(); ok {
-			t = time.NewTimer(time.Until(at) + time.Millisecond)
-			expire = t.C
-		}
-		select {
-		case <-s.ctx.Done():
-		case <-snap.Changed():
-		case <-expire:
-			for _, e := range s.store.Purge(time.Now()) {
-				s.rtt.Remove(e.Entry.PeerID)
-				s.stats.purged.Add(1)
-				s.log.Debug("peer purged", "peer", e.Entry.PeerID, "last_update", e.Entry.Version.UpdatedAt())
-			}
-		}
-		if t != nil {
-			t.Stop()
-		}
-		if s.ctx.Err() != nil {
-			return
-		}
-	}
-}
-
-// rttLoop probes the connected catalog peers on a jittered interval.
-func (s *Service) rttLoop() {
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-		}
-		for e := range s.store.Snapshot().All() {
-			p := e.Entry.PeerID
-			if s.h.Network().Connectedness(p) != network.Connected {
-				continue
-			}
-			if _, err := s.Probe(s.ctx, p); err != nil && s.ctx.Err() == nil {
-				s.log.Debug("rtt probe failed", "peer", p, "err", err)
-			}
-		}
-		t.Reset(jitter(s.params.RTTProbeInterval, 0.5))
-	}
-}
-
-// flight is one RTT probe in progress; concurrent Probe calls for the
-// same peer share it (libp2p allows few concurrent pings per peer).
-type flight struct {
-	done chan struct{}
-	rtt  time.Duration
-	err  error
-}
-
-// Probe measures the RTT to p once with libp2p ping (dialing if needed),
-// records the sample in the RTT table and returns it. A probe of p already
-// in progress is joined rather than repeated. It gives up after
-// Params.PingTimeout or when ctx ends.
-func (s *Service) Probe(ctx context.Context, p peer.ID) (time.Duration, error) {
-	s.syncMu.Lock()
-	if f := s.probing[p]; f != nil {
-		s.syncMu.Unlock()
-		select {
-		case <-f.done:
-			return f.rtt, f.err
-		case <-ctx.Done():
-			return 0, fmt.Errorf("discovery: ping %s: %w", p, ctx.Err())
-		}
-	}
-	f := &flight{done: make(chan struct{})}
-	s.probing[p] = f
-	s.syncMu.Unlock()
-	defer func() {
-		s.syncMu.Lock()
-		delete(s.probing, p)
-		s.syncMu.Unlock()
-		close(f.done)
-	}()
-	ctx, cancel := context.WithTimeout(ctx, s.params.PingTimeout)
-	defer cancel() // ping.Ping keeps pinging until its ctx ends
-	select {
-	case res := <-ping.Ping(ctx, s.h, p):
-		if res.Error != nil {
-			f.err = fmt.Errorf("discovery: ping %s: %w", p, res.Error)
-			return 0, f.err
-		}
-		s.rtt.Record(p, res.RTT, time.Now())
-		s.stats.rtt.Record(ctx, res.RTT.Seconds(), s.stats.rttAttrs)
-		f.rtt = res.RTT
-		return res.RTT, nil
-	case <-ctx.Done():
-		f.err = fmt.Errorf("discovery: ping %s: %w", p, ctx.Err())
-		return 0, f.err
-	}
 }

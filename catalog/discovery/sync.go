@@ -2,20 +2,19 @@ package discovery
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
-	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
-	"golang.org/x/time/rate"
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/pb"
@@ -118,6 +117,9 @@ func (s *Service) syncWith(ctx context.Context, p peer.ID) (err error) {
 	}()
 	st, err := s.h.NewStream(ctx, p, s.proto)
 	if err != nil {
+		if nw, ok := s.otherNetwork(p); ok {
+			return fmt.Errorf("%w: %s serves the catalog of network %s: %v", ErrOtherNetwork, p, nw, err)
+		}
 		return fmt.Errorf("discovery: sync with %s: %w", p, err)
 	}
 	defer st.Close()
@@ -132,7 +134,7 @@ func (s *Service) syncWith(ctx context.Context, p peer.ID) (err error) {
 		st.Reset()
 		var se *network.StreamError
 		if errors.As(err, &se) && se.ErrorCode == CodeDifferentNetwork {
-			return fmt.Errorf("discovery: sync with %s: %w", p, catalog.ErrOtherNetwork)
+			return fmt.Errorf("%w: %s refused our sync request", ErrOtherNetwork, p)
 		}
 		return fmt.Errorf("discovery: sync with %s: %s: %w", p, step, err)
 	}
@@ -154,6 +156,23 @@ func (s *Service) syncWith(ctx context.Context, p peer.ID) (err error) {
 	return nil
 }
 
+// otherNetwork reports whether identify told us that p serves the catalog
+// sync protocol of another network and not ours, and names that network
+// (its short ID). The protocol ID carries the network, so a peer of
+// another network fails negotiation rather than reaching our handler.
+func (s *Service) otherNetwork(p peer.ID) (string, bool) {
+	protos, err := s.h.Peerstore().GetProtocols(p)
+	if err != nil || slices.Contains(protos, s.proto) {
+		return "", false
+	}
+	for _, id := range protos {
+		if hex, ok := strings.CutPrefix(string(id), syncProtocolPrefix); ok && len(hex) == 64 {
+			return catalog.IDFromString(hex).Short(), true
+		}
+	}
+	return "", false
+}
+
 // entries lists the sealed local entry and every remote entry.
 func (s *Service) entries(snap *catalog.Snapshot) [][]byte {
 	out := make([][]byte, 0, snap.Len()+1)
@@ -167,7 +186,7 @@ func (s *Service) entries(snap *catalog.Snapshot) [][]byte {
 // mergeAll opens a batch of sealed entries (cheap checks before signatures)
 // and merges the valid ones under one store lock, publishing one snapshot.
 func (s *Service) mergeAll(raw [][]byte, src source) {
-	now := time.Now()
+	now := s.now()
 	batch := make([]*catalog.SignedEntry, 0, len(raw))
 	for _, b := range raw {
 		e, err := s.store.Open(b, now)
@@ -183,220 +202,4 @@ func (s *Service) mergeAll(raw [][]byte, src source) {
 	for i, e := range batch {
 		s.merged(e, outs[i], errs[i], src)
 	}
-}
-
-// admitSync applies the per-peer inbound limits: a token bucket (one
-// token per SyncMinInterval, burst SyncBurst), and at most SyncBurst of
-// the peer's syncs served at once, so that a few peers holding requests
-// open until SyncTimeout cannot fill all MaxConcurrentSyncs slots and
-// starve the others. It returns why the sync is refused, or "" after
-// counting it in flight; the caller then calls releaseSync(p) when done.
-func (s *Service) admitSync(p peer.ID) string {
-	s.syncMu.Lock()
-	defer s.syncMu.Unlock()
-	l, ok := s.limiters.Get(p)
-	if !ok {
-		l = rate.NewLimiter(rate.Every(s.params.SyncMinInterval), s.params.SyncBurst)
-		s.limiters.Add(p, l)
-	}
-	if !l.Allow() {
-		return "rate limited"
-	}
-	if s.syncing[p] >= s.params.SyncBurst {
-		return "too many concurrent syncs from this peer"
-	}
-	s.syncing[p]++
-	return ""
-}
-
-// releaseSync ends a sync admitted by admitSync.
-func (s *Service) releaseSync(p peer.ID) {
-	s.syncMu.Lock()
-	defer s.syncMu.Unlock()
-	if s.syncing[p]--; s.syncing[p] <= 0 {
-		delete(s.syncing, p)
-	}
-}
-
-// handleSync serves one catalog sync. Syncs are served concurrently, at most
-// MaxConcurrentSyncs at once (peers not in the catalog at most half of
-// them), and per peer at most SyncBurst per SyncMinInterval and SyncBurst
-// at once; refused syncs are reset with libp2p's rate-limit (per-peer
-// limits) or resource (slots taken) codes.
-func (s *Service) handleSync(st network.Stream) {
-	if !s.enter() {
-		_ = st.Reset()
-		return
-	}
-	defer s.wg.Done()
-	p := st.Conn().RemotePeer()
-	refuse := func(code network.StreamErrorCode, why string, args ...any) {
-		s.stats.syncsRefused.Add(1)
-		s.log.Debug("sync refused", append([]any{"peer", p, "why", why}, args...)...)
-		_ = st.ResetWithError(code)
-	}
-	if why := s.admitSync(p); why != "" {
-		refuse(network.StreamRateLimited, why)
-		return
-	}
-	defer s.releaseSync(p)
-	select {
-	case s.serving <- struct{}{}:
-		defer func() { <-s.serving }()
-	default:
-		refuse(network.StreamResourceLimitExceeded, "too many concurrent syncs")
-		return
-	}
-	// A peer without a fresh entry here (a newcomer, or an identity made
-	// up for a flood) may only use the strangers' half of the slots, so
-	// no number of identities can keep the members from syncing.
-	if _, member := s.store.Snapshot().Get(p); !member {
-		select {
-		case s.strangers <- struct{}{}:
-			defer func() { <-s.strangers }()
-		default:
-			refuse(network.StreamResourceLimitExceeded, "too many concurrent syncs from peers not in the catalog")
-			return
-		}
-	}
-	_ = st.SetDeadline(time.Now().Add(s.params.SyncTimeout))
-	var req pb.SyncRequest
-	if err := framer.ReadProto(bufio.NewReader(st), s.params.MaxSyncMessage, &req); err != nil {
-		s.stats.refuse(true, "malformed")
-		refuse(CodeProtocolViolation, "bad request", "err", err)
-		return
-	}
-	if !bytes.Equal(req.Network, s.network[:]) {
-		refuse(CodeDifferentNetwork, "other network")
-		return
-	}
-	_, span := s.tracer.Start(s.ctx, "mosaik.discovery.sync.serve", trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(attribute.String("peer", p.String()), attribute.Int("entries", len(req.Entries))))
-	defer span.End()
-	if len(req.Entries) > maxSyncEntries {
-		refuse(CodeProtocolViolation, "too many entries", "n", len(req.Entries))
-		return
-	}
-	// Answer with the catalog as it was before merging the request, but
-	// merge first, so the initiator's SyncWith returns after both merged.
-	snap := s.store.Snapshot()
-	s.mergeAll(req.Entries, fromSync)
-	if err := framer.WriteProto(st, &pb.SyncResponse{Entries: s.entries(snap)}); err != nil {
-		_ = st.Reset()
-		return
-	}
-	s.stats.syncsServed.Add(1)
-	_ = st.Close()
-}
-
-// ---- DHT ----
-
-// dhtLoop stores the local entry and provider records in the DHT at start,
-// after every change and every DHTRepublishInterval. A failed put (typically
-// an empty routing table right after start) is retried sooner, backing off
-// from 250 ms up to the republish interval.
-func (s *Service) dhtLoop() {
-	t := time.NewTimer(0)
-	defer t.Stop()
-	retry := 250 * time.Millisecond
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-s.dhtNow:
-		case <-t.C:
-		}
-		next := s.params.DHTRepublishInterval
-		if !s.putDHT() {
-			next = min(retry, next)
-			retry = min(2*retry, s.params.DHTRepublishInterval)
-		} else {
-			retry = 250 * time.Millisecond
-		}
-		t.Stop()
-		select {
-		case <-t.C:
-		default:
-		}
-		t.Reset(next)
-	}
-}
-
-// putDHT stores the local entry and provider records; it reports whether
-// the entry reached the DHT.
-func (s *Service) putDHT() bool {
-	ctx, cancel := context.WithTimeout(s.ctx, s.params.DHTTimeout)
-	defer cancel()
-	local := s.Local()
-	ok := true
-	if err := s.dht.PutValue(ctx, DHTKey(s.network, s.h.ID()), local.Bytes()); err != nil {
-		s.stats.dhtPutFailures.Add(1)
-		s.log.Debug("DHT put failed", "err", err)
-		ok = false
-	} else {
-		s.stats.dhtPuts.Add(1)
-	}
-	cids := append(make([]cid.Cid, 0, len(local.Entry.Streams)+1), NetworkCID(s.network))
-	for _, st := range local.Entry.Streams {
-		cids = append(cids, StreamCID(s.network, st))
-	}
-	for _, c := range cids {
-		if err := s.dht.Provide(ctx, c, true); err != nil {
-			s.log.Debug("DHT provide failed", "cid", c, "err", err)
-			ok = false
-		}
-	}
-	return ok
-}
-
-// FindProducers returns the catalog's producers of stream id after asking
-// the DHT for more: every provider of the stream's CID is looked up, its
-// signed entry fetched, verified and merged into the catalog (so it also
-// finds producers that gossip has not reached). Without a DHT it returns
-// the catalog's producers.
-func (s *Service) FindProducers(ctx context.Context, id catalog.StreamID) ([]*catalog.SignedEntry, error) {
-	if s.ctx.Err() != nil {
-		return nil, ErrClosed
-	}
-	if s.dht == nil {
-		return s.store.Snapshot().Producers(id), nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.params.DHTTimeout)
-	defer cancel()
-	var errs []error
-	for pi := range s.dht.FindProvidersAsync(ctx, StreamCID(s.network, id), 64) {
-		if pi.ID == s.h.ID() {
-			continue
-		}
-		s.h.Peerstore().AddAddrs(pi.ID, pi.Addrs, s.params.Catalog.PurgeAfter)
-		if err := s.fetchEntry(ctx, pi.ID); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	found := s.store.Snapshot().Producers(id)
-	if len(found) == 0 && len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	if len(found) == 0 && ctx.Err() != nil {
-		return nil, fmt.Errorf("discovery: find producers of %s: %w", id.Short(), ctx.Err())
-	}
-	return found, nil
-}
-
-// FetchEntry reads p's signed entry from the DHT and merges it.
-func (s *Service) fetchEntry(ctx context.Context, p peer.ID) error {
-	val, err := s.dht.GetValue(ctx, DHTKey(s.network, p))
-	if err != nil {
-		return fmt.Errorf("discovery: DHT entry of %s: %w", p, err)
-	}
-	e, err := s.store.Open(val, time.Now())
-	if err != nil {
-		if !catalog.IsRejected(err) {
-			return nil // the catalog already holds this version or a newer one
-		}
-		s.stats.refuse(true, catalog.Reason(err))
-		return fmt.Errorf("discovery: DHT entry of %s: %w", p, err)
-	}
-	s.merge(e, fromDHT)
-	return nil
 }

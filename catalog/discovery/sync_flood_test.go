@@ -121,24 +121,36 @@ func floodOnce(ctx context.Context, h host.Host, p peer.ID, nw catalog.NetworkID
 // keeps them from filling every slot (the honest peer got 2 of 8 syncs
 // through before peers without a catalog entry were held to half the
 // slots). The honest peer is a member here: it synced once before the
-// flood. A newcomer can still be refused for capacity by such a flood, and
-// retries.
+// flood.
+//
+// "stalled requests from a few members": four flooders whose entries the
+// victim holds (members, which anyone can become in an open network) and
+// six serving slots, so the per-peer cap (3) lets them hold every slot
+// with stalled requests and the strangers' share does not apply: before
+// stalled requests gave their slots up to new syncs, every honest sync was
+// refused for capacity. The honest peer is a member too.
 func TestSync_FloodFromManyPeers(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		kinds    []floodKind
-		flooders int
-		member   bool // the honest peer syncs once before the flood
-	}{
-		{"valid and garbage", []floodKind{floodValid, floodGarbage}, 5, false},
-		{"stalled requests", []floodKind{floodStalled, floodValid}, 5, false},
-		{"stalled requests from many identities", []floodKind{floodStalled}, 16, true},
+	for _, tc := range []floodCase{
+		{name: "valid and garbage", kinds: []floodKind{floodValid, floodGarbage}, flooders: 5},
+		{name: "stalled requests", kinds: []floodKind{floodStalled, floodValid}, flooders: 5},
+		{name: "stalled requests from many identities", kinds: []floodKind{floodStalled}, flooders: 16, member: true},
+		{name: "stalled requests from a few members", kinds: []floodKind{floodStalled}, flooders: 4, member: true, flooderMembers: true, maxSyncs: 6},
 	} {
-		t.Run(tc.name, func(t *testing.T) { syncFlood(t, tc.kinds, tc.flooders, tc.member) })
+		t.Run(tc.name, func(t *testing.T) { syncFlood(t, tc) })
 	}
 }
 
-func syncFlood(t *testing.T, kinds []floodKind, flooders int, member bool) {
+type floodCase struct {
+	name           string
+	kinds          []floodKind
+	flooders       int
+	member         bool // the honest peer syncs once before the flood
+	flooderMembers bool // the victim holds the flooders' entries
+	maxSyncs       int  // MaxConcurrentSyncs, if not the default
+}
+
+func syncFlood(t *testing.T, tc floodCase) {
+	kinds, flooders, member := tc.kinds, tc.flooders, tc.member
 	const workers = 8 // concurrent streams per flooder
 	// The flood's length: the scenario is "for a couple of seconds", at
 	// least one SyncTimeout so stalled requests are held to the end.
@@ -149,6 +161,9 @@ func syncFlood(t *testing.T, kinds []floodKind, flooders int, member bool) {
 	// re-announces them, and a purge would hide what the syncs moved.
 	p.Catalog.PurgeAfter = time.Minute
 	p.DisableGossip = true
+	if tc.maxSyncs > 0 {
+		p.MaxConcurrentSyncs = tc.maxSyncs
+	}
 	gossipOff := []nodeOpt{withParams(func(q *discovery.Params) { *q = p }), withoutPubSub()}
 	v := newNode(t, nw, gossipOff...)
 	third := newNode(t, nw, gossipOff...)
@@ -168,6 +183,11 @@ func syncFlood(t *testing.T, kinds []floodKind, flooders int, member bool) {
 		x := newHost(t)
 		connect(t, x, v.h)
 		hosts = append(hosts, x)
+		if tc.flooderMembers {
+			if _, err := v.svc.Merge(sealEntry(t, hostKey(t, x), nw, catalog.NewVersion(time.Now()))); err != nil {
+				t.Fatalf("making a flooder a member: %v", err)
+			}
+		}
 	}
 	g0, heap0 := runtime.NumGoroutine(), liveHeap()
 	before := v.svc.Stats()
@@ -254,15 +274,22 @@ func syncFlood(t *testing.T, kinds []floodKind, flooders int, member bool) {
 		t.Errorf("%d flooder streams got past the rate limit, at most %d may", passed, limit)
 	}
 	// Each flooder holds at most SyncBurst slots (stalled requests hold
-	// theirs until SyncTimeout), so five of them never fill the share of
-	// MaxConcurrentSyncs open to peers not in the catalog: without that
-	// per-peer cap, stalled requests did and honest syncs were refused for
-	// capacity. Sixteen do fill it, and are refused for capacity.
+	// theirs until SyncTimeout or until a newer sync needs the slot), so
+	// five strangers never fill the share of MaxConcurrentSyncs open to
+	// peers not in the catalog: without that per-peer cap, stalled
+	// requests did and honest syncs were refused for capacity. Sixteen
+	// strangers do fill it, and four members with six slots fill them
+	// all: then stalled requests lose their slots to new syncs, which the
+	// flooders see as refusals for capacity.
+	share := p.MaxConcurrentSyncs / 2
+	if tc.flooderMembers {
+		share = p.MaxConcurrentSyncs
+	}
 	switch n := out.busy.Load(); {
-	case flooders*p.SyncBurst < p.MaxConcurrentSyncs/2 && n > 0:
-		t.Errorf("%d flooder streams were refused for capacity: %d flooders filled the strangers' %d slots", n, flooders, p.MaxConcurrentSyncs/2)
-	case flooders*p.SyncBurst > p.MaxConcurrentSyncs/2 && n == 0:
-		t.Errorf("no flooder stream was refused for capacity: %d flooders × SyncBurst %d should fill the strangers' %d slots", flooders, p.SyncBurst, p.MaxConcurrentSyncs/2)
+	case flooders*p.SyncBurst < share && n > 0:
+		t.Errorf("%d flooder streams were refused for capacity: %d flooders filled %d slots", n, flooders, share)
+	case flooders*p.SyncBurst > share && n == 0:
+		t.Errorf("no flooder stream was refused for capacity: %d flooders × SyncBurst %d should fill %d slots", flooders, p.SyncBurst, share)
 	}
 	if out.other.Load() > 0 {
 		t.Errorf("%d flooder streams ended otherwise than served or refused, e.g. %v", out.other.Load(), out.samples)

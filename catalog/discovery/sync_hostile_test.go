@@ -255,11 +255,13 @@ func TestSync_ForgedEntriesInRequest(t *testing.T) {
 		"SyncsServed did not move by one")
 }
 
-// TestSync_ConcurrencyLimit: with MaxConcurrentSyncs syncs in progress,
-// the next is reset with libp2p's resource-limit code; once a slot frees,
-// syncs are served again. Both peers are members of the catalog (they
-// synced their entries in first), so only the overall cap refuses them,
-// not the share of peers without an entry (TestSync_FloodFromManyPeers).
+// TestSync_ConcurrencyLimit: with MaxConcurrentSyncs (1) held by a sync
+// that has not sent its whole request, a new sync takes the slot: it is
+// served, and the stalled one is reset with libp2p's resource-limit code
+// and counted as refused. Both peers are members of the catalog (they
+// synced their entries in first), so only the overall cap applies, not
+// the share of peers without an entry (TestSync_FloodFromManyPeers). A
+// refusal when every slot is past its request is TestSlots_Eviction's.
 func TestSync_ConcurrencyLimit(t *testing.T) {
 	nw := catalog.IDFromString("discovery-test/sync-capacity")
 	p := discovery.TestParams()
@@ -305,10 +307,10 @@ func TestSync_ConcurrencyLimit(t *testing.T) {
 		}
 	}
 	hold()
-	// Once the slow sync is in the handler, y's syncs are refused for
-	// capacity. Before that they may be served, and one being served as
-	// the slow one arrives gets the slot and the slow one refused: then
-	// hold it again.
+	// Once the slow sync is in the handler (our read of it times out
+	// rather than seeing a reset), y's sync evicts it. Before that, y's
+	// sync may be served first and the slow one then find the slot taken
+	// by y's, which is past its request: hold it again.
 	testutil.Eventually(t, 5*time.Second, func() bool {
 		_ = held.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
 		var ne net.Error
@@ -316,17 +318,18 @@ func TestSync_ConcurrencyLimit(t *testing.T) {
 			hold() // refused (reset), not waiting in the handler
 			return false
 		}
-		_, err := rawSync(ctx, y, v.h.ID(), nw, p.MaxSyncMessage)
-		var se *network.StreamError
-		return errors.As(err, &se) && se.Remote && se.ErrorCode == network.StreamResourceLimitExceeded
-	}, "no sync was refused for capacity while the slot was held")
-	if v.svc.Stats().SyncsRefused == 0 {
-		t.Error("capacity refusal not counted")
+		return true
+	}, "the slow sync never waited in the handler")
+	refused := v.svc.Stats().SyncsRefused
+	if _, err := rawSync(ctx, y, v.h.ID(), nw, p.MaxSyncMessage); err != nil {
+		t.Fatalf("a sync while a stalled one held the only slot: %v", err)
 	}
-
-	_ = held.Reset() // frees the slot
-	testutil.Eventually(t, 5*time.Second, func() bool {
-		_, err := rawSync(ctx, y, v.h.ID(), nw, p.MaxSyncMessage)
-		return err == nil
-	}, "syncs not served again after the slot freed")
+	_ = held.SetReadDeadline(time.Now().Add(testutil.Scale(5 * time.Second)))
+	se, err := remoteReset(held)
+	if se == nil || se.ErrorCode != network.StreamResourceLimitExceeded {
+		t.Fatalf("the stalled sync ended with %v, want a reset with the resource-limit code", err)
+	}
+	if got := v.svc.Stats().SyncsRefused; got != refused+1 {
+		t.Errorf("SyncsRefused moved from %d to %d, want one eviction", refused, got)
+	}
 }

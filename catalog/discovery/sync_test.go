@@ -67,15 +67,21 @@ func TestSyncWith_BothSidesHoldEachOtherOnReturn(t *testing.T) {
 }
 
 // TestSyncWith_NodeOfAnotherNetwork: sync protocol IDs carry the network,
-// so a sync with a node of another network fails (it does not speak the
-// protocol) and exchanges nothing.
+// so a sync with a node of another network fails protocol negotiation. It
+// must say so with ErrOtherNetwork (not multistream's "protocols not
+// supported") and exchange nothing. A plain libp2p host that serves no
+// mosaik catalog at all is not "another network".
 func TestSyncWith_NodeOfAnotherNetwork(t *testing.T) {
 	a := newNode(t, catalog.IDFromString("discovery-test/sync-net-a"))
 	b := newNode(t, catalog.IDFromString("discovery-test/sync-net-b"))
 	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(10*time.Second))
 	defer cancel()
-	if err := a.svc.SyncWith(ctx, addrInfo(b.h)); err == nil {
-		t.Fatal("SyncWith to a node of another network succeeded")
+	err := a.svc.SyncWith(ctx, addrInfo(b.h))
+	if !errors.Is(err, discovery.ErrOtherNetwork) || !errors.Is(err, catalog.ErrOtherNetwork) {
+		t.Fatalf("SyncWith to a node of another network = %v, want discovery.ErrOtherNetwork", err)
+	}
+	if err := a.svc.SyncWith(ctx, addrInfo(newHost(t))); err == nil || errors.Is(err, catalog.ErrOtherNetwork) {
+		t.Errorf("SyncWith to a host without mosaik = %v, want a failure that is not ErrOtherNetwork", err)
 	}
 	if knows(a.svc, b.h.ID()) || knows(b.svc, a.h.ID()) {
 		t.Error("a failed cross-network sync exchanged entries")
@@ -114,8 +120,8 @@ func TestSyncWith_HostileResponder(t *testing.T) {
 
 	t.Run("reset as another network", func(t *testing.T) {
 		serve(func(st network.Stream) { _ = st.ResetWithError(discovery.CodeDifferentNetwork) })
-		if err := sync(); !errors.Is(err, catalog.ErrOtherNetwork) {
-			t.Fatalf("SyncWith = %v, want catalog.ErrOtherNetwork", err)
+		if err := sync(); !errors.Is(err, discovery.ErrOtherNetwork) {
+			t.Fatalf("SyncWith = %v, want discovery.ErrOtherNetwork", err)
 		}
 	})
 

@@ -390,7 +390,12 @@ type Announcement struct {
 	//
 	//	*Announcement_Entry
 	//	*Announcement_Departure
-	Kind          isAnnouncement_Kind `protobuf_oneof:"kind"`
+	Kind isAnnouncement_Kind `protobuf_oneof:"kind"`
+	// Set (8 random bytes) only when a node re-announces its current entry
+	// unchanged after a topic peer joins: the message ID is the hash of the
+	// data, so without it gossipsub would drop the repeat as a duplicate.
+	// Receivers ignore it.
+	Nonce         []byte `protobuf:"bytes,3,opt,name=nonce,proto3" json:"nonce,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -446,6 +451,13 @@ func (x *Announcement) GetDeparture() []byte {
 		if x, ok := x.Kind.(*Announcement_Departure); ok {
 			return x.Departure
 		}
+	}
+	return nil
+}
+
+func (x *Announcement) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
 	}
 	return nil
 }
@@ -594,10 +606,11 @@ const file_catalog_proto_rawDesc = "" +
 	"\apeer_id\x18\x01 \x01(\fR\x06peerId\x12\x18\n" +
 	"\anetwork\x18\x02 \x01(\fR\anetwork\x12=\n" +
 	"\flast_version\x18\x03 \x01(\v2\x1a.mosaik.catalog.v1.VersionR\vlastVersion\x12!\n" +
-	"\ftimestamp_ms\x18\x04 \x01(\x03R\vtimestampMs\"N\n" +
+	"\ftimestamp_ms\x18\x04 \x01(\x03R\vtimestampMs\"d\n" +
 	"\fAnnouncement\x12\x16\n" +
 	"\x05entry\x18\x01 \x01(\fH\x00R\x05entry\x12\x1e\n" +
-	"\tdeparture\x18\x02 \x01(\fH\x00R\tdepartureB\x06\n" +
+	"\tdeparture\x18\x02 \x01(\fH\x00R\tdeparture\x12\x14\n" +
+	"\x05nonce\x18\x03 \x01(\fR\x05nonceB\x06\n" +
 	"\x04kind\"A\n" +
 	"\vSyncRequest\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\fR\anetwork\x12\x18\n" +

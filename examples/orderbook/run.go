@@ -163,7 +163,7 @@ func run(ctx context.Context, cfg config, w io.Writer) (sum Summary, err error) 
 	start := time.Now()
 	quiet := slog.New(slog.DiscardHandler)
 	newNode := func(boot *node.Node, tags ...string) (*node.Node, error) {
-		opts := []node.Option{node.WithListenAddrs("/ip4/127.0.0.1/tcp/0"), node.WithTestProfile(), node.WithoutDHT(),
+		opts := []node.Option{node.WithListenAddrs("/ip4/127.0.0.1/tcp/0"), node.WithFastProfile(), node.WithoutDHT(),
 			node.WithLogger(quiet), node.WithTags(tags...)}
 		if boot != nil {
 			opts = append(opts, node.WithBootstrapPeers(boot.AddrInfo()))

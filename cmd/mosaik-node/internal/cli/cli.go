@@ -187,7 +187,7 @@ func (f *nodeFlags) options(log *slog.Logger) ([]node.Option, error) {
 	switch f.profile {
 	case "", "default":
 	case "fast":
-		opts = append(opts, node.WithTestProfile())
+		opts = append(opts, node.WithFastProfile())
 	default:
 		return nil, usagef("--profile %q: want default or fast", f.profile)
 	}

@@ -21,7 +21,7 @@ func (d *demo) setup(ctx context.Context) error {
 	cfg := d.cfg
 	opts := func(tags ...string) []node.Option {
 		return []node.Option{
-			node.WithListenAddrs("/ip4/127.0.0.1/tcp/0"), node.WithTestProfile(), node.WithoutDHT(),
+			node.WithListenAddrs("/ip4/127.0.0.1/tcp/0"), node.WithFastProfile(), node.WithoutDHT(),
 			node.WithLogger(cfg.Logger), node.WithTags(tags...),
 		}
 	}

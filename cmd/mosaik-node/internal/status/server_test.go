@@ -21,12 +21,12 @@ import (
 	"github.com/mosaik-go/mosaik/streams"
 )
 
-// startNode starts a test-profile node on 127.0.0.1 (TCP, no DHT) and
+// startNode starts a fast-profile node on 127.0.0.1 (TCP, no DHT) and
 // closes it at the end of the test.
 func startNode(t testing.TB, opts ...node.Option) *node.Node {
 	t.Helper()
 	n, err := node.New("status-test", append([]node.Option{
-		node.WithListenAddrs("/ip4/127.0.0.1/tcp/0"), node.WithTestProfile(), node.WithoutDHT(),
+		node.WithListenAddrs("/ip4/127.0.0.1/tcp/0"), node.WithFastProfile(), node.WithoutDHT(),
 		node.WithLogger(testutil.Logger()),
 	}, opts...)...)
 	if err != nil {

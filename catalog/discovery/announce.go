@@ -1,0 +1,112 @@
+package discovery
+
+import (
+	"context"
+	"encoding/binary"
+	"math/rand/v2"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/catalog/pb"
+)
+
+// relayLoop publishes entries learned by sync or DHT onto gossip, off the
+// merge path: Publish can block while pubsub is busy, and a sync responder
+// must not wait on it.
+func (s *Service) relayLoop() {
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case e := <-s.relayQ:
+			if err := s.publish(s.ctx, &pb.Announcement{Kind: &pb.Announcement_Entry{Entry: e.Bytes()}}); err == nil {
+				s.stats.relayed.Add(1)
+			}
+		}
+	}
+}
+
+func (s *Service) peerEventLoop() {
+	for {
+		ev, err := s.evh.NextPeerEvent(s.ctx)
+		if err != nil {
+			return
+		}
+		if ev.Type == pubsub.PeerJoin {
+			signal(s.peerJoined)
+		}
+	}
+}
+
+// publish puts ann on the topic, giving up after SyncTimeout or when ctx
+// ends (the service's own: Close does not wait for a busy pubsub).
+func (s *Service) publish(ctx context.Context, ann *pb.Announcement) error {
+	if s.topic == nil {
+		return nil
+	}
+	data, err := proto.Marshal(ann)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.params.SyncTimeout)
+	defer cancel()
+	return s.topic.Publish(ctx, data)
+}
+
+func (s *Service) announce(se *catalog.SignedEntry) { s.announceWith(se, nil) }
+
+// announceWith publishes se; a nonce makes the message new to gossipsub
+// when se's bytes were published before.
+func (s *Service) announceWith(se *catalog.SignedEntry, nonce []byte) {
+	if err := s.publish(s.ctx, &pb.Announcement{Kind: &pb.Announcement_Entry{Entry: se.Bytes()}, Nonce: nonce}); err != nil {
+		s.log.Debug("announce failed", "err", err)
+		return
+	}
+	s.stats.announcements.Add(1)
+}
+
+// announceLoop publishes the local entry at start, after every change, on a
+// jittered heartbeat, and shortly after a new gossip peer appears.
+// Heartbeats carry a new version: they are what keeps the entry fresh at
+// every peer. The join announcement does not: it republishes the current
+// entry so the new topic peer hears it at once, and a version bump would
+// make every peer of the network take it as an update (PeerUpdated) after
+// any join. Its random nonce makes it a new gossip message, which pubsub
+// would otherwise drop as a duplicate of the last publication; peers that
+// hold the entry already ignore it and do not forward it.
+func (s *Service) announceLoop() {
+	beat := time.NewTimer(0) // the first heartbeat fires at once
+	defer beat.Stop()
+	var join <-chan time.Time
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.announceNow:
+			s.announce(s.Local())
+		case <-s.peerJoined:
+			if join == nil {
+				join = time.After(s.params.JoinAnnounceDelay)
+			}
+		case <-join:
+			// Joins during the delay are coalesced into this one.
+			join = nil
+			var nonce [8]byte
+			binary.LittleEndian.PutUint64(nonce[:], rand.Uint64())
+			s.announceWith(s.Local(), nonce[:])
+		case <-beat.C:
+			if se, err := s.refresh(); err == nil {
+				s.announce(se)
+			}
+			beat.Reset(jitter(s.params.AnnounceInterval, s.params.AnnounceJitter))
+		}
+	}
+}
+
+// jitter returns a uniform duration in [d·(1−j), d·(1+j)].
+func jitter(d time.Duration, j float64) time.Duration {
+	return time.Duration(float64(d) * (1 - j + 2*j*rand.Float64()))
+}

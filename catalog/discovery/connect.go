@@ -1,0 +1,93 @@
+package discovery
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// cascade connects to a newly learned peer while this node has few
+// connections; identify then triggers a sync with it, so a new node
+// converges without waiting for gossip.
+func (s *Service) cascade(p peer.ID) {
+	if s.params.DisableSync || len(s.h.Network().Peers()) >= s.params.CascadeBelow ||
+		s.h.Network().Connectedness(p) == network.Connected {
+		return
+	}
+	s.dial(p)
+}
+
+// dial connects to p in the background, unless CascadeBelow dials are in
+// flight already: a sync full of entries with unreachable addresses cannot
+// make us start thousands of dials. It reports whether a dial started.
+func (s *Service) dial(p peer.ID) bool {
+	select {
+	case s.dialing <- struct{}{}:
+	default:
+		return false
+	}
+	if !s.spawn(func() {
+		defer func() { <-s.dialing }()
+		ctx, cancel := context.WithTimeout(s.ctx, s.params.SyncTimeout)
+		defer cancel()
+		if err := s.h.Connect(ctx, s.h.Peerstore().PeerInfo(p)); err != nil {
+			s.log.Debug("connect to catalog peer failed", "peer", p, "err", err)
+		}
+	}) {
+		<-s.dialing
+		return false
+	}
+	return true
+}
+
+// connectLoop keeps this node connected to at least CascadeBelow peers of
+// its catalog. When peers leave, a node keeps only the connections it has
+// left, and with one or two it hears the network through them alone: its
+// own heartbeats and departures reach others late or not at all. So
+// whenever a connection closes, and every AnnounceInterval, it dials
+// random recently heard catalog peers it is not connected to until
+// CascadeBelow are connected (dials in flight count).
+func (s *Service) connectLoop() {
+	t := time.NewTimer(jitter(s.params.AnnounceInterval, 0.5))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.connectNow:
+		case <-t.C:
+			t.Reset(jitter(s.params.AnnounceInterval, 0.5))
+		}
+		s.topUp()
+	}
+}
+
+// topUp dials catalog peers while fewer than CascadeBelow are connected.
+// It dials only peers heard from within two heartbeat gaps: a peer that
+// crashed stays in the catalog until PurgeAfter, and dialing it on every
+// tick would hold dial slots (until SyncTimeout for an address that
+// drops packets) that live peers need.
+func (s *Service) topUp() {
+	recent := s.now().Add(-2 * time.Duration(float64(s.params.AnnounceInterval)*(1+s.params.AnnounceJitter)))
+	connected := 0
+	var idle []peer.ID
+	for e := range s.store.Snapshot().All() {
+		switch p := e.Entry.PeerID; {
+		case s.h.Network().Connectedness(p) == network.Connected:
+			connected++
+		case len(e.Entry.Addrs) > 0 && e.Entry.Version.UpdatedAt().After(recent):
+			idle = append(idle, p)
+		}
+	}
+	need := s.params.CascadeBelow - connected - len(s.dialing)
+	rand.Shuffle(len(idle), func(i, j int) { idle[i], idle[j] = idle[j], idle[i] })
+	for _, p := range idle {
+		if need <= 0 || !s.dial(p) {
+			return
+		}
+		need--
+	}
+}

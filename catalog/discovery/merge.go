@@ -1,0 +1,161 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/catalog/pb"
+)
+
+// maxAnnouncement caps a gossip message: one entry plus protobuf framing.
+func (s *Service) maxAnnouncement() int { return s.params.Catalog.MaxEntrySize + 16 }
+
+func (s *Service) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	if from == s.h.ID() {
+		// Our own publication: the local entry or departure we just signed,
+		// or a relay of an entry verified when it was merged. Verifying it
+		// again would cost a signature check per heartbeat and relay for
+		// nothing; readLoop skips our own messages anyway.
+		return pubsub.ValidationAccept
+	}
+	now := s.now()
+	e, d, err := decodeAnnouncement(msg.Data, s.maxAnnouncement(), func(data []byte) (*catalog.SignedEntry, error) {
+		// Cheap checks first: a copy of a known version is ignored without
+		// verifying its signature.
+		return s.store.Open(data, now)
+	})
+	if err == nil && d != nil {
+		err = s.store.CheckDeparture(d, now)
+	}
+	if err == nil {
+		if e != nil {
+			msg.ValidatorData = e
+		} else {
+			msg.ValidatorData = d
+		}
+		return pubsub.ValidationAccept
+	}
+	rejected := catalog.IsRejected(err)
+	s.stats.refuse(rejected, catalog.Reason(err))
+	s.log.Debug("gossip message refused", "from", from, "rejected", rejected, "err", err)
+	if rejected {
+		return pubsub.ValidationReject
+	}
+	return pubsub.ValidationIgnore
+}
+
+// decodeAnnouncement decodes a gossip message of at most max bytes into an
+// entry (opened by openEntry) or a verified departure. It never panics on
+// hostile input; errors carry catalog's verdict sentinels.
+func decodeAnnouncement(data []byte, max int, openEntry func([]byte) (*catalog.SignedEntry, error)) (*catalog.SignedEntry, *catalog.Departure, error) {
+	if len(data) > max {
+		return nil, nil, fmt.Errorf("%w: announcement of %d bytes > %d", catalog.ErrOversize, len(data), max)
+	}
+	var ann pb.Announcement
+	if err := proto.Unmarshal(data, &ann); err != nil {
+		return nil, nil, fmt.Errorf("%w: announcement: %v", catalog.ErrMalformed, err)
+	}
+	switch k := ann.Kind.(type) {
+	case *pb.Announcement_Entry:
+		e, err := openEntry(k.Entry)
+		return e, nil, err
+	case *pb.Announcement_Departure:
+		d, err := catalog.OpenDeparture(k.Departure)
+		return nil, d, err
+	}
+	return nil, nil, fmt.Errorf("%w: empty announcement", catalog.ErrMalformed)
+}
+
+func (s *Service) readLoop() {
+	for {
+		msg, err := s.sub.Next(s.ctx)
+		if err != nil {
+			return
+		}
+		if msg.ReceivedFrom == s.h.ID() {
+			continue
+		}
+		switch v := msg.ValidatorData.(type) {
+		case *catalog.SignedEntry:
+			s.merge(v, fromGossip)
+		case *catalog.Departure:
+			s.depart(v)
+		}
+	}
+}
+
+// Merge puts a peer's signed entry into the catalog as if a sync had
+// brought it: for entries the application holds already (kept from an
+// earlier run, handed over by a plugin, or built by a test). It must come
+// from [catalog.Seal] or [catalog.OpenEntry] (use OpenEntry on bytes from
+// anywhere else: Merge does not verify the signature). The catalog's rules
+// apply as to every input ([catalog.Store.Merge]); on success the entry's
+// addresses go into the host's peerstore (until Catalog.PurgeAfter), and
+// an entry new to the catalog is relayed on gossip and may be dialed (the
+// cascade), as after a sync. Writes through [Service.Store] do none of
+// that. Merge never blocks on the network.
+func (s *Service) Merge(e *catalog.SignedEntry) (catalog.Outcome, error) {
+	if s.ctx.Err() != nil {
+		return 0, ErrClosed
+	}
+	out, err := s.store.Merge(e, s.now())
+	s.merged(e, out, err, fromCaller)
+	return out, err
+}
+
+// merge applies an entry learned from src and reacts to the outcome.
+func (s *Service) merge(e *catalog.SignedEntry, src source) {
+	out, err := s.store.Merge(e, s.now())
+	s.merged(e, out, err, src)
+}
+
+// merged reacts to the outcome of merging e learned from src.
+func (s *Service) merged(e *catalog.SignedEntry, out catalog.Outcome, err error, src source) {
+	if err != nil {
+		if !errors.Is(err, catalog.ErrLocal) {
+			s.stats.refuse(catalog.IsRejected(err), catalog.Reason(err))
+		}
+		return
+	}
+	s.h.Peerstore().AddAddrs(e.Entry.PeerID, e.Entry.Addrs, s.params.Catalog.PurgeAfter)
+	// On every merge: the connection manager forgets a peer's tags when its
+	// last connection closes.
+	s.h.ConnManager().TagPeer(e.Entry.PeerID, s.cmTag, CatalogPeerValue)
+	if out == catalog.Updated {
+		s.stats.updated.Add(1)
+		return
+	}
+	s.stats.added.Add(1)
+	s.log.Debug("peer discovered", "peer", e.Entry.PeerID, "via", src)
+	if src != fromGossip {
+		// Peers that learned of us only by sync or DHT have not seen this
+		// entry on gossip: relay it (pubsub deduplicates identical bytes).
+		if s.topic != nil {
+			select {
+			case s.relayQ <- e:
+			default: // relays only speed convergence up; heartbeats heal a drop
+			}
+		}
+		s.cascade(e.Entry.PeerID)
+	}
+}
+
+func (s *Service) depart(d *catalog.Departure) {
+	ok, err := s.store.Depart(d, s.now())
+	if !ok {
+		if err != nil && !errors.Is(err, catalog.ErrUnknown) {
+			s.stats.refuse(catalog.IsRejected(err), catalog.Reason(err))
+		}
+		return
+	}
+	s.rtt.Remove(d.PeerID)
+	s.h.ConnManager().UntagPeer(d.PeerID, s.cmTag)
+	s.stats.departed.Add(1)
+	s.log.Debug("peer departed", "peer", d.PeerID)
+}

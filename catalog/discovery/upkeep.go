@@ -1,0 +1,159 @@
+package discovery
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+
+	"github.com/mosaik-go/mosaik/catalog"
+)
+
+func (s *Service) hostEventLoop() {
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case ev, ok := <-s.hostSub.Out():
+			if !ok {
+				return
+			}
+			switch ev := ev.(type) {
+			case event.EvtPeerIdentificationCompleted:
+				if !s.params.DisableSync && slices.Contains(ev.Protocols, s.proto) && s.shouldSync(ev.Peer) {
+					s.startSync(ev.Peer)
+				}
+			case event.EvtPeerConnectednessChanged:
+				if ev.Connectedness != network.Connected {
+					signal(s.connectNow)
+				}
+			case event.EvtLocalAddressesUpdated:
+				if _, err := s.UpdateLocal(func(e *catalog.Entry) { e.Addrs = s.h.Addrs() }); err != nil {
+					s.log.Warn("cannot update local addresses", "err", err)
+				}
+			}
+		}
+	}
+}
+
+// shouldSync decides whether a new connection to p warrants a full sync:
+// when p is not in our catalog (a new peer, or one we purged during a
+// partition), or while our catalog is empty (we are new). Connections to
+// known peers add nothing a sync would: gossip keeps known entries fresh,
+// and skipping them keeps a DHT-driven full mesh from costing O(N²) syncs.
+func (s *Service) shouldSync(p peer.ID) bool {
+	snap := s.store.Snapshot()
+	if snap.Len() == 0 {
+		return true
+	}
+	_, known := snap.Get(p)
+	return !known
+}
+
+// purgeLoop removes each entry as soon as it goes stale.
+func (s *Service) purgeLoop() {
+	for {
+		snap := s.store.Snapshot()
+		var expire <-chan time.Time
+		var t *time.Timer
+		if at, ok := s.store.NextExpiry(); ok {
+			t = time.NewTimer(at.Sub(s.now()) + time.Millisecond)
+			expire = t.C
+		}
+		select {
+		case <-s.ctx.Done():
+		case <-snap.Changed():
+		case <-expire:
+			for _, e := range s.store.Purge(s.now()) {
+				s.rtt.Remove(e.Entry.PeerID)
+				s.h.ConnManager().UntagPeer(e.Entry.PeerID, s.cmTag)
+				s.stats.purged.Add(1)
+				s.log.Debug("peer purged", "peer", e.Entry.PeerID, "last_update", e.Entry.Version.UpdatedAt())
+			}
+		}
+		if t != nil {
+			t.Stop()
+		}
+		if s.ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// rttLoop probes the connected catalog peers on a jittered interval.
+func (s *Service) rttLoop() {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		for e := range s.store.Snapshot().All() {
+			p := e.Entry.PeerID
+			if s.h.Network().Connectedness(p) != network.Connected {
+				continue
+			}
+			if _, err := s.Probe(s.ctx, p); err != nil && s.ctx.Err() == nil {
+				s.log.Debug("rtt probe failed", "peer", p, "err", err)
+			}
+		}
+		t.Reset(jitter(s.params.RTTProbeInterval, 0.5))
+	}
+}
+
+// flight is one RTT probe in progress; concurrent Probe calls for the
+// same peer share it (libp2p allows few concurrent pings per peer).
+type flight struct {
+	done chan struct{}
+	rtt  time.Duration
+	err  error
+}
+
+// Probe measures the RTT to p once with libp2p ping (dialing if needed),
+// records the sample in the RTT table and returns it. A probe of p already
+// in progress is joined rather than repeated. It gives up after
+// Params.PingTimeout or when ctx ends.
+func (s *Service) Probe(ctx context.Context, p peer.ID) (time.Duration, error) {
+	s.syncMu.Lock()
+	if f := s.probing[p]; f != nil {
+		s.syncMu.Unlock()
+		select {
+		case <-f.done:
+			return f.rtt, f.err
+		case <-ctx.Done():
+			return 0, fmt.Errorf("discovery: ping %s: %w", p, ctx.Err())
+		}
+	}
+	f := &flight{done: make(chan struct{})}
+	s.probing[p] = f
+	s.syncMu.Unlock()
+	defer func() {
+		s.syncMu.Lock()
+		delete(s.probing, p)
+		s.syncMu.Unlock()
+		close(f.done)
+	}()
+	ctx, cancel := context.WithTimeout(ctx, s.params.PingTimeout)
+	defer cancel() // ping.Ping keeps pinging until its ctx ends
+	select {
+	case res := <-ping.Ping(ctx, s.h, p):
+		if res.Error != nil {
+			f.err = fmt.Errorf("discovery: ping %s: %w", p, res.Error)
+			return 0, f.err
+		}
+		s.rtt.Record(p, res.RTT, s.now())
+		s.stats.rtt.Record(ctx, res.RTT.Seconds(), s.stats.rttAttrs)
+		f.rtt = res.RTT
+		return res.RTT, nil
+	case <-ctx.Done():
+		f.err = fmt.Errorf("discovery: ping %s: %w", p, ctx.Err())
+		return 0, f.err
+	}
+}
