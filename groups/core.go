@@ -229,6 +229,11 @@ func (c *groupCore) resetRaft() error {
 // resetRaftOn starts a new RawNode over c.store, whose state machine is at
 // applied.
 func (c *groupCore) resetRaftOn(applied uint64) error {
+	if c.state != raft.StateFollower {
+		// A wiped or forced leader (or candidate) restarts as a follower
+		// without a SoftState from raft: log the change onSoftState would.
+		c.log.Info("role changed", "from", c.state.String(), "to", raft.StateFollower.String(), "leader", "", "epoch", c.epoch)
+	}
 	c.lead, c.state = 0, raft.StateFollower
 	et := c.p.ticks(c.p.ElectionTimeout)
 	if c.cfg.reluctant {

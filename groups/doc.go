@@ -76,6 +76,21 @@
 // epoch's writes are discarded and reported. RemoveAfter is therefore
 // long (15 s by default).
 //
+// # Observing a group
+//
+// Service.Status returns a value snapshot per joined group: this node's
+// role and raft role, the leader, term, commit and applied index, log
+// position, configuration size, epoch and bonds. Metrics (OpenTelemetry,
+// attributes network and group): mosaik.groups.active,
+// mosaik.groups.bonds.active, mosaik.groups.raft.elections (elections this
+// node started; a failed pre-vote is none), mosaik.groups.raft.leader.changes
+// (the known leader became another peer; losing and regaining the same
+// leader is none), mosaik.groups.raft.committed (applied index),
+// mosaik.groups.raft.apply_lag, mosaik.groups.raft.commit_latency (Execute
+// to local apply, seconds), mosaik.groups.raft.discarded, and the bond
+// layer's mosaik.groups.bonds.* counters. Every change of raft state is
+// one info log line, "role changed".
+//
 // # Concurrency
 //
 // Every Group method and When is safe for concurrent use. Each group has

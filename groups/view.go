@@ -28,6 +28,14 @@ type view struct {
 	discarded  uint64 // entries discarded in total
 	terminated bool
 	err        error
+
+	// For Service.Status only: changes to these alone do not wake When
+	// waiters.
+	raftRole RaftRole
+	commit   uint64 // raft's commit index as this node knows it
+	epoch    uint64
+	voters   int
+	learners int
 }
 
 // viewState is the published view. Lock order: viewState.mu is a leaf; no
@@ -55,19 +63,20 @@ func (s *viewState) set(v view) {
 	defer s.mu.Unlock()
 	v.discards, v.discarded = s.v.discards, s.v.discarded
 	v.terminated, v.err = s.v.terminated, s.v.err
-	if !slices.Equal(v.bonds, s.v.bonds) {
+	bondsChanged := !slices.Equal(v.bonds, s.v.bonds)
+	if bondsChanged {
 		close(s.bondsChan)
 		s.bondsChan = make(chan struct{})
 	} else {
 		v.bonds = s.v.bonds
 	}
-	if v.leader == s.v.leader && v.isLeader == s.v.isLeader && v.online == s.v.online && v.term == s.v.term &&
-		v.committed == s.v.committed && v.log == s.v.log && slices.Equal(v.bonds, s.v.bonds) {
-		return
-	}
+	notify := bondsChanged || v.leader != s.v.leader || v.isLeader != s.v.isLeader || v.online != s.v.online ||
+		v.term != s.v.term || v.committed != s.v.committed || v.log != s.v.log
 	s.v = v
-	close(s.changed)
-	s.changed = make(chan struct{})
+	if notify {
+		close(s.changed)
+		s.changed = make(chan struct{})
+	}
 }
 
 func (s *viewState) discard(n uint64) {
@@ -106,15 +115,21 @@ func (s *viewState) bonds() ([]peer.ID, <-chan struct{}) {
 // publish copies the goroutine's state into the view.
 func (c *groupCore) publish() {
 	t, i := c.lastPos()
+	hs := c.rn.BasicStatus().HardState
 	v := view{
 		// A learner keeps its last leader forever; report none once the
 		// bond to it is down.
 		leader:    c.leaderPeerIfUp(),
 		isLeader:  c.state == raft.StateLeader,
 		online:    c.leaderUp() && c.epoch != 0,
-		term:      c.rn.BasicStatus().GetTerm(),
+		term:      hs.GetTerm(),
 		committed: c.applied,
 		log:       Position{Term: t, Index: i},
+		raftRole:  c.raftRole(),
+		commit:    hs.GetCommit(),
+		epoch:     c.epoch,
+		voters:    len(c.conf.GetVoters()),
+		learners:  len(c.conf.GetLearners()) + len(c.conf.GetLearnersNext()),
 	}
 	for p, ps := range c.peers {
 		if ps.up {

@@ -1,6 +1,6 @@
 // Package status is the reference node's observation surface, served by
-// mosaik-node --http: a self-refreshing HTML page of the node, its catalog
-// and its streams, the same data as JSON, a health check and a Prometheus
+// mosaik-node --http: a self-refreshing HTML page of the node, its catalog,
+// its streams and its groups, the same data as JSON, a health check and a Prometheus
 // scrape endpoint.
 //
 // The usual sequence:
@@ -17,6 +17,8 @@
 //	/api/node     NodeDoc
 //	/api/catalog  CatalogDoc (what `mosaik-node catalog --json` prints)
 //	/api/streams  StreamsDoc
+//	/api/groups   GroupsDoc: per group its role, raft role, leader, term,
+//	              commit and applied index, and bonds with their ages
 //	/healthz      200 "ok"
 //	/metrics      Prometheus exposition (404 without Metrics)
 //
@@ -29,6 +31,7 @@
 // WithTimeouts) and caps request headers at 16 KiB.
 //
 // The caller owns the node and the Metrics: closing the Server closes
-// neither. The docs are built from one catalog snapshot and the streams
-// service's Handles at request time; nothing is cached.
+// neither. The docs are built from one catalog snapshot, the streams
+// service's Handles and the groups service's Status at request time;
+// nothing is cached.
 package status

@@ -6,6 +6,7 @@ import (
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/discovery"
+	"github.com/mosaik-go/mosaik/groups"
 	"github.com/mosaik-go/mosaik/node"
 	"github.com/mosaik-go/mosaik/streams"
 )
@@ -105,6 +106,98 @@ type ChannelDoc struct {
 	CountsDoc
 	UptimeMS int64  `json:"uptime_ms"` // of the current connection; 0 when not connected
 	Error    string `json:"error,omitempty"`
+}
+
+// GroupsDoc lists the groups joined on the node, in group id order, and
+// the bond layer's refusal and end counts.
+type GroupsDoc struct {
+	Groups []GroupDoc `json:"groups"`
+	// Refusals counts bond handshakes that failed, on either side, and
+	// Ends bonds that ended after the handshake, by code ("30403 NotAllowed").
+	Refusals map[string]uint64 `json:"refusals"`
+	Ends     map[string]uint64 `json:"ends"`
+}
+
+// GroupDoc is one group as this node sees it (groups.Status).
+type GroupDoc struct {
+	GroupID   string    `json:"group_id"` // 64 hex
+	Short     string    `json:"short"`    // the id's short hex form, as in logs and metrics
+	Role      string    `json:"role"`     // this node's: writer or reader
+	Raft      string    `json:"raft"`     // leader, follower, learner, pre-candidate, candidate or non-member
+	Leader    string    `json:"leader"`   // the leader's peer ID, "" when none is known
+	Online    bool      `json:"online"`
+	Term      uint64    `json:"term"`
+	Committed uint64    `json:"committed"` // raft's commit index as this node knows it
+	Applied   uint64    `json:"applied"`   // applied to the state machine here
+	LogTerm   uint64    `json:"log_term"`  // the last entry of the local log
+	LogIndex  uint64    `json:"log_index"`
+	Voters    int       `json:"voters"`
+	Learners  int       `json:"learners"`
+	Epoch     string    `json:"epoch"`     // 16 hex (a string: JSON numbers lose 64-bit precision); "" in no cluster
+	Discarded uint64    `json:"discarded"` // entries discarded in lost merges since the join
+	Error     string    `json:"error,omitempty"`
+	Bonds     []BondDoc `json:"bonds"` // in peer ID order
+}
+
+// BondDoc is one bond of a group (groups.BondInfo).
+type BondDoc struct {
+	PeerID         string `json:"peer_id"`
+	Role           string `json:"role"`      // the peer's
+	Initiator      bool   `json:"initiator"` // this node opened the bond's stream
+	AgeMS          int64  `json:"age_ms"`    // since the handshake
+	FramesSent     uint64 `json:"frames_sent"`
+	FramesReceived uint64 `json:"frames_received"`
+	BytesSent      uint64 `json:"bytes_sent"`
+	BytesReceived  uint64 `json:"bytes_received"`
+	Dropped        uint64 `json:"dropped"` // frames dropped on a full send queue
+	Queued         int    `json:"queued"`  // frames waiting now
+}
+
+// GroupsJSON builds the document of the groups joined on n.
+func GroupsJSON(n *node.Node) GroupsDoc {
+	svc := n.Groups()
+	return groupsDoc(svc.Status(), svc.BondStatus(), time.Now())
+}
+
+func groupsDoc(sts []groups.Status, bs groups.BondStatus, now time.Time) GroupsDoc {
+	doc := GroupsDoc{Groups: make([]GroupDoc, 0, len(sts)), Refusals: codes(bs.Refusals), Ends: codes(bs.Ends)}
+	for _, st := range sts {
+		g := GroupDoc{
+			GroupID: st.ID.String(), Short: st.ID.Short(), Role: st.Role.String(), Raft: st.Raft.String(),
+			Online: st.Online, Term: st.Term, Committed: st.CommitIndex, Applied: st.AppliedIndex,
+			LogTerm: st.Log.Term, LogIndex: st.Log.Index, Voters: st.Voters, Learners: st.Learners,
+			Discarded: st.Discarded, Bonds: make([]BondDoc, len(st.Bonds)),
+		}
+		if st.Leader != "" {
+			g.Leader = st.Leader.String()
+		}
+		if st.Epoch != 0 {
+			g.Epoch = fmt.Sprintf("%016x", st.Epoch)
+		}
+		if st.Err != nil {
+			g.Error = st.Err.Error()
+		} else if st.Ended {
+			g.Error = "ended"
+		}
+		for i, b := range st.Bonds {
+			g.Bonds[i] = BondDoc{
+				PeerID: b.Peer.String(), Role: b.Role.String(), Initiator: b.Initiator,
+				AgeMS: now.Sub(b.Since).Milliseconds(), FramesSent: b.FramesSent, FramesReceived: b.FramesReceived,
+				BytesSent: b.BytesSent, BytesReceived: b.BytesReceived, Dropped: b.Dropped, Queued: b.Queued,
+			}
+		}
+		doc.Groups = append(doc.Groups, g)
+	}
+	return doc
+}
+
+// codes keys counts by "<number> <name>"; never nil.
+func codes(m map[groups.Code]uint64) map[string]uint64 {
+	out := make(map[string]uint64, len(m))
+	for c, n := range m {
+		out[fmt.Sprintf("%d %s", uint32(c), c)] = n
+	}
+	return out
 }
 
 // CatalogJSON builds the catalog document of n from its current snapshot,

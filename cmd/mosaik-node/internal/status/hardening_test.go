@@ -17,7 +17,7 @@ import (
 func TestServer_Token(t *testing.T) {
 	n := startNode(t)
 	h := status.New(n, newMetrics(t), status.WithToken("s3cret")).Handler()
-	paths := []string{"/", "/api/node", "/api/catalog", "/api/streams", "/metrics", "/nope"}
+	paths := []string{"/", "/api/node", "/api/catalog", "/api/streams", "/api/groups", "/metrics", "/nope"}
 	for _, tc := range []struct {
 		name, auth string
 		ok         bool

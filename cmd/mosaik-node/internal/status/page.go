@@ -27,6 +27,7 @@ type pageData struct {
 	Node       NodeDoc
 	Catalog    CatalogDoc
 	Streams    StreamsDoc
+	Groups     GroupsDoc
 	HasMetrics bool
 	Now        string
 }
