@@ -119,12 +119,18 @@ const killChildEnv = "MOSAIK_GROUPS_KILL_CHILD"
 // A member with a data dir, in a child process, is killed with SIGKILL
 // while writes flow through it and the others; restarted with its
 // identity and dir, it resumes from its store and converges to the
-// others' state.
+// others' state: at once, or after the leader removed it from the
+// configuration (its store still says it is a voter).
 func TestRealNet_DataDirSIGKILL(t *testing.T) {
 	if v := os.Getenv(killChildEnv); v != "" {
 		killChild(t, v)
 		return
 	}
+	t.Run("restart", func(t *testing.T) { sigkillRestart(t, false) })
+	t.Run("restart-after-removal", func(t *testing.T) { sigkillRestart(t, true) })
+}
+
+func sigkillRestart(t *testing.T, afterRemoval bool) {
 	nodes, gs := startCluster(t, 2, nil)
 	key := newIdentity(t)
 	raw, err := crypto.MarshalPrivateKey(key)
@@ -199,6 +205,10 @@ func TestRealNet_DataDirSIGKILL(t *testing.T) {
 		if want, _ := peer.IDFromPrivateKey(key); child != want {
 			t.Fatalf("child ran as %s, want %s", child, want)
 		}
+	}
+	if afterRemoval {
+		// Two writers left: the leader removes the dead voter and keeps one.
+		testutil.Eventually(t, 15*time.Second, func() bool { return groups.Voters(gs[0]) == 1 }, "the killed member was not removed")
 	}
 	last, commit, err := groups.StoredLog(dir, gs[0].ID())
 	if err != nil {
