@@ -302,7 +302,12 @@ type pace struct {
 }
 
 func (p *pace) update(now, every int64, commit uint64) {
-	if p.at == 0 || now-p.at >= every {
+	switch {
+	case p.at == 0 || now-p.at >= 3*every:
+		// Stale (this node was not leading, or waited on a change): a mark
+		// from long ago would let a far-behind learner count as caught up.
+		p.at, p.prev, p.mark = now, 0, commit
+	case now-p.at >= every:
 		p.at, p.prev, p.mark = now, p.mark, commit
 	}
 }

@@ -202,3 +202,25 @@ func TestMembership_PromotesLearnersUnderLoad(t *testing.T) {
 	joinCounter(t, n.service(t, "2", false))
 	testutil.Eventually(t, 10*time.Second, func() bool { return voters(g0) == 3 }, "learners not promoted while writes flow")
 }
+
+// The pace marks move once per period, and a mark older than three
+// periods is dropped rather than used as the yardstick.
+func TestPace_Update(t *testing.T) {
+	var p pace
+	for _, step := range []struct {
+		now        int64
+		commit     uint64
+		prev, mark uint64
+	}{
+		{1, 10, 0, 10},   // first mark
+		{5, 20, 0, 10},   // within the period: unchanged
+		{11, 30, 10, 30}, // one period on: the old mark becomes prev
+		{21, 40, 30, 40},
+		{60, 90, 0, 90}, // stale: dropped
+	} {
+		p.update(step.now, 10, step.commit)
+		if p.prev != step.prev || p.mark != step.mark {
+			t.Fatalf("at %d: prev %d mark %d, want %d %d", step.now, p.prev, p.mark, step.prev, step.mark)
+		}
+	}
+}
