@@ -164,6 +164,9 @@ type Service struct {
 
 	net  attacher  // the bond layer
 	core coreState // joined groups (the core)
+	// joinDefaults are applied by every Join before its own options
+	// (WithJoinDefaults).
+	joinDefaults []Option
 
 	closeOnce sync.Once
 	closeErr  error

@@ -128,6 +128,7 @@ type groupCore struct {
 	discarded     uint64
 	absent        map[uint64]int64 // conf members with no known peer: first tick noticed
 	noLeader      int64            // tick since which no leader is known
+	pace          pace             // the leader's yardstick for caught-up learners
 }
 
 type fwdTo struct {

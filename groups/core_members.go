@@ -8,6 +8,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 
 	"github.com/mosaik-go/mosaik/groups/pb"
 )
@@ -290,6 +291,27 @@ func (c *groupCore) manageMembers() {
 	c.balanceVoters()
 }
 
+// pace marks the leader's commit index once per election timeout, so that
+// a learner counts as caught up when it has everything committed one to
+// two election timeouts ago. A fixed lag in entries is not enough: under a
+// steady stream of writes a learner that fsyncs each append stays a few
+// dozen entries behind for good, and would never be promoted.
+type pace struct {
+	at         int64  // tick of the last mark
+	mark, prev uint64 // commit index at the last mark and the one before
+}
+
+func (p *pace) update(now, every int64, commit uint64) {
+	switch {
+	case p.at == 0 || now-p.at >= 3*every:
+		// Stale (this node was not leading, or waited on a change): a mark
+		// from long ago would let a far-behind learner count as caught up.
+		p.at, p.prev, p.mark = now, 0, commit
+	case now-p.at >= every:
+		p.at, p.prev, p.mark = now, p.mark, commit
+	}
+}
+
 // balanceVoters promotes caught-up writer learners until voters are
 // min(5, writers) made odd, and demotes a voter of an even, all-alive set
 // that cannot grow.
@@ -306,13 +328,15 @@ func (c *groupCore) balanceVoters() {
 		}
 	}
 	voters := len(c.conf.GetVoters())
+	c.pace.update(c.now, int64(c.p.ticks(c.p.ElectionTimeout)), st.GetCommit())
 	var ready []uint64
 	for _, l := range c.conf.GetLearners() {
 		p, ok := c.byRaft[l]
 		if !ok || !c.peers[p].up || c.peers[p].role != RoleWriter {
 			continue
 		}
-		if pr, ok := st.Progress[l]; ok && pr.Match+16 >= st.GetCommit() {
+		pr, ok := st.Progress[l]
+		if ok && (pr.Match+16 >= st.GetCommit() || pr.State == tracker.StateReplicate && c.pace.prev > 0 && pr.Match >= c.pace.prev) {
 			ready = append(ready, l)
 		}
 	}

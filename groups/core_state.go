@@ -53,6 +53,9 @@ func Join[C, Q, R any](s *Service, key Key, sm StateMachine[C, Q, R], opts ...Op
 		return nil, errors.New("groups: nil state machine")
 	}
 	cfg := defaultConfig()
+	for _, o := range s.joinDefaults {
+		o(&cfg)
+	}
 	for _, o := range opts {
 		o(&cfg)
 	}

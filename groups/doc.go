@@ -91,6 +91,16 @@
 // layer's mosaik.groups.bonds.* counters. Every change of raft state is
 // one info log line, "role changed".
 //
+// # Durability
+//
+// By default a group's raft log lives in memory, so a restarted node is a
+// new member. WithDataDir(dir) (or WithJoinDefaults(WithDataDir(dir)) for
+// every group of a Service; node.WithDataDir does that) keeps the log,
+// hard state and snapshots in <dir>/groups/<group id hex>.db, fsynced
+// before raft sends anything that depends on them: a node restarted with
+// the same identity and directory, even after SIGKILL, resumes its
+// membership and state. One process at a time may hold a group's file.
+//
 // # Concurrency
 //
 // Every Group method and When is safe for concurrent use. Each group has

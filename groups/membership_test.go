@@ -3,6 +3,7 @@ package groups
 import (
 	"context"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -165,5 +166,61 @@ func TestMembership_ForcedEpochYieldsToLiveParent(t *testing.T) {
 	}, "n3 did not rejoin the live cluster's state")
 	if v := weak(t, gs[0]); v != 11 {
 		t.Fatalf("the live cluster lost writes: %d", v)
+	}
+}
+
+// Learners that trail a steady stream of writes by more than a few entries
+// (here, by delayed frames), but keep pace with it, are promoted.
+func TestMembership_PromotesLearnersUnderLoad(t *testing.T) {
+	n := newMemNet()
+	g0 := joinCounter(t, n.service(t, "0", false))
+	if err := g0.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	n.setFault(func(from, _ peer.ID, kind byte) (bool, time.Duration) {
+		if from == g0.c.self && kind == kindRaft {
+			return false, 20 * time.Millisecond
+		}
+		return false, 0
+	})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, _ = g0.ExecuteMany(tctx(t, 5*time.Second), []int64{1, 1, 1, 1})
+			}
+		})
+	}
+	defer func() { close(stop); wg.Wait() }()
+	joinCounter(t, n.service(t, "1", false))
+	joinCounter(t, n.service(t, "2", false))
+	testutil.Eventually(t, 10*time.Second, func() bool { return voters(g0) == 3 }, "learners not promoted while writes flow")
+}
+
+// The pace marks move once per period, and a mark older than three
+// periods is dropped rather than used as the yardstick.
+func TestPace_Update(t *testing.T) {
+	var p pace
+	for _, step := range []struct {
+		now        int64
+		commit     uint64
+		prev, mark uint64
+	}{
+		{1, 10, 0, 10},   // first mark
+		{5, 20, 0, 10},   // within the period: unchanged
+		{11, 30, 10, 30}, // one period on: the old mark becomes prev
+		{21, 40, 30, 40},
+		{60, 90, 0, 90}, // stale: dropped
+	} {
+		p.update(step.now, 10, step.commit)
+		if p.prev != step.prev || p.mark != step.mark {
+			t.Fatalf("at %d: prev %d mark %d, want %d %d", step.now, p.prev, p.mark, step.prev, step.mark)
+		}
 	}
 }

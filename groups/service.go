@@ -140,6 +140,7 @@ type serviceConfig struct {
 	meter  metric.MeterProvider
 	params BondParams
 	fault  FaultHook
+	join   []Option
 }
 
 // WithLogger sets the service's logger (default slog.Default()).
@@ -181,6 +182,17 @@ func WithFaultHook(f FaultHook) ServiceOption {
 	}
 }
 
+// WithJoinDefaults sets options that every Join on the service applies
+// before its own, so a Join's options override them: for example
+// WithJoinDefaults(WithDataDir(dir)) keeps every group on disk unless a
+// Join says WithDataDir(""). Repeatable; the options accumulate.
+func WithJoinDefaults(opts ...Option) ServiceOption {
+	return func(c *serviceConfig) error {
+		c.join = append(c.join, opts...)
+		return nil
+	}
+}
+
 // NewService starts the groups service of host h for d's network: it
 // serves the bond protocol of that network on h. Groups are joined on it
 // (see Join). Close it before d and h.
@@ -200,7 +212,7 @@ func NewService(h host.Host, d Discovery, opts ...ServiceOption) (*Service, erro
 	if err != nil {
 		return nil, err
 	}
-	return &Service{network: nw, self: h.ID(), log: log, meter: cfg.meter, net: n}, nil
+	return &Service{network: nw, self: h.ID(), log: log, meter: cfg.meter, net: n, joinDefaults: cfg.join}, nil
 }
 
 // BondStatus is what the bond layer exposes for status pages: every bond

@@ -168,6 +168,10 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 	if cfg.bonds != nil {
 		gopts = append(gopts, groups.WithBondParams(*cfg.bonds))
 	}
+	if cfg.dataDir != "" {
+		gopts = append(gopts, groups.WithJoinDefaults(groups.WithDataDir(cfg.dataDir)))
+	}
+	gopts = append(gopts, cfg.groupOpts...)
 	if n.grp, err = groups.NewService(n.h, n.disc, gopts...); err != nil {
 		return nil, err
 	}

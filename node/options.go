@@ -38,6 +38,8 @@ type config struct {
 	streams    *streams.Params
 	bonds      *groups.BondParams
 	policy     *streams.Policy // WithDefaultStreamPolicy
+	groupOpts  []groups.ServiceOption
+	dataDir    string
 
 	host   host.Host
 	ps     *pubsub.PubSub
@@ -160,6 +162,32 @@ func WithBondParams(p groups.BondParams) Option {
 			return err
 		}
 		c.bonds = &p
+		return nil
+	}
+}
+
+// WithGroupsOptions adds options to the groups service the node creates,
+// after the node's own (logger, meter provider, bond parameters), so they
+// override those. For tests, groups.WithFaultHook goes here. Repeatable.
+func WithGroupsOptions(opts ...groups.ServiceOption) Option {
+	return func(c *config) error {
+		c.groupOpts = append(c.groupOpts, opts...)
+		return nil
+	}
+}
+
+// WithDataDir keeps the raft log, hard state and snapshots of every group
+// joined on the node under dir (see groups.WithDataDir for the layout and
+// the lock), so that the node restarted with the same identity
+// (WithIdentity) and dir rejoins its groups with their state. A Join can
+// still opt out with groups.WithDataDir(""). The default keeps groups in
+// memory: a restarted node is then a new member.
+func WithDataDir(dir string) Option {
+	return func(c *config) error {
+		if dir == "" {
+			return errors.New("node: WithDataDir needs a directory")
+		}
+		c.dataDir = dir
 		return nil
 	}
 }

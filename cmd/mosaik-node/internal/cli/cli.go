@@ -315,7 +315,10 @@ func cmdNode(ctx context.Context, cmd string, args []string, env Env) error {
 	var maxConsumers, onlineMin, count int
 	var maxRTT, wait time.Duration
 	var asJSON bool
+	var dataDir string
 	switch cmd {
+	case "run":
+		fs.StringVar(&dataDir, "data-dir", "", "keep the raft log, hard state and snapshots of the node's groups in DIR/groups/ (default: memory); needs --key, since a restarted node resumes its groups under the same identity")
 	case "produce":
 		sf.register(fs)
 		fs.IntVar(&maxConsumers, "max-consumers", 0, "at most this many consumers (0: unlimited)")
@@ -358,6 +361,15 @@ func cmdNode(ctx context.Context, cmd string, args []string, env Env) error {
 	opts, err := nf.options(log)
 	if err != nil {
 		return err
+	}
+	if dataDir != "" {
+		if nf.key == "" {
+			return usagef("--data-dir needs --key: a node with a new identity each run cannot resume its groups")
+		}
+		if err := os.MkdirAll(dataDir, 0o700); err != nil {
+			return usagef("--data-dir: %v", err)
+		}
+		opts = append(opts, node.WithDataDir(dataDir))
 	}
 	sopts, err := sf.options(catalog.IDFromString(nf.network))
 	if err != nil {

@@ -65,6 +65,8 @@ func TestMain_BadInputExitsTwoWithOneLine(t *testing.T) {
 		{"run", "--network", "x", "--key", corrupt},
 		{"run", "--network", "x", "--log-level", "loud"},
 		{"run", "--network", "x", "--gossip-signing", "lax"},
+		{"run", "--network", "x", "--data-dir", dir},                                             // no --key
+		{"run", "--network", "x", "--key", filepath.Join(dir, "new.key"), "--data-dir", corrupt}, // a file
 		{"run", "--config", badConfig},
 		{"run", "--network", "x", "--bootstrap", "/ip4/1.2.3.4/tcp/1"},  // no /p2p
 		{"run", "--network", "x", "--rendezvous", "/ip4/1.2.3.4/tcp/1"}, // no /p2p
@@ -261,5 +263,43 @@ func TestNodeFlags_StatusToken(t *testing.T) {
 		env(&bytes.Buffer{}, &errOut, map[string]string{"MOSAIK_STATUS_TOKEN": "t"}))
 	if code != 2 || !strings.Contains(errOut.String(), "--status-token needs --http") {
 		t.Errorf("token without --http: exit %d, %s", code, errOut.String())
+	}
+}
+
+// run --data-dir with a key starts a node whose groups keep their logs in
+// the directory (created 0700 when missing).
+func TestMain_RunWithDataDir(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	addrFile := filepath.Join(dir, "addrs")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errOut bytes.Buffer
+	code := make(chan int, 1)
+	go func() {
+		code <- Main(ctx, []string{"run", "--network", "x", "--listen", "/ip4/127.0.0.1/tcp/0", "--key", filepath.Join(dir, "node.key"),
+			"--data-dir", data, "--addr-file", addrFile, "--log-level", "error"}, env(&out, &errOut, nil))
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(addrFile); err == nil {
+			break
+		}
+		select {
+		case c := <-code:
+			t.Fatalf("run exited %d early: %s", c, errOut.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node did not start")
+		}
+		time.Sleep(20 * time.Millisecond) // polling for the address file
+	}
+	if st, err := os.Stat(data); err != nil || !st.IsDir() || st.Mode().Perm() != 0o700 {
+		t.Fatalf("data dir: %v %v", st, err)
+	}
+	cancel()
+	if c := <-code; c != 0 {
+		t.Fatalf("exit %d: %s", c, errOut.String())
 	}
 }
