@@ -46,7 +46,7 @@ func FuzzCoreFrame(f *testing.F) {
 		}
 		c.conf = c.rn.ApplyConfChange(&raftpb.ConfChange{Type: raftpb.ConfChangeType_ConfChangeAddLearnerNode.Enum(), NodeId: new(raftID("b"))})
 		c.onBond(bondEvent{p: "b", up: true, role: RoleWriter})
-		c.onFrame(frame{from: "b", kind: firstCoreFrame + kind%5, body: body})
+		c.onFrame(frame{from: "b", kind: firstCoreFrame + kind%6, body: body})
 		_ = c.processReady() // a group-ending error is allowed, a panic is not
 		c.failAll(ErrTerminated)
 	})

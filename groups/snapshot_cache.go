@@ -88,6 +88,16 @@ func (c *snapshotCache) holds(a snapshotAnchor, now time.Time) bool {
 	return ok
 }
 
+// holdsHash reports whether the snapshot at a whose blake3-256 is hash is
+// held and not expired.
+func (c *snapshotCache) holdsHash(a snapshotAnchor, hash [32]byte, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expire(now)
+	h, ok := c.held[a]
+	return ok && h.hash == hash
+}
+
 // anchors lists the anchors held at now, for announcements.
 func (c *snapshotCache) anchors(now time.Time) []snapshotAnchor {
 	c.mu.Lock()
