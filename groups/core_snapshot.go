@@ -163,7 +163,12 @@ func (c *groupCore) onSnapMsg(from peer.ID, m *raftpb.Message) bool {
 	}
 	meta := m.GetSnapshot().GetMetadata()
 	a := snapshotAnchor{Index: meta.GetIndex(), Term: meta.GetTerm()}
-	if c.snap.fetching != 0 || a.Index <= c.applied {
+	if a.Index <= c.applied {
+		// Stale: raft ignores its data and answers with its commit index,
+		// which ends the leader's wait for this snapshot.
+		return true
+	}
+	if c.snap.fetching != 0 {
 		return false // one transfer at a time; raft resends after it
 	}
 	d, err := decodeSnapshotDescriptor(m.GetSnapshot().GetData())
