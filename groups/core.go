@@ -472,12 +472,7 @@ func (c *groupCore) onFrame(f frame) {
 			fc.finish(0, &offline{reason: "peer is not the leader"})
 		}
 	case kindSnapFailed:
-		var m pb.CoreSnapshotFailed
-		if proto.Unmarshal(f.body, &m) != nil {
-			c.drop()
-			return
-		}
-		c.onSnapFailed(ps, &m)
+		c.onSnapFailed(ps, f.body)
 	default:
 		c.drop()
 	}
@@ -529,36 +524,6 @@ func (c *groupCore) fresh() bool {
 func (c *groupCore) inConf(id uint64) bool {
 	return slices.Contains(c.conf.GetVoters(), id) || slices.Contains(c.conf.GetLearners(), id) ||
 		slices.Contains(c.conf.GetVotersOutgoing(), id) || slices.Contains(c.conf.GetLearnersNext(), id)
-}
-
-func (c *groupCore) sendRaft(m *raftpb.Message) {
-	to := m.GetTo()
-	snap := m.GetType() == raftpb.MessageType_MsgSnap
-	p, ok := c.byRaft[to]
-	var sent bool
-	if ok && c.peers[p].up && snap && c.snap.net != nil {
-		if sent = c.sendSnap(p, m); sent {
-			return // raft learns the outcome later (core_snapshot.go)
-		}
-	} else if ok && c.peers[p].up {
-		data, err := proto.Marshal(m)
-		if err == nil {
-			body, _ := proto.Marshal(&pb.CoreRaft{Epoch: c.epoch, Message: data})
-			sent = c.tr.Send(p, kindRaft, body)
-		}
-	}
-	if !sent {
-		c.rn.ReportUnreachable(to)
-		if snap {
-			c.rn.ReportSnapshot(to, raft.SnapshotFailure)
-		}
-		return
-	}
-	if snap {
-		// The whole snapshot went in the message: as far as raft cares the
-		// transfer is done; a lost frame shows up as a rejected append.
-		c.rn.ReportSnapshot(to, raft.SnapshotFinish)
-	}
 }
 
 func (c *groupCore) send(p peer.ID, kind byte, m proto.Message) bool {

@@ -80,6 +80,39 @@ func (x *snapXfer) stop() {
 // the state machine's signature.
 func (c *groupCore) machineTag() string { return c.id.String() }
 
+// sendRaft sends one of raft's messages to its peer. A MsgSnap goes out
+// as a descriptor when the bond layer transfers snapshots (sendSnap).
+func (c *groupCore) sendRaft(m *raftpb.Message) {
+	to := m.GetTo()
+	snap := m.GetType() == raftpb.MessageType_MsgSnap
+	p, ok := c.byRaft[to]
+	var sent bool
+	if ok && c.peers[p].up && snap && c.snap.net != nil {
+		if sent = c.sendSnap(p, m); sent {
+			return // raft learns the outcome later (see sendSnap)
+		}
+	} else if ok && c.peers[p].up {
+		data, err := proto.Marshal(m)
+		if err == nil {
+			body, _ := proto.Marshal(&pb.CoreRaft{Epoch: c.epoch, Message: data})
+			sent = c.tr.Send(p, kindRaft, body)
+		}
+	}
+	if !sent {
+		c.rn.ReportUnreachable(to)
+		if snap {
+			c.rn.ReportSnapshot(to, raft.SnapshotFailure)
+		}
+		return
+	}
+	if snap {
+		// Without snapshot transfer the whole snapshot went in the message:
+		// as far as raft cares the transfer is done; a lost frame shows up
+		// as a rejected append.
+		c.rn.ReportSnapshot(to, raft.SnapshotFinish)
+	}
+}
+
 // sendSnap sends a MsgSnap with a descriptor in place of the state and
 // holds the state in the cache; it reports whether the frame was queued.
 // The snapshot's outcome reaches raft later: the follower's append
@@ -139,7 +172,12 @@ func (c *groupCore) checkSnapSends() {
 }
 
 // onSnapFailed is a follower's report that its transfer failed.
-func (c *groupCore) onSnapFailed(ps *peerState, m *pb.CoreSnapshotFailed) {
+func (c *groupCore) onSnapFailed(ps *peerState, body []byte) {
+	m := new(pb.CoreSnapshotFailed)
+	if proto.Unmarshal(body, m) != nil {
+		c.drop()
+		return
+	}
 	if _, ok := c.snap.sent[ps.id]; !ok || c.state != raft.StateLeader {
 		return
 	}
