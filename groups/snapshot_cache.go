@@ -50,7 +50,8 @@ func newSnapshotCache(maxAnchors int, ttl time.Duration) *snapshotCache {
 }
 
 // put holds data (owned by the cache from now on: the caller must not
-// modify it) as the snapshot at anchor a, renewing it if already held. It
+// modify it) as the snapshot at anchor a, renewing it if already held
+// (and replacing the bytes if they differ). It
 // hashes data (outside the lock) for the requests' hash check.
 func (c *snapshotCache) put(a snapshotAnchor, data []byte, now time.Time) {
 	c.putHashed(a, data, blake3.Sum256(data), now)
@@ -63,6 +64,12 @@ func (c *snapshotCache) putHashed(a snapshotAnchor, data []byte, hash [32]byte, 
 	defer c.mu.Unlock()
 	c.expire(now)
 	if h, ok := c.held[a]; ok {
+		if h.hash != hash {
+			// Other bytes at a held anchor: a cluster that started its log
+			// anew (a merge, a forced epoch) reuses anchors; the newest
+			// bytes are the ones this node describes and serves.
+			h.data, h.hash = data, hash
+		}
 		h.expires = now.Add(c.ttl)
 		return
 	}

@@ -186,11 +186,20 @@ func TestSnapshotCache_Bounded(t *testing.T) {
 	if got := c.anchors(now); len(got) != 2 || !c.holds(snapshotAnchor{1, 1}, now) || !c.holds(snapshotAnchor{3, 1}, now) {
 		t.Fatalf("held after a third put: %v, want 1/1 and 3/1", got)
 	}
-	// A put of a held anchor renews it and keeps the first bytes.
-	c.put(snapshotAnchor{3, 1}, []byte("other"), now)
+	// A put of the same bytes renews them; other bytes at a held anchor
+	// (a cluster that restarted its log reuses anchors) replace them.
+	c.put(snapshotAnchor{3, 1}, []byte("c"), now)
 	got, err := c.serve(snapshotChunkRequest{Hash: blake3.Sum256([]byte("c")), Anchor: snapshotAnchor{3, 1}, MaxBytes: 10}, now)
 	if err != nil || string(got.Data) != "c" {
 		t.Fatalf("after a second put: %q, %v", got.Data, err)
+	}
+	c.put(snapshotAnchor{3, 1}, []byte("other"), now)
+	if _, err := c.serve(snapshotChunkRequest{Hash: blake3.Sum256([]byte("c")), Anchor: snapshotAnchor{3, 1}, MaxBytes: 10}, now); err == nil {
+		t.Fatal("replaced bytes still served")
+	}
+	got, err = c.serve(snapshotChunkRequest{Hash: blake3.Sum256([]byte("other")), Anchor: snapshotAnchor{3, 1}, MaxBytes: 10}, now)
+	if err != nil || string(got.Data) != "other" || len(c.anchors(now)) != 2 {
+		t.Fatalf("after a put of other bytes: %q, %v, %v", got.Data, err, c.anchors(now))
 	}
 }
 
