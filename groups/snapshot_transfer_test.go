@@ -271,3 +271,77 @@ func TestSnapshotTransfer_ServeRefusals(t *testing.T) {
 		t.Fatalf("max_bytes 0: code %v, want bad request", c)
 	}
 }
+
+// A follower whose transfers fail and whose SnapshotFailed frames are
+// lost still gets new snapshots: the leader reports the pending one failed
+// once the follower's status shows it fetches nothing.
+func TestSnapshotTransfer_LostFailureReport(t *testing.T) {
+	n := newMemNet()
+	s0 := n.service(t, "0", false)
+	g0 := joinBulk(t, s0)
+	if err := g0.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	last := fillBulk(t, g0, 230, 1<<10)
+	want := bulkOf(t, g0)
+	n.setFault(func(_, _ peer.ID, kind byte) (bool, time.Duration) { return kind == kindSnapFailed, 0 })
+	var mu sync.Mutex
+	failures := 0
+	n.setChunkFault(func(_, _ peer.ID, _ snapshotChunkRequest) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if failures < 2 {
+			failures++
+			return errors.New("holder unreachable (test)")
+		}
+		return nil
+	})
+	g1 := joinBulk(t, n.service(t, "1", false))
+	catchUp(t, g1, last, want)
+	mu.Lock()
+	defer mu.Unlock()
+	if failures != 2 {
+		t.Fatalf("%d failed transfers, want 2", failures)
+	}
+}
+
+// Closing a group while its snapshot fetch hangs on a holder ends the
+// fetch: Close returns, and the group goroutine does not wait for the
+// holder.
+func TestSnapshotTransfer_CloseCancelsFetch(t *testing.T) {
+	n := newMemNet()
+	s0 := n.service(t, "0", false)
+	g0 := joinBulk(t, s0)
+	if err := g0.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	fillBulk(t, g0, 230, 1<<10)
+	release := make(chan struct{})
+	asked := make(chan struct{}, 1)
+	n.setChunkFault(func(_, _ peer.ID, _ snapshotChunkRequest) error {
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		<-release
+		return errors.New("released (test)")
+	})
+	t.Cleanup(func() { close(release) })
+	s1 := n.newService("1", false)
+	g1 := joinBulk(t, s1)
+	select {
+	case <-asked:
+	case <-tctx(t, 10*time.Second).Done():
+		t.Fatal("no chunk was requested")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- errors.Join(g1.Close(), s1.Close()) }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-tctx(t, 5*time.Second).Done():
+		t.Fatal("Close waited for a hanging chunk request")
+	}
+}
