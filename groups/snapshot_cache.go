@@ -105,6 +105,19 @@ func (c *snapshotCache) holdsHash(a snapshotAnchor, hash [32]byte, now time.Time
 	return ok && h.hash == hash
 }
 
+// heldHash returns the hash of the snapshot held at a when its bytes are
+// data itself (the same memory), so that a sender describing a snapshot
+// it already holds does not hash it again.
+func (c *snapshotCache) heldHash(a snapshotAnchor, data []byte) ([32]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h, ok := c.held[a]
+	if !ok || len(data) == 0 || len(h.data) != len(data) || &h.data[0] != &data[0] {
+		return [32]byte{}, false
+	}
+	return h.hash, true
+}
+
 // anchors lists the anchors held at now, for announcements.
 func (c *snapshotCache) anchors(now time.Time) []snapshotAnchor {
 	c.mu.Lock()

@@ -220,3 +220,20 @@ func TestSnapshotCache_ServeEncoded(t *testing.T) {
 		t.Fatalf("unknown anchor: %v, want an unknown-anchor refusal", err)
 	}
 }
+
+func TestSnapshotCache_HeldHash(t *testing.T) {
+	now := time.UnixMilli(1_750_000_000_000)
+	c := newSnapshotCache(0, 0)
+	data := []byte("held bytes")
+	a := snapshotAnchor{4, 1}
+	c.put(a, data, now)
+	if h, ok := c.heldHash(a, data); !ok || h != blake3.Sum256(data) {
+		t.Fatalf("same slice: %x, %v", h, ok)
+	}
+	if _, ok := c.heldHash(a, append([]byte(nil), data...)); ok {
+		t.Fatal("a copy must be hashed again")
+	}
+	if _, ok := c.heldHash(snapshotAnchor{5, 1}, data); ok {
+		t.Fatal("another anchor")
+	}
+}
