@@ -181,6 +181,9 @@ func (c *groupCore) onSnapFailed(ps *peerState, body []byte) {
 	if _, ok := c.snap.sent[ps.id]; !ok || c.state != raft.StateLeader {
 		return
 	}
+	if pr, ok := c.rn.Status().Progress[ps.id]; !ok || pr.PendingSnapshot != m.GetAnchor().GetIndex() {
+		return // about an older snapshot than the one raft waits for
+	}
 	delete(c.snap.sent, ps.id)
 	c.log.Debug("follower failed to fetch a snapshot", "peer", c.byRaft[ps.id], "index", m.GetAnchor().GetIndex(), "reason", m.GetReason())
 	c.rn.ReportSnapshot(ps.id, raft.SnapshotFailure)
