@@ -74,6 +74,7 @@ func newBondNet(h host.Host, d Discovery, p BondParams, log *slog.Logger, mp met
 func (n *bondNet) close() error {
 	n.once.Do(func() {
 		n.h.RemoveStreamHandler(n.proto)
+		n.h.RemoveStreamHandler(SnapshotProtocolID(n.network))
 		n.mu.Lock()
 		n.closed = true
 		gs := slices.Collect(maps.Values(n.groups))

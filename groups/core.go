@@ -28,8 +28,9 @@ const (
 	kindNotLeader byte = 0x24
 )
 
-// maxCoreFrame caps a decoded core frame (a MsgSnap may carry a whole
-// snapshot until chunked transfer lands).
+// maxCoreFrame caps a decoded core frame (a MsgSnap carries a whole
+// snapshot only over a bond layer without snapshot transfer, as in some
+// tests; the bond layer's own cap is lower).
 const maxCoreFrame = 64 << 20
 
 // inboxSize bounds the frames waiting for the group goroutine; beyond it
@@ -129,6 +130,7 @@ type groupCore struct {
 	absent        map[uint64]int64 // conf members with no known peer: first tick noticed
 	noLeader      int64            // tick since which no leader is known
 	pace          pace             // the leader's yardstick for caught-up learners
+	snap          snapXfer         // chunked snapshot transfer (core_snapshot.go)
 }
 
 type fwdTo struct {
@@ -163,6 +165,8 @@ func newGroupCore(s *Service, id catalog.ID, cfg config, sm machine) (*groupCore
 		absent:    map[uint64]int64{},
 	}
 	c.view.init()
+	sn, _ := s.net.(snapshotNet)
+	c.snap.init(sn)
 	// Request ids start at random so a restarted node never reuses one.
 	c.nextSeq = rand.Uint64() >> 1
 	init, err := sm.snapshot()
@@ -305,6 +309,7 @@ func (c *groupCore) queueBond(ev bondEvent) {
 func (c *groupCore) run() {
 	defer close(c.done)
 	defer func() {
+		c.snap.stop()
 		if c.ticker != nil {
 			c.ticker.Stop()
 		}
@@ -382,6 +387,7 @@ func (c *groupCore) onTick() {
 	if c.state == raft.StateLeader && c.now%int64(c.p.ticks(c.p.Heartbeat)) == 0 {
 		c.manageMembers()
 	}
+	c.checkSnapSends()
 }
 
 func (c *groupCore) statusEvery() int { return c.p.ticks(c.p.Heartbeat) * 2 }
@@ -479,6 +485,8 @@ func (c *groupCore) onFrame(f frame) {
 			delete(c.forwards, m.GetSeq())
 			fc.finish(0, &offline{reason: "peer is not the leader"})
 		}
+	case kindSnapFailed:
+		c.onSnapFailed(ps, f.body)
 	default:
 		c.drop()
 	}
@@ -508,12 +516,8 @@ func (c *groupCore) onRaft(ps *peerState, epoch uint64, data []byte) {
 		c.drop()
 		return
 	}
-	if m.GetType() == raftpb.MessageType_MsgSnap {
-		if err := c.checkSnapshot(m.GetSnapshot()); err != nil {
-			c.log.Warn("dropping undecodable snapshot", "from", ps.id, "err", err)
-			c.drop()
-			return
-		}
+	if m.GetType() == raftpb.MessageType_MsgSnap && !c.onSnapMsg(c.byRaft[ps.id], m) {
+		return // fetched first (or dropped)
 	}
 	defer func() {
 		// Members are trusted, but a malformed message that makes raft
@@ -534,32 +538,6 @@ func (c *groupCore) fresh() bool {
 func (c *groupCore) inConf(id uint64) bool {
 	return slices.Contains(c.conf.GetVoters(), id) || slices.Contains(c.conf.GetLearners(), id) ||
 		slices.Contains(c.conf.GetVotersOutgoing(), id) || slices.Contains(c.conf.GetLearnersNext(), id)
-}
-
-func (c *groupCore) sendRaft(m *raftpb.Message) {
-	to := m.GetTo()
-	snap := m.GetType() == raftpb.MessageType_MsgSnap
-	p, ok := c.byRaft[to]
-	var sent bool
-	if ok && c.peers[p].up {
-		data, err := proto.Marshal(m)
-		if err == nil {
-			body, _ := proto.Marshal(&pb.CoreRaft{Epoch: c.epoch, Message: data})
-			sent = c.tr.Send(p, kindRaft, body)
-		}
-	}
-	if !sent {
-		c.rn.ReportUnreachable(to)
-		if snap {
-			c.rn.ReportSnapshot(to, raft.SnapshotFailure)
-		}
-		return
-	}
-	if snap {
-		// The whole snapshot went in the message: as far as raft cares the
-		// transfer is done; a lost frame shows up as a rejected append.
-		c.rn.ReportSnapshot(to, raft.SnapshotFinish)
-	}
 }
 
 func (c *groupCore) send(p peer.ID, kind byte, m proto.Message) bool {
@@ -583,6 +561,7 @@ func (c *groupCore) status() *pb.CoreStatus {
 		Committed: c.rn.BasicStatus().HardState.GetCommit(), Applied: c.applied,
 		Leader: c.lead, IsLeader: c.state == raft.StateLeader,
 		LostEpoch: c.lostEpoch, ParentEpoch: c.parent, Reluctant: c.cfg.reluctant,
+		Snapshots: c.heldAnchors(), Fetching: c.snap.fetching,
 	}
 }
 

@@ -2,6 +2,7 @@ package groups
 
 import (
 	"fmt"
+	"time"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -61,8 +62,9 @@ func (c *groupCore) drainReady() error {
 	return c.fatal
 }
 
-// buildSnapshotData and restoreSnapshotData are the one place where
-// snapshot bytes are made and consumed (chunked transfer replaces them).
+// buildSnapshotData and decodeSnapshotData are the one place where
+// snapshot bytes are made and consumed; on the wire they travel in chunks
+// (core_snapshot.go).
 func (c *groupCore) buildSnapshotData() ([]byte, error) {
 	state, err := c.sm.snapshot()
 	if err != nil {
@@ -103,6 +105,11 @@ func (c *groupCore) installSnapshot(s *raftpb.Snapshot) error {
 		}
 	}
 	c.applied, c.snapIndex = idx, idx
+	if c.snap.net != nil {
+		// This node now holds the snapshot and serves it to the next member
+		// that needs it.
+		c.snap.cache.put(snapshotAnchor{Index: idx, Term: s.GetMetadata().GetTerm()}, s.GetData(), time.Now())
+	}
 	c.log.Info("installed a snapshot", "index", idx)
 	return nil
 }
@@ -222,10 +229,17 @@ func (c *groupCore) maybeSnapshot() {
 		c.snapIndex = c.applied // retry after another SnapshotEntries
 		return
 	}
-	if _, err := c.store.CreateSnapshot(c.applied, c.conf, data); err != nil {
+	snap, err := c.store.CreateSnapshot(c.applied, c.conf, data)
+	if err != nil {
 		c.log.Warn("creating a snapshot failed", "index", c.applied, "err", err)
 		c.snapIndex = c.applied
 		return
+	}
+	if c.snap.net != nil {
+		// Members snapshot at the same indexes after a configuration
+		// change (confApplied), so the new member's snapshot has holders
+		// other than the leader.
+		c.snap.cache.put(snapshotAnchor{Index: c.applied, Term: snap.GetMetadata().GetTerm()}, data, time.Now())
 	}
 	c.snapIndex = c.applied
 	if c.applied > c.p.CompactionWindow {

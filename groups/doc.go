@@ -101,6 +101,27 @@
 // the same identity and directory, even after SIGKILL, resumes its
 // membership and state. One process at a time may hold a group's file.
 //
+// # Catch-up and snapshots
+//
+// Every Params.SnapshotEntries applied entries a member snapshots its state
+// machine and compacts its log, keeping Params.CompactionWindow entries,
+// so a member that lags by less replays the log. One that lags by more
+// (a late joiner, a member back from a long partition) gets a snapshot,
+// which never travels inside a bond frame: raft's MsgSnap carries a small
+// descriptor (anchor, size, blake3 hash) and the member fetches the bytes
+// in chunks of 256 KiB over the snapshot protocol
+// (/mosaik/groups/snapshot/1.0.0/<network>, one request per stream), from
+// the members that announced the anchor in their status and from the
+// leader last. A holder that fails or stops answering (5 s per chunk) is
+// dropped and its chunks go to the next; the whole is checked against the
+// hash before the group's goroutine installs it (the fetch runs in a
+// goroutine of the group, ended by Close, so the group keeps
+// heartbeating). If every holder fails, the leader is told and sends a
+// fresh MsgSnap. A member keeps the snapshots it took or installed for 10 s
+// after their last use and serves them to the members bonded with it in
+// that group, so states far beyond the bond layer's frame cap (up to
+// 1 GiB) reach new members without loading the leader alone.
+//
 // # Concurrency
 //
 // Every Group method and When is safe for concurrent use. Each group has

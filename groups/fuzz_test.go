@@ -28,6 +28,10 @@ func FuzzCoreFrame(f *testing.F) {
 	fw, _ := proto.Marshal(&pb.CoreForward{Origin: raftID("b"), Seq: 1, Commands: [][]byte{{1}}})
 	f.Add(byte(2), fw)
 	f.Add(byte(3), []byte{0x08, 0x01})
+	sf, _ := proto.Marshal(&pb.CoreSnapshotFailed{Anchor: &pb.CoreAnchor{Index: 9, Term: 2}, Reason: "no holder left"})
+	f.Add(byte(5), sf)
+	sa, _ := proto.Marshal(&pb.CoreStatus{Epoch: 1, Snapshots: []*pb.CoreAnchor{{Index: 9, Term: 2}}, Fetching: 9})
+	f.Add(byte(1), sa)
 	f.Add(byte(4), []byte{0xff})
 	f.Fuzz(func(t *testing.T, kind byte, body []byte) {
 		s := &Service{self: "a"}
@@ -46,7 +50,7 @@ func FuzzCoreFrame(f *testing.F) {
 		}
 		c.conf = c.rn.ApplyConfChange(&raftpb.ConfChange{Type: raftpb.ConfChangeType_ConfChangeAddLearnerNode.Enum(), NodeId: new(raftID("b"))})
 		c.onBond(bondEvent{p: "b", up: true, role: RoleWriter})
-		c.onFrame(frame{from: "b", kind: firstCoreFrame + kind%5, body: body})
+		c.onFrame(frame{from: "b", kind: firstCoreFrame + kind%6, body: body})
 		_ = c.processReady() // a group-ending error is allowed, a panic is not
 		c.failAll(ErrTerminated)
 	})

@@ -1,6 +1,7 @@
 package groups
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -17,10 +18,15 @@ import (
 // fault hook. It implements attacher, transport and drives inbox exactly
 // as the contract says (no inbox call after a transport's Close returns).
 type memNet struct {
-	mu      sync.Mutex
-	nodes   map[peer.ID]*memNode
-	cut     map[[2]peer.ID]bool // unlinked pairs (ordered low, high)
-	fault   func(from, to peer.ID, kind byte) (drop bool, delay time.Duration)
+	mu    sync.Mutex
+	nodes map[peer.ID]*memNode
+	cut   map[[2]peer.ID]bool // unlinked pairs (ordered low, high)
+	fault func(from, to peer.ID, kind byte) (drop bool, delay time.Duration)
+	// chunkFault, when set, may fail a snapshot chunk request (before the
+	// holder sees it) with an error.
+	chunkFault func(from, holder peer.ID, req snapshotChunkRequest) error
+	// chunks counts the chunk requests each holder answered.
+	chunks  map[peer.ID]int
 	timers  sync.WaitGroup
 	network catalog.ID
 }
@@ -28,6 +34,7 @@ type memNet struct {
 type memNode struct {
 	net     *memNet
 	self    peer.ID
+	svc     *Service
 	members map[catalog.ID]*memMember
 }
 
@@ -40,7 +47,7 @@ type memMember struct {
 }
 
 func newMemNet() *memNet {
-	return &memNet{nodes: map[peer.ID]*memNode{}, cut: map[[2]peer.ID]bool{}, network: catalog.IDFromString("memnet")}
+	return &memNet{nodes: map[peer.ID]*memNode{}, cut: map[[2]peer.ID]bool{}, chunks: map[peer.ID]int{}, network: catalog.IDFromString("memnet")}
 }
 
 func pair(a, b peer.ID) [2]peer.ID {
@@ -71,8 +78,10 @@ func (n *memNet) newService(name string, isolated bool) *Service {
 		}
 	}
 	n.nodes[self] = node
+	s := &Service{network: n.network, self: self, net: node}
+	node.svc = s
 	n.mu.Unlock()
-	return &Service{network: n.network, self: self, net: node}
+	return s
 }
 
 func (n *memNet) linked(a, b peer.ID) bool { return !n.cut[pair(a, b)] }
@@ -221,4 +230,56 @@ func (m *memMember) closeLocked() {
 	}
 	clear(m.bonded)
 	delete(m.node.members, m.spec.ID)
+}
+
+// fetchChunk implements snapshotNet: the holder's Service answers the
+// encoded request directly, as its stream handler would.
+func (nd *memNode) fetchChunk(ctx context.Context, holder peer.ID, req snapshotChunkRequest) (snapshotChunk, error) {
+	n := nd.net
+	n.mu.Lock()
+	dst := n.nodes[holder]
+	linked := n.linked(nd.self, holder)
+	fault := n.chunkFault
+	n.mu.Unlock()
+	if dst == nil || !linked {
+		return snapshotChunk{}, fmt.Errorf("memnet: no route to %s", holder)
+	}
+	if fault != nil {
+		if err := fault(nd.self, holder, req); err != nil {
+			return snapshotChunk{}, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return snapshotChunk{}, err
+	}
+	reply := dst.svc.serveSnapshotChunk(nd.self, encodeSnapshotChunkRequest(req))
+	c, err := decodeSnapshotChunkReply(reply)
+	if err == nil {
+		n.mu.Lock()
+		n.chunks[holder]++
+		n.mu.Unlock()
+	}
+	return c, err
+}
+
+// bondedWith implements snapshotNet.
+func (nd *memNode) bondedWith(group catalog.ID, p peer.ID) bool {
+	n := nd.net
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	m := nd.members[group]
+	return m != nil && m.bonded[p]
+}
+
+// chunksServed returns how many chunks holder served.
+func (n *memNet) chunksServed(holder peer.ID) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.chunks[holder]
+}
+
+func (n *memNet) setChunkFault(f func(from, holder peer.ID, req snapshotChunkRequest) error) {
+	n.mu.Lock()
+	n.chunkFault = f
+	n.mu.Unlock()
 }

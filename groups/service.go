@@ -194,7 +194,7 @@ func WithJoinDefaults(opts ...Option) ServiceOption {
 }
 
 // NewService starts the groups service of host h for d's network: it
-// serves the bond protocol of that network on h. Groups are joined on it
+// serves the bond and snapshot transfer protocols of that network on h. Groups are joined on it
 // (see Join). Close it before d and h.
 func NewService(h host.Host, d Discovery, opts ...ServiceOption) (*Service, error) {
 	cfg := serviceConfig{log: slog.Default(), params: DefaultBondParams()}
@@ -212,7 +212,11 @@ func NewService(h host.Host, d Discovery, opts ...ServiceOption) (*Service, erro
 	if err != nil {
 		return nil, err
 	}
-	return &Service{network: nw, self: h.ID(), log: log, meter: cfg.meter, net: n, joinDefaults: cfg.join}, nil
+	s := &Service{network: nw, self: h.ID(), log: log, meter: cfg.meter, net: n, joinDefaults: cfg.join}
+	// Snapshot transfer (PROTOCOL.md §20) serves the groups' snapshot
+	// caches to bonded members; the bond layer removes it at close.
+	n.serveSnapshots(s.serveSnapshotChunk)
+	return s, nil
 }
 
 // BondStatus is what the bond layer exposes for status pages: every bond

@@ -50,7 +50,8 @@ func newSnapshotCache(maxAnchors int, ttl time.Duration) *snapshotCache {
 }
 
 // put holds data (owned by the cache from now on: the caller must not
-// modify it) as the snapshot at anchor a, renewing it if already held. It
+// modify it) as the snapshot at anchor a, renewing it if already held
+// (and replacing the bytes if they differ). It
 // hashes data (outside the lock) for the requests' hash check.
 func (c *snapshotCache) put(a snapshotAnchor, data []byte, now time.Time) {
 	c.putHashed(a, data, blake3.Sum256(data), now)
@@ -63,6 +64,12 @@ func (c *snapshotCache) putHashed(a snapshotAnchor, data []byte, hash [32]byte, 
 	defer c.mu.Unlock()
 	c.expire(now)
 	if h, ok := c.held[a]; ok {
+		if h.hash != hash {
+			// Other bytes at a held anchor: a cluster that started its log
+			// anew (a merge, a forced epoch) reuses anchors; the newest
+			// bytes are the ones this node describes and serves.
+			h.data, h.hash = data, hash
+		}
 		h.expires = now.Add(c.ttl)
 		return
 	}
@@ -86,6 +93,29 @@ func (c *snapshotCache) holds(a snapshotAnchor, now time.Time) bool {
 	c.expire(now)
 	_, ok := c.held[a]
 	return ok
+}
+
+// holdsHash reports whether the snapshot at a whose blake3-256 is hash is
+// held and not expired.
+func (c *snapshotCache) holdsHash(a snapshotAnchor, hash [32]byte, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expire(now)
+	h, ok := c.held[a]
+	return ok && h.hash == hash
+}
+
+// heldHash returns the hash of the snapshot held at a when its bytes are
+// data itself (the same memory), so that a sender describing a snapshot
+// it already holds does not hash it again.
+func (c *snapshotCache) heldHash(a snapshotAnchor, data []byte) ([32]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h, ok := c.held[a]
+	if !ok || len(data) == 0 || len(h.data) != len(data) || &h.data[0] != &data[0] {
+		return [32]byte{}, false
+	}
+	return h.hash, true
 }
 
 // anchors lists the anchors held at now, for announcements.

@@ -32,7 +32,12 @@ func snapshotToWire(snap *raftpb.Snapshot, machine string, c *snapshotCache, now
 	if a.Index == 0 {
 		return nil, snapshotDescriptor{}, fmt.Errorf("%w: empty snapshot", errSnapshotParams)
 	}
-	d := describeSnapshot(a, machine, snap.GetData())
+	var d snapshotDescriptor
+	if h, ok := c.heldHash(a, snap.GetData()); ok {
+		d = snapshotDescriptor{Anchor: a, TotalSize: uint64(len(snap.GetData())), Hash: h, Machine: machine}
+	} else {
+		d = describeSnapshot(a, machine, snap.GetData())
+	}
 	enc, err := encodeSnapshotDescriptor(d)
 	if err != nil {
 		return nil, snapshotDescriptor{}, err

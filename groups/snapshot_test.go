@@ -186,11 +186,20 @@ func TestSnapshotCache_Bounded(t *testing.T) {
 	if got := c.anchors(now); len(got) != 2 || !c.holds(snapshotAnchor{1, 1}, now) || !c.holds(snapshotAnchor{3, 1}, now) {
 		t.Fatalf("held after a third put: %v, want 1/1 and 3/1", got)
 	}
-	// A put of a held anchor renews it and keeps the first bytes.
-	c.put(snapshotAnchor{3, 1}, []byte("other"), now)
+	// A put of the same bytes renews them; other bytes at a held anchor
+	// (a cluster that restarted its log reuses anchors) replace them.
+	c.put(snapshotAnchor{3, 1}, []byte("c"), now)
 	got, err := c.serve(snapshotChunkRequest{Hash: blake3.Sum256([]byte("c")), Anchor: snapshotAnchor{3, 1}, MaxBytes: 10}, now)
 	if err != nil || string(got.Data) != "c" {
 		t.Fatalf("after a second put: %q, %v", got.Data, err)
+	}
+	c.put(snapshotAnchor{3, 1}, []byte("other"), now)
+	if _, err := c.serve(snapshotChunkRequest{Hash: blake3.Sum256([]byte("c")), Anchor: snapshotAnchor{3, 1}, MaxBytes: 10}, now); err == nil {
+		t.Fatal("replaced bytes still served")
+	}
+	got, err = c.serve(snapshotChunkRequest{Hash: blake3.Sum256([]byte("other")), Anchor: snapshotAnchor{3, 1}, MaxBytes: 10}, now)
+	if err != nil || string(got.Data) != "other" || len(c.anchors(now)) != 2 {
+		t.Fatalf("after a put of other bytes: %q, %v, %v", got.Data, err, c.anchors(now))
 	}
 }
 
@@ -209,5 +218,22 @@ func TestSnapshotCache_ServeEncoded(t *testing.T) {
 	}
 	if _, err := decodeSnapshotChunkReply(c.serveEncoded(encodeSnapshotChunkRequest(snapshotChunkRequest{Anchor: snapshotAnchor{6, 1}, MaxBytes: 3}), t0)); !errors.As(err, &ref) || ref.Code != snapshotUnknownAnchor {
 		t.Fatalf("unknown anchor: %v, want an unknown-anchor refusal", err)
+	}
+}
+
+func TestSnapshotCache_HeldHash(t *testing.T) {
+	now := time.UnixMilli(1_750_000_000_000)
+	c := newSnapshotCache(0, 0)
+	data := []byte("held bytes")
+	a := snapshotAnchor{4, 1}
+	c.put(a, data, now)
+	if h, ok := c.heldHash(a, data); !ok || h != blake3.Sum256(data) {
+		t.Fatalf("same slice: %x, %v", h, ok)
+	}
+	if _, ok := c.heldHash(a, append([]byte(nil), data...)); ok {
+		t.Fatal("a copy must be hashed again")
+	}
+	if _, ok := c.heldHash(snapshotAnchor{5, 1}, data); ok {
+		t.Fatal("another anchor")
 	}
 }

@@ -94,7 +94,13 @@ type CoreStatus struct {
 	// every voter of it was gone (0: none).
 	ParentEpoch uint64 `protobuf:"varint,9,opt,name=parent_epoch,json=parentEpoch,proto3" json:"parent_epoch,omitempty"`
 	// reluctant: the sender joined with Reluctant (bootstrap order).
-	Reluctant     bool `protobuf:"varint,10,opt,name=reluctant,proto3" json:"reluctant,omitempty"`
+	Reluctant bool `protobuf:"varint,10,opt,name=reluctant,proto3" json:"reluctant,omitempty"`
+	// snapshots are the anchors of the snapshots the sender holds and
+	// serves over the snapshot protocol (at most 8 are read).
+	Snapshots []*CoreAnchor `protobuf:"bytes,11,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
+	// fetching is the anchor index of the snapshot the sender is fetching
+	// now (0: none), so the leader that sent it knows the transfer lives.
+	Fetching      uint64 `protobuf:"varint,12,opt,name=fetching,proto3" json:"fetching,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -199,6 +205,128 @@ func (x *CoreStatus) GetReluctant() bool {
 	return false
 }
 
+func (x *CoreStatus) GetSnapshots() []*CoreAnchor {
+	if x != nil {
+		return x.Snapshots
+	}
+	return nil
+}
+
+func (x *CoreStatus) GetFetching() uint64 {
+	if x != nil {
+		return x.Fetching
+	}
+	return 0
+}
+
+// CoreAnchor names a snapshot: the raft index and term it was taken at.
+type CoreAnchor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Term          uint64                 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CoreAnchor) Reset() {
+	*x = CoreAnchor{}
+	mi := &file_core_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CoreAnchor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CoreAnchor) ProtoMessage() {}
+
+func (x *CoreAnchor) ProtoReflect() protoreflect.Message {
+	mi := &file_core_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CoreAnchor.ProtoReflect.Descriptor instead.
+func (*CoreAnchor) Descriptor() ([]byte, []int) {
+	return file_core_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CoreAnchor) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *CoreAnchor) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+// CoreSnapshotFailed (frame kind 0x25): the sender could not fetch the
+// snapshot of the MsgSnap the receiver sent it; the receiver, if it still
+// leads, reports the snapshot failed to raft, which sends a new one.
+type CoreSnapshotFailed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Anchor        *CoreAnchor            `protobuf:"bytes,1,opt,name=anchor,proto3" json:"anchor,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"` // at most 256 bytes
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CoreSnapshotFailed) Reset() {
+	*x = CoreSnapshotFailed{}
+	mi := &file_core_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CoreSnapshotFailed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CoreSnapshotFailed) ProtoMessage() {}
+
+func (x *CoreSnapshotFailed) ProtoReflect() protoreflect.Message {
+	mi := &file_core_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CoreSnapshotFailed.ProtoReflect.Descriptor instead.
+func (*CoreSnapshotFailed) Descriptor() ([]byte, []int) {
+	return file_core_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CoreSnapshotFailed) GetAnchor() *CoreAnchor {
+	if x != nil {
+		return x.Anchor
+	}
+	return nil
+}
+
+func (x *CoreSnapshotFailed) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // CoreForward (frame kind 0x22): a follower hands commands to the leader.
 // origin is the sender's raft node id, seq the request id of the first
 // command (the i-th command has seq+i).
@@ -213,7 +341,7 @@ type CoreForward struct {
 
 func (x *CoreForward) Reset() {
 	*x = CoreForward{}
-	mi := &file_core_proto_msgTypes[2]
+	mi := &file_core_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -225,7 +353,7 @@ func (x *CoreForward) String() string {
 func (*CoreForward) ProtoMessage() {}
 
 func (x *CoreForward) ProtoReflect() protoreflect.Message {
-	mi := &file_core_proto_msgTypes[2]
+	mi := &file_core_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -238,7 +366,7 @@ func (x *CoreForward) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoreForward.ProtoReflect.Descriptor instead.
 func (*CoreForward) Descriptor() ([]byte, []int) {
-	return file_core_proto_rawDescGZIP(), []int{2}
+	return file_core_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CoreForward) GetOrigin() uint64 {
@@ -275,7 +403,7 @@ type CoreForwardAck struct {
 
 func (x *CoreForwardAck) Reset() {
 	*x = CoreForwardAck{}
-	mi := &file_core_proto_msgTypes[3]
+	mi := &file_core_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -287,7 +415,7 @@ func (x *CoreForwardAck) String() string {
 func (*CoreForwardAck) ProtoMessage() {}
 
 func (x *CoreForwardAck) ProtoReflect() protoreflect.Message {
-	mi := &file_core_proto_msgTypes[3]
+	mi := &file_core_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -300,7 +428,7 @@ func (x *CoreForwardAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoreForwardAck.ProtoReflect.Descriptor instead.
 func (*CoreForwardAck) Descriptor() ([]byte, []int) {
-	return file_core_proto_rawDescGZIP(), []int{3}
+	return file_core_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CoreForwardAck) GetSeq() uint64 {
@@ -336,7 +464,7 @@ type CoreNotLeader struct {
 
 func (x *CoreNotLeader) Reset() {
 	*x = CoreNotLeader{}
-	mi := &file_core_proto_msgTypes[4]
+	mi := &file_core_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -348,7 +476,7 @@ func (x *CoreNotLeader) String() string {
 func (*CoreNotLeader) ProtoMessage() {}
 
 func (x *CoreNotLeader) ProtoReflect() protoreflect.Message {
-	mi := &file_core_proto_msgTypes[4]
+	mi := &file_core_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -361,7 +489,7 @@ func (x *CoreNotLeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoreNotLeader.ProtoReflect.Descriptor instead.
 func (*CoreNotLeader) Descriptor() ([]byte, []int) {
-	return file_core_proto_rawDescGZIP(), []int{4}
+	return file_core_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CoreNotLeader) GetSeq() uint64 {
@@ -395,7 +523,7 @@ type CoreEntry struct {
 
 func (x *CoreEntry) Reset() {
 	*x = CoreEntry{}
-	mi := &file_core_proto_msgTypes[5]
+	mi := &file_core_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -407,7 +535,7 @@ func (x *CoreEntry) String() string {
 func (*CoreEntry) ProtoMessage() {}
 
 func (x *CoreEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_core_proto_msgTypes[5]
+	mi := &file_core_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -420,7 +548,7 @@ func (x *CoreEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoreEntry.ProtoReflect.Descriptor instead.
 func (*CoreEntry) Descriptor() ([]byte, []int) {
-	return file_core_proto_rawDescGZIP(), []int{5}
+	return file_core_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CoreEntry) GetOrigin() uint64 {
@@ -463,7 +591,7 @@ type CoreSnapshot struct {
 
 func (x *CoreSnapshot) Reset() {
 	*x = CoreSnapshot{}
-	mi := &file_core_proto_msgTypes[6]
+	mi := &file_core_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -475,7 +603,7 @@ func (x *CoreSnapshot) String() string {
 func (*CoreSnapshot) ProtoMessage() {}
 
 func (x *CoreSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_core_proto_msgTypes[6]
+	mi := &file_core_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -488,7 +616,7 @@ func (x *CoreSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoreSnapshot.ProtoReflect.Descriptor instead.
 func (*CoreSnapshot) Descriptor() ([]byte, []int) {
-	return file_core_proto_rawDescGZIP(), []int{6}
+	return file_core_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CoreSnapshot) GetEpoch() uint64 {
@@ -513,7 +641,7 @@ const file_core_proto_rawDesc = "" +
 	"core.proto\x12\rmosaik.groups\":\n" +
 	"\bCoreRaft\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\fR\amessage\"\xab\x02\n" +
+	"\amessage\x18\x02 \x01(\fR\amessage\"\x80\x03\n" +
 	"\n" +
 	"CoreStatus\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x1b\n" +
@@ -528,7 +656,16 @@ const file_core_proto_rawDesc = "" +
 	"lost_epoch\x18\b \x01(\x04R\tlostEpoch\x12!\n" +
 	"\fparent_epoch\x18\t \x01(\x04R\vparentEpoch\x12\x1c\n" +
 	"\treluctant\x18\n" +
-	" \x01(\bR\treluctant\"S\n" +
+	" \x01(\bR\treluctant\x127\n" +
+	"\tsnapshots\x18\v \x03(\v2\x19.mosaik.groups.CoreAnchorR\tsnapshots\x12\x1a\n" +
+	"\bfetching\x18\f \x01(\x04R\bfetching\"6\n" +
+	"\n" +
+	"CoreAnchor\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\"_\n" +
+	"\x12CoreSnapshotFailed\x121\n" +
+	"\x06anchor\x18\x01 \x01(\v2\x19.mosaik.groups.CoreAnchorR\x06anchor\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"S\n" +
 	"\vCoreForward\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\x04R\x06origin\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1a\n" +
@@ -562,22 +699,26 @@ func file_core_proto_rawDescGZIP() []byte {
 	return file_core_proto_rawDescData
 }
 
-var file_core_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_core_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_core_proto_goTypes = []any{
-	(*CoreRaft)(nil),       // 0: mosaik.groups.CoreRaft
-	(*CoreStatus)(nil),     // 1: mosaik.groups.CoreStatus
-	(*CoreForward)(nil),    // 2: mosaik.groups.CoreForward
-	(*CoreForwardAck)(nil), // 3: mosaik.groups.CoreForwardAck
-	(*CoreNotLeader)(nil),  // 4: mosaik.groups.CoreNotLeader
-	(*CoreEntry)(nil),      // 5: mosaik.groups.CoreEntry
-	(*CoreSnapshot)(nil),   // 6: mosaik.groups.CoreSnapshot
+	(*CoreRaft)(nil),           // 0: mosaik.groups.CoreRaft
+	(*CoreStatus)(nil),         // 1: mosaik.groups.CoreStatus
+	(*CoreAnchor)(nil),         // 2: mosaik.groups.CoreAnchor
+	(*CoreSnapshotFailed)(nil), // 3: mosaik.groups.CoreSnapshotFailed
+	(*CoreForward)(nil),        // 4: mosaik.groups.CoreForward
+	(*CoreForwardAck)(nil),     // 5: mosaik.groups.CoreForwardAck
+	(*CoreNotLeader)(nil),      // 6: mosaik.groups.CoreNotLeader
+	(*CoreEntry)(nil),          // 7: mosaik.groups.CoreEntry
+	(*CoreSnapshot)(nil),       // 8: mosaik.groups.CoreSnapshot
 }
 var file_core_proto_depIdxs = []int32{
-	0, // [0:0] is the sub-list for method output_type
-	0, // [0:0] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	2, // 0: mosaik.groups.CoreStatus.snapshots:type_name -> mosaik.groups.CoreAnchor
+	2, // 1: mosaik.groups.CoreSnapshotFailed.anchor:type_name -> mosaik.groups.CoreAnchor
+	2, // [2:2] is the sub-list for method output_type
+	2, // [2:2] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_core_proto_init() }
@@ -591,7 +732,7 @@ func file_core_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_proto_rawDesc), len(file_core_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

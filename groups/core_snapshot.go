@@ -1,0 +1,314 @@
+package groups
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/groups/pb"
+)
+
+// The core's side of chunked snapshot transfer (PROTOCOL.md §20). A
+// MsgSnap on the wire carries a descriptor, never the state: the leader
+// holds the bytes in its snapshot cache, and the follower fetches them in
+// chunks over the snapshot protocol, in a goroutine of its own, from the
+// members that announced the anchor in their status and from the leader
+// last. The fetched snapshot comes back to the group goroutine as a call,
+// which steps the MsgSnap with the real bytes into raft.
+
+// kindSnapFailed is the core frame a follower sends to the MsgSnap's
+// sender when the transfer failed (see CoreSnapshotFailed).
+const kindSnapFailed byte = 0x25
+
+// maxAnnouncedAnchors caps how many anchors of a status frame are read.
+const maxAnnouncedAnchors = 8
+
+// snapshotNet is what the bond layer offers snapshot transfer: chunk
+// requests to a holder, and whether a peer is bonded in a group (only
+// those are served). bondNet implements it over libp2p streams; the
+// core's tests over the in-memory network.
+type snapshotNet interface {
+	// fetchChunk sends one request to holder and returns its decoded
+	// answer (a refusal as *snapshotRefusedError). It returns once ctx
+	// ends.
+	fetchChunk(ctx context.Context, holder peer.ID, req snapshotChunkRequest) (snapshotChunk, error)
+	// bondedWith reports whether p is bonded with this node in group.
+	bondedWith(group catalog.ID, p peer.ID) bool
+}
+
+// snapXfer is a group's snapshot transfer state. cache is safe for
+// concurrent use (the Service serves from it); everything else belongs to
+// the group goroutine, except ctx and wg which the fetch goroutine uses.
+type snapXfer struct {
+	cache  *snapshotCache
+	net    snapshotNet // nil: snapshots travel whole inside MsgSnap
+	params snapshotFetchParams
+
+	ctx    context.Context // cancelled when the group ends
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the fetch goroutine
+
+	fetching uint64           // anchor index being fetched (0: none)
+	sent     map[uint64]int64 // leader: raft id → tick its MsgSnap went out
+}
+
+func (x *snapXfer) init(net snapshotNet) {
+	x.cache = newSnapshotCache(defaultSnapshotAnchors, defaultSnapshotTTL)
+	x.net = net
+	x.params = defaultSnapshotFetchParams()
+	x.ctx, x.cancel = context.WithCancel(context.Background())
+	x.sent = map[uint64]int64{}
+}
+
+// stop cancels a fetch in flight and waits for its goroutine.
+func (x *snapXfer) stop() {
+	x.cancel()
+	x.wg.Wait()
+}
+
+// machineTag is the descriptor's machine tag: the group id, which covers
+// the state machine's signature.
+func (c *groupCore) machineTag() string { return c.id.String() }
+
+// sendRaft sends one of raft's messages to its peer. A MsgSnap goes out
+// as a descriptor when the bond layer transfers snapshots (sendSnap).
+func (c *groupCore) sendRaft(m *raftpb.Message) {
+	to := m.GetTo()
+	snap := m.GetType() == raftpb.MessageType_MsgSnap
+	p, ok := c.byRaft[to]
+	var sent bool
+	if ok && c.peers[p].up && snap && c.snap.net != nil {
+		if sent = c.sendSnap(p, m); sent {
+			return // raft learns the outcome later (see sendSnap)
+		}
+	} else if ok && c.peers[p].up {
+		data, err := proto.Marshal(m)
+		if err == nil {
+			body, _ := proto.Marshal(&pb.CoreRaft{Epoch: c.epoch, Message: data})
+			sent = c.tr.Send(p, kindRaft, body)
+		}
+	}
+	if !sent {
+		c.rn.ReportUnreachable(to)
+		if snap {
+			c.rn.ReportSnapshot(to, raft.SnapshotFailure)
+		}
+		return
+	}
+	if snap {
+		// Without snapshot transfer the whole snapshot went in the message:
+		// as far as raft cares the transfer is done; a lost frame shows up
+		// as a rejected append.
+		c.rn.ReportSnapshot(to, raft.SnapshotFinish)
+	}
+}
+
+// sendSnap sends a MsgSnap with a descriptor in place of the state and
+// holds the state in the cache; it reports whether the frame was queued.
+// The snapshot's outcome reaches raft later: the follower's append
+// response on success, its CoreSnapshotFailed or the stall check
+// (checkSnapSends) on failure.
+func (c *groupCore) sendSnap(p peer.ID, m *raftpb.Message) bool {
+	orig := m.GetSnapshot()
+	wire, _, err := snapshotToWire(orig, c.machineTag(), c.snap.cache, time.Now())
+	if err != nil {
+		c.log.Warn("cannot describe a snapshot", "err", err)
+		return false
+	}
+	m.Snapshot = wire
+	data, err := proto.Marshal(m)
+	m.Snapshot = orig
+	if err != nil {
+		return false
+	}
+	body, _ := proto.Marshal(&pb.CoreRaft{Epoch: c.epoch, Message: data})
+	if !c.tr.Send(p, kindRaft, body) {
+		return false
+	}
+	c.snap.sent[m.GetTo()] = c.now
+	c.log.Debug("sent a snapshot descriptor", "to", p, "index", orig.GetMetadata().GetIndex(), "bytes", len(orig.GetData()))
+	return true
+}
+
+// checkSnapSends runs on the leader's ticks: a follower whose snapshot is
+// pending in raft but which is not fetching it (its bond ended, or its
+// status says so a while after the send) is reported failed, so that raft
+// sends a new one instead of waiting forever.
+func (c *groupCore) checkSnapSends() {
+	if len(c.snap.sent) == 0 {
+		return
+	}
+	if c.state != raft.StateLeader {
+		clear(c.snap.sent)
+		return
+	}
+	prs := c.rn.Status().Progress
+	grace := int64(4 * c.statusEvery())
+	for id, at := range c.snap.sent {
+		pr, ok := prs[id]
+		if !ok || pr.State != tracker.StateSnapshot {
+			delete(c.snap.sent, id)
+			continue
+		}
+		p, ok := c.byRaft[id]
+		ps := c.peers[p]
+		stalled := !ok || ps == nil || !ps.up ||
+			(c.now-at > grace && ps.status.GetFetching() != pr.PendingSnapshot)
+		if stalled {
+			delete(c.snap.sent, id)
+			c.rn.ReportSnapshot(id, raft.SnapshotFailure)
+		}
+	}
+}
+
+// onSnapFailed is a follower's report that its transfer failed.
+func (c *groupCore) onSnapFailed(ps *peerState, body []byte) {
+	m := new(pb.CoreSnapshotFailed)
+	if proto.Unmarshal(body, m) != nil {
+		c.drop()
+		return
+	}
+	if _, ok := c.snap.sent[ps.id]; !ok || c.state != raft.StateLeader {
+		return
+	}
+	if pr, ok := c.rn.Status().Progress[ps.id]; !ok || pr.PendingSnapshot != m.GetAnchor().GetIndex() {
+		return // about an older snapshot than the one raft waits for
+	}
+	delete(c.snap.sent, ps.id)
+	c.log.Debug("follower failed to fetch a snapshot", "peer", c.byRaft[ps.id], "index", m.GetAnchor().GetIndex(), "reason", m.GetReason())
+	c.rn.ReportSnapshot(ps.id, raft.SnapshotFailure)
+}
+
+// onSnapMsg takes a MsgSnap that passed onRaft's checks. With a snapshot
+// net it starts the fetch and returns false (the message is stepped once
+// the bytes are here); without one the data is the whole snapshot, to be
+// stepped now (true).
+func (c *groupCore) onSnapMsg(from peer.ID, m *raftpb.Message) bool {
+	if c.snap.net == nil {
+		if err := c.checkSnapshot(m.GetSnapshot()); err != nil {
+			c.log.Warn("dropping undecodable snapshot", "from", from, "err", err)
+			c.drop()
+			return false
+		}
+		return true
+	}
+	meta := m.GetSnapshot().GetMetadata()
+	a := snapshotAnchor{Index: meta.GetIndex(), Term: meta.GetTerm()}
+	if a.Index <= c.applied {
+		// Stale: raft ignores its data and answers with its commit index,
+		// which ends the leader's wait for this snapshot.
+		return true
+	}
+	if c.snap.fetching != 0 {
+		return false // one transfer at a time; raft resends after it
+	}
+	d, err := decodeSnapshotDescriptor(m.GetSnapshot().GetData())
+	if err == nil && d.TotalSize > c.snap.params.MaxTotal {
+		err = fmt.Errorf("%w: %d bytes over the cap of %d", errSnapshotDescriptor, d.TotalSize, c.snap.params.MaxTotal)
+	}
+	if err != nil {
+		c.log.Warn("dropping a snapshot with a bad descriptor", "from", from, "err", err)
+		c.drop()
+		c.snapFailed(from, a, err)
+		return false
+	}
+	holders := c.holdersOf(a, from)
+	c.snap.fetching = a.Index
+	epoch := c.epoch
+	c.log.Info("fetching a snapshot", "index", a.Index, "bytes", d.TotalSize, "holders", len(holders))
+	net, params, ctx := c.snap.net, c.snap.params, c.snap.ctx
+	c.snap.wg.Add(1)
+	go func() {
+		defer c.snap.wg.Done()
+		snap, err := snapshotFromWire(ctx, m.GetSnapshot(), c.machineTag(), holders, net.fetchChunk, params)
+		done := func() { c.onSnapFetched(from, epoch, m, snap, err) }
+		select {
+		case c.calls <- done:
+		case <-ctx.Done():
+		}
+	}()
+	return false
+}
+
+// holdersOf lists the bonded members that announced anchor a, in peer id
+// order, then the sender (the leader) last.
+func (c *groupCore) holdersOf(a snapshotAnchor, sender peer.ID) []peer.ID {
+	var hs []peer.ID
+	for p, ps := range c.peers {
+		if p == sender || !ps.up {
+			continue
+		}
+		for i, x := range ps.status.GetSnapshots() {
+			if i == maxAnnouncedAnchors {
+				break
+			}
+			if x.GetIndex() == a.Index && x.GetTerm() == a.Term {
+				hs = append(hs, p)
+				break
+			}
+		}
+	}
+	slices.Sort(hs)
+	return append(hs, sender)
+}
+
+// onSnapFetched runs on the group goroutine when a fetch ended: it steps
+// the MsgSnap with the fetched bytes (raft's Ready then installs them) or
+// tells the sender the transfer failed.
+func (c *groupCore) onSnapFetched(from peer.ID, epoch uint64, m *raftpb.Message, snap *raftpb.Snapshot, err error) {
+	c.snap.fetching = 0
+	meta := m.GetSnapshot().GetMetadata()
+	a := snapshotAnchor{Index: meta.GetIndex(), Term: meta.GetTerm()}
+	if err == nil {
+		err = c.checkSnapshot(snap)
+	}
+	if err != nil {
+		c.log.Warn("snapshot transfer failed", "index", a.Index, "err", err)
+		c.snapFailed(from, a, err)
+		return
+	}
+	if c.epoch != epoch || a.Index <= c.applied {
+		return // the cluster moved on meanwhile
+	}
+	m.Snapshot = snap
+	c.log.Debug("fetched a snapshot", "index", a.Index, "bytes", len(snap.GetData()))
+	defer func() {
+		if r := recover(); r != nil {
+			c.fatal = fmt.Errorf("%w: raft failed on a snapshot from %s: %v", ErrTerminated, from, r)
+		}
+	}()
+	_ = c.rn.Step(m)
+}
+
+func (c *groupCore) snapFailed(to peer.ID, a snapshotAnchor, err error) {
+	reason := err.Error()
+	if len(reason) > snapshotMaxReason {
+		reason = reason[:snapshotMaxReason]
+	}
+	c.send(to, kindSnapFailed, &pb.CoreSnapshotFailed{Anchor: &pb.CoreAnchor{Index: a.Index, Term: a.Term}, Reason: reason})
+}
+
+// heldAnchors lists the anchors this node serves, for its status.
+func (c *groupCore) heldAnchors() []*pb.CoreAnchor {
+	as := c.snap.cache.anchors(time.Now())
+	slices.SortFunc(as, func(x, y snapshotAnchor) int { return -cmpAnchor(x, y) })
+	out := make([]*pb.CoreAnchor, 0, min(len(as), maxAnnouncedAnchors))
+	for _, a := range as[:min(len(as), maxAnnouncedAnchors)] {
+		out = append(out, &pb.CoreAnchor{Index: a.Index, Term: a.Term})
+	}
+	return out
+}
+
+func cmpAnchor(x, y snapshotAnchor) int {
+	return cmp.Or(cmp.Compare(x.Index, y.Index), cmp.Compare(x.Term, y.Term))
+}

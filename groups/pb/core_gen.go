@@ -1,0 +1,3 @@
+package pb
+
+//go:generate protoc --go_out=. --go_opt=paths=source_relative core.proto

@@ -1,0 +1,140 @@
+package groups
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/internal/framer"
+)
+
+// SnapshotProtocolPrefix is the snapshot transfer protocol without its
+// network part (PROTOCOL.md §20): one chunk request and one reply per
+// stream.
+const SnapshotProtocolPrefix = "/mosaik/groups/snapshot/1.0.0"
+
+// SnapshotProtocolID returns the snapshot transfer protocol of a network.
+func SnapshotProtocolID(nw catalog.NetworkID) protocol.ID {
+	return protocol.ID(SnapshotProtocolPrefix + "/" + nw.String())
+}
+
+// snapshotServeTimeout bounds a holder's whole exchange on one stream:
+// reading the request and writing the reply.
+const snapshotServeTimeout = 10 * time.Second
+
+// serveSnapshotChunk answers one encoded chunk request from a peer with an
+// encoded reply. The request names no group: the holder finds the
+// snapshot by anchor and hash among its groups, and serves it only to a
+// peer bonded with it in that group.
+func (s *Service) serveSnapshotChunk(from peer.ID, raw []byte) []byte {
+	req, err := decodeSnapshotChunkRequest(raw)
+	if err != nil {
+		return encodeSnapshotRefusal(snapshotBadRequest, err.Error())
+	}
+	sn, _ := s.net.(snapshotNet)
+	now := time.Now()
+	s.core.mu.Lock()
+	type held struct {
+		id    catalog.ID
+		cache *snapshotCache
+	}
+	var hs []held
+	for id, j := range s.core.groups {
+		hs = append(hs, held{id, j.c.snap.cache})
+	}
+	s.core.mu.Unlock()
+	refusal := encodeSnapshotRefusal(snapshotUnknownAnchor, "no snapshot at "+req.Anchor.String())
+	for _, h := range hs {
+		if !h.cache.holdsHash(req.Anchor, req.Hash, now) {
+			continue
+		}
+		if sn == nil || !sn.bondedWith(h.id, from) {
+			refusal = encodeSnapshotRefusal(snapshotUnavailable, "not bonded in the snapshot's group")
+			continue
+		}
+		chunk, err := h.cache.serve(req, now)
+		if err != nil {
+			var ref *snapshotRefusedError
+			if errors.As(err, &ref) {
+				return encodeSnapshotRefusal(ref.Code, ref.Reason)
+			}
+			return encodeSnapshotRefusal(snapshotUnavailable, err.Error())
+		}
+		return encodeSnapshotChunk(chunk)
+	}
+	return refusal
+}
+
+// serveSnapshots serves the network's snapshot protocol with serve until
+// close (which removes the handler).
+func (n *bondNet) serveSnapshots(serve func(from peer.ID, req []byte) []byte) {
+	n.h.SetStreamHandler(SnapshotProtocolID(n.network), func(st network.Stream) {
+		n.mu.Lock()
+		if n.closed {
+			n.mu.Unlock()
+			_ = st.Reset()
+			return
+		}
+		n.wg.Add(1)
+		n.mu.Unlock()
+		defer n.wg.Done()
+		_ = st.SetDeadline(time.Now().Add(snapshotServeTimeout))
+		req, err := framer.ReadFrame(bufio.NewReader(st), snapshotRequestCap)
+		if err != nil {
+			n.log.Debug("snapshot request unreadable", "peer", st.Conn().RemotePeer(), "err", err)
+			// Oversize or cut short: answered like any bad request when
+			// possible, then the stream ends.
+			_ = framer.WriteFrame(st, encodeSnapshotRefusal(snapshotBadRequest, err.Error()))
+			_ = st.Reset()
+			return
+		}
+		if err := framer.WriteFrame(st, serve(st.Conn().RemotePeer(), req)); err != nil {
+			_ = st.Reset()
+			return
+		}
+		_ = st.Close()
+	})
+}
+
+// fetchChunk implements snapshotNet over a new stream to the holder.
+func (n *bondNet) fetchChunk(ctx context.Context, holder peer.ID, req snapshotChunkRequest) (snapshotChunk, error) {
+	st, err := n.h.NewStream(ctx, holder, SnapshotProtocolID(n.network))
+	if err != nil {
+		return snapshotChunk{}, fmt.Errorf("groups: snapshot stream to %s: %w", holder, err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = st.Reset() })
+	defer stop()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = st.SetDeadline(dl)
+	}
+	if err := framer.WriteFrame(st, encodeSnapshotChunkRequest(req)); err != nil {
+		_ = st.Reset()
+		return snapshotChunk{}, fmt.Errorf("groups: snapshot request to %s: %w", holder, err)
+	}
+	_ = st.CloseWrite()
+	b, err := framer.ReadFrame(bufio.NewReader(st), snapshotReplyCap)
+	if err != nil {
+		_ = st.Reset()
+		return snapshotChunk{}, fmt.Errorf("groups: snapshot reply from %s: %w", holder, err)
+	}
+	_ = st.Close()
+	return decodeSnapshotChunkReply(b)
+}
+
+// bondedWith implements snapshotNet.
+func (n *bondNet) bondedWith(group catalog.ID, p peer.ID) bool {
+	g := n.group(group)
+	if g == nil {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.slots[p] != nil
+}
