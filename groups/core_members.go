@@ -378,3 +378,50 @@ func (c *groupCore) changeConf(t raftpb.ConfChangeType, ids ...uint64) {
 	c.ccAt = c.now
 	c.log.Info("membership change proposed", "change", t.String(), "nodes", ids)
 }
+
+func (c *groupCore) onBond(ev bondEvent) {
+	ps := c.peers[ev.p]
+	if ps == nil {
+		id := raftID(ev.p)
+		if other, taken := c.byRaft[id]; id == c.selfID || (taken && other != ev.p) {
+			// Two peers on one raft node id would receive each other's
+			// messages: refuse the newcomer (a 2^-64 event, or an attack
+			// on the id derivation), loudly.
+			c.log.Warn("groups: peer ignored, its raft node id collides", "peer", ev.p, "raft_id", id, "err", errNoNode)
+			return
+		}
+		ps = &peerState{id: id}
+		c.peers[ev.p] = ps
+		c.byRaft[ps.id] = ev.p
+	}
+	if ev.up {
+		ps.up, ps.role = true, ev.role
+		c.sendStatus(ev.p)
+	} else {
+		ps.up, ps.downAt = false, c.now
+		ps.status = nil
+		c.rn.ReportUnreachable(ps.id)
+		if ps.id == c.lead && c.state == raft.StateFollower {
+			c.leaderLost()
+		}
+	}
+}
+
+// leaderLost speeds up failover when the bond to the leader ends (a
+// departure, or heartbeats missed): followers forget the leader, so they
+// grant pre-votes at once instead of honouring its lease, and the first
+// live voter (lowest raft id) campaigns without waiting for its election
+// timeout. On the minority side of a partition the pre-vote fails and
+// nothing changes.
+func (c *groupCore) leaderLost() {
+	_ = c.rn.ForgetLeader()
+	if !slices.Contains(c.conf.GetVoters(), c.selfID) {
+		return
+	}
+	for _, v := range c.conf.GetVoters() {
+		if v < c.selfID && v != c.lead && c.isUp(v) {
+			return
+		}
+	}
+	_ = c.rn.Campaign()
+}
