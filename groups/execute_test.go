@@ -66,11 +66,17 @@ func TestExecute_WeakStrongLeaderChange(t *testing.T) {
 	if v, _, _ := g2.Query(tctx(t, 5*time.Second), struct{}{}, Strong); v != 5 {
 		t.Fatalf("strong on n2 = %d, want 5", v)
 	}
+	before, _ := g1.Leader()
 	_ = g0.Close()
-	l, err := g1.When().LeaderChanged(tctx(t, 10*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Wait for a leader other than the closed one. LeaderChanged would
+	// compare with the leader at the time of the call, which may already
+	// be the new one.
+	var l peer.ID
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		cur, ok := g1.Leader()
+		l = cur
+		return ok && cur != before
+	}, "no new leader after the leader closed")
 	if err := g2.When().LeaderIs(tctx(t, 10*time.Second), l); err != nil {
 		t.Fatal(err)
 	}
