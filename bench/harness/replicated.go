@@ -30,9 +30,13 @@ type replicated interface {
 
 // replicators are the stores of the groups rows. The mosaik systems are
 // listed first, so their rows lead each metric.
-func replicators() []replicator {
-	return append(mosaikReplicators(), jetstreamSystem{}, jetstreamSystem{file: true})
+func (r *runner) replicators() []replicator {
+	return append(r.mosaikReplicators(), jetstreamSystem{}, jetstreamSystem{file: true}, rawRTT{})
 }
+
+// sequentialOnly is a replicator that serves one client only (the raw
+// round trip: one stream, one request at a time).
+type sequentialOnly interface{ sequentialOnly() }
 
 type replCase struct {
 	id      string
@@ -41,11 +45,17 @@ type replCase struct {
 
 func (r *runner) replicatedScenarios(p plan) []scenario {
 	var out []scenario
-	sys := pick(r.cfg.Systems, replicators())
+	all := pick(r.cfg.Systems, r.replicators())
 	for _, c := range p.repl {
+		var sys []replicator
+		for _, s := range all {
+			if _, one := s.(sequentialOnly); !one || c.clients == 1 {
+				sys = append(sys, s)
+			}
+		}
 		out = append(out, scenario{c.id, (p.reps + 1) * len(sys), func(ctx context.Context) error { return r.replicatedScenario(ctx, c, sys) }})
 	}
-	return out
+	return append(out, r.groupsEventScenarios(p)...)
 }
 
 func (r *runner) replicatedScenario(ctx context.Context, c replCase, systems []replicator) error {
