@@ -65,6 +65,9 @@ type groupCluster struct {
 	nodes  []*node.Node
 	groups []*kvGroup
 	closed []bool
+	// nodeOpts adds options for member i's node (a durable variant would
+	// give each member its own node.WithDataDir here).
+	nodeOpts func(i int) []node.Option
 }
 
 func newGroupCluster(p groups.Params) *groupCluster {
@@ -108,6 +111,9 @@ func (c *groupCluster) add(h host.Host) error {
 	c.groups = append(c.groups, nil)
 	c.closed = append(c.closed, false)
 	i := len(c.hosts) - 1
+	if c.nodeOpts != nil {
+		opts = append(opts, c.nodeOpts(i)...)
+	}
 	n, err := node.New(c.net, opts...)
 	if err != nil {
 		return err
