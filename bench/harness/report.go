@@ -111,10 +111,17 @@ func (res *Results) finish() {
 		r.Median, r.Min, r.Max = summary(r.Samples)
 		r.Reps = len(r.Samples)
 	}
+	systems := map[string]map[string]bool{} // scenario → systems in it
+	for _, r := range res.Rows {
+		if systems[r.Scenario] == nil {
+			systems[r.Scenario] = map[string]bool{}
+		}
+		systems[r.Scenario][r.System] = true
+	}
 	for i := range res.Rows {
 		r := &res.Rows[i]
-		if r.Scenario == "overload" {
-			continue // delivery shares of different policies: no ratio
+		if r.Scenario == "overload" || len(systems[r.Scenario]) < 2 {
+			continue // delivery shares of different policies, or mosaik alone: no ratio
 		}
 		if m := res.find(r.Scenario, r.Metric, "mosaik"); m != nil && r.Median != 0 && !math.IsNaN(r.Median) {
 			v := m.Median / r.Median
