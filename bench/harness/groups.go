@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -275,8 +276,10 @@ func (m mosaikGroups) name() string {
 }
 
 type mosaikGroupStore struct {
-	c *groupCluster
-	g *kvGroup
+	c       *groupCluster
+	g       *kvGroup
+	puts    atomic.Int64
+	frames0 uint64
 }
 
 func (m mosaikGroups) open(ctx context.Context, _ int) (replicated, error) {
@@ -292,12 +295,37 @@ func (m mosaikGroups) open(ctx context.Context, _ int) (replicated, error) {
 		_ = c.close()
 		return nil, errors.New("leader changed during set-up")
 	}
-	return &mosaikGroupStore{c: c, g: c.groups[i]}, nil
+	s := &mosaikGroupStore{c: c, g: c.groups[i]}
+	s.frames0 = s.leaderFrames()
+	return s, nil
 }
 
 func (s *mosaikGroupStore) put(ctx context.Context, _ int, key string, val []byte) error {
 	_, err := s.g.Execute(ctx, kvPut{K: key, V: val})
+	s.puts.Add(1)
 	return err
+}
+
+// leaderFrames is the number of frames the leader's group bonds have sent.
+func (s *mosaikGroupStore) leaderFrames() (n uint64) {
+	if li := s.c.leader(); li >= 0 {
+		for _, gb := range s.c.nodes[li].Groups().BondStatus().Groups {
+			for _, b := range gb.Bonds {
+				n += b.FramesSent
+			}
+		}
+	}
+	return n
+}
+
+// note tells how much the leader batched: with one append and one commit
+// update per follower and put, it sends 4 frames per put to 2 followers.
+func (s *mosaikGroupStore) note() string {
+	puts := s.puts.Load()
+	if puts == 0 {
+		return ""
+	}
+	return fmt.Sprintf("leader sent %.2f bond frames per put", float64(s.leaderFrames()-s.frames0)/float64(puts))
 }
 
 func (s *mosaikGroupStore) close() error { return s.c.close() }

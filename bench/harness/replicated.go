@@ -75,7 +75,19 @@ func (r *runner) replicatedScenario(ctx context.Context, c replCase, systems []r
 	return nil
 }
 
-func (r *runner) replicatedReps(ctx context.Context, c replCase, name string, st replicated) error {
+// noter is a store with something to say about its run (the note of its
+// rows).
+type noter interface{ note() string }
+
+func (r *runner) replicatedReps(ctx context.Context, c replCase, name string, st replicated) (err error) {
+	var last *Row
+	defer func() {
+		if n, ok := st.(noter); ok && err == nil && last != nil {
+			if s := n.note(); s != "" {
+				last.addNote(s)
+			}
+		}
+	}()
 	val := make([]byte, 64)
 	if c.clients == 1 {
 		// Warm-up: connections, leader, caches.
@@ -89,7 +101,7 @@ func (r *runner) replicatedReps(ctx context.Context, c replCase, name string, st
 				return fmt.Errorf("%s: %w", name, err)
 			}
 			p50, p99 := percentile(lat, 0.50), percentile(lat, 0.99)
-			r.sample(c.id, "p50", name, "µs", Lower, p50)
+			last = r.sample(c.id, "p50", name, "µs", Lower, p50)
 			r.sample(c.id, "p99", name, "µs", Lower, p99)
 			r.prog.step(fmt.Sprintf("%s rep %d/%d: p50 %s µs", name, rep+1, r.plan.reps, fmtNum(p50)))
 		}
@@ -104,7 +116,7 @@ func (r *runner) replicatedReps(ctx context.Context, c replCase, name string, st
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		r.sample(c.id, "rate", name, "puts/s", Higher, rate)
+		last = r.sample(c.id, "rate", name, "puts/s", Higher, rate)
 		r.prog.step(fmt.Sprintf("%s rep %d/%d: %s puts/s", name, rep+1, r.plan.reps, fmtNum(rate)))
 	}
 	return nil
