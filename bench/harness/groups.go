@@ -325,7 +325,22 @@ func (s *mosaikGroupStore) note() string {
 	if puts == 0 {
 		return ""
 	}
-	return fmt.Sprintf("leader sent %.2f bond frames per put", float64(s.leaderFrames()-s.frames0)/float64(puts))
+	note := fmt.Sprintf("leader sent %.2f bond frames per put", float64(s.leaderFrames()-s.frames0)/float64(puts))
+	var dropped uint64
+	for i, n := range s.c.nodes {
+		if s.c.closed[i] || n == nil {
+			continue
+		}
+		for _, gb := range n.Groups().BondStatus().Groups {
+			for _, b := range gb.Bonds {
+				dropped += b.Dropped
+			}
+		}
+	}
+	if dropped > 0 {
+		note += fmt.Sprintf("; %d frames dropped on full bond queues", dropped)
+	}
+	return note
 }
 
 func (s *mosaikGroupStore) close() error { return s.c.close() }
