@@ -22,8 +22,9 @@ import (
 // 127.0.0.1 (random port), Noise, yamux, an ed25519 identity, and the
 // resource limits a standalone mosaik node uses (node.newResourceManager),
 // so that many streams per peer are allowed for every system alike;
-// reachability pinned to private (see below).
-func newHost() (host.Host, error) {
+// reachability pinned to private (see below). extra options come last
+// (the groups catch-up row adds a bandwidth counter).
+func newHost(extra ...libp2p.Option) (host.Host, error) {
 	key, _, err := crypto.GenerateEd25519Key(nil)
 	if err != nil {
 		return nil, err
@@ -47,7 +48,7 @@ func newHost() (host.Host, error) {
 		_ = rm.Close()
 		return nil, err
 	}
-	h, err := libp2p.New(
+	opts := []libp2p.Option{
 		libp2p.Identity(key),
 		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
 		libp2p.Transport(tcp.NewTCPTransport),
@@ -63,7 +64,8 @@ func newHost() (host.Host, error) {
 		// emitter blocked on it holds the lock AutoNAT needs), then never
 		// runs.
 		libp2p.ForceReachabilityPrivate(),
-	)
+	}
+	h, err := libp2p.New(append(opts, extra...)...)
 	if err != nil {
 		_ = rm.Close()
 		return nil, err

@@ -30,9 +30,13 @@ type replicated interface {
 
 // replicators are the stores of the groups rows. The mosaik systems are
 // listed first, so their rows lead each metric.
-func replicators() []replicator {
-	return append(mosaikReplicators(), jetstreamSystem{}, jetstreamSystem{file: true})
+func (r *runner) replicators() []replicator {
+	return append(r.mosaikReplicators(), jetstreamSystem{}, jetstreamSystem{file: true}, rawRTT{})
 }
+
+// sequentialOnly is a replicator that serves one client only (the raw
+// round trip: one stream, one request at a time).
+type sequentialOnly interface{ sequentialOnly() }
 
 type replCase struct {
 	id      string
@@ -41,11 +45,17 @@ type replCase struct {
 
 func (r *runner) replicatedScenarios(p plan) []scenario {
 	var out []scenario
-	sys := pick(r.cfg.Systems, replicators())
+	all := pick(r.cfg.Systems, r.replicators())
 	for _, c := range p.repl {
+		var sys []replicator
+		for _, s := range all {
+			if _, one := s.(sequentialOnly); !one || c.clients == 1 {
+				sys = append(sys, s)
+			}
+		}
 		out = append(out, scenario{c.id, (p.reps + 1) * len(sys), func(ctx context.Context) error { return r.replicatedScenario(ctx, c, sys) }})
 	}
-	return out
+	return append(out, r.groupsEventScenarios(p)...)
 }
 
 func (r *runner) replicatedScenario(ctx context.Context, c replCase, systems []replicator) error {
@@ -65,7 +75,19 @@ func (r *runner) replicatedScenario(ctx context.Context, c replCase, systems []r
 	return nil
 }
 
-func (r *runner) replicatedReps(ctx context.Context, c replCase, name string, st replicated) error {
+// noter is a store with something to say about its run (the note of its
+// rows).
+type noter interface{ note() string }
+
+func (r *runner) replicatedReps(ctx context.Context, c replCase, name string, st replicated) (err error) {
+	var last *Row
+	defer func() {
+		if n, ok := st.(noter); ok && err == nil && last != nil {
+			if s := n.note(); s != "" {
+				last.addNote(s)
+			}
+		}
+	}()
 	val := make([]byte, 64)
 	if c.clients == 1 {
 		// Warm-up: connections, leader, caches.
@@ -79,7 +101,7 @@ func (r *runner) replicatedReps(ctx context.Context, c replCase, name string, st
 				return fmt.Errorf("%s: %w", name, err)
 			}
 			p50, p99 := percentile(lat, 0.50), percentile(lat, 0.99)
-			r.sample(c.id, "p50", name, "µs", Lower, p50)
+			last = r.sample(c.id, "p50", name, "µs", Lower, p50)
 			r.sample(c.id, "p99", name, "µs", Lower, p99)
 			r.prog.step(fmt.Sprintf("%s rep %d/%d: p50 %s µs", name, rep+1, r.plan.reps, fmtNum(p50)))
 		}
@@ -94,7 +116,7 @@ func (r *runner) replicatedReps(ctx context.Context, c replCase, name string, st
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		r.sample(c.id, "rate", name, "puts/s", Higher, rate)
+		last = r.sample(c.id, "rate", name, "puts/s", Higher, rate)
 		r.prog.step(fmt.Sprintf("%s rep %d/%d: %s puts/s", name, rep+1, r.plan.reps, fmtNum(rate)))
 	}
 	return nil

@@ -111,10 +111,17 @@ func (res *Results) finish() {
 		r.Median, r.Min, r.Max = summary(r.Samples)
 		r.Reps = len(r.Samples)
 	}
+	systems := map[string]map[string]bool{} // scenario → systems in it
+	for _, r := range res.Rows {
+		if systems[r.Scenario] == nil {
+			systems[r.Scenario] = map[string]bool{}
+		}
+		systems[r.Scenario][r.System] = true
+	}
 	for i := range res.Rows {
 		r := &res.Rows[i]
-		if r.Scenario == "overload" {
-			continue // delivery shares of different policies: no ratio
+		if r.Scenario == "overload" || len(systems[r.Scenario]) < 2 {
+			continue // delivery shares of different policies, or mosaik alone: no ratio
 		}
 		if m := res.find(r.Scenario, r.Metric, "mosaik"); m != nil && r.Median != 0 && !math.IsNaN(r.Median) {
 			v := m.Median / r.Median
@@ -215,7 +222,67 @@ func (res *Results) targets() []Target {
 		t.Met = boolp(*r.Ratio <= 2)
 	}
 	ts = append(ts, t)
-	return ts
+	return append(ts, res.groupsTargets()...)
+}
+
+// groupsTargets judges the groups rows: mosaik (in-memory log, Execute on
+// the leader) against JetStream R3 with memory storage.
+func (res *Results) groupsTargets() []Target {
+	var ts []Target
+	t := Target{Goal: "groups: sequential put latency p50 and p99 ≤ 1.0× JetStream R3 (memory)", Measured: "not measured"}
+	var parts []string
+	met := true
+	for _, q := range []string{"p50", "p99"} {
+		m, j := res.find("groups/put", q, "mosaik"), res.find("groups/put", q, "jetstream-r3-mem")
+		if m == nil || j == nil || j.Median == 0 {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s: mosaik %s µs, JetStream %s µs (%.2f×)", q, fmtNum(m.Median), fmtNum(j.Median), m.Median/j.Median))
+		met = met && m.Median <= j.Median
+	}
+	if r := res.find("groups/put", "p50", "raw-rtt"); r != nil && len(parts) > 0 {
+		parts = append(parts, fmt.Sprintf("raw libp2p round trip p50 %s µs", fmtNum(r.Median)))
+	}
+	if len(parts) > 0 {
+		t.Measured, t.Met = strings.Join(parts, "; "), boolp(met)
+	}
+	ts = append(ts, t)
+	t = Target{Goal: "groups: puts/s ≥ 1.0× JetStream R3 (memory) with 8, 32 and 64 clients", Measured: "not measured"}
+	parts, met = nil, true
+	for _, n := range []int{8, 32, 64} {
+		id := fmt.Sprintf("groups/put/%d-clients", n)
+		if j := res.find(id, "rate", "jetstream-r3-mem"); j != nil && j.Ratio != nil {
+			parts = append(parts, fmt.Sprintf("%d: %.2f×", n, *j.Ratio))
+			met = met && *j.Ratio >= 1
+		}
+	}
+	if len(parts) > 0 {
+		t.Measured, t.Met = strings.Join(parts, ", "), boolp(met)
+	}
+	ts = append(ts, t)
+	t = Target{Goal: "groups: failover (leader closed → next commit through a survivor) ≤ 3 s", Measured: "not measured"}
+	parts, met = nil, true
+	for _, m := range []string{"leader node closed", "leader host closed, no departure"} {
+		if r := res.find("groups/failover", m, "mosaik"); r != nil {
+			parts = append(parts, fmt.Sprintf("%s: median %s ms, max %s ms", m, fmtNum(r.Median), fmtNum(r.Max)))
+			met = met && r.Median <= 3000
+		}
+	}
+	if len(parts) > 0 {
+		t.Measured, t.Met = strings.Join(parts, "; "), boolp(met)
+	}
+	ts = append(ts, t)
+	t = Target{Goal: "groups: catch-up of a new member (time and bytes reported)", Measured: "not measured"}
+	if r := res.find("groups/catch-up", "time", "mosaik"); r != nil {
+		t.Measured = fmt.Sprintf("%s ms", fmtNum(r.Median))
+		for _, m := range []string{"bytes received (host)", "bytes received (bonds)"} {
+			if b := res.find("groups/catch-up", m, "mosaik"); b != nil {
+				t.Measured += fmt.Sprintf(", %s %s MB", m, fmtNum(b.Median))
+			}
+		}
+		t.Met = boolp(true)
+	}
+	return append(ts, t)
 }
 
 // ---- machine ------------------------------------------------------------
