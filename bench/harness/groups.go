@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -66,9 +69,10 @@ type groupCluster struct {
 	nodes  []*node.Node
 	groups []*kvGroup
 	closed []bool
-	// nodeOpts adds options for member i's node (a durable variant would
-	// give each member its own node.WithDataDir here).
+	// nodeOpts adds options for member i's node (the durable variant
+	// gives each member its own node.WithDataDir).
 	nodeOpts func(i int) []node.Option
+	dir      string // the durable variant's data dirs, removed at close
 }
 
 func newGroupCluster(p groups.Params) *groupCluster {
@@ -78,8 +82,11 @@ func newGroupCluster(p groups.Params) *groupCluster {
 
 // openGroupCluster starts n members and waits until they have settled
 // (see settle).
-func openGroupCluster(ctx context.Context, n int, p groups.Params) (_ *groupCluster, err error) {
+func openGroupCluster(ctx context.Context, n int, p groups.Params, nodeOpts ...func(i int) []node.Option) (_ *groupCluster, err error) {
 	c := newGroupCluster(p)
+	if len(nodeOpts) > 0 {
+		c.nodeOpts = nodeOpts[0]
+	}
 	defer func() {
 		if err != nil {
 			_ = c.close()
@@ -249,6 +256,9 @@ func (c *groupCluster) close() error {
 			errs = append(errs, h.Close())
 		}
 	}
+	if c.dir != "" {
+		errs = append(errs, os.RemoveAll(c.dir))
+	}
 	return errors.Join(errs...)
 }
 
@@ -266,10 +276,14 @@ func (r *runner) groupsParams() groups.Params {
 type mosaikGroups struct {
 	params   groups.Params
 	follower bool
+	durable  bool // every member keeps its log in a data dir (bbolt, fsync on)
 }
 
 func (m mosaikGroups) name() string {
-	if m.follower {
+	switch {
+	case m.durable:
+		return "mosaik-durable"
+	case m.follower:
 		return "mosaik-via-follower"
 	}
 	return "mosaik"
@@ -283,10 +297,23 @@ type mosaikGroupStore struct {
 }
 
 func (m mosaikGroups) open(ctx context.Context, _ int) (replicated, error) {
-	c, err := openGroupCluster(ctx, 3, m.params)
+	var opts []func(int) []node.Option
+	var dir string
+	if m.durable {
+		var err error
+		if dir, err = os.MkdirTemp("", "mosaik-bench-groups-"); err != nil {
+			return nil, err
+		}
+		opts = append(opts, func(i int) []node.Option { return []node.Option{node.WithDataDir(filepath.Join(dir, strconv.Itoa(i)))} })
+	}
+	c, err := openGroupCluster(ctx, 3, m.params, opts...)
 	if err != nil {
+		if dir != "" {
+			_ = os.RemoveAll(dir)
+		}
 		return nil, err
 	}
+	c.dir = dir
 	i := c.leader()
 	if m.follower {
 		i = (i + 1) % len(c.groups)
@@ -350,7 +377,7 @@ func (r *runner) mosaikReplicators() []replicator {
 	p := r.groupsParams()
 	out := []replicator{mosaikGroups{params: p}}
 	if r.cfg.Mode != Smoke {
-		out = append(out, mosaikGroups{params: p, follower: true})
+		out = append(out, mosaikGroups{params: p, follower: true}, mosaikGroups{params: p, durable: true})
 	}
 	return out
 }

@@ -247,6 +247,22 @@ func (res *Results) groupsTargets() []Target {
 		t.Measured, t.Met = strings.Join(parts, "; "), boolp(met)
 	}
 	ts = append(ts, t)
+	// Durable against durable: data dirs (bbolt, fsync per Ready) against
+	// JetStream's file storage.
+	t = Target{Goal: "groups: durable sequential put latency p50 and p99 ≤ 1.0× JetStream R3 (file)", Measured: "not measured"}
+	parts, met = nil, true
+	for _, q := range []string{"p50", "p99"} {
+		m, j := res.find("groups/put", q, "mosaik-durable"), res.find("groups/put", q, "jetstream-r3-file")
+		if m == nil || j == nil || j.Median == 0 {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s: mosaik-durable %s µs, JetStream file %s µs (%.2f×)", q, fmtNum(m.Median), fmtNum(j.Median), m.Median/j.Median))
+		met = met && m.Median <= j.Median
+	}
+	if len(parts) > 0 {
+		t.Measured, t.Met = strings.Join(parts, "; "), boolp(met)
+	}
+	ts = append(ts, t)
 	t = Target{Goal: "groups: puts/s ≥ 1.0× JetStream R3 (memory) with 8, 32 and 64 clients", Measured: "not measured"}
 	parts, met = nil, true
 	for _, n := range []int{8, 32, 64} {
