@@ -43,12 +43,12 @@ type Node struct {
 	name    string
 	log     *slog.Logger
 
-	h    host.Host
-	ps   *pubsub.PubSub
-	dht  *dht.IpfsDHT
-	disc *discovery.Service
-	strm *streams.Service
-	grp  *groups.Service
+	h         host.Host
+	ps        *pubsub.PubSub
+	dht       *dht.IpfsDHT
+	disc      *discovery.Service
+	streamSvc *streams.Service
+	groupSvc  *groups.Service
 
 	bootstrap []peer.AddrInfo
 
@@ -160,10 +160,10 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 	if cfg.policy != nil {
 		sopts = append(sopts, streams.WithDefaultPolicy(*cfg.policy))
 	}
-	if n.strm, err = streams.New(n.h, n.disc, sopts...); err != nil {
+	if n.streamSvc, err = streams.New(n.h, n.disc, sopts...); err != nil {
 		return nil, err
 	}
-	n.own(n.strm.Close)
+	n.own(n.streamSvc.Close)
 	gopts := []groups.ServiceOption{groups.WithLogger(cfg.log), groups.WithMeterProvider(cfg.meter)}
 	if cfg.bonds != nil {
 		gopts = append(gopts, groups.WithBondParams(*cfg.bonds))
@@ -172,10 +172,10 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 		gopts = append(gopts, groups.WithJoinDefaults(groups.WithDataDir(cfg.dataDir)))
 	}
 	gopts = append(gopts, cfg.groupOpts...)
-	if n.grp, err = groups.NewService(n.h, n.disc, gopts...); err != nil {
+	if n.groupSvc, err = groups.NewService(n.h, n.disc, gopts...); err != nil {
 		return nil, err
 	}
-	n.own(n.grp.Close) // closed before streams and discovery
+	n.own(n.groupSvc.Close) // closed before streams and discovery
 	if len(cfg.rendezvous) > 0 {
 		if err = n.startRendezvous(&cfg); err != nil {
 			return nil, err
@@ -445,10 +445,10 @@ func (n *Node) DHT() *dht.IpfsDHT { return n.dht }
 
 // Streams is the streams service, on which producers and consumers are
 // created: streams.NewProducer[T](n.Streams(), "name").
-func (n *Node) Streams() *streams.Service { return n.strm }
+func (n *Node) Streams() *streams.Service { return n.streamSvc }
 
 // Groups is the groups service, on which groups are joined.
-func (n *Node) Groups() *groups.Service { return n.grp }
+func (n *Node) Groups() *groups.Service { return n.groupSvc }
 
 // Discovery is the catalog discovery service.
 func (n *Node) Discovery() *discovery.Service { return n.disc }
