@@ -230,6 +230,11 @@ func (f *snapshotFetcher) start(ctx context.Context, h *holderState, chunk uint6
 	h.inflight++
 	go func() {
 		c, err := f.fetch(actx, h.id, req)
+		if err != nil && errors.Is(actx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+			// The attempt's own deadline, racing the fetcher's timer:
+			// the same failure, said the same way.
+			err = fmt.Errorf("no answer within %v", f.p.ChunkTimeout)
+		}
 		select {
 		case f.results <- attemptResult{id: id, chunk: c, err: err}:
 		case <-f.done:

@@ -142,9 +142,11 @@ func (s *Service) syncWith(ctx context.Context, p peer.ID) (err error) {
 	if err := framer.WriteProto(st, req); err != nil {
 		return failed("send", err)
 	}
-	if err := st.CloseWrite(); err != nil {
-		return failed("close", err)
-	}
+	// A reset that surfaces at CloseWrite is left to the read below: in
+	// go-libp2p v0.51 the yamux stream's CloseWrite returns yamux's own
+	// error, without the network.StreamError (and its code) that Read
+	// and Write carry.
+	_ = st.CloseWrite()
 	var resp pb.SyncResponse
 	if err := framer.ReadProto(bufio.NewReader(st), s.params.MaxSyncMessage, &resp); err != nil {
 		return failed("receive", err)
