@@ -345,6 +345,7 @@ func (c *groupCore) run() {
 		case fn := <-c.calls:
 			fn()
 		}
+		c.drainQueued()
 		if err := c.safeReady(); err != nil {
 			c.failed = err
 			c.log.Error("group ended on this node", "err", err)
@@ -352,6 +353,28 @@ func (c *groupCore) run() {
 		}
 		c.publish()
 		c.recordGauges()
+	}
+}
+
+// maxDrain bounds how many queued calls and frames one turn of the loop
+// takes before handling raft's Ready, so ticks are never starved.
+const maxDrain = 256
+
+// drainQueued takes the calls and frames already queued, without waiting,
+// so that concurrent Execute calls become one Ready: one batch of entries
+// appended and persisted together, and one append message per follower,
+// instead of one of each per call. etcd raft accepts any number of
+// Propose and Step calls between two Ready.
+func (c *groupCore) drainQueued() {
+	for range maxDrain {
+		select {
+		case fn := <-c.calls:
+			fn()
+		case f := <-c.frames:
+			c.onFrame(f)
+		default:
+			return
+		}
 	}
 }
 

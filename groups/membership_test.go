@@ -200,7 +200,9 @@ func TestMembership_PromotesLearnersUnderLoad(t *testing.T) {
 	defer func() { close(stop); wg.Wait() }()
 	joinCounter(t, n.service(t, "1", false))
 	joinCounter(t, n.service(t, "2", false))
-	testutil.Eventually(t, 10*time.Second, func() bool { return voters(g0) == 3 }, "learners not promoted while writes flow")
+	start := time.Now()
+	testutil.Eventually(t, 40*time.Second, func() bool { return voters(g0) == 3 }, "learners not promoted while writes flow")
+	t.Logf("promoted after %v", time.Since(start))
 }
 
 // The pace marks move once per period, and a mark older than three
