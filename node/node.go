@@ -410,6 +410,13 @@ func (n *Node) Close() error {
 	n.once.Do(func() {
 		n.cancel()
 		n.wg.Wait()
+		// Depart first: closing groups and streams removes their protocol
+		// handlers, and identify pushes that change to every peer; done
+		// before the departure, it cost the departure most of its holders
+		// in the churn test (they purged the node instead).
+		if n.disc != nil {
+			n.disc.Leave()
+		}
 		n.err = n.closeOwned()
 	})
 	return n.err

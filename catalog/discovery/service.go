@@ -105,15 +105,16 @@ type Service struct {
 	dialing  chan struct{} // semaphore of cascade dials
 	probing  map[peer.ID]*flight
 
-	ctx      context.Context
-	cancel   context.CancelFunc
-	lifeMu   sync.Mutex
-	closing  bool
-	wg       sync.WaitGroup
-	closeErr error
-	once     sync.Once
-	stopOnce sync.Once
-	serves   bool // this service registered the sync handler
+	ctx       context.Context
+	cancel    context.CancelFunc
+	lifeMu    sync.Mutex
+	closing   bool
+	wg        sync.WaitGroup
+	closeErr  error
+	leaveOnce sync.Once
+	once      sync.Once
+	stopOnce  sync.Once
+	serves    bool // this service registered the sync handler
 }
 
 // New starts discovery of network on h. ps is the gossipsub router to
@@ -360,6 +361,20 @@ func (s *Service) refresh() (*catalog.SignedEntry, error) {
 // served are reset, rather than waited for.
 func (s *Service) Close() error {
 	s.once.Do(func() {
+		s.Leave()
+		s.teardown()
+	})
+	return s.closeErr
+}
+
+// Leave stops announcing and publishes a signed departure (best effort),
+// then waits DepartureGrace for it to leave: the first half of Close,
+// which an owner calls first when it has more to close before the
+// service (node.Close closes groups and streams after it, so that their
+// protocol changes, pushed to every peer by identify, never race the
+// departure). The catalog is no longer updated after Leave. Idempotent.
+func (s *Service) Leave() {
+	s.leaveOnce.Do(func() {
 		// Stop every loop first, so no heartbeat can follow the departure.
 		s.stop()
 		if s.topic != nil && len(s.topic.ListPeers()) == 0 && s.hasNetworkPeers() {
@@ -392,9 +407,7 @@ func (s *Service) Close() error {
 				<-t.C
 			}
 		}
-		s.teardown()
 	})
-	return s.closeErr
 }
 
 // hasNetworkPeers reports whether the host is connected to a peer that
