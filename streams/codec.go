@@ -4,8 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/fxamacker/cbor/v2"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/mosaik-go/mosaik/internal/detcbor"
 )
 
 // Codec turns datums into bytes and back. Implementations must be safe for
@@ -16,29 +17,14 @@ type Codec[T any] interface {
 	Decode(b []byte) (T, error)
 }
 
-var (
-	cborEnc cbor.EncMode
-	cborDec cbor.DecMode
-)
-
-func init() {
-	var err error
-	if cborEnc, err = cbor.CoreDetEncOptions().EncMode(); err != nil {
-		panic(err)
-	}
-	if cborDec, err = (cbor.DecOptions{MaxArrayElements: 1 << 20, MaxMapPairs: 1 << 20, MaxNestedLevels: 32}).DecMode(); err != nil {
-		panic(err)
-	}
-}
-
 // CBOR is the default codec: deterministic CBOR (RFC 8949 core
 // deterministic encoding) with decoding limits against hostile input.
 type CBOR[T any] struct{}
 
-func (CBOR[T]) Encode(v T) ([]byte, error) { return cborEnc.Marshal(v) }
+func (CBOR[T]) Encode(v T) ([]byte, error) { return detcbor.Marshal(v) }
 func (CBOR[T]) Decode(b []byte) (T, error) {
 	var v T
-	err := cborDec.Unmarshal(b, &v)
+	err := detcbor.Unmarshal(b, &v)
 	return v, err
 }
 

@@ -1,0 +1,39 @@
+// Package detcbor is the deterministic CBOR that mosaik-go's codecs share
+// (the streams codec, group commands, and next the collections, whose
+// compare-and-exchange compares encodings): RFC 8949 core deterministic
+// encoding, and decoding limits against hostile input.
+package detcbor
+
+import (
+	"io"
+
+	"github.com/fxamacker/cbor/v2"
+)
+
+var (
+	enc cbor.EncMode
+	dec cbor.DecMode
+)
+
+func init() {
+	var err error
+	if enc, err = cbor.CoreDetEncOptions().EncMode(); err != nil {
+		panic(err)
+	}
+	// Limits bound what a hostile frame can make a decoder allocate.
+	if dec, err = (cbor.DecOptions{MaxArrayElements: 1 << 20, MaxMapPairs: 1 << 20, MaxNestedLevels: 32}).DecMode(); err != nil {
+		panic(err)
+	}
+}
+
+// Marshal encodes v deterministically: equal values give equal bytes.
+func Marshal(v any) ([]byte, error) { return enc.Marshal(v) }
+
+// Unmarshal decodes b into v within the decoding limits.
+func Unmarshal(b []byte, v any) error { return dec.Unmarshal(b, v) }
+
+// NewEncoder returns a deterministic stream encoder.
+func NewEncoder(w io.Writer) *cbor.Encoder { return enc.NewEncoder(w) }
+
+// NewDecoder returns a stream decoder with the decoding limits.
+func NewDecoder(r io.Reader) *cbor.Decoder { return dec.NewDecoder(r) }

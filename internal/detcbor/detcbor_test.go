@@ -1,0 +1,74 @@
+package detcbor
+
+import (
+	"bytes"
+	"testing"
+)
+
+func TestMarshal_Deterministic(t *testing.T) {
+	a := map[string]int{}
+	b := map[string]int{}
+	keys := []string{"zeta", "a", "mid", "bb", "c"}
+	for i, k := range keys {
+		a[k] = i
+	}
+	for i := len(keys) - 1; i >= 0; i-- {
+		b[keys[i]] = i
+	}
+	x, err := Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 { // map iteration order varies from call to call
+		y, err := Marshal(b)
+		if err != nil || !bytes.Equal(x, y) {
+			t.Fatalf("equal maps encoded differently: %x vs %x (%v)", x, y, err)
+		}
+	}
+	var back map[string]int
+	if err := Unmarshal(x, &back); err != nil || len(back) != len(a) || back["zeta"] != 0 {
+		t.Fatalf("round trip: %v %v", back, err)
+	}
+}
+
+func TestUnmarshal_Limits(t *testing.T) {
+	// An array header claiming 2^21 elements, with none of them sent.
+	claim := []byte{0x9a, 0x00, 0x20, 0x00, 0x00}
+	var v []int
+	if err := Unmarshal(claim, &v); err == nil {
+		t.Fatal("an array over MaxArrayElements decoded")
+	}
+	deep := bytes.Repeat([]byte{0x81}, 40) // 40 nested one-element arrays
+	var w any
+	if err := Unmarshal(append(deep, 0x01), &w); err == nil {
+		t.Fatal("nesting over MaxNestedLevels decoded")
+	}
+}
+
+// FuzzUnmarshal: arbitrary bytes never panic, and whatever decodes
+// re-encodes to bytes that decode to the same encoding again.
+func FuzzUnmarshal(f *testing.F) {
+	for _, v := range []any{map[string]int{"a": 1}, []any{1, "x", []byte{2}}, 3.5} {
+		b, _ := Marshal(v)
+		f.Add(b)
+	}
+	f.Add([]byte{0x9a, 0x00, 0x20, 0x00, 0x00})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var v any
+		if Unmarshal(data, &v) != nil {
+			return
+		}
+		b, err := Marshal(v)
+		if err != nil {
+			return // e.g. a map key that is not comparable in Go
+		}
+		var w any
+		if err := Unmarshal(b, &w); err != nil {
+			t.Fatalf("re-encoding %x does not decode: %v", b, err)
+		}
+		c, err := Marshal(w)
+		if err != nil || !bytes.Equal(b, c) {
+			t.Fatalf("encoding not stable: %x then %x (%v)", b, c, err)
+		}
+	})
+}
