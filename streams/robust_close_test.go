@@ -115,7 +115,13 @@ func TestRobust_ReaddedWhileDrainingResubscribes(t *testing.T) {
 	p := rbLongLivedParams()
 	p.AnnounceInterval = 30 * time.Second
 	p.Catalog.PurgeAfter = 2 * time.Minute
-	nodes := connected(t, 2, node.WithDiscoveryParams(p))
+	// The first link must still be draining when the re-added stream
+	// reaches the consumer's catalog (that is the case under test), so the
+	// drain may take longer than the catalog changes can on a loaded
+	// machine; with the fast profile's 2 s it lost that race in CI.
+	sp := streams.DefaultParams()
+	sp.CloseTimeout = 30 * time.Second
+	nodes := connected(t, 2, node.WithDiscoveryParams(p), node.WithStreamsParams(sp))
 	pnode, cnode := nodes[0], nodes[1]
 	// The nodes announce a few times right after they meet (joins, gossip
 	// mesh); each announcement is a catalog change that would lift a
