@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/groups"
 	"github.com/mosaik-go/mosaik/node"
@@ -287,9 +289,13 @@ func run(ctx context.Context, cfg config, w io.Writer) (sum Summary, err error) 
 		}
 		if old != nil {
 			fmt.Fprintf(w, "\nclosing the leader %s half-way; the other matchers elect a new one and keep taking orders\n\n", short(old.n.ID().String()))
+			oldID := old.n.ID()
 			old.close()
 			live = slices.DeleteFunc(slices.Clone(live), func(m *matcher) bool { return m == old })
-			nl, err := live[0].g.When().LeaderChanged(ctx)
+			// A leader other than the closed one (When().LeaderChanged
+			// would compare with the leader at the time of the call, which
+			// may already be the new one).
+			nl, err := newLeader(ctx, live[0].g, oldID)
 			if err != nil {
 				return sum, fmt.Errorf("no new leader: %w", err)
 			}
@@ -342,6 +348,20 @@ func run(ctx context.Context, cfg config, w io.Writer) (sum Summary, err error) 
 	fmt.Fprintf(w, "\nsummary: %d orders taken, %d fills (volume %d), %d orders resting; leaders %v; books equal on %d matchers: %v; %v in all\n",
 		sum.Orders, len(sum.Fills), volume, sum.Resting, sum.Leaders, len(live), sum.Consistent, sum.Took.Round(time.Millisecond))
 	return sum, nil
+}
+
+// newLeader waits until g knows a leader other than old.
+func newLeader(ctx context.Context, g *groups.Group[Order, FillsSince, Fills], old peer.ID) (peer.ID, error) {
+	for {
+		if l, ok := g.Leader(); ok && l != old {
+			return l, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(10 * time.Millisecond): // polling the handle's leader
+		}
+	}
 }
 
 // waitOrders waits until the book has taken n orders, by strong queries
