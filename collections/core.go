@@ -1,0 +1,346 @@
+package collections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"sync"
+	"sync/atomic"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/groups"
+	"github.com/mosaik-go/mosaik/internal/detcbor"
+)
+
+// Host is what a collection needs from its node: the groups service.
+// *node.Node implements it.
+type Host interface {
+	Groups() *groups.Service
+}
+
+// Version is the log index of a committed mutation. A collection's
+// version is the index of the last command it applied; every replica
+// that reaches a version holds the same content at it.
+type Version uint64
+
+// command is one mutation as it travels in the log: an operation code
+// and up to three canonical CBOR arguments, whose meaning depends on the
+// collection type and the op (PROTOCOL.md §22). N carries integer
+// arguments (indexes, lengths). Unknown ops and undecodable arguments are
+// no-ops on every replica, and counted.
+type command struct {
+	_  struct{}        `cbor:",toarray"`
+	Op uint8           `cbor:"0,keyasint"`
+	A  cbor.RawMessage `cbor:"1,keyasint,omitempty"`
+	B  cbor.RawMessage `cbor:"2,keyasint,omitempty"`
+	C  cbor.RawMessage `cbor:"3,keyasint,omitempty"`
+	N  uint64          `cbor:"4,keyasint,omitempty"`
+	M  uint64          `cbor:"5,keyasint,omitempty"`
+	// Many holds the arguments of batch ops (extend, remove many).
+	Many []cbor.RawMessage `cbor:"6,keyasint,omitempty"`
+}
+
+// kind is one collection type's pure core: its state, how a command
+// changes it and how it is written to and read from a snapshot. Every
+// method is called on the group goroutine, one at a time, except that
+// readers call methods of published states concurrently: a state handed
+// to publish is never mutated again (clone makes the next working copy).
+type kind[S any] interface {
+	// empty returns the empty state.
+	empty() S
+	// clone returns a copy of s that can be mutated without changing s
+	// (O(1) for the persistent structures).
+	clone(s S) S
+	// apply applies cmd to s in place and says what it did: applied, a
+	// valid no-op (a compare-and-exchange that did not match), or invalid
+	// (counted as rejected; s unchanged). It must be deterministic and
+	// must not panic on any input.
+	apply(s S, cmd *command) (S, outcome)
+	// reports says whether the outcome of op is kept for its caller
+	// (compare-and-exchange).
+	reports(op uint8) bool
+	// size is the number of items in s.
+	size(s S) int
+	// encode writes s as a stream of CBOR values; decode reads one.
+	encode(s S, enc *cbor.Encoder) error
+	decode(dec *cbor.Decoder) (S, error)
+}
+
+// published is an immutable state and the version it is at.
+type published[S any] struct {
+	state   S
+	version Version
+	size    int
+}
+
+// machine adapts a kind to groups.StateMachine. Reads go to the latest
+// published state through an atomic pointer, so they never wait for the
+// group goroutine, and a snapshot being installed leaves the last state
+// readable until the new one is published.
+type machine[S any] struct {
+	k   kind[S]
+	sig catalog.ID
+	tag string
+
+	cur atomic.Pointer[published[S]]
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced when cur changes
+
+	rejected atomic.Uint64 // commands that were no-ops because invalid
+	outcomes outcomeRing
+}
+
+// outcome is what applying one command did.
+type outcome uint8
+
+const (
+	applied outcome = iota + 1
+	noop            // valid, but changed nothing (a CAS that did not match)
+	invalid         // refused: no-op and counted
+)
+
+// outcomeRing keeps the outcomes of the last commands whose kind reports
+// them, by log index, for the callers waiting on them.
+type outcomeRing struct {
+	mu   sync.Mutex
+	ring []outcomeAt // allocated on first use
+}
+
+type outcomeAt struct {
+	index uint64
+	out   outcome
+}
+
+const outcomeRingSize = 1024
+
+func (r *outcomeRing) put(index uint64, o outcome) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ring == nil {
+		r.ring = make([]outcomeAt, outcomeRingSize)
+	}
+	r.ring[index%outcomeRingSize] = outcomeAt{index, o}
+}
+
+// get returns the outcome at index, or 0 when it is no longer kept.
+func (r *outcomeRing) get(index uint64) outcome {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ring == nil {
+		return 0
+	}
+	if a := r.ring[index%outcomeRingSize]; a.index == index {
+		return a.out
+	}
+	return 0
+}
+
+func newMachine[S any](k kind[S], sig catalog.ID, tag string) *machine[S] {
+	m := &machine[S]{k: k, sig: sig, tag: tag, changed: make(chan struct{})}
+	m.cur.Store(&published[S]{state: k.empty()})
+	return m
+}
+
+func (m *machine[S]) load() *published[S] { return m.cur.Load() }
+
+// watch returns the current state and a channel closed at the next change.
+func (m *machine[S]) watch() (*published[S], <-chan struct{}) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cur.Load(), m.changed
+}
+
+func (m *machine[S]) publish(p *published[S]) {
+	m.mu.Lock()
+	m.cur.Store(p)
+	close(m.changed)
+	m.changed = make(chan struct{})
+	m.mu.Unlock()
+}
+
+// Signature implements groups.StateMachine.
+func (m *machine[S]) Signature() catalog.ID { return m.sig }
+
+// Apply implements groups.StateMachine.
+func (m *machine[S]) Apply(actx groups.ApplyContext, cmds []command) {
+	cur := m.cur.Load()
+	s := m.k.clone(cur.state)
+	for i := range cmds {
+		var o outcome
+		s, o = m.k.apply(s, &cmds[i])
+		if o == invalid {
+			m.rejected.Add(1)
+		}
+		if m.k.reports(cmds[i].Op) {
+			m.outcomes.put(actx.Index(i), o)
+		}
+	}
+	m.publish(&published[S]{state: s, version: Version(actx.Index(len(cmds) - 1)), size: m.k.size(s)})
+}
+
+// Query implements groups.StateMachine: the version applied here. A strong
+// query answers once this node has applied everything committed before
+// it, which is what Sync waits for.
+func (m *machine[S]) Query(struct{}) Version { return m.cur.Load().version }
+
+// snapshotHeader opens every collection snapshot.
+type snapshotHeader struct {
+	_       struct{} `cbor:",toarray"`
+	Tag     string
+	Version uint64
+	Size    uint64
+}
+
+// Snapshot implements groups.StateMachine: a header, then the kind's
+// items in their deterministic order.
+func (m *machine[S]) Snapshot(w io.Writer) error {
+	p := m.cur.Load()
+	enc := detcbor.NewEncoder(w)
+	if err := enc.Encode(snapshotHeader{Tag: m.tag, Version: uint64(p.version), Size: uint64(p.size)}); err != nil {
+		return err
+	}
+	return m.k.encode(p.state, enc)
+}
+
+// Restore implements groups.StateMachine. An empty reader (the snapshot of
+// nothing) resets the collection.
+func (m *machine[S]) Restore(r io.Reader) error {
+	dec := detcbor.NewDecoder(r)
+	var h snapshotHeader
+	if err := dec.Decode(&h); err != nil {
+		if errors.Is(err, io.EOF) {
+			m.publish(&published[S]{state: m.k.empty()})
+			return nil
+		}
+		return fmt.Errorf("collections: snapshot header: %w", err)
+	}
+	if h.Tag != m.tag {
+		return fmt.Errorf("collections: snapshot of a %q, not a %q", h.Tag, m.tag)
+	}
+	s, err := m.k.decode(dec)
+	if err != nil {
+		return fmt.Errorf("collections: snapshot of %s: %w", m.tag, err)
+	}
+	if n := m.k.size(s); uint64(n) != h.Size {
+		return fmt.Errorf("collections: snapshot of %s holds %d items, its header says %d", m.tag, n, h.Size)
+	}
+	m.publish(&published[S]{state: s, version: Version(h.Version), size: m.k.size(s)})
+	return nil
+}
+
+// typeTag names a Go type in group ids: its package path and name, so
+// that two programs sharing a type (or a definition) derive one id.
+func typeTag[T any]() string {
+	t := reflect.TypeFor[T]()
+	if t.PkgPath() != "" {
+		return t.PkgPath() + "." + t.Name()
+	}
+	return t.String()
+}
+
+// signature derives a collection's state machine signature (PROTOCOL.md
+// §22.1): the kind's string, then the name, then each part.
+func signature(kindName, name string, parts ...string) catalog.ID {
+	id := catalog.IDFromString("mosaik_collections_" + kindName).Derive([]byte(name))
+	for _, p := range parts {
+		id = id.Derive([]byte(p))
+	}
+	return id
+}
+
+// groupKey is the group secret of the collection called name.
+func groupKey(name string) groups.Key { return groups.KeyFromSecret("mosaik/collections/" + name) }
+
+// core is what every collection handle shares: the group and its machine.
+type core[S any] struct {
+	name   string
+	kind   string
+	writer bool
+	g      *groups.Group[command, struct{}, Version]
+	m      *machine[S]
+}
+
+func open[S any](h Host, kindName, name string, k kind[S], writer bool, parts []string, opts []Option) (*core[S], error) {
+	if h == nil || h.Groups() == nil {
+		return nil, errors.New("collections: the host has no groups service")
+	}
+	if name == "" {
+		return nil, errors.New("collections: empty name")
+	}
+	cfg := config{}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	sig := signature(kindName, name, parts...)
+	m := newMachine(k, sig, kindName)
+	gopts := append([]groups.Option(nil), cfg.group...)
+	for _, v := range cfg.tickets {
+		gopts = append(gopts, groups.WithRequireTicket(v))
+	}
+	if writer {
+		gopts = append(gopts, groups.WithRole(groups.RoleWriter))
+	} else {
+		gopts = append(gopts, groups.WithRole(groups.RoleReader))
+	}
+	g, err := groups.Join[command, struct{}, Version](h.Groups(), groupKey(name), m, gopts...)
+	if err != nil {
+		return nil, fmt.Errorf("collections: open %s %q: %w", kindName, name, err)
+	}
+	return &core[S]{name: name, kind: kindName, writer: writer, g: g, m: m}, nil
+}
+
+// state returns the latest applied state.
+func (c *core[S]) state() *published[S] { return c.m.load() }
+
+// execute commits cmds and waits until they are applied here. arg is
+// handed back in the error.
+func execute[S, A any](ctx context.Context, c *core[S], op string, arg A, cmds ...command) (Version, error) {
+	if len(cmds) == 0 {
+		return c.state().version, nil
+	}
+	r, err := c.g.ExecuteMany(ctx, cmds)
+	if err != nil {
+		return 0, wrapErr(c, op, arg, err)
+	}
+	return Version(r.Last), nil
+}
+
+// encode encodes v canonically, as every key and value of a command.
+func encode(v any) (cbor.RawMessage, error) { return detcbor.Marshal(v) }
+
+// decode decodes a canonical argument; a non-canonical one (only a
+// hand-crafted command has one) is refused, so that equal values always
+// have equal encodings on every replica.
+func decode[T any](raw cbor.RawMessage) (T, bool) {
+	var v T
+	if len(raw) == 0 || detcbor.Unmarshal(raw, &v) != nil {
+		return v, false
+	}
+	again, err := detcbor.Marshal(v)
+	if err != nil || string(again) != string(raw) {
+		return v, false
+	}
+	return v, true
+}
+
+// ErrOutcomeUnknown is returned by a compare-and-exchange whose outcome
+// is no longer kept (more than a thousand such commands were applied
+// between its commit and its caller's wake-up): it committed at the
+// version returned, but whether it matched is unknown. Read the value.
+var ErrOutcomeUnknown = errors.New("collections: compare-and-exchange committed, outcome no longer known")
+
+// swapped reports whether the compare-and-exchange applied at v matched.
+func (c *core[S]) swapped(v Version) (bool, error) {
+	switch c.m.outcomes.get(uint64(v)) {
+	case applied:
+		return true, nil
+	case noop, invalid:
+		return false, nil
+	}
+	return false, ErrOutcomeUnknown
+}

@@ -1,0 +1,78 @@
+package collections
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/mosaik-go/mosaik/groups"
+)
+
+var (
+	// ErrOffline is matched by a *MutationError when no leader could be
+	// reached in time. It wraps groups.ErrOffline.
+	ErrOffline = fmt.Errorf("collections: offline: %w", groups.ErrOffline)
+	// ErrEncoding is matched by a *MutationError when an argument does
+	// not encode.
+	ErrEncoding = errors.New("collections: encoding")
+	// ErrTerminated is returned once the collection is closed on this
+	// node (or its group ended). It wraps groups.ErrTerminated, and so
+	// mosaik.ErrClosed.
+	ErrTerminated = fmt.Errorf("collections: terminated: %w", groups.ErrTerminated)
+	// ErrOutOfRange is matched by a *MutationError for an index past the
+	// end of a Vec, refused before anything is sent.
+	ErrOutOfRange = errors.New("collections: index out of range")
+	// ErrNotApplied: the command lost its log slot to another entry (its
+	// leader was deposed before it committed); it was not applied.
+	ErrNotApplied = fmt.Errorf("collections: not applied: %w", groups.ErrNotApplied)
+)
+
+// MutationError is returned by a mutation that did not commit. It hands
+// the mutation's argument back, so the caller can retry or report it.
+// Match the cause with errors.Is (ErrOffline, ErrEncoding, ErrOutOfRange,
+// ErrTerminated, ErrNotApplied, or a context error).
+type MutationError[A any] struct {
+	// Collection is the collection's name; Op the operation.
+	Collection, Op string
+	// Arg is the operation's argument, handed back.
+	Arg A
+	// MayApply is true when the command may have reached the log and
+	// could still commit (a forward timed out, a leader was deposed after
+	// appending it): a retry is then at-least-once.
+	MayApply bool
+	// Err is the cause.
+	Err error
+}
+
+func (e *MutationError[A]) Error() string {
+	return fmt.Sprintf("collections: %s on %q: %v", e.Op, e.Collection, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *MutationError[A]) Unwrap() error { return e.Err }
+
+// wrapErr turns a groups error of an Execute into a *MutationError.
+func wrapErr[S, A any](c *core[S], op string, arg A, err error) error {
+	me := &MutationError[A]{Collection: c.name, Op: op, Arg: arg}
+	var off *groups.OfflineError[command]
+	switch {
+	case errors.As(err, &off):
+		me.MayApply = off.MayApply
+		me.Err = fmt.Errorf("%w (%s)", ErrOffline, off.Reason)
+	case errors.Is(err, groups.ErrOffline):
+		me.Err = fmt.Errorf("%w (%v)", ErrOffline, err)
+	case errors.Is(err, groups.ErrTerminated):
+		me.Err = fmt.Errorf("%w (%v)", ErrTerminated, err)
+	case errors.Is(err, groups.ErrNotApplied):
+		me.Err = ErrNotApplied
+	case errors.Is(err, groups.ErrEncoding):
+		me.Err = fmt.Errorf("%w: %v", ErrEncoding, err)
+	default:
+		me.Err = err
+	}
+	return me
+}
+
+// encodingErr is the *MutationError of an argument that does not encode.
+func encodingErr[S, A any](c *core[S], op string, arg A, err error) error {
+	return &MutationError[A]{Collection: c.name, Op: op, Arg: arg, Err: fmt.Errorf("%w: %v", ErrEncoding, err)}
+}

@@ -1,0 +1,120 @@
+package collections
+
+import (
+	"context"
+	"errors"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/groups"
+)
+
+// handle holds what every collection handle offers, writers and readers
+// alike. Its methods are safe for concurrent use.
+type handle[S any] struct{ c *core[S] }
+
+// Name returns the collection's name.
+func (h handle[S]) Name() string { return h.c.name }
+
+// GroupID returns the id of the collection's group.
+func (h handle[S]) GroupID() catalog.ID { return h.c.g.ID() }
+
+// IsWriter reports whether this handle is a writer replica.
+func (h handle[S]) IsWriter() bool { return h.c.writer }
+
+// Version returns the version of the local state: the index of the last
+// command applied here.
+func (h handle[S]) Version() Version { return h.c.state().version }
+
+// Len returns the number of items in the local state.
+func (h handle[S]) Len() int { return h.c.state().size }
+
+// Rejected returns how many committed commands were no-ops here because
+// they were invalid when applied (a hand-crafted command, or one whose
+// arguments do not decode). Every replica counts the same ones.
+func (h handle[S]) Rejected() uint64 { return h.c.m.rejected.Load() }
+
+// Leader returns the group's leader, if one is known.
+func (h handle[S]) Leader() (peer.ID, bool) { return h.c.g.Leader() }
+
+// Sync waits until the local state holds every mutation committed before
+// the call, and returns its version: reads after Sync are linearizable.
+// It needs a reachable leader (else an error matching ErrOffline).
+func (h handle[S]) Sync(ctx context.Context) (Version, error) {
+	v, _, err := h.c.g.Query(ctx, struct{}{}, groups.Strong)
+	if err != nil {
+		switch {
+		case errors.Is(err, groups.ErrTerminated):
+			return 0, ErrTerminated
+		case errors.Is(err, groups.ErrOffline):
+			return 0, errors.Join(ErrOffline, err)
+		}
+		return 0, err
+	}
+	return v, nil
+}
+
+// When returns the collection's conditions.
+func (h handle[S]) When() When { return When{c: h.c.g.When(), m: h.c.m.watchVersion} }
+
+// Close leaves the collection on this node. Idempotent.
+func (h handle[S]) Close() error { return h.c.g.Close() }
+
+// When waits for conditions on a collection. Every method blocks until
+// the condition holds, ctx ends or the collection is closed
+// (ErrTerminated).
+type When struct {
+	c groups.When
+	m func() (Version, <-chan struct{})
+}
+
+// Online waits until a leader is known, so mutations can commit.
+func (w When) Online(ctx context.Context) error { return termErr(w.c.Online(ctx)) }
+
+// Offline waits until no leader is known.
+func (w When) Offline(ctx context.Context) error { return termErr(w.c.Offline(ctx)) }
+
+// Reaches waits until the local state is at version v or later.
+func (w When) Reaches(ctx context.Context, v Version) error {
+	for {
+		cur, ch := w.m()
+		if cur >= v {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-w.c.Terminated():
+			return ErrTerminated
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Updated waits for the next change of the local state (a mutation
+// applied, or a snapshot installed) and returns the new version.
+func (w When) Updated(ctx context.Context) (Version, error) {
+	_, ch := w.m()
+	select {
+	case <-ch:
+		v, _ := w.m()
+		return v, nil
+	case <-w.c.Terminated():
+		return 0, ErrTerminated
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func termErr(err error) error {
+	if errors.Is(err, groups.ErrTerminated) {
+		return ErrTerminated
+	}
+	return err
+}
+
+func (m *machine[S]) watchVersion() (Version, <-chan struct{}) {
+	p, ch := m.watch()
+	return p.version, ch
+}
