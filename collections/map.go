@@ -43,8 +43,8 @@ func (mapKind[K, V]) empty() mapState[K, V] {
 }
 
 func (mapKind[K, V]) clone(s mapState[K, V]) mapState[K, V] { return s.Clone() }
-func (mapKind[K, V]) size(s mapState[K, V]) int              { return s.Len() }
-func (mapKind[K, V]) reports(op uint8) bool                  { return op == mapCAS }
+func (mapKind[K, V]) size(s mapState[K, V]) int             { return s.Len() }
+func (mapKind[K, V]) reports(op uint8) bool                 { return op == mapCAS }
 
 func (k mapKind[K, V]) apply(s mapState[K, V], c *command) (mapState[K, V], outcome) {
 	switch c.Op {
