@@ -303,6 +303,9 @@ func (b *bond) openEntry(body []byte) (*catalog.SignedEntry, *CodeError) {
 	return se, nil
 }
 
+// writeBatchBytes bounds the frames gathered into one stream write.
+const writeBatchBytes = 256 << 10
+
 // writeLoop writes queued frames and heartbeats, checks the peer's
 // silence and the tickets' expiry, and sends the final frame.
 func (b *bond) writeLoop() {
@@ -310,7 +313,7 @@ func (b *bond) writeLoop() {
 	defer close(b.wdone)
 	g, s := b.g, b.g.spec
 	stall := s.Heartbeat * time.Duration(s.MissedHeartbeats)
-	write := func(f []byte) bool {
+	write := func(f []byte, frames int) bool {
 		_ = b.st.SetWriteDeadline(time.Now().Add(stall))
 		if _, err := b.st.Write(f); err != nil {
 			code := CodeUnexpectedClose
@@ -322,13 +325,13 @@ func (b *bond) writeLoop() {
 			b.end(code, "write: "+err.Error(), true)
 			return false
 		}
-		b.framesSent.Add(1)
+		b.framesSent.Add(uint64(frames))
 		b.bytesSent.Add(uint64(len(f)))
-		g.n.m.framesSent.Add(context.Background(), 1, g.n.m.attrs(g))
+		g.n.m.framesSent.Add(context.Background(), int64(frames), g.n.m.attrs(g))
 		g.n.m.bytesSent.Add(context.Background(), int64(len(f)), g.n.m.attrs(g))
 		return true
 	}
-	if b.first != nil && !write(b.first) {
+	if b.first != nil && !write(b.first, 1) {
 		b.finish()
 		return
 	}
@@ -341,13 +344,35 @@ func (b *bond) writeLoop() {
 	exp.Stop()
 	defer exp.Stop()
 	missed := 0
+	var wbuf []byte // reused batch buffer
 	for {
 		select {
 		case <-b.done:
 			b.finish()
 			return
 		case f := <-b.queue:
-			write(f)
+			// Frames queued behind f go out in the same Write: one
+			// stream write (and one yamux frame, one syscall) per burst
+			// instead of one per raft message.
+			frames := 1
+			if len(b.queue) > 0 {
+				batch := append(wbuf[:0], f...)
+			gather:
+				for len(batch) < writeBatchBytes {
+					select {
+					case more := <-b.queue:
+						batch = append(batch, more...)
+						frames++
+					default:
+						break gather
+					}
+				}
+				if cap(batch) <= 2*writeBatchBytes {
+					wbuf = batch
+				}
+				f = batch
+			}
+			write(f, frames)
 		case t := <-b.rearm:
 			exp.Stop()
 			if !t.IsZero() {
@@ -378,7 +403,7 @@ func (b *bond) writeLoop() {
 				if hook := g.n.fault; hook != nil && hook(g.n.self, b.peer, s.ID, framePing).Action != FaultDeliver {
 					continue
 				}
-				write(encodeFrame(framePing, nil))
+				write(encodeFrame(framePing, nil), 1)
 			}
 		}
 	}

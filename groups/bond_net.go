@@ -249,6 +249,8 @@ type groupNet struct {
 	in        inbox
 	log       *slog.Logger
 	groupAttr attribute.KeyValue
+	attrsOnce sync.Once
+	attrSet   metric.MeasurementOption // network and group, built once
 	// protectTag protects the connections of the group's bonds.
 	protectTag string
 
