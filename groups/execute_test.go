@@ -68,15 +68,10 @@ func TestExecute_WeakStrongLeaderChange(t *testing.T) {
 	}
 	before, _ := g1.Leader()
 	_ = g0.Close()
-	// Wait for a leader other than the closed one. LeaderChanged would
-	// compare with the leader at the time of the call, which may already
-	// be the new one.
-	var l peer.ID
-	testutil.Eventually(t, 10*time.Second, func() bool {
-		cur, ok := g1.Leader()
-		l = cur
-		return ok && cur != before
-	}, "no new leader after the leader closed")
+	l, err := g1.When().LeaderOtherThan(tctx(t, 10*time.Second), before)
+	if err != nil {
+		t.Fatal("no new leader after the leader closed:", err)
+	}
 	if err := g2.When().LeaderIs(tctx(t, 10*time.Second), l); err != nil {
 		t.Fatal(err)
 	}

@@ -52,14 +52,11 @@ func TestLeader_IsElected(t *testing.T) {
 	errs := make(chan error, 2)
 	for _, g := range gs {
 		go func() {
-			l, err := g.When().LeaderChanged(tctx(t, 10*time.Second))
+			l, err := g.When().LeaderOtherThan(tctx(t, 10*time.Second), s0.self)
 			ch <- l
 			errs <- err
 		}()
 	}
-	// Let both waiters arm before n0 leaves: LeaderChanged compares with
-	// the leader at call time.
-	time.Sleep(50 * time.Millisecond)
 	_ = g0.Close()
 	l1, l2 := <-ch, <-ch
 	if err := <-errs; err != nil {

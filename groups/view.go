@@ -183,6 +183,15 @@ func (w When) LeaderChanged(ctx context.Context) (peer.ID, error) {
 	return v.leader, err
 }
 
+// LeaderOtherThan waits until a leader other than p is known, and returns
+// it (at once if one is known already). Unlike LeaderChanged it does not
+// depend on the leader known at call time: "wait for a new leader after
+// closing the old one" is LeaderOtherThan(ctx, old).
+func (w When) LeaderOtherThan(ctx context.Context, p peer.ID) (peer.ID, error) {
+	v, err := w.wait(ctx, func(v view) bool { return v.leader != "" && v.leader != p })
+	return v.leader, err
+}
+
 // LeaderIs waits until p is the leader.
 func (w When) LeaderIs(ctx context.Context, p peer.ID) error {
 	_, err := w.wait(ctx, func(v view) bool { return v.leader == p })

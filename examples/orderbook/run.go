@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/groups"
 	"github.com/mosaik-go/mosaik/node"
@@ -292,10 +290,7 @@ func run(ctx context.Context, cfg config, w io.Writer) (sum Summary, err error) 
 			oldID := old.n.ID()
 			old.close()
 			live = slices.DeleteFunc(slices.Clone(live), func(m *matcher) bool { return m == old })
-			// A leader other than the closed one (When().LeaderChanged
-			// would compare with the leader at the time of the call, which
-			// may already be the new one).
-			nl, err := newLeader(ctx, live[0].g, oldID)
+			nl, err := live[0].g.When().LeaderOtherThan(ctx, oldID)
 			if err != nil {
 				return sum, fmt.Errorf("no new leader: %w", err)
 			}
@@ -348,20 +343,6 @@ func run(ctx context.Context, cfg config, w io.Writer) (sum Summary, err error) 
 	fmt.Fprintf(w, "\nsummary: %d orders taken, %d fills (volume %d), %d orders resting; leaders %v; books equal on %d matchers: %v; %v in all\n",
 		sum.Orders, len(sum.Fills), volume, sum.Resting, sum.Leaders, len(live), sum.Consistent, sum.Took.Round(time.Millisecond))
 	return sum, nil
-}
-
-// newLeader waits until g knows a leader other than old.
-func newLeader(ctx context.Context, g *groups.Group[Order, FillsSince, Fills], old peer.ID) (peer.ID, error) {
-	for {
-		if l, ok := g.Leader(); ok && l != old {
-			return l, nil
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(10 * time.Millisecond): // polling the handle's leader
-		}
-	}
 }
 
 // waitOrders waits until the book has taken n orders, by strong queries
