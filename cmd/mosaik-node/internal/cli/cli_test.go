@@ -83,6 +83,7 @@ func TestMain_BadInputExitsTwoWithOneLine(t *testing.T) {
 		{"map", "list", "--network", "x"},               // no NAME
 		{"map", "get", "--network", "x", "--timeout", "0s", "orders", "k"},
 		{"map", "put", "orders", "k", "v"}, // no --network
+		{"map", "get", "--network", "x", "--require-ticket-issuer", "nope", "orders", "k"},
 		{"ticket", "issue", "--out", filepath.Join(dir, "t")},
 	} {
 		var out, errOut bytes.Buffer
