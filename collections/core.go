@@ -82,9 +82,10 @@ type published[S any] struct {
 // group goroutine, and a snapshot being installed leaves the last state
 // readable until the new one is published.
 type machine[S any] struct {
-	k   kind[S]
-	sig catalog.ID
-	tag string
+	k    kind[S]
+	sig  catalog.ID
+	tag  string
+	name string // the collection's, for Describe
 
 	cur atomic.Pointer[published[S]]
 
@@ -140,8 +141,8 @@ func (r *outcomeRing) get(index uint64) outcome {
 	return 0
 }
 
-func newMachine[S any](k kind[S], sig catalog.ID, tag string) *machine[S] {
-	m := &machine[S]{k: k, sig: sig, tag: tag, changed: make(chan struct{})}
+func newMachine[S any](k kind[S], sig catalog.ID, tag, name string) *machine[S] {
+	m := &machine[S]{k: k, sig: sig, tag: tag, name: name, changed: make(chan struct{})}
 	m.cur.Store(&published[S]{state: k.empty()})
 	return m
 }
@@ -181,6 +182,13 @@ func (m *machine[S]) Apply(actx groups.ApplyContext, cmds []command) {
 		}
 	}
 	m.publish(&published[S]{state: s, version: Version(actx.Index(len(cmds) - 1)), size: m.k.size(s)})
+}
+
+// Describe implements groups.Describer for status pages. It reads the
+// published state, so it is safe concurrently with Apply.
+func (m *machine[S]) Describe() groups.Description {
+	p := m.cur.Load()
+	return groups.Description{Kind: m.tag, Name: m.name, Items: p.size, Version: uint64(p.version)}
 }
 
 // Query implements groups.StateMachine: the version applied here. A strong
@@ -277,12 +285,12 @@ func open[S any](h Host, kindName, name string, k kind[S], writer bool, parts []
 		o(&cfg)
 	}
 	sig := signature(kindName, name, parts...)
-	m := newMachine(k, sig, kindName)
+	m := newMachine(k, sig, kindName, name)
 	gopts := append([]groups.Option(nil), cfg.group...)
 	for _, v := range cfg.tickets {
 		gopts = append(gopts, groups.WithRequireTicket(v))
 	}
-	if writer {
+	if writer && !cfg.noVote {
 		gopts = append(gopts, groups.WithRole(groups.RoleWriter))
 	} else {
 		gopts = append(gopts, groups.WithRole(groups.RoleReader))

@@ -11,6 +11,7 @@ type Option func(*config)
 type config struct {
 	tickets []policy.TicketValidator
 	group   []groups.Option
+	noVote  bool
 }
 
 // WithRequireTicket makes every replica of the collection (writers and
@@ -30,3 +31,15 @@ func WithRequireTicket(v policy.TicketValidator) Option {
 func WithGroupOptions(opts ...groups.Option) Option {
 	return func(c *config) { c.group = append(c.group, opts...) }
 }
+
+// WithoutVote opens a writer handle (NewMap, ...) whose replica never
+// votes: its group role is groups.RoleReader, a raft learner for good
+// that forwards its mutations to the leader like any follower. It never
+// bootstraps a cluster of its own, so its mutations fail with ErrOffline
+// while no writer replica is reachable, and joining or leaving does not
+// change the voter set (the leader adds it as a learner and removes it
+// once its bond has been down for the group's RemoveAfter). Meant for
+// short-lived writers such as a command-line client. Its mutations still
+// return once applied on this replica, which therefore catches up with
+// the collection first. A reader constructor ignores it.
+func WithoutVote() Option { return func(c *config) { c.noVote = true } }

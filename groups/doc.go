@@ -80,7 +80,9 @@
 //
 // Service.Status returns a value snapshot per joined group: this node's
 // role and raft role, the leader, term, commit and applied index, log
-// position, configuration size, epoch and bonds. Metrics (OpenTelemetry,
+// position, configuration size, epoch and bonds, and the Description of
+// a state machine that implements Describer (collections do: kind, name,
+// items, version). Metrics (OpenTelemetry,
 // attributes network and group): mosaik.groups.active,
 // mosaik.groups.bonds.active, mosaik.groups.raft.elections (elections this
 // node started; a failed pre-vote is none), mosaik.groups.raft.leader.changes

@@ -88,6 +88,29 @@ type Status struct {
 	// state machine panic, Err says why) while handles remain open.
 	Ended bool
 	Err   error
+	// Description is what the group's state machine says of itself, when
+	// it implements Describer (nil otherwise).
+	Description *Description
+}
+
+// Describer is an optional interface of a StateMachine: Service.Status
+// includes the Description of a machine that implements it. Unlike the
+// StateMachine methods, Describe is called from any goroutine,
+// concurrently with Apply: it must be safe for that, fast and
+// non-blocking (read a value the machine published).
+type Describer interface {
+	Describe() Description
+}
+
+// Description is a state machine's account of itself for status pages.
+type Description struct {
+	// Kind names the machine's type (a collection's "map", "vec", ...);
+	// Name the instance (a collection's name).
+	Kind, Name string
+	// Items is the number of items in the state, Version the log index
+	// the described state is at.
+	Items   int
+	Version uint64
 }
 
 // Status returns one Status per group joined on this node, in group id
@@ -98,12 +121,13 @@ func (s *Service) Status() []Status {
 		id   catalog.ID
 		role Role
 		c    *groupCore
+		sm   any
 	}
 	cs := &s.core
 	cs.mu.Lock()
 	js := make([]joinedGroup, 0, len(cs.groups))
 	for id, j := range cs.groups {
-		js = append(js, joinedGroup{id, j.role, j.c})
+		js = append(js, joinedGroup{id, j.role, j.c, j.sm})
 	}
 	cs.mu.Unlock()
 	slices.SortFunc(js, func(a, b joinedGroup) int { return a.id.Compare(b.id) })
@@ -117,6 +141,11 @@ func (s *Service) Status() []Status {
 	out := make([]Status, 0, len(js))
 	for _, j := range js {
 		v, _ := j.c.view.get()
+		var desc *Description
+		if d, ok := j.sm.(Describer); ok {
+			dd := d.Describe()
+			desc = &dd
+		}
 		out = append(out, Status{
 			ID: j.id, Role: j.role, Raft: v.raftRole,
 			Leader: v.leader, Online: v.online, Term: v.term,
@@ -124,6 +153,7 @@ func (s *Service) Status() []Status {
 			Voters: v.voters, Learners: v.learners, Epoch: v.epoch,
 			Peers: slices.Clone(v.bonds), Bonds: bonds[j.id],
 			Discarded: v.discarded, Ended: v.terminated, Err: v.err,
+			Description: desc,
 		})
 	}
 	return out

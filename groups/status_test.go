@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -142,5 +143,60 @@ func TestRaftRole_String(t *testing.T) {
 		if r.String() != want {
 			t.Errorf("%d: %q, want %q", r, r.String(), want)
 		}
+	}
+}
+
+// describedCounter is a counter that describes itself; Describe reads an
+// atomic, as the Describer contract asks.
+type describedCounter struct {
+	counter
+	items atomic.Int64
+}
+
+func (c *describedCounter) Apply(actx ApplyContext, cmds []int64) {
+	c.counter.Apply(actx, cmds)
+	c.items.Store(c.v)
+}
+
+func (c *describedCounter) Describe() Description {
+	return Description{Kind: "counter", Name: "c", Items: int(c.items.Load()), Version: 7}
+}
+
+// A machine that implements Describer is described in Status; one that
+// does not has no Description.
+func TestStatus_Description(t *testing.T) {
+	n := newMemNet()
+	s := n.service(t, "0", false)
+	plain := joinCounter(t, s)
+	dc := &describedCounter{}
+	g, err := Join[int64, struct{}, int64](s, KeyFromSecret("described"), dc, WithParams(TestParams()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Close() })
+	if err := g.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Execute(tctx(t, 5*time.Second), 3); err != nil {
+		t.Fatal(err)
+	}
+	var found int
+	for _, st := range s.Status() {
+		switch st.ID {
+		case plain.ID():
+			found++
+			if st.Description != nil {
+				t.Errorf("plain counter described: %+v", *st.Description)
+			}
+		case g.ID():
+			found++
+			want := Description{Kind: "counter", Name: "c", Items: 3, Version: 7}
+			if st.Description == nil || *st.Description != want {
+				t.Errorf("description %+v, want %+v", st.Description, want)
+			}
+		}
+	}
+	if found != 2 {
+		t.Fatalf("Status listed %d of the 2 groups", found)
 	}
 }

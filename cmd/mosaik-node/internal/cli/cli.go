@@ -22,6 +22,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/cmd/mosaik-node/internal/colls"
 	"github.com/mosaik-go/mosaik/cmd/mosaik-node/internal/demo"
 	"github.com/mosaik-go/mosaik/cmd/mosaik-node/internal/keyfile"
 	"github.com/mosaik-go/mosaik/node"
@@ -44,6 +45,11 @@ commands:
   produce STREAM    send every stdin line as a datum
   consume STREAM    print every datum as a line
   catalog           join, wait, print the catalog
+  map put NAME KEY VALUE   set a key of a replicated map; prints the version
+  map get NAME KEY         print a key's value (linearizable)
+  map del NAME KEY         remove a key; prints the version
+  map list NAME [--json]   print the whole map
+  map watch NAME           print one line per change until interrupted
   keygen            create an ed25519 key file (--out FILE)
   id                print the peer ID of a key file (--key FILE)
   ticket issue      issue a libp2p-signed ticket (--out FILE)
@@ -89,6 +95,11 @@ func run(ctx context.Context, args []string, env Env) error {
 		return cmdDemo(ctx, args, env)
 	case "run", "produce", "consume", "catalog":
 		return cmdNode(ctx, cmd, args, env)
+	case "map":
+		if len(args) == 0 || mapArgs[args[0]] == nil {
+			return usagef("map: want put, get, del, list or watch")
+		}
+		return cmdNode(ctx, "map "+args[0], args[1:], env)
 	case "keygen":
 		return cmdKeygen(args, env)
 	case "id":
@@ -160,7 +171,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.rendezvous, "rendezvous", "off", "find peers through a rendezvous DHT: public (the public Amino DHT), off, or comma-separated bootstrap multiaddrs ending in /p2p/ID")
 	fs.BoolVar(&f.mdns, "mdns", true, "find peers on the local link with mDNS")
 	fs.StringVar(&f.gossipSigning, "gossip-signing", "none", "gossipsub signatures on catalog messages: none (the default; entries carry their own signatures) or strict (for a network whose plugin-mode routers sign); every node of a network must use the same one")
-	fs.StringVar(&f.profile, "profile", "default", "timing profile: default (entries purged after 300 s of silence), or fast (heartbeats every second, purged after 3 s: demos, tests, small LANs); every node of a network must use the same one")
+	fs.StringVar(&f.profile, "profile", "default", "timing profile: default (entries purged after 300 s of silence), or fast (heartbeats every second, purged after 3 s, and fast consensus timings for the collections of --replicate and map: demos, tests, small LANs); every node of a network must use the same one")
 }
 
 func (f *nodeFlags) logger(w io.Writer) (*slog.Logger, error) {
@@ -316,9 +327,20 @@ func cmdNode(ctx context.Context, cmd string, args []string, env Env) error {
 	var maxRTT, wait time.Duration
 	var asJSON bool
 	var dataDir string
+	var cf collFlags
+	isMap := strings.HasPrefix(cmd, "map ")
+	if cmd == "run" || isMap {
+		cf.register(fs, cmd)
+	}
+	if isMap {
+		// A client command prints results on stdout; the node's
+		// lifecycle lines would drown them on a terminal.
+		nf.logLevel = "warn"
+		fs.Lookup("log-level").DefValue = "warn"
+	}
 	switch cmd {
 	case "run":
-		fs.StringVar(&dataDir, "data-dir", "", "keep the raft log, hard state and snapshots of the node's groups in DIR/groups/ (default: memory); needs --key, since a restarted node resumes its groups under the same identity")
+		fs.StringVar(&dataDir, "data-dir", "", "keep the raft log, hard state and snapshots of the node's groups (and so of its --replicate collections) in DIR/groups/ (default: memory); needs --key, since a restarted node resumes its groups under the same identity")
 	case "produce":
 		sf.register(fs)
 		fs.IntVar(&maxConsumers, "max-consumers", 0, "at most this many consumers (0: unlimited)")
@@ -341,6 +363,10 @@ func cmdNode(ctx context.Context, cmd string, args []string, env Env) error {
 			return usagef("%s needs exactly one STREAM argument, got %q", cmd, pos)
 		}
 		stream = pos[0]
+	} else if isMap {
+		if err := checkMapArgs(cmd, pos); err != nil {
+			return err
+		}
 	} else if len(pos) != 0 {
 		return usagef("%s takes no arguments, got %q", cmd, pos)
 	}
@@ -375,6 +401,17 @@ func cmdNode(ctx context.Context, cmd string, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
+	copts, err := cf.options(catalog.IDFromString(nf.network), nf.profile)
+	if err != nil {
+		return err
+	}
+	specs, err := cf.specs()
+	if err != nil {
+		return err
+	}
+	if isMap && cf.timeout <= 0 {
+		return usagef("--timeout must be positive")
+	}
 	token, err := nf.token()
 	if err != nil {
 		return err
@@ -401,8 +438,19 @@ func cmdNode(ctx context.Context, cmd string, args []string, env Env) error {
 		}
 	}
 	log.Info("node running", "peer", n.ID(), "network", nf.network)
+	if isMap {
+		return runMap(ctx, n, cmd, pos, &cf, copts, env.Stdout, log)
+	}
 	switch cmd {
 	case "run":
+		reps, err := colls.Replicate(n, specs, copts...)
+		if err != nil {
+			return err
+		}
+		defer reps.Close()
+		for _, s := range specs {
+			log.Info("replicating", "collection", s.String())
+		}
 		<-ctx.Done()
 		return nil
 	case "produce":

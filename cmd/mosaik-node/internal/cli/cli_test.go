@@ -73,6 +73,17 @@ func TestMain_BadInputExitsTwoWithOneLine(t *testing.T) {
 		{"produce", "--network", "x"},                                   // no STREAM
 		{"consume", "--network", "x", "--ticket-class", "c", "s"},       // class without issuer
 		{"id", "--key", filepath.Join(dir, "missing")},
+		{"run", "--network", "x", "--replicate", "bogus:orders"},                 // unknown kind
+		{"run", "--network", "x", "--replicate", "depq:orders"},                  // not in this build
+		{"run", "--network", "x", "--replicate", "orders"},                       // no KIND:
+		{"run", "--network", "x", "--replicate", "map:o", "--ticket-class", "c"}, // class without issuer
+		{"map"},
+		{"map", "frob", "orders"},
+		{"map", "put", "--network", "x", "orders", "k"}, // no VALUE
+		{"map", "list", "--network", "x"},               // no NAME
+		{"map", "get", "--network", "x", "--timeout", "0s", "orders", "k"},
+		{"map", "put", "orders", "k", "v"}, // no --network
+		{"map", "get", "--network", "x", "--require-ticket-issuer", "nope", "orders", "k"},
 		{"ticket", "issue", "--out", filepath.Join(dir, "t")},
 	} {
 		var out, errOut bytes.Buffer

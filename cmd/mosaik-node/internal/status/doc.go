@@ -1,6 +1,6 @@
 // Package status is the reference node's observation surface, served by
 // mosaik-node --http: a self-refreshing HTML page of the node, its catalog,
-// its streams and its groups, the same data as JSON, a health check and a Prometheus
+// its streams, its groups and collections, the same data as JSON, a health check and a Prometheus
 // scrape endpoint.
 //
 // The usual sequence:
@@ -18,7 +18,10 @@
 //	/api/catalog  CatalogDoc (what `mosaik-node catalog --json` prints)
 //	/api/streams  StreamsDoc
 //	/api/groups   GroupsDoc: per group its role, raft role, leader, term,
-//	              commit and applied index, and bonds with their ages
+//	              commit and applied index, and bonds with their ages;
+//	              a collection's group also its type, name, size,
+//	              version and sync state
+//	/api/collections  CollectionsDoc: the collections only
 //	/healthz      200 "ok"
 //	/metrics      Prometheus exposition (404 without Metrics)
 //

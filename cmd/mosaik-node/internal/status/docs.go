@@ -137,6 +137,67 @@ type GroupDoc struct {
 	Discarded uint64    `json:"discarded"` // entries discarded in lost merges since the join
 	Error     string    `json:"error,omitempty"`
 	Bonds     []BondDoc `json:"bonds"` // in peer ID order
+	// Collection is set when the group is a collection (its state machine
+	// implements groups.Describer).
+	Collection *CollectionDoc `json:"collection,omitempty"`
+}
+
+// CollectionDoc is what a collection's group says of its state.
+type CollectionDoc struct {
+	Type    string `json:"type"` // map, vec, set, ...
+	Name    string `json:"name"`
+	Size    int    `json:"size"`    // items in the local state
+	Version uint64 `json:"version"` // the log index the local state is at
+	// Sync is "in sync" (applied everything this node knows committed, a
+	// leader known), "catching up" (applying, or fetching a snapshot),
+	// "offline" (no leader known), "joining" (waiting to be added to the
+	// group) or "ended".
+	Sync string `json:"sync"`
+}
+
+// CollectionsDoc lists the collections replicated on the node, in group
+// id order: the collection rows of GroupsDoc.
+type CollectionsDoc struct {
+	Collections []CollectionRow `json:"collections"`
+}
+
+// CollectionRow is one collection and its group's view of it.
+type CollectionRow struct {
+	CollectionDoc
+	GroupID string `json:"group_id"`
+	Role    string `json:"role"`   // this node's: writer or reader
+	Raft    string `json:"raft"`   // this node's raft role
+	Leader  string `json:"leader"` // "" when none is known
+}
+
+// CollectionsJSON builds the document of the collections on n.
+func CollectionsJSON(n *node.Node) CollectionsDoc {
+	return collectionsDoc(GroupsJSON(n))
+}
+
+func collectionsDoc(gd GroupsDoc) CollectionsDoc {
+	doc := CollectionsDoc{Collections: []CollectionRow{}}
+	for _, g := range gd.Groups {
+		if g.Collection != nil {
+			doc.Collections = append(doc.Collections, CollectionRow{CollectionDoc: *g.Collection, GroupID: g.GroupID, Role: g.Role, Raft: g.Raft, Leader: g.Leader})
+		}
+	}
+	return doc
+}
+
+// syncState is a collection's CollectionDoc.Sync.
+func syncState(st groups.Status) string {
+	switch {
+	case st.Err != nil || st.Ended:
+		return "ended"
+	case st.Raft == groups.RaftNonMember:
+		return "joining"
+	case !st.Online:
+		return "offline"
+	case st.AppliedIndex < st.CommitIndex:
+		return "catching up"
+	}
+	return "in sync"
 }
 
 // BondDoc is one bond of a group (groups.BondInfo).
@@ -170,6 +231,9 @@ func groupsDoc(sts []groups.Status, bs groups.BondStatus, now time.Time) GroupsD
 		}
 		if st.Leader != "" {
 			g.Leader = st.Leader.String()
+		}
+		if d := st.Description; d != nil {
+			g.Collection = &CollectionDoc{Type: d.Kind, Name: d.Name, Size: d.Items, Version: d.Version, Sync: syncState(st)}
 		}
 		if st.Epoch != 0 {
 			g.Epoch = fmt.Sprintf("%016x", st.Epoch)

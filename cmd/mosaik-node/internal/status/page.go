@@ -24,12 +24,13 @@ var page = template.Must(template.New("page").Funcs(template.FuncMap{
 
 // pageData is what page renders.
 type pageData struct {
-	Node       NodeDoc
-	Catalog    CatalogDoc
-	Streams    StreamsDoc
-	Groups     GroupsDoc
-	HasMetrics bool
-	Now        string
+	Node        NodeDoc
+	Catalog     CatalogDoc
+	Streams     StreamsDoc
+	Groups      GroupsDoc
+	Collections CollectionsDoc
+	HasMetrics  bool
+	Now         string
 }
 
 type handlesView struct {

@@ -114,6 +114,7 @@ func New(n *node.Node, m *Metrics, opts ...Option) *Server {
 	mux.HandleFunc("GET /api/catalog", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, CatalogJSON(n)) })
 	mux.HandleFunc("GET /api/streams", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, StreamsJSON(n)) })
 	mux.HandleFunc("GET /api/groups", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, GroupsJSON(n)) })
+	mux.HandleFunc("GET /api/collections", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, CollectionsJSON(n)) })
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
@@ -174,9 +175,10 @@ func listenAddr(addr string) (string, error) {
 func (s *Server) servePage(w http.ResponseWriter, _ *http.Request) {
 	now := time.Now()
 	gs := s.n.Groups()
+	gd := groupsDoc(gs.Status(), gs.BondStatus(), now)
 	data := pageData{
 		Node: nodeDoc(s.n, now), Catalog: catalogDoc(s.n, now), Streams: StreamsJSON(s.n),
-		Groups:     groupsDoc(gs.Status(), gs.BondStatus(), now),
+		Groups: gd, Collections: collectionsDoc(gd),
 		HasMetrics: s.m != nil, Now: now.UTC().Format(time.RFC3339),
 	}
 	var buf bytes.Buffer

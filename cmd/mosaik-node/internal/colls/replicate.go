@@ -1,0 +1,105 @@
+// Package colls is the reference node's side of collections: the table of
+// kinds `run --replicate KIND:NAME` hosts, and the map client commands
+// (put, get, del, list, watch). Package cli turns flags into the calls.
+package colls
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/mosaik-go/mosaik/collections"
+)
+
+// Errors of ParseSpec and Replicate.
+var (
+	ErrUnknownKind = errors.New("colls: unknown collection kind")
+	ErrUnavailable = errors.New("colls: collection kind not available in this build")
+)
+
+// Spec names one collection to replicate: "map:orders".
+type Spec struct{ Kind, Name string }
+
+func (s Spec) String() string { return s.Kind + ":" + s.Name }
+
+// opener opens a writer replica of one kind; element types are strings,
+// as the command line reads and prints them.
+type opener func(h collections.Host, name string, opts ...collections.Option) (io.Closer, error)
+
+// kinds is every kind --replicate knows, one entry each. A nil opener is a
+// kind of mosaik's that this build does not host yet: naming it is a clear
+// error rather than an unknown word.
+var kinds = map[string]opener{
+	"map": func(h collections.Host, name string, opts ...collections.Option) (io.Closer, error) {
+		return collections.NewMap[string, string](h, name, opts...)
+	},
+	"set":  nil,
+	"vec":  nil,
+	"cell": nil,
+	"once": nil,
+	"depq": nil,
+}
+
+// Available lists the kinds this build can replicate, sorted.
+func Available() []string {
+	var out []string
+	for k, o := range kinds {
+		if o != nil {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// ParseSpec parses "KIND:NAME" and checks that the kind is hosted.
+func ParseSpec(s string) (Spec, error) {
+	k, name, ok := strings.Cut(s, ":")
+	if !ok || k == "" || name == "" {
+		return Spec{}, fmt.Errorf("%q: want KIND:NAME, e.g. map:orders (kinds: %s)", s, strings.Join(Available(), ", "))
+	}
+	o, known := kinds[k]
+	switch {
+	case !known:
+		return Spec{}, fmt.Errorf("%w %q in %q (kinds: %s)", ErrUnknownKind, k, s, strings.Join(Available(), ", "))
+	case o == nil:
+		return Spec{}, fmt.Errorf("%w: %q (kinds: %s)", ErrUnavailable, k, strings.Join(Available(), ", "))
+	}
+	return Spec{Kind: k, Name: name}, nil
+}
+
+// Replicas are the writer replicas a node hosts.
+type Replicas struct{ cs []io.Closer }
+
+// Replicate opens a writer replica of each spec on h (the node's data
+// dir, if any, applies through the groups service's join defaults). On an
+// error it closes what it opened.
+func Replicate(h collections.Host, specs []Spec, opts ...collections.Option) (*Replicas, error) {
+	r := &Replicas{}
+	for _, s := range specs {
+		o := kinds[s.Kind]
+		if o == nil {
+			_ = r.Close()
+			return nil, fmt.Errorf("%w: %q", ErrUnavailable, s.Kind)
+		}
+		c, err := o(h, s.Name, opts...)
+		if err != nil {
+			_ = r.Close()
+			return nil, err
+		}
+		r.cs = append(r.cs, c)
+	}
+	return r, nil
+}
+
+// Close closes every replica, in reverse order. Idempotent.
+func (r *Replicas) Close() error {
+	var errs []error
+	for i := len(r.cs) - 1; i >= 0; i-- {
+		errs = append(errs, r.cs[i].Close())
+	}
+	r.cs = nil
+	return errors.Join(errs...)
+}
