@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mosaik-go/mosaik/collections"
+	"github.com/mosaik-go/mosaik/groups"
 )
 
 // User is what a participant publishes about itself in the users map.
@@ -29,7 +30,24 @@ type Message struct {
 // Users is the room's participants, keyed by peer id. Every participant
 // opens it as a writer, so anyone can join without a server; the
 // definition is shared, so every program derives the same group.
-var Users = collections.MapDef[string, User]("mosaik.example.group-chat.users")
+var Users = collections.MapDef[string, User]("mosaik.example.group-chat.users", chatGroup)
+
+// chatGroup sets the consensus timings of both collections. A room of two
+// has one voter (the group keeps an odd number), so when that participant
+// quits the other has no leader until the departed voter is removed from
+// the membership, after RemoveAfter: mosaik's default of 15 s would leave
+// the survivor unable to send for that long. A chat on one machine or a
+// LAN can declare a silent peer gone sooner. MissedHeartbeats is part of
+// the group id, so every participant must use the same value: it is fixed
+// here, next to the definitions.
+var chatGroup = collections.WithGroupOptions(groups.WithParams(chatParams()))
+
+func chatParams() groups.Params {
+	p := groups.DefaultParams()
+	p.MissedHeartbeats = 6          // a bond fails after 3 s of silence
+	p.RemoveAfter = 4 * time.Second // must exceed that
+	return p
+}
 
 // recheck bounds how long a watch loop sleeps without a notification. The
 // loops wait with When().Updated, which reports the first change after the
@@ -86,10 +104,42 @@ func Join(ctx context.Context, h collections.Host, id string, me User) (_ *Parti
 
 // register inserts (or re-inserts) the participant's own entry.
 func (p *Participant) register(ctx context.Context) error {
-	if _, err := p.users.Insert(ctx, p.id, p.me); err != nil {
+	err := retry(ctx, p.users.When(), func() error {
+		_, err := p.users.Insert(ctx, p.id, p.me)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("insert ourselves in the users map: %w", err)
 	}
 	return nil
+}
+
+// retryPause spaces the attempts of retry: a collection can report online
+// (a leader known) before a forward to that leader succeeds.
+const retryPause = 200 * time.Millisecond
+
+// retry runs op until it succeeds, fails for another reason than a missing
+// leader, or ctx ends, waiting for the collection to be online between
+// attempts. A room loses its leader when the participant leading it quits;
+// the others elect another, or, when it was the only voter, take over once
+// it is removed from the membership (chatParams.RemoveAfter). An attempt
+// that failed offline may still have applied (MutationError.MayApply): a
+// retried message can then show twice, as in any at-least-once chat.
+func retry(ctx context.Context, w collections.When, op func() error) error {
+	for {
+		err := op()
+		if err == nil || !errors.Is(err, collections.ErrOffline) {
+			return err
+		}
+		if werr := w.Online(ctx); werr != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(retryPause):
+		}
+	}
 }
 
 // ID returns the participant's key in the users map.
@@ -108,7 +158,13 @@ func (p *Participant) Messages() []Message { return p.msgs.all() }
 // Say appends a message to the room's history; it returns once the message
 // is committed and applied here, with the messages' version then.
 func (p *Participant) Say(ctx context.Context, text string) (collections.Version, error) {
-	return p.msgs.push(ctx, Message{From: p.me.Nickname, Peer: p.id, Color: p.me.Color, Text: text})
+	m := Message{From: p.me.Nickname, Peer: p.id, Color: p.me.Color, Text: text}
+	var v collections.Version
+	err := retry(ctx, p.msgs.when(), func() (err error) {
+		v, err = p.msgs.push(ctx, m)
+		return err
+	})
+	return v, err
 }
 
 // Leave removes the participant from the users map, so the others see it
@@ -116,7 +172,12 @@ func (p *Participant) Say(ctx context.Context, text string) (collections.Version
 // version at the removal.
 func (p *Participant) Leave(ctx context.Context) (collections.Version, error) {
 	p.leaving.Store(true)
-	return p.users.Remove(ctx, p.id)
+	var v collections.Version
+	err := retry(ctx, p.users.When(), func() (err error) {
+		v, err = p.users.Remove(ctx, p.id)
+		return err
+	})
+	return v, err
 }
 
 // HasMessages waits until this replica's history is at version v (from

@@ -8,7 +8,7 @@ import (
 )
 
 // Messages is the room's history, in the order the group committed it.
-var Messages = collections.MapDef[uint64, Message]("mosaik.example.group-chat.messages")
+var Messages = collections.MapDef[uint64, Message]("mosaik.example.group-chat.messages", chatGroup)
 
 // history is the room's messages: a map from a dense sequence number to
 // the message, ordered by key.
