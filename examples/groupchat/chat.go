@@ -9,6 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/collections"
 	"github.com/mosaik-go/mosaik/groups"
 )
@@ -63,15 +66,30 @@ type Participant struct {
 	me      User
 	users   *collections.Map[string, User]
 	msgs    *history
+	catalog func() *catalog.Snapshot
 	leaving atomic.Bool
 	close   sync.Once
 }
 
+// goneAfter is how long a participant listed in the users map may be
+// missing from the node's catalog (it crashed, or its process was
+// killed, so it could not remove itself; the fast profile purges a silent
+// peer after 3 s) before Watch removes its entry. A participant that was
+// only cut off inserts itself again when it is back.
+const goneAfter = 5 * time.Second
+
+// Host is what a participant needs of its node; *node.Node has it.
+type Host interface {
+	collections.Host
+	ID() peer.ID
+	Catalog() *catalog.Snapshot
+}
+
 // Join opens the room's collections on h as a writer, waits until both
-// are online and caught up, and inserts the participant under id (its
-// peer id). On error nothing stays open.
-func Join(ctx context.Context, h collections.Host, id string, me User) (_ *Participant, err error) {
-	p := &Participant{id: id, me: me}
+// are online and caught up, and inserts the participant under its peer
+// id. On error nothing stays open.
+func Join(ctx context.Context, h Host, me User) (_ *Participant, err error) {
+	p := &Participant{id: h.ID().String(), me: me, catalog: h.Catalog}
 	if p.users, err = Users.Writer(h); err != nil {
 		return nil, err
 	}
@@ -231,7 +249,8 @@ type Event struct {
 // shown (how many messages are already shown). The participant's own
 // entry is never reported; if it vanishes (this replica lost a merge with
 // a cluster that never heard of it) Watch inserts it again, unless Leave
-// was called. emit is called from two goroutines, never at once, and must
+// was called. Watch also removes the entries of participants gone from
+// the catalog for goneAfter, who could not remove themselves. emit is called from two goroutines, never at once, and must
 // not block for long. Watch returns ctx's error, or nil once the
 // collections are closed.
 func (p *Participant) Watch(ctx context.Context, known map[string]User, shown int, emit func(Event)) error {
@@ -248,6 +267,7 @@ func (p *Participant) Watch(ctx context.Context, known map[string]User, shown in
 }
 
 func (p *Participant) watchUsers(ctx context.Context, known map[string]User, emit func(Event)) error {
+	missing := map[string]time.Time{} // since when a listed peer is not in the catalog
 	for {
 		seen := p.users.Version()
 		cur := p.Users()
@@ -268,10 +288,48 @@ func (p *Participant) watchUsers(ctx context.Context, known map[string]User, emi
 			_ = p.register(rctx)
 			cancel()
 		}
+		if gone := p.gone(cur, missing, time.Now()); len(gone) > 0 {
+			// Every participant may do this; removing twice is harmless.
+			rctx, cancel := context.WithTimeout(ctx, recheck)
+			_ = retry(rctx, p.users.When(), func() error {
+				_, err := p.users.RemoveMany(rctx, gone)
+				return err
+			})
+			cancel()
+		}
 		if err := changed(ctx, p.users.When(), p.users.Version, seen); err != nil {
 			return done(ctx, err)
 		}
 	}
+}
+
+// gone returns the listed participants missing from the catalog for
+// goneAfter, tracking since when each is missing in missing.
+func (p *Participant) gone(listed map[string]User, missing map[string]time.Time, now time.Time) []string {
+	snap := p.catalog()
+	var out []string
+	for id := range listed {
+		pid, err := peer.Decode(id)
+		if id == p.id || err != nil {
+			continue
+		}
+		if _, ok := snap.Get(pid); ok {
+			delete(missing, id)
+			continue
+		}
+		since, ok := missing[id]
+		if !ok {
+			missing[id] = now
+		} else if now.Sub(since) >= goneAfter {
+			out = append(out, id)
+		}
+	}
+	for id := range missing {
+		if _, ok := listed[id]; !ok {
+			delete(missing, id)
+		}
+	}
+	return out
 }
 
 func (p *Participant) watchMessages(ctx context.Context, shown int, emit func(Event)) error {

@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mosaik-go/mosaik/internal/testutil"
+	"github.com/mosaik-go/mosaik/node"
 )
 
 // TestGroupChat_Demo runs the demo as `go run ./examples/groupchat` does:
@@ -24,6 +25,7 @@ import (
 // is gone from the others' users maps and was reported as leaving.
 // mosaik: examples/group-chat.rs
 func TestGroupChat_Demo(t *testing.T) {
+	t.Parallel() // each waits on consensus timers more than on the CPU
 	var out bytes.Buffer
 	sum, err := runDemo(context.Background(), testutil.Scale(60*time.Second), &out)
 	t.Log("\n" + out.String())
@@ -137,6 +139,7 @@ func (term *terminal) shows(t *testing.T, text string) {
 // quits (Ctrl-D) is reported as gone and removed from the users map.
 // mosaik: examples/group-chat.rs
 func TestGroupChat_Terminals(t *testing.T) {
+	t.Parallel() // each waits on consensus timers more than on the CPU
 	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(60*time.Second))
 	defer cancel()
 	dir := t.TempDir()
@@ -207,5 +210,63 @@ func TestReadAddrFile(t *testing.T) {
 	}
 	if got := pathSafe("a/b\\c"); got != "a_b_c" {
 		t.Errorf("pathSafe: %q", got)
+	}
+}
+
+// TestGroupChat_GoneWithoutLeaving: a participant whose node goes away
+// without removing itself from the users map (a killed process) is
+// removed by the others once the catalog no longer lists it, and reported
+// as gone.
+func TestGroupChat_GoneWithoutLeaving(t *testing.T) {
+	t.Parallel() // each waits on consensus timers more than on the CPU
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(60*time.Second))
+	defer cancel()
+	cfg := defaultConfig()
+	cfg.Log = testutil.Logger()
+	start := func(boot *node.Node) (*node.Node, *Participant) {
+		opts := nodeOptions(cfg.Listen, cfg.Log)
+		if boot != nil {
+			opts = append(opts, node.WithBootstrapPeers(boot.AddrInfo()))
+		}
+		n, err := node.New(networkName("gone-test"), opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = n.Close() })
+		p, err := Join(ctx, n, User{Nickname: "p" + n.ID().String()[len(n.ID().String())-4:]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p.Close() })
+		return n, p
+	}
+	na, alice := start(nil)
+	nb, bob := start(na)
+	left := make(chan Event, 8)
+	wctx, stop := context.WithCancel(ctx)
+	watched := make(chan error, 1)
+	go func() {
+		watched <- alice.Watch(wctx, alice.Users(), 0, func(e Event) {
+			if e.Kind == Left {
+				left <- e
+			}
+		})
+	}()
+	defer func() { stop(); <-watched }()
+	testutil.Eventually(t, 20*time.Second, func() bool { _, ok := alice.Users()[bob.ID()]; return ok }, "alice never lists bob")
+
+	// bob's node goes away; bob never calls Leave.
+	_ = bob.Close()
+	_ = nb.Close()
+	select {
+	case e := <-left:
+		if e.ID != bob.ID() {
+			t.Fatalf("left: %+v, want bob", e)
+		}
+	case <-ctx.Done():
+		t.Fatalf("alice never saw bob go; she lists %v", alice.Users())
+	}
+	if us := alice.Users(); len(us) != 1 {
+		t.Errorf("alice lists %v after bob went", us)
 	}
 }

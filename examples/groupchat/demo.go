@@ -108,7 +108,7 @@ func runDemo(ctx context.Context, timeout time.Duration, out io.Writer) (sum dem
 		if boot == nil {
 			boot = n
 		}
-		p, err := Join(ctx, n, n.ID().String(), User{Nickname: name})
+		p, err := Join(ctx, n, User{Nickname: name})
 		if err != nil {
 			return sum, fmt.Errorf("%s: join: %w", name, err)
 		}

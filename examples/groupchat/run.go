@@ -119,7 +119,7 @@ func runChat(ctx context.Context, cfg config, in io.Reader, out io.Writer) (err 
 	defer func() { err = errors.Join(err, local.Close()) }()
 
 	jctx, cancel := context.WithTimeout(ctx, cfg.JoinTimeout)
-	p, err := Join(jctx, n, n.ID().String(), User{Nickname: cfg.Name, Color: cfg.Color})
+	p, err := Join(jctx, n, User{Nickname: cfg.Name, Color: cfg.Color})
 	cancel()
 	if err != nil {
 		return fmt.Errorf("join: %w", err)
