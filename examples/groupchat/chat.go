@@ -55,7 +55,8 @@ func chatParams() groups.Params {
 // recheck bounds how long a watch loop sleeps without a notification. The
 // loops wait with When().Updated, which reports the first change after the
 // call: a change that lands between a loop's read and its next call is
-// seen at the change after it, or at the latest after recheck.
+// seen at the change after it, or at the latest after recheck. The users
+// loop also looks for participants gone from the catalog at each wake.
 const recheck = 2 * time.Second
 
 // Participant is one member of a room: a writer replica of the users map
