@@ -115,7 +115,11 @@ func Join(ctx context.Context, h Host, me User) (_ *Participant, err error) {
 	// Online means caught up with what the leader had committed when we
 	// joined; Sync makes the history read below include every message
 	// sent before our insert.
-	if _, err := p.msgs.sync(ctx); err != nil {
+	err = retry(ctx, p.msgs.when(), func() error {
+		_, err := p.msgs.sync(ctx)
+		return err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("messages: %w", err)
 	}
 	return p, nil

@@ -7,37 +7,34 @@ import (
 	"github.com/mosaik-go/mosaik/collections"
 )
 
-// Messages is the room's history, in the order the group committed it.
-var Messages = collections.MapDef[uint64, Message]("mosaik.example.group-chat.messages", chatGroup)
+// Messages is the room's history, in the order the group committed it:
+// the same on every replica.
+var Messages = collections.VecDef[Message]("mosaik.example.group-chat.messages", chatGroup)
 
-// history is the room's messages: a map from a dense sequence number to
-// the message, ordered by key.
+// history is the room's messages: a writer replica of the Vec.
 type history struct {
-	m *collections.Map[uint64, Message]
+	v *collections.Vec[Message]
 }
 
 func openHistory(h collections.Host) (*history, error) {
-	m, err := Messages.Writer(h)
+	v, err := Messages.Writer(h)
 	if err != nil {
 		return nil, err
 	}
-	return &history{m: m}, nil
+	return &history{v: v}, nil
 }
 
-// push claims the next free number with a compare-and-swap (absent → msg),
-// retrying after a lost race: the local state holds the winner once the
-// swap returns, so the next attempt takes the number after it.
+// push appends msg to the history.
 func (h *history) push(ctx context.Context, msg Message) (collections.Version, error) {
-	for {
-		ok, v, err := h.m.CompareAndSwap(ctx, uint64(h.m.Len()), nil, &msg)
-		if err != nil || ok {
-			return v, err
-		}
-	}
+	return h.v.PushBack(ctx, msg)
 }
 
-func (h *history) all() []Message                                        { return slices.Collect(h.m.Values()) }
-func (h *history) version() collections.Version                          { return h.m.Version() }
-func (h *history) when() collections.When                                { return h.m.When() }
-func (h *history) sync(ctx context.Context) (collections.Version, error) { return h.m.Sync(ctx) }
-func (h *history) close() error                                          { return h.m.Close() }
+// all returns the messages of one state, in order.
+func (h *history) all() []Message { return slices.Collect(h.v.Values()) }
+
+func (h *history) version() collections.Version { return h.v.Version() }
+func (h *history) when() collections.When       { return h.v.When() }
+func (h *history) close() error                 { return h.v.Close() }
+func (h *history) sync(ctx context.Context) (collections.Version, error) {
+	return h.v.Sync(ctx)
+}

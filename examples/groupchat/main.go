@@ -1,7 +1,7 @@
 // Command groupchat is a Go port of mosaik's group-chat example: a chat
 // room with no server, built on two replicated collections that every
 // participant opens as a writer: a Map of users (key: the participant's
-// peer id) and the messages, in the one order the group commits them.
+// peer id) and a Vec of messages, in the one order the group commits them.
 //
 // Open a few terminals on one machine and join by name:
 //
