@@ -33,7 +33,7 @@ func stateBytes[S any](t testing.TB, k kind[S], s S) string {
 // applyAll runs cmds through a machine, one command per Apply run (as a
 // lightly loaded group does), and returns the outcomes and the machine.
 func applyAll[S any](k kind[S], cmds ...command) ([]outcome, *machine[S]) {
-	m := newMachine(k, signature("test", "t"), "test")
+	m := newMachine(k, signature("test", "t"), "test", "t")
 	var outs []outcome
 	for i := range cmds {
 		before := m.rejected.Load()
@@ -55,7 +55,7 @@ func roundTrip[S any](t testing.TB, k kind[S], m *machine[S]) *machine[S] {
 	if err := m.Snapshot(&buf); err != nil {
 		t.Fatal(err)
 	}
-	m2 := newMachine(k, m.sig, m.tag)
+	m2 := newMachine(k, m.sig, m.tag, m.name)
 	if err := m2.Restore(&buf); err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func roundTrip[S any](t testing.TB, k kind[S], m *machine[S]) *machine[S] {
 // write discipline readers rely on); a restored or built state must
 // survive a snapshot round trip.
 func fuzzKind[S any](t *testing.T, k kind[S], data []byte, gen func(b []byte) command) {
-	m := newMachine(k, signature("test", "t"), "test")
+	m := newMachine(k, signature("test", "t"), "test", "t")
 	if err := m.Restore(bytes.NewReader(data)); err == nil {
 		roundTrip(t, k, m)
 	}
@@ -108,7 +108,7 @@ func fuzzKind[S any](t *testing.T, k kind[S], data []byte, gen func(b []byte) co
 			}
 		}
 	}
-	m = newMachine(k, signature("test", "t"), "test")
+	m = newMachine(k, signature("test", "t"), "test", "t")
 	m.publish(&published[S]{state: s, version: 1, size: k.size(s)})
 	roundTrip(t, k, m)
 }
