@@ -303,6 +303,12 @@ func execute[S, A any](ctx context.Context, c *core[S], op string, arg A, cmds .
 	if len(cmds) == 0 {
 		return c.state().version, nil
 	}
+	select {
+	case <-c.g.When().Terminated():
+		// Nothing is sent: say so, rather than wrapErr's "may apply".
+		return 0, &MutationError[A]{Collection: c.name, Op: op, Arg: arg, Err: ErrTerminated}
+	default:
+	}
 	r, err := c.g.ExecuteMany(ctx, cmds)
 	if err != nil {
 		return 0, wrapErr(c, op, arg, err)
