@@ -2,6 +2,8 @@ package collections
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"reflect"
 	"testing"
 
@@ -306,5 +308,30 @@ func TestMapKind_SnapshotRoundTrip(t *testing.T) {
 	}
 	if err := r.Restore(bytes.NewReader(nil)); err != nil || r.load().size != 0 || r.load().version != 0 {
 		t.Fatalf("empty snapshot: %v, %d entries at %d", err, r.load().size, r.load().version)
+	}
+}
+
+// A mutation error says MayApply whenever the command may be in the log:
+// the caller's context ended or the group ended while it was in flight
+// (the outcome is unknown), besides the groups errors that say so.
+func TestMutationError_MayApply(t *testing.T) {
+	c := &core[mapState[string, int]]{name: "m"}
+	for _, tc := range []struct {
+		err  error
+		may  bool
+		want error
+	}{
+		{context.DeadlineExceeded, true, context.DeadlineExceeded},
+		{context.Canceled, true, context.Canceled},
+		{groups.ErrTerminated, true, ErrTerminated},
+		{groups.ErrNotApplied, false, ErrNotApplied},
+		{&groups.OfflineError[command]{Reason: "no leader"}, false, ErrOffline},
+		{&groups.OfflineError[command]{MayApply: true, Reason: "forward timeout"}, true, ErrOffline},
+	} {
+		err := wrapErr(c, "insert", 7, tc.err)
+		var me *MutationError[int]
+		if !errors.As(err, &me) || me.MayApply != tc.may || me.Arg != 7 || !errors.Is(err, tc.want) {
+			t.Errorf("%v: %#v, want MayApply %v matching %v", tc.err, err, tc.may, tc.want)
+		}
 	}
 }
