@@ -316,8 +316,23 @@ func execute[S, A any](ctx context.Context, c *core[S], op string, arg A, cmds .
 	return Version(r.Last), nil
 }
 
-// encode encodes v canonically, as every key and value of a command.
-func encode(v any) (cbor.RawMessage, error) { return detcbor.Marshal(v) }
+// encode encodes v canonically, as every key and value of a command. It
+// refuses a value that does not decode back to the same bytes as a T (a
+// string that is not UTF-8, for one): the replicas decode every argument
+// that way, so such a command would commit and then be rejected on every
+// replica, while its caller was told it applied.
+func encode[T any](v T) (cbor.RawMessage, error) {
+	b, err := detcbor.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := decode[T](b); !ok {
+		return nil, errRoundTrip
+	}
+	return b, nil
+}
+
+var errRoundTrip = errors.New("the value does not decode back to its own encoding (a string that is not UTF-8?)")
 
 // decode decodes a canonical argument; a non-canonical one (only a
 // hand-crafted command has one) is refused, so that equal values always

@@ -335,3 +335,31 @@ func TestMutationError_MayApply(t *testing.T) {
 		}
 	}
 }
+
+// encode refuses what the replicas would reject: a command that decodes
+// as invalid on every replica would still commit, and its caller would
+// see a version as if it had applied.
+func TestEncode_RefusesWhatReplicasReject(t *testing.T) {
+	if _, err := encode("\xff"); err == nil {
+		t.Fatal("a string that is not UTF-8 encoded")
+	}
+	b, err := encode("ok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newTestMap()
+	applyAt(t, m, 1, command{Op: mapInsert, A: b, B: raw(t, 1)})
+	// The bytes a plain marshal gives are what the replicas reject.
+	plain := cbor.RawMessage{0x61, 0xff}
+	applyAt(t, m, 2, command{Op: mapInsert, A: plain, B: raw(t, 1)})
+	if m.rejected.Load() != 1 || m.load().size != 1 {
+		t.Fatalf("rejected %d, size %d", m.rejected.Load(), m.load().size)
+	}
+	// And Insert hands the argument back, sending nothing.
+	mp := &Map[string, int]{MapReader[string, int]{handle[mapState[string, int]]{&core[mapState[string, int]]{name: "m"}}}}
+	_, err = mp.Insert(context.Background(), "\xff", 1)
+	var me *MutationError[KV[string, int]]
+	if !errors.As(err, &me) || !errors.Is(err, ErrEncoding) || me.Arg.Key != "\xff" || me.MayApply {
+		t.Fatalf("Insert of a non-UTF-8 key: %v", err)
+	}
+}

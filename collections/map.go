@@ -9,6 +9,8 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/google/btree"
+
+	"github.com/mosaik-go/mosaik/internal/detcbor"
 )
 
 // Map op codes (PROTOCOL.md §22.2).
@@ -212,8 +214,10 @@ func NewMapReader[K, V any](h Host, name string, opts ...Option) (*MapReader[K, 
 func (m *MapReader[K, V]) tree() mapState[K, V] { return m.c.state().state }
 
 // lookup finds k in s; a key that does not encode is never present.
+// (Plain marshalling: a key whose bytes are no canonical K is absent
+// anyway, so reads skip encode's round-trip check.)
 func lookup[K, V any](s mapState[K, V], k K) (mapItem[K, V], bool) {
-	kenc, err := encode(k)
+	kenc, err := detcbor.Marshal(k)
 	if err != nil {
 		return mapItem[K, V]{}, false
 	}
