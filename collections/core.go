@@ -42,6 +42,25 @@ type command struct {
 	M  uint64          `cbor:"5,keyasint,omitempty"`
 	// Many holds the arguments of batch ops (extend, remove many).
 	Many []cbor.RawMessage `cbor:"6,keyasint,omitempty"`
+
+	// undecodable marks a log entry that is no command at all (never
+	// encoded; see commandCodec).
+	undecodable bool
+}
+
+// commandCodec is the groups CBOR codec (with its limits), except that a
+// log entry that does not decode as a command still reaches the machine,
+// marked undecodable: it is then counted as rejected and moves the
+// version like every other invalid command, where the group would skip
+// it unseen.
+type commandCodec struct{ groups.CBOR[command] }
+
+func (c commandCodec) Decode(b []byte) (command, error) {
+	cmd, err := c.CBOR.Decode(b)
+	if err != nil {
+		return command{undecodable: true}, nil
+	}
+	return cmd, nil
 }
 
 // kind is one collection type's pure core: its state, how a command
@@ -171,8 +190,10 @@ func (m *machine[S]) Apply(actx groups.ApplyContext, cmds []command) {
 	cur := m.cur.Load()
 	s := m.k.clone(cur.state)
 	for i := range cmds {
-		var o outcome
-		s, o = m.k.apply(s, &cmds[i])
+		o := invalid
+		if !cmds[i].undecodable {
+			s, o = m.k.apply(s, &cmds[i])
+		}
 		if o == invalid {
 			m.rejected.Add(1)
 		}
@@ -278,7 +299,7 @@ func open[S any](h Host, kindName, name string, k kind[S], writer bool, parts []
 	}
 	sig := signature(kindName, name, parts...)
 	m := newMachine(k, sig, kindName)
-	gopts := append([]groups.Option(nil), cfg.group...)
+	gopts := append(append([]groups.Option(nil), cfg.group...), groups.WithCodec[command](commandCodec{}))
 	for _, v := range cfg.tickets {
 		gopts = append(gopts, groups.WithRequireTicket(v))
 	}

@@ -192,9 +192,9 @@ func TestCommand_DecodeLimits(t *testing.T) {
 	}
 }
 
-// FuzzCommandDecode decodes arbitrary bytes as a command with the groups
-// codec (what every replica does with a log entry) and applies whatever
-// decodes: nothing may panic, a decoded command re-encodes (to a
+// FuzzCommandDecode decodes arbitrary bytes as a command with the
+// collections' codec (the groups CBOR codec and its limits; what every
+// replica does with a log entry) and applies the result: nothing may panic, a decoded command re-encodes (to a
 // fixpoint), and two replicas applying it end identical.
 func FuzzCommandDecode(f *testing.F) {
 	for _, c := range []command{
@@ -216,9 +216,17 @@ func FuzzCommandDecode(f *testing.F) {
 	f.Add([]byte{0x87, 0x05, 0x40, 0x40, 0x40, 0x00, 0x00, 0x9a, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00})
 	f.Add([]byte{0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		codec := groups.CBOR[command]{}
+		codec := commandCodec{}
 		c, err := codec.Decode(b)
 		if err != nil {
+			t.Fatalf("the collections codec refused an entry: %v", err)
+		}
+		if c.undecodable {
+			m := newTestMap()
+			m.Apply(groups.ApplyContext{FirstIndex: 1}, []command{c})
+			if m.rejected.Load() != 1 || m.load().version != 1 {
+				t.Fatal("an undecodable entry was not counted")
+			}
 			return
 		}
 		again, err := codec.Encode(c)
@@ -361,5 +369,35 @@ func TestEncode_RefusesWhatReplicasReject(t *testing.T) {
 	var me *MutationError[KV[string, int]]
 	if !errors.As(err, &me) || !errors.Is(err, ErrEncoding) || me.Arg.Key != "\xff" || me.MayApply {
 		t.Fatalf("Insert of a non-UTF-8 key: %v", err)
+	}
+}
+
+// A log entry that is no command at all is a counted no-op that moves the
+// version, like any invalid command, instead of vanishing in the group.
+func TestCommandCodec_UndecodableEntryIsRejected(t *testing.T) {
+	good, err := commandCodec{}.Encode(command{Op: mapInsert, A: raw(t, "a"), B: raw(t, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newTestMap()
+	var run []command
+	for _, b := range [][]byte{good, {0xff}, {0x81, 0x01, 0x02}, good[:len(good)-1]} {
+		c, err := commandCodec{}.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run = append(run, c)
+	}
+	m.Apply(groups.ApplyContext{FirstIndex: 5}, run)
+	if m.rejected.Load() != 3 || m.load().version != 8 || m.load().size != 1 {
+		t.Fatalf("rejected %d, version %d, size %d; want 3, 8, 1", m.rejected.Load(), m.load().version, m.load().size)
+	}
+	// The mark never travels.
+	b, err := commandCodec{}.Encode(command{Op: mapClear, undecodable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := (commandCodec{}).Decode(b); c.undecodable || c.Op != mapClear {
+		t.Fatalf("decoded %+v", c)
 	}
 }
