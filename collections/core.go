@@ -42,6 +42,25 @@ type command struct {
 	M  uint64          `cbor:"5,keyasint,omitempty"`
 	// Many holds the arguments of batch ops (extend, remove many).
 	Many []cbor.RawMessage `cbor:"6,keyasint,omitempty"`
+
+	// undecodable marks a log entry that is no command at all (never
+	// encoded; see commandCodec).
+	undecodable bool
+}
+
+// commandCodec is the groups CBOR codec (with its limits), except that a
+// log entry that does not decode as a command still reaches the machine,
+// marked undecodable: it is then counted as rejected and moves the
+// version like every other invalid command, where the group would skip
+// it unseen.
+type commandCodec struct{ groups.CBOR[command] }
+
+func (c commandCodec) Decode(b []byte) (command, error) {
+	cmd, err := c.CBOR.Decode(b)
+	if err != nil {
+		return command{undecodable: true}, nil
+	}
+	return cmd, nil
 }
 
 // kind is one collection type's pure core: its state, how a command
@@ -172,8 +191,10 @@ func (m *machine[S]) Apply(actx groups.ApplyContext, cmds []command) {
 	cur := m.cur.Load()
 	s := m.k.clone(cur.state)
 	for i := range cmds {
-		var o outcome
-		s, o = m.k.apply(s, &cmds[i])
+		o := invalid
+		if !cmds[i].undecodable {
+			s, o = m.k.apply(s, &cmds[i])
+		}
 		if o == invalid {
 			m.rejected.Add(1)
 		}
@@ -286,7 +307,7 @@ func open[S any](h Host, kindName, name string, k kind[S], writer bool, parts []
 	}
 	sig := signature(kindName, name, parts...)
 	m := newMachine(k, sig, kindName, name)
-	gopts := append([]groups.Option(nil), cfg.group...)
+	gopts := append(append([]groups.Option(nil), cfg.group...), groups.WithCodec[command](commandCodec{}))
 	for _, v := range cfg.tickets {
 		gopts = append(gopts, groups.WithRequireTicket(v))
 	}
@@ -311,6 +332,12 @@ func execute[S, A any](ctx context.Context, c *core[S], op string, arg A, cmds .
 	if len(cmds) == 0 {
 		return c.state().version, nil
 	}
+	select {
+	case <-c.g.When().Terminated():
+		// Nothing is sent: say so, rather than wrapErr's "may apply".
+		return 0, &MutationError[A]{Collection: c.name, Op: op, Arg: arg, Err: ErrTerminated}
+	default:
+	}
 	r, err := c.g.ExecuteMany(ctx, cmds)
 	if err != nil {
 		return 0, wrapErr(c, op, arg, err)
@@ -318,8 +345,23 @@ func execute[S, A any](ctx context.Context, c *core[S], op string, arg A, cmds .
 	return Version(r.Last), nil
 }
 
-// encode encodes v canonically, as every key and value of a command.
-func encode(v any) (cbor.RawMessage, error) { return detcbor.Marshal(v) }
+// encode encodes v canonically, as every key and value of a command. It
+// refuses a value that does not decode back to the same bytes as a T (a
+// string that is not UTF-8, for one): the replicas decode every argument
+// that way, so such a command would commit and then be rejected on every
+// replica, while its caller was told it applied.
+func encode[T any](v T) (cbor.RawMessage, error) {
+	b, err := detcbor.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := decode[T](b); !ok {
+		return nil, errRoundTrip
+	}
+	return b, nil
+}
+
+var errRoundTrip = errors.New("the value does not decode back to its own encoding (a string that is not UTF-8?)")
 
 // decode decodes a canonical argument; a non-canonical one (only a
 // hand-crafted command has one) is refused, so that equal values always

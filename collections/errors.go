@@ -1,6 +1,7 @@
 package collections
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -37,7 +38,9 @@ type MutationError[A any] struct {
 	Arg A
 	// MayApply is true when the command may have reached the log and
 	// could still commit (a forward timed out, a leader was deposed after
-	// appending it): a retry is then at-least-once.
+	// appending it, the caller's context ended or the group ended on this
+	// node while the command was in flight): a retry is then
+	// at-least-once.
 	MayApply bool
 	// Err is the cause.
 	Err error
@@ -61,11 +64,20 @@ func wrapErr[S, A any](c *core[S], op string, arg A, err error) error {
 	case errors.Is(err, groups.ErrOffline):
 		me.Err = fmt.Errorf("%w (%v)", ErrOffline, err)
 	case errors.Is(err, groups.ErrTerminated):
+		// The group ended while the command was in flight (execute
+		// refuses before sending when it had already ended): the
+		// other members may still commit it.
+		me.MayApply = true
 		me.Err = fmt.Errorf("%w (%v)", ErrTerminated, err)
 	case errors.Is(err, groups.ErrNotApplied):
 		me.Err = ErrNotApplied
 	case errors.Is(err, groups.ErrEncoding):
 		me.Err = fmt.Errorf("%w: %v", ErrEncoding, err)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		// The caller gave up waiting, not the group: the command may
+		// already be in the log.
+		me.MayApply = true
+		me.Err = err
 	default:
 		me.Err = err
 	}

@@ -32,7 +32,9 @@ func (h handle[S]) Len() int { return h.c.state().size }
 
 // Rejected returns how many committed commands were no-ops here because
 // they were invalid when applied (a hand-crafted command, or one whose
-// arguments do not decode). Every replica counts the same ones.
+// arguments do not decode). Every replica that applied the same commands
+// counts the same ones; the count is not in snapshots, so a replica
+// caught up by one counts from its anchor on.
 func (h handle[S]) Rejected() uint64 { return h.c.m.rejected.Load() }
 
 // Leader returns the group's leader, if one is known.

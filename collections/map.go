@@ -9,6 +9,8 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/google/btree"
+
+	"github.com/mosaik-go/mosaik/internal/detcbor"
 )
 
 // Map op codes (PROTOCOL.md §22.2).
@@ -62,12 +64,23 @@ func (k mapKind[K, V]) apply(s mapState[K, V], c *command) (mapState[K, V], outc
 	case mapClear:
 		s.Clear(false)
 	case mapCAS:
+		// Every argument is checked before the comparison, so that
+		// whether a command is invalid does not depend on the state.
+		// On the wire an absent argument arrives as CBOR null (toarray
+		// ignores omitempty): it is valid only where null is a V.
 		if _, ok := decode[K](c.A); !ok {
 			return s, invalid
 		}
 		hasExp, hasNew := c.N&1 != 0, c.N&2 != 0
-		if (hasExp && len(c.B) == 0) || (hasNew && len(c.C) == 0) {
+		if _, ok := decode[V](c.B); hasExp && !ok {
 			return s, invalid
+		}
+		var it mapItem[K, V]
+		if hasNew {
+			var ok bool
+			if it, ok = k.item(c.A, c.C); !ok {
+				return s, invalid
+			}
 		}
 		cur, found := s.Get(mapItem[K, V]{kenc: string(c.A)})
 		switch {
@@ -82,10 +95,6 @@ func (k mapKind[K, V]) apply(s mapState[K, V], c *command) (mapState[K, V], outc
 			}
 			s.Delete(cur)
 			return s, applied
-		}
-		it, ok := k.item(c.A, c.C)
-		if !ok {
-			return s, invalid
 		}
 		s.ReplaceOrInsert(it)
 	case mapExtend:
@@ -205,8 +214,10 @@ func NewMapReader[K, V any](h Host, name string, opts ...Option) (*MapReader[K, 
 func (m *MapReader[K, V]) tree() mapState[K, V] { return m.c.state().state }
 
 // lookup finds k in s; a key that does not encode is never present.
+// (Plain marshalling: a key whose bytes are no canonical K is absent
+// anyway, so reads skip encode's round-trip check.)
 func lookup[K, V any](s mapState[K, V], k K) (mapItem[K, V], bool) {
-	kenc, err := encode(k)
+	kenc, err := detcbor.Marshal(k)
 	if err != nil {
 		return mapItem[K, V]{}, false
 	}

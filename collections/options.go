@@ -27,7 +27,8 @@ func WithRequireTicket(v policy.TicketValidator) Option {
 // groups.WithDataDir(dir) to keep the collection on disk, groups.WithParams
 // for the consensus timings (three of them are part of the group id) or
 // groups.WithReluctant. The role is set by the constructor (writer or
-// reader) and cannot be overridden here.
+// reader) and the command codec by the collection; neither can be
+// overridden here.
 func WithGroupOptions(opts ...groups.Option) Option {
 	return func(c *config) { c.group = append(c.group, opts...) }
 }
