@@ -19,7 +19,6 @@ func newTestMap() *testMap {
 	return newMachine(kind[mapState[string, int]](mapKind[string, int]{}), catalog.IDFromString("test"), "map", "test")
 }
 
-
 // entries returns the content in iteration order.
 func entries(m *testMap) []mapItem[string, int] {
 	var out []mapItem[string, int]
