@@ -61,6 +61,7 @@ type plan struct {
 	repl      []replCase    // the groups rows
 	replSeq   int           // sequential puts per latency repetition
 	replDur   time.Duration // length of a throughput repetition
+	colSizes  []int         // entries of the collections sync rows; the last also sizes the local row
 }
 
 type flowCase struct {
@@ -98,6 +99,7 @@ func newPlan(m Mode, reps int) plan {
 		p.ovSystems = []system{mosaikSystem{}, gossipsubSystem{}, natsSystem{}, natsSystem{pending: 2048}}
 		p.firstOps, p.discNs, p.discLimit = 4*reps, []int{10, 25}, 800*time.Millisecond
 		p.repl, p.replSeq, p.replDur = replCases(), 1000, 700*time.Millisecond
+		p.colSizes = []int{100_000}
 	default:
 		p.capDur = 2 * time.Second
 		p.tput = []flowCase{{"throughput/64B", 1, 64, 2_000_000}, {"throughput/1KiB", 1, 1 << 10, 500_000}, {"throughput/64KiB", 1, 64 << 10, 15_000}}
@@ -106,6 +108,7 @@ func newPlan(m Mode, reps int) plan {
 		p.ovDur = 2 * time.Second
 		p.firstOps, p.discNs, p.discLimit = 4*reps, []int{10, 25, 50}, 10*time.Second
 		p.repl, p.replSeq, p.replDur = replCases(), 5000, 2*time.Second
+		p.colSizes = []int{100_000, 1_000_000}
 	}
 	return p
 }
@@ -243,7 +246,7 @@ func (r *runner) scenarios() []scenario {
 		out = append(out, scenario{id, p.reps * len(pick(r.cfg.Systems, discoverers())), func(ctx context.Context) error { return r.discoveryScenario(ctx, id, n) }})
 	}
 	out = append(out, r.replicatedScenarios(p)...)
-	return out
+	return append(out, r.collectionsScenarios(p)...)
 }
 
 // replCases: sequential puts, then 8, 32 and 64 concurrent clients.

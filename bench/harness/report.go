@@ -222,7 +222,8 @@ func (res *Results) targets() []Target {
 		t.Met = boolp(*r.Ratio <= 2)
 	}
 	ts = append(ts, t)
-	return append(ts, res.groupsTargets()...)
+	ts = append(ts, res.groupsTargets()...)
+	return append(ts, res.collectionsTargets()...)
 }
 
 // groupsTargets judges the groups rows: mosaik (in-memory log, Execute on
