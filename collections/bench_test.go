@@ -45,7 +45,7 @@ func insertCommand(b *testing.B, key string, val []byte) command {
 // loaded through the atomic pointer, the key encoded, a tree lookup.
 func BenchmarkMapGet(b *testing.B) {
 	s, keys := benchMapState(b, benchEntries)
-	m := newMachine[mapState[string, []byte]](mapKind[string, []byte]{}, signature("map", "bench"), "map")
+	m := newMachine[mapState[string, []byte]](mapKind[string, []byte]{}, signature("map", "bench"), "map", "bench")
 	m.publish(&published[mapState[string, []byte]]{state: s, version: 1, size: s.Len()})
 	r := &MapReader[string, []byte]{handle[mapState[string, []byte]]{&core[mapState[string, []byte]]{name: "bench", m: m}}}
 	b.ReportAllocs()
