@@ -18,12 +18,12 @@ import (
 var (
 	// ErrNoWriter: no leader of the map was reached before ctx ended, so
 	// nothing was written or read.
-	ErrNoWriter = errors.New("colls: no writer reachable")
+	ErrNoWriter = errors.New("no writer reachable")
 	// ErrUnconfirmed: a leader was reached but the write was not confirmed
 	// before ctx ended; it may still commit.
-	ErrUnconfirmed = errors.New("colls: write not confirmed")
+	ErrUnconfirmed = errors.New("write not confirmed")
 	// ErrNotFound: get of a key the map does not hold.
-	ErrNotFound = errors.New("colls: key not found")
+	ErrNotFound = errors.New("key not found")
 )
 
 // retryPause spaces retries of a write or a sync while a leader change is

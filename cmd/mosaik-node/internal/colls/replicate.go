@@ -15,8 +15,8 @@ import (
 
 // Errors of ParseSpec and Replicate.
 var (
-	ErrUnknownKind = errors.New("colls: unknown collection kind")
-	ErrUnavailable = errors.New("colls: collection kind not available in this build")
+	ErrUnknownKind = errors.New("unknown collection kind")
+	ErrUnavailable = errors.New("collection kind not available in this build")
 )
 
 // Spec names one collection to replicate: "map:orders".
