@@ -36,6 +36,15 @@ func applyAll[S any](k kind[S], cmds ...command) ([]outcome, *machine[S]) {
 	m := newMachine(k, signature("test", "t"), "test")
 	var outs []outcome
 	for i := range cmds {
+		// As on the wire: an absent argument arrives as CBOR null.
+		wire, err := detcbor.Marshal(cmds[i])
+		if err != nil {
+			panic(err)
+		}
+		cmds[i] = command{}
+		if err := detcbor.Unmarshal(wire, &cmds[i]); err != nil {
+			panic(err)
+		}
 		before := m.rejected.Load()
 		s, o := k.apply(k.clone(m.load().state), &cmds[i])
 		_ = s
@@ -121,3 +130,5 @@ func genArg(b byte) cbor.RawMessage {
 	v, _ := detcbor.Marshal(uint64(b % 16))
 	return v
 }
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
