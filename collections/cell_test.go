@@ -11,12 +11,12 @@ type u64Cell = collections.Cell[uint64]
 type u64CellReader = collections.CellReader[uint64]
 
 func cellW(t *testing.T, n *node.Node, name string) *u64Cell {
-	c, err := collections.NewCell[uint64](n, name)
+	c, err := collections.NewCell[uint64](n, name, quick)
 	return opened(t, c, err)
 }
 
 func cellR(t *testing.T, n *node.Node, name string) *u64CellReader {
-	c, err := collections.NewCellReader[uint64](n, name)
+	c, err := collections.NewCellReader[uint64](n, name, quick)
 	return opened(t, c, err)
 }
 
@@ -38,6 +38,7 @@ func cellIs(t *testing.T, r *u64CellReader, want *uint64) {
 // after the mosaik test. construct_from_macro has no Go counterpart (no
 // macros): CellDef is its port, in construct_from_def.
 func TestCell(t *testing.T) {
+	t.Parallel() // mostly waits; see runScenarios
 	ns := startNodes(t, 4)
 	type step struct {
 		f    func(ctx ctxT) (ver, error)
@@ -157,7 +158,7 @@ func TestCell(t *testing.T) {
 			steps(t, []*u64CellReader{&w1.CellReader, &w2.CellReader}, step{write(w2, 99), p64(99)})
 		}},
 		{"writer_reads_own_writes", func(t *testing.T, ns []*node.Node, name string) {
-			w, err := collections.NewCell[string](ns[0], name)
+			w, err := collections.NewCell[string](ns[0], name, quick)
 			w = opened(t, w, err)
 			waitOnline(t, w)
 			do(t, func(ctx ctxT) (ver, error) { return w.Write(ctx, "hello") })
@@ -239,7 +240,7 @@ func TestCell(t *testing.T) {
 			cellIs(t, r, p64(3))
 		}},
 		{"construct_from_def", func(t *testing.T, ns []*node.Node, name string) {
-			def := collections.CellDef[string](name)
+			def := collections.CellDef[string](name, quick)
 			w, err := def.Writer(ns[0])
 			w = opened(t, w, err)
 			r, err := def.Reader(ns[1])

@@ -13,12 +13,12 @@ type u64Once = collections.Once[uint64]
 type u64OnceReader = collections.OnceReader[uint64]
 
 func onceW(t *testing.T, n *node.Node, name string) *u64Once {
-	o, err := collections.NewOnce[uint64](n, name)
+	o, err := collections.NewOnce[uint64](n, name, quick)
 	return opened(t, o, err)
 }
 
 func onceR(t *testing.T, n *node.Node, name string) *u64OnceReader {
-	o, err := collections.NewOnceReader[uint64](n, name)
+	o, err := collections.NewOnceReader[uint64](n, name, quick)
 	return opened(t, o, err)
 }
 
@@ -33,6 +33,7 @@ func onceIs(t *testing.T, r *u64OnceReader, want uint64) {
 // after the mosaik test. construct_from_macro has no Go counterpart (no
 // macros): OnceDef is its port, in construct_from_def.
 func TestOnce(t *testing.T) {
+	t.Parallel() // mostly waits; see runScenarios
 	ns := startNodes(t, 4)
 	write := func(w *u64Once, x uint64) func(ctxT) (ver, error) {
 		return func(ctx ctxT) (ver, error) { return w.Write(ctx, x) }
@@ -80,7 +81,7 @@ func TestOnce(t *testing.T) {
 			}
 		}},
 		{"writer_reads_own_write", func(t *testing.T, ns []*node.Node, name string) {
-			w, err := collections.NewOnce[string](ns[0], name)
+			w, err := collections.NewOnce[string](ns[0], name, quick)
 			w = opened(t, w, err)
 			waitOnline(t, w)
 			do(t, func(ctx ctxT) (ver, error) { return w.Write(ctx, "first") })
@@ -103,7 +104,7 @@ func TestOnce(t *testing.T) {
 			onceIs(t, &w2.OnceReader, 42)
 		}},
 		{"construct_from_def", func(t *testing.T, ns []*node.Node, name string) {
-			def := collections.OnceDef[string](name)
+			def := collections.OnceDef[string](name, quick)
 			w, err := def.Writer(ns[0])
 			w = opened(t, w, err)
 			r, err := def.Reader(ns[1])

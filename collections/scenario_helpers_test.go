@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mosaik-go/mosaik/collections"
+	"github.com/mosaik-go/mosaik/groups"
 	"github.com/mosaik-go/mosaik/internal/testutil"
 	"github.com/mosaik-go/mosaik/node"
 )
@@ -117,3 +118,14 @@ func oneCluster(t *testing.T, hs ...leaderer) {
 		return true
 	}, "no single leader")
 }
+
+// quick is the groups profile of these tests: the default one (whose
+// election timeouts hold under -race on a loaded 2-core machine, where
+// groups.TestParams' 400 ms ones led to spurious leader changes), with a
+// short bootstrap delay. Scenarios open a second writer only once the
+// first is online, so the short delay never makes two clusters.
+var quick = collections.WithGroupOptions(groups.WithParams(func() groups.Params {
+	p := groups.DefaultParams()
+	p.BootstrapDelay = 800 * time.Millisecond
+	return p
+}()))

@@ -12,12 +12,12 @@ type u64Set = collections.Set[uint64]
 type u64SetReader = collections.SetReader[uint64]
 
 func setW(t *testing.T, n *node.Node, name string) *u64Set {
-	s, err := collections.NewSet[uint64](n, name)
+	s, err := collections.NewSet[uint64](n, name, quick)
 	return opened(t, s, err)
 }
 
 func setR(t *testing.T, n *node.Node, name string) *u64SetReader {
-	s, err := collections.NewSetReader[uint64](n, name)
+	s, err := collections.NewSetReader[uint64](n, name, quick)
 	return opened(t, s, err)
 }
 
@@ -43,6 +43,7 @@ func setIs(t *testing.T, r *u64SetReader, want ...uint64) {
 // after the mosaik test. construct_from_macro has no Go counterpart (no
 // macros): SetDef is its port, in construct_from_def.
 func TestSet(t *testing.T) {
+	t.Parallel() // mostly waits; see runScenarios
 	ns := startNodes(t, 4)
 	// steps runs mutations on w, waiting for each on rs, and checks the
 	// members after each.
@@ -178,7 +179,7 @@ func TestSet(t *testing.T) {
 			}
 		}},
 		{"writer_reads_own_writes", func(t *testing.T, ns []*node.Node, name string) {
-			w, err := collections.NewSet[string](ns[0], name)
+			w, err := collections.NewSet[string](ns[0], name, quick)
 			w = opened(t, w, err)
 			waitOnline(t, w)
 			do(t, func(ctx ctxT) (ver, error) { return w.Insert(ctx, "hello") })
@@ -224,7 +225,7 @@ func TestSet(t *testing.T) {
 			}
 		}},
 		{"construct_from_def", func(t *testing.T, ns []*node.Node, name string) {
-			def := collections.SetDef[string](name)
+			def := collections.SetDef[string](name, quick)
 			w, err := def.Writer(ns[0])
 			w = opened(t, w, err)
 			r, err := def.Reader(ns[1])

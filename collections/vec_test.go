@@ -13,12 +13,12 @@ type u64Vec = collections.Vec[uint64]
 type u64VecReader = collections.VecReader[uint64]
 
 func vecW(t *testing.T, n *node.Node, name string) *u64Vec {
-	v, err := collections.NewVec[uint64](n, name)
+	v, err := collections.NewVec[uint64](n, name, quick)
 	return opened(t, v, err)
 }
 
 func vecR(t *testing.T, n *node.Node, name string) *u64VecReader {
-	v, err := collections.NewVecReader[uint64](n, name)
+	v, err := collections.NewVecReader[uint64](n, name, quick)
 	return opened(t, v, err)
 }
 
@@ -44,6 +44,7 @@ func seq(from, to uint64) []uint64 {
 // after the mosaik test. construct_from_macro has no Go counterpart (no
 // macros): VecDef is its port, in construct_from_def.
 func TestVec(t *testing.T) {
+	t.Parallel() // mostly waits; see runScenarios
 	ns := startNodes(t, 4)
 	runScenarios(t, ns, []scenario{
 		{"smoke_no_catchup", func(t *testing.T, ns []*node.Node, name string) {
@@ -263,7 +264,7 @@ func TestVec(t *testing.T) {
 			vecIs(t, &w2.VecReader, 1, 2, 3, 4, 5, 99)
 		}},
 		{"writer_reads_own_writes", func(t *testing.T, ns []*node.Node, name string) {
-			w, err := collections.NewVec[string](ns[0], name)
+			w, err := collections.NewVec[string](ns[0], name, quick)
 			w = opened(t, w, err)
 			waitOnline(t, w)
 			do(t, func(ctx ctxT) (ver, error) { return w.PushBack(ctx, "hello") })
@@ -279,7 +280,7 @@ func TestVec(t *testing.T) {
 			}
 		}},
 		{"construct_from_def", func(t *testing.T, ns []*node.Node, name string) {
-			def := collections.VecDef[string](name)
+			def := collections.VecDef[string](name, quick)
 			w, err := def.Writer(ns[0])
 			w = opened(t, w, err)
 			r, err := def.Reader(ns[1])
