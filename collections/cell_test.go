@@ -38,7 +38,6 @@ func cellIs(t *testing.T, r *u64CellReader, want *uint64) {
 // after the mosaik test. construct_from_macro has no Go counterpart (no
 // macros): CellDef is its port, in construct_from_def.
 func TestCell(t *testing.T) {
-	t.Parallel() // mostly waits; see runScenarios
 	ns := startNodes(t, 4)
 	type step struct {
 		f    func(ctx ctxT) (ver, error)

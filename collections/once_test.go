@@ -33,7 +33,6 @@ func onceIs(t *testing.T, r *u64OnceReader, want uint64) {
 // after the mosaik test. construct_from_macro has no Go counterpart (no
 // macros): OnceDef is its port, in construct_from_def.
 func TestOnce(t *testing.T) {
-	t.Parallel() // mostly waits; see runScenarios
 	ns := startNodes(t, 4)
 	write := func(w *u64Once, x uint64) func(ctxT) (ver, error) {
 		return func(ctx ctxT) (ver, error) { return w.Write(ctx, x) }

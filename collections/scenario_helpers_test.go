@@ -2,6 +2,8 @@ package collections_test
 
 import (
 	"context"
+	"errors"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -75,13 +77,33 @@ func waitReach(t *testing.T, v collections.Version, hs ...whener) {
 }
 
 // do runs one mutation, fails the test on error and returns its version.
+// A mutation refused offline that cannot have reached the log (MayApply
+// unset) is retried, as a caller would: under -race on a loaded machine a
+// follower may briefly lose its leader.
 func do(t *testing.T, f func(ctx context.Context) (collections.Version, error)) collections.Version {
 	t.Helper()
-	v, err := f(tctx(t, opWithin))
-	if err != nil {
-		t.Fatal(err)
+	ctx := tctx(t, opWithin)
+	for {
+		v, err := f(ctx)
+		if err == nil {
+			return v
+		}
+		if mayApply(err) || !errors.Is(err, collections.ErrOffline) || ctx.Err() != nil {
+			t.Fatal(err)
+		}
+		t.Logf("retrying: %v", err)
 	}
-	return v
+}
+
+// mayApply reports whether err, a *MutationError of any argument type,
+// says the mutation may still commit (true for any other error).
+func mayApply(err error) bool {
+	v := reflect.ValueOf(err)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return true
+	}
+	f := v.Elem().FieldByName("MayApply")
+	return !f.IsValid() || f.Bool()
 }
 
 func opCtx(t *testing.T) context.Context { return tctx(t, opWithin) }

@@ -43,7 +43,6 @@ func setIs(t *testing.T, r *u64SetReader, want ...uint64) {
 // after the mosaik test. construct_from_macro has no Go counterpart (no
 // macros): SetDef is its port, in construct_from_def.
 func TestSet(t *testing.T) {
-	t.Parallel() // mostly waits; see runScenarios
 	ns := startNodes(t, 4)
 	// steps runs mutations on w, waiting for each on rs, and checks the
 	// members after each.

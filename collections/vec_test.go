@@ -44,7 +44,6 @@ func seq(from, to uint64) []uint64 {
 // after the mosaik test. construct_from_macro has no Go counterpart (no
 // macros): VecDef is its port, in construct_from_def.
 func TestVec(t *testing.T) {
-	t.Parallel() // mostly waits; see runScenarios
 	ns := startNodes(t, 4)
 	runScenarios(t, ns, []scenario{
 		{"smoke_no_catchup", func(t *testing.T, ns []*node.Node, name string) {
