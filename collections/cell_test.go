@@ -238,6 +238,21 @@ func TestCell(t *testing.T) {
 			waitReach(t, v, r)
 			cellIs(t, r, p64(3))
 		}},
+		{"snapshot_catchup", func(t *testing.T, ns []*node.Node, name string) {
+			// A compacted log: the late reader installs a snapshot.
+			w, err := collections.NewCell[uint64](ns[0], name, compacting)
+			w = opened(t, w, err)
+			waitOnline(t, w)
+			for i := range uint64(30) {
+				do(t, write(w, i))
+			}
+			v := cas(t, w, p64(29), p64(3), true)
+			r, err := collections.NewCellReader[uint64](ns[3], name, compacting)
+			r = opened(t, r, err)
+			waitOnline(t, r)
+			waitReach(t, v, r)
+			cellIs(t, r, p64(3))
+		}},
 		{"construct_from_def", func(t *testing.T, ns []*node.Node, name string) {
 			def := collections.CellDef[string](name, quick)
 			w, err := def.Writer(ns[0])

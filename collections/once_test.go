@@ -102,6 +102,23 @@ func TestOnce(t *testing.T) {
 			onceIs(t, &w1.OnceReader, 42)
 			onceIs(t, &w2.OnceReader, 42)
 		}},
+		{"snapshot_catchup", func(t *testing.T, ns []*node.Node, name string) {
+			// A compacted log: the late reader installs a snapshot.
+			w, err := collections.NewOnce[uint64](ns[0], name, compacting)
+			w = opened(t, w, err)
+			waitOnline(t, w)
+			var v ver
+			for i := range uint64(30) {
+				v = do(t, write(w, 100+i))
+			}
+			r, err := collections.NewOnceReader[uint64](ns[3], name, compacting)
+			r = opened(t, r, err)
+			if got, err := r.AwaitValue(tctx(t, reachWithin)); err != nil || got != 100 {
+				t.Fatal("late reader awaited", got, err)
+			}
+			waitReach(t, v, r)
+			onceIs(t, r, 100)
+		}},
 		{"construct_from_def", func(t *testing.T, ns []*node.Node, name string) {
 			def := collections.OnceDef[string](name, quick)
 			w, err := def.Writer(ns[0])

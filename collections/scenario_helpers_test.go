@@ -146,8 +146,19 @@ func oneCluster(t *testing.T, hs ...leaderer) {
 // groups.TestParams' 400 ms ones led to spurious leader changes), with a
 // short bootstrap delay. Scenarios open a second writer only once the
 // first is online, so the short delay never makes two clusters.
-var quick = collections.WithGroupOptions(groups.WithParams(func() groups.Params {
+var quick = collections.WithGroupOptions(groups.WithParams(quickParams()))
+
+func quickParams() groups.Params {
 	p := groups.DefaultParams()
 	p.BootstrapDelay = 800 * time.Millisecond
+	return p
+}
+
+// compacting is quick with a log compacted every few entries, so that a
+// late member catches up from a snapshot (the collection's Snapshot and
+// Restore through groups' chunked transfer) rather than from the log.
+var compacting = collections.WithGroupOptions(groups.WithParams(func() groups.Params {
+	p := quickParams()
+	p.SnapshotEntries, p.CompactionWindow = 10, 2
 	return p
 }()))

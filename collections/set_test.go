@@ -235,6 +235,21 @@ func TestSet(t *testing.T) {
 				t.Fatal("def reader")
 			}
 		}},
+		{"snapshot_catchup", func(t *testing.T, ns []*node.Node, name string) {
+			// A compacted log: the late reader installs a snapshot.
+			w, err := collections.NewSet[uint64](ns[0], name, compacting)
+			w = opened(t, w, err)
+			waitOnline(t, w)
+			for i := range uint64(30) {
+				do(t, func(ctx ctxT) (ver, error) { return w.Insert(ctx, i) })
+			}
+			v := do(t, func(ctx ctxT) (ver, error) { return w.RemoveMany(ctx, seq(10, 30)) })
+			r, err := collections.NewSetReader[uint64](ns[3], name, compacting)
+			r = opened(t, r, err)
+			waitOnline(t, r)
+			waitReach(t, v, r)
+			setIs(t, r, seq(0, 10)...)
+		}},
 		{"bulk_10000", func(t *testing.T, ns []*node.Node, name string) {
 			// The sizes of mosaik's sync suite: 10 000 members loaded with
 			// Extend, then a late reader catches up.

@@ -290,6 +290,43 @@ func TestVec(t *testing.T) {
 				t.Fatal("def reader", g)
 			}
 		}},
+		{"snapshot_catchup", func(t *testing.T, ns []*node.Node, name string) {
+			// mosaik's sync/vec.rs mixed_mutations, with a compacted log:
+			// the late reader installs a snapshot.
+			w, err := collections.NewVec[uint64](ns[0], name, compacting)
+			w = opened(t, w, err)
+			waitOnline(t, w)
+			for _, f := range []func(ctx ctxT) (ver, error){
+				func(ctx ctxT) (ver, error) { return w.Extend(ctx, seq(0, 30)) },
+				func(ctx ctxT) (ver, error) { return w.Truncate(ctx, 0) },
+				func(ctx ctxT) (ver, error) { return w.PushBack(ctx, 20) },
+				func(ctx ctxT) (ver, error) { return w.PushFront(ctx, 10) },
+				func(ctx ctxT) (ver, error) { return w.Insert(ctx, 1, 15) },
+				func(ctx ctxT) (ver, error) { return w.Extend(ctx, []uint64{30, 40}) },
+				func(ctx ctxT) (ver, error) { return w.Swap(ctx, 0, 4) },
+				func(ctx ctxT) (ver, error) { return w.Swap(ctx, 0, 4) },
+				func(ctx ctxT) (ver, error) { return w.PopBack(ctx) },
+				func(ctx ctxT) (ver, error) { return w.PopFront(ctx) },
+				func(ctx ctxT) (ver, error) { return w.PushFront(ctx, 10) },
+				func(ctx ctxT) (ver, error) { return w.Remove(ctx, 1) },
+				func(ctx ctxT) (ver, error) { return w.PushBack(ctx, 100) },
+				func(ctx ctxT) (ver, error) { return w.Remove(ctx, 2) },
+			} {
+				do(t, f)
+			}
+			for i := range uint64(20) { // enough entries for a compaction past the above
+				do(t, func(ctx ctxT) (ver, error) { return w.PushBack(ctx, 1000+i) })
+			}
+			v := do(t, func(ctx ctxT) (ver, error) { return w.Truncate(ctx, 3) })
+			vecIs(t, &w.VecReader, 10, 20, 100)
+			r, err := collections.NewVecReader[uint64](ns[3], name, compacting)
+			r = opened(t, r, err)
+			waitOnline(t, r)
+			waitReach(t, v, r)
+			vecIs(t, r, 10, 20, 100)
+			waitReach(t, do(t, func(ctx ctxT) (ver, error) { return w.PushBack(ctx, 7) }), r)
+			vecIs(t, r, 10, 20, 100, 7)
+		}},
 		{"bulk_10000", func(t *testing.T, ns []*node.Node, name string) {
 			// The sizes of mosaik's sync suite: 10 000 elements loaded with
 			// Extend, then a late reader catches up.
