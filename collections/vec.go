@@ -93,6 +93,18 @@ func (s *vecState[T]) push(its ...vecItem[T]) {
 	s.buf.used = len(s.items)
 }
 
+// shrink keeps the first n items. An array s does not own keeps the
+// others for the states that share it, and is capped at n so that it is
+// never appended to in place again.
+func (s *vecState[T]) shrink(n uint64) {
+	if !s.owned {
+		s.items = s.items[:n:n]
+		return
+	}
+	clear(s.items[n:]) // let the GC have them
+	s.items = s.items[:n]
+}
+
 func (s *vecState[T]) done() {
 	if s.owned {
 		s.buf.used = len(s.items)
@@ -141,7 +153,7 @@ func (k vecKind[T]) apply(s vecState[T], c *command) (vecState[T], outcome) {
 		if n == 0 {
 			return s, noop
 		}
-		s.items = s.items[: n-1 : n-1] // never appended to in place again
+		s.shrink(n - 1)
 	case vecPopFront:
 		if n == 0 {
 			return s, noop
@@ -165,7 +177,7 @@ func (k vecKind[T]) apply(s vecState[T], c *command) (vecState[T], outcome) {
 		if c.N >= n {
 			return s, noop
 		}
-		s.items = s.items[:c.N:c.N]
+		s.shrink(c.N)
 	case vecClear:
 		s = vecState[T]{buf: &vecBuf{}}
 	default:

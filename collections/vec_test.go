@@ -13,12 +13,12 @@ type u64Vec = collections.Vec[uint64]
 type u64VecReader = collections.VecReader[uint64]
 
 func vecW(t *testing.T, n *node.Node, name string) *u64Vec {
-	v, err := collections.NewVec[uint64](n, name)
+	v, err := collections.NewVec[uint64](n, name, quick)
 	return opened(t, v, err)
 }
 
 func vecR(t *testing.T, n *node.Node, name string) *u64VecReader {
-	v, err := collections.NewVecReader[uint64](n, name)
+	v, err := collections.NewVecReader[uint64](n, name, quick)
 	return opened(t, v, err)
 }
 
@@ -263,7 +263,7 @@ func TestVec(t *testing.T) {
 			vecIs(t, &w2.VecReader, 1, 2, 3, 4, 5, 99)
 		}},
 		{"writer_reads_own_writes", func(t *testing.T, ns []*node.Node, name string) {
-			w, err := collections.NewVec[string](ns[0], name)
+			w, err := collections.NewVec[string](ns[0], name, quick)
 			w = opened(t, w, err)
 			waitOnline(t, w)
 			do(t, func(ctx ctxT) (ver, error) { return w.PushBack(ctx, "hello") })
@@ -279,7 +279,7 @@ func TestVec(t *testing.T) {
 			}
 		}},
 		{"construct_from_def", func(t *testing.T, ns []*node.Node, name string) {
-			def := collections.VecDef[string](name)
+			def := collections.VecDef[string](name, quick)
 			w, err := def.Writer(ns[0])
 			w = opened(t, w, err)
 			r, err := def.Reader(ns[1])
@@ -289,6 +289,43 @@ func TestVec(t *testing.T) {
 			if g, _ := r.Get(0); g != "x" || def.Name() != name {
 				t.Fatal("def reader", g)
 			}
+		}},
+		{"snapshot_catchup", func(t *testing.T, ns []*node.Node, name string) {
+			// mosaik's sync/vec.rs mixed_mutations, with a compacted log:
+			// the late reader installs a snapshot.
+			w, err := collections.NewVec[uint64](ns[0], name, compacting)
+			w = opened(t, w, err)
+			waitOnline(t, w)
+			for _, f := range []func(ctx ctxT) (ver, error){
+				func(ctx ctxT) (ver, error) { return w.Extend(ctx, seq(0, 30)) },
+				func(ctx ctxT) (ver, error) { return w.Truncate(ctx, 0) },
+				func(ctx ctxT) (ver, error) { return w.PushBack(ctx, 20) },
+				func(ctx ctxT) (ver, error) { return w.PushFront(ctx, 10) },
+				func(ctx ctxT) (ver, error) { return w.Insert(ctx, 1, 15) },
+				func(ctx ctxT) (ver, error) { return w.Extend(ctx, []uint64{30, 40}) },
+				func(ctx ctxT) (ver, error) { return w.Swap(ctx, 0, 4) },
+				func(ctx ctxT) (ver, error) { return w.Swap(ctx, 0, 4) },
+				func(ctx ctxT) (ver, error) { return w.PopBack(ctx) },
+				func(ctx ctxT) (ver, error) { return w.PopFront(ctx) },
+				func(ctx ctxT) (ver, error) { return w.PushFront(ctx, 10) },
+				func(ctx ctxT) (ver, error) { return w.Remove(ctx, 1) },
+				func(ctx ctxT) (ver, error) { return w.PushBack(ctx, 100) },
+				func(ctx ctxT) (ver, error) { return w.Remove(ctx, 2) },
+			} {
+				do(t, f)
+			}
+			for i := range uint64(20) { // enough entries for a compaction past the above
+				do(t, func(ctx ctxT) (ver, error) { return w.PushBack(ctx, 1000+i) })
+			}
+			v := do(t, func(ctx ctxT) (ver, error) { return w.Truncate(ctx, 3) })
+			vecIs(t, &w.VecReader, 10, 20, 100)
+			r, err := collections.NewVecReader[uint64](ns[3], name, compacting)
+			r = opened(t, r, err)
+			waitOnline(t, r)
+			waitReach(t, v, r)
+			vecIs(t, r, 10, 20, 100)
+			waitReach(t, do(t, func(ctx ctxT) (ver, error) { return w.PushBack(ctx, 7) }), r)
+			vecIs(t, r, 10, 20, 100, 7)
 		}},
 		{"bulk_10000", func(t *testing.T, ns []*node.Node, name string) {
 			// The sizes of mosaik's sync suite: 10 000 elements loaded with
