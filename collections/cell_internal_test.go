@@ -98,7 +98,7 @@ func TestOptState_SnapshotHoldsOneValue(t *testing.T) {
 	k := kind[optState[uint64]](cellKind[uint64]{})
 	for _, body := range [][]byte{{0x01, 0x02}, {0x18, 0x01}, {0x61, 'x'}} {
 		hdr, _ := encode(snapshotHeader{Tag: "test", Version: 1, Size: 1})
-		m := newMachine(k, signature("test", "t"), "test")
+		m := newMachine(k, signature("test", "t"), "test", "t")
 		if err := m.Restore(bytesReader(append(hdr, body...))); err == nil {
 			t.Fatalf("restored % x", body)
 		}
