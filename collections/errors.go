@@ -88,3 +88,13 @@ func wrapErr[S, A any](c *core[S], op string, arg A, err error) error {
 func encodingErr[S, A any](c *core[S], op string, arg A, err error) error {
 	return &MutationError[A]{Collection: c.name, Op: op, Arg: arg, Err: fmt.Errorf("%w: %v", ErrEncoding, err)}
 }
+
+// MayApply reports whether err is a *MutationError whose command may still
+// commit (MayApply set), whatever its argument type: a retry after such
+// an error is at-least-once.
+func MayApply(err error) bool {
+	var m interface{ mayApply() bool }
+	return errors.As(err, &m) && m.mayApply()
+}
+
+func (e *MutationError[A]) mayApply() bool { return e.MayApply }

@@ -3,7 +3,6 @@ package collections_test
 import (
 	"context"
 	"errors"
-	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -88,22 +87,11 @@ func do(t *testing.T, f func(ctx context.Context) (collections.Version, error)) 
 		if err == nil {
 			return v
 		}
-		if mayApply(err) || !errors.Is(err, collections.ErrOffline) || ctx.Err() != nil {
+		if collections.MayApply(err) || !errors.Is(err, collections.ErrOffline) || ctx.Err() != nil {
 			t.Fatal(err)
 		}
 		t.Logf("retrying: %v", err)
 	}
-}
-
-// mayApply reports whether err, a *MutationError of any argument type,
-// says the mutation may still commit (true for any other error).
-func mayApply(err error) bool {
-	v := reflect.ValueOf(err)
-	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
-		return true
-	}
-	f := v.Elem().FieldByName("MayApply")
-	return !f.IsValid() || f.Bool()
 }
 
 func opCtx(t *testing.T) context.Context { return tctx(t, opWithin) }
