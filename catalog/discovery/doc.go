@@ -17,6 +17,11 @@
 //     the network that it does not know yet (or to any, while its catalog
 //     is empty), so a new node gets whole catalogs at once, and relays on
 //     gossip the peers it learns that way;
+//   - syncs with one random connected peer of the network every
+//     Params.AntiEntropyInterval (several heartbeats), which repairs
+//     entries gossip failed to deliver: a node hears peers it is not
+//     connected to only through the gossipsub mesh, whose holes under churn
+//     can keep a live peer's heartbeats from it for longer than PurgeAfter;
 //   - dials newly learned peers while it has few connections (the cascade),
 //     so a node that knows one bootstrap peer converges quickly;
 //   - with a DHT ([WithDHT]), stores the local entry and provider records
@@ -108,8 +113,8 @@
 // UpdateLocal.
 //
 // The service owns the goroutines it starts (announce, gossip read, topic
-// events, host events, purge, RTT, DHT, background syncs and cascade
-// dials) and, in [Service.Close], cancels them, resets the sync streams
+// events, host events, purge, RTT, DHT, anti-entropy,
+// background syncs and cascade dials) and, in [Service.Close], cancels them, resets the sync streams
 // being served and waits for all of them; Close returns within about three
 // Params.DepartureGrace periods. Close is idempotent and safe to call
 // concurrently. After it, [Service.UpdateLocal], [Service.SyncWith],

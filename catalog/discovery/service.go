@@ -209,6 +209,9 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 	if !p.DisableSync && p.CascadeBelow > 0 {
 		s.spawn(s.connectLoop)
 	}
+	if !p.DisableSync && p.AntiEntropyInterval > 0 {
+		s.spawn(s.antiEntropyLoop)
+	}
 	if s.topic != nil {
 		s.spawn(s.readLoop)
 		s.spawn(s.peerEventLoop)
