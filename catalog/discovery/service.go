@@ -213,6 +213,7 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		s.spawn(s.antiEntropyLoop)
 	}
 	if s.topic != nil {
+		s.spawn(s.linkLoop)
 		s.spawn(s.readLoop)
 		s.spawn(s.peerEventLoop)
 		s.spawn(s.relayLoop)
