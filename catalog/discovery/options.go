@@ -114,7 +114,7 @@ func DefaultParams() Params {
 // TestParams returns a fast profile for tests on one machine: entries go
 // stale after 3 s, heartbeats every second ± 25 % (a live peer is purged
 // only when two heartbeats in a row are lost or late), an anti-entropy
-// sync every 2 s. node.WithFastProfile
+// sync every 3 s. node.WithFastProfile
 // pairs it with a gossipsub router sized for many nodes in one process.
 func TestParams() Params {
 	p := DefaultParams()
@@ -125,7 +125,7 @@ func TestParams() Params {
 	p.DepartureGrace = 100 * time.Millisecond
 	p.SyncTimeout = 3 * time.Second
 	p.SyncMinInterval = 200 * time.Millisecond
-	p.AntiEntropyInterval = 2 * time.Second
+	p.AntiEntropyInterval = 3 * time.Second
 	p.RTTProbeInterval = 5 * time.Second
 	p.PingTimeout = 2 * time.Second
 	p.DHTRepublishInterval = 2 * time.Second
