@@ -113,6 +113,11 @@ func TestChurn_ThirtyNodes(t *testing.T) {
 	}
 	t.Logf("every catalog equals the live set %v after the last leaver closed, %v after the last round (purge_after %v)",
 		took.Round(time.Millisecond), time.Since(lastRound).Round(time.Millisecond), purge)
+	var repaired uint64
+	for _, n := range c.live {
+		repaired += n.Discovery().Stats().LinksRepaired
+	}
+	t.Logf("gossip links repaired by the live nodes: %d", repaired)
 	routinesEnd, heapEnd := runtime.NumGoroutine(), heapAlloc() // the leavers' memory can go now
 	c.checkLeaves(purge + settle)
 

@@ -17,6 +17,13 @@
 //     the network that it does not know yet (or to any, while its catalog
 //     is empty), so a new node gets whole catalogs at once, and relays on
 //     gossip the peers it learns that way;
+//   - syncs with one random connected peer of the network every
+//     Params.AntiEntropyInterval (several heartbeats), which repairs
+//     entries gossip failed to deliver: a node hears peers it is not
+//     connected to only through the gossipsub mesh, whose holes under churn
+//     can keep a live peer's heartbeats from it for longer than PurgeAfter;
+//   - repairs gossip links go-libp2p-pubsub has broken (see "Gossip
+//     links" below);
 //   - dials newly learned peers while it has few connections (the cascade),
 //     so a node that knows one bootstrap peer converges quickly;
 //   - with a DHT ([WithDHT]), stores the local entry and provider records
@@ -97,6 +104,23 @@
 // Params.DisableGossip allows a nil router; the catalog is then fed by
 // syncs and the DHT only.
 //
+// # Gossip links
+//
+// go-libp2p-pubsub (v0.19) forgets every topic a connected peer subscribes
+// to when its own writer stream to that peer dies while a connection
+// stays (a stream reset, or a second connection outliving the first). It
+// starts a new writer, but the peer never sends its subscriptions again,
+// so from then on the router neither publishes, forwards nor gossips to
+// it. Every AnnounceInterval the service looks for connected peers that
+// serve the network's sync protocol and speak gossipsub but are not peers
+// of the catalog topic; one seen so on two checks in a row gets its pubsub
+// streams (both ways) reset, at most once per peer every ten minutes.
+// Each router then opens a new writer, which starts with its
+// subscriptions. In plugin mode this touches the router's streams with
+// such a peer only; peers of the network that run without gossip
+// (Params.DisableGossip) but speak gossipsub for other topics see it too,
+// once every ten minutes.
+//
 // # Concurrency and ownership
 //
 // Every method of [Service] is safe for concurrent use. Calls that use the
@@ -108,8 +132,8 @@
 // UpdateLocal.
 //
 // The service owns the goroutines it starts (announce, gossip read, topic
-// events, host events, purge, RTT, DHT, background syncs and cascade
-// dials) and, in [Service.Close], cancels them, resets the sync streams
+// events, gossip links, host events, purge, RTT, DHT, anti-entropy,
+// background syncs and cascade dials) and, in [Service.Close], cancels them, resets the sync streams
 // being served and waits for all of them; Close returns within about three
 // Params.DepartureGrace periods. Close is idempotent and safe to call
 // concurrently. After it, [Service.UpdateLocal], [Service.SyncWith],
@@ -145,6 +169,7 @@
 //	mosaik.discovery.announcements    counter  own entry publications
 //	mosaik.discovery.relayed          counter  entries relayed to gossip after a sync or DHT lookup
 //	mosaik.discovery.dht.puts         counter  result=ok|failed
+//	mosaik.discovery.links.repaired   counter  gossip links reset (see "Gossip links")
 //	mosaik.discovery.catalog.size     gauge    remote peers in the catalog
 //	mosaik.discovery.rtt              histogram, seconds (RTT probe samples; no network attribute)
 //

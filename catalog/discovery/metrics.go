@@ -34,6 +34,7 @@ type Stats struct {
 	Relayed        uint64 // others' entries relayed onto gossip after a sync
 	DHTPuts        uint64 // successful DHT puts of the local entry
 	DHTPutFailures uint64
+	LinksRepaired  uint64 // gossip links reset because pubsub lost a connected peer's topics
 }
 
 type counters struct {
@@ -43,6 +44,7 @@ type counters struct {
 	syncsServed, syncsRefused         atomic.Uint64
 	announcements, relayed            atomic.Uint64
 	dhtPuts, dhtPutFailures           atomic.Uint64
+	linksRepaired                     atomic.Uint64
 
 	mu     sync.Mutex
 	reason map[string]uint64
@@ -81,6 +83,7 @@ func (c *counters) snapshot() Stats {
 		SyncsServed: c.syncsServed.Load(), SyncsRefused: c.syncsRefused.Load(),
 		Announcements: c.announcements.Load(), Relayed: c.relayed.Load(),
 		DHTPuts: c.dhtPuts.Load(), DHTPutFailures: c.dhtPutFailures.Load(),
+		LinksRepaired: c.linksRepaired.Load(),
 	}
 }
 
@@ -120,6 +123,7 @@ func newCounters(mp metric.MeterProvider, network string, size func() int) (*cou
 		{"mosaik.discovery.relayed", "entries relayed to gossip", &c.relayed, nil},
 		{"mosaik.discovery.dht.puts", "DHT puts of the local entry", &c.dhtPuts, []attribute.KeyValue{attribute.String("result", "ok")}},
 		{"mosaik.discovery.dht.puts", "", &c.dhtPutFailures, []attribute.KeyValue{attribute.String("result", "failed")}},
+		{"mosaik.discovery.links.repaired", "gossip links reset because pubsub lost a connected peer's topics", &c.linksRepaired, nil},
 	}
 	instruments := map[string]metric.Int64ObservableCounter{}
 	var all []metric.Observable

@@ -61,6 +61,12 @@ type Params struct {
 	// AnnounceInterval, it dials random catalog peers while fewer than this
 	// many of them are connected. 0 turns both off. Default 8.
 	CascadeBelow int
+	// AntiEntropyInterval is the mean interval (jittered ±50 %) between
+	// syncs with one random connected peer of the network, which repair
+	// entries that gossip failed to deliver (see PROTOCOL.md §10.5). Each
+	// costs one full catalog exchange, so keep it several heartbeats long.
+	// 0 turns them off. Default 2 min (four heartbeats).
+	AntiEntropyInterval time.Duration
 
 	// RTTProbeInterval is the mean interval between RTT probe rounds over
 	// the catalog peers (jittered ±50 %). Default 30 s.
@@ -97,6 +103,7 @@ func DefaultParams() Params {
 		MaxConcurrentSyncs:   32,
 		MaxSyncMessage:       8 << 20,
 		CascadeBelow:         8,
+		AntiEntropyInterval:  2 * time.Minute,
 		RTTProbeInterval:     30 * time.Second,
 		PingTimeout:          5 * time.Second,
 		DHTRepublishInterval: 120 * time.Second,
@@ -106,7 +113,8 @@ func DefaultParams() Params {
 
 // TestParams returns a fast profile for tests on one machine: entries go
 // stale after 3 s, heartbeats every second ± 25 % (a live peer is purged
-// only when two heartbeats in a row are lost or late). node.WithFastProfile
+// only when two heartbeats in a row are lost or late), an anti-entropy
+// sync every 3 s. node.WithFastProfile
 // pairs it with a gossipsub router sized for many nodes in one process.
 func TestParams() Params {
 	p := DefaultParams()
@@ -117,6 +125,7 @@ func TestParams() Params {
 	p.DepartureGrace = 100 * time.Millisecond
 	p.SyncTimeout = 3 * time.Second
 	p.SyncMinInterval = 200 * time.Millisecond
+	p.AntiEntropyInterval = 3 * time.Second
 	p.RTTProbeInterval = 5 * time.Second
 	p.PingTimeout = 2 * time.Second
 	p.DHTRepublishInterval = 2 * time.Second
@@ -154,6 +163,9 @@ func (p Params) Validate() error {
 	}
 	if p.SyncBurst < 1 || p.MaxConcurrentSyncs < 1 || p.CascadeBelow < 0 {
 		errs = append(errs, fmt.Errorf("SyncBurst and MaxConcurrentSyncs must be >= 1 and CascadeBelow >= 0"))
+	}
+	if p.AntiEntropyInterval < 0 {
+		errs = append(errs, fmt.Errorf("AntiEntropyInterval must be >= 0, got %v", p.AntiEntropyInterval))
 	}
 	if p.MaxSyncMessage < p.Catalog.MaxEntrySize {
 		errs = append(errs, fmt.Errorf("MaxSyncMessage %d must be >= Catalog.MaxEntrySize %d", p.MaxSyncMessage, p.Catalog.MaxEntrySize))

@@ -45,6 +45,7 @@ func TestParams_ValidateRejectsBadValues(t *testing.T) {
 		{"zero SyncBurst", func(p *discovery.Params) { p.SyncBurst = 0 }},
 		{"zero MaxConcurrentSyncs", func(p *discovery.Params) { p.MaxConcurrentSyncs = 0 }},
 		{"negative CascadeBelow", func(p *discovery.Params) { p.CascadeBelow = -1 }},
+		{"negative AntiEntropyInterval", func(p *discovery.Params) { p.AntiEntropyInterval = -time.Second }},
 		{"MaxSyncMessage below MaxEntrySize", func(p *discovery.Params) { p.MaxSyncMessage = p.Catalog.MaxEntrySize - 1 }},
 		{"zero RTTProbeInterval", func(p *discovery.Params) { p.RTTProbeInterval = 0 }},
 		{"zero PingTimeout", func(p *discovery.Params) { p.PingTimeout = 0 }},
@@ -80,6 +81,7 @@ func TestParams_ValidateAcceptsEdgeValues(t *testing.T) {
 		{"zero DepartureGrace", func(p *discovery.Params) { p.DepartureGrace = 0 }},
 		{"zero AnnounceJitter", func(p *discovery.Params) { p.AnnounceJitter = 0 }},
 		{"zero CascadeBelow", func(p *discovery.Params) { p.CascadeBelow = 0 }},
+		{"zero AntiEntropyInterval", func(p *discovery.Params) { p.AntiEntropyInterval = 0 }},
 		{"gossip and sync disabled", func(p *discovery.Params) { p.DisableGossip, p.DisableSync = true, true }},
 		{"MaxSyncMessage equal to MaxEntrySize", func(p *discovery.Params) { p.MaxSyncMessage = p.Catalog.MaxEntrySize }},
 	}

@@ -209,7 +209,11 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 	if !p.DisableSync && p.CascadeBelow > 0 {
 		s.spawn(s.connectLoop)
 	}
+	if !p.DisableSync && p.AntiEntropyInterval > 0 {
+		s.spawn(s.antiEntropyLoop)
+	}
 	if s.topic != nil {
+		s.spawn(s.linkLoop)
 		s.spawn(s.readLoop)
 		s.spawn(s.peerEventLoop)
 		s.spawn(s.relayLoop)

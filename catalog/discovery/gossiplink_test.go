@@ -1,0 +1,54 @@
+package discovery_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/catalog/discovery"
+	"github.com/mosaik-go/mosaik/internal/testutil"
+)
+
+// TestGossipLink_RepairedAfterWriterDies: when a's pubsub writer stream to
+// b dies while they stay connected, go-libp2p-pubsub forgets b's topics
+// and b never sends them again, so b is no topic peer of a's any more (a
+// publishes nothing to it). The service sees a connected peer of its
+// network outside the topic and resets the pubsub streams with it, after
+// which each side knows the other's topics again. Anti-entropy syncs are
+// off, so the catalog could not hide a broken link.
+func TestGossipLink_RepairedAfterWriterDies(t *testing.T) {
+	nw := catalog.IDFromString("discovery-test/gossip-link")
+	noAE := withParams(func(p *discovery.Params) { p.AntiEntropyInterval = 0 })
+	a, b := newNode(t, nw, noAE), newNode(t, nw, noAE)
+	topic := discovery.TopicName(nw)
+	sees := func(x, y *testNode) bool { return slices.Contains(x.ps.ListPeers(topic), y.h.ID()) }
+	connect(t, a.h, b.h)
+	testutil.Eventually(t, 10*time.Second, func() bool { return sees(a, b) && sees(b, a) }, "a and b are not topic peers")
+
+	reset := 0
+	for _, c := range a.h.Network().ConnsToPeer(b.h.ID()) {
+		for _, st := range c.GetStreams() {
+			if st.Stat().Direction == network.DirOutbound && slices.Contains(pubsub.GossipSubDefaultProtocols, st.Protocol()) {
+				_ = st.Reset()
+				reset++
+			}
+		}
+	}
+	if reset == 0 {
+		t.Fatal("a has no pubsub writer stream to b")
+	}
+	// The loss is what the repair is for: a forgets b's subscription.
+	testutil.Eventually(t, 5*time.Second, func() bool { return !sees(a, b) }, "a kept b as a topic peer after its writer died")
+	testutil.Eventually(t, 10*time.Second, func() bool { return sees(a, b) && sees(b, a) },
+		"the gossip link was not repaired")
+	if got := a.svc.Stats().LinksRepaired; got != 1 {
+		t.Errorf("a repaired %d links, want 1", got)
+	}
+	if a.h.Network().Connectedness(b.h.ID()) != network.Connected {
+		t.Error("the repair closed the connection")
+	}
+}
