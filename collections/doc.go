@@ -1,0 +1,69 @@
+// Package collections provides typed, replicated data structures that any
+// node opens by name, as a writer or a reader: Map, Vec, Set, Cell, Once
+// and PriorityQueue. Each collection is one group (package groups) whose
+// state machine is the data structure, so it is replicated by Raft,
+// consistent on every replica and caught up on a late join by a chunked
+// snapshot from any member that holds one.
+//
+// # Model
+//
+// A collection is named by a string. Its group id derives from the name,
+// the collection's kind, the Go types of its keys and values (package
+// path and name), the consensus timings that are part of every group id
+// and the WithRequireTicket validators (PROTOCOL.md §22). Programs that
+// open the same name with the same types and options join the same group;
+// anything else is another collection.
+//
+// Writers (NewMap, NewVec, ...) are raft voters or learners waiting to be
+// promoted; readers (NewMapReader, ...) are learners that never vote, so
+// adding readers never slows commits down. WithoutVote opens a writer
+// that keeps the reader role: for short-lived clients (the reference
+// node's map commands) that must not join the voter set.
+//
+// # Usual calls
+//
+//	var Users = collections.MapDef[string, User]("chat.users")
+//
+//	users, err := Users.Writer(n)         // n is a *node.Node (any Host)
+//	defer users.Close()
+//	err = users.When().Online(ctx)        // a leader is known
+//	v, err := users.Insert(ctx, "alice", User{...})
+//	u, ok := users.Get("alice")           // local, never blocks
+//	for k, u := range users.All() { ... } // key order, equal on every replica
+//
+// # Reads and versions
+//
+// Reads are local: they see the latest state applied on this node, from
+// an immutable snapshot (an O(1) copy-on-write clone), and never wait for
+// the network. Every mutation returns the Version (log index) it
+// committed at, once it is applied on this node, so a writer reads its
+// own writes at once. Another replica holds them after When().Reaches(v).
+// Sync is a linearizable read barrier: after it returns, local reads hold
+// every mutation committed before the call.
+//
+// # Encoding and order
+//
+// Keys and values are encoded as canonical CBOR (RFC 8949 core
+// deterministic encoding). Map and Set keep their items ordered by the
+// encoding of the key, so iteration order is the same on every replica;
+// compare-and-swap compares encodings. Values whose encoding does not
+// decode back to the same bytes (a string that is not UTF-8) are refused
+// on the caller's side with ErrEncoding.
+//
+// # Caller's duties
+//
+//   - Close every handle. Opening a name already open on the node with the
+//     same types returns another handle to the same replica.
+//   - A *MutationError hands the argument back. When MayApply(err) is true
+//     the mutation may still commit; a retry is then at-least-once.
+//   - Every replica of a collection must use the same types, the same
+//     consensus timings (groups.Params) and the same ticket validators.
+//
+// # Where this differs from mosaik
+//
+// Vec.Insert past the end is refused on the caller's side (mosaik panics
+// the group on every node); compare-and-swap reports whether it applied;
+// a command that is invalid when applied (only a hand-crafted one can be)
+// is a no-op on every replica and counted (Rejected); a minority never
+// commits (see package groups); Sync gives linearizable reads.
+package collections
