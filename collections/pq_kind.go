@@ -16,7 +16,7 @@ const (
 	pqExtend         = 2 // Many: key, value, priority, key, value, priority, ...
 	pqUpdatePriority = 3 // A key, C priority
 	pqUpdateValue    = 4 // A key, B value
-	pqCAS            = 5 // A key, B expected, C new (if N == 2; N == 0 deletes)
+	pqCAS            = 5 // A key, B expected; N == 2: C new, N == 0: delete
 	pqRemove         = 6 // A key
 	pqRemoveKeys     = 7 // Many: keys
 	pqRemoveRange    = 8 // N start bound, M end bound (boundKind); B start, C end priority
@@ -169,10 +169,7 @@ func (k pqKind[P, K, V]) cas(s *pqState[P, K, V], c *command) (*pqState[P, K, V]
 	}
 	var nv V
 	switch c.N {
-	case 0:
-		if len(c.C) != 0 {
-			return s, invalid
-		}
+	case 0: // C is not read (the wire may carry an empty C as null)
 	case 2:
 		var ok bool
 		if nv, ok = decode[V](c.C); !ok {
@@ -224,8 +221,8 @@ type pqBound[P cmp.Ordered] struct {
 
 func decodeBound[P cmp.Ordered](kind uint64, raw cbor.RawMessage) (pqBound[P], bool) {
 	switch kind {
-	case uint64(boundUnbounded):
-		return pqBound[P]{}, len(raw) == 0
+	case uint64(boundUnbounded): // raw is not read
+		return pqBound[P]{}, true
 	case uint64(boundIncluded), uint64(boundExcluded):
 		p, ok := decode[P](raw)
 		return pqBound[P]{kind: boundKind(kind), p: p}, ok
