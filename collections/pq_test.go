@@ -466,6 +466,20 @@ var pqCases = []pqCase{
 		want := slices.Concat(all[5:20], all[50:81], all[91:])
 		pqSame(t, want, w, r, r2)
 	}},
+	// mosaik: tests/collections/sync/depq.rs min_max_after_sync
+	{"MinMaxAfterSync", func(t *testing.T, s pqSetup) {
+		w, r1 := s.writer(s.nodes[0]), s.reader(s.nodes[1])
+		v := doer(t)(w.Extend(subCtx(t), []pqE{{500, 1, 10}, {50, 2, 20}, {999, 3, 30}, {1, 4, 40}, {250, 5, 50}}))
+		r2 := s.reader(s.nodes[2])
+		reach(t, v, r1, r2)
+		for _, r := range []*pqR{r1, r2} {
+			lo, _ := r.Min()
+			hi, _ := r.Max()
+			if lo != (pqE{1, 4, 40}) || hi != (pqE{999, 3, 30}) {
+				t.Fatalf("min %v max %v", lo, hi)
+			}
+		}
+	}},
 	// mosaik: tests/collections/depq.rs iter_ordering_after_mutations
 	{"IterOrderingAfterMutations", func(t *testing.T, s pqSetup) {
 		w, r := s.writer(s.nodes[0]), s.reader(s.nodes[1])
