@@ -239,11 +239,11 @@ var pqCases = []pqCase{
 		w0, w1 := s.writer(s.nodes[0]), s.writer(s.nodes[1])
 		r := s.reader(s.nodes[2])
 		agree(t, w0, w1, r)
-		ctx, do := subCtx(t), doer(t)
-		do(w0.Insert(ctx, 10, 1, 100))
-		do(w1.Insert(ctx, 20, 2, 200))
-		do(w0.Insert(ctx, 30, 3, 300))
-		v := do(w1.Extend(ctx, []pqE{{40, 4, 400}, {50, 5, 500}}))
+		ctx := subCtx(t)
+		retried(t, w0, func() (collections.Version, error) { return w0.Insert(ctx, 10, 1, 100) })
+		retried(t, w1, func() (collections.Version, error) { return w1.Insert(ctx, 20, 2, 200) })
+		retried(t, w0, func() (collections.Version, error) { return w0.Insert(ctx, 30, 3, 300) })
+		v := retried(t, w1, func() (collections.Version, error) { return w1.Extend(ctx, []pqE{{40, 4, 400}, {50, 5, 500}}) })
 		reach(t, v, w0, w1, r)
 		pqSame(t, entries(10, 20, 30, 40, 50), w0, w1, r)
 	}},
@@ -352,11 +352,11 @@ var pqCases = []pqCase{
 		w0, w1 := s.writer(s.nodes[0]), s.writer(s.nodes[1])
 		r0, r1 := s.reader(s.nodes[2]), s.reader(s.nodes[3])
 		agree(t, w0, w1, r0, r1)
-		ctx, do := subCtx(t), doer(t)
-		do(w0.Extend(ctx, entries(10, 20, 30)))
-		do(w1.Extend(ctx, []pqE{{40, 4, 400}, {50, 5, 500}}))
-		do(w0.Remove(ctx, 1))
-		v := do(w1.Insert(ctx, 60, 6, 600))
+		ctx := subCtx(t)
+		retried(t, w0, func() (collections.Version, error) { return w0.Extend(ctx, entries(10, 20, 30)) })
+		retried(t, w1, func() (collections.Version, error) { return w1.Extend(ctx, []pqE{{40, 4, 400}, {50, 5, 500}}) })
+		retried(t, w0, func() (collections.Version, error) { return w0.Remove(ctx, 1) })
+		v := retried(t, w1, func() (collections.Version, error) { return w1.Insert(ctx, 60, 6, 600) })
 		reach(t, v, w0, w1, r0, r1)
 		pqSame(t, []pqE{{20, 2, 200}, {30, 3, 300}, {40, 4, 400}, {50, 5, 500}, {60, 6, 600}}, w0, w1, r0, r1)
 	}},
@@ -371,7 +371,7 @@ var pqCases = []pqCase{
 		if w1.Len() != 5 {
 			t.Fatalf("late writer holds %d", w1.Len())
 		}
-		v = do(w1.Insert(ctx, 99, 99, 990))
+		v = retried(t, w1, func() (collections.Version, error) { return w1.Insert(ctx, 99, 99, 990) })
 		reach(t, v, w0)
 		pqSame(t, nil, w0, w1)
 		if w0.Len() != 6 {

@@ -2,6 +2,7 @@ package collections_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -111,4 +112,27 @@ func agree(t testing.TB, hs ...led) {
 		}
 		return true
 	}, "the handles do not agree on a leader")
+}
+
+// retried runs an idempotent mutation on h until it commits. Writers that
+// just merged clusters (see agree) can lose their leader for a moment, as
+// in mosaik, where the caller retries after When().Online.
+func retried(t testing.TB, h when, op func() (collections.Version, error)) collections.Version {
+	t.Helper()
+	ctx := subCtx(t)
+	for {
+		v, err := op()
+		if err == nil {
+			return v
+		}
+		if !errors.Is(err, collections.ErrOffline) && !errors.Is(err, collections.ErrNotApplied) {
+			t.Fatal(err)
+		}
+		if err := h.When().Online(ctx); err != nil {
+			t.Fatalf("offline and never online again: %v", err)
+		}
+		if ctx.Err() != nil {
+			t.Fatal(err)
+		}
+	}
 }
