@@ -113,31 +113,38 @@ var pqCASCases = []pqCase{
 		reach(t, v, r)
 		pqSame(t, []pqE{{10, 1, 111}, {20, 2, 200}}, w, r)
 	}},
-	// mosaik: tests/collections/depq.rs construct_from_def (and
-	// construct_from_macro: Go has no macros, a package-level definition
-	// value is the one way).
+	// mosaik: tests/collections/depq.rs construct_from_def
 	{"ConstructFromDef", func(t *testing.T, s pqSetup) {
-		def := collections.PriorityQueueDef[uint64, string, string](s.name, fast)
-		w, err := def.Writer(s.nodes[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		closeAtEnd(t, w)
-		r, err := def.Reader(s.nodes[1])
-		if err != nil {
-			t.Fatal(err)
-		}
-		closeAtEnd(t, r)
-		online(t, w, r)
-		if w.GroupID() != r.GroupID() {
-			t.Fatal("writer and reader of one definition in different groups")
-		}
-		v := doer(t)(w.Insert(subCtx(t), 1, "k", "v"))
-		reach(t, v, r)
-		if got, ok := r.Get("k"); !ok || got != "v" {
-			t.Fatalf("reader: %q %v", got, ok)
-		}
+		pqFromDef(t, s, collections.PriorityQueueDef[uint64, string, string](s.name, fast))
 	}},
+	// mosaik: tests/collections/depq.rs construct_from_macro: Go has no
+	// macros; a package-level definition value is the way.
+	{"ConstructFromMacro", func(t *testing.T, s pqSetup) { pqFromDef(t, s, pqDef) }},
+}
+
+// pqDef is a package-level definition, as a program declares one.
+var pqDef = collections.PriorityQueueDef[uint64, string, string]("test.depq.construct_from_macro", fast)
+
+func pqFromDef(t *testing.T, s pqSetup, def collections.PriorityQueueDefinition[uint64, string, string]) {
+	w, err := def.Writer(s.nodes[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeAtEnd(t, w)
+	r, err := def.Reader(s.nodes[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeAtEnd(t, r)
+	online(t, w, r)
+	if w.GroupID() != r.GroupID() {
+		t.Fatal("writer and reader of one definition in different groups")
+	}
+	v := doer(t)(w.Insert(subCtx(t), 1, "k", "v"))
+	reach(t, v, r)
+	if got, ok := r.Get("k"); !ok || got != "v" {
+		t.Fatalf("reader: %q %v", got, ok)
+	}
 }
 
 // boundedDef is a package-level definition, as a program declares one.
