@@ -73,11 +73,13 @@ func pqParts[P cmp.Ordered, K, V any](capacity uint64) []string {
 	return []string{typeTag[P](), typeTag[K](), typeTag[V](), "capacity=" + strconv.FormatUint(capacity, 10)}
 }
 
-var errZeroCapacity = errors.New("collections: a bounded priority queue needs a capacity of at least 1")
+// ErrInvalidCapacity is returned when a bounded priority queue is opened
+// with a capacity of 0.
+var ErrInvalidCapacity = errors.New("collections: a bounded priority queue needs a capacity of at least 1")
 
 func openPQ[P cmp.Ordered, K, V any](h Host, name string, capacity uint64, writer bool, opts []Option) (PriorityQueueReader[P, K, V], error) {
 	if capacity == 0 {
-		return PriorityQueueReader[P, K, V]{}, errZeroCapacity
+		return PriorityQueueReader[P, K, V]{}, ErrInvalidCapacity
 	}
 	k := kind[*pqState[P, K, V]](pqKind[P, K, V]{capacity: capacity})
 	c, err := open(h, "depq", name, k, writer, pqParts[P, K, V](capacity), opts)

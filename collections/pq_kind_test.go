@@ -2,6 +2,7 @@ package collections
 
 import (
 	"bytes"
+	"errors"
 	"cmp"
 	"math"
 	"slices"
@@ -290,5 +291,14 @@ func TestPQKind_SnapshotRoundTrip(t *testing.T) {
 	small := newPQM[float64, string, uint64](t, 4)
 	if err := small.m.Restore(bytes.NewReader(buf.Bytes())); err == nil {
 		t.Fatal("a snapshot over the capacity was restored")
+	}
+}
+
+func TestPQ_ZeroCapacityRefused(t *testing.T) {
+	if _, err := NewBoundedPriorityQueue[int, int, int](nil, "q", 0); !errors.Is(err, ErrInvalidCapacity) {
+		t.Fatalf("capacity 0: %v", err)
+	}
+	if _, err := NewBoundedPriorityQueueReader[int, int, int](nil, "q", 0); !errors.Is(err, ErrInvalidCapacity) {
+		t.Fatalf("capacity 0: %v", err)
 	}
 }
