@@ -2,8 +2,8 @@ package collections
 
 import (
 	"bytes"
-	"errors"
 	"cmp"
+	"errors"
 	"math"
 	"slices"
 	"testing"
