@@ -6,20 +6,19 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
-	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/groups"
 	"github.com/mosaik-go/mosaik/internal/detcbor"
 )
 
 func newMapMachine() *machine[mapState[string, int64]] {
-	return newMachine(kind[mapState[string, int64]](mapKind[string, int64]{}), catalog.IDFromString("test"), "map")
+	return testMachine(kind[mapState[string, int64]](mapKind[string, int64]{}), "map")
 }
 
 // FuzzMapApply applies hand-crafted commands to a map (never a panic; two
 // replicas agree; a snapshot restores to the same map) and restores the
 // input as a snapshot.
 func FuzzMapApply(f *testing.F) {
-	k, v, k2, v2 := raw(f, "k"), raw(f, int64(-1)), raw(f, "k2"), raw(f, int64(2))
+	k, v, k2, v2 := cborOf(f, "k"), cborOf(f, int64(-1)), cborOf(f, "k2"), cborOf(f, int64(2))
 	for _, cmds := range [][]command{
 		{{Op: mapInsert, A: k, B: v}, {Op: mapExtend, Many: []cbor.RawMessage{k2, v2, k, v2}}},
 		{{Op: mapInsert, A: k, B: v}, {Op: mapCAS, A: k, N: 3, B: v, C: v2}, {Op: mapCAS, A: k2, N: 2, C: v}, {Op: mapCAS, A: k, N: 1, B: v2}},

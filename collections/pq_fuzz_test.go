@@ -14,13 +14,13 @@ import (
 const maxFuzzInput = 1 << 16
 
 func pqSeeds(f *testing.F) {
-	k, v, p := raw(f, "k"), raw(f, "v"), raw(f, int64(-3))
-	k2, p2 := raw(f, "k2"), raw(f, int64(7))
+	k, v, p := cborOf(f, "k"), cborOf(f, "v"), cborOf(f, int64(-3))
+	k2, p2 := cborOf(f, "k2"), cborOf(f, int64(7))
 	for _, cmds := range [][]command{
 		{{Op: pqInsert, A: k, B: v, C: p}, {Op: pqInsert, A: k2, B: v, C: p2}},
-		{{Op: pqExtend, Many: []cbor.RawMessage{k, v, p, k2, v, p2, raw(f, "k3"), v, p}}},
-		{{Op: pqInsert, A: k, B: v, C: p}, {Op: pqUpdatePriority, A: k, C: p2}, {Op: pqUpdateValue, A: k, B: raw(f, "w")}},
-		{{Op: pqInsert, A: k, B: v, C: p}, {Op: pqCAS, A: k, B: v, N: 2, C: raw(f, "w")}, {Op: pqCAS, A: k, B: raw(f, "w")}},
+		{{Op: pqExtend, Many: []cbor.RawMessage{k, v, p, k2, v, p2, cborOf(f, "k3"), v, p}}},
+		{{Op: pqInsert, A: k, B: v, C: p}, {Op: pqUpdatePriority, A: k, C: p2}, {Op: pqUpdateValue, A: k, B: cborOf(f, "w")}},
+		{{Op: pqInsert, A: k, B: v, C: p}, {Op: pqCAS, A: k, B: v, N: 2, C: cborOf(f, "w")}, {Op: pqCAS, A: k, B: cborOf(f, "w")}},
 		{{Op: pqInsert, A: k, B: v, C: p}, {Op: pqRemove, A: k}, {Op: pqRemoveKeys, Many: []cbor.RawMessage{k, k2}}},
 		{{Op: pqInsert, A: k, B: v, C: p}, {Op: pqRemoveRange, N: 1, B: p, M: 2, C: p2}, {Op: pqRemoveRange}, {Op: pqClear}},
 	} {

@@ -23,8 +23,13 @@ type pqm[P cmp.Ordered, K, V any] struct {
 	index uint64
 }
 
+// testMachine is the one place these tests make a machine.
+func testMachine[S any](k kind[S], tag string) *machine[S] {
+	return newMachine(k, catalog.IDFromString("test"), tag)
+}
+
 func newPQM[P cmp.Ordered, K, V any](t testing.TB, capacity uint64) *pqm[P, K, V] {
-	return &pqm[P, K, V]{t: t, m: newMachine(kind[*pqState[P, K, V]](pqKind[P, K, V]{capacity: capacity}), catalog.IDFromString("test"), "depq")}
+	return &pqm[P, K, V]{t: t, m: testMachine(kind[*pqState[P, K, V]](pqKind[P, K, V]{capacity: capacity}), "depq")}
 }
 
 // run applies cmds as one run, each after a trip through the wire
@@ -45,7 +50,7 @@ func (q *pqm[P, K, V]) run(cmds ...command) {
 	q.index += uint64(len(cmds)) - 1
 }
 
-func raw(t testing.TB, v any) cbor.RawMessage {
+func cborOf(t testing.TB, v any) cbor.RawMessage {
 	t.Helper()
 	b, err := encode(v)
 	if err != nil {
@@ -55,16 +60,16 @@ func raw(t testing.TB, v any) cbor.RawMessage {
 }
 
 func (q *pqm[P, K, V]) insert(p P, k K, v V) {
-	q.run(command{Op: pqInsert, A: raw(q.t, k), B: raw(q.t, v), C: raw(q.t, p)})
+	q.run(command{Op: pqInsert, A: cborOf(q.t, k), B: cborOf(q.t, v), C: cborOf(q.t, p)})
 }
 
 func (q *pqm[P, K, V]) removeRange(lo, hi Bound[P]) {
 	c := command{Op: pqRemoveRange, N: uint64(lo.kind), M: uint64(hi.kind)}
 	if lo.kind != boundUnbounded {
-		c.B = raw(q.t, lo.p)
+		c.B = cborOf(q.t, lo.p)
 	}
 	if hi.kind != boundUnbounded {
-		c.C = raw(q.t, hi.p)
+		c.C = cborOf(q.t, hi.p)
 	}
 	q.run(c)
 }
@@ -118,14 +123,14 @@ func TestPQKind_BoundedEvictsLowestThenSmallestKey(t *testing.T) {
 	}
 	// An extend evicts after each entry: three higher entries push out all.
 	q.run(command{Op: pqExtend, Many: []cbor.RawMessage{
-		raw(t, "f"), raw(t, "x"), raw(t, int64(40)),
-		raw(t, "g"), raw(t, "x"), raw(t, int64(50)),
-		raw(t, "h"), raw(t, "x"), raw(t, int64(60)),
+		cborOf(t, "f"), cborOf(t, "x"), cborOf(t, int64(40)),
+		cborOf(t, "g"), cborOf(t, "x"), cborOf(t, int64(50)),
+		cborOf(t, "h"), cborOf(t, "x"), cborOf(t, int64(60)),
 	}})
 	if got := q.keys(); !slices.Equal(got, []string{"f", "g", "h"}) {
 		t.Fatalf("after extend: %v", got)
 	}
-	q.run(command{Op: pqUpdatePriority, A: raw(t, "h"), C: raw(t, int64(-1))})
+	q.run(command{Op: pqUpdatePriority, A: cborOf(t, "h"), C: cborOf(t, int64(-1))})
 	if got := q.keys(); !slices.Equal(got, []string{"h", "f", "g"}) {
 		t.Fatalf("after update priority: %v", got)
 	}
@@ -206,9 +211,9 @@ func TestPQKind_CompareAndSwapValue(t *testing.T) {
 	q.insert(10, 1, 100)
 	q.insert(20, 2, 200)
 	cas := func(k, exp uint64, nv *uint64) outcome {
-		c := command{Op: pqCAS, A: raw(t, k), B: raw(t, exp)}
+		c := command{Op: pqCAS, A: cborOf(t, k), B: cborOf(t, exp)}
 		if nv != nil {
-			c.N, c.C = 2, raw(t, *nv)
+			c.N, c.C = 2, cborOf(t, *nv)
 		}
 		q.run(c)
 		return q.m.outcomes.get(q.index)
@@ -236,7 +241,7 @@ func TestPQKind_CompareAndSwapValue(t *testing.T) {
 func TestPQKind_InvalidCommands(t *testing.T) {
 	q := newPQM[int64, string, string](t, 2)
 	q.insert(1, "a", "x")
-	k, v, p := raw(t, "k"), raw(t, "v"), raw(t, int64(1))
+	k, v, p := cborOf(t, "k"), cborOf(t, "v"), cborOf(t, int64(1))
 	nonCanonical := cbor.RawMessage{0x18, 0x01} // 1 in two bytes
 	for _, c := range []command{
 		{Op: 0},
