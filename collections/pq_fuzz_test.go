@@ -65,8 +65,8 @@ func FuzzPriorityQueueApply(f *testing.F) {
 			q := newPQM[int64, string, string](t, capacity)
 			twin := newPQM[int64, string, string](t, capacity)
 			for _, c := range cmds {
-				q.run(c)
-				twin.run(c)
+				q.runRaw(c)
+				twin.runRaw(c)
 				q.check()
 				if uint64(q.m.load().size) > capacity {
 					t.Fatalf("%d entries over capacity %d", q.m.load().size, capacity)

@@ -45,6 +45,12 @@ func (q *pqm[P, K, V]) run(cmds ...command) {
 			q.t.Fatal(err)
 		}
 	}
+	q.runRaw(cmds...)
+}
+
+// runRaw applies cmds as they are, as the group hands a machine the
+// commands it decoded from the log.
+func (q *pqm[P, K, V]) runRaw(cmds ...command) {
 	q.index++
 	q.m.Apply(groups.ApplyContext{FirstIndex: q.index}, cmds)
 	q.index += uint64(len(cmds)) - 1
