@@ -11,6 +11,7 @@ type Option func(*config)
 type config struct {
 	tickets []policy.TicketValidator
 	group   []groups.Option
+	sync    *SyncConfig // WithSync; nil keeps the group's own
 }
 
 // WithRequireTicket makes every replica of the collection (writers and
