@@ -11,7 +11,7 @@ import (
 // collection's state, and how long it keeps a snapshot to serve others.
 // Zero fields keep the defaults (DefaultSyncConfig).
 //
-// How sync works (PROTOCOL.md §20, §22.4): the leader sends the lagging
+// How sync works (PROTOCOL.md §20 and §22.1): the leader sends the lagging
 // replica a descriptor of its latest snapshot; the replica fetches the
 // bytes in chunks from every member holding a snapshot at that log index
 // (the leader last), retries a chunk on the next holder when one times out,
