@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/fxamacker/cbor/v2"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/groups"
@@ -292,6 +293,9 @@ type core[S any] struct {
 	writer bool
 	g      *groups.Group[command, struct{}, Version]
 	m      *machine[S]
+
+	sizeReg   metric.Registration // the size gauge's callback
+	closeOnce sync.Once
 }
 
 func open[S any](h Host, kindName, name string, k kind[S], writer bool, parts []string, opts []Option) (*core[S], error) {
@@ -311,6 +315,9 @@ func open[S any](h Host, kindName, name string, k kind[S], writer bool, parts []
 	for _, v := range cfg.tickets {
 		gopts = append(gopts, groups.WithRequireTicket(v))
 	}
+	if cfg.sync != nil {
+		gopts = append(gopts, groups.WithSnapshotParams(cfg.sync.SnapshotParams()))
+	}
 	if writer && !cfg.noVote {
 		gopts = append(gopts, groups.WithRole(groups.RoleWriter))
 	} else {
@@ -320,7 +327,18 @@ func open[S any](h Host, kindName, name string, k kind[S], writer bool, parts []
 	if err != nil {
 		return nil, fmt.Errorf("collections: open %s %q: %w", kindName, name, err)
 	}
-	return &core[S]{name: name, kind: kindName, writer: writer, g: g, m: m}, nil
+	c := &core[S]{name: name, kind: kindName, writer: writer, g: g, m: m}
+	if c.sizeReg, err = registerSize(h.Groups(), c); err != nil {
+		_ = g.Close()
+		return nil, fmt.Errorf("collections: open %s %q: metrics: %w", kindName, name, err)
+	}
+	return c, nil
+}
+
+// close leaves the collection on this node. Idempotent.
+func (c *core[S]) close() error {
+	c.closeOnce.Do(func() { _ = c.sizeReg.Unregister() })
+	return c.g.Close()
 }
 
 // state returns the latest applied state.

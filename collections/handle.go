@@ -61,7 +61,7 @@ func (h handle[S]) Sync(ctx context.Context) (Version, error) {
 func (h handle[S]) When() When { return When{c: h.c.g.When(), m: h.c.m.watchVersion} }
 
 // Close leaves the collection on this node. Idempotent.
-func (h handle[S]) Close() error { return h.c.g.Close() }
+func (h handle[S]) Close() error { return h.c.close() }
 
 // When waits for conditions on a collection. Every method blocks until
 // the condition holds, ctx ends or the collection is closed

@@ -12,6 +12,7 @@ type config struct {
 	tickets []policy.TicketValidator
 	group   []groups.Option
 	noVote  bool
+	sync    *SyncConfig // WithSync; nil keeps the group's own
 }
 
 // WithRequireTicket makes every replica of the collection (writers and

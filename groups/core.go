@@ -166,7 +166,7 @@ func newGroupCore(s *Service, id catalog.ID, cfg config, sm machine) (*groupCore
 	}
 	c.view.init()
 	sn, _ := s.net.(snapshotNet)
-	c.snap.init(sn)
+	c.snap.init(sn, cfg.snapshot)
 	// Request ids start at random so a restarted node never reuses one.
 	c.nextSeq = rand.Uint64() >> 1
 	init, err := sm.snapshot()

@@ -62,10 +62,10 @@ type snapXfer struct {
 	sent     map[uint64]int64 // leader: raft id → tick its MsgSnap went out
 }
 
-func (x *snapXfer) init(net snapshotNet) {
-	x.cache = newSnapshotCache(defaultSnapshotAnchors, defaultSnapshotTTL)
+func (x *snapXfer) init(net snapshotNet, p SnapshotParams) {
+	x.cache = newSnapshotCache(p.MaxHeld, p.TTL)
 	x.net = net
-	x.params = defaultSnapshotFetchParams()
+	x.params = p.fetch()
 	x.ctx, x.cancel = context.WithCancel(context.Background())
 	x.sent = map[uint64]int64{}
 }
@@ -226,11 +226,16 @@ func (c *groupCore) onSnapMsg(from peer.ID, m *raftpb.Message) bool {
 	c.snap.fetching = a.Index
 	epoch := c.epoch
 	c.log.Info("fetching a snapshot", "index", a.Index, "bytes", d.TotalSize, "holders", len(holders))
-	net, params, ctx := c.snap.net, c.snap.params, c.snap.ctx
+	net, params, ctx, met := c.snap.net, c.snap.params, c.snap.ctx, c.met
+	fetch := func(ctx context.Context, holder peer.ID, req snapshotChunkRequest) (snapshotChunk, error) {
+		chunk, err := net.fetchChunk(ctx, holder, req)
+		met.add(met.bytesReceived, int64(len(chunk.Data)))
+		return chunk, err
+	}
 	c.snap.wg.Add(1)
 	go func() {
 		defer c.snap.wg.Done()
-		snap, err := snapshotFromWire(ctx, m.GetSnapshot(), c.machineTag(), holders, net.fetchChunk, params)
+		snap, err := snapshotFromWire(ctx, m.GetSnapshot(), c.machineTag(), holders, fetch, params)
 		done := func() { c.onSnapFetched(from, epoch, m, snap, err) }
 		select {
 		case c.calls <- done:
@@ -273,6 +278,7 @@ func (c *groupCore) onSnapFetched(from peer.ID, epoch uint64, m *raftpb.Message,
 		err = c.checkSnapshot(snap)
 	}
 	if err != nil {
+		c.met.add(c.met.syncsFailed, 1)
 		c.log.Warn("snapshot transfer failed", "index", a.Index, "err", err)
 		c.snapFailed(from, a, err)
 		return
@@ -281,6 +287,7 @@ func (c *groupCore) onSnapFetched(from peer.ID, epoch uint64, m *raftpb.Message,
 		return // the cluster moved on meanwhile
 	}
 	m.Snapshot = snap
+	c.met.add(c.met.syncsReceived, 1)
 	c.log.Debug("fetched a snapshot", "index", a.Index, "bytes", len(snap.GetData()))
 	defer func() {
 		if r := recover(); r != nil {

@@ -62,6 +62,9 @@ func Join[C, Q, R any](s *Service, key Key, sm StateMachine[C, Q, R], opts ...Op
 	if err := cfg.params.Validate(); err != nil {
 		return nil, err
 	}
+	if err := cfg.snapshot.Validate(); err != nil {
+		return nil, err
+	}
 	if cfg.role != RoleWriter && cfg.role != RoleReader {
 		return nil, fmt.Errorf("groups: unknown role %d", cfg.role)
 	}

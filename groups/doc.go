@@ -122,7 +122,11 @@
 // fresh MsgSnap. A member keeps the snapshots it took or installed for 10 s
 // after their last use and serves them to the members bonded with it in
 // that group, so states far beyond the bond layer's frame cap (up to
-// 1 GiB) reach new members without loading the leader alone.
+// 1 GiB) reach new members without loading the leader alone. The chunk
+// size, chunk timeout, TTL and window are each node's own
+// (WithSnapshotParams); transfers are counted in the
+// mosaik.groups.snapshot.* metrics (syncs served, received and failed,
+// bytes served and received).
 //
 // # Concurrency
 //

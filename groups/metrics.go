@@ -23,6 +23,13 @@ type metrics struct {
 	discarded     metric.Int64Counter
 	dropped       metric.Int64Counter
 	panics        metric.Int64Counter
+
+	// Snapshot transfer (PROTOCOL.md §20).
+	syncsServed   metric.Int64Counter
+	syncsReceived metric.Int64Counter
+	syncsFailed   metric.Int64Counter
+	bytesServed   metric.Int64Counter
+	bytesReceived metric.Int64Counter
 }
 
 func newMetrics(mp metric.MeterProvider, network, group catalog.ID) *metrics {
@@ -45,6 +52,16 @@ func newMetrics(mp metric.MeterProvider, network, group catalog.ID) *metrics {
 	r.discarded, _ = m.Int64Counter("mosaik.groups.raft.discarded", metric.WithDescription("log entries discarded when a rival cluster won"))
 	r.dropped, _ = m.Int64Counter("mosaik.groups.inbox.dropped", metric.WithDescription("inbound frames dropped on a full inbox"))
 	r.panics, _ = m.Int64Counter("mosaik.groups.apply.panics", metric.WithDescription("state machine panics that ended a group"))
+	r.syncsServed, _ = m.Int64Counter("mosaik.groups.snapshot.syncs.served",
+		metric.WithDescription("snapshot transfers this node served chunks to (one per fetcher and snapshot)"))
+	r.syncsReceived, _ = m.Int64Counter("mosaik.groups.snapshot.syncs.received",
+		metric.WithDescription("snapshots this node fetched, checked and handed to raft"))
+	r.syncsFailed, _ = m.Int64Counter("mosaik.groups.snapshot.syncs.failed",
+		metric.WithDescription("snapshot transfers of this node that failed (raft sends a new snapshot)"))
+	r.bytesServed, _ = m.Int64Counter("mosaik.groups.snapshot.bytes.served", metric.WithUnit("By"),
+		metric.WithDescription("snapshot bytes this node served in chunks"))
+	r.bytesReceived, _ = m.Int64Counter("mosaik.groups.snapshot.bytes.received", metric.WithUnit("By"),
+		metric.WithDescription("snapshot bytes this node received in chunks, valid or not"))
 	return r
 }
 

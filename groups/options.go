@@ -14,6 +14,7 @@ type config struct {
 	role      Role
 	reluctant bool
 	params    Params
+	snapshot  SnapshotParams
 	tickets   []policy.TicketValidator
 	codec     any // Codec[C] for the group's command type, checked in Join
 	tick      <-chan time.Time
@@ -24,7 +25,7 @@ type config struct {
 }
 
 func defaultConfig() config {
-	return config{role: RoleWriter, params: DefaultParams()}
+	return config{role: RoleWriter, params: DefaultParams(), snapshot: DefaultSnapshotParams()}
 }
 
 // WithRole sets this node's role: RoleWriter (default) may vote and lead;

@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 
 	"github.com/mosaik-go/mosaik/catalog"
 )
@@ -217,6 +218,16 @@ func NewService(h host.Host, d Discovery, opts ...ServiceOption) (*Service, erro
 	// caches to bonded members; the bond layer removes it at close.
 	n.serveSnapshots(s.serveSnapshotChunk)
 	return s, nil
+}
+
+// MeterProvider returns the service's OpenTelemetry meter provider (a
+// no-op one when none is set), so that layers built on groups, such as
+// collections, record their metrics beside the groups'.
+func (s *Service) MeterProvider() metric.MeterProvider {
+	if s.meter == nil {
+		return noop.NewMeterProvider()
+	}
+	return s.meter
 }
 
 // BondStatus is what the bond layer exposes for status pages: every bond

@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"lukechampine.com/blake3"
 )
 
@@ -35,6 +36,9 @@ type heldSnapshot struct {
 	data    []byte
 	hash    [32]byte
 	expires time.Time
+	// fetchers are the peers served a chunk of these bytes, so that a
+	// transfer is counted once however many chunks it takes.
+	fetchers map[peer.ID]struct{}
 }
 
 // newSnapshotCache returns a cache of at most maxAnchors snapshots kept
@@ -68,7 +72,7 @@ func (c *snapshotCache) putHashed(a snapshotAnchor, data []byte, hash [32]byte, 
 			// Other bytes at a held anchor: a cluster that started its log
 			// anew (a merge, a forced epoch) reuses anchors; the newest
 			// bytes are the ones this node describes and serves.
-			h.data, h.hash = data, hash
+			h.data, h.hash, h.fetchers = data, hash, nil
 		}
 		h.expires = now.Add(c.ttl)
 		return
@@ -159,6 +163,25 @@ func (c *snapshotCache) serve(req snapshotChunkRequest, now time.Time) (snapshot
 		TotalSize: total,
 		Last:      end == total,
 	}, nil
+}
+
+// firstServed records that the snapshot at a whose hash is hash was served
+// to p, and reports whether that was the first time (a new transfer).
+func (c *snapshotCache) firstServed(a snapshotAnchor, hash [32]byte, p peer.ID) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h, ok := c.held[a]
+	if !ok || h.hash != hash {
+		return false
+	}
+	if _, seen := h.fetchers[p]; seen {
+		return false
+	}
+	if h.fetchers == nil {
+		h.fetchers = map[peer.ID]struct{}{}
+	}
+	h.fetchers[p] = struct{}{}
+	return true
 }
 
 // serveEncoded answers an encoded request with an encoded reply (a chunk

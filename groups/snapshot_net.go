@@ -44,10 +44,11 @@ func (s *Service) serveSnapshotChunk(from peer.ID, raw []byte) []byte {
 	type held struct {
 		id    catalog.ID
 		cache *snapshotCache
+		met   *metrics
 	}
 	var hs []held
 	for id, j := range s.core.groups {
-		hs = append(hs, held{id, j.c.snap.cache})
+		hs = append(hs, held{id, j.c.snap.cache, j.c.met})
 	}
 	s.core.mu.Unlock()
 	refusal := encodeSnapshotRefusal(snapshotUnknownAnchor, "no snapshot at "+req.Anchor.String())
@@ -67,6 +68,10 @@ func (s *Service) serveSnapshotChunk(from peer.ID, raw []byte) []byte {
 			}
 			return encodeSnapshotRefusal(snapshotUnavailable, err.Error())
 		}
+		if h.cache.firstServed(req.Anchor, req.Hash, from) {
+			h.met.add(h.met.syncsServed, 1)
+		}
+		h.met.add(h.met.bytesServed, int64(len(chunk.Data)))
 		return encodeSnapshotChunk(chunk)
 	}
 	return refusal
