@@ -42,7 +42,7 @@ func TestDurability_MapWriterAndReaderRestart(t *testing.T) {
 	wn := startNode(t, node.WithIdentity(wkey), node.WithDataDir(wdir))
 	rn := startNode(t, node.WithIdentity(rkey), node.WithDataDir(rdir), node.WithBootstrapPeers(wn.AddrInfo()))
 	w, r := open(wn, true), open(rn, false)
-	online(t, 15*time.Second, w, r)
+	syncOnline(t, 15*time.Second, w, r)
 	f := &syncFixture{s: mapSubject}
 	v := f.fill(t, w, 0, 1000)
 	converge(t, mapSubject, 10*time.Second, v, mapSubject.want(1000), w, r)
@@ -69,7 +69,7 @@ func TestDurability_MapWriterAndReaderRestart(t *testing.T) {
 	w = open(wn, true)
 	defer w.Close()
 	converge(t, mapSubject, 10*time.Second, v, mapSubject.want(1000), w)
-	online(t, 15*time.Second, w, r)
+	syncOnline(t, 15*time.Second, w, r)
 	v2 := f.fill(t, w, 1000, 1010)
 	converge(t, mapSubject, 10*time.Second, v2, mapSubject.want(1010), w, r)
 }

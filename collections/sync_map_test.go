@@ -98,7 +98,7 @@ func openMap[K, V any](t *testing.T, f *syncFixture, name string, opts ...collec
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = m.Close() })
-	online(t, 15*time.Second, m)
+	syncOnline(t, 15*time.Second, m)
 	return m
 }
 
@@ -130,7 +130,7 @@ func lateReaderEquals[K comparable, V comparable](t *testing.T, f *syncFixture, 
 	}
 }
 
-func kvs[K, V any](n int, kv func(i int) (K, V)) []collections.KV[K, V] {
+func genKVs[K, V any](n int, kv func(i int) (K, V)) []collections.KV[K, V] {
 	out := make([]collections.KV[K, V], n)
 	for i := range out {
 		out[i].Key, out[i].Value = kv(i)
@@ -160,7 +160,7 @@ func TestSync_MapOnly(t *testing.T) {
 		if _, err := w.Remove(ctx, 7); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := w.Extend(ctx, kvs(10, func(i int) (uint64, uint64) { return uint64(15 + i), uint64(i) })); err != nil {
+		if _, err := w.Extend(ctx, genKVs(10, func(i int) (uint64, uint64) { return uint64(15 + i), uint64(i) })); err != nil {
 			t.Fatal(err)
 		}
 		if got, _ := w.Get(3); got != 300 || w.Contains(7) || w.Len() != 24 {
@@ -173,7 +173,7 @@ func TestSync_MapOnly(t *testing.T) {
 	t.Run("large_values", func(t *testing.T) {
 		w := openMap[uint64, string](t, f, freshName(t))
 		for lo := 0; lo < 100; lo += 10 {
-			if _, err := w.Extend(tctx(t, 10*time.Second), kvs(10, func(i int) (uint64, string) {
+			if _, err := w.Extend(tctx(t, 10*time.Second), genKVs(10, func(i int) (uint64, string) {
 				return uint64(lo + i), strings.Repeat(string(rune('a'+(lo+i)%26)), 10_000)
 			})); err != nil {
 				t.Fatal(err)
@@ -189,7 +189,7 @@ func TestSync_MapOnly(t *testing.T) {
 		w := openMap[uint64, uint64](t, f, freshName(t))
 		for round := range uint64(2) {
 			for lo := 0; lo < 100; lo += 10 {
-				if _, err := w.Extend(tctx(t, 10*time.Second), kvs(10, func(i int) (uint64, uint64) {
+				if _, err := w.Extend(tctx(t, 10*time.Second), genKVs(10, func(i int) (uint64, uint64) {
 					return uint64(lo + i), uint64(lo+i)*10 + round*1000
 				})); err != nil {
 					t.Fatal(err)
@@ -205,10 +205,10 @@ func TestSync_MapOnly(t *testing.T) {
 	// mosaik: extend_with_overlapping_keys
 	t.Run("extend_with_overlapping_keys", func(t *testing.T) {
 		w := openMap[uint64, uint64](t, f, freshName(t))
-		if _, err := w.Extend(tctx(t, 10*time.Second), kvs(100, func(i int) (uint64, uint64) { return uint64(i), uint64(i) * 10 })); err != nil {
+		if _, err := w.Extend(tctx(t, 10*time.Second), genKVs(100, func(i int) (uint64, uint64) { return uint64(i), uint64(i) * 10 })); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := w.Extend(tctx(t, 10*time.Second), kvs(100, func(i int) (uint64, uint64) { return uint64(50 + i), uint64(50+i) * 100 })); err != nil {
+		if _, err := w.Extend(tctx(t, 10*time.Second), genKVs(100, func(i int) (uint64, uint64) { return uint64(50 + i), uint64(50+i) * 100 })); err != nil {
 			t.Fatal(err)
 		}
 		if a, _ := w.Get(49); w.Len() != 150 || a != 490 {
@@ -223,7 +223,7 @@ func TestSync_MapOnly(t *testing.T) {
 	// mosaik: remove_nonexistent_keys
 	t.Run("remove_nonexistent_keys", func(t *testing.T) {
 		w := openMap[uint64, uint64](t, f, freshName(t))
-		if _, err := w.Extend(tctx(t, 10*time.Second), kvs(10, func(i int) (uint64, uint64) { return uint64(i), uint64(i) * 10 })); err != nil {
+		if _, err := w.Extend(tctx(t, 10*time.Second), genKVs(10, func(i int) (uint64, uint64) { return uint64(i), uint64(i) * 10 })); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := w.RemoveMany(tctx(t, 10*time.Second), []uint64{100, 101, 102}); err != nil {
@@ -248,7 +248,7 @@ func TestSync_MapOnly(t *testing.T) {
 	t.Run("string_keys", func(t *testing.T) {
 		w := openMap[string, uint64](t, f, freshName(t))
 		for lo := 0; lo < 50; lo += 5 {
-			if _, err := w.Extend(tctx(t, 10*time.Second), kvs(5, func(i int) (string, uint64) {
+			if _, err := w.Extend(tctx(t, 10*time.Second), genKVs(5, func(i int) (string, uint64) {
 				return fmt.Sprintf("key-%d", lo+i), uint64(lo + i)
 			})); err != nil {
 				t.Fatal(err)

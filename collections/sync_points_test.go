@@ -42,7 +42,7 @@ func TestSync_HolderStopsAnsweringMidTransfer(t *testing.T) {
 	f := newSyncFixture(t, mapSubject)
 	name := freshName(t)
 	w, r1 := f.open(t, f.w, name, true), f.open(t, f.r1, name, false)
-	online(t, 15*time.Second, w, r1)
+	syncOnline(t, 15*time.Second, w, r1)
 	v, err := mapSubject.fill(tctx(t, 30*time.Second), w, 0, 20_000, 1000)
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +84,7 @@ func TestSync_TTLRevivedByFetches(t *testing.T) {
 	name := freshName(t)
 	ttl := 100 * time.Millisecond
 	w := f.open(t, f.w, name, true, collections.WithSync(collections.SyncConfig{SnapshotTTL: ttl}))
-	online(t, 15*time.Second, w)
+	syncOnline(t, 15*time.Second, w)
 	v, err := mapSubject.fill(tctx(t, 30*time.Second), w, 0, 20_000, 1000)
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +122,7 @@ func TestSync_ReadsServedFromLastStateDuringSync(t *testing.T) {
 	}
 	rn := f.startNode(t, node.WithIdentity(rkey), node.WithDataDir(rdir), node.WithBootstrapPeers(f.w.AddrInfo()))
 	w, r := f.open(t, f.w, name, true), f.open(t, rn, name, false)
-	online(t, 15*time.Second, w, r)
+	syncOnline(t, 15*time.Second, w, r)
 	v1, err := mapSubject.fill(tctx(t, 30*time.Second), w, 0, 2000, 100)
 	if err != nil {
 		t.Fatal(err)

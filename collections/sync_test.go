@@ -107,7 +107,7 @@ func (f *syncFixture) open(t testing.TB, n *node.Node, name string, writer bool,
 	return r
 }
 
-func online(t testing.TB, d time.Duration, rs ...syncReplica) {
+func syncOnline(t testing.TB, d time.Duration, rs ...syncReplica) {
 	t.Helper()
 	for _, r := range rs {
 		if err := r.When().Online(tctx(t, d)); err != nil {
@@ -160,14 +160,14 @@ func runSyncSuite(t *testing.T, s syncSubject) {
 		t.Run(fmt.Sprintf("frozen/n=%d,batch=%d", c.n, c.batch), func(t *testing.T) {
 			name := freshName(t)
 			w, r1 := f.open(t, f.w, name, true), f.open(t, f.r1, name, false)
-			online(t, 15*time.Second, w, r1)
+			syncOnline(t, 15*time.Second, w, r1)
 			v := f.fill(t, w, 0, c.n)
 			want := s.want(c.n)
 			converge(t, s, 10*time.Second, v, want, w, r1)
 			// A fresh reader is online once it holds the cluster's state (its
 			// epoch comes with the snapshot), so this waits for the sync.
 			r2 := f.open(t, f.r2, name, false, collections.WithSync(collections.SyncConfig{ChunkBytes: f.chunkBytes(c.batch)}))
-			online(t, 20*time.Second, r2)
+			syncOnline(t, 20*time.Second, r2)
 			converge(t, s, 20*time.Second, v, want, r2, w, r1)
 			if c.n >= 1000 {
 				if got := f.snapshotsReceived(t, f.r2, r2); got < 1 {
@@ -181,7 +181,7 @@ func runSyncSuite(t *testing.T, s syncSubject) {
 	t.Run("empty", func(t *testing.T) {
 		name := freshName(t)
 		w, r1 := f.open(t, f.w, name, true), f.open(t, f.r1, name, false)
-		online(t, 15*time.Second, w, r1)
+		syncOnline(t, 15*time.Second, w, r1)
 		if r1.Len() != 0 || s.dump(r1) != s.want(0) {
 			t.Fatalf("reader holds %d items", r1.Len())
 		}
@@ -191,14 +191,14 @@ func runSyncSuite(t *testing.T, s syncSubject) {
 	t.Run("single_entry", func(t *testing.T) {
 		name := freshName(t)
 		w, r1 := f.open(t, f.w, name, true), f.open(t, f.r1, name, false)
-		online(t, 15*time.Second, w, r1)
+		syncOnline(t, 15*time.Second, w, r1)
 		v, err := s.insertOne(tctx(t, 5*time.Second), w, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		converge(t, s, 5*time.Second, v, s.want(1), r1)
 		r2 := f.open(t, f.r2, name, false)
-		online(t, 5*time.Second, r2)
+		syncOnline(t, 5*time.Second, r2)
 		converge(t, s, 5*time.Second, v, s.want(1), r2)
 	})
 
@@ -207,7 +207,7 @@ func runSyncSuite(t *testing.T, s syncSubject) {
 		name := freshName(t)
 		r1 := f.open(t, f.r1, name, false)
 		w := f.open(t, f.w, name, true)
-		online(t, 15*time.Second, w, r1)
+		syncOnline(t, 15*time.Second, w, r1)
 		v := f.fill(t, w, 0, 100)
 		converge(t, s, 5*time.Second, v, s.want(100), r1)
 	})
@@ -219,7 +219,7 @@ func runSyncSuite(t *testing.T, s syncSubject) {
 		t.Run(fmt.Sprintf("extreme_batch_sizes/n=%d,batch=%d", c.n, c.batch), func(t *testing.T) {
 			name := freshName(t)
 			w := f.open(t, f.w, name, true)
-			online(t, 15*time.Second, w)
+			syncOnline(t, 15*time.Second, w)
 			v := f.fill(t, w, 0, c.n)
 			r2 := f.open(t, f.r2, name, false, collections.WithSync(collections.SyncConfig{ChunkBytes: f.chunkBytes(c.batch)}))
 			converge(t, s, 5*time.Second+time.Duration(10*c.n)*time.Millisecond, v, s.want(c.n), r2)
@@ -232,7 +232,7 @@ func runSyncSuite(t *testing.T, s syncSubject) {
 	t.Run("many_readers", func(t *testing.T) {
 		name := freshName(t)
 		w := f.open(t, f.w, name, true)
-		online(t, 15*time.Second, w)
+		syncOnline(t, 15*time.Second, w)
 		v := f.fill(t, w, 0, 1000)
 		nodes := []*node.Node{f.r1, f.r2}
 		for range 1 {
@@ -242,7 +242,7 @@ func runSyncSuite(t *testing.T, s syncSubject) {
 		for _, n := range nodes {
 			rs = append(rs, f.open(t, n, name, false))
 		}
-		online(t, 15*time.Second, rs...)
+		syncOnline(t, 15*time.Second, rs...)
 		converge(t, s, 10*time.Second, v, s.want(1000), rs...)
 	})
 
@@ -250,7 +250,7 @@ func runSyncSuite(t *testing.T, s syncSubject) {
 	t.Run("incremental_after_convergence", func(t *testing.T) {
 		name := freshName(t)
 		w, r1, r2 := f.open(t, f.w, name, true), f.open(t, f.r1, name, false), f.open(t, f.r2, name, false)
-		online(t, 15*time.Second, w, r1, r2)
+		syncOnline(t, 15*time.Second, w, r1, r2)
 		v := f.fill(t, w, 0, 500)
 		converge(t, s, 5*time.Second, v, s.want(500), r1, r2)
 		// One command per item, from a few concurrent callers (sequential
@@ -287,7 +287,7 @@ func runSyncSuite(t *testing.T, s syncSubject) {
 	t.Run("concurrent_reads_during_sync", func(t *testing.T) {
 		name := freshName(t)
 		w := f.open(t, f.w, name, true)
-		online(t, 15*time.Second, w)
+		syncOnline(t, 15*time.Second, w)
 		v := f.fill(t, w, 0, 10_000)
 		r2 := f.open(t, f.r2, name, false, collections.WithSync(collections.SyncConfig{ChunkBytes: f.chunkBytes(100)}))
 		var reads int
@@ -321,7 +321,7 @@ func runSyncSuite(t *testing.T, s syncSubject) {
 		t.Run(fmt.Sprintf("extend_during_snapshot_sync/initial=%d,extend=%d,batch=%d", c.initial, c.extend, c.batch), func(t *testing.T) {
 			name := freshName(t)
 			w, r1 := f.open(t, f.w, name, true), f.open(t, f.r1, name, false)
-			online(t, 15*time.Second, w, r1)
+			syncOnline(t, 15*time.Second, w, r1)
 			f.fill(t, w, 0, c.initial)
 			r2 := f.open(t, f.r2, name, false, collections.WithSync(collections.SyncConfig{ChunkBytes: f.chunkBytes(c.batch)}))
 			// The extend goes as soon as the late reader receives snapshot
