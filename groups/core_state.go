@@ -139,7 +139,7 @@ func (cs *coreState) release(id catalog.ID, j *joined) error {
 	}
 	cs.mu.Unlock()
 	if last {
-		j.c.stop()
+		j.c.stop(j.c.p.LeaveTimeout)
 	}
 	return nil
 }
@@ -155,8 +155,18 @@ func (cs *coreState) closeAll() error {
 		delete(cs.groups, id)
 	}
 	cs.mu.Unlock()
+	// A group whose log is in memory cannot come back as the same member:
+	// it leaves gracefully. One with a data dir keeps its membership, to
+	// resume it on restart. The groups stop in parallel, so Close waits
+	// for one LeaveTimeout at most.
+	var wg sync.WaitGroup
 	for _, j := range all {
-		j.c.stop()
+		leave := j.c.p.LeaveTimeout
+		if j.c.cfg.openStore != nil {
+			leave = 0
+		}
+		wg.Go(func() { j.c.stop(leave) })
 	}
+	wg.Wait()
 	return nil
 }
