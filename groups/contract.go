@@ -172,8 +172,9 @@ type Service struct {
 	closeErr  error
 }
 
-// Close closes every group still open (as if each handle were closed),
-// then the bond layer. Idempotent and safe to call concurrently; it returns
+// Close closes every group still open (as if each handle were closed,
+// except that a group with a data dir keeps its membership instead of
+// leaving gracefully; the leaves run in parallel), then the bond layer. Idempotent and safe to call concurrently; it returns
 // once every goroutine of the service has ended.
 func (s *Service) Close() error {
 	s.closeOnce.Do(func() {

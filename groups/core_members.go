@@ -26,7 +26,8 @@ import (
 //   - Joining: the leader adds every bonded peer of epoch 0 or its own as
 //     a learner, promotes caught-up writers so that voters are 1, 3 or 5,
 //     demotes one voter of an even set, and removes members whose bond has
-//     been down for RemoveAfter. One change at a time, ConfChangeV2.
+//     been down for RemoveAfter, or that asked to leave (core_leave.go).
+//     One change at a time, ConfChangeV2.
 //   - Rivals: when two leaders of different epochs see each other's status,
 //     the one with the lower (last term, last index, epoch) discards its
 //     raft state and state machine (its epoch joins its lost set, announced
