@@ -144,6 +144,24 @@ func (cs *coreState) release(id catalog.ID, j *joined) error {
 	return nil
 }
 
+// leaveAll runs, in parallel, the graceful leave of every group whose log
+// is in memory (Service.Leave); the groups keep running.
+func (cs *coreState) leaveAll() {
+	cs.mu.Lock()
+	var all []*joined
+	for _, j := range cs.groups {
+		if j.c.cfg.openStore == nil {
+			all = append(all, j)
+		}
+	}
+	cs.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, j := range all {
+		wg.Go(func() { j.c.leave(j.c.p.LeaveTimeout) })
+	}
+	wg.Wait()
+}
+
 // closeAll stops every group (Service.Close).
 func (cs *coreState) closeAll() error {
 	cs.mu.Lock()
