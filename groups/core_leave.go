@@ -142,9 +142,22 @@ func (c *groupCore) handOver() {
 		return // a transfer is under way (raft aborts it after an election timeout)
 	}
 	st := c.rn.Status()
+	// The best heir: one not leaving itself, then an eager one (a
+	// reluctant node is meant to lead last), then the most caught up.
+	rank := func(id uint64) []uint64 {
+		eager := uint64(1)
+		if ps := c.peers[c.byRaft[id]]; ps.status.GetReluctant() {
+			eager = 0
+		}
+		stays := uint64(1)
+		if c.isLeaver(id) {
+			stays = 0
+		}
+		return []uint64{stays, eager, st.Progress[id].Match}
+	}
 	var best uint64
 	for _, v := range c.conf.GetVoters() {
-		if v != c.selfID && c.isUp(v) && (best == 0 || st.Progress[v].Match > st.Progress[best].Match) {
+		if v != c.selfID && c.isUp(v) && (best == 0 || slices.Compare(rank(v), rank(best)) > 0) {
 			best = v
 		}
 	}
