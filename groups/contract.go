@@ -181,8 +181,9 @@ func (s *Service) Leave() { s.core.leaveAll() }
 
 // Close closes every group still open (as if each handle were closed,
 // except that a group with a data dir keeps its membership instead of
-// leaving gracefully; the leaves run in parallel), then the bond layer. Idempotent and safe to call concurrently; it returns
-// once every goroutine of the service has ended.
+// leaving gracefully; the leaves run in parallel), then the bond layer.
+// Idempotent and safe to call concurrently; it returns once every
+// goroutine of the service has ended.
 func (s *Service) Close() error {
 	s.closeOnce.Do(func() {
 		s.closeErr = errors.Join(s.core.closeAll(), s.net.close())
