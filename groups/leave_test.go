@@ -143,3 +143,26 @@ func TestLeave_FollowerRemovedAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A voter cut off from every peer cannot leave gracefully: Close still
+// returns after LeaveTimeout, and the others remove it after RemoveAfter
+// as before.
+func TestLeave_BoundedWhenCutOff(t *testing.T) {
+	n := newMemNet()
+	p := TestParams()
+	gs := writers(t, n, p, 3)
+	testutil.Eventually(t, 10*time.Second, func() bool { return voters(gs[0]) == 3 }, "three voters")
+	gone := gs[2]
+	goneID := gone.c.selfID
+	n.partition([]peer.ID{gs[0].c.self, gs[1].c.self}, []peer.ID{gone.c.self})
+	testutil.Eventually(t, 5*time.Second, func() bool { return len(gone.Bonds().Peers) == 0 }, "still bonded")
+	start := time.Now()
+	_ = gone.Close()
+	if d := time.Since(start); d < p.LeaveTimeout/2 || d > testutil.Scale(p.LeaveTimeout+2*time.Second) {
+		t.Fatalf("Close took %v, want about LeaveTimeout (%v)", d, p.LeaveTimeout)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		v, l := confOf(gs[0])
+		return !slices.Contains(v, goneID) && !slices.Contains(l, goneID)
+	}, "the cut-off member was never removed")
+}
