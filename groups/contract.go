@@ -172,9 +172,18 @@ type Service struct {
 	closeErr  error
 }
 
-// Close closes every group still open (as if each handle were closed),
-// then the bond layer. Idempotent and safe to call concurrently; it returns
-// once every goroutine of the service has ended.
+// Leave gracefully leaves every joined group whose log is in memory, in
+// parallel, each within its Params.LeaveTimeout, as closing its last
+// handle would; the groups keep running until closed. Close does it too;
+// a node calls Leave before it departs from the catalog, since the
+// departure ends the bonds a leave needs.
+func (s *Service) Leave() { s.core.leaveAll() }
+
+// Close closes every group still open (as if each handle were closed,
+// except that a group with a data dir keeps its membership instead of
+// leaving gracefully; the leaves run in parallel), then the bond layer.
+// Idempotent and safe to call concurrently; it returns once every
+// goroutine of the service has ended.
 func (s *Service) Close() error {
 	s.closeOnce.Do(func() {
 		s.closeErr = errors.Join(s.core.closeAll(), s.net.close())

@@ -131,6 +131,9 @@ type groupCore struct {
 	noLeader      int64            // tick since which no leader is known
 	pace          pace             // the leader's yardstick for caught-up learners
 	snap          snapXfer         // chunked snapshot transfer (core_snapshot.go)
+	leaving       *leaveState      // this node's graceful leave (core_leave.go)
+	leavers       map[uint64]bool  // the leader's leaving members: Left owed
+	leaveAt       int64            // tick of the last removal proposed for a leaver
 }
 
 type fwdTo struct {
@@ -201,8 +204,10 @@ func (c *groupCore) start(tr transport) {
 	go c.run()
 }
 
-// stop ends the loop and waits for it. Idempotent.
-func (c *groupCore) stop() {
+// stop ends the loop and waits for it, after a graceful leave of at most
+// leave (core_leave.go; 0: none). Idempotent.
+func (c *groupCore) stop(leave time.Duration) {
+	c.leave(leave)
 	select {
 	case <-c.quit:
 	default:
@@ -346,6 +351,7 @@ func (c *groupCore) run() {
 			fn()
 		}
 		c.drainQueued()
+		c.leaveTurn()
 		if err := c.safeReady(); err != nil {
 			c.failed = err
 			c.log.Error("group ended on this node", "err", err)
@@ -463,6 +469,10 @@ func (c *groupCore) onFrame(f frame) {
 		}
 	case kindSnapFailed:
 		c.onSnapFailed(ps, f.body)
+	case kindLeave:
+		c.onLeave(ps, f.body)
+	case kindLeft:
+		c.onLeft(ps, f.body)
 	default:
 		c.drop()
 	}

@@ -26,7 +26,8 @@ import (
 //   - Joining: the leader adds every bonded peer of epoch 0 or its own as
 //     a learner, promotes caught-up writers so that voters are 1, 3 or 5,
 //     demotes one voter of an even set, and removes members whose bond has
-//     been down for RemoveAfter. One change at a time, ConfChangeV2.
+//     been down for RemoveAfter, or that asked to leave (core_leave.go).
+//     One change at a time, ConfChangeV2.
 //   - Rivals: when two leaders of different epochs see each other's status,
 //     the one with the lower (last term, last index, epoch) discards its
 //     raft state and state machine (its epoch joins its lost set, announced
@@ -261,6 +262,9 @@ func (c *groupCore) forceEpoch() {
 // manageMembers is the leader's membership controller, run every
 // heartbeat: one configuration change at a time.
 func (c *groupCore) manageMembers() {
+	if c.leaving != nil {
+		return // handing over (core_leave.go): no other change meanwhile
+	}
 	if c.ccAt != 0 && c.now-c.ccAt < int64(2*c.p.ticks(c.p.ElectionTimeout)) {
 		return
 	}
@@ -280,7 +284,7 @@ func (c *groupCore) manageMembers() {
 	var add []uint64
 	for _, ps := range c.peers {
 		st := ps.status
-		if ps.up && st != nil && !in[ps.id] && (st.GetEpoch() == 0 || st.GetEpoch() == c.epoch) && st.GetLostEpoch() != c.epoch {
+		if ps.up && st != nil && !in[ps.id] && !c.isLeaver(ps.id) && (st.GetEpoch() == 0 || st.GetEpoch() == c.epoch) && st.GetLostEpoch() != c.epoch {
 			add = append(add, ps.id)
 		}
 	}
@@ -329,17 +333,7 @@ func (c *groupCore) balanceVoters() {
 	}
 	voters := len(c.conf.GetVoters())
 	c.pace.update(c.now, int64(c.p.ticks(c.p.ElectionTimeout)), st.GetCommit())
-	var ready []uint64
-	for _, l := range c.conf.GetLearners() {
-		p, ok := c.byRaft[l]
-		if !ok || !c.peers[p].up || c.peers[p].role != RoleWriter {
-			continue
-		}
-		pr, ok := st.Progress[l]
-		if ok && (pr.Match+16 >= st.GetCommit() || pr.State == tracker.StateReplicate && c.pace.prev > 0 && pr.Match >= c.pace.prev) {
-			ready = append(ready, l)
-		}
-	}
+	ready := c.readyLearners(st)
 	target := min(5, alive+len(ready))
 	if target%2 == 0 {
 		target--
@@ -353,6 +347,22 @@ func (c *groupCore) balanceVoters() {
 		slices.SortFunc(live, func(a, b uint64) int { return cmp.Compare(st.Progress[a].Match, st.Progress[b].Match) })
 		c.changeConf(raftpb.ConfChangeType_ConfChangeAddLearnerNode, live[0])
 	}
+}
+
+// readyLearners are the bonded writer learners caught up enough to vote.
+func (c *groupCore) readyLearners(st raft.Status) []uint64 {
+	var ready []uint64
+	for _, l := range c.conf.GetLearners() {
+		p, ok := c.byRaft[l]
+		if !ok || !c.peers[p].up || c.peers[p].role != RoleWriter {
+			continue
+		}
+		pr, ok := st.Progress[l]
+		if ok && (pr.Match+16 >= st.GetCommit() || pr.State == tracker.StateReplicate && c.pace.prev > 0 && pr.Match >= c.pace.prev) {
+			ready = append(ready, l)
+		}
+	}
+	return ready
 }
 
 // leaderUp reports whether a leader is known and bonded (a learner keeps

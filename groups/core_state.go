@@ -142,9 +142,27 @@ func (cs *coreState) release(id catalog.ID, j *joined) error {
 	}
 	cs.mu.Unlock()
 	if last {
-		j.c.stop()
+		j.c.stop(j.c.p.LeaveTimeout)
 	}
 	return nil
+}
+
+// leaveAll runs, in parallel, the graceful leave of every group whose log
+// is in memory (Service.Leave); the groups keep running.
+func (cs *coreState) leaveAll() {
+	cs.mu.Lock()
+	var all []*joined
+	for _, j := range cs.groups {
+		if j.c.cfg.openStore == nil {
+			all = append(all, j)
+		}
+	}
+	cs.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, j := range all {
+		wg.Go(func() { j.c.leave(j.c.p.LeaveTimeout) })
+	}
+	wg.Wait()
 }
 
 // closeAll stops every group (Service.Close).
@@ -158,8 +176,18 @@ func (cs *coreState) closeAll() error {
 		delete(cs.groups, id)
 	}
 	cs.mu.Unlock()
+	// A group whose log is in memory cannot come back as the same member:
+	// it leaves gracefully. One with a data dir keeps its membership, to
+	// resume it on restart. The groups stop in parallel, so Close waits
+	// for one LeaveTimeout at most.
+	var wg sync.WaitGroup
 	for _, j := range all {
-		j.c.stop()
+		leave := j.c.p.LeaveTimeout
+		if j.c.cfg.openStore != nil {
+			leave = 0
+		}
+		wg.Go(func() { j.c.stop(leave) })
 	}
+	wg.Wait()
 	return nil
 }

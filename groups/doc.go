@@ -59,7 +59,8 @@
 // does. Members exchange status frames (epoch, last term and index,
 // committed, leader). The leader adds bonded fresh peers as learners,
 // promotes caught-up writers, removes members whose bond has been down for
-// Params.RemoveAfter, one ConfChangeV2 at a time.
+// Params.RemoveAfter (or at once when they leave gracefully, below), one
+// ConfChangeV2 at a time.
 //
 // Clusters that started apart merge: when two leaders of different epochs
 // see each other, the one with the lower (last term, last index, epoch)
@@ -67,6 +68,17 @@
 // its log or a snapshot; its followers follow. The discard is reported by
 // When().Discarded, the counter mosaik.groups.raft.discarded and a warn
 // log line.
+//
+// A voter leaves gracefully when its group ends on its node (its last
+// handle closes, or its Service closes while the log is in memory): a
+// leader first hands leadership over to another voter (promoting a writer
+// learner when it is the only voter), then the node asks the leader to
+// remove it (a caught-up writer learner takes its place when the voters
+// would turn even) and waits for the removal to apply, for at most
+// Params.LeaveTimeout (2 s). So a room whose one voter closes has a new
+// leader within a few round trips, and a group of three whose leader
+// closes is three live voters again, not two of three for RemoveAfter. A
+// node that shuts down with a data dir keeps its membership to resume it.
 //
 // When every voter is gone (bonds down for RemoveAfter) and no leader is
 // known, the writer with the highest (applied index, raft id) starts a new

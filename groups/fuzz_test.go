@@ -33,6 +33,9 @@ func FuzzCoreFrame(f *testing.F) {
 	sa, _ := proto.Marshal(&pb.CoreStatus{Epoch: 1, Snapshots: []*pb.CoreAnchor{{Index: 9, Term: 2}}, Fetching: 9})
 	f.Add(byte(1), sa)
 	f.Add(byte(4), []byte{0xff})
+	lv, _ := proto.Marshal(&pb.CoreLeave{Epoch: 1})
+	f.Add(byte(6), lv)
+	f.Add(byte(7), lv)
 	f.Fuzz(func(t *testing.T, kind byte, body []byte) {
 		s := &Service{self: "a"}
 		cfg := defaultConfig()
@@ -50,7 +53,7 @@ func FuzzCoreFrame(f *testing.F) {
 		}
 		c.conf = c.rn.ApplyConfChange(&raftpb.ConfChange{Type: raftpb.ConfChangeType_ConfChangeAddLearnerNode.Enum(), NodeId: new(raftID("b"))})
 		c.onBond(bondEvent{p: "b", up: true, role: RoleWriter})
-		c.onFrame(frame{from: "b", kind: firstCoreFrame + kind%6, body: body})
+		c.onFrame(frame{from: "b", kind: firstCoreFrame + kind%8, body: body})
 		_ = c.processReady() // a group-ending error is allowed, a panic is not
 		c.failAll(ErrTerminated)
 	})

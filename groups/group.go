@@ -267,8 +267,9 @@ func (g *Group[C, Q, R]) Query(ctx context.Context, q Q, cons Consistency) (R, u
 
 // Close releases this handle; the group ends on this node (bonds closed,
 // the group withdrawn from the catalog entry) when the last handle
-// closes. Idempotent; it waits for the group's goroutine when it is the
-// last.
+// closes. Idempotent; when it is the last it waits for the group's
+// goroutine, and first, if this node is a voter, for its graceful leave
+// (at most Params.LeaveTimeout; see the package doc).
 func (g *Group[C, Q, R]) Close() error {
 	var err error
 	g.closeOnce.Do(func() {

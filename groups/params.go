@@ -41,6 +41,12 @@ type Params struct {
 	// been down this long is removed from the raft configuration. It must
 	// exceed the bond failure time (Heartbeat × MissedHeartbeats).
 	RemoveAfter time.Duration
+	// LeaveTimeout bounds the graceful leave of a voter whose group ends
+	// on its node (its last handle closed, or its Service closed with the
+	// log in memory): it hands leadership over and has the leader remove
+	// it at once; past the timeout it goes anyway and is removed after
+	// RemoveAfter. 0 disables the graceful leave. 2 s.
+	LeaveTimeout time.Duration
 	// SnapshotEntries applied entries trigger a snapshot of the state
 	// machine.
 	SnapshotEntries uint64
@@ -63,6 +69,7 @@ func DefaultParams() Params {
 		QueryTimeout:     2 * time.Second,
 		ReluctantFactor:  3,
 		RemoveAfter:      15 * time.Second,
+		LeaveTimeout:     2 * time.Second,
 		SnapshotEntries:  10000,
 		CompactionWindow: 5000,
 	}
@@ -82,6 +89,7 @@ func TestParams() Params {
 		QueryTimeout:     time.Second,
 		ReluctantFactor:  3,
 		RemoveAfter:      1500 * time.Millisecond,
+		LeaveTimeout:     time.Second,
 		SnapshotEntries:  200,
 		CompactionWindow: 50,
 	}
@@ -108,6 +116,8 @@ func (p Params) Validate() error {
 		return fmt.Errorf("%w: ReluctantFactor must be at least 1", ErrInvalidParams)
 	case p.RemoveAfter <= p.Heartbeat*time.Duration(p.MissedHeartbeats):
 		return fmt.Errorf("%w: RemoveAfter must exceed the bond failure time", ErrInvalidParams)
+	case p.LeaveTimeout < 0:
+		return fmt.Errorf("%w: LeaveTimeout must not be negative", ErrInvalidParams)
 	case p.SnapshotEntries < 1:
 		return fmt.Errorf("%w: SnapshotEntries must be at least 1", ErrInvalidParams)
 	}

@@ -414,6 +414,11 @@ func (n *Node) Close() error {
 		// handlers, and identify pushes that change to every peer; done
 		// before the departure, it cost the departure most of its holders
 		// in the churn test (they purged the node instead).
+		// Groups hand their voters' roles over first: the departure ends
+		// every bond, which the graceful leave needs.
+		if n.groupSvc != nil {
+			n.groupSvc.Leave()
+		}
 		if n.disc != nil {
 			n.disc.Leave()
 		}

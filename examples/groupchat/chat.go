@@ -36,11 +36,13 @@ type Message struct {
 var Users = collections.MapDef[string, User]("mosaik.example.group-chat.users", chatGroup)
 
 // chatGroup sets the consensus timings of both collections. A room of two
-// has one voter (the group keeps an odd number), so when that participant
-// quits the other has no leader until the departed voter is removed from
-// the membership, after RemoveAfter: mosaik's default of 15 s would leave
-// the survivor unable to send for that long. A chat on one machine or a
-// LAN can declare a silent peer gone sooner. MissedHeartbeats is part of
+// has one voter (the group keeps an odd number). When that participant
+// quits cleanly it hands the room over (the groups' graceful leave), but
+// when it vanishes (a crash, a cut network) the other has no leader until
+// the departed voter is removed from the membership, after RemoveAfter:
+// mosaik's default of 15 s would leave the survivor unable to send for
+// that long. A chat on one machine or a LAN can declare a silent peer
+// gone sooner. MissedHeartbeats is part of
 // the group id, so every participant must use the same value: it is fixed
 // here, next to the definitions.
 var chatGroup = collections.WithGroupOptions(groups.WithParams(chatParams()))
@@ -144,8 +146,9 @@ const retryPause = 200 * time.Millisecond
 // retry runs op until it succeeds, fails for another reason than a missing
 // leader, or ctx ends, waiting for the collection to be online between
 // attempts. A room loses its leader when the participant leading it quits;
-// the others elect another, or, when it was the only voter, take over once
-// it is removed from the membership (chatParams.RemoveAfter). An attempt
+// the others elect another, or, when it was the only voter and vanished
+// without leaving, take over once it is removed from the membership
+// (chatParams.RemoveAfter). An attempt
 // that failed offline may still have applied (MutationError.MayApply): a
 // retried message can then show twice, as in any at-least-once chat.
 func retry(ctx context.Context, w collections.When, op func() error) error {

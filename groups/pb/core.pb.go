@@ -633,6 +633,55 @@ func (x *CoreSnapshot) GetState() []byte {
 	return nil
 }
 
+// CoreLeave is the body of two frames. Kind 0x26 Leave: the sender, a
+// voter whose group is closing on its node, asks the leader of epoch to
+// remove it from the configuration now rather than after RemoveAfter.
+// Kind 0x27 Left: the leader of epoch has applied a configuration without
+// the receiver (the answer to Leave), so the receiver may go.
+type CoreLeave struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Epoch         uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CoreLeave) Reset() {
+	*x = CoreLeave{}
+	mi := &file_core_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CoreLeave) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CoreLeave) ProtoMessage() {}
+
+func (x *CoreLeave) ProtoReflect() protoreflect.Message {
+	mi := &file_core_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CoreLeave.ProtoReflect.Descriptor instead.
+func (*CoreLeave) Descriptor() ([]byte, []int) {
+	return file_core_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CoreLeave) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 var File_core_proto protoreflect.FileDescriptor
 
 const file_core_proto_rawDesc = "" +
@@ -685,7 +734,9 @@ const file_core_proto_rawDesc = "" +
 	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\":\n" +
 	"\fCoreSnapshot\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x14\n" +
-	"\x05state\x18\x02 \x01(\fR\x05stateB'Z%github.com/mosaik-go/mosaik/groups/pbb\x06proto3"
+	"\x05state\x18\x02 \x01(\fR\x05state\"!\n" +
+	"\tCoreLeave\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epochB'Z%github.com/mosaik-go/mosaik/groups/pbb\x06proto3"
 
 var (
 	file_core_proto_rawDescOnce sync.Once
@@ -699,7 +750,7 @@ func file_core_proto_rawDescGZIP() []byte {
 	return file_core_proto_rawDescData
 }
 
-var file_core_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_core_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_core_proto_goTypes = []any{
 	(*CoreRaft)(nil),           // 0: mosaik.groups.CoreRaft
 	(*CoreStatus)(nil),         // 1: mosaik.groups.CoreStatus
@@ -710,6 +761,7 @@ var file_core_proto_goTypes = []any{
 	(*CoreNotLeader)(nil),      // 6: mosaik.groups.CoreNotLeader
 	(*CoreEntry)(nil),          // 7: mosaik.groups.CoreEntry
 	(*CoreSnapshot)(nil),       // 8: mosaik.groups.CoreSnapshot
+	(*CoreLeave)(nil),          // 9: mosaik.groups.CoreLeave
 }
 var file_core_proto_depIdxs = []int32{
 	2, // 0: mosaik.groups.CoreStatus.snapshots:type_name -> mosaik.groups.CoreAnchor
@@ -732,7 +784,7 @@ func file_core_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_proto_rawDesc), len(file_core_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,168 @@
+package groups
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mosaik-go/mosaik/internal/testutil"
+)
+
+// leaveParams keep RemoveAfter far beyond the test's bounds, so only the
+// graceful leave can explain a prompt recovery.
+func leaveParams() Params {
+	p := TestParams()
+	p.RemoveAfter = 30 * time.Second
+	return p
+}
+
+// writers joins n counters on the memnet under p; the first leads.
+func writers(t *testing.T, net *memNet, p Params, n int) []*Group[int64, struct{}, int64] {
+	t.Helper()
+	var gs []*Group[int64, struct{}, int64]
+	for i := range n {
+		g := joinCounter(t, net.service(t, string(rune('a'+i)), false), WithParams(p))
+		if i == 0 {
+			if err := g.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := g.When().Online(tctx(t, 10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		gs = append(gs, g)
+	}
+	return gs
+}
+
+// closeTimed closes g and fails if that took longer than its leave bound.
+func closeTimed(t *testing.T, g *Group[int64, struct{}, int64]) {
+	t.Helper()
+	start := time.Now()
+	_ = g.Close()
+	if d := time.Since(start); d > testutil.Scale(3*time.Second) {
+		t.Fatalf("Close took %v", d)
+	}
+}
+
+// A room of two writers has one voter. When it closes, it promotes the
+// other writer, hands leadership over and is removed: the other leads and
+// commits at once, not after RemoveAfter.
+func TestLeave_SingleVoterHandsOver(t *testing.T) {
+	n := newMemNet()
+	gs := writers(t, n, leaveParams(), 2)
+	a, b := gs[0], gs[1]
+	if _, err := a.Execute(tctx(t, 5*time.Second), 2); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		v, l := confOf(a)
+		return len(v) == 1 && slices.Contains(l, b.c.selfID)
+	}, "the second writer is not a learner")
+	aID := a.c.selfID
+	closeTimed(t, a)
+	if err := b.When().IsLeader(tctx(t, 3*time.Second)); err != nil {
+		t.Fatalf("the remaining writer does not lead: %v", err)
+	}
+	if _, err := b.Execute(tctx(t, 3*time.Second), 3); err != nil {
+		t.Fatal(err)
+	}
+	if got := weak(t, b); got != 5 {
+		t.Fatalf("state %d, want 5", got)
+	}
+	v, l := confOf(b)
+	if !slices.Equal(v, []uint64{b.c.selfID}) || slices.Contains(l, aID) {
+		t.Fatalf("configuration voters %x learners %x, want only %x", v, l, b.c.selfID)
+	}
+}
+
+// When the leader of three voters closes, the configuration drops it at
+// once and a caught-up writer learner takes its place, so the group still
+// survives the failure of one more voter.
+func TestLeave_LeaderOfThreeReplaced(t *testing.T) {
+	n := newMemNet()
+	gs := writers(t, n, leaveParams(), 4)
+	leader := gs[0]
+	if _, err := leader.Execute(tctx(t, 5*time.Second), 1); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		v, l := confOf(leader)
+		return len(v) == 3 && len(l) == 1
+	}, "not three voters and a learner")
+	goneID := leader.c.selfID
+	closeTimed(t, leader)
+	rest := gs[1:]
+	testutil.Eventually(t, 3*time.Second, func() bool {
+		for _, g := range rest {
+			v, l := confOf(g)
+			if len(v) != 3 || slices.Contains(v, goneID) || slices.Contains(l, goneID) {
+				return false
+			}
+		}
+		return true
+	}, "the departed leader was not replaced by the learner")
+	// Crash one more voter (cut it off): the two others still commit.
+	v, _ := confOf(rest[0])
+	var cut peer.ID
+	var live []peer.ID
+	var survivor *Group[int64, struct{}, int64]
+	for _, g := range rest {
+		if cut == "" && slices.Contains(v, g.c.selfID) {
+			cut = g.c.self
+			continue
+		}
+		live = append(live, g.c.self)
+		survivor = g
+	}
+	n.partition(live)
+	ctx := tctx(t, 5*time.Second)
+	for {
+		if _, err := survivor.Execute(ctx, 1); err == nil {
+			break
+		} else if ctx.Err() != nil {
+			t.Fatalf("two of the three voters do not commit: %v", err)
+		}
+	}
+}
+
+// A follower voter that closes asks the leader to remove it, and is
+// removed at once.
+func TestLeave_FollowerRemovedAtOnce(t *testing.T) {
+	n := newMemNet()
+	gs := writers(t, n, leaveParams(), 3)
+	testutil.Eventually(t, 10*time.Second, func() bool { return voters(gs[0]) == 3 }, "three voters")
+	goneID := gs[2].c.selfID
+	closeTimed(t, gs[2])
+	testutil.Eventually(t, 3*time.Second, func() bool {
+		v, l := confOf(gs[0])
+		return !slices.Contains(v, goneID) && !slices.Contains(l, goneID)
+	}, "the departed follower is still in the configuration")
+	if _, err := gs[1].Execute(tctx(t, 5*time.Second), 1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A voter cut off from every peer cannot leave gracefully: Close still
+// returns after LeaveTimeout, and the others remove it after RemoveAfter
+// as before.
+func TestLeave_BoundedWhenCutOff(t *testing.T) {
+	n := newMemNet()
+	p := TestParams()
+	gs := writers(t, n, p, 3)
+	testutil.Eventually(t, 10*time.Second, func() bool { return voters(gs[0]) == 3 }, "three voters")
+	gone := gs[2]
+	goneID := gone.c.selfID
+	n.partition([]peer.ID{gs[0].c.self, gs[1].c.self}, []peer.ID{gone.c.self})
+	testutil.Eventually(t, 5*time.Second, func() bool { return len(gone.Bonds().Peers) == 0 }, "still bonded")
+	start := time.Now()
+	_ = gone.Close()
+	if d := time.Since(start); d < p.LeaveTimeout/2 || d > testutil.Scale(p.LeaveTimeout+2*time.Second) {
+		t.Fatalf("Close took %v, want about LeaveTimeout (%v)", d, p.LeaveTimeout)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		v, l := confOf(gs[0])
+		return !slices.Contains(v, goneID) && !slices.Contains(l, goneID)
+	}, "the cut-off member was never removed")
+}
