@@ -1,6 +1,7 @@
 package collections
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/fxamacker/cbor/v2"
 	"go.opentelemetry.io/otel/metric"
@@ -234,12 +236,25 @@ func (m *machine[S]) Snapshot(w io.Writer) error {
 	if err := enc.Encode(snapshotHeader{Tag: m.tag, Version: uint64(p.version), Size: uint64(p.size)}); err != nil {
 		return err
 	}
+	if re, ok := m.k.(rawEncoder[S]); ok {
+		return re.encodeRaw(p.state, w)
+	}
 	return m.k.encode(p.state, enc)
+}
+
+// rawEncoder is a kind that can write what its encode writes without the
+// encoder's reflection per item, by appending the canonical bytes it
+// already holds. A snapshot of a large collection is built that way.
+type rawEncoder[S any] interface {
+	encodeRaw(s S, w io.Writer) error
 }
 
 // Restore implements groups.StateMachine. An empty reader (the snapshot of
 // nothing) resets the collection.
 func (m *machine[S]) Restore(r io.Reader) error {
+	if rd, ok := m.k.(rawDecoder[S]); ok {
+		return m.restoreRaw(rd, r)
+	}
 	dec := detcbor.NewDecoder(r)
 	var h snapshotHeader
 	if err := dec.Decode(&h); err != nil {
@@ -253,6 +268,51 @@ func (m *machine[S]) Restore(r io.Reader) error {
 		return fmt.Errorf("collections: snapshot of a %q, not a %q", h.Tag, m.tag)
 	}
 	s, err := m.k.decode(dec)
+	if err != nil {
+		return fmt.Errorf("collections: snapshot of %s: %w", m.tag, err)
+	}
+	if n := m.k.size(s); uint64(n) != h.Size {
+		return fmt.Errorf("collections: snapshot of %s holds %d items, its header says %d", m.tag, n, h.Size)
+	}
+	m.publish(&published[S]{state: s, version: Version(h.Version), size: m.k.size(s)})
+	return nil
+}
+
+// rawDecoder is a kind that reads what its decode reads from the bytes
+// themselves, without a stream decoder's reflection per item.
+type rawDecoder[S any] interface {
+	decodeRaw(b []byte) (S, error)
+}
+
+// restoreRaw is Restore for a rawDecoder, with the same checks.
+func (m *machine[S]) restoreRaw(rd rawDecoder[S], r io.Reader) error {
+	var data []byte
+	if l, ok := r.(interface{ Len() int }); ok {
+		// groups hands the snapshot over in memory (a bytes.Reader):
+		// one copy of the right size.
+		data = make([]byte, l.Len())
+		if _, err := io.ReadFull(r, data); err != nil {
+			return fmt.Errorf("collections: snapshot: %w", err)
+		}
+	} else {
+		var err error
+		if data, err = io.ReadAll(r); err != nil {
+			return fmt.Errorf("collections: snapshot: %w", err)
+		}
+	}
+	if len(data) == 0 {
+		m.publish(&published[S]{state: m.k.empty()})
+		return nil
+	}
+	var h snapshotHeader
+	rest, err := detcbor.UnmarshalFirst(data, &h)
+	if err != nil {
+		return fmt.Errorf("collections: snapshot header: %w", err)
+	}
+	if h.Tag != m.tag {
+		return fmt.Errorf("collections: snapshot of a %q, not a %q", h.Tag, m.tag)
+	}
+	s, err := rd.decodeRaw(rest)
 	if err != nil {
 		return fmt.Errorf("collections: snapshot of %s: %w", m.tag, err)
 	}
@@ -385,6 +445,28 @@ var errRoundTrip = errors.New("the value does not decode back to its own encodin
 // hand-crafted command has one) is refused, so that equal values always
 // have equal encodings on every replica.
 func decode[T any](raw cbor.RawMessage) (T, bool) {
+	var v T
+	// Strings and byte strings, the most common keys and values, skip the
+	// reflective decode and re-encode: their canonical form is a
+	// shortest-length head and the bytes (fastpath.go). Anything else
+	// takes the general path, which decides alike.
+	switch p := any(&v).(type) {
+	case *string:
+		if b, ok := canonicalString(raw, cborText); ok && utf8.Valid(b) {
+			*p = string(b)
+			return v, true
+		}
+	case *[]byte:
+		if b, ok := canonicalString(raw, cborBytes); ok && len(b) > 0 {
+			*p = bytes.Clone(b)
+			return v, true
+		}
+	}
+	return decodeGeneral[T](raw)
+}
+
+// decodeGeneral is decode without the fast paths.
+func decodeGeneral[T any](raw cbor.RawMessage) (T, bool) {
 	var v T
 	if len(raw) == 0 || detcbor.Unmarshal(raw, &v) != nil {
 		return v, false

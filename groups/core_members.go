@@ -283,8 +283,7 @@ func (c *groupCore) manageMembers() {
 	// Add bonded fresh (or returning) peers as learners, lowest id first.
 	var add []uint64
 	for _, ps := range c.peers {
-		st := ps.status
-		if ps.up && st != nil && !in[ps.id] && !c.isLeaver(ps.id) && (st.GetEpoch() == 0 || st.GetEpoch() == c.epoch) && st.GetLostEpoch() != c.epoch {
+		if !in[ps.id] && !c.isLeaver(ps.id) && c.joinable(ps) {
 			add = append(add, ps.id)
 		}
 	}
@@ -293,6 +292,28 @@ func (c *groupCore) manageMembers() {
 		return
 	}
 	c.balanceVoters()
+}
+
+// joinable reports whether the leader adds ps as a learner once it is
+// not in the configuration: bonded, and fresh or of this cluster.
+func (c *groupCore) joinable(ps *peerState) bool {
+	st := ps.status
+	return ps.up && st != nil && (st.GetEpoch() == 0 || st.GetEpoch() == c.epoch) && st.GetLostEpoch() != c.epoch
+}
+
+// addOnStatus runs when a peer's status arrives: the leader adds a
+// joinable peer as a learner at once, when no change is in flight, so a
+// late joiner's sync starts a round trip after its bond rather than at
+// the next heartbeat's manageMembers.
+func (c *groupCore) addOnStatus(ps *peerState) {
+	if c.state != raft.StateLeader || c.epoch == 0 || c.ccAt != 0 || c.leaving != nil || len(c.conf.GetVotersOutgoing()) > 0 ||
+		c.isLeaver(ps.id) || !c.joinable(ps) {
+		return
+	}
+	if slices.Contains(c.conf.GetVoters(), ps.id) || slices.Contains(c.conf.GetLearners(), ps.id) {
+		return
+	}
+	c.changeConf(raftpb.ConfChangeType_ConfChangeAddLearnerNode, ps.id)
 }
 
 // pace marks the leader's commit index once per election timeout, so that

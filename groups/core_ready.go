@@ -1,11 +1,13 @@
 package groups
 
 import (
+	"encoding/binary"
 	"fmt"
 	"time"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mosaik-go/mosaik/groups/pb"
@@ -66,11 +68,50 @@ func (c *groupCore) drainReady() error {
 // snapshot bytes are made and consumed; on the wire they travel in chunks
 // (core_snapshot.go).
 func (c *groupCore) buildSnapshotData() ([]byte, error) {
-	state, err := c.sm.snapshot()
+	hm, ok := c.sm.(headRoomMachine)
+	if !ok {
+		state, err := c.sm.snapshot()
+		if err != nil {
+			return nil, err
+		}
+		return proto.Marshal(&pb.CoreSnapshot{Epoch: c.epoch, State: state})
+	}
+	b, err := hm.snapshotAfter(snapshotHeadRoom)
 	if err != nil {
 		return nil, err
 	}
-	return proto.Marshal(&pb.CoreSnapshot{Epoch: c.epoch, State: state})
+	return frameSnapshotData(c.epoch, b, snapshotHeadRoom), nil
+}
+
+// headRoomMachine is a machine that writes its snapshot after room bytes
+// of its buffer (typedMachine), so the CoreSnapshot framing goes in front
+// of the state instead of copying a state of many megabytes into a
+// second buffer.
+type headRoomMachine interface {
+	snapshotAfter(room int) ([]byte, error)
+}
+
+// snapshotHeadRoom fits CoreSnapshot's framing before its state: a tag
+// and a varint for the epoch, a tag and a varint for the state's length.
+const snapshotHeadRoom = 2 * (1 + binary.MaxVarintLen64)
+
+// frameSnapshotData encodes CoreSnapshot{Epoch: epoch, State: b[room:]}
+// in place, as proto.Marshal does (fields in order, zero fields left
+// out), and returns it: a slice of b.
+func frameSnapshotData(epoch uint64, b []byte, room int) []byte {
+	state := b[room:]
+	var head []byte
+	if epoch != 0 {
+		head = protowire.AppendTag(head, 1, protowire.VarintType)
+		head = protowire.AppendVarint(head, epoch)
+	}
+	if len(state) > 0 {
+		head = protowire.AppendTag(head, 2, protowire.BytesType)
+		head = protowire.AppendVarint(head, uint64(len(state)))
+	}
+	start := room - len(head)
+	copy(b[start:room], head)
+	return b[start:]
 }
 
 func decodeSnapshotData(data []byte) (*pb.CoreSnapshot, error) {

@@ -284,6 +284,9 @@ type typedMachine[C, Q, R any] struct {
 	sm    StateMachine[C, Q, R]
 	codec Codec[C]
 	log   *slog.Logger
+	// last is the size of the last snapshot, to size the next one's
+	// buffer at once instead of doubling it (and copying) as it fills.
+	last int
 }
 
 // apply decodes a run; a command that does not decode (the same on every
@@ -309,16 +312,25 @@ func (t *typedMachine[C, Q, R]) apply(actx ApplyContext, raw [][]byte) {
 	}
 }
 
-func (t *typedMachine[C, Q, R]) snapshot() (_ []byte, err error) {
+func (t *typedMachine[C, Q, R]) snapshot() ([]byte, error) {
+	b, err := t.snapshotAfter(0)
+	return b, err
+}
+
+// snapshotAfter returns room zero bytes followed by the state machine's
+// snapshot, so that a caller can put a header in front of the state
+// without copying it.
+func (t *typedMachine[C, Q, R]) snapshotAfter(room int) (_ []byte, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("groups: state machine Snapshot panicked: %v", p)
 		}
 	}()
-	var b bytes.Buffer
-	if err := t.sm.Snapshot(&b); err != nil {
+	b := bytes.NewBuffer(make([]byte, room, room+t.last+t.last/8+512))
+	if err := t.sm.Snapshot(b); err != nil {
 		return nil, err
 	}
+	t.last = b.Len() - room
 	return b.Bytes(), nil
 }
 

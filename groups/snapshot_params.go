@@ -29,9 +29,9 @@ type SnapshotParams struct {
 	// it. Default 10 s.
 	TTL time.Duration
 	// Window is how many chunks may be in flight at once (and so wait in
-	// memory for their turn). Default 4.
+	// memory for their turn). Default 8.
 	Window int
-	// PerHolder is how many of those one holder serves at once. Default 2.
+	// PerHolder is how many of those one holder serves at once. Default 4.
 	PerHolder int
 	// MaxTotal refuses a snapshot announced larger than this many bytes.
 	// Default 1 GiB.

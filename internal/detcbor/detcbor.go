@@ -32,6 +32,10 @@ func Marshal(v any) ([]byte, error) { return enc.Marshal(v) }
 // Unmarshal decodes b into v within the decoding limits.
 func Unmarshal(b []byte, v any) error { return dec.Unmarshal(b, v) }
 
+// UnmarshalFirst decodes the first CBOR item of b into v within the
+// decoding limits and returns the bytes after it.
+func UnmarshalFirst(b []byte, v any) ([]byte, error) { return dec.UnmarshalFirst(b, v) }
+
 // NewEncoder returns a deterministic stream encoder.
 func NewEncoder(w io.Writer) *cbor.Encoder { return enc.NewEncoder(w) }
 
