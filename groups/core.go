@@ -37,6 +37,17 @@ const maxCoreFrame = 64 << 20
 // frames are dropped and counted (raft retransmits).
 const inboxSize = 4096
 
+// maxInflight is raft's MaxInflightMsgs: the appends with entries a
+// leader has in flight to one follower before it waits for an ack. It is
+// small on purpose: while the window is full, new proposals accumulate in
+// the leader's log and the next ack releases them as one append, so the
+// append and ack frames, the follower's Ready and the commit update are
+// shared by every command that arrived in the meantime (the batch grows
+// with the load). A wide window (etcd's 256) sends an append per proposal
+// and the cost per command stays that of a lone one. Catch-up is not
+// slowed: each append carries up to MaxSizePerMsg of entries.
+const maxInflight = 4
+
 // machine is the typed state machine as the core sees it.
 type machine interface {
 	apply(actx ApplyContext, cmds [][]byte) // may panic: the core recovers
@@ -115,6 +126,8 @@ type groupCore struct {
 	peers         map[peer.ID]*peerState
 	byRaft        map[uint64]peer.ID
 	nextSeq       uint64
+	props         []pendingProp // batches for the next proposal (flushProposals)
+	propBytes     int
 	assign        map[uint64]*feedCall // local batches awaiting an index, by seq
 	fwdAssign     map[[2]uint64]fwdTo  // forwarded batches awaiting an index
 	forwards      map[uint64]*feedCall // batches forwarded to the leader, by seq
@@ -255,7 +268,7 @@ func (c *groupCore) resetRaftOn(applied uint64) error {
 		Storage:                   c.store,
 		Applied:                   applied,
 		MaxSizePerMsg:             1 << 20,
-		MaxInflightMsgs:           256,
+		MaxInflightMsgs:           maxInflight,
 		MaxUncommittedEntriesSize: 64 << 20,
 		CheckQuorum:               true,
 		PreVote:                   true,
