@@ -48,6 +48,15 @@ const inboxSize = 4096
 // slowed: each append carries up to MaxSizePerMsg of entries.
 const maxInflight = 4
 
+// callQueue is how many handle calls (Execute, Feed, Query) may wait for
+// the group goroutine. Queued, a caller goes straight on to wait for its
+// result; with an unbuffered channel each caller parked on the hand-off,
+// and the goroutine's receive then made it runnable only for it to park
+// again on its result: one more scheduling round trip per call, and a
+// burst of runnable callers on the group goroutine's P. A caller still
+// learns of the group's end while it waits (the handles select on done).
+const callQueue = 1024
+
 // machine is the typed state machine as the core sees it.
 type machine interface {
 	apply(actx ApplyContext, cmds [][]byte) // may panic: the core recovers
@@ -163,7 +172,7 @@ func newGroupCore(s *Service, id catalog.ID, cfg config, sm machine) (*groupCore
 		sm:        sm,
 		frames:    make(chan frame, inboxSize),
 		bondSig:   make(chan struct{}, 1),
-		calls:     make(chan func()),
+		calls:     make(chan func(), callQueue),
 		quit:      make(chan struct{}),
 		done:      make(chan struct{}),
 		lost:      map[uint64]bool{},
