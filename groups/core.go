@@ -45,8 +45,11 @@ const inboxSize = 4096
 // shared by every command that arrived in the meantime (the batch grows
 // with the load). A wide window (etcd's 256) sends an append per proposal
 // and the cost per command stays that of a lone one. Catch-up is not
-// slowed: each append carries up to MaxSizePerMsg of entries.
-const maxInflight = 4
+// slowed: each append carries up to MaxSizePerMsg of entries. Measured
+// on the bench's 3 voters (quick groups rows, load ≈ 7 on 2 cores, two
+// alternating runs each, puts/s at 8 and 64 clients): 2 gave 27k/14k and
+// 31k/20k, 4 gave 20k/13k and 31k/19k, 8 gave 16k/11k and 17k/16k.
+const maxInflight = 2
 
 // callQueue is how many handle calls (Execute, Feed, Query) may wait for
 // the group goroutine. Queued, a caller goes straight on to wait for its
