@@ -83,11 +83,11 @@ func (c *groupCore) feed(cmds [][]byte, done func(first uint64, err error)) uint
 	lp := c.leaderPeer()
 	switch {
 	case c.state == raft.StateLeader:
-		if err := c.propose(c.selfID, seq, cmds); err != nil {
-			fc.finish(0, &offline{reason: "proposal dropped: " + err.Error()})
-			return seq
-		}
 		c.assign[seq] = fc
+		c.queueProposal(c.selfID, seq, cmds, func(err error) {
+			delete(c.assign, seq)
+			fc.finish(0, &offline{reason: "proposal dropped: " + err.Error()})
+		})
 	case lp != "" && c.peers[lp] != nil && c.peers[lp].up:
 		fc.deadline = c.now + int64(c.p.ticks(c.p.ForwardTimeout))
 		c.forwards[seq] = fc
@@ -101,17 +101,73 @@ func (c *groupCore) feed(cmds [][]byte, done func(first uint64, err error)) uint
 	return seq
 }
 
-// propose appends a batch atomically: one MsgProp with every entry.
-func (c *groupCore) propose(origin, seq uint64, cmds [][]byte) error {
+// pendingProp is a batch of commands queued for the next proposal.
+type pendingProp struct {
+	origin, seq uint64
+	cmds        [][]byte
+	fail        func(err error) // the proposal was dropped
+}
+
+// maxProposalBytes bounds the command bytes merged into one proposal, so
+// that one proposal fits in one append message (MaxSizePerMsg).
+const maxProposalBytes = 512 << 10
+
+// queueProposal queues a batch for flushProposals, which runs before every
+// Ready. The batches queued in one turn of the loop become one MsgProp:
+// raft's leader sends one append per follower per MsgProp, so proposing
+// each call on its own costs a follower message, a follower Ready and an
+// ack per call, however many calls were waiting together.
+func (c *groupCore) queueProposal(origin, seq uint64, cmds [][]byte, fail func(err error)) {
+	for _, cmd := range cmds {
+		c.propBytes += len(cmd)
+	}
+	c.props = append(c.props, pendingProp{origin: origin, seq: seq, cmds: cmds, fail: fail})
+	if c.propBytes >= maxProposalBytes {
+		c.flushProposals()
+	}
+}
+
+// flushProposals proposes the queued batches as one MsgProp. Each batch
+// stays contiguous (its entries are consecutive in the message), and each
+// first entry carries its batch's seq for assignIndexes. raft takes the
+// message whole or drops it whole: a dropped one fails every batch in it.
+func (c *groupCore) flushProposals() {
+	if len(c.props) == 0 {
+		return
+	}
+	props := c.props
+	c.props, c.propBytes = nil, 0
+	var ents []*raftpb.Entry
+	ok := props[:0]
+	for _, p := range props {
+		es, err := entriesOf(p.origin, p.seq, p.cmds)
+		if err != nil {
+			p.fail(err)
+			continue
+		}
+		ents = append(ents, es...)
+		ok = append(ok, p)
+	}
+	if len(ents) == 0 {
+		return
+	}
+	if err := c.rn.Step(&raftpb.Message{Type: raftpb.MessageType_MsgProp.Enum(), From: new(c.selfID), Entries: ents}); err != nil {
+		for _, p := range ok {
+			p.fail(err)
+		}
+	}
+}
+
+func entriesOf(origin, seq uint64, cmds [][]byte) ([]*raftpb.Entry, error) {
 	ents := make([]*raftpb.Entry, len(cmds))
 	for i, cmd := range cmds {
 		data, err := proto.Marshal(&pb.CoreEntry{Origin: origin, Seq: seq + uint64(i), Command: cmd})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		ents[i] = &raftpb.Entry{Data: data}
 	}
-	return c.rn.Step(&raftpb.Message{Type: raftpb.MessageType_MsgProp.Enum(), From: new(c.selfID), Entries: ents})
+	return ents, nil
 }
 
 // execute is feed plus the wait for the batch to be applied locally with
@@ -208,11 +264,12 @@ func (c *groupCore) onForward(from peer.ID, m *pb.CoreForward) {
 		c.send(from, kindNotLeader, &pb.CoreNotLeader{Seq: m.GetSeq(), Leader: c.lead})
 		return
 	}
-	if err := c.propose(m.GetOrigin(), m.GetSeq(), m.GetCommands()); err != nil {
+	k := [2]uint64{m.GetOrigin(), m.GetSeq()}
+	c.fwdAssign[k] = fwdTo{p: from, n: uint32(len(m.GetCommands()))}
+	c.queueProposal(m.GetOrigin(), m.GetSeq(), m.GetCommands(), func(error) {
+		delete(c.fwdAssign, k)
 		c.send(from, kindNotLeader, &pb.CoreNotLeader{Seq: m.GetSeq(), Leader: c.lead})
-		return
-	}
-	c.fwdAssign[[2]uint64{m.GetOrigin(), m.GetSeq()}] = fwdTo{p: from, n: uint32(len(m.GetCommands()))}
+	})
 }
 
 func (c *groupCore) onForwardAck(m *pb.CoreForwardAck) {
@@ -292,4 +349,5 @@ func (c *groupCore) failAll(err error) {
 	}
 	clear(c.fwdAssign)
 	clear(c.recent)
+	c.props, c.propBytes = nil, 0
 }

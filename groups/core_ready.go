@@ -20,6 +20,7 @@ const recentKeep = 4096
 // processReady drains raft's Ready in etcd's order: persist, send, apply,
 // Advance. An error ends the group on this node.
 func (c *groupCore) processReady() error {
+	c.flushProposals()
 	if err := c.drainReady(); err != nil {
 		return err
 	}

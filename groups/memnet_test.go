@@ -26,8 +26,13 @@ type memNet struct {
 	// holder sees it) with an error.
 	chunkFault func(from, holder peer.ID, req snapshotChunkRequest) error
 	// chunks counts the chunk requests each holder answered.
-	chunks  map[peer.ID]int
-	timers  sync.WaitGroup
+	chunks map[peer.ID]int
+	// timers counts delayed deliveries not yet run, under mu; idle (on
+	// mu) is signalled when it drops. Not a WaitGroup: Send's Add on a
+	// group goroutine may come while another node's close already waits,
+	// which WaitGroup forbids (the race detector reports it).
+	timers  int
+	idle    sync.Cond
 	network catalog.ID
 }
 
@@ -47,7 +52,9 @@ type memMember struct {
 }
 
 func newMemNet() *memNet {
-	return &memNet{nodes: map[peer.ID]*memNode{}, cut: map[[2]peer.ID]bool{}, chunks: map[peer.ID]int{}, network: catalog.IDFromString("memnet")}
+	n := &memNet{nodes: map[peer.ID]*memNode{}, cut: map[[2]peer.ID]bool{}, chunks: map[peer.ID]int{}, network: catalog.IDFromString("memnet")}
+	n.idle.L = &n.mu
+	return n
 }
 
 func pair(a, b peer.ID) [2]peer.ID {
@@ -162,8 +169,10 @@ func (nd *memNode) close() error {
 		m.closeLocked()
 	}
 	delete(n.nodes, nd.self)
+	for n.timers > 0 {
+		n.idle.Wait()
+	}
 	n.mu.Unlock()
-	n.timers.Wait()
 	return nil
 }
 
@@ -196,12 +205,13 @@ func (m *memMember) Send(to peer.ID, kind byte, body []byte) bool {
 		deliver()
 		return true
 	}
-	n.timers.Add(1)
+	n.timers++
 	time.AfterFunc(delay, func() {
-		defer n.timers.Done()
 		n.mu.Lock()
 		defer n.mu.Unlock()
 		deliver()
+		n.timers--
+		n.idle.Broadcast()
 	})
 	return true
 }

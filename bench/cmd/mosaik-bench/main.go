@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 
 	"github.com/libp2p/go-libp2p/gologshim"
@@ -38,6 +39,7 @@ func run() error {
 	only := flag.String("only", "", "run only the scenarios whose name matches this regular expression (e.g. 'throughput|latency')")
 	systems := flag.String("systems", "", "run only the systems whose name matches this regular expression (for profiling; ratios need mosaik and its peers)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	traceOut := flag.String("trace", "", "write an execution trace of the whole run to this file (go tool trace: where goroutines wait)")
 	flag.Parse()
 	// go-libp2p's own logs (shutdown noise such as "listener closed") would
 	// tear the progress bar; the harness reports what matters itself.
@@ -77,6 +79,17 @@ func run() error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *traceOut != "" {
+		f, err := os.Create(*traceOut)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return err
+		}
+		defer trace.Stop()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
