@@ -39,7 +39,7 @@ type collFlags struct {
 
 func (c *collFlags) register(fs *flag.FlagSet, cmd string) {
 	if cmd == "run" {
-		fs.Var(&c.replicate, "replicate", "host a writer replica of the collection KIND:NAME, e.g. map:orders (repeatable; durable with --data-dir)")
+		fs.Var(&c.replicate, "replicate", "host a writer replica of the collection KIND:NAME, e.g. map:orders; kinds map, set, vec, cell, once (string elements) and depq (int64 priorities, string keys and values); repeatable, durable with --data-dir")
 	} else {
 		fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "give up (exit 1) when the map's leader cannot be reached, or the command not completed, within this")
 		if cmd == "map list" {

@@ -35,11 +35,22 @@ var kinds = map[string]opener{
 	"map": func(h collections.Host, name string, opts ...collections.Option) (io.Closer, error) {
 		return collections.NewMap[string, string](h, name, opts...)
 	},
-	"set":  nil,
-	"vec":  nil,
-	"cell": nil,
-	"once": nil,
-	"depq": nil,
+	"set": func(h collections.Host, name string, opts ...collections.Option) (io.Closer, error) {
+		return collections.NewSet[string](h, name, opts...)
+	},
+	"vec": func(h collections.Host, name string, opts ...collections.Option) (io.Closer, error) {
+		return collections.NewVec[string](h, name, opts...)
+	},
+	"cell": func(h collections.Host, name string, opts ...collections.Option) (io.Closer, error) {
+		return collections.NewCell[string](h, name, opts...)
+	},
+	"once": func(h collections.Host, name string, opts ...collections.Option) (io.Closer, error) {
+		return collections.NewOnce[string](h, name, opts...)
+	},
+	// A priority queue of int64 priorities, string keys and values.
+	"depq": func(h collections.Host, name string, opts ...collections.Option) (io.Closer, error) {
+		return collections.NewPriorityQueue[int64, string, string](h, name, opts...)
+	},
 }
 
 // Available lists the kinds this build can replicate, sorted.
