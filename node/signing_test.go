@@ -20,8 +20,12 @@ import (
 // a signing node and a default (unsigned) one do not, although they are
 // connected and synced: each router drops the other's messages. The
 // change is a new tag, which only gossip carries once two nodes know each
-// other (syncs run on connect).
+// other (syncs run on connect; the periodic anti-entropy sync, which would
+// carry it too, is off here).
 func TestGossipSigning_NetworkMustAgree(t *testing.T) {
+	params := discovery.TestParams()
+	params.AntiEntropyInterval = 0
+	gossipOnly := node.WithDiscoveryParams(params)
 	strict := node.WithGossipSignaturePolicy(pubsub.StrictSign)
 	tag := catalog.IDFromString("after-sync")
 	hasTag := func(n *node.Node, of *node.Node) bool {
@@ -33,8 +37,8 @@ func TestGossipSigning_NetworkMustAgree(t *testing.T) {
 		a, b     []node.Option
 		gossiped bool
 	}{
-		{"both sign", []node.Option{strict}, []node.Option{strict}, true},
-		{"only one signs", []node.Option{strict}, nil, false},
+		{"both sign", []node.Option{gossipOnly, strict}, []node.Option{gossipOnly, strict}, true},
+		{"only one signs", []node.Option{gossipOnly, strict}, []node.Option{gossipOnly}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			network := "signing-" + tc.name
