@@ -60,8 +60,8 @@ type syncSubject struct {
 	// itemBytes is about how many snapshot bytes one item of fill takes.
 	itemBytes int
 	// maxFrozen caps the frozen cases' sizes (0: no cap). Map runs them
-	// all, up to 100 000 items; the other types stop at 10 000 to keep
-	// the package's run time.
+	// all, up to 100 000 items; the other types stop earlier to keep the
+	// package's run time.
 	maxFrozen int
 	// arrivalOrder: items sit in the order their commands commit (Vec),
 	// so concurrent single inserts leave them in no predictable order.
