@@ -20,10 +20,25 @@ import (
 // acknowledged by a quorum). Clients connect to server 1. Memory storage
 // is compared with in-memory groups, file storage with durable groups.
 // This is the setup of ../shared/reference/anchors.md §1g.
-type jetstreamSystem struct{ file bool }
+//
+// JetStream's file store does not fsync each write by default (it syncs
+// every 2 minutes), while a groups data dir fsyncs every Ready before it
+// acknowledges. syncAlways (nats-server's sync_interval: always) makes
+// JetStream fsync each write too: the like-for-like durable baseline.
+type jetstreamSystem struct{ file, syncAlways bool }
+
+// jetstreamFsync is the fsync-per-write baseline, measured on the
+// sequential rows only: it is the durable latency target's baseline, and
+// no target judges durable throughput.
+type jetstreamFsync struct{ jetstreamSystem }
+
+func (jetstreamFsync) sequentialOnly() {}
 
 func (j jetstreamSystem) name() string {
-	if j.file {
+	switch {
+	case j.file && j.syncAlways:
+		return "jetstream-r3-file-sync"
+	case j.file:
 		return "jetstream-r3-file"
 	}
 	return "jetstream-r3-mem"
@@ -83,6 +98,9 @@ func (j jetstreamSystem) open(ctx context.Context, clients int) (_ replicated, e
 			JetStream: true, StoreDir: fmt.Sprintf("%s/%d", s.dir, i+1),
 			Cluster: server.ClusterOpts{Name: "bench", Host: "127.0.0.1", Port: p},
 			Routes:  routes,
+		}
+		if j.syncAlways {
+			opts.SyncAlways = true
 		}
 		srv, err := server.NewServer(opts)
 		if err != nil {

@@ -31,7 +31,7 @@ type replicated interface {
 // replicators are the stores of the groups rows. The mosaik systems are
 // listed first, so their rows lead each metric.
 func (r *runner) replicators() []replicator {
-	return append(r.mosaikReplicators(), jetstreamSystem{}, jetstreamSystem{file: true}, rawRTT{})
+	return append(r.mosaikReplicators(), jetstreamSystem{}, jetstreamSystem{file: true}, jetstreamFsync{jetstreamSystem{file: true, syncAlways: true}}, rawRTT{})
 }
 
 // sequentialOnly is a replicator that serves one client only (the raw

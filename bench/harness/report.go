@@ -249,15 +249,22 @@ func (res *Results) groupsTargets() []Target {
 	}
 	ts = append(ts, t)
 	// Durable against durable: data dirs (bbolt, fsync per Ready) against
-	// JetStream's file storage.
-	t = Target{Goal: "groups: durable sequential put latency p50 and p99 ≤ 1.0× JetStream R3 (file)", Measured: "not measured"}
+	// JetStream's file storage with an fsync per write (sync_interval:
+	// always). JetStream's default file storage syncs every 2 minutes, so
+	// an acknowledged put can be lost on a power cut; it is reported
+	// beside, not judged against.
+	t = Target{Goal: "groups: durable sequential put latency p50 and p99 ≤ 1.0× JetStream R3 (file, fsync per write)", Measured: "not measured"}
 	parts, met = nil, true
 	for _, q := range []string{"p50", "p99"} {
-		m, j := res.find("groups/put", q, "mosaik-durable"), res.find("groups/put", q, "jetstream-r3-file")
+		m, j := res.find("groups/put", q, "mosaik-durable"), res.find("groups/put", q, "jetstream-r3-file-sync")
 		if m == nil || j == nil || j.Median == 0 {
 			continue
 		}
-		parts = append(parts, fmt.Sprintf("%s: mosaik-durable %s µs, JetStream file %s µs (%.2f×)", q, fmtNum(m.Median), fmtNum(j.Median), m.Median/j.Median))
+		part := fmt.Sprintf("%s: mosaik-durable %s µs, JetStream file+fsync %s µs (%.2f×)", q, fmtNum(m.Median), fmtNum(j.Median), m.Median/j.Median)
+		if d := res.find("groups/put", q, "jetstream-r3-file"); d != nil && d.Median > 0 {
+			part += fmt.Sprintf(" [JetStream file, default 2 min sync: %s µs]", fmtNum(d.Median))
+		}
+		parts = append(parts, part)
 		met = met && m.Median <= j.Median
 	}
 	if len(parts) > 0 {
