@@ -74,7 +74,6 @@ func TestMain_BadInputExitsTwoWithOneLine(t *testing.T) {
 		{"consume", "--network", "x", "--ticket-class", "c", "s"},       // class without issuer
 		{"id", "--key", filepath.Join(dir, "missing")},
 		{"run", "--network", "x", "--replicate", "bogus:orders"},                 // unknown kind
-		{"run", "--network", "x", "--replicate", "depq:orders"},                  // not in this build
 		{"run", "--network", "x", "--replicate", "orders"},                       // no KIND:
 		{"run", "--network", "x", "--replicate", "map:o", "--ticket-class", "c"}, // class without issuer
 		{"map"},
