@@ -256,7 +256,7 @@ func TestMap_Linearizable(t *testing.T) {
 		}
 	}
 	c.isolate(mc.nodes[l].ID(), rest)
-	time.Sleep(phase)
+	time.Sleep(phase) // history during the partition
 	c.heal()
 	// The crash must wait until the isolated replica is back, or the two
 	// survivors could be the old leader (still catching up) and one other.

@@ -4,9 +4,7 @@
 package cli
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,7 +13,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -497,86 +494,6 @@ func writeAddrs(path string, n *node.Node) error {
 		return fmt.Errorf("--addr-file: %w", err)
 	}
 	return os.Rename(tmp, path) // readers never see a partial file
-}
-
-// produce sends every stdin line (without its newline) as a datum, waiting
-// until the producer is online, then flushes at EOF.
-func produce(ctx context.Context, n *node.Node, stream string, opts []streams.ProducerOption, in io.Reader, log *slog.Logger) error {
-	p, err := streams.NewProducer[[]byte](n.Streams(), stream, opts...)
-	if err != nil {
-		return err
-	}
-	defer p.Close() // delivers what is queued, then GracefulShutdown
-	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 64<<10), n.Streams().Params().MaxFrameSize-16)
-	lines := 0
-	for sc.Scan() {
-		line := append([]byte(nil), sc.Bytes()...)
-		if err := p.Send(ctx, line); err != nil {
-			if ctx.Err() != nil {
-				return nil // interrupted: Close still delivers what is queued
-			}
-			return err
-		}
-		lines++
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("reading stdin: %w", err)
-	}
-	log.Info("stdin done; flushing", "lines", lines)
-	return p.Close()
-}
-
-// consume prints every datum as a line until ctx ends or count datums.
-// Every gap (datums of a producer that never arrived) is logged as a
-// warning before the datum that follows it.
-func consume(ctx context.Context, n *node.Node, stream string, opts []streams.ConsumerOption, count int, out io.Writer, log *slog.Logger) error {
-	c, err := streams.NewConsumer[[]byte](n.Streams(), stream, opts...)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	w := bufio.NewWriter(out)
-	defer w.Flush()
-	for got := 0; count == 0 || got < count; got++ {
-		d, err := c.RecvDatum(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil // interrupted: a normal end
-			}
-			return err
-		}
-		if g := d.Gap; g != nil {
-			log.Warn("datums missed", "producer", d.Producer, "cause", g.Cause, "missed", g.Missed, "after", g.After, "next", d.Seq)
-		}
-		w.Write(d.Value)
-		w.WriteByte('\n')
-		if err := w.Flush(); err != nil { // line by line: stdout is often a pipe
-			return err
-		}
-	}
-	return nil
-}
-
-func printCatalog(n *node.Node, asJSON bool, out io.Writer) error {
-	doc := catalogDoc(n)
-	if asJSON {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(doc)
-	}
-	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "network %s, %d peers\n", doc.Network, len(doc.Peers))
-	fmt.Fprintln(tw, "PEER\tTAGS\tSTREAMS\tRTT\tVERSION\tAGE")
-	for _, p := range doc.Peers {
-		rtt := "-"
-		if p.RTTMS != nil {
-			rtt = fmt.Sprintf("%.2fms", *p.RTTMS)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.PeerID, strings.Join(p.Tags, ","), strings.Join(p.Streams, ","), rtt, p.Version,
-			(time.Duration(p.AgeMS) * time.Millisecond).String())
-	}
-	return tw.Flush()
 }
 
 func cmdDemo(ctx context.Context, args []string, env Env) error {
