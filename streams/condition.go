@@ -125,6 +125,11 @@ func (s *condSpec) evalLocked(set *subscriptionSet) bool {
 // release one Wait. It returns ErrClosed when the handle closes and no rise
 // is pending.
 func (c *Condition) Wait(ctx context.Context) error {
+	// The set forgets the edge tracker once c is collected (see below).
+	// Nothing below refers to c, so without this a Condition that only
+	// this call holds, as in p.Subscribed().MinimumOf(2).Wait(ctx), could
+	// be collected mid-Wait and the Wait would miss the rise.
+	defer runtime.KeepAlive(c)
 	s := c.set
 	s.mu.Lock()
 	if c.edges == nil {

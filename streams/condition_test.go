@@ -3,6 +3,7 @@ package streams
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -104,5 +105,38 @@ func TestCondition_Wait_CloseAndCancel(t *testing.T) {
 	f.set.close()
 	if err := <-done; !errors.Is(err, ErrClosed) {
 		t.Fatalf("Wait across close: %v, want ErrClosed", err)
+	}
+}
+
+// A Condition that nothing but its own running Wait refers to, as in
+// p.Subscribed().MinimumOf(2).Wait(ctx), is not collected while Wait blocks:
+// its edge tracker stays registered, so the rise releases the Wait. (The
+// tracker used to be dropped by the collector mid-Wait, and the Wait then
+// missed the rise for good.)
+func TestCondition_Wait_TemporaryConditionSurvivesGC(t *testing.T) {
+	set := newSubscriptionSet(nil)
+	sub := &subscription{state: Connecting}
+	set.add(sub)
+	done := make(chan error, 1)
+	go func() { done <- newCondition(set, 1).MinimumOf(1).Wait(shortCtx(t, 10*time.Second)) }()
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		set.mu.Lock()
+		defer set.mu.Unlock()
+		for e := range set.watched {
+			if e.waiting > 0 {
+				return true
+			}
+		}
+		return false
+	}, "Wait did not block")
+	// Collect repeatedly: the cleanup of an unreachable Condition runs on
+	// a later cycle than the one that finds it unreachable.
+	for range 5 {
+		runtime.GC()
+		time.Sleep(time.Millisecond) // let the cleanup goroutine run
+	}
+	set.setState(sub, Connected, nil)
+	if err := <-done; err != nil {
+		t.Fatalf("Wait on a temporary condition missed the rise: %v", err)
 	}
 }
