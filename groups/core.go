@@ -101,6 +101,7 @@ type groupCore struct {
 	met    *metrics
 	sm     machine
 	tr     transport
+	saved  hardVote // the term and vote on disk (core_ready.go)
 
 	frames  chan frame
 	bondMu  sync.Mutex

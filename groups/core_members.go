@@ -244,6 +244,7 @@ func (c *groupCore) forceEpoch() {
 		c.fatal = err
 		return
 	}
+	c.saved = hardVote{} // the vote was reset on disk
 	if err := c.resetRaftOn(applied); err != nil {
 		c.fatal = err
 		return

@@ -111,6 +111,12 @@ type boltStore struct {
 	last     uint64
 	snapMeta *raftpb.SnapshotMetadata // nil until the first snapshot
 	hs       *raftpb.HardState        // nil until the first hard state
+	// hsDirty: hs holds a commit index not yet written. A hard state
+	// that moves only the commit index is not worth an fsync of its own
+	// (etcd's raft.MustSync): raft learns the commit index again from the
+	// leader, so a crash that loses it loses nothing. The next write
+	// (entries, snapshot, compaction, Close) carries it.
+	hsDirty bool
 }
 
 var _ logStore = (*boltStore)(nil)
@@ -228,7 +234,14 @@ func (s *boltStore) Close() error {
 		return nil
 	}
 	s.closed = true
-	return s.db.Close()
+	var err error
+	if s.hsDirty {
+		err = s.db.Update(func(tx *bolt.Tx) error { return s.writeHardState(tx, s.hs) })
+		if err != nil {
+			err = fmt.Errorf("groups: log store: writing the hard state at close: %w", err)
+		}
+	}
+	return errors.Join(err, s.db.Close())
 }
 
 // InitialState returns the saved hard state (nil if none) and the

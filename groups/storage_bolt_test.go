@@ -463,3 +463,76 @@ func crashChild(path string) {
 	// Not killed within a minute: the parent is gone; never Close cleanly.
 	os.Exit(3)
 }
+
+// A hard state that moves only the commit index is not written on its own
+// (no fsync for it, as etcd's raft.MustSync): the next write carries it,
+// and so does Close. A term or vote is written at once. crashImage copies
+// the file as a crash would leave it: what committed transactions wrote.
+func TestBoltStore_CommitOnlyHardStateDeferred(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "g.db")
+	crashImage := func(t *testing.T) *raftpb.HardState {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img := filepath.Join(t.TempDir(), "crash.db")
+		if err := os.WriteFile(img, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, err := openBoltStore(img, boltOptions{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		hs, _, err := s.InitialState()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hs
+	}
+	s, err := openBoltStore(path, boltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustSave(t, s, hardState(1, 1, 0), nil, run(1, 4, 1)...)
+	mustSave(t, s, hardState(1, 1, 3), nil)
+	if hs, _, _ := s.InitialState(); hs.GetCommit() != 3 {
+		t.Fatalf("the store reports commit %d, want 3", hs.GetCommit())
+	}
+	if hs := crashImage(t); hs.GetCommit() != 0 {
+		t.Fatalf("a commit-only hard state was written on its own: commit %d on disk", hs.GetCommit())
+	}
+	// A snapshot never lands ahead of the commit index that covers it.
+	if _, err := s.CreateSnapshot(3, confState(1), []byte("s")); err != nil {
+		t.Fatal(err)
+	}
+	if hs := crashImage(t); hs.GetCommit() != 3 {
+		t.Fatalf("commit %d on disk after a snapshot at 3", hs.GetCommit())
+	}
+	mustSave(t, s, hardState(1, 1, 4), nil)
+	if err := s.Compact(2); err != nil {
+		t.Fatal(err)
+	}
+	if hs := crashImage(t); hs.GetCommit() != 4 {
+		t.Fatalf("commit %d on disk after a compaction, want 4", hs.GetCommit())
+	}
+	mustSave(t, s, hardState(2, 2, 4), nil) // a new term and vote: at once
+	if hs := crashImage(t); hs.GetTerm() != 2 || hs.GetVote() != 2 {
+		t.Fatalf("term %d vote %d on disk, want 2 and 2", hs.GetTerm(), hs.GetVote())
+	}
+	mustSave(t, s, hardState(2, 2, 4), nil, ent(5, 2, "e5"))
+	mustSave(t, s, hardState(2, 2, 5), nil)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = openBoltStore(path, boltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if hs, _, _ := s.InitialState(); hs.GetCommit() != 5 {
+		t.Fatalf("commit %d after Close and reopen, want 5", hs.GetCommit())
+	}
+}

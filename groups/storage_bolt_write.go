@@ -66,14 +66,15 @@ func (s *boltStore) Save(hs *raftpb.HardState, snap *raftpb.Snapshot, ents []*ra
 	if !saveHS && !applySnap && len(ents) == 0 {
 		return nil
 	}
+	if saveHS && !applySnap && len(ents) == 0 && s.hs != nil &&
+		hsNext.GetTerm() == s.hs.GetTerm() && hsNext.GetVote() == s.hs.GetVote() {
+		s.hs, s.hsDirty = hsNext, true // only the commit index moved
+		return nil
+	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		meta, entries := tx.Bucket(bucketMeta), tx.Bucket(bucketEntries)
-		if saveHS {
-			b, err := proto.Marshal(hsNext)
-			if err != nil {
-				return err
-			}
-			if err := meta.Put(keyHardState, b); err != nil {
+		if saveHS || s.hsDirty {
+			if err := s.writeHardState(tx, hsNext); err != nil {
 				return err
 			}
 		}
@@ -111,7 +112,27 @@ func (s *boltStore) Save(hs *raftpb.HardState, snap *raftpb.Snapshot, ents []*ra
 		return fmt.Errorf("groups: log store save: %w", err)
 	}
 	s.hs, s.snapMeta, s.start, s.last = hsNext, metaNext, start, last
+	s.hsDirty = false
 	return nil
+}
+
+// writeHardState writes hs in tx.
+func (s *boltStore) writeHardState(tx *bolt.Tx, hs *raftpb.HardState) error {
+	b, err := proto.Marshal(hs)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketMeta).Put(keyHardState, b)
+}
+
+// flushHardState writes a hard state whose write was put off (hsDirty) in
+// tx, so a snapshot or compaction never reaches the disk ahead of the
+// commit index that covers it.
+func (s *boltStore) flushHardState(tx *bolt.Tx) error {
+	if !s.hsDirty {
+		return nil
+	}
+	return s.writeHardState(tx, s.hs)
 }
 
 // writeSnapshot stores a snapshot's metadata and data.
@@ -194,10 +215,16 @@ func (s *boltStore) CreateSnapshot(i uint64, cs *raftpb.ConfState, data []byte) 
 	if cs != nil {
 		meta.ConfState = proto.Clone(cs).(*raftpb.ConfState)
 	}
-	if err := s.db.Update(func(tx *bolt.Tx) error { return writeSnapshot(tx, meta, data) }); err != nil {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		if err := s.flushHardState(tx); err != nil {
+			return err
+		}
+		return writeSnapshot(tx, meta, data)
+	})
+	if err != nil {
 		return nil, fmt.Errorf("groups: log store snapshot: %w", err)
 	}
-	s.snapMeta = meta
+	s.snapMeta, s.hsDirty = meta, false
 	return &raftpb.Snapshot{Metadata: proto.Clone(meta).(*raftpb.SnapshotMetadata), Data: data}, nil
 }
 
@@ -222,6 +249,9 @@ func (s *boltStore) Compact(compactTo uint64) error {
 	}
 	start := logStart{index: compactTo, term: term}
 	err = s.db.Update(func(tx *bolt.Tx) error {
+		if err := s.flushHardState(tx); err != nil {
+			return err
+		}
 		c := tx.Bucket(bucketEntries).Cursor()
 		limit := u64Key(compactTo)
 		for k, _ := c.First(); k != nil && bytes.Compare(k, limit) <= 0; k, _ = c.First() {
@@ -234,6 +264,6 @@ func (s *boltStore) Compact(compactTo uint64) error {
 	if err != nil {
 		return fmt.Errorf("groups: log store compact: %w", err)
 	}
-	s.start = start
+	s.start, s.hsDirty = start, false
 	return nil
 }
