@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"unicode/utf8"
+	"unsafe"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/google/btree"
@@ -219,7 +221,7 @@ func (k mapKind[K, V]) decodeRaw(b []byte) (mapState[K, V], error) {
 			}
 			kraw, vraw, b = pair[0], pair[1], rest
 		}
-		it, ok := k.item(kraw, vraw)
+		it, ok := aliasItem[K, V](kraw, vraw)
 		if !ok {
 			return nil, fmt.Errorf("entry %d does not decode", n)
 		}
@@ -230,6 +232,52 @@ func (k mapKind[K, V]) decodeRaw(b []byte) (mapState[K, V], error) {
 		s.ReplaceOrInsert(it)
 	}
 	return s, nil
+}
+
+// aliasItem is item for decodeRaw: the encodings, and decoded strings and
+// byte strings, point into the snapshot's bytes instead of being copied,
+// four allocations less per entry on a restore of millions. The snapshot
+// buffer is never written after it was read (restoreRaw reads it into a
+// buffer of its own), and it stays alive as long as one entry restored
+// from it does.
+func aliasItem[K, V any](kraw, vraw []byte) (mapItem[K, V], bool) {
+	k, ok := aliasDecode[K](kraw)
+	if !ok {
+		return mapItem[K, V]{}, false
+	}
+	v, ok := aliasDecode[V](vraw)
+	if !ok {
+		return mapItem[K, V]{}, false
+	}
+	return mapItem[K, V]{kenc: aliasString(kraw), venc: aliasString(vraw), k: k, v: v}, true
+}
+
+// aliasDecode is decode that, for strings and byte strings, returns the
+// content of raw in place. A byte string's capacity ends with it, so an
+// append by the caller copies instead of writing over the next entry.
+func aliasDecode[T any](raw []byte) (T, bool) {
+	var v T
+	switch p := any(&v).(type) {
+	case *string:
+		if b, ok := canonicalString(raw, cborText); ok && utf8.Valid(b) {
+			*p = aliasString(b)
+			return v, true
+		}
+	case *[]byte:
+		if b, ok := canonicalString(raw, cborBytes); ok && len(b) > 0 {
+			*p = b[:len(b):len(b)]
+			return v, true
+		}
+	}
+	return decode[T](raw)
+}
+
+// aliasString is b as a string without a copy; b must never change.
+func aliasString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 // MapReader is a read-only replica of a replicated map: a raft learner

@@ -366,13 +366,7 @@ func (c *groupCore) run() {
 		case f := <-c.frames:
 			c.onFrame(f)
 		case <-c.bondSig:
-			c.bondMu.Lock()
-			q := c.bondQ
-			c.bondQ = nil
-			c.bondMu.Unlock()
-			for _, ev := range q {
-				c.onBond(ev)
-			}
+			c.takeBonds()
 		case fn := <-c.calls:
 			fn()
 		}
@@ -447,8 +441,29 @@ func (c *groupCore) onTick() {
 
 func (c *groupCore) statusEvery() int { return c.p.ticks(c.p.Heartbeat) * 2 }
 
+// takeBonds handles the queued bond events, in order.
+func (c *groupCore) takeBonds() {
+	c.bondMu.Lock()
+	q := c.bondQ
+	c.bondQ = nil
+	c.bondMu.Unlock()
+	for _, ev := range q {
+		c.onBond(ev)
+	}
+}
+
 func (c *groupCore) onFrame(f frame) {
 	ps := c.peers[f.from]
+	if ps == nil || !ps.up {
+		// The bond layer calls BondUp before it delivers the bond's first
+		// frame, but the two reach this goroutine on different channels:
+		// take the queued bond events before judging the sender, or the
+		// first frames of every new bond (a newcomer's status, which the
+		// leader answers by adding it) would be lost and wait for the
+		// next periodic status.
+		c.takeBonds()
+		ps = c.peers[f.from]
+	}
 	if ps == nil || !ps.up {
 		c.drop()
 		return

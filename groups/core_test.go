@@ -212,3 +212,22 @@ func TestParams_Validate(t *testing.T) {
 		}
 	}
 }
+
+// A frame that reaches the group goroutine before its bond's BondUp event
+// (they travel on different channels, but BondUp is called first) is
+// handled, not dropped: a newcomer's first status is what makes the leader
+// add it, and losing it cost a status period.
+func TestCore_FrameBeforeQueuedBondUpIsHandled(t *testing.T) {
+	c := handCore(t, "a")
+	c.BondUp("b", RoleReader) // queued, not yet taken by the loop
+	body, _ := proto.Marshal(&pb.CoreStatus{Epoch: 7})
+	before := c.dropped.Load()
+	c.onFrame(frame{from: "b", kind: kindStatus, body: body})
+	if c.dropped.Load() != before {
+		t.Fatal("the frame was dropped")
+	}
+	ps := c.peers["b"]
+	if ps == nil || !ps.up || ps.status.GetEpoch() != 7 {
+		t.Fatalf("peer b after its first status: %+v", ps)
+	}
+}
