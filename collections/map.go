@@ -284,6 +284,11 @@ func aliasString(b []byte) string {
 // that never votes. Reads are local, from the latest applied state, and
 // never block; call Sync first for a linearizable read. Safe for
 // concurrent use.
+//
+// Keys and values handed out (Get, All, and the like) share memory with
+// the replica's state: treat them as read-only. Writing into a []byte
+// value, or into what a pointer in a value points to, changes this
+// replica's copy alone, unseen by the others; copy it first.
 type MapReader[K, V any] struct {
 	handle[mapState[K, V]]
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -70,7 +72,11 @@ func openMapCluster(ctx context.Context, n int, p groups.Params) (_ *mapCluster,
 // newNode starts a node on h (which it then owns), bootstrapped from the
 // first member.
 func (c *mapCluster) newNode(h host.Host) (*node.Node, error) {
-	opts := []node.Option{node.WithHost(h), node.WithoutDHT(), node.WithLogger(quiet)}
+	lg := quiet
+	if os.Getenv("BENCHLOG") != "" {
+		lg = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("n", len(c.nodes))
+	}
+	opts := []node.Option{node.WithHost(h), node.WithoutDHT(), node.WithLogger(lg)}
 	if len(c.nodes) > 0 {
 		opts = append(opts, node.WithBootstrapPeers(addrInfo(c.hosts[0])))
 	}
