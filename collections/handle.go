@@ -95,7 +95,10 @@ func (w When) Reaches(ctx context.Context, v Version) error {
 }
 
 // Updated waits for the next change of the local state (a mutation
-// applied, or a snapshot installed) and returns the new version.
+// applied, or a snapshot installed) after the call and returns the new
+// version. A change that lands between a read and this call is not seen;
+// to wait for any change after a version v you read, without that race,
+// use Reaches(ctx, v+1).
 func (w When) Updated(ctx context.Context) (Version, error) {
 	_, ch := w.m()
 	select {
