@@ -57,19 +57,15 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 		}
 		r.stopTimers()
 		if err != nil && ctx.Err() == nil && !r.ended.Load() {
-			// Ended for good: do not retry until either entry changes
-			// (mosaik retries on the next catalog change), and keep the
+			// Ended for good: do not retry until either entry changes in
+			// content, then after a backoff (see refusal), and keep the
 			// subscription visible in Producers() with its reason for a
 			// while, so the application can see why.
 			snap := c.svc.d.Catalog()
 			if e, ok := snap.Get(r.sub.peer); ok {
-				if old, had := c.refused[r.sub.peer]; had {
-					old.forget()
-					defer c.set.remove(old.sub)
+				if old := c.refuse(r.sub, &e.Entry, &snap.Local().Entry, err); old != nil {
+					defer c.set.remove(old)
 				}
-				sub := r.sub
-				c.refused[sub.peer] = refusal{theirs: e.Entry.Version, ours: snap.Local().Entry.Version, sub: sub,
-					hide: c.timers.afterFunc(c.svc.params.RefusalRetention, func() { c.set.remove(sub) })}
 				keep = true
 			}
 		}
@@ -237,6 +233,9 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 		return fmt.Errorf("%w: frame type %#x before Accept", errProtocol, typ)
 	}
 	_ = st.SetDeadline(time.Time{})
+	c.mu.Lock()
+	delete(c.retries, r.sub.peer) // accepted: a later refusal starts a fresh backoff
+	c.mu.Unlock()
 	c.set.setState(r.sub, Connected, nil)
 	c.mu.Lock()
 	prev, known := c.seen[r.sub.peer]
