@@ -193,21 +193,28 @@ func (p *Producer[T]) finish(s *outSub) {
 }
 
 // watchConsumer notices a consumer that goes away: consumers never send
-// after Subscribe, so any read result ends the subscription.
+// after Subscribe, so a byte is a protocol violation and a reset ends the
+// subscription. A half-close (EOF) is not a cancellation: the consumer
+// still reads, and the producer goes on sending (PROTOCOL.md 16.3). After
+// it, a reset by the consumer shows only on the next write (yamux keeps
+// reporting EOF), which then ends the subscription.
 func (p *Producer[T]) watchConsumer(s *outSub) {
 	defer p.subWG.Done()
 	var b [1]byte
-	_, err := s.st.Read(b[:])
+	n, err := s.st.Read(b[:])
 	select {
 	case <-s.gone:
 		return
 	default:
 	}
-	if err == nil || errors.Is(err, io.EOF) {
-		p.end(s, CodeCancelled, "consumer closed", true)
-		return
+	switch {
+	case n > 0:
+		p.end(s, CodeProtocolViolation, "consumer sent bytes after Subscribe", true)
+	case errors.Is(err, io.EOF):
+		p.log.Debug("consumer closed its write side; still sending", "peer", s.sub.peer)
+	default:
+		p.end(s, CodeCancelled, "consumer gone: "+err.Error(), true)
 	}
-	p.end(s, CodeCancelled, "consumer gone: "+err.Error(), true)
 }
 
 // end removes a subscription once, recording why. With reset, the stream
