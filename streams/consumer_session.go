@@ -189,7 +189,8 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 	}()
 	defer st.Close()
 	nw := c.svc.d.Network()
-	sub, _ := appendControl(nil, frameSubscribe, &pb.Subscribe{Network: nw[:], Stream: c.id[:], Criteria: c.cfg.criteria, Features: supportedFeatures})
+	sub, _ := appendControl(nil, frameSubscribe, &pb.Subscribe{Network: nw[:], Stream: c.id[:], Criteria: c.cfg.criteria, Features: supportedFeatures,
+		Codec: codecName(c.codec)})
 	_ = st.SetDeadline(time.Now().Add(c.svc.params.HandshakeTimeout))
 	if _, err := st.Write(sub); err != nil {
 		_ = st.Reset()
@@ -224,6 +225,12 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 		if !bytes.Equal(acc.Stream, c.id[:]) {
 			link.end(CodeStreamNotFound, "accepted another stream")
 			return &CodeError{Code: CodeStreamNotFound, Reason: "producer accepted another stream"}
+		}
+		// An older producer does not say its codec; then nothing is checked.
+		if have, want := acc.GetCodec(), codecName(c.codec); have != "" && want != "" && have != want {
+			why := "producer encodes " + have + ", consumer decodes " + want
+			link.end(CodeCodecMismatch, why)
+			return &CodeError{Code: CodeCodecMismatch, Reason: why}
 		}
 	case frameReject:
 		rej, err := decodeControl(body, &pb.Reject{})

@@ -39,6 +39,11 @@ func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalo
 			p.mu.Unlock()
 		}
 	}()
+	codec := codecName(p.codec)
+	if want := sub.GetCodec(); want != "" && codec != "" && want != codec {
+		p.svc.reject(st, CodeCodecMismatch, "producer encodes "+codec+", consumer decodes "+want)
+		return
+	}
 	// A fresh RTT sample, so RTT predicates never judge a consumer blind.
 	pctx, cancel := context.WithTimeout(p.ctx, p.svc.params.HandshakeTimeout)
 	_, perr := p.svc.d.Probe(pctx, peerID)
@@ -54,7 +59,7 @@ func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalo
 	}
 	nw := p.svc.d.Network()
 	features := sub.GetFeatures() & supportedFeatures
-	accept, _ := appendControl(nil, frameAccept, &pb.Accept{Network: nw[:], Stream: p.id[:], Epoch: p.epoch, Features: features})
+	accept, _ := appendControl(nil, frameAccept, &pb.Accept{Network: nw[:], Stream: p.id[:], Epoch: p.epoch, Features: features, Codec: codec})
 	_ = st.SetWriteDeadline(time.Now().Add(p.svc.params.HandshakeTimeout))
 	if _, err := st.Write(accept); err != nil {
 		_ = st.Reset()
