@@ -76,7 +76,7 @@ func TestVectors(t *testing.T) {
 	env := se.Bytes()
 	entryFields := map[string]any{"peer_id": id.String(), "network": nw.String(), "protocol": "mosaik-go/0.1.0",
 		"version": map[string]any{"start_ms": version.StartMS, "update_ms": version.UpdateMS},
-		"addrs": []string{"/ip4/127.0.0.1/tcp/4001"}, "tags": []string{validator.String()},
+		"addrs":   []string{"/ip4/127.0.0.1/tcp/4001"}, "tags": []string{validator.String()},
 		"streams": []string{orders.String()}, "key_seed": "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"}
 	testutil.CheckVector(t, vectorDir, "catalog/entry", env, testutil.Vector{
 		Description: "sealed catalog entry (signed envelope, domain mosaik-catalog-entry, payload type /mosaik/catalog/entry/1)",
