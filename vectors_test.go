@@ -164,6 +164,69 @@ func TestVectors(t *testing.T) {
 		Fields: map[string]any{"network": nw.String(), "group": group.String(), "nonce": hex.EncodeToString(nonce),
 			"role": 1},
 	})
+	seq32 := func(first byte) []byte {
+		b := make([]byte, 32)
+		for i := range b {
+			b[i] = first + byte(i)
+		}
+		return b
+	}
+	welcome := typedFrame(0x02, mustProto(t, &grouppb.BondWelcome{Nonce: seq32(0x60), Proof: seq32(0x80), Role: 2}))
+	testutil.CheckVector(t, vectorDir, "groups/bond_welcome", welcome, testutil.Vector{
+		Description: "group bond Welcome frame (type 0x02); the proof bytes here are arbitrary, not a computed proof",
+		Section:     "19.2, 19.3",
+		Fields:      map[string]any{"nonce": hex.EncodeToString(seq32(0x60)), "proof": hex.EncodeToString(seq32(0x80)), "role": 2},
+	})
+	proof := typedFrame(0x03, mustProto(t, &grouppb.BondProof{Proof: seq32(0xa0)}))
+	testutil.CheckVector(t, vectorDir, "groups/bond_proof", proof, testutil.Vector{
+		Description: "group bond Proof frame (type 0x03); arbitrary proof bytes",
+		Section:     "19.2, 19.3",
+		Fields:      map[string]any{"proof": hex.EncodeToString(seq32(0xa0))},
+	})
+	testutil.CheckVector(t, vectorDir, "groups/bond_ping", typedFrame(0x05, nil), testutil.Vector{
+		Description: "group bond Ping frame (type 0x05, empty body); Pong is 0106, Departure 0107",
+		Section:     "19.2, 19.5",
+		Fields:      map[string]any{},
+	})
+	update := typedFrame(0x08, mustProto(t, &grouppb.BondEntry{Entry: env}))
+	testutil.CheckVector(t, vectorDir, "groups/bond_peer_entry_update", update, testutil.Vector{
+		Description: "group bond PeerEntryUpdate frame (type 0x08) carrying the sealed entry",
+		Section:     "19.2, 19.5",
+		Fields:      map[string]any{"entry": "catalog/entry.json"},
+	})
+	snapHash := seq32(0xc0)
+	anchor := &grouppb.SnapshotAnchor{Index: 1000, Term: 3}
+	desc := mustProto(t, &grouppb.SnapshotDescriptor{Version: 1, Anchor: anchor, TotalSize: 5 << 20, Hash: snapHash,
+		Machine: group.String()})
+	testutil.CheckVector(t, vectorDir, "groups/snapshot_descriptor", desc, testutil.Vector{
+		Description: "SnapshotDescriptor, carried as raft MsgSnap data (not framed); arbitrary hash",
+		Section:     "20",
+		Fields: map[string]any{"version": 1, "anchor": map[string]any{"index": 1000, "term": 3}, "total_size": 5 << 20,
+			"hash": hex.EncodeToString(snapHash), "machine": group.String()},
+	})
+	chunkReq := framer.AppendFrame(nil, mustProto(t, &grouppb.SnapshotChunkRequest{Anchor: anchor, Offset: 1 << 20,
+		MaxBytes: 1 << 20, Hash: snapHash}))
+	testutil.CheckVector(t, vectorDir, "groups/snapshot_chunk_request", chunkReq, testutil.Vector{
+		Description: "framed SnapshotChunkRequest (uvarint(len) then the message)",
+		Section:     "20",
+		Fields: map[string]any{"anchor": map[string]any{"index": 1000, "term": 3}, "offset": 1 << 20,
+			"max_bytes": 1 << 20, "hash": hex.EncodeToString(snapHash)},
+	})
+	chunkReply := framer.AppendFrame(nil, mustProto(t, &grouppb.SnapshotChunkReply{Body: &grouppb.SnapshotChunkReply_Chunk{
+		Chunk: &grouppb.SnapshotChunkResponse{Anchor: anchor, Offset: 5<<20 - 4, Data: []byte("tail"), TotalSize: 5 << 20, Last: true}}}))
+	testutil.CheckVector(t, vectorDir, "groups/snapshot_chunk_reply", chunkReply, testutil.Vector{
+		Description: "framed SnapshotChunkReply holding the last chunk",
+		Section:     "20",
+		Fields: map[string]any{"chunk": map[string]any{"anchor": map[string]any{"index": 1000, "term": 3},
+			"offset": 5<<20 - 4, "data": hex.EncodeToString([]byte("tail")), "total_size": 5 << 20, "last": true}},
+	})
+	refusal := framer.AppendFrame(nil, mustProto(t, &grouppb.SnapshotChunkReply{Body: &grouppb.SnapshotChunkReply_Refusal{
+		Refusal: &grouppb.SnapshotRefusal{Code: 1, Reason: "unknown anchor"}}}))
+	testutil.CheckVector(t, vectorDir, "groups/snapshot_refusal", refusal, testutil.Vector{
+		Description: "framed SnapshotChunkReply holding a refusal (code 1, unknown anchor)",
+		Section:     "20",
+		Fields:      map[string]any{"refusal": map[string]any{"code": 1, "reason": "unknown anchor"}},
+	})
 	bondClose := typedFrame(0x04, mustProto(t, &grouppb.BondClose{Code: 30404, Reason: "not in that group"}))
 	testutil.CheckVector(t, vectorDir, "groups/bond_close", bondClose, testutil.Vector{
 		Description: "group bond Close frame (type 0x04)",
