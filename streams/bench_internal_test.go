@@ -188,7 +188,7 @@ func BenchmarkRecvPath(b *testing.B) {
 		b.Fatal(err)
 	}
 	c := &Consumer[[]byte]{svc: svc, id: id, codec: codec, cfg: cfg, set: newSubscriptionSet(nil), log: benchDiscard,
-		out: make(chan delivery[[]byte], cfg.buffer), refused: map[peer.ID]refusal{}}
+		out: make(chan delivery[[]byte], cfg.buffer), refused: map[peer.ID]refusal{}, retries: map[peer.ID]retry{}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	defer c.cancel()
 	r := &receiver{sub: &subscription{stream: id, entry: &catalog.SignedEntry{}, state: Connecting}, done: make(chan struct{})}

@@ -17,10 +17,29 @@ type Codec[T any] interface {
 	Decode(b []byte) (T, error)
 }
 
+// NamedCodec is a Codec that names its encoding on the wire. The two ends
+// of a subscription exchange their codecs' names in the handshake, and a
+// consumer whose codec differs from the producer's is refused with
+// CodecMismatch rather than fed bytes it would misread. A codec without a
+// name (or an empty one) is not checked. The built-in names are "cbor",
+// "json", "raw" (Bytes and BorrowedBytes) and "protobuf".
+type NamedCodec interface {
+	CodecName() string
+}
+
+// codecName returns the wire name of codec c, or "".
+func codecName(c any) string {
+	if n, ok := c.(NamedCodec); ok {
+		return n.CodecName()
+	}
+	return ""
+}
+
 // CBOR is the default codec: deterministic CBOR (RFC 8949 core
 // deterministic encoding) with decoding limits against hostile input.
 type CBOR[T any] struct{}
 
+func (CBOR[T]) CodecName() string          { return "cbor" }
 func (CBOR[T]) Encode(v T) ([]byte, error) { return detcbor.Marshal(v) }
 func (CBOR[T]) Decode(b []byte) (T, error) {
 	var v T
@@ -31,6 +50,7 @@ func (CBOR[T]) Decode(b []byte) (T, error) {
 // JSON encodes datums with encoding/json.
 type JSON[T any] struct{}
 
+func (JSON[T]) CodecName() string          { return "json" }
 func (JSON[T]) Encode(v T) ([]byte, error) { return json.Marshal(v) }
 func (JSON[T]) Decode(b []byte) (T, error) {
 	var v T
@@ -42,6 +62,7 @@ func (JSON[T]) Decode(b []byte) (T, error) {
 // copies, since frame buffers are reused).
 type Bytes struct{}
 
+func (Bytes) CodecName() string               { return "raw" }
 func (Bytes) Encode(v []byte) ([]byte, error) { return v, nil }
 func (Bytes) Decode(b []byte) ([]byte, error) { return append([]byte(nil), b...), nil }
 
@@ -56,6 +77,7 @@ func (Bytes) Decode(b []byte) ([]byte, error) { return append([]byte(nil), b...)
 // may use either.
 type BorrowedBytes struct{}
 
+func (BorrowedBytes) CodecName() string               { return "raw" }
 func (BorrowedBytes) Encode(v []byte) ([]byte, error) { return v, nil }
 
 // Decode returns b itself: the consumer reads each datum into a buffer of
@@ -71,6 +93,7 @@ type borrower interface{ borrowsBuffers() }
 // Proto[*mypb.Order]; New must return a fresh empty message.
 type Proto[T proto.Message] struct{ New func() T }
 
+func (c Proto[T]) CodecName() string          { return "protobuf" }
 func (c Proto[T]) Encode(v T) ([]byte, error) { return proto.Marshal(v) }
 func (c Proto[T]) Decode(b []byte) (T, error) {
 	if c.New == nil {

@@ -26,6 +26,7 @@ const (
 	CodeNotAllowed        Code = 10403 // a require predicate or ticket check failed
 	CodeStreamNotFound    Code = 10404 // no producer of that stream here
 	CodeTooSlow           Code = 10413 // the consumer fell behind its queue
+	CodeCodecMismatch     Code = 10415 // the consumer's codec is not the producer's
 	CodeNoCapacity        Code = 10509 // the producer's max consumers is reached
 )
 
@@ -49,6 +50,8 @@ func (c Code) String() string {
 		return "StreamNotFound"
 	case CodeTooSlow:
 		return "TooSlow"
+	case CodeCodecMismatch:
+		return "CodecMismatch"
 	case CodeNoCapacity:
 		return "NoCapacity"
 	}
@@ -82,7 +85,7 @@ func (c *codeCounts) snapshot() map[Code]uint64 {
 // backoff. UnknownPeer is retried after a catalog sync.
 func (c Code) Final() bool {
 	switch c {
-	case CodeNotAllowed, CodeGracefulShutdown, CodeStreamNotFound, CodeDifferentNetwork:
+	case CodeNotAllowed, CodeGracefulShutdown, CodeStreamNotFound, CodeDifferentNetwork, CodeCodecMismatch:
 		return true
 	}
 	return false

@@ -27,7 +27,10 @@ import (
 // A producer that withdrew the stream or departed closes its subscriptions
 // itself after delivering what it had queued; its link is read to the end
 // (at most Params.CloseTimeout, during which it still counts as connected),
-// then dropped.
+// then dropped. A producer that refused the consumer for good (a final
+// close code) is retried only when its entry or the consumer's own changes
+// in content, not on heartbeats, and then after a backoff
+// (Params.RefusalRetryMin, RefusalRetryMax; PROTOCOL.md section 16.4).
 //
 // Safe for concurrent use; Close ends it.
 type Consumer[T any] struct {
@@ -47,9 +50,13 @@ type Consumer[T any] struct {
 	recvs   map[peer.ID]*receiver
 	probing map[peer.ID]bool
 	// refused holds producers whose receiver ended for good (a final close
-	// code, or backoff exhausted), with the entry versions of both ends at
-	// that time: they are retried only once either entry changes.
+	// code, or backoff exhausted), with the content of both entries at
+	// that time: they are retried only once either changes, and then
+	// after a backoff (see refusal).
 	refused map[peer.ID]refusal
+	// retries holds the refusal backoff of producers being retried after
+	// a refusal, until one accepts the consumer or leaves the catalog.
+	retries map[peer.ID]retry
 	// seen holds, per producer, where its datums were last received: the
 	// producer's epoch and the last sequence number, so a resubscription
 	// can tell how many datums were missed in between.
@@ -101,7 +108,7 @@ func NewConsumer[T any](svc *Service, name string, opts ...ConsumerOption) (*Con
 	c := &Consumer[T]{svc: svc, id: id, name: name, codec: codec, cfg: cfg, set: newSubscriptionSet(svc.protect),
 		log: svc.log.With("stream", id.Short(), "role", "consumer"),
 		out: make(chan delivery[T], cfg.buffer), wake: make(chan struct{}, 1),
-		recvs: map[peer.ID]*receiver{}, probing: map[peer.ID]bool{}, refused: map[peer.ID]refusal{},
+		recvs: map[peer.ID]*receiver{}, probing: map[peer.ID]bool{}, refused: map[peer.ID]refusal{}, retries: map[peer.ID]retry{},
 		seen: map[peer.ID]position{}, created: time.Now()}
 	online := c.Subscribed().MinimumOf(0)
 	if cfg.onlineCondition != nil {

@@ -11,23 +11,6 @@ import (
 	"github.com/mosaik-go/mosaik/catalog"
 )
 
-// refusal is a producer whose receiver ended for good. It is not retried
-// until either catalog entry changes (theirs, ours); its subscription stays
-// in Producers() as Terminated, with its error, for Params.RefusalRetention
-// at most, until hide fires.
-type refusal struct {
-	theirs, ours catalog.Version
-	sub          *subscription
-	hide         *time.Timer
-}
-
-// forget stops the refusal's retention timer. Called with Consumer.mu held.
-func (r refusal) forget() {
-	if r.hide != nil {
-		r.hide.Stop()
-	}
-}
-
 func (c *Consumer[T]) worker() {
 	defer c.wg.Done()
 	for {
@@ -56,16 +39,14 @@ func (c *Consumer[T]) evaluate(snap *catalog.Snapshot) {
 	now := time.Now()
 	rtt := c.svc.d.RTT()
 	var eligible []candidate
-	ours := snap.Local().Entry.Version
+	ours := ourEntryOf(&snap.Local().Entry)
 	for _, e := range snap.Producers(c.id) {
 		c.mu.Lock()
 		ref, refused := c.refused[e.Entry.PeerID]
-		if refused && ref.theirs == e.Entry.Version && ref.ours == ours {
+		if refused && !c.mayRetry(ref, &e.Entry, ours, now) {
 			c.mu.Unlock()
-			continue // refused for good; wait for either entry to change
+			continue // refused for good; wait for either entry to change, then the backoff
 		}
-		delete(c.refused, e.Entry.PeerID)
-		ref.forget()
 		c.mu.Unlock()
 		if refused {
 			c.set.remove(ref.sub)
@@ -115,6 +96,11 @@ func (c *Consumer[T]) evaluate(snap *catalog.Snapshot) {
 			delete(c.refused, p)
 			ref.forget()
 			stale = append(stale, ref.sub)
+		}
+	}
+	for p := range c.retries {
+		if !present[p] {
+			delete(c.retries, p)
 		}
 	}
 	c.mu.Unlock()

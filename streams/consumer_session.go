@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -57,19 +58,15 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 		}
 		r.stopTimers()
 		if err != nil && ctx.Err() == nil && !r.ended.Load() {
-			// Ended for good: do not retry until either entry changes
-			// (mosaik retries on the next catalog change), and keep the
+			// Ended for good: do not retry until either entry changes in
+			// content, then after a backoff (see refusal), and keep the
 			// subscription visible in Producers() with its reason for a
 			// while, so the application can see why.
 			snap := c.svc.d.Catalog()
 			if e, ok := snap.Get(r.sub.peer); ok {
-				if old, had := c.refused[r.sub.peer]; had {
-					old.forget()
-					defer c.set.remove(old.sub)
+				if old := c.refuse(r.sub, &e.Entry, &snap.Local().Entry, err); old != nil {
+					defer c.set.remove(old)
 				}
-				sub := r.sub
-				c.refused[sub.peer] = refusal{theirs: e.Entry.Version, ours: snap.Local().Entry.Version, sub: sub,
-					hide: c.timers.afterFunc(c.svc.params.RefusalRetention, func() { c.set.remove(sub) })}
 				keep = true
 			}
 		}
@@ -180,9 +177,10 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 	// The reset must be over when the session returns: nothing of it may
 	// outlive the consumer's Close.
 	reset := make(chan struct{})
+	link := &consumerLink{st: st}
 	stop := context.AfterFunc(ctx, func() {
 		defer close(reset)
-		_ = st.ResetWithError(network.StreamErrorCode(CodeCancelled))
+		link.end(CodeCancelled, "consumer closed")
 	})
 	defer func() {
 		if !stop() {
@@ -191,7 +189,8 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 	}()
 	defer st.Close()
 	nw := c.svc.d.Network()
-	sub, _ := appendControl(nil, frameSubscribe, &pb.Subscribe{Network: nw[:], Stream: c.id[:], Criteria: c.cfg.criteria})
+	sub, _ := appendControl(nil, frameSubscribe, &pb.Subscribe{Network: nw[:], Stream: c.id[:], Criteria: c.cfg.criteria, Features: supportedFeatures,
+		Codec: codecName(c.codec)})
 	_ = st.SetDeadline(time.Now().Add(c.svc.params.HandshakeTimeout))
 	if _, err := st.Write(sub); err != nil {
 		_ = st.Reset()
@@ -218,13 +217,20 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 			_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
 			return err
 		}
+		link.inband.Store(acc.GetFeatures()&featureCloseFrames != 0)
 		if !bytes.Equal(acc.Network, nw[:]) {
-			_ = st.ResetWithError(network.StreamErrorCode(CodeDifferentNetwork))
+			link.end(CodeDifferentNetwork, "accepted for another network")
 			return &CodeError{Code: CodeDifferentNetwork, Reason: "producer accepted for another network"}
 		}
 		if !bytes.Equal(acc.Stream, c.id[:]) {
-			_ = st.ResetWithError(network.StreamErrorCode(CodeStreamNotFound))
+			link.end(CodeStreamNotFound, "accepted another stream")
 			return &CodeError{Code: CodeStreamNotFound, Reason: "producer accepted another stream"}
+		}
+		// An older producer does not say its codec; then nothing is checked.
+		if have, want := acc.GetCodec(), codecName(c.codec); have != "" && want != "" && have != want {
+			why := "producer encodes " + have + ", consumer decodes " + want
+			link.end(CodeCodecMismatch, why)
+			return &CodeError{Code: CodeCodecMismatch, Reason: why}
 		}
 	case frameReject:
 		rej, err := decodeControl(body, &pb.Reject{})
@@ -237,6 +243,9 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 		return fmt.Errorf("%w: frame type %#x before Accept", errProtocol, typ)
 	}
 	_ = st.SetDeadline(time.Time{})
+	c.mu.Lock()
+	delete(c.retries, r.sub.peer) // accepted: a later refusal starts a fresh backoff
+	c.mu.Unlock()
 	c.set.setState(r.sub, Connected, nil)
 	c.mu.Lock()
 	prev, known := c.seen[r.sub.peer]
@@ -262,7 +271,7 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 				return &CodeError{Code: CodeUnexpectedClose, Reason: "stream ended without Close"}
 			}
 			if errors.Is(err, errProtocol) {
-				_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
+				link.end(CodeProtocolViolation, "protocol violation")
 			}
 			return err
 		}
@@ -284,7 +293,7 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 				gap, err = seq.next(n)
 			}
 			if err != nil {
-				_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
+				link.end(CodeProtocolViolation, "protocol violation")
 				return err
 			}
 			if gap != nil {
@@ -295,7 +304,7 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 			}
 			v, err := c.codec.Decode(payload)
 			if err != nil {
-				_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
+				link.end(CodeProtocolViolation, "protocol violation")
 				return fmt.Errorf("%w: %v", errDecode, err)
 			}
 			d := delivery[T]{v: v, n: len(payload), seq: n, sub: r.sub, gap: gap, bb: bb}
@@ -319,8 +328,32 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 			seq.closed(Code(cl.Code) == CodeGracefulShutdown)
 			return &CodeError{Code: Code(cl.Code), Reason: cl.Reason, Remote: true}
 		default:
-			_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
+			link.end(CodeProtocolViolation, "protocol violation")
 			return fmt.Errorf("%w: unexpected frame type %#x", errProtocol, typ)
 		}
 	}
+}
+
+// consumerLink is the consumer's end of one subscription stream. It ends
+// the stream once: with a Close frame, then a clean close, when the
+// producer confirmed featureCloseFrames and the frame can be written;
+// with a reset carrying the code otherwise.
+type consumerLink struct {
+	st     network.Stream
+	inband atomic.Bool // the producer's Accept confirmed featureCloseFrames
+	once   sync.Once
+}
+
+func (l *consumerLink) end(code Code, reason string) {
+	l.once.Do(func() {
+		if l.inband.Load() {
+			_ = l.st.SetWriteDeadline(time.Now().Add(inBandCutGrace))
+			if _, err := l.st.Write(closeFrame(code, reason)); err == nil {
+				_ = l.st.CloseWrite()
+				_ = l.st.CloseRead() // a read blocked in the session returns
+				return
+			}
+		}
+		_ = l.st.ResetWithError(network.StreamErrorCode(code))
+	})
 }

@@ -45,6 +45,15 @@ type outSub struct {
 	code Code // why the subscription ended; set once in end
 	why  string
 	gone chan struct{} // closed by end
+
+	// inband: the consumer speaks featureCloseFrames, so cuts that would
+	// reset (TooSlow, ProtocolViolation) are left to the writer, which
+	// sends a Close frame when nothing is half written. Set before the
+	// writer starts.
+	inband bool
+	// peerClosed: the consumer ended it with its own Close frame; nothing
+	// is sent back.
+	peerClosed atomic.Bool
 }
 
 func newOutSub(sub *subscription, st network.Stream, queue int) *outSub {
@@ -287,13 +296,19 @@ func (p *Producer[T]) writer(s *outSub) {
 			err error
 		)
 		select {
+		case <-s.gone: // a cut skips what is still queued
+			p.finish(s, true)
+			return
+		default:
+		}
+		select {
 		case it, ok = <-s.q:
 		case <-s.gone:
-			p.finish(s)
+			p.finish(s, true)
 			return
 		}
 		if !ok { // Close: the queue is drained
-			p.finish(s)
+			p.finish(s, true)
 			return
 		}
 		bw = writers.Get().(*bufio.Writer)
@@ -305,6 +320,8 @@ func (p *Producer[T]) writer(s *outSub) {
 		drain:
 			for {
 				select {
+				case <-s.gone:
+					break drain
 				case it, ok = <-s.q:
 					if !ok {
 						break drain
@@ -334,11 +351,11 @@ func (p *Producer[T]) writer(s *outSub) {
 			} else {
 				p.end(s, CodeUnexpectedClose, err.Error(), true)
 			}
-			p.finish(s)
+			p.finish(s, false) // a frame may be half written: no Close frame after it
 			return
 		}
 		if !ok {
-			p.finish(s)
+			p.finish(s, true)
 			return
 		}
 	}

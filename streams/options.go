@@ -53,15 +53,23 @@ type Params struct {
 	// RefusalRetention is how long a producer that refused a consumer for
 	// good (a final close code, or backoff exhausted) stays listed in the
 	// consumer's Producers() as Terminated, with the reason. The refusal
-	// itself outlasts it: the producer is not retried until its catalog
-	// entry or the consumer's changes. Default 1 min.
+	// itself outlasts it: the producer is not retried until the content of
+	// its catalog entry or the consumer's changes (heartbeats do not
+	// count), and then no sooner than the refusal backoff allows.
+	// Default 1 min.
 	RefusalRetention time.Duration
+	// RefusalRetryMin and RefusalRetryMax bound the backoff between retries
+	// of a producer that refused the consumer for good: the first retry
+	// waits RefusalRetryMin after the refusal, each further one twice as
+	// long (±50 % jitter) up to RefusalRetryMax. Defaults 1 s and 5 min.
+	RefusalRetryMin, RefusalRetryMax time.Duration
 }
 
 // DefaultParams returns the production defaults.
 func DefaultParams() Params {
 	return Params{MaxFrameSize: 4 << 20, HandshakeTimeout: 10 * time.Second, CloseTimeout: 5 * time.Second,
-		WriteTimeout: 30 * time.Second, MaxQueueBytes: 64 << 20, RefusalRetention: time.Minute}
+		WriteTimeout: 30 * time.Second, MaxQueueBytes: 64 << 20, RefusalRetention: time.Minute,
+		RefusalRetryMin: time.Second, RefusalRetryMax: 5 * time.Minute}
 }
 
 // Validate reports every invalid field; it does not modify p.
@@ -72,6 +80,10 @@ func (p Params) Validate() error {
 	}
 	if p.HandshakeTimeout <= 0 || p.CloseTimeout <= 0 || p.RefusalRetention <= 0 {
 		errs = append(errs, fmt.Errorf("HandshakeTimeout, CloseTimeout and RefusalRetention must be > 0"))
+	}
+	if p.RefusalRetryMin <= 0 || p.RefusalRetryMax < p.RefusalRetryMin {
+		errs = append(errs, fmt.Errorf("RefusalRetryMin must be > 0 and RefusalRetryMax >= it, got %v and %v",
+			p.RefusalRetryMin, p.RefusalRetryMax))
 	}
 	if p.WriteTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("WriteTimeout must be > 0, got %v", p.WriteTimeout))

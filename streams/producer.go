@@ -3,6 +3,7 @@ package streams
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -173,17 +174,18 @@ func (p *Producer[T]) TrySend(v T) error {
 }
 
 // finish ends a subscription on the writer goroutine: a Close frame and a
-// clean close when the ending allows it, a reset otherwise.
-func (p *Producer[T]) finish(s *outSub) {
+// clean close when the ending allows it, a reset with the code otherwise.
+// clean says that no frame is half written.
+func (p *Producer[T]) finish(s *outSub, clean bool) {
 	p.end(s, CodeGracefulShutdown, "producer closed", false) // no-op if already ended
-	select {
-	case <-s.gone:
-	default:
-	}
-	if s.code == CodeTooSlow || s.code == CodeUnexpectedClose || s.code == CodeCancelled {
+	if !p.closeInBand(s) {
 		return // already reset
 	}
-	_ = s.st.SetWriteDeadline(time.Now().Add(p.svc.params.CloseTimeout))
+	if !clean {
+		_ = s.st.ResetWithError(network.StreamErrorCode(s.code))
+		return
+	}
+	_ = s.st.SetWriteDeadline(time.Now().Add(p.closeWait(s)))
 	if _, err := s.st.Write(closeFrame(s.code, s.why)); err == nil {
 		_ = s.st.CloseWrite()
 		_ = s.st.Close()
@@ -193,26 +195,84 @@ func (p *Producer[T]) finish(s *outSub) {
 }
 
 // watchConsumer notices a consumer that goes away: consumers never send
-// after Subscribe, so any read result ends the subscription.
+// after Subscribe, so a byte is a protocol violation and a reset ends the
+// subscription. A half-close (EOF) is not a cancellation: the consumer
+// still reads, and the producer goes on sending (PROTOCOL.md 16.3). After
+// it, a reset by the consumer shows only on the next write (yamux keeps
+// reporting EOF), which then ends the subscription.
+//
+// A consumer that speaks featureCloseFrames may send one Close frame,
+// which ends the subscription with its code; nothing is sent back.
 func (p *Producer[T]) watchConsumer(s *outSub) {
 	defer p.subWG.Done()
-	var b [1]byte
-	_, err := s.st.Read(b[:])
+	var (
+		code Code
+		why  string
+		err  error
+	)
+	if s.inband {
+		var typ byte
+		var body []byte
+		if typ, body, err = newFrameReader(s.st, maxControlFrame).next(); err == nil {
+			code, why, err = parseConsumerFrame(typ, body)
+		}
+	} else {
+		var b [1]byte
+		var n int
+		if n, err = s.st.Read(b[:]); n > 0 {
+			err = fmt.Errorf("%w: consumer sent bytes after Subscribe", errProtocol)
+		}
+	}
 	select {
 	case <-s.gone:
 		return
 	default:
 	}
-	if err == nil || errors.Is(err, io.EOF) {
-		p.end(s, CodeCancelled, "consumer closed", true)
-		return
+	switch {
+	case err == nil:
+		s.peerClosed.Store(true)
+		p.end(s, code, "consumer closed: "+why, true)
+	case errors.Is(err, io.EOF):
+		p.log.Debug("consumer closed its write side; still sending", "peer", s.sub.peer)
+	case errors.Is(err, errProtocol):
+		p.end(s, CodeProtocolViolation, err.Error(), true)
+	default:
+		p.end(s, CodeCancelled, "consumer gone: "+err.Error(), true)
 	}
-	p.end(s, CodeCancelled, "consumer gone: "+err.Error(), true)
+}
+
+// closeInBand reports whether an ended subscription is closed by the
+// writer with a Close frame, rather than already reset by end.
+func (p *Producer[T]) closeInBand(s *outSub) bool {
+	switch s.code {
+	case CodeUnexpectedClose, CodeCancelled:
+		return false // the stream is dead, or the consumer reset it
+	case CodeTooSlow, CodeProtocolViolation:
+		return s.inband && !s.peerClosed.Load()
+	}
+	return !s.peerClosed.Load()
+}
+
+// inBandCutGrace bounds the attempt to send a cut (TooSlow,
+// ProtocolViolation) as a Close frame before resetting: such a consumer is
+// not expected to make room.
+const inBandCutGrace = 250 * time.Millisecond
+
+// closeWait is how long the writer may take to send an ended subscription
+// its Close frame.
+func (p *Producer[T]) closeWait(s *outSub) time.Duration {
+	if s.code == CodeTooSlow || s.code == CodeProtocolViolation {
+		return min(p.svc.params.CloseTimeout, inBandCutGrace)
+	}
+	return p.svc.params.CloseTimeout
 }
 
 // end removes a subscription once, recording why. With reset, the stream
 // is reset at once with the code (the writer may be blocked on a consumer
-// that stopped reading); otherwise the writer sends a Close frame.
+// that stopped reading), unless the consumer takes in-band Close frames:
+// then the writer is woken by a short write deadline and sends one if no
+// frame is half written (see finish). Otherwise the writer sends a Close
+// frame.
 func (p *Producer[T]) end(s *outSub, code Code, why string, reset bool) {
 	s.once.Do(func() {
 		s.code, s.why = code, why
@@ -225,12 +285,12 @@ func (p *Producer[T]) end(s *outSub, code Code, why string, reset bool) {
 			s.expiry.Stop()
 		}
 		p.mu.Unlock()
-		if reset {
+		if reset && !p.closeInBand(s) {
 			_ = s.st.ResetWithError(network.StreamErrorCode(code))
 		} else {
 			// The writer may be blocked on a consumer that stopped reading:
 			// bound it, so its Close frame fails and the stream is reset.
-			_ = s.st.SetWriteDeadline(time.Now().Add(p.svc.params.CloseTimeout))
+			_ = s.st.SetWriteDeadline(time.Now().Add(p.closeWait(s)))
 		}
 		close(s.gone)
 		p.set.setState(s.sub, Terminated, &CodeError{Code: code, Reason: why})

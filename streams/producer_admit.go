@@ -39,6 +39,11 @@ func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalo
 			p.mu.Unlock()
 		}
 	}()
+	codec := codecName(p.codec)
+	if want := sub.GetCodec(); want != "" && codec != "" && want != codec {
+		p.svc.reject(st, CodeCodecMismatch, "producer encodes "+codec+", consumer decodes "+want)
+		return
+	}
 	// A fresh RTT sample, so RTT predicates never judge a consumer blind.
 	pctx, cancel := context.WithTimeout(p.ctx, p.svc.params.HandshakeTimeout)
 	_, perr := p.svc.d.Probe(pctx, peerID)
@@ -53,7 +58,8 @@ func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalo
 		return
 	}
 	nw := p.svc.d.Network()
-	accept, _ := appendControl(nil, frameAccept, &pb.Accept{Network: nw[:], Stream: p.id[:], Epoch: p.epoch})
+	features := sub.GetFeatures() & supportedFeatures
+	accept, _ := appendControl(nil, frameAccept, &pb.Accept{Network: nw[:], Stream: p.id[:], Epoch: p.epoch, Features: features, Codec: codec})
 	_ = st.SetWriteDeadline(time.Now().Add(p.svc.params.HandshakeTimeout))
 	if _, err := st.Write(accept); err != nil {
 		_ = st.Reset()
@@ -61,10 +67,18 @@ func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalo
 	}
 	_ = st.SetWriteDeadline(time.Time{})
 	s := newOutSub(&subscription{stream: p.id, peer: peerID, entry: entry}, st, p.cfg.queue)
+	s.inband = features&featureCloseFrames != 0
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		_ = st.ResetWithError(network.StreamErrorCode(CodeGracefulShutdown))
+		// Every consumer reads Close frames after Accept.
+		_ = st.SetWriteDeadline(time.Now().Add(p.svc.params.CloseTimeout))
+		if _, err := st.Write(closeFrame(CodeGracefulShutdown, "producer closed")); err != nil {
+			_ = st.ResetWithError(network.StreamErrorCode(CodeGracefulShutdown))
+			return
+		}
+		_ = st.CloseWrite()
+		_ = st.Close()
 		return
 	}
 	p.subs = append(p.subs, s)

@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
@@ -203,4 +205,45 @@ func FuzzFrameData(f *testing.F) {
 			t.Fatalf("seq %d payload %x read back as seq %d payload %x (%v)", seq, payload, gs, gp, err)
 		}
 	})
+}
+
+// FuzzConsumerFrame: the producer's decoder of what a consumer that speaks
+// featureCloseFrames may send after Subscribe (one Close frame) never
+// panics, refuses oversize bodies and code 0, and returns what it decoded.
+func FuzzConsumerFrame(f *testing.F) {
+	f.Add(frameClose, closeFrame(CodeCancelled, "bye")[2:])
+	f.Add(frameClose, []byte{})
+	f.Add(frameData, []byte{1, 'x'})
+	f.Add(frameClose, make([]byte, maxControlFrame+1))
+	f.Fuzz(func(t *testing.T, typ byte, body []byte) {
+		code, reason, err := parseConsumerFrame(typ, body)
+		if err != nil {
+			if !errors.Is(err, errProtocol) {
+				t.Fatalf("error %v is not a protocol violation", err)
+			}
+			return
+		}
+		if typ != frameClose || len(body) > maxControlFrame || code == 0 {
+			t.Fatalf("accepted type %#x, %d bytes, code %d", typ, len(body), code)
+		}
+		var m pb.Close
+		if proto.Unmarshal(body, &m) != nil || Code(m.GetCode()) != code || m.GetReason() != reason {
+			t.Fatalf("decoded %d %q, protobuf says %+v", code, reason, &m)
+		}
+	})
+}
+
+// TestShortReason: reasons are cut to maxReason bytes and stay valid
+// UTF-8, or the Close frame would not encode.
+func TestShortReason(t *testing.T) {
+	long := strings.Repeat("é", maxReason) // 2 bytes each: a cut falls on a rune boundary or not
+	for _, s := range []string{"", "bye", long, "x" + long} {
+		got := shortReason(s)
+		if len(got) > maxReason || !utf8.ValidString(got) {
+			t.Errorf("shortReason(%d bytes) = %d bytes, valid %v", len(s), len(got), utf8.ValidString(got))
+		}
+		if len(closeFrame(CodeTooSlow, s)) == 0 {
+			t.Errorf("no Close frame for a reason of %d bytes", len(s))
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package streams_test
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/internal/testutil"
+	"github.com/mosaik-go/mosaik/node"
 	"github.com/mosaik-go/mosaik/streams"
 )
 
@@ -37,5 +39,60 @@ func TestRobust_RefusedConsumerDoesNotHammer(t *testing.T) {
 	// attempt skips backoff.
 	if got > changes+2 {
 		t.Errorf("the producer refused %d subscriptions over %d catalog changes, want at most one per change (+2)", got, changes)
+	}
+}
+
+// TestRobust_RefusalRetriesOnRelevantChange: after a final refusal the
+// consumer retries only when the refusing producer's entry (or its own)
+// changes in content, never on heartbeats, which bump every version; and
+// even then not before the refusal backoff.
+func TestRobust_RefusalRetriesOnRelevantChange(t *testing.T) {
+	const name = "robust-refusal-retry"
+	const backoffMin = 3 * time.Second // ±50 % jitter: at least 1.5 s
+	sp := streams.DefaultParams()
+	sp.HandshakeTimeout, sp.CloseTimeout = 2*time.Second, 2*time.Second
+	sp.RefusalRetryMin, sp.RefusalRetryMax = backoffMin, backoffMin
+	nodes := connected(t, 2, node.WithoutDHT(), node.WithStreamsParams(sp))
+	pnode, cnode := nodes[0], nodes[1]
+	var allow atomic.Bool
+	mustProducer[int](t, pnode, name, streams.WithRequire(func(catalog.PeerInfo) bool { return allow.Load() }))
+	cons := mustConsumer[int](t, cnode, name)
+	rejected := func() uint64 { return pnode.Streams().Stats().Rejected }
+	testutil.Eventually(t, 10*time.Second, func() bool { return rejected() >= 1 }, "no NotAllowed")
+	first, n := time.Now(), rejected()
+
+	// A relevant change at once: the retry waits for the backoff.
+	if err := pnode.SetTags("reconfigured"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 15*time.Second, func() bool { return rejected() > n },
+		"the consumer did not retry after the producer's entry changed")
+	if el := time.Since(first); el < backoffMin/2-300*time.Millisecond {
+		t.Errorf("retried %v after the refusal, want the backoff (at least %v)", el, backoffMin/2)
+	}
+	n = rejected()
+
+	// Heartbeats of both nodes change the catalog, not the entries' content.
+	// The window outlasts the backoff (at most 1.5 x backoffMin), so that a
+	// retry on any change would show.
+	start := time.Now()
+	got, changes := rbCountOverChanges(t, cnode, 4, rejected)
+	for time.Since(start) < backoffMin*2 {
+		g, c := rbCountOverChanges(t, cnode, 1, rejected)
+		got, changes = got+g, changes+c
+	}
+	if got != 0 {
+		t.Errorf("the consumer retried %d times over %d unrelated catalog changes, want 0", got, changes)
+	}
+
+	// Admitted once the producer's entry changes again.
+	allow.Store(true)
+	if err := pnode.SetTags("reconfigured", "open"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 15*time.Second, func() bool { return connectedProducers(cons)[pnode.ID()] },
+		"the consumer did not subscribe after the producer's entry changed: %+v", cons.Producers())
+	if d := rejected() - n; d > 1 {
+		t.Errorf("%d refusals between the change and the subscription, want at most 1", d)
 	}
 }

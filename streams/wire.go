@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -29,6 +30,19 @@ const (
 
 // maxControlFrame caps control frames (Subscribe, Accept, Reject, Close).
 const maxControlFrame = 4 << 10
+
+// Features a Subscribe offers and an Accept confirms (PROTOCOL.md 16.3).
+const (
+	// featureCloseFrames: every end of an admitted subscription is carried
+	// in-band as a Close frame when it can be written, in both directions,
+	// with the stream reset code kept for when it cannot.
+	featureCloseFrames uint32 = 1
+	supportedFeatures         = featureCloseFrames
+)
+
+// maxReason caps the reason of the Close and Reject frames mosaik-go
+// writes; longer reasons are cut. Receivers take up to maxControlFrame.
+const maxReason = 256
 
 var errProtocol = errors.New("streams: protocol violation")
 
@@ -148,11 +162,37 @@ func decodeControl[M proto.Message](body []byte, m M) (M, error) {
 }
 
 func closeFrame(code Code, reason string) []byte {
-	b, _ := appendControl(nil, frameClose, &pb.Close{Code: uint32(code), Reason: reason})
+	b, _ := appendControl(nil, frameClose, &pb.Close{Code: uint32(code), Reason: shortReason(reason)})
 	return b
 }
 
 func rejectFrame(code Code, reason string) []byte {
-	b, _ := appendControl(nil, frameReject, &pb.Reject{Code: uint32(code), Reason: reason})
+	b, _ := appendControl(nil, frameReject, &pb.Reject{Code: uint32(code), Reason: shortReason(reason)})
 	return b
+}
+
+// shortReason cuts a reason to maxReason bytes, keeping it valid UTF-8 (a
+// proto3 string must be).
+func shortReason(s string) string {
+	if len(s) > maxReason {
+		s = s[:maxReason]
+	}
+	return strings.ToValidUTF8(s, "")
+}
+
+// parseConsumerFrame decodes a frame a consumer sent after Subscribe. With
+// featureCloseFrames the only one allowed is a Close with a non-zero code;
+// anything else is a protocol violation.
+func parseConsumerFrame(typ byte, body []byte) (Code, string, error) {
+	if typ != frameClose {
+		return 0, "", fmt.Errorf("%w: consumer sent frame type %#x", errProtocol, typ)
+	}
+	m, err := decodeControl(body, &pb.Close{})
+	if err != nil {
+		return 0, "", err
+	}
+	if m.GetCode() == 0 {
+		return 0, "", fmt.Errorf("%w: Close with code 0", errProtocol)
+	}
+	return Code(m.GetCode()), m.GetReason(), nil
 }

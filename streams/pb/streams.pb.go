@@ -27,10 +27,16 @@ const (
 
 // Subscribe is the consumer's first frame.
 type Subscribe struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Network       []byte                 `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`   // 32-byte network ID
-	Stream        []byte                 `protobuf:"bytes,2,opt,name=stream,proto3" json:"stream,omitempty"`     // 32-byte stream ID
-	Criteria      []byte                 `protobuf:"bytes,3,opt,name=criteria,proto3" json:"criteria,omitempty"` // reserved for content filters; empty matches all
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Network  []byte                 `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`   // 32-byte network ID
+	Stream   []byte                 `protobuf:"bytes,2,opt,name=stream,proto3" json:"stream,omitempty"`     // 32-byte stream ID
+	Criteria []byte                 `protobuf:"bytes,3,opt,name=criteria,proto3" json:"criteria,omitempty"` // reserved for content filters; empty matches all
+	// features the consumer speaks (PROTOCOL.md 16.3): 1 = in-band close
+	// frames in both directions. 0 (absent): none, as before.
+	Features uint32 `protobuf:"varint,4,opt,name=features,proto3" json:"features,omitempty"`
+	// the name of the codec the consumer decodes datums with ("cbor",
+	// "json", "raw", "protobuf"); empty: not said, not checked.
+	Codec         string `protobuf:"bytes,5,opt,name=codec,proto3" json:"codec,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -86,6 +92,20 @@ func (x *Subscribe) GetCriteria() []byte {
 	return nil
 }
 
+func (x *Subscribe) GetFeatures() uint32 {
+	if x != nil {
+		return x.Features
+	}
+	return 0
+}
+
+func (x *Subscribe) GetCodec() string {
+	if x != nil {
+		return x.Codec
+	}
+	return ""
+}
+
 // Accept is the producer's answer when the subscription is admitted.
 type Accept struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -95,7 +115,13 @@ type Accept struct {
 	// when the producer starts. Sequence numbers count datums within one
 	// epoch, so a consumer that sees the same epoch again can tell exactly
 	// how many datums it missed while it was not subscribed. 0: unknown.
-	Epoch         uint64 `protobuf:"fixed64,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Epoch uint64 `protobuf:"fixed64,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// the features of the consumer's Subscribe that the producer speaks too;
+	// both ends use exactly these. 0 (absent): none.
+	Features uint32 `protobuf:"varint,4,opt,name=features,proto3" json:"features,omitempty"`
+	// the name of the codec the producer encodes datums with; empty: not
+	// said, not checked.
+	Codec         string `protobuf:"bytes,5,opt,name=codec,proto3" json:"codec,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -149,6 +175,20 @@ func (x *Accept) GetEpoch() uint64 {
 		return x.Epoch
 	}
 	return 0
+}
+
+func (x *Accept) GetFeatures() uint32 {
+	if x != nil {
+		return x.Features
+	}
+	return 0
+}
+
+func (x *Accept) GetCodec() string {
+	if x != nil {
+		return x.Codec
+	}
+	return ""
 }
 
 // Reject refuses a subscription; Close ends an admitted one. Both carry a
@@ -261,15 +301,19 @@ var File_streams_proto protoreflect.FileDescriptor
 
 const file_streams_proto_rawDesc = "" +
 	"\n" +
-	"\rstreams.proto\x12\x11mosaik.streams.v1\"Y\n" +
+	"\rstreams.proto\x12\x11mosaik.streams.v1\"\x8b\x01\n" +
 	"\tSubscribe\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\fR\anetwork\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\fR\x06stream\x12\x1a\n" +
-	"\bcriteria\x18\x03 \x01(\fR\bcriteria\"P\n" +
+	"\bcriteria\x18\x03 \x01(\fR\bcriteria\x12\x1a\n" +
+	"\bfeatures\x18\x04 \x01(\rR\bfeatures\x12\x14\n" +
+	"\x05codec\x18\x05 \x01(\tR\x05codec\"\x82\x01\n" +
 	"\x06Accept\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\fR\anetwork\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\fR\x06stream\x12\x14\n" +
-	"\x05epoch\x18\x03 \x01(\x06R\x05epoch\"4\n" +
+	"\x05epoch\x18\x03 \x01(\x06R\x05epoch\x12\x1a\n" +
+	"\bfeatures\x18\x04 \x01(\rR\bfeatures\x12\x14\n" +
+	"\x05codec\x18\x05 \x01(\tR\x05codec\"4\n" +
 	"\x06Reject\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"3\n" +

@@ -1,0 +1,13 @@
+package mosaik_test
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/mosaik-go/mosaik/internal/testutil"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, testutil.LeakOptions()...)
+}
