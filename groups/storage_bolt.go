@@ -17,7 +17,9 @@ import (
 	"github.com/mosaik-go/mosaik/catalog"
 )
 
-// The durable log store. Data-dir layout (WithDataDir(dir)):
+// The bbolt log store: the data-dir format up to version 1, now the
+// reference the WAL store (storage_wal.go) is tested and measured against;
+// data dirs use the WAL. Its layout (under WithDataDir(dir) then):
 //
 //	<dir>/groups/                    created 0700
 //	<dir>/groups/<group id hex>.db   one bbolt file per group, created 0600
