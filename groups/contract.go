@@ -24,8 +24,7 @@ import (
 //   - the bond layer (bond*.go, service.go): authenticated libp2p streams to
 //     the other members, heartbeats, tickets, the catalog entry's group list;
 //   - the log store (storage*.go): memory, or a write-ahead log under a
-//     data dir (storage_wal*.go; the bbolt store of storage_bolt*.go is
-//     kept as the reference the WAL is tested and measured against).
+//     data dir (storage_wal*.go).
 //
 // The core sees the bond layer only through transport, and the bond layer
 // sees the core only through inbox. Tests of the core run on an in-memory

@@ -72,11 +72,13 @@ const (
 
 // walOptions tune a WAL store.
 type walOptions struct {
-	// NoSync skips the fdatasync of each write (see boltOptions.NoSync for
-	// what that risks); tests and benchmarks only.
+	// NoSync skips the fdatasync of each write. A crash of the process
+	// loses nothing, but a crash of the machine may lose the last writes,
+	// and raft then forgets votes and entries it acknowledged. Tests and
+	// benchmarks only.
 	NoSync bool
 	// lockTimeout bounds the wait for another holder of the lock
-	// (boltLockTimeout when zero).
+	// (storeLockTimeout when zero).
 	lockTimeout time.Duration
 	// rewriteMin replaces walRewriteMin when not zero (tests use 1 to
 	// rewrite on every snapshot and compaction).
@@ -87,7 +89,7 @@ type walOptions struct {
 
 // walStorePath is the group directory of group id under a data dir.
 func walStorePath(dir string, id catalog.ID) string {
-	return filepath.Join(dir, boltDirName, id.String())
+	return filepath.Join(dir, storeDirName, id.String())
 }
 
 // walFilePath is the wal file of group id under a data dir.
@@ -106,9 +108,10 @@ func openGroupWAL(dir string, id catalog.ID, opts walOptions) (*walStore, error)
 	return openWALStore(walStorePath(dir, id), opts)
 }
 
-// walStore is a logStore in a write-ahead log (see above). It matches
-// boltStore call for call, including its errors (errStoreBounds where
-// MemoryStorage panics).
+// walStore is a logStore in a write-ahead log (see above). It follows
+// etcd's MemoryStorage call for call, including its error values; where
+// MemoryStorage panics on a caller's bug (an index past the last entry, a
+// gap in appended entries) it returns errStoreBounds instead.
 //
 // Safe for concurrent use, though only the group goroutine is meant to call
 // it.
@@ -127,7 +130,11 @@ type walStore struct {
 	failed error
 
 	walState
-	// hsDirty: hs holds a commit index not yet written (as boltStore).
+	// hsDirty: hs holds a commit index not yet written. A hard state that
+	// moves only the commit index is not worth an fsync of its own (etcd's
+	// raft.MustSync): raft learns the commit index again from the leader,
+	// so a crash that loses it loses nothing. The next record (entries,
+	// snapshot, compaction, Close) carries it.
 	hsDirty bool
 }
 
@@ -153,7 +160,7 @@ func openWALStore(dir string, opts walOptions) (*walStore, error) {
 // lockFile takes an exclusive flock on path, retrying until timeout.
 func lockFile(path string, timeout time.Duration) (*os.File, error) {
 	if timeout <= 0 {
-		timeout = boltLockTimeout
+		timeout = storeLockTimeout
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {

@@ -10,11 +10,10 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// The records of a WAL store (the layout is in storage_wal.go). Like the
-// bolt records, every decoder here reads bytes a crash, a bug or an editor
-// may have mangled: it returns errStoreCorrupt (or, for the scanner, stops
-// at a torn tail), never panics, and allocates no more than the bytes it
-// was given.
+// The records of a WAL store (the layout is in storage_wal.go). Every
+// decoder here reads bytes a crash, a bug or an editor may have mangled:
+// it returns errStoreCorrupt (or, for the scanner, stops at a torn tail),
+// never panics, and allocates no more than the bytes it was given.
 
 // walFormatVersion is the WAL format version this build writes and reads.
 // Version 1 was the bbolt file (<id>.db), which this build refuses.

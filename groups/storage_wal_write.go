@@ -16,7 +16,10 @@ import (
 // and the state in memory changes only once the record is on disk.
 
 // Save persists one Ready's hard state, snapshot and entries as one
-// record: on error nothing of it is stored. Its errors are boltStore's.
+// record: on error nothing of it is stored. A snapshot older than the
+// stored one fails with raft.ErrSnapOutOfDate (as MemoryStorage's
+// ApplySnapshot); entries that start past LastIndex()+1 fail with
+// errStoreBounds; entries already compacted are skipped.
 func (s *walStore) Save(hs *raftpb.HardState, snap *raftpb.Snapshot, ents []*raftpb.Entry) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
