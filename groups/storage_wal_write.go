@@ -275,11 +275,15 @@ func (s *walStore) rewrite() error {
 	if s.f != nil {
 		_ = s.f.Close()
 	} else if !s.opts.NoSync {
-		// A new store: its directory's own entry must be on disk too
-		// before anything written in it is acknowledged.
-		if err := syncDir(filepath.Dir(s.dir)); err != nil {
-			_ = f.Close()
-			return s.fail(err)
+		// A new store: its directory's entry (and that of the directory
+		// of group stores, likely new too) must be on disk before
+		// anything written in it is acknowledged.
+		parent := filepath.Dir(s.dir)
+		for _, d := range []string{parent, filepath.Dir(parent)} {
+			if err := syncDir(d); err != nil {
+				_ = f.Close()
+				return s.fail(err)
+			}
 		}
 	}
 	s.f, s.off, s.size = f, int64(len(buf)), size
