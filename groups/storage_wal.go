@@ -1,6 +1,7 @@
 package groups
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -40,7 +41,10 @@ import (
 // append's cost). The log ends at the first header of zeroes, short record
 // or bad checksum: a torn write of a Save that was never acknowledged. Open
 // zeroes whatever follows that end before the store writes again, so bytes
-// of a torn record can never be read as a record later.
+// of a torn record can never be read as a record later. If non-zero bytes
+// lie farther past the end than one write can reach (walTornSpan), the
+// break is damage inside the log, and open fails with errStoreCorrupt
+// rather than drop Saves that were acknowledged.
 //
 // Open replays the records in order into memory (the store keeps the log
 // between its compaction point and its last entry, and the latest
@@ -68,6 +72,9 @@ const (
 	walPrealloc = 4 << 20
 	// walRewriteMin is the size under which the file is never rewritten.
 	walRewriteMin = 8 << 20
+	// walTornMax is how far past the end of the log a torn write without
+	// a readable length may have left bytes.
+	walTornMax = 1 << 20
 )
 
 // walOptions tune a WAL store.
@@ -203,6 +210,20 @@ func (s *walStore) load() error {
 		return err
 	}
 	recs, end := scanWalRecords(buf[walHeaderSize:])
+	tail := buf[walHeaderSize+end:]
+	if n := walTornSpan(tail); n > 0 {
+		// Data past the end of the log, farther than one write could
+		// reach: damage inside the log, not a torn last write. Cutting
+		// there would drop Saves that were acknowledged; refuse instead.
+		last := len(tail) - 1
+		for tail[last] == 0 {
+			last--
+		}
+		if last >= n {
+			return fmt.Errorf("%w: the log breaks off at byte %d but data follows up to byte %d",
+				errStoreCorrupt, walHeaderSize+end, walHeaderSize+end+last)
+		}
+	}
 	for k, r := range recs {
 		if err := s.replay(k, r); err != nil {
 			return err
@@ -215,15 +236,40 @@ func (s *walStore) load() error {
 	}
 	// A torn record's bytes are zeroed and synced before the first write,
 	// so no later, shorter record can leave a fragment of it to be read.
-	for _, c := range buf[s.off:] {
-		if c != 0 {
-			if _, err := s.f.WriteAt(make([]byte, s.size-s.off), s.off); err != nil {
-				return err
-			}
-			return s.f.Sync()
+	if walTornSpan(tail) > 0 {
+		if _, err := s.f.WriteAt(make([]byte, len(tail)), s.off); err != nil {
+			return err
 		}
+		return s.f.Sync()
 	}
 	return nil
+}
+
+// walTornSpan is 0 when tail (the file after the end of the log) is all
+// zeroes. Otherwise it is how far a torn last write may reach into tail:
+// the extent of the record whose header is at its start, when that
+// header's length fits the file, else walTornMax (a Save's usual bound;
+// a larger write whose header did not reach the disk is refused as
+// damage, which fails safe).
+func walTornSpan(tail []byte) int {
+	nonzero := false
+	for _, c := range tail {
+		if c != 0 {
+			nonzero = true
+			break
+		}
+	}
+	if !nonzero {
+		return 0
+	}
+	span := walTornMax
+	if len(tail) >= walRecHeader {
+		n := int64(binary.BigEndian.Uint32(tail))
+		if n <= int64(len(tail)-walRecHeader) {
+			span = max(span, walRecHeader+int(n))
+		}
+	}
+	return span
 }
 
 // replay applies the k-th record of the file to the state.

@@ -2,6 +2,7 @@ package groups
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -87,6 +88,10 @@ func FuzzWALFile(f *testing.F) {
 		recs, end := scanWalRecords(b[walHeaderSize:])
 		if end < 0 || end > len(b)-walHeaderSize {
 			t.Fatalf("end %d outside %d bytes", end, len(b)-walHeaderSize)
+		}
+		tail := b[walHeaderSize+end:]
+		if span := walTornSpan(tail); (span == 0) != !slices.ContainsFunc(tail, func(c byte) bool { return c != 0 }) {
+			t.Fatalf("torn span %d of a tail that is zero: %v", span, span == 0)
 		}
 		again, end2 := scanWalRecords(b[walHeaderSize : walHeaderSize+end])
 		if len(again) != len(recs) || end2 != end {

@@ -253,6 +253,44 @@ func TestWALStore_Corrupt(t *testing.T) {
 	}
 }
 
+// Damage inside the log, with more data after it than one torn write can
+// leave, is refused instead of cut: cutting would drop acknowledged Saves.
+func TestWALStore_DamageInsideTheLog(t *testing.T) {
+	for _, at := range []string{"payload", "length"} {
+		t.Run(at, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "g")
+			s, err := openWALStore(dir, walOptions{NoSync: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var offs []int64
+			big := strings.Repeat("x", walTornMax/2)
+			for i := uint64(1); i <= 4; i++ {
+				offs = append(offs, s.off)
+				mustSave(t, s, hardState(1, 1, i), nil, ent(i, 1, big))
+			}
+			_ = s.Close()
+			path := filepath.Join(dir, walDirName)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch at {
+			case "payload":
+				b[offs[1]+100] ^= 0xff
+			case "length":
+				binary.BigEndian.PutUint32(b[offs[1]:], math.MaxUint32)
+			}
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := openWALStore(dir, walOptions{NoSync: true}); !errors.Is(err, errStoreCorrupt) {
+				t.Fatalf("open: %v, want errStoreCorrupt", err)
+			}
+		})
+	}
+}
+
 // A rewrite left half done (wal.tmp present) is discarded at open: the
 // rename had not happened, so wal holds the state.
 func TestWALStore_LeftoverRewrite(t *testing.T) {
