@@ -23,7 +23,8 @@ import (
 //     owning an etcd raft RawNode, its log store and the state machine;
 //   - the bond layer (bond*.go, service.go): authenticated libp2p streams to
 //     the other members, heartbeats, tickets, the catalog entry's group list;
-//   - the log store (storage*.go): memory, or bbolt under a data dir.
+//   - the log store (storage*.go): memory, or a write-ahead log under a
+//     data dir (storage_wal*.go).
 //
 // The core sees the bond layer only through transport, and the bond layer
 // sees the core only through inbox. Tests of the core run on an in-memory

@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/mosaik-go/mosaik/catalog"
 )
 
 // WithDataDir keeps the group's raft log, hard state and snapshots on disk,
-// in one bbolt file per group at <dir>/groups/<group id hex>.db (created
-// with mode 0600 in a 0700 directory), instead of in memory. A node that
+// in a write-ahead log per group at <dir>/groups/<group id hex>/wal
+// (created with mode 0600 in 0700 directories), instead of in memory. A node that
 // joins again with the same key and directory, after a restart or a crash,
 // resumes its membership and state: it restores the latest snapshot,
 // replays the committed entries after it and catches up with the others.
@@ -41,11 +42,13 @@ func WithDataDir(dir string) Option {
 func dataDirOpener(dir string) func(group catalog.ID, fresh bool) (logStore, error) {
 	return func(group catalog.ID, fresh bool) (logStore, error) {
 		if fresh {
-			err := os.Remove(boltStorePath(dir, group))
-			if err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("groups: discarding the log store: %w", err)
+			// The old format's file goes too: its state is discarded anyway.
+			for _, p := range []string{filepath.Join(walStorePath(dir, group), walDirName), boltStorePath(dir, group)} {
+				if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return nil, fmt.Errorf("groups: discarding the log store: %w", err)
+				}
 			}
 		}
-		return openGroupStore(dir, group, boltOptions{})
+		return openGroupWAL(dir, group, walOptions{})
 	}
 }

@@ -55,7 +55,7 @@ func TestDataDir_JoinDefaults(t *testing.T) {
 	s := n.service(t, "0", false)
 	s.joinDefaults = []Option{WithDataDir(dir)}
 	g := joinCounter(t, s)
-	if _, err := os.Stat(boltStorePath(dir, g.ID())); err != nil {
+	if _, err := os.Stat(walFilePath(dir, g.ID())); err != nil {
 		t.Fatalf("default data dir not used: %v", err)
 	}
 	h, err := Join[struct{}, struct{}, struct{}](s, KeyFromSecret("mem"), NoOp{}, WithParams(TestParams()), WithDataDir(""))
@@ -63,7 +63,7 @@ func TestDataDir_JoinDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	if _, err := os.Stat(boltStorePath(dir, h.ID())); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("WithDataDir(\"\") still wrote %s: %v", boltStorePath(dir, h.ID()), err)
+	if _, err := os.Stat(walFilePath(dir, h.ID())); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("WithDataDir(\"\") still wrote %s: %v", walFilePath(dir, h.ID()), err)
 	}
 }

@@ -110,7 +110,8 @@
 // By default a group's raft log lives in memory, so a restarted node is a
 // new member. WithDataDir(dir) (or WithJoinDefaults(WithDataDir(dir)) for
 // every group of a Service; node.WithDataDir does that) keeps the log,
-// hard state and snapshots in <dir>/groups/<group id hex>.db, fsynced
+// hard state and snapshots in a write-ahead log under
+// <dir>/groups/<group id hex>/ (one fdatasync per raft Ready), synced
 // before raft sends anything that depends on them: a node restarted with
 // the same identity and directory, even after SIGKILL, resumes its
 // membership and state. One process at a time may hold a group's file.

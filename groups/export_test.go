@@ -37,10 +37,10 @@ func RunLinearizableIsolatedLeader(t *testing.T, svcs []*Service, partition func
 	c.runIsolatedLeader(t, partition, heal)
 }
 
-// StoredLog opens the bolt store of group id under a data dir and returns
+// StoredLog opens the WAL store of group id under a data dir and returns
 // its last index and the committed index of its hard state.
 func StoredLog(dir string, id catalog.ID) (last, commit uint64, err error) {
-	s, err := openGroupStore(dir, id, boltOptions{})
+	s, err := openGroupWAL(dir, id, walOptions{})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -54,4 +54,4 @@ func StoredLog(dir string, id catalog.ID) (last, commit uint64, err error) {
 }
 
 // StorePath is where WithDataDir keeps group id.
-func StorePath(dir string, id catalog.ID) string { return boltStorePath(dir, id) }
+func StorePath(dir string, id catalog.ID) string { return walFilePath(dir, id) }

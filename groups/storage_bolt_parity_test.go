@@ -241,13 +241,52 @@ func sameEntries(a, b []*raftpb.Entry) bool {
 	return true
 }
 
-// parityRun applies ops to a MemoryStorage and a bolt store side by side,
-// comparing every result and then everything readable after each op.
+// durableKinds are the stores on disk, each opened (again) at a path
+// without fsync: bolt, the WAL, and the WAL rewriting its file at every
+// snapshot and compaction and growing in small steps.
+var durableKinds = []struct {
+	name string
+	open func(path string) (logStore, error)
+	// file is the file (or directory) at path that holds the store.
+	file func(path string) string
+}{
+	{"bolt", func(path string) (logStore, error) {
+		s, err := openBoltStore(path+".db", boltOptions{NoSync: true})
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}, func(path string) string { return path + ".db" }},
+	{"wal", func(path string) (logStore, error) {
+		s, err := openWALStore(path, walOptions{NoSync: true})
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}, func(path string) string { return filepath.Join(path, walDirName) }},
+	{"wal-rewrite", func(path string) (logStore, error) {
+		s, err := openWALStore(path, walOptions{NoSync: true, rewriteMin: 1, prealloc: 64})
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}, func(path string) string { return filepath.Join(path, walDirName) }},
+}
+
+// parityRun applies ops to a MemoryStorage and each durable store side by
+// side, comparing every result and then everything readable after each op.
 func parityRun(t *testing.T, ops []storeOp) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "g.db")
+	for _, kind := range durableKinds {
+		t.Run(kind.name, func(t *testing.T) { parityRunOn(t, kind.open, ops) })
+	}
+}
+
+func parityRunOn(t *testing.T, open func(string) (logStore, error), ops []storeOp) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "g")
 	ref := refMemStore{raft.NewMemoryStorage()}
-	got, err := openBoltStore(path, boltOptions{NoSync: true})
+	got, err := open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +298,7 @@ func parityRun(t *testing.T, ops []storeOp) {
 			if err := got.Close(); err != nil {
 				t.Fatalf("%s: close: %v", step, err)
 			}
-			if got, err = openBoltStore(path, boltOptions{NoSync: true}); err != nil {
+			if got, err = open(path); err != nil {
 				t.Fatalf("%s: open: %v", step, err)
 			}
 		} else {

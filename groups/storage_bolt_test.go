@@ -1,14 +1,10 @@
 package groups
 
 import (
-	"bufio"
 	"errors"
-	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -18,10 +14,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mosaik-go/mosaik/catalog"
-	"github.com/mosaik-go/mosaik/internal/testutil"
 )
 
-// storeKinds builds each logStore under test: the reference and bolt.
+// storeKinds builds each logStore under test: the reference, bolt and the
+// WAL.
 var storeKinds = []struct {
 	name string
 	open func(t *testing.T) logStore
@@ -29,6 +25,14 @@ var storeKinds = []struct {
 	{"memory", func(*testing.T) logStore { return refMemStore{raft.NewMemoryStorage()} }},
 	{"bolt", func(t *testing.T) logStore {
 		s, err := openBoltStore(filepath.Join(t.TempDir(), "g.db"), boltOptions{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}},
+	{"wal", func(t *testing.T) logStore {
+		s, err := openWALStore(filepath.Join(t.TempDir(), "g"), walOptions{NoSync: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -268,7 +272,12 @@ func snapshotOf(t *testing.T, s logStore) *raftpb.Snapshot {
 // TestBoltStore_Bounds checks the calls where MemoryStorage panics: the
 // bolt store returns errStoreBounds and changes nothing.
 func TestBoltStore_Bounds(t *testing.T) {
-	s := storeKinds[1].open(t)
+	for _, kind := range storeKinds[1:] {
+		t.Run(kind.name, func(t *testing.T) { testBounds(t, kind.open(t)) })
+	}
+}
+
+func testBounds(t *testing.T, s logStore) {
 	mustSave(t, s, nil, nil, run(1, 5, 1)...)
 	for name, call := range map[string]func() error{
 		"entries past last":     func() error { _, err := s.Entries(2, 7, math.MaxUint64); return err },
@@ -375,164 +384,5 @@ func rawUpdate(t *testing.T, path string, f func(*bolt.Tx) error) {
 	defer db.Close()
 	if err := db.Update(f); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// crashChildEnv names the store a re-executed test binary writes to until
-// it is killed.
-const crashChildEnv = "MOSAIK_GROUPS_CRASH_CHILD"
-
-// TestBoltStore_CrashMidWrite runs a writer in a child process (this test
-// binary again), kills it with SIGKILL while it saves, and reopens the
-// store: every save the child reported done is there, and the file holds
-// a whole number of saves (entries and hard state of one Save together).
-func TestBoltStore_CrashMidWrite(t *testing.T) {
-	if path := os.Getenv(crashChildEnv); path != "" {
-		crashChild(path)
-		return
-	}
-	path := filepath.Join(t.TempDir(), "g.db")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestBoltStore_CrashMidWrite$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+path)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// The child prints the index of each save once Save returned; the pipe
-	// is read until enough are done, then the child dies mid-stream.
-	acked := uint64(0)
-	sc := bufio.NewScanner(out)
-	for acked < 40 && sc.Scan() {
-		if n, err := strconv.ParseUint(sc.Text(), 10, 64); err == nil {
-			acked = n
-		}
-	}
-	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
-	if acked < 40 {
-		t.Fatalf("child stopped after %d saves: %v", acked, sc.Err())
-	}
-
-	s, err := openBoltStore(path, boltOptions{})
-	if err != nil {
-		t.Fatalf("reopen after SIGKILL: %v", err)
-	}
-	defer s.Close()
-	first, last := mustFirstLast(t, s)
-	if first != 1 || last < acked {
-		t.Fatalf("log %d..%d after the child acknowledged %d saves", first, last, acked)
-	}
-	hs, _, err := s.InitialState()
-	if err != nil || hs.GetCommit() != last {
-		t.Fatalf("hard state %v (%v) does not match last entry %d: a Save was split", hs, err, last)
-	}
-	es, err := s.Entries(1, last+1, math.MaxUint64)
-	if err != nil || uint64(len(es)) != last {
-		t.Fatalf("Entries(1, %d): %d entries, %v", last+1, len(es), err)
-	}
-	for _, e := range es {
-		if want := fmt.Sprintf("crash-%d", e.GetIndex()); string(e.GetData()) != want {
-			t.Fatalf("entry %d holds %q, want %q", e.GetIndex(), e.GetData(), want)
-		}
-	}
-}
-
-// crashChild saves one entry and the matching hard state per transaction
-// (with fsync, the default) and reports each, until it is killed.
-func crashChild(path string) {
-	s, err := openBoltStore(path, boltOptions{})
-	if err != nil {
-		fmt.Println("open:", err)
-		os.Exit(2)
-	}
-	w := bufio.NewWriter(os.Stdout)
-	deadline := time.Now().Add(testutil.Scale(time.Minute))
-	for i := uint64(1); time.Now().Before(deadline); i++ {
-		payload := make([]byte, 0, 4096)
-		payload = append(payload, fmt.Sprintf("crash-%d", i)...)
-		if err := s.Save(hardState(1, 1, i), nil, []*raftpb.Entry{ent(i, 1, string(payload))}); err != nil {
-			fmt.Println("save:", err)
-			os.Exit(2)
-		}
-		fmt.Fprintln(w, i)
-		_ = w.Flush()
-	}
-	// Not killed within a minute: the parent is gone; never Close cleanly.
-	os.Exit(3)
-}
-
-// A hard state that moves only the commit index is not written on its own
-// (no fsync for it, as etcd's raft.MustSync): the next write carries it,
-// and so does Close. A term or vote is written at once. crashImage copies
-// the file as a crash would leave it: what committed transactions wrote.
-func TestBoltStore_CommitOnlyHardStateDeferred(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "g.db")
-	crashImage := func(t *testing.T) *raftpb.HardState {
-		t.Helper()
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		img := filepath.Join(t.TempDir(), "crash.db")
-		if err := os.WriteFile(img, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		s, err := openBoltStore(img, boltOptions{NoSync: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		hs, _, err := s.InitialState()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return hs
-	}
-	s, err := openBoltStore(path, boltOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustSave(t, s, hardState(1, 1, 0), nil, run(1, 4, 1)...)
-	mustSave(t, s, hardState(1, 1, 3), nil)
-	if hs, _, _ := s.InitialState(); hs.GetCommit() != 3 {
-		t.Fatalf("the store reports commit %d, want 3", hs.GetCommit())
-	}
-	if hs := crashImage(t); hs.GetCommit() != 0 {
-		t.Fatalf("a commit-only hard state was written on its own: commit %d on disk", hs.GetCommit())
-	}
-	// A snapshot never lands ahead of the commit index that covers it.
-	if _, err := s.CreateSnapshot(3, confState(1), []byte("s")); err != nil {
-		t.Fatal(err)
-	}
-	if hs := crashImage(t); hs.GetCommit() != 3 {
-		t.Fatalf("commit %d on disk after a snapshot at 3", hs.GetCommit())
-	}
-	mustSave(t, s, hardState(1, 1, 4), nil)
-	if err := s.Compact(2); err != nil {
-		t.Fatal(err)
-	}
-	if hs := crashImage(t); hs.GetCommit() != 4 {
-		t.Fatalf("commit %d on disk after a compaction, want 4", hs.GetCommit())
-	}
-	mustSave(t, s, hardState(2, 2, 4), nil) // a new term and vote: at once
-	if hs := crashImage(t); hs.GetTerm() != 2 || hs.GetVote() != 2 {
-		t.Fatalf("term %d vote %d on disk, want 2 and 2", hs.GetTerm(), hs.GetVote())
-	}
-	mustSave(t, s, hardState(2, 2, 4), nil, ent(5, 2, "e5"))
-	mustSave(t, s, hardState(2, 2, 5), nil)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s, err = openBoltStore(path, boltOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if hs, _, _ := s.InitialState(); hs.GetCommit() != 5 {
-		t.Fatalf("commit %d after Close and reopen, want 5", hs.GetCommit())
 	}
 }

@@ -276,7 +276,7 @@ func (r *runner) groupsParams() groups.Params {
 type mosaikGroups struct {
 	params   groups.Params
 	follower bool
-	durable  bool // every member keeps its log in a data dir (bbolt, fsync on)
+	durable  bool // every member keeps its log in a data dir (a WAL, fsync on)
 }
 
 func (m mosaikGroups) name() string {

@@ -248,7 +248,7 @@ func (res *Results) groupsTargets() []Target {
 		t.Measured, t.Met = strings.Join(parts, "; "), boolp(met)
 	}
 	ts = append(ts, t)
-	// Durable against durable: data dirs (bbolt, fsync per Ready) against
+	// Durable against durable: data dirs (a WAL, fsync per Ready) against
 	// JetStream's file storage with an fsync per write (sync_interval:
 	// always). JetStream's default file storage syncs every 2 minutes, so
 	// an acknowledged put can be lost on a power cut; it is reported

@@ -2,43 +2,19 @@ package groups
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/mosaik-go/mosaik"
 )
 
-// The records of a bolt store (the layout is in storage_bolt.go). Every
+// The records of the bolt store (the layout is in storage_bolt_ref_test.go). Every
 // decoder here reads bytes from disk that a crash, a bug or an editor may
 // have mangled: it returns errStoreCorrupt, never panics, and checks what
 // the record claims against where it was found.
 
 // boltFormatVersion is the format version this build writes and reads.
 const boltFormatVersion uint64 = 1
-
-var (
-	// errStoreCorrupt is wrapped by every error about a record that does not
-	// decode or does not match its key.
-	errStoreCorrupt = errors.New("groups: log store corrupt")
-	// errStoreVersion reports a store written by a newer build.
-	errStoreVersion = errors.New("groups: log store format is newer than this build")
-	// errStoreBounds reports a call outside the stored log, where etcd's
-	// MemoryStorage panics (a caller bug, not a state of the log).
-	errStoreBounds = errors.New("groups: log store index out of bounds")
-	// errStoreInUse reports a store file another process (or another store
-	// in this one) has open.
-	errStoreInUse = errors.New("groups: log store in use")
-	// errStoreClosed is returned by every call after Close.
-	errStoreClosed = fmt.Errorf("groups: log store %w", mosaik.ErrClosed)
-)
-
-// maxStoredMetaSize caps the hard state and snapshot metadata records: a
-// ConfState lists at most a few voters and learners, so anything this big
-// is damage, not data.
-const maxStoredMetaSize = 1 << 20
 
 func u64Key(i uint64) []byte {
 	var b [8]byte
@@ -93,17 +69,6 @@ func decodeEntryRecord(index uint64, v []byte) (*raftpb.Entry, error) {
 			errStoreCorrupt, index, e.GetIndex(), e.GetTerm(), term)
 	}
 	return e, nil
-}
-
-// logStart is the compaction point: the entry before the first stored one,
-// whose term raft still asks for (MemoryStorage's dummy entry).
-type logStart struct{ index, term uint64 }
-
-func (s logStart) encode() []byte {
-	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], s.index)
-	binary.BigEndian.PutUint64(b[8:], s.term)
-	return b[:]
 }
 
 func decodeLogStart(v []byte) (logStart, error) {

@@ -17,13 +17,15 @@ import (
 	"github.com/mosaik-go/mosaik/catalog"
 )
 
-// The durable log store. Data-dir layout (WithDataDir(dir)):
+// The bbolt log store: the data-dir format up to version 1, kept in the
+// tests as the reference the WAL store (storage_wal.go) is checked and
+// measured against. Its layout (under WithDataDir(dir) then):
 //
 //	<dir>/groups/                    created 0700
 //	<dir>/groups/<group id hex>.db   one bbolt file per group, created 0600
 //
 // A group's file is locked (flock) while a node has it open; a second
-// node on the same directory fails to open it after boltLockTimeout. Inside
+// node on the same directory fails to open it after storeLockTimeout. Inside
 // each file:
 //
 //	bucket "meta"
@@ -47,9 +49,6 @@ import (
 // Keys sort as big-endian numbers, so the log's order is the bucket's.
 
 const (
-	boltDirName     = "groups"
-	boltFileSuffix  = ".db"
-	boltLockTimeout = 2 * time.Second
 	// snapDataChunk splits snapshot data across values so that no single
 	// bbolt value (and its overflow pages) grows with the state machine.
 	snapDataChunk = 1 << 20
@@ -76,18 +75,13 @@ type boltOptions struct {
 	NoSync bool
 
 	// lockTimeout bounds the wait for another holder of the file's lock
-	// (boltLockTimeout when zero); tests shorten it.
+	// (storeLockTimeout when zero); tests shorten it.
 	lockTimeout time.Duration
-}
-
-// boltStorePath is where the store of group id lives under a data dir.
-func boltStorePath(dir string, id catalog.ID) string {
-	return filepath.Join(dir, boltDirName, id.String()+boltFileSuffix)
 }
 
 // openGroupStore opens (or creates) the store of group id under dir.
 func openGroupStore(dir string, id catalog.ID, opts boltOptions) (*boltStore, error) {
-	if err := os.MkdirAll(filepath.Join(dir, boltDirName), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, storeDirName), 0o700); err != nil {
 		return nil, fmt.Errorf("groups: data dir: %w", err)
 	}
 	return openBoltStore(boltStorePath(dir, id), opts)
@@ -126,7 +120,7 @@ var _ logStore = (*boltStore)(nil)
 func openBoltStore(path string, opts boltOptions) (*boltStore, error) {
 	lock := opts.lockTimeout
 	if lock <= 0 {
-		lock = boltLockTimeout
+		lock = storeLockTimeout
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout: lock,
