@@ -67,20 +67,21 @@ func TestCore_CapturedSnapshotWrittenWhileApplying(t *testing.T) {
 			c.step(t)
 		}
 	}
-	var captured int64
-	var at uint64
 	for range 20 {
-		add(1)
-		select {
-		case captured = <-m.started:
-			at = c.snapBuilding
-		default:
-			continue
+		if c.snapBuilding != 0 {
+			break
 		}
-		break
+		add(1)
 	}
+	at := c.snapBuilding
 	if at == 0 {
 		t.Fatal("no snapshot started on another goroutine")
+	}
+	var captured int64
+	select {
+	case captured = <-m.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the snapshot writer did not start")
 	}
 	// The writer is blocked; the group applies on.
 	before := m.v
