@@ -230,8 +230,17 @@ type snapshotHeader struct {
 
 // Snapshot implements groups.StateMachine: a header, then the kind's
 // items in their deterministic order.
-func (m *machine[S]) Snapshot(w io.Writer) error {
+func (m *machine[S]) Snapshot(w io.Writer) error { return m.writeSnapshot(m.cur.Load(), w) }
+
+// CaptureSnapshot implements groups.SnapshotCapturer: the published state
+// is immutable (every Apply works on a copy-on-write clone), so it can be
+// written on another goroutine while the group applies on.
+func (m *machine[S]) CaptureSnapshot() func(w io.Writer) error {
 	p := m.cur.Load()
+	return func(w io.Writer) error { return m.writeSnapshot(p, w) }
+}
+
+func (m *machine[S]) writeSnapshot(p *published[S], w io.Writer) error {
 	enc := detcbor.NewEncoder(w)
 	if err := enc.Encode(snapshotHeader{Tag: m.tag, Version: uint64(p.version), Size: uint64(p.size)}); err != nil {
 		return err

@@ -65,6 +65,10 @@ type machine interface {
 	apply(actx ApplyContext, cmds [][]byte) // may panic: the core recovers
 	snapshot() ([]byte, error)
 	restore(data []byte) error
+	// capture returns a function that writes, on any goroutine, the
+	// state as of this call after room zero bytes (as snapshotAfter), or
+	// nil when the machine cannot be captured (no SnapshotCapturer).
+	capture(room int) func() ([]byte, error)
 }
 
 type frame struct {
@@ -128,11 +132,23 @@ type groupCore struct {
 	parent    uint64 // epoch this cluster was forced from (0: none)
 	// epochPending: append the epoch entry once this node leads the
 	// cluster it just created.
-	epochPending  bool
-	freshSince    int64
-	applied       uint64
-	snapIndex     uint64
-	snapNow       bool // take a snapshot after this Ready
+	epochPending bool
+	freshSince   int64
+	applied      uint64
+	snapIndex    uint64
+	snapNow      bool // take a snapshot after this Ready
+	// snapBuilding is the index of the snapshot being written on another
+	// goroutine (SnapshotCapturer), 0 when none; snapWG waits for it.
+	snapBuilding uint64
+	snapWG       sync.WaitGroup
+	// confSnapAt is the index of the last configuration change after
+	// which a snapshot is owed (confApplied). Until one at or after it is
+	// stored, raft is told no snapshot is available (gatedStorage): the
+	// stored one lacks the new member, which would refuse it.
+	confSnapAt uint64
+	// raftGen counts the RawNodes this core started (resetRaftOn): a
+	// snapshot captured under one is not stored under the next.
+	raftGen       uint64
 	gaugedApplied uint64
 	lead          uint64
 	state         raft.StateType
@@ -271,6 +287,8 @@ func (c *groupCore) resetRaftOn(applied uint64) error {
 		c.log.Info("role changed", "from", c.state.String(), "to", raft.StateFollower.String(), "leader", "", "epoch", c.epoch)
 	}
 	c.lead, c.state = 0, raft.StateFollower
+	c.raftGen++
+	c.confSnapAt = 0
 	et := c.p.ticks(c.p.ElectionTimeout)
 	if c.cfg.reluctant {
 		et *= c.p.ReluctantFactor
@@ -283,7 +301,7 @@ func (c *groupCore) resetRaftOn(applied uint64) error {
 		ID:                        c.selfID,
 		ElectionTick:              et,
 		HeartbeatTick:             ht,
-		Storage:                   c.store,
+		Storage:                   gatedStorage{c},
 		Applied:                   applied,
 		MaxSizePerMsg:             1 << 20,
 		MaxInflightMsgs:           maxInflight,
@@ -341,6 +359,7 @@ func (c *groupCore) run() {
 	defer close(c.done)
 	defer func() {
 		c.snap.stop()
+		c.snapWG.Wait()
 		if c.ticker != nil {
 			c.ticker.Stop()
 		}
@@ -554,6 +573,16 @@ func (c *groupCore) onRaft(ps *peerState, epoch uint64, data []byte) {
 			c.fatal = fmt.Errorf("%w: raft failed on a message from %x: %v", ErrTerminated, ps.id, r)
 		}
 	}()
+	if m.GetType() == raftpb.MessageType_MsgHeartbeat {
+		// A leader sends a heartbeat with a commit index of at most what
+		// it believes this node holds. A node that discarded its log
+		// (wipe) since holds less, and raft would panic on the commit
+		// index; clamp it to the log, and let the leader learn of the
+		// loss from this node's status (removeWiped).
+		if _, li := c.lastPos(); m.GetCommit() > li {
+			m.Commit = new(li)
+		}
+	}
 	_ = c.rn.Step(m) // errors are for local or unknown-peer messages: ignored
 }
 

@@ -312,9 +312,26 @@ func (c *groupCore) addOnStatus(ps *peerState) {
 		return
 	}
 	if slices.Contains(c.conf.GetVoters(), ps.id) || slices.Contains(c.conf.GetLearners(), ps.id) {
+		c.removeWiped(ps)
 		return
 	}
 	c.changeConf(raftpb.ConfChangeType_ConfChangeAddLearnerNode, ps.id)
+}
+
+// removeWiped removes a member whose status says it holds no log at all
+// (it discarded its cluster: wipe) while raft's progress says it held
+// entries. raft never lowers a member's match index, so it would go on
+// sending from where the member was, the member rejecting every append;
+// removed, it is added again as a fresh learner and sent a snapshot.
+func (c *groupCore) removeWiped(ps *peerState) {
+	st := ps.status
+	if st.GetEpoch() != 0 || st.GetLastIndex() != 0 || ps.id == c.selfID {
+		return
+	}
+	if pr, ok := c.rn.Status().Progress[ps.id]; ok && pr.Match > 0 {
+		c.log.Info("removing a member that discarded its log", "node", ps.id, "match", pr.Match)
+		c.changeConf(raftpb.ConfChangeType_ConfChangeRemoveNode, ps.id)
+	}
 }
 
 // pace marks the leader's commit index once per election timeout, so that

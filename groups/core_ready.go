@@ -7,6 +7,7 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -279,6 +280,7 @@ func (c *groupCore) confApplied(idx uint64) {
 	c.setApplied(idx, nil)
 	if first, _ := c.store.FirstIndex(); first > 1 {
 		c.snapNow = true
+		c.confSnapAt = idx
 	}
 }
 
@@ -315,34 +317,130 @@ func (c *groupCore) maybeSnapshot() {
 	if c.applied == c.snapIndex || (c.applied-c.snapIndex < c.p.SnapshotEntries && !c.snapNow) {
 		return
 	}
+	if c.snapBuilding != 0 {
+		return // one at a time; the trigger still holds when it is stored
+	}
 	c.snapNow = false
-	data, err := c.buildSnapshotData()
-	if err != nil {
-		c.log.Warn("state machine snapshot failed", "err", err)
-		c.snapIndex = c.applied // retry after another SnapshotEntries
+	if write := c.sm.capture(snapshotHeadRoom); write != nil {
+		c.buildSnapshotAsync(write)
 		return
 	}
-	snap, err := c.store.CreateSnapshot(c.applied, c.conf, data)
+	data, err := c.buildSnapshotData()
+	c.storeSnapshot(c.applied, c.conf, data, err)
+}
+
+// buildSnapshotAsync writes the snapshot of the state captured now on
+// another goroutine; the group goes on committing and applying, and
+// stores it (storeSnapshot) once written.
+func (c *groupCore) buildSnapshotAsync(write func() ([]byte, error)) {
+	idx, conf, epoch, gen := c.applied, proto.CloneOf(c.conf), c.epoch, c.raftGen
+	c.snapBuilding = idx
+	c.snapWG.Add(1)
+	go func() {
+		defer c.snapWG.Done()
+		b, err := write()
+		var data []byte
+		if err == nil {
+			data = frameSnapshotData(epoch, b, snapshotHeadRoom)
+		}
+		select {
+		case c.calls <- func() {
+			c.snapBuilding = 0
+			// A state discarded, forced or replaced by an installed
+			// snapshot while this one was written: it is stale.
+			if gen == c.raftGen && idx > c.snapIndex {
+				c.storeSnapshot(idx, conf, data, err)
+			}
+			c.maybeSnapshot() // one may have become due meanwhile
+		}:
+		case <-c.quit:
+		}
+	}()
+}
+
+// storeSnapshot stores the snapshot data of the state at index idx with
+// configuration conf, holds it for others, and compacts the log.
+func (c *groupCore) storeSnapshot(idx uint64, conf *raftpb.ConfState, data []byte, err error) {
 	if err != nil {
-		c.log.Warn("creating a snapshot failed", "index", c.applied, "err", err)
-		c.snapIndex = c.applied
+		c.log.Warn("state machine snapshot failed", "err", err)
+		c.snapIndex = idx // retry after another SnapshotEntries
+		return
+	}
+	snap, err := c.store.CreateSnapshot(idx, conf, data)
+	if err != nil {
+		c.log.Warn("creating a snapshot failed", "index", idx, "err", err)
+		c.snapIndex = idx
 		return
 	}
 	if c.snap.net != nil {
 		// Members snapshot at the same indexes after a configuration
 		// change (confApplied), so the new member's snapshot has holders
 		// other than the leader.
-		c.snap.cache.put(snapshotAnchor{Index: c.applied, Term: snap.GetMetadata().GetTerm()}, data, time.Now())
+		c.snap.cache.put(snapshotAnchor{Index: idx, Term: snap.GetMetadata().GetTerm()}, data, time.Now())
 	}
-	c.snapIndex = c.applied
-	if c.applied > c.p.CompactionWindow {
-		to := c.applied - c.p.CompactionWindow
+	c.snapIndex = idx
+	if idx > c.p.CompactionWindow {
+		to := idx - c.p.CompactionWindow
 		if first, _ := c.store.FirstIndex(); to > first {
 			if err := c.store.Compact(to); err != nil {
 				c.log.Warn("compaction failed", "to", to, "err", err)
 			}
 		}
 	}
+	if idx >= c.confSnapAt {
+		c.probeForSnapshot()
+	}
+}
+
+// probeForSnapshot makes a leader retry, at once, the members that wait
+// for a snapshot: while none was available (gatedStorage) raft gave up
+// sending them one until their next heartbeat response. A heartbeat
+// response, stepped locally for a bonded member behind the log's start,
+// is raft's own trigger for that retry; it carries no read-index context,
+// so it acknowledges no read.
+func (c *groupCore) probeForSnapshot() {
+	if c.state != raft.StateLeader {
+		return
+	}
+	first, err := c.store.FirstIndex()
+	if err != nil {
+		return
+	}
+	st := c.rn.Status()
+	for id, pr := range st.Progress {
+		p, ok := c.byRaft[id]
+		if id == c.selfID || !ok || !c.peers[p].up || pr.State != tracker.StateProbe || pr.Next >= first {
+			continue
+		}
+		_ = c.rn.Step(&raftpb.Message{
+			Type: raftpb.MessageType_MsgHeartbeatResp.Enum(), From: new(id), To: new(c.selfID), Term: new(st.HardState.GetTerm()),
+		})
+	}
+}
+
+// gatedStorage is the log store as raft sees it: while a snapshot is owed
+// after a configuration change (confSnapAt), it reports no snapshot
+// available rather than the stored one, whose configuration lacks the new
+// member. raft then retries later (probeForSnapshot).
+type gatedStorage struct{ c *groupCore }
+
+func (g gatedStorage) InitialState() (*raftpb.HardState, *raftpb.ConfState, error) {
+	return g.c.store.InitialState()
+}
+
+func (g gatedStorage) Entries(lo, hi, maxSize uint64) ([]*raftpb.Entry, error) {
+	return g.c.store.Entries(lo, hi, maxSize)
+}
+
+func (g gatedStorage) Term(i uint64) (uint64, error) { return g.c.store.Term(i) }
+func (g gatedStorage) LastIndex() (uint64, error)    { return g.c.store.LastIndex() }
+func (g gatedStorage) FirstIndex() (uint64, error)   { return g.c.store.FirstIndex() }
+
+func (g gatedStorage) Snapshot() (*raftpb.Snapshot, error) {
+	if g.c.snapIndex < g.c.confSnapAt {
+		return nil, raft.ErrSnapshotTemporarilyUnavailable
+	}
+	return g.c.store.Snapshot()
 }
 
 func (c *groupCore) onSoftState(ss raft.SoftState) {

@@ -334,6 +334,27 @@ func (t *typedMachine[C, Q, R]) snapshotAfter(room int) (_ []byte, err error) {
 	return b.Bytes(), nil
 }
 
+func (t *typedMachine[C, Q, R]) capture(room int) func() ([]byte, error) {
+	sc, ok := t.sm.(SnapshotCapturer)
+	if !ok {
+		return nil
+	}
+	write := sc.CaptureSnapshot()
+	size := t.last + t.last/8 + 512
+	return func() (_ []byte, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("groups: state machine snapshot writer panicked: %v", p)
+			}
+		}()
+		b := bytes.NewBuffer(make([]byte, room, room+size))
+		if err := write(b); err != nil {
+			return nil, err
+		}
+		return b.Bytes(), nil
+	}
+}
+
 func (t *typedMachine[C, Q, R]) restore(data []byte) (err error) {
 	defer func() {
 		if p := recover(); p != nil {

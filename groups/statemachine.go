@@ -29,6 +29,21 @@ type StateMachine[C, Q, R any] interface {
 	Restore(r io.Reader) error
 }
 
+// SnapshotCapturer is an optional interface of a StateMachine whose
+// state can be captured at once and written out later, such as one that
+// keeps an immutable (persistent) state. The group then writes its
+// snapshots on another goroutine while it goes on committing and
+// applying, instead of stopping for the whole Snapshot; a large state no
+// longer stalls the group (and the late joiner that waits for it).
+type SnapshotCapturer interface {
+	// CaptureSnapshot is called on the group goroutine, between two
+	// Applies. It returns a function that writes the state as of this
+	// call, exactly what Snapshot would write now. That function runs on
+	// another goroutine while Apply goes on, so it must not read anything
+	// that Apply changes.
+	CaptureSnapshot() func(w io.Writer) error
+}
+
 // ApplyContext tells Apply where its commands sit in the log.
 type ApplyContext struct {
 	// Group is the group id.

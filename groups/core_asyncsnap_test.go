@@ -1,0 +1,175 @@
+package groups
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mosaik-go/mosaik/groups/pb"
+)
+
+// capCounter is a counter whose snapshots are captured (SnapshotCapturer)
+// and written only when the test releases them.
+type capCounter struct {
+	counter
+	started chan int64 // the captured value, when a writer starts
+	release chan struct{}
+}
+
+func (c *capCounter) CaptureSnapshot() func(w io.Writer) error {
+	v := c.v
+	return func(w io.Writer) error {
+		c.started <- v
+		<-c.release
+		return CBOREncoder(w).Encode(v)
+	}
+}
+
+// A machine that can be captured is snapshotted on another goroutine: the
+// group applies on while the snapshot is written, then stores it at the
+// captured index, with the captured state.
+func TestCore_CapturedSnapshotWrittenWhileApplying(t *testing.T) {
+	cfg := defaultConfig()
+	cfg.params = TestParams()
+	cfg.params.SnapshotEntries = 4
+	cfg.tick = make(chan time.Time)
+	m := &capCounter{started: make(chan int64, 1), release: make(chan struct{})}
+	s := &Service{self: "a"}
+	c, err := newGroupCore(s, [32]byte{1}, cfg, &typedMachine[int64, struct{}, int64]{sm: m, codec: CBOR[int64]{}, log: s.logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.tr = nullTransport{}
+	for range 3 * c.p.ticks(c.p.BootstrapDelay) {
+		if c.state == raft.StateLeader {
+			break
+		}
+		c.onTick()
+		c.step(t)
+	}
+	if c.state != raft.StateLeader {
+		t.Fatal("lone node did not lead")
+	}
+	add := func(n int) {
+		t.Helper()
+		for range n {
+			c.execute([][]byte{{0x01}}, func(uint64) {}, func(err error) {
+				if err != nil {
+					t.Errorf("execute: %v", err)
+				}
+			})
+			c.step(t)
+		}
+	}
+	for range 20 {
+		if c.snapBuilding != 0 {
+			break
+		}
+		add(1)
+	}
+	at := c.snapBuilding
+	if at == 0 {
+		t.Fatal("no snapshot started on another goroutine")
+	}
+	var captured int64
+	select {
+	case captured = <-m.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the snapshot writer did not start")
+	}
+	// The writer is blocked; the group applies on.
+	before := m.v
+	add(6)
+	if m.v != before+6 {
+		t.Fatalf("counter %d, want %d: applying waited for the snapshot", m.v, before+6)
+	}
+	if c.snapIndex >= at {
+		t.Fatal("the snapshot was stored before it was written")
+	}
+	close(m.release)
+	select {
+	case fn := <-c.calls:
+		fn()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the written snapshot never came back to the group")
+	}
+	if c.snapIndex != at {
+		t.Fatalf("snapshot index %d, want the captured %d", c.snapIndex, at)
+	}
+	snap, err := c.store.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := decodeSnapshotData(snap.GetData())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got int64
+	if err := CBORDecoder(bytes.NewReader(cs.GetState())).Decode(&got); err != nil || got != captured {
+		t.Fatalf("stored state %d (%v), want the captured %d (the counter is at %d now)", got, err, captured, m.v)
+	}
+	// Another snapshot is due already (6 more entries): it starts.
+	select {
+	case <-m.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the next due snapshot did not start")
+	}
+	c.snapWG.Wait()
+}
+
+// While a snapshot is owed after a configuration change, raft is told no
+// snapshot is available: the stored one lacks the new member.
+func TestCore_SnapshotGatedUntilConfSnapshotStored(t *testing.T) {
+	c := leadingCore(t)
+	if _, err := c.store.CreateSnapshot(c.applied, c.conf, mustSnapData(t, c)); err != nil {
+		t.Fatal(err)
+	}
+	c.snapIndex = c.applied
+	g := gatedStorage{c}
+	if _, err := g.Snapshot(); err != nil {
+		t.Fatalf("no change owed: %v", err)
+	}
+	c.confSnapAt = c.applied + 1
+	if _, err := g.Snapshot(); !errors.Is(err, raft.ErrSnapshotTemporarilyUnavailable) {
+		t.Fatalf("snapshot owed: %v, want ErrSnapshotTemporarilyUnavailable", err)
+	}
+	c.snapIndex = c.confSnapAt
+	if _, err := g.Snapshot(); err != nil {
+		t.Fatalf("owed snapshot stored: %v", err)
+	}
+}
+
+func mustSnapData(t *testing.T, c *groupCore) []byte {
+	t.Helper()
+	b, err := c.buildSnapshotData()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// A node that discarded its log gets heartbeats from a leader that still
+// believes it holds entries: the commit index is clamped to its log, not
+// a raft panic that ends the group on this node.
+func TestCore_HeartbeatPastWipedLogIsClamped(t *testing.T) {
+	c := handCore(t, "a")
+	c.onBond(bondEvent{p: "b", up: true, role: RoleWriter})
+	hb, _ := proto.Marshal(&raftpb.Message{
+		Type: raftpb.MessageType_MsgHeartbeat.Enum(), From: new(raftID("b")), To: new(c.selfID),
+		Term: new(uint64(5)), Commit: new(uint64(8)),
+	})
+	body, _ := proto.Marshal(&pb.CoreRaft{Epoch: 42, Message: hb})
+	c.onFrame(frame{from: "b", kind: kindRaft, body: body})
+	if c.fatal != nil {
+		t.Fatalf("a heartbeat past the log ended the group: %v", c.fatal)
+	}
+	if got := c.rn.BasicStatus().HardState.GetCommit(); got != 0 {
+		t.Fatalf("commit %d on an empty log", got)
+	}
+}
