@@ -10,6 +10,7 @@ import (
 	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"lukechampine.com/blake3"
 
 	"github.com/mosaik-go/mosaik/groups/pb"
 )
@@ -326,7 +327,7 @@ func (c *groupCore) maybeSnapshot() {
 		return
 	}
 	data, err := c.buildSnapshotData()
-	c.storeSnapshot(c.applied, c.conf, data, err)
+	c.storeSnapshot(c.applied, c.conf, data, nil, err)
 }
 
 // buildSnapshotAsync writes the snapshot of the state captured now on
@@ -340,8 +341,10 @@ func (c *groupCore) buildSnapshotAsync(write func() ([]byte, error)) {
 		defer c.snapWG.Done()
 		b, err := write()
 		var data []byte
+		var hash [32]byte
 		if err == nil {
 			data = frameSnapshotData(epoch, b, snapshotHeadRoom)
+			hash = blake3.Sum256(data) // for the cache, off the group goroutine
 		}
 		select {
 		case c.calls <- func() {
@@ -349,7 +352,7 @@ func (c *groupCore) buildSnapshotAsync(write func() ([]byte, error)) {
 			// A state discarded, forced or replaced by an installed
 			// snapshot while this one was written: it is stale.
 			if gen == c.raftGen && idx > c.snapIndex {
-				c.storeSnapshot(idx, conf, data, err)
+				c.storeSnapshot(idx, conf, data, &hash, err)
 			}
 			c.maybeSnapshot() // one may have become due meanwhile
 		}:
@@ -360,7 +363,7 @@ func (c *groupCore) buildSnapshotAsync(write func() ([]byte, error)) {
 
 // storeSnapshot stores the snapshot data of the state at index idx with
 // configuration conf, holds it for others, and compacts the log.
-func (c *groupCore) storeSnapshot(idx uint64, conf *raftpb.ConfState, data []byte, err error) {
+func (c *groupCore) storeSnapshot(idx uint64, conf *raftpb.ConfState, data []byte, hash *[32]byte, err error) {
 	if err != nil {
 		c.log.Warn("state machine snapshot failed", "err", err)
 		c.snapIndex = idx // retry after another SnapshotEntries
@@ -376,7 +379,12 @@ func (c *groupCore) storeSnapshot(idx uint64, conf *raftpb.ConfState, data []byt
 		// Members snapshot at the same indexes after a configuration
 		// change (confApplied), so the new member's snapshot has holders
 		// other than the leader.
-		c.snap.cache.put(snapshotAnchor{Index: idx, Term: snap.GetMetadata().GetTerm()}, data, time.Now())
+		a := snapshotAnchor{Index: idx, Term: snap.GetMetadata().GetTerm()}
+		if hash != nil {
+			c.snap.cache.putHashed(a, data, *hash, time.Now())
+		} else {
+			c.snap.cache.put(a, data, time.Now())
+		}
 	}
 	c.snapIndex = idx
 	if idx > c.p.CompactionWindow {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -286,7 +287,7 @@ type typedMachine[C, Q, R any] struct {
 	log   *slog.Logger
 	// last is the size of the last snapshot, to size the next one's
 	// buffer at once instead of doubling it (and copying) as it fills.
-	last int
+	last atomic.Int64
 }
 
 // apply decodes a run; a command that does not decode (the same on every
@@ -326,11 +327,12 @@ func (t *typedMachine[C, Q, R]) snapshotAfter(room int) (_ []byte, err error) {
 			err = fmt.Errorf("groups: state machine Snapshot panicked: %v", p)
 		}
 	}()
-	b := bytes.NewBuffer(make([]byte, room, room+t.last+t.last/8+512))
+	last := int(t.last.Load())
+	b := bytes.NewBuffer(make([]byte, room, room+last+last/8+512))
 	if err := t.sm.Snapshot(b); err != nil {
 		return nil, err
 	}
-	t.last = b.Len() - room
+	t.last.Store(int64(b.Len() - room))
 	return b.Bytes(), nil
 }
 
@@ -340,7 +342,8 @@ func (t *typedMachine[C, Q, R]) capture(room int) func() ([]byte, error) {
 		return nil
 	}
 	write := sc.CaptureSnapshot()
-	size := t.last + t.last/8 + 512
+	last := int(t.last.Load())
+	size := last + last/8 + 512
 	return func() (_ []byte, err error) {
 		defer func() {
 			if p := recover(); p != nil {
@@ -351,6 +354,7 @@ func (t *typedMachine[C, Q, R]) capture(room int) func() ([]byte, error) {
 		if err := write(b); err != nil {
 			return nil, err
 		}
+		t.last.Store(int64(b.Len() - room)) // sizes the next buffer
 		return b.Bytes(), nil
 	}
 }
