@@ -24,7 +24,8 @@ import (
 // of a 64 B value under a short key (default CBOR codec). Default
 // groups.Params, except in smoke mode (groups.TestParams, so the 3 s
 // bootstrap delay does not dominate a CI run whose numbers mean nothing).
-// The log is in memory: the durable variant waits for the data-dir option.
+// The log is in memory, except in the durable variant (mosaik-durable),
+// whose members keep it in data dirs.
 
 // kvPut is the command of the bench's state machine.
 type kvPut struct {
