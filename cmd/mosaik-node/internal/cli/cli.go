@@ -152,7 +152,7 @@ type nodeFlags struct {
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.network, "network", "", "the network to join (required)")
-	fs.Var(&f.listen, "listen", "multiaddr to listen on (repeatable; default TCP and QUIC on all IPv4 interfaces)")
+	fs.Var(&f.listen, "listen", "multiaddr to listen on (repeatable; default TCP and QUIC on all IPv4 interfaces); an explicit port that another socket holds is an error (exit 2)")
 	fs.Var(&f.bootstrap, "bootstrap", "bootstrap multiaddr ending in /p2p/ID (repeatable)")
 	fs.StringVar(&f.tags, "tags", "", "the node's tags, comma separated")
 	fs.StringVar(&f.key, "key", "", "ed25519 key file; created with mode 0600 when missing (default: a new key each run)")
@@ -207,8 +207,12 @@ func (f *nodeFlags) options(log *slog.Logger) ([]node.Option, error) {
 		return nil, usagef("--gossip-signing %q: want none or strict", f.gossipSigning)
 	}
 	for _, a := range f.listen {
-		if _, err := ma.NewMultiaddr(a); err != nil {
+		m, err := ma.NewMultiaddr(a)
+		if err != nil {
 			return nil, usagef("--listen %q: %v", a, err)
+		}
+		if err := checkPortFree(m); err != nil {
+			return nil, err
 		}
 	}
 	for _, a := range f.bootstrap {
