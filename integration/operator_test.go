@@ -54,3 +54,19 @@ func TestCLI_ListenPortInUse(t *testing.T) {
 	default:
 	}
 }
+
+func TestCLI_CatalogUnreachableBootstrap(t *testing.T) {
+	_, id := keygen(t, t.TempDir(), "nobody")
+	boot := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", freePort(t), id) // closed: nobody listens
+	c := start(t, "catalog", nil, append([]string{"catalog", "--network", "it-unreachable", "--bootstrap", boot, "--wait", "1s"}, listen()...)...)
+	if code := c.wait(30 * time.Second); code == 0 {
+		t.Fatalf("catalog exit 0 with an unreachable bootstrap; stdout:\n%s", c.stdout.String())
+	}
+	errOut := c.stderr.String()
+	if !strings.Contains(errOut, "bootstrap") || !strings.Contains(errOut, boot) || !strings.Contains(errOut, "connection refused") {
+		t.Fatalf("stderr does not give the reason:\n%s", errOut)
+	}
+	if out := c.stdout.String(); out != "" {
+		t.Fatalf("catalog printed %q", out)
+	}
+}

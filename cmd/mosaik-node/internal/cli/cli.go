@@ -482,6 +482,9 @@ func cmdNode(ctx context.Context, cmd string, args []string, env Env) error {
 		case <-ctx.Done():
 		case <-t.C:
 		}
+		if err := bootstrapReached(ctx, n, nf.bootstrap); err != nil {
+			return err
+		}
 		return printCatalog(n, asJSON, env.Stdout)
 	}
 	return nil

@@ -4,12 +4,17 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 
 	"github.com/mosaik-go/mosaik/node"
 	"github.com/mosaik-go/mosaik/streams"
@@ -93,4 +98,42 @@ func printCatalog(n *node.Node, asJSON bool, out io.Writer) error {
 			(time.Duration(p.AgeMS) * time.Millisecond).String())
 	}
 	return tw.Flush()
+}
+
+// bootstrapReached fails, with each dial's error, when none of the
+// bootstrap addresses is connected: a catalog collected without them is
+// empty for a reason the operator must see, not a result. The node's
+// bootstrap loop logs its failures at debug level only, so one more dial
+// of each gets the reason.
+func bootstrapReached(ctx context.Context, n *node.Node, addrs []string) error {
+	if len(addrs) == 0 || ctx.Err() != nil {
+		return nil // interrupted: print what there is
+	}
+	var pis []peer.AddrInfo
+	for _, a := range addrs {
+		pi, err := peer.AddrInfoFromString(a)
+		if err != nil {
+			return usagef("--bootstrap %q: %v", a, err)
+		}
+		if n.Host().Network().Connectedness(pi.ID) == network.Connected {
+			return nil
+		}
+		pis = append(pis, *pi)
+	}
+	var errs []error
+	for i, pi := range pis {
+		// The bootstrap loop's failed dials put the peer in the swarm's
+		// dial backoff, whose error would hide the real one.
+		if sw, ok := n.Host().Network().(interface{ Backoff() *swarm.DialBackoff }); ok {
+			sw.Backoff().Clear(pi.ID)
+		}
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := n.Connect(dctx, pi)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", addrs[i], err))
+	}
+	return fmt.Errorf("catalog: no bootstrap peer reachable, so no catalog: %w", errors.Join(errs...))
 }
