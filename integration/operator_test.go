@@ -3,9 +3,13 @@ package integration
 import (
 	"fmt"
 	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mosaik-go/mosaik/internal/testutil"
 )
 
 // freePort returns a TCP port of 127.0.0.1 that was free a moment ago.
@@ -69,4 +73,71 @@ func TestCLI_CatalogUnreachableBootstrap(t *testing.T) {
 	if out := c.stdout.String(); out != "" {
 		t.Fatalf("catalog printed %q", out)
 	}
+}
+
+// stdinPipe is an OS pipe for a process's stdin: with an *os.File the
+// child reads it directly (an io.Pipe would make exec's Wait wait for the
+// copying goroutine, so for the writer to close, after the process
+// exited).
+func stdinPipe(t *testing.T) (*os.File, *os.File) {
+	t.Helper()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pr.Close(); pw.Close() })
+	return pr, pw
+}
+
+// TestCLI_SignalExit checks that run, produce (blocked on a stdin that
+// never writes) and consume each exit on the first SIGINT or SIGTERM.
+// The issue asks for 2 s; the bound here is generous for a shared
+// machine, and the time taken is logged.
+func TestCLI_SignalExit(t *testing.T) {
+	_, boot := runNode(t, "boot", "it-signal")
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		for _, cmd := range [][]string{
+			{"run"},
+			{"produce", "s"},
+			{"consume", "s"},
+		} {
+			name := fmt.Sprintf("%s %v", cmd[0], sig)
+			t.Run(name, func(t *testing.T) {
+				pr, pw := stdinPipe(t) // open and never written: produce blocks reading it
+				defer pw.Close()
+				args := append([]string{cmd[0], "--network", "it-signal", "--bootstrap", boot}, listen()...)
+				p := start(t, name, pr, append(args, cmd[1:]...)...)
+				testutil.Eventually(t, 20*time.Second, func() bool {
+					return strings.Contains(p.stderr.String(), "node running")
+				}, "%s never started", name)
+				p.signal(sig)
+				sent := time.Now()
+				if code := p.wait(10 * time.Second); code != 0 {
+					t.Fatalf("exit %d after %v, want 0", code, sig)
+				}
+				t.Logf("%s exited %v after %v", cmd[0], time.Since(sent).Round(time.Millisecond), sig)
+			})
+		}
+	}
+}
+
+// TestCLI_SecondSignal checks that a second signal exits at once with
+// 128 + its number, or that the first one already ended the process.
+func TestCLI_SecondSignal(t *testing.T) {
+	pr, pw := stdinPipe(t)
+	defer pw.Close()
+	p := start(t, "produce", pr, append([]string{"produce", "--network", "it-signal2"}, append(listen(), "s")...)...)
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		return strings.Contains(p.stderr.String(), "node running")
+	}, "produce never started")
+	p.signal(syscall.SIGINT)
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return strings.Contains(p.stderr.String(), "shutting down")
+	}, "produce did not acknowledge the first SIGINT")
+	p.signal(syscall.SIGINT)
+	code := p.wait(10 * time.Second)
+	if code != 0 && code != 130 {
+		t.Fatalf("exit %d after two SIGINTs, want 130 (or 0 had the first one ended it)", code)
+	}
+	t.Logf("exit %d", code)
 }
