@@ -4,12 +4,15 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/internal/testutil"
+	"github.com/mosaik-go/mosaik/streams"
 )
 
 // freePort returns a TCP port of 127.0.0.1 that was free a moment ago.
@@ -140,4 +143,18 @@ func TestCLI_SecondSignal(t *testing.T) {
 		t.Fatalf("exit %d after two SIGINTs, want 130 (or 0 had the first one ended it)", code)
 	}
 	t.Logf("exit %d", code)
+}
+
+func TestCLI_Version(t *testing.T) {
+	p := start(t, "version", nil, "--version")
+	if code := p.wait(10 * time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	out := p.stdout.String()
+	for _, want := range []string{runtime.Version(), string(streams.ProtocolID), catalog.ProtocolVersion, "commit"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--version does not print %q:\n%s", want, out)
+		}
+	}
+	t.Logf("%s", out)
 }

@@ -50,6 +50,7 @@ commands:
   keygen            create an ed25519 key file (--out FILE)
   id                print the peer ID of a key file (--key FILE)
   ticket issue      issue a libp2p-signed ticket (--out FILE)
+  version           print the module, commit, Go and protocol versions (also --version)
 
 'mosaik-node <command> -h' lists a command's flags. Node flags may also come
 from --config FILE (TOML or YAML, same keys) and MOSAIK_<FLAG> variables;
@@ -87,6 +88,12 @@ func run(ctx context.Context, args []string, env Env) error {
 	switch cmd {
 	case "-h", "--help", "help":
 		fmt.Fprintln(env.Stdout, usage)
+		return nil
+	case "version", "--version", "-version":
+		if len(args) != 0 {
+			return usagef("version takes no arguments, got %q", args)
+		}
+		printVersion(env.Stdout)
 		return nil
 	case "demo":
 		return cmdDemo(ctx, args, env)
