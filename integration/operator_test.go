@@ -4,11 +4,14 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"regexp"
 	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/internal/testutil"
@@ -157,4 +160,37 @@ func TestCLI_Version(t *testing.T) {
 		}
 	}
 	t.Logf("%s", out)
+}
+
+// readyRE matches the ready line; slog's text handler quotes the addrs
+// only when there are several (they contain spaces).
+var readyRE = regexp.MustCompile(`msg="node running" peer=(\S+) .*addrs=("[^"]+"|\S+)`)
+
+// TestCLI_ReadyLine starts a node, takes its addresses from its ready
+// line and bootstraps a catalog from one of them (catalog fails when its
+// bootstrap is unreachable).
+func TestCLI_ReadyLine(t *testing.T) {
+	p := start(t, "run", nil, append([]string{"run", "--network", "it-ready", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1"}, listen()...)...)
+	var m []string
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		m = readyRE.FindStringSubmatch(p.stderr.String())
+		return m != nil
+	}, "no ready line with the peer and its addrs")
+	addrs := strings.Fields(strings.Trim(m[2], `"`))
+	if len(addrs) != 2 {
+		t.Fatalf("ready line does not have the two addresses (TCP and QUIC): %q", m[0])
+	}
+	for _, a := range addrs {
+		pi, err := peer.AddrInfoFromString(a)
+		if err != nil {
+			t.Fatalf("ready line address %q: %v", a, err)
+		}
+		if pi.ID.String() != m[1] {
+			t.Fatalf("address %q is of %s, the line's peer is %s", a, pi.ID, m[1])
+		}
+	}
+	c := start(t, "catalog", nil, append([]string{"catalog", "--network", "it-ready", "--bootstrap", addrs[0], "--json", "--wait", "2s"}, listen()...)...)
+	if code := c.wait(30 * time.Second); code != 0 {
+		t.Fatalf("catalog bootstrapped from the ready line: exit %d", code)
+	}
 }

@@ -445,7 +445,7 @@ func cmdNode(ctx context.Context, cmd string, args []string, env Env) error {
 			return err
 		}
 	}
-	log.Info("node running", "peer", n.ID(), "network", nf.network)
+	log.Info("node running", "peer", n.ID(), "network", nf.network, "addrs", readyAddrs(n))
 	if isMap {
 		return runMap(ctx, n, cmd, pos, &cf, copts, env.Stdout, log)
 	}
@@ -495,6 +495,17 @@ func cmdNode(ctx context.Context, cmd string, args []string, env Env) error {
 		return printCatalog(n, asJSON, env.Stdout)
 	}
 	return nil
+}
+
+// readyAddrs is the addrs field of the "node running" line: the node's
+// full multiaddrs, each ending in /p2p/<id> and so pasteable as another
+// node's --bootstrap, separated by spaces.
+func readyAddrs(n *node.Node) string {
+	var out []string
+	for _, a := range n.Addrs() {
+		out = append(out, a.String())
+	}
+	return strings.Join(out, " ")
 }
 
 func writeAddrs(path string, n *node.Node) error {
