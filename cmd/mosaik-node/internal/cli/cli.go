@@ -54,7 +54,11 @@ commands:
 
 'mosaik-node <command> -h' lists a command's flags. Node flags may also come
 from --config FILE (TOML or YAML, same keys) and MOSAIK_<FLAG> variables;
-flags override variables, which override the file.`
+flags override variables, which override the file.
+
+Exit codes: 0 success, 1 failure, 2 bad flags, configuration, key file or a
+--listen port in use. SIGINT or SIGTERM ends a command gracefully; a second
+one exits at once with 128 + the signal number (130, 143).`
 
 // Main runs the command in args (without the program name) and returns the
 // process exit code: 0 success, 1 failure, 2 bad usage or configuration.
