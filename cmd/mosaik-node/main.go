@@ -13,12 +13,20 @@
 //	mosaik-node keygen --out FILE | id --key FILE | ticket issue ...
 //
 // Logs go to stderr; stdout carries only data. Exit codes: 0 success,
-// 1 failure, 2 bad flags, configuration or key file. All the work is in
-// package internal/cli.
+// 1 failure, 2 bad flags, configuration, key file or a --listen port in
+// use.
+//
+// The first SIGINT or SIGTERM ends the command gracefully (the node
+// announces its departure and closes; a producer delivers what it has
+// queued), with exit code 0. A second one exits at once, without the
+// departure, with 128 + the signal number (130 for SIGINT, 143 for
+// SIGTERM), as a shell reports a process killed by that signal. All the
+// work is in package internal/cli.
 package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -27,8 +35,22 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "mosaik-node: %v: shutting down (again to exit at once)\n", s)
+		cancel()
+		s = <-sigs
+		fmt.Fprintf(os.Stderr, "mosaik-node: second %v: exiting at once\n", s)
+		code := 130
+		if sn, ok := s.(syscall.Signal); ok {
+			code = 128 + int(sn)
+		}
+		os.Exit(code)
+	}()
 	code := cli.Main(ctx, os.Args[1:], cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv})
-	stop()
+	cancel()
 	os.Exit(code)
 }

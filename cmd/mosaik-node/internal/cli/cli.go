@@ -50,10 +50,15 @@ commands:
   keygen            create an ed25519 key file (--out FILE)
   id                print the peer ID of a key file (--key FILE)
   ticket issue      issue a libp2p-signed ticket (--out FILE)
+  version           print the module, commit, Go and protocol versions (also --version)
 
 'mosaik-node <command> -h' lists a command's flags. Node flags may also come
 from --config FILE (TOML or YAML, same keys) and MOSAIK_<FLAG> variables;
-flags override variables, which override the file.`
+flags override variables, which override the file.
+
+Exit codes: 0 success, 1 failure, 2 bad flags, configuration, key file or a
+--listen port in use. SIGINT or SIGTERM ends a command gracefully; a second
+one exits at once with 128 + the signal number (130, 143).`
 
 // Main runs the command in args (without the program name) and returns the
 // process exit code: 0 success, 1 failure, 2 bad usage or configuration.
@@ -87,6 +92,12 @@ func run(ctx context.Context, args []string, env Env) error {
 	switch cmd {
 	case "-h", "--help", "help":
 		fmt.Fprintln(env.Stdout, usage)
+		return nil
+	case "version", "--version", "-version":
+		if len(args) != 0 {
+			return usagef("version takes no arguments, got %q", args)
+		}
+		printVersion(env.Stdout)
 		return nil
 	case "demo":
 		return cmdDemo(ctx, args, env)
@@ -152,7 +163,7 @@ type nodeFlags struct {
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.network, "network", "", "the network to join (required)")
-	fs.Var(&f.listen, "listen", "multiaddr to listen on (repeatable; default TCP and QUIC on all IPv4 interfaces)")
+	fs.Var(&f.listen, "listen", "multiaddr to listen on (repeatable; default TCP and QUIC on all IPv4 interfaces); an explicit port that another socket holds is an error (exit 2)")
 	fs.Var(&f.bootstrap, "bootstrap", "bootstrap multiaddr ending in /p2p/ID (repeatable)")
 	fs.StringVar(&f.tags, "tags", "", "the node's tags, comma separated")
 	fs.StringVar(&f.key, "key", "", "ed25519 key file; created with mode 0600 when missing (default: a new key each run)")
@@ -207,8 +218,12 @@ func (f *nodeFlags) options(log *slog.Logger) ([]node.Option, error) {
 		return nil, usagef("--gossip-signing %q: want none or strict", f.gossipSigning)
 	}
 	for _, a := range f.listen {
-		if _, err := ma.NewMultiaddr(a); err != nil {
+		m, err := ma.NewMultiaddr(a)
+		if err != nil {
 			return nil, usagef("--listen %q: %v", a, err)
+		}
+		if err := checkPortFree(m); err != nil {
+			return nil, err
 		}
 	}
 	for _, a := range f.bootstrap {
@@ -434,7 +449,7 @@ func cmdNode(ctx context.Context, cmd string, args []string, env Env) error {
 			return err
 		}
 	}
-	log.Info("node running", "peer", n.ID(), "network", nf.network)
+	log.Info("node running", "peer", n.ID(), "network", nf.network, "addrs", readyAddrs(n))
 	if isMap {
 		return runMap(ctx, n, cmd, pos, &cf, copts, env.Stdout, log)
 	}
@@ -478,9 +493,23 @@ func cmdNode(ctx context.Context, cmd string, args []string, env Env) error {
 		case <-ctx.Done():
 		case <-t.C:
 		}
+		if err := bootstrapReached(ctx, n, nf.bootstrap); err != nil {
+			return err
+		}
 		return printCatalog(n, asJSON, env.Stdout)
 	}
 	return nil
+}
+
+// readyAddrs is the addrs field of the "node running" line: the node's
+// full multiaddrs, each ending in /p2p/<id> and so pasteable as another
+// node's --bootstrap, separated by spaces.
+func readyAddrs(n *node.Node) string {
+	var out []string
+	for _, a := range n.Addrs() {
+		out = append(out, a.String())
+	}
+	return strings.Join(out, " ")
 }
 
 func writeAddrs(path string, n *node.Node) error {

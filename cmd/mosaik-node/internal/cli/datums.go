@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,36 +12,77 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+
 	"github.com/mosaik-go/mosaik/node"
 	"github.com/mosaik-go/mosaik/streams"
 )
 
 // produce sends every stdin line (without its newline) as a datum, waiting
-// until the producer is online, then flushes at EOF.
+// until the producer is online, then flushes at EOF. It returns as soon as
+// ctx ends, even while stdin has nothing to read (see readLines).
 func produce(ctx context.Context, n *node.Node, stream string, opts []streams.ProducerOption, in io.Reader, log *slog.Logger) error {
 	p, err := streams.NewProducer[[]byte](n.Streams(), stream, opts...)
 	if err != nil {
 		return err
 	}
 	defer p.Close() // delivers what is queued, then GracefulShutdown
-	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 64<<10), n.Streams().Params().MaxFrameSize-16)
+	stop := make(chan struct{})
+	defer close(stop)
+	src, readErr := readLines(in, n.Streams().Params().MaxFrameSize-16, stop)
 	lines := 0
-	for sc.Scan() {
-		line := append([]byte(nil), sc.Bytes()...)
+	for {
+		var line []byte
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return nil // interrupted: Close still delivers what is queued
+		case line, ok = <-src:
+		}
+		if !ok {
+			break
+		}
 		if err := p.Send(ctx, line); err != nil {
 			if ctx.Err() != nil {
-				return nil // interrupted: Close still delivers what is queued
+				return nil
 			}
 			return err
 		}
 		lines++
 	}
-	if err := sc.Err(); err != nil {
+	if err := *readErr; err != nil {
 		return fmt.Errorf("reading stdin: %w", err)
 	}
 	log.Info("stdin done; flushing", "lines", lines)
 	return p.Close()
+}
+
+// readLines reads in line by line on a goroutine of its own and sends
+// each line on the channel it returns, which it closes at EOF or a read
+// error; the error is readable through the pointer once the channel is
+// closed. A Read cannot be interrupted, so a blocked read must not hold
+// up shutdown: closing stop ends the goroutine at its next line, and a
+// goroutine still blocked in Read when the process exits is harmless
+// (stdin belongs to the process).
+func readLines(in io.Reader, maxLine int, stop <-chan struct{}) (<-chan []byte, *error) {
+	out := make(chan []byte)
+	var readErr error
+	go func() {
+		defer close(out)
+		sc := bufio.NewScanner(in)
+		sc.Buffer(make([]byte, 64<<10), maxLine)
+		for sc.Scan() {
+			select {
+			case out <- append([]byte(nil), sc.Bytes()...):
+			case <-stop:
+				return
+			}
+		}
+		readErr = sc.Err()
+	}()
+	return out, &readErr
 }
 
 // consume prints every datum as a line until ctx ends or count datums.
@@ -93,4 +135,42 @@ func printCatalog(n *node.Node, asJSON bool, out io.Writer) error {
 			(time.Duration(p.AgeMS) * time.Millisecond).String())
 	}
 	return tw.Flush()
+}
+
+// bootstrapReached fails, with each dial's error, when none of the
+// bootstrap addresses is connected: a catalog collected without them is
+// empty for a reason the operator must see, not a result. The node's
+// bootstrap loop logs its failures at debug level only, so one more dial
+// of each gets the reason.
+func bootstrapReached(ctx context.Context, n *node.Node, addrs []string) error {
+	if len(addrs) == 0 || ctx.Err() != nil {
+		return nil // interrupted: print what there is
+	}
+	var pis []peer.AddrInfo
+	for _, a := range addrs {
+		pi, err := peer.AddrInfoFromString(a)
+		if err != nil {
+			return usagef("--bootstrap %q: %v", a, err)
+		}
+		if n.Host().Network().Connectedness(pi.ID) == network.Connected {
+			return nil
+		}
+		pis = append(pis, *pi)
+	}
+	var errs []error
+	for i, pi := range pis {
+		// The bootstrap loop's failed dials put the peer in the swarm's
+		// dial backoff, whose error would hide the real one.
+		if sw, ok := n.Host().Network().(interface{ Backoff() *swarm.DialBackoff }); ok {
+			sw.Backoff().Clear(pi.ID)
+		}
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := n.Connect(dctx, pi)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", addrs[i], err))
+	}
+	return fmt.Errorf("catalog: no bootstrap peer reachable, so no catalog: %w", errors.Join(errs...))
 }

@@ -48,6 +48,7 @@ func TestRunSummary_StreamsAndFailsOver(t *testing.T) {
 		{"failover done", "tag-eu idle; rtt ← us; ticket ← us; any-1 ← us"},
 		{"CONSUMER", "POLICY", "RECEIVED", "PRODUCERS SEEN", "GAPS"},
 		{"PRODUCER", "PEER", "TICKET", "SENT"},
+		{"Datums still in flight"},
 		{"done."},
 	} {
 		if lines(text, want...) == 0 {

@@ -238,7 +238,18 @@ func (d *demo) printSummary(sum Summary) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d\t%s\n", p.Label, short(p.Peer.String()), p.Label, ticket, p.Sent, stopped)
 	}
 	_ = tw.Flush()
+	fmt.Fprint(d.w, inFlightNote)
 }
+
+// inFlightNote says why RECEIVED can be a little below SENT with no gaps:
+// the demo closes its consumers while the producers still send, without
+// waiting for what is on its way.
+const inFlightNote = `
+  SENT counts the datums a producer accepted; RECEIVED counts those a consumer
+  read before the demo closed it. Datums still in flight at that moment (queued
+  at the producer or on the wire) are in SENT but not in RECEIVED: they were
+  not lost. GAPS counts the datums the streams know a consumer missed.
+`
 
 func short(s string) string {
 	if len(s) <= 10 {
