@@ -60,10 +60,28 @@ type commandCodec struct{ groups.CBOR[command] }
 
 func (c commandCodec) Decode(b []byte) (command, error) {
 	cmd, err := c.CBOR.Decode(b)
-	if err != nil {
+	if err != nil || !cmd.wellformed() {
 		return command{undecodable: true}, nil
 	}
 	return cmd, nil
+}
+
+// wellformed reports whether every present argument is one CBOR item the
+// deterministic encoder accepts. The decoder keeps arguments as raw bytes,
+// indefinite-length strings included, which no replica ever writes and
+// the encoder refuses: such an entry is undecodable, not a command.
+func (c *command) wellformed() bool {
+	for _, a := range [...]cbor.RawMessage{c.A, c.B, c.C} {
+		if len(a) > 0 && detcbor.Wellformed(a) != nil {
+			return false
+		}
+	}
+	for _, a := range c.Many {
+		if detcbor.Wellformed(a) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // kind is one collection type's pure core: its state, how a command

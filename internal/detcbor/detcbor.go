@@ -11,8 +11,9 @@ import (
 )
 
 var (
-	enc cbor.EncMode
-	dec cbor.DecMode
+	enc    cbor.EncMode
+	dec    cbor.DecMode
+	strict cbor.DecMode // dec without indefinite lengths (Wellformed)
 )
 
 func init() {
@@ -21,10 +22,20 @@ func init() {
 		panic(err)
 	}
 	// Limits bound what a hostile frame can make a decoder allocate.
-	if dec, err = (cbor.DecOptions{MaxArrayElements: 1 << 20, MaxMapPairs: 1 << 20, MaxNestedLevels: 32}).DecMode(); err != nil {
+	limits := cbor.DecOptions{MaxArrayElements: 1 << 20, MaxMapPairs: 1 << 20, MaxNestedLevels: 32}
+	if dec, err = limits.DecMode(); err != nil {
+		panic(err)
+	}
+	limits.IndefLength = cbor.IndefLengthForbidden
+	if strict, err = limits.DecMode(); err != nil {
 		panic(err)
 	}
 }
+
+// Wellformed reports whether b is one well-formed CBOR item within the
+// decoding limits that the deterministic encoder would also write as raw
+// bytes (a cbor.RawMessage): no indefinite-length string, array or map.
+func Wellformed(b []byte) error { return strict.Wellformed(b) }
 
 // Marshal encodes v deterministically: equal values give equal bytes.
 func Marshal(v any) ([]byte, error) { return enc.Marshal(v) }

@@ -72,3 +72,24 @@ func FuzzUnmarshal(f *testing.F) {
 		}
 	})
 }
+
+// Wellformed accepts what the deterministic encoder writes as raw bytes
+// and refuses indefinite lengths, which it would not.
+func TestWellformed(t *testing.T) {
+	for _, tc := range []struct {
+		b  []byte
+		ok bool
+	}{
+		{[]byte{0x61, 'a'}, true},              // "a"
+		{[]byte{0x82, 0x01, 0x02}, true},       // [1, 2]
+		{[]byte{0xf6}, true},                   // null
+		{[]byte{0x7f, 0x61, 'a', 0xff}, false}, // indefinite text
+		{[]byte{0x9f, 0x01, 0xff}, false},      // indefinite array
+		{[]byte{0x82, 0x01}, false},            // cut short
+		{[]byte{0x01, 0x02}, false},            // two items
+	} {
+		if err := Wellformed(tc.b); (err == nil) != tc.ok {
+			t.Errorf("Wellformed(% x) = %v, want ok %v", tc.b, err, tc.ok)
+		}
+	}
+}
