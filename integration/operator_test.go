@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
@@ -192,5 +193,19 @@ func TestCLI_ReadyLine(t *testing.T) {
 	c := start(t, "catalog", nil, append([]string{"catalog", "--network", "it-ready", "--bootstrap", addrs[0], "--json", "--wait", "2s"}, listen()...)...)
 	if code := c.wait(30 * time.Second); code != 0 {
 		t.Fatalf("catalog bootstrapped from the ready line: exit %d", code)
+	}
+}
+
+func TestCLI_CorruptKeyFile(t *testing.T) {
+	corrupt := filepath.Join(t.TempDir(), "corrupt.key")
+	if err := os.WriteFile(corrupt, []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, "run with a corrupt key", nil, "run", "--network", "it-key", "--key", corrupt)
+	if code := p.wait(20 * time.Second); code != 2 {
+		t.Fatalf("exit %d, want 2", code)
+	}
+	if errOut := p.stderr.String(); !strings.Contains(errOut, corrupt) || !strings.Contains(errOut, "ed25519 private key") {
+		t.Fatalf("stderr does not name the file and the expected format:\n%s", errOut)
 	}
 }

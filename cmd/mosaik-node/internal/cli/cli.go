@@ -166,7 +166,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.listen, "listen", "multiaddr to listen on (repeatable; default TCP and QUIC on all IPv4 interfaces); an explicit port that another socket holds is an error (exit 2)")
 	fs.Var(&f.bootstrap, "bootstrap", "bootstrap multiaddr ending in /p2p/ID (repeatable)")
 	fs.StringVar(&f.tags, "tags", "", "the node's tags, comma separated")
-	fs.StringVar(&f.key, "key", "", "ed25519 key file; created with mode 0600 when missing (default: a new key each run)")
+	fs.StringVar(&f.key, "key", "", "ed25519 key file; created with mode 0600 when missing, logged at INFO with its path and peer ID (default: a new key each run); a file that is not a key is an error (exit 2)")
 	registerStrictPerms(fs, &f.strictPerms)
 	fs.Var(&f.tickets, "ticket", "ticket file to carry in the node's entry (repeatable)")
 	fs.StringVar(&f.addrFile, "addr-file", "", "once listening, write the node's full multiaddrs here, one per line")
