@@ -1,9 +1,11 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
@@ -192,5 +194,78 @@ func TestCLI_ReadyLine(t *testing.T) {
 	c := start(t, "catalog", nil, append([]string{"catalog", "--network", "it-ready", "--bootstrap", addrs[0], "--json", "--wait", "2s"}, listen()...)...)
 	if code := c.wait(30 * time.Second); code != 0 {
 		t.Fatalf("catalog bootstrapped from the ready line: exit %d", code)
+	}
+}
+
+func TestCLI_CorruptKeyFile(t *testing.T) {
+	corrupt := filepath.Join(t.TempDir(), "corrupt.key")
+	if err := os.WriteFile(corrupt, []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, "run with a corrupt key", nil, "run", "--network", "it-key", "--key", corrupt)
+	if code := p.wait(20 * time.Second); code != 2 {
+		t.Fatalf("exit %d, want 2", code)
+	}
+	if errOut := p.stderr.String(); !strings.Contains(errOut, corrupt) || !strings.Contains(errOut, "ed25519 private key") {
+		t.Fatalf("stderr does not name the file and the expected format:\n%s", errOut)
+	}
+}
+
+// TestCLI_TicketInspect checks the exit codes of ticket inspect (0 valid,
+// 1 not valid, 2 unreadable) and the startup warning for a ticket of
+// another network.
+func TestCLI_TicketInspect(t *testing.T) {
+	dir := t.TempDir()
+	issuerKey, _ := keygen(t, dir, "issuer")
+	holderKey, holderID := keygen(t, dir, "holder")
+	ticket := filepath.Join(dir, "holder.ticket")
+	if p := start(t, "ticket issue", nil, "ticket", "issue", "--issuer-key", issuerKey, "--subject", holderID, "--network", "it-inspect", "--ttl", "1h", "--out", ticket); p.wait(10*time.Second) != 0 {
+		t.Fatal("ticket issue failed")
+	}
+	tampered := filepath.Join(dir, "tampered.ticket")
+	b, err := os.ReadFile(ticket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tf struct {
+		Format string `json:"format"`
+		Class  string `json:"class"`
+		Data   []byte `json:"data"`
+	}
+	if err := json.Unmarshal(b, &tf); err != nil {
+		t.Fatal(err)
+	}
+	tf.Data[len(tf.Data)-1] ^= 1 // the sealed envelope ends with its signature
+	if b, err = json.Marshal(tf); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tampered, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{ticket}, 0, "valid now   yes"},
+		{[]string{"--network", "it-inspect", ticket}, 0, "subject     " + holderID},
+		{[]string{"--network", "other", ticket}, 1, "valid now   no: another network"},
+		{[]string{tampered}, 1, "valid now   no: bad signature"},
+		{[]string{filepath.Join(dir, "missing.ticket")}, 2, ""},
+	} {
+		p := start(t, "ticket inspect", nil, append([]string{"ticket", "inspect"}, c.args...)...)
+		if code := p.wait(10 * time.Second); code != c.code || !strings.Contains(p.stdout.String(), c.want) {
+			t.Errorf("ticket inspect %q: exit %d, want %d and %q; stdout:\n%s\nstderr:\n%s", c.args, code, c.code, c.want, p.stdout.String(), p.stderr.String())
+		}
+	}
+
+	p := start(t, "run with another network's ticket", nil, append([]string{"run", "--network", "it-inspect-other", "--key", holderKey, "--ticket", ticket}, listen()...)...)
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		s := p.stderr.String()
+		return strings.Contains(s, "level=WARN") && strings.Contains(s, "another network") && strings.Contains(s, "subject="+holderID)
+	}, "no startup warning naming the ticket's network and fields")
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(20 * time.Second); code != 0 {
+		t.Fatalf("run exit %d after SIGTERM", code)
 	}
 }

@@ -10,7 +10,7 @@
 //	mosaik-node consume STREAM ...   (datums → stdout lines)
 //	mosaik-node catalog --wait 3s --json ...
 //	mosaik-node map put NAME KEY VALUE | get NAME KEY | del NAME KEY | list NAME [--json] | watch NAME
-//	mosaik-node keygen --out FILE | id --key FILE | ticket issue ...
+//	mosaik-node keygen --out FILE | id --key FILE | ticket issue ... | ticket inspect FILE
 //
 // Logs go to stderr; stdout carries only data. Exit codes: 0 success,
 // 1 failure, 2 bad flags, configuration, key file or a --listen port in

@@ -50,6 +50,10 @@ commands:
   keygen            create an ed25519 key file (--out FILE)
   id                print the peer ID of a key file (--key FILE)
   ticket issue      issue a libp2p-signed ticket (--out FILE)
+  ticket inspect FILE  print a ticket file's format, issuer, subject, network,
+                    class and times, and whether it is valid now; exits 0
+                    valid, 1 not valid (expired, not yet valid, bad
+                    signature, malformed), 2 an unreadable file
   version           print the module, commit, Go and protocol versions (also --version)
 
 'mosaik-node <command> -h' lists a command's flags. Node flags may also come
@@ -113,10 +117,13 @@ func run(ctx context.Context, args []string, env Env) error {
 	case "id":
 		return cmdID(args, env)
 	case "ticket":
-		if len(args) == 0 || args[0] != "issue" {
-			return usagef("ticket: the only subcommand is 'issue'")
+		switch {
+		case len(args) > 0 && args[0] == "issue":
+			return cmdTicketIssue(args[1:], env)
+		case len(args) > 0 && args[0] == "inspect":
+			return cmdTicketInspect(args[1:], env)
 		}
-		return cmdTicketIssue(args[1:], env)
+		return usagef("ticket: want issue or inspect")
 	}
 	fmt.Fprintln(env.Stderr, usage)
 	return usagef("unknown command %q", cmd)
@@ -159,6 +166,7 @@ type nodeFlags struct {
 	listen, bootstrap, tickets                                       listFlag
 	rendezvous, profile, gossipSigning, statusToken, statusTokenFile string
 	mdns, strictPerms                                                bool
+	inspected                                                        []ticketInfo // the --ticket files, for the startup check
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
@@ -166,7 +174,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.listen, "listen", "multiaddr to listen on (repeatable; default TCP and QUIC on all IPv4 interfaces); an explicit port that another socket holds is an error (exit 2)")
 	fs.Var(&f.bootstrap, "bootstrap", "bootstrap multiaddr ending in /p2p/ID (repeatable)")
 	fs.StringVar(&f.tags, "tags", "", "the node's tags, comma separated")
-	fs.StringVar(&f.key, "key", "", "ed25519 key file; created with mode 0600 when missing (default: a new key each run)")
+	fs.StringVar(&f.key, "key", "", "ed25519 key file; created with mode 0600 when missing, logged at INFO with its path and peer ID (default: a new key each run); a file that is not a key is an error (exit 2)")
 	registerStrictPerms(fs, &f.strictPerms)
 	fs.Var(&f.tickets, "ticket", "ticket file to carry in the node's entry (repeatable)")
 	fs.StringVar(&f.addrFile, "addr-file", "", "once listening, write the node's full multiaddrs here, one per line")
@@ -256,11 +264,12 @@ func (f *nodeFlags) options(log *slog.Logger) ([]node.Option, error) {
 	}
 	var tickets []catalog.Ticket
 	for _, path := range f.tickets {
-		t, err := readTicket(path)
+		t, format, err := readTicketFile(path)
 		if err != nil {
 			return nil, usageError{err}
 		}
 		tickets = append(tickets, t)
+		f.inspected = append(f.inspected, inspectTicket(path, format, t))
 	}
 	if len(tickets) > 0 {
 		opts = append(opts, node.WithEntry(func(e *catalog.Entry) { e.Tickets = append(e.Tickets, tickets...) }))
@@ -444,6 +453,7 @@ func cmdNode(ctx context.Context, cmd string, args []string, env Env) error {
 	if err := h.attach(ctx, n); err != nil {
 		return err
 	}
+	warnTickets(log, nf.inspected, catalog.IDFromString(nf.network), n.ID(), time.Now())
 	if nf.addrFile != "" {
 		if err := writeAddrs(nf.addrFile, n); err != nil {
 			return err

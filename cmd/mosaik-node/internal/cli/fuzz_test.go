@@ -1,7 +1,14 @@
 package cli
 
 import (
+	"bytes"
+	"io"
+	"log/slog"
 	"testing"
+	"time"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/policy"
 )
 
 // FuzzParseConfig feeds arbitrary TOML and YAML documents to the config
@@ -32,5 +39,27 @@ func FuzzParseConfig(f *testing.F) {
 				}
 			}
 		}
+	})
+}
+
+// FuzzInspectTicket feeds arbitrary ticket data, in both formats, to
+// ticket inspect and the startup check: they must never panic, and a
+// ticket that does not decode is never called valid.
+func FuzzInspectTicket(f *testing.F) {
+	f.Add(false, []byte("\x0a\x24\x08\x01\x12\x20"))
+	f.Add(true, []byte("eyJhbGciOiJFZERTQSJ9.eyJleHAiOjF9.AA"))
+	f.Add(true, []byte("a.b.c"))
+	f.Fuzz(func(t *testing.T, isJWT bool, data []byte) {
+		format := formatSigned
+		if isJWT {
+			format = formatJWT
+		}
+		ti := inspectTicket("f", format, catalog.Ticket{Class: policy.SignedTicketClass, Data: data})
+		var out bytes.Buffer
+		probs := ti.write(&out, time.Now(), catalog.IDFromString("n"), true)
+		if ti.broken != nil && len(probs) == 0 {
+			t.Fatalf("an undecodable ticket is valid:\n%s", out.String())
+		}
+		warnTickets(slog.New(slog.NewTextHandler(io.Discard, nil)), []ticketInfo{ti}, catalog.IDFromString("n"), "", time.Now())
 	})
 }

@@ -102,5 +102,5 @@ func cmdTicketIssue(args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	return writeTicket(*out, t)
+	return writeTicket(*out, formatSigned, t)
 }

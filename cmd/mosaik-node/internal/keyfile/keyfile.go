@@ -32,6 +32,14 @@ const maxKeyFile = 4 << 10
 // that group or others may read or write.
 var ErrInsecurePerms = errors.New("keyfile: key file is accessible to group or others")
 
+// ErrCorrupt is returned by Load for a file that does not hold a key in the
+// expected format.
+var ErrCorrupt = errors.New("keyfile: not a key file")
+
+// wantFormat names the format in the corrupt-file error, so an operator
+// knows what the file should have held and how to make one.
+const wantFormat = "want a libp2p protobuf-encoded ed25519 private key as written by 'mosaik-node keygen --out FILE'"
+
 // Option configures Load, LoadOrCreate and PeerID.
 type Option func(*config)
 
@@ -165,11 +173,11 @@ func Load(path string, opts ...Option) (crypto.PrivKey, error) {
 		return nil, fmt.Errorf("keyfile: read %s: %w", path, err)
 	}
 	if len(b) > maxKeyFile {
-		return nil, fmt.Errorf("keyfile: %s is larger than %d bytes; not a key file", path, maxKeyFile)
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes; %s", ErrCorrupt, path, maxKeyFile, wantFormat)
 	}
 	k, err := crypto.UnmarshalPrivateKey(b)
 	if err != nil {
-		return nil, fmt.Errorf("keyfile: %s: %w", path, err)
+		return nil, fmt.Errorf("%w: %s: %s (%v)", ErrCorrupt, path, wantFormat, err)
 	}
 	if k.Type() != crypto.Ed25519 {
 		return nil, fmt.Errorf("keyfile: %s holds a %v key; mosaik needs ed25519", path, k.Type())
@@ -177,10 +185,20 @@ func Load(path string, opts ...Option) (crypto.PrivKey, error) {
 	return k, nil
 }
 
-// LoadOrCreate loads the key at path, creating it first when missing.
+// LoadOrCreate loads the key at path, creating it first when missing. A
+// created key is logged at INFO with its path and peer ID: a typo in the
+// path otherwise silently gives the node a new identity.
 func LoadOrCreate(path string, opts ...Option) (crypto.PrivKey, error) {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		if _, err := Create(path); err != nil && !errors.Is(err, fs.ErrExist) {
+		id, err := Create(path)
+		switch {
+		case err == nil:
+			where := path
+			if abs, aerr := filepath.Abs(path); aerr == nil {
+				where = abs
+			}
+			newConfig(opts).log.Info("key file not found: created a new identity", "path", where, "peer", id)
+		case !errors.Is(err, fs.ErrExist):
 			return nil, err
 		}
 	}

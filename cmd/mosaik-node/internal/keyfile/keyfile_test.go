@@ -156,3 +156,37 @@ func TestLoad_Permissions(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadOrCreate_LogsCreatedIdentity(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "new.key")
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	k, err := keyfile.LoadOrCreate(path, keyfile.WithLogger(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := peer.IDFromPrivateKey(k)
+	out := buf.String()
+	if strings.Count(out, "\n") != 1 || !strings.Contains(out, "level=INFO") || !strings.Contains(out, "created a new identity") ||
+		!strings.Contains(out, path) || !strings.Contains(out, id.String()) {
+		t.Fatalf("want one INFO line naming %s and %s, got:\n%s", path, id, out)
+	}
+	buf.Reset()
+	if _, err := keyfile.LoadOrCreate(path, keyfile.WithLogger(log)); err != nil {
+		t.Fatal(err)
+	}
+	if buf.Len() != 0 {
+		t.Fatalf("loading an existing key logged:\n%s", buf.String())
+	}
+}
+
+func TestLoad_CorruptNamesFileAndFormat(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "corrupt.key")
+	if err := os.WriteFile(path, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := keyfile.LoadOrCreate(path)
+	if !errors.Is(err, keyfile.ErrCorrupt) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "ed25519") {
+		t.Fatalf("LoadOrCreate(corrupt) = %v; want ErrCorrupt naming the file and the format", err)
+	}
+}
