@@ -471,21 +471,34 @@ var errRoundTrip = errors.New("the value does not decode back to its own encodin
 // decode decodes a canonical argument; a non-canonical one (only a
 // hand-crafted command has one) is refused, so that equal values always
 // have equal encodings on every replica.
-func decode[T any](raw cbor.RawMessage) (T, bool) {
+func decode[T any](raw cbor.RawMessage) (T, bool) { return fastDecode[T](raw, false) }
+
+// fastDecode is decode, and with alias the decoded strings and byte strings
+// point into raw instead of copies (raw must then never change). Strings
+// and byte strings, the most common keys and values, skip the reflective
+// decode and re-encode: their canonical form is a shortest-length head and
+// the bytes (fastpath.go). Anything else takes the general path, which
+// decides alike. An aliased byte string's capacity ends with it, so an
+// append by the caller copies instead of writing over what follows.
+func fastDecode[T any](raw []byte, alias bool) (T, bool) {
 	var v T
-	// Strings and byte strings, the most common keys and values, skip the
-	// reflective decode and re-encode: their canonical form is a
-	// shortest-length head and the bytes (fastpath.go). Anything else
-	// takes the general path, which decides alike.
 	switch p := any(&v).(type) {
 	case *string:
 		if b, ok := canonicalString(raw, cborText); ok && utf8.Valid(b) {
-			*p = string(b)
+			if alias {
+				*p = aliasString(b)
+			} else {
+				*p = string(b)
+			}
 			return v, true
 		}
 	case *[]byte:
 		if b, ok := canonicalString(raw, cborBytes); ok && len(b) > 0 {
-			*p = bytes.Clone(b)
+			if alias {
+				*p = b[:len(b):len(b)]
+			} else {
+				*p = bytes.Clone(b)
+			}
 			return v, true
 		}
 	}

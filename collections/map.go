@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"unicode/utf8"
 	"unsafe"
 
 	"github.com/fxamacker/cbor/v2"
@@ -253,24 +252,8 @@ func aliasItem[K, V any](kraw, vraw []byte) (mapItem[K, V], bool) {
 }
 
 // aliasDecode is decode that, for strings and byte strings, returns the
-// content of raw in place. A byte string's capacity ends with it, so an
-// append by the caller copies instead of writing over the next entry.
-func aliasDecode[T any](raw []byte) (T, bool) {
-	var v T
-	switch p := any(&v).(type) {
-	case *string:
-		if b, ok := canonicalString(raw, cborText); ok && utf8.Valid(b) {
-			*p = aliasString(b)
-			return v, true
-		}
-	case *[]byte:
-		if b, ok := canonicalString(raw, cborBytes); ok && len(b) > 0 {
-			*p = b[:len(b):len(b)]
-			return v, true
-		}
-	}
-	return decode[T](raw)
-}
+// content of raw in place (fastDecode).
+func aliasDecode[T any](raw []byte) (T, bool) { return fastDecode[T](raw, true) }
 
 // aliasString is b as a string without a copy; b must never change.
 func aliasString(b []byte) string {
