@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -154,6 +155,7 @@ func TestVectors(t *testing.T) {
 		})
 
 	coreVectors(t, idI, idR)
+	snapshotVectors(t, group, idI, idR)
 }
 
 // keyed is blake3-256 keyed with k over in.
@@ -243,3 +245,64 @@ func coreVectors(t *testing.T, idI, idR uint64) {
 		Fields:      map[string]any{"epoch": hexU64(epoch)},
 	})
 }
+
+// snapshotVectors writes a CoreSnapshot as the log store keeps it and the
+// MsgSnap that ships it, with its descriptor in place of the bytes
+// (sections 20 and 21.4): a snapshot at index 1000, term 3 of epoch
+// 0x0123456789abcdef whose state machine state is the CBOR integer 42.
+func snapshotVectors(t *testing.T, group catalog.ID, idI, idR uint64) {
+	const epoch = 0x0123456789abcdef
+	state, err := CBOR[int64]{}.Encode(42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := append(make([]byte, snapshotHeadRoom), state...)
+	data := frameSnapshotData(epoch, buf, snapshotHeadRoom)
+	if want := marshal(t, &pb.CoreSnapshot{Epoch: epoch, State: state}); !bytes.Equal(data, want) {
+		t.Fatalf("frameSnapshotData gives %x, proto.Marshal %x", data, want)
+	}
+	testutil.CheckVector(t, vectorDir, "groups/core_snapshot", data, testutil.Vector{
+		Description: "CoreSnapshot: raftpb.Snapshot.data as the log store keeps it (not framed); the bytes a descriptor hashes and chunks carry",
+		Section:     "20, 21.4",
+		Fields: map[string]any{"epoch": hexU64(epoch), "state": hex.EncodeToString(state),
+			"blake3": hex.EncodeToString(blake3Sum(data))},
+	})
+
+	meta := &raftpb.SnapshotMetadata{ConfState: &raftpb.ConfState{Voters: []uint64{idR}, Learners: []uint64{idI}},
+		Index: new(uint64(1000)), Term: new(uint64(3))}
+	wire, d, err := snapshotToWire(&raftpb.Snapshot{Metadata: meta, Data: data}, group.String(),
+		newSnapshotCache(0, 0), time.Unix(1700000000, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := marshal(t, &raftpb.Message{Type: new(raftpb.MessageType_MsgSnap), To: new(idI), From: new(idR),
+		Term: new(uint64(3)), Snapshot: wire})
+	testutil.CheckVector(t, vectorDir, "groups/core_raft_snap", encodeFrame(kindRaft, marshal(t, &pb.CoreRaft{Epoch: epoch,
+		Message: msg})), testutil.Vector{
+		Description: "CoreRaft frame (kind 0x20) holding a MsgSnap (type 7) whose snapshot data is the SnapshotDescriptor " +
+			"of core_snapshot; machine is the group id of group_id in hex",
+		Section: "20, 21.3",
+		Fields: map[string]any{"epoch": hexU64(epoch), "message": hex.EncodeToString(msg),
+			"raft_message": map[string]any{"type": "MsgSnap", "to": hexU64(idI), "from": hexU64(idR), "term": 3,
+				"snapshot": map[string]any{"metadata": map[string]any{"index": 1000, "term": 3,
+					"conf_state": map[string]any{"voters": []string{hexU64(idR)}, "learners": []string{hexU64(idI)}}},
+					"data": hex.EncodeToString(wire.GetData()),
+					"descriptor": map[string]any{"version": 1, "anchor": map[string]any{"index": 1000, "term": 3},
+						"total_size": d.TotalSize, "hash": hex.EncodeToString(d.Hash[:]), "machine": d.Machine}}},
+		},
+	})
+
+	testutil.CheckVector(t, vectorDir, "groups/bond_pong", encodeFrame(framePong, nil), testutil.Vector{
+		Description: "group bond Pong frame (type 0x06, empty body), the answer to a Ping",
+		Section:     "19.2, 19.5",
+		Fields:      map[string]any{},
+	})
+	testutil.CheckVector(t, vectorDir, "groups/bond_departure", encodeFrame(frameDeparture, nil), testutil.Vector{
+		Description: "group bond Departure frame (type 0x07, empty body): the sender leaves the group",
+		Section:     "19.2, 19.5",
+		Fields:      map[string]any{},
+	})
+}
+
+// blake3Sum is blake3-256 (unkeyed).
+func blake3Sum(b []byte) []byte { s := blake3.Sum256(b); return s[:] }
