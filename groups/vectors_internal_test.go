@@ -18,6 +18,7 @@ import (
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/groups/pb"
 	"github.com/mosaik-go/mosaik/internal/testutil"
+	"github.com/mosaik-go/mosaik/policy"
 )
 
 // vectorDir holds the groups vectors computed with unexported functions
@@ -154,6 +155,7 @@ func TestVectors(t *testing.T) {
 			Fields:      proofFields(sideInitiator, initiator, responder, pi),
 		})
 
+	ticketGroupVector(t, key, sig, responder)
 	coreVectors(t, idI, idR)
 	snapshotVectors(t, group, idI, idR)
 }
@@ -306,3 +308,50 @@ func snapshotVectors(t *testing.T, group catalog.ID, idI, idR uint64) {
 
 // blake3Sum is blake3-256 (unkeyed).
 func blake3Sum(b []byte) []byte { s := blake3.Sum256(b); return s[:] }
+
+// ticketGroupVector writes the id of the group_id group when it also
+// requires two tickets: a libp2p-signed ticket from issuer and an HS256
+// JWT, each validator entering the id through its fingerprint (section
+// 21.1; the fingerprints are SHA-256 over policy/fingerprint.go's tagged
+// fields).
+func ticketGroupVector(t *testing.T, key Key, sig catalog.ID, issuer peer.ID) {
+	nw := catalog.IDFromString("mosaik")
+	secret := []byte("mosaik test vector secret, 32 b!")
+	hk, err := policy.HS256Key(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs := []policy.TicketValidator{policy.NewSignedTicketValidator(nw, issuer), policy.NewJWT(nw, hk)}
+	id, err := DeriveID(key, DefaultParams(), sig, vs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pre []byte
+	pre = append(pre, "mosaik groups id v1"...)
+	pre = binary.BigEndian.AppendUint64(append(pre, 0x01), 500)
+	pre = binary.BigEndian.AppendUint64(append(pre, 0x02), 150)
+	pre = binary.BigEndian.AppendUint64(append(pre, 0x03), 10)
+	pre = append(append(pre, 0x04), sig[:]...)
+	fps := make([]string, len(vs))
+	for i, v := range vs {
+		fp := v.(Fingerprinter).Fingerprint()
+		fps[i] = hex.EncodeToString(fp[:])
+		pre = append(binary.BigEndian.AppendUint32(append(pre, 0x05), uint32(i)), fp[:]...)
+	}
+	pre = binary.BigEndian.AppendUint32(append(pre, 0x06), uint32(len(vs)))
+	if got := keyed(key.h, pre); !bytes.Equal(got, id[:]) {
+		t.Fatalf("PROTOCOL.md 21.1's id input gives %x, DeriveID %s", got, id)
+	}
+	testutil.CheckVector(t, vectorDir, "groups/group_id_tickets", id[:], testutil.Vector{
+		Description: "group id of groups/group_id's group that also requires a libp2p-signed ticket (issuer key seed 20 .. 3f) " +
+			"and an HS256 JWT (no other settings), in that order",
+		Section: "17, 21.1",
+		Fields: map[string]any{"secret": "vector", "key": hex.EncodeToString(key.h[:]), "heartbeat_ms": 500,
+			"heartbeat_jitter_ms": 150, "missed_heartbeats": 10, "signature": sig.String(),
+			"validators": []map[string]any{
+				{"class": policy.SignedTicketClass.String(), "class_of": "mosaik.tickets.libp2p.v1", "network": nw.String(), "issuers": []string{issuer.String()}, "fingerprint": fps[0]},
+				{"class": policy.JWTClass.String(), "class_of": "mosaik.tickets.jwt.v1", "network": nw.String(), "keys": []map[string]any{{"alg": "HS256", "secret": string(secret)}}, "fingerprint": fps[1]},
+			},
+			"id_input": hex.EncodeToString(pre)},
+	})
+}
