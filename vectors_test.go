@@ -22,8 +22,9 @@ import (
 
 // vectorDir holds the wire test vectors of PROTOCOL.md, one JSON file per
 // message (hex bytes and decoded fields), for implementations in other
-// languages. TestVectors (here and in package streams) regenerates them
-// with -update-vectors and fails on any difference.
+// languages. TestVectors (here and in packages streams, groups and
+// collections) regenerates them with -update-vectors and fails on any
+// difference.
 const vectorDir = "testdata/vectors"
 
 // vectorKey is the ed25519 key with seed 00 01 … 1f (PROTOCOL.md section
@@ -153,17 +154,6 @@ func TestVectors(t *testing.T) {
 	})
 
 	group := catalog.IDFromString("vector-group")
-	nonce := make([]byte, 32)
-	for i := range nonce {
-		nonce[i] = byte(0x40 + i)
-	}
-	hello := typedFrame(0x01, mustProto(t, &grouppb.BondHello{Network: nw[:], Group: group[:], Nonce: nonce, Role: 1}))
-	testutil.CheckVector(t, vectorDir, "groups/bond_hello", hello, testutil.Vector{
-		Description: "group bond Hello frame (type 0x01)",
-		Section:     "19.2, 19.3",
-		Fields: map[string]any{"network": nw.String(), "group": group.String(), "nonce": hex.EncodeToString(nonce),
-			"role": 1},
-	})
 	seq32 := func(first byte) []byte {
 		b := make([]byte, 32)
 		for i := range b {
@@ -171,18 +161,6 @@ func TestVectors(t *testing.T) {
 		}
 		return b
 	}
-	welcome := typedFrame(0x02, mustProto(t, &grouppb.BondWelcome{Nonce: seq32(0x60), Proof: seq32(0x80), Role: 2}))
-	testutil.CheckVector(t, vectorDir, "groups/bond_welcome", welcome, testutil.Vector{
-		Description: "group bond Welcome frame (type 0x02); the proof bytes here are arbitrary, not a computed proof",
-		Section:     "19.2, 19.3",
-		Fields:      map[string]any{"nonce": hex.EncodeToString(seq32(0x60)), "proof": hex.EncodeToString(seq32(0x80)), "role": 2},
-	})
-	proof := typedFrame(0x03, mustProto(t, &grouppb.BondProof{Proof: seq32(0xa0)}))
-	testutil.CheckVector(t, vectorDir, "groups/bond_proof", proof, testutil.Vector{
-		Description: "group bond Proof frame (type 0x03); arbitrary proof bytes",
-		Section:     "19.2, 19.3",
-		Fields:      map[string]any{"proof": hex.EncodeToString(seq32(0xa0))},
-	})
 	testutil.CheckVector(t, vectorDir, "groups/bond_ping", typedFrame(0x05, nil), testutil.Vector{
 		Description: "group bond Ping frame (type 0x05, empty body); Pong is 0106, Departure 0107",
 		Section:     "19.2, 19.5",
@@ -191,6 +169,12 @@ func TestVectors(t *testing.T) {
 	update := typedFrame(0x08, mustProto(t, &grouppb.BondEntry{Entry: env}))
 	testutil.CheckVector(t, vectorDir, "groups/bond_peer_entry_update", update, testutil.Vector{
 		Description: "group bond PeerEntryUpdate frame (type 0x08) carrying the sealed entry",
+		Section:     "19.2, 19.5",
+		Fields:      map[string]any{"entry": "catalog/entry.json"},
+	})
+	formed := typedFrame(0x09, mustProto(t, &grouppb.BondEntry{Entry: env}))
+	testutil.CheckVector(t, vectorDir, "groups/bond_formed", formed, testutil.Vector{
+		Description: "group bond BondFormed frame (type 0x09) carrying the sealed entry of a peer the sender just bonded with",
 		Section:     "19.2, 19.5",
 		Fields:      map[string]any{"entry": "catalog/entry.json"},
 	})
