@@ -269,6 +269,12 @@ func TestOpenEntry_Rejections(t *testing.T) {
 				m.Addrs = append(m.Addrs, m.Addrs[0])
 			}
 		}), 0, ErrMalformed},
+		{"too many tickets", withPB(func(m *pb.Entry) {
+			m.Tickets = nil
+			for i := range MaxTickets + 1 {
+				m.Tickets = append(m.Tickets, &pb.Ticket{Class: make([]byte, 32), Data: []byte{byte(i)}})
+			}
+		}), 0, ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -363,6 +369,32 @@ func TestOpenEntry_AcceptsLimits(t *testing.T) {
 	// A cap equal to the size accepts.
 	if _, err := OpenEntry(s.Bytes(), len(s.Bytes())); err != nil {
 		t.Fatalf("cap equal to the size: %v", err)
+	}
+}
+
+// MaxTickets bounds the signature checks one entry can demand of a
+// validator: exactly MaxTickets opens, one more is refused on both sides.
+func TestEntry_TicketCap(t *testing.T) {
+	p := newTestPeer(t)
+	tickets := func(n int) []Ticket {
+		var ts []Ticket
+		for i := range n {
+			ts = append(ts, Ticket{Class: IDFromString("class"), Data: []byte{byte(i)}})
+		}
+		return ts
+	}
+	s := p.seal(t, testNetwork, NewVersion(t0), func(e *Entry) { e.Tickets = tickets(MaxTickets) })
+	got, err := OpenEntry(s.Bytes(), 0)
+	if err != nil {
+		t.Fatalf("OpenEntry with %d tickets: %v", MaxTickets, err)
+	}
+	if len(got.Entry.Tickets) != MaxTickets {
+		t.Fatalf("got %d tickets, want %d", len(got.Entry.Tickets), MaxTickets)
+	}
+	e := p.entry(testNetwork, NewVersion(t0))
+	e.Tickets = tickets(MaxTickets + 1)
+	if _, err := Seal(e, p.key); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("Seal with %d tickets: %v, want ErrMalformed", len(e.Tickets), err)
 	}
 }
 
