@@ -21,6 +21,15 @@
 // decode, anything else is hashed), so "orders" names the same stream on
 // every node.
 //
+// # Open by default
+//
+// A producer without a policy admits every consumer in its catalog, that
+// is every peer that joined the network. Restrict one producer with
+// WithRequire, WithMaxRTT, WithTickets, WithTicketValidators or WithPolicy,
+// or every producer of a service with WithDefaultPolicy (the node's
+// node.WithDefaultStreamPolicy), so that a deployment requires tickets
+// everywhere with one option.
+//
 // # Delivery guarantees
 //
 // Datums of one producer reach each consumer in order. The producer numbers
@@ -83,9 +92,13 @@
 // before it):
 //
 //  1. muxesMu, then hostMux.mu (registering a service on a host);
-//  2. Consumer.mu, under which only Discovery.Catalog (a snapshot read) is
+//  2. Producer.sendMu, then Producer.mu (a fan-out, and Close); sendMu
+//     is held for a whole fan-out, lag grace included, so datums enter
+//     every queue in sequence order, while Producer.mu is released before
+//     any wait;
+//  3. Consumer.mu, under which only Discovery.Catalog (a snapshot read) is
 //     called;
-//  3. subscriptionSet.mu, then subscription.mu; Condition predicates run
+//  4. subscriptionSet.mu, then subscription.mu; Condition predicates run
 //     here.
 //
 // Service.mu, Producer.mu, Consumer.bmu, codeCounts.mu and timerGroup.mu are
