@@ -269,8 +269,10 @@ func (s *Server) Serve(ctx context.Context, addr string) error {
 }
 
 // Close shuts the listener started by Start or Serve down gracefully and
-// waits for it; it returns the serve error, if serving failed. Close is
-// idempotent and safe to call concurrently; after it, Start fails.
+// waits for it; it returns the serve error, if serving failed. The wait is
+// bounded: requests still running after shutdownTimeout (5 s) are cut off,
+// so Close returns within about that. Close is idempotent and safe to call
+// concurrently; after it, Start fails.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
