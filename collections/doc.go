@@ -59,6 +59,13 @@
 //   - Every replica of a collection must use the same types, the same
 //     consensus timings (groups.Params) and the same ticket validators.
 //
+// # Locks
+//
+// A replica has two mutexes, both leaves: the one guarding its change
+// notification and the one of its ring of recent outcomes. Neither is held
+// while another lock is taken, a callback runs or a goroutine is waited
+// for; reads of the state take no lock (an atomic snapshot).
+//
 // # Where this differs from mosaik
 //
 // Vec.Insert past the end is refused on the caller's side (mosaik panics
