@@ -340,15 +340,17 @@ func TestGossip_HostileAnnouncements(t *testing.T) {
 // departure whose LastVersion lies in the future, which Store.Depart then
 // refuses (catalog/store.go: "claims version ... from the future", counted
 // as rejected/clock_drift only after the message was accepted and
-// forwarded). Service.checkDeparture (service.go:438) checks the departure's
-// Timestamp against the clock drift but not its LastVersion, so it
-// disagrees with the store: the validator must refuse what every store
-// refuses, or the message floods the network unpenalised. (With the store
+// forwarded). The validator had its own copy of the checks, which judged
+// the departure's Timestamp against the clock drift but not its
+// LastVersion, so it disagreed with the store: the validator must refuse
+// what every store refuses, or the message floods the network
+// unpenalised. (With the store
 // before that check, such a departure removed the peer and left a
 // tombstone that kept it out of the catalog until the future version went
 // stale.) Only the departing peer's key can sign it, so the sender is that
 // peer misbehaving or someone holding its key; the test signs with B's key
-// and lets X publish. Fix: in checkDeparture, return catalog.ErrClockDrift
+// and lets X publish. Fix: the validator calls catalog.Store.CheckDeparture,
+// the store's own checks (one copy), which return catalog.ErrClockDrift
 // when d.LastVersion.UpdatedAt().After(now.Add(MaxClockDrift)).
 func TestGossip_FutureDepartureIsNotForwarded(t *testing.T) {
 	nw := catalog.IDFromString("discovery-test/future-departure")
