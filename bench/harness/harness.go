@@ -267,8 +267,6 @@ func (r *runner) sample(scenario, metric, sys, unit string, better Better, v flo
 	return row
 }
 
-// ---- progress ----------------------------------------------------------
-
 type progress struct {
 	w      io.Writer
 	tty    bool

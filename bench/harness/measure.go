@@ -50,8 +50,6 @@ func summary(samples []float64) (med, lo, hi float64) {
 	return med, s[0], s[len(s)-1]
 }
 
-// ---- flow control ------------------------------------------------------
-
 // batch is the credit granularity of window.
 const batch = 64
 
@@ -99,8 +97,6 @@ func (w *window) release(k int, got int64) {
 		}
 	}
 }
-
-// ---- one repetition ------------------------------------------------------
 
 type counter struct {
 	n atomic.Int64

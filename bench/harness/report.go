@@ -309,8 +309,6 @@ func (res *Results) groupsTargets() []Target {
 	return append(ts, t)
 }
 
-// ---- machine ------------------------------------------------------------
-
 func machine() Machine {
 	m := Machine{CPUs: runtime.NumCPU(), OS: runtime.GOOS + "/" + runtime.GOARCH, Go: runtime.Version(), LoadBefore: loadAvg(), Modules: map[string]string{}}
 	if f, err := os.Open("/proc/cpuinfo"); err == nil {
@@ -352,8 +350,6 @@ func loadAvg() string {
 	}
 	return strings.Join(f[:3], " ")
 }
-
-// ---- output --------------------------------------------------------------
 
 // WriteJSON writes the results as indented JSON.
 func (res *Results) WriteJSON(w io.Writer) error {

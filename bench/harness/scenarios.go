@@ -51,8 +51,6 @@ func rotate(os []opened, rep int) []opened {
 	return append(slices.Clone(os[k:]), os[:k]...)
 }
 
-// ---- throughput and fan-out ---------------------------------------------
-
 type flowResult struct {
 	rate      float64 // delivered datums per second, all subscribers
 	cpuPer    float64 // process CPU µs per delivered datum
@@ -161,8 +159,6 @@ func (r *runner) flowScenario(ctx context.Context, c flowCase) error {
 	return nil
 }
 
-// ---- latency ----------------------------------------------------------------
-
 // latRep sends rate datums/s of 64 B for dur, each carrying its send time
 // (time.Now().UnixNano(), one process so one clock), on an absolute
 // schedule, and returns the delays measured in the receiving goroutine.
@@ -238,8 +234,6 @@ func (r *runner) latencyScenario(ctx context.Context, c latCase) error {
 	}
 	return nil
 }
-
-// ---- overload -----------------------------------------------------------------
 
 // overloadRep: one fast subscriber (0) and one slow subscriber (1) that
 // processes at most slowRate datums/s (a fixed service time per datum)
@@ -374,8 +368,6 @@ func (r *runner) overloadScenario(ctx context.Context) error {
 	return nil
 }
 
-// ---- time to first datum ------------------------------------------------------
-
 func (r *runner) firstScenario(ctx context.Context) error {
 	for _, f := range firstSystems() {
 		name := f.(system).name()
@@ -392,8 +384,6 @@ func (r *runner) firstScenario(ctx context.Context) error {
 	}
 	return nil
 }
-
-// ---- discovery ------------------------------------------------------------------
 
 func (r *runner) discoveryScenario(ctx context.Context, id string, n int) error {
 	ds := pick(r.cfg.Systems, discoverers())
