@@ -60,7 +60,10 @@ func (h handle[S]) Sync(ctx context.Context) (Version, error) {
 // When returns the collection's conditions.
 func (h handle[S]) When() When { return When{c: h.c.g.When(), m: h.c.m.watchVersion} }
 
-// Close leaves the collection on this node. Idempotent.
+// Close leaves the collection on this node: it closes the collection's
+// group handle (groups.Group.Close), so when it is the last, Close waits
+// for the group's goroutine and, on a voter, at most the group's
+// Params.LeaveTimeout for its graceful leave. Idempotent.
 func (h handle[S]) Close() error { return h.c.close() }
 
 // When waits for conditions on a collection. Every method blocks until

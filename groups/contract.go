@@ -184,7 +184,9 @@ func (s *Service) Leave() { s.core.leaveAll() }
 // except that a group with a data dir keeps its membership instead of
 // leaving gracefully; the leaves run in parallel), then the bond layer.
 // Idempotent and safe to call concurrently; it returns once every
-// goroutine of the service has ended.
+// goroutine of the service has ended: the leaves run in parallel, so it
+// waits at most one Params.LeaveTimeout for them, plus the time each
+// group's goroutine needs to stop.
 func (s *Service) Close() error {
 	s.closeOnce.Do(func() {
 		s.closeErr = errors.Join(s.core.closeAll(), s.net.close())
