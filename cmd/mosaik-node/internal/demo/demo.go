@@ -114,7 +114,7 @@ type Summary struct {
 	Stopped   string        // label of the producer stopped half-way ("eu")
 	StoppedAt time.Duration // when, from the start of the streaming phase
 	// Failover is the time from the stop until no consumer held a connected
-	// channel to the stopped producer (0 if not observed).
+	// subscription to the stopped producer (0 if not observed).
 	Failover  time.Duration
 	Producers []ProducerSummary
 	Consumers []ConsumerSummary
@@ -137,7 +137,7 @@ type ConsumerSummary struct {
 	AfterStop uint64            // of which after the producer stopped sending (its queued datums included)
 	From      map[string]uint64 // datums per producer label
 	// Seen lists the labels of every producer the consumer ever had a
-	// channel to, in any state (sampled every few ms), plus the sources of
+	// subscription to, in any state (sampled every few ms), plus the sources of
 	// the datums it read; sorted.
 	Seen []string
 	// Gaps is the sum of the gaps streams reported (SubscriptionInfo.Stats.Gaps).

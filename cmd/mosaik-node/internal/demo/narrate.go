@@ -100,7 +100,7 @@ func (d *demo) anyConnectedTo(infos [][]streams.SubscriptionInfo, p peer.ID) boo
 }
 
 // stopProducer closes p and says what each consumer is expected to do,
-// judged from the channels it has now.
+// judged from the subscriptions it has now.
 func (d *demo) stopProducer(p *producerRun, infos [][]streams.SubscriptionInfo) {
 	p.cancel()
 	<-p.done

@@ -102,8 +102,8 @@ func (c *consumerRun) read() {
 	}
 }
 
-// sample records the producers the consumer has channels to and the gaps
-// streams reports. A channel's gap count restarts with a new channel, so a
+// sample records the producers the consumer has subscriptions to and the gaps
+// streams reports. A subscription's gap count restarts with a new one, so a
 // decrease starts a new base.
 func (c *consumerRun) sample() []streams.SubscriptionInfo {
 	infos := c.c.Producers()

@@ -35,7 +35,7 @@ type pageData struct {
 
 type handlesView struct {
 	Title   string
-	Peer    string // what a channel's remote end is: "consumer" or "producer"
+	Peer    string // what a subscription's remote end is: "consumer" or "producer"
 	Handles []HandleDoc
 }
 
