@@ -90,8 +90,11 @@ func (c *nodeCmd) persistentDefaults(getenv func(string) string, log *slog.Logge
 		return err
 	}
 	if created {
-		log.Info("first start: created a persistent identity in the data directory; later starts reuse it and port "+fmt.Sprint(DefaultPort),
-			"peer", id, "key", c.nf.key, "data_dir", c.dataDir)
+		msg := "first start: created a persistent identity in the data directory; later starts reuse it"
+		if c.nf.stablePort {
+			msg += fmt.Sprintf(" and listen on port %d again", DefaultPort)
+		}
+		log.Info(msg, "peer", id, "key", c.nf.key, "data_dir", c.dataDir)
 	}
 	return nil
 }
