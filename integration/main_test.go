@@ -85,9 +85,15 @@ func start(t *testing.T, name string, stdin io.Reader, args ...string) *proc {
 // and two nodes sharing one identity would lock each other out.
 func startCmd(t *testing.T, name string, stdin io.Reader, argv0 string, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, name, stdin, nil, argv0, args...)
+}
+
+// startEnv is startCmd with extra environment variables (KEY=VALUE).
+func startEnv(t *testing.T, name string, stdin io.Reader, env []string, argv0 string, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, name: name, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(argv0, args...)
-	p.cmd.Env = append(os.Environ(), "MOSAIK_MDNS=false", "XDG_DATA_HOME="+t.TempDir())
+	p.cmd.Env = append(append(os.Environ(), "MOSAIK_MDNS=false", "XDG_DATA_HOME="+t.TempDir()), env...)
 	p.cmd.Stdin = stdin
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {
