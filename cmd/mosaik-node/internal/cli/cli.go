@@ -57,12 +57,27 @@ func Main(ctx context.Context, args []string, env Env) int {
 	if errors.As(err, &ue) || !st.ran {
 		code = 2 // an unknown command or flag, or a wrong argument count
 	}
+	if st.log == nil && wantsJSON(args, env.Getenv) {
+		// A usage error before the logger was built: still one JSON line.
+		st.log = slog.New(slog.NewJSONHandler(env.Stderr, nil))
+	}
 	if st.log != nil {
 		st.log.Error("mosaik-node: "+oneLine(err), "exit", code)
 	} else {
 		fmt.Fprintln(env.Stderr, "mosaik-node:", oneLine(err))
 	}
 	return code
+}
+
+// wantsJSON reports whether the command line or MOSAIK_LOG_FORMAT asks
+// for JSON logs, for errors raised before the flags were all parsed.
+func wantsJSON(args []string, getenv func(string) string) bool {
+	for i, a := range args {
+		if a == "--log-format=json" || a == "--log-format" && i+1 < len(args) && args[i+1] == "json" {
+			return true
+		}
+	}
+	return getenv("MOSAIK_LOG_FORMAT") == "json"
 }
 
 func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }

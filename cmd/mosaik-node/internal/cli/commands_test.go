@@ -229,3 +229,28 @@ func TestRun_FirstStartLine(t *testing.T) {
 		t.Fatalf("defaultDataDir from HOME = %q", d)
 	}
 }
+
+// TestMain_JSONUsageError checks that a usage error of a command asked
+// for JSON logs is one JSON line, even before its flags were parsed.
+func TestMain_JSONUsageError(t *testing.T) {
+	for _, tc := range []struct {
+		vars map[string]string
+		args []string
+	}{
+		{nil, []string{"run", "--log-format", "json", "--bogus"}},
+		{nil, []string{"run", "--log-format=json", "--network", "x", "--profile", "slow"}},
+		{map[string]string{"MOSAIK_LOG_FORMAT": "json"}, []string{"produce", "--network", "x"}},
+	} {
+		code, out, errOut := mainOut(t, tc.vars, tc.args...)
+		var rec map[string]any
+		for _, l := range strings.Split(strings.TrimSuffix(errOut, "\n"), "\n") {
+			rec = nil
+			if err := json.Unmarshal([]byte(l), &rec); err != nil {
+				t.Errorf("%q: stderr line %q is not JSON", tc.args, l)
+			}
+		}
+		if code != 2 || out != "" || rec["level"] != "ERROR" || rec["exit"] != 2.0 {
+			t.Errorf("%q: exit %d, stderr %q", tc.args, code, errOut)
+		}
+	}
+}
