@@ -148,6 +148,13 @@ func TestApplyLayers_UnknownConfigKey(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "netwrok") {
 		t.Fatalf("err = %v, want it to name the unknown key", err)
 	}
+	// A key of another node command is not an error: one file
+	// (MOSAIK_CONFIG) serves run and produce alike.
+	fs = flag.NewFlagSet("produce", flag.ContinueOnError)
+	(&nodeCmd{name: "produce"}).register(fs)
+	if _, err := applyLayers(fs, map[string]any{"data-dir": "/d", "replicate": "map:x", "online-min": 2}, "c.toml", func(string) string { return "" }); err != nil {
+		t.Fatalf("run's keys in produce: %v", err)
+	}
 }
 
 func TestTicketFile_RoundTripAndRejects(t *testing.T) {

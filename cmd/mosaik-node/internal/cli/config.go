@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/BurntSushi/toml"
 	flag "github.com/spf13/pflag"
@@ -155,8 +156,11 @@ func applyLayers(fs *flag.FlagSet, cfg map[string]any, path string, getenv func(
 		srcs[f.Name] = "file " + path
 	}
 	for k := range cfg {
-		if f := fs.Lookup(k); f == nil || k == "help" {
-			errs = append(errs, fmt.Errorf("config key %q is not a flag of this command", k))
+		// One file serves every command (MOSAIK_CONFIG): a key of another
+		// node command (run's data-dir in produce) is not an error, a key
+		// of none is a typo.
+		if fs.Lookup(k) == nil && !nodeFlagNames()[k] || k == "help" {
+			errs = append(errs, fmt.Errorf("config key %q is not a flag of any node command", k))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -164,6 +168,17 @@ func applyLayers(fs *flag.FlagSet, cfg map[string]any, path string, getenv func(
 	}
 	return srcs, nil
 }
+
+// nodeFlagNames is the flags of every node command.
+var nodeFlagNames = sync.OnceValue(func() map[string]bool {
+	names := map[string]bool{}
+	for _, name := range []string{"run", "produce", "consume", "catalog", "map put", "map list"} {
+		fs := flag.NewFlagSet(name, flag.ContinueOnError)
+		(&nodeCmd{name: name}).register(fs)
+		fs.VisitAll(func(f *flag.Flag) { names[f.Name] = true })
+	}
+	return names
+})
 
 func splitIfRepeatable(f *flag.Flag, v string) []string {
 	if _, ok := f.Value.(*listFlag); ok {
