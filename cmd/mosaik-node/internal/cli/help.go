@@ -18,7 +18,7 @@ func writeHelp(c *cobra.Command, _ []string) {
 		desc = c.Short
 	}
 	fmt.Fprintf(w, "%s\n\nUsage:\n", strings.TrimSpace(desc))
-	if c.Runnable() && c.HasParent() {
+	if c.Runnable() && c.HasParent() && !c.HasAvailableSubCommands() {
 		fmt.Fprintf(w, "  %s\n", useLine(c))
 	}
 	if c.HasAvailableSubCommands() {
@@ -30,7 +30,11 @@ func writeHelp(c *cobra.Command, _ []string) {
 		fmt.Fprintf(w, "\nExamples:\n%s\n", c.Example)
 	}
 	if c.HasAvailableSubCommands() {
-		fmt.Fprintf(w, "\nRun '%s help COMMAND' (or COMMAND --help) for a command's flags and examples.\n", c.Root().Name())
+		sub := strings.TrimPrefix(strings.TrimPrefix(c.CommandPath(), c.Root().Name()), " ")
+		if sub != "" {
+			sub += " "
+		}
+		fmt.Fprintf(w, "\nRun '%s help %sCOMMAND' (or COMMAND --help) for a command's flags and examples.\n", c.Root().Name(), sub)
 	}
 }
 
