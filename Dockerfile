@@ -1,10 +1,12 @@
 # mosaik-node in a small non-root image.
 #
 #   docker build -t mosaik-node .
-#   docker run --rm -v mosaik:/data -p 4001:4001 -p 4001:4001/udp mosaik-node \
-#     run --network NAME --key /data/node.key --data-dir /data \
-#         --listen /ip4/0.0.0.0/tcp/4001 --listen /ip4/0.0.0.0/udp/4001/quic-v1 \
-#         --bootstrap /ip4/…/tcp/4001/p2p/12D3KooW…
+#   docker run --rm -v mosaik:/data -p 4801:4801 -p 4801:4801/udp mosaik-node \
+#     run --network NAME --bootstrap /ip4/…/tcp/4801/p2p/12D3KooW…
+#
+# run keeps its identity (/data/node.key) and its groups' raft data in the
+# /data volume (MOSAIK_DATA_DIR below) and listens on port 4801, TCP and
+# QUIC, unless given --listen.
 #
 # mDNS finds nothing from inside Docker's bridge network: pass --bootstrap
 # (or --rendezvous), or run with --network host.
@@ -22,6 +24,8 @@ COPY --from=build /out/mosaik-node /usr/local/bin/mosaik-node
 # The key file and the groups' raft data (--key, --data-dir) belong here,
 # so that they survive the container.
 VOLUME /data
+ENV MOSAIK_DATA_DIR=/data
+EXPOSE 4801/tcp 4801/udp
 WORKDIR /data
 USER nonroot:nonroot
 ENTRYPOINT ["/usr/local/bin/mosaik-node"]

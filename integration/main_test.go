@@ -80,12 +80,20 @@ func start(t *testing.T, name string, stdin io.Reader, args ...string) *proc {
 // startCmd runs argv0 with args (start with another launcher, such as
 // `ip netns exec NS binary`). mDNS is off unless a test passes --mdns:
 // the binary turns it on by default, and tests must not multicast outside
-// loopback or their own namespaces.
+// loopback or their own namespaces. Each process gets a data directory
+// of its own (XDG_DATA_HOME): run without --key keeps its identity there,
+// and two nodes sharing one identity would lock each other out.
 func startCmd(t *testing.T, name string, stdin io.Reader, argv0 string, args ...string) *proc {
+	t.Helper()
+	return startEnv(t, name, stdin, nil, argv0, args...)
+}
+
+// startEnv is startCmd with extra environment variables (KEY=VALUE).
+func startEnv(t *testing.T, name string, stdin io.Reader, env []string, argv0 string, args ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, name: name, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(argv0, args...)
-	p.cmd.Env = append(os.Environ(), "MOSAIK_MDNS=false")
+	p.cmd.Env = append(append(os.Environ(), "MOSAIK_MDNS=false", "XDG_DATA_HOME="+t.TempDir()), env...)
 	p.cmd.Stdin = stdin
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {

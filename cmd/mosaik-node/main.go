@@ -5,12 +5,16 @@
 //
 //	mosaik-node demo
 //	mosaik-node run --network NAME [--listen MA]... [--bootstrap MA]... [--tags a,b] [--key FILE] [--http ADDR]
-//	                [--replicate map:NAME]... [--data-dir DIR]
+//	                [--replicate map:NAME]... [--data-dir DIR] [--init]
 //	mosaik-node produce STREAM ...   (stdin lines → datums)
 //	mosaik-node consume STREAM ...   (datums → stdout lines)
 //	mosaik-node catalog --wait 3s --json ...
 //	mosaik-node map put NAME KEY VALUE | get NAME KEY | del NAME KEY | list NAME [--json] | watch NAME
 //	mosaik-node keygen --out FILE | id --key FILE | ticket issue ... | ticket inspect FILE
+//	mosaik-node config show | version | help [COMMAND] | completion bash|zsh|fish
+//
+// 'mosaik-node help COMMAND' shows a command's description, its flags by
+// group with their defaults, and examples.
 //
 // Logs go to stderr; stdout carries only data. Exit codes: 0 success,
 // 1 failure, 2 bad flags, configuration, key file or a --listen port in
@@ -40,17 +44,17 @@ func main() {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		s := <-sigs
-		fmt.Fprintf(os.Stderr, "mosaik-node: %v: shutting down (again to exit at once)\n", s)
+		cli.Notice(os.Stderr, fmt.Sprintf("%v: shutting down (again to exit at once)", s))
 		cancel()
 		s = <-sigs
-		fmt.Fprintf(os.Stderr, "mosaik-node: second %v: exiting at once\n", s)
+		cli.Notice(os.Stderr, fmt.Sprintf("second %v: exiting at once", s))
 		code := 130
 		if sn, ok := s.(syscall.Signal); ok {
 			code = 128 + int(sn)
 		}
 		os.Exit(code)
 	}()
-	code := cli.Main(ctx, os.Args[1:], cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv})
+	code := cli.Main(ctx, os.Args[1:], cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Process: true})
 	cancel()
 	os.Exit(code)
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	flag "github.com/spf13/pflag"
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/cmd/mosaik-node/internal/keyfile"
@@ -65,7 +65,6 @@ func TestMain_BadInputExitsTwoWithOneLine(t *testing.T) {
 		{"run", "--network", "x", "--key", corrupt},
 		{"run", "--network", "x", "--log-level", "loud"},
 		{"run", "--network", "x", "--gossip-signing", "lax"},
-		{"run", "--network", "x", "--data-dir", dir},                                             // no --key
 		{"run", "--network", "x", "--key", filepath.Join(dir, "new.key"), "--data-dir", corrupt}, // a file
 		{"run", "--config", badConfig},
 		{"run", "--network", "x", "--bootstrap", "/ip4/1.2.3.4/tcp/1"},  // no /p2p
@@ -123,11 +122,18 @@ func TestApplyLayers_FlagsOverrideEnvOverrideFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			vars := map[string]string{"MOSAIK_NETWORK": "from-env", "MOSAIK_TAGS": "from-env"}
-			if err := applyLayers(fs, cfg, func(k string) string { return vars[k] }); err != nil {
+			srcs, err := applyLayers(fs, cfg, "node"+ext, func(k string) string { return vars[k] })
+			if err != nil {
 				t.Fatal(err)
 			}
-			if nf.tags != "from-flag" || nf.network != "from-env" || nf.logLevel != "warn" || len(nf.listen) != 2 {
-				t.Fatalf("got tags %q network %q log %q listen %v", nf.tags, nf.network, nf.logLevel, nf.listen)
+			if nf.tags != "from-flag" || nf.network != "from-env" || nf.logLevel != "warn" || len(nf.listen) != 2 || nf.profile != "default" {
+				t.Fatalf("got tags %q network %q log %q listen %v profile %q", nf.tags, nf.network, nf.logLevel, nf.listen, nf.profile)
+			}
+			want := sources{"tags": srcFlag, "network": "env MOSAIK_NETWORK", "log-level": "file node" + ext, "listen": "file node" + ext, "profile": srcDefault}
+			for k, v := range want {
+				if srcs[k] != v {
+					t.Errorf("source of %s = %q, want %q", k, srcs[k], v)
+				}
 			}
 		})
 	}
@@ -138,9 +144,16 @@ func TestApplyLayers_UnknownConfigKey(t *testing.T) {
 	var nf nodeFlags
 	nf.register(fs)
 	_ = fs.Parse(nil)
-	err := applyLayers(fs, map[string]any{"netwrok": "x"}, func(string) string { return "" })
+	_, err := applyLayers(fs, map[string]any{"netwrok": "x"}, "c.toml", func(string) string { return "" })
 	if err == nil || !strings.Contains(err.Error(), "netwrok") {
 		t.Fatalf("err = %v, want it to name the unknown key", err)
+	}
+	// A key of another node command is not an error: one file
+	// (MOSAIK_CONFIG) serves run and produce alike.
+	fs = flag.NewFlagSet("produce", flag.ContinueOnError)
+	(&nodeCmd{name: "produce"}).register(fs)
+	if _, err := applyLayers(fs, map[string]any{"data-dir": "/d", "replicate": "map:x", "online-min": 2}, "c.toml", func(string) string { return "" }); err != nil {
+		t.Fatalf("run's keys in produce: %v", err)
 	}
 }
 
@@ -190,16 +203,17 @@ func TestTicketFile_RoundTripAndRejects(t *testing.T) {
 	}
 }
 
-func TestParseInterleaved_FlagsAroundPositionals(t *testing.T) {
+func TestMain_FlagsAroundPositionals(t *testing.T) {
 	for _, args := range [][]string{
-		{"s", "--network", "n"},
-		{"--network", "n", "s"},
+		{"produce", "s", "--network", "n", "--log-format", "yaml"},
+		{"produce", "--network", "n", "s", "--log-format", "yaml"},
+		{"produce", "--network", "n", "--log-format", "yaml", "s"},
 	} {
-		fs := flag.NewFlagSet("t", flag.ContinueOnError)
-		network := fs.String("network", "", "")
-		pos, err := parseInterleaved(fs, args)
-		if err != nil || len(pos) != 1 || pos[0] != "s" || *network != "n" {
-			t.Errorf("%q: pos %q network %q err %v", args, pos, *network, err)
+		var errOut bytes.Buffer
+		// The bad --log-format is reported only once the STREAM
+		// argument was accepted wherever it stood.
+		if code := Main(context.Background(), args, env(&bytes.Buffer{}, &errOut, nil)); code != 2 || !strings.Contains(errOut.String(), "--log-format") {
+			t.Errorf("%q: exit %d, stderr %q", args, code, errOut.String())
 		}
 	}
 }

@@ -3,13 +3,13 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	flag "github.com/spf13/pflag"
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/cmd/mosaik-node/internal/colls"
@@ -39,15 +39,16 @@ type collFlags struct {
 
 func (c *collFlags) register(fs *flag.FlagSet, cmd string) {
 	if cmd == "run" {
-		fs.Var(&c.replicate, "replicate", "host a writer replica of the collection KIND:NAME, e.g. map:orders; kinds map, set, vec, cell, once (string elements) and depq (int64 priorities, string keys and values); repeatable, durable with --data-dir")
+		fs.Var(&c.replicate, "replicate", "host a writer replica of the collection `KIND:NAME`, e.g. map:orders; kinds map, set, vec, cell, once (string elements) and depq (int64 priorities, string keys and values); repeatable, durable with --data-dir")
 	} else {
 		fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "give up (exit 1) when the map's leader cannot be reached, or the command not completed, within this")
 		if cmd == "map list" {
 			fs.BoolVar(&c.asJSON, "json", false, "print one JSON document")
 		}
 	}
-	fs.Var(&c.issuers, "require-ticket-issuer", "the collections require a libp2p-signed ticket from this issuer peer ID of every replica (repeatable: all of them; part of the collection's identity, so every replica must give the same)")
+	fs.Var(&c.issuers, "require-ticket-issuer", "the collections require a libp2p-signed ticket from this issuer `peer-id` of every replica (repeatable: all of them; part of the collection's identity, so every replica must give the same)")
 	fs.StringVar(&c.ticketClass, "ticket-class", "", "class of the required ticket (default the libp2p-signed ticket class)")
+	inGroup(fs, groupColls, "replicate", "timeout", "json", "require-ticket-issuer", "ticket-class")
 }
 
 // options returns the collection options of the flags: the ticket

@@ -2,13 +2,14 @@ package cli
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/BurntSushi/toml"
+	flag "github.com/spf13/pflag"
 	yaml "go.yaml.in/yaml/v3"
 )
 
@@ -63,49 +64,121 @@ func parseConfig(ext string, data []byte) (map[string]any, error) {
 	return out, nil
 }
 
+// envName is the environment variable of a flag: MOSAIK_<NAME>, upper
+// case, '-' as '_'.
+func envName(flagName string) string {
+	return "MOSAIK_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// Where a flag's value came from, as config show prints it.
+const (
+	srcFlag    = "flag"
+	srcDefault = "default"
+)
+
+// sources maps a flag name to where its value came from: srcFlag, "env
+// MOSAIK_X", "file PATH" or srcDefault.
+type sources map[string]string
+
+// configPath is the config file of a command: --config, else
+// MOSAIK_CONFIG, else none. It returns the source with the path.
+func configPath(fs *flag.FlagSet, getenv func(string) string) (path, source string) {
+	if f := fs.Lookup("config"); f != nil && f.Changed {
+		return f.Value.String(), srcFlag
+	}
+	if v := getenv("MOSAIK_CONFIG"); v != "" {
+		return v, "env MOSAIK_CONFIG"
+	}
+	return "", srcDefault
+}
+
+// loadLayers reads the config file of a command (see configPath) and
+// fills its unset flags from the environment and the file (applyLayers).
+func loadLayers(fs *flag.FlagSet, getenv func(string) string) (sources, error) {
+	path, src := configPath(fs, getenv)
+	var cfg map[string]any
+	if path != "" {
+		var err error
+		if cfg, err = loadConfig(path); err != nil {
+			return nil, err
+		}
+		if src != srcFlag {
+			_ = fs.Set("config", path)
+		}
+	}
+	srcs, err := applyLayers(fs, cfg, path, getenv)
+	if err != nil {
+		return nil, err
+	}
+	srcs["config"] = src
+	return srcs, nil
+}
+
 // applyLayers fills every flag not set on the command line from the
 // environment (MOSAIK_<NAME>, upper case, '-' as '_'; lists comma
-// separated) and then from the config file: flags override the
-// environment, which overrides the file.
-func applyLayers(fs *flag.FlagSet, cfg map[string]any, getenv func(string) string) error {
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+// separated) and then from the config file at path: flags override the
+// environment, which overrides the file, which overrides the defaults.
+// It returns where each flag's value came from.
+func applyLayers(fs *flag.FlagSet, cfg map[string]any, path string, getenv func(string) string) (sources, error) {
+	srcs := sources{}
 	var errs []error
+	var pending []*flag.Flag
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || f.Name == "config" {
-			return
+		switch {
+		case f.Name == "config" || f.Name == "help":
+		case f.Changed:
+			srcs[f.Name] = srcFlag
+		default:
+			pending = append(pending, f)
 		}
-		env := "MOSAIK_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+	})
+	for _, f := range pending {
+		env := envName(f.Name)
 		if v := getenv(env); v != "" {
 			for _, part := range splitIfRepeatable(f, v) {
 				if err := fs.Set(f.Name, part); err != nil {
 					errs = append(errs, fmt.Errorf("%s=%q: %v", env, v, err))
 				}
 			}
-			return
+			srcs[f.Name] = "env " + env
+			continue
 		}
 		v, ok := cfg[f.Name]
 		if !ok {
-			return
+			srcs[f.Name] = srcDefault
+			continue
 		}
 		for _, part := range values(v) {
 			if err := fs.Set(f.Name, part); err != nil {
 				errs = append(errs, fmt.Errorf("config key %s=%q: %v", f.Name, part, err))
 			}
 		}
-	})
-	known := map[string]bool{}
-	fs.VisitAll(func(f *flag.Flag) { known[f.Name] = true })
+		srcs[f.Name] = "file " + path
+	}
 	for k := range cfg {
-		if !known[k] {
-			errs = append(errs, fmt.Errorf("config key %q is not a flag of this command", k))
+		// One file serves every command (MOSAIK_CONFIG): a key of another
+		// node command (run's data-dir in produce) is not an error, a key
+		// of none is a typo.
+		if fs.Lookup(k) == nil && !nodeFlagNames()[k] || k == "help" {
+			errs = append(errs, fmt.Errorf("config key %q is not a flag of any node command", k))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return usageError{err}
+		return nil, usageError{err}
 	}
-	return nil
+	return srcs, nil
 }
+
+// nodeFlagNames is the flags of every node command.
+var nodeFlagNames = sync.OnceValue(func() map[string]bool {
+	names := map[string]bool{}
+	for _, name := range []string{"run", "produce", "consume", "catalog", "map put", "map list"} {
+		fs := flag.NewFlagSet(name, flag.ContinueOnError)
+		(&nodeCmd{name: name}).register(fs)
+		fs.VisitAll(func(f *flag.Flag) { names[f.Name] = true })
+	}
+	return names
+})
 
 func splitIfRepeatable(f *flag.Flag, v string) []string {
 	if _, ok := f.Value.(*listFlag); ok {
@@ -126,21 +199,4 @@ func values(v any) []string {
 		return x
 	}
 	return []string{fmt.Sprint(v)}
-}
-
-// listFlag is a repeatable flag.
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
-
-// splitList splits "a,b" into its non-empty trimmed parts.
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }

@@ -20,10 +20,21 @@ import (
 	"github.com/mosaik-go/mosaik/streams"
 )
 
+// lineHeader is what produce leaves of a frame for its header: a stdin
+// line may be up to the stream's MaxFrameSize (4 MiB by default) less
+// this.
+const lineHeader = 16
+
+// errLineTooLong is produce's error for a stdin line over the limit.
+var errLineTooLong = errors.New("stdin line too long")
+
 // produce sends every stdin line (without its newline) as a datum, waiting
 // until the producer is online, then flushes at EOF. It returns as soon as
-// ctx ends, even while stdin has nothing to read (see readLines).
-func produce(ctx context.Context, n *node.Node, stream string, opts []streams.ProducerOption, in io.Reader, log *slog.Logger) error {
+// ctx ends, even while stdin has nothing to read (see readLines). A line
+// longer than the limit ends it with an error naming the line; the lines
+// before it are delivered. With a progress writer (a terminal) it redraws
+// a status line every second.
+func produce(ctx context.Context, n *node.Node, stream string, opts []streams.ProducerOption, in io.Reader, progressOut io.Writer, log *slog.Logger) error {
 	p, err := streams.NewProducer[[]byte](n.Streams(), stream, opts...)
 	if err != nil {
 		return err
@@ -31,14 +42,25 @@ func produce(ctx context.Context, n *node.Node, stream string, opts []streams.Pr
 	defer p.Close() // delivers what is queued, then GracefulShutdown
 	stop := make(chan struct{})
 	defer close(stop)
-	src, readErr := readLines(in, n.Streams().Params().MaxFrameSize-16, stop)
-	lines := 0
+	maxLine := n.Streams().Params().MaxFrameSize - lineHeader
+	src, readErr := readLines(in, maxLine, stop)
+	pr := newProgress(progressOut, time.Now())
+	var tick <-chan time.Time
+	if progressOut != nil {
+		t := time.NewTicker(progressEvery)
+		defer t.Stop()
+		tick = t.C
+	}
+	defer func() { pr.done(time.Now(), len(p.Consumers())) }()
 	for {
 		var line []byte
 		var ok bool
 		select {
 		case <-ctx.Done():
 			return nil // interrupted: Close still delivers what is queued
+		case now := <-tick:
+			pr.draw(now, len(p.Consumers()))
+			continue
 		case line, ok = <-src:
 		}
 		if !ok {
@@ -50,12 +72,16 @@ func produce(ctx context.Context, n *node.Node, stream string, opts []streams.Pr
 			}
 			return err
 		}
-		lines++
+		pr.sent++
 	}
 	if err := *readErr; err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return fmt.Errorf("%w: line %d is longer than %d bytes (the stream's %d-byte frame less its header); the %d lines before it were sent, nothing after it",
+				errLineTooLong, pr.sent+1, maxLine, maxLine+lineHeader, pr.sent)
+		}
 		return fmt.Errorf("reading stdin: %w", err)
 	}
-	log.Info("stdin done; flushing", "lines", lines)
+	log.Info("stdin done; flushing", "lines", pr.sent)
 	return p.Close()
 }
 

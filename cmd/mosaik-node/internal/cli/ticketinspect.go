@@ -12,6 +12,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/spf13/cobra"
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/policy"
@@ -227,23 +228,31 @@ func warnTickets(log *slog.Logger, tickets []ticketInfo, network catalog.Network
 	}
 }
 
-func cmdTicketInspect(args []string, env Env) error {
-	fs := newFlagSet("ticket inspect", env)
-	network := fs.String("network", "", "also check the ticket is for this network")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
+func ticketInspectCmd(env Env) *cobra.Command {
+	var network string
+	c := &cobra.Command{
+		Use:   "inspect FILE",
+		Short: "Print a ticket file's fields and whether it is valid now",
+		Long: `Print a ticket file's format, issuer, subject, network, class and
+times, and whether it is valid now. Exits 0 when valid, 1 when not
+(expired, not yet valid, bad signature, malformed, another network with
+--network), 2 for an unreadable file.`,
+		Example: `  mosaik-node ticket inspect holder.ticket
+  mosaik-node ticket inspect --network orders-net holder.ticket`,
+		Args: exactArgs("ticket inspect", "FILE"),
+		RunE: func(_ *cobra.Command, pos []string) error {
+			t, format, err := readTicketFile(pos[0])
+			if err != nil {
+				return usageError{err}
+			}
+			ti := inspectTicket(pos[0], format, t)
+			if probs := ti.write(env.Stdout, time.Now(), catalog.IDFromString(network), network != ""); len(probs) > 0 {
+				return fmt.Errorf("ticket %s is not valid now: %s", pos[0], strings.Join(probs, "; "))
+			}
+			return nil
+		},
 	}
-	if len(pos) != 1 {
-		return usagef("ticket inspect needs exactly one FILE argument, got %q", pos)
-	}
-	t, format, err := readTicketFile(pos[0])
-	if err != nil {
-		return usageError{err}
-	}
-	ti := inspectTicket(pos[0], format, t)
-	if probs := ti.write(env.Stdout, time.Now(), catalog.IDFromString(*network), *network != ""); len(probs) > 0 {
-		return fmt.Errorf("ticket %s is not valid now: %s", pos[0], strings.Join(probs, "; "))
-	}
-	return nil
+	c.Flags().StringVar(&network, "network", "", "also check the ticket is for this network")
+	inGroup(c.Flags(), groupNetwork, "network")
+	return c
 }

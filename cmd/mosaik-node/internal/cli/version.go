@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"runtime"
@@ -69,4 +70,11 @@ func printVersion(w io.Writer) {
 	for _, p := range protocolVersions() {
 		fmt.Fprintf(w, "  %-16s %s\n", p[0], p[1])
 	}
+}
+
+// versionText is printVersion's output as a string, for --version.
+func versionText() string {
+	var b bytes.Buffer
+	printVersion(&b)
+	return b.String()
 }
