@@ -86,7 +86,7 @@ func TestService_RestartIsNoDuplicate(t *testing.T) {
 	old := newNodeWithKey(t, nw, libp2p.Identity(sk))
 	connect(t, old.h, b.h)
 	testutil.Eventually(t, 10*time.Second, func() bool { return knows(b.svc, id) }, "b never learned of the first run")
-	_ = old.h.Close() // a crash: no departure, b keeps the old run's entry
+	_ = old.h.Close()                // a crash: no departure, b keeps the old run's entry
 	time.Sleep(2 * time.Millisecond) // the new run starts a later millisecond
 	restarted := newNodeWithKey(t, nw, libp2p.Identity(sk))
 	connect(t, restarted.h, b.h)
