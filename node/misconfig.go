@@ -1,9 +1,14 @@
 package node
 
 import (
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/catalog/discovery"
 )
 
 // Defaults of the no-peers warning (WithNoPeersWarning): long enough for a
@@ -28,7 +33,7 @@ func (n *Node) warnIfAlone(d time.Duration) {
 	if n.disc.Catalog().Len() > 0 {
 		return
 	}
-	connected := 0
+	connected, others := 0, n.otherNetworks()
 	for _, p := range n.h.Network().Peers() {
 		if p != n.h.ID() {
 			connected++
@@ -36,10 +41,33 @@ func (n *Node) warnIfAlone(d time.Duration) {
 	}
 	hint := "check that every node uses the same --network (names are case-sensitive), that --bootstrap names a running node of this network, and that the nodes can reach each other (firewall, mDNS)"
 	if connected > 0 {
-		hint = "this node is connected to peers, but none of them is in this network: they most likely use another --network name; check that every node uses the same one (names are case-sensitive)"
+		hint = "this node is connected to peers, but none of them is in this network: they most likely use another --network name (other_networks lists the IDs they serve); check that every node uses the same one (names are case-sensitive)"
 	}
-	n.log.Warn("no other node of this network found", "network_name", n.name, "after", d,
-		"connected_peers", connected, "bootstrap_peers", len(n.bootstrap), "hint", hint)
+	n.log.Warn("no other node of this network found", "network_name", n.name, "network_id", n.network.Short(), "after", d,
+		"connected_peers", connected, "other_networks", others, "bootstrap_peers", len(n.bootstrap), "hint", hint)
+}
+
+// otherNetworks lists the short IDs of the networks whose catalog the
+// connected peers serve, other than ours (identify tells their protocols).
+func (n *Node) otherNetworks() []string {
+	prefix := strings.TrimSuffix(string(discovery.SyncProtocol(n.network)), n.network.String())
+	var out []string
+	for _, p := range n.h.Network().Peers() {
+		protos, err := n.h.Peerstore().GetProtocols(p)
+		if err != nil {
+			continue
+		}
+		for _, id := range protos {
+			hex, ok := strings.CutPrefix(string(id), prefix)
+			if !ok || len(hex) != 64 || hex == n.network.String() {
+				continue
+			}
+			if s := catalog.IDFromString(hex).Short(); !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
 }
 
 // bootstrapFailed logs a failed dial of bootstrap peer pi: at Warn the

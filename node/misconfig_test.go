@@ -104,6 +104,21 @@ func TestNode_NoPeersWarning(t *testing.T) {
 	if alone.count("WARN", msg) != 1 {
 		t.Fatal("the lonely node warned more than once")
 	}
+
+	// Bootstrapped from a node of another network: the line names it.
+	var mistyped logBuffer
+	other := startNode(t, "the-real-name")
+	startNode(t, "the-reel-name", mistyped.logger(), bootstrapOf(other), node.WithNoPeersWarning(time.Second))
+	testutil.Eventually(t, 10*time.Second, func() bool { return mistyped.count("WARN", msg) == 1 }, "no warning")
+	if !strings.Contains(mistyped.String(), `"other_networks":["`+catalog.IDFromString("the-real-name").Short()+`"]`) {
+		t.Fatalf("the warning does not name the bootstrap peer's network:\n%s", mistyped.String())
+	}
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // An unreachable bootstrap peer is one Warn line, however often it is
