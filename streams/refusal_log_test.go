@@ -116,3 +116,22 @@ func fastRefusals() streams.Params {
 	p.RefusalRetryMin, p.RefusalRetryMax = 50*time.Millisecond, 100*time.Millisecond
 	return p
 }
+
+// A consumer turned away by a full producer (a retried refusal) says so
+// once, as does the producer.
+func TestRefusal_CapacityLoggedOnce(t *testing.T) {
+	var plog, clog logBuffer
+	nodes := semNodes(t, nil, nil)
+	p := startNode(t, node.WithoutDHT(), node.WithLogger(plog.logger()), node.WithBootstrapPeers(nodes[0].AddrInfo()))
+	late := startNode(t, node.WithoutDHT(), node.WithLogger(clog.logger()), node.WithBootstrapPeers(nodes[0].AddrInfo()),
+		node.WithStreamsParams(fastRefusals()))
+	mustProducer[string](t, p, "small", streams.WithMaxConsumers(1))
+	first := mustConsumer[string](t, nodes[1], "small")
+	testutil.Eventually(t, 15*time.Second, func() bool { return semConnected(first.Producers(), p.ID()) }, "the first consumer never subscribed")
+	mustConsumer[string](t, late, "small", streams.WithBackoff(semFastBackoff))
+	testutil.Eventually(t, 15*time.Second, func() bool { return p.Streams().Stats().Rejected >= 3 }, "the late consumer was not refused and retried")
+	prod, cons := plog.records("WARN", "consumer refused"), clog.records("WARN", "refused by producer")
+	if len(prod) != 1 || len(cons) != 1 || prod[0]["code"] != "NoCapacity" || cons[0]["code"] != "NoCapacity" {
+		t.Fatalf("want one NoCapacity line per side, got %v / %v", prod, cons)
+	}
+}
