@@ -108,7 +108,7 @@
 // however often the consumer retries: the producer names the consumer it
 // refused, the consumer the producer that refused it, each with the reason
 // and a hint of what to do. A consumer whose own policy excludes a
-// producer says so the same way. [WithNamedRequire] gives a predicate the
+// producer says so the same way, at Info (the policy doing its job). [WithNamedRequire] gives a predicate the
 // name the reason shows ("require tags reader: not met"). Refusals that
 // the network's normal churn causes (UnknownPeer, StreamNotFound) stay at
 // Debug.

@@ -97,12 +97,14 @@ func (c *Consumer[T]) warnRefused(producer peer.ID, err error) {
 	c.log.Warn("refused by producer", "name", c.name, "producer", producer, "code", code.String(), "reason", reason, "hint", consumerHint(code))
 }
 
-// warnIneligible logs at Warn, once per producer and cause, that this
-// consumer does not subscribe to producer because of its own policy.
+// warnIneligible logs at Info, once per producer and cause, that this
+// consumer does not subscribe to producer because of its own policy: that
+// is the policy working as configured (a consumer of the "eu" producers
+// passes over the others), so it is news, not a warning.
 func (c *Consumer[T]) warnIneligible(producer peer.ID, err error) {
 	if !c.svc.warnOnce(fmt.Sprintf("ineligible|%s|%s|%s", c.id, producer, err)) {
 		return
 	}
-	c.log.Warn("producer refused by this consumer's policy", "name", c.name, "producer", producer, "reason", err.Error(),
+	c.log.Info("producer refused by this consumer's policy", "name", c.name, "producer", producer, "reason", err.Error(),
 		"hint", "the producer does not meet this consumer's require predicates or tickets; check its tags and tickets, or relax this consumer's policy")
 }

@@ -92,7 +92,7 @@ func TestRefusal_ConsumerPolicyLoggedOnce(t *testing.T) {
 	mustProducer[string](t, p, "picky")
 	mustConsumer[string](t, c, "picky", streams.WithNamedRequire("tags eu", policy.HasTags("eu")))
 	testutil.Eventually(t, 10*time.Second, func() bool {
-		return len(clog.records("WARN", "producer refused by this consumer's policy")) > 0
+		return len(clog.records("INFO", "producer refused by this consumer's policy")) > 0
 	}, "the consumer never said why it ignores the producer")
 	for _, tag := range []string{"a", "b"} { // catalog changes re-judge the producer
 		if err := p.AddTags(tag); err != nil {
@@ -103,7 +103,7 @@ func TestRefusal_ConsumerPolicyLoggedOnce(t *testing.T) {
 		e, ok := c.Catalog().Get(p.ID())
 		return ok && len(e.Entry.Tags) == 2
 	}, "the consumer never saw the producer's new tags")
-	if got := clog.records("WARN", "producer refused by this consumer's policy"); len(got) != 1 ||
+	if got := clog.records("INFO", "producer refused by this consumer's policy"); len(got) != 1 ||
 		!strings.Contains(got[0]["reason"].(string), "require tags eu: not met") {
 		t.Fatalf("want one line naming the rule, got %v", got)
 	}
