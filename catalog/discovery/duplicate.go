@@ -34,7 +34,7 @@ func (s *Service) checkLocalCopy(data []byte, src source) {
 	s.log.Error("another process uses this node's identity: the network now ignores this node's entry",
 		"peer", de.Peer, "via", src, "their_start", de.Theirs.StartedAt().UTC(), "their_addrs", de.Addrs,
 		"our_start", de.Ours.StartedAt().UTC(),
-		"hint", "run each process with its own key file (--key); stop the other process or give it a new key")
+		"hint", "give each process its own key (mosaik-node: --key FILE); stop the other process or give it a new key")
 	close(s.dupDone)
 }
 
