@@ -87,6 +87,26 @@
 // started. Read [Node.Catalog] (and wait on its Changed channel) or
 // subscribe with Node.Discovery().Subscribe() to learn when peers arrive.
 //
+// # Telling the operator
+//
+// A node reports what keeps it from working at Warn level, once per cause
+// rather than once per retry: a bootstrap peer it cannot reach (again only
+// after it was reached in between), and finding no other peer of its
+// network [WithNoPeersWarning] after start (30 s; 10 s in the fast
+// profile), with the networks its connected peers serve instead. The
+// streams service logs refused subscriptions on both sides (package
+// streams, "Refusals").
+//
+// A second process with the node's key is a misconfiguration the network
+// cannot survive: peers keep the newer of the two processes' entries and
+// ignore the other's. The node that finds a newer entry of its own peer ID
+// that it did not sign logs an Error once and closes
+// [Node.DuplicateIdentity]; the node keeps running, and deciding to stop
+// is the application's (mosaik-node exits 1). Such an entry reaches the
+// older process by gossip through a third peer, or at the latest with the
+// next anti-entropy sync (discovery.Params.AntiEntropyInterval: about
+// 2 min by default, 3 s in the fast profile).
+//
 // # Connection manager
 //
 // Trimming (by the host's connection manager, when connections pass its

@@ -73,7 +73,7 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 	if network == "" {
 		return nil, errors.New("node: the network name must not be empty")
 	}
-	cfg := config{params: discovery.DefaultParams(), log: slog.Default()}
+	cfg := config{params: discovery.DefaultParams(), log: slog.Default(), noPeersWarning: defaultNoPeersWarning}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return nil, err
@@ -189,6 +189,10 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 	if len(n.bootstrap) > 0 {
 		n.wg.Add(1)
 		go n.bootstrapLoop()
+	}
+	if cfg.noPeersWarning > 0 {
+		n.wg.Add(1)
+		go n.warnIfAlone(cfg.noPeersWarning)
 	}
 	n.log.Info("node started", "peer", n.h.ID(), "addrs", n.h.Addrs())
 	return n, nil
@@ -337,12 +341,17 @@ func (n *Node) bootstrapLoop() {
 	const first, most, mostIsolated = 250 * time.Millisecond, 30 * time.Second, 5 * time.Second
 	waits := make([]time.Duration, len(n.bootstrap)) // backoff per peer; 0: connected last time
 	next := make([]time.Time, len(n.bootstrap))      // no dial before
+	warned := make([]bool, len(n.bootstrap))         // unreachable, logged at Warn (once until reached)
 	for {
 		isolated := n.isolated()
 		sleep := time.Second // how soon a lost connection or isolation is noticed
 		for i, pi := range n.bootstrap {
 			if n.h.Network().Connectedness(pi.ID) == network.Connected {
 				waits[i], next[i] = 0, time.Time{}
+				if warned[i] {
+					warned[i] = false
+					n.log.Info("bootstrap peer reached", "peer", pi.ID)
+				}
 				continue
 			}
 			if isolated && waits[i] > mostIsolated {
@@ -362,12 +371,17 @@ func (n *Node) bootstrapLoop() {
 			cancel()
 			if err == nil {
 				waits[i] = 0
+				if warned[i] {
+					warned[i] = false
+					n.log.Info("bootstrap peer reached", "peer", pi.ID)
+				}
 				continue
 			}
 			if n.ctx.Err() != nil {
 				return
 			}
-			n.log.Debug("bootstrap dial failed", "peer", pi.ID, "err", err)
+			n.bootstrapFailed(pi, err, warned[i])
+			warned[i] = true
 			limit := most
 			if isolated {
 				limit = mostIsolated
@@ -461,6 +475,19 @@ func (n *Node) Streams() *streams.Service { return n.streamSvc }
 
 // Groups is the groups service, on which groups are joined.
 func (n *Node) Groups() *groups.Service { return n.groupSvc }
+
+// DuplicateIdentity returns a channel closed when the node finds another
+// process using its identity (its key) on the network; see
+// [discovery.Service.DuplicateIdentity]. The node logs it once at Error
+// level and keeps running: the peers now ignore its entry, so an
+// application should usually stop, or at least alert. A library never
+// exits the process; mosaik-node exits 1 unless --allow-duplicate-identity.
+func (n *Node) DuplicateIdentity() <-chan struct{} { return n.disc.DuplicateIdentity() }
+
+// DuplicateIdentityErr returns the *catalog.DuplicateIdentityError once
+// DuplicateIdentity is closed (errors.Is(err, catalog.ErrDuplicateIdentity)),
+// and nil before.
+func (n *Node) DuplicateIdentityErr() error { return n.disc.DuplicateIdentityErr() }
 
 // Discovery is the catalog discovery service.
 func (n *Node) Discovery() *discovery.Service { return n.disc }

@@ -50,6 +50,7 @@ type config struct {
 	rendezvous     []peer.AddrInfo // bootstrap peers of the rendezvous DHT (none: off)
 	rendezvousFast time.Duration   // poll interval while the catalog is empty (0: default)
 	mdns           bool
+	noPeersWarning time.Duration // WithNoPeersWarning (0: off)
 }
 
 // defaultListen is used by a standalone node given no listen addresses: TCP and QUIC-v1 on every IPv4 interface, on ports the OS picks.
@@ -228,6 +229,7 @@ func WithFastProfile() Option {
 		gp := FastGossipSubParams()
 		c.gossip = &gp
 		c.rendezvousFast = rendezvousFastProfile
+		c.noPeersWarning = fastNoPeersWarning
 		if c.streams == nil {
 			sp := streams.DefaultParams()
 			sp.HandshakeTimeout, sp.CloseTimeout = 2*time.Second, 2*time.Second
@@ -359,4 +361,19 @@ func WithPublicRendezvous() Option {
 // Off by default: it multicasts on every multicast-capable interface.
 func WithMDNS() Option {
 	return func(c *config) error { c.mdns = true; return nil }
+}
+
+// WithNoPeersWarning sets how long after start a node that has found no
+// other peer of its network logs a warning saying what to check (the
+// network name, the bootstrap addresses, reachability). The default is
+// 30 s, 10 s in the fast profile (give this option after
+// WithFastProfile to change that); 0 turns the warning off.
+func WithNoPeersWarning(after time.Duration) Option {
+	return func(c *config) error {
+		if after < 0 {
+			return errors.New("node: WithNoPeersWarning: negative duration")
+		}
+		c.noPeersWarning = after
+		return nil
+	}
 }

@@ -58,6 +58,7 @@ func (c *Consumer[T]) evaluate(snap *catalog.Snapshot) {
 		}
 		expires, _, err := c.cfg.eligible(info, now)
 		if err != nil {
+			c.warnIneligible(e.Entry.PeerID, err)
 			continue
 		}
 		eligible = append(eligible, candidate{e, info, expires})

@@ -68,6 +68,7 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 					defer c.set.remove(old)
 				}
 				keep = true
+				defer c.warnRefused(r.sub.peer, err) // not under c.mu
 			}
 		}
 		c.mu.Unlock()
@@ -132,6 +133,7 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 			}
 		}
 		c.set.setState(r.sub, Connecting, err)
+		c.warnRefused(r.sub.peer, err) // a refusal that is retried: no capacity
 		c.log.Debug("producer link failed; retrying", "peer", r.sub.peer, "err", err)
 	}
 }

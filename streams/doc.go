@@ -113,6 +113,19 @@
 // are matched with errors.Is; a subscription's end reason is a *CodeError
 // carrying the wire Code, found with errors.As on SubscriptionInfo.Err.
 //
+// # Refusals
+//
+// A refusal that configuration causes (NotAllowed: a require predicate or
+// a ticket; NoCapacity; DifferentNetwork; CodecMismatch) is logged at Warn
+// on both sides, once per peer, stream and cause within 10 minutes
+// however often the consumer retries: the producer names the consumer it
+// refused, the consumer the producer that refused it, each with the reason
+// and a hint of what to do. A consumer whose own policy excludes a
+// producer says so the same way, at Info (the policy doing its job). [WithNamedRequire] gives a predicate the
+// name the reason shows ("require tags reader: not met"). Refusals that
+// the network's normal churn causes (UnknownPeer, StreamNotFound) stay at
+// Debug.
+//
 // # Counters
 //
 // Stats, ServiceStats, SubscriptionInfo and HandleInfo are snapshots: plain

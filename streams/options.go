@@ -173,6 +173,7 @@ type Policy struct {
 // are eligible, and when the handle is online.
 type handleConfig struct {
 	require         []Predicate
+	requireNames    []string // parallel to require: what each checks, for refusal reasons ("" unnamed)
 	tickets         []TicketCheck
 	onlineCondition func(*Condition) *Condition
 	// codecs counts the WithCodec options given; the constructor checks
@@ -255,12 +256,18 @@ func WithCodec[T any](c Codec[T]) CodecOption[T] { return CodecOption[T]{codec: 
 // on a consumer it judges producers before subscribing and on every
 // catalog change. Repeated predicates are ANDed. Package policy has
 // combinators (policy.HasTags, policy.RTTBelow, policy.All, ...).
-func WithRequire(p Predicate) HandleOption {
+func WithRequire(p Predicate) HandleOption { return WithNamedRequire("", p) }
+
+// WithNamedRequire is WithRequire with a short description of what p
+// checks ("tags reader,eu"), which the refusal reason names when p is
+// not met: the other side and both logs then say which rule failed.
+func WithNamedRequire(name string, p Predicate) HandleOption {
 	return func(c *handleConfig) error {
 		if p == nil {
 			return errors.New("streams: WithRequire(nil)")
 		}
 		c.require = append(c.require, p)
+		c.requireNames = append(c.requireNames, name)
 		return nil
 	}
 }
@@ -268,7 +275,7 @@ func WithRequire(p Predicate) HandleOption {
 // WithMaxRTT requires the remote peer's smoothed RTT to be below d. Without
 // a sample the consumer probes first; the producer always samples at accept.
 func WithMaxRTT(d time.Duration) HandleOption {
-	return WithRequire(func(pi catalog.PeerInfo) bool { return pi.RTTBelow(d) })
+	return WithNamedRequire("RTT below "+d.String(), func(pi catalog.PeerInfo) bool { return pi.RTTBelow(d) })
 }
 
 // WithTickets adds ticket checks; all must pass, and the earliest expiry
@@ -463,6 +470,7 @@ func newProducerConfig[T any](svc *Service, opts []ProducerOption) (*producerCon
 		pol = *c.policy
 	}
 	c.require = slices.Concat(pol.Require, c.require)
+	c.requireNames = slices.Concat(make([]string, len(pol.Require)), c.requireNames)
 	c.tickets = slices.Concat(pol.Tickets, c.tickets)
 	return c, codec, sink, nil
 }
@@ -494,8 +502,11 @@ func newConsumerConfig[T any](opts []ConsumerOption) (*consumerConfig, Codec[T],
 // eligible applies the predicates and ticket checks to a peer at now. It
 // returns the earliest ticket expiry (zero for never).
 func (c *handleConfig) eligible(pi catalog.PeerInfo, now time.Time) (time.Time, Code, error) {
-	for _, p := range c.require {
+	for i, p := range c.require {
 		if !p(pi) {
+			if i < len(c.requireNames) && c.requireNames[i] != "" {
+				return time.Time{}, CodeNotAllowed, fmt.Errorf("require %s: not met", c.requireNames[i])
+			}
 			return time.Time{}, CodeNotAllowed, errors.New("a require predicate is not met")
 		}
 	}

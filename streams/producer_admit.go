@@ -24,11 +24,11 @@ func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalo
 	}
 	p.mu.Unlock()
 	if closed {
-		p.svc.reject(st, CodeStreamNotFound, "producer closed")
+		p.reject(st, CodeStreamNotFound, "producer closed")
 		return
 	}
 	if full {
-		p.svc.reject(st, CodeNoCapacity, "max consumers reached")
+		p.reject(st, CodeNoCapacity, "max consumers reached")
 		return
 	}
 	admitted := false
@@ -41,7 +41,7 @@ func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalo
 	}()
 	codec := codecName(p.codec)
 	if want := sub.GetCodec(); want != "" && codec != "" && want != codec {
-		p.svc.reject(st, CodeCodecMismatch, "producer encodes "+codec+", consumer decodes "+want)
+		p.reject(st, CodeCodecMismatch, "producer encodes "+codec+", consumer decodes "+want)
 		return
 	}
 	// A fresh RTT sample, so RTT predicates never judge a consumer blind.
@@ -54,7 +54,7 @@ func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalo
 	info := p.svc.d.RTT().Info(entry)
 	expires, code, err := p.cfg.eligible(info, time.Now())
 	if err != nil {
-		p.svc.reject(st, code, err.Error())
+		p.reject(st, code, err.Error())
 		return
 	}
 	nw := p.svc.d.Network()
@@ -107,7 +107,10 @@ func (p *Producer[T]) armExpiry(s *outSub, expires time.Time) {
 			s.expiry.Stop()
 		}
 	case s.expiry == nil:
-		s.expiry = p.timers.afterFunc(time.Until(expires), func() { p.end(s, CodeNotAllowed, "ticket expired", false) })
+		s.expiry = p.timers.afterFunc(time.Until(expires), func() {
+			p.warnRefused(s.sub.peer, CodeNotAllowed, "ticket expired")
+			p.end(s, CodeNotAllowed, "ticket expired", false)
+		})
 	default:
 		s.expiry.Reset(time.Until(expires))
 	}
@@ -147,6 +150,7 @@ func (p *Producer[T]) watchCatalog() {
 			})
 			expires, _, err := p.cfg.eligible(p.svc.d.RTT().Info(e), now)
 			if err != nil {
+				p.warnRefused(s.sub.peer, CodeNotAllowed, err.Error())
 				p.end(s, CodeNotAllowed, err.Error(), false)
 				continue
 			}

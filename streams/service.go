@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/internal/logonce"
 	"github.com/mosaik-go/mosaik/streams/pb"
 )
 
@@ -102,11 +103,13 @@ type Service struct {
 	tracerP      trace.TracerProvider
 	tracer       trace.Tracer
 	protect      ConnProtector // nil: none (WithConnProtector)
+	warned       *logonce.Set  // refusals logged at Warn (refusal_log.go)
 }
 
 // New starts the streams service on h for d's network.
 func New(h host.Host, d Discovery, opts ...ServiceOption) (*Service, error) {
-	s := &Service{h: h, d: d, params: DefaultParams(), log: slog.Default(), producers: map[StreamID]acceptor{}, consumers: map[handler]struct{}{}}
+	s := &Service{h: h, d: d, params: DefaultParams(), log: slog.Default(), producers: map[StreamID]acceptor{}, consumers: map[handler]struct{}{},
+		warned: logonce.New(refusalLogWindow, 4096)}
 	for _, o := range opts {
 		if err := o(s); err != nil {
 			return nil, err
@@ -418,6 +421,9 @@ func (s *Service) handle(st network.Stream, sub *pb.Subscribe, extra bool) {
 	nw := s.d.Network()
 	if !slices.Equal(sub.Network, nw[:]) {
 		s.reject(st, CodeDifferentNetwork, "network "+nw.Short())
+		if s.warnOnce("network|" + p.String()) {
+			s.log.Warn("consumer of another network refused", "consumer", p, "hint", producerHint(CodeDifferentNetwork))
+		}
 		return
 	}
 	id, err := catalog.IDFromBytes(sub.Stream)

@@ -110,7 +110,7 @@ func (s *Service) fetchEntry(ctx context.Context, p peer.ID) error {
 	if err != nil {
 		return fmt.Errorf("discovery: DHT entry of %s: %w", p, err)
 	}
-	e, err := s.store.Open(val, s.now())
+	e, err := s.open(val, s.now(), fromDHT)
 	if err != nil {
 		if !catalog.IsRejected(err) {
 			return nil // the catalog already holds this version or a newer one

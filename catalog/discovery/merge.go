@@ -28,7 +28,7 @@ func (s *Service) validate(_ context.Context, from peer.ID, msg *pubsub.Message)
 	e, d, err := decodeAnnouncement(msg.Data, s.maxAnnouncement(), func(data []byte) (*catalog.SignedEntry, error) {
 		// Cheap checks first: a copy of a known version is ignored without
 		// verifying its signature.
-		return s.store.Open(data, now)
+		return s.open(data, now, fromGossip)
 	})
 	if err == nil && d != nil {
 		err = s.store.CheckDeparture(d, now)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -85,6 +86,9 @@ type Service struct {
 
 	localMu sync.Mutex
 	local   *catalog.Local
+
+	dupDone chan struct{} // closed once another process with our identity is seen
+	dupErr  atomic.Pointer[catalog.DuplicateIdentityError]
 
 	topic   *pubsub.Topic
 	sub     *pubsub.Subscription
@@ -175,6 +179,7 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		probing:  map[peer.ID]*flight{},
 		tracer:   cfg.tracer.Tracer("github.com/mosaik-go/mosaik/catalog/discovery"),
 		now:      cfg.now,
+		dupDone:  make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	// Undo whatever was started if a later step fails.

@@ -191,7 +191,7 @@ func (s *Service) mergeAll(raw [][]byte, src source) {
 	now := s.now()
 	batch := make([]*catalog.SignedEntry, 0, len(raw))
 	for _, b := range raw {
-		e, err := s.store.Open(b, now)
+		e, err := s.open(b, now, src)
 		if err != nil {
 			if !errors.Is(err, catalog.ErrLocal) {
 				s.stats.refuse(catalog.IsRejected(err), catalog.Reason(err))

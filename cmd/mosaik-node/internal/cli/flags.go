@@ -46,6 +46,7 @@ type nodeFlags struct {
 	listen, bootstrap, tickets                                       listFlag
 	rendezvous, profile, gossipSigning, statusToken, statusTokenFile string
 	mdns, strictPerms                                                bool
+	allowDuplicateIdentity                                           bool         // identity.go
 	inspected                                                        []ticketInfo // the --ticket files, for the startup check
 	stablePort                                                       bool         // listen is run's default, not --listen
 }
@@ -68,9 +69,10 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.rendezvous, "rendezvous", "off", "find peers through a rendezvous DHT: public (the public Amino DHT), off, or comma-separated bootstrap multiaddrs ending in /p2p/ID")
 	fs.BoolVar(&f.mdns, "mdns", true, "find peers on the local link with mDNS")
 	fs.StringVar(&f.gossipSigning, "gossip-signing", "none", "gossipsub signatures on catalog messages: none (entries carry their own signatures) or strict (for a network whose plugin-mode routers sign); every node of a network must use the same one")
+	fs.BoolVar(&f.allowDuplicateIdentity, "allow-duplicate-identity", false, allowDuplicateIdentityUsage)
 	fs.StringVar(&f.profile, "profile", "default", "timing profile: default (entries purged after 300 s of silence), or fast (heartbeats every second, purged after 3 s, and fast consensus timings for the collections of --replicate and map: demos, tests, small LANs); every node of a network must use the same one")
 	inGroup(fs, groupNetwork, "network", "listen", "bootstrap", "tags", "rendezvous", "mdns", "gossip-signing", "profile")
-	inGroup(fs, groupIdentity, "key", "strict-perms", "ticket")
+	inGroup(fs, groupIdentity, "key", "strict-perms", "ticket", "allow-duplicate-identity")
 	inGroup(fs, groupStatus, "http", "status-token", "status-token-file", "addr-file")
 	inGroup(fs, groupLog, "log-level", "log-format", "config")
 }
@@ -196,7 +198,7 @@ func (s *streamFlags) register(fs *flag.FlagSet) {
 func (s *streamFlags) options(network catalog.NetworkID) ([]streams.HandleOption, error) {
 	var opts []streams.HandleOption
 	if tags := splitList(s.requireTags); len(tags) > 0 {
-		opts = append(opts, streams.WithRequire(policy.HasTags(tags...)))
+		opts = append(opts, streams.WithNamedRequire("tags "+strings.Join(tags, ","), policy.HasTags(tags...)))
 	}
 	if len(s.issuers) > 0 {
 		ids := make([]peer.ID, 0, len(s.issuers))

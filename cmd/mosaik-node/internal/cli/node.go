@@ -81,7 +81,7 @@ func (c *nodeCmd) prepare(fs *flag.FlagSet, pos []string, env Env) (sources, err
 	return loadLayers(fs, env.Getenv)
 }
 
-func (c *nodeCmd) exec(ctx context.Context, fs *flag.FlagSet, pos []string, st *state) error {
+func (c *nodeCmd) exec(ctx context.Context, fs *flag.FlagSet, pos []string, st *state) (err error) {
 	env := st.env
 	if _, err := c.prepare(fs, pos, env); err != nil {
 		return err
@@ -145,6 +145,8 @@ func (c *nodeCmd) exec(ctx context.Context, fs *flag.FlagSet, pos []string, st *
 		_ = n.Close()
 		h.close()
 	}()
+	ctx, identity, stopIdentity := watchIdentity(ctx, n, nf.allowDuplicateIdentity, log)
+	defer func() { stopIdentity(); err = identity.result(err) }()
 	if err := h.attach(ctx, n); err != nil {
 		return err
 	}

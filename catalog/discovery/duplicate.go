@@ -1,0 +1,60 @@
+package discovery
+
+import (
+	"errors"
+	"time"
+
+	"github.com/mosaik-go/mosaik/catalog"
+)
+
+// open opens sealed entry bytes learned from src against the catalog (see
+// catalog.Store.Open). Bytes refused as the local peer's own entry are
+// checked for a second process using our identity.
+func (s *Service) open(data []byte, now time.Time, src source) (*catalog.SignedEntry, error) {
+	e, err := s.store.Open(data, now)
+	if errors.Is(err, catalog.ErrLocal) {
+		s.checkLocalCopy(data, src)
+	}
+	return e, err
+}
+
+// checkLocalCopy reports a newer entry of the local peer that this run did
+// not sign: another process holds our key (see DuplicateIdentity).
+func (s *Service) checkLocalCopy(data []byte, src source) {
+	if s.dupErr.Load() != nil {
+		return // reported once; the other process keeps announcing
+	}
+	var de *catalog.DuplicateIdentityError
+	if !errors.As(s.store.CheckLocalCopy(data), &de) {
+		return
+	}
+	if !s.dupErr.CompareAndSwap(nil, de) {
+		return
+	}
+	s.log.Error("another process uses this node's identity: the network now ignores this node's entry",
+		"peer", de.Peer, "via", src, "their_start", de.Theirs.StartedAt().UTC(), "their_addrs", de.Addrs,
+		"our_start", de.Ours.StartedAt().UTC(),
+		"hint", "give each process its own key (mosaik-node: --key FILE); stop the other process or give it a new key")
+	close(s.dupDone)
+}
+
+// DuplicateIdentity returns a channel closed when the service finds a
+// second process using the local peer's identity: a validly signed entry
+// of our peer ID, newer than ours, that this run did not sign, arriving by
+// gossip, sync or the DHT. From then on the network's peers keep the other
+// process's entry and ignore ours, so this node is cut off from discovery
+// (and so from new subscriptions) until one of the two stops. The service
+// logs the finding once at Error level and keeps running; what to do (exit,
+// alert) is the application's choice. [Service.DuplicateIdentityErr] holds
+// the details.
+func (s *Service) DuplicateIdentity() <-chan struct{} { return s.dupDone }
+
+// DuplicateIdentityErr returns the *catalog.DuplicateIdentityError found
+// (errors.Is(err, catalog.ErrDuplicateIdentity)) once DuplicateIdentity is
+// closed, and nil before.
+func (s *Service) DuplicateIdentityErr() error {
+	if de := s.dupErr.Load(); de != nil {
+		return de
+	}
+	return nil
+}

@@ -1,0 +1,58 @@
+package catalog
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// ErrDuplicateIdentity marks a valid entry of the local peer that the local
+// peer did not sign in this run and that is newer than its own: another
+// process signs entries with the same key. Every other peer keeps the
+// newer entry, so the process that signed the older one is locked out of
+// the network (its announcements are ignored as not newer).
+var ErrDuplicateIdentity = errors.New("catalog: another process uses the local peer's identity")
+
+// DuplicateIdentityError describes an entry found by [Store.CheckLocalCopy]:
+// the local peer's ID, the local run's version and the other process's
+// newer version and addresses. errors.Is(err, ErrDuplicateIdentity) holds.
+type DuplicateIdentityError struct {
+	Peer   peer.ID
+	Ours   Version        // the local entry's version when the other was seen
+	Theirs Version        // the other process's entry version
+	Addrs  []ma.Multiaddr // the addresses in the other process's entry
+}
+
+func (e *DuplicateIdentityError) Error() string {
+	return fmt.Sprintf("%v: peer %s: an entry started at %s (addrs %v) is newer than ours, started at %s",
+		ErrDuplicateIdentity, e.Peer, e.Theirs.StartedAt().UTC().Format("2006-01-02T15:04:05.000Z"), e.Addrs,
+		e.Ours.StartedAt().UTC().Format("2006-01-02T15:04:05.000Z"))
+}
+
+func (e *DuplicateIdentityError) Unwrap() error { return ErrDuplicateIdentity }
+
+// CheckLocalCopy judges sealed bytes that [Store.Open] refused with
+// [ErrLocal]: a copy of an entry the local peer signed (or of an older
+// run's) returns nil; a validly signed entry of the local peer newer than
+// the current local entry returns a *DuplicateIdentityError, since only
+// another process holding the key can have signed it. Malformed or forged
+// bytes return the reason, as Open does. The cheap version check comes
+// before the signature check, so copies of our own entry, which every sync
+// and relay brings back, cost no verification.
+func (s *Store) CheckLocalCopy(data []byte) error {
+	e, err := decodeEntry(data, s.params.MaxEntrySize)
+	if err != nil {
+		return err
+	}
+	local := s.cur.Load().local
+	if e.Entry.PeerID != s.localID || e.Entry.Network != s.network ||
+		e.Entry.Version.Compare(local.Entry.Version) <= 0 {
+		return nil
+	}
+	if err := verifyEnvelope(data, EntryDomain); err != nil {
+		return err
+	}
+	return &DuplicateIdentityError{Peer: s.localID, Ours: local.Entry.Version, Theirs: e.Entry.Version, Addrs: e.Entry.Addrs}
+}

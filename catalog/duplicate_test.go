@@ -1,0 +1,70 @@
+package catalog
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestStore_CheckLocalCopy(t *testing.T) {
+	s, l := newTestStore(t)
+	first := l.Current().Bytes()
+	now := t0.Add(time.Second)
+	se, err := l.Refresh(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetLocal(se); err != nil {
+		t.Fatal(err)
+	}
+	later, err := NewLocal(l.key, testNetwork, t0.Add(2*time.Second), nil) // a second process, started later
+	if err != nil {
+		t.Fatal(err)
+	}
+	earlier, err := NewLocal(l.key, testNetwork, t0.Add(-time.Minute), nil) // an earlier run of ours
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := NewLocal(newTestPeer(t).key, testNetwork, t0.Add(2*time.Second), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		data []byte
+		dup  bool
+		err  error
+	}{
+		{name: "our current entry", data: se.Bytes()},
+		{name: "our older version", data: first},
+		{name: "an earlier run", data: earlier.Current().Bytes()},
+		{name: "another process, newer", data: later.Current().Bytes(), dup: true},
+		{name: "another peer", data: other.Current().Bytes()},
+		{name: "garbage", data: []byte("not an entry"), err: ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := s.CheckLocalCopy(tt.data)
+			var de *DuplicateIdentityError
+			switch {
+			case tt.dup:
+				if !errors.As(err, &de) || !errors.Is(err, ErrDuplicateIdentity) {
+					t.Fatalf("want a DuplicateIdentityError, got %v", err)
+				}
+				if de.Peer != l.Current().Entry.PeerID || de.Ours != se.Entry.Version || de.Theirs != later.Current().Entry.Version {
+					t.Fatalf("error fields: %+v", de)
+				}
+			case tt.err != nil:
+				if !errors.Is(err, tt.err) {
+					t.Fatalf("want %v, got %v", tt.err, err)
+				}
+			case err != nil:
+				t.Fatalf("want nil, got %v", err)
+			}
+		})
+	}
+	// The path that reaches CheckLocalCopy: Open refuses the entry as local.
+	if _, err := s.Open(later.Current().Bytes(), now); !errors.Is(err, ErrLocal) {
+		t.Fatalf("Open of the other process's entry: want ErrLocal, got %v", err)
+	}
+}

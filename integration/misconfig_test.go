@@ -1,0 +1,147 @@
+package integration
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mosaik-go/mosaik/internal/testutil"
+)
+
+// logLines returns the lines of a process's stderr that contain every one
+// of parts.
+func logLines(p *proc, parts ...string) []string {
+	var out []string
+	for _, l := range lines(p.stderr.String()) {
+		ok := true
+		for _, s := range parts {
+			ok = ok && strings.Contains(l, s)
+		}
+		if ok {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// waitLine waits until p logged a line with every one of parts.
+func waitLine(t *testing.T, p *proc, d time.Duration, parts ...string) {
+	t.Helper()
+	testutil.Eventually(t, d, func() bool { return len(logLines(p, parts...)) > 0 }, "%s never logged %q", p.name, parts)
+}
+
+// exactlyOne checks, after a further window of retries, that p logged the
+// line of parts once.
+func exactlyOne(t *testing.T, p *proc, parts ...string) {
+	t.Helper()
+	testutil.Never(t, 3*time.Second, 200*time.Millisecond, func() string {
+		if n := len(logLines(p, parts...)); n > 1 {
+			return fmt.Sprintf("%s logged %q %d times, want once:\n%s", p.name, parts, n, strings.Join(logLines(p, parts...), "\n"))
+		}
+		return ""
+	})
+}
+
+// A consumer refused by a producer's tag policy: one Warn line on each
+// side, with the reason and what to do.
+func TestCLI_RefusalLoggedOnBothSides_TagPolicy(t *testing.T) {
+	_, boot := runNode(t, "boot", "it-refuse-tags")
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	prod := start(t, "producer", pr, append([]string{"produce", "--network", "it-refuse-tags", "--bootstrap", boot, "--require-tags", "reader"}, append(listen(), "guarded")...)...)
+	cons := start(t, "consumer", nil, append([]string{"consume", "--network", "it-refuse-tags", "--bootstrap", boot}, append(listen(), "guarded")...)...)
+	prodLine := []string{"level=WARN", `msg="consumer refused"`, `reason="require tags reader: not met"`, "hint="}
+	consLine := []string{"level=WARN", `msg="refused by producer"`, `reason="require tags reader: not met"`, "hint="}
+	waitLine(t, prod, 60*time.Second, prodLine...)
+	waitLine(t, cons, 30*time.Second, consLine...)
+	exactlyOne(t, prod, prodLine...)
+	exactlyOne(t, cons, consLine...)
+}
+
+// A consumer without the ticket a producer requires: one Warn line on each
+// side naming the missing ticket.
+func TestCLI_RefusalLoggedOnBothSides_Ticket(t *testing.T) {
+	dir := t.TempDir()
+	_, issuerID := keygen(t, dir, "issuer")
+	_, boot := runNode(t, "boot", "it-refuse-ticket")
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	prod := start(t, "producer", pr, append([]string{"produce", "--network", "it-refuse-ticket", "--bootstrap", boot, "--require-ticket-issuer", issuerID}, append(listen(), "gated")...)...)
+	cons := start(t, "consumer", nil, append([]string{"consume", "--network", "it-refuse-ticket", "--bootstrap", boot}, append(listen(), "gated")...)...)
+	prodLine := []string{"level=WARN", `msg="consumer refused"`, "code=NotAllowed", "no valid ticket"}
+	consLine := []string{"level=WARN", `msg="refused by producer"`, "code=NotAllowed", "no valid ticket", "--ticket"}
+	waitLine(t, prod, 60*time.Second, prodLine...)
+	waitLine(t, cons, 30*time.Second, consLine...)
+	exactlyOne(t, prod, prodLine...)
+	exactlyOne(t, cons, consLine...)
+}
+
+// A network name nobody else uses warns, saying what to check.
+func TestCLI_NoPeersWarning(t *testing.T) {
+	p := start(t, "lonely", nil, append([]string{"run", "--network", "it-nobody-else-uses-this", "--profile", "fast"}, listen()...)...)
+	waitLine(t, p, 30*time.Second, "level=WARN", `msg="no other node of this network found"`, "--network")
+}
+
+// An unreachable bootstrap address warns once (run, produce and consume
+// share the node flags), naming the address.
+func TestCLI_UnreachableBootstrapWarns(t *testing.T) {
+	_, id := keygen(t, t.TempDir(), "nobody")
+	boot := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", freePort(t), id) // closed: nobody listens
+	line := []string{"level=WARN", `msg="bootstrap peer unreachable; retrying with backoff"`, id, "connection refused", "hint="}
+	run := start(t, "run", nil, append([]string{"run", "--network", "it-unreachable-boot", "--bootstrap", boot}, listen()...)...)
+	cons := start(t, "consume", nil, append([]string{"consume", "--network", "it-unreachable-boot", "--bootstrap", boot}, append(listen(), "s")...)...)
+	waitLine(t, run, 30*time.Second, line...)
+	waitLine(t, cons, 30*time.Second, line...)
+	exactlyOne(t, run, line...)
+}
+
+// Two processes with one key: the one started first finds the second's
+// newer entries, logs an error and exits 1; with
+// --allow-duplicate-identity it logs and keeps running.
+func TestCLI_DuplicateIdentity(t *testing.T) {
+	for _, allow := range []bool{false, true} {
+		t.Run(fmt.Sprintf("allow=%v", allow), func(t *testing.T) {
+			dir := t.TempDir()
+			key, id := keygen(t, dir, "twin")
+			network := fmt.Sprintf("it-dup-%v", allow)
+			boot, bootAddr := runNode(t, "boot", network, "--profile", "fast")
+			extra := []string{"--key", key, "--bootstrap", bootAddr, "--profile", "fast"}
+			if allow {
+				extra = append(extra, "--allow-duplicate-identity")
+			}
+			first, _ := runNode(t, "first", network, extra...)
+			waitLine(t, boot, 30*time.Second, `msg="peer discovered"`, id)
+			second, _ := runNode(t, "second", network, "--key", key, "--bootstrap", bootAddr, "--profile", "fast")
+			errLine := []string{"level=ERROR", "another process uses this node's identity", "hint="}
+			if !allow {
+				if code := first.wait(60 * time.Second); code != 1 {
+					t.Fatalf("first process exit %d, want 1", code)
+				}
+				if len(logLines(first, errLine...)) != 1 {
+					t.Fatalf("first process did not log the error line once")
+				}
+				if !strings.Contains(first.stderr.String(), "mosaik-node: catalog: another process uses the local peer's identity") {
+					t.Fatalf("first process's exit message does not name the problem")
+				}
+			} else {
+				waitLine(t, first, 60*time.Second, errLine...)
+				waitLine(t, first, 10*time.Second, "level=WARN", "--allow-duplicate-identity")
+				testutil.Never(t, 2*time.Second, 200*time.Millisecond, func() string {
+					select {
+					case <-first.done:
+						return "the first process exited despite --allow-duplicate-identity"
+					default:
+						return ""
+					}
+				})
+			}
+			select {
+			case <-second.done:
+				t.Fatalf("the second process exited")
+			default:
+			}
+		})
+	}
+}

@@ -1,0 +1,147 @@
+package node_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/internal/testutil"
+	"github.com/mosaik-go/mosaik/node"
+)
+
+// logBuffer collects JSON log records; safe for concurrent writers.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// count returns how many records have level and message msg.
+func (b *logBuffer) count(level, msg string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, line := range strings.Split(b.buf.String(), "\n") {
+		var r map[string]any
+		if json.Unmarshal([]byte(line), &r) == nil && r["level"] == level && r["msg"] == msg {
+			n++
+		}
+	}
+	return n
+}
+
+func (b *logBuffer) logger() node.Option {
+	return node.WithLogger(slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})))
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// Two nodes with one key: the one started first sees the second's newer
+// entries over the network and reports a duplicate identity; the second
+// and the other peers do not.
+func TestNode_DuplicateIdentity(t *testing.T) {
+	sk, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var firstLog logBuffer
+	b := startNode(t, "dup-identity")
+	first := startNode(t, "dup-identity", node.WithIdentity(sk), bootstrapOf(b), firstLog.logger())
+	testutil.Eventually(t, 15*time.Second, func() bool { return allKnowAll([]*node.Node{b, first}) }, "no convergence")
+	time.Sleep(2 * time.Millisecond) // entry versions start at the run's millisecond: start the second one later
+	second := startNode(t, "dup-identity", node.WithIdentity(sk), bootstrapOf(b))
+	testutil.Eventually(t, 20*time.Second, func() bool { return isClosed(first.DuplicateIdentity()) },
+		"the first node never noticed the second with its key")
+	if err := first.DuplicateIdentityErr(); !errors.Is(err, catalog.ErrDuplicateIdentity) {
+		t.Fatalf("DuplicateIdentityErr = %v", err)
+	}
+	if n := firstLog.count("ERROR", "another process uses this node's identity: the network now ignores this node's entry"); n != 1 {
+		t.Fatalf("%d error lines, want 1", n)
+	}
+	if isClosed(second.DuplicateIdentity()) || isClosed(b.DuplicateIdentity()) || second.DuplicateIdentityErr() != nil {
+		t.Fatal("the second node or a peer reported a duplicate")
+	}
+}
+
+// A node alone in its network warns once, after the configured delay; a
+// node with a peer does not.
+func TestNode_NoPeersWarning(t *testing.T) {
+	const msg = "no other node of this network found"
+	var alone, paired logBuffer
+	startNode(t, "nobody-else-here", alone.logger(), node.WithNoPeersWarning(200*time.Millisecond))
+	testutil.Eventually(t, 5*time.Second, func() bool { return alone.count("WARN", msg) == 1 }, "no warning from a lonely node")
+
+	a := startNode(t, "two-here", node.WithNoPeersWarning(time.Second))
+	startNode(t, "two-here", paired.logger(), bootstrapOf(a), node.WithNoPeersWarning(time.Second))
+	testutil.Never(t, 2*time.Second, 100*time.Millisecond, func() string {
+		if paired.count("WARN", msg) != 0 {
+			return "a node with a peer warned that it has none"
+		}
+		return ""
+	})
+	if alone.count("WARN", msg) != 1 {
+		t.Fatal("the lonely node warned more than once")
+	}
+
+	// Bootstrapped from a node of another network: the line names it.
+	var mistyped logBuffer
+	other := startNode(t, "the-real-name")
+	startNode(t, "the-reel-name", mistyped.logger(), bootstrapOf(other), node.WithNoPeersWarning(time.Second))
+	testutil.Eventually(t, 10*time.Second, func() bool { return mistyped.count("WARN", msg) == 1 }, "no warning")
+	if !strings.Contains(mistyped.String(), `"other_networks":["`+catalog.IDFromString("the-real-name").Short()+`"]`) {
+		t.Fatalf("the warning does not name the bootstrap peer's network:\n%s", mistyped.String())
+	}
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// An unreachable bootstrap peer is one Warn line, however often it is
+// redialed.
+func TestNode_BootstrapUnreachableWarning(t *testing.T) {
+	dead := startNode(t, "bootstrap-warn")
+	// TCP only: a dial of a closed QUIC port waits for its timeout, a closed
+	// TCP port fails at once.
+	var addrs []ma.Multiaddr
+	for _, a := range dead.Host().Addrs() {
+		if _, err := a.ValueForProtocol(ma.P_TCP); err == nil {
+			addrs = append(addrs, a)
+		}
+	}
+	pi := peer.AddrInfo{ID: dead.ID(), Addrs: addrs}
+	if err := dead.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var log logBuffer
+	startNode(t, "bootstrap-warn", log.logger(), node.WithBootstrapPeers(pi), node.WithNoPeersWarning(0))
+	testutil.Eventually(t, 15*time.Second, func() bool { return log.count("DEBUG", "bootstrap dial failed") >= 2 },
+		"the bootstrap peer was not redialed")
+	if n := log.count("WARN", "bootstrap peer unreachable; retrying with backoff"); n != 1 {
+		t.Fatalf("%d Warn lines after 3 failed dials, want 1", n)
+	}
+}
