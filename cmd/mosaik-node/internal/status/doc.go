@@ -1,5 +1,5 @@
 // Package status is the reference node's observation surface, served by
-// mosaik-node --http: a self-refreshing HTML page of the node, its catalog,
+// mosaik-node --http: a live HTML page of the node, its catalog,
 // its streams, its groups and collections, the same data as JSON, a health check and a Prometheus
 // scrape endpoint.
 //
@@ -13,7 +13,10 @@
 //
 // Endpoints (GET or HEAD):
 //
-//	/             HTML, refreshes every 2 s, no scripts or external assets
+//	/             HTML; an inline script fetches the page every 2 s and swaps
+//	              the content in (no reload), and says when the node stops
+//	              answering; without scripts it reloads every 2 s. No
+//	              external assets
 //	/api/node     NodeDoc
 //	/api/catalog  CatalogDoc (what `mosaik-node catalog --json` prints)
 //	/api/streams  StreamsDoc
