@@ -13,7 +13,8 @@
 //
 // Endpoints (GET or HEAD):
 //
-//	/             HTML; an inline script fetches the page every 2 s and swaps
+//	/             HTML; an inline script fetches the page every 2 s
+//	              (WithRefresh) and swaps
 //	              the content in (no reload), and says when the node stops
 //	              answering; without scripts it reloads every 2 s. No
 //	              external assets

@@ -32,6 +32,8 @@ type pageData struct {
 	Collections CollectionsDoc
 	HasMetrics  bool
 	Now         string
+	RefreshMS   int64 // the script's fetch interval
+	RefreshS    int64 // the reload interval without scripts, whole seconds
 }
 
 type handlesView struct {
