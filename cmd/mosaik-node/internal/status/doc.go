@@ -14,10 +14,10 @@
 // Endpoints (GET or HEAD):
 //
 //	/             HTML; an inline script fetches the page every 2 s
-//	              (WithRefresh) and swaps
-//	              the content in (no reload), and says when the node stops
-//	              answering; without scripts it reloads every 2 s. No
-//	              external assets
+//	              (WithRefresh) and swaps the new content in, without a
+//	              reload, and shows a banner when the node stops answering;
+//	              without scripts the page reloads itself. No external
+//	              assets
 //	/api/node     NodeDoc
 //	/api/catalog  CatalogDoc (what `mosaik-node catalog --json` prints)
 //	/api/streams  StreamsDoc
