@@ -8,7 +8,7 @@ import (
 )
 
 // bondMetrics are the bond layer's instruments (labels: network, group,
-// and code for refusals and ends).
+// and code and reason, the code's name, for refusals and ends).
 type bondMetrics struct {
 	reg                      metric.Registration
 	refusals, ends, drops    metric.Int64Counter
@@ -69,3 +69,6 @@ func (m *bondMetrics) attrs(g *groupNet, extra ...attribute.KeyValue) metric.Mea
 }
 
 func codeAttr(c Code) attribute.KeyValue { return attribute.Int("code", int(c)) }
+
+// reasonAttr names the code, so that a dashboard need not know the table.
+func reasonAttr(c Code) attribute.KeyValue { return attribute.String("reason", c.String()) }

@@ -78,7 +78,7 @@ func TestBonds_Metrics(t *testing.T) {
 	testutil.Eventually(t, 2*time.Second, func() bool {
 		// Only the DifferentNetwork one: simultaneous dials of a and b may
 		// add AlreadyBonded refusals.
-		v, _ := metricSum(collect(), "mosaik.groups.bonds.refusals", codeAttr(CodeDifferentNetwork))
+		v, _ := metricSum(collect(), "mosaik.groups.bonds.refusals", codeAttr(CodeDifferentNetwork), reasonAttr(CodeDifferentNetwork))
 		return v == 1
 	}, "refusal not counted")
 	rm := collect()

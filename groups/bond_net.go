@@ -162,9 +162,9 @@ func (n *bondNet) activeBonds() map[catalog.ID]int {
 func (n *bondNet) refused(g *groupNet, c Code) {
 	n.refusals.add(c)
 	if g != nil {
-		n.m.refusals.Add(context.Background(), 1, n.m.attrs(g, codeAttr(c)))
+		n.m.refusals.Add(context.Background(), 1, n.m.attrs(g, codeAttr(c), reasonAttr(c)))
 	} else {
-		n.m.refusals.Add(context.Background(), 1, metric.WithAttributes(n.m.network, codeAttr(c)))
+		n.m.refusals.Add(context.Background(), 1, metric.WithAttributes(n.m.network, codeAttr(c), reasonAttr(c)))
 	}
 }
 

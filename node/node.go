@@ -26,6 +26,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric/noop"
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/discovery"
@@ -79,8 +80,13 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 			return nil, err
 		}
 	}
+	explicitMeter := cfg.meter != nil
 	if cfg.meter == nil {
 		cfg.meter = otel.GetMeterProvider()
+		if _, ok := cfg.meter.(*fanout); ok {
+			// Set by another node for kad-dht only: it forwards no mosaik scope.
+			cfg.meter = noop.NewMeterProvider()
+		}
 	}
 	if cfg.tracer == nil {
 		cfg.tracer = otel.GetTracerProvider()
@@ -129,6 +135,10 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 			return nil, fmt.Errorf("node: kad-dht: %w", err)
 		}
 		n.own(n.dht.Close)
+	}
+	if explicitMeter && n.dht != nil {
+		detach := attachMeters(cfg.meter)
+		n.own(func() error { detach(); return nil })
 	}
 	tags := make([]catalog.Tag, len(cfg.tags))
 	for i, t := range cfg.tags {

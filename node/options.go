@@ -117,7 +117,10 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithMeterProvider sets the OpenTelemetry meter provider (default the
-// global one, a no-op unless an SDK is installed).
+// global one, a no-op unless an SDK is installed). kad-dht records on the
+// global provider only; unless the application has set a global provider,
+// the node forwards kad-dht's instruments to mp, named libp2p.kad_dht.*,
+// while it runs (see dhtmetrics.go for the process-wide details).
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return func(c *config) error { c.meter = mp; return nil }
 }

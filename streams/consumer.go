@@ -116,7 +116,8 @@ func NewConsumer[T any](svc *Service, name string, opts ...ConsumerOption) (*Con
 	}
 	c.set.update(func() { c.set.online = online })
 	_, c.borrow = codec.(borrower)
-	c.attrs = metric.WithAttributes(attribute.String("network", svc.d.Network().Short()), attribute.String("stream", id.Short()))
+	stream := streamAttrs(name, id)
+	c.attrs = metric.WithAttributes(attribute.String("network", svc.d.Network().Short()), stream[0], stream[1])
 	c.ctx, c.cancel = context.WithCancel(svc.ctx)
 	c.wg.Add(1)
 	go c.worker()

@@ -9,7 +9,9 @@ import (
 
 // registerMetrics exports the service's counters as OpenTelemetry
 // instruments named after mosaik's (mosaik.streams.*), observed from the
-// live handles, with network and stream labels as short IDs.
+// live handles. Labels: network (short ID), stream (the name the handle
+// was created with) and stream_id (short ID, for names that collide or
+// were not given); refusals and disconnects also code and reason.
 func (s *Service) registerMetrics(mp metric.MeterProvider) (metric.Registration, error) {
 	m := mp.Meter("github.com/mosaik-go/mosaik/streams")
 	nw := attribute.String("network", s.d.Network().Short())
@@ -32,7 +34,7 @@ func (s *Service) registerMetrics(mp metric.MeterProvider) (metric.Registration,
 	var all []metric.Observable
 	for _, c := range []inst{
 		{"mosaik.streams.connections.accepted", "subscriptions admitted"},
-		{"mosaik.streams.connections.rejected", "subscriptions refused (any code)"},
+		{"mosaik.streams.connections.rejected", "subscriptions refused, by code and reason"},
 		{"mosaik.streams.connections.handshake_timeouts", "inbound streams reset for sending no complete Subscribe within the handshake timeout (also counted as rejected)"},
 		{"mosaik.streams.producer.items.sent", "datums written to consumers"},
 		{"mosaik.streams.producer.bytes.sent", "payload bytes written to consumers"},
@@ -64,10 +66,14 @@ func (s *Service) registerMetrics(mp metric.MeterProvider) (metric.Registration,
 	return m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		st := s.Stats()
 		o.ObserveInt64(counters["mosaik.streams.connections.accepted"], int64(st.Accepted), metric.WithAttributes(nw))
-		o.ObserveInt64(counters["mosaik.streams.connections.rejected"], int64(st.Rejected), metric.WithAttributes(nw))
+		for code, n := range st.RejectedBy {
+			o.ObserveInt64(counters["mosaik.streams.connections.rejected"], int64(n), metric.WithAttributes(nw,
+				attribute.Int("code", int(code)), attribute.String("reason", code.String())))
+		}
 		o.ObserveInt64(counters["mosaik.streams.connections.handshake_timeouts"], int64(st.HandshakeTimeouts), metric.WithAttributes(nw))
 		for _, h := range s.Handles() {
-			attrs := metric.WithAttributes(nw, attribute.String("stream", h.Stream.Short()))
+			stream := streamAttrs(h.Name, h.Stream)
+			attrs := metric.WithAttributes(nw, stream[0], stream[1])
 			connected := 0
 			for _, sub := range h.Subscriptions {
 				if sub.State == Connected {
@@ -79,7 +85,7 @@ func (s *Service) registerMetrics(mp metric.MeterProvider) (metric.Registration,
 				name = "mosaik.streams.producer.disconnects"
 			}
 			for code, n := range h.Ends {
-				o.ObserveInt64(counters[name], int64(n), metric.WithAttributes(nw, attribute.String("stream", h.Stream.Short()),
+				o.ObserveInt64(counters[name], int64(n), metric.WithAttributes(nw, stream[0], stream[1],
 					attribute.Int("code", int(code)), attribute.String("reason", code.String())))
 			}
 			if h.Role == RoleProducer {
@@ -96,4 +102,9 @@ func (s *Service) registerMetrics(mp metric.MeterProvider) (metric.Registration,
 		}
 		return nil
 	}, all...)
+}
+
+// streamAttrs labels a stream by its name and its short ID.
+func streamAttrs(name string, id StreamID) [2]attribute.KeyValue {
+	return [2]attribute.KeyValue{attribute.String("stream", name), attribute.String("stream_id", id.Short())}
 }

@@ -218,6 +218,15 @@ func TestRobust_HostileConsumerWire(t *testing.T) {
 	if n := len(prod.Consumers()); n != 0 {
 		t.Fatalf("the producer admitted %d hostile consumers", n)
 	}
+	// Every refusal is counted under its code, for the metric's reason label.
+	st := svc.Stats()
+	var byCode uint64
+	for _, n := range st.RejectedBy {
+		byCode += n
+	}
+	if byCode != st.Rejected || st.RejectedBy[streams.CodeProtocolViolation] == 0 {
+		t.Errorf("RejectedBy %v sums to %d, Rejected %d; want equal, with ProtocolViolation", st.RejectedBy, byCode, st.Rejected)
+	}
 	// The service survived all that: a real consumer is admitted and served.
 	cnode := startNode(t, node.WithBootstrapPeers(pnode.AddrInfo()))
 	cons := mustConsumer[int](t, cnode, name)

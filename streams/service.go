@@ -95,6 +95,8 @@ type Service struct {
 
 	// Counters of the accept path, read through Stats.
 	accepted, rejected, handshakeTimeouts atomic.Uint64
+	rejectsMu                             sync.Mutex
+	rejects                               map[Code]uint64 // rejected, by code
 
 	meter        metric.MeterProvider
 	metrics      metric.Registration
@@ -234,7 +236,7 @@ func (m *hostMux) handle(st network.Stream) {
 		return
 	}
 	if err != nil {
-		s.rejected.Add(1)
+		s.countReject(CodeProtocolViolation)
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
 			s.handshakeTimeouts.Add(1)
@@ -255,11 +257,32 @@ type ServiceStats struct {
 	// Subscribe frame arrived within HandshakeTimeout (slow or stalled
 	// openings); each is also counted in Rejected.
 	HandshakeTimeouts uint64
+	// RejectedBy breaks Rejected down by the code answered (a malformed
+	// or late Subscribe counts as ProtocolViolation).
+	RejectedBy map[Code]uint64
 }
 
 // Stats returns a snapshot of the service's counters.
 func (s *Service) Stats() ServiceStats {
-	return ServiceStats{Accepted: s.accepted.Load(), Rejected: s.rejected.Load(), HandshakeTimeouts: s.handshakeTimeouts.Load()}
+	st := ServiceStats{Accepted: s.accepted.Load(), Rejected: s.rejected.Load(), HandshakeTimeouts: s.handshakeTimeouts.Load()}
+	s.rejectsMu.Lock()
+	st.RejectedBy = make(map[Code]uint64, len(s.rejects))
+	for c, n := range s.rejects {
+		st.RejectedBy[c] = n
+	}
+	s.rejectsMu.Unlock()
+	return st
+}
+
+// countReject counts one refused subscription under its code.
+func (s *Service) countReject(c Code) {
+	s.rejectsMu.Lock()
+	if s.rejects == nil {
+		s.rejects = map[Code]uint64{}
+	}
+	s.rejects[c]++
+	s.rejectsMu.Unlock()
+	s.rejected.Add(1)
 }
 
 // Params returns the service's parameters.
@@ -388,7 +411,7 @@ func (s *Service) unregister(id StreamID, a acceptor) {
 
 // reject answers a subscription with Reject{code} and closes the stream.
 func (s *Service) reject(st network.Stream, code Code, reason string) {
-	s.rejected.Add(1)
+	s.countReject(code)
 	s.log.Debug("subscription rejected", "peer", st.Conn().RemotePeer(), "code", code, "reason", reason)
 	_ = st.SetWriteDeadline(time.Now().Add(s.params.HandshakeTimeout))
 	if _, err := st.Write(rejectFrame(code, reason)); err != nil {

@@ -26,8 +26,12 @@ type Stats struct {
 	Departed uint64 // peers removed by a departure notice
 	Purged   uint64 // peers removed after going silent
 
-	SyncsStarted   uint64 // syncs this node initiated and completed
-	SyncsFailed    uint64 // syncs this node initiated that failed
+	// Syncs this node initiated: every attempt counts once in SyncsStarted
+	// when it begins, then once in SyncsOK or SyncsFailed when it ends, so
+	// SyncsStarted - SyncsOK - SyncsFailed are in flight.
+	SyncsStarted   uint64
+	SyncsOK        uint64
+	SyncsFailed    uint64
 	SyncsServed    uint64 // syncs served to peers
 	SyncsRefused   uint64 // syncs refused (rate limit, capacity, bad request)
 	Announcements  uint64 // own entry publications on gossip
@@ -38,13 +42,13 @@ type Stats struct {
 }
 
 type counters struct {
-	added, updated, ignored, rejected atomic.Uint64
-	departed, purged                  atomic.Uint64
-	syncsStarted, syncsFailed         atomic.Uint64
-	syncsServed, syncsRefused         atomic.Uint64
-	announcements, relayed            atomic.Uint64
-	dhtPuts, dhtPutFailures           atomic.Uint64
-	linksRepaired                     atomic.Uint64
+	added, updated, ignored, rejected  atomic.Uint64
+	departed, purged                   atomic.Uint64
+	syncsStarted, syncsOK, syncsFailed atomic.Uint64
+	syncsServed, syncsRefused          atomic.Uint64
+	announcements, relayed             atomic.Uint64
+	dhtPuts, dhtPutFailures            atomic.Uint64
+	linksRepaired                      atomic.Uint64
 
 	mu     sync.Mutex
 	reason map[string]uint64
@@ -79,7 +83,7 @@ func (c *counters) snapshot() Stats {
 	return Stats{
 		Added: c.added.Load(), Updated: c.updated.Load(), Ignored: c.ignored.Load(), Rejected: c.rejected.Load(),
 		RejectedBy: by, Departed: c.departed.Load(), Purged: c.purged.Load(),
-		SyncsStarted: c.syncsStarted.Load(), SyncsFailed: c.syncsFailed.Load(),
+		SyncsStarted: c.syncsStarted.Load(), SyncsOK: c.syncsOK.Load(), SyncsFailed: c.syncsFailed.Load(),
 		SyncsServed: c.syncsServed.Load(), SyncsRefused: c.syncsRefused.Load(),
 		Announcements: c.announcements.Load(), Relayed: c.relayed.Load(),
 		DHTPuts: c.dhtPuts.Load(), DHTPutFailures: c.dhtPutFailures.Load(),
@@ -115,7 +119,7 @@ func newCounters(mp metric.MeterProvider, network string, size func() int) (*cou
 		{"mosaik.discovery.entries", "", &c.updated, []attribute.KeyValue{attribute.String("outcome", "updated")}},
 		{"mosaik.discovery.peers.departed", "peers removed", &c.departed, []attribute.KeyValue{attribute.String("cause", "departure")}},
 		{"mosaik.discovery.peers.departed", "", &c.purged, []attribute.KeyValue{attribute.String("cause", "purged")}},
-		{"mosaik.discovery.syncs", "catalog syncs", &c.syncsStarted, []attribute.KeyValue{attribute.String("direction", "out"), attribute.String("result", "ok")}},
+		{"mosaik.discovery.syncs", "catalog syncs", &c.syncsOK, []attribute.KeyValue{attribute.String("direction", "out"), attribute.String("result", "ok")}},
 		{"mosaik.discovery.syncs", "", &c.syncsFailed, []attribute.KeyValue{attribute.String("direction", "out"), attribute.String("result", "failed")}},
 		{"mosaik.discovery.syncs", "", &c.syncsServed, []attribute.KeyValue{attribute.String("direction", "in"), attribute.String("result", "ok")}},
 		{"mosaik.discovery.syncs", "", &c.syncsRefused, []attribute.KeyValue{attribute.String("direction", "in"), attribute.String("result", "refused")}},

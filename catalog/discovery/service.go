@@ -201,9 +201,10 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		s.serves = true
 	}
 	// The bus blocks emitters (the swarm among them) on a full subscriber
-	// buffer; disconnects come in bursts when peers leave together.
+	// buffer; disconnects come in bursts when peers leave together. The name
+	// labels the bus's metrics (the default is this file's build path).
 	if s.hostSub, err = h.EventBus().Subscribe([]any{new(event.EvtPeerIdentificationCompleted), new(event.EvtLocalAddressesUpdated),
-		new(event.EvtPeerConnectednessChanged)}, eventbus.BufSize(256)); err != nil {
+		new(event.EvtPeerConnectednessChanged)}, eventbus.BufSize(256), eventbus.Name("mosaik/discovery")); err != nil {
 		return nil, fmt.Errorf("discovery: event bus: %w", err)
 	}
 

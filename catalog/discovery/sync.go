@@ -99,6 +99,7 @@ func (s *Service) syncOnce(p peer.ID) error {
 
 func (s *Service) syncWith(ctx context.Context, p peer.ID) (err error) {
 	start := time.Now()
+	s.stats.syncsStarted.Add(1)
 	ctx, span := s.tracer.Start(ctx, "mosaik.discovery.sync", trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("peer", p.String()), attribute.String("network", s.network.Short())))
 	defer func() {
@@ -109,7 +110,7 @@ func (s *Service) syncWith(ctx context.Context, p peer.ID) (err error) {
 			span.SetStatus(codes.Error, err.Error())
 			result = "failed"
 		} else {
-			s.stats.syncsStarted.Add(1)
+			s.stats.syncsOK.Add(1)
 		}
 		s.stats.syncDur.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(
 			attribute.String("network", s.network.Short()), attribute.String("result", result)))

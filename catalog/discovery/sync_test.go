@@ -55,7 +55,7 @@ func TestSyncWith_BothSidesHoldEachOtherOnReturn(t *testing.T) {
 	if len(a.h.Peerstore().Addrs(b.h.ID())) == 0 {
 		t.Error("initiator's peerstore has no address of the responder")
 	}
-	if st := a.svc.Stats(); st.SyncsStarted != 1 || st.SyncsFailed != 0 || st.Added != 1 {
+	if st := a.svc.Stats(); st.SyncsStarted != 1 || st.SyncsOK != 1 || st.SyncsFailed != 0 || st.Added != 1 {
 		t.Errorf("initiator stats: %+v", st)
 	}
 	if st := b.svc.Stats(); st.Added != 1 {

@@ -8,8 +8,6 @@ import (
 	"net"
 	"os"
 
-	"go.opentelemetry.io/otel"
-
 	"github.com/mosaik-go/mosaik/cmd/mosaik-node/internal/status"
 	"github.com/mosaik-go/mosaik/node"
 )
@@ -39,8 +37,9 @@ func startHTTP(_ context.Context, addr, token string, opts *[]node.Option, log *
 		return nil, err
 	}
 	h.metrics = m
-	// kad-dht records through OpenTelemetry's global meter provider.
-	otel.SetMeterProvider(m.MeterProvider())
+	// The node forwards kad-dht's instruments (recorded on OpenTelemetry's
+	// global provider) to m by itself: setting the global provider here
+	// would keep it from doing so.
 	*opts = append(*opts, node.WithMeterProvider(m.MeterProvider()), node.WithPrometheusRegisterer(m.Registerer()))
 	return h, nil
 }

@@ -1,5 +1,5 @@
 // Package status is the reference node's observation surface, served by
-// mosaik-node --http: a self-refreshing HTML page of the node, its catalog,
+// mosaik-node --http: a live HTML page of the node, its catalog,
 // its streams, its groups and collections, the same data as JSON, a health check and a Prometheus
 // scrape endpoint.
 //
@@ -13,7 +13,11 @@
 //
 // Endpoints (GET or HEAD):
 //
-//	/             HTML, refreshes every 2 s, no scripts or external assets
+//	/             HTML; an inline script fetches the page every 2 s
+//	              (WithRefresh) and swaps the new content in, without a
+//	              reload, and shows a banner when the node stops answering;
+//	              without scripts the page reloads itself. No external
+//	              assets
 //	/api/node     NodeDoc
 //	/api/catalog  CatalogDoc (what `mosaik-node catalog --json` prints)
 //	/api/streams  StreamsDoc

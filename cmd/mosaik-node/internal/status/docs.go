@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
+
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/discovery"
 	"github.com/mosaik-go/mosaik/groups"
@@ -30,7 +32,13 @@ type PeerDoc struct {
 	// no sample exists.
 	RTTMS   *float64 `json:"rtt_ms"`
 	Version string   `json:"version"` // "start.update", unix milliseconds
-	AgeMS   int64    `json:"age_ms"`  // since the entry's last update (by the peer's clock)
+	// Updated is the entry's last update (the version's second half) in
+	// RFC 3339, UTC, by the peer's clock.
+	Updated string `json:"updated"`
+	AgeMS   int64  `json:"age_ms"` // since the entry's last update (by the peer's clock)
+	// Connected says whether this node has a connection to the peer now:
+	// an entry outlives its peer until a departure notice or the purge.
+	Connected bool `json:"connected"`
 }
 
 // NodeDoc describes the local node.
@@ -44,6 +52,7 @@ type NodeDoc struct {
 	Streams      []string     `json:"streams"`
 	Protocol     string       `json:"protocol"`
 	Version      string       `json:"version"`
+	Updated      string       `json:"updated"`   // the entry's last update, RFC 3339, UTC
 	UptimeMS     int64        `json:"uptime_ms"` // since the run began (the entry's start version)
 	Peers        int          `json:"peers"`     // remote peers in the catalog
 	Discovery    DiscoveryDoc `json:"discovery"`
@@ -51,21 +60,24 @@ type NodeDoc struct {
 
 // DiscoveryDoc holds the discovery service's counters (discovery.Stats).
 type DiscoveryDoc struct {
-	Added          uint64            `json:"added"`
-	Updated        uint64            `json:"updated"`
-	Ignored        uint64            `json:"ignored"`
-	Rejected       uint64            `json:"rejected"`
-	RejectedBy     map[string]uint64 `json:"rejected_by"` // "rejected/<reason>", "ignored/<reason>"
-	Departed       uint64            `json:"departed"`
-	Purged         uint64            `json:"purged"`
-	SyncsStarted   uint64            `json:"syncs_started"`
-	SyncsFailed    uint64            `json:"syncs_failed"`
-	SyncsServed    uint64            `json:"syncs_served"`
-	SyncsRefused   uint64            `json:"syncs_refused"`
-	Announcements  uint64            `json:"announcements"`
-	Relayed        uint64            `json:"relayed"`
-	DHTPuts        uint64            `json:"dht_puts"`
-	DHTPutFailures uint64            `json:"dht_put_failures"`
+	Added      uint64            `json:"added"`
+	Updated    uint64            `json:"updated"`
+	Ignored    uint64            `json:"ignored"`
+	Rejected   uint64            `json:"rejected"`
+	RejectedBy map[string]uint64 `json:"rejected_by"` // "rejected/<reason>", "ignored/<reason>"
+	Departed   uint64            `json:"departed"`
+	Purged     uint64            `json:"purged"`
+	// Syncs this node started; each ends in SyncsOK or SyncsFailed.
+	SyncsStarted uint64 `json:"syncs_started"`
+	SyncsOK      uint64 `json:"syncs_ok"`
+	SyncsFailed  uint64 `json:"syncs_failed"`
+	// Syncs peers asked of this node.
+	SyncsServed    uint64 `json:"syncs_served"`
+	SyncsRefused   uint64 `json:"syncs_refused"`
+	Announcements  uint64 `json:"announcements"`
+	Relayed        uint64 `json:"relayed"`
+	DHTPuts        uint64 `json:"dht_puts"`
+	DHTPutFailures uint64 `json:"dht_put_failures"`
 }
 
 // StreamsDoc lists the node's producers and consumers, each group in
@@ -81,7 +93,10 @@ type StreamsDoc struct {
 type HandleDoc struct {
 	Stream   string `json:"stream"` // the name the handle was created with
 	StreamID string `json:"stream_id"`
-	Online   bool   `json:"online"`
+	Online   bool   `json:"online"` // the handle's online condition holds
+	// Connected counts the channels in state Connected: a consumer whose
+	// producers have all gone may still be online by its condition.
+	Connected int `json:"connected"`
 	// Totals: for a producer datums and bytes written and datums dropped
 	// over all subscriptions; for a consumer what the application took.
 	Totals   CountsDoc    `json:"totals"`
@@ -274,12 +289,14 @@ func catalogDoc(n *node.Node, now time.Time) CatalogDoc {
 	for se := range snap.All() {
 		e := &se.Entry
 		p := PeerDoc{
-			PeerID:  e.PeerID.String(),
-			Tags:    names(e, e.Tags),
-			Streams: names(e, e.Streams),
-			Addrs:   make([]string, len(e.Addrs)),
-			Version: e.Version.String(),
-			AgeMS:   now.Sub(e.Version.UpdatedAt()).Milliseconds(),
+			PeerID:    e.PeerID.String(),
+			Tags:      names(e, e.Tags),
+			Streams:   names(e, e.Streams),
+			Addrs:     make([]string, len(e.Addrs)),
+			Version:   e.Version.String(),
+			Updated:   stamp(e.Version.UpdatedAt()),
+			AgeMS:     now.Sub(e.Version.UpdatedAt()).Milliseconds(),
+			Connected: n.Host().Network().Connectedness(e.PeerID) == network.Connected,
 		}
 		for i, a := range e.Addrs {
 			p.Addrs[i] = a.String()
@@ -309,6 +326,7 @@ func nodeDoc(n *node.Node, now time.Time) NodeDoc {
 		Streams:      names(e, e.Streams),
 		Protocol:     e.Protocol,
 		Version:      e.Version.String(),
+		Updated:      stamp(e.Version.UpdatedAt()),
 		UptimeMS:     now.Sub(e.Version.StartedAt()).Milliseconds(),
 		Peers:        snap.Len(),
 		Discovery:    discoveryDoc(n.Discovery().Stats()),
@@ -323,7 +341,7 @@ func discoveryDoc(s discovery.Stats) DiscoveryDoc {
 	d := DiscoveryDoc{
 		Added: s.Added, Updated: s.Updated, Ignored: s.Ignored, Rejected: s.Rejected,
 		RejectedBy: s.RejectedBy, Departed: s.Departed, Purged: s.Purged,
-		SyncsStarted: s.SyncsStarted, SyncsFailed: s.SyncsFailed, SyncsServed: s.SyncsServed,
+		SyncsStarted: s.SyncsStarted, SyncsOK: s.SyncsOK, SyncsFailed: s.SyncsFailed, SyncsServed: s.SyncsServed,
 		SyncsRefused: s.SyncsRefused, Announcements: s.Announcements, Relayed: s.Relayed,
 		DHTPuts: s.DHTPuts, DHTPutFailures: s.DHTPutFailures,
 	}
@@ -361,6 +379,9 @@ func StreamsJSON(n *node.Node) StreamsDoc {
 				cd.Error = c.Err.Error()
 			}
 			hd.Channels[i] = cd
+			if c.State == streams.Connected {
+				hd.Connected++
+			}
 		}
 		if h.Role == streams.RoleProducer {
 			doc.Producers = append(doc.Producers, hd)
@@ -370,6 +391,9 @@ func StreamsJSON(n *node.Node) StreamsDoc {
 	}
 	return doc
 }
+
+// stamp renders t in RFC 3339 with milliseconds, UTC.
+func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z07:00") }
 
 func counts(s streams.Stats) CountsDoc {
 	return CountsDoc{Datums: s.Datums, Bytes: s.Bytes, Dropped: s.Dropped, Gaps: s.Gaps, Reconnects: s.Reconnects}

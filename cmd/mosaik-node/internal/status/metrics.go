@@ -21,8 +21,13 @@ import (
 //
 // Wire it into a node with node.WithMeterProvider(m.MeterProvider()) and
 // node.WithPrometheusRegisterer(m.Registerer()), and serve m.Handler().
-// kad-dht records on the global OTel provider; call
-// otel.SetMeterProvider(m.MeterProvider()) to include it.
+// The node forwards kad-dht's instruments (libp2p_kad_dht_*) to its meter
+// provider by itself; no global OTel provider is needed.
+//
+// Series carry no otel_scope_* labels, and label values that are source
+// file paths (go-libp2p names event bus subscribers after the caller's
+// file and line) are cut to their last two elements, so that no build
+// directory shows in a scrape.
 //
 // OTel names are translated the Prometheus way: dots become underscores
 // and counters get a _total suffix (mosaik.streams.producer.items.sent is
@@ -49,14 +54,16 @@ func NewMetrics() (*Metrics, error) {
 	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
 		return nil, fmt.Errorf("status: process collector: %w", err)
 	}
-	exp, err := otelprom.New(otelprom.WithRegisterer(reg))
+	// Scope labels (otel_scope_name, ...) would repeat a Go import path on
+	// every series; the metric names already say which package speaks.
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
 	if err != nil {
 		return nil, fmt.Errorf("status: OTel Prometheus exporter: %w", err)
 	}
 	return &Metrics{
 		reg:     reg,
 		mp:      sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp)),
-		handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}),
+		handler: promhttp.HandlerFor(trimPaths(reg), promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}),
 	}, nil
 }
 

@@ -17,6 +17,7 @@ var page = template.Must(template.New("page").Funcs(template.FuncMap{
 	"rtt":        fmtRTT,
 	"bytes":      fmtBytes,
 	"stateClass": stateClass,
+	"when":       fmtWhen,
 	"handles": func(title, peer string, hs []HandleDoc) handlesView {
 		return handlesView{Title: title, Peer: peer, Handles: hs}
 	},
@@ -31,6 +32,8 @@ type pageData struct {
 	Collections CollectionsDoc
 	HasMetrics  bool
 	Now         string
+	RefreshMS   int64 // the script's fetch interval
+	RefreshS    int64 // the reload interval without scripts, whole seconds
 }
 
 type handlesView struct {
@@ -47,6 +50,16 @@ func fmtMS(ms int64) string {
 		return d.String()
 	}
 	return d.Round(time.Second).String()
+}
+
+// fmtWhen renders an RFC 3339 time as a date and a time of day in UTC,
+// to the second; the raw value if it does not parse.
+func fmtWhen(s string) string {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return s
+	}
+	return t.UTC().Format("2006-01-02 15:04:05 UTC")
 }
 
 func fmtRTT(ms *float64) string {

@@ -72,6 +72,15 @@ func WithToken(token string) Option {
 	}
 }
 
+// DefaultRefresh is how often the page fetches fresh content.
+const DefaultRefresh = 2 * time.Second
+
+// WithRefresh sets how often the page fetches fresh content (default
+// DefaultRefresh); values below 100 ms are raised to it.
+func WithRefresh(d time.Duration) Option {
+	return func(s *Server) { s.refresh = max(d, 100*time.Millisecond) }
+}
+
 // WithTimeouts replaces DefaultTimeouts for the Server's own listener.
 func WithTimeouts(t Timeouts) Option { return func(s *Server) { s.timeouts = t } }
 
@@ -90,6 +99,7 @@ type Server struct {
 	handler  http.Handler
 	token    []byte // SHA-256 of the bearer token; nil: none required
 	timeouts Timeouts
+	refresh  time.Duration
 
 	mu       sync.Mutex
 	srv      *http.Server
@@ -104,7 +114,7 @@ type Server struct {
 
 // New returns a Server for n. m may be nil: /metrics then answers 404.
 func New(n *node.Node, m *Metrics, opts ...Option) *Server {
-	s := &Server{n: n, m: m, timeouts: DefaultTimeouts()}
+	s := &Server{n: n, m: m, timeouts: DefaultTimeouts(), refresh: DefaultRefresh}
 	for _, o := range opts {
 		o(s)
 	}
@@ -180,6 +190,7 @@ func (s *Server) servePage(w http.ResponseWriter, _ *http.Request) {
 		Node: nodeDoc(s.n, now), Catalog: catalogDoc(s.n, now), Streams: StreamsJSON(s.n),
 		Groups: gd, Collections: collectionsDoc(gd),
 		HasMetrics: s.m != nil, Now: now.UTC().Format(time.RFC3339),
+		RefreshMS: s.refresh.Milliseconds(), RefreshS: int64(max(time.Second, s.refresh.Round(time.Second)) / time.Second),
 	}
 	var buf bytes.Buffer
 	if err := page.Execute(&buf, data); err != nil {

@@ -148,13 +148,13 @@ func TestServer_Endpoints(t *testing.T) {
 		}
 		for _, want := range []string{
 			p.a.ID().String(), p.b.ID().String(), "orders", "alpha", "beta", "Connected",
-			`<meta http-equiv="refresh" content="2">`, p.a.Network().Short(),
+			p.a.Network().Short(), "syncs started by this node", "connected", "1 consumer connected",
 		} {
 			if !strings.Contains(body, want) {
 				t.Errorf("page lacks %q", want)
 			}
 		}
-		for _, bad := range []string{"<script", "src=\"http", "href=\"http"} {
+		for _, bad := range []string{"<script src", "src=\"http", "href=\"http", "src=\"//", "href=\"//"} {
 			if strings.Contains(body, bad) {
 				t.Errorf("page is not self-contained: has %q", bad)
 			}
@@ -178,7 +178,7 @@ func TestServer_Endpoints(t *testing.T) {
 			t.Fatalf("network %q, %d peers, want status-test and 1:\n%s", raw.Network, len(raw.Peers), body)
 		}
 		peer := raw.Peers[0]
-		for _, k := range []string{"peer_id", "tags", "streams", "addrs", "rtt_ms", "version", "age_ms"} {
+		for _, k := range []string{"peer_id", "tags", "streams", "addrs", "rtt_ms", "version", "updated", "age_ms", "connected"} {
 			if _, ok := peer[k]; !ok {
 				t.Errorf("peer lacks %q", k)
 			}
@@ -196,6 +196,14 @@ func TestServer_Endpoints(t *testing.T) {
 		}
 		if v, _ := peer["version"].(string); strings.Count(v, ".") != 1 {
 			t.Errorf("version %q, want start.update", v)
+		}
+		if u, _ := peer["updated"].(string); !strings.HasSuffix(u, "Z") {
+			t.Errorf("updated %q, want an RFC 3339 time in UTC", u)
+		} else if _, err := time.Parse(time.RFC3339, u); err != nil {
+			t.Errorf("updated %q: %v", u, err)
+		}
+		if peer["connected"] != true {
+			t.Errorf("connected %v, want true", peer["connected"])
 		}
 	})
 
