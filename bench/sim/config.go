@@ -1,0 +1,120 @@
+// Package sim is a discrete-event simulation of what one mosaik node pays
+// in bandwidth, memory and CPU to keep its catalog, for the current design
+// (every node holds every entry, heartbeats flood one gossipsub topic) and
+// for a scoped design (a node holds the entries of the streams and groups
+// it uses plus a small random sample, and finds the rest through DHT
+// provider records). SCALING.md at the repository root explains the model
+// and its numbers; cmd/mosaik-sim runs it.
+//
+// Heartbeats, churn, anti-entropy syncs, DHT republishes and sample
+// shuffles are events on one clock. A sampled share of the published
+// messages is propagated hop by hop through the gossipsub mesh with hop
+// latencies, duplicates and IHAVE/IWANT gossip; the others count through
+// the sampled ones' weight, so a 100 000-peer run takes seconds.
+package sim
+
+import "time"
+
+// Design selects the catalog design simulated.
+type Design int
+
+const (
+	// Full is today's design: one catalog topic, every node holds and
+	// refreshes every entry.
+	Full Design = iota
+	// Scoped is the proposed design: one topic per stream (its producers
+	// heartbeat on it) and per group, a bounded random sample of the
+	// network, and DHT provider records for the rest.
+	Scoped
+)
+
+func (d Design) String() string {
+	if d == Scoped {
+		return "scoped"
+	}
+	return "full"
+}
+
+// Config is one simulation run. Start from [DefaultConfig].
+type Config struct {
+	N      int
+	Design Design
+	// DeltaSync models issue 17's digest + paged delta sync instead of
+	// today's whole-catalog exchange.
+	DeltaSync bool
+	Seed      uint64
+	// SimTime is the simulated time over which rates are measured.
+	SimTime time.Duration
+	// DeliveryBudget bounds the hop-by-hop deliveries simulated: messages
+	// are sampled so that about this many are, and weighted back.
+	DeliveryBudget float64
+
+	// Gossipsub (go-libp2p-pubsub defaults, PROTOCOL.md §14.1).
+	D, Dlazy       int
+	TopicPeers     int           // connected peers on a topic: mesh plus gossip targets
+	GossipInterval time.Duration // gossipsub heartbeat
+	HistoryGossip  int           // heartbeats a message ID is advertised in IHAVE
+	MaxIHaveLength int
+	MCacheLen      int           // heartbeats a message is kept for IWANT
+	SeenTTL        time.Duration // duplicate-suppression cache
+	HopMin, HopMax time.Duration // one-hop latency, uniform
+
+	// Catalog (catalog.DefaultParams, discovery.DefaultParams).
+	Heartbeat    time.Duration
+	Jitter       float64
+	PurgeAfter   time.Duration
+	AntiEntropy  time.Duration
+	DHTRepublish time.Duration
+
+	// Wire sizes in bytes.
+	FrameBytes     int // gossipsub RPC + Announcement framing around an entry
+	IDBytes        int // one message ID in IHAVE/IWANT (32 B BLAKE3 + tag)
+	DepartureBytes int
+	DigestBytes    int // one (peer ID, version) pair in a sync digest
+	SeenBytes      int // heap per seen-cache entry
+	DHTRPCBytes    int // one kad-dht lookup RPC, request plus response
+	DHTProviderRec int // one ADD_PROVIDER record
+	DHTBucket      int // k: records are stored on the k closest peers
+
+	// Churn: every node is replaced after an exponential session; a share
+	// of leaves are graceful (departure published), the rest crash and
+	// linger until purged.
+	Session       time.Duration
+	GracefulShare float64
+	CascadeBelow  int // connections a newcomer opens (sync on connect)
+
+	// Scoped workload.
+	StreamsProduced    int     // streams each node produces
+	StreamsConsumed    int     // streams each node consumes
+	ProducersPerStream float64 // mean producers of a stream
+	ConsumerZipf       float64 // popularity skew of consumed streams
+	GroupSize          int     // members of the one group each node is in
+	Sample             int     // random-sample entries each node keeps
+	ShuffleInterval    time.Duration
+	ShuffleSize        int
+}
+
+// DefaultConfig is the model of today's defaults for n peers.
+func DefaultConfig(n int, d Design) Config {
+	return Config{
+		N: n, Design: d, Seed: 1,
+		SimTime:        150 * time.Second,
+		DeliveryBudget: 3e7,
+
+		D: 6, Dlazy: 6, TopicPeers: 20,
+		GossipInterval: time.Second, HistoryGossip: 3, MaxIHaveLength: 5000, MCacheLen: 5,
+		SeenTTL: 120 * time.Second,
+		HopMin:  20 * time.Millisecond, HopMax: 120 * time.Millisecond,
+
+		Heartbeat: 30 * time.Second, Jitter: 0.5, PurgeAfter: 300 * time.Second,
+		AntiEntropy: 120 * time.Second, DHTRepublish: 120 * time.Second,
+
+		FrameBytes: 60, IDBytes: 34, DepartureBytes: 200, DigestBytes: 48, SeenBytes: 150,
+		DHTRPCBytes: 1600, DHTProviderRec: 120, DHTBucket: 20,
+
+		Session: time.Hour, GracefulShare: 0.5, CascadeBelow: 8,
+
+		StreamsProduced: 2, StreamsConsumed: 3, ProducersPerStream: 4, ConsumerZipf: 0.8,
+		GroupSize: 5, Sample: 32, ShuffleInterval: 30 * time.Second, ShuffleSize: 8,
+	}
+}

@@ -1,0 +1,380 @@
+package sim
+
+import (
+	"container/heap"
+	"math"
+	"math/rand/v2"
+	"time"
+)
+
+// node holds what one node slot paid over the run (weighted counts).
+type node struct {
+	in, out       float64 // bytes, IHAVE excluded
+	ihaveIn       float64 // IHAVE bytes, capped later by MaxIHaveLength
+	ihaveOut      float64
+	verifies      float64 // entries verified and merged
+	copies        float64 // gossip copies received (each hashed for its ID)
+	recvMsgs      float64 // unique messages received (gossip cache load)
+	joinIn, joins float64 // bytes received while joining, as a newcomer
+}
+
+type evKind uint8
+
+const (
+	evHeartbeat evKind = iota
+	evAntiEntropy
+	evDHT
+	evShuffle
+	evChurn
+)
+
+type event struct {
+	t    float64
+	kind evKind
+	node int32
+}
+
+type evHeap []event
+
+func (h evHeap) Len() int           { return len(h) }
+func (h evHeap) Less(i, j int) bool { return h[i].t < h[j].t }
+func (h evHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *evHeap) Push(x any)        { *h = append(*h, x.(event)) }
+func (h *evHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
+
+// hop is one in-flight copy of a message in a flood.
+type hop struct {
+	t        float64
+	to, from int32
+}
+
+type hopHeap []hop
+
+func (h hopHeap) Len() int           { return len(h) }
+func (h hopHeap) Less(i, j int) bool { return h[i].t < h[j].t }
+func (h hopHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *hopHeap) Push(x any)        { *h = append(*h, x.(hop)) }
+func (h *hopHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
+
+type runner struct {
+	cfg   Config
+	rng   *rand.Rand
+	topo  *topology
+	nodes []node
+	q     float64 // share of messages propagated hop by hop
+	phase []float64
+	recv  []float64 // per member of the flooded topic: first receipt, or +Inf
+	hops  hopHeap
+
+	sampled    int
+	reachSum   float64 // members reached / members, summed over sampled floods
+	spread     []float64
+	crashes    float64
+	lookupRPCs float64
+}
+
+func newRand(cfg Config) *rand.Rand { return rand.New(rand.NewPCG(cfg.Seed, uint64(cfg.N))) }
+
+// Run simulates cfg and returns its summary under costs c.
+func Run(cfg Config, c Costs) Result {
+	start := time.Now()
+	rng := newRand(cfg)
+	r := &runner{cfg: cfg, rng: rng, nodes: make([]node, cfg.N), phase: make([]float64, cfg.N)}
+	if cfg.Design == Scoped {
+		r.topo = buildScoped(cfg, rng)
+	} else {
+		r.topo = buildFull(cfg, rng)
+	}
+	for i := range r.phase {
+		r.phase[i] = rng.Float64() * cfg.GossipInterval.Seconds()
+	}
+	r.lookupRPCs = math.Ceil(math.Log2(float64(cfg.N)))
+	r.q = r.sampleShare()
+
+	T := cfg.SimTime.Seconds()
+	hb := cfg.Heartbeat.Seconds()
+	var q evHeap
+	for u := range cfg.N {
+		q = append(q,
+			event{rng.Float64() * hb, evHeartbeat, int32(u)},
+			event{rng.Float64() * cfg.AntiEntropy.Seconds(), evAntiEntropy, int32(u)},
+			event{rng.Float64() * cfg.DHTRepublish.Seconds(), evDHT, int32(u)})
+		if cfg.Design == Scoped {
+			q = append(q, event{rng.Float64() * cfg.ShuffleInterval.Seconds(), evShuffle, int32(u)})
+		}
+	}
+	churnRate := float64(cfg.N) / cfg.Session.Seconds()
+	if churnRate > 0 {
+		q = append(q, event{rng.ExpFloat64() / churnRate, evChurn, -1})
+	}
+	heap.Init(&q)
+	for q.Len() > 0 {
+		ev := heap.Pop(&q).(event)
+		if ev.t >= T {
+			break
+		}
+		u := int(ev.node)
+		switch ev.kind {
+		case evHeartbeat:
+			r.publish(u, ev.t, c.EntryBytes+cfg.FrameBytes)
+			ev.t += hb * (1 - cfg.Jitter + 2*cfg.Jitter*rng.Float64())
+		case evAntiEntropy:
+			r.antiEntropy(u, c)
+			ev.t += cfg.AntiEntropy.Seconds() * (0.5 + rng.Float64())
+		case evDHT:
+			r.dhtRepublish(u, c)
+			ev.t += cfg.DHTRepublish.Seconds()
+		case evShuffle:
+			r.exchange(u, r.other(u), cfg.ShuffleSize, c)
+			ev.t += cfg.ShuffleInterval.Seconds()
+		case evChurn:
+			r.churn(ev.t, c)
+			ev.t += rng.ExpFloat64() / churnRate
+		}
+		heap.Push(&q, ev)
+	}
+	return r.summarize(c, time.Since(start))
+}
+
+// sampleShare is the share of messages to flood hop by hop so that about
+// DeliveryBudget deliveries (mesh copies and IHAVE targets) are simulated.
+func (r *runner) sampleShare() float64 {
+	perRound := r.cfg.SimTime.Seconds() / r.cfg.Heartbeat.Seconds()
+	total := 0.0
+	for _, t := range r.topo.topics {
+		total += float64(len(t.pubs)) * perRound * float64(len(t.members)) * float64(r.cfg.D+r.cfg.HistoryGossip*r.cfg.Dlazy)
+	}
+	if total <= r.cfg.DeliveryBudget {
+		return 1
+	}
+	return r.cfg.DeliveryBudget / total
+}
+
+func (r *runner) other(u int) int {
+	v := r.rng.IntN(r.cfg.N - 1)
+	if v >= u {
+		v++
+	}
+	return v
+}
+
+func (r *runner) hopLatency() float64 {
+	lo, hi := r.cfg.HopMin.Seconds(), r.cfg.HopMax.Seconds()
+	return lo + (hi-lo)*r.rng.Float64()
+}
+
+// publish sends one message of size bytes from u on each topic u
+// heartbeats on; a sampled share is flooded hop by hop.
+func (r *runner) publish(u int, t float64, size int) {
+	for _, ref := range r.topo.pubOn[u] {
+		if r.rng.Float64() < r.q {
+			r.flood(r.topo.topics[ref.topic], ref.member, t, float64(size), 1/r.q)
+		}
+	}
+}
+
+// flood propagates one message through tp's mesh: the publisher sends it
+// to every topic peer (flood publish); every member forwards its first
+// copy to its mesh peers except the sender; later copies are duplicates.
+// Then every member that has it advertises its ID in IHAVE to Dlazy
+// non-mesh peers at each of its next HistoryGossip gossip heartbeats, and
+// a peer still without the message asks for it with IWANT.
+func (r *runner) flood(tp *topic, src int32, t0, size, w float64) {
+	m := len(tp.members)
+	if cap(r.recv) < m {
+		r.recv = make([]float64, m)
+	}
+	recv := r.recv[:m]
+	for i := range recv {
+		recv[i] = math.Inf(1)
+	}
+	send := func(from, to int32, t float64) {
+		r.nodes[tp.members[from]].out += size * w
+		heap.Push(&r.hops, hop{t + r.hopLatency(), to, from})
+	}
+	recv[src] = t0
+	for _, v := range tp.mesh[src] {
+		send(src, v, t0)
+	}
+	for _, v := range tp.peers[src] {
+		send(src, v, t0)
+	}
+	reached := 1
+	for r.hops.Len() > 0 {
+		h := heap.Pop(&r.hops).(hop)
+		dst := &r.nodes[tp.members[h.to]]
+		dst.in += size * w
+		dst.copies += w
+		if !math.IsInf(recv[h.to], 1) {
+			continue
+		}
+		recv[h.to] = h.t
+		reached++
+		dst.verifies += w
+		dst.recvMsgs += w
+		for _, v := range tp.mesh[h.to] {
+			if v != h.from {
+				send(h.to, v, h.t)
+			}
+		}
+	}
+	last := t0
+	G := r.cfg.GossipInterval.Seconds()
+	id := float64(r.cfg.IDBytes)
+	for i := range m {
+		if math.IsInf(recv[i], 1) {
+			continue
+		}
+		last = max(last, recv[i])
+		peers := tp.peers[i]
+		if len(peers) == 0 {
+			continue
+		}
+		u := &r.nodes[tp.members[i]]
+		ph := r.phase[tp.members[i]]
+		tick := ph + math.Ceil((recv[i]-ph)/G)*G
+		for k := 0; k < r.cfg.HistoryGossip; k++ {
+			for j := 0; j < min(r.cfg.Dlazy, len(peers)); j++ {
+				v := peers[j]
+				if len(peers) > r.cfg.Dlazy {
+					v = peers[r.rng.IntN(len(peers))]
+				}
+				dv := &r.nodes[tp.members[v]]
+				u.ihaveOut += id * w
+				dv.ihaveIn += id * w
+				if recv[v] > tick+r.hopLatency() {
+					// IWANT, then the message itself.
+					dv.out += id * w
+					u.in += id * w
+					u.out += size * w
+					dv.in += size * w
+					dv.copies += w
+				}
+			}
+			tick += G
+		}
+	}
+	if m > 1 {
+		r.sampled++
+		r.reachSum += float64(reached) / float64(m)
+		r.spread = append(r.spread, last-t0)
+	}
+}
+
+// antiEntropy is one periodic sync of u with a random connected peer.
+// Today each side sends its whole catalog; with delta sync the initiator
+// sends a digest and gets back only what changed (heartbeats in flight).
+func (r *runner) antiEntropy(u int, c Costs) {
+	v := r.other(u)
+	n := r.topo.entries[u] + 1
+	entry := float64(c.EntryBytes + 4)
+	if !r.cfg.DeltaSync {
+		r.transfer(u, v, n*entry)
+		r.transfer(v, u, n*entry)
+		return
+	}
+	r.transfer(u, v, n*float64(r.cfg.DigestBytes))
+	diff := n * r.cfg.HopMax.Seconds() / r.cfg.Heartbeat.Seconds()
+	r.transfer(v, u, diff*entry)
+	r.nodes[u].verifies += diff
+}
+
+// exchange is a random-sample shuffle: u and v swap k entries.
+func (r *runner) exchange(u, v, k int, c Costs) {
+	b := float64(k * (c.EntryBytes + 4))
+	r.transfer(u, v, b)
+	r.transfer(v, u, b)
+	r.nodes[u].verifies += float64(k)
+	r.nodes[v].verifies += float64(k)
+}
+
+func (r *runner) transfer(from, to int, b float64) {
+	r.nodes[from].out += b
+	r.nodes[to].in += b
+}
+
+// lookup charges one kad-dht iterative lookup of u: ceil(log2 N) RPCs,
+// each served by a random node.
+func (r *runner) lookup(u int) {
+	half := float64(r.cfg.DHTRPCBytes) / 2
+	for range int(r.lookupRPCs) {
+		v := r.other(u)
+		r.transfer(u, v, half)
+		r.transfer(v, u, half)
+	}
+}
+
+// dhtRepublish puts u's entry on the k closest peers and re-provides its
+// CIDs (the network's, its streams' and, scoped, its group's).
+func (r *runner) dhtRepublish(u int, c Costs) {
+	r.lookup(u)
+	for range r.cfg.DHTBucket {
+		r.transfer(u, r.other(u), float64(c.EntryBytes))
+	}
+	cids := 1 + r.cfg.StreamsProduced
+	if r.cfg.Design == Scoped {
+		cids++
+	}
+	for range cids {
+		r.lookup(u)
+		for range r.cfg.DHTBucket {
+			r.transfer(u, r.other(u), float64(r.cfg.DHTProviderRec))
+		}
+	}
+}
+
+// churn replaces a random node by a newcomer with a new identity, which
+// takes over its slot and mesh links.
+func (r *runner) churn(t float64, c Costs) {
+	u := r.rng.IntN(r.cfg.N)
+	if r.rng.Float64() < r.cfg.GracefulShare {
+		r.publish(u, t, r.cfg.DepartureBytes)
+	} else {
+		r.crashes++
+	}
+	nu := &r.nodes[u]
+	before := nu.in
+	entry := float64(c.EntryBytes + 4)
+	n := r.topo.entries[u]
+	b := r.other(u)
+	if r.cfg.Design == Full {
+		// Sync with the bootstrap peer: the newcomer asks (its own
+		// entry) and gets the catalog; the bootstrap peer, which does
+		// not know the newcomer, syncs too.
+		r.transfer(u, b, entry)
+		r.transfer(b, u, n*entry)
+		if r.cfg.DeltaSync {
+			r.transfer(b, u, n*float64(r.cfg.DigestBytes))
+			r.transfer(u, b, entry)
+		} else {
+			r.transfer(b, u, n*entry)
+			r.transfer(u, b, n*entry)
+		}
+		nu.verifies += n
+	} else {
+		// Find producers and group members through provider records,
+		// fetch their entries, take a random sample from the bootstrap.
+		lookups := 1 + r.cfg.StreamsConsumed*(1+int(r.cfg.ProducersPerStream)) + r.cfg.GroupSize
+		for range lookups {
+			r.lookup(u)
+		}
+		r.transfer(b, u, n*entry)
+		nu.verifies += n
+	}
+	// Join announcements of the newcomer's topic peers.
+	for range r.cfg.TopicPeers {
+		r.transfer(r.other(u), u, entry)
+	}
+	nu.joinIn += nu.in - before
+	nu.joins++
+}

@@ -1,0 +1,141 @@
+package sim
+
+import (
+	"math"
+	"slices"
+	"time"
+)
+
+// Stat is a per-node quantity over all nodes.
+type Stat struct{ Mean, P99, Max float64 }
+
+func stat(xs []float64) Stat {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	sum := 0.0
+	for _, x := range s {
+		sum += x
+	}
+	return Stat{Mean: sum / float64(len(s)), P99: s[min(len(s)-1, len(s)*99/100)], Max: s[len(s)-1]}
+}
+
+// Result is what a node pays in a run, per node over all nodes.
+type Result struct {
+	Config Config
+	// InBps and OutBps are bytes per second received and sent.
+	InBps, OutBps Stat
+	// Entries is the catalog size (remote entries held).
+	Entries Stat
+	// MemBytes is the catalog heap plus gossipsub's message and seen
+	// caches.
+	MemBytes Stat
+	// CPU is the share of one core spent verifying, merging and hashing
+	// with today's O(n) store merge; CPULogN with an O(log n) store.
+	CPU, CPULogN Stat
+	// VerifyPerSec is entries verified per second.
+	VerifyPerSec Stat
+	// JoinBytes is what a newcomer receives to join (mean over joins).
+	JoinBytes float64
+	// Reach is the mean share of a topic's members a flood reached;
+	// Spread50 and Spread99 are the times to reach all of them.
+	Reach              float64
+	Spread50, Spread99 time.Duration
+	// Sampled is the number of messages flooded hop by hop, SampleShare
+	// their share of all messages.
+	Sampled     int
+	SampleShare float64
+	Elapsed     time.Duration
+}
+
+func (r *runner) summarize(c Costs, elapsed time.Duration) Result {
+	T := r.cfg.SimTime.Seconds()
+	n := r.cfg.N
+	in, out, mem, cpu, cpuLog, ver := make([]float64, n), make([]float64, n), make([]float64, n),
+		make([]float64, n), make([]float64, n), make([]float64, n)
+	joinIn, joins := 0.0, 0.0
+	linger := r.crashes / T * r.cfg.PurgeAfter.Seconds() / float64(n)
+	msgBytes := float64(c.EntryBytes + r.cfg.FrameBytes)
+	for u, nd := range r.nodes {
+		rate := nd.recvMsgs / T
+		ids := rate * float64(r.cfg.HistoryGossip) * r.cfg.GossipInterval.Seconds()
+		capF := 1.0
+		if ids > float64(r.cfg.MaxIHaveLength) {
+			capF = float64(r.cfg.MaxIHaveLength) / ids
+		}
+		in[u] = (nd.in + nd.ihaveIn*capF) / T
+		out[u] = (nd.out + nd.ihaveOut*capF) / T
+		entries := r.topo.entries[u]
+		held := entries * (1 + linger)
+		mem[u] = held*c.HeapPerEntry +
+			rate*float64(r.cfg.MCacheLen)*r.cfg.GossipInterval.Seconds()*msgBytes +
+			rate*r.cfg.SeenTTL.Seconds()*float64(r.cfg.SeenBytes)
+		ver[u] = nd.verifies / T
+		hash := nd.copies / T * c.HashNs
+		cpu[u] = (ver[u]*(c.OpenNs+c.MergeNs(entries)) + hash) / 1e9
+		cpuLog[u] = (ver[u]*(c.OpenNs+c.MergeSmallNs) + hash) / 1e9
+		joinIn += nd.joinIn
+		joins += nd.joins
+	}
+	res := Result{
+		Config: r.cfg, InBps: stat(in), OutBps: stat(out), Entries: stat(r.topo.entries), MemBytes: stat(mem),
+		CPU: stat(cpu), CPULogN: stat(cpuLog), VerifyPerSec: stat(ver),
+		Sampled: r.sampled, SampleShare: r.q, Elapsed: elapsed,
+	}
+	if joins > 0 {
+		res.JoinBytes = joinIn / joins
+	}
+	if r.sampled > 0 {
+		res.Reach = r.reachSum / float64(r.sampled)
+		sp := slices.Clone(r.spread)
+		slices.Sort(sp)
+		res.Spread50 = time.Duration(sp[len(sp)/2] * float64(time.Second))
+		res.Spread99 = time.Duration(sp[min(len(sp)-1, len(sp)*99/100)] * float64(time.Second))
+	}
+	return res
+}
+
+// Estimate is the closed-form mean per node of the Full design, the
+// formulas the simulation's events add up to: heartbeats over a mesh of
+// degree D (each node receives D−1 copies of each message, plus the flood
+// publish), IHAVE gossip to Dlazy peers per gossip heartbeat (capped at
+// MaxIHaveLength IDs), anti-entropy and join syncs, DHT republishing.
+// Meant for sizes the simulation does not reach (1 000 000 peers).
+func Estimate(cfg Config, c Costs) Result {
+	N := float64(cfg.N)
+	hb := cfg.Heartbeat.Seconds()
+	G := cfg.GossipInterval.Seconds()
+	msg := float64(c.EntryBytes + cfg.FrameBytes)
+	entry := float64(c.EntryBytes + 4)
+	churn := 1 / cfg.Session.Seconds() // joins per node per second
+	rate := (N-1)/hb + N*churn*cfg.GracefulShare*float64(cfg.DepartureBytes)/msg
+	copies := float64(cfg.D-1) + float64(cfg.TopicPeers-cfg.D+1)/N
+	mesh := rate * copies * msg
+	ids := min(float64(cfg.MaxIHaveLength), (N-1)/hb*float64(cfg.HistoryGossip)*G)
+	ihave := float64(cfg.Dlazy) * ids * float64(cfg.IDBytes) / G
+	var ae, join float64
+	if cfg.DeltaSync {
+		ae = N*float64(cfg.DigestBytes)/cfg.AntiEntropy.Seconds() + N*cfg.HopMax.Seconds()/hb*entry/cfg.AntiEntropy.Seconds()
+		join = churn * (N*entry + N*float64(cfg.DigestBytes))
+	} else {
+		ae = 2 * N * entry / cfg.AntiEntropy.Seconds()
+		join = churn * 3 * N * entry
+	}
+	L := math.Ceil(math.Log2(N))
+	cids := float64(1 + cfg.StreamsProduced)
+	dht := ((1+cids)*L*float64(cfg.DHTRPCBytes)/2 + float64(cfg.DHTBucket)*(float64(c.EntryBytes)+cids*float64(cfg.DHTProviderRec))) / cfg.DHTRepublish.Seconds()
+	bw := mesh + ihave + ae + join + dht + churn*float64(cfg.TopicPeers)*entry
+	linger := churn * (1 - cfg.GracefulShare) * cfg.PurgeAfter.Seconds()
+	urate := (N - 1) / hb
+	mem := (N-1)*(1+linger)*c.HeapPerEntry +
+		urate*float64(cfg.MCacheLen)*G*msg + urate*cfg.SeenTTL.Seconds()*float64(cfg.SeenBytes)
+	ver := urate + churn*(N-1)
+	hash := urate * copies * c.HashNs
+	one := func(x float64) Stat { return Stat{Mean: x, P99: x, Max: x} }
+	return Result{
+		Config: cfg, InBps: one(bw), OutBps: one(bw), Entries: one(N - 1), MemBytes: one(mem),
+		CPU:          one((ver*(c.OpenNs+c.MergeNs(N-1)) + hash) / 1e9),
+		CPULogN:      one((ver*(c.OpenNs+c.MergeSmallNs) + hash) / 1e9),
+		VerifyPerSec: one(ver), JoinBytes: map[bool]float64{false: 2 * N * entry, true: N * (entry + float64(cfg.DigestBytes))}[cfg.DeltaSync],
+		Reach: 1,
+	}
+}
