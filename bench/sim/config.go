@@ -48,6 +48,9 @@ type Config struct {
 	// DeliveryBudget bounds the hop-by-hop deliveries simulated: messages
 	// are sampled so that about this many are, and weighted back.
 	DeliveryBudget float64
+	// MinFloods raises the budget so that at least this many messages of
+	// the largest topic's size are flooded.
+	MinFloods int
 
 	// Gossipsub (go-libp2p-pubsub defaults, PROTOCOL.md §14.1).
 	D, Dlazy       int
@@ -99,7 +102,7 @@ func DefaultConfig(n int, d Design) Config {
 	return Config{
 		N: n, Design: d, Seed: 1,
 		SimTime:        150 * time.Second,
-		DeliveryBudget: 3e7,
+		DeliveryBudget: 3e7, MinFloods: 20,
 
 		D: 6, Dlazy: 6, TopicPeers: 20,
 		GossipInterval: time.Second, HistoryGossip: 3, MaxIHaveLength: 5000, MCacheLen: 5,

@@ -16,7 +16,23 @@ type node struct {
 	copies        float64 // gossip copies received (each hashed for its ID)
 	recvMsgs      float64 // unique messages received (gossip cache load)
 	joinIn, joins float64 // bytes received while joining, as a newcomer
+	inCat         [nCats]float64
 }
+
+// Traffic categories of the per-node breakdown.
+const (
+	catMesh   = iota // heartbeats and departures over the mesh, flood publish included
+	catIWant         // IWANT requests and the messages they fetch
+	catIHave         // IHAVE advertisements (capped at MaxIHaveLength IDs)
+	catSync          // anti-entropy syncs
+	catJoin          // syncs, lookups and announcements of joins
+	catDHT           // entry puts and provider records
+	catSample        // random-sample shuffles
+	nCats
+)
+
+// CatNames names the categories of [Result.InByCat].
+var CatNames = [nCats]string{"mesh", "IWANT", "IHAVE", "sync", "join", "DHT", "sample"}
 
 type evKind uint8
 
@@ -72,6 +88,7 @@ type runner struct {
 	topo  *topology
 	nodes []node
 	q     float64 // share of messages propagated hop by hop
+	acc   float64 // sampling accumulator
 	phase []float64
 	recv  []float64 // per member of the flooded topic: first receipt, or +Inf
 	hops  hopHeap
@@ -154,10 +171,17 @@ func (r *runner) sampleShare() float64 {
 	for _, t := range r.topo.topics {
 		total += float64(len(t.pubs)) * perRound * float64(len(t.members)) * float64(r.cfg.D+r.cfg.HistoryGossip*r.cfg.Dlazy)
 	}
-	if total <= r.cfg.DeliveryBudget {
+	// At least MinFloods floods of the largest topic, so that a large
+	// network's per-node figures do not rest on a handful of messages.
+	largest := 0
+	for _, t := range r.topo.topics {
+		largest = max(largest, len(t.members))
+	}
+	budget := max(r.cfg.DeliveryBudget, float64(r.cfg.MinFloods*largest*(r.cfg.D+r.cfg.HistoryGossip*r.cfg.Dlazy)))
+	if total <= budget {
 		return 1
 	}
-	return r.cfg.DeliveryBudget / total
+	return budget / total
 }
 
 func (r *runner) other(u int) int {
@@ -177,7 +201,10 @@ func (r *runner) hopLatency() float64 {
 // heartbeats on; a sampled share is flooded hop by hop.
 func (r *runner) publish(u int, t float64, size int) {
 	for _, ref := range r.topo.pubOn[u] {
-		if r.rng.Float64() < r.q {
+		// Systematic sampling: exactly one message in 1/q is flooded,
+		// so the weight 1/q does not add the variance of a coin toss.
+		if r.acc += r.q; r.acc >= 1 {
+			r.acc--
 			r.flood(r.topo.topics[ref.topic], ref.member, t, float64(size), 1/r.q)
 		}
 	}
@@ -214,6 +241,7 @@ func (r *runner) flood(tp *topic, src int32, t0, size, w float64) {
 		h := heap.Pop(&r.hops).(hop)
 		dst := &r.nodes[tp.members[h.to]]
 		dst.in += size * w
+		dst.inCat[catMesh] += size * w
 		dst.copies += w
 		if !math.IsInf(recv[h.to], 1) {
 			continue
@@ -258,6 +286,8 @@ func (r *runner) flood(tp *topic, src int32, t0, size, w float64) {
 					u.in += id * w
 					u.out += size * w
 					dv.in += size * w
+					u.inCat[catIWant] += id * w
+					dv.inCat[catIWant] += size * w
 					dv.copies += w
 				}
 			}
@@ -279,56 +309,57 @@ func (r *runner) antiEntropy(u int, c Costs) {
 	n := r.topo.entries[u] + 1
 	entry := float64(c.EntryBytes + 4)
 	if !r.cfg.DeltaSync {
-		r.transfer(u, v, n*entry)
-		r.transfer(v, u, n*entry)
+		r.transfer(u, v, n*entry, catSync)
+		r.transfer(v, u, n*entry, catSync)
 		return
 	}
-	r.transfer(u, v, n*float64(r.cfg.DigestBytes))
+	r.transfer(u, v, n*float64(r.cfg.DigestBytes), catSync)
 	diff := n * r.cfg.HopMax.Seconds() / r.cfg.Heartbeat.Seconds()
-	r.transfer(v, u, diff*entry)
+	r.transfer(v, u, diff*entry, catSync)
 	r.nodes[u].verifies += diff
 }
 
 // exchange is a random-sample shuffle: u and v swap k entries.
 func (r *runner) exchange(u, v, k int, c Costs) {
 	b := float64(k * (c.EntryBytes + 4))
-	r.transfer(u, v, b)
-	r.transfer(v, u, b)
+	r.transfer(u, v, b, catSample)
+	r.transfer(v, u, b, catSample)
 	r.nodes[u].verifies += float64(k)
 	r.nodes[v].verifies += float64(k)
 }
 
-func (r *runner) transfer(from, to int, b float64) {
+func (r *runner) transfer(from, to int, b float64, cat int) {
 	r.nodes[from].out += b
 	r.nodes[to].in += b
+	r.nodes[to].inCat[cat] += b
 }
 
 // lookup charges one kad-dht iterative lookup of u: ceil(log2 N) RPCs,
 // each served by a random node.
-func (r *runner) lookup(u int) {
+func (r *runner) lookup(u, cat int) {
 	half := float64(r.cfg.DHTRPCBytes) / 2
 	for range int(r.lookupRPCs) {
 		v := r.other(u)
-		r.transfer(u, v, half)
-		r.transfer(v, u, half)
+		r.transfer(u, v, half, cat)
+		r.transfer(v, u, half, cat)
 	}
 }
 
 // dhtRepublish puts u's entry on the k closest peers and re-provides its
 // CIDs (the network's, its streams' and, scoped, its group's).
 func (r *runner) dhtRepublish(u int, c Costs) {
-	r.lookup(u)
+	r.lookup(u, catDHT)
 	for range r.cfg.DHTBucket {
-		r.transfer(u, r.other(u), float64(c.EntryBytes))
+		r.transfer(u, r.other(u), float64(c.EntryBytes), catDHT)
 	}
 	cids := 1 + r.cfg.StreamsProduced
 	if r.cfg.Design == Scoped {
 		cids++
 	}
 	for range cids {
-		r.lookup(u)
+		r.lookup(u, catDHT)
 		for range r.cfg.DHTBucket {
-			r.transfer(u, r.other(u), float64(r.cfg.DHTProviderRec))
+			r.transfer(u, r.other(u), float64(r.cfg.DHTProviderRec), catDHT)
 		}
 	}
 }
@@ -351,14 +382,14 @@ func (r *runner) churn(t float64, c Costs) {
 		// Sync with the bootstrap peer: the newcomer asks (its own
 		// entry) and gets the catalog; the bootstrap peer, which does
 		// not know the newcomer, syncs too.
-		r.transfer(u, b, entry)
-		r.transfer(b, u, n*entry)
+		r.transfer(u, b, entry, catJoin)
+		r.transfer(b, u, n*entry, catJoin)
 		if r.cfg.DeltaSync {
-			r.transfer(b, u, n*float64(r.cfg.DigestBytes))
-			r.transfer(u, b, entry)
+			r.transfer(b, u, n*float64(r.cfg.DigestBytes), catJoin)
+			r.transfer(u, b, entry, catJoin)
 		} else {
-			r.transfer(b, u, n*entry)
-			r.transfer(u, b, n*entry)
+			r.transfer(b, u, n*entry, catJoin)
+			r.transfer(u, b, n*entry, catJoin)
 		}
 		nu.verifies += n
 	} else {
@@ -366,14 +397,14 @@ func (r *runner) churn(t float64, c Costs) {
 		// fetch their entries, take a random sample from the bootstrap.
 		lookups := 1 + r.cfg.StreamsConsumed*(1+int(r.cfg.ProducersPerStream)) + r.cfg.GroupSize
 		for range lookups {
-			r.lookup(u)
+			r.lookup(u, catJoin)
 		}
-		r.transfer(b, u, n*entry)
+		r.transfer(b, u, n*entry, catJoin)
 		nu.verifies += n
 	}
 	// Join announcements of the newcomer's topic peers.
 	for range r.cfg.TopicPeers {
-		r.transfer(r.other(u), u, entry)
+		r.transfer(r.other(u), u, entry, catJoin)
 	}
 	nu.joinIn += nu.in - before
 	nu.joins++

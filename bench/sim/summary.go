@@ -34,6 +34,9 @@ type Result struct {
 	CPU, CPULogN Stat
 	// VerifyPerSec is entries verified per second.
 	VerifyPerSec Stat
+	// InByCat is the mean bytes per second a node receives, by category
+	// (see [CatNames]); on average a node sends as much as it receives.
+	InByCat [nCats]float64
 	// JoinBytes is what a newcomer receives to join (mean over joins).
 	JoinBytes float64
 	// Reach is the mean share of a topic's members a flood reached;
@@ -53,6 +56,7 @@ func (r *runner) summarize(c Costs, elapsed time.Duration) Result {
 	in, out, mem, cpu, cpuLog, ver := make([]float64, n), make([]float64, n), make([]float64, n),
 		make([]float64, n), make([]float64, n), make([]float64, n)
 	joinIn, joins := 0.0, 0.0
+	var inCat [nCats]float64
 	linger := r.crashes / T * r.cfg.PurgeAfter.Seconds() / float64(n)
 	msgBytes := float64(c.EntryBytes + r.cfg.FrameBytes)
 	for u, nd := range r.nodes {
@@ -73,13 +77,19 @@ func (r *runner) summarize(c Costs, elapsed time.Duration) Result {
 		hash := nd.copies / T * c.HashNs
 		cpu[u] = (ver[u]*(c.OpenNs+c.MergeNs(entries)) + hash) / 1e9
 		cpuLog[u] = (ver[u]*(c.OpenNs+c.MergeSmallNs) + hash) / 1e9
+		for k, b := range nd.inCat {
+			if k == catIHave {
+				b = nd.ihaveIn * capF
+			}
+			inCat[k] += b / T / float64(n)
+		}
 		joinIn += nd.joinIn
 		joins += nd.joins
 	}
 	res := Result{
 		Config: r.cfg, InBps: stat(in), OutBps: stat(out), Entries: stat(r.topo.entries), MemBytes: stat(mem),
 		CPU: stat(cpu), CPULogN: stat(cpuLog), VerifyPerSec: stat(ver),
-		Sampled: r.sampled, SampleShare: r.q, Elapsed: elapsed,
+		Sampled: r.sampled, SampleShare: r.q, Elapsed: elapsed, InByCat: inCat,
 	}
 	if joins > 0 {
 		res.JoinBytes = joinIn / joins

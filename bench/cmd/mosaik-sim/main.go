@@ -109,6 +109,34 @@ func main() {
 			s.Entries.Mean, s.Entries.Max, s.MemBytes.Mean/1e6, s.MemBytes.Max/1e6, s.VerifyPerSec.Mean,
 			100*s.CPU.Mean, 100*s.CPU.P99, 100*s.CPULogN.Mean, s.JoinBytes/1e6, s.Reach, spread)
 	}
+	fmt.Println()
+	fmt.Printf("Mean bytes received per node per second, by cause (KB/s; a node sends about as much)\n\n| design | peers |")
+	for _, name := range sim.CatNames {
+		fmt.Printf(" %s |", name)
+	}
+	fmt.Printf("\n|---|---|%s\n", strings.Repeat("---|", len(sim.CatNames)))
+	for _, r := range rows {
+		if !r.sim {
+			continue
+		}
+		fmt.Printf("| %s | %d |", r.label, r.res.Config.N)
+		for _, b := range r.res.InByCat {
+			fmt.Printf(" %.2f |", b/1e3)
+		}
+		fmt.Println()
+	}
+	fmt.Println()
+	fmt.Println("Full design, simulation against the closed form (sim.Estimate), mean in = out KB/s")
+	fmt.Println()
+	fmt.Println("| design | peers | sim | closed form | sim ÷ closed form |")
+	fmt.Println("|---|---|---|---|---|")
+	for _, r := range rows {
+		if !r.sim || r.res.Config.Design != sim.Full {
+			continue
+		}
+		est := sim.Estimate(r.res.Config, costs)
+		fmt.Printf("| %s | %d | %.1f | %.1f | %.3f |\n", r.label, r.res.Config.N, r.res.InBps.Mean/1e3, est.InBps.Mean/1e3, r.res.InBps.Mean/est.InBps.Mean)
+	}
 	fmt.Fprintf(os.Stderr, "total %v\n", time.Since(start).Round(time.Millisecond))
 }
 
