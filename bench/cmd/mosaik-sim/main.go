@@ -51,6 +51,7 @@ func main() {
 		label string
 		res   sim.Result
 		sim   bool
+		how   string // for rows not simulated
 	}
 	var rows []row
 	for _, variant := range []struct {
@@ -69,13 +70,13 @@ func main() {
 				cfg.DeliveryBudget = *budget
 			}
 			res := sim.Run(cfg, costs)
-			rows = append(rows, row{variant.label, res, true})
+			rows = append(rows, row{variant.label, res, true, ""})
 			fmt.Fprintf(os.Stderr, "%s N=%d: %v (%d floods sampled)\n", variant.label, n, res.Elapsed.Round(time.Millisecond), res.Sampled)
 		}
 		if *estimate > 0 && variant.design == sim.Full {
 			cfg := sim.DefaultConfig(*estimate, variant.design)
 			cfg.DeltaSync = variant.delta
-			rows = append(rows, row{variant.label, sim.Estimate(cfg, costs), false})
+			rows = append(rows, row{variant.label, sim.Estimate(cfg, costs), false, "closed form"})
 		}
 	}
 	if *estimate > 0 {
@@ -85,10 +86,11 @@ func main() {
 		last := rows[len(rows)-1].res
 		cfg := sim.DefaultConfig(*estimate, sim.Scoped)
 		dht := scopedDHTDelta(last.Config.N, *estimate, cfg, costs)
+		how := fmt.Sprintf("%d run + DHT log N", last.Config.N)
 		last.Config = cfg
 		last.InBps.Mean += dht
 		last.OutBps.Mean += dht
-		rows = append(rows, row{"scoped (proposed)", last, false})
+		rows = append(rows, row{"scoped (proposed)", last, false, how})
 	}
 
 	fmt.Println()
@@ -98,7 +100,7 @@ func main() {
 		s := r.res
 		how := fmt.Sprintf("sim (%d floods)", s.Sampled)
 		if !r.sim {
-			how = "closed form"
+			how = r.how
 		}
 		spread := "–"
 		if s.Sampled > 0 && r.sim {
