@@ -42,6 +42,12 @@ type Config struct {
 	// DeltaSync models issue 17's digest + paged delta sync instead of
 	// today's whole-catalog exchange.
 	DeltaSync bool
+	// IDontWant models gossipsub v1.2's IDONTWANT for catalog messages
+	// (go-libp2p-pubsub sends it only for messages of at least
+	// IDontWantMessageThreshold, 1 KiB by default, larger than a typical
+	// entry): on its first copy a node tells its mesh peers, and a peer
+	// that hears it before forwarding skips that copy.
+	IDontWant bool
 	Seed      uint64
 	// SimTime is the simulated time over which rates are measured.
 	SimTime time.Duration

@@ -21,18 +21,19 @@ type node struct {
 
 // Traffic categories of the per-node breakdown.
 const (
-	catMesh   = iota // heartbeats and departures over the mesh, flood publish included
-	catIWant         // IWANT requests and the messages they fetch
-	catIHave         // IHAVE advertisements (capped at MaxIHaveLength IDs)
-	catSync          // anti-entropy syncs
-	catJoin          // syncs, lookups and announcements of joins
-	catDHT           // entry puts and provider records
-	catSample        // random-sample shuffles
+	catMesh      = iota // heartbeats and departures over the mesh, flood publish included
+	catIWant            // IWANT requests and the messages they fetch
+	catIHave            // IHAVE advertisements (capped at MaxIHaveLength IDs)
+	catSync             // anti-entropy syncs
+	catJoin             // syncs, lookups and announcements of joins
+	catDHT              // entry puts and provider records
+	catSample           // random-sample shuffles
+	catIDontWant        // IDONTWANT notices (Config.IDontWant)
 	nCats
 )
 
 // CatNames names the categories of [Result.InByCat].
-var CatNames = [nCats]string{"mesh", "IWANT", "IHAVE", "sync", "join", "DHT", "sample"}
+var CatNames = [nCats]string{"mesh", "IWANT", "IHAVE", "sync", "join", "DHT", "sample", "IDONTWANT"}
 
 type evKind uint8
 
@@ -251,9 +252,22 @@ func (r *runner) flood(tp *topic, src int32, t0, size, w float64) {
 		dst.verifies += w
 		dst.recvMsgs += w
 		for _, v := range tp.mesh[h.to] {
-			if v != h.from {
-				send(h.to, v, h.t)
+			if v == h.from {
+				continue
 			}
+			if r.cfg.IDontWant {
+				// h.to tells its mesh peers it has the message; a peer
+				// whose IDONTWANT reached us before we forward does
+				// not get a copy from us.
+				dst.out += float64(r.cfg.IDBytes) * w
+				peer := &r.nodes[tp.members[v]]
+				peer.in += float64(r.cfg.IDBytes) * w
+				peer.inCat[catIDontWant] += float64(r.cfg.IDBytes) * w
+				if recv[v] < h.t && recv[v]+r.hopLatency() < h.t {
+					continue
+				}
+			}
+			send(h.to, v, h.t)
 		}
 	}
 	last := t0

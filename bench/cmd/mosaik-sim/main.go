@@ -22,6 +22,7 @@ func main() {
 	calibrate := flag.Bool("calibrate", false, "measure ed25519 verify, OpenEntry and Store.Merge on this machine instead of using sim.DefaultCosts")
 	budget := flag.Float64("budget", 0, "hop-by-hop deliveries per run (0: sim.DefaultConfig's)")
 	seed := flag.Uint64("seed", 1, "random seed")
+	session := flag.Duration("session", 0, "mean session length, the churn rate (0: sim.DefaultConfig's, 1h)")
 	flag.Parse()
 	start := time.Now()
 
@@ -55,27 +56,35 @@ func main() {
 	}
 	var rows []row
 	for _, variant := range []struct {
-		label  string
-		design sim.Design
-		delta  bool
+		label     string
+		design    sim.Design
+		delta     bool
+		idontwant bool
 	}{
-		{"full, whole-catalog sync (today)", sim.Full, false},
-		{"full, delta sync (issue 17)", sim.Full, true},
-		{"scoped (proposed)", sim.Scoped, true},
+		{"full, whole-catalog sync (today)", sim.Full, false, false},
+		{"full, delta sync (issue 17)", sim.Full, true, false},
+		{"full, delta sync + IDONTWANT", sim.Full, true, true},
+		{"scoped (proposed)", sim.Scoped, true, false},
 	} {
 		for _, n := range ns {
 			cfg := sim.DefaultConfig(n, variant.design)
-			cfg.DeltaSync, cfg.Seed = variant.delta, *seed
+			cfg.DeltaSync, cfg.IDontWant, cfg.Seed = variant.delta, variant.idontwant, *seed
 			if *budget > 0 {
 				cfg.DeliveryBudget = *budget
+			}
+			if *session > 0 {
+				cfg.Session = *session
 			}
 			res := sim.Run(cfg, costs)
 			rows = append(rows, row{variant.label, res, true, ""})
 			fmt.Fprintf(os.Stderr, "%s N=%d: %v (%d floods sampled)\n", variant.label, n, res.Elapsed.Round(time.Millisecond), res.Sampled)
 		}
-		if *estimate > 0 && variant.design == sim.Full {
+		if *estimate > 0 && variant.design == sim.Full && !variant.idontwant {
 			cfg := sim.DefaultConfig(*estimate, variant.design)
 			cfg.DeltaSync = variant.delta
+			if *session > 0 {
+				cfg.Session = *session
+			}
 			rows = append(rows, row{variant.label, sim.Estimate(cfg, costs), false, "closed form"})
 		}
 	}
@@ -133,7 +142,7 @@ func main() {
 	fmt.Println("| design | peers | sim | closed form | sim ÷ closed form |")
 	fmt.Println("|---|---|---|---|---|")
 	for _, r := range rows {
-		if !r.sim || r.res.Config.Design != sim.Full {
+		if !r.sim || r.res.Config.Design != sim.Full || r.res.Config.IDontWant {
 			continue
 		}
 		est := sim.Estimate(r.res.Config, costs)
