@@ -17,12 +17,36 @@ type Params struct {
 	// MaxClockDrift bounds how far in the future an entry's update time, and
 	// how far from now a departure's timestamp, may be. Default 50 s.
 	MaxClockDrift time.Duration
-	// MaxEntrySize caps a sealed entry in bytes. Default 64 KiB.
+	// MaxEntrySize caps a sealed entry in bytes. Default 8 KiB: a typical
+	// entry (4 addresses, 3 tags, 2 streams, a 300-byte ticket) seals to
+	// about 820 bytes, one with 64 addresses and 32 streams to about 4 KiB.
+	// A local entry over it is an error at startup and on update.
 	MaxEntrySize int
-	// MaxPeers caps the remote peers the catalog holds; entries of new peers
-	// beyond it are refused (ignored, not rejected), so no input can grow
-	// the catalog without bound. Default 10 000.
+	// MaxPeers caps the remote peers the catalog holds, so no input can
+	// grow it without bound. A new peer that finds it full evicts the
+	// newest-seen peer that holds no ticket and that the store's [Keeper]
+	// does not keep (connected, subscribed or bonded peers); when none of
+	// the newest few hundred can go, the new peer is refused (ignored, not
+	// rejected). Default 10 000.
 	MaxPeers int
+	// MinUpdateInterval is the least time, by the entries' own update
+	// timestamps, between two accepted versions of one peer's entry. A
+	// version that follows the known one sooner is refused (ignored, not
+	// rejected: gossip drops it without penalty) and counted. Heartbeats,
+	// seconds apart, always pass; package discovery coalesces the local
+	// node's own changes to respect it. Zero disables the limit.
+	// Default 1 s.
+	MinUpdateInterval time.Duration
+	// MaxPeersPerIP caps the entries that announce one public IP address,
+	// and MaxPeersPerSubnet those that announce addresses in one /24
+	// (IPv4) or /48 (IPv6): an entry that would exceed either is refused
+	// (ignored). Only public addresses count: loopback, private and
+	// link-local ones name no host others can tell apart (every peer of a
+	// test on one machine is 127.0.0.1), so entries announcing only those
+	// are held by MaxPeers and eviction alone. Zero disables a cap.
+	// Defaults 8 and 64.
+	MaxPeersPerIP     int
+	MaxPeersPerSubnet int
 	// EventBuffer is the per-subscription event buffer. When a subscriber
 	// falls further behind, the oldest events are dropped and the
 	// subscriber is told how many (see [LagError]). Default 256.
@@ -37,14 +61,21 @@ func DefaultParams() Params {
 		MaxEntrySize:  DefaultMaxEntrySize,
 		MaxPeers:      10_000,
 		EventBuffer:   256,
+
+		MinUpdateInterval: time.Second,
+		MaxPeersPerIP:     8,
+		MaxPeersPerSubnet: 64,
 	}
 }
 
-// TestParams returns a fast profile for tests: entries go stale after 3 s.
+// TestParams returns a fast profile for tests: entries go stale after 3 s,
+// and the update rate limit is off, so that table tests of the store can
+// step versions by a millisecond (discovery's test profile turns it on).
 func TestParams() Params {
 	p := DefaultParams()
 	p.PurgeAfter = 3 * time.Second
 	p.MaxClockDrift = 5 * time.Second
+	p.MinUpdateInterval = 0
 	return p
 }
 
@@ -62,6 +93,12 @@ func (p Params) Validate() error {
 	}
 	if p.MaxPeers < 1 {
 		errs = append(errs, fmt.Errorf("MaxPeers must be >= 1, got %d", p.MaxPeers))
+	}
+	if p.MinUpdateInterval < 0 || p.MinUpdateInterval >= p.PurgeAfter {
+		errs = append(errs, fmt.Errorf("MinUpdateInterval must be within [0, PurgeAfter), got %v", p.MinUpdateInterval))
+	}
+	if p.MaxPeersPerIP < 0 || p.MaxPeersPerSubnet < 0 {
+		errs = append(errs, fmt.Errorf("MaxPeersPerIP and MaxPeersPerSubnet must be >= 0, got %d and %d", p.MaxPeersPerIP, p.MaxPeersPerSubnet))
 	}
 	if p.EventBuffer < 1 {
 		errs = append(errs, fmt.Errorf("EventBuffer must be >= 1, got %d", p.EventBuffer))
