@@ -24,6 +24,7 @@ type peerItem struct {
 	id   peer.ID
 	e    *SignedEntry
 	seen int64 // local time (ns) the peer entered the catalog: eviction order
+	tat  int64 // the rate limit's theoretical arrival time (ms; see gcra)
 }
 
 func lessPeer(a, b peerItem) bool { return a.id < b.id }
@@ -168,9 +169,9 @@ func (st state) departedVersion(id peer.ID) (Version, bool) {
 // (seen is the local time of a peer new to the catalog). A heartbeat, with
 // the same streams and addresses as before, touches only the peers and
 // expiry trees.
-func (st *state) put(e *SignedEntry, seen time.Time) {
+func (st *state) put(e *SignedEntry, seen time.Time, tat int64) {
 	id := e.Entry.PeerID
-	it := peerItem{id: id, e: e, seen: seen.UnixNano()}
+	it := peerItem{id: id, e: e, seen: seen.UnixNano(), tat: tat}
 	var oldStreams []StreamID
 	var oldKeys []capKey
 	if old, ok := st.peers.Get(it); ok {

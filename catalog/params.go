@@ -29,14 +29,21 @@ type Params struct {
 	// the newest few hundred can go, the new peer is refused (ignored, not
 	// rejected). Default 10 000.
 	MaxPeers int
-	// MinUpdateInterval is the least time, by the entries' own update
-	// timestamps, between two accepted versions of one peer's entry. A
-	// version that follows the known one sooner is refused (ignored, not
-	// rejected: gossip drops it without penalty) and counted. Heartbeats,
-	// seconds apart, always pass; package discovery coalesces the local
-	// node's own changes to respect it. Zero disables the limit.
-	// Default 1 s.
+	// MinUpdateInterval and UpdateBurst limit how often a peer's entry may
+	// change: by the entries' own update timestamps, a peer gets one update
+	// per MinUpdateInterval, with bursts of up to UpdateBurst (a token
+	// bucket, run as GCRA on the timestamps). An update beyond that is
+	// refused (ignored, not rejected: gossip drops it without penalty) and
+	// counted ([Store.RateLimited], reason "rate_limited"). Heartbeats,
+	// seconds apart, always pass; package discovery holds the local node's
+	// own changes beyond the burst and coalesces them, so that every
+	// receiver takes every version it publishes. Judging by timestamps
+	// rather than arrival makes the verdict independent of the path and
+	// delay that brought an update; a forger dating updates ahead borrows
+	// at most MaxClockDrift worth. MinUpdateInterval zero disables the
+	// limit. Defaults 1 s and 8.
 	MinUpdateInterval time.Duration
+	UpdateBurst       int
 	// MaxPeersPerIP caps the entries that announce one public IP address,
 	// and MaxPeersPerSubnet those that announce addresses in one /24
 	// (IPv4) or /48 (IPv6): an entry that would exceed either is refused
@@ -63,6 +70,7 @@ func DefaultParams() Params {
 		EventBuffer:   256,
 
 		MinUpdateInterval: time.Second,
+		UpdateBurst:       8,
 		MaxPeersPerIP:     8,
 		MaxPeersPerSubnet: 64,
 	}
@@ -96,6 +104,9 @@ func (p Params) Validate() error {
 	}
 	if p.MinUpdateInterval < 0 || p.MinUpdateInterval >= p.PurgeAfter {
 		errs = append(errs, fmt.Errorf("MinUpdateInterval must be within [0, PurgeAfter), got %v", p.MinUpdateInterval))
+	}
+	if p.MinUpdateInterval > 0 && p.UpdateBurst < 1 {
+		errs = append(errs, fmt.Errorf("UpdateBurst must be >= 1 with a MinUpdateInterval, got %d", p.UpdateBurst))
 	}
 	if p.MaxPeersPerIP < 0 || p.MaxPeersPerSubnet < 0 {
 		errs = append(errs, fmt.Errorf("MaxPeersPerIP and MaxPeersPerSubnet must be >= 0, got %d and %d", p.MaxPeersPerIP, p.MaxPeersPerSubnet))

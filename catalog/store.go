@@ -161,56 +161,58 @@ func (s *Store) RateLimited() uint64 { return s.limited.Load() }
 // changing it: nil if it would, otherwise the reason (see [IsRejected]).
 func (s *Store) Check(e *SignedEntry, now time.Time) error {
 	st := s.cur.Load().st
-	_, err := s.check(&st, e, now, false)
+	_, _, _, err := s.check(&st, e, now, false)
 	return err
 }
 
-// check applies Merge's rules to e against st. It returns the known entry
-// of e's peer, if any. count tells it to count a rate-limited update.
-func (s *Store) check(st *state, e *SignedEntry, now time.Time, count bool) (*SignedEntry, error) {
+// check applies Merge's rules to e against st. It returns the known item
+// of e's peer, if any, and the rate limit's next state for the peer. count
+// tells it to count a rate-limited update.
+func (s *Store) check(st *state, e *SignedEntry, now time.Time, count bool) (peerItem, bool, int64, error) {
 	en := &e.Entry
 	switch {
 	case e.raw == nil:
-		return nil, fmt.Errorf("%w: entry was not sealed or opened", ErrMalformed)
+		return peerItem{}, false, 0, fmt.Errorf("%w: entry was not sealed or opened", ErrMalformed)
 	case en.Network != s.network:
-		return nil, fmt.Errorf("%w: %s, ours is %s", ErrOtherNetwork, en.Network.Short(), s.network.Short())
+		return peerItem{}, false, 0, fmt.Errorf("%w: %s, ours is %s", ErrOtherNetwork, en.Network.Short(), s.network.Short())
 	case en.PeerID == s.localID:
-		return nil, ErrLocal
+		return peerItem{}, false, 0, ErrLocal
 	case en.Version.UpdatedAt().After(now.Add(s.params.MaxClockDrift)):
-		return nil, fmt.Errorf("%w: entry of %s updated at %v, %v ahead", ErrClockDrift, en.PeerID, en.Version.UpdatedAt(), en.Version.UpdatedAt().Sub(now))
+		return peerItem{}, false, 0, fmt.Errorf("%w: entry of %s updated at %v, %v ahead", ErrClockDrift, en.PeerID, en.Version.UpdatedAt(), en.Version.UpdatedAt().Sub(now))
 	case s.stale(en, now):
-		return nil, fmt.Errorf("%w: entry of %s last updated %v ago", ErrStale, en.PeerID, now.Sub(en.Version.UpdatedAt()))
+		return peerItem{}, false, 0, fmt.Errorf("%w: entry of %s last updated %v ago", ErrStale, en.PeerID, now.Sub(en.Version.UpdatedAt()))
 	}
-	it, known := st.get(en.PeerID)
-	old := it.e
-	if known && en.Version.Compare(old.Entry.Version) <= 0 {
-		return old, fmt.Errorf("%w: %s has %v, offered %v", ErrNotNewer, en.PeerID, old.Entry.Version, en.Version)
+	old, known := st.get(en.PeerID)
+	if known && en.Version.Compare(old.e.Entry.Version) <= 0 {
+		return old, known, 0, fmt.Errorf("%w: %s has %v, offered %v", ErrNotNewer, en.PeerID, old.e.Entry.Version, en.Version)
 	}
 	if last, ok := st.departedVersion(en.PeerID); ok && en.Version.Compare(last) <= 0 {
-		return old, fmt.Errorf("%w: %s departed at %v, offered %v", ErrNotNewer, en.PeerID, last, en.Version)
+		return old, known, 0, fmt.Errorf("%w: %s departed at %v, offered %v", ErrNotNewer, en.PeerID, last, en.Version)
 	}
-	if known && s.params.MinUpdateInterval > 0 {
-		// By the entries' own timestamps, not by arrival: every receiver
-		// comes to the same verdict whatever path (gossip, sync, DHT) and
-		// delay brought the two versions, and a peer that spaces its own
-		// updates (package discovery coalesces them) always passes. A
-		// forger can only borrow MaxClockDrift worth of future updates.
-		if gap := en.Version.UpdateMS - old.Entry.Version.UpdateMS; gap < s.params.MinUpdateInterval.Milliseconds() {
-			if count {
-				s.limited.Add(1)
-			}
-			return old, fmt.Errorf("%w: %s updated %d ms after its previous version", ErrRateLimited, en.PeerID, gap)
+	tat, ok := s.limit().next(old.tat, known, en.Version.UpdateMS)
+	if !ok {
+		if count {
+			s.limited.Add(1)
 		}
+		return old, known, 0, fmt.Errorf("%w: %s updated at %d ms, its next update is due at %d ms", ErrRateLimited, en.PeerID, en.Version.UpdateMS, tat)
 	}
-	if err := s.checkCaps(st, e, old); err != nil {
-		return old, err
+	var oldEntry *SignedEntry
+	if known {
+		oldEntry = old.e
+	}
+	if err := s.checkCaps(st, e, oldEntry); err != nil {
+		return old, known, 0, err
 	}
 	if !known && st.peers.Len() >= s.params.MaxPeers {
 		if _, ok := s.evictable(st); !ok {
-			return nil, fmt.Errorf("%w: %d peers, none of them evictable", ErrCatalogFull, st.peers.Len())
+			return old, known, 0, fmt.Errorf("%w: %d peers, none of them evictable", ErrCatalogFull, st.peers.Len())
 		}
 	}
-	return old, nil
+	return old, known, tat, nil
+}
+
+func (s *Store) limit() gcra {
+	return gcra{interval: s.params.MinUpdateInterval.Milliseconds(), burst: int64(s.params.UpdateBurst)}
 }
 
 // stale reports whether e went PurgeAfter or longer without an update; an
@@ -247,21 +249,21 @@ func (s *Store) MergeAll(es []*SignedEntry, now time.Time) ([]Outcome, []error) 
 	}
 	var events []Event
 	for i, e := range es {
-		old, err := s.check(&s.w, e, now, true)
+		old, known, tat, err := s.check(&s.w, e, now, true)
 		if errs[i] = err; err != nil {
 			continue
 		}
 		id := e.Entry.PeerID
-		if old == nil && s.w.peers.Len() >= s.params.MaxPeers {
+		if !known && s.w.peers.Len() >= s.params.MaxPeers {
 			victim, _ := s.evictable(&s.w) // check found one
 			gone, _ := s.w.remove(victim)
 			events = append(events, Event{Kind: PeerDeparted, Peer: victim, Entry: gone, Old: gone, Evicted: true})
 		}
-		s.w.put(e, now)
+		s.w.put(e, now, tat)
 		ev := Event{Kind: PeerDiscovered, Peer: id, Entry: e}
 		outs[i] = Added
-		if old != nil {
-			ev.Kind, ev.Old, outs[i] = PeerUpdated, old, Updated
+		if known {
+			ev.Kind, ev.Old, outs[i] = PeerUpdated, old.e, Updated
 		}
 		events = append(events, ev)
 	}

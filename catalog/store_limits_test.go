@@ -13,34 +13,38 @@ import (
 
 func TestStore_RateLimit(t *testing.T) {
 	p := TestParams()
-	p.MinUpdateInterval = time.Second
+	p.MinUpdateInterval, p.UpdateBurst = time.Second, 3
 	s, _ := newTestStoreWith(t, p)
 	a := newTestPeer(t)
 	now := t0
-	if _, err := s.Merge(a.seal(t, testNetwork, ver(t0, now), nil), now); err != nil {
-		t.Fatal(err)
-	}
+	at := func(d time.Duration) *SignedEntry { return a.seal(t, testNetwork, ver(t0, now.Add(d)), nil) }
 	tests := []struct {
 		name   string
-		update time.Duration // after the accepted version
+		update time.Duration // after t0
 		want   error
 	}{
-		{"flood 1 ms later", time.Millisecond, ErrRateLimited},
-		{"just inside the interval", time.Second - time.Millisecond, ErrRateLimited},
-		{"exactly the interval", time.Second, nil},
+		{"new peer (full bucket)", 0, nil},
+		{"burst 1", time.Millisecond, nil},
+		{"burst 2", 2 * time.Millisecond, nil},
+		{"beyond the burst", 3 * time.Millisecond, ErrRateLimited},
+		{"still too soon", 999 * time.Millisecond, ErrRateLimited},
+		{"one interval after the first", time.Second, nil},
+		{"then once per interval", 1500 * time.Millisecond, ErrRateLimited},
 		{"a heartbeat", 30 * time.Second, nil},
+		{"after a pause the burst is back 1", 30*time.Second + time.Millisecond, nil},
+		{"after a pause the burst is back 2", 30*time.Second + 2*time.Millisecond, nil},
+		{"after a pause the burst is back 3", 30*time.Second + 3*time.Millisecond, ErrRateLimited},
 	}
-	last := now
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := s.RateLimited()
-			e := a.seal(t, testNetwork, ver(t0, last.Add(tt.update)), nil)
-			at := last.Add(tt.update)
+			e := at(tt.update)
+			recv := now.Add(tt.update)
 			// The verdict of Check (the gossip validator's) and of Merge agree.
-			if err := s.Check(e, at); !errors.Is(err, tt.want) || (err != nil && IsRejected(err)) {
+			if err := s.Check(e, recv); !errors.Is(err, tt.want) || (err != nil && IsRejected(err)) {
 				t.Fatalf("Check = %v, want %v (ignored, not rejected)", err, tt.want)
 			}
-			_, err := s.Merge(e, at)
+			_, err := s.Merge(e, recv)
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("Merge = %v, want %v", err, tt.want)
 			}
@@ -51,25 +55,91 @@ func TestStore_RateLimit(t *testing.T) {
 				if Reason(err) != "rate_limited" {
 					t.Fatalf("Reason = %q", Reason(err))
 				}
-				return
 			}
-			last = at
 		})
 	}
 	// A forger dating updates ahead borrows at most MaxClockDrift worth:
-	// versions must still step by MinUpdateInterval, and none may be dated
-	// beyond the drift.
+	// none may be dated beyond the drift.
 	b := newTestPeer(t)
 	accepted := 0
 	for i := range 1000 {
-		e := b.seal(t, testNetwork, ver(t0, now.Add(time.Duration(i)*p.MinUpdateInterval)), nil)
+		e := b.seal(t, testNetwork, ver(t0, now.Add(time.Duration(i)*100*time.Millisecond)), nil)
 		if _, err := s.Merge(e, now); err == nil {
 			accepted++
 		}
 	}
-	if limit := int(p.MaxClockDrift/p.MinUpdateInterval) + 1; accepted > limit {
+	if limit := int(p.MaxClockDrift/p.MinUpdateInterval) + p.UpdateBurst; accepted > limit {
 		t.Fatalf("a forger got %d updates accepted at one instant, want at most %d", accepted, limit)
 	}
+}
+
+// TestLocal_KeepsToTheRateLimit: the local entry's own versions, sealed
+// as fast as its owner changes it, pass a receiver's rate limit, however
+// many of them the receiver sees; changes beyond the burst are held and
+// coalesced.
+func TestLocal_KeepsToTheRateLimit(t *testing.T) {
+	p := TestParams()
+	p.MinUpdateInterval, p.UpdateBurst = 100*time.Millisecond, 3
+	l, err := NewLocal(newTestPeer(t).key, testNetwork, t0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUpdateLimit(p.MinUpdateInterval, p.UpdateBurst)
+	all, _ := newTestStoreWith(t, p)  // sees every version
+	some, _ := newTestStoreWith(t, p) // sees every third
+	seen := 0
+	deliver := func(e *SignedEntry, now time.Time) {
+		t.Helper()
+		if _, err := all.Merge(e, now); err != nil {
+			t.Fatalf("version %v refused: %v", e.Entry.Version, err)
+		}
+		if seen%3 == 0 {
+			if _, err := some.Merge(e, now); err != nil {
+				t.Fatalf("version %v refused by a partial receiver: %v", e.Entry.Version, err)
+			}
+		}
+		seen++
+	}
+	deliver(l.Current(), t0)
+	now := t0
+	held := 0
+	for i := range 50 {
+		now = now.Add(10 * time.Millisecond)
+		tag := IDFromString(fmt.Sprint(i))
+		e, changed, err := l.Update(now, func(e *Entry) { e.Tags = []Tag{tag} })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if changed {
+			deliver(e, now)
+		} else if _, ok := l.Pending(); ok {
+			held++
+		}
+		if e, changed, _ := l.Flush(now); changed {
+			deliver(e, now)
+		}
+	}
+	if held == 0 {
+		t.Fatal("no change was held: the test does not exercise the limit")
+	}
+	due, ok := l.Pending()
+	if ok {
+		e, changed, _ := l.Flush(due)
+		if !changed {
+			t.Fatal("Flush at the due time sealed nothing")
+		}
+		deliver(e, due)
+		now = due
+	}
+	if !l.Current().Entry.HasTag(IDFromString("49")) {
+		t.Fatal("the last change was lost")
+	}
+	// A heartbeat right after is dated as the limit allows, and passes.
+	e, err := l.Refresh(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(e, now.Add(p.MinUpdateInterval))
 }
 
 // publicEntry seals an entry of a fresh peer announcing the given IPv4

@@ -55,6 +55,14 @@ func (s *Service) shouldSync(p peer.ID) bool {
 	return !known
 }
 
+// keep is the store's eviction Keeper: it spares peers we are connected
+// to and peers whose connections someone protects (package node protects
+// the peers of live subscriptions, package groups its bonds). Called under
+// the store's lock: the host's calls take only their own locks.
+func (s *Service) keep(p peer.ID) bool {
+	return s.h.Network().Connectedness(p) == network.Connected || s.h.ConnManager().IsProtected(p, "")
+}
+
 // purgeLoop removes each entry as soon as it goes stale.
 func (s *Service) purgeLoop() {
 	for {
