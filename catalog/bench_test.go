@@ -104,8 +104,11 @@ func populatedStore(b *testing.B, n int) (*Store, []*SignedEntry) {
 }
 
 // BenchmarkStoreMerge is the cost of applying one update (a heartbeat) of
-// a sealed, typical entry to a catalog of n peers. The target: the
-// cost at 10 000 peers is at most twice the cost at 1 000.
+// a sealed, typical entry to a catalog of n peers. The target: the cost at
+// 10 000 peers is at most twice the cost at 1 000. On a shared 2-core
+// machine (-benchtime 30000x): 16 µs and 6.6 KB at 1 000 peers, 24 µs and
+// 9.5 KB at 10 000; the copy-and-sort store it replaced took 170-570 µs
+// and 73 KB at 1 000, 2.3-6.7 ms and 748 KB at 10 000.
 func BenchmarkStoreMerge(b *testing.B) {
 	for _, n := range []int{10, 1000, 10_000} {
 		b.Run(fmt.Sprintf("peers=%d", n), func(b *testing.B) {
