@@ -210,6 +210,10 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 	s.spawn(s.announceLoop)
 	s.spawn(s.hostEventLoop)
 	s.spawn(s.purgeLoop)
+	evicted := s.store.Subscribe(0)
+	if !s.spawn(func() { s.evictLoop(evicted) }) {
+		evicted.Close()
+	}
 	s.spawn(s.rttLoop)
 	if !p.DisableSync && p.CascadeBelow > 0 {
 		s.spawn(s.connectLoop)
