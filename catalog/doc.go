@@ -67,9 +67,23 @@
 //   - updated more than Params.PurgeAfter before now (stale): [ErrStale];
 //   - not strictly newer than the known entry of that peer, or than the
 //     last version of a peer that departed: [ErrNotNewer];
+//   - over the peer's update rate limit, one update per
+//     Params.MinUpdateInterval with bursts of Params.UpdateBurst, judged by
+//     the entries' own timestamps: [ErrRateLimited] (counted by
+//     [Store.RateLimited]);
+//   - announcing a public IP address already announced by
+//     Params.MaxPeersPerIP entries, or one in a /24 (IPv4) or /48 (IPv6)
+//     announced by Params.MaxPeersPerSubnet: [ErrAddressCap] (loopback,
+//     private and link-local addresses are not counted);
+//   - a new peer while the catalog holds Params.MaxPeers, when no peer may
+//     be evicted: [ErrCatalogFull];
 //
 // and otherwise adds the entry ([Added]) or replaces the older one
-// ([Updated]). [Store.Check] answers the same question without changing
+// ([Updated]). A new peer that finds the catalog full evicts the peer seen
+// most recently among those that hold no ticket and that the store's
+// [Keeper] (injected with [Store.SetKeeper]; package discovery keeps
+// connected and protected peers) does not keep: long-known and useful peers
+// stay, and the newest stranger makes room. [Store.Check] answers the same question without changing
 // anything; [Store.MergeBytes] is OpenEntry (with Params.MaxEntrySize)
 // followed by Merge.
 //
@@ -90,13 +104,17 @@
 // validation: rejected input is invalid (oversize, malformed, bad
 // signature, signer mismatch, wrong payload type, other network, clock
 // drift) and the peer that sent it misbehaved; the rest ([ErrStale],
-// [ErrNotNewer], [ErrLocal], [ErrUnknown]) is valid but useless now, and is
+// [ErrNotNewer], [ErrLocal], [ErrUnknown], [ErrRateLimited],
+// [ErrAddressCap], [ErrCatalogFull]) is valid but useless now, and is
 // dropped quietly. [Reason] gives a short stable label for metrics.
 //
 // # Snapshots
 //
 // Reads go through a [Snapshot], an immutable view taken without locks by
-// [Store.Snapshot]. It never changes; every change to the store publishes a
+// [Store.Snapshot]. Its indexes are persistent B-trees shared with the
+// snapshots before and after it, so an update costs O(log n) time and
+// memory whatever the catalog size, and [Snapshot.Producers] is a range
+// of an index. It never changes; every change to the store publishes a
 // new one whose [Snapshot.Version] is one higher, and closes the old one's
 // [Snapshot.Changed] channel. To follow the catalog, wait on Changed, then
 // take the store's current snapshot. [Snapshot.Get] includes the local
@@ -104,13 +122,17 @@
 // [Snapshot.Producers] cover remote peers only, in peer ID order. Snapshots
 // do not filter stale entries by themselves: an entry stays visible until
 // Purge removes it. Entries are shared between snapshots and must be treated
-// as read-only ([Entry.Clone] before changing one).
+// as read-only ([Entry.Clone] before changing one). [Snapshot.ChangedSince]
+// names the peers that changed between two snapshots, so a reader that
+// follows Changed can re-examine only those.
 //
 // # Events
 //
 // [Store.Subscribe] returns a [Subscription] to future changes of remote
 // peers: [PeerDiscovered] and [PeerUpdated] on merges, [PeerDeparted] on
-// departures and on purges (with Event.Purged set). Changes of the local
+// departures, on purges (with Event.Purged set) and on evictions (with
+// Event.Evicted set). Event.Old is the entry replaced or removed, so a
+// consumer can react to what changed only. Changes of the local
 // entry ([Store.SetLocal]) are not events. Writers never wait for
 // subscribers: each subscription has a bounded buffer (Params.EventBuffer,
 // or the size given to Subscribe), and when it is full the oldest event is
@@ -178,6 +200,8 @@
 //     its arguments and does not verify signatures itself.
 //   - After every change of the [Local] entry, install it with
 //     [Store.SetLocal] (it must be strictly newer) and publish its bytes.
+//     With [Local.SetUpdateLimit], call [Local.Flush] when [Local.Pending]
+//     says, so that a held change is published.
 //   - Treat every entry read from a snapshot or an event as read-only, and
 //     do not modify the buffers passed to or returned by this package.
 //   - Forget a peer's RTT ([RTTTable.Remove]) when it departs or is purged.

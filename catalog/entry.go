@@ -27,7 +27,7 @@ const (
 
 	// DefaultMaxEntrySize caps a sealed entry (envelope included). Larger
 	// entries are rejected before any decoding.
-	DefaultMaxEntrySize = 64 << 10
+	DefaultMaxEntrySize = 8 << 10
 
 	// Structural caps enforced when decoding an entry.
 	MaxAddrs   = 64

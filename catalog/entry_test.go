@@ -253,7 +253,7 @@ func TestOpenEntry_Rejections(t *testing.T) {
 				id := HashID([]byte{byte(i), byte(i >> 8)})
 				m.Tags = append(m.Tags, id[:])
 			}
-		}), 0, ErrMalformed},
+		}), 64 << 10, ErrMalformed},
 		{"short group id", withPB(func(m *pb.Entry) { m.Groups = append(m.Groups, &pb.GroupMembership{Id: []byte{1}, Role: 1}) }), 0, ErrMalformed},
 		{"group role 0", withPB(func(m *pb.Entry) { m.Groups[0].Role = 0 }), 0, ErrMalformed},
 		{"group role 256", withPB(func(m *pb.Entry) { m.Groups[0].Role = 256 }), 0, ErrMalformed},
@@ -263,7 +263,7 @@ func TestOpenEntry_Rejections(t *testing.T) {
 				id := HashID([]byte{byte(i), byte(i >> 8)})
 				m.Groups = append(m.Groups, &pb.GroupMembership{Id: id[:], Role: 1})
 			}
-		}), 0, ErrMalformed},
+		}), 64 << 10, ErrMalformed},
 		{"too many addrs", withPB(func(m *pb.Entry) {
 			for range MaxAddrs + 1 {
 				m.Addrs = append(m.Addrs, m.Addrs[0])
@@ -359,7 +359,8 @@ func TestOpenEntry_AcceptsLimits(t *testing.T) {
 		}
 		e.Protocol = strings.Repeat("p", maxProtocolLen)
 	})
-	got, err := OpenEntry(s.Bytes(), 0)
+	// The structural caps allow more than the default size cap.
+	got, err := OpenEntry(s.Bytes(), 64<<10)
 	if err != nil {
 		t.Fatal(err)
 	}

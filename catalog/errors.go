@@ -25,6 +25,8 @@ var (
 	ErrLocal       = errors.New("catalog: entry describes the local peer")
 	ErrUnknown     = errors.New("catalog: peer is not in the catalog")
 	ErrCatalogFull = errors.New("catalog: the catalog holds MaxPeers peers")
+	ErrRateLimited = errors.New("catalog: entry updated sooner than MinUpdateInterval after the previous one")
+	ErrAddressCap  = errors.New("catalog: too many peers announce that address or subnet")
 )
 
 // IsRejected reports whether err marks invalid input (a protocol violation by
@@ -69,6 +71,10 @@ func Reason(err error) string {
 		return "unknown"
 	case errors.Is(err, ErrCatalogFull):
 		return "catalog_full"
+	case errors.Is(err, ErrRateLimited):
+		return "rate_limited"
+	case errors.Is(err, ErrAddressCap):
+		return "address_cap"
 	default:
 		return "other"
 	}

@@ -42,9 +42,16 @@ type Event struct {
 	Peer peer.ID
 	// Entry is the new entry, or for PeerDeparted the last one known.
 	Entry *SignedEntry
+	// Old is the entry this change replaced (PeerUpdated) or removed
+	// (PeerDeparted, where it equals Entry); nil for PeerDiscovered.
+	// Consumers compare Old and Entry to react only to what changed.
+	Old *SignedEntry
 	// Purged is set on PeerDeparted when the peer went silent and was
 	// purged, rather than announcing its departure.
 	Purged bool
+	// Evicted is set on PeerDeparted when the catalog was full and the
+	// peer made room for a new one (see [Keeper]).
+	Evicted bool
 }
 
 // ErrClosed is returned by a closed subscription or store.

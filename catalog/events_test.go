@@ -29,10 +29,10 @@ func TestSubscription_EventsInOrder(t *testing.T) {
 
 	want := []Event{
 		{Kind: PeerDiscovered, Peer: a.id, Entry: ea1},
-		{Kind: PeerUpdated, Peer: a.id, Entry: ea2},
+		{Kind: PeerUpdated, Peer: a.id, Entry: ea2, Old: ea1},
 		{Kind: PeerDiscovered, Peer: b.id, Entry: eb},
-		{Kind: PeerDeparted, Peer: a.id, Entry: ea2},
-		{Kind: PeerDeparted, Peer: b.id, Entry: eb, Purged: true},
+		{Kind: PeerDeparted, Peer: a.id, Entry: ea2, Old: ea2},
+		{Kind: PeerDeparted, Peer: b.id, Entry: eb, Old: eb, Purged: true},
 	}
 	for i, w := range want {
 		if got := nextEvent(t, sub); got != w {

@@ -17,12 +17,44 @@ type Params struct {
 	// MaxClockDrift bounds how far in the future an entry's update time, and
 	// how far from now a departure's timestamp, may be. Default 50 s.
 	MaxClockDrift time.Duration
-	// MaxEntrySize caps a sealed entry in bytes. Default 64 KiB.
+	// MaxEntrySize caps a sealed entry in bytes. Default 8 KiB: a typical
+	// entry (4 addresses, 3 tags, 2 streams, a 300-byte ticket) seals to
+	// 819 bytes; one with 64 addresses (16 of them WebTransport with a
+	// certhash), 32 streams, 32 tags and two 1 KB tickets to 6.4 KiB.
+	// A local entry over it is an error at startup and on update.
 	MaxEntrySize int
-	// MaxPeers caps the remote peers the catalog holds; entries of new peers
-	// beyond it are refused (ignored, not rejected), so no input can grow
-	// the catalog without bound. Default 10 000.
+	// MaxPeers caps the remote peers the catalog holds, so no input can
+	// grow it without bound. A new peer that finds it full evicts the
+	// newest-seen peer that holds no ticket and that the store's [Keeper]
+	// does not keep (connected, subscribed or bonded peers); when none of
+	// the newest few hundred can go, the new peer is refused (ignored, not
+	// rejected). Default 10 000.
 	MaxPeers int
+	// MinUpdateInterval and UpdateBurst limit how often a peer's entry may
+	// change: by the entries' own update timestamps, a peer gets one update
+	// per MinUpdateInterval, with bursts of up to UpdateBurst (a token
+	// bucket, run as GCRA on the timestamps). An update beyond that is
+	// refused (ignored, not rejected: gossip drops it without penalty) and
+	// counted ([Store.RateLimited], reason "rate_limited"). Heartbeats,
+	// seconds apart, always pass; package discovery holds the local node's
+	// own changes beyond the burst and coalesces them, so that every
+	// receiver takes every version it publishes. Judging by timestamps
+	// rather than arrival makes the verdict independent of the path and
+	// delay that brought an update; a forger dating updates ahead borrows
+	// at most MaxClockDrift worth. MinUpdateInterval zero disables the
+	// limit. Defaults 1 s and 8.
+	MinUpdateInterval time.Duration
+	UpdateBurst       int
+	// MaxPeersPerIP caps the entries that announce one public IP address,
+	// and MaxPeersPerSubnet those that announce addresses in one /24
+	// (IPv4) or /48 (IPv6): an entry that would exceed either is refused
+	// (ignored). Only public addresses count: loopback, private and
+	// link-local ones name no host others can tell apart (every peer of a
+	// test on one machine is 127.0.0.1), so entries announcing only those
+	// are held by MaxPeers and eviction alone. Zero disables a cap.
+	// Defaults 8 and 64.
+	MaxPeersPerIP     int
+	MaxPeersPerSubnet int
 	// EventBuffer is the per-subscription event buffer. When a subscriber
 	// falls further behind, the oldest events are dropped and the
 	// subscriber is told how many (see [LagError]). Default 256.
@@ -37,14 +69,22 @@ func DefaultParams() Params {
 		MaxEntrySize:  DefaultMaxEntrySize,
 		MaxPeers:      10_000,
 		EventBuffer:   256,
+
+		MinUpdateInterval: time.Second,
+		UpdateBurst:       8,
+		MaxPeersPerIP:     8,
+		MaxPeersPerSubnet: 64,
 	}
 }
 
-// TestParams returns a fast profile for tests: entries go stale after 3 s.
+// TestParams returns a fast profile for tests: entries go stale after 3 s,
+// and the update rate limit is off, so that table tests of the store can
+// step versions by a millisecond (discovery's test profile turns it on).
 func TestParams() Params {
 	p := DefaultParams()
 	p.PurgeAfter = 3 * time.Second
 	p.MaxClockDrift = 5 * time.Second
+	p.MinUpdateInterval = 0
 	return p
 }
 
@@ -62,6 +102,15 @@ func (p Params) Validate() error {
 	}
 	if p.MaxPeers < 1 {
 		errs = append(errs, fmt.Errorf("MaxPeers must be >= 1, got %d", p.MaxPeers))
+	}
+	if p.MinUpdateInterval < 0 || p.MinUpdateInterval >= p.PurgeAfter {
+		errs = append(errs, fmt.Errorf("MinUpdateInterval must be within [0, PurgeAfter), got %v", p.MinUpdateInterval))
+	}
+	if p.MinUpdateInterval > 0 && p.UpdateBurst < 1 {
+		errs = append(errs, fmt.Errorf("UpdateBurst must be >= 1 with a MinUpdateInterval, got %d", p.UpdateBurst))
+	}
+	if p.MaxPeersPerIP < 0 || p.MaxPeersPerSubnet < 0 {
+		errs = append(errs, fmt.Errorf("MaxPeersPerIP and MaxPeersPerSubnet must be >= 0, got %d and %d", p.MaxPeersPerIP, p.MaxPeersPerSubnet))
 	}
 	if p.EventBuffer < 1 {
 		errs = append(errs, fmt.Errorf("EventBuffer must be >= 1, got %d", p.EventBuffer))

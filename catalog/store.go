@@ -34,17 +34,19 @@ func (o Outcome) String() string {
 
 // Snapshot is an immutable view of the catalog. Readers take it without
 // locks and may keep it as long as they like; it never changes. Entries
-// are shared: treat them as read-only.
+// are shared: treat them as read-only. Its indexes are persistent B-trees
+// shared with the snapshots before and after it, so that keeping one is
+// cheap and producing the next costs O(log n).
 type Snapshot struct {
 	version uint64
 	local   *SignedEntry
-	peers   map[peer.ID]*SignedEntry
-	sorted  []*SignedEntry
+	// st holds the remote peers, the producers index and the departed
+	// peers: the last version of peers that announced departure, until
+	// that version goes stale, so replays of their older entries (from
+	// gossip caches or slow relays) cannot resurrect them.
+	st      state
 	changed chan struct{}
-	// departed holds the last version of peers that announced departure,
-	// until that version goes stale, so replays of their older entries
-	// (from gossip caches or slow relays) cannot resurrect them.
-	departed map[peer.ID]Version
+	log     *changeLog
 }
 
 // Version increases by one with every change to the catalog.
@@ -58,35 +60,50 @@ func (s *Snapshot) Get(id peer.ID) (*SignedEntry, bool) {
 	if id == s.local.Entry.PeerID {
 		return s.local, true
 	}
-	e, ok := s.peers[id]
-	return e, ok
+	it, ok := s.st.get(id)
+	return it.e, ok
 }
 
 // Departed reports whether id left with a signed departure notice (rather
-// than being purged for silence), as long as the notice is remembered:
-// until its last version goes stale.
+// than being purged for silence or evicted), as long as the notice is
+// remembered: until its last version goes stale.
 func (s *Snapshot) Departed(id peer.ID) bool {
-	_, ok := s.departed[id]
+	_, ok := s.st.departedVersion(id)
 	return ok
 }
 
 // Len is the number of remote peers.
-func (s *Snapshot) Len() int { return len(s.sorted) }
+func (s *Snapshot) Len() int { return s.st.peers.Len() }
 
 // All iterates over remote peers in peer ID order.
-func (s *Snapshot) All() iter.Seq[*SignedEntry] { return slices.Values(s.sorted) }
+func (s *Snapshot) All() iter.Seq[*SignedEntry] {
+	return func(yield func(*SignedEntry) bool) {
+		s.st.peers.Ascend(func(it peerItem) bool { return yield(it.e) })
+	}
+}
 
 // Peers returns the remote peers in peer ID order, in a new slice.
-func (s *Snapshot) Peers() []*SignedEntry { return slices.Clone(s.sorted) }
+func (s *Snapshot) Peers() []*SignedEntry {
+	out := make([]*SignedEntry, 0, s.Len())
+	for e := range s.All() {
+		out = append(out, e)
+	}
+	return out
+}
 
-// Producers returns the remote peers that produce stream id.
+// Producers returns the remote peers that produce stream id, in peer ID
+// order. It costs O(log n + k) for k producers.
 func (s *Snapshot) Producers(id StreamID) []*SignedEntry {
 	var out []*SignedEntry
-	for _, e := range s.sorted {
-		if e.Entry.Produces(id) {
-			out = append(out, e)
+	s.st.streams.AscendGreaterOrEqual(streamItem{stream: id}, func(it streamItem) bool {
+		if it.stream != id {
+			return false
 		}
-	}
+		if p, ok := s.st.get(it.id); ok {
+			out = append(out, p.e)
+		}
+		return true
+	})
 	return out
 }
 
@@ -102,9 +119,13 @@ type Store struct {
 	params  Params
 	network NetworkID
 	localID peer.ID
+	keeper  atomic.Value // keeperBox
+	limited atomic.Uint64
 
 	mu     sync.Mutex
 	cur    atomic.Pointer[Snapshot]
+	w      state // the writer's copy of the current state: never published
+	log    *changeLog
 	subs   map[*Subscription]struct{}
 	closed bool
 }
@@ -117,8 +138,9 @@ func NewStore(local *SignedEntry, p Params) (*Store, error) {
 	if local == nil {
 		return nil, fmt.Errorf("catalog: NewStore needs the local entry")
 	}
-	s := &Store{params: p, network: local.Entry.Network, localID: local.Entry.PeerID, subs: map[*Subscription]struct{}{}}
-	s.cur.Store(&Snapshot{version: 1, local: local, peers: map[peer.ID]*SignedEntry{}, changed: make(chan struct{})})
+	s := &Store{params: p, network: local.Entry.Network, localID: local.Entry.PeerID, subs: map[*Subscription]struct{}{}, w: newState(), log: newChangeLog(changeLogSize)}
+	s.keeper.Store(keeperBox{})
+	s.cur.Store(&Snapshot{version: 1, local: local, st: s.w.clone(), changed: make(chan struct{}), log: s.log})
 	return s, nil
 }
 
@@ -131,38 +153,66 @@ func (s *Store) Network() NetworkID { return s.network }
 // Snapshot returns the current catalog. It never blocks.
 func (s *Store) Snapshot() *Snapshot { return s.cur.Load() }
 
+// RateLimited is the number of entry updates refused so far because they
+// followed the peer's previous one by less than Params.MinUpdateInterval.
+func (s *Store) RateLimited() uint64 { return s.limited.Load() }
+
 // Check reports whether merging e at now would change the catalog, without
 // changing it: nil if it would, otherwise the reason (see [IsRejected]).
 func (s *Store) Check(e *SignedEntry, now time.Time) error {
-	snap := s.cur.Load()
-	return s.check(snap.peers, snap.departed, e, now)
+	st := s.cur.Load().st
+	_, _, _, err := s.check(&st, e, now, false)
+	return err
 }
 
-func (s *Store) check(peers map[peer.ID]*SignedEntry, departed map[peer.ID]Version, e *SignedEntry, now time.Time) error {
+// check applies Merge's rules to e against st. It returns the known item
+// of e's peer, if any, and the rate limit's next state for the peer. count
+// tells it to count a rate-limited update.
+func (s *Store) check(st *state, e *SignedEntry, now time.Time, count bool) (peerItem, bool, int64, error) {
 	en := &e.Entry
 	switch {
 	case e.raw == nil:
-		return fmt.Errorf("%w: entry was not sealed or opened", ErrMalformed)
+		return peerItem{}, false, 0, fmt.Errorf("%w: entry was not sealed or opened", ErrMalformed)
 	case en.Network != s.network:
-		return fmt.Errorf("%w: %s, ours is %s", ErrOtherNetwork, en.Network.Short(), s.network.Short())
+		return peerItem{}, false, 0, fmt.Errorf("%w: %s, ours is %s", ErrOtherNetwork, en.Network.Short(), s.network.Short())
 	case en.PeerID == s.localID:
-		return ErrLocal
+		return peerItem{}, false, 0, ErrLocal
 	case en.Version.UpdatedAt().After(now.Add(s.params.MaxClockDrift)):
-		return fmt.Errorf("%w: entry of %s updated at %v, %v ahead", ErrClockDrift, en.PeerID, en.Version.UpdatedAt(), en.Version.UpdatedAt().Sub(now))
+		return peerItem{}, false, 0, fmt.Errorf("%w: entry of %s updated at %v, %v ahead", ErrClockDrift, en.PeerID, en.Version.UpdatedAt(), en.Version.UpdatedAt().Sub(now))
 	case s.stale(en, now):
-		return fmt.Errorf("%w: entry of %s last updated %v ago", ErrStale, en.PeerID, now.Sub(en.Version.UpdatedAt()))
+		return peerItem{}, false, 0, fmt.Errorf("%w: entry of %s last updated %v ago", ErrStale, en.PeerID, now.Sub(en.Version.UpdatedAt()))
 	}
-	old, known := peers[en.PeerID]
-	if known && en.Version.Compare(old.Entry.Version) <= 0 {
-		return fmt.Errorf("%w: %s has %v, offered %v", ErrNotNewer, en.PeerID, old.Entry.Version, en.Version)
+	old, known := st.get(en.PeerID)
+	if known && en.Version.Compare(old.e.Entry.Version) <= 0 {
+		return old, known, 0, fmt.Errorf("%w: %s has %v, offered %v", ErrNotNewer, en.PeerID, old.e.Entry.Version, en.Version)
 	}
-	if last, ok := departed[en.PeerID]; ok && en.Version.Compare(last) <= 0 {
-		return fmt.Errorf("%w: %s departed at %v, offered %v", ErrNotNewer, en.PeerID, last, en.Version)
+	if last, ok := st.departedVersion(en.PeerID); ok && en.Version.Compare(last) <= 0 {
+		return old, known, 0, fmt.Errorf("%w: %s departed at %v, offered %v", ErrNotNewer, en.PeerID, last, en.Version)
 	}
-	if !known && len(peers) >= s.params.MaxPeers {
-		return fmt.Errorf("%w: %d peers", ErrCatalogFull, len(peers))
+	tat, ok := s.limit().next(old.tat, known, en.Version.UpdateMS)
+	if !ok {
+		if count {
+			s.limited.Add(1)
+		}
+		return old, known, 0, fmt.Errorf("%w: %s updated at %d ms, its next update is due at %d ms", ErrRateLimited, en.PeerID, en.Version.UpdateMS, tat)
 	}
-	return nil
+	var oldEntry *SignedEntry
+	if known {
+		oldEntry = old.e
+	}
+	if err := s.checkCaps(st, e, oldEntry); err != nil {
+		return old, known, 0, err
+	}
+	if !known && st.peers.Len() >= s.params.MaxPeers {
+		if _, ok := s.evictable(st); !ok {
+			return old, known, 0, fmt.Errorf("%w: %d peers, none of them evictable", ErrCatalogFull, st.peers.Len())
+		}
+	}
+	return old, known, tat, nil
+}
+
+func (s *Store) limit() gcra {
+	return gcra{interval: s.params.MinUpdateInterval.Milliseconds(), burst: int64(s.params.UpdateBurst)}
 }
 
 // stale reports whether e went PurgeAfter or longer without an update; an
@@ -173,9 +223,12 @@ func (s *Store) stale(e *Entry, now time.Time) bool {
 
 // Merge adds or replaces a remote entry: it must belong to this network,
 // not be the local peer, not be dated beyond the clock drift, not be stale,
-// and be strictly newer than the known entry of that peer (and than its
-// departure, if it departed); a new peer is refused while the catalog holds
-// MaxPeers. On success it publishes a new snapshot and an event.
+// be strictly newer than the known entry of that peer (and than its
+// departure, if it departed), follow the known entry by at least
+// MinUpdateInterval and keep within the per-address caps. A new peer that
+// finds the catalog holding MaxPeers evicts another (see [Keeper]), or is
+// refused when every candidate must be kept. On success it publishes a new
+// snapshot and an event.
 func (s *Store) Merge(e *SignedEntry, now time.Time) (Outcome, error) {
 	outs, errs := s.MergeAll([]*SignedEntry{e}, now)
 	return outs[0], errs[0]
@@ -194,37 +247,28 @@ func (s *Store) MergeAll(es []*SignedEntry, now time.Time) ([]Outcome, []error) 
 		}
 		return outs, errs
 	}
-	snap := s.cur.Load()
-	peers, departed := snap.peers, snap.departed
-	cloned, clonedDeparted := false, false
 	var events []Event
 	for i, e := range es {
-		if errs[i] = s.check(peers, departed, e, now); errs[i] != nil {
+		old, known, tat, err := s.check(&s.w, e, now, true)
+		if errs[i] = err; err != nil {
 			continue
 		}
-		if !cloned {
-			peers, cloned = maps.Clone(peers), true
+		id := e.Entry.PeerID
+		if !known && s.w.peers.Len() >= s.params.MaxPeers {
+			victim, _ := s.evictable(&s.w) // check found one
+			gone, _ := s.w.remove(victim)
+			events = append(events, Event{Kind: PeerDeparted, Peer: victim, Entry: gone, Old: gone, Evicted: true})
 		}
-		_, known := peers[e.Entry.PeerID]
-		peers[e.Entry.PeerID] = e
-		if _, ok := departed[e.Entry.PeerID]; ok {
-			if !clonedDeparted {
-				departed, clonedDeparted = maps.Clone(departed), true
-			}
-			delete(departed, e.Entry.PeerID)
-		}
-		ev := Event{Kind: PeerDiscovered, Peer: e.Entry.PeerID, Entry: e}
+		s.w.put(e, now, tat)
+		ev := Event{Kind: PeerDiscovered, Peer: id, Entry: e}
 		outs[i] = Added
 		if known {
-			ev.Kind, outs[i] = PeerUpdated, Updated
+			ev.Kind, ev.Old, outs[i] = PeerUpdated, old.e, Updated
 		}
 		events = append(events, ev)
 	}
-	if cloned {
-		s.publish(snap.local, peers, departed)
-		for _, ev := range events {
-			s.emit(ev)
-		}
+	if len(events) > 0 {
+		s.publish(s.cur.Load().local, events)
 	}
 	return outs, errs
 }
@@ -270,11 +314,10 @@ func (s *Store) SetLocal(e *SignedEntry) error {
 	if s.closed {
 		return ErrClosed
 	}
-	snap := s.cur.Load()
-	if e.Entry.Version.Compare(snap.local.Entry.Version) <= 0 {
+	if e.Entry.Version.Compare(s.cur.Load().local.Entry.Version) <= 0 {
 		return fmt.Errorf("catalog: SetLocal: %w", ErrNotNewer)
 	}
-	s.publish(e, snap.peers, snap.departed)
+	s.publish(e, nil)
 	return nil
 }
 
@@ -282,10 +325,10 @@ func (s *Store) SetLocal(e *SignedEntry) error {
 // without changing anything: nil if it would, otherwise the reason (see
 // [IsRejected]). Gossip validators call it before accepting a departure.
 func (s *Store) CheckDeparture(d *Departure, now time.Time) error {
-	return s.checkDeparture(s.cur.Load(), d, now)
+	return s.checkDeparture(s.cur.Load().st, d, now)
 }
 
-func (s *Store) checkDeparture(snap *Snapshot, d *Departure, now time.Time) error {
+func (s *Store) checkDeparture(st state, d *Departure, now time.Time) error {
 	if d.Network != s.network {
 		return fmt.Errorf("%w: departure for %s", ErrOtherNetwork, d.Network.Short())
 	}
@@ -297,12 +340,12 @@ func (s *Store) checkDeparture(snap *Snapshot, d *Departure, now time.Time) erro
 	if d.LastVersion.UpdatedAt().After(now.Add(s.params.MaxClockDrift)) {
 		return fmt.Errorf("%w: departure of %s claims version %v from the future", ErrClockDrift, d.PeerID, d.LastVersion)
 	}
-	old, ok := snap.peers[d.PeerID]
+	old, ok := st.get(d.PeerID)
 	if !ok {
 		return ErrUnknown // the local peer is never in peers
 	}
-	if d.LastVersion.Compare(old.Entry.Version) < 0 {
-		return fmt.Errorf("%w: departure at %v, known %v", ErrNotNewer, d.LastVersion, old.Entry.Version)
+	if d.LastVersion.Compare(old.e.Entry.Version) < 0 {
+		return fmt.Errorf("%w: departure at %v, known %v", ErrNotNewer, d.LastVersion, old.e.Entry.Version)
 	}
 	return nil
 }
@@ -317,78 +360,68 @@ func (s *Store) Depart(d *Departure, now time.Time) (bool, error) {
 	if s.closed {
 		return false, ErrClosed
 	}
-	snap := s.cur.Load()
-	if err := s.checkDeparture(snap, d, now); err != nil {
+	if err := s.checkDeparture(s.w, d, now); err != nil {
 		return false, err
 	}
-	old := snap.peers[d.PeerID]
-	peers := maps.Clone(snap.peers)
-	delete(peers, d.PeerID)
-	departed := maps.Clone(snap.departed)
-	if departed == nil {
-		departed = map[peer.ID]Version{}
-	}
-	departed[d.PeerID] = d.LastVersion // >= the known version, checked above
-	s.publish(snap.local, peers, departed)
-	s.emit(Event{Kind: PeerDeparted, Peer: d.PeerID, Entry: old})
+	old, _ := s.w.remove(d.PeerID)
+	s.w.depart(d.PeerID, d.LastVersion) // >= the known version, checked above
+	s.publish(s.cur.Load().local, []Event{{Kind: PeerDeparted, Peer: d.PeerID, Entry: old, Old: old}})
 	return true, nil
 }
 
-// Purge removes every stale remote entry and returns them.
+// Purge removes every stale remote entry and returns them. It costs
+// O(k log n) for k stale entries.
 func (s *Store) Purge(now time.Time) []*SignedEntry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil
 	}
-	snap := s.cur.Load()
+	limit := now.Add(-s.params.PurgeAfter).UnixMilli()
 	var gone []*SignedEntry
-	for _, e := range snap.sorted {
-		if s.stale(&e.Entry, now) {
-			gone = append(gone, e)
+	for {
+		it, ok := s.w.expiry.Min()
+		if !ok || it.t > limit {
+			break
 		}
+		e, _ := s.w.remove(it.id)
+		gone = append(gone, e)
 	}
-	departed := snap.departed
-	for id, v := range snap.departed {
-		if !v.UpdatedAt().After(now.Add(-s.params.PurgeAfter)) {
-			if len(departed) == len(snap.departed) {
-				departed = maps.Clone(snap.departed)
-			}
-			delete(departed, id)
+	forgot := false
+	for {
+		it, ok := s.w.depExp.Min()
+		if !ok || it.t > limit {
+			break
 		}
+		s.w.forgetDeparture(it.id)
+		forgot = true
 	}
-	if len(gone) == 0 && len(departed) == len(snap.departed) {
+	if len(gone) == 0 && !forgot {
 		return nil
 	}
-	peers := maps.Clone(snap.peers)
-	for _, e := range gone {
-		delete(peers, e.Entry.PeerID)
+	events := make([]Event, len(gone))
+	for i, e := range gone {
+		events[i] = Event{Kind: PeerDeparted, Peer: e.Entry.PeerID, Entry: e, Old: e, Purged: true}
 	}
-	s.publish(snap.local, peers, departed)
-	for _, e := range gone {
-		s.emit(Event{Kind: PeerDeparted, Peer: e.Entry.PeerID, Entry: e, Purged: true})
-	}
+	s.publish(s.cur.Load().local, events)
 	return gone
 }
 
 // NextExpiry returns when Purge next has work: the first remote entry (or
-// departure record) goes stale. It returns false when there is none.
+// departure record) goes stale. It returns false when there is none. It
+// costs O(log n).
 func (s *Store) NextExpiry() (time.Time, bool) {
-	snap := s.cur.Load()
-	var first time.Time
-	consider := func(v Version) {
-		t := v.UpdatedAt().Add(s.params.PurgeAfter)
-		if first.IsZero() || t.Before(first) {
-			first = t
-		}
+	st := s.cur.Load().st
+	e, eok := st.expiry.Min()
+	d, dok := st.depExp.Min()
+	if !eok && !dok {
+		return time.Time{}, false
 	}
-	for _, e := range snap.sorted {
-		consider(e.Entry.Version)
+	ms := e.t
+	if !eok || (dok && d.t < ms) {
+		ms = d.t
 	}
-	for _, v := range snap.departed {
-		consider(v)
-	}
-	return first, !first.IsZero()
+	return time.UnixMilli(ms).Add(s.params.PurgeAfter), true
 }
 
 // Subscribe returns a subscription to future events, with a buffer of
@@ -432,29 +465,23 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// publish installs a new snapshot and wakes the waiters of the old one.
+// publish installs a new snapshot of the writer's state, records which
+// peers changed, wakes the waiters of the old snapshot and emits events.
 // Called with s.mu held.
-func (s *Store) publish(local *SignedEntry, peers map[peer.ID]*SignedEntry, departed map[peer.ID]Version) {
+func (s *Store) publish(local *SignedEntry, events []Event) {
 	old := s.cur.Load()
-	sorted := slices.SortedFunc(maps.Values(peers), func(a, b *SignedEntry) int {
-		return comparePeerIDs(a.Entry.PeerID, b.Entry.PeerID)
-	})
-	s.cur.Store(&Snapshot{version: old.version + 1, local: local, peers: peers, sorted: sorted, changed: make(chan struct{}), departed: departed})
+	v := old.version + 1
+	if local != old.local {
+		s.log.add(v, s.localID)
+	}
+	for _, ev := range events {
+		s.log.add(v, ev.Peer)
+	}
+	s.cur.Store(&Snapshot{version: v, local: local, st: s.w.publish(old.st), changed: make(chan struct{}), log: s.log})
 	close(old.changed)
-}
-
-func (s *Store) emit(ev Event) {
-	for sub := range s.subs {
-		sub.push(ev)
+	for _, ev := range events {
+		for sub := range s.subs {
+			sub.push(ev)
+		}
 	}
-}
-
-func comparePeerIDs(a, b peer.ID) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

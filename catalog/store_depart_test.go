@@ -186,7 +186,7 @@ func TestStore_DepartTombstone(t *testing.T) {
 	if ev := nextEvent(t, sub); ev.Kind != PeerDiscovered || ev.Entry != e2 {
 		t.Fatalf("event = %v, want PeerDiscovered", ev.Kind)
 	}
-	if _, ok := s.Snapshot().departed[p.id]; ok || s.Snapshot().Departed(p.id) {
+	if s.Snapshot().Departed(p.id) {
 		t.Fatal("the tombstone outlived the peer's return")
 	}
 
@@ -197,14 +197,14 @@ func TestStore_DepartTombstone(t *testing.T) {
 	if ev := nextEvent(t, sub); ev.Kind != PeerDeparted || ev.Entry != e2 {
 		t.Fatalf("event = %v, want PeerDeparted", ev.Kind)
 	}
-	if gone := s.Purge(e2.Entry.Version.UpdatedAt().Add(purge - time.Millisecond)); gone != nil || len(s.Snapshot().departed) != 1 {
+	if gone := s.Purge(e2.Entry.Version.UpdatedAt().Add(purge - time.Millisecond)); gone != nil || s.Snapshot().st.departed.Len() != 1 {
 		t.Fatal("the tombstone expired early")
 	}
 	before := s.Snapshot()
 	if gone := s.Purge(e2.Entry.Version.UpdatedAt().Add(purge)); gone != nil {
 		t.Fatalf("Purge returned %d entries for a tombstone", len(gone))
 	}
-	if len(s.Snapshot().departed) != 0 || s.Snapshot().Departed(p.id) || s.Snapshot().Version() != before.Version()+1 {
+	if s.Snapshot().st.departed.Len() != 0 || s.Snapshot().Departed(p.id) || s.Snapshot().Version() != before.Version()+1 {
 		t.Fatal("Purge did not drop the stale tombstone")
 	}
 	noEvent(t, sub) // dropping a tombstone is not an event
@@ -241,7 +241,7 @@ func TestStore_DepartTombstoneFromTheFutureExpires(t *testing.T) {
 		return // refused: no tombstone
 	}
 	s.Purge(now.Add(p.PurgeAfter + p.MaxClockDrift + time.Second))
-	if n := len(s.Snapshot().departed); n != 0 {
+	if n := s.Snapshot().st.departed.Len(); n != 0 {
 		t.Fatalf("%d tombstone(s) left long after the departure: a LastVersion 100 years ahead keeps one forever", n)
 	}
 }

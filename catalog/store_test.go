@@ -564,7 +564,9 @@ func TestStore_ConcurrentReadersAndWriters(t *testing.T) {
 func TestStore_MaxPeersRefusesNewPeers(t *testing.T) {
 	p := DefaultParams()
 	p.MaxPeers = 2
+	p.MinUpdateInterval = 0
 	s, _ := newTestStoreWith(t, p)
+	s.SetKeeper(KeeperFunc(func(peer.ID) bool { return true })) // nothing may be evicted
 	a, b, c := newTestPeer(t), newTestPeer(t), newTestPeer(t)
 	ea := a.seal(t, testNetwork, NewVersion(t0), nil)
 	eb := b.seal(t, testNetwork, NewVersion(t0), nil)

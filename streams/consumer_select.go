@@ -13,9 +13,16 @@ import (
 
 func (c *Consumer[T]) worker() {
 	defer c.wg.Done()
+	var prev *catalog.Snapshot
+	woken := true
 	for {
 		snap := c.svc.d.Catalog()
-		c.evaluate(snap)
+		// A catalog change that touches no producer of the stream (nor the
+		// local entry) cannot change the selection: skip the evaluation.
+		if woken || c.affected(prev, snap) {
+			c.evaluate(snap)
+		}
+		prev, woken = snap, false
 		select {
 		case <-c.ctx.Done():
 			c.mu.Lock()
@@ -30,8 +37,34 @@ func (c *Consumer[T]) worker() {
 			return
 		case <-snap.Changed():
 		case <-c.wake:
+			woken = true
 		}
 	}
+}
+
+// affected reports whether the change from prev to snap may change the
+// consumer's selection: a peer that produces the stream in either
+// snapshot changed, or the local entry did, or the catalog cannot say.
+func (c *Consumer[T]) affected(prev, snap *catalog.Snapshot) bool {
+	if prev == nil {
+		return true
+	}
+	only := changedPeers(prev, snap)
+	if only == nil {
+		return true
+	}
+	for id := range only {
+		if e, ok := prev.Get(id); ok && e.Entry.Produces(c.id) {
+			return true
+		}
+		if e, ok := snap.Get(id); ok && e.Entry.Produces(c.id) {
+			return true
+		}
+		if snap.Departed(id) {
+			return true // endedInOrder looks at departures
+		}
+	}
+	return false
 }
 
 // evaluate subscribes to eligible producers and drops ineligible ones.
@@ -67,6 +100,12 @@ func (c *Consumer[T]) evaluate(snap *catalog.Snapshot) {
 		eligible = c.lowest(eligible, k)
 	}
 	keep := map[peer.ID]bool{}
+	type incumbent struct {
+		r *receiver
+		x candidate
+	}
+	var renew []incumbent
+	var fresh []candidate
 	for _, x := range eligible {
 		p := x.e.Entry.PeerID
 		keep[p] = true
@@ -74,14 +113,32 @@ func (c *Consumer[T]) evaluate(snap *catalog.Snapshot) {
 		r, ok := c.recvs[p]
 		c.mu.Unlock()
 		if ok {
-			c.set.update(func() { // through the set: conditions see the new entry
-				r.sub.mu.Lock()
-				r.sub.entry = x.e
-				r.sub.mu.Unlock()
-			})
-			c.armExpiry(r, x.expires) // a renewed ticket pushes the expiry back
-			continue
+			renew = append(renew, incumbent{r, x})
+		} else {
+			fresh = append(fresh, x)
 		}
+	}
+	// Through the set, so conditions see the new entries; one update for
+	// all of them, so the set re-evaluates its conditions once.
+	moved := false
+	for _, in := range renew {
+		in.r.sub.mu.Lock()
+		moved = moved || in.r.sub.entry != in.x.e
+		in.r.sub.mu.Unlock()
+	}
+	if moved {
+		c.set.update(func() {
+			for _, in := range renew {
+				in.r.sub.mu.Lock()
+				in.r.sub.entry = in.x.e
+				in.r.sub.mu.Unlock()
+			}
+		})
+	}
+	for _, in := range renew {
+		c.armExpiry(in.r, in.x.expires) // a renewed ticket pushes the expiry back
+	}
+	for _, x := range fresh {
 		c.start(x.e, x.expires)
 	}
 	// Forget refusals of producers that left: their subscriptions leave

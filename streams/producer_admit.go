@@ -2,10 +2,10 @@ package streams
 
 import (
 	"context"
-	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/streams/pb"
@@ -116,8 +116,12 @@ func (p *Producer[T]) armExpiry(s *outSub, expires time.Time) {
 	}
 }
 
-// watchCatalog re-checks every subscription when the catalog changes: the
+// watchCatalog re-checks subscriptions when the catalog changes: the
 // consumer's current entry and RTT against the predicates and tickets.
+// Only the consumers whose entries changed are re-checked (every one of
+// them heartbeats, so each is re-checked at least every announce
+// interval), unless the catalog cannot say which changed or the local
+// entry did.
 func (p *Producer[T]) watchCatalog() {
 	defer p.wg.Done()
 	snap := p.svc.d.Catalog()
@@ -127,11 +131,26 @@ func (p *Producer[T]) watchCatalog() {
 			return
 		case <-snap.Changed():
 		}
+		prev := snap
 		snap = p.svc.d.Catalog() // evaluate exactly the snapshot waited on next
+		only := changedPeers(prev, snap)
 		p.mu.Lock()
-		subs := slices.Clone(p.subs)
+		subs := make([]*outSub, 0, len(p.subs))
+		for _, s := range p.subs {
+			if only == nil || only[s.sub.peer] {
+				subs = append(subs, s)
+			}
+		}
 		p.mu.Unlock()
+		if len(subs) == 0 {
+			continue
+		}
 		now := time.Now()
+		type fresh struct {
+			s *outSub
+			e *catalog.SignedEntry
+		}
+		var live []fresh
 		for _, s := range subs {
 			e, ok := snap.Get(s.sub.peer)
 			if !ok {
@@ -142,19 +161,45 @@ func (p *Producer[T]) watchCatalog() {
 				p.end(s, CodeUnknownPeer, "consumer left the catalog", false)
 				continue
 			}
-			// Through the subscription set, so conditions over tags see the change.
-			p.set.update(func() {
-				s.sub.mu.Lock()
-				s.sub.entry = e
-				s.sub.mu.Unlock()
-			})
-			expires, _, err := p.cfg.eligible(p.svc.d.RTT().Info(e), now)
+			live = append(live, fresh{s, e})
+		}
+		// One update of the subscription set for the whole change, so
+		// conditions over tags see it at once (and the set's re-evaluation
+		// runs once, not once per subscription).
+		p.set.update(func() {
+			for _, f := range live {
+				f.s.sub.mu.Lock()
+				f.s.sub.entry = f.e
+				f.s.sub.mu.Unlock()
+			}
+		})
+		for _, f := range live {
+			expires, _, err := p.cfg.eligible(p.svc.d.RTT().Info(f.e), now)
 			if err != nil {
-				p.warnRefused(s.sub.peer, CodeNotAllowed, err.Error())
-				p.end(s, CodeNotAllowed, err.Error(), false)
+				p.warnRefused(f.s.sub.peer, CodeNotAllowed, err.Error())
+				p.end(f.s, CodeNotAllowed, err.Error(), false)
 				continue
 			}
-			p.armExpiry(s, expires)
+			p.armExpiry(f.s, expires)
 		}
 	}
+}
+
+// changedPeers returns the set of peers whose entries differ between prev
+// and snap, or nil when every peer must be looked at: the catalog no
+// longer remembers the changes, or the local entry changed.
+func changedPeers(prev, snap *catalog.Snapshot) map[peer.ID]bool {
+	ids, ok := snap.ChangedSince(prev)
+	if !ok {
+		return nil
+	}
+	local := snap.Local().Entry.PeerID
+	set := make(map[peer.ID]bool, len(ids))
+	for _, id := range ids {
+		if id == local {
+			return nil
+		}
+		set[id] = true
+	}
+	return set
 }

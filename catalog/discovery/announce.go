@@ -80,13 +80,36 @@ func (s *Service) announceWith(se *catalog.SignedEntry, nonce []byte) {
 func (s *Service) announceLoop() {
 	beat := time.NewTimer(0) // the first heartbeat fires at once
 	defer beat.Stop()
-	var join <-chan time.Time
+	var join, flush <-chan time.Time
+	armFlush := func(due time.Time) {
+		if flush == nil {
+			flush = time.After(max(due.Sub(s.now()), 0) + time.Millisecond)
+		}
+	}
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-s.announceNow:
 			s.announce(s.Local())
+		case <-s.flushNow:
+			s.localMu.Lock()
+			due, held := s.local.Pending()
+			s.localMu.Unlock()
+			if held {
+				armFlush(due)
+			}
+		case <-flush:
+			// Changes held for Catalog.MinUpdateInterval, coalesced.
+			flush = nil
+			se, due, held := s.flushLocal()
+			if se != nil {
+				s.announce(se)
+				signal(s.dhtNow)
+			}
+			if held {
+				armFlush(due)
+			}
 		case <-s.peerJoined:
 			if join == nil {
 				join = time.After(s.params.JoinAnnounceDelay)

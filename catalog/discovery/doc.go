@@ -12,7 +12,15 @@
 //     heartbeat (Params.AnnounceInterval; a new version each time) and,
 //     unchanged, shortly after a new topic peer joins, and validates what
 //     others publish there (reject invalid input, ignore stale or
-//     redundant input);
+//     redundant input, and updates over a peer's rate limit, over the
+//     per-address caps or of new peers a full catalog cannot make room
+//     for: see catalog.Params). Its own changes keep to the rate limit:
+//     beyond Catalog.UpdateBurst quick changes, [Service.UpdateLocal]
+//     holds a change and publishes it, with any later ones, when the limit
+//     allows;
+//   - lets a full catalog evict only peers it is not connected to and
+//     whose connections nobody protects (live subscriptions, group
+//     bonds);
 //   - runs a catalog sync ([SyncProtocol]) when it connects to a peer of
 //     the network that it does not know yet (or to any, while its catalog
 //     is empty), so a new node gets whole catalogs at once, and relays on

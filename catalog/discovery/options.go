@@ -119,6 +119,8 @@ func DefaultParams() Params {
 func TestParams() Params {
 	p := DefaultParams()
 	p.Catalog = catalog.TestParams()
+	// On, as in production, but well inside the heartbeat.
+	p.Catalog.MinUpdateInterval = 50 * time.Millisecond
 	p.AnnounceInterval = time.Second
 	p.AnnounceJitter = 0.25
 	p.JoinAnnounceDelay = 250 * time.Millisecond
@@ -160,6 +162,10 @@ func (p Params) Validate() error {
 	} else if longest := time.Duration(float64(p.AnnounceInterval) * (1 + p.AnnounceJitter)); longest >= p.Catalog.PurgeAfter {
 		errs = append(errs, fmt.Errorf("the longest heartbeat gap, AnnounceInterval %v × (1+AnnounceJitter %v) = %v, must be well below Catalog.PurgeAfter %v",
 			p.AnnounceInterval, p.AnnounceJitter, longest, p.Catalog.PurgeAfter))
+	}
+	if shortest := time.Duration(float64(p.AnnounceInterval) * (1 - p.AnnounceJitter)); p.Catalog.MinUpdateInterval*2 > shortest {
+		errs = append(errs, fmt.Errorf("the shortest heartbeat gap, AnnounceInterval %v × (1-AnnounceJitter %v) = %v, must be at least twice Catalog.MinUpdateInterval %v, or receivers drop heartbeats",
+			p.AnnounceInterval, p.AnnounceJitter, shortest, p.Catalog.MinUpdateInterval))
 	}
 	if p.SyncBurst < 1 || p.MaxConcurrentSyncs < 1 || p.CascadeBelow < 0 {
 		errs = append(errs, fmt.Errorf("SyncBurst and MaxConcurrentSyncs must be >= 1 and CascadeBelow >= 0"))

@@ -96,6 +96,7 @@ type Service struct {
 	hostSub event.Subscription
 
 	announceNow chan struct{}
+	flushNow    chan struct{} // a local change is held: seal it when due
 	peerJoined  chan struct{}
 	connectNow  chan struct{}             // a connection closed: check connectivity
 	relayQ      chan *catalog.SignedEntry // entries to relay onto gossip
@@ -162,6 +163,7 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 	if err := local.SetMaxSize(p.Catalog.MaxEntrySize); err != nil {
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
+	local.SetUpdateLimit(p.Catalog.MinUpdateInterval, p.Catalog.UpdateBurst)
 	store, err := catalog.NewStore(local.Current(), p.Catalog)
 	if err != nil {
 		return nil, err
@@ -171,7 +173,7 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		h: h, ps: ps, params: p, network: network, proto: SyncProtocol(network), cmTag: "mosaik-catalog/" + network.Short(),
 		log:   cfg.log.With("component", "discovery", "network", network.Short()),
 		store: store, rtt: catalog.NewRTTTable(), local: local,
-		relayQ: make(chan *catalog.SignedEntry, 256), announceNow: make(chan struct{}, 1), peerJoined: make(chan struct{}, 1), connectNow: make(chan struct{}, 1), dhtNow: make(chan struct{}, 1),
+		relayQ: make(chan *catalog.SignedEntry, 256), announceNow: make(chan struct{}, 1), flushNow: make(chan struct{}, 1), peerJoined: make(chan struct{}, 1), connectNow: make(chan struct{}, 1), dhtNow: make(chan struct{}, 1),
 		lastSync: map[peer.ID]time.Time{}, limiters: limiters, dht: cfg.dht,
 		serving:  newSlots(p.MaxConcurrentSyncs, p.SyncBurst),
 		starting: make(chan struct{}, 8),
@@ -181,6 +183,9 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		now:      cfg.now,
 		dupDone:  make(chan struct{}),
 	}
+	// Eviction spares the peers we are connected to and those whose
+	// connections are protected (live subscriptions, group bonds).
+	store.SetKeeper(catalog.KeeperFunc(s.keep))
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	// Undo whatever was started if a later step fails.
 	defer func() {
@@ -211,6 +216,10 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 	s.spawn(s.announceLoop)
 	s.spawn(s.hostEventLoop)
 	s.spawn(s.purgeLoop)
+	evicted := s.store.Subscribe(0)
+	if !s.spawn(func() { s.evictLoop(evicted) }) {
+		evicted.Close()
+	}
 	s.spawn(s.rttLoop)
 	if !p.DisableSync && p.CascadeBelow > 0 {
 		s.spawn(s.connectLoop)
@@ -321,6 +330,11 @@ func (s *Service) Local() *catalog.SignedEntry { return s.store.Snapshot().Local
 // UpdateLocal changes the local entry with f (which must be fast and must
 // not block). If anything changed, the entry is re-signed with a new
 // version, put into the catalog, announced on gossip and stored in the DHT.
+// Versions are spaced by Catalog.MinUpdateInterval, as every receiver
+// requires: a change sooner than that after the last version is held,
+// coalesced with any further ones, and published when the interval ends;
+// UpdateLocal then returns the entry still current. An entry that would
+// exceed Catalog.MaxEntrySize is refused with an error.
 func (s *Service) UpdateLocal(f func(*catalog.Entry)) (*catalog.SignedEntry, error) {
 	if s.ctx.Err() != nil {
 		return nil, ErrClosed
@@ -330,6 +344,7 @@ func (s *Service) UpdateLocal(f func(*catalog.Entry)) (*catalog.SignedEntry, err
 	if err == nil && changed {
 		err = s.store.SetLocal(se)
 	}
+	_, held := s.local.Pending()
 	s.localMu.Unlock()
 	if err != nil {
 		return nil, err
@@ -338,7 +353,29 @@ func (s *Service) UpdateLocal(f func(*catalog.Entry)) (*catalog.SignedEntry, err
 		signal(s.announceNow)
 		signal(s.dhtNow)
 	}
+	if held {
+		signal(s.flushNow)
+	}
 	return se, nil
+}
+
+// flushLocal seals a held local change that is due. It returns the new
+// entry, or nil, and when a change still held will be due.
+func (s *Service) flushLocal() (*catalog.SignedEntry, time.Time, bool) {
+	s.localMu.Lock()
+	defer s.localMu.Unlock()
+	se, changed, err := s.local.Flush(s.now())
+	if err == nil && changed {
+		err = s.store.SetLocal(se)
+	}
+	if err != nil {
+		s.log.Warn("cannot seal the local entry", "err", err)
+	}
+	due, held := s.local.Pending()
+	if !changed {
+		se = nil
+	}
+	return se, due, held
 }
 
 func signal(c chan struct{}) {

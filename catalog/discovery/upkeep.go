@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -53,6 +54,37 @@ func (s *Service) shouldSync(p peer.ID) bool {
 	}
 	_, known := snap.Get(p)
 	return !known
+}
+
+// keep is the store's eviction Keeper: it spares peers we are connected
+// to and peers whose connections someone protects (package node protects
+// the peers of live subscriptions, package groups its bonds). Called under
+// the store's lock: the host's calls take only their own locks.
+func (s *Service) keep(p peer.ID) bool {
+	return s.h.Network().Connectedness(p) == network.Connected || s.h.ConnManager().IsProtected(p, "")
+}
+
+// evictLoop forgets what the service keeps about peers the catalog
+// evicted to make room (their RTT and connection-manager tag), as
+// purgeLoop does for purged ones. A lagging subscription loses only that
+// tidying: the RTT table is bounded by the peers probed, and the
+// connection manager forgets tags with the last connection.
+func (s *Service) evictLoop(sub *catalog.Subscription) {
+	defer sub.Close()
+	for {
+		ev, err := sub.Next(s.ctx)
+		if errors.Is(err, catalog.ErrLagged) {
+			continue
+		}
+		if err != nil {
+			return
+		}
+		if ev.Kind == catalog.PeerDeparted && ev.Evicted {
+			s.rtt.Remove(ev.Peer)
+			s.h.ConnManager().UntagPeer(ev.Peer, s.cmTag)
+			s.log.Debug("peer evicted from the full catalog", "peer", ev.Peer)
+		}
+	}
 }
 
 // purgeLoop removes each entry as soon as it goes stale.
