@@ -42,7 +42,7 @@ func (s *Service) syncPeer() (peer.ID, bool) {
 	peers := s.h.Network().Peers()
 	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
 	for _, p := range peers {
-		if ok, _ := s.h.Peerstore().SupportsProtocols(p, s.proto); len(ok) > 0 {
+		if s.speaksSync(p) {
 			return p, true
 		}
 	}
