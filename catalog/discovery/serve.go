@@ -213,7 +213,7 @@ func (s *Service) handleSyncV1(st network.Stream) {
 	defer s.serving.release(sl)
 	p := st.Conn().RemotePeer()
 	var req pb.SyncRequest
-	err := framer.ReadProto(bufio.NewReader(countReader{st, &s.stats.syncBytesIn}), s.params.MaxSyncMessage, &req)
+	err := readMessage(bufio.NewReader(countReader{st, &s.stats.syncBytesIn}), s.params.MaxSyncMessage, &req)
 	if !s.serving.read(sl) {
 		return // evicted: already reset and counted
 	}

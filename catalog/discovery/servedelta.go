@@ -45,7 +45,7 @@ func (s *Service) handleSyncV2(st network.Stream) {
 	p := st.Conn().RemotePeer()
 	r := bufio.NewReader(countReader{st, &s.stats.syncBytesIn})
 	var hello pb.SyncHello
-	if err := framer.ReadProto(r, helloCap(s.params.Catalog.MaxEntrySize), &hello); err != nil {
+	if err := readMessage(r, helloCap(s.params.Catalog.MaxEntrySize), &hello); err != nil {
 		if !s.serving.read(sl) {
 			return // evicted: already reset and counted
 		}
@@ -139,6 +139,9 @@ func (s *Service) serveDigest(r *bufio.Reader, sl *slot, own []indexed, pw *page
 		if err != nil {
 			if !s.serving.read(sl) {
 				return errEvicted
+			}
+			if errors.Is(err, framer.ErrTooLarge) {
+				return &syncError{cause: "oversize", err: err}
 			}
 			return err
 		}

@@ -172,7 +172,7 @@ func (s *Service) syncV1(st network.Stream) error {
 	// and Write carry.
 	_ = st.CloseWrite()
 	var resp pb.SyncResponse
-	if err := framer.ReadProto(bufio.NewReader(countReader{st, &s.stats.syncBytesIn}), s.params.MaxSyncMessage, &resp); err != nil {
+	if err := readMessage(bufio.NewReader(countReader{st, &s.stats.syncBytesIn}), s.params.MaxSyncMessage, &resp); err != nil {
 		return fmt.Errorf("receive: %w", err)
 	}
 	if len(resp.Entries) > maxSyncEntries {

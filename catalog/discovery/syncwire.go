@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"bufio"
 	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
@@ -79,6 +80,19 @@ func causeOf(err error) string {
 	default:
 		return "io"
 	}
+}
+
+// readMessage reads one frame of at most max bytes into m; a frame that
+// does not decode is a syncError of cause "malformed".
+func readMessage(r *bufio.Reader, max int, m proto.Message) error {
+	b, err := framer.ReadFrame(r, max)
+	if err != nil {
+		return err
+	}
+	if err := proto.Unmarshal(b, m); err != nil {
+		return syncErrorf("malformed", "decode %T: %v", m, err)
+	}
+	return nil
 }
 
 // digestItem is what the initiator holds of one peer.
