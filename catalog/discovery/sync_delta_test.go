@@ -1,6 +1,7 @@
 package discovery_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"runtime"
@@ -8,10 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/discovery"
+	"github.com/mosaik-go/mosaik/catalog/pb"
+	"github.com/mosaik-go/mosaik/internal/framer"
 	"github.com/mosaik-go/mosaik/internal/testutil"
 )
 
@@ -191,5 +195,68 @@ func TestSync_TenThousandEntriesAndDelta(t *testing.T) {
 	again, _ := sync(b)
 	if again.SyncEntriesReceived > 2 {
 		t.Errorf("a sync right after a sync received %d entries", again.SyncEntriesReceived)
+	}
+}
+
+// TestSync_V1Interop: a node of sync 2.0.0 falls back to 1.0.0 with a
+// responder that serves only 1.0.0 (an older node, here a raw host), and
+// still serves 1.0.0 to an older initiator.
+func TestSync_V1Interop(t *testing.T) {
+	nw := catalog.IDFromString("discovery-test/v1-interop")
+	a := newNode(t, nw, withoutPubSub(), withParams(func(p *discovery.Params) { p.DisableGossip = true }))
+	old := newHost(t)
+	oldEntry := sealEntry(t, hostKey(t, old), nw, catalog.NewVersion(time.Now())).Bytes()
+	got := make(chan *pb.SyncRequest, 1)
+	old.SetStreamHandler(discovery.SyncProtocolV1(nw), func(st network.Stream) {
+		var req pb.SyncRequest
+		if err := framer.ReadProto(bufio.NewReader(st), 1<<20, &req); err != nil {
+			_ = st.Reset()
+			return
+		}
+		select { // the automatic sync on connect may come first
+		case got <- &req:
+		default:
+		}
+		_ = framer.WriteProto(st, &pb.SyncResponse{Entries: [][]byte{oldEntry}})
+		_ = st.Close()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(10*time.Second))
+	defer cancel()
+	if err := a.svc.SyncWith(ctx, addrInfo(old)); err != nil {
+		t.Fatalf("SyncWith an older node: %v", err)
+	}
+	req := <-got
+	if len(req.Entries) == 0 {
+		t.Fatal("the 1.0.0 request holds no entry")
+	}
+	if e, err := catalog.OpenEntry(req.Entries[0], 0); err != nil || e.Entry.PeerID != a.h.ID() {
+		t.Errorf("the 1.0.0 request does not start with the initiator's entry (%v)", err)
+	}
+	if !knows(a.svc, old.ID()) {
+		t.Error("the initiator did not merge the older node's entry")
+	}
+
+	// An older initiator: a 1.0.0 exchange with the 2.0.0 node.
+	x := newHost(t)
+	connect(t, x, a.h)
+	st, err := x.NewStream(ctx, a.h.ID(), discovery.SyncProtocolV1(nw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	own := sealEntry(t, hostKey(t, x), nw, catalog.NewVersion(time.Now())).Bytes()
+	if err := framer.WriteProto(st, &pb.SyncRequest{Network: nw[:], Entries: [][]byte{own}}); err != nil {
+		t.Fatal(err)
+	}
+	_ = st.CloseWrite()
+	var resp pb.SyncResponse
+	if err := framer.ReadProto(bufio.NewReader(st), 8<<20, &resp); err != nil {
+		t.Fatalf("1.0.0 sync with a 2.0.0 node: %v", err)
+	}
+	if len(resp.Entries) != 2 { // its own and the older node's
+		t.Errorf("1.0.0 response holds %d entries, want 2", len(resp.Entries))
+	}
+	if !knows(a.svc, x.ID()) {
+		t.Error("the 2.0.0 node did not merge the older initiator's entry")
 	}
 }
