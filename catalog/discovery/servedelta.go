@@ -45,27 +45,28 @@ func (s *Service) handleSyncV2(st network.Stream) {
 	p := st.Conn().RemotePeer()
 	r := bufio.NewReader(countReader{st, &s.stats.syncBytesIn})
 	var hello pb.SyncHello
-	if err := readMessage(r, helloCap(s.params.Catalog.MaxEntrySize), &hello); err != nil {
-		if !s.serving.read(sl) {
-			return // evicted: already reset and counted
+	err := readMessage(r, helloCap(s.params.Catalog.MaxEntrySize), &hello)
+	// The slot stays in its waiting state until the whole digest is in;
+	// a refusal now first checks that it was not given away meanwhile.
+	refuse := func(code network.StreamErrorCode, cause, why string, args ...any) {
+		if s.serving.read(sl) { // else evicted: already reset and counted
+			s.refuseSync(st, code, cause, why, args...)
 		}
-		s.stats.refuse(true, "malformed")
-		s.refuseSync(st, CodeProtocolViolation, causeOf(err), "bad hello", "err", err)
-		return
 	}
 	switch {
+	case err != nil:
+		s.stats.refuse(true, "malformed")
+		refuse(CodeProtocolViolation, causeOf(err), "bad hello", "err", err)
+		return
 	case !bytes.Equal(hello.Network, s.network[:]):
-		s.serving.read(sl)
-		s.refuseSync(st, CodeDifferentNetwork, "other_network", "other network")
+		refuse(CodeDifferentNetwork, "other_network", "other network")
 		return
 	case len(hello.Salt) != saltLen:
-		s.serving.read(sl)
-		s.refuseSync(st, CodeProtocolViolation, "malformed", "bad hello", "salt bytes", len(hello.Salt))
+		refuse(CodeProtocolViolation, "malformed", "bad hello", "salt bytes", len(hello.Salt))
 		return
 	}
 	if code, cause := s.admitHello(p, hello.Entry); cause != "" {
-		s.serving.read(sl)
-		s.refuseSync(st, code, cause, "hello entry refused")
+		refuse(code, cause, "hello entry refused")
 		return
 	}
 	_, span := s.tracer.Start(s.ctx, "mosaik.discovery.sync.serve", trace.WithSpanKind(trace.SpanKindServer),
@@ -75,7 +76,7 @@ func (s *Service) handleSyncV2(st network.Stream) {
 	// skipped anyway.
 	own := digestIndex(hello.Salt, withLocal(s.store.Snapshot()), p)
 	pw := &pageWriter{w: countWriter{st, &s.stats.syncBytesOut}}
-	err := s.serveDigest(r, sl, own, pw)
+	err = s.serveDigest(r, sl, own, pw)
 	s.stats.syncEntriesOut.Add(uint64(pw.entries))
 	span.SetAttributes(attribute.Int("entries", pw.entries))
 	var se *syncError
