@@ -292,3 +292,57 @@ func TestSyncV2_HostileResponder(t *testing.T) {
 		}
 	})
 }
+
+// TestSyncV2_EndlessDigest: a digest that keeps going, in valid ascending
+// pages, is refused once it passes 1 048 576 items, with its cause
+// counted, while the responder holds one page at a time.
+func TestSyncV2_EndlessDigest(t *testing.T) {
+	nw := catalog.IDFromString("discovery-test/endless-digest")
+	v := newNode(t, nw, withoutPubSub(), withParams(func(p *discovery.Params) {
+		p.DisableGossip = true
+		p.SyncTimeout = time.Minute // the cap, not the deadline, must end it
+	}))
+	x := newHost(t)
+	connect(t, x, v.h)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(time.Minute))
+	defer cancel()
+	st, err := x.NewStream(ctx, v.h.ID(), discovery.SyncProtocol(nw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Reset()
+	_ = st.SetDeadline(time.Now().Add(testutil.Scale(time.Minute)))
+	own := sealEntry(t, hostKey(t, x), nw, catalog.NewVersion(time.Now())).Bytes()
+	before := v.svc.Stats()
+	// Read the responder's pages meanwhile, as an initiator must.
+	readErr := make(chan error, 1)
+	go func() {
+		se, err := remoteReset(st)
+		if se != nil {
+			err = se
+		}
+		readErr <- err
+	}()
+	if _, err := st.Write(frame(t, &pb.SyncHello{Network: nw[:], Entry: own, Salt: testSalt})); err != nil {
+		t.Fatal(err)
+	}
+	page := make([][3]uint64, 4096)
+	key := uint64(0)
+	for range 1<<20/4096 + 1 {
+		for i := range page {
+			key++
+			page[i] = [3]uint64{key, 1, 1}
+		}
+		if _, err := st.Write(frame(t, &pb.SyncDigest{Items: digestBytes(page...)})); err != nil {
+			break // reset by the responder
+		}
+	}
+	err = <-readErr
+	var se *network.StreamError
+	if !errors.As(err, &se) || se.ErrorCode != discovery.CodeProtocolViolation {
+		t.Fatalf("endless digest ended with %v, want a reset with code 400", err)
+	}
+	key2 := "in/digest_too_long"
+	testutil.Eventually(t, 5*time.Second, func() bool { return v.svc.Stats().SyncErrorsBy[key2] == before.SyncErrorsBy[key2]+1 },
+		"%s did not move by one: %v", key2, v.svc.Stats().SyncErrorsBy)
+}
