@@ -15,11 +15,10 @@ import (
 // only through the gossipsub mesh and IHAVE gossip, and under churn a mesh
 // has holes and lost heartbeats are not resent. Sync-on-connect does not
 // repair that, since it syncs only with peers not in the catalog. A
-// periodic sync with one peer does, whatever the cause: each sync brings
-// this node what the peer holds newer (a pull; every node runs this
-// loop, so information flows both ways), and an entry new to it is
-// relayed on gossip from there. Its cost is a digest of the catalog (24
-// bytes a peer) plus the entries that differ, per node per interval;
+// periodic sync with one peer does, whatever the cause: each sync merges
+// both catalogs, and an entry new to either side is relayed on gossip
+// from there. Its cost is a digest of the catalog (24 bytes a peer) plus
+// the entries that differ, per node per interval;
 // per-peer pacing (SyncMinInterval) and the responder's limits apply as
 // to every automatic sync.
 func (s *Service) antiEntropyLoop() {

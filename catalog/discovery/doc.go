@@ -16,10 +16,11 @@
 //   - runs a catalog sync ([SyncProtocol]) when it connects to a peer of
 //     the network that it does not know yet (or to any, while its catalog
 //     is empty), so a new node gets whole catalogs at once, and relays on
-//     gossip the peers it learns that way. The sync is a paged delta pull:
-//     the node sends a digest of what it holds and merges, page by page,
-//     what the peer holds newer or it lacks, so memory stays bounded
-//     whatever the catalog's size; with peers that serve only the older
+//     gossip the peers it learns that way. The sync is a paged delta
+//     exchange: the node sends a digest of what it holds, merges page by
+//     page what the peer holds newer or it lacks, and sends the entries
+//     the peer asks for in return, so memory stays bounded whatever the
+//     catalog's size; with peers that serve only the older
 //     whole-catalog sync ([SyncProtocolV1]) it falls back to that, and it
 //     serves both;
 //   - syncs with one random connected peer of the network every

@@ -117,6 +117,8 @@ func FuzzDecodePage(f *testing.F) {
 	}
 	one, _ := proto.Marshal(&pb.SyncPage{Entries: [][]byte{local.Current().Bytes()}})
 	end, _ := proto.Marshal(&pb.SyncPage{Last: true})
+	want, _ := proto.Marshal(&pb.SyncPage{Last: true, Want: []byte{0, 0, 0, 0, 0, 0, 0, 1}})
+	f.Add(want)
 	f.Add(one)
 	f.Add(end)
 	f.Add([]byte{})
@@ -131,6 +133,12 @@ func FuzzDecodePage(f *testing.F) {
 		}
 		if len(pg.Entries) > maxPageEntries || (len(pg.Entries) == 0 && !pg.Last) {
 			t.Fatalf("accepted a page of %d entries, last %v", len(pg.Entries), pg.Last)
+		}
+		if len(pg.Want) > maxWant*8 || len(pg.Want)%8 != 0 || (len(pg.Want) > 0 && !pg.Last) {
+			t.Fatalf("accepted a want of %d bytes, last %v", len(pg.Want), pg.Last)
+		}
+		if keys := wantKeys(pg.Want); len(keys) != len(pg.Want)/8 {
+			t.Fatal("want keys lost")
 		}
 	})
 }

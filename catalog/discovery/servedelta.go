@@ -3,6 +3,7 @@ package discovery
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"iter"
 
@@ -78,7 +79,10 @@ func (s *Service) handleSyncV2(st network.Stream) {
 	pw := &pageWriter{w: countWriter{st, &s.stats.syncBytesOut}}
 	err = s.serveDigest(r, sl, own, pw)
 	s.stats.syncEntriesOut.Add(uint64(pw.entries))
-	span.SetAttributes(attribute.Int("entries", pw.entries))
+	span.SetAttributes(attribute.Int("entries", pw.entries), attribute.Int("want", len(pw.want)/8))
+	if err == nil && len(pw.want) > 0 {
+		err = s.readPush(r, len(pw.want)/8)
+	}
 	var se *syncError
 	switch {
 	case errors.Is(err, errEvicted):
@@ -159,12 +163,18 @@ func (s *Service) serveDigest(r *bufio.Reader, sl *slot, own []indexed, pw *page
 					return err
 				}
 			}
+			j := i
 			for ; i < len(own) && own[i].key == it.key; i++ {
 				if own[i].e.Entry.Version.Compare(it.v) > 0 {
 					if err := pw.add(own[i].e.Bytes()); err != nil {
 						return err
 					}
 				}
+			}
+			// The initiator holds a peer we lack, or holds it newer: ask
+			// for it (up to maxWant keys).
+			if len(pw.want) < maxWant*8 && (j == i || own[j].e.Entry.Version.Compare(it.v) < 0) {
+				pw.want = binary.BigEndian.AppendUint64(pw.want, it.key)
 			}
 			after, seen = it.key, true
 		}
@@ -187,6 +197,36 @@ func (s *Service) serveDigest(r *bufio.Reader, sl *slot, own []indexed, pw *page
 func (s *Service) member(p peer.ID) bool {
 	_, ok := s.store.Snapshot().Get(p)
 	return ok
+}
+
+// readPush reads the pages of entries the initiator sends for our want
+// (at most want entries) up to its end marker and merges each page.
+func (s *Service) readPush(r *bufio.Reader, want int) error {
+	total := 0
+	for {
+		body, err := framer.ReadFrame(r, maxPageFrame)
+		if err != nil {
+			if errors.Is(err, framer.ErrTooLarge) {
+				return &syncError{cause: "oversize", err: err}
+			}
+			return err
+		}
+		pg, err := decodePage(body)
+		if err != nil {
+			return err
+		}
+		if len(pg.Want) > 0 {
+			return syncErrorf("malformed", "want in the initiator's pages")
+		}
+		if total += len(pg.Entries); total > want {
+			return syncErrorf("too_many_entries", "%d entries sent for a want of %d", total, want)
+		}
+		s.stats.syncEntriesIn.Add(uint64(len(pg.Entries)))
+		s.mergeAll(pg.Entries, fromSync)
+		if pg.Last {
+			return nil
+		}
+	}
 }
 
 // withLocal iterates over the local entry, then every remote one.

@@ -26,13 +26,13 @@ import (
 const maxSyncEntries = 16384
 
 // SyncWith connects to pi (when not connected) and runs a catalog sync
-// with it. With a peer that serves sync 2.0.0 this is a delta pull: we
-// send our own entry and a digest of our catalog, the peer merges our
+// with it. With a peer that serves sync 2.0.0 this is a delta exchange:
+// we send our own entry and a digest of our catalog, the peer merges our
 // entry and streams, page by page, the entries we lack or hold at an
-// older version, and we merge each page as it comes. With an older peer
-// (sync 1.0.0 only) both sides send their whole catalogs. It returns when
-// the exchange is done; the responder merges our entry before it answers,
-// so on return both catalogs hold each other.
+// older version (we merge each page as it comes), then asks for those it
+// lacks, which we send. With an older peer (sync 1.0.0 only) both sides
+// send their whole catalogs. It returns when the exchange is done: both
+// catalogs then hold each other and what either lacked.
 func (s *Service) SyncWith(ctx context.Context, pi peer.AddrInfo) error {
 	if s.ctx.Err() != nil {
 		return ErrClosed

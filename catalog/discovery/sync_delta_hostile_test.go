@@ -101,6 +101,11 @@ func TestSyncV2_HostileRequestsAreReset(t *testing.T) {
 			}
 			return append(hello(own), frame(t, &pb.SyncDigest{Items: digestBytes(items...), Last: true})...)
 		}, true, discovery.CodeProtocolViolation, "oversize"},
+		{"more entries than wanted", func(own []byte) []byte {
+			// The responder lacks key 1, so it wants one entry; two come.
+			b := append(hello(own), frame(t, &pb.SyncDigest{Items: digestBytes([3]uint64{1, 1, 1}), Last: true})...)
+			return append(b, frame(t, &pb.SyncPage{Entries: [][]byte{[]byte("a"), []byte("b")}, Last: true})...)
+		}, false, discovery.CodeProtocolViolation, "too_many_entries"},
 		{"endless empty digest pages", func(own []byte) []byte {
 			return append(append(hello(own), frame(t, &pb.SyncDigest{})...), frame(t, &pb.SyncDigest{})...)
 		}, false, discovery.CodeProtocolViolation, "empty_page"},

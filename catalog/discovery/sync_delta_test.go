@@ -260,3 +260,42 @@ func TestSync_V1Interop(t *testing.T) {
 		t.Error("the 2.0.0 node did not merge the older initiator's entry")
 	}
 }
+
+// TestSync_PushesWhatTheResponderLacks: the responder asks (want) for the
+// peers the initiator's digest holds newer or it lacks, and has merged
+// them when SyncWith returns; a second sync moves none of them again.
+func TestSync_PushesWhatTheResponderLacks(t *testing.T) {
+	big := presignedEntries(t)
+	nw := big.nw
+	r := newNode(t, nw, withoutPubSub(), withParams(bigParams))
+	a := newNode(t, nw, withoutPubSub(), withParams(bigParams), withParams(func(p *discovery.Params) { p.DisableSync = true }))
+	mergeAll(t, r.svc, big.entries[:100])
+	mergeAll(t, a.svc, big.entries[50:150]) // 50 shared, 50 the responder lacks
+	mergeAll(t, a.svc, big.updates[:10])    // newer than the responder's
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(30*time.Second))
+	defer cancel()
+	before := r.svc.Stats()
+	if err := a.svc.SyncWith(ctx, addrInfo(r.h)); err != nil {
+		t.Fatalf("SyncWith: %v", err)
+	}
+	for _, e := range big.entries[100:150] {
+		if !knows(r.svc, e.Entry.PeerID) {
+			t.Fatalf("the responder lacks %s after the sync", e.Entry.PeerID)
+		}
+	}
+	for _, u := range big.updates[:10] {
+		if e, _ := r.svc.Catalog().Get(u.Entry.PeerID); e == nil || e.Entry.Version != u.Entry.Version {
+			t.Fatalf("the responder lacks the update of %s", u.Entry.PeerID)
+		}
+	}
+	if got := r.svc.Stats().SyncEntriesReceived - before.SyncEntriesReceived; got != 60 {
+		t.Errorf("the responder received %d entries, want the 60 it lacked", got)
+	}
+	before = r.svc.Stats()
+	if err := a.svc.SyncWith(ctx, addrInfo(r.h)); err != nil {
+		t.Fatalf("second SyncWith: %v", err)
+	}
+	if got := r.svc.Stats().SyncEntriesReceived - before.SyncEntriesReceived; got > 0 {
+		t.Errorf("a second sync pushed %d entries again", got)
+	}
+}

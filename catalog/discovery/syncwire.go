@@ -39,6 +39,9 @@ const (
 	// with their protobuf tags.
 	maxPageFrame = 1 << 20
 	maxPageEntry = maxPageFrame - 1<<10
+	// maxWant caps the keys a responder asks for in one sync (32 KiB);
+	// what it lacks beyond them comes with later syncs.
+	maxWant = 4096
 	// maxSyncItems caps the digest items a responder reads and the
 	// entries an initiator reads in one sync: a peer cannot make a sync
 	// endless (SyncTimeout bounds it in time as well).
@@ -189,8 +192,23 @@ func decodePage(data []byte) (*pb.SyncPage, error) {
 		return nil, syncErrorf("oversize", "page of %d entries > %d", n, maxPageEntries)
 	case n == 0 && !pg.Last:
 		return nil, syncErrorf("empty_page", "empty page before the last")
+	case len(pg.Want) > 0 && !pg.Last:
+		return nil, syncErrorf("malformed", "want on a page before the last")
+	case len(pg.Want)%8 != 0:
+		return nil, syncErrorf("malformed", "want of %d bytes is not whole keys", len(pg.Want))
+	case len(pg.Want) > maxWant*8:
+		return nil, syncErrorf("oversize", "want of %d keys > %d", len(pg.Want)/8, maxWant)
 	}
 	return &pg, nil
+}
+
+// wantKeys decodes the want field of a page checked by decodePage.
+func wantKeys(b []byte) []uint64 {
+	keys := make([]uint64, len(b)/8)
+	for i := range keys {
+		keys[i] = binary.BigEndian.Uint64(b[i*8:])
+	}
+	return keys
 }
 
 // pageWriter fills and writes the responder's pages.
@@ -198,7 +216,8 @@ type pageWriter struct {
 	w       io.Writer
 	page    pb.SyncPage
 	size    int
-	entries int // entries written in all
+	entries int    // entries written in all
+	want    []byte // packed keys for the last page
 }
 
 // add queues one sealed entry, writing the page first when the entry
@@ -224,11 +243,14 @@ func (pw *pageWriter) flush(last bool) error {
 		return nil
 	}
 	pw.page.Last = last
+	if last {
+		pw.page.Want = pw.want
+	}
 	if err := framer.WriteProto(pw.w, &pw.page); err != nil {
 		return err
 	}
 	pw.entries += len(pw.page.Entries)
 	clear(pw.page.Entries)
-	pw.page.Entries, pw.size = pw.page.Entries[:0], 0
+	pw.page.Entries, pw.page.Want, pw.size = pw.page.Entries[:0], nil, 0
 	return nil
 }

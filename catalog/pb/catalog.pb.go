@@ -693,11 +693,17 @@ func (x *SyncDigest) GetLast() bool {
 	return false
 }
 
-// SyncPage is one page of the entries the initiator lacks.
+// SyncPage is one page of the entries the initiator lacks (responder to
+// initiator), or of the entries the responder asked for in want
+// (initiator to responder).
 type SyncPage struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Entries       [][]byte               `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"` // sealed Entry envelopes
-	Last          bool                   `protobuf:"varint,2,opt,name=last,proto3" json:"last,omitempty"`      // the end marker: no page follows
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Entries [][]byte               `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"` // sealed Entry envelopes
+	Last    bool                   `protobuf:"varint,2,opt,name=last,proto3" json:"last,omitempty"`      // the end marker: no page follows
+	// On the responder's last page only: packed 8-byte digest keys (at most
+	// 4096) of peers the initiator holds newer or the responder lacks. The
+	// initiator answers with those entries in pages of its own.
+	Want          []byte `protobuf:"bytes,3,opt,name=want,proto3" json:"want,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -744,6 +750,13 @@ func (x *SyncPage) GetLast() bool {
 		return x.Last
 	}
 	return false
+}
+
+func (x *SyncPage) GetWant() []byte {
+	if x != nil {
+		return x.Want
+	}
+	return nil
 }
 
 var File_catalog_proto protoreflect.FileDescriptor
@@ -794,10 +807,11 @@ const file_catalog_proto_rawDesc = "" +
 	"\n" +
 	"SyncDigest\x12\x14\n" +
 	"\x05items\x18\x01 \x01(\fR\x05items\x12\x12\n" +
-	"\x04last\x18\x02 \x01(\bR\x04last\"8\n" +
+	"\x04last\x18\x02 \x01(\bR\x04last\"L\n" +
 	"\bSyncPage\x12\x18\n" +
 	"\aentries\x18\x01 \x03(\fR\aentries\x12\x12\n" +
-	"\x04last\x18\x02 \x01(\bR\x04lastB(Z&github.com/mosaik-go/mosaik/catalog/pbb\x06proto3"
+	"\x04last\x18\x02 \x01(\bR\x04last\x12\x12\n" +
+	"\x04want\x18\x03 \x01(\fR\x04wantB(Z&github.com/mosaik-go/mosaik/catalog/pbb\x06proto3"
 
 var (
 	file_catalog_proto_rawDescOnce sync.Once
