@@ -56,12 +56,14 @@ type counters struct {
 	announcements, relayed            atomic.Uint64
 	dhtPuts, dhtPutFailures           atomic.Uint64
 	linksRepaired                     atomic.Uint64
-	syncBytesOut, syncBytesIn         atomic.Uint64
-	syncEntriesOut, syncEntriesIn     atomic.Uint64
 
-	mu      sync.Mutex
-	reason  map[string]uint64
-	syncErr map[string]uint64 // "in/<cause>", "out/<cause>"
+	mu     sync.Mutex
+	reason map[string]uint64
+
+	// Sync traffic, and syncs failed or refused by cause.
+	syncBytesOut, syncBytesIn     atomic.Uint64
+	syncEntriesOut, syncEntriesIn atomic.Uint64
+	syncErr                       map[string]uint64 // "in/<cause>", "out/<cause>"; under mu
 
 	rtt      metric.Float64Histogram
 	syncDur  metric.Float64Histogram
