@@ -2,8 +2,10 @@ package mosaik_test
 
 import (
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"testing"
 	"time"
 
@@ -122,6 +124,40 @@ func TestVectors(t *testing.T) {
 		Description: "framed SyncResponse holding the sealed entry",
 		Section:     "10.2, 10.3",
 		Fields:      map[string]any{"entries": []string{"catalog/entry.json"}},
+	})
+
+	salt := []byte{0, 1, 2, 3, 4, 5, 6, 7}
+	hello := framer.AppendFrame(nil, mustProto(t, &catpb.SyncHello{Network: nw[:], Entry: env, Salt: salt}))
+	testutil.CheckVector(t, vectorDir, "catalog/sync_hello", hello, testutil.Vector{
+		Description: "framed SyncHello of sync 2.0.0: the network, the initiator's own sealed entry and the 8-byte salt",
+		Section:     "10.2, 10.3",
+		Fields:      map[string]any{"network": nw.String(), "entry": "catalog/entry.json", "salt": hex.EncodeToString(salt)},
+	})
+	// The digest of a catalog holding the vector entry: key = first 8
+	// bytes of SHA-256(salt || binary peer ID), then the version.
+	sum := sha256.Sum256(append(append([]byte{}, salt...), []byte(id)...))
+	digestKey := binary.BigEndian.Uint64(sum[:8])
+	item := binary.BigEndian.AppendUint64(nil, digestKey)
+	item = binary.BigEndian.AppendUint64(item, uint64(version.StartMS))
+	item = binary.BigEndian.AppendUint64(item, uint64(version.UpdateMS))
+	digest := framer.AppendFrame(nil, mustProto(t, &catpb.SyncDigest{Items: item, Last: true}))
+	testutil.CheckVector(t, vectorDir, "catalog/sync_digest", digest, testutil.Vector{
+		Description: "framed last SyncDigest page with one 24-byte item (key, start_ms, update_ms, big-endian) for the vector entry's peer under the salt of sync_hello",
+		Section:     "10.3",
+		Fields: map[string]any{"salt": hex.EncodeToString(salt), "peer_id": id.String(), "key": fmt.Sprintf("%016x", digestKey),
+			"start_ms": version.StartMS, "update_ms": version.UpdateMS, "last": true},
+	})
+	page := framer.AppendFrame(nil, mustProto(t, &catpb.SyncPage{Entries: [][]byte{env}}))
+	testutil.CheckVector(t, vectorDir, "catalog/sync_page", page, testutil.Vector{
+		Description: "framed SyncPage of sync 2.0.0 holding the sealed entry (not the last page)",
+		Section:     "10.3",
+		Fields:      map[string]any{"entries": []string{"catalog/entry.json"}, "last": false},
+	})
+	end := framer.AppendFrame(nil, mustProto(t, &catpb.SyncPage{Last: true}))
+	testutil.CheckVector(t, vectorDir, "catalog/sync_page_end", end, testutil.Vector{
+		Description: "framed empty last SyncPage: the end marker of sync 2.0.0",
+		Section:     "10.3",
+		Fields:      map[string]any{"entries": []string{}, "last": true},
 	})
 
 	issuer, issuerID := vectorKey(t, 0x20)

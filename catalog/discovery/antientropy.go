@@ -16,10 +16,11 @@ import (
 // has holes and lost heartbeats are not resent. Sync-on-connect does not
 // repair that, since it syncs only with peers not in the catalog. A
 // periodic sync with one peer does, whatever the cause: each sync merges
-// both catalogs, and an entry new to either side is relayed on gossip from
-// there. Its cost is one full catalog exchange per node per interval, so
-// the interval is several heartbeats; per-peer pacing (SyncMinInterval)
-// and the responder's limits apply as to every automatic sync.
+// both catalogs, and an entry new to either side is relayed on gossip
+// from there. Its cost is a digest of the catalog (24 bytes a peer) plus
+// the entries that differ, per node per interval;
+// per-peer pacing (SyncMinInterval) and the responder's limits apply as
+// to every automatic sync.
 func (s *Service) antiEntropyLoop() {
 	t := time.NewTimer(jitter(s.params.AntiEntropyInterval, 0.5))
 	defer t.Stop()
@@ -42,7 +43,7 @@ func (s *Service) syncPeer() (peer.ID, bool) {
 	peers := s.h.Network().Peers()
 	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
 	for _, p := range peers {
-		if ok, _ := s.h.Peerstore().SupportsProtocols(p, s.proto); len(ok) > 0 {
+		if s.speaksSync(p) {
 			return p, true
 		}
 	}

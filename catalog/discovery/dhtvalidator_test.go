@@ -147,6 +147,7 @@ func TestNames_DeterministicAndPerNetwork(t *testing.T) {
 		add("StreamCID other stream "+nw.Short(), discovery.StreamCID(nw, catalog.IDFromString("orders")).String())
 		add("TopicName "+nw.Short(), discovery.TopicName(nw))
 		add("SyncProtocol "+nw.Short(), string(discovery.SyncProtocol(nw)))
+		add("SyncProtocolV1 "+nw.Short(), string(discovery.SyncProtocolV1(nw)))
 	}
 
 	// The CIDs are CIDv1, raw codec, SHA2-256, as documented.

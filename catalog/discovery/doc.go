@@ -24,7 +24,13 @@
 //   - runs a catalog sync ([SyncProtocol]) when it connects to a peer of
 //     the network that it does not know yet (or to any, while its catalog
 //     is empty), so a new node gets whole catalogs at once, and relays on
-//     gossip the peers it learns that way;
+//     gossip the peers it learns that way. The sync is a paged delta
+//     exchange: the node sends a digest of what it holds, merges page by
+//     page what the peer holds newer or it lacks, and sends the entries
+//     the peer asks for in return, so memory stays bounded whatever the
+//     catalog's size; with peers that serve only the older
+//     whole-catalog sync ([SyncProtocolV1]) it falls back to that, and it
+//     serves both;
 //   - syncs with one random connected peer of the network every
 //     Params.AntiEntropyInterval (several heartbeats), which repairs
 //     entries gossip failed to deliver: a node hears peers it is not
@@ -174,6 +180,9 @@
 //	mosaik.discovery.refused          counter  verdict=rejected|ignored, reason=<catalog.Reason>
 //	mosaik.discovery.peers.departed   counter  cause=departure|purged
 //	mosaik.discovery.syncs            counter  direction=out|in, result=ok|failed|refused
+//	mosaik.discovery.sync.errors      counter  direction=out|in, cause=<see PROTOCOL.md 10.4>
+//	mosaik.discovery.sync.bytes       counter  direction=out|in, frame bytes on sync streams
+//	mosaik.discovery.sync.entries     counter  direction=out|in, sealed entries in sync messages
 //	mosaik.discovery.announcements    counter  own entry publications
 //	mosaik.discovery.relayed          counter  entries relayed to gossip after a sync or DHT lookup
 //	mosaik.discovery.dht.puts         counter  result=ok|failed

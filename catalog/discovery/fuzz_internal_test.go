@@ -1,7 +1,11 @@
 package discovery
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/rand"
+	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -10,6 +14,7 @@ import (
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/pb"
+	"github.com/mosaik-go/mosaik/internal/framer"
 )
 
 // FuzzDecodeAnnouncement feeds arbitrary gossip payloads to the
@@ -57,6 +62,101 @@ func FuzzDecodeAnnouncement(f *testing.F) {
 			}
 		default:
 			t.Fatal("no error and no result")
+		}
+	})
+}
+
+// FuzzDecodeDigest feeds arbitrary SyncDigest frame bodies to the digest
+// decoder: it must never panic, and what it accepts must be whole items
+// in strictly ascending key order within the page cap.
+func FuzzDecodeDigest(f *testing.F) {
+	items := appendDigestItem(appendDigestItem(nil, 1, catalog.Version{StartMS: 1, UpdateMS: 2}), 7, catalog.Version{StartMS: 3, UpdateMS: 4})
+	ok, _ := proto.Marshal(&pb.SyncDigest{Items: items, Last: true})
+	unsorted, _ := proto.Marshal(&pb.SyncDigest{Items: append(slices.Clone(items[24:]), items[:24]...)})
+	empty, _ := proto.Marshal(&pb.SyncDigest{})
+	f.Add(ok, true, uint64(0))
+	f.Add(ok, false, uint64(1))
+	f.Add(unsorted, true, uint64(0))
+	f.Add(empty, true, uint64(0))
+	f.Add([]byte{0x0a, 0x19}, true, uint64(0))
+	f.Fuzz(func(t *testing.T, data []byte, first bool, after uint64) {
+		got, _, err := decodeDigest(data, first, after)
+		if err != nil {
+			if got != nil {
+				t.Fatal("items came with an error")
+			}
+			var se *syncError
+			if !errors.As(err, &se) || se.cause == "" {
+				t.Fatalf("error without a cause: %v", err)
+			}
+			return
+		}
+		if len(got) > maxDigestItems {
+			t.Fatalf("%d items accepted", len(got))
+		}
+		for i, it := range got {
+			if (i > 0 || !first) && it.key <= after {
+				t.Fatalf("key %d after %d accepted", it.key, after)
+			}
+			after = it.key
+		}
+	})
+}
+
+// FuzzDecodePage feeds arbitrary SyncPage frame bodies to the page
+// decoder: it must never panic, and what it accepts holds at most
+// maxPageEntries entries, none only on the last page.
+func FuzzDecodePage(f *testing.F) {
+	sk, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	local, err := catalog.NewLocal(sk, catalog.IDFromString("fuzz"), time.Now(), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	one, _ := proto.Marshal(&pb.SyncPage{Entries: [][]byte{local.Current().Bytes()}})
+	end, _ := proto.Marshal(&pb.SyncPage{Last: true})
+	want, _ := proto.Marshal(&pb.SyncPage{Last: true, Want: []byte{0, 0, 0, 0, 0, 0, 0, 1}})
+	f.Add(want)
+	f.Add(one)
+	f.Add(end)
+	f.Add([]byte{})
+	f.Add([]byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		pg, err := decodePage(data)
+		if err != nil {
+			if pg != nil {
+				t.Fatal("a page came with an error")
+			}
+			return
+		}
+		if len(pg.Entries) > maxPageEntries || (len(pg.Entries) == 0 && !pg.Last) {
+			t.Fatalf("accepted a page of %d entries, last %v", len(pg.Entries), pg.Last)
+		}
+		if len(pg.Want) > maxWant*8 || len(pg.Want)%8 != 0 || (len(pg.Want) > 0 && !pg.Last) {
+			t.Fatalf("accepted a want of %d bytes, last %v", len(pg.Want), pg.Last)
+		}
+		if keys := wantKeys(pg.Want); len(keys) != len(pg.Want)/8 {
+			t.Fatal("want keys lost")
+		}
+	})
+}
+
+// FuzzReadHello feeds arbitrary bytes, as a stream, to the reader of the
+// SyncHello frame: it must never panic nor read past its cap.
+func FuzzReadHello(f *testing.F) {
+	nw := catalog.IDFromString("fuzz")
+	hello, _ := proto.Marshal(&pb.SyncHello{Network: nw[:], Entry: []byte("entry"), Salt: []byte("saltsalt")})
+	f.Add(framer.AppendFrame(nil, hello))
+	f.Add([]byte{0x80})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add(framer.AppendFrame(nil, []byte{0xff}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var h pb.SyncHello
+		err := readMessage(bufio.NewReader(bytes.NewReader(data)), helloCap(1024), &h)
+		if err == nil && proto.Size(&h) > helloCap(1024) {
+			t.Fatalf("accepted a hello of %d bytes", proto.Size(&h))
 		}
 	})
 }

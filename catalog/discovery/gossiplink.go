@@ -79,7 +79,7 @@ func (s *Service) linkLoop() {
 // speaks gossipsub, by what identify told us.
 func (s *Service) gossipsNetwork(p peer.ID) bool {
 	ps := s.h.Peerstore()
-	if ok, _ := ps.SupportsProtocols(p, s.proto); len(ok) == 0 {
+	if !s.speaksSync(p) {
 		return false
 	}
 	ok, _ := ps.SupportsProtocols(p, pubsub.GossipSubDefaultProtocols...)

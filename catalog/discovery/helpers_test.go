@@ -263,7 +263,7 @@ func tamper(t testing.TB, sealed []byte, f func(*pb.Entry)) []byte {
 // openSync opens a raw catalog sync stream of network nw from h to p.
 func openSync(t testing.TB, ctx context.Context, h host.Host, p peer.ID, nw catalog.NetworkID) network.Stream {
 	t.Helper()
-	st, err := h.NewStream(ctx, p, discovery.SyncProtocol(nw))
+	st, err := h.NewStream(ctx, p, discovery.SyncProtocolV1(nw))
 	if err != nil {
 		t.Fatalf("open sync stream: %v", err)
 	}
@@ -274,7 +274,7 @@ func openSync(t testing.TB, ctx context.Context, h host.Host, p peer.ID, nw cata
 // rawSync runs one well-formed sync exchange (an empty request of network
 // nw) over a raw stream and returns the response or the stream's error.
 func rawSync(ctx context.Context, h host.Host, p peer.ID, nw catalog.NetworkID, maxSize int) (*pb.SyncResponse, error) {
-	st, err := h.NewStream(ctx, p, discovery.SyncProtocol(nw))
+	st, err := h.NewStream(ctx, p, discovery.SyncProtocolV1(nw))
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,16 @@ type Stats struct {
 	DHTPuts        uint64 // successful DHT puts of the local entry
 	DHTPutFailures uint64
 	LinksRepaired  uint64 // gossip links reset because pubsub lost a connected peer's topics
+
+	// Sync traffic, both directions and both protocol versions: frame
+	// bytes on sync streams and sealed entries in sync messages.
+	SyncBytesSent, SyncBytesReceived     uint64
+	SyncEntriesSent, SyncEntriesReceived uint64
+	// SyncErrorsBy counts failed and refused syncs by cause, keyed
+	// "in/<cause>" (syncs this node refused or failed to serve) and
+	// "out/<cause>" (syncs it started that failed). Causes are listed in
+	// PROTOCOL.md section 10.4.
+	SyncErrorsBy map[string]uint64
 }
 
 type counters struct {
@@ -52,6 +63,11 @@ type counters struct {
 
 	mu     sync.Mutex
 	reason map[string]uint64
+
+	// Sync traffic, and syncs failed or refused by cause.
+	syncBytesOut, syncBytesIn     atomic.Uint64
+	syncEntriesOut, syncEntriesIn atomic.Uint64
+	syncErr                       map[string]uint64 // "in/<cause>", "out/<cause>"; under mu
 
 	rtt      metric.Float64Histogram
 	syncDur  metric.Float64Histogram
@@ -73,12 +89,18 @@ func (c *counters) refuse(rejected bool, reason string) {
 	c.mu.Unlock()
 }
 
+// syncFailed counts a failed or refused sync by direction ("in", "out")
+// and cause.
+func (c *counters) syncFailed(direction, cause string) {
+	c.mu.Lock()
+	c.syncErr[direction+"/"+cause]++
+	c.mu.Unlock()
+}
+
 func (c *counters) snapshot() Stats {
 	c.mu.Lock()
-	by := make(map[string]uint64, len(c.reason))
-	for k, v := range c.reason {
-		by[k] = v
-	}
+	by := maps.Clone(c.reason)
+	syncBy := maps.Clone(c.syncErr)
 	c.mu.Unlock()
 	return Stats{
 		Added: c.added.Load(), Updated: c.updated.Load(), Ignored: c.ignored.Load(), Rejected: c.rejected.Load(),
@@ -88,13 +110,16 @@ func (c *counters) snapshot() Stats {
 		Announcements: c.announcements.Load(), Relayed: c.relayed.Load(),
 		DHTPuts: c.dhtPuts.Load(), DHTPutFailures: c.dhtPutFailures.Load(),
 		LinksRepaired: c.linksRepaired.Load(),
+		SyncBytesSent: c.syncBytesOut.Load(), SyncBytesReceived: c.syncBytesIn.Load(),
+		SyncEntriesSent: c.syncEntriesOut.Load(), SyncEntriesReceived: c.syncEntriesIn.Load(),
+		SyncErrorsBy: syncBy,
 	}
 }
 
 // newCounters registers the OpenTelemetry instruments on mp. Counters are
 // observed from the atomics, so there is one source of truth.
 func newCounters(mp metric.MeterProvider, network string, size func() int) (*counters, error) {
-	c := &counters{reason: map[string]uint64{}, size: size}
+	c := &counters{reason: map[string]uint64{}, syncErr: map[string]uint64{}, size: size}
 	m := mp.Meter("github.com/mosaik-go/mosaik/catalog/discovery")
 	nw := attribute.String("network", network)
 	c.rttAttrs = metric.WithAttributes(nw)
@@ -128,6 +153,10 @@ func newCounters(mp metric.MeterProvider, network string, size func() int) (*cou
 		{"mosaik.discovery.dht.puts", "DHT puts of the local entry", &c.dhtPuts, []attribute.KeyValue{attribute.String("result", "ok")}},
 		{"mosaik.discovery.dht.puts", "", &c.dhtPutFailures, []attribute.KeyValue{attribute.String("result", "failed")}},
 		{"mosaik.discovery.links.repaired", "gossip links reset because pubsub lost a connected peer's topics", &c.linksRepaired, nil},
+		{"mosaik.discovery.sync.bytes", "frame bytes on catalog sync streams", &c.syncBytesOut, []attribute.KeyValue{attribute.String("direction", "out")}},
+		{"mosaik.discovery.sync.bytes", "", &c.syncBytesIn, []attribute.KeyValue{attribute.String("direction", "in")}},
+		{"mosaik.discovery.sync.entries", "sealed entries in catalog sync messages", &c.syncEntriesOut, []attribute.KeyValue{attribute.String("direction", "out")}},
+		{"mosaik.discovery.sync.entries", "", &c.syncEntriesIn, []attribute.KeyValue{attribute.String("direction", "in")}},
 	}
 	instruments := map[string]metric.Int64ObservableCounter{}
 	var all []metric.Observable
@@ -150,7 +179,11 @@ func newCounters(mp metric.MeterProvider, network string, size func() int) (*cou
 	if err != nil {
 		return nil, err
 	}
-	all = append(all, refused, sizeG)
+	syncErrs, err := m.Int64ObservableCounter("mosaik.discovery.sync.errors", metric.WithDescription("failed and refused catalog syncs, by direction and cause"))
+	if err != nil {
+		return nil, err
+	}
+	all = append(all, refused, sizeG, syncErrs)
 	c.reg, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		for _, x := range list {
 			o.ObserveInt64(instruments[x.name], int64(x.v.Load()), metric.WithAttributes(append([]attribute.KeyValue{nw}, x.attrs...)...))
@@ -159,6 +192,10 @@ func newCounters(mp metric.MeterProvider, network string, size func() int) (*cou
 		for k, v := range c.reason {
 			verdict, reason, _ := strings.Cut(k, "/")
 			o.ObserveInt64(refused, int64(v), metric.WithAttributes(nw, attribute.String("verdict", verdict), attribute.String("reason", reason)))
+		}
+		for k, v := range c.syncErr {
+			direction, cause, _ := strings.Cut(k, "/")
+			o.ObserveInt64(syncErrs, int64(v), metric.WithAttributes(nw, attribute.String("direction", direction), attribute.String("cause", cause)))
 		}
 		c.mu.Unlock()
 		o.ObserveInt64(sizeG, int64(c.size()), metric.WithAttributes(nw))

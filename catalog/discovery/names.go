@@ -19,13 +19,30 @@ import (
 // "/mosaik/catalog/1.0.0/<network hex>".
 func TopicName(n catalog.NetworkID) string { return "/mosaik/catalog/1.0.0/" + n.String() }
 
-// SyncProtocol is the catalog sync protocol of network n:
-// "/mosaik/catalog/sync/1.0.0/<network hex>".
+// SyncProtocol is the catalog sync protocol of network n, the paged
+// delta sync: "/mosaik/catalog/sync/2.0.0/<network hex>".
 func SyncProtocol(n catalog.NetworkID) protocol.ID {
 	return protocol.ID(syncProtocolPrefix + n.String())
 }
 
-const syncProtocolPrefix = "/mosaik/catalog/sync/1.0.0/"
+// SyncProtocolV1 is the whole-catalog sync of network n that nodes before
+// 2.0.0 speak: "/mosaik/catalog/sync/1.0.0/<network hex>". A service
+// serves it for old initiators and falls back to it with responders that
+// do not serve [SyncProtocol].
+func SyncProtocolV1(n catalog.NetworkID) protocol.ID {
+	return protocol.ID(syncProtocolV1Prefix + n.String())
+}
+
+// SyncProtocols are the sync protocols of network n a service serves, in
+// order of preference.
+func SyncProtocols(n catalog.NetworkID) []protocol.ID {
+	return []protocol.ID{SyncProtocol(n), SyncProtocolV1(n)}
+}
+
+const (
+	syncProtocolPrefix   = "/mosaik/catalog/sync/2.0.0/"
+	syncProtocolV1Prefix = "/mosaik/catalog/sync/1.0.0/"
+)
 
 // DHTNamespace is the kad-dht record namespace of catalog entries.
 const DHTNamespace = "mosaik"

@@ -53,7 +53,8 @@ type Params struct {
 	// a new sync is refused only when every slot is past its request.
 	// Default 32.
 	MaxConcurrentSyncs int
-	// MaxSyncMessage caps a sync message in bytes. Default 8 MiB.
+	// MaxSyncMessage caps a sync 1.0.0 message in bytes (sync 2.0.0 has
+	// fixed page caps, PROTOCOL.md section 14.2). Default 8 MiB.
 	MaxSyncMessage int
 	// CascadeBelow: after a sync reveals new peers, this node connects to
 	// them (and so syncs with them) while it has fewer than this many

@@ -3,7 +3,9 @@ package discovery
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -162,67 +164,111 @@ func (s *Service) allowSync(p peer.ID) bool {
 	return l.Allow()
 }
 
-// handleSync serves one catalog sync. Per peer, at most SyncBurst syncs
-// are admitted per SyncMinInterval and SyncBurst at once (refused with
-// libp2p's rate-limit code); then a serving slot is needed (see slots:
-// refused, or taken from a sync still waiting for its request, with
-// libp2p's resource code).
-func (s *Service) handleSync(st network.Stream) {
+// admitSync applies the admission rules common to every sync version:
+// per peer, at most SyncBurst syncs are admitted per SyncMinInterval and
+// SyncBurst at once (refused with libp2p's rate-limit code); then a
+// serving slot is needed (see slots: refused, or taken from a sync still
+// waiting for its request, with libp2p's resource code). On success the
+// caller owns the slot and releases it.
+func (s *Service) admitSync(st network.Stream) *slot {
+	p := st.Conn().RemotePeer()
+	if !s.allowSync(p) {
+		s.refuseSync(st, network.StreamRateLimited, "rate_limited", "rate limited")
+		return nil
+	}
+	_, member := s.store.Snapshot().Get(p)
+	sl, evicted, code, why := s.serving.take(p, st, !member)
+	if evicted != nil {
+		s.refuseSync(evicted.st, network.StreamResourceLimitExceeded, "evicted", "slot taken by a newer sync while waiting for the request", "evicted", evicted.peer)
+	}
+	if sl == nil {
+		s.refuseSync(st, code, "busy", why)
+		return nil
+	}
+	_ = st.SetDeadline(time.Now().Add(s.params.SyncTimeout))
+	return sl
+}
+
+// refuseSync resets a sync being served with code and counts it as
+// refused for cause.
+func (s *Service) refuseSync(st network.Stream, code network.StreamErrorCode, cause, why string, args ...any) {
+	s.stats.syncsRefused.Add(1)
+	s.stats.syncFailed("in", cause)
+	s.log.Debug("sync refused", append([]any{"peer", st.Conn().RemotePeer(), "cause", cause, "why", why}, args...)...)
+	_ = st.ResetWithError(code)
+}
+
+// handleSyncV1 serves one sync of protocol 1.0.0: it reads the
+// initiator's whole catalog and answers with its own, one frame each.
+func (s *Service) handleSyncV1(st network.Stream) {
 	if !s.enter() {
 		_ = st.Reset()
 		return
 	}
 	defer s.wg.Done()
-	p := st.Conn().RemotePeer()
-	refuse := func(st network.Stream, code network.StreamErrorCode, why string, args ...any) {
-		s.stats.syncsRefused.Add(1)
-		s.log.Debug("sync refused", append([]any{"peer", p, "why", why}, args...)...)
-		_ = st.ResetWithError(code)
-	}
-	if !s.allowSync(p) {
-		refuse(st, network.StreamRateLimited, "rate limited")
-		return
-	}
-	_, member := s.store.Snapshot().Get(p)
-	sl, evicted, code, why := s.serving.take(p, st, !member)
-	if evicted != nil {
-		refuse(evicted.st, network.StreamResourceLimitExceeded, "slot taken by a newer sync while waiting for the request", "evicted", evicted.peer)
-	}
+	sl := s.admitSync(st)
 	if sl == nil {
-		refuse(st, code, why)
 		return
 	}
 	defer s.serving.release(sl)
-	_ = st.SetDeadline(time.Now().Add(s.params.SyncTimeout))
+	p := st.Conn().RemotePeer()
 	var req pb.SyncRequest
-	err := framer.ReadProto(bufio.NewReader(st), s.params.MaxSyncMessage, &req)
+	err := readMessage(bufio.NewReader(countReader{st, &s.stats.syncBytesIn}), s.params.MaxSyncMessage, &req)
 	if !s.serving.read(sl) {
 		return // evicted: already reset and counted
 	}
 	if err != nil {
 		s.stats.refuse(true, "malformed")
-		refuse(st, CodeProtocolViolation, "bad request", "err", err)
+		s.refuseSync(st, CodeProtocolViolation, causeOf(err), "bad request", "err", err)
 		return
 	}
 	if !bytes.Equal(req.Network, s.network[:]) {
-		refuse(st, CodeDifferentNetwork, "other network")
+		s.refuseSync(st, CodeDifferentNetwork, "other_network", "other network")
 		return
 	}
 	_, span := s.tracer.Start(s.ctx, "mosaik.discovery.sync.serve", trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(attribute.String("peer", p.String()), attribute.Int("entries", len(req.Entries))))
+		trace.WithAttributes(attribute.String("peer", p.String()), attribute.String("protocol", "1.0.0"), attribute.Int("entries", len(req.Entries))))
 	defer span.End()
 	if len(req.Entries) > maxSyncEntries {
-		refuse(st, CodeProtocolViolation, "too many entries", "n", len(req.Entries))
+		s.refuseSync(st, CodeProtocolViolation, "too_many_entries", "too many entries", "n", len(req.Entries))
 		return
 	}
+	s.stats.syncEntriesIn.Add(uint64(len(req.Entries)))
 	// Answer with the catalog as it was before merging the request, but
 	// merge first, so the initiator's SyncWith returns after both merged.
 	snap := s.store.Snapshot()
 	s.mergeAll(req.Entries, fromSync)
-	if err := framer.WriteProto(st, &pb.SyncResponse{Entries: s.entries(snap)}); err != nil {
+	resp := &pb.SyncResponse{Entries: s.entries(snap)}
+	if err := framer.WriteProto(countWriter{st, &s.stats.syncBytesOut}, resp); err != nil {
+		s.stats.syncFailed("in", causeOf(err))
 		_ = st.Reset()
 		return
 	}
+	s.stats.syncEntriesOut.Add(uint64(len(resp.Entries)))
 	s.stats.syncsServed.Add(1)
 	_ = st.Close()
+}
+
+// countReader counts the bytes read through it into n.
+type countReader struct {
+	r io.Reader
+	n *atomic.Uint64
+}
+
+func (c countReader) Read(b []byte) (int, error) {
+	k, err := c.r.Read(b)
+	c.n.Add(uint64(k))
+	return k, err
+}
+
+// countWriter counts the bytes written through it into n.
+type countWriter struct {
+	w io.Writer
+	n *atomic.Uint64
+}
+
+func (c countWriter) Write(b []byte) (int, error) {
+	k, err := c.w.Write(b)
+	c.n.Add(uint64(k))
+	return k, err
 }

@@ -79,8 +79,8 @@ type Service struct {
 	tracer  trace.Tracer
 	now     func() time.Time // the wall clock of versions and freshness
 	network catalog.NetworkID
-	proto   protocol.ID
-	cmTag   string // connection manager tag of catalog peers
+	protos  []protocol.ID // sync protocols, preferred first (2.0.0, 1.0.0)
+	cmTag   string        // connection manager tag of catalog peers
 	store   *catalog.Store
 	rtt     *catalog.RTTTable
 
@@ -170,7 +170,7 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 	}
 	limiters, _ := lru.New[peer.ID, *rate.Limiter](4096)
 	s := &Service{
-		h: h, ps: ps, params: p, network: network, proto: SyncProtocol(network), cmTag: "mosaik-catalog/" + network.Short(),
+		h: h, ps: ps, params: p, network: network, protos: SyncProtocols(network), cmTag: "mosaik-catalog/" + network.Short(),
 		log:   cfg.log.With("component", "discovery", "network", network.Short()),
 		store: store, rtt: catalog.NewRTTTable(), local: local,
 		relayQ: make(chan *catalog.SignedEntry, 256), announceNow: make(chan struct{}, 1), flushNow: make(chan struct{}, 1), peerJoined: make(chan struct{}, 1), connectNow: make(chan struct{}, 1), dhtNow: make(chan struct{}, 1),
@@ -202,7 +202,8 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		}
 	}
 	if !p.DisableSync {
-		s.h.SetStreamHandler(s.proto, s.handleSync)
+		s.h.SetStreamHandler(SyncProtocol(network), s.handleSyncV2)
+		s.h.SetStreamHandler(SyncProtocolV1(network), s.handleSyncV1)
 		s.serves = true
 	}
 	// The bus blocks emitters (the swarm among them) on a full subscriber
@@ -239,7 +240,7 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 	// Plugin mode: the host may already be connected to peers of the network.
 	if !p.DisableSync {
 		for _, pid := range h.Network().Peers() {
-			if ok, _ := h.Peerstore().SupportsProtocols(pid, s.proto); len(ok) > 0 {
+			if s.speaksSync(pid) {
 				s.startSync(pid)
 			}
 		}
@@ -461,7 +462,7 @@ func (s *Service) Leave() {
 // speaks this network's sync protocol.
 func (s *Service) hasNetworkPeers() bool {
 	for _, p := range s.h.Network().Peers() {
-		if ok, _ := s.h.Peerstore().SupportsProtocols(p, s.proto); len(ok) > 0 {
+		if s.speaksSync(p) {
 			return true
 		}
 	}
@@ -494,7 +495,9 @@ func (s *Service) doStop() {
 func (s *Service) teardown() {
 	s.stop()
 	if s.serves { // never remove a handler another service registered
-		s.h.RemoveStreamHandler(s.proto)
+		for _, id := range s.protos {
+			s.h.RemoveStreamHandler(id)
+		}
 	}
 	var errs []error
 	if s.topic != nil {

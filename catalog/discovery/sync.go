@@ -11,6 +11,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
@@ -21,13 +22,17 @@ import (
 	"github.com/mosaik-go/mosaik/internal/framer"
 )
 
-// maxSyncEntries caps the entries in one sync message.
+// maxSyncEntries caps the entries in one sync 1.0.0 message.
 const maxSyncEntries = 16384
 
-// SyncWith connects to pi (when not connected) and runs a full catalog sync
-// with it: both sides send all their fresh signed entries and merge the
-// other's. It returns when the exchange is done; the responder merges our
-// entries before it answers, so on return both catalogs hold each other.
+// SyncWith connects to pi (when not connected) and runs a catalog sync
+// with it. With a peer that serves sync 2.0.0 this is a delta exchange:
+// we send our own entry and a digest of our catalog, the peer merges our
+// entry and streams, page by page, the entries we lack or hold at an
+// older version (we merge each page as it comes), then asks for those it
+// lacks, which we send. With an older peer (sync 1.0.0 only) both sides
+// send their whole catalogs. It returns when the exchange is done: both
+// catalogs then hold each other and what either lacked.
 func (s *Service) SyncWith(ctx context.Context, pi peer.AddrInfo) error {
 	if s.ctx.Err() != nil {
 		return ErrClosed
@@ -116,7 +121,10 @@ func (s *Service) syncWith(ctx context.Context, p peer.ID) (err error) {
 			attribute.String("network", s.network.Short()), attribute.String("result", result)))
 		span.End()
 	}()
-	st, err := s.h.NewStream(ctx, p, s.proto)
+	// Sync 2.0.0 when the peer serves it, else 1.0.0 (an older node):
+	// with identify's protocols in the peerstore the choice is local,
+	// otherwise multistream tries them in this order.
+	st, err := s.h.NewStream(ctx, p, s.protos...)
 	if err != nil {
 		if nw, ok := s.otherNetwork(p); ok {
 			return fmt.Errorf("%w: %s serves the catalog of network %s: %v", ErrOtherNetwork, p, nw, err)
@@ -129,32 +137,49 @@ func (s *Service) syncWith(ctx context.Context, p peer.ID) (err error) {
 	} else {
 		_ = st.SetDeadline(time.Now().Add(s.params.SyncTimeout))
 	}
+	v2 := st.Protocol() == s.protos[0]
+	span.SetAttributes(attribute.Bool("delta", v2))
+	if v2 {
+		err = s.syncV2(st)
+	} else {
+		err = s.syncV1(st)
+	}
+	if err == nil {
+		return nil
+	}
 	// The responder may reset the stream (another network, a refusal)
 	// before our request is written: its code can surface at any step.
-	failed := func(step string, err error) error {
-		st.Reset()
-		var se *network.StreamError
-		if errors.As(err, &se) && se.ErrorCode == CodeDifferentNetwork {
-			return fmt.Errorf("%w: %s refused our sync request", ErrOtherNetwork, p)
-		}
-		return fmt.Errorf("discovery: sync with %s: %s: %w", p, step, err)
+	st.Reset()
+	s.stats.syncFailed("out", causeOf(err))
+	var se *network.StreamError
+	if errors.As(err, &se) && se.ErrorCode == CodeDifferentNetwork {
+		return fmt.Errorf("%w: %s refused our sync request", ErrOtherNetwork, p)
 	}
+	return fmt.Errorf("discovery: sync with %s: %w", p, err)
+}
+
+// syncV1 runs the initiator's side of sync 1.0.0 on st: it sends its
+// whole catalog in one frame and merges the responder's, read in one
+// frame of at most MaxSyncMessage bytes.
+func (s *Service) syncV1(st network.Stream) error {
 	req := &pb.SyncRequest{Network: s.network[:], Entries: s.entries(s.store.Snapshot())}
-	if err := framer.WriteProto(st, req); err != nil {
-		return failed("send", err)
+	if err := framer.WriteProto(countWriter{st, &s.stats.syncBytesOut}, req); err != nil {
+		return fmt.Errorf("send: %w", err)
 	}
+	s.stats.syncEntriesOut.Add(uint64(len(req.Entries)))
 	// A reset that surfaces at CloseWrite is left to the read below: in
 	// go-libp2p v0.51 the yamux stream's CloseWrite returns yamux's own
 	// error, without the network.StreamError (and its code) that Read
 	// and Write carry.
 	_ = st.CloseWrite()
 	var resp pb.SyncResponse
-	if err := framer.ReadProto(bufio.NewReader(st), s.params.MaxSyncMessage, &resp); err != nil {
-		return failed("receive", err)
+	if err := readMessage(bufio.NewReader(countReader{st, &s.stats.syncBytesIn}), s.params.MaxSyncMessage, &resp); err != nil {
+		return fmt.Errorf("receive: %w", err)
 	}
 	if len(resp.Entries) > maxSyncEntries {
-		return fmt.Errorf("discovery: sync with %s: %d entries exceed the cap of %d", p, len(resp.Entries), maxSyncEntries)
+		return syncErrorf("too_many_entries", "%d entries exceed the cap of %d", len(resp.Entries), maxSyncEntries)
 	}
+	s.stats.syncEntriesIn.Add(uint64(len(resp.Entries)))
 	s.mergeAll(resp.Entries, fromSync)
 	return nil
 }
@@ -165,15 +190,28 @@ func (s *Service) syncWith(ctx context.Context, p peer.ID) (err error) {
 // another network fails negotiation rather than reaching our handler.
 func (s *Service) otherNetwork(p peer.ID) (string, bool) {
 	protos, err := s.h.Peerstore().GetProtocols(p)
-	if err != nil || slices.Contains(protos, s.proto) {
+	if err != nil || slices.ContainsFunc(protos, s.isSyncProtocol) {
 		return "", false
 	}
 	for _, id := range protos {
-		if hex, ok := strings.CutPrefix(string(id), syncProtocolPrefix); ok && len(hex) == 64 {
-			return catalog.IDFromString(hex).Short(), true
+		for _, prefix := range []string{syncProtocolPrefix, syncProtocolV1Prefix} {
+			if hex, ok := strings.CutPrefix(string(id), prefix); ok && len(hex) == 64 {
+				return catalog.IDFromString(hex).Short(), true
+			}
 		}
 	}
 	return "", false
+}
+
+// isSyncProtocol reports whether id is one of our network's sync
+// protocols (any version).
+func (s *Service) isSyncProtocol(id protocol.ID) bool { return slices.Contains(s.protos, id) }
+
+// speaksSync reports whether p's peerstore entry lists one of our
+// network's sync protocols.
+func (s *Service) speaksSync(p peer.ID) bool {
+	ok, _ := s.h.Peerstore().SupportsProtocols(p, s.protos...)
+	return len(ok) > 0
 }
 
 // entries lists the sealed local entry and every remote entry.

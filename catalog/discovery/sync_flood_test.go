@@ -70,7 +70,7 @@ func floodOnce(ctx context.Context, h host.Host, p peer.ID, nw catalog.NetworkID
 		_, err := rawSync(ctx, h, p, nw, 1<<20)
 		return err
 	}
-	st, err := h.NewStream(ctx, p, discovery.SyncProtocol(nw))
+	st, err := h.NewStream(ctx, p, discovery.SyncProtocolV1(nw))
 	if err != nil {
 		return err
 	}

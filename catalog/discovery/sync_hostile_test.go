@@ -222,7 +222,7 @@ func TestSync_ForgedEntriesInRequest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(10*time.Second))
 	defer cancel()
 	before := v.svc.Stats()
-	st, err := x.NewStream(ctx, v.h.ID(), discovery.SyncProtocol(nw))
+	st, err := x.NewStream(ctx, v.h.ID(), discovery.SyncProtocolV1(nw))
 	if err != nil {
 		t.Fatal(err)
 	}

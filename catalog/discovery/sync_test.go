@@ -103,7 +103,7 @@ func TestSyncWith_HostileResponder(t *testing.T) {
 	_, third := newKey(t)
 	now := catalog.NewVersion(time.Now())
 	serve := func(reply func(network.Stream)) {
-		r.SetStreamHandler(discovery.SyncProtocol(nw), func(st network.Stream) {
+		r.SetStreamHandler(discovery.SyncProtocolV1(nw), func(st network.Stream) {
 			var req pb.SyncRequest
 			if err := framer.ReadProto(bufio.NewReader(st), 1<<20, &req); err != nil {
 				_ = st.Reset()

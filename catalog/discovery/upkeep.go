@@ -26,7 +26,7 @@ func (s *Service) hostEventLoop() {
 			}
 			switch ev := ev.(type) {
 			case event.EvtPeerIdentificationCompleted:
-				if !s.params.DisableSync && slices.Contains(ev.Protocols, s.proto) && s.shouldSync(ev.Peer) {
+				if !s.params.DisableSync && slices.ContainsFunc(ev.Protocols, s.isSyncProtocol) && s.shouldSync(ev.Peer) {
 					s.startSync(ev.Peer)
 				}
 			case event.EvtPeerConnectednessChanged:

@@ -576,6 +576,189 @@ func (x *SyncResponse) GetEntries() [][]byte {
 	return nil
 }
 
+// SyncHello opens a 2.0.0 sync.
+type SyncHello struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Network       []byte                 `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"` // 32-byte network ID
+	Entry         []byte                 `protobuf:"bytes,2,opt,name=entry,proto3" json:"entry,omitempty"`     // the initiator's own sealed Entry envelope
+	Salt          []byte                 `protobuf:"bytes,3,opt,name=salt,proto3" json:"salt,omitempty"`       // 8 random bytes keying the digest's peer hashes
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncHello) Reset() {
+	*x = SyncHello{}
+	mi := &file_catalog_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncHello) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncHello) ProtoMessage() {}
+
+func (x *SyncHello) ProtoReflect() protoreflect.Message {
+	mi := &file_catalog_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncHello.ProtoReflect.Descriptor instead.
+func (*SyncHello) Descriptor() ([]byte, []int) {
+	return file_catalog_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SyncHello) GetNetwork() []byte {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
+func (x *SyncHello) GetEntry() []byte {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+func (x *SyncHello) GetSalt() []byte {
+	if x != nil {
+		return x.Salt
+	}
+	return nil
+}
+
+// SyncDigest is one page of the initiator's digest: what it holds.
+type SyncDigest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Packed 24-byte items: key (8 bytes, the first 8 bytes of
+	// SHA-256(salt || binary peer ID)), start_ms and update_ms (8 bytes
+	// each); all big-endian. Keys strictly ascend across all pages.
+	Items         []byte `protobuf:"bytes,1,opt,name=items,proto3" json:"items,omitempty"`
+	Last          bool   `protobuf:"varint,2,opt,name=last,proto3" json:"last,omitempty"` // no digest page follows
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncDigest) Reset() {
+	*x = SyncDigest{}
+	mi := &file_catalog_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncDigest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncDigest) ProtoMessage() {}
+
+func (x *SyncDigest) ProtoReflect() protoreflect.Message {
+	mi := &file_catalog_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncDigest.ProtoReflect.Descriptor instead.
+func (*SyncDigest) Descriptor() ([]byte, []int) {
+	return file_catalog_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SyncDigest) GetItems() []byte {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+func (x *SyncDigest) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
+// SyncPage is one page of the entries the initiator lacks (responder to
+// initiator), or of the entries the responder asked for in want
+// (initiator to responder).
+type SyncPage struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Entries [][]byte               `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"` // sealed Entry envelopes
+	Last    bool                   `protobuf:"varint,2,opt,name=last,proto3" json:"last,omitempty"`      // the end marker: no page follows
+	// On the responder's last page only: packed 8-byte digest keys (at most
+	// 4096) of peers the initiator holds newer or the responder lacks. The
+	// initiator answers with those entries in pages of its own.
+	Want          []byte `protobuf:"bytes,3,opt,name=want,proto3" json:"want,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncPage) Reset() {
+	*x = SyncPage{}
+	mi := &file_catalog_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncPage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncPage) ProtoMessage() {}
+
+func (x *SyncPage) ProtoReflect() protoreflect.Message {
+	mi := &file_catalog_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncPage.ProtoReflect.Descriptor instead.
+func (*SyncPage) Descriptor() ([]byte, []int) {
+	return file_catalog_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SyncPage) GetEntries() [][]byte {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *SyncPage) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
+func (x *SyncPage) GetWant() []byte {
+	if x != nil {
+		return x.Want
+	}
+	return nil
+}
+
 var File_catalog_proto protoreflect.FileDescriptor
 
 const file_catalog_proto_rawDesc = "" +
@@ -616,7 +799,19 @@ const file_catalog_proto_rawDesc = "" +
 	"\anetwork\x18\x01 \x01(\fR\anetwork\x12\x18\n" +
 	"\aentries\x18\x02 \x03(\fR\aentries\"(\n" +
 	"\fSyncResponse\x12\x18\n" +
-	"\aentries\x18\x01 \x03(\fR\aentriesB(Z&github.com/mosaik-go/mosaik/catalog/pbb\x06proto3"
+	"\aentries\x18\x01 \x03(\fR\aentries\"O\n" +
+	"\tSyncHello\x12\x18\n" +
+	"\anetwork\x18\x01 \x01(\fR\anetwork\x12\x14\n" +
+	"\x05entry\x18\x02 \x01(\fR\x05entry\x12\x12\n" +
+	"\x04salt\x18\x03 \x01(\fR\x04salt\"6\n" +
+	"\n" +
+	"SyncDigest\x12\x14\n" +
+	"\x05items\x18\x01 \x01(\fR\x05items\x12\x12\n" +
+	"\x04last\x18\x02 \x01(\bR\x04last\"L\n" +
+	"\bSyncPage\x12\x18\n" +
+	"\aentries\x18\x01 \x03(\fR\aentries\x12\x12\n" +
+	"\x04last\x18\x02 \x01(\bR\x04last\x12\x12\n" +
+	"\x04want\x18\x03 \x01(\fR\x04wantB(Z&github.com/mosaik-go/mosaik/catalog/pbb\x06proto3"
 
 var (
 	file_catalog_proto_rawDescOnce sync.Once
@@ -630,7 +825,7 @@ func file_catalog_proto_rawDescGZIP() []byte {
 	return file_catalog_proto_rawDescData
 }
 
-var file_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_catalog_proto_goTypes = []any{
 	(*Version)(nil),         // 0: mosaik.catalog.v1.Version
 	(*Ticket)(nil),          // 1: mosaik.catalog.v1.Ticket
@@ -640,6 +835,9 @@ var file_catalog_proto_goTypes = []any{
 	(*Announcement)(nil),    // 5: mosaik.catalog.v1.Announcement
 	(*SyncRequest)(nil),     // 6: mosaik.catalog.v1.SyncRequest
 	(*SyncResponse)(nil),    // 7: mosaik.catalog.v1.SyncResponse
+	(*SyncHello)(nil),       // 8: mosaik.catalog.v1.SyncHello
+	(*SyncDigest)(nil),      // 9: mosaik.catalog.v1.SyncDigest
+	(*SyncPage)(nil),        // 10: mosaik.catalog.v1.SyncPage
 }
 var file_catalog_proto_depIdxs = []int32{
 	0, // 0: mosaik.catalog.v1.Entry.version:type_name -> mosaik.catalog.v1.Version
@@ -668,7 +866,7 @@ func file_catalog_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_catalog_proto_rawDesc), len(file_catalog_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

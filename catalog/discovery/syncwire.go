@@ -1,0 +1,256 @@
+package discovery
+
+import (
+	"bufio"
+	"cmp"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"os"
+	"slices"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/catalog/pb"
+	"github.com/mosaik-go/mosaik/internal/framer"
+)
+
+// Limits of sync 2.0.0 (PROTOCOL.md section 10.3). They are fixed, not
+// parameters, so that two nodes never disagree on what a page may hold.
+const (
+	saltLen       = 8
+	digestItemLen = 24 // key, start_ms, update_ms: 8 bytes each
+	// maxDigestItems caps one digest page: 96 KiB of items.
+	maxDigestItems = 4096
+	maxDigestFrame = maxDigestItems*digestItemLen + 16
+	// maxPageEntries and pageBytes bound what a responder puts in one
+	// page: it starts a new page before either is exceeded. A single
+	// entry larger than pageBytes travels alone.
+	maxPageEntries = 256
+	pageBytes      = 256 << 10
+	// maxPageFrame caps a page frame: room for one entry of up to
+	// 1 MiB - 1 KiB (larger ones are never sent) or pageBytes of entries
+	// with their protobuf tags.
+	maxPageFrame = 1 << 20
+	maxPageEntry = maxPageFrame - 1<<10
+	// maxWant caps the keys a responder asks for in one sync (32 KiB);
+	// what it lacks beyond them comes with later syncs.
+	maxWant = 4096
+	// maxSyncItems caps the digest items a responder reads and the
+	// entries an initiator reads in one sync: a peer cannot make a sync
+	// endless (SyncTimeout bounds it in time as well).
+	maxSyncItems = 1 << 20
+)
+
+// helloCap caps the SyncHello frame: the initiator's entry plus the
+// network, the salt and their tags.
+func helloCap(maxEntry int) int { return maxEntry + 64 }
+
+// syncError is a sync refused for a cause; the cause labels its counter.
+type syncError struct {
+	cause string
+	err   error
+}
+
+func (e *syncError) Error() string { return e.err.Error() }
+func (e *syncError) Unwrap() error { return e.err }
+
+func syncErrorf(cause, format string, args ...any) error {
+	return &syncError{cause: cause, err: fmt.Errorf(format, args...)}
+}
+
+// causeOf is the counter label of a failed sync step.
+func causeOf(err error) string {
+	var se *syncError
+	var ne *network.StreamError
+	switch {
+	case errors.As(err, &se):
+		return se.cause
+	case errors.Is(err, framer.ErrTooLarge):
+		return "oversize"
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return "timeout"
+	case errors.As(err, &ne):
+		return "reset"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "truncated"
+	default:
+		return "io"
+	}
+}
+
+// readMessage reads one frame of at most max bytes into m; a frame that
+// does not decode is a syncError of cause "malformed".
+func readMessage(r *bufio.Reader, max int, m proto.Message) error {
+	b, err := framer.ReadFrame(r, max)
+	if err != nil {
+		return err
+	}
+	if err := proto.Unmarshal(b, m); err != nil {
+		return syncErrorf("malformed", "decode %T: %v", m, err)
+	}
+	return nil
+}
+
+// digestItem is what the initiator holds of one peer.
+type digestItem struct {
+	key uint64
+	v   catalog.Version
+}
+
+// digestKey is the 8-byte key of peer p under salt: the first 8 bytes,
+// big-endian, of SHA-256(salt || binary peer ID).
+func digestKey(salt []byte, p peer.ID) uint64 {
+	h := sha256.New()
+	h.Write(salt)
+	h.Write([]byte(p))
+	var sum [sha256.Size]byte
+	return binary.BigEndian.Uint64(h.Sum(sum[:0]))
+}
+
+// indexed is a catalog entry under its digest key.
+type indexed struct {
+	key uint64
+	e   *catalog.SignedEntry
+}
+
+// digestIndex keys every entry of es under salt, in ascending key order,
+// skipping the entry of skip. Two peers with one key (odds 2^-64 per
+// pair) both stay: the responder sends each unless the digest names a
+// newer version, the initiator lists the first only.
+func digestIndex(salt []byte, es iter.Seq[*catalog.SignedEntry], skip peer.ID) []indexed {
+	var out []indexed
+	for e := range es {
+		if e.Entry.PeerID != skip {
+			out = append(out, indexed{digestKey(salt, e.Entry.PeerID), e})
+		}
+	}
+	slices.SortFunc(out, func(a, b indexed) int { return cmp.Compare(a.key, b.key) })
+	return out
+}
+
+// appendDigestItem appends the wire form of one digest item.
+func appendDigestItem(b []byte, key uint64, v catalog.Version) []byte {
+	b = binary.BigEndian.AppendUint64(b, key)
+	b = binary.BigEndian.AppendUint64(b, uint64(v.StartMS))
+	return binary.BigEndian.AppendUint64(b, uint64(v.UpdateMS))
+}
+
+// decodeDigest decodes one SyncDigest frame body. Its keys must ascend
+// strictly and exceed after (the last key of the previous page) unless
+// first. It never panics on hostile input.
+func decodeDigest(data []byte, first bool, after uint64) (items []digestItem, last bool, err error) {
+	if len(data) > maxDigestFrame {
+		return nil, false, syncErrorf("oversize", "digest page of %d bytes > %d", len(data), maxDigestFrame)
+	}
+	var d pb.SyncDigest
+	if err := proto.Unmarshal(data, &d); err != nil {
+		return nil, false, syncErrorf("malformed", "digest page: %v", err)
+	}
+	if len(d.Items)%digestItemLen != 0 {
+		return nil, false, syncErrorf("malformed", "digest page of %d bytes is not whole items", len(d.Items))
+	}
+	n := len(d.Items) / digestItemLen
+	if n > maxDigestItems {
+		return nil, false, syncErrorf("oversize", "digest page of %d items > %d", n, maxDigestItems)
+	}
+	if n == 0 && !d.Last {
+		return nil, false, syncErrorf("empty_page", "empty digest page before the last")
+	}
+	items = make([]digestItem, n)
+	for i := range items {
+		b := d.Items[i*digestItemLen:]
+		it := digestItem{key: binary.BigEndian.Uint64(b), v: catalog.Version{
+			StartMS: int64(binary.BigEndian.Uint64(b[8:])), UpdateMS: int64(binary.BigEndian.Uint64(b[16:]))}}
+		if (!first || i > 0) && it.key <= after {
+			return nil, false, syncErrorf("digest_unsorted", "digest key %016x after %016x", it.key, after)
+		}
+		items[i], after = it, it.key
+	}
+	return items, d.Last, nil
+}
+
+// decodePage decodes one SyncPage frame body: at most maxPageEntries
+// entries, and none only on the last page. It never panics on hostile
+// input; the entries are checked one by one when merged.
+func decodePage(data []byte) (*pb.SyncPage, error) {
+	if len(data) > maxPageFrame {
+		return nil, syncErrorf("oversize", "page of %d bytes > %d", len(data), maxPageFrame)
+	}
+	var pg pb.SyncPage
+	if err := proto.Unmarshal(data, &pg); err != nil {
+		return nil, syncErrorf("malformed", "page: %v", err)
+	}
+	switch n := len(pg.Entries); {
+	case n > maxPageEntries:
+		return nil, syncErrorf("oversize", "page of %d entries > %d", n, maxPageEntries)
+	case n == 0 && !pg.Last:
+		return nil, syncErrorf("empty_page", "empty page before the last")
+	case len(pg.Want) > 0 && !pg.Last:
+		return nil, syncErrorf("malformed", "want on a page before the last")
+	case len(pg.Want)%8 != 0:
+		return nil, syncErrorf("malformed", "want of %d bytes is not whole keys", len(pg.Want))
+	case len(pg.Want) > maxWant*8:
+		return nil, syncErrorf("oversize", "want of %d keys > %d", len(pg.Want)/8, maxWant)
+	}
+	return &pg, nil
+}
+
+// wantKeys decodes the want field of a page checked by decodePage.
+func wantKeys(b []byte) []uint64 {
+	keys := make([]uint64, len(b)/8)
+	for i := range keys {
+		keys[i] = binary.BigEndian.Uint64(b[i*8:])
+	}
+	return keys
+}
+
+// pageWriter fills and writes the responder's pages.
+type pageWriter struct {
+	w       io.Writer
+	page    pb.SyncPage
+	size    int
+	entries int    // entries written in all
+	want    []byte // packed keys for the last page
+}
+
+// add queues one sealed entry, writing the page first when the entry
+// would overflow it.
+func (pw *pageWriter) add(b []byte) error {
+	if len(b) > maxPageEntry {
+		return nil // larger than any page may carry; no node accepts such an entry
+	}
+	if n := len(pw.page.Entries); n == maxPageEntries || (n > 0 && pw.size+len(b) > pageBytes) {
+		if err := pw.flush(false); err != nil {
+			return err
+		}
+	}
+	pw.page.Entries = append(pw.page.Entries, b)
+	pw.size += len(b)
+	return nil
+}
+
+// flush writes the queued page (with the end marker when last). A page
+// that is not the last is never empty.
+func (pw *pageWriter) flush(last bool) error {
+	if !last && len(pw.page.Entries) == 0 {
+		return nil
+	}
+	pw.page.Last = last
+	if last {
+		pw.page.Want = pw.want
+	}
+	if err := framer.WriteProto(pw.w, &pw.page); err != nil {
+		return err
+	}
+	pw.entries += len(pw.page.Entries)
+	clear(pw.page.Entries)
+	pw.page.Entries, pw.page.Want, pw.size = pw.page.Entries[:0], nil, 0
+	return nil
+}
