@@ -73,9 +73,16 @@ func (s *Service) handleSyncV2(st network.Stream) {
 	_, span := s.tracer.Start(s.ctx, "mosaik.discovery.sync.serve", trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(attribute.String("peer", p.String()), attribute.String("protocol", "2.0.0")))
 	defer span.End()
-	// The snapshot after merging the hello: the initiator's entry is
-	// skipped anyway.
-	own := digestIndex(hello.Salt, withLocal(s.store.Snapshot()), p)
+	// The snapshot after merging the hello. The initiator's own entry is
+	// skipped, unless ours is newer than its hello: then a second process
+	// signs with its key, and the initiator learns of it from the page
+	// (DuplicateIdentity).
+	snap := s.store.Snapshot()
+	skip := p
+	if s.newerThanHello(snap, p, hello.Entry) {
+		skip = ""
+	}
+	own := digestIndex(hello.Salt, withLocal(snap), skip)
 	pw := &pageWriter{w: countWriter{st, &s.stats.syncBytesOut}}
 	err = s.serveDigest(r, sl, own, pw)
 	s.stats.syncEntriesOut.Add(uint64(pw.entries))
@@ -99,6 +106,19 @@ func (s *Service) handleSyncV2(st network.Stream) {
 		s.stats.syncsServed.Add(1)
 		_ = st.Close()
 	}
+}
+
+// newerThanHello reports whether snap holds an entry of p newer than the
+// one p sent in its hello: another process with p's key (the hello was
+// verified by admitHello; opening it again costs one signature check, and
+// only when snap holds another version of p).
+func (s *Service) newerThanHello(snap *catalog.Snapshot, p peer.ID, raw []byte) bool {
+	held, ok := snap.Get(p)
+	if !ok || bytes.Equal(held.Bytes(), raw) {
+		return false
+	}
+	he, err := catalog.OpenEntry(raw, s.params.Catalog.MaxEntrySize)
+	return err == nil && he.Entry.PeerID == p && held.Entry.Version.Compare(he.Entry.Version) > 0
 }
 
 // admitHello merges the initiator's own entry from its hello. It returns
