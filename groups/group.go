@@ -365,5 +365,5 @@ func (t *typedMachine[C, Q, R]) restore(data []byte) (err error) {
 			err = fmt.Errorf("groups: state machine Restore panicked: %v", p)
 		}
 	}()
-	return t.sm.Restore(bytes.NewReader(data))
+	return t.sm.Restore(newSnapshotReader(data))
 }
