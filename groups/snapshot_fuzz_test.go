@@ -113,3 +113,29 @@ func FuzzSnapshotData(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSnapshotChunkReplySimple: what the fast path of the reply decoder
+// takes, proto.Unmarshal decodes to the same chunk.
+func FuzzSnapshotChunkReplySimple(f *testing.F) {
+	f.Add(encodeSnapshotChunk(snapshotChunk{Anchor: snapshotAnchor{9, 2}, Offset: 2, Data: []byte("abc"), TotalSize: 5, Last: true}))
+	f.Add(encodeSnapshotChunk(snapshotChunk{Anchor: snapshotAnchor{0, 0}, Offset: 0, TotalSize: 0, Last: true}))
+	f.Add(encodeSnapshotRefusal(snapshotUnknownAnchor, "no"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, ok := parseSimpleChunkReply(b)
+		if !ok {
+			return
+		}
+		var m pb.SnapshotChunkReply
+		if err := proto.Unmarshal(b, &m); err != nil {
+			t.Fatalf("fast path took what proto.Unmarshal refuses: %v", err)
+		}
+		pc := m.GetChunk()
+		if pc == nil || pc.GetAnchor() == nil {
+			t.Fatalf("fast path took a reply without a chunk or an anchor: %v", &m)
+		}
+		want := snapshotChunk{Anchor: anchorFromPB(pc.GetAnchor()), Offset: pc.GetOffset(), Data: pc.GetData(), TotalSize: pc.GetTotalSize(), Last: pc.GetLast()}
+		if c.Anchor != want.Anchor || c.Offset != want.Offset || !bytes.Equal(c.Data, want.Data) || c.TotalSize != want.TotalSize || c.Last != want.Last {
+			t.Fatalf("fast path %+v, proto.Unmarshal %+v", c, want)
+		}
+	})
+}
