@@ -1,7 +1,10 @@
 package groups
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -49,6 +52,33 @@ func TestWriteSnapshotChunkFrame_SameBytes(t *testing.T) {
 		dc, ok := parseSimpleChunkReply(encodeSnapshotChunk(c))
 		if !ok || dc.Anchor != c.Anchor || dc.Offset != c.Offset || !bytes.Equal(dc.Data, c.Data) || dc.TotalSize != c.TotalSize || dc.Last != c.Last {
 			t.Fatalf("fast path: %v, %+v", ok, dc)
+		}
+	}
+}
+
+// TestReadSnapshotReply_BoundedByRequest: a reply is read whole when it
+// fits the request (a chunk of the asked size, or a refusal of the
+// longest reason even to a 1-byte request), and refused before any body
+// is read when it claims more.
+func TestReadSnapshotReply_BoundedByRequest(t *testing.T) {
+	chunk := encodeSnapshotChunk(snapshotChunk{Anchor: snapshotAnchor{1 << 40, 1 << 40}, Offset: 1 << 40, Data: bytes.Repeat([]byte{7}, 256<<10), TotalSize: 1 << 41})
+	refusal := encodeSnapshotRefusal(snapshotUnknownAnchor, strings.Repeat("é", snapshotMaxReason))
+	for _, tc := range []struct {
+		body []byte
+		max  uint32
+		ok   bool
+	}{
+		{chunk, 256 << 10, true},
+		{chunk, 256<<10 - 1024, false},
+		{refusal, 1, true},
+		{refusal, snapshotMaxChunk, true},
+	} {
+		got, err := readSnapshotReply(bufio.NewReader(bytes.NewReader(framer.AppendFrame(nil, tc.body))), tc.max)
+		if tc.ok && (err != nil || !bytes.Equal(got, tc.body)) {
+			t.Fatalf("reply of %d bytes to a request for %d: %v", len(tc.body), tc.max, err)
+		}
+		if !tc.ok && !errors.Is(err, errSnapshotWire) {
+			t.Fatalf("reply of %d bytes to a request for %d: error %v, want errSnapshotWire", len(tc.body), tc.max, err)
 		}
 	}
 }

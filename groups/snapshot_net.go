@@ -3,8 +3,10 @@ package groups
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -142,13 +144,35 @@ func (n *bondNet) fetchChunk(ctx context.Context, holder peer.ID, req snapshotCh
 		return snapshotChunk{}, fmt.Errorf("groups: snapshot request to %s: %w", holder, err)
 	}
 	_ = st.CloseWrite()
-	b, err := framer.ReadFrame(bufio.NewReader(st), snapshotReplyCap)
+	b, err := readSnapshotReply(bufio.NewReader(st), req.MaxBytes)
 	if err != nil {
 		_ = st.Reset()
 		return snapshotChunk{}, fmt.Errorf("groups: snapshot reply from %s: %w", holder, err)
 	}
 	_ = st.Close()
 	return decodeSnapshotChunkReply(b)
+}
+
+// readSnapshotReply reads the frame (section 10.2) answering a request
+// for maxBytes. It may be no longer than such a chunk's reply or a
+// refusal, so the declared length, bounded by what was asked for rather
+// than by the holder's claim, is allocated at once: framer.ReadFrame
+// grows its buffer from 4 KiB as bytes arrive, copying a chunk about
+// twice over.
+func readSnapshotReply(r *bufio.Reader, maxBytes uint32) ([]byte, error) {
+	limit := min(uint64(snapshotReplyCap), max(uint64(maxBytes)+snapshotReplyCap-snapshotMaxChunk, snapshotRefusalCap))
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, fmt.Errorf("read length: %w", err)
+	}
+	if n > limit {
+		return nil, fmt.Errorf("%w: a reply of %d bytes to a request for %d", errSnapshotWire, n, maxBytes)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, fmt.Errorf("read %d-byte reply: %w", n, err)
+	}
+	return b, nil
 }
 
 // bondedWith implements snapshotNet.

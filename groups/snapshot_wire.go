@@ -33,6 +33,9 @@ const (
 	// and a few varints.
 	snapshotRequestCap = 128
 	snapshotReplyCap   = snapshotMaxChunk + 128
+	// snapshotRefusalCap bounds an encoded refusal: a code and a reason
+	// of at most snapshotMaxReason bytes, with their tags and lengths.
+	snapshotRefusalCap = snapshotMaxReason + 32
 )
 
 // snapshotAnchor names one snapshot: the raft index and term it was taken
