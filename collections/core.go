@@ -314,9 +314,12 @@ type rawDecoder[S any] interface {
 // restoreRaw is Restore for a rawDecoder, with the same checks.
 func (m *machine[S]) restoreRaw(rd rawDecoder[S], r io.Reader) error {
 	var data []byte
-	if l, ok := r.(interface{ Len() int }); ok {
-		// groups hands the snapshot over in memory (a bytes.Reader):
-		// one copy of the right size.
+	if sb, ok := r.(groups.SnapshotBytes); ok {
+		// groups never modifies them: the restored entries alias them.
+		data = sb.SnapshotBytes()
+	} else if l, ok := r.(interface{ Len() int }); ok {
+		// Another reader in memory (a bytes.Reader): one copy of the
+		// right size.
 		data = make([]byte, l.Len())
 		if _, err := io.ReadFull(r, data); err != nil {
 			return fmt.Errorf("collections: snapshot: %w", err)

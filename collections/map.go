@@ -236,7 +236,8 @@ func (k mapKind[K, V]) decodeRaw(b []byte) (mapState[K, V], error) {
 // aliasItem is item for decodeRaw: the encodings, and decoded strings and
 // byte strings, point into the snapshot's bytes instead of being copied,
 // four allocations less per entry on a restore of millions. The snapshot
-// buffer is never written after it was read (restoreRaw reads it into a
+// buffer is never written after it was read (groups never modifies the
+// snapshot it hands over, and restoreRaw reads any other reader into a
 // buffer of its own), and it stays alive as long as one entry restored
 // from it does.
 func aliasItem[K, V any](kraw, vraw []byte) (mapItem[K, V], bool) {
@@ -271,7 +272,9 @@ func aliasString(b []byte) string {
 // Keys and values handed out (Get, All, and the like) share memory with
 // the replica's state: treat them as read-only. Writing into a []byte
 // value, or into what a pointer in a value points to, changes this
-// replica's copy alone, unseen by the others; copy it first.
+// replica's copy alone, unseen by the others (and may change the bytes
+// of the snapshot it was restored from, which it serves to others);
+// copy it first.
 type MapReader[K, V any] struct {
 	handle[mapState[K, V]]
 }

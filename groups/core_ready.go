@@ -40,6 +40,7 @@ func (c *groupCore) drainReady() error {
 		if rd.SoftState != nil {
 			c.onSoftState(*rd.SoftState)
 		}
+		rd.Snapshot = c.withSteppedData(rd.Snapshot)
 		if err := c.saveAndSend(rd); err != nil {
 			return err
 		}
@@ -168,10 +169,41 @@ func frameSnapshotData(epoch uint64, b []byte, room int) []byte {
 	return b[start:]
 }
 
+// decodeSnapshotData decodes a CoreSnapshot as proto.Unmarshal does (the
+// last of a repeated field wins, unknown fields and fields of another
+// wire type are skipped), except that State aliases data instead of
+// copying megabytes of state: snapshot data is never modified.
 func decodeSnapshotData(data []byte) (*pb.CoreSnapshot, error) {
 	var s pb.CoreSnapshot
-	if err := proto.Unmarshal(data, &s); err != nil {
-		return nil, fmt.Errorf("groups: snapshot data: %w", err)
+	for b := data; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, fmt.Errorf("groups: snapshot data: %w", protowire.ParseError(n))
+		}
+		if num > protowire.MaxValidNumber {
+			return nil, fmt.Errorf("groups: snapshot data: field number %d", num)
+		}
+		switch {
+		case num == 1 && typ == protowire.VarintType:
+			v, m := protowire.ConsumeVarint(b[n:])
+			if m < 0 {
+				return nil, fmt.Errorf("groups: snapshot data: %w", protowire.ParseError(m))
+			}
+			s.Epoch, n = v, n+m
+		case num == 2 && typ == protowire.BytesType:
+			v, m := protowire.ConsumeBytes(b[n:])
+			if m < 0 {
+				return nil, fmt.Errorf("groups: snapshot data: %w", protowire.ParseError(m))
+			}
+			s.State, n = v[:len(v):len(v)], n+m
+		default:
+			m := protowire.ConsumeFieldValue(num, typ, b[n:])
+			if m < 0 {
+				return nil, fmt.Errorf("groups: snapshot data: %w", protowire.ParseError(m))
+			}
+			n += m
+		}
+		b = b[n:]
 	}
 	return &s, nil
 }

@@ -60,6 +60,12 @@ type snapXfer struct {
 
 	fetching uint64           // anchor index being fetched (0: none)
 	sent     map[uint64]int64 // leader: raft id → tick its MsgSnap went out
+	// stepped is the fetched snapshot whose MsgSnap was stepped into raft
+	// without its data (nil: none). raft copies a snapshot it holds
+	// several times on its way to Ready (protobuf clones of megabytes
+	// each); it never reads the data, so it gets none and the Ready's
+	// snapshot gets these bytes back (withSteppedData).
+	stepped *raftpb.Snapshot
 }
 
 func (x *snapXfer) init(net snapshotNet, p SnapshotParams) {
@@ -286,7 +292,8 @@ func (c *groupCore) onSnapFetched(from peer.ID, epoch uint64, m *raftpb.Message,
 	if c.epoch != epoch || a.Index <= c.applied {
 		return // the cluster moved on meanwhile
 	}
-	m.Snapshot = snap
+	m.Snapshot = &raftpb.Snapshot{Metadata: snap.GetMetadata()}
+	c.snap.stepped = snap
 	c.met.add(c.met.syncsReceived, 1)
 	c.log.Debug("fetched a snapshot", "index", a.Index, "bytes", len(snap.GetData()))
 	defer func() {
@@ -295,6 +302,27 @@ func (c *groupCore) onSnapFetched(from peer.ID, epoch uint64, m *raftpb.Message,
 		}
 	}()
 	_ = c.rn.Step(m)
+}
+
+// withSteppedData returns the Ready's snapshot s with its data: the bytes
+// of the fetched snapshot stepped without them (snapXfer.stepped) when s
+// is that snapshot, else s as it is. The first Ready after the step
+// carries the snapshot if raft took it, so the bytes are dropped at the
+// first Ready either way.
+func (c *groupCore) withSteppedData(s *raftpb.Snapshot) *raftpb.Snapshot {
+	st := c.snap.stepped
+	if st == nil {
+		return s
+	}
+	c.snap.stepped = nil
+	if s == nil || raft.IsEmptySnap(s) || len(s.GetData()) != 0 {
+		return s
+	}
+	meta := s.GetMetadata()
+	if meta.GetIndex() != st.GetMetadata().GetIndex() || meta.GetTerm() != st.GetMetadata().GetTerm() {
+		return s
+	}
+	return &raftpb.Snapshot{Metadata: meta, Data: st.GetData()}
 }
 
 func (c *groupCore) snapFailed(to peer.ID, a snapshotAnchor, err error) {

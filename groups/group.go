@@ -286,8 +286,36 @@ type typedMachine[C, Q, R any] struct {
 	codec Codec[C]
 	log   *slog.Logger
 	// last is the size of the last snapshot, to size the next one's
-	// buffer at once instead of doubling it (and copying) as it fills.
-	last atomic.Int64
+	// buffer at once instead of doubling it (and copying) as it fills;
+	// lastItems the item count of its state, when the machine is a
+	// Describer (0 if not).
+	last, lastItems atomic.Int64
+}
+
+// sizeHint is the buffer size for the next snapshot, of a state of items
+// items (sizeHint's second result, 0 when the machine is no Describer):
+// the last snapshot's size, scaled by how the item count grew since (a
+// state grown by a quarter since the last snapshot would otherwise
+// double a buffer of megabytes and copy it), and an eighth more.
+func (t *typedMachine[C, Q, R]) sizeHint() (size, items int) {
+	last := t.last.Load()
+	if d, ok := t.sm.(Describer); ok {
+		items = d.Describe().Items
+		if li := t.lastItems.Load(); li > 0 && int64(items) > li {
+			last = min(last*int64(items)/li, snapshotSizeHintCap)
+		}
+	}
+	return int(last + last/8 + 512), items
+}
+
+// snapshotSizeHintCap bounds what sizeHint allocates ahead (the fetch's
+// default MaxTotal): past it the buffer grows as written.
+const snapshotSizeHintCap = 1 << 30
+
+// wrote records the size and item count of a snapshot just written.
+func (t *typedMachine[C, Q, R]) wrote(size, items int) {
+	t.last.Store(int64(size))
+	t.lastItems.Store(int64(items))
 }
 
 // apply decodes a run; a command that does not decode (the same on every
@@ -327,12 +355,12 @@ func (t *typedMachine[C, Q, R]) snapshotAfter(room int) (_ []byte, err error) {
 			err = fmt.Errorf("groups: state machine Snapshot panicked: %v", p)
 		}
 	}()
-	last := int(t.last.Load())
-	b := bytes.NewBuffer(make([]byte, room, room+last+last/8+512))
+	size, items := t.sizeHint()
+	b := bytes.NewBuffer(make([]byte, room, room+size))
 	if err := t.sm.Snapshot(b); err != nil {
 		return nil, err
 	}
-	t.last.Store(int64(b.Len() - room))
+	t.wrote(b.Len()-room, items)
 	return b.Bytes(), nil
 }
 
@@ -342,8 +370,7 @@ func (t *typedMachine[C, Q, R]) capture(room int) func() ([]byte, error) {
 		return nil
 	}
 	write := sc.CaptureSnapshot()
-	last := int(t.last.Load())
-	size := last + last/8 + 512
+	size, items := t.sizeHint()
 	return func() (_ []byte, err error) {
 		defer func() {
 			if p := recover(); p != nil {
@@ -354,7 +381,7 @@ func (t *typedMachine[C, Q, R]) capture(room int) func() ([]byte, error) {
 		if err := write(b); err != nil {
 			return nil, err
 		}
-		t.last.Store(int64(b.Len() - room)) // sizes the next buffer
+		t.wrote(b.Len()-room, items) // sizes the next buffer
 		return b.Bytes(), nil
 	}
 }
@@ -365,5 +392,5 @@ func (t *typedMachine[C, Q, R]) restore(data []byte) (err error) {
 			err = fmt.Errorf("groups: state machine Restore panicked: %v", p)
 		}
 	}()
-	return t.sm.Restore(bytes.NewReader(data))
+	return t.sm.Restore(newSnapshotReader(data))
 }

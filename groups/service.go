@@ -216,7 +216,7 @@ func NewService(h host.Host, d Discovery, opts ...ServiceOption) (*Service, erro
 	s := &Service{network: nw, self: h.ID(), log: log, meter: cfg.meter, net: n, joinDefaults: cfg.join}
 	// Snapshot transfer (PROTOCOL.md §20) serves the groups' snapshot
 	// caches to bonded members; the bond layer removes it at close.
-	n.serveSnapshots(s.serveSnapshotChunk)
+	n.serveSnapshots(s.serveSnapshotReply)
 	return s, nil
 }
 

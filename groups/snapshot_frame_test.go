@@ -1,12 +1,16 @@
 package groups
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mosaik-go/mosaik/groups/pb"
+	"github.com/mosaik-go/mosaik/internal/framer"
 )
 
 // frameSnapshotData must frame a state exactly as proto.Marshal does.
@@ -23,6 +27,58 @@ func TestFrameSnapshotData_MatchesMarshal(t *testing.T) {
 			if !bytes.Equal(got, want) {
 				t.Fatalf("epoch %d, %d bytes: framed %x..., want %x...", epoch, n, got[:min(len(got), 24)], want[:min(len(want), 24)])
 			}
+		}
+	}
+}
+
+// TestWriteSnapshotChunkFrame_SameBytes: a chunk written in place is the
+// frame of its encoding, and its reply takes the decoder's fast path.
+func TestWriteSnapshotChunkFrame_SameBytes(t *testing.T) {
+	big := bytes.Repeat([]byte{0xab}, 300<<10)
+	for _, c := range []snapshotChunk{
+		{Anchor: snapshotAnchor{9, 2}, Offset: 2, Data: []byte("abc"), TotalSize: 5, Last: true},
+		{Anchor: snapshotAnchor{1, 0}, Offset: 0, Data: big, TotalSize: 1 << 30},
+		{Anchor: snapshotAnchor{0, 7}, Offset: 5, TotalSize: 5, Last: true},
+		{},
+	} {
+		var got bytes.Buffer
+		if err := writeSnapshotChunkFrame(&got, c); err != nil {
+			t.Fatal(err)
+		}
+		want := framer.AppendFrame(nil, encodeSnapshotChunk(c))
+		if !bytes.Equal(got.Bytes(), want) {
+			t.Fatalf("chunk at %d of %d: wrote %d bytes, want the %d of its frame", c.Offset, c.TotalSize, got.Len(), len(want))
+		}
+		dc, ok := parseSimpleChunkReply(encodeSnapshotChunk(c))
+		if !ok || dc.Anchor != c.Anchor || dc.Offset != c.Offset || !bytes.Equal(dc.Data, c.Data) || dc.TotalSize != c.TotalSize || dc.Last != c.Last {
+			t.Fatalf("fast path: %v, %+v", ok, dc)
+		}
+	}
+}
+
+// TestReadSnapshotReply_BoundedByRequest: a reply is read whole when it
+// fits the request (a chunk of the asked size, or a refusal of the
+// longest reason even to a 1-byte request), and refused before any body
+// is read when it claims more.
+func TestReadSnapshotReply_BoundedByRequest(t *testing.T) {
+	chunk := encodeSnapshotChunk(snapshotChunk{Anchor: snapshotAnchor{1 << 40, 1 << 40}, Offset: 1 << 40, Data: bytes.Repeat([]byte{7}, 256<<10), TotalSize: 1 << 41})
+	refusal := encodeSnapshotRefusal(snapshotUnknownAnchor, strings.Repeat("é", snapshotMaxReason))
+	for _, tc := range []struct {
+		body []byte
+		max  uint32
+		ok   bool
+	}{
+		{chunk, 256 << 10, true},
+		{chunk, 256<<10 - 1024, false},
+		{refusal, 1, true},
+		{refusal, snapshotMaxChunk, true},
+	} {
+		got, err := readSnapshotReply(bufio.NewReader(bytes.NewReader(framer.AppendFrame(nil, tc.body))), tc.max)
+		if tc.ok && (err != nil || !bytes.Equal(got, tc.body)) {
+			t.Fatalf("reply of %d bytes to a request for %d: %v", len(tc.body), tc.max, err)
+		}
+		if !tc.ok && !errors.Is(err, errSnapshotWire) {
+			t.Fatalf("reply of %d bytes to a request for %d: error %v, want errSnapshotWire", len(tc.body), tc.max, err)
 		}
 	}
 }

@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mosaik-go/mosaik/groups/pb"
 )
 
 // FuzzSnapshotChunkRequest: a request decodes within its ranges, and
@@ -86,6 +90,52 @@ func FuzzSnapshotDescriptor(f *testing.F) {
 		}
 		if d2, err := decodeSnapshotDescriptor(enc); err != nil || d2 != d {
 			t.Fatalf("round trip: %+v, %v", d2, err)
+		}
+	})
+}
+
+// FuzzSnapshotData: the hand-written CoreSnapshot decoder (which aliases
+// the state) accepts what proto.Unmarshal accepts and decodes it alike.
+func FuzzSnapshotData(f *testing.F) {
+	f.Add(frameSnapshotData(7, append(make([]byte, snapshotHeadRoom), "state"...), snapshotHeadRoom))
+	f.Add([]byte{})
+	f.Add([]byte{0x08, 0x01, 0x12, 0x01, 'x', 0x10, 0x05, 0x12, 0x00})
+	f.Add([]byte{0x0a, 0x01, 'x', 0x13, 0x14})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := decodeSnapshotData(b)
+		var want pb.CoreSnapshot
+		werr := proto.Unmarshal(b, &want)
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("error %v, proto.Unmarshal's %v", err, werr)
+		}
+		if err == nil && (got.GetEpoch() != want.GetEpoch() || !bytes.Equal(got.GetState(), want.GetState())) {
+			t.Fatalf("decoded %d/%x, proto.Unmarshal %d/%x", got.GetEpoch(), got.GetState(), want.GetEpoch(), want.GetState())
+		}
+	})
+}
+
+// FuzzSnapshotChunkReplySimple: what the fast path of the reply decoder
+// takes, proto.Unmarshal decodes to the same chunk.
+func FuzzSnapshotChunkReplySimple(f *testing.F) {
+	f.Add(encodeSnapshotChunk(snapshotChunk{Anchor: snapshotAnchor{9, 2}, Offset: 2, Data: []byte("abc"), TotalSize: 5, Last: true}))
+	f.Add(encodeSnapshotChunk(snapshotChunk{Anchor: snapshotAnchor{0, 0}, Offset: 0, TotalSize: 0, Last: true}))
+	f.Add(encodeSnapshotRefusal(snapshotUnknownAnchor, "no"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, ok := parseSimpleChunkReply(b)
+		if !ok {
+			return
+		}
+		var m pb.SnapshotChunkReply
+		if err := proto.Unmarshal(b, &m); err != nil {
+			t.Fatalf("fast path took what proto.Unmarshal refuses: %v", err)
+		}
+		pc := m.GetChunk()
+		if pc == nil || pc.GetAnchor() == nil {
+			t.Fatalf("fast path took a reply without a chunk or an anchor: %v", &m)
+		}
+		want := snapshotChunk{Anchor: anchorFromPB(pc.GetAnchor()), Offset: pc.GetOffset(), Data: pc.GetData(), TotalSize: pc.GetTotalSize(), Last: pc.GetLast()}
+		if c.Anchor != want.Anchor || c.Offset != want.Offset || !bytes.Equal(c.Data, want.Data) || c.TotalSize != want.TotalSize || c.Last != want.Last {
+			t.Fatalf("fast path %+v, proto.Unmarshal %+v", c, want)
 		}
 	})
 }

@@ -3,8 +3,10 @@ package groups
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -30,13 +32,24 @@ func SnapshotProtocolID(nw catalog.NetworkID) protocol.ID {
 const snapshotServeTimeout = 10 * time.Second
 
 // serveSnapshotChunk answers one encoded chunk request from a peer with an
-// encoded reply. The request names no group: the holder finds the
-// snapshot by anchor and hash among its groups, and serves it only to a
-// peer bonded with it in that group.
+// encoded reply (serveSnapshotReply, encoded).
 func (s *Service) serveSnapshotChunk(from peer.ID, raw []byte) []byte {
+	chunk, refusal := s.serveSnapshotReply(from, raw)
+	if refusal != nil {
+		return refusal
+	}
+	return encodeSnapshotChunk(chunk)
+}
+
+// serveSnapshotReply answers one encoded chunk request from a peer with a
+// chunk (whose data aliases the held snapshot) or, when refusal is not
+// nil, an encoded refusal. The request names no group: the holder finds
+// the snapshot by anchor and hash among its groups, and serves it only to
+// a peer bonded with it in that group.
+func (s *Service) serveSnapshotReply(from peer.ID, raw []byte) (_ snapshotChunk, refusal []byte) {
 	req, err := decodeSnapshotChunkRequest(raw)
 	if err != nil {
-		return encodeSnapshotRefusal(snapshotBadRequest, err.Error())
+		return snapshotChunk{}, encodeSnapshotRefusal(snapshotBadRequest, err.Error())
 	}
 	sn, _ := s.net.(snapshotNet)
 	now := time.Now()
@@ -51,7 +64,7 @@ func (s *Service) serveSnapshotChunk(from peer.ID, raw []byte) []byte {
 		hs = append(hs, held{id, j.c.snap.cache, j.c.met})
 	}
 	s.core.mu.Unlock()
-	refusal := encodeSnapshotRefusal(snapshotUnknownAnchor, "no snapshot at "+req.Anchor.String())
+	refusal = encodeSnapshotRefusal(snapshotUnknownAnchor, "no snapshot at "+req.Anchor.String())
 	for _, h := range hs {
 		if !h.cache.holdsHash(req.Anchor, req.Hash, now) {
 			continue
@@ -64,22 +77,23 @@ func (s *Service) serveSnapshotChunk(from peer.ID, raw []byte) []byte {
 		if err != nil {
 			var ref *snapshotRefusedError
 			if errors.As(err, &ref) {
-				return encodeSnapshotRefusal(ref.Code, ref.Reason)
+				return snapshotChunk{}, encodeSnapshotRefusal(ref.Code, ref.Reason)
 			}
-			return encodeSnapshotRefusal(snapshotUnavailable, err.Error())
+			return snapshotChunk{}, encodeSnapshotRefusal(snapshotUnavailable, err.Error())
 		}
 		if h.cache.firstServed(req.Anchor, req.Hash, from) {
 			h.met.add(h.met.syncsServed, 1)
 		}
 		h.met.add(h.met.bytesServed, int64(len(chunk.Data)))
-		return encodeSnapshotChunk(chunk)
+		return chunk, nil
 	}
-	return refusal
+	return snapshotChunk{}, refusal
 }
 
 // serveSnapshots serves the network's snapshot protocol with serve until
-// close (which removes the handler).
-func (n *bondNet) serveSnapshots(serve func(from peer.ID, req []byte) []byte) {
+// close (which removes the handler). serve answers with a chunk, or with
+// an encoded refusal when that is not nil.
+func (n *bondNet) serveSnapshots(serve func(from peer.ID, req []byte) (snapshotChunk, []byte)) {
 	n.h.SetStreamHandler(SnapshotProtocolID(n.network), func(st network.Stream) {
 		n.mu.Lock()
 		if n.closed {
@@ -100,7 +114,13 @@ func (n *bondNet) serveSnapshots(serve func(from peer.ID, req []byte) []byte) {
 			_ = st.Reset()
 			return
 		}
-		if err := framer.WriteFrame(st, serve(st.Conn().RemotePeer(), req)); err != nil {
+		chunk, refusal := serve(st.Conn().RemotePeer(), req)
+		if refusal != nil {
+			err = framer.WriteFrame(st, refusal)
+		} else {
+			err = writeSnapshotChunkFrame(st, chunk)
+		}
+		if err != nil {
 			_ = st.Reset()
 			return
 		}
@@ -124,13 +144,35 @@ func (n *bondNet) fetchChunk(ctx context.Context, holder peer.ID, req snapshotCh
 		return snapshotChunk{}, fmt.Errorf("groups: snapshot request to %s: %w", holder, err)
 	}
 	_ = st.CloseWrite()
-	b, err := framer.ReadFrame(bufio.NewReader(st), snapshotReplyCap)
+	b, err := readSnapshotReply(bufio.NewReader(st), req.MaxBytes)
 	if err != nil {
 		_ = st.Reset()
 		return snapshotChunk{}, fmt.Errorf("groups: snapshot reply from %s: %w", holder, err)
 	}
 	_ = st.Close()
 	return decodeSnapshotChunkReply(b)
+}
+
+// readSnapshotReply reads the frame (section 10.2) answering a request
+// for maxBytes. It may be no longer than such a chunk's reply or a
+// refusal, so the declared length, bounded by what was asked for rather
+// than by the holder's claim, is allocated at once: framer.ReadFrame
+// grows its buffer from 4 KiB as bytes arrive, copying a chunk about
+// twice over.
+func readSnapshotReply(r *bufio.Reader, maxBytes uint32) ([]byte, error) {
+	limit := min(uint64(snapshotReplyCap), max(uint64(maxBytes)+snapshotReplyCap-snapshotMaxChunk, snapshotRefusalCap))
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, fmt.Errorf("read length: %w", err)
+	}
+	if n > limit {
+		return nil, fmt.Errorf("%w: a reply of %d bytes to a request for %d", errSnapshotWire, n, maxBytes)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, fmt.Errorf("read %d-byte reply: %w", n, err)
+	}
+	return b, nil
 }
 
 // bondedWith implements snapshotNet.

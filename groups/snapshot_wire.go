@@ -1,11 +1,14 @@
 package groups
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"unicode/utf8"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mosaik-go/mosaik/groups/pb"
@@ -30,6 +33,9 @@ const (
 	// and a few varints.
 	snapshotRequestCap = 128
 	snapshotReplyCap   = snapshotMaxChunk + 128
+	// snapshotRefusalCap bounds an encoded refusal: a code and a reason
+	// of at most snapshotMaxReason bytes, with their tags and lengths.
+	snapshotRefusalCap = snapshotMaxReason + 32
 )
 
 // snapshotAnchor names one snapshot: the raft index and term it was taken
@@ -146,6 +152,44 @@ func encodeSnapshotChunk(c snapshotChunk) []byte {
 	return b
 }
 
+// writeSnapshotChunkFrame writes c as one frame (section 10.2: a varint
+// length, then the SnapshotChunkReply), the bytes of
+// framer.WriteFrame(w, encodeSnapshotChunk(c)), with the data written
+// from where it lies: no copy of a chunk of up to a megabyte into a
+// message and again into a frame.
+func writeSnapshotChunkFrame(w io.Writer, c snapshotChunk) error {
+	// proto.Marshal writes fields in number order: anchor and offset,
+	// then data, then total_size and last.
+	pre, err := proto.Marshal(&pb.SnapshotChunkResponse{Anchor: c.Anchor.toPB(), Offset: c.Offset})
+	if err != nil {
+		return err
+	}
+	post, err := proto.Marshal(&pb.SnapshotChunkResponse{TotalSize: c.TotalSize, Last: c.Last})
+	if err != nil {
+		return err
+	}
+	if len(c.Data) > 0 {
+		pre = protowire.AppendTag(pre, 3, protowire.BytesType)
+		pre = protowire.AppendVarint(pre, uint64(len(c.Data)))
+	}
+	chunkLen := len(pre) + len(c.Data) + len(post)
+	replyLen := 1 + protowire.SizeVarint(uint64(chunkLen)) + chunkLen
+	head := make([]byte, 0, binary.MaxVarintLen64+1+binary.MaxVarintLen64+len(pre))
+	head = protowire.AppendVarint(head, uint64(replyLen))
+	head = protowire.AppendTag(head, 1, protowire.BytesType)
+	head = protowire.AppendVarint(head, uint64(chunkLen))
+	head = append(head, pre...)
+	for _, b := range [][]byte{head, c.Data, post} {
+		if len(b) == 0 {
+			continue
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // encodeSnapshotRefusal encodes a refusal, making the reason valid UTF-8
 // and cutting it to its cap (on a rune boundary).
 func encodeSnapshotRefusal(code snapshotCode, reason string) []byte {
@@ -169,6 +213,9 @@ func decodeSnapshotChunkReply(b []byte) (snapshotChunk, error) {
 	if len(b) > snapshotReplyCap {
 		return snapshotChunk{}, fmt.Errorf("%w: reply of %d bytes (cap %d)", errSnapshotWire, len(b), snapshotReplyCap)
 	}
+	if c, ok := parseSimpleChunkReply(b); ok {
+		return checkSnapshotChunk(c)
+	}
 	var m pb.SnapshotChunkReply
 	if err := proto.Unmarshal(b, &m); err != nil {
 		return snapshotChunk{}, fmt.Errorf("%w: %v", errSnapshotWire, err)
@@ -185,15 +232,109 @@ func decodeSnapshotChunkReply(b []byte) (snapshotChunk, error) {
 		if c.GetAnchor() == nil {
 			return snapshotChunk{}, fmt.Errorf("%w: chunk without anchor", errSnapshotWire)
 		}
-		n := uint64(len(c.GetData()))
-		if n > snapshotMaxChunk || c.GetOffset() > c.GetTotalSize() || n > c.GetTotalSize()-c.GetOffset() {
-			return snapshotChunk{}, fmt.Errorf("%w: chunk of %d bytes at %d of %d", errSnapshotWire, n, c.GetOffset(), c.GetTotalSize())
-		}
-		if c.GetLast() != (c.GetOffset()+n == c.GetTotalSize()) {
-			return snapshotChunk{}, fmt.Errorf("%w: last flag %v on a chunk ending at %d of %d", errSnapshotWire, c.GetLast(), c.GetOffset()+n, c.GetTotalSize())
-		}
-		return snapshotChunk{Anchor: anchorFromPB(c.Anchor), Offset: c.Offset, Data: c.Data, TotalSize: c.TotalSize, Last: c.Last}, nil
+		return checkSnapshotChunk(snapshotChunk{Anchor: anchorFromPB(c.Anchor), Offset: c.Offset, Data: c.Data, TotalSize: c.TotalSize, Last: c.Last})
 	default:
 		return snapshotChunk{}, fmt.Errorf("%w: empty reply", errSnapshotWire)
 	}
+}
+
+// checkSnapshotChunk checks a decoded chunk for internal consistency.
+func checkSnapshotChunk(c snapshotChunk) (snapshotChunk, error) {
+	n := uint64(len(c.Data))
+	if n > snapshotMaxChunk || c.Offset > c.TotalSize || n > c.TotalSize-c.Offset {
+		return snapshotChunk{}, fmt.Errorf("%w: chunk of %d bytes at %d of %d", errSnapshotWire, n, c.Offset, c.TotalSize)
+	}
+	if c.Last != (c.Offset+n == c.TotalSize) {
+		return snapshotChunk{}, fmt.Errorf("%w: last flag %v on a chunk ending at %d of %d", errSnapshotWire, c.Last, c.Offset+n, c.TotalSize)
+	}
+	return c, nil
+}
+
+// parseSimpleChunkReply decodes a reply in the shape proto.Marshal
+// gives a chunk (one chunk field spanning the reply; in it each field at
+// most once, in number order, with its own wire type, an anchor among
+// them) with Data aliasing b instead of copying up to a megabyte. It
+// reports false for anything else, which decodeSnapshotChunkReply hands
+// to proto.Unmarshal; for what it takes, both decode alike.
+func parseSimpleChunkReply(b []byte) (snapshotChunk, bool) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n < 0 || num != 1 || typ != protowire.BytesType {
+		return snapshotChunk{}, false
+	}
+	body, m := protowire.ConsumeBytes(b[n:])
+	if m < 0 || n+m != len(b) {
+		return snapshotChunk{}, false
+	}
+	var c snapshotChunk
+	var last protowire.Number
+	anchor := false
+	for len(body) > 0 {
+		num, typ, n := protowire.ConsumeTag(body)
+		if n < 0 || num <= last {
+			return snapshotChunk{}, false
+		}
+		last = num
+		body = body[n:]
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			a, m := protowire.ConsumeBytes(body)
+			if m < 0 {
+				return snapshotChunk{}, false
+			}
+			var ok bool
+			if c.Anchor, ok = parseSimpleAnchor(a); !ok {
+				return snapshotChunk{}, false
+			}
+			anchor, n = true, m
+		case num == 3 && typ == protowire.BytesType:
+			d, m := protowire.ConsumeBytes(body)
+			if m < 0 {
+				return snapshotChunk{}, false
+			}
+			c.Data, n = d[:len(d):len(d)], m
+		case (num == 2 || num == 4 || num == 5) && typ == protowire.VarintType:
+			v, m := protowire.ConsumeVarint(body)
+			if m < 0 {
+				return snapshotChunk{}, false
+			}
+			switch num {
+			case 2:
+				c.Offset = v
+			case 4:
+				c.TotalSize = v
+			case 5:
+				c.Last = v != 0
+			}
+			n = m
+		default:
+			return snapshotChunk{}, false
+		}
+		body = body[n:]
+	}
+	return c, anchor
+}
+
+// parseSimpleAnchor decodes an anchor of at most an index and a term, in
+// that order, for parseSimpleChunkReply.
+func parseSimpleAnchor(b []byte) (snapshotAnchor, bool) {
+	var a snapshotAnchor
+	var last protowire.Number
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || num <= last || num > 2 || typ != protowire.VarintType {
+			return snapshotAnchor{}, false
+		}
+		last = num
+		v, m := protowire.ConsumeVarint(b[n:])
+		if m < 0 {
+			return snapshotAnchor{}, false
+		}
+		if num == 1 {
+			a.Index = v
+		} else {
+			a.Term = v
+		}
+		b = b[n+m:]
+	}
+	return a, true
 }

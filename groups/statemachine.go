@@ -1,6 +1,7 @@
 package groups
 
 import (
+	"bytes"
 	"io"
 
 	"github.com/mosaik-go/mosaik/catalog"
@@ -24,7 +25,7 @@ type StateMachine[C, Q, R any] interface {
 	// Snapshot writes the whole state; Restore replaces the state with
 	// one written by Snapshot. Restore(Snapshot of a fresh machine) must
 	// reset the machine: the group uses it to discard a losing cluster's
-	// state.
+	// state. Restore's reader also implements SnapshotBytes.
 	Snapshot(w io.Writer) error
 	Restore(r io.Reader) error
 }
@@ -42,6 +43,29 @@ type SnapshotCapturer interface {
 	// another goroutine while Apply goes on, so it must not read anything
 	// that Apply changes.
 	CaptureSnapshot() func(w io.Writer) error
+}
+
+// SnapshotBytes is implemented by the reader a StateMachine's Restore
+// is given: the snapshot is in memory, and SnapshotBytes returns its
+// unread bytes without a copy. The group never modifies them, so the
+// machine may keep references into them (strings or slices of its
+// state) instead of copying a snapshot of many megabytes.
+type SnapshotBytes interface {
+	SnapshotBytes() []byte
+}
+
+// snapshotReader is the reader Restore is given.
+type snapshotReader struct {
+	*bytes.Reader
+	b []byte
+}
+
+func newSnapshotReader(b []byte) snapshotReader { return snapshotReader{bytes.NewReader(b), b} }
+
+// SnapshotBytes implements SnapshotBytes: the bytes not read yet.
+func (r snapshotReader) SnapshotBytes() []byte {
+	rest := r.b[len(r.b)-r.Len():]
+	return rest[:len(rest):len(rest)]
 }
 
 // ApplyContext tells Apply where its commands sit in the log.

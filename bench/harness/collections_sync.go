@@ -115,7 +115,7 @@ func (r *runner) colSyncScenario(ctx context.Context, id string, n int) error {
 	defer func() { _ = raw.close() }()
 	note := fmt.Sprintf("%s entries of 64 B, %s MB of state; snapshot every %d commands of %d entries", fmtNum(float64(n)), fmtNum(float64(state)/1e6), c.params.SnapshotEntries, colBatch)
 	for rep := range r.plan.reps {
-		d, bonded, in, err := r.colSyncRep(ctx, c, n, target)
+		d, bonded, cpu, in, err := r.colSyncRep(ctx, c, n, target, id, rep)
 		if err != nil {
 			return fmt.Errorf("rep %d: %w", rep+1, err)
 		}
@@ -123,14 +123,18 @@ func (r *runner) colSyncScenario(ctx context.Context, id string, n int) error {
 		r.sample(id, "state throughput", "mosaik", "MB/s", Higher, float64(state)/1e6/d.Seconds())
 		r.sample(id, "time (first bond → synced)", "mosaik", "ms", Lower, ms(bonded))
 		r.sample(id, "bytes received (host)", "mosaik", "MB", Lower, float64(in)/1e6)
+		r.sample(id, "CPU time (process)", "mosaik", "ms", Lower, ms(cpu)).addNote("the process's CPU time over the same span (writers' and reader's), steadier than the time on a shared machine")
 		r.prog.step(fmt.Sprintf("rep %d/%d mosaik: %s ms, %s MB received", rep+1, r.plan.reps, fmtNum(ms(d)), fmtNum(float64(in)/1e6)))
+		cpu0 := cpuTime()
 		rd, err := raw.move(ctx, state)
+		cpu = cpuTime() - cpu0
 		if err != nil {
 			return fmt.Errorf("rep %d raw: %w", rep+1, err)
 		}
 		r.sample(id, "time", "raw", "ms", Lower, ms(rd)).addNote("one libp2p stream, 32 KiB writes, the state's bytes")
 		r.sample(id, "state throughput", "raw", "MB/s", Higher, float64(state)/1e6/rd.Seconds())
 		r.sample(id, "bytes received (host)", "raw", "MB", Lower, float64(state)/1e6)
+		r.sample(id, "CPU time (process)", "raw", "ms", Lower, ms(cpu))
 		r.prog.step(fmt.Sprintf("rep %d/%d raw: %s ms", rep+1, r.plan.reps, fmtNum(ms(rd))))
 	}
 	return nil
@@ -150,16 +154,16 @@ func waitVersion(ctx context.Context, m interface {
 	return nil
 }
 
-func (r *runner) colSyncRep(ctx context.Context, c *mapCluster, n int, target collections.Version) (d, bonded time.Duration, in int64, err error) {
+func (r *runner) colSyncRep(ctx context.Context, c *mapCluster, n int, target collections.Version, id string, rep int) (d, bonded, cpu time.Duration, in int64, err error) {
 	bw := metrics.NewBandwidthCounter()
 	h, err := newHost(libp2p.BandwidthReporter(bw))
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	defer func() { err = errors.Join(err, h.Close()) }()
 	nd, err := c.newNode(h)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	defer func() { err = errors.Join(err, nd.Close()) }()
 	// Not measured: the catalog sync of a fresh node (the reader would
@@ -169,25 +173,32 @@ func (r *runner) colSyncRep(ctx context.Context, c *mapCluster, n int, target co
 	for !knowsAll(nd, c.nodes) {
 		select {
 		case <-wctx.Done():
-			return 0, 0, 0, fmt.Errorf("reader's catalog holds %d peers: %w", nd.Catalog().Len(), wctx.Err())
+			return 0, 0, 0, 0, fmt.Errorf("reader's catalog holds %d peers: %w", nd.Catalog().Len(), wctx.Err())
 		case <-time.After(5 * time.Millisecond): // polling the catalog
 		}
 	}
-	start := time.Now()
+	end := func() {}
+	if r.cfg.Measured != nil {
+		end = r.cfg.Measured(id, rep)
+	}
+	start, cpu0 := time.Now(), cpuTime()
 	rd, err := collections.NewMapReader[string, []byte](nd, benchMapName, c.options()...)
 	if err != nil {
-		return 0, 0, 0, err
+		end()
+		return 0, 0, 0, 0, err
 	}
 	defer func() { err = errors.Join(err, rd.Close()) }()
-	if err := waitVersion(ctx, rd, target); err != nil {
-		return 0, 0, 0, fmt.Errorf("reader: %w", err)
+	err = waitVersion(ctx, rd, target)
+	synced, cpu := time.Now(), cpuTime()-cpu0
+	end()
+	if err != nil {
+		return 0, 0, 0, 0, fmt.Errorf("reader: %w", err)
 	}
-	end := time.Now()
-	d = end.Sub(start)
+	d = synced.Sub(start)
 	if rd.Len() != n {
-		return 0, 0, 0, fmt.Errorf("reader holds %d entries, want %d", rd.Len(), n)
+		return 0, 0, 0, 0, fmt.Errorf("reader holds %d entries, want %d", rd.Len(), n)
 	}
-	first := end
+	first := synced
 	for _, gb := range nd.Groups().BondStatus().Groups {
 		if gb.Group != rd.GroupID() {
 			continue
@@ -201,7 +212,7 @@ func (r *runner) colSyncRep(ctx context.Context, c *mapCluster, n int, target co
 	// The bandwidth counter's totals move once per second (go-flow-metrics
 	// sweeps); wait for the sweep, outside the measured time.
 	time.Sleep(1100 * time.Millisecond)
-	return d, end.Sub(first), bw.GetBandwidthTotals().TotalIn, nil
+	return d, synced.Sub(first), cpu, bw.GetBandwidthTotals().TotalIn, nil
 }
 
 // knowsAll reports whether nd's catalog holds every node of ns.

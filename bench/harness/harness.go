@@ -39,6 +39,11 @@ type Config struct {
 	Systems  *regexp.Regexp // systems to run (nil: all; for profiling one system)
 	Progress io.Writer      // progress bar (nil: none)
 	Command  string         // the command line, for the report
+	// Measured, when set, is called as a measured section starts (by the
+	// scenarios that mark theirs: collections sync) with the row id and
+	// repetition, and the func it returns as the section ends: a CPU
+	// profile of the section alone, without the set-up around it.
+	Measured func(id string, rep int) (end func())
 }
 
 // plan is the size of every scenario in a mode.

@@ -39,6 +39,7 @@ func run() error {
 	only := flag.String("only", "", "run only the scenarios whose name matches this regular expression (e.g. 'throughput|latency')")
 	systems := flag.String("systems", "", "run only the systems whose name matches this regular expression (for profiling; ratios need mosaik and its peers)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	measuredProfile := flag.String("measured-cpuprofile", "", "write a CPU profile of each measured section of the scenarios that mark theirs (collections sync) to PREFIX.<row>.<rep>.prof")
 	traceOut := flag.String("trace", "", "write an execution trace of the whole run to this file (go tool trace: where goroutines wait)")
 	flag.Parse()
 	// go-libp2p's own logs (shutdown noise such as "listener closed") would
@@ -68,6 +69,12 @@ func run() error {
 	}
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
+	}
+	if *measuredProfile != "" {
+		if *cpuprofile != "" {
+			return fmt.Errorf("--measured-cpuprofile and --cpuprofile exclude each other (one CPU profile at a time)")
+		}
+		cfg.Measured = measuredProfiler(*measuredProfile)
 	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -106,6 +113,29 @@ func run() error {
 	}
 	fmt.Fprintf(os.Stderr, "wrote %s and %s (%.0f s)\n", md, js, res.Seconds)
 	return nil
+}
+
+// measuredProfiler returns a harness.Config.Measured that writes a CPU
+// profile of each measured section to prefix.<row>.<rep>.prof (a failure
+// to profile is reported, not fatal: the measurement goes on).
+func measuredProfiler(prefix string) func(id string, rep int) func() {
+	return func(id string, rep int) func() {
+		path := fmt.Sprintf("%s.%s.%d.prof", prefix, strings.ReplaceAll(id, "/", "_"), rep+1)
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "mosaik-bench: measured profile:", err)
+			return func() {}
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "mosaik-bench: measured profile:", err)
+			_ = f.Close()
+			return func() {}
+		}
+		return func() {
+			pprof.StopCPUProfile()
+			_ = f.Close()
+		}
+	}
 }
 
 func write(path string, f func(w io.Writer) error) error {
