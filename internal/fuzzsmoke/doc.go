@@ -8,7 +8,7 @@
 //
 //	go test -run=^$ -fuzz=^FuzzXxx$ -fuzztime=T <package>
 //
-// from the module root, with T from MOSAIK_FUZZTIME (default 2s; any value
+// from the module root, with T from MOSAIK_FUZZTIME (default 1s; any value
 // go test accepts for -fuzztime, such as 30s or 10000x). A target that fails
 // fails its subtest with the go command's output, which names the input go
 // test saved under that package's testdata/fuzz directory.

@@ -24,10 +24,11 @@ import (
 
 // defaultFuzzTime is the -fuzztime of each target when MOSAIK_FUZZTIME is
 // unset: long enough to run the seed corpus and some mutations, short
-// enough that the module's thirty-odd targets (plus an instrumented build
-// per package) take about four minutes on two cores, inside the README
-// test command's budget. Set MOSAIK_FUZZTIME for a longer run.
-const defaultFuzzTime = "2s"
+// enough that the module's forty-odd targets (plus an instrumented build
+// per package and a few seconds of start-up each) take about three
+// minutes on two cores, inside the README test command's budget. Set
+// MOSAIK_FUZZTIME for a longer run.
+const defaultFuzzTime = "1s"
 
 // buildAllowance bounds what one go test -fuzz run may spend beyond its
 // -fuzztime: building the instrumented test binary, running the seed corpus
