@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"testing"
 	"time"
 
@@ -26,7 +25,7 @@ func TestBenchHarness_Smoke(t *testing.T) {
 	// go build, then run: what `go run ./cmd/mosaik-bench --smoke` does, but
 	// a timeout then kills the harness itself rather than only the go
 	// command.
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	gobin := testutil.GoTool()
 	bin := filepath.Join(t.TempDir(), "mosaik-bench")
 	build := exec.CommandContext(ctx, gobin, "build", "-o", bin, "./cmd/mosaik-bench")
 	build.Dir = filepath.Join("..", "bench")

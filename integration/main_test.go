@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,7 +29,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "mosaik-node")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	gobin := testutil.GoTool()
 	build := exec.Command(gobin, "build", "-race", "-o", binary, "../cmd/mosaik-node")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {

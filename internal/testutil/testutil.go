@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -90,4 +92,14 @@ func LeakOptions() []goleak.Option {
 		goleak.IgnoreAnyFunction("github.com/libp2p/go-libp2p/p2p/transport/quicreuse.(*reuse).gc"),
 		goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"),
 	}
+}
+
+// GoTool returns the go command of the toolchain running the test, or
+// "go" (from PATH) when the binary does not know its GOROOT: a test
+// binary built with -trimpath records none.
+func GoTool() string {
+	if root := runtime.GOROOT(); root != "" {
+		return filepath.Join(root, "bin", "go")
+	}
+	return "go"
 }
