@@ -31,6 +31,8 @@ func TestMain(m *testing.M) {
 	binary = filepath.Join(dir, "mosaik-node")
 	gobin := testutil.GoTool()
 	build := exec.Command(gobin, "build", "-race", "-o", binary, "../cmd/mosaik-node")
+	// -race needs cgo, also under the README's static benchmark pass.
+	build.Env = append(os.Environ(), "CGO_ENABLED=1")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building mosaik-node:", err)
