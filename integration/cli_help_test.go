@@ -13,6 +13,7 @@ import (
 // TestCLI_HelpAndCompletion checks the binary's help (descriptions, flag
 // groups with defaults, examples) and its completion scripts.
 func TestCLI_HelpAndCompletion(t *testing.T) {
+	t.Parallel() // with the other operator-log tests, after the serial ones (processes mostly wait)
 	for _, c := range []struct {
 		args []string
 		want []string
@@ -42,6 +43,7 @@ var peerRE = regexp.MustCompile(`msg="node running" peer=(\S+)`)
 // directory: the first start creates the identity and says so in one
 // line, the second reuses it quietly.
 func TestCLI_PersistentIdentity(t *testing.T) {
+	t.Parallel() // with the other operator-log tests, after the serial ones (processes mostly wait)
 	xdg := "XDG_DATA_HOME=" + t.TempDir()
 	var ids []string
 	for i := range 2 {

@@ -34,6 +34,7 @@ func jsonLines(t *testing.T, stderr string) []map[string]any {
 // the signal notice, and the ready line as a record with the peer and
 // its /p2p/ addresses. A failing command's exit error is JSON too.
 func TestCLI_JSONLogs(t *testing.T) {
+	t.Parallel() // with the other operator-log tests, after the serial ones (processes mostly wait)
 	args := []string{"run", "--network", "it-json", "--log-format", "json", "--log-level", "debug",
 		"--listen", "/ip4/127.0.0.1/tcp/0", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1",
 		// unreachable: the bootstrap loop logs its failures

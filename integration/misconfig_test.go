@@ -47,6 +47,7 @@ func exactlyOne(t *testing.T, p *proc, parts ...string) {
 // A consumer refused by a producer's tag policy: one Warn line on each
 // side, with the reason and what to do.
 func TestCLI_RefusalLoggedOnBothSides_TagPolicy(t *testing.T) {
+	t.Parallel() // with the other operator-log tests, after the serial ones (processes mostly wait)
 	_, boot := runNode(t, "boot", "it-refuse-tags")
 	pr, pw := io.Pipe()
 	defer pw.Close()
@@ -63,6 +64,7 @@ func TestCLI_RefusalLoggedOnBothSides_TagPolicy(t *testing.T) {
 // A consumer without the ticket a producer requires: one Warn line on each
 // side naming the missing ticket.
 func TestCLI_RefusalLoggedOnBothSides_Ticket(t *testing.T) {
+	t.Parallel() // with the other operator-log tests, after the serial ones (processes mostly wait)
 	dir := t.TempDir()
 	_, issuerID := keygen(t, dir, "issuer")
 	_, boot := runNode(t, "boot", "it-refuse-ticket")
@@ -80,6 +82,7 @@ func TestCLI_RefusalLoggedOnBothSides_Ticket(t *testing.T) {
 
 // A network name nobody else uses warns, saying what to check.
 func TestCLI_NoPeersWarning(t *testing.T) {
+	t.Parallel() // with the other operator-log tests, after the serial ones (processes mostly wait)
 	p := start(t, "lonely", nil, append([]string{"run", "--network", "it-nobody-else-uses-this", "--profile", "fast"}, listen()...)...)
 	waitLine(t, p, 30*time.Second, "level=WARN", `msg="no other node of this network found"`, "--network")
 }
@@ -87,6 +90,7 @@ func TestCLI_NoPeersWarning(t *testing.T) {
 // An unreachable bootstrap address warns once (run, produce and consume
 // share the node flags), naming the address.
 func TestCLI_UnreachableBootstrapWarns(t *testing.T) {
+	t.Parallel() // with the other operator-log tests, after the serial ones (processes mostly wait)
 	_, id := keygen(t, t.TempDir(), "nobody")
 	boot := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", freePort(t), id) // closed: nobody listens
 	line := []string{"level=WARN", `msg="bootstrap peer unreachable; retrying with backoff"`, id, "connection refused", "hint="}
@@ -101,6 +105,7 @@ func TestCLI_UnreachableBootstrapWarns(t *testing.T) {
 // newer entries, logs an error and exits 1; with
 // --allow-duplicate-identity it logs and keeps running.
 func TestCLI_DuplicateIdentity(t *testing.T) {
+	t.Parallel() // with the other operator-log tests, after the serial ones (processes mostly wait)
 	for _, allow := range []bool{false, true} {
 		t.Run(fmt.Sprintf("allow=%v", allow), func(t *testing.T) {
 			dir := t.TempDir()
