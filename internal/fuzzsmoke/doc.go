@@ -3,12 +3,14 @@
 //
 // It holds no library code, only TestFuzzTargets. That test finds the fuzz
 // targets at run time, so a new FuzzXxx in any package's _test.go files is
-// picked up without editing this package. For each one it runs, in a
-// separate go command and one after the other,
+// picked up without editing this package. It builds each package's
+// coverage-instrumented test binary once (go test -c -fuzz=.), then runs
+// it for each target, one after the other, in the package's directory and
+// with go test's fuzz cache, as
 //
 //	go test -run=^$ -fuzz=^FuzzXxx$ -fuzztime=T <package>
 //
-// from the module root, with T from MOSAIK_FUZZTIME (default 1s; any value
+// would, with T from MOSAIK_FUZZTIME (default 1s; any value
 // go test accepts for -fuzztime, such as 30s or 10000x). A target that fails
 // fails its subtest with the go command's output, which names the input go
 // test saved under that package's testdata/fuzz directory.

@@ -25,14 +25,14 @@ import (
 // defaultFuzzTime is the -fuzztime of each target when MOSAIK_FUZZTIME is
 // unset: long enough to run the seed corpus and some mutations, short
 // enough that the module's forty-odd targets (plus an instrumented build
-// per package and a few seconds of start-up each) take about three
+// per package and a moment of start-up each) take a couple of
 // minutes on two cores, inside the README test command's budget. Set
 // MOSAIK_FUZZTIME for a longer run.
 const defaultFuzzTime = "1s"
 
-// buildAllowance bounds what one go test -fuzz run may spend beyond its
-// -fuzztime: building the instrumented test binary, running the seed corpus
-// and stopping the workers. Scaled by MOSAIK_TIME_FACTOR.
+// buildAllowance bounds the build of a package's instrumented test binary,
+// and what one fuzz run may spend beyond its -fuzztime (running the seed
+// corpus and stopping the workers). Scaled by MOSAIK_TIME_FACTOR.
 const buildAllowance = 3 * time.Minute
 
 func TestMain(m *testing.M) {
@@ -42,6 +42,7 @@ func TestMain(m *testing.M) {
 // target is one fuzz function and the package whose tests declare it.
 type target struct {
 	pkg  string // import path
+	dir  string // its directory
 	name string // FuzzXxx
 }
 
@@ -59,13 +60,27 @@ func TestFuzzTargets(t *testing.T) {
 
 	env := childEnv()
 	mod := modulePath(t, goBin, root)
+	cacheDir := strings.TrimSpace(string(goOutput(t, goBin, root, "env", "GOCACHE")))
+	bins := t.TempDir()
+	built := map[string]string{} // import path -> test binary, or "" if its build failed
 	for _, tg := range targets {
 		t.Run(strings.TrimPrefix(strings.TrimPrefix(tg.pkg, mod), "/")+"/"+tg.name, func(t *testing.T) {
+			bin, ok := built[tg.pkg]
+			if !ok {
+				bin = buildFuzzBinary(t, goBin, root, bins, tg.pkg, env)
+				built[tg.pkg] = bin
+			}
+			if bin == "" {
+				t.Fatalf("the fuzz test binary of %s did not build (see the first target of the package)", tg.pkg)
+			}
 			ctx, cancel := context.WithTimeout(t.Context(), budget(fuzztime))
 			defer cancel()
-			cmd := exec.CommandContext(ctx, goBin, "test",
-				"-run=^$", "-fuzz=^"+tg.name+"$", "-fuzztime="+fuzztime, tg.pkg)
-			cmd.Dir = root
+			// The flags go test -fuzz passes to the binary it built; the
+			// cache directory is go test's, so both share one corpus.
+			cmd := exec.CommandContext(ctx, bin, "-test.paniconexit0",
+				"-test.run=^$", "-test.fuzz=^"+tg.name+"$", "-test.fuzztime="+fuzztime,
+				"-test.fuzzcachedir="+filepath.Join(cacheDir, "fuzz", tg.pkg))
+			cmd.Dir = tg.dir // seeds and failing inputs live in the package's testdata/fuzz
 			cmd.Env = env
 			cmd.WaitDelay = 10 * time.Second // reap fuzz workers after a kill
 			start := time.Now()
@@ -79,14 +94,35 @@ func TestFuzzTargets(t *testing.T) {
 			}
 			if err != nil {
 				if ctx.Err() != nil {
-					t.Fatalf("go test -fuzz=%s %s did not finish in %v: %v\n%s",
-						tg.name, tg.pkg, budget(fuzztime), err, out)
+					t.Fatalf("fuzzing %s %s did not finish in %v: %v\n%s",
+						tg.pkg, tg.name, budget(fuzztime), err, out)
 				}
-				t.Fatalf("go test -fuzz=%s %s: %v\n%s", tg.name, tg.pkg, err, out)
+				t.Fatalf("fuzzing %s %s: %v\n%s", tg.pkg, tg.name, err, out)
 			}
 			t.Logf("%s %s: ok in %v", tg.pkg, tg.name, time.Since(start).Round(time.Millisecond))
 		})
 	}
+}
+
+// buildFuzzBinary builds the coverage-instrumented test binary of pkg once
+// (go test -c -fuzz), so that its targets do not each pay a go command, a
+// link and a cache check: that overhead was about four seconds per target
+// against one second of fuzzing. It returns "" after failing t.
+func buildFuzzBinary(t *testing.T, goBin, root, dir, pkg string, env []string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), testutil.Scale(buildAllowance))
+	defer cancel()
+	bin := filepath.Join(dir, strings.NewReplacer("/", "_", ".", "_").Replace(pkg)+".test")
+	cmd := exec.CommandContext(ctx, goBin, "test", "-c", "-fuzz=.", "-o", bin, pkg)
+	cmd.Dir = root
+	cmd.Env = env
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("go test -c -fuzz=. %s: %v\n%s", pkg, err, out)
+		return ""
+	}
+	t.Logf("%s: fuzz test binary built in %v", pkg, time.Since(start).Round(time.Millisecond))
+	return bin
 }
 
 // fuzzTime returns MOSAIK_FUZZTIME, or defaultFuzzTime, after checking it
@@ -251,7 +287,7 @@ func discover(t *testing.T, goBin, root string) []target {
 					t.Fatalf("%s declares %s twice", p.ImportPath, name)
 				}
 				seen[name] = true
-				targets = append(targets, target{pkg: p.ImportPath, name: name})
+				targets = append(targets, target{pkg: p.ImportPath, dir: p.Dir, name: name})
 			}
 		}
 	}
