@@ -165,9 +165,12 @@ func (s *Subscription) markClosed() bool {
 	return true
 }
 
-// Close ends the subscription and releases it from the store.
-func (s *Subscription) Close() {
+// Close ends the subscription and releases it from the store. It is
+// idempotent and always returns nil; the error is there so that a
+// Subscription is an io.Closer like every other owner in mosaik.
+func (s *Subscription) Close() error {
 	if s.markClosed() {
 		s.store.unsubscribe(s)
 	}
+	return nil
 }

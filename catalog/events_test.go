@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"errors"
+	"io"
 	"runtime"
 	"strings"
 	"testing"
@@ -119,8 +120,12 @@ func TestSubscription_CloseDeliversBufferedThenClosed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sub.Close()
-	sub.Close() // idempotent
+	var closer io.Closer = sub // a Subscription closes like every other owner
+	for range 2 { // idempotent
+		if err := closer.Close(); err != nil {
+			t.Fatalf("Close = %v, want nil", err)
+		}
+	}
 	if _, err := s.Merge(newTestPeer(t).seal(t, testNetwork, NewVersion(t0), nil), t0); err != nil {
 		t.Fatal(err)
 	}
