@@ -120,8 +120,9 @@ func TestSubscription_CloseDeliversBufferedThenClosed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var closer io.Closer = sub // a Subscription closes like every other owner
-	for range 2 { // idempotent
+	// A Subscription closes like every other owner, idempotently.
+	var closer io.Closer = sub
+	for range 2 {
 		if err := closer.Close(); err != nil {
 			t.Fatalf("Close = %v, want nil", err)
 		}
