@@ -277,7 +277,13 @@ func newResourceManager(nw catalog.NetworkID, p discovery.Params) (network.Resou
 //   - streams (one libp2p stream per subscription): 1024 inbound and 1024
 //     outbound streams plus 256 of each per GiB of memory, and per peer
 //     256 each way (a consumer of many streams of one producer), with
-//     libp2p's protocol memory defaults.
+//     libp2p's protocol memory defaults;
+//   - group bonds (one libp2p stream per group and member pair): the same
+//     as streams, so that a peer sharing up to 256 groups with us bonds in
+//     all of them;
+//   - group snapshot transfer (one stream per chunk request): 256 inbound
+//     and 256 outbound in all, 64 each way per peer (16 collections
+//     syncing at once from one holder, at 4 chunks in flight each).
 //
 // Everything else (system, transient, per-peer and per-connection scopes)
 // keeps libp2p's defaults as AutoScale sizes them: a peer gets 256
@@ -304,6 +310,15 @@ func resourceLimits(nw catalog.NetworkID, p discovery.Params) rcmgr.ScalingLimit
 	streamsPeer := limits.ProtocolPeerBaseLimit
 	streamsPeer.StreamsInbound, streamsPeer.StreamsOutbound, streamsPeer.Streams = 256, 256, 512
 	limits.AddProtocolPeerLimit(streams.ProtocolID, streamsPeer, limits.ProtocolPeerLimitIncrease)
+
+	limits.AddProtocolLimit(groups.ProtocolID(nw), streamsAll, streamsInc)
+	limits.AddProtocolPeerLimit(groups.ProtocolID(nw), streamsPeer, limits.ProtocolPeerLimitIncrease)
+	snapAll := limits.ProtocolBaseLimit
+	snapAll.StreamsInbound, snapAll.StreamsOutbound, snapAll.Streams = 256, 256, 512
+	limits.AddProtocolLimit(groups.SnapshotProtocolID(nw), snapAll, rcmgr.BaseLimitIncrease{})
+	snapPeer := limits.ProtocolPeerBaseLimit
+	snapPeer.StreamsInbound, snapPeer.StreamsOutbound, snapPeer.Streams = 64, 64, 128
+	limits.AddProtocolPeerLimit(groups.SnapshotProtocolID(nw), snapPeer, rcmgr.BaseLimitIncrease{})
 	return limits
 }
 
