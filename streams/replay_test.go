@@ -238,3 +238,74 @@ func TestReplay_ProducerRestartEmptiesWindow(t *testing.T) {
 		t.Errorf("new run's replay stats %+v, want nothing replayed and 10 held", r)
 	}
 }
+
+// TestReplay_SlowReplayDoesNotStallLive: a consumer resuming a long range
+// from the window whose application does not read stalls only itself: its
+// writer blocks on the transport while the live datums keep flowing to the
+// other consumer, and it is not cut (it is not in the fan-out, whose
+// queues are small and whose lag grace would cut it). When it reads
+// again, it gets every datum exactly once and in order while live datums
+// keep coming, across the seam between the window and the live queue.
+func TestReplay_SlowReplayDoesNotStallLive(t *testing.T) {
+	const (
+		size    = 16 << 10
+		away    = 3000 // 48 MiB: more than yamux's window and the sockets' buffers
+		blocked = 200  // live datums sent while the replay is blocked
+		drain   = 300  // live datums sent while it catches up
+	)
+	s := newRPSetup(t, "replay-slow", []streams.ProducerOption{streams.WithReplay(streams.Replay{Datums: 100_000}),
+		streams.WithQueueSize(64), streams.WithLagGrace(testutil.Scale(2 * time.Second))},
+		streams.WithBuffer(1))
+	sendPadded := func(from, to uint64) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			if err := s.prod.Send(s.ctx, rbPadded(i, size)); err != nil {
+				t.Errorf("Send(%d): %v", i, err)
+				return
+			}
+		}
+	}
+	go sendPadded(0, 100) // the consumer buffers one datum: read as they come
+	s.expect(0, 100, nil)
+	s.cut()
+	sendPadded(100, 100+away)
+	s.resubscribed()
+	testutil.Eventually(t, 10*time.Second, func() bool { return s.replayStats().Replayed > 0 }, "replay did not start")
+	start := time.Now()
+	sendPadded(100+away, 100+away+blocked)
+	took := time.Since(start)
+	r := s.replayStats()
+	t.Logf("%d live datums sent in %v while the replay was at %d of %d", blocked, took, r.Replayed, away)
+	if r.Replayed >= away {
+		t.Fatalf("the replay was not blocked (%d of %d resent): the test proves nothing", r.Replayed, away)
+	}
+	if ci, ok := rbSubscription(s.prod.Consumers(), s.cnode.ID()); !ok || ci.State != streams.Connected {
+		t.Fatalf("the replaying consumer was cut: %+v", ci)
+	}
+	for _, h := range s.pnode.Streams().Handles() {
+		if h.Role == streams.RoleProducer && h.Ends[streams.CodeTooSlow] != 0 {
+			t.Fatalf("the producer cut %d consumers with TooSlow", h.Ends[streams.CodeTooSlow])
+		}
+	}
+	// The keeper has the live datums (and everything before them).
+	for want := uint64(0); want < 100+away+blocked; want++ {
+		select {
+		case got := <-s.kept:
+			if got != want {
+				t.Fatalf("keeper got counter %d, want %d", got, want)
+			}
+		case <-s.ctx.Done():
+			t.Fatalf("keeper stuck at %d", want)
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sendPadded(100+away+blocked, 100+away+blocked+drain)
+	}()
+	s.expect(100, 100+away+blocked+drain, nil)
+	<-done
+	if st := s.cons.Stats(); st.Gaps != 0 {
+		t.Errorf("consumer stats %+v, want no gap", st)
+	}
+}
