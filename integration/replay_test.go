@@ -160,6 +160,14 @@ func TestReplay_NetnsCutResumesFromTheWindow(t *testing.T) {
 	}, "after healing the consumers did not resubscribe and catch up: %s", lazy(describe))
 	t.Logf("healed: resubscribed and caught up %v after healing", time.Since(healedAt).Round(time.Millisecond))
 
+	// The producers' status, read while they still run (caught up: nothing
+	// more expires for their consumers).
+	var pdocs []streamsDoc
+	var pok []bool
+	for i := range windows {
+		d, ok := prods[i].st.streams()
+		pdocs, pok = append(pdocs, d), append(pok, ok)
+	}
 	for i := range windows {
 		last := feeds[i].close()
 		if code := prods[i].p.wait(30 * time.Second); code != 0 {
@@ -176,6 +184,16 @@ func TestReplay_NetnsCutResumesFromTheWindow(t *testing.T) {
 		doc, ok := cons[i].st.streams()
 		if !ok || len(doc.Consumers) != 1 || doc.Consumers[0].Totals.Gaps != missed {
 			t.Errorf("%s: status %+v, want %d gaps", cons[i].name, doc.Consumers, missed)
+		}
+		// The producer's window stats: what it resent, and what was asked
+		// for too late (the consumer's gap, counted on this side).
+		pdoc, ok := pdocs[i], pok[i]
+		if !ok || len(pdoc.Producers) != 1 || pdoc.Producers[0].Replay == nil {
+			t.Errorf("%s: status %+v, want a replay window", prods[i].name, pdoc.Producers)
+		} else if r := pdoc.Producers[0].Replay; r.Expired != missed || r.Replayed == 0 {
+			t.Errorf("%s: replay %+v, want %d expired and some replayed", prods[i].name, *r, missed)
+		} else {
+			t.Logf("%s: replayed %d, expired %d, holds %d", prods[i].name, r.Replayed, r.Expired, r.Datums)
 		}
 		if got[0] != 1 {
 			t.Errorf("%s: first datum %d, want 1", cons[i].name, got[0])
