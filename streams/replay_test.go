@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/mosaik-go/mosaik/internal/testutil"
 	"github.com/mosaik-go/mosaik/node"
@@ -24,9 +26,9 @@ type rpSetup struct {
 	kept         chan uint64 // counters the keeper received
 }
 
-func newRPSetup(t *testing.T, name string, popts []streams.ProducerOption, copts ...streams.ConsumerOption) *rpSetup {
+func newRPSetup(t *testing.T, name string, nopts []node.Option, popts []streams.ProducerOption, copts ...streams.ConsumerOption) *rpSetup {
 	t.Helper()
-	nodes := connected(t, 2)
+	nodes := connected(t, 2, nopts...)
 	s := &rpSetup{t: t, ctx: testCtx(t, 90*time.Second), pnode: nodes[0], kept: make(chan uint64, 1<<16)}
 	s.cnode = startNode(t, node.WithBootstrapPeers(nodes[0].AddrInfo()))
 	testutil.Eventually(t, 5*time.Second, func() bool {
@@ -132,7 +134,7 @@ func (s *rpSetup) replayStats() streams.ReplayStats {
 // once and in order, with no gap: the 50 from the window, then the live
 // ones.
 func TestReplay_ReconnectWithinWindow(t *testing.T) {
-	s := newRPSetup(t, "replay-within", []streams.ProducerOption{streams.WithReplay(streams.Replay{Datums: 1000})})
+	s := newRPSetup(t, "replay-within", nil, []streams.ProducerOption{streams.WithReplay(streams.Replay{Datums: 1000})})
 	s.send(0, 100)
 	s.expect(0, 100, nil)
 	s.cut()
@@ -152,7 +154,11 @@ func TestReplay_ReconnectWithinWindow(t *testing.T) {
 // while the consumer was away, it receives the last 20 and a GapExpired of
 // exactly the 30 that left the window.
 func TestReplay_ReconnectBeyondWindow(t *testing.T) {
-	s := newRPSetup(t, "replay-beyond", []streams.ProducerOption{streams.WithReplay(streams.Replay{Datums: 20})})
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	s := newRPSetup(t, "replay-beyond", []node.Option{node.WithMeterProvider(mp)},
+		[]streams.ProducerOption{streams.WithReplay(streams.Replay{Datums: 20})})
 	s.send(0, 100)
 	s.expect(0, 100, nil)
 	s.cut()
@@ -166,6 +172,20 @@ func TestReplay_ReconnectBeyondWindow(t *testing.T) {
 	if r := s.replayStats(); r.Replayed != 20 || r.Expired != 30 || r.Datums != 20 {
 		t.Errorf("replay stats %+v, want 20 replayed, 30 expired, 20 held", r)
 	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(s.ctx, &rm); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]int64{
+		"mosaik.streams.producer.replay.items":        20,
+		"mosaik.streams.producer.replay.expired":      30,
+		"mosaik.streams.producer.replay.window.items": 20,
+		"mosaik.streams.producer.replay.window.bytes": 20 * (8 + 40),
+	} {
+		if got, ok := sumOf(&rm, name); !ok || got != want {
+			t.Errorf("%s = %d (present %v), want %d", name, got, ok, want)
+		}
+	}
 }
 
 // TestReplay_ResumeAfterConsumerRestart: a consumer saves its Positions,
@@ -174,7 +194,7 @@ func TestReplay_ReconnectBeyondWindow(t *testing.T) {
 // with no gap, and its Positions follow.
 func TestReplay_ResumeAfterConsumerRestart(t *testing.T) {
 	const name = "replay-restart-consumer"
-	s := newRPSetup(t, name, []streams.ProducerOption{streams.WithReplay(streams.Replay{Datums: 1000, Bytes: 1 << 20, Age: time.Hour})})
+	s := newRPSetup(t, name, nil, []streams.ProducerOption{streams.WithReplay(streams.Replay{Datums: 1000, Bytes: 1 << 20, Age: time.Hour})})
 	s.send(0, 100)
 	s.expect(0, 90, nil) // the last 10 stay in the delivery buffer: not taken, not saved
 	saved := s.cons.Positions()
@@ -212,7 +232,7 @@ func TestReplay_ResumeAfterConsumerRestart(t *testing.T) {
 func TestReplay_ProducerRestartEmptiesWindow(t *testing.T) {
 	const name = "replay-restart-producer"
 	win := streams.WithReplay(streams.Replay{Datums: 1000})
-	s := newRPSetup(t, name, []streams.ProducerOption{win})
+	s := newRPSetup(t, name, nil, []streams.ProducerOption{win})
 	s.send(0, 20)
 	s.expect(0, 20, nil)
 	old := s.cons.Positions()
@@ -253,7 +273,7 @@ func TestReplay_SlowReplayDoesNotStallLive(t *testing.T) {
 		blocked = 200  // live datums sent while the replay is blocked
 		drain   = 300  // live datums sent while it catches up
 	)
-	s := newRPSetup(t, "replay-slow", []streams.ProducerOption{streams.WithReplay(streams.Replay{Datums: 100_000}),
+	s := newRPSetup(t, "replay-slow", nil, []streams.ProducerOption{streams.WithReplay(streams.Replay{Datums: 100_000}),
 		streams.WithQueueSize(64), streams.WithLagGrace(testutil.Scale(2 * time.Second))},
 		streams.WithBuffer(1))
 	sendPadded := func(from, to uint64) {
