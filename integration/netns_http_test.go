@@ -114,6 +114,10 @@ type handleDoc struct {
 	Totals struct {
 		Datums, Gaps, Reconnects uint64
 	} `json:"totals"`
+	Replay *struct {
+		Datums            int
+		Replayed, Expired uint64
+	} `json:"replay"`
 	Channels []struct {
 		PeerID string `json:"peer_id"`
 		State  string `json:"state"`

@@ -61,6 +61,9 @@ type Consumer[T any] struct {
 	// producer's epoch and the last sequence number, so a resubscription
 	// can tell how many datums were missed in between.
 	seen map[peer.ID]position
+	// taken holds, per producer, the position of the last datum the
+	// application took (Positions).
+	taken map[peer.ID]*posCell
 
 	datums, bytes atomic.Uint64
 	gaps          atomic.Uint64 // missed sequence numbers over all producers
@@ -86,12 +89,13 @@ type Consumer[T any] struct {
 // the stats counted when the application takes it, and its origin.
 // It is kept small: the delivery buffer holds up to WithBuffer of them.
 type delivery[T any] struct {
-	v   T
-	n   int
-	seq uint64
-	sub *subscription // where it came from
-	gap *Gap          // missed right before it
-	bb  *borrowBuf    // the recycled buffer v lives in (borrowing codecs)
+	v     T
+	n     int
+	seq   uint64
+	epoch uint64
+	sub   *subscription // where it came from
+	gap   *Gap          // missed right before it
+	bb    *borrowBuf    // the recycled buffer v lives in (borrowing codecs)
 }
 
 // borrowBuf is a recycled datum buffer of a borrowing consumer.
@@ -109,7 +113,11 @@ func NewConsumer[T any](svc *Service, name string, opts ...ConsumerOption) (*Con
 		log: svc.log.With("stream", id.Short(), "role", "consumer"),
 		out: make(chan delivery[T], cfg.buffer), wake: make(chan struct{}, 1),
 		recvs: map[peer.ID]*receiver{}, probing: map[peer.ID]bool{}, refused: map[peer.ID]refusal{}, retries: map[peer.ID]retry{},
-		seen: map[peer.ID]position{}, created: time.Now()}
+		seen: map[peer.ID]position{}, taken: map[peer.ID]*posCell{}, created: time.Now()}
+	for _, p := range cfg.resume {
+		c.seen[p.Producer] = position{epoch: p.Epoch, last: p.Seq}
+		c.taken[p.Producer] = &posCell{epoch: p.Epoch, seq: p.Seq}
+	}
 	online := c.Subscribed().MinimumOf(0)
 	if cfg.onlineCondition != nil {
 		online = cfg.onlineCondition(c.Subscribed())
@@ -181,7 +189,7 @@ func (c *Consumer[T]) RecvDatum(ctx context.Context) (Datum[T], error) {
 	if d.sub != nil {
 		from = d.sub.peer
 	}
-	return Datum[T]{Value: d.v, Producer: from, Seq: d.seq, Gap: d.gap}, err
+	return Datum[T]{Value: d.v, Producer: from, Seq: d.seq, Epoch: d.epoch, Gap: d.gap}, err
 }
 
 func (c *Consumer[T]) recv(ctx context.Context) (delivery[T], error) {
@@ -225,6 +233,9 @@ func (c *Consumer[T]) TryRecv() (T, error) {
 func (c *Consumer[T]) take(d delivery[T]) delivery[T] {
 	c.datums.Add(1)
 	c.bytes.Add(uint64(d.n))
+	if d.sub != nil && d.sub.pos != nil {
+		d.sub.pos.set(d.epoch, d.seq)
+	}
 	if c.borrow {
 		c.bmu.Lock()
 		old := c.held

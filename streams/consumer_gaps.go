@@ -46,6 +46,9 @@ type sequencer struct {
 	want    uint64 // the sequence number expected next; 0: none yet
 	restart bool   // the first datum follows a producer restart
 	first   bool
+	// replay: the producer resends from its replay window what followed
+	// prev, so a jump before the first datum is what left the window.
+	replay bool
 }
 
 func newSequencer(epoch uint64, prev position, known bool) *sequencer {
@@ -73,7 +76,10 @@ func (q *sequencer) next(seq uint64) (*Gap, error) {
 		}
 	case q.want != 0 && seq > q.want:
 		gap = &Gap{Cause: GapDropped, Missed: seq - q.want, After: q.cur.last}
-		if q.first {
+		switch {
+		case q.first && q.replay:
+			gap.Cause = GapExpired
+		case q.first:
 			gap.Cause = GapReconnect
 		}
 	}

@@ -302,6 +302,7 @@ func (c *Consumer[T]) start(e *catalog.SignedEntry, expires time.Time) {
 		return
 	}
 	c.recvs[e.Entry.PeerID] = r
+	r.sub.pos = c.cell(e.Entry.PeerID)
 	c.wg.Add(1)
 	c.mu.Unlock()
 	c.set.add(r.sub)

@@ -191,8 +191,14 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 	}()
 	defer st.Close()
 	nw := c.svc.d.Network()
+	c.mu.Lock()
+	prev, known := c.seen[r.sub.peer]
+	c.mu.Unlock()
+	// Ask to resume after the last datum held of the producer's run; a
+	// producer with a replay window of that run resends what followed.
+	resume := known && prev.epoch != 0
 	sub, _ := appendControl(nil, frameSubscribe, &pb.Subscribe{Network: nw[:], Stream: c.id[:], Criteria: c.cfg.criteria, Features: supportedFeatures,
-		Codec: codecName(c.codec)})
+		Codec: codecName(c.codec), Resume: resume, ResumeEpoch: prev.epoch, ResumeAfter: prev.last})
 	_ = st.SetDeadline(time.Now().Add(c.svc.params.HandshakeTimeout))
 	if _, err := st.Write(sub); err != nil {
 		_ = st.Reset()
@@ -249,10 +255,11 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 	delete(c.retries, r.sub.peer) // accepted: a later refusal starts a fresh backoff
 	c.mu.Unlock()
 	c.set.setState(r.sub, Connected, nil)
-	c.mu.Lock()
-	prev, known := c.seen[r.sub.peer]
-	c.mu.Unlock()
-	seq := newSequencer(acc.GetEpoch(), prev, known)
+	epoch := acc.GetEpoch()
+	seq := newSequencer(epoch, prev, known)
+	// The producer resends from its window: a jump before the first datum
+	// is what left the window.
+	seq.replay = resume && acc.GetFeatures()&featureReplay != 0 && epoch == prev.epoch
 	defer func() {
 		if pos, ok := seq.position(); ok {
 			c.remember(r.sub.peer, pos)
@@ -309,7 +316,7 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 				link.end(CodeProtocolViolation, "protocol violation")
 				return fmt.Errorf("%w: %v", errDecode, err)
 			}
-			d := delivery[T]{v: v, n: len(payload), seq: n, sub: r.sub, gap: gap, bb: bb}
+			d := delivery[T]{v: v, n: len(payload), seq: n, epoch: epoch, sub: r.sub, gap: gap, bb: bb}
 			select { // fast path: room in the buffer
 			case c.out <- d:
 			default:

@@ -15,6 +15,11 @@ type Datum[T any] struct {
 	// producer's current run: it counts every datum the producer sent, so
 	// the datums of one producer arrive with increasing Seq.
 	Seq uint64
+	// Epoch names the producer's run that Seq counts in (PROTOCOL.md
+	// 16.1): a random non-zero number drawn when the producer starts; 0
+	// when the producer does not say. With Producer and Seq it is the
+	// Position to resume from (WithResumeFrom).
+	Epoch uint64
 	// Gap is set on the first datum after datums of the same producer were
 	// missed; nil otherwise.
 	Gap *Gap
@@ -36,6 +41,11 @@ const (
 	// consumer resubscribed; datums of the previous run sent after the last
 	// one received here are lost too but cannot be counted.
 	GapRestart
+	// GapExpired: this consumer resubscribed asking the producer to resend
+	// what it missed from its replay window (WithReplay), but these datums
+	// had already left the window. Missed counts exactly them; the rest of
+	// the range was resent.
+	GapExpired
 )
 
 func (c GapCause) String() string {
@@ -46,6 +56,8 @@ func (c GapCause) String() string {
 		return "reconnect"
 	case GapRestart:
 		return "restart"
+	case GapExpired:
+		return "expired"
 	}
 	return fmt.Sprintf("GapCause(%d)", uint8(c))
 }

@@ -54,6 +54,13 @@ type outSub struct {
 	// peerClosed: the consumer ended it with its own Close frame; nothing
 	// is sent back.
 	peerClosed atomic.Bool
+
+	// resumeAt is the first datum to resend from the replay window, 0 for
+	// none; set before the writer starts. catching (under Producer.mu)
+	// keeps the subscription out of the fan-out until its writer has
+	// caught up with the window (see Producer.replay).
+	resumeAt uint64
+	catching bool
 }
 
 func newOutSub(sub *subscription, st network.Stream, queue int) *outSub {
@@ -89,9 +96,16 @@ func (p *Producer[T]) fanout(ctx context.Context, v T, wait bool) error {
 	// subscribed) sees exactly how many by the jump.
 	p.seq++
 	it := outItem{payload: payload, seq: p.seq}
+	if p.window != nil {
+		p.window.add(p.seq, payload)
+	}
 	n, delivered := len(p.subs), 0
 	var full []*outSub
 	for _, s := range p.subs {
+		if s.catching { // replaying from the window: it joins the fan-out later (replay.go)
+			n--
+			continue
+		}
 		if p.push(s, it) {
 			delivered++
 			s.fullSince = time.Time{} // it has room: not lagging
@@ -250,6 +264,9 @@ func isTimeout(err error) bool {
 // queued into one flush.
 func (p *Producer[T]) writer(s *outSub) {
 	defer p.subWG.Done()
+	if s.resumeAt != 0 && !p.replay(s) {
+		return
+	}
 	var hdr [32]byte
 	var bw *bufio.Writer // held only while a batch is being written
 	dw := &deadlineWriter{s: s, d: p.svc.params.WriteTimeout}

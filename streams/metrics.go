@@ -44,6 +44,8 @@ func (s *Service) registerMetrics(mp metric.MeterProvider) (metric.Registration,
 		{"mosaik.streams.consumer.gaps", "datums of producers this consumer missed (dropped for it, sent while it was away, or lost in a producer restart)"},
 		{"mosaik.streams.producer.disconnects", "subscriptions ended at the producer, by close code (TooSlow: consumers cut for lagging)"},
 		{"mosaik.streams.consumer.disconnects", "links to producers ended at the consumer, by close code"},
+		{"mosaik.streams.producer.replay.items", "datums resent from the replay window to resuming consumers"},
+		{"mosaik.streams.producer.replay.expired", "datums resuming consumers asked for that had left the replay window"},
 	} {
 		x, err := m.Int64ObservableCounter(c.name, metric.WithDescription(c.desc))
 		if err != nil {
@@ -55,6 +57,8 @@ func (s *Service) registerMetrics(mp metric.MeterProvider) (metric.Registration,
 	for _, g := range []inst{
 		{"mosaik.streams.producer.consumers", "connected consumers per produced stream"},
 		{"mosaik.streams.consumer.producers", "connected producers per consumed stream"},
+		{"mosaik.streams.producer.replay.window.items", "datums held in the producer's replay window"},
+		{"mosaik.streams.producer.replay.window.bytes", "bytes held in the producer's replay window (payloads plus bookkeeping)"},
 	} {
 		x, err := m.Int64ObservableGauge(g.name, metric.WithDescription(g.desc))
 		if err != nil {
@@ -93,6 +97,12 @@ func (s *Service) registerMetrics(mp metric.MeterProvider) (metric.Registration,
 				o.ObserveInt64(counters["mosaik.streams.producer.bytes.sent"], int64(h.Totals.Bytes), attrs)
 				o.ObserveInt64(counters["mosaik.streams.producer.items.dropped"], int64(h.Totals.Dropped), attrs)
 				o.ObserveInt64(gauges["mosaik.streams.producer.consumers"], int64(connected), attrs)
+				if r := h.Replay; r != nil {
+					o.ObserveInt64(counters["mosaik.streams.producer.replay.items"], int64(r.Replayed), attrs)
+					o.ObserveInt64(counters["mosaik.streams.producer.replay.expired"], int64(r.Expired), attrs)
+					o.ObserveInt64(gauges["mosaik.streams.producer.replay.window.items"], int64(r.Datums), attrs)
+					o.ObserveInt64(gauges["mosaik.streams.producer.replay.window.bytes"], r.Bytes, attrs)
+				}
 			} else {
 				o.ObserveInt64(counters["mosaik.streams.consumer.items.received"], int64(h.Totals.Datums), attrs)
 				o.ObserveInt64(counters["mosaik.streams.consumer.bytes.received"], int64(h.Totals.Bytes), attrs)

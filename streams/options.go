@@ -191,6 +191,7 @@ type producerConfig struct {
 	lagGrace     time.Duration
 	sinks        int // WithUndelivered options given
 	sinkType     string
+	replay       *Replay // WithReplay; nil: no window
 }
 
 type consumerConfig struct {
@@ -200,6 +201,7 @@ type consumerConfig struct {
 	lowestK    int
 	hysteresis float64
 	criteria   []byte
+	resume     []Position // WithResumeFrom
 }
 
 // ProducerOption configures a [Producer]. Options that apply to consumers
@@ -370,6 +372,24 @@ func WithLagGrace(d time.Duration) ProducerOption {
 	})
 }
 
+// WithReplay keeps the producer's last datums in a replay window bounded
+// by r (see [Replay]), one window shared by all its consumers. A consumer
+// that resubscribes within the same run of the producer (same epoch) gets
+// the datums it missed resent from the window, in order and exactly once,
+// then the live ones; the part that already left the window is reported
+// as a gap of cause GapExpired. A new run starts with an empty window. The
+// window holds the encoded datums the queues share, so a datum sent with
+// the Bytes codec must not be modified afterwards. Off by default.
+func WithReplay(r Replay) ProducerOption {
+	return producerOption(func(c *producerConfig) error {
+		if err := r.validate(); err != nil {
+			return err
+		}
+		c.replay = &r
+		return nil
+	})
+}
+
 // UndeliveredOption sets the sink of a producer of T for datums that
 // reached no consumer; make it with [WithUndelivered].
 type UndeliveredOption[T any] struct{ sink func(T) }
@@ -420,6 +440,28 @@ func WithLowestRTT(k int, hysteresis float64) ConsumerOption {
 			return fmt.Errorf("streams: WithLowestRTT(%d, %v): need k >= 1 and 0 <= hysteresis < 1", k, hysteresis)
 		}
 		c.lowestK, c.hysteresis = k, hysteresis
+		return nil
+	})
+}
+
+// WithResumeFrom makes the consumer's first subscription to each of these
+// producers ask to resume after Position.Seq: a producer still in the same
+// run (epoch) with a replay window resends what followed, and the
+// consumer reports what left the window as GapExpired; otherwise the
+// datums missed are counted as usual (GapReconnect, GapRestart). Save
+// Consumer.Positions to use it across restarts. Repeated, the positions
+// add up; a producer given twice, or a zero producer or epoch, is refused.
+func WithResumeFrom(ps ...Position) ConsumerOption {
+	return consumerOption(func(c *consumerConfig) error {
+		for _, p := range ps {
+			if p.Producer == "" || p.Epoch == 0 {
+				return fmt.Errorf("streams: WithResumeFrom: position %+v needs a producer and an epoch", p)
+			}
+			if slices.ContainsFunc(c.resume, func(q Position) bool { return q.Producer == p.Producer }) {
+				return fmt.Errorf("streams: WithResumeFrom: producer %s given twice", p.Producer)
+			}
+			c.resume = append(c.resume, p)
+		}
 		return nil
 	})
 }

@@ -55,6 +55,12 @@ type Producer[T any] struct {
 	ends                     codeCounts
 	peakQueued               atomic.Int64 // most payload bytes one subscription pinned (tests)
 
+	// window is the replay window (WithReplay), nil without one. Datums
+	// are added under mu, so a subscription joining the fan-out under mu
+	// knows every earlier datum is in it or gone from it.
+	window            *window
+	replayed, expired atomic.Uint64
+
 	wg     sync.WaitGroup // the catalog watcher
 	timers timerGroup     // ticket-expiry timers
 	subWG  sync.WaitGroup // writers and consumer watchers
@@ -75,6 +81,9 @@ func NewProducer[T any](svc *Service, name string, opts ...ProducerOption) (*Pro
 	id := catalog.IDFromString(name)
 	p := &Producer[T]{svc: svc, id: id, name: name, codec: codec, cfg: cfg, set: newSubscriptionSet(svc.protect),
 		log: svc.log.With("stream", id.Short(), "role", "producer"), epoch: newEpoch(), undelivered: undelivered}
+	if cfg.replay != nil {
+		p.window = newWindow(*cfg.replay, func() int64 { return time.Now().UnixNano() })
+	}
 	online := p.Subscribed()
 	if cfg.onlineCondition != nil {
 		online = cfg.onlineCondition(online)
@@ -111,8 +120,13 @@ func NewProducer[T any](svc *Service, name string, opts ...ProducerOption) (*Pro
 }
 
 func (p *Producer[T]) handle() HandleInfo {
-	return HandleInfo{Role: RoleProducer, Stream: p.id, Name: p.name, Online: p.IsOnline(), Subscriptions: p.Consumers(),
+	h := HandleInfo{Role: RoleProducer, Stream: p.id, Name: p.name, Online: p.IsOnline(), Subscriptions: p.Consumers(),
 		Totals: Stats{Datums: p.sent.Load(), Bytes: p.sentBytes.Load(), Dropped: p.dropped.Load()}, Ends: p.ends.snapshot()}
+	if p.window != nil {
+		n, b := p.window.stats()
+		h.Replay = &ReplayStats{Datums: n, Bytes: b, Replayed: p.replayed.Load(), Expired: p.expired.Load()}
+	}
+	return h
 }
 
 // StreamID is the producer's stream.

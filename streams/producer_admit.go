@@ -59,6 +59,11 @@ func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalo
 	}
 	nw := p.svc.d.Network()
 	features := sub.GetFeatures() & supportedFeatures
+	if p.window == nil {
+		features &^= featureReplay
+	}
+	// A consumer of this run asks for what followed its last datum.
+	resume := features&featureReplay != 0 && sub.GetResume() && sub.GetResumeEpoch() == p.epoch
 	accept, _ := appendControl(nil, frameAccept, &pb.Accept{Network: nw[:], Stream: p.id[:], Epoch: p.epoch, Features: features, Codec: codec})
 	_ = st.SetWriteDeadline(time.Now().Add(p.svc.params.HandshakeTimeout))
 	if _, err := st.Write(accept); err != nil {
@@ -80,6 +85,11 @@ func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalo
 		_ = st.CloseWrite()
 		_ = st.Close()
 		return
+	}
+	if resume && sub.GetResumeAfter() < p.seq {
+		// p.seq is stable under mu: every datum up to it is in the window
+		// or already left it, every later one goes to the queue.
+		s.resumeAt, s.catching = sub.GetResumeAfter()+1, true
 	}
 	p.subs = append(p.subs, s)
 	p.pending--

@@ -63,6 +63,8 @@ type HandleInfo struct {
 	// Cancelled, …); at a consumer, links to producers that failed or were
 	// closed (each try of a receiver counts).
 	Ends map[Code]uint64
+	// Replay describes a producer's replay window; nil without one.
+	Replay *ReplayStats
 }
 
 // handler is a producer or consumer, listed by Handles and closed by

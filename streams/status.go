@@ -82,6 +82,10 @@ type subscription struct {
 	datums, bytes, dropped, gaps, reconnects atomic.Uint64
 
 	protected, gone bool // under mu: see subscriptionSet.protect
+
+	// pos is where the application stands in this producer's datums
+	// (consumer side; shared by the producer's successive receivers).
+	pos *posCell
 }
 
 func (c *subscription) info() SubscriptionInfo {

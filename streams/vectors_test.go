@@ -21,6 +21,13 @@ func TestVectors(t *testing.T) {
 		Section:     "16.1, 16.2",
 		Fields:      map[string]any{"network": nw.String(), "stream": sid.String(), "features": 1, "codec": "cbor"},
 	})
+	testutil.CheckVector(t, dir, "subscribe_resume", control(frameSubscribe, &pb.Subscribe{Network: nw[:], Stream: sid[:],
+		Features: featureCloseFrames | featureReplay, Codec: "cbor", Resume: true, ResumeEpoch: 0x0123456789abcdef, ResumeAfter: 300}), testutil.Vector{
+		Description: "Subscribe frame (type 0x01) offering close frames and replay, resuming after seq 300 of epoch 0x0123456789abcdef",
+		Section:     "16.1, 16.6",
+		Fields: map[string]any{"network": nw.String(), "stream": sid.String(), "features": 3, "codec": "cbor",
+			"resume": true, "resume_epoch": "0123456789abcdef", "resume_after": 300},
+	})
 	accept, _ := appendControl(nil, frameAccept, &pb.Accept{Network: nw[:], Stream: sid[:], Epoch: 0x0123456789abcdef,
 		Features: featureCloseFrames, Codec: "cbor"})
 	testutil.CheckVector(t, dir, "accept", accept, testutil.Vector{

@@ -37,7 +37,11 @@ const (
 	// in-band as a Close frame when it can be written, in both directions,
 	// with the stream reset code kept for when it cannot.
 	featureCloseFrames uint32 = 1
-	supportedFeatures         = featureCloseFrames
+	// featureReplay: the consumer may ask to resume from the producer's
+	// replay window (Subscribe.resume); a producer confirms it only when
+	// it has a window (PROTOCOL.md 16.6).
+	featureReplay     uint32 = 2
+	supportedFeatures        = featureCloseFrames | featureReplay
 )
 
 // maxReason caps the reason of the Close and Reject frames mosaik-go

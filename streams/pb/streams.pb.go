@@ -31,12 +31,20 @@ type Subscribe struct {
 	Network  []byte                 `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`   // 32-byte network ID
 	Stream   []byte                 `protobuf:"bytes,2,opt,name=stream,proto3" json:"stream,omitempty"`     // 32-byte stream ID
 	Criteria []byte                 `protobuf:"bytes,3,opt,name=criteria,proto3" json:"criteria,omitempty"` // reserved for content filters; empty matches all
-	// features the consumer speaks (PROTOCOL.md 16.3): 1 = in-band close
-	// frames in both directions. 0 (absent): none, as before.
+	// features the consumer speaks (PROTOCOL.md 16.1): 1 = in-band close
+	// frames in both directions, 2 = resume from a replay window. 0
+	// (absent): none, as before.
 	Features uint32 `protobuf:"varint,4,opt,name=features,proto3" json:"features,omitempty"`
 	// the name of the codec the consumer decodes datums with ("cbor",
 	// "json", "raw", "protobuf"); empty: not said, not checked.
-	Codec         string `protobuf:"bytes,5,opt,name=codec,proto3" json:"codec,omitempty"`
+	Codec string `protobuf:"bytes,5,opt,name=codec,proto3" json:"codec,omitempty"`
+	// resume asks the producer to resend, from its replay window, the datums
+	// numbered after resume_after of its run resume_epoch (PROTOCOL.md
+	// 16.6). Sent only with feature 2 (replay); ignored by producers
+	// without it.
+	Resume        bool   `protobuf:"varint,6,opt,name=resume,proto3" json:"resume,omitempty"`
+	ResumeEpoch   uint64 `protobuf:"fixed64,7,opt,name=resume_epoch,json=resumeEpoch,proto3" json:"resume_epoch,omitempty"`
+	ResumeAfter   uint64 `protobuf:"fixed64,8,opt,name=resume_after,json=resumeAfter,proto3" json:"resume_after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -104,6 +112,27 @@ func (x *Subscribe) GetCodec() string {
 		return x.Codec
 	}
 	return ""
+}
+
+func (x *Subscribe) GetResume() bool {
+	if x != nil {
+		return x.Resume
+	}
+	return false
+}
+
+func (x *Subscribe) GetResumeEpoch() uint64 {
+	if x != nil {
+		return x.ResumeEpoch
+	}
+	return 0
+}
+
+func (x *Subscribe) GetResumeAfter() uint64 {
+	if x != nil {
+		return x.ResumeAfter
+	}
+	return 0
 }
 
 // Accept is the producer's answer when the subscription is admitted.
@@ -301,13 +330,16 @@ var File_streams_proto protoreflect.FileDescriptor
 
 const file_streams_proto_rawDesc = "" +
 	"\n" +
-	"\rstreams.proto\x12\x11mosaik.streams.v1\"\x8b\x01\n" +
+	"\rstreams.proto\x12\x11mosaik.streams.v1\"\xe9\x01\n" +
 	"\tSubscribe\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\fR\anetwork\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\fR\x06stream\x12\x1a\n" +
 	"\bcriteria\x18\x03 \x01(\fR\bcriteria\x12\x1a\n" +
 	"\bfeatures\x18\x04 \x01(\rR\bfeatures\x12\x14\n" +
-	"\x05codec\x18\x05 \x01(\tR\x05codec\"\x82\x01\n" +
+	"\x05codec\x18\x05 \x01(\tR\x05codec\x12\x16\n" +
+	"\x06resume\x18\x06 \x01(\bR\x06resume\x12!\n" +
+	"\fresume_epoch\x18\a \x01(\x06R\vresumeEpoch\x12!\n" +
+	"\fresume_after\x18\b \x01(\x06R\vresumeAfter\"\x82\x01\n" +
 	"\x06Accept\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\fR\anetwork\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\fR\x06stream\x12\x14\n" +

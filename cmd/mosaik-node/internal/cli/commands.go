@@ -151,19 +151,43 @@ exit at EOF. A line may be up to 4 MiB less 16 bytes (the stream's frame
 size less its header); a longer line ends the command with exit 1 and an
 error naming the line, after delivering the lines before it.
 
+With --replay N the producer keeps its last N datums (and at most
+--replay-bytes of them, none older than --replay-age) in one window shared
+by all its consumers: a consumer whose link broke, or that restarts with
+consume --position-file, gets the datums it missed from the window, in
+order, then the live stream. What had already left the window is reported
+to it as a gap (cause expired). The window lives in this process: a
+restart of produce starts an empty one.
+
 On a terminal, stderr shows a progress line (lines sent, rate,
 subscribers); piped or under --log-format json it shows none.`,
 		example: `  seq 1000 | mosaik-node produce ticks --network demo --bootstrap ADDR
-  tail -f app.log | mosaik-node produce logs --network ops --require-tags ops`,
+  tail -f app.log | mosaik-node produce logs --network ops --require-tags ops
+  tail -f app.log | mosaik-node produce logs --network ops --replay 100000 --replay-bytes 256MiB`,
 	},
 	{
 		name: "consume", use: "consume STREAM --network NAME",
 		short: "Print every datum of STREAM as a stdout line",
 		long: `Subscribe to STREAM and print every datum as a line on stdout, until
 interrupted or --count datums. A gap (datums of a producer that never
-arrived) is logged as a warning before the datum that follows it.`,
+arrived) is logged as a warning before the datum that follows it.
+
+--position-file FILE keeps this consumer's place across its own restarts.
+At start, when FILE exists, the consumer resumes each producer it names
+right after the datum saved there, from the producer's replay window
+(produce --replay); a file that is unreadable, corrupt or of another
+stream or network is an error (exit 2). As it runs, it records each datum
+once the datum is written and flushed to stdout, and saves the last one
+of each producer to FILE at most every 100 ms and when it exits, replacing
+the file atomically (a temp file, fsync, rename). A kill -9 therefore
+prints again at most the datums printed after the last save (about the
+last 100 ms) and loses none that are still in the window. FILE is JSON:
+{"version":1,"network":"NAME","stream":"STREAM","positions":
+[{"producer":"12D3KooW...","epoch":N,"seq":N}]}, one entry per producer,
+the datum's run (epoch) and sequence number in it.`,
 		example: `  mosaik-node consume ticks --network demo --bootstrap ADDR --count 10
-  mosaik-node consume logs --network ops --require-ticket-issuer 12D3KooW...`,
+  mosaik-node consume logs --network ops --require-ticket-issuer 12D3KooW...
+  mosaik-node consume logs --network ops --bootstrap ADDR --position-file logs.pos >> logs.txt`,
 	},
 	{
 		name: "catalog", use: "catalog --network NAME",

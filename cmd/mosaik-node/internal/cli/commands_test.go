@@ -58,6 +58,17 @@ func TestHelp_DescriptionsGroupsAndExamples(t *testing.T) {
 	if !strings.Contains(out, "Stream flags:") || !strings.Contains(out, "4 MiB") || !strings.Contains(out, "--online-min int") {
 		t.Errorf("help produce lacks its stream flags or the line limit:\n%s", out)
 	}
+	for _, want := range []string{"--replay N", "--replay-bytes size", "(default 64MiB)", "--replay-age duration", "(default 1m0s)", "produce logs --network ops --replay 100000"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("help produce lacks %q:\n%s", want, out)
+		}
+	}
+	_, out, _ = mainOut(t, nil, "help", "consume")
+	for _, want := range []string{"--position-file file", "at most every 100 ms", `"positions"`, "--position-file logs.pos"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("help consume lacks %q:\n%s", want, out)
+		}
+	}
 }
 
 func TestCompletion_EveryShell(t *testing.T) {

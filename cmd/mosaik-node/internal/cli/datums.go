@@ -113,8 +113,17 @@ func readLines(in io.Reader, maxLine int, stop <-chan struct{}) (<-chan []byte, 
 
 // consume prints every datum as a line until ctx ends or count datums.
 // Every gap (datums of a producer that never arrived) is logged as a
-// warning before the datum that follows it.
-func consume(ctx context.Context, n *node.Node, stream string, opts []streams.ConsumerOption, count int, out io.Writer, log *slog.Logger) error {
+// warning before the datum that follows it. With a saver, each datum's
+// position is recorded once the datum is flushed to out, and saved when
+// consume returns.
+func consume(ctx context.Context, n *node.Node, stream string, opts []streams.ConsumerOption, count int, out io.Writer, saver *positionSaver, log *slog.Logger) (err error) {
+	if saver != nil {
+		defer func() {
+			if serr := saver.Close(); err == nil {
+				err = serr
+			}
+		}()
+	}
 	c, err := streams.NewConsumer[[]byte](n.Streams(), stream, opts...)
 	if err != nil {
 		return err
@@ -137,6 +146,11 @@ func consume(ctx context.Context, n *node.Node, stream string, opts []streams.Co
 		w.WriteByte('\n')
 		if err := w.Flush(); err != nil { // line by line: stdout is often a pipe
 			return err
+		}
+		if saver != nil {
+			if err := saver.printed(d.Producer, d.Epoch, d.Seq); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

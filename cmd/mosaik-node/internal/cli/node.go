@@ -21,11 +21,12 @@ type nodeCmd struct {
 	name                           string
 	nf                             nodeFlags
 	sf                             streamFlags
+	rf                             replayFlags
 	cf                             collFlags
 	maxConsumers, onlineMin, count int
 	maxRTT, wait                   time.Duration
 	asJSON, init                   bool
-	dataDir                        string
+	dataDir, positionFile          string
 }
 
 func (c *nodeCmd) isMap() bool { return strings.HasPrefix(c.name, "map ") }
@@ -51,11 +52,13 @@ func (c *nodeCmd) register(fs *flag.FlagSet) {
 		fs.IntVar(&c.maxConsumers, "max-consumers", 0, "at most this many consumers (0: unlimited)")
 		fs.IntVar(&c.onlineMin, "online-min", 1, "wait for this many consumers before sending")
 		inGroup(fs, groupStream, "max-consumers", "online-min")
+		c.rf.register(fs)
 	case "consume":
 		c.sf.register(fs)
 		fs.DurationVar(&c.maxRTT, "max-rtt", 0, "use only producers with an RTT below this (0: any)")
 		fs.IntVar(&c.count, "count", 0, "exit 0 after this many datums (0: run until interrupted)")
-		inGroup(fs, groupStream, "max-rtt", "count")
+		fs.StringVar(&c.positionFile, "position-file", "", "resume from the positions saved in this `file` (when it exists) and save there, as datums are printed, the last one printed of each producer; see the command's description")
+		inGroup(fs, groupStream, "max-rtt", "count", "position-file")
 	case "catalog":
 		fs.DurationVar(&c.wait, "wait", 3*time.Second, "how long to collect the catalog before printing it")
 		fs.BoolVar(&c.asJSON, "json", false, "print one JSON document")
@@ -132,6 +135,16 @@ func (c *nodeCmd) exec(ctx context.Context, fs *flag.FlagSet, pos []string, st *
 	if err != nil {
 		return err
 	}
+	replay, err := c.rf.options(fs) // produce's window; nil for the other commands
+	if err != nil {
+		return err
+	}
+	var start []streams.Position // consume --position-file, read before the node starts
+	if c.positionFile != "" {
+		if start, err = readPositions(c.positionFile, nf.network, pos[0]); err != nil {
+			return usageError{err} // exit 2: a bad file does not fix itself on a restart
+		}
+	}
 	h, err := startHTTP(ctx, nf.http, token, &opts, log)
 	if err != nil {
 		return err
@@ -183,6 +196,10 @@ func (c *nodeCmd) exec(ctx context.Context, fs *flag.FlagSet, pos []string, st *
 		if min := c.onlineMin; min != 1 {
 			popts = append(popts, streams.WithOnlineCondition(func(c *streams.Condition) *streams.Condition { return c.MinimumOf(min) }))
 		}
+		if replay != nil {
+			popts = append(popts, replay)
+			log.Info("replay window", "datums", c.rf.datums, "bytes", c.rf.bytes.String(), "age", c.rf.age)
+		}
 		return produce(ctx, n, pos[0], popts, env.Stdin, progressWriter(env, nf.logFormat), log)
 	case "consume":
 		copts := []streams.ConsumerOption{streams.WithCodec[[]byte](streams.Bytes{})}
@@ -192,7 +209,15 @@ func (c *nodeCmd) exec(ctx context.Context, fs *flag.FlagSet, pos []string, st *
 		if c.maxRTT > 0 {
 			copts = append(copts, streams.WithMaxRTT(c.maxRTT))
 		}
-		return consume(ctx, n, pos[0], copts, c.count, env.Stdout, log)
+		var saver *positionSaver
+		if c.positionFile != "" {
+			if len(start) > 0 {
+				copts = append(copts, streams.WithResumeFrom(start...))
+			}
+			log.Info("position file", "file", c.positionFile, "resume", formatPositions(start))
+			saver = newPositionSaver(c.positionFile, nf.network, pos[0], start, log)
+		}
+		return consume(ctx, n, pos[0], copts, c.count, env.Stdout, saver, log)
 	case "catalog":
 		t := time.NewTimer(c.wait)
 		defer t.Stop()

@@ -103,6 +103,17 @@ type HandleDoc struct {
 	Channels []ChannelDoc `json:"channels"` // consumers of a producer, producers of a consumer
 	// Ends counts subscriptions ended, by close code ("10413 TooSlow").
 	Ends map[string]uint64 `json:"ends,omitempty"`
+	// Replay is a producer's replay window (produce --replay); absent
+	// without one.
+	Replay *ReplayDoc `json:"replay,omitempty"`
+}
+
+// ReplayDoc is a producer's replay window (streams.ReplayStats).
+type ReplayDoc struct {
+	Datums   int    `json:"datums"`   // held now
+	Bytes    int64  `json:"bytes"`    // held now, payloads plus bookkeeping
+	Replayed uint64 `json:"replayed"` // resent to resuming consumers
+	Expired  uint64 `json:"expired"`  // asked for after they had left the window
 }
 
 // CountsDoc holds traffic counters (streams.Stats).
@@ -363,6 +374,9 @@ func StreamsJSON(n *node.Node) StreamsDoc {
 		hd := HandleDoc{
 			Stream: h.Name, StreamID: h.Stream.String(), Online: h.Online,
 			Totals: counts(h.Totals), Channels: make([]ChannelDoc, len(h.Subscriptions)),
+		}
+		if r := h.Replay; r != nil {
+			hd.Replay = &ReplayDoc{Datums: r.Datums, Bytes: r.Bytes, Replayed: r.Replayed, Expired: r.Expired}
 		}
 		for code, n := range h.Ends {
 			if hd.Ends == nil {

@@ -227,6 +227,9 @@ func TestServer_Endpoints(t *testing.T) {
 			h.Channels[0].Datums != 5 {
 			t.Errorf("channels %+v, want one Connected to %s with 5 datums", h.Channels, p.b.ID())
 		}
+		if h.Replay != nil || strings.Contains(body, `"replay"`) {
+			t.Errorf("a producer without a replay window shows one: %+v", h.Replay)
+		}
 	})
 
 	t.Run("node", func(t *testing.T) {
