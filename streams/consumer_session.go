@@ -199,7 +199,7 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 		handshake(err)
 		return err
 	}
-	fr := newFrameReader(st, c.svc.params.MaxFrameSize)
+	fr := newDataReader(st, c.svc.params.MaxFrameSize)
 	typ, body, err := fr.next()
 	if err != nil {
 		_ = st.Reset()

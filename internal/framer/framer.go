@@ -128,7 +128,13 @@ type Reader struct {
 
 // NewReader returns a Reader over r with an 8 KiB read buffer.
 func NewReader(r io.Reader, max int) *Reader {
-	return &Reader{r: bufio.NewReaderSize(r, 8<<10), max: max}
+	return NewReaderSize(r, max, 8<<10)
+}
+
+// NewReaderSize is NewReader with a read buffer of size bytes: a larger
+// one takes more small frames per read from the underlying stream.
+func NewReaderSize(r io.Reader, max, size int) *Reader {
+	return &Reader{r: bufio.NewReaderSize(r, size), max: max}
 }
 
 // Buffered returns how many bytes past the last frame were already read
