@@ -57,16 +57,6 @@ func newFrameReader(r io.Reader, max int) *frameReader {
 	return &frameReader{fr: framer.NewReader(r, max)}
 }
 
-// dataReadBuffer is the read buffer of a consumer's data stream: the
-// producer's writer flushes up to 32 KiB at once, and one read of that
-// size takes about 400 frames of 64 B where 8 KiB took a quarter.
-const dataReadBuffer = 32 << 10
-
-// newDataReader is newFrameReader for a subscription's data stream.
-func newDataReader(r io.Reader, max int) *frameReader {
-	return &frameReader{fr: framer.NewReaderSize(r, max, dataReadBuffer)}
-}
-
 // next returns the type and body of the next frame.
 func (r *frameReader) next() (byte, []byte, error) {
 	b, err := r.fr.Next()
@@ -105,6 +95,10 @@ func (r *frameReader) mapErr(err error) error {
 
 // buffered reports whether bytes past the last frame were already read.
 func (r *frameReader) buffered() bool { return r.fr.Buffered() > 0 }
+
+// complete reports whether the next frame is buffered whole (next does
+// not block).
+func (r *frameReader) complete() bool { return r.fr.Complete() }
 
 // appendControl appends a framed control message.
 func appendControl(dst []byte, typ byte, m proto.Message) ([]byte, error) {

@@ -128,18 +128,27 @@ type Reader struct {
 
 // NewReader returns a Reader over r with an 8 KiB read buffer.
 func NewReader(r io.Reader, max int) *Reader {
-	return NewReaderSize(r, max, 8<<10)
-}
-
-// NewReaderSize is NewReader with a read buffer of size bytes: a larger
-// one takes more small frames per read from the underlying stream.
-func NewReaderSize(r io.Reader, max, size int) *Reader {
-	return &Reader{r: bufio.NewReaderSize(r, size), max: max}
+	return &Reader{r: bufio.NewReaderSize(r, 8<<10), max: max}
 }
 
 // Buffered returns how many bytes past the last frame were already read
 // from the underlying stream.
 func (fr *Reader) Buffered() int { return fr.r.Buffered() }
+
+// Complete reports whether a whole frame is already buffered, so that
+// Next returns it without reading from the underlying stream.
+func (fr *Reader) Complete() bool {
+	k := fr.r.Buffered()
+	if k == 0 {
+		return false
+	}
+	b, _ := fr.r.Peek(min(k, binary.MaxVarintLen64))
+	n, m := binary.Uvarint(b)
+	if m <= 0 {
+		return m < 0 // an overlong length: Next fails at once
+	}
+	return uint64(k-m) >= n
+}
 
 // Held returns the capacity of the buffer the reader keeps between frames.
 func (fr *Reader) Held() int { return cap(fr.buf) }
