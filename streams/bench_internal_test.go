@@ -167,11 +167,17 @@ type benchDiscovery struct {
 
 func (d benchDiscovery) Network() catalog.NetworkID { return d.nw }
 
-// BenchmarkRecvPath measures the consumer's receive path for 64 B datums
-// with the Bytes codec: the session read loop (frame reader, sequence
-// check, Decode, delivery into the buffer, counters) and Recv by the
-// application goroutine.
+// BenchmarkRecvPath measures the consumer's receive path for 64 B datums:
+// the session read loop (frame reader, sequence check, Decode, delivery
+// into the buffer, counters) and Recv by the application goroutine, with
+// the Bytes codec (each datum its own []byte: one allocation) and with
+// BorrowedBytes (recycled buffers: none).
 func BenchmarkRecvPath(b *testing.B) {
+	b.Run("codec=Bytes", func(b *testing.B) { benchRecvPath(b, Bytes{}) })
+	b.Run("codec=BorrowedBytes", func(b *testing.B) { benchRecvPath(b, BorrowedBytes{}) })
+}
+
+func benchRecvPath(b *testing.B, codec Codec[[]byte]) {
 	nw, id := catalog.IDFromString("bench-net"), catalog.IDFromString("bench-stream")
 	accept, err := appendControl(nil, frameAccept, &pb.Accept{Network: nw[:], Stream: id[:]})
 	if err != nil {
@@ -183,12 +189,13 @@ func BenchmarkRecvPath(b *testing.B) {
 	if _, err := svc.registerMetrics(noopmetric.NewMeterProvider()); err != nil {
 		b.Fatal(err)
 	}
-	cfg, codec, err := newConsumerConfig[[]byte]([]ConsumerOption{WithCodec[[]byte](Bytes{})})
+	cfg, codec, err := newConsumerConfig[[]byte]([]ConsumerOption{WithCodec[[]byte](codec)})
 	if err != nil {
 		b.Fatal(err)
 	}
 	c := &Consumer[[]byte]{svc: svc, id: id, codec: codec, cfg: cfg, set: newSubscriptionSet(nil), log: benchDiscard,
-		out: make(chan delivery[[]byte], cfg.buffer), refused: map[peer.ID]refusal{}, retries: map[peer.ID]retry{}}
+		out: newInbox[[]byte](cfg.buffer), refused: map[peer.ID]refusal{}, retries: map[peer.ID]retry{}}
+	_, c.borrow = codec.(borrower)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	defer c.cancel()
 	r := &receiver{sub: &subscription{stream: id, entry: &catalog.SignedEntry{}, state: Connecting}, done: make(chan struct{})}

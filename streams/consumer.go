@@ -42,7 +42,7 @@ type Consumer[T any] struct {
 	log   *slog.Logger
 	set   *subscriptionSet
 
-	out  chan delivery[T]
+	out  *inbox[T]
 	wake chan struct{}
 
 	mu      sync.Mutex
@@ -111,7 +111,7 @@ func NewConsumer[T any](svc *Service, name string, opts ...ConsumerOption) (*Con
 	id := catalog.IDFromString(name)
 	c := &Consumer[T]{svc: svc, id: id, name: name, codec: codec, cfg: cfg, set: newSubscriptionSet(svc.protect),
 		log: svc.log.With("stream", id.Short(), "role", "consumer"),
-		out: make(chan delivery[T], cfg.buffer), wake: make(chan struct{}, 1),
+		out: newInbox[T](cfg.buffer), wake: make(chan struct{}, 1),
 		recvs: map[peer.ID]*receiver{}, probing: map[peer.ID]bool{}, refused: map[peer.ID]refusal{}, retries: map[peer.ID]retry{},
 		seen: map[peer.ID]position{}, taken: map[peer.ID]*posCell{}, created: time.Now()}
 	for _, p := range cfg.resume {
@@ -193,39 +193,26 @@ func (c *Consumer[T]) RecvDatum(ctx context.Context) (Datum[T], error) {
 }
 
 func (c *Consumer[T]) recv(ctx context.Context) (delivery[T], error) {
-	select { // fast path: a buffered datum, without arming ctx
-	case d, ok := <-c.out:
-		if !ok {
-			return delivery[T]{}, ErrClosed
-		}
-		return c.take(d), nil
-	default:
+	d, _, err := c.out.take(ctx, true)
+	if err != nil {
+		return delivery[T]{}, err
 	}
-	select {
-	case d, ok := <-c.out:
-		if !ok {
-			return delivery[T]{}, ErrClosed
-		}
-		return c.take(d), nil
-	case <-ctx.Done():
-		return delivery[T]{}, ctx.Err()
-	}
+	return c.take(d), nil
 }
 
 // TryRecv returns the next datum if one is buffered, ErrEmpty if none is,
 // or ErrClosed once the consumer is closed and drained.
 func (c *Consumer[T]) TryRecv() (T, error) {
-	select {
-	case d, ok := <-c.out:
-		if !ok {
-			var zero T
-			return zero, ErrClosed
-		}
-		return c.take(d).v, nil
-	default:
+	d, ok, err := c.out.take(context.Background(), false)
+	switch {
+	case err != nil:
+		var zero T
+		return zero, err
+	case !ok:
 		var zero T
 		return zero, ErrEmpty
 	}
+	return c.take(d).v, nil
 }
 
 // take counts a datum handed to the application and, with a borrowing
@@ -294,7 +281,7 @@ func (c *Consumer[T]) Close() error {
 		c.wg.Wait()
 		c.timers.stop()
 		c.set.close()
-		close(c.out)
+		c.out.close()
 	})
 	return nil
 }

@@ -267,7 +267,35 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 	}()
 	var bb *borrowBuf // the buffer of the frame just read (borrowing codecs)
 	getBuf := func(n int) []byte { bb = c.getBuf(n); return bb.b }
+	// Datums decoded from frames that were already buffered go to the
+	// delivery buffer together, once the next frame is not buffered whole
+	// (reading it could block) or recvBatch are pending: one lock and at
+	// most one wake-up of the application per run instead of per datum.
+	pending := make([]delivery[T], 0, recvBatch)
+	var pendingBytes uint64
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		err := c.out.put(ctx, pending)
+		if err == nil {
+			r.sub.datums.Add(uint64(len(pending)))
+			r.sub.bytes.Add(pendingBytes)
+			*delivered = true
+		}
+		clear(pending)
+		pending, pendingBytes = pending[:0], 0
+		return err
+	}
+	// Whatever ends the session, datums read before it are delivered
+	// first (unless the consumer is closing).
+	defer func() { _ = flush() }()
 	for {
+		if len(pending) >= recvBatch || (len(pending) > 0 && !fr.complete()) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
 		var typ byte
 		var body []byte
 		if c.borrow {
@@ -316,19 +344,8 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 				link.end(CodeProtocolViolation, "protocol violation")
 				return fmt.Errorf("%w: %v", errDecode, err)
 			}
-			d := delivery[T]{v: v, n: len(payload), seq: n, epoch: epoch, sub: r.sub, gap: gap, bb: bb}
-			select { // fast path: room in the buffer
-			case c.out <- d:
-			default:
-				select {
-				case c.out <- d:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			}
-			r.sub.datums.Add(1)
-			r.sub.bytes.Add(uint64(len(payload)))
-			*delivered = true
+			pending = append(pending, delivery[T]{v: v, n: len(payload), seq: n, epoch: epoch, sub: r.sub, gap: gap, bb: bb})
+			pendingBytes += uint64(len(payload))
 		case frameClose:
 			cl, err := decodeControl(body, &pb.Close{})
 			if err != nil {
@@ -342,6 +359,10 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 		}
 	}
 }
+
+// recvBatch bounds the datums a receiver decodes before it hands them to
+// the delivery buffer, so a full buffer holds back at most that many more.
+const recvBatch = 64
 
 // consumerLink is the consumer's end of one subscription stream. It ends
 // the stream once: with a Close frame, then a clean close, when the

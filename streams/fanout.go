@@ -36,8 +36,11 @@ type outSub struct {
 	// Producer.sendMu), only the writer subtracts.
 	queued atomic.Int64
 	// room wakes a fan-out waiting for bytes: the writer signals it
-	// (capacity 1, never blocking) each time it releases a datum.
+	// (capacity 1, never blocking) when it releases a datum while
+	// wantRoom is set, so a writer that nobody waits for pays one atomic
+	// load per datum rather than a channel operation.
 	room      chan struct{}
+	wantRoom  atomic.Bool
 	fullSince time.Time // when its queue was first found full; guarded by Producer.sendMu
 	expiry    *time.Timer
 
@@ -65,6 +68,16 @@ type outSub struct {
 
 func newOutSub(sub *subscription, st network.Stream, queue int) *outSub {
 	return &outSub{sub: sub, st: st, q: make(chan outItem, queue), room: make(chan struct{}, 1), gone: make(chan struct{})}
+}
+
+// ended reports whether the subscription ended (gone is closed).
+func (s *outSub) ended() bool {
+	select {
+	case <-s.gone:
+		return true
+	default:
+		return false
+	}
 }
 
 // fanout encodes v once and queues it for every subscription. Queues with
@@ -209,6 +222,11 @@ func (p *Producer[T]) await(ctx context.Context, s *outSub, it outItem, deadline
 	} else {
 		(*t).Reset(d)
 	}
+	// Set before fits reads s.queued: a writer that releases bytes after
+	// that read sees the flag and signals room (both sequentially
+	// consistent), so no release goes unnoticed.
+	s.wantRoom.Store(true)
+	defer s.wantRoom.Store(false)
 	for {
 		// A slot frees as the writer takes a datum, bytes once it has
 		// written it: wait on the slot only when the bytes fit.
@@ -273,17 +291,20 @@ func (p *Producer[T]) writer(s *outSub) {
 	var lastStamp time.Time
 	stamp := false       // stamp the next datum with its write time (latency samples)
 	var n, nbytes uint64 // written in this batch, counted once it is flushed
-	write := func(it outItem) error {
-		// Whatever happens, the datum no longer pins memory here: a
-		// bufio.Writer copies it or has written it through when Write
-		// returns.
-		defer func() {
-			s.queued.Add(-int64(len(it.payload)))
+	// released: whatever happened, the datum no longer pins memory here:
+	// a bufio.Writer copies it or has written it through when Write
+	// returns.
+	released := func(it outItem) {
+		s.queued.Add(-int64(len(it.payload)))
+		if s.wantRoom.Load() {
 			select {
 			case s.room <- struct{}{}:
 			default:
 			}
-		}()
+		}
+	}
+	write := func(it outItem) error {
+		defer released(it)
 		h := hdr[:0]
 		if stamp {
 			now := time.Now()
@@ -334,11 +355,12 @@ func (p *Producer[T]) writer(s *outSub) {
 		// at the start of a batch (one clock read per batch otherwise).
 		stamp = time.Since(lastStamp) >= 100*time.Millisecond
 		if err = write(it); err == nil {
+			// Two single-channel polls rather than one select over both:
+			// each is a lock-free check when it finds nothing, where a
+			// select locks both channels for every datum.
 		drain:
-			for {
+			for !s.ended() {
 				select {
-				case <-s.gone:
-					break drain
 				case it, ok = <-s.q:
 					if !ok {
 						break drain

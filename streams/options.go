@@ -418,7 +418,10 @@ func WithBackoff(f func() backoff.BackOff) ConsumerOption {
 // WithBuffer sets the consumer's delivery buffer (default 1024 datums).
 // When it is full the consumer stops reading from producers, so flow
 // control reaches them and their lagging policy decides. The bound is in
-// datums: its memory is at most n × the largest datum (Params.MaxFrameSize).
+// datums: its memory is at most n × the largest datum (Params.MaxFrameSize),
+// plus, per producer, the datums already decoded from frames that arrived
+// together and not yet handed over (at most 64: they are handed over as one
+// run, so the application is woken once per run rather than per datum).
 func WithBuffer(n int) ConsumerOption {
 	return consumerOption(func(c *consumerConfig) error {
 		if n < 1 {

@@ -100,6 +100,10 @@ func (r *frameReader) mapErr(err error) error {
 // buffered reports whether bytes past the last frame were already read.
 func (r *frameReader) buffered() bool { return r.fr.Buffered() > 0 }
 
+// complete reports whether the next frame is buffered whole (next does
+// not block).
+func (r *frameReader) complete() bool { return r.fr.Complete() }
+
 // appendControl appends a framed control message.
 func appendControl(dst []byte, typ byte, m proto.Message) ([]byte, error) {
 	body, err := proto.Marshal(m)

@@ -135,6 +135,21 @@ func NewReader(r io.Reader, max int) *Reader {
 // from the underlying stream.
 func (fr *Reader) Buffered() int { return fr.r.Buffered() }
 
+// Complete reports whether a whole frame is already buffered, so that
+// Next returns it without reading from the underlying stream.
+func (fr *Reader) Complete() bool {
+	k := fr.r.Buffered()
+	if k == 0 {
+		return false
+	}
+	b, _ := fr.r.Peek(min(k, binary.MaxVarintLen64))
+	n, m := binary.Uvarint(b)
+	if m <= 0 {
+		return m < 0 // an overlong length: Next fails at once
+	}
+	return uint64(k-m) >= n
+}
+
 // Held returns the capacity of the buffer the reader keeps between frames.
 func (fr *Reader) Held() int { return cap(fr.buf) }
 

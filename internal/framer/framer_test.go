@@ -185,3 +185,51 @@ func FuzzReader(f *testing.F) {
 		}
 	})
 }
+
+// Complete says whether Next can return a frame without reading: false on
+// an empty buffer, a partial length or a partial body, true once a whole
+// frame (an empty one too) is buffered.
+func TestReader_Complete(t *testing.T) {
+	pr, pw := io.Pipe()
+	fr := NewReader(pr, 1<<20)
+	if fr.Complete() {
+		t.Fatal("Complete on an empty buffer")
+	}
+	frame := AppendFrame(nil, bytes.Repeat([]byte{1}, 200)) // a 2-byte length
+	go func() {
+		_, _ = pw.Write(frame[:1])                    // half the length
+		_, _ = pw.Write(frame[1:100])                 // the length, part of the body
+		_, _ = pw.Write(append(frame[100:], 0, 0x80)) // the rest, an empty frame, half a length
+		_ = pw.Close()
+	}()
+	if _, err := fr.r.Peek(1); err != nil { // one read: the first byte
+		t.Fatal(err)
+	}
+	if fr.Complete() {
+		t.Fatal("Complete with half the length")
+	}
+	if _, err := fr.r.Peek(fr.r.Buffered() + 1); err != nil {
+		t.Fatal(err)
+	}
+	if fr.Complete() {
+		t.Fatal("Complete with part of the body")
+	}
+	if _, err := fr.r.Peek(len(frame) + 2); err != nil {
+		t.Fatal(err)
+	}
+	if !fr.Complete() {
+		t.Fatal("not Complete with the whole frame buffered")
+	}
+	if b, err := fr.Next(); err != nil || len(b) != 200 {
+		t.Fatalf("Next = %d bytes, %v", len(b), err)
+	}
+	if !fr.Complete() {
+		t.Fatal("an empty frame buffered is complete")
+	}
+	if b, err := fr.Next(); err != nil || len(b) != 0 {
+		t.Fatalf("Next = %d bytes, %v; want the empty frame", len(b), err)
+	}
+	if fr.Complete() {
+		t.Fatal("Complete with half a length buffered")
+	}
+}
