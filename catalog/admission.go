@@ -122,15 +122,6 @@ func (s *Store) admit(e *SignedEntry, now time.Time) (time.Time, error) {
 	return v.expires, nil
 }
 
-// CheckAdmission reports whether e passes the store's admission check at
-// now (nil for an open catalog), without changing anything. The entry must
-// be verified (from [Seal] or [OpenEntry]). Package discovery calls it on
-// the local entry at startup.
-func (s *Store) CheckAdmission(e *SignedEntry, now time.Time) error {
-	_, err := s.admit(e, now)
-	return err
-}
-
 // AdmissionMisses is the number of admission verdicts computed (cache
 // misses) so far; for tests and benchmarks.
 func (s *Store) AdmissionMisses() uint64 {
