@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"testing"
@@ -66,6 +67,20 @@ func TestAdmission_ClosedNetwork(t *testing.T) {
 		}
 		return ""
 	})
+
+	// The node's DHT validator knows the admission: it refuses to store
+	// the outsider's entry, and takes a member's.
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(10*time.Second))
+	defer cancel()
+	if err := a.DHT().Validator.Validate(discovery.DHTKey(nw, outsider.ID()), outsider.Discovery().Local().Bytes()); !errors.Is(err, catalog.ErrUnadmitted) {
+		t.Fatalf("DHT validator on the outsider's entry: %v, want ErrUnadmitted", err)
+	}
+	if err := a.DHT().PutValue(ctx, discovery.DHTKey(nw, outsider.ID()), outsider.Discovery().Local().Bytes()); !errors.Is(err, catalog.ErrUnadmitted) {
+		t.Fatalf("DHT put of the outsider's entry: %v, want ErrUnadmitted", err)
+	}
+	if err := a.DHT().Validator.Validate(discovery.DHTKey(nw, b.ID()), b.Discovery().Local().Bytes()); err != nil {
+		t.Fatalf("DHT validator on a member's entry: %v", err)
+	}
 
 	// A newcomer with a ticket still joins while the outsider is around.
 	d := admitted(bootstrapOf(c))
