@@ -47,7 +47,6 @@ type admitVerdict struct {
 type admitCache struct {
 	mu       sync.Mutex
 	cur, old map[admitKey]admitVerdict
-	misses   uint64
 }
 
 func (c *admitCache) get(k admitKey) (admitVerdict, bool) {
@@ -60,7 +59,6 @@ func (c *admitCache) get(k admitKey) (admitVerdict, bool) {
 		c.putLocked(k, v)
 		return v, true
 	}
-	c.misses++
 	return admitVerdict{}, false
 }
 
@@ -120,14 +118,6 @@ func (s *Store) admit(e *SignedEntry, now time.Time) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%w: %s: admission ended at %v", ErrUnadmitted, e.Entry.PeerID, v.expires)
 	}
 	return v.expires, nil
-}
-
-// AdmissionMisses is the number of admission verdicts computed (cache
-// misses) so far; for tests and benchmarks.
-func (s *Store) AdmissionMisses() uint64 {
-	s.admitted.mu.Lock()
-	defer s.admitted.mu.Unlock()
-	return s.admitted.misses
 }
 
 // expiryKey is e's key in the purge index: its update time, or earlier
