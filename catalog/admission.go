@@ -87,7 +87,10 @@ type admissionBox struct{ a Admission }
 // [Store.NextExpiry]). Set it before the store takes entries: entries
 // already held are not judged again. nil opens the catalog again.
 func (s *Store) SetAdmission(a Admission) {
+	s.admitted.mu.Lock()
+	s.admitted.cur, s.admitted.old = nil, nil // verdicts of another check
 	s.admission.Store(admissionBox{a})
+	s.admitted.mu.Unlock()
 }
 
 // Admission returns the catalog's admission check, or nil for an open
