@@ -103,10 +103,17 @@
 // them in two classes, like the Accept / Reject / Ignore of gossip
 // validation: rejected input is invalid (oversize, malformed, bad
 // signature, signer mismatch, wrong payload type, other network, clock
-// drift) and the peer that sent it misbehaved; the rest ([ErrStale],
+// drift, and in a closed catalog [ErrUnadmitted]) and the peer that sent it
+// misbehaved; the rest ([ErrStale],
 // [ErrNotNewer], [ErrLocal], [ErrUnknown], [ErrRateLimited],
 // [ErrAddressCap], [ErrCatalogFull]) is valid but useless now, and is
 // dropped quietly. [Reason] gives a short stable label for metrics.
+//
+// A closed network's store has an [Admission] check ([Store.SetAdmission];
+// package policy's Require over ticket validators implements it): every
+// remote entry must pass it, after its signature is verified, and the
+// verdict is cached per (peer, version). An entry is purged the instant
+// its admission ends, as if it had gone stale.
 //
 // # Snapshots
 //

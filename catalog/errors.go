@@ -18,6 +18,9 @@ var (
 	ErrOtherNetwork     = errors.New("catalog: entry belongs to another network")
 	ErrClockDrift       = errors.New("catalog: timestamp too far from local clock")
 	ErrWrongPayloadType = errors.New("catalog: unexpected envelope payload type")
+	// ErrUnadmitted: the catalog is closed (see [Admission]) and the entry
+	// holds no valid admission ticket, or its admission ended.
+	ErrUnadmitted = errors.New("catalog: entry holds no valid admission ticket")
 
 	// Ignored: valid but not applicable.
 	ErrStale       = errors.New("catalog: entry is stale")
@@ -32,7 +35,7 @@ var (
 // IsRejected reports whether err marks invalid input (a protocol violation by
 // the sender), as opposed to input that is merely stale or redundant.
 func IsRejected(err error) bool {
-	for _, e := range []error{ErrOversize, ErrMalformed, ErrBadSignature, ErrSignerMismatch, ErrOtherNetwork, ErrClockDrift, ErrWrongPayloadType} {
+	for _, e := range []error{ErrOversize, ErrMalformed, ErrBadSignature, ErrSignerMismatch, ErrOtherNetwork, ErrClockDrift, ErrWrongPayloadType, ErrUnadmitted} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -61,6 +64,8 @@ func Reason(err error) string {
 		return "clock_drift"
 	case errors.Is(err, ErrWrongPayloadType):
 		return "payload_type"
+	case errors.Is(err, ErrUnadmitted):
+		return "unadmitted"
 	case errors.Is(err, ErrStale):
 		return "stale"
 	case errors.Is(err, ErrNotNewer):

@@ -25,6 +25,7 @@ type peerItem struct {
 	e    *SignedEntry
 	seen int64 // local time (ns) the peer entered the catalog: eviction order
 	tat  int64 // the rate limit's theoretical arrival time (ms; see gcra)
+	exp  int64 // key in the expiry tree (ms; see Store.expiryKey)
 }
 
 func lessPeer(a, b peerItem) bool { return a.id < b.id }
@@ -96,7 +97,7 @@ func lessCount(a, b countItem) bool { return compareCapKeys(a.key, b.key) < 0 }
 type state struct {
 	peers    *btree.BTreeG[peerItem]
 	streams  *btree.BTreeG[streamItem]
-	expiry   *btree.BTreeG[timeItem] // entries by UpdateMS: purge order
+	expiry   *btree.BTreeG[timeItem] // entries by UpdateMS (or earlier, see Store.expiryKey): purge order
 	seen     *btree.BTreeG[timeItem] // entries by first-seen time: eviction order
 	departed *btree.BTreeG[departItem]
 	depExp   *btree.BTreeG[timeItem] // departures by LastVersion.UpdateMS
@@ -165,25 +166,25 @@ func (st state) departedVersion(id peer.ID) (Version, bool) {
 	return d.v, ok
 }
 
-// put adds or replaces e, keeping the first-seen time of a known peer
+// put adds or replaces e with purge key exp, keeping the first-seen time of a known peer
 // (seen is the local time of a peer new to the catalog). A heartbeat, with
 // the same streams and addresses as before, touches only the peers and
 // expiry trees.
-func (st *state) put(e *SignedEntry, seen time.Time, tat int64) {
+func (st *state) put(e *SignedEntry, seen time.Time, tat, exp int64) {
 	id := e.Entry.PeerID
-	it := peerItem{id: id, e: e, seen: seen.UnixNano(), tat: tat}
+	it := peerItem{id: id, e: e, seen: seen.UnixNano(), tat: tat, exp: exp}
 	var oldStreams []StreamID
 	var oldKeys []capKey
 	if old, ok := st.peers.Get(it); ok {
 		it.seen = old.seen
 		oldStreams, oldKeys = old.e.Entry.Streams, capKeys(&old.e.Entry)
-		st.expiry.Delete(timeItem{t: old.e.Entry.Version.UpdateMS, id: id})
+		st.expiry.Delete(timeItem{t: old.exp, id: id})
 	} else {
 		st.seen.ReplaceOrInsert(timeItem{t: it.seen, id: id})
 		st.dirty |= dirtySeen
 	}
 	st.peers.ReplaceOrInsert(it)
-	st.expiry.ReplaceOrInsert(timeItem{t: e.Entry.Version.UpdateMS, id: id})
+	st.expiry.ReplaceOrInsert(timeItem{t: exp, id: id})
 	st.dirty |= dirtyPeers | dirtyExpiry
 	st.reindexStreams(id, oldStreams, e.Entry.Streams)
 	st.recount(oldKeys, capKeys(&e.Entry))
@@ -196,7 +197,7 @@ func (st *state) remove(id peer.ID) (*SignedEntry, bool) {
 	if !ok {
 		return nil, false
 	}
-	st.expiry.Delete(timeItem{t: old.e.Entry.Version.UpdateMS, id: id})
+	st.expiry.Delete(timeItem{t: old.exp, id: id})
 	st.seen.Delete(timeItem{t: old.seen, id: id})
 	st.dirty |= dirtyPeers | dirtyExpiry | dirtySeen
 	st.reindexStreams(id, old.e.Entry.Streams, nil)

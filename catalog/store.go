@@ -116,11 +116,13 @@ func (s *Snapshot) Changed() <-chan struct{} { return s.changed }
 // time-dependent call takes now. All methods are safe for concurrent use.
 // Reads go through lock-free snapshots; writers serialize on a mutex.
 type Store struct {
-	params  Params
-	network NetworkID
-	localID peer.ID
-	keeper  atomic.Value // keeperBox
-	limited atomic.Uint64
+	params    Params
+	network   NetworkID
+	localID   peer.ID
+	keeper    atomic.Value // keeperBox
+	admission atomic.Value // admissionBox
+	admitted  admitCache
+	limited   atomic.Uint64
 
 	mu     sync.Mutex
 	cur    atomic.Pointer[Snapshot]
@@ -140,6 +142,7 @@ func NewStore(local *SignedEntry, p Params) (*Store, error) {
 	}
 	s := &Store{params: p, network: local.Entry.Network, localID: local.Entry.PeerID, subs: map[*Subscription]struct{}{}, w: newState(), log: newChangeLog(changeLogSize)}
 	s.keeper.Store(keeperBox{})
+	s.admission.Store(admissionBox{})
 	s.cur.Store(&Snapshot{version: 1, local: local, st: s.w.clone(), changed: make(chan struct{}), log: s.log})
 	return s, nil
 }
@@ -159,7 +162,19 @@ func (s *Store) RateLimited() uint64 { return s.limited.Load() }
 
 // Check reports whether merging e at now would change the catalog, without
 // changing it: nil if it would, otherwise the reason (see [IsRejected]).
+// In a closed catalog (see [Store.SetAdmission]) it also judges e's
+// admission, so e must be verified (from [Seal] or [OpenEntry]).
 func (s *Store) Check(e *SignedEntry, now time.Time) error {
+	if err := s.cheapCheck(e, now); err != nil {
+		return err
+	}
+	_, err := s.admit(e, now)
+	return err
+}
+
+// cheapCheck is Check without the admission check: what can be judged
+// before the signature is verified.
+func (s *Store) cheapCheck(e *SignedEntry, now time.Time) error {
 	st := s.cur.Load().st
 	_, _, _, err := s.check(&st, e, now, false)
 	return err
@@ -225,7 +240,8 @@ func (s *Store) stale(e *Entry, now time.Time) bool {
 // not be the local peer, not be dated beyond the clock drift, not be stale,
 // be strictly newer than the known entry of that peer (and than its
 // departure, if it departed), follow the known entry by at least
-// MinUpdateInterval and keep within the per-address caps. A new peer that
+// MinUpdateInterval, keep within the per-address caps and, in a closed
+// catalog, pass its admission check (see [Store.SetAdmission]). A new peer that
 // finds the catalog holding MaxPeers evicts another (see [Keeper]), or is
 // refused when every candidate must be kept. On success it publishes a new
 // snapshot and an event.
@@ -253,13 +269,18 @@ func (s *Store) MergeAll(es []*SignedEntry, now time.Time) ([]Outcome, []error) 
 		if errs[i] = err; err != nil {
 			continue
 		}
+		// The verdict is cached per (peer, version): Open judged it already.
+		ends, err := s.admit(e, now)
+		if errs[i] = err; err != nil {
+			continue
+		}
 		id := e.Entry.PeerID
 		if !known && s.w.peers.Len() >= s.params.MaxPeers {
 			victim, _ := s.evictable(&s.w) // check found one
 			gone, _ := s.w.remove(victim)
 			events = append(events, Event{Kind: PeerDeparted, Peer: victim, Entry: gone, Old: gone, Evicted: true})
 		}
-		s.w.put(e, now, tat)
+		s.w.put(e, now, tat, s.expiryKey(e, ends))
 		ev := Event{Kind: PeerDiscovered, Peer: id, Entry: e}
 		outs[i] = Added
 		if known {
@@ -276,18 +297,23 @@ func (s *Store) MergeAll(es []*SignedEntry, now time.Time) ([]Outcome, []error) 
 // Open decodes a sealed entry and checks it against the catalog, verifying
 // the signature only when the entry would change the catalog: copies of
 // known versions, stale entries and the local entry are refused (not
-// rejected) before the costly signature check. An entry it returns without
-// error is verified and ready to Merge (which checks again, since the
-// catalog may have moved on).
+// rejected) before the costly signature check. In a closed catalog the
+// admission check follows the signature, so that the tickets of a forged
+// entry are never judged. An entry it returns without error is verified
+// and ready to Merge (which checks again, since the catalog may have moved
+// on).
 func (s *Store) Open(data []byte, now time.Time) (*SignedEntry, error) {
 	e, err := decodeEntry(data, s.params.MaxEntrySize)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.Check(e, now); err != nil {
+	if err := s.cheapCheck(e, now); err != nil {
 		return nil, err
 	}
 	if err := verifyEnvelope(data, EntryDomain); err != nil {
+		return nil, err
+	}
+	if _, err := s.admit(e, now); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -369,8 +395,9 @@ func (s *Store) Depart(d *Departure, now time.Time) (bool, error) {
 	return true, nil
 }
 
-// Purge removes every stale remote entry and returns them. It costs
-// O(k log n) for k stale entries.
+// Purge removes every stale remote entry, and in a closed catalog every
+// entry whose admission ended, and returns them. It costs O(k log n) for k
+// such entries.
 func (s *Store) Purge(now time.Time) []*SignedEntry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -408,7 +435,7 @@ func (s *Store) Purge(now time.Time) []*SignedEntry {
 }
 
 // NextExpiry returns when Purge next has work: the first remote entry (or
-// departure record) goes stale. It returns false when there is none. It
+// departure record) goes stale or its admission ends. It returns false when there is none. It
 // costs O(log n).
 func (s *Store) NextExpiry() (time.Time, bool) {
 	st := s.cur.Load().st

@@ -48,6 +48,20 @@
 // syncs, and FindProducers looks only at the catalog); [WithDHTOptions]
 // adds kad-dht options to the DHT the node creates.
 //
+// Closed networks: [WithAdmission] takes policy ticket validators (the
+// same ones streams take): every catalog entry must then hold a valid
+// admission ticket, checked in the gossip validator (a Reject, which
+// lowers the sender's gossipsub score), in both catalog sync versions (a
+// peer that is not admitted is refused the sync) and in the DHT validator
+// of a DHT the node builds (a borrowed one needs
+// discovery.AdmissionDHTOption); entries leave the catalog when their
+// ticket expires. The node's own entry must carry its ticket
+// ([WithEntry]) or New fails with discovery.ErrNotAdmitted; renew it with
+// [Node.ReplaceTicket] before it expires. Every node of the network must
+// use the same validators. The gossipsub router New builds scores the
+// catalog topic by rejected messages in open and closed networks alike
+// (discovery.PeerScoreParams).
+//
 // Tuning and observability: [WithDiscoveryParams] (default
 // discovery.DefaultParams()), [WithFastProfile], [WithLogger] (default
 // slog.Default()) and [WithMeterProvider] (default the global OpenTelemetry

@@ -117,6 +117,8 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 		opts := append(discovery.GossipSubOptions(),
 			pubsub.WithGossipSubParams(gp),
 			pubsub.WithLogger(n.log.With("component", "pubsub")),
+			// Senders of rejected catalog messages lose score (P4 only).
+			pubsub.WithPeerScore(discovery.PeerScoreParams(n.network)),
 		)
 		if cfg.signPolicy != nil && *cfg.signPolicy == pubsub.StrictSign {
 			// Signing needs an author again: the host.
@@ -131,6 +133,9 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 	}
 	if n.dht = cfg.dht; n.dht == nil && !cfg.noDHT {
 		dopts := append(discovery.DHTOptions(), dht.BootstrapPeers(cfg.bootstrap...))
+		if len(cfg.admission) > 0 {
+			dopts = append(dopts, discovery.AdmissionDHTOption(n.network, cfg.admission))
+		}
 		if n.dht, err = dht.New(n.h, append(dopts, cfg.dhtOpt...)...); err != nil {
 			return nil, fmt.Errorf("node: kad-dht: %w", err)
 		}
@@ -157,6 +162,9 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 	}
 	if n.dht != nil {
 		dopts = append(dopts, discovery.WithDHT(n.dht))
+	}
+	if len(cfg.admission) > 0 {
+		dopts = append(dopts, discovery.WithAdmission(cfg.admission))
 	}
 	if n.disc, err = discovery.New(n.h, n.ps, n.network, dopts...); err != nil {
 		return nil, err

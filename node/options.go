@@ -19,6 +19,7 @@ import (
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/discovery"
 	"github.com/mosaik-go/mosaik/groups"
+	"github.com/mosaik-go/mosaik/policy"
 	"github.com/mosaik-go/mosaik/streams"
 )
 
@@ -40,6 +41,7 @@ type config struct {
 	policy     *streams.Policy // WithDefaultStreamPolicy
 	groupOpts  []groups.ServiceOption
 	dataDir    string
+	admission  policy.Requirement // WithAdmission (empty: an open network)
 
 	host   host.Host
 	ps     *pubsub.PubSub
@@ -294,6 +296,30 @@ func WithGossipSignaturePolicy(p pubsub.MessageSignaturePolicy) Option {
 // first signed (used by higher layers to declare streams and tickets).
 func WithEntry(f func(*catalog.Entry)) Option {
 	return func(c *config) error { c.entry = f; return nil }
+}
+
+// WithAdmission closes the network: every catalog entry must hold a valid
+// ticket of each validator (policy.SignedTicketValidator, policy.JWT, or
+// any policy.TicketValidator; repeated calls add validators). Entries
+// without one are rejected by the gossip validator (their sender's
+// gossipsub score drops), dropped from catalog syncs, refused by the DHT
+// validator of a DHT the node builds, and purged when their tickets
+// expire; a peer that is not admitted is refused catalog syncs. The
+// node's own entry must hold its admission ticket from the start (give it
+// with WithEntry): otherwise New fails with an error matching
+// discovery.ErrNotAdmitted. Every node of a network must use the same
+// validators. A borrowed DHT (WithDHT) needs discovery.AdmissionDHTOption
+// itself.
+func WithAdmission(vs ...policy.TicketValidator) Option {
+	return func(c *config) error {
+		for _, v := range vs {
+			if v == nil {
+				return errors.New("node: WithAdmission(nil)")
+			}
+		}
+		c.admission = append(c.admission, vs...)
+		return nil
+	}
 }
 
 // WithHost runs mosaik on an existing host (plugin mode). The node never

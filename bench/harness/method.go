@@ -56,7 +56,7 @@ func (r *runner) method() []string {
 	case Smoke:
 		m = append(m, "Smoke mode: one tiny repetition of a few scenarios; the numbers mean nothing.")
 	}
-	return m
+	return append(m, sybilMethod())
 }
 
 func (p plan) fanTotal() int {

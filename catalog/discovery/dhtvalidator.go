@@ -3,6 +3,7 @@ package discovery
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	record "github.com/libp2p/go-libp2p-record"
@@ -12,14 +13,21 @@ import (
 
 // Validator is the kad-dht record validator for the "mosaik" namespace: a
 // value must be a sealed entry (see catalog.OpenEntry) whose network and
-// signer match the key; Select prefers the highest version. It is
-// stateless and safe for concurrent use.
-type Validator struct{}
+// signer match the key; Select prefers the highest version. The zero
+// Validator serves open networks. A closed network's DHT sets Network and
+// Admission (see [AdmissionDHTOption]): an entry of Network must then also
+// pass Admission at the time of the check (libp2p-signed ticket
+// validators cache their verdicts per holder and ticket). It is safe for
+// concurrent use.
+type Validator struct {
+	Network   catalog.NetworkID
+	Admission catalog.Admission
+}
 
 var _ record.Validator = Validator{}
 
 // Validate checks that value is a valid entry for key.
-func (Validator) Validate(key string, value []byte) error {
+func (v Validator) Validate(key string, value []byte) error {
 	nw, p, err := parseDHTKey(key)
 	if err != nil {
 		return err
@@ -30,6 +38,11 @@ func (Validator) Validate(key string, value []byte) error {
 	}
 	if e.Entry.PeerID != p || e.Entry.Network != nw {
 		return fmt.Errorf("discovery: DHT record under %s holds the entry of %s in %s", key, e.Entry.PeerID, e.Entry.Network.Short())
+	}
+	if v.Admission != nil && nw == v.Network {
+		if _, err := v.Admission.Check(&e.Entry, time.Now()); err != nil {
+			return fmt.Errorf("discovery: DHT record under %s: %w: %w", key, catalog.ErrUnadmitted, err)
+		}
 	}
 	return nil
 }

@@ -98,7 +98,12 @@
 //   - build the DHT with [DHTOptions], or at least with
 //     dht.ProtocolPrefix([DHTProtocolPrefix]) and
 //     dht.NamespacedValidator([DHTNamespace], [Validator]{}): without the
-//     validator every put of an entry fails;
+//     validator every put of an entry fails; a closed network (see
+//     [WithAdmission]) adds [AdmissionDHTOption] after them;
+//   - in a closed network, score the catalog topic
+//     (pubsub.WithPeerScore with [PeerScoreParams], or
+//     [CatalogTopicScoreParams] in the router's own parameters), so that
+//     the senders of rejected entries lose score;
 //   - keep the router's signature policy compatible with the other nodes of
 //     the network: gossipsub drops messages whose signing does not match its
 //     own policy. Routers created by package node publish anonymous

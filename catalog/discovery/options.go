@@ -192,6 +192,8 @@ type config struct {
 	tracer trace.TracerProvider
 	init   func(*catalog.Entry)
 	now    func() time.Time
+	// admission closes the catalog (admission.go).
+	admission catalog.Admission
 }
 
 // Option configures a [Service].

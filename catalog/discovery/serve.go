@@ -238,6 +238,12 @@ func (s *Service) handleSyncV1(st network.Stream) {
 	// merge first, so the initiator's SyncWith returns after both merged.
 	snap := s.store.Snapshot()
 	s.mergeAll(req.Entries, fromSync)
+	if s.store.Admission() != nil && !s.member(p) {
+		// A closed network answers only its members: an initiator whose
+		// own entry (in its request) was not admitted learns nothing.
+		s.refuseSync(st, CodeUnknownPeer, "unadmitted", "initiator not admitted")
+		return
+	}
 	resp := &pb.SyncResponse{Entries: s.entries(snap)}
 	if err := framer.WriteProto(countWriter{st, &s.stats.syncBytesOut}, resp); err != nil {
 		s.stats.syncFailed("in", causeOf(err))

@@ -19,7 +19,9 @@ import (
 
 // CodeUnknownPeer resets a 2.0.0 sync whose initiator is not in the
 // responder's catalog and whose hello entry cannot make it a member
-// (missing, stale, or refused by the catalog).
+// (missing, stale, refused by the catalog, or not admitted to a closed
+// network), and a 1.0.0 sync of a closed network whose initiator's entry
+// was not admitted.
 const CodeUnknownPeer network.StreamErrorCode = 401
 
 // errEvicted ends a sync whose slot went to a newer one (its stream is
@@ -140,6 +142,11 @@ func (s *Service) admitHello(p peer.ID, raw []byte) (network.StreamErrorCode, st
 			return CodeUnknownPeer, "non_member"
 		}
 		return 0, ""
+	case errors.Is(err, catalog.ErrUnadmitted):
+		// A closed network: the initiator is not admitted, and learns
+		// nothing of the catalog.
+		s.stats.refuse(true, catalog.Reason(err))
+		return CodeUnknownPeer, "unadmitted"
 	case catalog.IsRejected(err):
 		s.stats.refuse(true, catalog.Reason(err))
 		return CodeProtocolViolation, "bad_entry"

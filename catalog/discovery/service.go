@@ -168,6 +168,10 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 	if err != nil {
 		return nil, err
 	}
+	if err := checkLocalAdmission(store, cfg.admission, local.Current(), cfg.now()); err != nil {
+		_ = store.Close()
+		return nil, err
+	}
 	limiters, _ := lru.New[peer.ID, *rate.Limiter](4096)
 	s := &Service{
 		h: h, ps: ps, params: p, network: network, protos: SyncProtocols(network), cmTag: "mosaik-catalog/" + network.Short(),

@@ -83,6 +83,8 @@ func TestMain_BadInputExitsTwoWithOneLine(t *testing.T) {
 		{"map", "put", "orders", "k", "v"}, // no --network
 		{"map", "get", "--network", "x", "--require-ticket-issuer", "nope", "orders", "k"},
 		{"ticket", "issue", "--out", filepath.Join(dir, "t")},
+		{"run", "--network", "x", "--admission-issuer", "nope"},
+		{"run", "--network", "x", "--admission-ticket", filepath.Join(dir, "missing")},
 	} {
 		var out, errOut bytes.Buffer
 		code := Main(context.Background(), args, env(&out, &errOut, nil))

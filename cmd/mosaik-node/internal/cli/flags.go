@@ -2,6 +2,7 @@ package cli
 
 import (
 	"log/slog"
+	"slices"
 	"strings"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -44,6 +45,7 @@ func inGroup(fs *flag.FlagSet, group string, names ...string) {
 type nodeFlags struct {
 	network, tags, key, addrFile, http, logLevel, logFormat, config  string
 	listen, bootstrap, tickets                                       listFlag
+	admissionIssuers, admissionTickets                               listFlag
 	rendezvous, profile, gossipSigning, statusToken, statusTokenFile string
 	mdns, strictPerms                                                bool
 	allowDuplicateIdentity                                           bool         // identity.go
@@ -59,6 +61,8 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.key, "key", "", "ed25519 key `file`; created with mode 0600 when missing, logged at INFO with its path and peer ID (default for run: DATA-DIR/node.key; for the other commands a new key each run); a file that is not a key is an error (exit 2)")
 	registerStrictPerms(fs, &f.strictPerms)
 	fs.Var(&f.tickets, "ticket", "ticket `file` to carry in the node's entry (repeatable)")
+	fs.Var(&f.admissionIssuers, "admission-issuer", "close the network: every catalog entry must hold a libp2p-signed admission ticket from this issuer `peer-id` (repeatable: any of them); every node of the network must give the same")
+	fs.Var(&f.admissionTickets, "admission-ticket", "the node's own admission ticket `file` (as for --ticket; repeatable); without a valid one a node of a closed network refuses to start")
 	fs.StringVar(&f.addrFile, "addr-file", "", "once listening, write the node's full multiaddrs to this `file`, one per line")
 	fs.StringVar(&f.http, "http", "", "serve the status page, metrics and API on this `host:port` (a bare :port binds to 127.0.0.1; name 0.0.0.0 or an interface address to expose it); a port in use is an error (exit 2)")
 	fs.StringVar(&f.statusToken, "status-token", "", "require this bearer `token` on every --http endpoint but /healthz (prefer MOSAIK_STATUS_TOKEN or --status-token-file: arguments are visible to other local users)")
@@ -71,8 +75,8 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.gossipSigning, "gossip-signing", "none", "gossipsub signatures on catalog messages: none (entries carry their own signatures) or strict (for a network whose plugin-mode routers sign); every node of a network must use the same one")
 	fs.BoolVar(&f.allowDuplicateIdentity, "allow-duplicate-identity", false, allowDuplicateIdentityUsage)
 	fs.StringVar(&f.profile, "profile", "default", "timing profile: default (entries purged after 300 s of silence), or fast (heartbeats every second, purged after 3 s, and fast consensus timings for the collections of --replicate and map: demos, tests, small LANs); every node of a network must use the same one")
-	inGroup(fs, groupNetwork, "network", "listen", "bootstrap", "tags", "rendezvous", "mdns", "gossip-signing", "profile")
-	inGroup(fs, groupIdentity, "key", "strict-perms", "ticket", "allow-duplicate-identity")
+	inGroup(fs, groupNetwork, "network", "listen", "bootstrap", "tags", "rendezvous", "mdns", "gossip-signing", "profile", "admission-issuer")
+	inGroup(fs, groupIdentity, "key", "strict-perms", "ticket", "admission-ticket", "allow-duplicate-identity")
 	inGroup(fs, groupStatus, "http", "status-token", "status-token-file", "addr-file")
 	inGroup(fs, groupLog, "log-level", "log-format", "config")
 }
@@ -133,8 +137,19 @@ func (f *nodeFlags) options(log *slog.Logger) ([]node.Option, error) {
 		}
 		opts = append(opts, node.WithIdentity(k))
 	}
+	if len(f.admissionIssuers) > 0 {
+		ids := make([]peer.ID, 0, len(f.admissionIssuers))
+		for _, is := range f.admissionIssuers {
+			id, err := peer.Decode(is)
+			if err != nil {
+				return nil, usagef("--admission-issuer %q: %v", is, err)
+			}
+			ids = append(ids, id)
+		}
+		opts = append(opts, node.WithAdmission(policy.NewSignedTicketValidator(catalog.IDFromString(f.network), ids...)))
+	}
 	var tickets []catalog.Ticket
-	for _, path := range f.tickets {
+	for _, path := range append(slices.Clone(f.tickets), f.admissionTickets...) {
 		t, format, err := readTicketFile(path)
 		if err != nil {
 			return nil, usageError{err}

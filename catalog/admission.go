@@ -1,0 +1,138 @@
+package catalog
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Admission decides which peers may enter the catalog of a closed network:
+// an entry it refuses is rejected ([ErrUnadmitted]) wherever it arrives.
+// Check returns when the entry's admission ends (the zero time for never),
+// or why it has none. package policy provides it: policy.Require over
+// ticket validators (JWT, libp2p-signed tickets) checks that the entry
+// holds a valid ticket of each. Check must be pure, fast, safe for
+// concurrent use and must not block or call the store; it is called
+// without the store's lock, once per peer and entry version (the store
+// caches the verdict).
+type Admission interface {
+	Check(e *Entry, now time.Time) (expires time.Time, err error)
+}
+
+// admitCacheSize bounds the verdicts of one generation of admitCache; two
+// generations are kept.
+const admitCacheSize = 4096
+
+// admitKey names one version of one peer's entry. Only verified entries
+// are judged (the store checks admission after the signature), so only the
+// peer itself can put two entries under one key, and a forger cannot
+// poison the verdict of another peer's version.
+type admitKey struct {
+	id peer.ID
+	v  Version
+}
+
+type admitVerdict struct {
+	expires time.Time
+	err     error
+}
+
+// admitCache remembers admission verdicts per (peer, entry version): one
+// version arrives by gossip validation, then merge, then by every sync
+// and relay, and each would otherwise cost a ticket check. It is bounded
+// by two generations of admitCacheSize: when the current one fills, it
+// becomes the old one and the older is dropped. Safe for concurrent use.
+type admitCache struct {
+	mu       sync.Mutex
+	cur, old map[admitKey]admitVerdict
+}
+
+func (c *admitCache) get(k admitKey) (admitVerdict, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v, ok := c.cur[k]; ok {
+		return v, true
+	}
+	if v, ok := c.old[k]; ok {
+		c.putLocked(k, v)
+		return v, true
+	}
+	return admitVerdict{}, false
+}
+
+func (c *admitCache) put(k admitKey, v admitVerdict) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.putLocked(k, v)
+}
+
+func (c *admitCache) putLocked(k admitKey, v admitVerdict) {
+	if c.cur == nil {
+		c.cur = make(map[admitKey]admitVerdict)
+	}
+	if len(c.cur) >= admitCacheSize {
+		c.old, c.cur = c.cur, make(map[admitKey]admitVerdict)
+	}
+	c.cur[k] = v
+}
+
+// admissionBox lets atomic.Value hold a nil Admission.
+type admissionBox struct{ a Admission }
+
+// SetAdmission makes the catalog closed: from now on every remote entry
+// must pass a (see [Admission]) to be merged, and an entry whose admission
+// ends is purged at that instant (see [Store.Purge] and
+// [Store.NextExpiry]). Set it before the store takes entries: entries
+// already held are not judged again. nil opens the catalog again.
+func (s *Store) SetAdmission(a Admission) {
+	s.admitted.mu.Lock()
+	s.admitted.cur, s.admitted.old = nil, nil // verdicts of another check
+	s.admission.Store(admissionBox{a})
+	s.admitted.mu.Unlock()
+}
+
+// Admission returns the catalog's admission check, or nil for an open
+// catalog.
+func (s *Store) Admission() Admission {
+	b, _ := s.admission.Load().(admissionBox)
+	return b.a
+}
+
+// admit judges a verified entry against the admission check at now. It
+// returns when its admission ends (zero: never, or no admission check).
+func (s *Store) admit(e *SignedEntry, now time.Time) (time.Time, error) {
+	a := s.Admission()
+	if a == nil {
+		return time.Time{}, nil
+	}
+	k := admitKey{id: e.Entry.PeerID, v: e.Entry.Version}
+	v, ok := s.admitted.get(k)
+	if !ok {
+		exp, err := a.Check(&e.Entry, now)
+		v = admitVerdict{expires: exp, err: err}
+		s.admitted.put(k, v)
+	}
+	switch {
+	case v.err != nil:
+		return time.Time{}, fmt.Errorf("%w: %s: %w", ErrUnadmitted, e.Entry.PeerID, v.err)
+	case !v.expires.IsZero() && !v.expires.After(now):
+		return time.Time{}, fmt.Errorf("%w: %s: admission ended at %v", ErrUnadmitted, e.Entry.PeerID, v.expires)
+	}
+	return v.expires, nil
+}
+
+// expiryKey is e's key in the purge index: its update time, or earlier
+// when its admission ends sooner than PurgeAfter after that, so that Purge
+// removes it when the admission ends (the index is judged against
+// now - PurgeAfter).
+func (s *Store) expiryKey(e *SignedEntry, admitEnds time.Time) int64 {
+	t := e.Entry.Version.UpdateMS
+	if !admitEnds.IsZero() {
+		if k := admitEnds.UnixMilli() - s.params.PurgeAfter.Milliseconds(); k < t {
+			t = k
+		}
+	}
+	return t
+}

@@ -1,0 +1,122 @@
+package catalog
+
+import (
+	"errors"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// admitClass is the ticket class of the test admission.
+var admitClass = IDFromString("catalog-test/admission")
+
+// testAdmission admits entries holding an admitClass ticket whose data is
+// the expiry in Unix ms ("0": never); it counts its checks.
+type testAdmission struct{ checks atomic.Int64 }
+
+func (a *testAdmission) Check(e *Entry, now time.Time) (time.Time, error) {
+	a.checks.Add(1)
+	for _, d := range e.TicketsOf(admitClass) {
+		ms, err := strconv.ParseInt(string(d), 10, 64)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if ms == 0 {
+			return time.Time{}, nil
+		}
+		if exp := time.UnixMilli(ms); exp.After(now) {
+			return exp, nil
+		}
+		return time.Time{}, errors.New("expired")
+	}
+	return time.Time{}, errors.New("no admission ticket")
+}
+
+func admitTicket(exp time.Time) func(*Entry) {
+	return func(e *Entry) {
+		ms := int64(0)
+		if !exp.IsZero() {
+			ms = exp.UnixMilli()
+		}
+		e.Tickets = append(e.Tickets, Ticket{Class: admitClass, Data: []byte(strconv.FormatInt(ms, 10))})
+	}
+}
+
+func TestStore_Admission(t *testing.T) {
+	s, _ := newTestStore(t)
+	adm := &testAdmission{}
+	s.SetAdmission(adm)
+	a, b, c := newTestPeer(t), newTestPeer(t), newTestPeer(t)
+	tests := []struct {
+		name string
+		e    *SignedEntry
+		want error
+	}{
+		{"no ticket", a.seal(t, testNetwork, ver(t0, t0), nil), ErrUnadmitted},
+		{"expired ticket", b.seal(t, testNetwork, ver(t0, t0), admitTicket(t0.Add(-time.Second))), ErrUnadmitted},
+		{"valid ticket", c.seal(t, testNetwork, ver(t0, t0), admitTicket(time.Time{})), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Open (the gossip validator's path), Check and Merge agree.
+			_, oerr := s.Open(tt.e.Bytes(), t0)
+			cerr := s.Check(tt.e, t0)
+			_, merr := s.Merge(tt.e, t0)
+			for _, err := range []error{oerr, cerr, merr} {
+				if !errors.Is(err, tt.want) {
+					t.Fatalf("Open, Check, Merge = %v, %v, %v; want %v", oerr, cerr, merr, tt.want)
+				}
+			}
+			if tt.want != nil && (!IsRejected(merr) || Reason(merr) != "unadmitted") {
+				t.Fatalf("refusal %v: rejected %v, reason %q; want rejected, unadmitted", merr, IsRejected(merr), Reason(merr))
+			}
+		})
+	}
+	if got := s.Snapshot().Len(); got != 1 {
+		t.Fatalf("catalog holds %d peers, want 1", got)
+	}
+	// One verdict per (peer, version), however many paths bring it.
+	if got := adm.checks.Load(); got != 3 {
+		t.Fatalf("admission checked %d times, want 3 (one per entry version)", got)
+	}
+}
+
+// TestStore_AdmissionEnds: an entry is purged the instant its admission
+// ends, well before it would go stale.
+func TestStore_AdmissionEnds(t *testing.T) {
+	p := TestParams()
+	p.PurgeAfter = time.Minute
+	s, _ := newTestStoreWith(t, p)
+	s.SetAdmission(&testAdmission{})
+	a, b := newTestPeer(t), newTestPeer(t)
+	ends := t0.Add(10 * time.Second)
+	if _, err := s.Merge(a.seal(t, testNetwork, ver(t0, t0), admitTicket(ends)), t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Merge(b.seal(t, testNetwork, ver(t0, t0), admitTicket(time.Time{})), t0); err != nil {
+		t.Fatal(err)
+	}
+	if next, ok := s.NextExpiry(); !ok || !next.Equal(ends) {
+		t.Fatalf("NextExpiry = %v, %v; want %v", next, ok, ends)
+	}
+	if gone := s.Purge(ends.Add(-time.Millisecond)); len(gone) != 0 {
+		t.Fatalf("purged %d before the admission ended", len(gone))
+	}
+	gone := s.Purge(ends)
+	if len(gone) != 1 || gone[0].Entry.PeerID != a.id {
+		t.Fatalf("purged %v at the end of a's admission, want a alone", gone)
+	}
+	if _, ok := s.Snapshot().Get(b.id); !ok {
+		t.Fatal("b, admitted for good, was purged")
+	}
+	// A heartbeat of a with the same, now ended, ticket is refused.
+	if _, err := s.Merge(a.seal(t, testNetwork, ver(t0, ends), admitTicket(ends)), ends); !errors.Is(err, ErrUnadmitted) {
+		t.Fatalf("heartbeat after the admission ended: %v, want ErrUnadmitted", err)
+	}
+	// The open catalog takes it again.
+	s.SetAdmission(nil)
+	if _, err := s.Merge(a.seal(t, testNetwork, ver(t0, ends.Add(time.Second)), nil), ends.Add(time.Second)); err != nil {
+		t.Fatalf("open catalog: %v", err)
+	}
+}
