@@ -106,27 +106,46 @@ func (s *Store) checkCaps(st *state, e, old *SignedEntry) error {
 
 // evictable returns the peer to evict so that a new one fits: the newest
 // seen among the last evictScan that holds no ticket and that the keeper
-// does not keep. It reports false when there is none.
+// does not keep; failing that, the newest seen among them that holds
+// tickets. It reports false when the keeper keeps every one.
+//
+// Tickets are a preference, not a shield: the store cannot tell a ticket
+// an issuer signed from one an attacker made up (it holds no validators of
+// stream tickets), so sparing every ticket holder would let a Sybil pin
+// catalog slots for good with junk tickets. The peers whose tickets did
+// matter here (we subscribe to them, they to us, or we share a group)
+// are the keeper's, and in a closed network every entry's admission
+// ticket was checked before it got in.
 func (s *Store) evictable(st *state) (peer.ID, bool) {
 	k, _ := s.keeper.Load().(Keeper)
-	var victim peer.ID
-	found, scanned := false, 0
+	var victim, ticketed peer.ID
+	found, haveTicketed, scanned := false, false, 0
 	st.seen.Descend(func(it timeItem) bool {
 		if scanned++; scanned > evictScan {
 			return false
 		}
 		p, ok := st.get(it.id)
-		if !ok || len(p.e.Entry.Tickets) > 0 || (k != nil && k.Keep(it.id)) {
+		if !ok || (k != nil && k.Keep(it.id)) {
+			return true
+		}
+		if len(p.e.Entry.Tickets) > 0 {
+			if !haveTicketed {
+				ticketed, haveTicketed = it.id, true
+			}
 			return true
 		}
 		victim, found = it.id, true
 		return false
 	})
+	if !found && haveTicketed {
+		return ticketed, true
+	}
 	return victim, found
 }
 
 // SetKeeper installs k, which names the peers eviction must spare (nil
-// removes it). Entries that hold tickets are always spared.
+// removes it). Entries that hold tickets go only after every other
+// candidate (see evictable).
 func (s *Store) SetKeeper(k Keeper) {
 	s.keeper.Store(keeperBox{k})
 }

@@ -80,10 +80,12 @@
 //
 // and otherwise adds the entry ([Added]) or replaces the older one
 // ([Updated]). A new peer that finds the catalog full evicts the peer seen
-// most recently among those that hold no ticket and that the store's
-// [Keeper] (injected with [Store.SetKeeper]; package discovery keeps
-// connected and protected peers) does not keep: long-known and useful peers
-// stay, and the newest stranger makes room. [Store.Check] answers the same question without changing
+// most recently among those that the store's [Keeper] (injected with
+// [Store.SetKeeper]; package discovery keeps connected and protected
+// peers) does not keep, preferring one that holds no ticket: long-known
+// and useful peers stay, and the newest stranger makes room. (A ticket
+// holder is not spared outright: the store cannot tell a real ticket from
+// a made-up one.) [Store.Check] answers the same question without changing
 // anything; [Store.MergeBytes] is OpenEntry (with Params.MaxEntrySize)
 // followed by Merge.
 //

@@ -281,6 +281,17 @@ func TestStore_EvictionOrder(t *testing.T) {
 	if has(n2) || !has(es[0]) {
 		t.Fatal("an update made a long-known peer look new")
 	}
+	// When every peer without a ticket must be kept, the newest-seen ticket
+	// holder goes: a made-up ticket must not pin a slot for good.
+	for e := range s.Snapshot().All() {
+		if len(e.Entry.Tickets) == 0 {
+			keep[e.Entry.PeerID] = true
+		}
+	}
+	admit(1350 * time.Millisecond)
+	if has(es[2]) {
+		t.Fatal("a ticket holder was spared although nothing else could go")
+	}
 	// When every candidate must be kept, a new peer is refused (ignored).
 	for e := range s.Snapshot().All() {
 		keep[e.Entry.PeerID] = true
