@@ -149,7 +149,9 @@ type groupCore struct {
 	// While smAt <= lastSnap.index the state is the one lastSnap holds,
 	// so a snapshot owed at a later index (after a configuration change,
 	// which the state machine never sees) is those same bytes: they are
-	// reused instead of written again by every member at once.
+	// reused instead of written again by every member at once. Both log
+	// stores keep the last snapshot's data in memory anyway, so holding it
+	// here costs nothing more.
 	lastSnap *storedSnap
 	smAt     uint64
 	// raftGen counts the RawNodes this core started (resetRaftOn): a
