@@ -22,7 +22,7 @@ func newTestMap() *testMap {
 // entries returns the content in iteration order.
 func entries(m *testMap) []mapItem[string, int] {
 	var out []mapItem[string, int]
-	m.load().state.Ascend(func(it mapItem[string, int]) bool {
+	m.load().state.Scan(func(it mapItem[string, int]) bool {
 		out = append(out, it)
 		return true
 	})

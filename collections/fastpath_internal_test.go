@@ -75,7 +75,7 @@ func TestMapEncodeRaw_MatchesEncode(t *testing.T) {
 		if !ok {
 			t.Fatal("item does not decode")
 		}
-		s.ReplaceOrInsert(it)
+		s.Set(it)
 	}
 	var want, got bytes.Buffer
 	if err := k.encode(s, detcbor.NewEncoder(&want)); err != nil {

@@ -9,7 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/fxamacker/cbor/v2"
-	"github.com/google/btree"
+	tbtree "github.com/tidwall/btree"
 
 	"github.com/mosaik-go/mosaik/internal/detcbor"
 )
@@ -34,7 +34,15 @@ type mapItem[K, V any] struct {
 
 func mapLess[K, V any](a, b mapItem[K, V]) bool { return a.kenc < b.kenc }
 
-type mapState[K, V any] = *btree.BTreeG[mapItem[K, V]]
+// mapState is a tidwall/btree rather than the google/btree of the other
+// kinds: its Load appends sorted input to the rightmost leaf without a
+// search, so a late reader's restore of a snapshot (sorted by key) builds
+// the tree in one pass. Copy is O(1) copy-on-write like google/btree's
+// Clone, and the tree has no locks: a published state is never written,
+// and only the group goroutine copies and writes the next one. (Copy
+// marks the source's nodes shared by giving it a new isoid, a field no
+// read path looks at.)
+type mapState[K, V any] = *tbtree.BTreeG[mapItem[K, V]]
 
 // mapKind is Map's pure core.
 type mapKind[K, V any] struct{}
@@ -42,10 +50,10 @@ type mapKind[K, V any] struct{}
 const btreeDegree = 32
 
 func (mapKind[K, V]) empty() mapState[K, V] {
-	return btree.NewG(btreeDegree, mapLess[K, V])
+	return tbtree.NewBTreeGOptions(mapLess[K, V], tbtree.Options{Degree: btreeDegree, NoLocks: true})
 }
 
-func (mapKind[K, V]) clone(s mapState[K, V]) mapState[K, V] { return s.Clone() }
+func (mapKind[K, V]) clone(s mapState[K, V]) mapState[K, V] { return s.Copy() }
 func (mapKind[K, V]) size(s mapState[K, V]) int             { return s.Len() }
 func (mapKind[K, V]) reports(op uint8) bool                 { return op == mapCAS }
 
@@ -56,14 +64,14 @@ func (k mapKind[K, V]) apply(s mapState[K, V], c *command) (mapState[K, V], outc
 		if !ok {
 			return s, invalid
 		}
-		s.ReplaceOrInsert(it)
+		s.Set(it)
 	case mapRemove:
 		if _, ok := decode[K](c.A); !ok {
 			return s, invalid
 		}
 		s.Delete(mapItem[K, V]{kenc: string(c.A)})
 	case mapClear:
-		s.Clear(false)
+		s.Clear()
 	case mapCAS:
 		// Every argument is checked before the comparison, so that
 		// whether a command is invalid does not depend on the state.
@@ -97,7 +105,7 @@ func (k mapKind[K, V]) apply(s mapState[K, V], c *command) (mapState[K, V], outc
 			s.Delete(cur)
 			return s, applied
 		}
-		s.ReplaceOrInsert(it)
+		s.Set(it)
 	case mapExtend:
 		if len(c.Many)%2 != 0 {
 			return s, invalid
@@ -111,7 +119,7 @@ func (k mapKind[K, V]) apply(s mapState[K, V], c *command) (mapState[K, V], outc
 			items = append(items, it)
 		}
 		for _, it := range items {
-			s.ReplaceOrInsert(it)
+			s.Set(it)
 		}
 	case mapRemoveMany:
 		for _, raw := range c.Many {
@@ -144,7 +152,7 @@ func (mapKind[K, V]) item(kraw, vraw cbor.RawMessage) (mapItem[K, V], bool) {
 // canonical CBOR.
 func (mapKind[K, V]) encode(s mapState[K, V], enc *cbor.Encoder) error {
 	var err error
-	s.Ascend(func(it mapItem[K, V]) bool {
+	s.Scan(func(it mapItem[K, V]) bool {
 		err = enc.Encode([2]cbor.RawMessage{cbor.RawMessage(it.kenc), cbor.RawMessage(it.venc)})
 		return err == nil
 	})
@@ -158,7 +166,7 @@ func (mapKind[K, V]) encodeRaw(s mapState[K, V], w io.Writer) error {
 	const flush = 32 << 10
 	buf := make([]byte, 0, flush+1024)
 	var err error
-	s.Ascend(func(it mapItem[K, V]) bool {
+	s.Scan(func(it mapItem[K, V]) bool {
 		buf = append(buf, 0x82)
 		buf = append(buf, it.kenc...)
 		buf = append(buf, it.venc...)
@@ -193,7 +201,7 @@ func (k mapKind[K, V]) decode(dec *cbor.Decoder) (mapState[K, V], error) {
 			return nil, fmt.Errorf("entry %d is out of order", n)
 		}
 		last = it.kenc
-		s.ReplaceOrInsert(it)
+		s.Load(it) // in order, checked above: an append
 	}
 }
 
@@ -228,7 +236,7 @@ func (k mapKind[K, V]) decodeRaw(b []byte) (mapState[K, V], error) {
 			return nil, fmt.Errorf("entry %d is out of order", n)
 		}
 		last = it.kenc
-		s.ReplaceOrInsert(it)
+		s.Load(it) // in order, checked above: an append
 	}
 	return s, nil
 }
@@ -342,7 +350,7 @@ func (m *MapReader[K, V]) IsEmpty() bool { return m.Len() == 0 }
 func (m *MapReader[K, V]) All() iter.Seq2[K, V] {
 	s := m.tree()
 	return func(yield func(K, V) bool) {
-		s.Ascend(func(it mapItem[K, V]) bool { return yield(it.k, it.v) })
+		s.Scan(func(it mapItem[K, V]) bool { return yield(it.k, it.v) })
 	}
 }
 
@@ -350,7 +358,7 @@ func (m *MapReader[K, V]) All() iter.Seq2[K, V] {
 func (m *MapReader[K, V]) Keys() iter.Seq[K] {
 	s := m.tree()
 	return func(yield func(K) bool) {
-		s.Ascend(func(it mapItem[K, V]) bool { return yield(it.k) })
+		s.Scan(func(it mapItem[K, V]) bool { return yield(it.k) })
 	}
 }
 
@@ -358,7 +366,7 @@ func (m *MapReader[K, V]) Keys() iter.Seq[K] {
 func (m *MapReader[K, V]) Values() iter.Seq[V] {
 	s := m.tree()
 	return func(yield func(V) bool) {
-		s.Ascend(func(it mapItem[K, V]) bool { return yield(it.v) })
+		s.Scan(func(it mapItem[K, V]) bool { return yield(it.v) })
 	}
 }
 

@@ -144,6 +144,16 @@ type groupCore struct {
 	// stored, raft is told no snapshot is available (gatedStorage): the
 	// stored one lacks the new member, which would refuse it.
 	confSnapAt uint64
+	// lastSnap is the last snapshot this core stored, and smAt the index
+	// of the last entry that changed the state machine (a command run).
+	// While smAt <= lastSnap.index the state is the one lastSnap holds,
+	// so a snapshot owed at a later index (after a configuration change,
+	// which the state machine never sees) is those same bytes: they are
+	// reused instead of written again by every member at once. Both log
+	// stores keep the last snapshot's data in memory anyway, so holding it
+	// here costs nothing more.
+	lastSnap *storedSnap
+	smAt     uint64
 	// raftGen counts the RawNodes this core started (resetRaftOn): a
 	// snapshot captured under one is not stored under the next.
 	raftGen       uint64
@@ -287,6 +297,7 @@ func (c *groupCore) resetRaftOn(applied uint64) error {
 	c.lead, c.state = 0, raft.StateFollower
 	c.raftGen++
 	c.confSnapAt = 0
+	c.lastSnap = nil // the state machine is replaced or restored
 	et := c.p.ticks(c.p.ElectionTimeout)
 	if c.cfg.reluctant {
 		et *= c.p.ReluctantFactor

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -171,5 +173,79 @@ func TestCore_HeartbeatPastWipedLogIsClamped(t *testing.T) {
 	}
 	if got := c.rn.BasicStatus().HardState.GetCommit(); got != 0 {
 		t.Fatalf("commit %d on an empty log", got)
+	}
+}
+
+// A snapshot owed after a configuration change, with no command applied
+// since the last snapshot, is that snapshot's bytes again (the state is
+// the same), not a new write of the state by every member at once; a
+// command in between makes it write the state anew.
+func TestCore_ConfSnapshotReusesUnchangedState(t *testing.T) {
+	c := leadingCore(t)
+	add := func() {
+		t.Helper()
+		c.execute([][]byte{{0x01}}, func(uint64) {}, func(err error) {
+			if err != nil {
+				t.Errorf("execute: %v", err)
+			}
+		})
+		c.step(t)
+	}
+	stored := func() *raftpb.Snapshot {
+		t.Helper()
+		s, err := c.store.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	add()
+	add()
+	c.snapNow = true
+	c.maybeSnapshot()
+	first := stored()
+	if first.GetMetadata().GetIndex() != c.applied || len(first.GetData()) == 0 {
+		t.Fatalf("snapshot at %d, applied %d", first.GetMetadata().GetIndex(), c.applied)
+	}
+
+	cc := &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeType_ConfChangeAddLearnerNode.Enum(), NodeId: new(uint64(99))}}}
+	if err := c.rn.ProposeConfChange(cc); err != nil {
+		t.Fatal(err)
+	}
+	before := c.applied
+	for range 5 {
+		c.step(t)
+	}
+	if c.applied <= before || !slices.Contains(c.conf.GetLearners(), 99) {
+		t.Fatalf("the learner was not added (applied %d, was %d; conf %v)", c.applied, before, c.conf)
+	}
+	c.snapNow = true
+	c.maybeSnapshot()
+	if c.snapBuilding != 0 {
+		t.Fatal("a new snapshot is being written for an unchanged state")
+	}
+	again := stored()
+	if again.GetMetadata().GetIndex() != c.applied || !slices.Contains(again.GetMetadata().GetConfState().GetLearners(), 99) {
+		t.Fatalf("owed snapshot at %d (applied %d), conf %v", again.GetMetadata().GetIndex(), c.applied, again.GetMetadata().GetConfState())
+	}
+	if unsafe.SliceData(again.GetData()) != unsafe.SliceData(first.GetData()) {
+		t.Fatal("the unchanged state was written again")
+	}
+
+	add()
+	c.snapNow = true
+	c.maybeSnapshot()
+	c.snapWG.Wait()
+	third := stored()
+	if third.GetMetadata().GetIndex() != c.applied || bytes.Equal(third.GetData(), first.GetData()) {
+		t.Fatalf("after a command: snapshot at %d (applied %d), same bytes: %v", third.GetMetadata().GetIndex(), c.applied, bytes.Equal(third.GetData(), first.GetData()))
+	}
+	cs, err := decodeSnapshotData(third.GetData())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got int64
+	if err := CBORDecoder(bytes.NewReader(cs.GetState())).Decode(&got); err != nil || got != 3 {
+		t.Fatalf("stored state %d (%v), want 3", got, err)
 	}
 }

@@ -232,6 +232,7 @@ func (c *groupCore) installSnapshot(s *raftpb.Snapshot) error {
 		}
 	}
 	c.applied, c.snapIndex = idx, idx
+	c.lastSnap, c.smAt = nil, idx
 	if c.snap.net != nil {
 		// This node now holds the snapshot and serves it to the next member
 		// that needs it.
@@ -293,6 +294,7 @@ func (c *groupCore) applyEntries(ents []*raftpb.Entry) error {
 			i++
 			continue
 		}
+		c.smAt = e.GetIndex() + uint64(len(cmds)) - 1
 		if err := c.applyRun(ApplyContext{Group: c.id, Term: e.GetTerm(), FirstIndex: e.GetIndex()}, cmds); err != nil {
 			return err
 		}
@@ -354,6 +356,12 @@ func (c *groupCore) maybeSnapshot() {
 		return // one at a time; the trigger still holds when it is stored
 	}
 	c.snapNow = false
+	if ls := c.lastSnap; ls != nil && ls.index >= c.smAt && ls.epoch == c.epoch {
+		// Nothing but configuration changes since the last snapshot: its
+		// bytes are the state at c.applied too.
+		c.storeSnapshot(c.applied, c.conf, ls.data, ls.hash, nil)
+		return
+	}
 	if write := c.sm.capture(snapshotHeadRoom); write != nil {
 		c.buildSnapshotAsync(write)
 		return
@@ -419,6 +427,7 @@ func (c *groupCore) storeSnapshot(idx uint64, conf *raftpb.ConfState, data []byt
 		}
 	}
 	c.snapIndex = idx
+	c.lastSnap = &storedSnap{index: idx, epoch: snapshotDataEpoch(data), data: data, hash: hash}
 	if idx > c.p.CompactionWindow {
 		to := idx - c.p.CompactionWindow
 		if first, _ := c.store.FirstIndex(); to > first {

@@ -347,3 +347,21 @@ func (c *groupCore) heldAnchors() []*pb.CoreAnchor {
 func cmpAnchor(x, y snapshotAnchor) int {
 	return cmp.Or(cmp.Compare(x.Index, y.Index), cmp.Compare(x.Term, y.Term))
 }
+
+// storedSnap is a snapshot this core stored (groupCore.lastSnap).
+type storedSnap struct {
+	index uint64
+	epoch uint64
+	data  []byte    // never modified: raft's storage and the cache share it
+	hash  *[32]byte // its blake3 hash, when known
+}
+
+// snapshotDataEpoch is the epoch framed in snapshot data, or ^0 (no
+// epoch) when it does not decode, so that it is never reused.
+func snapshotDataEpoch(data []byte) uint64 {
+	cs, err := decodeSnapshotData(data)
+	if err != nil {
+		return ^uint64(0)
+	}
+	return cs.GetEpoch()
+}
