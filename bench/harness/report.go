@@ -222,6 +222,7 @@ func (res *Results) targets() []Target {
 		t.Met = boolp(*r.Ratio <= 2)
 	}
 	ts = append(ts, t)
+	ts = append(ts, res.replayTargets()...)
 	ts = append(ts, res.groupsTargets()...)
 	return append(ts, res.collectionsTargets()...)
 }
