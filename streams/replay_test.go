@@ -329,3 +329,60 @@ func TestReplay_SlowReplayDoesNotStallLive(t *testing.T) {
 		t.Errorf("consumer stats %+v, want no gap", st)
 	}
 }
+
+// TestReplay_ProducerCloseDuringReplay: a producer closed while a consumer
+// is still catching up from the window delivers what it can within
+// Params.CloseTimeout and returns; the consumer gets a contiguous run of
+// the datums, in order, without a gap or a duplicate (and goleak, in
+// TestMain, checks that the replaying writer is gone).
+func TestReplay_ProducerCloseDuringReplay(t *testing.T) {
+	const (
+		size = 16 << 10
+		away = 1500
+	)
+	s := newRPSetup(t, "replay-close", nil, []streams.ProducerOption{streams.WithReplay(streams.Replay{Datums: 100_000})},
+		streams.WithBuffer(1))
+	go func() {
+		for i := range uint64(100) {
+			if err := s.prod.Send(s.ctx, rbPadded(i, size)); err != nil {
+				t.Errorf("Send(%d): %v", i, err)
+				return
+			}
+		}
+	}()
+	s.expect(0, 100, nil)
+	s.cut()
+	for i := uint64(100); i < 100+away; i++ {
+		if err := s.prod.Send(s.ctx, rbPadded(i, size)); err != nil {
+			t.Fatalf("Send(%d): %v", i, err)
+		}
+	}
+	s.resubscribed()
+	testutil.Eventually(t, 10*time.Second, func() bool { return s.replayStats().Replayed > 0 }, "replay did not start")
+	closed := make(chan time.Duration, 1)
+	go func() {
+		start := time.Now()
+		_ = s.prod.Close()
+		closed <- time.Since(start)
+	}()
+	want := uint64(100)
+	for want < 100+away {
+		rctx, cancel := context.WithTimeout(s.ctx, testutil.Scale(10*time.Second))
+		d, err := s.cons.RecvDatum(rctx)
+		cancel()
+		if err != nil {
+			break // the producer is gone: what arrived must be a contiguous run
+		}
+		v, _ := rbVal(d.Value)
+		if v != want || d.Gap != nil {
+			t.Fatalf("datum %d: counter %d, gap %v", want, v, d.Gap)
+		}
+		want++
+	}
+	select {
+	case took := <-closed:
+		t.Logf("Close took %v; the consumer got %d of the %d datums to resend", took, want-100, away)
+	case <-time.After(testutil.Scale(30 * time.Second)):
+		t.Fatal("Close did not return")
+	}
+}
