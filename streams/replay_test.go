@@ -386,3 +386,50 @@ func TestReplay_ProducerCloseDuringReplay(t *testing.T) {
 		t.Fatal("Close did not return")
 	}
 }
+
+// TestReplay_ResumeAfterTooSlow: a consumer cut with TooSlow (its
+// application stopped reading) resubscribes once it reads again and gets
+// every datum exactly once, in order, with no gap: what it missed comes
+// from the window.
+func TestReplay_ResumeAfterTooSlow(t *testing.T) {
+	const (
+		size = 16 << 10
+		away = 3000 // 48 MiB: more than the transport holds, so the queue fills
+	)
+	s := newRPSetup(t, "replay-tooslow", nil, []streams.ProducerOption{streams.WithReplay(streams.Replay{Datums: 100_000}),
+		streams.WithQueueSize(16), streams.WithLagGrace(testutil.Scale(200 * time.Millisecond))},
+		streams.WithBuffer(1))
+	go func() {
+		for i := range uint64(100) {
+			if err := s.prod.Send(s.ctx, rbPadded(i, size)); err != nil {
+				t.Errorf("Send(%d): %v", i, err)
+				return
+			}
+		}
+	}()
+	s.expect(0, 100, nil)
+	cut := func() uint64 {
+		for _, h := range s.pnode.Streams().Handles() {
+			if h.Role == streams.RoleProducer {
+				return h.Ends[streams.CodeTooSlow]
+			}
+		}
+		return 0
+	}
+	for i := uint64(100); i < 100+away; i++ {
+		if err := s.prod.Send(s.ctx, rbPadded(i, size)); err != nil {
+			t.Fatalf("Send(%d): %v", i, err)
+		}
+	}
+	if cut() == 0 {
+		t.Fatal("the consumer that stopped reading was not cut: the test proves nothing")
+	}
+	s.expect(100, 100+away, nil)
+	if st := s.cons.Stats(); st.Gaps != 0 {
+		t.Errorf("consumer stats %+v, want no gap", st)
+	}
+	if ci, ok := rbSubscription(s.cons.Producers(), s.pnode.ID()); !ok || ci.Stats.Reconnects == 0 {
+		t.Errorf("the observed consumer did not resubscribe (%+v): the cut was another's", ci)
+	}
+	t.Logf("TooSlow cuts: %d; replay %+v", cut(), s.replayStats())
+}
