@@ -222,9 +222,8 @@ func (res *Results) targets() []Target {
 		t.Met = boolp(*r.Ratio <= 2)
 	}
 	ts = append(ts, t)
-	ts = append(ts, res.replayTargets()...)
 	ts = append(ts, res.groupsTargets()...)
-	return append(ts, res.collectionsTargets()...)
+	return append(append(ts, res.collectionsTargets()...), res.replayTargets()...)
 }
 
 // groupsTargets judges the groups rows: mosaik (in-memory log, Execute on
