@@ -42,8 +42,8 @@ func benchSendProducer(b *testing.B, opts ...ProducerOption) (p *Producer[[]byte
 // one without a window and one with a full window of 100 000 datums and
 // an age bound (so every Send adds one entry, evicts one and reads the
 // clock), in alternating blocks of 1 000 datums (each first every other
-// time) so that both see the same machine. It reports ns per datum of each and the window's cost in
-// percent (target: at most 5).
+// time) so that both see the same machine. It reports ns per datum of
+// each and the window's cost in percent (target: at most 5).
 func BenchmarkSendWithReplay(b *testing.B) {
 	const block = 1000
 	off, soff, stopOff := benchSendProducer(b)
