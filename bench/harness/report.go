@@ -128,7 +128,7 @@ func (res *Results) finish() {
 			r.Ratio = &v
 		}
 	}
-	res.Targets = res.targets()
+	res.Targets = append(res.targets(), res.replayTargets()...)
 }
 
 func (res *Results) find(scenario, metric, system string) *Row {
@@ -223,7 +223,7 @@ func (res *Results) targets() []Target {
 	}
 	ts = append(ts, t)
 	ts = append(ts, res.groupsTargets()...)
-	return append(append(ts, res.collectionsTargets()...), res.replayTargets()...)
+	return append(ts, res.collectionsTargets()...)
 }
 
 // groupsTargets judges the groups rows: mosaik (in-memory log, Execute on
