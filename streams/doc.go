@@ -57,6 +57,24 @@
 //     their lagging policy decides. There is no unbounded queue anywhere;
 //   - across producers there is no ordering and no de-duplication.
 //
+// # Resuming without loss
+//
+// Losses are reported; a replay window avoids the common ones. A producer
+// created with WithReplay keeps its last datums (bounded by count, bytes
+// and age, one window shared by all its consumers). A consumer that
+// resubscribes after a link failure or a TooSlow cut asks to resume after
+// the last datum it holds from that producer's run, and receives what
+// followed from the window, exactly once and in order, then the live
+// datums; what had already left the window is reported as a gap of cause
+// GapExpired, counting exactly those datums. An application that saves
+// Consumer.Positions resumes after its own restart with
+// WithResumeFrom(saved...). A new run of the producer (a restart, a new
+// epoch) starts with an empty window: its losses are reported as before
+// (GapRestart). A resuming consumer is served by its own writer outside the
+// live fan-out until it has caught up, so a slow one holds back no one
+// else. Producers without a window, and consumers that do not ask,
+// interoperate with those that have them (PROTOCOL.md 16.6).
+//
 // # Receiving fast
 //
 // For []byte streams read by one goroutine, WithCodec(BorrowedBytes{})

@@ -98,3 +98,31 @@ func ExampleCondition_Wait() {
 		}
 	}()
 }
+
+// A producer keeps its last datums so that consumers resume without loss
+// after a short outage; a consumer that saved its positions resumes from
+// them after its own restart.
+func ExampleWithReplay() {
+	n, err := node.New("example-net", node.WithListenAddrs("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		panic(err)
+	}
+	defer n.Close()
+	// At most 100 000 datums and 64 MiB, each kept for a minute.
+	prod, err := streams.NewProducer[string](n.Streams(), "orders",
+		streams.WithReplay(streams.Replay{Datums: 100_000, Bytes: 64 << 20, Age: time.Minute}))
+	if err != nil {
+		panic(err)
+	}
+	defer prod.Close()
+
+	var saved []streams.Position // e.g. read back from a file at start-up
+	cons, err := streams.NewConsumer[string](n.Streams(), "orders", streams.WithResumeFrom(saved...))
+	if err != nil {
+		panic(err)
+	}
+	defer cons.Close()
+	// ... after processing datums, save where the application stands:
+	saved = cons.Positions()
+	_ = saved
+}

@@ -377,9 +377,12 @@ func WithLagGrace(d time.Duration) ProducerOption {
 // that resubscribes within the same run of the producer (same epoch) gets
 // the datums it missed resent from the window, in order and exactly once,
 // then the live ones; the part that already left the window is reported
-// as a gap of cause GapExpired. A new run starts with an empty window. The
-// window holds the encoded datums the queues share, so a datum sent with
-// the Bytes codec must not be modified afterwards. Off by default.
+// as a gap of cause GapExpired. Every datum Send or TrySend numbers enters
+// the window, also one that no queue could take (ErrFull), so a consumer
+// cut meanwhile gets it on its return. A new run starts with an empty
+// window. The window holds the encoded datums the queues share, so a
+// datum sent with the Bytes codec must not be modified afterwards. Off by
+// default.
 func WithReplay(r Replay) ProducerOption {
 	return producerOption(func(c *producerConfig) error {
 		if err := r.validate(); err != nil {

@@ -81,15 +81,13 @@ func NewProducer[T any](svc *Service, name string, opts ...ProducerOption) (*Pro
 	id := catalog.IDFromString(name)
 	p := &Producer[T]{svc: svc, id: id, name: name, codec: codec, cfg: cfg, set: newSubscriptionSet(svc.protect),
 		log: svc.log.With("stream", id.Short(), "role", "producer"), epoch: newEpoch(), undelivered: undelivered}
-	if cfg.replay != nil {
-		p.window = newWindow(*cfg.replay, func() int64 { return time.Now().UnixNano() })
-	}
 	online := p.Subscribed()
 	if cfg.onlineCondition != nil {
 		online = cfg.onlineCondition(online)
 	}
 	p.set.update(func() { p.set.online = online })
 	p.ctx, p.cancel = context.WithCancel(svc.ctx)
+	p.startWindow()
 	p.wg.Add(1)
 	go p.watchCatalog()
 	fail := func(err error) (*Producer[T], error) {

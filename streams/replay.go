@@ -1,9 +1,11 @@
 package streams
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -79,7 +81,7 @@ type winEntry struct {
 // concurrent use.
 type window struct {
 	lim Replay
-	now func() int64 // unix nanoseconds; only called with an age bound
+	now func() int64 // unix nanoseconds; only called with an age bound (see coarseClock)
 
 	mu    sync.Mutex
 	buf   []winEntry // ring; len(buf) is its capacity
@@ -102,7 +104,7 @@ func (w *window) add(seq uint64, payload []byte) {
 	if w.n == len(w.buf) {
 		w.grow()
 	}
-	w.buf[(w.head+w.n)%len(w.buf)] = winEntry{payload: payload, seq: seq, at: at}
+	w.buf[w.slot(w.n)] = winEntry{payload: payload, seq: seq, at: at}
 	w.n++
 	w.bytes += int64(len(payload)) + winEntryOverhead
 	for w.n > 0 && ((w.lim.Datums > 0 && w.n > w.lim.Datums) || (w.lim.Bytes > 0 && w.bytes > w.lim.Bytes)) {
@@ -114,6 +116,14 @@ func (w *window) add(seq uint64, payload []byte) {
 	w.mu.Unlock()
 }
 
+// slot returns the ring index of the i-th entry from the oldest (i <= n).
+func (w *window) slot(i int) int {
+	if j := w.head + i; j < len(w.buf) {
+		return j
+	}
+	return w.head + i - len(w.buf)
+}
+
 // grow doubles the ring, up to the count bound.
 func (w *window) grow() {
 	size := max(2*len(w.buf), 64)
@@ -122,7 +132,7 @@ func (w *window) grow() {
 	}
 	buf := make([]winEntry, size)
 	for i := range w.n {
-		buf[i] = w.buf[(w.head+i)%len(w.buf)]
+		buf[i] = w.buf[w.slot(i)]
 	}
 	w.buf, w.head = buf, 0
 }
@@ -131,7 +141,9 @@ func (w *window) dropOldest() {
 	e := &w.buf[w.head]
 	w.bytes -= int64(len(e.payload)) + winEntryOverhead
 	*e = winEntry{} // release the payload
-	w.head = (w.head + 1) % len(w.buf)
+	if w.head++; w.head == len(w.buf) {
+		w.head = 0
+	}
 	w.n--
 }
 
@@ -168,7 +180,7 @@ func (w *window) read(from uint64, dst []winEntry, maxBytes int) (out []winEntry
 	}
 	k, b := 0, 0
 	for ; i < w.n && k < len(dst); i++ {
-		e := w.buf[(w.head+i)%len(w.buf)]
+		e := w.buf[w.slot(i)]
 		if k > 0 && b+len(e.payload) > maxBytes {
 			break
 		}
@@ -185,3 +197,30 @@ func (w *window) stats() (int, int64) {
 	defer w.mu.Unlock()
 	return w.n, w.bytes
 }
+
+// coarseClock is a clock read once per datum by a window with an age
+// bound: a goroutine stores the time every coarseTick, since reading the
+// system clock costs up to a few hundred nanoseconds on some virtual
+// machines, more than the rest of Send's bookkeeping. Datums are timed to
+// within coarseTick.
+type coarseClock struct {
+	ns atomic.Int64
+}
+
+const coarseTick = 10 * time.Millisecond
+
+// run keeps the clock until ctx ends.
+func (c *coarseClock) run(ctx context.Context) {
+	t := time.NewTicker(coarseTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			c.ns.Store(now.UnixNano())
+		}
+	}
+}
+
+func (c *coarseClock) now() int64 { return c.ns.Load() }

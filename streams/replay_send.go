@@ -2,7 +2,28 @@ package streams
 
 import (
 	"bufio"
+	"time"
 )
+
+// startWindow creates the replay window (WithReplay), with the coarse
+// clock of an age bound running until the producer's context ends.
+func (p *Producer[T]) startWindow() {
+	if p.cfg.replay == nil {
+		return
+	}
+	var now func() int64
+	if p.cfg.replay.Age > 0 {
+		clk := &coarseClock{}
+		clk.ns.Store(time.Now().UnixNano())
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			clk.run(p.ctx)
+		}()
+		now = clk.now
+	}
+	p.window = newWindow(*p.cfg.replay, now)
+}
 
 // replayBatch bounds the datums one read of the window takes: the writer
 // holds the window's lock for that long, and Send waits for it.

@@ -2,6 +2,7 @@ package streams_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -328,4 +329,112 @@ func TestReplay_SlowReplayDoesNotStallLive(t *testing.T) {
 	if st := s.cons.Stats(); st.Gaps != 0 {
 		t.Errorf("consumer stats %+v, want no gap", st)
 	}
+}
+
+// TestReplay_ProducerCloseDuringReplay: a producer closed while a consumer
+// is still catching up from the window delivers what it can within
+// Params.CloseTimeout and returns; the consumer gets a contiguous run of
+// the datums, in order, without a gap or a duplicate (and goleak, in
+// TestMain, checks that the replaying writer is gone).
+func TestReplay_ProducerCloseDuringReplay(t *testing.T) {
+	const (
+		size = 16 << 10
+		away = 1500
+	)
+	s := newRPSetup(t, "replay-close", nil, []streams.ProducerOption{streams.WithReplay(streams.Replay{Datums: 100_000})},
+		streams.WithBuffer(1))
+	go func() {
+		for i := range uint64(100) {
+			if err := s.prod.Send(s.ctx, rbPadded(i, size)); err != nil && !errors.Is(err, streams.ErrFull) {
+				t.Errorf("Send(%d): %v", i, err)
+				return
+			}
+		}
+	}()
+	s.expect(0, 100, nil)
+	s.cut()
+	for i := uint64(100); i < 100+away; i++ {
+		// ErrFull: the keeper lagged too (a loaded machine); the datum is
+		// numbered and in the window all the same.
+		if err := s.prod.Send(s.ctx, rbPadded(i, size)); err != nil && !errors.Is(err, streams.ErrFull) {
+			t.Fatalf("Send(%d): %v", i, err)
+		}
+	}
+	s.resubscribed()
+	testutil.Eventually(t, 10*time.Second, func() bool { return s.replayStats().Replayed > 0 }, "replay did not start")
+	closed := make(chan time.Duration, 1)
+	go func() {
+		start := time.Now()
+		_ = s.prod.Close()
+		closed <- time.Since(start)
+	}()
+	want := uint64(100)
+	for want < 100+away {
+		rctx, cancel := context.WithTimeout(s.ctx, testutil.Scale(10*time.Second))
+		d, err := s.cons.RecvDatum(rctx)
+		cancel()
+		if err != nil {
+			break // the producer is gone: what arrived must be a contiguous run
+		}
+		v, _ := rbVal(d.Value)
+		if v != want || d.Gap != nil {
+			t.Fatalf("datum %d: counter %d, gap %v", want, v, d.Gap)
+		}
+		want++
+	}
+	select {
+	case took := <-closed:
+		t.Logf("Close took %v; the consumer got %d of the %d datums to resend", took, want-100, away)
+	case <-time.After(testutil.Scale(30 * time.Second)):
+		t.Fatal("Close did not return")
+	}
+}
+
+// TestReplay_ResumeAfterTooSlow: a consumer cut with TooSlow (its
+// application stopped reading) resubscribes once it reads again and gets
+// every datum exactly once, in order, with no gap: what it missed comes
+// from the window.
+func TestReplay_ResumeAfterTooSlow(t *testing.T) {
+	const (
+		size = 16 << 10
+		away = 3000 // 48 MiB: more than the transport holds, so the queue fills
+	)
+	s := newRPSetup(t, "replay-tooslow", nil, []streams.ProducerOption{streams.WithReplay(streams.Replay{Datums: 100_000}),
+		streams.WithQueueSize(16), streams.WithLagGrace(testutil.Scale(200 * time.Millisecond))},
+		streams.WithBuffer(1))
+	go func() {
+		for i := range uint64(100) {
+			if err := s.prod.Send(s.ctx, rbPadded(i, size)); err != nil && !errors.Is(err, streams.ErrFull) {
+				t.Errorf("Send(%d): %v", i, err)
+				return
+			}
+		}
+	}()
+	s.expect(0, 100, nil)
+	cut := func() uint64 {
+		for _, h := range s.pnode.Streams().Handles() {
+			if h.Role == streams.RoleProducer {
+				return h.Ends[streams.CodeTooSlow]
+			}
+		}
+		return 0
+	}
+	for i := uint64(100); i < 100+away; i++ {
+		// ErrFull: the keeper lagged too (a loaded machine); the datum is
+		// numbered and in the window all the same.
+		if err := s.prod.Send(s.ctx, rbPadded(i, size)); err != nil && !errors.Is(err, streams.ErrFull) {
+			t.Fatalf("Send(%d): %v", i, err)
+		}
+	}
+	if cut() == 0 {
+		t.Fatal("the consumer that stopped reading was not cut: the test proves nothing")
+	}
+	s.expect(100, 100+away, nil)
+	if st := s.cons.Stats(); st.Gaps != 0 {
+		t.Errorf("consumer stats %+v, want no gap", st)
+	}
+	if ci, ok := rbSubscription(s.cons.Producers(), s.pnode.ID()); !ok || ci.Stats.Reconnects == 0 {
+		t.Errorf("the observed consumer did not resubscribe (%+v): the cut was another's", ci)
+	}
+	t.Logf("TooSlow cuts: %d; replay %+v", cut(), s.replayStats())
 }

@@ -29,8 +29,10 @@ func rbFuzzSeedFrames() [][]byte {
 	}
 	sub, _ := appendControl(nil, frameSubscribe, &pb.Subscribe{Network: nw[:], Stream: id[:], Criteria: []byte("c")})
 	acc, _ := appendControl(nil, frameAccept, &pb.Accept{Network: nw[:], Stream: id[:]})
+	resume, _ := appendControl(nil, frameSubscribe, &pb.Subscribe{Network: nw[:], Stream: id[:], Features: featureCloseFrames | featureReplay,
+		Resume: true, ResumeEpoch: ^uint64(0), ResumeAfter: 1 << 40})
 	data := append(dataHeader(nil, 7, 5), "hello"...)
-	return [][]byte{sub, acc, rejectFrame(CodeUnknownPeer, "who are you"), closeFrame(CodeGracefulShutdown, "bye"), data}
+	return [][]byte{sub, resume, acc, rejectFrame(CodeUnknownPeer, "who are you"), closeFrame(CodeGracefulShutdown, "bye"), data}
 }
 
 // FuzzFrameReader feeds arbitrary bytes to the frame reader: it must never

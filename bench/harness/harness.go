@@ -250,6 +250,7 @@ func (r *runner) scenarios() []scenario {
 		id := fmt.Sprintf("discovery/N=%d", n)
 		out = append(out, scenario{id, p.reps * len(pick(r.cfg.Systems, discoverers())), func(ctx context.Context) error { return r.discoveryScenario(ctx, id, n) }})
 	}
+	out = append(out, r.replayScenarios(p)...)
 	out = append(out, r.replicatedScenarios(p)...)
 	out = append(out, r.sybilScenarios()...)
 	return append(out, r.collectionsScenarios(p)...)

@@ -103,6 +103,9 @@ func (mosaikSystem) open(ctx context.Context, o openOpts) (_ session, err error)
 	if o.variant == "drop" {
 		popts = append(popts, streams.WithDropLagging())
 	}
+	if o.variant == "replay" {
+		popts = append(popts, streams.WithReplay(benchReplay))
+	}
 	// The producer exists before the consumer nodes join, so that their
 	// first catalog sync already holds it.
 	if s.prod, err = streams.NewProducer[[]byte](n0.Streams(), "bench", popts...); err != nil {

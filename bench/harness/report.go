@@ -128,7 +128,7 @@ func (res *Results) finish() {
 			r.Ratio = &v
 		}
 	}
-	res.Targets = res.targets()
+	res.Targets = append(res.targets(), res.replayTargets()...)
 }
 
 func (res *Results) find(scenario, metric, system string) *Row {

@@ -119,6 +119,9 @@ func (r *runner) flowScenario(ctx context.Context, c flowCase) error {
 	if strings.HasPrefix(c.id, "throughput/") {
 		systems = throughputSystems()
 	}
+	if strings.HasPrefix(c.id, "replay/") {
+		systems = replaySystems()
+	}
 	os, err := openAll(ctx, pick(r.cfg.Systems, systems), openOpts{subs: c.subs, mode: modeFlow})
 	if err != nil {
 		return err
