@@ -193,8 +193,14 @@ func syncFlood(t *testing.T, tc floodCase) {
 	before := v.svc.Stats()
 
 	// The flood.
-	floodCtx, stopFlood := context.WithTimeout(ctx, floodFor)
+	// The flood lasts floodFor, and longer if the honest peer has not made
+	// minHonest attempts by then (a loaded machine slows each sync down):
+	// what is checked is that honest syncs succeed during a flood, not how
+	// many fit in a fixed time.
+	const minHonest = 3
+	floodCtx, stopFlood := context.WithCancel(ctx)
 	defer stopFlood()
+	floodStart := time.Now()
 	out := &floodOutcomes{}
 	var fwg sync.WaitGroup
 	for fi, x := range hosts {
@@ -221,7 +227,10 @@ func syncFlood(t *testing.T, tc floodCase) {
 	)
 	tick := time.NewTicker(2 * p.SyncMinInterval)
 	defer tick.Stop()
-	for floodCtx.Err() == nil {
+	for attempts < minHonest || time.Since(floodStart) < floodFor {
+		if time.Since(floodStart) > testutil.Scale(30*time.Second) {
+			break
+		}
 		attempts++
 		tag := catalog.IDFromString(fmt.Sprintf("round-%d", attempts))
 		if _, err := honest.svc.UpdateLocal(func(e *catalog.Entry) { e.Tags = []catalog.Tag{tag} }); err != nil {
@@ -239,16 +248,17 @@ func syncFlood(t *testing.T, tc floodCase) {
 			honestErrs = append(honestErrs, err)
 		}
 		gPeak = max(gPeak, runtime.NumGoroutine())
-		select {
-		case <-tick.C:
-		case <-floodCtx.Done():
+		if attempts < minHonest || time.Since(floodStart) < floodFor {
+			<-tick.C
 		}
 	}
 	heapPeak := liveHeap()
+	stopFlood()
+	flooded := time.Since(floodStart)
 	fwg.Wait()
 	after := v.svc.Stats()
 
-	t.Logf("flood of %d peers × %d streams for %v: %s", flooders, workers, floodFor, out)
+	t.Logf("flood of %d peers × %d streams for %v: %s", flooders, workers, flooded.Round(time.Millisecond), out)
 	t.Logf("victim: %d syncs served, %d refused, %d malformed",
 		after.SyncsServed-before.SyncsServed, after.SyncsRefused-before.SyncsRefused,
 		after.RejectedBy["rejected/malformed"]-before.RejectedBy["rejected/malformed"])
@@ -270,7 +280,7 @@ func syncFlood(t *testing.T, tc floodCase) {
 	// Per peer, at most SyncBurst plus one per SyncMinInterval get past the
 	// rate limit (the existing per-peer test checks the exact bound).
 	passed := out.served.Load() + out.busy.Load() + out.violation.Load()
-	if limit := int64(flooders * (p.SyncBurst + int(floodFor/p.SyncMinInterval) + 2)); passed > limit {
+	if limit := int64(flooders * (p.SyncBurst + int(flooded/p.SyncMinInterval) + 2)); passed > limit {
 		t.Errorf("%d flooder streams got past the rate limit, at most %d may", passed, limit)
 	}
 	// Each flooder holds at most SyncBurst slots (stalled requests hold
@@ -296,8 +306,8 @@ func syncFlood(t *testing.T, tc floodCase) {
 	}
 
 	// The honest peer is not starved.
-	if attempts < 3 {
-		t.Fatalf("only %d honest attempts in %v", attempts, floodFor)
+	if attempts < minHonest {
+		t.Fatalf("only %d honest attempts in %v", attempts, flooded)
 	}
 	if ok != attempts {
 		t.Errorf("%d of %d honest syncs failed during the flood", attempts-ok, attempts)
