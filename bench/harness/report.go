@@ -223,6 +223,7 @@ func (res *Results) targets() []Target {
 	}
 	ts = append(ts, t)
 	ts = append(ts, res.groupsTargets()...)
+	ts = append(ts, res.catalogTargets()...)
 	return append(ts, res.collectionsTargets()...)
 }
 
