@@ -67,6 +67,9 @@ type plan struct {
 	replSeq   int           // sequential puts per latency repetition
 	replDur   time.Duration // length of a throughput repetition
 	colSizes  []int         // entries of the collections sync rows; the last also sizes the local row
+	catConvNs []int         // N of the catalog/convergence rows (none in smoke mode)
+	catLimit  time.Duration // their limit
+	catScale  scaleCase     // the catalog/scale row (entries 0: none)
 }
 
 type flowCase struct {
@@ -105,6 +108,8 @@ func newPlan(m Mode, reps int) plan {
 		p.firstOps, p.discNs, p.discLimit = 4*reps, []int{10, 25}, 800*time.Millisecond
 		p.repl, p.replSeq, p.replDur = replCases(), 1000, 700*time.Millisecond
 		p.colSizes = []int{100_000}
+		p.catConvNs, p.catLimit = []int{50, 100}, 10*time.Second
+		p.catScale = scaleCase{entries: 10_000, small: 1_000, window: 10 * time.Second}
 	default:
 		p.capDur = 2 * time.Second
 		p.tput = []flowCase{{"throughput/64B", 1, 64, 2_000_000}, {"throughput/1KiB", 1, 1 << 10, 500_000}, {"throughput/64KiB", 1, 64 << 10, 15_000}}
@@ -114,6 +119,8 @@ func newPlan(m Mode, reps int) plan {
 		p.firstOps, p.discNs, p.discLimit = 4*reps, []int{10, 25, 50}, 10*time.Second
 		p.repl, p.replSeq, p.replDur = replCases(), 5000, 2*time.Second
 		p.colSizes = []int{100_000, 1_000_000}
+		p.catConvNs, p.catLimit = []int{50, 100}, 10*time.Second
+		p.catScale = scaleCase{entries: 10_000, small: 1_000, window: 30 * time.Second}
 	}
 	return p
 }
@@ -248,8 +255,9 @@ func (r *runner) scenarios() []scenario {
 	out = append(out, scenario{"first-datum", len(pick(r.cfg.Systems, flowSystems())), r.firstScenario})
 	for _, n := range p.discNs {
 		id := fmt.Sprintf("discovery/N=%d", n)
-		out = append(out, scenario{id, p.reps * len(pick(r.cfg.Systems, discoverers())), func(ctx context.Context) error { return r.discoveryScenario(ctx, id, n) }})
+		out = append(out, scenario{id, p.reps * len(pick(r.cfg.Systems, discoverers())), func(ctx context.Context) error { return r.discoveryScenario(ctx, id, n, p.discLimit) }})
 	}
+	out = append(out, r.catalogScenarios(p)...)
 	out = append(out, r.replayScenarios(p)...)
 	out = append(out, r.replicatedScenarios(p)...)
 	out = append(out, r.sybilScenarios()...)

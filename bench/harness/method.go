@@ -3,7 +3,18 @@ package harness
 import (
 	"fmt"
 	"strings"
+	"time"
+
+	"github.com/mosaik-go/mosaik/catalog/discovery"
 )
+
+func joinInts(ns []int) string {
+	var s []string
+	for _, n := range ns {
+		s = append(s, fmt.Sprint(n))
+	}
+	return strings.Join(s, " and ")
+}
 
 // method describes, in the report, what this run did.
 func (r *runner) method() []string {
@@ -51,9 +62,16 @@ func (r *runner) method() []string {
 			fmt.Sprintf("Collections sync rows (%s entries): 3 writer replicas filled with Map.Extend in batches of %d entries (12-character keys, 64 B values), snapshots every quarter of the fill's commands and a compaction window of 1, so a late reader is sent a snapshot (per-node fields, not in the group id). Per repetition a fresh node (own host, bootstrapped from the first writer) waits until its catalog holds the writers, then the time runs from NewMapReader until the reader has applied the last version (and holds every entry); 'first bond → synced' starts at the reader's first bond in the map's group; bytes are its host's libp2p bandwidth counter (every protocol). raw: the state's bytes (the entries' canonical CBOR as in the snapshot) written in 32 KiB chunks on a new libp2p stream between two connected hosts and read until EOF. 'state throughput' is the state's bytes ÷ time for both.", strings.Join(sizes, ", "), colBatch),
 			"Collections local rows: a single writer replica (a group of one) filled as above, with one snapshot at the end of the fill; heap per entry = live heap after the fill − live heap with the empty map open (runtime.GC twice, HeapAlloc), ÷ entries, one sample; it includes the snapshot bytes and the log tail. Get: testing.Benchmark (≈ 1 s per repetition) of Get on random present keys, ns/op, allocs/op and B/op.")
 	}
+	if len(p.catConvNs) > 0 {
+		m = append(m, fmt.Sprintf("Catalog convergence rows (catalog/convergence/N=…, issue 17): the discovery measurement above at N = %s with a %v limit, in quick mode too; the discovery/N=… rows keep their ids and limits.", joinInts(p.catConvNs), p.catLimit))
+	}
+	if c := p.catScale; c.entries > 0 {
+		m = append(m, fmt.Sprintf("Catalog scale rows (catalog/scale/…): one node (node.New on its own host, default discovery parameters with the catalog's MaxPeers raised to hold the generators' own entries, no DHT) fed over its real gossipsub topic and sync protocol by %d generator hosts in a child process (this binary re-executed, so that making keys, signing heartbeats and the generators' routers cost the child, not the node's process). Each generator runs a gossipsub router subscribed to the catalog topic and a discovery service without gossip whose store holds every simulated entry (it serves syncs like a node). Simulated peers have typical entries (4 loopback addresses on a port nothing listens on, 3 tags, 2 streams, one 300 B ticket); each re-signs its entry with a new version every heartbeat (default AnnounceInterval %v ± %.0f %% at %s peers; the %s-peer catalog beats %d× as often, so both see the same update rate and the cost per update compares like with like; the heartbeat interval is never scaled otherwise), published by one generator and merged into every generator's store. After set-up (a sync with one generator, connections to all, %v of warm-up), per repetition: a %v window of the node process's CPU (getrusage: the node alone, the generators are in the child) and the updates it applied (discovery Stats Added + Updated); its live heap (two GCs) minus the heap of the same node before its first sync, per entry, with and without the mean sealed entry size; at %s peers also a %v partition (a connection gater refuses the generators, their connections are closed; heartbeats go on) followed by reconnection and one explicit sync with a generator (bytes both ways from the node's sync counters), and a newcomer's full sync: a fresh node (syncs on connect off, so exactly one sync runs) calls SyncWith on the node under test; time and bytes.",
+			scaleGenHosts, discovery.DefaultParams().AnnounceInterval, 100*discovery.DefaultParams().AnnounceJitter, fmtNum(float64(c.entries)), fmtNum(float64(c.small)), c.entries/c.small, min(c.window, 5*time.Second), c.window, fmtNum(float64(c.entries)), scalePartition))
+	}
 	switch r.cfg.Mode {
 	case Quick:
-		m = append(m, fmt.Sprintf("Quick mode: smaller counts, a %v time cap, a %v overload, no mosaik-drop and gossipsub-default overload rows, discovery only for N ∈ {10, 25} (N = 50 needs the full run) with a %v limit. Use the full run for numbers to quote.", p.capDur, p.ovDur, p.discLimit))
+		m = append(m, fmt.Sprintf("Quick mode: smaller counts, a %v time cap, a %v overload, no mosaik-drop and gossipsub-default overload rows, discovery/N=… rows only for N ∈ {10, 25} with a %v limit (the catalog/convergence rows run N = 50 and 100 in quick mode too), and a 10 s CPU window in the catalog/scale rows (30 s in the full run) at the same, default, update rate. Use the full run for numbers to quote.", p.capDur, p.ovDur, p.discLimit))
 	case Smoke:
 		m = append(m, "Smoke mode: one tiny repetition of a few scenarios; the numbers mean nothing.")
 	}

@@ -224,6 +224,7 @@ func (res *Results) targets() []Target {
 	ts = append(ts, t)
 	ts = append(ts, res.costTargets()...)
 	ts = append(ts, res.groupsTargets()...)
+	ts = append(ts, res.catalogTargets()...)
 	ts = append(ts, res.sybilTargets()...)
 	return append(ts, res.collectionsTargets()...)
 }

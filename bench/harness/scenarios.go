@@ -388,13 +388,13 @@ func (r *runner) firstScenario(ctx context.Context) error {
 	return nil
 }
 
-func (r *runner) discoveryScenario(ctx context.Context, id string, n int) error {
+func (r *runner) discoveryScenario(ctx context.Context, id string, n int, limit time.Duration) error {
 	ds := pick(r.cfg.Systems, discoverers())
 	capped, capped99 := map[string]int{}, map[string]int{}
 	for rep := range r.plan.reps {
 		for k := range ds {
 			d := ds[(k+rep)%len(ds)]
-			c, err := d.converge(ctx, n, r.plan.discLimit)
+			c, err := d.converge(ctx, n, limit)
 			if err != nil {
 				return err
 			}
@@ -408,7 +408,7 @@ func (r *runner) discoveryScenario(ctx context.Context, id string, n int) error 
 				capped99[d.name()]++
 			}
 			note := func(k int) string {
-				return fmt.Sprintf("%d/%d reps stopped at the %v limit (counted as %v: the true time is longer)", k, rep+1, r.plan.discLimit, r.plan.discLimit)
+				return fmt.Sprintf("%d/%d reps stopped at the %v limit (counted as %v: the true time is longer)", k, rep+1, limit, limit)
 			}
 			if k := capped[d.name()]; k > 0 {
 				row.setNote(note(k))

@@ -136,7 +136,18 @@ func (s *Service) merged(e *catalog.SignedEntry, out catalog.Outcome, err error,
 	if src != fromGossip {
 		// Peers that learned of us only by sync or DHT have not seen this
 		// entry on gossip: relay it (pubsub deduplicates identical bytes).
-		if s.topic != nil {
+		// Not the entries of a joining node's first sync: they come from
+		// the catalog of a peer of the same network, which holds them
+		// because gossip brought them, so the network has them. Relaying
+		// them made every join publish the whole catalog (up to the relay
+		// queue, 256 entries) onto gossip: O(N) messages per join, O(N²)
+		// for N nodes starting together, which at N = 50 was most of the
+		// gossip traffic of the start (1 288 relays for 49 joins) and
+		// slowed convergence. The responder still relays the newcomer's
+		// own entry (merged from its hello, fromSync), and a node that
+		// rejoins with entries of its own after a partition still relays
+		// what it learns.
+		if s.topic != nil && src != fromJoinSync {
 			select {
 			case s.relayQ <- e:
 			default: // relays only speed convergence up; heartbeats heal a drop

@@ -90,7 +90,13 @@ func (s *Service) handleSyncV2(st network.Stream) {
 	s.stats.syncEntriesOut.Add(uint64(pw.entries))
 	span.SetAttributes(attribute.Int("entries", pw.entries), attribute.Int("want", len(pw.want)/8))
 	if err == nil && len(pw.want) > 0 {
-		err = s.readPush(r, len(pw.want)/8)
+		// What a joining node (it knew no peer but the initiator) is
+		// pushed is not relayed, as in the initiator's join sync.
+		src := fromSync
+		if n := snap.Len(); n == 0 || (n == 1 && snapHas(snap, p)) {
+			src = fromJoinSync
+		}
+		err = s.readPush(r, len(pw.want)/8, src)
 	}
 	var se *syncError
 	switch {
@@ -228,7 +234,7 @@ func (s *Service) member(p peer.ID) bool {
 
 // readPush reads the pages of entries the initiator sends for our want
 // (at most want entries) up to its end marker and merges each page.
-func (s *Service) readPush(r *bufio.Reader, want int) error {
+func (s *Service) readPush(r *bufio.Reader, want int, src source) error {
 	total := 0
 	for {
 		body, err := framer.ReadFrame(r, maxPageFrame)
@@ -249,7 +255,7 @@ func (s *Service) readPush(r *bufio.Reader, want int) error {
 			return syncErrorf("too_many_entries", "%d entries sent for a want of %d", total, want)
 		}
 		s.stats.syncEntriesIn.Add(uint64(len(pg.Entries)))
-		s.mergeAll(pg.Entries, fromSync)
+		s.mergeAll(pg.Entries, src)
 		if pg.Last {
 			return nil
 		}
@@ -268,4 +274,9 @@ func withLocal(snap *catalog.Snapshot) iter.Seq[*catalog.SignedEntry] {
 			}
 		}
 	}
+}
+
+func snapHas(snap *catalog.Snapshot, p peer.ID) bool {
+	_, ok := snap.Get(p)
+	return ok
 }

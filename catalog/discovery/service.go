@@ -57,8 +57,11 @@ type source string
 const (
 	fromGossip source = "gossip"
 	fromSync   source = "sync"
-	fromDHT    source = "dht"
-	fromCaller source = "caller" // Service.Merge
+	// fromJoinSync: a sync this node started with an empty catalog (it
+	// is joining). Its entries are not relayed, see Service.merged.
+	fromJoinSync source = "join sync"
+	fromDHT      source = "dht"
+	fromCaller   source = "caller" // Service.Merge
 )
 
 // Service runs discovery for one network on a libp2p host: it keeps the

@@ -30,7 +30,11 @@ func (s *Service) syncV2(st network.Stream) error {
 	idx := digestIndex(salt, snap.All(), "")
 	werr := make(chan error, 1)
 	go func() { werr <- s.writeDigest(st, snap, salt, idx) }()
-	want, err := s.readPages(st)
+	src := fromSync
+	if snap.Len() == 0 {
+		src = fromJoinSync
+	}
+	want, err := s.readPages(st, src)
 	if err != nil {
 		_ = st.Reset() // unblocks the writer
 		<-werr
@@ -95,9 +99,9 @@ func (s *Service) writeDigest(st network.Stream, snap *catalog.Snapshot, salt []
 }
 
 // readPages reads the responder's pages up to the end marker and merges
-// each as it comes (one store lock and one snapshot per page). It
-// returns the keys the responder wants.
-func (s *Service) readPages(st network.Stream) ([]uint64, error) {
+// each as it comes (one store lock and one snapshot per page), as learned
+// from src. It returns the keys the responder wants.
+func (s *Service) readPages(st network.Stream, src source) ([]uint64, error) {
 	r := bufio.NewReader(countReader{st, &s.stats.syncBytesIn})
 	total := 0
 	for {
@@ -113,7 +117,7 @@ func (s *Service) readPages(st network.Stream) ([]uint64, error) {
 			return nil, syncErrorf("too_many_entries", "more than %d entries", maxSyncItems)
 		}
 		s.stats.syncEntriesIn.Add(uint64(len(pg.Entries)))
-		s.mergeAll(pg.Entries, fromSync)
+		s.mergeAll(pg.Entries, src)
 		if pg.Last {
 			return wantKeys(pg.Want), nil
 		}

@@ -25,6 +25,9 @@ import (
 )
 
 func main() {
+	if harness.ChildMain() { // a generator process of the catalog/scale rows
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "mosaik-bench:", err)
 		os.Exit(1)
