@@ -92,13 +92,20 @@ func TestSemantics_CustomStreamID_TwoStreamsOnOneNode(t *testing.T) {
 	}
 	// Each producer holds exactly one subscription (node 1 subscribed once
 	// per stream), so no datum of one stream can reach the other's
-	// consumer; the per-subscription counts confirm it.
+	// consumer; the per-subscription counts confirm it. A producer counts a
+	// datum once its write returned, which can be after the consumer read
+	// it: wait for the counts, then check they do not grow past.
 	for name, tc := range map[string]struct {
-		infos  []streams.SubscriptionInfo
+		p      *streams.Producer[string]
 		datums uint64
-	}{"stream1234": {p1.Consumers(), 2}, "stream5678": {p2.Consumers(), 1}} {
-		if len(tc.infos) != 1 || tc.infos[0].Stats.Datums != tc.datums {
-			t.Errorf("%s producer: consumers %+v, want one with %d datums", name, tc.infos, tc.datums)
+	}{"stream1234": {p1, 2}, "stream5678": {p2, 1}} {
+		counted := func() bool {
+			infos := tc.p.Consumers()
+			return len(infos) == 1 && infos[0].Stats.Datums >= tc.datums
+		}
+		testutil.Eventually(t, 5*time.Second, counted, name+" producer did not count its datums")
+		if infos := tc.p.Consumers(); len(infos) != 1 || infos[0].Stats.Datums != tc.datums {
+			t.Errorf("%s producer: consumers %+v, want one with %d datums", name, infos, tc.datums)
 		}
 	}
 	if got := c2.Stats().Datums; got != 1 {
