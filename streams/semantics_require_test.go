@@ -201,7 +201,11 @@ func TestSemantics_ProducerRequire_DynamicTags(t *testing.T) {
 		t.Fatalf("the producer did not cut the consumer that lost its tag: %v", err)
 	}
 	// The cut is final: the consumer does not retry while neither entry
-	// changes in content (heartbeats do not count).
+	// changes in content (heartbeats do not count). The producer marks the
+	// subscription ended (Unsubscribed fires) a moment before it drops it
+	// from Consumers: wait for that, then watch that none comes back.
+	testutil.Eventually(t, 10*time.Second, func() bool { return semNoneOf(prod.Consumers, false, n1.ID())() == "" },
+		"the producer still lists the cut subscription")
 	semNever(t, "the producer", semNoneOf(prod.Consumers, false, n1.ID()))
 	if d := n0.Streams().Stats().Rejected - rejected; d > 1 {
 		t.Errorf("the consumer without its tag was refused %d times, want at most once (a retry already in flight)", d)
