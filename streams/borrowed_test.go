@@ -2,7 +2,9 @@ package streams_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"fmt"
 	"testing"
 	"time"
 
@@ -28,17 +30,22 @@ func TestBorrowedBytes_ValidUntilNextRecv(t *testing.T) {
 	prod := mustProducer[[]byte](t, nodes[0], name, streams.WithCodec[[]byte](streams.Bytes{}))
 	cons := mustConsumer[[]byte](t, nodes[1], name, streams.WithCodec[[]byte](streams.BorrowedBytes{}))
 	testutil.Eventually(t, 10*time.Second, func() bool { return rbAllConnected(prod.Consumers(), 1) }, "no subscription")
-	ctx := testCtx(t, 60*time.Second)
+	// A failed Send ends the test's context with its cause, so that the
+	// receiving side fails with the reason instead of waiting out its
+	// deadline.
+	ctx, fail := context.WithCancelCause(testCtx(t, 60*time.Second))
+	defer fail(nil)
 	go func() {
 		for i := range uint64(total) {
 			if err := prod.Send(ctx, borrowedDatum(i)); err != nil {
+				fail(fmt.Errorf("send %d: %w", i, err))
 				return
 			}
 		}
 	}()
 	first, err := cons.Recv(ctx)
 	if err != nil || !bytes.Equal(first, borrowedDatum(0)) {
-		t.Fatalf("datum 0: %v", err)
+		t.Fatalf("datum 0: %v (%v)", err, context.Cause(ctx))
 	}
 	// The consumer reads on into its buffer (up to its 1024 datums)
 	// while the application holds datum 0.
@@ -52,7 +59,7 @@ func TestBorrowedBytes_ValidUntilNextRecv(t *testing.T) {
 	for i := uint64(1); i < total; i++ {
 		d, err := cons.RecvDatum(ctx)
 		if err != nil {
-			t.Fatalf("datum %d: %v", i, err)
+			t.Fatalf("datum %d: %v (%v)", i, err, context.Cause(ctx))
 		}
 		if !bytes.Equal(d.Value, borrowedDatum(i)) || d.Seq != i+1 || d.Gap != nil {
 			t.Fatalf("datum %d: %d bytes, seq %d, gap %v: corrupted", i, len(d.Value), d.Seq, d.Gap)
