@@ -17,9 +17,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/mosaik-go/mosaik/bench/sim"
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/discovery"
 	"github.com/mosaik-go/mosaik/catalog/pb"
@@ -71,16 +71,7 @@ type simPeer struct {
 // once, and loopback addresses are outside the per-IP caps, as the
 // private addresses of a LAN deployment would be.
 func typicalSimEntry(e *catalog.Entry) {
-	for _, s := range []string{"/ip4/127.0.0.1/tcp/1", "/ip4/127.0.0.1/udp/1/quic-v1", "/ip6/::1/tcp/1", "/ip6/::1/udp/1/quic-v1"} {
-		e.Addrs = append(e.Addrs, ma.StringCast(s))
-	}
-	e.Tags = []catalog.Tag{catalog.IDFromString("validator"), catalog.IDFromString("region-eu"), catalog.IDFromString("tier-1")}
-	e.Streams = []catalog.StreamID{catalog.IDFromString("orders"), catalog.IDFromString("blocks")}
-	ticket := make([]byte, 300)
-	for i := range ticket {
-		ticket[i] = byte(i)
-	}
-	e.Tickets = []catalog.Ticket{{Class: catalog.IDFromString("jwt"), Data: ticket}}
+	sim.TypicalFields(e, "/ip4/127.0.0.1/tcp/1", "/ip4/127.0.0.1/udp/1/quic-v1", "/ip6/::1/tcp/1", "/ip6/::1/udp/1/quic-v1")
 }
 
 // generator is one generator host: a gossipsub router joined to the

@@ -91,17 +91,8 @@ func newCalPeer() (calPeer, error) {
 // streams and one 300-byte ticket.
 func typicalEntry(p calPeer, v catalog.Version) catalog.Entry {
 	e := catalog.Entry{PeerID: p.id, Network: calNetwork, Protocol: catalog.ProtocolVersion, Version: v}
-	for _, a := range []string{"/ip4/192.0.2.10/tcp/4001", "/ip4/192.0.2.10/udp/4001/quic-v1",
-		"/ip6/2001:db8::10/tcp/4001", "/ip6/2001:db8::10/udp/4001/quic-v1"} {
-		e.Addrs = append(e.Addrs, ma.StringCast(a))
-	}
-	e.Tags = []catalog.Tag{catalog.IDFromString("validator"), catalog.IDFromString("region-eu"), catalog.IDFromString("tier-1")}
-	e.Streams = []catalog.StreamID{catalog.IDFromString("orders"), catalog.IDFromString("blocks")}
-	ticket := make([]byte, 300)
-	for i := range ticket {
-		ticket[i] = byte(i)
-	}
-	e.Tickets = []catalog.Ticket{{Class: catalog.IDFromString("jwt"), Data: ticket}}
+	TypicalFields(&e, "/ip4/192.0.2.10/tcp/4001", "/ip4/192.0.2.10/udp/4001/quic-v1",
+		"/ip6/2001:db8::10/tcp/4001", "/ip6/2001:db8::10/udp/4001/quic-v1")
 	e.Normalize()
 	return e
 }
@@ -218,4 +209,21 @@ func mergeCost(n int, t0 time.Time) (float64, float64, error) {
 	}
 	runtime.KeepAlive(peers)
 	return float64(time.Since(start).Nanoseconds()) / updates, heap, nil
+}
+
+// TypicalFields fills e with the typical entry of issue 17's measurements:
+// the given addresses (4 of them: TCP and QUIC, IPv4 and IPv6), 3 tags, 2
+// streams and one 300 B ticket. The catalog-scale bench rows use it too,
+// so that the model and the measured node see the same entries.
+func TypicalFields(e *catalog.Entry, addrs ...string) {
+	for _, a := range addrs {
+		e.Addrs = append(e.Addrs, ma.StringCast(a))
+	}
+	e.Tags = []catalog.Tag{catalog.IDFromString("validator"), catalog.IDFromString("region-eu"), catalog.IDFromString("tier-1")}
+	e.Streams = []catalog.StreamID{catalog.IDFromString("orders"), catalog.IDFromString("blocks")}
+	ticket := make([]byte, 300)
+	for i := range ticket {
+		ticket[i] = byte(i)
+	}
+	e.Tickets = []catalog.Ticket{{Class: catalog.IDFromString("jwt"), Data: ticket}}
 }
