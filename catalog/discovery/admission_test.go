@@ -70,15 +70,7 @@ func (c *closedNet) node(t testing.TB, opts ...nodeOpt) *testNode {
 // sealWith seals a fresh entry of sk's peer in nw holding tickets.
 func sealWith(t testing.TB, sk crypto.PrivKey, nw catalog.NetworkID, v catalog.Version, tickets ...catalog.Ticket) *catalog.SignedEntry {
 	t.Helper()
-	id, err := peer.IDFromPrivateKey(sk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	se, err := catalog.Seal(catalog.Entry{PeerID: id, Network: nw, Protocol: catalog.ProtocolVersion, Version: v, Tickets: tickets}, sk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return se
+	return sealEntryWith(t, sk, nw, v, func(e *catalog.Entry) { e.Tickets = tickets })
 }
 
 // TestAdmission_LocalEntryWithoutTicket: a node of a closed network whose

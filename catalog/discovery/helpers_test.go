@@ -207,11 +207,19 @@ func entryPB(id peer.ID, nw catalog.NetworkID, v catalog.Version, tags ...catalo
 // sealEntry seals a valid entry of the key's own peer.
 func sealEntry(t testing.TB, sk crypto.PrivKey, nw catalog.NetworkID, v catalog.Version, tags ...catalog.Tag) *catalog.SignedEntry {
 	t.Helper()
+	return sealEntryWith(t, sk, nw, v, func(e *catalog.Entry) { e.Tags = tags })
+}
+
+// sealEntryWith seals an entry of the key's own peer after edit.
+func sealEntryWith(t testing.TB, sk crypto.PrivKey, nw catalog.NetworkID, v catalog.Version, edit func(*catalog.Entry)) *catalog.SignedEntry {
+	t.Helper()
 	id, err := peer.IDFromPrivateKey(sk)
 	if err != nil {
 		t.Fatal(err)
 	}
-	se, err := catalog.Seal(catalog.Entry{PeerID: id, Network: nw, Protocol: catalog.ProtocolVersion, Version: v, Tags: tags}, sk)
+	e := catalog.Entry{PeerID: id, Network: nw, Protocol: catalog.ProtocolVersion, Version: v}
+	edit(&e)
+	se, err := catalog.Seal(e, sk)
 	if err != nil {
 		t.Fatalf("catalog.Seal: %v", err)
 	}
