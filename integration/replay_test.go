@@ -202,8 +202,12 @@ func TestReplay_NetnsCutResumesFromTheWindow(t *testing.T) {
 		switch {
 		case i == 0 && (missed != 0 || len(got) != last):
 			t.Errorf("%s: the window held everything sent during the cut, yet %d of %d datums arrived, %d reported missed", cons[i].name, len(got), last, missed)
-		case i == 1 && (len(gaps) != 1 || missed == 0 || uint64(len(got))+missed != uint64(last)):
-			t.Errorf("%s: a cut longer than the window must show exactly one expired gap covering what is missing: %d received + %d missed, %d sent", cons[i].name, len(got), missed, last)
+		// Usually one expired gap; a second one when the resend itself fell
+		// behind the small window on the freshly healed link (the producer
+		// cuts it as too slow and it resumes again). Either way the gaps,
+		// all expired, account exactly for what did not arrive.
+		case i == 1 && (len(gaps) == 0 || missed == 0 || uint64(len(got))+missed != uint64(last)):
+			t.Errorf("%s: a cut longer than the window must show expired gaps covering exactly what is missing: %d received + %d missed, %d sent", cons[i].name, len(got), missed, last)
 		}
 		cons[i].p.signal(syscall.SIGTERM)
 		if code := cons[i].p.wait(15 * time.Second); code != 0 {
