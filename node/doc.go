@@ -78,7 +78,7 @@
 //     with libp2p's default limits scaled to the machine's memory and file
 //     descriptors (rcmgr.DefaultLimits.AutoScale()) plus limits of the
 //     catalog sync, streams and groups protocols (see resourceLimits in
-//     node.go: sync streams bounded by MaxConcurrentSyncs and SyncBurst;
+//     host.go: sync streams bounded by MaxConcurrentSyncs and SyncBurst;
 //     streams and group bonds up to 1024 each way plus 256 per GiB, 256
 //     per peer; snapshot transfer 256 each way, 64 per peer); a connection
 //     manager (low water 160, high water 512, one-minute grace); relay and

@@ -1,0 +1,138 @@
+package node
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	tls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/catalog/discovery"
+	"github.com/mosaik-go/mosaik/groups"
+	"github.com/mosaik-go/mosaik/streams"
+)
+
+// newHost builds the standalone host of a node made without WithHost: the
+// given or a new ed25519 identity, TCP and QUIC, Noise and TLS, yamux, and
+// the resource limits of the mosaik protocols (resourceLimits).
+func newHost(cfg *config, nw catalog.NetworkID) (host.Host, error) {
+	key := cfg.key
+	if key == nil {
+		var err error
+		if key, _, err = crypto.GenerateEd25519Key(nil); err != nil {
+			return nil, fmt.Errorf("node: generate identity: %w", err)
+		}
+	}
+	listen := cfg.listen
+	if len(listen) == 0 {
+		listen = defaultListen
+	}
+	rm, err := newResourceManager(nw, cfg.params)
+	if err != nil {
+		return nil, err
+	}
+	cm, err := connmgr.NewConnManager(160, 512, connmgr.WithGracePeriod(time.Minute))
+	if err != nil {
+		return nil, fmt.Errorf("node: connection manager: %w", err)
+	}
+	// libp2p refuses a registerer together with DisableMetrics.
+	metrics := libp2p.DisableMetrics()
+	if cfg.promReg != nil {
+		metrics = libp2p.PrometheusRegisterer(cfg.promReg)
+	}
+	h, err := libp2p.New(
+		libp2p.Identity(key),
+		libp2p.ListenAddrStrings(listen...),
+		libp2p.Transport(tcp.NewTCPTransport), libp2p.Transport(quic.NewTransport),
+		libp2p.Security(noise.ID, noise.New), libp2p.Security(tls.ID, tls.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.ResourceManager(rm), libp2p.ConnectionManager(cm),
+		libp2p.DisableRelay(), metrics,
+		libp2p.UserAgent(catalog.ProtocolVersion),
+	)
+	if err != nil {
+		_ = rm.Close()
+		return nil, fmt.Errorf("node: libp2p host: %w", err)
+	}
+	return h, nil
+}
+
+// newResourceManager builds the resource manager of a standalone host:
+// libp2p's default limits (rcmgr.DefaultLimits with the default service
+// limits) scaled to the machine's memory and file descriptors by
+// AutoScale, plus limits of our own protocols (see resourceLimits).
+func newResourceManager(nw catalog.NetworkID, p discovery.Params) (network.ResourceManager, error) {
+	limits := resourceLimits(nw, p)
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()))
+	if err != nil {
+		return nil, fmt.Errorf("node: resource manager: %w", err)
+	}
+	return rm, nil
+}
+
+// resourceLimits are libp2p's scaling defaults plus the limits of the
+// mosaik protocols:
+//
+//   - catalog sync of the network, each version (2.0.0 and 1.0.0): at most 2 × MaxConcurrentSyncs inbound
+//     streams in all and 2 × SyncBurst per peer (the service refuses
+//     beyond MaxConcurrentSyncs and SyncBurst itself, with reset codes
+//     that say why; the resource manager only bounds what reaches it), and
+//     64 outbound in all, 8 per peer (8 background syncs at once, plus
+//     explicit SyncWith calls);
+//   - streams (one libp2p stream per subscription): 1024 inbound and 1024
+//     outbound streams plus 256 of each per GiB of memory, and per peer
+//     256 each way (a consumer of many streams of one producer), with
+//     libp2p's protocol memory defaults;
+//   - group bonds (one libp2p stream per group and member pair): the same
+//     as streams, so that a peer sharing up to 256 groups with us bonds in
+//     all of them;
+//   - group snapshot transfer (one stream per chunk request): 256 inbound
+//     and 256 outbound in all, 64 each way per peer (16 collections
+//     syncing at once from one holder, at 4 chunks in flight each).
+//
+// Everything else (system, transient, per-peer and per-connection scopes)
+// keeps libp2p's defaults as AutoScale sizes them: a peer gets 256
+// inbound and 512 outbound streams plus 128 and 256 per GiB.
+func resourceLimits(nw catalog.NetworkID, p discovery.Params) rcmgr.ScalingLimitConfig {
+	limits := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&limits)
+	syncAll := limits.ProtocolBaseLimit
+	syncAll.StreamsInbound, syncAll.StreamsOutbound = 2*p.MaxConcurrentSyncs, 64
+	syncAll.Streams = syncAll.StreamsInbound + syncAll.StreamsOutbound
+	syncPeer := limits.ProtocolPeerBaseLimit
+	syncPeer.StreamsInbound, syncPeer.StreamsOutbound = 2*p.SyncBurst, 8
+	syncPeer.Streams = syncPeer.StreamsInbound + syncPeer.StreamsOutbound
+	for _, id := range discovery.SyncProtocols(nw) { // 2.0.0 and the 1.0.0 still served
+		limits.AddProtocolLimit(id, syncAll, rcmgr.BaseLimitIncrease{})
+		limits.AddProtocolPeerLimit(id, syncPeer, rcmgr.BaseLimitIncrease{})
+	}
+
+	streamsAll := limits.ProtocolBaseLimit
+	streamsAll.StreamsInbound, streamsAll.StreamsOutbound, streamsAll.Streams = 1024, 1024, 2048
+	streamsInc := limits.ProtocolLimitIncrease
+	streamsInc.StreamsInbound, streamsInc.StreamsOutbound, streamsInc.Streams = 256, 256, 512
+	limits.AddProtocolLimit(streams.ProtocolID, streamsAll, streamsInc)
+	streamsPeer := limits.ProtocolPeerBaseLimit
+	streamsPeer.StreamsInbound, streamsPeer.StreamsOutbound, streamsPeer.Streams = 256, 256, 512
+	limits.AddProtocolPeerLimit(streams.ProtocolID, streamsPeer, limits.ProtocolPeerLimitIncrease)
+
+	limits.AddProtocolLimit(groups.ProtocolID(nw), streamsAll, streamsInc)
+	limits.AddProtocolPeerLimit(groups.ProtocolID(nw), streamsPeer, limits.ProtocolPeerLimitIncrease)
+	snapAll := limits.ProtocolBaseLimit
+	snapAll.StreamsInbound, snapAll.StreamsOutbound, snapAll.Streams = 256, 256, 512
+	limits.AddProtocolLimit(groups.SnapshotProtocolID(nw), snapAll, rcmgr.BaseLimitIncrease{})
+	snapPeer := limits.ProtocolPeerBaseLimit
+	snapPeer.StreamsInbound, snapPeer.StreamsOutbound, snapPeer.Streams = 64, 64, 128
+	limits.AddProtocolPeerLimit(groups.SnapshotProtocolID(nw), snapPeer, rcmgr.BaseLimitIncrease{})
+	return limits
+}
