@@ -65,18 +65,17 @@ func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalo
 	// A consumer of this run asks for what followed its last datum.
 	resume := features&featureReplay != 0 && sub.GetResume() && sub.GetResumeEpoch() == p.epoch
 	accept, _ := appendControl(nil, frameAccept, &pb.Accept{Network: nw[:], Stream: p.id[:], Epoch: p.epoch, Features: features, Codec: codec})
-	_ = st.SetWriteDeadline(time.Now().Add(p.svc.params.HandshakeTimeout))
-	if _, err := st.Write(accept); err != nil {
-		_ = st.Reset()
-		return
-	}
-	_ = st.SetWriteDeadline(time.Time{})
 	s := newOutSub(&subscription{stream: p.id, peer: peerID, entry: entry}, st, p.cfg.queue)
 	s.inband = features&featureCloseFrames != 0
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		// Every consumer reads Close frames after Accept.
+		_ = st.SetWriteDeadline(time.Now().Add(p.svc.params.HandshakeTimeout))
+		if _, err := st.Write(accept); err != nil {
+			_ = st.Reset()
+			return
+		}
 		_ = st.SetWriteDeadline(time.Now().Add(p.svc.params.CloseTimeout))
 		if _, err := st.Write(closeFrame(CodeGracefulShutdown, "producer closed")); err != nil {
 			_ = st.ResetWithError(network.StreamErrorCode(CodeGracefulShutdown))
@@ -91,14 +90,29 @@ func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalo
 		// or already left it, every later one goes to the queue.
 		s.resumeAt, s.catching = sub.GetResumeAfter()+1, true
 	}
+	// The subscription joins the fan-out (and the subscription set, which
+	// end leaves under the same order) before Accept is written, so a
+	// consumer that read Accept receives every datum sent from then on:
+	// what is sent meanwhile waits in its queue, and the writer starts
+	// once Accept is out.
 	p.subs = append(p.subs, s)
 	p.pending--
 	admitted = true
 	p.subWG.Add(2)
-	p.mu.Unlock()
-	p.svc.accepted.Add(1)
 	p.set.add(s.sub)
 	p.set.setState(s.sub, Connected, nil)
+	p.mu.Unlock()
+	// Every later write sets its own deadline (deadlineWriter, finish),
+	// so this one is not cleared: end may have bounded the stream already.
+	_ = st.SetWriteDeadline(time.Now().Add(p.svc.params.HandshakeTimeout))
+	if _, err := st.Write(accept); err != nil {
+		p.end(s, CodeUnexpectedClose, "writing Accept: "+err.Error(), true)
+		_ = st.Reset()
+		go p.writer(s) // both see s ended and wind down (subWG)
+		go p.watchConsumer(s)
+		return
+	}
+	p.svc.accepted.Add(1)
 	p.armExpiry(s, expires)
 	p.log.Debug("consumer accepted", "peer", peerID)
 	go p.writer(s)
