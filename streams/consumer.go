@@ -67,6 +67,7 @@ type Consumer[T any] struct {
 
 	datums, bytes atomic.Uint64
 	gaps          atomic.Uint64 // missed sequence numbers over all producers
+	reconnects    atomic.Uint64 // reconnections over all subscriptions, past ones included
 	ends          codeCounts    // links to producers ended, by close code
 	created       time.Time
 
@@ -167,10 +168,11 @@ func (c *Consumer[T]) IsOnline() bool { return c.set.isOn.Load() }
 func (c *Consumer[T]) Producers() []SubscriptionInfo { return c.set.infos() }
 
 // Stats returns the aggregate counts of datums taken by the application,
-// and the sequence numbers missed over all producers and subscriptions
-// (Gaps: each is a datum a producer skipped for this consumer).
+// the sequence numbers missed over all producers and subscriptions (Gaps:
+// each is a datum a producer skipped for this consumer), and the
+// reconnections of every subscription, past ones included.
 func (c *Consumer[T]) Stats() Stats {
-	return Stats{Datums: c.datums.Load(), Bytes: c.bytes.Load(), Gaps: c.gaps.Load(), ConnectedAt: c.created}
+	return Stats{Datums: c.datums.Load(), Bytes: c.bytes.Load(), Gaps: c.gaps.Load(), Reconnects: c.reconnects.Load(), ConnectedAt: c.created}
 }
 
 // Recv returns the next datum, blocking until one arrives, ctx ends, or the

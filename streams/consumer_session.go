@@ -93,6 +93,7 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 			case <-t.C:
 			}
 			r.sub.reconnects.Add(1)
+			c.reconnects.Add(1)
 		}
 		delivered := false
 		err = c.session(ctx, r, &delivered)

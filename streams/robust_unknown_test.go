@@ -71,6 +71,9 @@ func TestRobust_UnknownPeerSyncsAndRetries(t *testing.T) {
 	if st := cons.Producers()[0].Stats; st.Reconnects != 1 {
 		t.Errorf("receiver reconnected %d times, want 1 (after the 401 and the sync)", st.Reconnects)
 	}
+	if got := cons.Stats().Reconnects; got != 1 {
+		t.Errorf("the consumer's totals count %d reconnections, want the receiver's 1", got)
+	}
 	ctx := testCtx(t, 10*time.Second)
 	for i := range 5 {
 		if err := prod.Send(ctx, i); err != nil {
