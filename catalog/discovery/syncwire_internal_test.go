@@ -46,7 +46,7 @@ func TestPageWriter_Bounds(t *testing.T) {
 		if err != nil {
 			t.Fatalf("page %d: %v", pages, err)
 		}
-		pg, err := decodePage(body)
+		pg, err := dialect20.decodePage(body)
 		if err != nil {
 			t.Fatalf("page %d: %v", pages, err)
 		}
