@@ -302,3 +302,93 @@ func TestSyncBump_OldInitiatorGetsWholeEntries(t *testing.T) {
 		t.Errorf("the newer entry did not come whole (%d entries)", len(got))
 	}
 }
+
+// TestSyncBump_HostileInitiator: in 2.1.0 the initiator answers the
+// responder's want with entries or bumps. A bump for a peer the responder
+// does not hold is refused and counted (rejected/bad_bump) without failing
+// the sync; more bumps than wanted reset it with code 400.
+func TestSyncBump_HostileInitiator(t *testing.T) {
+	nw := catalog.IDFromString("discovery-test/hostile-initiator-bumps")
+	v := newNode(t, nw, withoutPubSub(), withParams(func(p *discovery.Params) { p.DisableGossip = true }))
+	pKey, p := newKey(t)
+	beat := sealEntry(t, pKey, nw, catalog.NewVersion(time.Now()))
+	sig, _ := beat.Signature()
+	item := func(key uint64) []byte {
+		b := binary.BigEndian.AppendUint64(nil, key)
+		b = binary.BigEndian.AppendUint64(b, uint64(beat.Entry.Version.StartMS))
+		b = binary.BigEndian.AppendUint64(b, uint64(beat.Entry.Version.UpdateMS))
+		return binary.BigEndian.AppendUint64(b, 1) // some content hash
+	}
+	for _, tc := range []struct {
+		name  string
+		bumps int
+		reset bool
+	}{
+		{"bump of a peer the responder lacks", 1, false},
+		{"more bumps than wanted", 2, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			x := newHost(t)
+			connect(t, x, v.h)
+			ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(10*time.Second))
+			defer cancel()
+			st, err := x.NewStream(ctx, v.h.ID(), discovery.SyncProtocol(nw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Reset()
+			_ = st.SetDeadline(time.Now().Add(testutil.Scale(10 * time.Second)))
+			own := sealEntry(t, hostKey(t, x), nw, catalog.NewVersion(time.Now())).Bytes()
+			key := saltedKey(testSalt, p)
+			msg := frame(t, &pb.SyncHello{Network: nw[:], Entry: own, Salt: testSalt})
+			msg = append(msg, frame(t, &pb.SyncDigest{Items: item(key), Last: true})...)
+			if _, err := st.Write(msg); err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(st)
+			var want []byte
+			for {
+				var pg pb.SyncPage
+				if err := framer.ReadProto(br, 1<<20, &pg); err != nil {
+					t.Fatalf("read page: %v", err)
+				}
+				if pg.Last {
+					want = pg.Want
+					break
+				}
+			}
+			if len(want) != 16 || binary.BigEndian.Uint64(want) != key || binary.BigEndian.Uint64(want[8:]) != 0 {
+				t.Fatalf("want %x, expected the key with a zero hash (the responder lacks the peer)", want)
+			}
+			var bumps []byte
+			for range tc.bumps {
+				bumps = append(bumps, bumpRecord(key, beat.Entry.Version, sig)...)
+			}
+			before := v.svc.Stats()
+			if _, err := st.Write(frame(t, &pb.SyncPage{Bumps: bumps, Last: true})); err != nil {
+				t.Fatal(err)
+			}
+			_ = st.CloseWrite()
+			se, err := remoteReset(st)
+			if tc.reset {
+				if se == nil || se.ErrorCode != discovery.CodeProtocolViolation {
+					t.Fatalf("stream ended with %v, want a reset with code 400", err)
+				}
+				testutil.Eventually(t, 5*time.Second, func() bool {
+					return v.svc.Stats().SyncErrorsBy["in/too_many_entries"] == before.SyncErrorsBy["in/too_many_entries"]+1
+				}, "in/too_many_entries did not move: %v", v.svc.Stats().SyncErrorsBy)
+				return
+			}
+			if se != nil || err != nil {
+				t.Fatalf("stream ended with %v, want a clean close", err)
+			}
+			after := v.svc.Stats()
+			if d := reasonDelta(before, after); d["rejected/bad_bump"] != 1 || after.SyncBumpsRefused != before.SyncBumpsRefused+1 {
+				t.Errorf("refusals %v, SyncBumpsRefused %d -> %d; want one bad_bump", d, before.SyncBumpsRefused, after.SyncBumpsRefused)
+			}
+			if knows(v.svc, p) {
+				t.Error("a bump made up a peer")
+			}
+		})
+	}
+}
