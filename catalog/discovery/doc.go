@@ -191,6 +191,8 @@
 //	mosaik.discovery.sync.errors      counter  direction=out|in, cause=<see PROTOCOL.md 10.4>
 //	mosaik.discovery.sync.bytes       counter  direction=out|in, frame bytes on sync streams
 //	mosaik.discovery.sync.entries     counter  direction=out|in, sealed entries in sync messages
+//	mosaik.discovery.sync.bumps       counter  direction=out|in, bumps in sync pages (PROTOCOL.md 10.8)
+//	mosaik.discovery.sync.bumps.refused counter bumps received that were not merged
 //	mosaik.discovery.announcements    counter  own entry publications
 //	mosaik.discovery.relayed          counter  entries relayed to gossip after a sync or DHT lookup
 //	mosaik.discovery.dht.puts         counter  result=ok|failed

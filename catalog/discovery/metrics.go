@@ -167,7 +167,7 @@ func newCounters(mp metric.MeterProvider, network string, size func() int) (*cou
 		{"mosaik.discovery.sync.entries", "", &c.syncEntriesIn, []attribute.KeyValue{attribute.String("direction", "in")}},
 		{"mosaik.discovery.sync.bumps", "bumps (version-only changes) in catalog sync pages", &c.syncBumpsOut, []attribute.KeyValue{attribute.String("direction", "out")}},
 		{"mosaik.discovery.sync.bumps", "", &c.syncBumpsIn, []attribute.KeyValue{attribute.String("direction", "in")}},
-		{"mosaik.discovery.sync.bumps", "", &c.syncBumpsRefused, []attribute.KeyValue{attribute.String("direction", "in"), attribute.String("result", "refused")}},
+		{"mosaik.discovery.sync.bumps.refused", "bumps received in catalog syncs that were not merged", &c.syncBumpsRefused, nil},
 	}
 	instruments := map[string]metric.Int64ObservableCounter{}
 	var all []metric.Observable
