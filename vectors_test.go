@@ -1,11 +1,13 @@
 package mosaik_test
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -158,6 +160,39 @@ func TestVectors(t *testing.T) {
 		Description: "framed empty last SyncPage: the end marker of sync 2.0.0",
 		Section:     "10.3",
 		Fields:      map[string]any{"entries": []string{}, "last": true},
+	})
+
+	// Sync 2.1.0: the digest item carries the entry's content hash; a
+	// heartbeat (update_ms + 1, nothing else changed) travels as a bump
+	// that rebuilds the sealed heartbeat from the vector entry.
+	hash, ok := se.ContentHash()
+	if !ok {
+		t.Fatal("the vector entry is not in canonical form")
+	}
+	item21 := binary.BigEndian.AppendUint64(slices.Clone(item), hash)
+	testutil.CheckVector(t, vectorDir, "catalog/sync_digest_2.1.0", framer.AppendFrame(nil, mustProto(t, &catpb.SyncDigest{Items: item21, Last: true})), testutil.Vector{
+		Description: "framed last SyncDigest page of sync 2.1.0 with one 32-byte item: sync_digest's item, then the vector entry's content hash (first 8 bytes of BLAKE3-256, section 10.8)",
+		Section:     "10.8",
+		Fields:      map[string]any{"key": fmt.Sprintf("%016x", digestKey), "content_hash": fmt.Sprintf("%016x", hash), "last": true},
+	})
+	beat := entry
+	beat.Version.UpdateMS++
+	sb, err := catalog.Seal(beat, sk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, _ := sb.Signature()
+	bump := binary.BigEndian.AppendUint64(nil, digestKey)
+	bump = binary.BigEndian.AppendUint64(bump, uint64(beat.Version.StartMS))
+	bump = append(binary.BigEndian.AppendUint64(bump, uint64(beat.Version.UpdateMS)), sig...)
+	if rebuilt, err := se.ApplyBump(beat.Version, sig); err != nil || !bytes.Equal(rebuilt, sb.Bytes()) {
+		t.Fatalf("the bump does not rebuild the heartbeat (%v)", err)
+	}
+	testutil.CheckVector(t, vectorDir, "catalog/sync_page_bump", framer.AppendFrame(nil, mustProto(t, &catpb.SyncPage{Bumps: bump, Last: true})), testutil.Vector{
+		Description: "framed last SyncPage of sync 2.1.0 with one 88-byte bump (key, start_ms, update_ms, signature): the vector entry's heartbeat at update_ms + 1; splicing it into catalog/entry gives heartbeat_entry",
+		Section:     "10.8",
+		Fields: map[string]any{"key": fmt.Sprintf("%016x", digestKey), "start_ms": beat.Version.StartMS, "update_ms": beat.Version.UpdateMS,
+			"signature": hex.EncodeToString(sig), "heartbeat_entry": hex.EncodeToString(sb.Bytes())},
 	})
 
 	issuer, issuerID := vectorKey(t, 0x20)

@@ -47,6 +47,11 @@
 // [MaxTags], [MaxStreams], [MaxTickets], a valid version, parseable
 // multiaddrs), and that the signer is the entry's peer. It does not look at
 // the network, the freshness or the version: that is the [Store]'s job.
+// Sealed bytes in the canonical encoding [Seal] produces have a content
+// hash ([SignedEntry.ContentHash]) that a heartbeat does not change: a
+// receiver that holds that content rebuilds a newer version from its
+// version and signature alone ([SignedEntry.ApplyBump], the bumps of
+// catalog sync 2.1.0), then opens the result like any received bytes.
 // [SealDeparture] and [OpenDeparture] do the same for a [Departure], the
 // signed notice of a leaving peer ([DepartureDomain], at most
 // [MaxDepartureSize] bytes).

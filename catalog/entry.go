@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -400,6 +401,10 @@ func checkShape(e *Entry) error {
 type SignedEntry struct {
 	Entry Entry
 	raw   []byte
+	// The content hash (see ContentHash), computed on first use:
+	// hashState is hashUnknown, hashOK (then hash holds it) or hashNone.
+	hashState atomic.Uint32
+	hash      atomic.Uint64
 }
 
 // Bytes returns the sealed envelope, ready to send. Do not modify it.

@@ -483,6 +483,7 @@ func TestIsRejected_Reason(t *testing.T) {
 		{ErrOtherNetwork, true, "other_network"},
 		{ErrClockDrift, true, "clock_drift"},
 		{ErrWrongPayloadType, true, "payload_type"},
+		{ErrBadBump, true, "bad_bump"},
 		{ErrStale, false, "stale"},
 		{ErrNotNewer, false, "not_newer"},
 		{ErrLocal, false, "local"},

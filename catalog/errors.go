@@ -21,6 +21,12 @@ var (
 	// ErrUnadmitted: the catalog is closed (see [Admission]) and the entry
 	// holds no valid admission ticket, or its admission ended.
 	ErrUnadmitted = errors.New("catalog: entry holds no valid admission ticket")
+	// ErrBadBump: a bump (PROTOCOL.md section 10.8) does not apply to the
+	// entry it names: the receiver holds that entry in a form a bump
+	// cannot be spliced into, or the signature is not BumpSignatureLen
+	// bytes. A bump that applies but whose signature does not verify fails
+	// as ErrBadSignature when opened.
+	ErrBadBump = errors.New("catalog: bump does not apply to the held entry")
 
 	// Ignored: valid but not applicable.
 	ErrStale       = errors.New("catalog: entry is stale")
@@ -35,7 +41,7 @@ var (
 // IsRejected reports whether err marks invalid input (a protocol violation by
 // the sender), as opposed to input that is merely stale or redundant.
 func IsRejected(err error) bool {
-	for _, e := range []error{ErrOversize, ErrMalformed, ErrBadSignature, ErrSignerMismatch, ErrOtherNetwork, ErrClockDrift, ErrWrongPayloadType, ErrUnadmitted} {
+	for _, e := range []error{ErrOversize, ErrMalformed, ErrBadSignature, ErrSignerMismatch, ErrOtherNetwork, ErrClockDrift, ErrWrongPayloadType, ErrUnadmitted, ErrBadBump} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -66,6 +72,8 @@ func Reason(err error) string {
 		return "payload_type"
 	case errors.Is(err, ErrUnadmitted):
 		return "unadmitted"
+	case errors.Is(err, ErrBadBump):
+		return "bad_bump"
 	case errors.Is(err, ErrStale):
 		return "stale"
 	case errors.Is(err, ErrNotNewer):

@@ -83,7 +83,7 @@ func newResourceManager(nw catalog.NetworkID, p discovery.Params) (network.Resou
 // resourceLimits are libp2p's scaling defaults plus the limits of the
 // mosaik protocols:
 //
-//   - catalog sync of the network, each version (2.0.0 and 1.0.0): at most 2 × MaxConcurrentSyncs inbound
+//   - catalog sync of the network, each version (2.1.0, 2.0.0 and 1.0.0): at most 2 × MaxConcurrentSyncs inbound
 //     streams in all and 2 × SyncBurst per peer (the service refuses
 //     beyond MaxConcurrentSyncs and SyncBurst itself, with reset codes
 //     that say why; the resource manager only bounds what reaches it), and
@@ -112,7 +112,7 @@ func resourceLimits(nw catalog.NetworkID, p discovery.Params) rcmgr.ScalingLimit
 	syncPeer := limits.ProtocolPeerBaseLimit
 	syncPeer.StreamsInbound, syncPeer.StreamsOutbound = 2*p.SyncBurst, 8
 	syncPeer.Streams = syncPeer.StreamsInbound + syncPeer.StreamsOutbound
-	for _, id := range discovery.SyncProtocols(nw) { // 2.0.0 and the 1.0.0 still served
+	for _, id := range discovery.SyncProtocols(nw) { // 2.1.0 and the 2.0.0 and 1.0.0 still served
 		limits.AddProtocolLimit(id, syncAll, rcmgr.BaseLimitIncrease{})
 		limits.AddProtocolPeerLimit(id, syncPeer, rcmgr.BaseLimitIncrease{})
 	}

@@ -48,9 +48,13 @@ func (n *Node) warnIfAlone(d time.Duration) {
 }
 
 // otherNetworks lists the short IDs of the networks whose catalog the
-// connected peers serve, other than ours (identify tells their protocols).
+// connected peers serve, other than ours (identify tells their protocols),
+// under any sync version (an older node may serve only an older one).
 func (n *Node) otherNetworks() []string {
-	prefix := strings.TrimSuffix(string(discovery.SyncProtocol(n.network)), n.network.String())
+	var prefixes []string
+	for _, id := range discovery.SyncProtocols(n.network) {
+		prefixes = append(prefixes, strings.TrimSuffix(string(id), n.network.String()))
+	}
 	var out []string
 	for _, p := range n.h.Network().Peers() {
 		protos, err := n.h.Peerstore().GetProtocols(p)
@@ -58,8 +62,13 @@ func (n *Node) otherNetworks() []string {
 			continue
 		}
 		for _, id := range protos {
-			hex, ok := strings.CutPrefix(string(id), prefix)
-			if !ok || len(hex) != 64 || hex == n.network.String() {
+			var hex string
+			for _, prefix := range prefixes {
+				if h, ok := strings.CutPrefix(string(id), prefix); ok {
+					hex = h
+				}
+			}
+			if len(hex) != 64 || hex == n.network.String() {
 				continue
 			}
 			if s := catalog.IDFromString(hex).Short(); !slices.Contains(out, s) {

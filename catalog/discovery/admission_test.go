@@ -245,7 +245,7 @@ func TestAdmission_SyncV2(t *testing.T) {
 	x := newHost(t)
 	connect(t, x, a.h)
 	before := a.svc.Stats()
-	st, err := x.NewStream(ctx, a.h.ID(), discovery.SyncProtocol(c.nw))
+	st, err := x.NewStream(ctx, a.h.ID(), discovery.SyncProtocolV2(c.nw))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,9 +28,12 @@
 //     exchange: the node sends a digest of what it holds, merges page by
 //     page what the peer holds newer or it lacks, and sends the entries
 //     the peer asks for in return, so memory stays bounded whatever the
-//     catalog's size; with peers that serve only the older
-//     whole-catalog sync ([SyncProtocolV1]) it falls back to that, and it
-//     serves both;
+//     catalog's size. An entry whose only change is its version (a
+//     heartbeat) travels as a bump, its new version and signature, which
+//     the receiver splices into the entry it holds. With peers that serve
+//     only the delta sync without bumps ([SyncProtocolV2]) or the older
+//     whole-catalog sync ([SyncProtocolV1]) it falls back to those, and it
+//     serves all three;
 //   - syncs with one random connected peer of the network every
 //     Params.AntiEntropyInterval (several heartbeats), which repairs
 //     entries gossip failed to deliver: a node hears peers it is not
@@ -188,6 +191,8 @@
 //	mosaik.discovery.sync.errors      counter  direction=out|in, cause=<see PROTOCOL.md 10.4>
 //	mosaik.discovery.sync.bytes       counter  direction=out|in, frame bytes on sync streams
 //	mosaik.discovery.sync.entries     counter  direction=out|in, sealed entries in sync messages
+//	mosaik.discovery.sync.bumps       counter  direction=out|in, bumps in sync pages (PROTOCOL.md 10.8)
+//	mosaik.discovery.sync.bumps.refused counter bumps received that were not merged
 //	mosaik.discovery.announcements    counter  own entry publications
 //	mosaik.discovery.relayed          counter  entries relayed to gossip after a sync or DHT lookup
 //	mosaik.discovery.dht.puts         counter  result=ok|failed

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"slices"
 	"testing"
@@ -67,20 +68,25 @@ func FuzzDecodeAnnouncement(f *testing.F) {
 }
 
 // FuzzDecodeDigest feeds arbitrary SyncDigest frame bodies to the digest
-// decoder: it must never panic, and what it accepts must be whole items
-// in strictly ascending key order within the page cap.
+// decoder of either dialect (bumps: 2.1.0): it must never panic, and what
+// it accepts must be whole items in strictly ascending key order within
+// the page cap.
 func FuzzDecodeDigest(f *testing.F) {
-	items := appendDigestItem(appendDigestItem(nil, 1, catalog.Version{StartMS: 1, UpdateMS: 2}), 7, catalog.Version{StartMS: 3, UpdateMS: 4})
-	ok, _ := proto.Marshal(&pb.SyncDigest{Items: items, Last: true})
-	unsorted, _ := proto.Marshal(&pb.SyncDigest{Items: append(slices.Clone(items[24:]), items[:24]...)})
+	for _, d := range []dialect{dialect20, dialect21} {
+		items := d.appendItem(d.appendItem(nil, digestItem{1, catalog.Version{StartMS: 1, UpdateMS: 2}, 9}), digestItem{7, catalog.Version{StartMS: 3, UpdateMS: 4}, 0})
+		l := d.itemLen()
+		ok, _ := proto.Marshal(&pb.SyncDigest{Items: items, Last: true})
+		unsorted, _ := proto.Marshal(&pb.SyncDigest{Items: append(slices.Clone(items[l:]), items[:l]...)})
+		f.Add(ok, true, uint64(0), d.bumps)
+		f.Add(ok, false, uint64(1), d.bumps)
+		f.Add(unsorted, true, uint64(0), d.bumps)
+	}
 	empty, _ := proto.Marshal(&pb.SyncDigest{})
-	f.Add(ok, true, uint64(0))
-	f.Add(ok, false, uint64(1))
-	f.Add(unsorted, true, uint64(0))
-	f.Add(empty, true, uint64(0))
-	f.Add([]byte{0x0a, 0x19}, true, uint64(0))
-	f.Fuzz(func(t *testing.T, data []byte, first bool, after uint64) {
-		got, _, err := decodeDigest(data, first, after)
+	f.Add(empty, true, uint64(0), false)
+	f.Add([]byte{0x0a, 0x19}, true, uint64(0), false)
+	f.Add([]byte{0x0a, 0x20}, true, uint64(0), true)
+	f.Fuzz(func(t *testing.T, data []byte, first bool, after uint64, bumps bool) {
+		got, _, err := dialect{bumps: bumps}.decodeDigest(data, first, after)
 		if err != nil {
 			if got != nil {
 				t.Fatal("items came with an error")
@@ -104,8 +110,10 @@ func FuzzDecodeDigest(f *testing.F) {
 }
 
 // FuzzDecodePage feeds arbitrary SyncPage frame bodies to the page
-// decoder: it must never panic, and what it accepts holds at most
-// maxPageEntries entries, none only on the last page.
+// decoder of either dialect (bumps: 2.1.0): it must never panic, and what
+// it accepts holds at most maxPageEntries entries and maxPageBumps whole
+// bumps (none in 2.0.0), neither only on the last page, and a want of
+// whole keys.
 func FuzzDecodePage(f *testing.F) {
 	sk, _, err := crypto.GenerateEd25519Key(rand.Reader)
 	if err != nil {
@@ -118,26 +126,53 @@ func FuzzDecodePage(f *testing.F) {
 	one, _ := proto.Marshal(&pb.SyncPage{Entries: [][]byte{local.Current().Bytes()}})
 	end, _ := proto.Marshal(&pb.SyncPage{Last: true})
 	want, _ := proto.Marshal(&pb.SyncPage{Last: true, Want: []byte{0, 0, 0, 0, 0, 0, 0, 1}})
-	f.Add(want)
-	f.Add(one)
-	f.Add(end)
-	f.Add([]byte{})
-	f.Add([]byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f})
-	f.Fuzz(func(t *testing.T, data []byte) {
-		pg, err := decodePage(data)
+	want21, _ := proto.Marshal(&pb.SyncPage{Last: true, Want: make([]byte, 16)})
+	sig, _ := local.Current().Signature()
+	bumps := binary.BigEndian.AppendUint64(nil, 5)
+	bumps = binary.BigEndian.AppendUint64(bumps, 1)
+	bumps = append(binary.BigEndian.AppendUint64(bumps, 2), sig...)
+	withBump, _ := proto.Marshal(&pb.SyncPage{Bumps: bumps})
+	partBump, _ := proto.Marshal(&pb.SyncPage{Bumps: bumps[:50], Last: true})
+	for _, b := range []bool{false, true} {
+		f.Add(want, b)
+		f.Add(want21, b)
+		f.Add(one, b)
+		f.Add(end, b)
+		f.Add(withBump, b)
+		f.Add(partBump, b)
+		f.Add([]byte{}, b)
+		f.Add([]byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f}, b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, withBumps bool) {
+		d := dialect{bumps: withBumps}
+		pg, err := d.decodePage(data)
 		if err != nil {
 			if pg != nil {
 				t.Fatal("a page came with an error")
 			}
 			return
 		}
-		if len(pg.Entries) > maxPageEntries || (len(pg.Entries) == 0 && !pg.Last) {
-			t.Fatalf("accepted a page of %d entries, last %v", len(pg.Entries), pg.Last)
+		nb := len(pg.Bumps) / bumpLen
+		if len(pg.Entries) > maxPageEntries || (len(pg.Entries) == 0 && nb == 0 && !pg.Last) {
+			t.Fatalf("accepted a page of %d entries and %d bumps, last %v", len(pg.Entries), nb, pg.Last)
 		}
-		if len(pg.Want) > maxWant*8 || len(pg.Want)%8 != 0 || (len(pg.Want) > 0 && !pg.Last) {
+		if len(pg.Bumps)%bumpLen != 0 || nb > maxPageBumps || (nb > 0 && !withBumps) {
+			t.Fatalf("accepted %d bytes of bumps in %v", len(pg.Bumps), d)
+		}
+		if got := decodeBumps(pg.Bumps); len(got) != nb {
+			t.Fatal("bumps lost")
+		} else {
+			for _, b := range got {
+				if len(b.sig) != catalog.BumpSignatureLen {
+					t.Fatalf("a bump with a %d-byte signature", len(b.sig))
+				}
+			}
+		}
+		wl := d.wantLen()
+		if len(pg.Want) > maxWant*wl || len(pg.Want)%wl != 0 || (len(pg.Want) > 0 && !pg.Last) {
 			t.Fatalf("accepted a want of %d bytes, last %v", len(pg.Want), pg.Last)
 		}
-		if keys := wantKeys(pg.Want); len(keys) != len(pg.Want)/8 {
+		if keys := d.wantKeys(pg.Want); len(keys) != len(pg.Want)/wl {
 			t.Fatal("want keys lost")
 		}
 	})

@@ -45,6 +45,11 @@ type Stats struct {
 	// bytes on sync streams and sealed entries in sync messages.
 	SyncBytesSent, SyncBytesReceived     uint64
 	SyncEntriesSent, SyncEntriesReceived uint64
+	// Bumps (sync 2.1.0): entries whose only change is their version,
+	// sent as version and signature instead of whole, and those received
+	// that were not merged (they did not apply, failed to open, or were
+	// not newer by the time they came); see PROTOCOL.md section 10.8.
+	SyncBumpsSent, SyncBumpsReceived, SyncBumpsRefused uint64
 	// SyncErrorsBy counts failed and refused syncs by cause, keyed
 	// "in/<cause>" (syncs this node refused or failed to serve) and
 	// "out/<cause>" (syncs it started that failed). Causes are listed in
@@ -67,6 +72,8 @@ type counters struct {
 	// Sync traffic, and syncs failed or refused by cause.
 	syncBytesOut, syncBytesIn     atomic.Uint64
 	syncEntriesOut, syncEntriesIn atomic.Uint64
+	syncBumpsOut, syncBumpsIn     atomic.Uint64
+	syncBumpsRefused              atomic.Uint64
 	syncErr                       map[string]uint64 // "in/<cause>", "out/<cause>"; under mu
 
 	rtt      metric.Float64Histogram
@@ -112,6 +119,7 @@ func (c *counters) snapshot() Stats {
 		LinksRepaired: c.linksRepaired.Load(),
 		SyncBytesSent: c.syncBytesOut.Load(), SyncBytesReceived: c.syncBytesIn.Load(),
 		SyncEntriesSent: c.syncEntriesOut.Load(), SyncEntriesReceived: c.syncEntriesIn.Load(),
+		SyncBumpsSent: c.syncBumpsOut.Load(), SyncBumpsReceived: c.syncBumpsIn.Load(), SyncBumpsRefused: c.syncBumpsRefused.Load(),
 		SyncErrorsBy: syncBy,
 	}
 }
@@ -157,6 +165,9 @@ func newCounters(mp metric.MeterProvider, network string, size func() int) (*cou
 		{"mosaik.discovery.sync.bytes", "", &c.syncBytesIn, []attribute.KeyValue{attribute.String("direction", "in")}},
 		{"mosaik.discovery.sync.entries", "sealed entries in catalog sync messages", &c.syncEntriesOut, []attribute.KeyValue{attribute.String("direction", "out")}},
 		{"mosaik.discovery.sync.entries", "", &c.syncEntriesIn, []attribute.KeyValue{attribute.String("direction", "in")}},
+		{"mosaik.discovery.sync.bumps", "bumps (version-only changes) in catalog sync pages", &c.syncBumpsOut, []attribute.KeyValue{attribute.String("direction", "out")}},
+		{"mosaik.discovery.sync.bumps", "", &c.syncBumpsIn, []attribute.KeyValue{attribute.String("direction", "in")}},
+		{"mosaik.discovery.sync.bumps.refused", "bumps received in catalog syncs that were not merged", &c.syncBumpsRefused, nil},
 	}
 	instruments := map[string]metric.Int64ObservableCounter{}
 	var all []metric.Observable

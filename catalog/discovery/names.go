@@ -20,15 +20,23 @@ import (
 func TopicName(n catalog.NetworkID) string { return "/mosaik/catalog/1.0.0/" + n.String() }
 
 // SyncProtocol is the catalog sync protocol of network n, the paged
-// delta sync: "/mosaik/catalog/sync/2.0.0/<network hex>".
+// delta sync with bumps: "/mosaik/catalog/sync/2.1.0/<network hex>".
 func SyncProtocol(n catalog.NetworkID) protocol.ID {
 	return protocol.ID(syncProtocolPrefix + n.String())
+}
+
+// SyncProtocolV2 is the paged delta sync of network n without bumps that
+// nodes before 2.1.0 speak: "/mosaik/catalog/sync/2.0.0/<network hex>". A
+// service serves it and falls back to it with responders that do not
+// serve [SyncProtocol].
+func SyncProtocolV2(n catalog.NetworkID) protocol.ID {
+	return protocol.ID(syncProtocolV2Prefix + n.String())
 }
 
 // SyncProtocolV1 is the whole-catalog sync of network n that nodes before
 // 2.0.0 speak: "/mosaik/catalog/sync/1.0.0/<network hex>". A service
 // serves it for old initiators and falls back to it with responders that
-// do not serve [SyncProtocol].
+// serve neither [SyncProtocol] nor [SyncProtocolV2].
 func SyncProtocolV1(n catalog.NetworkID) protocol.ID {
 	return protocol.ID(syncProtocolV1Prefix + n.String())
 }
@@ -36,11 +44,12 @@ func SyncProtocolV1(n catalog.NetworkID) protocol.ID {
 // SyncProtocols are the sync protocols of network n a service serves, in
 // order of preference.
 func SyncProtocols(n catalog.NetworkID) []protocol.ID {
-	return []protocol.ID{SyncProtocol(n), SyncProtocolV1(n)}
+	return []protocol.ID{SyncProtocol(n), SyncProtocolV2(n), SyncProtocolV1(n)}
 }
 
 const (
-	syncProtocolPrefix   = "/mosaik/catalog/sync/2.0.0/"
+	syncProtocolPrefix   = "/mosaik/catalog/sync/2.1.0/"
+	syncProtocolV2Prefix = "/mosaik/catalog/sync/2.0.0/"
 	syncProtocolV1Prefix = "/mosaik/catalog/sync/1.0.0/"
 )
 

@@ -17,7 +17,7 @@ import (
 	"github.com/mosaik-go/mosaik/internal/framer"
 )
 
-// CodeUnknownPeer resets a 2.0.0 sync whose initiator is not in the
+// CodeUnknownPeer resets a 2.x sync whose initiator is not in the
 // responder's catalog and whose hello entry cannot make it a member
 // (missing, stale, refused by the catalog, or not admitted to a closed
 // network), and a 1.0.0 sync of a closed network whose initiator's entry
@@ -28,13 +28,18 @@ const CodeUnknownPeer network.StreamErrorCode = 401
 // reset and counted already).
 var errEvicted = errors.New("discovery: sync evicted")
 
-// handleSyncV2 serves one sync of protocol 2.0.0 (PROTOCOL.md section
-// 10.3): it reads the initiator's hello, merges its entry, then reads its
-// digest page by page and streams, in pages, every entry of its catalog
-// the digest lacks or names at an older version, merge-joined in key
-// order. It holds one digest page and one entry page at a time, plus a
-// 16-byte index entry per peer of its own catalog.
-func (s *Service) handleSyncV2(st network.Stream) {
+// handleSyncBumps serves sync 2.1.0, handleSyncDelta sync 2.0.0.
+func (s *Service) handleSyncBumps(st network.Stream) { s.handleSyncV2(st, dialect21) }
+func (s *Service) handleSyncDelta(st network.Stream) { s.handleSyncV2(st, dialect20) }
+
+// handleSyncV2 serves one sync of protocol 2.0.0 or 2.1.0 (d; PROTOCOL.md
+// sections 10.3 and 10.8): it reads the initiator's hello, merges its
+// entry, then reads its digest page by page and streams, in pages, every
+// entry of its catalog the digest lacks or names at an older version
+// (in 2.1.0 as a bump when the digest names the same content),
+// merge-joined in key order. It holds one digest page and one entry page
+// at a time, plus a 16-byte index entry per peer of its own catalog.
+func (s *Service) handleSyncV2(st network.Stream, d dialect) {
 	if !s.enter() {
 		_ = st.Reset()
 		return
@@ -73,7 +78,7 @@ func (s *Service) handleSyncV2(st network.Stream) {
 		return
 	}
 	_, span := s.tracer.Start(s.ctx, "mosaik.discovery.sync.serve", trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(attribute.String("peer", p.String()), attribute.String("protocol", "2.0.0")))
+		trace.WithAttributes(attribute.String("peer", p.String()), attribute.String("protocol", d.String())))
 	defer span.End()
 	// The snapshot after merging the hello. The initiator's own entry is
 	// skipped, unless ours is newer than its hello: then a second process
@@ -85,18 +90,20 @@ func (s *Service) handleSyncV2(st network.Stream) {
 		skip = ""
 	}
 	own := digestIndex(hello.Salt, withLocal(snap), skip)
-	pw := &pageWriter{w: countWriter{st, &s.stats.syncBytesOut}}
+	pw := &pageWriter{w: countWriter{st, &s.stats.syncBytesOut}, d: d}
 	err = s.serveDigest(r, sl, own, pw)
 	s.stats.syncEntriesOut.Add(uint64(pw.entries))
-	span.SetAttributes(attribute.Int("entries", pw.entries), attribute.Int("want", len(pw.want)/8))
-	if err == nil && len(pw.want) > 0 {
+	s.stats.syncBumpsOut.Add(uint64(pw.bumped))
+	nwant := len(pw.want) / d.wantLen()
+	span.SetAttributes(attribute.Int("entries", pw.entries), attribute.Int("bumps", pw.bumped), attribute.Int("want", nwant))
+	if err == nil && nwant > 0 {
 		// What a joining node (it knew no peer but the initiator) is
 		// pushed is not relayed, as in the initiator's join sync.
 		src := fromSync
 		if n := snap.Len(); n == 0 || (n == 1 && snapHas(snap, p)) {
 			src = fromJoinSync
 		}
-		err = s.readPush(r, len(pw.want)/8, src)
+		err = s.readPush(r, d, own, nwant, src)
 	}
 	var se *syncError
 	switch {
@@ -168,12 +175,13 @@ func (s *Service) admitHello(p peer.ID, raw []byte) (network.StreamErrorCode, st
 }
 
 // serveDigest reads the initiator's digest pages and answers each with
-// what it lacks, then the rest of own and the end marker.
+// what it lacks (whole, or as a bump when the item's content hash is
+// ours), then the rest of own and the end marker.
 func (s *Service) serveDigest(r *bufio.Reader, sl *slot, own []indexed, pw *pageWriter) error {
 	i, read, seen := 0, 0, false
 	var after uint64
 	for {
-		body, err := framer.ReadFrame(r, maxDigestFrame)
+		body, err := framer.ReadFrame(r, pw.d.digestFrame())
 		if err != nil {
 			if !s.serving.read(sl) {
 				return errEvicted
@@ -183,7 +191,7 @@ func (s *Service) serveDigest(r *bufio.Reader, sl *slot, own []indexed, pw *page
 			}
 			return err
 		}
-		items, last, err := decodeDigest(body, !seen, after)
+		items, last, err := pw.d.decodeDigest(body, !seen, after)
 		if err != nil {
 			return err
 		}
@@ -199,15 +207,23 @@ func (s *Service) serveDigest(r *bufio.Reader, sl *slot, own []indexed, pw *page
 			j := i
 			for ; i < len(own) && own[i].key == it.key; i++ {
 				if own[i].e.Entry.Version.Compare(it.v) > 0 {
-					if err := pw.add(own[i].e.Bytes()); err != nil {
+					if err := pw.send(it.key, own[i].e, it.hash); err != nil {
 						return err
 					}
 				}
 			}
 			// The initiator holds a peer we lack, or holds it newer: ask
-			// for it (up to maxWant keys).
-			if len(pw.want) < maxWant*8 && (j == i || own[j].e.Entry.Version.Compare(it.v) < 0) {
+			// for it (up to maxWant keys), in 2.1.0 with the content
+			// hash of ours, so that a heartbeat comes back as a bump.
+			if len(pw.want) < maxWant*pw.d.wantLen() && (j == i || own[j].e.Entry.Version.Compare(it.v) < 0) {
 				pw.want = binary.BigEndian.AppendUint64(pw.want, it.key)
+				if pw.d.bumps {
+					var h uint64
+					if j < i {
+						h = contentHash(own[j].e)
+					}
+					pw.want = binary.BigEndian.AppendUint64(pw.want, h)
+				}
 			}
 			after, seen = it.key, true
 		}
@@ -233,8 +249,9 @@ func (s *Service) member(p peer.ID) bool {
 }
 
 // readPush reads the pages of entries the initiator sends for our want
-// (at most want entries) up to its end marker and merges each page.
-func (s *Service) readPush(r *bufio.Reader, want int, src source) error {
+// (at most want entries and bumps; bumps apply to own) up to its end
+// marker and merges each page.
+func (s *Service) readPush(r *bufio.Reader, d dialect, own []indexed, want int, src source) error {
 	total := 0
 	for {
 		body, err := framer.ReadFrame(r, maxPageFrame)
@@ -244,18 +261,18 @@ func (s *Service) readPush(r *bufio.Reader, want int, src source) error {
 			}
 			return err
 		}
-		pg, err := decodePage(body)
+		pg, err := d.decodePage(body)
 		if err != nil {
 			return err
 		}
 		if len(pg.Want) > 0 {
 			return syncErrorf("malformed", "want in the initiator's pages")
 		}
-		if total += len(pg.Entries); total > want {
+		if total += len(pg.Entries) + len(pg.Bumps)/bumpLen; total > want {
 			return syncErrorf("too_many_entries", "%d entries sent for a want of %d", total, want)
 		}
 		s.stats.syncEntriesIn.Add(uint64(len(pg.Entries)))
-		s.mergeAll(pg.Entries, src)
+		s.mergePage(pg, own, src)
 		if pg.Last {
 			return nil
 		}

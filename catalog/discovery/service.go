@@ -82,7 +82,7 @@ type Service struct {
 	tracer  trace.Tracer
 	now     func() time.Time // the wall clock of versions and freshness
 	network catalog.NetworkID
-	protos  []protocol.ID // sync protocols, preferred first (2.0.0, 1.0.0)
+	protos  []protocol.ID // sync protocols, preferred first (2.1.0, 2.0.0, 1.0.0)
 	cmTag   string        // connection manager tag of catalog peers
 	store   *catalog.Store
 	rtt     *catalog.RTTTable
@@ -209,7 +209,8 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		}
 	}
 	if !p.DisableSync {
-		s.h.SetStreamHandler(SyncProtocol(network), s.handleSyncV2)
+		s.h.SetStreamHandler(SyncProtocol(network), s.handleSyncBumps)
+		s.h.SetStreamHandler(SyncProtocolV2(network), s.handleSyncDelta)
 		s.h.SetStreamHandler(SyncProtocolV1(network), s.handleSyncV1)
 		s.serves = true
 	}

@@ -26,12 +26,14 @@ import (
 const maxSyncEntries = 16384
 
 // SyncWith connects to pi (when not connected) and runs a catalog sync
-// with it. With a peer that serves sync 2.0.0 this is a delta exchange:
-// we send our own entry and a digest of our catalog, the peer merges our
-// entry and streams, page by page, the entries we lack or hold at an
-// older version (we merge each page as it comes), then asks for those it
-// lacks, which we send. With an older peer (sync 1.0.0 only) both sides
-// send their whole catalogs. It returns when the exchange is done: both
+// with it. With a peer that serves sync 2.1.0 or 2.0.0 this is a delta
+// exchange: we send our own entry and a digest of our catalog, the peer
+// merges our entry and streams, page by page, the entries we lack or hold
+// at an older version (we merge each page as it comes), then asks for
+// those it lacks, which we send. In 2.1.0 an entry whose only change is
+// its version (a heartbeat) travels as a bump: the version and the
+// signature. With an older peer (sync 1.0.0 only) both sides send their
+// whole catalogs. It returns when the exchange is done: both
 // catalogs then hold each other and what either lacked.
 func (s *Service) SyncWith(ctx context.Context, pi peer.AddrInfo) error {
 	if s.ctx.Err() != nil {
@@ -121,9 +123,9 @@ func (s *Service) syncWith(ctx context.Context, p peer.ID) (err error) {
 			attribute.String("network", s.network.Short()), attribute.String("result", result)))
 		span.End()
 	}()
-	// Sync 2.0.0 when the peer serves it, else 1.0.0 (an older node):
-	// with identify's protocols in the peerstore the choice is local,
-	// otherwise multistream tries them in this order.
+	// Sync 2.1.0 when the peer serves it, else 2.0.0, else 1.0.0 (older
+	// nodes): with identify's protocols in the peerstore the choice is
+	// local, otherwise multistream tries them in this order.
 	st, err := s.h.NewStream(ctx, p, s.protos...)
 	if err != nil {
 		if nw, ok := s.otherNetwork(p); ok {
@@ -137,11 +139,15 @@ func (s *Service) syncWith(ctx context.Context, p peer.ID) (err error) {
 	} else {
 		_ = st.SetDeadline(time.Now().Add(s.params.SyncTimeout))
 	}
-	v2 := st.Protocol() == s.protos[0]
-	span.SetAttributes(attribute.Bool("delta", v2))
-	if v2 {
-		err = s.syncV2(st)
-	} else {
+	switch st.Protocol() {
+	case s.protos[0]:
+		span.SetAttributes(attribute.Bool("delta", true), attribute.Bool("bumps", true))
+		err = s.syncV2(st, dialect21)
+	case s.protos[1]:
+		span.SetAttributes(attribute.Bool("delta", true))
+		err = s.syncV2(st, dialect20)
+	default:
+		span.SetAttributes(attribute.Bool("delta", false))
 		err = s.syncV1(st)
 	}
 	if err == nil {
@@ -194,7 +200,7 @@ func (s *Service) otherNetwork(p peer.ID) (string, bool) {
 		return "", false
 	}
 	for _, id := range protos {
-		for _, prefix := range []string{syncProtocolPrefix, syncProtocolV1Prefix} {
+		for _, prefix := range []string{syncProtocolPrefix, syncProtocolV2Prefix, syncProtocolV1Prefix} {
 			if hex, ok := strings.CutPrefix(string(id), prefix); ok && len(hex) == 64 {
 				return catalog.IDFromString(hex).Short(), true
 			}
@@ -226,21 +232,27 @@ func (s *Service) entries(snap *catalog.Snapshot) [][]byte {
 
 // mergeAll opens a batch of sealed entries (cheap checks before signatures)
 // and merges the valid ones under one store lock, publishing one snapshot.
-func (s *Service) mergeAll(raw [][]byte, src source) {
+// It returns, per entry of raw, why it was not merged (nil if it was).
+func (s *Service) mergeAll(raw [][]byte, src source) []error {
 	now := s.now()
+	errs := make([]error, len(raw))
 	batch := make([]*catalog.SignedEntry, 0, len(raw))
-	for _, b := range raw {
+	at := make([]int, 0, len(raw))
+	for i, b := range raw {
 		e, err := s.open(b, now, src)
 		if err != nil {
 			if !errors.Is(err, catalog.ErrLocal) {
 				s.stats.refuse(catalog.IsRejected(err), catalog.Reason(err))
 			}
+			errs[i] = err
 			continue
 		}
-		batch = append(batch, e)
+		batch, at = append(batch, e), append(at, i)
 	}
-	outs, errs := s.store.MergeAll(batch, now)
+	outs, merr := s.store.MergeAll(batch, now)
 	for i, e := range batch {
-		s.merged(e, outs[i], errs[i], src)
+		s.merged(e, outs[i], merr[i], src)
+		errs[at[i]] = merr[i]
 	}
+	return errs
 }

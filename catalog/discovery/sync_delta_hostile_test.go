@@ -127,7 +127,7 @@ func TestSyncV2_HostileRequestsAreReset(t *testing.T) {
 			var ms0 runtime.MemStats
 			runtime.ReadMemStats(&ms0)
 			start := time.Now()
-			st, err := x.NewStream(ctx, v.h.ID(), discovery.SyncProtocol(nw))
+			st, err := x.NewStream(ctx, v.h.ID(), discovery.SyncProtocolV2(nw))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -203,7 +203,7 @@ func TestSyncV2_HostileResponder(t *testing.T) {
 	done := make(chan struct{})
 	defer close(done)
 	serve := func(reply func(network.Stream)) {
-		r.SetStreamHandler(discovery.SyncProtocol(nw), func(st network.Stream) {
+		r.SetStreamHandler(discovery.SyncProtocolV2(nw), func(st network.Stream) {
 			var hello pb.SyncHello
 			if err := framer.ReadProto(bufio.NewReader(st), 1<<20, &hello); err != nil {
 				_ = st.Reset()
@@ -311,7 +311,7 @@ func TestSyncV2_EndlessDigest(t *testing.T) {
 	connect(t, x, v.h)
 	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(time.Minute))
 	defer cancel()
-	st, err := x.NewStream(ctx, v.h.ID(), discovery.SyncProtocol(nw))
+	st, err := x.NewStream(ctx, v.h.ID(), discovery.SyncProtocolV2(nw))
 	if err != nil {
 		t.Fatal(err)
 	}

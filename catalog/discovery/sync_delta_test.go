@@ -145,7 +145,8 @@ func TestSync_TenThousandEntriesAndDelta(t *testing.T) {
 		return discovery.Stats{
 			SyncBytesSent: after.SyncBytesSent - before.SyncBytesSent, SyncBytesReceived: after.SyncBytesReceived - before.SyncBytesReceived,
 			SyncEntriesSent: after.SyncEntriesSent - before.SyncEntriesSent, SyncEntriesReceived: after.SyncEntriesReceived - before.SyncEntriesReceived,
-			Added: after.Added - before.Added, Updated: after.Updated - before.Updated,
+			SyncBumpsReceived: after.SyncBumpsReceived - before.SyncBumpsReceived,
+			Added:             after.Added - before.Added, Updated: after.Updated - before.Updated,
 		}, took
 	}
 
@@ -162,18 +163,19 @@ func TestSync_TenThousandEntriesAndDelta(t *testing.T) {
 	}
 
 	// Delta: a requester holding 90 %, of which the responder has since
-	// updated 5 %. It lacks the rest, the responder's entry and the first
-	// requester's (which the responder merged from its hello).
+	// updated 5 % (heartbeats: they come as bumps). It lacks the rest, the
+	// responder's entry and the first requester's (which the responder
+	// merged from its hello).
 	held := bigCatalog * 9 / 10
 	b := requester()
 	mergeAll(t, b.svc, big.entries[:held])
 	mergeAll(t, r.svc, big.updates)
 	delta, took := sync(b)
-	want := uint64(bigCatalog-held) + uint64(len(big.updates)) + 2
-	t.Logf("delta sync: %v, %d entries, %d bytes received (%.1f %% of the full sync), %d bytes sent (digest)",
-		took, delta.SyncEntriesReceived, delta.SyncBytesReceived, 100*float64(delta.SyncBytesReceived)/float64(full.SyncBytesReceived), delta.SyncBytesSent)
-	if delta.SyncEntriesReceived != want {
-		t.Errorf("delta sync received %d entries, want exactly the difference %d", delta.SyncEntriesReceived, want)
+	want := uint64(bigCatalog-held) + 2
+	t.Logf("delta sync: %v, %d entries and %d bumps, %d bytes received (%.1f %% of the full sync), %d bytes sent (digest)",
+		took, delta.SyncEntriesReceived, delta.SyncBumpsReceived, delta.SyncBytesReceived, 100*float64(delta.SyncBytesReceived)/float64(full.SyncBytesReceived), delta.SyncBytesSent)
+	if delta.SyncEntriesReceived != want || delta.SyncBumpsReceived != uint64(len(big.updates)) {
+		t.Errorf("delta sync received %d entries and %d bumps, want exactly the difference: %d and %d", delta.SyncEntriesReceived, delta.SyncBumpsReceived, want, len(big.updates))
 	}
 	if delta.Added != uint64(bigCatalog-held)+2 || delta.Updated != uint64(len(big.updates)) {
 		t.Errorf("delta sync added %d and updated %d, want %d and %d", delta.Added, delta.Updated, bigCatalog-held+2, len(big.updates))
@@ -193,7 +195,7 @@ func TestSync_TenThousandEntriesAndDelta(t *testing.T) {
 	// Nothing to move: a second sync moves at most the two live nodes'
 	// entries (their heartbeats), nothing else.
 	again, _ := sync(b)
-	if again.SyncEntriesReceived > 2 {
+	if again.SyncEntriesReceived+again.SyncBumpsReceived > 2 {
 		t.Errorf("a sync right after a sync received %d entries", again.SyncEntriesReceived)
 	}
 }
@@ -288,14 +290,16 @@ func TestSync_PushesWhatTheResponderLacks(t *testing.T) {
 			t.Fatalf("the responder lacks the update of %s", u.Entry.PeerID)
 		}
 	}
-	if got := r.svc.Stats().SyncEntriesReceived - before.SyncEntriesReceived; got != 60 {
-		t.Errorf("the responder received %d entries, want the 60 it lacked", got)
+	// The 10 updates are heartbeats of entries it holds: bumps.
+	after := r.svc.Stats()
+	if got, bumps := after.SyncEntriesReceived-before.SyncEntriesReceived, after.SyncBumpsReceived-before.SyncBumpsReceived; got != 50 || bumps != 10 {
+		t.Errorf("the responder received %d entries and %d bumps, want the 50 it lacked and the 10 it held older", got, bumps)
 	}
 	before = r.svc.Stats()
 	if err := a.svc.SyncWith(ctx, addrInfo(r.h)); err != nil {
 		t.Fatalf("second SyncWith: %v", err)
 	}
-	if got := r.svc.Stats().SyncEntriesReceived - before.SyncEntriesReceived; got > 0 {
-		t.Errorf("a second sync pushed %d entries again", got)
+	if after := r.svc.Stats(); after.SyncEntriesReceived+after.SyncBumpsReceived > before.SyncEntriesReceived+before.SyncBumpsReceived {
+		t.Errorf("a second sync pushed %d entries again", after.SyncEntriesReceived+after.SyncBumpsReceived-before.SyncEntriesReceived-before.SyncBumpsReceived)
 	}
 }

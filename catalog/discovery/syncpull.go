@@ -15,26 +15,26 @@ import (
 	"github.com/mosaik-go/mosaik/internal/framer"
 )
 
-// syncV2 runs the initiator's side of sync 2.0.0 on st (PROTOCOL.md
-// section 10.3). A goroutine writes the hello and the digest while this
+// syncV2 runs the initiator's side of sync 2.0.0 or 2.1.0 (d) on st
+// (PROTOCOL.md sections 10.3 and 10.8). A goroutine writes the hello and the digest while this
 // one reads and merges pages, since the responder answers the digest as
 // it reads it: writing it all before reading could block both sides on
 // full flow-control windows. The writer is done when syncV2 returns.
 // Then, if the responder asked for entries (want), it sends them and
 // waits for the responder to close, so that on return the responder has
 // merged them.
-func (s *Service) syncV2(st network.Stream) error {
+func (s *Service) syncV2(st network.Stream, d dialect) error {
 	snap := s.store.Snapshot()
 	salt := make([]byte, saltLen)
 	_, _ = rand.Read(salt) // never fails (crypto/rand)
 	idx := digestIndex(salt, snap.All(), "")
 	werr := make(chan error, 1)
-	go func() { werr <- s.writeDigest(st, snap, salt, idx) }()
+	go func() { werr <- s.writeDigest(st, d, snap, salt, idx) }()
 	src := fromSync
 	if snap.Len() == 0 {
 		src = fromJoinSync
 	}
-	want, err := s.readPages(st, src)
+	want, err := s.readPages(st, d, idx, src)
 	if err != nil {
 		_ = st.Reset() // unblocks the writer
 		<-werr
@@ -48,11 +48,11 @@ func (s *Service) syncV2(st network.Stream) error {
 		_ = st.CloseWrite()
 		return nil
 	}
-	pw := &pageWriter{w: countWriter{st, &s.stats.syncBytesOut}}
+	pw := &pageWriter{w: countWriter{st, &s.stats.syncBytesOut}, d: d}
 	for _, k := range want {
-		i, ok := slices.BinarySearchFunc(idx, k, func(x indexed, k uint64) int { return cmp.Compare(x.key, k) })
+		i, ok := slices.BinarySearchFunc(idx, k.key, func(x indexed, k uint64) int { return cmp.Compare(x.key, k) })
 		if ok {
-			if err := pw.add(idx[i].e.Bytes()); err != nil {
+			if err := pw.send(k.key, idx[i].e, k.hash); err != nil {
 				return fmt.Errorf("send entries: %w", err)
 			}
 		}
@@ -61,6 +61,7 @@ func (s *Service) syncV2(st network.Stream) error {
 		return fmt.Errorf("send entries: %w", err)
 	}
 	s.stats.syncEntriesOut.Add(uint64(pw.entries))
+	s.stats.syncBumpsOut.Add(uint64(pw.bumped))
 	// A reset that surfaces here is left to the read: yamux's CloseWrite
 	// error lacks the stream error code that Read carries.
 	_ = st.CloseWrite()
@@ -72,21 +73,25 @@ func (s *Service) syncV2(st network.Stream) error {
 }
 
 // writeDigest writes the hello (our own entry) and the digest idx of the
-// remote entries of snap, in ascending key order.
-func (s *Service) writeDigest(st network.Stream, snap *catalog.Snapshot, salt []byte, idx []indexed) error {
+// remote entries of snap, in ascending key order, in dialect d.
+func (s *Service) writeDigest(st network.Stream, d dialect, snap *catalog.Snapshot, salt []byte, idx []indexed) error {
 	w := countWriter{st, &s.stats.syncBytesOut}
 	hello := &pb.SyncHello{Network: s.network[:], Entry: snap.Local().Bytes(), Salt: salt}
 	if err := framer.WriteProto(w, hello); err != nil {
 		return err
 	}
 	s.stats.syncEntriesOut.Add(1)
-	page := &pb.SyncDigest{Items: make([]byte, 0, min(len(idx), maxDigestItems)*digestItemLen)}
+	page := &pb.SyncDigest{Items: make([]byte, 0, min(len(idx), maxDigestItems)*d.itemLen())}
 	n := 0
 	for i, x := range idx {
 		if i > 0 && x.key == idx[i-1].key {
 			continue // a key collision: keys must ascend strictly; the responder sends the other
 		}
-		page.Items = appendDigestItem(page.Items, x.key, x.e.Entry.Version)
+		it := digestItem{key: x.key, v: x.e.Entry.Version}
+		if d.bumps {
+			it.hash = contentHash(x.e)
+		}
+		page.Items = d.appendItem(page.Items, it)
 		if n++; n == maxDigestItems {
 			if err := framer.WriteProto(w, page); err != nil {
 				return err
@@ -100,8 +105,9 @@ func (s *Service) writeDigest(st network.Stream, snap *catalog.Snapshot, salt []
 
 // readPages reads the responder's pages up to the end marker and merges
 // each as it comes (one store lock and one snapshot per page), as learned
-// from src. It returns the keys the responder wants.
-func (s *Service) readPages(st network.Stream, src source) ([]uint64, error) {
+// from src; bumps apply to the entries of idx, the digest we sent. It
+// returns the keys the responder wants.
+func (s *Service) readPages(st network.Stream, d dialect, idx []indexed, src source) ([]wanted, error) {
 	r := bufio.NewReader(countReader{st, &s.stats.syncBytesIn})
 	total := 0
 	for {
@@ -109,17 +115,17 @@ func (s *Service) readPages(st network.Stream, src source) ([]uint64, error) {
 		if err != nil {
 			return nil, fmt.Errorf("receive: %w", err)
 		}
-		pg, err := decodePage(body)
+		pg, err := d.decodePage(body)
 		if err != nil {
 			return nil, err
 		}
-		if total += len(pg.Entries); total > maxSyncItems {
+		if total += len(pg.Entries) + len(pg.Bumps)/bumpLen; total > maxSyncItems {
 			return nil, syncErrorf("too_many_entries", "more than %d entries", maxSyncItems)
 		}
 		s.stats.syncEntriesIn.Add(uint64(len(pg.Entries)))
-		s.mergeAll(pg.Entries, src)
+		s.mergePage(pg, idx, src)
 		if pg.Last {
-			return wantKeys(pg.Want), nil
+			return d.wantKeys(pg.Want), nil
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/internal/framer"
 )
 
@@ -46,7 +47,7 @@ func TestPageWriter_Bounds(t *testing.T) {
 		if err != nil {
 			t.Fatalf("page %d: %v", pages, err)
 		}
-		pg, err := decodePage(body)
+		pg, err := dialect20.decodePage(body)
 		if err != nil {
 			t.Fatalf("page %d: %v", pages, err)
 		}
@@ -68,5 +69,51 @@ func TestPageWriter_Bounds(t *testing.T) {
 	}
 	if pages < 6 {
 		t.Errorf("only %d pages", pages)
+	}
+}
+
+// TestPageWriter_BumpBounds: in 2.1.0, bumps share the pages' byte budget
+// with entries: a page holds at most maxPageBumps bumps, its frame stays
+// within maxPageFrame when a large entry follows a page of bumps, and
+// every page decodes.
+func TestPageWriter_BumpBounds(t *testing.T) {
+	var buf bytes.Buffer
+	pw := &pageWriter{w: &buf, d: dialect21}
+	sig := make([]byte, catalog.BumpSignatureLen)
+	for i := range 5000 {
+		if err := pw.addBump(uint64(i), catalog.Version{StartMS: 1, UpdateMS: 2}, sig); err != nil {
+			t.Fatal(err)
+		}
+		if i == 2500 {
+			if err := pw.add(make([]byte, maxPageEntry)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := pw.flush(true); err != nil {
+		t.Fatal(err)
+	}
+	fr := framer.NewReader(&buf, maxPageFrame)
+	bumps, entries := 0, 0
+	for pages := 1; ; pages++ {
+		body, err := fr.Next()
+		if err != nil {
+			t.Fatalf("page %d: %v", pages, err)
+		}
+		pg, err := dialect21.decodePage(body)
+		if err != nil {
+			t.Fatalf("page %d: %v", pages, err)
+		}
+		if len(pg.Entries) > 0 && len(pg.Bumps) > 0 && len(pg.Bumps)+len(pg.Entries[0]) > pageBytes {
+			t.Errorf("page %d holds %d bytes of bumps besides a %d-byte entry", pages, len(pg.Bumps), len(pg.Entries[0]))
+		}
+		bumps += len(pg.Bumps) / bumpLen
+		entries += len(pg.Entries)
+		if pg.Last {
+			break
+		}
+	}
+	if bumps != 5000 || pw.bumped != 5000 || entries != 1 {
+		t.Errorf("%d bumps read, %d counted, %d entries; want 5000, 5000, 1", bumps, pw.bumped, entries)
 	}
 }

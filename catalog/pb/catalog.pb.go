@@ -643,6 +643,8 @@ type SyncDigest struct {
 	// Packed 24-byte items: key (8 bytes, the first 8 bytes of
 	// SHA-256(salt || binary peer ID)), start_ms and update_ms (8 bytes
 	// each); all big-endian. Keys strictly ascend across all pages.
+	// In 2.1.0 items are 32 bytes: the entry's 8-byte content hash follows
+	// (PROTOCOL.md section 10.8; zero: send no bump for this entry).
 	Items         []byte `protobuf:"bytes,1,opt,name=items,proto3" json:"items,omitempty"`
 	Last          bool   `protobuf:"varint,2,opt,name=last,proto3" json:"last,omitempty"` // no digest page follows
 	unknownFields protoimpl.UnknownFields
@@ -702,8 +704,15 @@ type SyncPage struct {
 	Last    bool                   `protobuf:"varint,2,opt,name=last,proto3" json:"last,omitempty"`      // the end marker: no page follows
 	// On the responder's last page only: packed 8-byte digest keys (at most
 	// 4096) of peers the initiator holds newer or the responder lacks. The
-	// initiator answers with those entries in pages of its own.
-	Want          []byte `protobuf:"bytes,3,opt,name=want,proto3" json:"want,omitempty"`
+	// initiator answers with those entries in pages of its own. In 2.1.0
+	// each key is followed by the responder's 8-byte content hash of its
+	// entry of that peer (zero when it has none): 16 bytes a key.
+	Want []byte `protobuf:"bytes,3,opt,name=want,proto3" json:"want,omitempty"`
+	// 2.1.0 only: packed 88-byte bumps (PROTOCOL.md section 10.8), entries
+	// the receiver holds with the same content at an older version, sent as
+	// key (8 bytes), start_ms, update_ms (8 bytes each, big-endian) and the
+	// 64-byte signature of the new version. At most 2048 a page.
+	Bumps         []byte `protobuf:"bytes,4,opt,name=bumps,proto3" json:"bumps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -759,6 +768,13 @@ func (x *SyncPage) GetWant() []byte {
 	return nil
 }
 
+func (x *SyncPage) GetBumps() []byte {
+	if x != nil {
+		return x.Bumps
+	}
+	return nil
+}
+
 var File_catalog_proto protoreflect.FileDescriptor
 
 const file_catalog_proto_rawDesc = "" +
@@ -807,11 +823,12 @@ const file_catalog_proto_rawDesc = "" +
 	"\n" +
 	"SyncDigest\x12\x14\n" +
 	"\x05items\x18\x01 \x01(\fR\x05items\x12\x12\n" +
-	"\x04last\x18\x02 \x01(\bR\x04last\"L\n" +
+	"\x04last\x18\x02 \x01(\bR\x04last\"b\n" +
 	"\bSyncPage\x12\x18\n" +
 	"\aentries\x18\x01 \x03(\fR\aentries\x12\x12\n" +
 	"\x04last\x18\x02 \x01(\bR\x04last\x12\x12\n" +
-	"\x04want\x18\x03 \x01(\fR\x04wantB(Z&github.com/mosaik-go/mosaik/catalog/pbb\x06proto3"
+	"\x04want\x18\x03 \x01(\fR\x04want\x12\x14\n" +
+	"\x05bumps\x18\x04 \x01(\fR\x05bumpsB(Z&github.com/mosaik-go/mosaik/catalog/pbb\x06proto3"
 
 var (
 	file_catalog_proto_rawDescOnce sync.Once

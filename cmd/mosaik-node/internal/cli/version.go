@@ -32,6 +32,7 @@ func protocolVersions() [][2]string {
 		{"entry", catalog.ProtocolVersion},
 		{"catalog gossip", perNetwork(discovery.TopicName(zero))},
 		{"catalog sync", perNetwork(string(discovery.SyncProtocol(zero)))},
+		{"catalog sync (without bumps, still served)", perNetwork(string(discovery.SyncProtocolV2(zero)))},
 		{"catalog sync (legacy, still served)", perNetwork(string(discovery.SyncProtocolV1(zero)))},
 		{"dht", kad},
 		{"streams", string(streams.ProtocolID)},

@@ -21,7 +21,7 @@ func TestMain_Version(t *testing.T) {
 		}
 		got := out.String()
 		for _, want := range []string{"github.com/mosaik-go/mosaik", runtime.Version(), "commit", catalog.ProtocolVersion,
-			string(streams.ProtocolID), groups.ProtocolPrefix + "/<network>", "/mosaik/catalog/sync/1.0.0/<network>", "/mosaik/kad/1.0.0"} {
+			string(streams.ProtocolID), groups.ProtocolPrefix + "/<network>", "/mosaik/catalog/sync/2.1.0/<network>", "/mosaik/catalog/sync/2.0.0/<network>", "/mosaik/catalog/sync/1.0.0/<network>", "/mosaik/kad/1.0.0"} {
 			if !strings.Contains(got, want) {
 				t.Errorf("%q does not print %q:\n%s", args, want, got)
 			}
