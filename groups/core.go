@@ -154,6 +154,8 @@ type groupCore struct {
 	// here costs nothing more.
 	lastSnap *storedSnap
 	smAt     uint64
+	// smTick is the tick at which smAt last moved (maybeQuietSnapshot).
+	smTick int64
 	// raftGen counts the RawNodes this core started (resetRaftOn): a
 	// snapshot captured under one is not stored under the next.
 	raftGen       uint64
@@ -465,6 +467,7 @@ func (c *groupCore) onTick() {
 		c.manageMembers()
 	}
 	c.checkSnapSends()
+	c.maybeQuietSnapshot()
 }
 
 func (c *groupCore) statusEvery() int { return c.p.ticks(c.p.Heartbeat) * 2 }

@@ -294,7 +294,7 @@ func (c *groupCore) applyEntries(ents []*raftpb.Entry) error {
 			i++
 			continue
 		}
-		c.smAt = e.GetIndex() + uint64(len(cmds)) - 1
+		c.smAt, c.smTick = e.GetIndex()+uint64(len(cmds))-1, c.now
 		if err := c.applyRun(ApplyContext{Group: c.id, Term: e.GetTerm(), FirstIndex: e.GetIndex()}, cmds); err != nil {
 			return err
 		}
@@ -368,6 +368,23 @@ func (c *groupCore) maybeSnapshot() {
 	}
 	data, err := c.buildSnapshotData()
 	c.storeSnapshot(c.applied, c.conf, data, nil, err)
+}
+
+// maybeQuietSnapshot runs on ticks: once commands stopped arriving
+// (Params.SnapshotQuiet) after a burst that changed the state since the
+// last snapshot, it takes one. The snapshot a configuration change owes a
+// joining member then reuses those bytes (maybeSnapshot) instead of every
+// member writing the whole state at once while the new member waits.
+func (c *groupCore) maybeQuietSnapshot() {
+	q := c.p.SnapshotQuiet
+	if q <= 0 || c.snapBuilding != 0 || c.smAt <= c.snapIndex || c.now-c.smTick < int64(c.p.ticks(q)) {
+		return
+	}
+	if c.applied-c.snapIndex < max(1, c.p.SnapshotEntries/4) {
+		return
+	}
+	c.snapNow = true
+	c.maybeSnapshot()
 }
 
 // buildSnapshotAsync writes the snapshot of the state captured now on

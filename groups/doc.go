@@ -120,7 +120,9 @@
 //
 // Every Params.SnapshotEntries applied entries a member snapshots its state
 // machine and compacts its log, keeping Params.CompactionWindow entries,
-// so a member that lags by less replays the log. One that lags by more
+// so a member that lags by less replays the log. It also snapshots once
+// commands stop arriving for Params.SnapshotQuiet after a burst, so that
+// a member joining later finds a snapshot at hand. One that lags by more
 // (a late joiner, a member back from a long partition) gets a snapshot,
 // which never travels inside a bond frame: raft's MsgSnap carries a small
 // descriptor (anchor, size, blake3 hash) and the member fetches the bytes
