@@ -67,6 +67,9 @@ type machine interface {
 	// state as of this call after room zero bytes (as snapshotAfter), or
 	// nil when the machine cannot be captured (no SnapshotCapturer).
 	capture(room int) func() ([]byte, error)
+	// stage returns a stage that restores a snapshot as it arrives, or
+	// nil (no StagedRestorer).
+	stage() RestoreStage
 }
 
 type frame struct {

@@ -133,7 +133,9 @@
 // dropped and its chunks go to the next; the whole is checked against the
 // hash before the group's goroutine installs it (the fetch runs in a
 // goroutine of the group, ended by Close, so the group keeps
-// heartbeating). If every holder fails, the leader is told and sends a
+// heartbeating). A machine that implements StagedRestorer decodes the
+// chunks into a new state aside as they arrive; the install then only
+// swaps it in. If every holder fails, the leader is told and sends a
 // fresh MsgSnap. A member keeps the snapshots it took or installed for 10 s
 // after their last use and serves them to the members bonded with it in
 // that group, so states far beyond the bond layer's frame cap (up to
