@@ -330,6 +330,12 @@ func (m *machine[S]) restoreRaw(rd rawDecoder[S], r io.Reader) error {
 			return fmt.Errorf("collections: snapshot: %w", err)
 		}
 	}
+	return m.restoreBytes(rd, data)
+}
+
+// restoreBytes is restoreRaw of the snapshot's bytes, which the restored
+// state may alias.
+func (m *machine[S]) restoreBytes(rd rawDecoder[S], data []byte) error {
 	if len(data) == 0 {
 		m.publish(&published[S]{state: m.k.empty()})
 		return nil

@@ -205,42 +205,6 @@ func (k mapKind[K, V]) decode(dec *cbor.Decoder) (mapState[K, V], error) {
 	}
 }
 
-// decodeRaw reads what decode reads. A pair of two strings (the common
-// case) is cut out of b by hand; anything else goes through the general
-// decoder. Either way item checks every key and value.
-func (k mapKind[K, V]) decodeRaw(b []byte) (mapState[K, V], error) {
-	s := k.empty()
-	var last string
-	for n := 0; len(b) > 0; n++ {
-		var kraw, vraw []byte
-		if b[0] == 0x82 {
-			if kl := stringItemLen(b[1:]); kl > 0 {
-				if vl := stringItemLen(b[1+kl:]); vl > 0 {
-					kraw, vraw, b = b[1:1+kl], b[1+kl:1+kl+vl], b[1+kl+vl:]
-				}
-			}
-		}
-		if kraw == nil {
-			var pair [2]cbor.RawMessage
-			rest, err := detcbor.UnmarshalFirst(b, &pair)
-			if err != nil {
-				return nil, err
-			}
-			kraw, vraw, b = pair[0], pair[1], rest
-		}
-		it, ok := aliasItem[K, V](kraw, vraw)
-		if !ok {
-			return nil, fmt.Errorf("entry %d does not decode", n)
-		}
-		if n > 0 && it.kenc <= last {
-			return nil, fmt.Errorf("entry %d is out of order", n)
-		}
-		last = it.kenc
-		s.Load(it) // in order, checked above: an append
-	}
-	return s, nil
-}
-
 // aliasItem is item for decodeRaw: the encodings, and decoded strings and
 // byte strings, point into the snapshot's bytes instead of being copied,
 // four allocations less per entry on a restore of millions. The snapshot

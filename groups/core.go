@@ -67,6 +67,9 @@ type machine interface {
 	// state as of this call after room zero bytes (as snapshotAfter), or
 	// nil when the machine cannot be captured (no SnapshotCapturer).
 	capture(room int) func() ([]byte, error)
+	// stage returns a stage that restores a snapshot as it arrives, or
+	// nil (no StagedRestorer).
+	stage() RestoreStage
 }
 
 type frame struct {
@@ -154,6 +157,8 @@ type groupCore struct {
 	// here costs nothing more.
 	lastSnap *storedSnap
 	smAt     uint64
+	// smTick is the tick at which smAt last moved (maybeQuietSnapshot).
+	smTick int64
 	// raftGen counts the RawNodes this core started (resetRaftOn): a
 	// snapshot captured under one is not stored under the next.
 	raftGen       uint64
@@ -465,6 +470,7 @@ func (c *groupCore) onTick() {
 		c.manageMembers()
 	}
 	c.checkSnapSends()
+	c.maybeQuietSnapshot()
 }
 
 func (c *groupCore) statusEvery() int { return c.p.ticks(c.p.Heartbeat) * 2 }

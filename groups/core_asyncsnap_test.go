@@ -249,3 +249,64 @@ func TestCore_ConfSnapshotReusesUnchangedState(t *testing.T) {
 		t.Fatalf("stored state %d (%v), want 3", got, err)
 	}
 }
+
+// Once commands stop arriving for SnapshotQuiet after at least a quarter
+// of SnapshotEntries changed the state, the state is snapshotted: a member
+// joining after a burst of writes is sent that snapshot, not one every
+// member writes for it. Fewer changes, a shorter quiet, or no change since
+// the last snapshot take none.
+func TestCore_QuietSnapshotAfterBurst(t *testing.T) {
+	c := leadingCore(t)
+	c.p.SnapshotEntries = 8 // a quarter: 2 entries
+	c.p.SnapshotQuiet = 5 * c.p.Tick
+	quiet := c.p.ticks(c.p.SnapshotQuiet)
+	add := func() {
+		t.Helper()
+		c.execute([][]byte{{0x01}}, func(uint64) {}, func(err error) {
+			if err != nil {
+				t.Errorf("execute: %v", err)
+			}
+		})
+		c.step(t)
+	}
+	ticks := func(n int) {
+		t.Helper()
+		for range n {
+			c.onTick()
+			c.step(t)
+		}
+	}
+	// Applied so far: the leader's own entries, which are no commands.
+	base := c.snapIndex
+	ticks(2 * quiet)
+	if c.snapIndex != base {
+		t.Fatalf("snapshot at %d without a command (was %d)", c.snapIndex, base)
+	}
+	add()
+	c.snapIndex = c.applied - 1 // one entry since the last snapshot
+	ticks(2 * quiet)
+	if c.snapIndex != c.applied-1 {
+		t.Fatalf("snapshot at %d after one entry, under a quarter of SnapshotEntries", c.snapIndex)
+	}
+	add()
+	ticks(quiet - 1)
+	if c.snapIndex == c.applied {
+		t.Fatal("snapshot before the quiet interval ended")
+	}
+	ticks(1)
+	if c.snapIndex != c.applied {
+		t.Fatalf("no snapshot after the quiet interval: at %d, applied %d", c.snapIndex, c.applied)
+	}
+	at := c.snapIndex
+	ticks(2 * quiet)
+	if c.snapIndex != at {
+		t.Fatalf("another snapshot at %d of an unchanged state", c.snapIndex)
+	}
+	c.p.SnapshotQuiet = 0
+	add()
+	add()
+	ticks(2 * quiet)
+	if c.snapIndex != at {
+		t.Fatal("a quiet snapshot with SnapshotQuiet 0")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"time"
+	"unsafe"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -214,9 +215,20 @@ func (c *groupCore) checkSnapshot(s *raftpb.Snapshot) error {
 }
 
 func (c *groupCore) installSnapshot(s *raftpb.Snapshot) error {
+	// The snapshot fetched for this Ready, when it is the one raft
+	// installs: its state may be staged already, and its hash is known.
+	fs := c.snap.installing
+	c.snap.installing = nil
+	if fs != nil && !sameBytes(fs.snap.GetData(), s.GetData()) {
+		fs = nil
+	}
 	cs, err := decodeSnapshotData(s.GetData())
 	if err == nil {
-		err = c.sm.restore(cs.GetState())
+		if st := cs.GetState(); fs != nil && fs.staged.matches(st) {
+			err = fs.staged.stage.Commit(st)
+		} else {
+			err = c.sm.restore(st)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("%w: restoring a snapshot: %w", ErrTerminated, err)
@@ -236,10 +248,20 @@ func (c *groupCore) installSnapshot(s *raftpb.Snapshot) error {
 	if c.snap.net != nil {
 		// This node now holds the snapshot and serves it to the next member
 		// that needs it.
-		c.snap.cache.put(snapshotAnchor{Index: idx, Term: s.GetMetadata().GetTerm()}, s.GetData(), time.Now())
+		a := snapshotAnchor{Index: idx, Term: s.GetMetadata().GetTerm()}
+		if fs != nil {
+			c.snap.cache.putHashed(a, s.GetData(), fs.hash, time.Now())
+		} else {
+			c.snap.cache.put(a, s.GetData(), time.Now())
+		}
 	}
 	c.log.Info("installed a snapshot", "index", idx)
 	return nil
+}
+
+// sameBytes reports whether a and b are the same memory.
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && unsafe.SliceData(a) == unsafe.SliceData(b)
 }
 
 func (c *groupCore) applyEntries(ents []*raftpb.Entry) error {
@@ -294,7 +316,7 @@ func (c *groupCore) applyEntries(ents []*raftpb.Entry) error {
 			i++
 			continue
 		}
-		c.smAt = e.GetIndex() + uint64(len(cmds)) - 1
+		c.smAt, c.smTick = e.GetIndex()+uint64(len(cmds))-1, c.now
 		if err := c.applyRun(ApplyContext{Group: c.id, Term: e.GetTerm(), FirstIndex: e.GetIndex()}, cmds); err != nil {
 			return err
 		}
@@ -368,6 +390,23 @@ func (c *groupCore) maybeSnapshot() {
 	}
 	data, err := c.buildSnapshotData()
 	c.storeSnapshot(c.applied, c.conf, data, nil, err)
+}
+
+// maybeQuietSnapshot runs on ticks: once commands stopped arriving
+// (Params.SnapshotQuiet) after a burst that changed the state since the
+// last snapshot, it takes one. The snapshot a configuration change owes a
+// joining member then reuses those bytes (maybeSnapshot) instead of every
+// member writing the whole state at once while the new member waits.
+func (c *groupCore) maybeQuietSnapshot() {
+	q := c.p.SnapshotQuiet
+	if q <= 0 || c.snapBuilding != 0 || c.smAt <= c.snapIndex || c.now-c.smTick < int64(c.p.ticks(q)) {
+		return
+	}
+	if c.applied-c.snapIndex < max(1, c.p.SnapshotEntries/4) {
+		return
+	}
+	c.snapNow = true
+	c.maybeSnapshot()
 }
 
 // buildSnapshotAsync writes the snapshot of the state captured now on

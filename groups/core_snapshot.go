@@ -65,7 +65,10 @@ type snapXfer struct {
 	// several times on its way to Ready (protobuf clones of megabytes
 	// each); it never reads the data, so it gets none and the Ready's
 	// snapshot gets these bytes back (withSteppedData).
-	stepped *raftpb.Snapshot
+	stepped *fetchedSnapshot
+	// installing is stepped once raft's Ready carries it: the snapshot
+	// installSnapshot installs, with its known hash and its stage.
+	installing *fetchedSnapshot
 }
 
 func (x *snapXfer) init(net snapshotNet, p SnapshotParams) {
@@ -238,11 +241,13 @@ func (c *groupCore) onSnapMsg(from peer.ID, m *raftpb.Message) bool {
 		met.add(met.bytesReceived, int64(len(chunk.Data)))
 		return chunk, err
 	}
+	// The machine builds the new state aside while the chunks arrive.
+	stage := c.sm.stage()
 	c.snap.wg.Add(1)
 	go func() {
 		defer c.snap.wg.Done()
-		snap, err := snapshotFromWire(ctx, m.GetSnapshot(), c.machineTag(), holders, fetch, params)
-		done := func() { c.onSnapFetched(from, epoch, m, snap, err) }
+		fs, err := snapshotFromWire(ctx, m.GetSnapshot(), c.machineTag(), holders, fetch, params, stage)
+		done := func() { c.onSnapFetched(from, epoch, m, fs, err) }
 		select {
 		case c.calls <- done:
 		case <-ctx.Done():
@@ -276,12 +281,12 @@ func (c *groupCore) holdersOf(a snapshotAnchor, sender peer.ID) []peer.ID {
 // onSnapFetched runs on the group goroutine when a fetch ended: it steps
 // the MsgSnap with the fetched bytes (raft's Ready then installs them) or
 // tells the sender the transfer failed.
-func (c *groupCore) onSnapFetched(from peer.ID, epoch uint64, m *raftpb.Message, snap *raftpb.Snapshot, err error) {
+func (c *groupCore) onSnapFetched(from peer.ID, epoch uint64, m *raftpb.Message, fs *fetchedSnapshot, err error) {
 	c.snap.fetching = 0
 	meta := m.GetSnapshot().GetMetadata()
 	a := snapshotAnchor{Index: meta.GetIndex(), Term: meta.GetTerm()}
 	if err == nil {
-		err = c.checkSnapshot(snap)
+		err = c.checkSnapshot(fs.snap)
 	}
 	if err != nil {
 		c.met.add(c.met.syncsFailed, 1)
@@ -292,10 +297,10 @@ func (c *groupCore) onSnapFetched(from peer.ID, epoch uint64, m *raftpb.Message,
 	if c.epoch != epoch || a.Index <= c.applied {
 		return // the cluster moved on meanwhile
 	}
-	m.Snapshot = &raftpb.Snapshot{Metadata: snap.GetMetadata()}
-	c.snap.stepped = snap
+	m.Snapshot = &raftpb.Snapshot{Metadata: fs.snap.GetMetadata()}
+	c.snap.stepped = fs
 	c.met.add(c.met.syncsReceived, 1)
-	c.log.Debug("fetched a snapshot", "index", a.Index, "bytes", len(snap.GetData()))
+	c.log.Debug("fetched a snapshot", "index", a.Index, "bytes", len(fs.snap.GetData()), "staged", fs.staged != nil)
 	defer func() {
 		if r := recover(); r != nil {
 			c.fatal = fmt.Errorf("%w: raft failed on a snapshot from %s: %v", ErrTerminated, from, r)
@@ -310,11 +315,13 @@ func (c *groupCore) onSnapFetched(from peer.ID, epoch uint64, m *raftpb.Message,
 // carries the snapshot if raft took it, so the bytes are dropped at the
 // first Ready either way.
 func (c *groupCore) withSteppedData(s *raftpb.Snapshot) *raftpb.Snapshot {
-	st := c.snap.stepped
-	if st == nil {
+	c.snap.installing = nil
+	fs := c.snap.stepped
+	if fs == nil {
 		return s
 	}
 	c.snap.stepped = nil
+	st := fs.snap
 	if s == nil || raft.IsEmptySnap(s) || len(s.GetData()) != 0 {
 		return s
 	}
@@ -322,6 +329,7 @@ func (c *groupCore) withSteppedData(s *raftpb.Snapshot) *raftpb.Snapshot {
 	if meta.GetIndex() != st.GetMetadata().GetIndex() || meta.GetTerm() != st.GetMetadata().GetTerm() {
 		return s
 	}
+	c.snap.installing = fs
 	return &raftpb.Snapshot{Metadata: meta, Data: st.GetData()}
 }
 

@@ -120,7 +120,9 @@
 //
 // Every Params.SnapshotEntries applied entries a member snapshots its state
 // machine and compacts its log, keeping Params.CompactionWindow entries,
-// so a member that lags by less replays the log. One that lags by more
+// so a member that lags by less replays the log. It also snapshots once
+// commands stop arriving for Params.SnapshotQuiet after a burst, so that
+// a member joining later finds a snapshot at hand. One that lags by more
 // (a late joiner, a member back from a long partition) gets a snapshot,
 // which never travels inside a bond frame: raft's MsgSnap carries a small
 // descriptor (anchor, size, blake3 hash) and the member fetches the bytes
@@ -131,7 +133,9 @@
 // dropped and its chunks go to the next; the whole is checked against the
 // hash before the group's goroutine installs it (the fetch runs in a
 // goroutine of the group, ended by Close, so the group keeps
-// heartbeating). If every holder fails, the leader is told and sends a
+// heartbeating). A machine that implements StagedRestorer decodes the
+// chunks into a new state aside as they arrive; the install then only
+// swaps it in. If every holder fails, the leader is told and sends a
 // fresh MsgSnap. A member keeps the snapshots it took or installed for 10 s
 // after their last use and serves them to the members bonded with it in
 // that group, so states far beyond the bond layer's frame cap (up to

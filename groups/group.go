@@ -386,6 +386,44 @@ func (t *typedMachine[C, Q, R]) capture(room int) func() ([]byte, error) {
 	}
 }
 
+func (t *typedMachine[C, Q, R]) stage() (st RestoreStage) {
+	sr, ok := t.sm.(StagedRestorer)
+	if !ok {
+		return nil
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			st = nil
+		}
+	}()
+	if st = sr.StageRestore(); st == nil {
+		return nil
+	}
+	return safeStage{st}
+}
+
+// safeStage turns a stage's panics into errors, as restore does for
+// Restore's.
+type safeStage struct{ st RestoreStage }
+
+func (s safeStage) Feed(prefix []byte) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("groups: state machine RestoreStage.Feed panicked: %v", p)
+		}
+	}()
+	return s.st.Feed(prefix)
+}
+
+func (s safeStage) Commit(state []byte) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("groups: state machine RestoreStage.Commit panicked: %v", p)
+		}
+	}()
+	return s.st.Commit(state)
+}
+
 func (t *typedMachine[C, Q, R]) restore(data []byte) (err error) {
 	defer func() {
 		if p := recover(); p != nil {

@@ -1,7 +1,6 @@
 package groups
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"time"
@@ -49,11 +48,11 @@ func snapshotToWire(snap *raftpb.Snapshot, machine string, c *snapshotCache, now
 
 // snapshotFromWire reads the descriptor in a received MsgSnap's snapshot,
 // checks it against the snapshot's metadata and this node's state machine
-// tag, fetches the bytes from holders and returns a copy of snap with
-// them in Data.
+// tag, fetches the bytes from holders, feeding stage (nil: none) as they
+// arrive, and returns a copy of snap with them in Data.
 func snapshotFromWire(ctx context.Context, snap *raftpb.Snapshot, machine string, holders []peer.ID,
-	fetch snapshotFetchFunc, p snapshotFetchParams,
-) (*raftpb.Snapshot, error) {
+	fetch snapshotFetchFunc, p snapshotFetchParams, stage RestoreStage,
+) (*fetchedSnapshot, error) {
 	d, err := decodeSnapshotDescriptor(snap.GetData())
 	if err != nil {
 		return nil, err
@@ -67,9 +66,22 @@ func snapshotFromWire(ctx context.Context, snap *raftpb.Snapshot, machine string
 	}
 	// Up to a bound the buffer is allocated once; past it, it grows as
 	// bytes arrive (fetchSnapshot checks the size against MaxTotal).
-	buf := bytes.NewBuffer(make([]byte, 0, min(d.TotalSize, snapshotPrealloc)))
-	if err := fetchSnapshot(ctx, d, holders, fetch, buf, p); err != nil {
+	w := newStagedWriter(d.TotalSize, stage)
+	defer w.finish(true) // a failed fetch: stop feeding the stage
+	if err := fetchSnapshot(ctx, d, holders, fetch, w, p); err != nil {
 		return nil, err
 	}
-	return &raftpb.Snapshot{Metadata: proto.Clone(meta).(*raftpb.SnapshotMetadata), Data: buf.Bytes()}, nil
+	data, staged := w.result()
+	return &fetchedSnapshot{
+		snap:   &raftpb.Snapshot{Metadata: proto.Clone(meta).(*raftpb.SnapshotMetadata), Data: data},
+		hash:   d.Hash,
+		staged: staged,
+	}, nil
+}
+
+// fetchedSnapshot is a snapshot fetched whole, its hash checked.
+type fetchedSnapshot struct {
+	snap   *raftpb.Snapshot
+	hash   [32]byte
+	staged *stagedRestore // nil: not staged
 }

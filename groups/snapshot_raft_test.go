@@ -37,11 +37,11 @@ func TestSnapshotWire_MsgSnapRoundTrip(t *testing.T) {
 	n := newFakeNet()
 	leader := n.add("leader", fixture{cache: cache}.honest())
 	p := testFetchParams()
-	got, err := snapshotFromWire(context.Background(), wire, "kv/v1", []peer.ID{leader}, n.fetch, p)
+	got, err := snapshotFromWire(context.Background(), wire, "kv/v1", []peer.ID{leader}, n.fetch, p, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !proto.Equal(got, orig) {
+	if !proto.Equal(got.snap, orig) || got.hash != desc.Hash || got.staged != nil {
 		t.Fatal("the follower's snapshot differs from the leader's")
 	}
 
@@ -57,7 +57,7 @@ func TestSnapshotWire_MsgSnapRoundTrip(t *testing.T) {
 	} {
 		s := proto.Clone(wire).(*raftpb.Snapshot)
 		tc.mut(s)
-		if _, err := snapshotFromWire(context.Background(), s, tc.machine, []peer.ID{leader}, n.fetch, p); !errors.Is(err, tc.want) {
+		if _, err := snapshotFromWire(context.Background(), s, tc.machine, []peer.ID{leader}, n.fetch, p, nil); !errors.Is(err, tc.want) {
 			t.Errorf("%s: %v, want %v", name, err, tc.want)
 		}
 	}

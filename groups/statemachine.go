@@ -45,6 +45,37 @@ type SnapshotCapturer interface {
 	CaptureSnapshot() func(w io.Writer) error
 }
 
+// StagedRestorer is an optional interface of a StateMachine that builds
+// its state from a snapshot while the snapshot is still being fetched,
+// rather than decoding all of it once the last chunk arrived. The fetch
+// feeds the stage as chunks arrive in order; once the whole snapshot is
+// here, its hash matched and raft installs it, the group calls Commit in
+// place of Restore. A stage that is never committed (the fetch failed,
+// the hash did not match, raft took another snapshot) is dropped.
+type StagedRestorer interface {
+	// StageRestore is called on the group goroutine when a fetch starts.
+	// It returns nil when the machine cannot stage this restore.
+	StageRestore() RestoreStage
+}
+
+// RestoreStage builds a state aside from the machine's: until Commit,
+// nothing that Apply, Query or the machine's readers see may change.
+type RestoreStage interface {
+	// Feed is given the state bytes received so far: each call a longer
+	// prefix of the same bytes in the same memory, which the group never
+	// modifies (the stage may keep references into them, as with
+	// SnapshotBytes). The bytes are not verified yet. Feed runs on the
+	// fetch's goroutine, one call at a time, while the group goes on
+	// applying, so it must not touch what Apply changes. An error
+	// abandons the stage (Restore then runs on the whole snapshot).
+	Feed(prefix []byte) error
+	// Commit runs on the group goroutine, after the last Feed, with the
+	// whole state (the last prefix fed). It replaces the machine's state
+	// exactly as Restore of those bytes would, with the same checks and
+	// the same errors.
+	Commit(state []byte) error
+}
+
 // SnapshotBytes is implemented by the reader a StateMachine's Restore
 // is given: the snapshot is in memory, and SnapshotBytes returns its
 // unread bytes without a copy. The group never modifies them, so the

@@ -68,7 +68,10 @@ type Status struct {
 	// AppliedIndex is what its state machine has applied (Group.Committed).
 	CommitIndex  uint64
 	AppliedIndex uint64
-	Log          Position // the last entry of the local log, committed or not
+	// SnapshotIndex is the index of the last snapshot this node stored
+	// or installed (0: none); it serves that snapshot to joining members.
+	SnapshotIndex uint64
+	Log           Position // the last entry of the local log, committed or not
 	// Voters and Learners count the current raft configuration (the
 	// incoming one during a joint change), as this node knows it.
 	Voters, Learners int
@@ -149,7 +152,7 @@ func (s *Service) Status() []Status {
 		out = append(out, Status{
 			ID: j.id, Role: j.role, Raft: v.raftRole,
 			Leader: v.leader, Online: v.online, Term: v.term,
-			CommitIndex: v.commit, AppliedIndex: v.committed, Log: v.log,
+			CommitIndex: v.commit, AppliedIndex: v.committed, SnapshotIndex: v.snapshot, Log: v.log,
 			Voters: v.voters, Learners: v.learners, Epoch: v.epoch,
 			Peers: slices.Clone(v.bonds), Bonds: bonds[j.id],
 			Discarded: v.discarded, Ended: v.terminated, Err: v.err,

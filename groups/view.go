@@ -36,6 +36,7 @@ type view struct {
 	epoch    uint64
 	voters   int
 	learners int
+	snapshot uint64
 }
 
 // viewState is the published view. Lock order: viewState.mu is a leaf; no
@@ -130,6 +131,7 @@ func (c *groupCore) publish() {
 		epoch:     c.epoch,
 		voters:    len(c.conf.GetVoters()),
 		learners:  len(c.conf.GetLearners()) + len(c.conf.GetLearnersNext()),
+		snapshot:  c.snapIndex,
 	}
 	for p, ps := range c.peers {
 		if ps.up {

@@ -108,6 +108,12 @@ func (r *runner) colSyncScenario(ctx context.Context, id string, n int) error {
 	}
 	state := colStateBytes(n)
 	r.prog.step(fmt.Sprintf("filled %s entries in %s s (%s MB of state), version %d", fmtNum(float64(n)), fmtNum(time.Since(start).Seconds()), fmtNum(float64(state)/1e6), target))
+	// A late reader joins a map that has been written, not one racing its
+	// last write: let the writers snapshot the quiet state
+	// (groups.Params.SnapshotQuiet), as a long-lived map's writers have.
+	if err := c.waitSnapshotted(ctx, 10*time.Second); err != nil {
+		r.prog.step("no snapshot of the filled state: " + err.Error())
+	}
 	raw, err := openRawBulk(ctx)
 	if err != nil {
 		return err
@@ -213,6 +219,28 @@ func (r *runner) colSyncRep(ctx context.Context, c *mapCluster, n int, target co
 	// sweeps); wait for the sweep, outside the measured time.
 	time.Sleep(1100 * time.Millisecond)
 	return d, synced.Sub(first), cpu, bw.GetBandwidthTotals().TotalIn, nil
+}
+
+// waitSnapshotted waits until every replica holds a snapshot of its whole
+// applied state, or d passed.
+func (c *mapCluster) waitSnapshotted(ctx context.Context, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	for {
+		done := true
+		for i := range c.maps {
+			st, ok := c.status(i)
+			done = done && ok && st.SnapshotIndex >= st.AppliedIndex
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond): // polling the status
+		}
+	}
 }
 
 // knowsAll reports whether nd's catalog holds every node of ns.
