@@ -198,11 +198,17 @@ func (r *runner) scaleScenario(ctx context.Context, id string, n int, interval t
 	r.prog.step("set-up")
 	for rep := range r.plan.reps {
 		d := nd.Discovery()
+		end := func() {}
+		if r.cfg.Measured != nil {
+			end = r.cfg.Measured(id, rep)
+		}
 		st0, cpu0, t0 := d.Stats(), cpuTime(), time.Now()
-		if err := sleepCtx(ctx, window); err != nil {
+		err := sleepCtx(ctx, window)
+		st1, cpu1, el := d.Stats(), cpuTime(), time.Since(t0)
+		end()
+		if err != nil {
 			return err
 		}
-		st1, cpu1, el := d.Stats(), cpuTime(), time.Since(t0)
 		cpu := cpu1 - cpu0
 		updates := (st1.Updated + st1.Added) - (st0.Updated + st0.Added)
 		r.sample(id, "node CPU", "mosaik", "% of a core", Lower, 100*cpu.Seconds()/el.Seconds())

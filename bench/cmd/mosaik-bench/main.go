@@ -42,7 +42,7 @@ func run() error {
 	only := flag.String("only", "", "run only the scenarios whose name matches this regular expression (e.g. 'throughput|latency')")
 	systems := flag.String("systems", "", "run only the systems whose name matches this regular expression (for profiling; ratios need mosaik and its peers)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-	measuredProfile := flag.String("measured-cpuprofile", "", "write a CPU profile of each measured section of the scenarios that mark theirs (collections sync) to PREFIX.<row>.<rep>.prof")
+	measuredProfile := flag.String("measured-cpuprofile", "", "write a CPU profile of each measured section of the scenarios that mark theirs (collections sync, the catalog-scale CPU window) to PREFIX.<row>.<rep>.prof")
 	traceOut := flag.String("trace", "", "write an execution trace of the whole run to this file (go tool trace: where goroutines wait)")
 	flag.Parse()
 	// go-libp2p's own logs (shutdown noise such as "listener closed") would
