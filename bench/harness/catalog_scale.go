@@ -222,6 +222,9 @@ func (r *runner) scaleScenario(ctx context.Context, id string, n int, interval t
 			own += uint64(len(e.Bytes()))
 		}
 		heap1 := heapAlloc()
+		if r.cfg.HeapMeasured != nil {
+			r.cfg.HeapMeasured(id, rep)
+		}
 		per := (float64(heap1) - float64(heap0)) / float64(snap.Len())
 		r.sample(id, "heap per entry", "mosaik", "B", Neither, per)
 		r.sample(id, "heap per entry beyond its sealed size", "mosaik", "B", Lower, per-float64(own)/float64(snap.Len()))
