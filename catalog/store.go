@@ -122,6 +122,7 @@ type Store struct {
 	keeper    atomic.Value // keeperBox
 	admission atomic.Value // admissionBox
 	admitted  admitCache
+	shared    interner // tag and stream sets of the entries Open decodes
 	limited   atomic.Uint64
 
 	mu     sync.Mutex
@@ -303,19 +304,20 @@ func (s *Store) MergeAll(es []*SignedEntry, now time.Time) ([]Outcome, []error) 
 // and ready to Merge (which checks again, since the catalog may have moved
 // on).
 func (s *Store) Open(data []byte, now time.Time) (*SignedEntry, error) {
-	e, err := decodeEntry(data, s.params.MaxEntrySize)
+	e, env, err := decodeEntry(data, s.params.MaxEntrySize)
 	if err != nil {
 		return nil, err
 	}
 	if err := s.cheapCheck(e, now); err != nil {
 		return nil, err
 	}
-	if err := verifyEnvelope(data, EntryDomain); err != nil {
+	if err := env.verify(EntryDomain); err != nil {
 		return nil, err
 	}
 	if _, err := s.admit(e, now); err != nil {
 		return nil, err
 	}
+	s.shared.intern(&e.Entry)
 	return e, nil
 }
 
