@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
@@ -95,10 +96,9 @@ func (s *Service) readLoop() {
 // earlier run, handed over by a plugin, or built by a test). It must come
 // from [catalog.Seal] or [catalog.OpenEntry] (use OpenEntry on bytes from
 // anywhere else: Merge does not verify the signature). The catalog's rules
-// apply as to every input ([catalog.Store.Merge]); on success the entry's
-// addresses go into the host's peerstore (until Catalog.PurgeAfter), and
-// an entry new to the catalog is relayed on gossip and may be dialed (the
-// cascade), as after a sync. Writes through [Service.Store] do none of
+// apply as to every input ([catalog.Store.Merge]); on success an entry new
+// to the catalog is relayed on gossip and may be dialed (the cascade), as
+// after a sync. Writes through [Service.Store] do none of
 // that. Merge never blocks on the network.
 func (s *Service) Merge(e *catalog.SignedEntry) (catalog.Outcome, error) {
 	if s.ctx.Err() != nil {
@@ -123,10 +123,14 @@ func (s *Service) merged(e *catalog.SignedEntry, out catalog.Outcome, err error,
 		}
 		return
 	}
-	s.h.Peerstore().AddAddrs(e.Entry.PeerID, e.Entry.Addrs, s.params.Catalog.PurgeAfter)
-	// On every merge: the connection manager forgets a peer's tags when its
-	// last connection closes.
-	s.h.ConnManager().TagPeer(e.Entry.PeerID, s.cmTag, CatalogPeerValue)
+	// The entry's addresses stay in the catalog: copying them into the
+	// host's peerstore cost about 1 KB per peer at 10 000 peers, for peers
+	// we mostly never dial. Whoever dials a catalog peer passes the
+	// entry's addresses (host.Connect keeps them for a dial's while).
+	// Only connected peers are tagged: the connection manager keeps a
+	// record per tagged peer, and drops it with the last connection (the
+	// tag comes back on reconnecting, see tagIfConnected).
+	s.tagIfConnected(e.Entry.PeerID)
 	if out == catalog.Updated {
 		s.stats.updated.Add(1)
 		return
@@ -154,6 +158,16 @@ func (s *Service) merged(e *catalog.SignedEntry, out catalog.Outcome, err error,
 			}
 		}
 		s.cascade(e.Entry.PeerID)
+	}
+}
+
+// tagIfConnected gives p the catalog's connection-manager tag while we are
+// connected to it. Called on every merge and when a connection to a
+// catalog peer opens: the connection manager forgets a peer's tags when
+// its last connection closes.
+func (s *Service) tagIfConnected(p peer.ID) {
+	if s.h.Network().Connectedness(p) == network.Connected {
+		s.h.ConnManager().TagPeer(p, s.cmTag, CatalogPeerValue)
 	}
 }
 
