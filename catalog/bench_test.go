@@ -2,9 +2,7 @@ package catalog
 
 import (
 	"fmt"
-	"os"
 	"runtime"
-	"runtime/pprof"
 	"testing"
 	"time"
 
@@ -318,11 +316,6 @@ func storeHeap(b *testing.B, raw [][]byte) uint64 {
 	heap1 := liveHeap()
 	if s.Snapshot().Len() != len(raw) {
 		b.Fatalf("%d entries", s.Snapshot().Len())
-	}
-	if f := os.Getenv("STOREHEAP_PROFILE"); f != "" {
-		w, _ := os.Create(f)
-		_ = pprof.WriteHeapProfile(w)
-		w.Close()
 	}
 	runtime.KeepAlive(s)
 	return heap1 - heap0
