@@ -95,8 +95,8 @@ func (s *Snapshot) Peers() []*SignedEntry {
 // order. It costs O(log n + k) for k producers.
 func (s *Snapshot) Producers(id StreamID) []*SignedEntry {
 	var out []*SignedEntry
-	s.st.streams.AscendGreaterOrEqual(streamItem{stream: id}, func(it streamItem) bool {
-		if it.stream != id {
+	s.st.streams.AscendGreaterOrEqual(streamItem{stream: &id}, func(it streamItem) bool {
+		if *it.stream != id {
 			return false
 		}
 		if p, ok := s.st.get(it.id); ok {
