@@ -8,10 +8,9 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/mosaik-go/mosaik/catalog"
-	"github.com/mosaik-go/mosaik/catalog/pb"
 )
 
 // maxAnnouncement caps a gossip message: one entry plus protobuf framing.
@@ -58,19 +57,57 @@ func decodeAnnouncement(data []byte, max int, openEntry func([]byte) (*catalog.S
 	if len(data) > max {
 		return nil, nil, fmt.Errorf("%w: announcement of %d bytes > %d", catalog.ErrOversize, len(data), max)
 	}
-	var ann pb.Announcement
-	if err := proto.Unmarshal(data, &ann); err != nil {
+	kind, body, err := parseAnnouncement(data)
+	if err != nil {
 		return nil, nil, fmt.Errorf("%w: announcement: %v", catalog.ErrMalformed, err)
 	}
-	switch k := ann.Kind.(type) {
-	case *pb.Announcement_Entry:
-		e, err := openEntry(k.Entry)
+	switch kind {
+	case announceEntry:
+		e, err := openEntry(body)
 		return e, nil, err
-	case *pb.Announcement_Departure:
-		d, err := catalog.OpenDeparture(k.Departure)
+	case announceDeparture:
+		d, err := catalog.OpenDeparture(body)
 		return nil, d, err
 	}
 	return nil, nil, fmt.Errorf("%w: empty announcement", catalog.ErrMalformed)
+}
+
+// Field numbers of pb.Announcement's oneof kind.
+const (
+	announceEntry     protowire.Number = 1
+	announceDeparture protowire.Number = 2
+)
+
+// parseAnnouncement decodes a pb.Announcement as proto.Unmarshal does (the
+// last member of the oneof wins; other fields, and a member with the wrong
+// wire type, are skipped as unknown) without its reflection-driven oneof
+// decoding, and without copying: body aliases data. It returns kind 0 for
+// an announcement without either member. FuzzDecodeAnnouncement checks it
+// against proto.Unmarshal.
+func parseAnnouncement(data []byte) (kind protowire.Number, body []byte, err error) {
+	for b := data; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return 0, nil, protowire.ParseError(n)
+		}
+		if num > protowire.MaxValidNumber {
+			return 0, nil, fmt.Errorf("field number %d out of range", num)
+		}
+		b = b[n:]
+		if (num == announceEntry || num == announceDeparture) && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return 0, nil, protowire.ParseError(n)
+			}
+			kind, body, b = num, v, b[n:]
+			continue
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return 0, nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+	}
+	return kind, body, nil
 }
 
 func (s *Service) readLoop() {
