@@ -318,6 +318,13 @@ func (s *Store) Open(data []byte, now time.Time) (*SignedEntry, error) {
 		return nil, err
 	}
 	s.shared.intern(&e.Entry)
+	// A newer version of a known peer takes the peer ID string the
+	// catalog holds already: the indexes keep the first version's (an
+	// update that keeps the streams leaves the streams and first-seen
+	// indexes untouched), so each peer holds one copy, not two.
+	if it, ok := s.cur.Load().st.get(e.Entry.PeerID); ok {
+		e.Entry.PeerID = it.id
+	}
 	return e, nil
 }
 
