@@ -26,6 +26,7 @@ func OpenEntry(data []byte, maxSize int) (*SignedEntry, error) {
 	if err := env.verify(EntryDomain); err != nil {
 		return nil, err
 	}
+	e.compact()
 	return e, nil
 }
 
@@ -46,9 +47,7 @@ func decodeEntry(data []byte, maxSize int) (*SignedEntry, *envelope, error) {
 		return nil, nil, fmt.Errorf("%w: entry of %s", ErrSignerMismatch, e.PeerID)
 	}
 	// Keep a private copy: callers may reuse their read buffers.
-	se := &SignedEntry{Entry: e, raw: bytes.Clone(data)}
-	se.compact()
-	return se, env, nil
+	return &SignedEntry{Entry: e, raw: bytes.Clone(data)}, env, nil
 }
 
 // compact shrinks what a decoded entry holds beyond its sealed bytes: a
@@ -56,7 +55,8 @@ func decodeEntry(data []byte, maxSize int) (*SignedEntry, *envelope, error) {
 // into the sealed bytes instead of holding a copy, and the components of
 // the addresses share one array, with the components repeated between
 // addresses (the IP of a TCP and a QUIC address) stored once. Called
-// before the entry is shared.
+// once the entry is verified (a copy refused on its version is not worth
+// it) and before it is shared.
 func (s *SignedEntry) compact() {
 	for i, t := range s.Entry.Tickets {
 		// The payload holds the ticket verbatim; any equal run of bytes

@@ -317,6 +317,7 @@ func (s *Store) Open(data []byte, now time.Time) (*SignedEntry, error) {
 	if _, err := s.admit(e, now); err != nil {
 		return nil, err
 	}
+	e.compact()
 	s.shared.intern(&e.Entry)
 	// A newer version of a known peer takes the peer ID string the
 	// catalog holds already: the indexes keep the first version's (an
