@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -220,4 +221,110 @@ func BenchmarkStoreOpen(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkStoreHeap reports the live heap a catalog of 10 000 typical
+// entries holds per entry beyond the entry's sealed size, the entries
+// opened from their sealed bytes as they arrive from the network (issue
+// 17's target for the whole node is 2 KiB). "loopback": every entry has
+// the same 4 loopback addresses (the catalog-scale bench rows), which the
+// per-address caps do not count; "public": each entry its own IPv4 and
+// IPv6 address, counted by the caps. Run with -benchtime 1x.
+func BenchmarkStoreHeap(b *testing.B) {
+	const n = 10_000
+	for _, public := range []bool{false, true} {
+		name := "loopback"
+		if public {
+			name = "public"
+		}
+		b.Run(name, func(b *testing.B) {
+			raw, own := sealTypical(b, n, public)
+			for b.Loop() {
+				heap := storeHeap(b, raw)
+				b.ReportMetric(float64(heap)/n, "B/entry")
+				b.ReportMetric((float64(heap)-float64(own))/n, "B/entry-beyond-sealed")
+			}
+		})
+	}
+}
+
+// sealTypical seals n typical entries of their own peers and returns
+// their bytes and total size.
+func sealTypical(b *testing.B, n int, public bool) ([][]byte, int) {
+	b.Helper()
+	tmpl := typicalEntry(b, newTestPeer(b))
+	raw := make([][]byte, n)
+	own := 0
+	for i := range raw {
+		p := newTestPeer(b)
+		e := tmpl.Clone()
+		e.PeerID = p.id
+		if public {
+			v4 := fmt.Sprintf("/ip4/11.%d.%d.1", i>>8&255, i&255)
+			v6 := fmt.Sprintf("/ip6/2001:db8:%x::10", i)
+			e.Addrs = []ma.Multiaddr{
+				mustAddr(b, v4+"/tcp/4001"), mustAddr(b, v4+"/udp/4001/quic-v1"),
+				mustAddr(b, v6+"/tcp/4001"), mustAddr(b, v6+"/udp/4001/quic-v1"),
+			}
+		} else {
+			e.Addrs = []ma.Multiaddr{
+				mustAddr(b, "/ip4/127.0.0.1/tcp/1"), mustAddr(b, "/ip4/127.0.0.1/udp/1/quic-v1"),
+				mustAddr(b, "/ip6/::1/tcp/1"), mustAddr(b, "/ip6/::1/udp/1/quic-v1"),
+			}
+		}
+		se, err := Seal(e, p.key)
+		if err != nil {
+			b.Fatal(err)
+		}
+		raw[i] = se.Bytes()
+		own += len(raw[i])
+	}
+	return raw, own
+}
+
+// storeHeap opens raw into a new store, merges them and returns the live
+// heap the store holds.
+func storeHeap(b *testing.B, raw [][]byte) uint64 {
+	b.Helper()
+	local := newTestPeer(b)
+	le, err := Seal(local.entry(testNetwork, NewVersion(t0)), local.key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := DefaultParams()
+	p.MaxPeers = len(raw)
+	heap0 := liveHeap()
+	s, err := NewStore(le, p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	batch := make([]*SignedEntry, 0, len(raw))
+	for _, d := range raw {
+		e, err := s.Open(d, t0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		batch = append(batch, e)
+	}
+	_, errs := s.MergeAll(batch, t0)
+	for _, err := range errs {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	batch = nil
+	heap1 := liveHeap()
+	if s.Snapshot().Len() != len(raw) {
+		b.Fatalf("%d entries", s.Snapshot().Len())
+	}
+	runtime.KeepAlive(s)
+	return heap1 - heap0
+}
+
+func liveHeap() uint64 {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
 }

@@ -64,7 +64,7 @@ func OpenDeparture(data []byte) (*Departure, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := verifyEnvelope(data, DepartureDomain); err != nil {
+	if err := env.verify(DepartureDomain); err != nil {
 		return nil, err
 	}
 	id, err := peer.IDFromBytes(rec.m.GetPeerId())
@@ -75,7 +75,7 @@ func OpenDeparture(data []byte) (*Departure, error) {
 	if err != nil {
 		return nil, malformed("departure network: %v", err)
 	}
-	if !id.MatchesPublicKey(env.PublicKey) {
+	if !id.MatchesPublicKey(env.key) {
 		return nil, fmt.Errorf("%w: departure of %s", ErrSignerMismatch, id)
 	}
 	v := rec.m.GetLastVersion()

@@ -42,7 +42,7 @@ func (e *DuplicateIdentityError) Unwrap() error { return ErrDuplicateIdentity }
 // before the signature check, so copies of our own entry, which every sync
 // and relay brings back, cost no verification.
 func (s *Store) CheckLocalCopy(data []byte) error {
-	e, err := decodeEntry(data, s.params.MaxEntrySize)
+	e, env, err := decodeEntry(data, s.params.MaxEntrySize)
 	if err != nil {
 		return err
 	}
@@ -51,7 +51,7 @@ func (s *Store) CheckLocalCopy(data []byte) error {
 		e.Entry.Version.Compare(local.Entry.Version) <= 0 {
 		return nil
 	}
-	if err := verifyEnvelope(data, EntryDomain); err != nil {
+	if err := env.verify(EntryDomain); err != nil {
 		return err
 	}
 	return &DuplicateIdentityError{Peer: s.localID, Ours: local.Entry.Version, Theirs: e.Entry.Version, Addrs: e.Entry.Addrs}

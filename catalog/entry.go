@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
-	cryptopb "github.com/libp2p/go-libp2p/core/crypto/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/record"
 	ma "github.com/multiformats/go-multiaddr"
@@ -451,88 +450,3 @@ func Seal(e Entry, sk crypto.PrivKey) (*SignedEntry, error) {
 	}
 	return &SignedEntry{Entry: e, raw: raw}, nil
 }
-
-// OpenEntry verifies and decodes a sealed entry. It checks, in order: the
-// size cap (before decoding anything), the envelope structure, key type
-// (ed25519 only) and payload type, the entry's structure, that the signer
-// is the entry's peer, and last the signature. It does not check the
-// network, freshness or version: [Store.Open] and [Store.Merge] do that.
-func OpenEntry(data []byte, maxSize int) (*SignedEntry, error) {
-	e, err := decodeEntry(data, maxSize)
-	if err != nil {
-		return nil, err
-	}
-	if err := verifyEnvelope(data, EntryDomain); err != nil {
-		return nil, err
-	}
-	return e, nil
-}
-
-// decodeEntry runs every check of OpenEntry except the signature, which is
-// by far the most expensive one. Its result must not be trusted before
-// verifyEnvelope succeeds.
-func decodeEntry(data []byte, maxSize int) (*SignedEntry, error) {
-	var rec entryRecord
-	env, err := decodeEnvelope(data, maxSize, &rec, EntryPayloadType)
-	if err != nil {
-		return nil, err
-	}
-	e, err := entryFromPB(rec.m)
-	if err != nil {
-		return nil, err
-	}
-	if !e.PeerID.MatchesPublicKey(env.PublicKey) {
-		return nil, fmt.Errorf("%w: entry of %s", ErrSignerMismatch, e.PeerID)
-	}
-	// Keep a private copy: callers may reuse their read buffers.
-	return &SignedEntry{Entry: e, raw: bytes.Clone(data)}, nil
-}
-
-// decodeEnvelope checks the size cap, the envelope structure, the key type
-// and the payload type, and decodes the payload into rec. It does not
-// verify the signature.
-func decodeEnvelope(data []byte, maxSize int, rec record.Record, payloadType []byte) (*record.Envelope, error) {
-	if maxSize <= 0 {
-		maxSize = DefaultMaxEntrySize
-	}
-	if len(data) > maxSize {
-		return nil, fmt.Errorf("%w: %d bytes > %d", ErrOversize, len(data), maxSize)
-	}
-	env, err := record.UnmarshalEnvelope(data)
-	if err != nil {
-		return nil, malformed("envelope: %v", err)
-	}
-	// mosaik peers are ed25519; refusing other key types up front also
-	// keeps peers from making us verify costly RSA signatures.
-	if env.PublicKey.Type() != cryptopb.KeyType_Ed25519 {
-		return nil, fmt.Errorf("%w: signer key type %v is not ed25519", ErrBadSignature, env.PublicKey.Type())
-	}
-	if !bytes.Equal(env.PayloadType, payloadType) {
-		return nil, fmt.Errorf("%w: %q", ErrWrongPayloadType, env.PayloadType)
-	}
-	if err := rec.UnmarshalRecord(env.RawPayload); err != nil {
-		return nil, malformed("payload: %v", err)
-	}
-	return env, nil
-}
-
-// verifyEnvelope checks the envelope signature over domain, payload type
-// and payload.
-func verifyEnvelope(data []byte, domain string) error {
-	if _, err := record.ConsumeTypedEnvelope(data, &rawRecord{domain: domain}); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadSignature, err)
-	}
-	return nil
-}
-
-// rawRecord lets ConsumeTypedEnvelope verify an envelope of any domain while
-// leaving the payload to be decoded separately.
-type rawRecord struct {
-	domain  string
-	payload []byte
-}
-
-func (r *rawRecord) Domain() string                 { return r.domain }
-func (*rawRecord) Codec() []byte                    { return nil }
-func (r *rawRecord) MarshalRecord() ([]byte, error) { return r.payload, nil }
-func (r *rawRecord) UnmarshalRecord(b []byte) error { r.payload = b; return nil }

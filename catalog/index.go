@@ -33,13 +33,16 @@ func lessPeer(a, b peerItem) bool { return a.id < b.id }
 // streamItem indexes the producers of each stream: ordered by stream,
 // then peer ID, so the producers of one stream are one range. It holds no
 // entry, so that a heartbeat (same streams) leaves the index untouched.
+// The stream is a pointer into the Streams of an entry of the peer (an
+// immutable, usually shared set, see interner): 24 bytes an item instead
+// of 48, at two or so items per peer.
 type streamItem struct {
-	stream StreamID
+	stream *StreamID
 	id     peer.ID
 }
 
 func lessStream(a, b streamItem) bool {
-	if c := a.stream.Compare(b.stream); c != 0 {
+	if c := a.stream.Compare(*b.stream); c != 0 {
 		return c < 0
 	}
 	return a.id < b.id
@@ -211,14 +214,14 @@ func (st *state) reindexStreams(id peer.ID, had, has []StreamID) {
 	if slices.Equal(had, has) {
 		return
 	}
-	for _, s := range had {
+	for i, s := range had {
 		if !slices.Contains(has, s) {
-			st.streams.Delete(streamItem{stream: s, id: id})
+			st.streams.Delete(streamItem{stream: &had[i], id: id})
 		}
 	}
-	for _, s := range has {
+	for i, s := range has {
 		if !slices.Contains(had, s) {
-			st.streams.ReplaceOrInsert(streamItem{stream: s, id: id})
+			st.streams.ReplaceOrInsert(streamItem{stream: &has[i], id: id})
 		}
 	}
 	st.dirty |= dirtyStreams

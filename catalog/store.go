@@ -95,8 +95,8 @@ func (s *Snapshot) Peers() []*SignedEntry {
 // order. It costs O(log n + k) for k producers.
 func (s *Snapshot) Producers(id StreamID) []*SignedEntry {
 	var out []*SignedEntry
-	s.st.streams.AscendGreaterOrEqual(streamItem{stream: id}, func(it streamItem) bool {
-		if it.stream != id {
+	s.st.streams.AscendGreaterOrEqual(streamItem{stream: &id}, func(it streamItem) bool {
+		if *it.stream != id {
 			return false
 		}
 		if p, ok := s.st.get(it.id); ok {
@@ -122,6 +122,7 @@ type Store struct {
 	keeper    atomic.Value // keeperBox
 	admission atomic.Value // admissionBox
 	admitted  admitCache
+	shared    interner // tag and stream sets of the entries Open decodes
 	limited   atomic.Uint64
 
 	mu     sync.Mutex
@@ -303,18 +304,27 @@ func (s *Store) MergeAll(es []*SignedEntry, now time.Time) ([]Outcome, []error) 
 // and ready to Merge (which checks again, since the catalog may have moved
 // on).
 func (s *Store) Open(data []byte, now time.Time) (*SignedEntry, error) {
-	e, err := decodeEntry(data, s.params.MaxEntrySize)
+	e, env, err := decodeEntry(data, s.params.MaxEntrySize)
 	if err != nil {
 		return nil, err
 	}
 	if err := s.cheapCheck(e, now); err != nil {
 		return nil, err
 	}
-	if err := verifyEnvelope(data, EntryDomain); err != nil {
+	if err := env.verify(EntryDomain); err != nil {
 		return nil, err
 	}
 	if _, err := s.admit(e, now); err != nil {
 		return nil, err
+	}
+	e.compact()
+	s.shared.intern(&e.Entry)
+	// A newer version of a known peer takes the peer ID string the
+	// catalog holds already: the indexes keep the first version's (an
+	// update that keeps the streams leaves the streams and first-seen
+	// indexes untouched), so each peer holds one copy, not two.
+	if it, ok := s.cur.Load().st.get(e.Entry.PeerID); ok {
+		e.Entry.PeerID = it.id
 	}
 	return e, nil
 }

@@ -44,6 +44,10 @@ type Config struct {
 	// repetition, and the func it returns as the section ends: a CPU
 	// profile of the section alone, without the set-up around it.
 	Measured func(id string, rep int) (end func())
+	// HeapMeasured, when set, is called right after a scenario measured
+	// its live heap (catalog scale), while what it measured is still
+	// alive: a heap profile of it.
+	HeapMeasured func(id string, rep int)
 }
 
 // plan is the size of every scenario in a mode.

@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -33,7 +34,7 @@ func (s *Service) dial(p peer.ID) bool {
 		defer func() { <-s.dialing }()
 		ctx, cancel := context.WithTimeout(s.ctx, s.params.SyncTimeout)
 		defer cancel()
-		if err := s.h.Connect(ctx, s.h.Peerstore().PeerInfo(p)); err != nil {
+		if err := s.h.Connect(ctx, s.dialInfo(p)); err != nil {
 			s.log.Debug("connect to catalog peer failed", "peer", p, "err", err)
 		}
 	}) {
@@ -41,6 +42,22 @@ func (s *Service) dial(p peer.ID) bool {
 		return false
 	}
 	return true
+}
+
+// dialInfo is what to dial p at: the addresses of its catalog entry and
+// those the peerstore holds (a DHT lookup, identify). The catalog's are not
+// copied into the peerstore on every merge (see merged); host.Connect
+// keeps the ones it is given for a while, for the dial and its retries.
+func (s *Service) dialInfo(p peer.ID) peer.AddrInfo {
+	pi := s.h.Peerstore().PeerInfo(p)
+	if e, ok := s.store.Snapshot().Get(p); ok {
+		for _, a := range e.Entry.Addrs {
+			if !slices.ContainsFunc(pi.Addrs, a.Equal) {
+				pi.Addrs = append(pi.Addrs, a)
+			}
+		}
+	}
+	return pi
 }
 
 // connectLoop keeps this node connected to at least CascadeBelow peers of

@@ -76,7 +76,9 @@
 // Change the local entry only through [Service.UpdateLocal], which
 // re-signs, bumps the version, announces and re-publishes to the DHT. Add a
 // peer's signed entry held by the application with [Service.Merge], which
-// also records its addresses in the peerstore and relays it like a sync.
+// relays it like a sync. The catalog's addresses are not copied into the
+// host's peerstore: dial a catalog peer with its entry's
+// [catalog.Entry.AddrInfo].
 // The store returned by [Service.Store] accepts writes that bypass all of
 // that.
 // [Service.Close] publishes a departure, waits Params.DepartureGrace and

@@ -43,7 +43,33 @@ func FuzzDecodeAnnouncement(f *testing.F) {
 	f.Add(depAnn)
 	f.Add([]byte{})
 	f.Add([]byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add([]byte{0x08, 0x01, 0x0a, 0x00})             // entry with a wrong-typed field 1 first
+	f.Add([]byte{0x0a, 0x01, 0x61, 0x12, 0x01, 0x62}) // both members: the last wins
+	f.Add([]byte{0x0b, 0x0c, 0x0a, 0x01, 0x61})       // an empty group, then an entry
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// The hand-written decoder agrees with proto.Unmarshal.
+		kind, body, perr := parseAnnouncement(data)
+		var ann pb.Announcement
+		uerr := proto.Unmarshal(data, &ann)
+		if (perr == nil) != (uerr == nil) {
+			t.Fatalf("parseAnnouncement error %v, proto.Unmarshal error %v", perr, uerr)
+		}
+		if perr == nil {
+			switch k := ann.Kind.(type) {
+			case *pb.Announcement_Entry:
+				if kind != announceEntry || !bytes.Equal(body, k.Entry) {
+					t.Fatalf("parseAnnouncement = %d %x, proto.Unmarshal: entry %x", kind, body, k.Entry)
+				}
+			case *pb.Announcement_Departure:
+				if kind != announceDeparture || !bytes.Equal(body, k.Departure) {
+					t.Fatalf("parseAnnouncement = %d %x, proto.Unmarshal: departure %x", kind, body, k.Departure)
+				}
+			default:
+				if kind != 0 {
+					t.Fatalf("parseAnnouncement = %d, proto.Unmarshal: no member", kind)
+				}
+			}
+		}
 		open := func(b []byte) (*catalog.SignedEntry, error) { return catalog.OpenEntry(b, catalog.DefaultMaxEntrySize) }
 		e, d, err := decodeAnnouncement(data, catalog.DefaultMaxEntrySize+16, open)
 		if err != nil {

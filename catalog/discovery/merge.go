@@ -6,11 +6,11 @@ import (
 	"fmt"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/mosaik-go/mosaik/catalog"
-	"github.com/mosaik-go/mosaik/catalog/pb"
 )
 
 // maxAnnouncement caps a gossip message: one entry plus protobuf framing.
@@ -57,19 +57,57 @@ func decodeAnnouncement(data []byte, max int, openEntry func([]byte) (*catalog.S
 	if len(data) > max {
 		return nil, nil, fmt.Errorf("%w: announcement of %d bytes > %d", catalog.ErrOversize, len(data), max)
 	}
-	var ann pb.Announcement
-	if err := proto.Unmarshal(data, &ann); err != nil {
+	kind, body, err := parseAnnouncement(data)
+	if err != nil {
 		return nil, nil, fmt.Errorf("%w: announcement: %v", catalog.ErrMalformed, err)
 	}
-	switch k := ann.Kind.(type) {
-	case *pb.Announcement_Entry:
-		e, err := openEntry(k.Entry)
+	switch kind {
+	case announceEntry:
+		e, err := openEntry(body)
 		return e, nil, err
-	case *pb.Announcement_Departure:
-		d, err := catalog.OpenDeparture(k.Departure)
+	case announceDeparture:
+		d, err := catalog.OpenDeparture(body)
 		return nil, d, err
 	}
 	return nil, nil, fmt.Errorf("%w: empty announcement", catalog.ErrMalformed)
+}
+
+// Field numbers of pb.Announcement's oneof kind.
+const (
+	announceEntry     protowire.Number = 1
+	announceDeparture protowire.Number = 2
+)
+
+// parseAnnouncement decodes a pb.Announcement as proto.Unmarshal does (the
+// last member of the oneof wins; other fields, and a member with the wrong
+// wire type, are skipped as unknown) without its reflection-driven oneof
+// decoding, and without copying: body aliases data. It returns kind 0 for
+// an announcement without either member. FuzzDecodeAnnouncement checks it
+// against proto.Unmarshal.
+func parseAnnouncement(data []byte) (kind protowire.Number, body []byte, err error) {
+	for b := data; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return 0, nil, protowire.ParseError(n)
+		}
+		if num > protowire.MaxValidNumber {
+			return 0, nil, fmt.Errorf("field number %d out of range", num)
+		}
+		b = b[n:]
+		if (num == announceEntry || num == announceDeparture) && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return 0, nil, protowire.ParseError(n)
+			}
+			kind, body, b = num, v, b[n:]
+			continue
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return 0, nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+	}
+	return kind, body, nil
 }
 
 func (s *Service) readLoop() {
@@ -95,10 +133,9 @@ func (s *Service) readLoop() {
 // earlier run, handed over by a plugin, or built by a test). It must come
 // from [catalog.Seal] or [catalog.OpenEntry] (use OpenEntry on bytes from
 // anywhere else: Merge does not verify the signature). The catalog's rules
-// apply as to every input ([catalog.Store.Merge]); on success the entry's
-// addresses go into the host's peerstore (until Catalog.PurgeAfter), and
-// an entry new to the catalog is relayed on gossip and may be dialed (the
-// cascade), as after a sync. Writes through [Service.Store] do none of
+// apply as to every input ([catalog.Store.Merge]); on success an entry new
+// to the catalog is relayed on gossip and may be dialed (the cascade), as
+// after a sync. Writes through [Service.Store] do none of
 // that. Merge never blocks on the network.
 func (s *Service) Merge(e *catalog.SignedEntry) (catalog.Outcome, error) {
 	if s.ctx.Err() != nil {
@@ -123,10 +160,14 @@ func (s *Service) merged(e *catalog.SignedEntry, out catalog.Outcome, err error,
 		}
 		return
 	}
-	s.h.Peerstore().AddAddrs(e.Entry.PeerID, e.Entry.Addrs, s.params.Catalog.PurgeAfter)
-	// On every merge: the connection manager forgets a peer's tags when its
-	// last connection closes.
-	s.h.ConnManager().TagPeer(e.Entry.PeerID, s.cmTag, CatalogPeerValue)
+	// The entry's addresses stay in the catalog: copying them into the
+	// host's peerstore cost about 1 KB per peer at 10 000 peers, for peers
+	// we mostly never dial. Whoever dials a catalog peer passes the
+	// entry's addresses (host.Connect keeps them for a dial's while).
+	// Only connected peers are tagged: the connection manager keeps a
+	// record per tagged peer, and drops it with the last connection (the
+	// tag comes back on reconnecting, see tagIfConnected).
+	s.tagIfConnected(e.Entry.PeerID)
 	if out == catalog.Updated {
 		s.stats.updated.Add(1)
 		return
@@ -154,6 +195,16 @@ func (s *Service) merged(e *catalog.SignedEntry, out catalog.Outcome, err error,
 			}
 		}
 		s.cascade(e.Entry.PeerID)
+	}
+}
+
+// tagIfConnected gives p the catalog's connection-manager tag while we are
+// connected to it. Called on every merge and when a connection to a
+// catalog peer opens: the connection manager forgets a peer's tags when
+// its last connection closes.
+func (s *Service) tagIfConnected(p peer.ID) {
+	if s.h.Network().Connectedness(p) == network.Connected {
+		s.h.ConnManager().TagPeer(p, s.cmTag, CatalogPeerValue)
 	}
 }
 

@@ -3,7 +3,6 @@ package discovery_test
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 
@@ -14,9 +13,9 @@ import (
 
 // TestService_Merge: an entry the application holds (here sealed by a
 // host the service never met) goes into the catalog with Service.Merge,
-// with an event, and its addresses go into the host's peerstore, which
-// Store().Merge does not do. The catalog's rules still apply, and a closed
-// service refuses.
+// with an event (its addresses stay in the catalog, not the host's
+// peerstore). The catalog's rules still apply, and a closed service
+// refuses.
 func TestService_Merge(t *testing.T) {
 	nw := catalog.IDFromString("discovery-test/merge")
 	a := newNode(t, nw, withoutPubSub(), withParams(func(p *discovery.Params) { p.DisableGossip, p.DisableSync = true, true }))
@@ -41,10 +40,14 @@ func TestService_Merge(t *testing.T) {
 	if !knows(a.svc, r.ID()) {
 		t.Fatal("the merged entry is not in the catalog")
 	}
-	for _, addr := range r.Addrs() {
-		if !slices.ContainsFunc(a.h.Peerstore().Addrs(r.ID()), addr.Equal) {
-			t.Errorf("peerstore lacks the entry's address %v", addr)
-		}
+	// The addresses stay in the catalog: not copied into the peerstore,
+	// and a peer we are not connected to gets no connection-manager tag
+	// (both cost memory per catalog peer).
+	if got := a.h.Peerstore().Addrs(r.ID()); len(got) != 0 {
+		t.Errorf("peerstore holds %v for a catalog peer never dialed", got)
+	}
+	if ti := a.h.ConnManager().GetTagInfo(r.ID()); ti != nil && len(ti.Tags) != 0 {
+		t.Errorf("a catalog peer we are not connected to is tagged: %+v", ti.Tags)
 	}
 	if ev := nextEvent(t, sub, r.ID(), "PeerDiscovered", func(catalog.Event) bool { return true }); ev.Kind != catalog.PeerDiscovered {
 		t.Errorf("event %v, want PeerDiscovered", ev.Kind)

@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 
 	"github.com/mosaik-go/mosaik/catalog"
@@ -32,6 +33,8 @@ func (s *Service) hostEventLoop() {
 			case event.EvtPeerConnectednessChanged:
 				if ev.Connectedness != network.Connected {
 					signal(s.connectNow)
+				} else if _, ok := s.store.Snapshot().Get(ev.Peer); ok && ev.Peer != s.h.ID() {
+					s.tagIfConnected(ev.Peer)
 				}
 			case event.EvtLocalAddressesUpdated:
 				if _, err := s.UpdateLocal(func(e *catalog.Entry) { e.Addrs = s.h.Addrs() }); err != nil {
@@ -172,6 +175,12 @@ func (s *Service) Probe(ctx context.Context, p peer.ID) (time.Duration, error) {
 		s.syncMu.Unlock()
 		close(f.done)
 	}()
+	if s.h.Network().Connectedness(p) != network.Connected {
+		// The catalog's addresses are not in the peerstore (see merged).
+		if pi := s.dialInfo(p); len(pi.Addrs) > 0 {
+			s.h.Peerstore().AddAddrs(p, pi.Addrs, peerstore.TempAddrTTL)
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.params.PingTimeout)
 	defer cancel() // ping.Ping keeps pinging until its ctx ends
 	select {

@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -42,7 +43,8 @@ func run() error {
 	only := flag.String("only", "", "run only the scenarios whose name matches this regular expression (e.g. 'throughput|latency')")
 	systems := flag.String("systems", "", "run only the systems whose name matches this regular expression (for profiling; ratios need mosaik and its peers)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-	measuredProfile := flag.String("measured-cpuprofile", "", "write a CPU profile of each measured section of the scenarios that mark theirs (collections sync) to PREFIX.<row>.<rep>.prof")
+	measuredProfile := flag.String("measured-cpuprofile", "", "write a CPU profile of each measured section of the scenarios that mark theirs (collections sync, the catalog-scale CPU window) to PREFIX.<row>.<rep>.prof")
+	heapProfile := flag.String("heapprofile", "", "write a heap profile where a scenario measures its live heap (the catalog-scale rows) to PREFIX.<row>.<rep>.heap")
 	traceOut := flag.String("trace", "", "write an execution trace of the whole run to this file (go tool trace: where goroutines wait)")
 	flag.Parse()
 	// go-libp2p's own logs (shutdown noise such as "listener closed") would
@@ -78,6 +80,18 @@ func run() error {
 			return fmt.Errorf("--measured-cpuprofile and --cpuprofile exclude each other (one CPU profile at a time)")
 		}
 		cfg.Measured = measuredProfiler(*measuredProfile)
+	}
+	if *heapProfile != "" {
+		cfg.HeapMeasured = func(id string, rep int) {
+			path := fmt.Sprintf("%s.%s.%d.heap", *heapProfile, strings.ReplaceAll(id, "/", "_"), rep+1)
+			f, err := os.Create(path)
+			if err == nil {
+				err = errors.Join(pprof.WriteHeapProfile(f), f.Close())
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "mosaik-bench: heap profile:", err)
+			}
+		}
 	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
