@@ -39,9 +39,9 @@ func mapLess[K, V any](a, b mapItem[K, V]) bool { return a.kenc < b.kenc }
 // search, so a late reader's restore of a snapshot (sorted by key) builds
 // the tree in one pass. Copy is O(1) copy-on-write like google/btree's
 // Clone, and the tree has no locks: a published state is never written,
-// and only the group goroutine copies and writes the next one. (Copy
-// marks the source's nodes shared by giving it a new isoid, a field no
-// read path looks at.)
+// and only the holder of the machine's working state copies and writes it
+// (Copy marks the source's nodes shared by giving it a new isoid, before
+// the source is published).
 type mapState[K, V any] = *tbtree.BTreeG[mapItem[K, V]]
 
 // mapKind is Map's pure core.
@@ -136,16 +136,33 @@ func (k mapKind[K, V]) apply(s mapState[K, V], c *command) (mapState[K, V], outc
 	return s, applied
 }
 
+// item decodes an entry. Both encodings are copied into one allocation,
+// and a decoded string key or value points into it (strings never
+// change): one allocation per entry for a map of strings where there
+// were four. Other types, byte strings included (a caller may write into
+// a []byte it read), are decoded into their own memory.
 func (mapKind[K, V]) item(kraw, vraw cbor.RawMessage) (mapItem[K, V], bool) {
-	k, ok := decode[K](kraw)
+	b := make([]byte, len(kraw)+len(vraw))
+	copy(b, kraw)
+	copy(b[len(kraw):], vraw)
+	kb, vb := b[:len(kraw):len(kraw)], b[len(kraw):]
+	k, ok := decodeShared[K](kb)
 	if !ok {
 		return mapItem[K, V]{}, false
 	}
-	v, ok := decode[V](vraw)
+	v, ok := decodeShared[V](vb)
 	if !ok {
 		return mapItem[K, V]{}, false
 	}
-	return mapItem[K, V]{kenc: string(kraw), venc: string(vraw), k: k, v: v}, true
+	return mapItem[K, V]{kenc: aliasString(kb), venc: aliasString(vb), k: k, v: v}, true
+}
+
+// decodeShared is decode, except that a string points into raw, which
+// must never change.
+func decodeShared[T any](raw []byte) (T, bool) {
+	var v T
+	_, str := any(&v).(*string)
+	return fastDecode[T](raw, str)
 }
 
 // encode writes the entries in key order, as [key, value] pairs of raw
