@@ -59,8 +59,14 @@ type command struct {
 type commandCodec struct{ groups.CBOR[command] }
 
 func (c commandCodec) Decode(b []byte) (command, error) {
-	cmd, err := c.CBOR.Decode(b)
-	if err != nil || !cmd.wellformed() {
+	cmd, ok := decodeCommandFast(b)
+	if !ok {
+		var err error
+		if cmd, err = c.CBOR.Decode(b); err != nil {
+			return command{undecodable: true}, nil
+		}
+	}
+	if !cmd.wellformed() {
 		return command{undecodable: true}, nil
 	}
 	return cmd, nil
