@@ -136,33 +136,32 @@ func (k mapKind[K, V]) apply(s mapState[K, V], c *command) (mapState[K, V], outc
 	return s, applied
 }
 
-// item decodes an entry. Both encodings are copied into one allocation,
-// and a decoded string key or value points into it (strings never
-// change): one allocation per entry for a map of strings where there
-// were four. Other types, byte strings included (a caller may write into
-// a []byte it read), are decoded into their own memory.
+// item decodes an entry. A decoded string key or value points into its
+// own encoding's copy (strings never change), which saves an allocation
+// for each; other types, byte strings included (a caller may write into a
+// []byte it read), are decoded into their own memory. The key's encoding
+// stays an allocation of its own: Get compares encodings all along its
+// descent, and keys packed densely (rather than each beside its value)
+// keep that walk in cache.
 func (mapKind[K, V]) item(kraw, vraw cbor.RawMessage) (mapItem[K, V], bool) {
-	b := make([]byte, len(kraw)+len(vraw))
-	copy(b, kraw)
-	copy(b[len(kraw):], vraw)
-	kb, vb := b[:len(kraw):len(kraw)], b[len(kraw):]
-	k, ok := decodeShared[K](kb)
+	kenc, venc := string(kraw), string(vraw)
+	k, ok := decodeShared[K](kenc)
 	if !ok {
 		return mapItem[K, V]{}, false
 	}
-	v, ok := decodeShared[V](vb)
+	v, ok := decodeShared[V](venc)
 	if !ok {
 		return mapItem[K, V]{}, false
 	}
-	return mapItem[K, V]{kenc: aliasString(kb), venc: aliasString(vb), k: k, v: v}, true
+	return mapItem[K, V]{kenc: kenc, venc: venc, k: k, v: v}, true
 }
 
-// decodeShared is decode, except that a string points into raw, which
-// must never change.
-func decodeShared[T any](raw []byte) (T, bool) {
+// decodeShared is decode of enc, except that a decoded string points into
+// enc rather than being a copy.
+func decodeShared[T any](enc string) (T, bool) {
 	var v T
 	_, str := any(&v).(*string)
-	return fastDecode[T](raw, str)
+	return fastDecode[T](unsafe.Slice(unsafe.StringData(enc), len(enc)), str)
 }
 
 // encode writes the entries in key order, as [key, value] pairs of raw
