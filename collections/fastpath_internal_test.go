@@ -3,9 +3,13 @@ package collections
 import (
 	"bytes"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/mosaik-go/mosaik/groups"
 	"github.com/mosaik-go/mosaik/internal/detcbor"
 )
 
@@ -127,4 +131,83 @@ func checkDecodeRaw[K comparable, V any](t *testing.T, k mapKind[K, V], b []byte
 	if !bytes.Equal(x.Bytes(), y.Bytes()) || want.Len() != got.Len() {
 		t.Fatal("decode and decodeRaw read different entries")
 	}
+}
+
+// commandSeeds are log entries around decodeCommandFast's edges: the
+// commands replicas write, then hand-made variants (over-long heads, an
+// op past uint8, invalid UTF-8, undefined, an empty Many, trailing and
+// missing bytes, indefinite lengths, a map).
+func commandSeeds(tb testing.TB) [][]byte {
+	var seeds [][]byte
+	for _, c := range []command{
+		{Op: mapInsert, A: raw(tb, "a"), B: raw(tb, []byte{1, 2})},
+		{Op: mapInsert, A: raw(tb, strings.Repeat("k", 300)), B: raw(tb, bytes.Repeat([]byte{7}, 70000))},
+		{Op: mapRemove, A: raw(tb, "a")},
+		{Op: mapClear},
+		{Op: mapCAS, A: raw(tb, "a"), N: 3, B: raw(tb, "x"), C: raw(tb, "y")},
+		{Op: vecSwap, N: 1 << 40, M: 300},
+		{Op: mapInsert, A: raw(tb, 1), B: raw(tb, "v")},
+		{Op: mapExtend, Many: []cbor.RawMessage{raw(tb, "a"), raw(tb, "b")}},
+	} {
+		b, err := groups.CBOR[command]{}.Encode(c)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		seeds = append(seeds, b)
+	}
+	seeds = append(seeds,
+		[]byte{0x87, 0x01, 0x61, 'a', 0xf6, 0xf6, 0x00, 0x00, 0xf6},
+		[]byte{0x87, 0x18, 0x01, 0x61, 'a', 0x40, 0xf6, 0x19, 0x00, 0x01, 0x00, 0xf6},
+		[]byte{0x87, 0x19, 0x01, 0x00, 0x61, 'a', 0x40, 0xf6, 0x00, 0x00, 0xf6},
+		[]byte{0x87, 0x01, 0x61, 0xff, 0x40, 0xf6, 0x00, 0x00, 0xf6},
+		[]byte{0x87, 0x01, 0x78, 0x01, 'a', 0x40, 0xf6, 0x00, 0x00, 0xf6},
+		[]byte{0x87, 0x01, 0x61, 'a', 0xf7, 0xf6, 0x00, 0x00, 0xf6},
+		[]byte{0x87, 0x01, 0x61, 'a', 0x40, 0xf6, 0x00, 0x00, 0x80},
+		[]byte{0x87, 0x01, 0x61, 'a', 0x40, 0xf6, 0x00, 0x00, 0xf6, 0x00},
+		[]byte{0x87, 0x01, 0x61, 'a', 0x40, 0xf6, 0x00, 0x00},
+		[]byte{0x87, 0x01, 0x7f, 0x61, 'a', 0xff, 0x40, 0xf6, 0x00, 0x00, 0xf6},
+		[]byte{0x86, 0x01, 0x61, 'a', 0x40, 0xf6, 0x00, 0x00},
+		[]byte{0xa1, 0x00, 0x01},
+	)
+	return seeds
+}
+
+// decodeCommandFast gives what the groups CBOR codec gives on every entry
+// it takes.
+func checkCommandFast(t *testing.T, b []byte) {
+	t.Helper()
+	fast, ok := decodeCommandFast(b)
+	if !ok {
+		return
+	}
+	general, err := groups.CBOR[command]{}.Decode(b)
+	if err != nil {
+		t.Fatalf("%x: the fast path took what the codec refuses (%v)", b, err)
+	}
+	if !reflect.DeepEqual(fast, general) {
+		t.Fatalf("%x: fast path %+v, codec %+v", b, fast, general)
+	}
+}
+
+func TestDecodeCommandFast_MatchesCodec(t *testing.T) {
+	took := 0
+	for _, b := range commandSeeds(t) {
+		checkCommandFast(t, b)
+		if _, ok := decodeCommandFast(b); ok {
+			took++
+		}
+	}
+	// The commands replicas write with string arguments (six), the
+	// null arguments and the over-long integer heads: the fast path must
+	// not silently fall back on them.
+	if took != 8 {
+		t.Fatalf("the fast path took %d seeds, want 8", took)
+	}
+}
+
+func FuzzCommandDecodeFast(f *testing.F) {
+	for _, b := range commandSeeds(f) {
+		f.Add(b)
+	}
+	f.Fuzz(checkCommandFast)
 }

@@ -25,10 +25,10 @@ func (h handle[S]) IsWriter() bool { return h.c.writer }
 
 // Version returns the version of the local state: the index of the last
 // command applied here.
-func (h handle[S]) Version() Version { return h.c.state().version }
+func (h handle[S]) Version() Version { return Version(h.c.m.version.Load()) }
 
 // Len returns the number of items in the local state.
-func (h handle[S]) Len() int { return h.c.state().size }
+func (h handle[S]) Len() int { return int(h.c.m.size.Load()) }
 
 // Rejected returns how many committed commands were no-ops here because
 // they were invalid when applied (a hand-crafted command, or one whose
@@ -120,9 +120,4 @@ func termErr(err error) error {
 		return ErrTerminated
 	}
 	return err
-}
-
-func (m *machine[S]) watchVersion() (Version, <-chan struct{}) {
-	p, ch := m.watch()
-	return p.version, ch
 }

@@ -39,9 +39,9 @@ func mapLess[K, V any](a, b mapItem[K, V]) bool { return a.kenc < b.kenc }
 // search, so a late reader's restore of a snapshot (sorted by key) builds
 // the tree in one pass. Copy is O(1) copy-on-write like google/btree's
 // Clone, and the tree has no locks: a published state is never written,
-// and only the group goroutine copies and writes the next one. (Copy
-// marks the source's nodes shared by giving it a new isoid, a field no
-// read path looks at.)
+// and only the holder of the machine's working state copies and writes it
+// (Copy marks the source's nodes shared by giving it a new isoid, before
+// the source is published).
 type mapState[K, V any] = *tbtree.BTreeG[mapItem[K, V]]
 
 // mapKind is Map's pure core.
@@ -136,16 +136,32 @@ func (k mapKind[K, V]) apply(s mapState[K, V], c *command) (mapState[K, V], outc
 	return s, applied
 }
 
+// item decodes an entry. A decoded string key or value points into its
+// own encoding's copy (strings never change), which saves an allocation
+// for each; other types, byte strings included (a caller may write into a
+// []byte it read), are decoded into their own memory. The key's encoding
+// stays an allocation of its own: Get compares encodings all along its
+// descent, and keys packed densely (rather than each beside its value)
+// keep that walk in cache.
 func (mapKind[K, V]) item(kraw, vraw cbor.RawMessage) (mapItem[K, V], bool) {
-	k, ok := decode[K](kraw)
+	kenc, venc := string(kraw), string(vraw)
+	k, ok := decodeShared[K](kenc)
 	if !ok {
 		return mapItem[K, V]{}, false
 	}
-	v, ok := decode[V](vraw)
+	v, ok := decodeShared[V](venc)
 	if !ok {
 		return mapItem[K, V]{}, false
 	}
-	return mapItem[K, V]{kenc: string(kraw), venc: string(vraw), k: k, v: v}, true
+	return mapItem[K, V]{kenc: kenc, venc: venc, k: k, v: v}, true
+}
+
+// decodeShared is decode of enc, except that a decoded string points into
+// enc rather than being a copy.
+func decodeShared[T any](enc string) (T, bool) {
+	var v T
+	_, str := any(&v).(*string)
+	return fastDecode[T](unsafe.Slice(unsafe.StringData(enc), len(enc)), str)
 }
 
 // encode writes the entries in key order, as [key, value] pairs of raw

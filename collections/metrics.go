@@ -28,7 +28,7 @@ func registerSize[S any](s *groups.Service, c *core[S]) (metric.Registration, er
 		attribute.String("group", c.g.ID().Short()),
 	)
 	return m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		o.ObserveInt64(g, int64(c.state().size), attrs)
+		o.ObserveInt64(g, c.m.size.Load(), attrs)
 		return nil
 	}, g)
 }

@@ -33,7 +33,7 @@ type vecItem[T any] struct {
 
 // vecBuf is a backing array shared by a published state and the working
 // copy cloned from it. used is how many slots some state has written; it
-// is read and written on the group goroutine only.
+// is read and written only by the holder of the machine's working state.
 type vecBuf struct{ used int }
 
 // vecState is a Vec's state: a slice that always starts at its backing
