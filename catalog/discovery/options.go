@@ -41,8 +41,11 @@ type Params struct {
 	// by one) and one delta sync with a connected peer, which repairs what
 	// the join sync and gossip missed while the node was subscribing. A
 	// put right at start also lands badly: the DHT's routing table holds
-	// the bootstrap peer at most. Default 2 s (see BENCHMARKS.md,
-	// "Convergence: deferring a join's side work").
+	// the bootstrap peer at most. It also bounds how long an entry the
+	// join missed stays missing, so it is short: a join takes tens of
+	// milliseconds on an idle machine. Default 1 s (2 s measured slower to
+	// "all see all"; see BENCHMARKS.md, "Convergence: deferring a join's
+	// side work").
 	SettleDelay time.Duration
 	// DepartureGrace is how long Close waits after publishing the departure
 	// notice so it leaves the host before teardown. Default 500 ms.
@@ -109,7 +112,7 @@ func DefaultParams() Params {
 		AnnounceInterval:     30 * time.Second,
 		AnnounceJitter:       0.5,
 		JoinAnnounceDelay:    2 * time.Second,
-		SettleDelay:          2 * time.Second,
+		SettleDelay:          time.Second,
 		DepartureGrace:       500 * time.Millisecond,
 		SyncTimeout:          10 * time.Second,
 		SyncMinInterval:      2 * time.Second,
