@@ -90,7 +90,9 @@
 //     peer exchange, and larger validation and outbound queues;
 //  3. without [WithDHT] or [WithoutDHT], a kad-dht built with
 //     discovery.DHTOptions() (protocol /mosaik/kad/1.0.0, entry validator,
-//     server mode), the bootstrap peers and [WithDHTOptions];
+//     server mode, and no automatic routing-table refresh: the discovery
+//     service refreshes it, first once the join settled), the bootstrap
+//     peers and [WithDHTOptions];
 //  4. the discovery service, which announces the local entry, syncs
 //     catalogs with peers as they connect, and keeps the catalog fresh;
 //  5. with bootstrap peers, a background loop that dials them: it retries

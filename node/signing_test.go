@@ -20,11 +20,13 @@ import (
 // a signing node and a default (unsigned) one do not, although they are
 // connected and synced: each router drops the other's messages. The
 // change is a new tag, which only gossip carries once two nodes know each
-// other (syncs run on connect; the periodic anti-entropy sync, which would
-// carry it too, is off here).
+// other (syncs run on connect; the periodic anti-entropy sync and the
+// repair sync a node runs once its join settled, which would carry it
+// too, are off or put off here).
 func TestGossipSigning_NetworkMustAgree(t *testing.T) {
 	params := discovery.TestParams()
 	params.AntiEntropyInterval = 0
+	params.SettleDelay = time.Hour
 	gossipOnly := node.WithDiscoveryParams(params)
 	strict := node.WithGossipSignaturePolicy(pubsub.StrictSign)
 	tag := catalog.IDFromString("after-sync")

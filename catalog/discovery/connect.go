@@ -108,3 +108,48 @@ func (s *Service) topUp() {
 		need--
 	}
 }
+
+// settle runs once, Params.SettleDelay after start, the work a join puts
+// off (see the parameter): it releases the first DHT put (dhtLoop waits
+// for it), dials catalog peers up to CascadeBelow, and runs one delta
+// sync with a random connected peer. That sync repairs entries a new node
+// missed while it joined: one relayed by its bootstrap peer after the
+// join sync's snapshot was taken but before the new node's gossip
+// subscription reached it. It costs a digest of the catalog (24 bytes a
+// peer) and the entries missing on either side, once per start, as one
+// anti-entropy round does.
+func (s *Service) settle() {
+	t := time.NewTimer(s.params.SettleDelay)
+	defer t.Stop()
+	select {
+	case <-s.ctx.Done():
+		return
+	case <-t.C:
+	}
+	close(s.settled)
+	if s.params.DisableSync {
+		return
+	}
+	if s.params.CascadeBelow > 0 {
+		s.topUp()
+	}
+	if p, ok := s.syncPeer(); ok {
+		// Not startSync: the peer is most likely the bootstrap peer,
+		// synced with less than SyncMinInterval ago, and its entry in
+		// lastSync would skip this one.
+		s.syncMu.Lock()
+		s.lastSync[p] = time.Now()
+		s.syncMu.Unlock()
+		s.spawn(func() { s.syncRetrying(p) })
+	}
+}
+
+// isSettled reports whether SettleDelay has passed since start.
+func (s *Service) isSettled() bool {
+	select {
+	case <-s.settled:
+		return true
+	default:
+		return false
+	}
+}

@@ -78,3 +78,42 @@ func TestConnect_RedialsCatalogPeersWhenConnectionsClose(t *testing.T) {
 		})
 	}
 }
+
+// TestConnect_JoinCascadeWaitsForSettle checks that a new node does not
+// dial the peers its join sync brought until SettleDelay after its start,
+// and dials them then. Heartbeats, and so the periodic top-up, are a
+// minute apart, and the old nodes never dial: only the settle step can.
+func TestConnect_JoinCascadeWaitsForSettle(t *testing.T) {
+	slow := func(p *discovery.Params) {
+		p.Catalog.PurgeAfter = 10 * time.Minute
+		p.AnnounceInterval = time.Minute
+		p.AntiEntropyInterval = 0
+	}
+	for _, tc := range []struct {
+		name   string
+		settle time.Duration
+	}{{"settle in 1 min", time.Minute}, {"settle in 300 ms", 300 * time.Millisecond}} {
+		t.Run(tc.name, func(t *testing.T) {
+			nw := catalog.IDFromString("discovery-test/settle/" + tc.name)
+			old := withParams(func(p *discovery.Params) { slow(p); p.CascadeBelow = 0 })
+			a, b := newNode(t, nw, old), newNode(t, nw, old)
+			connect(t, a.h, b.h)
+			testutil.Eventually(t, 10*time.Second, func() bool { return knows(a.svc, b.h.ID()) }, "A does not know B")
+
+			c := newNode(t, nw, withParams(func(p *discovery.Params) { slow(p); p.SettleDelay = tc.settle }))
+			connect(t, c.h, a.h)
+			testutil.Eventually(t, 10*time.Second, func() bool { return knows(c.svc, b.h.ID()) }, "C's join sync did not bring B")
+			dialed := func() bool { return c.h.Network().Connectedness(b.h.ID()) == network.Connected }
+			if tc.settle > time.Second {
+				testutil.Never(t, time.Second, 20*time.Millisecond, func() string {
+					if dialed() {
+						return "C dialed B, a peer of its join sync, before the join settled"
+					}
+					return ""
+				})
+				return
+			}
+			testutil.Eventually(t, 5*time.Second, dialed, "C did not dial B once the join settled")
+		})
+	}
+}

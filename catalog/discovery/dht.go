@@ -12,11 +12,21 @@ import (
 	"github.com/mosaik-go/mosaik/catalog"
 )
 
-// dhtLoop stores the local entry and provider records in the DHT at start,
-// after every change and every DHTRepublishInterval. A failed put (typically
-// an empty routing table right after start) is retried sooner, backing off
-// from 250 ms up to the republish interval.
+// dhtLoop stores the local entry and provider records in the DHT once the
+// join settled (Params.SettleDelay), then after every change and every
+// DHTRepublishInterval. A failed put (an empty routing table) is retried
+// sooner, backing off from 250 ms up to the republish interval.
 func (s *Service) dhtLoop() {
+	// Each put and provide is a DHT lookup that dials the closest peers
+	// it finds: at start, with a routing table of the bootstrap peer at
+	// most, they competed with the join for the CPU and the bootstrap
+	// peer, and many failed and were retried. Changes made until then are
+	// in the first put.
+	select {
+	case <-s.ctx.Done():
+		return
+	case <-s.settled:
+	}
 	t := time.NewTimer(0)
 	defer t.Stop()
 	retry := 250 * time.Millisecond
@@ -120,4 +130,41 @@ func (s *Service) fetchEntry(ctx context.Context, p peer.ID) error {
 	}
 	s.merge(e, fromDHT)
 	return nil
+}
+
+// The routing-table refresh that kad-dht runs itself unless built with
+// DHTOptions (its defaults in v0.42): every 10 minutes, and every 2
+// minutes while the table holds fewer than 10 peers.
+const (
+	dhtRefreshInterval = 10 * time.Minute
+	dhtLowCheck        = 2 * time.Minute
+	dhtLowPeers        = 10
+)
+
+// dhtRefreshLoop refreshes the DHT's routing table once the join settled
+// and then as kad-dht's automatic refresh would (DHTOptions turns that
+// off; see there why). On a borrowed DHT that still refreshes itself a
+// call costs a lookup of our own ID and liveness pings of stale peers:
+// a refresh skips buckets refreshed within kad-dht's period.
+func (s *Service) dhtRefreshLoop() {
+	select {
+	case <-s.ctx.Done():
+		return
+	case <-s.settled:
+	}
+	_ = s.dht.RefreshRoutingTable() // the result comes on a buffered channel nobody needs to read
+	last := time.Now()
+	t := time.NewTicker(dhtLowCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if time.Since(last) >= dhtRefreshInterval || s.dht.RoutingTable().Size() < dhtLowPeers {
+			_ = s.dht.RefreshRoutingTable()
+			last = time.Now()
+		}
+	}
 }

@@ -70,10 +70,22 @@ func (v Validator) Select(key string, values [][]byte) (int, error) {
 // networks work; AutoNAT never reports them public). In plugin mode, build
 // your DHT with at least dht.ProtocolPrefix(DHTProtocolPrefix) and
 // dht.NamespacedValidator(DHTNamespace, Validator{}).
+//
+// They also turn kad-dht's automatic routing-table refresh off: the
+// [Service] the DHT is given to ([WithDHT]) refreshes the table itself,
+// first once the join settled (Params.SettleDelay), then as kad-dht would
+// (see dhtRefreshLoop). kad-dht refreshes as soon as its first peer
+// enters the table: a lookup per bucket, each dialing the closest peers
+// it finds, and a second round after the first. In a network starting
+// together that connected nearly every pair of nodes during the joins,
+// two to three times the CPU of the joins without a DHT (BENCHMARKS.md).
+// A DHT built with these options and not given to a Service must be
+// refreshed by its owner (RefreshRoutingTable).
 func DHTOptions() []dht.Option {
 	return []dht.Option{
 		dht.ProtocolPrefix(DHTProtocolPrefix),
 		dht.NamespacedValidator(DHTNamespace, Validator{}),
 		dht.Mode(dht.ModeServer),
+		dht.DisableAutoRefresh(),
 	}
 }

@@ -42,9 +42,12 @@
 //   - repairs gossip links go-libp2p-pubsub has broken (see "Gossip
 //     links" below);
 //   - dials newly learned peers while it has few connections (the cascade),
-//     so a node that knows one bootstrap peer converges quickly;
+//     so a node that knows one bootstrap peer converges quickly; a new
+//     node puts off the dials for the entries of its join sync, its first
+//     DHT work and one repair sync until Params.SettleDelay after start;
 //   - with a DHT ([WithDHT]), stores the local entry and provider records
-//     in it and looks producers up in it ([Service.FindProducers]);
+//     in it, refreshes its routing table ([DHTOptions] turns kad-dht's
+//     own refresh off) and looks producers up in it ([Service.FindProducers]);
 //   - purges each peer as soon as its entry goes stale, applies signed
 //     departures, and publishes its own departure on [Service.Close];
 //   - measures the RTT to connected catalog peers with libp2p ping.

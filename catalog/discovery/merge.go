@@ -194,7 +194,14 @@ func (s *Service) merged(e *catalog.SignedEntry, out catalog.Outcome, err error,
 			default: // relays only speed convergence up; heartbeats heal a drop
 			}
 		}
-		s.cascade(e.Entry.PeerID)
+		// Nor are the entries of a join sync dialed one by one while the
+		// join settles: at start every new node dialed the first
+		// CascadeBelow of them at once, each dial a handshake, identify
+		// and gossip set-up on both ends competing with the joins
+		// themselves. settle dials random peers instead, once.
+		if src != fromJoinSync || s.isSettled() {
+			s.cascade(e.Entry.PeerID)
+		}
 	}
 }
 

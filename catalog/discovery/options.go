@@ -32,6 +32,21 @@ type Params struct {
 	// entry is published again, so the mesh has formed (about two gossipsub
 	// heartbeats). Default 2 s.
 	JoinAnnounceDelay time.Duration
+	// SettleDelay is how long after start the service puts off the work
+	// that a join does not need at once, so that the join itself (one
+	// connection, a sync with the bootstrap peer, the responder's relay of
+	// our entry) does not queue behind it: the first DHT put and provider
+	// records, the dials that bring a new node to CascadeBelow
+	// connections (before it, entries of the join sync are not dialed one
+	// by one) and one delta sync with a connected peer, which repairs what
+	// the join sync and gossip missed while the node was subscribing. A
+	// put right at start also lands badly: the DHT's routing table holds
+	// the bootstrap peer at most. It also bounds how long an entry the
+	// join missed stays missing, so it is short: a join takes tens of
+	// milliseconds on an idle machine. Default 1 s (2 s measured slower to
+	// "all see all"; see BENCHMARKS.md, "Convergence: deferring a join's
+	// side work").
+	SettleDelay time.Duration
 	// DepartureGrace is how long Close waits after publishing the departure
 	// notice so it leaves the host before teardown. Default 500 ms.
 	DepartureGrace time.Duration
@@ -97,6 +112,7 @@ func DefaultParams() Params {
 		AnnounceInterval:     30 * time.Second,
 		AnnounceJitter:       0.5,
 		JoinAnnounceDelay:    2 * time.Second,
+		SettleDelay:          time.Second,
 		DepartureGrace:       500 * time.Millisecond,
 		SyncTimeout:          10 * time.Second,
 		SyncMinInterval:      2 * time.Second,
@@ -125,6 +141,7 @@ func TestParams() Params {
 	p.AnnounceInterval = time.Second
 	p.AnnounceJitter = 0.25
 	p.JoinAnnounceDelay = 250 * time.Millisecond
+	p.SettleDelay = 250 * time.Millisecond
 	p.DepartureGrace = 100 * time.Millisecond
 	p.SyncTimeout = 3 * time.Second
 	p.SyncMinInterval = 200 * time.Millisecond
@@ -155,6 +172,9 @@ func (p Params) Validate() error {
 	pos("PingTimeout", p.PingTimeout)
 	pos("DHTRepublishInterval", p.DHTRepublishInterval)
 	pos("DHTTimeout", p.DHTTimeout)
+	if p.SettleDelay < 0 {
+		errs = append(errs, fmt.Errorf("SettleDelay must be >= 0, got %v", p.SettleDelay))
+	}
 	if p.DepartureGrace < 0 {
 		errs = append(errs, fmt.Errorf("DepartureGrace must be >= 0, got %v", p.DepartureGrace))
 	}

@@ -104,6 +104,7 @@ type Service struct {
 	connectNow  chan struct{}             // a connection closed: check connectivity
 	relayQ      chan *catalog.SignedEntry // entries to relay onto gossip
 	dhtNow      chan struct{}
+	settled     chan struct{} // closed SettleDelay after start (connect.go, settle)
 
 	syncMu   sync.Mutex
 	lastSync map[peer.ID]time.Time
@@ -189,6 +190,7 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		tracer:   cfg.tracer.Tracer("github.com/mosaik-go/mosaik/catalog/discovery"),
 		now:      cfg.now,
 		dupDone:  make(chan struct{}),
+		settled:  make(chan struct{}),
 	}
 	// Eviction spares the peers we are connected to and those whose
 	// connections are protected (live subscriptions, group bonds).
@@ -242,8 +244,10 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		s.spawn(s.peerEventLoop)
 		s.spawn(s.relayLoop)
 	}
+	s.spawn(s.settle)
 	if s.dht != nil {
 		s.spawn(s.dhtLoop)
+		s.spawn(s.dhtRefreshLoop)
 	}
 	// Plugin mode: the host may already be connected to peers of the network.
 	if !p.DisableSync {
