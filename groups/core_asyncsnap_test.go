@@ -182,15 +182,7 @@ func TestCore_HeartbeatPastWipedLogIsClamped(t *testing.T) {
 // command in between makes it write the state anew.
 func TestCore_ConfSnapshotReusesUnchangedState(t *testing.T) {
 	c := leadingCore(t)
-	add := func() {
-		t.Helper()
-		c.execute([][]byte{{0x01}}, func(uint64) {}, func(err error) {
-			if err != nil {
-				t.Errorf("execute: %v", err)
-			}
-		})
-		c.step(t)
-	}
+	add := func() { t.Helper(); executeOne(t, c) }
 	stored := func() *raftpb.Snapshot {
 		t.Helper()
 		s, err := c.store.Snapshot()
@@ -260,15 +252,7 @@ func TestCore_QuietSnapshotAfterBurst(t *testing.T) {
 	c.p.SnapshotEntries = 8 // a quarter: 2 entries
 	c.p.SnapshotQuiet = 5 * c.p.Tick
 	quiet := c.p.ticks(c.p.SnapshotQuiet)
-	add := func() {
-		t.Helper()
-		c.execute([][]byte{{0x01}}, func(uint64) {}, func(err error) {
-			if err != nil {
-				t.Errorf("execute: %v", err)
-			}
-		})
-		c.step(t)
-	}
+	add := func() { t.Helper(); executeOne(t, c) }
 	ticks := func(n int) {
 		t.Helper()
 		for range n {
@@ -309,4 +293,15 @@ func TestCore_QuietSnapshotAfterBurst(t *testing.T) {
 	if c.snapIndex != at {
 		t.Fatal("a quiet snapshot with SnapshotQuiet 0")
 	}
+}
+
+// executeOne proposes one command on c and steps it.
+func executeOne(t *testing.T, c *groupCore) {
+	t.Helper()
+	c.execute([][]byte{{0x01}}, func(uint64) {}, func(err error) {
+		if err != nil {
+			t.Errorf("execute: %v", err)
+		}
+	})
+	c.step(t)
 }
