@@ -26,13 +26,15 @@ func OpenEntry(data []byte, maxSize int) (*SignedEntry, error) {
 	if err := env.verify(EntryDomain); err != nil {
 		return nil, err
 	}
-	e.compact()
+	e.compact(false)
 	return e, nil
 }
 
 // decodeEntry runs every check of OpenEntry except the signature, which is
 // by far the most expensive one, and returns the envelope to verify it
-// with. Its entry must not be trusted before env.verify succeeds.
+// with. Its entry must not be trusted before env.verify succeeds, and its
+// sealed bytes are data itself until compact copies or keeps them: a copy
+// refused on its version costs no copy.
 func decodeEntry(data []byte, maxSize int) (*SignedEntry, *envelope, error) {
 	var rec entryRecord
 	env, err := decodeEnvelope(data, maxSize, &rec, EntryPayloadType)
@@ -46,8 +48,7 @@ func decodeEntry(data []byte, maxSize int) (*SignedEntry, *envelope, error) {
 	if !e.PeerID.MatchesPublicKey(env.key) {
 		return nil, nil, fmt.Errorf("%w: entry of %s", ErrSignerMismatch, e.PeerID)
 	}
-	// Keep a private copy: callers may reuse their read buffers.
-	return &SignedEntry{Entry: e, raw: bytes.Clone(data)}, env, nil
+	return &SignedEntry{Entry: e, raw: data[:len(data):len(data)]}, env, nil
 }
 
 // compact shrinks what a decoded entry holds beyond its sealed bytes: a
@@ -56,8 +57,13 @@ func decodeEntry(data []byte, maxSize int) (*SignedEntry, *envelope, error) {
 // the addresses share one array, with the components repeated between
 // addresses (the IP of a TCP and a QUIC address) stored once. Called
 // once the entry is verified (a copy refused on its version is not worth
-// it) and before it is shared.
-func (s *SignedEntry) compact() {
+// it) and before it is shared. Unless keep is set (the caller handed its
+// buffer over, see [Store.OpenOwned]) the sealed bytes are copied first:
+// callers may reuse their read buffers.
+func (s *SignedEntry) compact(keep bool) {
+	if !keep {
+		s.raw = bytes.Clone(s.raw)
+	}
 	for i, t := range s.Entry.Tickets {
 		// The payload holds the ticket verbatim; any equal run of bytes
 		// serves. Capped, so an append by a careless reader cannot write

@@ -304,6 +304,19 @@ func (s *Store) MergeAll(es []*SignedEntry, now time.Time) ([]Outcome, []error) 
 // and ready to Merge (which checks again, since the catalog may have moved
 // on).
 func (s *Store) Open(data []byte, now time.Time) (*SignedEntry, error) {
+	return s.open(data, now, false)
+}
+
+// OpenOwned is [Store.Open] for a buffer the caller hands over: the entry
+// keeps data as its sealed bytes instead of a copy, so the caller must
+// never modify data afterwards (reading it stays fine). It suits buffers
+// that nothing writes again, such as the entries of a decoded sync page or
+// gossipsub's message data, and saves a copy of every entry received.
+func (s *Store) OpenOwned(data []byte, now time.Time) (*SignedEntry, error) {
+	return s.open(data, now, true)
+}
+
+func (s *Store) open(data []byte, now time.Time, owned bool) (*SignedEntry, error) {
 	e, env, err := decodeEntry(data, s.params.MaxEntrySize)
 	if err != nil {
 		return nil, err
@@ -317,7 +330,7 @@ func (s *Store) Open(data []byte, now time.Time) (*SignedEntry, error) {
 	if _, err := s.admit(e, now); err != nil {
 		return nil, err
 	}
-	e.compact()
+	e.compact(owned)
 	s.shared.intern(&e.Entry)
 	// A newer version of a known peer takes the peer ID string the
 	// catalog holds already: the indexes keep the first version's (an

@@ -10,8 +10,20 @@ import (
 // open opens sealed entry bytes learned from src against the catalog (see
 // catalog.Store.Open). Bytes refused as the local peer's own entry are
 // checked for a second process using our identity.
+//
+// The entry keeps data itself (Store.OpenOwned) when nothing writes it
+// again: gossipsub's message data (a buffer of its own per message, which
+// the router only reads: it forwards it and serves it from its message
+// cache) and the entries of a decoded sync message (protobuf copies each).
+// Besides a copy per update, this lets the router's message cache and the
+// catalog share one copy of every recent entry. A DHT value comes from
+// kad-dht's own buffers and is copied.
 func (s *Service) open(data []byte, now time.Time, src source) (*catalog.SignedEntry, error) {
-	e, err := s.store.Open(data, now)
+	open := s.store.OpenOwned
+	if src == fromDHT {
+		open = s.store.Open
+	}
+	e, err := open(data, now)
 	if errors.Is(err, catalog.ErrLocal) {
 		s.checkLocalCopy(data, src)
 	}

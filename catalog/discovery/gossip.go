@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"encoding/binary"
+	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pubsubpb "github.com/libp2p/go-libp2p-pubsub/pb"
@@ -27,6 +28,21 @@ const (
 	ValidateQueueSize     = 1024
 	PeerOutboundQueueSize = 256
 )
+
+// SeenMessagesTTL is how long the router of [GossipSubOptions] remembers
+// a message ID as seen (gossipsub's default is 2 minutes), and how long
+// its peer scoring keeps a message's delivery record ([PeerScoreParams]).
+// Copies of a message arrive within a few of gossipsub's 1 s heartbeats:
+// forwarded by mesh peers at once, or asked for with IWANT while the
+// sender's message cache holds it (HistoryLength, 5 heartbeats). 30 s
+// covers that six times over. A catalog copy that still arrives after it
+// is refused by the store before any signature check (a known version),
+// so the window only has to stop duplicate work, not replays. Both caches
+// hold one record per message, and with full replication a node sees a
+// message per heartbeat of every peer (333/s at 10 000 peers): at 2
+// minutes they held about 550 B per catalog entry, a quarter of the
+// node's memory beyond the entries themselves.
+const SeenMessagesTTL = 30 * time.Second
 
 // routerMessageID is the router-wide message ID of [GossipSubOptions]: the
 // BLAKE3 hash of the topic (length-prefixed) and the data. Without authors
@@ -56,8 +72,10 @@ func routerMessageID(m *pubsubpb.Message) string {
 //   - a content-based message ID for the whole router: the hash of topic
 //     and data. The catalog topic sets its own, [MessageID]. On an
 //     application's own topics it means that equal payloads published to
-//     one topic within gossipsub's seen window (2 minutes) are delivered
+//     one topic within the seen window ([SeenMessagesTTL]) are delivered
 //     once: add a nonce to them, or set a topic message-ID function;
+//   - a seen-messages window of [SeenMessagesTTL] instead of gossipsub's
+//     2 minutes: it bounds the router's memory per message;
 //   - flood publishing: a node's own announcements reach every topic peer
 //     at once, even before the mesh forms;
 //   - no peer exchange (go-libp2p-pubsub's default): the catalog already
@@ -76,6 +94,7 @@ func GossipSubOptions() []pubsub.Option {
 		pubsub.WithNoAuthor(),
 		pubsub.WithMessageIdFn(routerMessageID),
 		pubsub.WithFloodPublish(true),
+		pubsub.WithSeenMessagesTTL(SeenMessagesTTL),
 		pubsub.WithValidateQueueSize(ValidateQueueSize),
 		pubsub.WithPeerOutboundQueueSize(PeerOutboundQueueSize),
 	}

@@ -53,6 +53,8 @@ func PeerScoreParams(network catalog.NetworkID) (*pubsub.PeerScoreParams, *pubsu
 		// Remember a misbehaving peer's score for a while after it
 		// disconnects, so that reconnecting does not wash it.
 		RetainScore: 10 * time.Minute,
+		// A delivery record lives as long as the router's seen window.
+		SeenMsgTTL: SeenMessagesTTL,
 	}
 	t := &pubsub.PeerScoreThresholds{
 		GossipThreshold:   GossipScoreThreshold,
