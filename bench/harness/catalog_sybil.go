@@ -139,7 +139,7 @@ func (w *sybilWorld) startHonest(boot ...peer.AddrInfo) (*node.Node, error) {
 	p := discovery.DefaultParams()
 	p.Catalog.MaxPeers = sybilMaxPeers
 	p.CascadeBelow = 0
-	opts := []node.Option{node.WithHost(h), node.WithoutDHT(), node.WithDiscoveryParams(p), node.WithLogger(w.trace.logger(fmt.Sprintf("honest%d", len(w.honest))))}
+	opts := []node.Option{node.WithHost(h), node.WithoutDHT(), node.WithDiscoveryParams(p), node.WithLogger(w.trace.logger(fmt.Sprintf("honest%d", len(w.honest)), w.watchNext))}
 	if len(boot) > 0 {
 		opts = append(opts, node.WithBootstrapPeers(boot...))
 	}

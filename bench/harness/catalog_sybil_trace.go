@@ -55,12 +55,13 @@ func (t *sybilTrace) note(format string, args ...any) {
 	}
 }
 
-// logger is node i's logger: quiet unless tracing.
-func (t *sybilTrace) logger(node string) *slog.Logger {
+// logger is a node's logger: quiet unless tracing. all records every
+// record of the node but gossipsub's (the newcomer's own).
+func (t *sybilTrace) logger(node string, all bool) *slog.Logger {
 	if t == nil {
 		return quiet
 	}
-	return slog.New(&sybilTraceHandler{t: t, node: node})
+	return slog.New(&sybilTraceHandler{t: t, node: node, all: all})
 }
 
 func (t *sybilTrace) dump(w *os.File) {
@@ -76,6 +77,7 @@ func (t *sybilTrace) dump(w *os.File) {
 type sybilTraceHandler struct {
 	t     *sybilTrace
 	node  string
+	all   bool // the newcomer's own node: record its discovery and node records too
 	attrs []slog.Attr
 }
 
@@ -92,6 +94,7 @@ func (h *sybilTraceHandler) Handle(_ context.Context, r slog.Record) error {
 	r.Attrs(func(a slog.Attr) bool {
 		if a.Key == "rpc" {
 			hit = false // gossipsub's RPC trace: noise here
+			b.WriteString(" rpc=")
 			return false
 		}
 		v := a.Value.String()
@@ -101,6 +104,9 @@ func (h *sybilTraceHandler) Handle(_ context.Context, r slog.Record) error {
 		fmt.Fprintf(&b, " %s=%s", a.Key, v)
 		return true
 	})
+	if h.all && !strings.HasPrefix(r.Message, "gossip message refused") && !strings.Contains(b.String(), " rpc=") && !strings.Contains(r.Message, ":") {
+		hit = true
+	}
 	if hit {
 		h.t.lines = append(h.t.lines, fmt.Sprintf("%8.1f ms %s: %s%s", float64(r.Time.Sub(h.t.start).Microseconds())/1e3, h.node, r.Message, b.String()))
 	}
@@ -108,7 +114,7 @@ func (h *sybilTraceHandler) Handle(_ context.Context, r slog.Record) error {
 }
 
 func (h *sybilTraceHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &sybilTraceHandler{t: h.t, node: h.node, attrs: append(slices.Clone(h.attrs), as...)}
+	return &sybilTraceHandler{t: h.t, node: h.node, all: h.all, attrs: append(slices.Clone(h.attrs), as...)}
 }
 
 func (h *sybilTraceHandler) WithGroup(string) slog.Handler { return h }
