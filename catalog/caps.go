@@ -13,8 +13,10 @@ import (
 // Keeper tells the store which remote peers it must never evict when the
 // catalog is full: peers we are connected to or hold subscriptions or
 // bonds with. Those signals live outside the pure store; package node
-// injects them with [Store.SetKeeper]. Keep is called with the store's
-// lock held: it must be fast, must not block and must not call the store.
+// injects them with [Store.SetKeeper]. Keep is called with or without the
+// store's lock held (a full catalog asks it about every new peer, also
+// before the signature check): it must be fast, must not block and must
+// not call the store.
 type Keeper interface {
 	Keep(id peer.ID) bool
 }

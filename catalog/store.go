@@ -224,7 +224,7 @@ func (s *Store) check(st *state, e *SignedEntry, now time.Time, count bool) (pee
 	if !known && st.peers.Len() >= s.params.MaxPeers {
 		kept := s.keeper.Load().(keeperBox).Keep(en.PeerID)
 		if _, err := s.evictable(st, now, kept); err != nil {
-			return old, known, 0, err
+			return old, known, 0, fmt.Errorf("new peer %s: %w", en.PeerID, err)
 		}
 	}
 	return old, known, tat, nil
