@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -12,8 +13,10 @@ import (
 // Keeper tells the store which remote peers it must never evict when the
 // catalog is full: peers we are connected to or hold subscriptions or
 // bonds with. Those signals live outside the pure store; package node
-// injects them with [Store.SetKeeper]. Keep is called with the store's
-// lock held: it must be fast, must not block and must not call the store.
+// injects them with [Store.SetKeeper]. Keep is called with or without the
+// store's lock held (a full catalog asks it about every new peer, also
+// before the signature check): it must be fast, must not block and must
+// not call the store.
 type Keeper interface {
 	Keep(id peer.ID) bool
 }
@@ -104,22 +107,27 @@ func (s *Store) checkCaps(st *state, e, old *SignedEntry) error {
 	return nil
 }
 
-// evictable returns the peer to evict so that a new one fits: the newest
-// seen among the last evictScan that holds no ticket and that the keeper
-// does not keep; failing that, the newest seen among them that holds
-// tickets. It reports false when the keeper keeps every one.
+// evictable returns the peer to evict so that a new peer fits at now:
+// the newest seen among the last evictScan that is not vouched for (see
+// [TicketCheck]) and that the keeper does not keep; failing that, the
+// newest seen among them that is vouched for. It returns ErrCatalogFull
+// when the keeper keeps every one, and ErrCatalogChurn when the peer it
+// would pick entered less than EvictMinAge before now and the new peer is
+// not kept (newKept).
 //
-// Tickets are a preference, not a shield: the store cannot tell a ticket
-// an issuer signed from one an attacker made up (it holds no validators of
-// stream tickets), so sparing every ticket holder would let a Sybil pin
-// catalog slots for good with junk tickets. The peers whose tickets did
-// matter here (we subscribe to them, they to us, or we share a group)
-// are the keeper's, and in a closed network every entry's admission
-// ticket was checked before it got in.
-func (s *Store) evictable(st *state) (peer.ID, bool) {
+// A ticket in an entry is a preference only when it is vouched for: the
+// store cannot tell a ticket an issuer signed from one an attacker made
+// up, so counting every ticket would let a Sybil with junk tickets outlast
+// honest peers that hold none. The peers whose tickets do matter here (we
+// subscribe to them, they to us, or we share a group) are the keeper's.
+//
+// The age rule picks the same victim and only defers it: the candidate is
+// the newest-seen, so an older peer is never evicted in its place, and a
+// refused peer comes back with its next heartbeat or sync.
+func (s *Store) evictable(st *state, now time.Time, newKept bool) (peer.ID, error) {
 	k, _ := s.keeper.Load().(Keeper)
-	var victim, ticketed peer.ID
-	found, haveTicketed, scanned := false, false, 0
+	var victim, vouched peerItem
+	found, haveVouched, scanned := false, false, 0
 	st.seen.Descend(func(it timeItem) bool {
 		if scanned++; scanned > evictScan {
 			return false
@@ -128,24 +136,78 @@ func (s *Store) evictable(st *state) (peer.ID, bool) {
 		if !ok || (k != nil && k.Keep(it.id)) {
 			return true
 		}
-		if len(p.e.Entry.Tickets) > 0 {
-			if !haveTicketed {
-				ticketed, haveTicketed = it.id, true
+		if p.vouched {
+			if !haveVouched {
+				vouched, haveVouched = p, true
 			}
 			return true
 		}
-		victim, found = it.id, true
+		victim, found = p, true
 		return false
 	})
-	if !found && haveTicketed {
-		return ticketed, true
+	if !found {
+		if !haveVouched {
+			return "", fmt.Errorf("%w: %d peers, none of the newest %d evictable", ErrCatalogFull, st.peers.Len(), evictScan)
+		}
+		victim = vouched
 	}
-	return victim, found
+	if age := now.Sub(time.Unix(0, victim.seen)); !newKept && age < s.params.EvictMinAge {
+		return "", fmt.Errorf("%w: %d peers, the one to evict arrived %v ago", ErrCatalogChurn, st.peers.Len(), age.Round(time.Millisecond))
+	}
+	return victim.id, nil
+}
+
+// TicketCheck tells the store which entries hold a ticket that counts at
+// eviction (see [Params.MaxPeers]): Vouches reports whether some local
+// validator accepts one of e's tickets. It is called with the store's lock
+// held when an entry that holds tickets is merged (once per peer and set
+// of tickets: a heartbeat that keeps them keeps the verdict), so it must
+// be fast, must not block and must not call the store. Without one, only
+// the entries of a closed catalog count as vouched for: their admission
+// ticket was verified (see [Store.SetAdmission]).
+type TicketCheck interface {
+	Vouches(e *Entry, now time.Time) bool
+}
+
+// TicketCheckFunc adapts a function to [TicketCheck].
+type TicketCheckFunc func(e *Entry, now time.Time) bool
+
+// Vouches calls f.
+func (f TicketCheckFunc) Vouches(e *Entry, now time.Time) bool { return f(e, now) }
+
+// SetTicketCheck installs c (nil removes it). Entries already held keep
+// their verdict until their next update.
+func (s *Store) SetTicketCheck(c TicketCheck) {
+	s.tickets.Store(ticketCheckBox{c})
+}
+
+// ticketCheckBox lets atomic.Value hold a nil or any TicketCheck type.
+type ticketCheckBox struct{ c TicketCheck }
+
+// vouched reports whether e counts as a ticket holder at eviction: in a
+// closed catalog every admitted entry does, else one that the ticket check
+// vouches for. old is the peer's held item, if known: an update with the
+// same tickets keeps its verdict.
+func (s *Store) vouched(e *SignedEntry, old peerItem, known bool, now time.Time) bool {
+	if s.Admission() != nil {
+		return true
+	}
+	if len(e.Entry.Tickets) == 0 {
+		return false
+	}
+	c := s.tickets.Load().(ticketCheckBox).c
+	if c == nil {
+		return false
+	}
+	if known && slices.EqualFunc(old.e.Entry.Tickets, e.Entry.Tickets, func(a, b Ticket) bool { return compareTickets(a, b) == 0 }) {
+		return old.vouched
+	}
+	return c.Vouches(&e.Entry, now)
 }
 
 // SetKeeper installs k, which names the peers eviction must spare (nil
-// removes it). Entries that hold tickets go only after every other
-// candidate (see evictable).
+// removes it). Entries vouched for go only after every other candidate
+// (see evictable).
 func (s *Store) SetKeeper(k Keeper) {
 	s.keeper.Store(keeperBox{k})
 }

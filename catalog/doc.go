@@ -81,16 +81,21 @@
 //     announced by Params.MaxPeersPerSubnet: [ErrAddressCap] (loopback,
 //     private and link-local addresses are not counted);
 //   - a new peer while the catalog holds Params.MaxPeers, when no peer may
-//     be evicted: [ErrCatalogFull];
+//     be evicted: [ErrCatalogFull]; or when the peer eviction would pick
+//     entered less than Params.EvictMinAge ago and the Keeper does not
+//     keep the new peer: [ErrCatalogChurn] (judged before the signature,
+//     so that a flood of fresh identities costs a decode each);
 //
 // and otherwise adds the entry ([Added]) or replaces the older one
 // ([Updated]). A new peer that finds the catalog full evicts the peer seen
 // most recently among those that the store's [Keeper] (injected with
 // [Store.SetKeeper]; package discovery keeps connected and protected
-// peers) does not keep, preferring one that holds no ticket: long-known
-// and useful peers stay, and the newest stranger makes room. (A ticket
-// holder is not spared outright: the store cannot tell a real ticket from
-// a made-up one.) [Store.Check] answers the same question without changing
+// peers) does not keep, preferring one not vouched for: long-known and
+// useful peers stay, and the newest stranger makes room. An entry is
+// vouched for when a [TicketCheck] (see [Store.SetTicketCheck]) accepts
+// one of its tickets, or, in a closed catalog, by its verified admission
+// ticket; any other ticket counts for nothing, since the store cannot
+// tell a real ticket from a made-up one. [Store.Check] answers the same question without changing
 // anything; [Store.MergeBytes] is OpenEntry (with Params.MaxEntrySize)
 // followed by Merge.
 //

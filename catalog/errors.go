@@ -36,6 +36,9 @@ var (
 	ErrCatalogFull = errors.New("catalog: the catalog holds MaxPeers peers")
 	ErrRateLimited = errors.New("catalog: entry updated sooner than MinUpdateInterval after the previous one")
 	ErrAddressCap  = errors.New("catalog: too many peers announce that address or subnet")
+	// ErrCatalogChurn: a new peer finds the catalog full and the peer
+	// eviction would pick entered it less than Params.EvictMinAge ago.
+	ErrCatalogChurn = errors.New("catalog: the catalog is full and its evictable peers arrived within EvictMinAge")
 )
 
 // IsRejected reports whether err marks invalid input (a protocol violation by
@@ -84,6 +87,8 @@ func Reason(err error) string {
 		return "unknown"
 	case errors.Is(err, ErrCatalogFull):
 		return "catalog_full"
+	case errors.Is(err, ErrCatalogChurn):
+		return "catalog_churn"
 	case errors.Is(err, ErrRateLimited):
 		return "rate_limited"
 	case errors.Is(err, ErrAddressCap):

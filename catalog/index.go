@@ -26,6 +26,9 @@ type peerItem struct {
 	seen int64 // local time (ns) the peer entered the catalog: eviction order
 	tat  int64 // the rate limit's theoretical arrival time (ms; see gcra)
 	exp  int64 // key in the expiry tree (ms; see Store.expiryKey)
+	// vouched: the entry counts as a ticket holder at eviction (see
+	// Store.vouched).
+	vouched bool
 }
 
 func lessPeer(a, b peerItem) bool { return a.id < b.id }
@@ -173,9 +176,9 @@ func (st state) departedVersion(id peer.ID) (Version, bool) {
 // (seen is the local time of a peer new to the catalog). A heartbeat, with
 // the same streams and addresses as before, touches only the peers and
 // expiry trees.
-func (st *state) put(e *SignedEntry, seen time.Time, tat, exp int64) {
+func (st *state) put(e *SignedEntry, seen time.Time, tat, exp int64, vouched bool) {
 	id := e.Entry.PeerID
-	it := peerItem{id: id, e: e, seen: seen.UnixNano(), tat: tat, exp: exp}
+	it := peerItem{id: id, e: e, seen: seen.UnixNano(), tat: tat, exp: exp, vouched: vouched}
 	var oldStreams []StreamID
 	var oldKeys []capKey
 	if old, ok := st.peers.Get(it); ok {

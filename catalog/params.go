@@ -25,11 +25,23 @@ type Params struct {
 	MaxEntrySize int
 	// MaxPeers caps the remote peers the catalog holds, so no input can
 	// grow it without bound. A new peer that finds it full evicts the
-	// newest-seen peer that holds no ticket and that the store's [Keeper]
-	// does not keep (connected, subscribed or bonded peers); when none of
-	// the newest few hundred can go, the new peer is refused (ignored, not
-	// rejected). Default 10 000.
+	// newest-seen peer that holds no vouched ticket (see [TicketCheck])
+	// and that the store's [Keeper] does not keep (connected, subscribed
+	// or bonded peers); when none of the newest few hundred can go, the
+	// new peer is refused (ignored, not rejected). Default 10 000.
 	MaxPeers int
+	// EvictMinAge spares the peers that entered the catalog less than
+	// EvictMinAge ago from eviction by a new peer the [Keeper] does not
+	// keep: when the peer eviction would pick is that young, the new peer
+	// is refused (ignored, not rejected; reason "catalog_churn") before
+	// its signature is verified. Without it a flood of fresh identities
+	// costs each node a signature check, a merge and an eviction per
+	// identity, and turns the newest slot over at the flood's rate; with
+	// it a full catalog takes at most one such peer per EvictMinAge, and
+	// the rest cost a decode. A new peer the Keeper keeps (one we are
+	// connected to: its sync hello, or its entry relayed by gossip) is
+	// never held back by it. Zero turns it off. Default 5 s.
+	EvictMinAge time.Duration
 	// MinUpdateInterval and UpdateBurst limit how often a peer's entry may
 	// change: by the entries' own update timestamps, a peer gets one update
 	// per MinUpdateInterval, with bursts of up to UpdateBurst (a token
@@ -68,6 +80,7 @@ func DefaultParams() Params {
 		MaxClockDrift: 50 * time.Second,
 		MaxEntrySize:  DefaultMaxEntrySize,
 		MaxPeers:      10_000,
+		EvictMinAge:   5 * time.Second,
 		EventBuffer:   256,
 
 		MinUpdateInterval: time.Second,
@@ -78,13 +91,15 @@ func DefaultParams() Params {
 }
 
 // TestParams returns a fast profile for tests: entries go stale after 3 s,
-// and the update rate limit is off, so that table tests of the store can
-// step versions by a millisecond (discovery's test profile turns it on).
+// and the update rate limit and EvictMinAge are off, so that table tests
+// of the store can step versions and arrivals by a millisecond
+// (discovery's test profile turns the rate limit on).
 func TestParams() Params {
 	p := DefaultParams()
 	p.PurgeAfter = 3 * time.Second
 	p.MaxClockDrift = 5 * time.Second
 	p.MinUpdateInterval = 0
+	p.EvictMinAge = 0
 	return p
 }
 
@@ -108,6 +123,9 @@ func (p Params) Validate() error {
 	}
 	if p.MinUpdateInterval > 0 && p.UpdateBurst < 1 {
 		errs = append(errs, fmt.Errorf("UpdateBurst must be >= 1 with a MinUpdateInterval, got %d", p.UpdateBurst))
+	}
+	if p.EvictMinAge < 0 {
+		errs = append(errs, fmt.Errorf("EvictMinAge must be >= 0, got %v", p.EvictMinAge))
 	}
 	if p.MaxPeersPerIP < 0 || p.MaxPeersPerSubnet < 0 {
 		errs = append(errs, fmt.Errorf("MaxPeersPerIP and MaxPeersPerSubnet must be >= 0, got %d and %d", p.MaxPeersPerIP, p.MaxPeersPerSubnet))

@@ -120,6 +120,7 @@ type Store struct {
 	network   NetworkID
 	localID   peer.ID
 	keeper    atomic.Value // keeperBox
+	tickets   atomic.Value // ticketCheckBox
 	admission atomic.Value // admissionBox
 	admitted  admitCache
 	shared    interner // tag and stream sets of the entries Open decodes
@@ -143,6 +144,7 @@ func NewStore(local *SignedEntry, p Params) (*Store, error) {
 	}
 	s := &Store{params: p, network: local.Entry.Network, localID: local.Entry.PeerID, subs: map[*Subscription]struct{}{}, w: newState(), log: newChangeLog(changeLogSize)}
 	s.keeper.Store(keeperBox{})
+	s.tickets.Store(ticketCheckBox{})
 	s.admission.Store(admissionBox{})
 	s.cur.Store(&Snapshot{version: 1, local: local, st: s.w.clone(), changed: make(chan struct{}), log: s.log})
 	return s, nil
@@ -220,8 +222,9 @@ func (s *Store) check(st *state, e *SignedEntry, now time.Time, count bool) (pee
 		return old, known, 0, err
 	}
 	if !known && st.peers.Len() >= s.params.MaxPeers {
-		if _, ok := s.evictable(st); !ok {
-			return old, known, 0, fmt.Errorf("%w: %d peers, none of them evictable", ErrCatalogFull, st.peers.Len())
+		kept := s.keeper.Load().(keeperBox).Keep(en.PeerID)
+		if _, err := s.evictable(st, now, kept); err != nil {
+			return old, known, 0, fmt.Errorf("new peer %s: %w", en.PeerID, err)
 		}
 	}
 	return old, known, tat, nil
@@ -277,11 +280,11 @@ func (s *Store) MergeAll(es []*SignedEntry, now time.Time) ([]Outcome, []error) 
 		}
 		id := e.Entry.PeerID
 		if !known && s.w.peers.Len() >= s.params.MaxPeers {
-			victim, _ := s.evictable(&s.w) // check found one
+			victim, _ := s.evictable(&s.w, now, true) // check found one
 			gone, _ := s.w.remove(victim)
 			events = append(events, Event{Kind: PeerDeparted, Peer: victim, Entry: gone, Old: gone, Evicted: true})
 		}
-		s.w.put(e, now, tat, s.expiryKey(e, ends))
+		s.w.put(e, now, tat, s.expiryKey(e, ends), s.vouched(e, old, known, now))
 		ev := Event{Kind: PeerDiscovered, Peer: id, Entry: e}
 		outs[i] = Added
 		if known {

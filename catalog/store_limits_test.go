@@ -220,6 +220,7 @@ func TestStore_EvictionOrder(t *testing.T) {
 	p := TestParams()
 	p.MaxPeers = 4
 	s, _ := newTestStoreWith(t, p)
+	s.SetTicketCheck(vouchData("vouched"))
 	sub := s.Subscribe(0)
 	defer sub.Close()
 	// Peers arrive 100 ms apart: e[0] is the oldest seen.
@@ -228,7 +229,7 @@ func TestStore_EvictionOrder(t *testing.T) {
 		tp := newTestPeer(t)
 		e := tp.seal(t, testNetwork, NewVersion(t0), func(e *Entry) {
 			if i == 2 {
-				e.Tickets = []Ticket{{Class: IDFromString("jwt"), Data: []byte("t")}}
+				e.Tickets = []Ticket{{Class: IDFromString("jwt"), Data: []byte("vouched")}}
 			}
 		})
 		if _, err := s.Merge(e, t0.Add(time.Duration(i)*100*time.Millisecond)); err != nil {
@@ -250,8 +251,8 @@ func TestStore_EvictionOrder(t *testing.T) {
 		}
 		return n
 	}
-	// The newest-seen peer that holds no ticket and is not kept goes:
-	// e[3] is kept, e[2] holds a ticket, so e[1].
+	// The newest-seen peer that holds no vouched ticket and is not kept
+	// goes: e[3] is kept, e[2] holds a vouched ticket, so e[1].
 	n1 := admit(time.Second)
 	if has(es[1]) || !has(es[0]) || !has(es[2]) || !has(es[3]) || !has(n1) {
 		t.Fatal("eviction did not take e[1]")

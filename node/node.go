@@ -259,6 +259,7 @@ func (n *Node) bootstrapLoop() {
 	for {
 		isolated := n.isolated()
 		sleep := time.Second // how soon a lost connection or isolation is noticed
+		var due []int        // the peers to dial now
 		for i, pi := range n.bootstrap {
 			if n.h.Network().Connectedness(pi.ID) == network.Connected {
 				waits[i], next[i] = 0, time.Time{}
@@ -280,9 +281,26 @@ func (n *Node) bootstrapLoop() {
 					sw.Backoff().Clear(pi.ID)
 				}
 			}
-			ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
-			err := n.h.Connect(ctx, pi)
-			cancel()
+			due = append(due, i)
+		}
+		// Dial the due peers at once, not one after another: each dial is
+		// a handshake against a peer that may be busy, and a newcomer
+		// enters a bootstrap peer's catalog only once connected (its sync
+		// hello). Serial dials under a Sybil flood on a loaded machine made
+		// the last of four bootstrap peers wait for the three handshakes
+		// before it (0.3 to 0.7 s each; BENCHMARKS.md, session 11).
+		errs := make([]error, len(due))
+		var wg sync.WaitGroup
+		for j, i := range due {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+				errs[j] = n.h.Connect(ctx, n.bootstrap[i])
+				cancel()
+			})
+		}
+		wg.Wait()
+		for j, i := range due {
+			pi, err := n.bootstrap[i], errs[j]
 			if err == nil {
 				waits[i] = 0
 				if warned[i] {

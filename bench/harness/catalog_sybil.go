@@ -2,9 +2,11 @@ package harness
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -42,6 +44,10 @@ const (
 	sybilVersions  = 12
 	sybilStep      = 250 * time.Millisecond
 	sybilPadEvery  = 4
+	// sybilJunkEvery: one identity in sybilJunkEvery carries a made-up
+	// 300-byte ticket, which no validator accepts: it must buy nothing at
+	// eviction (and, with admission on, is rejected like no ticket).
+	sybilJunkEvery = 3
 	// sybilMaxPeers is the honest nodes' Catalog.MaxPeers: far below the
 	// flood, so that eviction has to work.
 	sybilMaxPeers = 64
@@ -63,8 +69,8 @@ func (r *runner) sybilScenarios() []scenario {
 }
 
 func sybilMethod() string {
-	return fmt.Sprintf("catalog/sybil: %d honest nodes (node.New on borrowed hosts that refuse to dial any non-loopback address, node.WithoutDHT, default discovery parameters except Catalog.MaxPeers = %d and CascadeBelow = 0), all connected to each other; %d gossip-only attacker hosts (go-libp2p-pubsub with discovery.GossipSubOptions, joined to the catalog topic, connected to every honest node) publish pre-signed entries of %d fresh identities: %d versions per identity dated %v apart and published on that schedule, all identities at once (4 000 messages/s; per identity 4/s, within the rate limit's burst of 8 for two seconds, then four times its sustained 1/s), every %dth identity padded with tags towards the 8 KiB entry cap. admission-on: the honest nodes run node.WithAdmission (a libp2p-signed ticket validator) and hold tickets; the sybils hold none. admission-off: an open network; per-IP caps count public addresses only, so each sybil announces one of 16 fake public addresses in two /24s (RFC 5737 ranges), which the caps (8 per address, 64 per /24) hold to 128 entries, and Catalog.MaxPeers = %d with eviction holds the rest. Halfway through the flood an honest newcomer (its own host, with a ticket in admission-on) bootstraps to every honest node; 'newcomer in every honest catalog' runs from node.New until all %d honest catalogs hold it (polled every 5 ms, capped at %v). 'sybils held' is the most sybil entries any honest catalog held at any poll. CPU is the whole process's (honest nodes and attackers: they share it) over the flood ÷ its wall time; 'honest catalog bytes' is the sealed bytes of the entries the honest catalogs hold at the end, per node; 'heap in use' is the process's after the flood (attackers' pre-signed entries included).",
-		sybilHonest, sybilMaxPeers, sybilAttackers, sybilIDs, sybilVersions, sybilStep, sybilPadEvery, sybilMaxPeers, sybilHonest, sybilJoinLimit)
+	return fmt.Sprintf("catalog/sybil: %d honest nodes (node.New on borrowed hosts that refuse to dial any non-loopback address, node.WithoutDHT, default discovery parameters except Catalog.MaxPeers = %d and CascadeBelow = 0), all connected to each other; %d gossip-only attacker hosts (go-libp2p-pubsub with discovery.GossipSubOptions, joined to the catalog topic, connected to every honest node) publish pre-signed entries of %d fresh identities: %d versions per identity dated %v apart and published on that schedule, all identities at once (4 000 messages/s; per identity 4/s, within the rate limit's burst of 8 for two seconds, then four times its sustained 1/s), every %dth identity padded with tags towards the 8 KiB entry cap, and one in %d carrying a made-up 300-byte ticket (no validator accepts it; 'junk-ticket holders among the sybils held' should stay near that share, not grow). admission-on: the honest nodes run node.WithAdmission (a libp2p-signed ticket validator) and hold tickets; the sybils hold none. admission-off: an open network; per-IP caps count public addresses only, so each sybil announces one of 16 fake public addresses in two /24s (RFC 5737 ranges), which the caps (8 per address, 64 per /24) hold to 128 entries, and Catalog.MaxPeers = %d with eviction holds the rest (newest-seen first, sparing connected peers; a stranger is refused before its signature check while the peer to evict arrived less than Catalog.EvictMinAge, default 5 s, ago). Halfway through the flood an honest newcomer (its own host, with a ticket in admission-on) bootstraps to every honest node; 'newcomer in every honest catalog' runs from node.New until all %d honest catalogs hold it (polled every 5 ms, capped at %v). 'sybils held' is the most sybil entries any honest catalog held at any poll. CPU is the whole process's (honest nodes and attackers: they share it) over the flood ÷ its wall time; 'honest catalog bytes' is the sealed bytes of the entries the honest catalogs hold at the end, per node; 'heap in use' is the process's after the flood (attackers' pre-signed entries included).",
+		sybilHonest, sybilMaxPeers, sybilAttackers, sybilIDs, sybilVersions, sybilStep, sybilPadEvery, sybilJunkEvery, sybilMaxPeers, sybilHonest, sybilJoinLimit)
 }
 
 func (r *runner) sybilScenario(ctx context.Context) error {
@@ -97,14 +103,17 @@ func (loopbackOnly) InterceptUpgraded(network.Conn) (bool, control.DisconnectRea
 
 // sybilWorld is one repetition's hosts and nodes.
 type sybilWorld struct {
-	name    string
-	nw      catalog.NetworkID
-	issuer  crypto.PrivKey
-	adm     *policy.SignedTicketValidator
-	closed  bool
-	hosts   []host.Host
-	honest  []*node.Node
-	cancels []context.CancelFunc
+	name   string
+	nw     catalog.NetworkID
+	issuer crypto.PrivKey
+	adm    *policy.SignedTicketValidator
+	closed bool
+	hosts  []host.Host
+	honest []*node.Node
+	trace  *sybilTrace
+	// watchNext makes startHonest trace the next node it starts.
+	watchNext bool
+	cancels   []context.CancelFunc
 }
 
 func (w *sybilWorld) close() {
@@ -124,10 +133,13 @@ func (w *sybilWorld) startHonest(boot ...peer.AddrInfo) (*node.Node, error) {
 		return nil, err
 	}
 	w.hosts = append(w.hosts, h)
+	if w.watchNext {
+		w.trace.watch(h.ID().String())
+	}
 	p := discovery.DefaultParams()
 	p.Catalog.MaxPeers = sybilMaxPeers
 	p.CascadeBelow = 0
-	opts := []node.Option{node.WithHost(h), node.WithoutDHT(), node.WithDiscoveryParams(p), node.WithLogger(quiet)}
+	opts := []node.Option{node.WithHost(h), node.WithoutDHT(), node.WithDiscoveryParams(p), node.WithLogger(w.trace.logger(fmt.Sprintf("honest%d", len(w.honest)), w.watchNext))}
 	if len(boot) > 0 {
 		opts = append(opts, node.WithBootstrapPeers(boot...))
 	}
@@ -148,27 +160,35 @@ func (w *sybilWorld) startHonest(boot ...peer.AddrInfo) (*node.Node, error) {
 
 // sybilMessages pre-signs the flood: per attacker, the gossip messages it
 // publishes, version-major (every identity's first version, then every
-// second, ...).
-func sybilMessages(nw catalog.NetworkID, start time.Time) ([][][]byte, error) {
+// second, ...). It also returns the identities that carry junk tickets.
+func sybilMessages(nw catalog.NetworkID, start time.Time) ([][][]byte, map[peer.ID]bool, error) {
 	type ident struct {
-		key  crypto.PrivKey
-		id   peer.ID
-		addr ma.Multiaddr
-		tags []catalog.Tag
+		key     crypto.PrivKey
+		id      peer.ID
+		addr    ma.Multiaddr
+		tags    []catalog.Tag
+		tickets []catalog.Ticket
 	}
+	junk := map[peer.ID]bool{}
 	ids := make([]ident, sybilIDs)
 	for i := range ids {
 		k, _, err := crypto.GenerateEd25519Key(nil)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		id, _ := peer.IDFromPrivateKey(k)
 		ip := netip.MustParseAddr(fmt.Sprintf("%s%d", sybilSubnets[i%2], 10+(i/2)%8))
 		a, err := ma.NewMultiaddr("/ip4/" + ip.String() + "/tcp/4001")
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ids[i] = ident{key: k, id: id, addr: a}
+		if i%sybilJunkEvery == 1 {
+			data := make([]byte, 300)
+			_, _ = rand.Read(data)
+			ids[i].tickets = []catalog.Ticket{{Class: catalog.IDFromString("jwt"), Data: data}}
+			junk[id] = true
+		}
 		if i%sybilPadEvery == 0 {
 			for j := range 200 {
 				ids[i].tags = append(ids[i].tags, catalog.IDFromString(fmt.Sprintf("pad-%d-%d", i, j)))
@@ -188,7 +208,7 @@ func sybilMessages(nw catalog.NetworkID, start time.Time) ([][][]byte, error) {
 				ver := catalog.Version{StartMS: start.UnixMilli(), UpdateMS: start.Add(time.Duration(v) * sybilStep).UnixMilli()}
 				for i := a; i < len(ids); i += sybilAttackers {
 					se, err := catalog.Seal(catalog.Entry{PeerID: ids[i].id, Network: nw, Protocol: catalog.ProtocolVersion, Version: ver,
-						Addrs: []ma.Multiaddr{ids[i].addr}, Tags: ids[i].tags}, ids[i].key)
+						Addrs: []ma.Multiaddr{ids[i].addr}, Tags: ids[i].tags, Tickets: ids[i].tickets}, ids[i].key)
 					if err == nil {
 						var b []byte
 						b, err = proto.Marshal(&pb.Announcement{Kind: &pb.Announcement_Entry{Entry: se.Bytes()}})
@@ -206,7 +226,7 @@ func sybilMessages(nw catalog.NetworkID, start time.Time) ([][][]byte, error) {
 		}()
 	}
 	wg.Wait()
-	return out, firstErr
+	return out, junk, firstErr
 }
 
 func (r *runner) sybilRep(ctx context.Context, closed bool, rep int) error {
@@ -222,7 +242,7 @@ func (r *runner) sybilRep(ctx context.Context, closed bool, rep int) error {
 	issuerID, _ := peer.IDFromPrivateKey(issuer)
 	name := fmt.Sprintf("bench-sybil-%s-%d-%d", mode, rep, time.Now().UnixNano())
 	nw := catalog.IDFromString(name)
-	w := &sybilWorld{name: name, nw: nw, issuer: issuer, adm: policy.NewSignedTicketValidator(nw, issuerID), closed: closed}
+	w := &sybilWorld{name: name, nw: nw, issuer: issuer, adm: policy.NewSignedTicketValidator(nw, issuerID), closed: closed, trace: newSybilTrace()}
 	defer w.close()
 	var boot []peer.AddrInfo
 	for range sybilHonest {
@@ -239,7 +259,7 @@ func (r *runner) sybilRep(ctx context.Context, closed bool, rep int) error {
 	if err := waitFor(ctx, 30*time.Second, func() bool { return sybilAllKnow(w.honest, w.honest) }); err != nil {
 		return fmt.Errorf("honest nodes did not find each other: %w", err)
 	}
-	msgs, err := sybilMessages(nw, time.Now())
+	msgs, junk, err := sybilMessages(nw, time.Now())
 	if err != nil {
 		return err
 	}
@@ -320,23 +340,34 @@ func (r *runner) sybilRep(ctx context.Context, closed bool, rep int) error {
 	}
 	<-half
 	// The newcomer, halfway through the flood.
+	w.watchNext = true
 	nc, err := w.startHonest(boot...)
 	if err != nil {
 		return fmt.Errorf("newcomer: %w", err)
 	}
 	honestIDs[nc.ID()] = true
 	joinStart := time.Now()
+	w.trace.note("node.New returned")
 	join := sybilJoinLimit
 	capped := false
+	holds := make([]bool, sybilHonest)
 	if err := waitFor(ctx, sybilJoinLimit, func() bool {
 		poll()
+		for i, n := range w.honest[:sybilHonest] {
+			if _, ok := n.Catalog().Get(nc.ID()); ok != holds[i] {
+				holds[i] = ok
+				w.trace.note("honest%d holds the newcomer: %v", i, ok)
+			}
+		}
 		return sybilAllKnow(w.honest[:sybilHonest], []*node.Node{nc})
 	}); err != nil {
 		capped = true
 	} else {
 		join = time.Since(joinStart)
 	}
+	w.trace.note("every honest catalog holds the newcomer (join %v)", join)
 	sent.Wait()
+	w.trace.note("the attackers sent their last message")
 	// Let the honest nodes drain their validation queues: until their
 	// counters stand still for 300 ms.
 	last, still := uint64(0), time.Now()
@@ -357,11 +388,17 @@ func (r *runner) sybilRep(ctx context.Context, closed bool, rep int) error {
 	poll()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	var catBytes int
+	var catBytes, sybilsHeld, junkHeld int
 	rejected := map[string]uint64{}
 	for i, n := range w.honest[:sybilHonest] {
 		for e := range n.Catalog().All() {
 			catBytes += len(e.Bytes())
+			if !honestIDs[e.Entry.PeerID] {
+				sybilsHeld++
+				if junk[e.Entry.PeerID] {
+					junkHeld++
+				}
+			}
 		}
 		s := n.Discovery().Stats()
 		for k, v := range s.RejectedBy {
@@ -372,6 +409,9 @@ func (r *runner) sybilRep(ctx context.Context, closed bool, rep int) error {
 	row := r.sample(id, "newcomer in every honest catalog", "mosaik", "ms", Lower, float64(join.Microseconds())/1e3)
 	if capped {
 		row.addNote(fmt.Sprintf("a repetition stopped at the %v limit", sybilJoinLimit))
+	}
+	if sybilsHeld > 0 {
+		r.sample(id, "junk-ticket holders among the sybils held at the end", "mosaik", "%", Lower, 100*float64(junkHeld)/float64(sybilsHeld))
 	}
 	r.sample(id, "process CPU during the flood", "mosaik", "% of a core", Lower, 100*cpu.Seconds()/wall.Seconds())
 	r.sample(id, "flood duration", "mosaik", "ms", Lower, float64(wall.Microseconds())/1e3)
@@ -385,6 +425,7 @@ func (r *runner) sybilRep(ctx context.Context, closed bool, rep int) error {
 	}
 	slices.Sort(causes)
 	row.addNote(fmt.Sprintf("rep %d refusals by cause (4 honest nodes): %s", rep+1, strings.Join(causes, ", ")))
+	w.trace.dump(os.Stderr)
 	r.prog.step(fmt.Sprintf("%s rep %d/%d: held %d sybils, newcomer %s ms", mode, rep+1, r.plan.reps, held, fmtNum(float64(join.Microseconds())/1e3)))
 	return nil
 }

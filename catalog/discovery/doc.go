@@ -20,7 +20,8 @@
 //     allows;
 //   - lets a full catalog evict only peers it is not connected to and
 //     whose connections nobody protects (live subscriptions, group
-//     bonds);
+//     bonds), and lets a peer it is connected to (its sync hello) in even
+//     while Catalog.EvictMinAge holds strangers back;
 //   - runs a catalog sync ([SyncProtocol]) when it connects to a peer of
 //     the network that it does not know yet (or to any, while its catalog
 //     is empty), so a new node gets whole catalogs at once, and relays on

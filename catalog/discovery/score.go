@@ -18,6 +18,23 @@ import (
 // tuning per traffic pattern and would punish quiet honest peers, and IP
 // colocation would punish every peer behind one NAT (the catalog's
 // per-address caps bound those instead).
+//
+// The refusals that depend on the receiver's own catalog are ignored,
+// never rejected, and so never scored: address caps (address_cap), a
+// full catalog (catalog_full, catalog_churn) and the rate limit judged
+// against the versions this node happened to see (rate_limited). An
+// honest relay forwards what its own catalog took; ours may refuse the
+// same entry because our catalog is fuller, holds other peers on that
+// address or took another version first. Scoring those would let an
+// attacker that reaches one honest node get that node graylisted by the
+// rest, and for the same reason a relay is not scored by how soon the
+// entries it brought were evicted (its catalog may be larger than ours).
+// What bounds a Sybil flood's cost instead is that every one of those
+// checks runs before the signature is verified (catalog.Store.Open): a
+// fresh identity refused for lack of room costs a decode and a few
+// B-tree lookups, and Catalog.EvictMinAge keeps a full catalog from
+// admitting more than one stranger per EvictMinAge. Each refusal is
+// counted by its label (Stats.RejectedBy, the refused metric).
 const (
 	// InvalidMessageWeight is P4's weight: the score is the weight times
 	// the square of the decayed count of invalid messages: one invalid

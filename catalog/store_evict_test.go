@@ -1,0 +1,132 @@
+package catalog
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+// vouchData is a TicketCheck that vouches for entries holding a ticket
+// whose data is data.
+func vouchData(data string) TicketCheck {
+	return TicketCheckFunc(func(e *Entry, _ time.Time) bool {
+		for _, t := range e.Tickets {
+			if string(t.Data) == data {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// TestStore_EvictionJunkTickets: a ticket no local check vouches for buys
+// nothing at eviction. Sybils that carry made-up tickets must go before an
+// honest, older peer that holds none (before the fix, any ticket was a
+// preference, so the honest peer was the only candidate without one and
+// went first).
+func TestStore_EvictionJunkTickets(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		check TicketCheck
+	}{
+		{"no ticket check", nil},
+		{"a check that refuses the junk", vouchData("issued")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := TestParams()
+			p.MaxPeers = 4
+			s, _ := newTestStoreWith(t, p)
+			s.SetTicketCheck(tc.check)
+			junk := func(e *Entry) { e.Tickets = []Ticket{{Class: IDFromString("jwt"), Data: []byte("made up")}} }
+			honest := newTestPeer(t).seal(t, testNetwork, NewVersion(t0), nil)
+			if _, err := s.Merge(honest, t0); err != nil {
+				t.Fatal(err)
+			}
+			var sybils []*SignedEntry
+			for i := range 3 {
+				e := newTestPeer(t).seal(t, testNetwork, NewVersion(t0), junk)
+				if _, err := s.Merge(e, t0.Add(time.Duration(i+1)*100*time.Millisecond)); err != nil {
+					t.Fatal(err)
+				}
+				sybils = append(sybils, e)
+			}
+			for i := range 3 {
+				n := newTestPeer(t).seal(t, testNetwork, NewVersion(t0), junk)
+				if _, err := s.Merge(n, t0.Add(time.Duration(i+10)*100*time.Millisecond)); err != nil {
+					t.Fatal(err)
+				}
+				if _, ok := s.Snapshot().Get(honest.Entry.PeerID); !ok {
+					t.Fatalf("arrival %d evicted the long-known honest peer although junk-ticket holders were newer", i)
+				}
+			}
+			if _, ok := s.Snapshot().Get(sybils[0].Entry.PeerID); !ok {
+				t.Fatal("eviction took an older sybil before the newest")
+			}
+		})
+	}
+}
+
+// TestStore_EvictionVouchedByAdmission: in a closed catalog every entry's
+// admission ticket was verified, so every entry counts as vouched and
+// eviction is by arrival alone.
+func TestStore_EvictionVouchedByAdmission(t *testing.T) {
+	p := TestParams()
+	p.MaxPeers = 2
+	s, _ := newTestStoreWith(t, p)
+	s.SetAdmission(admitAll{})
+	a := newTestPeer(t).seal(t, testNetwork, NewVersion(t0), nil)
+	b := newTestPeer(t).seal(t, testNetwork, NewVersion(t0), nil)
+	c := newTestPeer(t).seal(t, testNetwork, NewVersion(t0), nil)
+	for i, e := range []*SignedEntry{a, b, c} {
+		if _, err := s.Merge(e, t0.Add(time.Duration(i)*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := s.Snapshot().Get(b.Entry.PeerID); ok {
+		t.Fatal("the newest-seen peer was not evicted")
+	}
+}
+
+type admitAll struct{}
+
+func (admitAll) Check(*Entry, time.Time) (time.Time, error) { return time.Time{}, nil }
+
+func TestStore_EvictMinAge(t *testing.T) {
+	p := TestParams()
+	p.MaxPeers = 2
+	p.EvictMinAge = time.Second
+	s, _ := newTestStoreWith(t, p)
+	keep := keepSet{}
+	s.SetKeeper(keep)
+	for i := range 2 {
+		if _, err := s.Merge(newTestPeer(t).seal(t, testNetwork, NewVersion(t0), nil), t0.Add(time.Duration(i)*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The newest peer arrived at t0+1s: until t0+2s a stranger is refused,
+	// ignored and not rejected, before its signature is checked.
+	at := t0.Add(1500 * time.Millisecond)
+	n := newTestPeer(t)
+	e := n.seal(t, testNetwork, NewVersion(t0), nil)
+	if err := s.Check(e, at); !errors.Is(err, ErrCatalogChurn) || IsRejected(err) || Reason(err) != "catalog_churn" {
+		t.Fatalf("Check = %v (%s), want %v, ignored", err, Reason(err), ErrCatalogChurn)
+	}
+	if _, err := s.Merge(e, at); !errors.Is(err, ErrCatalogChurn) {
+		t.Fatalf("Merge = %v", err)
+	}
+	forged := append([]byte(nil), e.Bytes()...)
+	forged[len(forged)-1] ^= 1 // the signature's last byte
+	if _, err := s.Open(forged, at); !errors.Is(err, ErrCatalogChurn) {
+		t.Fatalf("Open of a forged entry = %v, want %v before the signature check", err, ErrCatalogChurn)
+	}
+	// A peer the keeper keeps (a connected peer's hello) is not held back.
+	k := newTestPeer(t)
+	keep[k.id] = true
+	if _, err := s.Merge(k.seal(t, testNetwork, NewVersion(t0), nil), at); err != nil {
+		t.Fatalf("a kept newcomer = %v", err)
+	}
+	// Once the newest evictable peer is old enough, a stranger gets in.
+	if _, err := s.Merge(e, t0.Add(2*time.Second)); err != nil {
+		t.Fatalf("after EvictMinAge = %v", err)
+	}
+}
