@@ -52,7 +52,9 @@ func newStagedWriter(total uint64, stage RestoreStage) *stagedWriter {
 	} else {
 		stage = nil
 	}
-	return &stagedWriter{buf: make([]byte, 0, pre), total: total, stage: stage, state: -1}
+	buf := make([]byte, 0, pre)
+	adviseHugePages(buf[:pre])
+	return &stagedWriter{buf: buf, total: total, stage: stage, state: -1}
 }
 
 func (w *stagedWriter) Write(p []byte) (int, error) {
