@@ -236,8 +236,15 @@ func (c *groupCore) onSnapMsg(from peer.ID, m *raftpb.Message) bool {
 	epoch := c.epoch
 	c.log.Info("fetching a snapshot", "index", a.Index, "bytes", d.TotalSize, "holders", len(holders))
 	net, params, ctx, met := c.snap.net, c.snap.params, c.snap.ctx, c.met
-	fetch := func(ctx context.Context, holder peer.ID, req snapshotChunkRequest) (snapshotChunk, error) {
-		chunk, err := net.fetchChunk(ctx, holder, req)
+	placing, _ := net.(snapshotPlacingNet)
+	fetch := func(ctx context.Context, holder peer.ID, req snapshotChunkRequest, dst []byte) (snapshotChunk, error) {
+		var chunk snapshotChunk
+		var err error
+		if placing != nil && dst != nil {
+			chunk, err = placing.fetchChunkInto(ctx, holder, req, dst)
+		} else {
+			chunk, err = net.fetchChunk(ctx, holder, req)
+		}
 		met.add(met.bytesReceived, int64(len(chunk.Data)))
 		return chunk, err
 	}

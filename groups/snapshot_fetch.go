@@ -14,8 +14,11 @@ import (
 // snapshotFetchFunc sends one chunk request to a holder and returns its
 // decoded answer (a refusal as a *snapshotRefusedError). It must return
 // once ctx is done; the fetcher does not wait for one that does not, but
-// its goroutine lives until it returns.
-type snapshotFetchFunc func(ctx context.Context, holder peer.ID, req snapshotChunkRequest) (snapshotChunk, error)
+// its goroutine lives until it returns. dst, when not nil, is where the
+// chunk's data belongs (req.MaxBytes bytes of the writer's memory,
+// chunkPlacer): the function may read the data into it and return a
+// chunk whose Data is dst, and must not write it after it returned.
+type snapshotFetchFunc func(ctx context.Context, holder peer.ID, req snapshotChunkRequest, dst []byte) (snapshotChunk, error)
 
 // snapshotFetchParams tune a snapshot transfer.
 type snapshotFetchParams struct {
@@ -97,7 +100,9 @@ func fetchSnapshot(ctx context.Context, d snapshotDescriptor, holders []peer.ID,
 		done:     make(chan struct{}),
 		inflight: make(map[uint64]*attempt),
 		ready:    make(map[uint64][]byte),
+		placed:   make(map[uint64]placedChunk),
 	}
+	f.placer, _ = w.(chunkPlacer)
 	defer close(f.done)
 	for _, h := range holders {
 		f.holders = append(f.holders, &holderState{id: h})
@@ -130,6 +135,8 @@ type snapshotFetcher struct {
 	retry     []uint64          // chunks to request again, any order
 	nextWrite uint64            // next chunk to write to w
 	ready     map[uint64][]byte // fetched, waiting for their turn
+	placer    chunkPlacer       // nil: w takes no chunk in place
+	placed    map[uint64]placedChunk
 	inflight  map[uint64]*attempt
 	seq       uint64 // attempt ids
 
@@ -149,6 +156,14 @@ type attempt struct {
 	req      snapshotChunkRequest
 	deadline time.Time
 	cancel   context.CancelFunc
+}
+
+// placedChunk is the first attempt at a chunk, which was given the
+// chunk's place in the writer's memory: done is closed once its fetch
+// returned (and so wrote there for the last time).
+type placedChunk struct {
+	region []byte
+	done   chan struct{}
 }
 
 type attemptResult struct {
@@ -231,8 +246,21 @@ func (f *snapshotFetcher) start(ctx context.Context, h *holderState, chunk uint6
 	id := f.seq
 	f.inflight[id] = &attempt{chunk: chunk, holder: h, req: req, deadline: time.Now().Add(f.p.ChunkTimeout), cancel: cancel}
 	h.inflight++
+	// Only a chunk's first attempt reads in place: a retry may overlap
+	// with an earlier attempt that still writes there (see write).
+	var dst []byte
+	var done chan struct{}
+	if _, again := f.placed[chunk]; !again && f.placer != nil && req.MaxBytes > 0 {
+		if dst = f.placer.place(off, int(req.MaxBytes)); dst != nil {
+			done = make(chan struct{})
+			f.placed[chunk] = placedChunk{region: dst, done: done}
+		}
+	}
 	go func() {
-		c, err := f.fetch(actx, h.id, req)
+		c, err := f.fetch(actx, h.id, req, dst)
+		if done != nil {
+			close(done)
+		}
 		if err != nil && errors.Is(actx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
 			// The attempt's own deadline, racing the fetcher's timer:
 			// the same failure, said the same way.
@@ -270,11 +298,33 @@ func (f *snapshotFetcher) handle(r attemptResult) error {
 			return nil
 		}
 		delete(f.ready, f.nextWrite)
+		f.unplace(f.nextWrite, data)
 		_, _ = f.hash.Write(data)
 		if _, err := f.w.Write(data); err != nil {
 			return fmt.Errorf("groups: snapshot transfer at %v: write: %w", f.d.Anchor, err)
 		}
 		f.nextWrite++
+	}
+}
+
+// unplace is called before chunk's data is written: when its place was
+// given to an attempt other than the one data comes from, and that
+// attempt's fetch has not returned yet, it may still write there, so the
+// writer moves to memory of its own (a rare case: an attempt that timed
+// out, or that its holder's failure cancelled, and is slow to stop).
+func (f *snapshotFetcher) unplace(chunk uint64, data []byte) {
+	p, ok := f.placed[chunk]
+	if !ok {
+		return
+	}
+	delete(f.placed, chunk)
+	if sameStart(data, p.region) {
+		return // read in place by the attempt that returned it
+	}
+	select {
+	case <-p.done:
+	default:
+		f.placer.relocate()
 	}
 }
 

@@ -25,6 +25,9 @@ type fakeNet struct {
 	mu       sync.Mutex
 	holders  map[peer.ID]fakeHolder
 	requests map[peer.ID]int
+	// inPlace: a chunk of the asked size is copied into dst and returned
+	// there, as bondNet reads it (snapshotPlacingNet).
+	inPlace bool
 }
 
 func newFakeNet() *fakeNet {
@@ -43,15 +46,20 @@ func (n *fakeNet) count(id peer.ID) int {
 	return n.requests[id]
 }
 
-func (n *fakeNet) fetch(ctx context.Context, p peer.ID, req snapshotChunkRequest) (snapshotChunk, error) {
+func (n *fakeNet) fetch(ctx context.Context, p peer.ID, req snapshotChunkRequest, dst []byte) (snapshotChunk, error) {
 	n.mu.Lock()
 	n.requests[p]++
-	h := n.holders[p]
+	h, inPlace := n.holders[p], n.inPlace
 	n.mu.Unlock()
 	if h == nil {
 		return snapshotChunk{}, errors.New("no route to peer")
 	}
-	return h(ctx, req)
+	c, err := h(ctx, req)
+	if err == nil && inPlace && dst != nil && len(c.Data) == len(dst) {
+		copy(dst, c.Data)
+		c.Data = dst
+	}
+	return c, err
 }
 
 // fixture is a snapshot, its descriptor and a cache holding it.

@@ -130,6 +130,12 @@ func (n *bondNet) serveSnapshots(serve func(from peer.ID, req []byte) (snapshotC
 
 // fetchChunk implements snapshotNet over a new stream to the holder.
 func (n *bondNet) fetchChunk(ctx context.Context, holder peer.ID, req snapshotChunkRequest) (snapshotChunk, error) {
+	return n.fetchChunkInto(ctx, holder, req, nil)
+}
+
+// fetchChunkInto implements snapshotPlacingNet: fetchChunk reading the
+// chunk's data straight into dst (readSnapshotReplyInto).
+func (n *bondNet) fetchChunkInto(ctx context.Context, holder peer.ID, req snapshotChunkRequest, dst []byte) (snapshotChunk, error) {
 	st, err := n.h.NewStream(ctx, holder, SnapshotProtocolID(n.network))
 	if err != nil {
 		return snapshotChunk{}, fmt.Errorf("groups: snapshot stream to %s: %w", holder, err)
@@ -144,13 +150,17 @@ func (n *bondNet) fetchChunk(ctx context.Context, holder peer.ID, req snapshotCh
 		return snapshotChunk{}, fmt.Errorf("groups: snapshot request to %s: %w", holder, err)
 	}
 	_ = st.CloseWrite()
-	b, err := readSnapshotReply(bufio.NewReader(st), req.MaxBytes)
+	c, err := readSnapshotReplyInto(bufio.NewReader(st), req.MaxBytes, dst)
 	if err != nil {
 		_ = st.Reset()
+		var ref *snapshotRefusedError
+		if errors.As(err, &ref) {
+			return snapshotChunk{}, err
+		}
 		return snapshotChunk{}, fmt.Errorf("groups: snapshot reply from %s: %w", holder, err)
 	}
 	_ = st.Close()
-	return decodeSnapshotChunkReply(b)
+	return c, nil
 }
 
 // readSnapshotReply reads the frame (section 10.2) answering a request
@@ -160,14 +170,26 @@ func (n *bondNet) fetchChunk(ctx context.Context, holder peer.ID, req snapshotCh
 // grows its buffer from 4 KiB as bytes arrive, copying a chunk about
 // twice over.
 func readSnapshotReply(r *bufio.Reader, maxBytes uint32) ([]byte, error) {
+	n, err := readSnapshotReplyLen(r, maxBytes)
+	if err != nil {
+		return nil, err
+	}
+	return readSnapshotReplyBody(r, n)
+}
+
+func readSnapshotReplyLen(r *bufio.Reader, maxBytes uint32) (uint64, error) {
 	limit := min(uint64(snapshotReplyCap), max(uint64(maxBytes)+snapshotReplyCap-snapshotMaxChunk, snapshotRefusalCap))
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
-		return nil, fmt.Errorf("read length: %w", err)
+		return 0, fmt.Errorf("read length: %w", err)
 	}
 	if n > limit {
-		return nil, fmt.Errorf("%w: a reply of %d bytes to a request for %d", errSnapshotWire, n, maxBytes)
+		return 0, fmt.Errorf("%w: a reply of %d bytes to a request for %d", errSnapshotWire, n, maxBytes)
 	}
+	return n, nil
+}
+
+func readSnapshotReplyBody(r *bufio.Reader, n uint64) ([]byte, error) {
 	b := make([]byte, n)
 	if _, err := io.ReadFull(r, b); err != nil {
 		return nil, fmt.Errorf("read %d-byte reply: %w", n, err)

@@ -32,6 +32,7 @@ type stagedWriter struct {
 	state int          // offset of the state in buf; -1 until the framing is read
 
 	started, finished bool // the feeder (fetch goroutine's view)
+	relocated         bool // place gives nothing (chunkPlacer)
 	wake              chan struct{}
 	done              chan struct{} // closed when the feeder returned
 
@@ -51,16 +52,42 @@ func newStagedWriter(total uint64, stage RestoreStage) *stagedWriter {
 	} else {
 		stage = nil
 	}
-	return &stagedWriter{buf: make([]byte, 0, pre), total: total, stage: stage, state: -1}
+	buf := make([]byte, 0, pre)
+	adviseHugePages(buf[:pre])
+	return &stagedWriter{buf: buf, total: total, stage: stage, state: -1}
 }
 
 func (w *stagedWriter) Write(p []byte) (int, error) {
+	if n := len(w.buf) + len(p); n <= cap(w.buf) && sameStart(p, w.buf[len(w.buf):n]) {
+		w.buf = w.buf[:n] // read in place (place)
+		w.feed()
+		return len(p), nil
+	}
 	if w.stage != nil && len(w.buf)+len(p) > cap(w.buf) {
 		w.abandon() // the bytes are about to move
 	}
 	w.buf = append(w.buf, p...)
 	w.feed()
 	return len(p), nil
+}
+
+// place implements chunkPlacer when the buffer was allocated whole.
+func (w *stagedWriter) place(off uint64, n int) []byte {
+	if w.relocated || uint64(cap(w.buf)) != w.total || off > w.total || uint64(n) > w.total-off {
+		return nil
+	}
+	return w.buf[:cap(w.buf)][off : off+uint64(n) : off+uint64(n)]
+}
+
+// relocate implements chunkPlacer: the bytes written so far move to a
+// buffer of their own, and the stage, fed from the old one, is dropped.
+func (w *stagedWriter) relocate() {
+	if w.relocated {
+		return
+	}
+	w.relocated = true
+	w.abandon()
+	w.buf = append(make([]byte, 0, cap(w.buf)), w.buf...)
 }
 
 func (w *stagedWriter) abandon() {

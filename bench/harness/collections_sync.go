@@ -121,7 +121,7 @@ func (r *runner) colSyncScenario(ctx context.Context, id string, n int) error {
 	defer func() { _ = raw.close() }()
 	note := fmt.Sprintf("%s entries of 64 B, %s MB of state; snapshot every %d commands of %d entries", fmtNum(float64(n)), fmtNum(float64(state)/1e6), c.params.SnapshotEntries, colBatch)
 	for rep := range r.plan.reps {
-		d, bonded, cpu, in, err := r.colSyncRep(ctx, c, n, target, id, rep)
+		d, bonded, cpu, in, mem, err := r.colSyncRep(ctx, c, n, target, id, rep)
 		if err != nil {
 			return fmt.Errorf("rep %d: %w", rep+1, err)
 		}
@@ -130,10 +130,14 @@ func (r *runner) colSyncScenario(ctx context.Context, id string, n int) error {
 		r.sample(id, "time (first bond → synced)", "mosaik", "ms", Lower, ms(bonded))
 		r.sample(id, "bytes received (host)", "mosaik", "MB", Lower, float64(in)/1e6)
 		r.sample(id, "CPU time (process)", "mosaik", "ms", Lower, ms(cpu)).addNote("the process's CPU time over the same span (writers' and reader's), steadier than the time on a shared machine")
+		r.sample(id, "page faults (process)", "mosaik", "faults", Lower, float64(mem.faults)).addNote("minor page faults over the same span: first touches of fresh memory, 10–15 µs each on the benchmark VM")
+		r.sample(id, "allocated (process)", "mosaik", "MB", Lower, float64(mem.alloc)/1e6)
 		r.prog.step(fmt.Sprintf("rep %d/%d mosaik: %s ms, %s MB received", rep+1, r.plan.reps, fmtNum(ms(d)), fmtNum(float64(in)/1e6)))
+		mem0 := readProcMem()
 		cpu0 := cpuTime()
 		rd, err := raw.move(ctx, state)
 		cpu = cpuTime() - cpu0
+		mem = readProcMem().since(mem0)
 		if err != nil {
 			return fmt.Errorf("rep %d raw: %w", rep+1, err)
 		}
@@ -141,6 +145,8 @@ func (r *runner) colSyncScenario(ctx context.Context, id string, n int) error {
 		r.sample(id, "state throughput", "raw", "MB/s", Higher, float64(state)/1e6/rd.Seconds())
 		r.sample(id, "bytes received (host)", "raw", "MB", Lower, float64(state)/1e6)
 		r.sample(id, "CPU time (process)", "raw", "ms", Lower, ms(cpu))
+		r.sample(id, "page faults (process)", "raw", "faults", Lower, float64(mem.faults))
+		r.sample(id, "allocated (process)", "raw", "MB", Lower, float64(mem.alloc)/1e6)
 		r.prog.step(fmt.Sprintf("rep %d/%d raw: %s ms", rep+1, r.plan.reps, fmtNum(ms(rd))))
 	}
 	return nil
@@ -160,16 +166,16 @@ func waitVersion(ctx context.Context, m interface {
 	return nil
 }
 
-func (r *runner) colSyncRep(ctx context.Context, c *mapCluster, n int, target collections.Version, id string, rep int) (d, bonded, cpu time.Duration, in int64, err error) {
+func (r *runner) colSyncRep(ctx context.Context, c *mapCluster, n int, target collections.Version, id string, rep int) (d, bonded, cpu time.Duration, in int64, mem procMem, err error) {
 	bw := metrics.NewBandwidthCounter()
 	h, err := newHost(libp2p.BandwidthReporter(bw))
 	if err != nil {
-		return 0, 0, 0, 0, err
+		return 0, 0, 0, 0, procMem{}, err
 	}
 	defer func() { err = errors.Join(err, h.Close()) }()
 	nd, err := c.newNode(h)
 	if err != nil {
-		return 0, 0, 0, 0, err
+		return 0, 0, 0, 0, procMem{}, err
 	}
 	defer func() { err = errors.Join(err, nd.Close()) }()
 	// Not measured: the catalog sync of a fresh node (the reader would
@@ -179,7 +185,7 @@ func (r *runner) colSyncRep(ctx context.Context, c *mapCluster, n int, target co
 	for !knowsAll(nd, c.nodes) {
 		select {
 		case <-wctx.Done():
-			return 0, 0, 0, 0, fmt.Errorf("reader's catalog holds %d peers: %w", nd.Catalog().Len(), wctx.Err())
+			return 0, 0, 0, 0, procMem{}, fmt.Errorf("reader's catalog holds %d peers: %w", nd.Catalog().Len(), wctx.Err())
 		case <-time.After(5 * time.Millisecond): // polling the catalog
 		}
 	}
@@ -187,22 +193,24 @@ func (r *runner) colSyncRep(ctx context.Context, c *mapCluster, n int, target co
 	if r.cfg.Measured != nil {
 		end = r.cfg.Measured(id, rep)
 	}
+	mem0 := readProcMem()
 	start, cpu0 := time.Now(), cpuTime()
 	rd, err := collections.NewMapReader[string, []byte](nd, benchMapName, c.options()...)
 	if err != nil {
 		end()
-		return 0, 0, 0, 0, err
+		return 0, 0, 0, 0, procMem{}, err
 	}
 	defer func() { err = errors.Join(err, rd.Close()) }()
 	err = waitVersion(ctx, rd, target)
 	synced, cpu := time.Now(), cpuTime()-cpu0
 	end()
+	mem = readProcMem().since(mem0)
 	if err != nil {
-		return 0, 0, 0, 0, fmt.Errorf("reader: %w", err)
+		return 0, 0, 0, 0, procMem{}, fmt.Errorf("reader: %w", err)
 	}
 	d = synced.Sub(start)
 	if rd.Len() != n {
-		return 0, 0, 0, 0, fmt.Errorf("reader holds %d entries, want %d", rd.Len(), n)
+		return 0, 0, 0, 0, procMem{}, fmt.Errorf("reader holds %d entries, want %d", rd.Len(), n)
 	}
 	first := synced
 	for _, gb := range nd.Groups().BondStatus().Groups {
@@ -218,7 +226,7 @@ func (r *runner) colSyncRep(ctx context.Context, c *mapCluster, n int, target co
 	// The bandwidth counter's totals move once per second (go-flow-metrics
 	// sweeps); wait for the sweep, outside the measured time.
 	time.Sleep(1100 * time.Millisecond)
-	return d, synced.Sub(first), cpu, bw.GetBandwidthTotals().TotalIn, nil
+	return d, synced.Sub(first), cpu, bw.GetBandwidthTotals().TotalIn, mem, nil
 }
 
 // waitSnapshotted waits until every replica holds a snapshot of its whole

@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"math"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,28 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// procMem is what the process's memory did over a span: minor page
+// faults (first touches of fresh pages, which cost tens of
+// microseconds each on some virtual machines) and bytes allocated on
+// the Go heap. Read it before and after; memStats stops the world
+// briefly, so read it outside the measured time.
+type procMem struct {
+	faults int64
+	alloc  uint64
+}
+
+func readProcMem() procMem {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return procMem{faults: int64(ru.Minflt), alloc: ms.TotalAlloc}
+}
+
+func (m procMem) since(o procMem) procMem {
+	return procMem{faults: m.faults - o.faults, alloc: m.alloc - o.alloc}
 }
 
 // sleepUntil sleeps until t (pacing a sender or a slow consumer, not

@@ -1,0 +1,184 @@
+package groups
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/mosaik-go/mosaik/internal/framer"
+)
+
+// sameReply reports whether two decoded replies are equal: the same
+// chunk, or errors of the same kind.
+func sameReply(c1 snapshotChunk, err1 error, c2 snapshotChunk, err2 error) bool {
+	if (err1 == nil) != (err2 == nil) {
+		return false
+	}
+	if err1 != nil {
+		var r1, r2 *snapshotRefusedError
+		if errors.As(err1, &r1) != errors.As(err2, &r2) {
+			return false
+		}
+		return r1 == nil || *r1 == *r2
+	}
+	return c1.Anchor == c2.Anchor && c1.Offset == c2.Offset && c1.TotalSize == c2.TotalSize && c1.Last == c2.Last && bytes.Equal(c1.Data, c2.Data)
+}
+
+// readWhole is how a reply was read before in-place reads.
+func readWhole(frame []byte, maxBytes uint32) (snapshotChunk, error) {
+	b, err := readSnapshotReply(bufio.NewReader(bytes.NewReader(frame)), maxBytes)
+	if err != nil {
+		return snapshotChunk{}, err
+	}
+	return decodeSnapshotChunkReply(b)
+}
+
+// A reply read in place decodes as one read whole; the usual chunk's data
+// lands in dst, anything else is decoded from its own memory.
+func TestReadSnapshotReplyInto_MatchesWhole(t *testing.T) {
+	data := bytes.Repeat([]byte("chunk"), 1000)
+	usual := snapshotChunk{Anchor: snapshotAnchor{1 << 40, 3}, Offset: 5000, Data: data, TotalSize: 20000}
+	var framed bytes.Buffer
+	if err := writeSnapshotChunkFrame(&framed, usual); err != nil {
+		t.Fatal(err)
+	}
+	body := encodeSnapshotChunk(usual)
+	withUnknown := append(bytes.Clone(body), 0x30, 0x01) // field 6 after the chunk: proto.Unmarshal skips it
+	inner := protowire.AppendTag(nil, 3, protowire.BytesType)
+	inner = protowire.AppendBytes(inner, data)
+	inner = protowire.AppendTag(inner, 1, protowire.BytesType)
+	inner = protowire.AppendBytes(inner, nil)
+	inner = protowire.AppendTag(inner, 4, protowire.VarintType)
+	inner = protowire.AppendVarint(inner, uint64(len(data)))
+	dataFirst := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), inner)
+	for name, tc := range map[string]struct {
+		frame   []byte
+		dst     int
+		inPlace bool
+	}{
+		"usual chunk":          {framed.Bytes(), len(data), true},
+		"usual chunk, no dst":  {framed.Bytes(), 0, false},
+		"other size":           {framed.Bytes(), len(data) + 1, false},
+		"unknown field":        {framer.AppendFrame(nil, withUnknown), len(data), false},
+		"data first":           {framer.AppendFrame(nil, dataFirst), len(data), false},
+		"refusal":              {framer.AppendFrame(nil, encodeSnapshotRefusal(snapshotUnknownAnchor, "gone")), len(data), false},
+		"cut short":            {framed.Bytes()[:framed.Len()-100], len(data), true},
+		"garbage":              {framer.AppendFrame(nil, []byte{0x0a, 0x05, 0xff}), 3, false},
+		"data of another size": {framer.AppendFrame(nil, encodeSnapshotChunk(snapshotChunk{Anchor: snapshotAnchor{1, 1}, Data: []byte("ab"), TotalSize: 2, Last: true})), 3, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			want, werr := readWhole(tc.frame, uint32(len(data)+1))
+			var dst []byte
+			if tc.dst > 0 {
+				dst = make([]byte, tc.dst)
+			}
+			got, err := readSnapshotReplyInto(bufio.NewReader(bytes.NewReader(tc.frame)), uint32(len(data)+1), dst)
+			if !sameReply(got, err, want, werr) {
+				t.Fatalf("in place: %+v, %v; whole: %+v, %v", got.Anchor, err, want.Anchor, werr)
+			}
+			if err == nil && sameStart(got.Data, dst) != tc.inPlace {
+				t.Fatalf("data in dst: %v, want %v", sameStart(got.Data, dst), tc.inPlace)
+			}
+		})
+	}
+}
+
+// FuzzSnapshotReplyInto: any frame body decodes in place exactly as it
+// does read whole (the cap: a frame is refused past the request's bound
+// before its body is read, in both).
+func FuzzSnapshotReplyInto(f *testing.F) {
+	f.Add(encodeSnapshotChunk(snapshotChunk{Anchor: snapshotAnchor{9, 2}, Offset: 2, Data: []byte("abc"), TotalSize: 5, Last: true}), uint16(3))
+	f.Add(encodeSnapshotRefusal(snapshotUnknownAnchor, "gone"), uint16(3))
+	f.Add([]byte{0x0a, 0x07, 0x0a, 0x00, 0x1a, 0x03, 'a', 'b', 'c'}, uint16(3))
+	f.Add([]byte{0x0a, 0x05, 0x1a, 0x03, 'a', 'b', 'c', 0x20, 0x03}, uint16(3))
+	f.Fuzz(func(t *testing.T, body []byte, size uint16) {
+		if len(body) > 1<<16 {
+			return
+		}
+		frame := framer.AppendFrame(nil, body)
+		maxBytes := uint32(size) + 1
+		want, werr := readWhole(frame, maxBytes)
+		dst := make([]byte, size)
+		got, err := readSnapshotReplyInto(bufio.NewReader(bytes.NewReader(frame)), maxBytes, dst)
+		if !sameReply(got, err, want, werr) {
+			t.Fatalf("in place: %+v, %v; whole: %+v, %v", got, err, want, werr)
+		}
+	})
+}
+
+// A fetch into a stagedWriter with chunks read in place assembles the
+// snapshot; a chunk's first attempt gets its place, a retry does not.
+func TestFetchSnapshot_InPlace(t *testing.T) {
+	f, n, p := newFixture(100_000), newFakeNet(), testFetchParams()
+	n.inPlace = true
+	var placed atomic.Int32
+	fetch := func(ctx context.Context, h peer.ID, req snapshotChunkRequest, dst []byte) (snapshotChunk, error) {
+		if dst != nil {
+			placed.Add(1)
+		}
+		return n.fetch(ctx, h, req, dst)
+	}
+	w := newStagedWriter(f.desc.TotalSize, nil)
+	mem := w.buf[:cap(w.buf)]
+	if err := fetchSnapshot(context.Background(), f.desc, []peer.ID{n.add("a", f.vanishing(3)), n.add("b", f.honest())}, fetch, w, p); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := w.result()
+	if !bytes.Equal(got, f.data) || !sameStart(got, mem) {
+		t.Fatal("assembled bytes differ, or not in the writer's memory")
+	}
+	// 25 chunks, each given its place once; the retries of the chunks
+	// "a" failed on are not.
+	if placed.Load() != 25 || n.count("a")+n.count("b") <= 25 {
+		t.Fatalf("%d requests in place, %d in all; want 25 and a few retries", placed.Load(), n.count("a")+n.count("b"))
+	}
+}
+
+// An attempt that wrote its chunk in place, timed out and keeps writing
+// there after the retry's data was written cannot change the result: the
+// writer moves to memory of its own. Without the move the result carries
+// the late writes.
+func TestFetchSnapshot_StalePlacedWriter(t *testing.T) {
+	f, n, p := newFixture(40_000), newFakeNet(), testFetchParams()
+	n.inPlace = true
+	release, scribbled := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	late := func(ctx context.Context, h peer.ID, req snapshotChunkRequest, dst []byte) (snapshotChunk, error) {
+		if h != "late" {
+			return n.fetch(ctx, h, req, dst)
+		}
+		if dst == nil || !first.CompareAndSwap(false, true) {
+			return snapshotChunk{}, errors.New("gone") // "late" is dropped
+		}
+		<-ctx.Done()
+		<-release
+		for i := range dst {
+			dst[i] = 0xee
+		}
+		close(scribbled)
+		return snapshotChunk{}, ctx.Err()
+	}
+	n.add("honest", f.honest())
+	w := newStagedWriter(f.desc.TotalSize, nil)
+	err := fetchSnapshot(context.Background(), f.desc, []peer.ID{"late", "honest"}, late, w, p)
+	close(release)
+	select {
+	case <-scribbled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the late attempt never wrote")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := w.result()
+	if !bytes.Equal(got, f.data) {
+		t.Fatal("a late in-place write changed the fetched snapshot")
+	}
+}
