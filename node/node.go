@@ -161,6 +161,9 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 		return nil, err
 	}
 	n.own(n.disc.Close)
+	if len(cfg.vouchers) > 0 {
+		n.disc.Store().SetTicketCheck(ticketCheck(cfg.vouchers))
+	}
 	sopts := []streams.ServiceOption{streams.WithLogger(cfg.log), streams.WithMeterProvider(cfg.meter), streams.WithTracerProvider(cfg.tracer),
 		streams.WithConnProtector(n)}
 	if cfg.streams != nil {

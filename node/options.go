@@ -41,7 +41,8 @@ type config struct {
 	policy     *streams.Policy // WithDefaultStreamPolicy
 	groupOpts  []groups.ServiceOption
 	dataDir    string
-	admission  policy.Requirement // WithAdmission (empty: an open network)
+	admission  policy.Requirement       // WithAdmission (empty: an open network)
+	vouchers   []policy.TicketValidator // WithEvictionTickets
 
 	host   host.Host
 	ps     *pubsub.PubSub
@@ -320,6 +321,46 @@ func WithAdmission(vs ...policy.TicketValidator) Option {
 		c.admission = append(c.admission, vs...)
 		return nil
 	}
+}
+
+// WithEvictionTickets names the ticket validators whose tickets make a
+// catalog entry worth keeping when the catalog is full (see
+// catalog.Params.MaxPeers): an entry holding a ticket that one of them
+// accepts is evicted only after every entry that holds none. Typically
+// the validators of the node's streams and groups. Without it, in an open
+// network, no ticket counts at eviction: the catalog cannot tell a ticket
+// an issuer signed from one an attacker made up, and the peers we
+// subscribe to, serve or share a group with are kept anyway. In a closed
+// network (WithAdmission) every admitted entry counts. The check runs
+// once per peer and set of tickets, when its entry is merged.
+func WithEvictionTickets(vs ...policy.TicketValidator) Option {
+	return func(c *config) error {
+		for _, v := range vs {
+			if v == nil {
+				return errors.New("node: WithEvictionTickets(nil)")
+			}
+		}
+		c.vouchers = append(c.vouchers, vs...)
+		return nil
+	}
+}
+
+// ticketCheck returns the catalog's eviction ticket check over vs: an
+// entry is vouched for when one of its tickets validates.
+func ticketCheck(vs []policy.TicketValidator) catalog.TicketCheck {
+	return catalog.TicketCheckFunc(func(e *catalog.Entry, now time.Time) bool {
+		for _, t := range e.Tickets {
+			for _, v := range vs {
+				if v.Class() != t.Class {
+					continue
+				}
+				if _, err := v.Validate(t.Data, e.PeerID, now); err == nil {
+					return true
+				}
+			}
+		}
+		return false
+	})
 }
 
 // WithHost runs mosaik on an existing host (plugin mode). The node never
