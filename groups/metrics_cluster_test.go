@@ -232,10 +232,14 @@ func TestMetrics_DiscardedOnMerge(t *testing.T) {
 	if _, err := a.ExecuteMany(tctx(t, 5*time.Second), []int64{1, 2, 3, 4}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Execute(tctx(t, 5*time.Second), 100); err != nil {
+	lost, err := b.Execute(tctx(t, 5*time.Second), 100)
+	if err != nil {
 		t.Fatal(err)
 	}
-	lost := only(t, ob.s).Log.Index
+	// Execute's index is b's last entry; the status view may publish it a
+	// moment after Execute returns.
+	testutil.Eventually(t, 5*time.Second, func() bool { return only(t, ob.s).Log.Index == lost },
+		"b's status never showed its last entry")
 	n.heal()
 	testutil.Eventually(t, 15*time.Second, func() bool {
 		st := only(t, ob.s)
