@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"time"
 
-	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mosaik-go/mosaik/catalog"
@@ -25,18 +24,6 @@ func (s *Service) relayLoop() {
 			if err := s.publish(s.ctx, &pb.Announcement{Kind: &pb.Announcement_Entry{Entry: e.Bytes()}}); err == nil {
 				s.stats.relayed.Add(1)
 			}
-		}
-	}
-}
-
-func (s *Service) peerEventLoop() {
-	for {
-		ev, err := s.evh.NextPeerEvent(s.ctx)
-		if err != nil {
-			return
-		}
-		if ev.Type == pubsub.PeerJoin {
-			signal(s.peerJoined)
 		}
 	}
 }

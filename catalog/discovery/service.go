@@ -101,6 +101,7 @@ type Service struct {
 	announceNow chan struct{}
 	flushNow    chan struct{} // a local change is held: seal it when due
 	peerJoined  chan struct{}
+	gaps        *joinGaps                 // topic peers, and syncs served before their subscription
 	connectNow  chan struct{}             // a connection closed: check connectivity
 	relayQ      chan *catalog.SignedEntry // entries to relay onto gossip
 	dhtNow      chan struct{}
@@ -186,6 +187,7 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		serving:  newSlots(p.MaxConcurrentSyncs, p.SyncBurst),
 		starting: make(chan struct{}, 8),
 		dialing:  make(chan struct{}, max(1, p.CascadeBelow)),
+		gaps:     newJoinGaps(),
 		probing:  map[peer.ID]*flight{},
 		tracer:   cfg.tracer.Tracer("github.com/mosaik-go/mosaik/catalog/discovery"),
 		now:      cfg.now,
