@@ -133,13 +133,6 @@ func (s *Service) settle() {
 	if s.params.CascadeBelow > 0 {
 		s.topUp()
 	}
-	if s.gaps.joinRepaired() {
-		// The peer of our join sync synced with us once our
-		// subscription had reached it (joinrepair.go): nothing is
-		// missing that this sync would bring.
-		s.stats.settleRepairsSkipped.Add(1)
-		return
-	}
 	if p, ok := s.syncPeer(); ok {
 		// Not startSync: the peer is most likely the bootstrap peer,
 		// synced with less than SyncMinInterval ago, and its entry in

@@ -40,14 +40,6 @@ type joinGaps struct {
 	peers map[peer.ID]struct{}      // subscribed to the topic (PeerJoin, not yet PeerLeave)
 	gaps  map[peer.ID]gap           // served while not subscribed
 	await map[peer.ID]chan struct{} // connect syncs waiting for the subscription
-
-	// Our own join: the peer of our join sync, when it ended, and whether
-	// that peer has since synced with us (its repair, or its sync on
-	// connect once our subscription reached it): then the repair at
-	// SettleDelay is not needed.
-	joinPeer peer.ID
-	joinAt   time.Time
-	repaired bool
 }
 
 // gap is a sync served before the initiator's subscription reached us:
@@ -151,34 +143,6 @@ func (g *joinGaps) unwait(p peer.ID) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	delete(g.await, p)
-}
-
-// ownJoin records that our join sync with p ended at "at".
-func (g *joinGaps) ownJoin(p peer.ID, at time.Time) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.joinPeer == "" {
-		g.joinPeer, g.joinAt = p, at
-	}
-}
-
-// syncedBy records that we served p a sync from a snapshot taken at
-// "at". A sync that our join sync's peer started after our join sync
-// ended was started, by that peer, once our subscription had reached it
-// (joined, connectSync): it brought us what our join sync could not.
-func (g *joinGaps) syncedBy(p peer.ID, at time.Time) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if p == g.joinPeer && at.After(g.joinAt) {
-		g.repaired = true
-	}
-}
-
-// joinRepaired reports whether our join sync's peer repaired our join.
-func (g *joinGaps) joinRepaired() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.repaired
 }
 
 // left forgets p's subscription.

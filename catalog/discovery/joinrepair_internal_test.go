@@ -13,8 +13,7 @@ import (
 // subscription comes (once), or at once when it came while we served,
 // provided the catalog changed after the snapshot served; a gap older
 // than the TTL is not; the table is bounded; a connect sync's
-// wait ends with the subscription; a node's settle repair is skipped only
-// after its join sync's peer synced with it later.
+// wait ends with the subscription.
 func TestJoinGaps_Rules(t *testing.T) {
 	const a, b, c peer.ID = "a", "b", "c"
 	t0 := time.Unix(1000, 0)
@@ -112,23 +111,5 @@ func TestJoinGaps_Rules(t *testing.T) {
 	}
 	if g2.wait(c) != nil {
 		t.Fatal("a wait beyond maxJoinGaps")
-	}
-
-	// Our own join: only a later sync of the join sync's peer counts.
-	g3 := newJoinGaps()
-	g3.syncedBy(a, t0)
-	if g3.joinRepaired() {
-		t.Fatal("repaired before any join")
-	}
-	g3.ownJoin(a, t0)
-	g3.ownJoin(b, t0.Add(time.Second)) // a later sync is not the join
-	g3.syncedBy(b, t0.Add(2*time.Second))
-	g3.syncedBy(a, t0) // its snapshot is not after the join ended
-	if g3.joinRepaired() {
-		t.Fatal("repaired by another peer, or by a sync no later than the join")
-	}
-	g3.syncedBy(a, t0.Add(time.Millisecond))
-	if !g3.joinRepaired() {
-		t.Fatal("a later sync of the join's peer did not count")
 	}
 }

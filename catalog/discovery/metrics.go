@@ -43,9 +43,6 @@ type Stats struct {
 	// JoinRepairs counts the delta syncs started with a peer whose sync
 	// we served before its gossip subscription reached us (joinrepair.go).
 	JoinRepairs uint64
-	// SettleRepairsSkipped counts the repair syncs at SettleDelay left
-	// out because the peer of the join sync repaired the join (0 or 1).
-	SettleRepairsSkipped uint64
 
 	// Sync traffic, both directions and both protocol versions: frame
 	// bytes on sync streams and sealed entries in sync messages.
@@ -71,7 +68,6 @@ type counters struct {
 	announcements, relayed             atomic.Uint64
 	dhtPuts, dhtPutFailures            atomic.Uint64
 	linksRepaired, joinRepairs         atomic.Uint64
-	settleRepairsSkipped               atomic.Uint64
 
 	mu     sync.Mutex
 	reason map[string]uint64
@@ -124,8 +120,7 @@ func (c *counters) snapshot() Stats {
 		Announcements: c.announcements.Load(), Relayed: c.relayed.Load(),
 		DHTPuts: c.dhtPuts.Load(), DHTPutFailures: c.dhtPutFailures.Load(),
 		LinksRepaired: c.linksRepaired.Load(), JoinRepairs: c.joinRepairs.Load(),
-		SettleRepairsSkipped: c.settleRepairsSkipped.Load(),
-		SyncBytesSent:        c.syncBytesOut.Load(), SyncBytesReceived: c.syncBytesIn.Load(),
+		SyncBytesSent: c.syncBytesOut.Load(), SyncBytesReceived: c.syncBytesIn.Load(),
 		SyncEntriesSent: c.syncEntriesOut.Load(), SyncEntriesReceived: c.syncEntriesIn.Load(),
 		SyncBumpsSent: c.syncBumpsOut.Load(), SyncBumpsReceived: c.syncBumpsIn.Load(), SyncBumpsRefused: c.syncBumpsRefused.Load(),
 		SyncErrorsBy: syncBy,

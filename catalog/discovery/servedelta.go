@@ -128,7 +128,6 @@ func (s *Service) handleSyncV2(st network.Stream, d dialect) {
 	default:
 		s.stats.syncsServed.Add(1)
 		_ = st.Close()
-		s.gaps.syncedBy(p, snapAt)
 		if gap && s.gaps.served(p, snapAt, snap.Changed(), s.params.SyncTimeout) {
 			s.repairJoin(p)
 		}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 
@@ -40,9 +39,6 @@ func (s *Service) syncV2(st network.Stream, d dialect) error {
 		_ = st.Reset() // unblocks the writer
 		<-werr
 		return err
-	}
-	if src == fromJoinSync {
-		s.gaps.ownJoin(st.Conn().RemotePeer(), time.Now())
 	}
 	// The responder ends its pages only after the last digest page.
 	if err := <-werr; err != nil {
