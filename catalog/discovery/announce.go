@@ -6,12 +6,18 @@ import (
 	"math/rand/v2"
 	"time"
 
-	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/pb"
 )
+
+// relay is an entry to publish on gossip; nonce makes the publication a
+// new gossip message when the entry's bytes were on gossip already.
+type relay struct {
+	e     *catalog.SignedEntry
+	nonce bool
+}
 
 // relayLoop publishes entries learned by sync or DHT onto gossip, off the
 // merge path: Publish can block while pubsub is busy, and a sync responder
@@ -21,22 +27,16 @@ func (s *Service) relayLoop() {
 		select {
 		case <-s.ctx.Done():
 			return
-		case e := <-s.relayQ:
-			if err := s.publish(s.ctx, &pb.Announcement{Kind: &pb.Announcement_Entry{Entry: e.Bytes()}}); err == nil {
+		case r := <-s.relayQ:
+			ann := &pb.Announcement{Kind: &pb.Announcement_Entry{Entry: r.e.Bytes()}}
+			if r.nonce {
+				var nonce [8]byte
+				binary.LittleEndian.PutUint64(nonce[:], rand.Uint64())
+				ann.Nonce = nonce[:]
+			}
+			if err := s.publish(s.ctx, ann); err == nil {
 				s.stats.relayed.Add(1)
 			}
-		}
-	}
-}
-
-func (s *Service) peerEventLoop() {
-	for {
-		ev, err := s.evh.NextPeerEvent(s.ctx)
-		if err != nil {
-			return
-		}
-		if ev.Type == pubsub.PeerJoin {
-			signal(s.peerJoined)
 		}
 	}
 }

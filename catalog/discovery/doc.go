@@ -25,7 +25,10 @@
 //   - runs a catalog sync ([SyncProtocol]) when it connects to a peer of
 //     the network that it does not know yet (or to any, while its catalog
 //     is empty), so a new node gets whole catalogs at once, and relays on
-//     gossip the peers it learns that way. The sync is a paged delta
+//     gossip the peers it learns that way. Once a newcomer's gossip
+//     subscription reaches the peer that served its join sync, that peer
+//     syncs with it again if it merged entries meanwhile that its relays
+//     could not bring the newcomer (joinrepair.go). The sync is a paged delta
 //     exchange: the node sends a digest of what it holds, merges page by
 //     page what the peer holds newer or it lacks, and sends the entries
 //     the peer asks for in return, so memory stays bounded whatever the

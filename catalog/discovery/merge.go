@@ -121,10 +121,32 @@ func (s *Service) readLoop() {
 		}
 		switch v := msg.ValidatorData.(type) {
 		case *catalog.SignedEntry:
-			s.merge(v, fromGossip)
+			out, err := s.store.Merge(v, s.now())
+			s.merged(v, out, err, fromGossip)
+			if err == nil && out == catalog.Added && msg.ReceivedFrom == v.Entry.PeerID {
+				s.relayFirstHop(v)
+			}
 		case *catalog.Departure:
 			s.depart(v)
 		}
+	}
+}
+
+// relayFirstHop republishes, with a nonce, the entry of a peer new to us
+// that we received from the peer itself: its own publication, which
+// gossipsub's flood publishing gave only to its topic peers (a newcomer's
+// are its bootstrap peer and few others). pubsub forwards what it
+// receives only to its mesh, which a newcomer enters at a later gossipsub
+// heartbeat, so the peers that joined through us and whose join syncs we
+// served before this entry came would not hear it; nor would our join
+// repair, for those we served after their subscription came. A relay of
+// the same bytes would be dropped as a duplicate (MessageID hashes the
+// data), hence the nonce. It costs one publication per new peer at each
+// of its first-hop topic peers, as the relay of a sync's new entry does.
+func (s *Service) relayFirstHop(e *catalog.SignedEntry) {
+	select {
+	case s.relayQ <- relay{e: e, nonce: true}:
+	default: // relays only speed convergence up; heartbeats heal a drop
 	}
 }
 
@@ -190,7 +212,7 @@ func (s *Service) merged(e *catalog.SignedEntry, out catalog.Outcome, err error,
 		// what it learns.
 		if s.topic != nil && src != fromJoinSync {
 			select {
-			case s.relayQ <- e:
+			case s.relayQ <- relay{e: e}:
 			default: // relays only speed convergence up; heartbeats heal a drop
 			}
 		}

@@ -40,6 +40,9 @@ type Stats struct {
 	DHTPuts        uint64 // successful DHT puts of the local entry
 	DHTPutFailures uint64
 	LinksRepaired  uint64 // gossip links reset because pubsub lost a connected peer's topics
+	// JoinRepairs counts the delta syncs started with a peer whose sync
+	// we served before its gossip subscription reached us (joinrepair.go).
+	JoinRepairs uint64
 
 	// Sync traffic, both directions and both protocol versions: frame
 	// bytes on sync streams and sealed entries in sync messages.
@@ -64,7 +67,7 @@ type counters struct {
 	syncsServed, syncsRefused          atomic.Uint64
 	announcements, relayed             atomic.Uint64
 	dhtPuts, dhtPutFailures            atomic.Uint64
-	linksRepaired                      atomic.Uint64
+	linksRepaired, joinRepairs         atomic.Uint64
 
 	mu     sync.Mutex
 	reason map[string]uint64
@@ -116,7 +119,7 @@ func (c *counters) snapshot() Stats {
 		SyncsServed: c.syncsServed.Load(), SyncsRefused: c.syncsRefused.Load(),
 		Announcements: c.announcements.Load(), Relayed: c.relayed.Load(),
 		DHTPuts: c.dhtPuts.Load(), DHTPutFailures: c.dhtPutFailures.Load(),
-		LinksRepaired: c.linksRepaired.Load(),
+		LinksRepaired: c.linksRepaired.Load(), JoinRepairs: c.joinRepairs.Load(),
 		SyncBytesSent: c.syncBytesOut.Load(), SyncBytesReceived: c.syncBytesIn.Load(),
 		SyncEntriesSent: c.syncEntriesOut.Load(), SyncEntriesReceived: c.syncEntriesIn.Load(),
 		SyncBumpsSent: c.syncBumpsOut.Load(), SyncBumpsReceived: c.syncBumpsIn.Load(), SyncBumpsRefused: c.syncBumpsRefused.Load(),
@@ -158,6 +161,7 @@ func newCounters(mp metric.MeterProvider, network string, size func() int) (*cou
 		{"mosaik.discovery.syncs", "", &c.syncsRefused, []attribute.KeyValue{attribute.String("direction", "in"), attribute.String("result", "refused")}},
 		{"mosaik.discovery.announcements", "own entry publications", &c.announcements, nil},
 		{"mosaik.discovery.relayed", "entries relayed to gossip", &c.relayed, nil},
+		{"mosaik.discovery.join_repairs", "delta syncs repairing a join served before the peer's gossip subscription", &c.joinRepairs, nil},
 		{"mosaik.discovery.dht.puts", "DHT puts of the local entry", &c.dhtPuts, []attribute.KeyValue{attribute.String("result", "ok")}},
 		{"mosaik.discovery.dht.puts", "", &c.dhtPutFailures, []attribute.KeyValue{attribute.String("result", "failed")}},
 		{"mosaik.discovery.links.repaired", "gossip links reset because pubsub lost a connected peer's topics", &c.linksRepaired, nil},

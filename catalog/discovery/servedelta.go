@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"iter"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -80,6 +81,10 @@ func (s *Service) handleSyncV2(st network.Stream, d dialect) {
 	_, span := s.tracer.Start(s.ctx, "mosaik.discovery.sync.serve", trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(attribute.String("peer", p.String()), attribute.String("protocol", d.String())))
 	defer span.End()
+	// Whether p's gossip subscription had reached us when the snapshot
+	// was taken (see joinGaps): read first.
+	subscribed := s.gaps.subscribed(p)
+	snapAt := time.Now()
 	// The snapshot after merging the hello. The initiator's own entry is
 	// skipped, unless ours is newer than its hello: then a second process
 	// signs with its key, and the initiator learns of it from the page
@@ -91,7 +96,10 @@ func (s *Service) handleSyncV2(st network.Stream, d dialect) {
 	}
 	own := digestIndex(hello.Salt, withLocal(snap), skip)
 	pw := &pageWriter{w: countWriter{st, &s.stats.syncBytesOut}, d: d}
-	err = s.serveDigest(r, sl, own, pw)
+	digested, err := s.serveDigest(r, sl, own, pw)
+	// A joining node (its digest is empty) served before its subscription
+	// reached us: the gap is repaired once it does (joinGaps).
+	gap := err == nil && digested == 0 && !subscribed && s.topic != nil
 	s.stats.syncEntriesOut.Add(uint64(pw.entries))
 	s.stats.syncBumpsOut.Add(uint64(pw.bumped))
 	nwant := len(pw.want) / d.wantLen()
@@ -120,6 +128,9 @@ func (s *Service) handleSyncV2(st network.Stream, d dialect) {
 	default:
 		s.stats.syncsServed.Add(1)
 		_ = st.Close()
+		if gap && s.gaps.served(p, snapAt, snap.Changed(), s.params.SyncTimeout) {
+			s.repairJoin(p)
+		}
 	}
 }
 
@@ -177,38 +188,38 @@ func (s *Service) admitHello(p peer.ID, raw []byte) (network.StreamErrorCode, st
 // serveDigest reads the initiator's digest pages and answers each with
 // what it lacks (whole, or as a bump when the item's content hash is
 // ours), then the rest of own and the end marker.
-func (s *Service) serveDigest(r *bufio.Reader, sl *slot, own []indexed, pw *pageWriter) error {
-	i, read, seen := 0, 0, false
+func (s *Service) serveDigest(r *bufio.Reader, sl *slot, own []indexed, pw *pageWriter) (read int, err error) {
+	i, seen := 0, false
 	var after uint64
 	for {
 		body, err := framer.ReadFrame(r, pw.d.digestFrame())
 		if err != nil {
 			if !s.serving.read(sl) {
-				return errEvicted
+				return read, errEvicted
 			}
 			if errors.Is(err, framer.ErrTooLarge) {
-				return &syncError{cause: "oversize", err: err}
+				return read, &syncError{cause: "oversize", err: err}
 			}
-			return err
+			return read, err
 		}
 		items, last, err := pw.d.decodeDigest(body, !seen, after)
 		if err != nil {
-			return err
+			return read, err
 		}
 		if read += len(items); read > maxSyncItems {
-			return syncErrorf("digest_too_long", "digest of more than %d items", maxSyncItems)
+			return read, syncErrorf("digest_too_long", "digest of more than %d items", maxSyncItems)
 		}
 		for _, it := range items {
 			for ; i < len(own) && own[i].key < it.key; i++ {
 				if err := pw.add(own[i].e.Bytes()); err != nil {
-					return err
+					return read, err
 				}
 			}
 			j := i
 			for ; i < len(own) && own[i].key == it.key; i++ {
 				if own[i].e.Entry.Version.Compare(it.v) > 0 {
 					if err := pw.send(it.key, own[i].e, it.hash); err != nil {
-						return err
+						return read, err
 					}
 				}
 			}
@@ -232,14 +243,14 @@ func (s *Service) serveDigest(r *bufio.Reader, sl *slot, own []indexed, pw *page
 		}
 	}
 	if !s.serving.read(sl) {
-		return errEvicted
+		return read, errEvicted
 	}
 	for ; i < len(own); i++ {
 		if err := pw.add(own[i].e.Bytes()); err != nil {
-			return err
+			return read, err
 		}
 	}
-	return pw.flush(true)
+	return read, pw.flush(true)
 }
 
 // member reports whether p is in the catalog.

@@ -101,8 +101,9 @@ type Service struct {
 	announceNow chan struct{}
 	flushNow    chan struct{} // a local change is held: seal it when due
 	peerJoined  chan struct{}
-	connectNow  chan struct{}             // a connection closed: check connectivity
-	relayQ      chan *catalog.SignedEntry // entries to relay onto gossip
+	gaps        *joinGaps     // topic peers, and syncs served before their subscription
+	connectNow  chan struct{} // a connection closed: check connectivity
+	relayQ      chan relay    // entries to relay onto gossip
 	dhtNow      chan struct{}
 	settled     chan struct{} // closed SettleDelay after start (connect.go, settle)
 
@@ -181,11 +182,12 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		h: h, ps: ps, params: p, network: network, protos: SyncProtocols(network), cmTag: "mosaik-catalog/" + network.Short(),
 		log:   cfg.log.With("component", "discovery", "network", network.Short()),
 		store: store, rtt: catalog.NewRTTTable(), local: local,
-		relayQ: make(chan *catalog.SignedEntry, 256), announceNow: make(chan struct{}, 1), flushNow: make(chan struct{}, 1), peerJoined: make(chan struct{}, 1), connectNow: make(chan struct{}, 1), dhtNow: make(chan struct{}, 1),
+		relayQ: make(chan relay, 256), announceNow: make(chan struct{}, 1), flushNow: make(chan struct{}, 1), peerJoined: make(chan struct{}, 1), connectNow: make(chan struct{}, 1), dhtNow: make(chan struct{}, 1),
 		lastSync: map[peer.ID]time.Time{}, limiters: limiters, dht: cfg.dht,
 		serving:  newSlots(p.MaxConcurrentSyncs, p.SyncBurst),
 		starting: make(chan struct{}, 8),
 		dialing:  make(chan struct{}, max(1, p.CascadeBelow)),
+		gaps:     newJoinGaps(),
 		probing:  map[peer.ID]*flight{},
 		tracer:   cfg.tracer.Tracer("github.com/mosaik-go/mosaik/catalog/discovery"),
 		now:      cfg.now,

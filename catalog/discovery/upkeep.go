@@ -28,7 +28,11 @@ func (s *Service) hostEventLoop() {
 			switch ev := ev.(type) {
 			case event.EvtPeerIdentificationCompleted:
 				if !s.params.DisableSync && slices.ContainsFunc(ev.Protocols, s.isSyncProtocol) && s.shouldSync(ev.Peer) {
-					s.startSync(ev.Peer)
+					if s.topic != nil {
+						s.connectSync(ev.Peer)
+					} else {
+						s.startSync(ev.Peer)
+					}
 				}
 			case event.EvtPeerConnectednessChanged:
 				if ev.Connectedness != network.Connected {
