@@ -391,10 +391,12 @@ type Announcement struct {
 	//	*Announcement_Entry
 	//	*Announcement_Departure
 	Kind isAnnouncement_Kind `protobuf_oneof:"kind"`
-	// Set (8 random bytes) only when a node re-announces its current entry
-	// unchanged after a topic peer joins: the message ID is the hash of the
-	// data, so without it gossipsub would drop the repeat as a duplicate.
-	// Receivers ignore it.
+	// Set (8 random bytes) only when an entry is published again unchanged:
+	// a node re-announcing its current entry after a topic peer joins, or a
+	// node relaying a new peer's entry that it received from that peer
+	// itself (PROTOCOL.md §9.6). The message ID is the hash of the data, so
+	// without it gossipsub would drop the repeat as a duplicate. Receivers
+	// ignore it.
 	Nonce         []byte `protobuf:"bytes,3,opt,name=nonce,proto3" json:"nonce,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
