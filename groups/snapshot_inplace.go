@@ -180,19 +180,12 @@ func parsePlacedChunk(before, after, dst []byte) (snapshotChunk, bool) {
 			}
 			c.Data = dst[:len(dst):len(dst)]
 			return b[m:], true
-		case (num == 2 || num == 4 || num == 5) && typ == protowire.VarintType:
+		case isChunkVarint(num) && typ == protowire.VarintType:
 			v, m := protowire.ConsumeVarint(b)
 			if m < 0 {
 				return nil, false
 			}
-			switch num {
-			case 2:
-				c.Offset = v
-			case 4:
-				c.TotalSize = v
-			case 5:
-				c.Last = v != 0
-			}
+			c.setVarint(num, v)
 			return b[m:], true
 		}
 		return nil, false

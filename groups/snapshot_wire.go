@@ -106,6 +106,22 @@ type snapshotChunkRequest struct {
 	Hash     [32]byte
 }
 
+// isChunkVarint reports whether num is one of snapshotChunk's varint
+// fields (offset, total size, last).
+func isChunkVarint(num protowire.Number) bool { return num == 2 || num == 4 || num == 5 }
+
+// setVarint sets the varint field num (see isChunkVarint) to v.
+func (c *snapshotChunk) setVarint(num protowire.Number, v uint64) {
+	switch num {
+	case 2:
+		c.Offset = v
+	case 4:
+		c.TotalSize = v
+	case 5:
+		c.Last = v != 0
+	}
+}
+
 // snapshotChunk is a holder's answer: exactly min(MaxBytes, TotalSize −
 // Offset) bytes from Offset. Data may alias the holder's snapshot: it must
 // not be modified.
@@ -292,19 +308,12 @@ func parseSimpleChunkReply(b []byte) (snapshotChunk, bool) {
 				return snapshotChunk{}, false
 			}
 			c.Data, n = d[:len(d):len(d)], m
-		case (num == 2 || num == 4 || num == 5) && typ == protowire.VarintType:
+		case isChunkVarint(num) && typ == protowire.VarintType:
 			v, m := protowire.ConsumeVarint(body)
 			if m < 0 {
 				return snapshotChunk{}, false
 			}
-			switch num {
-			case 2:
-				c.Offset = v
-			case 4:
-				c.TotalSize = v
-			case 5:
-				c.Last = v != 0
-			}
+			c.setVarint(num, v)
 			n = m
 		default:
 			return snapshotChunk{}, false
