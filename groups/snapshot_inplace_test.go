@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -118,21 +119,59 @@ func FuzzSnapshotReplyInto(f *testing.F) {
 func TestFetchSnapshot_InPlace(t *testing.T) {
 	f, n, p := newFixture(100_000), newFakeNet(), testFetchParams()
 	n.inPlace = true
+	// No holder here hangs: a long chunk timeout keeps a slow machine
+	// from timing out an honest attempt, whose late return would move
+	// the writer (TestFetchSnapshot_StalePlacedWriter).
+	p.ChunkTimeout = 30 * time.Second
+	// "a" serves 3 chunks, then its stream resets; its reset is reported
+	// only once its served attempts have returned, so that no attempt of
+	// the dropped holder can still write in place when a retry's data
+	// lands (that would move the writer, and rightly so).
+	served := f.honest()
+	var (
+		mu      sync.Mutex
+		count   int
+		inAFlow sync.WaitGroup
+	)
 	var placed atomic.Int32
 	fetch := func(ctx context.Context, h peer.ID, req snapshotChunkRequest, dst []byte) (snapshotChunk, error) {
 		if dst != nil {
 			placed.Add(1)
 		}
+		if h == "a" {
+			mu.Lock()
+			count++
+			serve := count <= 3
+			if serve {
+				inAFlow.Add(1)
+			}
+			mu.Unlock()
+			if !serve {
+				inAFlow.Wait()
+				return n.fetch(ctx, h, req, dst) // counted; fails: see below
+			}
+			defer inAFlow.Done()
+		}
 		return n.fetch(ctx, h, req, dst)
 	}
+	var aServed atomic.Int32
+	n.add("a", func(ctx context.Context, req snapshotChunkRequest) (snapshotChunk, error) {
+		if aServed.Add(1) > 3 {
+			return snapshotChunk{}, errors.New("stream reset")
+		}
+		return served(ctx, req)
+	})
 	w := newStagedWriter(f.desc.TotalSize, nil)
 	mem := w.buf[:cap(w.buf)]
-	if err := fetchSnapshot(context.Background(), f.desc, []peer.ID{n.add("a", f.vanishing(3)), n.add("b", f.honest())}, fetch, w, p); err != nil {
+	if err := fetchSnapshot(context.Background(), f.desc, []peer.ID{"a", n.add("b", f.honest())}, fetch, w, p); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := w.result()
-	if !bytes.Equal(got, f.data) || !sameStart(got, mem) {
-		t.Fatal("assembled bytes differ, or not in the writer's memory")
+	if !bytes.Equal(got, f.data) {
+		t.Fatal("assembled bytes differ")
+	}
+	if !sameStart(got, mem) {
+		t.Fatal("assembled bytes are not in the writer's memory")
 	}
 	// 25 chunks, each given its place once; the retries of the chunks
 	// "a" failed on are not.
