@@ -99,7 +99,7 @@ func newPlan(m Mode, reps int) plan {
 		p.lat = []latCase{{"latency/1000/s", 1000, 100 * time.Millisecond}}
 		p.ovDur, p.ovSystems = 300*time.Millisecond, []system{mosaikSystem{}, gossipsubSystem{}, natsSystem{}}
 		p.firstOps, p.discNs, p.discLimit = 2, []int{5}, 2*time.Second
-		p.repl, p.replSeq, p.replDur = []replCase{{"groups/put", 1}, {"groups/put/8-clients", 8}}, 20, 200*time.Millisecond
+		p.repl, p.replSeq, p.replDur = []replCase{{"groups/put", 1}}, 20, 200*time.Millisecond
 	case Quick:
 		p.capDur = 200 * time.Millisecond
 		p.tput = []flowCase{{"throughput/64B", 1, 64, 250_000}, {"throughput/1KiB", 1, 1 << 10, 60_000}, {"throughput/64KiB", 1, 64 << 10, 1_500}}
