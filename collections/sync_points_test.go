@@ -82,14 +82,17 @@ func TestSync_HolderStopsAnsweringMidTransfer(t *testing.T) {
 func TestSync_TTLRevivedByFetches(t *testing.T) {
 	f := newSyncFixture(t, mapSubject)
 	name := freshName(t)
-	ttl := 100 * time.Millisecond
+	// A TTL well above a loaded machine's stalls (a 100 ms one expired
+	// between two chunks at load 12), and chunks small enough that the
+	// transfer still takes many TTLs.
+	ttl := 300 * time.Millisecond
 	w := f.open(t, f.w, name, true, collections.WithSync(collections.SyncConfig{SnapshotTTL: ttl}))
 	syncOnline(t, 15*time.Second, w)
 	v, err := mapSubject.fill(tctx(t, 30*time.Second), w, 0, 20_000, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp := collections.SyncConfig{ChunkBytes: 512}.SnapshotParams()
+	sp := collections.SyncConfig{ChunkBytes: 256}.SnapshotParams()
 	sp.Window, sp.PerHolder = 1, 1
 	start := time.Now()
 	r2 := f.open(t, f.r2, name, false, collections.WithGroupOptions(groups.WithSnapshotParams(sp)))
@@ -105,7 +108,7 @@ func TestSync_TTLRevivedByFetches(t *testing.T) {
 	if took < 3*ttl {
 		t.Fatalf("the transfer took %v, under 3 TTLs of %v: it proves nothing", took, ttl)
 	}
-	t.Logf("transfer of one 512-byte chunk at a time took %v (%.0f TTLs)", took, float64(took)/float64(ttl))
+	t.Logf("transfer of one 256-byte chunk at a time took %v (%.0f TTLs)", took, float64(took)/float64(ttl))
 }
 
 // A reader restarted with its data dir serves its old state at once, and
