@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -114,69 +113,75 @@ func FuzzSnapshotReplyInto(f *testing.F) {
 	})
 }
 
-// A fetch into a stagedWriter with chunks read in place assembles the
-// snapshot; a chunk's first attempt gets its place, a retry does not.
+// Every chunk of a transfer from honest holders is read straight into
+// its place in the writer's memory: no chunk is copied.
 func TestFetchSnapshot_InPlace(t *testing.T) {
 	f, n, p := newFixture(100_000), newFakeNet(), testFetchParams()
 	n.inPlace = true
-	// No holder here hangs: a long chunk timeout keeps a slow machine
-	// from timing out an honest attempt, whose late return would move
-	// the writer (TestFetchSnapshot_StalePlacedWriter).
-	p.ChunkTimeout = 30 * time.Second
-	// "a" serves 3 chunks, then its stream resets; its reset is reported
-	// only once its served attempts have returned, so that no attempt of
-	// the dropped holder can still write in place when a retry's data
-	// lands (that would move the writer, and rightly so).
-	served := f.honest()
-	var (
-		mu      sync.Mutex
-		count   int
-		inAFlow sync.WaitGroup
-	)
 	var placed atomic.Int32
 	fetch := func(ctx context.Context, h peer.ID, req snapshotChunkRequest, dst []byte) (snapshotChunk, error) {
 		if dst != nil {
 			placed.Add(1)
 		}
-		if h == "a" {
-			mu.Lock()
-			count++
-			serve := count <= 3
-			if serve {
-				inAFlow.Add(1)
-			}
-			mu.Unlock()
-			if !serve {
-				inAFlow.Wait()
-				return n.fetch(ctx, h, req, dst) // counted; fails: see below
-			}
-			defer inAFlow.Done()
-		}
 		return n.fetch(ctx, h, req, dst)
 	}
-	var aServed atomic.Int32
-	n.add("a", func(ctx context.Context, req snapshotChunkRequest) (snapshotChunk, error) {
-		if aServed.Add(1) > 3 {
-			return snapshotChunk{}, errors.New("stream reset")
-		}
-		return served(ctx, req)
-	})
 	w := newStagedWriter(f.desc.TotalSize, nil)
 	mem := w.buf[:cap(w.buf)]
-	if err := fetchSnapshot(context.Background(), f.desc, []peer.ID{"a", n.add("b", f.honest())}, fetch, w, p); err != nil {
+	if err := fetchSnapshot(context.Background(), f.desc, []peer.ID{n.add("a", f.honest()), n.add("b", f.honest())}, fetch, w, p); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := w.result()
 	if !bytes.Equal(got, f.data) {
 		t.Fatal("assembled bytes differ")
 	}
+	if w.relocated || !sameStart(got, mem) {
+		t.Fatalf("assembled bytes are not in the writer's memory (relocated: %v)", w.relocated)
+	}
+	if placed.Load() != 25 || n.count("a")+n.count("b") != 25 {
+		t.Fatalf("%d requests in place, %d in all; want 25 and 25", placed.Load(), n.count("a")+n.count("b"))
+	}
+}
+
+// When a holder vanishes, the chunks it failed are retried elsewhere into
+// memory of their own (only a chunk's first attempt is given its place),
+// and the result is whole. It stays in the writer's memory unless an
+// attempt of the dropped holder had not returned when its chunk's retry
+// landed: then the writer moves (TestFetchSnapshot_StalePlacedWriter), a
+// race this test can lose on a loaded machine, and says so.
+func TestFetchSnapshot_InPlaceRetries(t *testing.T) {
+	f, n, p := newFixture(100_000), newFakeNet(), testFetchParams()
+	n.inPlace = true
+	var placed atomic.Int32
+	fetch := func(ctx context.Context, h peer.ID, req snapshotChunkRequest, dst []byte) (snapshotChunk, error) {
+		if dst != nil {
+			placed.Add(1)
+		}
+		return n.fetch(ctx, h, req, dst)
+	}
+	w := newStagedWriter(f.desc.TotalSize, nil)
+	mem := w.buf[:cap(w.buf)]
+	if err := fetchSnapshot(context.Background(), f.desc, []peer.ID{n.add("a", f.vanishing(3)), n.add("b", f.honest())}, fetch, w, p); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := w.result()
+	if !bytes.Equal(got, f.data) {
+		t.Fatal("assembled bytes differ")
+	}
+	if n.count("a")+n.count("b") <= 25 {
+		t.Fatalf("%d requests in all; want 25 and a few retries", n.count("a")+n.count("b"))
+	}
+	if w.relocated {
+		// The writer moved: no place is given after that.
+		t.Logf("the writer moved (%d requests in place): an attempt of the vanished holder was still running when its chunk's retry landed", placed.Load())
+		return
+	}
 	if !sameStart(got, mem) {
-		t.Fatal("assembled bytes are not in the writer's memory")
+		t.Fatal("assembled bytes are not in the writer's memory, and the writer never moved")
 	}
 	// 25 chunks, each given its place once; the retries of the chunks
 	// "a" failed on are not.
-	if placed.Load() != 25 || n.count("a")+n.count("b") <= 25 {
-		t.Fatalf("%d requests in place, %d in all; want 25 and a few retries", placed.Load(), n.count("a")+n.count("b"))
+	if placed.Load() != 25 {
+		t.Fatalf("%d requests in place; want 25", placed.Load())
 	}
 }
 
