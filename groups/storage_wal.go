@@ -12,7 +12,6 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
-	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mosaik-go/mosaik/catalog"
@@ -175,13 +174,13 @@ func lockFile(path string, timeout time.Duration) (*os.File, error) {
 	}
 	deadline := time.Now().Add(timeout)
 	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
+		busy, err := tryLock(f)
+		if err == nil && !busy {
 			return f, nil
 		}
-		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+		if err != nil || time.Now().After(deadline) {
 			_ = f.Close()
-			if errors.Is(err, unix.EWOULDBLOCK) {
+			if err == nil {
 				return nil, fmt.Errorf("%w: %s is locked by another process (or store) for over %v", errStoreInUse, path, timeout)
 			}
 			return nil, fmt.Errorf("groups: log store lock: %w", err)

@@ -8,7 +8,6 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
-	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -193,7 +192,7 @@ func (s *walStore) append(typ byte, b walBatch) error {
 		return s.fail(err)
 	}
 	if !s.opts.NoSync {
-		if err := unix.Fdatasync(int(s.f.Fd())); err != nil {
+		if err := fdatasync(s.f); err != nil {
 			return s.fail(err)
 		}
 	}

@@ -12,7 +12,6 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -271,15 +270,6 @@ func benchDescribe(c *streams.Consumer[[]byte]) string {
 		s += fmt.Sprintf("[%v reconnects=%d gaps=%d err=%v]", p.State, p.Stats.Reconnects, p.Stats.Gaps, p.Err)
 	}
 	return s
-}
-
-// benchCPU is the CPU time (user + system) the process used so far. Per
-// datum, it is a cost measure that other load on a shared box disturbs far
-// less than wall-clock rates.
-func benchCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func benchCtx(d time.Duration) (context.Context, context.CancelFunc) {
