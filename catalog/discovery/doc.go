@@ -17,9 +17,7 @@
 //     for: see catalog.Params). Its own changes keep to the rate limit:
 //     beyond Catalog.UpdateBurst quick changes, [Service.UpdateLocal]
 //     holds a change and publishes it, with any later ones, when the limit
-//     allows. Accepted entries are merged into the catalog in batches, at
-//     most one per 25 ms (at once when idle): a busy node's catalog
-//     lags gossip by up to that much, the entries' spread does not;
+//     allows;
 //   - lets a full catalog evict only peers it is not connected to and
 //     whose connections nobody protects (live subscriptions, group
 //     bonds), and lets a peer it is connected to (its sync hello) in even

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -111,30 +110,6 @@ func parseAnnouncement(data []byte) (kind protowire.Number, body []byte, err err
 	return kind, body, nil
 }
 
-// gossipBatchWindow is the shortest time between two batches of gossip
-// entries merged into the catalog. Each merge publishes a new snapshot and
-// copies the B-tree paths it changes (the expiry index's newest end on
-// every update), which at 333 heartbeats a second (10 000 peers) was a
-// tenth of the node's catalog CPU and about 10 KB of garbage per update.
-// Merging the heartbeats that arrive within a window together copies the
-// shared paths once. An idle node merges at once (the window counts from
-// the last batch), and gossipsub forwards a message as soon as the
-// validator accepts it, so the window delays only this node's catalog,
-// never the spread of an entry.
-const gossipBatchWindow = 25 * time.Millisecond
-
-// maxGossipBatch caps the entries merged under one lock.
-const maxGossipBatch = 256
-
-// gossipItem is a validated gossip message for the catalog: an entry or
-// a departure, and the peer it came from.
-type gossipItem struct {
-	e    *catalog.SignedEntry
-	d    *catalog.Departure
-	from peer.ID
-}
-
-// readLoop hands validated catalog messages, in order, to mergeLoop.
 func (s *Service) readLoop() {
 	for {
 		msg, err := s.sub.Next(s.ctx)
@@ -144,86 +119,15 @@ func (s *Service) readLoop() {
 		if msg.ReceivedFrom == s.h.ID() {
 			continue
 		}
-		it := gossipItem{from: msg.ReceivedFrom}
 		switch v := msg.ValidatorData.(type) {
 		case *catalog.SignedEntry:
-			it.e = v
+			out, err := s.store.Merge(v, s.now())
+			s.merged(v, out, err, fromGossip)
+			if err == nil && out == catalog.Added && msg.ReceivedFrom == v.Entry.PeerID {
+				s.relayFirstHop(v)
+			}
 		case *catalog.Departure:
-			it.d = v
-		default:
-			continue
-		}
-		select {
-		case s.gossipQ <- it:
-		case <-s.ctx.Done():
-			return
-		}
-	}
-}
-
-// mergeLoop applies gossip messages in batches, at most one batch per
-// gossipBatchWindow (see there).
-func (s *Service) mergeLoop() {
-	var last time.Time
-	batch := make([]gossipItem, 0, maxGossipBatch)
-	for {
-		var first gossipItem
-		select {
-		case first = <-s.gossipQ:
-		case <-s.ctx.Done():
-			return
-		}
-		if wait := gossipBatchWindow - time.Since(last); wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-s.ctx.Done():
-				t.Stop()
-				return
-			}
-		}
-		batch = append(batch[:0], first)
-	drain:
-		for len(batch) < maxGossipBatch {
-			select {
-			case it := <-s.gossipQ:
-				batch = append(batch, it)
-			default:
-				break drain
-			}
-		}
-		s.applyGossip(batch)
-		clear(batch) // drop the references until the next batch
-		last = time.Now()
-	}
-}
-
-// applyGossip merges a batch of gossip messages in order: each run of
-// entries under one lock (catalog.Store.MergeAll), departures one by one
-// between them.
-func (s *Service) applyGossip(items []gossipItem) {
-	for len(items) > 0 {
-		if items[0].d != nil {
-			s.depart(items[0].d)
-			items = items[1:]
-			continue
-		}
-		n := 0
-		for n < len(items) && items[n].e != nil {
-			n++
-		}
-		run := items[:n]
-		items = items[n:]
-		es := make([]*catalog.SignedEntry, n)
-		for i, it := range run {
-			es[i] = it.e
-		}
-		outs, errs := s.store.MergeAll(es, s.now())
-		for i, it := range run {
-			s.merged(it.e, outs[i], errs[i], fromGossip)
-			if errs[i] == nil && outs[i] == catalog.Added && it.from == it.e.Entry.PeerID {
-				s.relayFirstHop(it.e)
-			}
+			s.depart(v)
 		}
 	}
 }

@@ -101,10 +101,9 @@ type Service struct {
 	announceNow chan struct{}
 	flushNow    chan struct{} // a local change is held: seal it when due
 	peerJoined  chan struct{}
-	gaps        *joinGaps       // topic peers, and syncs served before their subscription
-	connectNow  chan struct{}   // a connection closed: check connectivity
-	relayQ      chan relay      // entries to relay onto gossip
-	gossipQ     chan gossipItem // validated gossip messages, readLoop to mergeLoop
+	gaps        *joinGaps     // topic peers, and syncs served before their subscription
+	connectNow  chan struct{} // a connection closed: check connectivity
+	relayQ      chan relay    // entries to relay onto gossip
 	dhtNow      chan struct{}
 	settled     chan struct{} // closed SettleDelay after start (connect.go, settle)
 
@@ -183,7 +182,7 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		h: h, ps: ps, params: p, network: network, protos: SyncProtocols(network), cmTag: "mosaik-catalog/" + network.Short(),
 		log:   cfg.log.With("component", "discovery", "network", network.Short()),
 		store: store, rtt: catalog.NewRTTTable(), local: local,
-		relayQ: make(chan relay, 256), gossipQ: make(chan gossipItem, 1024), announceNow: make(chan struct{}, 1), flushNow: make(chan struct{}, 1), peerJoined: make(chan struct{}, 1), connectNow: make(chan struct{}, 1), dhtNow: make(chan struct{}, 1),
+		relayQ: make(chan relay, 256), announceNow: make(chan struct{}, 1), flushNow: make(chan struct{}, 1), peerJoined: make(chan struct{}, 1), connectNow: make(chan struct{}, 1), dhtNow: make(chan struct{}, 1),
 		lastSync: map[peer.ID]time.Time{}, limiters: limiters, dht: cfg.dht,
 		serving:  newSlots(p.MaxConcurrentSyncs, p.SyncBurst),
 		starting: make(chan struct{}, 8),
@@ -244,7 +243,6 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 	if s.topic != nil {
 		s.spawn(s.linkLoop)
 		s.spawn(s.readLoop)
-		s.spawn(s.mergeLoop)
 		s.spawn(s.peerEventLoop)
 		s.spawn(s.relayLoop)
 	}
