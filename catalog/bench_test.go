@@ -111,9 +111,10 @@ func populatedStore(b *testing.B, n int) (*Store, []*SignedEntry) {
 // 9.5 KB at 10 000; the copy-and-sort store it replaced took 170-570 µs
 // and 73 KB at 1 000, 2.3-6.7 ms and 748 KB at 10 000.
 //
-// batch=8 merges the updates eight at a time (Store.MergeAll), as the
-// gossip service does with the heartbeats of one batching window; the
-// time and memory are per update.
+// batch=8 merges the updates eight at a time (Store.MergeAll): what
+// merging gossip heartbeats in 25 ms windows would cost per update at 333
+// updates/s (tried and not kept, BENCHMARKS.md session 12); the time and
+// memory are per update.
 func BenchmarkStoreMerge(b *testing.B) {
 	for _, c := range []struct{ n, batch int }{{10, 1}, {1000, 1}, {10_000, 1}, {10_000, 8}} {
 		name := fmt.Sprintf("peers=%d", c.n)
