@@ -110,12 +110,23 @@ func populatedStore(b *testing.B, n int) (*Store, []*SignedEntry) {
 // machine (-benchtime 30000x): 16 µs and 6.6 KB at 1 000 peers, 24 µs and
 // 9.5 KB at 10 000; the copy-and-sort store it replaced took 170-570 µs
 // and 73 KB at 1 000, 2.3-6.7 ms and 748 KB at 10 000.
+//
+// batch=8 merges the updates eight at a time (Store.MergeAll): what
+// merging gossip heartbeats in 25 ms windows would cost per update at 333
+// updates/s (tried and not kept, BENCHMARKS.md session 12); the time and
+// memory are per update.
 func BenchmarkStoreMerge(b *testing.B) {
-	for _, n := range []int{10, 1000, 10_000} {
-		b.Run(fmt.Sprintf("peers=%d", n), func(b *testing.B) {
+	for _, c := range []struct{ n, batch int }{{10, 1}, {1000, 1}, {10_000, 1}, {10_000, 8}} {
+		name := fmt.Sprintf("peers=%d", c.n)
+		if c.batch > 1 {
+			name += fmt.Sprintf("/batch=%d", c.batch)
+		}
+		b.Run(name, func(b *testing.B) {
+			n := c.n
 			s, entries := populatedStore(b, n)
 			b.ReportAllocs()
 			i := 0
+			batch := make([]*SignedEntry, 0, c.batch)
 			for b.Loop() {
 				i++
 				// Each update is 1 ms newer than the previous one, and the
@@ -127,10 +138,17 @@ func BenchmarkStoreMerge(b *testing.B) {
 				// sealing each update would measure ed25519, not the store.
 				e := &SignedEntry{Entry: old.Entry, raw: old.raw}
 				e.Entry.Version.UpdateMS = now.UnixMilli()
-				if _, err := s.Merge(e, now); err != nil {
-					b.Fatal(err)
-				}
 				entries[i%n] = e
+				if batch = append(batch, e); len(batch) < c.batch {
+					continue
+				}
+				_, errs := s.MergeAll(batch, now)
+				for _, err := range errs {
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				batch = batch[:0]
 			}
 		})
 	}
@@ -221,6 +239,28 @@ func BenchmarkStoreOpen(b *testing.B) {
 			}
 		}
 	})
+	// A heartbeat of the held entry (new version, same content): opened
+	// from the held entry (openSame), against a full decode.
+	later := now.Add(30 * time.Second)
+	hb := e.Entry.Clone()
+	hb.Version = hb.Version.Next(later)
+	beat, err := Seal(hb, p.key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		open func([]byte, time.Time, bool) (*SignedEntry, error)
+	}{{"heartbeat", s.open}, {"heartbeat-full-decode", s.openFull}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.open(beat.Bytes(), later, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
 
 // BenchmarkStoreHeap reports the live heap a catalog of 10 000 typical

@@ -45,50 +45,99 @@ type bumpParts struct {
 }
 
 // splitCanonical splits raw into its bumpParts. It reports false unless
-// raw is in canonical form: exactly the envelope fields public key,
-// payload type, payload and a BumpSignatureLen-byte signature, in that
-// order, each once, with minimal tags and lengths; the payload holds
-// exactly one version field, encoded as the canonical encoding of v.
+// raw is in canonical form (see splitParts) and its version field is the
+// canonical encoding of v.
 func splitCanonical(raw []byte, v Version) (bumpParts, bool) {
+	p, _, field, ok := splitParts(raw)
+	if !ok || !bytes.Equal(field, appendVersionField(nil, v)) {
+		return bumpParts{}, false
+	}
+	return p, true
+}
+
+// splitParts splits raw into its bumpParts, the envelope's payload and the
+// payload's version field (tag included), all aliasing raw. It reports
+// false unless raw is in canonical form: exactly the envelope fields
+// public key, payload type, payload and a BumpSignatureLen-byte
+// signature, in that order, each once, with minimal tags and lengths; the
+// payload holds exactly one version field. Whether that field is the
+// canonical encoding of a version is the caller's to check.
+func splitParts(raw []byte) (p bumpParts, payload, field []byte, ok bool) {
 	var vals [4][]byte
 	b := raw
 	for i, num := range []protowire.Number{envPublicKey, envPayloadType, envPayload, envSignature} {
 		n, typ, l := protowire.ConsumeTag(b)
 		if l != 1 || n != num || typ != protowire.BytesType { // the four tags fit one byte
-			return bumpParts{}, false
+			return bumpParts{}, nil, nil, false
 		}
 		val, m := protowire.ConsumeBytes(b[l:])
 		if m < 0 || m != protowire.SizeBytes(len(val)) {
-			return bumpParts{}, false
+			return bumpParts{}, nil, nil, false
 		}
 		vals[i], b = val, b[l+m:]
 	}
 	if len(b) != 0 || len(vals[3]) != BumpSignatureLen {
-		return bumpParts{}, false
+		return bumpParts{}, nil, nil, false
 	}
-	payload := vals[2]
+	payload = vals[2]
 	start, end := -1, -1
 	for off := 0; off < len(payload); {
 		num, typ, l := protowire.ConsumeTag(payload[off:])
 		if l < 0 {
-			return bumpParts{}, false
+			return bumpParts{}, nil, nil, false
 		}
 		m := protowire.ConsumeFieldValue(num, typ, payload[off+l:])
 		if m < 0 {
-			return bumpParts{}, false
+			return bumpParts{}, nil, nil, false
 		}
 		if num == entryVersion {
 			if start >= 0 {
-				return bumpParts{}, false
+				return bumpParts{}, nil, nil, false
 			}
 			start, end = off, off+l+m
 		}
 		off += l + m
 	}
-	if start < 0 || !bytes.Equal(payload[start:end], appendVersionField(nil, v)) {
-		return bumpParts{}, false
+	if start < 0 {
+		return bumpParts{}, nil, nil, false
 	}
-	return bumpParts{key: vals[0], payloadType: vals[1], pre: payload[:start], post: payload[end:], sig: vals[3]}, true
+	p = bumpParts{key: vals[0], payloadType: vals[1], pre: payload[:start], post: payload[end:], sig: vals[3]}
+	return p, payload, payload[start:end], true
+}
+
+// parseVersionField decodes a version field (tag 4 included) and reports
+// whether it is valid (start_ms > 0, update_ms ≥ start_ms) and in the
+// canonical encoding appendVersionField gives it.
+func parseVersionField(field []byte) (Version, bool) {
+	_, _, l := protowire.ConsumeTag(field)
+	if l < 0 {
+		return Version{}, false
+	}
+	inner, m := protowire.ConsumeBytes(field[l:])
+	if m < 0 {
+		return Version{}, false
+	}
+	var v Version
+	for b := inner; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || typ != protowire.VarintType || (num != 1 && num != 2) {
+			return Version{}, false
+		}
+		x, k := protowire.ConsumeVarint(b[n:])
+		if k < 0 {
+			return Version{}, false
+		}
+		if num == 1 {
+			v.StartMS = int64(x)
+		} else {
+			v.UpdateMS = int64(x)
+		}
+		b = b[n+k:]
+	}
+	if v.StartMS <= 0 || v.UpdateMS < v.StartMS || !bytes.Equal(field, appendVersionField(nil, v)) {
+		return Version{}, false
+	}
+	return v, true
 }
 
 // appendVersionField appends the canonical encoding of the entry's

@@ -61,6 +61,13 @@ func decodeEntry(data []byte, maxSize int) (*SignedEntry, *envelope, error) {
 // buffer over, see [Store.OpenOwned]) the sealed bytes are copied first:
 // callers may reuse their read buffers.
 func (s *SignedEntry) compact(keep bool) {
+	s.ownRaw(keep)
+	s.Entry.Addrs = compactAddrs(s.Entry.Addrs)
+}
+
+// ownRaw copies the sealed bytes unless keep is set, and points the
+// tickets' data into them (see compact).
+func (s *SignedEntry) ownRaw(keep bool) {
 	if !keep {
 		s.raw = bytes.Clone(s.raw)
 	}
@@ -74,7 +81,6 @@ func (s *SignedEntry) compact(keep bool) {
 			}
 		}
 	}
-	s.Entry.Addrs = compactAddrs(s.Entry.Addrs)
 }
 
 // compactAddrs copies addrs into one backing array of components.

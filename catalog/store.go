@@ -320,6 +320,14 @@ func (s *Store) OpenOwned(data []byte, now time.Time) (*SignedEntry, error) {
 }
 
 func (s *Store) open(data []byte, now time.Time, owned bool) (*SignedEntry, error) {
+	if e, applied, err := s.openSame(data, now, owned); applied {
+		return e, err
+	}
+	return s.openFull(data, now, owned)
+}
+
+// openFull is open without openSame: every entry decoded in full.
+func (s *Store) openFull(data []byte, now time.Time, owned bool) (*SignedEntry, error) {
 	e, env, err := decodeEntry(data, s.params.MaxEntrySize)
 	if err != nil {
 		return nil, err
