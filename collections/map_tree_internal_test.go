@@ -21,7 +21,7 @@ func TestMapRestore_BulkLoadMatchesInserts(t *testing.T) {
 		if !ok {
 			t.Fatal("item does not decode")
 		}
-		ins.Set(it)
+		ins.set(it)
 	}
 	var want bytes.Buffer
 	if err := k.encodeRaw(ins, &want); err != nil {
