@@ -70,7 +70,7 @@ func BenchmarkMapGetRestored(b *testing.B) {
 	if err := k.encodeRaw(s, &buf); err != nil {
 		b.Fatal(err)
 	}
-	rs, err := k.decodeRaw(buf.Bytes())
+	rs, err := k.decodeRaw(buf.Bytes(), 0)
 	if err != nil || rs.base == nil {
 		b.Fatalf("restore: %v", err)
 	}
@@ -114,7 +114,7 @@ func BenchmarkMapGetStruct(b *testing.B) {
 	if err := k.encodeRaw(s, &buf); err != nil {
 		b.Fatal(err)
 	}
-	rs, err := k.decodeRaw(buf.Bytes())
+	rs, err := k.decodeRaw(buf.Bytes(), 0)
 	if err != nil || rs.base == nil {
 		b.Fatalf("restore: %v", err)
 	}
@@ -180,7 +180,7 @@ func BenchmarkMapRestore(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		r, err := k.decodeRaw(data)
+		r, err := k.decodeRaw(data, benchEntries)
 		if err != nil || r.Len() != benchEntries {
 			b.Fatalf("restored %v entries: %v", r, err)
 		}

@@ -116,7 +116,7 @@ func FuzzMapDecodeRaw(f *testing.F) {
 func checkDecodeRaw[K comparable, V any](t *testing.T, k mapKind[K, V], b []byte) {
 	t.Helper()
 	want, werr := k.decode(detcbor.NewDecoder(bytes.NewReader(b)))
-	got, gerr := k.decodeRaw(b)
+	got, gerr := k.decodeRaw(b, 0)
 	if (werr == nil) != (gerr == nil) {
 		t.Fatalf("decode: %v, decodeRaw: %v", werr, gerr)
 	}

@@ -59,7 +59,7 @@ func checkBaseMatchesTree[K, V any](t *testing.T, k mapKind[K, V], seed uint64, 
 		if err := k.encodeRaw(tree, &b); err != nil {
 			t.Fatal(err)
 		}
-		s, err := k.decodeRaw(b.Bytes())
+		s, err := k.decodeRaw(b.Bytes(), uint64(tree.Len()))
 		if err != nil {
 			t.Fatal(err)
 		}

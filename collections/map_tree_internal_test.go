@@ -28,7 +28,7 @@ func TestMapRestore_BulkLoadMatchesInserts(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := bytes.Clone(want.Bytes())
-	loaded, err := k.decodeRaw(data)
+	loaded, err := k.decodeRaw(data, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,10 +107,12 @@ func (st *restoreStage[S]) Commit(state []byte) error {
 // entries stay in b, as the state's base (mapTree); b is never written
 // (restoreRaw). A state of 4 GiB or more, past what the base's offsets
 // address, is decoded into a tree instead.
-func (k mapKind[K, V]) decodeRaw(b []byte) (mapState[K, V], error) {
-	d := &mapDecoder[K, V]{}
+func (k mapKind[K, V]) decodeRaw(b []byte, size uint64) (mapState[K, V], error) {
+	var d *mapDecoder[K, V]
 	if uint64(len(b)) > math.MaxUint32 {
-		d.tree = k.empty()
+		d = &mapDecoder[K, V]{tree: k.empty()}
+	} else {
+		d = k.newDecoder(min(size, uint64(len(b)/3))) // an entry takes 3 bytes or more
 	}
 	for rest := b; len(rest) > 0; {
 		var err error
@@ -122,9 +124,14 @@ func (k mapKind[K, V]) decodeRaw(b []byte) (mapState[K, V], error) {
 }
 
 func (k mapKind[K, V]) itemDecoder(size uint64) itemDecoder[mapState[K, V]] {
-	// The header's size is not checked yet: it only reserves room, and
-	// not past a million entries (8 MiB).
-	return &mapDecoder[K, V]{offs: make([]uint32, 0, 2*min(size, 1<<20))}
+	return k.newDecoder(size)
+}
+
+// newDecoder returns a decoder with room for the offsets of size entries.
+// The header's size is not checked yet: it only reserves room, and not
+// past two million entries (16 MiB).
+func (mapKind[K, V]) newDecoder(size uint64) *mapDecoder[K, V] {
+	return &mapDecoder[K, V]{offs: make([]uint32, 0, 2*min(size, 1<<21))}
 }
 
 // mapDecoder is Map's itemDecoder: it checks the entries and records
