@@ -232,13 +232,13 @@ func (k mapKind[K, V]) decode(dec *cbor.Decoder) (mapState[K, V], error) {
 	}
 }
 
-// aliasItem is item for decodeRaw: the encodings, and decoded strings and
-// byte strings, point into the snapshot's bytes instead of being copied,
-// four allocations less per entry on a restore of millions. The snapshot
-// buffer is never written after it was read (groups never modifies the
-// snapshot it hands over, and restoreRaw reads any other reader into a
-// buffer of its own), and it stays alive as long as one entry restored
-// from it does.
+// aliasItem is item for decodeRaw, which checks with it that an entry
+// decodes (and, for a state past a base's reach, loads it into a tree):
+// the encodings, and decoded strings and byte strings, point into the
+// snapshot's bytes instead of being copied. The snapshot buffer is never
+// written after it was read (groups never modifies the snapshot it hands
+// over, and restoreRaw reads any other reader into a buffer of its own),
+// and it stays alive as long as one entry restored from it does.
 func aliasItem[K, V any](kraw, vraw []byte) (mapItem[K, V], bool) {
 	k, ok := aliasDecode[K](kraw)
 	if !ok {
