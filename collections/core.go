@@ -285,9 +285,10 @@ func (m *machine[S]) Restore(r io.Reader) error {
 }
 
 // rawDecoder is a kind that reads what its decode reads from the bytes
-// themselves, without a stream decoder's reflection per item.
+// themselves, without a stream decoder's reflection per item. size is
+// the number of items the header announces, unchecked: a hint.
 type rawDecoder[S any] interface {
-	decodeRaw(b []byte) (S, error)
+	decodeRaw(b []byte, size uint64) (S, error)
 }
 
 // restoreRaw is Restore for a rawDecoder, with the same checks.
@@ -327,7 +328,7 @@ func (m *machine[S]) restoreBytes(rd rawDecoder[S], data []byte) error {
 	if h.Tag != m.tag {
 		return fmt.Errorf("collections: snapshot of a %q, not a %q", h.Tag, m.tag)
 	}
-	s, err := rd.decodeRaw(rest)
+	s, err := rd.decodeRaw(rest, h.Size)
 	if err != nil {
 		return fmt.Errorf("collections: snapshot of %s: %w", m.tag, err)
 	}

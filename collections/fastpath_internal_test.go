@@ -79,7 +79,7 @@ func TestMapEncodeRaw_MatchesEncode(t *testing.T) {
 		if !ok {
 			t.Fatal("item does not decode")
 		}
-		s.Set(it)
+		s.set(it)
 	}
 	var want, got bytes.Buffer
 	if err := k.encode(s, detcbor.NewEncoder(&want)); err != nil {
@@ -104,6 +104,8 @@ func FuzzMapDecodeRaw(f *testing.F) {
 	f.Add([]byte{0x83, 0x61, 'a', 0x01, 0x02, 0x82, 0x61, 'a', 0x01})       // a 3-array
 	f.Add([]byte{0x82, 0x7f, 0x61, 'a', 0xff, 0x01})                        // indefinite key
 	f.Add([]byte{0x82, 0x61, 'a', 0x61, 'b', 0x82, 0x62, 0xc3, 0x28, 0x01}) // invalid UTF-8
+	f.Add([]byte{0x98, 0x02, 0x61, 'a', 0x01})                              // a pair's over-long head
+	f.Add([]byte{0x9f, 0x61, 'a', 0x01, 0xff})                              // an indefinite pair
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkDecodeRaw(t, mapKind[string, []byte]{}, b)
 		checkDecodeRaw(t, mapKind[string, string]{}, b)
@@ -114,7 +116,7 @@ func FuzzMapDecodeRaw(f *testing.F) {
 func checkDecodeRaw[K comparable, V any](t *testing.T, k mapKind[K, V], b []byte) {
 	t.Helper()
 	want, werr := k.decode(detcbor.NewDecoder(bytes.NewReader(b)))
-	got, gerr := k.decodeRaw(b)
+	got, gerr := k.decodeRaw(b, 0)
 	if (werr == nil) != (gerr == nil) {
 		t.Fatalf("decode: %v, decodeRaw: %v", werr, gerr)
 	}

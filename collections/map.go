@@ -9,7 +9,6 @@ import (
 	"unsafe"
 
 	"github.com/fxamacker/cbor/v2"
-	tbtree "github.com/tidwall/btree"
 
 	"github.com/mosaik-go/mosaik/internal/detcbor"
 )
@@ -34,26 +33,26 @@ type mapItem[K, V any] struct {
 
 func mapLess[K, V any](a, b mapItem[K, V]) bool { return a.kenc < b.kenc }
 
-// mapState is a tidwall/btree rather than the google/btree of the other
-// kinds: its Load appends sorted input to the rightmost leaf without a
-// search, so a late reader's restore of a snapshot (sorted by key) builds
-// the tree in one pass. Copy is O(1) copy-on-write like google/btree's
-// Clone, and the tree has no locks: a published state is never written,
-// and only the holder of the machine's working state copies and writes it
-// (Copy marks the source's nodes shared by giving it a new isoid, before
-// the source is published).
-type mapState[K, V any] = *tbtree.BTreeG[mapItem[K, V]]
+// mapState is a mapTree: a restored snapshot's bytes as an immutable
+// base, under a tidwall/btree of the changes since. The tree is a
+// tidwall/btree rather than the google/btree of the other kinds: its Load
+// appends sorted input to the rightmost leaf without a search (a restore
+// of more than 4 GiB, which has no base, builds the tree in one pass).
+// Copy is O(1) copy-on-write like google/btree's Clone, and the tree has
+// no locks: a published state is never written, and only the holder of
+// the machine's working state copies and writes it (Copy marks the
+// source's nodes shared by giving it a new isoid, before the source is
+// published).
+type mapState[K, V any] = *mapTree[K, V]
 
 // mapKind is Map's pure core.
 type mapKind[K, V any] struct{}
 
 const btreeDegree = 32
 
-func (mapKind[K, V]) empty() mapState[K, V] {
-	return tbtree.NewBTreeGOptions(mapLess[K, V], tbtree.Options{Degree: btreeDegree, NoLocks: true})
-}
+func (mapKind[K, V]) empty() mapState[K, V] { return newMapTree[K, V]() }
 
-func (mapKind[K, V]) clone(s mapState[K, V]) mapState[K, V] { return s.Copy() }
+func (mapKind[K, V]) clone(s mapState[K, V]) mapState[K, V] { return s.copy() }
 func (mapKind[K, V]) size(s mapState[K, V]) int             { return s.Len() }
 func (mapKind[K, V]) reports(op uint8) bool                 { return op == mapCAS }
 
@@ -64,14 +63,14 @@ func (k mapKind[K, V]) apply(s mapState[K, V], c *command) (mapState[K, V], outc
 		if !ok {
 			return s, invalid
 		}
-		s.Set(it)
+		s.set(it)
 	case mapRemove:
 		if _, ok := decode[K](c.A); !ok {
 			return s, invalid
 		}
-		s.Delete(mapItem[K, V]{kenc: string(c.A)})
+		s.delete(string(c.A))
 	case mapClear:
-		s.Clear()
+		s.clear()
 	case mapCAS:
 		// Every argument is checked before the comparison, so that
 		// whether a command is invalid does not depend on the state.
@@ -91,9 +90,9 @@ func (k mapKind[K, V]) apply(s mapState[K, V], c *command) (mapState[K, V], outc
 				return s, invalid
 			}
 		}
-		cur, found := s.Get(mapItem[K, V]{kenc: string(c.A)})
+		cur, found := s.getEnc(string(c.A))
 		switch {
-		case found && hasExp && cur.venc == string(c.B):
+		case found && hasExp && cur == string(c.B):
 		case !found && !hasExp:
 		default:
 			return s, noop
@@ -102,10 +101,10 @@ func (k mapKind[K, V]) apply(s mapState[K, V], c *command) (mapState[K, V], outc
 			if !found {
 				return s, noop // expected absent, stays absent
 			}
-			s.Delete(cur)
+			s.delete(string(c.A))
 			return s, applied
 		}
-		s.Set(it)
+		s.set(it)
 	case mapExtend:
 		if len(c.Many)%2 != 0 {
 			return s, invalid
@@ -119,7 +118,7 @@ func (k mapKind[K, V]) apply(s mapState[K, V], c *command) (mapState[K, V], outc
 			items = append(items, it)
 		}
 		for _, it := range items {
-			s.Set(it)
+			s.set(it)
 		}
 	case mapRemoveMany:
 		for _, raw := range c.Many {
@@ -128,7 +127,7 @@ func (k mapKind[K, V]) apply(s mapState[K, V], c *command) (mapState[K, V], outc
 			}
 		}
 		for _, raw := range c.Many {
-			s.Delete(mapItem[K, V]{kenc: string(raw)})
+			s.delete(string(raw))
 		}
 	default:
 		return s, invalid
@@ -168,8 +167,8 @@ func decodeShared[T any](enc string) (T, bool) {
 // canonical CBOR.
 func (mapKind[K, V]) encode(s mapState[K, V], enc *cbor.Encoder) error {
 	var err error
-	s.Scan(func(it mapItem[K, V]) bool {
-		err = enc.Encode([2]cbor.RawMessage{cbor.RawMessage(it.kenc), cbor.RawMessage(it.venc)})
+	s.scanEnc(func(kenc, venc string) bool {
+		err = enc.Encode([2]cbor.RawMessage{cbor.RawMessage(kenc), cbor.RawMessage(venc)})
 		return err == nil
 	})
 	return err
@@ -177,15 +176,19 @@ func (mapKind[K, V]) encode(s mapState[K, V], enc *cbor.Encoder) error {
 
 // encodeRaw writes what encode writes: per entry the head of a 2-array
 // (0x82), then the key's and the value's canonical bytes, in 32 KiB
-// writes.
+// writes. A base that nothing changed is those bytes already.
 func (mapKind[K, V]) encodeRaw(s mapState[K, V], w io.Writer) error {
+	if s.base != nil && s.ov.Len() == 0 {
+		_, err := w.Write(s.base.b)
+		return err
+	}
 	const flush = 32 << 10
 	buf := make([]byte, 0, flush+1024)
 	var err error
-	s.Scan(func(it mapItem[K, V]) bool {
+	s.scanEnc(func(kenc, venc string) bool {
 		buf = append(buf, 0x82)
-		buf = append(buf, it.kenc...)
-		buf = append(buf, it.venc...)
+		buf = append(buf, kenc...)
+		buf = append(buf, venc...)
 		if len(buf) >= flush {
 			_, err = w.Write(buf)
 			buf = buf[:0]
@@ -202,12 +205,20 @@ func (k mapKind[K, V]) decode(dec *cbor.Decoder) (mapState[K, V], error) {
 	s := k.empty()
 	var last string
 	for n := 0; ; n++ {
-		var pair [2]cbor.RawMessage
-		if err := dec.Decode(&pair); err != nil {
+		var raw cbor.RawMessage
+		if err := dec.Decode(&raw); err != nil {
 			if errors.Is(err, io.EOF) {
 				return s, nil
 			}
 			return nil, err
+		}
+		// A canonical pair: 0x82 then the two items (PROTOCOL.md §22).
+		var pair [2]cbor.RawMessage
+		if err := detcbor.Unmarshal(raw, &pair); err != nil {
+			return nil, err
+		}
+		if raw[0] != 0x82 || len(raw) != 1+len(pair[0])+len(pair[1]) {
+			return nil, fmt.Errorf("entry %d is no canonical pair", n)
 		}
 		it, ok := k.item(pair[0], pair[1])
 		if !ok {
@@ -217,17 +228,17 @@ func (k mapKind[K, V]) decode(dec *cbor.Decoder) (mapState[K, V], error) {
 			return nil, fmt.Errorf("entry %d is out of order", n)
 		}
 		last = it.kenc
-		s.Load(it) // in order, checked above: an append
+		s.load(it) // in order, checked above: an append
 	}
 }
 
-// aliasItem is item for decodeRaw: the encodings, and decoded strings and
-// byte strings, point into the snapshot's bytes instead of being copied,
-// four allocations less per entry on a restore of millions. The snapshot
-// buffer is never written after it was read (groups never modifies the
-// snapshot it hands over, and restoreRaw reads any other reader into a
-// buffer of its own), and it stays alive as long as one entry restored
-// from it does.
+// aliasItem is item for decodeRaw, which checks with it that an entry
+// decodes (and, for a state past a base's reach, loads it into a tree):
+// the encodings, and decoded strings and byte strings, point into the
+// snapshot's bytes instead of being copied. The snapshot buffer is never
+// written after it was read (groups never modifies the snapshot it hands
+// over, and restoreRaw reads any other reader into a buffer of its own),
+// and it stays alive as long as one entry restored from it does.
 func aliasItem[K, V any](kraw, vraw []byte) (mapItem[K, V], bool) {
 	k, ok := aliasDecode[K](kraw)
 	if !ok {
@@ -307,7 +318,7 @@ func lookup[K, V any](s mapState[K, V], k K) (mapItem[K, V], bool) {
 	if err != nil {
 		return mapItem[K, V]{}, false
 	}
-	return s.Get(mapItem[K, V]{kenc: string(kenc)})
+	return s.get(aliasString(kenc))
 }
 
 // Get returns the value at k.
@@ -318,7 +329,11 @@ func (m *MapReader[K, V]) Get(k K) (V, bool) {
 
 // Contains reports whether k is present.
 func (m *MapReader[K, V]) Contains(k K) bool {
-	_, ok := lookup(m.tree(), k)
+	kenc, err := detcbor.Marshal(k)
+	if err != nil {
+		return false
+	}
+	_, ok := m.tree().getEnc(aliasString(kenc))
 	return ok
 }
 

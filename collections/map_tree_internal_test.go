@@ -21,14 +21,14 @@ func TestMapRestore_BulkLoadMatchesInserts(t *testing.T) {
 		if !ok {
 			t.Fatal("item does not decode")
 		}
-		ins.Set(it)
+		ins.set(it)
 	}
 	var want bytes.Buffer
 	if err := k.encodeRaw(ins, &want); err != nil {
 		t.Fatal(err)
 	}
 	data := bytes.Clone(want.Bytes())
-	loaded, err := k.decodeRaw(data)
+	loaded, err := k.decodeRaw(data, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
