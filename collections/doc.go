@@ -62,8 +62,11 @@
 // the tree's walk in BenchmarkMapGetRestored), and a key or value that is
 // neither a string nor a byte string is decoded at each read
 // (BenchmarkMapGetStruct: about 0.1–0.2 µs and two allocations more for a
-// small struct); entries written since are held decoded. The base's
-// bytes stay until Clear, even when their entries were all replaced.
+// small struct); entries written since are held decoded. Once the
+// changes since the restore outnumber half the base's entries, the
+// replica folds the base into its tree (once, O(n), on the command that
+// crosses the line), so the snapshot's bytes do not outlive most of their
+// entries.
 //
 // # Caller's duties
 //

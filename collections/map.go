@@ -132,6 +132,7 @@ func (k mapKind[K, V]) apply(s mapState[K, V], c *command) (mapState[K, V], outc
 	default:
 		return s, invalid
 	}
+	s.compact(k)
 	return s, applied
 }
 

@@ -1,8 +1,10 @@
 package collections
 
 import (
+	"strings"
 	"unsafe"
 
+	"github.com/fxamacker/cbor/v2"
 	tbtree "github.com/tidwall/btree"
 
 	"github.com/mosaik-go/mosaik/internal/detcbor"
@@ -258,4 +260,32 @@ func (t *mapTree[K, V]) scanEnc(fn func(kenc, venc string) bool) {
 // Entries of the base are decoded on the way.
 func (t *mapTree[K, V]) Scan(fn func(it mapItem[K, V]) bool) {
 	t.merge(func(i int) bool { return fn(baseItem[K, V](t.base.key(i), t.base.val(i))) }, fn)
+}
+
+// compact folds the base into the overlay once the overlay holds more
+// entries (replacements, tombstones, new keys) than half the base: from
+// then on much of the base's bytes are dead, and every live entry is kept
+// alive by them, so a long-lived replica whose entries get rewritten
+// would otherwise hold up to twice its content. The fold copies the live
+// entries of the base out of its bytes (which the published states that
+// still share the base keep), so that the bytes can go. It costs O(n)
+// once per restore, on the command that crosses the threshold.
+func (t *mapTree[K, V]) compact(k mapKind[K, V]) {
+	if t.base == nil || t.ov.Len() <= t.base.len()/2 {
+		return
+	}
+	ov := tbtree.NewBTreeGOptions(mapLess[K, V], tbtree.Options{Degree: btreeDegree, NoLocks: true})
+	t.merge(func(i int) bool {
+		// k.item copies the encodings: nothing of the base is kept.
+		it, ok := k.item(cbor.RawMessage(t.base.key(i)), cbor.RawMessage(t.base.val(i)))
+		if !ok {
+			it = baseItem[K, V](strings.Clone(t.base.key(i)), strings.Clone(t.base.val(i))) // cannot be: the base decoded
+		}
+		ov.Load(it)
+		return true
+	}, func(it mapItem[K, V]) bool {
+		ov.Load(it)
+		return true
+	})
+	t.base, t.ov = nil, ov
 }

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"testing"
+	"unsafe"
 
 	"github.com/fxamacker/cbor/v2"
 
@@ -164,5 +165,60 @@ func same[K, V any](t *testing.T, k mapKind[K, V], step int, want, got mapState[
 		if wok != gok || !reflect.DeepEqual(w, g) {
 			t.Fatalf("step %d: Get(%v) = %v %v, want %v %v", step, key(i), g.v, gok, w.v, wok)
 		}
+	}
+}
+
+// A restored map whose entries get rewritten folds its base into the tree
+// once the overlay outgrows half of it: the content and its snapshot stay
+// those of a map built by commands, and no entry points into the
+// snapshot's bytes any more, so they can be freed.
+func TestMapBase_CompactsWhenMostlyRewritten(t *testing.T) {
+	k := mapKind[string, string]{}
+	const n = 1000
+	tree := k.empty()
+	for i := range n {
+		c := command{Op: mapInsert, A: raw(t, fmt.Sprintf("k%04d", i)), B: raw(t, fmt.Sprintf("v%d", i))}
+		k.apply(tree, &c)
+	}
+	var b bytes.Buffer
+	if err := k.encodeRaw(tree, &b); err != nil {
+		t.Fatal(err)
+	}
+	snap := b.Bytes()
+	s, err := k.decodeRaw(snap, n)
+	if err != nil || s.base == nil {
+		t.Fatalf("restore: %v (base %v)", err, s.base != nil)
+	}
+	published := k.clone(s)
+	for i := 0; i < n; i += 2 { // rewrite every other key, and remove one in ten
+		c := command{Op: mapInsert, A: raw(t, fmt.Sprintf("k%04d", i)), B: raw(t, fmt.Sprintf("w%d", i))}
+		if i%10 == 4 {
+			c = command{Op: mapRemove, A: raw(t, fmt.Sprintf("k%04d", i))}
+		}
+		k.apply(tree, &c)
+		k.apply(s, &c)
+		if s.base == nil && s.ov.Len() < n/2 {
+			t.Fatalf("folded at %d overlay entries, before half the base", s.ov.Len())
+		}
+	}
+	c := command{Op: mapInsert, A: raw(t, "k9999"), B: raw(t, "new")}
+	k.apply(tree, &c)
+	k.apply(s, &c)
+	if s.base != nil {
+		t.Fatalf("the base is kept with %d overlay entries over %d", s.ov.Len(), s.base.len())
+	}
+	same(t, k, 0, tree, s, n, func(i int) string { return fmt.Sprintf("k%04d", i) })
+	lo, hi := uintptr(unsafe.Pointer(unsafe.SliceData(snap))), uintptr(unsafe.Pointer(unsafe.SliceData(snap)))+uintptr(len(snap))
+	s.Scan(func(it mapItem[string, string]) bool {
+		for _, str := range []string{it.kenc, it.venc, it.k, it.v} {
+			if p := uintptr(unsafe.Pointer(unsafe.StringData(str))); p >= lo && p < hi {
+				t.Fatalf("entry %q still points into the snapshot's bytes", it.k)
+			}
+		}
+		return true
+	})
+	// The published copy keeps its base and its content.
+	if published.base == nil || published.Len() != n {
+		t.Fatalf("the published copy changed: base %v, %d entries", published.base != nil, published.Len())
 	}
 }
