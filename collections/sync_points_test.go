@@ -92,7 +92,7 @@ func TestSync_TTLRevivedByFetches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp := collections.SyncConfig{ChunkBytes: 256}.SnapshotParams()
+	sp := collections.SyncConfig{ChunkBytes: 128}.SnapshotParams()
 	sp.Window, sp.PerHolder = 1, 1
 	start := time.Now()
 	r2 := f.open(t, f.r2, name, false, collections.WithGroupOptions(groups.WithSnapshotParams(sp)))
@@ -108,7 +108,7 @@ func TestSync_TTLRevivedByFetches(t *testing.T) {
 	if took < 3*ttl {
 		t.Fatalf("the transfer took %v, under 3 TTLs of %v: it proves nothing", took, ttl)
 	}
-	t.Logf("transfer of one 256-byte chunk at a time took %v (%.0f TTLs)", took, float64(took)/float64(ttl))
+	t.Logf("transfer of one 128-byte chunk at a time took %v (%.0f TTLs)", took, float64(took)/float64(ttl))
 }
 
 // A reader restarted with its data dir serves its old state at once, and
