@@ -123,6 +123,11 @@ func (s *Service) readLoop() {
 		case *catalog.SignedEntry:
 			out, err := s.store.Merge(v, s.now())
 			s.merged(v, out, err, fromGossip)
+			if err == nil && out == catalog.Added {
+				// Which gossip path brought a new peer: its own
+				// publication (from == peer) or a forward or relay.
+				s.log.Debug("peer discovered on gossip", "peer", v.Entry.PeerID, "from", msg.ReceivedFrom)
+			}
 			if err == nil && out == catalog.Added && msg.ReceivedFrom == v.Entry.PeerID {
 				s.relayFirstHop(v)
 			}
