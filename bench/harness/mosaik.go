@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -297,16 +298,19 @@ func (mosaikDiscovery) converge(ctx context.Context, n int, limit time.Duration)
 		closeAll(len(nodes), func(i int) { _ = nodes[i].Close() })
 		_ = closeHosts(hosts)
 	}()
+	tr := newConvTrace()
 	start1 := func(opts ...node.Option) (*node.Node, error) {
 		h, err := newHost()
 		if err != nil {
 			return nil, err
 		}
 		hosts = append(hosts, h)
-		nd, err := node.New(net, append([]node.Option{node.WithHost(h), node.WithLogger(quiet)}, opts...)...)
+		tr.started(len(nodes), h.ID().String())
+		nd, err := node.New(net, append([]node.Option{node.WithHost(h), node.WithLogger(tr.logger(len(nodes)))}, opts...)...)
 		if err != nil {
 			return nil, err
 		}
+		tr.built(len(nodes))
 		nodes = append(nodes, nd)
 		return nd, nil
 	}
@@ -321,6 +325,8 @@ func (mosaikDiscovery) converge(ctx context.Context, n int, limit time.Duration)
 		}
 	}
 	c, err := pollDiscovery(ctx, start, n, limit, func(i int) int { return nodes[i].Catalog().Len() + 1 })
+	tr.connected(hosts)
+	tr.dump(os.Stderr, n, c)
 	if err != nil {
 		return c, fmt.Errorf("mosaik N=%d: %w", n, err)
 	}

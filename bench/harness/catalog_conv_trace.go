@@ -1,0 +1,269 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+)
+
+// convTraceEnv turns on the mosaik convergence rows' time line: when each
+// node started, and when and by which path (the discovery service's "via";
+// for gossip, whether the peer's own publication or a forward brought it)
+// each node first held each peer. At the end of each rep it prints to
+// stderr what the last percent of pairs waited on. It costs a log record
+// per Debug call of every node, so a traced run's numbers are not the
+// row's.
+const convTraceEnv = "MOSAIK_BENCH_CONV_TRACE"
+
+type convTrace struct {
+	mu     sync.Mutex
+	start  time.Time
+	ids    map[string]int // peer ID string → node index
+	starts []time.Duration
+	newDur time.Duration        // node.New's time, summed over the nodes after the first
+	cpu0   time.Duration        // process CPU time at the clock's start
+	learn  map[[2]int]convLearn // (learner, peer) → first learned
+	gfrom  map[[2]int]string    // (learner, peer) → gossip sender
+	syncs  map[string]int       // debug message counts of interest
+	conns  []int                // connections per node at the end
+}
+
+type convLearn struct {
+	at  time.Duration
+	via string
+}
+
+func newConvTrace() *convTrace {
+	if os.Getenv(convTraceEnv) == "" {
+		return nil
+	}
+	return &convTrace{ids: map[string]int{}, learn: map[[2]int]convLearn{}, gfrom: map[[2]int]string{}, syncs: map[string]int{}}
+}
+
+// started records node i (peer id) as started now; i = 0 is the clock's start.
+func (t *convTrace) started(i int, id string) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if i <= 1 {
+		t.start = time.Now() // the harness's clock starts with the second node
+		t.cpu0 = processCPU()
+	}
+	t.ids[id] = i
+	for len(t.starts) <= i {
+		t.starts = append(t.starts, 0)
+	}
+	t.starts[i] = time.Since(t.start)
+}
+
+// connected records each host's connection count.
+func (t *convTrace) connected(hs []host.Host) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.conns = t.conns[:0]
+	for _, h := range hs {
+		t.conns = append(t.conns, len(h.Network().Peers()))
+	}
+}
+
+// built records that node i's node.New returned.
+func (t *convTrace) built(i int) {
+	if t == nil || i == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.newDur += time.Since(t.start) - t.starts[i]
+}
+
+func (t *convTrace) logger(i int) *slog.Logger {
+	if t == nil {
+		return quiet
+	}
+	return slog.New(&convTraceHandler{t: t, i: i})
+}
+
+type convTraceHandler struct {
+	t *convTrace
+	i int
+}
+
+func (h *convTraceHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *convTraceHandler) Handle(_ context.Context, r slog.Record) error {
+	switch r.Message {
+	case "peer discovered", "peer discovered on gossip":
+	case "sync failed", "sync not served", "sync refused", "announce failed", "connect to catalog peer failed":
+		h.t.mu.Lock()
+		h.t.syncs[r.Message]++
+		h.t.mu.Unlock()
+		return nil
+	default:
+		return nil
+	}
+	var p, via, from string
+	r.Attrs(func(a slog.Attr) bool {
+		switch a.Key {
+		case "peer":
+			p = a.Value.String()
+		case "via":
+			via = a.Value.String()
+		case "from":
+			from = a.Value.String()
+		}
+		return true
+	})
+	h.t.mu.Lock()
+	defer h.t.mu.Unlock()
+	j, ok := h.t.ids[p]
+	if !ok {
+		j = -1 - len(h.t.ids) // not started yet in our books: resolved at dump
+		h.t.ids[p] = j
+	}
+	k := [2]int{h.i, j}
+	if r.Message == "peer discovered" {
+		if _, seen := h.t.learn[k]; !seen {
+			h.t.learn[k] = convLearn{at: r.Time.Sub(h.t.start), via: via}
+		}
+	} else if _, seen := h.t.gfrom[k]; !seen {
+		h.t.gfrom[k] = from
+	}
+	return nil
+}
+
+// WithAttrs drops gossipsub's records (its RPC trace would cost more
+// than the rest of the node's logging).
+func (h *convTraceHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	for _, a := range as {
+		if a.Key == "component" && a.Value.String() == "pubsub" {
+			return slog.DiscardHandler
+		}
+	}
+	return h
+}
+func (h *convTraceHandler) WithGroup(string) slog.Handler { return h }
+
+// dump prints the time line's summary for n nodes.
+func (t *convTrace) dump(w io.Writer, n int, c convergence) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	type ev struct {
+		l, p int
+		at   time.Duration
+		via  string
+	}
+	var evs []ev
+	for k, v := range t.learn {
+		if k[1] < 0 {
+			continue // a peer the trace never saw start
+		}
+		via := v.via
+		if via == "gossip" {
+			if f, ok := t.gfrom[k]; ok {
+				if t.ids[f] == k[1] {
+					via = "gossip/own"
+				} else {
+					via = "gossip/fwd"
+				}
+			}
+		}
+		evs = append(evs, ev{k[0], k[1], v.at, via})
+	}
+	sort.Slice(evs, func(a, b int) bool { return evs[a].at < evs[b].at })
+	last := slices.Max(t.starts)
+	fmt.Fprintf(w, "conv trace N=%d: process CPU since the clock's start %v\n", n, (processCPU() - t.cpu0).Round(time.Millisecond))
+	fmt.Fprintf(w, "conv trace N=%d: last start %v (node.New %v of it), 99%% %v, all %v, %d learn events\n", n, last.Round(time.Millisecond), t.newDur.Round(time.Millisecond), c.p99.Round(time.Millisecond), c.all.Round(time.Millisecond), len(evs))
+	// Pairs known (n self pairs included) over time.
+	var line []string
+	for step := 100 * time.Millisecond; step <= c.all+100*time.Millisecond && step <= 10*time.Second; step += 100 * time.Millisecond {
+		k := sort.Search(len(evs), func(i int) bool { return evs[i].at > step })
+		line = append(line, fmt.Sprintf("%d:%.1f%%", step.Milliseconds(), 100*float64(n+k)/float64(n*n)))
+	}
+	fmt.Fprintf(w, "  known: %s\n", strings.Join(line, " "))
+	hist := func(name string, es []ev) {
+		vias := map[string]int{}
+		var lag []time.Duration
+		for _, e := range es {
+			vias[e.via]++
+			lag = append(lag, e.at-max(t.starts[e.l], t.starts[e.p]))
+		}
+		slices.Sort(lag)
+		q := func(f float64) time.Duration {
+			if len(lag) == 0 {
+				return 0
+			}
+			return lag[int(f*float64(len(lag)-1))].Round(time.Millisecond)
+		}
+		fmt.Fprintf(w, "  %s (%d): via %v; lag after the later start p10 %v p50 %v p90 %v max %v\n", name, len(es), vias, q(0.1), q(0.5), q(0.9), q(1))
+	}
+	hist("all pairs", evs)
+	// The last percent before 99 %: ranks 98 %..99 % of the n² pairs.
+	lo, hi := int(0.98*float64(n*n))-n, int(0.99*float64(n*n))-n
+	if hi <= len(evs) && lo >= 0 {
+		hist("pairs 98-99%", evs[lo:hi])
+		learners, peers := map[int]int{}, map[int]int{}
+		for _, e := range evs[lo:hi] {
+			learners[e.l]++
+			peers[e.p]++
+		}
+		fmt.Fprintf(w, "  98-99%%: %d learners, %d peers; time %v..%v\n", len(learners), len(peers), evs[lo].at.Round(time.Millisecond), evs[hi-1].at.Round(time.Millisecond))
+	}
+	var after []ev
+	for _, e := range evs {
+		if e.at > last {
+			after = append(after, e)
+		}
+	}
+	hist("pairs after the last start", after)
+	if len(t.conns) > 0 {
+		c := slices.Clone(t.conns)
+		slices.Sort(c)
+		fmt.Fprintf(w, "  connections per node: boot %d, others p50 %d max %d\n", t.conns[0], c[len(c)/2], c[len(c)-2])
+	}
+	fmt.Fprintf(w, "  pairs known at the last start: %.1f%%; counts %v\n", 100*float64(n+len(evs)-len(after))/float64(n*n), t.syncs)
+	// Per learner: when it reached n-1 (or how many it lacks).
+	var done []time.Duration
+	for l := range n {
+		var mx time.Duration
+		cnt := 0
+		for _, e := range evs {
+			if e.l == l {
+				cnt++
+				mx = max(mx, e.at)
+			}
+		}
+		if cnt == n-1 {
+			done = append(done, mx-t.starts[l])
+		}
+	}
+	slices.Sort(done)
+	if len(done) > 0 {
+		fmt.Fprintf(w, "  learner complete after its start: %d of %d, p50 %v p90 %v max %v\n", len(done), n, done[len(done)/2].Round(time.Millisecond), done[len(done)*9/10].Round(time.Millisecond), done[len(done)-1].Round(time.Millisecond))
+	}
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
