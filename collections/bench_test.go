@@ -66,14 +66,7 @@ func BenchmarkMapGet(b *testing.B) {
 func BenchmarkMapGetRestored(b *testing.B) {
 	s, keys := benchMapState(b, benchEntries)
 	k := mapKind[string, []byte]{}
-	var buf bytes.Buffer
-	if err := k.encodeRaw(s, &buf); err != nil {
-		b.Fatal(err)
-	}
-	rs, err := k.decodeRaw(buf.Bytes(), 0)
-	if err != nil || rs.base == nil {
-		b.Fatalf("restore: %v", err)
-	}
+	rs := benchRestore(b, k, s)
 	m := newMachine[mapState[string, []byte]](k, signature("map", "bench"), "map", "bench")
 	m.publish(&published[mapState[string, []byte]]{state: rs, version: 1, size: rs.Len()})
 	r := &MapReader[string, []byte]{handle[mapState[string, []byte]]{&core[mapState[string, []byte]]{name: "bench", m: m}}}
@@ -84,6 +77,21 @@ func BenchmarkMapGetRestored(b *testing.B) {
 			b.Fatal("key missing")
 		}
 	}
+}
+
+// benchRestore is s restored from its snapshot, as a late reader holds
+// it: a base of the snapshot's bytes.
+func benchRestore[K, V any](b *testing.B, k mapKind[K, V], s mapState[K, V]) mapState[K, V] {
+	b.Helper()
+	var buf bytes.Buffer
+	if err := k.encodeRaw(s, &buf); err != nil {
+		b.Fatal(err)
+	}
+	rs, err := k.decodeRaw(buf.Bytes(), 0)
+	if err != nil || rs.base == nil {
+		b.Fatalf("restore: %v", err)
+	}
+	return rs
 }
 
 // benchValue is a value that is neither a string nor a byte string: a
@@ -110,14 +118,7 @@ func BenchmarkMapGetStruct(b *testing.B) {
 			b.Fatalf("insert %d: outcome %d", i, o)
 		}
 	}
-	var buf bytes.Buffer
-	if err := k.encodeRaw(s, &buf); err != nil {
-		b.Fatal(err)
-	}
-	rs, err := k.decodeRaw(buf.Bytes(), 0)
-	if err != nil || rs.base == nil {
-		b.Fatalf("restore: %v", err)
-	}
+	rs := benchRestore(b, k, s)
 	for _, c := range []struct {
 		name string
 		s    mapState[string, benchValue]

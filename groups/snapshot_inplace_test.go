@@ -113,32 +113,43 @@ func FuzzSnapshotReplyInto(f *testing.F) {
 	})
 }
 
-// Every chunk of a transfer from honest holders is read straight into
-// its place in the writer's memory: no chunk is copied.
-func TestFetchSnapshot_InPlace(t *testing.T) {
-	f, n, p := newFixture(100_000), newFakeNet(), testFetchParams()
+// fetchInPlace fetches a 100 000-byte snapshot in place from holders
+// "a" (made by first) and "b" (honest), checks the assembled bytes, and
+// returns the net, the writer, the result, the writer's memory and how
+// many requests were given a place.
+func fetchInPlace(t *testing.T, first func(fixture) fakeHolder) (n *fakeNet, w *stagedWriter, got, mem []byte, placed func() int32) {
+	t.Helper()
+	f, p := newFixture(100_000), testFetchParams()
+	n = newFakeNet()
 	n.inPlace = true
-	var placed atomic.Int32
+	var count atomic.Int32
 	fetch := func(ctx context.Context, h peer.ID, req snapshotChunkRequest, dst []byte) (snapshotChunk, error) {
 		if dst != nil {
-			placed.Add(1)
+			count.Add(1)
 		}
 		return n.fetch(ctx, h, req, dst)
 	}
-	w := newStagedWriter(f.desc.TotalSize, nil)
-	mem := w.buf[:cap(w.buf)]
-	if err := fetchSnapshot(context.Background(), f.desc, []peer.ID{n.add("a", f.honest()), n.add("b", f.honest())}, fetch, w, p); err != nil {
+	w = newStagedWriter(f.desc.TotalSize, nil)
+	mem = w.buf[:cap(w.buf)]
+	if err := fetchSnapshot(context.Background(), f.desc, []peer.ID{n.add("a", first(f)), n.add("b", f.honest())}, fetch, w, p); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := w.result()
+	got, _ = w.result()
 	if !bytes.Equal(got, f.data) {
 		t.Fatal("assembled bytes differ")
 	}
+	return n, w, got, mem, count.Load
+}
+
+// Every chunk of a transfer from honest holders is read straight into
+// its place in the writer's memory: no chunk is copied.
+func TestFetchSnapshot_InPlace(t *testing.T) {
+	n, w, got, mem, placed := fetchInPlace(t, func(f fixture) fakeHolder { return f.honest() })
 	if w.relocated || !sameStart(got, mem) {
 		t.Fatalf("assembled bytes are not in the writer's memory (relocated: %v)", w.relocated)
 	}
-	if placed.Load() != 25 || n.count("a")+n.count("b") != 25 {
-		t.Fatalf("%d requests in place, %d in all; want 25 and 25", placed.Load(), n.count("a")+n.count("b"))
+	if placed() != 25 || n.count("a")+n.count("b") != 25 {
+		t.Fatalf("%d requests in place, %d in all; want 25 and 25", placed(), n.count("a")+n.count("b"))
 	}
 }
 
@@ -149,30 +160,13 @@ func TestFetchSnapshot_InPlace(t *testing.T) {
 // landed: then the writer moves (TestFetchSnapshot_StalePlacedWriter), a
 // race this test can lose on a loaded machine, and says so.
 func TestFetchSnapshot_InPlaceRetries(t *testing.T) {
-	f, n, p := newFixture(100_000), newFakeNet(), testFetchParams()
-	n.inPlace = true
-	var placed atomic.Int32
-	fetch := func(ctx context.Context, h peer.ID, req snapshotChunkRequest, dst []byte) (snapshotChunk, error) {
-		if dst != nil {
-			placed.Add(1)
-		}
-		return n.fetch(ctx, h, req, dst)
-	}
-	w := newStagedWriter(f.desc.TotalSize, nil)
-	mem := w.buf[:cap(w.buf)]
-	if err := fetchSnapshot(context.Background(), f.desc, []peer.ID{n.add("a", f.vanishing(3)), n.add("b", f.honest())}, fetch, w, p); err != nil {
-		t.Fatal(err)
-	}
-	got, _ := w.result()
-	if !bytes.Equal(got, f.data) {
-		t.Fatal("assembled bytes differ")
-	}
+	n, w, got, mem, placed := fetchInPlace(t, func(f fixture) fakeHolder { return f.vanishing(3) })
 	if n.count("a")+n.count("b") <= 25 {
 		t.Fatalf("%d requests in all; want 25 and a few retries", n.count("a")+n.count("b"))
 	}
 	if w.relocated {
 		// The writer moved: no place is given after that.
-		t.Logf("the writer moved (%d requests in place): an attempt of the vanished holder was still running when its chunk's retry landed", placed.Load())
+		t.Logf("the writer moved (%d requests in place): an attempt of the vanished holder was still running when its chunk's retry landed", placed())
 		return
 	}
 	if !sameStart(got, mem) {
@@ -180,8 +174,8 @@ func TestFetchSnapshot_InPlaceRetries(t *testing.T) {
 	}
 	// 25 chunks, each given its place once; the retries of the chunks
 	// "a" failed on are not.
-	if placed.Load() != 25 {
-		t.Fatalf("%d requests in place; want 25", placed.Load())
+	if placed() != 25 {
+		t.Fatalf("%d requests in place; want 25", placed())
 	}
 }
 
