@@ -56,3 +56,36 @@ func TestNodeFlags_Admission(t *testing.T) {
 	}
 	_ = n.Close()
 }
+
+// TestNodeFlags_EvictionIssuer: --eviction-issuer adds the eviction
+// ticket check (node.WithEvictionTickets) and leaves the network open: a
+// node without any ticket starts.
+func TestNodeFlags_EvictionIssuer(t *testing.T) {
+	issuer := filepath.Join(t.TempDir(), "issuer.key")
+	var out, errOut bytes.Buffer
+	if code := Main(context.Background(), []string{"keygen", "--out", issuer}, env(&out, &errOut, nil)); code != 0 {
+		t.Fatal(errOut.String())
+	}
+	issuerID, err := keyfile.PeerID(issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := nodeFlags{network: "open", listen: listFlag{"/ip4/127.0.0.1/tcp/0"}, profile: "fast"}
+	plain, err := f.options(testutil.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.evictionIssuers = listFlag{issuerID.String(), issuerID.String()}
+	opts, err := f.options(testutil.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(opts) != len(plain)+1 {
+		t.Fatalf("--eviction-issuer gave %d options, want %d (one WithEvictionTickets)", len(opts), len(plain)+1)
+	}
+	n, err := node.New(f.network, append(opts, node.WithoutDHT())...)
+	if err != nil {
+		t.Fatalf("an open network with --eviction-issuer: %v", err)
+	}
+	_ = n.Close()
+}

@@ -84,6 +84,7 @@ func TestMain_BadInputExitsTwoWithOneLine(t *testing.T) {
 		{"map", "get", "--network", "x", "--require-ticket-issuer", "nope", "orders", "k"},
 		{"ticket", "issue", "--out", filepath.Join(dir, "t")},
 		{"run", "--network", "x", "--admission-issuer", "nope"},
+		{"run", "--network", "x", "--eviction-issuer", "nope"},
 		{"run", "--network", "x", "--admission-ticket", filepath.Join(dir, "missing")},
 	} {
 		var out, errOut bytes.Buffer

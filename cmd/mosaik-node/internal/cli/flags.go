@@ -45,7 +45,7 @@ func inGroup(fs *flag.FlagSet, group string, names ...string) {
 type nodeFlags struct {
 	network, tags, key, addrFile, http, logLevel, logFormat, config  string
 	listen, bootstrap, tickets                                       listFlag
-	admissionIssuers, admissionTickets                               listFlag
+	admissionIssuers, admissionTickets, evictionIssuers              listFlag
 	rendezvous, profile, gossipSigning, statusToken, statusTokenFile string
 	mdns, strictPerms                                                bool
 	allowDuplicateIdentity                                           bool         // identity.go
@@ -62,6 +62,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	registerStrictPerms(fs, &f.strictPerms)
 	fs.Var(&f.tickets, "ticket", "ticket `file` to carry in the node's entry (repeatable)")
 	fs.Var(&f.admissionIssuers, "admission-issuer", "close the network: every catalog entry must hold a libp2p-signed admission ticket from this issuer `peer-id` (repeatable: any of them); every node of the network must give the same")
+	fs.Var(&f.evictionIssuers, "eviction-issuer", "in an open network, when the catalog is full, entries holding a libp2p-signed ticket from this issuer `peer-id` are evicted last (repeatable: any of them; typically the issuers your streams and collections require)")
 	fs.Var(&f.admissionTickets, "admission-ticket", "the node's own admission ticket `file` (as for --ticket; repeatable); without a valid one a node of a closed network refuses to start")
 	fs.StringVar(&f.addrFile, "addr-file", "", "once listening, write the node's full multiaddrs to this `file`, one per line")
 	fs.StringVar(&f.http, "http", "", "serve the status page, metrics and API on this `host:port` (a bare :port binds to 127.0.0.1; name 0.0.0.0 or an interface address to expose it); a port in use is an error (exit 2)")
@@ -75,7 +76,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.gossipSigning, "gossip-signing", "none", "gossipsub signatures on catalog messages: none (entries carry their own signatures) or strict (for a network whose plugin-mode routers sign); every node of a network must use the same one")
 	fs.BoolVar(&f.allowDuplicateIdentity, "allow-duplicate-identity", false, allowDuplicateIdentityUsage)
 	fs.StringVar(&f.profile, "profile", "default", "timing profile: default (entries purged after 300 s of silence), or fast (heartbeats every second, purged after 3 s, and fast consensus timings for the collections of --replicate and map: demos, tests, small LANs); every node of a network must use the same one")
-	inGroup(fs, groupNetwork, "network", "listen", "bootstrap", "tags", "rendezvous", "mdns", "gossip-signing", "profile", "admission-issuer")
+	inGroup(fs, groupNetwork, "network", "listen", "bootstrap", "tags", "rendezvous", "mdns", "gossip-signing", "profile", "admission-issuer", "eviction-issuer")
 	inGroup(fs, groupIdentity, "key", "strict-perms", "ticket", "admission-ticket", "allow-duplicate-identity")
 	inGroup(fs, groupStatus, "http", "status-token", "status-token-file", "addr-file")
 	inGroup(fs, groupLog, "log-level", "log-format", "config")
@@ -138,15 +139,18 @@ func (f *nodeFlags) options(log *slog.Logger) ([]node.Option, error) {
 		opts = append(opts, node.WithIdentity(k))
 	}
 	if len(f.admissionIssuers) > 0 {
-		ids := make([]peer.ID, 0, len(f.admissionIssuers))
-		for _, is := range f.admissionIssuers {
-			id, err := peer.Decode(is)
-			if err != nil {
-				return nil, usagef("--admission-issuer %q: %v", is, err)
-			}
-			ids = append(ids, id)
+		ids, err := issuerIDs("--admission-issuer", f.admissionIssuers)
+		if err != nil {
+			return nil, err
 		}
 		opts = append(opts, node.WithAdmission(policy.NewSignedTicketValidator(catalog.IDFromString(f.network), ids...)))
+	}
+	if len(f.evictionIssuers) > 0 {
+		ids, err := issuerIDs("--eviction-issuer", f.evictionIssuers)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, node.WithEvictionTickets(policy.NewSignedTicketValidator(catalog.IDFromString(f.network), ids...)))
 	}
 	var tickets []catalog.Ticket
 	for _, path := range append(slices.Clone(f.tickets), f.admissionTickets...) {
@@ -170,6 +174,19 @@ func (f *nodeFlags) options(log *slog.Logger) ([]node.Option, error) {
 		}
 	}
 	return opts, nil
+}
+
+// issuerIDs decodes the peer IDs of a repeatable issuer flag.
+func issuerIDs(flagName string, vals listFlag) ([]peer.ID, error) {
+	ids := make([]peer.ID, 0, len(vals))
+	for _, is := range vals {
+		id, err := peer.Decode(is)
+		if err != nil {
+			return nil, usagef("%s %q: %v", flagName, is, err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
 }
 
 // rendezvousOption turns --rendezvous into a node option (nil for off).
