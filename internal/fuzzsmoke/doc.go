@@ -10,7 +10,7 @@
 //
 //	go test -run=^$ -fuzz=^FuzzXxx$ -fuzztime=T <package>
 //
-// would, with T from MOSAIK_FUZZTIME (default 500ms; any value
+// would, with T from MOSAIK_FUZZTIME (default 300ms; any value
 // go test accepts for -fuzztime, such as 30s or 10000x). A target that fails
 // fails its subtest with the go command's output, which names the input go
 // test saved under that package's testdata/fuzz directory.

@@ -25,11 +25,11 @@ import (
 // defaultFuzzTime is the -fuzztime of each target when MOSAIK_FUZZTIME is
 // unset: long enough to run the seed corpus (which go test runs before the
 // clock starts) and thousands of mutations, short enough that the module's
-// 45 targets (plus an instrumented build per package and a moment of
+// 47 targets (plus an instrumented build per package and a moment of
 // start-up each) stay within about two minutes on two cores, inside the
 // README test command's 20-minute budget. Set MOSAIK_FUZZTIME for a longer
 // run.
-const defaultFuzzTime = "500ms"
+const defaultFuzzTime = "300ms"
 
 // buildAllowance bounds the build of a package's instrumented test binary,
 // and what one fuzz run may spend beyond its -fuzztime (running the seed
