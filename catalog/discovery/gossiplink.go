@@ -9,12 +9,28 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
-// linkRepairMinInterval is the least time between two repairs of the
-// gossip link with one peer. A repair makes both routers respawn their
-// writer to each other, and go-libp2p-pubsub (v0.19) respawns a writer at
-// most four times per peer within ten minutes of the previous respawn;
-// past that it keeps no writer to the peer at all while connected.
-const linkRepairMinInterval = 10 * time.Minute
+// linkRepairWindow and linkRepairMax bound the repairs of the gossip link
+// with one peer: at most linkRepairMax within linkRepairWindow of the
+// first. A repair makes both routers respawn their writer to each other,
+// and go-libp2p-pubsub (v0.19) respawns a writer at most four times per
+// peer within ten minutes of the previous respawn; past that it keeps no
+// writer to the peer at all while connected. The break a repair answers
+// used one respawn, the repair one more; two repairs leave the router a
+// respawn of its own. The second repair is for a first one that did not
+// take: each router forgets the other's topics when it sees its own
+// writer die, and a busy router can see that only after the other's new
+// writer has already announced its topics, which are then forgotten
+// again.
+const (
+	linkRepairWindow = 10 * time.Minute
+	linkRepairMax    = 2
+)
+
+// linkRepairs is the repairs of one peer's link in the current window.
+type linkRepairs struct {
+	first time.Time
+	n     int
+}
 
 // linkLoop repairs gossip links that go-libp2p-pubsub has broken, every
 // AnnounceInterval (±50 %).
@@ -36,10 +52,11 @@ const linkRepairMinInterval = 10 * time.Minute
 // on their way is left alone). It then resets the pubsub streams with the
 // peer, both ways: each router respawns its writer, and a new writer
 // starts with the router's subscriptions, so both sides learn each other's
-// topics again.
+// topics again. A link that is still (or again) broken two checks after a
+// repair is repaired once more, within the bounds of linkRepairMax.
 func (s *Service) linkLoop() {
-	suspect := map[peer.ID]bool{}       // not a topic peer at the last check
-	repaired := map[peer.ID]time.Time{} // last repair, per peer
+	suspect := map[peer.ID]bool{}         // not a topic peer at the last check
+	repaired := map[peer.ID]linkRepairs{} // repairs in the window, per peer
 	t := time.NewTimer(jitter(s.params.AnnounceInterval, 0.5))
 	defer t.Stop()
 	for {
@@ -59,15 +76,20 @@ func (s *Service) linkLoop() {
 				next[p] = true
 				continue
 			}
-			if last, ok := repaired[p]; ok && now.Sub(last) < linkRepairMinInterval {
+			r := repaired[p]
+			if r.n >= linkRepairMax {
 				continue
 			}
-			repaired[p] = now
+			if r.n == 0 {
+				r.first = now
+			}
+			r.n++
+			repaired[p] = r
 			s.resetGossipStreams(p)
 		}
 		suspect = next
-		for p, at := range repaired {
-			if now.Sub(at) >= linkRepairMinInterval {
+		for p, r := range repaired {
+			if now.Sub(r.first) >= linkRepairWindow {
 				delete(repaired, p)
 			}
 		}
