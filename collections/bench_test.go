@@ -15,7 +15,7 @@ const benchEntries = 10_000
 
 // benchMapState builds a map state of n entries (string keys, 64 B
 // values) through the pure kind, as replicas build it.
-func benchMapState(b *testing.B, n int) (mapState[string, []byte], []string) {
+func benchMapState(b testing.TB, n int) (mapState[string, []byte], []string) {
 	b.Helper()
 	k := mapKind[string, []byte]{}
 	s := k.empty()
@@ -31,7 +31,7 @@ func benchMapState(b *testing.B, n int) (mapState[string, []byte], []string) {
 	return s, keys
 }
 
-func insertCommand(b *testing.B, key string, val []byte) command {
+func insertCommand(b testing.TB, key string, val []byte) command {
 	b.Helper()
 	ka, err := encode(key)
 	if err != nil {
@@ -51,6 +51,7 @@ func BenchmarkMapGet(b *testing.B) {
 	m := newMachine[mapState[string, []byte]](mapKind[string, []byte]{}, signature("map", "bench"), "map", "bench")
 	m.publish(&published[mapState[string, []byte]]{state: s, version: 1, size: s.Len()})
 	r := &MapReader[string, []byte]{handle[mapState[string, []byte]]{&core[mapState[string, []byte]]{name: "bench", m: m}}}
+	requireNoReadAllocs(b, r, keys)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
@@ -70,6 +71,7 @@ func BenchmarkMapGetRestored(b *testing.B) {
 	m := newMachine[mapState[string, []byte]](k, signature("map", "bench"), "map", "bench")
 	m.publish(&published[mapState[string, []byte]]{state: rs, version: 1, size: rs.Len()})
 	r := &MapReader[string, []byte]{handle[mapState[string, []byte]]{&core[mapState[string, []byte]]{name: "bench", m: m}}}
+	requireNoReadAllocs(b, r, keys)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
@@ -79,9 +81,27 @@ func BenchmarkMapGetRestored(b *testing.B) {
 	}
 }
 
+// requireNoReadAllocs fails unless Get and Contains of a string key
+// allocate nothing (encodeReadKey's pooled buffer). Checked here rather
+// than in a test: the race detector makes sync.Pool drop buffers at
+// random, and the benchmarks run without it (the README's command runs
+// each once).
+func requireNoReadAllocs(b *testing.B, r *MapReader[string, []byte], keys []string) {
+	b.Helper()
+	i := 0
+	if a := testing.AllocsPerRun(100, func() {
+		if _, ok := r.Get(keys[i%len(keys)]); !ok || !r.Contains(keys[i%len(keys)]) {
+			b.Fatal("key missing")
+		}
+		i++
+	}); a != 0 && !raceEnabled {
+		b.Fatalf("Get and Contains allocate %.1f times per read, want 0", a)
+	}
+}
+
 // benchRestore is s restored from its snapshot, as a late reader holds
 // it: a base of the snapshot's bytes.
-func benchRestore[K, V any](b *testing.B, k mapKind[K, V], s mapState[K, V]) mapState[K, V] {
+func benchRestore[K, V any](b testing.TB, k mapKind[K, V], s mapState[K, V]) mapState[K, V] {
 	b.Helper()
 	var buf bytes.Buffer
 	if err := k.encodeRaw(s, &buf); err != nil {

@@ -35,7 +35,9 @@
 //
 // Reads are local: they see the latest state applied on this node, from
 // an immutable snapshot (an O(1) copy-on-write clone), and never wait for
-// the network. Every mutation returns the Version (log index) it
+// the network. A lookup by a string, byte-string or integer key (Map Get
+// and Contains, Set Contains, PriorityQueue Get) allocates nothing; other
+// key types are encoded with the codec first. Every mutation returns the Version (log index) it
 // committed at, once it is applied on this node, so a writer reads its
 // own writes at once. Another replica holds them after When().Reaches(v).
 // Sync is a linearizable read barrier: after it returns, local reads hold

@@ -311,15 +311,15 @@ func NewMapReader[K, V any](h Host, name string, opts ...Option) (*MapReader[K, 
 
 func (m *MapReader[K, V]) tree() mapState[K, V] { return m.c.state().state }
 
-// lookup finds k in s; a key that does not encode is never present.
-// (Plain marshalling: a key whose bytes are no canonical K is absent
-// anyway, so reads skip encode's round-trip check.)
+// lookup finds k in s; a key that does not encode is never present
+// (encodeReadKey).
 func lookup[K, V any](s mapState[K, V], k K) (mapItem[K, V], bool) {
-	kenc, err := detcbor.Marshal(k)
-	if err != nil {
+	rk, ok := encodeReadKey(k)
+	if !ok {
 		return mapItem[K, V]{}, false
 	}
-	return s.get(aliasString(kenc))
+	defer rk.release()
+	return s.get(aliasString(rk.enc))
 }
 
 // Get returns the value at k.
@@ -330,11 +330,12 @@ func (m *MapReader[K, V]) Get(k K) (V, bool) {
 
 // Contains reports whether k is present.
 func (m *MapReader[K, V]) Contains(k K) bool {
-	kenc, err := detcbor.Marshal(k)
-	if err != nil {
+	rk, ok := encodeReadKey(k)
+	if !ok {
 		return false
 	}
-	_, ok := m.tree().getEnc(aliasString(kenc))
+	defer rk.release()
+	_, ok = m.tree().getEnc(aliasString(rk.enc))
 	return ok
 }
 

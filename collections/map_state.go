@@ -123,7 +123,9 @@ func (t *mapTree[K, V]) get(kenc string) (mapItem[K, V], bool) {
 	}
 	if t.base != nil {
 		if i, ok := t.base.search(kenc); ok {
-			return baseItem[K, V](kenc, t.base.val(i)), true
+			// The base's own key bytes: kenc may be a read's pooled
+			// buffer (encodeReadKey), which the item must not alias.
+			return baseItem[K, V](t.base.key(i), t.base.val(i)), true
 		}
 	}
 	return mapItem[K, V]{}, false

@@ -125,11 +125,12 @@ func NewBoundedPriorityQueueReader[P cmp.Ordered, K, V any](h Host, name string,
 func (q *PriorityQueueReader[P, K, V]) st() *pqState[P, K, V] { return q.c.state().state }
 
 func (q *PriorityQueueReader[P, K, V]) lookup(k K) (pqItem[P, K, V], bool) {
-	kenc, err := encode(k)
-	if err != nil {
+	rk, ok := encodeReadKey(k)
+	if !ok {
 		return pqItem[P, K, V]{}, false
 	}
-	return q.st().byKey.Get(pqItem[P, K, V]{kenc: string(kenc)})
+	defer rk.release()
+	return q.st().byKey.Get(pqItem[P, K, V]{kenc: aliasString(rk.enc)})
 }
 
 func (it pqItem[P, K, V]) entry() PQEntry[P, K, V] { return PQEntry[P, K, V]{it.p, it.k, it.v} }

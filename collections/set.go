@@ -166,11 +166,12 @@ func (r *SetReader[T]) IsEmpty() bool { return r.Len() == 0 }
 
 // Contains reports whether v is a member.
 func (r *SetReader[T]) Contains(v T) bool {
-	enc, err := encode(v)
-	if err != nil {
+	rk, ok := encodeReadKey(v)
+	if !ok {
 		return false
 	}
-	return r.members().Has(setItem[T]{enc: string(enc)})
+	defer rk.release()
+	return r.members().Has(setItem[T]{enc: aliasString(rk.enc)})
 }
 
 // IsSubset reports whether every member of this set's current state is a
