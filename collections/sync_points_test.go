@@ -67,7 +67,7 @@ func TestSync_HolderStopsAnsweringMidTransfer(t *testing.T) {
 	}
 	hangSnapshots(t, hung)
 	before := served(live)
-	converge(t, mapSubject, 40*time.Second, v, mapSubject.want(20_000), r2)
+	converge(t, mapSubject, 90*time.Second, v, mapSubject.want(40_000), r2)
 	after := served(live) - before
 	if after == 0 {
 		t.Fatal("the holder that kept answering served nothing after the other stopped: who finished the transfer?")
@@ -83,20 +83,21 @@ func TestSync_TTLRevivedByFetches(t *testing.T) {
 	f := newSyncFixture(t, mapSubject)
 	name := freshName(t)
 	// A TTL well above a loaded machine's stalls (a 100 ms one expired
-	// between two chunks at load 12), and chunks small enough that the
+	// between two chunks at load 12, a 300 ms one at load 8 with the
+	// package's other tests running), and chunks small enough that the
 	// transfer still takes many TTLs.
-	ttl := 300 * time.Millisecond
+	ttl := time.Second
 	w := f.open(t, f.w, name, true, collections.WithSync(collections.SyncConfig{SnapshotTTL: ttl}))
 	syncOnline(t, 15*time.Second, w)
-	v, err := mapSubject.fill(tctx(t, 30*time.Second), w, 0, 20_000, 1000)
+	v, err := mapSubject.fill(tctx(t, 30*time.Second), w, 0, 40_000, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp := collections.SyncConfig{ChunkBytes: 128}.SnapshotParams()
+	sp := collections.SyncConfig{ChunkBytes: 64}.SnapshotParams()
 	sp.Window, sp.PerHolder = 1, 1
 	start := time.Now()
 	r2 := f.open(t, f.r2, name, false, collections.WithGroupOptions(groups.WithSnapshotParams(sp)))
-	converge(t, mapSubject, 40*time.Second, v, mapSubject.want(20_000), r2)
+	converge(t, mapSubject, 90*time.Second, v, mapSubject.want(40_000), r2)
 	took := time.Since(start)
 	id := groupOf(r2)
 	if failed := groupMetric(t, f.metrics[f.r2], "mosaik.groups.snapshot.syncs.failed", id); failed != 0 {
@@ -108,7 +109,7 @@ func TestSync_TTLRevivedByFetches(t *testing.T) {
 	if took < 3*ttl {
 		t.Fatalf("the transfer took %v, under 3 TTLs of %v: it proves nothing", took, ttl)
 	}
-	t.Logf("transfer of one 128-byte chunk at a time took %v (%.0f TTLs)", took, float64(took)/float64(ttl))
+	t.Logf("transfer of one 64-byte chunk at a time took %v (%.0f TTLs)", took, float64(took)/float64(ttl))
 }
 
 // A reader restarted with its data dir serves its old state at once, and
