@@ -18,16 +18,9 @@ import (
 // and b never sends them again, so b is no topic peer of a's any more (a
 // publishes nothing to it). The service sees a connected peer of its
 // network outside the topic and resets the pubsub streams with it, after
-// which each side knows the other's topics again. Anti-entropy syncs are
-// off, so the catalog could not hide a broken link.
+// which each side knows the other's topics again.
 func TestGossipLink_RepairedAfterWriterDies(t *testing.T) {
-	nw := catalog.IDFromString("discovery-test/gossip-link")
-	noAE := withParams(func(p *discovery.Params) { p.AntiEntropyInterval = 0 })
-	a, b := newNode(t, nw, noAE), newNode(t, nw, noAE)
-	topic := discovery.TopicName(nw)
-	sees := func(x, y *testNode) bool { return slices.Contains(x.ps.ListPeers(topic), y.h.ID()) }
-	connect(t, a.h, b.h)
-	testutil.Eventually(t, 10*time.Second, func() bool { return sees(a, b) && sees(b, a) }, "a and b are not topic peers")
+	a, b, sees := linkedPair(t, "discovery-test/gossip-link")
 
 	killWriter(t, a, b)
 	// The loss is what the repair is for: a forgets b's subscription.
@@ -49,13 +42,7 @@ func TestGossipLink_RepairedAfterWriterDies(t *testing.T) {
 // that did not take looks the same to the service), where a single repair
 // per window left it broken for ten minutes.
 func TestGossipLink_RepairedTwiceInWindow(t *testing.T) {
-	nw := catalog.IDFromString("discovery-test/gossip-link-twice")
-	noAE := withParams(func(p *discovery.Params) { p.AntiEntropyInterval = 0 })
-	a, b := newNode(t, nw, noAE), newNode(t, nw, noAE)
-	topic := discovery.TopicName(nw)
-	sees := func(x, y *testNode) bool { return slices.Contains(x.ps.ListPeers(topic), y.h.ID()) }
-	connect(t, a.h, b.h)
-	testutil.Eventually(t, 10*time.Second, func() bool { return sees(a, b) && sees(b, a) }, "a and b are not topic peers")
+	a, b, sees := linkedPair(t, "discovery-test/gossip-link-twice")
 	for round := 1; round <= 2; round++ {
 		killWriter(t, a, b)
 		testutil.Eventually(t, 5*time.Second, func() bool { return !sees(a, b) }, "round %d: a kept b as a topic peer after its writer died", round)
@@ -71,6 +58,22 @@ func TestGossipLink_RepairedTwiceInWindow(t *testing.T) {
 	if got := a.svc.Stats().LinksRepaired; got != 2 {
 		t.Errorf("a repaired %d links, want 2", got)
 	}
+}
+
+// linkedPair is two connected nodes of the network name that are each
+// other's catalog-topic peers, with anti-entropy syncs off (so the catalog
+// could not hide a broken link), and sees(x, y): whether x's router holds
+// y as a topic peer.
+func linkedPair(t *testing.T, name string) (a, b *testNode, sees func(x, y *testNode) bool) {
+	t.Helper()
+	nw := catalog.IDFromString(name)
+	noAE := withParams(func(p *discovery.Params) { p.AntiEntropyInterval = 0 })
+	a, b = newNode(t, nw, noAE), newNode(t, nw, noAE)
+	topic := discovery.TopicName(nw)
+	sees = func(x, y *testNode) bool { return slices.Contains(x.ps.ListPeers(topic), y.h.ID()) }
+	connect(t, a.h, b.h)
+	testutil.Eventually(t, 10*time.Second, func() bool { return sees(a, b) && sees(b, a) }, "a and b are not topic peers")
+	return a, b, sees
 }
 
 // killWriter resets x's pubsub writer stream to y, as a dying connection
