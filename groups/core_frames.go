@@ -122,6 +122,14 @@ func (c *groupCore) onRaft(ps *peerState, epoch uint64, data []byte) {
 	if m.GetType() == raftpb.MessageType_MsgSnap && !c.onSnapMsg(c.byRaft[ps.id], m) {
 		return // fetched first (or dropped)
 	}
+	if m.GetType() == raftpb.MessageType_MsgTimeoutNow && c.leaving != nil {
+		// A leaving node takes no leadership handed to it (raft's
+		// transfer): when members close at once, each would hand it to
+		// another leaver and back, thousands of elections a second until
+		// their leave timeouts. Raft treats the drop as a lost message and
+		// aborts the transfer after an election timeout.
+		return
+	}
 	defer func() {
 		// Members are trusted, but a malformed message that makes raft
 		// panic ends the group on this node, not the process.

@@ -19,9 +19,12 @@ import (
 // loop stops, for at most Params.LeaveTimeout:
 //
 //   - a leader hands leadership over (raft's TransferLeader) to its most
-//     caught-up live voter; if it is the only voter, it first promotes its
-//     most caught-up live writer learner, so there is someone to hand over
-//     to;
+//     caught-up live voter that is not leaving too; if every other live
+//     voter is leaving, it removes them first; if it is the only voter, it
+//     first promotes its most caught-up live writer learner, so there is
+//     someone to hand over to. A leaving node takes no leadership handed
+//     to it (it drops raft's MsgTimeoutNow), so members closing at once do
+//     not pass leadership around among themselves;
 //   - a follower (a voter, or one the leader just demoted to learner)
 //     sends the leader a Leave frame every heartbeat; the
 //     leader removes it (replacing it with a caught-up writer learner when
@@ -160,6 +163,11 @@ func (c *groupCore) handOver() {
 		if v != c.selfID && c.isUp(v) && (best == 0 || slices.Compare(rank(v), rank(best)) > 0) {
 			best = v
 		}
+	}
+	if best != 0 && c.isLeaver(best) {
+		// Every live voter is leaving too: remove them first
+		// (serveLeavers), then hand over to a writer learner or end.
+		return
 	}
 	if best != 0 {
 		c.rn.TransferLeader(best)

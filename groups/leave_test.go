@@ -2,6 +2,7 @@ package groups
 
 import (
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -165,4 +166,44 @@ func TestLeave_BoundedWhenCutOff(t *testing.T) {
 		v, l := confOf(gs[0])
 		return !slices.Contains(v, goneID) && !slices.Contains(l, goneID)
 	}, "the cut-off member was never removed")
+}
+
+// When every member closes at once, each leaver takes no leadership
+// handed to it and a leaving leader hands none to a leaver: before, the
+// three passed leadership around among themselves, thousands of
+// elections a second until their leave timeouts.
+func TestLeave_AllAtOnceNoLeadershipPingPong(t *testing.T) {
+	n := newMemNet()
+	p := leaveParams()
+	var os []observed
+	var gs []*Group[int64, struct{}, int64]
+	for i := range 3 {
+		o := observe(t, n, string(rune('a'+i)), false)
+		g := joinCounter(t, o.s, WithParams(p))
+		if i == 0 {
+			if err := g.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		os, gs = append(os, o), append(gs, g)
+	}
+	testutil.Eventually(t, 20*time.Second, func() bool { v, _ := confOf(gs[0]); return len(v) == 3 }, "three voters")
+	if _, err := gs[0].Execute(tctx(t, 5*time.Second), 1); err != nil {
+		t.Fatal(err)
+	}
+	before := make([]int, len(os))
+	for i, o := range os {
+		before[i] = o.roles.count()
+	}
+	var wg sync.WaitGroup
+	for _, g := range gs {
+		wg.Go(func() { closeTimed(t, g) })
+	}
+	wg.Wait()
+	for i, o := range os {
+		// A leader's hand-over or one election per node is fine.
+		if got := o.roles.count() - before[i]; got > 4 {
+			t.Errorf("node %c changed role %d times while closing", 'a'+i, got)
+		}
+	}
 }
