@@ -8,6 +8,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/collections"
@@ -27,10 +28,12 @@ func groupOf(r syncReplica) string { return r.(interface{ GroupID() catalog.ID }
 func hangSnapshots(t testing.TB, n *node.Node) {
 	stop := make(chan struct{})
 	t.Cleanup(func() { close(stop) })
-	n.Host().SetStreamHandler(groups.SnapshotProtocolID(n.Network()), func(st network.Stream) {
-		<-stop
-		_ = st.Reset()
-	})
+	for _, id := range []protocol.ID{groups.SnapshotProtocolID(n.Network()), groups.SnapshotPipelineProtocolID(n.Network())} {
+		n.Host().SetStreamHandler(id, func(st network.Stream) {
+			<-stop
+			_ = st.Reset()
+		})
+	}
 }
 
 // A late reader fetches from two holders (the writer and a reader that
