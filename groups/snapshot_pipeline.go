@@ -100,11 +100,17 @@ type snapshotSession struct {
 	st     network.Stream
 	holder peer.ID
 
-	mu    sync.Mutex // writes and queue order; dead
-	dead  error      // why no more requests are taken (nil: open)
-	queue chan *sessionCall
-	done  chan struct{} // closed when the reader returned
+	mu       sync.Mutex // writes and queue order; the fields below
+	dead     error      // why no more requests are taken (nil: open)
+	sent     int        // requests written
+	finished bool       // queue closed
+	queue    chan *sessionCall
+	done     chan struct{} // closed when the reader returned
 }
+
+// errSessionFull: the session wrote as many requests as a holder answers
+// on one stream (snapshotPipelineMaxRequests); the next go on a new one.
+var errSessionFull = errors.New("groups: snapshot session full")
 
 type sessionCall struct {
 	req snapshotChunkRequest
@@ -136,10 +142,15 @@ func (s *snapshotSession) fetch(ctx context.Context, req snapshotChunkRequest, d
 	c := &sessionCall{req: req, dst: dst, res: make(chan sessionResult, 1)}
 	s.mu.Lock()
 	err := s.dead
+	if err == nil && s.sent == snapshotPipelineMaxRequests {
+		s.mu.Unlock()
+		return snapshotChunk{}, errSessionFull
+	}
 	if err == nil && len(s.queue) == cap(s.queue) {
 		err = errors.New("too many requests in flight")
 	}
 	if err == nil {
+		s.sent++
 		if dl, ok := ctx.Deadline(); ok {
 			_ = s.st.SetWriteDeadline(dl)
 		}
@@ -206,17 +217,26 @@ func (s *snapshotSession) kill(err error) {
 }
 
 // close ends the session once the transfer is over and waits for its
-// reader: the write side closes, so the holder ends the stream after
-// answering what it read.
+// reader (finish, then wait).
 func (s *snapshotSession) close() {
+	s.finish()
+	<-s.done
+}
+
+// finish takes no more requests: the write side closes, so the holder
+// ends the stream after answering what it read, and the reader returns
+// once it read those answers.
+func (s *snapshotSession) finish() {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.dead == nil {
 		s.dead = errors.New("session closed")
 		_ = s.st.CloseWrite()
 	}
-	close(s.queue)
-	s.mu.Unlock()
-	<-s.done
+	if !s.finished {
+		s.finished = true
+		close(s.queue)
+	}
 }
 
 // snapshotSessions are a transfer's sessions, one per holder, opened on
@@ -227,9 +247,10 @@ type snapshotSessions struct {
 	net      snapshotSessionNet
 	fallback snapshotFetchFunc
 
-	mu     sync.Mutex
-	closed bool
-	by     map[peer.ID]*sessionSlot
+	mu      sync.Mutex
+	closed  bool
+	by      map[peer.ID]*sessionSlot
+	retired []*snapshotSession // full, finishing their last answers
 }
 
 type sessionSlot struct {
@@ -243,10 +264,46 @@ func newSnapshotSessions(net snapshotSessionNet, fallback snapshotFetchFunc) *sn
 }
 
 func (ss *snapshotSessions) fetch(ctx context.Context, holder peer.ID, req snapshotChunkRequest, dst []byte) (snapshotChunk, error) {
+	for {
+		s, err := ss.session(ctx, holder)
+		if err != nil || s == nil {
+			if err != nil {
+				return snapshotChunk{}, err
+			}
+			return ss.fallback(ctx, holder, req, dst)
+		}
+		c, err := s.fetch(ctx, req, dst)
+		if !errors.Is(err, errSessionFull) {
+			return c, err
+		}
+		ss.retire(holder, s)
+	}
+}
+
+// retire replaces holder's full session s: s finishes its pending
+// requests, and the next request opens a new one.
+func (ss *snapshotSessions) retire(holder peer.ID, s *snapshotSession) {
+	ss.mu.Lock()
+	slot := ss.by[holder]
+	ss.mu.Unlock()
+	slot.mu.Lock()
+	if slot.s == s {
+		slot.s = nil
+		s.finish()
+		ss.mu.Lock()
+		ss.retired = append(ss.retired, s)
+		ss.mu.Unlock()
+	}
+	slot.mu.Unlock()
+}
+
+// session returns holder's session, opening it on first use; nil (and no
+// error) for a holder asked on 1.0.0.
+func (ss *snapshotSessions) session(ctx context.Context, holder peer.ID) (*snapshotSession, error) {
 	ss.mu.Lock()
 	if ss.closed {
 		ss.mu.Unlock()
-		return snapshotChunk{}, errors.New("groups: snapshot transfer over")
+		return nil, errors.New("groups: snapshot transfer over")
 	}
 	slot := ss.by[holder]
 	if slot == nil {
@@ -259,24 +316,21 @@ func (ss *snapshotSessions) fetch(ctx context.Context, holder peer.ID, req snaps
 		s, ok, err := ss.net.openSnapshotSession(ctx, holder)
 		if err != nil {
 			slot.mu.Unlock()
-			return snapshotChunk{}, err // the next request tries again
+			return nil, err // the next request tries again
 		}
 		ss.mu.Lock()
 		if ss.closed && s != nil {
 			ss.mu.Unlock()
 			slot.mu.Unlock()
 			s.close()
-			return snapshotChunk{}, errors.New("groups: snapshot transfer over")
+			return nil, errors.New("groups: snapshot transfer over")
 		}
 		slot.s, slot.legacy = s, !ok
 		ss.mu.Unlock()
 	}
-	s, legacy := slot.s, slot.legacy
+	s := slot.s
 	slot.mu.Unlock()
-	if legacy {
-		return ss.fallback(ctx, holder, req, dst)
-	}
-	return s.fetch(ctx, req, dst)
+	return s, nil
 }
 
 // close ends every session and waits for their readers.
@@ -287,7 +341,7 @@ func (ss *snapshotSessions) close() {
 		return
 	}
 	ss.closed = true
-	var open []*snapshotSession
+	open := ss.retired
 	for _, slot := range ss.by {
 		slot.mu.Lock()
 		if slot.s != nil {

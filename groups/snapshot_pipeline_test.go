@@ -255,3 +255,38 @@ func TestSnapshotPipeline_Fetch(t *testing.T) {
 		t.Fatalf("the liar served %d chunks and the 1.0.0 holder was asked %d times: both should have been tried", lied.Load(), legacy.Load())
 	}
 }
+
+// A holder answers at most snapshotPipelineMaxRequests requests on one
+// stream: a transfer of more chunks goes on on a new stream to the same
+// holder, with no failure.
+func TestSnapshotPipeline_NewStreamAfterMaxRequests(t *testing.T) {
+	f := newFixture(snapshotPipelineMaxRequests + 300)
+	fetcher, holder := pipelinePair(t, f, nil)
+	var streams atomic.Int32
+	n := &bondNet{h: fetcher.h, network: testNetwork}
+	ss := newSnapshotSessions(countingSessions{n, &streams}, nil)
+	defer ss.close()
+	p := testFetchParams()
+	p.ChunkBytes = 1
+	var buf bytes.Buffer
+	if err := fetchSnapshot(tctx(t, 60*time.Second), f.desc, []peer.ID{holder.h.ID()}, ss.fetch, &buf, p); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf.Bytes(), f.data) {
+		t.Fatal("fetched bytes differ")
+	}
+	if got := streams.Load(); got != 2 {
+		t.Fatalf("%d streams for %d chunks, want 2", got, len(f.data))
+	}
+}
+
+// countingSessions counts the sessions a snapshotSessionNet opens.
+type countingSessions struct {
+	snapshotSessionNet
+	n *atomic.Int32
+}
+
+func (c countingSessions) openSnapshotSession(ctx context.Context, holder peer.ID) (*snapshotSession, bool, error) {
+	c.n.Add(1)
+	return c.snapshotSessionNet.openSnapshotSession(ctx, holder)
+}
