@@ -99,6 +99,9 @@ func (n *bondNet) serveSnapshots(serve func(from peer.ID, req []byte) (snapshotC
 			return
 		}
 		defer n.wg.Done()
+		// A transfer's stream lives as long as the transfer: closing the
+		// net ends it rather than waiting for the fetcher.
+		defer context.AfterFunc(n.ctx, func() { _ = st.Reset() })()
 		servePipelined(st, serve, n.log.Debug)
 	})
 	n.h.SetStreamHandler(SnapshotProtocolID(n.network), func(st network.Stream) {

@@ -290,3 +290,36 @@ func (c countingSessions) openSnapshotSession(ctx context.Context, holder peer.I
 	c.n.Add(1)
 	return c.snapshotSessionNet.openSnapshotSession(ctx, holder)
 }
+
+// Closing a holder's service ends a transfer's stream it serves at once,
+// instead of waiting for the fetcher (or the 10 s exchange bound).
+func TestSnapshotPipeline_CloseEndsServedStream(t *testing.T) {
+	holder, fetcher := newBondNode(t), newBondNode(t)
+	meshed(t, holder, fetcher)
+	st, err := fetcher.h.NewStream(tctx(t, 5*time.Second), holder.h.ID(), SnapshotPipelineProtocolID(testNetwork))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = st.Reset() }()
+	// An idle transfer: a request answered (a refusal: no bond), then
+	// nothing more asked.
+	f := newFixture(1 << 10)
+	if err := framer.WriteFrame(st, encodeSnapshotChunkRequest(snapshotChunkRequest{Anchor: f.desc.Anchor, MaxBytes: 10, Hash: f.desc.Hash})); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(st)
+	var ref *snapshotRefusedError
+	if _, err := readSnapshotReplyInto(r, 10, nil); !errors.As(err, &ref) {
+		t.Fatalf("first request: %v, want a refusal", err)
+	}
+	start := time.Now()
+	if err := holder.svc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > testutil.Scale(3*time.Second) {
+		t.Fatalf("Close took %v with a transfer's stream open", d)
+	}
+	if _, err := r.ReadByte(); err == nil {
+		t.Fatal("the stream goes on after the holder closed")
+	}
+}
