@@ -3,11 +3,13 @@ package collections_test
 import (
 	"crypto/rand"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/collections"
@@ -22,15 +24,27 @@ import (
 
 func groupOf(r syncReplica) string { return r.(interface{ GroupID() catalog.ID }).GroupID().Short() }
 
-// hangSnapshots makes n stop answering snapshot chunk requests: it reads
-// each request and never replies, until the test ends.
+// hangSnapshots makes n stop answering snapshot chunk requests: a new
+// stream is read and never answered, until the test ends, and the streams
+// it serves already (a pipelined transfer's, which would go on) are
+// reset.
 func hangSnapshots(t testing.TB, n *node.Node) {
 	stop := make(chan struct{})
 	t.Cleanup(func() { close(stop) })
-	n.Host().SetStreamHandler(groups.SnapshotProtocolID(n.Network()), func(st network.Stream) {
-		<-stop
-		_ = st.Reset()
-	})
+	ids := []protocol.ID{groups.SnapshotProtocolID(n.Network()), groups.SnapshotPipelineProtocolID(n.Network())}
+	for _, id := range ids {
+		n.Host().SetStreamHandler(id, func(st network.Stream) {
+			<-stop
+			_ = st.Reset()
+		})
+	}
+	for _, c := range n.Host().Network().Conns() {
+		for _, st := range c.GetStreams() {
+			if slices.Contains(ids, st.Protocol()) {
+				_ = st.Reset()
+			}
+		}
+	}
 }
 
 // A late reader fetches from two holders (the writer and a reader that
@@ -85,7 +99,8 @@ func TestSync_TTLRevivedByFetches(t *testing.T) {
 	// A TTL well above a loaded machine's stalls (a 100 ms one expired
 	// between two chunks at load 12, a 300 ms one at load 8 with the
 	// package's other tests running), and chunks small enough that the
-	// transfer still takes many TTLs.
+	// transfer still takes many TTLs (32 B: pipelined requests made 128 B
+	// chunks twice as quick as a stream per chunk did).
 	ttl := time.Second
 	w := f.open(t, f.w, name, true, collections.WithSync(collections.SyncConfig{SnapshotTTL: ttl}))
 	syncOnline(t, 15*time.Second, w)
@@ -93,7 +108,7 @@ func TestSync_TTLRevivedByFetches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp := collections.SyncConfig{ChunkBytes: 64}.SnapshotParams()
+	sp := collections.SyncConfig{ChunkBytes: 32}.SnapshotParams()
 	sp.Window, sp.PerHolder = 1, 1
 	start := time.Now()
 	r2 := f.open(t, f.r2, name, false, collections.WithGroupOptions(groups.WithSnapshotParams(sp)))
@@ -109,7 +124,7 @@ func TestSync_TTLRevivedByFetches(t *testing.T) {
 	if took < 3*ttl {
 		t.Fatalf("the transfer took %v, under 3 TTLs of %v: it proves nothing", took, ttl)
 	}
-	t.Logf("transfer of one 64-byte chunk at a time took %v (%.0f TTLs)", took, float64(took)/float64(ttl))
+	t.Logf("transfer of one 32-byte chunk at a time took %v (%.0f TTLs)", took, float64(took)/float64(ttl))
 }
 
 // A reader restarted with its data dir serves its old state at once, and

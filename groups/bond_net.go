@@ -75,6 +75,7 @@ func (n *bondNet) close() error {
 	n.once.Do(func() {
 		n.h.RemoveStreamHandler(n.proto)
 		n.h.RemoveStreamHandler(SnapshotProtocolID(n.network))
+		n.h.RemoveStreamHandler(SnapshotPipelineProtocolID(n.network))
 		n.mu.Lock()
 		n.closed = true
 		gs := slices.Collect(maps.Values(n.groups))

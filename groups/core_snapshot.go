@@ -237,14 +237,21 @@ func (c *groupCore) onSnapMsg(from peer.ID, m *raftpb.Message) bool {
 	c.log.Info("fetching a snapshot", "index", a.Index, "bytes", d.TotalSize, "holders", len(holders))
 	net, params, ctx, met := c.snap.net, c.snap.params, c.snap.ctx, c.met
 	placing, _ := net.(snapshotPlacingNet)
-	fetch := func(ctx context.Context, holder peer.ID, req snapshotChunkRequest, dst []byte) (snapshotChunk, error) {
-		var chunk snapshotChunk
-		var err error
+	// One stream per chunk (1.0.0), or one per holder for the whole
+	// transfer where the net offers it (1.1.0, pipelined).
+	one := func(ctx context.Context, holder peer.ID, req snapshotChunkRequest, dst []byte) (snapshotChunk, error) {
 		if placing != nil && dst != nil {
-			chunk, err = placing.fetchChunkInto(ctx, holder, req, dst)
-		} else {
-			chunk, err = net.fetchChunk(ctx, holder, req)
+			return placing.fetchChunkInto(ctx, holder, req, dst)
 		}
+		return net.fetchChunk(ctx, holder, req)
+	}
+	var sessions *snapshotSessions
+	if sn, ok := net.(snapshotSessionNet); ok {
+		sessions = newSnapshotSessions(sn, one)
+		one = sessions.fetch
+	}
+	fetch := func(ctx context.Context, holder peer.ID, req snapshotChunkRequest, dst []byte) (snapshotChunk, error) {
+		chunk, err := one(ctx, holder, req, dst)
 		met.add(met.bytesReceived, int64(len(chunk.Data)))
 		return chunk, err
 	}
@@ -254,6 +261,9 @@ func (c *groupCore) onSnapMsg(from peer.ID, m *raftpb.Message) bool {
 	go func() {
 		defer c.snap.wg.Done()
 		fs, err := snapshotFromWire(ctx, m.GetSnapshot(), c.machineTag(), holders, fetch, params, stage)
+		if sessions != nil {
+			sessions.close()
+		}
 		done := func() { c.onSnapFetched(from, epoch, m, fs, err) }
 		select {
 		case c.calls <- done:

@@ -127,9 +127,10 @@
 // which never travels inside a bond frame: raft's MsgSnap carries a small
 // descriptor (anchor, size, blake3 hash) and the member fetches the bytes
 // in chunks of 256 KiB over the snapshot protocol
-// (/mosaik/groups/snapshot/1.0.0/<network>, one request per stream), from
-// the members that announced the anchor in their status and from the
-// leader last. A holder that fails or stops answering (5 s per chunk) is
+// (/mosaik/groups/snapshot/1.1.0/<network>: one stream per holder for the
+// whole transfer, its requests pipelined and answered in order; a holder
+// that speaks only 1.0.0 gets a stream per chunk), from the members that
+// announced the anchor in their status and from the leader last. A holder that fails or stops answering (5 s per chunk) is
 // dropped and its chunks go to the next; the whole is checked against the
 // hash before the group's goroutine installs it (the fetch runs in a
 // goroutine of the group, ended by Close, so the group keeps

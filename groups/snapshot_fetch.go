@@ -94,7 +94,7 @@ func fetchSnapshot(ctx context.Context, d snapshotDescriptor, holders []peer.ID,
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	f := &snapshotFetcher{
-		d: d, p: p, fetch: fetch, w: w, hash: blake3.New(32, nil),
+		d: d, p: p, fetch: fetch, w: w, hash: newChunkHasher(p.Window),
 		chunks:   (d.TotalSize + uint64(p.ChunkBytes) - 1) / uint64(p.ChunkBytes),
 		results:  make(chan attemptResult),
 		done:     make(chan struct{}),
@@ -104,21 +104,59 @@ func fetchSnapshot(ctx context.Context, d snapshotDescriptor, holders []peer.ID,
 	}
 	f.placer, _ = w.(chunkPlacer)
 	defer close(f.done)
+	defer f.hash.finish() // a failed transfer: the hasher still stops
 	for _, h := range holders {
 		f.holders = append(f.holders, &holderState{id: h})
 	}
 	if err := f.run(ctx); err != nil {
 		return err
 	}
-	if snapshotHash(f.hash) != d.Hash {
+	if f.hash.finish() != d.Hash {
 		return fmt.Errorf("%w at %v", errSnapshotHash, d.Anchor)
 	}
 	return nil
 }
 
-func snapshotHash(h *blake3.Hasher) (out [32]byte) {
-	h.Sum(out[:0])
-	return out
+// chunkHasher hashes a transfer's bytes, in order, on a goroutine of its
+// own: the fetch loop hands it each chunk as the chunk's turn comes and
+// goes on requesting and receiving the next ones while it hashes (the
+// hash of a snapshot of megabytes used to hold up the requests behind
+// it). The bytes handed over must not change until finish returned.
+type chunkHasher struct {
+	in       chan []byte
+	done     chan struct{}
+	sum      [32]byte
+	finished bool
+}
+
+// newChunkHasher starts a hasher that takes up to depth chunks ahead of
+// its hashing before write blocks.
+func newChunkHasher(depth int) *chunkHasher {
+	h := &chunkHasher{in: make(chan []byte, depth), done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		b := blake3.New(32, nil)
+		for data := range h.in {
+			_, _ = b.Write(data)
+		}
+		b.Sum(h.sum[:0])
+	}()
+	return h
+}
+
+// write hands data to the hasher, after the chunks handed before.
+func (h *chunkHasher) write(data []byte) { h.in <- data }
+
+// finish waits until everything written was hashed and returns the
+// blake3-256 of it all. Only the first call stops the hasher; the
+// goroutine that writes calls it.
+func (h *chunkHasher) finish() [32]byte {
+	if !h.finished {
+		h.finished = true
+		close(h.in)
+	}
+	<-h.done
+	return h.sum
 }
 
 type snapshotFetcher struct {
@@ -126,7 +164,7 @@ type snapshotFetcher struct {
 	p     snapshotFetchParams
 	fetch snapshotFetchFunc
 	w     io.Writer
-	hash  *blake3.Hasher
+	hash  *chunkHasher
 
 	holders []*holderState
 	chunks  uint64 // number of chunks of the snapshot
@@ -299,7 +337,7 @@ func (f *snapshotFetcher) handle(r attemptResult) error {
 		}
 		delete(f.ready, f.nextWrite)
 		f.unplace(f.nextWrite, data)
-		_, _ = f.hash.Write(data)
+		f.hash.write(data)
 		if _, err := f.w.Write(data); err != nil {
 			return fmt.Errorf("groups: snapshot transfer at %v: write: %w", f.d.Anchor, err)
 		}

@@ -94,15 +94,20 @@ func (s *Service) serveSnapshotReply(from peer.ID, raw []byte) (_ snapshotChunk,
 // close (which removes the handler). serve answers with a chunk, or with
 // an encoded refusal when that is not nil.
 func (n *bondNet) serveSnapshots(serve func(from peer.ID, req []byte) (snapshotChunk, []byte)) {
-	n.h.SetStreamHandler(SnapshotProtocolID(n.network), func(st network.Stream) {
-		n.mu.Lock()
-		if n.closed {
-			n.mu.Unlock()
-			_ = st.Reset()
+	n.h.SetStreamHandler(SnapshotPipelineProtocolID(n.network), func(st network.Stream) {
+		if !n.enterHandler(st) {
 			return
 		}
-		n.wg.Add(1)
-		n.mu.Unlock()
+		defer n.wg.Done()
+		// A transfer's stream lives as long as the transfer: closing the
+		// net ends it rather than waiting for the fetcher.
+		defer context.AfterFunc(n.ctx, func() { _ = st.Reset() })()
+		servePipelined(st, serve, n.log.Debug)
+	})
+	n.h.SetStreamHandler(SnapshotProtocolID(n.network), func(st network.Stream) {
+		if !n.enterHandler(st) {
+			return
+		}
 		defer n.wg.Done()
 		_ = st.SetDeadline(time.Now().Add(snapshotServeTimeout))
 		req, err := framer.ReadFrame(bufio.NewReader(st), snapshotRequestCap)
@@ -126,6 +131,19 @@ func (n *bondNet) serveSnapshots(serve func(from peer.ID, req []byte) (snapshotC
 		}
 		_ = st.Close()
 	})
+}
+
+// enterHandler counts a stream handler in n.wg, or resets st and reports
+// false once n is closed.
+func (n *bondNet) enterHandler(st network.Stream) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		_ = st.Reset()
+		return false
+	}
+	n.wg.Add(1)
+	return true
 }
 
 // fetchChunk implements snapshotNet over a new stream to the holder.

@@ -8,6 +8,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
@@ -130,9 +131,11 @@ func resourceLimits(nw catalog.NetworkID, p discovery.Params) rcmgr.ScalingLimit
 	limits.AddProtocolPeerLimit(groups.ProtocolID(nw), streamsPeer, limits.ProtocolPeerLimitIncrease)
 	snapAll := limits.ProtocolBaseLimit
 	snapAll.StreamsInbound, snapAll.StreamsOutbound, snapAll.Streams = 256, 256, 512
-	limits.AddProtocolLimit(groups.SnapshotProtocolID(nw), snapAll, rcmgr.BaseLimitIncrease{})
 	snapPeer := limits.ProtocolPeerBaseLimit
 	snapPeer.StreamsInbound, snapPeer.StreamsOutbound, snapPeer.Streams = 64, 64, 128
-	limits.AddProtocolPeerLimit(groups.SnapshotProtocolID(nw), snapPeer, rcmgr.BaseLimitIncrease{})
+	for _, id := range []protocol.ID{groups.SnapshotProtocolID(nw), groups.SnapshotPipelineProtocolID(nw)} {
+		limits.AddProtocolLimit(id, snapAll, rcmgr.BaseLimitIncrease{})
+		limits.AddProtocolPeerLimit(id, snapPeer, rcmgr.BaseLimitIncrease{})
+	}
 	return limits
 }

@@ -23,9 +23,10 @@ func TestResourceLimits_EveryInboundProtocol(t *testing.T) {
 
 	type want struct{ allIn, peerIn int }
 	cases := map[protocol.ID]want{
-		groups.ProtocolID(nw):         {allIn: 1024, peerIn: 256},
-		groups.SnapshotProtocolID(nw): {allIn: 256, peerIn: 64},
-		streams.ProtocolID:            {allIn: 1024, peerIn: 256},
+		groups.ProtocolID(nw):                 {allIn: 1024, peerIn: 256},
+		groups.SnapshotProtocolID(nw):         {allIn: 256, peerIn: 64},
+		groups.SnapshotPipelineProtocolID(nw): {allIn: 256, peerIn: 64},
+		streams.ProtocolID:                    {allIn: 1024, peerIn: 256},
 	}
 	for _, id := range discovery.SyncProtocols(nw) {
 		cases[id] = want{allIn: 2 * p.MaxConcurrentSyncs, peerIn: 2 * p.SyncBurst}

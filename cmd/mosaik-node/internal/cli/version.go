@@ -37,7 +37,8 @@ func protocolVersions() [][2]string {
 		{"dht", kad},
 		{"streams", string(streams.ProtocolID)},
 		{"groups", string(groups.ProtocolPrefix) + networkSuffix},
-		{"groups snapshot", string(groups.SnapshotProtocolPrefix) + networkSuffix},
+		{"groups snapshot (pipelined)", string(groups.SnapshotPipelineProtocolPrefix) + networkSuffix},
+		{"groups snapshot (one chunk a stream, still served)", string(groups.SnapshotProtocolPrefix) + networkSuffix},
 	}
 }
 
