@@ -349,6 +349,7 @@ func (t *convTrace) profileWindow(n int) {
 	}
 	if pprof.StartCPUProfile(f) != nil {
 		_ = f.Close()
+		_ = os.Remove(f.Name())
 		return
 	}
 	time.AfterFunc(time.Second, func() { pprof.StopCPUProfile(); _ = f.Close() })
