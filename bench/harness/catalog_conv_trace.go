@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strings"
@@ -23,7 +24,19 @@ import (
 // stderr what the last percent of pairs waited on. It costs a log record
 // per Debug call of every node, so a traced run's numbers are not the
 // row's.
+//
+// MOSAIK_BENCH_CONV_TRACE=2 adds, for every node, when after its start it
+// was connected to and had identified the bootstrap peer, started its
+// join sync and had the sync's stream open, when the bootstrap peer
+// learned it (its hello), when its join sync's first entry arrived and
+// when the others learned it. A traced rep also prints the process CPU
+// spent from the clock's start to 99 % of pairs.
 const convTraceEnv = "MOSAIK_BENCH_CONV_TRACE"
+
+// convProfEnv, when set to a path prefix, writes a CPU profile of the
+// first second of each mosaik convergence rep (the starts and the joins,
+// where 99 % of pairs falls on a quiet machine) to PREFIX.<N>.<ns>.prof.
+const convProfEnv = "MOSAIK_BENCH_CONV_PROF"
 
 type convTrace struct {
 	mu     sync.Mutex
@@ -36,6 +49,7 @@ type convTrace struct {
 	gfrom  map[[2]int]string    // (learner, peer) → gossip sender
 	syncs  map[string]int       // debug message counts of interest
 	conns  []int                // connections per node at the end
+	steps  map[string]time.Duration
 }
 
 type convLearn struct {
@@ -47,7 +61,7 @@ func newConvTrace() *convTrace {
 	if os.Getenv(convTraceEnv) == "" {
 		return nil
 	}
-	return &convTrace{ids: map[string]int{}, learn: map[[2]int]convLearn{}, gfrom: map[[2]int]string{}, syncs: map[string]int{}}
+	return &convTrace{ids: map[string]int{}, learn: map[[2]int]convLearn{}, gfrom: map[[2]int]string{}, steps: map[string]time.Duration{}, syncs: map[string]int{}}
 }
 
 // started records node i (peer id) as started now; i = 0 is the clock's start.
@@ -108,6 +122,23 @@ func (h *convTraceHandler) Enabled(context.Context, slog.Level) bool { return tr
 func (h *convTraceHandler) Handle(_ context.Context, r slog.Record) error {
 	switch r.Message {
 	case "peer discovered", "peer discovered on gossip":
+	case "peer identified", "peer connectedness", "sync started", "sync stream opened":
+		var p string
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "peer" {
+				p = a.Value.String()
+			}
+			return true
+		})
+		h.t.mu.Lock()
+		defer h.t.mu.Unlock()
+		if j, ok := h.t.ids[p]; ok && j == 0 {
+			k := fmt.Sprintf("%d %s", h.i, r.Message) // the first of each, with the bootstrap peer
+			if _, seen := h.t.steps[k]; !seen {
+				h.t.steps[k] = r.Time.Sub(h.t.start)
+			}
+		}
+		return nil
 	case "sync failed", "sync not served", "sync refused", "announce failed", "connect to catalog peer failed":
 		h.t.mu.Lock()
 		h.t.syncs[r.Message]++
@@ -239,6 +270,42 @@ func (t *convTrace) dump(w io.Writer, n int, c convergence) {
 		fmt.Fprintf(w, "  connections per node: boot %d, others p50 %d max %d\n", t.conns[0], c[len(c)/2], c[len(c)-2])
 	}
 	fmt.Fprintf(w, "  pairs known at the last start: %.1f%%; counts %v\n", 100*float64(n+len(evs)-len(after))/float64(n*n), t.syncs)
+	// Per node, after its start: when the bootstrap peer learned it (its
+	// hello), when its join sync's first entry arrived, and when the
+	// others learned it (median, p90, max).
+	if os.Getenv(convTraceEnv) == "2" {
+		boot := map[int]time.Duration{}
+		js := map[int]time.Duration{}
+		others := map[int][]time.Duration{}
+		for _, e := range evs {
+			if e.l == 0 {
+				if _, ok := boot[e.p]; !ok {
+					boot[e.p] = e.at
+				}
+			}
+			if e.via == "join sync" {
+				if _, ok := js[e.l]; !ok {
+					js[e.l] = e.at
+				}
+			}
+			if e.l != 0 {
+				others[e.p] = append(others[e.p], e.at)
+			}
+		}
+		ms := func(d time.Duration) string { return fmt.Sprintf("%4d", d.Milliseconds()) }
+		for i := 1; i < n; i++ {
+			o := others[i]
+			slices.Sort(o)
+			if len(o) == 0 {
+				continue
+			}
+			s := t.starts[i]
+			st := func(m string) string { return ms(t.steps[fmt.Sprintf("%d %s", i, m)] - s) }
+			fmt.Fprintf(w, "  node %3d connected+%s identified+%s sync+%s stream+%s\n", i, st("peer connectedness"), st("peer identified"), st("sync started"), st("sync stream opened"))
+			fmt.Fprintf(w, "  node %3d start %s boot+%s js+%s others p50+%s p90+%s max+%s (%d)\n", i, ms(s), ms(boot[i]-s), ms(js[i]-s),
+				ms(o[len(o)/2]-s), ms(o[len(o)*9/10]-s), ms(o[len(o)-1]-s), len(o))
+		}
+	}
 	// Per learner: when it reached n-1 (or how many it lacks).
 	var done []time.Duration
 	for l := range n {
@@ -266,4 +333,54 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// profileWindow profiles the process's CPU for the first second of a rep
+// of n nodes when convProfEnv names a file prefix (with or without the
+// trace). A profile already running (--cpuprofile) makes it a no-op.
+func (t *convTrace) profileWindow(n int) {
+	prefix := os.Getenv(convProfEnv)
+	if prefix == "" {
+		return
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%d.%d.prof", prefix, n, time.Now().UnixNano()))
+	if err != nil {
+		return
+	}
+	if pprof.StartCPUProfile(f) != nil {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+		return
+	}
+	time.AfterFunc(time.Second, func() { pprof.StopCPUProfile(); _ = f.Close() })
+}
+
+// cpuTo99 prints, when tracing, the process CPU spent from now until 99 %
+// of the n² pairs are known (known(i) as pollDiscovery reads it), polled
+// every 2 ms. The returned stop ends the poll.
+func (t *convTrace) cpuTo99(n int, start time.Time, known func(int) int) (stop func()) {
+	if t == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	cpu0 := processCPU()
+	go func() {
+		want := int(0.99 * float64(n*n))
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			sum := 0
+			for i := range n {
+				sum += min(known(i), n)
+			}
+			if sum >= want {
+				fmt.Fprintf(os.Stderr, "conv trace N=%d: CPU to 99%% %v at %v\n", n, (processCPU() - cpu0).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
 }

@@ -319,11 +319,14 @@ func (mosaikDiscovery) converge(ctx context.Context, n int, limit time.Duration)
 		return convergence{}, err
 	}
 	start := time.Now()
+	tr.profileWindow(n)
 	for range n - 1 {
 		if _, err := start1(node.WithBootstrapPeers(boot.AddrInfo())); err != nil {
 			return convergence{}, err
 		}
 	}
+	stop := tr.cpuTo99(n, start, func(i int) int { return nodes[i].Catalog().Len() + 1 })
+	defer stop()
 	c, err := pollDiscovery(ctx, start, n, limit, func(i int) int { return nodes[i].Catalog().Len() + 1 })
 	tr.connected(hosts)
 	tr.dump(os.Stderr, n, c)

@@ -129,6 +129,7 @@ func (s *Service) syncWith(ctx context.Context, p peer.ID) (err error) {
 	// Sync 2.1.0 when the peer serves it, else 2.0.0, else 1.0.0 (older
 	// nodes): with identify's protocols in the peerstore the choice is
 	// local, otherwise multistream tries them in this order.
+	s.log.Debug("sync started", "peer", p)
 	st, err := s.h.NewStream(ctx, p, s.protos...)
 	if err != nil {
 		if nw, ok := s.otherNetwork(p); ok {
@@ -137,6 +138,7 @@ func (s *Service) syncWith(ctx context.Context, p peer.ID) (err error) {
 		return fmt.Errorf("discovery: sync with %s: %w", p, err)
 	}
 	defer st.Close()
+	s.log.Debug("sync stream opened", "peer", p)
 	if dl, ok := ctx.Deadline(); ok {
 		_ = st.SetDeadline(dl)
 	} else {

@@ -27,6 +27,7 @@ func (s *Service) hostEventLoop() {
 			}
 			switch ev := ev.(type) {
 			case event.EvtPeerIdentificationCompleted:
+				s.log.Debug("peer identified", "peer", ev.Peer)
 				if !s.params.DisableSync && slices.ContainsFunc(ev.Protocols, s.isSyncProtocol) && s.shouldSync(ev.Peer) {
 					if s.topic != nil {
 						s.connectSync(ev.Peer)
@@ -35,6 +36,7 @@ func (s *Service) hostEventLoop() {
 					}
 				}
 			case event.EvtPeerConnectednessChanged:
+				s.log.Debug("peer connectedness", "peer", ev.Peer, "connectedness", ev.Connectedness.String())
 				if ev.Connectedness != network.Connected {
 					signal(s.connectNow)
 				} else if _, ok := s.store.Snapshot().Get(ev.Peer); ok && ev.Peer != s.h.ID() {
