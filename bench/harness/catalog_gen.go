@@ -17,12 +17,10 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/mosaik-go/mosaik/bench/sim"
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/discovery"
-	"github.com/mosaik-go/mosaik/catalog/pb"
 )
 
 // The catalog/scale rows simulate a network of many peers with a few
@@ -75,9 +73,10 @@ func typicalSimEntry(e *catalog.Entry) {
 }
 
 // generator is one generator host: a gossipsub router joined to the
-// catalog topic (the harness publishes on it) and a discovery service
-// without gossip that serves catalog syncs from a store holding every
-// simulated entry, like a node of the network.
+// catalog topic (so the node sees a catalog topic peer) and a discovery
+// service without gossip that serves catalog syncs from a store holding
+// every simulated entry and pushes the heartbeats of its simulated peers
+// as bumps, like a node of the network.
 type generator struct {
 	h     host.Host
 	topic *pubsub.Topic
@@ -188,10 +187,12 @@ func runGenerator(in io.Reader, out io.Writer) error {
 
 // heartbeat re-signs each simulated peer's entry with a new version every
 // Interval ± Jitter (the first beats spread uniformly over one interval,
-// so the rate is steady from the start), publishes it on the catalog
-// topic through one generator (peer i through generator i mod Hosts), and
-// merges it into every generator's store, so each serves a current
-// catalog to syncs.
+// so the rate is steady from the start) and merges it into every
+// generator's store, so each serves a current catalog to syncs. Peer i's
+// generator (i mod Hosts) takes it through its discovery service, which
+// sends it on as a node of the network does with a heartbeat it accepted:
+// as a bump, in its next bump push frame to its push peers (the node under
+// test), not on gossip (PROTOCOL.md section 10.9).
 func heartbeat(ctx context.Context, cfg genConfig, peers []simPeer, gens []*generator) {
 	start := time.Now()
 	q := make(beatQueue, len(peers))
@@ -215,10 +216,12 @@ func heartbeat(ctx context.Context, cfg genConfig, peers []simPeer, gens []*gene
 		p.e.Version = p.e.Version.Next(now)
 		se, err := catalog.Seal(p.e, p.key)
 		if err == nil {
-			data, _ := proto.Marshal(&pb.Announcement{Kind: &pb.Announcement_Entry{Entry: se.Bytes()}})
-			_ = gens[b.i%len(gens)].topic.Publish(ctx, data)
+			owner := gens[b.i%len(gens)]
+			_, _ = owner.svc.Merge(se)
 			for _, g := range gens {
-				_, _ = g.svc.Store().Merge(se, now)
+				if g != owner {
+					_, _ = g.svc.Store().Merge(se, now)
+				}
 			}
 		}
 		q[0].due = b.due.Add(jitterDur(cfg.Interval, cfg.Jitter))
