@@ -31,6 +31,13 @@ const (
 	childEnv     = "MOSAIK_BENCH_CHILD"
 	childCatalog = "catalog-generator"
 	genConfigEnv = "MOSAIK_BENCH_GENERATOR"
+	// relaysEnv, when set (to anything), makes every generator push every
+	// heartbeat to the node, not only the peer's own generator: the node
+	// then gets each bump from each of its push peers, as a node whose
+	// push peers all hold every entry does in a network (the first copy is
+	// merged, the others dropped as known). Off, the node gets each bump
+	// once, as main's gossip bench gets each heartbeat once.
+	relaysEnv = "MOSAIK_BENCH_BUMP_RELAYS"
 )
 
 // ChildMain runs the child process role named in the environment, if any,
@@ -194,6 +201,7 @@ func runGenerator(in io.Reader, out io.Writer) error {
 // as a bump, in its next bump push frame to its push peers (the node under
 // test), not on gossip (PROTOCOL.md section 10.9).
 func heartbeat(ctx context.Context, cfg genConfig, peers []simPeer, gens []*generator) {
+	relays := os.Getenv(relaysEnv) != ""
 	start := time.Now()
 	q := make(beatQueue, len(peers))
 	for i := range peers {
@@ -219,7 +227,9 @@ func heartbeat(ctx context.Context, cfg genConfig, peers []simPeer, gens []*gene
 			owner := gens[b.i%len(gens)]
 			_, _ = owner.svc.Merge(se)
 			for _, g := range gens {
-				if g != owner {
+				if relays && g != owner {
+					_, _ = g.svc.Merge(se)
+				} else if g != owner {
 					_, _ = g.svc.Store().Merge(se, now)
 				}
 			}
