@@ -71,8 +71,10 @@ type Stats struct {
 	BumpsReceived, BumpsMerged, BumpsKnown, BumpsPulled             uint64
 	BumpsRefused, BumpsDropped                                      uint64
 	// BumpErrorsBy counts refused or failed frames by cause, keyed
-	// "in/<cause>" (penalized, stranger, rate_limited, busy, read,
-	// oversize, malformed) and "out/<cause>" (protocol, timeout, stream).
+	// "in/<cause>" (penalized, rate_limited, busy, read, oversize,
+	// malformed; stranger counts frames applied from a peer we do not
+	// hold, which start a sync) and "out/<cause>" (protocol, timeout,
+	// stream).
 	BumpErrorsBy map[string]uint64
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"math"
 	"math/rand/v2"
 	"sync"
@@ -37,8 +38,9 @@ const (
 	// maxPushersFactor: the push set holds at most this many times
 	// BumpPeers peers, those we chose and those that push to us.
 	maxPushersFactor = 2
-	// pushInFlight caps the frames being received at once.
-	pushInFlight = 16
+	// maxPushStreams caps the inbound push streams open at once (one per
+	// peer: a new stream from a peer replaces its old one).
+	maxPushStreams = 64
 	// pushFramesPerInterval and pushFrameBurst: per-peer inbound frames.
 	pushFramesPerInterval = 4
 	pushFrameBurst        = 8
@@ -60,8 +62,10 @@ type pushRec struct {
 
 type pushPeer struct {
 	next    uint64 // sequence number of the next record to send
-	sending bool
-	chosen  bool // chosen by us (else kept as an inbound pusher)
+	sending bool   // a goroutine owns st and is writing a frame
+	chosen  bool   // chosen by us (else kept as an inbound pusher)
+	removed bool   // out of the push set: the sender closes st
+	st      network.Stream
 }
 
 type penalty struct {
@@ -80,14 +84,14 @@ type pusher struct {
 
 	limiters  *lru.Cache[peer.ID, *rate.Limiter]
 	penalties *lru.Cache[peer.ID, *penalty]
-	inFlight  chan struct{}
+	inbound   map[peer.ID]network.Stream // push streams being read, one per peer
 }
 
 func newPusher() *pusher {
 	limiters, _ := lru.New[peer.ID, *rate.Limiter](4096)
 	penalties, _ := lru.New[peer.ID, *penalty](4096)
 	return &pusher{peers: map[peer.ID]*pushPeer{}, pushers: map[peer.ID]time.Time{},
-		limiters: limiters, penalties: penalties, inFlight: make(chan struct{}, pushInFlight)}
+		limiters: limiters, penalties: penalties, inbound: map[peer.ID]network.Stream{}}
 }
 
 func (s *Service) pushEnabled() bool { return s.params.BumpInterval > 0 }
@@ -139,6 +143,7 @@ func (s *Service) pushesHeartbeats() (push, gossip bool) {
 func (s *Service) pushLoop() {
 	t := time.NewTicker(s.params.BumpInterval)
 	defer t.Stop()
+	defer s.closePushStreams()
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -146,6 +151,41 @@ func (s *Service) pushLoop() {
 		case <-t.C:
 			s.pushRound()
 		}
+	}
+}
+
+// closePushStreams closes the outbound push streams that no sender holds
+// (a sender closes its own once it sees the service closing).
+func (s *Service) closePushStreams() {
+	p := s.push
+	p.mu.Lock()
+	var sts []network.Stream
+	for id, pp := range p.peers {
+		pp.removed = true
+		if !pp.sending && pp.st != nil {
+			sts = append(sts, pp.st)
+			pp.st = nil
+		}
+		delete(p.peers, id)
+	}
+	p.mu.Unlock()
+	for _, st := range sts {
+		_ = st.Close()
+	}
+}
+
+// resetPushStreams resets the inbound push streams, whose readers wait on
+// their streams, not on the service's context.
+func (s *Service) resetPushStreams() {
+	p := s.push
+	p.mu.Lock()
+	sts := make([]network.Stream, 0, len(p.inbound))
+	for _, st := range p.inbound {
+		sts = append(sts, st)
+	}
+	p.mu.Unlock()
+	for _, st := range sts {
+		_ = st.Reset()
 	}
 }
 
@@ -186,9 +226,14 @@ func (s *Service) pushRound() {
 		}
 	}
 	chosen := 0
+	var stale []network.Stream
 	for id, pp := range p.peers {
 		_, pushes := p.pushers[id]
 		if !live[id] || (!pp.chosen && !pushes) {
+			pp.removed = true
+			if !pp.sending && pp.st != nil {
+				stale = append(stale, pp.st)
+			}
 			delete(p.peers, id)
 			continue
 		}
@@ -220,6 +265,7 @@ func (s *Service) pushRound() {
 	}
 	type send struct {
 		id    peer.ID
+		pp    *pushPeer
 		frame []byte
 		n     int
 	}
@@ -247,7 +293,7 @@ func (s *Service) pushRound() {
 			pp.next = i
 			if n > 0 {
 				pp.sending = true
-				sends = append(sends, send{id, frame, n})
+				sends = append(sends, send{id, pp, frame, n})
 			}
 		}
 		low = min(low, pp.next)
@@ -261,16 +307,26 @@ func (s *Service) pushRound() {
 		p.base = low
 	}
 	p.mu.Unlock()
+	for _, st := range stale {
+		_ = st.Close()
+	}
 	for _, sd := range sends {
 		if !s.spawn(func() {
-			err := s.sendBumps(sd.id, sd.frame)
+			// sending gives this goroutine sd.pp.st.
+			st, err := s.sendBumps(sd.pp.st, sd.id, sd.frame)
 			p.mu.Lock()
-			if pp := p.peers[sd.id]; pp != nil {
-				pp.sending = false
-				if errors.Is(err, errNoBumpProtocol) {
-					delete(p.peers, sd.id)
-				}
+			sd.pp.sending = false
+			if errors.Is(err, errNoBumpProtocol) && !sd.pp.removed {
+				sd.pp.removed = true
+				delete(p.peers, sd.id)
 			}
+			if sd.pp.removed || s.ctx.Err() != nil {
+				if st != nil {
+					_ = st.Close()
+				}
+				st = nil
+			}
+			sd.pp.st = st
 			p.mu.Unlock()
 			if err != nil {
 				s.stats.pushFailed("out/" + pushCause(err))
@@ -280,7 +336,9 @@ func (s *Service) pushRound() {
 			s.stats.bumpsPushed.Add(uint64(sd.n))
 			s.stats.bumpFramesOut.Add(1)
 		}) {
-			return
+			p.mu.Lock()
+			sd.pp.sending = false
+			p.mu.Unlock()
 		}
 	}
 }
@@ -297,26 +355,37 @@ func pushCause(err error) string {
 	return "stream"
 }
 
-// sendBumps writes one frame to p on a new stream.
-func (s *Service) sendBumps(p peer.ID, frame []byte) error {
-	ctx, cancel := context.WithTimeout(s.ctx, s.params.SyncTimeout)
-	defer cancel()
-	st, err := s.h.NewStream(network.WithNoDial(ctx, "bump push"), p, BumpProtocol(s.network))
-	if err != nil {
-		if ok, _ := s.h.Peerstore().SupportsProtocols(p, BumpProtocol(s.network)); len(ok) == 0 {
-			return errNoBumpProtocol
+// sendBumps writes one frame to p on st, the push stream to p, opening
+// one when st is nil. It returns the stream to write the next frame on
+// (nil after an error: the next frame opens a new one).
+func (s *Service) sendBumps(st network.Stream, p peer.ID, frame []byte) (network.Stream, error) {
+	if st == nil {
+		ctx, cancel := context.WithTimeout(s.ctx, s.params.SyncTimeout)
+		defer cancel()
+		var err error
+		st, err = s.h.NewStream(network.WithNoDial(ctx, "bump push"), p, BumpProtocol(s.network))
+		if err != nil {
+			if ok, _ := s.h.Peerstore().SupportsProtocols(p, BumpProtocol(s.network)); len(ok) == 0 {
+				return nil, errNoBumpProtocol
+			}
+			return nil, err
 		}
-		return err
 	}
-	_ = st.SetDeadline(time.Now().Add(s.params.SyncTimeout))
+	_ = st.SetWriteDeadline(time.Now().Add(s.params.SyncTimeout))
 	if err := framer.WriteFrame(st, frame); err != nil {
 		_ = st.Reset()
-		return err
+		return nil, err
 	}
-	return st.Close()
+	return st, nil
 }
 
-// handleBumps receives one bump frame.
+// pushIdle is how long a receiver waits for the next frame on a push
+// stream before closing it (the sender opens a new one when it has
+// something to send again).
+func (s *Service) pushIdle() time.Duration { return s.params.SyncTimeout + 4*s.params.BumpInterval }
+
+// handleBumps reads the frames of one push stream until the peer closes
+// it, goes idle for pushIdle, or misbehaves.
 func (s *Service) handleBumps(st network.Stream) {
 	if !s.enter() {
 		_ = st.Reset()
@@ -324,48 +393,92 @@ func (s *Service) handleBumps(st network.Stream) {
 	}
 	defer s.wg.Done()
 	from := st.Conn().RemotePeer()
-	if cause := s.admitPush(from); cause != "" {
-		s.stats.pushFailed("in/" + cause)
-		_ = st.ResetWithError(network.StreamRateLimited)
-		return
-	}
-	defer func() { <-s.push.inFlight }()
-	_ = st.SetDeadline(time.Now().Add(s.params.SyncTimeout))
-	frame, err := framer.ReadFrame(bufio.NewReaderSize(st, 4096), MaxBumpFrame)
-	if err != nil {
-		cause := "read"
-		if errors.Is(err, framer.ErrTooLarge) {
-			cause = "oversize"
-			s.penalize(from, pushMalformedPenalty)
-		}
-		s.stats.pushFailed("in/" + cause)
+	if s.penalized(from, time.Now()) {
+		s.stats.pushFailed("in/penalized")
 		_ = st.ResetWithError(CodeProtocolViolation)
 		return
 	}
-	_ = st.Close()
-	bumps, err := decodeBumpFrame(frame)
-	if err != nil {
-		s.stats.pushFailed("in/malformed")
-		s.penalize(from, pushMalformedPenalty)
-		s.log.Debug("bump frame refused", "peer", from, "err", err)
-		return
-	}
-	s.stats.bumpFramesIn.Add(1)
 	p := s.push
 	p.mu.Lock()
-	p.pushers[from] = time.Now()
+	old := p.inbound[from]
+	if old == nil && len(p.inbound) >= maxPushStreams {
+		p.mu.Unlock()
+		s.stats.pushFailed("in/busy")
+		_ = st.ResetWithError(network.StreamResourceLimitExceeded)
+		return
+	}
+	p.inbound[from] = st // a peer's new stream replaces its old one
 	p.mu.Unlock()
-	s.applyPushed(from, bumps)
+	if old != nil {
+		_ = old.Reset()
+	}
+	if s.ctx.Err() != nil { // closing: resetPushStreams may have run before we registered
+		_ = st.Reset()
+		return
+	}
+	defer func() {
+		p.mu.Lock()
+		if p.inbound[from] == st {
+			delete(p.inbound, from)
+		}
+		p.mu.Unlock()
+	}()
+	r := bufio.NewReaderSize(st, 4096)
+	for {
+		_ = st.SetReadDeadline(time.Now().Add(s.pushIdle()))
+		frame, err := framer.ReadFrame(r, MaxBumpFrame)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				_ = st.Close()
+				return
+			}
+			cause := "read"
+			if errors.Is(err, framer.ErrTooLarge) {
+				cause = "oversize"
+				s.penalize(from, pushMalformedPenalty)
+			}
+			s.stats.pushFailed("in/" + cause)
+			_ = st.ResetWithError(CodeProtocolViolation)
+			return
+		}
+		if cause := s.admitFrame(from); cause != "" {
+			s.stats.pushFailed("in/" + cause)
+			if cause == "penalized" {
+				_ = st.ResetWithError(CodeProtocolViolation)
+				return
+			}
+			continue // dropped; the stream stays
+		}
+		bumps, err := decodeBumpFrame(frame)
+		if err != nil {
+			s.stats.pushFailed("in/malformed")
+			s.penalize(from, pushMalformedPenalty)
+			s.log.Debug("bump frame refused", "peer", from, "err", err)
+			_ = st.ResetWithError(CodeProtocolViolation)
+			return
+		}
+		s.stats.bumpFramesIn.Add(1)
+		p.mu.Lock()
+		p.pushers[from] = time.Now()
+		p.mu.Unlock()
+		if _, member := s.store.Snapshot().Get(from); !member {
+			// A peer we do not hold (new, or purged while its heartbeats
+			// went astray) pushes to us: its frame is still worth reading
+			// (every bump is verified against entries we hold), and a
+			// sync brings its entry; its own heartbeats now come only
+			// by push.
+			s.stats.pushFailed("in/stranger")
+			s.startSync(from)
+		}
+		s.applyPushed(from, bumps)
+	}
 }
 
-// admitPush returns why a frame from p is refused, or "".
-func (s *Service) admitPush(p peer.ID) string {
+// admitFrame returns why a frame from p is dropped, or "".
+func (s *Service) admitFrame(p peer.ID) string {
 	now := time.Now()
 	if s.penalized(p, now) {
 		return "penalized"
-	}
-	if _, member := s.store.Snapshot().Get(p); !member {
-		return "stranger"
 	}
 	ps := s.push
 	ps.mu.Lock()
@@ -379,12 +492,7 @@ func (s *Service) admitPush(p peer.ID) string {
 	if !allowed {
 		return "rate_limited"
 	}
-	select {
-	case ps.inFlight <- struct{}{}:
-		return ""
-	default:
-		return "busy"
-	}
+	return ""
 }
 
 // penalize adds n to p's decayed count of bad bumps.

@@ -520,6 +520,7 @@ func (s *Service) doStop() {
 	}
 	// Syncs being served block on their streams, not on the context.
 	s.serving.resetAll()
+	s.resetPushStreams()
 	s.wg.Wait()
 }
 
