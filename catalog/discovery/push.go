@@ -533,6 +533,13 @@ func (s *Service) BumpPenalty(p peer.ID) float64 {
 	return pen.score * math.Exp(-time.Since(pen.at).Seconds()/pushPenaltyDecay.Seconds())
 }
 
+// BumpPenaltyScore is the gossipsub application score of a peer with
+// bump penalty pen ([Service.BumpPenalty]): InvalidMessageWeight × pen²,
+// as a rejected gossip message counts (P4), so a peer whose frames are
+// refused (penalty over 16) is also below GraylistScoreThreshold. Package
+// node sets it as its router's AppSpecificScore (weight 1).
+func BumpPenaltyScore(pen float64) float64 { return InvalidMessageWeight * pen * pen }
+
 // applyPushed applies the bumps of a frame from a push peer. A bump for a
 // version we hold (or an older one) is dropped after a lookup. One for a
 // peer we do not know, or whose content hash is not our entry's (a change

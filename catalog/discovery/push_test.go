@@ -141,8 +141,8 @@ func TestPush_BadBumps(t *testing.T) {
 			return by["in/malformed"]+by["in/penalized"] >= want
 		}, "frame %d not counted", i)
 	}
-	if b.svc.BumpPenalty(m.h.ID()) <= 16 {
-		t.Fatalf("penalty %v", b.svc.BumpPenalty(m.h.ID()))
+	if pen := b.svc.BumpPenalty(m.h.ID()); pen <= 16 || discovery.BumpPenaltyScore(pen) >= discovery.GraylistScoreThreshold {
+		t.Fatalf("penalty %v, gossip score %v", pen, discovery.BumpPenaltyScore(pen))
 	}
 }
 
