@@ -117,6 +117,16 @@ func resourceLimits(nw catalog.NetworkID, p discovery.Params) rcmgr.ScalingLimit
 		limits.AddProtocolLimit(id, syncAll, rcmgr.BaseLimitIncrease{})
 		limits.AddProtocolPeerLimit(id, syncPeer, rcmgr.BaseLimitIncrease{})
 	}
+	// Bump push: one short stream per frame, one frame per peer and
+	// BumpInterval each way; the service refuses more than 16 at once.
+	bumpAll := limits.ProtocolBaseLimit
+	bumpAll.StreamsInbound, bumpAll.StreamsOutbound = 64, 64
+	bumpAll.Streams = bumpAll.StreamsInbound + bumpAll.StreamsOutbound
+	bumpPeer := limits.ProtocolPeerBaseLimit
+	bumpPeer.StreamsInbound, bumpPeer.StreamsOutbound = 4, 4
+	bumpPeer.Streams = bumpPeer.StreamsInbound + bumpPeer.StreamsOutbound
+	limits.AddProtocolLimit(discovery.BumpProtocol(nw), bumpAll, rcmgr.BaseLimitIncrease{})
+	limits.AddProtocolPeerLimit(discovery.BumpProtocol(nw), bumpPeer, rcmgr.BaseLimitIncrease{})
 
 	streamsAll := limits.ProtocolBaseLimit
 	streamsAll.StreamsInbound, streamsAll.StreamsOutbound, streamsAll.Streams = 1024, 1024, 2048

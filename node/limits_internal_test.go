@@ -31,6 +31,7 @@ func TestResourceLimits_EveryInboundProtocol(t *testing.T) {
 	for _, id := range discovery.SyncProtocols(nw) {
 		cases[id] = want{allIn: 2 * p.MaxConcurrentSyncs, peerIn: 2 * p.SyncBurst}
 	}
+	cases[discovery.BumpProtocol(nw)] = want{allIn: 64, peerIn: 4}
 	for id, w := range cases {
 		all, ok := cfg.Protocol[id]
 		if !ok {

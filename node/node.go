@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	dht "github.com/libp2p/go-libp2p-kad-dht"
@@ -35,12 +36,15 @@ type Node struct {
 	name    string
 	log     *slog.Logger
 
-	h         host.Host
-	ps        *pubsub.PubSub
-	dht       *dht.IpfsDHT
-	disc      *discovery.Service
-	streamSvc *streams.Service
-	groupSvc  *groups.Service
+	h    host.Host
+	ps   *pubsub.PubSub
+	dht  *dht.IpfsDHT
+	disc *discovery.Service
+	// bumpScorer is disc once it exists: the router, built before it,
+	// scores peers by their bump penalty through it.
+	bumpScorer atomic.Pointer[discovery.Service]
+	streamSvc  *streams.Service
+	groupSvc   *groups.Service
 
 	bootstrap []peer.AddrInfo
 
@@ -105,11 +109,19 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 			gp = *cfg.gossip
 		}
 		psCtx, psCancel := context.WithCancel(context.Background())
+		// Senders of rejected catalog messages lose score (P4 only), and
+		// so do senders of bad bumps by push (the application score).
+		sp, st := discovery.PeerScoreParams(n.network)
+		sp.AppSpecificScore, sp.AppSpecificWeight = func(p peer.ID) float64 {
+			if d := n.bumpScorer.Load(); d != nil {
+				return discovery.BumpPenaltyScore(d.BumpPenalty(p))
+			}
+			return 0
+		}, 1
 		opts := append(discovery.GossipSubOptions(),
 			pubsub.WithGossipSubParams(gp),
 			pubsub.WithLogger(n.log.With("component", "pubsub")),
-			// Senders of rejected catalog messages lose score (P4 only).
-			pubsub.WithPeerScore(discovery.PeerScoreParams(n.network)),
+			pubsub.WithPeerScore(sp, st),
 		)
 		if cfg.signPolicy != nil && *cfg.signPolicy == pubsub.StrictSign {
 			// Signing needs an author again: the host.
@@ -161,6 +173,7 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 		return nil, err
 	}
 	n.own(n.disc.Close)
+	n.bumpScorer.Store(n.disc)
 	if len(cfg.vouchers) > 0 {
 		n.disc.Store().SetTicketCheck(ticketCheck(cfg.vouchers))
 	}

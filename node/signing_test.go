@@ -22,10 +22,12 @@ import (
 // change is a new tag, which only gossip carries once two nodes know each
 // other (syncs run on connect; the periodic anti-entropy sync and the
 // repair sync a node runs once its join settled, which would carry it
-// too, are off or put off here).
+// too, are off or put off here; so is bump push, whose heartbeats would
+// make b pull a's changed entry by sync).
 func TestGossipSigning_NetworkMustAgree(t *testing.T) {
 	params := discovery.TestParams()
 	params.AntiEntropyInterval = 0
+	params.BumpInterval = 0
 	params.SettleDelay = time.Hour
 	gossipOnly := node.WithDiscoveryParams(params)
 	strict := node.WithGossipSignaturePolicy(pubsub.StrictSign)

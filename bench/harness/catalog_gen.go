@@ -17,12 +17,10 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/mosaik-go/mosaik/bench/sim"
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/discovery"
-	"github.com/mosaik-go/mosaik/catalog/pb"
 )
 
 // The catalog/scale rows simulate a network of many peers with a few
@@ -33,6 +31,13 @@ const (
 	childEnv     = "MOSAIK_BENCH_CHILD"
 	childCatalog = "catalog-generator"
 	genConfigEnv = "MOSAIK_BENCH_GENERATOR"
+	// relaysEnv, when set (to anything), makes every generator push every
+	// heartbeat to the node, not only the peer's own generator: the node
+	// then gets each bump from each of its push peers, as a node whose
+	// push peers all hold every entry does in a network (the first copy is
+	// merged, the others dropped as known). Off, the node gets each bump
+	// once, as main's gossip bench gets each heartbeat once.
+	relaysEnv = "MOSAIK_BENCH_BUMP_RELAYS"
 )
 
 // ChildMain runs the child process role named in the environment, if any,
@@ -75,9 +80,10 @@ func typicalSimEntry(e *catalog.Entry) {
 }
 
 // generator is one generator host: a gossipsub router joined to the
-// catalog topic (the harness publishes on it) and a discovery service
-// without gossip that serves catalog syncs from a store holding every
-// simulated entry, like a node of the network.
+// catalog topic (so the node sees a catalog topic peer) and a discovery
+// service without gossip that serves catalog syncs from a store holding
+// every simulated entry and pushes the heartbeats of its simulated peers
+// as bumps, like a node of the network.
 type generator struct {
 	h     host.Host
 	topic *pubsub.Topic
@@ -188,11 +194,14 @@ func runGenerator(in io.Reader, out io.Writer) error {
 
 // heartbeat re-signs each simulated peer's entry with a new version every
 // Interval ± Jitter (the first beats spread uniformly over one interval,
-// so the rate is steady from the start), publishes it on the catalog
-// topic through one generator (peer i through generator i mod Hosts), and
-// merges it into every generator's store, so each serves a current
-// catalog to syncs.
+// so the rate is steady from the start) and merges it into every
+// generator's store, so each serves a current catalog to syncs. Peer i's
+// generator (i mod Hosts) takes it through its discovery service, which
+// sends it on as a node of the network does with a heartbeat it accepted:
+// as a bump, in its next bump push frame to its push peers (the node under
+// test), not on gossip (PROTOCOL.md section 10.9).
 func heartbeat(ctx context.Context, cfg genConfig, peers []simPeer, gens []*generator) {
+	relays := os.Getenv(relaysEnv) != ""
 	start := time.Now()
 	q := make(beatQueue, len(peers))
 	for i := range peers {
@@ -215,10 +224,14 @@ func heartbeat(ctx context.Context, cfg genConfig, peers []simPeer, gens []*gene
 		p.e.Version = p.e.Version.Next(now)
 		se, err := catalog.Seal(p.e, p.key)
 		if err == nil {
-			data, _ := proto.Marshal(&pb.Announcement{Kind: &pb.Announcement_Entry{Entry: se.Bytes()}})
-			_ = gens[b.i%len(gens)].topic.Publish(ctx, data)
+			owner := gens[b.i%len(gens)]
+			_, _ = owner.svc.Merge(se)
 			for _, g := range gens {
-				_, _ = g.svc.Store().Merge(se, now)
+				if relays && g != owner {
+					_, _ = g.svc.Merge(se)
+				} else if g != owner {
+					_, _ = g.svc.Store().Merge(se, now)
+				}
 			}
 		}
 		q[0].due = b.due.Add(jitterDur(cfg.Interval, cfg.Jitter))

@@ -122,10 +122,25 @@ func (s *Service) announceLoop() {
 			s.announceWith(s.Local(), nonce[:])
 		case <-beat.C:
 			if se, err := s.refresh(); err == nil {
-				s.announce(se)
+				s.heartbeat(se)
 			}
 			beat.Reset(jitter(s.params.AnnounceInterval, s.params.AnnounceJitter))
 		}
+	}
+}
+
+// heartbeat sends our new version se: as a bump to the push peers when
+// any serves the bump protocol, and on gossip when none does or some
+// topic peer does not (an older node, PROTOCOL.md section 10.9).
+func (s *Service) heartbeat(se *catalog.SignedEntry) {
+	push, gossip := s.pushesHeartbeats()
+	if push && s.queueBump(se, "") {
+		s.stats.bumpHeartbeats.Add(1)
+	} else {
+		gossip = true
+	}
+	if gossip {
+		s.announce(se)
 	}
 }
 

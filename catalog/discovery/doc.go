@@ -18,6 +18,14 @@
 //     beyond Catalog.UpdateBurst quick changes, [Service.UpdateLocal]
 //     holds a change and publishes it, with any later ones, when the limit
 //     allows;
+//   - sends heartbeats, its own and those it accepts, as batched bumps
+//     ([BumpProtocol]): every Params.BumpInterval one frame to each of up
+//     to Params.BumpPeers connected peers (and to those that push to it),
+//     with what that peer has not had from it; it verifies, merges and
+//     pushes on what it receives, syncs with the sender for bumps of
+//     entries it lacks, and counts and penalises bad ones. Heartbeats go
+//     on gossip too while a topic peer does not serve bump push, or when
+//     no push peer does (PROTOCOL.md section 10.9);
 //   - lets a full catalog evict only peers it is not connected to and
 //     whose connections nobody protects (live subscriptions, group
 //     bonds), and lets a peer it is connected to (its sync hello) in even
@@ -179,8 +187,8 @@
 //     departure), then the store's (catalog.Store.SetLocal) and through it
 //     its subscriptions' (see package catalog);
 //  2. syncMu (sync pacing, inbound rate limiters, probes in flight), the
-//     serving-slot table's, lifeMu (goroutine ownership) and the counters'
-//     lock are leaves: none is held while another lock is taken, or while
+//     serving-slot table's, the bump push state's (push.go), lifeMu
+//     (goroutine ownership) and the counters' lock are leaves: none is held while another lock is taken, or while
 //     calling the store, the host or pubsub.
 //
 // Merges and departures take the store's lock only, outside all of the
@@ -202,6 +210,8 @@
 //	mosaik.discovery.sync.entries     counter  direction=out|in, sealed entries in sync messages
 //	mosaik.discovery.sync.bumps       counter  direction=out|in, bumps in sync pages (PROTOCOL.md 10.8)
 //	mosaik.discovery.sync.bumps.refused counter bumps received that were not merged
+//	mosaik.discovery.push.bumps       counter  outcome=sent|merged|known|pulled|refused|dropped (PROTOCOL.md 10.9)
+//	mosaik.discovery.push.frames      counter  direction=out|in, bump push frames
 //	mosaik.discovery.announcements    counter  own entry publications
 //	mosaik.discovery.relayed          counter  entries relayed to gossip after a sync or DHT lookup
 //	mosaik.discovery.dht.puts         counter  result=ok|failed

@@ -168,9 +168,25 @@ func (s *Service) Merge(e *catalog.SignedEntry) (catalog.Outcome, error) {
 	if s.ctx.Err() != nil {
 		return 0, ErrClosed
 	}
+	old, held := s.store.Snapshot().Get(e.Entry.PeerID)
 	out, err := s.store.Merge(e, s.now())
 	s.merged(e, out, err, fromCaller)
+	if err == nil && out == catalog.Updated && held && s.pushEnabled() && sameContent(old, e) {
+		// A heartbeat of an entry we hold: pushed on as a bump.
+		s.queueBump(e, "")
+	}
 	return out, err
+}
+
+// sameContent reports whether a and b differ only in version and
+// signature (PROTOCOL.md section 10.8).
+func sameContent(a, b *catalog.SignedEntry) bool {
+	ha, ok := a.ContentHash()
+	if !ok {
+		return false
+	}
+	hb, ok := b.ContentHash()
+	return ok && ha == hb
 }
 
 // merge applies an entry learned from src and reacts to the outcome.

@@ -58,6 +58,24 @@ type Stats struct {
 	// "out/<cause>" (syncs it started that failed). Causes are listed in
 	// PROTOCOL.md section 10.4.
 	SyncErrorsBy map[string]uint64
+
+	// Bump push (PROTOCOL.md section 10.9). BumpHeartbeats: our own
+	// heartbeats sent as bumps (not on gossip). BumpsPushed: bump records
+	// sent, BumpFramesSent/Received: frames. Of the bumps received:
+	// BumpsMerged were merged, BumpsKnown were for versions we held
+	// (dropped after a lookup), BumpsPulled named a peer or content we
+	// lack (a sync with the sender follows), BumpsRefused failed to open
+	// or merge (their causes count in RejectedBy). BumpsDropped: bumps
+	// that a push peer fell too far behind to get.
+	BumpHeartbeats, BumpsPushed, BumpFramesSent, BumpFramesReceived uint64
+	BumpsReceived, BumpsMerged, BumpsKnown, BumpsPulled             uint64
+	BumpsRefused, BumpsDropped                                      uint64
+	// BumpErrorsBy counts refused or failed frames by cause, keyed
+	// "in/<cause>" (penalized, rate_limited, busy, read, oversize,
+	// malformed; stranger counts frames applied from a peer we do not
+	// hold, which start a sync) and "out/<cause>" (protocol, timeout,
+	// stream).
+	BumpErrorsBy map[string]uint64
 }
 
 type counters struct {
@@ -78,6 +96,11 @@ type counters struct {
 	syncBumpsOut, syncBumpsIn     atomic.Uint64
 	syncBumpsRefused              atomic.Uint64
 	syncErr                       map[string]uint64 // "in/<cause>", "out/<cause>"; under mu
+
+	bumpHeartbeats, bumpsPushed, bumpFramesOut, bumpFramesIn atomic.Uint64
+	bumpsIn, bumpsMerged, bumpsKnown, bumpsPulled            atomic.Uint64
+	bumpsRefused, bumpsDropped                               atomic.Uint64
+	pushErr                                                  map[string]uint64 // under mu
 
 	rtt      metric.Float64Histogram
 	syncDur  metric.Float64Histogram
@@ -107,10 +130,19 @@ func (c *counters) syncFailed(direction, cause string) {
 	c.mu.Unlock()
 }
 
+// pushFailed counts a refused or failed bump frame by "in/" or "out/"
+// and cause.
+func (c *counters) pushFailed(key string) {
+	c.mu.Lock()
+	c.pushErr[key]++
+	c.mu.Unlock()
+}
+
 func (c *counters) snapshot() Stats {
 	c.mu.Lock()
 	by := maps.Clone(c.reason)
 	syncBy := maps.Clone(c.syncErr)
+	pushBy := maps.Clone(c.pushErr)
 	c.mu.Unlock()
 	return Stats{
 		Added: c.added.Load(), Updated: c.updated.Load(), Ignored: c.ignored.Load(), Rejected: c.rejected.Load(),
@@ -123,14 +155,19 @@ func (c *counters) snapshot() Stats {
 		SyncBytesSent: c.syncBytesOut.Load(), SyncBytesReceived: c.syncBytesIn.Load(),
 		SyncEntriesSent: c.syncEntriesOut.Load(), SyncEntriesReceived: c.syncEntriesIn.Load(),
 		SyncBumpsSent: c.syncBumpsOut.Load(), SyncBumpsReceived: c.syncBumpsIn.Load(), SyncBumpsRefused: c.syncBumpsRefused.Load(),
-		SyncErrorsBy: syncBy,
+		SyncErrorsBy:   syncBy,
+		BumpHeartbeats: c.bumpHeartbeats.Load(), BumpsPushed: c.bumpsPushed.Load(),
+		BumpFramesSent: c.bumpFramesOut.Load(), BumpFramesReceived: c.bumpFramesIn.Load(),
+		BumpsReceived: c.bumpsIn.Load(), BumpsMerged: c.bumpsMerged.Load(), BumpsKnown: c.bumpsKnown.Load(),
+		BumpsPulled: c.bumpsPulled.Load(), BumpsRefused: c.bumpsRefused.Load(), BumpsDropped: c.bumpsDropped.Load(),
+		BumpErrorsBy: pushBy,
 	}
 }
 
 // newCounters registers the OpenTelemetry instruments on mp. Counters are
 // observed from the atomics, so there is one source of truth.
 func newCounters(mp metric.MeterProvider, network string, size func() int) (*counters, error) {
-	c := &counters{reason: map[string]uint64{}, syncErr: map[string]uint64{}, size: size}
+	c := &counters{reason: map[string]uint64{}, syncErr: map[string]uint64{}, pushErr: map[string]uint64{}, size: size}
 	m := mp.Meter("github.com/mosaik-go/mosaik/catalog/discovery")
 	nw := attribute.String("network", network)
 	c.rttAttrs = metric.WithAttributes(nw)
@@ -172,6 +209,14 @@ func newCounters(mp metric.MeterProvider, network string, size func() int) (*cou
 		{"mosaik.discovery.sync.bumps", "bumps (version-only changes) in catalog sync pages", &c.syncBumpsOut, []attribute.KeyValue{attribute.String("direction", "out")}},
 		{"mosaik.discovery.sync.bumps", "", &c.syncBumpsIn, []attribute.KeyValue{attribute.String("direction", "in")}},
 		{"mosaik.discovery.sync.bumps.refused", "bumps received in catalog syncs that were not merged", &c.syncBumpsRefused, nil},
+		{"mosaik.discovery.push.bumps", "bumps on the bump push protocol, by outcome", &c.bumpsPushed, []attribute.KeyValue{attribute.String("outcome", "sent")}},
+		{"mosaik.discovery.push.bumps", "", &c.bumpsMerged, []attribute.KeyValue{attribute.String("outcome", "merged")}},
+		{"mosaik.discovery.push.bumps", "", &c.bumpsKnown, []attribute.KeyValue{attribute.String("outcome", "known")}},
+		{"mosaik.discovery.push.bumps", "", &c.bumpsPulled, []attribute.KeyValue{attribute.String("outcome", "pulled")}},
+		{"mosaik.discovery.push.bumps", "", &c.bumpsRefused, []attribute.KeyValue{attribute.String("outcome", "refused")}},
+		{"mosaik.discovery.push.bumps", "", &c.bumpsDropped, []attribute.KeyValue{attribute.String("outcome", "dropped")}},
+		{"mosaik.discovery.push.frames", "bump push frames", &c.bumpFramesOut, []attribute.KeyValue{attribute.String("direction", "out")}},
+		{"mosaik.discovery.push.frames", "", &c.bumpFramesIn, []attribute.KeyValue{attribute.String("direction", "in")}},
 	}
 	instruments := map[string]metric.Int64ObservableCounter{}
 	var all []metric.Observable

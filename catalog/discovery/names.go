@@ -47,6 +47,15 @@ func SyncProtocols(n catalog.NetworkID) []protocol.ID {
 	return []protocol.ID{SyncProtocol(n), SyncProtocolV2(n), SyncProtocolV1(n)}
 }
 
+// BumpProtocol is the bump push protocol of network n, which carries
+// heartbeats in batches (PROTOCOL.md section 10.9):
+// "/mosaik/catalog/bumps/1.0.0/<network hex>".
+func BumpProtocol(n catalog.NetworkID) protocol.ID {
+	return protocol.ID(bumpProtocolPrefix + n.String())
+}
+
+const bumpProtocolPrefix = "/mosaik/catalog/bumps/1.0.0/"
+
 const (
 	syncProtocolPrefix   = "/mosaik/catalog/sync/2.1.0/"
 	syncProtocolV2Prefix = "/mosaik/catalog/sync/2.0.0/"

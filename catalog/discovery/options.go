@@ -97,6 +97,17 @@ type Params struct {
 	// DHTTimeout bounds one DHT put, provide or lookup. Default 30 s.
 	DHTTimeout time.Duration
 
+	// BumpInterval is how often the heartbeats this node accepted, and
+	// its own, are pushed to its push peers as one frame of bumps each,
+	// on the bump push protocol (PROTOCOL.md section 10.9) instead of
+	// gossip: it delays a heartbeat by half of it on average at each hop.
+	// 0 turns bump push off: heartbeats then travel on gossip, and the
+	// protocol is not served (as a node before it). Default 1 s.
+	BumpInterval time.Duration
+	// BumpPeers is how many connected peers serving the bump protocol
+	// this node chooses to push to (gossipsub's D); it pushes to those
+	// that push to it as well, up to twice as many in all. Default 6.
+	BumpPeers int
 	// DisableGossip turns the gossip topic off: the catalog is then filled
 	// only by syncs and the DHT. For tests and special deployments.
 	DisableGossip bool
@@ -125,6 +136,8 @@ func DefaultParams() Params {
 		PingTimeout:          5 * time.Second,
 		DHTRepublishInterval: 120 * time.Second,
 		DHTTimeout:           30 * time.Second,
+		BumpInterval:         time.Second,
+		BumpPeers:            6,
 	}
 }
 
@@ -150,6 +163,7 @@ func TestParams() Params {
 	p.PingTimeout = 2 * time.Second
 	p.DHTRepublishInterval = 2 * time.Second
 	p.DHTTimeout = 5 * time.Second
+	p.BumpInterval = 100 * time.Millisecond
 	return p
 }
 
@@ -174,6 +188,12 @@ func (p Params) Validate() error {
 	pos("DHTTimeout", p.DHTTimeout)
 	if p.SettleDelay < 0 {
 		errs = append(errs, fmt.Errorf("SettleDelay must be >= 0, got %v", p.SettleDelay))
+	}
+	if p.BumpInterval < 0 {
+		errs = append(errs, fmt.Errorf("BumpInterval must be >= 0, got %v", p.BumpInterval))
+	}
+	if p.BumpInterval > 0 && p.BumpPeers < 1 {
+		errs = append(errs, fmt.Errorf("BumpPeers must be >= 1 with bump push on, got %d", p.BumpPeers))
 	}
 	if p.DepartureGrace < 0 {
 		errs = append(errs, fmt.Errorf("DepartureGrace must be >= 0, got %v", p.DepartureGrace))

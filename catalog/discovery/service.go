@@ -62,6 +62,7 @@ const (
 	fromJoinSync source = "join sync"
 	fromDHT      source = "dht"
 	fromCaller   source = "caller" // Service.Merge
+	fromPush     source = "push"   // a bump frame (push.go)
 )
 
 // Service runs discovery for one network on a libp2p host: it keeps the
@@ -114,6 +115,7 @@ type Service struct {
 	starting chan struct{} // semaphore of syncs being started
 	dialing  chan struct{} // semaphore of cascade dials
 	probing  map[peer.ID]*flight
+	push     *pusher
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -125,6 +127,8 @@ type Service struct {
 	once      sync.Once
 	stopOnce  sync.Once
 	serves    bool // this service registered the sync handler
+	// servesBumps: this service registered the bump push handler.
+	servesBumps bool
 }
 
 // New starts discovery of network on h. ps is the gossipsub router to
@@ -189,6 +193,7 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		dialing:  make(chan struct{}, max(1, p.CascadeBelow)),
 		gaps:     newJoinGaps(),
 		probing:  map[peer.ID]*flight{},
+		push:     newPusher(),
 		tracer:   cfg.tracer.Tracer("github.com/mosaik-go/mosaik/catalog/discovery"),
 		now:      cfg.now,
 		dupDone:  make(chan struct{}),
@@ -217,6 +222,10 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		s.h.SetStreamHandler(SyncProtocolV2(network), s.handleSyncDelta)
 		s.h.SetStreamHandler(SyncProtocolV1(network), s.handleSyncV1)
 		s.serves = true
+	}
+	if p.BumpInterval > 0 {
+		s.h.SetStreamHandler(BumpProtocol(network), s.handleBumps)
+		s.servesBumps = true
 	}
 	// The bus blocks emitters (the swarm among them) on a full subscriber
 	// buffer; disconnects come in bursts when peers leave together. The name
@@ -247,6 +256,9 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		s.spawn(s.relayLoop)
 	}
 	s.spawn(s.settle)
+	if p.BumpInterval > 0 {
+		s.spawn(s.pushLoop)
+	}
 	if s.dht != nil {
 		s.spawn(s.dhtLoop)
 		s.spawn(s.dhtRefreshLoop)
@@ -508,6 +520,7 @@ func (s *Service) doStop() {
 	}
 	// Syncs being served block on their streams, not on the context.
 	s.serving.resetAll()
+	s.resetPushStreams()
 	s.wg.Wait()
 }
 
@@ -517,6 +530,9 @@ func (s *Service) teardown() {
 		for _, id := range s.protos {
 			s.h.RemoveStreamHandler(id)
 		}
+	}
+	if s.servesBumps {
+		s.h.RemoveStreamHandler(BumpProtocol(s.network))
 	}
 	var errs []error
 	if s.topic != nil {

@@ -239,6 +239,12 @@ func (s *Service) entries(snap *catalog.Snapshot) [][]byte {
 // and merges the valid ones under one store lock, publishing one snapshot.
 // It returns, per entry of raw, why it was not merged (nil if it was).
 func (s *Service) mergeAll(raw [][]byte, src source) []error {
+	_, errs := s.mergeAllOpened(raw, src)
+	return errs
+}
+
+// mergeAllOpened is mergeAll that also returns the opened entries.
+func (s *Service) mergeAllOpened(raw [][]byte, src source) ([]*catalog.SignedEntry, []error) {
 	now := s.now()
 	opened := make([]*catalog.SignedEntry, len(raw))
 	errs := make([]error, len(raw))
@@ -259,7 +265,7 @@ func (s *Service) mergeAll(raw [][]byte, src source) []error {
 		s.merged(e, outs[i], merr[i], src)
 		errs[at[i]] = merr[i]
 	}
-	return errs
+	return opened, errs
 }
 
 // openParallelMin is the smallest batch openAll spreads over the cores:

@@ -101,6 +101,7 @@ func bigParams(p *discovery.Params) {
 	p.DisableGossip = true
 	p.CascadeBelow = 0
 	p.AntiEntropyInterval = 0
+	p.BumpInterval = 0 // only syncs move entries: the counts are the sync's
 	p.SyncTimeout = time.Minute
 }
 

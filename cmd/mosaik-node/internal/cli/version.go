@@ -34,6 +34,7 @@ func protocolVersions() [][2]string {
 		{"catalog sync", perNetwork(string(discovery.SyncProtocol(zero)))},
 		{"catalog sync (without bumps, still served)", perNetwork(string(discovery.SyncProtocolV2(zero)))},
 		{"catalog sync (legacy, still served)", perNetwork(string(discovery.SyncProtocolV1(zero)))},
+		{"catalog bump push", perNetwork(string(discovery.BumpProtocol(zero)))},
 		{"dht", kad},
 		{"streams", string(streams.ProtocolID)},
 		{"groups", string(groups.ProtocolPrefix) + networkSuffix},

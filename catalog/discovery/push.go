@@ -1,0 +1,618 @@
+package discovery
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/time/rate"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/internal/framer"
+)
+
+// Heartbeats travel as batched bump pushes (PROTOCOL.md section 10.9):
+// every Params.BumpInterval a node sends each of its push peers one frame
+// with the bumps it accepted (and its own heartbeat) since the last frame
+// to that peer, but not those that peer sent it. The push peers are up to
+// Params.BumpPeers connected peers that serve the bump protocol, and every
+// peer that pushed to us lately (so the push graph is symmetric and
+// connected wherever the connections are). A receiver opens every bump
+// like any entry (the catalog's checks, the signature, admission) and
+// merges a frame's bumps in one batch; one for a version it holds costs a
+// map lookup. Content changes, new peers and departures stay on gossip.
+
+// Push state limits. Each is a bound on memory or on work per peer.
+const (
+	// maxPushLog is the most bumps held for the push peers: a peer whose
+	// cursor falls behind it loses the oldest (heartbeats heal).
+	maxPushLog = 16384
+	// maxPushersFactor: the push set holds at most this many times
+	// BumpPeers peers, those we chose and those that push to us.
+	maxPushersFactor = 2
+	// maxPushStreams caps the inbound push streams open at once (one per
+	// peer: a new stream from a peer replaces its old one).
+	maxPushStreams = 64
+	// pushFramesPerInterval and pushFrameBurst: per-peer inbound frames.
+	pushFramesPerInterval = 4
+	pushFrameBurst        = 8
+	// pushPenaltyLimit: a peer whose decayed count of rejected bumps (a
+	// malformed frame counts pushMalformedPenalty) exceeds it has its
+	// frames refused and is no longer pushed to, until the count decays
+	// (pushPenaltyDecay, the time to fall to 1/e).
+	pushPenaltyLimit     = 16
+	pushMalformedPenalty = 8
+	pushPenaltyDecay     = 10 * time.Minute
+)
+
+// pushRec is one bump held for the push peers: what it is about, who
+// brought it (empty for our own) and its encoded record.
+type pushRec struct {
+	from, subject peer.ID
+	rec           []byte
+}
+
+type pushPeer struct {
+	next    uint64 // sequence number of the next record to send
+	sending bool   // a goroutine owns st and is writing a frame
+	chosen  bool   // chosen by us (else kept as an inbound pusher)
+	removed bool   // out of the push set: the sender closes st
+	st      network.Stream
+}
+
+type penalty struct {
+	score float64
+	at    time.Time
+}
+
+// pusher is the push state of a service.
+type pusher struct {
+	mu      sync.Mutex
+	log     []pushRec
+	base    uint64 // sequence number of log[0]
+	peers   map[peer.ID]*pushPeer
+	pushers map[peer.ID]time.Time // peers that pushed to us, when last
+	legacy  bool                  // a topic peer does not serve the bump protocol
+
+	limiters  *lru.Cache[peer.ID, *rate.Limiter]
+	penalties *lru.Cache[peer.ID, *penalty]
+	inbound   map[peer.ID]network.Stream // push streams being read, one per peer
+}
+
+func newPusher() *pusher {
+	limiters, _ := lru.New[peer.ID, *rate.Limiter](4096)
+	penalties, _ := lru.New[peer.ID, *penalty](4096)
+	return &pusher{peers: map[peer.ID]*pushPeer{}, pushers: map[peer.ID]time.Time{},
+		limiters: limiters, penalties: penalties, inbound: map[peer.ID]network.Stream{}}
+}
+
+func (s *Service) pushEnabled() bool { return s.params.BumpInterval > 0 }
+
+// queueBump holds se's bump record for the push peers; from is the peer
+// that brought it ("" for our own heartbeat or a caller's Merge). It
+// reports false when se has no bump form (not canonical).
+func (s *Service) queueBump(se *catalog.SignedEntry, from peer.ID) bool {
+	rec, ok := AppendBumpRecord(nil, se)
+	if !ok {
+		return false
+	}
+	p := s.push
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.log = append(p.log, pushRec{from: from, subject: se.Entry.PeerID, rec: rec})
+	if over := len(p.log) - maxPushLog; over > 0 {
+		clear(p.log[:over])
+		p.log = p.log[over:]
+		p.base += uint64(over)
+		s.stats.bumpsDropped.Add(uint64(over))
+	}
+	return true
+}
+
+// bridges reports whether a topic peer does not serve the bump protocol:
+// then what we accept by push is also published on gossip.
+func (s *Service) bridges() bool {
+	p := s.push
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.legacy
+}
+
+// pushesHeartbeats reports whether our heartbeat se can go by push alone:
+// push is on, a push peer takes it, and no topic peer lacks the protocol
+// (then gossip carries it too, so that older nodes keep us fresh).
+func (s *Service) pushesHeartbeats() (push, gossip bool) {
+	if !s.pushEnabled() {
+		return false, true
+	}
+	p := s.push
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.peers) > 0, len(p.peers) == 0 || p.legacy
+}
+
+// pushLoop sends a frame to each push peer every BumpInterval.
+func (s *Service) pushLoop() {
+	t := time.NewTicker(s.params.BumpInterval)
+	defer t.Stop()
+	defer s.closePushStreams()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			s.pushRound()
+		}
+	}
+}
+
+// closePushStreams closes the outbound push streams that no sender holds
+// (a sender closes its own once it sees the service closing).
+func (s *Service) closePushStreams() {
+	p := s.push
+	p.mu.Lock()
+	var sts []network.Stream
+	for id, pp := range p.peers {
+		pp.removed = true
+		if !pp.sending && pp.st != nil {
+			sts = append(sts, pp.st)
+			pp.st = nil
+		}
+		delete(p.peers, id)
+	}
+	p.mu.Unlock()
+	for _, st := range sts {
+		_ = st.Close()
+	}
+}
+
+// resetPushStreams resets the inbound push streams, whose readers wait on
+// their streams, not on the service's context.
+func (s *Service) resetPushStreams() {
+	p := s.push
+	p.mu.Lock()
+	sts := make([]network.Stream, 0, len(p.inbound))
+	for _, st := range p.inbound {
+		sts = append(sts, st)
+	}
+	p.mu.Unlock()
+	for _, st := range sts {
+		_ = st.Reset()
+	}
+}
+
+// pushRound refreshes the push set and sends every push peer what it has
+// not had yet.
+func (s *Service) pushRound() {
+	now := time.Now()
+	proto := BumpProtocol(s.network)
+	speaks := func(id peer.ID) bool {
+		ok, _ := s.h.Peerstore().SupportsProtocols(id, proto)
+		return len(ok) > 0
+	}
+	legacy := false
+	if s.topic != nil {
+		for _, id := range s.topic.ListPeers() {
+			if !speaks(id) {
+				legacy = true
+				break
+			}
+		}
+	}
+	var candidates []peer.ID
+	for _, id := range s.h.Network().Peers() {
+		if speaks(id) && !s.penalized(id, now) {
+			candidates = append(candidates, id)
+		}
+	}
+	p := s.push
+	p.mu.Lock()
+	p.legacy = legacy
+	live := make(map[peer.ID]bool, len(candidates))
+	for _, id := range candidates {
+		live[id] = true
+	}
+	for id, at := range p.pushers {
+		if now.Sub(at) > 4*s.params.BumpInterval {
+			delete(p.pushers, id)
+		}
+	}
+	chosen := 0
+	var stale []network.Stream
+	for id, pp := range p.peers {
+		_, pushes := p.pushers[id]
+		if !live[id] || (!pp.chosen && !pushes) {
+			pp.removed = true
+			if !pp.sending && pp.st != nil {
+				stale = append(stale, pp.st)
+			}
+			delete(p.peers, id)
+			continue
+		}
+		if pp.chosen {
+			chosen++
+		}
+	}
+	end := p.base + uint64(len(p.log))
+	limit := maxPushersFactor * s.params.BumpPeers
+	for id := range p.pushers {
+		if live[id] && p.peers[id] == nil && len(p.peers) < limit {
+			p.peers[id] = &pushPeer{next: end}
+		}
+	}
+	rand.Shuffle(len(candidates), func(i, j int) { candidates[i], candidates[j] = candidates[j], candidates[i] })
+	for _, id := range candidates {
+		if chosen >= s.params.BumpPeers {
+			break
+		}
+		if pp := p.peers[id]; pp != nil {
+			if !pp.chosen {
+				pp.chosen = true
+				chosen++
+			}
+			continue
+		}
+		p.peers[id] = &pushPeer{next: end, chosen: true}
+		chosen++
+	}
+	type send struct {
+		id    peer.ID
+		pp    *pushPeer
+		frame []byte
+		n     int
+	}
+	var sends []send
+	low := end
+	for id, pp := range p.peers {
+		if pp.next < p.base {
+			pp.next = p.base // fell behind maxPushLog
+		}
+		if !pp.sending && pp.next < end {
+			var frame []byte
+			n := 0
+			i := pp.next
+			for ; i < end; i++ {
+				r := p.log[i-p.base]
+				if r.from == id || r.subject == id {
+					continue
+				}
+				if len(frame)+len(r.rec) > MaxBumpFrame {
+					break
+				}
+				frame = append(frame, r.rec...)
+				n++
+			}
+			pp.next = i
+			if n > 0 {
+				pp.sending = true
+				sends = append(sends, send{id, pp, frame, n})
+			}
+		}
+		low = min(low, pp.next)
+	}
+	if len(p.peers) == 0 {
+		low = end
+	}
+	if drop := int(low - p.base); drop > 0 {
+		clear(p.log[:drop])
+		p.log = p.log[drop:]
+		p.base = low
+	}
+	p.mu.Unlock()
+	for _, st := range stale {
+		_ = st.Close()
+	}
+	for _, sd := range sends {
+		if !s.spawn(func() {
+			// sending gives this goroutine sd.pp.st.
+			st, err := s.sendBumps(sd.pp.st, sd.id, sd.frame)
+			p.mu.Lock()
+			sd.pp.sending = false
+			if errors.Is(err, errNoBumpProtocol) && !sd.pp.removed {
+				sd.pp.removed = true
+				delete(p.peers, sd.id)
+			}
+			if sd.pp.removed || s.ctx.Err() != nil {
+				if st != nil {
+					_ = st.Close()
+				}
+				st = nil
+			}
+			sd.pp.st = st
+			p.mu.Unlock()
+			if err != nil {
+				s.stats.pushFailed("out/" + pushCause(err))
+				s.log.Debug("bump push failed", "peer", sd.id, "err", err)
+				return
+			}
+			s.stats.bumpsPushed.Add(uint64(sd.n))
+			s.stats.bumpFramesOut.Add(1)
+		}) {
+			p.mu.Lock()
+			sd.pp.sending = false
+			p.mu.Unlock()
+		}
+	}
+}
+
+var errNoBumpProtocol = errors.New("discovery: peer does not serve the bump protocol")
+
+func pushCause(err error) string {
+	switch {
+	case errors.Is(err, errNoBumpProtocol):
+		return "protocol"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	}
+	return "stream"
+}
+
+// sendBumps writes one frame to p on st, the push stream to p, opening
+// one when st is nil. It returns the stream to write the next frame on
+// (nil after an error: the next frame opens a new one).
+func (s *Service) sendBumps(st network.Stream, p peer.ID, frame []byte) (network.Stream, error) {
+	if st == nil {
+		ctx, cancel := context.WithTimeout(s.ctx, s.params.SyncTimeout)
+		defer cancel()
+		var err error
+		st, err = s.h.NewStream(network.WithNoDial(ctx, "bump push"), p, BumpProtocol(s.network))
+		if err != nil {
+			if ok, _ := s.h.Peerstore().SupportsProtocols(p, BumpProtocol(s.network)); len(ok) == 0 {
+				return nil, errNoBumpProtocol
+			}
+			return nil, err
+		}
+	}
+	_ = st.SetWriteDeadline(time.Now().Add(s.params.SyncTimeout))
+	if err := framer.WriteFrame(st, frame); err != nil {
+		_ = st.Reset()
+		return nil, err
+	}
+	return st, nil
+}
+
+// pushIdle is how long a receiver waits for the next frame on a push
+// stream before closing it (the sender opens a new one when it has
+// something to send again).
+func (s *Service) pushIdle() time.Duration { return s.params.SyncTimeout + 4*s.params.BumpInterval }
+
+// handleBumps reads the frames of one push stream until the peer closes
+// it, goes idle for pushIdle, or misbehaves.
+func (s *Service) handleBumps(st network.Stream) {
+	if !s.enter() {
+		_ = st.Reset()
+		return
+	}
+	defer s.wg.Done()
+	from := st.Conn().RemotePeer()
+	if s.penalized(from, time.Now()) {
+		s.stats.pushFailed("in/penalized")
+		_ = st.ResetWithError(CodeProtocolViolation)
+		return
+	}
+	p := s.push
+	p.mu.Lock()
+	old := p.inbound[from]
+	if old == nil && len(p.inbound) >= maxPushStreams {
+		p.mu.Unlock()
+		s.stats.pushFailed("in/busy")
+		_ = st.ResetWithError(network.StreamResourceLimitExceeded)
+		return
+	}
+	p.inbound[from] = st // a peer's new stream replaces its old one
+	p.mu.Unlock()
+	if old != nil {
+		_ = old.Reset()
+	}
+	if s.ctx.Err() != nil { // closing: resetPushStreams may have run before we registered
+		_ = st.Reset()
+		return
+	}
+	defer func() {
+		p.mu.Lock()
+		if p.inbound[from] == st {
+			delete(p.inbound, from)
+		}
+		p.mu.Unlock()
+	}()
+	r := bufio.NewReaderSize(st, 4096)
+	for {
+		_ = st.SetReadDeadline(time.Now().Add(s.pushIdle()))
+		frame, err := framer.ReadFrame(r, MaxBumpFrame)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				_ = st.Close()
+				return
+			}
+			cause := "read"
+			if errors.Is(err, framer.ErrTooLarge) {
+				cause = "oversize"
+				s.penalize(from, pushMalformedPenalty)
+			}
+			s.stats.pushFailed("in/" + cause)
+			_ = st.ResetWithError(CodeProtocolViolation)
+			return
+		}
+		if cause := s.admitFrame(from); cause != "" {
+			s.stats.pushFailed("in/" + cause)
+			if cause == "penalized" {
+				_ = st.ResetWithError(CodeProtocolViolation)
+				return
+			}
+			continue // dropped; the stream stays
+		}
+		bumps, err := decodeBumpFrame(frame)
+		if err != nil {
+			s.stats.pushFailed("in/malformed")
+			s.penalize(from, pushMalformedPenalty)
+			s.log.Debug("bump frame refused", "peer", from, "err", err)
+			_ = st.ResetWithError(CodeProtocolViolation)
+			return
+		}
+		s.stats.bumpFramesIn.Add(1)
+		p.mu.Lock()
+		p.pushers[from] = time.Now()
+		p.mu.Unlock()
+		if _, member := s.store.Snapshot().Get(from); !member {
+			// A peer we do not hold (new, or purged while its heartbeats
+			// went astray) pushes to us: its frame is still worth reading
+			// (every bump is verified against entries we hold), and a
+			// sync brings its entry; its own heartbeats now come only
+			// by push.
+			s.stats.pushFailed("in/stranger")
+			s.startSync(from)
+		}
+		s.applyPushed(from, bumps)
+	}
+}
+
+// admitFrame returns why a frame from p is dropped, or "".
+func (s *Service) admitFrame(p peer.ID) string {
+	now := time.Now()
+	if s.penalized(p, now) {
+		return "penalized"
+	}
+	ps := s.push
+	ps.mu.Lock()
+	l, ok := ps.limiters.Get(p)
+	if !ok {
+		l = rate.NewLimiter(rate.Every(s.params.BumpInterval/pushFramesPerInterval), pushFrameBurst)
+		ps.limiters.Add(p, l)
+	}
+	allowed := l.AllowN(now, 1)
+	ps.mu.Unlock()
+	if !allowed {
+		return "rate_limited"
+	}
+	return ""
+}
+
+// penalize adds n to p's decayed count of bad bumps.
+func (s *Service) penalize(p peer.ID, n float64) {
+	now := time.Now()
+	ps := s.push
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	pen, ok := ps.penalties.Get(p)
+	if !ok {
+		pen = &penalty{at: now}
+		ps.penalties.Add(p, pen)
+	}
+	pen.score = pen.score*math.Exp(-now.Sub(pen.at).Seconds()/pushPenaltyDecay.Seconds()) + n
+	pen.at = now
+}
+
+// penalized reports whether p's bad bumps exceed pushPenaltyLimit.
+func (s *Service) penalized(p peer.ID, now time.Time) bool {
+	ps := s.push
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	pen, ok := ps.penalties.Get(p)
+	return ok && pen.score*math.Exp(-now.Sub(pen.at).Seconds()/pushPenaltyDecay.Seconds()) > pushPenaltyLimit
+}
+
+// BumpPenalty is p's decayed count of bad bumps and malformed bump
+// frames (a malformed frame counts 8): over 16, its frames are refused.
+// A router's application-specific score may use it.
+func (s *Service) BumpPenalty(p peer.ID) float64 {
+	ps := s.push
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	pen, ok := ps.penalties.Get(p)
+	if !ok {
+		return 0
+	}
+	return pen.score * math.Exp(-time.Since(pen.at).Seconds()/pushPenaltyDecay.Seconds())
+}
+
+// BumpPenaltyScore is the gossipsub application score of a peer with
+// bump penalty pen ([Service.BumpPenalty]): InvalidMessageWeight × pen²,
+// as a rejected gossip message counts (P4), so a peer whose frames are
+// refused (penalty over 16) is also below GraylistScoreThreshold. Package
+// node sets it as its router's AppSpecificScore (weight 1).
+func BumpPenaltyScore(pen float64) float64 { return InvalidMessageWeight * pen * pen }
+
+// applyPushed applies the bumps of a frame from a push peer. A bump for a
+// version we hold (or an older one) is dropped after a lookup. One for a
+// peer we do not know, or whose content hash is not our entry's (a change
+// that has not reached us), makes us sync with the sender, which holds
+// the entry. The others are spliced into our entries and opened and
+// merged in one batch: each one's signature is verified, and every
+// catalog check runs. A rejected bump (bad signature and the like)
+// counts against the sender; an honest sender verified it before
+// pushing it on.
+func (s *Service) applyPushed(from peer.ID, bumps []pushedBump) {
+	s.stats.bumpsIn.Add(uint64(len(bumps)))
+	snap := s.store.Snapshot()
+	self := s.h.ID()
+	raws := make([][]byte, 0, len(bumps))
+	pull := false
+	var known, missing uint64
+	for _, b := range bumps {
+		if b.id == self {
+			known++
+			continue
+		}
+		held, ok := snap.Get(b.id)
+		if !ok {
+			missing++
+			pull = true
+			continue
+		}
+		if b.v.Compare(held.Entry.Version) <= 0 {
+			known++
+			continue
+		}
+		if h, ok := held.ContentHash(); !ok || h != b.hash {
+			missing++
+			pull = true
+			continue
+		}
+		raw, err := held.ApplyBump(b.v, b.sig)
+		if err != nil { // cannot be: the signature's length is fixed by the frame
+			s.stats.refuse(true, catalog.Reason(err))
+			s.stats.bumpsRefused.Add(1)
+			continue
+		}
+		raws = append(raws, raw)
+	}
+	s.stats.bumpsKnown.Add(known)
+	s.stats.bumpsPulled.Add(missing)
+	if len(raws) > 0 {
+		opened, errs := s.mergeAllOpened(raws, fromPush)
+		bad := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				s.stats.bumpsMerged.Add(1)
+				s.queueBump(opened[i], from)
+				if s.bridges() {
+					// An older topic peer learns heartbeats only on gossip.
+					select {
+					case s.relayQ <- relay{e: opened[i]}:
+					default: // the next heartbeat heals a drop
+					}
+				}
+			case catalog.IsRejected(err):
+				bad++
+				s.stats.bumpsRefused.Add(1)
+			default:
+				s.stats.bumpsRefused.Add(1)
+			}
+		}
+		if bad > 0 {
+			s.penalize(from, float64(bad))
+		}
+	}
+	if pull {
+		s.startSync(from)
+	}
+}

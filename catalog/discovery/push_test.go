@@ -1,0 +1,212 @@
+package discovery_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/catalog/discovery"
+	"github.com/mosaik-go/mosaik/internal/framer"
+	"github.com/mosaik-go/mosaik/internal/testutil"
+)
+
+// pushOnly: no gossip, no anti-entropy, no cascade: after the syncs on
+// connect, bump push is the only way a heartbeat travels.
+var pushOnly = []nodeOpt{withoutPubSub(), withParams(func(p *discovery.Params) {
+	p.DisableGossip, p.AntiEntropyInterval, p.CascadeBelow = true, 0, 0
+	p.AnnounceInterval, p.AnnounceJitter = 200*time.Millisecond, 0.25
+})}
+
+// versionAt is the version of p's entry in svc's catalog (zero if none).
+func versionAt(svc *discovery.Service, p peer.ID) catalog.Version {
+	e, ok := svc.Catalog().Get(p)
+	if !ok {
+		return catalog.Version{}
+	}
+	return e.Entry.Version
+}
+
+// chain connects a - b and b - c and waits until c holds a's entry.
+func chain(t *testing.T, a, b, c *testNode) {
+	t.Helper()
+	connect(t, b.h, a.h)
+	testutil.Eventually(t, 5*time.Second, func() bool { return knows(b.svc, a.h.ID()) && knows(a.svc, b.h.ID()) }, "a and b did not sync")
+	connect(t, c.h, b.h)
+	testutil.Eventually(t, 5*time.Second, func() bool { return knows(c.svc, a.h.ID()) && knows(b.svc, c.h.ID()) }, "c did not learn a through b")
+}
+
+// TestPush_HeartbeatsTwoHops: with gossip off, a's heartbeats reach c,
+// two hops away, by bump push alone, and c's heartbeats reach a.
+func TestPush_HeartbeatsTwoHops(t *testing.T) {
+	nw := catalog.IDFromString("discovery-test/push-hops")
+	a, b, c := newNode(t, nw, pushOnly...), newNode(t, nw, pushOnly...), newNode(t, nw, pushOnly...)
+	chain(t, a, b, c)
+	if a.h.Network().Connectedness(c.h.ID()) == network.Connected {
+		t.Fatal("a and c are connected: the test needs two hops")
+	}
+	for _, dir := range []struct{ from, to *testNode }{{a, c}, {c, a}} {
+		v := dir.from.svc.Local().Entry.Version
+		testutil.Eventually(t, 10*time.Second, func() bool {
+			return versionAt(dir.to.svc, dir.from.h.ID()).Compare(v) > 0
+		}, "a later heartbeat than %v did not cross two hops", v)
+	}
+	if st := b.svc.Stats(); st.BumpsMerged == 0 || st.BumpsPushed == 0 {
+		t.Fatalf("the middle node merged %d and pushed %d bumps", st.BumpsMerged, st.BumpsPushed)
+	}
+	if st := a.svc.Stats(); st.BumpHeartbeats == 0 || st.BumpsRefused != 0 {
+		t.Fatalf("a: %d heartbeats by push, %d bumps refused", st.BumpHeartbeats, st.BumpsRefused)
+	}
+	if c.h.Network().Connectedness(a.h.ID()) == network.Connected {
+		t.Fatal("a and c connected during the test")
+	}
+}
+
+// pushFrame writes one bump frame from h to to on the bump protocol.
+func pushFrame(t *testing.T, from *testNode, to *testNode, nw catalog.NetworkID, frame []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(5*time.Second))
+	defer cancel()
+	st, err := from.h.NewStream(ctx, to.h.ID(), discovery.BumpProtocol(nw))
+	if err != nil {
+		t.Fatalf("NewStream: %v", err)
+	}
+	if err := framer.WriteFrame(st, frame); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	_ = st.Close()
+}
+
+func bumpRec(t *testing.T, se *catalog.SignedEntry) []byte {
+	t.Helper()
+	rec, ok := discovery.AppendBumpRecord(nil, se)
+	if !ok {
+		t.Fatal("no bump record")
+	}
+	return rec
+}
+
+// TestPush_BadBumps: a forged bump is rejected, counted and scored
+// against its sender; a replayed or stale one is dropped as known; a
+// valid one is merged; malformed frames count double, and past the
+// penalty limit the sender's frames are refused.
+func TestPush_BadBumps(t *testing.T) {
+	nw := catalog.IDFromString("discovery-test/push-bad")
+	quiet := withParams(func(p *discovery.Params) { p.AnnounceInterval, p.Catalog.PurgeAfter = time.Minute, 5*time.Minute })
+	b := newNode(t, nw, append(pushOnly, quiet)...)
+	m := newNode(t, nw, append(pushOnly, quiet)...) // the sender: a member of the network
+	sk, x := newKey(t)
+	v1 := catalog.NewVersion(time.Now().Add(-time.Second))
+	se1 := sealEntry(t, sk, nw, v1)
+	if _, err := b.svc.Store().Merge(se1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	connect(t, m.h, b.h)
+	testutil.Eventually(t, 5*time.Second, func() bool { return knows(b.svc, m.h.ID()) }, "b did not learn m")
+
+	// Forged: the record of a real next version, with its signature altered.
+	v2 := v1.Next(time.Now())
+	rec := bumpRec(t, sealEntry(t, sk, nw, v2))
+	rec[len(rec)-1] ^= 1
+	pushFrame(t, m, b, nw, rec)
+	testutil.Eventually(t, 5*time.Second, func() bool { return b.svc.Stats().BumpsRefused >= 1 }, "the forged bump was not refused")
+	st := b.svc.Stats()
+	if st.RejectedBy["rejected/bad_signature"] == 0 || versionAt(b.svc, x) != v1 || b.svc.BumpPenalty(m.h.ID()) < 0.5 {
+		t.Fatalf("forged bump: rejected by %v, version %v (want %v), penalty %v", st.RejectedBy, versionAt(b.svc, x), v1, b.svc.BumpPenalty(m.h.ID()))
+	}
+
+	// Valid, then replayed and stale.
+	pushFrame(t, m, b, nw, bumpRec(t, sealEntry(t, sk, nw, v2)))
+	testutil.Eventually(t, 5*time.Second, func() bool { return versionAt(b.svc, x) == v2 }, "the valid bump was not merged")
+	frame := append(bumpRec(t, sealEntry(t, sk, nw, v2)), bumpRec(t, se1)...)
+	known := b.svc.Stats().BumpsKnown
+	pushFrame(t, m, b, nw, frame)
+	testutil.Eventually(t, 5*time.Second, func() bool { return b.svc.Stats().BumpsKnown >= known+2 }, "the replayed and stale bumps were not dropped as known")
+	if versionAt(b.svc, x) != v2 || b.svc.Stats().BumpsMerged != 1 {
+		t.Fatalf("after replays: version %v, %d merged", versionAt(b.svc, x), b.svc.Stats().BumpsMerged)
+	}
+
+	// Malformed frames, until the sender is refused.
+	for i := 0; b.svc.Stats().BumpErrorsBy["in/penalized"] == 0; i++ {
+		if i == 10 {
+			t.Fatalf("m never penalized: %v, penalty %v", b.svc.Stats().BumpErrorsBy, b.svc.BumpPenalty(m.h.ID()))
+		}
+		pushFrame(t, m, b, nw, []byte{38, 1, 2, 3})
+		want := uint64(i + 1)
+		testutil.Eventually(t, 5*time.Second, func() bool {
+			by := b.svc.Stats().BumpErrorsBy
+			return by["in/malformed"]+by["in/penalized"] >= want
+		}, "frame %d not counted", i)
+	}
+	if pen := b.svc.BumpPenalty(m.h.ID()); pen <= 16 || discovery.BumpPenaltyScore(pen) >= discovery.GraylistScoreThreshold {
+		t.Fatalf("penalty %v, gossip score %v", pen, discovery.BumpPenaltyScore(pen))
+	}
+}
+
+// TestPush_UnknownPeerPulls: a bump for a peer the receiver does not know
+// makes it sync with the sender, which brings the entry.
+func TestPush_UnknownPeerPulls(t *testing.T) {
+	nw := catalog.IDFromString("discovery-test/push-pull")
+	quiet := withParams(func(p *discovery.Params) { p.AnnounceInterval, p.Catalog.PurgeAfter = time.Minute, 5*time.Minute })
+	a, b := newNode(t, nw, append(pushOnly, quiet)...), newNode(t, nw, append(pushOnly, quiet)...)
+	connect(t, b.h, a.h)
+	testutil.Eventually(t, 5*time.Second, func() bool { return knows(b.svc, a.h.ID()) && knows(a.svc, b.h.ID()) }, "a and b did not sync")
+	// Let the syncs on connect settle, so the pull is what brings y.
+	time.Sleep(testutil.Scale(300 * time.Millisecond)) // past SyncMinInterval (200 ms)
+	sk, y := newKey(t)
+	v1 := catalog.NewVersion(time.Now().Add(-time.Second))
+	if _, err := a.svc.Store().Merge(sealEntry(t, sk, nw, v1), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// Heartbeats of y, merged into a as a caller's updates, go out as
+	// bumps. A pull can be put off by the per-peer sync pacing (a sync on
+	// connect that ran late): the next heartbeat's bump pulls again.
+	v := v1
+	last := time.Time{}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		if versionAt(b.svc, y).Compare(v1) > 0 {
+			return true
+		}
+		if time.Since(last) > 300*time.Millisecond {
+			v, last = v.Next(time.Now()), time.Now()
+			if out, err := a.svc.Merge(sealEntry(t, sk, nw, v)); err != nil || out != catalog.Updated {
+				t.Fatalf("Merge: %v %v", out, err)
+			}
+		}
+		return false
+	}, "b did not pull y's entry")
+	if st := b.svc.Stats(); st.BumpsPulled == 0 {
+		t.Fatalf("b pulled no bump: %+v", st)
+	}
+}
+
+// TestPush_MixedVersions: a node without bump push (an older node) and
+// two with it, in a chain old - a - b with gossip on: each one's
+// heartbeats reach the others. a bridges b's bumps onto gossip for the
+// old node, and b gets its heartbeats from a by push alone.
+func TestPush_MixedVersions(t *testing.T) {
+	nw := catalog.IDFromString("discovery-test/push-mixed")
+	opts := withParams(func(p *discovery.Params) { p.AntiEntropyInterval, p.CascadeBelow = 0, 0 })
+	old := newNode(t, nw, opts, withParams(func(p *discovery.Params) { p.BumpInterval = 0 }))
+	a, b := newNode(t, nw, opts), newNode(t, nw, opts)
+	connect(t, a.h, old.h)
+	connect(t, b.h, a.h)
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return knows(old.svc, b.h.ID()) && knows(b.svc, old.h.ID())
+	}, "old and b did not learn each other")
+	for _, dir := range []struct{ from, to *testNode }{{b, old}, {old, b}, {a, old}, {old, a}} {
+		v := dir.from.svc.Local().Entry.Version
+		testutil.Eventually(t, 10*time.Second, func() bool {
+			return versionAt(dir.to.svc, dir.from.h.ID()).Compare(v) > 0
+		}, "a later heartbeat than %v did not arrive", v)
+	}
+	if a.svc.Stats().BumpsMerged == 0 {
+		t.Fatal("a merged no bump from b")
+	}
+	if st := old.svc.Stats(); st.BumpFramesReceived != 0 {
+		t.Fatalf("the old node received %d frames", st.BumpFramesReceived)
+	}
+}
