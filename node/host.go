@@ -117,8 +117,9 @@ func resourceLimits(nw catalog.NetworkID, p discovery.Params) rcmgr.ScalingLimit
 		limits.AddProtocolLimit(id, syncAll, rcmgr.BaseLimitIncrease{})
 		limits.AddProtocolPeerLimit(id, syncPeer, rcmgr.BaseLimitIncrease{})
 	}
-	// Bump push: one short stream per frame, one frame per peer and
-	// BumpInterval each way; the service refuses more than 16 at once.
+	// Bump push: one long-lived stream per push peer and direction
+	// (frames on it until idle); the service holds at most 64 inbound
+	// push streams.
 	bumpAll := limits.ProtocolBaseLimit
 	bumpAll.StreamsInbound, bumpAll.StreamsOutbound = 64, 64
 	bumpAll.Streams = bumpAll.StreamsInbound + bumpAll.StreamsOutbound

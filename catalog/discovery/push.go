@@ -44,6 +44,12 @@ const (
 	// pushFramesPerInterval and pushFrameBurst: per-peer inbound frames.
 	pushFramesPerInterval = 4
 	pushFrameBurst        = 8
+	// pushFramesPerRound is the most frames a round sends one peer: a
+	// frame holds about 500 bumps (MaxBumpFrame), so one frame a second
+	// would carry the heartbeats of at most about 15 000 peers at the
+	// default 30 s; four (what a receiver accepts per interval) carry
+	// about 60 000. Past that the push log drops the oldest.
+	pushFramesPerRound = pushFramesPerInterval
 	// pushPenaltyLimit: a peer whose decayed count of rejected bumps (a
 	// malformed frame counts pushMalformedPenalty) exceeds it has its
 	// frames refused and is no longer pushed to, until the count decays
@@ -264,10 +270,10 @@ func (s *Service) pushRound() {
 		chosen++
 	}
 	type send struct {
-		id    peer.ID
-		pp    *pushPeer
-		frame []byte
-		n     int
+		id     peer.ID
+		pp     *pushPeer
+		frames [][]byte
+		n      int
 	}
 	var sends []send
 	low := end
@@ -276,6 +282,7 @@ func (s *Service) pushRound() {
 			pp.next = p.base // fell behind maxPushLog
 		}
 		if !pp.sending && pp.next < end {
+			var frames [][]byte
 			var frame []byte
 			n := 0
 			i := pp.next
@@ -285,15 +292,22 @@ func (s *Service) pushRound() {
 					continue
 				}
 				if len(frame)+len(r.rec) > MaxBumpFrame {
-					break
+					frames = append(frames, frame)
+					frame = nil
+					if len(frames) == pushFramesPerRound {
+						break
+					}
 				}
 				frame = append(frame, r.rec...)
 				n++
 			}
+			if len(frame) > 0 {
+				frames = append(frames, frame)
+			}
 			pp.next = i
 			if n > 0 {
 				pp.sending = true
-				sends = append(sends, send{id, pp, frame, n})
+				sends = append(sends, send{id, pp, frames, n})
 			}
 		}
 		low = min(low, pp.next)
@@ -313,7 +327,13 @@ func (s *Service) pushRound() {
 	for _, sd := range sends {
 		if !s.spawn(func() {
 			// sending gives this goroutine sd.pp.st.
-			st, err := s.sendBumps(sd.pp.st, sd.id, sd.frame)
+			st, sent, err := sd.pp.st, 0, error(nil)
+			for _, f := range sd.frames {
+				if st, err = s.sendBumps(st, sd.id, f); err != nil {
+					break
+				}
+				sent++
+			}
 			p.mu.Lock()
 			sd.pp.sending = false
 			if errors.Is(err, errNoBumpProtocol) && !sd.pp.removed {
@@ -334,7 +354,7 @@ func (s *Service) pushRound() {
 				return
 			}
 			s.stats.bumpsPushed.Add(uint64(sd.n))
-			s.stats.bumpFramesOut.Add(1)
+			s.stats.bumpFramesOut.Add(uint64(sent))
 		}) {
 			p.mu.Lock()
 			sd.pp.sending = false

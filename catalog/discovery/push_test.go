@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -208,5 +209,76 @@ func TestPush_MixedVersions(t *testing.T) {
 	}
 	if st := old.svc.Stats(); st.BumpFramesReceived != 0 {
 		t.Fatalf("the old node received %d frames", st.BumpFramesReceived)
+	}
+}
+
+// TestPush_FullRoundSendsSeveralFrames: a round sends a peer up to four
+// frames when its bumps overflow one (about 500 bumps of 64 KiB), so 1 200
+// heartbeats accepted at once cross in one BumpInterval, not three.
+func TestPush_FullRoundSendsSeveralFrames(t *testing.T) {
+	nw := catalog.IDFromString("discovery-test/push-frames")
+	interval := 3 * time.Second
+	slow := withParams(func(p *discovery.Params) {
+		p.BumpInterval = interval
+		p.AnnounceInterval, p.Catalog.PurgeAfter = time.Minute, 5*time.Minute
+	})
+	a, b := newNode(t, nw, append(pushOnly, slow)...), newNode(t, nw, append(pushOnly, slow)...)
+	const n = 1200
+	keys := make([]crypto.PrivKey, n)
+	ids := make([]peer.ID, n)
+	v1 := catalog.NewVersion(time.Now().Add(-time.Minute))
+	for i := range n {
+		keys[i], ids[i] = newKey(t)
+		se := sealEntry(t, keys[i], nw, v1)
+		for _, x := range []*testNode{a, b} {
+			if _, err := x.svc.Store().Merge(se, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	connect(t, b.h, a.h)
+	// Bumps first, until one crosses by push: b is then a push peer of
+	// a's (a new push peer gets only what a accepts after it joined the
+	// push set) when the batch comes.
+	warm, last := v1, time.Time{}
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		if b.svc.Stats().BumpsMerged > 0 {
+			return true
+		}
+		if time.Since(last) > interval/2 {
+			warm, last = warm.Next(time.Now()), time.Now()
+			if out, err := a.svc.Merge(sealEntry(t, keys[0], nw, warm)); err != nil || out != catalog.Updated {
+				t.Fatalf("Merge: %v %v", out, err)
+			}
+		}
+		return false
+	}, "a pushed nothing to b")
+	v2 := warm.Next(time.Now())
+	bumps := make([]*catalog.SignedEntry, n)
+	for i := range n {
+		bumps[i] = sealEntry(t, keys[i], nw, v2)
+	}
+	framesIn := b.svc.Stats().BumpFramesReceived
+	start := time.Now()
+	for _, se := range bumps {
+		if out, err := a.svc.Merge(se); err != nil || out != catalog.Updated {
+			t.Fatalf("Merge: %v %v", out, err)
+		}
+	}
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		for _, id := range ids {
+			if versionAt(b.svc, id).Compare(v2) < 0 {
+				return false
+			}
+		}
+		return true
+	}, "b did not get every bump: a %+v, b %+v", a.svc.Stats(), b.svc.Stats())
+	took := time.Since(start)
+	if got := b.svc.Stats().BumpFramesReceived - framesIn; got < 3 {
+		t.Errorf("b received %d frames for %d bumps, want at least 3", got, n)
+	}
+	// One frame a round would take three rounds: at least two intervals.
+	if took >= 2*interval {
+		t.Errorf("the bumps took %v to cross, two rounds of %v or more", took, interval)
 	}
 }
