@@ -10,7 +10,9 @@
 // shuffles are events on one clock. A sampled share of the published
 // messages is propagated hop by hop through the gossipsub mesh with hop
 // latencies, duplicates and IHAVE/IWANT gossip; the others count through
-// the sampled ones' weight, so a 100 000-peer run takes seconds.
+// the sampled ones' weight, so a 100 000-peer run takes seconds. With
+// Config.BumpPush the Full design's heartbeats travel instead as batched
+// bumps over a push graph (PROTOCOL.md section 10.9).
 package sim
 
 import "time"
@@ -98,6 +100,7 @@ type Config struct {
 	BumpBytes      int // one bump record of an ed25519 peer
 	BumpFrameBytes int // framing of one bump frame: length prefix, yamux and noise
 	BumpLogBytes   int // heap per bump held for the push peers
+	BumpFrameCap   int // discovery.MaxBumpFrame: the rest waits for the next frame
 
 	// Churn: every node is replaced after an exponential session; a share
 	// of leaves are graceful (departure published), the rest crash and
@@ -138,7 +141,7 @@ func DefaultConfig(n int, d Design) Config {
 		FrameBytes: 60, IDBytes: 34, DepartureBytes: 200, DigestBytes: 48, SeenBytes: 150,
 		DHTRPCBytes: 1600, DHTProviderRec: 120, DHTBucket: 20,
 		BumpInterval: time.Second, BumpPeers: 6,
-		BumpBytes: 127, BumpFrameBytes: 33, BumpLogBytes: 200,
+		BumpBytes: 127, BumpFrameBytes: 33, BumpLogBytes: 200, BumpFrameCap: 64 << 10,
 
 		Session: time.Hour, GracefulShare: 0.5, CascadeBelow: 8,
 
@@ -156,4 +159,11 @@ func (cfg Config) inFlight() float64 {
 		w += cfg.BumpInterval.Seconds()
 	}
 	return w
+}
+
+// frameFill is the share of BumpFrameCap that a frame of one interval's
+// bumps takes when a node accepts a bumps a second (and sends its own).
+func (cfg Config) frameFill(a float64) float64 {
+	perFrame := (a + 1/cfg.Heartbeat.Seconds()) * cfg.BumpInterval.Seconds()
+	return perFrame * float64(cfg.BumpBytes) / float64(cfg.BumpFrameCap)
 }

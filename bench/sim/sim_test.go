@@ -123,6 +123,9 @@ func TestBumpPushMatchesFormula(t *testing.T) {
 	if r := res.InBps.Mean / est.InBps.Mean; r < 0.85 || r > 1.15 {
 		t.Fatalf("sim %.0f B/s vs Estimate %.0f B/s (push degree %.2f vs %.2f)", res.InBps.Mean, est.InBps.Mean, k, est.PushDegree)
 	}
+	if r := res.BumpFrameFill / est.BumpFrameFill; r < 0.93 || r > 1.07 || res.BumpFrameFill >= 1 {
+		t.Fatalf("frame fill %.3f, closed form %.3f: want equal, and below 1 at %d peers", res.BumpFrameFill, est.BumpFrameFill, cfg.N)
+	}
 	if r := res.CPU.Mean / est.CPU.Mean; r < 0.85 || r > 1.15 {
 		t.Fatalf("sim CPU %.4f vs Estimate %.4f", res.CPU.Mean, est.CPU.Mean)
 	}

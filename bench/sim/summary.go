@@ -47,6 +47,11 @@ type Result struct {
 	// and BumpCopies the bumps it receives per heartbeat it accepts
 	// (Config.BumpPush; the duplicates are BumpCopies − 1).
 	PushDegree, BumpCopies float64
+	// BumpFrameFill is a frame's mean bumps over what BumpFrameCap holds:
+	// above 1 a push peer's backlog grows without bound (the simulation
+	// does not cap frames: its bump rows are then what bump push would
+	// cost with frames large or frequent enough).
+	BumpFrameFill float64
 	// Sampled is the number of messages flooded hop by hop, SampleShare
 	// their share of all messages.
 	Sampled     int
@@ -135,6 +140,7 @@ func (r *runner) summarize(c Costs, elapsed time.Duration) Result {
 	}
 	if bumps > 0 {
 		res.PushDegree, res.BumpCopies = pushDeg, bumpCopies/bumps
+		res.BumpFrameFill = r.cfg.frameFill(bumps / T / float64(n))
 	}
 	if joins > 0 {
 		res.JoinBytes = joinIn / joins
@@ -153,7 +159,10 @@ func (r *runner) summarize(c Costs, elapsed time.Duration) Result {
 // formulas the simulation's events add up to: heartbeats over a mesh of
 // degree D (each node receives D−1 copies of each message, plus the flood
 // publish), IHAVE gossip to Dlazy peers per gossip heartbeat (capped at
-// MaxIHaveLength IDs), anti-entropy and join syncs, DHT republishing.
+// MaxIHaveLength IDs), anti-entropy and join syncs, DHT republishing;
+// with BumpPush, heartbeats as bumps from every push peer but the first
+// (push degree from [pushersAdded]) plus one frame per push peer per
+// BumpInterval, and one O(n) merge per frame with a new bump.
 // Meant for sizes the simulation does not reach (1 000 000 peers).
 func Estimate(cfg Config, c Costs) Result {
 	N := float64(cfg.N)
@@ -216,9 +225,10 @@ func Estimate(cfg Config, c Costs) Result {
 	return Result{
 		Config: cfg, InBps: one(bw), OutBps: one(bw), Entries: one(N - 1), MemBytes: one(mem),
 		PushDegree: k, BumpCopies: map[bool]float64{false: 0, true: k - 1}[cfg.BumpPush],
-		CPU:          one((ver*c.OpenNs + merges*c.MergeNs(N-1) + hash) / 1e9),
-		CPULogN:      one((ver*(c.OpenNs+c.MergeSmallNs) + hash) / 1e9),
-		VerifyPerSec: one(ver), JoinBytes: map[bool]float64{false: 2 * N * entry, true: N * (entry + float64(cfg.DigestBytes))}[cfg.DeltaSync],
+		BumpFrameFill: map[bool]float64{false: 0, true: cfg.frameFill(urate)}[cfg.BumpPush],
+		CPU:           one((ver*c.OpenNs + merges*c.MergeNs(N-1) + hash) / 1e9),
+		CPULogN:       one((ver*(c.OpenNs+c.MergeSmallNs) + hash) / 1e9),
+		VerifyPerSec:  one(ver), JoinBytes: map[bool]float64{false: 2 * N * entry, true: N * (entry + float64(cfg.DigestBytes))}[cfg.DeltaSync],
 		Reach: 1,
 	}
 }

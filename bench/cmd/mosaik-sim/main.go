@@ -153,8 +153,8 @@ func main() {
 	fmt.Println()
 	fmt.Println("Bump push: push peers per node, bumps received per heartbeat accepted (duplicates + 1), CPU sim vs closed form")
 	fmt.Println()
-	fmt.Println("| peers | how | push peers | bumps per heartbeat | CPU %, today's store | closed form CPU % | CPU %, O(log n) store | closed form |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
+	fmt.Println("| peers | how | push peers | bumps per heartbeat | frame fill (> 1: over MaxBumpFrame) | CPU %, today's store | closed form CPU % | CPU %, O(log n) store | closed form |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rows {
 		if !r.res.Config.BumpPush {
 			continue
@@ -164,7 +164,7 @@ func main() {
 		if !r.sim {
 			how = r.how
 		}
-		fmt.Printf("| %d | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", r.res.Config.N, how, r.res.PushDegree, r.res.BumpCopies,
+		fmt.Printf("| %d | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", r.res.Config.N, how, r.res.PushDegree, r.res.BumpCopies, r.res.BumpFrameFill,
 			100*r.res.CPU.Mean, 100*est.CPU.Mean, 100*r.res.CPULogN.Mean, 100*est.CPULogN.Mean)
 	}
 	fmt.Fprintf(os.Stderr, "total %v\n", time.Since(start).Round(time.Millisecond))
