@@ -10,7 +10,9 @@
 // shuffles are events on one clock. A sampled share of the published
 // messages is propagated hop by hop through the gossipsub mesh with hop
 // latencies, duplicates and IHAVE/IWANT gossip; the others count through
-// the sampled ones' weight, so a 100 000-peer run takes seconds.
+// the sampled ones' weight, so a 100 000-peer run takes seconds. With
+// Config.BumpPush the Full design's heartbeats travel instead as batched
+// bumps over a push graph (PROTOCOL.md section 10.9).
 package sim
 
 import "time"
@@ -48,7 +50,14 @@ type Config struct {
 	// entry): on its first copy a node tells its mesh peers, and a peer
 	// that hears it before forwarding skips that copy.
 	IDontWant bool
-	Seed      uint64
+	// BumpPush models batched bump push (PROTOCOL.md section 10.9,
+	// discovery's BumpInterval and BumpPeers) for the Full design: a
+	// heartbeat leaves gossip and travels hop by hop over the push graph
+	// (each node pushes to BumpPeers chosen topic peers and to those that
+	// chose it, up to twice as many), in one frame per push peer per
+	// BumpInterval; departures stay on gossip.
+	BumpPush bool
+	Seed     uint64
 	// SimTime is the simulated time over which rates are measured.
 	SimTime time.Duration
 	// DeliveryBudget bounds the hop-by-hop deliveries simulated: messages
@@ -68,6 +77,10 @@ type Config struct {
 	SeenTTL        time.Duration // duplicate-suppression cache
 	HopMin, HopMax time.Duration // one-hop latency, uniform
 
+	// Bump push (discovery.DefaultParams, PROTOCOL.md section 10.9).
+	BumpInterval time.Duration // a node's frames leave at its own phase, one per interval
+	BumpPeers    int           // push peers chosen; up to 2× with those that push to us
+
 	// Catalog (catalog.DefaultParams, discovery.DefaultParams).
 	Heartbeat    time.Duration
 	Jitter       float64
@@ -84,6 +97,10 @@ type Config struct {
 	DHTRPCBytes    int // one kad-dht lookup RPC, request plus response
 	DHTProviderRec int // one ADD_PROVIDER record
 	DHTBucket      int // k: records are stored on the k closest peers
+	BumpBytes      int // one bump record of an ed25519 peer
+	BumpFrameBytes int // framing of one bump frame: length prefix, yamux and noise
+	BumpLogBytes   int // heap per bump held for the push peers
+	BumpFrameCap   int // discovery.MaxBumpFrame: the rest waits for the next frame
 
 	// Churn: every node is replaced after an exponential session; a share
 	// of leaves are graceful (departure published), the rest crash and
@@ -112,7 +129,10 @@ func DefaultConfig(n int, d Design) Config {
 
 		D: 6, Dlazy: 6, TopicPeers: 20,
 		GossipInterval: time.Second, HistoryGossip: 3, MaxIHaveLength: 5000, MCacheLen: 5,
-		SeenTTL: 120 * time.Second,
+		// mosaik's routers keep message IDs seen for 30 s
+		// (discovery.SeenMessagesTTL, since session 11), not the
+		// library's 2 min.
+		SeenTTL: 30 * time.Second,
 		HopMin:  20 * time.Millisecond, HopMax: 120 * time.Millisecond,
 
 		Heartbeat: 30 * time.Second, Jitter: 0.5, PurgeAfter: 300 * time.Second,
@@ -120,10 +140,30 @@ func DefaultConfig(n int, d Design) Config {
 
 		FrameBytes: 60, IDBytes: 34, DepartureBytes: 200, DigestBytes: 48, SeenBytes: 150,
 		DHTRPCBytes: 1600, DHTProviderRec: 120, DHTBucket: 20,
+		BumpInterval: time.Second, BumpPeers: 6,
+		BumpBytes: 127, BumpFrameBytes: 33, BumpLogBytes: 200, BumpFrameCap: 64 << 10,
 
 		Session: time.Hour, GracefulShare: 0.5, CascadeBelow: 8,
 
 		StreamsProduced: 2, StreamsConsumed: 3, ProducersPerStream: 4, ConsumerZipf: 0.8,
 		GroupSize: 5, Sample: 32, ShuffleInterval: 30 * time.Second, ShuffleSize: 8,
 	}
+}
+
+// inFlight is how long a heartbeat is in flight between two nodes, for
+// the anti-entropy syncs that find it: a hop's latency, and with bump push
+// one more BumpInterval (a heartbeat waits half an interval at each hop).
+func (cfg Config) inFlight() float64 {
+	w := cfg.HopMax.Seconds()
+	if cfg.BumpPush {
+		w += cfg.BumpInterval.Seconds()
+	}
+	return w
+}
+
+// frameFill is the share of BumpFrameCap that a frame of one interval's
+// bumps takes when a node accepts a bumps a second (and sends its own).
+func (cfg Config) frameFill(a float64) float64 {
+	perFrame := (a + 1/cfg.Heartbeat.Seconds()) * cfg.BumpInterval.Seconds()
+	return perFrame * float64(cfg.BumpBytes) / float64(cfg.BumpFrameCap)
 }

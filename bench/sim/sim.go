@@ -16,6 +16,8 @@ type node struct {
 	copies        float64 // gossip copies received (each hashed for its ID)
 	recvMsgs      float64 // unique messages received (gossip cache load)
 	joinIn, joins float64 // bytes received while joining, as a newcomer
+	bumps         float64 // heartbeats accepted by bump push (Config.BumpPush)
+	bumpCopies    float64 // bumps received, duplicates included
 	inCat         [nCats]float64
 }
 
@@ -29,11 +31,12 @@ const (
 	catDHT              // entry puts and provider records
 	catSample           // random-sample shuffles
 	catIDontWant        // IDONTWANT notices (Config.IDontWant)
+	catBump             // bump frames (Config.BumpPush): records and framing
 	nCats
 )
 
 // CatNames names the categories of [Result.InByCat].
-var CatNames = [nCats]string{"mesh", "IWANT", "IHAVE", "sync", "join", "DHT", "sample", "IDONTWANT"}
+var CatNames = [nCats]string{"mesh", "IWANT", "IHAVE", "sync", "join", "DHT", "sample", "IDONTWANT", "bump"}
 
 type evKind uint8
 
@@ -91,6 +94,7 @@ type runner struct {
 	q     float64 // share of messages propagated hop by hop
 	acc   float64 // sampling accumulator
 	phase []float64
+	bump  []float64 // per node: phase of its bump push rounds
 	recv  []float64 // per member of the flooded topic: first receipt, or +Inf
 	hops  hopHeap
 
@@ -115,6 +119,12 @@ func Run(cfg Config, c Costs) Result {
 	}
 	for i := range r.phase {
 		r.phase[i] = rng.Float64() * cfg.GossipInterval.Seconds()
+	}
+	if cfg.BumpPush {
+		r.bump = make([]float64, cfg.N)
+		for i := range r.bump {
+			r.bump[i] = rng.Float64() * cfg.BumpInterval.Seconds()
+		}
 	}
 	r.lookupRPCs = math.Ceil(math.Log2(float64(cfg.N)))
 	r.q = r.sampleShare()
@@ -144,7 +154,11 @@ func Run(cfg Config, c Costs) Result {
 		u := int(ev.node)
 		switch ev.kind {
 		case evHeartbeat:
-			r.publish(u, ev.t, c.EntryBytes+cfg.FrameBytes)
+			if cfg.BumpPush && cfg.Design == Full {
+				r.pushHeartbeat(u, ev.t)
+			} else {
+				r.publish(u, ev.t, c.EntryBytes+cfg.FrameBytes)
+			}
 			ev.t += hb * (1 - cfg.Jitter + 2*cfg.Jitter*rng.Float64())
 		case evAntiEntropy:
 			r.antiEntropy(u, c)
@@ -208,6 +222,72 @@ func (r *runner) publish(u int, t float64, size int) {
 			r.acc--
 			r.flood(r.topo.topics[ref.topic], ref.member, t, float64(size), 1/r.q)
 		}
+	}
+}
+
+// pushHeartbeat sends u's heartbeat as a bump to its push peers; a
+// sampled share is propagated hop by hop over the push graph.
+func (r *runner) pushHeartbeat(u int, t float64) {
+	for _, ref := range r.topo.pubOn[u] {
+		if r.acc += r.q; r.acc >= 1 {
+			r.acc--
+			r.pushFlood(r.topo.topics[ref.topic], ref.member, t, 1/r.q)
+		}
+	}
+}
+
+// pushFlood propagates one bump over tp's push graph (PROTOCOL.md section
+// 10.9): a node that accepts it, the origin included, puts it in its next
+// frame to each of its push peers (its next round, at its own phase, one
+// BumpInterval apart) except the peer it came from and the bump's subject.
+// A later copy is a duplicate: counted, a map lookup, not verified and not
+// forwarded. Frames' framing is charged in summarize.
+func (r *runner) pushFlood(tp *topic, src int32, t0, w float64) {
+	m := len(tp.members)
+	if cap(r.recv) < m {
+		r.recv = make([]float64, m)
+	}
+	recv := r.recv[:m]
+	for i := range recv {
+		recv[i] = math.Inf(1)
+	}
+	I := r.cfg.BumpInterval.Seconds()
+	b := float64(r.cfg.BumpBytes)
+	forward := func(from, prev int32, t float64) {
+		ph := r.bump[tp.members[from]]
+		tick := ph + math.Ceil((t-ph)/I)*I
+		for _, v := range tp.push[from] {
+			if v == prev || v == src {
+				continue
+			}
+			r.nodes[tp.members[from]].out += b * w
+			heap.Push(&r.hops, hop{tick + r.hopLatency(), v, from})
+		}
+	}
+	recv[src] = t0
+	forward(src, -1, t0)
+	reached := 1
+	last := t0
+	for r.hops.Len() > 0 {
+		h := heap.Pop(&r.hops).(hop)
+		dst := &r.nodes[tp.members[h.to]]
+		dst.in += b * w
+		dst.inCat[catBump] += b * w
+		dst.bumpCopies += w
+		if !math.IsInf(recv[h.to], 1) {
+			continue
+		}
+		recv[h.to] = h.t
+		last = max(last, h.t)
+		reached++
+		dst.verifies += w
+		dst.bumps += w
+		forward(h.to, h.from, h.t)
+	}
+	if m > 1 {
+		r.sampled++
+		r.reachSum += float64(reached) / float64(m)
+		r.spread = append(r.spread, last-t0)
 	}
 }
 
@@ -328,7 +408,7 @@ func (r *runner) antiEntropy(u int, c Costs) {
 		return
 	}
 	r.transfer(u, v, n*float64(r.cfg.DigestBytes), catSync)
-	diff := n * r.cfg.HopMax.Seconds() / r.cfg.Heartbeat.Seconds()
+	diff := n * r.cfg.inFlight() / r.cfg.Heartbeat.Seconds()
 	r.transfer(v, u, diff*entry, catSync)
 	r.nodes[u].verifies += diff
 }

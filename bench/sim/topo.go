@@ -15,6 +15,9 @@ type topic struct {
 	pubs    []int32 // member indices
 	mesh    [][]int32
 	peers   [][]int32
+	// push is each member's push peers (Config.BumpPush): those it
+	// sends bump frames to.
+	push [][]int32
 }
 
 // link builds a mesh of degree about d among m members (a clique when m is
@@ -80,7 +83,33 @@ func buildFull(cfg Config, rng *rand.Rand) *topology {
 		tp.entries[i] = float64(cfg.N - 1)
 	}
 	t.link(rng, cfg.D, cfg.TopicPeers-cfg.D, 2*cfg.D)
+	if cfg.BumpPush {
+		t.linkPush(rng, cfg.BumpPeers)
+	}
 	return tp
+}
+
+// linkPush builds the push graph of discovery's pushRound: each member
+// chooses k of its connected peers (mesh and other topic peers) and also
+// pushes to every peer that chose it, up to 2k push peers in all (a peer
+// over the cap pushes to its chooser, which does not push back).
+func (t *topic) linkPush(rng *rand.Rand, k int) {
+	m := len(t.members)
+	t.push = make([][]int32, m)
+	chosen := make([][]int32, m)
+	for i := range m {
+		cand := append(slices.Clone(t.mesh[i]), t.peers[i]...)
+		rng.Shuffle(len(cand), func(a, b int) { cand[a], cand[b] = cand[b], cand[a] })
+		chosen[i] = cand[:min(k, len(cand))]
+		t.push[i] = slices.Clone(chosen[i])
+	}
+	for _, i := range rng.Perm(m) {
+		for _, j := range chosen[i] {
+			if len(t.push[j]) < 2*k && !slices.Contains(t.push[j], int32(i)) {
+				t.push[j] = append(t.push[j], int32(i))
+			}
+		}
+	}
 }
 
 // zipf draws ranks in [0, n) with P(k) ∝ (k+1)^-s.

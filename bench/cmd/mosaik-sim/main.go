@@ -60,15 +60,17 @@ func main() {
 		design    sim.Design
 		delta     bool
 		idontwant bool
+		bump      bool
 	}{
-		{"full, whole-catalog sync (today)", sim.Full, false, false},
-		{"full, delta sync (issue 17)", sim.Full, true, false},
-		{"full, delta sync + IDONTWANT", sim.Full, true, true},
-		{"scoped (proposed)", sim.Scoped, true, false},
+		{"full, whole-catalog sync (today)", sim.Full, false, false, false},
+		{"full, delta sync (issue 17)", sim.Full, true, false, false},
+		{"full, delta sync + IDONTWANT", sim.Full, true, true, false},
+		{"full, delta sync + bump push", sim.Full, true, false, true},
+		{"scoped (proposed)", sim.Scoped, true, false, false},
 	} {
 		for _, n := range ns {
 			cfg := sim.DefaultConfig(n, variant.design)
-			cfg.DeltaSync, cfg.IDontWant, cfg.Seed = variant.delta, variant.idontwant, *seed
+			cfg.DeltaSync, cfg.IDontWant, cfg.BumpPush, cfg.Seed = variant.delta, variant.idontwant, variant.bump, *seed
 			if *budget > 0 {
 				cfg.DeliveryBudget = *budget
 			}
@@ -81,7 +83,7 @@ func main() {
 		}
 		if *estimate > 0 && variant.design == sim.Full && !variant.idontwant {
 			cfg := sim.DefaultConfig(*estimate, variant.design)
-			cfg.DeltaSync = variant.delta
+			cfg.DeltaSync, cfg.BumpPush = variant.delta, variant.bump
 			if *session > 0 {
 				cfg.Session = *session
 			}
@@ -147,6 +149,23 @@ func main() {
 		}
 		est := sim.Estimate(r.res.Config, costs)
 		fmt.Printf("| %s | %d | %.1f | %.1f | %.3f |\n", r.label, r.res.Config.N, r.res.InBps.Mean/1e3, est.InBps.Mean/1e3, r.res.InBps.Mean/est.InBps.Mean)
+	}
+	fmt.Println()
+	fmt.Println("Bump push: push peers per node, bumps received per heartbeat accepted (duplicates + 1), CPU sim vs closed form")
+	fmt.Println()
+	fmt.Println("| peers | how | push peers | bumps per heartbeat | frame fill (> 1: over MaxBumpFrame) | CPU %, today's store | closed form CPU % | CPU %, O(log n) store | closed form |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	for _, r := range rows {
+		if !r.res.Config.BumpPush {
+			continue
+		}
+		est := sim.Estimate(r.res.Config, costs)
+		how := "sim"
+		if !r.sim {
+			how = r.how
+		}
+		fmt.Printf("| %d | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", r.res.Config.N, how, r.res.PushDegree, r.res.BumpCopies, r.res.BumpFrameFill,
+			100*r.res.CPU.Mean, 100*est.CPU.Mean, 100*r.res.CPULogN.Mean, 100*est.CPULogN.Mean)
 	}
 	fmt.Fprintf(os.Stderr, "total %v\n", time.Since(start).Round(time.Millisecond))
 }
