@@ -109,27 +109,7 @@ func (n *bondNet) serveSnapshots(serve func(from peer.ID, req []byte) (snapshotC
 			return
 		}
 		defer n.wg.Done()
-		_ = st.SetDeadline(time.Now().Add(snapshotServeTimeout))
-		req, err := framer.ReadFrame(bufio.NewReader(st), snapshotRequestCap)
-		if err != nil {
-			n.log.Debug("snapshot request unreadable", "peer", st.Conn().RemotePeer(), "err", err)
-			// Oversize or cut short: answered like any bad request when
-			// possible, then the stream ends.
-			_ = framer.WriteFrame(st, encodeSnapshotRefusal(snapshotBadRequest, err.Error()))
-			_ = st.Reset()
-			return
-		}
-		chunk, refusal := serve(st.Conn().RemotePeer(), req)
-		if refusal != nil {
-			err = framer.WriteFrame(st, refusal)
-		} else {
-			err = writeSnapshotChunkFrame(st, chunk)
-		}
-		if err != nil {
-			_ = st.Reset()
-			return
-		}
-		_ = st.Close()
+		serveRequests(st, serve, n.log.Debug, 1)
 	})
 }
 

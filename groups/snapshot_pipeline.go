@@ -49,9 +49,17 @@ const snapshotPipelineMaxRequests = 4096
 // reply cannot be written, or snapshotPipelineMaxRequests were answered.
 // Each request is read and answered within snapshotServeTimeout.
 func servePipelined(st network.Stream, serve func(from peer.ID, req []byte) (snapshotChunk, []byte), log func(msg string, args ...any)) {
+	serveRequests(st, serve, log, snapshotPipelineMaxRequests)
+}
+
+// serveRequests answers up to limit chunk requests of one stream, in order
+// (1.0.0: one; 1.1.0: snapshotPipelineMaxRequests), then closes it. An
+// unreadable request (oversize, cut short) is answered with a refusal
+// and ends the stream.
+func serveRequests(st network.Stream, serve func(from peer.ID, req []byte) (snapshotChunk, []byte), log func(msg string, args ...any), limit int) {
 	from := st.Conn().RemotePeer()
 	r := bufio.NewReader(st)
-	for range snapshotPipelineMaxRequests {
+	for range limit {
 		_ = st.SetDeadline(time.Now().Add(snapshotServeTimeout))
 		req, err := framer.ReadFrame(r, snapshotRequestCap)
 		if errors.Is(err, io.EOF) {
