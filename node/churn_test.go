@@ -57,6 +57,7 @@ func TestChurn_ThirtyNodes(t *testing.T) {
 		settle = 3 * time.Second
 	)
 	params := discovery.TestParams()
+	params.BumpInterval = 0 // the fast profile's heartbeats on gossip (WithFastProfile)
 	purge := params.Catalog.PurgeAfter
 
 	leaks := goleak.IgnoreCurrent()

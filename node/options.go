@@ -227,11 +227,15 @@ func WithDefaultStreamPolicy(p streams.Policy) Option {
 // machine. It sets discovery.TestParams() (entries purged after 3 s of
 // silence), a gossipsub router sized for many nodes in one process (see
 // [FastGossipSubParams]), a 1 s rendezvous poll while the catalog is empty
-// and 2 s streams handshake and close timeouts. Every node of a network
+// and 2 s streams handshake and close timeouts. Heartbeats stay on gossip
+// (bump push off, discovery.Params.BumpInterval 0): a 3 s purge leaves no
+// room for push's wait of up to a push interval at every hop (30 nodes
+// under churn purged live peers with it on). Every node of a network
 // must use the same profile.
 func WithFastProfile() Option {
 	return func(c *config) error {
 		c.params = discovery.TestParams()
+		c.params.BumpInterval = 0
 		gp := FastGossipSubParams()
 		c.gossip = &gp
 		c.rendezvousFast = rendezvousFastProfile
