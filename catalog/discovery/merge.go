@@ -211,6 +211,9 @@ func (s *Service) merged(e *catalog.SignedEntry, out catalog.Outcome, err error,
 	// record per tagged peer, and drops it with the last connection (the
 	// tag comes back on reconnecting, see tagIfConnected).
 	s.tagIfConnected(e.Entry.PeerID)
+	if src == fromSync || src == fromJoinSync {
+		s.pushPulled(e) // a bump this sync was pulled for goes on
+	}
 	if out == catalog.Updated {
 		s.stats.updated.Add(1)
 		return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -54,7 +55,22 @@ const (
 	pushPenaltyLimit     = 16
 	pushMalformedPenalty = 8
 	pushPenaltyDecay     = 10 * time.Minute
+	// maxPendingPulls bounds the bumps held while their pulls run
+	// (pendingPull): past it a pulled bump is not pushed on (the next
+	// heartbeat is).
+	maxPendingPulls = 4096
 )
+
+// pendingPull is a bump we could not splice (its peer unknown to us, or
+// its content not the one we hold) and pulled from its sender instead.
+// When a sync merges that version of the entry, or a later one, its bump
+// goes on to our push peers like a spliced one: a node that had to pull
+// does not end the heartbeat's way through the push graph.
+type pendingPull struct {
+	v    catalog.Version
+	from peer.ID
+	at   time.Time
+}
 
 // pushRec is one bump held for the push peers: what it is about, who
 // brought it (empty for our own) and its encoded record.
@@ -84,6 +100,8 @@ type pusher struct {
 	peers   map[peer.ID]*pushPeer
 	pushers map[peer.ID]time.Time // peers that pushed to us, when last
 	legacy  bool                  // a topic peer does not serve the bump protocol
+	pulls   map[peer.ID]pendingPull
+	npulls  atomic.Int64 // len(pulls), read without the lock by every sync merge
 
 	limiters  *lru.Cache[peer.ID, *rate.Limiter]
 	penalties *lru.Cache[peer.ID, *penalty]
@@ -93,7 +111,7 @@ type pusher struct {
 func newPusher() *pusher {
 	limiters, _ := lru.New[peer.ID, *rate.Limiter](4096)
 	penalties, _ := lru.New[peer.ID, *penalty](4096)
-	return &pusher{peers: map[peer.ID]*pushPeer{}, pushers: map[peer.ID]time.Time{},
+	return &pusher{peers: map[peer.ID]*pushPeer{}, pushers: map[peer.ID]time.Time{}, pulls: map[peer.ID]pendingPull{},
 		limiters: limiters, penalties: penalties, inbound: map[peer.ID]network.Stream{}}
 }
 
@@ -118,6 +136,57 @@ func (s *Service) queueBump(se *catalog.SignedEntry, from peer.ID) bool {
 		s.stats.bumpsDropped.Add(uint64(over))
 	}
 	return true
+}
+
+// notePulls records the bumps of a frame from `from` that are pulled
+// (pendingPull). A bump already pending for a later version keeps it.
+func (s *Service) notePulls(from peer.ID, bumps []pushedBump, now time.Time) {
+	p := s.push
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.pulls)+len(bumps) > maxPendingPulls {
+		for id, pp := range p.pulls {
+			if now.Sub(pp.at) > s.pullTTL() {
+				delete(p.pulls, id)
+			}
+		}
+	}
+	for _, b := range bumps {
+		if pp, ok := p.pulls[b.id]; ok && pp.v.Compare(b.v) >= 0 {
+			continue
+		}
+		if _, ok := p.pulls[b.id]; !ok && len(p.pulls) >= maxPendingPulls {
+			s.stats.bumpsDropped.Add(1)
+			continue
+		}
+		p.pulls[b.id] = pendingPull{v: b.v, from: from, at: now}
+	}
+	p.npulls.Store(int64(len(p.pulls)))
+}
+
+// pullTTL is how long a pulled bump waits for its pull: a sync's timeout
+// and a push round on either side.
+func (s *Service) pullTTL() time.Duration { return s.params.SyncTimeout + 2*s.params.BumpInterval }
+
+// pushPulled pushes on the bump of se, just merged by a sync, when a bump
+// of that version (or an earlier one) was pulled and is still pending.
+func (s *Service) pushPulled(se *catalog.SignedEntry) {
+	p := s.push
+	if p.npulls.Load() == 0 {
+		return
+	}
+	p.mu.Lock()
+	pp, ok := p.pulls[se.Entry.PeerID]
+	if ok && se.Entry.Version.Compare(pp.v) >= 0 {
+		delete(p.pulls, se.Entry.PeerID)
+		p.npulls.Store(int64(len(p.pulls)))
+	} else {
+		ok = false
+	}
+	p.mu.Unlock()
+	if ok && time.Since(pp.at) <= s.pullTTL() {
+		s.queueBump(se, pp.from)
+	}
 }
 
 // bridges reports whether a topic peer does not serve the bump protocol:

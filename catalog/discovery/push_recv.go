@@ -194,8 +194,8 @@ func (s *Service) applyPushed(from peer.ID, bumps []pushedBump) {
 	snap := s.store.Snapshot()
 	self := s.h.ID()
 	raws := make([][]byte, 0, len(bumps))
-	pull := false
-	var known, missing uint64
+	var pulled []pushedBump
+	var known uint64
 	for _, b := range bumps {
 		if b.id == self {
 			known++
@@ -203,8 +203,7 @@ func (s *Service) applyPushed(from peer.ID, bumps []pushedBump) {
 		}
 		held, ok := snap.Get(b.id)
 		if !ok {
-			missing++
-			pull = true
+			pulled = append(pulled, b)
 			continue
 		}
 		if b.v.Compare(held.Entry.Version) <= 0 {
@@ -212,8 +211,7 @@ func (s *Service) applyPushed(from peer.ID, bumps []pushedBump) {
 			continue
 		}
 		if h, ok := held.ContentHash(); !ok || h != b.hash {
-			missing++
-			pull = true
+			pulled = append(pulled, b)
 			continue
 		}
 		raw, err := held.ApplyBump(b.v, b.sig)
@@ -225,7 +223,7 @@ func (s *Service) applyPushed(from peer.ID, bumps []pushedBump) {
 		raws = append(raws, raw)
 	}
 	s.stats.bumpsKnown.Add(known)
-	s.stats.bumpsPulled.Add(missing)
+	s.stats.bumpsPulled.Add(uint64(len(pulled)))
 	if len(raws) > 0 {
 		opened, errs := s.mergeAllOpened(raws, fromPush)
 		bad := 0
@@ -252,7 +250,8 @@ func (s *Service) applyPushed(from peer.ID, bumps []pushedBump) {
 			s.penalize(from, float64(bad))
 		}
 	}
-	if pull {
+	if len(pulled) > 0 {
+		s.notePulls(from, pulled, time.Now())
 		s.startSync(from)
 	}
 }

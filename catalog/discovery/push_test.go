@@ -282,3 +282,59 @@ func TestPush_FullRoundSendsSeveralFrames(t *testing.T) {
 		t.Errorf("the bumps took %v to cross, two rounds of %v or more", took, interval)
 	}
 }
+
+// TestPush_PulledChangeGoesOn: in a chain a - b - c with gossip off, b
+// and c hold an old content of a third peer y, and a holds its new
+// content (a change that gossip did not bring to b and c). A heartbeat of
+// y at a goes out as a bump that b cannot splice: b pulls y's entry from
+// a. Once the pull has merged it, b pushes the bump on, and c, which
+// holds the old content as well, pulls from b. One heartbeat crosses the
+// chain: without the push after the pull, c waited for y's next
+// heartbeat (one more heartbeat per hop), and a node that had purged a
+// live peer stopped carrying that peer's heartbeats the same way.
+func TestPush_PulledChangeGoesOn(t *testing.T) {
+	nw := catalog.IDFromString("discovery-test/push-pulled")
+	quiet := withParams(func(p *discovery.Params) { p.AnnounceInterval, p.Catalog.PurgeAfter = time.Minute, 5*time.Minute })
+	opts := append(pushOnly[:len(pushOnly):len(pushOnly)], quiet)
+	a, b, c := newNode(t, nw, opts...), newNode(t, nw, opts...), newNode(t, nw, opts...)
+	chain(t, a, b, c)
+	// Let the syncs on connect and the repair syncs at SettleDelay (250 ms)
+	// run first, so that the pulls are what bring the change.
+	time.Sleep(testutil.Scale(time.Second)) // past SettleDelay and SyncMinInterval (200 ms)
+	sk, y := newKey(t)
+	oldTag, newTag := catalog.IDFromString("old"), catalog.IDFromString("new")
+	v1 := catalog.NewVersion(time.Now().Add(-time.Second))
+	v2 := v1.Next(time.Now().Add(-500 * time.Millisecond))
+	for _, n := range []*testNode{b, c} {
+		if _, err := n.svc.Store().Merge(sealEntry(t, sk, nw, v1, oldTag), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.svc.Store().Merge(sealEntry(t, sk, nw, v2, newTag), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	v3 := v2.Next(time.Now())
+	if out, err := a.svc.Merge(sealEntry(t, sk, nw, v3, newTag)); err != nil || out != catalog.Updated {
+		t.Fatalf("Merge: %v %v", out, err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return versionAt(c.svc, y).Compare(v3) >= 0
+	}, "y's heartbeat did not cross two hops (b holds %v, c holds %v)", lazyVersion(b.svc, y), lazyVersion(c.svc, y))
+	if e, _ := c.svc.Catalog().Get(y); !e.Entry.HasTags(newTag) {
+		t.Fatalf("c holds y's version %v without its new tag", e.Entry.Version)
+	}
+	for _, n := range []*testNode{b, c} {
+		if st := n.svc.Stats(); st.BumpsPulled == 0 {
+			t.Fatalf("a node of the chain pulled no bump: %+v", st)
+		}
+	}
+}
+
+// lazyVersion formats p's version in svc's catalog when printed.
+type lazyVersionT struct {
+	svc *discovery.Service
+	p   peer.ID
+}
+
+func lazyVersion(svc *discovery.Service, p peer.ID) lazyVersionT { return lazyVersionT{svc, p} }
+func (l lazyVersionT) String() string                            { return versionAt(l.svc, l.p).String() }
