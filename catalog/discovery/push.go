@@ -85,6 +85,7 @@ type pushPeer struct {
 	chosen  bool   // chosen by us (else kept as an inbound pusher)
 	removed bool   // out of the push set: the sender closes st
 	st      network.Stream
+	wrote   time.Time // when the last frame was written on st
 }
 
 type penalty struct {
@@ -313,6 +314,15 @@ func (s *Service) pushRound() {
 			chosen++
 		}
 	}
+	// A receiver closes a stream idle for pushIdle; one idle for
+	// SyncTimeout is closed here first, and this round's frame (if any)
+	// goes on a new stream, rather than on one the receiver reset.
+	for _, pp := range p.peers {
+		if !pp.sending && pp.st != nil && now.Sub(pp.wrote) >= s.params.SyncTimeout {
+			stale = append(stale, pp.st)
+			pp.st = nil
+		}
+	}
 	end := p.base + uint64(len(p.log))
 	limit := maxPushersFactor * s.params.BumpPeers
 	for id := range p.pushers {
@@ -395,13 +405,23 @@ func (s *Service) pushRound() {
 			// sending gives this goroutine sd.pp.st.
 			st, sent, err := sd.pp.st, 0, error(nil)
 			for _, f := range sd.frames {
-				if st, err = s.sendBumps(st, sd.id, f); err != nil {
+				reused := st != nil
+				st, err = s.sendBumps(st, sd.id, f)
+				if err != nil && reused && s.ctx.Err() == nil {
+					// The receiver may have reset the stream (idle, or
+					// replaced): once more on a new one.
+					st, err = s.sendBumps(nil, sd.id, f)
+				}
+				if err != nil {
 					break
 				}
 				sent++
 			}
 			p.mu.Lock()
 			sd.pp.sending = false
+			if sent > 0 {
+				sd.pp.wrote = time.Now()
+			}
 			if errors.Is(err, errNoBumpProtocol) && !sd.pp.removed {
 				sd.pp.removed = true
 				delete(p.peers, sd.id)

@@ -2,6 +2,7 @@ package discovery_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -338,3 +339,46 @@ type lazyVersionT struct {
 
 func lazyVersion(svc *discovery.Service, p peer.ID) lazyVersionT { return lazyVersionT{svc, p} }
 func (l lazyVersionT) String() string                            { return versionAt(l.svc, l.p).String() }
+
+// TestPush_IdleStreamNotLost: a receiver closes a push stream that stayed
+// idle for SyncTimeout plus four BumpIntervals. A sender whose heartbeats
+// are further apart than that (a small network at the default 30 s) must
+// not write its next frame on the stream the receiver reset: the sender
+// closes its idle stream first, and the next heartbeat goes on a new one.
+func TestPush_IdleStreamNotLost(t *testing.T) {
+	nw := catalog.IDFromString("discovery-test/push-idle")
+	quiet := withParams(func(p *discovery.Params) {
+		p.AnnounceInterval, p.Catalog.PurgeAfter = time.Minute, 5*time.Minute
+		p.SyncTimeout = 400 * time.Millisecond // a receiver closes an idle push stream after 800 ms
+	})
+	opts := append(pushOnly[:len(pushOnly):len(pushOnly)], quiet)
+	a, b := newNode(t, nw, opts...), newNode(t, nw, opts...)
+	connect(t, b.h, a.h)
+	testutil.Eventually(t, 5*time.Second, func() bool { return knows(b.svc, a.h.ID()) && knows(a.svc, b.h.ID()) }, "a and b did not sync")
+	sk, y := newKey(t)
+	v := catalog.NewVersion(time.Now().Add(-time.Second))
+	for _, n := range []*testNode{a, b} {
+		if _, err := n.svc.Store().Merge(sealEntry(t, sk, nw, v), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := range 3 {
+		v = v.Next(time.Now())
+		if out, err := a.svc.Merge(sealEntry(t, sk, nw, v)); err != nil || out != catalog.Updated {
+			t.Fatalf("Merge: %v %v", out, err)
+		}
+		testutil.Eventually(t, 2*time.Second, func() bool { return versionAt(b.svc, y).Compare(v) >= 0 },
+			"round %d: y's heartbeat %v did not reach b by push (b holds %v; a's push errors %v)", round, v, lazyVersion(b.svc, y), lazyPushErrors(a.svc))
+		// Idle past the receiver's limit (800 ms) before the next heartbeat:
+		// the point of the test is a stream left idle that long.
+		time.Sleep(testutil.Scale(1200 * time.Millisecond))
+	}
+	if errs := a.svc.Stats().BumpErrorsBy; len(errs) != 0 {
+		t.Fatalf("a's pushes failed: %v", errs)
+	}
+}
+
+type lazyPushErrorsT struct{ svc *discovery.Service }
+
+func lazyPushErrors(svc *discovery.Service) lazyPushErrorsT { return lazyPushErrorsT{svc} }
+func (l lazyPushErrorsT) String() string                   { return fmt.Sprint(l.svc.Stats().BumpErrorsBy) }
