@@ -131,6 +131,14 @@ func startCluster(t *testing.T, n int, opts func(i int) []node.Option) ([]*node.
 		want--
 	}
 	testutil.Eventually(t, 20*time.Second, func() bool { return groups.Voters(gs[0]) == want }, "%d voters", want)
+	// Every member knows the leader: the first member counts the voters,
+	// and the last to join may not have heard from the leader yet (a strong
+	// read there fails at once with "no leader").
+	for i, g := range gs {
+		if err := g.When().Online(tctx(t, 10*time.Second)); err != nil {
+			t.Fatalf("member %d never knew a leader: %v", i, err)
+		}
+	}
 	return nodes, gs
 }
 
