@@ -39,6 +39,8 @@ type execCall struct {
 // readCall waits for a read index, then for it to be applied.
 type readCall struct {
 	deadline int64
+	retry    int64    // tick at which the read index is asked again
+	rctx     [16]byte // the request context raft echoes in its ReadState
 	index    uint64
 	have     bool
 	done     func(index uint64, err error)
@@ -290,12 +292,20 @@ func (c *groupCore) strongRead(done func(index uint64, err error)) {
 	}
 	c.readSeq++
 	id := c.readSeq
-	c.reads[id] = &readCall{deadline: c.now + int64(c.p.ticks(c.p.QueryTimeout)), done: done}
-	var rctx [16]byte
-	binary.BigEndian.PutUint64(rctx[:8], c.selfID)
-	binary.BigEndian.PutUint64(rctx[8:], id)
-	c.rn.ReadIndex(rctx[:])
+	rc := &readCall{deadline: c.now + int64(c.p.ticks(c.p.QueryTimeout)), retry: c.now + c.readRetry(), done: done}
+	binary.BigEndian.PutUint64(rc.rctx[:8], c.selfID)
+	binary.BigEndian.PutUint64(rc.rctx[8:], id)
+	c.reads[id] = rc
+	c.rn.ReadIndex(rc.rctx[:])
 }
+
+// readRetry is how long, in ticks, a read index may take before it is
+// asked again: two heartbeats (the leader confirms its leadership with one
+// round of heartbeats). Raft sends a follower's request to the leader once
+// and drops it while it knows no leader; a lost request or answer would
+// otherwise fail the read only at QueryTimeout. Asking again is safe: any
+// read index the leader returns after the read began serves it.
+func (c *groupCore) readRetry() int64 { return int64(2 * c.p.ticks(c.p.Heartbeat)) }
 
 func (c *groupCore) onReadState(rs raft.ReadState) {
 	if len(rs.RequestCtx) != 16 || binary.BigEndian.Uint64(rs.RequestCtx[:8]) != c.selfID {
@@ -323,9 +333,14 @@ func (c *groupCore) expireCalls() {
 		}
 	}
 	for id, rc := range c.reads {
-		if !rc.have && c.now >= rc.deadline {
+		switch {
+		case rc.have:
+		case c.now >= rc.deadline:
 			delete(c.reads, id)
 			rc.done(0, &offline{reason: "read index timed out"})
+		case c.now >= rc.retry:
+			rc.retry = c.now + c.readRetry()
+			c.rn.ReadIndex(rc.rctx[:])
 		}
 	}
 }

@@ -22,6 +22,9 @@ type memNet struct {
 	nodes map[peer.ID]*memNode
 	cut   map[[2]peer.ID]bool // unlinked pairs (ordered low, high)
 	fault func(from, to peer.ID, kind byte) (drop bool, delay time.Duration)
+	// dropFrame, when set, drops the frames it returns true for (it sees
+	// the frame's body, so it can pick raft messages by type).
+	dropFrame func(from, to peer.ID, kind byte, body []byte) bool
 	// chunkFault, when set, may fail a snapshot chunk request (before the
 	// holder sees it) with an error.
 	chunkFault func(from, holder peer.ID, req snapshotChunkRequest) error
@@ -128,6 +131,12 @@ func (n *memNet) setFault(f func(from, to peer.ID, kind byte) (bool, time.Durati
 	n.mu.Unlock()
 }
 
+func (n *memNet) setDropFrame(f func(from, to peer.ID, kind byte, body []byte) bool) {
+	n.mu.Lock()
+	n.dropFrame = f
+	n.mu.Unlock()
+}
+
 // rebondLocked brings bonds in line with links.
 func (n *memNet) rebondLocked() {
 	for _, a := range n.nodes {
@@ -188,7 +197,7 @@ func (m *memMember) Send(to peer.ID, kind byte, body []byte) bool {
 	if n.fault != nil {
 		drop, delay = n.fault(m.node.self, to, kind)
 	}
-	if drop {
+	if drop || (n.dropFrame != nil && n.dropFrame(m.node.self, to, kind, body)) {
 		return true // lost on the wire
 	}
 	body = append([]byte(nil), body...)
