@@ -26,12 +26,16 @@ type baseTestValue struct {
 // copy of either is independent of it.
 func TestMapBase_SnapshotMatchesTree(t *testing.T) {
 	for seed := range uint64(4) {
+		// Each case is pure computation on its own values: two run at once
+		// on a two-core machine.
 		t.Run(fmt.Sprintf("string-bytes/%d", seed), func(t *testing.T) {
+			t.Parallel()
 			checkBaseMatchesTree(t, mapKind[string, []byte]{}, seed,
 				func(i int) string { return fmt.Sprintf("k%04d", i) },
 				func(r *rand.Rand) []byte { return bytes.Repeat([]byte{byte(r.IntN(256))}, 1+r.IntN(70)) })
 		})
 		t.Run(fmt.Sprintf("uint-struct/%d", seed), func(t *testing.T) {
+			t.Parallel()
 			checkBaseMatchesTree(t, mapKind[uint64, baseTestValue]{}, seed,
 				func(i int) uint64 { return uint64(i) * 37 },
 				func(r *rand.Rand) baseTestValue {

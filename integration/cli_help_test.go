@@ -49,7 +49,7 @@ func TestCLI_PersistentIdentity(t *testing.T) {
 	xdg := "XDG_DATA_HOME=" + t.TempDir()
 	var ids []string
 	for i := range 2 {
-		p := startEnv(t, "run", nil, []string{xdg}, binary, append([]string{"run", "--network", "it-persist"}, listen()...)...)
+		p := startEnv(t, "run", nil, []string{xdg}, nodeBinary(t), append([]string{"run", "--network", "it-persist"}, listen()...)...)
 		var m []string
 		testutil.Eventually(t, 20*time.Second, func() bool {
 			m = peerRE.FindStringSubmatch(p.stderr.String())

@@ -41,7 +41,7 @@ func TestCLI_JSONLogs(t *testing.T) {
 		"--listen", "/ip4/127.0.0.1/tcp/0", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1",
 		// unreachable: the bootstrap loop logs its failures
 		"--bootstrap", "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWGBfKqTqgYEW8ZBzp3HqW8vrVDMmw4uGwj2ov2dHd3DbC"}
-	p := startEnv(t, "run json", nil, []string{"GOLOG_LOG_LEVEL=debug"}, binary, args...)
+	p := startEnv(t, "run json", nil, []string{"GOLOG_LOG_LEVEL=debug"}, nodeBinary(t), args...)
 	testutil.Eventually(t, 20*time.Second, func() bool {
 		return strings.Contains(p.stderr.String(), `"msg":"node running"`)
 	}, "no JSON ready line")

@@ -21,8 +21,8 @@ import (
 	"github.com/mosaik-go/mosaik/internal/testutil"
 )
 
-// binary is the mosaik-node built once for the package's tests.
-var binary string
+// binDir holds the mosaik-node that nodeBinary builds.
+var binDir string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "mosaik-it-")
@@ -30,19 +30,35 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "mosaik-node")
-	gobin := testutil.GoTool()
-	build := exec.Command(gobin, "build", "-race", "-o", binary, "../cmd/mosaik-node")
-	// -race needs cgo, also under the README's static benchmark pass.
-	build.Env = append(os.Environ(), "CGO_ENABLED=1")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building mosaik-node:", err)
-		os.Exit(1)
-	}
+	binDir = dir
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+var (
+	buildOnce sync.Once
+	buildErr  error
+	buildLog  []byte
+)
+
+// nodeBinary returns the mosaik-node built, with -race, once for the
+// package's tests, by the first test that runs one. It is built on first
+// use rather than in TestMain so that a run that selects no test (the
+// README's benchmark pass, -run '^$') does not link it.
+func nodeBinary(t *testing.T) string {
+	t.Helper()
+	binary := filepath.Join(binDir, "mosaik-node")
+	buildOnce.Do(func() {
+		build := exec.Command(testutil.GoTool(), "build", "-race", "-o", binary, "../cmd/mosaik-node")
+		// -race needs cgo, also under the README's static benchmark pass.
+		build.Env = append(os.Environ(), "CGO_ENABLED=1")
+		buildLog, buildErr = build.CombinedOutput()
+	})
+	if buildErr != nil {
+		t.Fatalf("building mosaik-node: %v\n%s", buildErr, buildLog)
+	}
+	return binary
 }
 
 // proc is a running mosaik-node.
@@ -77,7 +93,7 @@ func (l *lockedBuffer) String() string {
 // killed at the end of the test if still running.
 func start(t *testing.T, name string, stdin io.Reader, args ...string) *proc {
 	t.Helper()
-	return startCmd(t, name, stdin, binary, args...)
+	return startCmd(t, name, stdin, nodeBinary(t), args...)
 }
 
 // startCmd runs argv0 with args (start with another launcher, such as

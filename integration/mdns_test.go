@@ -93,7 +93,7 @@ func (l *netLab) heal(t *testing.T, i int) {
 // overrides the MOSAIK_MDNS=false every test process gets.
 func startIn(t *testing.T, ns, name string, args ...string) *proc {
 	t.Helper()
-	return startCmd(t, name, nil, "ip", append([]string{"netns", "exec", ns, binary}, args...)...)
+	return startCmd(t, name, nil, "ip", append([]string{"netns", "exec", ns, nodeBinary(t)}, args...)...)
 }
 
 func TestCLI_MDNSFindsPeersOnTheLink(t *testing.T) {

@@ -183,7 +183,7 @@ func TestPartition_NetnsCutAndHeal(t *testing.T) {
 		all = append(all, args[1:]...)
 		var p *proc
 		if stdin != nil {
-			p = startCmd(t, name, stdin, "ip", append([]string{"netns", "exec", lab.ns[i], binary}, all...)...)
+			p = startCmd(t, name, stdin, "ip", append([]string{"netns", "exec", lab.ns[i], nodeBinary(t)}, all...)...)
 		} else {
 			p = startIn(t, lab.ns[i], name, all...)
 		}

@@ -84,7 +84,7 @@ func TestReplay_NetnsCutResumesFromTheWindow(t *testing.T) {
 		all := append(slices.Clone(args[:1]), common...)
 		all = append(all, "--listen", fmt.Sprintf("/ip4/%s/tcp/%d", ip, 4000+port), "--http", fmt.Sprintf("%s:%d", ip, 7070+port), "--addr-file", addrFile)
 		all = append(all, args[1:]...)
-		p := startCmd(t, name, stdin, "ip", append([]string{"netns", "exec", lab.ns[ns], binary}, all...)...)
+		p := startCmd(t, name, stdin, "ip", append([]string{"netns", "exec", lab.ns[ns], nodeBinary(t)}, all...)...)
 		var addr string
 		testutil.Eventually(t, 15*time.Second, func() bool {
 			b, err := os.ReadFile(addrFile)

@@ -4,9 +4,12 @@
 // It holds no library code, only TestFuzzTargets. That test finds the fuzz
 // targets at run time, so a new FuzzXxx in any package's _test.go files is
 // picked up without editing this package. It builds each package's
-// coverage-instrumented test binary once (go test -c -fuzz=.), then runs
-// it for each target, one after the other, in the package's directory and
-// with go test's fuzz cache, as
+// coverage-instrumented test binary once (go test -c -fuzz=.), in the
+// background: the package with the most dependencies first, alone, then
+// the others two at a time, while the targets of the packages already
+// built are fuzzed. It runs each binary for each of its targets, one
+// target after the other, in the package's directory and with go test's
+// fuzz cache, as
 //
 //	go test -run=^$ -fuzz=^FuzzXxx$ -fuzztime=T <package>
 //

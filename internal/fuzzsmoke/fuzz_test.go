@@ -2,9 +2,11 @@ package fuzzsmoke
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"go/version"
 	"io"
 	"os"
@@ -12,8 +14,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,8 +27,11 @@ import (
 )
 
 // defaultFuzzTime is the -fuzztime of each target when MOSAIK_FUZZTIME is
-// unset: long enough to run the seed corpus (which go test runs before the
-// clock starts) and thousands of mutations, short enough that the module's
+// unset. The clock includes starting the fuzz workers and running the seed
+// corpus (the baseline coverage): on a loaded two-core machine 300ms often
+// ends before the baseline does, and go test then passes having checked
+// that the instrumented binary builds and starts (the package's own tests
+// run the seeds). It is short enough that the module's
 // 47 targets (plus an instrumented build per package and a moment of
 // start-up each) stay within about two minutes on two cores, inside the
 // README test command's 20-minute budget. Set MOSAIK_FUZZTIME for a longer
@@ -45,6 +52,7 @@ type target struct {
 	pkg  string // import path
 	dir  string // its directory
 	name string // FuzzXxx
+	deps int    // how many packages pkg imports, directly or not
 }
 
 // TestFuzzTargets runs every fuzz target of the module for MOSAIK_FUZZTIME
@@ -63,14 +71,11 @@ func TestFuzzTargets(t *testing.T) {
 	mod := modulePath(t, goBin, root)
 	cacheDir := strings.TrimSpace(string(goOutput(t, goBin, root, "env", "GOCACHE")))
 	bins := t.TempDir()
-	built := map[string]string{} // import path -> test binary, or "" if its build failed
+	builds := startBuilds(t.Context(), goBin, root, bins, targets, env)
+	defer builds.wait() // no build outlives the test (goleak)
 	for _, tg := range targets {
 		t.Run(strings.TrimPrefix(strings.TrimPrefix(tg.pkg, mod), "/")+"/"+tg.name, func(t *testing.T) {
-			bin, ok := built[tg.pkg]
-			if !ok {
-				bin = buildFuzzBinary(t, goBin, root, bins, tg.pkg, env)
-				built[tg.pkg] = bin
-			}
+			bin := builds.binary(t, tg.pkg)
 			if bin == "" {
 				t.Fatalf("the fuzz test binary of %s did not build (see the first target of the package)", tg.pkg)
 			}
@@ -105,25 +110,122 @@ func TestFuzzTargets(t *testing.T) {
 	}
 }
 
+// concurrentBuilds is how many instrumented test binaries are built at
+// once after the first. A build's last steps (compiling the test package,
+// linking) use one core, so two builds, and the fuzzing of the packages
+// already built, keep both cores of a small CI runner busy.
+const concurrentBuilds = 2
+
+// builds is the instrumented test binaries of the packages with fuzz
+// targets, built in the background while the targets of the packages
+// already built are fuzzed.
+type builds struct {
+	wg   sync.WaitGroup
+	done map[string]*build // import path -> its build; written before wait
+}
+
+// build is one package's instrumented test binary, ready once done closes.
+type build struct {
+	done     chan struct{}
+	bin      string // "" if the build failed
+	log      string // the go command's output on failure
+	took     time.Duration
+	reported bool // the first target of the package logged the build
+}
+
+// startBuilds starts building the test binary of every package of targets
+// and reorders targets so the packages come in build order. The package
+// with the most dependencies is built alone first, so that the packages
+// they share are compiled (with fuzzing instrumentation, into the build
+// cache) once, not by two go commands at a time; the others follow,
+// concurrentBuilds at a time, largest first.
+func startBuilds(ctx context.Context, goBin, root, dir string, targets []target, env []string) *builds {
+	b := &builds{done: map[string]*build{}}
+	var order []string
+	for _, tg := range targets {
+		if b.done[tg.pkg] == nil {
+			b.done[tg.pkg] = &build{done: make(chan struct{})}
+			order = append(order, tg.pkg)
+		}
+	}
+	sizes := map[string]int{}
+	for _, tg := range targets {
+		if _, ok := sizes[tg.pkg]; !ok {
+			sizes[tg.pkg] = tg.deps
+		}
+	}
+	slices.SortStableFunc(order, func(x, y string) int { return cmp.Compare(sizes[y], sizes[x]) })
+	// A stable sort: the targets of a package stay in declaration order.
+	slices.SortStableFunc(targets, func(x, y target) int {
+		return cmp.Compare(slices.Index(order, x.pkg), slices.Index(order, y.pkg))
+	})
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		sem := make(chan struct{}, concurrentBuilds)
+		for i, pkg := range order {
+			bd := b.done[pkg]
+			if i == 0 {
+				bd.bin, bd.log, bd.took = buildFuzzBinary(ctx, goBin, root, dir, pkg, env)
+				close(bd.done)
+				continue
+			}
+			sem <- struct{}{}
+			b.wg.Add(1)
+			go func() {
+				defer b.wg.Done()
+				defer func() { <-sem }()
+				bd.bin, bd.log, bd.took = buildFuzzBinary(ctx, goBin, root, dir, pkg, env)
+				close(bd.done)
+			}()
+		}
+	}()
+	return b
+}
+
+// binary waits for the test binary of pkg and returns it, or "" if its
+// build failed. The first target of each package reports the build.
+func (b *builds) binary(t *testing.T, pkg string) string {
+	t.Helper()
+	bd := b.done[pkg]
+	<-bd.done // bounded: a build is killed after concurrentBuilds*buildAllowance
+	if !bd.reported {
+		bd.reported = true
+		if bd.bin == "" {
+			t.Errorf("go test -c -fuzz=. %s:\n%s", pkg, bd.log)
+		} else {
+			t.Logf("%s: fuzz test binary built in %v", pkg, bd.took.Round(time.Millisecond))
+		}
+	}
+	return bd.bin
+}
+
+// wait returns once every build has ended.
+func (b *builds) wait() { b.wg.Wait() }
+
 // buildFuzzBinary builds the coverage-instrumented test binary of pkg once
 // (go test -c -fuzz), so that its targets do not each pay a go command, a
 // link and a cache check: that overhead was about four seconds per target
-// against one second of fuzzing. It returns "" after failing t.
-func buildFuzzBinary(t *testing.T, goBin, root, dir, pkg string, env []string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), testutil.Scale(buildAllowance))
+// against one second of fuzzing. It returns the binary, or "" and the go
+// command's output, and how long the build took.
+func buildFuzzBinary(ctx context.Context, goBin, root, dir, pkg string, env []string) (bin, log string, took time.Duration) {
+	// Builds share the cores concurrentBuilds at a time, so each may take
+	// that many times as long as one alone.
+	limit := testutil.Scale(concurrentBuilds * buildAllowance)
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	bin := filepath.Join(dir, strings.NewReplacer("/", "_", ".", "_").Replace(pkg)+".test")
+	bin = filepath.Join(dir, strings.NewReplacer("/", "_", ".", "_").Replace(pkg)+".test")
 	cmd := exec.CommandContext(ctx, goBin, "test", "-c", "-fuzz=.", "-o", bin, pkg)
 	cmd.Dir = root
 	cmd.Env = env
 	start := time.Now()
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Errorf("go test -c -fuzz=. %s: %v\n%s", pkg, err, out)
-		return ""
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (did not finish in %v)", err, limit)
+		}
+		return "", fmt.Sprintf("%v\n%s", err, out), time.Since(start)
 	}
-	t.Logf("%s: fuzz test binary built in %v", pkg, time.Since(start).Round(time.Millisecond))
-	return bin
+	return bin, "", time.Since(start)
 }
 
 // fuzzTime returns MOSAIK_FUZZTIME, or defaultFuzzTime, after checking it
@@ -259,13 +361,14 @@ var fuzzFunc = regexp.MustCompile(`(?m)^func (Fuzz[A-Z0-9_]\w*|Fuzz)\(\s*\w+\s+\
 // files.
 func discover(t *testing.T, goBin, root string) []target {
 	t.Helper()
-	out := goOutput(t, goBin, root, "list", "-json=ImportPath,Dir,TestGoFiles,XTestGoFiles", "./...")
+	out := goOutput(t, goBin, root, "list", "-json=ImportPath,Dir,Deps,TestGoFiles,XTestGoFiles", "./...")
 	var targets []target
 	dec := json.NewDecoder(bytes.NewReader(out))
 	for {
 		var p struct {
 			ImportPath   string
 			Dir          string
+			Deps         []string
 			TestGoFiles  []string
 			XTestGoFiles []string
 		}
@@ -288,7 +391,7 @@ func discover(t *testing.T, goBin, root string) []target {
 					t.Fatalf("%s declares %s twice", p.ImportPath, name)
 				}
 				seen[name] = true
-				targets = append(targets, target{pkg: p.ImportPath, dir: p.Dir, name: name})
+				targets = append(targets, target{pkg: p.ImportPath, dir: p.Dir, name: name, deps: len(p.Deps)})
 			}
 		}
 	}
