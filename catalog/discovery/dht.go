@@ -30,7 +30,6 @@ func (s *Service) dhtLoop() {
 	t := time.NewTimer(0)
 	defer t.Stop()
 	retry := 250 * time.Millisecond
-	first := true
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -39,12 +38,7 @@ func (s *Service) dhtLoop() {
 		case <-t.C:
 		}
 		next := s.params.DHTRepublishInterval
-		ok := s.putDHT()
-		if first {
-			first = false
-			close(s.dhtPutDone)
-		}
-		if !ok {
+		if !s.putDHT() {
 			next = min(retry, next)
 			retry = min(2*retry, s.params.DHTRepublishInterval)
 		} else {
@@ -147,28 +141,18 @@ const (
 	dhtLowPeers        = 10
 )
 
-// dhtRefreshLoop refreshes the DHT's routing table as kad-dht's
-// automatic refresh would (DHTOptions turns that off; see there why),
-// except at start: the first put (at SettleDelay) is a lookup that fills
-// the table with the peers it meets, so the loop refreshes after it only
-// if the table still holds fewer than dhtLowPeers. A refresh at start is
-// a lookup per bucket besides the put's and provide's, each dialing the
-// closest peers it finds: in a network of 100 nodes starting together it
-// made about 40 % of the DHT's dials, each connection a Noise handshake,
-// identify, gossip set-up and a catalog sync on both ends while later
-// nodes were still joining (BENCHMARKS.md, "Convergence, session 14").
-// On a borrowed DHT that still refreshes itself a call costs a lookup of
-// our own ID and liveness pings of stale peers: a refresh skips buckets
-// refreshed within kad-dht's period.
+// dhtRefreshLoop refreshes the DHT's routing table once the join settled
+// and then as kad-dht's automatic refresh would (DHTOptions turns that
+// off; see there why). On a borrowed DHT that still refreshes itself a
+// call costs a lookup of our own ID and liveness pings of stale peers:
+// a refresh skips buckets refreshed within kad-dht's period.
 func (s *Service) dhtRefreshLoop() {
 	select {
 	case <-s.ctx.Done():
 		return
-	case <-s.dhtPutDone:
+	case <-s.settled:
 	}
-	if s.dht.RoutingTable().Size() < dhtLowPeers {
-		_ = s.dht.RefreshRoutingTable() // the result comes on a buffered channel nobody needs to read
-	}
+	_ = s.dht.RefreshRoutingTable() // the result comes on a buffered channel nobody needs to read
 	last := time.Now()
 	t := time.NewTicker(dhtLowCheck)
 	defer t.Stop()

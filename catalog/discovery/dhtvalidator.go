@@ -72,9 +72,9 @@ func (v Validator) Select(key string, values [][]byte) (int, error) {
 // dht.NamespacedValidator(DHTNamespace, Validator{}).
 //
 // They also turn kad-dht's automatic routing-table refresh off: the
-// [Service] the DHT is given to ([WithDHT]) refreshes the table itself
-// as kad-dht would, but not at start unless its first put left the table
-// short of peers (see dhtRefreshLoop). kad-dht refreshes as soon as its first peer
+// [Service] the DHT is given to ([WithDHT]) refreshes the table itself,
+// first once the join settled (Params.SettleDelay), then as kad-dht would
+// (see dhtRefreshLoop). kad-dht refreshes as soon as its first peer
 // enters the table: a lookup per bucket, each dialing the closest peers
 // it finds, and a second round after the first. In a network starting
 // together that connected nearly every pair of nodes during the joins,

@@ -107,7 +107,6 @@ type Service struct {
 	relayQ      chan relay    // entries to relay onto gossip
 	dhtNow      chan struct{}
 	settled     chan struct{} // closed SettleDelay after start (connect.go, settle)
-	dhtPutDone  chan struct{} // closed when the first DHT put returned (dht.go)
 
 	syncMu   sync.Mutex
 	lastSync map[peer.ID]time.Time
@@ -199,8 +198,6 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		now:      cfg.now,
 		dupDone:  make(chan struct{}),
 		settled:  make(chan struct{}),
-
-		dhtPutDone: make(chan struct{}),
 	}
 	// Eviction spares the peers we are connected to and those whose
 	// connections are protected (live subscriptions, group bonds).
