@@ -77,7 +77,7 @@ func newHost(cfg *config, nw catalog.NetworkID) (host.Host, error) {
 // off too: libp2p.DisableMetrics does not reach a resource manager built
 // by the caller, and the reporter formats a timestamp and updates
 // process-wide Prometheus vectors on every stream and connection event
-// (6 % of the CPU of 100 nodes joining in one process, BENCHMARKS.md
+// (4 % of the CPU of 100 nodes joining in one process, BENCHMARKS.md
 // "Convergence, session 14"), for metrics nobody registered.
 func newResourceManager(nw catalog.NetworkID, p discovery.Params, metrics bool) (network.ResourceManager, error) {
 	limits := resourceLimits(nw, p)
