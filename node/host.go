@@ -38,7 +38,7 @@ func newHost(cfg *config, nw catalog.NetworkID) (host.Host, error) {
 	if len(listen) == 0 {
 		listen = defaultListen
 	}
-	rm, err := newResourceManager(nw, cfg.params)
+	rm, err := newResourceManager(nw, cfg.params, cfg.promReg != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -72,9 +72,20 @@ func newHost(cfg *config, nw catalog.NetworkID) (host.Host, error) {
 // libp2p's default limits (rcmgr.DefaultLimits with the default service
 // limits) scaled to the machine's memory and file descriptors by
 // AutoScale, plus limits of our own protocols (see resourceLimits).
-func newResourceManager(nw catalog.NetworkID, p discovery.Params) (network.ResourceManager, error) {
+//
+// Without metrics (no Prometheus registerer) its statistics reporter is
+// off too: libp2p.DisableMetrics does not reach a resource manager built
+// by the caller, and the reporter formats a timestamp and updates
+// process-wide Prometheus vectors on every stream and connection event
+// (4 % of the CPU of 100 nodes joining in one process, BENCHMARKS.md
+// "Convergence, session 14"), for metrics nobody registered.
+func newResourceManager(nw catalog.NetworkID, p discovery.Params, metrics bool) (network.ResourceManager, error) {
 	limits := resourceLimits(nw, p)
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()))
+	var opts []rcmgr.Option
+	if !metrics {
+		opts = append(opts, rcmgr.WithMetricsDisabled())
+	}
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("node: resource manager: %w", err)
 	}

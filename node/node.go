@@ -47,6 +47,9 @@ type Node struct {
 	groupSvc   *groups.Service
 
 	bootstrap []peer.AddrInfo
+	// dialing is set when New is done and the bootstrap loop starts; the
+	// DHT sees no bootstrap peers before (see New).
+	dialing atomic.Bool
 
 	protectMu sync.Mutex
 	protected map[peer.ID]int // live subscriptions per peer (Protect)
@@ -135,7 +138,22 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 		n.own(func() error { psCancel(); return nil })
 	}
 	if n.dht = cfg.dht; n.dht == nil && !cfg.noDHT {
-		dopts := append(discovery.DHTOptions(), dht.BootstrapPeers(cfg.bootstrap...))
+		// The DHT dials its bootstrap peers when it starts, if they are
+		// given at once: here, before discovery, streams and groups have
+		// registered their protocols. Every handler registered after that
+		// connection changes the identify record the peer got, and
+		// identify pushes it again (a stream and a signed peer record to
+		// verify each time, at the bootstrap peer for every joining node).
+		// The bootstrap loop dials them when the node is complete, and the
+		// DHT takes them from that connection; later, when its routing
+		// table runs empty, it dials them itself.
+		bootstrap := cfg.bootstrap
+		dopts := append(discovery.DHTOptions(), dht.BootstrapPeersFunc(func() []peer.AddrInfo {
+			if !n.dialing.Load() {
+				return nil
+			}
+			return bootstrap
+		}))
 		if len(cfg.admission) > 0 {
 			dopts = append(dopts, discovery.AdmissionDHTOption(n.network, cfg.admission))
 		}
@@ -211,6 +229,7 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 			return nil, err
 		}
 	}
+	n.dialing.Store(true)
 	if len(n.bootstrap) > 0 {
 		n.wg.Add(1)
 		go n.bootstrapLoop()

@@ -39,7 +39,9 @@ func newHost(extra ...libp2p.Option) (host.Host, error) {
 		ProtocolPeerDefault: rcmgr.ResourceLimits{StreamsInbound: 2048, StreamsOutbound: 2048, Streams: 4096},
 		ProtocolDefault:     many,
 	}
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(partial.Build(limits.AutoScale())))
+	// Metrics off, as libp2p.DisableMetrics below and as node.New's
+	// standalone host without a Prometheus registerer.
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(partial.Build(limits.AutoScale())), rcmgr.WithMetricsDisabled())
 	if err != nil {
 		return nil, err
 	}
