@@ -470,6 +470,7 @@ func (c *groupCore) onTick() {
 		c.manageMembers()
 	}
 	c.checkSnapSends()
+	c.checkSpec()
 	c.maybeQuietSnapshot()
 }
 

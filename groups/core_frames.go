@@ -60,6 +60,7 @@ func (c *groupCore) onFrame(f frame) {
 		ps.status = &m
 		c.onStatus(f.from, ps, &m)
 		c.addOnStatus(ps)
+		c.onStatusSnapshots(f.from, ps)
 	case kindForward:
 		var m pb.CoreForward
 		if proto.Unmarshal(f.body, &m) != nil || m.GetOrigin() != ps.id {

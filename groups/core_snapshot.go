@@ -69,6 +69,13 @@ type snapXfer struct {
 	// installing is stepped once raft's Ready carries it: the snapshot
 	// installSnapshot installs, with its known hash and its stage.
 	installing *fetchedSnapshot
+
+	// spec is the speculative transfer (snapshot_spec.go; nil: none),
+	// specTried the hashes one was started for, never twice the same.
+	spec      *specFetch
+	specTried map[[32]byte]bool
+	ttl       time.Duration // how long a held snapshot lives
+	specStats specStats
 }
 
 func (x *snapXfer) init(net snapshotNet, p SnapshotParams) {
@@ -77,6 +84,11 @@ func (x *snapXfer) init(net snapshotNet, p SnapshotParams) {
 	x.params = p.fetch()
 	x.ctx, x.cancel = context.WithCancel(context.Background())
 	x.sent = map[uint64]int64{}
+	x.specTried = map[[32]byte]bool{}
+	x.ttl = p.TTL
+	if x.ttl <= 0 {
+		x.ttl = defaultSnapshotTTL
+	}
 }
 
 // stop cancels a fetch in flight and waits for its goroutine.
@@ -234,8 +246,66 @@ func (c *groupCore) onSnapMsg(from peer.ID, m *raftpb.Message) bool {
 	holders := c.holdersOf(a, from)
 	c.snap.fetching = a.Index
 	epoch := c.epoch
-	c.log.Info("fetching a snapshot", "index", a.Index, "bytes", d.TotalSize, "holders", len(holders))
-	net, params, ctx, met := c.snap.net, c.snap.params, c.snap.ctx, c.met
+	// A speculative transfer of the same bytes (same hash and size, at
+	// whatever anchor it was announced) is this one; any other is
+	// cancelled, and waited for before this one starts, so that one
+	// snapshot's buffer is held at a time.
+	spec := c.snap.spec
+	c.snap.spec = nil
+	var adopt *specFetch
+	if spec != nil && spec.d.Hash == d.Hash && spec.d.TotalSize == d.TotalSize {
+		adopt, spec = spec, nil
+		adopt.offer(from)
+	} else if spec != nil {
+		spec.cancel()
+		c.snap.specStats.dropped.Add(1)
+		c.met.add(c.met.specDropped, 1)
+	}
+	c.log.Info("fetching a snapshot", "index", a.Index, "bytes", d.TotalSize, "holders", len(holders), "speculative", adopt != nil)
+	params, ctx := c.snap.params, c.snap.ctx
+	var stage RestoreStage
+	if adopt == nil {
+		// The machine builds the new state aside while the chunks arrive
+		// (a fallback after a failed speculative transfer restores whole).
+		stage = c.sm.stage()
+	}
+	c.snap.wg.Add(1)
+	go func() {
+		defer c.snap.wg.Done()
+		if spec != nil {
+			<-spec.done
+		}
+		var fs *fetchedSnapshot
+		var err error
+		if adopt != nil {
+			fs, err = adopt.result(ctx, m.GetSnapshot(), d)
+			st, ctr := &c.snap.specStats.used, c.met.specUsed
+			if err != nil {
+				st, ctr = &c.snap.specStats.dropped, c.met.specDropped
+				c.log.Debug("speculative snapshot transfer failed", "index", a.Index, "err", err)
+			}
+			st.Add(1)
+			c.met.add(ctr, 1)
+		}
+		if adopt == nil || (err != nil && ctx.Err() == nil) {
+			fetch, closeFetch := c.snapFetchFunc()
+			fs, err = snapshotFromWire(ctx, m.GetSnapshot(), c.machineTag(), holders, fetch, params, stage)
+			closeFetch()
+		}
+		done := func() { c.onSnapFetched(from, epoch, m, fs, err) }
+		select {
+		case c.calls <- done:
+		case <-ctx.Done():
+		}
+	}()
+	return false
+}
+
+// snapFetchFunc returns the function a transfer fetches its chunks with,
+// counting the bytes received, and what to call when the transfer ended.
+// It is safe to call from any goroutine.
+func (c *groupCore) snapFetchFunc() (snapshotFetchFunc, func()) {
+	net, met := c.snap.net, c.met
 	placing, _ := net.(snapshotPlacingNet)
 	// One stream per chunk (1.0.0), or one per holder for the whole
 	// transfer where the net offers it (1.1.0, pipelined).
@@ -245,32 +315,17 @@ func (c *groupCore) onSnapMsg(from peer.ID, m *raftpb.Message) bool {
 		}
 		return net.fetchChunk(ctx, holder, req)
 	}
-	var sessions *snapshotSessions
+	closeFn := func() {}
 	if sn, ok := net.(snapshotSessionNet); ok {
-		sessions = newSnapshotSessions(sn, one)
-		one = sessions.fetch
+		sessions := newSnapshotSessions(sn, one)
+		one, closeFn = sessions.fetch, sessions.close
 	}
 	fetch := func(ctx context.Context, holder peer.ID, req snapshotChunkRequest, dst []byte) (snapshotChunk, error) {
 		chunk, err := one(ctx, holder, req, dst)
 		met.add(met.bytesReceived, int64(len(chunk.Data)))
 		return chunk, err
 	}
-	// The machine builds the new state aside while the chunks arrive.
-	stage := c.sm.stage()
-	c.snap.wg.Add(1)
-	go func() {
-		defer c.snap.wg.Done()
-		fs, err := snapshotFromWire(ctx, m.GetSnapshot(), c.machineTag(), holders, fetch, params, stage)
-		if sessions != nil {
-			sessions.close()
-		}
-		done := func() { c.onSnapFetched(from, epoch, m, fs, err) }
-		select {
-		case c.calls <- done:
-		case <-ctx.Done():
-		}
-	}()
-	return false
+	return fetch, closeFn
 }
 
 // holdersOf lists the bonded members that announced anchor a, in peer id
@@ -358,13 +413,14 @@ func (c *groupCore) snapFailed(to peer.ID, a snapshotAnchor, err error) {
 	c.send(to, kindSnapFailed, &pb.CoreSnapshotFailed{Anchor: &pb.CoreAnchor{Index: a.Index, Term: a.Term}, Reason: reason})
 }
 
-// heldAnchors lists the anchors this node serves, for its status.
+// heldAnchors lists the anchors this node serves, newest first, each with
+// its bytes' hash and size, for its status.
 func (c *groupCore) heldAnchors() []*pb.CoreAnchor {
-	as := c.snap.cache.anchors(time.Now())
-	slices.SortFunc(as, func(x, y snapshotAnchor) int { return -cmpAnchor(x, y) })
+	as := c.snap.cache.announced(time.Now())
+	slices.SortFunc(as, func(x, y heldInfo) int { return -cmpAnchor(x.anchor, y.anchor) })
 	out := make([]*pb.CoreAnchor, 0, min(len(as), maxAnnouncedAnchors))
-	for _, a := range as[:min(len(as), maxAnnouncedAnchors)] {
-		out = append(out, &pb.CoreAnchor{Index: a.Index, Term: a.Term})
+	for _, h := range as[:min(len(as), maxAnnouncedAnchors)] {
+		out = append(out, &pb.CoreAnchor{Index: h.anchor.Index, Term: h.anchor.Term, Hash: h.hash[:], Size: h.size})
 	}
 	return out
 }

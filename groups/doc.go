@@ -137,14 +137,22 @@
 // heartbeating). A machine that implements StagedRestorer decodes the
 // chunks into a new state aside as they arrive; the install then only
 // swaps it in. If every holder fails, the leader is told and sends a
-// fresh MsgSnap. A member keeps the snapshots it took or installed for 10 s
+// fresh MsgSnap. A member that a peer's status shows to be that far
+// behind does not wait for the MsgSnap: the status names the held bytes'
+// hash and size, and the member starts fetching them at once (a
+// speculative transfer, one at a time); the MsgSnap then uses it when its
+// descriptor names the same bytes (the usual case: members snapshot again
+// at the configuration change that adds the member, with the same bytes),
+// and otherwise it is cancelled. Either way only bytes whose hash is the
+// leader's descriptor's are installed. A member keeps the snapshots it took or installed for 10 s
 // after their last use and serves them to the members bonded with it in
 // that group, so states far beyond the bond layer's frame cap (up to
 // 1 GiB) reach new members without loading the leader alone. The chunk
 // size, chunk timeout, TTL and window are each node's own
 // (WithSnapshotParams); transfers are counted in the
 // mosaik.groups.snapshot.* metrics (syncs served, received and failed,
-// bytes served and received).
+// bytes served and received, speculative transfers started, used and
+// dropped).
 //
 // # Concurrency
 //

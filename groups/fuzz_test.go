@@ -32,6 +32,8 @@ func FuzzCoreFrame(f *testing.F) {
 	f.Add(byte(5), sf)
 	sa, _ := proto.Marshal(&pb.CoreStatus{Epoch: 1, Snapshots: []*pb.CoreAnchor{{Index: 9, Term: 2}}, Fetching: 9})
 	f.Add(byte(1), sa)
+	sh, _ := proto.Marshal(&pb.CoreStatus{Epoch: 1, Applied: 900, Snapshots: []*pb.CoreAnchor{{Index: 900, Term: 2, Hash: make([]byte, 32), Size: 1 << 20}, {Index: 800, Term: 2, Hash: []byte{1}}}})
+	f.Add(byte(1), sh)
 	f.Add(byte(4), []byte{0xff})
 	lv, _ := proto.Marshal(&pb.CoreLeave{Epoch: 1})
 	f.Add(byte(6), lv)

@@ -30,6 +30,9 @@ type metrics struct {
 	syncsFailed   metric.Int64Counter
 	bytesServed   metric.Int64Counter
 	bytesReceived metric.Int64Counter
+	specStarted   metric.Int64Counter
+	specUsed      metric.Int64Counter
+	specDropped   metric.Int64Counter
 }
 
 func newMetrics(mp metric.MeterProvider, network, group catalog.ID) *metrics {
@@ -62,6 +65,12 @@ func newMetrics(mp metric.MeterProvider, network, group catalog.ID) *metrics {
 		metric.WithDescription("snapshot bytes this node served in chunks"))
 	r.bytesReceived, _ = m.Int64Counter("mosaik.groups.snapshot.bytes.received", metric.WithUnit("By"),
 		metric.WithDescription("snapshot bytes this node received in chunks, valid or not"))
+	r.specStarted, _ = m.Int64Counter("mosaik.groups.snapshot.speculative.started",
+		metric.WithDescription("snapshot transfers this node started on a peer's announcement, before a leader sent the snapshot"))
+	r.specUsed, _ = m.Int64Counter("mosaik.groups.snapshot.speculative.used",
+		metric.WithDescription("speculative transfers whose bytes were the snapshot a leader then sent"))
+	r.specDropped, _ = m.Int64Counter("mosaik.groups.snapshot.speculative.dropped",
+		metric.WithDescription("speculative transfers dropped: another snapshot was sent, this node caught up, or they failed or aged"))
 	return r
 }
 

@@ -134,6 +134,26 @@ func (c *snapshotCache) anchors(now time.Time) []snapshotAnchor {
 	return out
 }
 
+// heldInfo is an anchor held, with its bytes' hash and length.
+type heldInfo struct {
+	anchor snapshotAnchor
+	hash   [32]byte
+	size   uint64
+}
+
+// announced lists the snapshots held at now, with their hashes and
+// sizes, for announcements.
+func (c *snapshotCache) announced(now time.Time) []heldInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expire(now)
+	out := make([]heldInfo, 0, len(c.held))
+	for a, h := range c.held {
+		out = append(out, heldInfo{anchor: a, hash: h.hash, size: uint64(len(h.data))})
+	}
+	return out
+}
+
 // serve answers a chunk request and renews the snapshot's TTL. It refuses
 // an unknown or expired anchor, or other bytes than the request's hash
 // (snapshotUnknownAnchor) and an offset past

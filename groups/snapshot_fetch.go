@@ -85,6 +85,15 @@ func (p snapshotFetchParams) validate() error {
 // bounded by ChunkTimeout, so the transfer ends within about
 // len(holders) × ChunkTimeout after the last successful chunk, or with ctx.
 func fetchSnapshot(ctx context.Context, d snapshotDescriptor, holders []peer.ID, fetch snapshotFetchFunc, w io.Writer, p snapshotFetchParams) error {
+	return fetchSnapshotMore(ctx, d, holders, nil, fetch, w, p)
+}
+
+// fetchSnapshotMore is fetchSnapshot with holders that join the transfer
+// after it started: each peer received from more (nil: none) that is not
+// a holder already is added after the others, for the chunks not yet
+// requested and the retries. A transfer whose holders all failed does not
+// wait for more.
+func fetchSnapshotMore(ctx context.Context, d snapshotDescriptor, holders []peer.ID, more <-chan peer.ID, fetch snapshotFetchFunc, w io.Writer, p snapshotFetchParams) error {
 	if err := p.validate(); err != nil {
 		return err
 	}
@@ -95,6 +104,7 @@ func fetchSnapshot(ctx context.Context, d snapshotDescriptor, holders []peer.ID,
 	defer cancel()
 	f := &snapshotFetcher{
 		d: d, p: p, fetch: fetch, w: w, hash: newChunkHasher(p.Window),
+		more:     more,
 		chunks:   (d.TotalSize + uint64(p.ChunkBytes) - 1) / uint64(p.ChunkBytes),
 		results:  make(chan attemptResult),
 		done:     make(chan struct{}),
@@ -167,7 +177,8 @@ type snapshotFetcher struct {
 	hash  *chunkHasher
 
 	holders []*holderState
-	chunks  uint64 // number of chunks of the snapshot
+	more    <-chan peer.ID // holders joining late (nil: none)
+	chunks  uint64         // number of chunks of the snapshot
 
 	nextNew   uint64            // next chunk never requested
 	retry     []uint64          // chunks to request again, any order
@@ -231,11 +242,24 @@ func (f *snapshotFetcher) run(ctx context.Context) error {
 					f.fail(id, a, fmt.Errorf("no answer within %v", f.p.ChunkTimeout))
 				}
 			}
+		case id := <-f.more:
+			f.addHolder(id)
 		case <-ctx.Done():
 			return fmt.Errorf("groups: snapshot transfer at %v: %w", f.d.Anchor, ctx.Err())
 		}
 	}
 	return nil
+}
+
+// addHolder adds a holder that joined late, unless it is one already
+// (a dropped holder stays dropped).
+func (f *snapshotFetcher) addHolder(id peer.ID) {
+	for _, h := range f.holders {
+		if h.id == id {
+			return
+		}
+	}
+	f.holders = append(f.holders, &holderState{id: id})
 }
 
 // dispatch requests free chunks, within the window, from usable holders.

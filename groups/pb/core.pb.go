@@ -221,9 +221,16 @@ func (x *CoreStatus) GetFetching() uint64 {
 
 // CoreAnchor names a snapshot: the raft index and term it was taken at.
 type CoreAnchor struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
-	Term          uint64                 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Index uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Term  uint64                 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
+	// hash and size, in a status's snapshots only: the blake3-256 and the
+	// length of the bytes held at the anchor, so that a member far behind
+	// can start fetching them before a leader's MsgSnap names them (the
+	// MsgSnap's descriptor is still what the bytes are checked against).
+	// Absent in a sender that predates them.
+	Hash          []byte `protobuf:"bytes,3,opt,name=hash,proto3" json:"hash,omitempty"`
+	Size          uint64 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -268,6 +275,20 @@ func (x *CoreAnchor) GetIndex() uint64 {
 func (x *CoreAnchor) GetTerm() uint64 {
 	if x != nil {
 		return x.Term
+	}
+	return 0
+}
+
+func (x *CoreAnchor) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+func (x *CoreAnchor) GetSize() uint64 {
+	if x != nil {
+		return x.Size
 	}
 	return 0
 }
@@ -707,11 +728,13 @@ const file_core_proto_rawDesc = "" +
 	"\treluctant\x18\n" +
 	" \x01(\bR\treluctant\x127\n" +
 	"\tsnapshots\x18\v \x03(\v2\x19.mosaik.groups.CoreAnchorR\tsnapshots\x12\x1a\n" +
-	"\bfetching\x18\f \x01(\x04R\bfetching\"6\n" +
+	"\bfetching\x18\f \x01(\x04R\bfetching\"^\n" +
 	"\n" +
 	"CoreAnchor\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
-	"\x04term\x18\x02 \x01(\x04R\x04term\"_\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x12\n" +
+	"\x04hash\x18\x03 \x01(\fR\x04hash\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x04R\x04size\"_\n" +
 	"\x12CoreSnapshotFailed\x121\n" +
 	"\x06anchor\x18\x01 \x01(\v2\x19.mosaik.groups.CoreAnchorR\x06anchor\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"S\n" +

@@ -1,0 +1,237 @@
+package groups
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/internal/testutil"
+)
+
+// specParams are TestParams with a quiet-time snapshot, so that a filled
+// leader holds a snapshot of its whole state, as a long-lived group does
+// (once at least a quarter of SnapshotEntries, 50, were applied since the
+// last one).
+func specParams() Params {
+	p := TestParams()
+	p.SnapshotQuiet = 100 * time.Millisecond
+	return p
+}
+
+func joinBulkParams(t testing.TB, s *Service, p Params) *bulkGroup {
+	t.Helper()
+	g, err := Join[bulkCmd, struct{}, bulkState](s, KeyFromSecret("bulk"), &bulk{}, WithParams(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Close() })
+	return g
+}
+
+// snapshotted waits until g holds a snapshot of everything it applied.
+func snapshotted(t testing.TB, g *bulkGroup) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		ch := make(chan bool, 1)
+		if g.c.do(context.Background(), func() { ch <- g.c.snapIndex == g.c.applied && g.c.applied > 0 }) != nil {
+			return false
+		}
+		return <-ch
+	}, "no snapshot of the whole state")
+}
+
+// fillPastSnapshot fills the leader g with batches of 60 commands until
+// it stored a snapshot at or past the last one, and returns its index.
+// (A quiet-time snapshot needs 50 entries since the last snapshot, and a
+// configuration change in the middle of a batch takes one of its own.)
+func fillPastSnapshot(t testing.TB, g *bulkGroup) uint64 {
+	t.Helper()
+	for range 5 {
+		last := fillBulk(t, g, 60, 4<<10)
+		deadline := time.Now().Add(testutil.Scale(2 * time.Second))
+		for time.Now().Before(deadline) {
+			ch := make(chan bool, 1)
+			if err := g.c.do(tctx(t, 5*time.Second), func() { ch <- g.c.snapIndex >= last }); err != nil {
+				t.Fatal(err)
+			}
+			if <-ch {
+				return last
+			}
+			time.Sleep(20 * time.Millisecond) // polling the group goroutine
+		}
+	}
+	t.Fatal("no snapshot past the last command")
+	return 0
+}
+
+// specCounts reads g's speculative transfer counters.
+func specCounts(g *bulkGroup) (started, used, dropped int64) {
+	s := &g.c.snap.specStats
+	return s.started.Load(), s.used.Load(), s.dropped.Load()
+}
+
+// watchNet wraps a group's snapshot net: it records each request's
+// anchor and may change a reply (lie) before the fetcher sees it.
+type watchNet struct {
+	snapshotNet
+	mu      sync.Mutex
+	anchors map[snapshotAnchor]int
+	lie     func(holder peer.ID, req snapshotChunkRequest, c *snapshotChunk)
+}
+
+func (w *watchNet) fetchChunk(ctx context.Context, holder peer.ID, req snapshotChunkRequest) (snapshotChunk, error) {
+	w.mu.Lock()
+	w.anchors[req.Anchor]++
+	w.mu.Unlock()
+	c, err := w.snapshotNet.fetchChunk(ctx, holder, req)
+	if err == nil && w.lie != nil {
+		w.mu.Lock()
+		w.lie(holder, req, &c)
+		w.mu.Unlock()
+	}
+	return c, err
+}
+
+func (w *watchNet) requested() map[snapshotAnchor]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[snapshotAnchor]int, len(w.anchors))
+	for a, n := range w.anchors {
+		out[a] = n
+	}
+	return out
+}
+
+// watch puts a watchNet in front of g's snapshot net (before g bonds).
+func watch(t testing.TB, g *bulkGroup) *watchNet {
+	t.Helper()
+	w := &watchNet{anchors: map[snapshotAnchor]int{}}
+	if err := g.c.do(tctx(t, 5*time.Second), func() {
+		w.snapshotNet = g.c.snap.net
+		g.c.snap.net = w
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// On real hosts: a late joiner starts fetching the snapshot its first
+// peer announces before the leader's MsgSnap arrives; the MsgSnap names
+// the same bytes at the anchor of the joiner's configuration change, and
+// the transfer in progress is the one installed (no second transfer).
+func TestSnapshotSpec_UsedForMsgSnap(t *testing.T) {
+	n0, n1 := newBondNode(t), newBondNode(t)
+	meshed(t, n0)
+	g0 := joinBulkParams(t, n0.svc, specParams())
+	if err := g0.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	last := fillBulk(t, g0, 270, 4<<10) // ~1 MiB
+	want := bulkOf(t, g0)
+	snapshotted(t, g0)
+
+	g1 := joinBulkParams(t, n1.svc, specParams())
+	w := watch(t, g1)
+	meshed(t, n0, n1)
+	catchUp(t, g1, last, want)
+	started, used, dropped := specCounts(g1)
+	if started != 1 || used != 1 || dropped != 0 {
+		t.Fatalf("speculative transfers: %d started, %d used, %d dropped; want 1, 1, 0", started, used, dropped)
+	}
+	// One transfer: every request names the announced anchor, none the
+	// MsgSnap's (a later one, or the same).
+	if reqs := w.requested(); len(reqs) != 1 {
+		t.Fatalf("requests by anchor %v: want one anchor", reqs)
+	}
+	// The member follows the log after the snapshot.
+	last = fillBulk(t, g0, 5, 100)
+	if err := g1.When().Committed(tctx(t, 10*time.Second), last); err != nil {
+		t.Fatal(err)
+	}
+	want = bulkOf(t, g0)
+	testutil.Eventually(t, 10*time.Second, func() bool { return bulkOf(t, g1) == want }, "member did not follow the log")
+}
+
+// On real hosts: the MsgSnap names other bytes than the speculative
+// transfer fetched (the leader's state moved on while its MsgSnap was
+// held back), so the speculative transfer is dropped and the MsgSnap's
+// snapshot fetched and installed.
+func TestSnapshotSpec_DroppedForOtherSnapshot(t *testing.T) {
+	var hold atomic.Bool
+	hold.Store(true)
+	var n1ID atomic.Value
+	n1ID.Store(peer.ID(""))
+	hook := func(_, to peer.ID, _ catalog.ID, kind byte) Fault {
+		if kind == kindRaft && hold.Load() && to == n1ID.Load().(peer.ID) {
+			return Fault{Action: FaultDrop}
+		}
+		return Fault{}
+	}
+	n0, n1 := newBondNode(t, withSvcOpts(WithFaultHook(hook))), newBondNode(t)
+	n1ID.Store(n1.h.ID())
+	meshed(t, n0)
+	g0 := joinBulkParams(t, n0.svc, specParams())
+	if err := g0.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	fillBulk(t, g0, 270, 4<<10)
+	snapshotted(t, g0)
+
+	g1 := joinBulkParams(t, n1.svc, specParams())
+	w := watch(t, g1)
+	meshed(t, n0, n1)
+	testutil.Eventually(t, 10*time.Second, func() bool { s, _, _ := specCounts(g1); return s == 1 }, "no speculative transfer started")
+	// The leader's state moves on and it snapshots it; then its raft
+	// messages reach n1, and the snapshot it sends is the new one.
+	last := fillPastSnapshot(t, g0)
+	want := bulkOf(t, g0)
+	hold.Store(false)
+	catchUp(t, g1, last, want)
+	started, used, dropped := specCounts(g1)
+	if started != 1 || used != 0 || dropped != 1 {
+		t.Fatalf("speculative transfers: %d started, %d used, %d dropped; want 1, 0, 1", started, used, dropped)
+	}
+	if reqs := w.requested(); len(reqs) != 2 {
+		t.Fatalf("requests by anchor %v: want two anchors (the speculative one, the MsgSnap's)", reqs)
+	}
+}
+
+// On real hosts: the peer whose announcement started a speculative
+// transfer serves other bytes than it announced (its first chunk is
+// altered). The transfer's hash check fails, nothing of it is installed,
+// and the MsgSnap's snapshot is fetched anew and installed.
+func TestSnapshotSpec_LyingHolder(t *testing.T) {
+	n0, n1 := newBondNode(t), newBondNode(t)
+	meshed(t, n0)
+	g0 := joinBulkParams(t, n0.svc, specParams())
+	if err := g0.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	last := fillBulk(t, g0, 270, 4<<10)
+	want := bulkOf(t, g0)
+	snapshotted(t, g0)
+
+	g1 := joinBulkParams(t, n1.svc, specParams())
+	w := watch(t, g1)
+	lied := false
+	w.lie = func(_ peer.ID, req snapshotChunkRequest, c *snapshotChunk) {
+		if lied || req.Offset != 0 {
+			return
+		}
+		lied = true
+		d := append([]byte(nil), c.Data...)
+		d[len(d)-1] ^= 0xff
+		c.Data = d
+	}
+	meshed(t, n0, n1)
+	catchUp(t, g1, last, want)
+	started, used, dropped := specCounts(g1)
+	if !lied || started != 1 || used != 0 || dropped != 1 {
+		t.Fatalf("lied %v; speculative transfers: %d started, %d used, %d dropped; want 1, 0, 1", lied, started, used, dropped)
+	}
+}
