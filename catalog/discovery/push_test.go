@@ -381,4 +381,4 @@ func TestPush_IdleStreamNotLost(t *testing.T) {
 type lazyPushErrorsT struct{ svc *discovery.Service }
 
 func lazyPushErrors(svc *discovery.Service) lazyPushErrorsT { return lazyPushErrorsT{svc} }
-func (l lazyPushErrorsT) String() string                   { return fmt.Sprint(l.svc.Stats().BumpErrorsBy) }
+func (l lazyPushErrorsT) String() string                    { return fmt.Sprint(l.svc.Stats().BumpErrorsBy) }
