@@ -2,6 +2,7 @@ package groups
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -28,7 +29,11 @@ func threeCounters(t *testing.T, n *memNet) []*Group[int64, struct{}, int64] {
 		}
 		gs = append(gs, g)
 	}
-	testutil.Eventually(t, 10*time.Second, func() bool { return voters(g0) == 3 }, "three voters")
+	// Every member has applied the configuration of three voters and left
+	// the joint one (settledVoters): the tests cut the leader off next.
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return settledVoters(gs[0]) == 3 && settledVoters(gs[1]) == 3 && settledVoters(gs[2]) == 3
+	}, "three voters on every member")
 	return gs
 }
 
@@ -234,15 +239,17 @@ func TestExecute_DeposedLeaderFailsAtOnce(t *testing.T) {
 	if d := time.Since(start); d > testutil.Scale(10*time.Second) {
 		t.Fatalf("failed only after %v", d)
 	}
-	if _, err := gs[1].Execute(tctx(t, 10*time.Second), 1); err != nil {
-		for errors.Is(err, ErrOffline) {
-			time.Sleep(20 * time.Millisecond) // retry pacing while the majority elects
-			_, err = gs[1].Execute(tctx(t, 10*time.Second), 1)
+	// The majority elects a leader: Execute fails at once with ErrOffline
+	// while gs[1] knows none, so it is retried, within a bound (an
+	// election takes a few election timeouts of 400 ms).
+	var last error
+	testutil.Eventually(t, 15*time.Second, func() bool {
+		_, last = gs[1].Execute(tctx(t, 10*time.Second), 1)
+		if last != nil && !errors.Is(last, ErrOffline) {
+			t.Fatal(last)
 		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+		return last == nil
+	}, "the majority did not commit a write: %v (leader of gs[1]: %v, of gs[2]: %v)", lazyErr(&last), lazyLeader(gs[1]), lazyLeader(gs[2]))
 	n.heal()
 	if err := old.When().Online(tctx(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
@@ -253,4 +260,24 @@ func TestExecute_DeposedLeaderFailsAtOnce(t *testing.T) {
 		v, _, err := old.Query(tctx(t, 2*time.Second), struct{}{}, Strong)
 		return err == nil && v >= 1 && v < 7
 	}, "state after heal")
+}
+
+// lazyErr prints *e when formatted (the last error of a retry loop).
+type lazyErrT struct{ e *error }
+
+func lazyErr(e *error) lazyErrT   { return lazyErrT{e} }
+func (l lazyErrT) String() string { return fmt.Sprint(*l.e) }
+
+// lazyLeader prints the leader g knows when formatted.
+type lazyLeaderT struct {
+	g *Group[int64, struct{}, int64]
+}
+
+func lazyLeader(g *Group[int64, struct{}, int64]) lazyLeaderT { return lazyLeaderT{g} }
+func (l lazyLeaderT) String() string {
+	p, ok := l.g.Leader()
+	if !ok {
+		return "none"
+	}
+	return p.String()
 }

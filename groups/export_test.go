@@ -30,6 +30,10 @@ func WeakSum(t testing.TB, g *CounterGroup) int64 {
 // Voters is the number of voters in the configuration g's node knows.
 func Voters[C, Q, R any](g *Group[C, Q, R]) int { return voters(g) }
 
+// SettledVoters is g's number of voters once its configuration is not
+// joint, else -1 (see settledVoters).
+func SettledVoters[C, Q, R any](g *Group[C, Q, R]) int { return settledVoters(g) }
+
 // RunLinearizableIsolatedLeader runs the porcupine check of the kv machine
 // on svcs while partition isolates the leader, until heal.
 func RunLinearizableIsolatedLeader(t *testing.T, svcs []*Service, partition func(leader, rest []peer.ID), heal func()) {

@@ -65,6 +65,26 @@ func voters[C, Q, R any](g *Group[C, Q, R]) int {
 	return <-n
 }
 
+// settledVoters is g's number of voters once its configuration is not
+// joint, else -1. A change from one voter to three is one joint step: the
+// leader counts three voters at once, but until the joint configuration
+// is left, a decision still needs the old voter; cut off then, the two
+// others elect no leader (raft's joint consensus). Tests that cut a
+// member off right after the cluster formed wait for this.
+func settledVoters[C, Q, R any](g *Group[C, Q, R]) int {
+	n := make(chan int, 1)
+	if g.c.do(context.Background(), func() {
+		if len(g.c.conf.GetVotersOutgoing()) > 0 {
+			n <- -1
+			return
+		}
+		n <- len(g.c.conf.GetVoters())
+	}) != nil {
+		return -1
+	}
+	return <-n
+}
+
 func fmtAll(k Key) string {
 	return fmt.Sprintf("%v %s %x %#v %+v", k, k, k, k, k)
 }

@@ -136,7 +136,16 @@ func newLinclusterOn(t *testing.T, svcs []*Service) *lincluster {
 	if want%2 == 0 {
 		want--
 	}
-	testutil.Eventually(t, 15*time.Second, func() bool { return voters(c.gs[0]) == want }, "%d voters", want)
+	// Every member has left the joint configuration (settledVoters): the
+	// runs cut members off next.
+	testutil.Eventually(t, 15*time.Second, func() bool {
+		for _, g := range c.gs {
+			if settledVoters(g) != want {
+				return false
+			}
+		}
+		return true
+	}, "%d voters on every member", want)
 	c.start = time.Now()
 	return c
 }

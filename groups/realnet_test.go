@@ -130,7 +130,16 @@ func startCluster(t *testing.T, n int, opts func(i int) []node.Option) ([]*node.
 	if want%2 == 0 {
 		want--
 	}
-	testutil.Eventually(t, 20*time.Second, func() bool { return groups.Voters(gs[0]) == want }, "%d voters", want)
+	// Every member has left the joint configuration of the last promotion
+	// (groups.SettledVoters): the tests cut the leader off next.
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		for _, g := range gs {
+			if groups.SettledVoters(g) != want {
+				return false
+			}
+		}
+		return true
+	}, "%d voters on every member", want)
 	// Every member knows the leader: the first member counts the voters,
 	// and the last to join may not have heard from the leader yet (a strong
 	// read there fails at once with "no leader").
