@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -20,10 +21,14 @@ import (
 // a signing node and a default (unsigned) one do not, although they are
 // connected and synced: each router drops the other's messages. The
 // change is a new tag, which only gossip carries once two nodes know each
-// other (syncs run on connect; the periodic anti-entropy sync and the
-// repair sync a node runs once its join settled, which would carry it
-// too, are off or put off here; so is bump push, whose heartbeats would
-// make b pull a's changed entry by sync).
+// other (the periodic anti-entropy sync and the repair sync a node runs
+// once its join settled, which would carry it too, are off or put off
+// here; so is bump push, whose heartbeats would make b pull a's changed
+// entry by sync). Syncs that rightly run late remain: a join repair
+// (joinrepair.go) when a's pubsub saw b's subscription only after it
+// served b, or a connect sync still in flight. Under load they ran after
+// the change and carried it, so a tag b got while any sync ran proves
+// nothing, and the negative case tries again with a new tag.
 func TestGossipSigning_NetworkMustAgree(t *testing.T) {
 	params := discovery.TestParams()
 	params.AntiEntropyInterval = 0
@@ -31,8 +36,7 @@ func TestGossipSigning_NetworkMustAgree(t *testing.T) {
 	params.SettleDelay = time.Hour
 	gossipOnly := node.WithDiscoveryParams(params)
 	strict := node.WithGossipSignaturePolicy(pubsub.StrictSign)
-	tag := catalog.IDFromString("after-sync")
-	hasTag := func(n *node.Node, of *node.Node) bool {
+	hasTag := func(n *node.Node, of *node.Node, tag catalog.ID) bool {
 		e, ok := n.Catalog().Get(of.ID())
 		return ok && slices.Contains(e.Entry.Tags, tag)
 	}
@@ -50,23 +54,61 @@ func TestGossipSigning_NetworkMustAgree(t *testing.T) {
 			b := startNode(t, network, append(tc.b, bootstrapOf(a))...)
 			testutil.Eventually(t, 10*time.Second, func() bool { return allKnowAll([]*node.Node{a, b}) },
 				"a and b did not sync")
-			if _, err := a.Discovery().UpdateLocal(func(e *catalog.Entry) { e.Tags = append(e.Tags, tag) }); err != nil {
-				t.Fatal(err)
-			}
 			if tc.gossiped {
-				testutil.Eventually(t, 5*time.Second, func() bool { return hasTag(b, a) }, "b did not get a's new tag over gossip")
+				tag := catalog.IDFromString("after-sync")
+				if _, err := a.Discovery().UpdateLocal(func(e *catalog.Entry) { e.Tags = append(e.Tags, tag) }); err != nil {
+					t.Fatal(err)
+				}
+				testutil.Eventually(t, 5*time.Second, func() bool { return hasTag(b, a, tag) }, "b did not get a's new tag over gossip")
 				return
 			}
-			// Two heartbeats: the change, published at once, and a
-			// heartbeat would have arrived by then were gossip flowing.
-			testutil.Never(t, 2*time.Second, 50*time.Millisecond, func() string {
-				if hasTag(b, a) {
-					return "b got a's new tag although only a signs its gossip"
+			for attempt := 1; ; attempt++ {
+				if watchQuietly(t, a, b, catalog.IDFromString(fmt.Sprintf("after-sync-%d", attempt)), hasTag) {
+					return
 				}
-				return ""
-			})
+				if attempt == 5 {
+					t.Fatal("every try saw a sync between a and b: cannot tell gossip from sync")
+				}
+			}
 		})
 	}
+}
+
+// watchQuietly adds tag to a's entry once no sync between a and b is in
+// flight and watches b for two heartbeats (the change, published at
+// once, and a heartbeat would have arrived by then were gossip flowing).
+// It fails t if b got the tag while no sync ran, and reports whether the
+// window stayed free of syncs (one that ran may have carried the tag).
+func watchQuietly(t *testing.T, a, b *node.Node, tag catalog.ID, hasTag func(n, of *node.Node, tag catalog.ID) bool) bool {
+	t.Helper()
+	syncs := func() (activity uint64, inFlight bool) {
+		for _, n := range []*node.Node{a, b} {
+			st := n.Discovery().Stats()
+			activity += st.SyncsStarted + st.SyncsOK + st.SyncsFailed + st.SyncsServed
+			inFlight = inFlight || st.SyncsStarted != st.SyncsOK+st.SyncsFailed
+		}
+		return activity, inFlight
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { _, busy := syncs(); return !busy }, "a sync between a and b never ended")
+	before, _ := syncs()
+	if _, err := a.Discovery().UpdateLocal(func(e *catalog.Entry) { e.Tags = append(e.Tags, tag) }); err != nil {
+		t.Fatal(err)
+	}
+	quiet := true
+	testutil.Never(t, 2*time.Second, 50*time.Millisecond, func() string {
+		if after, _ := syncs(); after != before {
+			quiet = false
+			return ""
+		}
+		if hasTag(b, a, tag) {
+			return "b got a's new tag although only a signs its gossip, and no sync ran"
+		}
+		return ""
+	})
+	if !quiet {
+		t.Logf("a sync ran while b watched for %s; trying again", tag)
+	}
+	return quiet
 }
 
 func TestGossipSigning_RefusesLaxPolicies(t *testing.T) {

@@ -91,6 +91,9 @@ func (s *Service) syncRetrying(p peer.ID) {
 			return
 		case <-t.C:
 		}
+		if !s.shouldSync(p) { // p became known (its own sync, gossip) while we waited
+			return
+		}
 		wait = min(2*wait, s.params.SyncTimeout)
 	}
 }
