@@ -1,6 +1,7 @@
 package groups
 
 import (
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -282,5 +283,99 @@ func testJointCut(t *testing.T, stale bool) {
 	for _, g := range gs {
 		testutil.Eventually(t, 10*time.Second, func() bool { return weak(t, g) == 15 },
 			"counter not 15 (7 + 5 + 3; n0's uncommitted 1000 discarded)")
+	}
+}
+
+// The session-14 probe at test size: the leader of a group growing from
+// one voter to three is cut off at the first moment it is in the joint
+// configuration, or a few of its frames later, so the cut lands on
+// followers before, inside or after the joint step. n1 and n2 must have a
+// leader again within RemoveAfter and a few election timeouts every time,
+// and it must commit. Cuts 0 to 2 land inside the joint step (both n1 and
+// n2 in it, or one of them not yet holding any configuration) and stayed
+// leaderless before forced epochs covered a lost half; later ones land
+// after it. (Session 14 cut at the first moment the leader counted three
+// voters: 9 of 60 and 3 of 40 cuts stayed leaderless.)
+func TestJoint_CutAnywhereInJointStep(t *testing.T) {
+	for after := range 6 {
+		t.Run(fmt.Sprint(after), func(t *testing.T) { jointCutAfter(t, int32(after)) })
+	}
+}
+
+// jointCutAfter cuts the leader off once it has sent after frames since it
+// entered the joint configuration.
+func jointCutAfter(t *testing.T, after int32) {
+	n := newMemNet()
+	clk := newTickDriver(t)
+	p := TestParams()
+	s0, s1, s2 := n.service(t, "0", false), n.service(t, "1", false), n.service(t, "2", false)
+	g0 := joinCounter(t, s0, clk.option())
+	if err := g0.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	leader := s0.self
+	var sent atomic.Int32 // frames the leader sent since it entered the joint step (-1: not yet)
+	sent.Store(-1)
+	var cut atomic.Bool
+	n.setDropFrame(func(from, to peer.ID, kind byte, body []byte) bool {
+		if cut.Load() {
+			return from == leader || to == leader
+		}
+		if from != leader {
+			return false
+		}
+		if sent.Load() < 0 {
+			m, ok := raftOf(kind, body)
+			if !ok {
+				return false
+			}
+			for _, e := range m.GetEntries() {
+				// The leader proposes leaving the joint configuration as
+				// soon as it has applied it: its first moment there.
+				if ch, ok := confChanges(e); ok && len(ch) == 0 {
+					sent.Store(0)
+				}
+			}
+			if sent.Load() < 0 {
+				return false
+			}
+		}
+		if sent.Add(1) > after {
+			cut.Store(true)
+			return true
+		}
+		return false
+	})
+	g1 := joinCounter(t, s1, clk.option())
+	g2 := joinCounter(t, s2, clk.option())
+	testutil.Eventually(t, 20*time.Second, cut.Load, "the leader never entered the joint configuration")
+	cutAt := clk.n.Load()
+	n.partition([]peer.ID{s0.self}, []peer.ID{s1.self, s2.self})
+	bound := int64(p.ticks(p.RemoveAfter) + 4*p.ticks(p.ElectionTimeout))
+	var lead counterGroup
+	for lead == nil {
+		elapsed := clk.n.Load() - cutAt
+		for _, g := range []counterGroup{g1, g2} {
+			onCore(t, g, func(c *groupCore) {
+				if c.state == raft.StateLeader {
+					lead = g
+				}
+			})
+		}
+		if lead == nil && elapsed > bound {
+			var conf [2][2][]uint64
+			for i, g := range []counterGroup{g1, g2} {
+				onCore(t, g, func(c *groupCore) {
+					conf[i] = [2][]uint64{c.conf.GetVoters(), c.conf.GetVotersOutgoing()}
+				})
+			}
+			t.Fatalf("n1 and n2 have no leader %d ticks after the cut (bound %d); configurations (incoming, outgoing) %v", elapsed, bound, conf)
+		}
+		if lead == nil {
+			time.Sleep(time.Millisecond) // poll the injected clock's progress
+		}
+	}
+	if _, err := lead.Execute(tctx(t, 5*time.Second), 1); err != nil {
+		t.Fatal("the new leader does not commit:", err)
 	}
 }
