@@ -214,6 +214,14 @@ func (c *groupCore) reportDiscard(n uint64) {
 // uncommitted tail reported. A split into three or more parts can still
 // fork more than once; the forks then meet as rivals (the lower log
 // discards, reported), as with the old rule.
+//
+// Known gap (the deferral to the highest applied index): in {0,1,2}/{0},
+// n1 holds a longer log (an entry n0 committed with n1's ack) but never
+// learned that the leave-joint entry committed, while n2 applied it
+// (configuration {0,1,2}) with the shorter log. With n0 lost, n1 defers
+// to n2, n2 finds no half gone, and n2 cannot win n1's vote: both stay
+// leaderless until n0 returns. Forcing from either applied state would
+// drop n0's acknowledged entry; forcing from n1's log would keep it.
 func (c *groupCore) maybeForceEpoch() {
 	if c.cfg.role != RoleWriter || c.leaderUp() || c.state == raft.StateLeader {
 		return
