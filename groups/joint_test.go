@@ -142,29 +142,49 @@ func testJointCut(t *testing.T, stale bool) {
 		t.Fatal(err)
 	}
 
-	// Hold every frame of n0 that carries the entry leaving the joint
-	// configuration; with stale, also every frame to n1 that would tell it
-	// the joint entry committed.
+	// Hold back, in every frame of n0, the entry leaving the joint
+	// configuration and any after it (the entries before it go through:
+	// dropping whole frames also held back the joint entry itself whenever
+	// the leader sent both in one append, and the joint step never
+	// completed); with stale, also tell n1 no commit index at or past the
+	// joint entry, so that it never applies it.
 	leader, f1 := s0.self, s1.self
 	var jointAt atomic.Uint64
 	var held atomic.Int32
-	n.setDropFrame(func(from, to peer.ID, kind byte, body []byte) bool {
-		m, ok := raftOf(kind, body)
-		if from != leader || !ok {
-			return false
+	n.setRewriteFrame(func(from, to peer.ID, kind byte, body []byte) []byte {
+		var env pb.CoreRaft
+		var m raftpb.Message
+		if from != leader || kind != kindRaft || proto.Unmarshal(body, &env) != nil || proto.Unmarshal(env.GetMessage(), &m) != nil {
+			return nil
 		}
-		for _, e := range m.GetEntries() {
+		changed := false
+	entries:
+		for i, e := range m.GetEntries() {
 			ch, ok := confChanges(e)
 			switch {
 			case !ok:
 			case len(ch) == 0:
 				held.Add(1)
-				return true
+				m.Entries, changed = m.Entries[:i], true
+				break entries
 			case len(ch) > 1:
 				jointAt.CompareAndSwap(0, e.GetIndex())
 			}
 		}
-		return stale && to == f1 && jointAt.Load() != 0 && m.GetCommit() >= jointAt.Load()
+		if j := jointAt.Load(); stale && to == f1 && j != 0 && m.GetCommit() >= j {
+			m.Commit, changed = new(j-1), true
+		}
+		if !changed {
+			return nil
+		}
+		var err error
+		if env.Message, err = proto.Marshal(&m); err != nil {
+			panic(err)
+		}
+		if body, err = proto.Marshal(&env); err != nil {
+			panic(err)
+		}
+		return body
 	})
 	g1 := joinCounter(t, s1, clk.option())
 	g2 := joinCounter(t, s2, clk.option())

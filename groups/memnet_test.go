@@ -25,6 +25,9 @@ type memNet struct {
 	// dropFrame, when set, drops the frames it returns true for (it sees
 	// the frame's body, so it can pick raft messages by type).
 	dropFrame func(from, to peer.ID, kind byte, body []byte) bool
+	// rewriteFrame, when set, may replace a frame's body on the wire (it
+	// returns the new body, or nil to leave the frame as sent).
+	rewriteFrame func(from, to peer.ID, kind byte, body []byte) []byte
 	// chunkFault, when set, may fail a snapshot chunk request (before the
 	// holder sees it) with an error.
 	chunkFault func(from, holder peer.ID, req snapshotChunkRequest) error
@@ -131,6 +134,12 @@ func (n *memNet) setFault(f func(from, to peer.ID, kind byte) (bool, time.Durati
 	n.mu.Unlock()
 }
 
+func (n *memNet) setRewriteFrame(f func(from, to peer.ID, kind byte, body []byte) []byte) {
+	n.mu.Lock()
+	n.rewriteFrame = f
+	n.mu.Unlock()
+}
+
 func (n *memNet) setDropFrame(f func(from, to peer.ID, kind byte, body []byte) bool) {
 	n.mu.Lock()
 	n.dropFrame = f
@@ -199,6 +208,11 @@ func (m *memMember) Send(to peer.ID, kind byte, body []byte) bool {
 	}
 	if drop || (n.dropFrame != nil && n.dropFrame(m.node.self, to, kind, body)) {
 		return true // lost on the wire
+	}
+	if n.rewriteFrame != nil {
+		if nb := n.rewriteFrame(m.node.self, to, kind, body); nb != nil {
+			body = nb
+		}
 	}
 	body = append([]byte(nil), body...)
 	deliver := func() {
