@@ -233,24 +233,7 @@ func testJointCut(t *testing.T, stale bool) {
 	n.partition([]peer.ID{s0.self}, []peer.ID{s1.self, s2.self})
 
 	// One of n1 and n2 leads within RemoveAfter and a few election timeouts.
-	bound := int64(p.ticks(p.RemoveAfter) + 4*p.ticks(p.ElectionTimeout))
-	var lead counterGroup
-	for lead == nil {
-		elapsed := clk.n.Load() - cutAt
-		for _, g := range []counterGroup{g1, g2} {
-			onCore(t, g, func(c *groupCore) {
-				if c.state == raft.StateLeader {
-					lead = g
-				}
-			})
-		}
-		if lead == nil && elapsed > bound {
-			t.Fatalf("n1 and n2 have no leader %d ticks after n0 was cut off inside the joint step (bound %d)", elapsed, bound)
-		}
-		if lead == nil {
-			time.Sleep(time.Millisecond) // poll the injected clock's progress
-		}
-	}
+	lead := awaitSurvivorLeader(t, clk, cutAt, p, g1, g2, "n0 was cut off inside the joint step")
 	var newEpoch uint64
 	onCore(t, lead, func(c *groupCore) { newEpoch = c.epoch })
 	if newEpoch == oldEpoch {
@@ -278,13 +261,14 @@ func testJointCut(t *testing.T, stale bool) {
 	// epoch of its own, however long the cut lasts: the side of n1 and n2
 	// replaces the cluster. (It has known no leader since it stepped down,
 	// an election timeout after the cut; wait well past RemoveAfter.)
+	bound := int64(p.ticks(p.RemoveAfter) + 4*p.ticks(p.ElectionTimeout))
 	testutil.Eventually(t, 20*time.Second, func() bool { return clk.n.Load()-cutAt > 2*bound }, "the clock stopped")
 	onCore(t, g0, func(c *groupCore) {
 		if c.epoch != oldEpoch || c.state == raft.StateLeader {
 			t.Errorf("n0 (cut off) is in epoch %x as %v: it forked while n1 and n2 replace the cluster", c.epoch, c.state)
 		}
 	})
-	n.setDropFrame(nil)
+	n.setRewriteFrame(nil)
 	n.heal()
 	testutil.Eventually(t, 20*time.Second, func() bool {
 		var d uint64
@@ -371,10 +355,21 @@ func jointCutAfter(t *testing.T, after int32) {
 	testutil.Eventually(t, 20*time.Second, cut.Load, "the leader never entered the joint configuration")
 	cutAt := clk.n.Load()
 	n.partition([]peer.ID{s0.self}, []peer.ID{s1.self, s2.self})
+	lead := awaitSurvivorLeader(t, clk, cutAt, p, g1, g2, "the cut")
+	if _, err := lead.Execute(tctx(t, 5*time.Second), 1); err != nil {
+		t.Fatal("the new leader does not commit:", err)
+	}
+}
+
+// awaitSurvivorLeader waits until g1 or g2 leads and returns it, failing t
+// (with both members' configurations) once more than RemoveAfter and four
+// election timeouts of ticks have passed since cutAt.
+func awaitSurvivorLeader(t *testing.T, clk *tickDriver, cutAt int64, p Params, g1, g2 counterGroup, what string) counterGroup {
+	t.Helper()
 	bound := int64(p.ticks(p.RemoveAfter) + 4*p.ticks(p.ElectionTimeout))
-	var lead counterGroup
-	for lead == nil {
+	for {
 		elapsed := clk.n.Load() - cutAt
+		var lead counterGroup
 		for _, g := range []counterGroup{g1, g2} {
 			onCore(t, g, func(c *groupCore) {
 				if c.state == raft.StateLeader {
@@ -382,20 +377,18 @@ func jointCutAfter(t *testing.T, after int32) {
 				}
 			})
 		}
-		if lead == nil && elapsed > bound {
+		if lead != nil {
+			return lead
+		}
+		if elapsed > bound {
 			var conf [2][2][]uint64
 			for i, g := range []counterGroup{g1, g2} {
 				onCore(t, g, func(c *groupCore) {
 					conf[i] = [2][]uint64{c.conf.GetVoters(), c.conf.GetVotersOutgoing()}
 				})
 			}
-			t.Fatalf("n1 and n2 have no leader %d ticks after the cut (bound %d); configurations (incoming, outgoing) %v", elapsed, bound, conf)
+			t.Fatalf("n1 and n2 have no leader %d ticks after %s (bound %d); configurations (incoming, outgoing) %v", elapsed, what, bound, conf)
 		}
-		if lead == nil {
-			time.Sleep(time.Millisecond) // poll the injected clock's progress
-		}
-	}
-	if _, err := lead.Execute(tctx(t, 5*time.Second), 1); err != nil {
-		t.Fatal("the new leader does not commit:", err)
+		time.Sleep(time.Millisecond) // poll the injected clock's progress
 	}
 }
