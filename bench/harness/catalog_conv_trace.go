@@ -334,7 +334,8 @@ func (t *convTrace) dump(w io.Writer, n int, c convergence) {
 	// "sub<relay" says whether a's subscription had reached the bootstrap
 	// peer before it first relayed b's entry (otherwise the relay could
 	// not reach a). Lags: at - a's start for pulls; at - the relay for
-	// relays.
+	// relays, and when the bootstrap peer learned b after b's start (its
+	// hello, or b's own publication).
 	late := func(name string, es []ev) {
 		if len(es) == 0 {
 			return
@@ -357,7 +358,7 @@ func (t *convTrace) dump(w io.Writer, n int, c convergence) {
 			}
 		}
 		cls := map[string]int{}
-		var pullLag, pullJS, relayLag []time.Duration
+		var pullLag, pullJS, relayLag, relayHello []time.Duration
 		var bins [100]int
 		lmin, lmax, pmin, pmax := n, 0, n, 0
 		for _, e := range es {
@@ -380,6 +381,9 @@ func (t *convTrace) dump(w io.Writer, n int, c convergence) {
 				}
 			default:
 				c = "relay"
+				if bok {
+					relayHello = append(relayHello, tb-t.starts[e.p])
+				}
 				ra, rok := t.relayAt[e.p]
 				sa, sok := t.subAt[e.l]
 				switch {
@@ -408,8 +412,8 @@ func (t *convTrace) dump(w io.Writer, n int, c convergence) {
 				bl = append(bl, fmt.Sprintf("%d:%d", 100*i, c))
 			}
 		}
-		fmt.Fprintf(w, "  late %s (%d, %v..%v): learners #%d..#%d peers #%d..#%d\n    classes %v\n    pull: at-start %s; join sync first entry-start %s\n    relay: at-relay %s\n    per 100 ms: %s\n",
-			name, len(es), es[0].at.Round(time.Millisecond), es[len(es)-1].at.Round(time.Millisecond), lmin, lmax, pmin, pmax, cls, q(pullLag), q(pullJS), q(relayLag), strings.Join(bl, " "))
+		fmt.Fprintf(w, "  late %s (%d, %v..%v): learners #%d..#%d peers #%d..#%d\n    classes %v\n    pull: at-start %s; join sync first entry-start %s\n    relay: at-relay %s; the bootstrap peer learned the peer after the peer's start %s\n    per 100 ms: %s\n",
+			name, len(es), es[0].at.Round(time.Millisecond), es[len(es)-1].at.Round(time.Millisecond), lmin, lmax, pmin, pmax, cls, q(pullLag), q(pullJS), q(relayLag), q(relayHello), strings.Join(bl, " "))
 	}
 	// The last percent before 99 %: ranks 98 %..99 % of the n² pairs.
 	lo, hi := int(0.98*float64(n*n))-n, int(0.99*float64(n*n))-n
