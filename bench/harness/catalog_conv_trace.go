@@ -31,6 +31,16 @@ import (
 // learned it (its hello), when its join sync's first entry arrived and
 // when the others learned it. A traced rep also prints the process CPU
 // spent from the clock's start to 99 % of pairs.
+//
+// Every level classifies the pairs known at 90-98 %, 98-99 % and after
+// 99 % (see late in dump): how the learner learned the peer (join sync,
+// the settle or join-repair sync, what it was served, gossip from the
+// peer itself, relayed by the bootstrap peer, or forwarded by another),
+// whether its join sync could have brought the peer, and for relays,
+// whether its subscription had reached the bootstrap peer before the
+// relay. MOSAIK_BENCH_CONV_TRACE=3 is level 2 plus counts of pubsub's
+// records of messages it dropped or throttled, by node (bootstrap or
+// not) and reason; it makes pubsub build every debug record.
 const convTraceEnv = "MOSAIK_BENCH_CONV_TRACE"
 
 // convProfEnv, when set to a path prefix, writes a CPU profile of the
@@ -50,6 +60,15 @@ type convTrace struct {
 	syncs  map[string]int       // debug message counts of interest
 	conns  []int                // connections per node at the end
 	steps  map[string]time.Duration
+	// Seen by the bootstrap peer (node 0), per node index: when it first
+	// relayed the node's entry on gossip and when the node's subscription
+	// to the catalog topic reached it.
+	relayAt map[int]time.Duration
+	subAt   map[int]time.Duration
+	// pubsub's debug records of dropped or throttled messages, by message
+	// (MOSAIK_BENCH_CONV_TRACE=3 only: it makes pubsub build every debug
+	// record).
+	drops map[string]int
 }
 
 type convLearn struct {
@@ -61,7 +80,8 @@ func newConvTrace() *convTrace {
 	if os.Getenv(convTraceEnv) == "" {
 		return nil
 	}
-	return &convTrace{ids: map[string]int{}, learn: map[[2]int]convLearn{}, gfrom: map[[2]int]string{}, steps: map[string]time.Duration{}, syncs: map[string]int{}}
+	return &convTrace{ids: map[string]int{}, learn: map[[2]int]convLearn{}, gfrom: map[[2]int]string{}, steps: map[string]time.Duration{}, syncs: map[string]int{},
+		relayAt: map[int]time.Duration{}, subAt: map[int]time.Duration{}, drops: map[string]int{}}
 }
 
 // started records node i (peer id) as started now; i = 0 is the clock's start.
@@ -139,10 +159,35 @@ func (h *convTraceHandler) Handle(_ context.Context, r slog.Record) error {
 			}
 		}
 		return nil
-	case "sync failed", "sync not served", "sync refused", "announce failed", "connect to catalog peer failed":
+	case "sync failed", "sync not served", "sync refused", "announce failed", "connect to catalog peer failed", "relay dropped", "gossip message refused":
 		h.t.mu.Lock()
 		h.t.syncs[r.Message]++
 		h.t.mu.Unlock()
+		return nil
+	case "entry relayed", "topic peer joined":
+		if h.i != 0 {
+			return nil
+		}
+		var p string
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "peer" {
+				p = a.Value.String()
+			}
+			return true
+		})
+		h.t.mu.Lock()
+		defer h.t.mu.Unlock()
+		j, ok := h.t.ids[p]
+		if !ok {
+			return nil
+		}
+		m := h.t.relayAt
+		if r.Message == "topic peer joined" {
+			m = h.t.subAt
+		}
+		if _, seen := m[j]; !seen {
+			m[j] = r.Time.Sub(h.t.start)
+		}
 		return nil
 	default:
 		return nil
@@ -182,12 +227,44 @@ func (h *convTraceHandler) Handle(_ context.Context, r slog.Record) error {
 func (h *convTraceHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	for _, a := range as {
 		if a.Key == "component" && a.Value.String() == "pubsub" {
+			if os.Getenv(convTraceEnv) == "3" {
+				return convDropHandler{h.t, h.i}
+			}
 			return slog.DiscardHandler
 		}
 	}
 	return h
 }
-func (h *convTraceHandler) WithGroup(string) slog.Handler { return h }
+
+// convDropHandler counts pubsub's records of messages it dropped or
+// throttled, by message.
+type convDropHandler struct {
+	t *convTrace
+	i int
+}
+
+func (h convDropHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h convDropHandler) Handle(_ context.Context, r slog.Record) error {
+	m := r.Message
+	if strings.Contains(m, "drop") || strings.Contains(m, "throttl") || strings.Contains(m, "full") || strings.Contains(m, "ignor") {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "reason" {
+				m += ": " + strings.SplitN(a.Value.String(), ".", 2)[0]
+			}
+			return true
+		})
+		if h.i == 0 {
+			m = "boot " + m
+		}
+		h.t.mu.Lock()
+		h.t.drops[m]++
+		h.t.mu.Unlock()
+	}
+	return nil
+}
+func (h convDropHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h convDropHandler) WithGroup(string) slog.Handler      { return h }
+func (h *convTraceHandler) WithGroup(string) slog.Handler    { return h }
 
 // dump prints the time line's summary for n nodes.
 func (t *convTrace) dump(w io.Writer, n int, c convergence) {
@@ -209,9 +286,12 @@ func (t *convTrace) dump(w io.Writer, n int, c convergence) {
 		via := v.via
 		if via == "gossip" {
 			if f, ok := t.gfrom[k]; ok {
-				if t.ids[f] == k[1] {
+				switch t.ids[f] {
+				case k[1]:
 					via = "gossip/own"
-				} else {
+				case 0:
+					via = "gossip/boot"
+				default:
 					via = "gossip/fwd"
 				}
 			}
@@ -246,6 +326,95 @@ func (t *convTrace) dump(w io.Writer, n int, c convergence) {
 		fmt.Fprintf(w, "  %s (%d): via %v; lag after the later start p10 %v p50 %v p90 %v max %v\n", name, len(es), vias, q(0.1), q(0.5), q(0.9), q(1))
 	}
 	hist("all pairs", evs)
+	// late classifies the pairs es (learner a, peer b) by what a had to
+	// learn b from. "pull": the bootstrap peer held b before a's join
+	// sync's first entry came, so a's join sync could bring b. "relay": b
+	// reached the bootstrap peer later, so a needed a gossip relay (or a
+	// later sync);
+	// "sub<relay" says whether a's subscription had reached the bootstrap
+	// peer before it first relayed b's entry (otherwise the relay could
+	// not reach a). Lags: at - a's start for pulls; at - the relay for
+	// relays, and when the bootstrap peer learned b after b's start (its
+	// hello, or b's own publication).
+	late := func(name string, es []ev) {
+		if len(es) == 0 {
+			return
+		}
+		js := map[int]time.Duration{}
+		bootAt := map[int]time.Duration{}
+		for k, v := range t.learn {
+			if k[1] < 0 {
+				continue
+			}
+			if k[0] == 0 {
+				bootAt[k[1]] = v.at
+			}
+		}
+		for k, v := range t.learn {
+			if v.via == "join sync" {
+				if o, ok := js[k[0]]; !ok || v.at < o {
+					js[k[0]] = v.at
+				}
+			}
+		}
+		cls := map[string]int{}
+		var pullLag, pullJS, relayLag, relayHello []time.Duration
+		var bins [100]int
+		lmin, lmax, pmin, pmax := n, 0, n, 0
+		for _, e := range es {
+			lmin, lmax, pmin, pmax = min(lmin, e.l), max(lmax, e.l), min(pmin, e.p), max(pmax, e.p)
+			if b := int(e.at / (100 * time.Millisecond)); b < len(bins) {
+				bins[b]++
+			}
+			tb, bok := bootAt[e.p]
+			var c string
+			switch {
+			case e.l == 0:
+				c = "boot learns"
+			case e.p == 0:
+				c = "learns boot"
+			case bok && js[e.l] > 0 && js[e.l] >= tb:
+				c = "pull"
+				pullLag = append(pullLag, e.at-t.starts[e.l])
+				if j, ok := js[e.l]; ok {
+					pullJS = append(pullJS, j-t.starts[e.l])
+				}
+			default:
+				c = "relay"
+				if bok {
+					relayHello = append(relayHello, tb-t.starts[e.p])
+				}
+				ra, rok := t.relayAt[e.p]
+				sa, sok := t.subAt[e.l]
+				switch {
+				case !rok:
+					c += " (no relay)"
+				case sok && sa < ra:
+					c += " (sub<relay)"
+					relayLag = append(relayLag, e.at-ra)
+				default:
+					c += " (sub>relay)"
+					relayLag = append(relayLag, e.at-ra)
+				}
+			}
+			cls[c+" "+e.via]++
+		}
+		q := func(d []time.Duration) string {
+			if len(d) == 0 {
+				return "-"
+			}
+			slices.Sort(d)
+			return fmt.Sprintf("p10 %v p50 %v p90 %v", d[len(d)/10].Round(time.Millisecond), d[len(d)/2].Round(time.Millisecond), d[len(d)*9/10].Round(time.Millisecond))
+		}
+		var bl []string
+		for i, c := range bins {
+			if c > 0 {
+				bl = append(bl, fmt.Sprintf("%d:%d", 100*i, c))
+			}
+		}
+		fmt.Fprintf(w, "  late %s (%d, %v..%v): learners #%d..#%d peers #%d..#%d\n    classes %v\n    pull: at-start %s; join sync first entry-start %s\n    relay: at-relay %s; the bootstrap peer learned the peer after the peer's start %s\n    per 100 ms: %s\n",
+			name, len(es), es[0].at.Round(time.Millisecond), es[len(es)-1].at.Round(time.Millisecond), lmin, lmax, pmin, pmax, cls, q(pullLag), q(pullJS), q(relayLag), q(relayHello), strings.Join(bl, " "))
+	}
 	// The last percent before 99 %: ranks 98 %..99 % of the n² pairs.
 	lo, hi := int(0.98*float64(n*n))-n, int(0.99*float64(n*n))-n
 	if hi <= len(evs) && lo >= 0 {
@@ -256,6 +425,13 @@ func (t *convTrace) dump(w io.Writer, n int, c convergence) {
 			peers[e.p]++
 		}
 		fmt.Fprintf(w, "  98-99%%: %d learners, %d peers; time %v..%v\n", len(learners), len(peers), evs[lo].at.Round(time.Millisecond), evs[hi-1].at.Round(time.Millisecond))
+	}
+	clamp := func(i int) int { return max(0, min(i, len(evs))) }
+	late("pairs 90-98%", evs[clamp(int(0.90*float64(n*n))-n):clamp(lo)])
+	late("pairs 98-99%", evs[clamp(lo):clamp(hi)])
+	late("pairs 99-100%", evs[clamp(hi):])
+	if len(t.drops) > 0 {
+		fmt.Fprintf(w, "  pubsub drops: %v\n", t.drops)
 	}
 	var after []ev
 	for _, e := range evs {
@@ -273,7 +449,7 @@ func (t *convTrace) dump(w io.Writer, n int, c convergence) {
 	// Per node, after its start: when the bootstrap peer learned it (its
 	// hello), when its join sync's first entry arrived, and when the
 	// others learned it (median, p90, max).
-	if os.Getenv(convTraceEnv) == "2" {
+	if v := os.Getenv(convTraceEnv); v == "2" || v == "3" {
 		boot := map[int]time.Duration{}
 		js := map[int]time.Duration{}
 		others := map[int][]time.Duration{}

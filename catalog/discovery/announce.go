@@ -36,6 +36,7 @@ func (s *Service) relayLoop() {
 			}
 			if err := s.publish(s.ctx, ann); err == nil {
 				s.stats.relayed.Add(1)
+				s.log.Debug("entry relayed", "peer", r.e.Entry.PeerID, "first_hop", r.nonce)
 			}
 		}
 	}

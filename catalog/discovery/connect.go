@@ -140,7 +140,7 @@ func (s *Service) settle() {
 		s.syncMu.Lock()
 		s.lastSync[p] = time.Now()
 		s.syncMu.Unlock()
-		s.spawn(func() { s.syncRetrying(p) })
+		s.spawn(func() { s.syncRetrying(p, fromSettleSync) })
 	}
 }
 

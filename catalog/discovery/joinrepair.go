@@ -163,6 +163,7 @@ func (s *Service) peerEventLoop() {
 		}
 		switch ev.Type {
 		case pubsub.PeerJoin:
+			s.log.Debug("topic peer joined", "peer", ev.Peer)
 			if s.gaps.joined(ev.Peer, time.Now(), s.params.SyncTimeout) && !s.params.DisableSync {
 				s.repairJoin(ev.Peer)
 			}
@@ -183,7 +184,7 @@ func (s *Service) repairJoin(p peer.ID) {
 	s.syncMu.Lock()
 	s.lastSync[p] = time.Now()
 	s.syncMu.Unlock()
-	s.spawn(func() { s.syncRetrying(p) })
+	s.spawn(func() { s.syncRetrying(p, fromJoinRepair) })
 }
 
 // connectSyncWait bounds how long the sync on connect with a peer we do not

@@ -113,3 +113,17 @@ func TestJoinGaps_Rules(t *testing.T) {
 		t.Fatal("a wait beyond maxJoinGaps")
 	}
 }
+
+// TestSource_IsSync: every kind of sync the debug log tells apart acts as
+// a sync (pulled bumps go on, see Service.merged), and no other source
+// does.
+func TestSource_IsSync(t *testing.T) {
+	for src, want := range map[source]bool{
+		fromSync: true, fromJoinSync: true, fromSettleSync: true, fromJoinRepair: true, fromServed: true,
+		fromGossip: false, fromDHT: false, fromCaller: false, fromPush: false,
+	} {
+		if got := src.isSync(); got != want {
+			t.Errorf("%q.isSync() = %v, want %v", src, got, want)
+		}
+	}
+}

@@ -152,6 +152,7 @@ func (s *Service) relayFirstHop(e *catalog.SignedEntry) {
 	select {
 	case s.relayQ <- relay{e: e, nonce: true}:
 	default: // relays only speed convergence up; heartbeats heal a drop
+		s.log.Debug("relay dropped", "peer", e.Entry.PeerID)
 	}
 }
 
@@ -211,7 +212,7 @@ func (s *Service) merged(e *catalog.SignedEntry, out catalog.Outcome, err error,
 	// record per tagged peer, and drops it with the last connection (the
 	// tag comes back on reconnecting, see tagIfConnected).
 	s.tagIfConnected(e.Entry.PeerID)
-	if src == fromSync || src == fromJoinSync {
+	if src.isSync() {
 		s.pushPulled(e) // a bump this sync was pulled for goes on
 	}
 	if out == catalog.Updated {
@@ -231,13 +232,14 @@ func (s *Service) merged(e *catalog.SignedEntry, out catalog.Outcome, err error,
 		// for N nodes starting together, which at N = 50 was most of the
 		// gossip traffic of the start (1 288 relays for 49 joins) and
 		// slowed convergence. The responder still relays the newcomer's
-		// own entry (merged from its hello, fromSync), and a node that
+		// own entry (merged from its hello, fromServed), and a node that
 		// rejoins with entries of its own after a partition still relays
 		// what it learns.
 		if s.topic != nil && src != fromJoinSync {
 			select {
 			case s.relayQ <- relay{e: e}:
 			default: // relays only speed convergence up; heartbeats heal a drop
+				s.log.Debug("relay dropped", "peer", e.Entry.PeerID)
 			}
 		}
 		// Nor are the entries of a join sync dialed one by one while the

@@ -237,7 +237,7 @@ func (s *Service) handleSyncV1(st network.Stream) {
 	// Answer with the catalog as it was before merging the request, but
 	// merge first, so the initiator's SyncWith returns after both merged.
 	snap := s.store.Snapshot()
-	s.mergeAll(req.Entries, fromSync)
+	s.mergeAll(req.Entries, fromServed)
 	if s.store.Admission() != nil && !s.member(p) {
 		// A closed network answers only its members: an initiator whose
 		// own entry (in its request) was not admitted learns nothing.

@@ -107,7 +107,7 @@ func (s *Service) handleSyncV2(st network.Stream, d dialect) {
 	if err == nil && nwant > 0 {
 		// What a joining node (it knew no peer but the initiator) is
 		// pushed is not relayed, as in the initiator's join sync.
-		src := fromSync
+		src := fromServed
 		if n := snap.Len(); n == 0 || (n == 1 && snapHas(snap, p)) {
 			src = fromJoinSync
 		}
@@ -161,7 +161,7 @@ func (s *Service) admitHello(p peer.ID, raw []byte) (network.StreamErrorCode, st
 		return CodeProtocolViolation, "foreign_entry"
 	case err == nil:
 		out, err := s.store.Merge(e, now)
-		s.merged(e, out, err, fromSync)
+		s.merged(e, out, err, fromServed)
 		if err != nil && !s.member(p) {
 			return CodeUnknownPeer, "non_member"
 		}

@@ -56,14 +56,33 @@ type source string
 
 const (
 	fromGossip source = "gossip"
-	fromSync   source = "sync"
+	// fromSync: a sync this node started with a catalog of its own (on
+	// connect with a peer it lacks, or through SyncWith).
+	fromSync source = "sync"
 	// fromJoinSync: a sync this node started with an empty catalog (it
 	// is joining). Its entries are not relayed, see Service.merged.
 	fromJoinSync source = "join sync"
 	fromDHT      source = "dht"
 	fromCaller   source = "caller" // Service.Merge
 	fromPush     source = "push"   // a bump frame (push.go)
+	// The other syncs, told apart only in the debug log's "via" (they
+	// act as fromSync everywhere else; see isSync): the repair sync at
+	// SettleDelay, the repair of a join served before its subscription
+	// (joinGaps), and what a responder merges (the initiator's hello and
+	// the entries it asked the initiator for).
+	fromSettleSync source = "settle sync"
+	fromJoinRepair source = "join repair"
+	fromServed     source = "served"
 )
+
+// isSync reports whether src is a catalog sync of any kind.
+func (src source) isSync() bool {
+	switch src {
+	case fromSync, fromJoinSync, fromSettleSync, fromJoinRepair, fromServed:
+		return true
+	}
+	return false
+}
 
 // Service runs discovery for one network on a libp2p host: it keeps the
 // catalog of the network's peers fresh through a gossipsub topic, catalog

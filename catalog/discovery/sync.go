@@ -47,7 +47,7 @@ func (s *Service) SyncWith(ctx context.Context, pi peer.AddrInfo) error {
 			return fmt.Errorf("discovery: sync with %s: %w", pi.ID, err)
 		}
 	}
-	return s.syncWith(ctx, pi.ID)
+	return s.syncWith(ctx, pi.ID, fromSync)
 }
 
 // startSync starts a background sync with p unless one ran recently.
@@ -67,16 +67,19 @@ func (s *Service) startSync(p peer.ID) {
 		}
 	}
 	s.syncMu.Unlock()
-	s.spawn(func() { s.syncRetrying(p) })
+	s.spawn(func() { s.syncRetrying(p, fromSync) })
 }
 
 // syncRetrying syncs with p, retrying failures (a busy or rate-limiting
 // responder, a timeout) with exponential backoff from 100 ms while p stays
-// connected and still warrants a sync, at most 6 attempts.
-func (s *Service) syncRetrying(p peer.ID) {
+// connected and still warrants a sync, at most 6 attempts. why names the
+// kind of sync for the debug log (fromSync, fromSettleSync or
+// fromJoinRepair; a sync from an empty catalog is a join sync whatever
+// started it).
+func (s *Service) syncRetrying(p peer.ID, why source) {
 	wait := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := s.syncOnce(p)
+		err := s.syncOnce(p, why)
 		if err == nil || s.ctx.Err() != nil || errors.Is(err, catalog.ErrOtherNetwork) {
 			return
 		}
@@ -98,7 +101,7 @@ func (s *Service) syncRetrying(p peer.ID) {
 	}
 }
 
-func (s *Service) syncOnce(p peer.ID) error {
+func (s *Service) syncOnce(p peer.ID, why source) error {
 	select {
 	case s.starting <- struct{}{}:
 		defer func() { <-s.starting }()
@@ -107,10 +110,10 @@ func (s *Service) syncOnce(p peer.ID) error {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.params.SyncTimeout)
 	defer cancel()
-	return s.syncWith(ctx, p)
+	return s.syncWith(ctx, p, why)
 }
 
-func (s *Service) syncWith(ctx context.Context, p peer.ID) (err error) {
+func (s *Service) syncWith(ctx context.Context, p peer.ID, why source) (err error) {
 	start := time.Now()
 	s.stats.syncsStarted.Add(1)
 	ctx, span := s.tracer.Start(ctx, "mosaik.discovery.sync", trace.WithSpanKind(trace.SpanKindClient),
@@ -132,7 +135,7 @@ func (s *Service) syncWith(ctx context.Context, p peer.ID) (err error) {
 	// Sync 2.1.0 when the peer serves it, else 2.0.0, else 1.0.0 (older
 	// nodes): with identify's protocols in the peerstore the choice is
 	// local, otherwise multistream tries them in this order.
-	s.log.Debug("sync started", "peer", p)
+	s.log.Debug("sync started", "peer", p, "why", why)
 	st, err := s.h.NewStream(ctx, p, s.protos...)
 	if err != nil {
 		if nw, ok := s.otherNetwork(p); ok {
@@ -150,13 +153,13 @@ func (s *Service) syncWith(ctx context.Context, p peer.ID) (err error) {
 	switch st.Protocol() {
 	case s.protos[0]:
 		span.SetAttributes(attribute.Bool("delta", true), attribute.Bool("bumps", true))
-		err = s.syncV2(st, dialect21)
+		err = s.syncV2(st, dialect21, why)
 	case s.protos[1]:
 		span.SetAttributes(attribute.Bool("delta", true))
-		err = s.syncV2(st, dialect20)
+		err = s.syncV2(st, dialect20, why)
 	default:
 		span.SetAttributes(attribute.Bool("delta", false))
-		err = s.syncV1(st)
+		err = s.syncV1(st, why)
 	}
 	if err == nil {
 		return nil
@@ -175,7 +178,7 @@ func (s *Service) syncWith(ctx context.Context, p peer.ID) (err error) {
 // syncV1 runs the initiator's side of sync 1.0.0 on st: it sends its
 // whole catalog in one frame and merges the responder's, read in one
 // frame of at most MaxSyncMessage bytes.
-func (s *Service) syncV1(st network.Stream) error {
+func (s *Service) syncV1(st network.Stream, why source) error {
 	req := &pb.SyncRequest{Network: s.network[:], Entries: s.entries(s.store.Snapshot())}
 	if err := framer.WriteProto(countWriter{st, &s.stats.syncBytesOut}, req); err != nil {
 		return fmt.Errorf("send: %w", err)
@@ -194,7 +197,7 @@ func (s *Service) syncV1(st network.Stream) error {
 		return syncErrorf("too_many_entries", "%d entries exceed the cap of %d", len(resp.Entries), maxSyncEntries)
 	}
 	s.stats.syncEntriesIn.Add(uint64(len(resp.Entries)))
-	s.mergeAll(resp.Entries, fromSync)
+	s.mergeAll(resp.Entries, why)
 	return nil
 }
 

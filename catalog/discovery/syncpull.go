@@ -22,15 +22,16 @@ import (
 // full flow-control windows. The writer is done when syncV2 returns.
 // Then, if the responder asked for entries (want), it sends them and
 // waits for the responder to close, so that on return the responder has
-// merged them.
-func (s *Service) syncV2(st network.Stream, d dialect) error {
+// merged them. What it learns is merged as from why, or as a join sync when
+// our catalog is empty.
+func (s *Service) syncV2(st network.Stream, d dialect, why source) error {
 	snap := s.store.Snapshot()
 	salt := make([]byte, saltLen)
 	_, _ = rand.Read(salt) // never fails (crypto/rand)
 	idx := digestIndex(salt, snap.All(), "")
 	werr := make(chan error, 1)
 	go func() { werr <- s.writeDigest(st, d, snap, salt, idx) }()
-	src := fromSync
+	src := why
 	if snap.Len() == 0 {
 		src = fromJoinSync
 	}
