@@ -61,7 +61,8 @@ import (
 // for a command that may be in a log: a leader deposed in the turn that
 // it appended forwarded commands sends their origin NotLeader (onSoftState
 // runs before the Ready's entries are matched), which the origin reports
-// without MayApply; see the report of session 16.
+// without MayApply, while the entries are saved in the deposed leader's
+// log and may commit later. Not fixed here.
 //
 // (c) The writers that do not force follow the new epoch: on its
 // lost_epoch announcement they discard their log and state (wipe, counted

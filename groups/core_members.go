@@ -38,10 +38,10 @@ import (
 //     RemoveAfter, while every other voter of a configuration half (all
 //     voters, or the incoming or the outgoing ones of a joint step) has
 //     been gone that long (maybeForceEpoch has the exact rule), and that
-//     has the highest (applied, raft id) among bonded writers of its epoch,
-//     starts a new epoch from its applied state as the single voter and
-//     announces the old epoch lost. Uncommitted entries of its log are
-//     discarded (reported like a merge). If the old voters were only
+//     has the most up-to-date log (last term, last index, then applied
+//     index, raft id) among bonded writers of its epoch, starts a new epoch
+//     from its whole log (applied state plus tail) as the single voter and
+//     announces the old epoch lost (core_force.go). If the old voters were only
 //     partitioned away and still have a leader, that leader ignores the
 //     announcement, and when the two leaders see each other the cluster
 //     that was forked from (parent_epoch) wins: the forced epoch discards
