@@ -108,31 +108,71 @@ import (
 // fork more than once; the forks then meet as rivals (the lower log
 // discards, reported), as with the old rule.
 //
-// Still open: a writer defers to a bonded writer with a higher log that
-// may itself find no half gone under its own (newer) configuration nor
-// win an election, e.g. a learner with a longer log whose applied
-// configuration lost a majority but no whole half. The old rule had the
-// same gap with the applied index; CoreStatus does not say whether a
-// peer would force.
+// A writer defers to a higher log for RemoveAfter at most. The writer it
+// defers to may find no half gone under its own applied configuration
+// (newer or older than this node's) and be unable to win an election
+// either: it lost a majority of its voters but no whole half, say a
+// learner with a longer log whose applied configuration still lists a
+// live voter among dead ones. It then neither forces nor leads, and
+// CoreStatus does not say whether a peer would force. After RemoveAfter
+// of deferring with no leader and no lost_epoch announced, this node
+// forces from its own log, as the applied-index rule did: the higher
+// log's tail is lost, and reported when that writer follows the new
+// epoch (wipe). Growing from one voter to three never needs this (the
+// highest log there either finds the lone outgoing voter gone or wins
+// the others' votes).
 func (c *groupCore) maybeForceEpoch() {
-	if c.cfg.role != RoleWriter || c.leaderUp() || c.state == raft.StateLeader {
+	if !c.mustForce() {
+		c.deferredAt = 0
 		return
+	}
+	leader, outranked := c.forceScan()
+	if leader {
+		c.deferredAt = 0
+		return
+	}
+	if outranked {
+		if c.deferredAt == 0 {
+			c.deferredAt = c.now
+		}
+		if c.now-c.deferredAt < int64(c.p.ticks(c.p.RemoveAfter)) {
+			return // that writer's log is more up to date: it forces
+		}
+		c.log.Warn("forcing a new epoch from this node's log: the bonded writer with a higher log neither forced nor led")
+	}
+	c.deferredAt = 0
+	c.forceEpoch()
+}
+
+// mustForce reports whether rules 1 to 3 of maybeForceEpoch hold: a
+// writer with no leader for RemoveAfter, a half of its configuration
+// gone, and no reason to leave the force to the unreachable side.
+func (c *groupCore) mustForce() bool {
+	if c.cfg.role != RoleWriter || c.leaderUp() || c.state == raft.StateLeader {
+		return false
 	}
 	after := int64(c.p.ticks(c.p.RemoveAfter))
 	in, out := c.conf.GetVoters(), c.conf.GetVotersOutgoing()
 	if c.now-c.noLeader < after || len(in) == 0 {
-		return
+		return false
 	}
 	if !c.halfGone(in, after) && !c.halfGone(out, after) {
-		return
+		return false
 	}
 	if len(out) > 0 {
 		reach := func(v uint64) bool { return v == c.selfID || c.isUp(v) }
 		away := func(v uint64) bool { return !reach(v) }
 		if !majorityOf(in, reach) && majorityOf(in, away) && !majorityOf(out, away) {
-			return // the unreachable side replaces the cluster (see above)
+			return false // the unreachable side replaces the cluster (see above)
 		}
 	}
+	return true
+}
+
+// forceScan looks at the bonded peers of this epoch: whether one knows a
+// leader other than this node (the cluster lives on beyond this node's
+// reach), and whether a writer among them ranks above this node.
+func (c *groupCore) forceScan() (leader, outranked bool) {
 	lt, li := c.lastPos()
 	mine := forceRank{lt, li, c.applied, c.selfID}
 	for _, ps := range c.peers {
@@ -141,16 +181,13 @@ func (c *groupCore) maybeForceEpoch() {
 			continue
 		}
 		if l := st.GetLeader(); l != 0 && l != c.selfID {
-			return // the cluster lives on beyond this node's reach
+			leader = true
 		}
-		if ps.role != RoleWriter {
-			continue
-		}
-		if (forceRank{st.GetLastTerm(), st.GetLastIndex(), st.GetApplied(), ps.id}).above(mine) {
-			return // that writer's log is more up to date: it forces
+		if ps.role == RoleWriter && (forceRank{st.GetLastTerm(), st.GetLastIndex(), st.GetApplied(), ps.id}).above(mine) {
+			outranked = true
 		}
 	}
-	c.forceEpoch()
+	return leader, outranked
 }
 
 // forceRank orders the writers that could force: raft's up-to-date order
