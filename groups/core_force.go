@@ -44,7 +44,10 @@ import (
 // its writes are discarded and reported (onStatus: parent_epoch). That is
 // the accepted cost of forced epochs (RemoveAfter is long for it), not new
 // here: the deferral is among bonded writers of one side and adds no side
-// that forces. In the case above, n0 alone holds no majority of {0,1,2},
+// that forces. (Its bound, below, can make a second writer of one side
+// force when the first did not; two forks of one side meet as rivals and
+// the lower log discards, reported.) In the case above, n0 alone holds no
+// majority of {0,1,2},
 // so it can neither commit nor force (the partition rule) while n1's
 // epoch lives. A forced epoch that yields discards the tail it applied
 // too, as it discards its own writes.

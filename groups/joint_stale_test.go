@@ -159,6 +159,9 @@ func TestJoint_StaleConfLongerLogForces(t *testing.T) {
 			t.Errorf("n2 is in epoch %x, not the new epoch %x", c.epoch, newEpoch)
 		}
 	})
+	for i, g := range gs {
+		t.Logf("at the end: n%d %s", i, coreSummary(t, g))
+	}
 }
 
 // coreSummary describes g's core for a failure log.
