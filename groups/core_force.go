@@ -20,7 +20,7 @@ import (
 // the logs compared holds: a log whose last entry has a term above that
 // of a committed entry was written by a leader holding it; one of the same
 // term and at least its index holds it; any other is lower than a log that
-// holds it. So nothing committed that survives on this side is lost.
+// holds it. So no committed entry held by a bonded writer is lost.
 //
 // The rule was the highest applied index, forcing from the applied state
 // alone. That lost committed entries, and could deadlock: in the joint
@@ -46,11 +46,15 @@ import (
 // here: the deferral is among bonded writers of one side and adds no side
 // that forces. (Its bound, below, can make a second writer of one side
 // force when the first did not; two forks of one side meet as rivals and
-// the lower log discards, reported.) In the case above, n0 alone holds no
-// majority of {0,1,2},
-// so it can neither commit nor force (the partition rule) while n1's
-// epoch lives. A forced epoch that yields discards the tail it applied
-// too, as it discards its own writes.
+// the lower log discards, reported.) In the case above, n0, cut off in
+// {0,1,2} (no joint step, so the partition rule does not hold it back),
+// forks an epoch of its own after RemoveAfter, as any voter cut off from
+// every other did before: n1's epoch is then not a live parent it yields
+// to but a sibling fork of a dead parent, and when they meet the lower log
+// discards, reported, which may be the two-member side's (before, n1 and
+// n2 stayed leaderless and n0's lone fork was the only cluster that
+// committed). Not changed here. A forced epoch that yields discards the tail it applied too, as
+// it discards its own writes.
 //
 // (b) Uncommitted tail entries take effect. The tail may hold entries no
 // majority acknowledged (an entry n0 appended before it was lost, which
