@@ -184,6 +184,7 @@ type groupCore struct {
 	discarded     uint64
 	absent        map[uint64]int64 // conf members with no known peer: first tick noticed
 	noLeader      int64            // tick since which no leader is known
+	deferredAt    int64            // tick since which a forced epoch waits for a higher log (0: none)
 	pace          pace             // the leader's yardstick for caught-up learners
 	snap          snapXfer         // chunked snapshot transfer (core_snapshot.go)
 	leaving       *leaveState      // this node's graceful leave (core_leave.go)
@@ -300,6 +301,7 @@ func (c *groupCore) resetRaftOn(applied uint64) error {
 		c.log.Info("role changed", "from", c.state.String(), "to", raft.StateFollower.String(), "leader", "", "epoch", c.epoch)
 	}
 	c.lead, c.state = 0, raft.StateFollower
+	c.deferredAt = 0
 	c.raftGen++
 	c.confSnapAt = 0
 	c.lastSnap = nil // the state machine is replaced or restored

@@ -38,10 +38,10 @@ import (
 //     RemoveAfter, while every other voter of a configuration half (all
 //     voters, or the incoming or the outgoing ones of a joint step) has
 //     been gone that long (maybeForceEpoch has the exact rule), and that
-//     has the highest (applied, raft id) among bonded writers of its epoch,
-//     starts a new epoch from its applied state as the single voter and
-//     announces the old epoch lost. Uncommitted entries of its log are
-//     discarded (reported like a merge). If the old voters were only
+//     has the most up-to-date log (last term, last index, then applied
+//     index, raft id) among bonded writers of its epoch, starts a new epoch
+//     from its whole log (applied state plus tail) as the single voter and
+//     announces the old epoch lost (core_force.go). If the old voters were only
 //     partitioned away and still have a leader, that leader ignores the
 //     announcement, and when the two leaders see each other the cluster
 //     that was forked from (parent_epoch) wins: the forced epoch discards
@@ -159,7 +159,10 @@ func (c *groupCore) wipe(reason string, winner uint64) {
 	c.lostEpoch = old
 	c.epoch, c.parent = 0, 0
 	delete(c.lost, winner)
-	c.failAll(&offline{reason: "cluster discarded: " + reason})
+	// MayApply: a command of a pending call may be in the log of the
+	// writer that forced the epoch this node follows (core_force.go), or
+	// of a rival that goes on.
+	c.failAll(&offline{mayApply: true, reason: "cluster discarded: " + reason})
 	if err := c.sm.restore(c.initial); err != nil {
 		c.fatal = err
 		return
@@ -179,112 +182,6 @@ func (c *groupCore) reportDiscard(n uint64) {
 	c.view.discard(n)
 }
 
-// maybeForceEpoch forces a new epoch (forceEpoch) when this node's
-// cluster can no longer decide anything: some half of its configuration
-// (the incoming voters, or the outgoing ones of a joint configuration)
-// has lost every voter other than this node for RemoveAfter, and that
-// half is not just this node. A joint decision needs a majority of both
-// halves, so a half with no live voter left stops the cluster for good,
-// even when a majority of the other half is alive: growing from one voter
-// to three is the joint step {0,1,2}/{0}, and with n0 lost there n1 and
-// n2 never elect a leader. Outside a joint step the rule is the old one:
-// every other voter gone.
-//
-// Guards, besides that: a writer, no leader known for RemoveAfter, no
-// bonded peer of this epoch that knows a leader (a partial partition: the
-// cluster lives on where this node cannot see it), and the highest
-// (applied, raft id) among bonded writers of this epoch (one node forces;
-// the others follow it, see onStatus).
-//
-// Partitions. "Gone" means unreachable, which a partition cannot tell from
-// dead, so a forced epoch may fork a live cluster. Either the side this
-// node cannot reach still holds a majority of both halves: then the parent
-// may be alive there, this side's writes are a minority's, and when the
-// two meet the forced epoch yields to its live parent and discards its
-// writes, reported (onStatus: parent_epoch). That is the accepted cost of
-// the old rule too. Or that side cannot decide either: then the parent is
-// dead everywhere, and two forced epochs of one parent would meet as
-// equals and the lower log would lose, possibly the majority's. To keep
-// at most one side of a two-way split forking there, a node in a joint
-// configuration whose reachable voters hold no majority of the incoming
-// half does not force while the unreachable voters do hold one (and, not
-// holding the outgoing half, cannot be the live parent): that side forces
-// instead. In {0,1,2}/{0} split {0} | {1,2}, n0 waits and n1 or n2
-// forces; n0 then follows the announced lost epoch and rejoins, its
-// uncommitted tail reported. A split into three or more parts can still
-// fork more than once; the forks then meet as rivals (the lower log
-// discards, reported), as with the old rule.
-//
-// Known gap (the deferral to the highest applied index): in {0,1,2}/{0},
-// n1 holds a longer log (an entry n0 committed with n1's ack) but never
-// learned that the leave-joint entry committed, while n2 applied it
-// (configuration {0,1,2}) with the shorter log. With n0 lost, n1 defers
-// to n2, n2 finds no half gone, and n2 cannot win n1's vote: both stay
-// leaderless until n0 returns. Forcing from either applied state would
-// drop n0's acknowledged entry; forcing from n1's log would keep it.
-func (c *groupCore) maybeForceEpoch() {
-	if c.cfg.role != RoleWriter || c.leaderUp() || c.state == raft.StateLeader {
-		return
-	}
-	after := int64(c.p.ticks(c.p.RemoveAfter))
-	in, out := c.conf.GetVoters(), c.conf.GetVotersOutgoing()
-	if c.now-c.noLeader < after || len(in) == 0 {
-		return
-	}
-	if !c.halfGone(in, after) && !c.halfGone(out, after) {
-		return
-	}
-	if len(out) > 0 {
-		reach := func(v uint64) bool { return v == c.selfID || c.isUp(v) }
-		away := func(v uint64) bool { return !reach(v) }
-		if !majorityOf(in, reach) && majorityOf(in, away) && !majorityOf(out, away) {
-			return // the unreachable side replaces the cluster (see above)
-		}
-	}
-	for _, ps := range c.peers {
-		st := ps.status
-		if !ps.up || st == nil || st.GetEpoch() != c.epoch {
-			continue
-		}
-		if l := st.GetLeader(); l != 0 && l != c.selfID {
-			return // the cluster lives on beyond this node's reach
-		}
-		if ps.role != RoleWriter {
-			continue
-		}
-		if cmp.Compare(st.GetApplied(), c.applied) > 0 || (st.GetApplied() == c.applied && ps.id > c.selfID) {
-			return
-		}
-	}
-	c.forceEpoch()
-}
-
-// halfGone reports whether every voter of a configuration half other
-// than this node has been gone for n ticks, the half being neither empty
-// nor just this node.
-func (c *groupCore) halfGone(half []uint64, n int64) bool {
-	if len(half) == 0 || (len(half) == 1 && half[0] == c.selfID) {
-		return false
-	}
-	for _, v := range half {
-		if v != c.selfID && !c.goneFor(v, n) {
-			return false
-		}
-	}
-	return true
-}
-
-// majorityOf reports whether more than half of voters satisfy in.
-func majorityOf(voters []uint64, in func(uint64) bool) bool {
-	n := 0
-	for _, v := range voters {
-		if in(v) {
-			n++
-		}
-	}
-	return 2*n > len(voters)
-}
-
 // goneFor reports whether member id has had no bond for at least n ticks.
 func (c *groupCore) goneFor(id uint64, n int64) bool {
 	if p, ok := c.byRaft[id]; ok {
@@ -297,50 +194,6 @@ func (c *groupCore) goneFor(id uint64, n int64) bool {
 		return false
 	}
 	return c.now-since >= n
-}
-
-// forceEpoch restarts this node as the single voter of a new epoch from
-// its applied state.
-func (c *groupCore) forceEpoch() {
-	_, li := c.lastPos()
-	hs := c.rn.BasicStatus().HardState
-	appliedTerm, _ := c.store.Term(c.applied)
-	old := c.epoch
-	c.lost[old] = true
-	c.lostEpoch = old
-	c.epoch, c.parent = newEpoch(c.lost), old
-	data, err := c.buildSnapshotData()
-	if err != nil {
-		c.fatal = err
-		return
-	}
-	c.failAll(&offline{mayApply: true, reason: "every voter is gone; starting a new epoch"})
-	applied := c.applied
-	if err := c.resetRaft(); err != nil {
-		c.fatal = err
-		return
-	}
-	snap := &raftpb.Snapshot{Data: data, Metadata: &raftpb.SnapshotMetadata{
-		Index: new(applied), Term: new(appliedTerm), ConfState: &raftpb.ConfState{Voters: []uint64{c.selfID}},
-	}}
-	if err := c.store.Save(&raftpb.HardState{Term: new(hs.GetTerm()), Commit: new(applied)}, snap, nil); err != nil {
-		c.fatal = err
-		return
-	}
-	c.saved = hardVote{} // the vote was reset on disk
-	if err := c.resetRaftOn(applied); err != nil {
-		c.fatal = err
-		return
-	}
-	c.conf = snap.GetMetadata().GetConfState()
-	c.applied, c.snapIndex = applied, applied
-	_ = c.rn.Campaign()
-	c.epochPending = true
-	if li > applied {
-		c.reportDiscard(li - applied)
-	}
-	c.log.Warn("every voter is gone: started a new epoch from this node's state", "old_epoch", old, "epoch", c.epoch, "applied", applied)
-	c.broadcastStatus()
 }
 
 // manageMembers is the leader's membership controller, run every

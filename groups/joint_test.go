@@ -381,13 +381,7 @@ func awaitSurvivorLeader(t *testing.T, clk *tickDriver, cutAt int64, p Params, g
 			return lead
 		}
 		if elapsed > bound {
-			var conf [2][2][]uint64
-			for i, g := range []counterGroup{g1, g2} {
-				onCore(t, g, func(c *groupCore) {
-					conf[i] = [2][]uint64{c.conf.GetVoters(), c.conf.GetVotersOutgoing()}
-				})
-			}
-			t.Fatalf("n1 and n2 have no leader %d ticks after %s (bound %d); configurations (incoming, outgoing) %v", elapsed, what, bound, conf)
+			t.Fatalf("n1 and n2 have no leader %d ticks after %s (bound %d):\nn1 %s\nn2 %s", elapsed, what, bound, coreSummary(t, g1), coreSummary(t, g2))
 		}
 		time.Sleep(time.Millisecond) // poll the injected clock's progress
 	}

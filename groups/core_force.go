@@ -1,0 +1,313 @@
+package groups
+
+import (
+	"fmt"
+	"slices"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// Forced epochs (PROTOCOL §21.5): a cluster that lost a whole half of its
+// configuration restarts from one surviving writer's log as a new epoch.
+//
+// Which writer forces. Among the bonded writers of the epoch, the one with
+// the most up-to-date log in raft's own order (last term, then last
+// index; then the applied index, then the raft id, to break ties) forces,
+// and it keeps its whole log: its applied state plus the tail beyond it
+// (applyTail). By raft's log matching and leader completeness, the log
+// that is highest in that order holds every committed entry that any of
+// the logs compared holds: a log whose last entry has a term above that
+// of a committed entry was written by a leader holding it; one of the same
+// term and at least its index holds it; any other is lower than a log that
+// holds it. So no committed entry held by a bonded writer is lost.
+//
+// The rule was the highest applied index, forcing from the applied state
+// alone. That lost committed entries, and could deadlock: in the joint
+// step {0,1,2}/{0}, n1 holds the leave-joint entry and a later entry X
+// that n0 committed with n1's ack (so a client may have been told it
+// succeeded), but never learned that the leave entry committed; n2 applied
+// it ({0,1,2}) without X. With n0 lost, n1 finds the outgoing half gone
+// but deferred to n2 (higher applied), n2 finds no half gone, and n2
+// cannot win n1's vote: both waited for n0, and forcing from either
+// applied state would have dropped X. Now n1, the longer log, forces and
+// X survives. With equal logs the applied index decides, as before.
+//
+// Whether to force is unchanged (maybeForceEpoch: a half gone, no leader
+// for RemoveAfter, the partition rule); only who forces, among bonded
+// writers of one epoch, and from what, changed. So:
+//
+// (a) Two live clusters. A forced epoch is still a decision on one side
+// of a possible partition. If the side this node cannot reach holds a
+// majority of both halves, the parent may live there and both commit
+// until the sides meet; then the forced epoch yields to its parent and
+// its writes are discarded and reported (onStatus: parent_epoch). That is
+// the accepted cost of forced epochs (RemoveAfter is long for it), not new
+// here: the deferral is among bonded writers of one side and adds no side
+// that forces. (Its bound, below, can make a second writer of one side
+// force when the first did not; two forks of one side meet as rivals and
+// the lower log discards, reported.) In the case above, n0, cut off in
+// {0,1,2} (no joint step, so the partition rule does not hold it back),
+// forks an epoch of its own after RemoveAfter, as any voter cut off from
+// every other did before: n1's epoch is then not a live parent it yields
+// to but a sibling fork of a dead parent, and when they meet the lower log
+// discards, reported, which may be the two-member side's (before, n1 and
+// n2 stayed leaderless and n0's lone fork was the only cluster that
+// committed). Not changed here. A forced epoch that yields discards the tail it applied too, as
+// it discards its own writes.
+//
+// (b) Uncommitted tail entries take effect. The tail may hold entries no
+// majority acknowledged (an entry n0 appended before it was lost, which
+// only n1 received). raft itself lets such an entry commit later (a new
+// leader holding it commits it with its first entry), so a caller must
+// already expect it: such calls ended with a timeout or an OfflineError
+// with MayApply. This node's own pending calls fail with MayApply before
+// the tail is applied. Followers that discard their log to join the new
+// epoch (wipe) fail theirs with MayApply too, as their commands may be in
+// the forcer's tail or applied state. One path still says "not applied"
+// for a command that may be in a log: a leader deposed in the turn that
+// it appended forwarded commands sends their origin NotLeader (onSoftState
+// runs before the Ready's entries are matched), which the origin reports
+// without MayApply, while the entries are saved in the deposed leader's
+// log and may commit later. Not fixed here.
+//
+// (c) The writers that do not force follow the new epoch: on its
+// lost_epoch announcement they discard their log and state (wipe, counted
+// and reported as discarded, the whole log, though the new epoch keeps
+// what the forcer held) and rejoin as fresh members, catching up by
+// snapshot. The forcer reports the entries of its log that it could not
+// keep (none: data entries are applied, configuration entries of the old
+// epoch are dropped since the new epoch has its own configuration).
+
+// maybeForceEpoch forces a new epoch (forceEpoch) when this node's
+// cluster can no longer decide anything: some half of its configuration
+// (the incoming voters, or the outgoing ones of a joint configuration)
+// has lost every voter other than this node for RemoveAfter, and that
+// half is not just this node. A joint decision needs a majority of both
+// halves, so a half with no live voter left stops the cluster for good,
+// even when a majority of the other half is alive: growing from one voter
+// to three is the joint step {0,1,2}/{0}, and with n0 lost there n1 and
+// n2 never elect a leader. Outside a joint step the rule is the old one:
+// every other voter gone.
+//
+// Guards, besides that: a writer, no leader known for RemoveAfter, no
+// bonded peer of this epoch that knows a leader (a partial partition: the
+// cluster lives on where this node cannot see it), and the most
+// up-to-date log among bonded writers of this epoch (see above; one node
+// forces, the others follow it, see onStatus).
+//
+// Partitions. "Gone" means unreachable, which a partition cannot tell from
+// dead, so a forced epoch may fork a live cluster. Either the side this
+// node cannot reach still holds a majority of both halves: then the parent
+// may be alive there, this side's writes are a minority's, and when the
+// two meet the forced epoch yields to its live parent and discards its
+// writes, reported (onStatus: parent_epoch). That is the accepted cost of
+// the old rule too. Or that side cannot decide either: then the parent is
+// dead everywhere, and two forced epochs of one parent would meet as
+// equals and the lower log would lose, possibly the majority's. To keep
+// at most one side of a two-way split forking there, a node in a joint
+// configuration whose reachable voters hold no majority of the incoming
+// half does not force while the unreachable voters do hold one (and, not
+// holding the outgoing half, cannot be the live parent): that side forces
+// instead. In {0,1,2}/{0} split {0} | {1,2}, n0 waits and n1 or n2
+// forces; n0 then follows the announced lost epoch and rejoins, its
+// uncommitted tail reported. A split into three or more parts can still
+// fork more than once; the forks then meet as rivals (the lower log
+// discards, reported), as with the old rule.
+//
+// A writer defers to a higher log for RemoveAfter at most. The writer it
+// defers to may find no half gone under its own applied configuration
+// (newer or older than this node's) and be unable to win an election
+// either: it lost a majority of its voters but no whole half, say a
+// learner with a longer log whose applied configuration still lists a
+// live voter among dead ones. It then neither forces nor leads, and
+// CoreStatus does not say whether a peer would force. After RemoveAfter
+// of deferring with no leader and no lost_epoch announced, this node
+// forces from its own log, as the applied-index rule did: the higher
+// log's tail is lost, and reported when that writer follows the new
+// epoch (wipe). Growing from one voter to three never needs this (the
+// highest log there either finds the lone outgoing voter gone or wins
+// the others' votes).
+func (c *groupCore) maybeForceEpoch() {
+	if !c.mustForce() {
+		c.deferredAt = 0
+		return
+	}
+	leader, outranked := c.forceScan()
+	if leader {
+		c.deferredAt = 0
+		return
+	}
+	if outranked {
+		if c.deferredAt == 0 {
+			c.deferredAt = c.now
+		}
+		if c.now-c.deferredAt < int64(c.p.ticks(c.p.RemoveAfter)) {
+			return // that writer's log is more up to date: it forces
+		}
+		c.log.Warn("forcing a new epoch from this node's log: the bonded writer with a higher log neither forced nor led")
+	}
+	c.deferredAt = 0
+	c.forceEpoch()
+}
+
+// mustForce reports whether rules 1 to 3 of maybeForceEpoch hold: a
+// writer with no leader for RemoveAfter, a half of its configuration
+// gone, and no reason to leave the force to the unreachable side.
+func (c *groupCore) mustForce() bool {
+	if c.cfg.role != RoleWriter || c.leaderUp() || c.state == raft.StateLeader {
+		return false
+	}
+	after := int64(c.p.ticks(c.p.RemoveAfter))
+	in, out := c.conf.GetVoters(), c.conf.GetVotersOutgoing()
+	if c.now-c.noLeader < after || len(in) == 0 {
+		return false
+	}
+	if !c.halfGone(in, after) && !c.halfGone(out, after) {
+		return false
+	}
+	if len(out) > 0 {
+		reach := func(v uint64) bool { return v == c.selfID || c.isUp(v) }
+		away := func(v uint64) bool { return !reach(v) }
+		if !majorityOf(in, reach) && majorityOf(in, away) && !majorityOf(out, away) {
+			return false // the unreachable side replaces the cluster (see above)
+		}
+	}
+	return true
+}
+
+// forceScan looks at the bonded peers of this epoch: whether one knows a
+// leader other than this node (the cluster lives on beyond this node's
+// reach), and whether a writer among them ranks above this node.
+func (c *groupCore) forceScan() (leader, outranked bool) {
+	lt, li := c.lastPos()
+	mine := forceRank{lt, li, c.applied, c.selfID}
+	for _, ps := range c.peers {
+		st := ps.status
+		if !ps.up || st == nil || st.GetEpoch() != c.epoch {
+			continue
+		}
+		if l := st.GetLeader(); l != 0 && l != c.selfID {
+			leader = true
+		}
+		if ps.role == RoleWriter && (forceRank{st.GetLastTerm(), st.GetLastIndex(), st.GetApplied(), ps.id}).above(mine) {
+			outranked = true
+		}
+	}
+	return leader, outranked
+}
+
+// forceRank orders the writers that could force: raft's up-to-date order
+// of their logs (last term, last index), then the applied index, then the
+// raft id.
+type forceRank [4]uint64
+
+func (r forceRank) above(o forceRank) bool { return slices.Compare(r[:], o[:]) > 0 }
+
+// halfGone reports whether every voter of a configuration half other
+// than this node has been gone for n ticks, the half being neither empty
+// nor just this node.
+func (c *groupCore) halfGone(half []uint64, n int64) bool {
+	if len(half) == 0 || (len(half) == 1 && half[0] == c.selfID) {
+		return false
+	}
+	for _, v := range half {
+		if v != c.selfID && !c.goneFor(v, n) {
+			return false
+		}
+	}
+	return true
+}
+
+// majorityOf reports whether more than half of voters satisfy in.
+func majorityOf(voters []uint64, in func(uint64) bool) bool {
+	n := 0
+	for _, v := range voters {
+		if in(v) {
+			n++
+		}
+	}
+	return 2*n > len(voters)
+}
+
+// forceEpoch restarts this node as the single voter of a new epoch from
+// its whole log: the applied state plus the tail beyond it (applyTail).
+func (c *groupCore) forceEpoch() {
+	hs := c.rn.BasicStatus().HardState
+	old := c.epoch
+	// Pending calls first: their commands may be in the tail, applied
+	// below, or lost with the old epoch.
+	c.failAll(&offline{mayApply: true, reason: "a half of the voters is gone; starting a new epoch"})
+	if err := c.applyTail(); err != nil {
+		c.fatal = err
+		return
+	}
+	_, li := c.lastPos()
+	at := c.applied
+	atTerm, _ := c.store.Term(at)
+	c.lost[old] = true
+	c.lostEpoch = old
+	c.epoch, c.parent = newEpoch(c.lost), old
+	data, err := c.buildSnapshotData()
+	if err != nil {
+		c.fatal = err
+		return
+	}
+	if err := c.resetRaft(); err != nil {
+		c.fatal = err
+		return
+	}
+	snap := &raftpb.Snapshot{Data: data, Metadata: &raftpb.SnapshotMetadata{
+		Index: new(at), Term: new(atTerm), ConfState: &raftpb.ConfState{Voters: []uint64{c.selfID}},
+	}}
+	if err := c.store.Save(&raftpb.HardState{Term: new(hs.GetTerm()), Commit: new(at)}, snap, nil); err != nil {
+		c.fatal = err
+		return
+	}
+	c.saved = hardVote{} // the vote was reset on disk
+	if err := c.resetRaftOn(at); err != nil {
+		c.fatal = err
+		return
+	}
+	c.conf = snap.GetMetadata().GetConfState()
+	c.applied, c.snapIndex = at, at
+	_ = c.rn.Campaign()
+	c.epochPending = true
+	if li > at {
+		c.reportDiscard(li - at) // applyTail stops only on an error: never so far
+	}
+	c.log.Warn("a half of the voters is gone: started a new epoch from this node's log", "old_epoch", old, "epoch", c.epoch, "applied", at)
+	c.broadcastStatus()
+}
+
+// applyTail applies the entries of the log past the applied index, as if
+// committed: command entries run on the state machine in order, every
+// other entry is skipped. Configuration changes of the old epoch are
+// skipped, not applied: the new epoch starts with its own configuration.
+func (c *groupCore) applyTail() error {
+	li, err := c.store.LastIndex()
+	if err != nil {
+		return fmt.Errorf("%w: log store: %w", ErrTerminated, err)
+	}
+	for c.applied < li {
+		ents, err := c.store.Entries(c.applied+1, li+1, 4<<20)
+		if err != nil {
+			return fmt.Errorf("%w: reading the log tail: %w", ErrTerminated, err)
+		}
+		if len(ents) == 0 {
+			return nil
+		}
+		tail := make([]*raftpb.Entry, len(ents))
+		for i, e := range ents {
+			if e.GetType() != raftpb.EntryType_EntryNormal {
+				// An empty entry at its place, which applyEntries skips.
+				e = &raftpb.Entry{Index: new(e.GetIndex()), Term: new(e.GetTerm())}
+			}
+			tail[i] = e
+		}
+		if err := c.applyEntries(tail); err != nil {
+			return err
+		}
+	}
+	return nil
+}
