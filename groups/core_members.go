@@ -325,6 +325,11 @@ func (c *groupCore) balanceVoters() {
 }
 
 // readyLearners are the bonded writer learners caught up enough to vote.
+// A learner that has acknowledged nothing (Match 0) is never ready, even
+// while the whole log is shorter than the slack of 16 entries: promoted
+// blank, it holds no state and no configuration, so if the leader is lost
+// in the joint step that promotes it (which commits on the outgoing voters
+// alone), it can neither be elected nor force an epoch (§21.5).
 func (c *groupCore) readyLearners(st raft.Status) []uint64 {
 	var ready []uint64
 	for _, l := range c.conf.GetLearners() {
@@ -333,7 +338,7 @@ func (c *groupCore) readyLearners(st raft.Status) []uint64 {
 			continue
 		}
 		pr, ok := st.Progress[l]
-		if ok && (pr.Match+16 >= st.GetCommit() || pr.State == tracker.StateReplicate && c.pace.prev > 0 && pr.Match >= c.pace.prev) {
+		if ok && pr.Match > 0 && (pr.Match+16 >= st.GetCommit() || pr.State == tracker.StateReplicate && c.pace.prev > 0 && pr.Match >= c.pace.prev) {
 			ready = append(ready, l)
 		}
 	}
