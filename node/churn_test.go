@@ -77,7 +77,7 @@ func TestChurn_ThirtyNodes(t *testing.T) {
 		c.start(c.live[rng.IntN(len(c.live))])
 	}
 	took := testutil.Eventually(t, 60*time.Second, func() bool { return c.converged() == "" },
-		"the first %d nodes did not converge: %v", size, lazy(c.converged))
+		"the first %d nodes did not converge: %v\n%v", size, lazy(c.converged), lazy(c.lateness))
 	routinesStart, heapStart := runtime.NumGoroutine(), heapAlloc()
 	t.Logf("%d nodes converged in %v", size, took.Round(time.Millisecond))
 
@@ -108,7 +108,7 @@ func TestChurn_ThirtyNodes(t *testing.T) {
 			late = d
 		}
 		return d == ""
-	}, "after the churn, catalogs differ from the live set: %v", lazy(c.converged))
+	}, "after the churn, catalogs differ from the live set: %v\n%v", lazy(c.converged), lazy(c.lateness))
 	if late != "" {
 		t.Logf("at purge_after, catalogs still differed from the live set: %s", late)
 	}
@@ -118,7 +118,7 @@ func TestChurn_ThirtyNodes(t *testing.T) {
 	for _, n := range c.live {
 		repaired += n.Discovery().Stats().LinksRepaired
 	}
-	t.Logf("gossip links repaired by the live nodes: %d", repaired)
+	t.Logf("gossip links repaired by the live nodes: %d; %s", repaired, c.lateness())
 	routinesEnd, heapEnd := runtime.NumGoroutine(), heapAlloc() // the leavers' memory can go now
 	c.checkLeaves(purge + settle)
 
@@ -326,6 +326,22 @@ func (c *churn) converged() string {
 			time.Since(c.born[n.ID()]).Round(100*time.Millisecond), short(c.bootOf[n.ID()]), len(c.livePeers(n, want)), missing, extra)
 	}
 	return b.String()
+}
+
+// lateness tells a machine too slow for the profile from a catalog that
+// fails to take a live peer back: the entries the live nodes
+// ignored as stale (signed purge_after or longer before they arrived: a
+// purged live peer stays missing while its heartbeats arrive that late,
+// PROTOCOL.md section 6) and the entries they purged, of vanished and of
+// live peers.
+func (c *churn) lateness() string {
+	var stale, purged uint64
+	for _, n := range c.live {
+		st := n.Discovery().Stats()
+		stale += st.RejectedBy["ignored/stale"]
+		purged += st.Purged
+	}
+	return fmt.Sprintf("the live nodes ignored %d entries as stale on arrival and purged %d", stale, purged)
 }
 
 // checkLeaves checks how each leaver left the catalogs that held it, within
