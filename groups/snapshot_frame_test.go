@@ -56,6 +56,70 @@ func TestWriteSnapshotChunkFrame_SameBytes(t *testing.T) {
 	}
 }
 
+// recordWrites keeps each Write's bytes.
+type recordWrites struct{ writes [][]byte }
+
+func (r *recordWrites) Write(b []byte) (int, error) {
+	r.writes = append(r.writes, bytes.Clone(b))
+	return len(b), nil
+}
+
+// TestWriteSnapshotChunkFrame_Pieces: a chunk's frame goes out in the
+// fewest Writes of at most snapshotWritePiece bytes (each one yamux frame
+// in one Noise message), the head and the tail not on their own.
+func TestWriteSnapshotChunkFrame_Pieces(t *testing.T) {
+	for _, n := range []int{0, 3, snapshotWritePiece - 40, snapshotWritePiece, 256 << 10, 1 << 20} {
+		c := snapshotChunk{Anchor: snapshotAnchor{1 << 20, 3}, Offset: 1 << 30, Data: bytes.Repeat([]byte{0xcd}, n), TotalSize: 1 << 31}
+		var r recordWrites
+		if err := writeSnapshotChunkFrame(&r, c); err != nil {
+			t.Fatal(err)
+		}
+		want := framer.AppendFrame(nil, encodeSnapshotChunk(c))
+		if got := bytes.Join(r.writes, nil); !bytes.Equal(got, want) {
+			t.Fatalf("%d bytes of data: wrote %d bytes, want the %d of its frame", n, len(got), len(want))
+		}
+		if fewest := (len(want) + snapshotWritePiece - 1) / snapshotWritePiece; len(r.writes) != fewest {
+			t.Fatalf("%d bytes of data: %d writes, want %d", n, len(r.writes), fewest)
+		}
+		for i, w := range r.writes {
+			if len(w) > snapshotWritePiece {
+				t.Fatalf("%d bytes of data: write %d of %d bytes, over %d", n, i, len(w), snapshotWritePiece)
+			}
+		}
+	}
+}
+
+// TestWritePieces_Segments: any cut of the bytes into segments is written
+// whole, in pieces of the given size but the last.
+func TestWritePieces_Segments(t *testing.T) {
+	all := make([]byte, 1000)
+	for i := range all {
+		all[i] = byte(i * 7)
+	}
+	for _, cut := range [][]int{{0}, {1000}, {10, 990}, {0, 0, 1000, 0}, {3, 500, 497}, {999, 1}, {250, 250, 250, 250}} {
+		for _, piece := range []int{1, 7, 100, 250, 999, 1000, 4096} {
+			var segs [][]byte
+			at := 0
+			for _, k := range cut {
+				segs = append(segs, all[at:at+k])
+				at += k
+			}
+			var r recordWrites
+			if err := writePieces(&r, segs, piece); err != nil {
+				t.Fatal(err)
+			}
+			if got := bytes.Join(r.writes, nil); !bytes.Equal(got, all[:at]) {
+				t.Fatalf("cut %v, piece %d: wrote other bytes", cut, piece)
+			}
+			for i, w := range r.writes {
+				if len(w) == 0 || len(w) > piece || (i < len(r.writes)-1 && len(w) != piece) {
+					t.Fatalf("cut %v, piece %d: write %d of %d bytes", cut, piece, i, len(w))
+				}
+			}
+		}
+	}
+}
+
 // TestReadSnapshotReply_BoundedByRequest: a reply is read whole when it
 // fits the request (a chunk of the asked size, or a refusal of the
 // longest reason even to a 1-byte request), and refused before any body

@@ -51,8 +51,10 @@ const snapshotReplyHeadPeek = 64
 // writes (the chunk field, an anchor and an offset, then data of exactly
 // len(dst) bytes) read straight into dst. Any other reply, and dst nil,
 // are read whole and decoded as before. A refusal is returned as a
-// *snapshotRefusedError.
-func readSnapshotReplyInto(r *bufio.Reader, maxBytes uint32, dst []byte) (snapshotChunk, error) {
+// *snapshotRefusedError. src, when not nil, is what r reads from: the
+// data's bytes that r does not hold yet are read from it into dst
+// directly (readFullVia).
+func readSnapshotReplyInto(r *bufio.Reader, src io.Reader, maxBytes uint32, dst []byte) (snapshotChunk, error) {
 	n, err := readSnapshotReplyLen(r, maxBytes)
 	if err != nil {
 		return snapshotChunk{}, err
@@ -60,7 +62,7 @@ func readSnapshotReplyInto(r *bufio.Reader, maxBytes uint32, dst []byte) (snapsh
 	if len(dst) > 0 {
 		peek, _ := r.Peek(int(min(n, snapshotReplyHeadPeek)))
 		if head, ok := placedReplyHead(peek, n, len(dst)); ok {
-			return readPlacedReply(r, n, head, dst)
+			return readPlacedReply(r, src, n, head, dst)
 		}
 	}
 	b, err := readSnapshotReplyBody(r, n)
@@ -122,12 +124,12 @@ func placedReplyHead(b []byte, n uint64, size int) (int, bool) {
 // then what follows it, and decodes the whole as parseSimpleChunkReply
 // does. A reply that the fast path does not take is put together in one
 // buffer and decoded by decodeSnapshotChunkReply, which decides.
-func readPlacedReply(r *bufio.Reader, n uint64, head int, dst []byte) (snapshotChunk, error) {
+func readPlacedReply(r *bufio.Reader, src io.Reader, n uint64, head int, dst []byte) (snapshotChunk, error) {
 	h := make([]byte, head)
 	if _, err := io.ReadFull(r, h); err != nil {
 		return snapshotChunk{}, fmt.Errorf("read %d-byte reply: %w", n, err)
 	}
-	if _, err := io.ReadFull(r, dst); err != nil {
+	if err := readFullVia(r, src, dst); err != nil {
 		return snapshotChunk{}, fmt.Errorf("read %d-byte reply: %w", n, err)
 	}
 	tail := make([]byte, n-uint64(head)-uint64(len(dst)))
@@ -145,6 +147,24 @@ func readPlacedReply(r *bufio.Reader, n uint64, head int, dst []byte) (snapshotC
 	whole := make([]byte, 0, n)
 	whole = append(append(append(whole, h...), dst...), tail...)
 	return decodeSnapshotChunkReply(whole)
+}
+
+// readFullVia fills dst with the next bytes of r: those r holds, then
+// the rest from src, r's own source (nil: through r). Through r, every
+// part of dst that is not a multiple of r's buffer (a chunk's last bytes,
+// at least) is copied twice, into r's buffer and out of it; from src it
+// is copied once, from the stream's buffers into dst.
+func readFullVia(r *bufio.Reader, src io.Reader, dst []byte) error {
+	if src == nil {
+		_, err := io.ReadFull(r, dst)
+		return err
+	}
+	k, err := io.ReadFull(r, dst[:min(r.Buffered(), len(dst))])
+	if err != nil {
+		return err
+	}
+	_, err = io.ReadFull(src, dst[k:])
+	return err
 }
 
 // parsePlacedChunk decodes a chunk's body split around its data (before:

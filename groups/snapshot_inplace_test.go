@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -79,14 +81,59 @@ func TestReadSnapshotReplyInto_MatchesWhole(t *testing.T) {
 			if tc.dst > 0 {
 				dst = make([]byte, tc.dst)
 			}
-			got, err := readSnapshotReplyInto(bufio.NewReader(bytes.NewReader(tc.frame)), uint32(len(data)+1), dst)
-			if !sameReply(got, err, want, werr) {
-				t.Fatalf("in place: %+v, %v; whole: %+v, %v", got.Anchor, err, want.Anchor, werr)
-			}
-			if err == nil && sameStart(got.Data, dst) != tc.inPlace {
-				t.Fatalf("data in dst: %v, want %v", sameStart(got.Data, dst), tc.inPlace)
+			for _, direct := range []bool{false, true} {
+				src := bytes.NewReader(tc.frame)
+				var via io.Reader
+				if direct {
+					via = src
+				}
+				clear(dst)
+				got, err := readSnapshotReplyInto(bufio.NewReader(src), via, uint32(len(data)+1), dst)
+				if !sameReply(got, err, want, werr) {
+					t.Fatalf("in place (direct %v): %+v, %v; whole: %+v, %v", direct, got.Anchor, err, want.Anchor, werr)
+				}
+				if err == nil && sameStart(got.Data, dst) != tc.inPlace {
+					t.Fatalf("data in dst (direct %v): %v, want %v", direct, sameStart(got.Data, dst), tc.inPlace)
+				}
 			}
 		})
+	}
+}
+
+// framedReads is a stream that hands out at most max bytes a Read (as a
+// muxer hands out what one frame brought) and counts the Reads whose
+// memory is not inside in.
+type framedReads struct {
+	r       *bytes.Reader
+	max     int
+	in      []byte
+	outside int
+}
+
+func (f *framedReads) Read(p []byte) (int, error) {
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(f.in)))
+	if at := uintptr(unsafe.Pointer(unsafe.SliceData(p))); at < start || at >= start+uintptr(len(f.in)) {
+		f.outside++
+	}
+	return f.r.Read(p[:min(len(p), f.max)])
+}
+
+// TestReadSnapshotReplyInto_DataReadOnce: given the stream, a chunk's
+// data that the buffer does not hold yet is read from the stream into
+// dst, never through the buffer: the stream is read elsewhere only to
+// fill the buffer for the head and for what follows the data.
+func TestReadSnapshotReplyInto_DataReadOnce(t *testing.T) {
+	data := bytes.Repeat([]byte{0x5a}, 40_000)
+	c := snapshotChunk{Anchor: snapshotAnchor{7, 1}, Offset: 1 << 20, Data: data, TotalSize: 1 << 22}
+	frame := framer.AppendFrame(nil, encodeSnapshotChunk(c))
+	dst := make([]byte, len(data))
+	src := &framedReads{r: bytes.NewReader(frame), max: 1000, in: dst}
+	got, err := readSnapshotReplyInto(bufio.NewReaderSize(src, 4096), src, uint32(len(data)), dst)
+	if err != nil || !sameStart(got.Data, dst) || !bytes.Equal(got.Data, data) || got.Offset != c.Offset {
+		t.Fatalf("chunk at %d, in dst %v: %v", got.Offset, sameStart(got.Data, dst), err)
+	}
+	if src.outside > 2 {
+		t.Fatalf("%d reads of the stream into other memory than dst, want 2 (the head's, the tail's)", src.outside)
 	}
 }
 
@@ -106,9 +153,15 @@ func FuzzSnapshotReplyInto(f *testing.F) {
 		maxBytes := uint32(size) + 1
 		want, werr := readWhole(frame, maxBytes)
 		dst := make([]byte, size)
-		got, err := readSnapshotReplyInto(bufio.NewReader(bytes.NewReader(frame)), maxBytes, dst)
+		got, err := readSnapshotReplyInto(bufio.NewReader(bytes.NewReader(frame)), nil, maxBytes, dst)
 		if !sameReply(got, err, want, werr) {
 			t.Fatalf("in place: %+v, %v; whole: %+v, %v", got, err, want, werr)
+		}
+		src := bytes.NewReader(frame)
+		dst = make([]byte, size)
+		got, err = readSnapshotReplyInto(bufio.NewReaderSize(src, 16), src, maxBytes, dst)
+		if !sameReply(got, err, want, werr) {
+			t.Fatalf("in place, direct: %+v, %v; whole: %+v, %v", got, err, want, werr)
 		}
 	})
 }

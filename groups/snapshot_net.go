@@ -148,7 +148,7 @@ func (n *bondNet) fetchChunkInto(ctx context.Context, holder peer.ID, req snapsh
 		return snapshotChunk{}, fmt.Errorf("groups: snapshot request to %s: %w", holder, err)
 	}
 	_ = st.CloseWrite()
-	c, err := readSnapshotReplyInto(bufio.NewReader(st), req.MaxBytes, dst)
+	c, err := readSnapshotReplyInto(bufio.NewReader(st), st, req.MaxBytes, dst)
 	if err != nil {
 		_ = st.Reset()
 		var ref *snapshotRefusedError

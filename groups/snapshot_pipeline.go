@@ -193,7 +193,7 @@ func (s *snapshotSession) readLoop() {
 	for c := range s.queue {
 		if err == nil {
 			var chunk snapshotChunk
-			chunk, err = readSnapshotReplyInto(r, c.req.MaxBytes, c.dst)
+			chunk, err = readSnapshotReplyInto(r, s.st, c.req.MaxBytes, c.dst)
 			if err == nil {
 				c.res <- sessionResult{chunk: chunk}
 				continue

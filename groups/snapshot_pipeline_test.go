@@ -193,10 +193,10 @@ func TestSnapshotPipeline_HolderBadRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := bufio.NewReader(st)
-	if c, err := readSnapshotReplyInto(r, req.MaxBytes, nil); err != nil || !bytes.Equal(c.Data, f.data[:1<<10]) {
+	if c, err := readSnapshotReplyInto(r, nil, req.MaxBytes, nil); err != nil || !bytes.Equal(c.Data, f.data[:1<<10]) {
 		t.Fatalf("first request: %v", err)
 	}
-	_, err = readSnapshotReplyInto(r, req.MaxBytes, nil)
+	_, err = readSnapshotReplyInto(r, nil, req.MaxBytes, nil)
 	var ref *snapshotRefusedError
 	if !errors.As(err, &ref) || ref.Code != snapshotBadRequest {
 		t.Fatalf("oversize request: %v, want a bad-request refusal", err)
@@ -309,7 +309,7 @@ func TestSnapshotPipeline_CloseEndsServedStream(t *testing.T) {
 	}
 	r := bufio.NewReader(st)
 	var ref *snapshotRefusedError
-	if _, err := readSnapshotReplyInto(r, 10, nil); !errors.As(err, &ref) {
+	if _, err := readSnapshotReplyInto(r, nil, 10, nil); !errors.As(err, &ref) {
 		t.Fatalf("first request: %v, want a refusal", err)
 	}
 	start := time.Now()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -195,9 +196,59 @@ func writeSnapshotChunkFrame(w io.Writer, c snapshotChunk) error {
 	head = protowire.AppendTag(head, 1, protowire.BytesType)
 	head = protowire.AppendVarint(head, uint64(chunkLen))
 	head = append(head, pre...)
-	for _, b := range [][]byte{head, c.Data, post} {
-		if len(b) == 0 {
+	return writePieces(w, [][]byte{head, c.Data, post}, snapshotWritePiece)
+}
+
+// snapshotWritePiece is the most a chunk reply gives one Write: the most
+// one Noise transport message carries (65 535 bytes less its 16-byte tag)
+// less a yamux frame header (12), so that each Write is one yamux frame,
+// sealed into one Noise message and sent in one write system call. A
+// larger Write is cut by yamux into 64 KiB frames, each of which Noise
+// splits into a full message and one of 17 bytes: two syscalls, two seals
+// and two opens per frame; and a chunk's small head and tail written on
+// their own are a frame each. Other transports only see a different cut.
+const snapshotWritePiece = 65535 - 16 - 12
+
+// pieceScratch holds the pieces writePieces puts together.
+var pieceScratch = sync.Pool{New: func() any {
+	b := make([]byte, snapshotWritePiece)
+	return &b
+}}
+
+// writePieces writes the concatenation of segs in Writes of piece bytes
+// (the last one shorter): a piece inside one segment is written from
+// where it lies, one that spans segments (a chunk's head and the first
+// data, the last data and its tail) is put together first.
+func writePieces(w io.Writer, segs [][]byte, piece int) error {
+	var scratch *[]byte
+	defer func() {
+		if scratch != nil {
+			pieceScratch.Put(scratch)
+		}
+	}()
+	for len(segs) > 0 {
+		if len(segs[0]) == 0 {
+			segs = segs[1:]
 			continue
+		}
+		if len(segs[0]) >= piece || len(segs) == 1 {
+			n := min(len(segs[0]), piece)
+			if _, err := w.Write(segs[0][:n]); err != nil {
+				return err
+			}
+			segs[0] = segs[0][n:]
+			continue
+		}
+		if scratch == nil {
+			scratch = pieceScratch.Get().(*[]byte)
+		}
+		b := (*scratch)[:0]
+		for len(segs) > 0 && len(b) < piece {
+			n := min(len(segs[0]), piece-len(b))
+			b = append(b, segs[0][:n]...)
+			if segs[0] = segs[0][n:]; len(segs[0]) == 0 {
+				segs = segs[1:]
+			}
 		}
 		if _, err := w.Write(b); err != nil {
 			return err
