@@ -9,9 +9,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"go.etcd.io/raft/v3/raftpb"
-	"google.golang.org/protobuf/proto"
 
-	"github.com/mosaik-go/mosaik/groups/pb"
 	"github.com/mosaik-go/mosaik/internal/testutil"
 )
 
@@ -46,12 +44,7 @@ func TestJoint_StaleConfLongerLogForces(t *testing.T) {
 	// at or past L, and hold back from n2 every entry after L.
 	leader, f1, f2 := s0.self, s1.self, s2.self
 	var leaveAt atomic.Uint64
-	n.setRewriteFrame(func(from, to peer.ID, kind byte, body []byte) []byte {
-		var env pb.CoreRaft
-		var m raftpb.Message
-		if from != leader || kind != kindRaft || proto.Unmarshal(body, &env) != nil || proto.Unmarshal(env.GetMessage(), &m) != nil {
-			return nil
-		}
+	rewriteRaftFrom(n, leader, func(to peer.ID, m *raftpb.Message) bool {
 		for _, e := range m.GetEntries() {
 			if ch, ok := confChanges(e); ok && len(ch) == 0 {
 				leaveAt.CompareAndSwap(0, e.GetIndex())
@@ -59,7 +52,7 @@ func TestJoint_StaleConfLongerLogForces(t *testing.T) {
 		}
 		l := leaveAt.Load()
 		if l == 0 {
-			return nil
+			return false
 		}
 		changed := false
 		switch to {
@@ -75,17 +68,7 @@ func TestJoint_StaleConfLongerLogForces(t *testing.T) {
 				}
 			}
 		}
-		if !changed {
-			return nil
-		}
-		var err error
-		if env.Message, err = proto.Marshal(&m); err != nil {
-			panic(err)
-		}
-		if body, err = proto.Marshal(&env); err != nil {
-			panic(err)
-		}
-		return body
+		return changed
 	})
 	g1 := joinCounter(t, s1, clk.option())
 	g2 := joinCounter(t, s2, clk.option())

@@ -85,6 +85,30 @@ func onCore[C, Q, R any](t testing.TB, g *Group[C, Q, R], fn func(c *groupCore))
 	}
 }
 
+// rewriteRaftFrom makes memnet pass every raft message that from sends
+// through fn (to is the receiver), which may change it in place and
+// reports whether it did; changed messages are encoded again.
+func rewriteRaftFrom(n *memNet, from peer.ID, fn func(to peer.ID, m *raftpb.Message) bool) {
+	n.setRewriteFrame(func(src, to peer.ID, kind byte, body []byte) []byte {
+		var env pb.CoreRaft
+		var m raftpb.Message
+		if src != from || kind != kindRaft || proto.Unmarshal(body, &env) != nil || proto.Unmarshal(env.GetMessage(), &m) != nil {
+			return nil
+		}
+		if !fn(to, &m) {
+			return nil
+		}
+		var err error
+		if env.Message, err = proto.Marshal(&m); err != nil {
+			panic(err)
+		}
+		if body, err = proto.Marshal(&env); err != nil {
+			panic(err)
+		}
+		return body
+	})
+}
+
 // raftOf decodes the raft message of a kindRaft frame.
 func raftOf(kind byte, body []byte) (*raftpb.Message, bool) {
 	if kind != kindRaft {
@@ -151,12 +175,7 @@ func testJointCut(t *testing.T, stale bool) {
 	leader, f1 := s0.self, s1.self
 	var jointAt atomic.Uint64
 	var held atomic.Int32
-	n.setRewriteFrame(func(from, to peer.ID, kind byte, body []byte) []byte {
-		var env pb.CoreRaft
-		var m raftpb.Message
-		if from != leader || kind != kindRaft || proto.Unmarshal(body, &env) != nil || proto.Unmarshal(env.GetMessage(), &m) != nil {
-			return nil
-		}
+	rewriteRaftFrom(n, leader, func(to peer.ID, m *raftpb.Message) bool {
 		changed := false
 	entries:
 		for i, e := range m.GetEntries() {
@@ -174,17 +193,7 @@ func testJointCut(t *testing.T, stale bool) {
 		if j := jointAt.Load(); stale && to == f1 && j != 0 && m.GetCommit() >= j {
 			m.Commit, changed = new(j-1), true
 		}
-		if !changed {
-			return nil
-		}
-		var err error
-		if env.Message, err = proto.Marshal(&m); err != nil {
-			panic(err)
-		}
-		if body, err = proto.Marshal(&env); err != nil {
-			panic(err)
-		}
-		return body
+		return changed
 	})
 	g1 := joinCounter(t, s1, clk.option())
 	g2 := joinCounter(t, s2, clk.option())
