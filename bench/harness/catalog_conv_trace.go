@@ -139,17 +139,23 @@ type convTraceHandler struct {
 
 func (h *convTraceHandler) Enabled(context.Context, slog.Level) bool { return true }
 
+// peerAttr is the record's "peer" attribute ("" when it has none).
+func peerAttr(r slog.Record) string {
+	var p string
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "peer" {
+			p = a.Value.String()
+		}
+		return true
+	})
+	return p
+}
+
 func (h *convTraceHandler) Handle(_ context.Context, r slog.Record) error {
 	switch r.Message {
 	case "peer discovered", "peer discovered on gossip":
 	case "peer identified", "peer connectedness", "sync started", "sync stream opened":
-		var p string
-		r.Attrs(func(a slog.Attr) bool {
-			if a.Key == "peer" {
-				p = a.Value.String()
-			}
-			return true
-		})
+		p := peerAttr(r)
 		h.t.mu.Lock()
 		defer h.t.mu.Unlock()
 		if j, ok := h.t.ids[p]; ok && j == 0 {
@@ -168,13 +174,7 @@ func (h *convTraceHandler) Handle(_ context.Context, r slog.Record) error {
 		if h.i != 0 {
 			return nil
 		}
-		var p string
-		r.Attrs(func(a slog.Attr) bool {
-			if a.Key == "peer" {
-				p = a.Value.String()
-			}
-			return true
-		})
+		p := peerAttr(r)
 		h.t.mu.Lock()
 		defer h.t.mu.Unlock()
 		j, ok := h.t.ids[p]
