@@ -3,6 +3,7 @@ package groups
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -126,6 +127,19 @@ func (c *groupCore) queueProposal(origin, seq uint64, cmds [][]byte, fail func(e
 	c.props = append(c.props, pendingProp{origin: origin, seq: seq, cmds: cmds, fail: fail})
 	if c.propBytes >= maxProposalBytes {
 		c.flushProposals()
+	}
+}
+
+// errDeposed is why dropQueued fails the batches of a deposed leader.
+var errDeposed = errors.New("this node is no longer the leader")
+
+// dropQueued fails every queued batch with err and empties the queue:
+// none of them was proposed.
+func (c *groupCore) dropQueued(err error) {
+	props := c.props
+	c.props, c.propBytes = nil, 0
+	for _, p := range props {
+		p.fail(err)
 	}
 }
 

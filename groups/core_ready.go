@@ -556,16 +556,24 @@ func (c *groupCore) onSoftState(ss raft.SoftState) {
 		}
 	}
 	if wasLeader && c.state != raft.StateLeader {
-		// A deposed leader fails its pending calls at once.
+		// A deposed leader fails its pending calls at once. Batches still
+		// queued were never proposed: they fail as not applied (a
+		// forwarded one with NotLeader), and leave the queue, so that they
+		// are not proposed should this node lead again before the next
+		// flush.
+		c.dropQueued(errDeposed)
+		// The rest were proposed and may be in the log, which a later
+		// leader can commit: a local call fails with MayApply; a
+		// forwarded batch gets no NotLeader, which its origin would read
+		// as not applied, and no index (the entry there may be replaced):
+		// the origin fails it with MayApply when it sees the leader
+		// change, or at its forward timeout.
 		dep := &offline{mayApply: true, reason: "leader deposed"}
 		for seq, fc := range c.assign {
 			delete(c.assign, seq)
 			fc.finish(0, dep)
 		}
-		for k, to := range c.fwdAssign {
-			delete(c.fwdAssign, k)
-			c.send(to.p, kindNotLeader, &pb.CoreNotLeader{Seq: k[1], Leader: c.lead})
-		}
+		clear(c.fwdAssign)
 		for _, ec := range c.execs {
 			c.failExec(ec, dep)
 		}
