@@ -33,28 +33,24 @@ import (
 // applied state would have dropped X. Now n1, the longer log, forces and
 // X survives. With equal logs the applied index decides, as before.
 //
-// Whether to force is unchanged (maybeForceEpoch: a half gone, no leader
-// for RemoveAfter, the partition rule); only who forces, among bonded
-// writers of one epoch, and from what, changed. So:
+// Whether to force: only a side that holds a majority of the incoming
+// voters (maybeForceEpoch). Who forces, among bonded writers of one epoch,
+// and from what: above. So:
 //
-// (a) Two live clusters. A forced epoch is still a decision on one side
-// of a possible partition. If the side this node cannot reach holds a
-// majority of both halves, the parent may live there and both commit
-// until the sides meet; then the forced epoch yields to its parent and
-// its writes are discarded and reported (onStatus: parent_epoch). That is
-// the accepted cost of forced epochs (RemoveAfter is long for it), not new
-// here: the deferral is among bonded writers of one side and adds no side
-// that forces. (Its bound, below, can make a second writer of one side
-// force when the first did not; two forks of one side meet as rivals and
-// the lower log discards, reported.) In the case above, n0, cut off in
-// {0,1,2} (no joint step, so the partition rule does not hold it back),
-// forks an epoch of its own after RemoveAfter, as any voter cut off from
-// every other did before: n1's epoch is then not a live parent it yields
-// to but a sibling fork of a dead parent, and when they meet the lower log
-// discards, reported, which may be the two-member side's (before, n1 and
-// n2 stayed leaderless and n0's lone fork was the only cluster that
-// committed). Not changed here. A forced epoch that yields discards the tail it applied too, as
-// it discards its own writes.
+// (a) A minority never forces. A forced epoch is a decision taken on one
+// side of a possible partition, and "gone" cannot be told from
+// "unreachable". A side that reaches a strict majority of the incoming
+// voters (the voters, outside a joint step) is the only side that can
+// hold one, so at most one side of any split forces, and the old cluster
+// cannot commit on the other side either (every raft decision needs a
+// majority of the incoming voters). Until session 17 a writer cut off
+// from every other voter forced after RemoveAfter: a lone voter or
+// learner of a live three-voter cluster forked an epoch of its own,
+// committed alone, and had its writes discarded on heal. Now it stays
+// offline and catches up on heal, nothing discarded. The price is raft's:
+// a cluster that lost a majority of its voters for good (two of three
+// crashed, or the one voter of a young cluster) stays offline until they
+// return or an operator who knows they are dead calls ForceNewEpoch.
 //
 // (b) Uncommitted tail entries take effect. The tail may hold entries no
 // majority acknowledged (an entry n0 appended before it was lost, which
@@ -64,12 +60,7 @@ import (
 // with MayApply. This node's own pending calls fail with MayApply before
 // the tail is applied. Followers that discard their log to join the new
 // epoch (wipe) fail theirs with MayApply too, as their commands may be in
-// the forcer's tail or applied state. One path still says "not applied"
-// for a command that may be in a log: a leader deposed in the turn that
-// it appended forwarded commands sends their origin NotLeader (onSoftState
-// runs before the Ready's entries are matched), which the origin reports
-// without MayApply, while the entries are saved in the deposed leader's
-// log and may commit later. Not fixed here.
+// the forcer's tail or applied state.
 //
 // (c) The writers that do not force follow the new epoch: on its
 // lost_epoch announcement they discard their log and state (wipe, counted
@@ -80,15 +71,17 @@ import (
 // epoch are dropped since the new epoch has its own configuration).
 
 // maybeForceEpoch forces a new epoch (forceEpoch) when this node's
-// cluster can no longer decide anything: some half of its configuration
-// (the incoming voters, or the outgoing ones of a joint configuration)
-// has lost every voter other than this node for RemoveAfter, and that
-// half is not just this node. A joint decision needs a majority of both
+// cluster can no longer decide anything although this side of it holds a
+// majority of its incoming voters: the other half of a joint
+// configuration (the outgoing voters) has lost every voter other than
+// this node for RemoveAfter. A joint decision needs a majority of both
 // halves, so a half with no live voter left stops the cluster for good,
 // even when a majority of the other half is alive: growing from one voter
 // to three is the joint step {0,1,2}/{0}, and with n0 lost there n1 and
-// n2 never elect a leader. Outside a joint step the rule is the old one:
-// every other voter gone.
+// n2 never elect a leader; shrinking is {0}/{0,1,2}. The same holds for a
+// node whose applied configuration is stale (it still lists the joint
+// step while others applied the leave entry): it may be the one holding
+// the longest log (see above).
 //
 // Guards, besides that: a writer, no leader known for RemoveAfter, no
 // bonded peer of this epoch that knows a leader (a partial partition: the
@@ -96,24 +89,16 @@ import (
 // up-to-date log among bonded writers of this epoch (see above; one node
 // forces, the others follow it, see onStatus).
 //
-// Partitions. "Gone" means unreachable, which a partition cannot tell from
-// dead, so a forced epoch may fork a live cluster. Either the side this
-// node cannot reach still holds a majority of both halves: then the parent
-// may be alive there, this side's writes are a minority's, and when the
-// two meet the forced epoch yields to its live parent and discards its
-// writes, reported (onStatus: parent_epoch). That is the accepted cost of
-// the old rule too. Or that side cannot decide either: then the parent is
-// dead everywhere, and two forced epochs of one parent would meet as
-// equals and the lower log would lose, possibly the majority's. To keep
-// at most one side of a two-way split forking there, a node in a joint
-// configuration whose reachable voters hold no majority of the incoming
-// half does not force while the unreachable voters do hold one (and, not
-// holding the outgoing half, cannot be the live parent): that side forces
-// instead. In {0,1,2}/{0} split {0} | {1,2}, n0 waits and n1 or n2
-// forces; n0 then follows the announced lost epoch and rejoins, its
-// uncommitted tail reported. A split into three or more parts can still
-// fork more than once; the forks then meet as rivals (the lower log
-// discards, reported), as with the old rule.
+// Partitions. "Gone" means unreachable, which a partition cannot tell
+// from dead. The majority rule makes that safe: the voters this node
+// reaches (itself and bonded voters of its epoch) must be a strict
+// majority of the incoming half, so the side it cannot reach holds none,
+// can neither commit in the old epoch nor force, and at most one side of
+// any split forks. In {0,1,2}/{0} split {0} | {1,2}, n0 waits and n1 or
+// n2 forces; n0 then follows the announced lost epoch and rejoins, its
+// uncommitted tail reported. Outside a joint step a side with a majority
+// of the voters elects a leader by raft alone, so no forced epoch starts
+// there: a node cut off from every other voter stays offline (see (a)).
 //
 // A writer defers to a higher log for RemoveAfter at most. The writer it
 // defers to may find no half gone under its own applied configuration
@@ -153,7 +138,7 @@ func (c *groupCore) maybeForceEpoch() {
 
 // mustForce reports whether rules 1 to 3 of maybeForceEpoch hold: a
 // writer with no leader for RemoveAfter, a half of its configuration
-// gone, and no reason to leave the force to the unreachable side.
+// gone, and a strict majority of the incoming voters reachable.
 func (c *groupCore) mustForce() bool {
 	if c.cfg.role != RoleWriter || c.leaderUp() || c.state == raft.StateLeader {
 		return false
@@ -166,14 +151,9 @@ func (c *groupCore) mustForce() bool {
 	if !c.halfGone(in, after) && !c.halfGone(out, after) {
 		return false
 	}
-	if len(out) > 0 {
-		reach := func(v uint64) bool { return v == c.selfID || c.isUp(v) }
-		away := func(v uint64) bool { return !reach(v) }
-		if !majorityOf(in, reach) && majorityOf(in, away) && !majorityOf(out, away) {
-			return false // the unreachable side replaces the cluster (see above)
-		}
-	}
-	return true
+	// A minority never forces: the side this node cannot reach may hold
+	// the live cluster (see above).
+	return majorityOf(in, func(v uint64) bool { return v == c.selfID || c.isUp(v) })
 }
 
 // forceScan looks at the bonded peers of this epoch: whether one knows a
@@ -195,6 +175,40 @@ func (c *groupCore) forceScan() (leader, outranked bool) {
 		}
 	}
 	return leader, outranked
+}
+
+// forceNow forces a new epoch at an operator's word (ForceNewEpoch):
+// the guards of maybeForceEpoch less the ones only the operator can
+// answer (how long the voters have been gone, whether a majority of them
+// is reachable).
+func (c *groupCore) forceNow() error {
+	switch {
+	case c.cfg.role != RoleWriter:
+		return fmt.Errorf("%w: this node is a reader; only a writer can hold the group", ErrNotForced)
+	case c.state == raft.StateLeader:
+		return fmt.Errorf("%w: this node leads the group", ErrNotForced)
+	case c.leaderUp():
+		return fmt.Errorf("%w: the group has a leader (%s)", ErrNotForced, c.leaderPeer())
+	}
+	lt, li := c.lastPos()
+	mine := forceRank{lt, li, c.applied, c.selfID}
+	for p, ps := range c.peers {
+		st := ps.status
+		if !ps.up || st == nil || st.GetEpoch() != c.epoch {
+			continue
+		}
+		if l := st.GetLeader(); l != 0 && l != c.selfID {
+			return fmt.Errorf("%w: bonded member %s knows a leader", ErrNotForced, p)
+		}
+		if ps.role == RoleWriter && (forceRank{st.GetLastTerm(), st.GetLastIndex(), st.GetApplied(), ps.id}).above(mine) {
+			return fmt.Errorf("%w: bonded writer %s holds a more up-to-date log (last term %d, index %d; this node %d, %d): force there",
+				ErrNotForced, p, st.GetLastTerm(), st.GetLastIndex(), lt, li)
+		}
+	}
+	c.log.Warn("forcing a new epoch at the operator's word (ForceNewEpoch)")
+	c.deferredAt = 0
+	c.forceEpoch()
+	return c.fatal
 }
 
 // forceRank orders the writers that could force: raft's up-to-date order

@@ -80,13 +80,21 @@
 // closes is three live voters again, not two of three for RemoveAfter. A
 // node that shuts down with a data dir keeps its membership to resume it.
 //
-// When every voter is gone (bonds down for RemoveAfter) and no leader is
-// known, the writer with the highest (applied index, raft id) starts a new
-// epoch from its applied state as the single voter; the others follow it.
-// If the old voters were only partitioned away and still have a leader,
-// the cluster they form wins when the partition heals, and the new
-// epoch's writes are discarded and reported. RemoveAfter is therefore
-// long (15 s by default).
+// A minority never commits. A member cut off from a majority of the
+// voters answers no writes and no strong reads until it reaches them
+// again, however long that takes; then it catches up, nothing discarded.
+// A cluster that lost a majority of its voters for good (two of three
+// crashed) therefore stays offline until they return (a data dir keeps
+// their membership) or an operator who knows they are dead calls
+// Group.ForceNewEpoch on a surviving writer: it restarts the group from
+// that writer's log as a new epoch with it as the single voter, and the
+// others follow it. The one case a cluster forces a new epoch by itself
+// is a configuration change that lost a whole half while a majority of
+// the incoming voters is reachable (growing from one voter to three
+// passes through the joint step {n0,n1,n2}/{n0}; with n0 lost there, n1
+// and n2 could never elect a leader): the writer with the most
+// up-to-date log among them forces after RemoveAfter (15 s by default).
+// Details in PROTOCOL.md §21.5.
 //
 // # Observing a group
 //

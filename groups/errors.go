@@ -31,6 +31,10 @@ var (
 	ErrApplyPanic = errors.New("groups: state machine panicked")
 	// ErrInvalidParams is wrapped by Params.Validate errors.
 	ErrInvalidParams = errors.New("groups: invalid params")
+	// ErrNotForced is wrapped by ForceNewEpoch's refusals: the node is no
+	// writer, the group has a leader, or a bonded writer holds a more
+	// up-to-date log.
+	ErrNotForced = errors.New("groups: new epoch not forced")
 )
 
 // OfflineError hands back the commands of a call that could not reach a

@@ -38,7 +38,7 @@ func SettledVoters[C, Q, R any](g *Group[C, Q, R]) int { return settledVoters(g)
 // on svcs while partition isolates the leader, until heal.
 func RunLinearizableIsolatedLeader(t *testing.T, svcs []*Service, partition func(leader, rest []peer.ID), heal func()) {
 	c := newLinclusterOn(t, svcs)
-	c.runIsolatedLeader(t, partition, heal)
+	c.runIsolatedLeader(t, partition, heal, faultPhase)
 }
 
 // StoredLog opens the WAL store of group id under a data dir and returns

@@ -266,6 +266,42 @@ func (g *Group[C, Q, R]) Query(ctx context.Context, q Q, cons Consistency) (R, u
 	}
 }
 
+// ForceNewEpoch restarts the group from this node's log as a new epoch in
+// which this node is the only voter, for an operator who knows that the
+// voters this node cannot reach are gone for good: a cluster that lost a
+// majority of its voters (two of three crashed, or the one voter of a
+// young cluster) commits nothing again, and never forces a new epoch by
+// itself, since a partition looks the same from inside (PROTOCOL.md
+// §21.5). The other members of the epoch, on hearing of the new one,
+// discard their state and rejoin (When().Discarded); if the voters this
+// node could not reach were alive after all, the two clusters meet when
+// the partition heals and the one with the lower log discards its writes,
+// reported. Pending calls on this node fail with an OfflineError whose
+// MayApply is set.
+//
+// It refuses, with an error wrapping ErrNotForced, on a reader, when
+// this node or a bonded member of its epoch knows a leader, or when a
+// bonded writer holds a more up-to-date log (force on that node instead:
+// forcing here would discard its tail). It returns once the new epoch is
+// started; When().IsLeader then reports its leadership.
+func (g *Group[C, Q, R]) ForceNewEpoch(ctx context.Context) error {
+	if err := g.live(); err != nil {
+		return err
+	}
+	ch := make(chan error, 1)
+	if err := g.c.do(ctx, func() { ch <- g.c.forceNow() }); err != nil {
+		return err
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-g.c.done:
+		return g.c.termErr()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Close releases this handle; the group ends on this node (bonds closed,
 // the group withdrawn from the catalog entry) when the last handle
 // closes. Idempotent; when it is the last it waits for the group's

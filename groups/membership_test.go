@@ -78,8 +78,9 @@ func TestMembership_ReadersStayLearners(t *testing.T) {
 	})
 }
 
-// When every voter is gone, the surviving writer with the highest applied
-// index starts a new epoch from its state and the group goes on.
+// When the only voter closes, the surviving writer takes over with the
+// state (the closing voter promotes it and hands leadership over: its
+// graceful leave) and the group goes on.
 func TestMembership_AllVotersGone(t *testing.T) {
 	n := newMemNet()
 	g0 := joinCounter(t, n.service(t, "0", false))
@@ -123,10 +124,12 @@ func TestMembership_AllVotersGone(t *testing.T) {
 	}
 }
 
-// A writer cut off from every voter for longer than RemoveAfter starts its
-// own epoch; when the partition heals, the live cluster it forked from
-// wins and the writer discards its epoch (reported) and rejoins.
-func TestMembership_ForcedEpochYieldsToLiveParent(t *testing.T) {
+// A writer cut off from every voter for three times RemoveAfter is a
+// minority: it must not start an epoch of its own (until session 17 it
+// did, committed alone, and discarded those writes on heal), its writes
+// fail, the live cluster goes on, and on heal it catches up with nothing
+// discarded.
+func TestMembership_CutOffWriterNeverCommits(t *testing.T) {
 	n := newMemNet()
 	gs := threeCounters(t, n)
 	s3 := n.service(t, "3", false)
@@ -140,33 +143,42 @@ func TestMembership_ForcedEpochYieldsToLiveParent(t *testing.T) {
 	if v, _ := confOf(gs[0]); len(v) != 3 || slices.Contains(v, g3.c.selfID) {
 		t.Fatalf("voters %v: n3 should be the learner", v)
 	}
+	epoch := epochOf(g3)
 	n.partition([]peer.ID{s3.self}, []peer.ID{gs[0].c.self, gs[1].c.self, gs[2].c.self})
-	if err := g3.When().IsLeader(tctx(t, 15*time.Second)); err != nil {
-		t.Fatal("the cut-off writer did not start its own epoch:", err)
-	}
-	if _, err := g3.Execute(tctx(t, 5*time.Second), 1000); err != nil {
-		t.Fatal(err)
+	cut := time.Now()
+	p := TestParams()
+	// n3 tries to write all along the partition: every attempt must fail.
+	for time.Since(cut) < 3*p.RemoveAfter {
+		if _, err := g3.Execute(tctx(t, p.RemoveAfter/2), 1000); err == nil {
+			t.Fatalf("the cut-off writer committed alone %v after the cut", time.Since(cut))
+		}
+		if g3.IsLeader() || epochOf(g3) != epoch {
+			t.Fatalf("the cut-off writer led or started an epoch of its own %v after the cut", time.Since(cut))
+		}
 	}
 	if _, err := gs[0].Execute(tctx(t, 5*time.Second), 10); err != nil {
-		t.Fatal(err)
+		t.Fatal("the live cluster does not commit:", err)
 	}
-	disc := make(chan uint64, 1)
-	go func() {
-		d, _ := g3.When().Discarded(tctx(t, 15*time.Second))
-		disc <- d
-	}()
-	time.Sleep(20 * time.Millisecond) // let the Discarded waiter arm
 	n.heal()
-	if d := <-disc; d == 0 {
-		t.Fatal("the forced epoch's writes were not reported discarded")
-	}
 	testutil.Eventually(t, 15*time.Second, func() bool {
 		v, _, err := g3.Query(tctx(t, 2*time.Second), struct{}{}, Strong)
 		return err == nil && v == 11
-	}, "n3 did not rejoin the live cluster's state")
+	}, "n3 did not catch up with the live cluster's state")
+	if v, _ := g3.c.view.get(); v.discards != 0 {
+		t.Fatalf("n3 discarded %d entries: it must have had nothing of its own", v.discarded)
+	}
 	if v := weak(t, gs[0]); v != 11 {
 		t.Fatalf("the live cluster lost writes: %d", v)
 	}
+}
+
+// epochOf is the epoch g's node is in.
+func epochOf[C, Q, R any](g *Group[C, Q, R]) uint64 {
+	ch := make(chan uint64, 1)
+	if g.c.do(context.Background(), func() { ch <- g.c.epoch }) != nil {
+		return 0
+	}
+	return <-ch
 }
 
 // Learners that trail a steady stream of writes by more than a few entries
