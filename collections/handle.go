@@ -57,6 +57,21 @@ func (h handle[S]) Sync(ctx context.Context) (Version, error) {
 	return v, nil
 }
 
+// ForceNewEpoch restarts the collection's group from this writer's state
+// as a new epoch in which it is the only voter: for an operator who knows
+// that the writers this node cannot reach are gone for good (a group that
+// lost a majority of its voters commits nothing by itself, since a
+// partition looks the same). See groups.Group.ForceNewEpoch, whose
+// refusals (on a reader, while a leader is known, when a bonded writer
+// holds a more up-to-date log) match groups.ErrNotForced.
+func (h handle[S]) ForceNewEpoch(ctx context.Context) error {
+	err := h.c.g.ForceNewEpoch(ctx)
+	if errors.Is(err, groups.ErrTerminated) {
+		return ErrTerminated
+	}
+	return err
+}
+
 // When returns the collection's conditions.
 func (h handle[S]) When() When { return When{c: h.c.g.When(), m: h.c.m.watchVersion} }
 
