@@ -31,6 +31,7 @@ var mapArgs = map[string][]string{
 // commands.
 type collFlags struct {
 	replicate   listFlag
+	forceAfter  time.Duration
 	issuers     listFlag
 	ticketClass string
 	timeout     time.Duration
@@ -40,6 +41,7 @@ type collFlags struct {
 func (c *collFlags) register(fs *flag.FlagSet, cmd string) {
 	if cmd == "run" {
 		fs.Var(&c.replicate, "replicate", "host a writer replica of the collection `KIND:NAME`, e.g. map:orders; kinds map, set, vec, cell, once (string elements) and depq (int64 priorities, string keys and values); repeatable, durable with --data-dir")
+		fs.DurationVar(&c.forceAfter, "force-new-epoch-after", 0, "recovery only (like etcd's --force-new-cluster): a --replicate collection that finds no leader within this `duration` restarts from this replica's state as a new epoch, this node its only voter; use it only when the other writers are gone for good (a group that lost a majority commits nothing by itself, since a partition looks the same); 0: never")
 	} else {
 		fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "give up (exit 1) when the map's leader cannot be reached, or the command not completed, within this")
 		if cmd == "map list" {
@@ -48,7 +50,7 @@ func (c *collFlags) register(fs *flag.FlagSet, cmd string) {
 	}
 	fs.Var(&c.issuers, "require-ticket-issuer", "the collections require a libp2p-signed ticket from this issuer `peer-id` of every replica (repeatable: all of them; part of the collection's identity, so every replica must give the same)")
 	fs.StringVar(&c.ticketClass, "ticket-class", "", "class of the required ticket (default the libp2p-signed ticket class)")
-	inGroup(fs, groupColls, "replicate", "timeout", "json", "require-ticket-issuer", "ticket-class")
+	inGroup(fs, groupColls, "replicate", "force-new-epoch-after", "timeout", "json", "require-ticket-issuer", "ticket-class")
 }
 
 // options returns the collection options of the flags: the ticket

@@ -131,6 +131,9 @@ func (c *nodeCmd) exec(ctx context.Context, fs *flag.FlagSet, pos []string, st *
 	if c.isMap() && c.cf.timeout <= 0 {
 		return usagef("--timeout must be positive")
 	}
+	if c.cf.forceAfter < 0 || (c.cf.forceAfter > 0 && len(specs) == 0) {
+		return usagef("--force-new-epoch-after needs a positive duration and --replicate")
+	}
 	token, err := nf.token()
 	if err != nil {
 		return err
@@ -182,6 +185,9 @@ func (c *nodeCmd) exec(ctx context.Context, fs *flag.FlagSet, pos []string, st *
 		defer reps.Close()
 		for _, s := range specs {
 			log.Info("replicating", "collection", s.String())
+		}
+		if c.cf.forceAfter > 0 {
+			reps.ForceWhenLeaderless(c.cf.forceAfter, log)
 		}
 		<-ctx.Done()
 		return nil

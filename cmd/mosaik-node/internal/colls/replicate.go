@@ -4,11 +4,15 @@
 package colls
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/mosaik-go/mosaik/collections"
 )
@@ -82,7 +86,55 @@ func ParseSpec(s string) (Spec, error) {
 }
 
 // Replicas are the writer replicas a node hosts.
-type Replicas struct{ cs []io.Closer }
+type Replicas struct {
+	cs    []io.Closer
+	specs []Spec
+	stop  context.CancelFunc // ends ForceWhenLeaderless's waits
+	wg    sync.WaitGroup
+}
+
+// forcer is what every collection handle offers for ForceWhenLeaderless.
+type forcer interface {
+	When() collections.When
+	ForceNewEpoch(ctx context.Context) error
+}
+
+// ForceWhenLeaderless forces a new epoch (collections' ForceNewEpoch) on
+// every replica that has found no leader within after: the operator's
+// word that the other writers are gone for good (etcd's
+// --force-new-cluster). It returns at once; the waits end with Close.
+// Each outcome is logged: a leader found (nothing forced), a new epoch
+// forced, or the refusal.
+func (r *Replicas) ForceWhenLeaderless(after time.Duration, log *slog.Logger) {
+	ctx, stop := context.WithCancel(context.Background())
+	r.stop = stop
+	for i, c := range r.cs {
+		f, ok := c.(forcer)
+		if !ok {
+			continue
+		}
+		spec := r.specs[i].String()
+		r.wg.Go(func() {
+			wctx, cancel := context.WithTimeout(ctx, after)
+			err := f.When().Online(wctx)
+			cancel()
+			switch {
+			case ctx.Err() != nil:
+				return
+			case err == nil:
+				log.Info("a leader is known: no new epoch forced", "collection", spec)
+				return
+			}
+			if err := f.ForceNewEpoch(ctx); err != nil {
+				if ctx.Err() == nil {
+					log.Error("new epoch not forced", "collection", spec, "err", err)
+				}
+				return
+			}
+			log.Warn("forced a new epoch from this replica's state: the other writers must be gone for good", "collection", spec, "after", after)
+		})
+	}
+}
 
 // Replicate opens a writer replica of each spec on h (the node's data
 // dir, if any, applies through the groups service's join defaults). On an
@@ -101,12 +153,17 @@ func Replicate(h collections.Host, specs []Spec, opts ...collections.Option) (*R
 			return nil, err
 		}
 		r.cs = append(r.cs, c)
+		r.specs = append(r.specs, s)
 	}
 	return r, nil
 }
 
 // Close closes every replica, in reverse order. Idempotent.
 func (r *Replicas) Close() error {
+	if r.stop != nil {
+		r.stop()
+	}
+	r.wg.Wait()
 	var errs []error
 	for i := len(r.cs) - 1; i >= 0; i-- {
 		errs = append(errs, r.cs[i].Close())
