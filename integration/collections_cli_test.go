@@ -48,7 +48,8 @@ func mapCLI(t *testing.T, network, bootstrap string, args ...string) (int, strin
 }
 
 // The issue's CLI scenario: three `run --replicate map:orders` processes;
-// put through one, get through another; SIGKILL the leader, put again, get
+// put through one, get through another; stop one with SIGTERM and restart
+// it (it keeps its membership); SIGKILL the leader, put again, get
 // from the survivors; restart all three with their data dirs, and the data
 // is intact.
 func TestCLI_MapReplicateKillRestart(t *testing.T) {
@@ -129,6 +130,20 @@ func TestCLI_MapReplicateKillRestart(t *testing.T) {
 	lead := leaderOf(rs)
 	put(rs[0], "k1", "v1")
 	get(rs[1], "k1", "v1")
+
+	// A durable replica stopped with SIGTERM keeps its membership (it does
+	// not leave the group gracefully): the two others still count three
+	// voters, and it resumes when it restarts.
+	f := (lead + 1) % len(rs)
+	rs[f].p.signal(syscall.SIGTERM)
+	if code := rs[f].p.wait(20 * time.Second); code != 0 {
+		t.Fatalf("%s: SIGTERM exit %d", rs[f].p.name, code)
+	}
+	rs[f] = nil
+	leaderOf(rs)
+	rs[f] = run(f, rs[lead].addr)
+	lead = leaderOf(rs)
+	get(rs[f], "k1", "v1")
 
 	rs[lead].p.signal(syscall.SIGKILL)
 	rs[lead].p.wait(10 * time.Second)

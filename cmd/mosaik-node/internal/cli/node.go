@@ -190,6 +190,13 @@ func (c *nodeCmd) exec(ctx context.Context, fs *flag.FlagSet, pos []string, st *
 			reps.ForceWhenLeaderless(c.cf.forceAfter, log)
 		}
 		<-ctx.Done()
+		if c.dataDir != "" {
+			// A durable replica keeps its membership, to resume it on
+			// restart (groups' Service.Close). Closing the handles first
+			// (reps.Close, deferred) would leave the groups gracefully:
+			// three voters would shrink to one while this node restarts.
+			_ = n.Groups().Close()
+		}
 		return nil
 	case "produce":
 		popts := []streams.ProducerOption{streams.WithCodec[[]byte](streams.Bytes{})}
