@@ -25,7 +25,6 @@ func borrowedDatum(i uint64) []byte {
 // consumer reads hundreds more into its other buffers; only the next
 // receive call may recycle it.
 func TestBorrowedBytes_ValidUntilNextRecv(t *testing.T) {
-	t.Parallel()
 	const name, total = "borrowed", 3000
 	nodes := connected(t, 2)
 	prod := mustProducer[[]byte](t, nodes[0], name, streams.WithCodec[[]byte](streams.Bytes{}))
