@@ -21,6 +21,10 @@ import (
 // every system plus a JSON file that parses. It is the only part of the
 // harness in the CI path; its numbers mean nothing.
 func TestBenchHarness_Smoke(t *testing.T) {
+	// Parallel with the package's other parallel tests (two at a time):
+	// the longest test of the package, its own module and processes, no
+	// shared port or file; the short parallel tests run beside it.
+	t.Parallel()
 	out := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(4*time.Minute))
 	defer cancel()

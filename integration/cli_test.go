@@ -240,6 +240,9 @@ func TestCLI_ShutdownDeparts(t *testing.T) {
 }
 
 func TestCLI_Demo(t *testing.T) {
+	// A fixed-duration run of its own in-process nodes on 127.0.0.1:0:
+	// nothing shared with other tests, so it waits beside them.
+	t.Parallel()
 	d := start(t, "demo", nil, "demo", "--duration", "6s")
 	if code := d.wait(60 * time.Second); code != 0 {
 		t.Fatalf("demo exit %d", code)

@@ -112,7 +112,7 @@ func startEnv(t *testing.T, name string, stdin io.Reader, env []string, argv0 st
 	t.Helper()
 	p := &proc{t: t, name: name, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(argv0, args...)
-	p.cmd.Env = append(append(os.Environ(), "MOSAIK_MDNS=false", "XDG_DATA_HOME="+t.TempDir()), env...)
+	p.cmd.Env = append(append(raceEnv(os.Environ()), "MOSAIK_MDNS=false", "XDG_DATA_HOME="+t.TempDir()), env...)
 	p.cmd.Stdin = stdin
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -135,6 +135,29 @@ func startEnv(t *testing.T, name string, stdin io.Reader, env []string, argv0 st
 		}
 	})
 	return p
+}
+
+// raceEnv is env with atexit_sleep_ms=0 added to GORACE unless GORACE
+// already sets it. The race runtime sleeps a second (its default) in every
+// process that exits normally, so each keygen, map command or shut-down
+// node of a test would take a second longer for nothing: a race detected
+// while the process runs is reported, and makes it exit 66, either way.
+func raceEnv(env []string) []string {
+	out := make([]string, 0, len(env)+1)
+	set := false
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "GORACE="); ok {
+			set = true
+			if !strings.Contains(v, "atexit_sleep_ms") {
+				kv = "GORACE=" + strings.TrimSpace(v+" atexit_sleep_ms=0")
+			}
+		}
+		out = append(out, kv)
+	}
+	if !set {
+		out = append(out, "GORACE=atexit_sleep_ms=0")
+	}
+	return out
 }
 
 // failureLog is what a failed test shows of a process's stderr: the

@@ -10,6 +10,12 @@ import (
 	"github.com/mosaik-go/mosaik/streams"
 )
 
+// Tests that only wait on catalog convergence, subscriptions and condition
+// edges, each with nodes of its own (bootstrapped from each other, no
+// mDNS), call t.Parallel: two run at a time (go test's -parallel is
+// GOMAXPROCS), so one's waiting overlaps the other's. Tests that measure
+// time, goroutines, allocations or rates, or count log lines, stay serial.
+
 // startNode starts a test-profile node on 127.0.0.1 (TCP) and closes it at
 // the end of the test.
 func startNode(t testing.TB, opts ...node.Option) *node.Node {

@@ -15,6 +15,7 @@ import (
 // A node-wide default policy applies to every producer of the node that
 // sets none; WithPolicy replaces it; WithRequire adds to it.
 func TestDefaultPolicy_NodeWide(t *testing.T) {
+	t.Parallel()
 	pol := streams.Policy{Require: []streams.Predicate{policy.HasTags("trusted")}}
 	n0 := startNode(t, node.WithoutDHT(), node.WithDefaultStreamPolicy(pol))
 	trusted := startNode(t, node.WithoutDHT(), node.WithTags("trusted", "eu"), node.WithBootstrapPeers(n0.AddrInfo()))
@@ -64,6 +65,7 @@ func semRefused(c *streams.Consumer[string], p *node.Node) bool {
 // producer delivers what it queued, both report ErrClosed, the stream is
 // withdrawn, and no new handle can be made on the closed service.
 func TestService_CloseClosesHandles(t *testing.T) {
+	t.Parallel()
 	nodes := connected(t, 2, node.WithoutDHT())
 	n0, n1 := nodes[0], nodes[1]
 	prod := mustProducer[int](t, n0, "svc-close")
@@ -106,6 +108,7 @@ func TestService_CloseClosesHandles(t *testing.T) {
 // as Terminated for Params.RefusalRetention, then no longer; the refusal
 // itself stays (no retry) while neither catalog entry changes.
 func TestConsumer_RefusalAgesOut(t *testing.T) {
+	t.Parallel()
 	quiet := discovery.TestParams() // no heartbeat changes an entry during the test
 	quiet.AnnounceInterval = 10 * time.Minute
 	quiet.Catalog.PurgeAfter = time.Hour

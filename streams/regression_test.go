@@ -16,6 +16,7 @@ import (
 // ended with a Close frame rather than a reset) must not make the
 // producer's Close hang on its blocked writer.
 func TestRegression_CloseDoesNotHangOnEndedNonReader(t *testing.T) {
+	t.Parallel()
 	nodes := connected(t, 2, node.WithoutDHT())
 	var allow atomic.Bool
 	allow.Store(true)
@@ -68,6 +69,7 @@ func TestRegression_CloseDoesNotHangOnEndedNonReader(t *testing.T) {
 
 // An online condition over tags follows tag changes of connected peers.
 func TestRegression_OnlineConditionSeesTagChanges(t *testing.T) {
+	t.Parallel()
 	nodes := connected(t, 2, node.WithoutDHT())
 	v := catalog.IDFromString("validator")
 	p, err := streams.NewProducer[int](nodes[0].Streams(), "tagged-online",

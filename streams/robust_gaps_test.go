@@ -21,6 +21,7 @@ import (
 // sent while it was away, and the same number is in its stats, per
 // producer and overall, and in the mosaik.streams.consumer.gaps metric.
 func TestRobust_ReconnectReportsGap(t *testing.T) {
+	t.Parallel()
 	const name = "robust-gap-reconnect"
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))

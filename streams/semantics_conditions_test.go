@@ -26,6 +26,7 @@ const semNoEdge = 150 * time.Millisecond
 // firing at once, WithTags/WithPredicate, and Online/Offline, as consumers
 // come and go (mosaik's producer when::smoke).
 func TestSemantics_ProducerConditions_Smoke(t *testing.T) {
+	t.Parallel()
 	validator := catalog.IDFromString("validator")
 	nodes := semNodes(t, nil, nil, nil, []string{"validator"})
 	n1, n2, n3 := nodes[1], nodes[2], nodes[3]
@@ -136,6 +137,7 @@ func TestSemantics_ProducerConditions_Smoke(t *testing.T) {
 // when::smoke). The consumer stays online throughout: its default online
 // condition is MinimumOf(0).
 func TestSemantics_ConsumerConditions_Smoke(t *testing.T) {
+	t.Parallel()
 	nodes := semNodes(t, nil, nil, []string{"validator"}, nil)
 	n1, n2, n3 := nodes[1], nodes[2], nodes[3]
 	cons := mustConsumer[string](t, nodes[0], "when-consumer", streams.WithBackoff(semFastBackoff))
@@ -185,6 +187,7 @@ func TestSemantics_ConsumerConditions_Smoke(t *testing.T) {
 // A consumer is online at construction, with no producer at all (mosaik's
 // online_when_default_is_immediate).
 func TestSemantics_ConsumerOnlineByDefault(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, node.WithoutDHT())
 	cons := mustConsumer[string](t, n, "online-default")
 	if !cons.IsOnline() || !cons.IsOnline() {
@@ -208,6 +211,7 @@ func TestSemantics_ConsumerOnlineByDefault(t *testing.T) {
 // online with two, offline again when one leaves (mosaik's consumer
 // when::online_when).
 func TestSemantics_ConsumerOnlineCondition(t *testing.T) {
+	t.Parallel()
 	t1, t2 := catalog.IDFromString("t1"), catalog.IDFromString("t2")
 	nodes := semNodes(t, nil, []string{"t1", "t2"}, []string{"t1"}, []string{"t1", "t2"})
 	cons := mustConsumer[string](t, nodes[0], "online-when-consumer",
@@ -241,6 +245,7 @@ func TestSemantics_ConsumerOnlineCondition(t *testing.T) {
 // WithTags(validator).MinimumOf(2) ignores untagged consumers, goes online
 // with the second validator and offline when a validator leaves.
 func TestSemantics_ProducerOnlineCondition_Tags(t *testing.T) {
+	t.Parallel()
 	validator := catalog.IDFromString("validator")
 	nodes := semNodes(t, nil, nil, nil, []string{"validator"}, []string{"validator"})
 	n0, u1, u2, v1, v2 := nodes[0], nodes[1], nodes[2], nodes[3], nodes[4]
@@ -306,6 +311,7 @@ func TestSemantics_ProducerOnlineCondition_Tags(t *testing.T) {
 // offline again; Close ends a blocked Send and later sends with ErrClosed
 // (mosaik's send_fails_if_offline).
 func TestSemantics_SendFailsIfOffline(t *testing.T) {
+	t.Parallel()
 	nodes := semNodes(t, nil, nil)
 	n0, n1 := nodes[0], nodes[1]
 	prod, err := streams.NewProducer[string](n0.Streams(), "offline-send")

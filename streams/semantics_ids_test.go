@@ -27,6 +27,7 @@ import (
 // consumers named "my-stream1" and by the upper-case hex all share one
 // stream ID and connect (mosaik's stream_def and stream_macro_named).
 func TestSemantics_CustomStreamID_HexNameMatchesPlainName(t *testing.T) {
+	t.Parallel()
 	nodes := semNodes(t, nil, nil)
 	sum := blake3.Sum256([]byte("my-stream1"))
 	hexName := hex.EncodeToString(sum[:])
@@ -68,6 +69,7 @@ func TestSemantics_CustomStreamID_HexNameMatchesPlainName(t *testing.T) {
 // Two producers with different stream names on one node: each consumer
 // subscribes only to its own stream (mosaik's custom_stream_id).
 func TestSemantics_CustomStreamID_TwoStreamsOnOneNode(t *testing.T) {
+	t.Parallel()
 	nodes := semNodes(t, nil, nil)
 	p1 := mustProducer[string](t, nodes[0], "stream1234")
 	p2 := mustProducer[string](t, nodes[0], "stream5678")
@@ -121,6 +123,7 @@ func (semRawUTF8) Encode(s string) ([]byte, error) { return []byte(s), nil }
 func (semRawUTF8) Decode(b []byte) (string, error) { return string(b) + "-custom-decode", nil }
 
 func TestSemantics_CustomCodec_RawUTF8(t *testing.T) {
+	t.Parallel()
 	nodes := semNodes(t, nil, nil)
 	prod := mustProducer[string](t, nodes[0], "custom-codec", streams.WithCodec[string](semRawUTF8{}))
 	cons := mustConsumer[string](t, nodes[1], "custom-codec", streams.WithCodec[string](semRawUTF8{}))
@@ -141,6 +144,7 @@ func TestSemantics_CustomCodec_RawUTF8(t *testing.T) {
 // streams.Bytes passes payloads through (and the consumer's copies survive
 // the reuse of frame buffers); streams.JSON round-trips structs.
 func TestSemantics_Codecs_BytesAndJSON(t *testing.T) {
+	t.Parallel()
 	nodes := semNodes(t, nil, nil)
 
 	bp := mustProducer[[]byte](t, nodes[0], "codec-bytes", streams.WithCodec[[]byte](streams.Bytes{}))
@@ -174,6 +178,7 @@ func TestSemantics_Codecs_BytesAndJSON(t *testing.T) {
 // A codec or undelivered sink of another type makes the constructor fail,
 // without registering or advertising the stream.
 func TestSemantics_WrongCodecType(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, node.WithoutDHT())
 	svc := n.Streams()
 	if p, err := streams.NewProducer[string](svc, "typed", streams.WithCodec[int](streams.CBOR[int]{})); err == nil {
@@ -209,6 +214,7 @@ func TestSemantics_WrongCodecType(t *testing.T) {
 // unlike mosaik the existing handle is not returned and Close withdraws
 // the stream).
 func TestSemantics_ProducerExists(t *testing.T) {
+	t.Parallel()
 	nodes := semNodes(t, nil, nil)
 	n0, n1 := nodes[0], nodes[1]
 	id := catalog.IDFromString("dup")
@@ -292,6 +298,7 @@ func semCloser[T any](p *streams.Producer[T]) func() error {
 // sink for another datum type is refused by the constructor; out-of-range
 // values fail on their own side.
 func TestSemantics_OptionsOfOtherSide(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, node.WithoutDHT())
 	svc := n.Streams()
 	producerOnly := map[string]any{

@@ -81,6 +81,7 @@ func semRejectedAs(infos func() []streams.SubscriptionInfo, p peer.ID, code stre
 // stream (mosaik's producer auth::by_tag and
 // stream_macro_producer_require).
 func TestSemantics_ProducerRequire_ByTag(t *testing.T) {
+	t.Parallel()
 	nodes := semNodes(t, nil, nil, []string{"validator"}, nil)
 	n0, n1, tagged, untagged := nodes[0], nodes[1], nodes[2], nodes[3]
 	strict := mustProducer[string](t, n0, "require-producer", streams.WithRequire(policy.HasTags("validator")))
@@ -111,6 +112,7 @@ func TestSemantics_ProducerRequire_ByTag(t *testing.T) {
 // Repeated WithRequire(policy.HasTags(...)) on a producer are ANDed: only the consumer
 // with both tags is accepted (mosaik's producer auth::require_chaining).
 func TestSemantics_ProducerRequire_Chaining(t *testing.T) {
+	t.Parallel()
 	nodes := semNodes(t, nil, []string{"tag1"}, []string{"tag2"}, []string{"tag1", "tag2"})
 	n0, only1, only2, both := nodes[0], nodes[1], nodes[2], nodes[3]
 	prod := mustProducer[string](t, n0, "require-chain-producer",
@@ -136,6 +138,7 @@ func TestSemantics_ProducerRequire_Chaining(t *testing.T) {
 // node takes both (mosaik's consumer auth::by_tag and
 // stream_macro_consumer_require).
 func TestSemantics_ConsumerRequire_ByTag(t *testing.T) {
+	t.Parallel()
 	nodes := semNodes(t, nil, []string{"validator"}, nil)
 	n0, tagged, untagged := nodes[0], nodes[1], nodes[2]
 	pv := mustProducer[string](t, tagged, "require-consumer")
@@ -162,6 +165,7 @@ func TestSemantics_ConsumerRequire_ByTag(t *testing.T) {
 // Repeated WithRequire(policy.HasTags(...)) on a consumer are ANDed: it subscribes only to
 // the producer with both tags (mosaik's consumer auth::require_chaining).
 func TestSemantics_ConsumerRequire_Chaining(t *testing.T) {
+	t.Parallel()
 	nodes := semNodes(t, nil, []string{"tag1"}, []string{"tag2"}, []string{"tag1", "tag2"})
 	n0, only1, only2, both := nodes[0], nodes[1], nodes[2], nodes[3]
 	for _, n := range nodes[1:] {
@@ -183,6 +187,7 @@ func TestSemantics_ConsumerRequire_Chaining(t *testing.T) {
 // subscription-time entry, so only RTT is re-checked there; the Go port
 // re-checks tags too.)
 func TestSemantics_ProducerRequire_DynamicTags(t *testing.T) {
+	t.Parallel()
 	nodes := semNodes(t, nil, []string{"validator"})
 	n0, n1 := nodes[0], nodes[1]
 	prod := mustProducer[string](t, n0, "dynamic-producer", streams.WithRequire(policy.HasTags("validator")))
@@ -229,6 +234,7 @@ func TestSemantics_ProducerRequire_DynamicTags(t *testing.T) {
 // subscribes again when the tag is back (mosaik's
 // dynamic_tag_reevaluation).
 func TestSemantics_ConsumerRequire_DynamicTags(t *testing.T) {
+	t.Parallel()
 	nodes := semNodes(t, nil, []string{"validator"})
 	n0, n1 := nodes[0], nodes[1]
 	prod := mustProducer[string](t, n1, "dynamic-consumer")
@@ -257,6 +263,7 @@ func TestSemantics_ConsumerRequire_DynamicTags(t *testing.T) {
 // WithMaxRTT(5s) on a producer accepts a local consumer, after taking an
 // RTT sample of it (mosaik's producer require_rtt_accepts_fast_peers).
 func TestSemantics_ProducerRTT_Accepts(t *testing.T) {
+	t.Parallel()
 	nodes := semNodes(t, nil, nil)
 	prod := mustProducer[string](t, nodes[0], "rtt-producer-ok", streams.WithMaxRTT(5*time.Second))
 	cons := mustConsumer[string](t, nodes[1], "rtt-producer-ok")
@@ -273,6 +280,7 @@ func TestSemantics_ProducerRTT_Accepts(t *testing.T) {
 // the producer samples RTT at accept and is never optimistic (mosaik's
 // producer require_rtt_rejects_slow_peers).
 func TestSemantics_ProducerRTT_Rejects(t *testing.T) {
+	t.Parallel()
 	nodes := semNodes(t, nil, nil)
 	n0, n1 := nodes[0], nodes[1]
 	prod := mustProducer[string](t, n0, "rtt-producer-slow", streams.WithMaxRTT(time.Nanosecond))
@@ -292,6 +300,7 @@ func TestSemantics_ProducerRTT_Rejects(t *testing.T) {
 // WithMaxRTT(5s) on a consumer probes the producer, then subscribes
 // (mosaik's consumer require_rtt_accepts_fast_peers).
 func TestSemantics_ConsumerRTT_Accepts(t *testing.T) {
+	t.Parallel()
 	nodes := semNodes(t, nil, nil)
 	prod := mustProducer[string](t, nodes[0], "rtt-consumer-ok")
 	cons := mustConsumer[string](t, nodes[1], "rtt-consumer-ok", streams.WithMaxRTT(5*time.Second))
@@ -309,6 +318,7 @@ func TestSemantics_ConsumerRTT_Accepts(t *testing.T) {
 // the same node subscribes (mosaik's consumer
 // require_rtt_rejects_slow_peers).
 func TestSemantics_ConsumerRTT_Rejects(t *testing.T) {
+	t.Parallel()
 	nodes := semNodes(t, nil, nil)
 	n0, n1 := nodes[0], nodes[1]
 	prod := mustProducer[string](t, n0, "rtt-consumer-slow")
@@ -330,6 +340,7 @@ func TestSemantics_ConsumerRTT_Rejects(t *testing.T) {
 // WithMaxConsumers(1) rejects a second consumer with NoCapacity, which it
 // retries with backoff and which gets in once the first consumer leaves.
 func TestSemantics_MaxConsumers(t *testing.T) {
+	t.Parallel()
 	nodes := semNodes(t, nil, nil, nil)
 	n0, n1, n2 := nodes[0], nodes[1], nodes[2]
 	prod := mustProducer[string](t, n0, "max-consumers", streams.WithMaxConsumers(1))
@@ -372,6 +383,7 @@ func TestSemantics_MaxConsumers(t *testing.T) {
 // maxConsumers, released on every reject or failure path and turned into
 // the subscription at the append).
 func TestSemantics_MaxConsumers_ConcurrentSubscribers(t *testing.T) {
+	t.Parallel()
 	nodes := semNodes(t, nil, nil, nil)
 	// Three consumers on each of two nodes (each consumer subscribes on
 	// its own) wait for the producer, so they all find it at once.
@@ -403,6 +415,7 @@ func TestSemantics_MaxConsumers_ConcurrentSubscribers(t *testing.T) {
 // catalog version and skip it in evaluate until the catalog has changed),
 // so that each catalog change allows at most one new attempt.
 func TestSemantics_FinalRejectionRetriesOnlyOnCatalogChange(t *testing.T) {
+	t.Parallel()
 	nodes := semNodes(t, nil, nil)
 	n0, n1 := nodes[0], nodes[1]
 	mustProducer[string](t, n0, "final-rejection", streams.WithRequire(policy.HasTags("validator")))

@@ -30,6 +30,7 @@ func semStatsAre(t testing.TB, what string, infos func() []streams.SubscriptionI
 // consumers start at zero and count exactly the payloads sent to each
 // (mosaik's stats::producer).
 func TestSemantics_Stats_Producer(t *testing.T) {
+	t.Parallel()
 	nodes := semNodes(t, nil, nil, nil)
 	prod := mustProducer[[]byte](t, nodes[0], "stats-producer", semBytes)
 	c1 := mustConsumer[[]byte](t, nodes[1], "stats-producer", semBytes)
@@ -74,6 +75,7 @@ func TestSemantics_Stats_Producer(t *testing.T) {
 // over both: 3 datums / 15 bytes (mosaik's stats::consumer, 18 bytes with
 // postcard's length prefixes).
 func TestSemantics_Stats_ConsumerAggregate(t *testing.T) {
+	t.Parallel()
 	nodes := semNodes(t, nil, nil, nil)
 	cons := mustConsumer[[]byte](t, nodes[0], "stats-consumer", semBytes)
 	p1 := mustProducer[[]byte](t, nodes[1], "stats-consumer", semBytes)
@@ -112,6 +114,7 @@ func TestSemantics_Stats_ConsumerAggregate(t *testing.T) {
 // example by buffering a struct{v T; n int} and adding n when taken), or
 // change the doc to "datums received into the buffer".
 func TestSemantics_Stats_ConsumerCountsTakenDatums(t *testing.T) {
+	t.Parallel()
 	nodes := semNodes(t, nil, nil)
 	prod := mustProducer[[]byte](t, nodes[0], "stats-taken", semBytes)
 	cons := mustConsumer[[]byte](t, nodes[1], "stats-taken", semBytes)

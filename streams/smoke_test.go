@@ -15,6 +15,7 @@ type order struct {
 }
 
 func TestSmoke_SendToTwoConsumers(t *testing.T) {
+	t.Parallel()
 	nodes := connected(t, 3)
 	prod, err := streams.NewProducer[order](nodes[0].Streams(), "orders")
 	if err != nil {
