@@ -125,6 +125,7 @@ type Store struct {
 	admitted  admitCache
 	shared    interner // tag and stream sets of the entries Open decodes
 	limited   atomic.Uint64
+	verified  atomic.Uint64 // signature checks by Open
 
 	mu     sync.Mutex
 	cur    atomic.Pointer[Snapshot]
@@ -162,6 +163,11 @@ func (s *Store) Snapshot() *Snapshot { return s.cur.Load() }
 // RateLimited is the number of entry updates refused so far because they
 // followed the peer's previous one by less than Params.MinUpdateInterval.
 func (s *Store) RateLimited() uint64 { return s.limited.Load() }
+
+// SignatureChecks is the number of entry signatures Open and OpenOwned
+// verified so far: the entries that passed every cheaper check (size,
+// structure, network, freshness, version, rate limit, caps).
+func (s *Store) SignatureChecks() uint64 { return s.verified.Load() }
 
 // Check reports whether merging e at now would change the catalog, without
 // changing it: nil if it would, otherwise the reason (see [IsRejected]).
@@ -335,6 +341,7 @@ func (s *Store) openFull(data []byte, now time.Time, owned bool) (*SignedEntry, 
 	if err := s.cheapCheck(e, now); err != nil {
 		return nil, err
 	}
+	s.verified.Add(1)
 	if err := env.verify(EntryDomain); err != nil {
 		return nil, err
 	}

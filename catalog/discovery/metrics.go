@@ -26,6 +26,9 @@ type Stats struct {
 
 	Departed uint64 // peers removed by a departure notice
 	Purged   uint64 // peers removed after going silent
+	// SignatureChecks counts the entry signatures verified: inputs that
+	// passed every cheaper check (catalog.Store.SignatureChecks).
+	SignatureChecks uint64
 
 	// Syncs this node initiated: every attempt counts once in SyncsStarted
 	// when it begins, then once in SyncsOK or SyncsFailed when it ends, so
