@@ -340,6 +340,7 @@ func (c *churn) lateness() string {
 		s := n.Discovery().Stats()
 		st.Ignored += s.RejectedBy["ignored/stale"]
 		st.Purged += s.Purged
+		st.Readmitted += s.Readmitted
 		st.Added += s.Added
 		st.Updated += s.Updated
 		st.SignatureChecks += s.SignatureChecks
@@ -348,9 +349,10 @@ func (c *churn) lateness() string {
 		st.SyncsServed += s.SyncsServed
 		st.Announcements += s.Announcements
 	}
-	return fmt.Sprintf("the live nodes ignored %d entries as stale on arrival and purged %d; they added %d peers, updated %d entries, "+
-		"checked %d signatures, relayed %d entries, started %d syncs and served %d, and announced %d times",
-		st.Ignored, st.Purged, st.Added, st.Updated, st.SignatureChecks, st.Relayed, st.SyncsStarted, st.SyncsServed, st.Announcements)
+	return fmt.Sprintf("the live nodes ignored %d entries as stale on arrival and purged %d; they added %d peers (%d of them purged "+
+		"peers back on their own gossip), updated %d entries, checked %d signatures, relayed %d entries, started %d syncs and served %d, "+
+		"and announced %d times",
+		st.Ignored, st.Purged, st.Added, st.Readmitted, st.Updated, st.SignatureChecks, st.Relayed, st.SyncsStarted, st.SyncsServed, st.Announcements)
 }
 
 // checkLeaves checks how each leaver left the catalogs that held it, within
