@@ -123,12 +123,15 @@ func (s *Store) admit(e *SignedEntry, now time.Time) (time.Time, error) {
 	return v.expires, nil
 }
 
-// expiryKey is e's key in the purge index: its update time, or earlier
-// when its admission ends sooner than PurgeAfter after that, so that Purge
-// removes it when the admission ends (the index is judged against
-// now - PurgeAfter).
-func (s *Store) expiryKey(e *SignedEntry, admitEnds time.Time) int64 {
-	t := e.Entry.Version.UpdateMS
+// expiryKey is e's key in the purge index, which Purge judges against
+// now - PurgeAfter: the local time e arrived (now), so that a held entry
+// is purged PurgeAfter after its newest version came, however old that
+// version was on arrival; but no later than its update time plus
+// LateGrace, so that no entry is held past MaxAge; and earlier when its
+// admission ends sooner, so that Purge removes it when the admission
+// ends.
+func (s *Store) expiryKey(e *SignedEntry, now, admitEnds time.Time) int64 {
+	t := min(now.UnixMilli(), satAdd(e.Entry.Version.UpdateMS, s.graceMS()))
 	if !admitEnds.IsZero() {
 		if k := admitEnds.UnixMilli() - s.params.PurgeAfter.Milliseconds(); k < t {
 			t = k

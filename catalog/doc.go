@@ -69,9 +69,10 @@
 //   - another network: [ErrOtherNetwork];
 //   - the local peer's own entry: [ErrLocal];
 //   - updated more than Params.MaxClockDrift after now: [ErrClockDrift];
-//   - updated more than Params.PurgeAfter before now (stale): [ErrStale];
+//   - updated Params.MaxAge (PurgeAfter + LateGrace) or longer before now
+//     (stale): [ErrStale];
 //   - not strictly newer than the known entry of that peer, or than the
-//     last version of a peer that departed: [ErrNotNewer];
+//     last version of a peer that departed or was purged: [ErrNotNewer];
 //   - over the peer's update rate limit, one update per
 //     Params.MinUpdateInterval with bursts of Params.UpdateBurst, judged by
 //     the entries' own timestamps: [ErrRateLimited] (counted by
@@ -108,8 +109,12 @@
 // older entries of the peer still travelling through gossip or syncs cannot
 // bring it back; a newer entry (the peer returned) is accepted and clears
 // the tombstone. [Store.CheckDeparture] answers Depart's question without
-// changing anything (gossip validation asks it). [Store.Purge] removes every stale entry and tombstone;
-// [Store.NextExpiry] says when the next one goes stale.
+// changing anything (gossip validation asks it). [Store.Purge] removes
+// every entry whose newest version arrived PurgeAfter ago or turned MaxAge
+// old (a late heartbeat, younger than MaxAge, still holds its peer for
+// PurgeAfter from its arrival), leaving a tombstone of its version as a
+// departure does, and every tombstone whose version turned MaxAge old;
+// [Store.NextExpiry] says when it next has work.
 //
 // Every refusal is an error value checked with errors.Is. [IsRejected] sorts
 // them in two classes, like the Accept / Reject / Ignore of gossip

@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"cmp"
+	"math"
 	"net/netip"
 	"slices"
 	"time"
@@ -64,10 +65,13 @@ func lessTime(a, b timeItem) bool {
 	return a.id < b.id
 }
 
-// departItem remembers the last version of a peer that departed.
+// departItem remembers the last version of a peer that departed, or of
+// one that was purged (a purge tombstone, see Store.Purge).
 type departItem struct {
-	id peer.ID
-	v  Version
+	id     peer.ID
+	v      Version
+	exp    int64 // key in the depExp tree (ms)
+	purged bool
 }
 
 func lessDepart(a, b departItem) bool { return a.id < b.id }
@@ -103,10 +107,10 @@ func lessCount(a, b countItem) bool { return compareCapKeys(a.key, b.key) < 0 }
 type state struct {
 	peers    *btree.BTreeG[peerItem]
 	streams  *btree.BTreeG[streamItem]
-	expiry   *btree.BTreeG[timeItem] // entries by UpdateMS (or earlier, see Store.expiryKey): purge order
+	expiry   *btree.BTreeG[timeItem] // entries by arrival or UpdateMS + LateGrace (see Store.expiryKey): purge order
 	seen     *btree.BTreeG[timeItem] // entries by first-seen time: eviction order
 	departed *btree.BTreeG[departItem]
-	depExp   *btree.BTreeG[timeItem] // departures by LastVersion.UpdateMS
+	depExp   *btree.BTreeG[timeItem] // tombstones by LastVersion.UpdateMS + LateGrace
 	counts   *btree.BTreeG[countItem]
 	// dirty marks the trees the writer changed since its last publish.
 	dirty uint8
@@ -166,11 +170,6 @@ func (st *state) publish(prev state) state {
 }
 
 func (st state) get(id peer.ID) (peerItem, bool) { return st.peers.Get(peerItem{id: id}) }
-
-func (st state) departedVersion(id peer.ID) (Version, bool) {
-	d, ok := st.departed.Get(departItem{id: id})
-	return d.v, ok
-}
 
 // put adds or replaces e with purge key exp, keeping the first-seen time of a known peer
 // (seen is the local time of a peer new to the catalog). A heartbeat, with
@@ -258,18 +257,30 @@ func (st *state) recount(had, has []capKey) {
 	st.dirty |= dirtyCounts
 }
 
-func (st *state) depart(id peer.ID, v Version) {
+// depart records a tombstone of id's version v, a departure or a purge
+// (purged), kept until v.UpdateMS + graceMS + PurgeAfter: until v turns
+// MaxAge, when the stale rule refuses every copy of v and older ones.
+func (st *state) depart(id peer.ID, v Version, graceMS int64, purged bool) {
 	st.forgetDeparture(id)
-	st.departed.ReplaceOrInsert(departItem{id: id, v: v})
-	st.depExp.ReplaceOrInsert(timeItem{t: v.UpdateMS, id: id})
+	d := departItem{id: id, v: v, exp: satAdd(v.UpdateMS, graceMS), purged: purged}
+	st.departed.ReplaceOrInsert(d)
+	st.depExp.ReplaceOrInsert(timeItem{t: d.exp, id: id})
 	st.dirty |= dirtyDeparted
 }
 
 func (st *state) forgetDeparture(id peer.ID) {
 	if d, ok := st.departed.Delete(departItem{id: id}); ok {
-		st.depExp.Delete(timeItem{t: d.v.UpdateMS, id: id})
+		st.depExp.Delete(timeItem{t: d.exp, id: id})
 		st.dirty |= dirtyDeparted
 	}
+}
+
+// satAdd is a + b for b >= 0, saturating at the largest int64.
+func satAdd(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 func (st *state) count(key capKey) int {

@@ -14,6 +14,20 @@ type Params struct {
 	// refresh their entry every announce interval, so PurgeAfter must be
 	// several announce intervals. Default 300 s (as in mosaik).
 	PurgeAfter time.Duration
+	// LateGrace is how much older than PurgeAfter an entry may be when it
+	// arrives and still be taken: an entry is stale, ignored on arrival,
+	// once it is PurgeAfter + LateGrace old by its update time ([Params.MaxAge]).
+	// A held entry is purged PurgeAfter after the local time its newest
+	// version arrived, and at the latest when it turns MaxAge. So a live
+	// peer whose heartbeats reach us late (a loaded machine, a slow path)
+	// stays in the catalog as long as they arrive younger than MaxAge,
+	// rather than being purged and kept out for the very lateness that
+	// purged it; a dead peer's last entry, relayed late, lingers at most
+	// until MaxAge. A purge leaves a tombstone of the purged version until
+	// it turns MaxAge, so a late copy of it cannot bring the peer back.
+	// Zero is the strict rule: entries are stale at PurgeAfter by their
+	// update time. Default 300 s (equal to PurgeAfter).
+	LateGrace time.Duration
 	// MaxClockDrift bounds how far in the future an entry's update time, and
 	// how far from now a departure's timestamp, may be. Default 50 s.
 	MaxClockDrift time.Duration
@@ -77,6 +91,7 @@ type Params struct {
 func DefaultParams() Params {
 	return Params{
 		PurgeAfter:    300 * time.Second,
+		LateGrace:     300 * time.Second,
 		MaxClockDrift: 50 * time.Second,
 		MaxEntrySize:  DefaultMaxEntrySize,
 		MaxPeers:      10_000,
@@ -97,17 +112,25 @@ func DefaultParams() Params {
 func TestParams() Params {
 	p := DefaultParams()
 	p.PurgeAfter = 3 * time.Second
+	p.LateGrace = 3 * time.Second
 	p.MaxClockDrift = 5 * time.Second
 	p.MinUpdateInterval = 0
 	p.EvictMinAge = 0
 	return p
 }
 
+// MaxAge is the age (now minus update time) at which an entry is stale:
+// PurgeAfter + LateGrace.
+func (p Params) MaxAge() time.Duration { return p.PurgeAfter + p.LateGrace }
+
 // Validate reports every invalid field. It does not modify p.
 func (p Params) Validate() error {
 	var errs []error
 	if p.PurgeAfter <= 0 {
 		errs = append(errs, fmt.Errorf("PurgeAfter must be > 0, got %v", p.PurgeAfter))
+	}
+	if p.LateGrace < 0 {
+		errs = append(errs, fmt.Errorf("LateGrace must be >= 0, got %v", p.LateGrace))
 	}
 	if p.MaxClockDrift <= 0 {
 		errs = append(errs, fmt.Errorf("MaxClockDrift must be > 0, got %v", p.MaxClockDrift))

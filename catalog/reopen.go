@@ -79,6 +79,7 @@ func (s *Store) openSame(data []byte, now time.Time, owned bool) (e *SignedEntry
 		return nil, false, nil
 	}
 	env := envelope{key: key, payloadType: p.payloadType, payload: payload, sig: p.sig}
+	s.verified.Add(1)
 	if err := env.verify(EntryDomain); err != nil {
 		return nil, true, err
 	}

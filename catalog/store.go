@@ -68,8 +68,16 @@ func (s *Snapshot) Get(id peer.ID) (*SignedEntry, bool) {
 // than being purged for silence or evicted), as long as the notice is
 // remembered: until its last version goes stale.
 func (s *Snapshot) Departed(id peer.ID) bool {
-	_, ok := s.st.departedVersion(id)
-	return ok
+	d, ok := s.st.departed.Get(departItem{id: id})
+	return ok && !d.purged
+}
+
+// Purged reports whether id's entry was purged (it went silent) and the
+// purge's tombstone is still held: until the purged version turns MaxAge
+// old, or a newer entry of id is taken.
+func (s *Snapshot) Purged(id peer.ID) bool {
+	d, ok := s.st.departed.Get(departItem{id: id})
+	return ok && d.purged
 }
 
 // Len is the number of remote peers.
@@ -125,6 +133,7 @@ type Store struct {
 	admitted  admitCache
 	shared    interner // tag and stream sets of the entries Open decodes
 	limited   atomic.Uint64
+	verified  atomic.Uint64 // signature checks by Open
 
 	mu     sync.Mutex
 	cur    atomic.Pointer[Snapshot]
@@ -162,6 +171,11 @@ func (s *Store) Snapshot() *Snapshot { return s.cur.Load() }
 // RateLimited is the number of entry updates refused so far because they
 // followed the peer's previous one by less than Params.MinUpdateInterval.
 func (s *Store) RateLimited() uint64 { return s.limited.Load() }
+
+// SignatureChecks is the number of entry signatures Open and OpenOwned
+// verified so far: the entries that passed every cheaper check (size,
+// structure, network, freshness, version, rate limit, caps).
+func (s *Store) SignatureChecks() uint64 { return s.verified.Load() }
 
 // Check reports whether merging e at now would change the catalog, without
 // changing it: nil if it would, otherwise the reason (see [IsRejected]).
@@ -204,8 +218,12 @@ func (s *Store) check(st *state, e *SignedEntry, now time.Time, count bool) (pee
 	if known && en.Version.Compare(old.e.Entry.Version) <= 0 {
 		return old, known, 0, fmt.Errorf("%w: %s has %v, offered %v", ErrNotNewer, en.PeerID, old.e.Entry.Version, en.Version)
 	}
-	if last, ok := st.departedVersion(en.PeerID); ok && en.Version.Compare(last) <= 0 {
-		return old, known, 0, fmt.Errorf("%w: %s departed at %v, offered %v", ErrNotNewer, en.PeerID, last, en.Version)
+	if last, ok := st.departed.Get(departItem{id: en.PeerID}); ok && en.Version.Compare(last.v) <= 0 {
+		how := "departed"
+		if last.purged {
+			how = "was purged"
+		}
+		return old, known, 0, fmt.Errorf("%w: %s %s at %v, offered %v", ErrNotNewer, en.PeerID, how, last.v, en.Version)
 	}
 	tat, ok := s.limit().next(old.tat, known, en.Version.UpdateMS)
 	if !ok {
@@ -234,10 +252,11 @@ func (s *Store) limit() gcra {
 	return gcra{interval: s.params.MinUpdateInterval.Milliseconds(), burst: int64(s.params.UpdateBurst)}
 }
 
-// stale reports whether e went PurgeAfter or longer without an update; an
-// entry is stale from the instant NextExpiry reports.
+// stale reports whether e is MaxAge (PurgeAfter + LateGrace) old or older
+// by its update time. A held entry is purged sooner: PurgeAfter after it
+// arrived (see Store.expiryKey).
 func (s *Store) stale(e *Entry, now time.Time) bool {
-	return !e.Version.UpdatedAt().After(now.Add(-s.params.PurgeAfter))
+	return !e.Version.UpdatedAt().After(now.Add(-s.params.MaxAge()))
 }
 
 // Merge adds or replaces a remote entry: it must belong to this network,
@@ -284,7 +303,7 @@ func (s *Store) MergeAll(es []*SignedEntry, now time.Time) ([]Outcome, []error) 
 			gone, _ := s.w.remove(victim)
 			events = append(events, Event{Kind: PeerDeparted, Peer: victim, Entry: gone, Old: gone, Evicted: true})
 		}
-		s.w.put(e, now, tat, s.expiryKey(e, ends), s.vouched(e, old, known, now))
+		s.w.put(e, now, tat, s.expiryKey(e, now, ends), s.vouched(e, old, known, now))
 		ev := Event{Kind: PeerDiscovered, Peer: id, Entry: e}
 		outs[i] = Added
 		if known {
@@ -335,6 +354,7 @@ func (s *Store) openFull(data []byte, now time.Time, owned bool) (*SignedEntry, 
 	if err := s.cheapCheck(e, now); err != nil {
 		return nil, err
 	}
+	s.verified.Add(1)
 	if err := env.verify(EntryDomain); err != nil {
 		return nil, err
 	}
@@ -424,13 +444,17 @@ func (s *Store) Depart(d *Departure, now time.Time) (bool, error) {
 		return false, err
 	}
 	old, _ := s.w.remove(d.PeerID)
-	s.w.depart(d.PeerID, d.LastVersion) // >= the known version, checked above
+	s.w.depart(d.PeerID, d.LastVersion, s.graceMS(), false) // >= the known version, checked above
 	s.publish(s.cur.Load().local, []Event{{Kind: PeerDeparted, Peer: d.PeerID, Entry: old, Old: old}})
 	return true, nil
 }
 
-// Purge removes every stale remote entry, and in a closed catalog every
-// entry whose admission ended, and returns them. It costs O(k log n) for k
+// Purge removes every remote entry that arrived PurgeAfter or longer ago
+// without a newer version, or turned MaxAge old (see Params.LateGrace),
+// and in a closed catalog every entry whose admission ended, and returns
+// them. Each purged entry leaves a tombstone of its version until that
+// version turns MaxAge: a late copy of it (or of an older one) is not
+// newer, so it cannot bring a dead peer back. It costs O(k log n) for k
 // such entries.
 func (s *Store) Purge(now time.Time) []*SignedEntry {
 	s.mu.Lock()
@@ -447,6 +471,9 @@ func (s *Store) Purge(now time.Time) []*SignedEntry {
 		}
 		e, _ := s.w.remove(it.id)
 		gone = append(gone, e)
+		if e.Entry.Version.UpdateMS+s.graceMS() > limit {
+			s.w.depart(it.id, e.Entry.Version, s.graceMS(), true)
+		}
 	}
 	forgot := false
 	for {
@@ -468,8 +495,12 @@ func (s *Store) Purge(now time.Time) []*SignedEntry {
 	return gone
 }
 
-// NextExpiry returns when Purge next has work: the first remote entry (or
-// departure record) goes stale or its admission ends. It returns false when there is none. It
+// graceMS is Params.LateGrace in milliseconds: tombstones are kept until
+// their version turns MaxAge, that is LateGrace past PurgeAfter.
+func (s *Store) graceMS() int64 { return s.params.LateGrace.Milliseconds() }
+
+// NextExpiry returns when Purge next has work: the first remote entry is
+// due for a purge (or its admission ends), or a tombstone expires. It returns false when there is none. It
 // costs O(log n).
 func (s *Store) NextExpiry() (time.Time, bool) {
 	st := s.cur.Load().st

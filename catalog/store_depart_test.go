@@ -140,11 +140,11 @@ func TestStore_DepartThenRejoin(t *testing.T) {
 }
 
 func TestStore_DepartTombstone(t *testing.T) {
-	// A departed peer's last version is remembered until it goes stale, so
-	// its older entries, still in flight in gossip caches or syncs, cannot
-	// bring it back; a newer entry can.
+	// A departed peer's last version is remembered until it goes stale
+	// (MaxAge old), so its older entries, still in flight in gossip caches
+	// or syncs, cannot bring it back; a newer entry can.
 	s, _ := newTestStore(t)
-	purge := s.Params().PurgeAfter
+	purge := s.Params().MaxAge()
 	p := newTestPeer(t)
 	v1 := ver(t0, t0.Add(time.Second))
 	e1 := p.seal(t, testNetwork, v1, nil)
@@ -261,11 +261,12 @@ func TestStore_Purge(t *testing.T) {
 	eb := b.seal(t, testNetwork, ver(t0, t0.Add(time.Second)), nil)
 	ec := c.seal(t, testNetwork, ver(t0, t0.Add(2*time.Second)), nil)
 	for _, e := range []*SignedEntry{eb, ea, ec} {
-		if _, err := s.Merge(e, t0.Add(2*time.Second)); err != nil {
+		// Each arrives when it was signed: it is purged PurgeAfter later.
+		if _, err := s.Merge(e, e.Entry.Version.UpdatedAt()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// NextExpiry is when a's entry goes stale: PurgeAfter after its update
+	// NextExpiry is when a's entry is due: PurgeAfter after it arrived
 	// (up to the millisecond resolution of versions, see
 	// TestStore_PurgeAtNextExpiry).
 	next, ok := s.NextExpiry()

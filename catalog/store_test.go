@@ -59,7 +59,7 @@ func noEvent(tb testing.TB, sub *Subscription) {
 
 func TestStore_Merge(t *testing.T) {
 	p := TestParams()
-	drift, purge := p.MaxClockDrift, p.PurgeAfter
+	drift, purge, maxAge := p.MaxClockDrift, p.PurgeAfter, p.MaxAge()
 	now := t0.Add(time.Hour)
 	restart := now.Add(-2 * time.Second) // the peer's run began within PurgeAfter
 
@@ -81,9 +81,10 @@ func TestStore_Merge(t *testing.T) {
 		{name: "older run", known: &Version{restart.UnixMilli(), restart.UnixMilli()}, offer: Version{restart.UnixMilli() - 1, now.UnixMilli()}, wantErr: ErrNotNewer},
 		{name: "other network", offer: ver(restart, now), network: otherNet, wantErr: ErrOtherNetwork, rejected: true},
 		{name: "local peer", offer: ver(restart, now), local: true, wantErr: ErrLocal},
-		{name: "stale", offer: ver(restart.Add(-time.Hour), now.Add(-purge-time.Millisecond)), wantErr: ErrStale},
-		{name: "exactly PurgeAfter old is stale", offer: ver(restart.Add(-time.Hour), now.Add(-purge)), wantErr: ErrStale},
-		{name: "just under PurgeAfter old", offer: ver(restart.Add(-time.Hour), now.Add(-purge+time.Millisecond)), want: Added},
+		{name: "stale", offer: ver(restart.Add(-time.Hour), now.Add(-maxAge-time.Millisecond)), wantErr: ErrStale},
+		{name: "exactly MaxAge old is stale", offer: ver(restart.Add(-time.Hour), now.Add(-maxAge)), wantErr: ErrStale},
+		{name: "just under MaxAge old", offer: ver(restart.Add(-time.Hour), now.Add(-maxAge+time.Millisecond)), want: Added},
+		{name: "late: PurgeAfter old", offer: ver(restart.Add(-time.Hour), now.Add(-purge)), want: Added},
 		{name: "beyond the clock drift", offer: ver(restart, now.Add(drift+time.Millisecond)), wantErr: ErrClockDrift, rejected: true},
 		{name: "exactly at the clock drift", offer: ver(restart, now.Add(drift)), want: Added},
 		{name: "old entry within PurgeAfter", offer: ver(restart, now.Add(-purge/2)), want: Added},

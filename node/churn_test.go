@@ -330,18 +330,29 @@ func (c *churn) converged() string {
 
 // lateness tells a machine too slow for the profile from a catalog that
 // fails to take a live peer back: the entries the live nodes
-// ignored as stale (signed purge_after or longer before they arrived: a
-// purged live peer stays missing while its heartbeats arrive that late,
+// ignored as stale (too old when they arrived,
 // PROTOCOL.md section 6) and the entries they purged, of vanished and of
-// live peers.
+// live peers; and the work that purges bring with them: peers added
+// (re-admissions included), signature checks, relays and syncs.
 func (c *churn) lateness() string {
-	var stale, purged uint64
+	var st discovery.Stats
 	for _, n := range c.live {
-		st := n.Discovery().Stats()
-		stale += st.RejectedBy["ignored/stale"]
-		purged += st.Purged
+		s := n.Discovery().Stats()
+		st.Ignored += s.RejectedBy["ignored/stale"]
+		st.Purged += s.Purged
+		st.Readmitted += s.Readmitted
+		st.Added += s.Added
+		st.Updated += s.Updated
+		st.SignatureChecks += s.SignatureChecks
+		st.Relayed += s.Relayed
+		st.SyncsStarted += s.SyncsStarted
+		st.SyncsServed += s.SyncsServed
+		st.Announcements += s.Announcements
 	}
-	return fmt.Sprintf("the live nodes ignored %d entries as stale on arrival and purged %d", stale, purged)
+	return fmt.Sprintf("the live nodes ignored %d entries as stale on arrival and purged %d; they added %d peers (%d of them purged "+
+		"peers back on their own gossip), updated %d entries, checked %d signatures, relayed %d entries, started %d syncs and served %d, "+
+		"and announced %d times",
+		st.Ignored, st.Purged, st.Added, st.Readmitted, st.Updated, st.SignatureChecks, st.Relayed, st.SyncsStarted, st.SyncsServed, st.Announcements)
 }
 
 // checkLeaves checks how each leaver left the catalogs that held it, within

@@ -121,6 +121,7 @@ func (s *Service) readLoop() {
 		}
 		switch v := msg.ValidatorData.(type) {
 		case *catalog.SignedEntry:
+			back := s.store.Snapshot().Purged(v.Entry.PeerID)
 			out, err := s.store.Merge(v, s.now())
 			s.merged(v, out, err, fromGossip)
 			if err == nil && out == catalog.Added {
@@ -128,7 +129,17 @@ func (s *Service) readLoop() {
 				// publication (from == peer) or a forward or relay.
 				s.log.Debug("peer discovered on gossip", "peer", v.Entry.PeerID, "from", msg.ReceivedFrom)
 			}
-			if err == nil && out == catalog.Added && msg.ReceivedFrom == v.Entry.PeerID {
+			switch {
+			case err != nil || out != catalog.Added || msg.ReceivedFrom != v.Entry.PeerID:
+			case back:
+				// A peer we purged, back: not a newcomer, so no
+				// first-hop relay. When heartbeats run late, purges
+				// come by the thousand, and a relay of each
+				// re-admission (a message to every topic peer) added
+				// more gossip than the heartbeats themselves
+				// (TestChurn_ThirtyNodes, session 17).
+				s.stats.readmitted.Add(1)
+			default:
 				s.relayFirstHop(v)
 			}
 		case *catalog.Departure:

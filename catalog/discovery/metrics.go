@@ -26,6 +26,13 @@ type Stats struct {
 
 	Departed uint64 // peers removed by a departure notice
 	Purged   uint64 // peers removed after going silent
+	// Readmitted counts peers taken back on gossip, from their own
+	// publication, while the tombstone of their purge was held (they are
+	// not relayed on as newcomers are).
+	Readmitted uint64
+	// SignatureChecks counts the entry signatures verified: inputs that
+	// passed every cheaper check (catalog.Store.SignatureChecks).
+	SignatureChecks uint64
 
 	// Syncs this node initiated: every attempt counts once in SyncsStarted
 	// when it begins, then once in SyncsOK or SyncsFailed when it ends, so
@@ -80,7 +87,7 @@ type Stats struct {
 
 type counters struct {
 	added, updated, ignored, rejected  atomic.Uint64
-	departed, purged                   atomic.Uint64
+	departed, purged, readmitted       atomic.Uint64
 	syncsStarted, syncsOK, syncsFailed atomic.Uint64
 	syncsServed, syncsRefused          atomic.Uint64
 	announcements, relayed             atomic.Uint64
@@ -146,7 +153,7 @@ func (c *counters) snapshot() Stats {
 	c.mu.Unlock()
 	return Stats{
 		Added: c.added.Load(), Updated: c.updated.Load(), Ignored: c.ignored.Load(), Rejected: c.rejected.Load(),
-		RejectedBy: by, Departed: c.departed.Load(), Purged: c.purged.Load(),
+		RejectedBy: by, Departed: c.departed.Load(), Purged: c.purged.Load(), Readmitted: c.readmitted.Load(),
 		SyncsStarted: c.syncsStarted.Load(), SyncsOK: c.syncsOK.Load(), SyncsFailed: c.syncsFailed.Load(),
 		SyncsServed: c.syncsServed.Load(), SyncsRefused: c.syncsRefused.Load(),
 		Announcements: c.announcements.Load(), Relayed: c.relayed.Load(),

@@ -1,6 +1,11 @@
 package discovery_test
 
 import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -118,3 +123,159 @@ func announcedPeer(data []byte) peer.ID {
 	}
 	return e.Entry.PeerID
 }
+
+// TestPurge_LateHeartbeatsKeepPeer: b gets every heartbeat of a, live,
+// late: its router drops each gossip message carrying a's entry, from any
+// sender, and a raw gossip peer r (connected to b alone) delivers the same
+// bytes to b purge_after + 500 ms after b first saw them. A late heartbeat
+// is still proof of life (PROTOCOL.md section 6): b may purge a once, when
+// the delay sets in (the lateness jumps from nothing to more than
+// purge_after), but must take a back at the first late heartbeat and then
+// keep it, each heartbeat holding it purge_after from its arrival. Under
+// the strict rule (an entry signed purge_after or longer before it
+// arrives is stale) every late heartbeat was refused and a stayed out for
+// as long as the delay lasted. Anti-entropy and bump push are off, so
+// nothing but the late heartbeats can bring a back.
+func TestPurge_LateHeartbeatsKeepPeer(t *testing.T) {
+	nw := catalog.IDFromString("discovery-test/purge-late")
+	var late atomic.Value // the peer whose entries reach b late, or ""
+	late.Store(peer.ID(""))
+	var r *gossipAttacker
+	type held struct {
+		data []byte
+		due  time.Time
+	}
+	queue := make(chan held, 1024)
+	var delay time.Duration
+	var mu sync.Mutex
+	seen := map[string]bool{} // held messages, by data
+	hold := func(from peer.ID, rpc *pubsub.RPC) error {
+		victim := late.Load().(peer.ID)
+		if victim == "" || (r != nil && from == r.h.ID()) {
+			return nil
+		}
+		kept := rpc.Publish[:0]
+		for _, m := range rpc.Publish {
+			if announcedPeer(m.GetData()) != victim {
+				kept = append(kept, m)
+				continue
+			}
+			mu.Lock()
+			first := !seen[string(m.GetData())]
+			seen[string(m.GetData())] = true
+			mu.Unlock()
+			if first {
+				select {
+				case queue <- held{data: slices.Clone(m.GetData()), due: time.Now().Add(delay)}:
+				default:
+					t.Error("the queue of late heartbeats is full")
+				}
+			}
+		}
+		rpc.Publish = kept
+		return nil
+	}
+	gp := pubsub.DefaultGossipSubParams() // node.FastGossipSubParams
+	gp.HeartbeatInitialDelay = 50 * time.Millisecond
+	gp.D, gp.Dlo, gp.Dhi, gp.Dlazy, gp.Dscore, gp.Dout = 3, 2, 6, 3, 2, 0
+	var params discovery.Params
+	fast := []nodeOpt{
+		withPubSubOpts(pubsub.WithGossipSubParams(gp)),
+		withParams(func(p *discovery.Params) {
+			p.BumpInterval, p.AntiEntropyInterval = 0, 0
+			params = *p
+		}),
+	}
+	a := newNode(t, nw, fast...)
+	b := newNode(t, nw, append(fast, withPubSubOpts(pubsub.WithAppSpecificRpcInspector(hold)))...)
+	c := newNode(t, nw, fast...)
+	d := newNode(t, nw, fast...)
+	r = newGossipAttacker(t, nw)
+	delay = params.Catalog.PurgeAfter + 500*time.Millisecond
+	if delay >= params.Catalog.MaxAge() {
+		t.Fatalf("a delay of %v leaves no room below MaxAge %v", delay, params.Catalog.MaxAge())
+	}
+	nodes := []*testNode{a, b, c, d}
+	for i, x := range nodes {
+		for _, y := range nodes[i+1:] {
+			connect(t, x.h, y.h)
+		}
+	}
+	connect(t, r.h, b.h)
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		for _, x := range nodes {
+			for _, y := range nodes {
+				if x != y && !knows(x.svc, y.h.ID()) {
+					return false
+				}
+			}
+		}
+		return true
+	}, "the four nodes do not know each other")
+
+	// r delivers what b's router held back, each message when it is due.
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var delivered atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			var m held
+			select {
+			case <-ctx.Done():
+				return
+			case m = <-queue:
+			}
+			// The simulated delay: the message waits until it is due.
+			tm := time.NewTimer(time.Until(m.due))
+			select {
+			case <-ctx.Done():
+				tm.Stop()
+				return
+			case <-tm.C:
+			}
+			if err := r.topic.Publish(ctx, m.data); err != nil && ctx.Err() == nil {
+				t.Errorf("late delivery: %v", err)
+			}
+			delivered.Add(1)
+		}
+	}()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+
+	stale := func() uint64 { return b.svc.Stats().RejectedBy["ignored/stale"] }
+	staleBefore, purgedBefore := stale(), b.svc.Stats().Purged
+	late.Store(a.h.ID())
+	began := time.Now()
+	// The first late heartbeat reaches b at most a heartbeat gap plus the
+	// delay after the delay set in; a second more for gossip on a loaded
+	// machine.
+	gap := time.Duration(float64(params.AnnounceInterval) * (1 + params.AnnounceJitter))
+	bound := gap + delay + time.Second
+	testutil.Eventually(t, bound, func() bool { return delivered.Load() > 0 && knows(b.svc, a.h.ID()) },
+		"a, live and heartbeating %v late, is not at b within %v (%v late heartbeats delivered, %v refused as stale by b, %v purges)",
+		delay, bound, lazyCount(delivered.Load), lazyCount(func() int64 { return int64(stale() - staleBefore) }),
+		lazyCount(func() int64 { return int64(b.svc.Stats().Purged - purgedBefore) }))
+	// Once the late heartbeats flow, a stays: observed over three
+	// purge_after periods.
+	purged := b.svc.Stats().Purged
+	testutil.Never(t, 3*params.Catalog.PurgeAfter, 10*time.Millisecond, func() string {
+		switch {
+		case !knows(b.svc, a.h.ID()):
+			return fmt.Sprintf("b lost a again %v after the delay set in, with its heartbeats %v late", time.Since(began).Round(time.Millisecond), delay)
+		case b.svc.Stats().Purged != purged:
+			return "b purged a again"
+		}
+		return ""
+	})
+	t.Logf("%d late heartbeats delivered; b purged a %d time(s) when the delay set in and refused %d entries as stale",
+		delivered.Load(), purged-purgedBefore, stale()-staleBefore)
+	if got := purged - purgedBefore; got > 1 {
+		t.Fatalf("b purged a %d times, want at most once (when the delay set in)", got)
+	}
+}
+
+// lazyCount formats as its result when the failure message is built.
+type lazyCount func() int64
+
+func (f lazyCount) String() string { return strconv.FormatInt(f(), 10) }

@@ -373,7 +373,11 @@ func (s *Service) PeerInfo(p peer.ID) (catalog.PeerInfo, bool) {
 func (s *Service) Subscribe() *catalog.Subscription { return s.store.Subscribe(0) }
 
 // Stats returns the service's counters.
-func (s *Service) Stats() Stats { return s.stats.snapshot() }
+func (s *Service) Stats() Stats {
+	st := s.stats.snapshot()
+	st.SignatureChecks = s.store.SignatureChecks()
+	return st
+}
 
 // Local returns the local peer's current signed entry.
 func (s *Service) Local() *catalog.SignedEntry { return s.store.Snapshot().Local() }
