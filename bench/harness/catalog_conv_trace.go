@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"sort"
 	"strings"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // convTraceEnv turns on the mosaik convergence rows' time line: when each
@@ -48,6 +51,13 @@ const convTraceEnv = "MOSAIK_BENCH_CONV_TRACE"
 // where 99 % of pairs falls on a quiet machine) to PREFIX.<N>.<ns>.prof.
 const convProfEnv = "MOSAIK_BENCH_CONV_PROF"
 
+// convXTraceEnv, when set to a path prefix, writes a Go execution trace
+// of the same first second to PREFIX.<N>.<ns>.trace: `go tool trace
+// -pprof=sched` on it tells how long goroutines (a joiner's dial, the
+// bootstrap peer's handshakes) waited for a CPU, `-pprof=net` how long
+// they waited on the network.
+const convXTraceEnv = "MOSAIK_BENCH_CONV_XTRACE"
+
 type convTrace struct {
 	mu     sync.Mutex
 	start  time.Time
@@ -69,6 +79,10 @@ type convTrace struct {
 	// (MOSAIK_BENCH_CONV_TRACE=3 only: it makes pubsub build every debug
 	// record).
 	drops map[string]int
+	// Level 2 and 3: per node, when node.New returned, and when the
+	// swarm's Notifiee saw the connection between it and the bootstrap
+	// peer, on its side (connOut) and on the bootstrap peer's (connIn).
+	builtAt, connOut, connIn map[int]time.Duration
 }
 
 type convLearn struct {
@@ -81,7 +95,8 @@ func newConvTrace() *convTrace {
 		return nil
 	}
 	return &convTrace{ids: map[string]int{}, learn: map[[2]int]convLearn{}, gfrom: map[[2]int]string{}, steps: map[string]time.Duration{}, syncs: map[string]int{},
-		relayAt: map[int]time.Duration{}, subAt: map[int]time.Duration{}, drops: map[string]int{}}
+		relayAt: map[int]time.Duration{}, subAt: map[int]time.Duration{}, drops: map[string]int{},
+		builtAt: map[int]time.Duration{}, connOut: map[int]time.Duration{}, connIn: map[int]time.Duration{}}
 }
 
 // started records node i (peer id) as started now; i = 0 is the clock's start.
@@ -123,6 +138,33 @@ func (t *convTrace) built(i int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.newDur += time.Since(t.start) - t.starts[i]
+	t.builtAt[i] = time.Since(t.start)
+}
+
+// watch records, at levels 2 and 3, when host h of node i (0: the
+// bootstrap peer) sees a connection with the bootstrap peer or from
+// another node: the swarm calls a Notifiee's Connected synchronously
+// once a connection is upgraded, before any event-bus subscriber sees it.
+func (t *convTrace) watch(i int, h host.Host, boot peer.ID) {
+	if v := os.Getenv(convTraceEnv); t == nil || (v != "2" && v != "3") {
+		return
+	}
+	h.Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
+		at := time.Since(t.start)
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if i != 0 {
+			if _, seen := t.connOut[i]; !seen && c.RemotePeer() == boot {
+				t.connOut[i] = at
+			}
+			return
+		}
+		if j, ok := t.ids[c.RemotePeer().String()]; ok && j > 0 {
+			if _, seen := t.connIn[j]; !seen {
+				t.connIn[j] = at
+			}
+		}
+	}})
 }
 
 func (t *convTrace) logger(i int) *slog.Logger {
@@ -477,7 +519,8 @@ func (t *convTrace) dump(w io.Writer, n int, c convergence) {
 			}
 			s := t.starts[i]
 			st := func(m string) string { return ms(t.steps[fmt.Sprintf("%d %s", i, m)] - s) }
-			fmt.Fprintf(w, "  node %3d connected+%s identified+%s sync+%s stream+%s\n", i, st("peer connectedness"), st("peer identified"), st("sync started"), st("sync stream opened"))
+			fmt.Fprintf(w, "  node %3d built+%s conn-out+%s conn-in+%s connected+%s identified+%s sync+%s stream+%s\n", i, ms(t.builtAt[i]-s), ms(t.connOut[i]-s), ms(t.connIn[i]-s),
+				st("peer connectedness"), st("peer identified"), st("sync started"), st("sync stream opened"))
 			fmt.Fprintf(w, "  node %3d start %s boot+%s js+%s others p50+%s p90+%s max+%s (%d)\n", i, ms(s), ms(boot[i]-s), ms(js[i]-s),
 				ms(o[len(o)/2]-s), ms(o[len(o)*9/10]-s), ms(o[len(o)-1]-s), len(o))
 		}
@@ -515,6 +558,16 @@ func processCPU() time.Duration {
 // of n nodes when convProfEnv names a file prefix (with or without the
 // trace). A profile already running (--cpuprofile) makes it a no-op.
 func (t *convTrace) profileWindow(n int) {
+	if prefix := os.Getenv(convXTraceEnv); prefix != "" {
+		if f, err := os.Create(fmt.Sprintf("%s.%d.%d.trace", prefix, n, time.Now().UnixNano())); err == nil {
+			if trace.Start(f) != nil {
+				_ = f.Close()
+				_ = os.Remove(f.Name())
+			} else {
+				time.AfterFunc(time.Second, func() { trace.Stop(); _ = f.Close() })
+			}
+		}
+	}
 	prefix := os.Getenv(convProfEnv)
 	if prefix == "" {
 		return
@@ -529,6 +582,23 @@ func (t *convTrace) profileWindow(n int) {
 		return
 	}
 	time.AfterFunc(time.Second, func() { pprof.StopCPUProfile(); _ = f.Close() })
+}
+
+// profLabel runs f, the start of node i, under the pprof label node=boot
+// (i = 0) or node=join when convProfEnv is set: the goroutines f starts
+// (the host's listeners and the connections they accept, the node's
+// loops and its dials) inherit the label, so a profile tells the
+// bootstrap peer's CPU from the joiners'.
+func profLabel(i int, f func()) {
+	if os.Getenv(convProfEnv) == "" {
+		f()
+		return
+	}
+	role := "join"
+	if i == 0 {
+		role = "boot"
+	}
+	pprof.Do(context.Background(), pprof.Labels("node", role), func(context.Context) { f() })
 }
 
 // cpuTo99 prints, when tracing, the process CPU spent from now until 99 %

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mosaik-go/mosaik/catalog/discovery"
 	"github.com/mosaik-go/mosaik/node"
@@ -299,18 +300,26 @@ func (mosaikDiscovery) converge(ctx context.Context, n int, limit time.Duration)
 		_ = closeHosts(hosts)
 	}()
 	tr := newConvTrace()
-	start1 := func(opts ...node.Option) (*node.Node, error) {
-		h, err := newHost()
+	start1 := func(opts ...node.Option) (nd *node.Node, err error) {
+		i := len(nodes)
+		profLabel(i, func() {
+			var h host.Host
+			if h, err = newHost(); err != nil {
+				return
+			}
+			hosts = append(hosts, h)
+			tr.started(i, h.ID().String())
+			var boot peer.ID
+			if i > 0 {
+				boot = hosts[0].ID()
+			}
+			tr.watch(i, h, boot)
+			nd, err = node.New(net, append([]node.Option{node.WithHost(h), node.WithLogger(tr.logger(i))}, opts...)...)
+		})
 		if err != nil {
 			return nil, err
 		}
-		hosts = append(hosts, h)
-		tr.started(len(nodes), h.ID().String())
-		nd, err := node.New(net, append([]node.Option{node.WithHost(h), node.WithLogger(tr.logger(len(nodes)))}, opts...)...)
-		if err != nil {
-			return nil, err
-		}
-		tr.built(len(nodes))
+		tr.built(i)
 		nodes = append(nodes, nd)
 		return nd, nil
 	}
