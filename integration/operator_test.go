@@ -4,6 +4,7 @@ package integration
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -136,7 +137,11 @@ func TestCLI_SignalExit(t *testing.T) {
 func TestCLI_SecondSignal(t *testing.T) {
 	pr, pw := stdinPipe(t)
 	defer pw.Close()
-	p := start(t, "produce", pr, append([]string{"produce", "--network", "it-signal2"}, append(listen(), "s")...)...)
+	// An idle node shuts down in a few milliseconds: the race runtime's
+	// exit sleep (its default second, which the suite turns off) keeps
+	// the process there for the second signal.
+	p := startEnv(t, "produce", pr, []string{"GORACE=atexit_sleep_ms=1000"}, nodeBinary(t),
+		append([]string{"produce", "--network", "it-signal2"}, append(listen(), "s")...)...)
 	testutil.Eventually(t, 20*time.Second, func() bool {
 		return strings.Contains(p.stderr.String(), "node running")
 	}, "produce never started")
@@ -144,7 +149,9 @@ func TestCLI_SecondSignal(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return strings.Contains(p.stderr.String(), "shutting down")
 	}, "produce did not acknowledge the first SIGINT")
-	p.signal(syscall.SIGINT)
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		t.Fatalf("second SIGINT: %v", err)
+	}
 	code := p.wait(10 * time.Second)
 	if code != 0 && code != 130 {
 		t.Fatalf("exit %d after two SIGINTs, want 130 (or 0 had the first one ended it)", code)
