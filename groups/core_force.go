@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/mosaik-go/mosaik/groups/pb"
 )
 
 // Forced epochs (PROTOCOL §21.5): a cluster that lost a whole half of its
@@ -118,12 +121,12 @@ func (c *groupCore) maybeForceEpoch() {
 		c.deferredAt = 0
 		return
 	}
-	leader, outranked := c.forceScan()
-	if leader {
+	knows, higher, _ := c.forceScan()
+	if knows != "" {
 		c.deferredAt = 0
 		return
 	}
-	if outranked {
+	if higher != "" {
 		if c.deferredAt == 0 {
 			c.deferredAt = c.now
 		}
@@ -156,25 +159,26 @@ func (c *groupCore) mustForce() bool {
 	return majorityOf(in, func(v uint64) bool { return v == c.selfID || c.isUp(v) })
 }
 
-// forceScan looks at the bonded peers of this epoch: whether one knows a
-// leader other than this node (the cluster lives on beyond this node's
-// reach), and whether a writer among them ranks above this node.
-func (c *groupCore) forceScan() (leader, outranked bool) {
+// forceScan looks at the bonded peers of this epoch: the first that
+// knows a leader other than this node (the cluster lives on beyond this
+// node's reach), and the first writer among them that ranks above this
+// node, with its status ("" and nil when there is none).
+func (c *groupCore) forceScan() (knowsLeader, higher peer.ID, hst *pb.CoreStatus) {
 	lt, li := c.lastPos()
 	mine := forceRank{lt, li, c.applied, c.selfID}
-	for _, ps := range c.peers {
+	for p, ps := range c.peers {
 		st := ps.status
 		if !ps.up || st == nil || st.GetEpoch() != c.epoch {
 			continue
 		}
-		if l := st.GetLeader(); l != 0 && l != c.selfID {
-			leader = true
+		if l := st.GetLeader(); l != 0 && l != c.selfID && knowsLeader == "" {
+			knowsLeader = p
 		}
-		if ps.role == RoleWriter && (forceRank{st.GetLastTerm(), st.GetLastIndex(), st.GetApplied(), ps.id}).above(mine) {
-			outranked = true
+		if ps.role == RoleWriter && higher == "" && (forceRank{st.GetLastTerm(), st.GetLastIndex(), st.GetApplied(), ps.id}).above(mine) {
+			higher, hst = p, st
 		}
 	}
-	return leader, outranked
+	return knowsLeader, higher, hst
 }
 
 // forceNow forces a new epoch at an operator's word (ForceNewEpoch):
@@ -190,20 +194,13 @@ func (c *groupCore) forceNow() error {
 	case c.leaderUp():
 		return fmt.Errorf("%w: the group has a leader (%s)", ErrNotForced, c.leaderPeer())
 	}
-	lt, li := c.lastPos()
-	mine := forceRank{lt, li, c.applied, c.selfID}
-	for p, ps := range c.peers {
-		st := ps.status
-		if !ps.up || st == nil || st.GetEpoch() != c.epoch {
-			continue
-		}
-		if l := st.GetLeader(); l != 0 && l != c.selfID {
-			return fmt.Errorf("%w: bonded member %s knows a leader", ErrNotForced, p)
-		}
-		if ps.role == RoleWriter && (forceRank{st.GetLastTerm(), st.GetLastIndex(), st.GetApplied(), ps.id}).above(mine) {
-			return fmt.Errorf("%w: bonded writer %s holds a more up-to-date log (last term %d, index %d; this node %d, %d): force there",
-				ErrNotForced, p, st.GetLastTerm(), st.GetLastIndex(), lt, li)
-		}
+	switch knows, higher, st := c.forceScan(); {
+	case knows != "":
+		return fmt.Errorf("%w: bonded member %s knows a leader", ErrNotForced, knows)
+	case higher != "":
+		lt, li := c.lastPos()
+		return fmt.Errorf("%w: bonded writer %s holds a more up-to-date log (last term %d, index %d; this node %d, %d): force there",
+			ErrNotForced, higher, st.GetLastTerm(), st.GetLastIndex(), lt, li)
 	}
 	c.log.Warn("forcing a new epoch at the operator's word (ForceNewEpoch)")
 	c.deferredAt = 0
