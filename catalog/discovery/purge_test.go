@@ -51,17 +51,7 @@ func TestPurge_LivePeerBackOnNextHeartbeat(t *testing.T) {
 		rpc.Publish = kept
 		return nil
 	}
-	gp := pubsub.DefaultGossipSubParams() // node.FastGossipSubParams
-	gp.HeartbeatInitialDelay = 50 * time.Millisecond
-	gp.D, gp.Dlo, gp.Dhi, gp.Dlazy, gp.Dscore, gp.Dout = 3, 2, 6, 3, 2, 0
-	var params discovery.Params
-	fast := []nodeOpt{
-		withPubSubOpts(pubsub.WithGossipSubParams(gp)),
-		withParams(func(p *discovery.Params) {
-			p.BumpInterval, p.AntiEntropyInterval = 0, 0
-			params = *p
-		}),
-	}
+	fast, params := purgeNodeOpts()
 	a := newNode(t, nw, fast...)
 	b := newNode(t, nw, append(fast, withPubSubOpts(pubsub.WithAppSpecificRpcInspector(drop)))...)
 	c := newNode(t, nw, fast...)
@@ -175,17 +165,7 @@ func TestPurge_LateHeartbeatsKeepPeer(t *testing.T) {
 		rpc.Publish = kept
 		return nil
 	}
-	gp := pubsub.DefaultGossipSubParams() // node.FastGossipSubParams
-	gp.HeartbeatInitialDelay = 50 * time.Millisecond
-	gp.D, gp.Dlo, gp.Dhi, gp.Dlazy, gp.Dscore, gp.Dout = 3, 2, 6, 3, 2, 0
-	var params discovery.Params
-	fast := []nodeOpt{
-		withPubSubOpts(pubsub.WithGossipSubParams(gp)),
-		withParams(func(p *discovery.Params) {
-			p.BumpInterval, p.AntiEntropyInterval = 0, 0
-			params = *p
-		}),
-	}
+	fast, params := purgeNodeOpts()
 	a := newNode(t, nw, fast...)
 	b := newNode(t, nw, append(fast, withPubSubOpts(pubsub.WithAppSpecificRpcInspector(hold)))...)
 	c := newNode(t, nw, fast...)
@@ -279,3 +259,21 @@ func TestPurge_LateHeartbeatsKeepPeer(t *testing.T) {
 type lazyCount func() int64
 
 func (f lazyCount) String() string { return strconv.FormatInt(f(), 10) }
+
+// purgeNodeOpts are the purge tests' node options: the fast profile's
+// gossipsub mesh, and neither bumps nor anti-entropy, so that nothing but
+// gossip brings a purged peer back. *params is the nodes' discovery
+// parameters, filled in when a node is built.
+func purgeNodeOpts() ([]nodeOpt, *discovery.Params) {
+	gp := pubsub.DefaultGossipSubParams() // node.FastGossipSubParams
+	gp.HeartbeatInitialDelay = 50 * time.Millisecond
+	gp.D, gp.Dlo, gp.Dhi, gp.Dlazy, gp.Dscore, gp.Dout = 3, 2, 6, 3, 2, 0
+	params := new(discovery.Params)
+	return []nodeOpt{
+		withPubSubOpts(pubsub.WithGossipSubParams(gp)),
+		withParams(func(p *discovery.Params) {
+			p.BumpInterval, p.AntiEntropyInterval = 0, 0
+			*params = *p
+		}),
+	}, params
+}
