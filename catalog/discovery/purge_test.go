@@ -57,21 +57,8 @@ func TestPurge_LivePeerBackOnNextHeartbeat(t *testing.T) {
 	c := newNode(t, nw, fast...)
 	d := newNode(t, nw, fast...)
 	nodes := []*testNode{a, b, c, d}
-	for i, x := range nodes {
-		for _, y := range nodes[i+1:] {
-			connect(t, x.h, y.h)
-		}
-	}
-	testutil.Eventually(t, 10*time.Second, func() bool {
-		for _, x := range nodes {
-			for _, y := range nodes {
-				if x != y && !knows(x.svc, y.h.ID()) {
-					return false
-				}
-			}
-		}
-		return true
-	}, "the four nodes do not know each other")
+	connectAll(t, nodes)
+	awaitAllKnow(t, nodes)
 
 	// The longest heartbeat gap, plus a second for gossip on a loaded
 	// machine: what the design promises after delivery resumes.
@@ -176,22 +163,9 @@ func TestPurge_LateHeartbeatsKeepPeer(t *testing.T) {
 		t.Fatalf("a delay of %v leaves no room below MaxAge %v", delay, params.Catalog.MaxAge())
 	}
 	nodes := []*testNode{a, b, c, d}
-	for i, x := range nodes {
-		for _, y := range nodes[i+1:] {
-			connect(t, x.h, y.h)
-		}
-	}
+	connectAll(t, nodes)
 	connect(t, r.h, b.h)
-	testutil.Eventually(t, 10*time.Second, func() bool {
-		for _, x := range nodes {
-			for _, y := range nodes {
-				if x != y && !knows(x.svc, y.h.ID()) {
-					return false
-				}
-			}
-		}
-		return true
-	}, "the four nodes do not know each other")
+	awaitAllKnow(t, nodes)
 
 	// r delivers what b's router held back, each message when it is due.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -276,4 +250,29 @@ func purgeNodeOpts() ([]nodeOpt, *discovery.Params) {
 			*params = *p
 		}),
 	}, params
+}
+
+// connectAll connects every pair of nodes.
+func connectAll(t *testing.T, nodes []*testNode) {
+	t.Helper()
+	for i, x := range nodes {
+		for _, y := range nodes[i+1:] {
+			connect(t, x.h, y.h)
+		}
+	}
+}
+
+// awaitAllKnow waits until every node's catalog holds every other node.
+func awaitAllKnow(t *testing.T, nodes []*testNode) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		for _, x := range nodes {
+			for _, y := range nodes {
+				if x != y && !knows(x.svc, y.h.ID()) {
+					return false
+				}
+			}
+		}
+		return true
+	}, "the %d nodes do not know each other", len(nodes))
 }
