@@ -272,7 +272,7 @@ func (c *lincluster) runFault(t *testing.T, fault func(), heal func(), d time.Du
 	phase := faultPhase
 	time.Sleep(phase) // let the clients build history before the fault
 	fault()
-	time.Sleep(d) // the fault's duration
+	time.Sleep(d) // the fault holds for d of wall time while the clients run: a duration, not a condition to wait for
 	heal()
 	time.Sleep(phase) // history after the heal
 	close(stop)
