@@ -185,6 +185,7 @@ type snapshotFetcher struct {
 	nextWrite uint64            // next chunk to write to w
 	ready     map[uint64][]byte // fetched, waiting for their turn
 	placer    chunkPlacer       // nil: w takes no chunk in place
+	unplaced  bool              // the placer refused a region: chunks use memory of their own
 	placed    map[uint64]placedChunk
 	inflight  map[uint64]*attempt
 	seq       uint64 // attempt ids
@@ -281,7 +282,7 @@ func (f *snapshotFetcher) dispatch(ctx context.Context) {
 			}
 			chunk = f.retry[k]
 			f.retry = append(f.retry[:k], f.retry[k+1:]...)
-		case f.nextNew < f.chunks && f.nextNew < f.nextWrite+uint64(f.p.Window):
+		case f.nextNew < f.chunks && f.nextNew < f.nextWrite+f.lead():
 			chunk = f.nextNew
 			f.nextNew++
 		default:
@@ -289,6 +290,23 @@ func (f *snapshotFetcher) dispatch(ctx context.Context) {
 		}
 		f.start(ctx, h, chunk)
 	}
+}
+
+// placedLead is how many Windows ahead of the next chunk to write a new
+// request may go while chunks are read in place: a chunk that arrives
+// before its turn then waits in its place in the snapshot's memory, not
+// in memory of its own, so a fast holder need not idle behind a slow one
+// (with the lead of one Window, a holder that had served its share of the
+// Window waited for the slowest chunk before it). The lead stays bounded
+// because a reply of another shape is read into memory of its own.
+const placedLead = 4
+
+// lead is how far ahead of the next chunk to write requests may go.
+func (f *snapshotFetcher) lead() uint64 {
+	if f.placer != nil && !f.unplaced {
+		return uint64(placedLead * f.p.Window)
+	}
+	return uint64(f.p.Window)
 }
 
 func (f *snapshotFetcher) freeHolder() *holderState {
@@ -316,6 +334,8 @@ func (f *snapshotFetcher) start(ctx context.Context, h *holderState, chunk uint6
 		if dst = f.placer.place(off, int(req.MaxBytes)); dst != nil {
 			done = make(chan struct{})
 			f.placed[chunk] = placedChunk{region: dst, done: done}
+		} else {
+			f.unplaced = true
 		}
 	}
 	go func() {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/mosaik-go/mosaik/internal/framer"
+	"github.com/mosaik-go/mosaik/internal/testutil"
 )
 
 // sameReply reports whether two decoded replies are equal: the same
@@ -271,5 +273,51 @@ func TestFetchSnapshot_StalePlacedWriter(t *testing.T) {
 	got, _ := w.result()
 	if !bytes.Equal(got, f.data) {
 		t.Fatal("a late in-place write changed the fetched snapshot")
+	}
+}
+
+// While chunks are read in place, a fast holder does not wait behind a
+// slow one: it is asked for chunks past the window, up to placedLead
+// windows ahead of the next chunk to write, while the slow holder still
+// holds the first ones. With a lead of one window (as without a place),
+// the fast holder served its share of the window and then sat idle until
+// the slow holder answered.
+func TestFetchSnapshot_FastHolderPassesSlowOne(t *testing.T) {
+	f, n, p := newFixture(100_000), newFakeNet(), testFetchParams() // 25 chunks
+	n.inPlace = true
+	p.Window, p.PerHolder = 4, 2
+	last := placedLead*p.Window - 1 // the farthest chunk the lead allows
+	release := make(chan struct{})
+	var once sync.Once
+	var stalled atomic.Bool
+	fast := f.honest()
+	fastID := n.add("fast", func(ctx context.Context, req snapshotChunkRequest) (snapshotChunk, error) {
+		if req.Offset/uint64(p.ChunkBytes) == uint64(last) {
+			once.Do(func() { close(release) })
+		}
+		return fast(ctx, req)
+	})
+	slow := f.honest()
+	bound := testutil.Scale(2 * time.Second)
+	slowID := n.add("slow", func(ctx context.Context, req snapshotChunkRequest) (snapshotChunk, error) {
+		select {
+		case <-release:
+		case <-time.After(bound): // the fast holder stopped short of last
+			stalled.Store(true)
+		case <-ctx.Done():
+			return snapshotChunk{}, ctx.Err()
+		}
+		return slow(ctx, req)
+	})
+	w := newStagedWriter(f.desc.TotalSize, nil)
+	p.ChunkTimeout = 4 * bound
+	if err := fetchSnapshot(context.Background(), f.desc, []peer.ID{slowID, fastID}, n.fetch, w, p); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := w.result(); !bytes.Equal(got, f.data) {
+		t.Fatal("assembled bytes differ")
+	}
+	if stalled.Load() {
+		t.Fatalf("the fast holder was not asked for chunk %d while the slow one held the first chunks", last)
 	}
 }

@@ -28,8 +28,11 @@ type SnapshotParams struct {
 	// it, so a transfer in progress keeps it and an abandoned one frees
 	// it. Default 10 s.
 	TTL time.Duration
-	// Window is how many chunks may be in flight at once (and so wait in
-	// memory for their turn). Default 8.
+	// Window is how many chunks may be in flight at once. A chunk that
+	// arrives before its turn waits for it: in its place in the snapshot's
+	// memory, where requests may run up to 4 Windows ahead of the next
+	// chunk to write, or, when it could not be read in place, in memory
+	// of its own, where they stay within one Window. Default 8.
 	Window int
 	// PerHolder is how many of those one holder serves at once. Default 4.
 	PerHolder int
