@@ -238,7 +238,9 @@ func (s *snapshotSession) finish() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.dead == nil {
-		s.dead = errors.New("session closed")
+		// A request that picked this session before it was retired goes
+		// on a new one, as a request past the limit does.
+		s.dead = fmt.Errorf("%w: session closed", errSessionFull)
 		_ = s.st.CloseWrite()
 	}
 	if !s.finished {
