@@ -72,7 +72,11 @@ type snapXfer struct {
 
 	// spec is the speculative transfer (snapshot_spec.go; nil: none),
 	// specTried the hashes one was started for, never twice the same.
-	spec      *specFetch
+	spec *specFetch
+	// adopted is the speculative transfer a MsgSnap's fetch took over
+	// (nil: none), until that fetch ends: holders whose status announces
+	// its bytes after the MsgSnap are still offered to it.
+	adopted   *specFetch
 	specTried map[[32]byte]bool
 	ttl       time.Duration // how long a held snapshot lives
 	specStats specStats
@@ -255,7 +259,11 @@ func (c *groupCore) onSnapMsg(from peer.ID, m *raftpb.Message) bool {
 	var adopt *specFetch
 	if spec != nil && spec.d.Hash == d.Hash && spec.d.TotalSize == d.TotalSize {
 		adopt, spec = spec, nil
-		adopt.offer(from)
+		c.snap.adopted = adopt
+		adopt.offer(from, a)
+		for _, p := range holders {
+			adopt.offer(p, a)
+		}
 	} else if spec != nil {
 		spec.cancel()
 		c.snap.specStats.dropped.Add(1)
@@ -355,6 +363,7 @@ func (c *groupCore) holdersOf(a snapshotAnchor, sender peer.ID) []peer.ID {
 // tells the sender the transfer failed.
 func (c *groupCore) onSnapFetched(from peer.ID, epoch uint64, m *raftpb.Message, fs *fetchedSnapshot, err error) {
 	c.snap.fetching = 0
+	c.snap.adopted = nil
 	meta := m.GetSnapshot().GetMetadata()
 	a := snapshotAnchor{Index: meta.GetIndex(), Term: meta.GetTerm()}
 	if err == nil {

@@ -85,15 +85,18 @@ func (p snapshotFetchParams) validate() error {
 // bounded by ChunkTimeout, so the transfer ends within about
 // len(holders) × ChunkTimeout after the last successful chunk, or with ctx.
 func fetchSnapshot(ctx context.Context, d snapshotDescriptor, holders []peer.ID, fetch snapshotFetchFunc, w io.Writer, p snapshotFetchParams) error {
-	return fetchSnapshotMore(ctx, d, holders, nil, fetch, w, p)
+	return fetchSnapshotMore(ctx, d, holders, nil, nil, fetch, w, p)
 }
 
 // fetchSnapshotMore is fetchSnapshot with holders that join the transfer
 // after it started: each peer received from more (nil: none) that is not
 // a holder already is added after the others, for the chunks not yet
-// requested and the retries. A transfer whose holders all failed does not
-// wait for more.
-func fetchSnapshotMore(ctx context.Context, d snapshotDescriptor, holders []peer.ID, more <-chan peer.ID, fetch snapshotFetchFunc, w io.Writer, p snapshotFetchParams) error {
+// requested and the retries. Such a holder may hold d's bytes (its hash
+// and size) at another anchor: it is asked for them at that anchor. A transfer whose holders all failed does not
+// wait for more. busy (nil: none) names the holder that has the most other
+// work (the leader): while another holder is usable, it is given at most
+// one chunk at a time.
+func fetchSnapshotMore(ctx context.Context, d snapshotDescriptor, holders []peer.ID, more <-chan holderAt, busy func(peer.ID) bool, fetch snapshotFetchFunc, w io.Writer, p snapshotFetchParams) error {
 	if err := p.validate(); err != nil {
 		return err
 	}
@@ -105,6 +108,7 @@ func fetchSnapshotMore(ctx context.Context, d snapshotDescriptor, holders []peer
 	f := &snapshotFetcher{
 		d: d, p: p, fetch: fetch, w: w, hash: newChunkHasher(p.Window),
 		more:     more,
+		busy:     busy,
 		chunks:   (d.TotalSize + uint64(p.ChunkBytes) - 1) / uint64(p.ChunkBytes),
 		results:  make(chan attemptResult),
 		done:     make(chan struct{}),
@@ -177,8 +181,9 @@ type snapshotFetcher struct {
 	hash  *chunkHasher
 
 	holders []*holderState
-	more    <-chan peer.ID // holders joining late (nil: none)
-	chunks  uint64         // number of chunks of the snapshot
+	more    <-chan holderAt // holders joining late (nil: none)
+	busy    func(peer.ID) bool
+	chunks  uint64 // number of chunks of the snapshot
 
 	nextNew   uint64            // next chunk never requested
 	retry     []uint64          // chunks to request again, any order
@@ -196,6 +201,7 @@ type snapshotFetcher struct {
 
 type holderState struct {
 	id       peer.ID
+	anchor   snapshotAnchor // where it holds the bytes (zero: the descriptor's anchor)
 	inflight int
 	err      error // why it was dropped; nil while usable
 }
@@ -243,8 +249,8 @@ func (f *snapshotFetcher) run(ctx context.Context) error {
 					f.fail(id, a, fmt.Errorf("no answer within %v", f.p.ChunkTimeout))
 				}
 			}
-		case id := <-f.more:
-			f.addHolder(id)
+		case x := <-f.more:
+			f.addHolder(x)
 		case <-ctx.Done():
 			return fmt.Errorf("groups: snapshot transfer at %v: %w", f.d.Anchor, ctx.Err())
 		}
@@ -252,15 +258,22 @@ func (f *snapshotFetcher) run(ctx context.Context) error {
 	return nil
 }
 
+// holderAt is a holder of a transfer's bytes and the anchor it holds
+// them at (the zero anchor: the descriptor's).
+type holderAt struct {
+	id     peer.ID
+	anchor snapshotAnchor
+}
+
 // addHolder adds a holder that joined late, unless it is one already
 // (a dropped holder stays dropped).
-func (f *snapshotFetcher) addHolder(id peer.ID) {
+func (f *snapshotFetcher) addHolder(x holderAt) {
 	for _, h := range f.holders {
-		if h.id == id {
+		if h.id == x.id {
 			return
 		}
 	}
-	f.holders = append(f.holders, &holderState{id: id})
+	f.holders = append(f.holders, &holderState{id: x.id, anchor: x.anchor})
 }
 
 // dispatch requests free chunks, within the window, from usable holders.
@@ -309,18 +322,38 @@ func (f *snapshotFetcher) lead() uint64 {
 	return uint64(f.p.Window)
 }
 
+// freeHolder is the first usable holder with room for one more request.
+// The busy holder (the leader) comes after every other and, while
+// another is usable, serves one chunk at a time.
 func (f *snapshotFetcher) freeHolder() *holderState {
+	var busy *holderState
+	others := false
 	for _, h := range f.holders {
-		if h.err == nil && h.inflight < f.p.PerHolder {
+		if h.err != nil {
+			continue
+		}
+		if f.busy != nil && f.busy(h.id) {
+			busy = h
+			continue
+		}
+		others = true
+		if h.inflight < f.p.PerHolder {
 			return h
 		}
+	}
+	if busy != nil && (busy.inflight < 1 || !others && busy.inflight < f.p.PerHolder) {
+		return busy
 	}
 	return nil
 }
 
 func (f *snapshotFetcher) start(ctx context.Context, h *holderState, chunk uint64) {
 	off := chunk * uint64(f.p.ChunkBytes)
-	req := snapshotChunkRequest{Anchor: f.d.Anchor, Offset: off, MaxBytes: uint32(min(uint64(f.p.ChunkBytes), f.d.TotalSize-off)), Hash: f.d.Hash}
+	anchor := f.d.Anchor
+	if h.anchor != (snapshotAnchor{}) {
+		anchor = h.anchor
+	}
+	req := snapshotChunkRequest{Anchor: anchor, Offset: off, MaxBytes: uint32(min(uint64(f.p.ChunkBytes), f.d.TotalSize-off)), Hash: f.d.Hash}
 	actx, cancel := context.WithTimeout(ctx, f.p.ChunkTimeout)
 	f.seq++
 	id := f.seq
@@ -414,8 +447,8 @@ func (f *snapshotFetcher) unplace(chunk uint64, data []byte) {
 func (f *snapshotFetcher) check(req snapshotChunkRequest, c snapshotChunk) error {
 	want := uint64(req.MaxBytes)
 	switch {
-	case c.Anchor != f.d.Anchor:
-		return fmt.Errorf("%w: anchor %v, asked %v", errSnapshotChunk, c.Anchor, f.d.Anchor)
+	case c.Anchor != req.Anchor:
+		return fmt.Errorf("%w: anchor %v, asked %v", errSnapshotChunk, c.Anchor, req.Anchor)
 	case c.Offset != req.Offset:
 		return fmt.Errorf("%w: offset %d, asked %d", errSnapshotChunk, c.Offset, req.Offset)
 	case c.TotalSize != f.d.TotalSize:

@@ -363,3 +363,76 @@ func TestFetchSnapshot_EdgeCases(t *testing.T) {
 type failWriter struct{}
 
 func (failWriter) Write([]byte) (int, error) { return 0, fmt.Errorf("disk full") }
+
+// A holder that joins a transfer late with the same bytes (hash and size)
+// at another anchor, as members that snapshot again at a configuration
+// change do, is asked for them at its own anchor. Asked at the
+// descriptor's anchor it would refuse ("no snapshot at"), and with the
+// first holder gone the transfer would fail.
+func TestFetchSnapshot_LateHolderAtOtherAnchor(t *testing.T) {
+	f, n, p := newFixture(100_000), newFakeNet(), testFetchParams()
+	other := snapshotAnchor{Index: f.desc.Anchor.Index + 7, Term: f.desc.Anchor.Term}
+	c := newSnapshotCache(0, 0)
+	c.put(other, f.data, time.Now())
+	a := n.add("a", f.vanishing(3))
+	b := n.add("b", func(_ context.Context, req snapshotChunkRequest) (snapshotChunk, error) {
+		return decodeSnapshotChunkReply(c.serveEncoded(encodeSnapshotChunkRequest(req), time.Now()))
+	})
+	more := make(chan holderAt, 1)
+	more <- holderAt{id: b, anchor: other}
+	var out bytes.Buffer
+	if err := fetchSnapshotMore(context.Background(), f.desc, []peer.ID{a}, more, nil, n.fetch, &out, p); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), f.data) {
+		t.Fatal("assembled bytes differ")
+	}
+	if n.count(b) == 0 {
+		t.Fatal("the late holder served nothing")
+	}
+}
+
+// The busy holder (the leader) is given one chunk at a time while another
+// holder is usable, and all of them once it is the only one left.
+func TestFetchSnapshot_BusyHolderServesLast(t *testing.T) {
+	f, n, p := newFixture(100_000), newFakeNet(), testFetchParams() // 25 chunks
+	var inflight, most atomic.Int32
+	honest := f.honest()
+	leader := n.add("leader", func(ctx context.Context, req snapshotChunkRequest) (snapshotChunk, error) {
+		k := inflight.Add(1)
+		defer inflight.Add(-1)
+		for {
+			m := most.Load()
+			if k <= m || most.CompareAndSwap(m, k) {
+				break
+			}
+		}
+		return honest(ctx, req)
+	})
+	other := n.add("other", honest)
+	busy := func(id peer.ID) bool { return id == leader }
+	var out bytes.Buffer
+	// The leader listed first, as the holder whose status started the
+	// transfer is.
+	if err := fetchSnapshotMore(context.Background(), f.desc, []peer.ID{leader, other}, nil, busy, n.fetch, &out, p); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), f.data) {
+		t.Fatal("assembled bytes differ")
+	}
+	if most.Load() > 1 || n.count(other) <= n.count(leader) {
+		t.Fatalf("the leader had up to %d chunks in flight and served %d of 25 (the other %d); want at most 1 at a time and fewer", most.Load(), n.count(leader), n.count(other))
+	}
+
+	// Alone, the leader serves PerHolder chunks at a time.
+	n2, out2 := newFakeNet(), bytes.Buffer{}
+	inflight.Store(0)
+	most.Store(0)
+	lone := n2.add("leader", n.holders[leader])
+	if err := fetchSnapshotMore(context.Background(), f.desc, []peer.ID{lone}, nil, busy, n2.fetch, &out2, p); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out2.Bytes(), f.data) || n2.count(lone) != 25 {
+		t.Fatalf("alone, the leader served %d of 25 chunks", n2.count(lone))
+	}
+}

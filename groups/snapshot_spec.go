@@ -39,7 +39,8 @@ type specFetch struct {
 	d       snapshotDescriptor // as announced: anchor, size and hash
 	cancel  context.CancelFunc
 	done    chan struct{}
-	more    chan peer.ID     // holders announcing d's bytes after the start
+	more    chan holderAt    // holders announcing d's bytes after the start
+	leader  atomic.Value     // peer.ID: the holder whose status says it leads
 	offered map[peer.ID]bool // holders given to the transfer so far
 	started int64            // tick
 	ended   int64            // tick it was seen done (0: not yet)
@@ -49,17 +50,25 @@ type specFetch struct {
 	err    error
 }
 
-// offer gives the transfer one more holder, if new (group goroutine).
-// A full queue drops the offer: the transfer has holders enough.
-func (s *specFetch) offer(p peer.ID) {
+// offer gives the transfer one more holder, holding its bytes at anchor
+// a, if new (group goroutine). A full queue drops the offer: the transfer
+// has holders enough.
+func (s *specFetch) offer(p peer.ID, a snapshotAnchor) {
 	if s.offered[p] {
 		return
 	}
 	select {
-	case s.more <- p:
+	case s.more <- holderAt{id: p, anchor: a}:
 		s.offered[p] = true
 	default:
 	}
+}
+
+// isLeader reports whether p is the holder whose status said it leads
+// (any goroutine).
+func (s *specFetch) isLeader(p peer.ID) bool {
+	l, _ := s.leader.Load().(peer.ID)
+	return l != "" && l == p
 }
 
 // finished reports whether the transfer's goroutine returned.
@@ -119,16 +128,26 @@ func (c *groupCore) onStatusSnapshots(from peer.ID, ps *peerState) {
 	if c.snap.net == nil || ps.status == nil {
 		return
 	}
-	if s := c.snap.spec; s != nil {
+	s := c.snap.spec
+	if s == nil {
+		s = c.snap.adopted
+	}
+	if s != nil {
 		if s.finished() {
 			return
+		}
+		if ps.status.GetIsLeader() {
+			s.leader.Store(from)
 		}
 		for i, x := range ps.status.GetSnapshots() {
 			if i == maxAnnouncedAnchors {
 				break
 			}
-			if h, ok := announcedHeld(x); ok && h.anchor == s.d.Anchor && h.hash == s.d.Hash {
-				s.offer(from)
+			// The same bytes at any anchor: members snapshot again at
+			// configuration changes, reusing the bytes, and a holder's
+			// older anchors expire unless fetched.
+			if h, ok := announcedHeld(x); ok && h.hash == s.d.Hash && h.size == s.d.TotalSize {
+				s.offer(from, h.anchor)
 				break
 			}
 		}
@@ -172,7 +191,7 @@ func (c *groupCore) startSpec(from peer.ID, h heldInfo) {
 	ctx, cancel := context.WithCancel(c.snap.ctx)
 	s := &specFetch{
 		d: d, cancel: cancel, done: make(chan struct{}),
-		more: make(chan peer.ID, 8), offered: map[peer.ID]bool{from: true}, started: c.now,
+		more: make(chan holderAt, 8), offered: map[peer.ID]bool{from: true}, started: c.now,
 	}
 	holders := []peer.ID{from}
 	for p, ps := range c.peers {
@@ -183,11 +202,20 @@ func (c *groupCore) startSpec(from peer.ID, h heldInfo) {
 			if i == maxAnnouncedAnchors {
 				break
 			}
-			if o, ok := announcedHeld(x); ok && o.anchor == h.anchor && o.hash == h.hash {
-				holders = append(holders, p)
-				s.offered[p] = true
+			if o, ok := announcedHeld(x); ok && o.hash == h.hash && o.size == h.size {
+				if o.anchor == h.anchor {
+					holders = append(holders, p)
+					s.offered[p] = true
+				} else {
+					s.offer(p, o.anchor) // read once the transfer starts
+				}
 				break
 			}
+		}
+	}
+	for _, p := range holders {
+		if ps := c.peers[p]; ps != nil && ps.status.GetIsLeader() {
+			s.leader.Store(p)
 		}
 	}
 	c.snap.spec = s
@@ -203,7 +231,7 @@ func (c *groupCore) startSpec(from peer.ID, h heldInfo) {
 		defer close(s.done)
 		defer closeFetch()
 		w := newStagedWriter(d.TotalSize, stage)
-		if err := fetchSnapshotMore(ctx, d, holders, s.more, fetch, w, params); err != nil {
+		if err := fetchSnapshotMore(ctx, d, holders, s.more, s.isLeader, fetch, w, params); err != nil {
 			w.finish(true)
 			s.err = err
 			return

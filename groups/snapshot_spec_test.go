@@ -82,12 +82,20 @@ type watchNet struct {
 	mu      sync.Mutex
 	anchors map[snapshotAnchor]int
 	lie     func(holder peer.ID, req snapshotChunkRequest, c *snapshotChunk)
+	holders map[peer.ID]int
+	// before, when set, runs before each request is sent (outside mu).
+	before func(ctx context.Context, holder peer.ID)
 }
 
 func (w *watchNet) fetchChunk(ctx context.Context, holder peer.ID, req snapshotChunkRequest) (snapshotChunk, error) {
 	w.mu.Lock()
 	w.anchors[req.Anchor]++
+	w.holders[holder]++
+	before := w.before
 	w.mu.Unlock()
+	if before != nil {
+		before(ctx, holder)
+	}
 	c, err := w.snapshotNet.fetchChunk(ctx, holder, req)
 	if err == nil && w.lie != nil {
 		w.mu.Lock()
@@ -110,7 +118,7 @@ func (w *watchNet) requested() map[snapshotAnchor]int {
 // watch puts a watchNet in front of g's snapshot net (before g bonds).
 func watch(t testing.TB, g *bulkGroup) *watchNet {
 	t.Helper()
-	w := &watchNet{anchors: map[snapshotAnchor]int{}}
+	w := &watchNet{anchors: map[snapshotAnchor]int{}, holders: map[peer.ID]int{}}
 	if err := g.c.do(tctx(t, 5*time.Second), func() {
 		w.snapshotNet = g.c.snap.net
 		g.c.snap.net = w
@@ -155,6 +163,90 @@ func TestSnapshotSpec_UsedForMsgSnap(t *testing.T) {
 	}
 	want = bulkOf(t, g0)
 	testutil.Eventually(t, 10*time.Second, func() bool { return bulkOf(t, g1) == want }, "member did not follow the log")
+}
+
+// asked reports how many chunk requests went to holder.
+func (w *watchNet) asked(holder peer.ID) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.holders[holder]
+}
+
+// On real hosts: a member that announces the transfer's bytes only after
+// the leader's MsgSnap took the speculative transfer over (its status
+// held back until then) is still given to that transfer, at the anchor
+// it announces, and serves chunks while the leader's are slow. Before,
+// the members announcing after the MsgSnap were never asked, and the
+// leader, busiest of all, served the whole snapshot.
+func TestSnapshotSpec_AdoptedTakesLateHolders(t *testing.T) {
+	var holdStatus atomic.Bool
+	holdStatus.Store(true)
+	var n1ID atomic.Value
+	n1ID.Store(peer.ID(""))
+	hook := func(_, to peer.ID, _ catalog.ID, kind byte) Fault {
+		if kind == kindStatus && holdStatus.Load() && to == n1ID.Load().(peer.ID) {
+			return Fault{Action: FaultDrop}
+		}
+		return Fault{}
+	}
+	n0, n2 := newBondNode(t), newBondNode(t, withSvcOpts(WithFaultHook(hook)))
+	n1 := newBondNode(t)
+	n1ID.Store(n1.h.ID())
+	meshed(t, n0)
+	g0 := joinBulkParams(t, n0.svc, specParams())
+	if err := g0.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	g2 := joinBulkParams(t, n2.svc, specParams())
+	meshed(t, n0, n2)
+	// n2 a member first (a writer learner: one voter and one learner
+	// stay so): a configuration change after the fill would come after
+	// the members' quiet-time snapshots.
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		ch := make(chan int, 1)
+		if g0.c.do(context.Background(), func() { ch <- len(g0.c.conf.GetLearners()) }) != nil {
+			return false
+		}
+		return <-ch == 1
+	}, "n2 not a member")
+	last := fillBulk(t, g0, 270, 4<<10) // ~1 MiB
+	want := bulkOf(t, g0)
+	if err := g2.When().Committed(tctx(t, 10*time.Second), last); err != nil {
+		t.Fatal(err)
+	}
+	snapshotted(t, g0)
+	snapshotted(t, g2)
+
+	g1 := joinBulkParams(t, n1.svc, specParams())
+	w := watch(t, g1)
+	// The leader's chunks wait until n2 was asked for one (or the bound,
+	// after which the test fails below).
+	n0ID, n2ID := n0.h.ID(), n2.h.ID()
+	bound := time.Now().Add(testutil.Scale(10 * time.Second))
+	w.before = func(ctx context.Context, holder peer.ID) {
+		for holder == n0ID && w.asked(n2ID) == 0 && time.Now().Before(bound) && ctx.Err() == nil {
+			time.Sleep(5 * time.Millisecond) // polling the watch's counts
+		}
+	}
+	meshed(t, n0, n1, n2)
+	// The MsgSnap arrives while the leader's first chunks wait: the
+	// fetch takes the speculative transfer over. Then n2's statuses pass.
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		ch := make(chan bool, 1)
+		if g1.c.do(context.Background(), func() { ch <- g1.c.snap.adopted != nil }) != nil {
+			return false
+		}
+		return <-ch
+	}, "no MsgSnap took the speculative transfer over")
+	holdStatus.Store(false)
+	catchUp(t, g1, last, want)
+	if w.asked(n2ID) == 0 {
+		t.Fatalf("the member announcing the bytes after the MsgSnap was never asked (leader asked %d times)", w.asked(n0ID))
+	}
+	started, used, _ := specCounts(g1)
+	if started != 1 || used != 1 {
+		t.Fatalf("speculative transfers: %d started, %d used; want 1 and 1", started, used)
+	}
 }
 
 // On real hosts: the MsgSnap names other bytes than the speculative
