@@ -99,8 +99,9 @@ func TestSync_TTLRevivedByFetches(t *testing.T) {
 	// A TTL well above a loaded machine's stalls (a 100 ms one expired
 	// between two chunks at load 12, a 300 ms one at load 8 with the
 	// package's other tests running), and chunks small enough that the
-	// transfer still takes many TTLs (32 B: pipelined requests made 128 B
-	// chunks twice as quick as a stream per chunk did).
+	// transfer still takes many TTLs (16 B: pipelined requests made 128 B
+	// chunks twice as quick as a stream per chunk did, and 32 B ones took
+	// 2.9 s, under 3 TTLs, on a quiet machine).
 	ttl := time.Second
 	w := f.open(t, f.w, name, true, collections.WithSync(collections.SyncConfig{SnapshotTTL: ttl}))
 	syncOnline(t, 15*time.Second, w)
@@ -108,7 +109,7 @@ func TestSync_TTLRevivedByFetches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp := collections.SyncConfig{ChunkBytes: 32}.SnapshotParams()
+	sp := collections.SyncConfig{ChunkBytes: 16}.SnapshotParams()
 	sp.Window, sp.PerHolder = 1, 1
 	start := time.Now()
 	r2 := f.open(t, f.r2, name, false, collections.WithGroupOptions(groups.WithSnapshotParams(sp)))
@@ -124,7 +125,7 @@ func TestSync_TTLRevivedByFetches(t *testing.T) {
 	if took < 3*ttl {
 		t.Fatalf("the transfer took %v, under 3 TTLs of %v: it proves nothing", took, ttl)
 	}
-	t.Logf("transfer of one 32-byte chunk at a time took %v (%.0f TTLs)", took, float64(took)/float64(ttl))
+	t.Logf("transfer of one 16-byte chunk at a time took %v (%.0f TTLs)", took, float64(took)/float64(ttl))
 }
 
 // A reader restarted with its data dir serves its old state at once, and
