@@ -260,6 +260,7 @@ func (c *groupCore) onSnapMsg(from peer.ID, m *raftpb.Message) bool {
 	if spec != nil && spec.d.Hash == d.Hash && spec.d.TotalSize == d.TotalSize {
 		adopt, spec = spec, nil
 		c.snap.adopted = adopt
+		adopt.leader.Store(from) // a MsgSnap comes from the leader
 		adopt.offer(from, a)
 		for _, p := range holders {
 			adopt.offer(p, a)

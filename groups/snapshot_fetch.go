@@ -92,10 +92,10 @@ func fetchSnapshot(ctx context.Context, d snapshotDescriptor, holders []peer.ID,
 // after it started: each peer received from more (nil: none) that is not
 // a holder already is added after the others, for the chunks not yet
 // requested and the retries. Such a holder may hold d's bytes (its hash
-// and size) at another anchor: it is asked for them at that anchor. A transfer whose holders all failed does not
-// wait for more. busy (nil: none) names the holder that has the most other
-// work (the leader): while another holder is usable, it is given at most
-// one chunk at a time.
+// and size) at another anchor: it is asked for them at that anchor. A
+// transfer whose holders all failed does not wait for more. busy (nil:
+// none) names the holder that has the most other work (the leader): while
+// another holder is usable, it is given at most one chunk at a time.
 func fetchSnapshotMore(ctx context.Context, d snapshotDescriptor, holders []peer.ID, more <-chan holderAt, busy func(peer.ID) bool, fetch snapshotFetchFunc, w io.Writer, p snapshotFetchParams) error {
 	if err := p.validate(); err != nil {
 		return err

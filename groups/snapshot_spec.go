@@ -213,7 +213,7 @@ func (c *groupCore) startSpec(from peer.ID, h heldInfo) {
 			}
 		}
 	}
-	for _, p := range holders {
+	for p := range s.offered {
 		if ps := c.peers[p]; ps != nil && ps.status.GetIsLeader() {
 			s.leader.Store(p)
 		}
