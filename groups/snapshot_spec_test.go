@@ -165,6 +165,28 @@ func TestSnapshotSpec_UsedForMsgSnap(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, func() bool { return bulkOf(t, g1) == want }, "member did not follow the log")
 }
 
+// heldFrames is a fault hook that drops the frames of one kind sent to
+// one peer (to) while held.
+type heldFrames struct {
+	kind byte
+	held atomic.Bool
+	to   atomic.Value // peer.ID
+}
+
+func holdFrames(kind byte) *heldFrames {
+	h := &heldFrames{kind: kind}
+	h.held.Store(true)
+	h.to.Store(peer.ID(""))
+	return h
+}
+
+func (h *heldFrames) hook(_, to peer.ID, _ catalog.ID, kind byte) Fault {
+	if kind == h.kind && h.held.Load() && to == h.to.Load().(peer.ID) {
+		return Fault{Action: FaultDrop}
+	}
+	return Fault{}
+}
+
 // asked reports how many chunk requests went to holder.
 func (w *watchNet) asked(holder peer.ID) int {
 	w.mu.Lock()
@@ -179,19 +201,10 @@ func (w *watchNet) asked(holder peer.ID) int {
 // the members announcing after the MsgSnap were never asked, and the
 // leader, busiest of all, served the whole snapshot.
 func TestSnapshotSpec_AdoptedTakesLateHolders(t *testing.T) {
-	var holdStatus atomic.Bool
-	holdStatus.Store(true)
-	var n1ID atomic.Value
-	n1ID.Store(peer.ID(""))
-	hook := func(_, to peer.ID, _ catalog.ID, kind byte) Fault {
-		if kind == kindStatus && holdStatus.Load() && to == n1ID.Load().(peer.ID) {
-			return Fault{Action: FaultDrop}
-		}
-		return Fault{}
-	}
-	n0, n2 := newBondNode(t), newBondNode(t, withSvcOpts(WithFaultHook(hook)))
+	statuses := holdFrames(kindStatus)
+	n0, n2 := newBondNode(t), newBondNode(t, withSvcOpts(WithFaultHook(statuses.hook)))
 	n1 := newBondNode(t)
-	n1ID.Store(n1.h.ID())
+	statuses.to.Store(n1.h.ID())
 	meshed(t, n0)
 	g0 := joinBulkParams(t, n0.svc, specParams())
 	if err := g0.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
@@ -245,7 +258,7 @@ func TestSnapshotSpec_AdoptedTakesLateHolders(t *testing.T) {
 		}
 		return <-ch
 	}, "no MsgSnap took the speculative transfer over")
-	holdStatus.Store(false)
+	statuses.held.Store(false)
 	catchUp(t, g1, last, want)
 	if w.asked(n2ID) == 0 {
 		t.Fatalf("the member announcing the bytes after the MsgSnap was never asked (leader asked %d times)", w.asked(n0ID))
@@ -261,18 +274,9 @@ func TestSnapshotSpec_AdoptedTakesLateHolders(t *testing.T) {
 // held back), so the speculative transfer is dropped and the MsgSnap's
 // snapshot fetched and installed.
 func TestSnapshotSpec_DroppedForOtherSnapshot(t *testing.T) {
-	var hold atomic.Bool
-	hold.Store(true)
-	var n1ID atomic.Value
-	n1ID.Store(peer.ID(""))
-	hook := func(_, to peer.ID, _ catalog.ID, kind byte) Fault {
-		if kind == kindRaft && hold.Load() && to == n1ID.Load().(peer.ID) {
-			return Fault{Action: FaultDrop}
-		}
-		return Fault{}
-	}
-	n0, n1 := newBondNode(t, withSvcOpts(WithFaultHook(hook))), newBondNode(t)
-	n1ID.Store(n1.h.ID())
+	raftFrames := holdFrames(kindRaft)
+	n0, n1 := newBondNode(t, withSvcOpts(WithFaultHook(raftFrames.hook))), newBondNode(t)
+	raftFrames.to.Store(n1.h.ID())
 	meshed(t, n0)
 	g0 := joinBulkParams(t, n0.svc, specParams())
 	if err := g0.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
@@ -289,7 +293,7 @@ func TestSnapshotSpec_DroppedForOtherSnapshot(t *testing.T) {
 	// messages reach n1, and the snapshot it sends is the new one.
 	last := fillPastSnapshot(t, g0)
 	want := bulkOf(t, g0)
-	hold.Store(false)
+	raftFrames.held.Store(false)
 	catchUp(t, g1, last, want)
 	started, used, dropped := specCounts(g1)
 	if started != 1 || used != 0 || dropped != 1 {
