@@ -240,9 +240,10 @@ func TestSnapshotSpec_AdoptedTakesLateHolders(t *testing.T) {
 	g1 := joinBulkParams(t, n1.svc, specParams())
 	w := watch(t, g1)
 	// The leader's chunks wait until n2 was asked for one (or the bound,
-	// after which the test fails below).
+	// after which the test fails below), longer than a chunk may take.
+	setFetch(t, g1, func(p *snapshotFetchParams) { p.ChunkTimeout = time.Minute })
 	n0ID, n2ID := n0.h.ID(), n2.h.ID()
-	bound := time.Now().Add(testutil.Scale(10 * time.Second))
+	bound := time.Now().Add(testutil.Scale(20 * time.Second))
 	w.before = func(ctx context.Context, holder peer.ID) {
 		for holder == n0ID && w.asked(n2ID) == 0 && time.Now().Before(bound) && ctx.Err() == nil {
 			time.Sleep(5 * time.Millisecond) // polling the watch's counts
@@ -258,8 +259,18 @@ func TestSnapshotSpec_AdoptedTakesLateHolders(t *testing.T) {
 		}
 		return <-ch
 	}, "no MsgSnap took the speculative transfer over")
+	// n2's statuses pass once n1 is bonded with it (the bond may take a
+	// few dial attempts: both ends dial, the tie-break, the backoff).
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		ch := make(chan bool, 1)
+		if g1.c.do(context.Background(), func() { ps := g1.c.peers[n2ID]; ch <- ps != nil && ps.up }) != nil {
+			return false
+		}
+		return <-ch
+	}, "n1 not bonded with n2")
 	statuses.held.Store(false)
 	catchUp(t, g1, last, want)
+
 	if w.asked(n2ID) == 0 {
 		t.Fatalf("the member announcing the bytes after the MsgSnap was never asked (leader asked %d times)", w.asked(n0ID))
 	}
