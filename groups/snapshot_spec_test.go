@@ -244,9 +244,18 @@ func TestSnapshotSpec_AdoptedTakesLateHolders(t *testing.T) {
 	setFetch(t, g1, func(p *snapshotFetchParams) { p.ChunkTimeout = time.Minute })
 	n0ID, n2ID := n0.h.ID(), n2.h.ID()
 	bound := time.Now().Add(testutil.Scale(20 * time.Second))
+	n2Asked := make(chan struct{})
+	var once sync.Once
 	w.before = func(ctx context.Context, holder peer.ID) {
-		for holder == n0ID && w.asked(n2ID) == 0 && time.Now().Before(bound) && ctx.Err() == nil {
-			time.Sleep(5 * time.Millisecond) // polling the watch's counts
+		switch holder {
+		case n2ID:
+			once.Do(func() { close(n2Asked) })
+		case n0ID:
+			select {
+			case <-n2Asked:
+			case <-time.After(time.Until(bound)):
+			case <-ctx.Done():
+			}
 		}
 	}
 	meshed(t, n0, n1, n2)
