@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 	"time"
 
@@ -189,6 +190,17 @@ func (r *runner) colSyncRep(ctx context.Context, c *mapCluster, n int, target co
 		case <-time.After(5 * time.Millisecond): // polling the catalog
 		}
 	}
+	// Each repetition starts after a runtime.GC(), as the streams rows'
+	// do: the process holds three writers' copies of the map (1.2 GB of
+	// live heap at 1M entries), whose mark phase would otherwise land in
+	// some repetitions and not others, and a repetition whose reader is
+	// given memory the process never touched (the heap grows until a GC
+	// frees the last readers') pays the first touch of every page: on the
+	// benchmark VM the kernel's page zeroing alone took 40 % of the CPU of
+	// such a repetition at 1M entries. The page faults row shows which
+	// kind each repetition was; a late reader in a process of its own
+	// touches its state's memory for the first time too (BENCHMARKS.md).
+	runtime.GC()
 	end := func() {}
 	if r.cfg.Measured != nil {
 		end = r.cfg.Measured(id, rep)
