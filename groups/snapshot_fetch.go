@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
-	"lukechampine.com/blake3"
+	"github.com/zeebo/blake3"
 )
 
 // snapshotFetchFunc sends one chunk request to a holder and returns its
@@ -149,7 +149,11 @@ func newChunkHasher(depth int) *chunkHasher {
 	h := &chunkHasher{in: make(chan []byte, depth), done: make(chan struct{})}
 	go func() {
 		defer close(h.done)
-		b := blake3.New(32, nil)
+		// zeebo/blake3, not lukechampine.com/blake3 as elsewhere: the
+		// same BLAKE3-256, but lukechampine's Hasher.Write starts a
+		// goroutine per 16 KiB it is given (512 per 8 MB), which on a
+		// reader busy with the transfer cost more than the hashing.
+		b := blake3.New()
 		for data := range h.in {
 			_, _ = b.Write(data)
 		}
