@@ -10,17 +10,20 @@ import (
 // BLAKE3) gives the hash the holders compute (lukechampine's Sum256) for
 // the same bytes handed over in chunks of uneven sizes.
 func TestChunkHasher_MatchesSum256(t *testing.T) {
-	data := make([]byte, 3<<20+12345)
+	data := make([]byte, 600<<10+12345)
 	for i := range data {
 		data[i] = byte(i*31 + i>>9)
 	}
-	for _, size := range []int{1, 1000, 1024, 64 << 10, 256 << 10, len(data)} {
+	for _, tc := range []struct{ size, n int }{
+		{1, 5000}, // byte by byte, across a 1 KiB chunk boundary
+		{1000, len(data)}, {1024, len(data)}, {64 << 10, len(data)}, {256 << 10, len(data)}, {len(data), len(data)},
+	} {
 		h := newChunkHasher(4)
-		for off := 0; off < len(data); off += size {
-			h.write(data[off:min(off+size, len(data))])
+		for off := 0; off < tc.n; off += tc.size {
+			h.write(data[off:min(off+tc.size, tc.n)])
 		}
-		if got, want := h.finish(), lblake3.Sum256(data); got != want {
-			t.Fatalf("chunks of %d bytes: hash %x, Sum256 %x", size, got, want)
+		if got, want := h.finish(), lblake3.Sum256(data[:tc.n]); got != want {
+			t.Fatalf("%d bytes in chunks of %d: hash %x, Sum256 %x", tc.n, tc.size, got, want)
 		}
 	}
 }
