@@ -236,6 +236,7 @@ func (f *snapshotFetcher) run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for f.nextWrite < f.chunks {
+		f.takeQueued()
 		f.dispatch(ctx)
 		if len(f.inflight) == 0 {
 			return f.noHolder()
@@ -267,6 +268,20 @@ func (f *snapshotFetcher) run(ctx context.Context) error {
 type holderAt struct {
 	id     peer.ID
 	anchor snapshotAnchor
+}
+
+// takeQueued adds the holders already waiting in more, without waiting
+// for any: when the holders in use fail at once, one offered meanwhile
+// takes their chunks instead of the transfer failing with it unread.
+func (f *snapshotFetcher) takeQueued() {
+	for {
+		select {
+		case x := <-f.more:
+			f.addHolder(x)
+		default:
+			return
+		}
+	}
 }
 
 // addHolder adds a holder that joined late, unless it is one already
