@@ -298,8 +298,12 @@ func (c *groupCore) onSnapMsg(from peer.ID, m *raftpb.Message) bool {
 		}
 		if adopt == nil || (err != nil && ctx.Err() == nil) {
 			fetch, closeFetch := c.snapFetchFunc()
-			fs, err = snapshotFromWire(ctx, m.GetSnapshot(), c.machineTag(), holders, fetch, params, stage)
+			served := &servedChunks{}
+			fs, err = snapshotFromWire(ctx, m.GetSnapshot(), c.machineTag(), holders, served.wrap(fetch), params, stage)
 			closeFetch()
+			if fs != nil {
+				fs.served = served
+			}
 		}
 		done := func() { c.onSnapFetched(from, epoch, m, fs, err) }
 		select {
@@ -382,7 +386,7 @@ func (c *groupCore) onSnapFetched(from peer.ID, epoch uint64, m *raftpb.Message,
 	m.Snapshot = &raftpb.Snapshot{Metadata: fs.snap.GetMetadata()}
 	c.snap.stepped = fs
 	c.met.add(c.met.syncsReceived, 1)
-	c.log.Debug("fetched a snapshot", "index", a.Index, "bytes", len(fs.snap.GetData()), "staged", fs.staged != nil)
+	c.log.Debug("fetched a snapshot", "index", a.Index, "bytes", len(fs.snap.GetData()), "staged", fs.staged != nil, "chunks_by_holder", fs.served.String())
 	defer func() {
 		if r := recover(); r != nil {
 			c.fatal = fmt.Errorf("%w: raft failed on a snapshot from %s: %v", ErrTerminated, from, r)

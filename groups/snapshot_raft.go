@@ -84,4 +84,5 @@ type fetchedSnapshot struct {
 	snap   *raftpb.Snapshot
 	hash   [32]byte
 	staged *stagedRestore // nil: not staged
+	served *servedChunks  // chunks per holder (nil: not counted)
 }

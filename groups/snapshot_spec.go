@@ -47,6 +47,7 @@ type specFetch struct {
 
 	data   []byte
 	staged *stagedRestore
+	served servedChunks
 	err    error
 }
 
@@ -105,6 +106,7 @@ func (s *specFetch) result(ctx context.Context, snap *raftpb.Snapshot, d snapsho
 		snap:   &raftpb.Snapshot{Metadata: proto.Clone(meta).(*raftpb.SnapshotMetadata), Data: s.data},
 		hash:   d.Hash,
 		staged: s.staged,
+		served: &s.served,
 	}, nil
 }
 
@@ -224,6 +226,7 @@ func (c *groupCore) startSpec(from peer.ID, h heldInfo) {
 	c.log.Debug("fetching an announced snapshot ahead of its MsgSnap", "from", from, "index", h.anchor.Index, "bytes", h.size, "holders", len(holders))
 	stage := c.sm.stage()
 	fetch, closeFetch := c.snapFetchFunc()
+	fetch = s.served.wrap(fetch)
 	params := c.snap.params
 	c.snap.wg.Add(1)
 	go func() {
