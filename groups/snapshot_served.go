@@ -37,8 +37,7 @@ func (s *servedChunks) wrap(fetch snapshotFetchFunc) snapshotFetchFunc {
 }
 
 // String lists holder=chunks, the holders in the order of their IDs, each
-// ID cut to its last 6 characters as the logs of a test or an operator
-// can match them to the bonds'.
+// named by peer.ID.ShortString as the group's other records name peers.
 func (s *servedChunks) String() string {
 	if s == nil {
 		return ""
@@ -52,8 +51,7 @@ func (s *servedChunks) String() string {
 	slices.Sort(ids)
 	parts := make([]string, len(ids))
 	for i, id := range ids {
-		str := id.String()
-		parts[i] = fmt.Sprintf("%s=%d", str[max(0, len(str)-6):], s.n[id])
+		parts[i] = fmt.Sprintf("%s=%d", id.ShortString(), s.n[id])
 	}
 	return strings.Join(parts, " ")
 }

@@ -38,9 +38,8 @@ func TestServedChunks_CountsEachHolder(t *testing.T) {
 	if served.n["first"] == 0 || served.n["second"] == 0 {
 		t.Errorf("both honest holders should serve: %v", served.n)
 	}
-	// Each holder by the last 6 characters of its ID's text, in ID order.
-	tail := func(id peer.ID) string { s := id.String(); return s[len(s)-6:] }
-	want := []string{tail("first") + "=" + strconv.Itoa(served.n["first"]), tail("second") + "=" + strconv.Itoa(served.n["second"])}
+	// Each holder by its short ID text, in ID order.
+	want := []string{peer.ID("first").ShortString() + "=" + strconv.Itoa(served.n["first"]), peer.ID("second").ShortString() + "=" + strconv.Itoa(served.n["second"])}
 	if peer.ID("second") < peer.ID("first") {
 		want[0], want[1] = want[1], want[0]
 	}
