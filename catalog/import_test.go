@@ -9,7 +9,8 @@ import (
 
 // TestImports_PureCore enforces the pure-core rule: the catalog model
 // imports no libp2p host, transport, pubsub or DHT, and no other package of
-// this module; of go-libp2p it may use only core/{crypto,peer,record}.
+// this module but internal/edverify (signature checks: pure, no I/O); of
+// go-libp2p it may use only core/{crypto,peer,record}.
 func TestImports_PureCore(t *testing.T) {
 	deps := testutil.Deps(t, "github.com/mosaik-go/mosaik/catalog")
 	for _, v := range pureCoreViolations(deps) {
@@ -20,7 +21,7 @@ func TestImports_PureCore(t *testing.T) {
 // pureCoreViolations lists the dependencies of catalog that break the
 // pure-core rule.
 func pureCoreViolations(deps []string) []string {
-	return testutil.PureCoreViolations("catalog", deps, []string{"github.com/mosaik-go/mosaik/catalog", "github.com/mosaik-go/mosaik/catalog/pb"})
+	return testutil.PureCoreViolations("catalog", deps, []string{"github.com/mosaik-go/mosaik/catalog", "github.com/mosaik-go/mosaik/catalog/pb", "github.com/mosaik-go/mosaik/internal/edverify"})
 }
 
 func TestImports_PureCoreRule(t *testing.T) {
@@ -29,6 +30,7 @@ func TestImports_PureCoreRule(t *testing.T) {
 		"github.com/libp2p/go-libp2p/core/peer", "github.com/libp2p/go-libp2p/core/crypto/pb",
 		"github.com/libp2p/go-libp2p/core/record", "github.com/libp2p/go-libp2p/core/internal/catch",
 		"github.com/multiformats/go-multiaddr", "lukechampine.com/blake3",
+		"github.com/mosaik-go/mosaik/internal/edverify",
 	}
 	if v := pureCoreViolations(ok); len(v) != 0 {
 		t.Fatalf("allowed deps flagged: %v", v)

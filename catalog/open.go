@@ -169,7 +169,7 @@ func (e *envelope) verify(domain string) error {
 	b = append(b, e.payloadType...)
 	b = binary.AppendUvarint(b, uint64(len(e.payload)))
 	b = append(b, e.payload...)
-	ok, err := e.key.Verify(b, e.sig)
+	ok, err := verifySig(e.key, b, e.sig)
 	switch {
 	case err != nil:
 		return fmt.Errorf("%w: %v", ErrBadSignature, err)

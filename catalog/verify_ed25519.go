@@ -1,0 +1,26 @@
+package catalog
+
+import (
+	"crypto/ed25519"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+
+	"github.com/mosaik-go/mosaik/internal/edverify"
+)
+
+// verifySig checks sig over msg by k. Entries are signed by ed25519 keys
+// (decodeEnvelope refuses others), and checking them is most of what a
+// node spends on a join wave: those go through edverify, which accepts
+// exactly the signatures crypto/ed25519 accepts, faster. Any other key
+// type keeps its own Verify.
+func verifySig(k crypto.PubKey, msg, sig []byte) (bool, error) {
+	ek, ok := k.(*crypto.Ed25519PublicKey)
+	if !ok {
+		return k.Verify(msg, sig)
+	}
+	raw, err := ek.Raw()
+	if err != nil {
+		return false, err
+	}
+	return edverify.Verify(ed25519.PublicKey(raw), msg, sig), nil
+}
