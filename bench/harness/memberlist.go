@@ -49,7 +49,9 @@ func (memberlistDiscovery) converge(ctx context.Context, n int, limit time.Durat
 			joined <- err
 		}()
 	}
+	started := time.Since(start)
 	c, err := pollDiscovery(ctx, start, n, limit, func(i int) int { return ms[i].NumMembers() })
+	c.started = started
 	for i := 1; i < n; i++ {
 		if jerr := <-joined; jerr != nil && err == nil {
 			err = jerr

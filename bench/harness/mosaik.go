@@ -334,9 +334,11 @@ func (mosaikDiscovery) converge(ctx context.Context, n int, limit time.Duration)
 			return convergence{}, err
 		}
 	}
+	started := time.Since(start)
 	stop := tr.cpuTo99(n, start, func(i int) int { return nodes[i].Catalog().Len() + 1 })
 	defer stop()
 	c, err := pollDiscovery(ctx, start, n, limit, func(i int) int { return nodes[i].Catalog().Len() + 1 })
+	c.started = started
 	tr.connected(hosts)
 	tr.dump(os.Stderr, n, c)
 	if err != nil {

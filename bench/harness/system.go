@@ -92,4 +92,9 @@ type convergence struct {
 	p99, all time.Duration
 	capped   bool // all reached the limit: the true time is longer
 	capped99 bool // so did p99
+	// started is when the start of the last node returned (its join may
+	// still run in the background), on the same clock: the part of p99
+	// that is node start-up (for mosaik, mostly libp2p's host
+	// construction) rather than the spread of the entries.
+	started time.Duration
 }
