@@ -93,8 +93,9 @@ type convergence struct {
 	capped   bool // all reached the limit: the true time is longer
 	capped99 bool // so did p99
 	// started is when the start of the last node returned (its join may
-	// still run in the background), on the same clock: the part of p99
-	// that is node start-up (for mosaik, mostly libp2p's host
-	// construction) rather than the spread of the entries.
+	// still run in the background), on the same clock: roughly the part
+	// of p99 that is node start-up (for mosaik, mostly libp2p's host
+	// construction). Start-up and the spread of the entries share the
+	// CPU, so on a CPU-bound row the split is not exact (see the method).
 	started time.Duration
 }
