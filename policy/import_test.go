@@ -9,7 +9,8 @@ import (
 
 // TestImports_PureCore enforces the pure-core rule: policy imports no
 // libp2p host, transport, pubsub or DHT; of this module only catalog (the
-// model, not its discovery service); of go-libp2p only
+// model, not its discovery service) and what catalog imports of it
+// (internal/edverify: signature checks, pure); of go-libp2p only
 // core/{crypto,peer,record}.
 func TestImports_PureCore(t *testing.T) {
 	deps := testutil.Deps(t, "github.com/mosaik-go/mosaik/policy")
@@ -21,7 +22,7 @@ func TestImports_PureCore(t *testing.T) {
 // pureCoreViolations lists the dependencies of policy that break the
 // pure-core rule.
 func pureCoreViolations(deps []string) []string {
-	return testutil.PureCoreViolations("policy", deps, []string{"github.com/mosaik-go/mosaik/policy", "github.com/mosaik-go/mosaik/policy/pb", "github.com/mosaik-go/mosaik/catalog", "github.com/mosaik-go/mosaik/catalog/pb"})
+	return testutil.PureCoreViolations("policy", deps, []string{"github.com/mosaik-go/mosaik/policy", "github.com/mosaik-go/mosaik/policy/pb", "github.com/mosaik-go/mosaik/catalog", "github.com/mosaik-go/mosaik/catalog/pb", "github.com/mosaik-go/mosaik/internal/edverify"})
 }
 
 func TestImports_PureCoreRule(t *testing.T) {
@@ -32,6 +33,7 @@ func TestImports_PureCoreRule(t *testing.T) {
 		"github.com/libp2p/go-libp2p/core/peer", "github.com/libp2p/go-libp2p/core/crypto/pb",
 		"github.com/libp2p/go-libp2p/core/record", "github.com/libp2p/go-libp2p/core/internal/catch",
 		"github.com/multiformats/go-multiaddr", "lukechampine.com/blake3",
+		"github.com/mosaik-go/mosaik/internal/edverify",
 	}
 	if v := pureCoreViolations(ok); len(v) != 0 {
 		t.Fatalf("allowed deps flagged: %v", v)
