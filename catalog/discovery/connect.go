@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -78,8 +79,66 @@ func (s *Service) connectLoop() {
 		case <-t.C:
 			t.Reset(jitter(s.params.AnnounceInterval, 0.5))
 		}
-		s.topUp()
+		if wait := s.topUp(); wait > 0 {
+			// A peer left to redial us: look again when its turn ends,
+			// in case it did not (the periodic check resumes after).
+			t.Reset(wait)
+		}
 	}
+}
+
+// redialGrace is how long, after a connection closes, the end with the
+// larger peer ID leaves the redial to the other. Both ends see the close
+// at once and top up, and libp2p keeps a connection per direction, so
+// without a turn a pair that both redial gets two connections back (two
+// handshakes, and one connection too many until the connection manager
+// trims). It is long enough for a dial on a loaded machine and short
+// next to the heartbeat interval.
+const redialGrace = 2 * time.Second
+
+// droppedPeers remembers when connections to peers closed (hostEventLoop
+// notes them, topUp reads them).
+type droppedPeers struct {
+	mu sync.Mutex
+	at map[peer.ID]time.Time
+}
+
+// note records that p's connection closed at now, and forgets closes
+// past the grace (peers that left the catalog are never asked about
+// again), so the map holds only the last redialGrace of closes.
+func (d *droppedPeers) note(p peer.ID, now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.at == nil {
+		d.at = make(map[peer.ID]time.Time)
+	}
+	for q, at := range d.at {
+		if now.Sub(at) >= redialGrace {
+			delete(d.at, q)
+		}
+	}
+	d.at[p] = now
+}
+
+// turnOf reports how long self still leaves the redial of p to p: p's
+// connection closed less than redialGrace ago and p has the smaller peer
+// ID. Zero: self may dial p. It forgets closes older than the grace.
+func (d *droppedPeers) turnOf(self, p peer.ID, now time.Time) time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	at, ok := d.at[p]
+	if !ok {
+		return 0
+	}
+	left := redialGrace - now.Sub(at)
+	if left <= 0 {
+		delete(d.at, p)
+		return 0
+	}
+	if p < self {
+		return left
+	}
+	return 0
 }
 
 // topUp dials catalog peers while fewer than CascadeBelow are connected.
@@ -87,8 +146,13 @@ func (s *Service) connectLoop() {
 // crashed stays in the catalog until PurgeAfter, and dialing it on every
 // tick would hold dial slots (until SyncTimeout for an address that
 // drops packets) that live peers need.
-func (s *Service) topUp() {
+//
+// A peer whose connection to us just closed is left out while it is its
+// turn to redial (see redialGrace); topUp then returns how long until the
+// first such turn ends, else 0.
+func (s *Service) topUp() (recheck time.Duration) {
 	recent := s.now().Add(-2 * time.Duration(float64(s.params.AnnounceInterval)*(1+s.params.AnnounceJitter)))
+	now := time.Now()
 	connected := 0
 	var idle []peer.ID
 	for e := range s.store.Snapshot().All() {
@@ -96,6 +160,12 @@ func (s *Service) topUp() {
 		case s.h.Network().Connectedness(p) == network.Connected:
 			connected++
 		case len(e.Entry.Addrs) > 0 && e.Entry.Version.UpdatedAt().After(recent):
+			if turn := s.dropped.turnOf(s.h.ID(), p, now); turn > 0 {
+				if recheck == 0 || turn < recheck {
+					recheck = turn
+				}
+				continue
+			}
 			idle = append(idle, p)
 		}
 	}
@@ -103,10 +173,11 @@ func (s *Service) topUp() {
 	rand.Shuffle(len(idle), func(i, j int) { idle[i], idle[j] = idle[j], idle[i] })
 	for _, p := range idle {
 		if need <= 0 || !s.dial(p) {
-			return
+			return recheck
 		}
 		need--
 	}
+	return recheck
 }
 
 // settle runs once, Params.SettleDelay after start, the work a join puts

@@ -117,3 +117,36 @@ func TestConnect_JoinCascadeWaitsForSettle(t *testing.T) {
 		})
 	}
 }
+
+// TestConnect_ClosedConnectionRedialedOnce checks that when a connection
+// between two nodes closes, they get one connection back, not two: both
+// see the close at once and top up, and without a rule both would dial
+// the other (each dial then succeeds, as libp2p keeps a connection per
+// direction). Two nodes, so that each is the other's only candidate.
+func TestConnect_ClosedConnectionRedialedOnce(t *testing.T) {
+	nw := catalog.IDFromString("discovery-test/connect/redial-once")
+	a, b := newNode(t, nw), newNode(t, nw)
+	connect(t, a.h, b.h)
+	testutil.Eventually(t, 10*time.Second, func() bool { return knows(a.svc, b.h.ID()) && knows(b.svc, a.h.ID()) }, "the two nodes did not learn each other")
+	conns := func() int { return len(a.h.Network().ConnsToPeer(b.h.ID())) }
+	for round := range 4 {
+		// Close from either side in turn: the rule must not depend on who
+		// saw the close first.
+		closer, peer := a, b
+		if round%2 == 1 {
+			closer, peer = b, a
+		}
+		if err := closer.h.Network().ClosePeer(peer.h.ID()); err != nil {
+			t.Fatalf("ClosePeer: %v", err)
+		}
+		testutil.Eventually(t, 5*time.Second, func() bool { return conns() > 0 }, "round %d: no connection came back", round)
+		// Both dials, if both sides dial, complete within a few ms of each
+		// other on loopback; half a second covers a loaded machine.
+		testutil.Never(t, 500*time.Millisecond, 10*time.Millisecond, func() string {
+			if n := conns(); n > 1 {
+				return fmt.Sprintf("round %d: %d connections between the two nodes", round, n)
+			}
+			return ""
+		})
+	}
+}

@@ -123,6 +123,7 @@ type Service struct {
 	peerJoined  chan struct{}
 	gaps        *joinGaps     // topic peers, and syncs served before their subscription
 	connectNow  chan struct{} // a connection closed: check connectivity
+	dropped     droppedPeers  // when connections closed (whose turn to redial)
 	relayQ      chan relay    // entries to relay onto gossip
 	dhtNow      chan struct{}
 	settled     chan struct{} // closed SettleDelay after start (connect.go, settle)

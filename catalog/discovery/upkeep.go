@@ -38,6 +38,7 @@ func (s *Service) hostEventLoop() {
 			case event.EvtPeerConnectednessChanged:
 				s.log.Debug("peer connectedness", "peer", ev.Peer, "connectedness", ev.Connectedness.String())
 				if ev.Connectedness != network.Connected {
+					s.dropped.note(ev.Peer, time.Now())
 					signal(s.connectNow)
 				} else if _, ok := s.store.Snapshot().Get(ev.Peer); ok && ev.Peer != s.h.ID() {
 					s.tagIfConnected(ev.Peer)
