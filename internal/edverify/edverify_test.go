@@ -4,7 +4,9 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha512"
+	"encoding/hex"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/oasisprotocol/curve25519-voi/curve"
@@ -70,12 +72,13 @@ var (
 )
 
 // le turns a big-endian hex constant into 32 little-endian bytes.
-func le(hex string) []byte {
-	var b [32]byte
-	for i := range 32 {
-		fmt.Sscanf(hex[2*i:2*i+2], "%02x", &b[31-i])
+func le(h string) []byte {
+	b, err := hex.DecodeString(h)
+	if err != nil || len(b) != 32 {
+		panic("edverify test: bad constant " + h)
 	}
-	return b[:]
+	slices.Reverse(b)
+	return b
 }
 
 // addSmall returns x + d for 32-byte little-endian x and d ≥ 0 (mod 2²⁵⁶).
