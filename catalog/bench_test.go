@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"testing"
@@ -367,4 +368,22 @@ func liveHeap() uint64 {
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
 	return ms.HeapAlloc
+}
+
+// BenchmarkStoreMergeRefused is the cost of refusing a copy of a version
+// the catalog holds (ErrNotNewer), the most common refusal: gossip and
+// syncs bring every entry more than once, and a heartbeat storm brings
+// thousands of late copies. The refusal is counted, rarely printed.
+func BenchmarkStoreMergeRefused(b *testing.B) {
+	const n = 1000
+	s, entries := populatedStore(b, n)
+	now := t0.Add(time.Millisecond)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		if _, err := s.Merge(entries[i%n], now); !errors.Is(err, ErrNotNewer) {
+			b.Fatalf("merge of a held version: %v, want ErrNotNewer", err)
+		}
+	}
 }

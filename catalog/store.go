@@ -212,18 +212,18 @@ func (s *Store) check(st *state, e *SignedEntry, now time.Time, count bool) (pee
 	case en.Version.UpdatedAt().After(now.Add(s.params.MaxClockDrift)):
 		return peerItem{}, false, 0, fmt.Errorf("%w: entry of %s updated at %v, %v ahead", ErrClockDrift, en.PeerID, en.Version.UpdatedAt(), en.Version.UpdatedAt().Sub(now))
 	case s.stale(en, now):
-		return peerItem{}, false, 0, fmt.Errorf("%w: entry of %s last updated %v ago", ErrStale, en.PeerID, now.Sub(en.Version.UpdatedAt()))
+		return peerItem{}, false, 0, refuse(ErrStale, "entry of %s last updated %v ago", en.PeerID, now.Sub(en.Version.UpdatedAt()))
 	}
 	old, known := st.get(en.PeerID)
 	if known && en.Version.Compare(old.e.Entry.Version) <= 0 {
-		return old, known, 0, fmt.Errorf("%w: %s has %v, offered %v", ErrNotNewer, en.PeerID, old.e.Entry.Version, en.Version)
+		return old, known, 0, refuse(ErrNotNewer, "%s has %v, offered %v", en.PeerID, old.e.Entry.Version, en.Version)
 	}
 	if last, ok := st.departed.Get(departItem{id: en.PeerID}); ok && en.Version.Compare(last.v) <= 0 {
 		how := "departed"
 		if last.purged {
 			how = "was purged"
 		}
-		return old, known, 0, fmt.Errorf("%w: %s %s at %v, offered %v", ErrNotNewer, en.PeerID, how, last.v, en.Version)
+		return old, known, 0, refuse(ErrNotNewer, "%s %s at %v, offered %v", en.PeerID, how, last.v, en.Version)
 	}
 	tat, ok := s.limit().next(old.tat, known, en.Version.UpdateMS)
 	if !ok {
