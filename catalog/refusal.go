@@ -4,9 +4,9 @@ import "fmt"
 
 // refusal is a merge refusal whose message is built only when it is read.
 // Copies of versions a node holds are refused by the thousand in a
-// heartbeat storm (gossip and syncs bring every entry more than once);
-// they are counted by kind and rarely printed, and the message's peer ID
-// costs a base58 encoding. Error() reads as fmt.Errorf("%w: "+format)
+// heartbeat storm (gossip and syncs bring every entry more than once), and
+// a flood's excess updates by the rate limit; they are counted by kind and
+// rarely printed, and the message's peer ID costs a base58 encoding. Error() reads as fmt.Errorf("%w: "+format)
 // would, and errors.Is matches the kind.
 type refusal struct {
 	kind   error

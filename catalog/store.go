@@ -230,7 +230,7 @@ func (s *Store) check(st *state, e *SignedEntry, now time.Time, count bool) (pee
 		if count {
 			s.limited.Add(1)
 		}
-		return old, known, 0, fmt.Errorf("%w: %s updated at %d ms, its next update is due at %d ms", ErrRateLimited, en.PeerID, en.Version.UpdateMS, tat)
+		return old, known, 0, refuse(ErrRateLimited, "%s updated at %d ms, its next update is due at %d ms", en.PeerID, en.Version.UpdateMS, tat)
 	}
 	var oldEntry *SignedEntry
 	if known {
