@@ -386,7 +386,7 @@ func (c *groupCore) onSnapFetched(from peer.ID, epoch uint64, m *raftpb.Message,
 	m.Snapshot = &raftpb.Snapshot{Metadata: fs.snap.GetMetadata()}
 	c.snap.stepped = fs
 	c.met.add(c.met.syncsReceived, 1)
-	c.log.Debug("fetched a snapshot", "index", a.Index, "bytes", len(fs.snap.GetData()), "staged", fs.staged != nil, "chunks_by_holder", fs.served.String())
+	c.log.Debug("fetched a snapshot", "index", a.Index, "bytes", len(fs.snap.GetData()), "staged", fs.staged != nil, "chunks_by_holder", fs.served)
 	defer func() {
 		if r := recover(); r != nil {
 			c.fatal = fmt.Errorf("%w: raft failed on a snapshot from %s: %v", ErrTerminated, from, r)

@@ -3,6 +3,7 @@ package groups
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -55,3 +56,7 @@ func (s *servedChunks) String() string {
 	}
 	return strings.Join(parts, " ")
 }
+
+// LogValue is String, built only when a record is written: the "fetched a
+// snapshot" record is at debug level, usually off.
+func (s *servedChunks) LogValue() slog.Value { return slog.StringValue(s.String()) }

@@ -46,8 +46,11 @@ func TestServedChunks_CountsEachHolder(t *testing.T) {
 	if s := served.String(); s != strings.Join(want, " ") {
 		t.Errorf("String() = %q, want %q", s, strings.Join(want, " "))
 	}
+	if v := served.LogValue().String(); v != served.String() {
+		t.Errorf("LogValue() = %q, String() = %q", v, served.String())
+	}
 	var none *servedChunks
-	if none.String() != "" {
+	if none.String() != "" || none.LogValue().String() != "" {
 		t.Error("a nil count prints something")
 	}
 }

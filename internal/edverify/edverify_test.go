@@ -39,7 +39,7 @@ func TestVerify_ValidAndMutated(t *testing.T) {
 		// Every single-bit change of the signature, and some of the key
 		// and the message, is refused by both.
 		flip := func(b []byte, bit int) []byte {
-			c := clone(b)
+			c := slices.Clone(b)
 			c[bit/8] ^= 1 << (bit % 8)
 			return c
 		}
@@ -83,7 +83,7 @@ func le(h string) []byte {
 
 // addSmall returns x + d for 32-byte little-endian x and d ≥ 0 (mod 2²⁵⁶).
 func addSmall(x []byte, d int) []byte {
-	out := clone(x)
+	out := slices.Clone(x)
 	carry := d
 	for i := 0; i < len(out) && carry != 0; i++ {
 		s := int(out[i]) + carry
@@ -118,25 +118,23 @@ func edgeEncodings() [][]byte {
 // edgeScalars are S values around the checks: 0, 1, ℓ − 1, ℓ, ℓ + 1, and
 // one with the top three bits set.
 func edgeScalars() [][]byte {
-	lm1 := clone(orderL)
+	lm1 := slices.Clone(orderL)
 	lm1[0]-- // ℓ ends in 0xed: no borrow
 	top := make([]byte, 32)
 	top[31] = 0xe0
 	return [][]byte{make([]byte, 32), addSmall(make([]byte, 32), 1), lm1, orderL, addSmall(orderL, 1), top}
 }
 
-func clone(b []byte) []byte { return append([]byte(nil), b...) }
-
 // withSign returns e with the sign bit of x set to 1.
 func withSign(e []byte) []byte {
-	c := clone(e)
+	c := slices.Clone(e)
 	c[31] |= 0x80
 	return c
 }
 
 // flipSign returns e with the sign bit of x flipped.
 func flipSign(e []byte) []byte {
-	c := clone(e)
+	c := slices.Clone(e)
 	c[31] ^= 0x80
 	return c
 }
@@ -148,7 +146,7 @@ func TestVerify_EdgeEncodings(t *testing.T) {
 	accepted, total := 0, 0
 	check := func(a, r, s, m []byte) {
 		total++
-		if agree(t, a, m, append(clone(r), s...)) {
+		if agree(t, a, m, append(slices.Clone(r), s...)) {
 			accepted++
 		}
 	}
@@ -217,7 +215,7 @@ func (k *torsionKey) sign(t *testing.T, msg []byte, rTorsion *curve.EdwardsPoint
 	}
 	s.Mul(&kh, &k.a)
 	s.Add(&s, &r)
-	sig := clone(rEnc)
+	sig := slices.Clone(rEnc)
 	sb := make([]byte, 32)
 	if err := s.ToBytes(sb); err != nil {
 		t.Fatal(err)
@@ -272,8 +270,8 @@ func FuzzVerify(f *testing.F) {
 	msg := []byte("catalog entry")
 	f.Add([]byte(pub), msg, ed25519.Sign(priv, msg))
 	encs := edgeEncodings()
-	f.Add(encs[0], msg, append(clone(encs[0]), make([]byte, 32)...))
-	f.Add(encs[3], []byte{}, append(clone(encs[5]), orderL...))
+	f.Add(encs[0], msg, append(slices.Clone(encs[0]), make([]byte, 32)...))
+	f.Add(encs[3], []byte{}, append(slices.Clone(encs[5]), orderL...))
 	f.Fuzz(func(t *testing.T, pub, msg, sig []byte) {
 		if len(pub) != ed25519.PublicKeySize {
 			if Verify(pub, msg, sig) {
