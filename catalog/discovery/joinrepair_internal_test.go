@@ -127,3 +127,18 @@ func TestSource_IsSync(t *testing.T) {
 		}
 	}
 }
+
+// TestSource_CascadesAt: before the join settles, new peers from a join
+// sync and from a sync this node served wait for settle's dials; peers
+// from any other source are dialed at once; after it, all are.
+func TestSource_CascadesAt(t *testing.T) {
+	for _, src := range []source{fromSync, fromJoinSync, fromSettleSync, fromJoinRepair, fromServed, fromGossip, fromDHT, fromCaller, fromPush} {
+		if !src.cascadesAt(true) {
+			t.Errorf("%q: not dialed after the join settled", src)
+		}
+		want := src != fromJoinSync && src != fromServed
+		if got := src.cascadesAt(false); got != want {
+			t.Errorf("%q.cascadesAt(unsettled) = %v, want %v", src, got, want)
+		}
+	}
+}
