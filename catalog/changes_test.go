@@ -13,8 +13,8 @@ import (
 // wraps: since answers exactly while the changes asked for are held, and
 // reports false once the oldest of them were overwritten.
 func TestChangeLog_GrowsThenForgets(t *testing.T) {
-	const max = 4*changeLogStart + 3 // not a power of two: the last growth is partial
-	l := newChangeLog(max)
+	const limit = 4*changeLogStart + 3 // not a power of two: the last growth is partial
+	l := newChangeLog(limit)
 	if got := len(l.ring); got != changeLogStart {
 		t.Fatalf("a new ring holds %d records, want %d", got, changeLogStart)
 	}
@@ -30,18 +30,18 @@ func TestChangeLog_GrowsThenForgets(t *testing.T) {
 		slices.Sort(ids)
 		return slices.Compact(ids)
 	}
-	for v := 1; v <= 3*max; v++ {
+	for v := 1; v <= 3*limit; v++ {
 		l.add(uint64(v), id(v))
 		all = append(all, changeRecord{uint64(v), id(v)})
-		if len(l.ring) > max {
-			t.Fatalf("after %d changes the ring holds %d records, over its cap %d", v, len(l.ring), max)
+		if len(l.ring) > limit {
+			t.Fatalf("after %d changes the ring holds %d records, over its cap %d", v, len(l.ring), limit)
 		}
-		for _, from := range []int{0, v - 1, v - changeLogStart, v - max, v - max - 1} {
+		for _, from := range []int{0, v - 1, v - changeLogStart, v - limit, v - limit - 1} {
 			if from < 0 {
 				continue
 			}
 			got, ok := l.since(uint64(from), uint64(v))
-			held := v-from <= max // the newest max changes are remembered
+			held := v-from <= limit // the newest limit changes are remembered
 			if ok != held {
 				t.Fatalf("after %d changes, since(%d) ok = %v, want %v", v, from, ok, held)
 			}
@@ -50,7 +50,7 @@ func TestChangeLog_GrowsThenForgets(t *testing.T) {
 			}
 		}
 	}
-	if got := len(l.ring); got != max {
-		t.Fatalf("a full ring holds %d records, want its cap %d", got, max)
+	if got := len(l.ring); got != limit {
+		t.Fatalf("a full ring holds %d records, want its cap %d", got, limit)
 	}
 }
