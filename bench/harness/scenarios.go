@@ -394,9 +394,7 @@ func (r *runner) discoveryScenario(ctx context.Context, id string, n int, limit 
 	for rep := range r.plan.reps {
 		for k := range ds {
 			d := ds[(k+rep)%len(ds)]
-			restore := heapFloor(n)
 			c, err := d.converge(ctx, n, limit)
-			restore()
 			if err != nil {
 				return err
 			}
