@@ -6,8 +6,9 @@ import "fmt"
 // Copies of versions a node holds are refused by the thousand in a
 // heartbeat storm (gossip and syncs bring every entry more than once), and
 // a flood's excess updates by the rate limit; they are counted by kind and
-// rarely printed, and the message's peer ID costs a base58 encoding. Error() reads as fmt.Errorf("%w: "+format)
-// would, and errors.Is matches the kind.
+// rarely printed, and the message's peer ID costs a base58 encoding.
+// Error() reads as fmt.Errorf("%w: "+format) would, and errors.Is matches
+// the kind.
 type refusal struct {
 	kind   error
 	format string

@@ -38,8 +38,9 @@ type Params struct {
 	// our entry) does not queue behind it: the first DHT put and provider
 	// records, the dials that bring a new node to CascadeBelow
 	// connections (before it, entries of the join sync and of syncs the
-	// node serves are not dialed one by one) and one delta sync with a connected peer, which repairs what
-	// the join sync and gossip missed while the node was subscribing. A
+	// node serves are not dialed one by one) and one delta sync with a
+	// connected peer, which repairs what the join sync and gossip missed
+	// while the node was subscribing. A
 	// put right at start also lands badly: the DHT's routing table holds
 	// the bootstrap peer at most. It also bounds how long an entry the
 	// join missed stays missing, so it is short: a join takes tens of
