@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mosaik-go/mosaik/catalog"
@@ -21,36 +22,147 @@ type relay struct {
 
 // relayLoop publishes entries learned by sync or DHT onto gossip, off the
 // merge path: Publish can block while pubsub is busy, and a sync responder
-// must not wait on it.
+// must not wait on it. An entry waits up to Params.RelayDelay for others to
+// share its message (a batch, PROTOCOL.md section 9.6): when nodes join
+// together, a bootstrap peer relays each newcomer to every topic peer, and
+// a message per newcomer and peer cost more than the entries' own checks.
 func (s *Service) relayLoop() {
+	var linger *time.Timer
+	defer func() {
+		if linger != nil {
+			linger.Stop()
+		}
+	}()
 	for {
+		var first relay
 		select {
 		case <-s.ctx.Done():
 			return
-		case r := <-s.relayQ:
-			ann := &pb.Announcement{Kind: &pb.Announcement_Entry{Entry: r.e.Bytes()}}
-			if r.nonce {
-				var nonce [8]byte
-				binary.LittleEndian.PutUint64(nonce[:], rand.Uint64())
-				ann.Nonce = nonce[:]
+		case first = <-s.relayQ:
+		}
+		batch := relayBatch{max: s.maxAnnouncement()}
+		batch.add(first)
+		var timeout <-chan time.Time
+		if d := s.params.RelayDelay; d > 0 {
+			if linger == nil {
+				linger = time.NewTimer(d)
+			} else {
+				linger.Reset(d)
 			}
-			if err := s.publish(s.ctx, ann); err == nil {
-				s.stats.relayed.Add(1)
-				s.log.Debug("entry relayed", "peer", r.e.Entry.PeerID, "first_hop", r.nonce)
+			timeout = linger.C
+		}
+	collect:
+		for timeout != nil {
+			select {
+			case <-s.ctx.Done():
+				return
+			case r := <-s.relayQ:
+				if !batch.add(r) {
+					s.publishRelays(batch.take())
+					batch.add(r)
+				}
+			case <-timeout:
+				break collect
 			}
 		}
+		if linger != nil {
+			linger.Stop()
+		}
+		s.publishRelays(batch.take())
 	}
+}
+
+// relayBatch gathers the relays of one message: at most MaxBatchEntries
+// entries, one per peer (the newest), in at most max bytes.
+type relayBatch struct {
+	max    int
+	size   int
+	relays []relay
+	byPeer map[peer.ID]int
+}
+
+// add puts r into the batch and reports true, or reports false when the
+// batch is full: r did not fit.
+func (b *relayBatch) add(r relay) bool {
+	if i, ok := b.byPeer[r.e.Entry.PeerID]; ok {
+		old := b.relays[i].e
+		if r.e.Entry.Version.Compare(old.Entry.Version) > 0 {
+			b.size += batchSize(r.e) - batchSize(old)
+			b.relays[i].e = r.e
+		}
+		b.relays[i].nonce = b.relays[i].nonce || r.nonce
+		return true
+	}
+	n := batchSize(r.e)
+	if len(b.relays) > 0 && (len(b.relays) == MaxBatchEntries || b.size+n > b.max) {
+		return false
+	}
+	if b.byPeer == nil {
+		b.byPeer = map[peer.ID]int{}
+	}
+	b.byPeer[r.e.Entry.PeerID] = len(b.relays)
+	b.relays = append(b.relays, r)
+	b.size += n
+	return true
+}
+
+// take returns the batch's relays and empties it.
+func (b *relayBatch) take() []relay {
+	out := b.relays
+	b.relays, b.size = nil, 0
+	clear(b.byPeer)
+	return out
+}
+
+// publishRelays publishes rs as one message: a single entry as the
+// announcement of section 9.2 (with a nonce for a first-hop relay, whose
+// bytes its owner published), several as a batch.
+func (s *Service) publishRelays(rs []relay) {
+	if len(rs) == 0 {
+		return
+	}
+	var data []byte
+	if len(rs) == 1 {
+		ann := &pb.Announcement{Kind: &pb.Announcement_Entry{Entry: rs[0].e.Bytes()}}
+		if rs[0].nonce {
+			var nonce [8]byte
+			binary.LittleEndian.PutUint64(nonce[:], rand.Uint64())
+			ann.Nonce = nonce[:]
+		}
+		var err error
+		if data, err = proto.Marshal(ann); err != nil {
+			return
+		}
+	} else {
+		es := make([]*catalog.SignedEntry, len(rs))
+		for i, r := range rs {
+			es[i] = r.e
+		}
+		data = appendBatch(nil, es)
+	}
+	if err := s.publishData(s.ctx, data); err != nil {
+		s.log.Debug("relay failed", "entries", len(rs), "err", err)
+		return
+	}
+	s.stats.relayed.Add(uint64(len(rs)))
+	s.stats.relayMessages.Add(1)
+	s.log.Debug("entries relayed", "entries", len(rs), "first_hop", rs[0].nonce)
 }
 
 // publish puts ann on the topic, giving up after SyncTimeout or when ctx
 // ends (the service's own: Close does not wait for a busy pubsub).
 func (s *Service) publish(ctx context.Context, ann *pb.Announcement) error {
-	if s.topic == nil {
-		return nil
-	}
 	data, err := proto.Marshal(ann)
 	if err != nil {
 		return err
+	}
+	return s.publishData(ctx, data)
+}
+
+// publishData publishes an encoded announcement, as publish does.
+func (s *Service) publishData(ctx context.Context, data []byte) error {
+	if s.topic == nil {
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.params.SyncTimeout)
 	defer cancel()

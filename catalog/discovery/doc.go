@@ -33,7 +33,8 @@
 //   - runs a catalog sync ([SyncProtocol]) when it connects to a peer of
 //     the network that it does not know yet (or to any, while its catalog
 //     is empty), so a new node gets whole catalogs at once, and relays on
-//     gossip the peers it learns that way. Once a newcomer's gossip
+//     gossip the peers it learns that way (relays that come within
+//     Params.RelayDelay of each other share one message, a batch). Once a newcomer's gossip
 //     subscription reaches the peer that served its join sync, that peer
 //     syncs with it again if it merged entries meanwhile that its relays
 //     could not bring the newcomer (joinrepair.go). The sync is a paged delta
@@ -214,6 +215,7 @@
 //	mosaik.discovery.push.frames      counter  direction=out|in, bump push frames
 //	mosaik.discovery.announcements    counter  own entry publications
 //	mosaik.discovery.relayed          counter  entries relayed to gossip after a sync or DHT lookup
+//	mosaik.discovery.relay_messages   counter  gossip messages of those relays (a batch carries several)
 //	mosaik.discovery.dht.puts         counter  result=ok|failed
 //	mosaik.discovery.links.repaired   counter  gossip links reset (see "Gossip links")
 //	mosaik.discovery.catalog.size     gauge    remote peers in the catalog

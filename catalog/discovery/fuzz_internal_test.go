@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mosaik-go/mosaik/catalog"
@@ -19,17 +20,27 @@ import (
 )
 
 // FuzzDecodeAnnouncement feeds arbitrary gossip payloads to the
-// announcement decoder: it must never panic, and whatever it accepts must
-// be a verified entry or departure.
+// announcement decoder: it must never panic, it must read what
+// proto.Unmarshal reads (a batch's last entry is the one proto keeps), and
+// whatever it accepts must be verified entries, at most MaxBatchEntries, or
+// a departure.
 func FuzzDecodeAnnouncement(f *testing.F) {
 	sk, _, err := crypto.GenerateEd25519Key(rand.Reader)
 	if err != nil {
 		f.Fatal(err)
 	}
 	now := time.Now()
-	local, err := catalog.NewLocal(sk, catalog.IDFromString("fuzz"), now, func(e *catalog.Entry) {
-		e.Tags = []catalog.Tag{catalog.IDFromString("t")}
-	})
+	newLocal := func(k crypto.PrivKey) *catalog.Local {
+		local, err := catalog.NewLocal(k, catalog.IDFromString("fuzz"), now, func(e *catalog.Entry) {
+			e.Tags = []catalog.Tag{catalog.IDFromString("t")}
+		})
+		if err != nil {
+			f.Fatal(err)
+		}
+		return local
+	}
+	local := newLocal(sk)
+	sk2, _, err := crypto.GenerateEd25519Key(rand.Reader)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -41,47 +52,77 @@ func FuzzDecodeAnnouncement(f *testing.F) {
 	f.Add(entry)
 	f.Add(rejoin)
 	f.Add(depAnn)
+	f.Add(appendBatch(nil, []*catalog.SignedEntry{local.Current(), newLocal(sk2).Current()}))
+	f.Add(append(appendBatch(nil, []*catalog.SignedEntry{local.Current()}), []byte{0x0a, 0x01, 0x61}...)) // a valid entry, then garbage
 	f.Add([]byte{})
 	f.Add([]byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Add([]byte{0x08, 0x01, 0x0a, 0x00})             // entry with a wrong-typed field 1 first
 	f.Add([]byte{0x0a, 0x01, 0x61, 0x12, 0x01, 0x62}) // both members: the last wins
+	f.Add([]byte{0x12, 0x01, 0x62, 0x0a, 0x01, 0x61}) // both members: the last wins
 	f.Add([]byte{0x0b, 0x0c, 0x0a, 0x01, 0x61})       // an empty group, then an entry
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// The hand-written decoder agrees with proto.Unmarshal.
-		kind, body, perr := parseAnnouncement(data)
+		kind, bodies, perr := parseAnnouncement(data)
 		var ann pb.Announcement
 		uerr := proto.Unmarshal(data, &ann)
+		if perr != nil && uerr == nil {
+			// Only the batch cap refuses what protobuf reads.
+			n := 0
+			for b := data; len(b) > 0; {
+				num, typ, m := protowire.ConsumeTag(b)
+				b = b[m:]
+				if num == announceEntry && typ == protowire.BytesType {
+					n++
+				}
+				b = b[protowire.ConsumeFieldValue(num, typ, b):]
+			}
+			if n <= MaxBatchEntries {
+				t.Fatalf("parseAnnouncement error %v, proto.Unmarshal none", perr)
+			}
+			return
+		}
 		if (perr == nil) != (uerr == nil) {
 			t.Fatalf("parseAnnouncement error %v, proto.Unmarshal error %v", perr, uerr)
 		}
 		if perr == nil {
+			last := func() []byte {
+				if len(bodies) == 0 {
+					t.Fatalf("parseAnnouncement = kind %d without a body", kind)
+				}
+				return bodies[len(bodies)-1]
+			}
 			switch k := ann.Kind.(type) {
 			case *pb.Announcement_Entry:
-				if kind != announceEntry || !bytes.Equal(body, k.Entry) {
-					t.Fatalf("parseAnnouncement = %d %x, proto.Unmarshal: entry %x", kind, body, k.Entry)
+				if kind != announceEntry || !bytes.Equal(last(), k.Entry) || len(bodies) > MaxBatchEntries {
+					t.Fatalf("parseAnnouncement = %d, %d bodies, proto.Unmarshal: entry %x", kind, len(bodies), k.Entry)
 				}
 			case *pb.Announcement_Departure:
-				if kind != announceDeparture || !bytes.Equal(body, k.Departure) {
-					t.Fatalf("parseAnnouncement = %d %x, proto.Unmarshal: departure %x", kind, body, k.Departure)
+				if kind != announceDeparture || len(bodies) != 1 || !bytes.Equal(last(), k.Departure) {
+					t.Fatalf("parseAnnouncement = %d %x, proto.Unmarshal: departure %x", kind, bodies, k.Departure)
 				}
 			default:
-				if kind != 0 {
+				if kind != 0 || bodies != nil {
 					t.Fatalf("parseAnnouncement = %d, proto.Unmarshal: no member", kind)
 				}
 			}
 		}
 		open := func(b []byte) (*catalog.SignedEntry, error) { return catalog.OpenEntry(b, catalog.DefaultMaxEntrySize) }
-		e, d, err := decodeAnnouncement(data, catalog.DefaultMaxEntrySize+16, open)
+		es, d, _, err := decodeAnnouncement(data, catalog.DefaultMaxEntrySize+16, open)
 		if err != nil {
-			if e != nil || d != nil {
+			if es != nil || d != nil {
 				t.Fatal("a result came with an error")
 			}
 			return
 		}
 		switch {
-		case e != nil:
-			if _, err := catalog.OpenEntry(e.Bytes(), 0); err != nil {
-				t.Fatalf("accepted entry does not verify: %v", err)
+		case len(es) > 0:
+			if len(es) > MaxBatchEntries || d != nil {
+				t.Fatalf("%d entries and departure %v", len(es), d)
+			}
+			for _, e := range es {
+				if _, err := catalog.OpenEntry(e.Bytes(), 0); err != nil {
+					t.Fatalf("accepted entry does not verify: %v", err)
+				}
 			}
 		case d != nil:
 			if d.PeerID == "" {

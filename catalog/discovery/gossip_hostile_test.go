@@ -248,6 +248,14 @@ func TestGossip_HostileAnnouncements(t *testing.T) {
 		{"attacker's own entry from the future", func() []byte {
 			return entryAnnouncement(t, sealEntry(t, xKey, nw, catalog.NewVersion(time.Now().Add(time.Hour))).Bytes())
 		}, "rejected/clock_drift"},
+		// A relay batch (PROTOCOL.md section 9.6) is refused as a whole
+		// when one entry is invalid: the valid entry beside the forged
+		// one must not reach A's catalog either.
+		{"batch of a valid entry and a forged one", func() []byte {
+			sk, _ := newKey(t)
+			valid := entryAnnouncement(t, sealEntry(t, sk, nw, now()).Bytes())
+			return append(valid, entryAnnouncement(t, seal(t, xKey, catalog.EntryDomain, catalog.EntryPayloadType, entryPB(b.h.ID(), nw, now(), forged)))...)
+		}, "rejected/signer_mismatch"},
 		{"attacker's own stale entry", func() []byte {
 			return entryAnnouncement(t, sealEntry(t, xKey, nw, catalog.NewVersion(time.Now().Add(-time.Hour))).Bytes())
 		}, "ignored/stale"},
@@ -374,5 +382,42 @@ func TestGossip_FutureDepartureIsNotForwarded(t *testing.T) {
 	// B receives a forwarded departure of itself as ignored/unknown.
 	if d := reasonDelta(baseB, b.svc.Stats()); d["ignored/unknown"] != 0 {
 		t.Errorf("A forwarded the future departure to B (B's counters moved: %v)", d)
+	}
+}
+
+// TestGossip_BatchSpreadsEveryEntry: a relay batch (PROTOCOL.md section
+// 9.6) from a raw gossip peer brings A every valid entry it carries, leaves
+// out the stale one (counted as ignored), and A forwards the message, so B,
+// which is not connected to the sender, learns them too.
+func TestGossip_BatchSpreadsEveryEntry(t *testing.T) {
+	nw := catalog.IDFromString("discovery-test/gossip-batch")
+	a, b, x := gossipLine(t, nw)
+	var fresh []peer.ID
+	var batch []byte
+	for range 3 {
+		sk, id := newKey(t)
+		fresh = append(fresh, id)
+		batch = append(batch, entryAnnouncement(t, sealEntry(t, sk, nw, catalog.NewVersion(time.Now())).Bytes())...)
+	}
+	staleKey, staleID := newKey(t)
+	batch = append(batch, entryAnnouncement(t, sealEntry(t, staleKey, nw, catalog.NewVersion(time.Now().Add(-time.Hour))).Bytes())...)
+	before := a.svc.Stats()
+	x.publish(t, batch)
+	for _, n := range []*testNode{a, b} {
+		testutil.Eventually(t, 5*time.Second, func() bool {
+			for _, id := range fresh {
+				if !knows(n.svc, id) {
+					return false
+				}
+			}
+			return true
+		}, "a node did not learn every entry of the batch")
+		if knows(n.svc, staleID) {
+			t.Error("a node took the batch's stale entry")
+		}
+	}
+	after := a.svc.Stats()
+	if d := reasonDelta(before, after); d["ignored/stale"] != 1 || after.Rejected != before.Rejected {
+		t.Errorf("A's refusals moved by %v, want one ignored/stale", d)
 	}
 }

@@ -3,39 +3,42 @@ package discovery
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/mosaik-go/mosaik/catalog"
 )
 
-// maxAnnouncement caps a gossip message: one entry plus protobuf framing.
+// maxAnnouncement caps a gossip message: one entry plus protobuf framing,
+// or a relay batch of entries that fits in as many bytes.
 func (s *Service) maxAnnouncement() int { return s.params.Catalog.MaxEntrySize + 16 }
 
 func (s *Service) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	if from == s.h.ID() {
 		// Our own publication: the local entry or departure we just signed,
-		// or a relay of an entry verified when it was merged. Verifying it
-		// again would cost a signature check per heartbeat and relay for
+		// or a relay of entries verified when they were merged. Verifying
+		// it again would cost a signature check per heartbeat and relay for
 		// nothing; readLoop skips our own messages anyway.
 		return pubsub.ValidationAccept
 	}
 	now := s.now()
-	e, d, err := decodeAnnouncement(msg.Data, s.maxAnnouncement(), func(data []byte) (*catalog.SignedEntry, error) {
+	es, d, ignored, err := decodeAnnouncement(msg.Data, s.maxAnnouncement(), func(data []byte) (*catalog.SignedEntry, error) {
 		// Cheap checks first: a copy of a known version is ignored without
 		// verifying its signature.
 		return s.open(data, now, fromGossip)
 	})
+	for _, err := range ignored {
+		// Entries of a batch left out; the message itself goes on.
+		s.stats.refuse(false, catalog.Reason(err))
+	}
 	if err == nil && d != nil {
 		err = s.store.CheckDeparture(d, now)
 	}
 	if err == nil {
-		if e != nil {
-			msg.ValidatorData = e
+		if es != nil {
+			msg.ValidatorData = es
 		} else {
 			msg.ValidatorData = d
 		}
@@ -50,66 +53,6 @@ func (s *Service) validate(_ context.Context, from peer.ID, msg *pubsub.Message)
 	return pubsub.ValidationIgnore
 }
 
-// decodeAnnouncement decodes a gossip message of at most max bytes into an
-// entry (opened by openEntry) or a verified departure. It never panics on
-// hostile input; errors carry catalog's verdict sentinels.
-func decodeAnnouncement(data []byte, max int, openEntry func([]byte) (*catalog.SignedEntry, error)) (*catalog.SignedEntry, *catalog.Departure, error) {
-	if len(data) > max {
-		return nil, nil, fmt.Errorf("%w: announcement of %d bytes > %d", catalog.ErrOversize, len(data), max)
-	}
-	kind, body, err := parseAnnouncement(data)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: announcement: %v", catalog.ErrMalformed, err)
-	}
-	switch kind {
-	case announceEntry:
-		e, err := openEntry(body)
-		return e, nil, err
-	case announceDeparture:
-		d, err := catalog.OpenDeparture(body)
-		return nil, d, err
-	}
-	return nil, nil, fmt.Errorf("%w: empty announcement", catalog.ErrMalformed)
-}
-
-// Field numbers of pb.Announcement's oneof kind.
-const (
-	announceEntry     protowire.Number = 1
-	announceDeparture protowire.Number = 2
-)
-
-// parseAnnouncement decodes a pb.Announcement as proto.Unmarshal does (the
-// last member of the oneof wins; other fields, and a member with the wrong
-// wire type, are skipped as unknown) without its reflection-driven oneof
-// decoding, and without copying: body aliases data. It returns kind 0 for
-// an announcement without either member. FuzzDecodeAnnouncement checks it
-// against proto.Unmarshal.
-func parseAnnouncement(data []byte) (kind protowire.Number, body []byte, err error) {
-	for b := data; len(b) > 0; {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return 0, nil, protowire.ParseError(n)
-		}
-		if num > protowire.MaxValidNumber {
-			return 0, nil, fmt.Errorf("field number %d out of range", num)
-		}
-		b = b[n:]
-		if (num == announceEntry || num == announceDeparture) && typ == protowire.BytesType {
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return 0, nil, protowire.ParseError(n)
-			}
-			kind, body, b = num, v, b[n:]
-			continue
-		}
-		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-			return 0, nil, protowire.ParseError(n)
-		}
-		b = b[n:]
-	}
-	return kind, body, nil
-}
-
 func (s *Service) readLoop() {
 	for {
 		msg, err := s.sub.Next(s.ctx)
@@ -120,31 +63,37 @@ func (s *Service) readLoop() {
 			continue
 		}
 		switch v := msg.ValidatorData.(type) {
-		case *catalog.SignedEntry:
-			back := s.store.Snapshot().Purged(v.Entry.PeerID)
-			out, err := s.store.Merge(v, s.now())
-			s.merged(v, out, err, fromGossip)
-			if err == nil && out == catalog.Added {
-				// Which gossip path brought a new peer: its own
-				// publication (from == peer) or a forward or relay.
-				s.log.Debug("peer discovered on gossip", "peer", v.Entry.PeerID, "from", msg.ReceivedFrom)
-			}
-			switch {
-			case err != nil || out != catalog.Added || msg.ReceivedFrom != v.Entry.PeerID:
-			case back:
-				// A peer we purged, back: not a newcomer, so no
-				// first-hop relay. When heartbeats run late, purges
-				// come by the thousand, and a relay of each
-				// re-admission (a message to every topic peer) added
-				// more gossip than the heartbeats themselves
-				// (TestChurn_ThirtyNodes, session 17).
-				s.stats.readmitted.Add(1)
-			default:
-				s.relayFirstHop(v)
+		case []*catalog.SignedEntry:
+			for _, e := range v {
+				s.mergeGossip(e, msg.ReceivedFrom)
 			}
 		case *catalog.Departure:
 			s.depart(v)
 		}
+	}
+}
+
+// mergeGossip merges an entry that peer from sent on gossip.
+func (s *Service) mergeGossip(e *catalog.SignedEntry, from peer.ID) {
+	back := s.store.Snapshot().Purged(e.Entry.PeerID)
+	out, err := s.store.Merge(e, s.now())
+	s.merged(e, out, err, fromGossip)
+	if err == nil && out == catalog.Added {
+		// Which gossip path brought a new peer: its own publication
+		// (from == peer) or a forward or relay.
+		s.log.Debug("peer discovered on gossip", "peer", e.Entry.PeerID, "from", from)
+	}
+	switch {
+	case err != nil || out != catalog.Added || from != e.Entry.PeerID:
+	case back:
+		// A peer we purged, back: not a newcomer, so no first-hop relay.
+		// When heartbeats run late, purges come by the thousand, and a
+		// relay of each re-admission (a message to every topic peer) added
+		// more gossip than the heartbeats themselves
+		// (TestChurn_ThirtyNodes, session 17).
+		s.stats.readmitted.Add(1)
+	default:
+		s.relayFirstHop(e)
 	}
 }
 

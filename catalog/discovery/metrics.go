@@ -37,13 +37,16 @@ type Stats struct {
 	// Syncs this node initiated: every attempt counts once in SyncsStarted
 	// when it begins, then once in SyncsOK or SyncsFailed when it ends, so
 	// SyncsStarted - SyncsOK - SyncsFailed are in flight.
-	SyncsStarted   uint64
-	SyncsOK        uint64
-	SyncsFailed    uint64
-	SyncsServed    uint64 // syncs served to peers
-	SyncsRefused   uint64 // syncs refused (rate limit, capacity, bad request)
-	Announcements  uint64 // own entry publications on gossip
-	Relayed        uint64 // others' entries relayed onto gossip after a sync
+	SyncsStarted  uint64
+	SyncsOK       uint64
+	SyncsFailed   uint64
+	SyncsServed   uint64 // syncs served to peers
+	SyncsRefused  uint64 // syncs refused (rate limit, capacity, bad request)
+	Announcements uint64 // own entry publications on gossip
+	Relayed       uint64 // others' entries relayed onto gossip after a sync
+	// RelayMessages counts the gossip messages those relays took: a batch
+	// carries several entries (PROTOCOL.md section 9.6).
+	RelayMessages  uint64
 	DHTPuts        uint64 // successful DHT puts of the local entry
 	DHTPutFailures uint64
 	LinksRepaired  uint64 // gossip links reset because pubsub lost a connected peer's topics
@@ -91,6 +94,7 @@ type counters struct {
 	syncsStarted, syncsOK, syncsFailed atomic.Uint64
 	syncsServed, syncsRefused          atomic.Uint64
 	announcements, relayed             atomic.Uint64
+	relayMessages                      atomic.Uint64
 	dhtPuts, dhtPutFailures            atomic.Uint64
 	linksRepaired, joinRepairs         atomic.Uint64
 
@@ -156,7 +160,7 @@ func (c *counters) snapshot() Stats {
 		RejectedBy: by, Departed: c.departed.Load(), Purged: c.purged.Load(), Readmitted: c.readmitted.Load(),
 		SyncsStarted: c.syncsStarted.Load(), SyncsOK: c.syncsOK.Load(), SyncsFailed: c.syncsFailed.Load(),
 		SyncsServed: c.syncsServed.Load(), SyncsRefused: c.syncsRefused.Load(),
-		Announcements: c.announcements.Load(), Relayed: c.relayed.Load(),
+		Announcements: c.announcements.Load(), Relayed: c.relayed.Load(), RelayMessages: c.relayMessages.Load(),
 		DHTPuts: c.dhtPuts.Load(), DHTPutFailures: c.dhtPutFailures.Load(),
 		LinksRepaired: c.linksRepaired.Load(), JoinRepairs: c.joinRepairs.Load(),
 		SyncBytesSent: c.syncBytesOut.Load(), SyncBytesReceived: c.syncBytesIn.Load(),
@@ -205,6 +209,7 @@ func newCounters(mp metric.MeterProvider, network string, size func() int) (*cou
 		{"mosaik.discovery.syncs", "", &c.syncsRefused, []attribute.KeyValue{attribute.String("direction", "in"), attribute.String("result", "refused")}},
 		{"mosaik.discovery.announcements", "own entry publications", &c.announcements, nil},
 		{"mosaik.discovery.relayed", "entries relayed to gossip", &c.relayed, nil},
+		{"mosaik.discovery.relay_messages", "gossip messages of relayed entries (a batch carries several)", &c.relayMessages, nil},
 		{"mosaik.discovery.join_repairs", "delta syncs repairing a join served before the peer's gossip subscription", &c.joinRepairs, nil},
 		{"mosaik.discovery.dht.puts", "DHT puts of the local entry", &c.dhtPuts, []attribute.KeyValue{attribute.String("result", "ok")}},
 		{"mosaik.discovery.dht.puts", "", &c.dhtPutFailures, []attribute.KeyValue{attribute.String("result", "failed")}},

@@ -1,0 +1,129 @@
+package discovery
+
+import (
+	"fmt"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/mosaik-go/mosaik/catalog"
+)
+
+// Field numbers of pb.Announcement's oneof kind.
+const (
+	announceEntry     protowire.Number = 1
+	announceDeparture protowire.Number = 2
+)
+
+// MaxBatchEntries caps the entries of one gossip announcement (a relay
+// batch, PROTOCOL.md section 9.6). A message with more is malformed.
+const MaxBatchEntries = 64
+
+// decodeAnnouncement decodes a gossip message of at most max bytes into the
+// entries it carries (opened by openEntry) or a verified departure. It never
+// panics on hostile input; errors carry catalog's verdict sentinels.
+//
+// A message may carry several entries (a relay batch). It is refused as a
+// whole when one of them is rejected (forged, malformed, ...), since its
+// sender should have checked them; entries that are merely ignored (stale,
+// known, over a rate limit) are left out, and their errors are returned in
+// ignored. When every entry is ignored, err is the first of them and
+// entries is empty.
+func decodeAnnouncement(data []byte, max int, openEntry func([]byte) (*catalog.SignedEntry, error)) (entries []*catalog.SignedEntry, d *catalog.Departure, ignored []error, err error) {
+	if len(data) > max {
+		return nil, nil, nil, fmt.Errorf("%w: announcement of %d bytes > %d", catalog.ErrOversize, len(data), max)
+	}
+	kind, bodies, err := parseAnnouncement(data)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: announcement: %v", catalog.ErrMalformed, err)
+	}
+	switch kind {
+	case announceEntry:
+		for _, b := range bodies {
+			e, err := openEntry(b)
+			switch {
+			case err == nil:
+				entries = append(entries, e)
+			case catalog.IsRejected(err):
+				return nil, nil, nil, err
+			default:
+				ignored = append(ignored, err)
+			}
+		}
+		if len(entries) == 0 {
+			return nil, nil, ignored[1:], ignored[0]
+		}
+		return entries, nil, ignored, nil
+	case announceDeparture:
+		d, err := catalog.OpenDeparture(bodies[0])
+		return nil, d, nil, err
+	}
+	return nil, nil, nil, fmt.Errorf("%w: empty announcement", catalog.ErrMalformed)
+}
+
+// parseAnnouncement decodes a pb.Announcement as proto.Unmarshal does (the
+// last member of the oneof wins; other fields, and a member with the wrong
+// wire type, are skipped as unknown) without its reflection-driven oneof
+// decoding, and without copying: bodies alias data. When the last member is
+// an entry, bodies holds every entry member of the message in order (a
+// relay batch; proto.Unmarshal keeps only the last, as older nodes do),
+// at most MaxBatchEntries; a departure has one body. It returns kind 0 for
+// an announcement without either member. FuzzDecodeAnnouncement checks it
+// against proto.Unmarshal.
+func parseAnnouncement(data []byte) (kind protowire.Number, bodies [][]byte, err error) {
+	var entries [][]byte
+	var departure []byte
+	for b := data; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return 0, nil, protowire.ParseError(n)
+		}
+		if num > protowire.MaxValidNumber {
+			return 0, nil, fmt.Errorf("field number %d out of range", num)
+		}
+		b = b[n:]
+		if (num == announceEntry || num == announceDeparture) && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return 0, nil, protowire.ParseError(n)
+			}
+			kind, b = num, b[n:]
+			if num == announceDeparture {
+				departure = v
+				continue
+			}
+			if len(entries) == MaxBatchEntries {
+				return 0, nil, fmt.Errorf("more than %d entries", MaxBatchEntries)
+			}
+			entries = append(entries, v)
+			continue
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return 0, nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+	}
+	switch kind {
+	case announceEntry:
+		return kind, entries, nil
+	case announceDeparture:
+		return kind, [][]byte{departure}, nil
+	}
+	return 0, nil, nil
+}
+
+// appendBatch appends to b the announcement of a relay batch: each sealed
+// entry as an entry member, in order, and no nonce (PROTOCOL.md section
+// 9.6). A batch of one is the canonical announcement of section 9.2.
+func appendBatch(b []byte, entries []*catalog.SignedEntry) []byte {
+	for _, e := range entries {
+		b = protowire.AppendTag(b, announceEntry, protowire.BytesType)
+		b = protowire.AppendBytes(b, e.Bytes())
+	}
+	return b
+}
+
+// batchSize is the size of e's member in a batch announcement.
+func batchSize(e *catalog.SignedEntry) int {
+	n := len(e.Bytes())
+	return protowire.SizeTag(announceEntry) + protowire.SizeBytes(n)
+}
