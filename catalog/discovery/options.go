@@ -54,9 +54,10 @@ type Params struct {
 	// bootstrap peer relays every newcomer to all its topic peers, and
 	// when nodes join together a message per newcomer and peer costs more
 	// than checking the entries. 0 publishes each relay at once. Default
-	// 15 ms (at 100 nodes joining together, 99 % of pairs knew each other
-	// about 6 % sooner and all saw all about twice as fast; see
-	// BENCHMARKS.md, "Convergence, session 22").
+	// 15 ms: with 100 nodes joining together, three A/B runs had 99 % of
+	// pairs knowing each other 5-18 % sooner and all seeing all 1.3-1.8×
+	// sooner (5 ms gained less, 30 ms no more; BENCHMARKS.md,
+	// "Convergence, session 22").
 	RelayDelay time.Duration
 	// DepartureGrace is how long Close waits after publishing the departure
 	// notice so it leaves the host before teardown. Default 500 ms.
