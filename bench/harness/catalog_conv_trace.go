@@ -404,12 +404,21 @@ func (t *convTrace) dump(w io.Writer, n int, c convergence) {
 	}
 }
 
-func processCPU() time.Duration {
+func processCPU() time.Duration { return processUsage().cpu }
+
+// usage is what the process has used so far: CPU time (user and system,
+// every thread) and minor page faults (first touches of memory).
+type usage struct {
+	cpu    time.Duration
+	faults int64
+}
+
+func processUsage() usage {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+		return usage{}
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return usage{cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), faults: int64(ru.Minflt)}
 }
 
 // profileWindow profiles the process's CPU for the first second of a rep

@@ -35,7 +35,7 @@ func (memberlistDiscovery) converge(ctx context.Context, n int, limit time.Durat
 	defer func() { closeAll(len(ms), func(i int) { _ = ms[i].Shutdown() }) }()
 	addr := fmt.Sprintf("127.0.0.1:%d", seed.LocalNode().Port)
 	joined := make(chan error, n)
-	start := time.Now()
+	start, u0 := time.Now(), processUsage()
 	for i := 1; i < n; i++ {
 		m, err := memberlist.Create(conf(i))
 		if err != nil {
@@ -50,7 +50,7 @@ func (memberlistDiscovery) converge(ctx context.Context, n int, limit time.Durat
 		}()
 	}
 	started := time.Since(start)
-	c, err := pollDiscovery(ctx, start, n, limit, func(i int) int { return ms[i].NumMembers() })
+	c, err := pollDiscovery(ctx, start, u0, n, limit, func(i int) int { return ms[i].NumMembers() })
 	c.started = started
 	for i := 1; i < n; i++ {
 		if jerr := <-joined; jerr != nil && err == nil {

@@ -327,7 +327,7 @@ func (mosaikDiscovery) converge(ctx context.Context, n int, limit time.Duration)
 	if err != nil {
 		return convergence{}, err
 	}
-	start := time.Now()
+	start, u0 := time.Now(), processUsage()
 	tr.profileWindow(n)
 	for range n - 1 {
 		if _, err := start1(node.WithBootstrapPeers(boot.AddrInfo())); err != nil {
@@ -337,7 +337,7 @@ func (mosaikDiscovery) converge(ctx context.Context, n int, limit time.Duration)
 	started := time.Since(start)
 	stop := tr.cpuTo99(n, start, func(i int) int { return nodes[i].Catalog().Len() + 1 })
 	defer stop()
-	c, err := pollDiscovery(ctx, start, n, limit, func(i int) int { return nodes[i].Catalog().Len() + 1 })
+	c, err := pollDiscovery(ctx, start, u0, n, limit, func(i int) int { return nodes[i].Catalog().Len() + 1 })
 	c.started = started
 	tr.connected(hosts)
 	tr.dump(os.Stderr, n, c)
@@ -349,8 +349,9 @@ func (mosaikDiscovery) converge(ctx context.Context, n int, limit time.Duration)
 
 // pollDiscovery polls known(i), the number of nodes node i knows (itself
 // included), for all n nodes every millisecond, and returns when 99 % of
-// the n² pairs were first known and when all were, or limit after start.
-func pollDiscovery(ctx context.Context, start time.Time, n int, limit time.Duration, known func(int) int) (convergence, error) {
+// the n² pairs were first known and when all were, or limit after start,
+// and what the process used from start (u0 is processUsage then) to 99 %.
+func pollDiscovery(ctx context.Context, start time.Time, u0 usage, n int, limit time.Duration, known func(int) int) (convergence, error) {
 	var c convergence
 	want99 := int(0.99 * float64(n*n))
 	for {
@@ -361,6 +362,8 @@ func pollDiscovery(ctx context.Context, start time.Time, n int, limit time.Durat
 		now := time.Now()
 		if c.p99 == 0 && sum >= want99 {
 			c.p99 = now.Sub(start)
+			u := processUsage()
+			c.cpu99, c.faults99 = u.cpu-u0.cpu, u.faults-u0.faults
 		}
 		if sum == n*n {
 			c.all = now.Sub(start)

@@ -418,6 +418,9 @@ func (r *runner) discoveryScenario(ctx context.Context, id string, n int, limit 
 			r.sample(id, "last node started", d.name(), "ms", Lower, ms(c.started))
 			if !c.capped99 {
 				r.sample(id, "99 % of pairs known, after the last start", d.name(), "ms", Lower, ms(max(c.p99-c.started, 0)))
+				// What the 99 % time cost the process (not judged).
+				r.sample(id, "CPU used to 99 % of pairs", d.name(), "ms", Lower, ms(c.cpu99))
+				r.sample(id, "page faults to 99 % of pairs", d.name(), "faults", Lower, float64(c.faults99))
 			}
 			if c.capped {
 				capped[d.name()]++
