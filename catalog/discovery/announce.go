@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mosaik-go/mosaik/catalog"
@@ -27,46 +28,30 @@ type relay struct {
 // together, a bootstrap peer relays each newcomer to every topic peer, and
 // a message per newcomer and peer cost more than the entries' own checks.
 func (s *Service) relayLoop() {
-	var linger *time.Timer
-	defer func() {
-		if linger != nil {
-			linger.Stop()
-		}
-	}()
+	batch := relayBatch{max: s.maxAnnouncement()}
 	for {
-		var first relay
 		select {
 		case <-s.ctx.Done():
 			return
-		case first = <-s.relayQ:
+		case r := <-s.relayQ:
+			batch.add(r)
 		}
-		batch := relayBatch{max: s.maxAnnouncement()}
-		batch.add(first)
-		var timeout <-chan time.Time
 		if d := s.params.RelayDelay; d > 0 {
-			if linger == nil {
-				linger = time.NewTimer(d)
-			} else {
-				linger.Reset(d)
-			}
-			timeout = linger.C
-		}
-	collect:
-		for timeout != nil {
-			select {
-			case <-s.ctx.Done():
-				return
-			case r := <-s.relayQ:
-				if !batch.add(r) {
-					s.publishRelays(batch.take())
-					batch.add(r)
+			linger := time.NewTimer(d)
+			for open := true; open; {
+				select {
+				case <-s.ctx.Done():
+					linger.Stop()
+					return
+				case r := <-s.relayQ:
+					if !batch.add(r) { // full: r starts the next message
+						s.publishRelays(batch.take())
+						batch.add(r)
+					}
+				case <-linger.C:
+					open = false
 				}
-			case <-timeout:
-				break collect
 			}
-		}
-		if linger != nil {
-			linger.Stop()
 		}
 		s.publishRelays(batch.take())
 	}
@@ -121,24 +106,14 @@ func (s *Service) publishRelays(rs []relay) {
 	if len(rs) == 0 {
 		return
 	}
-	var data []byte
-	if len(rs) == 1 {
-		ann := &pb.Announcement{Kind: &pb.Announcement_Entry{Entry: rs[0].e.Bytes()}}
-		if rs[0].nonce {
-			var nonce [8]byte
-			binary.LittleEndian.PutUint64(nonce[:], rand.Uint64())
-			ann.Nonce = nonce[:]
-		}
-		var err error
-		if data, err = proto.Marshal(ann); err != nil {
-			return
-		}
-	} else {
-		es := make([]*catalog.SignedEntry, len(rs))
-		for i, r := range rs {
-			es[i] = r.e
-		}
-		data = appendBatch(nil, es)
+	es := make([]*catalog.SignedEntry, len(rs))
+	for i, r := range rs {
+		es[i] = r.e
+	}
+	data := appendBatch(nil, es)
+	if len(rs) == 1 && rs[0].nonce {
+		data = protowire.AppendTag(data, announceNonce, protowire.BytesType)
+		data = protowire.AppendBytes(data, newNonce())
 	}
 	if err := s.publishData(s.ctx, data); err != nil {
 		s.log.Debug("relay failed", "entries", len(rs), "err", err)
@@ -147,6 +122,14 @@ func (s *Service) publishRelays(rs []relay) {
 	s.stats.relayed.Add(uint64(len(rs)))
 	s.stats.relayMessages.Add(1)
 	s.log.Debug("entries relayed", "entries", len(rs), "first_hop", rs[0].nonce)
+}
+
+// newNonce returns the 8 random bytes that make a republication of
+// unchanged bytes a new gossip message (PROTOCOL.md sections 9.5, 9.6).
+func newNonce() []byte {
+	var nonce [8]byte
+	binary.LittleEndian.PutUint64(nonce[:], rand.Uint64())
+	return nonce[:]
 }
 
 // publish puts ann on the topic, giving up after SyncTimeout or when ctx
@@ -230,9 +213,7 @@ func (s *Service) announceLoop() {
 		case <-join:
 			// Joins during the delay are coalesced into this one.
 			join = nil
-			var nonce [8]byte
-			binary.LittleEndian.PutUint64(nonce[:], rand.Uint64())
-			s.announceWith(s.Local(), nonce[:])
+			s.announceWith(s.Local(), newNonce())
 		case <-beat.C:
 			if se, err := s.refresh(); err == nil {
 				s.heartbeat(se)

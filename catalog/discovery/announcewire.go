@@ -8,17 +8,18 @@ import (
 	"github.com/mosaik-go/mosaik/catalog"
 )
 
-// Field numbers of pb.Announcement's oneof kind.
+// Field numbers of pb.Announcement: its oneof kind, and the nonce.
 const (
 	announceEntry     protowire.Number = 1
 	announceDeparture protowire.Number = 2
+	announceNonce     protowire.Number = 3 // outside the oneof
 )
 
 // MaxBatchEntries caps the entries of one gossip announcement (a relay
 // batch, PROTOCOL.md section 9.6). A message with more is malformed.
 const MaxBatchEntries = 64
 
-// decodeAnnouncement decodes a gossip message of at most max bytes into the
+// decodeAnnouncement decodes a gossip message of at most limit bytes into the
 // entries it carries (opened by openEntry) or a verified departure. It never
 // panics on hostile input; errors carry catalog's verdict sentinels.
 //
@@ -28,9 +29,9 @@ const MaxBatchEntries = 64
 // known, over a rate limit) are left out, and their errors are returned in
 // ignored. When every entry is ignored, err is the first of them and
 // entries is empty.
-func decodeAnnouncement(data []byte, max int, openEntry func([]byte) (*catalog.SignedEntry, error)) (entries []*catalog.SignedEntry, d *catalog.Departure, ignored []error, err error) {
-	if len(data) > max {
-		return nil, nil, nil, fmt.Errorf("%w: announcement of %d bytes > %d", catalog.ErrOversize, len(data), max)
+func decodeAnnouncement(data []byte, limit int, openEntry func([]byte) (*catalog.SignedEntry, error)) (entries []*catalog.SignedEntry, d *catalog.Departure, ignored []error, err error) {
+	if len(data) > limit {
+		return nil, nil, nil, fmt.Errorf("%w: announcement of %d bytes > %d", catalog.ErrOversize, len(data), limit)
 	}
 	kind, bodies, err := parseAnnouncement(data)
 	if err != nil {
