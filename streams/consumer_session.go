@@ -278,11 +278,22 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 		if len(pending) == 0 {
 			return nil
 		}
-		err := c.out.put(ctx, pending)
-		if err == nil {
-			r.sub.datums.Add(uint64(len(pending)))
-			r.sub.bytes.Add(pendingBytes)
+		// Counted before the application can take them (a reader woken by
+		// put may look at the subscription's stats at once); what put could
+		// not hand over is taken back.
+		r.sub.datums.Add(uint64(len(pending)))
+		r.sub.bytes.Add(pendingBytes)
+		n, err := c.out.put(ctx, pending)
+		if n > 0 {
 			*delivered = true
+		}
+		if n < len(pending) {
+			var lost uint64
+			for _, d := range pending[n:] {
+				lost += uint64(d.n)
+			}
+			r.sub.datums.Add(^uint64(len(pending) - n - 1))
+			r.sub.bytes.Add(^(lost - 1))
 		}
 		clear(pending)
 		pending, pendingBytes = pending[:0], 0

@@ -39,15 +39,16 @@ func signal(c chan struct{}) {
 	}
 }
 
-// put appends ds in order, waiting for room as needed. It returns
-// ctx.Err() if ctx ends first (the datums not yet put are dropped with the
-// receiver), and ErrClosed after close.
-func (b *inbox[T]) put(ctx context.Context, ds []delivery[T]) error {
+// put appends ds in order, waiting for room as needed, and returns how
+// many it appended. It returns ctx.Err() if ctx ends first (the datums not
+// yet put are dropped with the receiver), and ErrClosed after close.
+func (b *inbox[T]) put(ctx context.Context, ds []delivery[T]) (int, error) {
+	put := 0
 	for len(ds) > 0 {
 		b.mu.Lock()
 		if b.closed {
 			b.mu.Unlock()
-			return ErrClosed
+			return put, ErrClosed
 		}
 		k := min(len(ds), len(b.q)-b.n)
 		for i := range k {
@@ -55,6 +56,7 @@ func (b *inbox[T]) put(ctx context.Context, ds []delivery[T]) error {
 		}
 		b.n += k
 		ds = ds[k:]
+		put += k
 		if k > 0 && b.readers > 0 {
 			signal(b.ready)
 		}
@@ -63,7 +65,7 @@ func (b *inbox[T]) put(ctx context.Context, ds []delivery[T]) error {
 				signal(b.room) // pass room on to another waiting receiver
 			}
 			b.mu.Unlock()
-			return nil
+			return put, nil
 		}
 		b.writers++
 		b.mu.Unlock()
@@ -79,10 +81,10 @@ func (b *inbox[T]) put(ctx context.Context, ds []delivery[T]) error {
 		b.writers--
 		b.mu.Unlock()
 		if err != nil {
-			return err
+			return put, err
 		}
 	}
-	return nil
+	return put, nil
 }
 
 // take removes the oldest datum. With wait unset it returns at once, ok

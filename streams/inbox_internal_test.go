@@ -30,7 +30,7 @@ func TestInbox_BoundedInOrder(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for r := range runs {
-				if err := b.put(ctx, seqs(w*1_000_000+r*run, run)); err != nil {
+				if _, err := b.put(ctx, seqs(w*1_000_000+r*run, run)); err != nil {
 					t.Error(err)
 					return
 				}
@@ -71,8 +71,8 @@ func TestInbox_WaitCancelClose(t *testing.T) {
 	}
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
-	if err := b.put(short, seqs(1, 3)); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("put into a full inbox = %v, want the deadline", err)
+	if n, err := b.put(short, seqs(1, 3)); n != 2 || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("put of 3 into an inbox of 2 = %d, %v, want 2 and the deadline", n, err)
 	}
 	got := make(chan error, 1)
 	go func() {
@@ -92,7 +92,7 @@ func TestInbox_WaitCancelClose(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("close did not wake the reader")
 	}
-	if err := b.put(ctx, seqs(9, 1)); !errors.Is(err, ErrClosed) {
-		t.Fatalf("put after close = %v", err)
+	if n, err := b.put(ctx, seqs(9, 1)); n != 0 || !errors.Is(err, ErrClosed) {
+		t.Fatalf("put after close = %d, %v", n, err)
 	}
 }

@@ -92,3 +92,30 @@ func TestRegression_OnlineConditionSeesTagChanges(t *testing.T) {
 	}
 	testutil.Eventually(t, 5*time.Second, p.IsOnline, "the tag change did not bring the producer online")
 }
+
+// A datum the application took is already in its subscription's counters:
+// the consumer counts a run before handing it over, so a reader woken by the
+// delivery never sees the count behind (session 22's CI saw Datums 0 after
+// two Recvs).
+func TestRegression_SubscriptionStatsCountBeforeDelivery(t *testing.T) {
+	t.Parallel()
+	nodes := semNodes(t, nil, nil)
+	p := mustProducer[[]byte](t, nodes[0], "counted", streams.WithCodec[[]byte](streams.Bytes{}))
+	c := mustConsumer[[]byte](t, nodes[1], "counted", streams.WithCodec[[]byte](streams.Bytes{}))
+	const n = 300
+	go func() {
+		ctx := testCtx(t, 30*time.Second)
+		for i := range n {
+			if err := p.Send(ctx, []byte{byte(i), 1, 2}); err != nil {
+				return // the receiving side reports what is missing
+			}
+		}
+	}()
+	for i := 1; i <= n; i++ {
+		semRecv(t, c, 10*time.Second)
+		ci, ok := semInfo(c.Producers(), nodes[0].ID())
+		if !ok || ci.Stats.Datums < uint64(i) || ci.Stats.Bytes < 3*uint64(i) {
+			t.Fatalf("after %d datums taken the subscription counts %+v", i, ci.Stats)
+		}
+	}
+}
