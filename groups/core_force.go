@@ -136,7 +136,7 @@ func (c *groupCore) maybeForceEpoch() {
 		c.log.Warn("forcing a new epoch from this node's log: the bonded writer with a higher log neither forced nor led")
 	}
 	c.deferredAt = 0
-	c.forceEpoch()
+	c.forceEpoch("a half of the voters is gone")
 }
 
 // mustForce reports whether rules 1 to 3 of maybeForceEpoch hold: a
@@ -204,7 +204,7 @@ func (c *groupCore) forceNow() error {
 	}
 	c.log.Warn("forcing a new epoch at the operator's word (ForceNewEpoch)")
 	c.deferredAt = 0
-	c.forceEpoch()
+	c.forceEpoch("an operator forced it (ForceNewEpoch)")
 	return c.fatal
 }
 
@@ -243,12 +243,13 @@ func majorityOf(voters []uint64, in func(uint64) bool) bool {
 
 // forceEpoch restarts this node as the single voter of a new epoch from
 // its whole log: the applied state plus the tail beyond it (applyTail).
-func (c *groupCore) forceEpoch() {
+// why says what made it force, for the log and the pending calls.
+func (c *groupCore) forceEpoch(why string) {
 	hs := c.rn.BasicStatus().HardState
 	old := c.epoch
 	// Pending calls first: their commands may be in the tail, applied
 	// below, or lost with the old epoch.
-	c.failAll(&offline{mayApply: true, reason: "a half of the voters is gone; starting a new epoch"})
+	c.failAll(&offline{mayApply: true, reason: why + "; starting a new epoch"})
 	if err := c.applyTail(); err != nil {
 		c.fatal = err
 		return
@@ -287,7 +288,7 @@ func (c *groupCore) forceEpoch() {
 	if li > at {
 		c.reportDiscard(li - at) // applyTail stops only on an error: never so far
 	}
-	c.log.Warn("a half of the voters is gone: started a new epoch from this node's log", "old_epoch", old, "epoch", c.epoch, "applied", at)
+	c.log.Warn("started a new epoch from this node's log", "why", why, "old_epoch", old, "epoch", c.epoch, "applied", at)
 	c.broadcastStatus()
 }
 
