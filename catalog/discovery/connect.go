@@ -180,22 +180,33 @@ func (s *Service) topUp() (recheck time.Duration) {
 	return recheck
 }
 
-// settle runs once, Params.SettleDelay after start, the work a join puts
-// off (see the parameter): it releases the first DHT put (dhtLoop waits
-// for it), dials catalog peers up to CascadeBelow, and runs one delta
-// sync with a random connected peer. That sync repairs entries a new node
-// missed while it joined: one relayed by its bootstrap peer after the
-// join sync's snapshot was taken but before the new node's gossip
+// settle runs once, when the join settled (settleWait), the work a join
+// puts off (see Params.SettleDelay): it releases the first DHT put
+// (dhtLoop waits for it), dials catalog peers up to CascadeBelow, and runs
+// one delta sync with a random connected peer. That sync repairs entries a
+// new node missed while it joined: one relayed by its bootstrap peer after
+// the join sync's snapshot was taken but before the new node's gossip
 // subscription reached it. It costs a digest of the catalog (24 bytes a
 // peer) and the entries missing on either side, once per start, as one
 // anti-entropy round does.
 func (s *Service) settle() {
-	t := time.NewTimer(s.params.SettleDelay)
-	defer t.Stop()
-	select {
-	case <-s.ctx.Done():
-		return
-	case <-t.C:
+	var t *time.Timer
+	for {
+		w := settleWait(s.params.SettleDelay, time.Since(s.born), time.Duration(s.lastAdded.Load()))
+		if w <= 0 {
+			break
+		}
+		if t == nil {
+			t = time.NewTimer(w)
+			defer t.Stop()
+		} else {
+			t.Reset(w)
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 	close(s.settled)
 	if s.params.DisableSync {
@@ -215,7 +226,32 @@ func (s *Service) settle() {
 	}
 }
 
-// isSettled reports whether SettleDelay has passed since start.
+// settleWait is when a join has settled, how much longer settle waits (0:
+// now), elapsed after start, with lastAdded the time after start at which
+// a peer new to the catalog last came (0 for none). A join has settled
+// once SettleDelay d has passed and no new peer came for d/4, or at 4·d
+// whatever comes. Its side work costs a few connections and a sync per
+// node, nothing alone; but nodes that join together (a fleet started at
+// once, a test on one machine) would all start it while the catalogs
+// still grow, and with 100 nodes sharing one loaded core the dials of the
+// early nodes kept the late ones from joining: 99 % of pairs knew each
+// other after 5-10 s instead of 1.6-2 s (BENCHMARKS.md, "Convergence,
+// session 23"). A node joining a quiet network settles at d, as before.
+func settleWait(d, elapsed, lastAdded time.Duration) time.Duration {
+	if elapsed < d {
+		return d - elapsed
+	}
+	limit := 4 * d
+	if elapsed >= limit {
+		return 0
+	}
+	if q := elapsed - lastAdded; q < d/4 {
+		return min(d/4-q, limit-elapsed)
+	}
+	return 0
+}
+
+// isSettled reports whether the join settled (settle).
 func (s *Service) isSettled() bool {
 	select {
 	case <-s.settled:

@@ -37,3 +37,31 @@ func TestDroppedPeers_TurnAndForget(t *testing.T) {
 		t.Fatalf("%d closes held after pruning, want 1", len(d.at))
 	}
 }
+
+// settleWait: never before SettleDelay; after it, once no new peer came for
+// a quarter of it; at four times it whatever comes; at once with 0.
+func TestSettleWait(t *testing.T) {
+	const d = time.Second
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	for _, tc := range []struct {
+		name             string
+		d, elapsed, last time.Duration
+		want             time.Duration
+	}{
+		{"before the delay, quiet", d, ms(100), 0, ms(900)},
+		{"before the delay, busy", d, ms(900), ms(890), ms(100)},
+		{"at the delay, no peer ever", d, d, 0, 0},
+		{"at the delay, quiet for a quarter", d, d, ms(750), 0},
+		{"at the delay, a peer 100 ms ago", d, d, ms(900), ms(150)},
+		{"later, a peer just now", d, ms(2500), ms(2500), ms(250)},
+		{"near the limit, busy", d, ms(3900), ms(3890), ms(100)},
+		{"at the limit, busy", d, 4 * d, 4 * d, 0},
+		{"past the limit", d, 5 * d, 5 * d, 0},
+		{"no delay", 0, 0, 0, 0},
+		{"no delay, a peer just now", 0, ms(10), ms(10), 0},
+	} {
+		if got := settleWait(tc.d, tc.elapsed, tc.last); got != tc.want {
+			t.Errorf("%s: settleWait(%v, %v, %v) = %v, want %v", tc.name, tc.d, tc.elapsed, tc.last, got, tc.want)
+		}
+	}
+}

@@ -1,10 +1,13 @@
 package discovery_test
 
 import (
+	"crypto/rand"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 
 	"github.com/mosaik-go/mosaik/catalog"
@@ -116,6 +119,71 @@ func TestConnect_JoinCascadeWaitsForSettle(t *testing.T) {
 			testutil.Eventually(t, 5*time.Second, dialed, "C did not dial B once the join settled")
 		})
 	}
+}
+
+// TestConnect_SettleWaitsWhileTheCatalogGrows checks that a new node puts
+// its settle step off while peers new to its catalog keep coming (a join
+// wave): with SettleDelay 2 s and a new peer every 100 ms, C has not dialed
+// B, a peer of its join sync, at 3 s; once the peers stop coming it
+// settles (a quarter of SettleDelay later) and dials B.
+func TestConnect_SettleWaitsWhileTheCatalogGrows(t *testing.T) {
+	t.Parallel()
+	slow := func(p *discovery.Params) {
+		p.Catalog.PurgeAfter = 10 * time.Minute
+		p.AnnounceInterval = time.Minute
+		p.AntiEntropyInterval = 0
+	}
+	nw := catalog.IDFromString("discovery-test/settle-grows")
+	old := withParams(func(p *discovery.Params) { slow(p); p.CascadeBelow = 0 })
+	a, b := newNode(t, nw, old), newNode(t, nw, old)
+	connect(t, a.h, b.h)
+	testutil.Eventually(t, 10*time.Second, func() bool { return knows(a.svc, b.h.ID()) }, "A does not know B")
+
+	const settle = 2 * time.Second
+	c := newNode(t, nw, withParams(func(p *discovery.Params) { slow(p); p.SettleDelay = settle }))
+	start := time.Now()
+	connect(t, c.h, a.h)
+	// Before any other peer: a sync with an empty catalog is a join sync,
+	// whose peers wait for settle.
+	testutil.Eventually(t, 10*time.Second, func() bool { return knows(c.svc, b.h.ID()) }, "C's join sync did not bring B")
+	// New peers, without addresses (never dialed), every 100 ms: a
+	// quarter of SettleDelay never passes without one.
+	stop, fed := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	halt := func() { once.Do(func() { close(stop); <-fed }) }
+	t.Cleanup(halt)
+	go func() {
+		defer close(fed)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			sk, _, err := crypto.GenerateEd25519Key(rand.Reader)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := c.svc.Merge(sealEntry(t, sk, nw, catalog.NewVersion(time.Now()))); err != nil {
+				t.Error("Merge:", err)
+				return
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	dialed := func() bool { return c.h.Network().Connectedness(b.h.ID()) == network.Connected }
+	if until := 3*time.Second - time.Since(start); until > 0 {
+		testutil.Never(t, until, 20*time.Millisecond, func() string {
+			if dialed() {
+				return "C dialed B, a peer of its join sync, while new peers kept coming"
+			}
+			return ""
+		})
+	}
+	halt()
+	testutil.Eventually(t, 5*time.Second, dialed, "C did not dial B once no new peer came")
 }
 
 // TestConnect_ClosedConnectionRedialedOnce checks that when a connection

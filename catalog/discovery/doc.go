@@ -57,7 +57,8 @@
 //   - dials newly learned peers while it has few connections (the cascade),
 //     so a node that knows one bootstrap peer converges quickly; a new
 //     node puts off the dials for the entries of its join sync, its first
-//     DHT work and one repair sync until Params.SettleDelay after start;
+//     DHT work and one repair sync until its join settled
+//     (Params.SettleDelay after start, longer while new peers keep coming);
 //   - with a DHT ([WithDHT]), stores the local entry and provider records
 //     in it, refreshes its routing table ([DHTOptions] turns kad-dht's
 //     own refresh off) and looks producers up in it ([Service.FindProducers]);

@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"errors"
+	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -180,6 +181,7 @@ func (s *Service) merged(e *catalog.SignedEntry, out catalog.Outcome, err error,
 		return
 	}
 	s.stats.added.Add(1)
+	s.lastAdded.Store(int64(time.Since(s.born)))
 	s.log.Debug("peer discovered", "peer", e.Entry.PeerID, "via", src)
 	if src != fromGossip {
 		// Peers that learned of us only by sync or DHT have not seen this

@@ -126,7 +126,9 @@ type Service struct {
 	dropped     droppedPeers  // when connections closed (whose turn to redial)
 	relayQ      chan relay    // entries to relay onto gossip
 	dhtNow      chan struct{}
-	settled     chan struct{} // closed SettleDelay after start (connect.go, settle)
+	settled     chan struct{} // closed once the join settled (connect.go, settle)
+	born        time.Time     // when New ran: settle's clock
+	lastAdded   atomic.Int64  // when a peer new to the catalog last came, as time since born
 
 	syncMu   sync.Mutex
 	lastSync map[peer.ID]time.Time
@@ -218,6 +220,7 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		now:      cfg.now,
 		dupDone:  make(chan struct{}),
 		settled:  make(chan struct{}),
+		born:     time.Now(),
 	}
 	// Eviction spares the peers we are connected to and those whose
 	// connections are protected (live subscriptions, group bonds).
