@@ -292,6 +292,7 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 			for _, d := range pending[n:] {
 				lost += uint64(d.n)
 			}
+			// Adding ^(x-1) subtracts x.
 			r.sub.datums.Add(^uint64(len(pending) - n - 1))
 			r.sub.bytes.Add(^(lost - 1))
 		}

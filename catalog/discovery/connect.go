@@ -226,10 +226,10 @@ func (s *Service) settle() {
 	}
 }
 
-// settleWait is when a join has settled, how much longer settle waits (0:
-// now), elapsed after start, with lastAdded the time after start at which
-// a peer new to the catalog last came (0 for none). A join has settled
-// once SettleDelay d has passed and no new peer came for d/4, or at 4·d
+// settleWait returns how much longer settle waits (0: the join settled)
+// at elapsed after start, lastAdded being the time after start at which a
+// peer new to the catalog last came (0 for none). A join has settled once
+// SettleDelay d has passed and no new peer came for d/4, or at 4·d
 // whatever comes. Its side work costs a few connections and a sync per
 // node, nothing alone; but nodes that join together (a fleet started at
 // once, a test on one machine) would all start it while the catalogs
