@@ -39,7 +39,7 @@ func TestDroppedPeers_TurnAndForget(t *testing.T) {
 }
 
 // settleWait: never before SettleDelay; after it, once no new peer came for
-// a quarter of it; at four times it whatever comes; at once with 0.
+// half of it; at four times it whatever comes; at once with 0.
 func TestSettleWait(t *testing.T) {
 	const d = time.Second
 	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
@@ -51,9 +51,9 @@ func TestSettleWait(t *testing.T) {
 		{"before the delay, quiet", d, ms(100), 0, ms(900)},
 		{"before the delay, busy", d, ms(900), ms(890), ms(100)},
 		{"at the delay, no peer ever", d, d, 0, 0},
-		{"at the delay, quiet for a quarter", d, d, ms(750), 0},
-		{"at the delay, a peer 100 ms ago", d, d, ms(900), ms(150)},
-		{"later, a peer just now", d, ms(2500), ms(2500), ms(250)},
+		{"at the delay, quiet for a half", d, d, ms(500), 0},
+		{"at the delay, a peer 100 ms ago", d, d, ms(900), ms(400)},
+		{"later, a peer just now", d, ms(2500), ms(2500), ms(500)},
 		{"near the limit, busy", d, ms(3900), ms(3890), ms(100)},
 		{"at the limit, busy", d, 4 * d, 4 * d, 0},
 		{"past the limit", d, 5 * d, 5 * d, 0},

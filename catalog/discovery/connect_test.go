@@ -125,7 +125,7 @@ func TestConnect_JoinCascadeWaitsForSettle(t *testing.T) {
 // its settle step off while peers new to its catalog keep coming (a join
 // wave): with SettleDelay 2 s and a new peer every 100 ms, C has not dialed
 // B, a peer of its join sync, at 3 s; once the peers stop coming it
-// settles (a quarter of SettleDelay later) and dials B.
+// settles (half of SettleDelay later) and dials B.
 func TestConnect_SettleWaitsWhileTheCatalogGrows(t *testing.T) {
 	t.Parallel()
 	slow := func(p *discovery.Params) {
@@ -147,7 +147,7 @@ func TestConnect_SettleWaitsWhileTheCatalogGrows(t *testing.T) {
 	// whose peers wait for settle.
 	testutil.Eventually(t, 10*time.Second, func() bool { return knows(c.svc, b.h.ID()) }, "C's join sync did not bring B")
 	// New peers, without addresses (never dialed), every 100 ms: a
-	// quarter of SettleDelay never passes without one.
+	// half of SettleDelay never passes without one.
 	stop, fed := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	halt := func() { once.Do(func() { close(stop); <-fed }) }

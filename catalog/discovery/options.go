@@ -50,7 +50,7 @@ type Params struct {
 	//
 	// While peers new to the catalog keep coming (nodes joining
 	// together), the work waits longer: until none came for
-	// SettleDelay/4, and at most until 4 × SettleDelay after start. With
+	// SettleDelay/2, and at most until 4 × SettleDelay after start. With
 	// 100 nodes joining on one loaded core, the side work of the early
 	// nodes otherwise kept the late ones from joining (99 % of pairs after
 	// 5-10 s instead of about 2 s; BENCHMARKS.md, "Convergence, session
