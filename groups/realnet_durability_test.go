@@ -86,7 +86,7 @@ func TestRealNet_DataDirRestartAll(t *testing.T) {
 			// Alone and without a quorum: everything it has is its own.
 			testutil.Eventually(t, 5*time.Second, func() bool {
 				return g.Committed() >= committed[0] && groups.WeakSum(t, g) == 300
-			}, "n0 restarted alone: committed %d (was %d), sum %d", g.Committed(), committed[0], groups.WeakSum(t, g))
+			}, "n0 restarted alone: committed %d (was %d), sum %d", testutil.Lazy(func() any { return g.Committed() }), committed[0], groups.WeakSum(t, g))
 			if g.IsLeader() {
 				t.Fatal("n0 alone leads a three-voter group")
 			}
@@ -242,7 +242,7 @@ func sigkillRestart(t *testing.T, afterRemoval bool) {
 	}
 	testutil.Eventually(t, 15*time.Second, func() bool {
 		return g2.Committed() >= at && groups.WeakSum(t, g2) >= v0
-	}, "restarted node at %d, sum %d; the others at %d, sum %d", g2.Committed(), groups.WeakSum(t, g2), at, v0)
+	}, "restarted node at %d, sum %d; the others at %d, sum %d", testutil.Lazy(func() any { return g2.Committed() }), groups.WeakSum(t, g2), at, v0)
 	if _, err := g2.Execute(tctx(t, 10*time.Second), 1000); err != nil {
 		t.Fatal(err)
 	}

@@ -97,7 +97,7 @@ func benchWaitSubscribed(b *testing.B, prod *streams.Producer[[]byte], n int) {
 			}
 		}
 		return true
-	}, "producer has %d consumers, want %d connected", len(prod.Consumers()), n)
+	}, "producer has %d consumers, want %d connected", testutil.Lazy(func() any { return len(prod.Consumers()) }), n)
 }
 
 // benchHeader appends a data frame header exactly as streams does.

@@ -52,7 +52,7 @@ func TestBorrowedBytes_ValidUntilNextRecv(t *testing.T) {
 	testutil.Eventually(t, 20*time.Second, func() bool {
 		infos := cons.Producers()
 		return len(infos) == 1 && infos[0].Stats.Datums >= 500
-	}, "consumer did not read ahead: %+v", cons.Producers())
+	}, "consumer did not read ahead: %+v", testutil.Lazy(func() any { return cons.Producers() }))
 	if !bytes.Equal(first, borrowedDatum(0)) {
 		t.Fatal("datum 0 changed while the application held it")
 	}

@@ -80,7 +80,7 @@ func TestCondition_Wait_Concurrent(t *testing.T) {
 			wg.Go(func() { errs <- f.cond.Wait(shortCtx(t, 10*time.Second)) })
 		}
 		testutil.Eventually(t, 10*time.Second, func() bool { return f.waiting() == n },
-			"round %d: %d of %d Waits blocked", round, f.waiting(), n)
+			"round %d: %d of %d Waits blocked", round, testutil.Lazy(func() any { return f.waiting() }), n)
 		f.up()
 		wg.Wait()
 		close(errs)

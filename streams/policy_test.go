@@ -45,7 +45,7 @@ func TestDefaultPolicy_NodeWide(t *testing.T) {
 			semConnected(opened.Consumers(), trusted.ID()) && semConnected(opened.Consumers(), stranger.ID()) &&
 			semRefused(strangers[0], n0) && semRefused(strangers[2], n0)
 	}, "want the trusted node on every producer, the stranger on the opened one only and refused by the others; "+
-		"guarded %+v, opened %+v, narrowed %+v", guarded.Consumers(), opened.Consumers(), narrowed.Consumers())
+		"guarded %+v, opened %+v, narrowed %+v", testutil.Lazy(func() any { return guarded.Consumers() }), testutil.Lazy(func() any { return opened.Consumers() }), testutil.Lazy(func() any { return narrowed.Consumers() }))
 	semNever(t, "the guarded producer", semNoneOf(guarded.Consumers, false, stranger.ID()))
 	semNever(t, "the narrowed producer", semNoneOf(narrowed.Consumers, false, stranger.ID()))
 }
@@ -119,9 +119,9 @@ func TestConsumer_RefusalAgesOut(t *testing.T) {
 	mustProducer[string](t, n0, "refused", streams.WithRequire(policy.HasTags("validator")))
 	cons := mustConsumer[string](t, n1, "refused")
 	testutil.Eventually(t, 10*time.Second, func() bool { return semRefused(cons, n0) },
-		"the consumer was not refused: %+v", cons.Producers())
+		"the consumer was not refused: %+v", testutil.Lazy(func() any { return cons.Producers() }))
 	testutil.Eventually(t, 10*time.Second, func() bool { _, listed := semInfo(cons.Producers(), n0.ID()); return !listed },
-		"the refusal is still listed after RefusalRetention: %+v", cons.Producers())
+		"the refusal is still listed after RefusalRetention: %+v", testutil.Lazy(func() any { return cons.Producers() }))
 	rejected := n0.Streams().Stats().Rejected
 	semNever(t, "the aged-out refusal", func() string {
 		if _, listed := semInfo(cons.Producers(), n0.ID()); listed {

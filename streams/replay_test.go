@@ -117,7 +117,7 @@ func (s *rpSetup) resubscribed() {
 	s.t.Helper()
 	testutil.Eventually(s.t, 20*time.Second, func() bool {
 		return rbAllConnected(s.prod.Consumers(), 2) && rbOnlyConnected(s.cons.Producers(), s.pnode.ID())
-	}, "consumer did not resubscribe: %+v", s.cons.Producers())
+	}, "consumer did not resubscribe: %+v", testutil.Lazy(func() any { return s.cons.Producers() }))
 }
 
 func (s *rpSetup) replayStats() streams.ReplayStats {

@@ -100,7 +100,7 @@ func TestRobust_WithdrawnProducerCutAfterCloseTimeout(t *testing.T) {
 	// Then the consumer cuts it: the producer sees its consumer go.
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return len(prod.Consumers()) == 0 && len(cons.Producers()) == 0
-	}, "the consumer kept the withdrawn producer's link: producer side %+v, consumer side %+v", prod.Consumers(), cons.Producers())
+	}, "the consumer kept the withdrawn producer's link: producer side %+v, consumer side %+v", testutil.Lazy(func() any { return prod.Consumers() }), testutil.Lazy(func() any { return cons.Producers() }))
 }
 
 // TestRobust_ReaddedWhileDrainingResubscribes: a producer closed and

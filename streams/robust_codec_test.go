@@ -25,7 +25,7 @@ func TestRobust_CodecMismatch(t *testing.T) {
 		}
 		code, ok := semCode(ci.Err)
 		return ok && code == streams.CodeCodecMismatch
-	}, "the JSON consumer of a CBOR producer was not refused with CodecMismatch: %+v", cons.Producers())
+	}, "the JSON consumer of a CBOR producer was not refused with CodecMismatch: %+v", testutil.Lazy(func() any { return cons.Producers() }))
 	if n := len(prod.Consumers()); n != 0 {
 		t.Errorf("the producer admitted %d consumers of another codec", n)
 	}

@@ -107,5 +107,5 @@ func TestRobust_DropModeCutsStoppedConsumer(t *testing.T) {
 		infos := stopped.Producers()
 		var ce *streams.CodeError
 		return len(infos) == 1 && errors.As(infos[0].Err, &ce) && ce.Code == streams.CodeTooSlow && ce.Remote
-	}, "stopped consumer did not see TooSlow: %+v", stopped.Producers())
+	}, "stopped consumer did not see TooSlow: %+v", testutil.Lazy(func() any { return stopped.Producers() }))
 }

@@ -90,7 +90,7 @@ func TestRobust_ReconnectReportsGap(t *testing.T) {
 	send(100, 150)
 	testutil.Eventually(t, 20*time.Second, func() bool {
 		return rbAllConnected(prod.Consumers(), 2) && rbOnlyConnected(cons.Producers(), pnode.ID())
-	}, "consumer did not resubscribe: %+v", cons.Producers())
+	}, "consumer did not resubscribe: %+v", testutil.Lazy(func() any { return cons.Producers() }))
 	send(150, 160)
 
 	d := recv()

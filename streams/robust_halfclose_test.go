@@ -34,7 +34,7 @@ func TestRobust_ConsumerHalfCloseKeepsSubscription(t *testing.T) {
 		t.Fatalf("answer: frame %#x, %v; want Accept", typ, err)
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool { return connectedConsumers(prod)[cnode.ID()] },
-		"the producer does not list the half-closed consumer: %+v", prod.Consumers())
+		"the producer does not list the half-closed consumer: %+v", testutil.Lazy(func() any { return prod.Consumers() }))
 	for _, v := range []string{"one", "two"} {
 		semSend(t, prod, v, 10*time.Second)
 		typ, _, err := rbReadFrame(r, 1<<20)

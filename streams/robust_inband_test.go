@@ -81,7 +81,7 @@ func TestRobust_InBandClose(t *testing.T) {
 		before := rbHandle(t, pnode, sid).Ends[streams.CodeCancelled]
 		st, _, _ := rbRawSubscribe(t, cnode, pnode, sid, rbFeatureCloseFrames)
 		testutil.Eventually(t, 10*time.Second, func() bool { return connectedConsumers(prod)[cnode.ID()] },
-			"not subscribed: %+v", prod.Consumers())
+			"not subscribed: %+v", testutil.Lazy(func() any { return prod.Consumers() }))
 		if _, err := st.Write(rbFrame(rbFrameClose, &pb.Close{Code: uint32(streams.CodeCancelled), Reason: "bye"})); err != nil {
 			t.Fatal(err)
 		}

@@ -68,7 +68,7 @@ func TestRobust_ProducerCrashAndRestart(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		infos := cons.Producers()
 		return len(infos) == 1 && infos[0].Stats.Reconnects >= 2 && infos[0].Err != nil
-	}, "consumer did not keep retrying the crashed producer: %+v", cons.Producers())
+	}, "consumer did not keep retrying the crashed producer: %+v", testutil.Lazy(func() any { return cons.Producers() }))
 	t.Logf("while down the consumer holds %+v", cons.Producers())
 
 	// Restart with the same key, a new port and the same stream.
@@ -82,7 +82,7 @@ func TestRobust_ProducerCrashAndRestart(t *testing.T) {
 	prod2 := mustProducer[rbRun](t, pnode2, name)
 	took := testutil.Eventually(t, 15*time.Second, func() bool {
 		return rbOnlyConnected(cons.Producers(), pid) && rbAllConnected(prod2.Consumers(), 1)
-	}, "consumer did not resubscribe to the restarted producer: %+v", cons.Producers())
+	}, "consumer did not resubscribe to the restarted producer: %+v", testutil.Lazy(func() any { return cons.Producers() }))
 	t.Logf("resubscribed %v after the restart; receiver %+v", took, cons.Producers()[0].Stats)
 	for i := range 100 {
 		if err := prod2.Send(ctx, rbRun{Run: 2, I: i}); err != nil {

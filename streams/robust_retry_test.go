@@ -91,7 +91,7 @@ func TestRobust_RefusalRetriesOnRelevantChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 15*time.Second, func() bool { return connectedProducers(cons)[pnode.ID()] },
-		"the consumer did not subscribe after the producer's entry changed: %+v", cons.Producers())
+		"the consumer did not subscribe after the producer's entry changed: %+v", testutil.Lazy(func() any { return cons.Producers() }))
 	if d := rejected() - n; d > 1 {
 		t.Errorf("%d refusals between the change and the subscription, want at most 1", d)
 	}

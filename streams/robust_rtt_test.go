@@ -53,7 +53,7 @@ func TestRobust_LowestRTTWithHysteresis(t *testing.T) {
 	cons := mustConsumer[int](t, cnode, name, streams.WithLowestRTT(1, 0.2))
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return rbOnlyConnected(cons.Producers(), a) && rbAllConnected(prodA.Consumers(), 1)
-	}, "consumer did not subscribe to the fastest producer: %+v", cons.Producers())
+	}, "consumer did not subscribe to the fastest producer: %+v", testutil.Lazy(func() any { return cons.Producers() }))
 
 	// evaluated waits until the consumer has re-evaluated its producers
 	// after this call: its subscription to A then carries an entry of A newer
@@ -89,7 +89,7 @@ func TestRobust_LowestRTTWithHysteresis(t *testing.T) {
 	}
 	took := testutil.Eventually(t, 10*time.Second, func() bool {
 		return rbOnlyConnected(cons.Producers(), b) && rbAllConnected(prodB.Consumers(), 1) && len(prodA.Consumers()) == 0
-	}, "consumer did not switch to B: %+v", cons.Producers())
+	}, "consumer did not switch to B: %+v", testutil.Lazy(func() any { return cons.Producers() }))
 	t.Logf("switched to B in %v", took)
 	ctx := testCtx(t, 10*time.Second)
 	if err := prodB.Send(ctx, 7); err != nil {

@@ -307,7 +307,7 @@ func TestRobust_DropLaggingCountsGaps(t *testing.T) {
 	testutil.Eventually(t, 20*time.Second, func() bool {
 		infos := s.slow.Producers()
 		return len(infos) == 1 && infos[0].Stats.Datums+dropped == rbSlowTotal
-	}, "slow consumer did not catch up: %+v, %d dropped", s.slow.Producers(), dropped)
+	}, "slow consumer did not catch up: %+v, %d dropped", testutil.Lazy(func() any { return s.slow.Producers() }), dropped)
 	const marker = rbSlowTotal
 	if err := s.prod.Send(ctx, rbPadded(marker, rbSlowSize)); err != nil {
 		t.Fatalf("Send(marker): %v", err)

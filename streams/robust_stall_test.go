@@ -134,7 +134,7 @@ func TestRobust_StalledConsumersShareOneGrace(t *testing.T) {
 				raws = append(raws, st)
 			}
 			testutil.Eventually(t, 10*time.Second, func() bool { return rbAllConnected(prod.Consumers(), rbStallN+1) },
-				"producer did not get its %d consumers: %+v", rbStallN+1, prod.Consumers())
+				"producer did not get its %d consumers: %+v", rbStallN+1, testutil.Lazy(func() any { return prod.Consumers() }))
 			r := rbReadHonest(ctx, honest)
 
 			// The first datum blocks every stalled writer inside it; each
@@ -159,7 +159,7 @@ func TestRobust_StalledConsumersShareOneGrace(t *testing.T) {
 					}
 				}
 				return len(qs) == rbStallN
-			}, "the stalled writers did not take their first datum: %+v", streams.Queues(prod))
+			}, "the stalled writers did not take their first datum: %+v", testutil.Lazy(func() any { return streams.Queues(prod) }))
 			for i := range uint64(rbStallQueue) {
 				if d := send(i + 1); d >= rbStallGrace {
 					t.Fatalf("Send(%d) took %v before any queue was full", i+1, d)

@@ -56,7 +56,7 @@ func TestRobust_UnknownPeerSyncsAndRetries(t *testing.T) {
 		streams.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(200 * time.Millisecond) }))
 	took := testutil.Eventually(t, 15*time.Second, func() bool {
 		return rbOnlyConnected(cons.Producers(), pnode.ID()) && rbAllConnected(prod.Consumers(), 1)
-	}, "consumer not admitted: %+v", cons.Producers())
+	}, "consumer not admitted: %+v", testutil.Lazy(func() any { return cons.Producers() }))
 	t.Logf("admitted after %v; receiver %+v", took, cons.Producers()[0].Stats)
 
 	if _, known := pnode.Catalog().Get(cnode.ID()); !known {

@@ -226,7 +226,7 @@ func TestSemantics_ConsumerOnlineCondition(t *testing.T) {
 	mustProducer[string](t, nodes[2], "online-when-consumer")
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return semConnected(cons.Producers(), nodes[1].ID()) && semConnected(cons.Producers(), nodes[2].ID())
-	}, "the consumer did not subscribe to the first two producers: %+v", cons.Producers())
+	}, "the consumer did not subscribe to the first two producers: %+v", testutil.Lazy(func() any { return cons.Producers() }))
 	if cons.IsOnline() {
 		t.Fatal("online with one producer tagged t1+t2 and one tagged t1")
 	}
@@ -373,7 +373,7 @@ func TestSemantics_SendFailsIfOffline(t *testing.T) {
 		t.Fatalf("Offline after the consumer left: %v", err)
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool { return len(prod.Consumers()) == 0 },
-		"the producer still lists %+v", prod.Consumers())
+		"the producer still lists %+v", testutil.Lazy(func() any { return prod.Consumers() }))
 	if err := prod.TrySend("third"); !errors.Is(err, streams.ErrOffline) {
 		t.Errorf("TrySend after the consumer left: %v, want ErrOffline", err)
 	}

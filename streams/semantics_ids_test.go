@@ -54,7 +54,7 @@ func TestSemantics_CustomStreamID_HexNameMatchesPlainName(t *testing.T) {
 	}
 
 	testutil.Eventually(t, 10*time.Second, func() bool { return len(semConnectedPeers(prod.Consumers())) == 2 },
-		"producer has %d consumers, want the plain and upper-case ones", len(prod.Consumers()))
+		"producer has %d consumers, want the plain and upper-case ones", testutil.Lazy(func() any { return len(prod.Consumers()) }))
 	semSend(t, prod, "hello", 5*time.Second)
 	for name, c := range map[string]*streams.Consumer[string]{"plain": plain, "upper-case": upper} {
 		if v := semRecv(t, c, 5*time.Second); v != "hello" {
@@ -138,7 +138,7 @@ func TestSemantics_CustomCodec_RawUTF8(t *testing.T) {
 		pi, ok1 := semInfo(prod.Consumers(), nodes[1].ID())
 		ci, ok2 := semInfo(cons.Producers(), nodes[0].ID())
 		return ok1 && ok2 && pi.Stats.Bytes == uint64(len(msg)) && ci.Stats.Bytes == uint64(len(msg))
-	}, "byte counts are not len(%q) = %d: producer %+v, consumer %+v", msg, len(msg), prod.Consumers(), cons.Producers())
+	}, "byte counts are not len(%q) = %d: producer %+v, consumer %+v", msg, len(msg), testutil.Lazy(func() any { return prod.Consumers() }), testutil.Lazy(func() any { return cons.Producers() }))
 }
 
 // streams.Bytes passes payloads through (and the consumer's copies survive
@@ -172,7 +172,7 @@ func TestSemantics_Codecs_BytesAndJSON(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, func() bool {
 		ci, ok := semInfo(jc.Producers(), nodes[0].ID())
 		return ok && ci.Stats.Bytes == uint64(len(enc))
-	}, "JSON: consumer subscription %+v, want %d payload bytes (%s)", jc.Producers(), len(enc), enc)
+	}, "JSON: consumer subscription %+v, want %d payload bytes (%s)", testutil.Lazy(func() any { return jc.Producers() }), len(enc), enc)
 }
 
 // A codec or undelivered sink of another type makes the constructor fail,

@@ -93,7 +93,7 @@ func TestSemantics_ProducerRequire_ByTag(t *testing.T) {
 		return semConnected(cv.Producers(), n0.ID()) && semConnected(cv.Producers(), n1.ID()) &&
 			semConnected(cu.Producers(), n1.ID()) && n0.Streams().Stats().Rejected > 0
 	}, "want the tagged consumer on both producers, the untagged one on the open producer and a rejection at the strict one; "+
-		"tagged %+v, untagged %+v, rejected %d", cv.Producers(), cu.Producers(), n0.Streams().Stats().Rejected)
+		"tagged %+v, untagged %+v, rejected %d", testutil.Lazy(func() any { return cv.Producers() }), testutil.Lazy(func() any { return cu.Producers() }), testutil.Lazy(func() any { return n0.Streams().Stats().Rejected }))
 	semNever(t, "the strict producer", semNoneOf(strict.Consumers, false, untagged.ID()))
 	semNever(t, "the untagged consumer", semNoneOf(cu.Producers, true, n0.ID()))
 	semNever(t, "the untagged consumer", semRejectedAs(cu.Producers, n0.ID(), streams.CodeNotAllowed))
@@ -123,7 +123,7 @@ func TestSemantics_ProducerRequire_Chaining(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return semConnected(prod.Consumers(), both.ID()) && n0.Streams().Stats().Rejected >= 2
 	}, "want the consumer with both tags accepted and two rejections; consumers %+v, rejected %d",
-		prod.Consumers(), n0.Streams().Stats().Rejected)
+		testutil.Lazy(func() any { return prod.Consumers() }), testutil.Lazy(func() any { return n0.Streams().Stats().Rejected }))
 	semNever(t, "the producer", semNoneOf(prod.Consumers, false, only1.ID(), only2.ID()))
 	semNever(t, "the tag1 consumer", semNoneOf(c1.Producers, true, n0.ID()))
 	semNever(t, "the tag2 consumer", semNoneOf(c2.Producers, true, n0.ID()))
@@ -149,7 +149,7 @@ func TestSemantics_ConsumerRequire_ByTag(t *testing.T) {
 		return semConnected(strict.Producers(), tagged.ID()) &&
 			semConnected(all.Producers(), tagged.ID()) && semConnected(all.Producers(), untagged.ID())
 	}, "want the strict consumer on the tagged producer and the open one on both; strict %+v, open %+v",
-		strict.Producers(), all.Producers())
+		testutil.Lazy(func() any { return strict.Producers() }), testutil.Lazy(func() any { return all.Producers() }))
 	semNever(t, "the strict consumer", semNoneOf(strict.Producers, false, untagged.ID()))
 	if n := len(pu.Consumers()); n != 1 {
 		t.Errorf("the untagged producer has %d consumers, want 1 (the open consumer)", n)
@@ -176,7 +176,7 @@ func TestSemantics_ConsumerRequire_Chaining(t *testing.T) {
 	all := mustConsumer[string](t, n0, "require-chain-consumer")
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return semConnected(strict.Producers(), both.ID()) && len(semConnectedPeers(all.Producers())) == 3
-	}, "strict %+v, open %+v", strict.Producers(), all.Producers())
+	}, "strict %+v, open %+v", testutil.Lazy(func() any { return strict.Producers() }), testutil.Lazy(func() any { return all.Producers() }))
 	semNever(t, "the strict consumer", semNoneOf(strict.Producers, false, only1.ID(), only2.ID()))
 }
 
@@ -245,7 +245,7 @@ func TestSemantics_ConsumerRequire_DynamicTags(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool { return len(cons.Producers()) == 0 },
-		"the consumer kept the producer that lost its tag: %+v", cons.Producers())
+		"the consumer kept the producer that lost its tag: %+v", testutil.Lazy(func() any { return cons.Producers() }))
 	if err := prod.WaitOffline(testCtx(t, 10*time.Second)); err != nil {
 		t.Fatalf("the producer did not see the consumer leave: %v", err)
 	}
@@ -352,7 +352,7 @@ func TestSemantics_MaxConsumers(t *testing.T) {
 		ci, ok := semInfo(second.Producers(), n0.ID())
 		code, hasCode := semCode(ci.Err)
 		return ok && ci.State == streams.Connecting && hasCode && code == streams.CodeNoCapacity && ci.Stats.Reconnects >= 1
-	}, "the second consumer is not retrying after NoCapacity: %+v", second.Producers())
+	}, "the second consumer is not retrying after NoCapacity: %+v", testutil.Lazy(func() any { return second.Producers() }))
 	var ce *streams.CodeError
 	if ci, _ := semInfo(second.Producers(), n0.ID()); !errors.As(ci.Err, &ce) || !ce.Remote {
 		t.Errorf("the NoCapacity error %v is not marked as sent by the producer", ci.Err)
@@ -363,7 +363,7 @@ func TestSemantics_MaxConsumers(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		ps := semConnectedPeers(prod.Consumers())
 		return len(ps) == 1 && ps[0] == n2.ID()
-	}, "the rejected consumer did not get in after the first left; producer %+v", prod.Consumers())
+	}, "the rejected consumer did not get in after the first left; producer %+v", testutil.Lazy(func() any { return prod.Consumers() }))
 	semSend(t, prod, "your turn", 5*time.Second)
 	if v := semRecv(t, second, 5*time.Second); v != "your turn" {
 		t.Fatalf("got %q", v)

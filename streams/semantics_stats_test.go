@@ -23,7 +23,7 @@ func semStatsAre(t testing.TB, what string, infos func() []streams.SubscriptionI
 	testutil.Eventually(t, 5*time.Second, func() bool {
 		ci, ok := semInfo(infos(), p)
 		return ok && ci.Stats.Datums == datums && ci.Stats.Bytes == bytes
-	}, "%s: subscription to %s is %+v, want %d datums / %d bytes", what, p, infos(), datums, bytes)
+	}, "%s: subscription to %s is %+v, want %d datums / %d bytes", what, p, testutil.Lazy(func() any { return infos() }), datums, bytes)
 }
 
 // Per-subscription stats at the producer and per-producer stats at the

@@ -31,7 +31,7 @@ func TestSmoke_SendToTwoConsumers(t *testing.T) {
 		defer c.Close()
 		cons = append(cons, c)
 	}
-	testutil.Eventually(t, 5*time.Second, func() bool { return len(prod.Consumers()) == 2 && prod.IsOnline() }, "producer has %d consumers", len(prod.Consumers()))
+	testutil.Eventually(t, 5*time.Second, func() bool { return len(prod.Consumers()) == 2 && prod.IsOnline() }, "producer has %d consumers", testutil.Lazy(func() any { return len(prod.Consumers()) }))
 	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(5*time.Second))
 	defer cancel()
 	for i := range 10 {

@@ -91,7 +91,7 @@ func waitCatalogTicket(t *testing.T, nodes []*node.Node, holder *node.Node, clas
 			}
 		}
 		return true
-	}, "ticket of %s not seen everywhere", holder.ID())
+	}, "ticket of %s not seen everywhere", testutil.Lazy(func() any { return holder.ID() }))
 }
 
 // holds asserts that cond stays true for d: the only way to check that

@@ -147,7 +147,7 @@ func TestAdmission_Gossip(t *testing.T) {
 	x.publish(t, entryAnnouncement(t, sealWith(t, sk, c.nw, catalog.NewVersion(time.Now()), c.ticket(t, x.h.ID(), time.Now().Add(time.Hour))).Bytes()))
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return reasonDelta(before, a.svc.Stats())["rejected/unadmitted"] == sybils+1
-	}, "A did not reject the unticketed entries as unadmitted: %v", reasonDelta(before, a.svc.Stats()))
+	}, "A did not reject the unticketed entries as unadmitted: %v", testutil.Lazy(func() any { return reasonDelta(before, a.svc.Stats()) }))
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		s, ok := scores.score(x.h.ID())
 		return ok && s < 0
@@ -212,7 +212,7 @@ func TestAdmission_SyncV1(t *testing.T) {
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool {
 		return a.svc.Stats().SyncErrorsBy["in/unadmitted"] == before.SyncErrorsBy["in/unadmitted"]+2
-	}, "refusals not counted: %v", a.svc.Stats().SyncErrorsBy)
+	}, "refusals not counted: %v", testutil.Lazy(func() any { return a.svc.Stats().SyncErrorsBy }))
 	if knows(a.svc, x.ID()) {
 		t.Fatal("the unadmitted initiator entered the catalog")
 	}
@@ -263,7 +263,7 @@ func TestAdmission_SyncV2(t *testing.T) {
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool {
 		return a.svc.Stats().SyncErrorsBy["in/unadmitted"] == before.SyncErrorsBy["in/unadmitted"]+1
-	}, "refusal not counted: %v", a.svc.Stats().SyncErrorsBy)
+	}, "refusal not counted: %v", testutil.Lazy(func() any { return a.svc.Stats().SyncErrorsBy }))
 	if knows(a.svc, x.ID()) {
 		t.Fatal("the unadmitted initiator entered the catalog")
 	}

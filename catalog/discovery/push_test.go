@@ -273,7 +273,7 @@ func TestPush_FullRoundSendsSeveralFrames(t *testing.T) {
 			}
 		}
 		return true
-	}, "b did not get every bump: a %+v, b %+v", a.svc.Stats(), b.svc.Stats())
+	}, "b did not get every bump: a %+v, b %+v", testutil.Lazy(func() any { return a.svc.Stats() }), testutil.Lazy(func() any { return b.svc.Stats() }))
 	took := time.Since(start)
 	if got := b.svc.Stats().BumpFramesReceived - framesIn; got < 3 {
 		t.Errorf("b received %d frames for %d bumps, want at least 3", got, n)

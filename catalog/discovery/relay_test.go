@@ -68,7 +68,7 @@ func TestSync_JoinSyncIsNotRelayed(t *testing.T) {
 	if err := b.svc.SyncWith(ctx, addrInfo(c.h)); err != nil {
 		t.Fatalf("SyncWith: %v", err)
 	}
-	testutil.Eventually(t, 5*time.Second, func() bool { return b.svc.Stats().Relayed-before >= 4 }, "a member relayed %d of the 4 entries new to it, want all", b.svc.Stats().Relayed-before)
+	testutil.Eventually(t, 5*time.Second, func() bool { return b.svc.Stats().Relayed-before >= 4 }, "a member relayed %d of the 4 entries new to it, want all", testutil.Lazy(func() any { return b.svc.Stats().Relayed - before }))
 }
 
 // TestRelay_Batched: entries a node learns together (here by Merge, which

@@ -376,7 +376,7 @@ func TestSyncBump_HostileInitiator(t *testing.T) {
 				}
 				testutil.Eventually(t, 5*time.Second, func() bool {
 					return v.svc.Stats().SyncErrorsBy["in/too_many_entries"] == before.SyncErrorsBy["in/too_many_entries"]+1
-				}, "in/too_many_entries did not move: %v", v.svc.Stats().SyncErrorsBy)
+				}, "in/too_many_entries did not move: %v", testutil.Lazy(func() any { return v.svc.Stats().SyncErrorsBy }))
 				return
 			}
 			if se != nil || err != nil {

@@ -163,7 +163,7 @@ func TestSyncV2_HostileRequestsAreReset(t *testing.T) {
 			}
 			key := "in/" + tc.cause
 			testutil.Eventually(t, 5*time.Second, func() bool { return v.svc.Stats().SyncErrorsBy[key] == before.SyncErrorsBy[key]+1 },
-				"%s did not move by one: %v", key, v.svc.Stats().SyncErrorsBy)
+				"%s did not move by one: %v", key, testutil.Lazy(func() any { return v.svc.Stats().SyncErrorsBy }))
 			after := v.svc.Stats()
 			if after.SyncsRefused != before.SyncsRefused+1 {
 				t.Errorf("SyncsRefused moved by %d, want 1", after.SyncsRefused-before.SyncsRefused)
@@ -349,5 +349,5 @@ func TestSyncV2_EndlessDigest(t *testing.T) {
 	}
 	key2 := "in/digest_too_long"
 	testutil.Eventually(t, 5*time.Second, func() bool { return v.svc.Stats().SyncErrorsBy[key2] == before.SyncErrorsBy[key2]+1 },
-		"%s did not move by one: %v", key2, v.svc.Stats().SyncErrorsBy)
+		"%s did not move by one: %v", key2, testutil.Lazy(func() any { return v.svc.Stats().SyncErrorsBy }))
 }

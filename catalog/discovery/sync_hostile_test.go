@@ -105,7 +105,7 @@ func TestSync_HostileStreamsAreReset(t *testing.T) {
 				}
 			}
 			testutil.Eventually(t, 5*time.Second, func() bool { return v.svc.Stats().SyncsRefused == before.SyncsRefused+1 },
-				"SyncsRefused did not move by one: %d -> %d", before.SyncsRefused, v.svc.Stats().SyncsRefused)
+				"SyncsRefused did not move by one: %d -> %d", before.SyncsRefused, testutil.Lazy(func() any { return v.svc.Stats().SyncsRefused }))
 			after := v.svc.Stats()
 			var want uint64
 			if tc.malformed {

@@ -3,6 +3,7 @@
 package testutil
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -29,6 +30,8 @@ func Scale(d time.Duration) time.Duration { return time.Duration(float64(d) * Fa
 
 // Eventually polls cond every 10 ms until it holds or Scale(timeout) passes,
 // then fails the test with msg. It returns the time the condition took.
+// Its args are evaluated at the call, before the wait: wrap a value that
+// should show the state at the deadline in Lazy.
 func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) time.Duration {
 	t.Helper()
 	return EventuallyEvery(t, timeout, 10*time.Millisecond, cond, msg, args...)
@@ -103,3 +106,12 @@ func GoTool() string {
 	}
 	return "go"
 }
+
+// Lazy defers a value to the moment a message is formatted: as an argument
+// of Eventually's message, Lazy(f) shows what f returns at the deadline
+// rather than what held when Eventually was called.
+func Lazy[T any](f func() T) fmt.Formatter { return lazy[T](f) }
+
+type lazy[T any] func() T
+
+func (l lazy[T]) Format(s fmt.State, verb rune) { fmt.Fprintf(s, fmt.FormatString(s, verb), l()) }

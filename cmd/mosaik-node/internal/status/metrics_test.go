@@ -80,7 +80,7 @@ func TestMetrics_Scrape(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = refused.Close() })
 	testutil.Eventually(t, 10*time.Second, func() bool { return len(orders.Consumers()) == 1 },
-		"orders has %d consumers", len(orders.Consumers()))
+		"orders has %d consumers", testutil.Lazy(func() any { return len(orders.Consumers()) }))
 	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(10*time.Second))
 	defer cancel()
 	if err := orders.Send(ctx, []byte("x")); err != nil {

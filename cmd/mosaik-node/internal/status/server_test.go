@@ -94,7 +94,7 @@ func newPair(t *testing.T, datums int) pair {
 	}
 	t.Cleanup(func() { _ = cons.Close() })
 	testutil.Eventually(t, 10*time.Second, func() bool { return len(prod.Consumers()) == 1 && prod.IsOnline() },
-		"producer has %d consumers", len(prod.Consumers()))
+		"producer has %d consumers", testutil.Lazy(func() any { return len(prod.Consumers()) }))
 
 	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(10*time.Second))
 	defer cancel()
