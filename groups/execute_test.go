@@ -2,7 +2,6 @@ package groups
 
 import (
 	"errors"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -249,7 +248,7 @@ func TestExecute_DeposedLeaderFailsAtOnce(t *testing.T) {
 			t.Fatal(last)
 		}
 		return last == nil
-	}, "the majority did not commit a write: %v (leader of gs[1]: %v, of gs[2]: %v)", lazyErr(&last), lazyLeader(gs[1]), lazyLeader(gs[2]))
+	}, "the majority did not commit a write: %v (leader of gs[1]: %v, of gs[2]: %v)", testutil.Lazy(func() error { return last }), testutil.Lazy(func() string { return leaderName(gs[1]) }), testutil.Lazy(func() string { return leaderName(gs[2]) }))
 	n.heal()
 	if err := old.When().Online(tctx(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
@@ -262,20 +261,9 @@ func TestExecute_DeposedLeaderFailsAtOnce(t *testing.T) {
 	}, "state after heal")
 }
 
-// lazyErr prints *e when formatted (the last error of a retry loop).
-type lazyErrT struct{ e *error }
-
-func lazyErr(e *error) lazyErrT   { return lazyErrT{e} }
-func (l lazyErrT) String() string { return fmt.Sprint(*l.e) }
-
-// lazyLeader prints the leader g knows when formatted.
-type lazyLeaderT struct {
-	g *Group[int64, struct{}, int64]
-}
-
-func lazyLeader(g *Group[int64, struct{}, int64]) lazyLeaderT { return lazyLeaderT{g} }
-func (l lazyLeaderT) String() string {
-	p, ok := l.g.Leader()
+// leaderName is the leader g knows, or "none".
+func leaderName(g *Group[int64, struct{}, int64]) string {
+	p, ok := g.Leader()
 	if !ok {
 		return "none"
 	}

@@ -172,7 +172,7 @@ func TestMetrics_ThreeNodes(t *testing.T) {
 				}
 			}
 			return true
-		}, "%s: %s", stage, lazy(func() string { return diff }))
+		}, "%s: %s", stage, testutil.Lazy(func() string { return diff }))
 	}
 	// Only n0 ran an election; each node saw one leader; n1's five
 	// Executes are five latency samples.

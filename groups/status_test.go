@@ -72,19 +72,13 @@ func TestStatus_Snapshot(t *testing.T) {
 			}
 		}
 		return true
-	}, "statuses do not describe the cluster: %s", lazy(func() string { return diff }))
+	}, "statuses do not describe the cluster: %s", testutil.Lazy(func() string { return diff }))
 
 	_ = gs[3].Close()
 	if st := svcs[3].Status(); len(st) != 0 {
 		t.Fatalf("status after the last handle closed: %+v", st)
 	}
 }
-
-// lazy formats as what it returns when formatted, so that a failure
-// message can show the state of the last poll.
-type lazy func() string
-
-func (l lazy) String() string { return l() }
 
 // only is s's status, which must hold exactly one group.
 func only(t *testing.T, s *Service) Status {

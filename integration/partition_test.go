@@ -82,12 +82,6 @@ func (f *feeder) close() int {
 	return f.sent
 }
 
-// lazy formats as the result of calling it: for failure messages built
-// when the failure happens.
-type lazy func() string
-
-func (l lazy) String() string { return l() }
-
 // gapRE matches the consume command's warning for a gap.
 var gapRE = regexp.MustCompile(`msg="datums missed" producer=(\S+) cause=(\S+) missed=(\d+) after=(\d+) next=(\d+)`)
 
@@ -251,7 +245,7 @@ func TestPartition_NetnsCutAndHeal(t *testing.T) {
 			}
 		}
 		return maps.Equal(producerSees(), set(1, 2, 3)) && received(1) > 20 && received(2) > 20 && received(3) > 20
-	}, "the four nodes did not converge and subscribe: %s", lazy(describe))
+	}, "the four nodes did not converge and subscribe: %s", testutil.Lazy(describe))
 	t.Logf("converged; consumers received %d, %d, %d", received(1), received(2), received(3))
 
 	// Cut c2 and c3 off the bridge.
@@ -264,11 +258,11 @@ func TestPartition_NetnsCutAndHeal(t *testing.T) {
 	// 2 s close timeout when the Close frame cannot be written).
 	testutil.EventuallyEvery(t, 20*time.Second, 100*time.Millisecond, func() bool {
 		return maps.Equal(producerSees(), set(1)) && !consumerConnected(2) && !consumerConnected(3)
-	}, "cut consumers were not marked offline on both sides: %s", lazy(describe))
+	}, "cut consumers were not marked offline on both sides: %s", testutil.Lazy(describe))
 	offlineAfter := time.Since(cutAt)
 	testutil.EventuallyEvery(t, 20*time.Second, 100*time.Millisecond, func() bool {
 		return catalogIs(0, set(0, 1)) && catalogIs(1, set(0, 1)) && catalogIs(2, set(2)) && catalogIs(3, set(3))
-	}, "catalogs did not diverge: %s", lazy(describe))
+	}, "catalogs did not diverge: %s", testutil.Lazy(describe))
 	t.Logf("cut: subscriptions ended on both sides after %v, catalogs diverged after %v", offlineAfter, time.Since(cutAt))
 	// The consumer that was not cut keeps receiving.
 	testutil.Eventually(t, 10*time.Second, func() bool { return received(1) > atCut+200 }, "c1 stopped receiving during the cut")
@@ -286,7 +280,7 @@ func TestPartition_NetnsCutAndHeal(t *testing.T) {
 		}
 		return maps.Equal(producerSees(), set(1, 2, 3)) && consumerConnected(2) && consumerConnected(3) &&
 			received(2) > cutRecv[2] && received(3) > cutRecv[3]
-	}, "after healing: catalogs did not reconverge or subscriptions did not resume: %s", lazy(describe))
+	}, "after healing: catalogs did not reconverge or subscriptions did not resume: %s", testutil.Lazy(describe))
 	t.Logf("healed: reconverged and resubscribed after %v", time.Since(healedAt))
 
 	// End of input: the producer delivers what it holds and exits; every

@@ -132,7 +132,7 @@ func TestReplay_NetnsCutResumesFromTheWindow(t *testing.T) {
 	}
 	testutil.EventuallyEvery(t, 30*time.Second, 100*time.Millisecond, func() bool {
 		return producerSees(0) && producerSees(1) && received(0) > 100 && received(1) > 100
-	}, "the consumers did not subscribe and receive: %s", lazy(describe))
+	}, "the consumers did not subscribe and receive: %s", testutil.Lazy(describe))
 
 	// Cut both consumers until the subscriptions have ended on both sides
 	// (a dead link gives no reset: each side notices through the catalog,
@@ -144,7 +144,7 @@ func TestReplay_NetnsCutResumesFromTheWindow(t *testing.T) {
 	cutAt := time.Now()
 	testutil.EventuallyEvery(t, 20*time.Second, 100*time.Millisecond, func() bool {
 		return !producerSees(0) && !producerSees(1) && !consumerSees(0) && !consumerSees(1)
-	}, "the cut subscriptions did not end on both sides: %s", lazy(describe))
+	}, "the cut subscriptions did not end on both sides: %s", testutil.Lazy(describe))
 	atCut := []int{received(0), received(1)}
 	sentAtCut := []int{feeds[0].written(), feeds[1].written()}
 	lab.heal(t, 1)
@@ -159,7 +159,7 @@ func TestReplay_NetnsCutResumesFromTheWindow(t *testing.T) {
 			}
 		}
 		return true
-	}, "after healing the consumers did not resubscribe and catch up: %s", lazy(describe))
+	}, "after healing the consumers did not resubscribe and catch up: %s", testutil.Lazy(describe))
 	t.Logf("healed: resubscribed and caught up %v after healing", time.Since(healedAt).Round(time.Millisecond))
 
 	// The producers' status, read while they still run (caught up: nothing
@@ -278,7 +278,7 @@ func TestReplay_ConsumerSIGKILLResumesFromPositionFile(t *testing.T) {
 	run2 := start(t, "consumer-run2", nil, consArgs...)
 	url := httpURL(t, run2)
 	testutil.Eventually(t, 30*time.Second, func() bool { return lastNumber(run2, "") > uint64(downAt)+200 },
-		"run 2 did not resume and catch up (printed up to %v; %d sent when it started)", lazy(func() string { return strconv.FormatUint(lastNumber(run2, ""), 10) }), downAt)
+		"run 2 did not resume and catch up (printed up to %v; %d sent when it started)", testutil.Lazy(func() string { return strconv.FormatUint(lastNumber(run2, ""), 10) }), downAt)
 	last := fd.close()
 	if code := prod.wait(30 * time.Second); code != 0 {
 		t.Fatalf("producer exit %d", code)

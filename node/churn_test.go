@@ -77,7 +77,7 @@ func TestChurn_ThirtyNodes(t *testing.T) {
 		c.start(c.live[rng.IntN(len(c.live))])
 	}
 	took := testutil.Eventually(t, 60*time.Second, func() bool { return c.converged() == "" },
-		"the first %d nodes did not converge: %v\n%v", size, lazy(c.converged), lazy(c.lateness))
+		"the first %d nodes did not converge: %v\n%v", size, testutil.Lazy(c.converged), testutil.Lazy(c.lateness))
 	routinesStart, heapStart := runtime.NumGoroutine(), heapAlloc()
 	t.Logf("%d nodes converged in %v", size, took.Round(time.Millisecond))
 
@@ -108,7 +108,7 @@ func TestChurn_ThirtyNodes(t *testing.T) {
 			late = d
 		}
 		return d == ""
-	}, "after the churn, catalogs differ from the live set: %v\n%v", lazy(c.converged), lazy(c.lateness))
+	}, "after the churn, catalogs differ from the live set: %v\n%v", testutil.Lazy(c.converged), testutil.Lazy(c.lateness))
 	if late != "" {
 		t.Logf("at purge_after, catalogs still differed from the live set: %s", late)
 	}
@@ -498,9 +498,3 @@ func heapAlloc() uint64 {
 }
 
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
-
-// lazy formats as its result, so a failure message shows the state at the
-// time of the failure.
-type lazy func() string
-
-func (f lazy) String() string { return f() }

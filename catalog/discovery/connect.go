@@ -190,22 +190,15 @@ func (s *Service) topUp() (recheck time.Duration) {
 // peer) and the entries missing on either side, once per start, as one
 // anti-entropy round does.
 func (s *Service) settle() {
-	var t *time.Timer
 	for {
 		w := settleWait(s.params.SettleDelay, time.Since(s.born), time.Duration(s.lastAdded.Load()))
 		if w <= 0 {
 			break
 		}
-		if t == nil {
-			t = time.NewTimer(w)
-			defer t.Stop()
-		} else {
-			t.Reset(w)
-		}
 		select {
 		case <-s.ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(w): // a handful of rounds; Go 1.23 timers need no Stop
 		}
 	}
 	close(s.settled)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -208,8 +207,8 @@ func TestPurge_LateHeartbeatsKeepPeer(t *testing.T) {
 	bound := gap + delay + time.Second
 	testutil.Eventually(t, bound, func() bool { return delivered.Load() > 0 && knows(b.svc, a.h.ID()) },
 		"a, live and heartbeating %v late, is not at b within %v (%v late heartbeats delivered, %v refused as stale by b, %v purges)",
-		delay, bound, lazyCount(delivered.Load), lazyCount(func() int64 { return int64(stale() - staleBefore) }),
-		lazyCount(func() int64 { return int64(b.svc.Stats().Purged - purgedBefore) }))
+		delay, bound, testutil.Lazy(delivered.Load), testutil.Lazy(func() int64 { return int64(stale() - staleBefore) }),
+		testutil.Lazy(func() int64 { return int64(b.svc.Stats().Purged - purgedBefore) }))
 	// Once the late heartbeats flow, a stays: observed over three
 	// purge_after periods.
 	purged := b.svc.Stats().Purged
@@ -228,11 +227,6 @@ func TestPurge_LateHeartbeatsKeepPeer(t *testing.T) {
 		t.Fatalf("b purged a %d times, want at most once (when the delay set in)", got)
 	}
 }
-
-// lazyCount formats as its result when the failure message is built.
-type lazyCount func() int64
-
-func (f lazyCount) String() string { return strconv.FormatInt(f(), 10) }
 
 // purgeNodeOpts are the purge tests' node options: the fast profile's
 // gossipsub mesh, and neither bumps nor anti-entropy, so that nothing but

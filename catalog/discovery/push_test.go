@@ -2,7 +2,6 @@ package discovery_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -320,7 +319,7 @@ func TestPush_PulledChangeGoesOn(t *testing.T) {
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return versionAt(c.svc, y).Compare(v3) >= 0
-	}, "y's heartbeat did not cross two hops (b holds %v, c holds %v)", lazyVersion(b.svc, y), lazyVersion(c.svc, y))
+	}, "y's heartbeat did not cross two hops (b holds %v, c holds %v)", testutil.Lazy(func() catalog.Version { return versionAt(b.svc, y) }), testutil.Lazy(func() catalog.Version { return versionAt(c.svc, y) }))
 	if e, _ := c.svc.Catalog().Get(y); !e.Entry.HasTags(newTag) {
 		t.Fatalf("c holds y's version %v without its new tag", e.Entry.Version)
 	}
@@ -330,15 +329,6 @@ func TestPush_PulledChangeGoesOn(t *testing.T) {
 		}
 	}
 }
-
-// lazyVersion formats p's version in svc's catalog when printed.
-type lazyVersionT struct {
-	svc *discovery.Service
-	p   peer.ID
-}
-
-func lazyVersion(svc *discovery.Service, p peer.ID) lazyVersionT { return lazyVersionT{svc, p} }
-func (l lazyVersionT) String() string                            { return versionAt(l.svc, l.p).String() }
 
 // TestPush_IdleStreamNotLost: a receiver closes a push stream that stayed
 // idle for SyncTimeout plus four BumpIntervals. A sender whose heartbeats
@@ -368,7 +358,7 @@ func TestPush_IdleStreamNotLost(t *testing.T) {
 			t.Fatalf("Merge: %v %v", out, err)
 		}
 		testutil.Eventually(t, 2*time.Second, func() bool { return versionAt(b.svc, y).Compare(v) >= 0 },
-			"round %d: y's heartbeat %v did not reach b by push (b holds %v; a's push errors %v)", round, v, lazyVersion(b.svc, y), lazyPushErrors(a.svc))
+			"round %d: y's heartbeat %v did not reach b by push (b holds %v; a's push errors %v)", round, v, testutil.Lazy(func() catalog.Version { return versionAt(b.svc, y) }), testutil.Lazy(func() any { return a.svc.Stats().BumpErrorsBy }))
 		// Idle past the receiver's limit (800 ms) before the next heartbeat:
 		// the point of the test is a stream left idle that long.
 		time.Sleep(testutil.Scale(1200 * time.Millisecond))
@@ -377,8 +367,3 @@ func TestPush_IdleStreamNotLost(t *testing.T) {
 		t.Fatalf("a's pushes failed: %v", errs)
 	}
 }
-
-type lazyPushErrorsT struct{ svc *discovery.Service }
-
-func lazyPushErrors(svc *discovery.Service) lazyPushErrorsT { return lazyPushErrorsT{svc} }
-func (l lazyPushErrorsT) String() string                    { return fmt.Sprint(l.svc.Stats().BumpErrorsBy) }
