@@ -97,7 +97,7 @@ func TestVectors(t *testing.T) {
 		Description: "sealed departure (domain mosaik-catalog-departure, payload type /mosaik/catalog/departure/1)",
 		Section:     "5, 8",
 		Fields: map[string]any{"peer_id": id.String(), "network": nw.String(),
-			"last_version": map[string]any{"start_ms": version.StartMS, "update_ms": version.UpdateMS}, "timestamp_ms": 1700000005000},
+			"last_version": map[string]any{"start_ms": version.StartMS, "update_ms": version.UpdateMS}, "timestamp_ms": int64(1700000005000)},
 	})
 
 	ann := mustProto(t, &catpb.Announcement{Kind: &catpb.Announcement_Entry{Entry: env}})

@@ -55,6 +55,6 @@ func TestVectors(t *testing.T) {
 	testutil.CheckVector(t, dir, "data_timed", append(timedHeader(nil, 301, 1700000000000000, len(payload)), payload...), testutil.Vector{
 		Description: "Timed data frame (type 0x11): adds uvarint(write time, unix microseconds) after seq",
 		Section:     "16.1",
-		Fields:      map[string]any{"seq": 301, "write_time_us": 1700000000000000, "payload": "6568656c6c6f"},
+		Fields:      map[string]any{"seq": 301, "write_time_us": int64(1700000000000000), "payload": "6568656c6c6f"},
 	})
 }
