@@ -40,7 +40,7 @@ type execCall struct {
 // readCall waits for a read index, then for it to be applied.
 type readCall struct {
 	deadline int64
-	retry    int64    // tick at which the read index is asked again
+	retry    int64    // tick at which the read index is asked again; 0 while not asked (askReadIndex)
 	rctx     [16]byte // the request context raft echoes in its ReadState
 	index    uint64
 	have     bool
@@ -306,11 +306,40 @@ func (c *groupCore) strongRead(done func(index uint64, err error)) {
 	}
 	c.readSeq++
 	id := c.readSeq
-	rc := &readCall{deadline: c.now + int64(c.p.ticks(c.p.QueryTimeout)), retry: c.now + c.readRetry(), done: done}
+	rc := &readCall{deadline: c.now + int64(c.p.ticks(c.p.QueryTimeout)), done: done}
 	binary.BigEndian.PutUint64(rc.rctx[:8], c.selfID)
 	binary.BigEndian.PutUint64(rc.rctx[8:], id)
 	c.reads[id] = rc
+	c.askReadIndex(rc)
+}
+
+// askReadIndex asks raft for rc's read index, once raft can take the
+// answer: raft drops a read-index answer from a peer outside this node's
+// configuration (RawNode.Step: ErrStepPeerNotFound), and a node that has
+// just joined knows its leader (from its first heartbeat or append) before
+// it has applied the entries that put the leader in its configuration.
+// Asked then, the read lost its answer and waited for the retry, two
+// heartbeats (a second with the default parameters: most `mosaik-node map
+// get` calls took that long). Until then the read waits unasked (retry 0)
+// and askWaitingReads asks it after each Ready; its deadline runs as
+// before.
+func (c *groupCore) askReadIndex(rc *readCall) {
+	if c.lead == 0 || (c.lead != c.selfID && !c.inConf(c.lead)) {
+		rc.retry = 0
+		return
+	}
+	rc.retry = c.now + c.readRetry()
 	c.rn.ReadIndex(rc.rctx[:])
+}
+
+// askWaitingReads asks the reads that wait for the leader to be known and
+// in this node's configuration (askReadIndex).
+func (c *groupCore) askWaitingReads() {
+	for _, rc := range c.reads {
+		if rc.retry == 0 && !rc.have {
+			c.askReadIndex(rc)
+		}
+	}
 }
 
 // readRetry is how long, in ticks, a read index may take before it is
@@ -352,9 +381,8 @@ func (c *groupCore) expireCalls() {
 		case c.now >= rc.deadline:
 			delete(c.reads, id)
 			rc.done(0, &offline{reason: "read index timed out"})
-		case c.now >= rc.retry:
-			rc.retry = c.now + c.readRetry()
-			c.rn.ReadIndex(rc.rctx[:])
+		case rc.retry != 0 && c.now >= rc.retry:
+			c.askReadIndex(rc)
 		}
 	}
 }

@@ -58,6 +58,9 @@ func (c *groupCore) drainReady() error {
 		}
 		c.rn.Advance(rd)
 		c.maybeSnapshot()
+		if len(c.reads) > 0 {
+			c.askWaitingReads() // a request made here goes out in the next round
+		}
 	}
 	c.checkReads()
 	return c.fatal
