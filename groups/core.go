@@ -134,10 +134,12 @@ type groupCore struct {
 	// epochPending: append the epoch entry once this node leads the
 	// cluster it just created.
 	epochPending bool
-	freshSince   int64
-	applied      uint64
-	snapIndex    uint64
-	snapNow      bool // take a snapshot after this Ready
+	// resumed: restarted over a stored log; cleared by maybeLeadAlone.
+	resumed    bool
+	freshSince int64
+	applied    uint64
+	snapIndex  uint64
+	snapNow    bool // take a snapshot after this Ready
 	// snapBuilding is the index of the snapshot being written on another
 	// goroutine (SnapshotCapturer), 0 when none; snapWG waits for it.
 	snapBuilding uint64

@@ -27,6 +27,11 @@ func (c *groupCore) processReady() error {
 	if err := c.drainReady(); err != nil {
 		return err
 	}
+	if c.resumed && c.maybeLeadAlone() {
+		if err := c.drainReady(); err != nil {
+			return err
+		}
+	}
 	if c.epochPending && c.state == raft.StateLeader {
 		c.epochPending = false
 		c.proposeEpoch()

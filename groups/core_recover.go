@@ -50,9 +50,34 @@ func (c *groupCore) recover() error {
 		return err
 	}
 	if li, _ := st.LastIndex(); li > 0 {
+		c.resumed = true
 		c.log.Info("resumed from the log store", "epoch", c.epoch, "snapshot", applied, "last_index", li)
 	}
 	return nil
+}
+
+// maybeLeadAlone lets a writer restarted over its log campaign at once
+// when its group's configuration has it as the only voter: no other node
+// can lead or vote, and waiting for the election timeout (2 to 4 s with
+// the default parameters) only kept the group offline (etcd advances a
+// restarted single-member cluster's ticks for the same reason). It
+// decides once, after the entries the stored log commits are applied, so
+// it reads the configuration the log commits; raft also refuses to
+// campaign while configuration changes remain to apply. It reports
+// whether it campaigned.
+func (c *groupCore) maybeLeadAlone() bool {
+	if c.applied < c.rn.BasicStatus().HardState.GetCommit() {
+		return false // the restart's first Readies apply them
+	}
+	c.resumed = false
+	voters := c.conf.GetVoters()
+	if c.cfg.role != RoleWriter || c.epoch == 0 || c.state != raft.StateFollower ||
+		len(voters) != 1 || voters[0] != c.selfID || len(c.conf.GetVotersOutgoing()) > 0 {
+		return false
+	}
+	c.log.Info("the group's only voter: taking the lead at once")
+	_ = c.rn.Campaign()
+	return true
 }
 
 // scanEpoch finds the epoch entry in the stored log (0 if none).

@@ -231,3 +231,47 @@ func TestCore_FrameBeforeQueuedBondUpIsHandled(t *testing.T) {
 		t.Fatalf("peer b after its first status: %+v", ps)
 	}
 }
+
+// A writer restarted over its log, as its group's only voter, leads at
+// its first Ready instead of after an election timeout (2 to 4 s with the
+// default parameters, during which a lone replicated collection was
+// offline after every restart). With a second voter in its
+// configuration it waits for the election timeout as before.
+func TestCore_RestartedOnlyVoterLeadsAtOnce(t *testing.T) {
+	stores := &keptStores{m: map[string]*memStore{}}
+	a := handCore(t, "a", stores.opener("a"))
+	for i := 0; i < a.p.ticks(a.p.BootstrapDelay) && a.state != raft.StateLeader; i++ {
+		a.onTick()
+		a.step(t)
+	}
+	if a.state != raft.StateLeader || len(a.conf.GetVoters()) != 1 {
+		t.Fatalf("a did not bootstrap a group of its own: %v, voters %v", a.state, a.conf.GetVoters())
+	}
+	epoch := a.epoch
+
+	again := handCore(t, "a", stores.opener("a"))
+	if again.epoch != epoch || again.state != raft.StateFollower {
+		t.Fatalf("restarted core: epoch %d (want %d), %v", again.epoch, epoch, again.state)
+	}
+	again.onTick()
+	again.step(t)
+	if again.state != raft.StateLeader {
+		t.Fatalf("restarted only voter after one tick: %v, want leader", again.state)
+	}
+
+	// With a second voter in the stored configuration it waits for the
+	// election timeout as before.
+	again.changeConf(raftpb.ConfChangeType_ConfChangeAddNode, raftID("b"))
+	again.step(t)
+	if n := len(again.conf.GetVoters()); n != 2 {
+		t.Fatalf("voters after adding b: %d, want 2", n)
+	}
+	third := handCore(t, "a", stores.opener("a"))
+	for range third.p.ticks(third.p.ElectionTimeout) - 1 {
+		third.onTick()
+		third.step(t)
+		if third.state != raft.StateFollower {
+			t.Fatalf("restarted voter of two: %v before the election timeout", third.state)
+		}
+	}
+}
