@@ -134,7 +134,7 @@ type groupCore struct {
 	// epochPending: append the epoch entry once this node leads the
 	// cluster it just created.
 	epochPending bool
-	// resumed: restarted over a stored log; cleared by maybeLeadAlone.
+	// resumed: restarted over a stored log; cleared by maybeResume.
 	resumed    bool
 	freshSince int64
 	applied    uint64

@@ -27,7 +27,7 @@ func (c *groupCore) processReady() error {
 	if err := c.drainReady(); err != nil {
 		return err
 	}
-	if c.resumed && c.maybeLeadAlone() {
+	if c.resumed && c.maybeResume() {
 		if err := c.drainReady(); err != nil {
 			return err
 		}

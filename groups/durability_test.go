@@ -88,3 +88,49 @@ func restartAll(t *testing.T, count int) {
 		t.Fatalf("after restart: %d, want %d", v, count+5)
 	}
 }
+
+// A voter restarted over its log while the others keep their leader skips
+// most of its first election timeout (maybeResume) and still leaves that
+// leader alone: the others heard from it within an election timeout and
+// refuse the restarted voter's pre-vote (PreVote with CheckQuorum), so
+// the leader and its term stay. Five restarts of a follower.
+func TestDurability_RestartedVoterKeepsTheLeader(t *testing.T) {
+	stores := &keptStores{m: map[string]*memStore{}}
+	n := newMemNet()
+	names := []string{"0", "1", "2"}
+	var gs []*Group[int64, struct{}, int64]
+	var svcs []*Service
+	for _, name := range names {
+		s := n.service(t, name, false)
+		svcs = append(svcs, s)
+		gs = append(gs, joinCounter(t, s, stores.opener(name)))
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return voters(gs[0]) == 3 }, "three voters")
+	lead := -1
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		for i, g := range gs {
+			if g.IsLeader() {
+				lead = i
+				return true
+			}
+		}
+		return false
+	}, "a leader")
+	term := func() uint64 { return svcs[lead].Status()[0].Term }
+	t0 := term()
+	f := (lead + 1) % len(names)
+	for r := range 5 {
+		_ = svcs[f].Close() // a log store keeps its membership
+		svcs[f] = n.service(t, names[f], false)
+		gs[f] = joinCounter(t, svcs[f], stores.opener(names[f]))
+		if err := gs[f].When().LeaderIs(tctx(t, 10*time.Second), svcs[lead].self); err != nil {
+			t.Fatalf("restart %d: the restarted voter does not follow the leader: %v", r, err)
+		}
+		if _, err := gs[f].Execute(tctx(t, 5*time.Second), 1); err != nil {
+			t.Fatalf("restart %d: %v", r, err)
+		}
+		if !gs[lead].IsLeader() || term() != t0 {
+			t.Fatalf("restart %d: the leader lost its lead or its term moved (%d, was %d)", r, term(), t0)
+		}
+	}
+}
