@@ -7,9 +7,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"go.etcd.io/raft/v3/raftpb"
-	"google.golang.org/protobuf/proto"
 
-	"github.com/mosaik-go/mosaik/groups/pb"
 	"github.com/mosaik-go/mosaik/internal/testutil"
 )
 
@@ -35,15 +33,11 @@ func TestStrongRead_RetriesLostReadIndex(t *testing.T) {
 	follower := g1.c.self
 	var dropped atomic.Int32
 	n.setDropFrame(func(from, _ peer.ID, kind byte, body []byte) bool {
-		if from != follower || kind != kindRaft || dropped.Load() > 0 {
+		if from != follower || dropped.Load() > 0 {
 			return false
 		}
-		var env pb.CoreRaft
-		var m raftpb.Message
-		if proto.Unmarshal(body, &env) != nil || proto.Unmarshal(env.GetMessage(), &m) != nil {
-			return false
-		}
-		if m.GetType() == raftpb.MessageType_MsgReadIndex {
+		m, ok := raftOf(kind, body)
+		if ok && m.GetType() == raftpb.MessageType_MsgReadIndex {
 			dropped.Add(1)
 			return true
 		}
@@ -82,12 +76,8 @@ func TestStrongRead_NewMemberAsksOnceTheLeaderIsInItsConfiguration(t *testing.T)
 	holdAppends.Store(true)
 	var heartbeats, readIndexes atomic.Int32
 	n.setDropFrame(func(from, to peer.ID, kind byte, body []byte) bool {
-		if kind != kindRaft || (from != newcomer && to != newcomer) {
-			return false
-		}
-		var env pb.CoreRaft
-		var m raftpb.Message
-		if proto.Unmarshal(body, &env) != nil || proto.Unmarshal(env.GetMessage(), &m) != nil {
+		m, ok := raftOf(kind, body)
+		if !ok || (from != newcomer && to != newcomer) {
 			return false
 		}
 		switch {
