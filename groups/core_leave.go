@@ -34,6 +34,13 @@ import (
 //     lists it, or at the timeout (the old behaviour: removal
 //     after RemoveAfter, or a forced epoch when every voter is gone).
 //
+// A learner (a reader, or a writer not promoted) leaves the same way, as a
+// follower: otherwise every short-lived member, such as a command-line
+// client that joins to do one operation, would stay in the configuration
+// for RemoveAfter. It counts in no quorum, so it goes at once when no
+// leader is known, and the leader removes it even if its bond ends before
+// the removal (it did not wait for Left).
+//
 // The leaver stays in the group until the leader has applied its removal,
 // so a removal that needs its vote (a configuration of two voters) still
 // commits, and the remaining members know the new configuration before it
@@ -55,7 +62,7 @@ type leaveState struct {
 
 // leave runs the graceful leave for at most d, on the caller's goroutine
 // (the group's loop keeps running). It returns at once when the group has
-// ended or this node is no voter.
+// ended or this node is in no configuration.
 func (c *groupCore) leave(d time.Duration) {
 	if d <= 0 {
 		return
@@ -77,7 +84,7 @@ func (c *groupCore) leave(d time.Duration) {
 }
 
 func (c *groupCore) startLeave(done chan struct{}) {
-	if c.leaving != nil || c.epoch == 0 || !c.isVoter(c.selfID) {
+	if c.leaving != nil || c.epoch == 0 || !c.inConf(c.selfID) {
 		close(done)
 		return
 	}
@@ -129,6 +136,12 @@ func (c *groupCore) stepLeave() {
 	every := int64(c.p.ticks(c.p.Heartbeat))
 	if c.state == raft.StateLeader {
 		c.handOver()
+		return
+	}
+	if !c.leaderUp() && !c.isVoter(c.selfID) {
+		// A learner counts in no quorum: with no leader to ask, it goes
+		// at once, and is removed after RemoveAfter as before.
+		c.finishLeave("no leader to ask")
 		return
 	}
 	if !c.leaderUp() || c.lead == c.selfID || (l.to == c.lead && c.now-l.at < every) {
@@ -234,8 +247,12 @@ func (c *groupCore) serveLeavers() {
 	var next uint64
 	for id, answered := range c.leavers {
 		switch {
-		case !c.isUp(id):
-			delete(c.leavers, id) // kept until then, so the leaver is not added back
+		case !c.isUp(id) && (c.isVoter(id) || !c.inConf(id)):
+			// Kept until then, so the leaver is not added back. A voter
+			// gone before its removal is left to RemoveAfter (removing
+			// it may need its vote); a learner that asked is removed
+			// even once its bond has ended (it may not wait for Left).
+			delete(c.leavers, id)
 		case answered && !c.inConf(id) && settled:
 			c.send(c.byRaft[id], kindLeft, &pb.CoreLeave{Epoch: c.epoch})
 			c.leavers[id] = false

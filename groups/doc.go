@@ -78,7 +78,11 @@
 // Params.LeaveTimeout (2 s). So a room whose one voter closes has a new
 // leader within a few round trips, and a group of three whose leader
 // closes is three live voters again, not two of three for RemoveAfter. A
-// node that shuts down with a data dir keeps its membership to resume it.
+// learner (a reader, or a writer not promoted) asks the leader the same
+// way, so a short-lived member such as a command-line client does not stay
+// in the configuration for RemoveAfter; it does not wait when no leader is
+// known. A node that shuts down with a data dir keeps its membership to
+// resume it.
 //
 // A minority never commits. A member cut off from a majority of the
 // voters answers no writes and no strong reads until it reaches them

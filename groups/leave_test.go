@@ -207,3 +207,63 @@ func TestLeave_AllAtOnceNoLeadershipPingPong(t *testing.T) {
 		}
 	}
 }
+
+// readers joins n readers of the counter on the memnet under p and waits
+// until the leader g0 holds them all as learners.
+func readers(t *testing.T, n *memNet, p Params, g0 *Group[int64, struct{}, int64], k int) []*Group[int64, struct{}, int64] {
+	t.Helper()
+	var rs []*Group[int64, struct{}, int64]
+	for i := range k {
+		rs = append(rs, joinCounter(t, n.service(t, "r"+string(rune('a'+i)), false), WithRole(RoleReader), WithParams(p)))
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { _, l := confOf(g0); return len(l) == k }, "readers not added as learners")
+	return rs
+}
+
+// A reader (a learner) that closes asks the leader to remove it, like a
+// voter: before, every short-lived reader (a command-line client's one
+// operation) stayed in the configuration for RemoveAfter.
+func TestLeave_ReaderRemovedAtOnce(t *testing.T) {
+	n := newMemNet()
+	p := leaveParams()
+	w := writers(t, n, p, 1)[0]
+	rs := readers(t, n, p, w, 2)
+	goneID := rs[0].c.selfID
+	closeTimed(t, rs[0])
+	testutil.Eventually(t, 3*time.Second, func() bool {
+		_, l := confOf(w)
+		return !slices.Contains(l, goneID) && len(l) == 1
+	}, "the closed reader is still a learner")
+	if _, err := rs[1].Execute(tctx(t, 5*time.Second), 1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Learners that ask to leave and go before the leader removed them (their
+// leave timed out: here at once, and the leader's Left and appends never
+// reach them) are still removed, one per heartbeat, not after RemoveAfter:
+// the leader keeps a learner's Leave past the end of its bond.
+func TestLeave_LearnerRemovedAfterItsBondEnds(t *testing.T) {
+	n := newMemNet()
+	p := leaveParams()
+	w := writers(t, n, p, 1)[0]
+	rp := p
+	rp.LeaveTimeout = time.Millisecond
+	rs := readers(t, n, rp, w, 3)
+	leader := w.c.self
+	n.setDropFrame(func(from, _ peer.ID, _ byte, _ []byte) bool {
+		return from == leader
+	})
+	var gone []uint64
+	var wg sync.WaitGroup
+	for _, r := range rs {
+		gone = append(gone, r.c.selfID)
+		wg.Go(func() { _ = r.Close() })
+	}
+	wg.Wait()
+	n.setDropFrame(nil)
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		_, l := confOf(w)
+		return len(l) == 0
+	}, "learners %x still in the configuration (those that left: %x)", testutil.Lazy(func() any { _, l := confOf(w); return l }), gone)
+}

@@ -41,10 +41,10 @@ type Params struct {
 	// been down this long is removed from the raft configuration. It must
 	// exceed the bond failure time (Heartbeat × MissedHeartbeats).
 	RemoveAfter time.Duration
-	// LeaveTimeout bounds the graceful leave of a voter whose group ends
+	// LeaveTimeout bounds the graceful leave of a member whose group ends
 	// on its node (its last handle closed, or its Service closed with the
-	// log in memory): it hands leadership over and has the leader remove
-	// it at once; past the timeout it goes anyway and is removed after
+	// log in memory): a leader hands leadership over, and the member has
+	// the leader remove it at once; past the timeout it goes anyway and is removed after
 	// RemoveAfter. 0 disables the graceful leave. 2 s.
 	LeaveTimeout time.Duration
 	// SnapshotEntries applied entries trigger a snapshot of the state
