@@ -235,9 +235,10 @@ func (c *groupCore) onLeft(ps *peerState, body []byte) {
 }
 
 // serveLeavers answers Left to leavers the applied configuration no longer
-// holds and proposes the removal of one that it does, at most once a
-// heartbeat (raft drops a change proposed while another is pending: the
-// next turn proposes it again).
+// holds and proposes the removal of one that it does: at once when no
+// change is pending, else at most once a heartbeat (raft turns a change
+// proposed while another is pending into an empty entry: a later turn
+// proposes it again).
 func (c *groupCore) serveLeavers() {
 	if c.state != raft.StateLeader {
 		clear(c.leavers)
@@ -261,7 +262,12 @@ func (c *groupCore) serveLeavers() {
 			next = id
 		}
 	}
-	if next == 0 || len(c.conf.GetVotersOutgoing()) > 0 || c.now-c.leaveAt < int64(c.p.ticks(c.p.Heartbeat)) {
+	// With no change of ours in flight and none of an earlier term
+	// unapplied, the removal goes at once, so leavers closing together
+	// (command-line clients) are removed one commit apart; otherwise it is
+	// retried once a heartbeat.
+	idle := c.ccAt == 0 && settled
+	if next == 0 || len(c.conf.GetVotersOutgoing()) > 0 || (!idle && c.now-c.leaveAt < int64(c.p.ticks(c.p.Heartbeat))) {
 		return
 	}
 	c.leaveAt = c.now

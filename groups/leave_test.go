@@ -267,3 +267,34 @@ func TestLeave_LearnerRemovedAfterItsBondEnds(t *testing.T) {
 		return len(l) == 0
 	}, "learners %x still in the configuration (those that left: %x)", testutil.Lazy(func() any { _, l := confOf(w); return l }), gone)
 }
+
+// Members closing together are removed one commit apart, not one
+// heartbeat apart: with a 1 s heartbeat, five readers closing at once all
+// get their Left well within LeaveTimeout (2 s). Paced by the heartbeat,
+// the third and later ones timed out.
+func TestLeave_ReadersClosingTogetherAreNotPacedByTheHeartbeat(t *testing.T) {
+	n := newMemNet()
+	p := leaveParams()
+	p.Heartbeat, p.HeartbeatJitter, p.ElectionTimeout = time.Second, 100*time.Millisecond, 3*time.Second
+	p.LeaveTimeout = 2 * time.Second
+	w := writers(t, n, p, 1)[0]
+	rs := readers(t, n, p, w, 5)
+	took := make([]time.Duration, len(rs))
+	var wg sync.WaitGroup
+	for i, r := range rs {
+		wg.Go(func() {
+			start := time.Now()
+			_ = r.Close()
+			took[i] = time.Since(start)
+		})
+	}
+	wg.Wait()
+	for i, d := range took {
+		if d >= p.LeaveTimeout {
+			t.Errorf("reader %d: Close took %v: its leave timed out (LeaveTimeout %v)", i, d, p.LeaveTimeout)
+		}
+	}
+	if _, l := confOf(w); len(l) != 0 {
+		t.Errorf("learners %x still in the configuration", l)
+	}
+}
