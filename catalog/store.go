@@ -80,6 +80,13 @@ func (s *Snapshot) Purged(id peer.ID) bool {
 	return ok && d.purged
 }
 
+// DepartedAt reports whether id left with a signed departure notice whose
+// last version is v, as long as the notice is remembered (see Departed).
+func (s *Snapshot) DepartedAt(id peer.ID, v Version) bool {
+	d, ok := s.st.departed.Get(departItem{id: id})
+	return ok && !d.purged && d.v.Compare(v) == 0
+}
+
 // Len is the number of remote peers.
 func (s *Snapshot) Len() int { return s.st.peers.Len() }
 

@@ -105,6 +105,8 @@ func newResourceManager(nw catalog.NetworkID, p discovery.Params, metrics bool) 
 //     outbound streams plus 256 of each per GiB of memory, and per peer
 //     256 each way (a consumer of many streams of one producer), with
 //     libp2p's protocol memory defaults;
+//   - departure hand-off: 32 inbound and 16 outbound streams in all, 2 and
+//     1 per peer;
 //   - group bonds (one libp2p stream per group and member pair): the same
 //     as streams, so that a peer sharing up to 256 groups with us bonds in
 //     all of them;
@@ -139,6 +141,16 @@ func resourceLimits(nw catalog.NetworkID, p discovery.Params) rcmgr.ScalingLimit
 	bumpPeer.Streams = bumpPeer.StreamsInbound + bumpPeer.StreamsOutbound
 	limits.AddProtocolLimit(discovery.BumpProtocol(nw), bumpAll, rcmgr.BaseLimitIncrease{})
 	limits.AddProtocolPeerLimit(discovery.BumpProtocol(nw), bumpPeer, rcmgr.BaseLimitIncrease{})
+	// Departure hand-off: one short stream per departing peer (the
+	// service serves 16 at once and resets more).
+	departAll := limits.ProtocolBaseLimit
+	departAll.StreamsInbound, departAll.StreamsOutbound = 32, 16
+	departAll.Streams = departAll.StreamsInbound + departAll.StreamsOutbound
+	departPeer := limits.ProtocolPeerBaseLimit
+	departPeer.StreamsInbound, departPeer.StreamsOutbound = 2, 1
+	departPeer.Streams = departPeer.StreamsInbound + departPeer.StreamsOutbound
+	limits.AddProtocolLimit(discovery.DepartProtocol(nw), departAll, rcmgr.BaseLimitIncrease{})
+	limits.AddProtocolPeerLimit(discovery.DepartProtocol(nw), departPeer, rcmgr.BaseLimitIncrease{})
 
 	streamsAll := limits.ProtocolBaseLimit
 	streamsAll.StreamsInbound, streamsAll.StreamsOutbound, streamsAll.Streams = 1024, 1024, 2048

@@ -98,8 +98,9 @@
 // [catalog.Entry.AddrInfo].
 // The store returned by [Service.Store] accepts writes that bypass all of
 // that.
-// [Service.Close] publishes a departure, waits Params.DepartureGrace and
-// stops the service.
+// [Service.Close] publishes a departure, hands it to a few connected
+// peers that put it on gossip too (or, when none takes it, waits
+// Params.DepartureGrace for gossip to send it), and stops the service.
 //
 // Package node wires a Service to a host, a gossipsub router and a DHT it
 // creates itself; use discovery directly to run mosaik on components you

@@ -36,6 +36,14 @@ func (s *Service) validate(_ context.Context, from peer.ID, msg *pubsub.Message)
 	}
 	if err == nil && d != nil {
 		err = s.store.CheckDeparture(d, now)
+		if errors.Is(err, catalog.ErrUnknown) && s.store.Snapshot().DepartedAt(d.PeerID, d.LastVersion) && now.Sub(d.Timestamp) < SeenMessagesTTL {
+			// Applied here already, from the peer's hand-off (depart.go),
+			// which can beat its gossip copy: forward the copy all the
+			// same, or the nodes behind this one would miss it (this
+			// node's own publication of it is now a duplicate). Not a
+			// replay from outside the seen-messages window.
+			err = nil
+		}
 	}
 	if err == nil {
 		if es != nil {
@@ -220,18 +228,20 @@ func (s *Service) tagIfConnected(p peer.ID) {
 	}
 }
 
-func (s *Service) depart(d *catalog.Departure) {
+// depart applies d, and reports whether it removed the peer's entry.
+func (s *Service) depart(d *catalog.Departure) bool {
 	ok, err := s.store.Depart(d, s.now())
 	if !ok {
 		if err != nil && !errors.Is(err, catalog.ErrUnknown) {
 			s.stats.refuse(catalog.IsRejected(err), catalog.Reason(err))
 		}
-		return
+		return false
 	}
 	s.rtt.Remove(d.PeerID)
 	s.h.ConnManager().UntagPeer(d.PeerID, s.cmTag)
 	s.stats.departed.Add(1)
 	s.log.Debug("peer departed", "peer", d.PeerID)
+	return true
 }
 
 // cascadesAt reports whether a new peer learned from src is dialed at once

@@ -67,8 +67,11 @@ type Params struct {
 	// sooner (5 ms gained less, 30 ms no more; BENCHMARKS.md,
 	// "Convergence, session 22").
 	RelayDelay time.Duration
-	// DepartureGrace is how long Close waits after publishing the departure
-	// notice so it leaves the host before teardown. Default 500 ms.
+	// DepartureGrace bounds how long Close waits after publishing the
+	// departure notice: until a connected peer took it by hand-off
+	// (PROTOCOL.md section 10.10), usually a round trip, or, when none
+	// could, this long, so that gossip writes it before teardown.
+	// Default 500 ms.
 	DepartureGrace time.Duration
 
 	// SyncTimeout bounds one catalog sync, either side. Default 10 s.

@@ -151,6 +151,10 @@ type Service struct {
 	serves    bool // this service registered the sync handler
 	// servesBumps: this service registered the bump push handler.
 	servesBumps bool
+	// servesDepart: the departure hand-off handler is ours (depart.go);
+	// departs holds the hand-offs being served.
+	servesDepart bool
+	departs      departServing
 }
 
 // New starts discovery of network on h. ps is the gossipsub router to
@@ -249,6 +253,12 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 	if p.BumpInterval > 0 {
 		s.h.SetStreamHandler(BumpProtocol(network), s.handleBumps)
 		s.servesBumps = true
+	}
+	if s.topic != nil {
+		// A handed-off departure goes on to gossip from here.
+		s.departs.k = maxDepartServing
+		s.h.SetStreamHandler(DepartProtocol(network), s.handleDepart)
+		s.servesDepart = true
 	}
 	// The bus blocks emitters (the swarm among them) on a full subscriber
 	// buffer; disconnects come in bursts when peers leave together. The name
@@ -504,13 +514,21 @@ func (s *Service) Leave() {
 				err = s.publish(ctx, &pb.Announcement{Kind: &pb.Announcement_Departure{Departure: dep}})
 				cancel()
 			}
-			if err != nil {
+			switch {
+			case err != nil:
 				s.log.Debug("departure not published", "err", err)
-			} else if s.params.DepartureGrace > 0 {
-				// Give pubsub time to write the departure before teardown; there
-				// is no delivery acknowledgement to wait on.
-				t := time.NewTimer(s.params.DepartureGrace)
-				<-t.C
+			case s.params.DepartureGrace > 0:
+				// Gossip has no delivery acknowledgement: hand the departure
+				// to a few peers directly (depart.go), and give pubsub
+				// DepartureGrace to write it only if none took it.
+				start := time.Now()
+				ctx, cancel := context.WithTimeout(context.Background(), s.params.DepartureGrace)
+				taken := s.handOff(ctx, dep)
+				cancel()
+				if taken == 0 {
+					t := time.NewTimer(s.params.DepartureGrace - time.Since(start))
+					<-t.C
+				}
 			}
 		}
 	})
@@ -548,6 +566,7 @@ func (s *Service) doStop() {
 	// Syncs being served block on their streams, not on the context.
 	s.serving.resetAll()
 	s.resetPushStreams()
+	s.departs.resetAll()
 	s.wg.Wait()
 }
 
@@ -560,6 +579,9 @@ func (s *Service) teardown() {
 	}
 	if s.servesBumps {
 		s.h.RemoveStreamHandler(BumpProtocol(s.network))
+	}
+	if s.servesDepart {
+		s.h.RemoveStreamHandler(DepartProtocol(s.network))
 	}
 	var errs []error
 	if s.topic != nil {

@@ -1,0 +1,220 @@
+package discovery
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/catalog/pb"
+	"github.com/mosaik-go/mosaik/internal/framer"
+)
+
+// Departure hand-off (PROTOCOL.md section 10.10). A departure published on
+// gossip has no delivery acknowledgement, so Leave used to wait a fixed
+// DepartureGrace for pubsub to write it before the host could close. Now
+// Leave also hands the signed departure to a few connected peers over a
+// stream of its own; each answers once it has checked and applied it, and
+// publishes it on gossip itself (it is anonymous and carries its author's
+// signature, so any node may; the content-based message ID makes the
+// copies one message). Leave returns as soon as one peer has taken it, and
+// waits DepartureGrace only when none could.
+const (
+	// maxDepartHandoffs is how many peers a departing node hands its
+	// departure to.
+	maxDepartHandoffs = 4
+	// maxDepartServing bounds the hand-offs served at once; more are reset.
+	maxDepartServing = 16
+	// departReadTimeout bounds how long a served hand-off may take to
+	// send its departure.
+	departReadTimeout = 2 * time.Second
+)
+
+var errRefusedHandoff = errors.New("discovery: the peer refused the departure")
+
+// Answers to a hand-off, one byte.
+const (
+	departTaken   byte = 0 // applied here, or this node had applied it already
+	departRefused byte = 1 // the departure did not pass the catalog's checks
+)
+
+// DepartProtocol is the departure hand-off protocol of network n
+// (PROTOCOL.md section 10.10): "/mosaik/catalog/depart/1.0.0/<network hex>".
+func DepartProtocol(n catalog.NetworkID) protocol.ID {
+	return protocol.ID(departProtocolPrefix + n.String())
+}
+
+const departProtocolPrefix = "/mosaik/catalog/depart/1.0.0/"
+
+// handOff hands the sealed departure dep to up to maxDepartHandoffs
+// connected peers that serve the hand-off, at once, and reports how many
+// took it before ctx ended.
+func (s *Service) handOff(ctx context.Context, dep []byte) int {
+	proto := DepartProtocol(s.network)
+	var to []peer.ID
+	for _, p := range s.h.Network().Peers() {
+		if ok, _ := s.h.Peerstore().SupportsProtocols(p, proto); len(ok) > 0 {
+			to = append(to, p)
+		}
+	}
+	rand.Shuffle(len(to), func(i, j int) { to[i], to[j] = to[j], to[i] })
+	to = to[:min(len(to), maxDepartHandoffs)]
+	var (
+		mu    sync.Mutex
+		taken int
+		wg    sync.WaitGroup
+	)
+	for _, p := range to {
+		wg.Go(func() {
+			if err := s.handOffTo(ctx, p, proto, dep); err != nil {
+				s.log.Debug("departure hand-off failed", "peer", p, "err", err)
+				return
+			}
+			mu.Lock()
+			taken++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return taken
+}
+
+func (s *Service) handOffTo(ctx context.Context, p peer.ID, proto protocol.ID, dep []byte) error {
+	st, err := s.h.NewStream(network.WithNoDial(ctx, "departure hand-off"), p, proto)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = st.Close() }()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = st.SetDeadline(dl)
+	}
+	if err := framer.WriteFrame(st, dep); err != nil {
+		_ = st.Reset()
+		return err
+	}
+	_ = st.CloseWrite()
+	var ans [1]byte
+	if _, err := st.Read(ans[:]); err != nil {
+		_ = st.Reset()
+		return err
+	}
+	if ans[0] != departTaken {
+		return errRefusedHandoff
+	}
+	return nil
+}
+
+// handleDepart serves a departure hand-off: one frame holding a sealed
+// departure, checked and applied like one from gossip, then published on
+// gossip by this node, then answered.
+func (s *Service) handleDepart(st network.Stream) {
+	if !s.enter() {
+		_ = st.Reset()
+		return
+	}
+	defer s.wg.Done()
+	if !s.departs.add(st) {
+		s.stats.refuse(false, "busy")
+		_ = st.Reset()
+		return
+	}
+	defer s.departs.remove(st)
+	defer func() { _ = st.Close() }()
+	_ = st.SetDeadline(time.Now().Add(departReadTimeout))
+	data, err := framer.ReadFrame(bufio.NewReaderSize(st, 256), catalog.MaxDepartureSize)
+	if err != nil {
+		if c := causeOf(err); c == "oversize" || c == "truncated" {
+			s.stats.refuse(true, c)
+		}
+		_ = st.Reset()
+		return
+	}
+	ans := departTaken
+	if err := s.takeDeparture(st.Conn().RemotePeer(), data); err != nil {
+		s.stats.refuse(catalog.IsRejected(err), catalog.Reason(err))
+		s.log.Debug("departure hand-off refused", "from", st.Conn().RemotePeer(), "err", err)
+		ans = departRefused
+	}
+	_, _ = st.Write([]byte{ans})
+}
+
+// takeDeparture checks and applies a handed-off departure and, when it was
+// news here, publishes it on gossip. A departure of a peer this node does
+// not hold, or holds at a newer version, is not news: it is taken
+// (answered) but neither applied nor published.
+func (s *Service) takeDeparture(from peer.ID, data []byte) error {
+	d, err := catalog.OpenDeparture(data)
+	if err != nil {
+		return err
+	}
+	if d.PeerID != from {
+		// Only the departing peer hands its departure off; a relay of
+		// someone else's is gossip's job.
+		return fmt.Errorf("%w: a departure of %s handed off by %s", catalog.ErrSignerMismatch, d.PeerID, from)
+	}
+	switch err := s.store.CheckDeparture(d, s.now()); {
+	case errors.Is(err, catalog.ErrUnknown):
+		return nil // most often: its gossip copy came first
+	case errors.Is(err, catalog.ErrNotNewer):
+		s.stats.refuse(false, catalog.Reason(err))
+		return nil
+	case err != nil:
+		return err
+	}
+	if !s.depart(d) {
+		return nil // its gossip copy came meanwhile
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.params.DepartureGrace+time.Second)
+	defer cancel()
+	if err := s.publish(ctx, &pb.Announcement{Kind: &pb.Announcement_Departure{Departure: data}}); err != nil {
+		s.log.Debug("handed-off departure not published", "peer", d.PeerID, "err", err)
+	}
+	return nil
+}
+
+// departServing holds the hand-offs being served: at most k at once, reset
+// when the service stops (a peer that never sends must not hold Close up).
+type departServing struct {
+	mu     sync.Mutex
+	k      int
+	closed bool
+	open   map[network.Stream]struct{}
+}
+
+func (d *departServing) add(st network.Stream) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed || len(d.open) >= d.k {
+		return false
+	}
+	if d.open == nil {
+		d.open = map[network.Stream]struct{}{}
+	}
+	d.open[st] = struct{}{}
+	return true
+}
+
+func (d *departServing) remove(st network.Stream) {
+	d.mu.Lock()
+	delete(d.open, st)
+	d.mu.Unlock()
+}
+
+func (d *departServing) resetAll() {
+	d.mu.Lock()
+	d.closed = true
+	open := d.open
+	d.open = nil
+	d.mu.Unlock()
+	for st := range open {
+		_ = st.Reset()
+	}
+}
