@@ -133,24 +133,10 @@ func resourceLimits(nw catalog.NetworkID, p discovery.Params) rcmgr.ScalingLimit
 	// Bump push: one long-lived stream per push peer and direction
 	// (frames on it until idle); the service holds at most 64 inbound
 	// push streams.
-	bumpAll := limits.ProtocolBaseLimit
-	bumpAll.StreamsInbound, bumpAll.StreamsOutbound = 64, 64
-	bumpAll.Streams = bumpAll.StreamsInbound + bumpAll.StreamsOutbound
-	bumpPeer := limits.ProtocolPeerBaseLimit
-	bumpPeer.StreamsInbound, bumpPeer.StreamsOutbound = 4, 4
-	bumpPeer.Streams = bumpPeer.StreamsInbound + bumpPeer.StreamsOutbound
-	limits.AddProtocolLimit(discovery.BumpProtocol(nw), bumpAll, rcmgr.BaseLimitIncrease{})
-	limits.AddProtocolPeerLimit(discovery.BumpProtocol(nw), bumpPeer, rcmgr.BaseLimitIncrease{})
+	addStreamLimits(&limits, discovery.BumpProtocol(nw), [2]int{64, 64}, [2]int{4, 4})
 	// Departure hand-off: one short stream per departing peer (the
 	// service serves 16 at once and resets more).
-	departAll := limits.ProtocolBaseLimit
-	departAll.StreamsInbound, departAll.StreamsOutbound = 32, 16
-	departAll.Streams = departAll.StreamsInbound + departAll.StreamsOutbound
-	departPeer := limits.ProtocolPeerBaseLimit
-	departPeer.StreamsInbound, departPeer.StreamsOutbound = 2, 1
-	departPeer.Streams = departPeer.StreamsInbound + departPeer.StreamsOutbound
-	limits.AddProtocolLimit(discovery.DepartProtocol(nw), departAll, rcmgr.BaseLimitIncrease{})
-	limits.AddProtocolPeerLimit(discovery.DepartProtocol(nw), departPeer, rcmgr.BaseLimitIncrease{})
+	addStreamLimits(&limits, discovery.DepartProtocol(nw), [2]int{32, 16}, [2]int{2, 1})
 
 	streamsAll := limits.ProtocolBaseLimit
 	streamsAll.StreamsInbound, streamsAll.StreamsOutbound, streamsAll.Streams = 1024, 1024, 2048
@@ -172,4 +158,15 @@ func resourceLimits(nw catalog.NetworkID, p discovery.Params) rcmgr.ScalingLimit
 		limits.AddProtocolPeerLimit(id, snapPeer, rcmgr.BaseLimitIncrease{})
 	}
 	return limits
+}
+
+// addStreamLimits gives protocol id libp2p's protocol base limits with
+// these stream counts (inbound, outbound) in all and per peer.
+func addStreamLimits(limits *rcmgr.ScalingLimitConfig, id protocol.ID, all, perPeer [2]int) {
+	a := limits.ProtocolBaseLimit
+	a.StreamsInbound, a.StreamsOutbound, a.Streams = all[0], all[1], all[0]+all[1]
+	p := limits.ProtocolPeerBaseLimit
+	p.StreamsInbound, p.StreamsOutbound, p.Streams = perPeer[0], perPeer[1], perPeer[0]+perPeer[1]
+	limits.AddProtocolLimit(id, a, rcmgr.BaseLimitIncrease{})
+	limits.AddProtocolPeerLimit(id, p, rcmgr.BaseLimitIncrease{})
 }
