@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -22,11 +23,12 @@ import (
 // gossip has no delivery acknowledgement, so Leave used to wait a fixed
 // DepartureGrace for pubsub to write it before the host could close. Now
 // Leave also hands the signed departure to a few connected peers over a
-// stream of its own; each answers once it has checked and applied it, and
+// stream of its own; each answers once it has checked and applied it, then
 // publishes it on gossip itself (it is anonymous and carries its author's
 // signature, so any node may; the content-based message ID makes the
-// copies one message). Leave returns as soon as one peer has taken it, and
-// waits DepartureGrace only when none could.
+// copies one message). Leave returns as soon as one peer has taken it (the
+// other hand-offs are cut short), and waits DepartureGrace only when none
+// could.
 const (
 	// maxDepartHandoffs is how many peers a departing node hands its
 	// departure to.
@@ -67,6 +69,10 @@ func (s *Service) handOff(ctx context.Context, dep []byte) int {
 	}
 	rand.Shuffle(len(to), func(i, j int) { to[i], to[j] = to[j], to[i] })
 	to = to[:min(len(to), maxDepartHandoffs)]
+	// The first peer to take it is enough: the rest are cut short, so a
+	// slow peer does not hold the departure up.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var (
 		mu    sync.Mutex
 		taken int
@@ -81,6 +87,7 @@ func (s *Service) handOff(ctx context.Context, dep []byte) int {
 			mu.Lock()
 			taken++
 			mu.Unlock()
+			cancel()
 		})
 	}
 	wg.Wait()
@@ -93,16 +100,15 @@ func (s *Service) handOffTo(ctx context.Context, p peer.ID, proto protocol.ID, d
 		return err
 	}
 	defer func() { _ = st.Close() }()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = st.SetDeadline(dl)
-	}
+	stop := context.AfterFunc(ctx, func() { _ = st.Reset() })
+	defer stop()
 	if err := framer.WriteFrame(st, dep); err != nil {
 		_ = st.Reset()
 		return err
 	}
 	_ = st.CloseWrite()
 	var ans [1]byte
-	if _, err := st.Read(ans[:]); err != nil {
+	if _, err := io.ReadFull(st, ans[:]); err != nil {
 		_ = st.Reset()
 		return err
 	}
@@ -137,47 +143,49 @@ func (s *Service) handleDepart(st network.Stream) {
 		_ = st.Reset()
 		return
 	}
+	news, err := s.takeDeparture(st.Conn().RemotePeer(), data)
 	ans := departTaken
-	if err := s.takeDeparture(st.Conn().RemotePeer(), data); err != nil {
+	if err != nil {
 		s.stats.refuse(catalog.IsRejected(err), catalog.Reason(err))
 		s.log.Debug("departure hand-off refused", "from", st.Conn().RemotePeer(), "err", err)
 		ans = departRefused
 	}
+	// Answer first: the departing node waits on it; the publication
+	// after it is this node's own business.
 	_, _ = st.Write([]byte{ans})
+	if news {
+		ctx, cancel := context.WithTimeout(s.ctx, s.params.SyncTimeout)
+		defer cancel()
+		if err := s.publish(ctx, &pb.Announcement{Kind: &pb.Announcement_Departure{Departure: data}}); err != nil {
+			s.log.Debug("handed-off departure not published", "peer", st.Conn().RemotePeer(), "err", err)
+		}
+	}
 }
 
-// takeDeparture checks and applies a handed-off departure and, when it was
-// news here, publishes it on gossip. A departure of a peer this node does
-// not hold, or holds at a newer version, is not news: it is taken
-// (answered) but neither applied nor published.
-func (s *Service) takeDeparture(from peer.ID, data []byte) error {
+// takeDeparture checks and applies a handed-off departure, and reports
+// whether it was news here (to be published on gossip). A departure of a
+// peer this node does not hold, or holds at a newer version, is not news:
+// it is taken (answered) but neither applied nor published.
+func (s *Service) takeDeparture(from peer.ID, data []byte) (news bool, _ error) {
 	d, err := catalog.OpenDeparture(data)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if d.PeerID != from {
 		// Only the departing peer hands its departure off; a relay of
 		// someone else's is gossip's job.
-		return fmt.Errorf("%w: a departure of %s handed off by %s", catalog.ErrSignerMismatch, d.PeerID, from)
+		return false, fmt.Errorf("%w: a departure of %s handed off by %s", catalog.ErrSignerMismatch, d.PeerID, from)
 	}
 	switch err := s.store.CheckDeparture(d, s.now()); {
 	case errors.Is(err, catalog.ErrUnknown):
-		return nil // most often: its gossip copy came first
+		return false, nil // most often: its gossip copy came first
 	case errors.Is(err, catalog.ErrNotNewer):
 		s.stats.refuse(false, catalog.Reason(err))
-		return nil
+		return false, nil
 	case err != nil:
-		return err
+		return false, err
 	}
-	if !s.depart(d) {
-		return nil // its gossip copy came meanwhile
-	}
-	ctx, cancel := context.WithTimeout(s.ctx, s.params.DepartureGrace+time.Second)
-	defer cancel()
-	if err := s.publish(ctx, &pb.Announcement{Kind: &pb.Announcement_Departure{Departure: data}}); err != nil {
-		s.log.Debug("handed-off departure not published", "peer", d.PeerID, "err", err)
-	}
-	return nil
+	return s.depart(d), nil // false: its gossip copy came meanwhile
 }
 
 // departServing holds the hand-offs being served: at most k at once, reset

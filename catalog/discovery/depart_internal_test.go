@@ -63,8 +63,8 @@ func TestValidate_ForwardsTheGossipCopyOfAHandedOffDeparture(t *testing.T) {
 		return dep
 	}
 	dep := seal(se.Entry.Version)
-	if err := s.takeDeparture(id, dep); err != nil {
-		t.Fatalf("hand-off: %v", err)
+	if news, err := s.takeDeparture(id, dep); err != nil || !news {
+		t.Fatalf("hand-off: news %v, %v", news, err)
 	}
 	if _, ok := s.Catalog().Get(id); ok {
 		t.Fatal("the handed-off departure was not applied")

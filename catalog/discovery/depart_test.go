@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mosaik-go/mosaik/catalog"
@@ -118,4 +119,39 @@ func TestDepart_HandOffRefusesBadInput(t *testing.T) {
 	if !knows(b.svc, x.h.ID()) {
 		t.Error("a refused hand-off removed X")
 	}
+}
+
+// TestDepart_SlowPeerDoesNotHoldTheDeparture: the first peer that takes
+// the departure ends the wait; a hand-off to a peer that never answers is
+// cut short rather than waited for (DepartureGrace is 20 s here). With two
+// peers serving the hand-off, A hands off to both.
+func TestDepart_SlowPeerDoesNotHoldTheDeparture(t *testing.T) {
+	nw := catalog.IDFromString("discovery-test/depart-slow")
+	a := newNode(t, nw, withParams(func(p *discovery.Params) { p.DepartureGrace = 20 * time.Second }))
+	b := newNode(t, nw)
+	slow := newHost(t)
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	slow.SetStreamHandler(discovery.DepartProtocol(nw), func(st network.Stream) {
+		select { // never answers
+		case <-done:
+		case <-time.After(time.Minute):
+		}
+		_ = st.Reset()
+	})
+	connect(t, a.h, b.h)
+	connect(t, slow, a.h)
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		ok1, _ := a.h.Peerstore().SupportsProtocols(b.h.ID(), discovery.DepartProtocol(nw))
+		ok2, _ := a.h.Peerstore().SupportsProtocols(slow.ID(), discovery.DepartProtocol(nw))
+		return knows(b.svc, a.h.ID()) && len(ok1) == 1 && len(ok2) == 1
+	}, "A does not know that both peers serve the hand-off")
+	start := time.Now()
+	if err := a.svc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > testutil.Scale(10*time.Second) {
+		t.Fatalf("Close took %v: the silent peer held the departure up", d)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return !knows(b.svc, a.h.ID()) }, "B did not take the departure")
 }
