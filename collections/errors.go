@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/mosaik-go/mosaik/groups"
 )
@@ -25,12 +26,18 @@ var (
 	// ErrNotApplied: the command lost its log slot to another entry (its
 	// leader was deposed before it committed); it was not applied.
 	ErrNotApplied = fmt.Errorf("collections: not applied: %w", groups.ErrNotApplied)
+	// ErrTooLarge is matched by a *MutationError whose command (a value,
+	// or an Extend's whole batch) is larger than one call may send (the
+	// group's bond frame limit, 4 MiB less framing by default), refused
+	// before anything is sent: split the batch, or store large values
+	// elsewhere and replicate a reference. It wraps groups.ErrTooLarge.
+	ErrTooLarge = fmt.Errorf("collections: too large: %w", groups.ErrTooLarge)
 )
 
 // MutationError is returned by a mutation that did not commit. It hands
 // the mutation's argument back, so the caller can retry or report it.
 // Match the cause with errors.Is (ErrOffline, ErrEncoding, ErrOutOfRange,
-// ErrTerminated, ErrNotApplied, or a context error).
+// ErrTerminated, ErrNotApplied, ErrTooLarge, or a context error).
 type MutationError[A any] struct {
 	// Collection is the collection's name; Op the operation.
 	Collection, Op string
@@ -73,6 +80,8 @@ func wrapErr[S, A any](c *core[S], op string, arg A, err error) error {
 		me.Err = ErrNotApplied
 	case errors.Is(err, groups.ErrEncoding):
 		me.Err = fmt.Errorf("%w: %v", ErrEncoding, err)
+	case errors.Is(err, groups.ErrTooLarge):
+		me.Err = fmt.Errorf("%w: %s", ErrTooLarge, strings.TrimPrefix(err.Error(), groups.ErrTooLarge.Error()+": "))
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		// The caller gave up waiting, not the group: the command may
 		// already be in the log.

@@ -92,6 +92,8 @@ func (n *bondNet) close() error {
 
 // attach starts bonding the members of group s: it lists the group in the
 // local entry and starts the group's trigger loop.
+func (n *bondNet) frameLimit() int { return n.params.MaxFrameSize }
+
 func (n *bondNet) attach(s spec, in inbox) (transport, error) {
 	if s.Role != RoleWriter && s.Role != RoleReader {
 		return nil, fmt.Errorf("groups: attach: invalid role %d", s.Role)

@@ -112,6 +112,9 @@ type inbox interface {
 type attacher interface {
 	attach(s spec, in inbox) (transport, error)
 	close() error
+	// frameLimit is the largest frame a bond reads (BondParams.
+	// MaxFrameSize): what a batch of commands must fit in (batchLimit).
+	frameLimit() int
 }
 
 // logStore is a group's raft log, hard state and snapshots: a raft.Storage

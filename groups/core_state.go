@@ -76,6 +76,7 @@ func Join[C, Q, R any](s *Service, key Key, sm StateMachine[C, Q, R], opts ...Op
 		}
 		codec = cc
 	}
+	cfg.maxBatch = batchLimit(s.net.frameLimit())
 	id, err := DeriveID(key, cfg.params, sm.Signature(), cfg.tickets)
 	if err != nil {
 		return nil, err

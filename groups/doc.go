@@ -33,7 +33,9 @@
 // forward commands to the leader (Params.ForwardTimeout; an explicit
 // not-leader reply fails at once). Weak queries read local state; Strong
 // queries use raft's ReadIndex and wait until this node has applied up to
-// it.
+// it. One call's encoded commands must fit in a bond frame
+// (Group.MaxBatchBytes: BondParams.MaxFrameSize, 4 MiB, less a little
+// framing); a larger call fails with ErrTooLarge before anything is sent.
 //
 // # Caller's duties
 //

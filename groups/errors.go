@@ -19,6 +19,12 @@ var (
 	ErrEncoding = errors.New("groups: encoding")
 	// ErrNoCommands is returned by FeedMany/ExecuteMany with no commands.
 	ErrNoCommands = errors.New("groups: no commands")
+	// ErrTooLarge is returned by Feed and Execute (and their Many forms)
+	// when the encoded commands of one call exceed what a bond frame
+	// carries (BondParams.MaxFrameSize less a little framing; see
+	// Group.MaxBatchBytes). Nothing is sent: split the batch, or store
+	// large values elsewhere and replicate a reference.
+	ErrTooLarge = errors.New("groups: commands too large")
 	// ErrNotApplied is returned by Execute when the log slot its command
 	// was given is committed with another entry (its leader was deposed
 	// before the command committed): the command was not applied there.

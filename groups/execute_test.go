@@ -269,3 +269,38 @@ func leaderName(g *Group[int64, struct{}, int64]) string {
 	}
 	return p.String()
 }
+
+// A call whose commands do not fit in one bond frame is refused before
+// anything is sent, with ErrTooLarge: sent, it would break the bonds it
+// travels on (a follower reading an oversize append, a leader an oversize
+// forward) and depose the leader, again at every retry.
+func TestExecute_TooLargeIsRefusedBeforeSending(t *testing.T) {
+	n := newMemNet()
+	gs := writers(t, n, TestParams(), 2)
+	g := gs[1] // a follower: its call would be forwarded
+	per := len(mustCBOR(t, int64(1))) + commandOverhead
+	cmds := make([]int64, g.MaxBatchBytes()/per+1)
+	for i := range cmds {
+		cmds[i] = 1
+	}
+	before := weak(t, gs[0])
+	_, err := g.ExecuteMany(tctx(t, 5*time.Second), cmds)
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("ExecuteMany of %d commands: %v, want ErrTooLarge", len(cmds), err)
+	}
+	if _, err := g.Execute(tctx(t, 5*time.Second), 1); err != nil {
+		t.Fatalf("a command after the refused batch: %v", err)
+	}
+	if got := weak(t, gs[0]); got != before+1 {
+		t.Fatalf("state %d, want %d: the refused batch must add nothing", got, before+1)
+	}
+}
+
+func mustCBOR(t testing.TB, v int64) []byte {
+	t.Helper()
+	b, err := CBOR[int64]{}.Encode(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

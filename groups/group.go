@@ -102,15 +102,35 @@ func (g *Group[C, Q, R]) encode(cmds []C) ([][]byte, error) {
 		return nil, ErrNoCommands
 	}
 	raw := make([][]byte, len(cmds))
+	size := 0
 	for i, cmd := range cmds {
 		b, err := g.codec.Encode(cmd)
 		if err != nil {
 			return nil, fmt.Errorf("%w: command %d: %w", ErrEncoding, i, err)
 		}
 		raw[i] = b
+		size += len(b) + commandOverhead
+	}
+	if max := g.c.cfg.maxBatch; size > max {
+		return nil, fmt.Errorf("%w: %d command(s) take %d bytes with framing, over the %d one call may send (the bond frame limit)", ErrTooLarge, len(cmds), size, max)
 	}
 	return raw, nil
 }
+
+// MaxBatchBytes is the most one Feed or Execute call may send: its encoded
+// commands plus a little framing per command must fit in one bond frame
+// (a follower forwards a call to its leader in one frame, and a leader
+// replicates a command in one append), so that no call can break the
+// group's bonds. Larger calls fail with ErrTooLarge.
+func (g *Group[C, Q, R]) MaxBatchBytes() int { return g.c.cfg.maxBatch }
+
+// Per-command framing counted against batchLimit: the length prefix and
+// tag of a command in a forward frame, or an entry's header in an append.
+const commandOverhead = 16
+
+// batchLimit is the batch bound of a bond frame limit: the frame less the
+// headers of a forward or append message around the commands.
+func batchLimit(frame int) int { return frame - min(4<<10, frame/8) }
 
 func (g *Group[C, Q, R]) live() error {
 	select {

@@ -168,6 +168,10 @@ func (n *memNet) rebondLocked() {
 	}
 }
 
+// frameLimit implements attacher: the bond layer's default, which memnet
+// does not enforce (a frame of any size is delivered).
+func (nd *memNode) frameLimit() int { return DefaultBondParams().MaxFrameSize }
+
 func (nd *memNode) attach(s spec, in inbox) (transport, error) {
 	n := nd.net
 	n.mu.Lock()

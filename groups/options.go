@@ -22,6 +22,9 @@ type config struct {
 	// (discarding what the store held, after a lost merge). nil: memory.
 	// The data dir option (storage layer) sets it.
 	openStore func(group catalog.ID, fresh bool) (logStore, error)
+	// maxBatch is the most bytes a batch of commands may take
+	// (batchLimit of the Service's bond frame limit), set by Join.
+	maxBatch int
 }
 
 func defaultConfig() config {
