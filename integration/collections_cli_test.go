@@ -131,6 +131,18 @@ func TestCLI_MapReplicateKillRestart(t *testing.T) {
 	put(rs[0], "k1", "v1")
 	get(rs[1], "k1", "v1")
 
+	// A value too long for a command-line argument comes from stdin.
+	long := strings.Repeat("0123456789", 20000) // 200 KB
+	p := start(t, "map put --value-file -", strings.NewReader(long), "map", "put", "orders", "long", "--value-file", "-",
+		"--timeout", "30s", "--network", network, "--profile", "fast", "--listen", "/ip4/127.0.0.1/tcp/0", "--bootstrap", rs[2].addr)
+	if code := p.wait(60 * time.Second); code != 0 {
+		t.Fatalf("put --value-file -: exit %d, stderr:\n%s", code, tail(p.stderr.String(), 2000))
+	}
+	get(rs[0], "long", long)
+	if code, _, errOut := mapCLI(t, network, rs[1].addr, "del", "orders", "long", "--timeout", "30s"); code != 0 {
+		t.Fatalf("del long: exit %d, stderr:\n%s", code, tail(errOut, 2000))
+	}
+
 	// A durable replica stopped with SIGTERM keeps its membership (it does
 	// not leave the group gracefully): the two others still count three
 	// voters, and it resumes when it restarts.

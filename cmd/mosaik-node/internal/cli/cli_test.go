@@ -77,8 +77,10 @@ func TestMain_BadInputExitsTwoWithOneLine(t *testing.T) {
 		{"run", "--network", "x", "--replicate", "map:o", "--ticket-class", "c"}, // class without issuer
 		{"map"},
 		{"map", "frob", "orders"},
-		{"map", "put", "--network", "x", "orders", "k"}, // no VALUE
-		{"map", "list", "--network", "x"},               // no NAME
+		{"map", "put", "--network", "x", "orders", "k"},                           // no VALUE
+		{"map", "put", "--network", "x", "--value-file", "-", "orders", "k", "v"}, // VALUE and --value-file
+		{"map", "get", "--network", "x", "--value-file", "-", "orders", "k"},      // --value-file is put's
+		{"map", "list", "--network", "x"},                                         // no NAME
 		{"map", "get", "--network", "x", "--timeout", "0s", "orders", "k"},
 		{"map", "put", "orders", "k", "v"}, // no --network
 		{"map", "get", "--network", "x", "--require-ticket-issuer", "nope", "orders", "k"},

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -36,6 +38,7 @@ type collFlags struct {
 	ticketClass string
 	timeout     time.Duration
 	asJSON      bool
+	valueFile   string
 }
 
 func (c *collFlags) register(fs *flag.FlagSet, cmd string) {
@@ -47,10 +50,13 @@ func (c *collFlags) register(fs *flag.FlagSet, cmd string) {
 		if cmd == "map list" {
 			fs.BoolVar(&c.asJSON, "json", false, "print one JSON document")
 		}
+		if cmd == "map put" {
+			fs.StringVar(&c.valueFile, "value-file", "", "take VALUE from this `file` ('-': standard input), all of it, instead of the third argument (a command-line argument holds at most 128 KiB)")
+		}
 	}
 	fs.Var(&c.issuers, "require-ticket-issuer", "the collections require a libp2p-signed ticket from this issuer `peer-id` of every replica (repeatable: all of them; part of the collection's identity, so every replica must give the same)")
 	fs.StringVar(&c.ticketClass, "ticket-class", "", "class of the required ticket (default the libp2p-signed ticket class)")
-	inGroup(fs, groupColls, "replicate", "force-new-epoch-after", "timeout", "json", "require-ticket-issuer", "ticket-class")
+	inGroup(fs, groupColls, "replicate", "force-new-epoch-after", "timeout", "json", "value-file", "require-ticket-issuer", "ticket-class")
 }
 
 // options returns the collection options of the flags: the ticket
@@ -91,9 +97,13 @@ func (c *collFlags) specs() ([]colls.Spec, error) {
 	return out, nil
 }
 
-// checkMapArgs validates a map command's positional arguments.
-func checkMapArgs(cmd string, pos []string) error {
+// checkMapArgs validates a map command's positional arguments (put
+// takes no VALUE argument with --value-file).
+func checkMapArgs(cmd string, pos []string, cf *collFlags) error {
 	want := mapArgs[cmd[len("map "):]]
+	if cmd == "map put" && cf.valueFile != "" {
+		want = want[:2]
+	}
 	if len(pos) != len(want) {
 		return usagef("%s needs %v, got %q", cmd, want, pos)
 	}
@@ -106,8 +116,15 @@ func checkMapArgs(cmd string, pos []string) error {
 // runMap runs a map command on node h: it joins the map as a client,
 // does its work within --timeout (watch: its sync only, then until ctx
 // ends), and leaves.
-func runMap(ctx context.Context, h collections.Host, cmd string, pos []string, cf *collFlags, opts []collections.Option, out io.Writer, log *slog.Logger) error {
+func runMap(ctx context.Context, h collections.Host, cmd string, pos []string, cf *collFlags, opts []collections.Option, in io.Reader, out io.Writer, log *slog.Logger) error {
 	name := pos[0]
+	if cmd == "map put" && cf.valueFile != "" {
+		v, err := readValue(cf.valueFile, in)
+		if err != nil {
+			return err
+		}
+		pos = append(slices.Clone(pos), v)
+	}
 	c, err := colls.OpenMap(h, name, opts...)
 	if err != nil {
 		return err
@@ -158,4 +175,31 @@ func runMap(ctx context.Context, h collections.Host, cmd string, pos []string, c
 		})
 	}
 	return usagef("unknown command %q", cmd)
+}
+
+// maxValueFile bounds a value read by --value-file: a map entry travels in
+// one raft entry, which a replica's bond frame (4 MiB by default) must hold
+// with its key and framing; the map refuses (collections.ErrTooLarge) what
+// does not fit.
+const maxValueFile = 4 << 20
+
+// readValue reads a whole --value-file (path, or "-" for in).
+func readValue(path string, in io.Reader) (string, error) {
+	r := in
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return "", fmt.Errorf("--value-file: %w", err)
+		}
+		defer func() { _ = f.Close() }()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, maxValueFile+1))
+	if err != nil {
+		return "", fmt.Errorf("--value-file %s: %w", path, err)
+	}
+	if len(b) > maxValueFile {
+		return "", fmt.Errorf("--value-file %s: more than %d bytes (a value must fit in one bond frame of the map's replicas)", path, maxValueFile)
+	}
+	return string(b), nil
 }

@@ -75,7 +75,7 @@ func (c *nodeCmd) prepare(fs *flag.FlagSet, pos []string, env Env) (sources, err
 			return nil, usagef("%s needs exactly one STREAM argument, got %q", c.name, pos)
 		}
 	case c.isMap():
-		if err := checkMapArgs(c.name, pos); err != nil {
+		if err := checkMapArgs(c.name, pos, &c.cf); err != nil {
 			return nil, err
 		}
 	case len(pos) != 0:
@@ -174,7 +174,7 @@ func (c *nodeCmd) exec(ctx context.Context, fs *flag.FlagSet, pos []string, st *
 	}
 	log.Info("node running", "peer", n.ID(), "network", nf.network, "addrs", readyAddrs(n))
 	if c.isMap() {
-		return runMap(ctx, n, c.name, pos, &c.cf, copts, env.Stdout, log)
+		return runMap(ctx, n, c.name, pos, &c.cf, copts, env.Stdin, env.Stdout, log)
 	}
 	switch c.name {
 	case "run":
