@@ -181,7 +181,7 @@ func (g *Group[C, Q, R]) Feed(ctx context.Context, cmd C) (uint64, error) {
 // FeedMany appends cmds as one contiguous run and returns its indexes.
 // Errors: *OfflineError (no leader, forward timeout: the commands are
 // handed back; MayApply says if they may still commit), ErrNoCommands,
-// ErrEncoding, ErrTerminated, or ctx's error (outcome unknown).
+// ErrEncoding, ErrTooLarge, ErrTerminated, or ctx's error (outcome unknown).
 func (g *Group[C, Q, R]) FeedMany(ctx context.Context, cmds []C) (IndexRange, error) {
 	if err := g.live(); err != nil {
 		return IndexRange{}, err
