@@ -23,12 +23,12 @@ import (
 // gossip has no delivery acknowledgement, so Leave used to wait a fixed
 // DepartureGrace for pubsub to write it before the host could close. Now
 // Leave also hands the signed departure to a few connected peers over a
-// stream of its own; each answers once it has checked and applied it, then
-// publishes it on gossip itself (it is anonymous and carries its author's
-// signature, so any node may; the content-based message ID makes the
-// copies one message). Leave returns as soon as one peer has taken it (the
-// other hand-offs are cut short), and waits DepartureGrace only when none
-// could.
+// stream of its own; a peer that holds the departing node's entry checks
+// the departure, publishes it on gossip itself (it is anonymous and carries
+// its author's signature, so any node may; the content-based message ID
+// makes the copies one message), applies it and answers "taken". Leave
+// returns as soon as one peer has taken it (the other hand-offs are cut
+// short), and waits DepartureGrace only when none did.
 const (
 	// maxDepartHandoffs is how many peers a departing node hands its
 	// departure to.
@@ -40,12 +40,16 @@ const (
 	departReadTimeout = 2 * time.Second
 )
 
-var errRefusedHandoff = errors.New("discovery: the peer refused the departure")
+var (
+	errRefusedHandoff = errors.New("discovery: the peer refused the departure")
+	errNotHeld        = errors.New("discovery: the peer does not hold this node's entry")
+)
 
-// Answers to a hand-off, one byte.
+// Answers to a hand-off, one byte. Only departTaken ends the sender's wait.
 const (
-	departTaken   byte = 0 // applied here, or this node had applied it already
+	departTaken   byte = 0 // applied here, now or before
 	departRefused byte = 1 // the departure did not pass the catalog's checks
+	departNotHeld byte = 2 // this node holds no entry of the sender, or a newer one
 )
 
 // DepartProtocol is the departure hand-off protocol of network n
@@ -112,15 +116,19 @@ func (s *Service) handOffTo(ctx context.Context, p peer.ID, proto protocol.ID, d
 		_ = st.Reset()
 		return err
 	}
-	if ans[0] != departTaken {
+	switch ans[0] {
+	case departTaken:
+	case departNotHeld:
+		return errNotHeld
+	default:
 		return errRefusedHandoff
 	}
 	return nil
 }
 
 // handleDepart serves a departure hand-off: one frame holding a sealed
-// departure, checked and applied like one from gossip, then published on
-// gossip by this node, then answered.
+// departure, checked like one from gossip, published on gossip by this
+// node, applied, then answered.
 func (s *Service) handleDepart(st network.Stream) {
 	if !s.enter() {
 		_ = st.Reset()
@@ -143,49 +151,56 @@ func (s *Service) handleDepart(st network.Stream) {
 		_ = st.Reset()
 		return
 	}
-	news, err := s.takeDeparture(st.Conn().RemotePeer(), data)
-	ans := departTaken
+	ans, err := s.takeDeparture(st.Conn().RemotePeer(), data)
 	if err != nil {
 		s.stats.refuse(catalog.IsRejected(err), catalog.Reason(err))
 		s.log.Debug("departure hand-off refused", "from", st.Conn().RemotePeer(), "err", err)
-		ans = departRefused
 	}
-	// Answer first: the departing node waits on it; the publication
-	// after it is this node's own business.
 	_, _ = st.Write([]byte{ans})
-	if news {
-		ctx, cancel := context.WithTimeout(s.ctx, s.params.SyncTimeout)
-		defer cancel()
-		if err := s.publish(ctx, &pb.Announcement{Kind: &pb.Announcement_Departure{Departure: data}}); err != nil {
-			s.log.Debug("handed-off departure not published", "peer", st.Conn().RemotePeer(), "err", err)
-		}
-	}
 }
 
-// takeDeparture checks and applies a handed-off departure, and reports
-// whether it was news here (to be published on gossip). A departure of a
-// peer this node does not hold, or holds at a newer version, is not news:
-// it is taken (answered) but neither applied nor published.
-func (s *Service) takeDeparture(from peer.ID, data []byte) (news bool, _ error) {
+// takeDeparture checks a handed-off departure; when this node holds the
+// peer at that version or older, it publishes the departure on gossip and
+// applies it. It returns the answer: departTaken once applied (here and
+// now, or before: the gossip copy came first), departNotHeld when this
+// node holds no entry of the peer, or a newer one (it cannot pass the
+// departure on: the sender should not count on it), departRefused with
+// the reason when the departure does not pass the checks.
+//
+// It publishes before it applies: the publication, byte for byte the
+// departing peer's own, marks the message seen, so its gossip copy is a
+// duplicate here whenever it comes; and a copy that came first was
+// validated before this node applied the departure, so it was forwarded.
+// Either way the departure goes on from here once.
+func (s *Service) takeDeparture(from peer.ID, data []byte) (byte, error) {
 	d, err := catalog.OpenDeparture(data)
 	if err != nil {
-		return false, err
+		return departRefused, err
 	}
 	if d.PeerID != from {
 		// Only the departing peer hands its departure off; a relay of
 		// someone else's is gossip's job.
-		return false, fmt.Errorf("%w: a departure of %s handed off by %s", catalog.ErrSignerMismatch, d.PeerID, from)
+		return departRefused, fmt.Errorf("%w: a departure of %s handed off by %s", catalog.ErrSignerMismatch, d.PeerID, from)
 	}
 	switch err := s.store.CheckDeparture(d, s.now()); {
 	case errors.Is(err, catalog.ErrUnknown):
-		return false, nil // most often: its gossip copy came first
+		if s.store.Snapshot().DepartedAt(d.PeerID, d.LastVersion) {
+			return departTaken, nil // its gossip copy came first
+		}
+		return departNotHeld, nil
 	case errors.Is(err, catalog.ErrNotNewer):
 		s.stats.refuse(false, catalog.Reason(err))
-		return false, nil
+		return departNotHeld, nil
 	case err != nil:
-		return false, err
+		return departRefused, err
 	}
-	return s.depart(d), nil // false: its gossip copy came meanwhile
+	ctx, cancel := context.WithTimeout(s.ctx, s.params.SyncTimeout)
+	defer cancel()
+	if err := s.publish(ctx, &pb.Announcement{Kind: &pb.Announcement_Departure{Departure: data}}); err != nil {
+		s.log.Debug("handed-off departure not published", "peer", d.PeerID, "err", err)
+	}
+	s.depart(d) // false: its gossip copy came meanwhile
+	return departTaken, nil
 }
 
 // departServing holds the hand-offs being served: at most k at once, reset

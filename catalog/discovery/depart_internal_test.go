@@ -17,14 +17,16 @@ import (
 	"github.com/mosaik-go/mosaik/catalog/pb"
 )
 
-// A departure this node applied from its peer's hand-off can reach it again
-// on gossip (the peer published it too). The gossip copy is forwarded, not
-// ignored: when it comes before this node's own publication of the handed
-// off departure, that publication is a duplicate pubsub drops, and without
-// the forward the nodes behind this one would never hear of it. A copy of
-// another version is not a departure this node applied, and is ignored.
-func TestValidate_ForwardsTheGossipCopyOfAHandedOffDeparture(t *testing.T) {
-	nw := catalog.IDFromString("discovery-test/depart-forward")
+// The answers of a hand-off, and what goes on to gossip. A departure of a
+// peer this node holds is taken and applied; handed off again, it is
+// still taken (applied before). One of a peer it does not hold is not
+// taken (the sender must not count on this node to pass it on). And the
+// gossip copies of an applied departure are not forwarded: this node
+// published the departure itself before it applied it, so the canonical
+// copy is a duplicate in its router, and a re-encoded one (a nonce, or
+// padding: another message ID) must not travel the network again.
+func TestTakeDeparture_AnswersAndNoReforward(t *testing.T) {
+	nw := catalog.IDFromString("discovery-test/depart-answers")
 	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
 	if err != nil {
 		t.Fatal(err)
@@ -42,12 +44,16 @@ func TestValidate_ForwardsTheGossipCopyOfAHandedOffDeparture(t *testing.T) {
 	}
 	defer func() { _ = s.Close() }()
 
-	sk, _, err := crypto.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, _ := peer.IDFromPrivateKey(sk)
 	now := time.Now()
+	peerKey := func() (crypto.PrivKey, peer.ID) {
+		sk, _, err := crypto.GenerateEd25519Key(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := peer.IDFromPrivateKey(sk)
+		return sk, id
+	}
+	sk, id := peerKey()
 	se, err := catalog.Seal(catalog.Entry{PeerID: id, Network: nw, Protocol: catalog.ProtocolVersion, Version: catalog.NewVersion(now)}, sk)
 	if err != nil {
 		t.Fatal(err)
@@ -55,33 +61,37 @@ func TestValidate_ForwardsTheGossipCopyOfAHandedOffDeparture(t *testing.T) {
 	if _, err := s.Merge(se); err != nil {
 		t.Fatal(err)
 	}
-	seal := func(v catalog.Version) []byte {
+	seal := func(sk crypto.PrivKey, id peer.ID, v catalog.Version) []byte {
 		dep, err := catalog.SealDeparture(catalog.Departure{PeerID: id, Network: nw, LastVersion: v, Timestamp: now}, sk)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return dep
 	}
-	dep := seal(se.Entry.Version)
-	if news, err := s.takeDeparture(id, dep); err != nil || !news {
-		t.Fatalf("hand-off: news %v, %v", news, err)
+	dep := seal(sk, id, se.Entry.Version)
+	if ans, err := s.takeDeparture(id, dep); err != nil || ans != departTaken {
+		t.Fatalf("hand-off of a held peer: answer %d, %v; want taken", ans, err)
 	}
 	if _, ok := s.Catalog().Get(id); ok {
 		t.Fatal("the handed-off departure was not applied")
 	}
+	if ans, err := s.takeDeparture(id, dep); err != nil || ans != departTaken {
+		t.Errorf("the same hand-off again: answer %d, %v; want taken (applied before)", ans, err)
+	}
+	otherKey, other := peerKey()
+	if ans, err := s.takeDeparture(other, seal(otherKey, other, catalog.NewVersion(now))); err != nil || ans != departNotHeld {
+		t.Errorf("hand-off of a peer not held: answer %d, %v; want not held", ans, err)
+	}
+
 	topic := TopicName(nw)
-	copyOf := func(dep []byte) *pubsub.Message {
-		data, err := proto.Marshal(&pb.Announcement{Kind: &pb.Announcement_Departure{Departure: dep}})
+	for _, nonce := range [][]byte{nil, []byte("another message ID")} {
+		data, err := proto.Marshal(&pb.Announcement{Kind: &pb.Announcement_Departure{Departure: dep}, Nonce: nonce})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return &pubsub.Message{Message: &pubsubpb.Message{Data: data, Topic: &topic}, ReceivedFrom: id}
-	}
-	if got := s.validate(ctx, id, copyOf(dep)); got != pubsub.ValidationAccept {
-		t.Errorf("the gossip copy of the applied departure: %v, want accept (forwarded)", got)
-	}
-	other := seal(catalog.NewVersion(now.Add(-time.Second)))
-	if got := s.validate(ctx, id, copyOf(other)); got != pubsub.ValidationIgnore {
-		t.Errorf("a departure of another version: %v, want ignore", got)
+		msg := &pubsub.Message{Message: &pubsubpb.Message{Data: data, Topic: &topic}, ReceivedFrom: id}
+		if got := s.validate(ctx, id, msg); got == pubsub.ValidationAccept {
+			t.Errorf("a gossip copy (nonce %q) of the applied departure was accepted: it would travel the network again", nonce)
+		}
 	}
 }

@@ -36,14 +36,6 @@ func (s *Service) validate(_ context.Context, from peer.ID, msg *pubsub.Message)
 	}
 	if err == nil && d != nil {
 		err = s.store.CheckDeparture(d, now)
-		if errors.Is(err, catalog.ErrUnknown) && s.store.Snapshot().DepartedAt(d.PeerID, d.LastVersion) && now.Sub(d.Timestamp) < SeenMessagesTTL {
-			// Applied here already, from the peer's hand-off (depart.go),
-			// which can beat its gossip copy: forward the copy all the
-			// same, or the nodes behind this one would miss it (this
-			// node's own publication of it is now a duplicate). Not a
-			// replay from outside the seen-messages window.
-			err = nil
-		}
 	}
 	if err == nil {
 		if es != nil {
