@@ -321,7 +321,7 @@ func (c *groupCore) resetRaftOn(applied uint64) error {
 		HeartbeatTick:             ht,
 		Storage:                   gatedStorage{c},
 		Applied:                   applied,
-		MaxSizePerMsg:             1 << 20,
+		MaxSizePerMsg:             maxSizePerMsg(c.cfg.maxBatch),
 		MaxInflightMsgs:           maxInflight,
 		MaxUncommittedEntriesSize: 64 << 20,
 		CheckQuorum:               true,
@@ -479,3 +479,14 @@ func (c *groupCore) onTick() {
 }
 
 func (c *groupCore) statusEvery() int { return c.p.ticks(c.p.Heartbeat) * 2 }
+
+// maxSizePerMsg is raft's MaxSizePerMsg for a batch limit (Group.
+// MaxBatchBytes): 1 MiB, or half the limit when the bond frame is smaller
+// than about 2 MiB, so that an append of many entries fits in a frame as
+// one of a single entry does. 0 (a core built without Join): 1 MiB.
+func maxSizePerMsg(maxBatch int) uint64 {
+	if maxBatch <= 0 {
+		return 1 << 20
+	}
+	return uint64(min(1<<20, maxBatch/2))
+}

@@ -193,7 +193,7 @@ func (c *groupCore) handOver() {
 		return // other voters, none bonded (wait for them or the timeout), or a promotion pending
 	}
 	for _, id := range c.conf.GetLearners() {
-		if c.isUp(id) && c.peers[c.byRaft[id]].role == RoleWriter && (best == 0 || st.Progress[id].Match > st.Progress[best].Match) {
+		if c.isUp(id) && !c.isLeaver(id) && c.peers[c.byRaft[id]].role == RoleWriter && (best == 0 || st.Progress[id].Match > st.Progress[best].Match) {
 			best = id
 		}
 	}
@@ -293,7 +293,7 @@ func (c *groupCore) removeLeaver(id uint64) {
 	var with uint64
 	if c.isVoter(id) && len(c.conf.GetVoters())%2 == 1 {
 		st := c.rn.Status()
-		ready := slices.DeleteFunc(c.readyLearners(st), func(l uint64) bool { return c.isLeaver(l) || l == id })
+		ready := slices.DeleteFunc(c.readyLearners(st), func(l uint64) bool { return l == id })
 		if len(ready) > 0 {
 			with = slices.MaxFunc(ready, func(a, b uint64) int { return cmp.Compare(st.Progress[a].Match, st.Progress[b].Match) })
 			cc.Changes = append(cc.Changes, &raftpb.ConfChangeSingle{Type: raftpb.ConfChangeType_ConfChangeAddNode.Enum(), NodeId: new(with)})

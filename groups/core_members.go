@@ -324,7 +324,8 @@ func (c *groupCore) balanceVoters() {
 	}
 }
 
-// readyLearners are the bonded writer learners caught up enough to vote.
+// readyLearners are the bonded writer learners caught up enough to vote,
+// less those that asked to leave.
 // A learner that has acknowledged nothing (Match 0) is never ready, even
 // while the whole log is shorter than the slack of 16 entries: promoted
 // blank, it holds no state and no configuration, so if the leader is lost
@@ -334,8 +335,8 @@ func (c *groupCore) readyLearners(st raft.Status) []uint64 {
 	var ready []uint64
 	for _, l := range c.conf.GetLearners() {
 		p, ok := c.byRaft[l]
-		if !ok || !c.peers[p].up || c.peers[p].role != RoleWriter {
-			continue
+		if !ok || !c.peers[p].up || c.peers[p].role != RoleWriter || c.isLeaver(l) {
+			continue // a learner that asked to leave is no candidate
 		}
 		pr, ok := st.Progress[l]
 		if ok && pr.Match > 0 && (pr.Match+16 >= st.GetCommit() || pr.State == tracker.StateReplicate && c.pace.prev > 0 && pr.Match >= c.pace.prev) {

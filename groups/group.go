@@ -124,8 +124,11 @@ func (g *Group[C, Q, R]) encode(cmds []C) ([][]byte, error) {
 // group's bonds. Larger calls fail with ErrTooLarge.
 func (g *Group[C, Q, R]) MaxBatchBytes() int { return g.c.cfg.maxBatch }
 
-// Per-command framing counted against batchLimit: the length prefix and
-// tag of a command in a forward frame, or an entry's header in an append.
+// Per-command framing counted against batchLimit: a command's tag and
+// length prefix in a forward frame take at most 6 bytes. An append of one
+// entry adds about 60 bytes of entry headers plus the message's own, well
+// inside batchLimit's headroom; an append of many stays within raft's
+// MaxSizePerMsg (maxSizePerMsg), at most half the limit.
 const commandOverhead = 16
 
 // batchLimit is the batch bound of a bond frame limit: the frame less the

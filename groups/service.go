@@ -42,6 +42,10 @@ type BondParams struct {
 	// drops the frame and Send returns false.
 	SendQueue int
 	// MaxFrameSize caps every frame read on a bond (type byte and body).
+	// It also bounds what one Feed or Execute call may send
+	// (Group.MaxBatchBytes), so every member of a group must use the
+	// same value: a member with a larger one accepts calls its peers
+	// cannot read.
 	MaxFrameSize int
 	// DialBackoff and MaxDialBackoff bound the wait before bonding again
 	// with a peer after a failed attempt or an ended bond; it doubles per
