@@ -56,6 +56,10 @@ func TestMain_BadInputExitsTwoWithOneLine(t *testing.T) {
 	if err := os.WriteFile(badConfig, []byte("network = [unterminated"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	binary := filepath.Join(dir, "value.bin")
+	if err := os.WriteFile(binary, []byte{0xff, 0xfe, 0x00}, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, args := range [][]string{
 		nil,
 		{"nope"},
@@ -80,7 +84,9 @@ func TestMain_BadInputExitsTwoWithOneLine(t *testing.T) {
 		{"map", "put", "--network", "x", "orders", "k"},                           // no VALUE
 		{"map", "put", "--network", "x", "--value-file", "-", "orders", "k", "v"}, // VALUE and --value-file
 		{"map", "get", "--network", "x", "--value-file", "-", "orders", "k"},      // --value-file is put's
-		{"map", "list", "--network", "x"},                                         // no NAME
+		{"map", "put", "--network", "x", "--value-file", filepath.Join(dir, "missing"), "orders", "k"},
+		{"map", "put", "--network", "x", "--value-file", binary, "orders", "k"}, // not UTF-8
+		{"map", "list", "--network", "x"},                                       // no NAME
 		{"map", "get", "--network", "x", "--timeout", "0s", "orders", "k"},
 		{"map", "put", "orders", "k", "v"}, // no --network
 		{"map", "get", "--network", "x", "--require-ticket-issuer", "nope", "orders", "k"},

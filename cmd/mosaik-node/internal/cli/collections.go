@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	flag "github.com/spf13/pflag"
@@ -39,6 +40,7 @@ type collFlags struct {
 	timeout     time.Duration
 	asJSON      bool
 	valueFile   string
+	value       string // read from valueFile by prepare
 }
 
 func (c *collFlags) register(fs *flag.FlagSet, cmd string) {
@@ -51,7 +53,7 @@ func (c *collFlags) register(fs *flag.FlagSet, cmd string) {
 			fs.BoolVar(&c.asJSON, "json", false, "print one JSON document")
 		}
 		if cmd == "map put" {
-			fs.StringVar(&c.valueFile, "value-file", "", "take VALUE from this `file` ('-': standard input), all of it, instead of the third argument (a command-line argument holds at most 128 KiB)")
+			fs.StringVar(&c.valueFile, "value-file", "", "take VALUE from this `file` ('-': standard input), all of it, UTF-8 text of at most 4 MiB, instead of the third argument (a command-line argument holds at most 128 KiB)")
 		}
 	}
 	fs.Var(&c.issuers, "require-ticket-issuer", "the collections require a libp2p-signed ticket from this issuer `peer-id` of every replica (repeatable: all of them; part of the collection's identity, so every replica must give the same)")
@@ -116,14 +118,10 @@ func checkMapArgs(cmd string, pos []string, cf *collFlags) error {
 // runMap runs a map command on node h: it joins the map as a client,
 // does its work within --timeout (watch: its sync only, then until ctx
 // ends), and leaves.
-func runMap(ctx context.Context, h collections.Host, cmd string, pos []string, cf *collFlags, opts []collections.Option, in io.Reader, out io.Writer, log *slog.Logger) error {
+func runMap(ctx context.Context, h collections.Host, cmd string, pos []string, cf *collFlags, opts []collections.Option, out io.Writer, log *slog.Logger) error {
 	name := pos[0]
 	if cmd == "map put" && cf.valueFile != "" {
-		v, err := readValue(cf.valueFile, in)
-		if err != nil {
-			return err
-		}
-		pos = append(slices.Clone(pos), v)
+		pos = append(slices.Clone(pos), cf.value)
 	}
 	c, err := colls.OpenMap(h, name, opts...)
 	if err != nil {
@@ -183,23 +181,28 @@ func runMap(ctx context.Context, h collections.Host, cmd string, pos []string, c
 // does not fit.
 const maxValueFile = 4 << 20
 
-// readValue reads a whole --value-file (path, or "-" for in).
+// readValue reads a whole --value-file (path, or "-" for in): UTF-8 text,
+// since the map's values are strings. Its errors are usage errors: the
+// command has not started its node yet.
 func readValue(path string, in io.Reader) (string, error) {
 	r := in
 	if path != "-" {
 		f, err := os.Open(path)
 		if err != nil {
-			return "", fmt.Errorf("--value-file: %w", err)
+			return "", usagef("--value-file: %v", err)
 		}
 		defer func() { _ = f.Close() }()
 		r = f
 	}
 	b, err := io.ReadAll(io.LimitReader(r, maxValueFile+1))
 	if err != nil {
-		return "", fmt.Errorf("--value-file %s: %w", path, err)
+		return "", usagef("--value-file %s: %v", path, err)
 	}
 	if len(b) > maxValueFile {
-		return "", fmt.Errorf("--value-file %s: more than %d bytes (a value must fit in one bond frame of the map's replicas)", path, maxValueFile)
+		return "", usagef("--value-file %s: more than %d bytes (a value must fit in one bond frame of the map's replicas)", path, maxValueFile)
+	}
+	if !utf8.Valid(b) {
+		return "", usagef("--value-file %s: not UTF-8 text (the map's values are strings)", path)
 	}
 	return string(b), nil
 }

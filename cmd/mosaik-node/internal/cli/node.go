@@ -78,6 +78,13 @@ func (c *nodeCmd) prepare(fs *flag.FlagSet, pos []string, env Env) (sources, err
 		if err := checkMapArgs(c.name, pos, &c.cf); err != nil {
 			return nil, err
 		}
+		if c.name == "map put" && c.cf.valueFile != "" {
+			v, err := readValue(c.cf.valueFile, env.Stdin)
+			if err != nil {
+				return nil, err
+			}
+			c.cf.value = v
+		}
 	case len(pos) != 0:
 		return nil, usagef("%s takes no arguments, got %q", c.name, pos)
 	}
@@ -174,7 +181,7 @@ func (c *nodeCmd) exec(ctx context.Context, fs *flag.FlagSet, pos []string, st *
 	}
 	log.Info("node running", "peer", n.ID(), "network", nf.network, "addrs", readyAddrs(n))
 	if c.isMap() {
-		return runMap(ctx, n, c.name, pos, &c.cf, copts, env.Stdin, env.Stdout, log)
+		return runMap(ctx, n, c.name, pos, &c.cf, copts, env.Stdout, log)
 	}
 	switch c.name {
 	case "run":
