@@ -58,6 +58,10 @@ type leaveState struct {
 	closed bool
 	at     int64  // tick of the last Leave frame or promotion (0: none)
 	to     uint64 // leader the last Leave frame went to
+	// member: this node's applied configuration has listed it since the
+	// leave began; until then, not being listed means not added yet
+	// rather than removed.
+	member bool
 }
 
 // leave runs the graceful leave for at most d, on the caller's goroutine
@@ -84,11 +88,20 @@ func (c *groupCore) leave(d time.Duration) {
 }
 
 func (c *groupCore) startLeave(done chan struct{}) {
-	if c.leaving != nil || c.epoch == 0 || !c.inConf(c.selfID) {
+	if c.leaving != nil || c.epoch == 0 {
 		close(done)
 		return
 	}
-	c.leaving = &leaveState{done: done}
+	member := c.inConf(c.selfID)
+	if !member && !c.leaderUp() {
+		close(done)
+		return
+	}
+	// Not a member as this node applied its configuration, but a leader
+	// is known: it may have added this node already (the addition not
+	// applied here yet), so ask it all the same; it answers Left at once
+	// when it does not list this node.
+	c.leaving = &leaveState{done: done, member: member}
 	c.log.Info("leaving the group", "epoch", c.epoch)
 	c.stepLeave()
 }
@@ -129,7 +142,10 @@ func (c *groupCore) stepLeave() {
 	if l.closed {
 		return
 	}
-	if c.epoch == 0 || !c.inConf(c.selfID) {
+	if c.inConf(c.selfID) {
+		l.member = true
+	}
+	if c.epoch == 0 || (l.member && !c.inConf(c.selfID)) {
 		c.finishLeave("no longer a member")
 		return
 	}
@@ -192,13 +208,26 @@ func (c *groupCore) handOver() {
 		(l.at != 0 && c.now-l.at < int64(c.p.ticks(c.p.ElectionTimeout))) {
 		return // other voters, none bonded (wait for them or the timeout), or a promotion pending
 	}
+	// The heir is a ready learner (holding the log: readyLearners). A
+	// bonded writer learner that holds nothing yet (just added) is waited
+	// for: promoted blank, it would be a second voter that may never
+	// answer (it can be closing before it applied its own addition), and
+	// the group could commit nothing until the leave timed out.
+	waiting := false
 	for _, id := range c.conf.GetLearners() {
-		if c.isUp(id) && !c.isLeaver(id) && c.peers[c.byRaft[id]].role == RoleWriter && (best == 0 || st.Progress[id].Match > st.Progress[best].Match) {
+		if c.isUp(id) && !c.isLeaver(id) && c.peers[c.byRaft[id]].role == RoleWriter {
+			waiting = true
+		}
+	}
+	for _, id := range c.readyLearners(st) {
+		if best == 0 || st.Progress[id].Match > st.Progress[best].Match {
 			best = id
 		}
 	}
 	if best == 0 {
-		c.finishLeave("no other writer to hand the group to")
+		if !waiting {
+			c.finishLeave("no other writer to hand the group to")
+		}
 		return
 	}
 	l.at = c.now

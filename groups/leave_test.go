@@ -298,3 +298,36 @@ func TestLeave_ReadersClosingTogetherAreNotPacedByTheHeartbeat(t *testing.T) {
 		t.Errorf("learners %x still in the configuration", l)
 	}
 }
+
+// A room of two writers closing together, the second just added: the
+// leader, the only voter, must not promote a learner that holds nothing
+// yet (it may be closing before it applied its own addition) to hand
+// over to it: the group would have a second voter that never answers and
+// commit nothing until the leader's leave timed out. Both close well
+// within LeaveTimeout. Before, the leader's Close took the whole
+// LeaveTimeout in most runs (under -race).
+func TestLeave_TwoWritersClosingTogether(t *testing.T) {
+	n := newMemNet()
+	p := leaveParams()
+	p.LeaveTimeout = 3 * time.Second
+	gs := writers(t, n, p, 2)
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		v, l := confOf(gs[0])
+		return len(v) == 1 && len(l) == 1
+	}, "one voter and one writer learner")
+	took := make([]time.Duration, 2)
+	var wg sync.WaitGroup
+	for i, g := range gs {
+		wg.Go(func() {
+			start := time.Now()
+			_ = g.Close()
+			took[i] = time.Since(start)
+		})
+	}
+	wg.Wait()
+	for i, d := range took {
+		if d >= p.LeaveTimeout {
+			t.Errorf("writer %d: Close took %v: its leave timed out (LeaveTimeout %v)", i, d, p.LeaveTimeout)
+		}
+	}
+}
