@@ -279,21 +279,7 @@ func TestLeave_ReadersClosingTogetherAreNotPacedByTheHeartbeat(t *testing.T) {
 	p.LeaveTimeout = 2 * time.Second
 	w := writers(t, n, p, 1)[0]
 	rs := readers(t, n, p, w, 5)
-	took := make([]time.Duration, len(rs))
-	var wg sync.WaitGroup
-	for i, r := range rs {
-		wg.Go(func() {
-			start := time.Now()
-			_ = r.Close()
-			took[i] = time.Since(start)
-		})
-	}
-	wg.Wait()
-	for i, d := range took {
-		if d >= p.LeaveTimeout {
-			t.Errorf("reader %d: Close took %v: its leave timed out (LeaveTimeout %v)", i, d, p.LeaveTimeout)
-		}
-	}
+	closeTogether(t, rs, p.LeaveTimeout)
 	if _, l := confOf(w); len(l) != 0 {
 		t.Errorf("learners %x still in the configuration", l)
 	}
@@ -315,7 +301,14 @@ func TestLeave_TwoWritersClosingTogether(t *testing.T) {
 		v, l := confOf(gs[0])
 		return len(v) == 1 && len(l) == 1
 	}, "one voter and one writer learner")
-	took := make([]time.Duration, 2)
+	closeTogether(t, gs, p.LeaveTimeout)
+}
+
+// closeTogether closes gs at once and fails for each whose Close took
+// leaveTimeout or longer: its graceful leave timed out.
+func closeTogether(t *testing.T, gs []*Group[int64, struct{}, int64], leaveTimeout time.Duration) {
+	t.Helper()
+	took := make([]time.Duration, len(gs))
 	var wg sync.WaitGroup
 	for i, g := range gs {
 		wg.Go(func() {
@@ -326,8 +319,8 @@ func TestLeave_TwoWritersClosingTogether(t *testing.T) {
 	}
 	wg.Wait()
 	for i, d := range took {
-		if d >= p.LeaveTimeout {
-			t.Errorf("writer %d: Close took %v: its leave timed out (LeaveTimeout %v)", i, d, p.LeaveTimeout)
+		if d >= leaveTimeout {
+			t.Errorf("member %d: Close took %v: its leave timed out (LeaveTimeout %v)", i, d, leaveTimeout)
 		}
 	}
 }
