@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -33,8 +34,12 @@ const (
 	// maxDepartHandoffs is how many peers a departing node hands its
 	// departure to.
 	maxDepartHandoffs = 4
-	// maxDepartServing bounds the hand-offs served at once; more are reset.
+	// maxDepartServing bounds the hand-offs served at once and
+	// maxDepartPerPeer those of one peer (a slots table, as for syncs: a
+	// newcomer takes the slot of the oldest one still waiting for its
+	// frame, others are reset).
 	maxDepartServing = 16
+	maxDepartPerPeer = 2
 	// departReadTimeout bounds how long a served hand-off may take to
 	// send its departure.
 	departReadTimeout = 2 * time.Second
@@ -61,9 +66,9 @@ func DepartProtocol(n catalog.NetworkID) protocol.ID {
 const departProtocolPrefix = "/mosaik/catalog/depart/1.0.0/"
 
 // handOff hands the sealed departure dep to up to maxDepartHandoffs
-// connected peers that serve the hand-off, at once, and reports how many
-// took it before ctx ended.
-func (s *Service) handOff(ctx context.Context, dep []byte) int {
+// connected peers that serve the hand-off, at once, and reports whether
+// one took it before ctx ended.
+func (s *Service) handOff(ctx context.Context, dep []byte) bool {
 	proto := DepartProtocol(s.network)
 	var to []peer.ID
 	for _, p := range s.h.Network().Peers() {
@@ -78,8 +83,7 @@ func (s *Service) handOff(ctx context.Context, dep []byte) int {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
-		mu    sync.Mutex
-		taken int
+		taken atomic.Bool
 		wg    sync.WaitGroup
 	)
 	for _, p := range to {
@@ -88,14 +92,12 @@ func (s *Service) handOff(ctx context.Context, dep []byte) int {
 				s.log.Debug("departure hand-off failed", "peer", p, "err", err)
 				return
 			}
-			mu.Lock()
-			taken++
-			mu.Unlock()
+			taken.Store(true)
 			cancel()
 		})
 	}
 	wg.Wait()
-	return taken
+	return taken.Load()
 }
 
 func (s *Service) handOffTo(ctx context.Context, p peer.ID, proto protocol.ID, dep []byte) error {
@@ -135,15 +137,25 @@ func (s *Service) handleDepart(st network.Stream) {
 		return
 	}
 	defer s.wg.Done()
-	if !s.departs.add(st) {
+	from := st.Conn().RemotePeer()
+	_, member := s.store.Snapshot().Get(from)
+	sl, evicted, code, _ := s.departs.take(from, st, !member)
+	if evicted != nil {
 		s.stats.refuse(false, "busy")
-		_ = st.Reset()
+		_ = evicted.st.ResetWithError(network.StreamResourceLimitExceeded)
+	}
+	if sl == nil {
+		s.stats.refuse(false, "busy")
+		_ = st.ResetWithError(code)
 		return
 	}
-	defer s.departs.remove(st)
+	defer s.departs.release(sl)
 	defer func() { _ = st.Close() }()
 	_ = st.SetDeadline(time.Now().Add(departReadTimeout))
 	data, err := framer.ReadFrame(bufio.NewReaderSize(st, 256), catalog.MaxDepartureSize)
+	if !s.departs.read(sl) {
+		return // evicted: already reset and counted
+	}
 	if err != nil {
 		if c := causeOf(err); c == "oversize" || c == "truncated" {
 			s.stats.refuse(true, c)
@@ -151,10 +163,10 @@ func (s *Service) handleDepart(st network.Stream) {
 		_ = st.Reset()
 		return
 	}
-	ans, err := s.takeDeparture(st.Conn().RemotePeer(), data)
+	ans, err := s.takeDeparture(from, data)
 	if err != nil {
 		s.stats.refuse(catalog.IsRejected(err), catalog.Reason(err))
-		s.log.Debug("departure hand-off refused", "from", st.Conn().RemotePeer(), "err", err)
+		s.log.Debug("departure hand-off refused", "from", from, "err", err)
 	}
 	_, _ = st.Write([]byte{ans})
 }
@@ -194,50 +206,9 @@ func (s *Service) takeDeparture(from peer.ID, data []byte) (byte, error) {
 	case err != nil:
 		return departRefused, err
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, s.params.SyncTimeout)
-	defer cancel()
-	if err := s.publish(ctx, &pb.Announcement{Kind: &pb.Announcement_Departure{Departure: data}}); err != nil {
+	if err := s.publish(s.ctx, &pb.Announcement{Kind: &pb.Announcement_Departure{Departure: data}}); err != nil {
 		s.log.Debug("handed-off departure not published", "peer", d.PeerID, "err", err)
 	}
 	s.depart(d) // false: its gossip copy came meanwhile
 	return departTaken, nil
-}
-
-// departServing holds the hand-offs being served: at most k at once, reset
-// when the service stops (a peer that never sends must not hold Close up).
-type departServing struct {
-	mu     sync.Mutex
-	k      int
-	closed bool
-	open   map[network.Stream]struct{}
-}
-
-func (d *departServing) add(st network.Stream) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed || len(d.open) >= d.k {
-		return false
-	}
-	if d.open == nil {
-		d.open = map[network.Stream]struct{}{}
-	}
-	d.open[st] = struct{}{}
-	return true
-}
-
-func (d *departServing) remove(st network.Stream) {
-	d.mu.Lock()
-	delete(d.open, st)
-	d.mu.Unlock()
-}
-
-func (d *departServing) resetAll() {
-	d.mu.Lock()
-	d.closed = true
-	open := d.open
-	d.open = nil
-	d.mu.Unlock()
-	for st := range open {
-		_ = st.Reset()
-	}
 }

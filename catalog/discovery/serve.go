@@ -18,9 +18,10 @@ import (
 	"github.com/mosaik-go/mosaik/internal/framer"
 )
 
-// slots admits the syncs this node serves: at most max at once, of which
-// peers without a catalog entry ("strangers") hold at most strangerMax and
-// any one peer at most perPeer.
+// slots admits the syncs this node serves (and, in a table of its own, the
+// departure hand-offs, depart.go, whose "request" is the departure frame):
+// at most max at once, of which peers without a catalog entry
+// ("strangers") hold at most strangerMax and any one peer at most perPeer.
 //
 // Those caps alone let a few identities starve everyone: each holds
 // perPeer slots with requests it never finishes, until SyncTimeout, and

@@ -154,7 +154,7 @@ type Service struct {
 	// servesDepart: the departure hand-off handler is ours (depart.go);
 	// departs holds the hand-offs being served.
 	servesDepart bool
-	departs      departServing
+	departs      *slots
 }
 
 // New starts discovery of network on h. ps is the gossipsub router to
@@ -256,7 +256,7 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 	}
 	if s.topic != nil {
 		// A handed-off departure goes on to gossip from here.
-		s.departs.k = maxDepartServing
+		s.departs = newSlots(maxDepartServing, maxDepartPerPeer)
 		s.h.SetStreamHandler(DepartProtocol(network), s.handleDepart)
 		s.servesDepart = true
 	}
@@ -525,7 +525,7 @@ func (s *Service) Leave() {
 				ctx, cancel := context.WithTimeout(context.Background(), s.params.DepartureGrace)
 				taken := s.handOff(ctx, dep)
 				cancel()
-				if taken == 0 {
+				if !taken {
 					t := time.NewTimer(s.params.DepartureGrace - time.Since(start))
 					<-t.C
 				}
@@ -566,7 +566,9 @@ func (s *Service) doStop() {
 	// Syncs being served block on their streams, not on the context.
 	s.serving.resetAll()
 	s.resetPushStreams()
-	s.departs.resetAll()
+	if s.departs != nil {
+		s.departs.resetAll()
+	}
 	s.wg.Wait()
 }
 
