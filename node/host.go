@@ -120,22 +120,15 @@ func newResourceManager(nw catalog.NetworkID, p discovery.Params, metrics bool) 
 func resourceLimits(nw catalog.NetworkID, p discovery.Params) rcmgr.ScalingLimitConfig {
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
-	syncAll := limits.ProtocolBaseLimit
-	syncAll.StreamsInbound, syncAll.StreamsOutbound = 2*p.MaxConcurrentSyncs, 64
-	syncAll.Streams = syncAll.StreamsInbound + syncAll.StreamsOutbound
-	syncPeer := limits.ProtocolPeerBaseLimit
-	syncPeer.StreamsInbound, syncPeer.StreamsOutbound = 2*p.SyncBurst, 8
-	syncPeer.Streams = syncPeer.StreamsInbound + syncPeer.StreamsOutbound
 	for _, id := range discovery.SyncProtocols(nw) { // 2.1.0 and the 2.0.0 and 1.0.0 still served
-		limits.AddProtocolLimit(id, syncAll, rcmgr.BaseLimitIncrease{})
-		limits.AddProtocolPeerLimit(id, syncPeer, rcmgr.BaseLimitIncrease{})
+		addStreamLimits(&limits, id, [2]int{2 * p.MaxConcurrentSyncs, 64}, [2]int{2 * p.SyncBurst, 8})
 	}
 	// Bump push: one long-lived stream per push peer and direction
 	// (frames on it until idle); the service holds at most 64 inbound
 	// push streams.
 	addStreamLimits(&limits, discovery.BumpProtocol(nw), [2]int{64, 64}, [2]int{4, 4})
 	// Departure hand-off: one short stream per departing peer (the
-	// service serves 16 at once and resets more).
+	// service serves 16 at once, 2 a peer, and resets more).
 	addStreamLimits(&limits, discovery.DepartProtocol(nw), [2]int{32, 16}, [2]int{2, 1})
 
 	streamsAll := limits.ProtocolBaseLimit
@@ -149,13 +142,8 @@ func resourceLimits(nw catalog.NetworkID, p discovery.Params) rcmgr.ScalingLimit
 
 	limits.AddProtocolLimit(groups.ProtocolID(nw), streamsAll, streamsInc)
 	limits.AddProtocolPeerLimit(groups.ProtocolID(nw), streamsPeer, limits.ProtocolPeerLimitIncrease)
-	snapAll := limits.ProtocolBaseLimit
-	snapAll.StreamsInbound, snapAll.StreamsOutbound, snapAll.Streams = 256, 256, 512
-	snapPeer := limits.ProtocolPeerBaseLimit
-	snapPeer.StreamsInbound, snapPeer.StreamsOutbound, snapPeer.Streams = 64, 64, 128
 	for _, id := range []protocol.ID{groups.SnapshotProtocolID(nw), groups.SnapshotPipelineProtocolID(nw)} {
-		limits.AddProtocolLimit(id, snapAll, rcmgr.BaseLimitIncrease{})
-		limits.AddProtocolPeerLimit(id, snapPeer, rcmgr.BaseLimitIncrease{})
+		addStreamLimits(&limits, id, [2]int{256, 256}, [2]int{64, 64})
 	}
 	return limits
 }
