@@ -2,6 +2,7 @@ package groups
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"testing"
@@ -45,7 +46,15 @@ func TestDataDir_LostMergeStartsAfresh(t *testing.T) {
 
 	// Back alone over its data dir: no quorum, so what it has is its own.
 	b2 := joinCounter(t, n.service(t, "b", true), WithDataDir(dirB))
-	testutil.Eventually(t, 5*time.Second, func() bool { return weak(t, b2) == 10 }, "restarted loser holds %d, want the winner's 10", weak(t, b2))
+	var held int64
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		held = weak(t, b2)
+		return held == 10
+	}, "restarted loser does not hold the winner's 10: %s", testutil.Lazy(func() string {
+		v, _ := b2.c.view.get()
+		return fmt.Sprintf("holds %d; restarted view: epoch %d, applied %d, commit %d, log %+v, snapshot %d, voters %d, learners %d",
+			held, v.epoch, v.committed, v.commit, v.log, v.snapshot, v.voters, v.learners)
+	}))
 }
 
 // WithJoinDefaults applies to every Join, and a Join's own options win.
