@@ -13,6 +13,7 @@ import (
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/groups/pb"
+	"github.com/mosaik-go/mosaik/internal/dialer"
 )
 
 // dial bonds with the peer of entry e as the initiator, after catalog
@@ -66,7 +67,7 @@ func (g *groupNet) initiate(e *catalog.SignedEntry) (err error) {
 	}
 	ctx, cancel := context.WithTimeout(g.ctx, n.params.HandshakeTimeout)
 	defer cancel()
-	if err := n.h.Connect(ctx, e.Entry.AddrInfo()); err != nil {
+	if err := dialer.Connect(ctx, n.h, e.Entry.AddrInfo()); err != nil {
 		return fmt.Errorf("groups: connect to %s: %w", p, err)
 	}
 	st, err := n.h.NewStream(ctx, p, n.proto)

@@ -23,6 +23,7 @@ import (
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/discovery"
 	"github.com/mosaik-go/mosaik/groups"
+	"github.com/mosaik-go/mosaik/internal/dialer"
 	"github.com/mosaik-go/mosaik/streams"
 )
 
@@ -329,7 +330,7 @@ func (n *Node) bootstrapLoop() {
 		for j, i := range due {
 			wg.Go(func() {
 				ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
-				errs[j] = n.h.Connect(ctx, n.bootstrap[i])
+				errs[j] = dialer.Connect(ctx, n.h, n.bootstrap[i])
 				cancel()
 			})
 		}
@@ -518,7 +519,12 @@ func (n *Node) FindProducers(ctx context.Context, stream string) ([]*catalog.Sig
 }
 
 // Connect dials a peer; discovery syncs catalogs once identify completes.
-func (n *Node) Connect(ctx context.Context, pi peer.AddrInfo) error { return n.h.Connect(ctx, pi) }
+// A dial that crossed the peer's own dial to this node (a TCP simultaneous
+// open, which fails the security handshake on both ends) is tried again
+// after a short random pause.
+func (n *Node) Connect(ctx context.Context, pi peer.AddrInfo) error {
+	return dialer.Connect(ctx, n.h, pi)
+}
 
 // AddTicket adds t to the node's entry and announces the change.
 func (n *Node) AddTicket(t catalog.Ticket) error {

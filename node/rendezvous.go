@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"math/rand/v2"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
 
 	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/internal/dialer"
 )
 
 // Rendezvous timings. The fast interval applies while the catalog is
@@ -156,12 +156,10 @@ func (n *Node) dialFound(ctx context.Context, via string, pi peer.AddrInfo) {
 		}
 		if attempt > 1 {
 			// The failed attempt put the peer in the swarm's dial backoff.
-			if sw, ok := n.h.Network().(interface{ Backoff() *swarm.DialBackoff }); ok {
-				sw.Backoff().Clear(pi.ID)
-			}
+			dialer.ClearBackoff(n.h, pi.ID)
 		}
 		dctx, cancel := context.WithTimeout(ctx, rendezvousDialTime)
-		err := n.h.Connect(dctx, pi)
+		err := dialer.Connect(dctx, n.h, pi)
 		cancel()
 		if err == nil {
 			n.log.Debug("connected to a found peer", "via", via, "peer", pi.ID)

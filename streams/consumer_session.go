@@ -12,11 +12,12 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/mosaik-go/mosaik/internal/dialer"
 	"github.com/mosaik-go/mosaik/streams/pb"
 )
 
@@ -161,16 +162,21 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 		}
 		span.End()
 	}
+	hctx, cancel := context.WithTimeout(sctx, c.svc.params.HandshakeTimeout)
+	var err error
 	if h.Network().Connectedness(r.sub.peer) != network.Connected {
 		// The receiver paces its own retries: a dial that failed while the
 		// producer was down must not keep its restarted run out for the
-		// swarm's dial backoff (which grows to minutes).
-		if sw, ok := h.Network().(interface{ Backoff() *swarm.DialBackoff }); ok {
-			sw.Backoff().Clear(r.sub.peer)
-		}
+		// swarm's dial backoff (which grows to minutes). The dial is
+		// dialer.Connect's, which also survives crossing a dial of the
+		// producer's node to this one (discovery, a group bond).
+		dialer.ClearBackoff(h, r.sub.peer)
+		err = dialer.Connect(hctx, h, peer.AddrInfo{ID: r.sub.peer})
 	}
-	hctx, cancel := context.WithTimeout(sctx, c.svc.params.HandshakeTimeout)
-	st, err := h.NewStream(hctx, r.sub.peer, ProtocolID)
+	var st network.Stream
+	if err == nil {
+		st, err = h.NewStream(hctx, r.sub.peer, ProtocolID)
+	}
 	cancel()
 	if err != nil {
 		handshake(err)

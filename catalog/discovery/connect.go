@@ -9,6 +9,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mosaik-go/mosaik/internal/dialer"
 )
 
 // cascade connects to a newly learned peer while this node has few
@@ -35,7 +37,7 @@ func (s *Service) dial(p peer.ID) bool {
 		defer func() { <-s.dialing }()
 		ctx, cancel := context.WithTimeout(s.ctx, s.params.SyncTimeout)
 		defer cancel()
-		if err := s.h.Connect(ctx, s.dialInfo(p)); err != nil {
+		if err := dialer.Connect(ctx, s.h, s.dialInfo(p)); err != nil {
 			s.log.Debug("connect to catalog peer failed", "peer", p, "err", err)
 		}
 	}) {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/pb"
+	"github.com/mosaik-go/mosaik/internal/dialer"
 	"github.com/mosaik-go/mosaik/internal/framer"
 )
 
@@ -43,7 +44,7 @@ func (s *Service) SyncWith(ctx context.Context, pi peer.AddrInfo) error {
 		return ErrClosed
 	}
 	if len(pi.Addrs) > 0 {
-		if err := s.h.Connect(ctx, pi); err != nil {
+		if err := dialer.Connect(ctx, s.h, pi); err != nil {
 			return fmt.Errorf("discovery: sync with %s: %w", pi.ID, err)
 		}
 	}

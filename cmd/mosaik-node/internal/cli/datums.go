@@ -14,8 +14,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 
+	"github.com/mosaik-go/mosaik/internal/dialer"
 	"github.com/mosaik-go/mosaik/node"
 	"github.com/mosaik-go/mosaik/streams"
 )
@@ -201,9 +201,7 @@ func bootstrapReached(ctx context.Context, n *node.Node, addrs []string) error {
 	for i, pi := range pis {
 		// The bootstrap loop's failed dials put the peer in the swarm's
 		// dial backoff, whose error would hide the real one.
-		if sw, ok := n.Host().Network().(interface{ Backoff() *swarm.DialBackoff }); ok {
-			sw.Backoff().Clear(pi.ID)
-		}
+		dialer.ClearBackoff(n.Host(), pi.ID)
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := n.Connect(dctx, pi)
 		cancel()
