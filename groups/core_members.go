@@ -210,9 +210,29 @@ func (c *groupCore) manageMembers() {
 	}
 	after := int64(c.p.ticks(c.p.RemoveAfter))
 	in := map[uint64]bool{}
-	for _, id := range append(slices.Clone(c.conf.GetVoters()), c.conf.GetLearners()...) {
+	for _, id := range c.conf.GetVoters() {
 		in[id] = true
 		if id != c.selfID && c.goneFor(id, after) {
+			c.changeConf(raftpb.ConfChangeType_ConfChangeRemoveNode, id)
+			return
+		}
+	}
+	var progress map[uint64]tracker.Progress
+	for _, id := range c.conf.GetLearners() {
+		in[id] = true
+		wait := after
+		if progress == nil {
+			progress = c.rn.Status().Progress
+		}
+		if progress[id].Match == 0 {
+			// A learner that never acknowledged an entry holds nothing to
+			// resume, and counts in no quorum: gone for a heartbeat (it
+			// closed or crashed before the first append or snapshot
+			// reached it, so it could not ask to leave), it is removed,
+			// and added again as the fresh learner it is if it returns.
+			wait = int64(c.p.ticks(c.p.Heartbeat))
+		}
+		if c.goneFor(id, wait) {
 			c.changeConf(raftpb.ConfChangeType_ConfChangeRemoveNode, id)
 			return
 		}

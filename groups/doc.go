@@ -61,8 +61,9 @@
 // does. Members exchange status frames (epoch, last term and index,
 // committed, leader). The leader adds bonded fresh peers as learners,
 // promotes caught-up writers, removes members whose bond has been down for
-// Params.RemoveAfter (or at once when they leave gracefully, below), one
-// ConfChangeV2 at a time.
+// Params.RemoveAfter (or at once when they leave gracefully, below; a
+// learner that never acknowledged an entry, so holds nothing to resume,
+// after a heartbeat), one ConfChangeV2 at a time.
 //
 // Clusters that started apart merge: when two leaders of different epochs
 // see each other, the one with the lower (last term, last index, epoch)

@@ -245,3 +245,36 @@ func TestPace_Update(t *testing.T) {
 		}
 	}
 }
+
+// A learner that never acknowledged an entry (the leader's frames to it
+// are dropped, so the log never reaches it) is removed a heartbeat after
+// its bond ends, not after RemoveAfter: it holds nothing to resume and
+// could not ask to leave, knowing no leader. A learner that holds the log
+// keeps its place for RemoveAfter, so that a restart resumes it.
+func TestMembers_BlankLearnerRemovedWhenItsBondEnds(t *testing.T) {
+	n := newMemNet()
+	p := leaveParams() // RemoveAfter 30 s
+	w := writers(t, n, p, 1)[0]
+	if _, err := w.Execute(tctx(t, 5*time.Second), 1); err != nil {
+		t.Fatal(err)
+	}
+	held := readers(t, n, p, w, 1)[0]
+	if err := held.When().Committed(tctx(t, 5*time.Second), w.Committed()); err != nil {
+		t.Fatal(err)
+	}
+	leader, blankPeer := w.c.self, peer.ID("node-blank")
+	n.setDropFrame(func(from, to peer.ID, _ byte, _ []byte) bool { return from == leader && to == blankPeer })
+	blank := joinCounter(t, n.service(t, "blank", false), WithRole(RoleReader), WithParams(p))
+	blankID := blank.c.selfID
+	testutil.Eventually(t, 10*time.Second, func() bool { _, l := confOf(w); return slices.Contains(l, blankID) }, "the blank reader was not added")
+	_ = blank.Close()
+	n.partition([]peer.ID{leader}, []peer.ID{held.c.self})
+	testutil.Eventually(t, 3*time.Second, func() bool { _, l := confOf(w); return !slices.Contains(l, blankID) }, "the blank learner is still listed")
+	heldID := held.c.selfID
+	testutil.Never(t, time.Second, 50*time.Millisecond, func() string {
+		if _, l := confOf(w); !slices.Contains(l, heldID) {
+			return "the learner holding the log was removed before RemoveAfter"
+		}
+		return ""
+	})
+}
