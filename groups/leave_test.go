@@ -217,6 +217,15 @@ func readers(t *testing.T, n *memNet, p Params, g0 *Group[int64, struct{}, int64
 		rs = append(rs, joinCounter(t, n.service(t, "r"+string(rune('a'+i)), false), WithRole(RoleReader), WithParams(p)))
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool { _, l := confOf(g0); return len(l) == k }, "readers not added as learners")
+	// Each knows the leader, so it can ask it to remove it: one that
+	// closes before the leader's first append reached it cannot, and is
+	// removed by the leader's own rule for blank learners instead
+	// (TestMembers_BlankLearnerRemovedWhenItsBondEnds).
+	for i, r := range rs {
+		if err := r.When().Online(tctx(t, 10*time.Second)); err != nil {
+			t.Fatalf("reader %d never knew the leader: %v", i, err)
+		}
+	}
 	return rs
 }
 
