@@ -91,6 +91,10 @@ type peerState struct {
 	up     bool
 	downAt int64 // tick of the last BondDown
 	status *pb.CoreStatus
+	// blank: the last status this peer sent said it holds no log (epoch
+	// 0, no entries). Kept when the bond ends (status is then nil), so the
+	// leader can tell a learner that never got the log (manageMembers).
+	blank bool
 }
 
 // groupCore is one group on this node. Everything below the "goroutine

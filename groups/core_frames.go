@@ -58,6 +58,7 @@ func (c *groupCore) onFrame(f frame) {
 			return
 		}
 		ps.status = &m
+		ps.blank = m.GetEpoch() == 0 && m.GetLastIndex() == 0
 		c.onStatus(f.from, ps, &m)
 		c.addOnStatus(ps)
 		c.onStatusSnapshots(f.from, ps)

@@ -156,7 +156,8 @@ func (c *groupCore) stepLeave() {
 	}
 	if !c.leaderUp() && !c.isVoter(c.selfID) {
 		// A learner counts in no quorum: with no leader to ask, it goes
-		// at once, and is removed after RemoveAfter as before.
+		// at once, and is removed after RemoveAfter as before (after a
+		// heartbeat if it never got the log: manageMembers).
 		c.finishLeave("no leader to ask")
 		return
 	}

@@ -224,12 +224,12 @@ func (c *groupCore) manageMembers() {
 		if progress == nil {
 			progress = c.rn.Status().Progress
 		}
-		if progress[id].Match == 0 {
-			// A learner that never acknowledged an entry holds nothing to
-			// resume, and counts in no quorum: gone for a heartbeat (it
-			// closed or crashed before the first append or snapshot
-			// reached it, so it could not ask to leave), it is removed,
-			// and added again as the fresh learner it is if it returns.
+		if c.blankLearner(id, progress) {
+			// It holds nothing to resume and counts in no quorum: gone for
+			// a heartbeat (it closed or crashed before the first append or
+			// snapshot reached it, so it could not ask to leave), it is
+			// removed, and added again as the fresh learner it is if it
+			// returns.
 			wait = int64(c.p.ticks(c.p.Heartbeat))
 		}
 		if c.goneFor(id, wait) {
@@ -249,6 +249,16 @@ func (c *groupCore) manageMembers() {
 		return
 	}
 	c.balanceVoters()
+}
+
+// blankLearner reports whether learner id is known to hold no log: the
+// last status it sent this node said so, and it has acknowledged no entry
+// to this leader since. Both are needed: raft resets every peer's Match
+// when a node becomes leader, and a status can predate the log's arrival.
+// A learner this node never bonded with is not known to be blank.
+func (c *groupCore) blankLearner(id uint64, progress map[uint64]tracker.Progress) bool {
+	p, ok := c.byRaft[id]
+	return ok && c.peers[p].blank && progress[id].Match == 0
 }
 
 // joinable reports whether the leader adds ps as a learner once it is

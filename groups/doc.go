@@ -62,8 +62,9 @@
 // committed, leader). The leader adds bonded fresh peers as learners,
 // promotes caught-up writers, removes members whose bond has been down for
 // Params.RemoveAfter (or at once when they leave gracefully, below; a
-// learner that never acknowledged an entry, so holds nothing to resume,
-// after a heartbeat), one ConfChangeV2 at a time.
+// learner known to hold no log, which has nothing to resume, after a
+// heartbeat), one ConfChangeV2 at a time, a change at most every two
+// election timeouts.
 //
 // Clusters that started apart merge: when two leaders of different epochs
 // see each other, the one with the lower (last term, last index, epoch)

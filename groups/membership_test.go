@@ -278,3 +278,57 @@ func TestMembers_BlankLearnerRemovedWhenItsBondEnds(t *testing.T) {
 		return ""
 	})
 }
+
+// A new leader does not take a learner that holds the log for a blank one:
+// raft resets every peer's progress when a node becomes leader, so the
+// learner's acknowledged index alone says nothing then. A reader cut off
+// as its leader closes keeps its place for RemoveAfter under the next one.
+func TestMembers_LearnerHoldingTheLogSurvivesALeaderChange(t *testing.T) {
+	n := newMemNet()
+	p := leaveParams() // RemoveAfter 30 s
+	ws := writers(t, n, p, 3)
+	testutil.Eventually(t, 10*time.Second, func() bool { return settledVoters(ws[0]) == 3 }, "3 voters")
+	r := readers(t, n, p, ws[0], 1)[0]
+	if _, err := ws[0].Execute(tctx(t, 5*time.Second), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.When().Committed(tctx(t, 5*time.Second), ws[0].Committed()); err != nil {
+		t.Fatal(err)
+	}
+	// Every writer has had a status from the reader since it holds the log.
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		for _, w := range ws {
+			blank := make(chan bool, 1)
+			if w.c.do(context.Background(), func() { ps := w.c.peers[r.c.self]; blank <- ps == nil || ps.blank }) != nil || <-blank {
+				return false
+			}
+		}
+		return true
+	}, "a writer still takes the reader for blank")
+	n.partition([]peer.ID{ws[0].c.self, ws[1].c.self, ws[2].c.self})
+	var leader *Group[int64, struct{}, int64]
+	var rest []*Group[int64, struct{}, int64]
+	for _, w := range ws {
+		if w.IsLeader() && leader == nil {
+			leader = w
+		} else {
+			rest = append(rest, w)
+		}
+	}
+	if leader == nil {
+		t.Fatal("no leader among the writers")
+	}
+	closeTimed(t, leader)
+	testutil.Eventually(t, 10*time.Second, func() bool { return rest[0].IsLeader() || rest[1].IsLeader() }, "no new leader")
+	rID := r.c.selfID
+	testutil.Never(t, 2*time.Second, 50*time.Millisecond, func() string {
+		for _, w := range rest {
+			if w.IsLeader() {
+				if _, l := confOf(w); !slices.Contains(l, rID) {
+					return "the new leader removed the reader holding the log before RemoveAfter"
+				}
+			}
+		}
+		return ""
+	})
+}

@@ -39,9 +39,9 @@ type Params struct {
 	ReluctantFactor int
 	// RemoveAfter is the membership hysteresis: a member whose bond has
 	// been down this long is removed from the raft configuration (a
-	// learner that never acknowledged an entry after one Heartbeat: it
-	// holds nothing to resume). It must exceed the bond failure time
-	// (Heartbeat × MissedHeartbeats).
+	// learner known to hold no log, after one Heartbeat: it has nothing to
+	// resume). It must exceed the bond failure time (Heartbeat ×
+	// MissedHeartbeats).
 	RemoveAfter time.Duration
 	// LeaveTimeout bounds the graceful leave of a member whose group ends
 	// on its node (its last handle closed, or its Service closed with the
