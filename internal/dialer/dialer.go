@@ -23,8 +23,11 @@ package dialer
 import (
 	"context"
 	"errors"
+	"io"
 	"math/rand/v2"
+	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -54,7 +57,7 @@ func Connect(ctx context.Context, h host.Host, pi peer.AddrInfo) error {
 		d := time.Duration(attempt) * (pause + rand.N(9*pause))
 		select {
 		case <-ctx.Done():
-			return err
+			return errors.Join(err, ctx.Err())
 		case <-time.After(d): // the pause between two dials, not a synchronisation
 		}
 		if h.Network().Connectedness(pi.ID) == network.Connected {
@@ -67,8 +70,12 @@ func Connect(ctx context.Context, h host.Host, pi peer.AddrInfo) error {
 }
 
 // Crossed reports whether err is a dial error in which some TCP address
-// failed at the security handshake for a reason other than a wrong peer
-// ID: what both ends of a TCP simultaneous open see.
+// failed in the security handshake itself: what both ends of a TCP
+// simultaneous open see (each reads the other's first handshake message
+// as the answer to its own). Failures that a crossed dial does not cause
+// are left out, so that a peer that refuses, resets, times out or speaks
+// no common security protocol is not dialed again at once: a wrong peer
+// ID, a timeout, the connection closed or reset, no protocol in common.
 func Crossed(err error) bool {
 	var de *swarm.DialError
 	if !errors.As(err, &de) {
@@ -78,17 +85,24 @@ func Crossed(err error) bool {
 		if te.Cause == nil || !isTCP(te.Address) {
 			continue
 		}
-		var mismatch sec.ErrPeerIDMismatch
-		if errors.As(te.Cause, &mismatch) {
+		// The upgrader's wording (p2p/net/upgrader, unchanged since 2019):
+		// the failure has no error type of its own.
+		msg := te.Cause.Error()
+		if !strings.Contains(msg, "failed to negotiate security protocol") || notCrossed(te.Cause, msg) {
 			continue
 		}
-		// The upgrader's wording (p2p/net/upgrader, unchanged since 2019):
-		// the only sign of the failure, which has no error type.
-		if strings.Contains(te.Cause.Error(), "failed to negotiate security protocol") {
-			return true
-		}
+		return true
 	}
 	return false
+}
+
+func notCrossed(cause error, msg string) bool {
+	var mismatch sec.ErrPeerIDMismatch
+	return errors.As(cause, &mismatch) || os.IsTimeout(cause) ||
+		errors.Is(cause, context.DeadlineExceeded) || errors.Is(cause, context.Canceled) ||
+		errors.Is(cause, io.EOF) || errors.Is(cause, io.ErrUnexpectedEOF) ||
+		errors.Is(cause, syscall.ECONNRESET) || errors.Is(cause, syscall.EPIPE) ||
+		strings.Contains(msg, "protocols not supported")
 }
 
 func isTCP(a ma.Multiaddr) bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -67,6 +68,10 @@ func TestCrossed(t *testing.T) {
 		}}, true},
 		{"security failure over QUIC (no simultaneous open)", dialErr(quicAddr, secFail), false},
 		{"wrong peer ID", dialErr(tcpAddr, fmt.Errorf("failed to negotiate security protocol: %w", sec.ErrPeerIDMismatch{Expected: p, Actual: "q"})), false},
+		{"handshake timeout", dialErr(tcpAddr, fmt.Errorf("failed to negotiate security protocol: %w", context.DeadlineExceeded)), false},
+		{"peer closed the connection", dialErr(tcpAddr, fmt.Errorf("failed to negotiate security protocol: %w", io.EOF)), false},
+		{"peer reset the connection", dialErr(tcpAddr, fmt.Errorf("failed to negotiate security protocol: read: %w", syscall.ECONNRESET)), false},
+		{"no security protocol in common", dialErr(tcpAddr, errors.New("failed to negotiate security protocol: protocols not supported: [/noise]")), false},
 		{"connection refused", dialErr(tcpAddr, syscall.ECONNREFUSED), false},
 		{"dial backoff", &swarm.DialError{Peer: p, Cause: swarm.ErrDialBackoff}, false},
 		{"not a dial error", errors.New("failed to negotiate security protocol"), false},
@@ -154,5 +159,34 @@ func TestConnect_SimultaneousDialsConnect(t *testing.T) {
 		if ea != nil || eb != nil {
 			t.Fatalf("pair %d of %d: %v / %v", i+1, pairs, ea, eb)
 		}
+	}
+}
+
+// cancellingHost cancels the dial's context as its first dial fails, as
+// a caller that gives up during the pause would.
+type cancellingHost struct {
+	scriptedHost
+	cancel context.CancelFunc
+}
+
+func (c *cancellingHost) Connect(ctx context.Context, pi peer.AddrInfo) error {
+	c.cancel()
+	return c.scriptedHost.Connect(ctx, pi)
+}
+
+// A context that ends during the pause ends Connect at once, with both the
+// dial's error and the context's.
+func TestConnect_ContextEndsThePause(t *testing.T) {
+	a := newHost(t)
+	defer a.Close()
+	p := peer.ID("elsewhere")
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &cancellingHost{scriptedHost: scriptedHost{Host: a, fail: []error{crossedErr(p, "/ip4/127.0.0.1/tcp/1")}}, cancel: cancel}
+	err := Connect(ctx, h, peer.AddrInfo{ID: p})
+	if !errors.Is(err, context.Canceled) || !Crossed(err) {
+		t.Fatalf("Connect cancelled during the pause: %v", err)
+	}
+	if n := h.calls.Load(); n != 1 {
+		t.Fatalf("%d dials, want 1", n)
 	}
 }
