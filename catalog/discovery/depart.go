@@ -209,6 +209,6 @@ func (s *Service) takeDeparture(from peer.ID, data []byte) (byte, error) {
 	if err := s.publish(s.ctx, &pb.Announcement{Kind: &pb.Announcement_Departure{Departure: data}}); err != nil {
 		s.log.Debug("handed-off departure not published", "peer", d.PeerID, "err", err)
 	}
-	s.depart(d) // false: its gossip copy came meanwhile
+	s.depart(d) // false only when its gossip copy was applied meanwhile: taken either way
 	return departTaken, nil
 }
