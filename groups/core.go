@@ -94,6 +94,8 @@ type peerState struct {
 	// blank: the last status this peer sent said it holds no log (epoch
 	// 0, no entries). Kept when the bond ends (status is then nil), so the
 	// leader can tell a learner that never got the log (manageMembers).
+	// A learner fetching its first snapshot is not blank: the leader's
+	// descriptor gave it the cluster's epoch.
 	blank bool
 }
 

@@ -332,3 +332,63 @@ func TestMembers_LearnerHoldingTheLogSurvivesALeaderChange(t *testing.T) {
 		return ""
 	})
 }
+
+// A learner that is fetching its first snapshot holds no log yet, but it
+// is not blank: its status names the transfer. When its bond to the
+// leader drops for longer than a heartbeat, it keeps its place for
+// RemoveAfter and its catch-up goes on once the bond returns, instead of
+// being removed and starting the transfer over as a new learner.
+func TestMembers_LearnerFetchingASnapshotSurvivesABondDrop(t *testing.T) {
+	n := newMemNet()
+	p := leaveParams() // RemoveAfter 30 s
+	s0 := n.service(t, "0", false)
+	g0 := joinBulkParams(t, s0, p)
+	if err := g0.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	last := fillBulk(t, g0, 230, 4<<10) // ~920 KiB: 4 chunks of 256 KiB
+	want := bulkOf(t, g0)
+	if f := firstIndex(g0); f <= 1 {
+		t.Fatalf("leader did not compact (first index %d)", f)
+	}
+	// The learner's chunk requests wait until released: its transfer is
+	// under way, not finished, while the bond drops.
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	n.setChunkFault(func(from, _ peer.ID, _ snapshotChunkRequest) error {
+		if from == "node-1" {
+			<-release
+		}
+		return nil
+	})
+	s1 := n.service(t, "1", false)
+	g1, err := Join[bulkCmd, struct{}, bulkState](s1, KeyFromSecret("bulk"), &bulk{}, WithParams(p), WithRole(RoleReader))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g1.Close() })
+	t.Cleanup(free) // runs before g1's Close
+	id := g1.c.selfID
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		fetching := make(chan bool, 1)
+		if g0.c.do(context.Background(), func() {
+			ps := g0.c.peers[s1.self]
+			fetching <- ps != nil && ps.status != nil && ps.status.GetFetching() != 0
+		}) != nil {
+			return false
+		}
+		_, l := confOf(g0)
+		return <-fetching && slices.Contains(l, id)
+	}, "the learner never told the leader it is fetching a snapshot")
+	n.partition([]peer.ID{s0.self}, []peer.ID{s1.self})
+	testutil.Never(t, time.Second, 50*time.Millisecond, func() string {
+		if _, l := confOf(g0); !slices.Contains(l, id) {
+			return "the leader removed the learner fetching a snapshot a heartbeat after its bond dropped"
+		}
+		return ""
+	})
+	free()
+	n.heal()
+	catchUp(t, g1, last, want)
+}
