@@ -102,7 +102,7 @@ func (n *bondNet) attach(s spec, in inbox) (transport, error) {
 		return nil, fmt.Errorf("groups: attach: invalid heartbeat %v, jitter %v, missed %d", s.Heartbeat, s.HeartbeatJitter, s.MissedHeartbeats)
 	}
 	g := &groupNet{n: n, spec: s, key: bondKey(s.Key), in: in, slots: map[peer.ID]*bond{}, dialing: map[peer.ID]bool{},
-		retry: map[peer.ID]*retry{}, kick: make(chan struct{}, 1), groupAttr: attribute.String("group", s.ID.Short()),
+		retry: map[peer.ID]*retry{}, graced: map[peer.ID]time.Time{}, kick: make(chan struct{}, 1), groupAttr: attribute.String("group", s.ID.Short()),
 		log: n.log.With("group", s.ID.Short()), protectTag: "mosaik-groups-" + s.ID.Short()}
 	g.ctx, g.cancel = context.WithCancel(n.ctx)
 	n.mu.Lock()
@@ -269,8 +269,12 @@ type groupNet struct {
 	slots   map[peer.ID]*bond // bonds up
 	dialing map[peer.ID]bool  // outbound handshakes in flight
 	retry   map[peer.ID]*retry
-	closed  bool
-	once    sync.Once
+	// graced: when this node, the higher ID, found it could bond with a
+	// lower-ID peer (BondParams.DialGrace); cleared when it dials or a
+	// bond forms.
+	graced map[peer.ID]time.Time
+	closed bool
+	once   sync.Once
 }
 
 // Send implements transport.
@@ -367,6 +371,7 @@ func (g *groupNet) install(b *bond) error {
 	}
 	g.slots[b.peer] = b
 	delete(g.retry, b.peer)
+	delete(g.graced, b.peer)
 	g.wg.Add(2)
 	g.mu.Unlock()
 	if old != nil {
@@ -438,6 +443,12 @@ func (g *groupNet) triggerLoop() {
 func (g *groupNet) scan(snap *catalog.Snapshot) time.Duration {
 	now := time.Now()
 	wake := time.Hour
+	eligible := map[peer.ID]bool{} // peers still in their dial grace
+	defer func() {
+		g.mu.Lock()
+		maps.DeleteFunc(g.graced, func(p peer.ID, _ time.Time) bool { return !eligible[p] })
+		g.mu.Unlock()
+	}()
 	for _, b := range g.bonds() {
 		e, ok := snap.Get(b.peer)
 		if !ok {
@@ -469,10 +480,34 @@ func (g *groupNet) scan(snap *catalog.Snapshot) time.Duration {
 			g.mu.Unlock()
 			continue // checked again when its entry changes
 		}
+		if wait := g.graceLeft(p, now); wait > 0 {
+			eligible[p] = true
+			g.mu.Unlock()
+			wake = min(wake, wait)
+			continue
+		}
+		delete(g.graced, p)
 		g.dialing[p] = true
 		g.wg.Add(1)
 		g.mu.Unlock()
 		go g.dial(e)
 	}
 	return wake
+}
+
+// graceLeft returns how much longer this node waits before dialing p
+// (BondParams.DialGrace): 0 when its own stream would win the tie-break,
+// else the rest of the grace from when a scan first found it could bond
+// with p. Under mu.
+func (g *groupNet) graceLeft(p peer.ID, now time.Time) time.Duration {
+	grace := g.n.params.DialGrace
+	if grace <= 0 || wins(g.n.self, p) {
+		return 0
+	}
+	first, ok := g.graced[p]
+	if !ok {
+		first = now
+		g.graced[p] = now
+	}
+	return first.Add(grace).Sub(now)
 }

@@ -1,6 +1,7 @@
 package groups
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -89,5 +90,67 @@ func TestBonds_SimultaneousDialsTieBreak(t *testing.T) {
 		if bad := in.misorders(); len(bad) > 0 {
 			t.Fatalf("inbox order: %v", bad)
 		}
+	}
+}
+
+// lowerHigher returns the two nodes ordered by peer ID.
+func lowerHigher(a, b *bondNode) (lower, higher *bondNode) {
+	if wins(a.h.ID(), b.h.ID()) {
+		return a, b
+	}
+	return b, a
+}
+
+// Two members that may bond at about the same time do not both dial: the
+// higher ID waits its dial grace, the lower ID's stream (the one the
+// tie-break keeps) forms the bond, and nothing is refused or replaced.
+func TestBonds_LowerIDDialsFirst(t *testing.T) {
+	// A grace far longer than a catalog update takes, even under load.
+	grace := withParams(func(p *BondParams) { p.DialGrace = 3 * time.Second })
+	a, b := newBondNode(t, grace), newBondNode(t, grace)
+	meshed(t, a, b)
+	lower, higher := lowerHigher(a, b)
+	for round := range 5 {
+		s := testSpec(fmt.Sprintf("lower-first-%d", round), RoleWriter)
+		gl, _ := lower.attach(t, s)
+		gh, _ := higher.attach(t, s)
+		testutil.Eventually(t, 10*time.Second, func() bool { return len(gl.bonds()) == 1 && len(gh.bonds()) == 1 },
+			"round %d: no bond on both sides", round)
+		if o := gh.bonds()[0].opener; o != lower.h.ID() {
+			t.Fatalf("round %d: the bond was opened by %s, want the lower %s", round, o, lower.h.ID())
+		}
+	}
+	for _, n := range []*bondNode{lower, higher} {
+		st := n.svc.BondStatus()
+		if len(st.Refusals) > 0 || len(st.Ends) > 0 {
+			t.Fatalf("refusals %v, ends %v, want none", st.Refusals, st.Ends)
+		}
+	}
+}
+
+// The higher ID still bonds when the lower one does not dial: once its
+// grace has run.
+func TestBonds_HigherIDDialsAfterItsGrace(t *testing.T) {
+	const grace = 300 * time.Millisecond
+	k1, id1 := newKey(t)
+	k2, id2 := newKey(t)
+	if !wins(id1, id2) {
+		k1, k2 = k2, k1
+	}
+	lower := newBondNode(t, withKey(k1), withManualDials()) // never dials
+	higher := newBondNode(t, withKey(k2), withParams(func(p *BondParams) { p.DialGrace = grace }))
+	meshed(t, lower, higher)
+	s := testSpec("higher-after-grace", RoleWriter)
+	gl, _ := lower.attach(t, s)
+	listedEntry(t, higher, lower.h.ID(), s.ID)
+	start := time.Now()
+	gh, _ := higher.attach(t, s)
+	testutil.Eventually(t, 10*time.Second, func() bool { return len(gl.bonds()) == 1 && len(gh.bonds()) == 1 },
+		"no bond on both sides")
+	if took := time.Since(start); took < grace {
+		t.Fatalf("the higher ID bonded %v after it could, within its grace of %v", took, grace)
+	}
+	if o := gh.bonds()[0].opener; o != higher.h.ID() {
+		t.Fatalf("the bond was opened by %s, want the higher %s", o, higher.h.ID())
 	}
 }

@@ -52,6 +52,13 @@ type BondParams struct {
 	// failure and resets on success.
 	DialBackoff    time.Duration
 	MaxDialBackoff time.Duration
+	// DialGrace is how long the peer with the higher ID waits, once it
+	// may bond with a member of lower ID, before it dials: the stream the
+	// lower ID opens wins the tie-break (PROTOCOL.md §19.4), so its dial
+	// usually comes first and the two do not both dial, one to be refused
+	// (or a formed bond replaced, losing the frames queued on it). The
+	// lower ID dials at once. 0: both dial at once.
+	DialGrace time.Duration
 	// UnknownPeerRetries is how many times a dial refused with UnknownPeer
 	// syncs catalogs with the responder and tries again at once, before
 	// the attempt counts as failed.
@@ -69,6 +76,7 @@ func DefaultBondParams() BondParams {
 		MaxFrameSize:       4 << 20,
 		DialBackoff:        250 * time.Millisecond,
 		MaxDialBackoff:     30 * time.Second,
+		DialGrace:          200 * time.Millisecond,
 		UnknownPeerRetries: 3,
 		CloseTimeout:       time.Second,
 	}
@@ -80,6 +88,7 @@ func TestBondParams() BondParams {
 	p := DefaultBondParams()
 	p.DialBackoff = 50 * time.Millisecond
 	p.MaxDialBackoff = time.Second
+	p.DialGrace = 50 * time.Millisecond
 	p.CloseTimeout = 500 * time.Millisecond
 	return p
 }
@@ -103,6 +112,9 @@ func (p BondParams) Validate() error {
 	}
 	if p.MaxFrameSize < 64<<10 {
 		errs = append(errs, fmt.Errorf("MaxFrameSize must be >= 64 KiB, got %d", p.MaxFrameSize))
+	}
+	if p.DialGrace < 0 {
+		errs = append(errs, fmt.Errorf("DialGrace must be >= 0, got %v", p.DialGrace))
 	}
 	if p.UnknownPeerRetries < 0 {
 		errs = append(errs, fmt.Errorf("UnknownPeerRetries must be >= 0, got %d", p.UnknownPeerRetries))
