@@ -3,7 +3,9 @@ package groups
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"sync"
@@ -30,10 +32,13 @@ type bond struct {
 	since  time.Time
 	first  []byte // the initiator's Proof, written before anything else
 
-	queue chan []byte
-	rearm chan time.Time // ticket expiry (zero: never), latest wins
-	done  chan struct{}  // closed when the bond ends
-	wdone chan struct{}  // closed when the writer returned
+	pieces bool // the stream speaks bonds 1.1.0: large frames go in pieces
+	queue  chan []byte
+	urgent chan []byte    // priority frames (SendPriority, Pong): they may pass queue's
+	asm    assembler      // the reader's frame in pieces
+	rearm  chan time.Time // ticket expiry (zero: never), latest wins
+	done   chan struct{}  // closed when the bond ends
+	wdone  chan struct{}  // closed when the writer returned
 
 	// mu guards the end against Deliver: once ended, the inbox hears
 	// nothing more from this bond.
@@ -53,8 +58,9 @@ type bond struct {
 }
 
 func newBond(g *groupNet, st network.Stream, fr *frameReader, p peer.ID, role Role, opener peer.ID) *bond {
-	b := &bond{g: g, st: st, fr: fr, peer: p, role: role, opener: opener, since: time.Now(),
-		queue: make(chan []byte, g.n.params.SendQueue), rearm: make(chan time.Time, 1),
+	b := &bond{g: g, st: st, fr: fr, peer: p, role: role, opener: opener, since: time.Now(), pieces: st.Protocol() != g.n.proto10,
+		queue: make(chan []byte, g.n.params.SendQueue), urgent: make(chan []byte, g.n.params.SendQueue),
+		asm: assembler{max: g.n.params.MaxFrameSize}, rearm: make(chan time.Time, 1),
 		done: make(chan struct{}), wdone: make(chan struct{})}
 	b.lastRecv.Store(time.Now().UnixNano())
 	return b
@@ -111,7 +117,13 @@ func (b *bond) recheck(e *catalog.SignedEntry) {
 
 // enqueue queues a framed frame of kind, through the fault hook. It never
 // blocks: a full queue drops the frame and returns false.
-func (b *bond) enqueue(kind byte, f []byte) bool {
+func (b *bond) enqueue(kind byte, f []byte) bool { return b.enqueueOn(b.queue, kind, f) }
+
+// enqueuePriority is enqueue for a small frame that may be written before
+// frames queued earlier, between the pieces of a large one.
+func (b *bond) enqueuePriority(kind byte, f []byte) bool { return b.enqueueOn(b.urgent, kind, f) }
+
+func (b *bond) enqueueOn(q chan []byte, kind byte, f []byte) bool {
 	g := b.g
 	if hook := g.n.fault; hook != nil {
 		switch ft := hook(g.n.self, b.peer, g.spec.ID, kind); ft.Action {
@@ -127,22 +139,22 @@ func (b *bond) enqueue(kind byte, f []byte) bool {
 			g.mu.Unlock()
 			time.AfterFunc(ft.Delay, func() {
 				defer g.wg.Done()
-				b.push(f)
+				b.push(q, f)
 			})
 			return true
 		}
 	}
-	return b.push(f)
+	return b.push(q, f)
 }
 
-func (b *bond) push(f []byte) bool {
+func (b *bond) push(q chan []byte, f []byte) bool {
 	select {
 	case <-b.done:
 		return false
 	default:
 	}
 	select {
-	case b.queue <- f:
+	case q <- f:
 		return true
 	default:
 		b.dropped.Add(1)
@@ -220,6 +232,15 @@ func (b *bond) readLoop() {
 		b.bytesRecv.Add(uint64(len(body) + 2))
 		b.g.n.m.framesRecv.Add(context.Background(), 1, b.g.n.m.attrs(b.g))
 		b.g.n.m.bytesReceived.Add(context.Background(), int64(len(body)+2), b.g.n.m.attrs(b.g))
+		if typ == framePieceFirst || typ == framePiece {
+			if typ, body, err = b.piece(typ, body); err != nil {
+				b.end(CodeProtocolViolation, err.Error(), false)
+				continue
+			}
+			if body == nil {
+				continue // more pieces to come
+			}
+		}
 		if cerr := b.handle(typ, body); cerr != nil {
 			b.end(cerr.Code, cerr.Reason, cerr.Remote)
 		}
@@ -239,6 +260,26 @@ func (b *bond) readLoop() {
 	} else {
 		_ = b.st.Reset()
 	}
+}
+
+// piece takes one piece frame. Once the frame's last piece came it returns
+// the frame; before, a nil body. A frame in pieces is neither a piece nor
+// a handshake frame.
+func (b *bond) piece(typ byte, body []byte) (byte, []byte, error) {
+	f, err := b.asm.add(typ, body)
+	if err != nil || f == nil {
+		return 0, nil, err
+	}
+	if typ, body, err = splitFrame(f); err != nil {
+		return 0, nil, err
+	}
+	if typ == framePieceFirst || typ == framePiece {
+		return 0, nil, fmt.Errorf("%w: a piece frame in pieces", errProtocol)
+	}
+	if body == nil {
+		body = []byte{}
+	}
+	return typ, body, nil
 }
 
 // handle acts on one frame; a non-nil result ends the bond.
@@ -345,22 +386,53 @@ func (b *bond) writeLoop() {
 	defer exp.Stop()
 	missed := 0
 	var wbuf []byte // reused batch buffer
+	// urgentFirst writes the priority frames queued now; false when a
+	// write failed or the bond ended.
+	urgentFirst := func() bool {
+		for {
+			select {
+			case <-b.done:
+				return false
+			case f := <-b.urgent:
+				if !write(f, 1) {
+					return false
+				}
+			default:
+				return true
+			}
+		}
+	}
 	for {
+		if !urgentFirst() {
+			b.finish()
+			return
+		}
 		select {
 		case <-b.done:
 			b.finish()
 			return
+		case f := <-b.urgent:
+			write(f, 1)
 		case f := <-b.queue:
 			// Frames queued behind f go out in the same Write: one
 			// stream write (and one yamux frame, one syscall) per burst
-			// instead of one per raft message.
+			// instead of one per raft message. A large frame goes alone,
+			// in pieces.
 			frames := 1
-			if len(b.queue) > 0 {
+			var large []byte
+			switch {
+			case b.pieces && needsPieces(f):
+				large, f = f, nil
+			case len(b.queue) > 0:
 				batch := append(wbuf[:0], f...)
 			gather:
 				for len(batch) < writeBatchBytes {
 					select {
 					case more := <-b.queue:
+						if b.pieces && needsPieces(more) {
+							large = more
+							break gather
+						}
 						batch = append(batch, more...)
 						frames++
 					default:
@@ -372,7 +444,12 @@ func (b *bond) writeLoop() {
 				}
 				f = batch
 			}
-			write(f, frames)
+			if f != nil && !write(f, frames) {
+				continue
+			}
+			if large != nil {
+				b.writePieces(large, write, urgentFirst)
+			}
 		case t := <-b.rearm:
 			exp.Stop()
 			if !t.IsZero() {
@@ -405,6 +482,30 @@ func (b *bond) writeLoop() {
 				}
 				write(encodeFrame(framePing, nil), 1)
 			}
+		}
+	}
+}
+
+// needsPieces reports whether the framed frame f is larger than a piece.
+func needsPieces(f []byte) bool {
+	n, k := binary.Uvarint(f)
+	return k > 0 && n > pieceSize
+}
+
+// writePieces writes the large framed frame f in pieces, with the
+// priority frames queued meanwhile between them (urgentFirst), until a
+// write fails or the bond ends.
+func (b *bond) writePieces(f []byte, write func([]byte, int) bool, urgentFirst func() bool) {
+	ps := appendPieces(nil, f)
+	for len(ps) > 0 {
+		n, k := binary.Uvarint(ps)
+		end := k + int(n)
+		if !write(ps[:end], 1) {
+			return
+		}
+		ps = ps[end:]
+		if len(ps) > 0 && !urgentFirst() {
+			return
 		}
 	}
 }

@@ -44,8 +44,8 @@ func FuzzBondHandshake(f *testing.F) {
 }
 
 // FuzzBondFrames feeds an arbitrary byte stream to the bond frame parser
-// (the shared framer with the bond's cap, the type byte, and each frame
-// kind's decoder). It must never panic, never return a frame above the
+// (the shared framer with the bond's cap, the type byte, frames rebuilt
+// from pieces, and each frame kind's decoder). It must never panic, never return a frame above the
 // cap, and only types the protocol defines.
 func FuzzBondFrames(f *testing.F) {
 	var stream []byte
@@ -54,16 +54,31 @@ func FuzzBondFrames(f *testing.F) {
 	stream = append(stream, encodeMsg(frameEntry, &pb.BondEntry{Entry: []byte("x")})...)
 	stream = append(stream, encodeClose(CodeCancelled, "bye")...)
 	f.Add(stream)
+	// A core frame of 5 bytes in two pieces, a Ping between them.
+	var pieces []byte
+	pieces = append(pieces, encodeFrame(framePieceFirst, []byte{5, firstCoreFrame, 'a'})...)
+	pieces = append(pieces, encodeFrame(framePing, nil)...)
+	pieces = append(pieces, encodeFrame(framePiece, []byte("bcd"))...)
+	f.Add(pieces)
 	f.Add([]byte{0})
 	f.Add(binary.AppendUvarint(nil, 1<<30))
 	f.Add([]byte{0x02, 0x15, 0x00})
 	const max = 64 << 10
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fr := newFrameReader(bytes.NewReader(data), max)
+		b := &bond{asm: assembler{max: max}}
 		for {
 			typ, body, err := fr.next()
 			if err != nil {
 				return // a clean end, a truncated frame or a protocol violation
+			}
+			if typ == framePieceFirst || typ == framePiece {
+				if typ, body, err = b.piece(typ, body); err != nil {
+					return // a protocol violation ends the bond
+				}
+				if body == nil {
+					continue
+				}
 			}
 			if len(body)+1 > max {
 				t.Fatalf("frame of %d bytes above the cap", len(body)+1)

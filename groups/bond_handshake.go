@@ -70,7 +70,7 @@ func (g *groupNet) initiate(e *catalog.SignedEntry) (err error) {
 	if err := dialer.Connect(ctx, n.h, e.Entry.AddrInfo()); err != nil {
 		return fmt.Errorf("groups: connect to %s: %w", p, err)
 	}
-	st, err := n.h.NewStream(ctx, p, n.proto)
+	st, err := n.h.NewStream(ctx, p, n.proto, n.proto10)
 	if err != nil {
 		return fmt.Errorf("groups: open bond stream to %s: %w", p, err)
 	}

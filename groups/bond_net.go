@@ -27,7 +27,8 @@ type bondNet struct {
 	d       Discovery
 	network catalog.NetworkID
 	self    peer.ID
-	proto   protocol.ID
+	proto   protocol.ID // bonds 1.1.0
+	proto10 protocol.ID // bonds 1.0.0: still served and dialed; no pieces
 	params  BondParams
 	log     *slog.Logger
 	fault   FaultHook
@@ -51,19 +52,23 @@ func newBondNet(h host.Host, d Discovery, p BondParams, log *slog.Logger, mp met
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	n := &bondNet{h: h, d: d, network: d.Network(), self: h.ID(), proto: ProtocolID(d.Network()), params: p,
+	n := &bondNet{h: h, d: d, network: d.Network(), self: h.ID(), proto: ProtocolID(d.Network()),
+		proto10: protocol.ID(ProtocolPrefix10 + "/" + d.Network().String()), params: p,
 		log: log, fault: fault, groups: map[catalog.ID]*groupNet{}}
 	m, err := newBondMetrics(mp, n)
 	if err != nil {
 		return nil, fmt.Errorf("groups: metrics: %w", err)
 	}
 	n.m = m
-	if slices.Contains(h.Mux().Protocols(), n.proto) {
-		_ = m.reg.Unregister()
-		return nil, fmt.Errorf("groups: %s is already handled on host %s", n.proto, h.ID())
+	for _, id := range []protocol.ID{n.proto, n.proto10} {
+		if slices.Contains(h.Mux().Protocols(), id) {
+			_ = m.reg.Unregister()
+			return nil, fmt.Errorf("groups: %s is already handled on host %s", id, h.ID())
+		}
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	h.SetStreamHandler(n.proto, n.handle)
+	h.SetStreamHandler(n.proto10, n.handle)
 	n.wg.Add(1)
 	go n.watchLocal()
 	return n, nil
@@ -74,6 +79,7 @@ func newBondNet(h host.Host, d Discovery, p BondParams, log *slog.Logger, mp met
 func (n *bondNet) close() error {
 	n.once.Do(func() {
 		n.h.RemoveStreamHandler(n.proto)
+		n.h.RemoveStreamHandler(n.proto10)
 		n.h.RemoveStreamHandler(SnapshotProtocolID(n.network))
 		n.h.RemoveStreamHandler(SnapshotPipelineProtocolID(n.network))
 		n.mu.Lock()
@@ -279,16 +285,24 @@ type groupNet struct {
 
 // Send implements transport.
 func (g *groupNet) Send(to peer.ID, kind byte, body []byte) bool {
+	b := g.bondFor(to, kind)
+	return b != nil && b.enqueue(kind, encodeFrame(kind, body))
+}
+
+// SendPriority implements transport.
+func (g *groupNet) SendPriority(to peer.ID, kind byte, body []byte) bool {
+	b := g.bondFor(to, kind)
+	return b != nil && b.enqueuePriority(kind, encodeFrame(kind, body))
+}
+
+// bondFor returns the bond to carry a core frame of kind to p, if any.
+func (g *groupNet) bondFor(p peer.ID, kind byte) *bond {
 	if kind < firstCoreFrame || kind > lastCoreFrame {
-		return false
+		return nil
 	}
 	g.mu.Lock()
-	b := g.slots[to]
-	g.mu.Unlock()
-	if b == nil {
-		return false
-	}
-	return b.enqueue(kind, encodeFrame(kind, body))
+	defer g.mu.Unlock()
+	return g.slots[p]
 }
 
 // Close implements transport: departures, bonds closed, the group removed

@@ -19,8 +19,14 @@ import (
 
 // ProtocolPrefix is the bond protocol without its network part; the full ID
 // is ProtocolPrefix + "/" + the network's 64 hex digits, so nodes of other
-// networks fail protocol negotiation.
-const ProtocolPrefix = "/mosaik/groups/1.0.0"
+// networks fail protocol negotiation. Version 1.1.0 added the piece frames
+// (PROTOCOL.md §19.7).
+const ProtocolPrefix = "/mosaik/groups/1.1.0"
+
+// ProtocolPrefix10 is bonds 1.0.0, without pieces: still served, and
+// dialed when a peer does not speak 1.1.0. A bond over it writes every
+// frame whole.
+const ProtocolPrefix10 = "/mosaik/groups/1.0.0"
 
 // ProtocolID returns the bond protocol of a network.
 func ProtocolID(nw catalog.NetworkID) protocol.ID {
@@ -39,7 +45,21 @@ const (
 	frameDeparture byte = 0x07
 	frameEntry     byte = 0x08 // PeerEntryUpdate: the sender's sealed entry
 	frameFormed    byte = 0x09 // BondFormed: a sealed entry of a new co-member
+	// framePieceFirst and framePiece carry a frame larger than pieceSize in
+	// pieces (bonds 1.1.0): the first says how long the whole frame is
+	// (uvarint) and holds its first bytes, the others hold the rest, in
+	// order. Whole frames may come between the pieces of one frame; the
+	// pieces of two frames never interleave.
+	framePieceFirst byte = 0x0a
+	framePiece      byte = 0x0b
 )
+
+// pieceSize is the most frame bytes one piece carries. A frame larger than
+// this goes in pieces, so that raft's heartbeats and votes, queued with
+// priority, are written between them: a large append then delays them by
+// one piece's write, not by the whole frame's, and the peer's silence
+// checks see pieces arrive.
+const pieceSize = 64 << 10
 
 const (
 	// maxHandshakeFrame caps Hello, Welcome, Proof and Close frames.
@@ -79,7 +99,7 @@ func splitFrame(b []byte) (byte, []byte, error) {
 		return 0, nil, fmt.Errorf("%w: empty frame", errProtocol)
 	}
 	t := b[0]
-	if t == 0 || (t > frameFormed && t < firstCoreFrame) || t > lastCoreFrame {
+	if t == 0 || (t > framePiece && t < firstCoreFrame) || t > lastCoreFrame {
 		return 0, nil, fmt.Errorf("%w: unknown frame type %#x", errProtocol, t)
 	}
 	return t, b[1:], nil
@@ -91,6 +111,67 @@ func encodeFrame(typ byte, body []byte) []byte {
 	out = binary.AppendUvarint(out, uint64(1+len(body)))
 	out = append(out, typ)
 	return append(out, body...)
+}
+
+// appendPieces appends to dst the piece frames that carry the framed frame
+// f (as encodeFrame returns it) and returns dst.
+func appendPieces(dst, f []byte) []byte {
+	n, k := binary.Uvarint(f)
+	inner := f[k:]
+	if k <= 0 || uint64(len(inner)) != n {
+		panic("groups: appendPieces of a malformed frame")
+	}
+	var first []byte
+	first = binary.AppendUvarint(first, n)
+	for off := 0; off < len(inner); {
+		end := min(off+pieceSize, len(inner))
+		typ, head := framePiece, []byte(nil)
+		if off == 0 {
+			typ, head = framePieceFirst, first
+		}
+		dst = binary.AppendUvarint(dst, uint64(1+len(head)+end-off))
+		dst = append(append(append(dst, typ), head...), inner[off:end]...)
+		off = end
+	}
+	return dst
+}
+
+// assembler rebuilds a frame sent in pieces, within a cap on its length.
+type assembler struct {
+	max  int
+	want int    // the whole frame's length; 0: no frame under way
+	buf  []byte // the bytes so far
+}
+
+// add takes one piece frame. It returns the whole frame (type and body,
+// as splitFrame parses) once its last piece came, and an error for a
+// piece out of place, a length over the cap or a piece past the length.
+func (a *assembler) add(typ byte, body []byte) ([]byte, error) {
+	switch {
+	case typ == framePieceFirst && a.want != 0:
+		return nil, fmt.Errorf("%w: a frame's first piece before the last one's end", errProtocol)
+	case typ == framePiece && a.want == 0:
+		return nil, fmt.Errorf("%w: a piece of no frame", errProtocol)
+	case typ == framePieceFirst:
+		n, k := binary.Uvarint(body)
+		if k <= 0 || n == 0 || n > uint64(a.max) {
+			return nil, fmt.Errorf("%w: a frame in pieces of length %d (cap %d)", errProtocol, n, a.max)
+		}
+		a.want, a.buf, body = int(n), make([]byte, 0, n), body[k:]
+	}
+	if len(body) == 0 {
+		return nil, fmt.Errorf("%w: an empty piece", errProtocol)
+	}
+	if len(a.buf)+len(body) > a.want {
+		return nil, fmt.Errorf("%w: pieces past their frame's length of %d", errProtocol, a.want)
+	}
+	a.buf = append(a.buf, body...)
+	if len(a.buf) < a.want {
+		return nil, nil
+	}
+	f := a.buf
+	a.want, a.buf = 0, nil
+	return f, nil
 }
 
 func encodeMsg(typ byte, m proto.Message) []byte {

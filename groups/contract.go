@@ -90,6 +90,12 @@ type transport interface {
 	// or its queue is full: the frame was dropped (and counted), and for
 	// raft messages the core reports the peer unreachable.
 	Send(to peer.ID, kind byte, body []byte) bool
+	// SendPriority is Send for a small frame whose order with respect to
+	// the frames sent before it does not matter: it is written before
+	// them, and between the pieces of a large frame being written, so
+	// that raft's heartbeats and votes do not wait behind a large append.
+	// Frames sent with SendPriority keep their order among themselves.
+	SendPriority(to peer.ID, kind byte, body []byte) bool
 	// Close withdraws this node from the group: departures are sent, bonds
 	// closed and the group removed from the local catalog entry. The inbox
 	// gets no calls after Close returns.

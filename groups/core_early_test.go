@@ -3,6 +3,7 @@ package groups
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -18,6 +19,12 @@ import (
 type orderLog struct{ events []string }
 
 type orderTransport struct{ log *orderLog }
+
+// SendPriority records as Send does: the order of the core's sends is
+// what the tests check.
+func (t orderTransport) SendPriority(p peer.ID, kind byte, body []byte) bool {
+	return t.Send(p, kind, body)
+}
 
 func (t orderTransport) Send(_ peer.ID, kind byte, body []byte) bool {
 	var env pb.CoreRaft
@@ -99,5 +106,88 @@ func TestCore_LeaderSendsAppendsBeforeSaving(t *testing.T) {
 				t.Fatalf("saved %+v after saving term %d vote %d", c.saved, term, vote)
 			}
 		})
+	}
+}
+
+// prioTransport records each raft message the core sends and whether it
+// went with priority.
+type prioTransport struct{ sent *[]string }
+
+func (t prioTransport) record(prio bool, kind byte, body []byte) bool {
+	var env pb.CoreRaft
+	var m raftpb.Message
+	if kind == kindRaft && proto.Unmarshal(body, &env) == nil && proto.Unmarshal(env.GetMessage(), &m) == nil {
+		*t.sent = append(*t.sent, fmt.Sprintf("%s priority=%v", m.GetType(), prio))
+	}
+	return true
+}
+func (t prioTransport) Send(_ peer.ID, kind byte, body []byte) bool {
+	return t.record(false, kind, body)
+}
+func (t prioTransport) SendPriority(_ peer.ID, kind byte, body []byte) bool {
+	return t.record(true, kind, body)
+}
+func (prioTransport) Close() error { return nil }
+
+// Appends keep their order; a heartbeat passes them only to a follower
+// raft replicates to in its pipelined state: a probed follower's response
+// would have the leader send its append again while the first is still
+// on the way.
+func TestCore_HeartbeatsPassAppendsOnlyToReplicatingFollowers(t *testing.T) {
+	c := handCore(t, "a")
+	for i := 0; i < c.p.ticks(c.p.BootstrapDelay) && c.state != raft.StateLeader; i++ {
+		c.onTick()
+		c.step(t)
+	}
+	if c.state != raft.StateLeader {
+		t.Fatal("no leader")
+	}
+	b := raftID("b")
+	c.byRaft[b] = "b"
+	c.peers["b"] = &peerState{id: b, up: true}
+	var sent, all []string
+	c.tr = prioTransport{&sent}
+	c.changeConf(raftpb.ConfChangeType_ConfChangeAddLearnerNode, b)
+	for range 3 {
+		c.step(t)
+	}
+	if !slices.Contains(c.conf.GetLearners(), b) {
+		t.Fatalf("b is not a learner: %v", c.conf.GetLearners())
+	}
+	all = append(all, sent...)
+	heartbeat := func() string {
+		t.Helper()
+		sent = nil
+		for range c.p.ticks(c.p.Heartbeat) + 1 {
+			c.onTick()
+			c.step(t)
+		}
+		all = append(all, sent...)
+		for _, s := range sent {
+			if strings.HasPrefix(s, "MsgHeartbeat ") {
+				return s
+			}
+		}
+		t.Fatalf("no heartbeat in %v", sent)
+		return ""
+	}
+	if got := heartbeat(); got != "MsgHeartbeat priority=false" {
+		t.Fatalf("to a probed follower: %s", got)
+	}
+	_, li := c.lastPos()
+	hs := c.rn.BasicStatus().HardState
+	if err := c.rn.Step(&raftpb.Message{Type: raftpb.MessageType_MsgAppResp.Enum(), From: new(b), To: new(c.selfID),
+		Term: new(hs.GetTerm()), Index: new(li)}); err != nil {
+		t.Fatal(err)
+	}
+	c.step(t)
+	if !c.replicating(b) {
+		t.Fatal("b is not replicating after acknowledging the log")
+	}
+	if got := heartbeat(); got != "MsgHeartbeat priority=true" {
+		t.Fatalf("to a replicating follower: %s", got)
+	}
+	if !slices.Contains(all, "MsgApp priority=false") || slices.Contains(all, "MsgApp priority=true") {
+		t.Fatalf("appends: %v", all)
 	}
 }

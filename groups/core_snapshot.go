@@ -120,7 +120,24 @@ func (c *groupCore) sendRaft(m *raftpb.Message) {
 		data, err := proto.Marshal(m)
 		if err == nil {
 			body, _ := proto.Marshal(&pb.CoreRaft{Epoch: c.epoch, Message: data})
-			sent = c.tr.Send(p, kindRaft, body)
+			switch t := m.GetType(); {
+			case t == raftpb.MessageType_MsgApp, t == raftpb.MessageType_MsgSnap, t == raftpb.MessageType_MsgProp,
+				t == raftpb.MessageType_MsgHeartbeat && !c.replicating(to):
+				// A follower that raft probes (one append at a time) answers
+				// a heartbeat with a response that makes the leader send
+				// its next append again: a heartbeat that passed a large
+				// append in flight would have it sent again and again.
+				sent = c.tr.Send(p, kindRaft, body)
+			default:
+				// Everything that carries no entries may pass
+				// the frames queued before it, as etcd's transport sends
+				// them on a stream apart from its appends: a heartbeat
+				// carries a commit index the peer acknowledged, votes and
+				// responses need no order with appends. A large append
+				// then does not starve the heartbeats behind it (which
+				// let CheckQuorum depose the leader while it is written).
+				sent = c.tr.SendPriority(p, kindRaft, body)
+			}
 		}
 	}
 	if !sent {
@@ -163,6 +180,19 @@ func (c *groupCore) sendSnap(p peer.ID, m *raftpb.Message) bool {
 	c.snap.sent[m.GetTo()] = c.now
 	c.log.Debug("sent a snapshot descriptor", "to", p, "index", orig.GetMetadata().GetIndex(), "bytes", len(orig.GetData()))
 	return true
+}
+
+// replicating reports whether raft replicates to follower id in its
+// pipelined state, where a heartbeat's response never has an append sent
+// again.
+func (c *groupCore) replicating(id uint64) bool {
+	ok := false
+	c.rn.WithProgress(func(pid uint64, _ raft.ProgressType, pr tracker.Progress) {
+		if pid == id {
+			ok = pr.State == tracker.StateReplicate
+		}
+	})
+	return ok
 }
 
 // checkSnapSends runs on the leader's ticks: a follower whose snapshot is

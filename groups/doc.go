@@ -36,6 +36,9 @@
 // it. One call's encoded commands must fit in a bond frame
 // (Group.MaxBatchBytes: BondParams.MaxFrameSize, 4 MiB, less a little
 // framing); a larger call fails with ErrTooLarge before anything is sent.
+// A bond writes a frame over 64 KiB in pieces, with raft's heartbeats and
+// votes between them, so that a large entry on a slow link does not hold
+// them back until the leader is deposed (PROTOCOL.md §19.7).
 //
 // # Caller's duties
 //

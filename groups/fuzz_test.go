@@ -13,8 +13,9 @@ import (
 
 type nullTransport struct{}
 
-func (nullTransport) Send(peer.ID, byte, []byte) bool { return true }
-func (nullTransport) Close() error                    { return nil }
+func (nullTransport) Send(peer.ID, byte, []byte) bool         { return true }
+func (nullTransport) SendPriority(peer.ID, byte, []byte) bool { return true }
+func (nullTransport) Close() error                            { return nil }
 
 // FuzzCoreFrame feeds arbitrary core frames from a bonded member into a
 // bootstrapped core, driven by hand (no goroutine): no input may panic the

@@ -198,6 +198,12 @@ func (nd *memNode) close() error {
 	return nil
 }
 
+// SendPriority implements transport: memnet frames are not written in
+// pieces, so it is Send.
+func (m *memMember) SendPriority(to peer.ID, kind byte, body []byte) bool {
+	return m.Send(to, kind, body)
+}
+
 func (m *memMember) Send(to peer.ID, kind byte, body []byte) bool {
 	n := m.node.net
 	n.mu.Lock()
