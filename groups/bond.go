@@ -34,7 +34,7 @@ type bond struct {
 
 	pieces bool // the stream speaks bonds 1.1.0: large frames go in pieces
 	queue  chan []byte
-	urgent chan []byte    // priority frames (SendPriority, Pong): they may pass queue's
+	urgent chan []byte    // priority frames (SendPriority): they may pass queue's
 	asm    assembler      // the reader's frame in pieces
 	rearm  chan time.Time // ticket expiry (zero: never), latest wins
 	done   chan struct{}  // closed when the bond ends
@@ -50,6 +50,7 @@ type bond struct {
 
 	lastRecv                      atomic.Int64 // unix ns
 	framesSent, framesRecv        atomic.Uint64
+	piecesRecv                    atomic.Uint64 // piece frames among framesRecv
 	bytesSent, bytesRecv, dropped atomic.Uint64
 
 	entryMu sync.Mutex
@@ -233,6 +234,11 @@ func (b *bond) readLoop() {
 		b.g.n.m.framesRecv.Add(context.Background(), 1, b.g.n.m.attrs(b.g))
 		b.g.n.m.bytesReceived.Add(context.Background(), int64(len(body)+2), b.g.n.m.attrs(b.g))
 		if typ == framePieceFirst || typ == framePiece {
+			b.piecesRecv.Add(1)
+			if !b.pieces {
+				b.end(CodeProtocolViolation, "a piece on a bonds 1.0.0 stream", false)
+				continue
+			}
 			if typ, body, err = b.piece(typ, body); err != nil {
 				b.end(CodeProtocolViolation, err.Error(), false)
 				continue
@@ -545,7 +551,7 @@ func (b *bond) info() BondInfo {
 	return BondInfo{Peer: b.peer, Role: b.role, Initiator: b.outbound(), Since: b.since,
 		FramesSent: b.framesSent.Load(), FramesReceived: b.framesRecv.Load(),
 		BytesSent: b.bytesSent.Load(), BytesReceived: b.bytesRecv.Load(),
-		Dropped: b.dropped.Load(), Queued: len(b.queue)}
+		Dropped: b.dropped.Load(), Queued: len(b.queue) + len(b.urgent)}
 }
 
 func entryMsg(e *catalog.SignedEntry) *pb.BondEntry { return &pb.BondEntry{Entry: e.Bytes()} }

@@ -53,7 +53,7 @@ func newBondNet(h host.Host, d Discovery, p BondParams, log *slog.Logger, mp met
 		return nil, err
 	}
 	n := &bondNet{h: h, d: d, network: d.Network(), self: h.ID(), proto: ProtocolID(d.Network()),
-		proto10: protocol.ID(ProtocolPrefix10 + "/" + d.Network().String()), params: p,
+		proto10: ProtocolID10(d.Network()), params: p,
 		log: log, fault: fault, groups: map[catalog.ID]*groupNet{}}
 	m, err := newBondMetrics(mp, n)
 	if err != nil {

@@ -33,6 +33,12 @@ func ProtocolID(nw catalog.NetworkID) protocol.ID {
 	return protocol.ID(ProtocolPrefix + "/" + nw.String())
 }
 
+// ProtocolID10 returns the network's bond protocol 1.0.0 (ProtocolPrefix10),
+// still served: a host that limits streams per protocol limits both.
+func ProtocolID10(nw catalog.NetworkID) protocol.ID {
+	return protocol.ID(ProtocolPrefix10 + "/" + nw.String())
+}
+
 // Frame types of the bond layer (0x01–0x1f). Core frames (0x20–0x3f) are
 // carried opaquely.
 const (
@@ -54,12 +60,13 @@ const (
 	framePiece      byte = 0x0b
 )
 
-// pieceSize is the most frame bytes one piece carries. A frame larger than
-// this goes in pieces, so that raft's heartbeats and votes, queued with
+// pieceSize is the most frame bytes one piece carries: 64 KiB less 16, so
+// that a piece with its header fits the smallest frame cap (64 KiB). A
+// frame larger than this goes in pieces, so that raft's heartbeats and votes, queued with
 // priority, are written between them: a large append then delays them by
 // one piece's write, not by the whole frame's, and the peer's silence
 // checks see pieces arrive.
-const pieceSize = 64 << 10
+const pieceSize = 64<<10 - 16
 
 const (
 	// maxHandshakeFrame caps Hello, Welcome, Proof and Close frames.
@@ -157,7 +164,9 @@ func (a *assembler) add(typ byte, body []byte) ([]byte, error) {
 		if k <= 0 || n == 0 || n > uint64(a.max) {
 			return nil, fmt.Errorf("%w: a frame in pieces of length %d (cap %d)", errProtocol, n, a.max)
 		}
-		a.want, a.buf, body = int(n), make([]byte, 0, n), body[k:]
+		// The buffer grows with the bytes that arrive, not with the
+		// length a peer claims (the shared framer's rule).
+		a.want, a.buf, body = int(n), make([]byte, 0, min(int(n), pieceSize)), body[k:]
 	}
 	if len(body) == 0 {
 		return nil, fmt.Errorf("%w: an empty piece", errProtocol)

@@ -57,7 +57,9 @@ type BondParams struct {
 	// lower ID opens wins the tie-break (PROTOCOL.md §19.4), so its dial
 	// usually comes first and the two do not both dial, one to be refused
 	// (or a formed bond replaced, losing the frames queued on it). The
-	// lower ID dials at once. 0: both dial at once.
+	// lower ID dials at once. The grace starts again when a backoff ends
+	// (the lower ID's runs out at about the same time). 0: both dial at
+	// once.
 	DialGrace time.Duration
 	// UnknownPeerRetries is how many times a dial refused with UnknownPeer
 	// syncs catalogs with the responder and tries again at once, before
@@ -273,7 +275,7 @@ type BondInfo struct {
 	FramesSent, FramesReceived uint64
 	BytesSent, BytesReceived   uint64
 	Dropped                    uint64 // frames dropped on a full queue
-	Queued                     int    // frames waiting now
+	Queued                     int    // frames waiting now (both queues)
 }
 
 // BondStatus returns a snapshot of the bond layer (empty for a service

@@ -140,8 +140,10 @@ func resourceLimits(nw catalog.NetworkID, p discovery.Params) rcmgr.ScalingLimit
 	streamsPeer.StreamsInbound, streamsPeer.StreamsOutbound, streamsPeer.Streams = 256, 256, 512
 	limits.AddProtocolPeerLimit(streams.ProtocolID, streamsPeer, limits.ProtocolPeerLimitIncrease)
 
-	limits.AddProtocolLimit(groups.ProtocolID(nw), streamsAll, streamsInc)
-	limits.AddProtocolPeerLimit(groups.ProtocolID(nw), streamsPeer, limits.ProtocolPeerLimitIncrease)
+	for _, id := range []protocol.ID{groups.ProtocolID(nw), groups.ProtocolID10(nw)} {
+		limits.AddProtocolLimit(id, streamsAll, streamsInc)
+		limits.AddProtocolPeerLimit(id, streamsPeer, limits.ProtocolPeerLimitIncrease)
+	}
 	for _, id := range []protocol.ID{groups.SnapshotProtocolID(nw), groups.SnapshotPipelineProtocolID(nw)} {
 		addStreamLimits(&limits, id, [2]int{256, 256}, [2]int{64, 64})
 	}

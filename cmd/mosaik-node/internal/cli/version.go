@@ -38,6 +38,7 @@ func protocolVersions() [][2]string {
 		{"dht", kad},
 		{"streams", string(streams.ProtocolID)},
 		{"groups", string(groups.ProtocolPrefix) + networkSuffix},
+		{"groups (without pieces, still served)", string(groups.ProtocolPrefix10) + networkSuffix},
 		{"groups snapshot (pipelined)", string(groups.SnapshotPipelineProtocolPrefix) + networkSuffix},
 		{"groups snapshot (one chunk a stream, still served)", string(groups.SnapshotProtocolPrefix) + networkSuffix},
 	}
