@@ -341,16 +341,7 @@ func TestMembers_LearnerHoldingTheLogSurvivesALeaderChange(t *testing.T) {
 func TestMembers_LearnerFetchingASnapshotSurvivesABondDrop(t *testing.T) {
 	n := newMemNet()
 	p := leaveParams() // RemoveAfter 30 s
-	s0 := n.service(t, "0", false)
-	g0 := joinBulkParams(t, s0, p)
-	if err := g0.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	last := fillBulk(t, g0, 230, 4<<10) // ~920 KiB: 4 chunks of 256 KiB
-	want := bulkOf(t, g0)
-	if f := firstIndex(g0); f <= 1 {
-		t.Fatalf("leader did not compact (first index %d)", f)
-	}
+	s0, g0, last, want := compactedLeader(t, n, p)
 	// The learner's chunk requests wait until released: its transfer is
 	// under way, not finished, while the bond drops.
 	release := make(chan struct{})

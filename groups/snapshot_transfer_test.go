@@ -119,22 +119,32 @@ func catchUp(t testing.TB, g *bulkGroup, last uint64, want bulkState) {
 	}
 }
 
+// compactedLeader starts node "0" on n, leading the bulk group under p
+// with ~920 KiB of state (4 chunks of 256 KiB) and a compacted log, so a
+// joiner needs a snapshot. It returns the service, the group, the last
+// index and the state.
+func compactedLeader(t testing.TB, n *memNet, p Params) (*Service, *bulkGroup, uint64, bulkState) {
+	t.Helper()
+	s0 := n.service(t, "0", false)
+	g0 := joinBulkParams(t, s0, p)
+	if err := g0.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	last := fillBulk(t, g0, 230, 4<<10)
+	want := bulkOf(t, g0)
+	if f := firstIndex(g0); f <= 1 {
+		t.Fatalf("leader did not compact (first index %d)", f)
+	}
+	return s0, g0, last, want
+}
+
 // A late joiner past the compaction window fetches the snapshot in chunks
 // (the leader sends only a descriptor), and the next joiner fetches its
 // snapshot from that member, which took the same snapshot when the
 // joiner was added, while the leader refuses to serve it.
 func TestSnapshotTransfer_FromNonLeaderHolder(t *testing.T) {
 	n := newMemNet()
-	s0 := n.service(t, "0", false)
-	g0 := joinBulk(t, s0)
-	if err := g0.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	last := fillBulk(t, g0, 230, 4<<10) // ~920 KiB: 4 chunks of 256 KiB
-	want := bulkOf(t, g0)
-	if f := firstIndex(g0); f <= 1 {
-		t.Fatalf("leader did not compact (first index %d)", f)
-	}
+	s0, g0, last, want := compactedLeader(t, n, TestParams())
 
 	s1 := n.service(t, "1", false)
 	g1 := joinBulk(t, s1)
@@ -169,13 +179,7 @@ func TestSnapshotTransfer_FromNonLeaderHolder(t *testing.T) {
 // the next holder (the leader) and the snapshot completes.
 func TestSnapshotTransfer_HolderDiesMidTransfer(t *testing.T) {
 	n := newMemNet()
-	s0 := n.service(t, "0", false)
-	g0 := joinBulk(t, s0)
-	if err := g0.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	last := fillBulk(t, g0, 230, 4<<10)
-	want := bulkOf(t, g0)
+	s0, _, last, want := compactedLeader(t, n, TestParams())
 	s1 := n.service(t, "1", false)
 	g1 := joinBulk(t, s1)
 	catchUp(t, g1, last, want)
