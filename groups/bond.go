@@ -233,6 +233,7 @@ func (b *bond) readLoop() {
 		b.bytesRecv.Add(uint64(len(body) + 2))
 		b.g.n.m.framesRecv.Add(context.Background(), 1, b.g.n.m.attrs(b.g))
 		b.g.n.m.bytesReceived.Add(context.Background(), int64(len(body)+2), b.g.n.m.attrs(b.g))
+		owned := false // body is the reader's buffer, valid until the next read
 		if typ == framePieceFirst || typ == framePiece {
 			b.piecesRecv.Add(1)
 			if !b.pieces {
@@ -246,8 +247,9 @@ func (b *bond) readLoop() {
 			if body == nil {
 				continue // more pieces to come
 			}
+			owned = true // the rebuilt frame is ours
 		}
-		if cerr := b.handle(typ, body); cerr != nil {
+		if cerr := b.handle(typ, body, owned); cerr != nil {
 			b.end(cerr.Code, cerr.Reason, cerr.Remote)
 		}
 	}
@@ -288,14 +290,18 @@ func (b *bond) piece(typ byte, body []byte) (byte, []byte, error) {
 	return typ, body, nil
 }
 
-// handle acts on one frame; a non-nil result ends the bond.
-func (b *bond) handle(typ byte, body []byte) *CodeError {
+// handle acts on one frame; a non-nil result ends the bond. A core frame's
+// body goes to the inbox as it is when owned, else as a copy.
+func (b *bond) handle(typ byte, body []byte, owned bool) *CodeError {
 	g := b.g
 	switch {
 	case typ >= firstCoreFrame:
+		if !owned {
+			body = bytes.Clone(body)
+		}
 		b.mu.RLock()
 		if !b.ended {
-			g.in.Deliver(b.peer, typ, bytes.Clone(body))
+			g.in.Deliver(b.peer, typ, body)
 		}
 		b.mu.RUnlock()
 	case typ == framePing:
@@ -501,16 +507,14 @@ func needsPieces(f []byte) bool {
 // writePieces writes the large framed frame f in pieces, with the
 // priority frames queued meanwhile between them (urgentFirst), until a
 // write fails or the bond ends.
+// Each piece is built in one buffer of a piece's size, not the whole
+// frame's.
 func (b *bond) writePieces(f []byte, write func([]byte, int) bool, urgentFirst func() bool) {
-	ps := appendPieces(nil, f)
-	for len(ps) > 0 {
-		n, k := binary.Uvarint(ps)
-		end := k + int(n)
-		if !write(ps[:end], 1) {
-			return
-		}
-		ps = ps[end:]
-		if len(ps) > 0 && !urgentFirst() {
+	buf := make([]byte, 0, pieceSize+16)
+	for off, more := 0, true; more; {
+		var p []byte
+		p, off, more = appendPiece(buf[:0], f, off)
+		if !write(p, 1) || (more && !urgentFirst()) {
 			return
 		}
 	}

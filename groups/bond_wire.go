@@ -123,24 +123,31 @@ func encodeFrame(typ byte, body []byte) []byte {
 // appendPieces appends to dst the piece frames that carry the framed frame
 // f (as encodeFrame returns it) and returns dst.
 func appendPieces(dst, f []byte) []byte {
+	for off := 0; ; {
+		var more bool
+		if dst, off, more = appendPiece(dst, f, off); !more {
+			return dst
+		}
+	}
+}
+
+// appendPiece appends to dst the piece of the framed frame f that starts
+// at byte off of its type and body, and returns dst, where the next piece
+// starts, and whether there is one.
+func appendPiece(dst, f []byte, off int) ([]byte, int, bool) {
 	n, k := binary.Uvarint(f)
 	inner := f[k:]
-	if k <= 0 || uint64(len(inner)) != n {
-		panic("groups: appendPieces of a malformed frame")
+	if k <= 0 || uint64(len(inner)) != n || off >= len(inner) {
+		panic("groups: appendPiece of a malformed frame or past its end")
 	}
-	var first []byte
-	first = binary.AppendUvarint(first, n)
-	for off := 0; off < len(inner); {
-		end := min(off+pieceSize, len(inner))
-		typ, head := framePiece, []byte(nil)
-		if off == 0 {
-			typ, head = framePieceFirst, first
-		}
-		dst = binary.AppendUvarint(dst, uint64(1+len(head)+end-off))
-		dst = append(append(append(dst, typ), head...), inner[off:end]...)
-		off = end
+	end := min(off+pieceSize, len(inner))
+	typ, head := framePiece, []byte(nil)
+	if off == 0 {
+		typ, head = framePieceFirst, binary.AppendUvarint(nil, n)
 	}
-	return dst
+	dst = binary.AppendUvarint(dst, uint64(1+len(head)+end-off))
+	dst = append(append(append(dst, typ), head...), inner[off:end]...)
+	return dst, end, end < len(inner)
 }
 
 // assembler rebuilds a frame sent in pieces, within a cap on its length.
