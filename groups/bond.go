@@ -60,7 +60,7 @@ type bond struct {
 
 func newBond(g *groupNet, st network.Stream, fr *frameReader, p peer.ID, role Role, opener peer.ID) *bond {
 	b := &bond{g: g, st: st, fr: fr, peer: p, role: role, opener: opener, since: time.Now(), pieces: st.Protocol() != g.n.proto10,
-		queue: make(chan []byte, g.n.params.SendQueue), urgent: make(chan []byte, g.n.params.SendQueue),
+		queue: make(chan []byte, g.n.params.SendQueue), urgent: make(chan []byte, max(g.n.params.SendQueue/4, 1)),
 		asm: assembler{max: g.n.params.MaxFrameSize}, rearm: make(chan time.Time, 1),
 		done: make(chan struct{}), wdone: make(chan struct{})}
 	b.lastRecv.Store(time.Now().UnixNano())

@@ -39,7 +39,9 @@ type BondParams struct {
 	// frames (mosaik: 2 s).
 	HandshakeTimeout time.Duration
 	// SendQueue is the number of frames queued per bond; a full queue
-	// drops the frame and Send returns false.
+	// drops the frame and Send returns false. Raft's priority frames
+	// (heartbeats, votes, responses) have a queue of their own, a quarter
+	// of this size.
 	SendQueue int
 	// MaxFrameSize caps every frame read on a bond (type byte and body).
 	// It also bounds what one Feed or Execute call may send
