@@ -457,10 +457,12 @@ func (g *groupNet) triggerLoop() {
 func (g *groupNet) scan(snap *catalog.Snapshot) time.Duration {
 	now := time.Now()
 	wake := time.Hour
-	eligible := map[peer.ID]bool{} // peers still in their dial grace
+	var eligible map[peer.ID]bool // peers still in their dial grace (all in graced)
 	defer func() {
 		g.mu.Lock()
-		maps.DeleteFunc(g.graced, func(p peer.ID, _ time.Time) bool { return !eligible[p] })
+		if len(g.graced) > len(eligible) { // some no longer wait: forget them
+			maps.DeleteFunc(g.graced, func(p peer.ID, _ time.Time) bool { return !eligible[p] })
+		}
 		g.mu.Unlock()
 	}()
 	for _, b := range g.bonds() {
@@ -495,6 +497,9 @@ func (g *groupNet) scan(snap *catalog.Snapshot) time.Duration {
 			continue // checked again when its entry changes
 		}
 		if wait := g.graceLeft(p, now); wait > 0 {
+			if eligible == nil {
+				eligible = map[peer.ID]bool{}
+			}
 			eligible[p] = true
 			g.mu.Unlock()
 			wake = min(wake, wait)
