@@ -87,7 +87,10 @@ func (s *outSub) ended() bool {
 // concurrently and one call waits at most one grace whatever their number
 // (a consumer whose writer was merely not scheduled yet is not a lagging
 // one). A consumer still full after that is cut with TooSlow, or the datum
-// is dropped for it in drop mode.
+// is dropped for it in drop mode. The grace is per consumer and counts from
+// when its queue was first found full: when ctx ends first, or wait is not
+// set, the datum is dropped for a consumer still within its grace, which
+// is cut only by a later call that finds the grace spent.
 //
 // sendMu is held throughout, so datums enter every queue in sequence
 // order; p.mu only while the subscriptions are walked, so accepts, ends and
@@ -116,7 +119,7 @@ func (p *Producer[T]) fanout(ctx context.Context, v T, wait bool) error {
 	var full []*outSub
 	for _, s := range p.subs {
 		if s.catching { // replaying from the window: it joins the fan-out later (replay.go)
-			n--
+			delivered++ // and receives this datum from the window
 			continue
 		}
 		if p.push(s, it) {
@@ -139,8 +142,9 @@ func (p *Producer[T]) fanout(ctx context.Context, v T, wait bool) error {
 			if s.fullSince.IsZero() {
 				s.fullSince = now
 			}
+			deadline := s.fullSince.Add(p.cfg.lagGrace)
 			if wait {
-				queued, ended := p.await(ctx, s, it, s.fullSince.Add(p.cfg.lagGrace), &t)
+				queued, ended := p.await(ctx, s, it, deadline, &t)
 				if queued {
 					delivered++
 					continue
@@ -151,7 +155,10 @@ func (p *Producer[T]) fanout(ctx context.Context, v T, wait bool) error {
 			}
 			s.sub.dropped.Add(1)
 			p.dropped.Add(1)
-			if !p.cfg.dropLagging {
+			// Only a consumer whose grace is spent is cut: one still within
+			// it, whose datum is dropped because the caller's ctx ended or
+			// the caller (TrySend) does not wait, is not lagging yet.
+			if !p.cfg.dropLagging && !time.Now().Before(deadline) {
 				cut = append(cut, s)
 			}
 		}

@@ -155,7 +155,11 @@ func (p *Producer[T]) Consumers() []SubscriptionInfo { return p.set.infos() }
 // subscription's queue. A full queue gets the lag grace (WithLagGrace) to
 // make room; the graces of all full queues run concurrently, so Send waits
 // for consumers at most one lag grace however many lag. A queue still full
-// then disconnects its consumer (TooSlow) or drops the datum for it.
+// then disconnects its consumer (TooSlow) or drops the datum for it. The
+// grace counts from when a consumer's queue was first found full, across
+// calls, until it has room again; a Send whose ctx ends before a
+// consumer's grace is spent drops the datum for that consumer and does not
+// cut it.
 // Concurrent Sends are serialized (each datum enters every queue in
 // sequence order), so a Send may also wait for another one's grace.
 func (p *Producer[T]) Send(ctx context.Context, v T) error {
@@ -169,9 +173,11 @@ func (p *Producer[T]) Send(ctx context.Context, v T) error {
 
 // TrySend is Send without waiting: it returns ErrOffline when the producer
 // is not online, ErrClosed after Close, and ErrFull when subscriptions
-// exist but every queue was full. A full queue is handled at once (no lag
-// grace); TrySend may still wait for a concurrent Send to finish its
-// fan-out.
+// exist but every queue was full. A full queue is not waited for: the
+// datum is dropped for that consumer, which is cut (TooSlow, unless
+// lagging consumers are dropped for) once its queue has been full for the
+// lag grace, as with Send. TrySend may still wait for a concurrent Send
+// to finish its fan-out.
 func (p *Producer[T]) TrySend(v T) error {
 	if !p.set.isOn.Load() {
 		p.mu.Lock()
