@@ -160,6 +160,12 @@ type machine[S any] struct {
 
 	rejected atomic.Uint64 // commands that were no-ops because invalid
 	outcomes outcomeRing
+
+	// The size gauge: one per machine, however many handles share it,
+	// registered by the first and unregistered by the last.
+	gaugeMu   sync.Mutex
+	gaugeRefs int
+	gaugeReg  metric.Registration
 }
 
 // outcome is what applying one command did.
@@ -370,8 +376,8 @@ type core[S any] struct {
 	g      *groups.Group[command, struct{}, Version]
 	m      *machine[S]
 
-	sizeReg   metric.Registration // the size gauge's callback
 	closeOnce sync.Once
+	closed    chan struct{} // closed by close: this handle's waits end
 }
 
 func open[S any](h Host, kindName, name string, k kind[S], writer bool, parts []string, opts []Option) (*core[S], error) {
@@ -403,8 +409,15 @@ func open[S any](h Host, kindName, name string, k kind[S], writer bool, parts []
 	if err != nil {
 		return nil, fmt.Errorf("collections: open %s %q: %w", kindName, name, err)
 	}
-	c := &core[S]{name: name, kind: kindName, writer: writer, g: g, m: m}
-	if c.sizeReg, err = registerSize(h.Groups(), c); err != nil {
+	// A collection already open on the node: g is another handle to its
+	// running group, which applies to the machine of the first open.
+	running, ok := g.StateMachine().(*machine[S])
+	if !ok {
+		_ = g.Close()
+		return nil, fmt.Errorf("collections: open %s %q: the running group applies to a %T", kindName, name, g.StateMachine())
+	}
+	c := &core[S]{name: name, kind: kindName, writer: writer, g: g, m: running, closed: make(chan struct{})}
+	if err := running.holdGauge(h.Groups(), c); err != nil {
 		_ = g.Close()
 		return nil, fmt.Errorf("collections: open %s %q: metrics: %w", kindName, name, err)
 	}
@@ -413,9 +426,16 @@ func open[S any](h Host, kindName, name string, k kind[S], writer bool, parts []
 
 // close leaves the collection on this node. Idempotent.
 func (c *core[S]) close() error {
-	c.closeOnce.Do(func() { _ = c.sizeReg.Unregister() })
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		c.m.releaseGauge()
+	})
 	return c.g.Close()
 }
+
+// done is closed when this handle closed or the collection's group ended
+// on this node: what every wait of the handle also stops on.
+func (c *core[S]) done() (closed, ended <-chan struct{}) { return c.closed, c.g.When().Terminated() }
 
 // state returns the latest applied state.
 func (c *core[S]) state() *published[S] { return c.m.load() }
@@ -426,9 +446,12 @@ func execute[S, A any](ctx context.Context, c *core[S], op string, arg A, cmds .
 	if len(cmds) == 0 {
 		return c.state().version, nil
 	}
+	closed, ended := c.done()
 	select {
-	case <-c.g.When().Terminated():
+	case <-closed:
 		// Nothing is sent: say so, rather than wrapErr's "may apply".
+		return 0, &MutationError[A]{Collection: c.name, Op: op, Arg: arg, Err: ErrTerminated}
+	case <-ended:
 		return 0, &MutationError[A]{Collection: c.name, Op: op, Arg: arg, Err: ErrTerminated}
 	default:
 	}

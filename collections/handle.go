@@ -73,7 +73,9 @@ func (h handle[S]) ForceNewEpoch(ctx context.Context) error {
 }
 
 // When returns the collection's conditions.
-func (h handle[S]) When() When { return When{c: h.c.g.When(), m: h.c.m.watchVersion} }
+func (h handle[S]) When() When {
+	return When{c: h.c.g.When(), m: h.c.m.watchVersion, closed: h.c.closed}
+}
 
 // Close leaves the collection on this node: it closes the collection's
 // group handle (groups.Group.Close), so when it is the last, Close waits
@@ -85,15 +87,45 @@ func (h handle[S]) Close() error { return h.c.close() }
 // the condition holds, ctx ends or the collection is closed
 // (ErrTerminated).
 type When struct {
-	c groups.When
-	m func() (Version, <-chan struct{})
+	c      groups.When
+	m      func() (Version, <-chan struct{})
+	closed <-chan struct{} // the handle's: closed by its Close
 }
 
 // Online waits until a leader is known, so mutations can commit.
-func (w When) Online(ctx context.Context) error { return termErr(w.c.Online(ctx)) }
+func (w When) Online(ctx context.Context) error { return w.group(ctx, w.c.Online) }
 
 // Offline waits until no leader is known.
-func (w When) Offline(ctx context.Context) error { return termErr(w.c.Offline(ctx)) }
+func (w When) Offline(ctx context.Context) error { return w.group(ctx, w.c.Offline) }
+
+// group runs a wait of the group's, which ends with the group (another
+// handle of the collection on the node may keep it running), so that it
+// also ends when this handle closes.
+func (w When) group(ctx context.Context, wait func(context.Context) error) error {
+	select {
+	case <-w.closed:
+		return ErrTerminated
+	default:
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { // ends when the wait does (cancel), at the latest
+		select {
+		case <-w.closed:
+			cancel()
+		case <-cctx.Done():
+		}
+	}()
+	err := wait(cctx)
+	if err != nil && ctx.Err() == nil {
+		select {
+		case <-w.closed:
+			return ErrTerminated
+		default:
+		}
+	}
+	return termErr(err)
+}
 
 // Reaches waits until the local state is at version v or later.
 func (w When) Reaches(ctx context.Context, v Version) error {
@@ -105,6 +137,8 @@ func (w When) Reaches(ctx context.Context, v Version) error {
 		select {
 		case <-ch:
 		case <-w.c.Terminated():
+			return ErrTerminated
+		case <-w.closed:
 			return ErrTerminated
 		case <-ctx.Done():
 			return ctx.Err()
@@ -124,6 +158,8 @@ func (w When) Updated(ctx context.Context) (Version, error) {
 		v, _ := w.m()
 		return v, nil
 	case <-w.c.Terminated():
+		return 0, ErrTerminated
+	case <-w.closed:
 		return 0, ErrTerminated
 	case <-ctx.Done():
 		return 0, ctx.Err()

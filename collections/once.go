@@ -108,6 +108,8 @@ func (r *OnceReader[T]) AwaitValue(ctx context.Context) (T, error) {
 		case <-changed:
 		case <-r.c.g.When().Terminated():
 			return zero, ErrTerminated
+		case <-r.c.closed:
+			return zero, ErrTerminated
 		case <-ctx.Done():
 			return zero, ctx.Err()
 		}

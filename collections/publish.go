@@ -60,6 +60,7 @@ func (m *machine[S]) notifyLocked() {
 func (m *machine[S]) publish(p *published[S]) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.outcomes.clear()
 	m.work = m.k.clone(p.state)
 	m.version.Store(uint64(p.version))
 	m.size.Store(int64(p.size))
@@ -89,6 +90,15 @@ func (r *outcomeRing) put(index uint64, o outcome) {
 		r.ring = make([]outcomeAt, outcomeRingSize)
 	}
 	r.ring[index%outcomeRingSize] = outcomeAt{index, o}
+}
+
+// clear forgets every outcome: after a restore or a reset, the indexes
+// they were kept for may hold other commands (a discarded log's indexes
+// are reused by the cluster that won).
+func (r *outcomeRing) clear() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	clear(r.ring)
 }
 
 // get returns the outcome at index, or 0 when it is no longer kept.

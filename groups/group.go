@@ -63,6 +63,11 @@ func newHandle[C, Q, R any](s *Service, id catalog.ID, j *joined) *Group[C, Q, R
 // ID is the group id.
 func (g *Group[C, Q, R]) ID() catalog.ID { return g.id }
 
+// StateMachine is the state machine the group applies its log to on this
+// node: the one given to the Join that started it, which a later Join of
+// the same id (another handle to the running group) does not replace.
+func (g *Group[C, Q, R]) StateMachine() StateMachine[C, Q, R] { return g.sm }
+
 // Leader is the leader this node knows, if any.
 func (g *Group[C, Q, R]) Leader() (peer.ID, bool) {
 	v, _ := g.c.view.get()
