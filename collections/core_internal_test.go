@@ -6,6 +6,7 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/fxamacker/cbor/v2"
 
@@ -390,5 +391,58 @@ func TestCommandCodec_UndecodableEntryIsRejected(t *testing.T) {
 	}
 	if c, _ := (commandCodec{}).Decode(b); c.undecodable || c.Op != mapClear {
 		t.Fatalf("decoded %+v", c)
+	}
+}
+
+// A restore forgets the compare-and-exchange outcomes kept by log index:
+// after a discarded log is replaced (a lost merge's reset, a snapshot from
+// the winning cluster), its indexes hold other commands, and an outcome
+// kept from before would answer a caller about someone else's command.
+func TestMapKind_RestoreForgetsOutcomes(t *testing.T) {
+	m := newTestMap()
+	applyAt(t, m, 7, command{Op: mapCAS, N: 2, A: raw(t, "k"), C: raw(t, 1)})
+	if got := m.outcomes.get(7); got != applied {
+		t.Fatalf("outcome at 7 is %d before the restore, want applied", got)
+	}
+	snap := snapshotOf(t, newTestMap())
+	if err := m.Restore(bytes.NewReader(snap)); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.outcomes.get(7); got != 0 {
+		t.Fatalf("outcome at 7 is %d after the restore, want none kept", got)
+	}
+}
+
+// time.Time keys and values keep their nanoseconds: two instants half a
+// second apart are two keys, and each value reads back as written (the
+// encoding wrote whole seconds before, so the keys collided and the value
+// read back was another instant).
+func TestMapKind_TimeKeysKeepTheirFraction(t *testing.T) {
+	m := newMachine(kind[mapState[time.Time, time.Time]](mapKind[time.Time, time.Time]{}), catalog.IDFromString("t"), "map", "t")
+	base := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	k1, k2 := base.Add(100*time.Millisecond), base.Add(600*time.Millisecond)
+	var cmds []command
+	for _, k := range []time.Time{k1, k2} {
+		a, err := encode(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := encode(k.Add(time.Nanosecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, command{Op: mapInsert, A: a, B: b})
+	}
+	m.Apply(groups.ApplyContext{FirstIndex: 1}, cmds)
+	st := m.load()
+	if st.size != 2 {
+		t.Fatalf("%d keys after inserting two instants half a second apart, want 2", st.size)
+	}
+	var got []mapItem[time.Time, time.Time]
+	st.state.Scan(func(it mapItem[time.Time, time.Time]) bool { got = append(got, it); return true })
+	for i, k := range []time.Time{k1, k2} {
+		if i >= len(got) || !got[i].k.Equal(k) || !got[i].v.Equal(k.Add(time.Nanosecond)) {
+			t.Fatalf("items %+v, want %v ↦ %v at %d", got, k, k.Add(time.Nanosecond), i)
+		}
 	}
 }

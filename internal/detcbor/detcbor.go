@@ -18,7 +18,13 @@ var (
 
 func init() {
 	var err error
-	if enc, err = cbor.CoreDetEncOptions().EncMode(); err != nil {
+	opts := cbor.CoreDetEncOptions()
+	// A time.Time as RFC 3339 text with its nanoseconds: the core options'
+	// whole seconds lose the fraction, so two instants a moment apart were
+	// one value (one map key, one compare-and-exchange match) and a value
+	// read back was not the one written.
+	opts.Time = cbor.TimeRFC3339Nano
+	if enc, err = opts.EncMode(); err != nil {
 		panic(err)
 	}
 	// Limits bound what a hostile frame can make a decoder allocate.

@@ -3,6 +3,7 @@ package detcbor
 import (
 	"bytes"
 	"testing"
+	"time"
 )
 
 func TestMarshal_Deterministic(t *testing.T) {
@@ -91,5 +92,38 @@ func TestWellformed(t *testing.T) {
 		if err := Wellformed(tc.b); (err == nil) != tc.ok {
 			t.Errorf("Wellformed(% x) = %v, want ok %v", tc.b, err, tc.ok)
 		}
+	}
+}
+
+// A time.Time keeps its nanoseconds and its offset through a round trip,
+// and re-encodes to the same bytes (collections refuse a value that does
+// not), so two instants a moment apart are two values. The core options
+// alone write whole seconds.
+func TestMarshal_TimeKeepsNanoseconds(t *testing.T) {
+	base := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
+	for _, v := range []time.Time{
+		base.Add(100 * time.Millisecond),
+		base.Add(600 * time.Millisecond),
+		base.Add(time.Nanosecond),
+		base.In(time.FixedZone("", 2*3600)).Add(123456789),
+		base,
+	} {
+		b, err := Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back time.Time
+		if err := Unmarshal(b, &back); err != nil || !back.Equal(v) {
+			t.Fatalf("%v encoded as %x decodes to %v (%v)", v, b, back, err)
+		}
+		again, err := Marshal(back)
+		if err != nil || !bytes.Equal(again, b) {
+			t.Fatalf("%v: %x re-encodes to %x (%v)", v, b, again, err)
+		}
+	}
+	x, _ := Marshal(base.Add(100 * time.Millisecond))
+	y, _ := Marshal(base.Add(600 * time.Millisecond))
+	if bytes.Equal(x, y) {
+		t.Fatalf("two instants half a second apart encode alike: %x", x)
 	}
 }
