@@ -205,8 +205,8 @@ func benchRecvPath(b *testing.B, codec Codec[[]byte]) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	errc := make(chan error, 1)
-	var delivered bool
-	go func() { errc <- c.session(c.ctx, r, &delivered) }()
+	var out sessionOutcome
+	go func() { errc <- c.session(c.ctx, r, &out) }()
 	for range b.N {
 		v, err := c.Recv(ctx)
 		if err != nil {

@@ -96,10 +96,15 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 			r.sub.reconnects.Add(1)
 			c.reconnects.Add(1)
 		}
-		delivered := false
-		err = c.session(ctx, r, &delivered)
-		if delivered {
-			bo.Reset() // the backoff restarts after a session that carried data
+		var out sessionOutcome
+		err = c.session(ctx, r, &out)
+		if out.delivered || (!out.accepted.IsZero() && time.Since(out.accepted) >= stableSession) {
+			// The backoff restarts after a session that carried data or
+			// stayed up: its give-up time counts failing, not a quiet
+			// subscription's connected time (a producer that sends rarely
+			// would otherwise be given up at the first link failure after
+			// MaxElapsedTime).
+			bo.Reset()
 		}
 		if ctx.Err() != nil {
 			err = nil
@@ -142,9 +147,22 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 
 var errDecode = errors.New("streams: datum does not decode")
 
+// stableSession is how long an accepted session must stay up, carrying
+// data or not, for the reconnect backoff to start again after it: shorter
+// sessions (a producer that accepts and drops the link at once) keep
+// backing off and are given up after the backoff's MaxElapsedTime.
+const stableSession = 5 * time.Second
+
+// sessionOutcome is what a session tells the reconnect loop.
+type sessionOutcome struct {
+	accepted  time.Time // when the producer accepted; zero if it did not
+	delivered bool      // a datum was handed to the buffer
+}
+
 // session connects, subscribes and reads datums until the link fails.
-// It sets *delivered once a datum was handed to the buffer.
-func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool) error {
+// It records in *out when the producer accepted and whether a datum was
+// handed to the buffer.
+func (c *Consumer[T]) session(ctx context.Context, r *receiver, out *sessionOutcome) error {
 	h := c.svc.h
 	e := r.sub.info().Entry
 	if len(e.Entry.Addrs) > 0 {
@@ -262,6 +280,7 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 	delete(c.retries, r.sub.peer) // accepted: a later refusal starts a fresh backoff
 	c.mu.Unlock()
 	c.set.setState(r.sub, Connected, nil)
+	out.accepted = time.Now()
 	epoch := acc.GetEpoch()
 	seq := newSequencer(epoch, prev, known)
 	// The producer resends from its window: a jump before the first datum
@@ -291,7 +310,7 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, delivered *bool)
 		r.sub.bytes.Add(pendingBytes)
 		n, err := c.out.put(ctx, pending)
 		if n > 0 {
-			*delivered = true
+			out.delivered = true
 		}
 		if n < len(pending) {
 			var lost uint64

@@ -413,7 +413,9 @@ func WithUndelivered[T any](f func(T)) UndeliveredOption[T] { return Undelivered
 
 // WithBackoff sets the consumer's reconnect policy; f makes a fresh policy
 // per producer. Default: exponential from 500 ms, ×1.5, ±50 %, capped at
-// 60 s, giving up after 5 min without a datum.
+// 60 s, giving up after 5 min of failing. The policy is Reset after a
+// session that delivered a datum or stayed up for 5 s, so a quiet but
+// healthy subscription is not given up at its first link failure.
 func WithBackoff(f func() backoff.BackOff) ConsumerOption {
 	return consumerOption(func(c *consumerConfig) error { c.backoff = f; return nil })
 }

@@ -96,3 +96,37 @@ func TestRobust_RefusalRetriesOnRelevantChange(t *testing.T) {
 		t.Errorf("%d refusals between the change and the subscription, want at most 1", d)
 	}
 }
+
+// TestRobust_QuietSubscriptionSurvivesALinkFailure: a subscription that
+// stayed up without a datum for longer than the backoff's MaxElapsedTime
+// is reconnected after a link failure, not given up: the give-up time
+// counts failing, not quiet connected time. Before the fix the backoff
+// restarted only after a datum, so the first failure after MaxElapsedTime
+// (5 min by default) ended the subscription for good.
+func TestRobust_QuietSubscriptionSurvivesALinkFailure(t *testing.T) {
+	const name = "robust-quiet"
+	nodes := connected(t, 2, node.WithoutDHT())
+	pnode, cnode := nodes[0], nodes[1]
+	mustProducer[int](t, pnode, name)
+	cons := mustConsumer[int](t, cnode, name, streams.WithBackoff(func() backoff.BackOff {
+		b := backoff.NewExponentialBackOff()
+		b.InitialInterval, b.MaxElapsedTime = 100*time.Millisecond, time.Second
+		b.Reset()
+		return b
+	}))
+	testutil.Eventually(t, 10*time.Second, func() bool { return connectedProducers(cons)[pnode.ID()] }, "not subscribed")
+	// Quiet and connected for longer than MaxElapsedTime and than the
+	// session length that restarts the backoff (5 s): the scenario's
+	// duration, not a synchronisation.
+	time.Sleep(6 * time.Second)
+	if !connectedProducers(cons)[pnode.ID()] {
+		t.Fatalf("the quiet subscription ended by itself: %+v", cons.Producers())
+	}
+	if err := cnode.Host().Network().ClosePeer(pnode.ID()); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		ps := cons.Producers()
+		return len(ps) == 1 && ps[0].State == streams.Connected && ps[0].Stats.Reconnects >= 1
+	}, "the consumer did not reconnect after the link failure: %+v", testutil.Lazy(func() any { return cons.Producers() }))
+}
