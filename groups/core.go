@@ -181,23 +181,26 @@ type groupCore struct {
 	assign        map[uint64]*feedCall // local batches awaiting an index, by seq
 	fwdAssign     map[[2]uint64]fwdTo  // forwarded batches awaiting an index
 	forwards      map[uint64]*feedCall // batches forwarded to the leader, by seq
-	execs         map[uint64]*execCall // executes awaiting apply, by index
-	recent        map[uint64][2]uint64 // (origin, seq) of recently applied entries
-	reads         map[uint64]*readCall // strong queries, by read id
-	readSeq       uint64
-	ccAt          int64 // tick of the last conf change proposal (0: none)
-	lastLead      uint64
-	fatal         error // set by a goroutine step that must end the group
-	failed        error
-	discarded     uint64
-	absent        map[uint64]int64 // conf members with no known peer: first tick noticed
-	noLeader      int64            // tick since which no leader is known
-	deferredAt    int64            // tick since which a forced epoch waits for a higher log (0: none)
-	pace          pace             // the leader's yardstick for caught-up learners
-	snap          snapXfer         // chunked snapshot transfer (core_snapshot.go)
-	leaving       *leaveState      // this node's graceful leave (core_leave.go)
-	leavers       map[uint64]bool  // the leader's leaving members: Left owed
-	leaveAt       int64            // tick of the last removal proposed for a leaver
+	// execs: executes awaiting apply, by index. Two calls may wait on one
+	// index: a leader deposed before commit gave it to one, the next
+	// leader to another; the entry applied there answers both.
+	execs      map[uint64][]*execCall
+	recent     map[uint64][2]uint64 // (origin, seq) of recently applied entries
+	reads      map[uint64]*readCall // strong queries, by read id
+	readSeq    uint64
+	ccAt       int64 // tick of the last conf change proposal (0: none)
+	lastLead   uint64
+	fatal      error // set by a goroutine step that must end the group
+	failed     error
+	discarded  uint64
+	absent     map[uint64]int64 // conf members with no known peer: first tick noticed
+	noLeader   int64            // tick since which no leader is known
+	deferredAt int64            // tick since which a forced epoch waits for a higher log (0: none)
+	pace       pace             // the leader's yardstick for caught-up learners
+	snap       snapXfer         // chunked snapshot transfer (core_snapshot.go)
+	leaving    *leaveState      // this node's graceful leave (core_leave.go)
+	leavers    map[uint64]bool  // the leader's leaving members: Left owed
+	leaveAt    int64            // tick of the last removal proposed for a leaver
 }
 
 type fwdTo struct {
@@ -226,7 +229,7 @@ func newGroupCore(s *Service, id catalog.ID, cfg config, sm machine) (*groupCore
 		assign:    map[uint64]*feedCall{},
 		fwdAssign: map[[2]uint64]fwdTo{},
 		forwards:  map[uint64]*feedCall{},
-		execs:     map[uint64]*execCall{},
+		execs:     map[uint64][]*execCall{},
 		recent:    map[uint64][2]uint64{},
 		reads:     map[uint64]*readCall{},
 		absent:    map[uint64]int64{},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -199,24 +200,31 @@ func (c *groupCore) execute(cmds [][]byte, assigned func(first uint64), done fun
 		if assigned != nil {
 			assigned(first)
 		}
-		ec := &execCall{first: first, seq: seq, n: len(cmds), start: start, done: done}
-		for k := range len(cmds) {
-			idx := first + uint64(k)
-			if idx > c.applied {
-				c.execs[idx] = ec
-				continue
-			}
-			r, ok := c.recent[idx]
-			if !ok {
-				c.failExec(ec, &offline{mayApply: true, reason: "entry applied before its ack and no longer tracked"})
-				return
-			}
-			c.matchExec(ec, idx, r != [2]uint64{}, r[0], r[1])
-			if ec.done == nil {
-				return
-			}
-		}
+		c.awaitExec(&execCall{first: first, seq: seq, n: len(cmds), start: start, done: done})
 	})
+}
+
+// awaitExec waits for the entries of ec, assigned from ec.first, to be
+// applied: those applied already are matched now, the others when they
+// are. Another call may wait on the same index (two leaders in turn gave
+// it out): whichever entry is applied there answers both.
+func (c *groupCore) awaitExec(ec *execCall) {
+	for k := range ec.n {
+		idx := ec.first + uint64(k)
+		if idx > c.applied {
+			c.execs[idx] = append(c.execs[idx], ec)
+			continue
+		}
+		r, ok := c.recent[idx]
+		if !ok {
+			c.failExec(ec, &offline{mayApply: true, reason: "entry applied before its ack and no longer tracked"})
+			return
+		}
+		c.matchExec(ec, idx, r != [2]uint64{}, r[0], r[1])
+		if ec.done == nil {
+			return
+		}
+	}
 }
 
 func (c *groupCore) matchExec(ec *execCall, idx uint64, isCmd bool, origin, seq uint64) {
@@ -236,10 +244,27 @@ func (c *groupCore) matchExec(ec *execCall, idx uint64, isCmd bool, origin, seq 
 	}
 }
 
+// pendingExecs lists the executes awaiting apply, each once.
+func (c *groupCore) pendingExecs() []*execCall {
+	var out []*execCall
+	seen := map[*execCall]bool{}
+	for _, ecs := range c.execs {
+		for _, ec := range ecs {
+			if !seen[ec] {
+				seen[ec] = true
+				out = append(out, ec)
+			}
+		}
+	}
+	return out
+}
+
 func (c *groupCore) failExec(ec *execCall, err error) {
 	for k := range ec.n {
 		idx := ec.first + uint64(k)
-		if c.execs[idx] == ec {
+		if w := slices.DeleteFunc(c.execs[idx], func(x *execCall) bool { return x == ec }); len(w) > 0 {
+			c.execs[idx] = w
+		} else {
 			delete(c.execs, idx)
 		}
 	}
@@ -397,7 +422,7 @@ func (c *groupCore) failAll(err error) {
 		delete(c.forwards, seq)
 		fc.finish(0, err)
 	}
-	for _, ec := range c.execs {
+	for _, ec := range c.pendingExecs() {
 		c.failExec(ec, err)
 	}
 	for id, rc := range c.reads {

@@ -3,6 +3,7 @@ package groups
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 	"unsafe"
 
@@ -246,9 +247,11 @@ func (c *groupCore) installSnapshot(s *raftpb.Snapshot) error {
 	}
 	idx := s.GetMetadata().GetIndex()
 	c.conf = proto.CloneOf(s.GetMetadata().GetConfState())
-	for i, ec := range c.execs {
+	for i, ecs := range c.execs {
 		if i <= idx {
-			c.failExec(ec, &offline{mayApply: true, reason: "entry reached this node inside a snapshot"})
+			for _, ec := range slices.Clone(ecs) {
+				c.failExec(ec, &offline{mayApply: true, reason: "entry reached this node inside a snapshot"})
+			}
 		}
 	}
 	c.applied, c.snapIndex = idx, idx
@@ -372,9 +375,11 @@ func (c *groupCore) setApplied(idx uint64, ce *pb.CoreEntry) {
 	if idx > recentKeep {
 		delete(c.recent, idx-recentKeep)
 	}
-	if ec := c.execs[idx]; ec != nil {
+	if ecs := c.execs[idx]; ecs != nil {
 		delete(c.execs, idx)
-		c.matchExec(ec, idx, ce != nil, origin, seq)
+		for _, ec := range ecs {
+			c.matchExec(ec, idx, ce != nil, origin, seq)
+		}
 	}
 }
 
@@ -582,7 +587,7 @@ func (c *groupCore) onSoftState(ss raft.SoftState) {
 			fc.finish(0, dep)
 		}
 		clear(c.fwdAssign)
-		for _, ec := range c.execs {
+		for _, ec := range c.pendingExecs() {
 			c.failExec(ec, dep)
 		}
 		c.ccAt = 0

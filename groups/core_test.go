@@ -177,7 +177,7 @@ func TestCore_ExecuteMatchesRequestID(t *testing.T) {
 	} {
 		got := errors.New("not called")
 		ec := &execCall{first: 5, seq: 40, n: 1, done: func(err error) { got = err }}
-		c.execs[5] = ec
+		c.execs[5] = []*execCall{ec}
 		c.setApplied(5, tc.ce)
 		if !errors.Is(got, tc.want) && got != tc.want {
 			t.Fatalf("%s: %v, want %v", name, got, tc.want)
@@ -284,3 +284,28 @@ func TestCore_RestartedVoterElectsSooner(t *testing.T) {
 		}
 	}
 }
+
+// Two executes of this node wait on one index: a leader deposed before
+// commit gave index 5 to the first, the next leader gave it to the second.
+// The entry applied at 5 answers both, the one whose request it is with
+// success, the other with ErrNotApplied, in either order. The second used
+// to replace the first, which then never returned.
+func TestCore_TwoExecutesOnOneIndexAreBothAnswered(t *testing.T) {
+	c := handCore(t, "a")
+	for _, winner := range []int{0, 1} {
+		got := []error{errors.New("not called"), errors.New("not called")}
+		for i, seq := range []uint64{40, 50} {
+			c.awaitExec(&execCall{first: c.applied + 1, seq: seq, n: 1, done: func(err error) { got[i] = err }})
+		}
+		c.setApplied(c.applied+1, &pb.CoreEntry{Origin: c.selfID, Seq: []uint64{40, 50}[winner]})
+		for i, err := range got {
+			if i == winner && err != nil || i != winner && !errors.Is(err, ErrNotApplied) {
+				t.Fatalf("entry of call %d applied: call %d answered %v", winner, i, err)
+			}
+		}
+		if len(c.execs) != 0 {
+			t.Fatalf("%d indexes still awaited", len(c.execs))
+		}
+	}
+}
+
