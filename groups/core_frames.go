@@ -103,6 +103,13 @@ func (c *groupCore) onRaft(ps *peerState, epoch uint64, data []byte) {
 		return
 	}
 	if c.epoch == 0 {
+		if !c.fresh() {
+			// Entries of no epoch (recover starts such a store afresh):
+			// adopting one now would make this node's own configuration
+			// a member of that cluster.
+			c.drop()
+			return
+		}
 		// A fresh node joins the first cluster that talks to it.
 		c.epoch = epoch
 	} else if epoch != c.epoch {

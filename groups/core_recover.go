@@ -45,6 +45,16 @@ func (c *groupCore) recover() error {
 			return err
 		}
 	}
+	if li, _ := st.LastIndex(); c.epoch == 0 && li > 0 {
+		// Entries but no epoch: the node stopped between its first
+		// entries (a bootstrap's configuration, or the first entries a
+		// joining learner received) and the epoch entry, which comes before
+		// any command. It names no cluster, and resumed it would lead its
+		// one-voter configuration of epoch 0 and take the epoch of the
+		// first cluster that talks to it: start fresh instead.
+		c.log.Warn("the log store holds entries but no epoch (stopped right after a bootstrap or a join); starting fresh", "last_index", li)
+		return c.resetRaft()
+	}
 	c.applied, c.snapIndex = applied, applied
 	if err := c.resetRaftOn(applied); err != nil {
 		return err

@@ -309,3 +309,29 @@ func TestCore_TwoExecutesOnOneIndexAreBothAnswered(t *testing.T) {
 	}
 }
 
+// A node that stopped right after bootstrapping, before its epoch entry
+// was written, restarts fresh: its log holds the bootstrap configuration
+// and no epoch. Resumed, it led its own one-voter configuration with epoch
+// 0 and took the epoch of the first cluster whose leader talked to it, a
+// second leader in that epoch that committed alone.
+func TestCore_LogWithoutEpochRestartsFresh(t *testing.T) {
+	dir := t.TempDir()
+	c := handCore(t, "a", WithDataDir(dir))
+	c.bootstrap()
+	if li, _ := c.store.LastIndex(); li == 0 || c.epoch == 0 {
+		t.Fatalf("after bootstrap: last index %d, epoch %x", li, c.epoch)
+	}
+	_ = c.store.Close() // stopped before the epoch entry
+	r := handCore(t, "a", WithDataDir(dir))
+	t.Cleanup(func() { _ = r.store.Close() })
+	if li, _ := r.store.LastIndex(); li != 0 || !r.fresh() || r.epoch != 0 {
+		t.Fatalf("restarted: last index %d, fresh %v, epoch %x; want an empty store, fresh", li, r.fresh(), r.epoch)
+	}
+	for range 3 * r.p.ticks(r.p.ElectionTimeout) {
+		r.rn.Tick()
+		r.step(t)
+	}
+	if r.state == raft.StateLeader {
+		t.Fatal("the restarted node leads a configuration of no epoch")
+	}
+}
