@@ -28,9 +28,11 @@ import (
 // itself after delivering what it had queued; its link is read to the end
 // (at most Params.CloseTimeout, during which it still counts as connected),
 // then dropped. A producer that refused the consumer for good (a final
-// close code) is retried only when its entry or the consumer's own changes
+// close code) is retried when its entry or the consumer's own changes
 // in content, not on heartbeats, and then after a backoff
-// (Params.RefusalRetryMin, RefusalRetryMax; PROTOCOL.md section 16.4).
+// (Params.RefusalRetryMin, RefusalRetryMax; PROTOCOL.md section 16.4);
+// without a change, once RefusalRetryMax has passed, since a verdict can
+// change with time alone (a ticket's not-before).
 //
 // Safe for concurrent use; Close ends it.
 type Consumer[T any] struct {
@@ -51,8 +53,8 @@ type Consumer[T any] struct {
 	probing map[peer.ID]bool
 	// refused holds producers whose receiver ended for good (a final close
 	// code, or backoff exhausted), with the content of both entries at
-	// that time: they are retried only once either changes, and then
-	// after a backoff (see refusal).
+	// that time: they are retried once either changes, after a backoff,
+	// or without a change after RefusalRetryMax (see refusal).
 	refused map[peer.ID]refusal
 	// retries holds the refusal backoff of producers being retried after
 	// a refusal, until one accepts the consumer or leaves the catalog.

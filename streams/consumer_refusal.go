@@ -9,12 +9,15 @@ import (
 	"github.com/mosaik-go/mosaik/catalog"
 )
 
-// refusal is a producer whose receiver ended for good. It is not retried
-// until the content of either catalog entry changes (theirs, ours; not
-// their versions, which every heartbeat bumps), and then not before next:
-// a backoff per producer, carried across refusals, spaces the retries. Its
-// subscription stays in Producers() as Terminated, with its error, for
-// Params.RefusalRetention at most, until hide fires.
+// refusal is a producer whose receiver ended for good. It is retried once
+// the content of either catalog entry changed (theirs, ours; not their
+// versions, which every heartbeat bumps), and then not before next: a
+// backoff per producer, carried across refusals, spaces the retries. A
+// verdict can also change with time alone (a ticket's not-before passes),
+// so it is retried without a change too, at recheck (Params.RefusalRetryMax
+// after the refusal, or next if later). Its subscription stays in
+// Producers() as Terminated, with its error, for Params.RefusalRetention
+// at most, until hide fires.
 type refusal struct {
 	theirs, ours catalog.ID // contentKey of both entries at the refusal
 	// anyVersion: the producer ended on its own side (GracefulShutdown,
@@ -23,9 +26,11 @@ type refusal struct {
 	// created again between two snapshots leaves the content unchanged.
 	anyVersion bool
 	version    catalog.Version // the producer's entry version at the refusal
-	// oursPending: this refusal answered a retry that our own change
-	// caused, which the producer may have judged before our new entry
-	// reached it; our next version (a heartbeat, which carries the entry
+	// oursPending: the producer may have judged a copy of our entry older
+	// than ours (this refusal answered a retry that our own change caused,
+	// or cut a session after our entry changed, say a ticket renewed just
+	// before the old one expired, or the producer did not know us and no
+	// sync helped); our next version (a heartbeat, which carries the entry
 	// again) allows one more retry.
 	oursPending bool
 	oursVersion catalog.Version // our entry version at the refusal
@@ -33,7 +38,9 @@ type refusal struct {
 	hide        *time.Timer
 	bo          backoff.BackOff
 	next        time.Time   // no retry before this
-	wake        *time.Timer // re-evaluates at next, once an entry changed
+	recheck     time.Time   // a retry without a change of either entry, not before this
+	wake        *time.Timer // re-evaluates at wakeAt: next once an entry changed, else recheck
+	wakeAt      time.Time
 }
 
 // forget stops the refusal's timers. Called with Consumer.mu held.
@@ -124,12 +131,16 @@ func (c *Consumer[T]) newRefusalBackoff() backoff.BackOff {
 // wake-up at the end of the backoff. On true, the refusal is gone and its
 // backoff is kept for the next refusal. Called with Consumer.mu held.
 func (c *Consumer[T]) mayRetry(ref refusal, e *catalog.Entry, ours ourEntry, now time.Time) bool {
-	if !ref.changed(e, ours) {
-		return false
+	due := ref.recheck
+	if ref.changed(e, ours) {
+		due = ref.next
 	}
-	if now.Before(ref.next) {
-		if ref.wake == nil {
-			ref.wake = c.timers.afterFunc(ref.next.Sub(now), c.poke)
+	if now.Before(due) {
+		if ref.wake == nil || ref.wakeAt.After(due) {
+			if ref.wake != nil {
+				ref.wake.Stop()
+			}
+			ref.wake, ref.wakeAt = c.timers.afterFunc(due.Sub(now), c.poke), due
 			c.refused[e.PeerID] = ref
 		}
 		return false
@@ -141,10 +152,11 @@ func (c *Consumer[T]) mayRetry(ref refusal, e *catalog.Entry, ours ourEntry, now
 }
 
 // refuse records that producer theirs refused the consumer for good with
-// err (whose code may be none). It returns the subscription of a refusal
-// it replaced, which the caller removes from the set once it has released
-// Consumer.mu. Called with Consumer.mu held.
-func (c *Consumer[T]) refuse(sub *subscription, theirs, ours *catalog.Entry, err error) (replaced *subscription) {
+// err (whose code may be none); oursStale says the producer may have
+// judged an older copy of our entry. It returns the subscription of a
+// refusal it replaced, which the caller removes from the set once it has
+// released Consumer.mu. Called with Consumer.mu held.
+func (c *Consumer[T]) refuse(sub *subscription, theirs, ours *catalog.Entry, oursStale bool, err error) (replaced *subscription) {
 	if old, had := c.refused[sub.peer]; had {
 		old.forget()
 		replaced = old.sub
@@ -155,10 +167,19 @@ func (c *Consumer[T]) refuse(sub *subscription, theirs, ours *catalog.Entry, err
 		rt.bo = c.newRefusalBackoff()
 	}
 	code, _ := codeOf(err)
+	now := time.Now()
+	next := now.Add(rt.bo.NextBackOff())
 	c.refused[sub.peer] = refusal{theirs: contentKey(theirs), ours: contentKey(ours),
 		anyVersion: code == CodeGracefulShutdown || code == CodeStreamNotFound, version: theirs.Version,
-		oursPending: rt.oursChanged, oursVersion: ours.Version,
-		sub: sub, bo: rt.bo, next: time.Now().Add(rt.bo.NextBackOff()),
+		oursPending: rt.oursChanged || oursStale, oursVersion: ours.Version,
+		sub: sub, bo: rt.bo, next: next, recheck: later(next, now.Add(c.svc.params.RefusalRetryMax)),
 		hide: c.timers.afterFunc(c.svc.params.RefusalRetention, func() { c.set.remove(sub) })}
 	return replaced
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

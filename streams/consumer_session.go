@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/internal/dialer"
 	"github.com/mosaik-go/mosaik/streams/pb"
 )
@@ -44,6 +45,7 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 	defer c.wg.Done()
 	defer close(r.done)
 	var err error
+	var out sessionOutcome // the last session's (read by the deferred refusal)
 	defer func() {
 		if code, ok := codeOf(err); ok {
 			var ce *CodeError
@@ -60,12 +62,17 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 		r.stopTimers()
 		if err != nil && ctx.Err() == nil && !r.ended.Load() {
 			// Ended for good: do not retry until either entry changes in
-			// content, then after a backoff (see refusal), and keep the
+			// content, then after a backoff, or RefusalRetryMax passed
+			// (see refusal), and keep the
 			// subscription visible in Producers() with its reason for a
 			// while, so the application can see why.
 			snap := c.svc.d.Catalog()
 			if e, ok := snap.Get(r.sub.peer); ok {
-				if old := c.refuse(r.sub, &e.Entry, &snap.Local().Entry, err); old != nil {
+				// The producer may have judged an older copy of our entry:
+				// ours changed since it accepted us, or it did not know us.
+				code, _ := codeOf(err)
+				stale := (!out.accepted.IsZero() && out.ours != contentKey(&snap.Local().Entry)) || code == CodeUnknownPeer
+				if old := c.refuse(r.sub, &e.Entry, &snap.Local().Entry, stale, err); old != nil {
 					defer c.set.remove(old)
 				}
 				keep = true
@@ -96,7 +103,7 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 			r.sub.reconnects.Add(1)
 			c.reconnects.Add(1)
 		}
-		var out sessionOutcome
+		out = sessionOutcome{}
 		err = c.session(ctx, r, &out)
 		if out.delivered || (!out.accepted.IsZero() && time.Since(out.accepted) >= stableSession) {
 			// The backoff restarts after a session that carried data or
@@ -155,8 +162,9 @@ const stableSession = 5 * time.Second
 
 // sessionOutcome is what a session tells the reconnect loop.
 type sessionOutcome struct {
-	accepted  time.Time // when the producer accepted; zero if it did not
-	delivered bool      // a datum was handed to the buffer
+	accepted  time.Time  // when the producer accepted; zero if it did not
+	ours      catalog.ID // contentKey of our entry then
+	delivered bool       // a datum was handed to the buffer
 }
 
 // session connects, subscribes and reads datums until the link fails.
@@ -280,7 +288,7 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, out *sessionOutc
 	delete(c.retries, r.sub.peer) // accepted: a later refusal starts a fresh backoff
 	c.mu.Unlock()
 	c.set.setState(r.sub, Connected, nil)
-	out.accepted = time.Now()
+	out.accepted, out.ours = time.Now(), contentKey(&c.svc.d.Catalog().Local().Entry)
 	epoch := acc.GetEpoch()
 	seq := newSequencer(epoch, prev, known)
 	// The producer resends from its window: a jump before the first datum

@@ -55,13 +55,16 @@ type Params struct {
 	// consumer's Producers() as Terminated, with the reason. The refusal
 	// itself outlasts it: the producer is not retried until the content of
 	// its catalog entry or the consumer's changes (heartbeats do not
-	// count), and then no sooner than the refusal backoff allows.
+	// count), and then no sooner than the refusal backoff allows; or,
+	// without a change, once RefusalRetryMax has passed since the refusal.
 	// Default 1 min.
 	RefusalRetention time.Duration
 	// RefusalRetryMin and RefusalRetryMax bound the backoff between retries
 	// of a producer that refused the consumer for good: the first retry
 	// waits RefusalRetryMin after the refusal, each further one twice as
-	// long (±50 % jitter) up to RefusalRetryMax. Defaults 1 s and 5 min.
+	// long (±50 % jitter) up to RefusalRetryMax. A refusal that no entry
+	// change answers is retried after RefusalRetryMax (a verdict can
+	// change with time: a ticket's not-before). Defaults 1 s and 5 min.
 	RefusalRetryMin, RefusalRetryMax time.Duration
 }
 

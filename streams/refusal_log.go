@@ -46,7 +46,7 @@ func producerHint(code Code) string {
 func consumerHint(code Code) string {
 	switch code {
 	case CodeNotAllowed:
-		return "this node does not meet the producer's policy; check its tags (--tags) and tickets (--ticket: valid now, issued by a trusted issuer for this peer, network and class); retried when either entry changes"
+		return "this node does not meet the producer's policy; check its tags (--tags) and tickets (--ticket: valid now, issued by a trusted issuer for this peer, network and class); retried when either entry changes, and at least every RefusalRetryMax (5 min by default)"
 	case CodeNoCapacity:
 		return "the producer serves its maximum of consumers; retrying with backoff"
 	case CodeDifferentNetwork:

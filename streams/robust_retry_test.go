@@ -51,7 +51,8 @@ func TestRobust_RefusalRetriesOnRelevantChange(t *testing.T) {
 	const backoffMin = 3 * time.Second // ±50 % jitter: at least 1.5 s
 	sp := streams.DefaultParams()
 	sp.HandshakeTimeout, sp.CloseTimeout = 2*time.Second, 2*time.Second
-	sp.RefusalRetryMin, sp.RefusalRetryMax = backoffMin, backoffMin
+	// RefusalRetryMax well past the test: no retry without a change.
+	sp.RefusalRetryMin, sp.RefusalRetryMax = backoffMin, time.Minute
 	nodes := connected(t, 2, node.WithoutDHT(), node.WithStreamsParams(sp))
 	pnode, cnode := nodes[0], nodes[1]
 	var allow atomic.Bool
@@ -129,4 +130,61 @@ func TestRobust_QuietSubscriptionSurvivesALinkFailure(t *testing.T) {
 		ps := cons.Producers()
 		return len(ps) == 1 && ps[0].State == streams.Connected && ps[0].Stats.Reconnects >= 1
 	}, "the consumer did not reconnect after the link failure: %+v", testutil.Lazy(func() any { return cons.Producers() }))
+}
+
+// TestRobust_RefusalIsRetriedWithoutAChange: a verdict can change with
+// time alone (here a predicate that admits from a moment on, as a ticket's
+// not-before does): a refusal that no entry change answers is retried once
+// RefusalRetryMax has passed. It used to wait for a change of either
+// entry's content, so it lasted for good.
+func TestRobust_RefusalIsRetriedWithoutAChange(t *testing.T) {
+	const name = "robust-refusal-time"
+	sp := streams.DefaultParams()
+	sp.RefusalRetryMin, sp.RefusalRetryMax = 500*time.Millisecond, 2*time.Second
+	nodes := connected(t, 2, node.WithoutDHT(), node.WithStreamsParams(sp))
+	pnode, cnode := nodes[0], nodes[1]
+	var from atomic.Int64
+	from.Store(time.Now().Add(time.Hour).UnixNano())
+	mustProducer[int](t, pnode, name, streams.WithRequire(func(catalog.PeerInfo) bool { return time.Now().UnixNano() >= from.Load() }))
+	cons := mustConsumer[int](t, cnode, name)
+	rejected := func() uint64 { return pnode.Streams().Stats().Rejected }
+	testutil.Eventually(t, 10*time.Second, func() bool { return rejected() >= 1 }, "no NotAllowed")
+	refused := time.Now()
+	from.Store(refused.UnixNano()) // admitted from now on; no entry changes
+	testutil.Eventually(t, 15*time.Second, func() bool { return connectedProducers(cons)[pnode.ID()] },
+		"the consumer did not retry the producer without an entry change: %+v", testutil.Lazy(func() any { return cons.Producers() }))
+	t.Logf("subscribed %v after the refusal (RefusalRetryMax %v)", time.Since(refused).Round(time.Millisecond), sp.RefusalRetryMax)
+}
+
+// TestRobust_CutAfterOurChangeIsRetriedOnOurNextHeartbeat: the producer
+// cut the subscription (NotAllowed) on a copy of the consumer's entry that
+// the consumer has changed since it was accepted, as when a renewed ticket
+// reaches the producer after the old one's expiry timer fired. The
+// consumer's next heartbeat carries its entry again, so it retries once
+// then, with no change of content and long before RefusalRetryMax. It
+// used to wait for a change of either entry's content, for good.
+func TestRobust_CutAfterOurChangeIsRetriedOnOurNextHeartbeat(t *testing.T) {
+	const name = "robust-refusal-stale"
+	sp := streams.DefaultParams()
+	sp.RefusalRetryMin, sp.RefusalRetryMax = 500*time.Millisecond, time.Hour
+	nodes := connected(t, 2, node.WithoutDHT(), node.WithStreamsParams(sp))
+	pnode, cnode := nodes[0], nodes[1]
+	var allow atomic.Bool
+	allow.Store(true)
+	prod := mustProducer[int](t, pnode, name, streams.WithRequire(func(catalog.PeerInfo) bool { return allow.Load() }))
+	cons := mustConsumer[int](t, cnode, name)
+	testutil.Eventually(t, 10*time.Second, func() bool { return connectedConsumers(prod)[cnode.ID()] }, "not admitted")
+	// The consumer changes its entry; the producer judges it (stand-in for
+	// the expiry timer firing on the old entry) and cuts.
+	allow.Store(false)
+	if err := cnode.AddTags("renewed"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		ps := cons.Producers()
+		return len(ps) == 1 && ps[0].State == streams.Terminated
+	}, "the producer did not cut the consumer: %+v", testutil.Lazy(func() any { return cons.Producers() }))
+	allow.Store(true) // the renewed entry would pass: no entry changes from here
+	testutil.Eventually(t, 15*time.Second, func() bool { return connectedConsumers(prod)[cnode.ID()] },
+		"the consumer did not retry on its next heartbeat: %+v", testutil.Lazy(func() any { return cons.Producers() }))
 }
