@@ -44,10 +44,11 @@ type outSub struct {
 	fullSince time.Time // when its queue was first found full; guarded by Producer.sendMu
 	expiry    *time.Timer
 
-	once sync.Once
-	code Code // why the subscription ended; set once in end
-	why  string
-	gone chan struct{} // closed by end
+	once  sync.Once
+	code  Code // why the subscription ended; set once in end
+	why   string
+	gone  chan struct{} // closed by end
+	endBy atomic.Int64  // the write deadline end set (UnixNano), 0 if none
 
 	// inband: the consumer speaks featureCloseFrames, so cuts that would
 	// reset (TooSlow, ProtocolViolation) are left to the writer, which
@@ -271,6 +272,11 @@ func (w *deadlineWriter) Write(b []byte) (n int, err error) {
 			// end bounded the stream by CloseTimeout: keep that bound.
 		default:
 			_ = w.s.st.SetWriteDeadline(time.Now().Add(w.d))
+			if by := w.s.endBy.Load(); by != 0 {
+				// end ran between the check and the deadline, which
+				// replaced its bound: put it back.
+				_ = w.s.st.SetWriteDeadline(time.Unix(0, by))
+			}
 		}
 		var m int
 		m, err = w.s.st.Write(b[:min(len(b), maxWriteChunk)])

@@ -308,7 +308,11 @@ func (p *Producer[T]) end(s *outSub, code Code, why string, reset bool) {
 		} else {
 			// The writer may be blocked on a consumer that stopped reading:
 			// bound it, so its Close frame fails and the stream is reset.
-			_ = s.st.SetWriteDeadline(time.Now().Add(p.closeWait(s)))
+			// endBy lets a writer that set its own deadline meanwhile put
+			// this one back (deadlineWriter).
+			by := time.Now().Add(p.closeWait(s))
+			s.endBy.Store(by.UnixNano())
+			_ = s.st.SetWriteDeadline(by)
 		}
 		close(s.gone)
 		p.set.setState(s.sub, Terminated, &CodeError{Code: code, Reason: why})
@@ -328,8 +332,10 @@ func (p *Producer[T]) end(s *outSub, code Code, why string, reset bool) {
 // GracefulShutdown, and the stream is withdrawn from the catalog entry.
 // Consumers that have not taken their datums after Params.CloseTimeout are
 // cut (reset), so Close returns within about CloseTimeout (plus at most
-// one lag grace, while a Send already fanning out finishes); no timer
-// callback of the producer runs after it returns. Service.Close closes the
+// one lag grace, while a Send already fanning out finishes, and the
+// require predicates and ticket checks of consumers being accepted, which
+// it waits for); no timer callback or predicate of the producer runs after
+// it returns. Service.Close closes the
 // producers created on it. Idempotent; safe to call concurrently.
 func (p *Producer[T]) Close() error {
 	p.once.Do(func() {
@@ -363,7 +369,7 @@ func (p *Producer[T]) Close() error {
 		t.Stop()
 		p.cancel()
 		p.subWG.Wait()
-		p.wg.Wait()
+		p.wg.Wait() // accepts under way too (accept): no predicate runs after Close
 		p.timers.stop()
 		p.svc.unregister(p.id, p)
 		p.withdraw()

@@ -22,6 +22,12 @@ func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalo
 	if !closed && !full {
 		p.pending++
 	}
+	if !closed {
+		// Close waits for accepts under way (p.wg): the predicates and
+		// ticket checks below never run after it returned.
+		p.wg.Add(1)
+		defer p.wg.Done()
+	}
 	p.mu.Unlock()
 	if closed {
 		p.reject(st, CodeStreamNotFound, "producer closed")

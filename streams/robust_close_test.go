@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -204,4 +205,48 @@ func rcWithdrawn(t *testing.T, cnode, pnode *node.Node, id catalog.StreamID) {
 		e, ok := cnode.Catalog().Get(pnode.ID())
 		return ok && !e.Entry.Produces(id)
 	}, "the consumer's catalog still lists the stream")
+}
+
+// TestRobust_CloseWaitsForAcceptsUnderWay: a consumer being accepted while
+// the producer closes has its require predicate run to the end before
+// Close returns, never after (it used to run, and answer the consumer,
+// after Close had returned).
+func TestRobust_CloseWaitsForAcceptsUnderWay(t *testing.T) {
+	const name = "robust-close-accept"
+	nodes := connected(t, 2, node.WithoutDHT())
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	var finished atomic.Bool
+	prod, err := streams.NewProducer[int](nodes[0].Streams(), name, streams.WithRequire(func(catalog.PeerInfo) bool {
+		select {
+		case entered <- struct{}{}:
+			<-release // the first judgement blocks until released
+			finished.Store(true)
+		default:
+		}
+		return true
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = mustConsumer[int](t, nodes[1], name)
+	select {
+	case <-entered:
+	case <-testCtx(t, 10*time.Second).Done():
+		t.Fatal("the consumer was never judged")
+	}
+	closed := make(chan bool, 1)
+	go func() {
+		_ = prod.Close()
+		closed <- finished.Load()
+	}()
+	time.Sleep(200 * time.Millisecond) // Close's chance to return early: the scenario, not a synchronisation
+	close(release)
+	select {
+	case ok := <-closed:
+		if !ok {
+			t.Fatal("Close returned while the require predicate of an accept was still running")
+		}
+	case <-testCtx(t, 15*time.Second).Done():
+		t.Fatal("Close did not return after the predicate did")
+	}
 }
