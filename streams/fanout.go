@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/mosaik-go/mosaik/catalog"
 )
 
 // outItem is one encoded datum queued for one subscription; the payload
@@ -43,6 +45,7 @@ type outSub struct {
 	wantRoom  atomic.Bool
 	fullSince time.Time // when its queue was first found full; guarded by Producer.sendMu
 	expiry    *time.Timer
+	expiryOf  catalog.Version // the consumer's entry version expiry was armed from (under Producer.mu)
 
 	once  sync.Once
 	code  Code // why the subscription ended; set once in end

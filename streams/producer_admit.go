@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -119,18 +120,41 @@ func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalo
 		return
 	}
 	p.svc.accepted.Add(1)
-	p.armExpiry(s, expires)
+	// The consumer's entry may have changed since its Subscribe arrived
+	// (the probe above takes up to HandshakeTimeout), and watchCatalog
+	// skipped the change: it was no subscription yet. Judge the current
+	// entry; from now on watchCatalog sees every change.
+	if cur, ok := p.svc.d.Catalog().Get(peerID); ok && cur.Entry.Version.Compare(entry.Entry.Version) > 0 {
+		p.set.update(func() {
+			s.sub.mu.Lock()
+			s.sub.entry = cur
+			s.sub.mu.Unlock()
+		})
+		entry = cur
+		if expires, code, err = p.cfg.eligible(p.svc.d.RTT().Info(cur), time.Now()); err != nil {
+			p.warnRefused(peerID, code, err.Error())
+			p.end(s, code, err.Error(), false)
+		}
+	}
+	p.armExpiry(s, expires, entry.Entry.Version)
 	p.log.Debug("consumer accepted", "peer", peerID)
 	go p.writer(s)
 	go p.watchConsumer(s)
 }
 
-// armExpiry (re)sets the subscription's ticket-expiry timer: a renewed
-// ticket in a newer entry pushes it back without interrupting the stream.
-// The timer belongs to this subscription, so it never cuts a later one.
-func (p *Producer[T]) armExpiry(s *outSub, expires time.Time) {
+// armExpiry (re)sets the subscription's ticket-expiry timer from the
+// consumer's entry of version v: a renewed ticket in a newer entry pushes
+// it back without interrupting the stream. An entry older than the one it
+// was last armed from changes nothing (accept and watchCatalog may judge
+// two versions in either order). The timer belongs to this subscription,
+// so it never cuts a later one.
+func (p *Producer[T]) armExpiry(s *outSub, expires time.Time, v catalog.Version) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if v.Compare(s.expiryOf) < 0 || !slices.Contains(p.subs, s) {
+		return // an older entry, or the subscription ended (end removes it under mu)
+	}
+	s.expiryOf = v
 	switch {
 	case expires.IsZero():
 		if s.expiry != nil {
@@ -210,7 +234,7 @@ func (p *Producer[T]) watchCatalog() {
 				p.end(f.s, CodeNotAllowed, err.Error(), false)
 				continue
 			}
-			p.armExpiry(f.s, expires)
+			p.armExpiry(f.s, expires, f.e.Entry.Version)
 		}
 	}
 }

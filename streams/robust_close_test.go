@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/catalog/discovery"
 	"github.com/mosaik-go/mosaik/internal/testutil"
 	"github.com/mosaik-go/mosaik/node"
 	"github.com/mosaik-go/mosaik/streams"
@@ -249,4 +250,46 @@ func TestRobust_CloseWaitsForAcceptsUnderWay(t *testing.T) {
 	case <-testCtx(t, 15*time.Second).Done():
 		t.Fatal("Close did not return after the predicate did")
 	}
+}
+
+// TestRobust_AcceptJudgesTheCurrentEntry: a consumer whose entry changes
+// while the producer is judging its Subscribe (the probe and predicates
+// take a while) is judged again on the new entry once it is a
+// subscription: here it gained a tag the producer refuses, and it is cut
+// at once, not served until its next heartbeat (30 s with these params),
+// which is when the catalog watcher, which skipped the change, would have
+// looked again.
+func TestRobust_AcceptJudgesTheCurrentEntry(t *testing.T) {
+	const name = "robust-accept-current"
+	nodes := connected(t, 2, node.WithoutDHT(), node.WithDiscoveryParams(discovery.DefaultParams()))
+	pnode, cnode := nodes[0], nodes[1]
+	banned := catalog.IDFromString("banned")
+	var first atomic.Bool
+	first.Store(true)
+	entered, release := make(chan struct{}), make(chan struct{})
+	prod := mustProducer[int](t, pnode, name, streams.WithRequire(func(pi catalog.PeerInfo) bool {
+		if first.CompareAndSwap(true, false) {
+			close(entered)
+			<-release // judged on the entry of the Subscribe, while it changes
+			return true
+		}
+		return !pi.Entry.Entry.HasTag(banned)
+	}))
+	_ = mustConsumer[int](t, cnode, name)
+	select {
+	case <-entered:
+	case <-testCtx(t, 10*time.Second).Done():
+		t.Fatal("the consumer was never judged")
+	}
+	if err := cnode.AddTags("banned"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		e, ok := pnode.Catalog().Get(cnode.ID())
+		return ok && e.Entry.HasTag(banned)
+	}, "the producer's catalog never saw the new tag")
+	close(release)
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		return len(prod.Consumers()) == 0 && pnode.Streams().Handles()[0].Ends[streams.CodeNotAllowed] >= 1
+	}, "the consumer judged on its old entry is still served: %+v", testutil.Lazy(func() any { return prod.Consumers() }))
 }
