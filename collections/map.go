@@ -345,24 +345,26 @@ func (m *MapReader[K, V]) IsEmpty() bool { return m.Len() == 0 }
 // All iterates over the entries of one state (an O(1) snapshot taken
 // when iteration starts), in key order.
 func (m *MapReader[K, V]) All() iter.Seq2[K, V] {
-	s := m.tree()
 	return func(yield func(K, V) bool) {
+		s := m.tree()
 		s.Scan(func(it mapItem[K, V]) bool { return yield(it.k, it.v) })
 	}
 }
 
-// Keys iterates over the keys of one state, in order.
+// Keys iterates over the keys of one state (taken when iteration starts),
+// in order.
 func (m *MapReader[K, V]) Keys() iter.Seq[K] {
-	s := m.tree()
 	return func(yield func(K) bool) {
+		s := m.tree()
 		s.Scan(func(it mapItem[K, V]) bool { return yield(it.k) })
 	}
 }
 
-// Values iterates over the values of one state, in key order.
+// Values iterates over the values of one state (taken when iteration
+// starts), in key order.
 func (m *MapReader[K, V]) Values() iter.Seq[V] {
-	s := m.tree()
 	return func(yield func(V) bool) {
+		s := m.tree()
 		s.Scan(func(it mapItem[K, V]) bool { return yield(it.v) })
 	}
 }

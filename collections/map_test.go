@@ -75,3 +75,27 @@ func TestMap_Smoke(t *testing.T) {
 		t.Fatalf("reader Sync: %d %v", v, err)
 	}
 }
+
+// An iterator takes its state when iteration starts, as documented: a
+// sequence kept and ranged over again sees the state of then.
+func TestMap_IteratorTakesItsStateWhenRanged(t *testing.T) {
+	n := startNode(t)
+	m, err := collections.NewMap[string, int](n, freshName(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.When().Online(tctx(t, 20*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	all, keys := m.All(), m.Keys()
+	if _, err := m.Insert(tctx(t, 10*time.Second), "a", 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := maps.Collect(all); !maps.Equal(got, map[string]int{"a": 1}) {
+		t.Fatalf("a sequence taken before the insert ranges over %v, want the state when ranged", got)
+	}
+	if got := slices.Collect(keys); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("keys taken before the insert range over %v", got)
+	}
+}

@@ -189,8 +189,8 @@ func (q *PriorityQueueReader[P, K, V]) MaxPriority() (P, bool) {
 // iteration starts) by ascending priority, equal priorities by key
 // encoding.
 func (q *PriorityQueueReader[P, K, V]) All() iter.Seq[PQEntry[P, K, V]] {
-	s := q.st()
 	return func(yield func(PQEntry[P, K, V]) bool) {
+		s := q.st()
 		s.byPrio.Ascend(func(it pqItem[P, K, V]) bool { return yield(it.entry()) })
 	}
 }
@@ -198,8 +198,8 @@ func (q *PriorityQueueReader[P, K, V]) All() iter.Seq[PQEntry[P, K, V]] {
 // Descending iterates over the entries of one state in the exact reverse
 // of All's order.
 func (q *PriorityQueueReader[P, K, V]) Descending() iter.Seq[PQEntry[P, K, V]] {
-	s := q.st()
 	return func(yield func(PQEntry[P, K, V]) bool) {
+		s := q.st()
 		s.byPrio.Descend(func(it pqItem[P, K, V]) bool { return yield(it.entry()) })
 	}
 }

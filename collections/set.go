@@ -192,8 +192,8 @@ func (r *SetReader[T]) IsSubset(other SetView[T]) bool {
 // All iterates over the members of one state (an O(1) snapshot taken when
 // iteration starts), in the order of their encodings.
 func (r *SetReader[T]) All() iter.Seq[T] {
-	s := r.members()
 	return func(yield func(T) bool) {
+		s := r.members()
 		s.Ascend(func(it setItem[T]) bool { return yield(it.v) })
 	}
 }

@@ -301,8 +301,8 @@ func (r *VecReader[T]) Back() (T, bool) {
 // All iterates over the indexes and elements of one state (taken when
 // iteration starts), in order.
 func (r *VecReader[T]) All() iter.Seq2[int, T] {
-	its := r.items()
 	return func(yield func(int, T) bool) {
+		its := r.items()
 		for i, it := range its {
 			if !yield(i, it.v) {
 				return
@@ -311,10 +311,11 @@ func (r *VecReader[T]) All() iter.Seq2[int, T] {
 	}
 }
 
-// Values iterates over the elements of one state, in order.
+// Values iterates over the elements of one state (taken when iteration
+// starts), in order.
 func (r *VecReader[T]) Values() iter.Seq[T] {
-	its := r.items()
 	return func(yield func(T) bool) {
+		its := r.items()
 		for _, it := range its {
 			if !yield(it.v) {
 				return
