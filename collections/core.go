@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
@@ -347,12 +348,31 @@ func (m *machine[S]) restoreBytes(rd rawDecoder[S], data []byte) error {
 
 // typeTag names a Go type in group ids: its package path and name, so
 // that two programs sharing a type (or a definition) derive one id.
-func typeTag[T any]() string {
-	t := reflect.TypeFor[T]()
-	if t.PkgPath() != "" {
-		return t.PkgPath() + "." + t.Name()
+func typeTag[T any]() string { return typeName(reflect.TypeFor[T]()) }
+
+// typeName is Go's spelling of t with every named type in it qualified by
+// its package path: "github.com/acme/chat.User", "[]github.com/acme/chat.User",
+// "map[string]int". Go's own spelling (reflect.Type.String) qualifies by
+// package name only, so []a/model.User and []b/model.User would share a
+// group; for types that name nothing but predeclared types the two agree.
+func typeName(t reflect.Type) string {
+	if t.Name() != "" {
+		if t.PkgPath() != "" {
+			return t.PkgPath() + "." + t.Name()
+		}
+		return t.Name() // predeclared
 	}
-	return t.String()
+	switch t.Kind() {
+	case reflect.Slice:
+		return "[]" + typeName(t.Elem())
+	case reflect.Array:
+		return "[" + strconv.Itoa(t.Len()) + "]" + typeName(t.Elem())
+	case reflect.Map:
+		return "map[" + typeName(t.Key()) + "]" + typeName(t.Elem())
+	case reflect.Pointer:
+		return "*" + typeName(t.Elem())
+	}
+	return t.String() // struct, func, chan and interface literals: rare as elements
 }
 
 // signature derives a collection's state machine signature (PROTOCOL.md

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	htmltemplate "html/template"
 	"reflect"
 	"testing"
+	texttemplate "text/template"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -444,5 +446,28 @@ func TestMapKind_TimeKeysKeepTheirFraction(t *testing.T) {
 		if i >= len(got) || !got[i].k.Equal(k) || !got[i].v.Equal(k.Add(time.Nanosecond)) {
 			t.Fatalf("items %+v, want %v ↦ %v at %d", got, k, k.Add(time.Nanosecond), i)
 		}
+	}
+}
+
+// Type parts qualify every named type by its package path, also inside
+// slices, arrays, maps and pointers (Go's spelling qualifies by package
+// name, so text/template's and html/template's Template were one part);
+// types of predeclared types only keep Go's spelling.
+func TestTypeTag_QualifiesNamedTypesByPath(t *testing.T) {
+	for got, want := range map[string]string{
+		typeTag[string]():                       "string",
+		typeTag[[]byte]():                       "[]uint8",
+		typeTag[map[string]int]():               "map[string]int",
+		typeTag[[4]*int]():                      "[4]*int",
+		typeTag[texttemplate.Template]():        "text/template.Template",
+		typeTag[[]*texttemplate.Template]():     "[]*text/template.Template",
+		typeTag[map[string]htmltemplate.HTML](): "map[string]html/template.HTML",
+	} {
+		if got != want {
+			t.Errorf("type part %q, want %q", got, want)
+		}
+	}
+	if typeTag[[]*texttemplate.Template]() == typeTag[[]*htmltemplate.Template]() {
+		t.Error("[]*text/template.Template and []*html/template.Template share a type part")
 	}
 }
