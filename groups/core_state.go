@@ -15,9 +15,10 @@ import (
 // under mu); the bond layer never calls back into coreState, and inbox
 // methods take no lock of the core's but the bond queue's leaf lock.
 type coreState struct {
-	mu     sync.Mutex
-	groups map[catalog.ID]*joined
-	closed bool
+	mu      sync.Mutex
+	groups  map[catalog.ID]*joined
+	joining map[catalog.ID]chan struct{} // Joins opening their store, closed when done
+	closed  bool
 }
 
 // joined is one running group and its open handles.
@@ -86,27 +87,57 @@ func Join[C, Q, R any](s *Service, key Key, sm StateMachine[C, Q, R], opts ...Op
 	cs := &s.core
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	if cs.closed {
-		return nil, ErrTerminated
-	}
-	if j := cs.groups[id]; j != nil && j.c.ended() {
-		// It ended on its own (a state machine panic): a new Join starts
-		// it afresh; the old handles keep reporting the failure.
-		delete(cs.groups, id)
-	}
-	if j := cs.groups[id]; j != nil {
-		if j.typ != typ {
-			return nil, fmt.Errorf("%w: joined as %v, now %v", ErrTypeMismatch, j.typ, typ)
+	for {
+		if cs.closed {
+			return nil, ErrTerminated
 		}
-		if j.role != cfg.role || j.reluct != cfg.reluctant {
-			return nil, fmt.Errorf("groups: group %s already joined with role %v, reluctant %v", id.Short(), j.role, j.reluct)
+		if j := cs.groups[id]; j != nil && j.c.ended() {
+			// It ended on its own (a state machine panic): a new Join starts
+			// it afresh; the old handles keep reporting the failure.
+			delete(cs.groups, id)
 		}
-		j.refs++
-		return newHandle[C, Q, R](s, id, j), nil
+		if j := cs.groups[id]; j != nil {
+			if j.typ != typ {
+				return nil, fmt.Errorf("%w: joined as %v, now %v", ErrTypeMismatch, j.typ, typ)
+			}
+			if j.role != cfg.role || j.reluct != cfg.reluctant {
+				return nil, fmt.Errorf("groups: group %s already joined with role %v, reluctant %v", id.Short(), j.role, j.reluct)
+			}
+			j.refs++
+			return newHandle[C, Q, R](s, id, j), nil
+		}
+		busy := cs.joining[id]
+		if busy == nil {
+			break
+		}
+		// Another Join of this id is opening its store: wait for it,
+		// then look again.
+		cs.mu.Unlock()
+		<-busy
+		cs.mu.Lock()
 	}
+	// Opening the store (the data dir's lock, a log replay, the state
+	// machine's Restore) may take seconds: not under mu, which every other
+	// group's Join and Close and the snapshot server of every group take.
+	busy := make(chan struct{})
+	if cs.joining == nil {
+		cs.joining = map[catalog.ID]chan struct{}{}
+	}
+	cs.joining[id] = busy
+	cs.mu.Unlock()
 	c, err := newGroupCore(s, id, cfg, &typedMachine[C, Q, R]{sm: sm, codec: codec, log: s.logger()})
+	cs.mu.Lock()
+	delete(cs.joining, id)
+	close(busy)
 	if err != nil {
 		return nil, err
+	}
+	if cs.closed {
+		if c.ticker != nil {
+			c.ticker.Stop()
+		}
+		_ = c.store.Close()
+		return nil, ErrTerminated
 	}
 	tr, err := s.net.attach(spec{
 		ID: id, Key: key.h, Role: cfg.role, Tickets: cfg.tickets,

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/internal/testutil"
 )
 
@@ -74,5 +75,59 @@ func TestDataDir_JoinDefaults(t *testing.T) {
 	defer h.Close()
 	if _, err := os.Stat(walFilePath(dir, h.ID())); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("WithDataDir(\"\") still wrote %s: %v", walFilePath(dir, h.ID()), err)
+	}
+}
+
+// A Join whose store takes long to open (the data dir's lock, a long log
+// replay, a large Restore) holds up no other group: another group's Join
+// returns at once, and a second Join of the same id waits for the first
+// and then gets a handle to the same group. The store used to be opened
+// under the registry's lock, which every Join, Close and the snapshot
+// server of every group on the node take.
+func TestJoin_SlowStoreOpenHoldsUpNoOtherGroup(t *testing.T) {
+	s := newMemNet().service(t, "a", true)
+	gate := make(chan struct{})
+	slow := func(c *config) {
+		c.openStore = func(catalog.ID, bool) (logStore, error) { <-gate; return newMemStore(), nil }
+	}
+	type joinResult struct {
+		g   *Group[int64, struct{}, int64]
+		err error
+	}
+	join := func() <-chan joinResult {
+		ch := make(chan joinResult, 1)
+		go func() {
+			g, err := Join[int64, struct{}, int64](s, KeyFromSecret("slow"), &counter{}, WithParams(TestParams()), slow)
+			ch <- joinResult{g, err}
+		}()
+		return ch
+	}
+	first := join()
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		s.core.mu.Lock()
+		defer s.core.mu.Unlock()
+		return len(s.core.joining) == 1
+	}, "the slow Join never started opening its store")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = joinCounter(t, s) // another group
+	}()
+	select {
+	case <-done:
+	case <-time.After(testutil.Scale(5 * time.Second)):
+		close(gate)
+		t.Fatal("another group's Join waited for the slow store")
+	}
+	second := join()
+	close(gate)
+	r1, r2 := <-first, <-second
+	if r1.err != nil || r2.err != nil {
+		t.Fatalf("Joins of the slow id: %v, %v", r1.err, r2.err)
+	}
+	defer r1.g.Close()
+	defer r2.g.Close()
+	if r1.g.c != r2.g.c {
+		t.Fatal("two Joins of one id run two groups")
 	}
 }
