@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -55,4 +56,31 @@ func (s *Store) CheckLocalCopy(data []byte) error {
 		return err
 	}
 	return &DuplicateIdentityError{Peer: s.localID, Ours: local.Entry.Version, Theirs: e.Entry.Version, Addrs: e.Entry.Addrs}
+}
+
+// Authentic reports whether sealed entry bytes carry a valid signature of
+// the peer they name: nil for an exact copy of the entry the catalog holds
+// for that peer (or of the local entry), which was verified when it came
+// in, and otherwise after verifying the signature. The error is a
+// rejection (see [IsRejected]): malformed bytes or a bad signature.
+//
+// A gossip validator checks the entries of a relay batch that it ignores
+// without verifying them (known versions, rate limited, the local peer's)
+// with it: accepting the batch makes the router forward it whole, and a
+// forged entry among them would be rejected downstream, costing this node
+// the penalty that its sender deserves.
+func (s *Store) Authentic(data []byte) error {
+	cur := s.cur.Load()
+	if cur.local != nil && bytes.Equal(cur.local.raw, data) {
+		return nil
+	}
+	e, env, err := decodeEntry(data, s.params.MaxEntrySize)
+	if err != nil {
+		return err
+	}
+	if it, ok := cur.st.get(e.Entry.PeerID); ok && bytes.Equal(it.e.raw, data) {
+		return nil
+	}
+	s.verified.Add(1)
+	return env.verify(EntryDomain)
 }

@@ -28,8 +28,12 @@ const MaxBatchEntries = 64
 // sender should have checked them; entries that are merely ignored (stale,
 // known, over a rate limit) are left out, and their errors are returned in
 // ignored. When every entry is ignored, err is the first of them and
-// entries is empty.
-func decodeAnnouncement(data []byte, limit int, openEntry func([]byte) (*catalog.SignedEntry, error)) (entries []*catalog.SignedEntry, d *catalog.Departure, ignored []error, err error) {
+// entries is empty. In a batch that is not refused (some entry is new, so
+// the router forwards the message whole) every ignored entry is checked
+// with authentic too, since openEntry ignores some without verifying
+// them: a forged one refuses the batch here, instead of downstream, where
+// its rejection would cost this node the forwarder's penalty.
+func decodeAnnouncement(data []byte, limit int, openEntry func([]byte) (*catalog.SignedEntry, error), authentic func([]byte) error) (entries []*catalog.SignedEntry, d *catalog.Departure, ignored []error, err error) {
 	if len(data) > limit {
 		return nil, nil, nil, fmt.Errorf("%w: announcement of %d bytes > %d", catalog.ErrOversize, len(data), limit)
 	}
@@ -39,6 +43,7 @@ func decodeAnnouncement(data []byte, limit int, openEntry func([]byte) (*catalog
 	}
 	switch kind {
 	case announceEntry:
+		var unchecked [][]byte // ignored entries, to check if the batch goes on
 		for _, b := range bodies {
 			e, err := openEntry(b)
 			switch {
@@ -48,10 +53,18 @@ func decodeAnnouncement(data []byte, limit int, openEntry func([]byte) (*catalog
 				return nil, nil, nil, err
 			default:
 				ignored = append(ignored, err)
+				unchecked = append(unchecked, b)
 			}
 		}
 		if len(entries) == 0 {
 			return nil, nil, ignored[1:], ignored[0]
+		}
+		if authentic != nil {
+			for _, b := range unchecked {
+				if err := authentic(b); err != nil {
+					return nil, nil, nil, err
+				}
+			}
 		}
 		return entries, nil, ignored, nil
 	case announceDeparture:

@@ -29,7 +29,7 @@ func (s *Service) validate(_ context.Context, from peer.ID, msg *pubsub.Message)
 		// Cheap checks first: a copy of a known version is ignored without
 		// verifying its signature.
 		return s.open(data, now, fromGossip)
-	})
+	}, s.store.Authentic)
 	for _, err := range ignored {
 		// Entries of a batch left out; the message itself goes on.
 		s.stats.refuse(false, catalog.Reason(err))
