@@ -331,7 +331,14 @@ func (v *JWT) Validate(data []byte, holder peer.ID, now time.Time) (time.Time, e
 	if err := v.checkBinding(raw); err != nil {
 		return time.Time{}, err
 	}
-	nowS := time.Unix(now.Unix(), 0) // mosaik compares whole unix seconds
+	// mosaik compares whole unix seconds. The validity window (nbf, iat,
+	// exp) is checked against now itself, which for whole-second claims
+	// gives the same answers (c > now exactly when c > now cut to its
+	// second), while a claim with a fraction (a NumericDate may have one)
+	// is judged by the instant it names: exp 1000.1 at 1000.9 is expired,
+	// not valid with an expiry already past. Ages and lifetimes count from
+	// the whole second.
+	nowS := time.Unix(now.Unix(), 0)
 	if len(v.issuers) > 0 && (c.iss == nil || !slices.Contains(v.issuers, *c.iss)) {
 		return time.Time{}, fmt.Errorf("%w: %s", ErrTicketIssuerName, quoteOpt(c.iss))
 	}
@@ -344,16 +351,16 @@ func (v *JWT) Validate(data []byte, holder peer.ID, now time.Time) (time.Time, e
 	if c.sub == nil || *c.sub != want {
 		return time.Time{}, fmt.Errorf("%w: sub %s, want %q", ErrWrongSubject, quoteOpt(c.sub), want)
 	}
-	if c.nbf != nil && c.nbf.After(nowS.Add(v.leeway)) {
+	if c.nbf != nil && c.nbf.After(now.Add(v.leeway)) {
 		return time.Time{}, fmt.Errorf("%w: from %v", ErrTicketNotYet, c.nbf.UTC())
 	}
-	if c.iat != nil && c.iat.After(nowS.Add(v.leeway)) {
+	if c.iat != nil && c.iat.After(now.Add(v.leeway)) {
 		return time.Time{}, fmt.Errorf("%w: issued at %v, in the future beyond the allowed clock drift of %v", ErrTicketNotYet, c.iat.UTC(), v.leeway)
 	}
 	switch {
 	case c.exp == nil && !v.allowNonExpiring:
 		return time.Time{}, ErrTicketNoExpiry
-	case c.exp != nil && !c.exp.After(nowS.Add(-v.leeway)):
+	case c.exp != nil && !c.exp.After(now.Add(-v.leeway)):
 		return time.Time{}, fmt.Errorf("%w at %v", ErrTicketExpired, c.exp.UTC())
 	}
 	if v.maxLifetime > 0 && c.exp != nil && c.exp.Sub(nowS) > v.maxLifetime {

@@ -160,7 +160,9 @@ func TestJWT_Validate(t *testing.T) {
 		{name: "whole seconds: now rounds down", claims: func(c map[string]any) { c["exp"] = t0.Add(time.Second).Unix() }, now: t0.Add(999 * time.Millisecond), exp: t0.Add(time.Second)},
 		{name: "whole seconds: the next second", claims: func(c map[string]any) { c["exp"] = t0.Add(time.Second).Unix() }, now: t0.Add(time.Second), want: ErrTicketExpired},
 		{name: "fractional exp", claims: func(c map[string]any) { c["exp"] = float64(t0.Unix()) + 0.5 }, exp: t0.Add(500 * time.Millisecond)},
-		{name: "fractional exp against whole seconds", claims: func(c map[string]any) { c["exp"] = float64(t0.Unix()) + 0.5 }, now: t0.Add(700 * time.Millisecond), exp: t0.Add(500 * time.Millisecond)},
+		{name: "fractional exp, past", claims: func(c map[string]any) { c["exp"] = float64(t0.Unix()) + 0.5 }, now: t0.Add(700 * time.Millisecond), want: ErrTicketExpired},
+		{name: "fractional nbf, not yet", claims: func(c map[string]any) { c["nbf"] = float64(t0.Unix()) + 0.5 }, now: t0.Add(200 * time.Millisecond), want: ErrTicketNotYet},
+		{name: "fractional nbf, passed", claims: func(c map[string]any) { c["nbf"] = float64(t0.Unix()) + 0.5 }, now: t0.Add(700 * time.Millisecond)},
 
 		// 5. Lifetime.
 		{name: "lifetime too long", v: func(v *JWT) *JWT { return v.MaxLifetime(time.Hour) }, claims: func(c map[string]any) { c["exp"] = t0.Add(time.Hour + time.Second).Unix() }, want: ErrTicketTooLong},
