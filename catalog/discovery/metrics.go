@@ -50,6 +50,10 @@ type Stats struct {
 	DHTPuts        uint64 // successful DHT puts of the local entry
 	DHTPutFailures uint64
 	LinksRepaired  uint64 // gossip links reset because pubsub lost a connected peer's topics
+	// MuteLinksClosed counts connections closed because identify failed on
+	// them (a timeout on a loaded host): identify runs once per connection,
+	// and without it neither gossipsub nor the catalog sync ever uses one.
+	MuteLinksClosed uint64
 	// JoinRepairs counts the delta syncs started with a peer whose sync
 	// we served before its gossip subscription reached us (joinrepair.go).
 	JoinRepairs uint64
@@ -97,6 +101,7 @@ type counters struct {
 	relayMessages                      atomic.Uint64
 	dhtPuts, dhtPutFailures            atomic.Uint64
 	linksRepaired, joinRepairs         atomic.Uint64
+	muteClosed                         atomic.Uint64
 
 	mu     sync.Mutex
 	reason map[string]uint64
@@ -162,7 +167,7 @@ func (c *counters) snapshot() Stats {
 		SyncsServed: c.syncsServed.Load(), SyncsRefused: c.syncsRefused.Load(),
 		Announcements: c.announcements.Load(), Relayed: c.relayed.Load(), RelayMessages: c.relayMessages.Load(),
 		DHTPuts: c.dhtPuts.Load(), DHTPutFailures: c.dhtPutFailures.Load(),
-		LinksRepaired: c.linksRepaired.Load(), JoinRepairs: c.joinRepairs.Load(),
+		LinksRepaired: c.linksRepaired.Load(), JoinRepairs: c.joinRepairs.Load(), MuteLinksClosed: c.muteClosed.Load(),
 		SyncBytesSent: c.syncBytesOut.Load(), SyncBytesReceived: c.syncBytesIn.Load(),
 		SyncEntriesSent: c.syncEntriesOut.Load(), SyncEntriesReceived: c.syncEntriesIn.Load(),
 		SyncBumpsSent: c.syncBumpsOut.Load(), SyncBumpsReceived: c.syncBumpsIn.Load(), SyncBumpsRefused: c.syncBumpsRefused.Load(),
@@ -214,6 +219,7 @@ func newCounters(mp metric.MeterProvider, network string, size func() int) (*cou
 		{"mosaik.discovery.dht.puts", "DHT puts of the local entry", &c.dhtPuts, []attribute.KeyValue{attribute.String("result", "ok")}},
 		{"mosaik.discovery.dht.puts", "", &c.dhtPutFailures, []attribute.KeyValue{attribute.String("result", "failed")}},
 		{"mosaik.discovery.links.repaired", "gossip links reset because pubsub lost a connected peer's topics", &c.linksRepaired, nil},
+		{"mosaik.discovery.links.mute_closed", "connections closed because identify failed on them", &c.muteClosed, nil},
 		{"mosaik.discovery.sync.bytes", "frame bytes on catalog sync streams", &c.syncBytesOut, []attribute.KeyValue{attribute.String("direction", "out")}},
 		{"mosaik.discovery.sync.bytes", "", &c.syncBytesIn, []attribute.KeyValue{attribute.String("direction", "in")}},
 		{"mosaik.discovery.sync.entries", "sealed entries in catalog sync messages", &c.syncEntriesOut, []attribute.KeyValue{attribute.String("direction", "out")}},

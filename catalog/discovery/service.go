@@ -264,7 +264,7 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 	// buffer; disconnects come in bursts when peers leave together. The name
 	// labels the bus's metrics (the default is this file's build path).
 	if s.hostSub, err = h.EventBus().Subscribe([]any{new(event.EvtPeerIdentificationCompleted), new(event.EvtLocalAddressesUpdated),
-		new(event.EvtPeerConnectednessChanged)}, eventbus.BufSize(256), eventbus.Name("mosaik/discovery")); err != nil {
+		new(event.EvtPeerConnectednessChanged), new(event.EvtPeerIdentificationFailed)}, eventbus.BufSize(256), eventbus.Name("mosaik/discovery")); err != nil {
 		return nil, fmt.Errorf("discovery: event bus: %w", err)
 	}
 

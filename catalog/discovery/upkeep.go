@@ -43,6 +43,8 @@ func (s *Service) hostEventLoop() {
 				} else if _, ok := s.store.Snapshot().Get(ev.Peer); ok && ev.Peer != s.h.ID() {
 					s.tagIfConnected(ev.Peer)
 				}
+			case event.EvtPeerIdentificationFailed:
+				s.closeMute(ev.Peer, ev.Reason)
 			case event.EvtLocalAddressesUpdated:
 				if _, err := s.UpdateLocal(func(e *catalog.Entry) { e.Addrs = s.h.Addrs() }); err != nil {
 					s.log.Warn("cannot update local addresses", "err", err)
@@ -50,6 +52,31 @@ func (s *Service) hostEventLoop() {
 			}
 		}
 	}
+}
+
+// closeMute closes the connections to p after identify failed on one of
+// them while p stays connected: most often a timeout on a loaded host
+// (identify allows 5 s). go-libp2p runs identify once per connection and
+// never again, and gossipsub opens its stream to a peer, and this service
+// starts its sync, only once identify completed: such a connection would
+// carry nothing for as long as it lasts, and a node whose only connection
+// it is (a newcomer with one bootstrap peer) would stay cut off. Closed,
+// the bootstrap loop or the connection top-up dials again, with a fresh
+// identify.
+func (s *Service) closeMute(p peer.ID, why error) {
+	if p == s.h.ID() || s.h.Network().Connectedness(p) != network.Connected {
+		return // the connection is gone already
+	}
+	// Only a timeout: identify also fails on a connection that closed
+	// under it (two crossed dials, one closed), while another connection
+	// to p is healthy and must stay.
+	var te interface{ Timeout() bool }
+	if !errors.Is(why, context.DeadlineExceeded) && !(errors.As(why, &te) && te.Timeout()) {
+		return
+	}
+	s.stats.muteClosed.Add(1)
+	s.log.Info("identify failed on a live connection; closing it so that a new one identifies the peer", "peer", p, "err", why)
+	_ = s.h.Network().ClosePeer(p)
 }
 
 // shouldSync decides whether a new connection to p warrants a full sync:
