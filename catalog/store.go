@@ -419,8 +419,13 @@ func (s *Store) checkDeparture(st state, d *Departure, now time.Time) error {
 	if d.Network != s.network {
 		return fmt.Errorf("%w: departure for %s", ErrOtherNetwork, d.Network.Short())
 	}
-	if drift := d.Timestamp.Sub(now).Abs(); drift > s.params.MaxClockDrift {
-		return fmt.Errorf("%w: departure of %s is %v off", ErrClockDrift, d.PeerID, drift)
+	if ahead := d.Timestamp.Sub(now); ahead > s.params.MaxClockDrift {
+		return fmt.Errorf("%w: departure of %s is dated %v ahead", ErrClockDrift, d.PeerID, ahead)
+	}
+	if late := now.Sub(d.Timestamp); late > s.params.MaxClockDrift {
+		// Late, not forged: a relay on a loaded host took that long. An
+		// honest relay must not be scored down for it (reject would).
+		return refuse(ErrStale, "departure of %s signed %v ago", d.PeerID, late)
 	}
 	// The tombstone lives until LastVersion goes stale: refuse one dated in
 	// the future, which would never expire.
