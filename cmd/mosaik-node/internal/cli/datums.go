@@ -98,8 +98,14 @@ func readLines(in io.Reader, maxLine int, stop <-chan struct{}) (<-chan []byte, 
 	go func() {
 		defer close(out)
 		sc := bufio.NewScanner(in)
-		sc.Buffer(make([]byte, 64<<10), maxLine)
+		// The buffer holds a line and its end ("\r\n"): a line of
+		// maxLine bytes fits, a longer one is refused below or by Scan.
+		sc.Buffer(make([]byte, 64<<10), maxLine+2)
 		for sc.Scan() {
+			if len(sc.Bytes()) > maxLine {
+				readErr = bufio.ErrTooLong
+				return
+			}
 			select {
 			case out <- append([]byte(nil), sc.Bytes()...):
 			case <-stop:

@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -72,6 +74,28 @@ func TestProduce_OversizeLine(t *testing.T) {
 	for _, want := range []string{"stdin line too long", "line 2 is longer than 4194288 bytes", "4194304-byte frame", "the 1 lines before it were sent"} {
 		if !strings.Contains(errOut.String(), want) {
 			t.Errorf("stderr lacks %q: %s", want, errOut.String())
+		}
+	}
+}
+
+// readLines takes a line of exactly the maximum, ended by "\n" or "\r\n"
+// (the scanner's buffer must hold the line's end too), and refuses one
+// byte more with bufio.ErrTooLong.
+func TestReadLines_TheMaximumFits(t *testing.T) {
+	const maxLine = 1000
+	for _, end := range []string{"\n", "\r\n", ""} {
+		for _, n := range []int{maxLine, maxLine + 1} {
+			src, readErr := readLines(strings.NewReader(strings.Repeat("x", n)+end), maxLine, nil)
+			var got []int
+			for l := range src {
+				got = append(got, len(l))
+			}
+			if n <= maxLine && (*readErr != nil || len(got) != 1 || got[0] != n) {
+				t.Errorf("line of %d bytes ended %q: lines %v, err %v; want it read", n, end, got, *readErr)
+			}
+			if n > maxLine && (!errors.Is(*readErr, bufio.ErrTooLong) || len(got) != 0) {
+				t.Errorf("line of %d bytes ended %q: lines %v, err %v; want ErrTooLong", n, end, got, *readErr)
+			}
 		}
 	}
 }
