@@ -299,6 +299,23 @@ func TestNodeFlags_StatusToken(t *testing.T) {
 	if code != 2 || !strings.Contains(errOut.String(), "--status-token needs --http") {
 		t.Errorf("token without --http: exit %d, %s", code, errOut.String())
 	}
+	// The short-lived commands ignore a token from the environment (which
+	// serves every command, as the help advises for the token), and refuse
+	// one on their command line.
+	for _, args := range [][]string{
+		{"catalog", "--network", "n", "--listen", "/ip4/127.0.0.1/tcp/0", "--wait", "1ms", "--log-level", "error"},
+	} {
+		errOut.Reset()
+		code := Main(context.Background(), args, env(&bytes.Buffer{}, &errOut, map[string]string{"MOSAIK_STATUS_TOKEN": "t"}))
+		if code != 0 {
+			t.Errorf("%s with MOSAIK_STATUS_TOKEN set: exit %d, %s", args[0], code, errOut.String())
+		}
+		errOut.Reset()
+		code = Main(context.Background(), append(args, "--status-token", "t"), env(&bytes.Buffer{}, &errOut, nil))
+		if code != 2 || !strings.Contains(errOut.String(), "--status-token needs --http") {
+			t.Errorf("%s --status-token without --http: exit %d, %s", args[0], code, errOut.String())
+		}
+	}
 }
 
 // run --data-dir with a key starts a node whose groups keep their logs in
@@ -336,5 +353,23 @@ func TestMain_RunWithDataDir(t *testing.T) {
 	cancel()
 	if c := <-code; c != 0 {
 		t.Fatalf("exit %d: %s", c, errOut.String())
+	}
+}
+
+// A negative count or duration whose 0 means "off" is a usage error (exit
+// 2), not another way to say off: consume --count -1 exited 0 at once.
+func TestMain_NegativeCountsAreUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"consume", "s", "--count", "-1"},
+		{"consume", "s", "--max-rtt", "-1s"},
+		{"produce", "s", "--max-consumers", "-2"},
+		{"produce", "s", "--online-min", "-1"},
+		{"catalog", "--wait", "-1s"},
+	} {
+		var errOut bytes.Buffer
+		code := Main(context.Background(), append(args, "--network", "n", "--listen", "/ip4/127.0.0.1/tcp/0"), env(&bytes.Buffer{}, &errOut, nil))
+		if code != 2 || !strings.Contains(errOut.String(), "must not be negative") {
+			t.Errorf("%q: exit %d, %s", args, code, errOut.String())
+		}
 	}
 }

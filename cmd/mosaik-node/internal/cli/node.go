@@ -69,6 +69,12 @@ func (c *nodeCmd) register(fs *flag.FlagSet) {
 // prepare checks the positional arguments and fills the unset flags from
 // the environment and the config file.
 func (c *nodeCmd) prepare(fs *flag.FlagSet, pos []string, env Env) (sources, error) {
+	// The environment and the config file first: the checks below see
+	// their values too (a --value-file from MOSAIK_VALUE_FILE).
+	srcs, err := loadLayers(fs, env.Getenv)
+	if err != nil {
+		return nil, err
+	}
 	switch {
 	case c.name == "produce" || c.name == "consume":
 		if len(pos) != 1 {
@@ -88,12 +94,21 @@ func (c *nodeCmd) prepare(fs *flag.FlagSet, pos []string, env Env) (sources, err
 	case len(pos) != 0:
 		return nil, usagef("%s takes no arguments, got %q", c.name, pos)
 	}
-	return loadLayers(fs, env.Getenv)
+	// Counts and durations whose 0 means "off": a negative one is a typo,
+	// not another way to say off (consume --count -1 exited at once).
+	for name, v := range map[string]int64{"count": int64(c.count), "max-consumers": int64(c.maxConsumers),
+		"max-rtt": int64(c.maxRTT), "wait": int64(c.wait), "online-min": int64(c.onlineMin)} {
+		if v < 0 {
+			return nil, usagef("--%s must not be negative", name)
+		}
+	}
+	return srcs, nil
 }
 
 func (c *nodeCmd) exec(ctx context.Context, fs *flag.FlagSet, pos []string, st *state) (err error) {
 	env := st.env
-	if _, err := c.prepare(fs, pos, env); err != nil {
+	srcs, err := c.prepare(fs, pos, env)
+	if err != nil {
 		return err
 	}
 	nf := &c.nf
@@ -141,9 +156,15 @@ func (c *nodeCmd) exec(ctx context.Context, fs *flag.FlagSet, pos []string, st *
 	if c.cf.forceAfter < 0 || (c.cf.forceAfter > 0 && len(specs) == 0) {
 		return usagef("--force-new-epoch-after needs a positive duration and --replicate")
 	}
-	token, err := nf.token()
-	if err != nil {
-		return err
+	// A status token from the environment or the config file (which serve
+	// every command) is for the server, run --http: the short-lived
+	// commands without --http ignore it. Given on their command line, or to
+	// run, without --http, it is an error (startHTTP).
+	var token string
+	if nf.http != "" || c.name == "run" || srcs["status-token"] == srcFlag || srcs["status-token-file"] == srcFlag {
+		if token, err = nf.token(); err != nil {
+			return err
+		}
 	}
 	replay, err := c.rf.options(fs) // produce's window; nil for the other commands
 	if err != nil {

@@ -127,7 +127,12 @@ func (ti ticketInfo) problems(now time.Time) []string {
 	if ti.format == formatJWT && !ti.issued.IsZero() && ti.issued.After(now) {
 		out = append(out, "not yet valid: issued in the future at "+stamp(ti.issued))
 	}
-	if !ti.expires.IsZero() && !ti.expires.After(now) {
+	switch {
+	case ti.expires.IsZero():
+		// Every validator the node builds refuses a ticket without an
+		// expiry (policy.ErrTicketNoExpiry).
+		out = append(out, "never expires: validators refuse a ticket without an expiry")
+	case !ti.expires.After(now):
 		out = append(out, "expired at "+stamp(ti.expires))
 	}
 	return out

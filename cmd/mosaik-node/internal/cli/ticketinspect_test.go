@@ -159,3 +159,22 @@ func TestWarnTickets_WrongNetworkSubjectOrExpired(t *testing.T) {
 		}
 	}
 }
+
+// A ticket without an expiry is not "valid now": every validator the node
+// builds refuses it (policy.ErrTicketNoExpiry).
+func TestTicketInspect_NeverExpiringIsAProblem(t *testing.T) {
+	_, holder := newPeer(t)
+	issuer, _ := newPeer(t)
+	st, err := policy.IssueSignedTicket(issuer, policy.SignedTicket{Subject: holder, Network: catalog.IDFromString("n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "signed.json")
+	if err := writeTicket(path, formatSigned, st); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := inspect(t, path)
+	if code != 1 || !strings.Contains(out, "valid now   no: never expires") {
+		t.Errorf("exit %d, want 1 and a never-expires problem:\n%s", code, out)
+	}
+}
