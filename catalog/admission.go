@@ -47,25 +47,33 @@ type admitVerdict struct {
 type admitCache struct {
 	mu       sync.Mutex
 	cur, old map[admitKey]admitVerdict
+	// gen counts SetAdmission calls: a verdict of the check that was
+	// replaced while it ran is not kept (put with the gen get returned).
+	gen uint64
 }
 
-func (c *admitCache) get(k admitKey) (admitVerdict, bool) {
+// get returns the verdict kept for k, and the generation to put a new
+// one with.
+func (c *admitCache) get(k admitKey) (admitVerdict, bool, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if v, ok := c.cur[k]; ok {
-		return v, true
+		return v, true, c.gen
 	}
 	if v, ok := c.old[k]; ok {
 		c.putLocked(k, v)
-		return v, true
+		return v, true, c.gen
 	}
-	return admitVerdict{}, false
+	return admitVerdict{}, false, c.gen
 }
 
-func (c *admitCache) put(k admitKey, v admitVerdict) {
+// put keeps v for k, unless the check changed since get returned gen.
+func (c *admitCache) put(k admitKey, v admitVerdict, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.putLocked(k, v)
+	if gen == c.gen {
+		c.putLocked(k, v)
+	}
 }
 
 func (c *admitCache) putLocked(k admitKey, v admitVerdict) {
@@ -89,6 +97,7 @@ type admissionBox struct{ a Admission }
 func (s *Store) SetAdmission(a Admission) {
 	s.admitted.mu.Lock()
 	s.admitted.cur, s.admitted.old = nil, nil // verdicts of another check
+	s.admitted.gen++
 	s.admission.Store(admissionBox{a})
 	s.admitted.mu.Unlock()
 }
@@ -103,16 +112,19 @@ func (s *Store) Admission() Admission {
 // admit judges a verified entry against the admission check at now. It
 // returns when its admission ends (zero: never, or no admission check).
 func (s *Store) admit(e *SignedEntry, now time.Time) (time.Time, error) {
+	k := admitKey{id: e.Entry.PeerID, v: e.Entry.Version}
+	v, ok, gen := s.admitted.get(k)
+	// The check is read after the generation: a SetAdmission between the
+	// two makes the put below a no-op, so a verdict of the old check is
+	// never kept for the new one.
 	a := s.Admission()
 	if a == nil {
 		return time.Time{}, nil
 	}
-	k := admitKey{id: e.Entry.PeerID, v: e.Entry.Version}
-	v, ok := s.admitted.get(k)
 	if !ok {
 		exp, err := a.Check(&e.Entry, now)
 		v = admitVerdict{expires: exp, err: err}
-		s.admitted.put(k, v)
+		s.admitted.put(k, v, gen)
 	}
 	switch {
 	case v.err != nil:

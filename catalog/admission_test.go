@@ -120,3 +120,34 @@ func TestStore_AdmissionEnds(t *testing.T) {
 		t.Fatalf("open catalog: %v", err)
 	}
 }
+
+// admitFunc is an Admission from a function.
+type admitFunc func(e *Entry, now time.Time) (time.Time, error)
+
+func (f admitFunc) Check(e *Entry, now time.Time) (time.Time, error) { return f(e, now) }
+
+// A verdict of an admission check that SetAdmission replaced while it ran
+// is not kept for the new check: the next judgement of the same entry
+// version asks the new one. (It was cached, and answered for the new
+// check.)
+func TestStore_AdmissionVerdictOfAReplacedCheckIsNotKept(t *testing.T) {
+	s, _ := newTestStore(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	s.SetAdmission(admitFunc(func(*Entry, time.Time) (time.Time, error) {
+		close(entered)
+		<-release
+		return time.Time{}, errors.New("refused by the old check")
+	}))
+	e := newTestPeer(t).seal(t, testNetwork, ver(t0, t0), nil)
+	done := make(chan error, 1)
+	go func() { _, err := s.admit(e, t0); done <- err }()
+	<-entered
+	s.SetAdmission(admitFunc(func(*Entry, time.Time) (time.Time, error) { return time.Time{}, nil }))
+	close(release)
+	if err := <-done; !errors.Is(err, ErrUnadmitted) {
+		t.Fatalf("the judgement under way: %v, want the old check's refusal", err)
+	}
+	if _, err := s.admit(e, t0); err != nil {
+		t.Fatalf("judged again after SetAdmission: %v, want the new check's admission", err)
+	}
+}
