@@ -67,7 +67,9 @@
 // slog.Default()) and [WithMeterProvider] (default the global OpenTelemetry
 // provider). Options apply in order, so a later [WithDiscoveryParams]
 // overrides the parameters chosen by an earlier [WithFastProfile] and vice
-// versa.
+// versa; streams and bond parameters given by [WithStreamsParams] or
+// [WithBondParams] are kept by a later WithFastProfile, which sets its own
+// only when none were given.
 //
 // # What New starts
 //
@@ -95,10 +97,11 @@
 //     peers and [WithDHTOptions];
 //  4. the discovery service, which announces the local entry, syncs
 //     catalogs with peers as they connect, and keeps the catalog fresh;
-//  5. with bootstrap peers, a background loop that dials them: it retries
-//     with a growing delay (from 0.5 s up to 30 s) while none is reachable
-//     and the catalog is empty, and otherwise re-dials any bootstrap peer
-//     it is not connected to every 30 s.
+//  5. with bootstrap peers, a background loop that keeps the node
+//     connected to them: one that is not connected is dialed after 250 ms,
+//     then with a backoff doubling to 30 s (to 5 s while the node is
+//     isolated, connected to no peer of its catalog), reset once
+//     connected.
 //
 // New does not wait for the network: it returns once everything has
 // started. Read [Node.Catalog] (and wait on its Changed channel) or
@@ -146,10 +149,11 @@
 // gossipsub router and the host. Borrowed components are left open. Close
 // is idempotent and safe to call concurrently; every method of [Node] is
 // safe for concurrent use. It returns within about three
-// discovery.Params.DepartureGrace periods (see discovery.Service.Close)
-// plus the time libp2p takes to close the DHT and the host: the node's own
-// loops (bootstrap dials, rendezvous, mDNS) are cancelled, not waited
-// out.
+// discovery.Params.DepartureGrace periods (see discovery.Service.Close),
+// plus the groups' graceful leave (at most groups.Params.LeaveTimeout,
+// the groups leaving in parallel) when the node runs groups, plus the time
+// libp2p takes to close the DHT and the host: the node's own loops
+// (bootstrap dials, rendezvous, mDNS) are cancelled, not waited out.
 //
 // # Fast profile
 //
