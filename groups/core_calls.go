@@ -403,6 +403,13 @@ func (c *groupCore) expireCalls() {
 	for id, rc := range c.reads {
 		switch {
 		case rc.have:
+			// Waiting to apply up to its read index: it goes on while a
+			// leader is known (entries on their way), but a node cut off
+			// from the leader would wait for the caller's ctx alone.
+			if c.now >= rc.deadline && !c.leaderUp() {
+				delete(c.reads, id)
+				rc.done(0, &offline{reason: "lost the leader before applying up to the read index"})
+			}
 		case c.now >= rc.deadline:
 			delete(c.reads, id)
 			rc.done(0, &offline{reason: "read index timed out"})

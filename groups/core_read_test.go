@@ -1,6 +1,8 @@
 package groups
 
 import (
+	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -113,5 +115,62 @@ func TestStrongRead_NewMemberAsksOnceTheLeaderIsInItsConfiguration(t *testing.T)
 	}
 	if got := readIndexes.Load(); got != 1 {
 		t.Fatalf("the newcomer sent %d read-index requests for one read, want 1", got)
+	}
+}
+
+// A follower that has its read index but is cut off before it has applied
+// up to it fails the strong read once QueryTimeout has passed without a
+// leader, rather than waiting for the caller's ctx alone (it used to wait
+// for good with a ctx without deadline).
+func TestStrongRead_CutOffAfterTheReadIndexFailsOffline(t *testing.T) {
+	n := newMemNet()
+	g0 := joinCounter(t, n.service(t, "0", false))
+	if err := g0.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	g1 := joinCounter(t, n.service(t, "1", false))
+	g2 := joinCounter(t, n.service(t, "2", false))
+	testutil.Eventually(t, 20*time.Second, func() bool { return voters(g0) == 3 }, "3 voters")
+	if err := g1.When().Online(tctx(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	follower := g1.c.self
+	// Appends to the follower are lost from now on: it confirms reads but
+	// cannot apply what the others commit.
+	n.setDropFrame(func(_, to peer.ID, kind byte, body []byte) bool {
+		m, ok := raftOf(kind, body)
+		return ok && to == follower && m.GetType() == raftpb.MessageType_MsgApp
+	})
+	if _, err := g0.Execute(tctx(t, 5*time.Second), 7); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		_, _, err := g1.Query(context.Background(), struct{}{}, Strong) // no deadline of its own
+		got <- err
+	}()
+	// Once the read waits to apply, cut the follower off.
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		var have bool
+		done := make(chan struct{})
+		if g1.c.do(context.Background(), func() {
+			for _, rc := range g1.c.reads {
+				have = have || rc.have
+			}
+			close(done)
+		}) != nil {
+			return false
+		}
+		<-done
+		return have
+	}, "the read never got its read index")
+	n.partition([]peer.ID{follower}, []peer.ID{g0.c.self, g2.c.self})
+	select {
+	case err := <-got:
+		if !errors.Is(err, ErrOffline) {
+			t.Fatalf("strong read on the cut-off follower: %v, want an offline error", err)
+		}
+	case <-time.After(testutil.Scale(20 * time.Second)):
+		t.Fatal("the strong read on the cut-off follower is still waiting")
 	}
 }

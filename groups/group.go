@@ -248,7 +248,9 @@ func (g *Group[C, Q, R]) ExecuteMany(ctx context.Context, cmds []C) (IndexRange,
 
 // Query answers q from the state machine and returns the applied index the
 // answer reflects. Weak reads the local state; Strong is linearizable and
-// fails with ErrOffline when no leader confirms in Params.QueryTimeout.
+// fails with ErrOffline when no leader confirms in Params.QueryTimeout, or
+// when, past that timeout, this node knows no leader while it has yet to
+// apply up to the confirmed index (it was cut off).
 func (g *Group[C, Q, R]) Query(ctx context.Context, q Q, cons Consistency) (R, uint64, error) {
 	var zero R
 	if err := g.live(); err != nil {

@@ -31,7 +31,9 @@ type Params struct {
 	// ForwardTimeout bounds a follower's wait for the leader's ack of
 	// forwarded commands. mosaik: 2 s.
 	ForwardTimeout time.Duration
-	// QueryTimeout bounds the wait for a strong query's read index.
+	// QueryTimeout bounds the wait for a strong query's read index, and,
+	// once it has one, the wait to apply up to it while no leader is known
+	// (a node cut off after the confirmation).
 	// mosaik: 2 s.
 	QueryTimeout time.Duration
 	// ReluctantFactor multiplies the election timeout and bootstrap delay
