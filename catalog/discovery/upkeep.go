@@ -74,9 +74,9 @@ func (s *Service) closeMute(p peer.ID, why error) {
 	if !errors.Is(why, context.DeadlineExceeded) && !(errors.As(why, &te) && te.Timeout()) {
 		return
 	}
-	s.stats.muteClosed.Add(1)
 	s.log.Info("identify failed on a live connection; closing it so that a new one identifies the peer", "peer", p, "err", why)
 	_ = s.h.Network().ClosePeer(p)
+	s.stats.muteClosed.Add(1) // once closed: what a reader of the count may check
 }
 
 // shouldSync decides whether a new connection to p warrants a full sync:
