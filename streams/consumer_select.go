@@ -176,6 +176,7 @@ func (c *Consumer[T]) evaluate(snap *catalog.Snapshot) {
 				r.drain.Stop()
 				r.drain = nil
 				r.draining.Store(false)
+				r.ended.Store(false) // a later final code is a refusal again
 			}
 		case r.drain != nil: // already draining
 		case endedInOrder(snap, p, c.id) && r.sub.info().State == Connected:
