@@ -155,6 +155,10 @@ type groupCore struct {
 	// stored, raft is told no snapshot is available (gatedStorage): the
 	// stored one lacks the new member, which would refuse it.
 	confSnapAt uint64
+	// snapRetryAt: after a failed snapshot none is tried before this tick
+	// (snapIndex stays where the last stored one is, so the gate above
+	// stays closed and raft never sends a new member the old snapshot).
+	snapRetryAt int64
 	// lastSnap is the last snapshot this core stored, and smAt the index
 	// of the last entry that changed the state machine (a command run).
 	// While smAt <= lastSnap.index the state is the one lastSnap holds,
@@ -485,6 +489,9 @@ func (c *groupCore) onTick() {
 	c.checkSnapSends()
 	c.checkSpec()
 	c.maybeQuietSnapshot()
+	if c.snapNow && c.snapRetryAt != 0 && c.now >= c.snapRetryAt {
+		c.maybeSnapshot() // a failed snapshot still owed (an idle group has no Ready to retry it)
+	}
 }
 
 func (c *groupCore) statusEvery() int { return c.p.ticks(c.p.Heartbeat) * 2 }

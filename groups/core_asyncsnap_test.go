@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -304,4 +305,58 @@ func executeOne(t *testing.T, c *groupCore) {
 		}
 	})
 	c.step(t)
+}
+
+// failingCounter is a counter whose Snapshot fails while fail is set.
+type failingCounter struct {
+	counter
+	fail atomic.Bool
+}
+
+func (f *failingCounter) Snapshot(w io.Writer) error {
+	if f.fail.Load() {
+		return errors.New("disk full")
+	}
+	return f.counter.Snapshot(w)
+}
+
+// A snapshot owed to a configuration change that fails keeps raft's
+// snapshot gate closed (the stored snapshot lacks the new member, which
+// refuses it) and is tried again an election timeout later, also on an
+// idle group; it used to move the snapshot index, which opened the gate on
+// the old snapshot until SnapshotEntries more entries made another due.
+func TestCore_FailedConfSnapshotKeepsTheGateClosedAndRetries(t *testing.T) {
+	c := leadingCore(t)
+	fc := &failingCounter{}
+	c.sm = &typedMachine[int64, struct{}, int64]{sm: fc, codec: CBOR[int64]{}, log: c.log}
+	c.p.CompactionWindow = 0 // compacted at once: a new member needs a snapshot
+	executeOne(t, c)
+	c.snapNow = true
+	c.maybeSnapshot()
+	c.snapWG.Wait()
+	executeOne(t, c) // the state changed since: the owed snapshot is written anew
+	fc.fail.Store(true)
+	cc := &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeType_ConfChangeAddLearnerNode.Enum(), NodeId: new(uint64(99))}}}
+	if err := c.rn.ProposeConfChange(cc); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		c.step(t)
+	}
+	if !slices.Contains(c.conf.GetLearners(), 99) || c.confSnapAt == 0 {
+		t.Fatalf("the learner was not added, or no snapshot owed (conf %v, owed at %d)", c.conf, c.confSnapAt)
+	}
+	if s, err := (gatedStorage{c}).Snapshot(); !errors.Is(err, raft.ErrSnapshotTemporarilyUnavailable) {
+		t.Fatalf("after the failed snapshot raft may send the old one (index %d, conf %v): %v",
+			s.GetMetadata().GetIndex(), s.GetMetadata().GetConfState(), err)
+	}
+	fc.fail.Store(false)
+	for range c.p.ticks(c.p.ElectionTimeout) + 1 { // idle: only ticks
+		c.onTick()
+	}
+	c.snapWG.Wait()
+	s, err := (gatedStorage{c}).Snapshot()
+	if err != nil || s.GetMetadata().GetIndex() < c.confSnapAt || !slices.Contains(s.GetMetadata().GetConfState().GetLearners(), 99) {
+		t.Fatalf("no owed snapshot after the retry: %v, index %d (owed at %d), conf %v", err, s.GetMetadata().GetIndex(), c.confSnapAt, s.GetMetadata().GetConfState())
+	}
 }

@@ -387,6 +387,9 @@ func (c *groupCore) maybeSnapshot() {
 	if c.applied == c.snapIndex || (c.applied-c.snapIndex < c.p.SnapshotEntries && !c.snapNow) {
 		return
 	}
+	if c.now < c.snapRetryAt {
+		return // the last one failed: not again at once
+	}
 	if c.snapBuilding != 0 {
 		return // one at a time; the trigger still holds when it is stored
 	}
@@ -458,15 +461,16 @@ func (c *groupCore) buildSnapshotAsync(write func() ([]byte, error)) {
 func (c *groupCore) storeSnapshot(idx uint64, conf *raftpb.ConfState, data []byte, hash *[32]byte, err error) {
 	if err != nil {
 		c.log.Warn("state machine snapshot failed", "err", err)
-		c.snapIndex = idx // retry after another SnapshotEntries
+		c.snapshotFailed()
 		return
 	}
 	snap, err := c.store.CreateSnapshot(idx, conf, data)
 	if err != nil {
 		c.log.Warn("creating a snapshot failed", "index", idx, "err", err)
-		c.snapIndex = idx
+		c.snapshotFailed()
 		return
 	}
+	c.snapRetryAt = 0
 	if c.snap.net != nil {
 		// Members snapshot at the same indexes after a configuration
 		// change (confApplied), so the new member's snapshot has holders
@@ -490,6 +494,19 @@ func (c *groupCore) storeSnapshot(idx uint64, conf *raftpb.ConfState, data []byt
 	}
 	if idx >= c.confSnapAt {
 		c.probeForSnapshot()
+	}
+}
+
+// snapshotFailed schedules another try an election timeout later. The
+// snapshot index stays that of the last one stored: moving it (as this
+// did) opened the gate after a configuration change, and raft sent the
+// new member the old snapshot, which lacks it and which it refuses, until
+// SnapshotEntries more entries made another one due. A snapshot owed to a
+// configuration change stays owed.
+func (c *groupCore) snapshotFailed() {
+	c.snapRetryAt = c.now + int64(c.p.ticks(c.p.ElectionTimeout))
+	if c.confSnapAt > c.snapIndex {
+		c.snapNow = true
 	}
 }
 
