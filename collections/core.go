@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/fxamacker/cbor/v2"
@@ -348,7 +349,46 @@ func (m *machine[S]) restoreBytes(rd rawDecoder[S], data []byte) error {
 
 // typeTag names a Go type in group ids: its package path and name, so
 // that two programs sharing a type (or a definition) derive one id.
-func typeTag[T any]() string { return typeName(reflect.TypeFor[T]()) }
+func typeTag[T any]() string {
+	t := reflect.TypeFor[T]()
+	if holdsTime(t, map[reflect.Type]bool{}) {
+		// Times are encoded as RFC 3339 text since 2026-12-07 (whole
+		// seconds before): a replica of each encoding would refuse the
+		// other's commands as non-canonical, so the two are two groups.
+		return typeName(t) + timePartSuffix
+	}
+	return typeName(t)
+}
+
+// timePartSuffix ends the type part of a type that holds a time.Time.
+const timePartSuffix = "+time=rfc3339nano"
+
+var timeType = reflect.TypeFor[time.Time]()
+
+// holdsTime reports whether a value of t can hold a time.Time: t is one,
+// or an element, key or field of it (at any depth) is.
+func holdsTime(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if t == timeType {
+		return true
+	}
+	if seen[t] {
+		return false
+	}
+	seen[t] = true
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return holdsTime(t.Elem(), seen)
+	case reflect.Map:
+		return holdsTime(t.Key(), seen) || holdsTime(t.Elem(), seen)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if holdsTime(t.Field(i).Type, seen) {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // typeName is Go's spelling of t with every named type in it qualified by
 // its package path: "github.com/acme/chat.User", "[]github.com/acme/chat.User",

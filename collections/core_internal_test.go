@@ -6,6 +6,7 @@ import (
 	"errors"
 	htmltemplate "html/template"
 	"reflect"
+	"strings"
 	"testing"
 	texttemplate "text/template"
 	"time"
@@ -469,5 +470,34 @@ func TestTypeTag_QualifiesNamedTypesByPath(t *testing.T) {
 	}
 	if typeTag[[]*texttemplate.Template]() == typeTag[[]*htmltemplate.Template]() {
 		t.Error("[]*text/template.Template and []*html/template.Template share a type part")
+	}
+}
+
+// A type that holds a time.Time anywhere has its part marked with the
+// time encoding, so replicas of the whole-seconds encoding (older builds)
+// and of the RFC 3339 one are two groups rather than one whose replicas
+// refuse each other's commands.
+func TestTypeTag_MarksTypesHoldingTimes(t *testing.T) {
+	type event struct {
+		Name string
+		At   *time.Time
+	}
+	type node struct {
+		Next *node
+		Tags map[string][]int
+	}
+	for got, want := range map[string]bool{
+		typeTag[time.Time]():            true,
+		typeTag[[]time.Time]():          true,
+		typeTag[map[time.Time]string](): true,
+		typeTag[event]():                true,
+		typeTag[map[string][]*event]():  true,
+		typeTag[node]():                 false, // recursive, no time
+		typeTag[string]():               false,
+		typeTag[map[string]int]():       false,
+	} {
+		if strings.HasSuffix(got, timePartSuffix) != want {
+			t.Errorf("type part %q: marked %v, want %v", got, !want, want)
+		}
 	}
 }

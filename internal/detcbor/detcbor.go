@@ -19,11 +19,12 @@ var (
 func init() {
 	var err error
 	opts := cbor.CoreDetEncOptions()
-	// A time.Time as RFC 3339 text with its nanoseconds: the core options'
-	// whole seconds lose the fraction, so two instants a moment apart were
-	// one value (one map key, one compare-and-exchange match) and a value
-	// read back was not the one written.
-	opts.Time = cbor.TimeRFC3339Nano
+	// A time.Time as RFC 3339 text with its nanoseconds, in UTC: the core
+	// options' whole seconds lose the fraction, so two instants a moment
+	// apart were one value (one map key, one compare-and-exchange match)
+	// and a value read back was not the one written; and one instant must
+	// have one encoding whatever zone the writer's clock is in.
+	opts.Time = cbor.TimeRFC3339NanoUTC
 	if enc, err = opts.EncMode(); err != nil {
 		panic(err)
 	}

@@ -121,6 +121,12 @@ func TestMarshal_TimeKeepsNanoseconds(t *testing.T) {
 			t.Fatalf("%v: %x re-encodes to %x (%v)", v, b, again, err)
 		}
 	}
+	// One instant, one encoding, whatever the zone it is read in.
+	u, _ := Marshal(base.Add(500))
+	z, _ := Marshal(base.Add(500).In(time.FixedZone("CET", 3600)))
+	if !bytes.Equal(u, z) {
+		t.Fatalf("one instant encodes as %q in UTC and %q in CET", u, z)
+	}
 	x, _ := Marshal(base.Add(100 * time.Millisecond))
 	y, _ := Marshal(base.Add(600 * time.Millisecond))
 	if bytes.Equal(x, y) {
