@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -58,29 +59,59 @@ func (s *Store) CheckLocalCopy(data []byte) error {
 	return &DuplicateIdentityError{Peer: s.localID, Ours: local.Entry.Version, Theirs: e.Entry.Version, Addrs: e.Entry.Addrs}
 }
 
+// HeldCopy reports whether data is byte for byte the entry the catalog
+// holds for its peer, or the local entry: verified when it came in.
+func (s *Store) HeldCopy(data []byte) bool {
+	cur := s.cur.Load()
+	if cur.local != nil && bytes.Equal(cur.local.raw, data) {
+		return true
+	}
+	id, ok := entryPeer(data)
+	if !ok {
+		return false
+	}
+	it, ok := cur.st.get(id)
+	return ok && bytes.Equal(it.e.raw, data)
+}
+
 // Authentic reports whether sealed entry bytes carry a valid signature of
-// the peer they name: nil for an exact copy of the entry the catalog holds
-// for that peer (or of the local entry), which was verified when it came
-// in, and otherwise after verifying the signature. The error is a
-// rejection (see [IsRejected]): malformed bytes or a bad signature.
+// the peer they name, and in a closed catalog a valid admission at now:
+// nil for a held copy (see [Store.HeldCopy]), and otherwise after
+// verifying the signature and the admission. The error is a rejection
+// (see [IsRejected]): malformed bytes, a bad signature, unadmitted.
 //
 // A gossip validator checks the entries of a relay batch that it ignores
 // without verifying them (known versions, rate limited, the local peer's)
 // with it: accepting the batch makes the router forward it whole, and a
 // forged entry among them would be rejected downstream, costing this node
 // the penalty that its sender deserves.
-func (s *Store) Authentic(data []byte) error {
-	cur := s.cur.Load()
-	if cur.local != nil && bytes.Equal(cur.local.raw, data) {
+func (s *Store) Authentic(data []byte, now time.Time) error {
+	if s.HeldCopy(data) {
 		return nil
 	}
 	e, env, err := decodeEntry(data, s.params.MaxEntrySize)
 	if err != nil {
 		return err
 	}
-	if it, ok := cur.st.get(e.Entry.PeerID); ok && bytes.Equal(it.e.raw, data) {
-		return nil
-	}
 	s.verified.Add(1)
-	return env.verify(EntryDomain)
+	if err := env.verify(EntryDomain); err != nil {
+		return err
+	}
+	_, err = s.admit(e, now) // a closed network's next hop checks it too
+	return err
+}
+
+// entryPeer reads the peer ID of sealed entry bytes without decoding them
+// in full: the identity multihash of an inline (ed25519) key, as openSame
+// does. ok is false for anything else; only a hint, which HeldCopy's byte
+// comparison then proves or not.
+func entryPeer(data []byte) (peer.ID, bool) {
+	p, _, _, ok := splitParts(data)
+	if !ok || len(p.key) > maxInlineKey {
+		return "", false
+	}
+	var idb [2 + maxInlineKey]byte
+	idb[0], idb[1] = 0x00, byte(len(p.key)) // identity code, length
+	n := copy(idb[2:], p.key)
+	return peer.ID(idb[:2+n]), true
 }

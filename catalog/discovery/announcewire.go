@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"fmt"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -19,6 +20,19 @@ const (
 // batch, PROTOCOL.md section 9.6). A message with more is malformed.
 const MaxBatchEntries = 64
 
+// maxBatchVerifies bounds the signatures a validator verifies for the
+// entries of an accepted batch that it ignores (see decodeAnnouncement).
+const maxBatchVerifies = 4
+
+// errCostlyBatch ignores a batch that would take more verifications.
+var errCostlyBatch = fmt.Errorf("%w: a relay batch with more than %d ignored entries to verify", catalog.ErrRateLimited, maxBatchVerifies)
+
+// batchChecker checks the ignored entries of a batch (*catalog.Store).
+type batchChecker interface {
+	HeldCopy(data []byte) bool
+	Authentic(data []byte, now time.Time) error
+}
+
 // decodeAnnouncement decodes a gossip message of at most limit bytes into the
 // entries it carries (opened by openEntry) or a verified departure. It never
 // panics on hostile input; errors carry catalog's verdict sentinels.
@@ -30,10 +44,14 @@ const MaxBatchEntries = 64
 // ignored. When every entry is ignored, err is the first of them and
 // entries is empty. In a batch that is not refused (some entry is new, so
 // the router forwards the message whole) every ignored entry is checked
-// with authentic too, since openEntry ignores some without verifying
-// them: a forged one refuses the batch here, instead of downstream, where
-// its rejection would cost this node the forwarder's penalty.
-func decodeAnnouncement(data []byte, limit int, openEntry func([]byte) (*catalog.SignedEntry, error), authentic func([]byte) error) (entries []*catalog.SignedEntry, d *catalog.Departure, ignored []error, err error) {
+// with check too, since openEntry ignores some without verifying them: a
+// forged one refuses the batch here, instead of downstream, where its
+// rejection would cost this node the forwarder's penalty. A held copy
+// costs nothing to check; a batch with more than maxBatchVerifies entries
+// to verify that way is ignored as a whole (not forwarded) unchecked, so
+// that a batch of one new entry and stale replays cannot make every hop
+// verify dozens of signatures for nothing.
+func decodeAnnouncement(data []byte, limit int, now time.Time, openEntry func([]byte) (*catalog.SignedEntry, error), check batchChecker) (entries []*catalog.SignedEntry, d *catalog.Departure, ignored []error, err error) {
 	if len(data) > limit {
 		return nil, nil, nil, fmt.Errorf("%w: announcement of %d bytes > %d", catalog.ErrOversize, len(data), limit)
 	}
@@ -59,9 +77,18 @@ func decodeAnnouncement(data []byte, limit int, openEntry func([]byte) (*catalog
 		if len(entries) == 0 {
 			return nil, nil, ignored[1:], ignored[0]
 		}
-		if authentic != nil {
+		if check != nil {
+			costly := unchecked[:0]
 			for _, b := range unchecked {
-				if err := authentic(b); err != nil {
+				if !check.HeldCopy(b) {
+					costly = append(costly, b)
+				}
+			}
+			if len(costly) > maxBatchVerifies {
+				return nil, nil, nil, errCostlyBatch
+			}
+			for _, b := range costly {
+				if err := check.Authentic(b, now); err != nil {
 					return nil, nil, nil, err
 				}
 			}

@@ -84,7 +84,7 @@ func TestRelayBatch_Limits(t *testing.T) {
 
 	// The encoding decodes back, entry by entry.
 	data := appendBatch(nil, es)
-	got, _, ignored, err := decodeAnnouncement(data, len(data), func(b []byte) (*catalog.SignedEntry, error) { return catalog.OpenEntry(b, 0) }, nil)
+	got, _, ignored, err := decodeAnnouncement(data, len(data), time.Now(), func(b []byte) (*catalog.SignedEntry, error) { return catalog.OpenEntry(b, 0) }, nil)
 	if err != nil || len(ignored) != 0 || len(got) != len(es) {
 		t.Fatalf("decode: %d entries, %d ignored, %v; want %d", len(got), len(ignored), err, len(es))
 	}

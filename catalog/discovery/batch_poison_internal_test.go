@@ -87,4 +87,36 @@ func TestGossip_BatchWithAForgedIgnoredEntryIsRejected(t *testing.T) {
 	if got := validate(batch(fresh().Bytes(), held.Bytes(), s.Local().Bytes())); got != pubsub.ValidationAccept {
 		t.Errorf("an honest batch of a new entry and copies of held entries: %v, want accepted", got)
 	}
+
+	// A new entry and more than maxBatchVerifies older, validly signed
+	// versions of held peers (ignored as not newer, not held copies): the
+	// batch is ignored whole, without verifying them, so that it cannot
+	// make every hop verify dozens of signatures.
+	bodies := [][]byte{fresh().Bytes()}
+	for range maxBatchVerifies + 1 {
+		sk, _, err := crypto.GenerateEd25519Key(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := peer.IDFromPrivateKey(sk)
+		old, err := catalog.Seal(catalog.Entry{PeerID: id, Network: nw, Protocol: catalog.ProtocolVersion, Version: catalog.NewVersion(now.Add(-time.Second))}, sk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur, err := catalog.Seal(catalog.Entry{PeerID: id, Network: nw, Protocol: catalog.ProtocolVersion, Version: catalog.NewVersion(now)}, sk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Merge(cur); err != nil {
+			t.Fatal(err)
+		}
+		bodies = append(bodies, old.Bytes())
+	}
+	before := s.store.SignatureChecks()
+	if got := validate(batch(bodies...)); got != pubsub.ValidationIgnore {
+		t.Errorf("a batch of a new entry and %d older versions: %v, want ignored", len(bodies)-1, got)
+	}
+	if n := s.store.SignatureChecks() - before; n > 1 {
+		t.Errorf("%d signatures verified for it, want only the new entry's", n)
+	}
 }

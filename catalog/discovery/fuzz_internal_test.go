@@ -107,7 +107,7 @@ func FuzzDecodeAnnouncement(f *testing.F) {
 			}
 		}
 		open := func(b []byte) (*catalog.SignedEntry, error) { return catalog.OpenEntry(b, catalog.DefaultMaxEntrySize) }
-		es, d, _, err := decodeAnnouncement(data, catalog.DefaultMaxEntrySize+16, open, nil)
+		es, d, _, err := decodeAnnouncement(data, catalog.DefaultMaxEntrySize+16, time.Now(), open, nil)
 		if err != nil {
 			if es != nil || d != nil {
 				t.Fatal("a result came with an error")

@@ -25,11 +25,11 @@ func (s *Service) validate(_ context.Context, from peer.ID, msg *pubsub.Message)
 		return pubsub.ValidationAccept
 	}
 	now := s.now()
-	es, d, ignored, err := decodeAnnouncement(msg.Data, s.maxAnnouncement(), func(data []byte) (*catalog.SignedEntry, error) {
+	es, d, ignored, err := decodeAnnouncement(msg.Data, s.maxAnnouncement(), now, func(data []byte) (*catalog.SignedEntry, error) {
 		// Cheap checks first: a copy of a known version is ignored without
 		// verifying its signature.
 		return s.open(data, now, fromGossip)
-	}, s.store.Authentic)
+	}, s.store)
 	for _, err := range ignored {
 		// Entries of a batch left out; the message itself goes on.
 		s.stats.refuse(false, catalog.Reason(err))
