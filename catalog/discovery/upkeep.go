@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/event"
@@ -74,9 +75,28 @@ func (s *Service) closeMute(p peer.ID, why error) {
 	if !errors.Is(why, context.DeadlineExceeded) && !(errors.As(why, &te) && te.Timeout()) {
 		return
 	}
+	// Events come late: another connection to p, identified, may carry
+	// this node's gossip stream to it by now (crossed dials, a redial).
+	// Then nothing is mute and nothing is closed.
+	for _, c := range s.h.Network().ConnsToPeer(p) {
+		for _, st := range c.GetStreams() {
+			if st.Stat().Direction == network.DirOutbound && isGossipProtocol(string(st.Protocol())) {
+				return
+			}
+		}
+	}
 	s.log.Info("identify failed on a live connection; closing it so that a new one identifies the peer", "peer", p, "err", why)
-	_ = s.h.Network().ClosePeer(p)
+	if err := s.h.Network().ClosePeer(p); err != nil {
+		s.log.Debug("closing a mute connection", "peer", p, "err", err)
+		return
+	}
 	s.stats.muteClosed.Add(1) // once closed: what a reader of the count may check
+}
+
+// isGossipProtocol reports whether a stream protocol is gossipsub's (or
+// floodsub's), as the router opens one to every peer it knows.
+func isGossipProtocol(id string) bool {
+	return strings.HasPrefix(id, "/meshsub/") || strings.HasPrefix(id, "/floodsub/")
 }
 
 // shouldSync decides whether a new connection to p warrants a full sync:
