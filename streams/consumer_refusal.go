@@ -136,7 +136,9 @@ func (c *Consumer[T]) mayRetry(ref refusal, e *catalog.Entry, ours ourEntry, now
 		due = ref.next
 	}
 	if now.Before(due) {
-		if ref.wake == nil || ref.wakeAt.After(due) {
+		// Arm, or re-arm: for an earlier due, or when the wake armed for
+		// an earlier one has passed (a change that came and went).
+		if ref.wake == nil || ref.wakeAt.After(due) || !ref.wakeAt.After(now) {
 			if ref.wake != nil {
 				ref.wake.Stop()
 			}

@@ -46,6 +46,7 @@ type outSub struct {
 	fullSince time.Time // when its queue was first found full; guarded by Producer.sendMu
 	expiry    *time.Timer
 	expiryOf  catalog.Version // the consumer's entry version expiry was armed from (under Producer.mu)
+	removed   bool            // end took it out of Producer.subs (under Producer.mu)
 
 	once  sync.Once
 	code  Code // why the subscription ended; set once in end

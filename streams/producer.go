@@ -299,6 +299,7 @@ func (p *Producer[T]) end(s *outSub, code Code, why string, reset bool) {
 		if i := slices.Index(p.subs, s); i >= 0 {
 			p.subs = slices.Delete(p.subs, i, i+1)
 		}
+		s.removed = true
 		if s.expiry != nil {
 			s.expiry.Stop()
 		}

@@ -2,7 +2,6 @@ package streams
 
 import (
 	"context"
-	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -110,8 +109,12 @@ func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalo
 	p.set.setState(s.sub, Connected, nil)
 	p.mu.Unlock()
 	// Every later write sets its own deadline (deadlineWriter, finish),
-	// so this one is not cleared: end may have bounded the stream already.
+	// so this one is not cleared; end may have bounded the stream already,
+	// or do it now: its bound is put back (as deadlineWriter does).
 	_ = st.SetWriteDeadline(time.Now().Add(p.svc.params.HandshakeTimeout))
+	if by := s.endBy.Load(); by != 0 {
+		_ = st.SetWriteDeadline(time.Unix(0, by))
+	}
 	if _, err := st.Write(accept); err != nil {
 		p.end(s, CodeUnexpectedClose, "writing Accept: "+err.Error(), true)
 		_ = st.Reset()
@@ -127,7 +130,9 @@ func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalo
 	if cur, ok := p.svc.d.Catalog().Get(peerID); ok && cur.Entry.Version.Compare(entry.Entry.Version) > 0 {
 		p.set.update(func() {
 			s.sub.mu.Lock()
-			s.sub.entry = cur
+			if cur.Entry.Version.Compare(s.sub.entry.Entry.Version) > 0 { // the watcher may have a newer one
+				s.sub.entry = cur
+			}
 			s.sub.mu.Unlock()
 		})
 		entry = cur
@@ -151,8 +156,8 @@ func (p *Producer[T]) accept(st network.Stream, sub *pb.Subscribe, entry *catalo
 func (p *Producer[T]) armExpiry(s *outSub, expires time.Time, v catalog.Version) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if v.Compare(s.expiryOf) < 0 || !slices.Contains(p.subs, s) {
-		return // an older entry, or the subscription ended (end removes it under mu)
+	if v.Compare(s.expiryOf) < 0 || s.removed {
+		return // an older entry, or the subscription ended
 	}
 	s.expiryOf = v
 	switch {
