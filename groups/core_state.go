@@ -125,20 +125,30 @@ func Join[C, Q, R any](s *Service, key Key, sm StateMachine[C, Q, R], opts ...Op
 	}
 	cs.joining[id] = busy
 	cs.mu.Unlock()
-	c, err := newGroupCore(s, id, cfg, &typedMachine[C, Q, R]{sm: sm, codec: codec, log: s.logger()})
-	cs.mu.Lock()
-	delete(cs.joining, id)
-	close(busy)
+	var c *groupCore
+	func() {
+		defer cs.mu.Lock() // also if newGroupCore panics: the deferred Unlock stays balanced
+		c, err = newGroupCore(s, id, cfg, &typedMachine[C, Q, R]{sm: sm, codec: codec, log: s.logger()})
+	}()
+	release := func() {
+		delete(cs.joining, id)
+		close(busy)
+	}
 	if err != nil {
+		release()
 		return nil, err
 	}
 	if cs.closed {
+		// Closed meanwhile: the store is closed before closeAll, which
+		// waits for this Join, returns (a data dir can be opened again).
 		if c.ticker != nil {
 			c.ticker.Stop()
 		}
 		_ = c.store.Close()
+		release()
 		return nil, ErrTerminated
 	}
+	release()
 	tr, err := s.net.attach(spec{
 		ID: id, Key: key.h, Role: cfg.role, Tickets: cfg.tickets,
 		Heartbeat: cfg.params.Heartbeat, HeartbeatJitter: cfg.params.HeartbeatJitter,
@@ -207,7 +217,16 @@ func (cs *coreState) closeAll() error {
 		all = append(all, j)
 		delete(cs.groups, id)
 	}
+	var joining []chan struct{}
+	for _, busy := range cs.joining {
+		joining = append(joining, busy)
+	}
 	cs.mu.Unlock()
+	// Joins still opening their store find the service closed and close
+	// it again before they let go.
+	for _, busy := range joining {
+		<-busy
+	}
 	// A group whose log is in memory cannot come back as the same member:
 	// it leaves gracefully. One with a data dir keeps its membership, to
 	// resume it on restart. The groups stop in parallel, so Close waits

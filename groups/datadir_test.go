@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,5 +130,56 @@ func TestJoin_SlowStoreOpenHoldsUpNoOtherGroup(t *testing.T) {
 	defer r2.g.Close()
 	if r1.g.c != r2.g.c {
 		t.Fatal("two Joins of one id run two groups")
+	}
+}
+
+// closeSpy is a log store that records its Close.
+type closeSpy struct {
+	*memStore
+	closed *atomic.Bool
+}
+
+func (c closeSpy) Close() error { c.closed.Store(true); return c.memStore.Close() }
+
+// Service.Close waits for a Join that is opening its store, which finds
+// the service closed and closes the store before Close returns (a data
+// dir can then be opened again at once); the Join fails with
+// ErrTerminated.
+func TestJoin_CloseWaitsForAJoinOpeningItsStore(t *testing.T) {
+	s := newMemNet().service(t, "a", true)
+	gate := make(chan struct{})
+	var storeClosed atomic.Bool
+	slow := func(c *config) {
+		c.openStore = func(catalog.ID, bool) (logStore, error) {
+			<-gate
+			return closeSpy{newMemStore(), &storeClosed}, nil
+		}
+	}
+	joined := make(chan error, 1)
+	go func() {
+		_, err := Join[int64, struct{}, int64](s, KeyFromSecret("slow"), &counter{}, WithParams(TestParams()), slow)
+		joined <- err
+	}()
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		s.core.mu.Lock()
+		defer s.core.mu.Unlock()
+		return len(s.core.joining) == 1
+	}, "the Join never started opening its store")
+	closed := make(chan bool, 1)
+	go func() {
+		_ = s.Close()
+		closed <- storeClosed.Load()
+	}()
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		s.core.mu.Lock()
+		defer s.core.mu.Unlock()
+		return s.core.closed
+	}, "Close never began")
+	close(gate)
+	if ok := <-closed; !ok {
+		t.Fatal("Service.Close returned before the store of the Join under way was closed")
+	}
+	if err := <-joined; !errors.Is(err, ErrTerminated) {
+		t.Fatalf("the Join under way: %v, want ErrTerminated", err)
 	}
 }
