@@ -443,9 +443,10 @@ func (s *Store) checkDeparture(st state, d *Departure, now time.Time) error {
 }
 
 // Depart applies a verified departure notice. It removes the peer only if
-// the notice is for this network, dated within the clock drift of now, and
-// its LastVersion is at least the known version. It reports whether the
-// peer was removed.
+// the notice is for this network, dated no more than the clock drift
+// ahead of now (a rejection) nor behind it (ignored as stale: late, not
+// forged), with a LastVersion not from the future and at least the known
+// version. It reports whether the peer was removed.
 func (s *Store) Depart(d *Departure, now time.Time) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

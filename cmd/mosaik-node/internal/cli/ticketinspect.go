@@ -86,6 +86,13 @@ func (ti *ticketInfo) inspectJWT(data []byte) {
 		ti.class, ti.hasClass = catalog.IDFromString(s), true
 	}
 	ti.issued, ti.notBefore, ti.expires = jwtDate(claims["iat"]), jwtDate(claims["nbf"]), jwtDate(claims["exp"])
+	for _, name := range []string{"iat", "nbf", "exp"} {
+		if v, ok := claims[name]; ok && jwtDate(v).IsZero() {
+			// Not "never expires": the validator refuses it as malformed.
+			ti.broken = fmt.Errorf("%w: %s is not a NumericDate: %v", policy.ErrTicketMalformed, name, v)
+			return
+		}
+	}
 }
 
 // jwtDate reads a NumericDate claim; the zero time when absent or not a
