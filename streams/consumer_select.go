@@ -176,7 +176,9 @@ func (c *Consumer[T]) evaluate(snap *catalog.Snapshot) {
 				r.drain.Stop()
 				r.drain = nil
 				r.draining.Store(false)
-				r.ended.Store(false) // a later final code is a refusal again
+				// ended stays set: the old producer's GracefulShutdown at
+				// the end of this link is no refusal of the new one (a
+				// producer closed and created again on the same node).
 			}
 		case r.drain != nil: // already draining
 		case endedInOrder(snap, p, c.id) && r.sub.info().State == Connected:
