@@ -9,6 +9,7 @@ package streams
 
 import (
 	"context"
+	"crypto/rand"
 	noopmetric "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace/noop"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -162,10 +164,32 @@ func (benchNet) Connectedness(peer.ID) network.Connectedness { return network.Co
 
 type benchDiscovery struct {
 	Discovery
-	nw catalog.NetworkID
+	nw   catalog.NetworkID
+	snap *catalog.Snapshot // a catalog of the local entry alone
 }
 
 func (d benchDiscovery) Network() catalog.NetworkID { return d.nw }
+
+func (d benchDiscovery) Catalog() *catalog.Snapshot { return d.snap }
+
+// newBenchDiscovery returns a benchDiscovery of network nw whose catalog
+// holds a local entry alone (a session reads it when accepted).
+func newBenchDiscovery(b *testing.B, nw catalog.NetworkID) benchDiscovery {
+	sk, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := catalog.NewLocal(sk, nw, time.Now(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := catalog.NewStore(l.Current(), catalog.TestParams())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = st.Close() })
+	return benchDiscovery{nw: nw, snap: st.Snapshot()}
+}
 
 // BenchmarkRecvPath measures the consumer's receive path for 64 B datums:
 // the session read loop (frame reader, sequence check, Decode, delivery
@@ -185,7 +209,7 @@ func benchRecvPath(b *testing.B, codec Codec[[]byte]) {
 	}
 	gen := &benchGenStream{accept: accept, close: closeFrame(CodeGracefulShutdown, ""),
 		payload: make([]byte, 64), total: uint64(b.N)}
-	svc := &Service{h: &benchHost{st: gen}, d: benchDiscovery{nw: nw}, params: DefaultParams(), log: benchDiscard, tracer: noop.NewTracerProvider().Tracer("bench")}
+	svc := &Service{h: &benchHost{st: gen}, d: newBenchDiscovery(b, nw), params: DefaultParams(), log: benchDiscard, tracer: noop.NewTracerProvider().Tracer("bench")}
 	if _, err := svc.registerMetrics(noopmetric.NewMeterProvider()); err != nil {
 		b.Fatal(err)
 	}
