@@ -2,12 +2,10 @@ package discovery
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pubsubpb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -26,22 +24,7 @@ import (
 // usual relay) still passes.
 func TestGossip_BatchWithAForgedIgnoredEntryIsRejected(t *testing.T) {
 	nw := catalog.IDFromString("discovery-test/batch-poison")
-	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = h.Close() }()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ps, err := pubsub.NewGossipSub(ctx, h, GossipSubOptions()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(h, ps, nw, WithParams(TestParams()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = s.Close() }()
+	s, ctx := loneService(t, nw)
 
 	now := time.Now()
 	fresh := func() *catalog.SignedEntry {

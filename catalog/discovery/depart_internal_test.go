@@ -27,22 +27,7 @@ import (
 // padding: another message ID) must not travel the network again.
 func TestTakeDeparture_AnswersAndNoReforward(t *testing.T) {
 	nw := catalog.IDFromString("discovery-test/depart-answers")
-	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = h.Close() }()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ps, err := pubsub.NewGossipSub(ctx, h, GossipSubOptions()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(h, ps, nw, WithParams(TestParams()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = s.Close() }()
+	s, ctx := loneService(t, nw)
 
 	now := time.Now()
 	peerKey := func() (crypto.PrivKey, peer.ID) {
@@ -94,4 +79,28 @@ func TestTakeDeparture_AnswersAndNoReforward(t *testing.T) {
 			t.Errorf("a gossip copy (nonce %q) of the applied departure was accepted: it would travel the network again", nonce)
 		}
 	}
+}
+
+// loneService runs a discovery service of network nw on a host of its own
+// (127.0.0.1, no peers), for tests that call its handlers directly; ctx
+// ends with the test.
+func loneService(t *testing.T, nw catalog.NetworkID) (*Service, context.Context) {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ps, err := pubsub.NewGossipSub(ctx, h, GossipSubOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(h, ps, nw, WithParams(TestParams()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s, ctx
 }
