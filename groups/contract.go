@@ -142,6 +142,14 @@ type logStore interface {
 	Close() error
 }
 
+// replacer is a log store that replaces its whole contents in one step
+// (both of ours): a crash leaves the old contents or the new ones.
+type replacer interface {
+	// Replace leaves the store holding hard state hs and snapshot snap,
+	// and no entries.
+	Replace(hs *raftpb.HardState, snap *raftpb.Snapshot) error
+}
+
 // errNoNode is returned for a raft node id of zero or a collision.
 var errNoNode = errors.New("groups: peer has no usable raft node id")
 

@@ -265,14 +265,10 @@ func (c *groupCore) forceEpoch(why string) {
 		c.fatal = err
 		return
 	}
-	if err := c.resetRaft(); err != nil {
-		c.fatal = err
-		return
-	}
 	snap := &raftpb.Snapshot{Data: data, Metadata: &raftpb.SnapshotMetadata{
 		Index: new(at), Term: new(atTerm), ConfState: &raftpb.ConfState{Voters: []uint64{c.selfID}},
 	}}
-	if err := c.store.Save(&raftpb.HardState{Term: new(hs.GetTerm()), Commit: new(at)}, snap, nil); err != nil {
+	if err := c.replaceStore(&raftpb.HardState{Term: new(hs.GetTerm()), Commit: new(at)}, snap); err != nil {
 		c.fatal = err
 		return
 	}
@@ -320,6 +316,27 @@ func (c *groupCore) applyTail() error {
 		if err := c.applyEntries(tail); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// replaceStore makes the log store hold only hard state hs and snapshot
+// snap. A store that can (replacer: a data dir's WAL) does it in one step:
+// emptying the store and then saving would leave, after a crash between
+// the two, an empty store where the forcer's log (perhaps the only copy
+// of committed entries) was. Another store is reopened empty, then saved.
+func (c *groupCore) replaceStore(hs *raftpb.HardState, snap *raftpb.Snapshot) error {
+	if r, ok := c.store.(replacer); ok {
+		if err := r.Replace(hs, snap); err != nil {
+			return fmt.Errorf("%w: %w", ErrTerminated, err)
+		}
+		return nil
+	}
+	if err := c.resetRaft(); err != nil {
+		return err
+	}
+	if err := c.store.Save(hs, snap, nil); err != nil {
+		return fmt.Errorf("%w: log store: %w", ErrTerminated, err)
 	}
 	return nil
 }

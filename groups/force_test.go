@@ -65,3 +65,56 @@ func TestForceNewEpoch_OperatorRestoresLostMajority(t *testing.T) {
 		}, "the forced epoch lost the state, or the reader did not follow it")
 	}
 }
+
+// A survivor that forced a new epoch over a data dir (its log replaced in
+// one step, storage_wal_write.go Replace) restarts into that epoch with
+// the state it forced from and what it committed since.
+func TestForceNewEpoch_DataDirRestartsIntoForcedEpoch(t *testing.T) {
+	n := newMemNet()
+	dir := t.TempDir()
+	s := n.service(t, "d", false)
+	s.joinDefaults = []Option{WithDataDir(dir)}
+	d := joinCounter(t, s)
+	if err := d.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	gs := []*Group[int64, struct{}, int64]{d}
+	for _, name := range []string{"1", "2"} {
+		gs = append(gs, joinCounter(t, n.service(t, name, false)))
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return settledVoters(gs[0]) == 3 && settledVoters(gs[1]) == 3 && settledVoters(gs[2]) == 3
+	}, "three voters on every member")
+	if _, err := d.Execute(tctx(t, 5*time.Second), 5); err != nil {
+		t.Fatal(err)
+	}
+	// The data-dir node is cut off from the other two.
+	n.partition([]peer.ID{gs[1].c.self, gs[2].c.self}, []peer.ID{d.c.self})
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		return d.ForceNewEpoch(tctx(t, 2*time.Second)) == nil
+	}, "ForceNewEpoch on the cut-off voter")
+	forced := epochOf(d)
+	if err := d.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Execute(tctx(t, 5*time.Second), 10); err != nil {
+		t.Fatal(err)
+	}
+	_ = d.Close()
+	_ = s.Close()
+
+	n2 := newMemNet()
+	s2 := n2.service(t, "d", false)
+	s2.joinDefaults = []Option{WithDataDir(dir)}
+	d2 := joinCounter(t, s2)
+	if err := d2.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal("the restarted forcer does not lead its forced epoch:", err)
+	}
+	if got := epochOf(d2); got != forced {
+		t.Fatalf("restarted in epoch %x, want the forced epoch %x", got, forced)
+	}
+	v, _, err := d2.Query(tctx(t, 5*time.Second), struct{}{}, Strong)
+	if err != nil || v != 15 {
+		t.Fatalf("state after the restart: %d, %v; want 15", v, err)
+	}
+}

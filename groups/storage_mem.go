@@ -64,6 +64,13 @@ func (m *memStore) Snapshot() (*raftpb.Snapshot, error) {
 	return snap, nil
 }
 
+// Replace implements replacer: a new MemoryStorage holding only hs and
+// snap.
+func (m *memStore) Replace(hs *raftpb.HardState, snap *raftpb.Snapshot) error {
+	m.MemoryStorage, m.data = raft.NewMemoryStorage(), nil
+	return m.Save(hs, snap, nil)
+}
+
 func (m *memStore) Close() error { return nil }
 
 var _ logStore = (*memStore)(nil)

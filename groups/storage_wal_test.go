@@ -343,3 +343,75 @@ func TestWALStore_RewriteBoundsTheFile(t *testing.T) {
 }
 
 func crc32c(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+
+// Replace leaves the store with only the given hard state and snapshot,
+// on disk too; a Replace that fails before its rename leaves the old
+// contents whole (the file is never empty in between: a forced epoch
+// restarts its log this way).
+func TestWALStore_Replace(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "g")
+	s, err := openWALStore(dir, walOptions{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustSave(t, s, hardState(3, 7, 9), nil, run(1, 12, 3)...)
+
+	// A directory where the rewrite's temporary file goes makes it fail
+	// before the rename.
+	block := filepath.Join(dir, walTmpName)
+	if err := os.MkdirAll(filepath.Join(block, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	snap := &raftpb.Snapshot{Data: []byte("forced state"), Metadata: &raftpb.SnapshotMetadata{
+		Index: new(uint64(10)), Term: new(uint64(3)), ConfState: confState(7),
+	}}
+	if err := s.Replace(hardState(3, 0, 10), snap); err == nil {
+		t.Fatal("Replace with its temporary file blocked succeeded")
+	}
+	wantRange(t, s, 1, 12)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(block); err != nil {
+		t.Fatal(err)
+	}
+	s, err = openWALStore(dir, walOptions{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRange(t, s, 1, 12)
+	if hs, _, _ := s.InitialState(); !proto.Equal(hs, hardState(3, 7, 9)) {
+		t.Fatalf("hard state after a failed Replace: %v", hs)
+	}
+
+	if err := s.Replace(hardState(3, 0, 10), snap); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		wantRange(t, s, 11, 10)
+		hs, cs, err := s.InitialState()
+		if err != nil || !proto.Equal(hs, hardState(3, 0, 10)) || !proto.Equal(cs, raftpb.EnsureConfState(confState(7))) {
+			t.Fatalf("%s: InitialState %v, %v, %v", when, hs, cs, err)
+		}
+		got := snapshotOf(t, s)
+		if string(got.GetData()) != "forced state" || got.GetMetadata().GetIndex() != 10 || got.GetMetadata().GetTerm() != 3 {
+			t.Fatalf("%s: snapshot %v", when, got)
+		}
+		if term, err := s.Term(10); err != nil || term != 3 {
+			t.Fatalf("%s: Term(10) = %d, %v", when, term, err)
+		}
+	}
+	check("after Replace")
+	mustSave(t, s, hardState(4, 7, 10), nil, run(11, 12, 4)...)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = openWALStore(dir, walOptions{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	wantRange(t, s, 11, 12)
+	wantTerms(t, s, 10, 3, 4, 4)
+}

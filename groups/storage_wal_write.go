@@ -112,6 +112,34 @@ func (s *walStore) CreateSnapshot(i uint64, cs *raftpb.ConfState, data []byte) (
 	return &raftpb.Snapshot{Metadata: proto.CloneOf(meta), Data: data}, nil
 }
 
+// Replace replaces everything the store holds with hard state hs and
+// snapshot snap, with no entries after it: the new state is written to
+// wal.tmp and renamed over the wal (rewrite), so a crash leaves either the
+// old contents whole or the new ones, never an empty store. A forced epoch
+// restarts its log this way (core_force.go).
+func (s *walStore) Replace(hs *raftpb.HardState, snap *raftpb.Snapshot) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errStoreClosed
+	}
+	if s.failed != nil {
+		return fmt.Errorf("groups: log store replace: an earlier write failed: %w", s.failed)
+	}
+	meta := raftpb.EnsureSnapshotMetadata(proto.CloneOf(snap.GetMetadata()))
+	prev := s.walState
+	s.walState = walState{
+		hs: proto.CloneOf(hs), snapMeta: meta, snapData: snap.GetData(),
+		start: logStart{index: meta.GetIndex(), term: meta.GetTerm()},
+	}
+	if err := s.rewrite(); err != nil {
+		s.walState = prev
+		return fmt.Errorf("groups: log store replace: %w", err)
+	}
+	s.hsDirty = false
+	return nil
+}
+
 // Compact drops the entries up to and including compactTo, keeping its
 // term as the compaction point. compactTo must be after the current
 // compaction point (else raft.ErrCompacted) and at most LastIndex.
