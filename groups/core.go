@@ -136,6 +136,7 @@ type groupCore struct {
 	epoch     uint64
 	lost      map[uint64]bool
 	lostEpoch uint64
+	lostTerm  uint64 // the raft term this node was at when it abandoned lostEpoch
 	parent    uint64 // epoch this cluster was forced from (0: none)
 	// epochPending: append the epoch entry once this node leads the
 	// cluster it just created.

@@ -258,7 +258,10 @@ func (c *groupCore) forceEpoch(why string) {
 	at := c.applied
 	atTerm, _ := c.store.Term(at)
 	c.lost[old] = true
-	c.lostEpoch = old
+	// No term bound (lost_term 0): every member of the old epoch without
+	// a leader follows the force, whatever its term; a live old cluster
+	// is met by the parent rule instead (onStatus).
+	c.lostEpoch, c.lostTerm = old, 0
 	c.epoch, c.parent = newEpoch(c.lost), old
 	data, err := c.buildSnapshotData()
 	if err != nil {

@@ -190,7 +190,7 @@ func (c *groupCore) status() *pb.CoreStatus {
 		Epoch: c.epoch, LastTerm: t, LastIndex: i,
 		Committed: c.rn.BasicStatus().HardState.GetCommit(), Applied: c.applied,
 		Leader: c.lead, IsLeader: c.state == raft.StateLeader,
-		LostEpoch: c.lostEpoch, ParentEpoch: c.parent, Reluctant: c.cfg.reluctant,
+		LostEpoch: c.lostEpoch, LostTerm: c.lostTerm, ParentEpoch: c.parent, Reluctant: c.cfg.reluctant,
 		Snapshots: c.heldAnchors(), Fetching: c.snap.fetching,
 	}
 }

@@ -124,8 +124,15 @@ func (c *groupCore) onStatus(from peer.ID, ps *peerState, st *pb.CoreStatus) {
 		return
 	}
 	// My cluster was abandoned by its leader, or by anyone while I know no
-	// leader: follow it into a fresh start.
-	if st.GetLostEpoch() == c.epoch && c.state != raft.StateLeader && (!c.leaderUp() || c.lead == ps.id) {
+	// leader: follow it into a fresh start. A merge lost at a term before
+	// mine does not speak for the cluster: a leader deposed on a minority
+	// side (CheckQuorum had not yet stepped it down) that then lost a merge
+	// abandoned an epoch whose majority has elected another leader since,
+	// at a higher term, and its announcement stays in its status for good.
+	// A forced epoch's announcement has no term bound (lost_term 0).
+	lt := st.GetLostTerm()
+	if st.GetLostEpoch() == c.epoch && (lt == 0 || lt >= c.rn.BasicStatus().HardState.GetTerm()) &&
+		c.state != raft.StateLeader && (!c.leaderUp() || c.lead == ps.id) {
 		c.wipe("peer "+from.ShortString()+" abandoned this cluster", 0)
 		return
 	}
@@ -139,9 +146,11 @@ func (c *groupCore) onStatus(from peer.ID, ps *peerState, st *pb.CoreStatus) {
 	case c.parent == e:
 		c.wipe("the cluster this node's epoch was forced from is alive: "+from.ShortString(), e)
 		return
-	case c.lost[e]:
-		return
 	}
+	// An epoch this node abandoned is compared like any other: its leader
+	// now is one its majority elected after this node left, and both
+	// leaders must agree on which of them gives way, or the two clusters
+	// never merge.
 	mt, mi := c.lastPos()
 	mine := [3]uint64{mt, mi, c.epoch}
 	theirs := [3]uint64{st.GetLastTerm(), st.GetLastIndex(), e}
@@ -156,7 +165,7 @@ func (c *groupCore) wipe(reason string, winner uint64) {
 	_, li := c.lastPos()
 	old := c.epoch
 	c.lost[old] = true
-	c.lostEpoch = old
+	c.lostEpoch, c.lostTerm = old, c.rn.BasicStatus().HardState.GetTerm()
 	c.epoch, c.parent = 0, 0
 	delete(c.lost, winner)
 	// MayApply: a command of a pending call may be in the log of the

@@ -198,14 +198,14 @@ func coreVectors(t *testing.T, idI, idR uint64) {
 		})
 	testutil.CheckVector(t, vectorDir, "groups/core_status", frame(kindStatus, &pb.CoreStatus{Epoch: epoch,
 		LastTerm: 2, LastIndex: 6, Committed: 6, Applied: 5, Leader: idR, LostEpoch: 0x0f0e0d0c0b0a0908,
-		ParentEpoch: 0x1020304050607080, Reluctant: true, Snapshots: []*pb.CoreAnchor{{Index: 4, Term: 2}}}),
+		ParentEpoch: 0x1020304050607080, Reluctant: true, Snapshots: []*pb.CoreAnchor{{Index: 4, Term: 2}}, LostTerm: 1}),
 		testutil.Vector{
 			Description: "CoreStatus frame (kind 0x21) of a follower that fetches nothing (fetching 0 is left out)",
 			Section:     "19.2, 21.3",
 			Fields: map[string]any{"epoch": hexU64(epoch), "last_term": 2, "last_index": 6, "committed": 6, "applied": 5,
 				"leader": hexU64(idR), "is_leader": false, "lost_epoch": hexU64(0x0f0e0d0c0b0a0908),
 				"parent_epoch": hexU64(0x1020304050607080), "reluctant": true,
-				"snapshots": []map[string]any{{"index": 4, "term": 2}}, "fetching": 0},
+				"snapshots": []map[string]any{{"index": 4, "term": 2}}, "fetching": 0, "lost_term": 1},
 		})
 	cmd2, err := CBOR[int64]{}.Encode(-1)
 	if err != nil {

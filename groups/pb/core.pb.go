@@ -100,7 +100,14 @@ type CoreStatus struct {
 	Snapshots []*CoreAnchor `protobuf:"bytes,11,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
 	// fetching is the anchor index of the snapshot the sender is fetching
 	// now (0: none), so the leader that sent it knows the transfer lives.
-	Fetching      uint64 `protobuf:"varint,12,opt,name=fetching,proto3" json:"fetching,omitempty"`
+	Fetching uint64 `protobuf:"varint,12,opt,name=fetching,proto3" json:"fetching,omitempty"`
+	// lost_term is the raft term the sender was at when it abandoned
+	// lost_epoch after losing a merge of rival clusters: a member of that
+	// epoch follows the abandonment only while its own term is not past it
+	// (a leader deposed meanwhile no longer speaks for the epoch). 0: no
+	// bound, as when the sender forced a new epoch from lost_epoch (or
+	// predates this field).
+	LostTerm      uint64 `protobuf:"varint,13,opt,name=lost_term,json=lostTerm,proto3" json:"lost_term,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -215,6 +222,13 @@ func (x *CoreStatus) GetSnapshots() []*CoreAnchor {
 func (x *CoreStatus) GetFetching() uint64 {
 	if x != nil {
 		return x.Fetching
+	}
+	return 0
+}
+
+func (x *CoreStatus) GetLostTerm() uint64 {
+	if x != nil {
+		return x.LostTerm
 	}
 	return 0
 }
@@ -711,7 +725,7 @@ const file_core_proto_rawDesc = "" +
 	"core.proto\x12\rmosaik.groups\":\n" +
 	"\bCoreRaft\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\fR\amessage\"\x80\x03\n" +
+	"\amessage\x18\x02 \x01(\fR\amessage\"\x9d\x03\n" +
 	"\n" +
 	"CoreStatus\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x1b\n" +
@@ -728,7 +742,8 @@ const file_core_proto_rawDesc = "" +
 	"\treluctant\x18\n" +
 	" \x01(\bR\treluctant\x127\n" +
 	"\tsnapshots\x18\v \x03(\v2\x19.mosaik.groups.CoreAnchorR\tsnapshots\x12\x1a\n" +
-	"\bfetching\x18\f \x01(\x04R\bfetching\"^\n" +
+	"\bfetching\x18\f \x01(\x04R\bfetching\x12\x1b\n" +
+	"\tlost_term\x18\r \x01(\x04R\blostTerm\"^\n" +
 	"\n" +
 	"CoreAnchor\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
