@@ -276,6 +276,7 @@ func (c *groupCore) forceEpoch(why string) {
 		return
 	}
 	c.saved = hardVote{} // the vote was reset on disk
+	c.saveEpochs()
 	if err := c.resetRaftOn(at); err != nil {
 		c.fatal = err
 		return

@@ -180,6 +180,7 @@ func (c *groupCore) wipe(reason string, winner uint64) {
 		c.fatal = err
 		return
 	}
+	c.saveEpochs()
 	c.reportDiscard(li)
 	c.log.Warn("discarded this node's log and state", "entries", li, "epoch", old, "reason", reason)
 	c.broadcastStatus()

@@ -45,6 +45,11 @@ func (c *groupCore) recover() error {
 			return err
 		}
 	}
+	if err := c.loadEpochs(); err != nil {
+		// Bookkeeping, not raft state: the node runs without it, as it
+		// did before it ever left an epoch.
+		c.log.Warn("could not read the epochs this node left from its data dir", "err", err)
+	}
 	if li, _ := st.LastIndex(); c.epoch == 0 && li > 0 {
 		// Entries but no epoch: the node stopped between its first
 		// entries (a bootstrap's configuration, or the first entries a

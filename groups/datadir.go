@@ -22,7 +22,9 @@ import (
 // (or a second Service in this one) joining the same group on the same
 // directory fails after a few seconds. When this node loses a merge of
 // independent clusters, the file's contents are discarded with the rest of
-// its raft state.
+// its raft state. A small file beside it, epochs, keeps the epochs this
+// node left (after a merge it lost or a forced epoch), so that after a
+// restart it still announces them (PROTOCOL.md §20.1).
 //
 // An empty dir keeps the log in memory (the default), which overrides a
 // data dir set for the whole service with WithJoinDefaults.

@@ -118,3 +118,63 @@ func TestForceNewEpoch_DataDirRestartsIntoForcedEpoch(t *testing.T) {
 		t.Fatalf("state after the restart: %d, %v; want 15", v, err)
 	}
 }
+
+// The epochs a forcer left are kept in its data dir: restarted over it,
+// it still announces the epoch it forced from, so an old voter of that
+// epoch that comes back later (with no leader of its own) rejoins the
+// forced epoch instead of waiting in the old one for good.
+func TestForceNewEpoch_RestartedForcerStillAnnouncesLostEpoch(t *testing.T) {
+	n := newMemNet()
+	dir := t.TempDir()
+	s := n.service(t, "d", false)
+	s.joinDefaults = []Option{WithDataDir(dir)}
+	d := joinCounter(t, s)
+	if err := d.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	gs := []*Group[int64, struct{}, int64]{d}
+	for _, name := range []string{"1", "2"} {
+		gs = append(gs, joinCounter(t, n.service(t, name, false)))
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return settledVoters(gs[0]) == 3 && settledVoters(gs[1]) == 3 && settledVoters(gs[2]) == 3
+	}, "three voters on every member")
+	if _, err := d.Execute(tctx(t, 5*time.Second), 5); err != nil {
+		t.Fatal(err)
+	}
+	old := epochOf(d)
+	self := func(g *Group[int64, struct{}, int64]) []peer.ID { return []peer.ID{g.c.self} }
+	// Everyone alone: no side has a majority of the old epoch.
+	n.partition(self(d), self(gs[1]), self(gs[2]))
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		return d.ForceNewEpoch(tctx(t, 2*time.Second)) == nil
+	}, "ForceNewEpoch on the lone voter")
+	forced := epochOf(d)
+	if err := d.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	_ = d.Close()
+	_ = s.Close()
+
+	s2 := n.service(t, "d", false)
+	s2.joinDefaults = []Option{WithDataDir(dir)}
+	d2 := joinCounter(t, s2)
+	if err := d2.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal("the restarted forcer does not lead its forced epoch:", err)
+	}
+	parent := make(chan [2]uint64, 1)
+	if err := d2.c.do(tctx(t, 5*time.Second), func() { parent <- [2]uint64{d2.c.parent, d2.c.lostEpoch} }); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-parent; got != [2]uint64{old, old} {
+		t.Fatalf("after the restart: parent %x, lost epoch %x; want both %x", got[0], got[1], old)
+	}
+	// n1 comes back (n2 stays away): without a leader in the old epoch,
+	// it follows the announcement and joins the forced epoch.
+	n.partition([]peer.ID{d2.c.self, gs[1].c.self}, self(gs[2]))
+	testutil.Eventually(t, 15*time.Second, func() bool { return epochOf(gs[1]) == forced }, "the returning old voter joins the forced epoch")
+	testutil.Eventually(t, 15*time.Second, func() bool {
+		v, _, err := gs[1].Query(tctx(t, 2*time.Second), struct{}{}, Strong)
+		return err == nil && v == 5
+	}, "the returning old voter has the forced epoch's state")
+}

@@ -717,6 +717,81 @@ func (x *CoreLeave) GetEpoch() uint64 {
 	return 0
 }
 
+// CoreEpochs is a node's own record of the epochs it left, kept beside
+// its log in a data dir (the file "epochs" of the group's directory) and
+// never sent: a node restarted over that dir keeps announcing them.
+type CoreEpochs struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// parent_epoch is the epoch this node's epoch was forced from (0: none).
+	ParentEpoch uint64 `protobuf:"varint,1,opt,name=parent_epoch,json=parentEpoch,proto3" json:"parent_epoch,omitempty"`
+	// lost_epoch and lost_term are the node's last abandonment, as in
+	// CoreStatus.
+	LostEpoch uint64 `protobuf:"varint,2,opt,name=lost_epoch,json=lostEpoch,proto3" json:"lost_epoch,omitempty"`
+	LostTerm  uint64 `protobuf:"varint,3,opt,name=lost_term,json=lostTerm,proto3" json:"lost_term,omitempty"`
+	// lost are the epochs the node abandoned (at most 1 024 kept).
+	Lost          []uint64 `protobuf:"varint,4,rep,packed,name=lost,proto3" json:"lost,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CoreEpochs) Reset() {
+	*x = CoreEpochs{}
+	mi := &file_core_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CoreEpochs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CoreEpochs) ProtoMessage() {}
+
+func (x *CoreEpochs) ProtoReflect() protoreflect.Message {
+	mi := &file_core_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CoreEpochs.ProtoReflect.Descriptor instead.
+func (*CoreEpochs) Descriptor() ([]byte, []int) {
+	return file_core_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CoreEpochs) GetParentEpoch() uint64 {
+	if x != nil {
+		return x.ParentEpoch
+	}
+	return 0
+}
+
+func (x *CoreEpochs) GetLostEpoch() uint64 {
+	if x != nil {
+		return x.LostEpoch
+	}
+	return 0
+}
+
+func (x *CoreEpochs) GetLostTerm() uint64 {
+	if x != nil {
+		return x.LostTerm
+	}
+	return 0
+}
+
+func (x *CoreEpochs) GetLost() []uint64 {
+	if x != nil {
+		return x.Lost
+	}
+	return nil
+}
+
 var File_core_proto protoreflect.FileDescriptor
 
 const file_core_proto_rawDesc = "" +
@@ -774,7 +849,14 @@ const file_core_proto_rawDesc = "" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\fR\x05state\"!\n" +
 	"\tCoreLeave\x12\x14\n" +
-	"\x05epoch\x18\x01 \x01(\x04R\x05epochB'Z%github.com/mosaik-go/mosaik/groups/pbb\x06proto3"
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\"\x7f\n" +
+	"\n" +
+	"CoreEpochs\x12!\n" +
+	"\fparent_epoch\x18\x01 \x01(\x04R\vparentEpoch\x12\x1d\n" +
+	"\n" +
+	"lost_epoch\x18\x02 \x01(\x04R\tlostEpoch\x12\x1b\n" +
+	"\tlost_term\x18\x03 \x01(\x04R\blostTerm\x12\x12\n" +
+	"\x04lost\x18\x04 \x03(\x04R\x04lostB'Z%github.com/mosaik-go/mosaik/groups/pbb\x06proto3"
 
 var (
 	file_core_proto_rawDescOnce sync.Once
@@ -788,7 +870,7 @@ func file_core_proto_rawDescGZIP() []byte {
 	return file_core_proto_rawDescData
 }
 
-var file_core_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_core_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_core_proto_goTypes = []any{
 	(*CoreRaft)(nil),           // 0: mosaik.groups.CoreRaft
 	(*CoreStatus)(nil),         // 1: mosaik.groups.CoreStatus
@@ -800,6 +882,7 @@ var file_core_proto_goTypes = []any{
 	(*CoreEntry)(nil),          // 7: mosaik.groups.CoreEntry
 	(*CoreSnapshot)(nil),       // 8: mosaik.groups.CoreSnapshot
 	(*CoreLeave)(nil),          // 9: mosaik.groups.CoreLeave
+	(*CoreEpochs)(nil),         // 10: mosaik.groups.CoreEpochs
 }
 var file_core_proto_depIdxs = []int32{
 	2, // 0: mosaik.groups.CoreStatus.snapshots:type_name -> mosaik.groups.CoreAnchor
@@ -822,7 +905,7 @@ func file_core_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_proto_rawDesc), len(file_core_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
