@@ -318,6 +318,12 @@ func (c *groupCore) resetRaftOn(applied uint64) error {
 	}
 	c.lead, c.state = 0, raft.StateFollower
 	c.deferredAt = 0
+	// A conf change proposed before a wipe or force is gone with the old
+	// raft node (it would hold manageMembers back for two election
+	// timeouts), and members noticed absent belong to the old
+	// configuration.
+	c.ccAt = 0
+	clear(c.absent)
 	c.raftGen++
 	c.confSnapAt = 0
 	c.lastSnap = nil // the state machine is replaced or restored

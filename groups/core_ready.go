@@ -254,6 +254,13 @@ func (c *groupCore) installSnapshot(s *raftpb.Snapshot) error {
 	}
 	c.applied, c.snapIndex = idx, idx
 	c.lastSnap, c.smAt = nil, idx
+	// The applied index jumped: setApplied's window no longer reaches
+	// the entries applied before the snapshot, so they are dropped here.
+	for i := range c.recent {
+		if i+recentKeep <= idx {
+			delete(c.recent, i)
+		}
+	}
 	if c.snap.net != nil {
 		// This node now holds the snapshot and serves it to the next member
 		// that needs it.
