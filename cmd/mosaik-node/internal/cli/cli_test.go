@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -371,5 +372,24 @@ func TestMain_NegativeCountsAreUsageErrors(t *testing.T) {
 		if code != 2 || !strings.Contains(errOut.String(), "must not be negative") {
 			t.Errorf("%q: exit %d, %s", args, code, errOut.String())
 		}
+	}
+}
+
+// A busy --http port fails run before the node starts: it never
+// announces itself to the network only to depart again.
+func TestMain_HTTPPortBusyFailsBeforeTheNodeStarts(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var errOut bytes.Buffer
+	code := Main(context.Background(), []string{"run", "--network", "n", "--listen", "/ip4/127.0.0.1/tcp/0",
+		"--http", ln.Addr().String()}, env(&bytes.Buffer{}, &errOut, nil))
+	if code != 2 || !strings.Contains(errOut.String(), "--http "+ln.Addr().String()) {
+		t.Fatalf("busy --http port: exit %d, %s", code, errOut.String())
+	}
+	if strings.Contains(errOut.String(), "node started") {
+		t.Fatalf("the node started before the --http port was found busy:\n%s", errOut.String())
 	}
 }

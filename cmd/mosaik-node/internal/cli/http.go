@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -18,13 +19,16 @@ type httpServer struct {
 	token   string
 	log     *slog.Logger
 	metrics *status.Metrics
+	ln      net.Listener // bound by startHTTP, served by attach
 	srv     *status.Server
 }
 
-// startHTTP prepares metrics before the node is built (so the node's meter
-// provider and libp2p's Prometheus registerer point at them); attach then
-// serves once the node exists.
-func startHTTP(_ context.Context, addr, token string, opts *[]node.Option, log *slog.Logger) (*httpServer, error) {
+// startHTTP binds the --http address and prepares metrics before the node
+// is built: a busy port fails the command before the node announces
+// itself to the network (and departs again), and the node's meter
+// provider and libp2p's Prometheus registerer point at the metrics.
+// attach then serves once the node exists.
+func startHTTP(ctx context.Context, addr, token string, opts *[]node.Option, log *slog.Logger) (*httpServer, error) {
 	h := &httpServer{addr: addr, token: token, log: log}
 	if addr == "" {
 		if token != "" {
@@ -32,11 +36,16 @@ func startHTTP(_ context.Context, addr, token string, opts *[]node.Option, log *
 		}
 		return h, nil
 	}
+	ln, err := status.Listen(ctx, addr)
+	if err != nil {
+		return nil, usagef("--http %s: %v", addr, err)
+	}
 	m, err := status.NewMetrics()
 	if err != nil {
+		_ = ln.Close()
 		return nil, err
 	}
-	h.metrics = m
+	h.ln, h.metrics = ln, m
 	// The node forwards kad-dht's instruments (recorded on OpenTelemetry's
 	// global provider) to m by itself: setting the global provider here
 	// would keep it from doing so.
@@ -49,10 +58,11 @@ func (h *httpServer) attach(ctx context.Context, n *node.Node) error {
 		return nil
 	}
 	h.srv = status.New(n, h.metrics, status.WithToken(h.token))
-	bound, err := h.srv.Start(ctx, h.addr)
+	bound, err := h.srv.StartOn(ctx, h.ln)
 	if err != nil {
-		return usagef("--http %s: %v", h.addr, err)
+		return fmt.Errorf("--http %s: %w", h.addr, err)
 	}
+	h.ln = nil // the server closes it
 	h.log.Info("status page", "url", "http://"+bound.String()+"/", "token", h.token != "")
 	if ta, ok := bound.(*net.TCPAddr); ok && !ta.IP.IsLoopback() && h.token == "" {
 		h.log.Warn("the status server is reachable from other hosts without a token; set MOSAIK_STATUS_TOKEN or --status-token-file", "addr", bound.String())
@@ -92,6 +102,9 @@ func (f *nodeFlags) token() (string, error) {
 }
 
 func (h *httpServer) close() {
+	if h.ln != nil {
+		_ = h.ln.Close() // bound, never served
+	}
 	if h.srv != nil {
 		h.srv.Close() // waits for the shutdown
 	}

@@ -219,6 +219,39 @@ func writeJSON(w http.ResponseWriter, v any) {
 // return ErrStarted, or ErrClosed after Close. If ctx has already ended,
 // Start returns ctx.Err() and does not listen.
 func (s *Server) Start(ctx context.Context, addr string) (net.Addr, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ln, err := Listen(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	a, err := s.StartOn(ctx, ln)
+	if err != nil {
+		_ = ln.Close()
+	}
+	return a, err
+}
+
+// Listen binds addr as Start does, so that a caller can find a busy port
+// before it starts anything else, and StartOn later.
+func Listen(ctx context.Context, addr string) (net.Listener, error) {
+	addr, err := listenAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("status: listen: %w", err)
+	}
+	return ln, nil
+}
+
+// StartOn is Start on a listener already bound (Listen): it serves ln in
+// the background until ctx ends or Close is called, and closes ln then.
+// On error ln is left to the caller.
+func (s *Server) StartOn(ctx context.Context, ln net.Listener) (net.Addr, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -228,15 +261,6 @@ func (s *Server) Start(ctx context.Context, addr string) (net.Addr, error) {
 		return nil, ErrStarted
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
-	}
-	addr, err := listenAddr(addr)
-	if err != nil {
-		return nil, err
-	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("status: listen: %w", err)
 	}
 	s.srv = &http.Server{
 		Handler:           s.handler,
