@@ -52,6 +52,11 @@ func Main(ctx context.Context, args []string, env Env) int {
 	if err == nil {
 		return 0
 	}
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		// Stopped (SIGINT, SIGTERM) while starting: as clean as a stop
+		// after the start, which returns nil.
+		return 0
+	}
 	var ue usageError
 	code := 1
 	if errors.As(err, &ue) || !st.ran {

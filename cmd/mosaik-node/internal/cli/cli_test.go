@@ -393,3 +393,16 @@ func TestMain_HTTPPortBusyFailsBeforeTheNodeStarts(t *testing.T) {
 		t.Fatalf("the node started before the --http port was found busy:\n%s", errOut.String())
 	}
 }
+
+// A stop (the context ends, as on SIGINT) while run is starting is a
+// clean exit, as a stop after the start is.
+func TestMain_StopDuringStartExitsZero(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var errOut bytes.Buffer
+	code := Main(ctx, []string{"run", "--network", "n", "--listen", "/ip4/127.0.0.1/tcp/0", "--http", "127.0.0.1:0"},
+		env(&bytes.Buffer{}, &errOut, nil))
+	if code != 0 {
+		t.Fatalf("stopped while starting: exit %d, %s", code, errOut.String())
+	}
+}
