@@ -199,8 +199,8 @@ func (b *bond) endLocked(code Code, reason string, remote bool) {
 	}
 	g.mu.Unlock()
 	g.in.BondDown(b.peer, code)
-	g.n.ends.add(code)
-	g.n.m.ends.Add(context.Background(), 1, g.n.m.attrs(g, codeAttr(code), reasonAttr(code)))
+	g.n.ends.add(code.bucket())
+	g.n.m.ends.Add(context.Background(), 1, g.n.m.attrs(g, codeAttr(code.bucket()), reasonAttr(code.bucket())))
 	g.log.Debug("bond down", "peer", b.peer, "code", code, "reason", reason, "remote", remote)
 	close(b.done)
 	g.poke()

@@ -82,7 +82,7 @@ func (g *groupNet) initiate(e *catalog.SignedEntry) (err error) {
 		_ = st.Reset()
 		return fmt.Errorf("groups: send hello: %w", err)
 	}
-	fr := newFrameReader(st, n.params.MaxFrameSize)
+	fr := newHandshakeReader(st)
 	typ, body, err := fr.next()
 	if err != nil {
 		return g.abort(st, readErr(err))
@@ -107,6 +107,7 @@ func (g *groupNet) initiate(e *catalog.SignedEntry) (err error) {
 		return g.abort(st, localErr(CodeInvalidProof, "responder's proof"))
 	}
 	_ = st.SetDeadline(time.Time{})
+	fr.bonded(n.params.MaxFrameSize)
 	b := newBond(g, st, fr, p, w.role, n.self)
 	b.setEntry(e, exp)
 	pi := proof(g.key, sideInitiator, g.spec.ID, n.self, p, ni, w.nonce)
@@ -183,7 +184,7 @@ func (n *bondNet) respond(st network.Stream) {
 		fail(localErr(CodeUnknownPeer, "no signed entry of %s", p))
 		return
 	}
-	fr := newFrameReader(st, n.params.MaxFrameSize)
+	fr := newHandshakeReader(st)
 	typ, body, err := fr.next()
 	if err != nil {
 		fail(readErr(err))
@@ -264,6 +265,7 @@ func (n *bondNet) respond(st network.Stream) {
 		return
 	}
 	_ = st.SetDeadline(time.Time{})
+	fr.bonded(n.params.MaxFrameSize)
 	b := newBond(g, st, fr, p, h.role, p)
 	b.setEntry(entry, exp)
 	if err := g.register(b); err != nil {

@@ -1,6 +1,7 @@
 package groups
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -120,6 +121,16 @@ func TestBonds_HostileInitiators(t *testing.T) {
 		{"wrong group", evil, func(c *attackerConn) { c.write(helloFrame(testNetwork, catalog.IDFromString("other"))) }, CodeGroupNotFound},
 		{"wrong network", evil, func(c *attackerConn) { c.write(helloFrame(catalog.IDFromString("other-net"), s.ID)) }, CodeDifferentNetwork},
 		{"oversize frame", evil, func(c *attackerConn) { c.write(oversize) }, CodeProtocolViolation},
+		// Refused on the length alone (the body never comes): the
+		// handshake cap applies before anything is buffered.
+		{"hello over the handshake cap", evil, func(c *attackerConn) {
+			c.write(binary.AppendUvarint(nil, 2+maxHandshakeFrame))
+		}, CodeProtocolViolation},
+		{"overlong length varint", evil, func(c *attackerConn) { c.write(append(bytes.Repeat([]byte{0x80}, 10), 1)) }, CodeProtocolViolation},
+		{"proof over the handshake cap", evil, func(c *attackerConn) {
+			c.welcome(s, nonce())
+			c.write(binary.AppendUvarint(nil, 2+maxHandshakeFrame))
+		}, CodeProtocolViolation},
 		{"empty frame", evil, func(c *attackerConn) { c.write([]byte{0}) }, CodeProtocolViolation},
 		{"unknown frame type", evil, func(c *attackerConn) { c.write(encodeFrame(0x15, nil)) }, CodeProtocolViolation},
 		{"ping before hello", evil, func(c *attackerConn) { c.write(encodeFrame(framePing, nil)) }, CodeProtocolViolation},
@@ -184,6 +195,24 @@ func TestBonds_HostileInitiators(t *testing.T) {
 		c2.expectClose(CodeInvalidProof)
 		if victim.svc.BondStatus().Refusals[CodeInvalidProof] != before+1 || len(inV.peers()) != 0 {
 			t.Fatal("replayed proof not refused and counted")
+		}
+	})
+	// Codes a peer picks are counted under CodeOther, never as a counter
+	// (and metric series) each.
+	t.Run("unknown close codes", func(t *testing.T) {
+		before := victim.svc.BondStatus().Refusals[CodeOther]
+		for k := range 3 {
+			c := dialRaw(t, evil, victim)
+			c.welcome(s, nonce())
+			c.write(encodeClose(Code(1_000_000+k), "pick a code"))
+		}
+		testutil.Eventually(t, 2*time.Second, func() bool {
+			return victim.svc.BondStatus().Refusals[CodeOther] == before+3
+		}, "unknown codes not counted as CodeOther")
+		for c := range victim.svc.BondStatus().Refusals {
+			if c.bucket() != c {
+				t.Fatalf("refusals counted under code %d", c)
+			}
 		}
 	})
 	// The victim still bonds with an honest member.

@@ -169,6 +169,7 @@ func (n *bondNet) activeBonds() map[catalog.ID]int {
 
 // refused counts a failed handshake.
 func (n *bondNet) refused(g *groupNet, c Code) {
+	c = c.bucket()
 	n.refusals.add(c)
 	if g != nil {
 		n.m.refusals.Add(context.Background(), 1, n.m.attrs(g, codeAttr(c), reasonAttr(c)))

@@ -92,13 +92,21 @@ func newFrameReader(r io.Reader, max int) *frameReader {
 func (r *frameReader) next() (byte, []byte, error) {
 	b, err := r.fr.Next()
 	if err != nil {
-		if errors.Is(err, framer.ErrTooLarge) {
+		if errors.Is(err, framer.ErrTooLarge) || errors.Is(err, framer.ErrBadLength) {
 			return 0, nil, fmt.Errorf("%w: %v", errProtocol, err)
 		}
 		return 0, nil, err
 	}
 	return splitFrame(b)
 }
+
+// newHandshakeReader reads handshake frames (a type byte and a body of at
+// most maxHandshakeFrame) under their own cap, checked before anything is
+// buffered; bonded raises it to the data frames' cap once the peer has
+// proved the group key.
+func newHandshakeReader(r io.Reader) *frameReader { return newFrameReader(r, 1+maxHandshakeFrame) }
+
+func (r *frameReader) bonded(max int) { r.fr.SetMax(max) }
 
 // splitFrame parses a frame body into its type and payload.
 func splitFrame(b []byte) (byte, []byte, error) {

@@ -24,7 +24,23 @@ const (
 	CodeInvalidProof      Code = 30405 // a key proof did not verify
 	CodeTimeout           Code = 30408 // no handshake within HandshakeTimeout, or heartbeats missed
 	CodeAlreadyBonded     Code = 30429 // a bond to that peer exists and wins the tie-break
+	// CodeOther counts, in BondStatus and the metrics, every code this
+	// build does not know: a peer picks the codes it sends, and each new
+	// one would otherwise be a counter and a metric series more. Never
+	// sent; the code itself stays in the CodeError and the log.
+	CodeOther Code = 0
 )
+
+// bucket is the code counted for c: c when this build knows it, else
+// CodeOther.
+func (c Code) bucket() Code {
+	switch c {
+	case CodeDifferentNetwork, CodeCancelled, CodeUnexpectedClose, CodeProtocolViolation, CodeUnknownPeer,
+		CodeInvalidHandshake, CodeNotAllowed, CodeGroupNotFound, CodeInvalidProof, CodeTimeout, CodeAlreadyBonded:
+		return c
+	}
+	return CodeOther
+}
 
 func (c Code) String() string {
 	switch c {
@@ -50,6 +66,8 @@ func (c Code) String() string {
 		return "Timeout"
 	case CodeAlreadyBonded:
 		return "AlreadyBonded"
+	case CodeOther:
+		return "Other"
 	}
 	return fmt.Sprintf("Code(%d)", uint32(c))
 }

@@ -23,6 +23,11 @@ import (
 // ErrTooLarge is returned when a frame's declared length exceeds the cap.
 var ErrTooLarge = errors.New("framer: frame exceeds size limit")
 
+// ErrBadLength is returned when a frame's length is not a valid varint
+// (more than ten bytes, or over 64 bits): a malformed frame, not a
+// transport failure.
+var ErrBadLength = errors.New("framer: malformed frame length")
+
 // FirstChunk is the most a reader allocates for a frame before its bytes
 // arrive; past it the buffer grows by doubling as they do.
 const FirstChunk = 4 << 10
@@ -38,7 +43,7 @@ func ReadFrame(r *bufio.Reader, max int) ([]byte, error) {
 
 // readLen reads a frame's declared length and checks it against max.
 func readLen(r io.ByteReader, max int) (int, error) {
-	n, err := binary.ReadUvarint(r)
+	n, err := readUvarint(r)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			return 0, io.EOF
@@ -49,6 +54,32 @@ func readLen(r io.ByteReader, max int) (int, error) {
 		return 0, fmt.Errorf("%w: %d > %d bytes", ErrTooLarge, n, max)
 	}
 	return int(n), nil
+}
+
+// readUvarint is binary.ReadUvarint with an overlong or overflowing
+// varint reported as ErrBadLength: io.EOF before the first byte,
+// io.ErrUnexpectedEOF inside it.
+func readUvarint(r io.ByteReader) (uint64, error) {
+	var x uint64
+	var s uint
+	for i := range binary.MaxVarintLen64 {
+		b, err := r.ReadByte()
+		if err != nil {
+			if i > 0 && errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return x, err
+		}
+		if b < 0x80 {
+			if i == binary.MaxVarintLen64-1 && b > 1 {
+				return x, ErrBadLength
+			}
+			return x | uint64(b)<<s, nil
+		}
+		x |= uint64(b&0x7f) << s
+		s += 7
+	}
+	return x, ErrBadLength
 }
 
 // readBody appends exactly n bytes from r to dst[:0]. Capacity already in
@@ -155,6 +186,12 @@ func (fr *Reader) Held() int { return cap(fr.buf) }
 
 // Max returns the reader's cap.
 func (fr *Reader) Max() int { return fr.max }
+
+// SetMax changes the cap for the frames read from now on: a protocol reads
+// its small handshake frames under a small cap and raises it once the peer
+// is authenticated, so that no unauthenticated peer makes it buffer a
+// large frame.
+func (fr *Reader) SetMax(max int) { fr.max = max }
 
 // Next returns the next frame's body, valid only until the next call.
 // An empty frame is returned as an empty, non-nil slice.

@@ -233,3 +233,57 @@ func TestReader_Complete(t *testing.T) {
 		t.Fatal("Complete with half a length buffered")
 	}
 }
+
+// A length that is no valid varint is ErrBadLength, not a transport
+// error; a stream that ends inside the length is io.ErrUnexpectedEOF, and
+// every valid varint reads as binary.Uvarint reads it.
+func TestReadLen_Malformed(t *testing.T) {
+	for _, tc := range []struct {
+		in   []byte
+		want error
+	}{
+		{bytes.Repeat([]byte{0x80}, 10), ErrBadLength},              // an eleventh byte would follow
+		{append(bytes.Repeat([]byte{0xff}, 9), 0x02), ErrBadLength}, // over 64 bits
+		{bytes.Repeat([]byte{0x80}, 3), io.ErrUnexpectedEOF},        // ends inside
+		{nil, io.EOF}, // nothing
+		{append(bytes.Repeat([]byte{0xff}, 9), 0x01), ErrTooLarge},              // MaxUint64: valid, over the cap
+		{binary.AppendUvarint(nil, 1<<40), ErrTooLarge},                         // valid, over the cap
+		{append(binary.AppendUvarint(nil, 3), 'a', 'b', 'c'), nil},              // fine
+		{append([]byte{0x83, 0x00}, 'a', 'b', 'c'), nil},                        // non-minimal, as binary reads it
+		{append(binary.AppendUvarint(nil, 1<<20), make([]byte, 1<<20)...), nil}, // fine
+	} {
+		_, err := ReadFrame(bufio.NewReader(bytes.NewReader(tc.in)), 4<<20)
+		if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
+			t.Errorf("% x…: %v, want %v", tc.in[:min(len(tc.in), 12)], err, tc.want)
+		}
+	}
+	for _, v := range []uint64{0, 1, 127, 128, 1 << 35, 1<<63 + 5, ^uint64(0)} {
+		b := binary.AppendUvarint(nil, v)
+		got, err := readUvarint(bytes.NewReader(b))
+		if err != nil || got != v {
+			t.Errorf("readUvarint(%d) = %d, %v", v, got, err)
+		}
+	}
+}
+
+// SetMax changes the cap for the frames that follow.
+func TestReader_SetMax(t *testing.T) {
+	var buf bytes.Buffer
+	for _, n := range []int{10, 100, 100} {
+		if err := WriteFrame(&buf, make([]byte, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fr := NewReader(&buf, 16)
+	if _, err := fr.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fr.Next(); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("100 bytes under a 16-byte cap: %v", err)
+	}
+	fr = NewReader(bytes.NewReader(append(binary.AppendUvarint(nil, 100), make([]byte, 100)...)), 16)
+	fr.SetMax(128)
+	if b, err := fr.Next(); err != nil || len(b) != 100 || fr.Max() != 128 {
+		t.Fatalf("after SetMax(128): %d bytes, %v, max %d", len(b), err, fr.Max())
+	}
+}
