@@ -238,10 +238,18 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, out *sessionOutc
 		handshake(err)
 		return err
 	}
-	fr := newFrameReader(st, c.svc.params.MaxFrameSize)
+	// The answer is a control frame (type byte and body): read under its
+	// cap, so a producer cannot make this consumer buffer MaxFrameSize
+	// before it has accepted.
+	fr := newFrameReader(st, 1+maxControlFrame)
 	typ, body, err := fr.next()
+	fr.setMax(c.svc.params.MaxFrameSize)
 	if err != nil {
-		_ = st.Reset()
+		if errors.Is(err, errProtocol) {
+			_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
+		} else {
+			_ = st.Reset()
+		}
 		handshake(err)
 		return err
 	}

@@ -245,6 +245,8 @@ func TestRobust_HostileConsumerWire(t *testing.T) {
 // accepts every Subscribe and then misbehaves as its stream's mode says.
 type rbEvil struct {
 	modes map[catalog.StreamID]func(w io.Writer) error
+	// answers replace the Accept of a stream (its mode then follows).
+	answers map[catalog.StreamID]func(w io.Writer) error
 
 	mu       sync.Mutex
 	attempts map[catalog.StreamID]int
@@ -271,7 +273,11 @@ func (e *rbEvil) handle(st network.Stream) {
 	e.attempts[id]++
 	e.mu.Unlock()
 	w := bufio.NewWriter(st)
-	_, err = w.Write(rbFrame(rbFrameAccept, &pb.Accept{Network: sub.Network, Stream: sub.Stream}))
+	if answer := e.answers[id]; answer != nil {
+		err = answer(w)
+	} else {
+		_, err = w.Write(rbFrame(rbFrameAccept, &pb.Accept{Network: sub.Network, Stream: sub.Stream}))
+	}
 	if err == nil {
 		err = mode(w)
 	}
@@ -310,11 +316,21 @@ func (e *rbEvil) stats(id catalog.StreamID) (attempts int, resets []network.Stre
 // panic, and (TestMain) leaks nothing.
 func TestRobust_HostileProducerWire(t *testing.T) {
 	const (
-		giant = "robust-evil-giant"
-		junk  = "robust-evil-junk"
+		giant     = "robust-evil-giant"
+		junk      = "robust-evil-junk"
+		bigAnswer = "robust-evil-big-answer"
 	)
 	evil := &rbEvil{
+		answers: map[catalog.StreamID]func(io.Writer) error{
+			// An answer claiming 64 KiB (under MaxFrameSize, over the
+			// control frames' cap) whose body never comes.
+			catalog.IDFromString(bigAnswer): func(w io.Writer) error {
+				_, err := w.Write(append(binary.AppendUvarint(nil, 64<<10), rbFrameAccept))
+				return err
+			},
+		},
 		modes: map[catalog.StreamID]func(io.Writer) error{
+			catalog.IDFromString(bigAnswer): func(io.Writer) error { return nil },
 			catalog.IDFromString(giant): func(w io.Writer) error {
 				hdr := binary.AppendUvarint(nil, 1<<30)
 				_, err := w.Write(append(hdr, rbFrameData, 1, 0xab, 0xcd))
@@ -333,7 +349,7 @@ func TestRobust_HostileProducerWire(t *testing.T) {
 		resets:   map[catalog.StreamID][]network.StreamErrorCode{},
 	}
 	enode := startNode(t)
-	for _, name := range []string{giant, junk} {
+	for _, name := range []string{giant, junk, bigAnswer} {
 		mustProducer[rbRun](t, enode, name) // advertises the stream
 	}
 	enode.Host().SetStreamHandler(streams.ProtocolID, evil.handle)
@@ -382,6 +398,20 @@ func TestRobust_HostileProducerWire(t *testing.T) {
 			t.Errorf("the process allocated %d MiB over %d attempts", grew>>20, n)
 		}
 		t.Logf("%d attempts, %d KiB allocated in all", n, grew>>10)
+	})
+
+	// The answer to a Subscribe is a control frame: one over that cap is
+	// refused on its length, before its body is awaited or buffered.
+	t.Run("answer over the control cap", func(t *testing.T) {
+		id := catalog.IDFromString(bigAnswer)
+		cons := mustConsumer[rbRun](t, cnode, bigAnswer, fast)
+		testutil.Eventually(t, 10*time.Second, func() bool {
+			_, resets := evil.stats(id)
+			infos := cons.Producers()
+			return len(resets) >= 1 && len(infos) == 1 && infos[0].Err != nil && strings.Contains(infos[0].Err.Error(), "exceeds the limit")
+		}, "consumer did not refuse the oversize answer on its length")
+		_, resets := evil.stats(id)
+		checkResets(t, resets)
 	})
 
 	t.Run("undecodable datum", func(t *testing.T) {

@@ -94,8 +94,16 @@ func (r *frameReader) mapErr(err error) error {
 		// framer says "frame exceeds size limit: N > MAX bytes".
 		return fmt.Errorf("%w: frame exceeds the limit of %d bytes (%v)", errProtocol, r.fr.Max(), err)
 	}
+	if errors.Is(err, framer.ErrBadLength) {
+		return fmt.Errorf("%w: %v", errProtocol, err)
+	}
 	return err
 }
+
+// setMax changes the cap for the frames that follow: a consumer reads the
+// producer's Accept or Reject under the control frames' cap, and data
+// frames after it under MaxFrameSize.
+func (r *frameReader) setMax(max int) { r.fr.SetMax(max) }
 
 // buffered reports whether bytes past the last frame were already read.
 func (r *frameReader) buffered() bool { return r.fr.Buffered() > 0 }
