@@ -136,7 +136,9 @@ func (c *groupCore) maybeForceEpoch() {
 		c.log.Warn("forcing a new epoch from this node's log: the bonded writer with a higher log neither forced nor led")
 	}
 	c.deferredAt = 0
-	c.forceEpoch("a half of the voters is gone")
+	if err := c.forceEpoch("a half of the voters is gone"); err != nil {
+		c.log.Warn("could not force a new epoch; trying again", "err", err)
+	}
 }
 
 // mustForce reports whether rules 1 to 3 of maybeForceEpoch hold: a
@@ -204,7 +206,9 @@ func (c *groupCore) forceNow() error {
 	}
 	c.log.Warn("forcing a new epoch at the operator's word (ForceNewEpoch)")
 	c.deferredAt = 0
-	c.forceEpoch("an operator forced it (ForceNewEpoch)")
+	if err := c.forceEpoch("an operator forced it (ForceNewEpoch)"); err != nil {
+		return err
+	}
 	return c.fatal
 }
 
@@ -244,42 +248,57 @@ func majorityOf(voters []uint64, in func(uint64) bool) bool {
 // forceEpoch restarts this node as the single voter of a new epoch from
 // its whole log: the applied state plus the tail beyond it (applyTail).
 // why says what made it force, for the log and the pending calls.
-func (c *groupCore) forceEpoch(why string) {
+//
+// The epochs record (storage_epochs.go) is written first: without it a
+// restarted forcer would neither announce the old epoch nor yield to it.
+// When it cannot be written nothing else happens and the error is
+// returned (the force is not started); other failures end the group
+// (c.fatal).
+func (c *groupCore) forceEpoch(why string) error {
 	hs := c.rn.BasicStatus().HardState
 	old := c.epoch
+	next := newEpoch(c.lost)
+	for next == old {
+		next = newEpoch(c.lost)
+	}
+	// No term bound (lost_term 0): every member of the old epoch without
+	// a leader follows the force, whatever its term; a live old cluster
+	// is met by the parent rule instead (onStatus).
+	rec := c.epochsRecord()
+	rec.ParentEpoch, rec.ForcedEpoch, rec.LostEpoch, rec.LostTerm = old, next, old, 0
+	rec.Lost = append(rec.Lost, old)
+	if err := c.writeEpochs(rec); err != nil {
+		return fmt.Errorf("groups: not forcing a new epoch: %w", err)
+	}
 	// Pending calls first: their commands may be in the tail, applied
 	// below, or lost with the old epoch.
 	c.failAll(&offline{mayApply: true, reason: why + "; starting a new epoch"})
 	if err := c.applyTail(); err != nil {
 		c.fatal = err
-		return
+		return nil
 	}
 	_, li := c.lastPos()
 	at := c.applied
 	atTerm, _ := c.store.Term(at)
 	c.lost[old] = true
-	// No term bound (lost_term 0): every member of the old epoch without
-	// a leader follows the force, whatever its term; a live old cluster
-	// is met by the parent rule instead (onStatus).
 	c.lostEpoch, c.lostTerm = old, 0
-	c.epoch, c.parent = newEpoch(c.lost), old
+	c.epoch, c.parent = next, old
 	data, err := c.buildSnapshotData()
 	if err != nil {
 		c.fatal = err
-		return
+		return nil
 	}
 	snap := &raftpb.Snapshot{Data: data, Metadata: &raftpb.SnapshotMetadata{
 		Index: new(at), Term: new(atTerm), ConfState: &raftpb.ConfState{Voters: []uint64{c.selfID}},
 	}}
 	if err := c.replaceStore(&raftpb.HardState{Term: new(hs.GetTerm()), Commit: new(at)}, snap); err != nil {
 		c.fatal = err
-		return
+		return nil
 	}
 	c.saved = hardVote{} // the vote was reset on disk
-	c.saveEpochs()
 	if err := c.resetRaftOn(at); err != nil {
 		c.fatal = err
-		return
+		return nil
 	}
 	c.conf = snap.GetMetadata().GetConfState()
 	c.applied, c.snapIndex = at, at
@@ -290,6 +309,7 @@ func (c *groupCore) forceEpoch(why string) {
 	}
 	c.log.Warn("started a new epoch from this node's log", "why", why, "old_epoch", old, "epoch", c.epoch, "applied", at)
 	c.broadcastStatus()
+	return nil
 }
 
 // applyTail applies the entries of the log past the applied index, as if

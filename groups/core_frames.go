@@ -98,7 +98,11 @@ func (c *groupCore) onFrame(f frame) {
 }
 
 func (c *groupCore) onRaft(ps *peerState, epoch uint64, data []byte) {
-	if epoch == 0 || c.lost[epoch] {
+	// The epoch this node abandoned last is not rejoined (its announcement
+	// also keeps that epoch's leader from adding it: joinable); an epoch
+	// abandoned before that may be: a node that followed a forced epoch
+	// which then gave way to its live parent rejoins the parent.
+	if epoch == 0 || epoch == c.lostEpoch {
 		c.drop()
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/mosaik-go/mosaik/groups/pb"
 	"github.com/mosaik-go/mosaik/internal/testutil"
@@ -116,4 +117,71 @@ func TestCore_LeaderYieldsToAbandonedEpochsLiveCluster(t *testing.T) {
 	if e := epochOf(g); e != 0 || <-ch {
 		t.Fatalf("the leader kept its epoch (%x) against a higher live cluster of an epoch it had abandoned", e)
 	}
+}
+
+// A member whose raft term went past its leader's in a failed election
+// (here: a vote request that reached it alone) still follows that
+// leader's abandonment: the announcement is compared with its log's last
+// term, which a failed election does not raise.
+func TestCore_MemberAheadInTermFollowsAbandonment(t *testing.T) {
+	n := newMemNet()
+	gs := threeCounters(t, n)
+	l, a, b := gs[0], gs[1], gs[2]
+	if !l.IsLeader() {
+		t.Skip("the first leader lost the lead before the test began")
+	}
+	old := epochOf(l)
+	lt := termOf(t, l)
+	n.partition([]peer.ID{l.c.self, a.c.self}, []peer.ID{b.c.self})
+	// b takes a's vote request at lt+1 once its leader lease has run out
+	// (CheckQuorum: until then it ignores it).
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		_ = b.c.do(tctx(t, 2*time.Second), func() {
+			_ = b.c.rn.Step(&raftpb.Message{Type: raftpb.MessageType_MsgVote.Enum(),
+				From: new(a.c.selfID), To: new(b.c.selfID), Term: new(lt + 1), LogTerm: new(uint64(0)), Index: new(uint64(0))})
+		})
+		return termOf(t, b) > lt
+	}, "b's raft term past its leader's")
+	// l, still leading with a, loses a merge to a rival cluster.
+	err := l.c.do(tctx(t, 5*time.Second), func() {
+		l.c.onStatus(peer.ID("node-r"), &peerState{id: 99, up: true}, &pb.CoreStatus{
+			Epoch: 0xabad1dea, IsLeader: true, LastTerm: 1 << 40, LastIndex: 1 << 40,
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if epochOf(l) == old {
+		t.Fatal("the leader did not abandon its epoch to a higher rival")
+	}
+	n.heal()
+	testutil.Eventually(t, 20*time.Second, func() bool { return epochOf(b) != old && epochOf(a) != old },
+		"a member ahead in term stayed in the abandoned epoch")
+}
+
+// A reader that followed a forced epoch, which then gave way to its live
+// parent, rejoins the parent: only the epoch it abandoned last is refused,
+// not every epoch it ever left.
+func TestCore_FollowerOfYieldedForceRejoinsParent(t *testing.T) {
+	n := newMemNet()
+	gs := threeCounters(t, n)
+	r := joinCounter(t, n.service(t, "r", false), WithRole(RoleReader))
+	old := epochOf(gs[0])
+	testutil.Eventually(t, 10*time.Second, func() bool { return epochOf(r) == old }, "the reader joins")
+	if _, err := gs[0].Execute(tctx(t, 5*time.Second), 5); err != nil {
+		t.Fatal(err)
+	}
+	n.partition([]peer.ID{gs[0].c.self, r.c.self}, []peer.ID{gs[1].c.self, gs[2].c.self})
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		return gs[0].ForceNewEpoch(tctx(t, 2*time.Second)) == nil
+	}, "ForceNewEpoch on n0")
+	forced := epochOf(gs[0])
+	testutil.Eventually(t, 15*time.Second, func() bool { return epochOf(r) == forced }, "the reader follows the forced epoch")
+	n.heal()
+	testutil.Eventually(t, 15*time.Second, func() bool { return epochOf(gs[0]) == old }, "the forcer yields to its live parent")
+	testutil.Eventually(t, 20*time.Second, func() bool { return epochOf(r) == old }, "the reader rejoins the live parent")
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		v, _, err := r.Query(tctx(t, 2*time.Second), struct{}{}, Weak)
+		return err == nil && v == 5
+	}, "the reader has the parent's state")
 }

@@ -33,7 +33,7 @@ import (
 //     raft state and state machine (its epoch joins its lost set, announced
 //     as lost_epoch) and rejoins as a fresh node. Its followers discard too
 //     when their leader (or, with no leader, any peer) announces their
-//     epoch lost.
+//     epoch lost with a log no older than theirs (lost_term).
 //   - A half of the voters gone: a writer that has known no leader for
 //     RemoveAfter, while every other voter of a configuration half (all
 //     voters, or the incoming or the outgoing ones of a joint step) has
@@ -76,7 +76,7 @@ func (c *groupCore) maybeBootstrap() {
 			return // wait to hear what the peer is
 		}
 		e := ps.status.GetEpoch()
-		if e != 0 && !c.lost[e] {
+		if e != 0 && e != c.lostEpoch {
 			return // a cluster exists: its leader adds this node
 		}
 		if e == 0 && ps.role == RoleWriter && bootsFirst(ps.status.GetReluctant(), ps.id, c.cfg.reluctant, c.selfID) {
@@ -124,14 +124,18 @@ func (c *groupCore) onStatus(from peer.ID, ps *peerState, st *pb.CoreStatus) {
 		return
 	}
 	// My cluster was abandoned by its leader, or by anyone while I know no
-	// leader: follow it into a fresh start. A merge lost at a term before
-	// mine does not speak for the cluster: a leader deposed on a minority
-	// side (CheckQuorum had not yet stepped it down) that then lost a merge
-	// abandoned an epoch whose majority has elected another leader since,
-	// at a higher term, and its announcement stays in its status for good.
-	// A forced epoch's announcement has no term bound (lost_term 0).
+	// leader: follow it into a fresh start. A merge lost with a log older
+	// than mine does not speak for the cluster: a leader deposed on a
+	// minority side (CheckQuorum had not yet stepped it down) that then
+	// lost a merge abandoned an epoch whose majority has elected another
+	// leader since, and every elected leader appends an entry at its own
+	// term, so that majority's logs end at a later term than the
+	// announcement's (lost_term, the abandoner's last log term). A
+	// failed election raises a member's raft term but not its log's: the
+	// comparison is of log terms. A forced epoch's announcement has no
+	// bound (lost_term 0).
 	lt := st.GetLostTerm()
-	if st.GetLostEpoch() == c.epoch && (lt == 0 || lt >= c.rn.BasicStatus().HardState.GetTerm()) &&
+	if mine, _ := c.lastPos(); st.GetLostEpoch() == c.epoch && (lt == 0 || lt >= mine) &&
 		c.state != raft.StateLeader && (!c.leaderUp() || c.lead == ps.id) {
 		c.wipe("peer "+from.ShortString()+" abandoned this cluster", 0)
 		return
@@ -162,12 +166,17 @@ func (c *groupCore) onStatus(from peer.ID, ps *peerState, st *pb.CoreStatus) {
 // wipe discards this node's raft state and state machine and makes it a
 // fresh node that a leader of another cluster (winner, if known) will add.
 func (c *groupCore) wipe(reason string, winner uint64) {
-	_, li := c.lastPos()
+	lt, li := c.lastPos()
 	old := c.epoch
 	c.lost[old] = true
-	c.lostEpoch, c.lostTerm = old, c.rn.BasicStatus().HardState.GetTerm()
+	c.lostEpoch, c.lostTerm = old, lt
 	c.epoch, c.parent = 0, 0
 	delete(c.lost, winner)
+	// The record before the log goes (a crash between leaves the old log
+	// with a record that names its epoch, which a restart ignores).
+	if err := c.saveEpochs(); err != nil {
+		c.log.Warn("could not keep the epochs this node left in its data dir", "err", err)
+	}
 	// MayApply: a command of a pending call may be in the log of the
 	// writer that forced the epoch this node follows (core_force.go), or
 	// of a rival that goes on.
@@ -180,7 +189,6 @@ func (c *groupCore) wipe(reason string, winner uint64) {
 		c.fatal = err
 		return
 	}
-	c.saveEpochs()
 	c.reportDiscard(li)
 	c.log.Warn("discarded this node's log and state", "entries", li, "epoch", old, "reason", reason)
 	c.broadcastStatus()

@@ -2,6 +2,9 @@ package groups
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -177,4 +180,58 @@ func TestForceNewEpoch_RestartedForcerStillAnnouncesLostEpoch(t *testing.T) {
 		v, _, err := gs[1].Query(tctx(t, 2*time.Second), struct{}{}, Strong)
 		return err == nil && v == 5
 	}, "the returning old voter has the forced epoch's state")
+}
+
+// The epochs record is written before a force touches the log: when it
+// cannot be written, ForceNewEpoch fails and the node stays in its epoch
+// with its log, and a later attempt forces.
+func TestForceNewEpoch_RecordFirst(t *testing.T) {
+	n := newMemNet()
+	dir := t.TempDir()
+	s := n.service(t, "d", false)
+	s.joinDefaults = []Option{WithDataDir(dir)}
+	d := joinCounter(t, s)
+	if err := d.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	gs := []*Group[int64, struct{}, int64]{d}
+	for _, name := range []string{"1", "2"} {
+		gs = append(gs, joinCounter(t, n.service(t, name, false)))
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return settledVoters(gs[0]) == 3 && settledVoters(gs[1]) == 3 && settledVoters(gs[2]) == 3
+	}, "three voters on every member")
+	if _, err := d.Execute(tctx(t, 5*time.Second), 5); err != nil {
+		t.Fatal(err)
+	}
+	old := epochOf(d)
+	// A directory where the record's temporary file goes: the write fails.
+	block := filepath.Join(walStorePath(dir, d.c.id), epochsTmpName)
+	if err := os.MkdirAll(filepath.Join(block, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	n.partition([]peer.ID{d.c.self}, []peer.ID{gs[1].c.self}, []peer.ID{gs[2].c.self})
+	var err error
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		err = d.ForceNewEpoch(tctx(t, 2*time.Second))
+		return err != nil && !errors.Is(err, ErrNotForced)
+	}, "ForceNewEpoch failing on the record")
+	if !strings.Contains(err.Error(), "epochs record") {
+		t.Fatalf("ForceNewEpoch: %v, want the record's failure", err)
+	}
+	if e := epochOf(d); e != old {
+		t.Fatalf("a failed force left the node in epoch %x, want %x", e, old)
+	}
+	if v := weak(t, d); v != 5 {
+		t.Fatalf("a failed force changed the state: %d", v)
+	}
+	if err := os.RemoveAll(block); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ForceNewEpoch(tctx(t, 5*time.Second)); err != nil {
+		t.Fatal("ForceNewEpoch once the record can be written:", err)
+	}
+	if e := epochOf(d); e == old || e == 0 {
+		t.Fatalf("after the force: epoch %x", e)
+	}
 }

@@ -20,8 +20,8 @@ import (
 // voter of that epoch that came back later never learned to rejoin, and
 // the forced epoch no longer yielded to its parent come back alive. A
 // data dir keeps them in a small file beside the WAL, replaced whole
-// (written to a temporary file, synced, renamed) after every force and
-// wipe.
+// (written to a temporary file, synced, renamed) before every force and
+// wipe touches the log.
 
 const (
 	epochsFileName = "epochs"
@@ -115,24 +115,32 @@ func readFull(f *os.File, b []byte) (int, error) {
 	return n, nil
 }
 
-// encodeEpochs encodes the core's epochs record.
-func (c *groupCore) encodeEpochs() ([]byte, error) {
+// epochsRecord is the core's epochs record as it stands.
+func (c *groupCore) epochsRecord() *pb.CoreEpochs {
 	lost := make([]uint64, 0, len(c.lost))
 	for e := range c.lost {
 		if e != c.lostEpoch && e != c.parent {
 			lost = append(lost, e)
 		}
 	}
+	// Room for the two below and for the epoch a force adds.
 	slices.Sort(lost)
-	lost = lost[:min(len(lost), maxLostKept-2)]
+	lost = lost[:min(len(lost), maxLostKept-3)]
 	for _, e := range []uint64{c.lostEpoch, c.parent} {
 		if e != 0 && c.lost[e] && !slices.Contains(lost, e) {
 			lost = append(lost, e)
 		}
 	}
-	return proto.MarshalOptions{Deterministic: true}.Marshal(&pb.CoreEpochs{
-		ParentEpoch: c.parent, LostEpoch: c.lostEpoch, LostTerm: c.lostTerm, Lost: lost,
-	})
+	r := &pb.CoreEpochs{LostEpoch: c.lostEpoch, LostTerm: c.lostTerm, Lost: lost}
+	if c.parent != 0 {
+		r.ParentEpoch, r.ForcedEpoch = c.parent, c.epoch
+	}
+	return r
+}
+
+// encodeEpochs encodes an epochs record.
+func encodeEpochs(r *pb.CoreEpochs) ([]byte, error) {
+	return proto.MarshalOptions{Deterministic: true}.Marshal(r)
 }
 
 // decodeEpochs decodes an epochs record of at most maxEpochsFile bytes.
@@ -150,25 +158,28 @@ func decodeEpochs(b []byte) (*pb.CoreEpochs, error) {
 	return &r, nil
 }
 
-// saveEpochs writes the epochs record where the store keeps one. A failed
-// write is logged: the node goes on, and would restart without the record.
-func (c *groupCore) saveEpochs() {
+// writeEpochs writes r where the store keeps an epochs record (a data
+// dir); with a memory store it does nothing.
+func (c *groupCore) writeEpochs(r *pb.CoreEpochs) error {
 	k, ok := c.store.(epochKeeper)
 	if !ok {
-		return
+		return nil
 	}
-	b, err := c.encodeEpochs()
+	b, err := encodeEpochs(r)
 	if err == nil {
 		err = k.SaveEpochs(b)
 	}
-	if err != nil {
-		c.log.Warn("could not keep the epochs this node left in its data dir", "err", err)
-	}
+	return err
 }
 
+// saveEpochs writes the core's epochs record as it stands.
+func (c *groupCore) saveEpochs() error { return c.writeEpochs(c.epochsRecord()) }
+
 // loadEpochs reads the epochs record back at a restart, once c.epoch is
-// known. The epoch the node is in is never taken as lost (a crash between
-// a force's new log and its record), and a parent counts only for it.
+// known. The record is written before the log changes (a force, a wipe),
+// so after a crash between the two it may name the epoch the node is still
+// in: that epoch is never taken as lost, and the parent is restored only
+// for the epoch it belongs to (forced_epoch).
 func (c *groupCore) loadEpochs() error {
 	k, ok := c.store.(epochKeeper)
 	if !ok {
@@ -191,7 +202,7 @@ func (c *groupCore) loadEpochs() error {
 		c.lost[e] = true
 		c.lostEpoch, c.lostTerm = e, r.GetLostTerm()
 	}
-	if p := r.GetParentEpoch(); p != 0 && c.epoch != 0 && c.lost[p] {
+	if p := r.GetParentEpoch(); p != 0 && c.epoch != 0 && r.GetForcedEpoch() == c.epoch && c.lost[p] {
 		c.parent = p
 	}
 	return nil

@@ -61,8 +61,10 @@ func TestEpochsRecord_Codec(t *testing.T) {
 		c.lost[e<<20] = true
 	}
 	c.lost[7], c.lost[9] = true, true
-	c.lostEpoch, c.lostTerm, c.parent = 7, 4, 9
-	b, err := c.encodeEpochs()
+	c.lostEpoch, c.lostTerm, c.parent, c.epoch = 7, 4, 9, 11
+	rec := c.epochsRecord()
+	rec.Lost = append(rec.Lost, 11) // as forceEpoch adds the epoch it leaves
+	b, err := encodeEpochs(rec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +75,7 @@ func TestEpochsRecord_Codec(t *testing.T) {
 	if len(r.GetLost()) != maxLostKept || !slices.Contains(r.GetLost(), 7) || !slices.Contains(r.GetLost(), 9) {
 		t.Fatalf("lost set of %d epochs kept, with 7: %v, 9: %v", len(r.GetLost()), slices.Contains(r.GetLost(), 7), slices.Contains(r.GetLost(), 9))
 	}
-	if r.GetLostEpoch() != 7 || r.GetLostTerm() != 4 || r.GetParentEpoch() != 9 {
+	if r.GetLostEpoch() != 7 || r.GetLostTerm() != 4 || r.GetParentEpoch() != 9 || r.GetForcedEpoch() != 11 {
 		t.Fatalf("decoded %v", r)
 	}
 	var many []byte
@@ -92,9 +94,9 @@ func TestEpochsRecord_Codec(t *testing.T) {
 	}
 }
 
-// A restarted node never takes the epoch it is in as lost (a crash after
-// a force's new log, before its record), and keeps a parent only while
-// in an epoch.
+// A restarted node never takes the epoch it is in as lost (the record is
+// written before the log changes: a crash between leaves the old log),
+// and restores a parent only for the epoch it was forced into.
 func TestEpochsRecord_LoadSkipsOwnEpoch(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "g")
 	st, err := openWALStore(dir, walOptions{NoSync: true})
@@ -102,7 +104,7 @@ func TestEpochsRecord_LoadSkipsOwnEpoch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	b, err := proto.Marshal(&pb.CoreEpochs{ParentEpoch: 5, LostEpoch: 5, LostTerm: 0, Lost: []uint64{5, 6}})
+	b, err := proto.Marshal(&pb.CoreEpochs{ParentEpoch: 5, ForcedEpoch: 6, LostEpoch: 5, LostTerm: 0, Lost: []uint64{5, 6}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +115,12 @@ func TestEpochsRecord_LoadSkipsOwnEpoch(t *testing.T) {
 		epoch      uint64
 		wantParent uint64
 		wantLost   []uint64
-	}{{epoch: 6, wantParent: 5, wantLost: []uint64{5}}, {epoch: 5, wantParent: 0, wantLost: []uint64{6}}, {epoch: 0, wantParent: 0, wantLost: []uint64{5, 6}}} {
+	}{
+		{epoch: 6, wantParent: 5, wantLost: []uint64{5}},    // restarted in the forced epoch
+		{epoch: 5, wantParent: 0, wantLost: []uint64{6}},    // crashed before the log was replaced
+		{epoch: 7, wantParent: 0, wantLost: []uint64{5, 6}}, // in another epoch since: not its parent
+		{epoch: 0, wantParent: 0, wantLost: []uint64{5, 6}}, // fresh
+	} {
 		c := handCore(t, "a")
 		c.store, c.epoch = st, tc.epoch
 		if err := c.loadEpochs(); err != nil {

@@ -101,12 +101,12 @@ type CoreStatus struct {
 	// fetching is the anchor index of the snapshot the sender is fetching
 	// now (0: none), so the leader that sent it knows the transfer lives.
 	Fetching uint64 `protobuf:"varint,12,opt,name=fetching,proto3" json:"fetching,omitempty"`
-	// lost_term is the raft term the sender was at when it abandoned
-	// lost_epoch after losing a merge of rival clusters: a member of that
-	// epoch follows the abandonment only while its own term is not past it
-	// (a leader deposed meanwhile no longer speaks for the epoch). 0: no
-	// bound, as when the sender forced a new epoch from lost_epoch (or
-	// predates this field).
+	// lost_term is the term of the sender's last log entry when it
+	// abandoned lost_epoch after losing a merge of rival clusters: a member
+	// of that epoch follows the abandonment only while its own last log
+	// term is not past it (a leader deposed meanwhile no longer speaks for
+	// the epoch). 0: no bound, as when the sender forced a new epoch from
+	// lost_epoch (or predates this field).
 	LostTerm      uint64 `protobuf:"varint,13,opt,name=lost_term,json=lostTerm,proto3" json:"lost_term,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -722,14 +722,17 @@ func (x *CoreLeave) GetEpoch() uint64 {
 // never sent: a node restarted over that dir keeps announcing them.
 type CoreEpochs struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// parent_epoch is the epoch this node's epoch was forced from (0: none).
+	// parent_epoch is the epoch forced_epoch was forced from (0: none).
 	ParentEpoch uint64 `protobuf:"varint,1,opt,name=parent_epoch,json=parentEpoch,proto3" json:"parent_epoch,omitempty"`
 	// lost_epoch and lost_term are the node's last abandonment, as in
 	// CoreStatus.
 	LostEpoch uint64 `protobuf:"varint,2,opt,name=lost_epoch,json=lostEpoch,proto3" json:"lost_epoch,omitempty"`
 	LostTerm  uint64 `protobuf:"varint,3,opt,name=lost_term,json=lostTerm,proto3" json:"lost_term,omitempty"`
 	// lost are the epochs the node abandoned (at most 1 024 kept).
-	Lost          []uint64 `protobuf:"varint,4,rep,packed,name=lost,proto3" json:"lost,omitempty"`
+	Lost []uint64 `protobuf:"varint,4,rep,packed,name=lost,proto3" json:"lost,omitempty"`
+	// forced_epoch is the epoch parent_epoch belongs to: the epoch this node
+	// forced. A restart restores the parent only when it resumes that epoch.
+	ForcedEpoch   uint64 `protobuf:"varint,5,opt,name=forced_epoch,json=forcedEpoch,proto3" json:"forced_epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -792,6 +795,13 @@ func (x *CoreEpochs) GetLost() []uint64 {
 	return nil
 }
 
+func (x *CoreEpochs) GetForcedEpoch() uint64 {
+	if x != nil {
+		return x.ForcedEpoch
+	}
+	return 0
+}
+
 var File_core_proto protoreflect.FileDescriptor
 
 const file_core_proto_rawDesc = "" +
@@ -849,14 +859,15 @@ const file_core_proto_rawDesc = "" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\fR\x05state\"!\n" +
 	"\tCoreLeave\x12\x14\n" +
-	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\"\x7f\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\"\xa2\x01\n" +
 	"\n" +
 	"CoreEpochs\x12!\n" +
 	"\fparent_epoch\x18\x01 \x01(\x04R\vparentEpoch\x12\x1d\n" +
 	"\n" +
 	"lost_epoch\x18\x02 \x01(\x04R\tlostEpoch\x12\x1b\n" +
 	"\tlost_term\x18\x03 \x01(\x04R\blostTerm\x12\x12\n" +
-	"\x04lost\x18\x04 \x03(\x04R\x04lostB'Z%github.com/mosaik-go/mosaik/groups/pbb\x06proto3"
+	"\x04lost\x18\x04 \x03(\x04R\x04lost\x12!\n" +
+	"\fforced_epoch\x18\x05 \x01(\x04R\vforcedEpochB'Z%github.com/mosaik-go/mosaik/groups/pbb\x06proto3"
 
 var (
 	file_core_proto_rawDescOnce sync.Once
