@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
 	"go.opentelemetry.io/otel"
@@ -79,6 +80,7 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 			return nil, err
 		}
 	}
+	cfg.bootstrap = mergeByPeer(cfg.bootstrap)
 	explicitMeter := cfg.meter != nil
 	if cfg.meter == nil {
 		cfg.meter = otel.GetMeterProvider()
@@ -106,6 +108,17 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 			return nil, err
 		}
 		n.own(n.h.Close)
+	}
+	// On a borrowed host, the handlers that the gossipsub router and the
+	// DHT built here register stay on the host after Close (neither
+	// removes them): the host would go on advertising, and serving to
+	// nothing, /meshsub/ and /mosaik/kad/. They are removed on Close.
+	var before map[protocol.ID]bool
+	if cfg.host != nil {
+		before = map[protocol.ID]bool{}
+		for _, p := range n.h.Mux().Protocols() {
+			before[p] = true
+		}
 	}
 	if n.ps = cfg.ps; n.ps == nil && !cfg.params.DisableGossip {
 		gp := pubsub.DefaultGossipSubParams()
@@ -162,6 +175,20 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 			return nil, fmt.Errorf("node: kad-dht: %w", err)
 		}
 		n.own(n.dht.Close)
+	}
+	if before != nil {
+		var added []protocol.ID
+		for _, p := range n.h.Mux().Protocols() {
+			if !before[p] {
+				added = append(added, p)
+			}
+		}
+		n.own(func() error {
+			for _, p := range added {
+				n.h.RemoveStreamHandler(p)
+			}
+			return nil
+		})
 	}
 	if explicitMeter && n.dht != nil {
 		detach := attachMeters(cfg.meter)

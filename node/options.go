@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	dht "github.com/libp2p/go-libp2p-kad-dht"
@@ -68,6 +69,8 @@ func WithTags(tags ...string) Option {
 }
 
 // WithBootstrap adds bootstrap peers as multiaddrs that end in /p2p/<id>.
+// Several addresses of one peer are merged: it is dialed once, with all of
+// them.
 func WithBootstrap(addrs ...string) Option {
 	return func(c *config) error {
 		for _, a := range addrs {
@@ -85,7 +88,31 @@ func WithBootstrap(addrs ...string) Option {
 	}
 }
 
-// WithBootstrapPeers adds bootstrap peers.
+// mergeByPeer merges bootstrap peers given more than once (several
+// addresses of one peer, each with its /p2p/ suffix) into one AddrInfo per
+// peer, in order of first mention, addresses deduplicated: the node then
+// dials each peer once, trying all its addresses, and backs off per peer.
+func mergeByPeer(pis []peer.AddrInfo) []peer.AddrInfo {
+	var out []peer.AddrInfo
+	at := map[peer.ID]int{}
+	for _, pi := range pis {
+		i, ok := at[pi.ID]
+		if !ok {
+			at[pi.ID] = len(out)
+			out = append(out, peer.AddrInfo{ID: pi.ID, Addrs: slices.Clone(pi.Addrs)})
+			continue
+		}
+		for _, a := range pi.Addrs {
+			if !slices.ContainsFunc(out[i].Addrs, a.Equal) {
+				out[i].Addrs = append(out[i].Addrs, a)
+			}
+		}
+	}
+	return out
+}
+
+// WithBootstrapPeers adds bootstrap peers. A peer given several times (by
+// this option or WithBootstrap) is dialed once, with all its addresses.
 func WithBootstrapPeers(pis ...peer.AddrInfo) Option {
 	return func(c *config) error { c.bootstrap = append(c.bootstrap, pis...); return nil }
 }

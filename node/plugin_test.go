@@ -3,9 +3,12 @@ package node_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 
 	"github.com/mosaik-go/mosaik/catalog/discovery"
@@ -49,4 +52,35 @@ func TestPlugin_BorrowedHostSurvivesClose(t *testing.T) {
 	// Mosaik can attach again to the same host.
 	again := p.attach(t, "plugin")
 	testutil.Eventually(t, 5*time.Second, func() bool { return allKnowAll([]*node.Node{again, other}) }, "re-attached node did not converge")
+}
+
+// With only the host borrowed, the gossipsub router and the DHT the node
+// built leave no handler on the host after Close; the host's own remain.
+func TestPlugin_BorrowedHostAloneLeftClean(t *testing.T) {
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay(), libp2p.DisableMetrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	before := slices.Clone(h.Mux().Protocols())
+	n, err := node.New("plugin-host", node.WithHost(h), node.WithFastProfile(), node.WithLogger(testutil.Logger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(h.Mux().Protocols(), func(p protocol.ID) bool { return strings.HasPrefix(string(p), "/meshsub/") }) {
+		t.Fatal("the node built no gossipsub router on the borrowed host")
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range h.Mux().Protocols() {
+		if !slices.Contains(before, p) {
+			t.Errorf("handler %s left on the borrowed host after Close", p)
+		}
+	}
+	for _, p := range before {
+		if !slices.Contains(h.Mux().Protocols(), p) {
+			t.Errorf("the host's own handler %s was removed", p)
+		}
+	}
 }
