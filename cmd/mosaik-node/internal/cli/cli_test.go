@@ -406,3 +406,53 @@ func TestMain_StopDuringStartExitsZero(t *testing.T) {
 		t.Fatalf("stopped while starting: exit %d, %s", code, errOut.String())
 	}
 }
+
+// Config values are taken as written: YAML's implicit types do not turn
+// "010" into 8 or "1.10" into 1.1; an empty YAML value and a mapping are
+// errors; a TOML number for a text flag must be quoted.
+func TestConfig_ValuesAsWritten(t *testing.T) {
+	apply := func(ext, text string) (*flag.FlagSet, error) {
+		t.Helper()
+		cfg, err := parseConfig(ext, []byte(text))
+		if err != nil {
+			return nil, err
+		}
+		fs := flag.NewFlagSet("run", flag.ContinueOnError)
+		(&nodeCmd{name: "run"}).register(fs)
+		_ = fs.Parse(nil)
+		_, err = applyLayers(fs, cfg, "c"+ext, func(string) string { return "" })
+		return fs, err
+	}
+	fs, err := apply(".yaml", "network: 010\ntags: [1.10, 2024-01-02]\nmdns: false\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fs.Lookup("network").Value.String(); got != "010" {
+		t.Errorf("YAML network: 010 read as %q", got)
+	}
+	if got := fs.Lookup("tags").Value.String(); got != "1.10,2024-01-02" {
+		t.Errorf("YAML tags read as %q", got)
+	}
+	if got := fs.Lookup("mdns").Value.String(); got != "false" {
+		t.Errorf("YAML mdns: false read as %q", got)
+	}
+	for _, tc := range []struct{ ext, text, want string }{
+		{".yaml", "key:\n", "no value"},
+		{".yaml", "http: ~\n", "no value"},
+		{".yaml", "network:\n  a: b\n", "mapping"},
+		{".toml", "network = 0x1F\n", "quote it"},
+		{".toml", "tags = [1.10]\n", "quote it"},
+		{".toml", "[network]\na = 1\n", "table"},
+	} {
+		if _, err := apply(tc.ext, tc.text); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s %q: %v, want an error saying %q", tc.ext, tc.text, err, tc.want)
+		}
+	}
+	fs, err = apply(".toml", "network = \"0x1F\"\nmdns = false\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fs.Lookup("network").Value.String(); got != "0x1F" {
+		t.Errorf("TOML network = \"0x1F\" read as %q", got)
+	}
+}

@@ -51,8 +51,23 @@ func parseConfig(ext string, data []byte) (map[string]any, error) {
 			return nil, usagef("config: %v", err)
 		}
 	case ".yaml", ".yml":
-		if err := yaml.Unmarshal(data, &m); err != nil {
+		// Each value as written: YAML's implicit types would read
+		// "network: 010" as the integer 8 and "tags: 1.10" as 1.1.
+		var nodes map[string]yaml.Node
+		if err := yaml.Unmarshal(data, &nodes); err != nil {
 			return nil, usagef("config: %v", err)
+		}
+		var errs []error
+		for k, n := range nodes {
+			v, err := yamlValue(&n)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("config key %q: %v", k, err))
+				continue
+			}
+			m[k] = v
+		}
+		if err := errors.Join(errs...); err != nil {
+			return nil, usageError{err}
 		}
 	default:
 		return nil, usagef("config: unknown format %q (use .toml, .yaml or .yml)", ext)
@@ -62,6 +77,28 @@ func parseConfig(ext string, data []byte) (map[string]any, error) {
 		out[strings.ReplaceAll(k, "_", "-")] = v
 	}
 	return out, nil
+}
+
+// yamlValue is a YAML value as text: a scalar as written, a sequence of
+// scalars as a list. No value (null) and mappings are errors.
+func yamlValue(n *yaml.Node) (any, error) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return nil, errors.New("no value (give one, or leave the key out)")
+		}
+		return n.Value, nil
+	case yaml.SequenceNode:
+		out := make([]string, 0, len(n.Content))
+		for _, e := range n.Content {
+			if e.Kind != yaml.ScalarNode || e.Tag == "!!null" {
+				return nil, errors.New("a list may hold only values")
+			}
+			out = append(out, e.Value)
+		}
+		return out, nil
+	}
+	return nil, errors.New("a mapping (or alias) is no flag value: give a value or a list")
 }
 
 // envName is the environment variable of a flag: MOSAIK_<NAME>, upper
@@ -148,7 +185,11 @@ func applyLayers(fs *flag.FlagSet, cfg map[string]any, path string, getenv func(
 			srcs[f.Name] = srcDefault
 			continue
 		}
-		for _, part := range values(v) {
+		parts, err := values(f, v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("config key %s: %v", f.Name, err))
+		}
+		for _, part := range parts {
 			if err := fs.Set(f.Name, part); err != nil {
 				errs = append(errs, fmt.Errorf("config key %s=%q: %v", f.Name, part, err))
 			}
@@ -187,16 +228,56 @@ func splitIfRepeatable(f *flag.Flag, v string) []string {
 	return []string{v}
 }
 
-func values(v any) []string {
-	switch x := v.(type) {
-	case []any:
-		out := make([]string, 0, len(x))
-		for _, e := range x {
-			out = append(out, fmt.Sprint(e))
+// values is a config value as the flag's values. A TOML number, boolean
+// or date given to a flag of text (a string or a list) is refused: TOML
+// reads 0x1F as 31 and 1.10 as 1.1, so quoting is the only way to give
+// such a text. Tables are refused for every flag.
+func values(f *flag.Flag, v any) ([]string, error) {
+	text := f.Value.Type() == "string" || f.Value.Type() == "list"
+	one := func(e any) (string, error) {
+		switch x := e.(type) {
+		case string:
+			return x, nil
+		case map[string]any, []map[string]any:
+			return "", errors.New("a table is no flag value")
 		}
-		return out
-	case []string:
-		return x
+		if text {
+			return "", fmt.Errorf("%v is a %s, not a text: quote it", e, tomlKind(e))
+		}
+		return fmt.Sprint(e), nil
 	}
-	return []string{fmt.Sprint(v)}
+	var list []string
+	switch x := v.(type) {
+	case []string:
+		list = x
+	case []any:
+		for _, e := range x {
+			s, err := one(e)
+			if err != nil {
+				return nil, err
+			}
+			list = append(list, s)
+		}
+	default:
+		s, err := one(v)
+		if err != nil {
+			return nil, err
+		}
+		return []string{s}, nil
+	}
+	if f.Value.Type() == "string" {
+		// A comma-separated flag (tags): a list is its parts.
+		return []string{strings.Join(list, ",")}, nil
+	}
+	return list, nil
+}
+
+func tomlKind(v any) string {
+	switch v.(type) {
+	case int64, float64:
+		return "number"
+	case bool:
+		return "boolean"
+	}
+	return "date or time"
 }
