@@ -3,11 +3,13 @@
 package integration
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -272,5 +274,75 @@ func TestCLI_BadInput(t *testing.T) {
 		if !strings.HasPrefix(last, "mosaik-node: ") {
 			t.Errorf("%q: last stderr line %q is not a one-line error", args, last)
 		}
+	}
+}
+
+// A consumer whose stdout reader goes away (consume | head) ends cleanly:
+// exit 0, its positions saved, no death by SIGPIPE.
+func TestCLI_ConsumeStdoutClosed(t *testing.T) {
+	_, boot := runNode(t, "boot", "it-pipe")
+	pos := filepath.Join(t.TempDir(), "s.pos")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(nodeBinary(t), append([]string{"consume", "--network", "it-pipe", "--bootstrap", boot, "--position-file", pos}, append(listen(), "s")...)...)
+	cmd.Env = append(raceEnv(os.Environ()), "MOSAIK_MDNS=false", "XDG_DATA_HOME="+t.TempDir())
+	var errOut lockedBuffer
+	cmd.Stdout, cmd.Stderr = w, &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Close() // the child holds the write end
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			t.Logf("--- consume stderr:\n%s", failureLog(errOut.String()))
+		}
+	})
+	// The producer keeps sending (a line every 5 ms) until the test ends,
+	// so the consumer writes again after its reader has gone.
+	in, feed := io.Pipe()
+	stop := make(chan struct{})
+	fed := make(chan struct{})
+	go func() {
+		defer close(fed)
+		defer feed.Close()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond): // the producer's pace
+			}
+			if _, err := fmt.Fprintf(feed, "line-%d\n", i); err != nil {
+				return
+			}
+		}
+	}()
+	start(t, "produce", in, append([]string{"produce", "--network", "it-pipe", "--bootstrap", boot}, append(listen(), "s")...)...)
+	t.Cleanup(func() { close(stop); _ = in.Close(); <-fed })
+	// Read one line, then go away as head does.
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "line-") {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	_ = r.Close()
+	select {
+	case err := <-done:
+		done <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("consume with its stdout closed: %v, want exit 0", err)
+		}
+	case <-time.After(testutil.Scale(60 * time.Second)):
+		t.Fatal("consume did not end after its stdout closed")
+	}
+	if b, err := os.ReadFile(pos); err != nil || len(b) == 0 {
+		t.Fatalf("position file after the end: %q, %v", b, err)
+	}
+	if left, _ := filepath.Glob(pos + ".tmp*"); len(left) != 0 {
+		t.Fatalf("temporary position files left: %v", left)
 	}
 }

@@ -39,6 +39,10 @@ import (
 )
 
 func main() {
+	// A closed stdout (consume | head) is an EPIPE error that consume
+	// ends on cleanly, saving its positions, instead of a SIGPIPE that
+	// kills the process before it departs.
+	signal.Ignore(syscall.SIGPIPE)
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -151,6 +152,12 @@ func consume(ctx context.Context, n *node.Node, stream string, opts []streams.Co
 		w.Write(d.Value)
 		w.WriteByte('\n')
 		if err := w.Flush(); err != nil { // line by line: stdout is often a pipe
+			if errors.Is(err, syscall.EPIPE) {
+				// The reader went away (consume | head): a normal end,
+				// with the positions of what it read saved.
+				log.Info("stdout closed by its reader: stopping")
+				return nil
+			}
 			return err
 		}
 		if saver != nil {
