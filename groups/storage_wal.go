@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/internal/flock"
 )
 
 // The durable log store of a data dir: an append-only write-ahead log, so
@@ -174,7 +175,7 @@ func lockFile(path string, timeout time.Duration) (*os.File, error) {
 	}
 	deadline := time.Now().Add(timeout)
 	for {
-		busy, err := tryLock(f)
+		busy, err := flock.TryLock(f)
 		if err == nil && !busy {
 			return f, nil
 		}

@@ -5,6 +5,8 @@ package integration
 import (
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -103,9 +105,11 @@ func TestCLI_UnreachableBootstrapWarns(t *testing.T) {
 	exactlyOne(t, run, line...)
 }
 
-// Two processes with one key: the one started first finds the second's
-// newer entries, logs an error and exits 1; with
-// --allow-duplicate-identity it logs and keeps running.
+// Two processes with one key (as on two machines: each has its own copy of
+// the key file, so the identity lock of one machine does not stop the
+// second): the one started first finds the second's newer entries, logs
+// an error and exits 1; with --allow-duplicate-identity it logs and keeps
+// running.
 func TestCLI_DuplicateIdentity(t *testing.T) {
 	t.Parallel() // with the other operator-log tests, after the serial ones (processes mostly wait)
 	for _, allow := range []bool{false, true} {
@@ -120,7 +124,15 @@ func TestCLI_DuplicateIdentity(t *testing.T) {
 			}
 			first, _ := runNode(t, "first", network, extra...)
 			waitLine(t, boot, 30*time.Second, `msg="peer discovered"`, id)
-			second, _ := runNode(t, "second", network, "--key", key, "--bootstrap", bootAddr, "--profile", "fast")
+			b, err := os.ReadFile(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			copied := filepath.Join(t.TempDir(), "twin.key")
+			if err := os.WriteFile(copied, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			second, _ := runNode(t, "second", network, "--key", copied, "--bootstrap", bootAddr, "--profile", "fast")
 			errLine := []string{"level=ERROR", "another process uses this node's identity", "hint="}
 			if !allow {
 				if code := first.wait(60 * time.Second); code != 1 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/cmd/mosaik-node/internal/keyfile"
+	"github.com/mosaik-go/mosaik/internal/testutil"
 	"github.com/mosaik-go/mosaik/policy"
 )
 
@@ -454,5 +456,45 @@ func TestConfig_ValuesAsWritten(t *testing.T) {
 	}
 	if got := fs.Lookup("network").Value.String(); got != "0x1F" {
 		t.Errorf("TOML network = \"0x1F\" read as %q", got)
+	}
+}
+
+// A second node command with an identity in use by a running one (the key
+// of its --data-dir) fails at once with exit 2, before its node
+// starts, and names the holder's pid.
+func TestMain_IdentityInUseFailsFast(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var firstErr bytes.Buffer
+	first := make(chan int, 1)
+	vars := map[string]string{}
+	go func() {
+		first <- Main(ctx, []string{"run", "--network", "n", "--listen", "/ip4/127.0.0.1/tcp/0", "--data-dir", dir, "--log-level", "error"},
+			env(&bytes.Buffer{}, &firstErr, vars))
+	}()
+	key := filepath.Join(dir, "node.key")
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		b, err := os.ReadFile(key + ".lock")
+		return err == nil && len(b) > 0
+	}, "the first node holds no identity lock")
+	var errOut bytes.Buffer
+	code := Main(context.Background(), []string{"catalog", "--network", "n", "--listen", "/ip4/127.0.0.1/tcp/0", "--key", key, "--wait", "1ms"},
+		env(&bytes.Buffer{}, &errOut, nil))
+	if code != 2 || !strings.Contains(errOut.String(), "in use by another process") || !strings.Contains(errOut.String(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Fatalf("second command on the same identity: exit %d, %s", code, errOut.String())
+	}
+	if strings.Contains(errOut.String(), "node started") {
+		t.Fatalf("the second node started:\n%s", errOut.String())
+	}
+	cancel()
+	if c := <-first; c != 0 {
+		t.Fatalf("the first node: exit %d, %s", c, firstErr.String())
+	}
+	// Free again once the holder ended.
+	code = Main(context.Background(), []string{"catalog", "--network", "n", "--listen", "/ip4/127.0.0.1/tcp/0", "--key", key, "--wait", "1ms", "--log-level", "error"},
+		env(&bytes.Buffer{}, &errOut, nil))
+	if code != 0 {
+		t.Fatalf("after the holder ended: exit %d, %s", code, errOut.String())
 	}
 }

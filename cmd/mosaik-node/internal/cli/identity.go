@@ -1,10 +1,15 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strconv"
 
+	"github.com/mosaik-go/mosaik/internal/flock"
 	"github.com/mosaik-go/mosaik/node"
 )
 
@@ -52,4 +57,36 @@ func (w *identityWatch) result(err error) error {
 		return fmt.Errorf("%w; stop the other process or give each process its own --key (--allow-duplicate-identity keeps this one running)", de)
 	}
 	return err
+}
+
+// lockIdentity holds an exclusive lock on key+".lock" while the command
+// runs: a second process started with the same identity on this machine
+// (the same --data-dir or --key) fails at once, before its node announces
+// itself, instead of making the first exit on a duplicate identity (and,
+// restarted by a supervisor, evict the second in turn). The lock file
+// names the holder's pid. No key (a new identity each run), or
+// --allow-duplicate-identity, takes no lock; nor does a key whose
+// directory is not writable (a read-only secrets mount): that is logged.
+// release is never nil.
+func lockIdentity(key string, allow bool, log *slog.Logger) (release func(), err error) {
+	if key == "" || allow {
+		return func() {}, nil
+	}
+	path := key + ".lock"
+	f, err := flock.Lock(path)
+	if errors.Is(err, flock.ErrBusy) {
+		pid := "unknown"
+		if b, rerr := os.ReadFile(path); rerr == nil && len(bytes.TrimSpace(b)) > 0 {
+			pid = string(bytes.TrimSpace(b))
+		}
+		return nil, usagef("identity %s is in use by another process on this machine (pid %s): give each node its own --data-dir or --key", key, pid)
+	}
+	if err != nil {
+		log.Warn("no identity lock (another process on this machine could start with the same key)", "path", path, "err", err)
+		return func() {}, nil
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return func() { _ = f.Close() }, nil
 }

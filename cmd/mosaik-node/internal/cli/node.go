@@ -176,6 +176,11 @@ func (c *nodeCmd) exec(ctx context.Context, fs *flag.FlagSet, pos []string, st *
 			return usageError{err} // exit 2: a bad file does not fix itself on a restart
 		}
 	}
+	release, err := lockIdentity(nf.key, nf.allowDuplicateIdentity, log)
+	if err != nil {
+		return err
+	}
+	defer release()
 	h, err := startHTTP(ctx, nf.http, token, &opts, log)
 	if err != nil {
 		return err

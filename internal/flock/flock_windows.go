@@ -1,6 +1,6 @@
 //go:build windows
 
-package groups
+package flock
 
 import (
 	"errors"

@@ -1,6 +1,6 @@
 //go:build unix
 
-package groups
+package flock
 
 import (
 	"errors"
