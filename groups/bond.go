@@ -52,6 +52,9 @@ type bond struct {
 	framesSent, framesRecv        atomic.Uint64
 	piecesRecv                    atomic.Uint64 // piece frames among framesRecv
 	bytesSent, bytesRecv, dropped atomic.Uint64
+	// wfail: a data write failed (perhaps part way through a frame): the
+	// stream is reset at the end, never followed by a Close frame.
+	wfail atomic.Bool
 
 	entryMu sync.Mutex
 	entry   *catalog.SignedEntry // the peer's entry last checked
@@ -182,6 +185,12 @@ func (b *bond) endLocked(code Code, reason string, remote bool) {
 	}
 	b.ended, b.code, b.reason, b.remoteEnd = true, code, reason, remote
 	b.mu.Unlock()
+	if !remote {
+		// A writer blocked on a peer that stops reading gives up within
+		// CloseTimeout, not the heartbeats' stall bound: the group's
+		// Close (and a Leave) waits for it.
+		_ = b.st.SetWriteDeadline(time.Now().Add(b.g.n.params.CloseTimeout))
+	}
 	g := b.g
 	g.mu.Lock()
 	if g.slots[b.peer] == b {
@@ -367,8 +376,15 @@ func (b *bond) writeLoop() {
 	g, s := b.g, b.g.spec
 	stall := s.Heartbeat * time.Duration(s.MissedHeartbeats)
 	write := func(f []byte, frames int) bool {
-		_ = b.st.SetWriteDeadline(time.Now().Add(stall))
+		d := stall
+		select {
+		case <-b.done: // ended here: see endLocked
+			d = min(d, g.n.params.CloseTimeout)
+		default:
+		}
+		_ = b.st.SetWriteDeadline(time.Now().Add(d))
 		if _, err := b.st.Write(f); err != nil {
+			b.wfail.Store(true)
 			code := CodeUnexpectedClose
 			if c, ok := codeOf(err); ok {
 				code = c
@@ -531,6 +547,12 @@ func (b *bond) finish() {
 	b.g.mu.Lock()
 	leaving := b.g.closed
 	b.g.mu.Unlock()
+	if b.wfail.Load() {
+		// What reached the peer of the failed write is unknown: a Close
+		// frame after it would read as garbage.
+		_ = b.st.ResetWithError(network.StreamErrorCode(code))
+		return
+	}
 	if !remote {
 		f := encodeClose(code, reason)
 		if code == CodeCancelled && leaving {
