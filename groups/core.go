@@ -31,9 +31,14 @@ const (
 // tests; the bond layer's own cap is lower).
 const maxCoreFrame = 64 << 20
 
-// inboxSize bounds the frames waiting for the group goroutine; beyond it
-// frames are dropped and counted (raft retransmits).
-const inboxSize = 4096
+// inboxSize bounds the frames waiting for the group goroutine, and
+// maxInboxBytes their bytes (4096 frames of the bond layer's 4 MiB cap
+// would be 16 GiB); beyond either, frames are dropped and counted (raft
+// retransmits).
+const (
+	inboxSize     = 4096
+	maxInboxBytes = 128 << 20
+)
 
 // maxInflight is raft's MaxInflightMsgs: the appends with entries a
 // leader has in flight to one follower before it waits for an ack. It is
@@ -124,8 +129,9 @@ type groupCore struct {
 	ticker  *time.Ticker
 	tick    <-chan time.Time
 
-	dropped atomic.Uint64
-	view    viewState
+	dropped    atomic.Uint64
+	inboxBytes atomic.Int64 // bytes of the frames queued in frames
+	view       viewState
 
 	// goroutine state
 	now       int64 // ticks since start
@@ -360,13 +366,18 @@ func (c *groupCore) resetRaftOn(applied uint64) error {
 
 // Deliver implements inbox: it never blocks.
 func (c *groupCore) Deliver(from peer.ID, kind byte, body []byte) {
-	if len(body) > maxCoreFrame {
+	n := int64(len(body))
+	if len(body) > maxCoreFrame || c.inboxBytes.Add(n) > maxInboxBytes {
+		if len(body) <= maxCoreFrame {
+			c.inboxBytes.Add(-n)
+		}
 		c.drop()
 		return
 	}
 	select {
 	case c.frames <- frame{from, kind, body}:
 	default:
+		c.inboxBytes.Add(-n)
 		c.drop()
 	}
 }

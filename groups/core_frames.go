@@ -28,6 +28,7 @@ func (c *groupCore) takeBonds() {
 }
 
 func (c *groupCore) onFrame(f frame) {
+	c.inboxBytes.Add(-int64(len(f.body)))
 	ps := c.peers[f.from]
 	if ps == nil || !ps.up {
 		// The bond layer calls BondUp before it delivers the bond's first

@@ -142,6 +142,28 @@ func TestCore_InboxBoundedNeverBlocks(t *testing.T) {
 	}
 }
 
+// The frames waiting for the group goroutine are bounded in bytes too:
+// a member cannot queue 4096 frames of the bond layer's cap.
+func TestCore_InboxBoundedInBytes(t *testing.T) {
+	c := handCore(t, "a")
+	big := make([]byte, 60<<20) // under maxCoreFrame; two fit, a third does not
+	for range 3 {
+		c.Deliver("b", kindRaft, big)
+	}
+	if d, q := c.dropped.Load(), len(c.frames); d != 1 || q != 2 {
+		t.Fatalf("dropped %d, queued %d; want 1 and 2", d, q)
+	}
+	c.onFrame(<-c.frames) // taken (and dropped: b has no bond): its bytes are free again
+	d0 := c.dropped.Load()
+	c.Deliver("b", kindRaft, big)
+	if d, q := c.dropped.Load(), len(c.frames); d != d0 || q != 2 {
+		t.Fatalf("after taking one: %d more dropped, queued %d; want 0 and 2", d-d0, q)
+	}
+	if b := c.inboxBytes.Load(); b != 2*int64(len(big)) {
+		t.Fatalf("inbox holds %d bytes, want %d", b, 2*len(big))
+	}
+}
+
 // A follower's forward that reaches a non-leader gets an explicit reply,
 // and the call fails at once with the commands handed back.
 func TestCore_NotLeaderReplyFailsForward(t *testing.T) {
