@@ -377,6 +377,18 @@ func TestMain_NegativeCountsAreUsageErrors(t *testing.T) {
 	}
 }
 
+// demo's --nodes out of its range is a usage error (exit 2), as a
+// negative one is.
+func TestMain_DemoNodesRange(t *testing.T) {
+	for _, n := range []string{"-1", "27"} {
+		var errOut bytes.Buffer
+		code := Main(context.Background(), []string{"demo", "--nodes", n}, env(&bytes.Buffer{}, &errOut, nil))
+		if code != 2 || !strings.Contains(errOut.String(), "--nodes within [0, 26]") {
+			t.Errorf("demo --nodes %s: exit %d, %s", n, code, errOut.String())
+		}
+	}
+}
+
 // A busy --http port fails run before the node starts: it never
 // announces itself to the network only to depart again.
 func TestMain_HTTPPortBusyFailsBeforeTheNodeStarts(t *testing.T) {

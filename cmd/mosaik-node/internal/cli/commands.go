@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -260,8 +261,8 @@ func demoCmd(env Env) *cobra.Command {
 			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
 				return usagef("--log-level %q: want debug, info, warn or error", logLevel)
 			}
-			if duration < 2*time.Second || nodes < 0 {
-				return usagef("demo: --duration must be at least 2s and --nodes at least 0")
+			if duration < 2*time.Second || nodes < 0 || nodes > demo.MaxExtra {
+				return usagef("demo: --duration must be at least 2s and --nodes within [0, %d]", demo.MaxExtra)
 			}
 			log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: lvl}))
 			err := demo.Run(c.Context(), env.Stdout, demo.Config{Nodes: nodes, Duration: duration, Logger: log})
@@ -273,7 +274,7 @@ func demoCmd(env Env) *cobra.Command {
 	}
 	fs := c.Flags()
 	fs.DurationVar(&duration, "duration", 10*time.Second, "how long the demo streams data")
-	fs.IntVar(&nodes, "nodes", 0, "extra nodes to add to the demo network (0: the fixed layout only)")
+	fs.IntVar(&nodes, "nodes", 0, fmt.Sprintf("extra nodes to add to the demo network, at most %d (0: the fixed layout only)", demo.MaxExtra))
 	fs.StringVar(&logLevel, "log-level", "warn", "library log level")
 	inGroup(fs, groupLog, "log-level")
 	registerCompletions(c)

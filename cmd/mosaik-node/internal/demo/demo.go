@@ -42,8 +42,8 @@ import (
 // fixedNodes is the demo's fixed layout: bootstrap, 2 producers, 3 consumers.
 const fixedNodes = 6
 
-// maxExtra bounds Config.Nodes so that the live output stays readable.
-const maxExtra = 26
+// MaxExtra bounds Config.Nodes so that the live output stays readable.
+const MaxExtra = 26
 
 // stream is the name of the demo stream.
 const stream = "prices"
@@ -72,8 +72,8 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() error {
-	if c.Nodes < 0 || c.Nodes > maxExtra {
-		return fmt.Errorf("demo: extra nodes must be within [0, %d], got %d", maxExtra, c.Nodes)
+	if c.Nodes < 0 || c.Nodes > MaxExtra {
+		return fmt.Errorf("demo: extra nodes must be within [0, %d], got %d", MaxExtra, c.Nodes)
 	}
 	if c.Network == "" {
 		c.Network = "mosaik-demo"
