@@ -20,7 +20,10 @@ const (
 )
 
 // warnIfAlone waits d and warns once if the catalog then holds no other
-// peer: nobody else uses this network name, or nobody can be reached.
+// peer and never held one: nobody else uses this network name, or nobody
+// can be reached. Peers that came and went (short-lived produce, consume
+// or catalog commands at a bootstrap node) prove the name and the reach
+// right.
 func (n *Node) warnIfAlone(d time.Duration) {
 	defer n.wg.Done()
 	t := time.NewTimer(d)
@@ -30,7 +33,7 @@ func (n *Node) warnIfAlone(d time.Duration) {
 		return
 	case <-t.C:
 	}
-	if n.disc.Catalog().Len() > 0 {
+	if n.disc.Catalog().Len() > 0 || n.disc.Stats().Added > 0 {
 		return
 	}
 	connected, others := 0, n.otherNetworks()

@@ -115,6 +115,31 @@ func TestNode_NoPeersWarning(t *testing.T) {
 	}
 }
 
+// A node whose only peer came and went (a short-lived command at a
+// bootstrap node) has seen its network: it does not warn that it found no
+// node of it.
+func TestNode_NoPeersWarningAfterAVisit(t *testing.T) {
+	const msg = "no other node of this network found"
+	// The visitor is gone before the warning's delay (3 s) has passed, so
+	// the check then finds an empty catalog.
+	var left logBuffer
+	b := startNode(t, "came-and-went", left.logger(), node.WithNoPeersWarning(3*time.Second))
+	began := time.Now()
+	visitor := startNode(t, "came-and-went", bootstrapOf(b))
+	testutil.Eventually(t, 5*time.Second, func() bool { return b.Catalog().Len() == 1 }, "the visitor never reached the node")
+	_ = visitor.Close()
+	testutil.Eventually(t, 5*time.Second, func() bool { return b.Catalog().Len() == 0 }, "the visitor's departure never reached the node")
+	if time.Since(began) > 2500*time.Millisecond {
+		t.Skipf("the visit took %v: too slow for the 3 s warning delay on this machine", time.Since(began))
+	}
+	testutil.Never(t, 3*time.Second, 100*time.Millisecond, func() string {
+		if left.count("WARN", msg) != 0 {
+			return "a node whose peer departed warned that it never found one"
+		}
+		return ""
+	})
+}
+
 func (b *logBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
