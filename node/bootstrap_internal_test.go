@@ -3,6 +3,7 @@ package node
 import (
 	"testing"
 
+	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -40,5 +41,32 @@ func TestBootstrap_MergedByPeer(t *testing.T) {
 				t.Fatalf("peer %d address %d: %v, want %v", i, j, got[i].Addrs[j], want[i].Addrs[j])
 			}
 		}
+	}
+}
+
+// Options that contradict each other are an error, not a silent choice.
+func TestOptions_Contradictions(t *testing.T) {
+	d := new(dht.IpfsDHT)
+	for _, opts := range [][]Option{
+		{WithDHT(d), WithoutDHT()},
+		{WithDHT(d), WithDHTOptions(dht.Mode(dht.ModeClient))},
+		{WithoutDHT(), WithDHTOptions(dht.Mode(dht.ModeClient))},
+	} {
+		var cfg config
+		for _, o := range opts {
+			if err := o(&cfg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := cfg.checkOptions(); err == nil {
+			t.Errorf("%d contradicting options accepted", len(opts))
+		}
+	}
+	var cfg config
+	for _, o := range []Option{WithoutDHT(), WithBootstrap()} {
+		_ = o(&cfg)
+	}
+	if err := cfg.checkOptions(); err != nil {
+		t.Errorf("WithoutDHT alone: %v", err)
 	}
 }

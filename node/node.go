@@ -80,6 +80,9 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 			return nil, err
 		}
 	}
+	if err := cfg.checkOptions(); err != nil {
+		return nil, err
+	}
 	cfg.bootstrap = mergeByPeer(cfg.bootstrap)
 	explicitMeter := cfg.meter != nil
 	if cfg.meter == nil {

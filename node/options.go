@@ -420,8 +420,22 @@ func WithoutDHT() Option {
 	return func(c *config) error { c.noDHT = true; return nil }
 }
 
+// checkOptions refuses options that contradict each other, instead of
+// letting one of them silently win.
+func (c *config) checkOptions() error {
+	switch {
+	case c.dht != nil && c.noDHT:
+		return errors.New("node: WithDHT and WithoutDHT contradict each other")
+	case c.dht != nil && len(c.dhtOpt) > 0:
+		return errors.New("node: WithDHTOptions configures the DHT the node creates, and WithDHT gives it one: build the borrowed DHT with those options instead")
+	case c.noDHT && len(c.dhtOpt) > 0:
+		return errors.New("node: WithDHTOptions with WithoutDHT: there is no DHT to configure")
+	}
+	return nil
+}
+
 // WithDHTOptions adds kad-dht options for the DHT the node creates (after
-// discovery.DHTOptions()).
+// discovery.DHTOptions()). It is an error with WithDHT or WithoutDHT.
 func WithDHTOptions(opts ...dht.Option) Option {
 	return func(c *config) error { c.dhtOpt = append(c.dhtOpt, opts...); return nil }
 }
