@@ -208,7 +208,7 @@ var mapCommands = []nodeSpec{
 		example: `  mosaik-node map get orders eth --network demo --bootstrap ADDR`},
 	{name: "map del", use: "del NAME KEY", short: "Remove a key; prints the version",
 		example: `  mosaik-node map del orders eth --network demo --bootstrap ADDR`},
-	{name: "map list", use: "list NAME", short: "Print the whole map",
+	{name: "map list", use: "list NAME", short: "Print the whole map (KEY<TAB>VALUE lines; fields with tabs, newlines or control characters Go-quoted; --json exact)",
 		example: `  mosaik-node map list orders --json --network demo --bootstrap ADDR`},
 	{name: "map watch", use: "watch NAME", short: "Print one line per change until interrupted",
 		example: `  mosaik-node map watch orders --network demo --bootstrap ADDR`},

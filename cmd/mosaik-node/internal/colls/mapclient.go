@@ -8,7 +8,10 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/mosaik-go/mosaik/collections"
 )
@@ -201,11 +204,22 @@ func (l Listing) Write(w io.Writer, asJSON bool) error {
 		return enc.Encode(l)
 	}
 	for _, e := range l.Entries {
-		if _, err := fmt.Fprintf(w, "%s\t%s\n", e.Key, e.Value); err != nil {
+		if _, err := fmt.Fprintf(w, "%s\t%s\n", textField(e.Key), textField(e.Value)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// textField is a key or value as the text output prints it: as is, or
+// quoted in Go syntax (strconv.Quote) when it holds a tab, a newline or
+// another control character (or starts with a quote), so that each entry
+// stays one line of tab-separated fields. --json prints values exactly.
+func textField(s string) string {
+	if strings.HasPrefix(s, `"`) || strings.ContainsFunc(s, unicode.IsControl) {
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 // Change is one key's change seen by Watch.
@@ -218,9 +232,9 @@ type Change struct {
 
 func (ch Change) String() string {
 	if ch.Op == "del" {
-		return fmt.Sprintf("%d\tdel\t%s", ch.Version, ch.Key)
+		return fmt.Sprintf("%d\tdel\t%s", ch.Version, textField(ch.Key))
 	}
-	return fmt.Sprintf("%d\tput\t%s\t%s", ch.Version, ch.Key, ch.Value)
+	return fmt.Sprintf("%d\tput\t%s\t%s", ch.Version, textField(ch.Key), textField(ch.Value))
 }
 
 // Watch calls emit for every change of the map after the client's current
