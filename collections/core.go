@@ -413,6 +413,33 @@ func (c *core[S]) close() error {
 // on this node: what every wait of the handle also stops on.
 func (c *core[S]) done() (closed, ended <-chan struct{}) { return c.closed, c.g.When().Terminated() }
 
+// bind returns ctx that also ends, with cause ErrTerminated, when this
+// handle closes: a call under way (ExecuteMany, Sync) stops with its
+// handle, as new calls and When waits do, even while another handle keeps
+// the group running. Call stop when the call returns.
+func (c *core[S]) bind(ctx context.Context) (_ context.Context, stop func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	quit := make(chan struct{})
+	go func() {
+		select {
+		case <-c.closed:
+			cancel(ErrTerminated)
+		case <-quit:
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { close(quit); cancel(nil) }
+}
+
+// closedErr is ErrTerminated when ctx (from bind) ended because the handle
+// closed, else nil.
+func closedErr(ctx context.Context) error {
+	if errors.Is(context.Cause(ctx), ErrTerminated) {
+		return ErrTerminated
+	}
+	return nil
+}
+
 // state returns the latest applied state.
 func (c *core[S]) state() *published[S] { return c.m.load() }
 
@@ -431,8 +458,15 @@ func execute[S, A any](ctx context.Context, c *core[S], op string, arg A, cmds .
 		return 0, &MutationError[A]{Collection: c.name, Op: op, Arg: arg, Err: ErrTerminated}
 	default:
 	}
+	ctx, stop := c.bind(ctx)
+	defer stop()
 	r, err := c.g.ExecuteMany(ctx, cmds)
 	if err != nil {
+		if closedErr(ctx) != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			// The handle closed while the commands were in flight: they
+			// may still commit.
+			return 0, &MutationError[A]{Collection: c.name, Op: op, Arg: arg, Err: ErrTerminated, MayApply: true}
+		}
 		return 0, wrapErr(c, op, arg, err)
 	}
 	return Version(r.Last), nil

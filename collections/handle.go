@@ -44,9 +44,13 @@ func (h handle[S]) Leader() (peer.ID, bool) { return h.c.g.Leader() }
 // the call, and returns its version: reads after Sync are linearizable.
 // It needs a reachable leader (else an error matching ErrOffline).
 func (h handle[S]) Sync(ctx context.Context) (Version, error) {
+	ctx, stop := h.c.bind(ctx)
+	defer stop()
 	v, _, err := h.c.g.Query(ctx, struct{}{}, groups.Strong)
 	if err != nil {
 		switch {
+		case closedErr(ctx) != nil:
+			return 0, ErrTerminated
 		case errors.Is(err, groups.ErrTerminated):
 			return 0, ErrTerminated
 		case errors.Is(err, groups.ErrOffline):

@@ -1,0 +1,31 @@
+package collections
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// bind's context ends with cause ErrTerminated when the handle closes
+// (what execute and Sync report then), and stop ends it without.
+func TestCore_BindEndsWithTheHandle(t *testing.T) {
+	c := &core[int]{closed: make(chan struct{})}
+	ctx, stop := c.bind(context.Background())
+	defer stop()
+	close(c.closed)
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the bound context did not end when the handle closed")
+	}
+	if !errors.Is(closedErr(ctx), ErrTerminated) {
+		t.Fatalf("cause %v, want ErrTerminated", context.Cause(ctx))
+	}
+	c2 := &core[int]{closed: make(chan struct{})}
+	ctx2, stop2 := c2.bind(context.Background())
+	stop2()
+	if ctx2.Err() == nil || closedErr(ctx2) != nil {
+		t.Fatalf("after stop: err %v, closed %v; want ended, not by a close", ctx2.Err(), closedErr(ctx2))
+	}
+}
