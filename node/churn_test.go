@@ -120,7 +120,10 @@ func TestChurn_ThirtyNodes(t *testing.T) {
 	}
 	t.Logf("gossip links repaired by the live nodes: %d; %s", repaired, c.lateness())
 	routinesEnd, heapEnd := runtime.NumGoroutine(), heapAlloc() // the leavers' memory can go now
-	c.checkLeaves(purge + settle)
+	// A held entry may last until its signing time plus MaxAge (PurgeAfter
+	// + LateGrace, the store's expiry): purge + settle left no margin over
+	// that (a purge at 5.86 s failed the 6 s bound on a loaded machine).
+	c.checkLeaves(params.Catalog.MaxAge() + settle)
 
 	if err := c.closeAll(); err != nil {
 		t.Fatal(err)
