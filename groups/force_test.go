@@ -73,24 +73,8 @@ func TestForceNewEpoch_OperatorRestoresLostMajority(t *testing.T) {
 // one step, storage_wal_write.go Replace) restarts into that epoch with
 // the state it forced from and what it committed since.
 func TestForceNewEpoch_DataDirRestartsIntoForcedEpoch(t *testing.T) {
-	n := newMemNet()
-	dir := t.TempDir()
-	s := n.service(t, "d", false)
-	s.joinDefaults = []Option{WithDataDir(dir)}
-	d := joinCounter(t, s)
-	if err := d.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	gs := []*Group[int64, struct{}, int64]{d}
-	for _, name := range []string{"1", "2"} {
-		gs = append(gs, joinCounter(t, n.service(t, name, false)))
-	}
-	testutil.Eventually(t, 10*time.Second, func() bool {
-		return settledVoters(gs[0]) == 3 && settledVoters(gs[1]) == 3 && settledVoters(gs[2]) == 3
-	}, "three voters on every member")
-	if _, err := d.Execute(tctx(t, 5*time.Second), 5); err != nil {
-		t.Fatal(err)
-	}
+	n, dir, s, gs := dataDirTrio(t)
+	d := gs[0]
 	// The data-dir node is cut off from the other two.
 	n.partition([]peer.ID{gs[1].c.self, gs[2].c.self}, []peer.ID{d.c.self})
 	testutil.Eventually(t, 20*time.Second, func() bool {
@@ -127,24 +111,8 @@ func TestForceNewEpoch_DataDirRestartsIntoForcedEpoch(t *testing.T) {
 // epoch that comes back later (with no leader of its own) rejoins the
 // forced epoch instead of waiting in the old one for good.
 func TestForceNewEpoch_RestartedForcerStillAnnouncesLostEpoch(t *testing.T) {
-	n := newMemNet()
-	dir := t.TempDir()
-	s := n.service(t, "d", false)
-	s.joinDefaults = []Option{WithDataDir(dir)}
-	d := joinCounter(t, s)
-	if err := d.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	gs := []*Group[int64, struct{}, int64]{d}
-	for _, name := range []string{"1", "2"} {
-		gs = append(gs, joinCounter(t, n.service(t, name, false)))
-	}
-	testutil.Eventually(t, 10*time.Second, func() bool {
-		return settledVoters(gs[0]) == 3 && settledVoters(gs[1]) == 3 && settledVoters(gs[2]) == 3
-	}, "three voters on every member")
-	if _, err := d.Execute(tctx(t, 5*time.Second), 5); err != nil {
-		t.Fatal(err)
-	}
+	n, dir, s, gs := dataDirTrio(t)
+	d := gs[0]
 	old := epochOf(d)
 	self := func(g *Group[int64, struct{}, int64]) []peer.ID { return []peer.ID{g.c.self} }
 	// Everyone alone: no side has a majority of the old epoch.
@@ -186,24 +154,8 @@ func TestForceNewEpoch_RestartedForcerStillAnnouncesLostEpoch(t *testing.T) {
 // cannot be written, ForceNewEpoch fails and the node stays in its epoch
 // with its log, and a later attempt forces.
 func TestForceNewEpoch_RecordFirst(t *testing.T) {
-	n := newMemNet()
-	dir := t.TempDir()
-	s := n.service(t, "d", false)
-	s.joinDefaults = []Option{WithDataDir(dir)}
-	d := joinCounter(t, s)
-	if err := d.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	gs := []*Group[int64, struct{}, int64]{d}
-	for _, name := range []string{"1", "2"} {
-		gs = append(gs, joinCounter(t, n.service(t, name, false)))
-	}
-	testutil.Eventually(t, 10*time.Second, func() bool {
-		return settledVoters(gs[0]) == 3 && settledVoters(gs[1]) == 3 && settledVoters(gs[2]) == 3
-	}, "three voters on every member")
-	if _, err := d.Execute(tctx(t, 5*time.Second), 5); err != nil {
-		t.Fatal(err)
-	}
+	n, dir, _, gs := dataDirTrio(t)
+	d := gs[0]
 	old := epochOf(d)
 	// A directory where the record's temporary file goes: the write fails.
 	block := filepath.Join(walStorePath(dir, d.c.id), epochsTmpName)
@@ -234,4 +186,29 @@ func TestForceNewEpoch_RecordFirst(t *testing.T) {
 	if e := epochOf(d); e == old || e == 0 {
 		t.Fatalf("after the force: epoch %x", e)
 	}
+}
+
+// dataDirTrio starts three voters on a memory network, the first ("d",
+// the leader) over a data dir, and commits 5 through it: the set-up of
+// the forced-epoch tests that restart the forcer.
+func dataDirTrio(t *testing.T) (n *memNet, dir string, s *Service, gs []*Group[int64, struct{}, int64]) {
+	t.Helper()
+	n, dir = newMemNet(), t.TempDir()
+	s = n.service(t, "d", false)
+	s.joinDefaults = []Option{WithDataDir(dir)}
+	d := joinCounter(t, s)
+	if err := d.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	gs = []*Group[int64, struct{}, int64]{d}
+	for _, name := range []string{"1", "2"} {
+		gs = append(gs, joinCounter(t, n.service(t, name, false)))
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return settledVoters(gs[0]) == 3 && settledVoters(gs[1]) == 3 && settledVoters(gs[2]) == 3
+	}, "three voters on every member")
+	if _, err := d.Execute(tctx(t, 5*time.Second), 5); err != nil {
+		t.Fatal(err)
+	}
+	return n, dir, s, gs
 }
