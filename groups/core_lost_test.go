@@ -126,10 +126,18 @@ func TestCore_LeaderYieldsToAbandonedEpochsLiveCluster(t *testing.T) {
 func TestCore_MemberAheadInTermFollowsAbandonment(t *testing.T) {
 	n := newMemNet()
 	gs := threeCounters(t, n)
-	l, a, b := gs[0], gs[1], gs[2]
-	if !l.IsLeader() {
-		t.Skip("the first leader lost the lead before the test began")
-	}
+	// l is the leader now (threeCounters waited for gs[0], but the lead
+	// may have moved since); a and b follow it.
+	var l, a, b *Group[int64, struct{}, int64]
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		for i, g := range gs {
+			if g.IsLeader() {
+				l, a, b = g, gs[(i+1)%3], gs[(i+2)%3]
+				return true
+			}
+		}
+		return false
+	}, "no leader")
 	old := epochOf(l)
 	lt := termOf(t, l)
 	n.partition([]peer.ID{l.c.self, a.c.self}, []peer.ID{b.c.self})

@@ -120,19 +120,21 @@ func TestNode_NoPeersWarning(t *testing.T) {
 // node of it.
 func TestNode_NoPeersWarningAfterAVisit(t *testing.T) {
 	const msg = "no other node of this network found"
-	// The visitor is gone before the warning's delay (3 s) has passed, so
-	// the check then finds an empty catalog.
+	// The visitor comes and goes within the waits below (3.5 s each,
+	// scaled as they are), so before the warning's delay (8 s, scaled) has
+	// passed: the check then finds an empty catalog.
+	delay := testutil.Scale(8 * time.Second)
 	var left logBuffer
-	b := startNode(t, "came-and-went", left.logger(), node.WithNoPeersWarning(3*time.Second))
+	b := startNode(t, "came-and-went", left.logger(), node.WithNoPeersWarning(delay))
 	began := time.Now()
 	visitor := startNode(t, "came-and-went", bootstrapOf(b))
-	testutil.Eventually(t, 5*time.Second, func() bool { return b.Catalog().Len() == 1 }, "the visitor never reached the node")
+	testutil.Eventually(t, 3500*time.Millisecond, func() bool { return b.Catalog().Len() == 1 }, "the visitor never reached the node")
 	_ = visitor.Close()
-	testutil.Eventually(t, 5*time.Second, func() bool { return b.Catalog().Len() == 0 }, "the visitor's departure never reached the node")
-	if time.Since(began) > 2500*time.Millisecond {
-		t.Skipf("the visit took %v: too slow for the 3 s warning delay on this machine", time.Since(began))
+	testutil.Eventually(t, 3500*time.Millisecond, func() bool { return b.Catalog().Len() == 0 }, "the visitor's departure never reached the node")
+	if time.Since(began) >= delay {
+		t.Fatalf("the visit took %v, past the warning's delay: the check below would prove nothing", time.Since(began))
 	}
-	testutil.Never(t, 3*time.Second, 100*time.Millisecond, func() string {
+	testutil.Never(t, delay-time.Since(began)+500*time.Millisecond, 100*time.Millisecond, func() string {
 		if left.count("WARN", msg) != 0 {
 			return "a node whose peer departed warned that it never found one"
 		}
