@@ -353,7 +353,11 @@ type core[S any] struct {
 	m      *machine[S]
 
 	closeOnce sync.Once
-	closed    chan struct{} // closed by close: this handle's waits end
+	// life ends (cancelled with cause ErrTerminated) when this handle
+	// closes; closed is its Done channel: this handle's waits end.
+	life   context.Context
+	end    context.CancelCauseFunc
+	closed <-chan struct{}
 }
 
 func open[S any](h Host, kindName, name string, k kind[S], writer bool, parts []string, opts []Option) (*core[S], error) {
@@ -392,7 +396,9 @@ func open[S any](h Host, kindName, name string, k kind[S], writer bool, parts []
 		_ = g.Close()
 		return nil, fmt.Errorf("collections: open %s %q: the running group applies to a %T", kindName, name, g.StateMachine())
 	}
-	c := &core[S]{name: name, kind: kindName, writer: writer, g: g, m: running, closed: make(chan struct{})}
+	c := &core[S]{name: name, kind: kindName, writer: writer, g: g, m: running}
+	c.life, c.end = context.WithCancelCause(context.Background())
+	c.closed = c.life.Done()
 	if err := running.holdGauge(h.Groups(), c); err != nil {
 		_ = g.Close()
 		return nil, fmt.Errorf("collections: open %s %q: metrics: %w", kindName, name, err)
@@ -403,7 +409,7 @@ func open[S any](h Host, kindName, name string, k kind[S], writer bool, parts []
 // close leaves the collection on this node. Idempotent.
 func (c *core[S]) close() error {
 	c.closeOnce.Do(func() {
-		close(c.closed)
+		c.end(ErrTerminated)
 		c.m.releaseGauge()
 	})
 	return c.g.Close()
@@ -419,16 +425,8 @@ func (c *core[S]) done() (closed, ended <-chan struct{}) { return c.closed, c.g.
 // the group running. Call stop when the call returns.
 func (c *core[S]) bind(ctx context.Context) (_ context.Context, stop func()) {
 	ctx, cancel := context.WithCancelCause(ctx)
-	quit := make(chan struct{})
-	go func() {
-		select {
-		case <-c.closed:
-			cancel(ErrTerminated)
-		case <-quit:
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, func() { close(quit); cancel(nil) }
+	unhook := context.AfterFunc(c.life, func() { cancel(ErrTerminated) })
+	return ctx, func() { unhook(); cancel(nil) }
 }
 
 // closedErr is ErrTerminated when ctx (from bind) ended because the handle
