@@ -62,16 +62,26 @@ func (s *Store) CheckLocalCopy(data []byte) error {
 // HeldCopy reports whether data is byte for byte the entry the catalog
 // holds for its peer, or the local entry: verified when it came in.
 func (s *Store) HeldCopy(data []byte) bool {
+	_, held := s.HeldCopyOf(data)
+	return held
+}
+
+// HeldCopyOf is [Store.HeldCopy] that also returns the entry data is a
+// copy of, when held.
+func (s *Store) HeldCopyOf(data []byte) (*SignedEntry, bool) {
 	cur := s.cur.Load()
 	if cur.local != nil && bytes.Equal(cur.local.raw, data) {
-		return true
+		return cur.local, true
 	}
 	id, ok := entryPeer(data)
 	if !ok {
-		return false
+		return nil, false
 	}
 	it, ok := cur.st.get(id)
-	return ok && bytes.Equal(it.e.raw, data)
+	if !ok || !bytes.Equal(it.e.raw, data) {
+		return nil, false
+	}
+	return it.e, true
 }
 
 // Authentic reports whether sealed entry bytes carry a valid signature of
