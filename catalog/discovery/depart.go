@@ -106,16 +106,44 @@ func (s *Service) handOffTo(ctx context.Context, p peer.ID, proto protocol.ID, d
 		return err
 	}
 	defer func() { _ = st.Close() }()
-	stop := context.AfterFunc(ctx, func() { _ = st.Reset() })
+	// When ctx ends (a peer took the departure, or DepartureGrace passed)
+	// a hand-off still writing is reset. One whose departure is written
+	// only stops waiting for the answer: on QUIC a reset discards the
+	// frame at a peer that has not read it yet (a loaded one: under load
+	// few hand-offs are answered within the fast profile's 100 ms grace).
+	// Half-closed, the stream still delivers it until the connection
+	// closes (on yamux even after that; a QUIC connection's close drops
+	// what the peer has not read).
+	var (
+		mu      sync.Mutex
+		written bool
+	)
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if written {
+			_ = st.CloseRead()
+			return
+		}
+		_ = st.Reset()
+	})
 	defer stop()
 	if err := framer.WriteFrame(st, dep); err != nil {
 		_ = st.Reset()
 		return err
 	}
-	_ = st.CloseWrite()
+	if err := st.CloseWrite(); err != nil {
+		_ = st.Reset()
+		return err
+	}
+	mu.Lock()
+	written = true
+	mu.Unlock()
 	var ans [1]byte
 	if _, err := io.ReadFull(st, ans[:]); err != nil {
-		_ = st.Reset()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return err
 	}
 	switch ans[0] {

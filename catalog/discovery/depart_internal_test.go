@@ -1,6 +1,8 @@
 package discovery
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"testing"
@@ -10,11 +12,13 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pubsubpb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/pb"
+	"github.com/mosaik-go/mosaik/internal/framer"
 )
 
 // The answers of a hand-off, and what goes on to gossip. A departure of a
@@ -103,4 +107,62 @@ func loneService(t *testing.T, nw catalog.NetworkID) (*Service, context.Context)
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s, ctx
+}
+
+// A hand-off whose departure is written but not yet answered when the
+// sender stops waiting (DepartureGrace passed) is not reset: a peer too
+// loaded to read it in time still reads it. It was reset, which on a QUIC
+// connection discarded the frame at the peer (on yamux a reset after the
+// stream's FIN keeps the data, so TCP passed before too).
+func TestHandOff_WrittenDepartureSurvivesTheSendersTimeout(t *testing.T) {
+	for _, listen := range []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"} {
+		t.Run(listen, func(t *testing.T) { testHandOffLateReader(t, listen) })
+	}
+}
+
+func testHandOffLateReader(t *testing.T, listen string) {
+	nw := catalog.IDFromString("discovery-test/depart-late-reader")
+	s, ctx := loneService(t, nw)
+
+	peerB, err := libp2p.New(libp2p.ListenAddrStrings(listen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = peerB.Close() })
+	release := make(chan struct{})
+	got := make(chan error, 1)
+	var frame []byte
+	peerB.SetStreamHandler(DepartProtocol(nw), func(st network.Stream) {
+		defer func() { _ = st.Close() }()
+		<-release // a loaded peer: it reads only after the sender gave up
+		var err error
+		frame, err = framer.ReadFrame(bufio.NewReader(st), 1<<20)
+		got <- err
+	})
+	if err := s.h.Connect(ctx, peer.AddrInfo{ID: peerB.ID(), Addrs: peerB.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Bytes the stream does not look into; more than the protocol
+	// negotiation reads with its header, so that the handler reads from the
+	// stream itself.
+	dep := bytes.Repeat([]byte("a departure "), 20_000)
+	hctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	err = s.handOffTo(hctx, peerB.ID(), DepartProtocol(nw), dep)
+	cancel()
+	if err == nil {
+		t.Fatal("hand-off answered although the peer read nothing")
+	}
+	close(release)
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("the peer could not read the departure written before the sender's timeout: %v", err)
+		}
+		if !bytes.Equal(frame, dep) {
+			t.Fatalf("the peer read %d bytes, want the %d written", len(frame), len(dep))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the peer's read did not end")
+	}
 }
