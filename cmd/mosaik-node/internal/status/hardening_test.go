@@ -3,6 +3,7 @@ package status_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -76,6 +77,60 @@ func TestServer_DefaultsToLoopback(t *testing.T) {
 	}
 	if _, err := status.New(n, nil).Start(context.Background(), "no-port"); err == nil {
 		t.Error("Start on an address without a port: no error")
+	}
+}
+
+// TestServer_RefusesReboundNames: on a loopback listener, a request that
+// names another host (a page whose DNS name was rebound to 127.0.0.1 and
+// that the operator's browser runs) is refused; localhost and IP
+// addresses pass. A handler mounted elsewhere is not wrapped.
+func TestServer_RefusesReboundNames(t *testing.T) {
+	n := startNode(t)
+	srv := status.New(n, nil)
+	t.Cleanup(func() { _ = srv.Close() })
+	addr, err := srv.Start(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := addr.(*net.TCPAddr).Port
+	get := func(host string) int {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, "http://"+addr.String()+"/api/node", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode
+	}
+	for _, host := range []string{
+		fmt.Sprintf("attacker.example:%d", port), "attacker.example", "localhost.attacker.example",
+		fmt.Sprintf("127.0.0.1.nip.io:%d", port),
+	} {
+		if code := get(host); code != http.StatusForbidden {
+			t.Errorf("Host %q: %d, want 403", host, code)
+		}
+	}
+	for _, host := range []string{
+		fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("localhost:%d", port), "LOCALHOST", "localhost.",
+		fmt.Sprintf("[::1]:%d", port), fmt.Sprintf("status.localhost:%d", port), "10.1.2.3",
+	} {
+		if code := get(host); code != http.StatusOK {
+			t.Errorf("Host %q: %d, want 200", host, code)
+		}
+	}
+
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "/api/node", nil)
+	req.Host = "status.example.com"
+	srv.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Errorf("the mounted Handler with a public name: %d, want 200 (the listener decides)", rec.Code)
 	}
 }
 

@@ -262,8 +262,12 @@ func (s *Server) StartOn(ctx context.Context, ln net.Listener) (net.Addr, error)
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
 	}
+	h := s.handler
+	if isLoopback(ln.Addr()) {
+		h = LoopbackHostsOnly(h)
+	}
 	s.srv = &http.Server{
-		Handler:           s.handler,
+		Handler:           h,
 		ReadHeaderTimeout: s.timeouts.ReadHeader,
 		ReadTimeout:       s.timeouts.Read,
 		WriteTimeout:      s.timeouts.Write,
@@ -280,6 +284,46 @@ func (s *Server) StartOn(ctx context.Context, ln net.Listener) (net.Addr, error)
 	}(s.srv, s.done)
 	s.stop = context.AfterFunc(ctx, func() { _ = s.Close() })
 	return ln.Addr(), nil
+}
+
+// LoopbackHostsOnly answers 403 to requests whose Host header is a name
+// other than localhost (or a subdomain of it): IP addresses and localhost
+// pass. Start and StartOn use it on a loopback listener, the default: a
+// web page the operator's browser opens could otherwise rebind its own
+// DNS name to 127.0.0.1 and read the status endpoints as same-origin
+// content (DNS rebinding). A browser always sends the name it resolved,
+// so such a request names the attacker's domain; a public listener needs
+// no such check (anyone who can reach it can read it), and a name for a
+// loopback listener (a reverse proxy's) must be rewritten to localhost.
+// Mount Handler behind it when serving a loopback listener of your own.
+func LoopbackHostsOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !localHost(r.Host) {
+			http.Error(w, fmt.Sprintf("status: host %q refused: on a loopback address this server answers only to localhost and IP addresses (DNS rebinding)", r.Host), http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// localHost reports whether a Host header names an IP address or
+// localhost. An empty Host (HTTP/1.0) passes: browsers always send one.
+func localHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if host == "" || net.ParseIP(host) != nil {
+		return true
+	}
+	return host == "localhost" || strings.HasSuffix(host, ".localhost")
+}
+
+// isLoopback reports whether a listener's address is a loopback address.
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }
 
 // Serve listens on addr and serves until ctx ends, then shuts down
