@@ -17,10 +17,6 @@ import (
 // retries. A large value that fits (3 MiB) replicates everywhere.
 func TestMap_TooLargeValueIsRefusedAndTheLeaderStays(t *testing.T) {
 	c := startMapCluster[string](t, 3, "too-large")
-	l := c.leader()
-	if l < 0 {
-		t.Fatal("no leader")
-	}
 	termOf := func(i int) uint64 {
 		for _, s := range c.nodes[i].Groups().Status() {
 			if s.ID == c.maps[i].GroupID() {
@@ -29,13 +25,31 @@ func TestMap_TooLargeValueIsRefusedAndTheLeaderStays(t *testing.T) {
 		}
 		return 0
 	}
-	term := termOf(l)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	big := strings.Repeat("x", 3<<20)
-	v, err := c.maps[l].Insert(ctx, "big", big)
-	if err != nil {
-		t.Fatalf("a 3 MiB value: %v", err)
+	// Under load the test timers (elections in a few hundred ms) may see a
+	// 3 MiB append outlast an election timeout: offline is then retried
+	// (the same insert twice is harmless). The leader and term the refused
+	// values must not disturb are taken after it.
+	var v collections.Version
+	for {
+		l := c.leader()
+		if l < 0 {
+			if ctx.Err() != nil {
+				t.Fatal("no leader")
+			}
+			time.Sleep(10 * time.Millisecond) // polling for an elected leader
+			continue
+		}
+		var err error
+		if v, err = c.maps[l].Insert(ctx, "big", big); err == nil {
+			break
+		}
+		if !errors.Is(err, collections.ErrOffline) || ctx.Err() != nil {
+			t.Fatalf("a 3 MiB value: %v", err)
+		}
+		t.Logf("a 3 MiB value, retried: %v", err)
 	}
 	for i, m := range c.maps {
 		if err := m.When().Reaches(ctx, v); err != nil {
@@ -45,6 +59,11 @@ func TestMap_TooLargeValueIsRefusedAndTheLeaderStays(t *testing.T) {
 			t.Fatalf("replica %d holds %d bytes, want %d", i, len(got), len(big))
 		}
 	}
+	l := c.leader()
+	if l < 0 {
+		t.Fatal("no leader after the 3 MiB value")
+	}
+	term := termOf(l)
 	for _, at := range []int{l, (l + 1) % 3} { // at the leader, and forwarded by a follower
 		_, err := c.maps[at].Insert(ctx, "huge", strings.Repeat("y", 5<<20))
 		var me *collections.MutationError[collections.KV[string, string]]
