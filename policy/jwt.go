@@ -89,9 +89,10 @@ type requiredClaim struct {
 //  3. subject: "sub" must equal RequireSubject's value, by default
 //     Subject(holder), the lowercase hex of the holder's 32-byte Ed25519
 //     public key, as in mosaik (ErrWrongSubject);
-//  4. "nbf" after now + leeway, or "iat" after now + leeway (a token from
-//     the future: the issuer's clock is ahead by more than the allowed
-//     drift), rejects (ErrTicketNotYet);
+//  4. "nbf" after now + leeway, or "iat" after now + leeway + 1 s (a
+//     token from the future: the issuer's clock is ahead by more than the
+//     allowed drift; the second is iat's whole-second precision), rejects
+//     (ErrTicketNotYet);
 //  5. "exp" missing rejects unless AllowNonExpiring (ErrTicketNoExpiry);
 //     exp <= now − leeway rejects (ErrTicketExpired);
 //  6. with MaxLifetime, exp − now above it rejects (ErrTicketTooLong);
@@ -103,12 +104,14 @@ type requiredClaim struct {
 //
 // Tokens larger than MaxJWTSize, not UTF-8 or not well-formed fail with
 // ErrTicketMalformed; bad signatures with ErrTicketSignature. Validate
-// returns exp + leeway (the instant it would start refusing the token), or
-// Never for a token without "exp".
+// returns the instant it would start refusing the token: exp + leeway, or
+// with MaxAge the end of the token's age if sooner, or Never for a token
+// without "exp" and no MaxAge.
 //
 // Unlike mosaik, which has neither, a JWT is bound to its network and class
 // (step 1; AcceptUnbound restores mosaik's behaviour for issuers that do not
-// bind) and Leeway tolerates clock skew (0 by default, as in mosaik).
+// bind), Leeway tolerates clock skew (0 by default, as in mosaik), and
+// "iat" in the future is refused (step 4; mosaik does not check it).
 type JWT struct {
 	class            catalog.TicketClass
 	network          catalog.NetworkID
@@ -286,7 +289,7 @@ func (v *JWT) parseError(t *jwt.Token, err error) error {
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return fmt.Errorf("%w: %v", ErrTicketMalformed, err)
 	case t != nil && t.Method != nil && !slices.Contains(v.algorithms(), t.Method.Alg()):
-		return fmt.Errorf("%w: alg %q", ErrTicketAlgorithm, t.Method.Alg())
+		return fmt.Errorf("%w: alg %s", ErrTicketAlgorithm, clip(t.Method.Alg()))
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
 		// No or unknown "alg", or no key for it.
 		alg := "?"
@@ -295,7 +298,7 @@ func (v *JWT) parseError(t *jwt.Token, err error) error {
 				alg = a
 			}
 		}
-		return fmt.Errorf("%w: alg %q: %v", ErrTicketAlgorithm, alg, err)
+		return fmt.Errorf("%w: alg %s: %v", ErrTicketAlgorithm, clip(alg), err)
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		return fmt.Errorf("%w: %v", ErrTicketSignature, err)
 	}
@@ -354,8 +357,8 @@ func (v *JWT) Validate(data []byte, holder peer.ID, now time.Time) (time.Time, e
 	if c.nbf != nil && c.nbf.After(now.Add(v.leeway)) {
 		return time.Time{}, fmt.Errorf("%w: from %v", ErrTicketNotYet, c.nbf.UTC())
 	}
-	if c.iat != nil && c.iat.After(now.Add(v.leeway)) {
-		return time.Time{}, fmt.Errorf("%w: issued at %v, in the future beyond the allowed clock drift of %v", ErrTicketNotYet, c.iat.UTC(), v.leeway)
+	if c.iat != nil && c.iat.After(now.Add(v.leeway+iatGrace)) {
+		return time.Time{}, fmt.Errorf("%w: issued at %v, in the future beyond the allowed clock drift of %v", ErrTicketNotYet, c.iat.UTC(), v.leeway+iatGrace)
 	}
 	switch {
 	case c.exp == nil && !v.allowNonExpiring:
@@ -375,7 +378,7 @@ func (v *JWT) Validate(data []byte, holder peer.ID, now time.Time) (time.Time, e
 		}
 	}
 	if len(v.audiences) > 0 && !slices.ContainsFunc(c.aud, func(a string) bool { return slices.Contains(v.audiences, a) }) {
-		return time.Time{}, fmt.Errorf("%w: %q", ErrTicketAudience, c.aud)
+		return time.Time{}, fmt.Errorf("%w: %s", ErrTicketAudience, clipAll(c.aud))
 	}
 	for _, rc := range v.claims {
 		got, ok := raw[rc.name]
@@ -386,11 +389,25 @@ func (v *JWT) Validate(data []byte, holder peer.ID, now time.Time) (time.Time, e
 			return time.Time{}, fmt.Errorf("%w: %s differs", ErrTicketClaim, rc.name)
 		}
 	}
-	if c.exp == nil {
-		return Never, nil
+	ends := Never
+	if c.exp != nil {
+		ends = c.exp.Add(v.leeway)
 	}
-	return c.exp.Add(v.leeway), nil
+	if v.maxAge > 0 {
+		// Refused from the first whole second s with s − iat > MaxAge.
+		if old := c.iat.Add(v.maxAge).Truncate(time.Second).Add(time.Second); ends.IsZero() || old.Before(ends) {
+			ends = old
+		}
+	}
+	return ends, nil
 }
+
+// iatGrace is how far "iat" may be ahead of now beyond the leeway: a
+// builder writes the whole second it was issued in, so a verifier whose
+// clock is a little behind the issuer's sees a fresh token issued up to a
+// second "ahead" (with the default leeway of 0, one in twenty tokens at a
+// skew of 50 ms was refused).
+const iatGrace = time.Second
 
 // checkBinding is step 1 of Validate: the token names this validator's
 // network and class.
@@ -437,5 +454,31 @@ func quoteOpt(s *string) string {
 	if s == nil {
 		return "missing"
 	}
-	return strconv.Quote(*s)
+	return clip(*s)
+}
+
+// maxQuoted caps what an error quotes of a value from the token: errors
+// are logged and cached (a verdict cache, log-once keys), and a ticket is
+// up to 8 KiB of its sender's choosing.
+const maxQuoted = 64
+
+// clip quotes s, cut to maxQuoted bytes (the length said after it).
+func clip(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(strings.ToValidUTF8(s[:maxQuoted], "")), len(s))
+}
+
+// clipAll quotes the first few of ss with clip.
+func clipAll(ss []string) string {
+	const most = 4
+	q := make([]string, 0, min(len(ss), most))
+	for _, s := range ss[:min(len(ss), most)] {
+		q = append(q, clip(s))
+	}
+	if len(ss) > most {
+		q = append(q, fmt.Sprintf("… (%d in all)", len(ss)))
+	}
+	return "[" + strings.Join(q, " ") + "]"
 }

@@ -173,14 +173,22 @@ func TestJWT_Validate(t *testing.T) {
 		// 6. Age.
 		{name: "age: iat missing", v: func(v *JWT) *JWT { return v.MaxAge(time.Hour) }, claims: func(c map[string]any) { delete(c, "iat") }, want: ErrTicketTooOld},
 		{name: "age: too old", v: func(v *JWT) *JWT { return v.MaxAge(time.Hour) }, claims: func(c map[string]any) { c["iat"] = t0.Add(-time.Hour - time.Second).Unix() }, want: ErrTicketTooOld},
-		{name: "age: at the maximum", v: func(v *JWT) *JWT { return v.MaxAge(time.Hour) }, claims: func(c map[string]any) { c["iat"] = t0.Add(-time.Hour).Unix() }},
-		{name: "age: whole seconds", v: func(v *JWT) *JWT { return v.MaxAge(time.Hour) }, claims: func(c map[string]any) { c["iat"] = t0.Add(-time.Hour).Unix() }, now: t0.Add(999 * time.Millisecond)},
+		// With MaxAge the expiry is when the age runs out (the first whole
+		// second past iat + MaxAge), if before exp: streams and the
+		// catalog cut the ticket then, not at exp.
+		{name: "age: at the maximum", v: func(v *JWT) *JWT { return v.MaxAge(time.Hour) }, claims: func(c map[string]any) { c["iat"] = t0.Add(-time.Hour).Unix() }, exp: t0.Add(time.Second)},
+		{name: "age: whole seconds", v: func(v *JWT) *JWT { return v.MaxAge(time.Hour) }, claims: func(c map[string]any) { c["iat"] = t0.Add(-time.Hour).Unix() }, now: t0.Add(999 * time.Millisecond), exp: t0.Add(time.Second)},
+		{name: "age: ends after exp", v: func(v *JWT) *JWT { return v.MaxAge(24 * time.Hour) }, claims: func(c map[string]any) { c["iat"] = t0.Unix() }},
+		{name: "age: no exp", v: func(v *JWT) *JWT { return v.MaxAge(time.Hour).AllowNonExpiring() }, claims: func(c map[string]any) { c["iat"] = t0.Unix(); delete(c, "exp") }, exp: t0.Add(time.Hour + time.Second)},
 		{name: "lifetime: whole seconds", v: func(v *JWT) *JWT { return v.MaxLifetime(time.Hour) }, now: t0.Add(-time.Millisecond), want: ErrTicketTooLong},
-		{name: "iat in the future", claims: func(c map[string]any) { c["iat"] = t0.Add(time.Second).Unix() }, want: ErrTicketNotYet},
+		{name: "iat in the future", claims: func(c map[string]any) { c["iat"] = t0.Add(2 * time.Second).Unix() }, want: ErrTicketNotYet},
+		// The issuer's clock a little ahead: the whole second it wrote is
+		// ahead of the verifier's now (iat's precision).
+		{name: "iat a second ahead", claims: func(c map[string]any) { c["iat"] = t0.Add(time.Second).Unix() }, now: t0.Add(50 * time.Millisecond)},
 		{name: "iat in the future with MaxAge", v: func(v *JWT) *JWT { return v.MaxAge(time.Hour) }, claims: func(c map[string]any) { c["iat"] = t0.Add(time.Hour).Unix() }, want: ErrTicketNotYet},
 		{name: "iat now", claims: func(c map[string]any) { c["iat"] = t0.Unix() }, now: t0.Add(999 * time.Millisecond)},
 		{name: "iat ahead within the leeway", v: withLeeway, claims: func(c map[string]any) { c["iat"] = t0.Add(5 * time.Second).Unix() }, exp: exp.Add(5 * time.Second)},
-		{name: "iat ahead beyond the leeway", v: withLeeway, claims: func(c map[string]any) { c["iat"] = t0.Add(6 * time.Second).Unix() }, want: ErrTicketNotYet},
+		{name: "iat ahead beyond the leeway", v: withLeeway, claims: func(c map[string]any) { c["iat"] = t0.Add(7 * time.Second).Unix() }, want: ErrTicketNotYet},
 		{name: "iat not a date", claims: func(c map[string]any) { c["iat"] = "soon" }, want: ErrTicketMalformed},
 
 		// Binding to the network and the class.

@@ -127,7 +127,7 @@ func openSignedTicket(data []byte, trusted func(peer.ID) bool) (*SignedTicket, e
 		return nil, fmt.Errorf("%w: issuer key type %v not accepted", ErrTicketSignature, t)
 	}
 	if !bytes.Equal(env.PayloadType, SignedTicketPayloadType) {
-		return nil, fmt.Errorf("%w: payload type %q", ErrTicketMalformed, env.PayloadType)
+		return nil, fmt.Errorf("%w: payload type %s", ErrTicketMalformed, clip(string(env.PayloadType)))
 	}
 	issuer, err := peer.IDFromPublicKey(env.PublicKey)
 	if err != nil {
