@@ -16,7 +16,8 @@ import (
 // holds a valid ticket of each. Check must be pure, fast, safe for
 // concurrent use and must not block or call the store; it is called
 // without the store's lock, once per peer and entry version (the store
-// caches the verdict).
+// caches the verdict; a refusal only for a second, since it may depend on
+// the time: a ticket not valid yet).
 type Admission interface {
 	Check(e *Entry, now time.Time) (expires time.Time, err error)
 }
@@ -37,7 +38,17 @@ type admitKey struct {
 type admitVerdict struct {
 	expires time.Time
 	err     error
+	// retry is when a refusal is judged again (zero for an admission):
+	// a refusal may hold only for a while (a ticket not valid yet, an
+	// issuer's clock ahead of ours), and one kept for the whole version
+	// refused it network-wide until the peer's next heartbeat.
+	retry time.Time
 }
+
+// admitRetry is how long a refusal is kept before the entry version is
+// judged again: a ticket check per second and version at most, for what
+// an entry refused for good costs.
+const admitRetry = time.Second
 
 // admitCache remembers admission verdicts per (peer, entry version): one
 // version arrives by gossip validation, then merge, then by every sync
@@ -121,9 +132,12 @@ func (s *Store) admit(e *SignedEntry, now time.Time) (time.Time, error) {
 	if a == nil {
 		return time.Time{}, nil
 	}
-	if !ok {
+	if !ok || (v.err != nil && !now.Before(v.retry)) {
 		exp, err := a.Check(&e.Entry, now)
 		v = admitVerdict{expires: exp, err: err}
+		if err != nil {
+			v.retry = now.Add(admitRetry)
+		}
 		s.admitted.put(k, v, gen)
 	}
 	switch {

@@ -151,3 +151,46 @@ func TestStore_AdmissionVerdictOfAReplacedCheckIsNotKept(t *testing.T) {
 		t.Fatalf("judged again after SetAdmission: %v, want the new check's admission", err)
 	}
 }
+
+// A refusal is judged again after admitRetry: it may hold only for a while
+// (a ticket not valid yet: its issuer's clock is ahead of ours). Kept for
+// the whole entry version, it refused that version network-wide until the
+// peer's next heartbeat. An admission stays cached.
+func TestStore_AdmissionRefusalIsJudgedAgain(t *testing.T) {
+	p := TestParams()
+	p.MaxClockDrift = time.Minute
+	s, _ := newTestStoreWith(t, p)
+	from := t0.Add(time.Second)
+	var checks atomic.Int64
+	s.SetAdmission(admitFunc(func(_ *Entry, now time.Time) (time.Time, error) {
+		checks.Add(1)
+		if now.Before(from) {
+			return time.Time{}, errors.New("ticket not valid yet")
+		}
+		return time.Time{}, nil
+	}))
+	a := newTestPeer(t)
+	e := a.seal(t, testNetwork, ver(t0, t0), nil)
+	if _, err := s.Merge(e, t0); !errors.Is(err, ErrUnadmitted) {
+		t.Fatalf("before the ticket is valid: %v, want ErrUnadmitted", err)
+	}
+	if err := s.Check(e, t0.Add(admitRetry/2)); !errors.Is(err, ErrUnadmitted) {
+		t.Fatalf("within admitRetry: %v, want the kept refusal", err)
+	}
+	if n := checks.Load(); n != 1 {
+		t.Fatalf("%d checks within admitRetry, want 1 (the refusal kept)", n)
+	}
+	if _, err := s.Merge(e, t0.Add(5*time.Second)); err != nil {
+		t.Fatalf("the same version once the ticket is valid: %v", err)
+	}
+	b := newTestPeer(t).seal(t, testNetwork, ver(t0, t0.Add(5*time.Second)), nil)
+	n := checks.Load()
+	for _, at := range []time.Duration{5 * time.Second, 5*time.Second + admitRetry + admitRetry/2} {
+		if err := s.Check(b, t0.Add(at)); err != nil {
+			t.Fatalf("an admitted entry: %v", err)
+		}
+	}
+	if got := checks.Load() - n; got != 1 {
+		t.Errorf("an admitted version was judged %d times, want once (kept)", got)
+	}
+}
