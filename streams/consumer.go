@@ -66,6 +66,11 @@ type Consumer[T any] struct {
 	// taken holds, per producer, the position of the last datum the
 	// application took (Positions).
 	taken map[peer.ID]*posCell
+	// running holds, per producer, the done channel of its newest
+	// receiver until that receiver ends: a receiver started while an
+	// older one of the same producer still winds down waits for it, so
+	// that it resumes from where the older one stopped (see start).
+	running map[peer.ID]chan struct{}
 
 	datums, bytes atomic.Uint64
 	gaps          atomic.Uint64 // missed sequence numbers over all producers
@@ -116,7 +121,7 @@ func NewConsumer[T any](svc *Service, name string, opts ...ConsumerOption) (*Con
 		log: svc.log.With("stream", id.Short(), "role", "consumer"),
 		out: newInbox[T](cfg.buffer), wake: make(chan struct{}, 1),
 		recvs: map[peer.ID]*receiver{}, probing: map[peer.ID]bool{}, refused: map[peer.ID]refusal{}, retries: map[peer.ID]retry{},
-		seen: map[peer.ID]position{}, taken: map[peer.ID]*posCell{}, created: time.Now()}
+		seen: map[peer.ID]position{}, taken: map[peer.ID]*posCell{}, running: map[peer.ID]chan struct{}{}, created: time.Now()}
 	for _, p := range cfg.resume {
 		c.seen[p.Producer] = position{epoch: p.Epoch, last: p.Seq}
 		c.taken[p.Producer] = &posCell{epoch: p.Epoch, seq: p.Seq}

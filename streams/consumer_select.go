@@ -306,11 +306,19 @@ func (c *Consumer[T]) start(e *catalog.SignedEntry, expires time.Time) {
 	}
 	c.recvs[e.Entry.PeerID] = r
 	r.sub.pos = c.cell(e.Entry.PeerID)
+	// A receiver of this producer cancelled just before (its ticket
+	// expired, the producer was dropped and picked up again) may still be
+	// reading: the new one starts once it ended, or it would resume from
+	// the position the old one had when its last session began, and have
+	// the replay window resend, or count as missed, what the old one
+	// delivered since.
+	prev := c.running[e.Entry.PeerID]
+	c.running[e.Entry.PeerID] = r.done
 	c.wg.Add(1)
 	c.mu.Unlock()
 	c.set.add(r.sub)
 	c.armExpiry(r, expires)
-	go c.receive(ctx, r)
+	go c.receive(ctx, r, prev)
 }
 
 // armExpiry (re)sets a receiver's ticket-expiry timer. The timer belongs to

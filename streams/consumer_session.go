@@ -40,10 +40,19 @@ type receiver struct {
 	ended atomic.Bool
 }
 
-// receive runs one producer's receiver until it terminates.
-func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
+// receive runs one producer's receiver until it terminates; prev, if not
+// nil, is closed when the producer's previous receiver ended, which this
+// one waits for first.
+func (c *Consumer[T]) receive(ctx context.Context, r *receiver, prev <-chan struct{}) {
 	defer c.wg.Done()
 	defer close(r.done)
+	defer func() {
+		c.mu.Lock()
+		if c.running[r.sub.peer] == r.done {
+			delete(c.running, r.sub.peer)
+		}
+		c.mu.Unlock()
+	}()
 	var err error
 	var out sessionOutcome // the last session's (read by the deferred refusal)
 	defer func() {
@@ -85,6 +94,13 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver) {
 		}
 		c.poke()
 	}()
+	if prev != nil {
+		select {
+		case <-prev:
+		case <-ctx.Done():
+			return
+		}
+	}
 	bo := c.cfg.backoff()
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
@@ -302,8 +318,20 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, out *sessionOutc
 	// The producer resends from its window: a jump before the first datum
 	// is what left the window.
 	seq.replay = resume && acc.GetFeatures()&featureReplay != 0 && epoch == prev.epoch
+	// handed is the sequence number of the last datum handed to the
+	// delivery buffer: where this session leaves the producer's datums.
+	// The sequencer moves on as frames are read; datums read but not
+	// handed over when the receiver is cancelled (the buffer full) are
+	// dropped, and the next session must resume before them (a replay
+	// window resends them, or they count as missed).
+	handed := seq.cur.last
 	defer func() {
-		if pos, ok := seq.position(); ok {
+		pos, ok := seq.position()
+		if handed < pos.last {
+			pos.last, pos.clean = handed, false
+			ok = pos.epoch != 0 && handed > 0
+		}
+		if ok {
 			c.remember(r.sub.peer, pos)
 		}
 	}()
@@ -327,6 +355,7 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, out *sessionOutc
 		n, err := c.out.put(ctx, pending)
 		if n > 0 {
 			out.delivered = true
+			handed = pending[n-1].seq
 		}
 		if n < len(pending) {
 			var lost uint64

@@ -25,6 +25,7 @@ type rpSetup struct {
 	prod         *streams.Producer[[]byte]
 	cons         *streams.Consumer[[]byte]
 	kept         chan uint64 // counters the keeper received
+	onRecv       func()      // if set, called by checkOnce after each datum
 }
 
 func newRPSetup(t *testing.T, name string, nopts []node.Option, popts []streams.ProducerOption, copts ...streams.ConsumerOption) *rpSetup {

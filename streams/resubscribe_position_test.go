@@ -1,0 +1,120 @@
+package streams_test
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/internal/testutil"
+	"github.com/mosaik-go/mosaik/streams"
+)
+
+// ticketFunc is a streams.TicketCheck from a function.
+type ticketFunc func(e *catalog.Entry, now time.Time) (time.Time, error)
+
+func (f ticketFunc) Check(e *catalog.Entry, now time.Time) (time.Time, error) { return f(e, now) }
+
+// checkOnce receives datums until counter last and checks that each
+// counter came once and in order, and that every counter skipped is
+// counted in the gap reported on the datum after it.
+func checkOnce(t *testing.T, s *rpSetup, last uint64) {
+	t.Helper()
+	next, missed, reported := uint64(0), uint64(0), uint64(0)
+	for next <= last {
+		d := s.recv()
+		if s.onRecv != nil {
+			s.onRecv()
+		}
+		v, err := rbVal(d.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v < next {
+			t.Fatalf("counter %d after %d: delivered twice or out of order", v, next-1)
+		}
+		if d.Gap != nil {
+			reported += d.Gap.Missed
+		}
+		missed += v - next
+		if v > next && d.Gap == nil {
+			t.Fatalf("counter %d after %d: %d datums missing, no gap reported", v, next-1, v-next)
+		}
+		next = v + 1
+	}
+	if missed != reported {
+		t.Errorf("%d datums missed, gaps report %d", missed, reported)
+	}
+}
+
+// A ticket whose expiry keeps coming (a short-lived, renewed ticket) makes
+// the consumer drop and resubscribe to the producer over and over. Each new
+// receiver started while the old one was still reading, and resumed from
+// the position the old one had when its session began: the replay window
+// resent what the old one had delivered (thousands of duplicates in a
+// probe). A new receiver now waits for the old one to end.
+func TestConsumer_ResubscribeAfterTicketExpiryResumesWhereTheOldReceiverStopped(t *testing.T) {
+	tick := testutil.Scale(150 * time.Millisecond)
+	expiring := streams.WithTickets(ticketFunc(func(_ *catalog.Entry, now time.Time) (time.Time, error) {
+		return now.Add(tick), nil
+	}))
+	s := newRPSetup(t, "resub-expiry", nil, []streams.ProducerOption{streams.WithReplay(streams.Replay{Datums: 1 << 20})}, expiring)
+	const n = 8000
+	sent := make(chan error, 1)
+	go func() {
+		for i := uint64(0); i < n; i++ {
+			if err := s.prod.Send(s.ctx, rbU64(i)); err != nil {
+				sent <- err
+				return
+			}
+			if i%20 == 0 {
+				time.Sleep(2 * time.Millisecond) // paced: the expiries fall while datums flow
+			}
+		}
+		sent <- nil
+	}()
+	// Subscriptions seen (by when they connected), sampled as datums come.
+	subs := map[time.Time]bool{}
+	s.onRecv = func() {
+		if sub, ok := rbSubscription(s.cons.Producers(), s.pnode.ID()); ok && !sub.Stats.ConnectedAt.IsZero() {
+			subs[sub.Stats.ConnectedAt] = true
+		}
+	}
+	checkOnce(t, s, n-1)
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if len(subs) < 2 {
+		t.Fatalf("%d subscription(s) seen: the ticket expiry did not make the consumer subscribe again", len(subs))
+	}
+	t.Logf("%d subscriptions", len(subs))
+}
+
+// A receiver dropped while its delivery buffer is full (the producer no
+// longer eligible) loses the datums it had read but not handed over. The
+// position it left counted them, so the next subscription resumed after
+// them: 63 datums were missing with no gap. It now resumes after the last
+// datum handed over, and the replay window resends the rest.
+func TestConsumer_DatumsDroppedWithTheReceiverAreResentOrCounted(t *testing.T) {
+	var eligible atomic.Bool
+	eligible.Store(true)
+	s := newRPSetup(t, "resub-dropped", nil, []streams.ProducerOption{streams.WithReplay(streams.Replay{Datums: 1000})},
+		streams.WithBuffer(1), streams.WithRequire(func(catalog.PeerInfo) bool { return eligible.Load() }))
+	s.send(0, 200)
+	// The receiver reads a batch it cannot hand over (the buffer holds
+	// one datum, which the test does not take yet).
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		sub, ok := rbSubscription(s.cons.Producers(), s.pnode.ID())
+		return ok && sub.Stats.Datums >= 10
+	}, "the consumer read nothing")
+	eligible.Store(false)
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		_, ok := rbSubscription(s.cons.Producers(), s.pnode.ID())
+		return !ok
+	}, "the consumer did not drop the producer it no longer finds eligible")
+	eligible.Store(true)
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		return rbOnlyConnected(s.cons.Producers(), s.pnode.ID())
+	}, "the consumer did not subscribe again")
+	checkOnce(t, s, 199)
+}
