@@ -28,6 +28,11 @@ const (
 	CodeTooSlow           Code = 10413 // the consumer fell behind its queue
 	CodeCodecMismatch     Code = 10415 // the consumer's codec is not the producer's
 	CodeNoCapacity        Code = 10509 // the producer's max consumers is reached
+	// CodeOther counts, in HandleInfo.Ends and the disconnect metrics,
+	// the ends with a code not in this table: the remote peer picks a
+	// Close or Reject code, and a counter per code would let one peer grow
+	// the stats and the metric series without bound. Never sent.
+	CodeOther Code = 0
 )
 
 func (c Code) String() string {
@@ -54,8 +59,15 @@ func (c Code) String() string {
 		return "CodecMismatch"
 	case CodeNoCapacity:
 		return "NoCapacity"
+	case CodeOther:
+		return "Other"
 	}
 	return fmt.Sprintf("Code(%d)", uint32(c))
+}
+
+// known reports whether c is in the table above (CodeOther aside).
+func (c Code) known() bool {
+	return c != CodeOther && c.String() != fmt.Sprintf("Code(%d)", uint32(c))
 }
 
 // codeCounts counts subscription ends by close code.
@@ -65,6 +77,9 @@ type codeCounts struct {
 }
 
 func (c *codeCounts) add(code Code) {
+	if !code.known() {
+		code = CodeOther
+	}
 	c.mu.Lock()
 	if c.m == nil {
 		c.m = map[Code]uint64{}
@@ -98,6 +113,11 @@ var (
 	ErrFull           = errors.New("streams: every consumer queue is full")
 	ErrProducerExists = errors.New("streams: a producer of this stream already exists on this node")
 	ErrEmpty          = errors.New("streams: no datum available")
+	// ErrTooLarge: Send or TrySend was given a datum whose encoding does
+	// not fit in a data frame of the service's Params.MaxFrameSize. It is
+	// refused before it is numbered: consumers (which read under the same
+	// cap by default) never see it, and a replay window never holds it.
+	ErrTooLarge = errors.New("streams: datum larger than a frame")
 )
 
 // CodeError is the reason a producer rejected or closed a subscription, or

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -104,6 +105,13 @@ func (p *Producer[T]) fanout(ctx context.Context, v T, wait bool) error {
 	payload, err := p.codec.Encode(v)
 	if err != nil {
 		return err
+	}
+	if max := p.svc.params.MaxFrameSize - maxDataHeader; len(payload) > max {
+		// Sent, it cut every consumer that reads under the same cap (a
+		// protocol violation), and from a replay window it was served
+		// first to every resubscription, which failed again.
+		return fmt.Errorf("%w: %d bytes encoded, at most %d (Params.MaxFrameSize %d less the frame header)",
+			ErrTooLarge, len(payload), max, p.svc.params.MaxFrameSize)
 	}
 	p.sendMu.Lock()
 	p.mu.Lock()

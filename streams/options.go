@@ -18,8 +18,10 @@ import (
 // Params tunes the streams service. Start from [DefaultParams].
 type Params struct {
 	// MaxFrameSize caps one frame (a datum plus a few header bytes). A
-	// larger declared length is refused before anything is allocated.
-	// Default 4 MiB.
+	// larger declared length is refused before anything is allocated, and
+	// a producer refuses to send a datum that does not fit (ErrTooLarge).
+	// A consumer reads under its own cap: give consumers at least their
+	// producers' MaxFrameSize. Default 4 MiB.
 	MaxFrameSize int
 	// HandshakeTimeout bounds the Subscribe/Accept exchange on both sides.
 	// Default 10 s.
@@ -420,7 +422,13 @@ func WithUndelivered[T any](f func(T)) UndeliveredOption[T] { return Undelivered
 // session that delivered a datum or stayed up for 5 s, so a quiet but
 // healthy subscription is not given up at its first link failure.
 func WithBackoff(f func() backoff.BackOff) ConsumerOption {
-	return consumerOption(func(c *consumerConfig) error { c.backoff = f; return nil })
+	return consumerOption(func(c *consumerConfig) error {
+		if f == nil {
+			return errors.New("streams: WithBackoff(nil)")
+		}
+		c.backoff = f
+		return nil
+	})
 }
 
 // WithBuffer sets the consumer's delivery buffer (default 1024 datums).

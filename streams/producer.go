@@ -161,7 +161,9 @@ func (p *Producer[T]) Consumers() []SubscriptionInfo { return p.set.infos() }
 // consumer's grace is spent drops the datum for that consumer and does not
 // cut it.
 // Concurrent Sends are serialized (each datum enters every queue in
-// sequence order), so a Send may also wait for another one's grace.
+// sequence order), so a Send may also wait for another one's grace. A
+// datum whose encoding does not fit in a frame (Params.MaxFrameSize less
+// 21 bytes of header) is refused with ErrTooLarge.
 func (p *Producer[T]) Send(ctx context.Context, v T) error {
 	if !p.set.isOn.Load() {
 		if err := p.WaitOnline(ctx); err != nil {

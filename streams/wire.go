@@ -123,6 +123,10 @@ func appendControl(dst []byte, typ byte, m proto.Message) ([]byte, error) {
 	return append(dst, body...), nil
 }
 
+// maxDataHeader is the most a data frame adds to its payload within the
+// frame length: the type byte, the sequence number and the timestamp.
+const maxDataHeader = 1 + 2*binary.MaxVarintLen64
+
 // dataHeader appends the header of a data frame carrying seq and a payload
 // of n bytes; the payload follows it on the wire.
 func dataHeader(dst []byte, seq uint64, n int) []byte {
