@@ -61,7 +61,8 @@ type HandleInfo struct {
 	// Ends counts subscriptions that ended, by close code: at a producer,
 	// consumers it cut or lost (TooSlow, NotAllowed, UnknownPeer,
 	// Cancelled, …); at a consumer, links to producers that failed or were
-	// closed (each try of a receiver counts).
+	// closed (each try of a receiver counts). Codes not in the table are
+	// counted together under CodeOther.
 	Ends map[Code]uint64
 	// Replay describes a producer's replay window; nil without one.
 	Replay *ReplayStats
