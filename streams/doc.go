@@ -119,11 +119,15 @@
 //  4. subscriptionSet.mu, then subscription.mu; Condition predicates run
 //     here.
 //
-// Service.mu, Producer.mu, Consumer.bmu, codeCounts.mu and timerGroup.mu are
-// leaves: nothing else is locked while one is held. Producer.mu and
-// Consumer.mu are released before a subscription set is updated. No lock is
-// held across a Close, a network call or a wait for goroutines, and timer
-// callbacks start with no lock held.
+// Service.mu, Consumer.bmu, codeCounts.mu and timerGroup.mu are leaves:
+// nothing else is locked while one is held. Producer.mu is one too, except
+// at an admission, which adds the subscription to the producer's set (4.,
+// the connection protector included) under it, so that the subscription
+// joins the fan-out and the set in one step before Accept is written:
+// Condition predicates must not call into the producer. Consumer.mu is
+// released before a subscription set is updated. No lock is held across a
+// Close, a network call or a wait for goroutines, and timer callbacks start
+// with no lock held.
 //
 // # Errors
 //
