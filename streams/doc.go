@@ -131,8 +131,8 @@
 //
 // # Errors
 //
-// Sentinels (ErrClosed, ErrOffline, ErrFull, ErrProducerExists, ErrEmpty)
-// are matched with errors.Is; a subscription's end reason is a *CodeError
+// Sentinels (ErrClosed, ErrOffline, ErrFull, ErrProducerExists, ErrEmpty,
+// ErrTooLarge) are matched with errors.Is; a subscription's end reason is a *CodeError
 // carrying the wire Code, found with errors.As on SubscriptionInfo.Err.
 //
 // # Refusals
