@@ -62,26 +62,16 @@ func (s *Store) CheckLocalCopy(data []byte) error {
 // HeldCopy reports whether data is byte for byte the entry the catalog
 // holds for its peer, or the local entry: verified when it came in.
 func (s *Store) HeldCopy(data []byte) bool {
-	_, held := s.HeldCopyOf(data)
-	return held
-}
-
-// HeldCopyOf is [Store.HeldCopy] that also returns the entry data is a
-// copy of, when held.
-func (s *Store) HeldCopyOf(data []byte) (*SignedEntry, bool) {
 	cur := s.cur.Load()
 	if cur.local != nil && bytes.Equal(cur.local.raw, data) {
-		return cur.local, true
+		return true
 	}
 	id, ok := entryPeer(data)
 	if !ok {
-		return nil, false
+		return false
 	}
 	it, ok := cur.st.get(id)
-	if !ok || !bytes.Equal(it.e.raw, data) {
-		return nil, false
-	}
-	return it.e, true
+	return ok && bytes.Equal(it.e.raw, data)
 }
 
 // Authentic reports whether sealed entry bytes carry a valid signature of

@@ -30,13 +30,6 @@ func (s *Service) validate(_ context.Context, from peer.ID, msg *pubsub.Message)
 		// verifying its signature.
 		return s.open(data, now, fromGossip)
 	}, s.store)
-	if err != nil && !catalog.IsRejected(err) && s.firstGossipCopy(msg.Data) {
-		// Held already, but it came by sync or bump push: forwarded for
-		// the peers that hear it only on gossip, merged as nothing.
-		s.stats.gossipForwarded.Add(1)
-		msg.ValidatorData = []*catalog.SignedEntry{}
-		return pubsub.ValidationAccept
-	}
 	for _, err := range ignored {
 		// Entries of a batch left out; the message itself goes on.
 		s.stats.refuse(false, catalog.Reason(err))
@@ -180,11 +173,6 @@ func (s *Service) merged(e *catalog.SignedEntry, out catalog.Outcome, err error,
 	// record per tagged peer, and drops it with the last connection (the
 	// tag comes back on reconnecting, see tagIfConnected).
 	s.tagIfConnected(e.Entry.PeerID)
-	if src == fromGossip {
-		s.unfwd.drop(e.Entry.PeerID)
-	} else {
-		s.unfwd.note(e.Entry.PeerID, e.Entry.Version)
-	}
 	if src.isSync() {
 		s.pushPulled(e) // a bump this sync was pulled for goes on
 	}

@@ -30,11 +30,6 @@ type Stats struct {
 	// publication, while the tombstone of their purge was held (they are
 	// not relayed on as newcomers are).
 	Readmitted uint64
-	// GossipForwarded counts gossip messages accepted only to be
-	// forwarded: exact copies of entries held, whose versions this node
-	// took by sync or bump push before gossip brought them (merged as
-	// nothing; PROTOCOL.md section 9.4).
-	GossipForwarded uint64
 	// SignatureChecks counts the entry signatures verified: inputs that
 	// passed every cheaper check (catalog.Store.SignatureChecks).
 	SignatureChecks uint64
@@ -100,7 +95,6 @@ type Stats struct {
 type counters struct {
 	added, updated, ignored, rejected  atomic.Uint64
 	departed, purged, readmitted       atomic.Uint64
-	gossipForwarded                    atomic.Uint64
 	syncsStarted, syncsOK, syncsFailed atomic.Uint64
 	syncsServed, syncsRefused          atomic.Uint64
 	announcements, relayed             atomic.Uint64
@@ -169,8 +163,7 @@ func (c *counters) snapshot() Stats {
 	return Stats{
 		Added: c.added.Load(), Updated: c.updated.Load(), Ignored: c.ignored.Load(), Rejected: c.rejected.Load(),
 		RejectedBy: by, Departed: c.departed.Load(), Purged: c.purged.Load(), Readmitted: c.readmitted.Load(),
-		GossipForwarded: c.gossipForwarded.Load(),
-		SyncsStarted:    c.syncsStarted.Load(), SyncsOK: c.syncsOK.Load(), SyncsFailed: c.syncsFailed.Load(),
+		SyncsStarted: c.syncsStarted.Load(), SyncsOK: c.syncsOK.Load(), SyncsFailed: c.syncsFailed.Load(),
 		SyncsServed: c.syncsServed.Load(), SyncsRefused: c.syncsRefused.Load(),
 		Announcements: c.announcements.Load(), Relayed: c.relayed.Load(), RelayMessages: c.relayMessages.Load(),
 		DHTPuts: c.dhtPuts.Load(), DHTPutFailures: c.dhtPutFailures.Load(),
@@ -221,7 +214,6 @@ func newCounters(mp metric.MeterProvider, network string, size func() int) (*cou
 		{"mosaik.discovery.syncs", "", &c.syncsRefused, []attribute.KeyValue{attribute.String("direction", "in"), attribute.String("result", "refused")}},
 		{"mosaik.discovery.announcements", "own entry publications", &c.announcements, nil},
 		{"mosaik.discovery.relayed", "entries relayed to gossip", &c.relayed, nil},
-		{"mosaik.discovery.gossip_forwarded", "gossip copies of entries held, taken by sync or bump push first, accepted only to be forwarded", &c.gossipForwarded, nil},
 		{"mosaik.discovery.relay_messages", "gossip messages of relayed entries (a batch carries several)", &c.relayMessages, nil},
 		{"mosaik.discovery.join_repairs", "delta syncs repairing a join served before the peer's gossip subscription", &c.joinRepairs, nil},
 		{"mosaik.discovery.dht.puts", "DHT puts of the local entry", &c.dhtPuts, []attribute.KeyValue{attribute.String("result", "ok")}},

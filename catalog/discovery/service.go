@@ -125,7 +125,6 @@ type Service struct {
 	connectNow  chan struct{} // a connection closed: check connectivity
 	dropped     droppedPeers  // when connections closed (whose turn to redial)
 	relayQ      chan relay    // entries to relay onto gossip
-	unfwd       *unforwarded  // versions taken other than on gossip (gossipfwd.go)
 	dhtNow      chan struct{}
 	settled     chan struct{} // closed once the join settled (connect.go, settle)
 	born        time.Time     // when New ran: settle's clock
@@ -219,7 +218,6 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		starting: make(chan struct{}, 8),
 		dialing:  make(chan struct{}, max(1, p.CascadeBelow)),
 		gaps:     newJoinGaps(),
-		unfwd:    newUnforwarded(max(1, p.Catalog.MaxPeers)),
 		probing:  map[peer.ID]*flight{},
 		push:     newPusher(),
 		tracer:   cfg.tracer.Tracer("github.com/mosaik-go/mosaik/catalog/discovery"),
