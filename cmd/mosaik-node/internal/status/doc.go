@@ -31,9 +31,9 @@
 //
 // Access: Start and Serve bind a host-less address (":8080") to 127.0.0.1;
 // name 0.0.0.0 or an interface to expose the endpoints. On a loopback
-// address they answer only requests whose Host is localhost or an IP
-// address (LoopbackHostsOnly: a web page cannot read them by rebinding
-// its DNS name to 127.0.0.1). WithToken requires
+// address without a token they answer only requests whose Host is
+// localhost or an IP address (LoopbackHostsOnly: a web page cannot read
+// them by rebinding its DNS name to 127.0.0.1). WithToken requires
 // "Authorization: Bearer <token>" on every endpoint but /healthz, compared
 // in constant time; a browser does not send it by itself, so with a token
 // the HTML page is for a proxy that adds it, or for curl -H. The Server's

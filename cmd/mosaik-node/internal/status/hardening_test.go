@@ -132,6 +132,30 @@ func TestServer_RefusesReboundNames(t *testing.T) {
 	if rec.Code != http.StatusOK {
 		t.Errorf("the mounted Handler with a public name: %d, want 200 (the listener decides)", rec.Code)
 	}
+
+	// With a token, a proxy that adds it and passes its own Host through
+	// (Caddy, Traefik, httputil.ReverseProxy) is answered: a rebinding
+	// page cannot send the token.
+	tsrv := status.New(n, nil, status.WithToken("s3cret"))
+	t.Cleanup(func() { _ = tsrv.Close() })
+	taddr, err := tsrv.Start(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	preq, err := http.NewRequest(http.MethodGet, "http://"+taddr.String()+"/api/node", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	preq.Host = "status.ops.example.com"
+	preq.Header.Set("Authorization", "Bearer s3cret")
+	resp, err := http.DefaultClient.Do(preq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("a token-carrying proxy request with its own Host: %d, want 200", resp.StatusCode)
+	}
 }
 
 // TestServer_Timeouts: a client that never finishes its headers, and a

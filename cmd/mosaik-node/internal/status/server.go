@@ -263,7 +263,10 @@ func (s *Server) StartOn(ctx context.Context, ln net.Listener) (net.Addr, error)
 		return nil, ctx.Err()
 	}
 	h := s.handler
-	if isLoopback(ln.Addr()) {
+	if isLoopback(ln.Addr()) && s.token == nil {
+		// With a token a rebinding page gets nothing (it cannot send
+		// the Authorization header), and the proxy that adds the token
+		// may pass its own Host name through.
 		h = LoopbackHostsOnly(h)
 	}
 	s.srv = &http.Server{
@@ -288,14 +291,17 @@ func (s *Server) StartOn(ctx context.Context, ln net.Listener) (net.Addr, error)
 
 // LoopbackHostsOnly answers 403 to requests whose Host header is a name
 // other than localhost (or a subdomain of it): IP addresses and localhost
-// pass. Start and StartOn use it on a loopback listener, the default: a
-// web page the operator's browser opens could otherwise rebind its own
-// DNS name to 127.0.0.1 and read the status endpoints as same-origin
-// content (DNS rebinding). A browser always sends the name it resolved,
-// so such a request names the attacker's domain; a public listener needs
-// no such check (anyone who can reach it can read it), and a name for a
-// loopback listener (a reverse proxy's) must be rewritten to localhost.
-// Mount Handler behind it when serving a loopback listener of your own.
+// pass. Start and StartOn use it on a loopback listener without a token,
+// the default: a web page the operator's browser opens could otherwise
+// rebind its own DNS name to 127.0.0.1 and read the status endpoints as
+// same-origin content (DNS rebinding). A browser always sends the name it
+// resolved, so such a request names the attacker's domain. A reverse
+// proxy in front of such a listener must send Host localhost (or give the
+// Server a token: then no Host is checked, since a rebinding page cannot
+// send the token). A listener on all interfaces (0.0.0.0) is not checked,
+// though a page on the operator's machine can reach it the same way:
+// give it a token. Mount Handler behind LoopbackHostsOnly when serving a
+// loopback listener of your own.
 func LoopbackHostsOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !localHost(r.Host) {
