@@ -95,9 +95,13 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver, prev <-chan stru
 		c.poke()
 	}()
 	if prev != nil {
-		select {
-		case <-prev:
-		case <-ctx.Done():
+		// Waited for even when this receiver is cancelled meanwhile: a
+		// later one waits on this one's done, which must mean that no
+		// older receiver of the producer runs either. The wait is short:
+		// a replaced receiver was cancelled (its ticket expired, it was
+		// dropped or drained).
+		<-prev
+		if ctx.Err() != nil {
 			return
 		}
 	}
@@ -328,8 +332,11 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, out *sessionOutc
 	defer func() {
 		pos, ok := seq.position()
 		if handed < pos.last {
+			// Also with nothing handed over ({epoch, 0}): the next
+			// session resumes from the start of this run, so that what
+			// was read and dropped is resent or counted.
 			pos.last, pos.clean = handed, false
-			ok = pos.epoch != 0 && handed > 0
+			ok = pos.epoch != 0
 		}
 		if ok {
 			c.remember(r.sub.peer, pos)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/internal/testutil"
+	"github.com/mosaik-go/mosaik/node"
 	"github.com/mosaik-go/mosaik/streams"
 )
 
@@ -31,14 +32,14 @@ func checkOnce(t *testing.T, s *rpSetup, last uint64) {
 			t.Fatal(err)
 		}
 		if v < next {
-			t.Fatalf("counter %d after %d: delivered twice or out of order", v, next-1)
+			t.Fatalf("counter %d where %d was due: delivered twice or out of order", v, next)
 		}
 		if d.Gap != nil {
 			reported += d.Gap.Missed
 		}
 		missed += v - next
 		if v > next && d.Gap == nil {
-			t.Fatalf("counter %d after %d: %d datums missing, no gap reported", v, next-1, v-next)
+			t.Fatalf("counter %d where %d was due: %d datums missing, no gap reported", v, next, v-next)
 		}
 		next = v + 1
 	}
@@ -117,4 +118,68 @@ func TestConsumer_DatumsDroppedWithTheReceiverAreResentOrCounted(t *testing.T) {
 		return rbOnlyConnected(s.cons.Producers(), s.pnode.ID())
 	}, "the consumer did not subscribe again")
 	checkOnce(t, s, 199)
+}
+
+// The same with nothing handed over: the delivery buffer is full of
+// another producer's datum when the receiver of a first subscription is
+// dropped. Its position was not remembered, so the next subscription
+// started as a first one: what had been read was lost, with no gap and no
+// replay asked for. It is remembered as the run's start now.
+func TestConsumer_FirstSubscriptionDroppedBeforeHandingOverResumesFromTheStart(t *testing.T) {
+	nodes := connected(t, 3)
+	codec := streams.WithCodec[[]byte](streams.Bytes{})
+	replay := streams.WithReplay(streams.Replay{Datums: 1000})
+	a := mustProducer[[]byte](t, nodes[0], "resub-first", codec, replay)
+	b := mustProducer[[]byte](t, nodes[1], "resub-first", codec, replay)
+	bID := nodes[1].ID()
+	var eligible atomic.Bool
+	eligible.Store(true)
+	c := mustConsumer[[]byte](t, nodes[2], "resub-first", codec, streams.WithBuffer(1),
+		streams.WithRequire(func(pi catalog.PeerInfo) bool { return pi.Entry.Entry.PeerID != bID || eligible.Load() }))
+	ctx := testCtx(t, 60*time.Second)
+	sub := func(p *node.Node) (streams.SubscriptionInfo, bool) { return rbSubscription(c.Producers(), p.ID()) }
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		sa, oka := sub(nodes[0])
+		sb, okb := sub(nodes[1])
+		return oka && okb && sa.State == streams.Connected && sb.State == streams.Connected
+	}, "the consumer did not subscribe to both producers")
+	// A's datum fills the delivery buffer; B's are read but not handed over.
+	if err := a.Send(ctx, rbU64(1000)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { s, ok := sub(nodes[0]); return ok && s.Stats.Datums >= 1 }, "A's datum not read")
+	for i := uint64(0); i < 100; i++ {
+		if err := b.Send(ctx, rbU64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// B's receiver holds what it read (at least one datum) in a hand-over
+	// that waits for room.
+	testutil.Eventually(t, 10*time.Second, func() bool { s, ok := sub(nodes[1]); return ok && s.Stats.Datums >= 1 }, "B's datums not read")
+	eligible.Store(false)
+	testutil.Eventually(t, 20*time.Second, func() bool { _, ok := sub(nodes[1]); return !ok }, "the consumer did not drop B")
+	eligible.Store(true)
+	testutil.Eventually(t, 20*time.Second, func() bool { s, ok := sub(nodes[1]); return ok && s.State == streams.Connected }, "the consumer did not subscribe to B again")
+	if err := b.Send(ctx, rbU64(100)); err != nil {
+		t.Fatal(err)
+	}
+
+	next := uint64(0)
+	for next <= 100 {
+		d, err := c.RecvDatum(ctx)
+		if err != nil {
+			t.Fatalf("after B's counter %d: %v", next, err)
+		}
+		if d.Producer != bID {
+			continue
+		}
+		v, _ := rbVal(d.Value)
+		if v < next {
+			t.Fatalf("B's counter %d where %d was due: twice or out of order", v, next)
+		}
+		if missed := v - next; missed > 0 && d.Gap == nil {
+			t.Fatalf("B's counter %d where %d was due: %d datums missing, no gap reported", v, next, missed)
+		}
+		next = v + 1
+	}
 }
