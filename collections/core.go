@@ -71,6 +71,39 @@ func (c commandCodec) Decode(b []byte) (command, error) {
 	return cmd, nil
 }
 
+// fitsReplicas refuses a command that every replica would find
+// undecodable although each argument alone passed encode: the decoding
+// limits (detcbor) apply to the whole command, which adds a level (its
+// map) to every argument and another to a batch's (the Many array), and
+// holds a batch's arguments in one array. Committed, such a command was
+// skipped as rejected on every replica while its caller got a version and
+// no error (review probes: an Extend of 2^20+1 bools, a value nested 32
+// deep). Only a command with an argument that deep is encoded and decoded
+// here as a replica would; the count is checked at once.
+func (c *command) fitsReplicas() error {
+	if len(c.Many) > detcbor.MaxElements {
+		return fmt.Errorf("%w: %d items in one call, at most %d", ErrTooLarge, len(c.Many), detcbor.MaxElements)
+	}
+	deep := false
+	for _, a := range [...]cbor.RawMessage{c.A, c.B, c.C} {
+		deep = deep || (len(a) > 0 && detcbor.WellformedInside(a, 1) != nil)
+	}
+	for _, a := range c.Many {
+		deep = deep || detcbor.WellformedInside(a, 2) != nil
+	}
+	if !deep {
+		return nil
+	}
+	b, err := detcbor.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrEncoding, err)
+	}
+	if got, _ := (commandCodec{}).Decode(b); got.undecodable {
+		return fmt.Errorf("%w: a value nested too deep to replicate (at most %d levels of arrays and maps with the command around it)", ErrEncoding, detcbor.MaxLevels)
+	}
+	return nil
+}
+
 // wellformed reports whether every present argument is one CBOR item the
 // deterministic encoder accepts. The decoder keeps arguments as raw bytes,
 // indefinite-length strings included, which no replica ever writes and
@@ -455,6 +488,11 @@ func execute[S, A any](ctx context.Context, c *core[S], op string, arg A, cmds .
 	case <-ended:
 		return 0, &MutationError[A]{Collection: c.name, Op: op, Arg: arg, Err: ErrTerminated}
 	default:
+	}
+	for i := range cmds {
+		if err := cmds[i].fitsReplicas(); err != nil {
+			return 0, &MutationError[A]{Collection: c.name, Op: op, Arg: arg, Err: err}
+		}
 	}
 	ctx, stop := c.bind(ctx)
 	defer stop()

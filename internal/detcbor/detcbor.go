@@ -10,10 +10,20 @@ import (
 	"github.com/fxamacker/cbor/v2"
 )
 
+// The decoding limits: elements of one array, pairs of one map, nested
+// levels of arrays, maps and tags (the outermost counts).
+const (
+	MaxElements = 1 << 20
+	MaxLevels   = 32
+)
+
 var (
 	enc    cbor.EncMode
 	dec    cbor.DecMode
 	strict cbor.DecMode // dec without indefinite lengths (Wellformed)
+	// inner[k]: strict for an item nested k levels deep in another
+	// (WellformedInside).
+	inner [3]cbor.DecMode
 )
 
 func init() {
@@ -29,7 +39,7 @@ func init() {
 		panic(err)
 	}
 	// Limits bound what a hostile frame can make a decoder allocate.
-	limits := cbor.DecOptions{MaxArrayElements: 1 << 20, MaxMapPairs: 1 << 20, MaxNestedLevels: 32}
+	limits := cbor.DecOptions{MaxArrayElements: MaxElements, MaxMapPairs: MaxElements, MaxNestedLevels: MaxLevels}
 	if dec, err = limits.DecMode(); err != nil {
 		panic(err)
 	}
@@ -37,7 +47,18 @@ func init() {
 	if strict, err = limits.DecMode(); err != nil {
 		panic(err)
 	}
+	for k := range inner {
+		limits.MaxNestedLevels = MaxLevels - k
+		if inner[k], err = limits.DecMode(); err != nil {
+			panic(err)
+		}
+	}
 }
+
+// WellformedInside is Wellformed for an item that is written nested k
+// levels deep in another (0 ≤ k ≤ 2): it must leave them room within the
+// nesting limit, or the whole fails to decode while the item alone does.
+func WellformedInside(b []byte, k int) error { return inner[k].Wellformed(b) }
 
 // Wellformed reports whether b is one well-formed CBOR item within the
 // decoding limits that the deterministic encoder would also write as raw
