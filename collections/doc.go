@@ -78,6 +78,20 @@
 //     the mutation may still commit; a retry is then at-least-once.
 //   - Every replica of a collection must use the same types, the same
 //     consensus timings (groups.Params) and the same ticket validators.
+//     The group ID names a type by package path and name only: a struct
+//     whose fields differ between binaries (a rolling upgrade that adds a
+//     field, or two function-local types of one name) joins the same
+//     group, and a command one binary finds valid the other rejects, so
+//     the replicas diverge. Give a changed type a new name (or the
+//     collection a new name).
+//   - Writers that start at once, each alone, may form two clusters of
+//     one collection; when they meet, the cluster with the shorter log
+//     (lower term first) is discarded (package groups: the merge). Its
+//     replicas then read the empty state at Version 0 until the winner's
+//     state arrives, and lose what only their cluster had committed: a
+//     Once or a compare-and-swap may so appear to change its mind. Start
+//     one writer first, or wait on When().Online before writing, where
+//     that matters.
 //
 // # Locks
 //

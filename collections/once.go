@@ -46,7 +46,8 @@ type OnceReader[T any] struct {
 // Once is a writer replica of a replicated write-once value: a raft voter
 // (or a learner waiting to be promoted). The first write committed wins on
 // every replica; later writes are no-ops, but still commit and return
-// their version. It reads like a OnceReader. Safe for concurrent use.
+// their version. (Two clusters formed by writers that started alone keep
+// only the winner's first write when they merge: see the package doc.) It reads like a OnceReader. Safe for concurrent use.
 type Once[T any] struct {
 	OnceReader[T]
 }

@@ -18,6 +18,8 @@ import (
 // checks the hash, and only then installs it. Reads keep answering from the
 // last applied state until the whole snapshot is decoded; mutations
 // committed meanwhile stay in the leader's log and are applied after it.
+// (A replica whose cluster lost a merge is reset to the empty state first:
+// see the package doc.)
 //
 // Unlike mosaik, a chunk is a byte range of the snapshot, not a number of
 // items (mosaik: 2000 items): the snapshot is opaque to the transfer,
