@@ -138,8 +138,14 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver, prev <-chan stru
 			return
 		}
 		code, hasCode := codeOf(err)
-		if hasCode {
+		switch {
+		case hasCode:
 			c.ends.add(code)
+		case errors.Is(err, errProtocol) || errors.Is(err, errDecode):
+			// Found here (an oversize, malformed or undecodable frame):
+			// the link was ended with ProtocolViolation, which counts as
+			// the producer's codes do.
+			c.ends.add(CodeProtocolViolation)
 		}
 		if r.draining.Load() { // the producer ended: no retries
 			return

@@ -60,9 +60,11 @@ type HandleInfo struct {
 	Totals Stats
 	// Ends counts subscriptions that ended, by close code: at a producer,
 	// consumers it cut or lost (TooSlow, NotAllowed, UnknownPeer,
-	// Cancelled, …); at a consumer, links to producers that failed or were
-	// closed (each try of a receiver counts). Codes not in the table are
-	// counted together under CodeOther.
+	// Cancelled, …); at a consumer, links to producers that ended with a
+	// code, the producer's or ProtocolViolation found by the consumer
+	// (each try of a receiver counts; a dial or handshake that fails
+	// without a code does not). Codes not in the table are counted
+	// together under CodeOther.
 	Ends map[Code]uint64
 	// Replay describes a producer's replay window; nil without one.
 	Replay *ReplayStats

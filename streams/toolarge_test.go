@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mosaik-go/mosaik/internal/testutil"
+	"github.com/mosaik-go/mosaik/node"
 	"github.com/mosaik-go/mosaik/streams"
 )
 
@@ -46,4 +47,39 @@ func TestProducer_DatumLargerThanAFrameIsRefused(t *testing.T) {
 		st := c.Stats()
 		return st.Datums == 1 && st.Gaps == 0 && st.Reconnects == 0
 	}, "consumer stats %+v", testutil.Lazy(func() any { return c.Stats() }))
+}
+
+// A consumer whose frame cap is below its producer's cannot read a datum
+// between the two: it ends the link as a protocol violation, and counts
+// that end in its handle's Ends like the codes producers send (it counted
+// nothing: 76 failed sessions showed an empty map in a review probe).
+func TestConsumer_LocalProtocolViolationCountsInEnds(t *testing.T) {
+	t.Parallel()
+	small := streams.DefaultParams()
+	small.MaxFrameSize = 1024
+	pn := startNode(t)
+	cn := startNode(t, node.WithStreamsParams(small), node.WithBootstrapPeers(pn.AddrInfo()))
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		_, ok := cn.Catalog().Get(pn.ID())
+		_, ok2 := pn.Catalog().Get(cn.ID())
+		return ok && ok2
+	}, "nodes did not converge")
+	codec := streams.WithCodec[[]byte](streams.Bytes{})
+	p := mustProducer[[]byte](t, pn, "small-cap", codec)
+	_ = mustConsumer[[]byte](t, cn, "small-cap", codec)
+	ctx := testCtx(t, 30*time.Second)
+	if err := p.WaitOnline(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Send(ctx, make([]byte, 2000)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		for _, h := range cn.Streams().Handles() {
+			if h.Role == streams.RoleConsumer && h.Ends[streams.CodeProtocolViolation] >= 1 {
+				return true
+			}
+		}
+		return false
+	}, "the consumer did not count its protocol violation: %v", testutil.Lazy(func() any { return cn.Streams().Handles() }))
 }
