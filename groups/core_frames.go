@@ -27,6 +27,12 @@ func (c *groupCore) takeBonds() {
 	}
 }
 
+// maxStatusFrame caps a CoreStatus frame: an honest one (a dozen integers
+// and maxAnnouncedAnchors anchors) is well under 1 KiB. Without it a
+// bonded peer's 4 MiB frame of empty anchors decoded into two million of
+// them, about 200 MiB held until its next status (review probe).
+const maxStatusFrame = 4 << 10
+
 func (c *groupCore) onFrame(f frame) {
 	c.inboxBytes.Add(-int64(len(f.body)))
 	ps := c.peers[f.from]
@@ -54,10 +60,13 @@ func (c *groupCore) onFrame(f frame) {
 		c.onRaft(ps, m.GetEpoch(), m.GetMessage())
 	case kindStatus:
 		var m pb.CoreStatus
-		if proto.Unmarshal(f.body, &m) != nil {
+		if len(f.body) > maxStatusFrame || proto.Unmarshal(f.body, &m) != nil {
 			c.drop()
 			return
 		}
+		// Only the first maxAnnouncedAnchors are read; the rest are not kept
+		// (the status is held until the peer's next one).
+		m.Snapshots = m.Snapshots[:min(len(m.Snapshots), maxAnnouncedAnchors)]
 		ps.status = &m
 		ps.blank = m.GetEpoch() == 0 && m.GetLastIndex() == 0
 		c.onStatus(f.from, ps, &m)

@@ -1,6 +1,7 @@
 package groups
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 	"time"
@@ -355,5 +356,36 @@ func TestCore_LogWithoutEpochRestartsFresh(t *testing.T) {
 	}
 	if r.state == raft.StateLeader {
 		t.Fatal("the restarted node leads a configuration of no epoch")
+	}
+}
+
+// A status frame is read under a cap: a bonded peer's 4 MiB frame of
+// empty anchors decoded into two million of them (about 200 MiB, held
+// until its next status). An honest status with its anchors passes, and
+// no more than maxAnnouncedAnchors of them are kept.
+func TestCore_StatusFrameIsCapped(t *testing.T) {
+	c := handCore(t, "a")
+	c.BondUp("b", RoleWriter)
+	huge := bytes.Repeat([]byte{0x5a, 0x00}, 1<<20) // field 11, empty: an empty anchor each
+	before := c.dropped.Load()
+	c.onFrame(frame{from: "b", kind: kindStatus, body: huge})
+	if c.dropped.Load() != before+1 {
+		t.Fatal("a 2 MiB status frame was not dropped")
+	}
+	if ps := c.peers["b"]; ps != nil && ps.status != nil {
+		t.Fatalf("the oversize status was kept: %d anchors", len(ps.status.GetSnapshots()))
+	}
+	honest := &pb.CoreStatus{Epoch: 7, LastTerm: 3, LastIndex: 1 << 40, Committed: 1 << 40, Applied: 1 << 40, LostEpoch: 1 << 62, LostTerm: 1 << 40}
+	for i := range 2 * maxAnnouncedAnchors {
+		honest.Snapshots = append(honest.Snapshots, &pb.CoreAnchor{Index: 1<<40 + uint64(i), Term: 1 << 30, Hash: bytes.Repeat([]byte{1}, 32), Size: 1 << 40})
+	}
+	body, _ := proto.Marshal(honest)
+	c.onFrame(frame{from: "b", kind: kindStatus, body: body})
+	ps := c.peers["b"]
+	if c.dropped.Load() != before+1 || ps == nil || ps.status.GetEpoch() != 7 {
+		t.Fatalf("an honest status of %d bytes was dropped", len(body))
+	}
+	if n := len(ps.status.GetSnapshots()); n != maxAnnouncedAnchors {
+		t.Fatalf("%d anchors kept, want %d", n, maxAnnouncedAnchors)
 	}
 }
