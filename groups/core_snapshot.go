@@ -3,6 +3,7 @@ package groups
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -78,8 +79,15 @@ type snapXfer struct {
 	// its bytes after the MsgSnap are still offered to it.
 	adopted   *specFetch
 	specTried map[[32]byte]bool
-	ttl       time.Duration // how long a held snapshot lives
-	specStats specStats
+	// mismatched is the hash of the last snapshot whose transfer failed
+	// its hash check (zero: none): chunks are checked only as a whole, so
+	// the holder that served bad bytes is unknown, and asking the same
+	// holders again failed the same way for good when one of them served
+	// bad bytes (review probe: 248 failed transfers in 15 s, none
+	// installed). The next transfer of those bytes asks the leader alone.
+	mismatched [32]byte
+	ttl        time.Duration // how long a held snapshot lives
+	specStats  specStats
 }
 
 func (x *snapXfer) init(net snapshotNet, p SnapshotParams) {
@@ -277,7 +285,7 @@ func (c *groupCore) onSnapMsg(from peer.ID, m *raftpb.Message) bool {
 		c.snapFailed(from, a, err)
 		return false
 	}
-	holders := c.holdersOf(a, from)
+	holders, retry := c.fetchHolders(a, from, d.Hash)
 	c.snap.fetching = a.Index
 	epoch := c.epoch
 	// A speculative transfer of the same bytes (same hash and size, at
@@ -287,7 +295,7 @@ func (c *groupCore) onSnapMsg(from peer.ID, m *raftpb.Message) bool {
 	spec := c.snap.spec
 	c.snap.spec = nil
 	var adopt *specFetch
-	if spec != nil && spec.d.Hash == d.Hash && spec.d.TotalSize == d.TotalSize {
+	if spec != nil && !retry && spec.d.Hash == d.Hash && spec.d.TotalSize == d.TotalSize {
 		adopt, spec = spec, nil
 		c.snap.adopted = adopt
 		adopt.leader.Store(from) // a MsgSnap comes from the leader
@@ -373,6 +381,17 @@ func (c *groupCore) snapFetchFunc() (snapshotFetchFunc, func()) {
 
 // holdersOf lists the bonded members that announced anchor a, in peer id
 // order, then the sender (the leader) last.
+// fetchHolders returns the holders to fetch the snapshot of hash at a
+// from, sender last: every peer announcing a, unless the last transfer of
+// these bytes failed its hash check, when the sender (the leader) alone
+// serves (retry; see snapXfer.mismatched).
+func (c *groupCore) fetchHolders(a snapshotAnchor, sender peer.ID, hash [32]byte) (_ []peer.ID, retry bool) {
+	if hash == c.snap.mismatched {
+		return []peer.ID{sender}, true
+	}
+	return c.holdersOf(a, sender), false
+}
+
 func (c *groupCore) holdersOf(a snapshotAnchor, sender peer.ID) []peer.ID {
 	var hs []peer.ID
 	for p, ps := range c.peers {
@@ -407,9 +426,15 @@ func (c *groupCore) onSnapFetched(from peer.ID, epoch uint64, m *raftpb.Message,
 	if err != nil {
 		c.met.add(c.met.syncsFailed, 1)
 		c.log.Warn("snapshot transfer failed", "index", a.Index, "err", err)
+		if errors.Is(err, errSnapshotHash) {
+			if d, derr := decodeSnapshotDescriptor(m.GetSnapshot().GetData()); derr == nil {
+				c.snap.mismatched = d.Hash
+			}
+		}
 		c.snapFailed(from, a, err)
 		return
 	}
+	c.snap.mismatched = [32]byte{}
 	if c.epoch != epoch || a.Index <= c.applied {
 		return // the cluster moved on meanwhile
 	}

@@ -3,15 +3,19 @@ package groups
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"go.etcd.io/raft/v3/raftpb"
 	"lukechampine.com/blake3"
 
 	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/groups/pb"
 	"github.com/mosaik-go/mosaik/internal/testutil"
 )
 
@@ -347,5 +351,40 @@ func TestSnapshotTransfer_CloseCancelsFetch(t *testing.T) {
 		}
 	case <-tctx(t, 5*time.Second).Done():
 		t.Fatal("Close waited for a hanging chunk request")
+	}
+}
+
+// After a transfer fails its hash check, the next transfer of the same
+// bytes asks the sender (the leader) alone: chunks are checked only as a
+// whole, so the holder that served bad bytes is unknown, and the same
+// holder list failed the same way for good when one of them did (review
+// probe: 248 failed transfers in 15 s, none installed). Other bytes, and
+// the same bytes once a transfer succeeded, use every holder again.
+func TestSnapshotTransfer_HashMismatchRetriesFromTheLeaderAlone(t *testing.T) {
+	c := handCore(t, "a")
+	a := snapshotAnchor{Index: 100, Term: 3}
+	for _, p := range []peer.ID{"b", "c"} {
+		c.peers[p] = &peerState{up: true, status: &pb.CoreStatus{Snapshots: []*pb.CoreAnchor{{Index: a.Index, Term: a.Term}}}}
+	}
+	d := describeSnapshot(a, "test", []byte("the snapshot"))
+	if hs, retry := c.fetchHolders(a, "leader", d.Hash); retry || !slices.Equal(hs, []peer.ID{"b", "c", "leader"}) {
+		t.Fatalf("holders %v (retry %v), want b, c, then the leader", hs, retry)
+	}
+	data, err := encodeSnapshotDescriptor(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &raftpb.Message{Type: raftpb.MessageType_MsgSnap.Enum(), Snapshot: &raftpb.Snapshot{Data: data, Metadata: &raftpb.SnapshotMetadata{Index: new(a.Index), Term: new(a.Term)}}}
+	c.onSnapFetched("leader", c.epoch, m, nil, fmt.Errorf("%w at %v", errSnapshotHash, a))
+	if hs, retry := c.fetchHolders(a, "leader", d.Hash); !retry || !slices.Equal(hs, []peer.ID{"leader"}) {
+		t.Fatalf("after a hash mismatch: holders %v (retry %v), want the leader alone", hs, retry)
+	}
+	other := describeSnapshot(a, "test", []byte("other bytes"))
+	if hs, _ := c.fetchHolders(a, "leader", other.Hash); len(hs) != 3 {
+		t.Fatalf("other bytes: holders %v, want all three", hs)
+	}
+	c.onSnapFetched("leader", c.epoch, m, nil, errors.New("a holder timed out"))
+	if _, retry := c.fetchHolders(a, "leader", d.Hash); !retry {
+		t.Fatal("a failure other than the hash check forgot the mismatch")
 	}
 }
