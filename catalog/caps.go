@@ -136,7 +136,7 @@ func (s *Store) evictable(st *state, now time.Time, newKept bool) (peer.ID, erro
 		if !ok || (k != nil && k.Keep(it.id)) {
 			return true
 		}
-		if p.vouched {
+		if p.vouchedAt(now.UnixMilli()) {
 			if !haveVouched {
 				vouched, haveVouched = p, true
 			}
@@ -169,6 +169,23 @@ type TicketCheck interface {
 	Vouches(e *Entry, now time.Time) bool
 }
 
+// TicketCheckUntil is a [TicketCheck] that also says until when it vouches
+// for an entry (the zero time: no end). A check that implements it is
+// asked VouchesUntil instead of Vouches, and the entry stops counting as a
+// ticket holder at eviction when its tickets expire, not at its next
+// update. The ticket check the node builds (node.WithEvictionTickets)
+// does.
+type TicketCheckUntil interface {
+	TicketCheck
+	VouchesUntil(e *Entry, now time.Time) (until time.Time, ok bool)
+}
+
+// vouch is a TicketCheck verdict: ok until end (unix ms; 0: no end).
+type vouch struct {
+	ok  bool
+	end int64
+}
+
 // TicketCheckFunc adapts a function to [TicketCheck].
 type TicketCheckFunc func(e *Entry, now time.Time) bool
 
@@ -188,21 +205,32 @@ type ticketCheckBox struct{ c TicketCheck }
 // closed catalog every admitted entry does, else one that the ticket check
 // vouches for. old is the peer's held item, if known: an update with the
 // same tickets keeps its verdict.
-func (s *Store) vouched(e *SignedEntry, old peerItem, known bool, now time.Time) bool {
+func (s *Store) vouched(e *SignedEntry, old peerItem, known bool, now time.Time) vouch {
 	if s.Admission() != nil {
-		return true
+		return vouch{ok: true} // purged when its admission ends
 	}
 	if len(e.Entry.Tickets) == 0 {
-		return false
+		return vouch{}
 	}
 	c := s.tickets.Load().(ticketCheckBox).c
 	if c == nil {
-		return false
+		return vouch{}
 	}
 	if known && slices.EqualFunc(old.e.Entry.Tickets, e.Entry.Tickets, func(a, b Ticket) bool { return compareTickets(a, b) == 0 }) {
-		return old.vouched
+		return vouch{ok: old.vouched, end: old.vouchEnd}
 	}
-	return c.Vouches(&e.Entry, now)
+	if cu, ok := c.(TicketCheckUntil); ok {
+		until, ok := cu.VouchesUntil(&e.Entry, now)
+		if !ok {
+			return vouch{}
+		}
+		v := vouch{ok: true}
+		if !until.IsZero() {
+			v.end = until.UnixMilli()
+		}
+		return v
+	}
+	return vouch{ok: c.Vouches(&e.Entry, now)}
 }
 
 // SetKeeper installs k, which names the peers eviction must spare (nil

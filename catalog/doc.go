@@ -94,8 +94,8 @@
 // peers) does not keep, preferring one not vouched for: long-known and
 // useful peers stay, and the newest stranger makes room. An entry is
 // vouched for when a [TicketCheck] (see [Store.SetTicketCheck]) accepts
-// one of its tickets, or, in a closed catalog, by its verified admission
-// ticket; any other ticket counts for nothing, since the store cannot
+// one of its tickets (until they expire, with a [TicketCheckUntil]), or,
+// in a closed catalog, by its verified admission ticket; any other ticket counts for nothing, since the store cannot
 // tell a real ticket from a made-up one. [Store.Check] answers the same question without changing
 // anything; [Store.MergeBytes] is OpenEntry (with Params.MaxEntrySize)
 // followed by Merge.

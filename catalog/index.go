@@ -28,8 +28,14 @@ type peerItem struct {
 	tat  int64 // the rate limit's theoretical arrival time (ms; see gcra)
 	exp  int64 // key in the expiry tree (ms; see Store.expiryKey)
 	// vouched: the entry counts as a ticket holder at eviction (see
-	// Store.vouched).
-	vouched bool
+	// Store.vouched), until vouchEnd (unix ms; 0: no end).
+	vouched  bool
+	vouchEnd int64
+}
+
+// vouchedAt reports whether p counts as a ticket holder at now (ms).
+func (p peerItem) vouchedAt(nowMS int64) bool {
+	return p.vouched && (p.vouchEnd == 0 || nowMS < p.vouchEnd)
 }
 
 func lessPeer(a, b peerItem) bool { return a.id < b.id }
@@ -175,9 +181,9 @@ func (st state) get(id peer.ID) (peerItem, bool) { return st.peers.Get(peerItem{
 // (seen is the local time of a peer new to the catalog). A heartbeat, with
 // the same streams and addresses as before, touches only the peers and
 // expiry trees.
-func (st *state) put(e *SignedEntry, seen time.Time, tat, exp int64, vouched bool) {
+func (st *state) put(e *SignedEntry, seen time.Time, tat, exp int64, v vouch) {
 	id := e.Entry.PeerID
-	it := peerItem{id: id, e: e, seen: seen.UnixNano(), tat: tat, exp: exp, vouched: vouched}
+	it := peerItem{id: id, e: e, seen: seen.UnixNano(), tat: tat, exp: exp, vouched: v.ok, vouchEnd: v.end}
 	var oldStreams []StreamID
 	var oldKeys []capKey
 	if old, ok := st.peers.Get(it); ok {

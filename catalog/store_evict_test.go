@@ -130,3 +130,59 @@ func TestStore_EvictMinAge(t *testing.T) {
 		t.Fatalf("after EvictMinAge = %v", err)
 	}
 }
+
+// vouchUntil vouches for entries holding a ticket "issued" until end.
+type vouchUntil struct{ end time.Time }
+
+func (v vouchUntil) Vouches(e *Entry, now time.Time) bool {
+	_, ok := v.VouchesUntil(e, now)
+	return ok
+}
+
+func (v vouchUntil) VouchesUntil(e *Entry, now time.Time) (time.Time, bool) {
+	for _, t := range e.Tickets {
+		if string(t.Data) == "issued" && now.Before(v.end) {
+			return v.end, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// TestStore_EvictionVouchEndsWithTheTicket: a peer vouched for by a
+// ticket that expires counts as a ticket holder at eviction only until
+// then. The verdict was kept for as long as the entry's tickets did not
+// change, so an expired ticket went on shielding its holder (review
+// finding): here the newest-seen peer, whose ticket ended, goes before an
+// older peer that holds none.
+func TestStore_EvictionVouchEndsWithTheTicket(t *testing.T) {
+	ticket := func(e *Entry) { e.Tickets = []Ticket{{Class: IDFromString("jwt"), Data: []byte("issued")}} }
+	// An older peer without a ticket, then the newest-seen holding one
+	// valid until t0 + 1 s; a newcomer at arrive makes room.
+	evicted := func(arrive time.Time) (oldGone, holderGone bool) {
+		p := TestParams()
+		p.MaxPeers = 2
+		s, _ := newTestStoreWith(t, p)
+		s.SetTicketCheck(vouchUntil{end: t0.Add(time.Second)})
+		old := newTestPeer(t).seal(t, testNetwork, NewVersion(t0), nil)
+		holder := newTestPeer(t).seal(t, testNetwork, NewVersion(t0), ticket)
+		if _, err := s.Merge(old, t0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Merge(holder, t0.Add(100*time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		n := newTestPeer(t).seal(t, testNetwork, NewVersion(arrive), nil)
+		if _, err := s.Merge(n, arrive); err != nil {
+			t.Fatal(err)
+		}
+		_, oldOK := s.Snapshot().Get(old.Entry.PeerID)
+		_, holderOK := s.Snapshot().Get(holder.Entry.PeerID)
+		return !oldOK, !holderOK
+	}
+	if oldGone, holderGone := evicted(t0.Add(500 * time.Millisecond)); !oldGone || holderGone {
+		t.Fatalf("while the ticket is valid: old evicted %v, holder evicted %v; want the old peer to go", oldGone, holderGone)
+	}
+	if oldGone, holderGone := evicted(t0.Add(2 * time.Second)); oldGone || !holderGone {
+		t.Fatalf("after the ticket expired: old evicted %v, holder evicted %v; want the holder (newest-seen) to go", oldGone, holderGone)
+	}
+}

@@ -377,21 +377,41 @@ func WithEvictionTickets(vs ...policy.TicketValidator) Option {
 }
 
 // ticketCheck returns the catalog's eviction ticket check over vs: an
-// entry is vouched for when one of its tickets validates.
-func ticketCheck(vs []policy.TicketValidator) catalog.TicketCheck {
-	return catalog.TicketCheckFunc(func(e *catalog.Entry, now time.Time) bool {
-		for _, t := range e.Tickets {
-			for _, v := range vs {
-				if v.Class() != t.Class {
-					continue
-				}
-				if _, err := v.Validate(t.Data, e.PeerID, now); err == nil {
-					return true
-				}
+// entry is vouched for when one of its tickets validates, until the last
+// such ticket expires.
+func ticketCheck(vs []policy.TicketValidator) catalog.TicketCheck { return evictionTickets(vs) }
+
+type evictionTickets []policy.TicketValidator
+
+func (vs evictionTickets) Vouches(e *catalog.Entry, now time.Time) bool {
+	_, ok := vs.VouchesUntil(e, now)
+	return ok
+}
+
+// VouchesUntil implements catalog.TicketCheckUntil: the latest expiry of
+// the entry's valid tickets (the zero time when one never expires).
+func (vs evictionTickets) VouchesUntil(e *catalog.Entry, now time.Time) (time.Time, bool) {
+	var until time.Time
+	ok := false
+	for _, t := range e.Tickets {
+		for _, v := range vs {
+			if v.Class() != t.Class {
+				continue
 			}
+			exp, err := v.Validate(t.Data, e.PeerID, now)
+			if err != nil {
+				continue
+			}
+			if exp.IsZero() {
+				return time.Time{}, true
+			}
+			if !ok || exp.After(until) {
+				until = exp
+			}
+			ok = true
 		}
-		return false
-	})
+	}
+	return until, ok
 }
 
 // WithHost runs mosaik on an existing host (plugin mode). The node never
