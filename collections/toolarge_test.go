@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mosaik-go/mosaik/collections"
+	"github.com/mosaik-go/mosaik/internal/testutil"
 )
 
 // A value larger than a bond frame is refused with ErrTooLarge before
@@ -34,14 +35,8 @@ func TestMap_TooLargeValueIsRefusedAndTheLeaderStays(t *testing.T) {
 	// values must not disturb are taken after it.
 	var v collections.Version
 	for {
-		l := c.leader()
-		if l < 0 {
-			if ctx.Err() != nil {
-				t.Fatal("no leader")
-			}
-			time.Sleep(10 * time.Millisecond) // polling for an elected leader
-			continue
-		}
+		l := -1
+		testutil.Eventually(t, 20*time.Second, func() bool { l = c.leader(); return l >= 0 }, "no leader")
 		var err error
 		if v, err = c.maps[l].Insert(ctx, "big", big); err == nil {
 			break
