@@ -86,10 +86,10 @@ func (c *command) fitsReplicas() error {
 	}
 	deep := false
 	for _, a := range [...]cbor.RawMessage{c.A, c.B, c.C} {
-		deep = deep || (len(a) > 0 && detcbor.WellformedInside(a, 1) != nil)
+		deep = deep || (nests(a) && detcbor.WellformedInside(a, 1) != nil)
 	}
 	for _, a := range c.Many {
-		deep = deep || detcbor.WellformedInside(a, 2) != nil
+		deep = deep || (nests(a) && detcbor.WellformedInside(a, 2) != nil)
 	}
 	if !deep {
 		return nil
@@ -102,6 +102,17 @@ func (c *command) fitsReplicas() error {
 		return fmt.Errorf("%w: a value nested too deep to replicate (at most %d levels of arrays and maps with the command around it)", ErrEncoding, detcbor.MaxLevels)
 	}
 	return nil
+}
+
+// nests reports whether a is a CBOR array, map or tag: the only items
+// deeper than one level. Strings, byte strings and numbers (most keys and
+// values) skip fitsReplicas' scan.
+func nests(a cbor.RawMessage) bool {
+	if len(a) == 0 {
+		return false
+	}
+	major := a[0] >> 5
+	return major >= 4 && major <= 6
 }
 
 // wellformed reports whether every present argument is one CBOR item the
