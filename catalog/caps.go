@@ -136,7 +136,7 @@ func (s *Store) evictable(st *state, now time.Time, newKept bool) (peer.ID, erro
 		if !ok || (k != nil && k.Keep(it.id)) {
 			return true
 		}
-		if p.vouchedAt(now.UnixMilli()) {
+		if p.vouch.at(now.UnixMilli()) {
 			if !haveVouched {
 				vouched, haveVouched = p, true
 			}
@@ -186,6 +186,9 @@ type vouch struct {
 	end int64
 }
 
+// at reports whether the verdict holds at now (ms).
+func (v vouch) at(nowMS int64) bool { return v.ok && (v.end == 0 || nowMS < v.end) }
+
 // TicketCheckFunc adapts a function to [TicketCheck].
 type TicketCheckFunc func(e *Entry, now time.Time) bool
 
@@ -217,7 +220,7 @@ func (s *Store) vouched(e *SignedEntry, old peerItem, known bool, now time.Time)
 		return vouch{}
 	}
 	if known && slices.EqualFunc(old.e.Entry.Tickets, e.Entry.Tickets, func(a, b Ticket) bool { return compareTickets(a, b) == 0 }) {
-		return vouch{ok: old.vouched, end: old.vouchEnd}
+		return old.vouch
 	}
 	if cu, ok := c.(TicketCheckUntil); ok {
 		until, ok := cu.VouchesUntil(&e.Entry, now)

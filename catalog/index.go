@@ -27,15 +27,9 @@ type peerItem struct {
 	seen int64 // local time (ns) the peer entered the catalog: eviction order
 	tat  int64 // the rate limit's theoretical arrival time (ms; see gcra)
 	exp  int64 // key in the expiry tree (ms; see Store.expiryKey)
-	// vouched: the entry counts as a ticket holder at eviction (see
-	// Store.vouched), until vouchEnd (unix ms; 0: no end).
-	vouched  bool
-	vouchEnd int64
-}
-
-// vouchedAt reports whether p counts as a ticket holder at now (ms).
-func (p peerItem) vouchedAt(nowMS int64) bool {
-	return p.vouched && (p.vouchEnd == 0 || nowMS < p.vouchEnd)
+	// vouch: whether and until when the entry counts as a ticket holder
+	// at eviction (see Store.vouched).
+	vouch vouch
 }
 
 func lessPeer(a, b peerItem) bool { return a.id < b.id }
@@ -183,7 +177,7 @@ func (st state) get(id peer.ID) (peerItem, bool) { return st.peers.Get(peerItem{
 // expiry trees.
 func (st *state) put(e *SignedEntry, seen time.Time, tat, exp int64, v vouch) {
 	id := e.Entry.PeerID
-	it := peerItem{id: id, e: e, seen: seen.UnixNano(), tat: tat, exp: exp, vouched: v.ok, vouchEnd: v.end}
+	it := peerItem{id: id, e: e, seen: seen.UnixNano(), tat: tat, exp: exp, vouch: v}
 	var oldStreams []StreamID
 	var oldKeys []capKey
 	if old, ok := st.peers.Get(it); ok {
