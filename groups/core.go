@@ -366,11 +366,13 @@ func (c *groupCore) resetRaftOn(applied uint64) error {
 
 // Deliver implements inbox: it never blocks.
 func (c *groupCore) Deliver(from peer.ID, kind byte, body []byte) {
+	if len(body) > maxCoreFrame {
+		c.drop()
+		return
+	}
 	n := int64(len(body))
-	if len(body) > maxCoreFrame || c.inboxBytes.Add(n) > maxInboxBytes {
-		if len(body) <= maxCoreFrame {
-			c.inboxBytes.Add(-n)
-		}
+	if c.inboxBytes.Add(n) > maxInboxBytes {
+		c.inboxBytes.Add(-n)
 		c.drop()
 		return
 	}

@@ -379,8 +379,6 @@ func (c *groupCore) snapFetchFunc() (snapshotFetchFunc, func()) {
 	return fetch, closeFn
 }
 
-// holdersOf lists the bonded members that announced anchor a, in peer id
-// order, then the sender (the leader) last.
 // fetchHolders returns the holders to fetch the snapshot of hash at a
 // from, sender last: every peer announcing a, unless the last transfer of
 // these bytes failed its hash check, when the sender (the leader) alone
@@ -392,6 +390,8 @@ func (c *groupCore) fetchHolders(a snapshotAnchor, sender peer.ID, hash [32]byte
 	return c.holdersOf(a, sender), false
 }
 
+// holdersOf lists the bonded members that announced anchor a, in peer id
+// order, then the sender (the leader) last.
 func (c *groupCore) holdersOf(a snapshotAnchor, sender peer.ID) []peer.ID {
 	var hs []peer.ID
 	for p, ps := range c.peers {
