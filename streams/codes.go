@@ -35,39 +35,33 @@ const (
 	CodeOther Code = 0
 )
 
+// codeNames names the codes of the table (and CodeOther).
+var codeNames = map[Code]string{
+	CodeDifferentNetwork:  "DifferentNetwork",
+	CodeCancelled:         "Cancelled",
+	CodeUnexpectedClose:   "UnexpectedClose",
+	CodeGracefulShutdown:  "GracefulShutdown",
+	CodeProtocolViolation: "ProtocolViolation",
+	CodeUnknownPeer:       "UnknownPeer",
+	CodeNotAllowed:        "NotAllowed",
+	CodeStreamNotFound:    "StreamNotFound",
+	CodeTooSlow:           "TooSlow",
+	CodeCodecMismatch:     "CodecMismatch",
+	CodeNoCapacity:        "NoCapacity",
+	CodeOther:             "Other",
+}
+
 func (c Code) String() string {
-	switch c {
-	case CodeDifferentNetwork:
-		return "DifferentNetwork"
-	case CodeCancelled:
-		return "Cancelled"
-	case CodeUnexpectedClose:
-		return "UnexpectedClose"
-	case CodeGracefulShutdown:
-		return "GracefulShutdown"
-	case CodeProtocolViolation:
-		return "ProtocolViolation"
-	case CodeUnknownPeer:
-		return "UnknownPeer"
-	case CodeNotAllowed:
-		return "NotAllowed"
-	case CodeStreamNotFound:
-		return "StreamNotFound"
-	case CodeTooSlow:
-		return "TooSlow"
-	case CodeCodecMismatch:
-		return "CodecMismatch"
-	case CodeNoCapacity:
-		return "NoCapacity"
-	case CodeOther:
-		return "Other"
+	if name, ok := codeNames[c]; ok {
+		return name
 	}
 	return fmt.Sprintf("Code(%d)", uint32(c))
 }
 
 // known reports whether c is in the table above (CodeOther aside).
 func (c Code) known() bool {
-	return c != CodeOther && c.String() != fmt.Sprintf("Code(%d)", uint32(c))
+	_, ok := codeNames[c]
+	return ok && c != CodeOther
 }
 
 // codeCounts counts subscription ends by close code.
