@@ -4,9 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -41,10 +43,14 @@ import (
 // append's cost). The log ends at the first header of zeroes, short record
 // or bad checksum: a torn write of a Save that was never acknowledged. Open
 // zeroes whatever follows that end before the store writes again, so bytes
-// of a torn record can never be read as a record later. If non-zero bytes
-// lie farther past the end than one write can reach (walTornSpan), the
-// break is damage inside the log, and open fails with errStoreCorrupt
-// rather than drop Saves that were acknowledged.
+// of a torn record can never be read as a record later. Writes are one at
+// a time, each synced before the next begins, so no acknowledged record
+// can follow a torn one: if a whole record (its checksum good) starts
+// anywhere past the end, the break is damage inside the log, and open
+// fails with errStoreCorrupt rather than drop Saves that were
+// acknowledged. Bytes past the end that hold no whole record are the torn
+// write's, however far they reach (a machine crash can lose the page of a
+// large record's header and keep later pages).
 //
 // Open replays the records in order into memory (the store keeps the log
 // between its compaction point and its last entry, and the latest
@@ -72,9 +78,11 @@ const (
 	walPrealloc = 4 << 20
 	// walRewriteMin is the size under which the file is never rewritten.
 	walRewriteMin = 8 << 20
-	// walTornMax is how far past the end of the log a torn write without
-	// a readable length may have left bytes.
-	walTornMax = 1 << 20
+	// walSearchBudget bounds the checksummed bytes of open's search for
+	// whole records past the end of the log: a tail crafted to hold a
+	// plausible header at every byte would otherwise cost time quadratic
+	// in its size. A search over budget fails open (errStoreCorrupt).
+	walSearchBudget = 1 << 30
 )
 
 // walOptions tune a WAL store.
@@ -211,18 +219,15 @@ func (s *walStore) load() error {
 	}
 	recs, end := scanWalRecords(buf[walHeaderSize:])
 	tail := buf[walHeaderSize+end:]
-	if n := walTornSpan(tail); n > 0 {
-		// Data past the end of the log, farther than one write could
-		// reach: damage inside the log, not a torn last write. Cutting
-		// there would drop Saves that were acknowledged; refuse instead.
-		last := len(tail) - 1
-		for tail[last] == 0 {
-			last--
-		}
-		if last >= n {
-			return fmt.Errorf("%w: the log breaks off at byte %d but data follows up to byte %d",
-				errStoreCorrupt, walHeaderSize+end, walHeaderSize+end+last)
-		}
+	if at, ok := walRecordPastEnd(tail, walSearchBudget); !ok {
+		return fmt.Errorf("%w: the log breaks off at byte %d and the %d bytes after it are too many to search for records; "+
+			"cannot tell a torn write from damage inside the log", errStoreCorrupt, walHeaderSize+end, len(tail))
+	} else if at >= 0 {
+		// A whole record after the break: damage inside the log, not a
+		// torn last write. Cutting there would drop Saves that were
+		// acknowledged; refuse instead.
+		return fmt.Errorf("%w: the log breaks off at byte %d but a whole record follows at byte %d",
+			errStoreCorrupt, walHeaderSize+end, walHeaderSize+end+at)
 	}
 	for k, r := range recs {
 		if err := s.replay(k, r); err != nil {
@@ -236,7 +241,7 @@ func (s *walStore) load() error {
 	}
 	// A torn record's bytes are zeroed and synced before the first write,
 	// so no later, shorter record can leave a fragment of it to be read.
-	if walTornSpan(tail) > 0 {
+	if slices.ContainsFunc(tail, func(c byte) bool { return c != 0 }) {
 		if _, err := s.f.WriteAt(make([]byte, len(tail)), s.off); err != nil {
 			return err
 		}
@@ -245,31 +250,29 @@ func (s *walStore) load() error {
 	return nil
 }
 
-// walTornSpan is 0 when tail (the file after the end of the log) is all
-// zeroes. Otherwise it is how far a torn last write may reach into tail:
-// the extent of the record whose header is at its start, when that
-// header's length fits the file, else walTornMax (a Save's usual bound;
-// a larger write whose header did not reach the disk is refused as
-// damage, which fails safe).
-func walTornSpan(tail []byte) int {
-	nonzero := false
-	for _, c := range tail {
-		if c != 0 {
-			nonzero = true
-			break
+// walRecordPastEnd returns the offset in tail (the file after the end of
+// the log) of the first whole record, one whose header fits and whose
+// checksum is good, that starts after tail's first byte, or -1 if there is
+// none. It checksums at most budget bytes; ok is false when that was not
+// enough to search all of tail.
+func walRecordPastEnd(tail []byte, budget int) (at int, ok bool) {
+	for o := 1; len(tail)-o >= walRecHeader; o++ {
+		h := tail[o : o+walRecHeader]
+		if h[8] < recSave || h[8] > recBase {
+			continue
+		}
+		n := int64(binary.BigEndian.Uint32(h))
+		if n < 1 || n > int64(len(tail)-o-walRecHeader) {
+			continue
+		}
+		if budget -= int(n) + 1; budget < 0 {
+			return -1, false
+		}
+		if crc32.Checksum(tail[o+8:o+walRecHeader+int(n)], castagnoli) == binary.BigEndian.Uint32(h[4:]) {
+			return o, true
 		}
 	}
-	if !nonzero {
-		return 0
-	}
-	span := walTornMax
-	if len(tail) >= walRecHeader {
-		n := int64(binary.BigEndian.Uint32(tail))
-		if n <= int64(len(tail)-walRecHeader) {
-			span = max(span, walRecHeader+int(n))
-		}
-	}
-	return span
+	return -1, true
 }
 
 // replay applies the k-th record of the file to the state.

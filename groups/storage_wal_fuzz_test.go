@@ -2,7 +2,6 @@ package groups
 
 import (
 	"errors"
-	"slices"
 	"testing"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -90,8 +89,13 @@ func FuzzWALFile(f *testing.F) {
 			t.Fatalf("end %d outside %d bytes", end, len(b)-walHeaderSize)
 		}
 		tail := b[walHeaderSize+end:]
-		if span := walTornSpan(tail); (span == 0) != !slices.ContainsFunc(tail, func(c byte) bool { return c != 0 }) {
-			t.Fatalf("torn span %d of a tail that is zero: %v", span, span == 0)
+		// A budget of len² covers every candidate's checksum.
+		if at, ok := walRecordPastEnd(tail, len(tail)*len(tail)); !ok || at == 0 {
+			t.Fatalf("search of a %d-byte tail: %d, %v", len(tail), at, ok)
+		} else if at > 0 {
+			if rs, _ := scanWalRecords(tail[at:]); len(rs) == 0 {
+				t.Fatalf("record found past the end at %d does not scan", at)
+			}
 		}
 		again, end2 := scanWalRecords(b[walHeaderSize : walHeaderSize+end])
 		if len(again) != len(recs) || end2 != end {

@@ -234,6 +234,10 @@ func TestWALStore_Corrupt(t *testing.T) {
 		{"unknown type", func(b []byte, offs []int64) []byte {
 			return append(b[:offs[3]], record(9, walBatch{})...)
 		}, errStoreCorrupt},
+		{"bad checksum with whole records after it", func(b []byte, offs []int64) []byte {
+			b[offs[1]+walRecHeader+2] ^= 0xff
+			return b
+		}, errStoreCorrupt},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -253,8 +257,8 @@ func TestWALStore_Corrupt(t *testing.T) {
 	}
 }
 
-// Damage inside the log, with more data after it than one torn write can
-// leave, is refused instead of cut: cutting would drop acknowledged Saves.
+// Damage inside the log, with whole records after it, is refused instead
+// of cut: cutting would drop acknowledged Saves.
 func TestWALStore_DamageInsideTheLog(t *testing.T) {
 	for _, at := range []string{"payload", "length"} {
 		t.Run(at, func(t *testing.T) {
@@ -264,7 +268,7 @@ func TestWALStore_DamageInsideTheLog(t *testing.T) {
 				t.Fatal(err)
 			}
 			var offs []int64
-			big := strings.Repeat("x", walTornMax/2)
+			big := strings.Repeat("x", 512<<10)
 			for i := uint64(1); i <= 4; i++ {
 				offs = append(offs, s.off)
 				mustSave(t, s, hardState(1, 1, i), nil, ent(i, 1, big))
@@ -288,6 +292,66 @@ func TestWALStore_DamageInsideTheLog(t *testing.T) {
 				t.Fatalf("open: %v, want errStoreCorrupt", err)
 			}
 		})
+	}
+}
+
+// A machine crash while a large record was written can lose the page of
+// its header and keep later pages: no whole record follows the break, so
+// it is a torn write, cut at open however far its bytes reach.
+func TestWALStore_LargeRecordTornAtItsHeader(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "g")
+	s, err := openWALStore(dir, walOptions{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustSave(t, s, hardState(1, 1, 1), nil, ent(1, 1, "small"))
+	at := s.off
+	mustSave(t, s, hardState(1, 1, 2), nil, ent(2, 1, strings.Repeat("x", 3<<20)))
+	_ = s.Close()
+	path := filepath.Join(dir, walDirName)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear(b[at : at+4096]) // the header's page never reached the disk
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err = openWALStore(dir, walOptions{NoSync: true})
+	if err != nil {
+		t.Fatalf("open after a large record torn at its header: %v", err)
+	}
+	wantRange(t, s, 1, 1)
+	if s.off != at {
+		t.Fatalf("log ends at %d, want %d", s.off, at)
+	}
+	mustSave(t, s, hardState(1, 1, 2), nil, ent(2, 1, "again"))
+	_ = s.Close()
+	s, err = openWALStore(dir, walOptions{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	wantRange(t, s, 1, 2)
+}
+
+// The search for whole records past the end of the log stops at its
+// budget, and open then refuses rather than guess.
+func TestWALRecordPastEnd_Budget(t *testing.T) {
+	rec, err := appendWalRecord(nil, recSave, walBatch{ents: []*raftpb.Entry{ent(1, 1, strings.Repeat("y", 1000))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tail := append(make([]byte, 5), rec...)
+	if at, ok := walRecordPastEnd(tail, 1<<20); !ok || at != 5 {
+		t.Fatalf("walRecordPastEnd = %d, %v; want 5, true", at, ok)
+	}
+	if at, ok := walRecordPastEnd(tail, 100); ok || at != -1 {
+		t.Fatalf("walRecordPastEnd over budget = %d, %v; want -1, false", at, ok)
+	}
+	tail[len(tail)-1] ^= 1
+	if at, ok := walRecordPastEnd(tail, 1<<20); !ok || at != -1 {
+		t.Fatalf("walRecordPastEnd of a broken record = %d, %v; want -1, true", at, ok)
 	}
 }
 
