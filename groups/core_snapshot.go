@@ -79,6 +79,12 @@ type snapXfer struct {
 	// its bytes after the MsgSnap are still offered to it.
 	adopted   *specFetch
 	specTried map[[32]byte]bool
+	// specPaused is the tick before which no speculative transfer starts:
+	// one failed (a holder served other bytes than it announced, or none),
+	// and a peer announcing ever new hashes could otherwise keep this node
+	// fetching MaxTotal bytes at a time for nothing (specTried forgets
+	// after maxAnnouncedAnchors hashes). The MsgSnap's fetch is not paused.
+	specPaused int64
 	// mismatched is the hash of the last snapshot whose transfer failed
 	// its hash check (zero: none): chunks are checked only as a whole, so
 	// the holder that served bad bytes is unknown, and asking the same

@@ -176,7 +176,7 @@ func (c *groupCore) onStatusSnapshots(from peer.ID, ps *peerState) {
 	// a snapshot older than the state would be other bytes.
 	if best.anchor.Index == 0 || best.anchor.Index <= c.applied+c.p.CompactionWindow ||
 		ps.status.GetApplied() != best.anchor.Index ||
-		best.size > c.snap.params.MaxTotal || c.snap.specTried[best.hash] {
+		best.size > c.snap.params.MaxTotal || c.snap.specTried[best.hash] || c.now < c.snap.specPaused {
 		return
 	}
 	c.startSpec(from, best)
@@ -246,7 +246,8 @@ func (c *groupCore) startSpec(from peer.ID, h heldInfo) {
 // checkSpec runs on ticks: a speculative transfer that failed, that this
 // node no longer needs (it applied past its anchor) or that finished and
 // waited longer than a held snapshot lives for a MsgSnap naming it is
-// dropped, and its memory with it.
+// dropped, and its memory with it. After a failure none starts for as
+// long as a held snapshot lives (specPaused).
 func (c *groupCore) checkSpec() {
 	s := c.snap.spec
 	if s == nil {
@@ -261,7 +262,8 @@ func (c *groupCore) checkSpec() {
 		return
 	}
 	if s.err != nil {
-		c.log.Debug("speculative snapshot transfer failed", "index", s.d.Anchor.Index, "err", s.err)
+		c.log.Debug("speculative snapshot transfer failed; none starts for a snapshot TTL", "index", s.d.Anchor.Index, "err", s.err)
+		c.snap.specPaused = c.now + keep
 	}
 	s.cancel()
 	c.snap.spec = nil

@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/groups/pb"
 	"github.com/mosaik-go/mosaik/internal/testutil"
 )
 
@@ -357,4 +359,79 @@ func TestSnapshotSpec_LyingHolder(t *testing.T) {
 	if !lied || started != 1 || used != 0 || dropped != 1 {
 		t.Fatalf("lied %v; speculative transfers: %d started, %d used, %d dropped; want 1, 0, 1", lied, started, used, dropped)
 	}
+}
+
+// On real hosts: after a speculative transfer failed (the holder serves
+// other bytes than it announced), a status announcing new bytes starts
+// none until a snapshot TTL has passed; a peer announcing ever new hashes
+// cannot keep this node fetching for nothing. Once the TTL has passed,
+// one starts again.
+func TestSnapshotSpec_PausedAfterFailure(t *testing.T) {
+	raftFrames := holdFrames(kindRaft)
+	n0, n1 := newBondNode(t, withSvcOpts(WithFaultHook(raftFrames.hook))), newBondNode(t)
+	raftFrames.to.Store(n1.h.ID())
+	meshed(t, n0)
+	g0 := joinBulkParams(t, n0.svc, specParams())
+	if err := g0.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	fillBulk(t, g0, 270, 4<<10)
+	snapshotted(t, g0)
+
+	sp := DefaultSnapshotParams()
+	sp.TTL = 2 * time.Second
+	g1, err := Join[bulkCmd, struct{}, bulkState](n1.svc, KeyFromSecret("bulk"), &bulk{}, WithParams(specParams()), WithSnapshotParams(sp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g1.Close() })
+	w := watch(t, g1)
+	w.lie = func(_ peer.ID, _ snapshotChunkRequest, c *snapshotChunk) {
+		d := append([]byte(nil), c.Data...)
+		d[0] ^= 0xff
+		c.Data = d
+	}
+	meshed(t, n0, n1)
+	testutil.Eventually(t, 10*time.Second, func() bool { _, _, d := specCounts(g1); return d == 1 }, "the lied-to speculative transfer was not dropped")
+
+	// n0's status again, announcing its snapshot under a hash not tried
+	// yet; it returns once the group goroutine has taken it.
+	rotate := func() {
+		t.Helper()
+		had := make(chan bool, 1)
+		if err := g1.c.do(tctx(t, 5*time.Second), func() {
+			ps := g1.c.peers[n0.h.ID()]
+			if ps == nil || ps.status == nil {
+				had <- false
+				return
+			}
+			// New bytes of n0's whole state: its applied index is the
+			// newest anchor's, as when it had just snapshotted.
+			st := proto.Clone(ps.status).(*pb.CoreStatus)
+			for _, a := range st.GetSnapshots() {
+				if len(a.GetHash()) > 0 {
+					a.Hash[0]++
+				}
+				st.Applied = max(st.GetApplied(), a.GetIndex())
+			}
+			ps.status = st
+			g1.c.onStatusSnapshots(n0.h.ID(), ps)
+			had <- true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !<-had {
+			t.Fatal("no status from n0")
+		}
+	}
+	rotate()
+	t.Log(specCounts(g1))
+	if started, _, _ := specCounts(g1); started != 1 {
+		t.Fatalf("%d speculative transfers started right after one failed; want 1", started)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		rotate()
+		started, _, _ := specCounts(g1)
+		return started == 2
+	}, "no speculative transfer started after the pause")
 }
