@@ -247,6 +247,16 @@ func TestSyncV2_HostileResponder(t *testing.T) {
 				}
 			}
 		}, "empty_page"},
+		{"want naming one key twice", func(st network.Stream) {
+			key := binary.BigEndian.AppendUint64(nil, 7)
+			_, _ = st.Write(frame(t, &pb.SyncPage{Last: true, Want: append(key, key...)}))
+			_ = st.Close()
+		}, "malformed"},
+		{"want keys out of order", func(st network.Stream) {
+			want := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, 9), 8)
+			_, _ = st.Write(frame(t, &pb.SyncPage{Last: true, Want: want}))
+			_ = st.Close()
+		}, "malformed"},
 		{"no end marker", func(st network.Stream) {
 			_, _ = st.Write(frame(t, &pb.SyncPage{Entries: [][]byte{own}}))
 			_ = st.Close()
