@@ -85,10 +85,10 @@ func TestTakeDeparture_AnswersAndNoReforward(t *testing.T) {
 	}
 }
 
-// loneService runs a discovery service of network nw on a host of its own
-// (127.0.0.1, no peers), for tests that call its handlers directly; ctx
-// ends with the test.
-func loneService(t *testing.T, nw catalog.NetworkID) (*Service, context.Context) {
+// loneService runs a discovery service of network nw, with TestParams as
+// tune changes them, on a host of its own (127.0.0.1, no peers), for
+// tests that call its handlers directly; ctx ends with the test.
+func loneService(t *testing.T, nw catalog.NetworkID, tune ...func(*Params)) (*Service, context.Context) {
 	t.Helper()
 	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
 	if err != nil {
@@ -101,7 +101,11 @@ func loneService(t *testing.T, nw catalog.NetworkID) (*Service, context.Context)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(h, ps, nw, WithParams(TestParams()))
+	p := TestParams()
+	for _, f := range tune {
+		f(&p)
+	}
+	s, err := New(h, ps, nw, WithParams(p))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -277,3 +277,76 @@ func TestClose_BoundedWithStalledSync(t *testing.T) {
 		t.Errorf("the stalled sync ended with %v, want a reset", err)
 	}
 }
+
+// Close ends a sync this node started with a responder that never
+// answers (here the connect sync), rather than wait for SyncTimeout
+// (review probe: Close took 20 s with SyncTimeout 20 s).
+func TestClose_BoundedWithStalledOutboundSync(t *testing.T) {
+	nw := catalog.IDFromString("discovery-test/close-outbound-stalled")
+	v := newNode(t, nw, withParams(func(p *discovery.Params) { p.SyncTimeout = time.Minute }))
+	x := newHost(t)
+	opened, hold := make(chan struct{}, 16), make(chan struct{})
+	defer close(hold)
+	for _, id := range discovery.SyncProtocols(nw) {
+		x.SetStreamHandler(id, func(st network.Stream) {
+			opened <- struct{}{}
+			<-hold // reads nothing, answers nothing
+			_ = st.Reset()
+		})
+	}
+	connect(t, x, v.h)
+	select {
+	case <-opened:
+	case <-time.After(testutil.Scale(10 * time.Second)):
+		t.Fatal("no sync with x started")
+	}
+	start := time.Now()
+	if err := v.svc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if took, bound := time.Since(start), testutil.Scale(3*discovery.TestParams().DepartureGrace+2*time.Second); took > bound {
+		t.Errorf("Close took %v with a sync to a stalled responder, more than %v", took, bound)
+	}
+	if got := v.svc.Stats().SyncErrorsBy["out/cancelled"]; got == 0 {
+		t.Errorf("the cancelled sync was not counted under out/cancelled: %v", v.svc.Stats().SyncErrorsBy)
+	}
+}
+
+// SyncWith returns when its context is cancelled, with the context's
+// error, although the responder never answers.
+func TestSyncWith_Cancelled(t *testing.T) {
+	nw := catalog.IDFromString("discovery-test/syncwith-cancel")
+	v := newNode(t, nw, withoutPubSub(), withParams(func(p *discovery.Params) {
+		p.DisableGossip, p.DisableSync = true, true
+		p.SyncTimeout = time.Minute
+	}))
+	x := newHost(t)
+	opened, hold := make(chan struct{}, 1), make(chan struct{})
+	defer close(hold)
+	for _, id := range discovery.SyncProtocols(nw) {
+		x.SetStreamHandler(id, func(st network.Stream) {
+			opened <- struct{}{}
+			<-hold
+			_ = st.Reset()
+		})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-opened:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	done := make(chan error, 1)
+	go func() { done <- v.svc.SyncWith(ctx, addrInfo(x)) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("SyncWith: %v, want context.Canceled", err)
+		}
+	case <-time.After(testutil.Scale(10 * time.Second)):
+		t.Fatal("SyncWith ignored its cancelled context")
+	}
+}

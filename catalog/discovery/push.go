@@ -478,7 +478,12 @@ func (s *Service) sendBumps(st network.Stream, p peer.ID, frame []byte) (network
 		}
 	}
 	_ = st.SetWriteDeadline(time.Now().Add(s.params.SyncTimeout))
-	if err := framer.WriteFrame(st, frame); err != nil {
+	// Close resets a write blocked on a peer that does not read, rather
+	// than wait for the deadline.
+	stop := context.AfterFunc(s.ctx, func() { _ = st.Reset() })
+	err := framer.WriteFrame(st, frame)
+	stop()
+	if err != nil {
 		_ = st.Reset()
 		return nil, err
 	}

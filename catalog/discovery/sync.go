@@ -151,6 +151,15 @@ func (s *Service) syncWith(ctx context.Context, p peer.ID, why source) (err erro
 	} else {
 		_ = st.SetDeadline(time.Now().Add(s.params.SyncTimeout))
 	}
+	// A cancellation (the caller's, or Close's) resets the stream: the
+	// deadline alone kept a sync with a stalled peer, and Close with it,
+	// waiting until SyncTimeout. A passed deadline is the stream's own.
+	stop := context.AfterFunc(ctx, func() {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			_ = st.Reset()
+		}
+	})
+	defer stop()
 	switch st.Protocol() {
 	case s.protos[0]:
 		span.SetAttributes(attribute.Bool("delta", true), attribute.Bool("bumps", true))
@@ -168,6 +177,10 @@ func (s *Service) syncWith(ctx context.Context, p peer.ID, why source) (err erro
 	// The responder may reset the stream (another network, a refusal)
 	// before our request is written: its code can surface at any step.
 	st.Reset()
+	if errors.Is(ctx.Err(), context.Canceled) {
+		s.stats.syncFailed("out", "cancelled")
+		return fmt.Errorf("discovery: sync with %s: %w (%v)", p, ctx.Err(), err)
+	}
 	s.stats.syncFailed("out", causeOf(err))
 	var se *network.StreamError
 	if errors.As(err, &se) && se.ErrorCode == CodeDifferentNetwork {
