@@ -298,6 +298,57 @@ func TestAdmission_SyncV2(t *testing.T) {
 	if knows(o.svc, member) {
 		t.Fatal("the closed node's catalog reached the unadmitted initiator")
 	}
+	// Nor when the closed node starts the sync: the open responder's want
+	// (it lacks the member) is not answered.
+	before = a.svc.Stats()
+	if err := a.svc.SyncWith(ctx, addrInfo(o.h)); err == nil {
+		t.Fatal("the closed node answered the want of an unadmitted responder")
+	}
+	if knows(o.svc, member) {
+		t.Fatal("the closed node's catalog reached the unadmitted responder")
+	}
+	if got := a.svc.Stats().SyncErrorsBy["out/unadmitted"]; got != before.SyncErrorsBy["out/unadmitted"]+1 {
+		t.Fatalf("out/unadmitted moved %d -> %d", before.SyncErrorsBy["out/unadmitted"], got)
+	}
+}
+
+// A member of a closed network that starts a sync 1.0.0 with a peer it
+// does not hold (here on connect, with an outsider that holds no ticket
+// and no entry) sends its own entry alone, not its catalog (review
+// probe: the outsider received every entry of the closed network).
+func TestAdmission_SyncV1InitiatorGivesOutsidersNothing(t *testing.T) {
+	c := newClosedNet(t, "discovery-test/admission-sync-v1-initiator")
+	m := c.node(t, withoutPubSub(), withParams(func(p *discovery.Params) { p.DisableGossip = true }))
+	zk, z := newKey(t)
+	if _, err := m.svc.Merge(sealWith(t, zk, c.nw, catalog.NewVersion(time.Now()), c.ticket(t, z, time.Now().Add(time.Hour)))); err != nil {
+		t.Fatal(err)
+	}
+	x := newHost(t)
+	got := make(chan []peer.ID, 1)
+	x.SetStreamHandler(discovery.SyncProtocolV1(c.nw), func(st network.Stream) {
+		var req pb.SyncRequest
+		if err := framer.ReadProto(bufio.NewReader(st), 8<<20, &req); err != nil {
+			_ = st.Reset()
+			return
+		}
+		var ids []peer.ID
+		for _, b := range req.Entries {
+			if e, err := catalog.OpenEntry(b, 0); err == nil {
+				ids = append(ids, e.Entry.PeerID)
+			}
+		}
+		got <- ids
+		_ = st.Reset()
+	})
+	connect(t, x, m.h)
+	select {
+	case ids := <-got:
+		if !slices.Equal(ids, []peer.ID{m.h.ID()}) {
+			t.Fatalf("the outsider received entries %v; want the initiator's own (%s) alone", ids, m.h.ID())
+		}
+	case <-time.After(testutil.Scale(10 * time.Second)):
+		t.Fatal("no sync 1.0.0 request reached the outsider")
+	}
 }
 
 // TestAdmission_Expiry: an entry leaves the catalog when its admission

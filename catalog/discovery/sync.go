@@ -190,10 +190,18 @@ func (s *Service) syncWith(ctx context.Context, p peer.ID, why source) (err erro
 }
 
 // syncV1 runs the initiator's side of sync 1.0.0 on st: it sends its
-// whole catalog in one frame and merges the responder's, read in one
+// whole catalog in one frame (in a closed network, to a responder it does
+// not hold, its own entry alone) and merges the responder's, read in one
 // frame of at most MaxSyncMessage bytes.
 func (s *Service) syncV1(st network.Stream, why source) error {
-	req := &pb.SyncRequest{Network: s.network[:], Entries: s.entries(s.store.Snapshot())}
+	snap := s.store.Snapshot()
+	entries := s.entries(snap)
+	if s.store.Admission() != nil && !s.member(st.Conn().RemotePeer()) {
+		// A closed network's catalog goes only to its members (section
+		// 7.1): a responder we do not hold gets our own entry alone.
+		entries = entries[:1]
+	}
+	req := &pb.SyncRequest{Network: s.network[:], Entries: entries}
 	if err := framer.WriteProto(countWriter{st, &s.stats.syncBytesOut}, req); err != nil {
 		return fmt.Errorf("send: %w", err)
 	}

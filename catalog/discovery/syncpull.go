@@ -49,6 +49,12 @@ func (s *Service) syncV2(st network.Stream, d dialect, why source) error {
 		_ = st.CloseWrite()
 		return nil
 	}
+	if p := st.Conn().RemotePeer(); s.store.Admission() != nil && !s.member(p) {
+		// A closed network's catalog goes only to its members: a
+		// responder not in our catalog after its pages (its entry
+		// missing or unadmitted) gets none of it (section 7.1).
+		return syncErrorf("unadmitted", "responder %s is not admitted: its want is not answered", p)
+	}
 	pw := &pageWriter{w: countWriter{st, &s.stats.syncBytesOut}, d: d}
 	for _, k := range want {
 		i, ok := slices.BinarySearchFunc(idx, k.key, func(x indexed, k uint64) int { return cmp.Compare(x.key, k) })
