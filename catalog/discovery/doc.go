@@ -189,7 +189,7 @@
 //  1. localMu (the local entry: [Service.UpdateLocal], heartbeats, the
 //     departure), then the store's (catalog.Store.SetLocal) and through it
 //     its subscriptions' (see package catalog);
-//  2. syncMu (sync pacing, inbound rate limiters, probes in flight), the
+//  2. syncMu (sync pacing and retries, inbound rate limiters, probes in flight), the
 //     serving-slot table's, the bump push state's (push.go), lifeMu
 //     (goroutine ownership) and the counters' lock are leaves: none is held while another lock is taken, or while
 //     calling the store, the host or pubsub.

@@ -73,11 +73,26 @@ func (s *Service) startSync(p peer.ID) {
 
 // syncRetrying syncs with p, retrying failures (a busy or rate-limiting
 // responder, a timeout) with exponential backoff from 100 ms while p stays
-// connected and still warrants a sync, at most 6 attempts. why names the
+// connected and still warrants a sync, at most 6 attempts; a refused sync
+// (rate limited, or no slot free) is retried no sooner than
+// SyncMinInterval (PROTOCOL.md section 10.4). One runs per peer at a time:
+// a second one for p returns at once, the first one syncs. why names the
 // kind of sync for the debug log (fromSync, fromSettleSync or
 // fromJoinRepair; a sync from an empty catalog is a join sync whatever
 // started it).
 func (s *Service) syncRetrying(p peer.ID, why source) {
+	s.syncMu.Lock()
+	if s.retrying[p] {
+		s.syncMu.Unlock()
+		return
+	}
+	s.retrying[p] = true
+	s.syncMu.Unlock()
+	defer func() {
+		s.syncMu.Lock()
+		delete(s.retrying, p)
+		s.syncMu.Unlock()
+	}()
 	wait := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := s.syncOnce(p, why)
@@ -88,7 +103,11 @@ func (s *Service) syncRetrying(p peer.ID, why source) {
 			s.log.Debug("sync failed", "peer", p, "attempts", attempt, "err", err)
 			return
 		}
-		t := time.NewTimer(jitter(wait, 0.5))
+		d := jitter(wait, 0.5)
+		if refused(err) {
+			d = max(d, s.params.SyncMinInterval)
+		}
+		t := time.NewTimer(d)
 		select {
 		case <-s.ctx.Done():
 			t.Stop()
@@ -100,6 +119,14 @@ func (s *Service) syncRetrying(p peer.ID, why source) {
 		}
 		wait = min(2*wait, s.params.SyncTimeout)
 	}
+}
+
+// refused reports whether err is a responder's refusal of a sync: reset
+// as rate limited or for want of a free slot.
+func refused(err error) bool {
+	var se *network.StreamError
+	return errors.As(err, &se) && se.Remote &&
+		(se.ErrorCode == network.StreamRateLimited || se.ErrorCode == network.StreamResourceLimitExceeded)
 }
 
 func (s *Service) syncOnce(p peer.ID, why source) error {

@@ -338,3 +338,37 @@ func liveHeap() uint64 {
 	runtime.ReadMemStats(&ms)
 	return ms.HeapAlloc
 }
+
+// A sync the responder refuses (rate limited) is retried no sooner than
+// SyncMinInterval (PROTOCOL.md section 10.4), and one retry chain runs
+// per peer (review probe: 15 refused syncs in 4 s at SyncMinInterval
+// 2 s, some 20 ms apart).
+func TestSync_RefusedIsRetriedAfterSyncMinInterval(t *testing.T) {
+	nw := catalog.IDFromString("discovery-test/refused-retry")
+	const minInterval = time.Second
+	v := newNode(t, nw, withParams(func(p *discovery.Params) { p.SyncMinInterval = minInterval }))
+	x := newHost(t)
+	var mu sync.Mutex
+	var at []time.Time
+	for _, id := range discovery.SyncProtocols(nw) {
+		x.SetStreamHandler(id, func(st network.Stream) {
+			mu.Lock()
+			at = append(at, time.Now())
+			mu.Unlock()
+			_ = st.ResetWithError(network.StreamRateLimited)
+		})
+	}
+	connect(t, x, v.h)
+	testutil.Eventually(t, 15*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(at) >= 4
+	}, "fewer than 4 syncs reached x")
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i < len(at); i++ {
+		if gap := at[i].Sub(at[i-1]); gap < minInterval {
+			t.Errorf("refused sync %d retried %v after the one before, sooner than SyncMinInterval %v", i, gap, minInterval)
+		}
+	}
+}
