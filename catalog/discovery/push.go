@@ -37,7 +37,8 @@ const (
 	// BumpPeers peers, those we chose and those that push to us.
 	maxPushersFactor = 2
 	// maxPushStreams caps the inbound push streams open at once (one per
-	// peer: a new stream from a peer replaces its old one).
+	// peer: a new stream from a peer replaces its old one), of which
+	// peers not in the catalog hold at most half (inboundPushes.admit).
 	maxPushStreams = 64
 	// pushFramesPerInterval and pushFrameBurst: per-peer inbound frames.
 	pushFramesPerInterval = 4
@@ -106,14 +107,14 @@ type pusher struct {
 
 	limiters  *lru.Cache[peer.ID, *rate.Limiter]
 	penalties *lru.Cache[peer.ID, *penalty]
-	inbound   map[peer.ID]network.Stream // push streams being read, one per peer
+	inbound   inboundPushes
 }
 
 func newPusher() *pusher {
 	limiters, _ := lru.New[peer.ID, *rate.Limiter](4096)
 	penalties, _ := lru.New[peer.ID, *penalty](4096)
 	return &pusher{peers: map[peer.ID]*pushPeer{}, pushers: map[peer.ID]time.Time{}, pulls: map[peer.ID]pendingPull{},
-		limiters: limiters, penalties: penalties, inbound: map[peer.ID]network.Stream{}}
+		limiters: limiters, penalties: penalties, inbound: inboundPushes{streams: map[peer.ID]*inboundPush{}}}
 }
 
 func (s *Service) pushEnabled() bool { return s.params.BumpInterval > 0 }
@@ -252,9 +253,9 @@ func (s *Service) closePushStreams() {
 func (s *Service) resetPushStreams() {
 	p := s.push
 	p.mu.Lock()
-	sts := make([]network.Stream, 0, len(p.inbound))
-	for _, st := range p.inbound {
-		sts = append(sts, st)
+	sts := make([]network.Stream, 0, len(p.inbound.streams))
+	for _, in := range p.inbound.streams {
+		sts = append(sts, in.st)
 	}
 	p.mu.Unlock()
 	for _, st := range sts {

@@ -39,18 +39,21 @@ func (s *Service) handleBumps(st network.Stream) {
 		return
 	}
 	p := s.push
+	_, member := s.store.Snapshot().Get(from)
 	p.mu.Lock()
-	old := p.inbound[from]
-	if old == nil && len(p.inbound) >= maxPushStreams {
-		p.mu.Unlock()
+	in, old, evicted := p.inbound.admit(from, st, !member)
+	p.mu.Unlock()
+	if in == nil {
 		s.stats.pushFailed("in/busy")
 		_ = st.ResetWithError(network.StreamResourceLimitExceeded)
 		return
 	}
-	p.inbound[from] = st // a peer's new stream replaces its old one
-	p.mu.Unlock()
 	if old != nil {
 		_ = old.Reset()
+	}
+	if evicted != nil {
+		s.stats.pushFailed("in/evicted")
+		_ = evicted.ResetWithError(network.StreamResourceLimitExceeded)
 	}
 	if s.ctx.Err() != nil { // closing: resetPushStreams may have run before we registered
 		_ = st.Reset()
@@ -58,9 +61,7 @@ func (s *Service) handleBumps(st network.Stream) {
 	}
 	defer func() {
 		p.mu.Lock()
-		if p.inbound[from] == st {
-			delete(p.inbound, from)
-		}
+		p.inbound.release(in)
 		p.mu.Unlock()
 	}()
 	r := bufio.NewReaderSize(st, 4096)
@@ -111,6 +112,77 @@ func (s *Service) handleBumps(st network.Stream) {
 			s.startSync(from)
 		}
 		s.applyPushed(from, bumps)
+	}
+}
+
+// inboundPushes is the table of push streams being read, one per peer.
+// Peers not in the catalog ("strangers": new, or identities made up to
+// take the table) hold at most half of it, and a member's stream that
+// finds it full takes the slot of the oldest stranger's: strangers that
+// keep streams open cannot shut the members' heartbeats out (review
+// probe: 64 made-up peers sending empty frames held every slot, and a
+// member's heartbeats, refused, never arrived; it was purged). Members
+// alone can fill it, as many as 64 of them. Its owner's lock guards it.
+type inboundPushes struct {
+	streams   map[peer.ID]*inboundPush
+	strangers int
+	seq       uint64
+}
+
+type inboundPush struct {
+	peer     peer.ID
+	st       network.Stream
+	stranger bool
+	seq      uint64 // admission order: lower is older
+}
+
+// admit registers st, from, a stranger or not. It returns the slot (nil:
+// refused, the table is full for it), the peer's older stream, replaced,
+// and the stream of a stranger that lost its slot to this one; the caller
+// resets those two.
+func (t *inboundPushes) admit(from peer.ID, st network.Stream, stranger bool) (in *inboundPush, old, evicted network.Stream) {
+	prev := t.streams[from]
+	if prev == nil {
+		switch {
+		case stranger && (t.strangers >= maxPushStreams/2 || len(t.streams) >= maxPushStreams):
+			return nil, nil, nil
+		case len(t.streams) >= maxPushStreams:
+			var oldest *inboundPush
+			for _, x := range t.streams {
+				if x.stranger && (oldest == nil || x.seq < oldest.seq) {
+					oldest = x
+				}
+			}
+			if oldest == nil {
+				return nil, nil, nil
+			}
+			t.drop(oldest)
+			evicted = oldest.st
+		}
+	} else {
+		t.drop(prev)
+		old = prev.st
+	}
+	t.seq++
+	in = &inboundPush{peer: from, st: st, stranger: stranger, seq: t.seq}
+	t.streams[from] = in
+	if stranger {
+		t.strangers++
+	}
+	return in, old, evicted
+}
+
+// release frees in's slot unless it was taken over (replaced or evicted).
+func (t *inboundPushes) release(in *inboundPush) {
+	if t.streams[in.peer] == in {
+		t.drop(in)
+	}
+}
+
+func (t *inboundPushes) drop(in *inboundPush) {
+	delete(t.streams, in.peer)
+	if in.stranger {
+		t.strangers--
 	}
 }
 

@@ -2,6 +2,7 @@ package discovery_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -366,4 +367,58 @@ func TestPush_IdleStreamNotLost(t *testing.T) {
 	if errs := a.svc.Stats().BumpErrorsBy; len(errs) != 0 {
 		t.Fatalf("a's pushes failed: %v", errs)
 	}
+}
+
+// Peers not in the catalog hold at most half of the inbound push streams,
+// and a member's stream takes the slot of the oldest stranger's when the
+// table is full: 64 made-up peers that keep push streams open (empty
+// frames) cannot shut out a member's heartbeats. Before, they held every
+// slot and the member's heartbeats were refused until it was purged.
+func TestPush_StrangersCannotHoldEverySlot(t *testing.T) {
+	nw := catalog.IDFromString("discovery-test/push-slots")
+	quiet := withParams(func(p *discovery.Params) { p.DisableGossip, p.DisableSync = true, true })
+	v := newNode(t, nw, withoutPubSub(), quiet)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	const strangers = 64
+	for range strangers {
+		x := newHost(t)
+		connect(t, x, v.h)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if st, err := x.NewStream(ctx, v.h.ID(), discovery.BumpProtocol(nw)); err == nil {
+					for ctx.Err() == nil {
+						if _, err := st.Write([]byte{0}); err != nil { // an empty frame
+							break
+						}
+						select {
+						case <-ctx.Done():
+						case <-time.After(100 * time.Millisecond): // keeps the stream busy
+						}
+					}
+					_ = st.Reset()
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(100 * time.Millisecond): // then tries again
+				}
+			}
+		}()
+	}
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		return v.svc.Stats().BumpErrorsBy["in/stranger"] >= strangers/2
+	}, "the strangers' streams were not read")
+
+	a := newNode(t, nw, withoutPubSub(), quiet)
+	if _, err := v.svc.Merge(a.svc.Catalog().Local()); err != nil {
+		t.Fatal(err)
+	}
+	first := versionAt(v.svc, a.h.ID())
+	connect(t, a.h, v.h)
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		return versionAt(v.svc, a.h.ID()).Compare(first) > 0
+	}, "no heartbeat of member a reached v: push errors %v", testutil.Lazy(func() any { return v.svc.Stats().BumpErrorsBy }))
 }
