@@ -132,7 +132,7 @@ type Service struct {
 
 	syncMu   sync.Mutex
 	lastSync map[peer.ID]time.Time
-	retrying map[peer.ID]bool // peers a syncRetrying runs for
+	retrying map[peer.ID]*retryChain // the syncRetrying running for each peer
 	limiters *lru.Cache[peer.ID, *rate.Limiter]
 	serving  *slots        // syncs being served
 	starting chan struct{} // semaphore of syncs being started
@@ -214,7 +214,7 @@ func New(h host.Host, ps *pubsub.PubSub, network catalog.NetworkID, opts ...Opti
 		log:   cfg.log.With("component", "discovery", "network", network.Short()),
 		store: store, rtt: catalog.NewRTTTable(), local: local,
 		relayQ: make(chan relay, 256), announceNow: make(chan struct{}, 1), flushNow: make(chan struct{}, 1), peerJoined: make(chan struct{}, 1), connectNow: make(chan struct{}, 1), dhtNow: make(chan struct{}, 1),
-		lastSync: map[peer.ID]time.Time{}, retrying: map[peer.ID]bool{}, limiters: limiters, dht: cfg.dht,
+		lastSync: map[peer.ID]time.Time{}, retrying: map[peer.ID]*retryChain{}, limiters: limiters, dht: cfg.dht,
 		serving:  newSlots(p.MaxConcurrentSyncs, p.SyncBurst),
 		starting: make(chan struct{}, 8),
 		dialing:  make(chan struct{}, max(1, p.CascadeBelow)),

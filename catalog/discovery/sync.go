@@ -75,49 +75,86 @@ func (s *Service) startSync(p peer.ID) {
 // responder, a timeout) with exponential backoff from 100 ms while p stays
 // connected and still warrants a sync, at most 6 attempts; a refused sync
 // (rate limited, or no slot free) is retried no sooner than
-// SyncMinInterval (PROTOCOL.md section 10.4). One runs per peer at a time:
-// a second one for p returns at once, the first one syncs. why names the
-// kind of sync for the debug log (fromSync, fromSettleSync or
-// fromJoinRepair; a sync from an empty catalog is a join sync whatever
-// started it).
+// SyncMinInterval (PROTOCOL.md section 10.4). One runs per peer at a
+// time: a second call for p while one runs makes that one sync once more
+// when it is done (a settle or repair sync is not lost to a sync in
+// flight, nor doubled by a second retry chain). why names the kind of sync
+// for the debug log (fromSync, fromSettleSync or fromJoinRepair; a sync
+// from an empty catalog is a join sync whatever started it).
 func (s *Service) syncRetrying(p peer.ID, why source) {
 	s.syncMu.Lock()
-	if s.retrying[p] {
+	if c := s.retrying[p]; c != nil {
+		c.again, c.why = true, why
 		s.syncMu.Unlock()
 		return
 	}
-	s.retrying[p] = true
+	c := &retryChain{}
+	s.retrying[p] = c
 	s.syncMu.Unlock()
-	defer func() {
+	for {
+		refusedAt := s.retrySync(p, why)
+		if !refusedAt.IsZero() && s.ctx.Err() == nil {
+			s.sleep(s.params.SyncMinInterval - time.Since(refusedAt)) // before any sync once more
+		}
 		s.syncMu.Lock()
-		delete(s.retrying, p)
+		if !c.again || s.ctx.Err() != nil {
+			delete(s.retrying, p)
+			s.syncMu.Unlock()
+			return
+		}
+		c.again, why = false, c.why
 		s.syncMu.Unlock()
-	}()
+	}
+}
+
+// retryChain is a syncRetrying in progress: again asks it for one more
+// sync, of kind why, once it is done. Guarded by syncMu.
+type retryChain struct {
+	again bool
+	why   source
+}
+
+// retrySync is syncRetrying's chain of attempts. It returns when the last
+// one was refused (zero when it was not).
+func (s *Service) retrySync(p peer.ID, why source) (refusedAt time.Time) {
 	wait := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := s.syncOnce(p, why)
 		if err == nil || s.ctx.Err() != nil || errors.Is(err, catalog.ErrOtherNetwork) {
-			return
-		}
-		if attempt == 6 || s.h.Network().Connectedness(p) != network.Connected || !s.shouldSync(p) {
-			s.log.Debug("sync failed", "peer", p, "attempts", attempt, "err", err)
-			return
+			return time.Time{}
 		}
 		d := jitter(wait, 0.5)
 		if refused(err) {
-			d = max(d, s.params.SyncMinInterval)
+			refusedAt, d = time.Now(), max(d, s.params.SyncMinInterval)
+		} else {
+			refusedAt = time.Time{}
 		}
-		t := time.NewTimer(d)
-		select {
-		case <-s.ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
+		if attempt == 6 || s.h.Network().Connectedness(p) != network.Connected || !s.shouldSync(p) {
+			s.log.Debug("sync failed", "peer", p, "attempts", attempt, "err", err)
+			return refusedAt
+		}
+		if !s.sleep(d) {
+			return time.Time{}
 		}
 		if !s.shouldSync(p) { // p became known (its own sync, gossip) while we waited
-			return
+			return refusedAt
 		}
 		wait = min(2*wait, s.params.SyncTimeout)
+	}
+}
+
+// sleep waits d (none when d <= 0); false when the service closed first.
+func (s *Service) sleep(d time.Duration) bool {
+	if d <= 0 {
+		return s.ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-s.ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
