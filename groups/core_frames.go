@@ -135,7 +135,7 @@ func (c *groupCore) onRaft(ps *peerState, epoch uint64, data []byte) {
 		c.drop()
 		return
 	}
-	if !c.fresh() && !c.inConf(ps.id) && ps.id != c.lead {
+	if !c.fresh() && !c.inConf(ps.id) && ps.id != c.lead && !leadsTo(ps, c.epoch, m.GetType()) {
 		// Members and the current leader only (a joining node learns the
 		// configuration from its leader's entries): a non-member's raft
 		// message, say with an absurd term, must not disturb the cluster.
@@ -218,4 +218,18 @@ func (c *groupCore) broadcastStatus() {
 			c.send(p, kindStatus, st)
 		}
 	}
+}
+
+// leadsTo reports whether a message of type t from ps is a leader's to a
+// follower (entries, heartbeat, snapshot) and ps's status says it leads
+// epoch. A member that was away past RemoveAfter, and removed, knows
+// neither the leader that adds it back nor, when that leader joined after
+// it left, any of the voters: without this it dropped every message of
+// that leader and never caught up (its own messages the members drop).
+func leadsTo(ps *peerState, epoch uint64, t raftpb.MessageType) bool {
+	switch t {
+	case raftpb.MessageType_MsgApp, raftpb.MessageType_MsgHeartbeat, raftpb.MessageType_MsgSnap:
+		return ps.status.GetIsLeader() && ps.status.GetEpoch() == epoch
+	}
+	return false
 }

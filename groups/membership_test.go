@@ -383,3 +383,49 @@ func TestMembers_LearnerFetchingASnapshotSurvivesABondDrop(t *testing.T) {
 	n.heal()
 	catchUp(t, g1, last, want)
 }
+
+// A member cut off past RemoveAfter is removed; leadership then passes to
+// a writer that joined after it left. Healed, the stale member (its
+// configuration names neither the new leader nor the current voters) is
+// added back by that leader and catches up: it takes the raft messages of
+// the peer whose status says it leads this epoch. It dropped them all
+// before and stayed behind for good (review probe: state 5 of 115, 134
+// frames dropped).
+func TestMembership_StaleMemberCatchesUpWithALeaderItNeverKnew(t *testing.T) {
+	n := newMemNet()
+	a := joinCounter(t, n.service(t, "a", false))
+	if err := a.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	x := joinCounter(t, n.service(t, "x", false))
+	if err := x.When().Online(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Execute(tctx(t, 5*time.Second), 5); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return weak(t, x) == 5 }, "x did not apply 5")
+	xID := x.c.selfID
+	n.partition([]peer.ID{x.c.self}, []peer.ID{a.c.self})
+	testutil.Eventually(t, 15*time.Second, func() bool {
+		v, l := confOf(a)
+		return len(v) > 0 && !slices.Contains(v, xID) && !slices.Contains(l, xID)
+	}, "x was not removed")
+	d := joinCounter(t, n.service(t, "d", false))
+	n.partition([]peer.ID{x.c.self}, []peer.ID{a.c.self, d.c.self})
+	if err := d.When().Online(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Execute(tctx(t, 5*time.Second), 10); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.Close()
+	if err := d.When().IsLeader(tctx(t, 15*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	n.heal()
+	if _, err := d.Execute(tctx(t, 5*time.Second), 100); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 20*time.Second, func() bool { return weak(t, x) == 115 }, "the stale member did not catch up with the new leader")
+}
