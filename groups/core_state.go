@@ -17,7 +17,7 @@ import (
 type coreState struct {
 	mu      sync.Mutex
 	groups  map[catalog.ID]*joined
-	joining map[catalog.ID]chan struct{} // Joins opening their store, closed when done
+	joining map[catalog.ID]chan struct{} // Joins opening their store, and groups leaving (release), closed when done
 	closed  bool
 }
 
@@ -49,6 +49,8 @@ func (s *Service) logger() *slog.Logger {
 // discarded, and other command, query or result types (ErrTypeMismatch),
 // another role or another Reluctant setting are an error. Each handle has
 // its own Close; the group ends on this node when the last one closes.
+// A Join while that last Close is leaving the group (at most LeaveTimeout)
+// waits for it, then joins afresh.
 func Join[C, Q, R any](s *Service, key Key, sm StateMachine[C, Q, R], opts ...Option) (*Group[C, Q, R], error) {
 	if sm == nil {
 		return nil, errors.New("groups: nil state machine")
@@ -176,15 +178,32 @@ func (cs *coreState) release(id catalog.ID, j *joined) error {
 	cs.mu.Lock()
 	j.refs--
 	last := j.refs == 0 && !j.stopped
+	var busy chan struct{}
 	if last {
 		j.stopped = true
 		if cs.groups[id] == j {
 			delete(cs.groups, id)
+			// A Join of id while the group leaves (up to LeaveTimeout) waits
+			// for it, as for a Join opening the store, then starts afresh:
+			// it failed with "already attached" (or on the store's lock).
+			if cs.joining[id] == nil {
+				busy = make(chan struct{})
+				if cs.joining == nil {
+					cs.joining = map[catalog.ID]chan struct{}{}
+				}
+				cs.joining[id] = busy
+			}
 		}
 	}
 	cs.mu.Unlock()
 	if last {
 		j.c.stop(j.c.p.LeaveTimeout)
+	}
+	if busy != nil {
+		cs.mu.Lock()
+		delete(cs.joining, id)
+		close(busy)
+		cs.mu.Unlock()
 	}
 	return nil
 }

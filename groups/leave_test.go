@@ -333,3 +333,35 @@ func closeTogether(t *testing.T, gs []*Group[int64, struct{}, int64], leaveTimeo
 		}
 	}
 }
+
+// A Join of a group whose last handle is closing (its graceful leave can
+// take LeaveTimeout) waits for the leave, then starts the group afresh.
+// It failed with "already attached" (review probe), or with a data dir
+// on the store's lock.
+func TestLeave_JoinWhileTheLastCloseLeaves(t *testing.T) {
+	n := newMemNet()
+	gs := threeCounters(t, n)
+	a := gs[1]
+	n.partition([]peer.ID{a.c.self}) // a's leave waits LeaveTimeout for a leader it cannot reach
+	closed := make(chan struct{})
+	go func() { _ = a.Close(); close(closed) }()
+	cs := &a.s.core
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		cs.mu.Lock()
+		defer cs.mu.Unlock()
+		return cs.groups[a.id] == nil
+	}, "the last Close did not start")
+	g, err := Join[int64, struct{}, int64](a.s, KeyFromSecret("counter"), &counter{}, WithParams(TestParams()))
+	if err != nil {
+		t.Fatalf("Join while the last Close leaves: %v", err)
+	}
+	t.Cleanup(func() { _ = g.Close() })
+	select {
+	case <-closed:
+	default:
+		t.Fatal("Join returned before the leaving group stopped")
+	}
+	if g.c == a.c {
+		t.Fatal("Join returned the leaving group")
+	}
+}
