@@ -502,6 +502,7 @@ func (c *groupCore) onTick() {
 	c.maybeBootstrap()
 	if c.now%int64(c.statusEvery()) == 0 {
 		c.broadcastStatus()
+		c.forgetGone()
 	}
 	if c.state == raft.StateLeader && c.now%int64(c.p.ticks(c.p.Heartbeat)) == 0 {
 		c.manageMembers()

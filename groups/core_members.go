@@ -418,6 +418,24 @@ func (c *groupCore) changeConf(t raftpb.ConfChangeType, ids ...uint64) {
 	c.log.Info("membership change proposed", "change", t.String(), "nodes", ids)
 }
 
+// forgetGone drops the state of peers whose bond has been down for
+// RemoveAfter and whom the group no longer needs (not in the
+// configuration, not leaving, not the leader). Short-lived members (a
+// command-line reader) left an entry on every node for good, and the
+// loops over peers each heartbeat and tick grew with them (review probe:
+// 30 entries after 30 readers came and went). A peer that bonds again
+// starts afresh, as a new one does.
+func (c *groupCore) forgetGone() {
+	after := int64(c.p.ticks(c.p.RemoveAfter))
+	for p, ps := range c.peers {
+		if ps.up || c.now-ps.downAt < after || c.inConf(ps.id) || c.leavers[ps.id] || ps.id == c.lead {
+			continue
+		}
+		delete(c.peers, p)
+		delete(c.byRaft, ps.id)
+	}
+}
+
 func (c *groupCore) onBond(ev bondEvent) {
 	ps := c.peers[ev.p]
 	if ps == nil {

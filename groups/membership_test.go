@@ -2,6 +2,7 @@ package groups
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -428,4 +429,37 @@ func TestMembership_StaleMemberCatchesUpWithALeaderItNeverKnew(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 20*time.Second, func() bool { return weak(t, x) == 115 }, "the stale member did not catch up with the new leader")
+}
+
+// The state a node keeps of a peer goes once the peer is gone for
+// RemoveAfter and out of the configuration: short-lived readers coming and
+// going do not grow it (review probe: 30 entries after 30 readers).
+func TestMembers_GonePeersAreForgotten(t *testing.T) {
+	n := newMemNet()
+	a := joinCounter(t, n.service(t, "a", false))
+	if err := a.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	peers := func() (int, int) {
+		ch := make(chan [2]int, 1)
+		if err := a.c.do(tctx(t, 5*time.Second), func() { ch <- [2]int{len(a.c.peers), len(a.c.byRaft)} }); err != nil {
+			t.Fatal(err)
+		}
+		c := <-ch
+		return c[0], c[1]
+	}
+	for i := range 5 {
+		s := n.newService(fmt.Sprint("r", i), false)
+		r := joinCounter(t, s, WithRole(RoleReader))
+		if err := r.When().Online(tctx(t, 10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		_ = r.Close()
+		_ = s.Close()
+	}
+	testutil.Eventually(t, 20*time.Second, func() bool { p, b := peers(); return p == 0 && b == 0 },
+		"peers of readers that left are kept: %v", testutil.Lazy(func() any { p, b := peers(); return [2]int{p, b} }))
+	if _, err := a.Execute(tctx(t, 5*time.Second), 1); err != nil {
+		t.Fatal(err)
+	}
 }
