@@ -57,3 +57,35 @@ func TestBonds_NonReaderDoesNotHoldClose(t *testing.T) {
 		}
 	}
 }
+
+// The dial backoff of a peer whose bond ended is forgotten once its entry
+// no longer lists the group: such a peer never bonds again, which alone
+// cleared it, and the map kept every member that ever left (review probe:
+// six entries after six peers came and went).
+func TestBonds_BackoffOfPeersThatLeftIsForgotten(t *testing.T) {
+	s := testSpec("retry-forgotten", RoleWriter)
+	a := newBondNode(t)
+	ga, _ := a.attach(t, s)
+	retries := func() int {
+		ga.mu.Lock()
+		defer ga.mu.Unlock()
+		return len(ga.retry)
+	}
+	for range 3 {
+		b := newBondNode(t)
+		meshed(t, a, b)
+		gb, _ := b.attach(t, s)
+		testutil.Eventually(t, 10*time.Second, func() bool {
+			ga.mu.Lock()
+			defer ga.mu.Unlock()
+			return ga.slots[b.h.ID()] != nil
+		}, "a and b did not bond")
+		_ = gb.Close() // b leaves the group: its entry stops listing it
+		testutil.Eventually(t, 10*time.Second, func() bool {
+			ga.mu.Lock()
+			defer ga.mu.Unlock()
+			return ga.slots[b.h.ID()] == nil
+		}, "the bond did not end")
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return retries() == 0 }, "dial backoffs of peers that left are kept: %d", testutil.Lazy(func() any { return retries() }))
+}

@@ -459,10 +459,17 @@ func (g *groupNet) scan(snap *catalog.Snapshot) time.Duration {
 	now := time.Now()
 	wake := time.Hour
 	var eligible map[peer.ID]bool // peers still in their dial grace (all in graced)
+	var listed map[peer.ID]bool   // peers with a dial backoff whose entry lists the group
 	defer func() {
 		g.mu.Lock()
 		if len(g.graced) > len(eligible) { // some no longer wait: forget them
 			maps.DeleteFunc(g.graced, func(p peer.ID, _ time.Time) bool { return !eligible[p] })
+		}
+		if len(g.retry) > len(listed) {
+			// Backoffs of peers that left the group or the catalog: such a
+			// peer never bonds again, which alone cleared its entry, so
+			// every member that ever bonded stayed in the map.
+			maps.DeleteFunc(g.retry, func(p peer.ID, _ *retry) bool { return !listed[p] && !g.dialing[p] })
 		}
 		g.mu.Unlock()
 	}()
@@ -485,6 +492,12 @@ func (g *groupNet) scan(snap *catalog.Snapshot) time.Duration {
 		g.mu.Lock()
 		busy := g.slots[p] != nil || g.dialing[p] || g.closed
 		r := g.retry[p]
+		if r != nil {
+			if listed == nil {
+				listed = map[peer.ID]bool{}
+			}
+			listed[p] = true
+		}
 		if !busy && r != nil && now.Before(r.next) {
 			wake = min(wake, r.next.Sub(now))
 			busy = true
