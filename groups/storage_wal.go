@@ -45,12 +45,17 @@ import (
 // zeroes whatever follows that end before the store writes again, so bytes
 // of a torn record can never be read as a record later. Writes are one at
 // a time, each synced before the next begins, so no acknowledged record
-// can follow a torn one: if a whole record (its checksum good) starts
-// anywhere past the end, the break is damage inside the log, and open
-// fails with errStoreCorrupt rather than drop Saves that were
-// acknowledged. Bytes past the end that hold no whole record are the torn
-// write's, however far they reach (a machine crash can lose the page of a
-// large record's header and keep later pages).
+// can follow a torn one. Open judges what follows the end (walTail): a
+// whole record (its checksum good) right after the broken record's
+// extent, or one that runs up to the last non-zero byte of the file (the
+// last record written, when records follow a break), is damage inside the
+// log, as are non-zero bytes past a broken record whose length is
+// readable; open then fails with errStoreCorrupt rather than drop Saves
+// that were acknowledged. Anything else is the torn write's bytes, also
+// when the page of a large record's header was lost and later pages
+// landed (a machine crash), unless the search for such a last record
+// outgrows its budget and the bytes reach past walTornMax: that is
+// refused, as damage would be.
 //
 // Open replays the records in order into memory (the store keeps the log
 // between its compaction point and its last entry, and the latest
@@ -78,11 +83,15 @@ const (
 	walPrealloc = 4 << 20
 	// walRewriteMin is the size under which the file is never rewritten.
 	walRewriteMin = 8 << 20
-	// walSearchBudget bounds the checksummed bytes of open's search for
-	// whole records past the end of the log: a tail crafted to hold a
-	// plausible header at every byte would otherwise cost time quadratic
-	// in its size. A search over budget fails open (errStoreCorrupt).
+	// walSearchBudget bounds the checksummed bytes of open's search for a
+	// last whole record past the end of the log (walTail): a large torn
+	// record of random bytes holds plausible headers by chance, and a
+	// crafted one at every byte.
 	walSearchBudget = 1 << 30
+	// walTornMax is how far past the end of the log the bytes of a torn
+	// record whose header is unreadable are taken as torn when the search
+	// ran out of budget.
+	walTornMax = 1 << 20
 )
 
 // walOptions tune a WAL store.
@@ -219,15 +228,10 @@ func (s *walStore) load() error {
 	}
 	recs, end := scanWalRecords(buf[walHeaderSize:])
 	tail := buf[walHeaderSize+end:]
-	if at, ok := walRecordPastEnd(tail, walSearchBudget); !ok {
-		return fmt.Errorf("%w: the log breaks off at byte %d and the %d bytes after it are too many to search for records; "+
-			"cannot tell a torn write from damage inside the log", errStoreCorrupt, walHeaderSize+end, len(tail))
-	} else if at >= 0 {
-		// A whole record after the break: damage inside the log, not a
-		// torn last write. Cutting there would drop Saves that were
-		// acknowledged; refuse instead.
-		return fmt.Errorf("%w: the log breaks off at byte %d but a whole record follows at byte %d",
-			errStoreCorrupt, walHeaderSize+end, walHeaderSize+end+at)
+	if at, why := walTail(tail, walSearchBudget); at >= 0 {
+		// Cutting there would drop Saves that were acknowledged.
+		return fmt.Errorf("%w: the log breaks off at byte %d, and %s at byte %d",
+			errStoreCorrupt, walHeaderSize+end, why, walHeaderSize+end+at)
 	}
 	for k, r := range recs {
 		if err := s.replay(k, r); err != nil {
@@ -250,29 +254,87 @@ func (s *walStore) load() error {
 	return nil
 }
 
-// walRecordPastEnd returns the offset in tail (the file after the end of
-// the log) of the first whole record, one whose header fits and whose
-// checksum is good, that starts after tail's first byte, or -1 if there is
-// none. It checksums at most budget bytes; ok is false when that was not
-// enough to search all of tail.
-func walRecordPastEnd(tail []byte, budget int) (at int, ok bool) {
-	for o := 1; len(tail)-o >= walRecHeader; o++ {
-		h := tail[o : o+walRecHeader]
-		if h[8] < recSave || h[8] > recBase {
-			continue
+// walTail judges tail, the file after the end of the log. It returns -1
+// when tail is a torn last write (or zeroes), else the offset in tail of
+// the damage's evidence and what it is:
+//
+//   - a whole record (type, length and checksum good) right after the
+//     extent of the broken record at the break, when that record's length
+//     is readable: acknowledged records follow the damage;
+//   - non-zero bytes past that extent that are no record: damage too (a
+//     torn write reaches no farther than its own record);
+//   - a whole record that runs up to the last non-zero byte of tail: the
+//     last record written, when records follow a break whose record's
+//     length is not readable (or the length read is wrong). The search
+//     checksums at most budget bytes; past it the bytes are judged by
+//     their reach, as damage when non-zero bytes lie walTornMax or more
+//     past the break and the broken record's length is not readable.
+//
+// A torn record's own payload (an entry's data) could hold a whole record
+// that ends where the landed bytes end; such a store is refused, which
+// fails safe.
+func walTail(tail []byte, budget int) (at int, why string) {
+	last := len(tail) - 1
+	for last >= 0 && tail[last] == 0 {
+		last--
+	}
+	if last < 0 {
+		return -1, ""
+	}
+	extent := 0 // of the broken record, when its header is readable
+	if n := walRecLen(tail, 0); n > 0 {
+		extent = walRecHeader + n
+		if walWholeRecord(tail, extent) {
+			return extent, "a whole record follows it"
 		}
-		n := int64(binary.BigEndian.Uint32(h))
-		if n < 1 || n > int64(len(tail)-o-walRecHeader) {
-			continue
-		}
-		if budget -= int(n) + 1; budget < 0 {
-			return -1, false
-		}
-		if crc32.Checksum(tail[o+8:o+walRecHeader+int(n)], castagnoli) == binary.BigEndian.Uint32(h[4:]) {
-			return o, true
+		if last >= extent {
+			return extent, "data that is no record follows the broken record"
 		}
 	}
-	return -1, true
+	// The last whole record, if records follow the break, ends at or after
+	// the last non-zero byte (its own last bytes may be zeroes), and within
+	// tail.
+	for o := 1; o <= last; o++ {
+		n := walRecLen(tail, o)
+		if n == 0 || o+walRecHeader+n-1 < last || tail[o+walRecHeader]&^batchAll != 0 {
+			continue
+		}
+		if budget -= n + 1; budget < 0 {
+			if extent == 0 && last >= walTornMax {
+				return last, "data too large to search for records reaches"
+			}
+			return -1, ""
+		}
+		if walWholeRecord(tail, o) {
+			return o, "a whole record that ends with the data starts"
+		}
+	}
+	return -1, ""
+}
+
+// walRecLen is the payload length of a record whose header is at b[o:]
+// when that header could be a record's (a known type, at least one byte
+// of payload, within b), else 0.
+func walRecLen(b []byte, o int) int {
+	if len(b)-o < walRecHeader {
+		return 0
+	}
+	h := b[o : o+walRecHeader]
+	if h[8] < recSave || h[8] > recBase {
+		return 0
+	}
+	n := int64(binary.BigEndian.Uint32(h))
+	if n < 1 || n > int64(len(b)-o-walRecHeader) {
+		return 0
+	}
+	return int(n)
+}
+
+// walWholeRecord reports whether a whole record (header and checksum
+// good) starts at b[o:].
+func walWholeRecord(b []byte, o int) bool {
+	n := walRecLen(b, o)
+	return n > 0 && crc32.Checksum(b[o+8:o+walRecHeader+n], castagnoli) == binary.BigEndian.Uint32(b[o+4:])
 }
 
 // replay applies the k-th record of the file to the state.

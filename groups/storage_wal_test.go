@@ -1,6 +1,7 @@
 package groups
 
 import (
+	crand "crypto/rand"
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
@@ -335,23 +336,80 @@ func TestWALStore_LargeRecordTornAtItsHeader(t *testing.T) {
 	wantRange(t, s, 1, 2)
 }
 
-// The search for whole records past the end of the log stops at its
-// budget, and open then refuses rather than guess.
-func TestWALRecordPastEnd_Budget(t *testing.T) {
+// walTail finds the last whole record of the data past a break whose
+// record's length is unreadable; out of search budget, it judges by reach.
+func TestWALTail(t *testing.T) {
 	rec, err := appendWalRecord(nil, recSave, walBatch{ents: []*raftpb.Entry{ent(1, 1, strings.Repeat("y", 1000))}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tail := append(make([]byte, 5), rec...)
-	if at, ok := walRecordPastEnd(tail, 1<<20); !ok || at != 5 {
-		t.Fatalf("walRecordPastEnd = %d, %v; want 5, true", at, ok)
+	tail := append(append(make([]byte, 5), rec...), make([]byte, 100)...)
+	if at, _ := walTail(tail, 1<<20); at != 5 {
+		t.Fatalf("walTail = %d; want 5", at)
 	}
-	if at, ok := walRecordPastEnd(tail, 100); ok || at != -1 {
-		t.Fatalf("walRecordPastEnd over budget = %d, %v; want -1, false", at, ok)
+	if at, _ := walTail(tail, 100); at != -1 {
+		t.Fatalf("walTail over budget within walTornMax = %d; want -1 (torn)", at)
 	}
-	tail[len(tail)-1] ^= 1
-	if at, ok := walRecordPastEnd(tail, 1<<20); !ok || at != -1 {
-		t.Fatalf("walRecordPastEnd of a broken record = %d, %v; want -1, true", at, ok)
+	far := append(make([]byte, walTornMax), tail...)
+	if at, _ := walTail(far, 100); at < 0 {
+		t.Fatal("walTail over budget past walTornMax: torn; want damage")
+	}
+	tail[5+len(rec)-1] ^= 1
+	if at, _ := walTail(tail, 1<<20); at != -1 {
+		t.Fatalf("walTail of a broken record = %d; want -1", at)
+	}
+}
+
+// Torn last writes of large records whose last page did not reach the
+// disk, or whose first (with the header) did not: cut at open, whatever
+// the payload holds, random bytes or (an entry's data, chosen by its
+// proposer) a whole record that does not end where the landed bytes end.
+func TestWALStore_TornLargeRecords(t *testing.T) {
+	random := make([]byte, 24<<20)
+	_, _ = crand.Read(random)
+	inner, err := appendWalRecord(nil, recSave, walBatch{ents: []*raftpb.Entry{ent(9, 9, "inner")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{
+		"random":          random,
+		"embedded record": append(append([]byte{}, inner...), strings.Repeat("x", 64<<10)...),
+	} {
+		for _, lost := range []string{"last page", "header page"} {
+			t.Run(name+", "+lost, func(t *testing.T) {
+				dir := filepath.Join(t.TempDir(), "g")
+				s, err := openWALStore(dir, walOptions{NoSync: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				mustSave(t, s, hardState(1, 1, 1), nil, ent(1, 1, "small"))
+				at := s.off
+				mustSave(t, s, hardState(1, 1, 2), nil, ent(2, 1, string(data)))
+				end := s.off
+				_ = s.Close()
+				path := filepath.Join(dir, walDirName)
+				b, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if lost == "last page" {
+					clear(b[end-4096 : end])
+				} else {
+					clear(b[at : at+4096])
+				}
+				if err := os.WriteFile(path, b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				s, err = openWALStore(dir, walOptions{NoSync: true})
+				if err != nil {
+					t.Fatalf("open after a torn large record: %v", err)
+				}
+				defer s.Close()
+				if s.off != at {
+					t.Fatalf("log ends at %d, want %d", s.off, at)
+				}
+			})
+		}
 	}
 }
 
