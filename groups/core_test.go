@@ -121,6 +121,29 @@ func TestCore_NonMemberRaftIgnored(t *testing.T) {
 	}
 }
 
+// A bonded non-member whose status says it leads this epoch cannot
+// depose a leader with a heartbeat of an absurd term: its status is its
+// own word, taken only by a node that hears from no member (stranded).
+func TestCore_NonMemberClaimingToLeadIgnored(t *testing.T) {
+	c := handCore(t, "a")
+	c.bootstrap()
+	c.step(t)
+	term := c.rn.BasicStatus().GetTerm()
+	c.onBond(bondEvent{p: "x", up: true, role: RoleWriter})
+	c.peers["x"].status = &pb.CoreStatus{IsLeader: true, Epoch: c.epoch}
+	m, _ := proto.Marshal(&raftpb.Message{Type: raftpb.MessageType_MsgHeartbeat.Enum(), From: new(raftID("x")), To: new(c.selfID), Term: new(term + 1000)})
+	body, _ := proto.Marshal(&pb.CoreRaft{Epoch: c.epoch, Message: m})
+	before := c.dropped.Load()
+	c.onFrame(frame{from: "x", kind: kindRaft, body: body})
+	c.step(t)
+	if got := c.rn.BasicStatus().GetTerm(); got != term || c.state != raft.StateLeader {
+		t.Fatalf("a non-member claiming to lead moved the term %d -> %d, role %v", term, got, c.state)
+	}
+	if c.dropped.Load() != before+1 {
+		t.Fatal("the message was not counted as dropped")
+	}
+}
+
 // The inbox never blocks the bond layer: beyond its bound, frames are
 // dropped and counted.
 func TestCore_InboxBoundedNeverBlocks(t *testing.T) {
