@@ -241,15 +241,11 @@ func (cs *coreState) closeAll() error {
 		joining = append(joining, busy)
 	}
 	cs.mu.Unlock()
-	// Joins still opening their store find the service closed and close
-	// it again before they let go.
-	for _, busy := range joining {
-		<-busy
-	}
 	// A group whose log is in memory cannot come back as the same member:
 	// it leaves gracefully. One with a data dir keeps its membership, to
-	// resume it on restart. The groups stop in parallel, so Close waits
-	// for one LeaveTimeout at most.
+	// resume it on restart. The groups stop in parallel, also with those
+	// a last Close is stopping (release), so Close waits for one
+	// LeaveTimeout at most.
 	var wg sync.WaitGroup
 	for _, j := range all {
 		leave := j.c.p.LeaveTimeout
@@ -257,6 +253,11 @@ func (cs *coreState) closeAll() error {
 			leave = 0
 		}
 		wg.Go(func() { j.c.stop(leave) })
+	}
+	// Joins still opening their store find the service closed and close
+	// it again before they let go.
+	for _, busy := range joining {
+		<-busy
 	}
 	wg.Wait()
 	return nil

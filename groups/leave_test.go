@@ -357,10 +357,11 @@ func TestLeave_JoinWhileTheLastCloseLeaves(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = g.Close() })
 	select {
-	case <-closed:
+	case <-a.c.done:
 	default:
 		t.Fatal("Join returned before the leaving group stopped")
 	}
+	<-closed
 	if g.c == a.c {
 		t.Fatal("Join returned the leaving group")
 	}
