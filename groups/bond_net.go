@@ -459,13 +459,13 @@ func (g *groupNet) scan(snap *catalog.Snapshot) time.Duration {
 	now := time.Now()
 	wake := time.Hour
 	var eligible map[peer.ID]bool // peers still in their dial grace (all in graced)
-	var listed map[peer.ID]bool   // peers with a dial backoff whose entry lists the group
+	var listed map[peer.ID]bool   // peers whose entry lists the group
 	defer func() {
 		g.mu.Lock()
 		if len(g.graced) > len(eligible) { // some no longer wait: forget them
 			maps.DeleteFunc(g.graced, func(p peer.ID, _ time.Time) bool { return !eligible[p] })
 		}
-		if len(g.retry) > len(listed) {
+		if len(g.retry) > 0 {
 			// Backoffs of peers that left the group or the catalog: such a
 			// peer never bonds again, which alone cleared its entry, so
 			// every member that ever bonded stayed in the map.
@@ -489,15 +489,16 @@ func (g *groupNet) scan(snap *catalog.Snapshot) time.Duration {
 		if _, ok := e.Entry.InGroup(g.spec.ID); !ok {
 			continue
 		}
+		// Every listed peer, not only those with a backoff now: a dial
+		// failing or a bond ending during the scan adds one for a peer
+		// already passed.
+		if listed == nil {
+			listed = map[peer.ID]bool{}
+		}
+		listed[p] = true
 		g.mu.Lock()
 		busy := g.slots[p] != nil || g.dialing[p] || g.closed
 		r := g.retry[p]
-		if r != nil {
-			if listed == nil {
-				listed = map[peer.ID]bool{}
-			}
-			listed[p] = true
-		}
 		if !busy && r != nil && now.Before(r.next) {
 			wake = min(wake, r.next.Sub(now))
 			busy = true
