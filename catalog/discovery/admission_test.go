@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -402,5 +403,35 @@ func TestAdmission_DHTValidator(t *testing.T) {
 	}
 	if i, err := v.Select(key, [][]byte{bare, ticketed}); err != nil || i != 1 {
 		t.Fatalf("Select = %d, %v; want the ticketed entry", i, err)
+	}
+}
+
+// A closed network's member that finds a responder outside it (its want is
+// not answered) does not retry: the refusal is final, like another
+// network's, not a busy responder's.
+func TestAdmission_UnadmittedResponderIsNotRetried(t *testing.T) {
+	c := newClosedNet(t, "discovery-test/admission-no-retry")
+	// Only the connect sync: no anti-entropy, cascade, settle sync or push.
+	m := c.node(t, withoutPubSub(), withParams(func(p *discovery.Params) {
+		p.DisableGossip, p.AntiEntropyInterval, p.CascadeBelow, p.SettleDelay, p.BumpInterval = true, 0, 0, time.Hour, 0
+	}))
+	zk, z := newKey(t)
+	if _, err := m.svc.Merge(sealWith(t, zk, c.nw, catalog.NewVersion(time.Now()), c.ticket(t, z, time.Now().Add(time.Hour)))); err != nil {
+		t.Fatal(err)
+	}
+	o := newNode(t, c.nw, withoutPubSub(), withParams(func(p *discovery.Params) { p.DisableGossip = true }))
+	connect(t, o.h, m.h) // m syncs with o, which wants z
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return m.svc.Stats().SyncErrorsBy["out/unadmitted"] >= 1
+	}, "m's sync with the outsider did not end unadmitted")
+	// Retries would come within a few backoffs (100 ms doubling).
+	testutil.Never(t, 2*time.Second, 100*time.Millisecond, func() string {
+		if n := m.svc.Stats().SyncErrorsBy["out/unadmitted"]; n > 1 {
+			return fmt.Sprintf("%d unadmitted syncs with one outsider: retried", n)
+		}
+		return ""
+	})
+	if knows(o.svc, z) {
+		t.Fatal("the outsider learned a member")
 	}
 }

@@ -120,8 +120,8 @@ func (s *Service) retrySync(p peer.ID, why source) (refusedAt time.Time) {
 	wait := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := s.syncOnce(p, why)
-		if err == nil || s.ctx.Err() != nil || errors.Is(err, catalog.ErrOtherNetwork) {
-			return time.Time{}
+		if err == nil || s.ctx.Err() != nil || errors.Is(err, catalog.ErrOtherNetwork) || causeOf(err) == "unadmitted" {
+			return time.Time{} // done, or final: another network, or an outsider of our closed one
 		}
 		d := jitter(wait, 0.5)
 		if refused(err) {
