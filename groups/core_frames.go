@@ -135,7 +135,7 @@ func (c *groupCore) onRaft(ps *peerState, epoch uint64, data []byte) {
 		c.drop()
 		return
 	}
-	if !c.fresh() && !c.inConf(ps.id) && ps.id != c.lead && !(leadsTo(ps, c.epoch, m.GetType()) && c.stranded()) {
+	if !c.fresh() && !c.inConf(ps.id) && ps.id != c.lead && !(leadsTo(ps, c.epoch, m.GetType()) && c.mayFollow(ps.id)) {
 		// Members and the current leader only (a joining node learns the
 		// configuration from its leader's entries): a non-member's raft
 		// message, say with an absurd term, must not disturb the cluster.
@@ -226,9 +226,9 @@ func (c *groupCore) broadcastStatus() {
 // neither the leader that adds it back nor, when that leader joined after
 // it left, any of the voters: without this it dropped every message of
 // that leader and never caught up (its own messages the members drop).
-// Taken only while this node is stranded: a status is the sender's own
-// word, and a heartbeat of an absurd term from a non-member that claims
-// to lead would depose a healthy leader.
+// Taken only when mayFollow: a status is the sender's own word, and a
+// heartbeat of an absurd term from a non-member that claims to lead would
+// depose a healthy leader.
 func leadsTo(ps *peerState, epoch uint64, t raftpb.MessageType) bool {
 	switch t {
 	case raftpb.MessageType_MsgApp, raftpb.MessageType_MsgHeartbeat, raftpb.MessageType_MsgSnap:
@@ -237,19 +237,26 @@ func leadsTo(ps *peerState, epoch uint64, t raftpb.MessageType) bool {
 	return false
 }
 
-// stranded reports whether this node hears from no one its configuration
-// names: it does not lead, its leader is not bonded, and no other voter
-// of its configuration is.
-func (c *groupCore) stranded() bool {
+// mayFollow reports whether this node, not leading and without a bonded
+// leader, may take the leader's messages of lead, a peer outside its
+// configuration that claims to lead its epoch: when no other voter of its
+// configuration is bonded (it hears from no one its configuration names),
+// or when one of them reports lead as its leader.
+func (c *groupCore) mayFollow(lead uint64) bool {
 	if c.state == raft.StateLeader || c.leaderUp() {
 		return false
 	}
+	stranded := true
 	for _, ids := range [][]uint64{c.conf.GetVoters(), c.conf.GetVotersOutgoing()} {
 		for _, id := range ids {
-			if id != c.selfID && c.isUp(id) {
-				return false
+			if id == c.selfID || !c.isUp(id) {
+				continue
 			}
+			if st := c.peers[c.byRaft[id]].status; st.GetLeader() == lead && st.GetEpoch() == c.epoch {
+				return true
+			}
+			stranded = false
 		}
 	}
-	return true
+	return stranded
 }

@@ -463,3 +463,40 @@ func TestMembers_GonePeersAreForgotten(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// As above, but a voter of the stale member's old configuration is still
+// bonded to it, and follows the new leader: its status vouches for that
+// leader, whose messages the stale member then takes.
+func TestMembership_StaleMemberFollowsALeaderVouchedFor(t *testing.T) {
+	n := newMemNet()
+	gs := threeCounters(t, n)
+	a, b, x := gs[0], gs[1], gs[2]
+	if _, err := a.Execute(tctx(t, 5*time.Second), 5); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return weak(t, x) == 5 }, "x did not apply 5")
+	xID := x.c.selfID
+	n.partition([]peer.ID{x.c.self}, []peer.ID{a.c.self, b.c.self})
+	testutil.Eventually(t, 15*time.Second, func() bool {
+		v, l := confOf(a)
+		return len(v) > 0 && !slices.Contains(v, xID) && !slices.Contains(l, xID)
+	}, "x was not removed")
+	d := joinCounter(t, n.service(t, "d", false))
+	n.partition([]peer.ID{x.c.self}, []peer.ID{a.c.self, b.c.self, d.c.self})
+	testutil.Eventually(t, 15*time.Second, func() bool { v, _ := confOf(a); return slices.Contains(v, d.c.selfID) && len(v) == 3 }, "d is not a voter")
+	if _, err := a.Execute(tctx(t, 5*time.Second), 10); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.Close()
+	testutil.Eventually(t, 15*time.Second, func() bool {
+		if b.IsLeader() {
+			_ = b.c.do(context.Background(), func() { b.c.rn.TransferLeader(d.c.selfID) })
+		}
+		return d.IsLeader()
+	}, "d did not lead")
+	n.heal()
+	if _, err := d.Execute(tctx(t, 5*time.Second), 100); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 20*time.Second, func() bool { return weak(t, x) == 115 }, "the stale member did not catch up with the leader its old voter follows")
+}
