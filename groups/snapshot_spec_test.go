@@ -291,21 +291,30 @@ func TestSnapshotSpec_AdoptedTakesLateHolders(t *testing.T) {
 	}
 }
 
-// On real hosts: the MsgSnap names other bytes than the speculative
-// transfer fetched (the leader's state moved on while its MsgSnap was
-// held back), so the speculative transfer is dropped and the MsgSnap's
-// snapshot fetched and installed.
-func TestSnapshotSpec_DroppedForOtherSnapshot(t *testing.T) {
-	raftFrames := holdFrames(kindRaft)
-	n0, n1 := newBondNode(t, withSvcOpts(WithFaultHook(raftFrames.hook))), newBondNode(t)
+// heldLeader starts n0, leading a bulk group filled past a snapshot of
+// its whole state, and n1, to which n0's raft frames are held (dropped)
+// until raftFrames.held is cleared: n1 sees n0's status, not its MsgSnap.
+func heldLeader(t *testing.T) (raftFrames *heldFrames, n0, n1 *bondNode, g0 *bulkGroup) {
+	t.Helper()
+	raftFrames = holdFrames(kindRaft)
+	n0, n1 = newBondNode(t, withSvcOpts(WithFaultHook(raftFrames.hook))), newBondNode(t)
 	raftFrames.to.Store(n1.h.ID())
 	meshed(t, n0)
-	g0 := joinBulkParams(t, n0.svc, specParams())
+	g0 = joinBulkParams(t, n0.svc, specParams())
 	if err := g0.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	fillBulk(t, g0, 270, 4<<10)
 	snapshotted(t, g0)
+	return raftFrames, n0, n1, g0
+}
+
+// On real hosts: the MsgSnap names other bytes than the speculative
+// transfer fetched (the leader's state moved on while its MsgSnap was
+// held back), so the speculative transfer is dropped and the MsgSnap's
+// snapshot fetched and installed.
+func TestSnapshotSpec_DroppedForOtherSnapshot(t *testing.T) {
+	raftFrames, n0, n1, g0 := heldLeader(t)
 
 	g1 := joinBulkParams(t, n1.svc, specParams())
 	w := watch(t, g1)
@@ -367,16 +376,7 @@ func TestSnapshotSpec_LyingHolder(t *testing.T) {
 // cannot keep this node fetching for nothing. Once the TTL has passed,
 // one starts again.
 func TestSnapshotSpec_PausedAfterFailure(t *testing.T) {
-	raftFrames := holdFrames(kindRaft)
-	n0, n1 := newBondNode(t, withSvcOpts(WithFaultHook(raftFrames.hook))), newBondNode(t)
-	raftFrames.to.Store(n1.h.ID())
-	meshed(t, n0)
-	g0 := joinBulkParams(t, n0.svc, specParams())
-	if err := g0.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	fillBulk(t, g0, 270, 4<<10)
-	snapshotted(t, g0)
+	_, n0, n1, _ := heldLeader(t)
 
 	sp := DefaultSnapshotParams()
 	sp.TTL = 2 * time.Second
