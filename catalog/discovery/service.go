@@ -152,8 +152,7 @@ type Service struct {
 	serves    bool // this service registered the sync handler
 	// servesBumps: this service registered the bump push handler.
 	servesBumps bool
-	// servesDepart: the departure hand-off handler is ours (depart.go);
-	// departs holds the hand-offs being served.
+	// servesDepart: the hand-off handler is ours (depart.go); departs: those served.
 	servesDepart bool
 	departs      *slots
 }
