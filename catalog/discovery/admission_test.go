@@ -435,3 +435,31 @@ func TestAdmission_UnadmittedResponderIsNotRetried(t *testing.T) {
 		t.Fatal("the outsider learned a member")
 	}
 }
+
+// A closed network's anti-entropy picks members only: with an outsider as
+// its one connected peer, a member runs no periodic sync with it (each
+// would be refused both ways).
+func TestAdmission_AntiEntropySkipsOutsiders(t *testing.T) {
+	c := newClosedNet(t, "discovery-test/admission-anti-entropy")
+	m := c.node(t, withoutPubSub(), withParams(func(p *discovery.Params) {
+		p.DisableGossip, p.CascadeBelow, p.BumpInterval = true, 0, 0
+		p.AntiEntropyInterval = 200 * time.Millisecond
+	}))
+	zk, z := newKey(t)
+	if _, err := m.svc.Merge(sealWith(t, zk, c.nw, catalog.NewVersion(time.Now()), c.ticket(t, z, time.Now().Add(time.Hour)))); err != nil {
+		t.Fatal(err)
+	}
+	o := newNode(t, c.nw, withoutPubSub(), withParams(func(p *discovery.Params) { p.DisableGossip = true }))
+	connect(t, o.h, m.h)
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return m.svc.Stats().SyncErrorsBy["out/unadmitted"] >= 1
+	}, "m's connect sync with the outsider did not end unadmitted")
+	// The settle sync (SettleDelay 250 ms) and anti-entropy (every
+	// 100-300 ms) would each sync with the outsider again.
+	testutil.Never(t, 2*time.Second, 100*time.Millisecond, func() string {
+		if n := m.svc.Stats().SyncErrorsBy["out/unadmitted"]; n > 1 {
+			return fmt.Sprintf("%d unadmitted syncs with the one outsider", n)
+		}
+		return ""
+	})
+}

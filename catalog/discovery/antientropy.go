@@ -38,14 +38,22 @@ func (s *Service) antiEntropyLoop() {
 }
 
 // syncPeer picks a random connected peer that serves the network's sync
-// protocol.
+// protocol; in a closed network, once the catalog holds anyone, one it
+// holds: a sync with an outsider is refused both ways (section 7.1), so
+// anti-entropy and the settle sync spent on one would repair nothing.
 func (s *Service) syncPeer() (peer.ID, bool) {
 	peers := s.h.Network().Peers()
 	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
+	snap := s.store.Snapshot()
+	closed := s.store.Admission() != nil && snap.Len() > 0
 	for _, p := range peers {
-		if s.speaksSync(p) {
-			return p, true
+		if !s.speaksSync(p) {
+			continue
 		}
+		if _, member := snap.Get(p); closed && !member {
+			continue
+		}
+		return p, true
 	}
 	return "", false
 }
