@@ -259,13 +259,22 @@ func (st *state) recount(had, has []capKey) {
 
 // depart records a tombstone of id's version v, a departure or a purge
 // (purged), kept until v.UpdateMS + graceMS + PurgeAfter: until v turns
-// MaxAge, when the stale rule refuses every copy of v and older ones.
-func (st *state) depart(id peer.ID, v Version, graceMS int64, purged bool) {
+// MaxAge, when the stale rule refuses every copy of v and older ones. At
+// most most are kept, the ones that expire first going first: identities
+// are free, and a flood of entries each followed by its departure left a
+// tombstone per identity for MaxAge (review probe: 200 tombstones with
+// MaxPeers 2). A dropped tombstone lets a late copy of that peer's last
+// version in again, until the version goes stale.
+func (st *state) depart(id peer.ID, v Version, graceMS int64, purged bool, most int) {
 	st.forgetDeparture(id)
 	d := departItem{id: id, v: v, exp: satAdd(v.UpdateMS, graceMS), purged: purged}
 	st.departed.ReplaceOrInsert(d)
 	st.depExp.ReplaceOrInsert(timeItem{t: d.exp, id: id})
 	st.dirty |= dirtyDeparted
+	for most > 0 && st.departed.Len() > most {
+		first, _ := st.depExp.Min()
+		st.forgetDeparture(first.id)
+	}
 }
 
 func (st *state) forgetDeparture(id peer.ID) {

@@ -136,6 +136,7 @@ type Store struct {
 	localID   peer.ID
 	keeper    atomic.Value // keeperBox
 	tickets   atomic.Value // ticketCheckBox
+	ticketMu  sync.Mutex   // serializes SetTicketCheck (its generation)
 	admission atomic.Value // admissionBox
 	admitted  admitCache
 	shared    interner // tag and stream sets of the entries Open decodes
@@ -457,7 +458,7 @@ func (s *Store) Depart(d *Departure, now time.Time) (bool, error) {
 		return false, err
 	}
 	old, _ := s.w.remove(d.PeerID)
-	s.w.depart(d.PeerID, d.LastVersion, s.graceMS(), false) // >= the known version, checked above
+	s.w.depart(d.PeerID, d.LastVersion, s.graceMS(), false, s.params.MaxPeers) // >= the known version, checked above
 	s.publish(s.cur.Load().local, []Event{{Kind: PeerDeparted, Peer: d.PeerID, Entry: old, Old: old}})
 	return true, nil
 }
@@ -485,7 +486,7 @@ func (s *Store) Purge(now time.Time) []*SignedEntry {
 		e, _ := s.w.remove(it.id)
 		gone = append(gone, e)
 		if e.Entry.Version.UpdateMS+s.graceMS() > limit {
-			s.w.depart(it.id, e.Entry.Version, s.graceMS(), true)
+			s.w.depart(it.id, e.Entry.Version, s.graceMS(), true, s.params.MaxPeers)
 		}
 	}
 	forgot := false

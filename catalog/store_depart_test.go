@@ -344,3 +344,33 @@ func TestStore_PurgeAtNextExpiry(t *testing.T) {
 		t.Fatalf("Purge(NextExpiry()) removed %d entries, want 1 (the entry whose expiry it is)", len(gone))
 	}
 }
+
+// Tombstones are bounded by MaxPeers, the ones that expire first going
+// first: a flood of identities each merged and departed grew them without
+// bound (review probe: 200 tombstones with MaxPeers 2).
+func TestStore_DepartTombstonesBounded(t *testing.T) {
+	p := TestParams()
+	p.MaxPeers = 4
+	s, _ := newTestStoreWith(t, p)
+	var last testPeer
+	for i := range 50 {
+		last = newTestPeer(t)
+		now := t0.Add(time.Duration(i) * time.Millisecond)
+		v := ver(t0, now)
+		if _, err := s.Merge(last.seal(t, testNetwork, v, nil), now); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := s.Depart(&Departure{PeerID: last.id, Network: testNetwork, LastVersion: v, Timestamp: now}, now); !ok || err != nil {
+			t.Fatalf("Depart = %v, %v", ok, err)
+		}
+	}
+	if n := s.Snapshot().st.departed.Len(); n != p.MaxPeers {
+		t.Fatalf("%d tombstones with MaxPeers %d", n, p.MaxPeers)
+	}
+	if n := s.Snapshot().st.depExp.Len(); n != p.MaxPeers {
+		t.Fatalf("%d tombstone expiries with MaxPeers %d", n, p.MaxPeers)
+	}
+	if !s.Snapshot().Departed(last.id) {
+		t.Fatal("the newest departure's tombstone went first")
+	}
+}
