@@ -184,6 +184,7 @@ type TicketCheckUntil interface {
 type vouch struct {
 	ok  bool
 	end int64
+	gen uint64 // the ticket check's generation (ticketCheckBox) that gave it
 }
 
 // at reports whether the verdict holds at now (ms).
@@ -198,16 +199,24 @@ func (f TicketCheckFunc) Vouches(e *Entry, now time.Time) bool { return f(e, now
 // SetTicketCheck installs c (nil removes it). Entries already held keep
 // their verdict until their next update.
 func (s *Store) SetTicketCheck(c TicketCheck) {
-	s.tickets.Store(ticketCheckBox{c})
+	s.ticketMu.Lock()
+	defer s.ticketMu.Unlock()
+	s.tickets.Store(ticketCheckBox{c: c, gen: s.tickets.Load().(ticketCheckBox).gen + 1})
 }
 
-// ticketCheckBox lets atomic.Value hold a nil or any TicketCheck type.
-type ticketCheckBox struct{ c TicketCheck }
+// ticketCheckBox lets atomic.Value hold a nil or any TicketCheck type; gen
+// counts the checks installed, so that a verdict of another one (or of
+// none) is not kept.
+type ticketCheckBox struct {
+	c   TicketCheck
+	gen uint64
+}
 
 // vouched reports whether e counts as a ticket holder at eviction: in a
 // closed catalog every admitted entry does, else one that the ticket check
 // vouches for. old is the peer's held item, if known: an update with the
-// same tickets keeps its verdict.
+// same tickets keeps its verdict, when the same check gave it (entries
+// held before SetTicketCheck are judged at their next update).
 func (s *Store) vouched(e *SignedEntry, old peerItem, known bool, now time.Time) vouch {
 	if s.Admission() != nil {
 		return vouch{ok: true} // purged when its admission ends
@@ -215,25 +224,27 @@ func (s *Store) vouched(e *SignedEntry, old peerItem, known bool, now time.Time)
 	if len(e.Entry.Tickets) == 0 {
 		return vouch{}
 	}
-	c := s.tickets.Load().(ticketCheckBox).c
+	box := s.tickets.Load().(ticketCheckBox)
+	c := box.c
 	if c == nil {
 		return vouch{}
 	}
-	if known && slices.EqualFunc(old.e.Entry.Tickets, e.Entry.Tickets, func(a, b Ticket) bool { return compareTickets(a, b) == 0 }) {
+	if known && old.vouch.gen == box.gen &&
+		slices.EqualFunc(old.e.Entry.Tickets, e.Entry.Tickets, func(a, b Ticket) bool { return compareTickets(a, b) == 0 }) {
 		return old.vouch
 	}
 	if cu, ok := c.(TicketCheckUntil); ok {
 		until, ok := cu.VouchesUntil(&e.Entry, now)
 		if !ok {
-			return vouch{}
+			return vouch{gen: box.gen}
 		}
-		v := vouch{ok: true}
+		v := vouch{ok: true, gen: box.gen}
 		if !until.IsZero() {
 			v.end = until.UnixMilli()
 		}
 		return v
 	}
-	return vouch{ok: c.Vouches(&e.Entry, now)}
+	return vouch{ok: c.Vouches(&e.Entry, now), gen: box.gen}
 }
 
 // SetKeeper installs k, which names the peers eviction must spare (nil

@@ -186,3 +186,32 @@ func TestStore_EvictionVouchEndsWithTheTicket(t *testing.T) {
 		t.Fatalf("after the ticket expired: old evicted %v, holder evicted %v; want the holder (newest-seen) to go", oldGone, holderGone)
 	}
 }
+
+// Entries held before a ticket check is installed are judged by it at
+// their next update, also when their tickets are unchanged (a heartbeat):
+// the verdict of no check was kept for as long as the tickets stayed.
+func TestStore_TicketCheckInstalledLaterJudgesHeldEntries(t *testing.T) {
+	s, _ := newTestStore(t)
+	a := newTestPeer(t)
+	tk := func(e *Entry) { e.Tickets = []Ticket{{Class: IDFromString("jwt"), Data: []byte("good")}} }
+	if _, err := s.Merge(a.seal(t, testNetwork, NewVersion(t0), tk), t0); err != nil {
+		t.Fatal(err)
+	}
+	s.SetTicketCheck(vouchData("good"))
+	now := t0.Add(500 * time.Millisecond)
+	if _, err := s.Merge(a.seal(t, testNetwork, ver(t0, now), tk), now); err != nil {
+		t.Fatal(err)
+	}
+	it, _ := s.Snapshot().st.get(a.id)
+	if !it.vouch.at(now.UnixMilli()) {
+		t.Fatal("a heartbeat under the new ticket check kept the verdict of no check")
+	}
+	s.SetTicketCheck(vouchData("other"))
+	now = now.Add(500 * time.Millisecond)
+	if _, err := s.Merge(a.seal(t, testNetwork, ver(t0, now), tk), now); err != nil {
+		t.Fatal(err)
+	}
+	if it, _ := s.Snapshot().st.get(a.id); it.vouch.at(now.UnixMilli()) {
+		t.Fatal("a heartbeat under a check that refuses its ticket kept the old check's verdict")
+	}
+}
