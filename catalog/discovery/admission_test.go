@@ -406,31 +406,48 @@ func TestAdmission_DHTValidator(t *testing.T) {
 	}
 }
 
-// A closed network's member that finds a responder outside it (its want is
-// not answered) does not retry: the refusal is final, like another
-// network's, not a busy responder's.
-func TestAdmission_UnadmittedResponderIsNotRetried(t *testing.T) {
-	c := newClosedNet(t, "discovery-test/admission-no-retry")
-	// Only the connect sync: no anti-entropy, cascade, settle sync or push.
-	m := c.node(t, withoutPubSub(), withParams(func(p *discovery.Params) {
-		p.DisableGossip, p.AntiEntropyInterval, p.CascadeBelow, p.SettleDelay, p.BumpInterval = true, 0, 0, time.Hour, 0
-	}))
+// meetsOutsider starts a member m of a new closed network, with params
+// tuned by tune and one other member z in its catalog, connects an open
+// node o (an outsider) to it and waits for m's first sync with o to end
+// unadmitted (o wants z).
+func meetsOutsider(t *testing.T, name string, tune func(*discovery.Params)) (m, o *testNode, z peer.ID) {
+	t.Helper()
+	c := newClosedNet(t, name)
+	m = c.node(t, withoutPubSub(), withParams(func(p *discovery.Params) { p.DisableGossip = true; tune(p) }))
 	zk, z := newKey(t)
 	if _, err := m.svc.Merge(sealWith(t, zk, c.nw, catalog.NewVersion(time.Now()), c.ticket(t, z, time.Now().Add(time.Hour)))); err != nil {
 		t.Fatal(err)
 	}
-	o := newNode(t, c.nw, withoutPubSub(), withParams(func(p *discovery.Params) { p.DisableGossip = true }))
-	connect(t, o.h, m.h) // m syncs with o, which wants z
+	o = newNode(t, c.nw, withoutPubSub(), withParams(func(p *discovery.Params) { p.DisableGossip = true }))
+	connect(t, o.h, m.h)
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return m.svc.Stats().SyncErrorsBy["out/unadmitted"] >= 1
 	}, "m's sync with the outsider did not end unadmitted")
-	// Retries would come within a few backoffs (100 ms doubling).
+	return m, o, z
+}
+
+// noSecondUnadmitted fails t if m counts a second unadmitted sync within
+// 2 s: what, a retry or a periodic sync, would come well within that.
+func noSecondUnadmitted(t *testing.T, m *testNode, what string) {
+	t.Helper()
 	testutil.Never(t, 2*time.Second, 100*time.Millisecond, func() string {
 		if n := m.svc.Stats().SyncErrorsBy["out/unadmitted"]; n > 1 {
-			return fmt.Sprintf("%d unadmitted syncs with one outsider: retried", n)
+			return fmt.Sprintf("%d unadmitted syncs with one outsider: %s", n, what)
 		}
 		return ""
 	})
+}
+
+// A closed network's member that finds a responder outside it (its want is
+// not answered) does not retry: the refusal is final, like another
+// network's, not a busy responder's.
+func TestAdmission_UnadmittedResponderIsNotRetried(t *testing.T) {
+	// Only the connect sync: no anti-entropy, cascade, settle sync or push.
+	m, o, z := meetsOutsider(t, "discovery-test/admission-no-retry", func(p *discovery.Params) {
+		p.AntiEntropyInterval, p.CascadeBelow, p.SettleDelay, p.BumpInterval = 0, 0, time.Hour, 0
+	})
+	// Retries would come within a few backoffs (100 ms doubling).
+	noSecondUnadmitted(t, m, "retried")
 	if knows(o.svc, z) {
 		t.Fatal("the outsider learned a member")
 	}
@@ -440,26 +457,11 @@ func TestAdmission_UnadmittedResponderIsNotRetried(t *testing.T) {
 // its one connected peer, a member runs no periodic sync with it (each
 // would be refused both ways).
 func TestAdmission_AntiEntropySkipsOutsiders(t *testing.T) {
-	c := newClosedNet(t, "discovery-test/admission-anti-entropy")
-	m := c.node(t, withoutPubSub(), withParams(func(p *discovery.Params) {
-		p.DisableGossip, p.CascadeBelow, p.BumpInterval = true, 0, 0
+	m, _, _ := meetsOutsider(t, "discovery-test/admission-anti-entropy", func(p *discovery.Params) {
+		p.CascadeBelow, p.BumpInterval = 0, 0
 		p.AntiEntropyInterval = 200 * time.Millisecond
-	}))
-	zk, z := newKey(t)
-	if _, err := m.svc.Merge(sealWith(t, zk, c.nw, catalog.NewVersion(time.Now()), c.ticket(t, z, time.Now().Add(time.Hour)))); err != nil {
-		t.Fatal(err)
-	}
-	o := newNode(t, c.nw, withoutPubSub(), withParams(func(p *discovery.Params) { p.DisableGossip = true }))
-	connect(t, o.h, m.h)
-	testutil.Eventually(t, 10*time.Second, func() bool {
-		return m.svc.Stats().SyncErrorsBy["out/unadmitted"] >= 1
-	}, "m's connect sync with the outsider did not end unadmitted")
+	})
 	// The settle sync (SettleDelay 250 ms) and anti-entropy (every
 	// 100-300 ms) would each sync with the outsider again.
-	testutil.Never(t, 2*time.Second, 100*time.Millisecond, func() string {
-		if n := m.svc.Stats().SyncErrorsBy["out/unadmitted"]; n > 1 {
-			return fmt.Sprintf("%d unadmitted syncs with the one outsider", n)
-		}
-		return ""
-	})
+	noSecondUnadmitted(t, m, "a settle or anti-entropy sync")
 }
