@@ -11,6 +11,7 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 
@@ -278,22 +279,34 @@ func TestClose_BoundedWithStalledSync(t *testing.T) {
 	}
 }
 
+// stalledResponder is a host serving nw's sync protocols that never
+// answers: each sync stream signals opened (when no signal is pending) and
+// is reset when the test ends.
+func stalledResponder(t *testing.T, nw catalog.NetworkID) (host.Host, <-chan struct{}) {
+	t.Helper()
+	x := newHost(t)
+	opened, hold := make(chan struct{}, 1), make(chan struct{})
+	t.Cleanup(func() { close(hold) })
+	for _, id := range discovery.SyncProtocols(nw) {
+		x.SetStreamHandler(id, func(st network.Stream) {
+			select {
+			case opened <- struct{}{}:
+			default:
+			}
+			<-hold // reads nothing, answers nothing
+			_ = st.Reset()
+		})
+	}
+	return x, opened
+}
+
 // Close ends a sync this node started with a responder that never
 // answers (here the connect sync), rather than wait for SyncTimeout
 // (review probe: Close took 20 s with SyncTimeout 20 s).
 func TestClose_BoundedWithStalledOutboundSync(t *testing.T) {
 	nw := catalog.IDFromString("discovery-test/close-outbound-stalled")
 	v := newNode(t, nw, withParams(func(p *discovery.Params) { p.SyncTimeout = time.Minute }))
-	x := newHost(t)
-	opened, hold := make(chan struct{}, 16), make(chan struct{})
-	defer close(hold)
-	for _, id := range discovery.SyncProtocols(nw) {
-		x.SetStreamHandler(id, func(st network.Stream) {
-			opened <- struct{}{}
-			<-hold // reads nothing, answers nothing
-			_ = st.Reset()
-		})
-	}
+	x, opened := stalledResponder(t, nw)
 	connect(t, x, v.h)
 	select {
 	case <-opened:
@@ -320,16 +333,7 @@ func TestSyncWith_Cancelled(t *testing.T) {
 		p.DisableGossip, p.DisableSync = true, true
 		p.SyncTimeout = time.Minute
 	}))
-	x := newHost(t)
-	opened, hold := make(chan struct{}, 1), make(chan struct{})
-	defer close(hold)
-	for _, id := range discovery.SyncProtocols(nw) {
-		x.SetStreamHandler(id, func(st network.Stream) {
-			opened <- struct{}{}
-			<-hold
-			_ = st.Reset()
-		})
-	}
+	x, opened := stalledResponder(t, nw)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
