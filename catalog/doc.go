@@ -75,7 +75,8 @@
 //     last version of a peer that departed or was purged: [ErrNotNewer];
 //   - over the peer's update rate limit, one update per
 //     Params.MinUpdateInterval with bursts of Params.UpdateBurst, judged by
-//     the entries' own timestamps: [ErrRateLimited] (counted by
+//     the entries' own timestamps, the bucket kept across a departure
+//     or purge and the peer's return: [ErrRateLimited] (counted by
 //     [Store.RateLimited]);
 //   - announcing a public IP address already announced by
 //     Params.MaxPeersPerIP entries, or one in a /24 (IPv4) or /48 (IPv6)

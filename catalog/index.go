@@ -66,10 +66,14 @@ func lessTime(a, b timeItem) bool {
 }
 
 // departItem remembers the last version of a peer that departed, or of
-// one that was purged (a purge tombstone, see Store.Purge).
+// one that was purged (a purge tombstone, see Store.Purge), and the rate
+// limit's state for the peer when it left: a peer that comes back takes up
+// its bucket where it left it (a departure and a return must not refill
+// it, or depart-and-return would lift the limit).
 type departItem struct {
 	id     peer.ID
 	v      Version
+	tat    int64 // the rate limit's theoretical arrival time (ms; see gcra)
 	exp    int64 // key in the depExp tree (ms)
 	purged bool
 }
@@ -197,6 +201,7 @@ func (st *state) put(e *SignedEntry, seen time.Time, tat, exp int64, v vouch) {
 }
 
 // remove drops the entry of id; it reports the entry it removed.
+// (Callers that leave a tombstone read the item first, for its tat.)
 func (st *state) remove(id peer.ID) (*SignedEntry, bool) {
 	old, ok := st.peers.Delete(peerItem{id: id})
 	if !ok {
@@ -257,17 +262,17 @@ func (st *state) recount(had, has []capKey) {
 	st.dirty |= dirtyCounts
 }
 
-// depart records a tombstone of id's version v, a departure or a purge
-// (purged), kept until v.UpdateMS + graceMS + PurgeAfter: until v turns
+// depart records a tombstone of id's version v and rate-limit state tat,
+// a departure or a purge (purged), kept until v.UpdateMS + graceMS + PurgeAfter: until v turns
 // MaxAge, when the stale rule refuses every copy of v and older ones. At
 // most most are kept, the ones that expire first going first: identities
 // are free, and a flood of entries each followed by its departure left a
 // tombstone per identity for MaxAge (review probe: 200 tombstones with
 // MaxPeers 2). A dropped tombstone lets a late copy of that peer's last
 // version in again, until the version goes stale.
-func (st *state) depart(id peer.ID, v Version, graceMS int64, purged bool, most int) {
+func (st *state) depart(id peer.ID, v Version, tat, graceMS int64, purged bool, most int) {
 	st.forgetDeparture(id)
-	d := departItem{id: id, v: v, exp: satAdd(v.UpdateMS, graceMS), purged: purged}
+	d := departItem{id: id, v: v, tat: tat, exp: satAdd(v.UpdateMS, graceMS), purged: purged}
 	st.departed.ReplaceOrInsert(d)
 	st.depExp.ReplaceOrInsert(timeItem{t: d.exp, id: id})
 	st.dirty |= dirtyDeparted

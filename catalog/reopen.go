@@ -70,7 +70,7 @@ func (s *Store) openSame(data []byte, now time.Time, owned bool) (e *SignedEntry
 		e.hash.Store(h)
 		e.hashState.Store(hashOK)
 	}
-	if err := s.cheapCheck(e, now); err != nil {
+	if err := s.cheapCheck(e, now, true); err != nil {
 		return nil, true, err
 	}
 	key, err := crypto.UnmarshalPublicKey(p.key)

@@ -177,7 +177,10 @@ func (s *Store) Network() NetworkID { return s.network }
 func (s *Store) Snapshot() *Snapshot { return s.cur.Load() }
 
 // RateLimited is the number of entry updates refused so far because they
-// followed the peer's previous one by less than Params.MinUpdateInterval.
+// went beyond the peer's update rate limit (Params.MinUpdateInterval and
+// UpdateBurst), by Merge and by Open alike (gossip and sync bring entries
+// through Open, which refuses them before their signature is checked).
+// Check, which only asks, counts nothing.
 func (s *Store) RateLimited() uint64 { return s.limited.Load() }
 
 // SignatureChecks is the number of entry signatures Open and OpenOwned
@@ -190,7 +193,7 @@ func (s *Store) SignatureChecks() uint64 { return s.verified.Load() }
 // In a closed catalog (see [Store.SetAdmission]) it also judges e's
 // admission, so e must be verified (from [Seal] or [OpenEntry]).
 func (s *Store) Check(e *SignedEntry, now time.Time) error {
-	if err := s.cheapCheck(e, now); err != nil {
+	if err := s.cheapCheck(e, now, false); err != nil {
 		return err
 	}
 	_, err := s.admit(e, now)
@@ -198,10 +201,11 @@ func (s *Store) Check(e *SignedEntry, now time.Time) error {
 }
 
 // cheapCheck is Check without the admission check: what can be judged
-// before the signature is verified.
-func (s *Store) cheapCheck(e *SignedEntry, now time.Time) error {
+// before the signature is verified. count tells it to count a
+// rate-limited update (Open does: the input was refused; Check only asks).
+func (s *Store) cheapCheck(e *SignedEntry, now time.Time, count bool) error {
 	st := s.cur.Load().st
-	_, _, _, err := s.check(&st, e, now, false)
+	_, _, _, err := s.check(&st, e, now, count)
 	return err
 }
 
@@ -226,14 +230,18 @@ func (s *Store) check(st *state, e *SignedEntry, now time.Time, count bool) (pee
 	if known && en.Version.Compare(old.e.Entry.Version) <= 0 {
 		return old, known, 0, refuse(ErrNotNewer, "%s has %v, offered %v", en.PeerID, old.e.Entry.Version, en.Version)
 	}
-	if last, ok := st.departed.Get(departItem{id: en.PeerID}); ok && en.Version.Compare(last.v) <= 0 {
-		how := "departed"
-		if last.purged {
-			how = "was purged"
+	prevTat, limited := old.tat, known
+	if last, ok := st.departed.Get(departItem{id: en.PeerID}); ok {
+		if en.Version.Compare(last.v) <= 0 {
+			how := "departed"
+			if last.purged {
+				how = "was purged"
+			}
+			return old, known, 0, refuse(ErrNotNewer, "%s %s at %v, offered %v", en.PeerID, how, last.v, en.Version)
 		}
-		return old, known, 0, refuse(ErrNotNewer, "%s %s at %v, offered %v", en.PeerID, how, last.v, en.Version)
+		prevTat, limited = last.tat, true // a return does not refill the bucket
 	}
-	tat, ok := s.limit().next(old.tat, known, en.Version.UpdateMS)
+	tat, ok := s.limit().next(prevTat, limited, en.Version.UpdateMS)
 	if !ok {
 		if count {
 			s.limited.Add(1)
@@ -359,7 +367,7 @@ func (s *Store) openFull(data []byte, now time.Time, owned bool) (*SignedEntry, 
 	if err != nil {
 		return nil, err
 	}
-	if err := s.cheapCheck(e, now); err != nil {
+	if err := s.cheapCheck(e, now, true); err != nil {
 		return nil, err
 	}
 	s.verified.Add(1)
@@ -457,8 +465,9 @@ func (s *Store) Depart(d *Departure, now time.Time) (bool, error) {
 	if err := s.checkDeparture(s.w, d, now); err != nil {
 		return false, err
 	}
+	it, _ := s.w.get(d.PeerID)
 	old, _ := s.w.remove(d.PeerID)
-	s.w.depart(d.PeerID, d.LastVersion, s.graceMS(), false, s.params.MaxPeers) // >= the known version, checked above
+	s.w.depart(d.PeerID, d.LastVersion, it.tat, s.graceMS(), false, s.params.MaxPeers) // >= the known version, checked above
 	s.publish(s.cur.Load().local, []Event{{Kind: PeerDeparted, Peer: d.PeerID, Entry: old, Old: old}})
 	return true, nil
 }
@@ -483,10 +492,11 @@ func (s *Store) Purge(now time.Time) []*SignedEntry {
 		if !ok || it.t > limit {
 			break
 		}
+		held, _ := s.w.get(it.id)
 		e, _ := s.w.remove(it.id)
 		gone = append(gone, e)
 		if e.Entry.Version.UpdateMS+s.graceMS() > limit {
-			s.w.depart(it.id, e.Entry.Version, s.graceMS(), true, s.params.MaxPeers)
+			s.w.depart(it.id, e.Entry.Version, held.tat, s.graceMS(), true, s.params.MaxPeers)
 		}
 	}
 	forgot := false

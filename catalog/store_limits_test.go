@@ -73,6 +73,65 @@ func TestStore_RateLimit(t *testing.T) {
 	}
 }
 
+// TestStore_RateLimitSurvivesDeparture: a peer that drained its bucket,
+// departed and came back (the same run or a new one) takes up the bucket
+// where it left it; otherwise depart-and-return would lift the limit.
+// Open, which gossip and sync use, counts the refusal as Merge does.
+func TestStore_RateLimitSurvivesDeparture(t *testing.T) {
+	p := TestParams()
+	p.MinUpdateInterval, p.UpdateBurst = time.Second, 3
+	s, _ := newTestStoreWith(t, p)
+	a := newTestPeer(t)
+	var last *SignedEntry
+	for i := range p.UpdateBurst {
+		last = a.seal(t, testNetwork, ver(t0, t0.Add(time.Duration(i)*time.Millisecond)), nil)
+		if _, err := s.Merge(last, t0); err != nil {
+			t.Fatalf("update %d: %v", i, err)
+		}
+	}
+	leave := func(v Version) {
+		t.Helper()
+		if ok, err := s.Depart(&Departure{PeerID: a.id, Network: testNetwork, LastVersion: v, Timestamp: t0}, t0); !ok || err != nil {
+			t.Fatalf("Depart = %v, %v", ok, err)
+		}
+	}
+	leave(last.Entry.Version)
+	back := t0.Add(10 * time.Millisecond)
+	for _, tt := range []struct {
+		name string
+		v    Version
+	}{
+		{"the same run", ver(t0, back)},
+		{"a new run", ver(back, back)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := s.RateLimited()
+			e := a.seal(t, testNetwork, tt.v, nil)
+			if _, err := s.Open(e.Bytes(), back); !errors.Is(err, ErrRateLimited) {
+				t.Fatalf("Open of the return = %v, want %v", err, ErrRateLimited)
+			}
+			if got := s.RateLimited(); got != before+1 {
+				t.Fatalf("RateLimited after Open = %d, want %d", got, before+1)
+			}
+			if _, err := s.Merge(e, back); !errors.Is(err, ErrRateLimited) {
+				t.Fatalf("Merge of the return = %v, want %v", err, ErrRateLimited)
+			}
+		})
+	}
+	// One interval after the first update a token is back, and the
+	// return takes it; the bucket is the one it left with (a fresh one
+	// would have its tat one interval after the return, not three).
+	later := t0.Add(time.Second)
+	e := a.seal(t, testNetwork, ver(later, later), nil)
+	if out, err := s.Merge(e, later); err != nil || out != Added {
+		t.Fatalf("Merge of the return a token later = %v, %v, want Added", out, err)
+	}
+	want := t0.Add(time.Duration(p.UpdateBurst+1) * p.MinUpdateInterval).UnixMilli()
+	if it, ok := s.Snapshot().st.get(a.id); !ok || it.tat != want {
+		t.Fatalf("held tat = %d (%v), want %d", it.tat, ok, want)
+	}
+}
+
 // TestLocal_KeepsToTheRateLimit: the local entry's own versions, sealed
 // as fast as its owner changes it, pass a receiver's rate limit, however
 // many of them the receiver sees; changes beyond the burst are held and
