@@ -38,6 +38,9 @@ type admitKey struct {
 type admitVerdict struct {
 	expires time.Time
 	err     error
+	// near marks a refusal that a clock within Params.MaxClockDrift of
+	// ours would not make (see Store.nearAdmission).
+	near bool
 	// retry is when a refusal is judged again (zero for an admission):
 	// a refusal may hold only for a while (a ticket not valid yet, an
 	// issuer's clock ahead of ours), and one kept for the whole version
@@ -137,16 +140,41 @@ func (s *Store) admit(e *SignedEntry, now time.Time) (time.Time, error) {
 		v = admitVerdict{expires: exp, err: err}
 		if err != nil {
 			v.retry = now.Add(admitRetry)
+			v.near = s.nearAdmission(a, e, now)
 		}
 		s.admitted.put(k, v, gen)
 	}
 	switch {
+	case v.err != nil && v.near:
+		return time.Time{}, refuse(ErrAdmissionWindow, "%s: %v", e.Entry.PeerID, v.err)
 	case v.err != nil:
 		return time.Time{}, fmt.Errorf("%w: %s: %w", ErrUnadmitted, e.Entry.PeerID, v.err)
-	case !v.expires.IsZero() && !v.expires.After(now):
+	case !v.expires.IsZero() && !v.expires.After(now.Add(-s.params.MaxClockDrift)):
 		return time.Time{}, fmt.Errorf("%w: %s: admission ended at %v", ErrUnadmitted, e.Entry.PeerID, v.expires)
+	case !v.expires.IsZero() && !v.expires.After(now):
+		return time.Time{}, refuse(ErrAdmissionWindow, "%s: admission ended at %v, %v ago", e.Entry.PeerID, v.expires, now.Sub(v.expires))
 	}
 	return v.expires, nil
+}
+
+// nearAdmission reports whether a admits e at a time within
+// Params.MaxClockDrift of now (its start or end falls in between): the
+// refusal at now then depends on this node's clock, and a relay whose
+// clock is that far from ours may have taken e honestly. Admit makes it an
+// ErrAdmissionWindow (ignored) rather than an ErrUnadmitted (rejected,
+// which would penalise that relay). Only refusals pay for it, once per
+// entry version and admitRetry.
+func (s *Store) nearAdmission(a Admission, e *SignedEntry, now time.Time) bool {
+	d := s.params.MaxClockDrift
+	if d <= 0 {
+		return false
+	}
+	for _, at := range []time.Time{now.Add(-d), now.Add(d)} {
+		if exp, err := a.Check(&e.Entry, at); err == nil && (exp.IsZero() || exp.After(at)) {
+			return true
+		}
+	}
+	return false
 }
 
 // expiryKey is e's key in the purge index, which Purge judges against

@@ -3,6 +3,8 @@ package catalog
 import (
 	"errors"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,7 +20,18 @@ type testAdmission struct{ checks atomic.Int64 }
 func (a *testAdmission) Check(e *Entry, now time.Time) (time.Time, error) {
 	a.checks.Add(1)
 	for _, d := range e.TicketsOf(admitClass) {
-		ms, err := strconv.ParseInt(string(d), 10, 64)
+		text := string(d)
+		if nbf, rest, ok := strings.Cut(text, ","); ok {
+			ms, err := strconv.ParseInt(nbf, 10, 64)
+			if err != nil {
+				return time.Time{}, err
+			}
+			if now.Before(time.UnixMilli(ms)) {
+				return time.Time{}, errors.New("not valid yet")
+			}
+			text = rest
+		}
+		ms, err := strconv.ParseInt(text, 10, 64)
 		if err != nil {
 			return time.Time{}, err
 		}
@@ -48,13 +61,14 @@ func TestStore_Admission(t *testing.T) {
 	adm := &testAdmission{}
 	s.SetAdmission(adm)
 	a, b, c := newTestPeer(t), newTestPeer(t), newTestPeer(t)
+	drift := TestParams().MaxClockDrift
 	tests := []struct {
 		name string
 		e    *SignedEntry
 		want error
 	}{
 		{"no ticket", a.seal(t, testNetwork, ver(t0, t0), nil), ErrUnadmitted},
-		{"expired ticket", b.seal(t, testNetwork, ver(t0, t0), admitTicket(t0.Add(-time.Second))), ErrUnadmitted},
+		{"expired ticket", b.seal(t, testNetwork, ver(t0, t0), admitTicket(t0.Add(-drift-time.Second))), ErrUnadmitted},
 		{"valid ticket", c.seal(t, testNetwork, ver(t0, t0), admitTicket(time.Time{})), nil},
 	}
 	for _, tt := range tests {
@@ -76,9 +90,11 @@ func TestStore_Admission(t *testing.T) {
 	if got := s.Snapshot().Len(); got != 1 {
 		t.Fatalf("catalog holds %d peers, want 1", got)
 	}
-	// One verdict per (peer, version), however many paths bring it.
-	if got := adm.checks.Load(); got != 3 {
-		t.Fatalf("admission checked %d times, want 3 (one per entry version)", got)
+	// One verdict per (peer, version), however many paths bring it: a
+	// refusal asks at now and at now ± MaxClockDrift (nearAdmission), an
+	// admission at now alone.
+	if got := adm.checks.Load(); got != 3+3+1 {
+		t.Fatalf("admission checked %d times, want 7 (one verdict per entry version)", got)
 	}
 }
 
@@ -110,8 +126,13 @@ func TestStore_AdmissionEnds(t *testing.T) {
 	if _, ok := s.Snapshot().Get(b.id); !ok {
 		t.Fatal("b, admitted for good, was purged")
 	}
-	// A heartbeat of a with the same, now ended, ticket is refused.
-	if _, err := s.Merge(a.seal(t, testNetwork, ver(t0, ends), admitTicket(ends)), ends); !errors.Is(err, ErrUnadmitted) {
+	// A heartbeat of a with the same, now ended, ticket is refused:
+	// ignored while the end is within the clock drift, rejected after.
+	if _, err := s.Merge(a.seal(t, testNetwork, ver(t0, ends), admitTicket(ends)), ends); !errors.Is(err, ErrAdmissionWindow) {
+		t.Fatalf("heartbeat as the admission ended: %v, want ErrAdmissionWindow", err)
+	}
+	late := ends.Add(p.MaxClockDrift + time.Second)
+	if _, err := s.Merge(a.seal(t, testNetwork, ver(t0, late), admitTicket(ends)), late); !errors.Is(err, ErrUnadmitted) {
 		t.Fatalf("heartbeat after the admission ended: %v, want ErrUnadmitted", err)
 	}
 	// The open catalog takes it again.
@@ -133,8 +154,9 @@ func (f admitFunc) Check(e *Entry, now time.Time) (time.Time, error) { return f(
 func TestStore_AdmissionVerdictOfAReplacedCheckIsNotKept(t *testing.T) {
 	s, _ := newTestStore(t)
 	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once // a refusal also asks at now ± MaxClockDrift
 	s.SetAdmission(admitFunc(func(*Entry, time.Time) (time.Time, error) {
-		close(entered)
+		once.Do(func() { close(entered) })
 		<-release
 		return time.Time{}, errors.New("refused by the old check")
 	}))
@@ -171,14 +193,15 @@ func TestStore_AdmissionRefusalIsJudgedAgain(t *testing.T) {
 	}))
 	a := newTestPeer(t)
 	e := a.seal(t, testNetwork, ver(t0, t0), nil)
-	if _, err := s.Merge(e, t0); !errors.Is(err, ErrUnadmitted) {
-		t.Fatalf("before the ticket is valid: %v, want ErrUnadmitted", err)
+	if _, err := s.Merge(e, t0); !errors.Is(err, ErrAdmissionWindow) {
+		t.Fatalf("before the ticket is valid: %v, want ErrAdmissionWindow (valid within the drift)", err)
 	}
-	if err := s.Check(e, t0.Add(admitRetry/2)); !errors.Is(err, ErrUnadmitted) {
+	first := checks.Load()
+	if err := s.Check(e, t0.Add(admitRetry/2)); !errors.Is(err, ErrAdmissionWindow) {
 		t.Fatalf("within admitRetry: %v, want the kept refusal", err)
 	}
-	if n := checks.Load(); n != 1 {
-		t.Fatalf("%d checks within admitRetry, want 1 (the refusal kept)", n)
+	if n := checks.Load(); n != first {
+		t.Fatalf("%d checks within admitRetry, want none (the refusal kept)", n-first)
 	}
 	if _, err := s.Merge(e, t0.Add(5*time.Second)); err != nil {
 		t.Fatalf("the same version once the ticket is valid: %v", err)
@@ -192,5 +215,64 @@ func TestStore_AdmissionRefusalIsJudgedAgain(t *testing.T) {
 	}
 	if got := checks.Load() - n; got != 1 {
 		t.Errorf("an admitted version was judged %d times, want once (kept)", got)
+	}
+}
+
+// TestStore_AdmissionNearTheClockIsIgnored: an entry whose admission
+// starts or ended within MaxClockDrift of now is refused but not rejected
+// (ErrAdmissionWindow): a relay whose clock is that far from ours may have
+// taken it honestly, and a rejection would cost it gossip's penalty.
+// Beyond the drift the refusal is a rejection (ErrUnadmitted).
+func TestStore_AdmissionNearTheClockIsIgnored(t *testing.T) {
+	s, _ := newTestStore(t)
+	s.SetAdmission(&testAdmission{})
+	drift := TestParams().MaxClockDrift
+	window := func(nbf, exp time.Time) func(*Entry) {
+		return func(e *Entry) {
+			e.Tickets = append(e.Tickets, Ticket{Class: admitClass, Data: []byte(strconv.FormatInt(nbf.UnixMilli(), 10) + "," + strconv.FormatInt(exp.UnixMilli(), 10))})
+		}
+	}
+	far := t0.Add(time.Hour)
+	tests := []struct {
+		name   string
+		ticket func(*Entry)
+		want   error
+	}{
+		{"ended a second ago", admitTicket(t0.Add(-time.Second)), ErrAdmissionWindow},
+		{"ended beyond the drift", admitTicket(t0.Add(-drift - time.Second)), ErrUnadmitted},
+		{"starts in a second", window(t0.Add(time.Second), far), ErrAdmissionWindow},
+		{"starts beyond the drift", window(t0.Add(drift+time.Second), far), ErrUnadmitted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newTestPeer(t).seal(t, testNetwork, ver(t0, t0), tt.ticket)
+			_, oerr := s.Open(e.Bytes(), t0)
+			_, merr := s.Merge(e, t0)
+			for _, err := range []error{oerr, merr} {
+				if !errors.Is(err, tt.want) {
+					t.Fatalf("Open, Merge = %v, %v; want %v", oerr, merr, tt.want)
+				}
+			}
+			if rejected := tt.want == ErrUnadmitted; IsRejected(merr) != rejected {
+				t.Fatalf("%v: rejected %v, want %v", merr, IsRejected(merr), rejected)
+			}
+			if tt.want == ErrAdmissionWindow && Reason(merr) != "admission_window" {
+				t.Fatalf("Reason = %q, want admission_window", Reason(merr))
+			}
+		})
+	}
+	// A cached admission whose end passes: within the drift ignored,
+	// beyond it rejected.
+	ends := t0.Add(time.Second)
+	at := t0.Add(3 * time.Second) // an update time not too far ahead at t0, fresh at the end
+	e := newTestPeer(t).seal(t, testNetwork, ver(t0, at), admitTicket(ends))
+	if err := s.Check(e, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(e, ends.Add(time.Second)); !errors.Is(err, ErrAdmissionWindow) {
+		t.Fatalf("a second after its admission ended: %v, want ErrAdmissionWindow", err)
+	}
+	if err := s.Check(e, ends.Add(drift+time.Millisecond)); !errors.Is(err, ErrUnadmitted) {
+		t.Fatalf("beyond the drift after its admission ended: %v, want ErrUnadmitted", err)
 	}
 }

@@ -39,6 +39,11 @@ var (
 	// ErrCatalogChurn: a new peer finds the catalog full and the peer
 	// eviction would pick entered it less than Params.EvictMinAge ago.
 	ErrCatalogChurn = errors.New("catalog: the catalog is full and its evictable peers arrived within EvictMinAge")
+	// ErrAdmissionWindow: in a closed catalog, the entry's admission
+	// starts or ended within Params.MaxClockDrift of now. It is refused
+	// but not rejected: a relay whose clock is that far from ours may
+	// have taken it honestly.
+	ErrAdmissionWindow = errors.New("catalog: the entry's admission starts or ends within the clock drift of now")
 )
 
 // IsRejected reports whether err marks invalid input (a protocol violation by
@@ -93,6 +98,8 @@ func Reason(err error) string {
 		return "rate_limited"
 	case errors.Is(err, ErrAddressCap):
 		return "address_cap"
+	case errors.Is(err, ErrAdmissionWindow):
+		return "admission_window"
 	default:
 		return "other"
 	}

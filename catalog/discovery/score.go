@@ -21,8 +21,10 @@ import (
 //
 // The refusals that depend on the receiver's own catalog are ignored,
 // never rejected, and so never scored: address caps (address_cap), a
-// full catalog (catalog_full, catalog_churn) and the rate limit judged
-// against the versions this node happened to see (rate_limited). An
+// full catalog (catalog_full, catalog_churn), the rate limit judged
+// against the versions this node happened to see (rate_limited) and, in a
+// closed network, an admission that starts or ended within the clock
+// drift of our clock (admission_window). An
 // honest relay forwards what its own catalog took; ours may refuse the
 // same entry because our catalog is fuller, holds other peers on that
 // address or took another version first. Scoring those would let an
