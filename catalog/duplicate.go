@@ -42,8 +42,12 @@ func (e *DuplicateIdentityError) Unwrap() error { return ErrDuplicateIdentity }
 // another process holding the key can have signed it. Malformed or forged
 // bytes return the reason, as Open does. The cheap version check comes
 // before the signature check, so copies of our own entry, which every sync
-// and relay brings back, cost no verification.
-func (s *Store) CheckLocalCopy(data []byte) error {
+// and relay brings back, cost no verification; a version dated beyond
+// Params.MaxClockDrift after now is refused before it too ([ErrClockDrift]),
+// so a forger cannot make every copy it sends cost a verification with a
+// version newer than any we will sign. A forged signature is
+// [ErrBadSignature]: rejected, so that gossip penalises its sender.
+func (s *Store) CheckLocalCopy(data []byte, now time.Time) error {
 	e, env, err := decodeEntry(data, s.params.MaxEntrySize)
 	if err != nil {
 		return err
@@ -53,6 +57,10 @@ func (s *Store) CheckLocalCopy(data []byte) error {
 		e.Entry.Version.Compare(local.Entry.Version) <= 0 {
 		return nil
 	}
+	if at := e.Entry.Version.UpdatedAt(); at.After(now.Add(s.params.MaxClockDrift)) {
+		return fmt.Errorf("%w: entry of the local peer updated at %v, %v ahead", ErrClockDrift, at, at.Sub(now))
+	}
+	s.verified.Add(1)
 	if err := env.verify(EntryDomain); err != nil {
 		return err
 	}
@@ -100,6 +108,12 @@ func (s *Store) Authentic(data []byte, now time.Time) error {
 	_, err = s.admit(e, now) // a closed network's next hop checks it too
 	return err
 }
+
+// SealedPeer reads the peer ID that sealed entry bytes name, without
+// decoding them in full or verifying anything: the identity multihash of
+// an inline (ed25519) key. ok is false for anything else (malformed bytes,
+// a key too large to be inline). The ID is only what the bytes claim.
+func SealedPeer(data []byte) (peer.ID, bool) { return entryPeer(data) }
 
 // entryPeer reads the peer ID of sealed entry bytes without decoding them
 // in full: the identity multihash of an inline (ed25519) key, as openSame

@@ -29,22 +29,38 @@ func TestStore_CheckLocalCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	future, err := NewLocal(l.key, testNetwork, now.Add(TestParams().MaxClockDrift+time.Minute), nil) // dated beyond the drift
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := append([]byte(nil), later.Current().Bytes()...)
+	forged[len(forged)-1] ^= 1
 	tests := []struct {
-		name string
-		data []byte
-		dup  bool
-		err  error
+		name   string
+		data   []byte
+		dup    bool
+		err    error
+		checks uint64 // signatures verified
 	}{
 		{name: "our current entry", data: se.Bytes()},
 		{name: "our older version", data: first},
 		{name: "an earlier run", data: earlier.Current().Bytes()},
-		{name: "another process, newer", data: later.Current().Bytes(), dup: true},
+		{name: "another process, newer", data: later.Current().Bytes(), dup: true, checks: 1},
+		{name: "a forged newer copy", data: forged, err: ErrBadSignature, checks: 1},
+		{name: "a newer copy from beyond the drift", data: future.Current().Bytes(), err: ErrClockDrift},
 		{name: "another peer", data: other.Current().Bytes()},
 		{name: "garbage", data: []byte("not an entry"), err: ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := s.CheckLocalCopy(tt.data)
+			before := s.SignatureChecks()
+			err := s.CheckLocalCopy(tt.data, now)
+			if got := s.SignatureChecks() - before; got != tt.checks {
+				t.Fatalf("%d signatures verified, want %d", got, tt.checks)
+			}
+			if tt.err != nil && !IsRejected(err) {
+				t.Fatalf("%v is not a rejection", err)
+			}
 			var de *DuplicateIdentityError
 			switch {
 			case tt.dup:

@@ -1,9 +1,11 @@
 package discovery
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/mosaik-go/mosaik/catalog"
@@ -24,8 +26,18 @@ const MaxBatchEntries = 64
 // entries of an accepted batch that it ignores (see decodeAnnouncement).
 const maxBatchVerifies = 4
 
-// errCostlyBatch ignores a batch that would take more verifications.
-var errCostlyBatch = fmt.Errorf("%w: a relay batch with more than %d ignored entries to verify", catalog.ErrRateLimited, maxBatchVerifies)
+// errCostlyBatch ignores a batch that would take more verifications
+// (label costly_batch; its ignored entries count by their own labels).
+var errCostlyBatch = fmt.Errorf("discovery: a relay batch with more than %d ignored entries to verify", maxBatchVerifies)
+
+// refusalReason is the metric label of a refused announcement or entry:
+// catalog.Reason, and costly_batch for errCostlyBatch.
+func refusalReason(err error) string {
+	if errors.Is(err, errCostlyBatch) {
+		return "costly_batch"
+	}
+	return catalog.Reason(err)
+}
 
 // batchChecker checks the ignored entries of a batch (*catalog.Store).
 type batchChecker interface {
@@ -50,7 +62,14 @@ type batchChecker interface {
 // costs nothing to check; a batch with more than maxBatchVerifies entries
 // to verify that way is ignored as a whole (not forwarded) unchecked, so
 // that a batch of one new entry and stale replays cannot make every hop
-// verify dozens of signatures for nothing.
+// verify dozens of signatures for nothing (its ignored entries are
+// returned in ignored all the same, with err errCostlyBatch).
+//
+// A batch names each peer at most once (section 9.6); one that names a
+// peer twice is malformed, refused before any entry is opened (entries
+// whose key is not inline are compared once opened): copies of one new
+// entry would each be verified against the same catalog, and forged
+// copies of the local entry would each cost a check for a second process.
 func decodeAnnouncement(data []byte, limit int, now time.Time, openEntry func([]byte) (*catalog.SignedEntry, error), check batchChecker) (entries []*catalog.SignedEntry, d *catalog.Departure, ignored []error, err error) {
 	if len(data) > limit {
 		return nil, nil, nil, fmt.Errorf("%w: announcement of %d bytes > %d", catalog.ErrOversize, len(data), limit)
@@ -61,11 +80,23 @@ func decodeAnnouncement(data []byte, limit int, now time.Time, openEntry func([]
 	}
 	switch kind {
 	case announceEntry:
+		if len(bodies) > 1 {
+			if err := onePerPeer(bodies); err != nil {
+				return nil, nil, nil, err
+			}
+		}
 		var unchecked [][]byte // ignored entries, to check if the batch goes on
 		for _, b := range bodies {
 			e, err := openEntry(b)
 			switch {
 			case err == nil:
+				if _, inline := catalog.SealedPeer(b); !inline && len(bodies) > 1 {
+					for _, o := range entries {
+						if o.Entry.PeerID == e.Entry.PeerID {
+							return nil, nil, nil, fmt.Errorf("%w: a relay batch names peer %s twice", catalog.ErrMalformed, e.Entry.PeerID)
+						}
+					}
+				}
 				entries = append(entries, e)
 			case catalog.IsRejected(err):
 				return nil, nil, nil, err
@@ -85,7 +116,7 @@ func decodeAnnouncement(data []byte, limit int, now time.Time, openEntry func([]
 				}
 			}
 			if len(costly) > maxBatchVerifies {
-				return nil, nil, nil, errCostlyBatch
+				return nil, nil, ignored, errCostlyBatch
 			}
 			for _, b := range costly {
 				if err := check.Authentic(b, now); err != nil {
@@ -99,6 +130,24 @@ func decodeAnnouncement(data []byte, limit int, now time.Time, openEntry func([]
 		return nil, d, nil, err
 	}
 	return nil, nil, nil, fmt.Errorf("%w: empty announcement", catalog.ErrMalformed)
+}
+
+// onePerPeer refuses a batch whose entries name one peer twice, by the
+// peer IDs their inline keys give (catalog.SealedPeer); entries without
+// one are left to decodeAnnouncement's check of the opened entries.
+func onePerPeer(bodies [][]byte) error {
+	seen := make(map[peer.ID]struct{}, len(bodies))
+	for _, b := range bodies {
+		id, ok := catalog.SealedPeer(b)
+		if !ok {
+			continue
+		}
+		if _, dup := seen[id]; dup {
+			return fmt.Errorf("%w: a relay batch names peer %s twice", catalog.ErrMalformed, id)
+		}
+		seen[id] = struct{}{}
+	}
+	return nil
 }
 
 // parseAnnouncement decodes a pb.Announcement as proto.Unmarshal does (the

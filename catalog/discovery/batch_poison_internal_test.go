@@ -95,11 +95,85 @@ func TestGossip_BatchWithAForgedIgnoredEntryIsRejected(t *testing.T) {
 		}
 		bodies = append(bodies, old.Bytes())
 	}
-	before := s.store.SignatureChecks()
+	before, st0 := s.store.SignatureChecks(), s.Stats().RejectedBy
 	if got := validate(batch(bodies...)); got != pubsub.ValidationIgnore {
 		t.Errorf("a batch of a new entry and %d older versions: %v, want ignored", len(bodies)-1, got)
 	}
 	if n := s.store.SignatureChecks() - before; n > 1 {
 		t.Errorf("%d signatures verified for it, want only the new entry's", n)
+	}
+	// Counted under its own label, and its ignored entries under theirs
+	// (it was counted as rate_limited, which none of them was).
+	st := s.Stats().RejectedBy
+	for label, want := range map[string]uint64{"ignored/costly_batch": 1, "ignored/not_newer": maxBatchVerifies + 1, "ignored/rate_limited": 0} {
+		if got := st[label] - st0[label]; got != want {
+			t.Errorf("%s counted %d times, want %d", label, got, want)
+		}
+	}
+}
+
+// A batch names each peer at most once (PROTOCOL.md section 9.6). Copies
+// of one new entry were each verified against the same catalog, and
+// forged newer copies of the local entry each cost a check for a second
+// process; both then passed as ignored, unpenalised. Such a batch is
+// malformed, rejected before any signature is checked; a forged newer copy
+// of the local entry alone is rejected too (it was ignored, so its sender
+// could repeat it at no cost).
+func TestGossip_BatchNamingAPeerTwiceIsRejected(t *testing.T) {
+	nw := catalog.IDFromString("discovery-test/batch-dup")
+	s, ctx := loneService(t, nw)
+	now := time.Now()
+	sk, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := peer.IDFromPrivateKey(sk)
+	e, err := catalog.Seal(catalog.Entry{PeerID: id, Network: nw, Protocol: catalog.ProtocolVersion, Version: catalog.NewVersion(now)}, sk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A newer entry of the local peer, its signature tampered with.
+	newer, err := catalog.Seal(catalog.Entry{PeerID: s.h.ID(), Network: nw, Protocol: catalog.ProtocolVersion, Version: s.Local().Entry.Version.Next(now)}, s.h.Peerstore().PrivKey(s.h.ID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := bytes.Clone(newer.Bytes())
+	forged[len(forged)-1] ^= 1
+	batch := func(bodies ...[]byte) []byte {
+		var b []byte
+		for _, body := range bodies {
+			b = protowire.AppendTag(b, announceEntry, protowire.BytesType)
+			b = protowire.AppendBytes(b, body)
+		}
+		return b
+	}
+	topic := TopicName(nw)
+	validate := func(data []byte) pubsub.ValidationResult {
+		msg := &pubsub.Message{Message: &pubsubpb.Message{Data: data, Topic: &topic}, ReceivedFrom: id}
+		return s.validate(ctx, id, msg)
+	}
+	for _, tt := range []struct {
+		name   string
+		data   []byte
+		want   pubsub.ValidationResult
+		checks uint64
+	}{
+		{"one entry twice", batch(e.Bytes(), e.Bytes()), pubsub.ValidationReject, 0},
+		{"forged newer local copies", batch(forged, forged, forged), pubsub.ValidationReject, 0},
+		{"a forged newer local copy", batch(forged), pubsub.ValidationReject, 1},
+		{"the entry once", batch(e.Bytes()), pubsub.ValidationAccept, 1},
+	} {
+		before := s.store.SignatureChecks()
+		if got := validate(tt.data); got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+		if n := s.store.SignatureChecks() - before; n != tt.checks {
+			t.Errorf("%s: %d signatures verified, want %d", tt.name, n, tt.checks)
+		}
+	}
+	select {
+	case <-s.DuplicateIdentity():
+		t.Error("a forged copy of the local entry was taken for a second process")
+	default:
 	}
 }

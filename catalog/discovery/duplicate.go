@@ -25,29 +25,39 @@ func (s *Service) open(data []byte, now time.Time, src source) (*catalog.SignedE
 	}
 	e, err := open(data, now)
 	if errors.Is(err, catalog.ErrLocal) {
-		s.checkLocalCopy(data, src)
+		if ferr := s.checkLocalCopy(data, now, src); ferr != nil {
+			return nil, ferr
+		}
 	}
 	return e, err
 }
 
 // checkLocalCopy reports a newer entry of the local peer that this run did
-// not sign: another process holds our key (see DuplicateIdentity).
-func (s *Service) checkLocalCopy(data []byte, src source) {
+// not sign: another process holds our key (see DuplicateIdentity). It
+// returns the rejection of a forged one (a bad signature, a version dated
+// beyond the clock drift: catalog.Store.CheckLocalCopy), which the caller
+// returns instead of ErrLocal, so that gossip penalises its sender.
+func (s *Service) checkLocalCopy(data []byte, now time.Time, src source) error {
 	if s.dupErr.Load() != nil {
-		return // reported once; the other process keeps announcing
+		return nil // reported once; the other process keeps announcing
 	}
+	err := s.store.CheckLocalCopy(data, now)
 	var de *catalog.DuplicateIdentityError
-	if !errors.As(s.store.CheckLocalCopy(data), &de) {
-		return
+	if !errors.As(err, &de) {
+		if catalog.IsRejected(err) {
+			return err
+		}
+		return nil
 	}
 	if !s.dupErr.CompareAndSwap(nil, de) {
-		return
+		return nil
 	}
 	s.log.Error("another process uses this node's identity: the network now ignores this node's entry",
 		"peer", de.Peer, "via", src, "their_start", de.Theirs.StartedAt().UTC(), "their_addrs", de.Addrs,
 		"our_start", de.Ours.StartedAt().UTC(),
 		"hint", "give each process its own key (mosaik-node: --key FILE); stop the other process or give it a new key")
 	close(s.dupDone)
+	return nil
 }
 
 // DuplicateIdentity returns a channel closed when the service finds a

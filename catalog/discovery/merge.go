@@ -31,7 +31,8 @@ func (s *Service) validate(_ context.Context, from peer.ID, msg *pubsub.Message)
 		return s.open(data, now, fromGossip)
 	}, s.store)
 	for _, err := range ignored {
-		// Entries of a batch left out; the message itself goes on.
+		// Entries of a batch left out (the message itself goes on, unless
+		// err is errCostlyBatch).
 		s.stats.refuse(false, catalog.Reason(err))
 	}
 	if err == nil && d != nil {
@@ -46,7 +47,7 @@ func (s *Service) validate(_ context.Context, from peer.ID, msg *pubsub.Message)
 		return pubsub.ValidationAccept
 	}
 	rejected := catalog.IsRejected(err)
-	s.stats.refuse(rejected, catalog.Reason(err))
+	s.stats.refuse(rejected, refusalReason(err))
 	s.log.Debug("gossip message refused", "from", from, "rejected", rejected, "err", err)
 	if rejected {
 		return pubsub.ValidationReject
