@@ -102,8 +102,10 @@ func NewProducer[T any](svc *Service, name string, opts ...ProducerOption) (*Pro
 		e.Streams = append(e.Streams, id)
 		e.Names = append(e.Names, name)
 	}); err != nil {
-		svc.unregister(id, p)
-		return fail(err)
+		// Registered, so a subscription may have been accepted meanwhile:
+		// Close ends it (and unregisters).
+		_ = p.Close()
+		return nil, err
 	}
 	// Service.Close may have closed the producer since it was registered,
 	// before the stream was advertised: withdraw it again.
@@ -374,8 +376,12 @@ func (p *Producer[T]) Close() error {
 		p.subWG.Wait()
 		p.wg.Wait() // accepts under way too (accept): no predicate runs after Close
 		p.timers.stop()
-		p.svc.unregister(p.id, p)
+		// Withdraw before unregistering: a NewProducer of the same stream
+		// can only register after that, so its advertisement comes after
+		// this withdrawal. The other order let this withdrawal delete the
+		// new producer's advertisement, leaving it unfindable.
 		p.withdraw()
+		p.svc.unregister(p.id, p)
 		p.set.close()
 	})
 	return nil
