@@ -244,22 +244,49 @@ type candidate struct {
 // lowest keeps the k candidates with the lowest RTT. An incumbent (already
 // subscribed) outside the best k stays unless the k-th best beats it by
 // more than the hysteresis margin, so RTT noise does not churn links.
+//
+// A producer whose receiver is retrying after a failure (refused with a
+// retryable code such as NoCapacity, or unreachable) does not take one of
+// the k places: the best of the others do, and the failing one's receiver
+// is kept on top of them, retrying on its backoff. Once it connects it
+// competes again, and the hysteresis drops whichever it beats. (It held
+// the place, so a best-RTT producer at capacity left the consumer without
+// data for the whole reconnect backoff while others had room.)
 func (c *Consumer[T]) lowest(cands []candidate, k int) []candidate {
 	if len(cands) <= k {
 		return cands
 	}
 	slices.SortFunc(cands, func(a, b candidate) int { return cmp.Compare(a.info.RTT, b.info.RTT) })
-	chosen := slices.Clone(cands[:k])
+	// The candidates' receivers, read under c.mu and judged after it (a
+	// subscription's lock is never taken under Consumer.mu: doc.go).
+	recvs := make(map[peer.ID]*receiver, len(cands))
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, x := range cands[k:] {
-		if c.recvs[x.e.Entry.PeerID] == nil {
+	for _, x := range cands {
+		if r := c.recvs[x.e.Entry.PeerID]; r != nil {
+			recvs[x.e.Entry.PeerID] = r
+		}
+	}
+	c.mu.Unlock()
+	var healthy, failing []candidate
+	for _, x := range cands {
+		if r := recvs[x.e.Entry.PeerID]; r != nil && r.failing() {
+			failing = append(failing, x)
+		} else {
+			healthy = append(healthy, x)
+		}
+	}
+	if len(healthy) <= k {
+		return append(healthy, failing...)
+	}
+	chosen := slices.Clone(healthy[:k])
+	for _, x := range healthy[k:] {
+		if recvs[x.e.Entry.PeerID] == nil {
 			continue
 		}
 		// Replace the worst newcomer among the chosen, if any, when the
 		// incumbent is within the margin of it.
 		for i := len(chosen) - 1; i >= 0; i-- {
-			if c.recvs[chosen[i].e.Entry.PeerID] != nil {
+			if recvs[chosen[i].e.Entry.PeerID] != nil {
 				continue
 			}
 			if float64(chosen[i].info.RTT) >= float64(x.info.RTT)*(1-c.cfg.hysteresis) {
@@ -268,7 +295,15 @@ func (c *Consumer[T]) lowest(cands []candidate, k int) []candidate {
 			break
 		}
 	}
-	return chosen
+	return append(chosen, failing...)
+}
+
+// failing reports whether the receiver is retrying after a failure: not
+// connected, with the error of its last attempt.
+func (r *receiver) failing() bool {
+	r.sub.mu.Lock()
+	defer r.sub.mu.Unlock()
+	return r.sub.state != Connected && r.sub.err != nil
 }
 
 // probe takes an RTT sample of p in the background, then re-evaluates.

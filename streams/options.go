@@ -452,7 +452,10 @@ func WithBuffer(n int) ConsumerOption {
 // producers with the lowest RTT. It switches to a better producer only when
 // that one's RTT is below the worst chosen one's by more than the
 // hysteresis fraction (e.g. 0.2 = 20 %), so small fluctuations do not churn
-// subscriptions. Producers without an RTT sample are probed first.
+// subscriptions. Producers without an RTT sample are probed first. A
+// producer that refuses the consumer with a retryable code (NoCapacity) or
+// cannot be reached does not hold one of the k places while it is retried:
+// the next best take them, and once it accepts it competes again.
 func WithLowestRTT(k int, hysteresis float64) ConsumerOption {
 	return consumerOption(func(c *consumerConfig) error {
 		if k < 1 || hysteresis < 0 || hysteresis >= 1 {
