@@ -63,6 +63,9 @@ type outSub struct {
 	// peerClosed: the consumer ended it with its own Close frame; nothing
 	// is sent back.
 	peerClosed atomic.Bool
+	// peerReset: the consumer reset the stream with a code, which ends
+	// the subscription (PROTOCOL.md 16.3); nothing is sent back.
+	peerReset atomic.Bool
 
 	// resumeAt is the first datum to resend from the replay window, 0 for
 	// none; set before the writer starts. catching (under Producer.mu)
@@ -410,7 +413,10 @@ func (p *Producer[T]) writer(s *outSub) {
 		n, nbytes = 0, 0
 		release()
 		if err != nil {
-			if isTimeout(err) {
+			if code, ok := resetCode(err); ok {
+				s.peerReset.Store(true)
+				p.end(s, code, "consumer reset the stream: "+err.Error(), true)
+			} else if isTimeout(err) {
 				p.end(s, CodeTooSlow, "write blocked for the write timeout", true)
 			} else {
 				p.end(s, CodeUnexpectedClose, err.Error(), true)

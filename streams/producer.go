@@ -259,13 +259,31 @@ func (p *Producer[T]) watchConsumer(s *outSub) {
 	case errors.Is(err, errProtocol):
 		p.end(s, CodeProtocolViolation, err.Error(), true)
 	default:
+		if code, ok := resetCode(err); ok {
+			s.peerReset.Store(true)
+			p.end(s, code, "consumer reset the stream: "+err.Error(), true)
+			return
+		}
 		p.end(s, CodeCancelled, "consumer gone: "+err.Error(), true)
 	}
+}
+
+// resetCode is the code of a stream reset by the remote side with a
+// non-zero code: the reason the subscription ended (PROTOCOL.md 16.3).
+func resetCode(err error) (Code, bool) {
+	var se *network.StreamError
+	if errors.As(err, &se) && se.Remote && se.ErrorCode != 0 {
+		return Code(se.ErrorCode), true
+	}
+	return 0, false
 }
 
 // closeInBand reports whether an ended subscription is closed by the
 // writer with a Close frame, rather than already reset by end.
 func (p *Producer[T]) closeInBand(s *outSub) bool {
+	if s.peerReset.Load() {
+		return false
+	}
 	switch s.code {
 	case CodeUnexpectedClose, CodeCancelled:
 		return false // the stream is dead, or the consumer reset it
@@ -322,9 +340,11 @@ func (p *Producer[T]) end(s *outSub, code Code, why string, reset bool) {
 		close(s.gone)
 		p.set.setState(s.sub, Terminated, &CodeError{Code: code, Reason: why})
 		p.set.remove(s.sub)
-		switch code {
-		case CodeGracefulShutdown, CodeCancelled:
-		case CodeTooSlow, CodeNotAllowed, CodeUnknownPeer:
+		switch {
+		case code == CodeGracefulShutdown || code == CodeCancelled:
+		case s.peerReset.Load():
+			p.log.Debug("the consumer reset the subscription", "peer", s.sub.peer, "code", code)
+		case code == CodeTooSlow || code == CodeNotAllowed || code == CodeUnknownPeer:
 			p.log.Info("consumer cut", "peer", s.sub.peer, "code", code, "why", why)
 		default:
 			p.log.Debug("subscription ended", "peer", s.sub.peer, "code", code, "why", why)
