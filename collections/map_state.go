@@ -1,6 +1,7 @@
 package collections
 
 import (
+	"bytes"
 	"strings"
 	"unsafe"
 
@@ -137,8 +138,10 @@ func baseItem[K, V any](kenc, venc string) mapItem[K, V] {
 }
 
 // trustedDecode decodes enc, which a decoder already accepted as a T:
-// strings and byte strings point into enc, with no allocation, and other
-// types skip decode's round-trip check.
+// strings point into enc, with no allocation, byte strings are copied
+// (a caller may write to what a read returns, and enc is the state's
+// canonical encoding: a restored map's point into the snapshot bytes that
+// it hashes and serves), and other types skip decode's round-trip check.
 func trustedDecode[T any](enc string) T {
 	var v T
 	raw := unsafe.Slice(unsafe.StringData(enc), len(enc))
@@ -150,7 +153,7 @@ func trustedDecode[T any](enc string) T {
 		}
 	case *[]byte:
 		if b, ok := canonicalString(raw, cborBytes); ok {
-			*p = b[:len(b):len(b)]
+			*p = bytes.Clone(b)
 			return v
 		}
 	}
