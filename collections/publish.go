@@ -62,10 +62,13 @@ func (m *machine[S]) publish(p *published[S]) {
 	defer m.mu.Unlock()
 	m.outcomes.clear()
 	m.work = m.k.clone(p.state)
-	m.version.Store(uint64(p.version))
-	m.size.Store(int64(p.size))
+	// The state before its version: a reader that sees the new Version()
+	// (or Len()) and then reads without the lock (not stale) must find
+	// the new state, never the one before it.
 	m.cur.Store(p)
 	m.stale.Store(false)
+	m.version.Store(uint64(p.version))
+	m.size.Store(int64(p.size))
 	m.notifyLocked()
 }
 
