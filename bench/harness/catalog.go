@@ -62,13 +62,14 @@ func (res *Results) catalogTargets() []Target {
 	return append(ts, res.scaleTargets()...)
 }
 
-// medianCapped reports whether more than half of a discovery row's
+// medianCapped reports whether at least half of a discovery row's
 // repetitions stopped at the limit (the note discoveryScenario sets), so
-// that its median is the limit itself.
+// that its median is the limit itself, or (half of an even count) the
+// mean of the limit and a real time: a bound either way.
 func medianCapped(r *Row) bool {
 	for _, n := range r.Notes {
 		var k, reps int
-		if _, err := fmt.Sscanf(n, "%d/%d reps stopped", &k, &reps); err == nil && 2*k > reps {
+		if _, err := fmt.Sscanf(n, "%d/%d reps stopped", &k, &reps); err == nil && 2*k >= reps {
 			return true
 		}
 	}

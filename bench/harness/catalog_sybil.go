@@ -305,15 +305,24 @@ func (r *runner) sybilRep(ctx context.Context, closed bool, rep int) error {
 	}
 	cpu0, start := cpuTime(), time.Now()
 	var held int
+	// missing: the most honest peers (of the first sybilHonest) absent
+	// from one of their catalogs at any poll: the sybils' share is judged
+	// by it too, since MaxPeers bounds what they hold anyway.
+	missing := 0
 	poll := func() {
-		for _, n := range w.honest {
-			k := 0
+		for i, n := range w.honest {
+			k, honest := 0, 0
 			for e := range n.Catalog().All() {
 				if !honestIDs[e.Entry.PeerID] {
 					k++
+				} else if slices.ContainsFunc(w.honest[:sybilHonest], func(h *node.Node) bool { return h.ID() == e.Entry.PeerID }) {
+					honest++
 				}
 			}
 			held = max(held, k)
+			if i < sybilHonest {
+				missing = max(missing, sybilHonest-1-honest)
+			}
 		}
 	}
 	var sent sync.WaitGroup
@@ -406,6 +415,7 @@ func (r *runner) sybilRep(ctx context.Context, closed bool, rep int) error {
 		}
 	}
 	r.sample(id, "sybils held in an honest catalog (max)", "mosaik", "entries", Lower, float64(held))
+	r.sample(id, "honest peers missing from an honest catalog (max)", "mosaik", "entries", Lower, float64(missing))
 	row := r.sample(id, "newcomer in every honest catalog", "mosaik", "ms", Lower, float64(join.Microseconds())/1e3)
 	if capped {
 		row.addNote(fmt.Sprintf("a repetition stopped at the %v limit", sybilJoinLimit))
@@ -470,11 +480,18 @@ func (res *Results) sybilTargets() []Target {
 	for _, mode := range []string{"admission-off", "admission-on"} {
 		id := "catalog/sybil/" + mode
 		j, h := res.find(id, "newcomer in every honest catalog", "mosaik"), res.find(id, "sybils held in an honest catalog (max)", "mosaik")
-		if j == nil || h == nil {
+		miss := res.find(id, "honest peers missing from an honest catalog (max)", "mosaik")
+		if j == nil || h == nil || miss == nil {
 			continue
 		}
-		parts = append(parts, fmt.Sprintf("%s: newcomer in %s ms at worst (median %s), at most %s sybils held (MaxPeers %d, caps 128)", mode, fmtNum(j.Max), fmtNum(j.Median), fmtNum(h.Max), sybilMaxPeers))
-		met = met && j.Max <= 2000 && h.Max <= sybilMaxPeers
+		// Their share: what MaxPeers leaves beside the other honest nodes,
+		// with no honest peer ever pushed out (and the newcomer let in, judged
+		// above). MaxPeers alone bounds what they hold, so the sybil count
+		// judged nothing by itself: the honest peers missing is the test.
+		share := sybilMaxPeers - (sybilHonest - 1)
+		parts = append(parts, fmt.Sprintf("%s: newcomer in %s ms at worst (median %s), at most %s sybils held (share %d: MaxPeers %d, caps 128), at most %s honest peers missing from an honest catalog",
+			mode, fmtNum(j.Max), fmtNum(j.Median), fmtNum(h.Max), share, sybilMaxPeers, fmtNum(miss.Max)))
+		met = met && j.Max <= 2000 && h.Max <= float64(share) && miss.Max == 0
 	}
 	if len(parts) > 0 {
 		t2.Measured, t2.Met = strings.Join(parts, "; "), boolp(met)
@@ -490,7 +507,7 @@ func (res *Results) sybilTargets() []Target {
 		parts = append(parts, fmt.Sprintf("%s: process CPU %s %% of a core (honest and attackers), honest catalog %s KB per node, process heap %s MB", mode, fmtNum(c.Median), fmtNum(b.Median), fmtNum(hp.Median)))
 	}
 	if len(parts) > 0 {
-		t3.Measured, t3.Met = strings.Join(parts, "; "), boolp(true)
+		t3.Measured, t3.Reported = strings.Join(parts, "; "), true
 	}
 	return []Target{t, t2, t3}
 }

@@ -252,7 +252,7 @@ func (res *Results) replayTargets() []Target {
 	t = Target{Goal: "replay: memory per datum held (reported)", Measured: "not measured"}
 	if m := res.find("replay/memory", "bytes per 64 B datum held", "mosaik"); m != nil {
 		t.Measured = fmt.Sprintf("%s B per 64 B datum (payload included)", fmtNum(m.Median))
-		t.Met = boolp(true)
+		t.Reported = true
 	}
 	return append(ts, t)
 }
