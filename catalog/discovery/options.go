@@ -134,8 +134,9 @@ type Params struct {
 	// DisableGossip turns the gossip topic off: the catalog is then filled
 	// only by syncs and the DHT. For tests and special deployments.
 	DisableGossip bool
-	// DisableSync turns catalog syncs off: none is started on connect and
-	// none is served (SyncWith still works as the initiator).
+	// DisableSync turns catalog syncs off: none is started (on connect,
+	// by anti-entropy or by a bump of an unknown peer) and none is served
+	// (SyncWith still works as the initiator).
 	DisableSync bool
 }
 

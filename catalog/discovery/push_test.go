@@ -185,6 +185,39 @@ func TestPush_UnknownPeerPulls(t *testing.T) {
 	}
 }
 
+// TestPush_PullStartsNoSyncWithSyncsDisabled: DisableSync turns syncs off
+// (SyncWith aside); a bump of an unknown peer started one all the same.
+// (The catalog scale benchmark's newcomer, meant to run exactly one sync,
+// ran two, and its time and bytes counted both.)
+func TestPush_PullStartsNoSyncWithSyncsDisabled(t *testing.T) {
+	nw := catalog.IDFromString("discovery-test/push-nosync")
+	quiet := withParams(func(p *discovery.Params) { p.AnnounceInterval, p.Catalog.PurgeAfter = time.Minute, 5*time.Minute })
+	a := newNode(t, nw, append(pushOnly, quiet)...)
+	b := newNode(t, nw, append(pushOnly, quiet, withParams(func(p *discovery.Params) { p.DisableSync = true }))...)
+	connect(t, b.h, a.h)
+	sk, y := newKey(t)
+	v := catalog.NewVersion(time.Now().Add(-time.Second))
+	if _, err := a.svc.Store().Merge(sealEntry(t, sk, nw, v), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	last := time.Time{}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		if b.svc.Stats().BumpsPulled > 0 {
+			return true
+		}
+		if time.Since(last) > 300*time.Millisecond { // a heartbeat of y, pushed to b as a bump
+			v, last = v.Next(time.Now()), time.Now()
+			if out, err := a.svc.Merge(sealEntry(t, sk, nw, v)); err != nil || out != catalog.Updated {
+				t.Fatalf("Merge: %v %v", out, err)
+			}
+		}
+		return false
+	}, "b noted no pull of y's bump")
+	if st := b.svc.Stats(); st.SyncsStarted != 0 || knows(b.svc, y) {
+		t.Fatalf("b, with syncs disabled, started %d syncs (knows y: %v)", st.SyncsStarted, knows(b.svc, y))
+	}
+}
+
 // TestPush_MixedVersions: a node without bump push (an older node) and
 // two with it, in a chain old - a - b with gossip on: each one's
 // heartbeats reach the others. a bridges b's bumps onto gossip for the

@@ -53,6 +53,9 @@ func (s *Service) SyncWith(ctx context.Context, pi peer.AddrInfo) error {
 
 // startSync starts a background sync with p unless one ran recently.
 func (s *Service) startSync(p peer.ID) {
+	if s.params.DisableSync {
+		return // every trigger (a connect, a bump's pull) is off; SyncWith still runs
+	}
 	now := time.Now()
 	s.syncMu.Lock()
 	if last, ok := s.lastSync[p]; ok && now.Sub(last) < s.params.SyncMinInterval {
