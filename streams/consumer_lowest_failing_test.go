@@ -46,7 +46,7 @@ func TestConsumer_LowestRTTPassesOverAFailingProducer(t *testing.T) {
 		}
 		return "B"
 	}
-	states := lazyString(func() string {
+	states := testutil.Lazy(func() string {
 		var out []string
 		for _, ci := range cons.Producers() {
 			out = append(out, fmt.Sprintf("%s:%v err=%v", who(ci.Peer), ci.State, ci.Err))
@@ -61,9 +61,3 @@ func TestConsumer_LowestRTTPassesOverAFailingProducer(t *testing.T) {
 		return rbAllConnected(prodA.Consumers(), 1) && len(prodB.Consumers()) == 0
 	}, "the consumer did not move back to A once it had room: %s", states)
 }
-
-// lazyString formats as f's result when printed: a failure message's
-// state, read when the message is built rather than when it was passed.
-type lazyString func() string
-
-func (f lazyString) String() string { return f() }
