@@ -4,10 +4,10 @@ package integration
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,40 +48,62 @@ func exactlyOne(t *testing.T, p *proc, parts ...string) {
 	})
 }
 
+// refusedTwice runs a producer and a consumer that it refuses, each with
+// a key of its own, and checks that each side logs the refusal at Warn
+// once however often it happens: the consumer is restarted (the producer
+// refuses the same consumer again; the new consumer process logging its
+// own line proves the refusal) and then the producer (the consumer,
+// refused again by the same producer, logs no second line; the new
+// producer logging its own proves that refusal).
+func refusedTwice(t *testing.T, network, stream string, prodArgs, prodLine, consLine []string) {
+	t.Helper()
+	dir := t.TempDir()
+	prodKey, _ := keygen(t, dir, "producer")
+	consKey, _ := keygen(t, dir, "consumer")
+	_, boot := runNode(t, "boot", network)
+	startProd := func(name string) *proc {
+		pr, _ := stdinPipe(t) // open and never written: produce blocks reading it
+		return start(t, name, pr, append(append([]string{"produce", "--network", network, "--bootstrap", boot, "--key", prodKey}, prodArgs...), append(listen(), stream)...)...)
+	}
+	startCons := func(name string) *proc {
+		return start(t, name, nil, append([]string{"consume", "--network", network, "--bootstrap", boot, "--key", consKey}, append(listen(), stream)...)...)
+	}
+	stop := func(p *proc) {
+		p.signal(syscall.SIGTERM)
+		if code := p.wait(20 * time.Second); code != 0 {
+			t.Fatalf("%s exited %d", p.name, code)
+		}
+	}
+	prod, cons := startProd("producer"), startCons("consumer")
+	waitLine(t, prod, 60*time.Second, prodLine...)
+	waitLine(t, cons, 30*time.Second, consLine...)
+	stop(cons)
+	cons = startCons("consumer again")
+	waitLine(t, cons, 60*time.Second, consLine...)
+	exactlyOne(t, prod, prodLine...)
+	stop(prod)
+	prod = startProd("producer again")
+	waitLine(t, prod, 60*time.Second, prodLine...)
+	exactlyOne(t, cons, consLine...)
+}
+
 // A consumer refused by a producer's tag policy: one Warn line on each
 // side, with the reason and what to do.
 func TestCLI_RefusalLoggedOnBothSides_TagPolicy(t *testing.T) {
 	t.Parallel() // with the other operator-log tests, after the serial ones (processes mostly wait)
-	_, boot := runNode(t, "boot", "it-refuse-tags")
-	pr, pw := io.Pipe()
-	defer pw.Close()
-	prod := start(t, "producer", pr, append([]string{"produce", "--network", "it-refuse-tags", "--bootstrap", boot, "--require-tags", "reader"}, append(listen(), "guarded")...)...)
-	cons := start(t, "consumer", nil, append([]string{"consume", "--network", "it-refuse-tags", "--bootstrap", boot}, append(listen(), "guarded")...)...)
-	prodLine := []string{"level=WARN", `msg="consumer refused"`, `reason="require tags reader: not met"`, "hint="}
-	consLine := []string{"level=WARN", `msg="refused by producer"`, `reason="require tags reader: not met"`, "hint="}
-	waitLine(t, prod, 60*time.Second, prodLine...)
-	waitLine(t, cons, 30*time.Second, consLine...)
-	exactlyOne(t, prod, prodLine...)
-	exactlyOne(t, cons, consLine...)
+	refusedTwice(t, "it-refuse-tags", "guarded", []string{"--require-tags", "reader"},
+		[]string{"level=WARN", `msg="consumer refused"`, `reason="require tags reader: not met"`, "hint="},
+		[]string{"level=WARN", `msg="refused by producer"`, `reason="require tags reader: not met"`, "hint="})
 }
 
 // A consumer without the ticket a producer requires: one Warn line on each
 // side naming the missing ticket.
 func TestCLI_RefusalLoggedOnBothSides_Ticket(t *testing.T) {
 	t.Parallel() // with the other operator-log tests, after the serial ones (processes mostly wait)
-	dir := t.TempDir()
-	_, issuerID := keygen(t, dir, "issuer")
-	_, boot := runNode(t, "boot", "it-refuse-ticket")
-	pr, pw := io.Pipe()
-	defer pw.Close()
-	prod := start(t, "producer", pr, append([]string{"produce", "--network", "it-refuse-ticket", "--bootstrap", boot, "--require-ticket-issuer", issuerID}, append(listen(), "gated")...)...)
-	cons := start(t, "consumer", nil, append([]string{"consume", "--network", "it-refuse-ticket", "--bootstrap", boot}, append(listen(), "gated")...)...)
-	prodLine := []string{"level=WARN", `msg="consumer refused"`, "code=NotAllowed", "no valid ticket"}
-	consLine := []string{"level=WARN", `msg="refused by producer"`, "code=NotAllowed", "no valid ticket", "--ticket"}
-	waitLine(t, prod, 60*time.Second, prodLine...)
-	waitLine(t, cons, 30*time.Second, consLine...)
-	exactlyOne(t, prod, prodLine...)
-	exactlyOne(t, cons, consLine...)
+	_, issuerID := keygen(t, t.TempDir(), "issuer")
+	refusedTwice(t, "it-refuse-ticket", "gated", []string{"--require-ticket-issuer", issuerID},
+		[]string{"level=WARN", `msg="consumer refused"`, "code=NotAllowed", "no valid ticket"},
+		[]string{"level=WARN", `msg="refused by producer"`, "code=NotAllowed", "no valid ticket", "--ticket"})
 }
 
 // A network name nobody else uses warns, saying what to check.
