@@ -145,18 +145,60 @@ func TestCLI_TicketGatedConsumer(t *testing.T) {
 	}
 }
 
+// TestCLI_TagPolicy: a consumer that requires a tag takes the tagged
+// producer's datums and none of the untagged one's, both sending all
+// along: it is checked only once the consumer's catalog holds both (so
+// that it could subscribe to both), and its channels must not include the
+// untagged producer. (With --count 1 and one line each, a consumer that
+// ignored --require-tags passed whenever the tagged line came first.)
 func TestCLI_TagPolicy(t *testing.T) {
+	dir := t.TempDir()
+	untaggedKey, untaggedID := keygen(t, dir, "untagged")
+	taggedKey, taggedID := keygen(t, dir, "tagged")
 	_, boot := runNode(t, "boot", "it-tags")
-	untagged := start(t, "untagged producer", strings.NewReader("from-untagged\n"), append([]string{"produce", "--network", "it-tags", "--bootstrap", boot}, append(listen(), "s")...)...)
-	tagged := start(t, "tagged producer", strings.NewReader("from-tagged\n"), append([]string{"produce", "--network", "it-tags", "--bootstrap", boot, "--tags", "x"}, append(listen(), "s")...)...)
-	cons := start(t, "consumer", nil, append([]string{"consume", "--network", "it-tags", "--bootstrap", boot, "--require-tags", "x", "--count", "1"}, append(listen(), "s")...)...)
-	if code := cons.wait(60 * time.Second); code != 0 {
-		t.Fatalf("consumer exit %d", code)
+	feed := func(prefix string) *os.File {
+		pr, pw := stdinPipe(t)
+		done := make(chan struct{})
+		t.Cleanup(func() { close(done) })
+		go func() {
+			for i := 0; ; i++ {
+				if _, err := fmt.Fprintf(pw, "%s-%d\n", prefix, i); err != nil {
+					return
+				}
+				select {
+				case <-done:
+					return
+				case <-time.After(20 * time.Millisecond): // a steady trickle of lines
+				}
+			}
+		}()
+		return pr
 	}
-	if got := strings.TrimSpace(cons.stdout.String()); got != "from-tagged" {
-		t.Fatalf("consumer got %q, want only the tagged producer's line", got)
+	_ = start(t, "untagged producer", feed("from-untagged"), append([]string{"produce", "--network", "it-tags", "--bootstrap", boot, "--key", untaggedKey}, append(listen(), "s")...)...)
+	_ = start(t, "tagged producer", feed("from-tagged"), append([]string{"produce", "--network", "it-tags", "--bootstrap", boot, "--key", taggedKey, "--tags", "x"}, append(listen(), "s")...)...)
+	cons := start(t, "consumer", nil, append([]string{"consume", "--network", "it-tags", "--bootstrap", boot, "--require-tags", "x", "--http", "127.0.0.1:0"}, append(listen(), "s")...)...)
+	st := &statusOf{t: t, name: "consumer", c: localHTTP, base: strings.TrimSuffix(httpURL(t, cons), "/")}
+	testutil.Eventually(t, 60*time.Second, func() bool {
+		peers := st.catalogPeers()
+		return peers[untaggedID] && peers[taggedID]
+	}, "the consumer's catalog never held both producers")
+	// Both known: wait for lines that arrived after that.
+	mark := len(lines(cons.stdout.String()))
+	testutil.Eventually(t, 30*time.Second, func() bool { return len(lines(cons.stdout.String())) >= mark+20 }, "the consumer received no 20 further lines")
+	for _, l := range lines(cons.stdout.String()) {
+		if !strings.HasPrefix(l, "from-tagged-") {
+			t.Fatalf("consumer got %q, want only the tagged producer's lines", l)
+		}
 	}
-	_, _ = untagged, tagged
+	doc, ok := st.streams()
+	if !ok || len(doc.Consumers) != 1 {
+		t.Fatalf("/api/streams: %+v (%v)", doc, ok)
+	}
+	for _, ch := range doc.Consumers[0].Channels {
+		if ch.PeerID == untaggedID {
+			t.Fatalf("the consumer holds a channel to the untagged producer (%s)", ch.State)
+		}
+	}
 }
 
 func get(t *testing.T, url string) (int, string) {
@@ -278,7 +320,10 @@ func TestCLI_BadInput(t *testing.T) {
 }
 
 // A consumer whose stdout reader goes away (consume | head) ends cleanly:
-// exit 0, its positions saved, no death by SIGPIPE.
+// exit 0, no death by SIGPIPE, a position file written and no temporary
+// file left. (That Close saves the last positions printed is
+// TestPositions_SaveAndResume's: here the periodic save has written the
+// file already.)
 func TestCLI_ConsumeStdoutClosed(t *testing.T) {
 	_, boot := runNode(t, "boot", "it-pipe")
 	pos := filepath.Join(t.TempDir(), "s.pos")
