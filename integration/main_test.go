@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/mosaik-go/mosaik/internal/testutil"
 )
 
@@ -33,6 +35,14 @@ func TestMain(m *testing.M) {
 	binDir = dir
 	code := m.Run()
 	os.RemoveAll(dir)
+	if code == 0 {
+		// As goleak.VerifyTestMain, after the clean-up: the tests' own
+		// goroutines (process waiters, feeders, dialers) must be gone.
+		if err := goleak.Find(testutil.LeakOptions()...); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
