@@ -21,8 +21,10 @@ var ErrNotAdmitted = fmt.Errorf("discovery: the local entry holds no valid admis
 // see [PeerScoreParams]), dropped from syncs, and a sync whose initiator
 // is not admitted is refused (both protocol versions) before any of the
 // catalog is sent; an entry is purged when its admission ends. The local
-// entry must pass a at startup, or New fails with [ErrNotAdmitted]. The
-// DHT validator is built separately: see [AdmissionDHTOption].
+// entry must pass a at startup, or New fails with [ErrNotAdmitted]; a
+// node whose own admission ends later (its ticket expires) stops
+// announcing until UpdateLocal gives it a valid ticket, and logs it at
+// Error. The DHT validator is built separately: see [AdmissionDHTOption].
 func WithAdmission(a catalog.Admission) Option {
 	return func(c *config) error { c.admission = a; return nil }
 }
@@ -46,4 +48,29 @@ func checkLocalAdmission(store *catalog.Store, a catalog.Admission, local *catal
 // refuses. Entries of other networks are judged as by the open validator.
 func AdmissionDHTOption(network catalog.NetworkID, a catalog.Admission) dht.Option {
 	return dht.NamespacedValidator(DHTNamespace, Validator{Network: network, Admission: a})
+}
+
+// ownAdmitted reports whether the local entry se passes the network's
+// admission check now (always, in an open network). A closed network's
+// node whose admission ended (its ticket expired, or UpdateLocal took it
+// away) would have every announcement rejected and be scored down by its
+// neighbours until they ignore it altogether: it announces nothing (no
+// gossip, no bump) until its entry is admitted again, and says so once at
+// Error, and once at Info when it is admitted again. Its peers purge it
+// meanwhile, as they purge a silent node.
+func (s *Service) ownAdmitted(se *catalog.SignedEntry) bool {
+	a := s.store.Admission()
+	if a == nil {
+		return true
+	}
+	_, err := a.Check(&se.Entry, s.now())
+	was := s.ownUnadmitted.Swap(err != nil)
+	switch {
+	case err != nil && !was:
+		s.log.Error("the local entry's admission ended: not announcing it until it holds a valid admission ticket", "err", err,
+			"hint", "renew the node's admission ticket (discovery UpdateLocal with a new one; mosaik-node: a new --admission-ticket and a restart)")
+	case err == nil && was:
+		s.log.Info("the local entry is admitted again: announcing it")
+	}
+	return err == nil
 }

@@ -465,3 +465,38 @@ func TestAdmission_AntiEntropySkipsOutsiders(t *testing.T) {
 	// 100-300 ms) would each sync with the outsider again.
 	noSecondUnadmitted(t, m, "a settle or anti-entropy sync")
 }
+
+// TestAdmission_OwnAdmissionEnds: a node whose own admission ticket
+// expires stops announcing (every neighbour would reject its heartbeats
+// and score it down), and resumes once UpdateLocal gives it a valid
+// ticket. It kept announcing, rejected at every hop.
+func TestAdmission_OwnAdmissionEnds(t *testing.T) {
+	c := newClosedNet(t, "discovery-test/admission-own-end")
+	h := newHost(t)
+	ps := newPubSub(t, h)
+	ends := time.Now().Add(time.Second)
+	short := c.ticket(t, h.ID(), ends)
+	p := discovery.TestParams()
+	p.AnnounceInterval, p.AnnounceJitter = 100*time.Millisecond, 0
+	svc := startService(t, h, ps, c.nw, discovery.WithParams(p), discovery.WithAdmission(c.adm),
+		discovery.WithEntry(func(e *catalog.Entry) { e.Tickets = append(e.Tickets, short) }))
+	announced := func() uint64 { return svc.Stats().Announcements }
+	testutil.Eventually(t, 5*time.Second, func() bool { return announced() > 0 }, "no announcement while admitted")
+	// Past the expiry, heartbeats go on (the version moves) but nothing
+	// is announced.
+	testutil.Eventually(t, 5*time.Second, func() bool { return time.Now().After(ends) && svc.Local().Entry.Version.UpdatedAt().After(ends) }, "no heartbeat after the expiry")
+	n := announced()
+	for range 3 { // three more heartbeats
+		v := svc.Local().Entry.Version
+		testutil.Eventually(t, 5*time.Second, func() bool { return svc.Local().Entry.Version.Compare(v) > 0 }, "no heartbeat")
+	}
+	if got := announced(); got != n {
+		t.Fatalf("announced %d times after the admission ended", got-n)
+	}
+	// A renewed ticket: announcing again.
+	renewed := c.ticket(t, h.ID(), time.Now().Add(time.Hour))
+	if _, err := svc.UpdateLocal(func(e *catalog.Entry) { e.Tickets = []catalog.Ticket{renewed} }); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return announced() > n }, "no announcement after the ticket was renewed")
+}

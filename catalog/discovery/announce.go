@@ -157,6 +157,9 @@ func (s *Service) announce(se *catalog.SignedEntry) { s.announceWith(se, nil) }
 // announceWith publishes se; a nonce makes the message new to gossipsub
 // when se's bytes were published before.
 func (s *Service) announceWith(se *catalog.SignedEntry, nonce []byte) {
+	if !s.ownAdmitted(se) {
+		return
+	}
 	if err := s.publish(s.ctx, &pb.Announcement{Kind: &pb.Announcement_Entry{Entry: se.Bytes()}, Nonce: nonce}); err != nil {
 		s.log.Debug("announce failed", "err", err)
 		return
@@ -227,6 +230,9 @@ func (s *Service) announceLoop() {
 // any serves the bump protocol, and on gossip when none does or some
 // topic peer does not (an older node, PROTOCOL.md section 10.9).
 func (s *Service) heartbeat(se *catalog.SignedEntry) {
+	if !s.ownAdmitted(se) {
+		return
+	}
 	push, gossip := s.pushesHeartbeats()
 	if push && s.queueBump(se, "") {
 		s.stats.bumpHeartbeats.Add(1)

@@ -105,7 +105,10 @@ type Service struct {
 	protos  []protocol.ID // sync protocols, preferred first (2.1.0, 2.0.0, 1.0.0)
 	cmTag   string        // connection manager tag of catalog peers
 	store   *catalog.Store
-	rtt     *catalog.RTTTable
+	// ownUnadmitted: the local entry failed the admission check when
+	// last announced (ownAdmitted).
+	ownUnadmitted atomic.Bool
+	rtt           *catalog.RTTTable
 
 	localMu sync.Mutex
 	local   *catalog.Local
