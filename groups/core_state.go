@@ -47,7 +47,8 @@ func (s *Service) logger() *slog.Logger {
 // Joining an id that is already joined on this node returns another handle
 // to the same running group; sm and the options of the later call are
 // discarded, and other command, query or result types (ErrTypeMismatch),
-// another role or another Reluctant setting are an error. Each handle has
+// another role or another Reluctant setting are an error (unless the
+// later call asks WithRunningRole: it then joins in the running role). Each handle has
 // its own Close; the group ends on this node when the last one closes.
 // A Join while that last Close is leaving the group (at most LeaveTimeout)
 // waits for it, then joins afresh.
@@ -102,8 +103,8 @@ func Join[C, Q, R any](s *Service, key Key, sm StateMachine[C, Q, R], opts ...Op
 			if j.typ != typ {
 				return nil, fmt.Errorf("%w: joined as %v, now %v", ErrTypeMismatch, j.typ, typ)
 			}
-			if j.role != cfg.role || j.reluct != cfg.reluctant {
-				return nil, fmt.Errorf("groups: group %s already joined with role %v, reluctant %v", id.Short(), j.role, j.reluct)
+			if !cfg.anyRole && (j.role != cfg.role || j.reluct != cfg.reluctant) {
+				return nil, fmt.Errorf("groups: group %s already joined with role %v, reluctant %v: close its handles first (or join WithRunningRole)", id.Short(), j.role, j.reluct)
 			}
 			j.refs++
 			return newHandle[C, Q, R](s, id, j), nil

@@ -175,6 +175,28 @@ func TestExecute_ApplyPanicEndsGroup(t *testing.T) {
 	}
 }
 
+// A group joined in one role: a Join in another role fails, unless it
+// asks for the running role, which gives a handle to the running group.
+func TestJoin_RunningRole(t *testing.T) {
+	n := newMemNet()
+	s := n.service(t, "0", false)
+	g1 := joinCounter(t, s)
+	if _, err := Join[int64, struct{}, int64](s, KeyFromSecret("counter"), &counter{}, WithParams(TestParams()), WithRole(RoleReader)); err == nil {
+		t.Fatal("a reader join of a group joined as a writer succeeded")
+	}
+	g2 := joinCounter(t, s, WithRole(RoleReader), WithRunningRole())
+	if g1.c != g2.c {
+		t.Fatal("the running-role join started another group")
+	}
+	if err := g1.When().IsLeader(tctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	_ = g1.Close()
+	if _, err := g2.Execute(tctx(t, 5*time.Second), 1); err != nil {
+		t.Fatal("the running-role handle lost the group when the first closed:", err)
+	}
+}
+
 type panicky struct{ counter }
 
 func (*panicky) Apply(_ ApplyContext, cmds []int64) {

@@ -13,6 +13,7 @@ type Option func(*config)
 type config struct {
 	role      Role
 	reluctant bool
+	anyRole   bool // WithRunningRole
 	params    Params
 	snapshot  SnapshotParams
 	tickets   []policy.TicketValidator
@@ -34,6 +35,13 @@ func defaultConfig() config {
 // WithRole sets this node's role: RoleWriter (default) may vote and lead;
 // RoleReader replicates as a raft learner and never votes or campaigns.
 func WithRole(r Role) Option { return func(c *config) { c.role = r } }
+
+// WithRunningRole makes a Join of a group already joined on this node in
+// another role (or reluctance) return a handle to it in the role it runs
+// in, instead of failing; a group not joined yet is joined in WithRole's
+// role. The group keeps that role until its last handle closes. Package
+// collections opens a reader of a collection the node writes this way.
+func WithRunningRole() Option { return func(c *config) { c.anyRole = true } }
 
 // WithReluctant multiplies this node's election timeout and bootstrap delay by
 // Params.ReluctantFactor, so other writers usually lead. Not part of the id.
