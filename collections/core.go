@@ -320,10 +320,15 @@ func open[S any](h Host, kindName, name string, k kind[S], writer bool, parts []
 	if cfg.sync != nil {
 		gopts = append(gopts, groups.WithSnapshotParams(cfg.sync.SnapshotParams()))
 	}
-	if writer && !cfg.noVote {
+	switch {
+	case writer && !cfg.noVote:
 		gopts = append(gopts, groups.WithRole(groups.RoleWriter))
-	} else {
+	case writer:
 		gopts = append(gopts, groups.WithRole(groups.RoleReader))
+	default:
+		// A reader only reads: it shares the replica of a writer of the
+		// name open on the node, whatever its role (mosaik does too).
+		gopts = append(gopts, groups.WithRole(groups.RoleReader), groups.WithRunningRole())
 	}
 	g, err := groups.Join[command, struct{}, Version](h.Groups(), groupKey(name), m, gopts...)
 	if err != nil {

@@ -73,11 +73,11 @@
 // # Caller's duties
 //
 //   - Close every handle. Opening a name already open on the node with the
-//     same types and the same role (writer, non-voting writer or reader)
-//     returns another handle to the same replica; opening it in another
-//     role while it is open fails (the group is joined in one role per
-//     node; mosaik lets a reader share a writer's replica, mosaik-go does
-//     not yet).
+//     same types returns another handle to the same replica: a reader
+//     opened where a writer of the name is open shares the writer's
+//     replica (which keeps its role until its last handle closes), as in
+//     mosaik. A writer cannot be opened while only readers of the name
+//     are (the group runs in one role per node): close them first.
 //   - A *MutationError hands the argument back. When MayApply(err) is true
 //     the mutation may still commit; a retry is then at-least-once.
 //   - Every replica of a collection must use the same types, the same
