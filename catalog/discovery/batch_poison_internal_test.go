@@ -43,14 +43,6 @@ func TestGossip_BatchWithAForgedIgnoredEntryIsRejected(t *testing.T) {
 	if _, err := s.Merge(held); err != nil {
 		t.Fatal(err)
 	}
-	batch := func(bodies ...[]byte) []byte {
-		var b []byte
-		for _, body := range bodies {
-			b = protowire.AppendTag(b, announceEntry, protowire.BytesType)
-			b = protowire.AppendBytes(b, body)
-		}
-		return b
-	}
 	topic := TopicName(nw)
 	validate := func(data []byte) pubsub.ValidationResult {
 		from := fresh().Entry.PeerID // any gossip peer
@@ -63,11 +55,11 @@ func TestGossip_BatchWithAForgedIgnoredEntryIsRejected(t *testing.T) {
 	for name, e := range map[string]*catalog.SignedEntry{"local": s.Local(), "held": held} {
 		forged := bytes.Clone(e.Bytes())
 		forged[len(forged)-1] ^= 1
-		if got := validate(batch(fresh().Bytes(), forged)); got != pubsub.ValidationReject {
+		if got := validate(encodeBatch(fresh().Bytes(), forged)); got != pubsub.ValidationReject {
 			t.Errorf("a batch of a new entry and a forged copy of the %s entry: %v, want rejected", name, got)
 		}
 	}
-	if got := validate(batch(fresh().Bytes(), held.Bytes(), s.Local().Bytes())); got != pubsub.ValidationAccept {
+	if got := validate(encodeBatch(fresh().Bytes(), held.Bytes(), s.Local().Bytes())); got != pubsub.ValidationAccept {
 		t.Errorf("an honest batch of a new entry and copies of held entries: %v, want accepted", got)
 	}
 
@@ -96,7 +88,7 @@ func TestGossip_BatchWithAForgedIgnoredEntryIsRejected(t *testing.T) {
 		bodies = append(bodies, old.Bytes())
 	}
 	before, st0 := s.store.SignatureChecks(), s.Stats().RejectedBy
-	if got := validate(batch(bodies...)); got != pubsub.ValidationIgnore {
+	if got := validate(encodeBatch(bodies...)); got != pubsub.ValidationIgnore {
 		t.Errorf("a batch of a new entry and %d older versions: %v, want ignored", len(bodies)-1, got)
 	}
 	if n := s.store.SignatureChecks() - before; n > 1 {
@@ -132,21 +124,17 @@ func TestGossip_BatchNamingAPeerTwiceIsRejected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A newer entry of the local peer, its signature tampered with.
-	newer, err := catalog.Seal(catalog.Entry{PeerID: s.h.ID(), Network: nw, Protocol: catalog.ProtocolVersion, Version: s.Local().Entry.Version.Next(now)}, s.h.Peerstore().PrivKey(s.h.ID()))
+	// A newer entry of the local peer, its signature tampered with: dated
+	// 2 s ahead (within the clock drift), so that the service's own
+	// heartbeats meanwhile stay older.
+	v := s.Local().Entry.Version
+	v.UpdateMS = now.Add(2 * time.Second).UnixMilli()
+	newer, err := catalog.Seal(catalog.Entry{PeerID: s.h.ID(), Network: nw, Protocol: catalog.ProtocolVersion, Version: v}, s.h.Peerstore().PrivKey(s.h.ID()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	forged := bytes.Clone(newer.Bytes())
 	forged[len(forged)-1] ^= 1
-	batch := func(bodies ...[]byte) []byte {
-		var b []byte
-		for _, body := range bodies {
-			b = protowire.AppendTag(b, announceEntry, protowire.BytesType)
-			b = protowire.AppendBytes(b, body)
-		}
-		return b
-	}
 	topic := TopicName(nw)
 	validate := func(data []byte) pubsub.ValidationResult {
 		msg := &pubsub.Message{Message: &pubsubpb.Message{Data: data, Topic: &topic}, ReceivedFrom: id}
@@ -158,10 +146,10 @@ func TestGossip_BatchNamingAPeerTwiceIsRejected(t *testing.T) {
 		want   pubsub.ValidationResult
 		checks uint64
 	}{
-		{"one entry twice", batch(e.Bytes(), e.Bytes()), pubsub.ValidationReject, 0},
-		{"forged newer local copies", batch(forged, forged, forged), pubsub.ValidationReject, 0},
-		{"a forged newer local copy", batch(forged), pubsub.ValidationReject, 1},
-		{"the entry once", batch(e.Bytes()), pubsub.ValidationAccept, 1},
+		{"one entry twice", encodeBatch(e.Bytes(), e.Bytes()), pubsub.ValidationReject, 0},
+		{"forged newer local copies", encodeBatch(forged, forged, forged), pubsub.ValidationReject, 0},
+		{"a forged newer local copy", encodeBatch(forged), pubsub.ValidationReject, 1},
+		{"the entry once", encodeBatch(e.Bytes()), pubsub.ValidationAccept, 1},
 	} {
 		before := s.store.SignatureChecks()
 		if got := validate(tt.data); got != tt.want {
@@ -176,4 +164,15 @@ func TestGossip_BatchNamingAPeerTwiceIsRejected(t *testing.T) {
 		t.Error("a forged copy of the local entry was taken for a second process")
 	default:
 	}
+}
+
+// encodeBatch encodes an announcement carrying bodies as entries (a relay
+// batch, PROTOCOL.md section 9.6, when there are several).
+func encodeBatch(bodies ...[]byte) []byte {
+	var b []byte
+	for _, body := range bodies {
+		b = protowire.AppendTag(b, announceEntry, protowire.BytesType)
+		b = protowire.AppendBytes(b, body)
+	}
+	return b
 }
