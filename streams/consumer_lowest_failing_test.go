@@ -9,9 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mosaik-go/mosaik/catalog"
-	"github.com/mosaik-go/mosaik/catalog/discovery"
 	"github.com/mosaik-go/mosaik/internal/testutil"
-	"github.com/mosaik-go/mosaik/node"
 	"github.com/mosaik-go/mosaik/streams"
 )
 
@@ -22,11 +20,7 @@ import (
 // one, dropping the other, once it accepts.
 func TestConsumer_LowestRTTPassesOverAFailingProducer(t *testing.T) {
 	const name = "lowest-failing"
-	cp := discovery.TestParams()
-	cp.RTTProbeInterval = time.Hour
-	cnode := startNode(t, node.WithDiscoveryParams(cp))
-	anode := startNode(t, node.WithBootstrapPeers(cnode.AddrInfo()))
-	bnode := startNode(t, node.WithBootstrapPeers(cnode.AddrInfo()))
+	cnode, anode, bnode := rttNodes(t)
 	a, b := anode.ID(), bnode.ID()
 	prodA := mustProducer[int](t, anode, name, streams.WithMaxConsumers(1))
 	prodB := mustProducer[int](t, bnode, name)

@@ -36,11 +36,7 @@ func rbSetRTT(n *node.Node, p peer.ID, d time.Duration) {
 // accept it, but that records into their own tables.
 func TestRobust_LowestRTTWithHysteresis(t *testing.T) {
 	const name = "robust-rtt"
-	cp := discovery.TestParams()
-	cp.RTTProbeInterval = time.Hour
-	cnode := startNode(t, node.WithDiscoveryParams(cp))
-	anode := startNode(t, node.WithBootstrapPeers(cnode.AddrInfo()))
-	bnode := startNode(t, node.WithBootstrapPeers(cnode.AddrInfo()))
+	cnode, anode, bnode := rttNodes(t)
 	a, b := anode.ID(), bnode.ID()
 	prodA := mustProducer[int](t, anode, name)
 	prodB := mustProducer[int](t, bnode, name)
@@ -98,4 +94,18 @@ func TestRobust_LowestRTTWithHysteresis(t *testing.T) {
 	if v, err := cons.Recv(ctx); err != nil || v != 7 {
 		t.Fatalf("after the switch: %v, %v", v, err)
 	}
+}
+
+// rttNodes starts the consumer node of the lowest-RTT tests, whose own
+// RTT probes are kept out (a one-hour RTTProbeInterval: see
+// TestRobust_LowestRTTWithHysteresis) so that the samples the tests set
+// stay, and two producer nodes bootstrapped from it.
+func rttNodes(t *testing.T) (cnode, anode, bnode *node.Node) {
+	t.Helper()
+	cp := discovery.TestParams()
+	cp.RTTProbeInterval = time.Hour
+	cnode = startNode(t, node.WithDiscoveryParams(cp))
+	anode = startNode(t, node.WithBootstrapPeers(cnode.AddrInfo()))
+	bnode = startNode(t, node.WithBootstrapPeers(cnode.AddrInfo()))
+	return cnode, anode, bnode
 }
