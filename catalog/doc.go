@@ -76,8 +76,9 @@
 //   - over the peer's update rate limit, one update per
 //     Params.MinUpdateInterval with bursts of Params.UpdateBurst, judged by
 //     the entries' own timestamps, the bucket kept across a departure
-//     or purge and the peer's return: [ErrRateLimited] (counted by
-//     [Store.RateLimited]);
+//     or purge and the peer's return (a new run begun a refill's time
+//     after the last one starts with a full bucket): [ErrRateLimited]
+//     (counted by [Store.RateLimited]);
 //   - announcing a public IP address already announced by
 //     Params.MaxPeersPerIP entries, or one in a /24 (IPv4) or /48 (IPv6)
 //     announced by Params.MaxPeersPerSubnet: [ErrAddressCap] (loopback,

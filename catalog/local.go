@@ -27,7 +27,10 @@ type Local struct {
 // apply: a change beyond it is held, merged with any further changes, and
 // sealed by Flush or the next Refresh. Its owner calls Flush when Pending
 // says. Since receivers may only be less strict than this (see gcra),
-// every version Local seals is taken by every receiver.
+// every version Local seals is taken by every receiver, with one
+// exception: a run that began less than UpdateBurst × MinUpdateInterval
+// after the previous run of the same key began finds the previous run's
+// bucket at the receivers (Store.freshRun), which Local does not know.
 func (l *Local) SetUpdateLimit(interval time.Duration, burst int) {
 	l.limit = gcra{interval: interval.Milliseconds(), burst: int64(max(burst, 1))}
 	l.tat, _ = l.limit.next(0, false, l.cur.Entry.Version.UpdateMS)

@@ -231,6 +231,10 @@ func (s *Store) check(st *state, e *SignedEntry, now time.Time, count bool) (pee
 		return old, known, 0, refuse(ErrNotNewer, "%s has %v, offered %v", en.PeerID, old.e.Entry.Version, en.Version)
 	}
 	prevTat, limited := old.tat, known
+	var prev Version // the version whose bucket this one takes up
+	if known {
+		prev = old.e.Entry.Version
+	}
 	if last, ok := st.departed.Get(departItem{id: en.PeerID}); ok {
 		if en.Version.Compare(last.v) <= 0 {
 			how := "departed"
@@ -239,7 +243,10 @@ func (s *Store) check(st *state, e *SignedEntry, now time.Time, count bool) (pee
 			}
 			return old, known, 0, refuse(ErrNotNewer, "%s %s at %v, offered %v", en.PeerID, how, last.v, en.Version)
 		}
-		prevTat, limited = last.tat, true // a return does not refill the bucket
+		prevTat, limited, prev = last.tat, true, last.v // a return does not refill the bucket...
+	}
+	if limited && s.freshRun(en.Version, prev) {
+		limited = false // ...but a new run long enough after the last one began starts with a full one
 	}
 	tat, ok := s.limit().next(prevTat, limited, en.Version.UpdateMS)
 	if !ok {
@@ -262,6 +269,18 @@ func (s *Store) check(st *state, e *SignedEntry, now time.Time, count bool) (pee
 		}
 	}
 	return old, known, tat, nil
+}
+
+// freshRun reports whether v begins a new run at least UpdateBurst ×
+// MinUpdateInterval (the time a drained bucket takes to refill) after the
+// run of prev began: such a run starts with a full bucket, as the local
+// node's own Local assumes. A restarted node (departed or not) may have
+// spent its burst just before it stopped, and would otherwise find most
+// of its startup versions refused by every peer; a peer that starts run
+// after run to refill its bucket gets at most one refill per that time.
+func (s *Store) freshRun(v, prev Version) bool {
+	g := s.limit()
+	return v.StartMS > prev.StartMS && v.StartMS-prev.StartMS >= g.burst*g.interval
 }
 
 func (s *Store) limit() gcra {

@@ -132,6 +132,61 @@ func TestStore_RateLimitSurvivesDeparture(t *testing.T) {
 	}
 }
 
+// TestStore_RateLimitNewRunRefills: a node that spent its burst just
+// before it stopped (closing producers withdraws a stream each) and
+// restarts finds its new run's burst taken, departed or not: a new run that
+// began at least UpdateBurst × MinUpdateInterval after the last one starts
+// with a full bucket, as its own Local assumes. A new run sooner than that
+// (a peer starting runs to refill its bucket) takes up the old bucket.
+func TestStore_RateLimitNewRunRefills(t *testing.T) {
+	p := TestParams()
+	p.MinUpdateInterval, p.UpdateBurst = time.Second, 3
+	refill := time.Duration(p.UpdateBurst) * p.MinUpdateInterval
+	for _, tt := range []struct {
+		name    string
+		depart  bool
+		started time.Duration // the old run's start before its burst
+		want    error         // for the new run's burst
+	}{
+		{"departed, a long run", true, time.Minute, nil},
+		{"crashed, a long run", false, time.Minute, nil},
+		{"departed, a run shorter than a refill", true, refill / 2, ErrRateLimited},
+		{"crashed, a run shorter than a refill", false, refill / 2, ErrRateLimited},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := newTestStoreWith(t, p)
+			a := newTestPeer(t)
+			burst := t0.Add(2 * time.Second)
+			start := burst.Add(-tt.started)
+			var last *SignedEntry
+			for i := range p.UpdateBurst {
+				at := burst.Add(time.Duration(i) * time.Millisecond)
+				last = a.seal(t, testNetwork, ver(start, at), nil)
+				if _, err := s.Merge(last, at); err != nil {
+					t.Fatalf("old run update %d: %v", i, err)
+				}
+			}
+			now := burst.Add(10 * time.Millisecond)
+			if tt.depart {
+				if ok, err := s.Depart(&Departure{PeerID: a.id, Network: testNetwork, LastVersion: last.Entry.Version, Timestamp: now}, now); !ok || err != nil {
+					t.Fatalf("Depart = %v, %v", ok, err)
+				}
+			}
+			back := now.Add(500 * time.Millisecond)
+			var err error
+			for i := range p.UpdateBurst {
+				at := back.Add(time.Duration(i) * time.Millisecond)
+				if _, err = s.Merge(a.seal(t, testNetwork, ver(back, at), nil), at); err != nil {
+					break
+				}
+			}
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("the new run's burst: %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
 // TestLocal_KeepsToTheRateLimit: the local entry's own versions, sealed
 // as fast as its owner changes it, pass a receiver's rate limit, however
 // many of them the receiver sees; changes beyond the burst are held and
