@@ -59,24 +59,31 @@ func SealDeparture(d Departure, sk crypto.PrivKey) ([]byte, error) {
 // OpenDeparture verifies and decodes a sealed departure: size cap, signature
 // and domain, structure, and that the signer is the departing peer.
 func OpenDeparture(data []byte) (*Departure, error) {
+	d, env, err := decodeDeparture(data)
+	if err != nil {
+		return nil, err
+	}
+	if err := verifyDeparture(d, env); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// decodeDeparture decodes a sealed departure without verifying it: size
+// cap, envelope, payload and field structure.
+func decodeDeparture(data []byte) (*Departure, *envelope, error) {
 	var rec departureRecord
 	env, err := decodeEnvelope(data, MaxDepartureSize, &rec, DeparturePayloadType)
 	if err != nil {
-		return nil, err
-	}
-	if err := env.verify(DepartureDomain); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	id, err := peer.IDFromBytes(rec.m.GetPeerId())
 	if err != nil {
-		return nil, malformed("departure peer id: %v", err)
+		return nil, nil, malformed("departure peer id: %v", err)
 	}
 	nw, err := IDFromBytes(rec.m.GetNetwork())
 	if err != nil {
-		return nil, malformed("departure network: %v", err)
-	}
-	if !id.MatchesPublicKey(env.key) {
-		return nil, fmt.Errorf("%w: departure of %s", ErrSignerMismatch, id)
+		return nil, nil, malformed("departure network: %v", err)
 	}
 	v := rec.m.GetLastVersion()
 	return &Departure{
@@ -84,5 +91,17 @@ func OpenDeparture(data []byte) (*Departure, error) {
 		Network:     nw,
 		LastVersion: Version{StartMS: v.GetStartMs(), UpdateMS: v.GetUpdateMs()},
 		Timestamp:   time.UnixMilli(rec.m.GetTimestampMs()),
-	}, nil
+	}, env, nil
+}
+
+// verifyDeparture checks a decoded departure's signature and that its
+// signer is the departing peer.
+func verifyDeparture(d *Departure, env *envelope) error {
+	if err := env.verify(DepartureDomain); err != nil {
+		return err
+	}
+	if !d.PeerID.MatchesPublicKey(env.key) {
+		return fmt.Errorf("%w: departure of %s", ErrSignerMismatch, d.PeerID)
+	}
+	return nil
 }

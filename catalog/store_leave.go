@@ -16,6 +16,26 @@ func (s *Store) CheckDeparture(d *Departure, now time.Time) error {
 	return s.checkDeparture(s.cur.Load().st, d, now)
 }
 
+// OpenDeparture opens a sealed departure for this catalog at now:
+// CheckDeparture's checks first, on the decoded but unverified departure,
+// then the signature (see [OpenDeparture]). A departure that would not
+// apply (a peer this catalog does not hold, an old or late one) is refused
+// before its signature is checked, as an entry is (Store.Open): any key can
+// sign a departure of its own made-up identity, and each cost a check.
+func (s *Store) OpenDeparture(data []byte, now time.Time) (*Departure, error) {
+	d, env, err := decodeDeparture(data)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.CheckDeparture(d, now); err != nil {
+		return nil, err
+	}
+	if err := verifyDeparture(d, env); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
 func (s *Store) checkDeparture(st state, d *Departure, now time.Time) error {
 	if d.Network != s.network {
 		return fmt.Errorf("%w: departure for %s", ErrOtherNetwork, d.Network.Short())

@@ -39,15 +39,19 @@ func refusalReason(err error) string {
 	return catalog.Reason(err)
 }
 
-// batchChecker checks the ignored entries of a batch (*catalog.Store).
+// batchChecker checks the ignored entries of a batch, and opens a
+// departure against the catalog (*catalog.Store).
 type batchChecker interface {
 	HeldCopy(data []byte) bool
 	Authentic(data []byte, now time.Time) error
+	OpenDeparture(data []byte, now time.Time) (*catalog.Departure, error)
 }
 
 // decodeAnnouncement decodes a gossip message of at most limit bytes into the
-// entries it carries (opened by openEntry) or a verified departure. It never
-// panics on hostile input; errors carry catalog's verdict sentinels.
+// entries it carries (opened by openEntry) or a verified departure (opened
+// by check.OpenDeparture, which judges it against the catalog before its
+// signature, or without a check by catalog.OpenDeparture). It never panics
+// on hostile input; errors carry catalog's verdict sentinels.
 //
 // A message may carry several entries (a relay batch). It is refused as a
 // whole when one of them is rejected (forged, malformed, ...), since its
@@ -126,6 +130,12 @@ func decodeAnnouncement(data []byte, limit int, now time.Time, openEntry func([]
 		}
 		return entries, nil, ignored, nil
 	case announceDeparture:
+		if check != nil {
+			// The catalog's checks first, the signature last: a departure
+			// of a peer it does not hold costs no verification.
+			d, err := check.OpenDeparture(bodies[0], now)
+			return nil, d, nil, err
+		}
 		d, err := catalog.OpenDeparture(bodies[0])
 		return nil, d, nil, err
 	}

@@ -166,6 +166,66 @@ func TestGossip_BatchNamingAPeerTwiceIsRejected(t *testing.T) {
 	}
 }
 
+// A gossip departure is judged against the catalog before its signature:
+// one of a peer this node does not hold is ignored unverified (any key can
+// sign a departure of its own made-up identity, and each cost a check), so
+// a forged one of an unknown peer is ignored rather than rejected, while a
+// forged one of a held peer is still rejected and a valid one accepted.
+func TestGossip_DepartureJudgedBeforeItsSignature(t *testing.T) {
+	nw := catalog.IDFromString("discovery-test/depart-cheap-first")
+	s, ctx := loneService(t, nw)
+	now := time.Now()
+	held, stranger := newTestKey(t), newTestKey(t)
+	hid, _ := peer.IDFromPrivateKey(held)
+	sid, _ := peer.IDFromPrivateKey(stranger)
+	e, err := catalog.Seal(catalog.Entry{PeerID: hid, Network: nw, Protocol: catalog.ProtocolVersion, Version: catalog.NewVersion(now)}, held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Merge(e); err != nil {
+		t.Fatal(err)
+	}
+	departure := func(sk crypto.PrivKey, id peer.ID, forge bool) []byte {
+		b, err := catalog.SealDeparture(catalog.Departure{PeerID: id, Network: nw, LastVersion: e.Entry.Version, Timestamp: now}, sk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if forge {
+			b[len(b)-1] ^= 1
+		}
+		var m []byte
+		m = protowire.AppendTag(m, announceDeparture, protowire.BytesType)
+		return protowire.AppendBytes(m, b)
+	}
+	topic := TopicName(nw)
+	validate := func(data []byte) pubsub.ValidationResult {
+		msg := &pubsub.Message{Message: &pubsubpb.Message{Data: data, Topic: &topic}, ReceivedFrom: sid}
+		return s.validate(ctx, sid, msg)
+	}
+	for _, tt := range []struct {
+		name string
+		data []byte
+		want pubsub.ValidationResult
+	}{
+		{"a forged departure of an unknown peer", departure(stranger, sid, true), pubsub.ValidationIgnore},
+		{"a forged departure of a held peer", departure(held, hid, true), pubsub.ValidationReject},
+		{"a valid departure of a held peer", departure(held, hid, false), pubsub.ValidationAccept},
+	} {
+		if got := validate(tt.data); got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func newTestKey(t *testing.T) crypto.PrivKey {
+	t.Helper()
+	sk, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sk
+}
+
 // encodeBatch encodes an announcement carrying bodies as entries (a relay
 // batch, PROTOCOL.md section 9.6, when there are several).
 func encodeBatch(bodies ...[]byte) []byte {

@@ -35,9 +35,6 @@ func (s *Service) validate(_ context.Context, from peer.ID, msg *pubsub.Message)
 		// err is errCostlyBatch).
 		s.stats.refuse(false, catalog.Reason(err))
 	}
-	if err == nil && d != nil {
-		err = s.store.CheckDeparture(d, now)
-	}
 	if err == nil {
 		if es != nil {
 			msg.ValidatorData = es
