@@ -56,6 +56,11 @@ type restoreStage[S any] struct {
 	h     snapshotHeader
 	off   int // bytes of the state consumed: the header and whole items
 	items int // where the items start
+	// wait is the prefix length before which an item cut at the end of the
+	// last prefix is not tried again: twice what it had then, so that a
+	// large item costs a scan per doubling of its bytes, not one per chunk
+	// (quadratic in its size).
+	wait int
 }
 
 // Feed implements groups.RestoreStage: it decodes the whole items that
@@ -75,9 +80,13 @@ func (st *restoreStage[S]) Feed(prefix []byte) error {
 		st.items = st.off
 		st.d = st.rd.itemDecoder(st.h.Size)
 	}
+	if len(prefix) < st.wait {
+		return nil
+	}
 	for b := prefix[st.off:]; len(b) > 0; {
 		rest, err := st.d.next(b)
 		if err != nil {
+			st.wait = st.off + 2*len(b)
 			return nil
 		}
 		st.off += len(b) - len(rest)
@@ -89,6 +98,7 @@ func (st *restoreStage[S]) Feed(prefix []byte) error {
 // Commit implements groups.RestoreStage. A state the stage could not read
 // to its end is restored whole instead, which reports why.
 func (st *restoreStage[S]) Commit(state []byte) error {
+	st.wait = 0 // the whole state: every item is whole
 	_ = st.Feed(state)
 	if !st.head || st.off != len(state) {
 		return st.m.restoreBytes(st.rd, state)
