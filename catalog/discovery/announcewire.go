@@ -30,11 +30,27 @@ const maxBatchVerifies = 4
 // (label costly_batch; its ignored entries count by their own labels).
 var errCostlyBatch = fmt.Errorf("discovery: a relay batch with more than %d ignored entries to verify", maxBatchVerifies)
 
+// errUnvouchedBatch ignores a batch holding an authentic entry that this
+// node refuses for a reason its sender may not share (admission_window):
+// forwarded, it could cost this node the next hop's penalty.
+var errUnvouchedBatch = errors.New("discovery: a relay batch with an entry this node cannot vouch for")
+
+// heldBack reports whether err ignores a batch only to keep it from
+// going further: its new entries (returned beside err) are merged all
+// the same.
+func heldBack(err error) bool {
+	return errors.Is(err, errCostlyBatch) || errors.Is(err, errUnvouchedBatch)
+}
+
 // refusalReason is the metric label of a refused announcement or entry:
-// catalog.Reason, and costly_batch for errCostlyBatch.
+// catalog.Reason, costly_batch for errCostlyBatch and unvouched_batch for
+// errUnvouchedBatch.
 func refusalReason(err error) string {
-	if errors.Is(err, errCostlyBatch) {
+	switch {
+	case errors.Is(err, errCostlyBatch):
 		return "costly_batch"
+	case errors.Is(err, errUnvouchedBatch):
+		return "unvouched_batch"
 	}
 	return catalog.Reason(err)
 }
@@ -66,8 +82,11 @@ type batchChecker interface {
 // costs nothing to check; a batch with more than maxBatchVerifies entries
 // to verify that way is ignored as a whole (not forwarded) unchecked, so
 // that a batch of one new entry and stale replays cannot make every hop
-// verify dozens of signatures for nothing (its ignored entries are
-// returned in ignored all the same, with err errCostlyBatch).
+// verify dozens of signatures for nothing; so is one with an authentic
+// entry ignored here for a reason its sender may not share (see
+// errUnvouchedBatch). Both return their new entries and ignored entries
+// beside the error (errCostlyBatch, errUnvouchedBatch: see heldBack), to
+// be merged without forwarding the batch.
 //
 // A batch names each peer at most once (section 9.6); one that names a
 // peer twice is malformed, refused before any entry is opened (entries
@@ -120,12 +139,23 @@ func decodeAnnouncement(data []byte, limit int, now time.Time, openEntry func([]
 				}
 			}
 			if len(costly) > maxBatchVerifies {
-				return nil, nil, ignored, errCostlyBatch
+				return entries, nil, ignored, errCostlyBatch
 			}
+			unvouched := false
 			for _, b := range costly {
-				if err := check.Authentic(b, now); err != nil {
+				switch err := check.Authentic(b, now); {
+				case catalog.IsRejected(err):
 					return nil, nil, nil, err
+				case err != nil:
+					// Authentic, but refused here for a reason the sender
+					// may not share (an admission that starts or ended
+					// within the clock drift): ignored already; the next
+					// hop might reject it, so the batch goes no further.
+					unvouched = true
 				}
+			}
+			if unvouched {
+				return entries, nil, ignored, errUnvouchedBatch
 			}
 		}
 		return entries, nil, ignored, nil

@@ -3,6 +3,7 @@ package discovery
 import (
 	"bytes"
 	"crypto/rand"
+	"errors"
 	"testing"
 	"time"
 
@@ -163,6 +164,62 @@ func TestGossip_BatchNamingAPeerTwiceIsRejected(t *testing.T) {
 	case <-s.DuplicateIdentity():
 		t.Error("a forged copy of the local entry was taken for a second process")
 	default:
+	}
+}
+
+// windowAdmission admits every entry but late's, whose ticket ended at end.
+type windowAdmission struct {
+	late peer.ID
+	end  time.Time
+}
+
+func (a windowAdmission) Check(e *catalog.Entry, at time.Time) (time.Time, error) {
+	if e.PeerID == a.late && !at.Before(a.end) {
+		return time.Time{}, errors.New("ticket expired")
+	}
+	return time.Time{}, nil
+}
+
+// A relay batch holding an entry whose admission ended within the clock
+// drift (ignored here, not rejected: the relay's clock may differ) is not
+// forwarded, since the next hop might reject it, but its other new entries
+// are merged: the batch was ignored whole, its good entries lost at this
+// hop.
+func TestGossip_BatchWithAnEntryInTheAdmissionWindow(t *testing.T) {
+	nw := catalog.IDFromString("discovery-test/batch-window")
+	s, ctx := loneService(t, nw)
+	now := time.Now()
+	mk := func() (*catalog.SignedEntry, peer.ID) {
+		sk := newTestKey(t)
+		id, _ := peer.IDFromPrivateKey(sk)
+		se, err := catalog.Seal(catalog.Entry{PeerID: id, Network: nw, Protocol: catalog.ProtocolVersion, Version: catalog.NewVersion(now.Add(-3 * time.Second))}, sk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return se, id
+	}
+	a, aid := mk()
+	b, bid := mk()
+	s.store.SetAdmission(windowAdmission{late: bid, end: now.Add(-time.Second)})
+	topic := TopicName(nw)
+	from := newTestKey(t)
+	fid, _ := peer.IDFromPrivateKey(from)
+	msg := &pubsub.Message{Message: &pubsubpb.Message{Data: encodeBatch(a.Bytes(), b.Bytes()), Topic: &topic}, ReceivedFrom: fid}
+	before := s.Stats().RejectedBy
+	if got := s.validate(ctx, fid, msg); got != pubsub.ValidationIgnore {
+		t.Fatalf("the batch: %v, want ignored (not forwarded)", got)
+	}
+	if _, ok := s.Catalog().Get(aid); !ok {
+		t.Error("the batch's admitted new entry was not merged")
+	}
+	if _, ok := s.Catalog().Get(bid); ok {
+		t.Error("the entry whose admission ended was merged")
+	}
+	after := s.Stats().RejectedBy
+	for label, want := range map[string]uint64{"ignored/unvouched_batch": 1, "ignored/admission_window": 1} {
+		if got := after[label] - before[label]; got != want {
+			t.Errorf("%s counted %d times, want %d", label, got, want)
+		}
 	}
 }
 

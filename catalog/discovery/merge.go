@@ -43,6 +43,12 @@ func (s *Service) validate(_ context.Context, from peer.ID, msg *pubsub.Message)
 		}
 		return pubsub.ValidationAccept
 	}
+	if heldBack(err) {
+		// Not forwarded, but its new entries are good: merged here.
+		for _, e := range es {
+			s.mergeGossip(e, from)
+		}
+	}
 	rejected := catalog.IsRejected(err)
 	s.stats.refuse(rejected, refusalReason(err))
 	s.log.Debug("gossip message refused", "from", from, "rejected", rejected, "err", err)
