@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/catalog/discovery"
 	"github.com/mosaik-go/mosaik/internal/testutil"
 	"github.com/mosaik-go/mosaik/streams"
 )
@@ -20,7 +21,12 @@ import (
 // one, dropping the other, once it accepts.
 func TestConsumer_LowestRTTPassesOverAFailingProducer(t *testing.T) {
 	const name = "lowest-failing"
-	cnode, anode, bnode := rttNodes(t)
+	// Heartbeats far apart: the consumer must choose again when A refuses
+	// it, not when A's next heartbeat changes the catalog.
+	cnode, anode, bnode := rttNodes(t, func(p *discovery.Params) {
+		p.AnnounceInterval, p.AnnounceJitter = time.Minute, 0
+		p.Catalog.PurgeAfter, p.Catalog.LateGrace = 5*time.Minute, 5*time.Minute
+	})
 	a, b := anode.ID(), bnode.ID()
 	prodA := mustProducer[int](t, anode, name, streams.WithMaxConsumers(1))
 	prodB := mustProducer[int](t, bnode, name)

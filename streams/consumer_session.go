@@ -173,6 +173,9 @@ func (c *Consumer[T]) receive(ctx context.Context, r *receiver, prev <-chan stru
 			}
 		}
 		c.set.setState(r.sub, Connecting, err)
+		if c.cfg.lowestK > 0 {
+			c.poke() // lowest() passes over a failing producer: choose again now, not at the next heartbeat
+		}
 		c.warnRefused(r.sub.peer, err) // a refusal that is retried: no capacity
 		c.log.Debug("producer link failed; retrying", "peer", r.sub.peer, "err", err)
 	}
@@ -322,6 +325,9 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, out *sessionOutc
 	delete(c.retries, r.sub.peer) // accepted: a later refusal starts a fresh backoff
 	c.mu.Unlock()
 	c.set.setState(r.sub, Connected, nil)
+	if c.cfg.lowestK > 0 {
+		c.poke() // a producer that connects competes again for the k places (lowest)
+	}
 	out.accepted, out.ours = time.Now(), contentKey(&c.svc.d.Catalog().Local().Entry)
 	epoch := acc.GetEpoch()
 	seq := newSequencer(epoch, prev, known)

@@ -99,13 +99,23 @@ func TestRobust_LowestRTTWithHysteresis(t *testing.T) {
 // rttNodes starts the consumer node of the lowest-RTT tests, whose own
 // RTT probes are kept out (a one-hour RTTProbeInterval: see
 // TestRobust_LowestRTTWithHysteresis) so that the samples the tests set
-// stay, and two producer nodes bootstrapped from it.
-func rttNodes(t *testing.T) (cnode, anode, bnode *node.Node) {
+// stay, and two producer nodes bootstrapped from it. tune changes the
+// three nodes' discovery parameters.
+func rttNodes(t *testing.T, tune ...func(*discovery.Params)) (cnode, anode, bnode *node.Node) {
 	t.Helper()
-	cp := discovery.TestParams()
-	cp.RTTProbeInterval = time.Hour
-	cnode = startNode(t, node.WithDiscoveryParams(cp))
-	anode = startNode(t, node.WithBootstrapPeers(cnode.AddrInfo()))
-	bnode = startNode(t, node.WithBootstrapPeers(cnode.AddrInfo()))
+	params := func(probe time.Duration) node.Option {
+		p := discovery.TestParams()
+		p.RTTProbeInterval = probe
+		for _, f := range tune {
+			f(&p)
+		}
+		return node.WithDiscoveryParams(p)
+	}
+	cnode = startNode(t, params(time.Hour))
+	prod := []node.Option{node.WithBootstrapPeers(cnode.AddrInfo())}
+	if len(tune) > 0 {
+		prod = append(prod, params(discovery.TestParams().RTTProbeInterval))
+	}
+	anode, bnode = startNode(t, prod...), startNode(t, prod...)
 	return cnode, anode, bnode
 }
