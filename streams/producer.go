@@ -338,7 +338,7 @@ func (p *Producer[T]) end(s *outSub, code Code, why string, reset bool) {
 			_ = s.st.SetWriteDeadline(by)
 		}
 		close(s.gone)
-		p.set.setState(s.sub, Terminated, &CodeError{Code: code, Reason: why})
+		p.set.setState(s.sub, Terminated, &CodeError{Code: code, Reason: why, Remote: s.peerReset.Load()})
 		p.set.remove(s.sub)
 		switch {
 		case code == CodeGracefulShutdown || code == CodeCancelled:

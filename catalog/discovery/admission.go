@@ -63,7 +63,11 @@ func (s *Service) ownAdmitted(se *catalog.SignedEntry) bool {
 	if a == nil {
 		return true
 	}
-	_, err := a.Check(&se.Entry, s.now())
+	now := s.now()
+	exp, err := a.Check(&se.Entry, now)
+	if err == nil && !exp.IsZero() && !exp.After(now) {
+		err = fmt.Errorf("admission ended at %v", exp) // a check may report an end rather than fail
+	}
 	was := s.ownUnadmitted.Swap(err != nil)
 	switch {
 	case err != nil && !was:
