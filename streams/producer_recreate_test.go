@@ -76,7 +76,7 @@ func TestProducer_RecreatedWhileTheOldOneCloses(t *testing.T) {
 		if !errors.Is(err, streams.ErrProducerExists) {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(time.Millisecond) // retry pacing, as the component retrying does
 	}
 	t.Cleanup(func() { _ = p.Close() })
 	<-done

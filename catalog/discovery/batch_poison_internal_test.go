@@ -97,12 +97,7 @@ func TestGossip_BatchWithAForgedIgnoredEntryIsRejected(t *testing.T) {
 	}
 	// Counted under its own label, and its ignored entries under theirs
 	// (it was counted as rate_limited, which none of them was).
-	st := s.Stats().RejectedBy
-	for label, want := range map[string]uint64{"ignored/costly_batch": 1, "ignored/not_newer": maxBatchVerifies + 1, "ignored/rate_limited": 0} {
-		if got := st[label] - st0[label]; got != want {
-			t.Errorf("%s counted %d times, want %d", label, got, want)
-		}
-	}
+	wantRefusals(t, st0, s.Stats().RejectedBy, map[string]uint64{"ignored/costly_batch": 1, "ignored/not_newer": maxBatchVerifies + 1, "ignored/rate_limited": 0})
 }
 
 // A batch names each peer at most once (PROTOCOL.md section 9.6). Copies
@@ -215,12 +210,7 @@ func TestGossip_BatchWithAnEntryInTheAdmissionWindow(t *testing.T) {
 	if _, ok := s.Catalog().Get(bid); ok {
 		t.Error("the entry whose admission ended was merged")
 	}
-	after := s.Stats().RejectedBy
-	for label, want := range map[string]uint64{"ignored/unvouched_batch": 1, "ignored/admission_window": 1} {
-		if got := after[label] - before[label]; got != want {
-			t.Errorf("%s counted %d times, want %d", label, got, want)
-		}
-	}
+	wantRefusals(t, before, s.Stats().RejectedBy, map[string]uint64{"ignored/unvouched_batch": 1, "ignored/admission_window": 1})
 }
 
 // A gossip departure is judged against the catalog before its signature:
@@ -281,6 +271,17 @@ func newTestKey(t *testing.T) crypto.PrivKey {
 		t.Fatal(err)
 	}
 	return sk
+}
+
+// wantRefusals checks that each label of want was counted (Stats
+// RejectedBy) that many times between before and after.
+func wantRefusals(t *testing.T, before, after, want map[string]uint64) {
+	t.Helper()
+	for label, n := range want {
+		if got := after[label] - before[label]; got != n {
+			t.Errorf("%s counted %d times, want %d", label, got, n)
+		}
+	}
 }
 
 // encodeBatch encodes an announcement carrying bodies as entries (a relay
