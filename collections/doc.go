@@ -80,6 +80,10 @@
 //     are (the group runs in one role per node): close them first.
 //   - A *MutationError hands the argument back. When MayApply(err) is true
 //     the mutation may still commit; a retry is then at-least-once.
+//   - Treat what a read returns as read-only: slices, maps and pointers in
+//     values (a []byte value, a struct holding a slice) may be shared with
+//     the replica's state and with other readers; copy before changing.
+//     (A restored Map's []byte keys and values are copies.)
 //   - Every replica of a collection must use the same types, the same
 //     consensus timings (groups.Params) and the same ticket validators.
 //     The group ID names a type by package path and name only: a struct
