@@ -61,7 +61,9 @@
 // leaves the GC nothing to mark. Content, order and snapshots are those of
 // a replica that applied every command. The cost is on reads of the
 // base: a lookup is a binary search of the snapshot's bytes (as fast as
-// the tree's walk in BenchmarkMapGetRestored), and a key or value that is
+// the tree's walk in BenchmarkMapGetRestored), a byte-string key or value
+// is copied at each read (one allocation: the snapshot's bytes are the
+// state this replica hashes and serves), and a key or value that is
 // neither a string nor a byte string is decoded at each read
 // (BenchmarkMapGetStruct: about 0.1–0.2 µs and two allocations more for a
 // small struct); entries written since are held decoded. Once the
