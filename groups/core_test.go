@@ -95,14 +95,22 @@ func TestCore_BootstrapWaits(t *testing.T) {
 	}
 }
 
-// A raft message from a bonded peer that is not a member, with an absurd
-// term, is dropped and counted and changes nothing.
-func TestCore_NonMemberRaftIgnored(t *testing.T) {
+// leaderBondedToX is a one-node group's core, leading, with writer x
+// bonded (not a member), and its term.
+func leaderBondedToX(t *testing.T) (*groupCore, uint64) {
+	t.Helper()
 	c := handCore(t, "a")
 	c.bootstrap()
 	c.step(t)
 	term := c.rn.BasicStatus().GetTerm()
 	c.onBond(bondEvent{p: "x", up: true, role: RoleWriter})
+	return c, term
+}
+
+// A raft message from a bonded peer that is not a member, with an absurd
+// term, is dropped and counted and changes nothing.
+func TestCore_NonMemberRaftIgnored(t *testing.T) {
+	c, term := leaderBondedToX(t)
 	m, _ := proto.Marshal(&raftpb.Message{Type: raftpb.MessageType_MsgVote.Enum(), From: new(raftID("x")), To: new(c.selfID), Term: new(uint64(1 << 40)), LogTerm: new(uint64(1 << 40)), Index: new(uint64(1 << 40))})
 	body, _ := proto.Marshal(&pb.CoreRaft{Epoch: c.epoch, Message: m})
 	before := c.dropped.Load()
@@ -125,11 +133,7 @@ func TestCore_NonMemberRaftIgnored(t *testing.T) {
 // depose a leader with a heartbeat of an absurd term: its status is its
 // own word, taken only by a node that hears from no member (stranded).
 func TestCore_NonMemberClaimingToLeadIgnored(t *testing.T) {
-	c := handCore(t, "a")
-	c.bootstrap()
-	c.step(t)
-	term := c.rn.BasicStatus().GetTerm()
-	c.onBond(bondEvent{p: "x", up: true, role: RoleWriter})
+	c, term := leaderBondedToX(t)
 	c.peers["x"].status = &pb.CoreStatus{IsLeader: true, Epoch: c.epoch}
 	m, _ := proto.Marshal(&raftpb.Message{Type: raftpb.MessageType_MsgHeartbeat.Enum(), From: new(raftID("x")), To: new(c.selfID), Term: new(term + 1000)})
 	body, _ := proto.Marshal(&pb.CoreRaft{Epoch: c.epoch, Message: m})

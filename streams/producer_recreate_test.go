@@ -8,6 +8,7 @@ import (
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/discovery"
+	"github.com/mosaik-go/mosaik/internal/testutil"
 	"github.com/mosaik-go/mosaik/streams"
 )
 
@@ -69,15 +70,13 @@ func TestProducer_RecreatedWhileTheOldOneCloses(t *testing.T) {
 	done := make(chan struct{})
 	go func() { _ = old.Close(); close(done) }()
 	var p *streams.Producer[string]
-	for { // retry as a restarting component does
-		if p, err = streams.NewProducer[string](svc, name); err == nil {
-			break
-		}
-		if !errors.Is(err, streams.ErrProducerExists) {
+	// Retry as a restarting component does, until the old one is gone.
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		if p, err = streams.NewProducer[string](svc, name); err != nil && !errors.Is(err, streams.ErrProducerExists) {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Millisecond) // retry pacing, as the component retrying does
-	}
+		return err == nil
+	}, "NewProducer kept failing: %v", testutil.Lazy(func() error { return err }))
 	t.Cleanup(func() { _ = p.Close() })
 	<-done
 	cons := mustConsumer[string](t, cnode, name)

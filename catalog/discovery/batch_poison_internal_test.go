@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"testing"
@@ -44,11 +45,8 @@ func TestGossip_BatchWithAForgedIgnoredEntryIsRejected(t *testing.T) {
 	if _, err := s.Merge(held); err != nil {
 		t.Fatal(err)
 	}
-	topic := TopicName(nw)
 	validate := func(data []byte) pubsub.ValidationResult {
-		from := fresh().Entry.PeerID // any gossip peer
-		msg := &pubsub.Message{Message: &pubsubpb.Message{Data: data, Topic: &topic}, ReceivedFrom: from}
-		return s.validate(ctx, from, msg)
+		return validateFrom(ctx, s, fresh().Entry.PeerID, data) // any gossip peer
 	}
 
 	// Forged copies that openEntry ignores unverified: our own entry and
@@ -131,11 +129,7 @@ func TestGossip_BatchNamingAPeerTwiceIsRejected(t *testing.T) {
 	}
 	forged := bytes.Clone(newer.Bytes())
 	forged[len(forged)-1] ^= 1
-	topic := TopicName(nw)
-	validate := func(data []byte) pubsub.ValidationResult {
-		msg := &pubsub.Message{Message: &pubsubpb.Message{Data: data, Topic: &topic}, ReceivedFrom: id}
-		return s.validate(ctx, id, msg)
-	}
+	validate := func(data []byte) pubsub.ValidationResult { return validateFrom(ctx, s, id, data) }
 	for _, tt := range []struct {
 		name   string
 		data   []byte
@@ -196,12 +190,9 @@ func TestGossip_BatchWithAnEntryInTheAdmissionWindow(t *testing.T) {
 	a, aid := mk()
 	b, bid := mk()
 	s.store.SetAdmission(windowAdmission{late: bid, end: now.Add(-time.Second)})
-	topic := TopicName(nw)
-	from := newTestKey(t)
-	fid, _ := peer.IDFromPrivateKey(from)
-	msg := &pubsub.Message{Message: &pubsubpb.Message{Data: encodeBatch(a.Bytes(), b.Bytes()), Topic: &topic}, ReceivedFrom: fid}
+	fid, _ := peer.IDFromPrivateKey(newTestKey(t))
 	before := s.Stats().RejectedBy
-	if got := s.validate(ctx, fid, msg); got != pubsub.ValidationIgnore {
+	if got := validateFrom(ctx, s, fid, encodeBatch(a.Bytes(), b.Bytes())); got != pubsub.ValidationIgnore {
 		t.Fatalf("the batch: %v, want ignored (not forwarded)", got)
 	}
 	if _, ok := s.Catalog().Get(aid); !ok {
@@ -244,11 +235,7 @@ func TestGossip_DepartureJudgedBeforeItsSignature(t *testing.T) {
 		m = protowire.AppendTag(m, announceDeparture, protowire.BytesType)
 		return protowire.AppendBytes(m, b)
 	}
-	topic := TopicName(nw)
-	validate := func(data []byte) pubsub.ValidationResult {
-		msg := &pubsub.Message{Message: &pubsubpb.Message{Data: data, Topic: &topic}, ReceivedFrom: sid}
-		return s.validate(ctx, sid, msg)
-	}
+	validate := func(data []byte) pubsub.ValidationResult { return validateFrom(ctx, s, sid, data) }
 	for _, tt := range []struct {
 		name string
 		data []byte
@@ -271,6 +258,13 @@ func newTestKey(t *testing.T) crypto.PrivKey {
 		t.Fatal(err)
 	}
 	return sk
+}
+
+// validateFrom runs s's gossip validator on data received from peer from.
+func validateFrom(ctx context.Context, s *Service, from peer.ID, data []byte) pubsub.ValidationResult {
+	topic := TopicName(s.network)
+	msg := &pubsub.Message{Message: &pubsubpb.Message{Data: data, Topic: &topic}, ReceivedFrom: from}
+	return s.validate(ctx, from, msg)
 }
 
 // wantRefusals checks that each label of want was counted (Stats
