@@ -313,6 +313,7 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, out *sessionOutc
 	case frameReject:
 		rej, err := decodeControl(body, &pb.Reject{})
 		if err != nil {
+			_ = st.ResetWithError(network.StreamErrorCode(CodeProtocolViolation))
 			return err
 		}
 		return &CodeError{Code: Code(rej.Code), Reason: rej.Reason, Remote: true}
@@ -409,6 +410,9 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, out *sessionOutc
 			if errors.Is(err, io.EOF) {
 				return &CodeError{Code: CodeUnexpectedClose, Reason: "stream ended without Close"}
 			}
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return &CodeError{Code: CodeUnexpectedClose, Reason: "stream ended inside a frame"}
+			}
 			if errors.Is(err, errProtocol) {
 				link.end(CodeProtocolViolation, "protocol violation")
 			}
@@ -451,6 +455,7 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, out *sessionOutc
 		case frameClose:
 			cl, err := decodeControl(body, &pb.Close{})
 			if err != nil {
+				link.end(CodeProtocolViolation, "protocol violation")
 				return err
 			}
 			seq.closed(Code(cl.Code) == CodeGracefulShutdown)

@@ -247,10 +247,13 @@ type rbEvil struct {
 	modes map[catalog.StreamID]func(w io.Writer) error
 	// answers replace the Accept of a stream (its mode then follows).
 	answers map[catalog.StreamID]func(w io.Writer) error
+	// halfClose: after its mode, the stream's write side is closed (FIN).
+	halfClose map[catalog.StreamID]bool
 
 	mu       sync.Mutex
 	attempts map[catalog.StreamID]int
 	resets   map[catalog.StreamID][]network.StreamErrorCode // codes the consumer reset with
+	eofs     map[catalog.StreamID]int                       // streams the consumer closed without a reset
 	other    []error                                        // handler failures
 }
 
@@ -284,8 +287,20 @@ func (e *rbEvil) handle(st network.Stream) {
 	if err == nil {
 		err = w.Flush()
 	}
+	if err == nil && e.halfClose[id] {
+		err = st.CloseWrite()
+	}
 	if err == nil {
 		_, err = io.Copy(io.Discard, r) // until the consumer resets
+	}
+	if err == nil {
+		e.mu.Lock()
+		if e.eofs == nil {
+			e.eofs = map[catalog.StreamID]int{}
+		}
+		e.eofs[id]++
+		e.mu.Unlock()
+		return
 	}
 	var se *network.StreamError
 	if !errors.As(err, &se) || !se.Remote {
