@@ -1,6 +1,9 @@
 package streams
 
-import "github.com/libp2p/go-libp2p/core/peer"
+import (
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
 
 // QueueState is one subscription's queue as its producer sees it, for the
 // external tests of fan-out and memory bounds.
@@ -24,3 +27,9 @@ func Queues[T any](p *Producer[T]) []QueueState {
 // PeakQueuedBytes returns the most payload bytes one subscription of p ever
 // pinned, ended subscriptions included.
 func PeakQueuedBytes[T any](p *Producer[T]) int64 { return p.peakQueued.Load() }
+
+// HostAttached reports whether the streams protocol dispatcher holds h.
+func HostAttached(h host.Host) bool {
+	_, ok := muxes.Load(h)
+	return ok
+}

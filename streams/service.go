@@ -166,19 +166,24 @@ var muxesMu sync.Mutex
 func attach(h host.Host, s *Service) error {
 	muxesMu.Lock()
 	defer muxesMu.Unlock()
-	v, _ := muxes.LoadOrStore(h, &hostMux{services: map[catalog.NetworkID]*Service{}})
+	// A host's mux exists while it has services (detach deletes it with
+	// its last): a refused first attach leaves none behind.
+	v, ok := muxes.Load(h)
+	if !ok {
+		if slices.Contains(h.Mux().Protocols(), ProtocolID) {
+			return fmt.Errorf("streams: %s is already handled on host %s by someone else", ProtocolID, h.ID())
+		}
+		m := &hostMux{services: map[catalog.NetworkID]*Service{}}
+		muxes.Store(h, m)
+		h.SetStreamHandler(ProtocolID, m.handle)
+		v = m
+	}
 	m := v.(*hostMux)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	nw := s.d.Network()
 	if _, ok := m.services[nw]; ok {
 		return fmt.Errorf("streams: host %s already runs a streams service for network %s", h.ID(), nw.Short())
-	}
-	if len(m.services) == 0 {
-		if slices.Contains(h.Mux().Protocols(), ProtocolID) {
-			return fmt.Errorf("streams: %s is already handled on host %s by someone else", ProtocolID, h.ID())
-		}
-		h.SetStreamHandler(ProtocolID, m.handle)
 	}
 	m.services[nw] = s
 	if m.timeout == 0 || s.params.HandshakeTimeout < m.timeout {
