@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,5 +95,19 @@ func TestAdmission_ClosedNetwork(t *testing.T) {
 	}
 	if !errors.Is(err, discovery.ErrNotAdmitted) || !errors.Is(err, catalog.ErrUnadmitted) {
 		t.Fatalf("node.New = %v, want discovery.ErrNotAdmitted", err)
+	}
+}
+
+// TestAdmission_NoValidatorRefused: WithAdmission() without a validator
+// is an error; it left the network open, against the caller's intent.
+func TestAdmission_NoValidatorRefused(t *testing.T) {
+	n, err := node.New("node-test/admission-none", node.WithListenAddrs("/ip4/127.0.0.1/tcp/0"), node.WithFastProfile(),
+		node.WithoutDHT(), node.WithLogger(testutil.Logger()), node.WithAdmission())
+	if err == nil {
+		_ = n.Close()
+		t.Fatal("node.New with WithAdmission() and no validator succeeded")
+	}
+	if !strings.Contains(err.Error(), "WithAdmission() without a ticket validator") {
+		t.Fatalf("node.New: %v, want the no-validator refusal", err)
 	}
 }

@@ -344,6 +344,10 @@ func WithEntry(f func(*catalog.Entry)) Option {
 // itself.
 func WithAdmission(vs ...policy.TicketValidator) Option {
 	return func(c *config) error {
+		if len(vs) == 0 {
+			// The network would stay open, against the caller's intent.
+			return errors.New("node: WithAdmission() without a ticket validator: it would admit every entry; give the network's admission validators")
+		}
 		for _, v := range vs {
 			if v == nil {
 				return errors.New("node: WithAdmission(nil)")

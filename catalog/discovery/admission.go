@@ -1,12 +1,14 @@
 package discovery
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 
 	"github.com/mosaik-go/mosaik/catalog"
+	"github.com/mosaik-go/mosaik/policy"
 )
 
 // ErrNotAdmitted is returned by [New] when the network is closed (see
@@ -25,8 +27,17 @@ var ErrNotAdmitted = fmt.Errorf("discovery: the local entry holds no valid admis
 // node whose own admission ends later (its ticket expires) stops
 // announcing until UpdateLocal gives it a valid ticket, and logs it at
 // Error. The DHT validator is built separately: see [AdmissionDHTOption].
+//
+// a must refuse something: WithAdmission(nil), and policy.Require() with
+// no validator (it admits every entry), are errors, not an open network.
 func WithAdmission(a catalog.Admission) Option {
-	return func(c *config) error { c.admission = a; return nil }
+	return func(c *config) error {
+		if r, ok := a.(policy.Requirement); a == nil || (ok && len(r) == 0) {
+			return errors.New("discovery: WithAdmission without an admission check (nil, or policy.Require() with no validator) would admit every entry; give the network's admission ticket validators")
+		}
+		c.admission = a
+		return nil
+	}
 }
 
 // checkLocalAdmission closes store with a and checks local against it.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,6 +102,31 @@ func TestAdmission_LocalEntryWithoutTicket(t *testing.T) {
 			}
 			if !errors.Is(err, discovery.ErrNotAdmitted) || !errors.Is(err, catalog.ErrUnadmitted) || !errors.Is(err, policy.ErrNoValidTicket) {
 				t.Fatalf("New: %v; want ErrNotAdmitted wrapping catalog.ErrUnadmitted and the policy's reason", err)
+			}
+		})
+	}
+}
+
+// TestAdmission_EmptyCheckRefused: an admission check that admits every
+// entry (nil, policy.Require() with no validator) is a configuration
+// error, not a silently open network.
+func TestAdmission_EmptyCheckRefused(t *testing.T) {
+	h := newHost(t)
+	for name, a := range map[string]catalog.Admission{
+		"nil":                         nil,
+		"policy.Require()":            policy.Require(),
+		"policy.Requirement(nil)":     policy.Requirement(nil),
+		"policy.Requirement{} (made)": policy.Requirement{},
+	} {
+		t.Run(name, func(t *testing.T) {
+			svc, err := discovery.New(h, nil, catalog.IDFromString("discovery-test/admission-empty"),
+				discovery.WithParams(discovery.TestParams()), discovery.WithAdmission(a), discovery.WithLogger(testutil.Logger()), withNoGossip())
+			if err == nil {
+				_ = svc.Close()
+				t.Fatal("New succeeded with an admission check that admits everyone")
+			}
+			if !strings.Contains(err.Error(), "would admit every entry") {
+				t.Fatalf("New: %v, want the empty-admission refusal", err)
 			}
 		})
 	}
