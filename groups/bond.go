@@ -327,8 +327,8 @@ func (b *bond) handle(typ byte, body []byte, owned bool) *CodeError {
 		}
 		return ce
 	case typ == frameEntry, typ == frameFormed:
-		se, cerr := b.openEntry(body)
-		if cerr != nil {
+		se, cerr := b.openEntry(typ, body)
+		if cerr != nil || se == nil {
 			return cerr
 		}
 		if typ == frameEntry {
@@ -349,11 +349,18 @@ func (b *bond) handle(typ byte, body []byte, owned bool) *CodeError {
 }
 
 // openEntry opens the sealed entry of an entry frame and merges it into
-// the catalog (an entry that is not newer is fine: gossip was faster).
-func (b *bond) openEntry(body []byte) (*catalog.SignedEntry, *CodeError) {
+// the catalog (an entry that is not newer is fine: gossip was faster). A
+// BondFormed entry over this node's MaxEntrySize is skipped (nil, nil):
+// the cap is per node, so an honest member with a larger one may relay
+// it; this catalog could not hold it anyway.
+func (b *bond) openEntry(typ byte, body []byte) (*catalog.SignedEntry, *CodeError) {
 	store := b.g.n.d.Store()
 	max := store.Params().MaxEntrySize
 	raw, err := decodeEntryFrame(body, max)
+	if errors.Is(err, errEntryOverCap) && typ == frameFormed {
+		b.g.log.Debug("BondFormed entry over MaxEntrySize skipped", "peer", b.peer, "max", max)
+		return nil, nil
+	}
 	if err != nil {
 		return nil, localErr(CodeProtocolViolation, "%v", err)
 	}

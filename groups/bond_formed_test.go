@@ -1,6 +1,9 @@
 package groups
 
 import (
+	"bytes"
+	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -86,4 +89,55 @@ func TestBonds_BondFormedIsMerged(t *testing.T) {
 		}
 		return n >= 1
 	}, "victim did not try the stranger")
+}
+
+// A BondFormed entry over the receiver's MaxEntrySize (the relaying
+// member's cap may be larger: it is per node) is skipped; the bond that
+// carried it stays up. It ended the bond with ProtocolViolation, so an
+// honest member relaying a large newcomer broke its own bonds.
+func TestBonds_BondFormedOverCapIsSkipped(t *testing.T) {
+	victim, evil := newBondNode(t), newBondNode(t, withoutService())
+	meshed(t, victim, evil)
+	s := testSpec("formed-over-cap", RoleWriter)
+	_, inV := victim.attach(t, s)
+	c := dialRaw(t, evil, victim)
+	ni := nonce()
+	w := c.welcome(s, ni)
+	p := proof(bondKey(s.Key), sideInitiator, s.ID, evil.h.ID(), victim.h.ID(), ni, w.nonce)
+	c.write(encodeMsg(frameProof, &pb.BondProof{Proof: p[:]}))
+	testutil.Eventually(t, 2*time.Second, func() bool { return len(inV.peers()) == 1 }, "no bond")
+	stranger := newBondNode(t, bare())
+	max := victim.disc.Store().Params().MaxEntrySize
+	var pad []catalog.StreamID // sorted, unique
+	for i := 0; len(pad)*32 <= max; i++ {
+		pad = append(pad, catalog.IDFromString(fmt.Sprint("pad-", i)))
+	}
+	slices.SortFunc(pad, func(a, b catalog.StreamID) int { return bytes.Compare(a[:], b[:]) })
+	e, err := catalog.Seal(catalog.Entry{PeerID: stranger.h.ID(), Network: testNetwork, Version: catalog.NewVersion(time.Now()),
+		Addrs: stranger.h.Addrs(), Streams: pad, Groups: []catalog.Membership{{Group: s.ID, Role: 1}}}, stranger.h.Peerstore().PrivKey(stranger.h.ID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(e.Bytes()) <= max {
+		t.Fatalf("the entry is %d bytes, not over the cap of %d", len(e.Bytes()), max)
+	}
+	c.write(encodeMsg(frameFormed, &pb.BondEntry{Entry: e.Bytes()}))
+	// A frame after it shows it was read: an entry update of the evil
+	// peer's own, which the victim merges.
+	own, err := catalog.Seal(catalog.Entry{PeerID: evil.h.ID(), Network: testNetwork, Version: catalog.NewVersion(time.Now()),
+		Addrs: evil.h.Addrs(), Tags: []catalog.Tag{catalog.IDFromString("after-formed")}, Groups: []catalog.Membership{{Group: s.ID, Role: 1}}}, evil.h.Peerstore().PrivKey(evil.h.ID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.write(encodeMsg(frameEntry, &pb.BondEntry{Entry: own.Bytes()}))
+	testutil.Eventually(t, 2*time.Second, func() bool {
+		got, ok := victim.disc.Catalog().Get(evil.h.ID())
+		return ok && slices.Contains(got.Entry.Tags, catalog.IDFromString("after-formed"))
+	}, "the frame after BondFormed was not read; bonds down: %v", testutil.Lazy(func() any { return inV.downs }))
+	if got := len(inV.peers()); got != 1 {
+		t.Fatalf("%d bonds after an over-cap BondFormed, want the one that carried it", got)
+	}
+	if _, ok := victim.disc.Catalog().Get(stranger.h.ID()); ok {
+		t.Error("the over-cap entry was merged")
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -303,18 +304,29 @@ func decodeClose(body []byte) (*CodeError, error) {
 	if err != nil {
 		return nil, err
 	}
-	if m.GetCode() == 0 || len(m.GetReason()) > maxReason {
-		return nil, fmt.Errorf("%w: close code 0 or reason too long", errProtocol)
+	if m.GetCode() == 0 {
+		return nil, fmt.Errorf("%w: close code 0", errProtocol)
 	}
-	return &CodeError{Code: Code(m.GetCode()), Reason: m.GetReason(), Remote: true}, nil
+	// A longer reason (the frame's cap bounds it) is cut, not refused: the
+	// code is what the peer meant.
+	return &CodeError{Code: Code(m.GetCode()), Reason: cutReason(m.GetReason(), maxReason), Remote: true}, nil
 }
 
 func encodeClose(c Code, reason string) []byte {
-	if len(reason) > maxReason {
-		reason = reason[:maxReason]
-	}
-	return encodeMsg(frameClose, &pb.BondClose{Code: uint32(c), Reason: reason})
+	return encodeMsg(frameClose, &pb.BondClose{Code: uint32(c), Reason: cutReason(reason, maxReason)})
 }
+
+// cutReason cuts s to at most n bytes of valid UTF-8.
+func cutReason(s string, n int) string {
+	if len(s) > n {
+		s = s[:n]
+	}
+	return strings.ToValidUTF8(s, "")
+}
+
+// errEntryOverCap marks an entry frame whose entry is over the receiver's
+// MaxEntrySize.
+var errEntryOverCap = errors.New("over MaxEntrySize")
 
 // decodeEntryFrame returns the sealed entry bytes of an entry frame; the
 // caller opens them against the catalog (signature, network, freshness).
@@ -323,8 +335,11 @@ func decodeEntryFrame(body []byte, max int) ([]byte, error) {
 	if err := proto.Unmarshal(body, m); err != nil {
 		return nil, fmt.Errorf("%w: %v", errProtocol, err)
 	}
-	if len(m.GetEntry()) == 0 || len(m.GetEntry()) > max {
-		return nil, fmt.Errorf("%w: entry of %d bytes", errProtocol, len(m.GetEntry()))
+	if len(m.GetEntry()) > max {
+		return nil, fmt.Errorf("%w: entry of %d bytes > %d: %w", errProtocol, len(m.GetEntry()), max, errEntryOverCap)
+	}
+	if len(m.GetEntry()) == 0 {
+		return nil, fmt.Errorf("%w: empty entry", errProtocol)
 	}
 	return m.GetEntry(), nil
 }
