@@ -82,6 +82,10 @@ func (c *groupCore) buildSnapshotAsync(write func() ([]byte, error)) {
 			c.maybeSnapshot() // one may have become due meanwhile
 		}:
 		case <-c.quit:
+		case <-c.snap.ctx.Done():
+			// The group ended on its own (run's exit cancels it before
+			// waiting for this goroutine): with calls full, the send above
+			// would block that exit for good.
 		}
 	}()
 }
