@@ -235,7 +235,7 @@ func (p *Producer[T]) watchConsumer(s *outSub) {
 	if s.inband {
 		var typ byte
 		var body []byte
-		if typ, body, err = newFrameReader(s.st, maxControlFrame).next(); err == nil {
+		if typ, body, err = newFrameReader(s.st, 1+maxControlFrame).next(); err == nil {
 			code, why, err = parseConsumerFrame(typ, body)
 		}
 	} else {

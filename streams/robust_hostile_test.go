@@ -101,7 +101,7 @@ func TestRobust_HostileConsumerWire(t *testing.T) {
 		{"http garbage then EOF", []byte("GET / HTTP/1.1\r\nHost: mosaik\r\n\r\n"), true},
 		{"empty frame", []byte{0}, false},
 		{"overlong varint", bytes.Repeat([]byte{0xff}, 11), false},
-		{"control frame over 4 KiB", append(binary.AppendUvarint(nil, 4<<10+1), rbFrameSubscribe), false},
+		{"control frame over 4 KiB", append(binary.AppendUvarint(nil, 4<<10+2), rbFrameSubscribe), false},
 		{"data frame instead of Subscribe", append(binary.AppendUvarint(nil, 3), rbFrameData, 1, 42), false},
 		{"Accept instead of Subscribe", rbFrame(rbFrameAccept, &pb.Accept{Network: nw[:], Stream: sid[:]}), false},
 		{"undecodable Subscribe", append(binary.AppendUvarint(nil, 4), rbFrameSubscribe, 0xff, 0xff, 0xff), false},
@@ -131,6 +131,34 @@ func TestRobust_HostileConsumerWire(t *testing.T) {
 			}
 		})
 	}
+
+	// The cap is the message's (4 KiB), the type byte comes on top, at the
+	// producer as at the consumer: a Subscribe of exactly 4 KiB is read
+	// (and refused here for its codec, in a Reject frame). The producer
+	// capped the frame, type byte included, and reset it with 400.
+	t.Run("Subscribe of 4 KiB", func(t *testing.T) {
+		m := &pb.Subscribe{Network: nw[:], Stream: sid[:]}
+		for proto.Size(m) < 4<<10 {
+			m.Codec += "x"
+		}
+		frame := rbFrame(rbFrameSubscribe, m)
+		if proto.Size(m) != 4<<10 {
+			t.Fatalf("Subscribe of %d bytes", proto.Size(m))
+		}
+		st := open(t, known)
+		if _, err := st.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+		_ = st.SetReadDeadline(time.Now().Add(10 * time.Second))
+		typ, body, err := rbReadFrame(bufio.NewReader(st), 4<<10+1)
+		if err != nil || typ != rbFrameReject {
+			t.Fatalf("answer type %#x, %v; want a Reject frame", typ, err)
+		}
+		var rej pb.Reject
+		if err := proto.Unmarshal(body, &rej); err != nil || streams.Code(rej.Code) != streams.CodeCodecMismatch {
+			t.Fatalf("Reject %v (%v), want CodecMismatch", &rej, err)
+		}
+	})
 
 	t.Run("length prefix claiming 1 GiB", func(t *testing.T) {
 		st := open(t, known)

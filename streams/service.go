@@ -218,7 +218,7 @@ func (m *hostMux) handle(st network.Stream) {
 	timeout := m.timeout
 	m.mu.Unlock()
 	_ = st.SetReadDeadline(time.Now().Add(timeout))
-	fr := newFrameReader(st, maxControlFrame)
+	fr := newFrameReader(st, 1+maxControlFrame) // type byte and message
 	typ, body, err := fr.next()
 	var sub *pb.Subscribe
 	if err == nil && typ == frameSubscribe {

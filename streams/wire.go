@@ -28,7 +28,9 @@ const (
 	frameDataTimed byte = 0x11 // a data frame stamped with its write time
 )
 
-// maxControlFrame caps control frames (Subscribe, Accept, Reject, Close).
+// maxControlFrame caps the message of a control frame (Subscribe,
+// Accept, Reject, Close): the frame, type byte included, is at most one
+// byte longer. Both ends read control frames under that same cap.
 const maxControlFrame = 4 << 10
 
 // Features a Subscribe offers and an Accept confirms (PROTOCOL.md 16.3).
