@@ -148,7 +148,13 @@ type groupCore struct {
 	// cluster it just created.
 	epochPending bool
 	// resumed: restarted over a stored log; cleared by maybeResume.
-	resumed    bool
+	resumed bool
+	// voteFenced: this node's log started empty (a memory store, a new
+	// data dir, a wipe) and it has not yet committed an entry of its
+	// leader's term. Its raft id is its peer's, so it may still be a voter
+	// that acknowledged entries it no longer holds: it grants no vote and
+	// seeks none until it holds everything committed (core_fence.go).
+	voteFenced bool
 	freshSince int64
 	applied    uint64
 	snapIndex  uint64
@@ -311,6 +317,7 @@ func (c *groupCore) resetRaft() error {
 	c.conf = &raftpb.ConfState{}
 	c.applied, c.snapIndex = 0, 0
 	c.freshSince = c.now
+	c.voteFenced = true
 	return c.resetRaftOn(0)
 }
 

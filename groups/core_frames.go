@@ -116,6 +116,7 @@ func (c *groupCore) onRaft(ps *peerState, epoch uint64, data []byte) {
 		c.drop()
 		return
 	}
+	adopt := false
 	if c.epoch == 0 {
 		if !c.fresh() {
 			// Entries of no epoch (recover starts such a store afresh):
@@ -124,8 +125,7 @@ func (c *groupCore) onRaft(ps *peerState, epoch uint64, data []byte) {
 			c.drop()
 			return
 		}
-		// A fresh node joins the first cluster that talks to it.
-		c.epoch = epoch
+		adopt = true
 	} else if epoch != c.epoch {
 		c.drop()
 		return
@@ -134,6 +134,13 @@ func (c *groupCore) onRaft(ps *peerState, epoch uint64, data []byte) {
 	if proto.Unmarshal(data, m) != nil || m.GetFrom() != ps.id || m.GetTo() != c.selfID {
 		c.drop()
 		return
+	}
+	if c.fenced(m.GetType()) {
+		return
+	}
+	if adopt {
+		// A fresh node joins the first cluster that talks to it.
+		c.epoch = epoch
 	}
 	if !c.fresh() && !c.inConf(ps.id) && ps.id != c.lead && !(leadsTo(ps, c.epoch, m.GetType()) && c.mayFollow(ps.id)) {
 		// Members and the current leader only (a joining node learns the

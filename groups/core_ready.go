@@ -57,6 +57,7 @@ func (c *groupCore) drainReady() error {
 		if err := c.applyEntries(rd.CommittedEntries); err != nil {
 			return err
 		}
+		c.maybeUnfence()
 		for _, rs := range rd.ReadStates {
 			c.onReadState(rs)
 		}

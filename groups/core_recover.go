@@ -64,7 +64,9 @@ func (c *groupCore) recover() error {
 	if err := c.resetRaftOn(applied); err != nil {
 		return err
 	}
-	if li, _ := st.LastIndex(); li > 0 {
+	if li, _ := st.LastIndex(); li == 0 && applied == 0 {
+		c.voteFenced = true // a new data dir, or one whose log was lost
+	} else if li > 0 {
 		c.resumed = true
 		c.log.Info("resumed from the log store", "epoch", c.epoch, "snapshot", applied, "last_index", li)
 	}

@@ -122,6 +122,9 @@ func (c *groupCore) machineTag() string { return c.id.String() }
 // sendRaft sends one of raft's messages to its peer. A MsgSnap goes out
 // as a descriptor when the bond layer transfers snapshots (sendSnap).
 func (c *groupCore) sendRaft(m *raftpb.Message) {
+	if c.fenced(m.GetType()) {
+		return // a fenced node's campaign goes nowhere (core_fence.go)
+	}
 	to := m.GetTo()
 	snap := m.GetType() == raftpb.MessageType_MsgSnap
 	p, ok := c.byRaft[to]
