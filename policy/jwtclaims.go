@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/big"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -143,19 +144,52 @@ func jsonEqual(a, b any) bool {
 	return false
 }
 
-// numberEqual compares JSON numbers by value: integers exactly, others as
-// float64.
+// numberEqual compares JSON numbers by their exact decimal value, so
+// 1e3, 1000 and 1000.0 are equal and integers beyond 2^53 stay apart (as
+// float64 they did not: 9007199254740992.0 matched 9007199254740993).
 func numberEqual(a, b json.Number) bool {
 	if a == b {
 		return true
 	}
-	var x, y big.Int
-	if _, ok := x.SetString(string(a), 10); ok {
-		if _, ok := y.SetString(string(b), 10); ok {
-			return x.Cmp(&y) == 0
-		}
+	x, okA := canonNumber(string(a))
+	y, okB := canonNumber(string(b))
+	return okA && okB && x.neg == y.neg && x.digits == y.digits && x.exp.Cmp(y.exp) == 0
+}
+
+// canonical is a decimal number as ±digits × 10^exp, digits without
+// leading or trailing zeros (zero: no digits, exponent 0, not negative).
+type canonical struct {
+	neg    bool
+	digits string
+	exp    *big.Int
+}
+
+// canonNumber parses a JSON number (-?int(.frac)?([eE][+-]?digits)?)
+// without evaluating it: a huge exponent costs its digits, nothing more.
+func canonNumber(s string) (canonical, bool) {
+	c := canonical{exp: new(big.Int)}
+	if strings.HasPrefix(s, "-") {
+		c.neg, s = true, s[1:]
 	}
-	fa, errA := a.Float64()
-	fb, errB := b.Float64()
-	return errA == nil && errB == nil && fa == fb
+	mant := s
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		if _, ok := c.exp.SetString(s[i+1:], 10); !ok {
+			return c, false
+		}
+		mant = s[:i]
+	}
+	intPart, frac, _ := strings.Cut(mant, ".")
+	digits := intPart + frac
+	if digits == "" || strings.Trim(digits, "0123456789") != "" {
+		return c, false
+	}
+	c.exp.Sub(c.exp, big.NewInt(int64(len(frac))))
+	digits = strings.TrimLeft(digits, "0")
+	if digits == "" {
+		return canonical{exp: new(big.Int)}, true
+	}
+	trimmed := strings.TrimRight(digits, "0")
+	c.exp.Add(c.exp, big.NewInt(int64(len(digits)-len(trimmed))))
+	c.digits = trimmed
+	return c, true
 }
