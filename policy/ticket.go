@@ -33,6 +33,11 @@ var Never time.Time
 // e holds: among valid tickets, the one expiring latest (never beats any
 // time). It fails with ErrNoValidTicket, wrapping the last ticket's error.
 func ValidateTicket(e *catalog.Entry, v TicketValidator, now time.Time) (time.Time, error) {
+	if v == nil {
+		// Refused, not a panic: Require(nil) reaches here from the
+		// goroutines that admit peers.
+		return time.Time{}, fmt.Errorf("%w: nil ticket validator", ErrNoValidTicket)
+	}
 	var (
 		best    time.Time
 		found   bool

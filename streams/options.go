@@ -288,11 +288,23 @@ func WithMaxRTT(d time.Duration) HandleOption {
 // WithTickets adds ticket checks; all must pass, and the earliest expiry
 // applies.
 func WithTickets(checks ...TicketCheck) HandleOption {
-	return func(c *handleConfig) error { c.tickets = append(c.tickets, checks...); return nil }
+	return func(c *handleConfig) error {
+		for _, ch := range checks {
+			if ch == nil {
+				return errors.New("streams: WithTickets(nil)")
+			}
+			if r, ok := ch.(policy.Requirement); ok && slices.Contains(r, nil) {
+				return errors.New("streams: a nil ticket validator")
+			}
+		}
+		c.tickets = append(c.tickets, checks...)
+		return nil
+	}
 }
 
 // WithTicketValidators requires the remote peer to hold a valid ticket for
-// every validator (package policy: JWT, libp2p-signed tickets). The
+// every validator (package policy: JWT, libp2p-signed tickets); none may
+// be nil. The
 // subscription ends when the earliest of those tickets expires, unless the
 // peer's entry carries a renewed ticket by then.
 func WithTicketValidators(vs ...policy.TicketValidator) HandleOption {
