@@ -87,7 +87,7 @@ func TestConnManager_TrimKeepsSubscriptions(t *testing.T) {
 	if _, err := cons.Recv(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if !cm.IsProtected(b.ID(), node.SubscriptionTag) {
+	if !cm.IsProtected(b.ID(), a.ProtectTag()) {
 		t.Fatal("the consumer's peer is not protected while subscribed")
 	}
 
@@ -110,7 +110,7 @@ func TestConnManager_TrimKeepsSubscriptions(t *testing.T) {
 
 	// The protection ends with the subscription.
 	_ = cons.Close()
-	testutil.Eventually(t, 10*time.Second, func() bool { return !cm.IsProtected(b.ID(), node.SubscriptionTag) },
+	testutil.Eventually(t, 10*time.Second, func() bool { return !cm.IsProtected(b.ID(), a.ProtectTag()) },
 		"the peer stays protected after its subscription ended")
 }
 
@@ -123,15 +123,40 @@ func TestNode_ProtectCounts(t *testing.T) {
 	n.Protect(p)
 	n.Protect(p)
 	n.Unprotect(p)
-	if !cm.IsProtected(p, node.SubscriptionTag) {
+	if !cm.IsProtected(p, n.ProtectTag()) {
 		t.Fatal("one Unprotect of two Protects ended the protection")
 	}
 	n.Unprotect(p)
-	if cm.IsProtected(p, node.SubscriptionTag) {
+	if cm.IsProtected(p, n.ProtectTag()) {
 		t.Fatal("still protected after every Protect had its Unprotect")
 	}
 	n.Unprotect(p) // unbalanced: ignored
-	if cm.IsProtected(p, node.SubscriptionTag) {
+	if cm.IsProtected(p, n.ProtectTag()) {
 		t.Fatal("an extra Unprotect changed the protection")
+	}
+}
+
+// TestNode_ProtectPerNetwork: nodes of two networks on one host protect
+// under tags of their own, so one's Unprotect leaves the other's
+// protection of the same peer. They shared one tag, and the first to end
+// its subscriptions with a peer let the connection manager trim the
+// other's (found by the node review).
+func TestNode_ProtectPerNetwork(t *testing.T) {
+	host := newPlainHost(t)
+	a, b := host.attach(t, "protect-net-a"), host.attach(t, "protect-net-b")
+	if a.ProtectTag() == b.ProtectTag() {
+		t.Fatalf("both networks protect under %q", a.ProtectTag())
+	}
+	cm := host.h.ConnManager()
+	p := newPlainHost(t).h.ID()
+	a.Protect(p)
+	b.Protect(p)
+	a.Unprotect(p)
+	if !cm.IsProtected(p, b.ProtectTag()) {
+		t.Fatal("node a's Unprotect ended node b's protection")
+	}
+	b.Unprotect(p)
+	if cm.IsProtected(p, "") {
+		t.Fatal("p is still protected after both nodes unprotected it")
 	}
 }

@@ -132,7 +132,7 @@
 // Trimming (by the host's connection manager, when connections pass its
 // high water) never cuts a live subscription: the streams service
 // protects the peer of each subscription, in either direction, through
-// [Node.Protect] and [Node.Unprotect] (tag [SubscriptionTag]), which
+// [Node.Protect] and [Node.Unprotect] (tag [Node.ProtectTag], one per network), which
 // count calls per peer; other services of the node may use them too. The
 // discovery service tags every catalog peer with
 // discovery.CatalogPeerValue, so that peers outside the network are

@@ -275,21 +275,28 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 
 func (n *Node) own(f func() error) { n.closers = append(n.closers, f) }
 
-// SubscriptionTag is the connection manager's protection tag of the peers
-// of live subscriptions ([Node.Protect]).
+// SubscriptionTag prefixes the connection manager's protection tag of the
+// peers of live subscriptions: the tag is [Node.ProtectTag], one per
+// network, so that nodes of several networks on one host do not lift each
+// other's protection.
 const SubscriptionTag = "mosaik-subscriptions"
+
+// ProtectTag is the connection manager's protection tag of this node's
+// [Node.Protect]: "mosaik-subscriptions/<network short hex>", as the
+// catalog's "mosaik-catalog/<network short hex>".
+func (n *Node) ProtectTag() string { return SubscriptionTag + "/" + n.network.Short() }
 
 // Protect keeps the host's connection manager from trimming the
 // connection to p until a matching Unprotect: the streams service calls
 // it for each live subscription (either direction), and other services
 // of the node may too. Calls are counted per peer: p stays protected
-// (tag [SubscriptionTag]) until every Protect has had its Unprotect. It
+// (tag [Node.ProtectTag]) until every Protect has had its Unprotect. It
 // never blocks.
 func (n *Node) Protect(p peer.ID) {
 	n.protectMu.Lock()
 	defer n.protectMu.Unlock()
 	if n.protected[p]++; n.protected[p] == 1 {
-		n.h.ConnManager().Protect(p, SubscriptionTag)
+		n.h.ConnManager().Protect(p, n.ProtectTag())
 	}
 }
 
@@ -306,7 +313,7 @@ func (n *Node) Unprotect(p peer.ID) {
 		return
 	}
 	delete(n.protected, p)
-	n.h.ConnManager().Unprotect(p, SubscriptionTag)
+	n.h.ConnManager().Unprotect(p, n.ProtectTag())
 }
 
 // bootstrapLoop keeps the node connected to its bootstrap peers: one that
