@@ -44,6 +44,7 @@ func newHost(cfg *config, nw catalog.NetworkID) (host.Host, error) {
 	}
 	cm, err := connmgr.NewConnManager(160, 512, connmgr.WithGracePeriod(time.Minute))
 	if err != nil {
+		_ = rm.Close()
 		return nil, fmt.Errorf("node: connection manager: %w", err)
 	}
 	// libp2p refuses a registerer together with DisableMetrics.
@@ -62,6 +63,8 @@ func newHost(cfg *config, nw catalog.NetworkID) (host.Host, error) {
 		libp2p.UserAgent(catalog.ProtocolVersion),
 	)
 	if err != nil {
+		// The host owns them only once built.
+		_ = cm.Close()
 		_ = rm.Close()
 		return nil, fmt.Errorf("node: libp2p host: %w", err)
 	}
