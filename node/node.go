@@ -117,10 +117,31 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 	// removes them): the host would go on advertising, and serving to
 	// nothing, /meshsub/ and /mosaik/kad/. They are removed on Close.
 	var before map[protocol.ID]bool
+	// ownHandlers removes, on Close, the handlers registered on a borrowed
+	// host since the last call: called after each service that registers
+	// some, so a failure of the next one still removes them.
+	ownHandlers := func() {}
 	if cfg.host != nil {
 		before = map[protocol.ID]bool{}
 		for _, p := range n.h.Mux().Protocols() {
 			before[p] = true
+		}
+		ownHandlers = func() {
+			var added []protocol.ID
+			for _, p := range n.h.Mux().Protocols() {
+				if !before[p] {
+					added = append(added, p)
+					before[p] = true
+				}
+			}
+			if len(added) > 0 {
+				n.own(func() error {
+					for _, p := range added {
+						n.h.RemoveStreamHandler(p)
+					}
+					return nil
+				})
+			}
 		}
 	}
 	if n.ps = cfg.ps; n.ps == nil && !cfg.params.DisableGossip {
@@ -153,8 +174,14 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 			return nil, fmt.Errorf("node: gossipsub: %w", err)
 		}
 		n.own(func() error { psCancel(); return nil })
+		ownHandlers()
 	}
 	if n.dht = cfg.dht; n.dht == nil && !cfg.noDHT {
+		if kad := protocol.ID(discovery.DHTProtocolPrefix + "/kad/1.0.0"); before[kad] {
+			// Another node's DHT on this host: ours would take its handler
+			// over, and whichever closed first would remove it from both.
+			return nil, fmt.Errorf("node: the host already serves %s (another node's DHT?): lend that DHT with WithDHT, or use WithoutDHT", kad)
+		}
 		// The DHT dials its bootstrap peers when it starts, if they are
 		// given at once: here, before discovery, streams and groups have
 		// registered their protocols. Every handler registered after that
@@ -178,20 +205,7 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 			return nil, fmt.Errorf("node: kad-dht: %w", err)
 		}
 		n.own(n.dht.Close)
-	}
-	if before != nil {
-		var added []protocol.ID
-		for _, p := range n.h.Mux().Protocols() {
-			if !before[p] {
-				added = append(added, p)
-			}
-		}
-		n.own(func() error {
-			for _, p := range added {
-				n.h.RemoveStreamHandler(p)
-			}
-			return nil
-		})
+		ownHandlers()
 	}
 	if explicitMeter && n.dht != nil {
 		detach := attachMeters(cfg.meter)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 
@@ -82,5 +83,63 @@ func TestPlugin_BorrowedHostAloneLeftClean(t *testing.T) {
 		if !slices.Contains(h.Mux().Protocols(), p) {
 			t.Errorf("the host's own handler %s was removed", p)
 		}
+	}
+}
+
+// TestPlugin_FailedNewLeavesNoHandlers: a New that fails after the
+// gossipsub router registered its handlers on the borrowed host (here:
+// the DHT refuses a prefix without validators) removes them. It left
+// /meshsub/ and /floodsub/ behind (found by the node review).
+func TestPlugin_FailedNewLeavesNoHandlers(t *testing.T) {
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay(), libp2p.DisableMetrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	before := slices.Clone(h.Mux().Protocols())
+	if n, err := node.New("plugin-fail", node.WithHost(h), node.WithFastProfile(), node.WithLogger(testutil.Logger()),
+		node.WithDHTOptions(dht.ProtocolPrefix("/ipfs"))); err == nil {
+		_ = n.Close()
+		t.Fatal("New with a DHT prefix lacking validators succeeded")
+	}
+	if left := slices.DeleteFunc(h.Mux().Protocols(), func(p protocol.ID) bool { return slices.Contains(before, p) }); len(left) > 0 {
+		t.Fatalf("the failed New left handlers on the borrowed host: %v", left)
+	}
+}
+
+// TestPlugin_SecondDHTOnHostRefused: a node that would build its own DHT
+// on a host whose DHT protocol another node's DHT serves is refused. Its
+// DHT took that handler over, and the first node's Close removed it from
+// under the second's (found by the node review). The first node keeps
+// its handler until it closes.
+func TestPlugin_SecondDHTOnHostRefused(t *testing.T) {
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay(), libp2p.DisableMetrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	kad := protocol.ID(discovery.DHTProtocolPrefix + "/kad/1.0.0")
+	a, err := node.New("plugin-dht-a", node.WithHost(h), node.WithFastProfile(), node.WithLogger(testutil.Logger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if a.DHT() == nil || !slices.Contains(h.Mux().Protocols(), kad) {
+		t.Fatalf("node a serves no %s: %v", kad, h.Mux().Protocols())
+	}
+	b, err := node.New("plugin-dht-b", node.WithHost(h), node.WithFastProfile(), node.WithLogger(testutil.Logger()))
+	if err == nil {
+		_ = b.Close()
+		t.Fatal("a second node building its own DHT on the host was accepted")
+	}
+	if !strings.Contains(err.Error(), "WithDHT") {
+		t.Errorf("New: %v, want the hint to lend the DHT", err)
+	}
+	if !slices.Contains(h.Mux().Protocols(), kad) {
+		t.Fatal("the refused node removed node a's DHT handler")
+	}
+	_ = a.Close()
+	if slices.Contains(h.Mux().Protocols(), kad) {
+		t.Error("node a's Close left its DHT handler")
 	}
 }
