@@ -419,7 +419,10 @@ func (vs evictionTickets) VouchesUntil(e *catalog.Entry, now time.Time) (time.Ti
 }
 
 // WithHost runs mosaik on an existing host (plugin mode). The node never
-// closes a borrowed host.
+// closes a borrowed host. Nodes of several networks may share one host;
+// they then share one DHT, lent to each with WithDHT (a second node that
+// would build its own is refused), and best one gossipsub router
+// (WithPubSub).
 func WithHost(h host.Host) Option {
 	return func(c *config) error { c.host = h; return nil }
 }
