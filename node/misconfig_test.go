@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -170,5 +172,42 @@ func TestNode_BootstrapUnreachableWarning(t *testing.T) {
 		"the bootstrap peer was not redialed")
 	if n := log.count("WARN", "bootstrap peer unreachable; retrying with backoff"); n != 1 {
 		t.Fatalf("%d Warn lines after 3 failed dials, want 1", n)
+	}
+}
+
+// TestBootstrap_SelfInListSkipped: one bootstrap list given to every node
+// of a network names each node too. A node skips itself: it dialed itself
+// for good, logging its own address as an unreachable bootstrap peer
+// (found by the node review).
+func TestBootstrap_SelfInListSkipped(t *testing.T) {
+	other := startNode(t, "bootstrap-self", node.WithoutDHT())
+	k, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := peer.IDFromPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A fixed address to name ourselves by: a free port, then reused.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", l.Addr().(*net.TCPAddr).Port))
+	_ = l.Close()
+	var logs logBuffer
+	n, err := node.New("bootstrap-self", node.WithIdentity(k), node.WithListenAddrs(self.String()), node.WithFastProfile(), node.WithoutDHT(),
+		logs.logger(), node.WithBootstrapPeers(peer.AddrInfo{ID: id, Addrs: []ma.Multiaddr{self}}, other.AddrInfo()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	testutil.Eventually(t, 10*time.Second, func() bool { return allKnowAll([]*node.Node{n, other}) }, "the node did not meet its other bootstrap peer")
+	if got := logs.count("DEBUG", "the bootstrap list names this node: skipped"); got != 1 {
+		t.Errorf("%d records of the skip, want 1", got)
+	}
+	if got := logs.count("WARN", "bootstrap peer unreachable; retrying with backoff"); got != 0 {
+		t.Errorf("%d warnings of an unreachable bootstrap peer: the node dialed itself", got)
 	}
 }

@@ -112,6 +112,13 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 		}
 		n.own(n.h.Close)
 	}
+	// One bootstrap list for every node of a network names each node too:
+	// dialing itself, a node would warn that it is unreachable, for good.
+	if i := slices.IndexFunc(cfg.bootstrap, func(ai peer.AddrInfo) bool { return ai.ID == n.h.ID() }); i >= 0 {
+		cfg.bootstrap = slices.Delete(slices.Clone(cfg.bootstrap), i, i+1)
+		n.bootstrap = cfg.bootstrap
+		n.log.Debug("the bootstrap list names this node: skipped")
+	}
 	// On a borrowed host, the handlers that the gossipsub router and the
 	// DHT built here register stay on the host after Close (neither
 	// removes them): the host would go on advertising, and serving to
