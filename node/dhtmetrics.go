@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 
@@ -54,19 +55,44 @@ func isDefaultGlobal(mp metric.MeterProvider) bool {
 // attachMeters forwards kad-dht's instruments to mp until the returned
 // detach is called. It does nothing when the application set its own
 // global provider (kad-dht records there).
+//
+// Nodes sharing one provider share one member (counted), so that each
+// measurement reaches that provider once, not once per node.
 func attachMeters(mp metric.MeterProvider) (detach func()) {
 	if _, ok := mp.(*fanout); ok || !installFanout() {
 		return func() {}
 	}
-	m := &fanMember{mp: mp, insts: map[any]any{}}
 	libp2pMeters.mu.Lock()
-	libp2pMeters.members[m] = struct{}{}
-	libp2pMeters.mu.Unlock()
-	return func() {
-		libp2pMeters.mu.Lock()
-		delete(libp2pMeters.members, m)
-		libp2pMeters.mu.Unlock()
+	var m *fanMember
+	for x := range libp2pMeters.members {
+		if sameProvider(x.mp, mp) {
+			m = x
+			break
+		}
 	}
+	if m == nil {
+		m = &fanMember{mp: mp, insts: map[any]any{}}
+		libp2pMeters.members[m] = struct{}{}
+	}
+	m.refs++
+	libp2pMeters.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			libp2pMeters.mu.Lock()
+			if m.refs--; m.refs == 0 {
+				delete(libp2pMeters.members, m)
+			}
+			libp2pMeters.mu.Unlock()
+		})
+	}
+}
+
+// sameProvider reports whether a and b are one provider; providers of a
+// type that cannot be compared count as distinct.
+func sameProvider(a, b metric.MeterProvider) bool {
+	ta := reflect.TypeOf(a)
+	return ta == reflect.TypeOf(b) && ta.Comparable() && a == b
 }
 
 // fanout is a meter provider that forwards synchronous instruments to its
@@ -84,6 +110,7 @@ type fanout struct {
 // by the fanout instrument they stand for.
 type fanMember struct {
 	mp    metric.MeterProvider
+	refs  int // nodes attached with mp; under fanout.mu
 	mu    sync.Mutex
 	insts map[any]any
 }
