@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -109,5 +110,28 @@ func TestAdmission_NoValidatorRefused(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "WithAdmission() without a ticket validator") {
 		t.Fatalf("node.New: %v, want the no-validator refusal", err)
+	}
+}
+
+// TestWithEntry_RepeatedAddsUp: a second WithEntry (say, one layer's
+// admission ticket, another's stream tickets) runs after the first; it
+// replaced it (found by the node review).
+func TestWithEntry_RepeatedAddsUp(t *testing.T) {
+	t1 := catalog.Ticket{Class: catalog.IDFromString("entry-class-1"), Data: []byte("one")}
+	t2 := catalog.Ticket{Class: catalog.IDFromString("entry-class-2"), Data: []byte("two")}
+	n, err := node.New("node-test/with-entry", node.WithListenAddrs("/ip4/127.0.0.1/tcp/0"), node.WithFastProfile(), node.WithoutDHT(),
+		node.WithLogger(testutil.Logger()),
+		node.WithEntry(func(e *catalog.Entry) { e.Tickets = append(e.Tickets, t1) }),
+		node.WithEntry(func(e *catalog.Entry) { e.Tickets = append(e.Tickets, t2) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	var classes []catalog.TicketClass
+	for _, tk := range n.Catalog().Local().Entry.Tickets {
+		classes = append(classes, tk.Class)
+	}
+	if len(classes) != 2 || !slices.Contains(classes, t1.Class) || !slices.Contains(classes, t2.Class) {
+		t.Fatalf("local entry ticket classes %v, want both WithEntry's", classes)
 	}
 }

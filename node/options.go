@@ -326,8 +326,19 @@ func WithGossipSignaturePolicy(p pubsub.MessageSignaturePolicy) Option {
 
 // WithEntry lets the caller fill in the initial local entry before it is
 // first signed (used by higher layers to declare streams and tickets).
+// Repeated calls add up: the functions run in the order given.
 func WithEntry(f func(*catalog.Entry)) Option {
-	return func(c *config) error { c.entry = f; return nil }
+	return func(c *config) error {
+		if f == nil {
+			return errors.New("node: WithEntry(nil)")
+		}
+		if prev := c.entry; prev != nil {
+			c.entry = func(e *catalog.Entry) { prev(e); f(e) }
+		} else {
+			c.entry = f
+		}
+		return nil
+	}
 }
 
 // WithAdmission closes the network: every catalog entry must hold a valid
