@@ -276,6 +276,12 @@ func TestNodeFlags_StatusToken(t *testing.T) {
 	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A token and a comment: no client could send it, every request would
+	// answer 401.
+	twoLines := filepath.Join(dir, "two-lines")
+	if err := os.WriteFile(twoLines, []byte("s3cret\n# rotated 2026-12-01\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name      string
 		f         nodeFlags
@@ -287,6 +293,8 @@ func TestNodeFlags_StatusToken(t *testing.T) {
 		{name: "file, trimmed", f: nodeFlags{statusTokenFile: file}, want: "from-file"},
 		{name: "both", f: nodeFlags{statusToken: "t", statusTokenFile: file}, wantUsage: true},
 		{name: "empty file", f: nodeFlags{statusTokenFile: empty}, wantUsage: true},
+		{name: "file of two lines", f: nodeFlags{statusTokenFile: twoLines}, wantUsage: true},
+		{name: "flag with a line break", f: nodeFlags{statusToken: "t\nu"}, wantUsage: true},
 		{name: "missing file", f: nodeFlags{statusTokenFile: filepath.Join(dir, "missing")}, wantUsage: true},
 	} {
 		got, err := tc.f.token()

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 
 	"github.com/mosaik-go/mosaik/cmd/mosaik-node/internal/status"
 	"github.com/mosaik-go/mosaik/node"
@@ -80,6 +81,9 @@ func (f *nodeFlags) token() (string, error) {
 	case f.statusToken != "" && f.statusTokenFile != "":
 		return "", usagef("--status-token and --status-token-file: give one")
 	case f.statusTokenFile == "":
+		if strings.ContainsFunc(f.statusToken, isControl) {
+			return "", usagef("--status-token: holds a control character (a line break?): no HTTP client could send it")
+		}
 		return f.statusToken, nil
 	}
 	fh, err := os.Open(f.statusTokenFile)
@@ -98,8 +102,16 @@ func (f *nodeFlags) token() (string, error) {
 	if tok == "" {
 		return "", usagef("--status-token-file %s: empty", f.statusTokenFile)
 	}
+	if strings.ContainsFunc(tok, isControl) {
+		// Every request would answer 401: no HTTP client can send it.
+		return "", usagef("--status-token-file %s: the token holds a line break or another control character (the file must hold the token alone)", f.statusTokenFile)
+	}
 	return tok, nil
 }
+
+// isControl reports an ASCII control character, which an HTTP header
+// value cannot carry.
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 func (h *httpServer) close() {
 	if h.ln != nil {
