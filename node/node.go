@@ -477,6 +477,11 @@ func (n *Node) closeOwned() error {
 	return errors.Join(errs...)
 }
 
+// Done is closed when Close begins: the node is leaving (its departure
+// and its groups' graceful leave may take a few seconds more), and serves
+// nothing new. A health check answers from it.
+func (n *Node) Done() <-chan struct{} { return n.ctx.Done() }
+
 // ID is the node's peer ID.
 func (n *Node) ID() peer.ID { return n.h.ID() }
 

@@ -26,7 +26,7 @@
 //	              a collection's group also its type, name, size,
 //	              version and sync state
 //	/api/collections  CollectionsDoc: the collections only
-//	/healthz      200 "ok"
+//	/healthz      200 "ok"; 503 "closing" once the node closes
 //	/metrics      Prometheus exposition (404 without Metrics)
 //
 // Access: Start and Serve bind a host-less address (":8080") to 127.0.0.1;

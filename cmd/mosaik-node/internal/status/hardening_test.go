@@ -213,3 +213,30 @@ func TestDefaultTimeouts(t *testing.T) {
 		t.Fatalf("DefaultTimeouts %+v: every limit must be set, Read at least ReadHeader", d)
 	}
 }
+
+// TestServer_HealthzOfClosedNode: once the node's Close begins, /healthz
+// answers 503 (it answered 200 "ok" for a node leaving or gone, found by
+// the node review); the other endpoints go on answering, without a panic.
+func TestServer_HealthzOfClosedNode(t *testing.T) {
+	n := startNode(t)
+	h := status.New(n, nil).Handler()
+	get := func(p string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p, nil))
+		return rec
+	}
+	if rec := get("/healthz"); rec.Code != http.StatusOK || rec.Body.String() != "ok" {
+		t.Fatalf("/healthz of a live node: %d %q", rec.Code, rec.Body.String())
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rec := get("/healthz"); rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("/healthz of a closed node: %d %q, want 503", rec.Code, rec.Body.String())
+	}
+	for _, p := range []string{"/", "/api/node", "/api/catalog", "/api/streams", "/api/groups", "/api/collections"} {
+		if rec := get(p); rec.Code != http.StatusOK {
+			t.Errorf("%s of a closed node: %d", p, rec.Code)
+		}
+	}
+}

@@ -128,7 +128,15 @@ func New(n *node.Node, m *Metrics, opts ...Option) *Server {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
-		_, _ = w.Write([]byte("ok"))
+		select {
+		case <-n.Done():
+			// Closing or closed: a load balancer or orchestrator stops
+			// sending it work.
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("closing"))
+		default:
+			_, _ = w.Write([]byte("ok"))
+		}
 	})
 	if m != nil {
 		mux.Handle("GET /metrics", m.Handler())
