@@ -81,6 +81,19 @@ func (c *attackerConn) welcome(s spec, ni [nonceSize]byte) welcome {
 }
 
 // helloFrame is a Hello frame for a network and group with a fresh nonce.
+// bondRaw completes the bond handshake of s from the attacker node from
+// to the node to, as a raw stream, and returns it; to counts it as a bond
+// once it has read the proof.
+func bondRaw(t testing.TB, from, to *bondNode, s spec) *attackerConn {
+	t.Helper()
+	c := dialRaw(t, from, to)
+	ni := nonce()
+	w := c.welcome(s, ni)
+	p := proof(bondKey(s.Key), sideInitiator, s.ID, from.h.ID(), to.h.ID(), ni, w.nonce)
+	c.write(encodeMsg(frameProof, &pb.BondProof{Proof: p[:]}))
+	return c
+}
+
 func helloFrame(nw, group catalog.ID) []byte {
 	n := nonce()
 	return encodeMsg(frameHello, &pb.BondHello{Network: nw[:], Group: group[:], Nonce: n[:], Role: 1})
@@ -234,11 +247,7 @@ func TestBonds_HostileFramesOnBond(t *testing.T) {
 	s := testSpec("hostile-bond", RoleWriter)
 	_, inV := victim.attach(t, s)
 	bonded := func(t *testing.T) *attackerConn {
-		c := dialRaw(t, evil, victim)
-		ni := nonce()
-		w := c.welcome(s, ni)
-		p := proof(bondKey(s.Key), sideInitiator, s.ID, evil.h.ID(), victim.h.ID(), ni, w.nonce)
-		c.write(encodeMsg(frameProof, &pb.BondProof{Proof: p[:]}))
+		c := bondRaw(t, evil, victim, s)
 		testutil.Eventually(t, 2*time.Second, func() bool { return len(inV.peers()) == 1 }, "no bond")
 		return c
 	}

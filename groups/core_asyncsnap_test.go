@@ -38,27 +38,8 @@ func (c *capCounter) CaptureSnapshot() func(w io.Writer) error {
 // group applies on while the snapshot is written, then stores it at the
 // captured index, with the captured state.
 func TestCore_CapturedSnapshotWrittenWhileApplying(t *testing.T) {
-	cfg := defaultConfig()
-	cfg.params = TestParams()
-	cfg.params.SnapshotEntries = 4
-	cfg.tick = make(chan time.Time)
 	m := &capCounter{started: make(chan int64, 1), release: make(chan struct{})}
-	s := &Service{self: "a"}
-	c, err := newGroupCore(s, [32]byte{1}, cfg, &typedMachine[int64, struct{}, int64]{sm: m, codec: CBOR[int64]{}, log: s.logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.tr = nullTransport{}
-	for range 3 * c.p.ticks(c.p.BootstrapDelay) {
-		if c.state == raft.StateLeader {
-			break
-		}
-		c.onTick()
-		c.step(t)
-	}
-	if c.state != raft.StateLeader {
-		t.Fatal("lone node did not lead")
-	}
+	c := leadingSnapCore(t, m)
 	add := func(n int) {
 		t.Helper()
 		for range n {
@@ -359,4 +340,22 @@ func TestCore_FailedConfSnapshotKeepsTheGateClosedAndRetries(t *testing.T) {
 	if err != nil || s.GetMetadata().GetIndex() < c.confSnapAt || !slices.Contains(s.GetMetadata().GetConfState().GetLearners(), 99) {
 		t.Fatalf("no owed snapshot after the retry: %v, index %d (owed at %d), conf %v", err, s.GetMetadata().GetIndex(), c.confSnapAt, s.GetMetadata().GetConfState())
 	}
+}
+
+// leadingSnapCore is a hand-driven lone core over sm, snapshotting every 4
+// entries, leading.
+func leadingSnapCore(t *testing.T, sm StateMachine[int64, struct{}, int64]) *groupCore {
+	t.Helper()
+	cfg := defaultConfig()
+	cfg.params = TestParams()
+	cfg.params.SnapshotEntries = 4
+	cfg.tick = make(chan time.Time)
+	s := &Service{self: "a"}
+	c, err := newGroupCore(s, [32]byte{1}, cfg, &typedMachine[int64, struct{}, int64]{sm: sm, codec: CBOR[int64]{}, log: s.logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.tr = nullTransport{}
+	leadAlone(t, c)
+	return c
 }

@@ -10,16 +10,7 @@ import (
 func leadingCore(t *testing.T) *groupCore {
 	t.Helper()
 	c := handCore(t, "a")
-	for range 3 * c.p.ticks(c.p.BootstrapDelay) {
-		if c.state == raft.StateLeader {
-			break
-		}
-		c.onTick()
-		c.step(t)
-	}
-	if c.state != raft.StateLeader {
-		t.Fatal("lone node did not lead")
-	}
+	leadAlone(t, c)
 	c.step(t)
 	return c
 }
@@ -81,5 +72,20 @@ func TestCore_DroppedMergedProposalFailsEveryBatch(t *testing.T) {
 	}
 	if len(c.assign) != 0 || len(c.props) != 0 {
 		t.Fatalf("left behind: %d assigned, %d queued", len(c.assign), len(c.props))
+	}
+}
+
+// leadAlone ticks the hand-driven lone core c until it leads.
+func leadAlone(t *testing.T, c *groupCore) {
+	t.Helper()
+	for range 3 * c.p.ticks(c.p.BootstrapDelay) {
+		if c.state == raft.StateLeader {
+			return
+		}
+		c.onTick()
+		c.step(t)
+	}
+	if c.state != raft.StateLeader {
+		t.Fatal("lone node did not lead")
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"testing"
 	"time"
-
-	"go.etcd.io/raft/v3"
 )
 
 // panicCapCounter is capCounter whose Apply panics on -1.
@@ -35,27 +33,8 @@ func TestCore_GroupEndsWhileSnapshotWrittenAndCallsFull(t *testing.T) {
 }
 
 func groupEndsWhileSnapshotWritten(t *testing.T, fill bool) {
-	cfg := defaultConfig()
-	cfg.params = TestParams()
-	cfg.params.SnapshotEntries = 4
-	cfg.tick = make(chan time.Time)
 	m := &panicCapCounter{capCounter{started: make(chan int64, 1), release: make(chan struct{})}}
-	s := &Service{self: "a"}
-	c, err := newGroupCore(s, [32]byte{1}, cfg, &typedMachine[int64, struct{}, int64]{sm: m, codec: CBOR[int64]{}, log: s.logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.tr = nullTransport{}
-	for range 3 * c.p.ticks(c.p.BootstrapDelay) {
-		if c.state == raft.StateLeader {
-			break
-		}
-		c.onTick()
-		c.step(t)
-	}
-	if c.state != raft.StateLeader {
-		t.Fatal("lone node did not lead")
-	}
+	c := leadingSnapCore(t, m)
 	for range 20 {
 		if c.snapBuilding != 0 {
 			break

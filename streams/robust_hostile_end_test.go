@@ -56,16 +56,7 @@ func TestRobust_HostileProducerEnds(t *testing.T) {
 		attempts:  map[catalog.StreamID]int{},
 		resets:    map[catalog.StreamID][]network.StreamErrorCode{},
 	}
-	enode := startNode(t)
-	for _, name := range []string{badClose, badReject, midFrame} {
-		mustProducer[rbRun](t, enode, name) // advertises the stream
-	}
-	enode.Host().SetStreamHandler(streams.ProtocolID, evil.handle)
-	cnode := startNode(t, node.WithBootstrapPeers(enode.AddrInfo()))
-	testutil.Eventually(t, 10*time.Second, func() bool {
-		e, ok := cnode.Catalog().Get(enode.ID())
-		return ok && e.Entry.Produces(catalog.IDFromString(midFrame))
-	}, "the consumer node does not see the hostile producer")
+	cnode := evil.start(t, badClose, badReject, midFrame)
 	fast := streams.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(100 * time.Millisecond) })
 
 	for _, tt := range []struct {

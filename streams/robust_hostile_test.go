@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -285,6 +286,23 @@ type rbEvil struct {
 	other    []error                                        // handler failures
 }
 
+// start runs e on a node that advertises the named streams, and returns
+// a consumer node that sees them all in its catalog.
+func (e *rbEvil) start(t *testing.T, names ...string) (cnode *node.Node) {
+	t.Helper()
+	enode := startNode(t)
+	for _, name := range names {
+		mustProducer[rbRun](t, enode, name) // advertises the stream
+	}
+	enode.Host().SetStreamHandler(streams.ProtocolID, e.handle)
+	cnode = startNode(t, node.WithBootstrapPeers(enode.AddrInfo()))
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		en, ok := cnode.Catalog().Get(enode.ID())
+		return ok && !slices.ContainsFunc(names, func(n string) bool { return !en.Entry.Produces(catalog.IDFromString(n)) })
+	}, "the consumer node does not see the hostile producer")
+	return cnode
+}
+
 func (e *rbEvil) handle(st network.Stream) {
 	defer func() { _ = st.Reset() }()
 	_ = st.SetDeadline(time.Now().Add(10 * time.Second))
@@ -391,16 +409,7 @@ func TestRobust_HostileProducerWire(t *testing.T) {
 		attempts: map[catalog.StreamID]int{},
 		resets:   map[catalog.StreamID][]network.StreamErrorCode{},
 	}
-	enode := startNode(t)
-	for _, name := range []string{giant, junk, bigAnswer} {
-		mustProducer[rbRun](t, enode, name) // advertises the stream
-	}
-	enode.Host().SetStreamHandler(streams.ProtocolID, evil.handle)
-	cnode := startNode(t, node.WithBootstrapPeers(enode.AddrInfo()))
-	testutil.Eventually(t, 10*time.Second, func() bool {
-		e, ok := cnode.Catalog().Get(enode.ID())
-		return ok && e.Entry.Produces(catalog.IDFromString(giant)) && e.Entry.Produces(catalog.IDFromString(junk))
-	}, "the consumer node does not see the hostile producer")
+	cnode := evil.start(t, giant, junk, bigAnswer)
 	fast := streams.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(100 * time.Millisecond) })
 	checkResets := func(t *testing.T, resets []network.StreamErrorCode) {
 		t.Helper()
