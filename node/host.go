@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -16,6 +17,8 @@ import (
 	tls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/catalog/discovery"
@@ -162,4 +165,37 @@ func addStreamLimits(limits *rcmgr.ScalingLimitConfig, id protocol.ID, all, perP
 	p.StreamsInbound, p.StreamsOutbound, p.Streams = perPeer[0], perPeer[1], perPeer[0]+perPeer[1]
 	limits.AddProtocolLimit(id, a, rcmgr.BaseLimitIncrease{})
 	limits.AddProtocolPeerLimit(id, p, rcmgr.BaseLimitIncrease{})
+}
+
+// unbound returns the addresses of want (multiaddr strings, as given to
+// WithListenAddrs) that no address of have listens on: the same
+// protocols and values, where a port 0 in want matches any port.
+func unbound(want []string, have []ma.Multiaddr) []string {
+	var out []string
+	for _, w := range want {
+		wa, err := ma.NewMultiaddr(w)
+		if err != nil || !slices.ContainsFunc(have, func(h ma.Multiaddr) bool { return listensOn(wa, h) }) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// listensOn reports whether have listens on want: have may carry more
+// components (a WebTransport listener's certificate hashes).
+func listensOn(want, have ma.Multiaddr) bool {
+	if len(want) > len(have) {
+		return false
+	}
+	for i, w := range want {
+		h := have[i]
+		if w.Code() != h.Code() {
+			return false
+		}
+		port := w.Code() == ma.P_TCP || w.Code() == ma.P_UDP
+		if w.Value() != h.Value() && !(port && w.Value() == "0") {
+			return false
+		}
+	}
+	return true
 }

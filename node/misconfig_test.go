@@ -211,3 +211,44 @@ func TestBootstrap_SelfInListSkipped(t *testing.T) {
 		t.Errorf("%d warnings of an unreachable bootstrap peer: the node dialed itself", got)
 	}
 }
+
+// TestNew_UnboundListenAddrWarned: libp2p starts when at least one listen
+// address can be bound; the others were dropped without a word (found by
+// the node review). Now each is named in a warning.
+func TestNew_UnboundListenAddrWarned(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	busy := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", l.Addr().(*net.TCPAddr).Port)
+	const msg = "listen addresses could not be bound; the node runs without them"
+	for _, tc := range []struct {
+		name   string
+		listen []string
+		warned bool
+	}{
+		{"one busy", []string{busy, "/ip4/127.0.0.1/udp/0/quic-v1"}, true},
+		{"all free", []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs logBuffer
+			n, err := node.New("unbound-listen", node.WithListenAddrs(tc.listen...), node.WithoutDHT(), node.WithFastProfile(), logs.logger())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer n.Close()
+			if got := logs.count("WARN", msg); (got == 1) != tc.warned {
+				t.Fatalf("%d warnings of unbound addresses, want warned %v; listening on %v", got, tc.warned, n.Host().Network().ListenAddresses())
+			}
+			if tc.warned {
+				logs.mu.Lock()
+				named := strings.Contains(logs.buf.String(), busy)
+				logs.mu.Unlock()
+				if !named {
+					t.Errorf("the warning does not name %s", busy)
+				}
+			}
+		})
+	}
+}

@@ -108,6 +108,11 @@ func New(network string, opts ...Option) (_ *Node, err error) {
 			return nil, err
 		}
 		n.own(n.h.Close)
+		if missing := unbound(cfg.listen, n.h.Network().ListenAddresses()); len(missing) > 0 {
+			// libp2p fails only when no address can be bound.
+			n.log.Warn("listen addresses could not be bound; the node runs without them", "addrs", missing,
+				"listening", n.h.Network().ListenAddresses(), "hint", "is another process using the port?")
+		}
 	}
 	// One bootstrap list for every node of a network names each node too:
 	// dialing itself, a node would warn that it is unreachable, for good.
