@@ -102,6 +102,8 @@ type peerState struct {
 	// A learner fetching its first snapshot is not blank: the leader's
 	// descriptor gave it the cluster's epoch.
 	blank bool
+	// blankAt: the tick its status last turned blank (see halfGone).
+	blankAt int64
 }
 
 // groupCore is one group on this node. Everything below the "goroutine

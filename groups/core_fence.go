@@ -21,12 +21,27 @@ import "go.etcd.io/raft/v3/raftpb"
 // or below such an entry of a later term, or is that leader's own and
 // below its commit index.
 //
+// The fence narrows the hole; it does not close it. The node's term and
+// vote are lost too, and its acknowledgements of appends still count: a
+// deposed leader that has not yet stepped down (five voters, the node
+// restarted within an election timeout of the new leader's election) can
+// lift the fence with its own term's commit, or count the node's fresh
+// acknowledgements towards a quorum the node already gave, in its last
+// life, to the newer leader. Closing it takes a raft id per incarnation
+// for stores that lose their log, so that a restarted node joins as the
+// new learner it is (not done: the id is in the wire format, §21.2).
+//
 // A group that bootstraps or is forced is unaffected: a lone voter's
 // campaign needs no message, and the entry it then commits in its term
 // lifts its fence. The price is liveness where safety cannot be known:
 // when the old leader is gone and the survivors are a laggard and a node
-// that came back empty, no leader is elected until RemoveAfter lets the
-// laggard force a new epoch (core_force.go), or the leader returns.
+// that came back empty, no leader is elected until the leader returns, or
+// the laggard forces a new epoch from its log once the leader was gone,
+// and the other blank, for RemoveAfter (halfGone counts a bonded voter
+// that stays blank as gone). A forced epoch keeps every entry the laggard
+// holds, and a returning old leader discards its epoch and rejoins, so
+// the replicas agree; what only the gone leader held is lost, as in any
+// forced epoch.
 
 // fenced reports whether a raft message of type t must be neither taken
 // nor sent by this node now: a vote or pre-vote request, or a leadership

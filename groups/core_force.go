@@ -227,11 +227,26 @@ func (c *groupCore) halfGone(half []uint64, n int64) bool {
 		return false
 	}
 	for _, v := range half {
-		if v != c.selfID && !c.goneFor(v, n) {
+		if v != c.selfID && !c.goneFor(v, n) && !c.blankFor(v, n) {
 			return false
 		}
 	}
 	return true
+}
+
+// blankFor reports whether voter id is bonded but has held no log for n
+// ticks: it came back empty (a memory store across a crash) and, fenced
+// (core_fence.go), votes for nobody until a leader catches it up. For a
+// forced epoch it is as gone as a voter whose bond is down; it still
+// counts as reachable in the majority test, so the side it is on is the
+// only one that can force.
+func (c *groupCore) blankFor(id uint64, n int64) bool {
+	p, ok := c.byRaft[id]
+	if !ok {
+		return false
+	}
+	ps := c.peers[p]
+	return ps.up && ps.blank && c.now-ps.blankAt >= n
 }
 
 // majorityOf reports whether more than half of voters satisfy in.

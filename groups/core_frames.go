@@ -68,7 +68,11 @@ func (c *groupCore) onFrame(f frame) {
 		// (the status is held until the peer's next one).
 		m.Snapshots = m.Snapshots[:min(len(m.Snapshots), maxAnnouncedAnchors)]
 		ps.status = &m
-		ps.blank = m.GetEpoch() == 0 && m.GetLastIndex() == 0
+		blank := m.GetEpoch() == 0 && m.GetLastIndex() == 0
+		if blank && !ps.blank {
+			ps.blankAt = c.now
+		}
+		ps.blank = blank
 		c.onStatus(f.from, ps, &m)
 		c.addOnStatus(ps)
 		c.onStatusSnapshots(f.from, ps)
