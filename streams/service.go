@@ -167,18 +167,18 @@ func attach(h host.Host, s *Service) error {
 	muxesMu.Lock()
 	defer muxesMu.Unlock()
 	// A host's mux exists while it has services (detach deletes it with
-	// its last): a refused first attach leaves none behind.
+	// its last): a refused first attach leaves none behind, and the
+	// handler is set once the mux holds its first service and timeout.
+	var m *hostMux
 	v, ok := muxes.Load(h)
-	if !ok {
+	if ok {
+		m = v.(*hostMux)
+	} else {
 		if slices.Contains(h.Mux().Protocols(), ProtocolID) {
 			return fmt.Errorf("streams: %s is already handled on host %s by someone else", ProtocolID, h.ID())
 		}
-		m := &hostMux{services: map[catalog.NetworkID]*Service{}}
-		muxes.Store(h, m)
-		h.SetStreamHandler(ProtocolID, m.handle)
-		v = m
+		m = &hostMux{services: map[catalog.NetworkID]*Service{}}
 	}
-	m := v.(*hostMux)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	nw := s.d.Network()
@@ -188,6 +188,10 @@ func attach(h host.Host, s *Service) error {
 	m.services[nw] = s
 	if m.timeout == 0 || s.params.HandshakeTimeout < m.timeout {
 		m.timeout = s.params.HandshakeTimeout
+	}
+	if !ok {
+		muxes.Store(h, m)
+		h.SetStreamHandler(ProtocolID, m.handle)
 	}
 	return nil
 }
