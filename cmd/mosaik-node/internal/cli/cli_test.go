@@ -295,6 +295,7 @@ func TestNodeFlags_StatusToken(t *testing.T) {
 		{name: "empty file", f: nodeFlags{statusTokenFile: empty}, wantUsage: true},
 		{name: "file of two lines", f: nodeFlags{statusTokenFile: twoLines}, wantUsage: true},
 		{name: "flag with a line break", f: nodeFlags{statusToken: "t\nu"}, wantUsage: true},
+		{name: "flag with a trailing space", f: nodeFlags{statusToken: "t "}, wantUsage: true},
 		{name: "missing file", f: nodeFlags{statusTokenFile: filepath.Join(dir, "missing")}, wantUsage: true},
 	} {
 		got, err := tc.f.token()

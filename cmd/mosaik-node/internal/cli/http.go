@@ -81,8 +81,10 @@ func (f *nodeFlags) token() (string, error) {
 	case f.statusToken != "" && f.statusTokenFile != "":
 		return "", usagef("--status-token and --status-token-file: give one")
 	case f.statusTokenFile == "":
-		if strings.ContainsFunc(f.statusToken, isControl) {
-			return "", usagef("--status-token: holds a control character (a line break?): no HTTP client could send it")
+		if strings.ContainsFunc(f.statusToken, isControl) || strings.TrimSpace(f.statusToken) != f.statusToken {
+			// HTTP trims the header value's surrounding spaces: every
+			// request would answer 401.
+			return "", usagef("--status-token: holds a control character or surrounding spaces: no HTTP client could send it as it is")
 		}
 		return f.statusToken, nil
 	}
