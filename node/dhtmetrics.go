@@ -88,11 +88,20 @@ func attachMeters(mp metric.MeterProvider) (detach func()) {
 	}
 }
 
-// sameProvider reports whether a and b are one provider; providers of a
-// type that cannot be compared count as distinct.
-func sameProvider(a, b metric.MeterProvider) bool {
+// sameProvider reports whether a and b are one provider; providers that
+// cannot be compared (a type that is not comparable, or a comparable
+// struct holding one in an interface field) count as distinct.
+func sameProvider(a, b metric.MeterProvider) (same bool) {
 	ta := reflect.TypeOf(a)
-	return ta == reflect.TypeOf(b) && ta.Comparable() && a == b
+	if ta != reflect.TypeOf(b) || !ta.Comparable() {
+		return false
+	}
+	defer func() {
+		if recover() != nil {
+			same = false
+		}
+	}()
+	return a == b
 }
 
 // fanout is a meter provider that forwards synchronous instruments to its
