@@ -32,7 +32,7 @@ import (
 // ends before the baseline does, and go test then passes having checked
 // that the instrumented binary builds and starts (the package's own tests
 // run the seeds). It is short enough that the module's
-// 47 targets (plus an instrumented build per package and a moment of
+// 53 targets (plus an instrumented build per package and a moment of
 // start-up each) stay within about two minutes on two cores, inside the
 // README test command's 20-minute budget. Set MOSAIK_FUZZTIME for a longer
 // run.
