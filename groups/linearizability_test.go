@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -94,6 +95,9 @@ type lincluster struct {
 
 	mu   sync.Mutex
 	hist []porcupine.Operation
+	// rejoined: groups joined during a run in place of crashed ones (no
+	// clients; final reads only)
+	rejoined []*kvGroup
 	// nodes on the minority side of a partition from minorityFrom to
 	// minorityTo (0 while it holds), and the successful puts on them
 	minority     map[peer.ID]bool
@@ -117,9 +121,14 @@ func newLincluster(t *testing.T, n int) *lincluster {
 // joins and leads alone before the others join) and waits for the voters.
 // Services of any bond layer will do: the memnet's or real hosts'.
 func newLinclusterOn(t *testing.T, svcs []*Service) *lincluster {
+	return newLinclusterWith(t, svcs, TestParams())
+}
+
+// newLinclusterWith is newLinclusterOn with the group parameters p.
+func newLinclusterWith(t *testing.T, svcs []*Service, p Params) *lincluster {
 	c := &lincluster{minority: map[peer.ID]bool{}}
 	for i, s := range svcs {
-		g, err := Join[kvPut, string, int64](s, KeyFromSecret("kv"), &kv{m: map[string]int64{}}, WithParams(TestParams()))
+		g, err := Join[kvPut, string, int64](s, KeyFromSecret("kv"), &kv{m: map[string]int64{}}, WithParams(p))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -282,7 +291,10 @@ func (c *lincluster) runFault(t *testing.T, fault func(), heal func(), d time.Du
 }
 
 func (c *lincluster) finalReads(t *testing.T) {
-	for _, g := range c.gs {
+	c.mu.Lock()
+	gs := append(slices.Clone(c.gs), c.rejoined...)
+	c.mu.Unlock()
+	for _, g := range gs {
 		select {
 		case <-g.When().Terminated():
 			continue
