@@ -72,7 +72,7 @@ type requiredClaim struct {
 //
 // Configure it with NewJWT and the builder methods; each returns a changed
 // copy, so a JWT is immutable once built and safe for concurrent use. Keys:
-// HMAC (HS256/HS384/HS512), ECDSA (ES256, ES384) and Ed25519 (EdDSA). Any
+// HMAC (HS256/HS384/HS512), ECDSA (ES256, ES384, ES512) and Ed25519 (EdDSA). Any
 // configured key whose algorithm matches the token header's "alg" may
 // verify it, so several keys allow rotation; an "alg" none of the keys has,
 // "none" included, is refused with ErrTicketAlgorithm.

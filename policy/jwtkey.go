@@ -18,12 +18,14 @@ const (
 	algHS512 = "HS512"
 	algES256 = "ES256"
 	algES384 = "ES384"
+	algES512 = "ES512"
 	algEdDSA = "EdDSA"
 )
 
 // JWTKey verifies JWT tickets of one algorithm. Make one with HS256Key,
 // HS384Key, HS512Key, ES256Key, ES256KeyFromCompressed, ES384Key,
-// ES384KeyFromCompressed or EdDSAKey, or from a signing key with
+// ES384KeyFromCompressed, ES512Key, ES512KeyFromCompressed or EdDSAKey,
+// or from a signing key with
 // [JWTSigningKey.VerifyingKey]. The zero JWTKey verifies nothing.
 //
 // A JWTKey is an immutable value, safe to copy and to share between
@@ -132,6 +134,25 @@ func ES384KeyFromCompressed(b []byte) (JWTKey, error) {
 	return JWTKey{alg: algES384, key: k}, nil
 }
 
+// ES512Key returns an ECDSA P-521 / SHA-512 verifying key.
+func ES512Key(pub *ecdsa.PublicKey) (JWTKey, error) {
+	k, err := ecdsaPublic(algES512, elliptic.P521(), pub)
+	if err != nil {
+		return JWTKey{}, err
+	}
+	return JWTKey{alg: algES512, key: k}, nil
+}
+
+// ES512KeyFromCompressed returns an ES512 verifying key from a 67-byte SEC1
+// compressed P-521 point, the form mosaik's Es512 keys take.
+func ES512KeyFromCompressed(b []byte) (JWTKey, error) {
+	k, err := ecdsaCompressed(algES512, elliptic.P521(), b)
+	if err != nil {
+		return JWTKey{}, err
+	}
+	return JWTKey{alg: algES512, key: k}, nil
+}
+
 // EdDSAKey returns an Ed25519 verifying key ("EdDSA"). The key is copied.
 func EdDSAKey(pub ed25519.PublicKey) (JWTKey, error) {
 	if len(pub) != ed25519.PublicKeySize {
@@ -142,7 +163,7 @@ func EdDSAKey(pub ed25519.PublicKey) (JWTKey, error) {
 
 // JWTSigningKey signs JWT tickets (see [JWTBuilder]). Make one with
 // HS256SigningKey, HS384SigningKey, HS512SigningKey, ES256SigningKey,
-// ES384SigningKey or EdDSASigningKey.
+// ES384SigningKey, ES512SigningKey or EdDSASigningKey.
 //
 // A JWTSigningKey is an immutable value, safe to copy and to share between
 // goroutines. It holds secret material: do not log it.
@@ -210,6 +231,11 @@ func ES256SigningKey(priv *ecdsa.PrivateKey) (JWTSigningKey, error) {
 // ES384SigningKey returns an ECDSA P-384 / SHA-384 signing key.
 func ES384SigningKey(priv *ecdsa.PrivateKey) (JWTSigningKey, error) {
 	return ecdsaSigningKey(jwt.SigningMethodES384, elliptic.P384(), priv)
+}
+
+// ES512SigningKey returns an ECDSA P-521 / SHA-512 signing key.
+func ES512SigningKey(priv *ecdsa.PrivateKey) (JWTSigningKey, error) {
+	return ecdsaSigningKey(jwt.SigningMethodES512, elliptic.P521(), priv)
 }
 
 // EdDSASigningKey returns an Ed25519 signing key ("EdDSA"). The key is

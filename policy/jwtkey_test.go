@@ -192,6 +192,9 @@ func TestJWT_ECDSAKeyErrors(t *testing.T) {
 		"EdDSA short":              func() (JWTKey, error) { return EdDSAKey(make([]byte, 31)) },
 		"EdDSA of a private key":   func() (JWTKey, error) { return EdDSAKey(make([]byte, 64)) },
 		"ES384 compressed 49 of 0": func() (JWTKey, error) { return ES384KeyFromCompressed(make([]byte, 49)) },
+		"ES512 of a P-384 key":     func() (JWTKey, error) { return ES512Key(&p384.PublicKey) },
+		"ES512 from P-384 bytes":   func() (JWTKey, error) { return ES512KeyFromCompressed(c384) },
+		"ES512 compressed 67 of 0": func() (JWTKey, error) { return ES512KeyFromCompressed(make([]byte, 67)) },
 	} {
 		if k, err := f(); err == nil {
 			t.Errorf("%s: accepted (%s)", name, k.Algorithm())
@@ -201,6 +204,7 @@ func TestJWT_ECDSAKeyErrors(t *testing.T) {
 		"ES256 nil":            func() (JWTSigningKey, error) { return ES256SigningKey(nil) },
 		"ES256 of P-384":       func() (JWTSigningKey, error) { return ES256SigningKey(p384) },
 		"ES384 of P-256":       func() (JWTSigningKey, error) { return ES384SigningKey(p256) },
+		"ES512 of P-384":       func() (JWTSigningKey, error) { return ES512SigningKey(p384) },
 		"EdDSA short":          func() (JWTSigningKey, error) { return EdDSASigningKey(make([]byte, 32)) },
 		"EdDSA mismatched key": func() (JWTSigningKey, error) { return EdDSASigningKey(make([]byte, 64)) },
 	} {
@@ -210,40 +214,57 @@ func TestJWT_ECDSAKeyErrors(t *testing.T) {
 	}
 }
 
-func TestJWT_ES384RoundTrip(t *testing.T) {
-	priv, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sk := mustSigningKey(t)(ES384SigningKey(priv))
-	holder := newTestPeer(t)
-	tk, err := NewJWTBuilder(testNetwork, sk).ExpiresAt(t0.Add(time.Hour)).Build(holder.id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if hdr := decodeHeader(t, tk.Data); hdr != `{"alg":"ES384","typ":"JWT"}` {
-		t.Fatalf("header %s", hdr)
-	}
-	c := compressECDSA(t, &priv.PublicKey)
-	if len(c) != 49 {
-		t.Fatalf("compressed P-384 key is %d bytes", len(c))
-	}
-	for name, k := range map[string]JWTKey{
-		"ecdsa":      mustKey(t)(ES384Key(&priv.PublicKey)),
-		"compressed": mustKey(t)(ES384KeyFromCompressed(c)),
-		"verifying":  sk.VerifyingKey(),
+// ES384 and ES512 (mosaik's Es384, Es512) round trips: signed here,
+// verified from the public key, its compressed form (49 and 67 bytes) and
+// the signing key's verifying key; an ES256-only validator refuses them.
+func TestJWT_ECDSARoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		alg        string
+		curve      elliptic.Curve
+		compressed int
+		sign       func(*ecdsa.PrivateKey) (JWTSigningKey, error)
+		key        func(*ecdsa.PublicKey) (JWTKey, error)
+		fromBytes  func([]byte) (JWTKey, error)
+	}{
+		{"ES384", elliptic.P384(), 49, ES384SigningKey, ES384Key, ES384KeyFromCompressed},
+		{"ES512", elliptic.P521(), 67, ES512SigningKey, ES512Key, ES512KeyFromCompressed},
 	} {
-		if k.Algorithm() != "ES384" {
-			t.Errorf("%s: algorithm %q", name, k.Algorithm())
-		}
-		if got, err := NewJWT(testNetwork, k).Validate(tk.Data, holder.id, t0); err != nil || !got.Equal(t0.Add(time.Hour)) {
-			t.Errorf("%s: %v, %v", name, got, err)
-		}
+		t.Run(tc.alg, func(t *testing.T) {
+			priv, err := ecdsa.GenerateKey(tc.curve, rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sk := mustSigningKey(t)(tc.sign(priv))
+			holder := newTestPeer(t)
+			tk, err := NewJWTBuilder(testNetwork, sk).ExpiresAt(t0.Add(time.Hour)).Build(holder.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if hdr := decodeHeader(t, tk.Data); hdr != `{"alg":"`+tc.alg+`","typ":"JWT"}` {
+				t.Fatalf("header %s", hdr)
+			}
+			c := compressECDSA(t, &priv.PublicKey)
+			if len(c) != tc.compressed {
+				t.Fatalf("compressed key is %d bytes, want %d", len(c), tc.compressed)
+			}
+			for name, k := range map[string]JWTKey{
+				"ecdsa":      mustKey(t)(tc.key(&priv.PublicKey)),
+				"compressed": mustKey(t)(tc.fromBytes(c)),
+				"verifying":  sk.VerifyingKey(),
+			} {
+				if k.Algorithm() != tc.alg {
+					t.Errorf("%s: algorithm %q", name, k.Algorithm())
+				}
+				if got, err := NewJWT(testNetwork, k).Validate(tk.Data, holder.id, t0); err != nil || !got.Equal(t0.Add(time.Hour)) {
+					t.Errorf("%s: %v, %v", name, got, err)
+				}
+			}
+			// An ES256-only validator refuses it by algorithm.
+			p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			_, err = NewJWT(testNetwork, mustKey(t)(ES256Key(&p256.PublicKey))).Validate(tk.Data, holder.id, t0)
+			checkRejected(t, err, ErrTicketAlgorithm)
+		})
 	}
-	// An ES256-only validator refuses it by algorithm.
-	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	_, err = NewJWT(testNetwork, mustKey(t)(ES256Key(&p256.PublicKey))).Validate(tk.Data, holder.id, t0)
-	checkRejected(t, err, ErrTicketAlgorithm)
 }
 
 func TestJWT_EdDSARoundTrip(t *testing.T) {
