@@ -10,6 +10,10 @@ import (
 type position struct {
 	epoch, last uint64
 	clean       bool // the producer's run ended with a graceful Close after last
+	// restart, on a position {epoch, 0} of a new run none of whose datums
+	// was handed over: the previous run's position, whose restart gap the
+	// first datum handed over still owes the application.
+	restart *position
 }
 
 // maxSeen bounds Consumer.seen: beyond it, positions of producers without a
@@ -53,6 +57,16 @@ type sequencer struct {
 
 func newSequencer(epoch uint64, prev position, known bool) *sequencer {
 	known = known && epoch != 0 && prev.epoch != 0
+	if prev.restart != nil && prev.last == 0 {
+		// The first session of prev's run handed nothing over: the restart
+		// gap, after the previous run's position, is still owed. Of the
+		// same run, the producer resends from 1.
+		q := &sequencer{prev: *prev.restart, cur: position{epoch: epoch}, restart: known, first: true}
+		if known && prev.epoch == epoch {
+			q.want = 1
+		}
+		return q
+	}
 	q := &sequencer{prev: prev, cur: position{epoch: epoch}, restart: known && prev.epoch != epoch, first: true}
 	if known && !q.restart {
 		q.want, q.cur.last = prev.last+1, prev.last

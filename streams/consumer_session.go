@@ -332,6 +332,10 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, out *sessionOutc
 	out.accepted, out.ours = time.Now(), contentKey(&c.svc.d.Catalog().Local().Entry)
 	epoch := acc.GetEpoch()
 	seq := newSequencer(epoch, prev, known)
+	// A session of a producer's new run owes the application a restart
+	// gap on its first datum: if none is handed over, the next session
+	// still owes it (pendingRestart).
+	restartOwed, restartPrev := seq.restart, seq.prev
 	// The producer resends from its window: a jump before the first datum
 	// is what left the window.
 	seq.replay = resume && acc.GetFeatures()&featureReplay != 0 && epoch == prev.epoch
@@ -350,6 +354,9 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, out *sessionOutc
 			// was read and dropped is resent or counted.
 			pos.last, pos.clean = handed, false
 			ok = pos.epoch != 0
+			if handed == 0 && restartOwed {
+				pos.restart = &restartPrev
+			}
 		}
 		if ok {
 			c.remember(r.sub.peer, pos)
@@ -370,8 +377,23 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, out *sessionOutc
 		// Counted before the application can take them (a reader woken by
 		// put may look at the subscription's stats at once); what put could
 		// not hand over is taken back.
+		// So are the gaps: Stats.Gaps counts the gaps that the datums handed
+		// over report, and a gap on a datum dropped here is reported (or
+		// resent away) by the next session.
+		gaps := func(ds []delivery[T]) (n uint64) {
+			for _, d := range ds {
+				if d.gap != nil {
+					n += d.gap.Missed
+				}
+			}
+			return n
+		}
 		r.sub.datums.Add(uint64(len(pending)))
 		r.sub.bytes.Add(pendingBytes)
+		if g := gaps(pending); g > 0 {
+			r.sub.gaps.Add(g)
+			c.gaps.Add(g)
+		}
 		n, err := c.out.put(ctx, pending)
 		if n > 0 {
 			out.delivered = true
@@ -385,6 +407,10 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, out *sessionOutc
 			// Adding ^(x-1) subtracts x.
 			r.sub.datums.Add(^uint64(len(pending) - n - 1))
 			r.sub.bytes.Add(^(lost - 1))
+			if g := gaps(pending[n:]); g > 0 {
+				r.sub.gaps.Add(^(g - 1))
+				c.gaps.Add(^(g - 1))
+			}
 		}
 		clear(pending)
 		pending, pendingBytes = pending[:0], 0
@@ -440,9 +466,8 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, out *sessionOutc
 				return err
 			}
 			if gap != nil {
-				r.sub.gaps.Add(gap.Missed)
-				c.gaps.Add(gap.Missed)
-				// Debug: the application sees it in RecvDatum and decides.
+				// Counted when handed over (flush). Debug: the application
+				// sees it in RecvDatum and decides.
 				c.log.Debug("datums missed", "peer", r.sub.peer, "cause", gap.Cause, "missed", gap.Missed, "after", gap.After)
 			}
 			v, err := c.codec.Decode(payload)
