@@ -334,7 +334,7 @@ func (c *Consumer[T]) session(ctx context.Context, r *receiver, out *sessionOutc
 	seq := newSequencer(epoch, prev, known)
 	// A session of a producer's new run owes the application a restart
 	// gap on its first datum: if none is handed over, the next session
-	// still owes it (pendingRestart).
+	// still owes it (position.restart).
 	restartOwed, restartPrev := seq.restart, seq.prev
 	// The producer resends from its window: a jump before the first datum
 	// is what left the window.
