@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/internal/testutil"
 	"github.com/mosaik-go/mosaik/node"
@@ -18,40 +20,11 @@ import (
 // then: the session remembered {newEpoch, 0}, and the next one treated
 // the new run as known (found by the replay review).
 func TestGaps_RestartOwedAcrossDroppedSession(t *testing.T) {
-	nodes := connected(t, 3)
-	codec := streams.WithCodec[[]byte](streams.Bytes{})
-	replay := streams.WithReplay(streams.Replay{Datums: 1000})
-	a := mustProducer[[]byte](t, nodes[0], "gaps-restart", codec, replay)
-	b := mustProducer[[]byte](t, nodes[1], "gaps-restart", codec, replay)
-	bID := nodes[1].ID()
-	var eligible atomic.Bool
-	eligible.Store(true)
 	const oldEpoch = 0x5eed5eed5eed5eed // B's "previous run"
-	c := mustConsumer[[]byte](t, nodes[2], "gaps-restart", codec, streams.WithBuffer(1),
-		streams.WithResumeFrom(streams.Position{Producer: bID, Epoch: oldEpoch, Seq: 50}),
-		streams.WithRequire(func(pi catalog.PeerInfo) bool { return pi.Entry.Entry.PeerID != bID || eligible.Load() }))
-	ctx := testCtx(t, 60*time.Second)
-	sub := func(p *node.Node) (streams.SubscriptionInfo, bool) { return rbSubscription(c.Producers(), p.ID()) }
-	testutil.Eventually(t, 10*time.Second, func() bool {
-		sa, oka := sub(nodes[0])
-		sb, okb := sub(nodes[1])
-		return oka && okb && sa.State == streams.Connected && sb.State == streams.Connected
-	}, "not subscribed to both")
-	if err := a.Send(ctx, rbU64(1000)); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Eventually(t, 10*time.Second, func() bool { s, ok := sub(nodes[0]); return ok && s.Stats.Datums >= 1 }, "A's datum not read")
-	for i := uint64(0); i < 100; i++ {
-		if err := b.Send(ctx, rbU64(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	testutil.Eventually(t, 10*time.Second, func() bool { s, ok := sub(nodes[1]); return ok && s.Stats.Datums >= 1 }, "B's datums not read")
-	gapsBefore := c.Stats().Gaps
-	eligible.Store(false)
-	testutil.Eventually(t, 20*time.Second, func() bool { _, ok := sub(nodes[1]); return !ok }, "B not dropped")
-	eligible.Store(true)
-	testutil.Eventually(t, 20*time.Second, func() bool { s, ok := sub(nodes[1]); return ok && s.State == streams.Connected }, "B not resubscribed")
+	h := dropBeforeHandOver(t, "gaps-restart", func(b peer.ID) []streams.ConsumerOption {
+		return []streams.ConsumerOption{streams.WithResumeFrom(streams.Position{Producer: b, Epoch: oldEpoch, Seq: 50})}
+	})
+	c, b, bID, ctx, gapsBefore := h.c, h.b, h.bID, h.ctx, h.gaps
 	if err := b.Send(ctx, rbU64(100)); err != nil {
 		t.Fatal(err)
 	}

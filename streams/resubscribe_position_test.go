@@ -1,9 +1,12 @@
 package streams_test
 
 import (
+	"context"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mosaik-go/mosaik/catalog"
 	"github.com/mosaik-go/mosaik/internal/testutil"
@@ -127,40 +130,8 @@ func TestConsumer_DatumsDroppedWithTheReceiverAreResentOrCounted(t *testing.T) {
 // started as a first one: what had been read was lost, with no gap and no
 // replay asked for. It is remembered as the run's start now.
 func TestConsumer_FirstSubscriptionDroppedBeforeHandingOverResumesFromTheStart(t *testing.T) {
-	nodes := connected(t, 3)
-	codec := streams.WithCodec[[]byte](streams.Bytes{})
-	replay := streams.WithReplay(streams.Replay{Datums: 1000})
-	a := mustProducer[[]byte](t, nodes[0], "resub-first", codec, replay)
-	b := mustProducer[[]byte](t, nodes[1], "resub-first", codec, replay)
-	bID := nodes[1].ID()
-	var eligible atomic.Bool
-	eligible.Store(true)
-	c := mustConsumer[[]byte](t, nodes[2], "resub-first", codec, streams.WithBuffer(1),
-		streams.WithRequire(func(pi catalog.PeerInfo) bool { return pi.Entry.Entry.PeerID != bID || eligible.Load() }))
-	ctx := testCtx(t, 60*time.Second)
-	sub := func(p *node.Node) (streams.SubscriptionInfo, bool) { return rbSubscription(c.Producers(), p.ID()) }
-	testutil.Eventually(t, 10*time.Second, func() bool {
-		sa, oka := sub(nodes[0])
-		sb, okb := sub(nodes[1])
-		return oka && okb && sa.State == streams.Connected && sb.State == streams.Connected
-	}, "the consumer did not subscribe to both producers")
-	// A's datum fills the delivery buffer; B's are read but not handed over.
-	if err := a.Send(ctx, rbU64(1000)); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Eventually(t, 10*time.Second, func() bool { s, ok := sub(nodes[0]); return ok && s.Stats.Datums >= 1 }, "A's datum not read")
-	for i := uint64(0); i < 100; i++ {
-		if err := b.Send(ctx, rbU64(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// B's receiver holds what it read (at least one datum) in a hand-over
-	// that waits for room.
-	testutil.Eventually(t, 10*time.Second, func() bool { s, ok := sub(nodes[1]); return ok && s.Stats.Datums >= 1 }, "B's datums not read")
-	eligible.Store(false)
-	testutil.Eventually(t, 20*time.Second, func() bool { _, ok := sub(nodes[1]); return !ok }, "the consumer did not drop B")
-	eligible.Store(true)
-	testutil.Eventually(t, 20*time.Second, func() bool { s, ok := sub(nodes[1]); return ok && s.State == streams.Connected }, "the consumer did not subscribe to B again")
+	h := dropBeforeHandOver(t, "resub-first", nil)
+	c, b, bID, ctx := h.c, h.b, h.bID, h.ctx
 	if err := b.Send(ctx, rbU64(100)); err != nil {
 		t.Fatal(err)
 	}
@@ -183,4 +154,63 @@ func TestConsumer_FirstSubscriptionDroppedBeforeHandingOverResumesFromTheStart(t
 		}
 		next = v + 1
 	}
+}
+
+// handOverDrop is dropBeforeHandOver's set-up.
+type handOverDrop struct {
+	c    *streams.Consumer[[]byte]
+	b    *streams.Producer[[]byte]
+	bID  peer.ID
+	ctx  context.Context
+	gaps uint64 // the consumer's Stats.Gaps right before B was dropped
+}
+
+// dropBeforeHandOver runs producers A and B (replay windows of 1000
+// datums) and a consumer of stream name with a one-datum delivery buffer
+// (and the options extra returns for B's peer ID, if extra is not nil):
+// A's datum fills the buffer, B's 100 datums (counters 0 to
+// 99) are read but not handed over, then the consumer drops B and
+// subscribes to it again.
+func dropBeforeHandOver(t *testing.T, name string, extra func(b peer.ID) []streams.ConsumerOption) *handOverDrop {
+	t.Helper()
+	nodes := connected(t, 3)
+	codec := streams.WithCodec[[]byte](streams.Bytes{})
+	replay := streams.WithReplay(streams.Replay{Datums: 1000})
+	a := mustProducer[[]byte](t, nodes[0], name, codec, replay)
+	b := mustProducer[[]byte](t, nodes[1], name, codec, replay)
+	bID := nodes[1].ID()
+	var eligible atomic.Bool
+	eligible.Store(true)
+	opts := []streams.ConsumerOption{codec, streams.WithBuffer(1),
+		streams.WithRequire(func(pi catalog.PeerInfo) bool { return pi.Entry.Entry.PeerID != bID || eligible.Load() })}
+	if extra != nil {
+		opts = append(opts, extra(bID)...)
+	}
+	c := mustConsumer[[]byte](t, nodes[2], name, opts...)
+	ctx := testCtx(t, 60*time.Second)
+	sub := func(p *node.Node) (streams.SubscriptionInfo, bool) { return rbSubscription(c.Producers(), p.ID()) }
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		sa, oka := sub(nodes[0])
+		sb, okb := sub(nodes[1])
+		return oka && okb && sa.State == streams.Connected && sb.State == streams.Connected
+	}, "the consumer did not subscribe to both producers")
+	// A's datum fills the delivery buffer; B's are read but not handed over.
+	if err := a.Send(ctx, rbU64(1000)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { s, ok := sub(nodes[0]); return ok && s.Stats.Datums >= 1 }, "A's datum not read")
+	for i := uint64(0); i < 100; i++ {
+		if err := b.Send(ctx, rbU64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// B's receiver holds what it read (at least one datum) in a hand-over
+	// that waits for room.
+	testutil.Eventually(t, 10*time.Second, func() bool { s, ok := sub(nodes[1]); return ok && s.Stats.Datums >= 1 }, "B's datums not read")
+	gaps := c.Stats().Gaps
+	eligible.Store(false)
+	testutil.Eventually(t, 20*time.Second, func() bool { _, ok := sub(nodes[1]); return !ok }, "the consumer did not drop B")
+	eligible.Store(true)
+	testutil.Eventually(t, 20*time.Second, func() bool { s, ok := sub(nodes[1]); return ok && s.State == streams.Connected }, "the consumer did not subscribe to B again")
+	return &handOverDrop{c: c, b: b, bID: bID, ctx: ctx, gaps: gaps}
 }
