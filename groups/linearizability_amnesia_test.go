@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mosaik-go/mosaik/internal/testutil"
 )
 
 // A voter whose log is in memory crashes and comes back empty while the
@@ -18,7 +20,8 @@ import (
 func TestLinearizable_AmnesiacVoterRestart(t *testing.T) {
 	net := newMemNet()
 	p := TestParams()
-	p.LeaveTimeout = 0 // a close is a crash
+	p.LeaveTimeout = 0              // a close is a crash
+	p.RemoveAfter = 4 * time.Second // room for the laggard to win an election meanwhile
 	var svcs []*Service
 	for i := range 3 {
 		svcs = append(svcs, net.service(t, fmt.Sprint(i), false))
@@ -32,9 +35,12 @@ func TestLinearizable_AmnesiacVoterRestart(t *testing.T) {
 		}
 		lag, amn := (l+1)%3, (l+2)%3
 		leader, lagging := c.svcs[l].self, c.svcs[lag].self
-		// The laggard misses writes that the leader and amn commit.
+		// The laggard misses writes that the leader and amn commit: wait
+		// until amn holds 200 entries the laggard lacks.
 		net.partition([]peer.ID{leader, c.svcs[amn].self}, []peer.ID{lagging})
-		time.Sleep(faultPhase / 2) // clients write meanwhile: a duration, not a condition
+		from := c.gs[lag].Committed()
+		testutil.Eventually(t, 10*time.Second, func() bool { return c.gs[amn].Committed() >= from+200 },
+			"the leader's side did not commit 200 entries while the laggard was cut off")
 		// amn crashes and comes back empty; the leader is cut off.
 		net.partition([]peer.ID{leader}, []peer.ID{lagging})
 		_ = c.svcs[amn].Close()
