@@ -92,14 +92,7 @@ func TestRobust_HostileProducerEnds(t *testing.T) {
 			}
 		})
 	}
-	evil.mu.Lock()
-	defer evil.mu.Unlock()
-	for _, err := range evil.other {
-		var se *network.StreamError
-		if !errors.As(err, &se) {
-			t.Errorf("hostile handler: %v", err)
-		}
-	}
+	evil.checkHandler(t)
 }
 
 // consumerEnds is the Ends of n's consumer of id (nil if it has none).

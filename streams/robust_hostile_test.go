@@ -492,11 +492,17 @@ func TestRobust_HostileProducerWire(t *testing.T) {
 		}
 	})
 
-	evil.mu.Lock()
-	defer evil.mu.Unlock()
-	for _, err := range evil.other {
-		// The consumer closing (end of a subtest) may cancel a stream
-		// before it is reset with a code; anything else is unexpected.
+	evil.checkHandler(t)
+}
+
+// checkHandler fails t on any failure of e's handler other than a stream
+// error: the consumer closing (end of a subtest) may cancel a stream
+// before it is reset with a code; anything else is unexpected.
+func (e *rbEvil) checkHandler(t *testing.T) {
+	t.Helper()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, err := range e.other {
 		var se *network.StreamError
 		if !errors.As(err, &se) {
 			t.Errorf("hostile handler: %v", err)
